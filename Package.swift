@@ -1,0 +1,53 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+let package = Package(
+    name: "Tangent",
+    platforms: [.macOS(.v14)],
+    products: [
+        .library(name: "Tangent", targets: [
+            "TangentTensor", "TangentTokenizer", "TangentData", "TangentSafetensors",
+            "TangentModel", "TangentTraining",
+        ]),
+        .executable(name: "tangent", targets: ["tangent"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-numerics", from: "1.0.0"),
+        .package(url: "https://github.com/swiftcsv/SwiftCSV", from: "0.10.0"),
+    ],
+    targets: [
+        // OpenBLAS through its CBLAS header (Debian: libopenblas-dev).
+        .systemLibrary(name: "CBLAS", path: "Sources/CBLAS"),
+        // Thin extern "C" shim over the SentencePiece C++ library (Debian: libsentencepiece-dev).
+        .target(
+            name: "CSentencePiece",
+            path: "Sources/CSentencePiece",
+            linkerSettings: [.linkedLibrary("sentencepiece"), .linkedLibrary("sentencepiece_train")]
+        ),
+        .target(name: "TangentTensor", dependencies: [
+            "CBLAS", .product(name: "Numerics", package: "swift-numerics"),
+        ]),
+        .target(name: "TangentTokenizer", dependencies: ["CSentencePiece"]),
+        .target(name: "TangentData", dependencies: ["TangentTensor", .product(name: "SwiftCSV", package: "SwiftCSV")]),
+        .target(name: "TangentSafetensors", dependencies: ["TangentTensor"]),
+        .target(name: "TangentModel", dependencies: [
+            "TangentTensor", "TangentSafetensors", "TangentTokenizer", "TangentData",
+        ]),
+        .target(name: "TangentTraining", dependencies: [
+            "TangentTensor", "TangentModel", "TangentData", "TangentTokenizer",
+        ]),
+        .executableTarget(name: "tangent", dependencies: [
+            "TangentTensor", "TangentTokenizer", "TangentData", "TangentModel", "TangentTraining",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        .testTarget(
+            name: "TangentTests",
+            dependencies: ["TangentTensor", "TangentTokenizer", "TangentData", "TangentSafetensors",
+                           "TangentModel", "TangentTraining"],
+            resources: [.copy("Fixtures")]
+        ),
+    ],
+    swiftLanguageModes: [.v6],
+    cxxLanguageStandard: .cxx17
+)

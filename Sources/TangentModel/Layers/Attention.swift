@@ -1,0 +1,79 @@
+import TangentTensor
+
+/// Multi-head self-attention over packed texts. Each text attends only to its own
+/// tokens, which is what the spec's padding mask achieves; packing means no padded
+/// positions exist at all, so a text's logits do not depend on its batch.
+enum Attention {
+    /// out [N, D] = concat_h softmax(q_h k_h^T / sqrt(dh)) v_h per text.
+    /// qkv [N, 3D] (q, k, v column blocks); saves att (per text, per head, L x L probabilities).
+    static func forward<T: BLASScalar>(
+        out: UnsafeMutablePointer<T>, att: UnsafeMutablePointer<T>,
+        qkv: UnsafePointer<T>, texts: [Range<Int>], attOffsets: [Int], d: Int, heads: Int
+    ) {
+        let dh = d / heads
+        let scale = 1 / T(dh).squareRoot()
+        let ld = 3 * d
+        for (b, r) in texts.enumerated() {
+            let L = r.count
+            for h in 0..<heads {
+                let q = qkv + r.lowerBound * ld + h * dh
+                let k = q + d
+                let v = q + 2 * d
+                let p = att + attOffsets[b] + h * L * L
+                T.gemm(transA: false, transB: true, m: L, n: L, k: dh, alpha: scale, a: q, lda: ld,
+                       b: k, ldb: ld, beta: 0, c: p, ldc: L)
+                for i in 0..<L {
+                    let row = p + i * L
+                    var mx = row[0]
+                    for j in 1..<L where row[j] > mx { mx = row[j] }
+                    var sum: T = 0
+                    for j in 0..<L { let e = T.exp(row[j] - mx); row[j] = e; sum += e }
+                    let inv = 1 / sum
+                    for j in 0..<L { row[j] *= inv }
+                }
+                T.gemm(transA: false, transB: false, m: L, n: dh, k: L, alpha: 1, a: p, lda: L,
+                       b: v, ldb: ld, beta: 0, c: out + r.lowerBound * d + h * dh, ldc: d)
+            }
+        }
+    }
+
+    /// dqkv [N, 3D] written from dout [N, D]; scratch needs maxL * maxL elements.
+    static func backward<T: BLASScalar>(
+        dqkv: UnsafeMutablePointer<T>, scratch: UnsafeMutablePointer<T>,
+        dout: UnsafePointer<T>, qkv: UnsafePointer<T>, att: UnsafePointer<T>,
+        texts: [Range<Int>], attOffsets: [Int], d: Int, heads: Int
+    ) {
+        let dh = d / heads
+        let scale = 1 / T(dh).squareRoot()
+        let ld = 3 * d
+        for (b, r) in texts.enumerated() {
+            let L = r.count
+            for h in 0..<heads {
+                let q = qkv + r.lowerBound * ld + h * dh
+                let k = q + d, v = q + 2 * d
+                let dq = dqkv + r.lowerBound * ld + h * dh
+                let dk = dq + d, dv = dq + 2 * d
+                let p = att + attOffsets[b] + h * L * L
+                let dO = dout + r.lowerBound * d + h * dh
+                let dp = scratch
+                // dP = dO V^T ; dV = P^T dO
+                T.gemm(transA: false, transB: true, m: L, n: L, k: dh, alpha: 1, a: dO, lda: d,
+                       b: v, ldb: ld, beta: 0, c: dp, ldc: L)
+                T.gemm(transA: true, transB: false, m: L, n: dh, k: L, alpha: 1, a: p, lda: L,
+                       b: dO, ldb: d, beta: 0, c: dv, ldc: ld)
+                // dS = P * (dP - rowsum(dP * P)), scaled for the 1/sqrt(dh) of the scores.
+                for i in 0..<L {
+                    let pr = p + i * L, dr = dp + i * L
+                    var s: T = 0
+                    for j in 0..<L { s += pr[j] * dr[j] }
+                    for j in 0..<L { dr[j] = pr[j] * (dr[j] - s) * scale }
+                }
+                // dQ = dS K ; dK = dS^T Q
+                T.gemm(transA: false, transB: false, m: L, n: dh, k: L, alpha: 1, a: dp, lda: L,
+                       b: k, ldb: ld, beta: 0, c: dq, ldc: ld)
+                T.gemm(transA: true, transB: false, m: L, n: dh, k: L, alpha: 1, a: dp, lda: L,
+                       b: q, ldb: ld, beta: 0, c: dk, ldc: ld)
+            }
+        }
+    }
+}

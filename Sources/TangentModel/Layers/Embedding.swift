@@ -1,0 +1,36 @@
+import TangentTensor
+
+/// Token plus position embeddings for packed texts.
+enum Embedding {
+    /// out [N, D] = tokenTable[ids[n]] + positionTable[positions[n]].
+    static func forward<T: BLASScalar>(
+        out: UnsafeMutablePointer<T>, ids: UnsafePointer<Int32>, positions: UnsafePointer<Int32>,
+        tokenTable: UnsafePointer<T>, positionTable: UnsafePointer<T>, n: Int, d: Int
+    ) {
+        for r in 0..<n {
+            let y = out + r * d, t = tokenTable + Int(ids[r]) * d, p = positionTable + Int(positions[r]) * d
+            for j in 0..<d { y[j] = t[j] + p[j] }
+        }
+    }
+
+    /// Scatters dout rows into the rows of the tables they came from, per segment (nil: skipped).
+    static func backward<T: BLASScalar>(
+        dtokenTable: UnsafeMutablePointer<T>?, dpositionTable: UnsafeMutablePointer<T>?,
+        dout: UnsafePointer<T>, ids: UnsafePointer<Int32>, positions: UnsafePointer<Int32>,
+        d: Int, segments: Segments
+    ) {
+        for (k, range) in segments.ranges.enumerated() {
+            for r in range {
+                let g = dout + r * d
+                if let dt = dtokenTable {
+                    let row = dt + k * segments.stride + Int(ids[r]) * d
+                    for j in 0..<d { row[j] += g[j] }
+                }
+                if let dp = dpositionTable {
+                    let row = dp + k * segments.stride + Int(positions[r]) * d
+                    for j in 0..<d { row[j] += g[j] }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,59 @@
+import TangentTensor
+
+/// LayerNorm over the last dimension with biased variance, as `torch.nn.LayerNorm`.
+enum LayerNorm {
+    /// out [N, D]; saves mean [N] and rstd [N] for backward.
+    static func forward<T: BLASScalar>(
+        out: UnsafeMutablePointer<T>, mean: UnsafeMutablePointer<T>, rstd: UnsafeMutablePointer<T>,
+        inp: UnsafePointer<T>, weight: UnsafePointer<T>, bias: UnsafePointer<T>, n: Int, d: Int, eps: T
+    ) {
+        let invD = 1 / T(d)
+        for r in 0..<n {
+            let x = inp + r * d
+            var m: T = 0
+            for j in 0..<d { m += x[j] }
+            m *= invD
+            var v: T = 0
+            for j in 0..<d { let c = x[j] - m; v += c * c }
+            v *= invD
+            let s = 1 / (v + eps).squareRoot()
+            let y = out + r * d
+            for j in 0..<d { y[j] = (x[j] - m) * s * weight[j] + bias[j] }
+            mean[r] = m
+            rstd[r] = s
+        }
+    }
+
+    /// dinp [N, D] += input gradient; dweight/dbias accumulate per segment (nil: skipped).
+    static func backward<T: BLASScalar>(
+        dinp: UnsafeMutablePointer<T>, dweight: UnsafeMutablePointer<T>?, dbias: UnsafeMutablePointer<T>?,
+        dout: UnsafePointer<T>, inp: UnsafePointer<T>, weight: UnsafePointer<T>,
+        mean: UnsafePointer<T>, rstd: UnsafePointer<T>, n: Int, d: Int, segments: Segments
+    ) {
+        let invD = 1 / T(d)
+        for (k, range) in segments.ranges.enumerated() {
+            let dw = dweight.map { $0 + k * segments.stride }
+            let db = dbias.map { $0 + k * segments.stride }
+            for r in range {
+                let x = inp + r * d, dy = dout + r * d, dx = dinp + r * d
+                let m = mean[r], s = rstd[r]
+                var dnormMean: T = 0, dnormNormMean: T = 0
+                for j in 0..<d {
+                    let norm = (x[j] - m) * s
+                    let dnorm = dy[j] * weight[j]
+                    dnormMean += dnorm
+                    dnormNormMean += dnorm * norm
+                }
+                dnormMean *= invD
+                dnormNormMean *= invD
+                for j in 0..<d {
+                    let norm = (x[j] - m) * s
+                    let dnorm = dy[j] * weight[j]
+                    dx[j] += (dnorm - dnormMean - norm * dnormNormMean) * s
+                }
+                if let dw { for j in 0..<d { dw[j] += dy[j] * (x[j] - m) * s } }
+                if let db { for j in 0..<d { db[j] += dy[j] } }
+            }
+        }
+    }
+}

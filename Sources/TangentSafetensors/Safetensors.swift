@@ -1,0 +1,321 @@
+import Foundation
+import TangentTensor
+
+/// Element types of safetensors tensors that the toolkit reads and writes.
+public enum SafetensorsDType: String, Sendable, CaseIterable {
+    case F64, F32, F16, BF16, I64, I32, I16, I8, U8, BOOL
+
+    /// Bytes per element.
+    public var size: Int {
+        switch self {
+        case .F64, .I64: return 8
+        case .F32, .I32: return 4
+        case .F16, .BF16, .I16: return 2
+        case .I8, .U8, .BOOL: return 1
+        }
+    }
+}
+
+/// One tensor's entry in a safetensors header.
+public struct SafetensorsTensorInfo: Sendable, Equatable {
+    public let name: String
+    public let dtype: SafetensorsDType
+    public let shape: [Int]
+    /// Byte range within the data section (after the header).
+    public let dataRange: Range<Int>
+
+    public var elementCount: Int { shape.reduce(1, *) }
+}
+
+/// Why a safetensors file could not be read; every case names the file.
+public enum SafetensorsError: Error, CustomStringConvertible, Equatable {
+    case unreadable(path: String, reason: String)
+    case truncated(path: String, reason: String)
+    case badHeader(path: String, reason: String)
+    case badTensor(path: String, tensor: String, reason: String)
+    case missingTensor(path: String, tensor: String)
+    case wrongDType(path: String, tensor: String, expected: String, found: String)
+    case wrongShape(path: String, tensor: String, expected: [Int], found: [Int])
+
+    public var description: String {
+        switch self {
+        case let .unreadable(p, r): return "\(p): cannot read safetensors file: \(r)"
+        case let .truncated(p, r): return "\(p): truncated safetensors file: \(r)"
+        case let .badHeader(p, r): return "\(p): corrupt safetensors header: \(r)"
+        case let .badTensor(p, t, r): return "\(p): tensor '\(t)': \(r)"
+        case let .missingTensor(p, t): return "\(p): tensor '\(t)' is missing"
+        case let .wrongDType(p, t, e, f): return "\(p): tensor '\(t)' has dtype \(f), expected \(e)"
+        case let .wrongShape(p, t, e, f): return "\(p): tensor '\(t)' has shape \(f), expected \(e)"
+        }
+    }
+}
+
+/// A parsed, validated safetensors file. The file is memory-mapped; tensors are copied
+/// out on request.
+///
+/// Format: an 8-byte little-endian header length N, N bytes of JSON mapping each
+/// tensor name to `{"dtype", "shape", "data_offsets": [begin, end]}` (plus an optional
+/// `"__metadata__"` string map), then the raw little-endian row-major data.
+public struct SafetensorsFile: @unchecked Sendable {
+    public let path: String
+    public let tensors: [String: SafetensorsTensorInfo]
+    public let metadata: [String: String]
+    /// Tensor names in the order of their data offsets.
+    public let orderedNames: [String]
+    private let data: Data
+    private let dataStart: Int
+
+    /// Reads and validates `url`: header length within the file, JSON well-formed,
+    /// known dtypes, non-negative shapes, byte counts matching shapes, offsets in
+    /// bounds and non-overlapping.
+    public init(url: URL) throws {
+        let path = url.path
+        let data: Data
+        do {
+            data = try Data(contentsOf: url, options: .alwaysMapped)
+        } catch {
+            throw SafetensorsError.unreadable(path: path, reason: (error as NSError).localizedDescription)
+        }
+        try self.init(data: data, path: path)
+    }
+
+    /// Parses safetensors bytes held in memory; `path` names them in errors.
+    public init(data: Data, path: String) throws {
+        self.path = path
+        self.data = data
+        guard data.count >= 8 else {
+            throw SafetensorsError.truncated(path: path, reason: "file has \(data.count) bytes, fewer than the 8-byte header length")
+        }
+        let headerLength: UInt64 = data.withUnsafeBytes { raw in
+            var v: UInt64 = 0
+            for i in 0..<8 { v |= UInt64(raw[i]) << (8 * UInt64(i)) }
+            return v
+        }
+        guard headerLength <= UInt64(data.count - 8) else {
+            throw SafetensorsError.truncated(path: path, reason: "header length \(headerLength) exceeds the \(data.count - 8) bytes after it")
+        }
+        guard headerLength <= 100_000_000 else {
+            throw SafetensorsError.badHeader(path: path, reason: "header length \(headerLength) is implausibly large")
+        }
+        let hl = Int(headerLength)
+        let headerData = data.subdata(in: 8..<(8 + hl))
+        let json: Any
+        do {
+            json = try JSONSerialization.jsonObject(with: headerData)
+        } catch {
+            throw SafetensorsError.badHeader(path: path, reason: "header is not valid JSON")
+        }
+        guard let dict = json as? [String: Any] else {
+            throw SafetensorsError.badHeader(path: path, reason: "header is not a JSON object")
+        }
+        let dataStart = 8 + hl
+        let dataSize = data.count - dataStart
+        var tensors: [String: SafetensorsTensorInfo] = [:]
+        var metadata: [String: String] = [:]
+        for (name, value) in dict {
+            if name == "__metadata__" {
+                guard let m = value as? [String: Any] else {
+                    throw SafetensorsError.badHeader(path: path, reason: "__metadata__ is not an object")
+                }
+                for (k, v) in m {
+                    guard let s = v as? String else {
+                        throw SafetensorsError.badHeader(path: path, reason: "__metadata__ value of '\(k)' is not a string")
+                    }
+                    metadata[k] = s
+                }
+                continue
+            }
+            guard let entry = value as? [String: Any] else {
+                throw SafetensorsError.badTensor(path: path, tensor: name, reason: "entry is not an object")
+            }
+            guard let dtypeName = entry["dtype"] as? String else {
+                throw SafetensorsError.badTensor(path: path, tensor: name, reason: "missing dtype")
+            }
+            guard let dtype = SafetensorsDType(rawValue: dtypeName) else {
+                throw SafetensorsError.badTensor(path: path, tensor: name, reason: "unknown dtype \(dtypeName)")
+            }
+            guard let shapeAny = entry["shape"] as? [Any] else {
+                throw SafetensorsError.badTensor(path: path, tensor: name, reason: "missing shape")
+            }
+            var shape: [Int] = []
+            for d in shapeAny {
+                guard let n = Self.integer(d), n >= 0 else {
+                    throw SafetensorsError.badTensor(path: path, tensor: name, reason: "shape \(shapeAny) is not a list of non-negative integers")
+                }
+                shape.append(n)
+            }
+            guard let offs = entry["data_offsets"] as? [Any], offs.count == 2,
+                  let begin = Self.integer(offs[0]), let end = Self.integer(offs[1]) else {
+                throw SafetensorsError.badTensor(path: path, tensor: name, reason: "data_offsets must be two integers")
+            }
+            guard begin >= 0, begin <= end else {
+                throw SafetensorsError.badTensor(path: path, tensor: name, reason: "data_offsets [\(begin), \(end)] are not an increasing pair")
+            }
+            guard end <= dataSize else {
+                throw SafetensorsError.truncated(path: path, reason: "tensor '\(name)' ends at byte \(end) of a data section of \(dataSize) bytes")
+            }
+            var count = 1
+            for d in shape {
+                let (p, o) = count.multipliedReportingOverflow(by: d)
+                guard !o else { throw SafetensorsError.badTensor(path: path, tensor: name, reason: "shape \(shape) overflows") }
+                count = p
+            }
+            guard count * dtype.size == end - begin else {
+                throw SafetensorsError.badTensor(path: path, tensor: name, reason: "shape \(shape) of \(dtypeName) needs \(count * dtype.size) bytes but data_offsets span \(end - begin)")
+            }
+            tensors[name] = SafetensorsTensorInfo(name: name, dtype: dtype, shape: shape, dataRange: begin..<end)
+        }
+        let ordered = tensors.values.sorted { ($0.dataRange.lowerBound, $0.name) < ($1.dataRange.lowerBound, $1.name) }
+        for i in ordered.indices.dropFirst() {
+            let prev = ordered[i - 1], cur = ordered[i]
+            if !prev.dataRange.isEmpty && !cur.dataRange.isEmpty && cur.dataRange.lowerBound < prev.dataRange.upperBound {
+                throw SafetensorsError.badTensor(path: path, tensor: cur.name, reason: "data overlaps tensor '\(prev.name)'")
+            }
+        }
+        self.tensors = tensors
+        self.metadata = metadata
+        self.orderedNames = ordered.map(\.name)
+        self.dataStart = dataStart
+    }
+
+    private static func integer(_ v: Any) -> Int? {
+        // JSONSerialization yields NSNumber; accept it only when it holds an exact integer.
+        guard let n = v as? NSNumber, !(v is Bool) else { return nil }
+        let d = n.doubleValue
+        guard d == d.rounded(), abs(d) < 9.0e15 else { return nil }
+        return n.intValue
+    }
+
+    /// The entry of `name`, checked against an expected dtype and shape when given.
+    public func info(_ name: String, dtype: SafetensorsDType? = nil, shape: [Int]? = nil) throws -> SafetensorsTensorInfo {
+        guard let info = tensors[name] else { throw SafetensorsError.missingTensor(path: path, tensor: name) }
+        if let dtype, info.dtype != dtype {
+            throw SafetensorsError.wrongDType(path: path, tensor: name, expected: dtype.rawValue, found: info.dtype.rawValue)
+        }
+        if let shape, info.shape != shape {
+            throw SafetensorsError.wrongShape(path: path, tensor: name, expected: shape, found: info.shape)
+        }
+        return info
+    }
+
+    /// Copies the raw bytes of a tensor into `destination` (which must hold them).
+    public func copyBytes(_ name: String, into destination: UnsafeMutableRawPointer) throws {
+        let info = try info(name)
+        data.withUnsafeBytes { raw in
+            let src = raw.baseAddress!.advanced(by: dataStart + info.dataRange.lowerBound)
+            destination.copyMemory(from: src, byteCount: info.dataRange.count)
+        }
+    }
+
+    /// A float32 tensor's values; fails unless its dtype is F32 (and its shape matches when given).
+    public func float32(_ name: String, shape: [Int]? = nil) throws -> [Float] {
+        let info = try info(name, dtype: .F32, shape: shape)
+        var out = [Float](repeating: 0, count: info.elementCount)
+        try out.withUnsafeMutableBytes { try copyBytes(name, into: $0.baseAddress!) }
+        return out.map { Float(bitPattern: UInt32(littleEndian: $0.bitPattern)) }
+    }
+
+    /// A float64 tensor's values.
+    public func float64(_ name: String, shape: [Int]? = nil) throws -> [Double] {
+        let info = try info(name, dtype: .F64, shape: shape)
+        var out = [Double](repeating: 0, count: info.elementCount)
+        try out.withUnsafeMutableBytes { try copyBytes(name, into: $0.baseAddress!) }
+        return out
+    }
+
+    /// An int32 tensor's values.
+    public func int32(_ name: String, shape: [Int]? = nil) throws -> [Int32] {
+        let info = try info(name, dtype: .I32, shape: shape)
+        var out = [Int32](repeating: 0, count: info.elementCount)
+        try out.withUnsafeMutableBytes { try copyBytes(name, into: $0.baseAddress!) }
+        return out.map { Int32(littleEndian: $0) }
+    }
+
+    /// An int64 tensor's values.
+    public func int64(_ name: String, shape: [Int]? = nil) throws -> [Int64] {
+        let info = try info(name, dtype: .I64, shape: shape)
+        var out = [Int64](repeating: 0, count: info.elementCount)
+        try out.withUnsafeMutableBytes { try copyBytes(name, into: $0.baseAddress!) }
+        return out.map { Int64(littleEndian: $0) }
+    }
+}
+
+/// Builds a safetensors file in memory and writes it atomically.
+public struct SafetensorsWriter {
+    private struct Entry { let name: String; let dtype: SafetensorsDType; let shape: [Int]; let bytes: Data }
+    private var entries: [Entry] = []
+    private var names: Set<String> = []
+    /// String metadata stored under `__metadata__`.
+    public var metadata: [String: String] = [:]
+
+    public init() {}
+
+    private mutating func append(_ name: String, _ dtype: SafetensorsDType, _ shape: [Int], _ bytes: Data) {
+        precondition(!names.contains(name), "duplicate tensor name \(name)")
+        precondition(shape.reduce(1, *) * dtype.size == bytes.count, "shape \(shape) does not match \(bytes.count) bytes for \(name)")
+        names.insert(name)
+        entries.append(Entry(name: name, dtype: dtype, shape: shape, bytes: bytes))
+    }
+
+    public mutating func add(_ name: String, shape: [Int], float32 values: [Float]) {
+        append(name, .F32, shape, values.withUnsafeBytes { Data($0) })
+    }
+    public mutating func add(_ name: String, shape: [Int], float32 values: UnsafeBufferPointer<Float>) {
+        append(name, .F32, shape, Data(buffer: values))
+    }
+    public mutating func add(_ name: String, shape: [Int], float64 values: [Double]) {
+        append(name, .F64, shape, values.withUnsafeBytes { Data($0) })
+    }
+    public mutating func add(_ name: String, shape: [Int], int32 values: [Int32]) {
+        append(name, .I32, shape, values.withUnsafeBytes { Data($0) })
+    }
+    public mutating func add(_ name: String, shape: [Int], int64 values: [Int64]) {
+        append(name, .I64, shape, values.withUnsafeBytes { Data($0) })
+    }
+
+    /// The file's bytes: header (padded with spaces to a multiple of 8) then data, in insertion order.
+    public func serialized() -> Data {
+        var parts: [String] = []
+        if !metadata.isEmpty {
+            let m = metadata.keys.sorted().map { "\(jsonString($0)):\(jsonString(metadata[$0]!))" }
+            parts.append("\"__metadata__\":{\(m.joined(separator: ","))}")
+        }
+        var offset = 0
+        for e in entries {
+            let shape = e.shape.map(String.init).joined(separator: ",")
+            parts.append("\(jsonString(e.name)):{\"dtype\":\"\(e.dtype.rawValue)\",\"shape\":[\(shape)],\"data_offsets\":[\(offset),\(offset + e.bytes.count)]}")
+            offset += e.bytes.count
+        }
+        var header = "{" + parts.joined(separator: ",") + "}"
+        while (header.utf8.count + 8) % 8 != 0 { header += " " }
+        var out = Data()
+        out.reserveCapacity(8 + header.utf8.count + offset)
+        var n = UInt64(header.utf8.count).littleEndian
+        withUnsafeBytes(of: &n) { out.append(contentsOf: $0) }
+        out.append(contentsOf: Array(header.utf8))
+        for e in entries { out.append(e.bytes) }
+        return out
+    }
+
+    /// Writes the file atomically (temporary file, then rename).
+    public func write(to url: URL) throws {
+        try AtomicFile.write(serialized(), to: url)
+    }
+}
+
+/// JSON string literal with the escapes JSON requires.
+func jsonString(_ s: String) -> String {
+    var out = "\""
+    for u in s.unicodeScalars {
+        switch u {
+        case "\"": out += "\\\""
+        case "\\": out += "\\\\"
+        case "\n": out += "\\n"
+        case "\r": out += "\\r"
+        case "\t": out += "\\t"
+        default:
+            if u.value < 0x20 { out += String(format: "\\u%04x", u.value) } else { out.unicodeScalars.append(u) }
+        }
+    }
+    return out + "\""
+}

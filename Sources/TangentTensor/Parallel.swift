@@ -1,0 +1,43 @@
+import Dispatch
+import Foundation
+
+/// How many worker threads the toolkit uses. Defaults to the number of active cores;
+/// `TANGENT_THREADS` overrides it. Results depend on this count only through the
+/// order of floating-point sums, and are bit-identical for a fixed count.
+public enum Threads {
+    public static var defaultCount: Int {
+        if let s = ProcessInfo.processInfo.environment["TANGENT_THREADS"], let n = Int(s), n > 0 { return n }
+        return max(1, ProcessInfo.processInfo.activeProcessorCount)
+    }
+}
+
+/// Runs `body(i)` for i in 0..<count on up to `count` threads and waits for all.
+///
+/// The iterations must touch disjoint memory (each shard its own workspace and
+/// output rows); that contract, not the type system, makes this data-race free,
+/// which is why the closure need not be `@Sendable`.
+public func parallelFor(_ count: Int, _ body: (Int) -> Void) {
+    if count <= 1 { if count == 1 { body(0) }; return }
+    withoutActuallyEscaping(body) { escapable in
+        let box = UncheckedSendableBox(escapable)
+        DispatchQueue.concurrentPerform(iterations: count) { box.value($0) }
+    }
+}
+
+private struct UncheckedSendableBox<Value>: @unchecked Sendable {
+    let value: Value
+    init(_ value: Value) { self.value = value }
+}
+
+/// Splits 0..<n into `parts` contiguous ranges whose sizes differ by at most one.
+public func splitRange(_ n: Int, parts: Int) -> [Range<Int>] {
+    let p = max(1, min(parts, max(n, 1)))
+    var out: [Range<Int>] = []
+    var start = 0
+    for i in 0..<p {
+        let len = n / p + (i < n % p ? 1 : 0)
+        out.append(start..<(start + len))
+        start += len
+    }
+    return out
+}

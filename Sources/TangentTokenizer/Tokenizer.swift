@@ -1,0 +1,143 @@
+import CSentencePiece
+import Foundation
+
+/// Why a tokenizer could not be loaded, trained or used.
+public struct TokenizerError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// A SentencePiece model (the C++ library behind a thin C shim). Ids equal those of
+/// the `sentencepiece` Python package for the same `.model` file.
+public final class Tokenizer: @unchecked Sendable {
+    // The C++ processor is immutable after loading and its Encode/Decode are const,
+    // so one instance can serve several threads.
+    private let handle: OpaquePointer
+    /// The file it was loaded from, for error messages.
+    public let source: String
+    /// The serialized ModelProto, so models can ship a copy of their tokenizer.
+    public let serializedModel: Data
+
+    /// Loads a `.model` file.
+    public convenience init(contentsOf url: URL) throws {
+        let data: Data
+        do { data = try Data(contentsOf: url) } catch {
+            throw TokenizerError("\(url.path): cannot read tokenizer model: \((error as NSError).localizedDescription)")
+        }
+        try self.init(serializedModel: data, source: url.path)
+    }
+
+    /// Loads a model from its serialized bytes; `source` names it in errors.
+    public init(serializedModel: Data, source: String) throws {
+        var err: UnsafeMutablePointer<CChar>?
+        let h = serializedModel.withUnsafeBytes { raw in
+            spm_load_bytes(raw.baseAddress, raw.count, &err)
+        }
+        guard let h else {
+            throw TokenizerError("\(source): not a SentencePiece model: \(Tokenizer.take(err) ?? "unknown error")")
+        }
+        self.handle = h
+        self.source = source
+        self.serializedModel = serializedModel
+    }
+
+    deinit { spm_free(handle) }
+
+    private static func take(_ p: UnsafeMutablePointer<CChar>?) -> String? {
+        guard let p else { return nil }
+        defer { spm_free_string(p) }
+        return String(cString: p)
+    }
+
+    public var vocabSize: Int { Int(spm_vocab_size(handle)) }
+    public var padID: Int32 { spm_pad_id(handle) }
+    public var unkID: Int32 { spm_unk_id(handle) }
+    public var bosID: Int32 { spm_bos_id(handle) }
+    public var eosID: Int32 { spm_eos_id(handle) }
+
+    /// The piece string of `id`, or nil if out of range.
+    public func piece(_ id: Int32) -> String? { Tokenizer.take(spm_id_to_piece(handle, id)) }
+
+    /// Token ids of `text` (no BOS/EOS added).
+    public func encode(_ text: String) throws -> [Int32] {
+        var ids: UnsafeMutablePointer<Int32>?
+        var count = 0
+        var err: UnsafeMutablePointer<CChar>?
+        let utf8 = Array(text.utf8)
+        let rc = utf8.withUnsafeBufferPointer { buf in
+            buf.baseAddress!.withMemoryRebound(to: CChar.self, capacity: max(buf.count, 1)) {
+                spm_encode(handle, $0, buf.count, &ids, &count, &err)
+            }
+        }
+        guard rc == 0, let ids else {
+            throw TokenizerError("\(source): cannot encode text: \(Tokenizer.take(err) ?? "unknown error")")
+        }
+        defer { spm_free_ids(ids) }
+        return Array(UnsafeBufferPointer(start: ids, count: count))
+    }
+
+    /// Text of `ids`.
+    public func decode(_ ids: [Int32]) throws -> String {
+        var text: UnsafeMutablePointer<CChar>?
+        var err: UnsafeMutablePointer<CChar>?
+        let rc = ids.withUnsafeBufferPointer { spm_decode(handle, $0.baseAddress, $0.count, &text, &err) }
+        guard rc == 0, let s = Tokenizer.take(text) else {
+            throw TokenizerError("\(source): cannot decode ids: \(Tokenizer.take(err) ?? "unknown error")")
+        }
+        return s
+    }
+}
+
+/// Options for training a SentencePiece model.
+public struct TokenizerTrainingOptions: Sendable {
+    public enum ModelType: String, Sendable, CaseIterable { case unigram, bpe }
+    public var vocabSize: Int
+    public var modelType: ModelType = .unigram
+    /// Share of characters the model must cover; the rest go through byte fallback.
+    public var characterCoverage: Double = 0.9995
+    public var seed: UInt32 = 0
+    public init(vocabSize: Int) { self.vocabSize = vocabSize }
+}
+
+extension Tokenizer {
+    /// Trains a SentencePiece model on `texts` with `pad_id=0 unk_id=1 bos_id=2 eos_id=3`
+    /// and byte fallback, so no text becomes `<unk>`. Returns the loaded tokenizer;
+    /// its `serializedModel` is the `.model` file's content.
+    public static func train(texts: [String], options: TokenizerTrainingOptions) throws -> Tokenizer {
+        guard options.vocabSize >= 260 + 4 else {
+            throw TokenizerError("vocabulary size \(options.vocabSize) is too small: byte fallback alone needs 256 pieces plus 4 special ones (use at least 264)")
+        }
+        guard !texts.isEmpty else { throw TokenizerError("no texts to train the tokenizer on") }
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("tangent-spm-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let input = dir.appendingPathComponent("input.txt")
+        // SentencePiece reads one sentence per line.
+        let lines = texts.map { $0.replacingOccurrences(of: "\r", with: " ").replacingOccurrences(of: "\n", with: " ") }
+        try Data((lines.joined(separator: "\n") + "\n").utf8).write(to: input)
+        let args = [
+            "--input=\(input.path)",
+            "--model_prefix=\(dir.appendingPathComponent("m").path)",
+            "--vocab_size=\(options.vocabSize)",
+            "--model_type=\(options.modelType.rawValue)",
+            "--character_coverage=\(options.characterCoverage)",
+            "--pad_id=0", "--unk_id=1", "--bos_id=2", "--eos_id=3",
+            "--byte_fallback=true",
+            "--hard_vocab_limit=true",
+            "--random_seed=\(options.seed)",
+            "--num_threads=\(max(1, ProcessInfo.processInfo.activeProcessorCount))",
+            "--minloglevel=1",
+        ].joined(separator: " ")
+        spm_set_min_log_level(1)
+        var bytes: UnsafeMutableRawPointer?
+        var length = 0
+        var err: UnsafeMutablePointer<CChar>?
+        let rc = spm_train(args, &bytes, &length, &err)
+        guard rc == 0, let bytes else {
+            throw TokenizerError("SentencePiece training failed: \(take(err) ?? "unknown error")")
+        }
+        defer { spm_free_bytes(bytes) }
+        let data = Data(bytes: bytes, count: length)
+        return try Tokenizer(serializedModel: data, source: "trained tokenizer")
+    }
+}

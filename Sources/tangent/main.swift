@@ -1,0 +1,3 @@
+import ArgumentParser
+Tangent.main()
+struct Tangent: ParsableCommand {}
