@@ -1,0 +1,52 @@
+import Foundation
+import Testing
+@testable import TangentModel
+import TangentTensor
+
+/// Deterministic pseudo-random numbers for tests.
+struct TestRNG {
+    var rng: CounterRNG
+    var counter: UInt64 = 0
+    init(_ seed: UInt64) { rng = CounterRNG.derive(seed, 77) }
+    mutating func normal() -> Double { counter += 1; return rng.normal(counter) }
+    mutating func uniform() -> Double { counter += 1; return rng.uniform(counter) }
+    mutating func int(_ n: Int) -> Int { Int(uniform() * Double(n)) % n }
+    mutating func vector(_ n: Int, scale: Double = 1) -> [Double] { (0..<n).map { _ in scale * normal() } }
+}
+
+/// Central finite differences of `f` at coordinates `indices` of `x`, compared with
+/// `analytic`. Returns the largest relative error |a-n| / max(|a|+|n|, floor), where the
+/// floor is 1e-4 of the largest analytic entry checked: entries that are exactly zero
+/// in theory (e.g. the key bias under softmax) are then judged against the tensor's scale
+/// instead of against rounding noise.
+func maxFiniteDifferenceError(_ x: [Double], analytic: [Double], indices: [Int], h: Double = 1e-5,
+                              _ f: ([Double]) -> Double) -> (error: Double, index: Int) {
+    var worst = 0.0, at = -1
+    var xp = x
+    let floor = max(1e-12, 1e-4 * (indices.map { abs(analytic[$0]) }.max() ?? 0))
+    for i in indices {
+        let x0 = xp[i]
+        xp[i] = x0 + h; let fp = f(xp)
+        xp[i] = x0 - h; let fm = f(xp)
+        xp[i] = x0
+        let numeric = (fp - fm) / (2 * h)
+        let err = abs(analytic[i] - numeric) / max(floor, abs(analytic[i]) + abs(numeric))
+        if err > worst { worst = err; at = i }
+    }
+    return (worst, at)
+}
+
+/// A tiny model configuration for gradient checks.
+func tinyConfig(pooling: ModelConfig.Pooling = .mean, classes: Int = 3) -> ModelConfig {
+    ModelConfig(vocabSize: 23, maxLen: 9, dModel: 8, nHeads: 2, nLayers: 2, dFF: 12, nClasses: classes, pooling: pooling)
+}
+
+/// Random token sequences (BOS first) of the given lengths.
+func randomSequences(_ lengths: [Int], vocab: Int, rng: inout TestRNG) -> [[Int32]] {
+    lengths.map { L in [Int32(2)] + (1..<L).map { _ in Int32(4 + rng.int(vocab - 4)) } }
+}
+
+/// Path of a test fixture file.
+func fixture(_ name: String) -> URL {
+    Bundle.module.url(forResource: "Fixtures/\(name)", withExtension: nil)!
+}
