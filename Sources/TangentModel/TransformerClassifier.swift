@@ -108,6 +108,8 @@ public final class TransformerClassifier<T: BLASScalar>: @unchecked Sendable {
     /// Runs the forward pass and keeps its activations for backward calls.
     /// Returns logits [B, C], row-major.
     @discardableResult
+    @_specialize(exported: true, where T == Float)
+    @_specialize(exported: true, where T == Double)
     public func forward(_ batch: TokenBatch, dropout: DropoutConfig? = nil) throws -> [T] {
         try batch.validate(for: config)
         let nShards = max(1, min(threads, batch.count))
@@ -127,6 +129,8 @@ public final class TransformerClassifier<T: BLASScalar>: @unchecked Sendable {
     }
 
     /// Pooled embeddings e(x) [B, D] of the last forward pass.
+    @_specialize(exported: true, where T == Float)
+    @_specialize(exported: true, where T == Double)
     public func lastEmbeddings() -> [T] {
         let D = config.dModel
         var out = [T](repeating: 0, count: (current?.count ?? 0) * D)
@@ -138,6 +142,8 @@ public final class TransformerClassifier<T: BLASScalar>: @unchecked Sendable {
 
     /// Adds the gradient of sum_b,c seed[b,c] * logits[b,c] (of the last forward pass)
     /// with respect to all parameters into `gradient` (layout order).
+    @_specialize(exported: true, where T == Float)
+    @_specialize(exported: true, where T == Double)
     public func backward(seed: [T], into gradient: UnsafeMutableBufferPointer<T>) {
         guard let batch = current else { preconditionFailure("backward called before forward") }
         precondition(seed.count == batch.count * config.nClasses, "seed must be [B, C]")
@@ -161,6 +167,8 @@ public final class TransformerClassifier<T: BLASScalar>: @unchecked Sendable {
     /// Writes, for each text b of the last forward pass, the gradient of
     /// sum_c seed[b,c] * logits[b,c] over the tensors of `subset` into
     /// `output[b * subset.count ..< (b+1) * subset.count]` (compact subset layout).
+    @_specialize(exported: true, where T == Float)
+    @_specialize(exported: true, where T == Double)
     public func perExampleGradients(seed: [T], subset: ParameterSubset, into output: UnsafeMutableBufferPointer<T>) {
         guard let batch = current else { preconditionFailure("perExampleGradients called before forward") }
         precondition(seed.count == batch.count * config.nClasses, "seed must be [B, C]")

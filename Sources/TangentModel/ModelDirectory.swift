@@ -1,0 +1,192 @@
+import Foundation
+import TangentData
+import TangentSafetensors
+import TangentTensor
+import TangentTokenizer
+
+/// A saved model as the spec lays it out: `config.json`, `model.safetensors`,
+/// `tokenizer.model` and `labels.json` in one directory.
+public struct ModelDirectory {
+    public static let configFile = "config.json"
+    public static let weightsFile = "model.safetensors"
+    public static let tokenizerFile = "tokenizer.model"
+    public static let labelsFile = "labels.json"
+
+    /// Writes the parameters of `model` as float32 safetensors with the spec's names and
+    /// shapes (PyTorch `state_dict` layout), atomically.
+    public static func saveWeights<T: BLASScalar>(_ model: TransformerClassifier<T>, to url: URL,
+                                                   metadata: [String: String] = [:]) throws {
+        var w = SafetensorsWriter()
+        w.metadata = metadata.merging(["format": "pt"]) { a, _ in a }
+        for t in model.layout.tensors {
+            w.add(t.name, shape: t.shape, float32: model.parameters[t.range].map { Float($0) })
+        }
+        try w.write(to: url)
+    }
+
+    /// Reads weights into `model`, checking that every tensor is present, float32, of the
+    /// spec's shape, finite, and that the file holds no unknown tensors.
+    public static func loadWeights<T: BLASScalar>(_ model: TransformerClassifier<T>, from url: URL) throws {
+        let file = try SafetensorsFile(url: url)
+        let known = Set(model.layout.tensors.map(\.name))
+        if let extra = file.tensors.keys.sorted().first(where: { !known.contains($0) }) {
+            throw SafetensorsError.badTensor(path: url.path, tensor: extra, reason: "not a tensor of this model architecture")
+        }
+        var values = [T](repeating: 0, count: model.layout.count)
+        for t in model.layout.tensors {
+            let v = try file.float32(t.name, shape: t.shape)
+            if let bad = v.firstIndex(where: { !$0.isFinite }) {
+                throw SafetensorsError.badTensor(path: url.path, tensor: t.name, reason: "element \(bad) is \(v[bad])")
+            }
+            for (k, x) in v.enumerated() { values[t.offset + k] = T(x) }
+        }
+        model.setParameters(values)
+    }
+
+    /// Reads `config.json`; errors name the file and the missing or malformed field.
+    public static func loadConfig(_ url: URL) throws -> ModelConfig {
+        let data: Data
+        do { data = try Data(contentsOf: url) } catch {
+            throw ModelError("\(url.path): cannot read model config: \((error as NSError).localizedDescription)")
+        }
+        do {
+            let c = try JSONDecoder().decode(ModelConfig.self, from: data)
+            do { try c.validate() } catch let e as ModelError { throw ModelError("\(url.path): \(e.description)") }
+            return c
+        } catch let e as ModelError {
+            throw e
+        } catch let DecodingError.keyNotFound(key, _) {
+            throw ModelError("\(url.path): missing field '\(key.stringValue)'")
+        } catch let DecodingError.typeMismatch(_, ctx), let DecodingError.valueNotFound(_, ctx) {
+            throw ModelError("\(url.path): field '\(ctx.codingPath.map(\.stringValue).joined(separator: "."))' has the wrong type")
+        } catch let DecodingError.dataCorrupted(ctx) {
+            let field = ctx.codingPath.map(\.stringValue).joined(separator: ".")
+            throw ModelError("\(url.path): \(field.isEmpty ? "not valid JSON" : "field '\(field)' is invalid")")
+        }
+    }
+
+    /// Writes `config.json` atomically: the architecture keys plus `extra` keys
+    /// (training hyper-parameters, data set, metrics) that loaders ignore.
+    public static func saveConfig(_ config: ModelConfig, extra: [String: Any], to url: URL) throws {
+        let base = try JSONSerialization.jsonObject(with: JSONEncoder().encode(config)) as! [String: Any]
+        let merged = base.merging(extra) { a, _ in a }
+        let data = try JSONSerialization.data(withJSONObject: merged, options: [.prettyPrinted, .sortedKeys])
+        try AtomicFile.write(data, to: url)
+    }
+}
+
+/// A loaded model with its tokenizer and labels: what prediction needs.
+public final class Classifier: @unchecked Sendable {
+    public let model: TransformerClassifier<Float>
+    public let tokenizer: Tokenizer
+    public let labels: LabelSet
+    public let directory: URL?
+    /// The raw `config.json` object (architecture plus training metadata), when loaded from disk.
+    public let configJSON: [String: Any]
+
+    public init(model: TransformerClassifier<Float>, tokenizer: Tokenizer, labels: LabelSet,
+                directory: URL? = nil, configJSON: [String: Any] = [:]) throws {
+        try Classifier.check(tokenizer: tokenizer, labels: labels, config: model.config, directory: directory)
+        self.model = model
+        self.tokenizer = tokenizer
+        self.labels = labels
+        self.directory = directory
+        self.configJSON = configJSON
+    }
+
+    /// Loads a model directory, checking that its parts agree with each other.
+    public convenience init(directory: URL, threads: Int = Threads.defaultCount) throws {
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: directory.path, isDirectory: &isDir), isDir.boolValue else {
+            throw ModelError("\(directory.path): no such model directory")
+        }
+        let configURL = directory.appendingPathComponent(ModelDirectory.configFile)
+        let config = try ModelDirectory.loadConfig(configURL)
+        let json = (try? JSONSerialization.jsonObject(with: Data(contentsOf: configURL))) as? [String: Any] ?? [:]
+        let tokenizer = try Tokenizer(contentsOf: directory.appendingPathComponent(ModelDirectory.tokenizerFile))
+        let labels = try LabelSet.load(directory.appendingPathComponent(ModelDirectory.labelsFile))
+        try Classifier.check(tokenizer: tokenizer, labels: labels, config: config, directory: directory)
+        let model = try TransformerClassifier<Float>(config: config, threads: threads)
+        try ModelDirectory.loadWeights(model, from: directory.appendingPathComponent(ModelDirectory.weightsFile))
+        try self.init(model: model, tokenizer: tokenizer, labels: labels, directory: directory, configJSON: json)
+    }
+
+    private static func check(tokenizer: Tokenizer, labels: LabelSet, config: ModelConfig, directory: URL?) throws {
+        let where_ = directory.map { "\($0.path): " } ?? ""
+        guard tokenizer.vocabSize == config.vocabSize else {
+            throw ModelError("\(where_)tokenizer \(tokenizer.source) has \(tokenizer.vocabSize) pieces but the model's vocab_size is \(config.vocabSize); the tokenizer does not match the model")
+        }
+        guard Int(tokenizer.padID) == config.padID, Int(tokenizer.bosID) == config.bosID else {
+            throw ModelError("\(where_)tokenizer pad/bos ids (\(tokenizer.padID), \(tokenizer.bosID)) differ from the model's (\(config.padID), \(config.bosID))")
+        }
+        guard labels.count == config.nClasses else {
+            throw ModelError("\(where_)\(ModelDirectory.labelsFile) lists \(labels.count) labels but the model has n_classes \(config.nClasses)")
+        }
+    }
+
+    /// Saves model, tokenizer, labels and config (with `extra` keys) into `directory`.
+    public func save(to directory: URL, extra: [String: Any] = [:]) throws {
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        try AtomicFile.write(tokenizer.serializedModel, to: directory.appendingPathComponent(ModelDirectory.tokenizerFile))
+        try labels.save(directory.appendingPathComponent(ModelDirectory.labelsFile))
+        try ModelDirectory.saveWeights(model, to: directory.appendingPathComponent(ModelDirectory.weightsFile))
+        try ModelDirectory.saveConfig(model.config, extra: extra, to: directory.appendingPathComponent(ModelDirectory.configFile))
+    }
+
+    /// Token ids as the model sees a text: BOS, then the SentencePiece ids, cut to max_len.
+    public func encode(_ text: String) throws -> [Int32] {
+        try TextEncoding.encode(text, tokenizer: tokenizer, config: model.config)
+    }
+
+    /// Logits [B, C] of `texts`, computed in batches of `batchSize`.
+    public func logits(_ texts: [String], batchSize: Int = 256) throws -> [Float] {
+        var out: [Float] = []
+        out.reserveCapacity(texts.count * model.config.nClasses)
+        var start = 0
+        while start < texts.count {
+            let end = min(texts.count, start + batchSize)
+            let batch = TokenBatch(sequences: try texts[start..<end].map(encode), padID: Int32(model.config.padID))
+            out += try model.forward(batch)
+            start = end
+        }
+        return out
+    }
+
+    /// Predictions for `texts`: label, probabilities and logits.
+    public func predict(_ texts: [String], batchSize: Int = 256) throws -> [Prediction] {
+        let C = model.config.nClasses
+        let z = try logits(texts, batchSize: batchSize)
+        return texts.indices.map { i in
+            let row = Array(z[(i * C)..<((i + 1) * C)])
+            let p = softmax(row)
+            let best = p.indices.max { p[$0] < p[$1] }!
+            return Prediction(text: texts[i], labelIndex: best, label: labels.names[best], probabilities: p, logits: row)
+        }
+    }
+}
+
+/// A model's output for one text.
+public struct Prediction: Sendable, Codable, Equatable {
+    public let text: String
+    public let labelIndex: Int
+    public let label: String
+    public let probabilities: [Float]
+    public let logits: [Float]
+}
+
+/// How texts become model inputs.
+public enum TextEncoding {
+    /// `[bos_id] + sentencepiece.encode(text)[: max_len - 1]`, as the spec's forward pass.
+    public static func encode(_ text: String, tokenizer: Tokenizer, config: ModelConfig) throws -> [Int32] {
+        let ids = try tokenizer.encode(text)
+        return [Int32(config.bosID)] + ids.prefix(config.maxLen - 1)
+    }
+}
+
+/// Softmax computed in Double with the max shift.
+public func softmax(_ z: [Float]) -> [Float] {
+    let m = z.max() ?? 0
+    let e = z.map { Foundation.exp(Double($0 - m)) }
+    let s = e.reduce(0, +)
+    return e.map { Float($0 / s) }
+}

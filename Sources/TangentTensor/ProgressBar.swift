@@ -1,0 +1,58 @@
+import Foundation
+
+/// A one-line progress bar on standard error, redrawn at most ten times a second,
+/// with a rate and an estimate of the time left. Silent when stderr is not a terminal
+/// unless `alwaysDraw`, in which case it prints a line per 10% instead of redrawing.
+public final class ProgressBar: @unchecked Sendable {
+    private let total: Int
+    private let label: String
+    private let start = Date()
+    private var last = Date.distantPast
+    private var lastDecile = -1
+    private let interactive: Bool
+    private let enabled: Bool
+
+    public init(total: Int, label: String, enabled: Bool = true) {
+        self.total = max(1, total)
+        self.label = label
+        self.enabled = enabled
+        interactive = isatty(2) != 0
+    }
+
+    /// Shows `done` of `total` with a free-form status (e.g. loss and accuracy).
+    public func update(_ done: Int, status: String = "") {
+        guard enabled else { return }
+        let now = Date()
+        let frac = Double(done) / Double(total)
+        let elapsed = now.timeIntervalSince(start)
+        let rate = elapsed > 0 ? Double(done) / elapsed : 0
+        let eta = rate > 0 ? Double(total - done) / rate : 0
+        if interactive {
+            guard now.timeIntervalSince(last) > 0.1 || done == total else { return }
+            last = now
+            let width = 24
+            let filled = Int(frac * Double(width))
+            let bar = String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled)
+            let line = String(format: "\r%@ [%@] %d/%d %.1f/s eta %@ %@", label, bar, done, total, rate, Self.duration(eta), status)
+            FileHandle.standardError.write(Data((line + "\u{1B}[K").utf8))
+        } else {
+            let decile = Int(frac * 10)
+            guard decile > lastDecile else { return }
+            lastDecile = decile
+            let line = String(format: "%@ %3d%% %d/%d %.1f/s %@\n", label, Int(frac * 100), done, total, rate, status)
+            FileHandle.standardError.write(Data(line.utf8))
+        }
+    }
+
+    /// Ends the bar's line.
+    public func finish(status: String = "") {
+        guard enabled else { return }
+        update(total, status: status)
+        if interactive { FileHandle.standardError.write(Data("\n".utf8)) }
+    }
+
+    static func duration(_ s: Double) -> String {
+        let t = Int(s.rounded())
+        return t >= 3600 ? String(format: "%dh%02dm", t / 3600, (t % 3600) / 60) : String(format: "%d:%02d", t / 60, t % 60)
+    }
+}

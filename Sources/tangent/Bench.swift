@@ -1,0 +1,70 @@
+import ArgumentParser
+import Foundation
+import TangentModel
+import TangentTensor
+import TangentTraining
+
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Benchmarks (build with -c release).", subcommands: [BenchTrain.self])
+}
+
+struct BenchTrain: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "train",
+        abstract: "Training throughput (forward + backward + AdamW) on random tokens.",
+        discussion: "Default workload: d_model 128, 2 layers, d_ff 512, vocab 8000, 64 tokens, batch 64.")
+
+    @Option(help: "Model width.") var dModel: Int = 128
+    @Option(help: "Attention heads.") var heads: Int = 4
+    @Option(help: "Transformer blocks.") var layers: Int = 2
+    @Option(help: "Feed-forward width.") var dFF: Int = 512
+    @Option(help: "Vocabulary size.") var vocab: Int = 8000
+    @Option(help: "Tokens per text.") var tokens: Int = 64
+    @Option(help: "Texts per step.") var batchSize: Int = 64
+    @Option(help: "Measured steps (after 3 warm-up steps).") var steps: Int = 20
+    @Option(help: "Threads (default: all cores, or TANGENT_THREADS).") var threads: Int?
+    @Option(help: "Dropout rate during the benchmark.") var dropout: Double = 0.1
+
+    func run() throws {
+        try reportingErrors {
+            let nThreads = threads ?? Threads.defaultCount
+            let config = ModelConfig(vocabSize: vocab, maxLen: tokens, dModel: dModel, nHeads: heads, nLayers: layers,
+                                     dFF: dFF, nClasses: 2)
+            let model = try TransformerClassifier<Float>.initialized(config: config, seed: 1, threads: nThreads)
+            var options = TrainingOptions()
+            options.batchSize = batchSize
+            options.epochs = 1
+            options.dropout = dropout
+            let trainer = try Trainer(model: model, options: options)
+            let rng = CounterRNG.derive(7, 7)
+            let n = batchSize * (steps + 3)
+            let seqs = (0..<n).map { i in [Int32(2)] + (1..<tokens).map { j in Int32(4 + Int(rng.bits(UInt64(i * tokens + j)) % UInt64(vocab - 4))) } }
+            let labels = (0..<n).map { $0 % 2 }
+            let warm = EncodedSet(sequences: Array(seqs[0..<(3 * batchSize)]), labels: Array(labels[0..<(3 * batchSize)]))
+            _ = try trainer.train(warm, test: nil)
+            let measured = EncodedSet(sequences: Array(seqs[(3 * batchSize)...]), labels: Array(labels[(3 * batchSize)...]))
+            let t0 = Date()
+            _ = try trainer.train(measured, test: nil)
+            let dt = Date().timeIntervalSince(t0)
+            let nonEmbedding = model.layout.tensors.filter { !$0.name.hasPrefix("embeddings") }.reduce(0) { $0 + $1.count }
+            let tokenCount = Double(steps * batchSize * tokens)
+            let flops = 6 * Double(nonEmbedding) * tokenCount
+            print("workload: d_model \(dModel), \(layers) layers, d_ff \(dFF), vocab \(vocab), \(tokens) tokens, batch \(batchSize), dropout \(dropout)")
+            print("threads: \(nThreads)")
+            print("parameters: \(model.layout.count) (\(nonEmbedding) outside the embeddings)")
+            print(String(format: "steps: %d in %.3f s (%.2f ms/step)", steps, dt, 1000 * dt / Double(steps)))
+            print(String(format: "throughput: %.0f tokens/s, %.1f examples/s", tokenCount / dt, Double(steps * batchSize) / dt))
+            print(String(format: "approx. %.1f GFLOP/s (6 x non-embedding parameters x tokens)", flops / dt / 1e9))
+            print("peak memory (VmHWM): \(peakMemoryDescription())")
+        }
+    }
+}
+
+/// The process's peak resident memory from /proc/self/status.
+func peakMemoryDescription() -> String {
+    guard let s = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+          let line = s.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }) else { return "unknown" }
+    let kb = Double(line.split(separator: " ").dropFirst().first.map(String.init) ?? "") ?? 0
+    return String(format: "%.1f MiB", kb / 1024)
+}

@@ -1,0 +1,32 @@
+import ArgumentParser
+import Foundation
+import TangentData
+
+/// Options naming the text and label columns of CSV/TSV files (and fields of JSON Lines).
+struct ColumnOptions: ParsableArguments {
+    @Option(help: "Column (CSV/TSV) or field (JSON Lines) holding the text.")
+    var textColumn: String = "text"
+    @Option(help: "Column (CSV/TSV) or field (JSON Lines) holding the label.")
+    var labelColumn: String = "label"
+
+    func reader(requireLabels: Bool = true) -> DatasetReader {
+        DatasetReader(textColumn: textColumn, labelColumn: labelColumn, requireLabels: requireLabels)
+    }
+}
+
+/// Writes a line to standard error (diagnostics and progress; results go to standard output).
+func printError(_ s: String) {
+    FileHandle.standardError.write(Data((s + "\n").utf8))
+}
+
+/// Turns any error into a clean message and a non-zero exit, without a stack trace.
+func reportingErrors<R>(_ body: () throws -> R) throws -> R {
+    do { return try body() } catch let e as ExitCode { throw e } catch let e as CleanExit { throw e } catch let e as ValidationError {
+        throw e
+    } catch {
+        printError("error: \(error)")
+        throw ExitCode.failure
+    }
+}
+
+func fileURL(_ path: String) -> URL { URL(fileURLWithPath: path) }

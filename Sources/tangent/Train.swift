@@ -1,0 +1,143 @@
+import ArgumentParser
+import Foundation
+import TangentData
+import TangentModel
+import TangentTensor
+import TangentTokenizer
+import TangentTraining
+
+struct Train: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Train a transformer classifier and save it as a model directory.",
+        discussion: """
+        Writes OUT/config.json, model.safetensors, tokenizer.model and labels.json after every \
+        epoch (atomically), so an interrupted or diverging run keeps its last finished epoch. \
+        Labels are indexed in sorted order and stored in labels.json.
+        """)
+
+    @Option(help: "Training data: a file (.jsonl/.csv/.tsv) or a directory with train.* (and test.*).")
+    var data: String
+    @Option(help: "Test data (default: the test.* file beside the training data, when present).")
+    var test: String?
+    @Option(help: "SentencePiece .model file (see `tangent tokenizer train`).")
+    var tokenizer: String
+    @Option(help: "Output model directory.")
+    var out: String
+    @Flag(help: "Replace an existing model directory.")
+    var overwrite = false
+
+    @Option(help: "Model width.") var dModel: Int = 128
+    @Option(help: "Attention heads.") var heads: Int = 4
+    @Option(help: "Transformer blocks.") var layers: Int = 2
+    @Option(help: "Feed-forward width.") var dFF: Int = 512
+    @Option(help: "Maximum tokens per text, BOS included (longer texts are cut).") var maxLen: Int = 64
+    @Option(help: "Pooling: mean or cls.") var pooling: String = "mean"
+
+    @Option(help: "Passes over the training data.") var epochs: Int = 5
+    @Option(help: "Texts per step.") var batchSize: Int = 32
+    @Option(help: "Peak learning rate of AdamW.") var lr: Double = 1e-3
+    @Option(help: "Share of steps for linear warm-up.") var warmup: Double = 0.1
+    @Option(help: "Decay after warm-up: linear, cosine or constant.") var decay: String = "linear"
+    @Option(help: "AdamW weight decay (weight matrices only).") var weightDecay: Double = 0.01
+    @Option(help: "Clip the global gradient norm to this value (0: off).") var clip: Double = 1.0
+    @Option(help: "Dropout rate on embeddings and residual branches (0: off).") var dropout: Double = 0.1
+    @Option(help: "Seed of initialization, shuffling and dropout.") var seed: UInt64 = 0
+    @Flag(help: "Also keep OUT/checkpoints/epoch-K.safetensors for every epoch (for TracIn).")
+    var keepCheckpoints = false
+    @Option(help: "Threads (default: all cores, or TANGENT_THREADS).") var threads: Int?
+    @OptionGroup var columns: ColumnOptions
+
+    func validate() throws {
+        guard ModelConfig.Pooling(rawValue: pooling) != nil else { throw ValidationError("--pooling must be mean or cls") }
+        guard LearningRateSchedule.Decay(rawValue: decay) != nil else { throw ValidationError("--decay must be linear, cosine or constant") }
+        guard dModel > 0, heads > 0, dModel % heads == 0 else { throw ValidationError("--d-model must be a positive multiple of --heads") }
+        guard maxLen >= 2 else { throw ValidationError("--max-len must be at least 2") }
+        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+    }
+
+    func run() throws {
+        try reportingErrors {
+            let outURL = fileURL(out)
+            if FileManager.default.fileExists(atPath: outURL.path) && !overwrite {
+                throw DataError("\(out): already exists (pass --overwrite to replace it)")
+            }
+            let dataURL = fileURL(data)
+            let trainFile = try DataLocation.file(dataURL, split: "train")
+            let testFile: URL? = try test.map { try DataLocation.file(fileURL($0), split: "test") }
+                ?? (trainFile == dataURL ? nil : DataLocation.optionalFile(dataURL, split: "test"))
+            let reader = columns.reader()
+            let trainTexts = try reader.read(trainFile)
+            let labels = try LabelSet(collecting: trainTexts)
+            let tok = try Tokenizer(contentsOf: fileURL(tokenizer))
+            var config = ModelConfig(vocabSize: tok.vocabSize, maxLen: maxLen, dModel: dModel, nHeads: heads,
+                                     nLayers: layers, dFF: dFF, nClasses: labels.count, pooling: .init(rawValue: pooling)!)
+            config.padID = Int(tok.padID)
+            config.bosID = Int(tok.bosID)
+            guard tok.padID == 0, tok.bosID >= 0 else {
+                throw TokenizerError("\(tokenizer): tokenizer must have pad_id=0 and a bos id (train it with `tangent tokenizer train`)")
+            }
+            func encode(_ texts: [LabeledText], _ file: URL) throws -> EncodedSet {
+                EncodedSet(sequences: try texts.map { try TextEncoding.encode($0.text, tokenizer: tok, config: config) },
+                           labels: try labels.indices(of: texts, source: file.path))
+            }
+            let trainSet = try encode(trainTexts, trainFile)
+            let testSet = try testFile.map { try encode(try reader.read($0), $0) }
+
+            var options = TrainingOptions()
+            options.epochs = epochs; options.batchSize = batchSize; options.learningRate = lr
+            options.warmupFraction = warmup; options.decay = .init(rawValue: decay)!
+            options.weightDecay = weightDecay; options.clipNorm = clip; options.dropout = dropout; options.seed = seed
+            try options.validate()
+
+            let nThreads = threads ?? Threads.defaultCount
+            let model = try TransformerClassifier<Float>.initialized(config: config, seed: seed, threads: nThreads)
+            let classifier = try Classifier(model: model, tokenizer: tok, labels: labels)
+            let trainer = try Trainer(model: model, options: options)
+            printError("training on \(trainSet.count) texts of \(trainFile.path) (\(labels.names.joined(separator: ", "))); "
+                + "\(model.layout.count) parameters; \(nThreads) threads"
+                + (testSet.map { "; testing on \($0.count) texts of \(testFile!.path)" } ?? ""))
+            if overwrite { try? FileManager.default.removeItem(at: outURL.appendingPathComponent("checkpoints")) }
+
+            var history: [EpochSummary] = []
+            var bar: ProgressBar?
+            func extra(final: Bool) throws -> [String: Any] {
+                let enc = JSONEncoder()
+                var e: [String: Any] = [
+                    "training": try JSONSerialization.jsonObject(with: enc.encode(options)),
+                    "dataset": ["train": trainFile.path, "test": testFile?.path as Any, "train_texts": trainSet.count,
+                                "test_texts": testSet?.count as Any, "text_column": columns.textColumn, "label_column": columns.labelColumn],
+                    "tokenizer_source": tokenizer,
+                    "threads": nThreads,
+                    "epochs_completed": history.count,
+                    "history": try JSONSerialization.jsonObject(with: enc.encode(history)),
+                    "parameter_count": model.layout.count,
+                ]
+                if let last = history.last {
+                    e["train_accuracy"] = last.trainAccuracy
+                    if let a = last.testAccuracy { e["test_accuracy"] = a }
+                    if let l = last.testLoss { e["test_loss"] = l }
+                }
+                e["complete"] = final
+                return e
+            }
+            let summaries = try trainer.train(trainSet, test: testSet, progress: { epoch, done, total, status in
+                if done == 1 { bar = ProgressBar(total: total, label: "epoch \(epoch)/\(epochs)") }
+                bar?.update(done, status: status)
+            }, onEpochEnd: { s in
+                history.append(s)
+                var status = String(format: "train loss %.4f acc %.4f", s.trainLoss, s.trainAccuracy)
+                if let a = s.testAccuracy, let l = s.testLoss { status += String(format: " | test loss %.4f acc %.4f", l, a) }
+                bar?.finish(status: status)
+                if !(bar.map { _ in isatty(2) != 0 } ?? false) { printError("epoch \(s.epoch): \(status)") }
+                try classifier.save(to: outURL, extra: try extra(final: s.epoch == epochs))
+                if keepCheckpoints {
+                    try ModelDirectory.saveWeights(model, to: outURL.appendingPathComponent("checkpoints/epoch-\(s.epoch).safetensors"),
+                                                   metadata: ["epoch": String(s.epoch)])
+                }
+            })
+            let last = summaries.last!
+            print("saved \(out): \(summaries.count) epochs, train accuracy \(String(format: "%.4f", last.trainAccuracy))"
+                + (last.testAccuracy.map { String(format: ", test accuracy %.4f", $0) } ?? ""))
+        }
+    }
+}

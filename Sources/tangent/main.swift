@@ -1,3 +1,0 @@
-import ArgumentParser
-Tangent.main()
-struct Tangent: ParsableCommand {}
