@@ -119,10 +119,41 @@ int spm_decode(const spm_processor *p, const int32_t *ids, size_t count, char **
   }
 }
 
-int spm_train(const char *args, void **bytes, size_t *length, char **error) {
+namespace {
+// Feeds sentences held in memory, so no temporary file (whose path SentencePiece
+// would record in the model) is needed and the model bytes are reproducible.
+class ArrayIterator : public sentencepiece::SentenceIterator {
+ public:
+  ArrayIterator(const char *const *sentences, const size_t *lengths, size_t count)
+      : sentences_(sentences), lengths_(lengths), count_(count) {
+    Load();
+  }
+  bool done() const override { return index_ >= count_; }
+  void Next() override {
+    ++index_;
+    Load();
+  }
+  const std::string &value() const override { return value_; }
+  sentencepiece::util::Status status() const override { return sentencepiece::util::Status(); }
+
+ private:
+  void Load() {
+    if (index_ < count_) value_.assign(sentences_[index_], lengths_[index_]);
+  }
+  const char *const *sentences_;
+  const size_t *lengths_;
+  size_t count_;
+  size_t index_ = 0;
+  std::string value_;
+};
+}  // namespace
+
+int spm_train(const char *args, const char *const *sentences, const size_t *lengths, size_t count,
+              void **bytes, size_t *length, char **error) {
   try {
     std::string serialized;
-    auto status = sentencepiece::SentencePieceTrainer::Train(args, nullptr, &serialized);
+    ArrayIterator it(sentences, lengths, count);
+    auto status = sentencepiece::SentencePieceTrainer::Train(args, &it, &serialized);
     if (!status.ok()) {
       set_error(error, status.ToString());
       return 1;
@@ -142,6 +173,8 @@ int spm_train(const char *args, void **bytes, size_t *length, char **error) {
 }
 
 void spm_set_min_log_level(int level) { sentencepiece::logging::SetMinLogLevel(level); }
+
+void spm_set_random_seed(uint32_t seed) { sentencepiece::SetRandomGeneratorSeed(seed); }
 
 void spm_free_string(char *string) { std::free(string); }
 void spm_free_ids(int32_t *ids) { std::free(ids); }

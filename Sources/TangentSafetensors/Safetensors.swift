@@ -179,11 +179,9 @@ public struct SafetensorsFile: @unchecked Sendable {
     }
 
     private static func integer(_ v: Any) -> Int? {
-        // JSONSerialization yields NSNumber; accept it only when it holds an exact integer.
-        guard let n = v as? NSNumber, !(v is Bool) else { return nil }
-        let d = n.doubleValue
-        guard d == d.rounded(), abs(d) < 9.0e15 else { return nil }
-        return n.intValue
+        // JSONSerialization yields NSNumber; exact bridging accepts only whole numbers.
+        if let n = v as? Int { return n }
+        return nil
     }
 
     /// The entry of `name`, checked against an expected dtype and shape when given.

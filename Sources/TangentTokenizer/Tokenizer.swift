@@ -108,31 +108,42 @@ extension Tokenizer {
             throw TokenizerError("vocabulary size \(options.vocabSize) is too small: byte fallback alone needs 256 pieces plus 4 special ones (use at least 264)")
         }
         guard !texts.isEmpty else { throw TokenizerError("no texts to train the tokenizer on") }
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("tangent-spm-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: dir) }
-        let input = dir.appendingPathComponent("input.txt")
         // SentencePiece reads one sentence per line.
         let lines = texts.map { $0.replacingOccurrences(of: "\r", with: " ").replacingOccurrences(of: "\n", with: " ") }
-        try Data((lines.joined(separator: "\n") + "\n").utf8).write(to: input)
         let args = [
-            "--input=\(input.path)",
-            "--model_prefix=\(dir.appendingPathComponent("m").path)",
             "--vocab_size=\(options.vocabSize)",
             "--model_type=\(options.modelType.rawValue)",
             "--character_coverage=\(options.characterCoverage)",
             "--pad_id=0", "--unk_id=1", "--bos_id=2", "--eos_id=3",
             "--byte_fallback=true",
+            "--max_sentence_length=1000000",
             "--hard_vocab_limit=true",
-            "--random_seed=\(options.seed)",
-            "--num_threads=\(max(1, ProcessInfo.processInfo.activeProcessorCount))",
+            // One thread: the trainer's parallel sums would make the model depend on scheduling.
+            "--num_threads=1",
             "--minloglevel=1",
         ].joined(separator: " ")
         spm_set_min_log_level(1)
+        spm_set_random_seed(options.seed)
         var bytes: UnsafeMutableRawPointer?
         var length = 0
         var err: UnsafeMutablePointer<CChar>?
-        let rc = spm_train(args, &bytes, &length, &err)
+        // All sentences in one contiguous buffer, alive for the whole call.
+        var blob: [CChar] = []
+        var starts: [Int] = [], lengths: [Int] = []
+        for line in lines {
+            starts.append(blob.count)
+            lengths.append(line.utf8.count)
+            blob.append(contentsOf: line.utf8.map { CChar(bitPattern: $0) })
+        }
+        blob.append(0)
+        let rc = blob.withUnsafeBufferPointer { base in
+            let pointers: [UnsafePointer<CChar>?] = starts.map { base.baseAddress! + $0 }
+            return pointers.withUnsafeBufferPointer { pp in
+                lengths.withUnsafeBufferPointer { lp in
+                    spm_train(args, pp.baseAddress, lp.baseAddress, lines.count, &bytes, &length, &err)
+                }
+            }
+        }
         guard rc == 0, let bytes else {
             throw TokenizerError("SentencePiece training failed: \(take(err) ?? "unknown error")")
         }
@@ -141,3 +152,4 @@ extension Tokenizer {
         return try Tokenizer(serializedModel: data, source: "trained tokenizer")
     }
 }
+

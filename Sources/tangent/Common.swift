@@ -30,3 +30,11 @@ func reportingErrors<R>(_ body: () throws -> R) throws -> R {
 }
 
 func fileURL(_ path: String) -> URL { URL(fileURLWithPath: path) }
+
+/// A path relative to the working directory when it lies inside it, so files written
+/// into the repository (config.json) do not record one machine's absolute paths.
+func displayPath(_ url: URL) -> String {
+    let cwd = FileManager.default.currentDirectoryPath
+    let p = url.standardizedFileURL.path
+    return p.hasPrefix(cwd + "/") ? String(p.dropFirst(cwd.count + 1)) : p
+}

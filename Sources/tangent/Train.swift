@@ -104,7 +104,7 @@ struct Train: ParsableCommand {
                 let enc = JSONEncoder()
                 var e: [String: Any] = [
                     "training": try JSONSerialization.jsonObject(with: enc.encode(options)),
-                    "dataset": ["train": trainFile.path, "test": testFile?.path as Any, "train_texts": trainSet.count,
+                    "dataset": ["train": displayPath(trainFile), "test": testFile.map(displayPath) as Any, "train_texts": trainSet.count,
                                 "test_texts": testSet?.count as Any, "text_column": columns.textColumn, "label_column": columns.labelColumn],
                     "tokenizer_source": tokenizer,
                     "threads": nThreads,

@@ -35,12 +35,17 @@ int spm_encode(const spm_processor *processor, const char *text, size_t length,
 int spm_decode(const spm_processor *processor, const int32_t *ids, size_t count,
                char **text, char **error);
 
-/// Trains a model from a SentencePiece argument string (as spm_train takes) and
-/// returns the serialized ModelProto in *bytes (malloc'ed, free with spm_free_bytes).
-int spm_train(const char *args, void **bytes, size_t *length, char **error);
+/// Trains a model on `count` UTF-8 sentences (pointers and byte lengths) with a
+/// SentencePiece argument string (as spm_train takes, without --input) and returns the
+/// serialized ModelProto in *bytes (malloc'ed, free with spm_free_bytes).
+int spm_train(const char *args, const char *const *sentences, const size_t *lengths, size_t count,
+              void **bytes, size_t *length, char **error);
 
 /// Sets the library's minimum log level (0 info, 1 warning, 2 error).
 void spm_set_min_log_level(int level);
+
+/// Seeds the library's random generator (used by training).
+void spm_set_random_seed(uint32_t seed);
 
 void spm_free_string(char *string);
 void spm_free_ids(int32_t *ids);
