@@ -4,7 +4,7 @@ import RealModule
 /// A floating-point type the toolkit computes in: `Float` for training and inference,
 /// `Double` for finite-difference gradient checks. Every matrix product goes through
 /// the type's BLAS routine.
-public protocol BLASScalar: Real, BinaryFloatingPoint, Sendable where RawSignificand: FixedWidthInteger {
+public protocol BLASScalar: Real, BinaryFloatingPoint, VectorMath, Sendable where RawSignificand: FixedWidthInteger {
     /// C = alpha * op(A) * op(B) + beta * C, row-major. op(A) is m x k, op(B) is k x n.
     static func gemm(
         transA: Bool, transB: Bool, m: Int, n: Int, k: Int,

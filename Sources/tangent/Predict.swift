@@ -79,7 +79,7 @@ struct Evaluate: ParsableCommand {
                 let d = try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes])
                 print(String(decoding: d, as: UTF8.self))
             } else {
-                print("\(url.path): \(rows.count) texts, mean cross-entropy \(String(format: "%.4f", r.loss))")
+                print("\(displayPath(url)): \(rows.count) texts, mean cross-entropy \(String(format: "%.4f", r.loss))")
                 print(report.formatted(), terminator: "")
             }
         }

@@ -27,7 +27,7 @@ enum Attention {
                     var mx = row[0]
                     for j in 1..<L where row[j] > mx { mx = row[j] }
                     var sum: T = 0
-                    for j in 0..<L { let e = T.exp(row[j] - mx); row[j] = e; sum += e }
+                    for j in 0..<L { let e = T.vexp(row[j] - mx); row[j] = e; sum += e }
                     let inv = 1 / sum
                     for j in 0..<L { row[j] *= inv }
                 }

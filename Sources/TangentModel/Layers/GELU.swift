@@ -7,7 +7,7 @@ enum GELU {
         let invSqrt2 = 1 / T.sqrt(2)
         for i in 0..<count {
             let x = inp[i]
-            out[i] = x * (1 + T.erf(x * invSqrt2)) / 2
+            out[i] = x * (1 + T.verf(x * invSqrt2)) / 2
         }
     }
 
@@ -17,8 +17,8 @@ enum GELU {
         let invSqrt2Pi = 1 / T.sqrt(2 * T.pi)
         for i in 0..<count {
             let x = inp[i]
-            let cdf = (1 + T.erf(x * invSqrt2)) / 2
-            let pdf = T.exp(-x * x / 2) * invSqrt2Pi
+            let cdf = (1 + T.verf(x * invSqrt2)) / 2
+            let pdf = T.vexp(-x * x / 2) * invSqrt2Pi
             dinp[i] = dout[i] * (cdf + x * pdf)
         }
     }
