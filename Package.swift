@@ -7,7 +7,7 @@ let package = Package(
     products: [
         .library(name: "Tangent", targets: [
             "TangentTensor", "TangentTokenizer", "TangentData", "TangentSafetensors",
-            "TangentModel", "TangentTraining",
+            "TangentModel", "TangentTraining", "TangentKernels",
         ]),
         .executable(name: "tangent", targets: ["tangent"]),
     ],
@@ -34,17 +34,20 @@ let package = Package(
         .target(name: "TangentModel", dependencies: [
             "TangentTensor", "TangentSafetensors", "TangentTokenizer", "TangentData",
         ]),
+        .target(name: "TangentKernels", dependencies: [
+            "TangentTensor", "TangentModel", "TangentSafetensors", "TangentData",
+        ]),
         .target(name: "TangentTraining", dependencies: [
             "TangentTensor", "TangentModel", "TangentData", "TangentTokenizer",
         ]),
         .executableTarget(name: "tangent", dependencies: [
-            "TangentTensor", "TangentTokenizer", "TangentData", "TangentModel", "TangentTraining",
+            "TangentTensor", "TangentTokenizer", "TangentData", "TangentModel", "TangentTraining", "TangentKernels",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .testTarget(
             name: "TangentTests",
             dependencies: ["TangentTensor", "TangentTokenizer", "TangentData", "TangentSafetensors",
-                           "TangentModel", "TangentTraining"],
+                           "TangentModel", "TangentTraining", "TangentKernels"],
             resources: [.copy("Fixtures")]
         ),
     ],

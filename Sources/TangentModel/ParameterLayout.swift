@@ -105,6 +105,20 @@ public struct ParameterSubset: Sendable, Equatable {
         count = off
     }
 
+    /// The tensors at `indices` of `layout` (in model order).
+    public init(layout: ParameterLayout, tensorIndices indices: [Int]) {
+        var offsets = [Int?](repeating: nil, count: layout.tensors.count)
+        var off = 0
+        let sorted = indices.sorted()
+        for i in sorted {
+            offsets[i] = off
+            off += layout.tensors[i].count
+        }
+        tensorIndices = sorted
+        compactOffsets = offsets
+        count = off
+    }
+
     static func matches(_ name: String, _ prefix: String) -> Bool {
         if prefix.isEmpty || prefix == "all" { return true }
         return name == prefix || name.hasPrefix(prefix + ".")

@@ -169,7 +169,14 @@ public final class TransformerClassifier<T: BLASScalar>: @unchecked Sendable {
     /// `output[b * subset.count ..< (b+1) * subset.count]` (compact subset layout).
     @_specialize(exported: true, where T == Float)
     @_specialize(exported: true, where T == Double)
-    public func perExampleGradients(seed: [T], subset: ParameterSubset, into output: UnsafeMutableBufferPointer<T>) {
+    ///
+    /// With `embeddingRows` (N x D, packed token order of the batch), the gradient with
+    /// respect to the embedding output of every token is written there too. Token-table
+    /// gradients are these rows scattered to the rows of the tokens' ids (and the
+    /// position table's to their positions), so callers can treat the large, sparse
+    /// token table without materializing it per example.
+    public func perExampleGradients(seed: [T], subset: ParameterSubset, into output: UnsafeMutableBufferPointer<T>,
+                                    embeddingRows: UnsafeMutableBufferPointer<T>? = nil) {
         guard let batch = current else { preconditionFailure("perExampleGradients called before forward") }
         precondition(seed.count == batch.count * config.nClasses, "seed must be [B, C]")
         precondition(output.count >= batch.count * subset.count, "output must hold B x subset.count entries")
@@ -181,7 +188,14 @@ public final class TransformerClassifier<T: BLASScalar>: @unchecked Sendable {
             parallelFor(sh.count) { s in
                 self.backwardShard(self.workspaces[s], seed: seedBase + sh[s].lowerBound * self.config.nClasses,
                                    base: out + sh[s].lowerBound * subset.count,
-                                   offsets: subset.compactOffsets, perExampleStride: subset.count)
+                                   offsets: subset.compactOffsets, perExampleStride: subset.count,
+                                   needEmbeddingRows: embeddingRows != nil)
+                if let rows = embeddingRows {
+                    let ws = self.workspaces[s]
+                    let D = self.config.dModel
+                    let first = batch.offsets[sh[s].lowerBound]
+                    (rows.baseAddress! + first * D).update(from: ws.dres.p, count: ws.batch.tokenCount * D)
+                }
             }
         }
     }
@@ -255,7 +269,7 @@ public final class TransformerClassifier<T: BLASScalar>: @unchecked Sendable {
     /// (nil: not wanted). With `perExampleStride`, text b's gradients go to
     /// `base + b * stride + offsets[i]`; otherwise all texts sum into one vector.
     private func backwardShard(_ ws: Workspace<T>, seed: UnsafePointer<T>, base: UnsafeMutablePointer<T>,
-                               offsets: [Int?], perExampleStride: Int?) {
+                               offsets: [Int?], perExampleStride: Int?, needEmbeddingRows: Bool = false) {
         let c = config
         let N = ws.batch.tokenCount, B = ws.batch.count, D = c.dModel, F = c.dFF, C = c.nClasses
         let tokSeg: Segments, textSeg: Segments
@@ -274,7 +288,7 @@ public final class TransformerClassifier<T: BLASScalar>: @unchecked Sendable {
             if name.hasPrefix("blocks.") { return Int(name.split(separator: ".")[1])! + 1 }
             return name.hasPrefix("norm") ? c.nLayers + 1 : c.nLayers + 2
         }
-        let lowest = offsets.indices.filter { offsets[$0] != nil }.map(groupOf).min() ?? c.nLayers + 3
+        let lowest = needEmbeddingRows ? 0 : (offsets.indices.filter { offsets[$0] != nil }.map(groupOf).min() ?? c.nLayers + 3)
         if lowest > c.nLayers + 2 { return }
 
         Linear.backward(dinp: ws.dpooled.p, accumulateInput: false, dweight: g(headw), dbias: g(headb),

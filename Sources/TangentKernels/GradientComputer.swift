@@ -1,0 +1,152 @@
+import TangentModel
+import TangentTensor
+
+/// Which scalar functions of the network are differentiated per text (the "model
+/// output" stage of the pipeline model output -> gradients -> projector -> store -> scorer).
+public enum GradientOutput: Sendable, Equatable {
+    /// G(x) = (1/sqrt(C)) sum_c g_c(x): one gradient per text (pNTK).
+    case pseudoNTK
+    /// g_c(x) for every class c: C gradients per text (trNTK, eNTK).
+    case everyLogit
+    /// Gradient of the cross-entropy loss, r(x) = softmax(f(x)) - onehot(y); a nil label
+    /// uses the network's predicted class (as grad-cos does for test texts).
+    case loss(labels: [Int?])
+
+    /// Gradients per text.
+    public func count(classes: Int) -> Int {
+        if case .everyLogit = self { return classes }
+        return 1
+    }
+}
+
+/// Per-example gradients of one batch of texts.
+///
+/// Dimension letters: O outputs per text (1, or C for every logit), B texts, N packed
+/// tokens, Pd parameters of the dense part, D model width.
+public struct GradientBlock<T: BLASScalar> {
+    public let batch: TokenBatch
+    /// Gradients per text (1 or C).
+    public let outputs: Int
+    /// [O, B, Pd]: gradients over the subset's tensors other than the token table, in
+    /// the compact layout of `GradientComputer.dense`.
+    public var dense: [T]
+    /// [O, N, D]: gradient at the embedding output of every token, when the token table
+    /// is in the subset. Text b's token-table gradient puts row t at row ids[t] of the table.
+    public var tokenRows: [T]?
+    /// [B, C] logits and [B, D] pooled embeddings e(x) of the forward pass.
+    public let logits: [T]
+    public let embeddings: [T]
+}
+
+/// Computes per-example gradients of a model output over a parameter subset, batched
+/// over texts and cores. The token-embedding table (most of the parameters, but only a
+/// few rows per text) is returned as per-token rows instead of a dense vector.
+public final class GradientComputer<T: BLASScalar>: @unchecked Sendable {
+    public let model: TransformerClassifier<T>
+    /// The tensors asked for.
+    public let subset: ParameterSubset
+    /// The asked-for tensors other than the token table, in a compact layout.
+    public let dense: ParameterSubset
+    /// Whether the token table is among the tensors asked for.
+    public let includesTokenTable: Bool
+    let tokenTableIndex: Int
+
+    /// Gradients over the tensors named by `prefixes` (see `ParameterSubset`).
+    public init(model: TransformerClassifier<T>, prefixes: [String]) throws {
+        self.model = model
+        subset = try ParameterSubset(layout: model.layout, prefixes: prefixes)
+        let tokenIndex = model.layout.index(of: "embeddings.token.weight")!
+        tokenTableIndex = tokenIndex
+        includesTokenTable = subset.compactOffsets[tokenIndex] != nil
+        dense = ParameterSubset(layout: model.layout, tensorIndices: subset.tensorIndices.filter { $0 != tokenIndex })
+    }
+
+    /// The per-layer groups present in the subset, with the column range of each in the
+    /// dense layout (the token table, if included, belongs to `embeddings`).
+    public var groups: [(name: String, columns: Range<Int>)] {
+        var out: [(String, Range<Int>)] = []
+        for ti in subset.tensorIndices {
+            let t = model.layout.tensors[ti]
+            let start = dense.compactOffsets[ti] ?? (out.last?.1.upperBound ?? 0)
+            let end = start + (ti == tokenTableIndex ? 0 : t.count)
+            if let last = out.last, last.0 == t.group {
+                out[out.count - 1].1 = last.1.lowerBound..<end
+            } else {
+                out.append((t.group, start..<end))
+            }
+        }
+        return out
+    }
+
+    /// Runs the forward pass and one backward pass per output on `batch`.
+    @_specialize(exported: true, where T == Float)
+    @_specialize(exported: true, where T == Double)
+    public func gradients(_ batch: TokenBatch, output: GradientOutput) throws -> GradientBlock<T> {
+        let C = model.config.nClasses, B = batch.count, D = model.config.dModel, N = batch.tokenCount
+        let logits = try model.forward(batch)
+        let embeddings = model.lastEmbeddings()
+        let O = output.count(classes: C)
+        var seeds: [[T]] = []
+        switch output {
+        case .pseudoNTK:
+            seeds = [[T](repeating: 1 / T(C).squareRoot(), count: B * C)]
+        case .everyLogit:
+            seeds = (0..<C).map { c in (0..<(B * C)).map { $0 % C == c ? 1 : 0 } }
+        case .loss(let labels):
+            precondition(labels.count == B, "one label (or nil) per text")
+            var s = [T](repeating: 0, count: B * C)
+            for b in 0..<B {
+                let row = Array(logits[(b * C)..<((b + 1) * C)])
+                let m = row.max()!
+                let e = row.map { T.exp($0 - m) }
+                let z = e.reduce(0, +)
+                let y = labels[b] ?? row.indices.max { row[$0] < row[$1] }!
+                for c in 0..<C { s[b * C + c] = e[c] / z - (c == y ? 1 : 0) }
+            }
+            seeds = [s]
+        }
+        var denseOut = [T](repeating: 0, count: O * B * dense.count)
+        var rows: [T]? = includesTokenTable ? [T](repeating: 0, count: O * N * D) : nil
+        for o in 0..<O {
+            denseOut.withUnsafeMutableBufferPointer { d in
+                let slice = UnsafeMutableBufferPointer(rebasing: d[(o * B * dense.count)..<((o + 1) * B * dense.count)])
+                if rows != nil {
+                    rows!.withUnsafeMutableBufferPointer { r in
+                        let rs = UnsafeMutableBufferPointer(rebasing: r[(o * N * D)..<((o + 1) * N * D)])
+                        model.perExampleGradients(seed: seeds[o], subset: dense, into: slice, embeddingRows: rs)
+                    }
+                } else {
+                    model.perExampleGradients(seed: seeds[o], subset: dense, into: slice)
+                }
+            }
+        }
+        return GradientBlock(batch: batch, outputs: O, dense: denseOut, tokenRows: rows, logits: logits, embeddings: embeddings)
+    }
+
+    /// The full compact per-example gradient over `subset` (token table densified):
+    /// [O, B, subset.count]. For tests and small models only: it is as large as the subset.
+    public func materialize(_ block: GradientBlock<T>) -> [T] {
+        let B = block.batch.count, D = model.config.dModel, P = subset.count, N = block.batch.tokenCount
+        var out = [T](repeating: 0, count: block.outputs * B * P)
+        for o in 0..<block.outputs {
+            for ti in dense.tensorIndices {
+                let t = model.layout.tensors[ti]
+                let src = dense.compactOffsets[ti]!, dst = subset.compactOffsets[ti]!
+                for b in 0..<B {
+                    for k in 0..<t.count {
+                        out[(o * B + b) * P + dst + k] = block.dense[(o * B + b) * dense.count + src + k]
+                    }
+                }
+            }
+            if let rows = block.tokenRows, let dst = subset.compactOffsets[tokenTableIndex] {
+                for b in 0..<B {
+                    for t in block.batch.offsets[b]..<block.batch.offsets[b + 1] {
+                        let id = Int(block.batch.ids[t])
+                        for d in 0..<D { out[(o * B + b) * P + dst + id * D + d] += rows[(o * N + t) * D + d] }
+                    }
+                }
+            }
+        }
+        return out
+    }
+}
