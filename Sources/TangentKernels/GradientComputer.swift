@@ -52,7 +52,10 @@ public final class GradientComputer<T: BLASScalar>: @unchecked Sendable {
     let tokenTableIndex: Int
 
     /// Gradients over the tensors named by `prefixes` (see `ParameterSubset`).
+    /// Switches the model to row-invariant products, so a text's gradients do not
+    /// depend on the batch it is computed in.
     public init(model: TransformerClassifier<T>, prefixes: [String]) throws {
+        model.rowInvariant = true
         self.model = model
         subset = try ParameterSubset(layout: model.layout, prefixes: prefixes)
         let tokenIndex = model.layout.index(of: "embeddings.token.weight")!

@@ -31,6 +31,11 @@ public final class TransformerClassifier<T: BLASScalar>: @unchecked Sendable {
     public let parameters: UnsafeMutableBufferPointer<T>
     /// Number of shards (threads) a batch is split into.
     public let threads: Int
+    /// When true, every matrix product that mixes texts' rows runs once per text, so a
+    /// text's logits and gradients are bit-identical whatever batch, shard or thread
+    /// count it is computed in (BLAS may round a row differently depending on how many
+    /// rows share a call). Feature extraction turns this on; training leaves it off.
+    public var rowInvariant = false
 
     private struct BlockIndices {
         let norm1w, norm1b, qkvw, qkvb, projw, projb, norm2w, norm2b, fc1w, fc1b, fc2w, fc2b: Int
@@ -209,6 +214,8 @@ public final class TransformerClassifier<T: BLASScalar>: @unchecked Sendable {
         let N = batch.tokenCount, B = batch.count, D = c.dModel, F = c.dFF, C = c.nClasses
         let eps = T(c.normEps)
         ws.prepare(batch, config: c, dropout: dropout != nil)
+        let tokRows: [Range<Int>]? = rowInvariant ? ws.texts : nil
+        let textRows: [Range<Int>]? = rowInvariant ? (0..<B).map { $0..<($0 + 1) } : nil
         batch.ids.withUnsafeBufferPointer { ids in
             batch.positions.withUnsafeBufferPointer { pos in
                 Embedding.forward(out: ws.res[0].p, ids: ids.baseAddress!, positions: pos.baseAddress!,
@@ -221,10 +228,10 @@ public final class TransformerClassifier<T: BLASScalar>: @unchecked Sendable {
                     let bi = blocks[l]
                     LayerNorm.forward(out: ws.ln1[l].p, mean: ws.ln1Mean[l].p, rstd: ws.ln1Rstd[l].p, inp: ws.res[l].p,
                                       weight: p(bi.norm1w), bias: p(bi.norm1b), n: N, d: D, eps: eps)
-                    Linear.forward(out: ws.qkv[l].p, inp: ws.ln1[l].p, weight: p(bi.qkvw), bias: p(bi.qkvb), n: N, i: D, o: 3 * D)
+                    Linear.forward(out: ws.qkv[l].p, inp: ws.ln1[l].p, weight: p(bi.qkvw), bias: p(bi.qkvb), n: N, i: D, o: 3 * D, rows: tokRows)
                     Attention.forward(out: ws.atty[l].p, att: ws.att[l].p, qkv: ws.qkv[l].p, texts: ws.texts,
                                       attOffsets: ws.attOffsets, d: D, heads: c.nHeads)
-                    Linear.forward(out: ws.tmpD.p, inp: ws.atty[l].p, weight: p(bi.projw), bias: p(bi.projb), n: N, i: D, o: D)
+                    Linear.forward(out: ws.tmpD.p, inp: ws.atty[l].p, weight: p(bi.projw), bias: p(bi.projb), n: N, i: D, o: D, rows: tokRows)
                     if let dropout {
                         fillMask(ws.attnMask[l].p, dropout: dropout, site: 1, layer: l, positions: pos.baseAddress!, texts: ws.texts, firstText: firstText)
                         for k in 0..<(N * D) { ws.tmpD.p[k] *= ws.attnMask[l].p[k] }
@@ -232,9 +239,9 @@ public final class TransformerClassifier<T: BLASScalar>: @unchecked Sendable {
                     for k in 0..<(N * D) { ws.mid[l].p[k] = ws.res[l].p[k] + ws.tmpD.p[k] }
                     LayerNorm.forward(out: ws.ln2[l].p, mean: ws.ln2Mean[l].p, rstd: ws.ln2Rstd[l].p, inp: ws.mid[l].p,
                                       weight: p(bi.norm2w), bias: p(bi.norm2b), n: N, d: D, eps: eps)
-                    Linear.forward(out: ws.fc1[l].p, inp: ws.ln2[l].p, weight: p(bi.fc1w), bias: p(bi.fc1b), n: N, i: D, o: F)
+                    Linear.forward(out: ws.fc1[l].p, inp: ws.ln2[l].p, weight: p(bi.fc1w), bias: p(bi.fc1b), n: N, i: D, o: F, rows: tokRows)
                     GELU.forward(out: ws.gelu[l].p, inp: ws.fc1[l].p, count: N * F)
-                    Linear.forward(out: ws.tmpD.p, inp: ws.gelu[l].p, weight: p(bi.fc2w), bias: p(bi.fc2b), n: N, i: F, o: D)
+                    Linear.forward(out: ws.tmpD.p, inp: ws.gelu[l].p, weight: p(bi.fc2w), bias: p(bi.fc2b), n: N, i: F, o: D, rows: tokRows)
                     if let dropout {
                         fillMask(ws.mlpMask[l].p, dropout: dropout, site: 2, layer: l, positions: pos.baseAddress!, texts: ws.texts, firstText: firstText)
                         for k in 0..<(N * D) { ws.tmpD.p[k] *= ws.mlpMask[l].p[k] }
@@ -247,7 +254,7 @@ public final class TransformerClassifier<T: BLASScalar>: @unchecked Sendable {
         LayerNorm.forward(out: ws.lnf.p, mean: ws.lnfMean.p, rstd: ws.lnfRstd.p, inp: last,
                           weight: p(normw), bias: p(normb), n: N, d: D, eps: eps)
         Pooling.forward(out: ws.pooled.p, inp: ws.lnf.p, texts: ws.texts, d: D, mode: c.pooling)
-        Linear.forward(out: ws.logits.p, inp: ws.pooled.p, weight: p(headw), bias: p(headb), n: B, i: D, o: C)
+        Linear.forward(out: ws.logits.p, inp: ws.pooled.p, weight: p(headw), bias: p(headb), n: B, i: D, o: C, rows: textRows)
     }
 
     private func fillMask(_ mask: UnsafeMutablePointer<T>, dropout: DropoutConfig, site: UInt64, layer: Int,
@@ -281,6 +288,8 @@ public final class TransformerClassifier<T: BLASScalar>: @unchecked Sendable {
             textSeg = .summed(B)
         }
         func g(_ i: Int) -> UnsafeMutablePointer<T>? { offsets[i].map { base + $0 } }
+        let tokRows: [Range<Int>]? = rowInvariant ? ws.texts : nil
+        let textRows: [Range<Int>]? = rowInvariant ? (0..<B).map { $0..<($0 + 1) } : nil
         // Lowest group whose gradients are wanted: 0 embeddings, l+1 block l, n+1 norm, n+2 head.
         let groupOf: (Int) -> Int = { i in
             let name = self.layout.tensors[i].name
@@ -292,7 +301,7 @@ public final class TransformerClassifier<T: BLASScalar>: @unchecked Sendable {
         if lowest > c.nLayers + 2 { return }
 
         Linear.backward(dinp: ws.dpooled.p, accumulateInput: false, dweight: g(headw), dbias: g(headb),
-                        dout: seed, inp: ws.pooled.p, weight: p(headw), n: B, i: D, o: C, segments: textSeg)
+                        dout: seed, inp: ws.pooled.p, weight: p(headw), n: B, i: D, o: C, segments: textSeg, rows: textRows)
         if lowest > c.nLayers + 1 { return }
         Pooling.backward(dinp: ws.dln.p, dout: ws.dpooled.p, texts: ws.texts, d: D, mode: c.pooling)
         ws.dres.zero(N * D)
@@ -310,10 +319,10 @@ public final class TransformerClassifier<T: BLASScalar>: @unchecked Sendable {
                 dbranch = UnsafePointer(ws.tmpD.p)
             }
             Linear.backward(dinp: ws.dF1.p, accumulateInput: false, dweight: g(bi.fc2w), dbias: g(bi.fc2b),
-                            dout: dbranch, inp: ws.gelu[l].p, weight: p(bi.fc2w), n: N, i: F, o: D, segments: tokSeg)
+                            dout: dbranch, inp: ws.gelu[l].p, weight: p(bi.fc2w), n: N, i: F, o: D, segments: tokSeg, rows: tokRows)
             GELU.backward(dinp: ws.dF2.p, dout: ws.dF1.p, inp: ws.fc1[l].p, count: N * F)
             Linear.backward(dinp: ws.dln.p, accumulateInput: false, dweight: g(bi.fc1w), dbias: g(bi.fc1b),
-                            dout: ws.dF2.p, inp: ws.ln2[l].p, weight: p(bi.fc1w), n: N, i: D, o: F, segments: tokSeg)
+                            dout: ws.dF2.p, inp: ws.ln2[l].p, weight: p(bi.fc1w), n: N, i: D, o: F, segments: tokSeg, rows: tokRows)
             LayerNorm.backward(dinp: ws.dmid.p, dweight: g(bi.norm2w), dbias: g(bi.norm2b), dout: ws.dln.p,
                                inp: ws.mid[l].p, weight: p(bi.norm2w), mean: ws.ln2Mean[l].p, rstd: ws.ln2Rstd[l].p,
                                n: N, d: D, segments: tokSeg)
@@ -325,11 +334,11 @@ public final class TransformerClassifier<T: BLASScalar>: @unchecked Sendable {
                 dbranch = UnsafePointer(ws.tmpD.p)
             }
             Linear.backward(dinp: ws.datty.p, accumulateInput: false, dweight: g(bi.projw), dbias: g(bi.projb),
-                            dout: dbranch, inp: ws.atty[l].p, weight: p(bi.projw), n: N, i: D, o: D, segments: tokSeg)
+                            dout: dbranch, inp: ws.atty[l].p, weight: p(bi.projw), n: N, i: D, o: D, segments: tokSeg, rows: tokRows)
             Attention.backward(dqkv: ws.dqkv.p, scratch: ws.dattScratch.p, dout: ws.datty.p, qkv: ws.qkv[l].p,
                                att: ws.att[l].p, texts: ws.texts, attOffsets: ws.attOffsets, d: D, heads: c.nHeads)
             Linear.backward(dinp: ws.dln.p, accumulateInput: false, dweight: g(bi.qkvw), dbias: g(bi.qkvb),
-                            dout: ws.dqkv.p, inp: ws.ln1[l].p, weight: p(bi.qkvw), n: N, i: D, o: 3 * D, segments: tokSeg)
+                            dout: ws.dqkv.p, inp: ws.ln1[l].p, weight: p(bi.qkvw), n: N, i: D, o: 3 * D, segments: tokSeg, rows: tokRows)
             LayerNorm.backward(dinp: ws.dres.p, dweight: g(bi.norm1w), dbias: g(bi.norm1b), dout: ws.dln.p,
                                inp: ws.res[l].p, weight: p(bi.norm1w), mean: ws.ln1Mean[l].p, rstd: ws.ln1Rstd[l].p,
                                n: N, d: D, segments: tokSeg)

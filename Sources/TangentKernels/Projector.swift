@@ -1,0 +1,195 @@
+import TangentModel
+import TangentTensor
+
+/// A random projection R (K x P) with i.i.d. entries of mean 0 and variance 1/K, so
+/// that E<R g, R g'> = <g, g'>. R is never stored: column j of tensor t is generated
+/// from a counter-based generator keyed by (seed, tensor name), with counter j, so R
+/// is a pure function of (seed, tensor, K) on every machine and any batch split.
+///
+/// Features are also bit-identical across batch sizes, shards and thread counts:
+/// products run on fixed 32-text groups (zero-padded), whose rows BLAS computes
+/// independently of their neighbours, and contributions are added in a fixed order.
+/// Memory: one block of `columnChunk x K` numbers per thread, never K x P.
+public struct Projector: Sendable, Equatable {
+    public enum Distribution: String, Sendable, CaseIterable, Codable {
+        /// Entries +-1/sqrt(K); 64 entries per random word.
+        case rademacher
+        /// Entries N(0, 1/K).
+        case gaussian
+    }
+
+    /// K, the projected dimension.
+    public let dimension: Int
+    public let seed: UInt64
+    public let distribution: Distribution
+    /// Worker threads.
+    public let threads: Int
+    /// Columns of R generated and applied at a time.
+    public let columnChunk = 128
+    /// Texts per product call: every call has exactly this many rows.
+    static let group = 32
+
+    public init(dimension: Int, seed: UInt64, distribution: Distribution = .rademacher, threads: Int = Threads.defaultCount) {
+        precondition(dimension > 0)
+        self.dimension = dimension
+        self.seed = seed
+        self.distribution = distribution
+        self.threads = max(1, threads)
+    }
+
+    /// The generator of a tensor's columns, keyed by its name (FNV-1a), not its index,
+    /// so the same tensor is projected the same way whatever subset it appears in.
+    public func generator(for tensor: String) -> CounterRNG {
+        var h: UInt64 = 0xCBF2_9CE4_8422_2325
+        for b in tensor.utf8 { h = (h ^ UInt64(b)) &* 0x0000_0100_0000_01B3 }
+        return CounterRNG.derive(seed, 0x9E0_1EC7, h, UInt64(dimension))
+    }
+
+    /// Writes columns `columns` of R for the tensor into `out` as rows of K numbers
+    /// (out[(j - lower) * K + k] = R[k, j]).
+    public func generate(_ rng: CounterRNG, columns: Range<Int>, into out: UnsafeMutablePointer<Float>) {
+        let K = dimension
+        switch distribution {
+        case .rademacher:
+            let words = (K + 63) / 64
+            let scale = 1 / Float(K).squareRoot()
+            let pos = scale.bitPattern
+            for (r, j) in columns.enumerated() {
+                let row = out + r * K
+                for w in 0..<words {
+                    let bits = rng.bits(UInt64(j) &* UInt64(words) &+ UInt64(w))
+                    let n = min(64, K - w * 64)
+                    let dst = row + w * 64
+                    for k in 0..<n {
+                        // Sign bit from bit k: +scale or -scale, branch-free.
+                        let sign = (UInt32(truncatingIfNeeded: bits >> UInt64(k)) & 1) << 31
+                        dst[k] = Float(bitPattern: pos | sign)
+                    }
+                }
+            }
+        case .gaussian:
+            let scale = 1 / Double(K).squareRoot()
+            for (r, j) in columns.enumerated() {
+                for k in 0..<K { out[r * K + k] = Float(scale * rng.normal(UInt64(j) &* UInt64(K) &+ UInt64(k))) }
+            }
+        }
+    }
+
+    /// R applied to every gradient of a block: [O, B, K], output-major like the block.
+    public func project(_ block: GradientBlock<Float>, computer: GradientComputer<Float>) -> [Float] {
+        let K = dimension, B = block.batch.count, O = block.outputs
+        let Pd = computer.dense.count
+        let G = Projector.group
+        let groups = (B + G - 1) / G
+        // Zero-padded [O, groups*G, K] accumulators: each product call has exactly G rows.
+        var padded = [Float](repeating: 0, count: O * groups * G * K)
+        var gradPad = [Float](repeating: 0, count: threads * G * columnChunk)
+        var chunk = [Float](repeating: 0, count: columnChunk * K)
+        let layout = computer.model.layout
+        let T = threads
+        padded.withUnsafeMutableBufferPointer { fp in
+            gradPad.withUnsafeMutableBufferPointer { gp in
+                chunk.withUnsafeMutableBufferPointer { cp in
+                    block.dense.withUnsafeBufferPointer { dp in
+                        let f = fp.baseAddress!, gbuf = gp.baseAddress!, rc = cp.baseAddress!, d = dp.baseAddress!
+                        // Dense tensors, column chunk by column chunk, in model order.
+                        for ti in computer.dense.tensorIndices {
+                            let t = layout.tensors[ti]
+                            let rng = generator(for: t.name)
+                            let base = computer.dense.compactOffsets[ti]!
+                            var j0 = 0
+                            while j0 < t.count {
+                                let j1 = min(t.count, j0 + columnChunk)
+                                let width = j1 - j0
+                                let parts = splitRange(width, parts: T)
+                                parallelFor(parts.count) { p in
+                                    let r = parts[p]
+                                    if !r.isEmpty { self.generate(rng, columns: (j0 + r.lowerBound)..<(j0 + r.upperBound), into: rc + r.lowerBound * K) }
+                                }
+                                let work = (0..<(O * groups))
+                                let split = splitRange(work.count, parts: T)
+                                parallelFor(split.count) { p in
+                                    let gb = gbuf + p * G * self.columnChunk
+                                    for item in split[p] {
+                                        let o = item / groups, grp = item % groups
+                                        let rows = (grp * G)..<min(B, (grp + 1) * G)
+                                        // Gather the group's gradient columns, zero rows beyond B.
+                                        for (r, b) in rows.enumerated() {
+                                            (gb + r * width).update(from: d + (o * B + b) * Pd + base + j0, count: width)
+                                        }
+                                        if rows.count < G { (gb + rows.count * width).update(repeating: 0, count: (G - rows.count) * width) }
+                                        Float.gemm(transA: false, transB: false, m: G, n: K, k: width, alpha: 1,
+                                                   a: gb, lda: width, b: rc, ldb: K, beta: 1,
+                                                   c: f + (o * groups + grp) * G * K, ldc: K)
+                                    }
+                                }
+                                j0 = j1
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if let rows = block.tokenRows {
+            addTokenTable(block, rows: rows, computer: computer, into: &padded, groups: groups)
+        }
+        var out = [Float](repeating: 0, count: O * B * K)
+        for o in 0..<O {
+            for b in 0..<B {
+                let src = ((o * groups) + b / G) * G * K + (b % G) * K
+                for k in 0..<K { out[(o * B + b) * K + k] = padded[src + k] }
+            }
+        }
+        return out
+    }
+
+    /// The token table's part: for each distinct token id (ascending) its D columns of R,
+    /// applied to every row of that id, one fixed-shape product per row; each text's
+    /// rows thus add in (id, position) order whatever else is in the batch.
+    private func addTokenTable(_ block: GradientBlock<Float>, rows: [Float], computer: GradientComputer<Float>,
+                               into padded: inout [Float], groups: Int) {
+        let K = dimension, D = computer.model.config.dModel, B = block.batch.count, N = block.batch.tokenCount
+        let G = Projector.group
+        let rng = generator(for: "embeddings.token.weight")
+        var byID: [Int32: [Int]] = [:]
+        for t in 0..<N { byID[block.batch.ids[t], default: []].append(t) }
+        let ids = byID.keys.sorted()
+        var textOf = [Int](repeating: 0, count: N)
+        for b in 0..<B { for t in block.batch.offsets[b]..<block.batch.offsets[b + 1] { textOf[t] = b } }
+        let batchIDs = 16
+        var rbuf = [Float](repeating: 0, count: batchIDs * D * K)
+        let textSplit = splitRange(B, parts: threads)
+        padded.withUnsafeMutableBufferPointer { fp in
+            rbuf.withUnsafeMutableBufferPointer { rp in
+                rows.withUnsafeBufferPointer { xp in
+                    let f = fp.baseAddress!, r = rp.baseAddress!, x = xp.baseAddress!
+                    var start = 0
+                    while start < ids.count {
+                        let some = Array(ids[start..<min(ids.count, start + batchIDs)])
+                        parallelFor(min(threads, some.count)) { p in
+                            for q in stride(from: p, to: some.count, by: self.threads) {
+                                let id = Int(some[q])
+                                self.generate(rng, columns: (id * D)..<((id + 1) * D), into: r + q * D * K)
+                            }
+                        }
+                        parallelFor(textSplit.count) { p in
+                            let mine = textSplit[p]
+                            for o in 0..<block.outputs {
+                                for (q, id) in some.enumerated() {
+                                    for t in byID[id]! where mine.contains(textOf[t]) {
+                                        let b = textOf[t]
+                                        let dst = f + ((o * groups) + b / G) * G * K + (b % G) * K
+                                        Float.gemm(transA: false, transB: false, m: 1, n: K, k: D, alpha: 1,
+                                                   a: x + (o * N + t) * D, lda: D, b: r + q * D * K, ldb: K,
+                                                   beta: 1, c: dst, ldc: K)
+                                    }
+                                }
+                            }
+                        }
+                        start += batchIDs
+                    }
+                }
+            }
+        }
+    }
+}

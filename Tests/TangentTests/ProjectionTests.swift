@@ -1,0 +1,120 @@
+import Testing
+import TangentKernels
+@testable import TangentModel
+import TangentTensor
+
+@Suite struct ProjectionTests {
+    static func model(threads: Int = 2) throws -> TransformerClassifier<Float> {
+        let config = ModelConfig(vocabSize: 40, maxLen: 12, dModel: 16, nHeads: 2, nLayers: 2, dFF: 24, nClasses: 3)
+        let m = try TransformerClassifier<Float>.initialized(config: config, seed: 8, threads: threads)
+        var rng = TestRNG(8)
+        m.setParameters(m.parameterArray.map { $0 == 1 ? 1 + Float(0.3 * rng.normal()) : $0 * 15 + Float(0.05 * rng.normal()) })
+        return m
+    }
+
+    static func texts(_ n: Int, seed: UInt64 = 9) -> [[Int32]] {
+        var rng = TestRNG(seed)
+        return randomSequences((0..<n).map { 1 + ($0 * 7) % 11 }, vocab: 40, rng: &rng)
+    }
+
+    /// Features of `texts` computed in batches of `batch`.
+    static func features(_ computer: GradientComputer<Float>, _ projector: Projector, _ texts: [[Int32]], batch: Int,
+                         output: GradientOutput = .pseudoNTK) throws -> [Float] {
+        var out: [Float] = []
+        for s in stride(from: 0, to: texts.count, by: batch) {
+            let block = try computer.gradients(TokenBatch(sequences: Array(texts[s..<min(texts.count, s + batch)])), output: output)
+            let f = projector.project(block, computer: computer)
+            // [O, B, K] -> text-major [B, O, K].
+            let B = block.batch.count, K = projector.dimension
+            for b in 0..<B { for o in 0..<block.outputs { out += f[((o * B) + b) * K..<((o * B) + b + 1) * K] } }
+        }
+        return out
+    }
+
+    @Test func projectionEqualsAnExplicitMatrix() throws {
+        let m = try Self.model()
+        let computer = try GradientComputer(model: m, prefixes: ["all"])
+        let K = 70
+        let projector = Projector(dimension: K, seed: 3)
+        let texts = Self.texts(5)
+        let block = try computer.gradients(TokenBatch(sequences: texts), output: .everyLogit)
+        let f = projector.project(block, computer: computer)
+        let g = computer.materialize(block)
+        // Explicit R, tensor by tensor, in the subset's compact order.
+        let P = computer.subset.count
+        var R = [Float](repeating: 0, count: P * K)  // row j = column j of R
+        for ti in computer.subset.tensorIndices {
+            let t = m.layout.tensors[ti]
+            R.withUnsafeMutableBufferPointer {
+                projector.generate(projector.generator(for: t.name), columns: 0..<t.count,
+                                   into: $0.baseAddress! + computer.subset.compactOffsets[ti]! * K)
+            }
+        }
+        var worst: Float = 0
+        for row in 0..<(block.outputs * texts.count) {
+            for k in 0..<K {
+                var s: Float = 0
+                for j in 0..<P { s += g[row * P + j] * R[j * K + k] }
+                worst = max(worst, abs(s - f[row * K + k]) / max(1, abs(s)))
+            }
+        }
+        #expect(worst < 1e-4, "max relative difference \(worst)")
+        // Rademacher entries are +-1/sqrt(K), and each of the K positions is positive
+        // for about half of the columns.
+        #expect(R.allSatisfy { abs(abs($0) - 1 / Float(K).squareRoot()) < 1e-7 })
+        for k in 0..<K {
+            let positive = (0..<P).filter { R[$0 * K + k] > 0 }.count
+            #expect(abs(Double(positive) / Double(P) - 0.5) < 0.05, "position \(k): \(positive) of \(P) positive")
+        }
+    }
+
+    @Test(arguments: [Projector.Distribution.rademacher, .gaussian])
+    func errorFallsLikeOneOverSqrtKAndIsUnbiased(distribution: Projector.Distribution) throws {
+        let m = try Self.model()
+        let computer = try GradientComputer(model: m, prefixes: ["all"])
+        let texts = Self.texts(12)
+        let exact = try ExactKernel.compute(computer, a: texts, b: nil, kind: .pntk).total.map(Double.init)
+        let norm = exact.map { $0 * $0 }.reduce(0, +).squareRoot()
+        func projected(_ K: Int, seed: UInt64) throws -> [Double] {
+            let f = try Self.features(computer, Projector(dimension: K, seed: seed, distribution: distribution), texts, batch: 5)
+            let n = texts.count
+            return (0..<(n * n)).map { i in
+                let x = i / n, y = i % n
+                return (0..<K).map { Double(f[x * K + $0]) * Double(f[y * K + $0]) }.reduce(0, +)
+            }
+        }
+        func relError(_ k: [Double]) -> Double { zip(k, exact).map { ($0 - $1) * ($0 - $1) }.reduce(0, +).squareRoot() / norm }
+        // Root-mean-square error over seeds: its expectation scales exactly as 1/sqrt(K),
+        // while single draws are heavy-tailed (a few diagonal entries dominate).
+        var errors: [Double] = []
+        for K in [256, 1024, 4096] {
+            let each = try (0..<10).map { try relError(projected(K, seed: UInt64(10 + $0))) }
+            errors.append((each.map { $0 * $0 }.reduce(0, +) / Double(each.count)).squareRoot())
+        }
+        let r1 = errors[1] / errors[0], r2 = errors[2] / errors[1]
+        #expect(r1 > 0.35 && r1 < 0.7, "errors \(errors)")
+        #expect(r2 > 0.35 && r2 < 0.7, "errors \(errors)")
+        // Unbiased: the mean over 16 seeds is much closer than one draw (about 1/4 as far).
+        var mean = [Double](repeating: 0, count: exact.count)
+        for s in 0..<16 { for (i, v) in try projected(256, seed: UInt64(100 + s)).enumerated() { mean[i] += v / 16 } }
+        #expect(relError(mean) < 0.45 * errors[0], "mean error \(relError(mean)) vs single \(errors[0])")
+    }
+
+    @Test func featuresAreBitIdenticalAcrossBatchSizesThreadsAndShards() throws {
+        let texts = Self.texts(41)
+        var results: [[Float]] = []
+        for (threads, batch) in [(1, 41), (2, 7), (3, 16), (2, 1)] {
+            let m = try Self.model(threads: threads)
+            let computer = try GradientComputer(model: m, prefixes: ["all"])
+            let projector = Projector(dimension: 96, seed: 5, threads: threads)
+            results.append(try Self.features(computer, projector, texts, batch: batch, output: .everyLogit))
+        }
+        // Two shards of the data, processed separately and concatenated.
+        let m = try Self.model(threads: 2)
+        let computer = try GradientComputer(model: m, prefixes: ["all"])
+        let projector = Projector(dimension: 96, seed: 5, threads: 2)
+        results.append(try Self.features(computer, projector, Array(texts[0..<20]), batch: 8, output: .everyLogit)
+            + Self.features(computer, projector, Array(texts[20...]), batch: 13, output: .everyLogit))
+        for r in results.dropFirst() { #expect(r == results[0]) }
+    }
+}
