@@ -7,7 +7,7 @@ import TangentTensor
 /// is a pure function of (seed, tensor, K) on every machine and any batch split.
 ///
 /// Features are also bit-identical across batch sizes, shards and thread counts:
-/// products run on fixed 32-text groups (zero-padded), whose rows BLAS computes
+/// products run on fixed 64-text groups (zero-padded), whose rows BLAS computes
 /// independently of their neighbours, and contributions are added in a fixed order.
 /// Memory: one block of `columnChunk x K` numbers per thread, never K x P.
 public struct Projector: Sendable, Equatable {
@@ -25,12 +25,23 @@ public struct Projector: Sendable, Equatable {
     /// Worker threads.
     public let threads: Int
     /// Columns of R generated and applied at a time.
-    public let columnChunk = 128
+    public let columnChunk = 512
     /// Texts per product call: every call has exactly this many rows.
-    static let group = 32
+    static let group = 128
+    /// Columns of the output per product call.
+    static let kTile = 256
+
+    /// Row v holds the 8 entries encoded by byte v: bit i set -> -scale at position i.
+    static func signTable(scale: Float) -> [Float] {
+        (0..<(256 * 8)).map { i in ((i / 8) >> (i % 8)) & 1 == 1 ? -scale : scale }
+    }
+
+    /// Row v holds the 8 Rademacher entries encoded by byte v.
+    let signs: [Float]
 
     public init(dimension: Int, seed: UInt64, distribution: Distribution = .rademacher, threads: Int = Threads.defaultCount) {
         precondition(dimension > 0)
+        signs = Projector.signTable(scale: 1 / Float(dimension).squareRoot())
         self.dimension = dimension
         self.seed = seed
         self.distribution = distribution
@@ -51,19 +62,24 @@ public struct Projector: Sendable, Equatable {
         let K = dimension
         switch distribution {
         case .rademacher:
+            // Each random byte selects 8 signs at once from a 256 x 8 table of +-1/sqrt(K).
             let words = (K + 63) / 64
-            let scale = 1 / Float(K).squareRoot()
-            let pos = scale.bitPattern
-            for (r, j) in columns.enumerated() {
-                let row = out + r * K
-                for w in 0..<words {
-                    let bits = rng.bits(UInt64(j) &* UInt64(words) &+ UInt64(w))
-                    let n = min(64, K - w * 64)
-                    let dst = row + w * 64
-                    for k in 0..<n {
-                        // Sign bit from bit k: +scale or -scale, branch-free.
-                        let sign = (UInt32(truncatingIfNeeded: bits >> UInt64(k)) & 1) << 31
-                        dst[k] = Float(bitPattern: pos | sign)
+            signs.withUnsafeBufferPointer { tp in
+                let tb = tp.baseAddress!
+                for (r, j) in columns.enumerated() {
+                    let row = out + r * K
+                    for w in 0..<words {
+                        var bits = rng.bits(UInt64(j) &* UInt64(words) &+ UInt64(w))
+                        let n = min(64, K - w * 64)
+                        let dst = row + w * 64
+                        if n == 64 {
+                            for byte in 0..<8 {
+                                (dst + byte * 8).update(from: tb + Int(bits & 0xFF) * 8, count: 8)
+                                bits >>= 8
+                            }
+                        } else {
+                            for k in 0..<n { dst[k] = tb[Int((bits >> UInt64(k & ~7)) & 0xFF) * 8 + (k & 7)] }
+                        }
                     }
                 }
             }
@@ -106,21 +122,29 @@ public struct Projector: Sendable, Equatable {
                                     let r = parts[p]
                                     if !r.isEmpty { self.generate(rng, columns: (j0 + r.lowerBound)..<(j0 + r.upperBound), into: rc + r.lowerBound * K) }
                                 }
-                                let work = (0..<(O * groups))
-                                let split = splitRange(work.count, parts: T)
+                                // Work items: (output, text group, column tile of K). Tiles have a
+                                // fixed width, so every call's shape is independent of threads.
+                                let tiles = (K + Projector.kTile - 1) / Projector.kTile
+                                let split = splitRange(O * groups * tiles, parts: T)
                                 parallelFor(split.count) { p in
                                     let gb = gbuf + p * G * self.columnChunk
+                                    var gathered = -1
                                     for item in split[p] {
-                                        let o = item / groups, grp = item % groups
-                                        let rows = (grp * G)..<min(B, (grp + 1) * G)
-                                        // Gather the group's gradient columns, zero rows beyond B.
-                                        for (r, b) in rows.enumerated() {
-                                            (gb + r * width).update(from: d + (o * B + b) * Pd + base + j0, count: width)
+                                        let og = item / tiles, tile = item % tiles
+                                        let o = og / groups, grp = og % groups
+                                        if gathered != og {
+                                            // Gather the group's gradient columns, zero rows beyond B.
+                                            let rows = (grp * G)..<min(B, (grp + 1) * G)
+                                            for (r, b) in rows.enumerated() {
+                                                (gb + r * width).update(from: d + (o * B + b) * Pd + base + j0, count: width)
+                                            }
+                                            if rows.count < G { (gb + rows.count * width).update(repeating: 0, count: (G - rows.count) * width) }
+                                            gathered = og
                                         }
-                                        if rows.count < G { (gb + rows.count * width).update(repeating: 0, count: (G - rows.count) * width) }
-                                        Float.gemm(transA: false, transB: false, m: G, n: K, k: width, alpha: 1,
-                                                   a: gb, lda: width, b: rc, ldb: K, beta: 1,
-                                                   c: f + (o * groups + grp) * G * K, ldc: K)
+                                        let k0 = tile * Projector.kTile, kn = min(K, k0 + Projector.kTile) - k0
+                                        Float.gemm(transA: false, transB: false, m: G, n: kn, k: width, alpha: 1,
+                                                   a: gb, lda: width, b: rc + k0, ldb: K, beta: 1,
+                                                   c: f + (o * groups + grp) * G * K + k0, ldc: K)
                                     }
                                 }
                                 j0 = j1

@@ -205,6 +205,16 @@ public struct SafetensorsFile: @unchecked Sendable {
         }
     }
 
+    /// Copies bytes `range` (relative to the tensor's start) of a tensor into `destination`.
+    public func copyBytes(_ name: String, range: Range<Int>, into destination: UnsafeMutableRawPointer) throws {
+        let info = try info(name)
+        precondition(range.lowerBound >= 0 && range.upperBound <= info.dataRange.count, "byte range outside tensor \(name)")
+        data.withUnsafeBytes { raw in
+            let src = raw.baseAddress!.advanced(by: dataStart + info.dataRange.lowerBound + range.lowerBound)
+            destination.copyMemory(from: src, byteCount: range.count)
+        }
+    }
+
     /// A float32 tensor's values; fails unless its dtype is F32 (and its shape matches when given).
     public func float32(_ name: String, shape: [Int]? = nil) throws -> [Float] {
         let info = try info(name, dtype: .F32, shape: shape)

@@ -1,12 +1,13 @@
 import ArgumentParser
 import Foundation
+import TangentKernels
 import TangentModel
 import TangentTensor
 import TangentTraining
 
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Benchmarks (build with -c release).", subcommands: [BenchTrain.self])
+        abstract: "Benchmarks (build with -c release).", subcommands: [BenchTrain.self, BenchFeaturize.self])
 }
 
 struct BenchTrain: ParsableCommand {
@@ -67,4 +68,57 @@ func peakMemoryDescription() -> String {
           let line = s.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }) else { return "unknown" }
     let kb = Double(line.split(separator: " ").dropFirst().first.map(String.init) ?? "") ?? 0
     return String(format: "%.1f MiB", kb / 1024)
+}
+
+struct BenchFeaturize: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "featurize",
+        abstract: "Featurization throughput (per-example gradients + random projection) on random tokens.",
+        discussion: "Default workload W1: d_model 128, 2 layers, d_ff 512, vocab 8000, 64 tokens, 512 texts, K 1024, proj-pntk over all parameters.")
+
+    @Option(help: "Model width.") var dModel: Int = 128
+    @Option(help: "Transformer blocks.") var layers: Int = 2
+    @Option(help: "Feed-forward width.") var dFF: Int = 512
+    @Option(help: "Vocabulary size.") var vocab: Int = 8000
+    @Option(help: "Tokens per text.") var tokens: Int = 64
+    @Option(help: "Texts.") var texts: Int = 512
+    @Option(help: "Projected dimension K.") var projDim: Int = 1024
+    @Option(help: "pntk, trntk or grad.") var kernel: String = "pntk"
+    @Option(help: "Parameter prefixes.") var params: String = "all"
+    @Option(help: "Texts per block.") var batchSize: Int = 128
+    @Option(help: "Threads (default: all cores, or TANGENT_THREADS).") var threads: Int?
+
+    func run() throws {
+        try reportingErrors {
+            let nThreads = threads ?? Threads.defaultCount
+            let config = ModelConfig(vocabSize: vocab, maxLen: tokens, dModel: dModel, nHeads: 4, nLayers: layers, dFF: dFF, nClasses: 2)
+            let model = try TransformerClassifier<Float>.initialized(config: config, seed: 1, threads: nThreads)
+            guard let kind = FeatureKind(kernelName: kernel), kind.projected else { throw ValidationError("--kernel must be pntk, trntk or grad") }
+            let computer = try GradientComputer(model: model, prefixes: params.split(separator: ",").map(String.init))
+            let projector = Projector(dimension: projDim, seed: 0, threads: nThreads)
+            let rng = CounterRNG.derive(3, 3)
+            let seqs = (0..<texts).map { i in [Int32(2)] + (1..<tokens).map { j in Int32(4 + Int(rng.bits(UInt64(i * tokens + j)) % UInt64(vocab - 4))) } }
+            let output: GradientOutput = kind == .pntk ? .pseudoNTK : kind == .trntk ? .everyLogit : .loss(labels: [Int?](repeating: nil, count: batchSize))
+            var gradSeconds = 0.0, projSeconds = 0.0
+            let t0 = Date()
+            for s in stride(from: 0, to: texts, by: batchSize) {
+                let batch = TokenBatch(sequences: Array(seqs[s..<min(texts, s + batchSize)]))
+                let o: GradientOutput
+                if case .loss = output { o = .loss(labels: [Int?](repeating: nil, count: batch.count)) } else { o = output }
+                let a = Date()
+                let g = try computer.gradients(batch, output: o)
+                let b = Date()
+                _ = projector.project(g, computer: computer)
+                projSeconds += Date().timeIntervalSince(b)
+                gradSeconds += b.timeIntervalSince(a)
+            }
+            let total = Date().timeIntervalSince(t0)
+            print("workload: d_model \(dModel), \(layers) layers, d_ff \(dFF), vocab \(vocab), \(tokens) tokens, \(texts) texts, K \(projDim), \(kernel) over \(params) (\(computer.subset.count) parameters), blocks of \(batchSize)")
+            print("threads: \(nThreads)")
+            print(String(format: "end to end: %.2f s, %.1f examples/s", total, Double(texts) / total))
+            print(String(format: "gradients: %.2f s (%.0f%%), %.1f examples/s alone", gradSeconds, 100 * gradSeconds / total, Double(texts) / gradSeconds))
+            print(String(format: "projection: %.2f s (%.0f%%)", projSeconds, 100 * projSeconds / total))
+            print("peak memory (VmHWM): \(peakMemoryDescription())")
+        }
+    }
 }

@@ -1,0 +1,270 @@
+import Foundation
+import TangentSafetensors
+import TangentTensor
+
+/// What a feature file holds, recorded in its metadata; files combine only when these agree.
+public struct FeatureMetadata: Sendable, Equatable, Codable {
+    /// `pntk`, `trntk`, `embedding` or `grad`.
+    public var kernel: String
+    /// Fingerprint of the model's weights and configuration.
+    public var modelFingerprint: String
+    public var modelPath: String
+    /// Parameter prefixes (comma-separated), empty for `embedding`.
+    public var params: String
+    /// Projected dimension K (0: no projection, as for `embedding`).
+    public var projDim: Int
+    public var seed: UInt64
+    public var distribution: String
+    /// Vectors per text (1, or C for trntk) and their length.
+    public var outputs: Int
+    public var width: Int
+    public var texts: Int
+    public var classes: Int
+    public var source: String
+    /// Fingerprint of the texts, so a resumed run continues the same input.
+    public var textsFingerprint: String
+    public var blockSize: Int
+
+    enum CodingKeys: String, CodingKey {
+        case kernel, modelFingerprint = "model_fingerprint", modelPath = "model", params, projDim = "proj_dim", seed
+        case distribution, outputs, width, texts, classes, source, textsFingerprint = "texts_fingerprint", blockSize = "block_size"
+    }
+
+    public init(kernel: String, modelFingerprint: String, modelPath: String, params: String, projDim: Int, seed: UInt64,
+                distribution: String, outputs: Int, width: Int, texts: Int, classes: Int, source: String,
+                textsFingerprint: String, blockSize: Int) {
+        self.kernel = kernel; self.modelFingerprint = modelFingerprint; self.modelPath = modelPath; self.params = params
+        self.projDim = projDim; self.seed = seed; self.distribution = distribution; self.outputs = outputs; self.width = width
+        self.texts = texts; self.classes = classes; self.source = source; self.textsFingerprint = textsFingerprint
+        self.blockSize = blockSize
+    }
+
+    var asStrings: [String: String] {
+        let d = try! JSONSerialization.jsonObject(with: JSONEncoder().encode(self)) as! [String: Any]
+        var out = d.mapValues { "\($0)" }
+        out["format"] = "tangent-features-1"
+        return out
+    }
+
+    init(strings m: [String: String], path: String) throws {
+        guard m["format"] == "tangent-features-1" else {
+            throw FeatureStoreError("\(path): not a tangent feature file (no format tag in its metadata)")
+        }
+        func s(_ k: String) throws -> String {
+            guard let v = m[k] else { throw FeatureStoreError("\(path): metadata lacks '\(k)'") }
+            return v
+        }
+        func i(_ k: String) throws -> Int {
+            guard let v = Int(try s(k)) else { throw FeatureStoreError("\(path): metadata '\(k)' is not an integer") }
+            return v
+        }
+        guard let seed = UInt64(try s("seed")) else { throw FeatureStoreError("\(path): metadata 'seed' is not an integer") }
+        self.init(kernel: try s("kernel"), modelFingerprint: try s("model_fingerprint"), modelPath: try s("model"),
+                  params: try s("params"), projDim: try i("proj_dim"), seed: seed, distribution: try s("distribution"),
+                  outputs: try i("outputs"), width: try i("width"), texts: try i("texts"), classes: try i("classes"),
+                  source: try s("source"), textsFingerprint: try s("texts_fingerprint"), blockSize: try i("block_size"))
+    }
+
+    /// Why two feature files cannot be combined into one kernel, or nil when they can.
+    public func incompatibility(with other: FeatureMetadata) -> String? {
+        if modelFingerprint != other.modelFingerprint { return "they come from different models (\(modelPath) vs \(other.modelPath))" }
+        if kernel != other.kernel { return "their kernels differ (\(kernel) vs \(other.kernel))" }
+        if params != other.params { return "their parameter subsets differ (\(params) vs \(other.params))" }
+        if projDim != other.projDim { return "their projection dimensions differ (K = \(projDim) vs \(other.projDim))" }
+        if seed != other.seed || distribution != other.distribution {
+            return "their projections differ (seed \(seed) \(distribution) vs seed \(other.seed) \(other.distribution))"
+        }
+        return nil
+    }
+}
+
+/// A feature file that cannot be used; the message names the file.
+public struct FeatureStoreError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// Writes a feature file block by block. The safetensors header (all shapes are known
+/// up front) is written first and the data area preallocated; each finished block is
+/// written in place and then flagged in the `done` tensor, so a run interrupted at any
+/// point resumes without redoing finished blocks. The file is built under
+/// `NAME.partial` and renamed to `NAME` when complete.
+///
+/// Tensors: `features` F32 [n, outputs, width]; `logits` F32 [n, C]; `labels` I64 [n]
+/// (-1: none); `lines` I64 [n] (line or row of each text in its source); `done` U8 [blocks].
+public final class FeatureWriter {
+    public let url: URL
+    public let partialURL: URL
+    public let metadata: FeatureMetadata
+    public let blocks: Int
+    private let handle: FileHandle
+    private let offsets: [String: Int]
+    /// Blocks already finished (by an earlier, interrupted run included).
+    public private(set) var done: [Bool]
+
+    /// Opens or creates `url.partial`. An existing partial file with the same metadata
+    /// is resumed; one with different metadata is an error unless `overwrite`.
+    public init(url: URL, metadata: FeatureMetadata, labels: [Int64], lines: [Int64], overwrite: Bool) throws {
+        self.url = url
+        self.partialURL = URL(fileURLWithPath: url.path + ".partial")
+        self.metadata = metadata
+        let n = metadata.texts
+        blocks = (n + metadata.blockSize - 1) / metadata.blockSize
+        let fm = FileManager.default
+        if fm.fileExists(atPath: url.path) && !overwrite {
+            throw FeatureStoreError("\(url.path): already exists (pass --overwrite to replace it)")
+        }
+        var resumed = false
+        if fm.fileExists(atPath: partialURL.path) {
+            if let old = try? SafetensorsFile(url: partialURL),
+               let oldMeta = try? FeatureMetadata(strings: old.metadata, path: partialURL.path), oldMeta == metadata {
+                resumed = true
+            } else if !overwrite {
+                throw FeatureStoreError("\(partialURL.path): an unfinished feature file made with other settings exists; pass --overwrite to start again")
+            }
+        }
+        let shapes: [(String, SafetensorsDType, [Int])] = [
+            ("features", .F32, [n, metadata.outputs, metadata.width]),
+            ("logits", .F32, [n, metadata.classes]),
+            ("labels", .I64, [n]),
+            ("lines", .I64, [n]),
+            ("done", .U8, [blocks]),
+        ]
+        var header: [String] = []
+        let metaJSON = metadata.asStrings.keys.sorted().map { "\"\($0)\":\(Self.quote(metadata.asStrings[$0]!))" }.joined(separator: ",")
+        header.append("\"__metadata__\":{\(metaJSON)}")
+        var off = 0
+        var offs: [String: Int] = [:]
+        for (name, dtype, shape) in shapes {
+            let bytes = shape.reduce(1, *) * dtype.size
+            header.append("\"\(name)\":{\"dtype\":\"\(dtype.rawValue)\",\"shape\":[\(shape.map(String.init).joined(separator: ","))],\"data_offsets\":[\(off),\(off + bytes)]}")
+            offs[name] = off
+            off += bytes
+        }
+        var h = "{" + header.joined(separator: ",") + "}"
+        while (h.utf8.count + 8) % 8 != 0 { h += " " }
+        let dataStart = 8 + h.utf8.count
+        offsets = offs.mapValues { $0 + dataStart }
+        if !resumed {
+            try? fm.removeItem(at: partialURL)
+            try fm.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+            guard fm.createFile(atPath: partialURL.path, contents: nil) else {
+                throw FeatureStoreError("\(partialURL.path): cannot create file")
+            }
+        }
+        handle = try FileHandle(forUpdating: partialURL)
+        done = [Bool](repeating: false, count: blocks)
+        if resumed {
+            let data = try SafetensorsFile(url: partialURL)
+            var flags = [UInt8](repeating: 0, count: blocks)
+            try flags.withUnsafeMutableBytes { try data.copyBytes("done", into: $0.baseAddress!) }
+            done = flags.map { $0 == 1 }
+        } else {
+            var prefix = Data()
+            var len = UInt64(h.utf8.count).littleEndian
+            withUnsafeBytes(of: &len) { prefix.append(contentsOf: $0) }
+            prefix.append(contentsOf: Array(h.utf8))
+            try handle.truncate(atOffset: UInt64(dataStart + off))
+            try handle.seek(toOffset: 0)
+            try handle.write(contentsOf: prefix)
+            try write(labels.withUnsafeBytes { Data($0) }, at: offsets["labels"]!)
+            try write(lines.withUnsafeBytes { Data($0) }, at: offsets["lines"]!)
+            try handle.synchronize()
+        }
+    }
+
+    deinit { try? handle.close() }
+
+    private static func quote(_ s: String) -> String {
+        let d = try! JSONSerialization.data(withJSONObject: [s], options: [.withoutEscapingSlashes])
+        let a = String(decoding: d, as: UTF8.self)
+        return String(a.dropFirst().dropLast())
+    }
+
+    private func write(_ data: Data, at offset: Int) throws {
+        try handle.seek(toOffset: UInt64(offset))
+        try handle.write(contentsOf: data)
+    }
+
+    /// Texts of block `b`.
+    public func range(ofBlock b: Int) -> Range<Int> {
+        (b * metadata.blockSize)..<min(metadata.texts, (b + 1) * metadata.blockSize)
+    }
+
+    /// Stores block `b`: features [rows, outputs, width] and logits [rows, C], then
+    /// flags it done (after the data reaches the disk).
+    public func write(block b: Int, features: [Float], logits: [Float]) throws {
+        let r = range(ofBlock: b)
+        let rowBytes = metadata.outputs * metadata.width * 4
+        precondition(features.count * 4 == r.count * rowBytes && logits.count == r.count * metadata.classes)
+        try write(features.withUnsafeBytes { Data($0) }, at: offsets["features"]! + r.lowerBound * rowBytes)
+        try write(logits.withUnsafeBytes { Data($0) }, at: offsets["logits"]! + r.lowerBound * metadata.classes * 4)
+        try handle.synchronize()
+        try write(Data([1]), at: offsets["done"]! + b)
+        try handle.synchronize()
+        done[b] = true
+    }
+
+    /// Renames the finished file into place; fails if a block is missing.
+    public func finish() throws {
+        guard let missing = done.firstIndex(of: false) else {
+            try handle.synchronize()
+            try? handle.close()
+            if FileManager.default.fileExists(atPath: url.path) { try FileManager.default.removeItem(at: url) }
+            guard rename(partialURL.path, url.path) == 0 else { throw FeatureStoreError("\(url.path): cannot rename the finished file into place") }
+            return
+        }
+        throw FeatureStoreError("\(partialURL.path): block \(missing) is not finished")
+    }
+}
+
+/// A finished feature file, validated and memory-mapped.
+public struct FeatureFile: @unchecked Sendable {
+    public let url: URL
+    public let metadata: FeatureMetadata
+    let file: SafetensorsFile
+
+    public init(url: URL) throws {
+        let f = try SafetensorsFile(url: url)
+        let m = try FeatureMetadata(strings: f.metadata, path: url.path)
+        let n = m.texts
+        _ = try f.info("features", dtype: .F32, shape: [n, m.outputs, m.width])
+        _ = try f.info("logits", dtype: .F32, shape: [n, m.classes])
+        _ = try f.info("labels", dtype: .I64, shape: [n])
+        _ = try f.info("lines", dtype: .I64, shape: [n])
+        let blocks = (n + m.blockSize - 1) / m.blockSize
+        let done = try f.info("done", dtype: .U8, shape: [blocks])
+        var flags = [UInt8](repeating: 0, count: blocks)
+        try flags.withUnsafeMutableBytes { try f.copyBytes("done", into: $0.baseAddress!) }
+        if let b = flags.firstIndex(where: { $0 != 1 }) {
+            throw FeatureStoreError("\(url.path): block \(b) of \(blocks) was never finished (\(done.name) flag \(flags[b]))")
+        }
+        self.url = url
+        metadata = m
+        file = f
+    }
+
+    /// Features of texts `rows` as [rows.count, outputs * width].
+    public func features(_ rows: Range<Int>) throws -> [Float] {
+        let w = metadata.outputs * metadata.width
+        var out = [Float](repeating: 0, count: rows.count * w)
+        try out.withUnsafeMutableBytes { try file.copyBytes("features", range: (rows.lowerBound * w * 4)..<(rows.upperBound * w * 4), into: $0.baseAddress!) }
+        return out
+    }
+
+    public func logits() throws -> [Float] { try file.float32("logits") }
+    public func labels() throws -> [Int64] { try file.int64("labels") }
+    public func lines() throws -> [Int64] { try file.int64("lines") }
+}
+
+/// A 64-bit fingerprint of bytes (FNV-1a over 8-byte words, then mixed): enough to tell
+/// models and inputs apart, not a cryptographic hash.
+public func fingerprint(_ data: Data) -> String {
+    var h: UInt64 = 0xCBF2_9CE4_8422_2325 ^ UInt64(data.count)
+    data.withUnsafeBytes { raw in
+        let n = raw.count / 8
+        for i in 0..<n { h = (h ^ raw.loadUnaligned(fromByteOffset: i * 8, as: UInt64.self)) &* 0x0000_0100_0000_01B3 }
+        for i in (n * 8)..<raw.count { h = (h ^ UInt64(raw[i])) &* 0x0000_0100_0000_01B3 }
+    }
+    return String(CounterRNG.mix(h), radix: 16)
+}

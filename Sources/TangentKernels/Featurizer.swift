@@ -1,0 +1,160 @@
+import Foundation
+import TangentData
+import TangentModel
+import TangentTensor
+
+/// What a feature file stores per text.
+public enum FeatureKind: String, Sendable, CaseIterable {
+    /// R G(x), G = (1/sqrt(C)) sum_c g_c(x): features of proj-pntk.
+    case pntk
+    /// R g_c(x) for every class, the same R for all: features of proj-trntk.
+    case trntk
+    /// The pooled embedding e(x) (no projection): features of the `embedding` and `ck` kernels.
+    case embedding
+    /// R grad L(x) with the text's label (the predicted one when it has none): grad-cos, TracIn.
+    case grad
+
+    /// Parses a kernel name, accepting the projected kernels' names too.
+    public init?(kernelName: String) {
+        switch kernelName {
+        case "pntk", "proj-pntk": self = .pntk
+        case "trntk", "proj-trntk": self = .trntk
+        case "embedding", "ck": self = .embedding
+        case "grad", "grad-cos", "tracin": self = .grad
+        default: return nil
+        }
+    }
+
+    public var projected: Bool { self != .embedding }
+}
+
+/// Settings of a featurization run.
+public struct FeaturizeOptions: Sendable {
+    public var kind: FeatureKind
+    /// Parameter prefixes (`all`, `head`, `blocks.1`, ...).
+    public var params: [String] = ["all"]
+    /// K; ignored for `embedding`.
+    public var projDim: Int = 4096
+    public var seed: UInt64 = 0
+    public var distribution: Projector.Distribution = .rademacher
+    /// Texts per computed and stored block.
+    public var blockSize: Int = 128
+    public var threads: Int = Threads.defaultCount
+
+    public init(kind: FeatureKind) { self.kind = kind }
+}
+
+/// Streams features of many texts into a feature file, block by block, resuming an
+/// interrupted run. Memory: one block of per-example gradients (O x B x P_dense) plus
+/// the projector's buffers; nothing of size K x P or n x P.
+public final class Featurizer {
+    public let classifier: Classifier
+    public let options: FeaturizeOptions
+    let computer: GradientComputer<Float>?
+    let projector: Projector?
+
+    public init(classifier: Classifier, options: FeaturizeOptions) throws {
+        self.classifier = classifier
+        self.options = options
+        guard options.blockSize >= 1 else { throw FeatureStoreError("block size must be at least 1") }
+        if options.kind.projected {
+            guard options.projDim > 0 else { throw FeatureStoreError("--proj-dim must be positive, got \(options.projDim)") }
+            let c = try GradientComputer(model: classifier.model, prefixes: options.params)
+            let need = Featurizer.memoryEstimate(options: options, computer: c)
+            let available = ProcessInfo.processInfo.physicalMemory
+            guard need < available / 10 * 8 else {
+                throw FeatureStoreError(String(format: "K = %d with blocks of %d texts would need about %.1f GiB of memory, more than this machine's %.1f GiB allows; lower --proj-dim or --batch-size",
+                                               options.projDim, options.blockSize, Double(need) / 1_073_741_824, Double(available) / 1_073_741_824))
+            }
+            computer = c
+            projector = Projector(dimension: options.projDim, seed: options.seed, distribution: options.distribution, threads: options.threads)
+        } else {
+            computer = nil
+            projector = nil
+        }
+    }
+
+    /// Bytes a projected run holds at its peak, roughly: gradients of one block, the
+    /// projector's column chunk and accumulators, and the block's features.
+    public static func memoryEstimate(options: FeaturizeOptions, computer: GradientComputer<Float>) -> UInt64 {
+        let C = computer.model.config.nClasses, D = computer.model.config.dModel
+        let O = options.kind == .trntk ? C : 1
+        let B = UInt64(options.blockSize), K = UInt64(options.projDim)
+        let grads = UInt64(O) * B * UInt64(computer.dense.count) * 4
+        let rows = UInt64(O) * B * UInt64(computer.model.config.maxLen * D) * 4
+        let proj = (128 + 16 * UInt64(D)) * K * 4 + 3 * UInt64(O) * (B + 32) * K * 4
+        return grads + rows + proj + 300 * 1_048_576
+    }
+
+    /// Vectors per text and their length.
+    public var shape: (outputs: Int, width: Int) {
+        switch options.kind {
+        case .embedding: return (1, classifier.model.config.dModel)
+        case .trntk: return (classifier.model.config.nClasses, options.projDim)
+        case .pntk, .grad: return (1, options.projDim)
+        }
+    }
+
+    /// The fingerprint of the model's configuration and weights.
+    public static func modelFingerprint(_ model: TransformerClassifier<Float>) -> String {
+        var d = (try? JSONEncoder().encode(model.config)) ?? Data()
+        d.append(Data(buffer: UnsafeBufferPointer(model.parameters)))
+        return fingerprint(d)
+    }
+
+    /// Features, logits and labels of `texts` for one block: features [B, O, W].
+    public func block(_ texts: [LabeledText]) throws -> (features: [Float], logits: [Float], gradientSeconds: Double, projectionSeconds: Double) {
+        let model = classifier.model
+        let batch = TokenBatch(sequences: try texts.map { try classifier.encode($0.text) }, padID: Int32(model.config.padID))
+        let t0 = Date()
+        switch options.kind {
+        case .embedding:
+            let logits = try model.forward(batch)
+            return (model.lastEmbeddings(), logits, Date().timeIntervalSince(t0), 0)
+        case .pntk, .trntk, .grad:
+            let output: GradientOutput
+            switch options.kind {
+            case .pntk: output = .pseudoNTK
+            case .trntk: output = .everyLogit
+            default: output = .loss(labels: texts.map { $0.label.flatMap(classifier.labels.index(of:)) })
+            }
+            let g = try computer!.gradients(batch, output: output)
+            let t1 = Date()
+            let f = projector!.project(g, computer: computer!)
+            let t2 = Date()
+            // [O, B, K] -> [B, O, K]
+            let B = batch.count, O = g.outputs, K = options.projDim
+            var out = [Float](repeating: 0, count: B * O * K)
+            for o in 0..<O { for b in 0..<B { for k in 0..<K { out[(b * O + o) * K + k] = f[(o * B + b) * K + k] } } }
+            return (out, g.logits, t1.timeIntervalSince(t0), t2.timeIntervalSince(t1))
+        }
+    }
+
+    /// Featurizes `texts` into `url`, resuming an interrupted run with the same settings.
+    /// `progress(done, total)` reports texts finished.
+    public func run(texts: [LabeledText], source: String, to url: URL, overwrite: Bool,
+                    progress: (Int, Int) -> Void = { _, _ in }) throws -> FeatureFile {
+        let (O, W) = shape
+        let meta = FeatureMetadata(
+            kernel: options.kind.rawValue, modelFingerprint: Featurizer.modelFingerprint(classifier.model),
+            modelPath: classifier.directory?.path ?? "(in memory)",
+            params: options.kind.projected ? options.params.joined(separator: ",") : "",
+            projDim: options.kind.projected ? options.projDim : 0, seed: options.kind.projected ? options.seed : 0,
+            distribution: options.kind.projected ? options.distribution.rawValue : "", outputs: O, width: W,
+            texts: texts.count, classes: classifier.model.config.nClasses, source: source,
+            textsFingerprint: fingerprint(Data(texts.map(\.text).joined(separator: "\u{1F}").utf8)), blockSize: options.blockSize)
+        let labels = texts.map { Int64($0.label.flatMap(classifier.labels.index(of:)) ?? -1) }
+        let writer = try FeatureWriter(url: url, metadata: meta, labels: labels, lines: texts.map { Int64($0.line) }, overwrite: overwrite)
+        var finished = writer.done.enumerated().filter(\.element).reduce(0) { $0 + writer.range(ofBlock: $1.offset).count }
+        progress(finished, texts.count)
+        for b in 0..<writer.blocks where !writer.done[b] {
+            let r = writer.range(ofBlock: b)
+            let out = try block(Array(texts[r]))
+            try writer.write(block: b, features: out.features, logits: out.logits)
+            finished += r.count
+            progress(finished, texts.count)
+        }
+        try writer.finish()
+        return try FeatureFile(url: url)
+    }
+}

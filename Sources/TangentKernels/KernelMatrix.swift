@@ -1,0 +1,95 @@
+import Foundation
+import TangentSafetensors
+import TangentTensor
+
+/// Kernel matrices between two feature files: K[i, j] = <f(a_i), f(b_j)>, with the
+/// vectors of all outputs of a text concatenated (so trNTK features give
+/// sum_c <R g_c, R g'_c>), optionally cosine-normalized. Computed in row blocks of A
+/// against column blocks of B and streamed to disk, so memory stays bounded however
+/// large B is.
+public enum KernelMatrix {
+    /// Writes `kernel` F32 [nA, nB] to `url` (atomically, via a temporary file).
+    public static func compute(a: FeatureFile, b: FeatureFile, normalize: Bool, to url: URL,
+                               rowBlock: Int = 256, columnBlock: Int = 2048,
+                               progress: (Int, Int) -> Void = { _, _ in }) throws {
+        if let why = a.metadata.incompatibility(with: b.metadata) {
+            throw FeatureStoreError("\(a.url.path) and \(b.url.path) cannot be combined: \(why)")
+        }
+        let nA = a.metadata.texts, nB = b.metadata.texts
+        let W = a.metadata.outputs * a.metadata.width
+        guard W == b.metadata.outputs * b.metadata.width else {
+            throw FeatureStoreError("\(a.url.path) and \(b.url.path) have feature vectors of different lengths")
+        }
+        let normsB = normalize ? try squaredNorms(b, block: columnBlock) : []
+        var meta: [String: String] = [
+            "format": "tangent-kernel-1", "a": a.url.path, "b": b.url.path, "kernel": a.metadata.kernel,
+            "normalized": String(normalize), "params": a.metadata.params, "proj_dim": String(a.metadata.projDim),
+            "seed": String(a.metadata.seed), "model_fingerprint": a.metadata.modelFingerprint,
+        ]
+        meta["rows"] = String(nA)
+        meta["columns"] = String(nB)
+        let metaJSON = meta.keys.sorted().map { "\(quote($0)):\(quote(meta[$0]!))" }.joined(separator: ",")
+        var h = "{\"__metadata__\":{\(metaJSON)},\"kernel\":{\"dtype\":\"F32\",\"shape\":[\(nA),\(nB)],\"data_offsets\":[0,\(nA * nB * 4)]}}"
+        while (h.utf8.count + 8) % 8 != 0 { h += " " }
+        let dir = url.deletingLastPathComponent()
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        let tmp = dir.appendingPathComponent(".\(url.lastPathComponent).\(ProcessInfo.processInfo.processIdentifier).tmp")
+        guard FileManager.default.createFile(atPath: tmp.path, contents: nil) else {
+            throw FeatureStoreError("\(tmp.path): cannot create file")
+        }
+        let handle = try FileHandle(forWritingTo: tmp)
+        var ok = false
+        defer {
+            try? handle.close()
+            if !ok { try? FileManager.default.removeItem(at: tmp) }
+        }
+        var len = UInt64(h.utf8.count).littleEndian
+        try handle.write(contentsOf: withUnsafeBytes(of: &len) { Data($0) } + Data(h.utf8))
+        var tile = [Float](repeating: 0, count: rowBlock * columnBlock)
+        var rows = [Float](repeating: 0, count: rowBlock * nB)
+        for r0 in stride(from: 0, to: nA, by: rowBlock) {
+            let ra = r0..<min(nA, r0 + rowBlock)
+            let fa = try a.features(ra)
+            let normsA: [Float] = normalize ? (0..<ra.count).map { i in
+                fa.withUnsafeBufferPointer { Float.dot(n: W, x: $0.baseAddress! + i * W, y: $0.baseAddress! + i * W) }
+            } : []
+            for c0 in stride(from: 0, to: nB, by: columnBlock) {
+                let rb = c0..<min(nB, c0 + columnBlock)
+                let fb = try b.features(rb)
+                Float.gemm(transA: false, transB: true, m: ra.count, n: rb.count, k: W, alpha: 1, a: fa, lda: W,
+                           b: fb, ldb: W, beta: 0, c: &tile, ldc: rb.count)
+                for i in 0..<ra.count {
+                    for j in 0..<rb.count {
+                        var v = tile[i * rb.count + j]
+                        if normalize { v /= (normsA[i] * normsB[rb.lowerBound + j]).squareRoot() }
+                        rows[i * nB + rb.lowerBound + j] = v
+                    }
+                }
+            }
+            try handle.write(contentsOf: rows.withUnsafeBufferPointer { Data(buffer: UnsafeBufferPointer(rebasing: $0[0..<(ra.count * nB)])) })
+            progress(ra.upperBound, nA)
+        }
+        try handle.synchronize()
+        try handle.close()
+        guard rename(tmp.path, url.path) == 0 else { throw FeatureStoreError("\(url.path): cannot rename the kernel file into place") }
+        ok = true
+    }
+
+    static func squaredNorms(_ f: FeatureFile, block: Int) throws -> [Float] {
+        let W = f.metadata.outputs * f.metadata.width
+        var out: [Float] = []
+        for s in stride(from: 0, to: f.metadata.texts, by: block) {
+            let r = s..<min(f.metadata.texts, s + block)
+            let x = try f.features(r)
+            x.withUnsafeBufferPointer { p in
+                for i in 0..<r.count { out.append(Float.dot(n: W, x: p.baseAddress! + i * W, y: p.baseAddress! + i * W)) }
+            }
+        }
+        return out
+    }
+
+    static func quote(_ s: String) -> String {
+        let d = try! JSONSerialization.data(withJSONObject: [s], options: [.withoutEscapingSlashes])
+        return String(String(decoding: d, as: UTF8.self).dropFirst().dropLast())
+    }
+}

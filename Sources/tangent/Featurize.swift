@@ -1,0 +1,148 @@
+import ArgumentParser
+import Foundation
+import TangentData
+import TangentKernels
+import TangentModel
+import TangentSafetensors
+import TangentTensor
+
+struct Featurize: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Write kernel features of texts (projected NTK gradients or embeddings) to a feature file.",
+        discussion: """
+        Kernels: pntk (proj-pntk), trntk (proj-trntk), embedding (also for ck), grad (loss gradient, \
+        for grad-cos/TracIn; texts without a label use the predicted one). Features stream to \
+        OUT.partial block by block; an interrupted run resumes where it stopped; OUT appears when done.
+        """)
+
+    @Option(help: "Model directory.") var model: String
+    @Option(help: "Texts (.jsonl/.csv/.tsv, or a data directory: its train.* is used). Labels are optional.")
+    var data: String
+    @Option(help: "pntk, trntk, embedding or grad (proj-pntk, proj-trntk, ck, grad-cos, tracin are accepted too).")
+    var kernel: String
+    @Option(help: "Parameter tensors by name prefix, comma-separated: all, embeddings, blocks.0, norm, head, or full tensor names.")
+    var params: String = "all"
+    @Option(help: "Projected dimension K.") var projDim: Int = 4096
+    @Option(help: "Seed of the random projection.") var seed: UInt64 = 0
+    @Option(help: "Entries of the projection: rademacher or gaussian.") var distribution: String = "rademacher"
+    @Option(help: "Texts per block (memory grows with it).") var batchSize: Int = 128
+    @Option(help: "Output feature file (.safetensors).") var out: String
+    @Flag(help: "Replace an existing output, or restart an unfinished one made with other settings.") var overwrite = false
+    @Option(help: "Threads (default: all cores, or TANGENT_THREADS).") var threads: Int?
+    @OptionGroup var columns: ColumnOptions
+
+    func validate() throws {
+        guard FeatureKind(kernelName: kernel) != nil else {
+            throw ValidationError("unknown kernel '\(kernel)'; valid: \(FeatureKind.allCases.map(\.rawValue).joined(separator: ", ")) (or proj-pntk, proj-trntk, ck, grad-cos, tracin)")
+        }
+        guard projDim > 0 else { throw ValidationError("--proj-dim must be positive, got \(projDim)") }
+        guard Projector.Distribution(rawValue: distribution) != nil else { throw ValidationError("--distribution must be rademacher or gaussian") }
+        guard batchSize > 0 else { throw ValidationError("--batch-size must be positive") }
+    }
+
+    func run() throws {
+        try reportingErrors {
+            let nThreads = threads ?? Threads.defaultCount
+            let clf = try Classifier(directory: fileURL(model), threads: nThreads)
+            let file = try DataLocation.file(fileURL(data), split: "train")
+            let texts = try columns.reader(requireLabels: false).read(file)
+            for t in texts {
+                if let l = t.label, clf.labels.index(of: l) == nil {
+                    throw DataError("\(file.path): line \(t.line): label '\(l)' is not one the model knows (\(clf.labels.names.joined(separator: ", ")))")
+                }
+            }
+            var options = FeaturizeOptions(kind: FeatureKind(kernelName: kernel)!)
+            options.params = params.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+            options.projDim = projDim
+            options.seed = seed
+            options.distribution = .init(rawValue: distribution)!
+            options.blockSize = batchSize
+            options.threads = nThreads
+            let f = try Featurizer(classifier: clf, options: options)
+            let bar = ProgressBar(total: texts.count, label: "featurize \(options.kind.rawValue)")
+            let t0 = Date()
+            let result = try f.run(texts: texts, source: displayPath(file), to: fileURL(out), overwrite: overwrite) { done, total in
+                bar.update(done, status: "")
+            }
+            bar.finish()
+            let m = result.metadata
+            print("wrote \(out): \(m.texts) texts x \(m.outputs) x \(m.width) (\(m.kernel), params \(m.params.isEmpty ? "-" : m.params), K \(m.projDim), seed \(m.seed)) in \(String(format: "%.1f", Date().timeIntervalSince(t0))) s; peak memory \(peakMemoryDescription())")
+        }
+    }
+}
+
+struct Kernel: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Kernel matrix between two feature files (blockwise; B can be large).")
+
+    @Option(help: "Feature file of the rows.") var a: String
+    @Option(help: "Feature file of the columns (default: A).") var b: String?
+    @Flag(help: "Cosine-normalize: K(x,x') / sqrt(K(x,x) K(x',x')).") var normalize = false
+    @Option(help: "Output (.safetensors, tensor `kernel` [nA, nB]).") var out: String
+    @Flag(help: "Replace an existing output.") var overwrite = false
+
+    func run() throws {
+        try reportingErrors {
+            if FileManager.default.fileExists(atPath: out) && !overwrite {
+                throw DataError("\(out): already exists (pass --overwrite to replace it)")
+            }
+            let fa = try FeatureFile(url: fileURL(a))
+            let fb = try b.map { try FeatureFile(url: fileURL($0)) } ?? fa
+            let bar = ProgressBar(total: fa.metadata.texts, label: "kernel")
+            try KernelMatrix.compute(a: fa, b: fb, normalize: normalize, to: fileURL(out)) { done, _ in bar.update(done) }
+            bar.finish()
+            print("wrote \(out): \(fa.metadata.texts) x \(fb.metadata.texts) \(normalize ? "normalized " : "")\(fa.metadata.kernel) kernel")
+        }
+    }
+}
+
+struct ExactKernelCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "exact-kernel",
+        abstract: "Exact (unprojected) NTK kernel between small text sets, with its per-layer parts.",
+        discussion: "Writes `kernel` [nA, nB] and `part.GROUP` for each layer group (embeddings, blocks.i, norm, head); the parts add up to the kernel.")
+
+    @Option(help: "Model directory.") var model: String
+    @Option(help: "Row texts (.jsonl/.csv/.tsv).") var data: String
+    @Option(help: "Column texts (default: the row texts).") var dataB: String?
+    @Option(help: "pntk, pntk-norm, trntk or trntk0.") var kernel: String
+    @Option(help: "Parameter tensors by name prefix, comma-separated.") var params: String = "all"
+    @Option(help: "Output (.safetensors).") var out: String
+    @Flag(help: "Replace an existing output.") var overwrite = false
+    @Option(help: "Texts per block.") var batchSize: Int = 64
+    @OptionGroup var columns: ColumnOptions
+
+    func validate() throws {
+        guard NTKKind(rawValue: kernel) != nil else {
+            throw ValidationError("unknown kernel '\(kernel)'; valid: \(NTKKind.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+    }
+
+    func run() throws {
+        try reportingErrors {
+            if FileManager.default.fileExists(atPath: out) && !overwrite {
+                throw DataError("\(out): already exists (pass --overwrite to replace it)")
+            }
+            let clf = try Classifier(directory: fileURL(model))
+            let reader = columns.reader(requireLabels: false)
+            let a = try reader.read(fileURL(data)).map { try clf.encode($0.text) }
+            let b = try dataB.map { try reader.read(fileURL($0)).map { try clf.encode($0.text) } }
+            let computer = try GradientComputer(model: clf.model, prefixes: params.split(separator: ",").map(String.init))
+            let t0 = Date()
+            let r = try ExactKernel.compute(computer, a: a, b: b, kind: NTKKind(rawValue: kernel)!, blockSize: batchSize)
+            var w = SafetensorsWriter()
+            w.metadata = ["format": "tangent-kernel-1", "kernel": kernel, "params": params, "model": model,
+                          "model_fingerprint": Featurizer.modelFingerprint(clf.model), "a": data, "b": dataB ?? data,
+                          "normalized": String(NTKKind(rawValue: kernel)!.normalized)]
+            w.add("kernel", shape: [r.rows, r.columns], float32: r.total)
+            for p in r.parts { w.add("part.\(p.group)", shape: [r.rows, r.columns], float32: p.values) }
+            w.add("diag_a", shape: [r.rows], float32: r.rowDiagonal)
+            w.add("diag_b", shape: [r.columns], float32: r.columnDiagonal)
+            try w.write(to: fileURL(out))
+            let shares = r.parts.map { p in (p.group, p.values.reduce(0) { $0 + Double($1) }) }
+            let total = shares.reduce(0) { $0 + $1.1 }
+            print("wrote \(out): \(r.rows) x \(r.columns) \(kernel) in \(String(format: "%.1f", Date().timeIntervalSince(t0))) s")
+            print("share of the kernel's sum by layer: " + shares.map { "\($0.0) \(String(format: "%.3f", $0.1 / total))" }.joined(separator: ", "))
+        }
+    }
+}
