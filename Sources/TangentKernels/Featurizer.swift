@@ -97,7 +97,9 @@ public final class Featurizer {
 
     /// The fingerprint of the model's configuration and weights.
     public static func modelFingerprint(_ model: TransformerClassifier<Float>) -> String {
-        var d = (try? JSONEncoder().encode(model.config)) ?? Data()
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        var d = (try? encoder.encode(model.config)) ?? Data()
         d.append(Data(buffer: UnsafeBufferPointer(model.parameters)))
         return fingerprint(d)
     }

@@ -1,0 +1,124 @@
+import Foundation
+import Testing
+import TangentData
+import TangentKernels
+import TangentModel
+import TangentSafetensors
+
+@Suite struct FeatureStoreTests {
+    static func texts(_ n: Int) throws -> [LabeledText] {
+        Array(try DatasetReader().read(fixture("train-sample.jsonl")).prefix(n))
+    }
+
+    static func tempURL(_ name: String) -> URL {
+        FileManager.default.temporaryDirectory.appendingPathComponent("tangent-fs-\(UUID())").appendingPathComponent(name)
+    }
+
+    static func options(_ kind: FeatureKind, seed: UInt64 = 1, k: Int = 48, block: Int = 7) -> FeaturizeOptions {
+        var o = FeaturizeOptions(kind: kind)
+        o.projDim = k
+        o.seed = seed
+        o.blockSize = block
+        o.threads = 2
+        return o
+    }
+
+    @Test func featuresRoundTripAndInterruptedRunsResume() throws {
+        let clf = try Classifier(directory: fixture("tiny-model"), threads: 2)
+        let texts = try Self.texts(30)
+        let url = Self.tempURL("a.safetensors")
+        let f = try Featurizer(classifier: clf, options: Self.options(.trntk))
+        let full = try f.run(texts: texts, source: "sample", to: url, overwrite: false)
+        #expect(full.metadata.texts == 30 && full.metadata.outputs == 2 && full.metadata.width == 48)
+        let all = try full.features(0..<30)
+        // Block 1 computed directly equals what the file holds.
+        let direct = try f.block(Array(texts[7..<14]))
+        #expect(Array(all[(7 * 96)..<(14 * 96)]) == direct.features)
+        #expect(try full.labels() == texts.map { Int64(clf.labels.index(of: $0.label!)!) })
+        #expect(try full.lines() == texts.map { Int64($0.line) })
+        // Interrupt: write only blocks 0 and 2 of a new run, then run again.
+        let url2 = Self.tempURL("b.safetensors")
+        do {
+            let w = try FeatureWriter(url: url2, metadata: full.metadata, labels: try full.labels(), lines: try full.lines(), overwrite: false)
+            for b in [0, 2] {
+                let out = try f.block(Array(texts[w.range(ofBlock: b)]))
+                try w.write(block: b, features: out.features, logits: out.logits)
+            }
+        }
+        #expect(!FileManager.default.fileExists(atPath: url2.path))
+        var firstReport = -1
+        let resumed = try f.run(texts: texts, source: "sample", to: url2, overwrite: false) { done, _ in
+            if firstReport < 0 { firstReport = done }
+        }
+        #expect(firstReport == 14)
+        #expect(try resumed.features(0..<30) == all)
+        #expect(try resumed.logits() == full.logits())
+    }
+
+    func message(_ body: () throws -> Void) -> String {
+        do { try body(); return "" } catch { return "\(error)" }
+    }
+
+    @Test func mismatchedOrDamagedFilesAreRefused() throws {
+        let clf = try Classifier(directory: fixture("tiny-model"), threads: 2)
+        let texts = try Self.texts(10)
+        let a = try Featurizer(classifier: clf, options: Self.options(.pntk, seed: 1)).run(texts: texts, source: "s", to: Self.tempURL("a.safetensors"), overwrite: false)
+        let b = try Featurizer(classifier: clf, options: Self.options(.pntk, seed: 2)).run(texts: texts, source: "s", to: Self.tempURL("b.safetensors"), overwrite: false)
+        let c = try Featurizer(classifier: clf, options: Self.options(.pntk, seed: 1, k: 64)).run(texts: texts, source: "s", to: Self.tempURL("c.safetensors"), overwrite: false)
+        var m = message { try KernelMatrix.compute(a: a, b: b, normalize: false, to: Self.tempURL("k.safetensors")) }
+        #expect(m.contains("projections differ") && m.contains("seed 1"))
+        m = message { try KernelMatrix.compute(a: a, b: c, normalize: false, to: Self.tempURL("k.safetensors")) }
+        #expect(m.contains("K = 48 vs 64"))
+        // A different model (changed weights) is refused too.
+        let other = try Classifier(directory: fixture("tiny-model"), threads: 2)
+        other.model.parameters[0] += 1
+        let d = try Featurizer(classifier: other, options: Self.options(.pntk, seed: 1)).run(texts: texts, source: "s", to: Self.tempURL("d.safetensors"), overwrite: false)
+        m = message { try KernelMatrix.compute(a: a, b: d, normalize: false, to: Self.tempURL("k.safetensors")) }
+        #expect(m.contains("different models"))
+        // Existing output without overwrite.
+        m = message { _ = try Featurizer(classifier: clf, options: Self.options(.pntk)).run(texts: texts, source: "s", to: a.url, overwrite: false) }
+        #expect(m.contains("already exists"))
+        // An unfinished file made with other settings is not silently reused.
+        let url = Self.tempURL("p.safetensors")
+        _ = try FeatureWriter(url: url, metadata: a.metadata, labels: try a.labels(), lines: try a.lines(), overwrite: false)
+        m = message { _ = try Featurizer(classifier: clf, options: Self.options(.pntk, seed: 9)).run(texts: texts, source: "s", to: url, overwrite: false) }
+        #expect(m.contains("other settings"))
+        // Truncated and unfinished files.
+        let t = Self.tempURL("t.safetensors")
+        try FileManager.default.createDirectory(at: t.deletingLastPathComponent(), withIntermediateDirectories: true)
+        try Data(contentsOf: a.url).prefix(500).write(to: t)
+        m = message { _ = try FeatureFile(url: t) }
+        #expect(m.contains("t.safetensors") && m.contains("truncated"))
+        m = message { _ = try FeatureFile(url: URL(fileURLWithPath: url.path + ".partial")) }
+        #expect(m.contains("never finished"))
+        // Not a feature file at all.
+        m = message { _ = try FeatureFile(url: fixture("tiny-model/model.safetensors")) }
+        #expect(m.contains("not a tangent feature file"))
+    }
+
+    @Test func kernelMatricesAreProductsOfFeatures() throws {
+        let clf = try Classifier(directory: fixture("tiny-model"), threads: 2)
+        let texts = try Self.texts(23)
+        let f = try Featurizer(classifier: clf, options: Self.options(.embedding, block: 5)).run(
+            texts: texts, source: "s", to: Self.tempURL("e.safetensors"), overwrite: false)
+        let g = try Featurizer(classifier: clf, options: Self.options(.embedding, block: 9)).run(
+            texts: Array(texts[3..<11]), source: "s2", to: Self.tempURL("e2.safetensors"), overwrite: false)
+        let out = Self.tempURL("k.safetensors")
+        try KernelMatrix.compute(a: f, b: g, normalize: false, to: out, rowBlock: 4, columnBlock: 3)
+        let k = try SafetensorsFile(url: out).float32("kernel", shape: [23, 8])
+        let e = try f.features(0..<23), e2 = try g.features(0..<8)
+        let D = f.metadata.width
+        // ck = <e, e'>; texts[3..<11] are the same texts, so K[3 + j, j] = |e|^2.
+        for i in 0..<23 {
+            for j in 0..<8 {
+                let dot = (0..<D).map { e[i * D + $0] * e2[j * D + $0] }.reduce(0, +)
+                #expect(abs(k[i * 8 + j] - dot) <= 1e-4 * max(1, abs(dot)))
+            }
+        }
+        let outN = Self.tempURL("kn.safetensors")
+        try KernelMatrix.compute(a: f, b: f, normalize: true, to: outN)
+        let kn = try SafetensorsFile(url: outN).float32("kernel", shape: [23, 23])
+        for i in 0..<23 { #expect(abs(kn[i * 23 + i] - 1) < 1e-5) }
+        #expect(kn.allSatisfy { $0 <= 1.00001 && $0 >= -1.00001 })
+    }
+}
