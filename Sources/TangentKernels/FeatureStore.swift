@@ -24,10 +24,17 @@ public struct FeatureMetadata: Sendable, Equatable, Codable {
     /// Fingerprint of the texts, so a resumed run continues the same input.
     public var textsFingerprint: String
     public var blockSize: Int
+    /// Layer groups with their own projected features (`layer_features`), comma-separated;
+    /// empty when the file holds only the whole-model features.
+    public var layerGroups: String = ""
+
+    /// The layer groups as a list.
+    public var groupList: [String] { layerGroups.isEmpty ? [] : layerGroups.split(separator: ",").map(String.init) }
 
     enum CodingKeys: String, CodingKey {
         case kernel, modelFingerprint = "model_fingerprint", modelPath = "model", params, projDim = "proj_dim", seed
         case distribution, outputs, width, texts, classes, source, textsFingerprint = "texts_fingerprint", blockSize = "block_size"
+        case layerGroups = "layer_groups"
     }
 
     public init(kernel: String, modelFingerprint: String, modelPath: String, params: String, projDim: Int, seed: UInt64,
@@ -63,6 +70,7 @@ public struct FeatureMetadata: Sendable, Equatable, Codable {
                   params: try s("params"), projDim: try i("proj_dim"), seed: seed, distribution: try s("distribution"),
                   outputs: try i("outputs"), width: try i("width"), texts: try i("texts"), classes: try i("classes"),
                   source: try s("source"), textsFingerprint: try s("texts_fingerprint"), blockSize: try i("block_size"))
+        layerGroups = m["layer_groups"] ?? ""
     }
 
     /// Why two feature files cannot be combined into one kernel, or nil when they can.
@@ -91,7 +99,8 @@ public struct FeatureStoreError: Error, CustomStringConvertible {
 /// `NAME.partial` and renamed to `NAME` when complete.
 ///
 /// Tensors: `features` F32 [n, outputs, width]; `logits` F32 [n, C]; `labels` I64 [n]
-/// (-1: none); `lines` I64 [n] (line or row of each text in its source); `done` U8 [blocks].
+/// (-1: none); `lines` I64 [n] (line or row of each text in its source); `done` U8 [blocks];
+/// with layer groups, `layer_features` F32 [n, groups, outputs, width].
 public final class FeatureWriter {
     public let url: URL
     public let partialURL: URL
@@ -123,13 +132,15 @@ public final class FeatureWriter {
                 throw FeatureStoreError("\(partialURL.path): an unfinished feature file made with other settings exists; pass --overwrite to start again")
             }
         }
-        let shapes: [(String, SafetensorsDType, [Int])] = [
+        var shapes: [(String, SafetensorsDType, [Int])] = [
             ("features", .F32, [n, metadata.outputs, metadata.width]),
             ("logits", .F32, [n, metadata.classes]),
             ("labels", .I64, [n]),
             ("lines", .I64, [n]),
             ("done", .U8, [blocks]),
         ]
+        let L = metadata.groupList.count
+        if L > 0 { shapes.append(("layer_features", .F32, [n, L, metadata.outputs, metadata.width])) }
         var header: [String] = []
         let metaJSON = metadata.asStrings.keys.sorted().map { "\"\($0)\":\(Self.quote(metadata.asStrings[$0]!))" }.joined(separator: ",")
         header.append("\"__metadata__\":{\(metaJSON)}")
@@ -193,10 +204,16 @@ public final class FeatureWriter {
 
     /// Stores block `b`: features [rows, outputs, width] and logits [rows, C], then
     /// flags it done (after the data reaches the disk).
-    public func write(block b: Int, features: [Float], logits: [Float]) throws {
+    public func write(block b: Int, features: [Float], logits: [Float], layerFeatures: [Float]? = nil) throws {
         let r = range(ofBlock: b)
         let rowBytes = metadata.outputs * metadata.width * 4
         precondition(features.count * 4 == r.count * rowBytes && logits.count == r.count * metadata.classes)
+        let L = metadata.groupList.count
+        precondition((L == 0) == (layerFeatures == nil), "layer features are required exactly when the file has layer groups")
+        if let lf = layerFeatures {
+            precondition(lf.count * 4 == r.count * L * rowBytes)
+            try write(lf.withUnsafeBytes { Data($0) }, at: offsets["layer_features"]! + r.lowerBound * L * rowBytes)
+        }
         try write(features.withUnsafeBytes { Data($0) }, at: offsets["features"]! + r.lowerBound * rowBytes)
         try write(logits.withUnsafeBytes { Data($0) }, at: offsets["logits"]! + r.lowerBound * metadata.classes * 4)
         try handle.synchronize()
@@ -232,6 +249,9 @@ public struct FeatureFile: @unchecked Sendable {
         _ = try f.info("logits", dtype: .F32, shape: [n, m.classes])
         _ = try f.info("labels", dtype: .I64, shape: [n])
         _ = try f.info("lines", dtype: .I64, shape: [n])
+        if !m.groupList.isEmpty {
+            _ = try f.info("layer_features", dtype: .F32, shape: [n, m.groupList.count, m.outputs, m.width])
+        }
         let blocks = (n + m.blockSize - 1) / m.blockSize
         let done = try f.info("done", dtype: .U8, shape: [blocks])
         var flags = [UInt8](repeating: 0, count: blocks)
@@ -249,6 +269,23 @@ public struct FeatureFile: @unchecked Sendable {
         let w = metadata.outputs * metadata.width
         var out = [Float](repeating: 0, count: rows.count * w)
         try out.withUnsafeMutableBytes { try file.copyBytes("features", range: (rows.lowerBound * w * 4)..<(rows.upperBound * w * 4), into: $0.baseAddress!) }
+        return out
+    }
+
+    /// Features of one layer group for texts `rows`, [rows.count, outputs * width].
+    public func layerFeatures(_ rows: Range<Int>, group: String) throws -> [Float] {
+        let groups = metadata.groupList
+        guard let g = groups.firstIndex(of: group) else {
+            throw FeatureStoreError("\(url.path): no features of layer group '\(group)' (it has: \(groups.isEmpty ? "none; featurize with --per-layer" : groups.joined(separator: ", ")))")
+        }
+        let w = metadata.outputs * metadata.width, L = groups.count
+        var out = [Float](repeating: 0, count: rows.count * w)
+        try out.withUnsafeMutableBytes { raw in
+            for (i, r) in rows.enumerated() {
+                let start = ((r * L) + g) * w * 4
+                try file.copyBytes("layer_features", range: start..<(start + w * 4), into: raw.baseAddress! + i * w * 4)
+            }
+        }
         return out
     }
 

@@ -39,6 +39,8 @@ public struct FeaturizeOptions: Sendable {
     public var distribution: Projector.Distribution = .rademacher
     /// Texts per computed and stored block.
     public var blockSize: Int = 128
+    /// Also store one projected feature vector per layer group (NFT-K decomposition).
+    public var perLayer = false
     public var threads: Int = Threads.defaultCount
 
     public init(kind: FeatureKind) { self.kind = kind }
@@ -105,14 +107,14 @@ public final class Featurizer {
     }
 
     /// Features, logits and labels of `texts` for one block: features [B, O, W].
-    public func block(_ texts: [LabeledText]) throws -> (features: [Float], logits: [Float], gradientSeconds: Double, projectionSeconds: Double) {
+    public func block(_ texts: [LabeledText]) throws -> (features: [Float], logits: [Float], layerFeatures: [Float]?, gradientSeconds: Double, projectionSeconds: Double) {
         let model = classifier.model
         let batch = TokenBatch(sequences: try texts.map { try classifier.encode($0.text) }, padID: Int32(model.config.padID))
         let t0 = Date()
         switch options.kind {
         case .embedding:
             let logits = try model.forward(batch)
-            return (model.lastEmbeddings(), logits, Date().timeIntervalSince(t0), 0)
+            return (model.lastEmbeddings(), logits, nil, Date().timeIntervalSince(t0), 0)
         case .pntk, .trntk, .grad:
             let output: GradientOutput
             switch options.kind {
@@ -122,13 +124,23 @@ public final class Featurizer {
             }
             let g = try computer!.gradients(batch, output: output)
             let t1 = Date()
-            let f = projector!.project(g, computer: computer!)
+            let f = projector!.project(g, computer: computer!, perLayer: options.perLayer)
             let t2 = Date()
-            // [O, B, K] -> [B, O, K]
             let B = batch.count, O = g.outputs, K = options.projDim
+            let L = options.perLayer ? computer!.groups.count : 1
+            // [L, O, B, K] -> features [B, O, K] (sum over layers in order) and [B, L, O, K].
             var out = [Float](repeating: 0, count: B * O * K)
-            for o in 0..<O { for b in 0..<B { for k in 0..<K { out[(b * O + o) * K + k] = f[(o * B + b) * K + k] } } }
-            return (out, g.logits, t1.timeIntervalSince(t0), t2.timeIntervalSince(t1))
+            var layers: [Float]? = options.perLayer ? [Float](repeating: 0, count: B * L * O * K) : nil
+            for l in 0..<L {
+                for o in 0..<O {
+                    for b in 0..<B {
+                        let src = ((l * O + o) * B + b) * K
+                        for k in 0..<K { out[(b * O + o) * K + k] += f[src + k] }
+                        if layers != nil { for k in 0..<K { layers![((b * L + l) * O + o) * K + k] = f[src + k] } }
+                    }
+                }
+            }
+            return (out, g.logits, layers, t1.timeIntervalSince(t0), t2.timeIntervalSince(t1))
         }
     }
 
@@ -145,14 +157,16 @@ public final class Featurizer {
             distribution: options.kind.projected ? options.distribution.rawValue : "", outputs: O, width: W,
             texts: texts.count, classes: classifier.model.config.nClasses, source: source,
             textsFingerprint: fingerprint(Data(texts.map(\.text).joined(separator: "\u{1F}").utf8)), blockSize: options.blockSize)
+        var metadata = meta
+        if options.perLayer && options.kind.projected { metadata.layerGroups = computer!.groups.map(\.name).joined(separator: ",") }
         let labels = texts.map { Int64($0.label.flatMap(classifier.labels.index(of:)) ?? -1) }
-        let writer = try FeatureWriter(url: url, metadata: meta, labels: labels, lines: texts.map { Int64($0.line) }, overwrite: overwrite)
+        let writer = try FeatureWriter(url: url, metadata: metadata, labels: labels, lines: texts.map { Int64($0.line) }, overwrite: overwrite)
         var finished = writer.done.enumerated().filter(\.element).reduce(0) { $0 + writer.range(ofBlock: $1.offset).count }
         progress(finished, texts.count)
         for b in 0..<writer.blocks where !writer.done[b] {
             let r = writer.range(ofBlock: b)
             let out = try block(Array(texts[r]))
-            try writer.write(block: b, features: out.features, logits: out.logits)
+            try writer.write(block: b, features: out.features, logits: out.logits, layerFeatures: out.layerFeatures)
             finished += r.count
             progress(finished, texts.count)
         }

@@ -9,7 +9,12 @@ import TangentTensor
 /// large B is.
 public enum KernelMatrix {
     /// Writes `kernel` F32 [nA, nB] to `url` (atomically, via a temporary file).
-    public static func compute(a: FeatureFile, b: FeatureFile, normalize: Bool, to url: URL,
+    /// With `layer`, the kernel of that layer group's projected features only (files made
+    /// with per-layer features), an unbiased estimate of the exact per-layer part;
+    /// normalization uses the whole-model norms, as for the exact parts. The layers'
+    /// projected kernels add up to the whole only in expectation: the projection's
+    /// cross-layer terms <R_l g_l, R_m g_m> vanish on average, not exactly.
+    public static func compute(a: FeatureFile, b: FeatureFile, normalize: Bool, layer: String? = nil, to url: URL,
                                rowBlock: Int = 256, columnBlock: Int = 2048,
                                progress: (Int, Int) -> Void = { _, _ in }) throws {
         if let why = a.metadata.incompatibility(with: b.metadata) {
@@ -20,12 +25,18 @@ public enum KernelMatrix {
         guard W == b.metadata.outputs * b.metadata.width else {
             throw FeatureStoreError("\(a.url.path) and \(b.url.path) have feature vectors of different lengths")
         }
+        func vectors(_ f: FeatureFile, _ r: Range<Int>) throws -> [Float] {
+            if let layer { return try f.layerFeatures(r, group: layer) }
+            return try f.features(r)
+        }
+        if let layer { _ = try a.layerFeatures(0..<0, group: layer); _ = try b.layerFeatures(0..<0, group: layer) }
         let normsB = normalize ? try squaredNorms(b, block: columnBlock) : []
         var meta: [String: String] = [
             "format": "tangent-kernel-1", "a": a.url.path, "b": b.url.path, "kernel": a.metadata.kernel,
             "normalized": String(normalize), "params": a.metadata.params, "proj_dim": String(a.metadata.projDim),
             "seed": String(a.metadata.seed), "model_fingerprint": a.metadata.modelFingerprint,
         ]
+        if let layer { meta["layer"] = layer }
         meta["rows"] = String(nA)
         meta["columns"] = String(nB)
         let metaJSON = meta.keys.sorted().map { "\(quote($0)):\(quote(meta[$0]!))" }.joined(separator: ",")
@@ -49,13 +60,14 @@ public enum KernelMatrix {
         var rows = [Float](repeating: 0, count: rowBlock * nB)
         for r0 in stride(from: 0, to: nA, by: rowBlock) {
             let ra = r0..<min(nA, r0 + rowBlock)
-            let fa = try a.features(ra)
+            let fa = try vectors(a, ra)
+            let whole = layer == nil ? fa : try a.features(ra)
             let normsA: [Float] = normalize ? (0..<ra.count).map { i in
-                fa.withUnsafeBufferPointer { Float.dot(n: W, x: $0.baseAddress! + i * W, y: $0.baseAddress! + i * W) }
+                whole.withUnsafeBufferPointer { Float.dot(n: W, x: $0.baseAddress! + i * W, y: $0.baseAddress! + i * W) }
             } : []
             for c0 in stride(from: 0, to: nB, by: columnBlock) {
                 let rb = c0..<min(nB, c0 + columnBlock)
-                let fb = try b.features(rb)
+                let fb = try vectors(b, rb)
                 Float.gemm(transA: false, transB: true, m: ra.count, n: rb.count, k: W, alpha: 1, a: fa, lda: W,
                            b: fb, ldb: W, beta: 0, c: &tile, ldc: rb.count)
                 for i in 0..<ra.count {

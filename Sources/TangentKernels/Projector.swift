@@ -92,25 +92,32 @@ public struct Projector: Sendable, Equatable {
     }
 
     /// R applied to every gradient of a block: [O, B, K], output-major like the block.
-    public func project(_ block: GradientBlock<Float>, computer: GradientComputer<Float>) -> [Float] {
+    /// With `perLayer`, one projection per layer group of the subset (`computer.groups`,
+    /// R restricted to the group's columns): [L, O, B, K], whose sum over L is R g.
+    public func project(_ block: GradientBlock<Float>, computer: GradientComputer<Float>, perLayer: Bool = false) -> [Float] {
         let K = dimension, B = block.batch.count, O = block.outputs
         let Pd = computer.dense.count
         let G = Projector.group
         let groups = (B + G - 1) / G
-        // Zero-padded [O, groups*G, K] accumulators: each product call has exactly G rows.
-        var padded = [Float](repeating: 0, count: O * groups * G * K)
+        let layout = computer.model.layout
+        let groupNames = computer.groups.map(\.name)
+        let L = perLayer ? groupNames.count : 1
+        let slab = O * groups * G * K
+        func layer(_ ti: Int) -> Int { perLayer ? groupNames.firstIndex(of: layout.tensors[ti].group)! : 0 }
+        // Zero-padded [L, O, groups*G, K] accumulators: each product call has exactly G rows.
+        var padded = [Float](repeating: 0, count: L * slab)
         var gradPad = [Float](repeating: 0, count: threads * G * columnChunk)
         var chunk = [Float](repeating: 0, count: columnChunk * K)
-        let layout = computer.model.layout
         let T = threads
         padded.withUnsafeMutableBufferPointer { fp in
             gradPad.withUnsafeMutableBufferPointer { gp in
                 chunk.withUnsafeMutableBufferPointer { cp in
                     block.dense.withUnsafeBufferPointer { dp in
-                        let f = fp.baseAddress!, gbuf = gp.baseAddress!, rc = cp.baseAddress!, d = dp.baseAddress!
+                        let gbuf = gp.baseAddress!, rc = cp.baseAddress!, d = dp.baseAddress!
                         // Dense tensors, column chunk by column chunk, in model order.
                         for ti in computer.dense.tensorIndices {
                             let t = layout.tensors[ti]
+                            let f = fp.baseAddress! + layer(ti) * slab
                             let rng = generator(for: t.name)
                             let base = computer.dense.compactOffsets[ti]!
                             var j0 = 0
@@ -155,13 +162,17 @@ public struct Projector: Sendable, Equatable {
             }
         }
         if let rows = block.tokenRows {
-            addTokenTable(block, rows: rows, computer: computer, into: &padded, groups: groups)
+            let tokenLayer = layer(layout.index(of: "embeddings.token.weight")!)
+            addTokenTable(block, rows: rows, computer: computer, into: &padded, offset: tokenLayer * slab, groups: groups)
         }
-        var out = [Float](repeating: 0, count: O * B * K)
-        for o in 0..<O {
-            for b in 0..<B {
-                let src = ((o * groups) + b / G) * G * K + (b % G) * K
-                for k in 0..<K { out[(o * B + b) * K + k] = padded[src + k] }
+        var out = [Float](repeating: 0, count: L * O * B * K)
+        for l in 0..<L {
+            for o in 0..<O {
+                for b in 0..<B {
+                    let src = l * slab + ((o * groups) + b / G) * G * K + (b % G) * K
+                    let dst = ((l * O + o) * B + b) * K
+                    for k in 0..<K { out[dst + k] = padded[src + k] }
+                }
             }
         }
         return out
@@ -171,7 +182,7 @@ public struct Projector: Sendable, Equatable {
     /// applied to every row of that id, one fixed-shape product per row; each text's
     /// rows thus add in (id, position) order whatever else is in the batch.
     private func addTokenTable(_ block: GradientBlock<Float>, rows: [Float], computer: GradientComputer<Float>,
-                               into padded: inout [Float], groups: Int) {
+                               into padded: inout [Float], offset: Int, groups: Int) {
         let K = dimension, D = computer.model.config.dModel, B = block.batch.count, N = block.batch.tokenCount
         let G = Projector.group
         let rng = generator(for: "embeddings.token.weight")
@@ -186,7 +197,7 @@ public struct Projector: Sendable, Equatable {
         padded.withUnsafeMutableBufferPointer { fp in
             rbuf.withUnsafeMutableBufferPointer { rp in
                 rows.withUnsafeBufferPointer { xp in
-                    let f = fp.baseAddress!, r = rp.baseAddress!, x = xp.baseAddress!
+                    let f = fp.baseAddress! + offset, r = rp.baseAddress!, x = xp.baseAddress!
                     var start = 0
                     while start < ids.count {
                         let some = Array(ids[start..<min(ids.count, start + batchIDs)])

@@ -26,6 +26,8 @@ struct Featurize: ParsableCommand {
     @Option(help: "Seed of the random projection.") var seed: UInt64 = 0
     @Option(help: "Entries of the projection: rademacher or gaussian.") var distribution: String = "rademacher"
     @Option(help: "Texts per block (memory grows with it).") var batchSize: Int = 128
+    @Flag(help: "Also store projected features per layer group (embeddings, blocks.i, norm, head), for per-layer kernels.")
+    var perLayer = false
     @Option(help: "Output feature file (.safetensors).") var out: String
     @Flag(help: "Replace an existing output, or restart an unfinished one made with other settings.") var overwrite = false
     @Option(help: "Threads (default: all cores, or TANGENT_THREADS).") var threads: Int?
@@ -58,6 +60,7 @@ struct Featurize: ParsableCommand {
             options.distribution = .init(rawValue: distribution)!
             options.blockSize = batchSize
             options.threads = nThreads
+            options.perLayer = perLayer
             let f = try Featurizer(classifier: clf, options: options)
             let bar = ProgressBar(total: texts.count, label: "featurize \(options.kind.rawValue)")
             let t0 = Date()
@@ -78,6 +81,8 @@ struct Kernel: ParsableCommand {
     @Option(help: "Feature file of the rows.") var a: String
     @Option(help: "Feature file of the columns (default: A).") var b: String?
     @Flag(help: "Cosine-normalize: K(x,x') / sqrt(K(x,x) K(x',x')).") var normalize = false
+    @Option(help: "Kernel of one layer group only (files made with --per-layer); normalized by the whole-model norms.")
+    var layer: String?
     @Option(help: "Output (.safetensors, tensor `kernel` [nA, nB]).") var out: String
     @Flag(help: "Replace an existing output.") var overwrite = false
 
@@ -89,7 +94,7 @@ struct Kernel: ParsableCommand {
             let fa = try FeatureFile(url: fileURL(a))
             let fb = try b.map { try FeatureFile(url: fileURL($0)) } ?? fa
             let bar = ProgressBar(total: fa.metadata.texts, label: "kernel")
-            try KernelMatrix.compute(a: fa, b: fb, normalize: normalize, to: fileURL(out)) { done, _ in bar.update(done) }
+            try KernelMatrix.compute(a: fa, b: fb, normalize: normalize, layer: layer, to: fileURL(out)) { done, _ in bar.update(done) }
             bar.finish()
             print("wrote \(out): \(fa.metadata.texts) x \(fb.metadata.texts) \(normalize ? "normalized " : "")\(fa.metadata.kernel) kernel")
         }

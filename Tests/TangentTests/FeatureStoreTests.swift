@@ -121,4 +121,31 @@ import TangentSafetensors
         for i in 0..<23 { #expect(abs(kn[i * 23 + i] - 1) < 1e-5) }
         #expect(kn.allSatisfy { $0 <= 1.00001 && $0 >= -1.00001 })
     }
+
+    @Test func perLayerKernelsEstimateTheExactPerLayerParts() throws {
+        let clf = try Classifier(directory: fixture("tiny-model"), threads: 2)
+        let rows = try Self.texts(12)
+        var o = Self.options(.pntk, k: 4096, block: 5)
+        o.perLayer = true
+        let f = try Featurizer(classifier: clf, options: o).run(texts: rows, source: "s", to: Self.tempURL("l.safetensors"), overwrite: false)
+        #expect(f.metadata.groupList == ["embeddings", "blocks.0", "blocks.1", "norm", "head"])
+        let computer = try GradientComputer(model: clf.model, prefixes: ["all"])
+        let exact = try ExactKernel.compute(computer, a: try rows.map { try clf.encode($0.text) }, b: nil, kind: .pntk)
+        for (g, part) in zip(f.metadata.groupList, exact.parts) {
+            #expect(part.group == g)
+            let out = Self.tempURL("\(g).safetensors")
+            try KernelMatrix.compute(a: f, b: f, normalize: false, layer: g, to: out)
+            let k = try SafetensorsFile(url: out).float32("kernel")
+            // The file's layer kernel is the Gram matrix of that layer's stored features.
+            let lf = try f.layerFeatures(0..<12, group: g)
+            let gram01 = (0..<4096).map { lf[$0] * lf[4096 + $0] }.reduce(0, +)
+            #expect(abs(k[1] - gram01) <= 1e-4 * max(1, abs(gram01)))
+            // And it estimates the exact part (relative Frobenius error ~ 1/sqrt(K)).
+            let err = zip(k, part.values).map { Double($0 - $1) * Double($0 - $1) }.reduce(0, +).squareRoot()
+            let norm = part.values.map { Double($0) * Double($0) }.reduce(0, +).squareRoot()
+            #expect(err / norm < 0.15, "group \(g): relative error \(err / norm)")
+        }
+        let m = message { try KernelMatrix.compute(a: f, b: f, normalize: false, layer: "blocks.7", to: Self.tempURL("x.safetensors")) }
+        #expect(m.contains("no features of layer group 'blocks.7'"))
+    }
 }

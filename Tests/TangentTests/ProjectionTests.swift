@@ -117,4 +117,26 @@ import TangentTensor
             + Self.features(computer, projector, Array(texts[20...]), batch: 13, output: .everyLogit))
         for r in results.dropFirst() { #expect(r == results[0]) }
     }
+
+    @Test func perLayerFeaturesAreTheGroupsProjectionsAndSumToTheWhole() throws {
+        let m = try Self.model()
+        let all = try GradientComputer(model: m, prefixes: ["all"])
+        let projector = Projector(dimension: 64, seed: 4)
+        let texts = Self.texts(9)
+        let block = try all.gradients(TokenBatch(sequences: texts), output: .everyLogit)
+        let layers = projector.project(block, computer: all, perLayer: true)
+        let whole = projector.project(block, computer: all)
+        let slab = block.outputs * texts.count * 64
+        #expect(all.groups.map(\.name) == ["embeddings", "blocks.0", "blocks.1", "norm", "head"])
+        for (l, group) in all.groups.enumerated() {
+            // R is keyed by tensor name: a group's part is that group projected alone.
+            let only = try GradientComputer(model: m, prefixes: [group.name])
+            let alone = projector.project(try only.gradients(TokenBatch(sequences: texts), output: .everyLogit), computer: only)
+            #expect(Array(layers[(l * slab)..<((l + 1) * slab)]) == alone, "group \(group.name)")
+        }
+        for i in 0..<slab {
+            let sum = (0..<all.groups.count).map { layers[$0 * slab + i] }.reduce(0, +)
+            #expect(abs(sum - whole[i]) <= 1e-4 * max(1, abs(whole[i])))
+        }
+    }
 }
