@@ -16,10 +16,7 @@ struct BenchTrain: ParsableCommand {
         abstract: "Training throughput (forward + backward + AdamW) on random tokens.",
         discussion: "Default workload: d_model 128, 2 layers, d_ff 512, vocab 8000, 64 tokens, batch 64.")
 
-    @Option(help: "Model width.") var dModel: Int = 128
-    @Option(help: "Attention heads.") var heads: Int = 4
-    @Option(help: "Transformer blocks.") var layers: Int = 2
-    @Option(help: "Feed-forward width.") var dFF: Int = 512
+    @OptionGroup var architecture: ArchitectureOptions
     @Option(help: "Vocabulary size.") var vocab: Int = 8000
     @Option(help: "Tokens per text.") var tokens: Int = 64
     @Option(help: "Texts per step.") var batchSize: Int = 64
@@ -30,8 +27,9 @@ struct BenchTrain: ParsableCommand {
     func run() throws {
         try reportingErrors {
             let nThreads = threads ?? Threads.defaultCount
-            let config = ModelConfig(vocabSize: vocab, maxLen: tokens, dModel: dModel, nHeads: heads, nLayers: layers,
-                                     dFF: dFF, nClasses: 2)
+            let a = architecture
+            let config = ModelConfig(vocabSize: vocab, maxLen: tokens, dModel: a.dModel, nHeads: a.heads, nLayers: a.layers,
+                                     dFF: a.dFF, nClasses: 2)
             let model = try TransformerClassifier<Float>.initialized(config: config, seed: 1, threads: nThreads)
             var options = TrainingOptions()
             options.batchSize = batchSize
@@ -51,7 +49,7 @@ struct BenchTrain: ParsableCommand {
             let nonEmbedding = model.layout.tensors.filter { !$0.name.hasPrefix("embeddings") }.reduce(0) { $0 + $1.count }
             let tokenCount = Double(steps * batchSize * tokens)
             let flops = 6 * Double(nonEmbedding) * tokenCount
-            print("workload: d_model \(dModel), \(layers) layers, d_ff \(dFF), vocab \(vocab), \(tokens) tokens, batch \(batchSize), dropout \(dropout)")
+            print("workload: d_model \(a.dModel), \(a.layers) layers, d_ff \(a.dFF), vocab \(vocab), \(tokens) tokens, batch \(batchSize), dropout \(dropout)")
             print("threads: \(nThreads)")
             print("parameters: \(model.layout.count) (\(nonEmbedding) outside the embeddings)")
             print(String(format: "steps: %d in %.3f s (%.2f ms/step)", steps, dt, 1000 * dt / Double(steps)))
@@ -76,9 +74,7 @@ struct BenchFeaturize: ParsableCommand {
         abstract: "Featurization throughput (per-example gradients + random projection) on random tokens.",
         discussion: "Default workload W1: d_model 128, 2 layers, d_ff 512, vocab 8000, 64 tokens, 512 texts, K 1024, proj-pntk over all parameters.")
 
-    @Option(help: "Model width.") var dModel: Int = 128
-    @Option(help: "Transformer blocks.") var layers: Int = 2
-    @Option(help: "Feed-forward width.") var dFF: Int = 512
+    @OptionGroup var architecture: ArchitectureOptions
     @Option(help: "Vocabulary size.") var vocab: Int = 8000
     @Option(help: "Tokens per text.") var tokens: Int = 64
     @Option(help: "Texts.") var texts: Int = 512
@@ -91,7 +87,8 @@ struct BenchFeaturize: ParsableCommand {
     func run() throws {
         try reportingErrors {
             let nThreads = threads ?? Threads.defaultCount
-            let config = ModelConfig(vocabSize: vocab, maxLen: tokens, dModel: dModel, nHeads: 4, nLayers: layers, dFF: dFF, nClasses: 2)
+            let a = architecture
+            let config = ModelConfig(vocabSize: vocab, maxLen: tokens, dModel: a.dModel, nHeads: a.heads, nLayers: a.layers, dFF: a.dFF, nClasses: 2)
             let model = try TransformerClassifier<Float>.initialized(config: config, seed: 1, threads: nThreads)
             guard let kind = FeatureKind(kernelName: kernel), kind.projected else { throw ValidationError("--kernel must be pntk, trntk or grad") }
             let computer = try GradientComputer(model: model, prefixes: params.split(separator: ",").map(String.init))
@@ -113,7 +110,7 @@ struct BenchFeaturize: ParsableCommand {
                 gradSeconds += b.timeIntervalSince(a)
             }
             let total = Date().timeIntervalSince(t0)
-            print("workload: d_model \(dModel), \(layers) layers, d_ff \(dFF), vocab \(vocab), \(tokens) tokens, \(texts) texts, K \(projDim), \(kernel) over \(params) (\(computer.subset.count) parameters), blocks of \(batchSize)")
+            print("workload: d_model \(a.dModel), \(a.layers) layers, d_ff \(a.dFF), vocab \(vocab), \(tokens) tokens, \(texts) texts, K \(projDim), \(kernel) over \(params) (\(computer.subset.count) parameters), blocks of \(batchSize)")
             print("threads: \(nThreads)")
             print(String(format: "end to end: %.2f s, %.1f examples/s", total, Double(texts) / total))
             print(String(format: "gradients: %.2f s (%.0f%%), %.1f examples/s alone", gradSeconds, 100 * gradSeconds / total, Double(texts) / gradSeconds))

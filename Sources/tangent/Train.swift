@@ -26,10 +26,7 @@ struct Train: ParsableCommand {
     @Flag(help: "Replace an existing model directory.")
     var overwrite = false
 
-    @Option(help: "Model width.") var dModel: Int = 128
-    @Option(help: "Attention heads.") var heads: Int = 4
-    @Option(help: "Transformer blocks.") var layers: Int = 2
-    @Option(help: "Feed-forward width.") var dFF: Int = 512
+    @OptionGroup var architecture: ArchitectureOptions
     @Option(help: "Maximum tokens per text, BOS included (longer texts are cut).") var maxLen: Int = 64
     @Option(help: "Pooling: mean or cls.") var pooling: String = "mean"
 
@@ -50,7 +47,6 @@ struct Train: ParsableCommand {
     func validate() throws {
         guard ModelConfig.Pooling(rawValue: pooling) != nil else { throw ValidationError("--pooling must be mean or cls") }
         guard LearningRateSchedule.Decay(rawValue: decay) != nil else { throw ValidationError("--decay must be linear, cosine or constant") }
-        guard dModel > 0, heads > 0, dModel % heads == 0 else { throw ValidationError("--d-model must be a positive multiple of --heads") }
         guard maxLen >= 2 else { throw ValidationError("--max-len must be at least 2") }
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
     }
@@ -69,8 +65,8 @@ struct Train: ParsableCommand {
             let trainTexts = try reader.read(trainFile)
             let labels = try LabelSet(collecting: trainTexts)
             let tok = try Tokenizer(contentsOf: fileURL(tokenizer))
-            var config = ModelConfig(vocabSize: tok.vocabSize, maxLen: maxLen, dModel: dModel, nHeads: heads,
-                                     nLayers: layers, dFF: dFF, nClasses: labels.count, pooling: .init(rawValue: pooling)!)
+            var config = ModelConfig(vocabSize: tok.vocabSize, maxLen: maxLen, dModel: architecture.dModel, nHeads: architecture.heads,
+                                     nLayers: architecture.layers, dFF: architecture.dFF, nClasses: labels.count, pooling: .init(rawValue: pooling)!)
             config.padID = Int(tok.padID)
             config.bosID = Int(tok.bosID)
             guard tok.padID == 0, tok.bosID >= 0 else {
