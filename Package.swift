@@ -7,7 +7,7 @@ let package = Package(
     products: [
         .library(name: "Tangent", targets: [
             "TangentTensor", "TangentTokenizer", "TangentData", "TangentSafetensors",
-            "TangentModel", "TangentTraining", "TangentKernels",
+            "TangentModel", "TangentTraining", "TangentKernels", "TangentAttribution",
         ]),
         .executable(name: "tangent", targets: ["tangent"]),
     ],
@@ -37,17 +37,20 @@ let package = Package(
         .target(name: "TangentKernels", dependencies: [
             "TangentTensor", "TangentModel", "TangentSafetensors", "TangentData",
         ]),
+        .target(name: "TangentAttribution", dependencies: [
+            "TangentTensor", "TangentModel", "TangentKernels", "TangentData",
+        ]),
         .target(name: "TangentTraining", dependencies: [
             "TangentTensor", "TangentModel", "TangentData", "TangentTokenizer",
         ]),
         .executableTarget(name: "tangent", dependencies: [
-            "TangentTensor", "TangentTokenizer", "TangentData", "TangentModel", "TangentTraining", "TangentKernels",
+            "TangentTensor", "TangentTokenizer", "TangentData", "TangentModel", "TangentTraining", "TangentKernels", "TangentAttribution",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .testTarget(
             name: "TangentTests",
             dependencies: ["TangentTensor", "TangentTokenizer", "TangentData", "TangentSafetensors",
-                           "TangentModel", "TangentTraining", "TangentKernels"],
+                           "TangentModel", "TangentTraining", "TangentKernels", "TangentAttribution"],
             resources: [.copy("Fixtures")]
         ),
     ],

@@ -1,0 +1,91 @@
+/// Limited-memory BFGS (Nocedal & Wright, algorithm 7.4/7.5) with a backtracking
+/// Armijo line search, for smooth convex objectives such as the kernel surrogate's
+/// regularized cross-entropy.
+public struct LBFGS {
+    /// Pairs of (step, gradient change) kept.
+    public var memory = 10
+    public var maxIterations = 1000
+    /// Stop when the gradient's largest entry falls below this.
+    public var gradientTolerance = 1e-6
+    /// Or when the objective's relative decrease falls below this.
+    public var relativeTolerance = 1e-12
+
+    public init() {}
+
+    /// Outcome of a minimization.
+    public struct Result {
+        public let x: [Double]
+        public let value: Double
+        public let gradientNorm: Double
+        public let iterations: Int
+        public let converged: Bool
+    }
+
+    /// Minimizes `f` (value and gradient) from `x0`.
+    public func minimize(_ x0: [Double], _ f: ([Double]) -> (Double, [Double])) -> Result {
+        var x = x0
+        var (fx, g) = f(x)
+        var s: [[Double]] = [], y: [[Double]] = [], rho: [Double] = []
+        var iter = 0
+        func infNorm(_ v: [Double]) -> Double { v.reduce(0) { max($0, abs($1)) } }
+        func dot(_ a: [Double], _ b: [Double]) -> Double {
+            var t = 0.0
+            for i in a.indices { t += a[i] * b[i] }
+            return t
+        }
+        while iter < maxIterations {
+            if infNorm(g) < gradientTolerance { return Result(x: x, value: fx, gradientNorm: infNorm(g), iterations: iter, converged: true) }
+            // Two-loop recursion: d = -H g.
+            var q = g
+            var alpha = [Double](repeating: 0, count: s.count)
+            for i in stride(from: s.count - 1, through: 0, by: -1) {
+                alpha[i] = rho[i] * dot(s[i], q)
+                for k in q.indices { q[k] -= alpha[i] * y[i][k] }
+            }
+            if let ls = s.last, let ly = y.last {
+                let gamma = dot(ls, ly) / dot(ly, ly)
+                for k in q.indices { q[k] *= gamma }
+            } else {
+                let scale = 1 / max(1, infNorm(g))
+                for k in q.indices { q[k] *= scale }
+            }
+            for i in s.indices {
+                let beta = rho[i] * dot(y[i], q)
+                for k in q.indices { q[k] += s[i][k] * (alpha[i] - beta) }
+            }
+            var d = q.map { -$0 }
+            var slope = dot(g, d)
+            if slope >= 0 {
+                // Not a descent direction (numerical trouble): restart from steepest descent.
+                s.removeAll(); y.removeAll(); rho.removeAll()
+                d = g.map { -$0 / max(1, infNorm(g)) }
+                slope = dot(g, d)
+            }
+            var t = 1.0
+            var xn = x, fn = fx, gn = g
+            var accepted = false
+            for _ in 0..<60 {
+                for k in x.indices { xn[k] = x[k] + t * d[k] }
+                (fn, gn) = f(xn)
+                if fn.isFinite && fn <= fx + 1e-4 * t * slope { accepted = true; break }
+                t *= 0.5
+            }
+            iter += 1
+            if !accepted { return Result(x: x, value: fx, gradientNorm: infNorm(g), iterations: iter, converged: infNorm(g) < gradientTolerance) }
+            let sk = zip(xn, x).map { $0 - $1 }, yk = zip(gn, g).map { $0 - $1 }
+            let sy = dot(sk, yk)
+            if sy > 1e-12 * dot(yk, yk).squareRoot() * dot(sk, sk).squareRoot() {
+                s.append(sk); y.append(yk); rho.append(1 / sy)
+                if s.count > memory { s.removeFirst(); y.removeFirst(); rho.removeFirst() }
+            }
+            let decrease = fx - fn
+            x = xn; g = gn
+            let old = fx
+            fx = fn
+            if decrease <= relativeTolerance * max(1, abs(old)) && infNorm(g) < 100 * gradientTolerance {
+                return Result(x: x, value: fx, gradientNorm: infNorm(g), iterations: iter, converged: true)
+            }
+        }
+        return Result(x: x, value: fx, gradientNorm: infNorm(g), iterations: iter, converged: infNorm(g) < gradientTolerance)
+    }
+}

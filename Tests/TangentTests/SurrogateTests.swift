@@ -1,0 +1,111 @@
+import Foundation
+import Testing
+import TangentAttribution
+import TangentTensor
+
+@Suite struct SurrogateTests {
+    /// Two one-hot texts of two classes with K = I: by symmetry W = [[w, -w], [-w, w]],
+    /// b = 0, and the optimum solves 2 / (1 + e^{2w}) = 4 lambda w.
+    @Test func solverReachesAnAnalyticOptimum() {
+        let lambda = 0.1
+        let glm = KernelGLM.fit(kernel: [1, 0, 0, 1], labels: [0, 1], classes: 2, lambda: lambda)
+        var lo = 0.0, hi = 10.0
+        for _ in 0..<200 {
+            let mid = (lo + hi) / 2
+            if 2 / (1 + exp(2 * mid)) - 4 * lambda * mid > 0 { lo = mid } else { hi = mid }
+        }
+        let w = lo
+        #expect(glm.converged)
+        #expect(abs(glm.weights[0] - w) < 1e-5 && abs(glm.weights[1] + w) < 1e-5)
+        #expect(abs(glm.weights[2] + w) < 1e-5 && abs(glm.weights[3] - w) < 1e-5)
+        #expect(abs(glm.bias[0]) < 1e-5 && abs(glm.bias[1]) < 1e-5)
+    }
+
+    /// On a random problem, L-BFGS agrees with an independent Newton solver in Float64.
+    @Test func solverMatchesNewtonOnARandomProblem() {
+        let n = 14, C = 3, lambda = 0.05
+        let rng = CounterRNG.derive(4, 4)
+        // K = X X^T with X [n, 5]: positive semi-definite like a real kernel.
+        let x = (0..<(n * 5)).map { rng.normal(UInt64($0)) }
+        var k = [Double](repeating: 0, count: n * n)
+        for i in 0..<n { for j in 0..<n { k[i * n + j] = (0..<5).map { x[i * 5 + $0] * x[j * 5 + $0] }.reduce(0, +) / 5 } }
+        let labels = (0..<n).map { Int(rng.bits(UInt64(500 + $0)) % UInt64(C)) }
+        let glm = KernelGLM.fit(kernel: k.map(Float.init), labels: labels, classes: C, lambda: lambda)
+        // Newton on theta = [W (C x n), b (C)] with the exact Hessian.
+        let P = C * n + C
+        var theta = [Double](repeating: 0, count: P)
+        let kf = k.map { Double(Float($0)) }  // the same rounded kernel the solver saw
+        for _ in 0..<50 {
+            var grad = [Double](repeating: 0, count: P)
+            var hess = [Double](repeating: 0, count: P * P)
+            for i in 0..<n {
+                var z = (0..<C).map { c in (0..<n).map { theta[c * n + $0] * kf[i * n + $0] }.reduce(0, +) + theta[C * n + c] }
+                let m = z.max()!
+                z = z.map { exp($0 - m) }
+                let s = z.reduce(0, +)
+                let p = z.map { $0 / s }
+                // Feature vector of text i for class c: (K[i, :] in W_c's slots, 1 in b_c's).
+                func feat(_ c: Int) -> [(Int, Double)] { (0..<n).map { (c * n + $0, kf[i * n + $0]) } + [(C * n + c, 1)] }
+                for c in 0..<C {
+                    let r = p[c] - (c == labels[i] ? 1 : 0)
+                    for (a, v) in feat(c) { grad[a] += r * v / Double(n) }
+                    for d in 0..<C {
+                        let h = (c == d ? p[c] : 0) - p[c] * p[d]
+                        for (a, va) in feat(c) { for (b, vb) in feat(d) { hess[a * P + b] += h * va * vb / Double(n) } }
+                    }
+                }
+            }
+            for a in 0..<(C * n) { grad[a] += lambda * theta[a]; hess[a * P + a] += lambda }
+            for a in 0..<P { hess[a * P + a] += 1e-12 }
+            // Solve hess * step = grad by Gaussian elimination with partial pivoting.
+            var m = hess, rhs = grad
+            for col in 0..<P {
+                let piv = (col..<P).max { abs(m[$0 * P + col]) < abs(m[$1 * P + col]) }!
+                if piv != col {
+                    for j in 0..<P { m.swapAt(col * P + j, piv * P + j) }
+                    rhs.swapAt(col, piv)
+                }
+                for r in (col + 1)..<P {
+                    let f = m[r * P + col] / m[col * P + col]
+                    if f == 0 { continue }
+                    for j in col..<P { m[r * P + j] -= f * m[col * P + j] }
+                    rhs[r] -= f * rhs[col]
+                }
+            }
+            var step = [Double](repeating: 0, count: P)
+            for r in stride(from: P - 1, through: 0, by: -1) {
+                step[r] = (rhs[r] - ((r + 1)..<P).map { m[r * P + $0] * step[$0] }.reduce(0, +)) / m[r * P + r]
+            }
+            for a in 0..<P { theta[a] -= step[a] }
+        }
+        #expect(glm.converged, "gradient norm \(glm.gradientNorm) after \(glm.iterations) iterations")
+        // Weights are determined only up to K's null space; compare the fitted logits.
+        let zGLM = glm.logits(kernelRows: k.map(Float.init))
+        var worst = 0.0
+        for i in 0..<n {
+            for c in 0..<C {
+                let zN = (0..<n).map { theta[c * n + $0] * kf[i * n + $0] }.reduce(0, +) + theta[C * n + c]
+                worst = max(worst, abs(zN - zGLM[i * C + c]))
+            }
+        }
+        #expect(worst < 1e-3, "max logit difference \(worst)")
+    }
+
+    @Test func kendallTauOnHandMadeRankings() {
+        #expect(Faithfulness.kendallTau([1, 2, 3, 4], [10, 20, 30, 40]) == 1)
+        #expect(Faithfulness.kendallTau([1, 2, 3, 4], [4, 3, 2, 1]) == -1)
+        #expect(abs(Faithfulness.kendallTau([1, 2, 3, 4], [1, 3, 2, 4]) - 4.0 / 6.0) < 1e-12)
+        // tau-b with one tie on each side: (4 - 0) / sqrt(5 * 5).
+        #expect(abs(Faithfulness.kendallTau([1, 2, 2, 3], [1, 2, 3, 3]) - 0.8) < 1e-12)
+    }
+
+    @Test func logOddsAreStable() {
+        #expect(abs(Faithfulness.logOdds(logits: [0, log(3)], classIndex: 1) - log(3)) < 1e-12)
+        #expect(Faithfulness.logOdds(logits: [0, 800], classIndex: 1) == 800)
+        #expect(Faithfulness.logOdds(logits: [0, 800], classIndex: 0) == -800)
+        // Three classes: log p - log(1 - p) with p = e^2 / (e^2 + 2).
+        let p = exp(2.0) / (exp(2.0) + 2)
+        #expect(abs(Faithfulness.logOdds(logits: [2, 0, 0], classIndex: 0) - log(p / (1 - p))) < 1e-12)
+        #expect(Faithfulness.comparedClass(classes: 2, label: 0) == 1 && Faithfulness.comparedClass(classes: 6, label: 4) == 4)
+    }
+}
