@@ -17,9 +17,23 @@ public struct KernelGLM: Sendable {
     /// Largest entry of the objective's gradient at the solution.
     public let gradientNorm: Double
 
+    /// A fitted surrogate (e.g. loaded from a file).
+    public init(classes: Int, trainCount: Int, weights: [Double], bias: [Double], lambda: Double,
+                iterations: Int, converged: Bool, gradientNorm: Double) {
+        self.classes = classes
+        self.trainCount = trainCount
+        self.weights = weights
+        self.bias = bias
+        self.lambda = lambda
+        self.iterations = iterations
+        self.converged = converged
+        self.gradientNorm = gradientNorm
+    }
+
     /// Fits the surrogate. `kernel` is [n, n] (rows: training texts), `labels` their classes.
+    /// `start` warm-starts from another fit on the same kernel (e.g. a neighbouring lambda).
     public static func fit(kernel: [Float], labels: [Int], classes: Int, lambda: Double,
-                           solver: LBFGS = LBFGS()) -> KernelGLM {
+                           solver: LBFGS = LBFGS(), start: KernelGLM? = nil, threads: Int = Threads.defaultCount) -> KernelGLM {
         let n = labels.count
         precondition(kernel.count == n * n, "kernel must be n x n")
         let C = classes
@@ -30,9 +44,19 @@ public struct KernelGLM: Sendable {
         let objective: ([Double]) -> (Double, [Double]) = { theta in
             // theta = [W (C x n), b (C)]
             for i in 0..<(C * n) { wf[i] = Float(theta[i]) }
-            // Z [n, C] = K [n, n] W^T
-            Float.gemm(transA: false, transB: true, m: n, n: C, k: n, alpha: 1, a: kernel, lda: n, b: wf, ldb: n,
-                       beta: 0, c: &z, ldc: C)
+            // Z [n, C] = K [n, n] W^T, rows split over threads (the product is memory-bound).
+            let parts = splitRange(n, parts: threads)
+            kernel.withUnsafeBufferPointer { kp in
+                wf.withUnsafeBufferPointer { wp in
+                    z.withUnsafeMutableBufferPointer { zp in
+                        parallelFor(parts.count) { t in
+                            let r = parts[t]
+                            Float.gemm(transA: false, transB: true, m: r.count, n: C, k: n, alpha: 1, a: kp.baseAddress! + r.lowerBound * n, lda: n,
+                                       b: wp.baseAddress!, ldb: n, beta: 0, c: zp.baseAddress! + r.lowerBound * C, ldc: C)
+                        }
+                    }
+                }
+            }
             var loss = 0.0
             var gb = [Double](repeating: 0, count: C)
             for i in 0..<n {
@@ -48,9 +72,18 @@ public struct KernelGLM: Sendable {
                 }
             }
             loss /= Double(n)
-            // dW [C, n] = R^T [C, n] K [n, n]
-            Float.gemm(transA: true, transB: false, m: C, n: n, k: n, alpha: 1, a: r, lda: C, b: kernel, ldb: n,
-                       beta: 0, c: &gw, ldc: n)
+            // dW [C, n] = R^T [C, n] K [n, n], columns split over threads.
+            kernel.withUnsafeBufferPointer { kp in
+                r.withUnsafeBufferPointer { rp in
+                    gw.withUnsafeMutableBufferPointer { gp in
+                        parallelFor(parts.count) { t in
+                            let cols = parts[t]
+                            Float.gemm(transA: true, transB: false, m: C, n: cols.count, k: n, alpha: 1, a: rp.baseAddress!, lda: C,
+                                       b: kp.baseAddress! + cols.lowerBound, ldb: n, beta: 0, c: gp.baseAddress! + cols.lowerBound, ldc: n)
+                        }
+                    }
+                }
+            }
             var grad = [Double](repeating: 0, count: C * n + C)
             var reg = 0.0
             for i in 0..<(C * n) {
@@ -60,7 +93,8 @@ public struct KernelGLM: Sendable {
             for c in 0..<C { grad[C * n + c] = gb[c] }
             return (loss + 0.5 * lambda * reg, grad)
         }
-        let result = solver.minimize([Double](repeating: 0, count: C * n + C), objective)
+        let x0 = start.map { $0.weights + $0.bias } ?? [Double](repeating: 0, count: C * n + C)
+        let result = solver.minimize(x0, objective)
         return KernelGLM(classes: C, trainCount: n, weights: Array(result.x[0..<(C * n)]), bias: Array(result.x[(C * n)...]),
                          lambda: lambda, iterations: result.iterations, converged: result.converged, gradientNorm: result.gradientNorm)
     }

@@ -1,0 +1,258 @@
+import Foundation
+import TangentData
+import TangentKernels
+import TangentModel
+import TangentSafetensors
+import TangentTensor
+
+/// A kernel the surrogate can be fitted on, as named in the kernels spec.
+public struct SurrogateKernel: Sendable, Equatable {
+    public let name: String
+    public let features: FeatureKind
+    public let normalized: Bool
+
+    /// `proj-trntk`, `proj-pntk`, `embedding`, `ck`, `grad-cos`.
+    public static let all: [SurrogateKernel] = [
+        .init(name: "proj-trntk", features: .trntk, normalized: true),
+        .init(name: "proj-pntk", features: .pntk, normalized: true),
+        .init(name: "embedding", features: .embedding, normalized: true),
+        .init(name: "ck", features: .embedding, normalized: false),
+        .init(name: "grad-cos", features: .grad, normalized: true),
+    ]
+
+    public static func named(_ name: String) -> SurrogateKernel? {
+        let canonical = ["trntk": "proj-trntk", "pntk": "proj-pntk", "pntk-norm": "proj-pntk"][name] ?? name
+        return all.first { $0.name == canonical }
+    }
+
+    /// The exact NTK whose per-layer parts explain this kernel, if any.
+    public var layerKind: NTKKind? {
+        switch features {
+        case .trntk: return .trntk
+        case .pntk: return .pntkNorm
+        default: return nil
+        }
+    }
+}
+
+/// One training text's attribution to a prediction.
+public struct AttributedText: Sendable, Codable {
+    /// Index in the training file's order, and its line.
+    public let index: Int
+    public let line: Int
+    public let text: String
+    public let label: String
+    /// W[c, i] * K(x, x_i) for the predicted class c.
+    public let score: Double
+    /// K(x, x_i).
+    public let kernel: Double
+    /// Share of K(x, x_i) held by each layer group (exact per-layer NTK, normalized like
+    /// the kernel), when the kernel is an NTK.
+    public let layerShares: [String: Double]?
+}
+
+/// Why the model predicted what it did, in terms of training texts.
+public struct Explanation: Sendable, Codable {
+    public let text: String
+    public let label: String
+    public let probability: Double
+    /// The surrogate's probability of the same class.
+    public let surrogateProbability: Double
+    public let proponents: [AttributedText]
+    public let opponents: [AttributedText]
+}
+
+/// Fits the kernel surrogate on a training set and explains predictions by training texts.
+///
+/// Pipeline: training features (cached in a feature file, resumable) -> train x train
+/// kernel -> regularization chosen on a held-out tenth of the training texts by held-out
+/// cross-entropy against the true labels, over a grid -> kGLM refitted on all training
+/// texts (cached) -> for a text: its features, its kernel row, W[c, i] K(x, x_i).
+/// The grid runs from strong to weak regularization, each fit warm-started from the
+/// previous one, and stops once the held-out loss has risen twice in a row.
+public final class AttributionEngine {
+    public let classifier: Classifier
+    public let kernel: SurrogateKernel
+    public let train: [LabeledText]
+    public let trainLabels: [Int]
+    public let features: FeatureFile
+    public let featurizer: Featurizer
+    public let glm: KernelGLM
+    /// Held-out cross-entropy for each lambda of the grid.
+    public let grid: [(lambda: Double, heldOutLoss: Double)]
+    private let trainNorms: [Float]
+    private let trainFeatures: [Float]
+
+    /// The lambdas tried, as multiples of the mean-loss objective's L2 weight.
+    public static let lambdaGrid: [Double] = [1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1]
+
+    public init(classifier: Classifier, train: [LabeledText], kernel: SurrogateKernel, projDim: Int, seed: UInt64,
+                cache: URL, threads: Int = Threads.defaultCount, log: (String) -> Void = { _ in },
+                progress: (Int, Int) -> Void = { _, _ in }) throws {
+        self.classifier = classifier
+        self.kernel = kernel
+        self.train = train
+        let labelIndices = try classifier.labels.indices(of: train, source: "training data")
+        trainLabels = labelIndices
+        var options = FeaturizeOptions(kind: kernel.features)
+        options.projDim = projDim
+        options.seed = seed
+        options.threads = threads
+        featurizer = try Featurizer(classifier: classifier, options: options)
+        let modelID = Featurizer.modelFingerprint(classifier.model)
+        let textsID = fingerprint(Data(train.map { $0.text + "\u{1F}" + ($0.label ?? "") }.joined(separator: "\u{1E}").utf8))
+        let stem = "\(kernel.features.rawValue)-K\(kernel.features.projected ? projDim : 0)-s\(kernel.features.projected ? seed : 0)-\(modelID)-\(textsID)"
+        let featureURL = cache.appendingPathComponent("\(stem).safetensors")
+        if let f = try? FeatureFile(url: featureURL) {
+            features = f
+            log("using cached training features \(featureURL.path)")
+        } else {
+            log("featurizing \(train.count) training texts (\(kernel.features.rawValue)\(kernel.features.projected ? ", K = \(projDim)" : "")) into \(featureURL.path)")
+            features = try featurizer.run(texts: train, source: "training data", to: featureURL, overwrite: false, progress: progress)
+        }
+        let n = train.count
+        let W = features.metadata.outputs * features.metadata.width
+        let f = try features.features(0..<n)
+        let norms = (0..<n).map { i in f.withUnsafeBufferPointer { Float.dot(n: W, x: $0.baseAddress! + i * W, y: $0.baseAddress! + i * W) } }
+        trainFeatures = f
+        trainNorms = norms
+        let glmURL = cache.appendingPathComponent("\(stem)-\(kernel.name)-kglm.safetensors")
+        if let cached = try? AttributionEngine.loadGLM(glmURL, n: n, classes: classifier.labels.count) {
+            glm = cached.glm
+            grid = cached.grid
+            log("using cached surrogate \(glmURL.path) (lambda \(glm.lambda))")
+        } else {
+            // Train x train kernel.
+            var k = [Float](repeating: 0, count: n * n)
+            Float.gemm(transA: false, transB: true, m: n, n: n, k: W, alpha: 1, a: f, lda: W, b: f, ldb: W,
+                           beta: 0, c: &k, ldc: n)
+            if kernel.normalized {
+                let inv = norms.map { 1 / max($0, 1e-30).squareRoot() }
+                for i in 0..<n { for j in 0..<n { k[i * n + j] *= inv[i] * inv[j] } }
+            }
+            // Held-out selection: a seeded tenth of the training texts.
+            let C = classifier.labels.count
+            let rng = CounterRNG.derive(seed, 0x4E1D)
+            let order = (0..<n).sorted { rng.bits(UInt64($0)) < rng.bits(UInt64($1)) }
+            let held = Array(order[0..<max(1, n / 10)]).sorted(), fit = Array(order[max(1, n / 10)...]).sorted()
+            var kFit = [Float](repeating: 0, count: fit.count * fit.count)
+            for (a, i) in fit.enumerated() { for (b, j) in fit.enumerated() { kFit[a * fit.count + b] = k[i * n + j] } }
+            var kHeld = [Float](repeating: 0, count: held.count * fit.count)
+            for (a, i) in held.enumerated() { for (b, j) in fit.enumerated() { kHeld[a * fit.count + b] = k[i * n + j] } }
+            var results: [(Double, Double)] = []
+            var previous: KernelGLM?
+            // From strong to weak regularization, each fit warm-started from the last.
+            for lambda in AttributionEngine.lambdaGrid.sorted(by: >) {
+                let g = KernelGLM.fit(kernel: kFit, labels: fit.map { labelIndices[$0] }, classes: C, lambda: lambda, start: previous)
+                previous = g
+                let z = g.logits(kernelRows: kHeld)
+                var loss = 0.0
+                for (a, i) in held.enumerated() {
+                    let row = Array(z[(a * C)..<((a + 1) * C)])
+                    loss -= Foundation.log(max(1e-300, Faithfulness.probability(logits: row, classIndex: labelIndices[i])))
+                }
+                results.append((lambda, loss / Double(held.count)))
+                log(String(format: "lambda %.0e: held-out cross-entropy %.4f (%d iterations%@)", lambda, loss / Double(held.count), g.iterations, g.converged ? "" : ", not converged"))
+                // Stop once the held-out loss has risen twice in a row: weaker regularization
+                // only fits the training texts harder (and converges slowest).
+                let c = results.count
+                if c >= 3 && results[c - 1].1 > results[c - 2].1 && results[c - 2].1 > results[c - 3].1 { break }
+            }
+            results.sort { $0.0 < $1.0 }
+            let best = results.min { $0.1 < $1.1 }!.0
+            glm = KernelGLM.fit(kernel: k, labels: labelIndices, classes: C, lambda: best)
+            grid = results.map { (lambda: $0.0, heldOutLoss: $0.1) }
+            try AttributionEngine.saveGLM(glm, grid: grid, to: glmURL)
+            log("fitted the surrogate on all \(n) training texts with lambda \(best) (\(glm.iterations) iterations)")
+        }
+    }
+
+    /// Kernel rows K(x, X_train) [m, n] for texts with features [m, W].
+    public func kernelRows(features f: [Float]) -> [Float] {
+        let n = train.count, W = features.metadata.outputs * features.metadata.width
+        let m = f.count / W
+        var rows = [Float](repeating: 0, count: m * n)
+        Float.gemm(transA: false, transB: true, m: m, n: n, k: W, alpha: 1, a: f, lda: W, b: trainFeatures, ldb: W,
+                   beta: 0, c: &rows, ldc: n)
+        if kernel.normalized {
+            for i in 0..<m {
+                let own = f.withUnsafeBufferPointer { Float.dot(n: W, x: $0.baseAddress! + i * W, y: $0.baseAddress! + i * W) }
+                for j in 0..<n { rows[i * n + j] /= max(1e-30, (own * trainNorms[j]).squareRoot()) }
+            }
+        }
+        return rows
+    }
+
+    /// Explains `texts`: the network's prediction, the surrogate's probability of it,
+    /// and the `top` most positive and most negative training attributions.
+    public func explain(_ texts: [String], top: Int, layerShares: Bool = true) throws -> [Explanation] {
+        let rows = texts.enumerated().map { LabeledText(text: $0.element, label: nil, line: $0.offset + 1) }
+        let block = try featurizer.block(rows)
+        let k = kernelRows(features: block.features)
+        let C = classifier.labels.count, n = train.count
+        let z = glm.logits(kernelRows: k)
+        var out: [Explanation] = []
+        for (t, text) in texts.enumerated() {
+            let netLogits = (0..<C).map { Double(block.logits[t * C + $0]) }
+            let c = netLogits.indices.max { netLogits[$0] < netLogits[$1] }!
+            let row = Array(k[(t * n)..<((t + 1) * n)])
+            let scores = glm.attributions(kernelRow: row, classIndex: c)
+            let order = scores.indices.sorted { scores[$0] > scores[$1] }
+            let pro = Array(order.prefix(top)).filter { scores[$0] > 0 }
+            let con = Array(order.reversed().prefix(top)).filter { scores[$0] < 0 }
+            var shares: [Int: [String: Double]] = [:]
+            if layerShares, let kind = kernel.layerKind {
+                shares = try self.layerShares(text: text, items: pro + con, kind: kind)
+            }
+            func item(_ i: Int) -> AttributedText {
+                AttributedText(index: i, line: train[i].line, text: train[i].text, label: train[i].label ?? "",
+                               score: scores[i], kernel: Double(row[i]), layerShares: shares[i])
+            }
+            let zs = Array(z[(t * C)..<((t + 1) * C)])
+            out.append(Explanation(text: text, label: classifier.labels.names[c],
+                                   probability: Faithfulness.probability(logits: netLogits, classIndex: c),
+                                   surrogateProbability: Faithfulness.probability(logits: zs, classIndex: c),
+                                   proponents: pro.map(item), opponents: con.map(item)))
+        }
+        return out
+    }
+
+    /// Per-layer shares of the exact NTK between a text and training texts.
+    func layerShares(text: String, items: [Int], kind: NTKKind) throws -> [Int: [String: Double]] {
+        if items.isEmpty { return [:] }
+        let computer = try GradientComputer(model: classifier.model, prefixes: ["all"])
+        let r = try ExactKernel.compute(computer, a: [try classifier.encode(text)], b: try items.map { try classifier.encode(train[$0].text) }, kind: kind)
+        var out: [Int: [String: Double]] = [:]
+        for (j, i) in items.enumerated() {
+            let total = Double(r.total[j])
+            var s: [String: Double] = [:]
+            for p in r.parts { s[p.group] = total == 0 ? 0 : Double(p.values[j]) / total }
+            out[i] = s
+        }
+        return out
+    }
+
+    static func saveGLM(_ g: KernelGLM, grid: [(lambda: Double, heldOutLoss: Double)], to url: URL) throws {
+        var w = SafetensorsWriter()
+        w.metadata = ["format": "tangent-kglm-1", "lambda": String(g.lambda), "iterations": String(g.iterations),
+                      "converged": String(g.converged), "gradient_norm": String(g.gradientNorm)]
+        w.add("weights", shape: [g.classes, g.trainCount], float64: g.weights)
+        w.add("bias", shape: [g.classes], float64: g.bias)
+        w.add("grid_lambda", shape: [grid.count], float64: grid.map(\.lambda))
+        w.add("grid_heldout_loss", shape: [grid.count], float64: grid.map(\.heldOutLoss))
+        try w.write(to: url)
+    }
+
+    static func loadGLM(_ url: URL, n: Int, classes: Int) throws -> (glm: KernelGLM, grid: [(lambda: Double, heldOutLoss: Double)]) {
+        let f = try SafetensorsFile(url: url)
+        guard f.metadata["format"] == "tangent-kglm-1", let lambda = Double(f.metadata["lambda"] ?? "") else {
+            throw FeatureStoreError("\(url.path): not a surrogate file")
+        }
+        let glm = KernelGLM(classes: classes, trainCount: n, weights: try f.float64("weights", shape: [classes, n]),
+                            bias: try f.float64("bias", shape: [classes]), lambda: lambda,
+                            iterations: Int(f.metadata["iterations"] ?? "") ?? 0, converged: f.metadata["converged"] == "true",
+                            gradientNorm: Double(f.metadata["gradient_norm"] ?? "") ?? 0)
+        let grid = zip(try f.float64("grid_lambda"), try f.float64("grid_heldout_loss")).map { (lambda: $0, heldOutLoss: $1) }
+        return (glm, grid)
+    }
+}

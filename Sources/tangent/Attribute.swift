@@ -1,0 +1,105 @@
+import ArgumentParser
+import Foundation
+import TangentAttribution
+import TangentData
+import TangentKernels
+import TangentModel
+import TangentTensor
+
+struct Attribute: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Explain predictions by training texts: top proponents and opponents under a kernel surrogate.",
+        discussion: """
+        Fits the kGLM surrogate (L2 multinomial logistic regression on the train x train kernel; lambda \
+        chosen on a held-out tenth of the training texts by held-out cross-entropy) and scores training \
+        text i for the predicted class c as W[c, i] * K(x, x_i): positive scores push the prediction \
+        toward c (proponents), negative ones away (opponents). Training features and the fitted surrogate \
+        are cached in --cache, so later calls are fast. Kernels: proj-trntk (default; trntk is accepted \
+        and computed through the projection), proj-pntk, embedding, ck, grad-cos.
+        """)
+
+    @Option(help: "Model directory.") var model: String
+    @Option(help: "Training texts with labels (a file, or a data directory: its train.* is used).") var train: String
+    @Option(name: .customLong("text"), help: "A text to explain (repeatable).") var texts: [String] = []
+    @Option(help: "A file of texts to explain (.jsonl/.csv/.tsv).") var data: String?
+    @Option(help: "Kernel of the surrogate.") var kernel: String = "proj-trntk"
+    @Option(help: "Training texts listed on each side.") var top: Int = 10
+    @Option(help: "Projected dimension K of projected kernels.") var projDim: Int = 1024
+    @Option(help: "Seed of the projection and of the held-out split.") var seed: UInt64 = 0
+    @Option(help: "Directory for cached training features and surrogates.") var cache: String = "features"
+    @Flag(help: "Skip the per-layer shares of the top items (exact per-layer NTK).") var noLayers = false
+    @Flag(help: "One JSON object per text.") var json = false
+    @Option(help: "Threads (default: all cores, or TANGENT_THREADS).") var threads: Int?
+    @OptionGroup var columns: ColumnOptions
+
+    func validate() throws {
+        if texts.isEmpty && data == nil { throw ValidationError("give --text or --data") }
+        guard SurrogateKernel.named(kernel) != nil else {
+            throw ValidationError("unknown kernel '\(kernel)'; valid: \(SurrogateKernel.all.map(\.name).joined(separator: ", "))")
+        }
+        guard top >= 1 else { throw ValidationError("--top must be at least 1") }
+        guard projDim > 0 else { throw ValidationError("--proj-dim must be positive") }
+    }
+
+    func run() throws {
+        try reportingErrors {
+            let nThreads = threads ?? Threads.defaultCount
+            let clf = try Classifier(directory: fileURL(model), threads: nThreads)
+            let trainFile = try DataLocation.file(fileURL(train), split: "train")
+            let trainTexts = try columns.reader().read(trainFile)
+            guard top <= trainTexts.count else {
+                throw DataError("--top \(top) exceeds the \(trainTexts.count) training texts of \(trainFile.path)")
+            }
+            var inputs = texts
+            for (i, t) in texts.enumerated() where t.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
+                throw DataError("--text #\(i + 1) is empty")
+            }
+            if let data { inputs += try columns.reader(requireLabels: false).read(fileURL(data)).map(\.text) }
+            let k = SurrogateKernel.named(kernel)!
+            if k.name != kernel { printError("note: using \(k.name) for '\(kernel)' (K = \(projDim))") }
+            var bar: ProgressBar?
+            let engine = try AttributionEngine(
+                classifier: clf, train: trainTexts, kernel: k, projDim: projDim, seed: seed, cache: fileURL(cache),
+                threads: nThreads, log: { printError($0) },
+                progress: { done, total in
+                    if bar == nil { bar = ProgressBar(total: total, label: "training features") }
+                    bar?.update(done)
+                    if done == total { bar?.finish() }
+                })
+            for start in stride(from: 0, to: inputs.count, by: 64) {
+                let chunk = Array(inputs[start..<min(inputs.count, start + 64)])
+                for e in try engine.explain(chunk, top: top, layerShares: !noLayers) {
+                    if json {
+                        let enc = JSONEncoder()
+                        enc.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+                        print(String(decoding: try enc.encode(e), as: UTF8.self))
+                    } else {
+                        print(render(e, kernel: k.name))
+                    }
+                }
+            }
+        }
+    }
+
+    func render(_ e: Explanation, kernel: String) -> String {
+        func clip(_ s: String) -> String { s.count > 90 ? String(s.prefix(87)) + "..." : s }
+        func shares(_ s: [String: Double]?) -> String {
+            guard let s else { return "" }
+            let top = s.sorted { abs($0.value) > abs($1.value) }.prefix(3)
+            return "  [" + top.map { "\($0.key) \(String(format: "%.0f%%", 100 * $0.value))" }.joined(separator: ", ") + "]"
+        }
+        var out = "text: \(e.text)\n"
+        out += String(format: "prediction: %@ (p = %.3f; %@ surrogate p = %.3f)\n", e.label, e.probability, kernel, e.surrogateProbability)
+        out += "proponents (push toward \(e.label)):\n"
+        for (i, a) in e.proponents.enumerated() {
+            out += String(format: "  %2d. %+.4f  k=%.3f  [%@] %@", i + 1, a.score, a.kernel, a.label, clip(a.text)) + shares(a.layerShares) + "\n"
+        }
+        if e.proponents.isEmpty { out += "  (none)\n" }
+        out += "opponents (push away from \(e.label)):\n"
+        for (i, a) in e.opponents.enumerated() {
+            out += String(format: "  %2d. %+.4f  k=%.3f  [%@] %@", i + 1, a.score, a.kernel, a.label, clip(a.text)) + shares(a.layerShares) + "\n"
+        }
+        if e.opponents.isEmpty { out += "  (none)\n" }
+        return out
+    }
+}

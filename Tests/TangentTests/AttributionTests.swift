@@ -1,0 +1,54 @@
+import Foundation
+import Testing
+import TangentAttribution
+import TangentData
+import TangentKernels
+import TangentModel
+
+@Suite struct AttributionTests {
+    @Test func attributionsDecomposeTheSurrogateAndTheCacheIsReused() throws {
+        let clf = try Classifier(directory: fixture("tiny-model"), threads: 2)
+        let train = Array(try DatasetReader().read(fixture("train-sample.jsonl")).prefix(80))
+        let cache = FileManager.default.temporaryDirectory.appendingPathComponent("tangent-attr-\(UUID())")
+        let kernel = SurrogateKernel.named("trntk")!
+        #expect(kernel.name == "proj-trntk")
+        var log: [String] = []
+        let engine = try AttributionEngine(classifier: clf, train: train, kernel: kernel, projDim: 256, seed: 2, cache: cache,
+                                           log: { log.append($0) })
+        #expect(engine.glm.converged)
+        #expect(!engine.grid.isEmpty && engine.grid.contains { $0.lambda == engine.glm.lambda })
+        let texts = ["a wonderful, warm film", "dull and lifeless"]
+        let explained = try engine.explain(texts, top: 80)
+        // Sum of all attributions for class c plus the bias is the surrogate's logit z_c.
+        let block = try engine.featurizer.block(texts.enumerated().map { LabeledText(text: $0.element, label: nil, line: $0.offset) })
+        let rows = engine.kernelRows(features: block.features)
+        let z = engine.glm.logits(kernelRows: rows)
+        for (t, e) in explained.enumerated() {
+            let c = clf.labels.index(of: e.label)!
+            let total = (e.proponents + e.opponents).map(\.score).reduce(0, +) + engine.glm.bias[c]
+            #expect(abs(total - z[t * 2 + c]) < 1e-4 * max(1, abs(z[t * 2 + c])))
+            #expect(e.proponents.allSatisfy { $0.score > 0 } && e.opponents.allSatisfy { $0.score < 0 })
+            #expect(zip(e.proponents, e.proponents.dropFirst()).allSatisfy { $0.score >= $1.score })
+            // Per-layer shares of the exact trNTK add up to one.
+            for a in e.proponents.prefix(3) {
+                #expect(abs((a.layerShares ?? [:]).values.reduce(0, +) - 1) < 1e-3)
+            }
+            // Attribution = W[c, i] * K(x, x_i).
+            let first = e.proponents[0]
+            #expect(abs(first.score - engine.glm.weights[c * train.count + first.index] * first.kernel) < 1e-6)
+        }
+        // A second engine finds both the features and the surrogate in the cache.
+        var log2: [String] = []
+        let again = try AttributionEngine(classifier: clf, train: train, kernel: kernel, projDim: 256, seed: 2, cache: cache,
+                                          log: { log2.append($0) })
+        #expect(log2.contains { $0.contains("using cached training features") } && log2.contains { $0.contains("using cached surrogate") })
+        #expect(again.glm.weights == engine.glm.weights)
+        // Training labels the model does not know are refused.
+        var bad = train
+        bad[3] = LabeledText(text: "x", label: "neutral", line: 4)
+        let error = #expect(throws: DataError.self) {
+            _ = try AttributionEngine(classifier: clf, train: bad, kernel: kernel, projDim: 256, seed: 2, cache: cache)
+        }
+        #expect(error?.description.contains("'neutral'") == true)
+    }
+}
