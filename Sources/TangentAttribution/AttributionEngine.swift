@@ -80,6 +80,12 @@ public final class AttributionEngine {
     public let glm: KernelGLM
     /// Held-out cross-entropy for each lambda of the grid.
     public let grid: [(lambda: Double, heldOutLoss: Double)]
+    /// The grid's fits on the non-held-out training texts (columns `fitIndices`), when
+    /// the surrogate was fitted in this run rather than loaded from the cache.
+    public private(set) var gridFits: [KernelGLM] = []
+    /// Training texts the grid's fits were fitted on, and the held-out ones.
+    public private(set) var fitIndices: [Int] = []
+    public private(set) var heldOutIndices: [Int] = []
     private let trainNorms: [Float]
     private let trainFeatures: [Float]
 
@@ -87,7 +93,8 @@ public final class AttributionEngine {
     public static let lambdaGrid: [Double] = [1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1]
 
     public init(classifier: Classifier, train: [LabeledText], kernel: SurrogateKernel, projDim: Int, seed: UInt64,
-                cache: URL, threads: Int = Threads.defaultCount, log: (String) -> Void = { _ in },
+                cache: URL, threads: Int = Threads.defaultCount, fullGrid: Bool = false, useSurrogateCache: Bool = true,
+                log: (String) -> Void = { _ in },
                 progress: (Int, Int) -> Void = { _, _ in }) throws {
         self.classifier = classifier
         self.kernel = kernel
@@ -117,7 +124,7 @@ public final class AttributionEngine {
         trainFeatures = f
         trainNorms = norms
         let glmURL = cache.appendingPathComponent("\(stem)-\(kernel.name)-kglm.safetensors")
-        if let cached = try? AttributionEngine.loadGLM(glmURL, n: n, classes: classifier.labels.count) {
+        if useSurrogateCache, let cached = try? AttributionEngine.loadGLM(glmURL, n: n, classes: classifier.labels.count) {
             glm = cached.glm
             grid = cached.grid
             log("using cached surrogate \(glmURL.path) (lambda \(glm.lambda))")
@@ -140,11 +147,13 @@ public final class AttributionEngine {
             var kHeld = [Float](repeating: 0, count: held.count * fit.count)
             for (a, i) in held.enumerated() { for (b, j) in fit.enumerated() { kHeld[a * fit.count + b] = k[i * n + j] } }
             var results: [(Double, Double)] = []
+            var fits: [KernelGLM] = []
             var previous: KernelGLM?
             // From strong to weak regularization, each fit warm-started from the last.
             for lambda in AttributionEngine.lambdaGrid.sorted(by: >) {
                 let g = KernelGLM.fit(kernel: kFit, labels: fit.map { labelIndices[$0] }, classes: C, lambda: lambda, start: previous)
                 previous = g
+                fits.append(g)
                 let z = g.logits(kernelRows: kHeld)
                 var loss = 0.0
                 for (a, i) in held.enumerated() {
@@ -156,12 +165,16 @@ public final class AttributionEngine {
                 // Stop once the held-out loss has risen twice in a row: weaker regularization
                 // only fits the training texts harder (and converges slowest).
                 let c = results.count
-                if c >= 3 && results[c - 1].1 > results[c - 2].1 && results[c - 2].1 > results[c - 3].1 { break }
+                if !fullGrid && c >= 3 && results[c - 1].1 > results[c - 2].1 && results[c - 2].1 > results[c - 3].1 { break }
             }
-            results.sort { $0.0 < $1.0 }
+            let byLambda = zip(results, fits).sorted { $0.0.0 < $1.0.0 }
+            results = byLambda.map(\.0)
             let best = results.min { $0.1 < $1.1 }!.0
             glm = KernelGLM.fit(kernel: k, labels: labelIndices, classes: C, lambda: best)
             grid = results.map { (lambda: $0.0, heldOutLoss: $0.1) }
+            gridFits = byLambda.map(\.1)
+            fitIndices = fit
+            heldOutIndices = held
             try AttributionEngine.saveGLM(glm, grid: grid, to: glmURL)
             log("fitted the surrogate on all \(n) training texts with lambda \(best) (\(glm.iterations) iterations)")
         }
@@ -186,6 +199,7 @@ public final class AttributionEngine {
     /// Explains `texts`: the network's prediction, the surrogate's probability of it,
     /// and the `top` most positive and most negative training attributions.
     public func explain(_ texts: [String], top: Int, layerShares: Bool = true) throws -> [Explanation] {
+        // Unlabelled: loss gradients (grad-cos) then use the predicted label.
         let rows = texts.enumerated().map { LabeledText(text: $0.element, label: nil, line: $0.offset + 1) }
         let block = try featurizer.block(rows)
         let k = kernelRows(features: block.features)

@@ -41,6 +41,9 @@ public struct FeaturizeOptions: Sendable {
     public var blockSize: Int = 128
     /// Also store one projected feature vector per layer group (NFT-K decomposition).
     public var perLayer = false
+    /// For `grad`: differentiate the loss at the network's predicted label even when a
+    /// text has a label (test texts: their true label would leak into the surrogate).
+    public var predictedLossLabels = false
     public var threads: Int = Threads.defaultCount
 
     public init(kind: FeatureKind) { self.kind = kind }
@@ -120,7 +123,9 @@ public final class Featurizer {
             switch options.kind {
             case .pntk: output = .pseudoNTK
             case .trntk: output = .everyLogit
-            default: output = .loss(labels: texts.map { $0.label.flatMap(classifier.labels.index(of:)) })
+            default:
+                output = .loss(labels: options.predictedLossLabels ? [Int?](repeating: nil, count: texts.count)
+                                                                   : texts.map { $0.label.flatMap(classifier.labels.index(of:)) })
             }
             let g = try computer!.gradients(batch, output: output)
             let t1 = Date()

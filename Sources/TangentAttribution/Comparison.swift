@@ -1,0 +1,168 @@
+import Foundation
+import TangentData
+import TangentKernels
+import TangentModel
+import TangentTensor
+
+/// One lambda of the regularization grid: its held-out loss and the tau its fit (on the
+/// non-held-out training texts) reaches on the test texts.
+public struct GridPoint: Sendable, Codable {
+    public let lambda: Double
+    public let heldOutLoss: Double
+    public let tau: Double
+}
+
+/// Faithfulness of one kernel's surrogate to the network on the test texts.
+public struct KernelReport: Sendable, Codable {
+    public let kernel: String
+    /// The chosen lambda (lowest held-out cross-entropy) and the refit's solver state.
+    public let lambda: Double
+    public let iterations: Int
+    public let converged: Bool
+    /// Kendall tau-b between surrogate and network log-odds of the compared class
+    /// (class 1 for two classes, the true label otherwise), over all test texts.
+    public let tau: Double
+    /// The paper's variant: tau over probabilities, texts where either probability is
+    /// exactly 0 or 1 in float dropped; and how many texts it kept.
+    public let tauProbability: Double
+    public let tauProbabilityTexts: Int
+    /// Test accuracy of the surrogate minus that of the network.
+    public let tad: Double
+    public let surrogateAccuracy: Double
+    /// Share of test texts where surrogate and network predict the same label.
+    public let agreement: Double
+    public let grid: [GridPoint]
+    /// Best tau over the grid (often above the held-out choice when the network memorized).
+    public let bestGridTau: Double
+    public let seconds: Double
+    public let peakMemoryMiB: Double
+}
+
+/// A comparison of kernels on one model and data set.
+public struct ComparisonReport: Sendable, Codable {
+    public let model: String
+    public let train: String
+    public let test: String
+    public let trainTexts: Int
+    public let testTexts: Int
+    public let classes: [String]
+    public let projDim: Int
+    public let seed: UInt64
+    public let networkTestAccuracy: Double
+    public var kernels: [KernelReport]
+}
+
+/// Fits each kernel's surrogate on the training texts and measures its faithfulness on
+/// the test texts (kernels spec: tau over log-odds, the paper's tau, TAD, agreement).
+public enum Comparison {
+    public static func run(classifier: Classifier, train: [LabeledText], test: [LabeledText], kernels: [SurrogateKernel],
+                           projDim: Int, seed: UInt64, cache: URL, modelName: String, trainName: String, testName: String,
+                           log: (String) -> Void = { _ in }, progress: (String, Int, Int) -> Void = { _, _, _ in }) throws -> ComparisonReport {
+        let C = classifier.labels.count
+        let testLabels = try classifier.labels.indices(of: test, source: testName)
+        var report: ComparisonReport?
+        var rows: [KernelReport] = []
+        for k in kernels {
+            log("== \(k.name)")
+            let t0 = Date()
+            let engine = try AttributionEngine(classifier: classifier, train: train, kernel: k, projDim: projDim, seed: seed,
+                                               cache: cache, fullGrid: true, useSurrogateCache: false, log: log,
+                                               progress: { progress("\(k.name) train", $0, $1) })
+            // Test features through the same cache (resumable), then kernel rows. Loss
+            // gradients of test texts use the network's predicted label (kernels spec).
+            var options = FeaturizeOptions(kind: k.features)
+            options.projDim = projDim
+            options.seed = seed
+            options.predictedLossLabels = true
+            let stem = engine.features.url.deletingPathExtension().lastPathComponent
+            let testURL = cache.appendingPathComponent("\(stem)-test-\(fingerprint(Data(test.map(\.text).joined(separator: "\u{1E}").utf8))).safetensors")
+            let testFeatures: FeatureFile
+            if let f = try? FeatureFile(url: testURL) { testFeatures = f } else {
+                testFeatures = try Featurizer(classifier: classifier, options: options).run(
+                    texts: test, source: testName, to: testURL, overwrite: false, progress: { progress("\(k.name) test", $0, $1) })
+            }
+            let m = test.count, n = train.count
+            let kRows = engine.kernelRows(features: try testFeatures.features(0..<m))
+            let netLogits = try testFeatures.logits().map(Double.init)
+            let z = engine.glm.logits(kernelRows: kRows)
+            let measured = measure(surrogate: z, network: netLogits, labels: testLabels, classes: C)
+            // tau of every grid fit (fitted on the non-held-out texts: their kernel columns).
+            var grid: [GridPoint] = []
+            for (point, fit) in zip(engine.grid, engine.gridFits) {
+                var sub = [Float](repeating: 0, count: m * engine.fitIndices.count)
+                for i in 0..<m { for (b, j) in engine.fitIndices.enumerated() { sub[i * engine.fitIndices.count + b] = kRows[i * n + j] } }
+                let tau = measure(surrogate: fit.logits(kernelRows: sub), network: netLogits, labels: testLabels, classes: C).tau
+                grid.append(GridPoint(lambda: point.lambda, heldOutLoss: point.heldOutLoss, tau: tau))
+            }
+            let networkAccuracy = (0..<m).filter { i in argmax(Array(netLogits[(i * C)..<((i + 1) * C)])) == testLabels[i] }.count
+            if report == nil {
+                report = ComparisonReport(model: modelName, train: trainName, test: testName, trainTexts: n, testTexts: m,
+                                          classes: classifier.labels.names, projDim: projDim, seed: seed,
+                                          networkTestAccuracy: Double(networkAccuracy) / Double(m), kernels: [])
+            }
+            let row = KernelReport(kernel: k.name, lambda: engine.glm.lambda, iterations: engine.glm.iterations, converged: engine.glm.converged,
+                                   tau: measured.tau, tauProbability: measured.tauProbability, tauProbabilityTexts: measured.kept,
+                                   tad: measured.surrogateAccuracy - report!.networkTestAccuracy, surrogateAccuracy: measured.surrogateAccuracy,
+                                   agreement: measured.agreement, grid: grid, bestGridTau: grid.map(\.tau).max() ?? measured.tau,
+                                   seconds: Date().timeIntervalSince(t0), peakMemoryMiB: peakMemoryMiB())
+            log(String(format: "%@: tau %.3f (paper variant %.3f on %d texts), TAD %+.3f, agreement %.3f, lambda %g, %.0f s",
+                       k.name, row.tau, row.tauProbability, row.tauProbabilityTexts, row.tad, row.agreement, row.lambda, row.seconds))
+            rows.append(row)
+        }
+        report!.kernels = rows
+        return report!
+    }
+
+    /// tau over log-odds, the paper's tau, surrogate accuracy and agreement.
+    public static func measure(surrogate z: [Double], network y: [Double], labels: [Int], classes C: Int)
+        -> (tau: Double, tauProbability: Double, kept: Int, surrogateAccuracy: Double, agreement: Double) {
+        let m = labels.count
+        var a: [Double] = [], b: [Double] = [], pa: [Double] = [], pb: [Double] = []
+        var correct = 0, agree = 0
+        for i in 0..<m {
+            let zs = Array(z[(i * C)..<((i + 1) * C)]), zn = Array(y[(i * C)..<((i + 1) * C)])
+            let c = Faithfulness.comparedClass(classes: C, label: labels[i])
+            a.append(Faithfulness.logOdds(logits: zs, classIndex: c))
+            b.append(Faithfulness.logOdds(logits: zn, classIndex: c))
+            let ps = Float(Faithfulness.probability(logits: zs, classIndex: c)), pn = Float(Faithfulness.probability(logits: zn, classIndex: c))
+            if ps > 0 && ps < 1 && pn > 0 && pn < 1 { pa.append(Double(ps)); pb.append(Double(pn)) }
+            if argmax(zs) == labels[i] { correct += 1 }
+            if argmax(zs) == argmax(zn) { agree += 1 }
+        }
+        return (Faithfulness.kendallTau(a, b), pa.count > 1 ? Faithfulness.kendallTau(pa, pb) : .nan, pa.count,
+                Double(correct) / Double(m), Double(agree) / Double(m))
+    }
+
+    static func argmax(_ v: [Double]) -> Int { v.indices.max { v[$0] < v[$1] }! }
+
+    /// Peak resident memory of the process so far (VmHWM), in MiB.
+    public static func peakMemoryMiB() -> Double {
+        guard let s = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+              let line = s.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
+              let kb = Double(line.split(separator: " ").dropFirst().first.map(String.init) ?? "") else { return .nan }
+        return kb / 1024
+    }
+
+    /// The report as Markdown: a table per kernel and the grid.
+    public static func markdown(_ r: ComparisonReport) -> String {
+        func f(_ v: Double, _ d: Int = 3) -> String { v.isNaN ? "-" : String(format: "%.\(d)f", v) }
+        var s = "# Kernel surrogate faithfulness: \(r.model)\n\n"
+        s += "Training texts: \(r.trainTexts) (\(r.train)); test texts: \(r.testTexts) (\(r.test)); classes: \(r.classes.joined(separator: ", ")).\n"
+        s += "Network test accuracy: \(f(r.networkTestAccuracy)). Projected kernels use K = \(r.projDim), seed \(r.seed).\n\n"
+        s += "tau: Kendall tau-b between the surrogate's and the network's log-odds of the compared class (class 1 for two classes, the true label otherwise) over all test texts. "
+        s += "tau (paper): over probabilities, texts at exactly 0 or 1 dropped. TAD: surrogate test accuracy minus the network's. "
+        s += "lambda: chosen by held-out cross-entropy on a tenth of the training texts.\n\n"
+        s += "| kernel | tau | tau (paper) | texts kept | TAD | agreement | best tau over grid | lambda | time (s) | peak memory (MiB) |\n"
+        s += "|---|---|---|---|---|---|---|---|---|---|\n"
+        for k in r.kernels {
+            s += "| \(k.kernel) | \(f(k.tau)) | \(f(k.tauProbability)) | \(k.tauProbabilityTexts) | \(String(format: "%+.3f", k.tad)) | \(f(k.agreement)) | \(f(k.bestGridTau)) | \(String(format: "%g", k.lambda)) | \(f(k.seconds, 0)) | \(f(k.peakMemoryMiB, 0)) |\n"
+        }
+        s += "\n## tau over the regularization grid\n\n| kernel | " + (r.kernels.first?.grid.map { String(format: "%g", $0.lambda) } ?? []).joined(separator: " | ") + " |\n"
+        s += "|---|" + String(repeating: "---|", count: r.kernels.first?.grid.count ?? 0) + "\n"
+        for k in r.kernels {
+            s += "| \(k.kernel) (tau) | " + k.grid.map { f($0.tau) }.joined(separator: " | ") + " |\n"
+            s += "| \(k.kernel) (held-out loss) | " + k.grid.map { f($0.heldOutLoss, 4) }.joined(separator: " | ") + " |\n"
+        }
+        return s
+    }
+}

@@ -1,0 +1,88 @@
+import ArgumentParser
+import Foundation
+import TangentAttribution
+import TangentData
+import TangentModel
+import TangentTensor
+
+struct Compare: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Compare kernel surrogates' faithfulness to the network (tau, TAD, agreement) and write a report.",
+        discussion: """
+        For each kernel: featurize training and test texts (cached in --cache), fit the kGLM over the \
+        regularization grid (lambda chosen by held-out cross-entropy), and measure Kendall tau between \
+        the surrogate's and the network's log-odds, the paper's probability tau, TAD and label agreement, \
+        with time and peak memory. Writes OUT/report.json (every number) and OUT/report.md.
+        """)
+
+    @Option(help: "Model directory.") var model: String
+    @Option(help: "Training texts with labels (file or data directory).") var train: String
+    @Option(help: "Test texts with labels (file or data directory).") var test: String
+    @Option(help: "Kernels, comma-separated: proj-trntk, proj-pntk, embedding, ck, grad-cos.")
+    var kernels: String = "proj-trntk,proj-pntk,embedding,ck,grad-cos"
+    @Option(help: "Projected dimension K.") var projDim: Int = 1024
+    @Option(help: "Seed of projections and of the held-out split.") var seed: UInt64 = 0
+    @Option(help: "Use a random sample of N training texts (seeded by --seed, file order kept; data files are often sorted by label).") var maxTrain: Int?
+    @Option(help: "Use a random sample of N test texts (seeded by --seed, file order kept).") var maxTest: Int?
+    @Option(help: "Directory for cached features.") var cache: String = "features"
+    @Option(help: "Report directory.") var out: String
+    @Flag(help: "Replace an existing report.") var overwrite = false
+    @OptionGroup var columns: ColumnOptions
+
+    func validate() throws {
+        let names = kernels.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+        if let bad = names.first(where: { SurrogateKernel.named($0) == nil }) {
+            throw ValidationError("unknown kernel '\(bad)' for the report; valid: \(SurrogateKernel.all.map(\.name).joined(separator: ", ")) (if-head, if-proj and tracin are not implemented yet)")
+        }
+        guard projDim > 0 else { throw ValidationError("--proj-dim must be positive") }
+    }
+
+    /// A seeded random sample of n texts, in file order.
+    func sample(_ texts: [LabeledText], _ n: Int, stream: UInt64) -> [LabeledText] {
+        if n >= texts.count { return texts }
+        let rng = CounterRNG.derive(seed, 0x5A3B1E, stream)
+        let chosen = texts.indices.sorted { rng.bits(UInt64($0)) < rng.bits(UInt64($1)) }.prefix(n).sorted()
+        return chosen.map { texts[$0] }
+    }
+
+    func run() throws {
+        try reportingErrors {
+            let outURL = fileURL(out)
+            let jsonURL = outURL.appendingPathComponent("report.json")
+            if FileManager.default.fileExists(atPath: jsonURL.path) && !overwrite {
+                throw DataError("\(jsonURL.path): already exists (pass --overwrite to replace it)")
+            }
+            let clf = try Classifier(directory: fileURL(model))
+            let trainFile = try DataLocation.file(fileURL(train), split: "train")
+            let testFile = try DataLocation.file(fileURL(test), split: "test")
+            var trainTexts = try columns.reader().read(trainFile)
+            var testTexts = try columns.reader().read(testFile)
+            if let maxTrain { trainTexts = sample(trainTexts, maxTrain, stream: 1) }
+            if let maxTest { testTexts = sample(testTexts, maxTest, stream: 2) }
+            guard trainTexts.count >= 20 else { throw DataError("\(trainFile.path): \(trainTexts.count) training texts are too few for a held-out split (need at least 20)") }
+            guard testTexts.count >= 2 else { throw DataError("\(testFile.path): tau needs at least 2 test texts") }
+            _ = try clf.labels.indices(of: trainTexts, source: trainFile.path)
+            _ = try clf.labels.indices(of: testTexts, source: testFile.path)
+            let ks = kernels.split(separator: ",").map { SurrogateKernel.named($0.trimmingCharacters(in: .whitespaces))! }
+            var bar: ProgressBar?
+            var barLabel = ""
+            let report = try Comparison.run(
+                classifier: clf, train: trainTexts, test: testTexts, kernels: ks, projDim: projDim, seed: seed,
+                cache: fileURL(cache), modelName: model, trainName: displayPath(trainFile) + (maxTrain.map { " (random \($0), seed \(seed))" } ?? ""),
+                testName: displayPath(testFile) + (maxTest.map { " (random \($0), seed \(seed))" } ?? ""),
+                log: { printError($0) },
+                progress: { label, done, total in
+                    if label != barLabel { bar = ProgressBar(total: total, label: label); barLabel = label }
+                    bar?.update(done)
+                    if done == total { bar?.finish() }
+                })
+            let enc = JSONEncoder()
+            enc.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+            enc.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+            try AtomicFile.write(try enc.encode(report), to: jsonURL)
+            try AtomicFile.write(Comparison.markdown(report), to: outURL.appendingPathComponent("report.md"))
+            print(Comparison.markdown(report))
+            print("wrote \(out)/report.json and report.md")
+        }
+    }
+}
