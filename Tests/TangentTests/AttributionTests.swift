@@ -52,3 +52,40 @@ import TangentModel
         #expect(error?.description.contains("'neutral'") == true)
     }
 }
+
+@Suite struct ComparisonTests {
+    @Test func measuresOnHandMadeLogits() {
+        // Three texts, two classes; labels 1, 0, 1.
+        let net: [Double] = [0, 2, 1, 0, 0, 5]
+        let same = Comparison.measure(surrogate: net, network: net, labels: [1, 0, 1], classes: 2)
+        #expect(same.tau == 1 && same.agreement == 1 && same.surrogateAccuracy == 1)
+        // Reversed log-odds ranking: tau -1; predictions flip on every text.
+        let flipped: [Double] = [2, 0, 0, 1, 5, 0]
+        let r = Comparison.measure(surrogate: flipped, network: net, labels: [1, 0, 1], classes: 2)
+        #expect(r.tau == -1 && r.agreement == 0 && r.surrogateAccuracy == 0)
+        // The paper's variant drops texts whose probability rounds to exactly 0 or 1.
+        let saturated: [Double] = [0, 2, 1, 0, 0, 200]
+        let s = Comparison.measure(surrogate: saturated, network: net, labels: [1, 0, 1], classes: 2)
+        #expect(s.kept == 2 && s.tau == 1)
+    }
+
+    @Test func comparisonReportsEveryKernel() throws {
+        let clf = try Classifier(directory: fixture("tiny-model"), threads: 2)
+        let all = try DatasetReader().read(fixture("train-sample.jsonl"))
+        let train = Array(all[0..<60]) + Array(all[300..<340]), test = Array(all[200..<230])
+        let kernels = ["embedding", "proj-pntk"].map { SurrogateKernel.named($0)! }
+        let cache = FileManager.default.temporaryDirectory.appendingPathComponent("tangent-cmp-\(UUID())")
+        let r = try Comparison.run(classifier: clf, train: train, test: test, kernels: kernels, projDim: 64, seed: 1, cache: cache,
+                                   modelName: "tiny", trainName: "train", testName: "test")
+        #expect(r.kernels.map(\.kernel) == ["embedding", "proj-pntk"])
+        #expect(r.trainTexts == 100 && r.testTexts == 30)
+        for k in r.kernels {
+            #expect(k.grid.count == AttributionEngine.lambdaGrid.count)
+            #expect(k.tau >= -1 && k.tau <= 1 && k.agreement >= 0 && k.agreement <= 1)
+            #expect(abs(k.tad - (k.surrogateAccuracy - r.networkTestAccuracy)) < 1e-12)
+            #expect(k.grid.contains { $0.lambda == k.lambda })
+        }
+        let md = Comparison.markdown(r)
+        #expect(md.contains("| embedding |") && md.contains("| proj-pntk |") && md.contains("tau over the regularization grid"))
+    }
+}
