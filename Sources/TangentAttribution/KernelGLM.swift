@@ -94,7 +94,12 @@ public struct KernelGLM: Sendable {
             return (loss + 0.5 * lambda * reg, grad)
         }
         let x0 = start.map { $0.weights + $0.bias } ?? [Double](repeating: 0, count: C * n + C)
-        let result = solver.minimize(x0, objective)
+        // The gradient is computed through Float products of the kernel, so its attainable
+        // accuracy scales with the kernel's entries (raw kernels such as ck are large).
+        var scaled = solver
+        let scale = Double(kernel.reduce(Float(0)) { max($0, abs($1)) })
+        scaled.gradientTolerance = solver.gradientTolerance * max(1, scale)
+        let result = scaled.minimize(x0, objective)
         return KernelGLM(classes: C, trainCount: n, weights: Array(result.x[0..<(C * n)]), bias: Array(result.x[(C * n)...]),
                          lambda: lambda, iterations: result.iterations, converged: result.converged, gradientNorm: result.gradientNorm)
     }

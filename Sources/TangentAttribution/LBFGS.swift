@@ -71,7 +71,12 @@ public struct LBFGS {
                 t *= 0.5
             }
             iter += 1
-            if !accepted { return Result(x: x, value: fx, gradientNorm: infNorm(g), iterations: iter, converged: infNorm(g) < gradientTolerance) }
+            if !accepted {
+                // No decrease along a descent direction: the objective is flat to working
+                // precision; converged if the gradient is small on the objective's scale.
+                return Result(x: x, value: fx, gradientNorm: infNorm(g), iterations: iter,
+                              converged: infNorm(g) < gradientTolerance || infNorm(g) < 1e-4 * max(1, abs(fx)))
+            }
             let sk = zip(xn, x).map { $0 - $1 }, yk = zip(gn, g).map { $0 - $1 }
             let sy = dot(sk, yk)
             if sy > 1e-12 * dot(yk, yk).squareRoot() * dot(sk, sk).squareRoot() {

@@ -109,3 +109,66 @@ import TangentTensor
         #expect(Faithfulness.comparedClass(classes: 2, label: 0) == 1 && Faithfulness.comparedClass(classes: 6, label: 4) == 4)
     }
 }
+
+@Suite struct HeadInfluenceTests {
+    /// if-head against a direct dense computation: the Hessian of the mean training loss by
+    /// finite differences of analytic gradients, solved by Gaussian elimination.
+    @Test func equalsADirectDenseComputation() throws {
+        let C = 3, D = 4, n = 9, lambda = 0.01
+        let rng = CounterRNG.derive(9, 9)
+        let e = (0..<(n * D)).map { rng.normal(UInt64($0)) }
+        let labels = (0..<n).map { $0 % C }
+        let W0 = (0..<(C * (D + 1))).map { 0.5 * rng.normal(UInt64(1000 + $0)) }
+        func logits(_ theta: [Double], _ i: Int) -> [Double] {
+            (0..<C).map { c in (0..<D).map { theta[c * (D + 1) + $0] * e[i * D + $0] }.reduce(0, +) + theta[c * (D + 1) + D] }
+        }
+        let z = (0..<n).flatMap { logits(W0, $0) }
+        let inf = try HeadInfluence(embeddings: e, logits: z, classes: C, lambda: lambda)
+        // Mean-loss gradient at theta (analytic), then the Hessian by central differences.
+        func meanGrad(_ theta: [Double]) -> [Double] {
+            var g = [Double](repeating: 0, count: theta.count)
+            for i in 0..<n {
+                let gi = inf.lossGradient(embedding: Array(e[(i * D)..<((i + 1) * D)]), logits: logits(theta, i), label: labels[i])
+                for k in g.indices { g[k] += gi[k] / Double(n) }
+            }
+            return g
+        }
+        let P = C * (D + 1)
+        var H = [Double](repeating: 0, count: P * P)
+        for k in 0..<P {
+            var tp = W0, tm = W0
+            tp[k] += 1e-5; tm[k] -= 1e-5
+            let gp = meanGrad(tp), gm = meanGrad(tm)
+            for j in 0..<P { H[j * P + k] = (gp[j] - gm[j]) / 2e-5 }
+        }
+        for k in 0..<P { H[k * P + k] += lambda }
+        // Direct solve of H v = g_test.
+        let gTest = inf.lossGradient(embedding: [0.3, -1, 0.2, 0.8], logits: [0.1, 0.5, -0.2], label: 1)
+        var m = H, v = gTest
+        for col in 0..<P {
+            let piv = (col..<P).max { abs(m[$0 * P + col]) < abs(m[$1 * P + col]) }!
+            if piv != col { for j in 0..<P { m.swapAt(col * P + j, piv * P + j) }; v.swapAt(col, piv) }
+            for r in (col + 1)..<P {
+                let f = m[r * P + col] / m[col * P + col]
+                for j in col..<P { m[r * P + j] -= f * m[col * P + j] }
+                v[r] -= f * v[col]
+            }
+        }
+        var x = [Double](repeating: 0, count: P)
+        for r in stride(from: P - 1, through: 0, by: -1) { x[r] = (v[r] - ((r + 1)..<P).map { m[r * P + $0] * x[$0] }.reduce(0, +)) / m[r * P + r] }
+        for i in 0..<n {
+            let gi = inf.lossGradient(embedding: Array(e[(i * D)..<((i + 1) * D)]), logits: z[(i * C)..<((i + 1) * C)].map { $0 }, label: labels[i])
+            let direct = -zip(x, gi).map(*).reduce(0, +)
+            let got = inf.influence(test: gTest, train: gi)
+            #expect(abs(got - direct) < 1e-6 * max(1, abs(direct)), "text \(i): \(got) vs \(direct)")
+            #expect(inf.attribution(test: gTest, train: gi) == -got)
+        }
+    }
+
+    @Test func singularHessianWithoutDampingAsksForDamping() {
+        let error = #expect(throws: AttributionError.self) {
+            _ = try HeadInfluence(embeddings: [1, 0, 0, 1], logits: [0, 0, 1, -1], classes: 2, lambda: 0)
+        }
+        #expect(error?.description.contains("add damping") == true)
+    }
+}
