@@ -12,6 +12,6 @@ for name in "${sets[@]}"; do
   train=1000; test=500
   [ "$name" = trec6 ] && { train=800; test=400; }
   $bin compare --model "models/$name" --train "data/$name" --test "data/$name" \
-    --kernels proj-trntk,proj-pntk,embedding,ck,grad-cos --proj-dim 4096 --seed 0 \
+    --kernels proj-trntk,proj-pntk,embedding,ck,grad-cos,if-head,if-proj --proj-dim 4096 --seed 0 \
     --max-train "$train" --max-test "$test" --out "reports/$name" --overwrite
 done

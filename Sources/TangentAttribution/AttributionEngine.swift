@@ -10,14 +10,25 @@ public struct SurrogateKernel: Sendable, Equatable {
     public let name: String
     public let features: FeatureKind
     public let normalized: Bool
+    /// Influence baselines: the stored features are mapped through an influence transform.
+    public var influence: InfluenceTransform.Kind?
 
-    /// `proj-trntk`, `proj-pntk`, `embedding`, `ck`, `grad-cos`.
+    public init(name: String, features: FeatureKind, normalized: Bool, influence: InfluenceTransform.Kind? = nil) {
+        self.name = name
+        self.features = features
+        self.normalized = normalized
+        self.influence = influence
+    }
+
+    /// `proj-trntk`, `proj-pntk`, `embedding`, `ck`, `grad-cos`, `if-head`, `if-proj`.
     public static let all: [SurrogateKernel] = [
         .init(name: "proj-trntk", features: .trntk, normalized: true),
         .init(name: "proj-pntk", features: .pntk, normalized: true),
         .init(name: "embedding", features: .embedding, normalized: true),
         .init(name: "ck", features: .embedding, normalized: false),
         .init(name: "grad-cos", features: .grad, normalized: true),
+        .init(name: "if-head", features: .embedding, normalized: false, influence: .head),
+        .init(name: "if-proj", features: .trntk, normalized: false, influence: .projected),
     ]
 
     public static func named(_ name: String) -> SurrogateKernel? {
@@ -27,6 +38,7 @@ public struct SurrogateKernel: Sendable, Equatable {
 
     /// The exact NTK whose per-layer parts explain this kernel, if any.
     public var layerKind: NTKKind? {
+        if influence != nil { return nil }
         switch features {
         case .trntk: return .trntk
         case .pntk: return .pntkNorm
@@ -88,6 +100,8 @@ public final class AttributionEngine {
     public private(set) var heldOutIndices: [Int] = []
     private let trainNorms: [Float]
     private let trainFeatures: [Float]
+    /// The influence transform fitted on the training texts (influence baselines only).
+    public let influence: InfluenceTransform?
 
     /// The lambdas tried, as multiples of the mean-loss objective's L2 weight.
     public static let lambdaGrid: [Double] = [1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1]
@@ -118,8 +132,17 @@ public final class AttributionEngine {
             features = try featurizer.run(texts: train, source: "training data", to: featureURL, overwrite: false, progress: progress)
         }
         let n = train.count
-        let W = features.metadata.outputs * features.metadata.width
-        let f = try features.features(0..<n)
+        var W = features.metadata.outputs * features.metadata.width
+        var f = try features.features(0..<n)
+        if let kind = kernel.influence {
+            let t = try InfluenceTransform(kind: kind, base: f, logits: try features.logits(), classes: classifier.labels.count, lambda: nil)
+            log("\(kind.rawValue): \(t.dimension) x \(t.dimension) curvature matrix factored (damping \(String(format: "%.3g", t.lambda)))")
+            f = t.features(base: f, logits: try features.logits(), labels: labelIndices)
+            W = t.dimension
+            influence = t
+        } else {
+            influence = nil
+        }
         let norms = (0..<n).map { i in f.withUnsafeBufferPointer { Float.dot(n: W, x: $0.baseAddress! + i * W, y: $0.baseAddress! + i * W) } }
         trainFeatures = f
         trainNorms = norms
@@ -180,9 +203,18 @@ public final class AttributionEngine {
         }
     }
 
-    /// Kernel rows K(x, X_train) [m, n] for texts with features [m, W].
+    /// Kernel-space features of query texts from their stored features [m, W] and
+    /// logits: the features themselves, or (influence baselines) the transform applied
+    /// with the network's predicted labels.
+    public func queryFeatures(_ f: [Float], logits: [Float]) -> [Float] {
+        guard let t = influence else { return f }
+        return t.features(base: f, logits: logits, labels: [Int?](repeating: nil, count: logits.count / classifier.labels.count))
+    }
+
+    /// Kernel rows K(x, X_train) [m, n] for texts with kernel-space features [m, W]
+    /// (see `queryFeatures`).
     public func kernelRows(features f: [Float]) -> [Float] {
-        let n = train.count, W = features.metadata.outputs * features.metadata.width
+        let n = train.count, W = trainFeatures.count / n
         let m = f.count / W
         var rows = [Float](repeating: 0, count: m * n)
         Float.gemm(transA: false, transB: true, m: m, n: n, k: W, alpha: 1, a: f, lda: W, b: trainFeatures, ldb: W,
@@ -202,7 +234,7 @@ public final class AttributionEngine {
         // Unlabelled: loss gradients (grad-cos) then use the predicted label.
         let rows = texts.enumerated().map { LabeledText(text: $0.element, label: nil, line: $0.offset + 1) }
         let block = try featurizer.block(rows)
-        let k = kernelRows(features: block.features)
+        let k = kernelRows(features: queryFeatures(block.features, logits: block.logits))
         let C = classifier.labels.count, n = train.count
         let z = glm.logits(kernelRows: k)
         var out: [Explanation] = []

@@ -82,7 +82,7 @@ public enum Comparison {
                     texts: test, source: testName, to: testURL, overwrite: false, progress: { progress("\(k.name) test", $0, $1) })
             }
             let m = test.count, n = train.count
-            let kRows = engine.kernelRows(features: try testFeatures.features(0..<m))
+            let kRows = engine.kernelRows(features: engine.queryFeatures(try testFeatures.features(0..<m), logits: try testFeatures.logits()))
             let netLogits = try testFeatures.logits().map(Double.init)
             let z = engine.glm.logits(kernelRows: kRows)
             let measured = measure(surrogate: z, network: netLogits, labels: testLabels, classes: C)

@@ -73,11 +73,11 @@ import TangentModel
         let clf = try Classifier(directory: fixture("tiny-model"), threads: 2)
         let all = try DatasetReader().read(fixture("train-sample.jsonl"))
         let train = Array(all[0..<60]) + Array(all[300..<340]), test = Array(all[200..<230])
-        let kernels = ["embedding", "proj-pntk"].map { SurrogateKernel.named($0)! }
+        let kernels = ["embedding", "proj-pntk", "if-head", "if-proj"].map { SurrogateKernel.named($0)! }
         let cache = FileManager.default.temporaryDirectory.appendingPathComponent("tangent-cmp-\(UUID())")
         let r = try Comparison.run(classifier: clf, train: train, test: test, kernels: kernels, projDim: 64, seed: 1, cache: cache,
                                    modelName: "tiny", trainName: "train", testName: "test")
-        #expect(r.kernels.map(\.kernel) == ["embedding", "proj-pntk"])
+        #expect(r.kernels.map(\.kernel) == ["embedding", "proj-pntk", "if-head", "if-proj"])
         #expect(r.trainTexts == 100 && r.testTexts == 30)
         for k in r.kernels {
             #expect(k.grid.count == AttributionEngine.lambdaGrid.count)

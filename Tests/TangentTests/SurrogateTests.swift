@@ -123,12 +123,13 @@ import TangentTensor
             (0..<C).map { c in (0..<D).map { theta[c * (D + 1) + $0] * e[i * D + $0] }.reduce(0, +) + theta[c * (D + 1) + D] }
         }
         let z = (0..<n).flatMap { logits(W0, $0) }
-        let inf = try HeadInfluence(embeddings: e, logits: z, classes: C, lambda: lambda)
+        let inf = try InfluenceTransform(kind: .head, base: e.map(Float.init), logits: z.map(Float.init), classes: C, lambda: lambda)
+        let ef = e.map { Double(Float($0)) }  // the rounded embeddings the transform saw
         // Mean-loss gradient at theta (analytic), then the Hessian by central differences.
         func meanGrad(_ theta: [Double]) -> [Double] {
             var g = [Double](repeating: 0, count: theta.count)
             for i in 0..<n {
-                let gi = inf.lossGradient(embedding: Array(e[(i * D)..<((i + 1) * D)]), logits: logits(theta, i), label: labels[i])
+                let gi = inf.lossGradient(base: e[(i * D)..<((i + 1) * D)].map(Float.init)[...], logits: logits(theta, i), label: labels[i])
                 for k in g.indices { g[k] += gi[k] / Double(n) }
             }
             return g
@@ -143,7 +144,7 @@ import TangentTensor
         }
         for k in 0..<P { H[k * P + k] += lambda }
         // Direct solve of H v = g_test.
-        let gTest = inf.lossGradient(embedding: [0.3, -1, 0.2, 0.8], logits: [0.1, 0.5, -0.2], label: 1)
+        let gTest = inf.lossGradient(base: [0.3, -1, 0.2, 0.8], logits: [0.1, 0.5, -0.2], label: 1)
         var m = H, v = gTest
         for col in 0..<P {
             let piv = (col..<P).max { abs(m[$0 * P + col]) < abs(m[$1 * P + col]) }!
@@ -157,7 +158,7 @@ import TangentTensor
         var x = [Double](repeating: 0, count: P)
         for r in stride(from: P - 1, through: 0, by: -1) { x[r] = (v[r] - ((r + 1)..<P).map { m[r * P + $0] * x[$0] }.reduce(0, +)) / m[r * P + r] }
         for i in 0..<n {
-            let gi = inf.lossGradient(embedding: Array(e[(i * D)..<((i + 1) * D)]), logits: z[(i * C)..<((i + 1) * C)].map { $0 }, label: labels[i])
+            let gi = inf.lossGradient(base: e[(i * D)..<((i + 1) * D)].map(Float.init)[...], logits: z[(i * C)..<((i + 1) * C)].map { Double(Float($0)) }, label: labels[i])
             let direct = -zip(x, gi).map(*).reduce(0, +)
             let got = inf.influence(test: gTest, train: gi)
             #expect(abs(got - direct) < 1e-6 * max(1, abs(direct)), "text \(i): \(got) vs \(direct)")
@@ -165,9 +166,51 @@ import TangentTensor
         }
     }
 
+    /// if-proj: the Gauss-Newton matrix built with BLAS equals the direct sum of
+    /// J_i Lambda_i J_i^T, and features reproduce -influence as dot products.
+    @Test func projectedGaussNewtonEqualsTheDirectSum() throws {
+        let C = 3, K = 7, n = 11, lambda = 0.05
+        let rng = CounterRNG.derive(2, 2)
+        let J = (0..<(n * C * K)).map { Float(rng.normal(UInt64($0))) }   // [n, C, K]
+        let z = (0..<(n * C)).map { Float(rng.normal(UInt64(5000 + $0))) }
+        let t = try InfluenceTransform(kind: .projected, base: J, logits: z, classes: C, lambda: lambda)
+        var G = [Double](repeating: 0, count: K * K)
+        for i in 0..<n {
+            let zi = (0..<C).map { Double(z[i * C + $0]) }
+            let m = zi.max()!
+            let e = zi.map { exp($0 - m) }
+            let p = e.map { $0 / e.reduce(0, +) }
+            for a in 0..<K { for b in 0..<K { for c in 0..<C { for d in 0..<C {
+                let l = (c == d ? p[c] : 0) - p[c] * p[d]
+                G[a * K + b] += Double(J[(i * C + c) * K + a]) * l * Double(J[(i * C + d) * K + b]) / Double(n)
+            } } } }
+        }
+        for k in 0..<K { G[k * K + k] += lambda }
+        let g1 = t.lossGradient(base: J[0..<(C * K)], logits: (0..<C).map { Double(z[$0]) }, label: 2)
+        let g2 = t.lossGradient(base: J[(C * K)..<(2 * C * K)], logits: (0..<C).map { Double(z[C + $0]) }, label: nil)
+        // Direct: solve G v = g1 by Gaussian elimination.
+        var m = G, v = g1
+        for col in 0..<K {
+            let piv = (col..<K).max { abs(m[$0 * K + col]) < abs(m[$1 * K + col]) }!
+            if piv != col { for j in 0..<K { m.swapAt(col * K + j, piv * K + j) }; v.swapAt(col, piv) }
+            for r in (col + 1)..<K {
+                let f = m[r * K + col] / m[col * K + col]
+                for j in col..<K { m[r * K + j] -= f * m[col * K + j] }
+                v[r] -= f * v[col]
+            }
+        }
+        var x = [Double](repeating: 0, count: K)
+        for r in stride(from: K - 1, through: 0, by: -1) { x[r] = (v[r] - ((r + 1)..<K).map { m[r * K + $0] * x[$0] }.reduce(0, +)) / m[r * K + r] }
+        let direct = -zip(x, g2).map(*).reduce(0, +)
+        #expect(abs(t.influence(test: g1, train: g2) - direct) < 1e-9 * max(1, abs(direct)))
+        let f = t.features(base: Array(J[0..<(2 * C * K)]), logits: Array(z[0..<(2 * C)]), labels: [2, nil])
+        let dotF = (0..<K).map { Double(f[$0]) * Double(f[K + $0]) }.reduce(0, +)
+        #expect(abs(dotF + direct) < 1e-5 * max(1, abs(direct)))
+    }
+
     @Test func singularHessianWithoutDampingAsksForDamping() {
         let error = #expect(throws: AttributionError.self) {
-            _ = try HeadInfluence(embeddings: [1, 0, 0, 1], logits: [0, 0, 1, -1], classes: 2, lambda: 0)
+            _ = try InfluenceTransform(kind: .head, base: [1, 0, 0, 1], logits: [0, 0, 1, -1], classes: 2, lambda: 0)
         }
         #expect(error?.description.contains("add damping") == true)
     }

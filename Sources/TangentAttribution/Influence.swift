@@ -1,0 +1,147 @@
+import Foundation
+import TangentTensor
+
+/// Influence-function baselines of the kernels spec, as a feature map:
+///   if-head(x, x') = -grad L(x)^T (H + lambda I)^-1 grad L(x')  over the `head.` tensors,
+///     H the exact Hessian of the mean training loss (logits are linear in the head, so
+///     H = (1/n) sum_i Lambda_i (x) a_i a_i^T with a = [e; 1], Lambda = diag(p) - p p^T);
+///   if-proj: the same with gradients projected by R and H replaced by the Gauss-Newton
+///     matrix (1/n) sum_i J_i Lambda_i J_i^T, J_i the K x C projected logit gradients.
+/// With L L^T = H + lambda I (Cholesky), f(x) = L^{-1} grad L(x) gives
+/// <f(x), f(x')> = -influence, so the surrogate machinery (kernel = feature products)
+/// applies unchanged. Loss gradients use a text's label, or the predicted one when nil.
+///
+/// Sign: `influence` is Koh & Liang's I_up,loss (negative when up-weighting x' lowers the
+/// loss of x); `attribution` is its negation, positive when x' pushes toward the prediction.
+public struct InfluenceTransform: Sendable {
+    public enum Kind: String, Sendable { case head = "if-head", projected = "if-proj" }
+    public let kind: Kind
+    public let classes: Int
+    /// Length of one text's base vector: D (embedding) for head, K (per class) for projected.
+    public let width: Int
+    /// Parameters of the (projected) space: C(D+1) for head, K for projected.
+    public let dimension: Int
+    public let lambda: Double
+    let lower: [Double]
+
+    /// Builds and factors H + lambda I from the training texts: base features [n, W]
+    /// (embeddings e(x) for head; trNTK features R g_c(x) as [n, C, K] for projected),
+    /// logits [n, C]. `lambda` nil: 1e-3 of the mean diagonal of H.
+    public init(kind: Kind, base: [Float], logits: [Float], classes C: Int, lambda: Double?) throws {
+        let n = logits.count / C
+        let W = kind == .head ? base.count / n : base.count / (n * C)
+        let P = kind == .head ? C * (W + 1) : W
+        var h = [Double](repeating: 0, count: P * P)
+        var p = [[Double]](repeating: [], count: n)
+        for i in 0..<n { p[i] = InfluenceTransform.softmax((0..<C).map { Double(logits[i * C + $0]) }) }
+        switch kind {
+        case .head:
+            // Block (c, d) of H: (1/n) A^T diag(Lambda_i[c, d]) A with rows a_i = [e_i; 1].
+            let A = W + 1
+            var a = [Double](repeating: 0, count: n * A)
+            for i in 0..<n { for u in 0..<W { a[i * A + u] = Double(base[i * W + u]) }; a[i * A + W] = 1 }
+            var scaled = a
+            var block = [Double](repeating: 0, count: A * A)
+            for c in 0..<C {
+                for d in 0..<C {
+                    for i in 0..<n {
+                        let l = ((c == d ? p[i][c] : 0) - p[i][c] * p[i][d]) / Double(n)
+                        for u in 0..<A { scaled[i * A + u] = l * a[i * A + u] }
+                    }
+                    Double.gemm(transA: true, transB: false, m: A, n: A, k: n, alpha: 1, a: scaled, lda: A, b: a, ldb: A,
+                                beta: 0, c: &block, ldc: A)
+                    for u in 0..<A { for v in 0..<A { h[(c * A + u) * P + d * A + v] = block[u * A + v] } }
+                }
+            }
+        case .projected:
+            // G = (1/n) [sum_{i,c} p_ic j_ic j_ic^T - sum_i (J_i p_i)(J_i p_i)^T].
+            var x = [Double](repeating: 0, count: n * C * W), y = [Double](repeating: 0, count: n * W)
+            for i in 0..<n {
+                for c in 0..<C {
+                    let s = p[i][c].squareRoot()
+                    for k in 0..<W {
+                        let j = Double(base[(i * C + c) * W + k])
+                        x[(i * C + c) * W + k] = s * j
+                        y[i * W + k] += p[i][c] * j
+                    }
+                }
+            }
+            Double.gemm(transA: true, transB: false, m: W, n: W, k: n * C, alpha: 1 / Double(n), a: x, lda: W, b: x, ldb: W,
+                        beta: 0, c: &h, ldc: W)
+            Double.gemm(transA: true, transB: false, m: W, n: W, k: n, alpha: -1 / Double(n), a: y, lda: W, b: y, ldb: W,
+                        beta: 1, c: &h, ldc: W)
+        }
+        let meanDiagonal = (0..<P).map { h[$0 * P + $0] }.reduce(0, +) / Double(P)
+        let damping = lambda ?? 1e-3 * meanDiagonal
+        for k in 0..<P { h[k * P + k] += damping }
+        if let minor = Cholesky.factor(&h, n: P) {
+            throw AttributionError(damping == 0
+                ? "the \(kind.rawValue) curvature matrix (\(P) x \(P)) is singular at leading minor \(minor); add damping (lambda > 0)"
+                : "H + lambda I is not positive definite at leading minor \(minor); increase the damping lambda (now \(damping))")
+        }
+        self.kind = kind
+        classes = C
+        width = W
+        dimension = P
+        self.lambda = damping
+        lower = h
+    }
+
+    static func softmax(_ z: [Double]) -> [Double] {
+        let m = z.max()!
+        let e = z.map { Foundation.exp($0 - m) }
+        let s = e.reduce(0, +)
+        return e.map { $0 / s }
+    }
+
+    /// grad L of one text in the transform's space from its base vector (e, or J as
+    /// [C, K]), logits and label (nil: predicted).
+    public func lossGradient(base: ArraySlice<Float>, logits z: [Double], label: Int?) -> [Double] {
+        let p = InfluenceTransform.softmax(z)
+        let y = label ?? z.indices.max { z[$0] < z[$1] }!
+        let b = Array(base)
+        var g = [Double](repeating: 0, count: dimension)
+        for c in 0..<classes {
+            let r = p[c] - (c == y ? 1 : 0)
+            switch kind {
+            case .head:
+                for u in 0..<width { g[c * (width + 1) + u] = r * Double(b[u]) }
+                g[c * (width + 1) + width] = r
+            case .projected:
+                for k in 0..<width { g[k] += r * Double(b[c * width + k]) }
+            }
+        }
+        return g
+    }
+
+    /// Features L^{-1} grad L(x) [m, dimension] of texts with base vectors [m, ...] and logits [m, C].
+    public func features(base: [Float], logits: [Float], labels: [Int?]) -> [Float] {
+        let m = labels.count
+        let per = base.count / m
+        var g = [Double](repeating: 0, count: m * dimension)
+        for i in 0..<m {
+            let gi = lossGradient(base: base[(i * per)..<((i + 1) * per)], logits: (0..<classes).map { Double(logits[i * classes + $0]) },
+                                  label: labels[i])
+            for k in 0..<dimension { g[i * dimension + k] = gi[k] }
+        }
+        Cholesky.solveRows(lower: lower, n: dimension, &g, m: m)
+        return g.map(Float.init)
+    }
+
+    /// Koh & Liang's I_up,loss: -g_test^T (H + lambda I)^-1 g_train.
+    public func influence(test: [Double], train: [Double]) -> Double {
+        var a = test, b = train
+        Cholesky.solveRows(lower: lower, n: dimension, &a, m: 1)
+        Cholesky.solveRows(lower: lower, n: dimension, &b, m: 1)
+        return -zip(a, b).map(*).reduce(0, +)
+    }
+
+    /// The toolkit's sign: positive when the training text pushes toward the prediction.
+    public func attribution(test: [Double], train: [Double]) -> Double { -influence(test: test, train: train) }
+}
+
+/// An attribution computation that cannot proceed; the message says what to change.
+public struct AttributionError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
