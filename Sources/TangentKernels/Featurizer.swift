@@ -41,6 +41,9 @@ public struct FeaturizeOptions: Sendable {
     public var blockSize: Int = 128
     /// Also store one projected feature vector per layer group (NFT-K decomposition).
     public var perLayer = false
+    /// Bytes of per-example gradients one computation may hold; larger blocks are
+    /// computed in sub-batches (features do not depend on the split, see `Projector`).
+    public var gradientBudget = 256 * 1_048_576
     /// For `grad`: differentiate the loss at the network's predicted label even when a
     /// text has a label (test texts: their true label would leak into the surrogate).
     public var predictedLossLabels = false
@@ -85,7 +88,7 @@ public final class Featurizer {
         let C = computer.model.config.nClasses, D = computer.model.config.dModel
         let O = options.kind == .trntk ? C : 1
         let B = UInt64(options.blockSize), K = UInt64(options.projDim)
-        let grads = UInt64(O) * B * UInt64(computer.dense.count) * 4
+        let grads = min(B * UInt64(computer.dense.count) * 4, UInt64(options.gradientBudget))
         let rows = UInt64(O) * B * UInt64(computer.model.config.maxLen * D) * 4
         let proj = (128 + 16 * UInt64(D)) * K * 4 + 3 * UInt64(O) * (B + 32) * K * 4
         return grads + rows + proj + 300 * 1_048_576
@@ -109,8 +112,31 @@ public final class Featurizer {
         return fingerprint(d)
     }
 
+    /// Texts per computation so that O x B x P_dense gradients stay within the budget.
+    var subBatch: Int {
+        guard let c = computer else { return options.blockSize }
+        // One output's gradients are held at a time.
+        return max(1, min(options.blockSize, options.gradientBudget / max(1, c.dense.count * 4)))
+    }
+
     /// Features, logits and labels of `texts` for one block: features [B, O, W].
     public func block(_ texts: [LabeledText]) throws -> (features: [Float], logits: [Float], layerFeatures: [Float]?, gradientSeconds: Double, projectionSeconds: Double) {
+        let step = subBatch
+        if texts.count <= step { return try computeBlock(texts) }
+        var features: [Float] = [], logits: [Float] = [], layers: [Float]? = options.perLayer ? [] : nil
+        var gs = 0.0, ps = 0.0
+        for s in stride(from: 0, to: texts.count, by: step) {
+            let r = try computeBlock(Array(texts[s..<min(texts.count, s + step)]))
+            features += r.features
+            logits += r.logits
+            if let l = r.layerFeatures { layers! += l }
+            gs += r.gradientSeconds
+            ps += r.projectionSeconds
+        }
+        return (features, logits, layers, gs, ps)
+    }
+
+    private func computeBlock(_ texts: [LabeledText]) throws -> (features: [Float], logits: [Float], layerFeatures: [Float]?, gradientSeconds: Double, projectionSeconds: Double) {
         let model = classifier.model
         let batch = TokenBatch(sequences: try texts.map { try classifier.encode($0.text) }, padID: Int32(model.config.padID))
         let t0 = Date()
@@ -127,25 +153,33 @@ public final class Featurizer {
                 output = .loss(labels: options.predictedLossLabels ? [Int?](repeating: nil, count: texts.count)
                                                                    : texts.map { $0.label.flatMap(classifier.labels.index(of:)) })
             }
-            let g = try computer!.gradients(batch, output: output)
-            let t1 = Date()
-            let f = projector!.project(g, computer: computer!, perLayer: options.perLayer)
-            let t2 = Date()
-            let B = batch.count, O = g.outputs, K = options.projDim
+            // One output at a time: gradients of one class, then their projection.
+            let B = batch.count, K = options.projDim
+            let O = output.count(classes: model.config.nClasses)
             let L = options.perLayer ? computer!.groups.count : 1
-            // [L, O, B, K] -> features [B, O, K] (sum over layers in order) and [B, L, O, K].
             var out = [Float](repeating: 0, count: B * O * K)
             var layers: [Float]? = options.perLayer ? [Float](repeating: 0, count: B * L * O * K) : nil
-            for l in 0..<L {
-                for o in 0..<O {
+            var logits: [Float] = []
+            var gradSeconds = 0.0, projSeconds = 0.0
+            var mark = Date()
+            try computer!.forEachOutput(batch, output: output) { o, g in
+                logits = g.logits
+                let t1 = Date()
+                gradSeconds += t1.timeIntervalSince(mark)
+                // [L, 1, B, K] -> features [B, O, K] (sum over layers in order) and [B, L, O, K].
+                let f = projector!.project(g, computer: computer!, perLayer: options.perLayer)
+                for l in 0..<L {
                     for b in 0..<B {
-                        let src = ((l * O + o) * B + b) * K
+                        let src = (l * B + b) * K
                         for k in 0..<K { out[(b * O + o) * K + k] += f[src + k] }
                         if layers != nil { for k in 0..<K { layers![((b * L + l) * O + o) * K + k] = f[src + k] } }
                     }
                 }
+                mark = Date()
+                projSeconds += mark.timeIntervalSince(t1)
             }
-            return (out, g.logits, layers, t1.timeIntervalSince(t0), t2.timeIntervalSince(t1))
+            _ = t0
+            return (out, logits, layers, gradSeconds, projSeconds)
         }
     }
 

@@ -85,6 +85,23 @@ public final class GradientComputer<T: BLASScalar>: @unchecked Sendable {
     @_specialize(exported: true, where T == Float)
     @_specialize(exported: true, where T == Double)
     public func gradients(_ batch: TokenBatch, output: GradientOutput) throws -> GradientBlock<T> {
+        var dense: [T] = [], rows: [T]? = includesTokenTable ? [] : nil
+        var first: GradientBlock<T>?
+        try forEachOutput(batch, output: output) { _, g in
+            dense += g.dense
+            if let r = g.tokenRows { rows! += r }
+            if first == nil { first = g }
+        }
+        return GradientBlock(batch: batch, outputs: output.count(classes: model.config.nClasses), dense: dense,
+                             tokenRows: rows, logits: first!.logits, embeddings: first!.embeddings)
+    }
+
+    /// Runs the forward pass once, then for each output o one per-example backward pass,
+    /// handing `body(o, block)` a single-output block. Memory holds one output's
+    /// gradients (B x P_dense) at a time, whatever the number of classes.
+    @_specialize(exported: true, where T == Float)
+    @_specialize(exported: true, where T == Double)
+    public func forEachOutput(_ batch: TokenBatch, output: GradientOutput, _ body: (Int, GradientBlock<T>) throws -> Void) throws {
         let C = model.config.nClasses, B = batch.count, D = model.config.dModel, N = batch.tokenCount
         let logits = try model.forward(batch)
         let embeddings = model.lastEmbeddings()
@@ -108,22 +125,20 @@ public final class GradientComputer<T: BLASScalar>: @unchecked Sendable {
             }
             seeds = [s]
         }
-        var denseOut = [T](repeating: 0, count: O * B * dense.count)
-        var rows: [T]? = includesTokenTable ? [T](repeating: 0, count: O * N * D) : nil
+        var denseOut = [T](repeating: 0, count: B * dense.count)
+        var rows: [T]? = includesTokenTable ? [T](repeating: 0, count: N * D) : nil
         for o in 0..<O {
             denseOut.withUnsafeMutableBufferPointer { d in
-                let slice = UnsafeMutableBufferPointer(rebasing: d[(o * B * dense.count)..<((o + 1) * B * dense.count)])
                 if rows != nil {
                     rows!.withUnsafeMutableBufferPointer { r in
-                        let rs = UnsafeMutableBufferPointer(rebasing: r[(o * N * D)..<((o + 1) * N * D)])
-                        model.perExampleGradients(seed: seeds[o], subset: dense, into: slice, embeddingRows: rs)
+                        model.perExampleGradients(seed: seeds[o], subset: dense, into: d, embeddingRows: r)
                     }
                 } else {
-                    model.perExampleGradients(seed: seeds[o], subset: dense, into: slice)
+                    model.perExampleGradients(seed: seeds[o], subset: dense, into: d)
                 }
             }
+            try body(o, GradientBlock(batch: batch, outputs: 1, dense: denseOut, tokenRows: rows, logits: logits, embeddings: embeddings))
         }
-        return GradientBlock(batch: batch, outputs: O, dense: denseOut, tokenRows: rows, logits: logits, embeddings: embeddings)
     }
 
     /// The full compact per-example gradient over `subset` (token table densified):

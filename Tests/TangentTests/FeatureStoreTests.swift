@@ -51,6 +51,11 @@ import TangentSafetensors
             if firstReport < 0 { firstReport = done }
         }
         #expect(firstReport == 14)
+        // A gradient budget too small for a block computes it in sub-batches, unchanged.
+        var small = Self.options(.trntk)
+        small.gradientBudget = 3 * 2 * f.classifier.model.layout.count * 4
+        let split = try Featurizer(classifier: clf, options: small).block(Array(texts[7..<14]))
+        #expect(split.features == direct.features && split.logits == direct.logits)
         #expect(try resumed.features(0..<30) == all)
         #expect(try resumed.logits() == full.logits())
     }
