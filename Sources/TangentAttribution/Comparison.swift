@@ -34,8 +34,12 @@ public struct KernelReport: Sendable, Codable {
     public let grid: [GridPoint]
     /// Best tau over the grid (often above the held-out choice when the network memorized).
     public let bestGridTau: Double
+    /// Wall time of this kernel (featurization, fits, measurement) and the process's peak
+    /// memory so far; with cached features the time excludes featurization.
     public let seconds: Double
     public let peakMemoryMiB: Double
+    /// Whether training and test features came from the cache.
+    public let featuresCached: Bool
 }
 
 /// A comparison of kernels on one model and data set.
@@ -65,9 +69,10 @@ public enum Comparison {
         for k in kernels {
             log("== \(k.name)")
             let t0 = Date()
+            var featurized = false
             let engine = try AttributionEngine(classifier: classifier, train: train, kernel: k, projDim: projDim, seed: seed,
                                                cache: cache, fullGrid: true, useSurrogateCache: false, log: log,
-                                               progress: { progress("\(k.name) train", $0, $1) })
+                                               progress: { featurized = true; progress("\(k.name) train", $0, $1) })
             // Test features through the same cache (resumable), then kernel rows. Loss
             // gradients of test texts use the network's predicted label (kernels spec).
             var options = FeaturizeOptions(kind: k.features)
@@ -78,6 +83,7 @@ public enum Comparison {
             let testURL = cache.appendingPathComponent("\(stem)-test-\(fingerprint(Data(test.map(\.text).joined(separator: "\u{1E}").utf8))).safetensors")
             let testFeatures: FeatureFile
             if let f = try? FeatureFile(url: testURL) { testFeatures = f } else {
+                featurized = true
                 testFeatures = try Featurizer(classifier: classifier, options: options).run(
                     texts: test, source: testName, to: testURL, overwrite: false, progress: { progress("\(k.name) test", $0, $1) })
             }
@@ -104,7 +110,7 @@ public enum Comparison {
                                    tau: measured.tau, tauProbability: measured.tauProbability, tauProbabilityTexts: measured.kept,
                                    tad: measured.surrogateAccuracy - report!.networkTestAccuracy, surrogateAccuracy: measured.surrogateAccuracy,
                                    agreement: measured.agreement, grid: grid, bestGridTau: grid.map(\.tau).max() ?? measured.tau,
-                                   seconds: Date().timeIntervalSince(t0), peakMemoryMiB: peakMemoryMiB())
+                                   seconds: Date().timeIntervalSince(t0), peakMemoryMiB: peakMemoryMiB(), featuresCached: !featurized)
             log(String(format: "%@: tau %.3f (paper variant %.3f on %d texts), TAD %+.3f, agreement %.3f, lambda %g, %.0f s",
                        k.name, row.tau, row.tauProbability, row.tauProbabilityTexts, row.tad, row.agreement, row.lambda, row.seconds))
             rows.append(row)
@@ -152,10 +158,12 @@ public enum Comparison {
         s += "tau: Kendall tau-b between the surrogate's and the network's log-odds of the compared class (class 1 for two classes, the true label otherwise) over all test texts. "
         s += "tau (paper): over probabilities, texts at exactly 0 or 1 dropped. TAD: surrogate test accuracy minus the network's. "
         s += "lambda: chosen by held-out cross-entropy on a tenth of the training texts.\n\n"
-        s += "| kernel | tau | tau (paper) | texts kept | TAD | agreement | best tau over grid | lambda | time (s) | peak memory (MiB) |\n"
-        s += "|---|---|---|---|---|---|---|---|---|---|\n"
+        s += "Time: this kernel's wall time (featurization unless cached, fits, measurement); peak memory: the process's peak so far. "
+        s += "Best tau over grid: fits on nine tenths of the training texts.\n\n"
+        s += "| kernel | tau | tau (paper) | texts kept | TAD | agreement | best tau over grid | lambda | time (s) | peak memory (MiB) | features |\n"
+        s += "|---|---|---|---|---|---|---|---|---|---|---|\n"
         for k in r.kernels {
-            s += "| \(k.kernel) | \(f(k.tau)) | \(f(k.tauProbability)) | \(k.tauProbabilityTexts) | \(String(format: "%+.3f", k.tad)) | \(f(k.agreement)) | \(f(k.bestGridTau)) | \(String(format: "%g", k.lambda)) | \(f(k.seconds, 0)) | \(f(k.peakMemoryMiB, 0)) |\n"
+            s += "| \(k.kernel) | \(f(k.tau)) | \(f(k.tauProbability)) | \(k.tauProbabilityTexts) | \(String(format: "%+.3f", k.tad)) | \(f(k.agreement)) | \(f(k.bestGridTau)) | \(String(format: "%g", k.lambda)) | \(f(k.seconds, 0)) | \(f(k.peakMemoryMiB, 0)) | \(k.featuresCached ? "cached" : "computed") |\n"
         }
         s += "\n## tau over the regularization grid\n\n| kernel | " + (r.kernels.first?.grid.map { String(format: "%g", $0.lambda) } ?? []).joined(separator: " | ") + " |\n"
         s += "|---|" + String(repeating: "---|", count: r.kernels.first?.grid.count ?? 0) + "\n"
