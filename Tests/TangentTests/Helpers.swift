@@ -50,3 +50,27 @@ func randomSequences(_ lengths: [Int], vocab: Int, rng: inout TestRNG) -> [[Int3
 func fixture(_ name: String) -> URL {
     Bundle.module.url(forResource: "Fixtures/\(name)", withExtension: nil)!
 }
+
+/// Solves the dense system A x = b ([n, n] row-major) by Gaussian elimination with partial
+/// pivoting: an independent reference for the library's solvers.
+func solveDense(_ a: [Double], _ b: [Double], n: Int) -> [Double] {
+    var m = a, v = b
+    for col in 0..<n {
+        let piv = (col..<n).max { abs(m[$0 * n + col]) < abs(m[$1 * n + col]) }!
+        if piv != col {
+            for j in 0..<n { m.swapAt(col * n + j, piv * n + j) }
+            v.swapAt(col, piv)
+        }
+        for r in (col + 1)..<n {
+            let f = m[r * n + col] / m[col * n + col]
+            if f == 0 { continue }
+            for j in col..<n { m[r * n + j] -= f * m[col * n + j] }
+            v[r] -= f * v[col]
+        }
+    }
+    var x = [Double](repeating: 0, count: n)
+    for r in stride(from: n - 1, through: 0, by: -1) {
+        x[r] = (v[r] - ((r + 1)..<n).map { m[r * n + $0] * x[$0] }.reduce(0, +)) / m[r * n + r]
+    }
+    return x
+}

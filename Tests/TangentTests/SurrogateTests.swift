@@ -57,25 +57,7 @@ import TangentTensor
             }
             for a in 0..<(C * n) { grad[a] += lambda * theta[a]; hess[a * P + a] += lambda }
             for a in 0..<P { hess[a * P + a] += 1e-12 }
-            // Solve hess * step = grad by Gaussian elimination with partial pivoting.
-            var m = hess, rhs = grad
-            for col in 0..<P {
-                let piv = (col..<P).max { abs(m[$0 * P + col]) < abs(m[$1 * P + col]) }!
-                if piv != col {
-                    for j in 0..<P { m.swapAt(col * P + j, piv * P + j) }
-                    rhs.swapAt(col, piv)
-                }
-                for r in (col + 1)..<P {
-                    let f = m[r * P + col] / m[col * P + col]
-                    if f == 0 { continue }
-                    for j in col..<P { m[r * P + j] -= f * m[col * P + j] }
-                    rhs[r] -= f * rhs[col]
-                }
-            }
-            var step = [Double](repeating: 0, count: P)
-            for r in stride(from: P - 1, through: 0, by: -1) {
-                step[r] = (rhs[r] - ((r + 1)..<P).map { m[r * P + $0] * step[$0] }.reduce(0, +)) / m[r * P + r]
-            }
+            let step = solveDense(hess, grad, n: P)
             for a in 0..<P { theta[a] -= step[a] }
         }
         #expect(glm.converged, "gradient norm \(glm.gradientNorm) after \(glm.iterations) iterations")
@@ -145,18 +127,7 @@ import TangentTensor
         for k in 0..<P { H[k * P + k] += lambda }
         // Direct solve of H v = g_test.
         let gTest = inf.lossGradient(base: [0.3, -1, 0.2, 0.8], logits: [0.1, 0.5, -0.2], label: 1)
-        var m = H, v = gTest
-        for col in 0..<P {
-            let piv = (col..<P).max { abs(m[$0 * P + col]) < abs(m[$1 * P + col]) }!
-            if piv != col { for j in 0..<P { m.swapAt(col * P + j, piv * P + j) }; v.swapAt(col, piv) }
-            for r in (col + 1)..<P {
-                let f = m[r * P + col] / m[col * P + col]
-                for j in col..<P { m[r * P + j] -= f * m[col * P + j] }
-                v[r] -= f * v[col]
-            }
-        }
-        var x = [Double](repeating: 0, count: P)
-        for r in stride(from: P - 1, through: 0, by: -1) { x[r] = (v[r] - ((r + 1)..<P).map { m[r * P + $0] * x[$0] }.reduce(0, +)) / m[r * P + r] }
+        let x = solveDense(H, gTest, n: P)
         for i in 0..<n {
             let gi = inf.lossGradient(base: e[(i * D)..<((i + 1) * D)].map(Float.init)[...], logits: z[(i * C)..<((i + 1) * C)].map { Double(Float($0)) }, label: labels[i])
             let direct = -zip(x, gi).map(*).reduce(0, +)
@@ -188,19 +159,7 @@ import TangentTensor
         for k in 0..<K { G[k * K + k] += lambda }
         let g1 = t.lossGradient(base: J[0..<(C * K)], logits: (0..<C).map { Double(z[$0]) }, label: 2)
         let g2 = t.lossGradient(base: J[(C * K)..<(2 * C * K)], logits: (0..<C).map { Double(z[C + $0]) }, label: nil)
-        // Direct: solve G v = g1 by Gaussian elimination.
-        var m = G, v = g1
-        for col in 0..<K {
-            let piv = (col..<K).max { abs(m[$0 * K + col]) < abs(m[$1 * K + col]) }!
-            if piv != col { for j in 0..<K { m.swapAt(col * K + j, piv * K + j) }; v.swapAt(col, piv) }
-            for r in (col + 1)..<K {
-                let f = m[r * K + col] / m[col * K + col]
-                for j in col..<K { m[r * K + j] -= f * m[col * K + j] }
-                v[r] -= f * v[col]
-            }
-        }
-        var x = [Double](repeating: 0, count: K)
-        for r in stride(from: K - 1, through: 0, by: -1) { x[r] = (v[r] - ((r + 1)..<K).map { m[r * K + $0] * x[$0] }.reduce(0, +)) / m[r * K + r] }
+        let x = solveDense(G, g1, n: K)
         let direct = -zip(x, g2).map(*).reduce(0, +)
         #expect(abs(t.influence(test: g1, train: g2) - direct) < 1e-9 * max(1, abs(direct)))
         let f = t.features(base: Array(J[0..<(2 * C * K)]), logits: Array(z[0..<(2 * C)]), labels: [2, nil])
