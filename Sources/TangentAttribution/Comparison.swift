@@ -40,6 +40,9 @@ public struct KernelReport: Sendable, Codable {
     public let peakMemoryMiB: Double
     /// Whether training and test features came from the cache.
     public let featuresCached: Bool
+    /// Per test text: the surrogate's and the network's log-odds of the compared class.
+    public let surrogateLogOdds: [Double]
+    public let networkLogOdds: [Double]
 }
 
 /// A comparison of kernels on one model and data set.
@@ -110,7 +113,8 @@ public enum Comparison {
                                    tau: measured.tau, tauProbability: measured.tauProbability, tauProbabilityTexts: measured.kept,
                                    tad: measured.surrogateAccuracy - report!.networkTestAccuracy, surrogateAccuracy: measured.surrogateAccuracy,
                                    agreement: measured.agreement, grid: grid, bestGridTau: grid.map(\.tau).max() ?? measured.tau,
-                                   seconds: Date().timeIntervalSince(t0), peakMemoryMiB: peakMemoryMiB(), featuresCached: !featurized)
+                                   seconds: Date().timeIntervalSince(t0), peakMemoryMiB: peakMemoryMiB(), featuresCached: !featurized,
+                                   surrogateLogOdds: measured.surrogateLogOdds, networkLogOdds: measured.networkLogOdds)
             log(String(format: "%@: tau %.3f (paper variant %.3f on %d texts), TAD %+.3f, agreement %.3f, lambda %g, %.0f s",
                        k.name, row.tau, row.tauProbability, row.tauProbabilityTexts, row.tad, row.agreement, row.lambda, row.seconds))
             rows.append(row)
@@ -121,7 +125,8 @@ public enum Comparison {
 
     /// tau over log-odds, the paper's tau, surrogate accuracy and agreement.
     public static func measure(surrogate z: [Double], network y: [Double], labels: [Int], classes C: Int)
-        -> (tau: Double, tauProbability: Double, kept: Int, surrogateAccuracy: Double, agreement: Double) {
+        -> (tau: Double, tauProbability: Double, kept: Int, surrogateAccuracy: Double, agreement: Double,
+            surrogateLogOdds: [Double], networkLogOdds: [Double]) {
         let m = labels.count
         var a: [Double] = [], b: [Double] = [], pa: [Double] = [], pb: [Double] = []
         var correct = 0, agree = 0
@@ -136,7 +141,7 @@ public enum Comparison {
             if argmax(zs) == argmax(zn) { agree += 1 }
         }
         return (Faithfulness.kendallTau(a, b), pa.count > 1 ? Faithfulness.kendallTau(pa, pb) : .nan, pa.count,
-                Double(correct) / Double(m), Double(agree) / Double(m))
+                Double(correct) / Double(m), Double(agree) / Double(m), a, b)
     }
 
     static func argmax(_ v: [Double]) -> Int { v.indices.max { v[$0] < v[$1] }! }

@@ -12,7 +12,8 @@ struct Compare: ParsableCommand {
         For each kernel: featurize training and test texts (cached in --cache), fit the kGLM over the \
         regularization grid (lambda chosen by held-out cross-entropy), and measure Kendall tau between \
         the surrogate's and the network's log-odds, the paper's probability tau, TAD and label agreement, \
-        with time and peak memory. Writes OUT/report.json (every number) and OUT/report.md.
+        with time and peak memory. Writes OUT/report.json (every number), OUT/report.md and a \
+        self-contained OUT/report.html with SVG plots.
         """)
 
     @Option(help: "Model directory.") var model: String
@@ -81,8 +82,9 @@ struct Compare: ParsableCommand {
             enc.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
             try AtomicFile.write(try enc.encode(report), to: jsonURL)
             try AtomicFile.write(Comparison.markdown(report), to: outURL.appendingPathComponent("report.md"))
+            try AtomicFile.write(ReportHTML.render(report), to: outURL.appendingPathComponent("report.html"))
             print(Comparison.markdown(report))
-            print("wrote \(out)/report.json and report.md")
+            print("wrote \(out)/report.json, report.md and report.html")
         }
     }
 }

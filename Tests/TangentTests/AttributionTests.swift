@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(FoundationXML)
+import FoundationXML
+#endif
 import Testing
 import TangentAttribution
 import TangentData
@@ -87,5 +90,16 @@ import TangentModel
         }
         let md = Comparison.markdown(r)
         #expect(md.contains("| embedding |") && md.contains("| proj-pntk |") && md.contains("tau over the regularization grid"))
+        // The HTML report is well-formed (parses as XML), self-contained, and shows every
+        // kernel's numbers and one scatter point per test text.
+        let html = ReportHTML.render(r)
+        let doc = try XMLDocument(xmlString: html, options: [])
+        #expect(doc.rootElement()?.name == "html")
+        #expect(!html.contains("<script") && !html.contains("src=\"http"))
+        for k in r.kernels {
+            #expect(html.contains("<td>\(k.kernel)</td><td>\(String(format: "%.3f", k.tau))</td>"))
+            #expect(html.contains("\(k.kernel): tau \(String(format: "%.3f", k.tau))"))
+        }
+        #expect(html.components(separatedBy: "<circle").count - 1 == r.kernels.count * r.testTexts)
     }
 }

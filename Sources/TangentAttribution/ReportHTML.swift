@@ -1,0 +1,117 @@
+import Foundation
+
+/// Renders a comparison report as one self-contained HTML page (inline CSS and SVG, no
+/// scripts or external files), readable without the terminal: faithfulness bars, TAD,
+/// surrogate-vs-network scatter per kernel, tau over the regularization grid, cost.
+public enum ReportHTML {
+    public static func render(_ r: ComparisonReport) -> String {
+        func f(_ v: Double, _ d: Int = 3) -> String { v.isNaN ? "-" : String(format: "%.\(d)f", v) }
+        var h = """
+        <!DOCTYPE html>
+        <html lang="en"><head><meta charset="utf-8"/><title>Kernel surrogate faithfulness: \(esc(r.model))</title>
+        <style>
+        body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222;line-height:1.45}
+        table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
+        th:first-child,td:first-child{text-align:left}.small{color:#555;font-size:.9em}
+        .grid{display:flex;flex-wrap:wrap;gap:12px}figure{margin:0}figcaption{font-size:.85em;text-align:center}
+        </style></head><body>
+        <h1>Kernel surrogate faithfulness</h1>
+        <p>Model <code>\(esc(r.model))</code>; \(r.trainTexts) training texts (\(esc(r.train))); \(r.testTexts) test texts (\(esc(r.test))); classes \(esc(r.classes.joined(separator: ", "))).
+        Network test accuracy \(f(r.networkTestAccuracy)). Projected kernels use K = \(r.projDim), seed \(r.seed).</p>
+        <p class="small">For each kernel, a kernel surrogate (kGLM: L2-regularized multinomial logistic regression on the rows of the train &#215; train kernel,
+        lambda chosen by held-out cross-entropy on a tenth of the training texts) is fitted to the true training labels.
+        <b>tau</b> is Kendall's tau-b between the surrogate's and the network's log-odds of the compared class
+        (class 1 for two classes, the true label otherwise) over the test texts; 1 means the surrogate ranks texts exactly as the network does.
+        <b>TAD</b> is the surrogate's test accuracy minus the network's.</p>
+
+        """
+        h += "<h2>Faithfulness (tau)</h2>\n" + bars(r.kernels.map { ($0.kernel, $0.tau, $0.bestGridTau) }, lo: -1, hi: 1,
+                                                    caption: "bars: tau at the chosen lambda; ticks: best tau over the grid")
+        h += "<h2>Test accuracy differential (TAD)</h2>\n" + bars(r.kernels.map { ($0.kernel, $0.tad, nil) },
+                                                                   lo: min(-0.1, (r.kernels.map(\.tad).min() ?? 0) - 0.02),
+                                                                   hi: max(0.1, (r.kernels.map(\.tad).max() ?? 0) + 0.02), caption: "surrogate minus network test accuracy")
+        h += "<h2>Surrogate vs network log-odds</h2>\n<div class=\"grid\">\n"
+        for k in r.kernels { h += scatter(k) }
+        h += "</div>\n<h2>Numbers</h2>\n<table><tr><th>kernel</th><th>tau</th><th>tau (paper)</th><th>texts kept</th><th>TAD</th><th>agreement</th><th>best tau over grid</th><th>lambda</th><th>time (s)</th><th>peak memory (MiB)</th><th>features</th></tr>\n"
+        for k in r.kernels {
+            h += "<tr><td>\(esc(k.kernel))</td><td>\(f(k.tau))</td><td>\(f(k.tauProbability))</td><td>\(k.tauProbabilityTexts)</td><td>\(String(format: "%+.3f", k.tad))</td><td>\(f(k.agreement))</td><td>\(f(k.bestGridTau))</td><td>\(String(format: "%g", k.lambda))</td><td>\(f(k.seconds, 0))</td><td>\(f(k.peakMemoryMiB, 0))</td><td>\(k.featuresCached ? "cached" : "computed")</td></tr>\n"
+        }
+        h += "</table>\n<p class=\"small\">tau (paper): over probabilities, texts at exactly 0 or 1 dropped (texts kept). Time: this kernel's wall time (featurization unless cached, fits, measurement); peak memory: the process's peak so far.</p>\n"
+        h += "<h2>tau over the regularization grid</h2>\n" + gridLines(r.kernels)
+        h += "<table><tr><th>kernel</th>" + (r.kernels.first?.grid.map { "<th>\(String(format: "%g", $0.lambda))</th>" } ?? []).joined() + "</tr>\n"
+        for k in r.kernels {
+            h += "<tr><td>\(esc(k.kernel)) tau</td>" + k.grid.map { "<td>\(f($0.tau))</td>" }.joined() + "</tr>\n"
+            h += "<tr><td>\(esc(k.kernel)) held-out loss</td>" + k.grid.map { "<td>\(f($0.heldOutLoss, 4))</td>" }.joined() + "</tr>\n"
+        }
+        h += "</table>\n<p class=\"small\">Grid fits use nine tenths of the training texts; a network that memorized its training set makes held-out selection favour weak regularization, so the best tau over the grid can exceed the chosen one.</p>\n</body></html>\n"
+        return h
+    }
+
+    static func esc(_ s: String) -> String {
+        s.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")
+            .replacingOccurrences(of: ">", with: "&gt;").replacingOccurrences(of: "\"", with: "&quot;")
+    }
+
+    static let palette = ["#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860", "#DA8BC3", "#8C8C8C"]
+
+    /// Horizontal bars from 0, one per kernel, with an optional tick per bar.
+    static func bars(_ items: [(String, Double, Double?)], lo: Double, hi: Double, caption: String) -> String {
+        let w = 640.0, left = 110.0, rowH = 26.0, hgt = Double(items.count) * rowH + 30
+        func x(_ v: Double) -> Double { left + (min(max(v, lo), hi) - lo) / (hi - lo) * (w - left - 20) }
+        var s = "<figure><svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(w))\" height=\"\(Int(hgt))\" role=\"img\">\n"
+        for t in stride(from: lo, through: hi + 1e-9, by: (hi - lo) / 4) {
+            s += "<line x1=\"\(x(t))\" y1=\"5\" x2=\"\(x(t))\" y2=\"\(hgt - 20)\" stroke=\"#ddd\"/><text x=\"\(x(t))\" y=\"\(hgt - 5)\" font-size=\"11\" text-anchor=\"middle\">\(String(format: "%.2f", t))</text>\n"
+        }
+        for (i, item) in items.enumerated() {
+            let y = 8 + Double(i) * rowH
+            let a = x(0), b = x(item.1.isNaN ? 0 : item.1)
+            s += "<text x=\"\(left - 6)\" y=\"\(y + 14)\" font-size=\"12\" text-anchor=\"end\">\(esc(item.0))</text>\n"
+            s += "<rect x=\"\(min(a, b))\" y=\"\(y)\" width=\"\(abs(b - a))\" height=\"18\" fill=\"\(palette[i % palette.count])\"/>\n"
+            s += "<text x=\"\(max(a, b) + 4)\" y=\"\(y + 14)\" font-size=\"11\">\(item.1.isNaN ? "-" : String(format: "%.3f", item.1))</text>\n"
+            if let t = item.2, !t.isNaN { s += "<line x1=\"\(x(t))\" y1=\"\(y - 2)\" x2=\"\(x(t))\" y2=\"\(y + 20)\" stroke=\"#000\" stroke-width=\"2\"/>\n" }
+        }
+        s += "<line x1=\"\(x(0))\" y1=\"5\" x2=\"\(x(0))\" y2=\"\(hgt - 20)\" stroke=\"#444\"/>\n</svg><figcaption>\(esc(caption))</figcaption></figure>\n"
+        return s
+    }
+
+    /// Scatter of surrogate against network log-odds (clipped to +-15) for one kernel.
+    static func scatter(_ k: KernelReport) -> String {
+        let size = 240.0, pad = 28.0, lim = 15.0
+        func c(_ v: Double) -> Double { max(-lim, min(lim, v)) }
+        func px(_ v: Double) -> Double { pad + (c(v) + lim) / (2 * lim) * (size - 2 * pad) }
+        func py(_ v: Double) -> Double { size - pad - (c(v) + lim) / (2 * lim) * (size - 2 * pad) }
+        var s = "<figure><svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(size))\" height=\"\(Int(size))\" role=\"img\">\n"
+        s += "<rect x=\"\(pad)\" y=\"\(pad)\" width=\"\(size - 2 * pad)\" height=\"\(size - 2 * pad)\" fill=\"none\" stroke=\"#999\"/>\n"
+        s += "<line x1=\"\(px(-lim))\" y1=\"\(py(-lim))\" x2=\"\(px(lim))\" y2=\"\(py(lim))\" stroke=\"#ccc\"/>\n"
+        for (a, b) in zip(k.networkLogOdds, k.surrogateLogOdds) where a.isFinite && b.isFinite {
+            s += "<circle cx=\"\(String(format: "%.1f", px(a)))\" cy=\"\(String(format: "%.1f", py(b)))\" r=\"1.6\" fill=\"#4C72B0\" fill-opacity=\"0.5\"/>\n"
+        }
+        s += "<text x=\"\(size / 2)\" y=\"\(size - 6)\" font-size=\"10\" text-anchor=\"middle\">network log-odds</text>\n"
+        s += "<text x=\"10\" y=\"\(size / 2)\" font-size=\"10\" text-anchor=\"middle\" transform=\"rotate(-90 10 \(size / 2))\">surrogate log-odds</text>\n"
+        s += "</svg><figcaption>\(esc(k.kernel)): tau \(String(format: "%.3f", k.tau))</figcaption></figure>\n"
+        return s
+    }
+
+    /// tau against lambda (log scale), one line per kernel.
+    static func gridLines(_ ks: [KernelReport]) -> String {
+        guard let lambdas = ks.first?.grid.map(\.lambda), lambdas.count > 1 else { return "" }
+        let w = 640.0, hgt = 260.0, pad = 40.0
+        let lx = lambdas.map { Foundation.log10($0) }
+        let x0 = lx.min()!, x1 = lx.max()!
+        func px(_ l: Double) -> Double { pad + (Foundation.log10(l) - x0) / (x1 - x0) * (w - 2 * pad - 100) }
+        func py(_ t: Double) -> Double { hgt - pad - (max(-1, min(1, t)) + 1) / 2 * (hgt - 2 * pad) }
+        var s = "<figure><svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(w))\" height=\"\(Int(hgt))\" role=\"img\">\n"
+        for t in [-1.0, -0.5, 0, 0.5, 1] {
+            s += "<line x1=\"\(pad)\" y1=\"\(py(t))\" x2=\"\(w - pad - 100)\" y2=\"\(py(t))\" stroke=\"#eee\"/><text x=\"\(pad - 4)\" y=\"\(py(t) + 4)\" font-size=\"10\" text-anchor=\"end\">\(t)</text>\n"
+        }
+        for l in lambdas { s += "<text x=\"\(px(l))\" y=\"\(hgt - pad + 14)\" font-size=\"10\" text-anchor=\"middle\">\(String(format: "%g", l))</text>\n" }
+        for (i, k) in ks.enumerated() {
+            let pts = k.grid.map { "\(String(format: "%.1f", px($0.lambda))),\(String(format: "%.1f", py($0.tau)))" }.joined(separator: " ")
+            let color = palette[i % palette.count]
+            s += "<polyline points=\"\(pts)\" fill=\"none\" stroke=\"\(color)\" stroke-width=\"2\"/>\n"
+            s += "<text x=\"\(w - pad - 92)\" y=\"\(pad + Double(i) * 15)\" font-size=\"11\" fill=\"\(color)\">\(esc(k.kernel))</text>\n"
+        }
+        s += "<text x=\"\((w - 100) / 2)\" y=\"\(hgt - 6)\" font-size=\"11\" text-anchor=\"middle\">lambda</text>\n</svg></figure>\n"
+        return s
+    }
+}
