@@ -113,7 +113,7 @@ public enum Comparison {
                                    tau: measured.tau, tauProbability: measured.tauProbability, tauProbabilityTexts: measured.kept,
                                    tad: measured.surrogateAccuracy - report!.networkTestAccuracy, surrogateAccuracy: measured.surrogateAccuracy,
                                    agreement: measured.agreement, grid: grid, bestGridTau: grid.map(\.tau).max() ?? measured.tau,
-                                   seconds: Date().timeIntervalSince(t0), peakMemoryMiB: peakMemoryMiB(), featuresCached: !featurized,
+                                   seconds: Date().timeIntervalSince(t0), peakMemoryMiB: TangentTensor.peakMemoryMiB() ?? .nan, featuresCached: !featurized,
                                    surrogateLogOdds: measured.surrogateLogOdds, networkLogOdds: measured.networkLogOdds)
             log(String(format: "%@: tau %.3f (paper variant %.3f on %d texts), TAD %+.3f, agreement %.3f, lambda %g, %.0f s",
                        k.name, row.tau, row.tauProbability, row.tauProbabilityTexts, row.tad, row.agreement, row.lambda, row.seconds))
@@ -145,14 +145,6 @@ public enum Comparison {
     }
 
     static func argmax(_ v: [Double]) -> Int { v.indices.max { v[$0] < v[$1] }! }
-
-    /// Peak resident memory of the process so far (VmHWM), in MiB.
-    public static func peakMemoryMiB() -> Double {
-        guard let s = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
-              let line = s.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
-              let kb = Double(line.split(separator: " ").dropFirst().first.map(String.init) ?? "") else { return .nan }
-        return kb / 1024
-    }
 
     /// The report as Markdown: a table per kernel and the grid.
     public static func markdown(_ r: ComparisonReport) -> String {

@@ -142,7 +142,7 @@ public final class FeatureWriter {
         let L = metadata.groupList.count
         if L > 0 { shapes.append(("layer_features", .F32, [n, L, metadata.outputs, metadata.width])) }
         var header: [String] = []
-        let metaJSON = metadata.asStrings.keys.sorted().map { "\"\($0)\":\(Self.quote(metadata.asStrings[$0]!))" }.joined(separator: ",")
+        let metaJSON = metadata.asStrings.keys.sorted().map { "\"\($0)\":\(jsonString(metadata.asStrings[$0]!))" }.joined(separator: ",")
         header.append("\"__metadata__\":{\(metaJSON)}")
         var off = 0
         var offs: [String: Int] = [:]
@@ -185,12 +185,6 @@ public final class FeatureWriter {
     }
 
     deinit { try? handle.close() }
-
-    private static func quote(_ s: String) -> String {
-        let d = try! JSONSerialization.data(withJSONObject: [s], options: [.withoutEscapingSlashes])
-        let a = String(decoding: d, as: UTF8.self)
-        return String(a.dropFirst().dropLast())
-    }
 
     private func write(_ data: Data, at offset: Int) throws {
         try handle.seek(toOffset: UInt64(offset))

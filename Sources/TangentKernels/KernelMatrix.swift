@@ -39,7 +39,7 @@ public enum KernelMatrix {
         if let layer { meta["layer"] = layer }
         meta["rows"] = String(nA)
         meta["columns"] = String(nB)
-        let metaJSON = meta.keys.sorted().map { "\(quote($0)):\(quote(meta[$0]!))" }.joined(separator: ",")
+        let metaJSON = meta.keys.sorted().map { "\(jsonString($0)):\(jsonString(meta[$0]!))" }.joined(separator: ",")
         var h = "{\"__metadata__\":{\(metaJSON)},\"kernel\":{\"dtype\":\"F32\",\"shape\":[\(nA),\(nB)],\"data_offsets\":[0,\(nA * nB * 4)]}}"
         while (h.utf8.count + 8) % 8 != 0 { h += " " }
         let dir = url.deletingLastPathComponent()
@@ -98,10 +98,5 @@ public enum KernelMatrix {
             }
         }
         return out
-    }
-
-    static func quote(_ s: String) -> String {
-        let d = try! JSONSerialization.data(withJSONObject: [s], options: [.withoutEscapingSlashes])
-        return String(String(decoding: d, as: UTF8.self).dropFirst().dropLast())
     }
 }

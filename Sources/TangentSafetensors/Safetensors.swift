@@ -311,8 +311,8 @@ public struct SafetensorsWriter {
     }
 }
 
-/// JSON string literal with the escapes JSON requires.
-func jsonString(_ s: String) -> String {
+/// JSON string literal with the escapes JSON requires (for headers written by hand).
+public func jsonString(_ s: String) -> String {
     var out = "\""
     for u in s.unicodeScalars {
         switch u {

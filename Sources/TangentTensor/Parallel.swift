@@ -41,3 +41,12 @@ public func splitRange(_ n: Int, parts: Int) -> [Range<Int>] {
     }
     return out
 }
+
+/// The process's peak resident memory so far (VmHWM from /proc/self/status), in MiB;
+/// nil where that file is unavailable.
+public func peakMemoryMiB() -> Double? {
+    guard let s = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+          let line = s.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
+          let kb = Double(line.split(separator: " ").dropFirst().first.map(String.init) ?? "") else { return nil }
+    return kb / 1024
+}

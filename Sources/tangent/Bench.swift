@@ -60,12 +60,9 @@ struct BenchTrain: ParsableCommand {
     }
 }
 
-/// The process's peak resident memory from /proc/self/status.
+/// The process's peak resident memory, for printing.
 func peakMemoryDescription() -> String {
-    guard let s = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
-          let line = s.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }) else { return "unknown" }
-    let kb = Double(line.split(separator: " ").dropFirst().first.map(String.init) ?? "") ?? 0
-    return String(format: "%.1f MiB", kb / 1024)
+    peakMemoryMiB().map { String(format: "%.1f MiB", $0) } ?? "unknown"
 }
 
 struct BenchFeaturize: ParsableCommand {
