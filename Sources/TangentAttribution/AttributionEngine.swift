@@ -8,20 +8,28 @@ import TangentTensor
 /// A kernel the surrogate can be fitted on, as named in the kernels spec.
 public struct SurrogateKernel: Sendable, Equatable {
     public let name: String
+    /// Features stored for projected and embedding kernels (unused by exact kernels).
     public let features: FeatureKind
     public let normalized: Bool
     /// Influence baselines: the stored features are mapped through an influence transform.
     public var influence: InfluenceTransform.Kind?
+    /// Exact NTKs: the kernel computed from unprojected gradients (`ExactKernel`).
+    public var exact: NTKKind?
 
-    public init(name: String, features: FeatureKind, normalized: Bool, influence: InfluenceTransform.Kind? = nil) {
+    public init(name: String, features: FeatureKind, normalized: Bool, influence: InfluenceTransform.Kind? = nil,
+                exact: NTKKind? = nil) {
         self.name = name
         self.features = features
         self.normalized = normalized
         self.influence = influence
+        self.exact = exact
     }
 
-    /// `proj-trntk`, `proj-pntk`, `embedding`, `ck`, `grad-cos`, `if-head`, `if-proj`.
+    /// `trntk`, `pntk-norm` (exact), `proj-trntk`, `proj-pntk`, `embedding`, `ck`, `grad-cos`,
+    /// `if-head`, `if-proj`.
     public static let all: [SurrogateKernel] = [
+        .init(name: "trntk", features: .trntk, normalized: true, exact: .trntk),
+        .init(name: "pntk-norm", features: .pntk, normalized: true, exact: .pntkNorm),
         .init(name: "proj-trntk", features: .trntk, normalized: true),
         .init(name: "proj-pntk", features: .pntk, normalized: true),
         .init(name: "embedding", features: .embedding, normalized: true),
@@ -32,12 +40,12 @@ public struct SurrogateKernel: Sendable, Equatable {
     ]
 
     public static func named(_ name: String) -> SurrogateKernel? {
-        let canonical = ["trntk": "proj-trntk", "pntk": "proj-pntk", "pntk-norm": "proj-pntk"][name] ?? name
-        return all.first { $0.name == canonical }
+        all.first { $0.name == name }
     }
 
     /// The exact NTK whose per-layer parts explain this kernel, if any.
     public var layerKind: NTKKind? {
+        if let exact { return exact }
         if influence != nil { return nil }
         switch features {
         case .trntk: return .trntk
@@ -74,12 +82,23 @@ public struct Explanation: Sendable, Codable {
     public let opponents: [AttributedText]
 }
 
+/// Kernel rows of query texts against the training texts, with the network's logits.
+public struct QueryKernel: Sendable {
+    /// K(x, X_train) [m, n], as the surrogate uses it (normalized when the kernel is).
+    public let rows: [Float]
+    /// The network's logits [m, C].
+    public let logits: [Float]
+    /// Exact kernels: the per-layer parts of `rows` (they add up to it).
+    public let parts: [(group: String, values: [Float])]?
+}
+
 /// Fits the kernel surrogate on a training set and explains predictions by training texts.
 ///
-/// Pipeline: training features (cached in a feature file, resumable) -> train x train
-/// kernel -> regularization chosen on a held-out tenth of the training texts by held-out
-/// cross-entropy against the true labels, over a grid -> kGLM refitted on all training
-/// texts (cached) -> for a text: its features, its kernel row, W[c, i] K(x, x_i).
+/// Pipeline: training features (cached in a feature file, resumable) or, for exact
+/// kernels, the exact train x train kernel (cached) -> regularization chosen on a
+/// held-out tenth of the training texts by held-out cross-entropy against the true
+/// labels, over a grid -> kGLM refitted on all training texts (cached) -> for a text:
+/// its kernel row, W[c, i] K(x, x_i).
 /// The grid runs from strong to weak regularization, each fit warm-started from the
 /// previous one, and stops once the held-out loss has risen twice in a row.
 public final class AttributionEngine {
@@ -87,8 +106,9 @@ public final class AttributionEngine {
     public let kernel: SurrogateKernel
     public let train: [LabeledText]
     public let trainLabels: [Int]
-    public let features: FeatureFile
-    public let featurizer: Featurizer
+    /// Stored training features and their featurizer (nil for exact kernels).
+    public let features: FeatureFile?
+    public let featurizer: Featurizer?
     public let glm: KernelGLM
     /// Held-out cross-entropy for each lambda of the grid.
     public let grid: [(lambda: Double, heldOutLoss: Double)]
@@ -98,8 +118,18 @@ public final class AttributionEngine {
     /// Training texts the grid's fits were fitted on, and the held-out ones.
     public private(set) var fitIndices: [Int] = []
     public private(set) var heldOutIndices: [Int] = []
+    /// Exact kernels: per-layer parts of the training texts' self-kernels K(x_i, x_i).
+    public private(set) var trainSelfParts: [(group: String, values: [Float])]?
     private let trainNorms: [Float]
     private let trainFeatures: [Float]
+    private let exactComputer: GradientComputer<Float>?
+    private let trainTokens: [[Int32]]
+    private let cache: URL
+    private let projDim: Int
+    private let seed: UInt64
+    private let threads: Int
+    /// Names cached files: kernel, K, seed, model and training texts.
+    public let cacheStem: String
     /// The influence transform fitted on the training texts (influence baselines only).
     public let influence: InfluenceTransform?
 
@@ -113,53 +143,101 @@ public final class AttributionEngine {
         self.classifier = classifier
         self.kernel = kernel
         self.train = train
+        self.cache = cache
+        self.projDim = projDim
+        self.seed = seed
+        self.threads = threads
         let labelIndices = try classifier.labels.indices(of: train, source: "training data")
         trainLabels = labelIndices
-        var options = FeaturizeOptions(kind: kernel.features)
-        options.projDim = projDim
-        options.seed = seed
-        options.threads = threads
-        featurizer = try Featurizer(classifier: classifier, options: options)
+        let n = train.count
         let modelID = Featurizer.modelFingerprint(classifier.model)
         let textsID = fingerprint(Data(train.map { $0.text + "\u{1F}" + ($0.label ?? "") }.joined(separator: "\u{1E}").utf8))
-        let stem = "\(kernel.features.rawValue)-K\(kernel.features.projected ? projDim : 0)-s\(kernel.features.projected ? seed : 0)-\(modelID)-\(textsID)"
-        let featureURL = cache.appendingPathComponent("\(stem).safetensors")
-        if let f = try? FeatureFile(url: featureURL) {
-            features = f
-            log("using cached training features \(featureURL.path)")
-        } else {
-            log("featurizing \(train.count) training texts (\(kernel.features.rawValue)\(kernel.features.projected ? ", K = \(projDim)" : "")) into \(featureURL.path)")
-            features = try featurizer.run(texts: train, source: "training data", to: featureURL, overwrite: false, progress: progress)
-        }
-        let n = train.count
-        var W = features.metadata.outputs * features.metadata.width
-        var f = try features.features(0..<n)
-        if let kind = kernel.influence {
-            let t = try InfluenceTransform(kind: kind, base: f, logits: try features.logits(), classes: classifier.labels.count, lambda: nil)
-            log("\(kind.rawValue): \(t.dimension) x \(t.dimension) curvature matrix factored (damping \(String(format: "%.3g", t.lambda)))")
-            f = t.features(base: f, logits: try features.logits(), labels: labelIndices)
-            W = t.dimension
-            influence = t
-        } else {
+        // The train x train kernel, produced only when the surrogate is not cached.
+        let trainKernel: () throws -> [Float]
+        if let kind = kernel.exact {
+            features = nil
+            featurizer = nil
             influence = nil
+            trainFeatures = []
+            trainNorms = []
+            let computer = try GradientComputer<Float>(model: classifier.model, prefixes: ["all"])
+            exactComputer = computer
+            trainTokens = try train.map { try classifier.encode($0.text) }
+            cacheStem = "exact-\(kind.rawValue)-\(modelID)-\(textsID)"
+            let url = cache.appendingPathComponent("\(cacheStem).safetensors")
+            var kernelMatrix: [Float]?
+            if let f = try? SafetensorsFile(url: url), f.metadata["format"] == "tangent-exact-kernel-1",
+               let k = try? f.float32("kernel", shape: [n, n]) {
+                kernelMatrix = k
+                trainSelfParts = try computer.groups.map { ($0.name, try f.float32("self.\($0.name)", shape: [n])) }
+                log("using cached exact \(kind.rawValue) kernel \(url.path)")
+            } else {
+                log("computing the exact \(kind.rawValue) kernel of \(n) training texts (\(computer.subset.count) parameters) into \(url.path)")
+                let r = try ExactKernel.compute(computer, a: trainTokens, b: nil, kind: kind, progress: progress)
+                kernelMatrix = r.total
+                trainSelfParts = r.parts.map { p in (p.group, (0..<n).map { p.values[$0 * n + $0] }) }
+                var w = SafetensorsWriter()
+                w.metadata = ["format": "tangent-exact-kernel-1", "kernel": kind.rawValue, "texts": String(n)]
+                w.add("kernel", shape: [n, n], float32: r.total)
+                for p in trainSelfParts! { w.add("self.\(p.group)", shape: [n], float32: p.values) }
+                try FileManager.default.createDirectory(at: cache, withIntermediateDirectories: true)
+                try w.write(to: url)
+            }
+            trainKernel = { kernelMatrix! }
+        } else {
+            exactComputer = nil
+            trainTokens = []
+            var options = FeaturizeOptions(kind: kernel.features)
+            options.projDim = projDim
+            options.seed = seed
+            options.threads = threads
+            let featurizer = try Featurizer(classifier: classifier, options: options)
+            self.featurizer = featurizer
+            cacheStem = "\(kernel.features.rawValue)-K\(kernel.features.projected ? projDim : 0)-s\(kernel.features.projected ? seed : 0)-\(modelID)-\(textsID)"
+            let featureURL = cache.appendingPathComponent("\(cacheStem).safetensors")
+            let features: FeatureFile
+            if let f = try? FeatureFile(url: featureURL) {
+                features = f
+                log("using cached training features \(featureURL.path)")
+            } else {
+                log("featurizing \(train.count) training texts (\(kernel.features.rawValue)\(kernel.features.projected ? ", K = \(projDim)" : "")) into \(featureURL.path)")
+                features = try featurizer.run(texts: train, source: "training data", to: featureURL, overwrite: false, progress: progress)
+            }
+            self.features = features
+            var W = features.metadata.outputs * features.metadata.width
+            var f = try features.features(0..<n)
+            if let kind = kernel.influence {
+                let t = try InfluenceTransform(kind: kind, base: f, logits: try features.logits(), classes: classifier.labels.count, lambda: nil)
+                log("\(kind.rawValue): \(t.dimension) x \(t.dimension) curvature matrix factored (damping \(String(format: "%.3g", t.lambda)))")
+                f = t.features(base: f, logits: try features.logits(), labels: labelIndices)
+                W = t.dimension
+                influence = t
+            } else {
+                influence = nil
+            }
+            let width = W
+            let norms = (0..<n).map { i in f.withUnsafeBufferPointer { Float.dot(n: width, x: $0.baseAddress! + i * width, y: $0.baseAddress! + i * width) } }
+            trainFeatures = f
+            trainNorms = norms
+            let normalized = kernel.normalized
+            trainKernel = {
+                var k = [Float](repeating: 0, count: n * n)
+                Float.gemm(transA: false, transB: true, m: n, n: n, k: width, alpha: 1, a: f, lda: width, b: f, ldb: width,
+                           beta: 0, c: &k, ldc: n)
+                if normalized {
+                    let inv = norms.map { 1 / max($0, 1e-30).squareRoot() }
+                    for i in 0..<n { for j in 0..<n { k[i * n + j] *= inv[i] * inv[j] } }
+                }
+                return k
+            }
         }
-        let norms = (0..<n).map { i in f.withUnsafeBufferPointer { Float.dot(n: W, x: $0.baseAddress! + i * W, y: $0.baseAddress! + i * W) } }
-        trainFeatures = f
-        trainNorms = norms
-        let glmURL = cache.appendingPathComponent("\(stem)-\(kernel.name)-kglm.safetensors")
+        let glmURL = cache.appendingPathComponent("\(cacheStem)-\(kernel.name)-kglm.safetensors")
         if useSurrogateCache, let cached = try? AttributionEngine.loadGLM(glmURL, n: n, classes: classifier.labels.count) {
             glm = cached.glm
             grid = cached.grid
             log("using cached surrogate \(glmURL.path) (lambda \(glm.lambda))")
         } else {
-            // Train x train kernel.
-            var k = [Float](repeating: 0, count: n * n)
-            Float.gemm(transA: false, transB: true, m: n, n: n, k: W, alpha: 1, a: f, lda: W, b: f, ldb: W,
-                           beta: 0, c: &k, ldc: n)
-            if kernel.normalized {
-                let inv = norms.map { 1 / max($0, 1e-30).squareRoot() }
-                for i in 0..<n { for j in 0..<n { k[i * n + j] *= inv[i] * inv[j] } }
-            }
+            let k = try trainKernel()
             // Held-out selection: a seeded tenth of the training texts.
             let C = classifier.labels.count
             let rng = CounterRNG.derive(seed, 0x4E1D)
@@ -214,6 +292,7 @@ public final class AttributionEngine {
     /// Kernel rows K(x, X_train) [m, n] for texts with kernel-space features [m, W]
     /// (see `queryFeatures`).
     public func kernelRows(features f: [Float]) -> [Float] {
+        precondition(kernel.exact == nil, "exact kernels have no features; use query(_:)")
         let n = train.count, W = trainFeatures.count / n
         let m = f.count / W
         var rows = [Float](repeating: 0, count: m * n)
@@ -228,18 +307,62 @@ public final class AttributionEngine {
         return rows
     }
 
+    /// Kernel rows of `texts` against the training texts and the network's logits. Loss
+    /// gradients (grad-cos, influence) use the network's predicted label (kernels spec).
+    /// With `cached`, the query's features (or exact rows) are kept in the cache
+    /// directory under a name fingerprinting the texts, and reused.
+    public func query(_ texts: [LabeledText], source: String, cached: Bool = false,
+                      progress: (Int, Int) -> Void = { _, _ in }) throws -> QueryKernel {
+        let m = texts.count, n = train.count, C = classifier.labels.count
+        let url = cache.appendingPathComponent("\(cacheStem)-test-\(fingerprint(Data(texts.map(\.text).joined(separator: "\u{1E}").utf8))).safetensors")
+        if let kind = kernel.exact, let computer = exactComputer {
+            if cached, let f = try? SafetensorsFile(url: url), f.metadata["format"] == "tangent-exact-rows-1" {
+                return QueryKernel(rows: try f.float32("kernel", shape: [m, n]), logits: try f.float32("logits", shape: [m, C]),
+                                   parts: try computer.groups.map { ($0.name, try f.float32("part.\($0.name)", shape: [m, n])) })
+            }
+            let tokens = try texts.map { try classifier.encode($0.text) }
+            let r = try ExactKernel.compute(computer, a: tokens, b: trainTokens, kind: kind, progress: progress)
+            let logits = try classifier.logits(texts.map(\.text))
+            if cached {
+                var w = SafetensorsWriter()
+                w.metadata = ["format": "tangent-exact-rows-1", "kernel": kind.rawValue]
+                w.add("kernel", shape: [m, n], float32: r.total)
+                w.add("logits", shape: [m, C], float32: logits)
+                for p in r.parts { w.add("part.\(p.group)", shape: [m, n], float32: p.values) }
+                try w.write(to: url)
+            }
+            return QueryKernel(rows: r.total, logits: logits, parts: r.parts)
+        }
+        let unlabeled = texts.map { LabeledText(text: $0.text, label: nil, line: $0.line) }
+        let f: [Float], logits: [Float]
+        if cached {
+            var options = FeaturizeOptions(kind: kernel.features)
+            options.projDim = projDim
+            options.seed = seed
+            options.threads = threads
+            options.predictedLossLabels = true
+            let file = try (try? FeatureFile(url: url)) ?? Featurizer(classifier: classifier, options: options).run(
+                texts: unlabeled, source: source, to: url, overwrite: false, progress: progress)
+            f = try file.features(0..<m)
+            logits = try file.logits()
+        } else {
+            let block = try featurizer!.block(unlabeled)
+            f = block.features
+            logits = block.logits
+        }
+        return QueryKernel(rows: kernelRows(features: queryFeatures(f, logits: logits)), logits: logits, parts: nil)
+    }
+
     /// Explains `texts`: the network's prediction, the surrogate's probability of it,
     /// and the `top` most positive and most negative training attributions.
     public func explain(_ texts: [String], top: Int, layerShares: Bool = true) throws -> [Explanation] {
-        // Unlabelled: loss gradients (grad-cos) then use the predicted label.
-        let rows = texts.enumerated().map { LabeledText(text: $0.element, label: nil, line: $0.offset + 1) }
-        let block = try featurizer.block(rows)
-        let k = kernelRows(features: queryFeatures(block.features, logits: block.logits))
+        let q = try query(texts.enumerated().map { LabeledText(text: $0.element, label: nil, line: $0.offset + 1) }, source: "query texts")
+        let k = q.rows
         let C = classifier.labels.count, n = train.count
         let z = glm.logits(kernelRows: k)
         var out: [Explanation] = []
         for (t, text) in texts.enumerated() {
-            let netLogits = (0..<C).map { Double(block.logits[t * C + $0]) }
+            let netLogits = (0..<C).map { Double(q.logits[t * C + $0]) }
             let c = netLogits.indices.max { netLogits[$0] < netLogits[$1] }!
             let row = Array(k[(t * n)..<((t + 1) * n)])
             let scores = glm.attributions(kernelRow: row, classIndex: c)
@@ -247,7 +370,12 @@ public final class AttributionEngine {
             let pro = Array(order.prefix(top)).filter { scores[$0] > 0 }
             let con = Array(order.reversed().prefix(top)).filter { scores[$0] < 0 }
             var shares: [Int: [String: Double]] = [:]
-            if layerShares, let kind = kernel.layerKind {
+            if layerShares, let parts = q.parts {
+                for i in pro + con {
+                    let total = Double(row[i])
+                    shares[i] = Dictionary(uniqueKeysWithValues: parts.map { ($0.group, total == 0 ? 0 : Double($0.values[t * n + i]) / total) })
+                }
+            } else if layerShares, let kind = kernel.layerKind {
                 shares = try self.layerShares(text: text, items: pro + con, kind: kind)
             }
             func item(_ i: Int) -> AttributedText {

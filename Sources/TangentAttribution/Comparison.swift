@@ -43,6 +43,19 @@ public struct KernelReport: Sendable, Codable {
     /// Per test text: the surrogate's and the network's log-odds of the compared class.
     public let surrogateLogOdds: [Double]
     public let networkLogOdds: [Double]
+    /// Exact NTKs: each layer group's share of the kernel (NFT-K decomposition).
+    public var layerShares: [LayerShare]? = nil
+}
+
+/// One layer group's share of an exact NTK (its part over the whole), three ways.
+public struct LayerShare: Sendable, Codable {
+    public let group: String
+    /// Over all test x train pairs: sum of the group's part / sum of the kernel.
+    public let pairs: Double
+    /// Over each test text's 10 strongest proponents (for its predicted class), averaged.
+    public let topProponents: Double
+    /// Over the training texts' self-kernels K(x_i, x_i).
+    public let selfKernel: Double
 }
 
 /// A comparison of kernels on one model and data set.
@@ -76,23 +89,11 @@ public enum Comparison {
             let engine = try AttributionEngine(classifier: classifier, train: train, kernel: k, projDim: projDim, seed: seed,
                                                cache: cache, fullGrid: true, useSurrogateCache: false, log: log,
                                                progress: { featurized = true; progress("\(k.name) train", $0, $1) })
-            // Test features through the same cache (resumable), then kernel rows. Loss
-            // gradients of test texts use the network's predicted label (kernels spec).
-            var options = FeaturizeOptions(kind: k.features)
-            options.projDim = projDim
-            options.seed = seed
-            options.predictedLossLabels = true
-            let stem = engine.features.url.deletingPathExtension().lastPathComponent
-            let testURL = cache.appendingPathComponent("\(stem)-test-\(fingerprint(Data(test.map(\.text).joined(separator: "\u{1E}").utf8))).safetensors")
-            let testFeatures: FeatureFile
-            if let f = try? FeatureFile(url: testURL) { testFeatures = f } else {
-                featurized = true
-                testFeatures = try Featurizer(classifier: classifier, options: options).run(
-                    texts: test, source: testName, to: testURL, overwrite: false, progress: { progress("\(k.name) test", $0, $1) })
-            }
+            // Test kernel rows through the same cache (resumable).
             let m = test.count, n = train.count
-            let kRows = engine.kernelRows(features: engine.queryFeatures(try testFeatures.features(0..<m), logits: try testFeatures.logits()))
-            let netLogits = try testFeatures.logits().map(Double.init)
+            let q = try engine.query(test, source: testName, cached: true, progress: { featurized = true; progress("\(k.name) test", $0, $1) })
+            let kRows = q.rows
+            let netLogits = q.logits.map(Double.init)
             let z = engine.glm.logits(kernelRows: kRows)
             let measured = measure(surrogate: z, network: netLogits, labels: testLabels, classes: C)
             // tau of every grid fit (fitted on the non-held-out texts: their kernel columns).
@@ -114,13 +115,43 @@ public enum Comparison {
                                    tad: measured.surrogateAccuracy - report!.networkTestAccuracy, surrogateAccuracy: measured.surrogateAccuracy,
                                    agreement: measured.agreement, grid: grid, bestGridTau: grid.map(\.tau).max() ?? measured.tau,
                                    seconds: Date().timeIntervalSince(t0), peakMemoryMiB: TangentTensor.peakMemoryMiB() ?? .nan, featuresCached: !featurized,
-                                   surrogateLogOdds: measured.surrogateLogOdds, networkLogOdds: measured.networkLogOdds)
+                                   surrogateLogOdds: measured.surrogateLogOdds, networkLogOdds: measured.networkLogOdds,
+                                   layerShares: q.parts.map { layerShares(parts: $0, rows: kRows, selfParts: engine.trainSelfParts, glm: engine.glm, logits: netLogits, classes: C) })
             log(String(format: "%@: tau %.3f (paper variant %.3f on %d texts), TAD %+.3f, agreement %.3f, lambda %g, %.0f s",
                        k.name, row.tau, row.tauProbability, row.tauProbabilityTexts, row.tad, row.agreement, row.lambda, row.seconds))
             rows.append(row)
         }
         report!.kernels = rows
         return report!
+    }
+
+    /// NFT-K view: each group's share of the test x train kernel, of the kernel to each
+    /// test text's top proponents, and of the training self-kernels.
+    static func layerShares(parts: [(group: String, values: [Float])], rows: [Float], selfParts: [(group: String, values: [Float])]?,
+                            glm: KernelGLM, logits: [Double], classes C: Int) -> [LayerShare] {
+        let n = glm.trainCount, m = rows.count / n
+        let total = rows.reduce(0.0) { $0 + Double($1) }
+        var topSums = [Double](repeating: 0, count: parts.count)
+        var topCount = 0
+        for t in 0..<m {
+            let c = argmax(Array(logits[(t * C)..<((t + 1) * C)]))
+            let row = Array(rows[(t * n)..<((t + 1) * n)])
+            let scores = glm.attributions(kernelRow: row, classIndex: c)
+            let top = scores.indices.sorted { scores[$0] > scores[$1] }.prefix(10).filter { scores[$0] > 0 && row[$0] != 0 }
+            for i in top {
+                for (g, p) in parts.enumerated() { topSums[g] += Double(p.values[t * n + i]) / Double(row[i]) }
+                topCount += 1
+            }
+        }
+        let selfTotal = selfParts.map { $0.reduce(0.0) { a, p in a + p.values.reduce(0.0) { $0 + Double($1) } } } ?? 0
+        return parts.enumerated().map { g, p in
+            let selfShare: Double
+            if let sp = selfParts?.first(where: { $0.group == p.group }), selfTotal != 0 {
+                selfShare = sp.values.reduce(0.0) { $0 + Double($1) } / selfTotal
+            } else { selfShare = .nan }
+            return LayerShare(group: p.group, pairs: total == 0 ? .nan : p.values.reduce(0.0) { $0 + Double($1) } / total,
+                              topProponents: topCount == 0 ? .nan : topSums[g] / Double(topCount), selfKernel: selfShare)
+        }
     }
 
     /// tau over log-odds, the paper's tau, surrogate accuracy and agreement.
@@ -161,6 +192,17 @@ public enum Comparison {
         s += "|---|---|---|---|---|---|---|---|---|---|---|\n"
         for k in r.kernels {
             s += "| \(k.kernel) | \(f(k.tau)) | \(f(k.tauProbability)) | \(k.tauProbabilityTexts) | \(String(format: "%+.3f", k.tad)) | \(f(k.agreement)) | \(f(k.bestGridTau)) | \(String(format: "%g", k.lambda)) | \(f(k.seconds, 0)) | \(f(k.peakMemoryMiB, 0)) | \(k.featuresCached ? "cached" : "computed") |\n"
+        }
+        let exact = r.kernels.filter { $0.layerShares != nil }
+        if let groups = exact.first?.layerShares?.map(\.group) {
+            s += "\n## Per-layer share of the exact NTK (NFT-K)\n\n"
+            s += "pairs: summed over all test x train pairs; top proponents: over each test text's ten strongest proponents; self: over training self-kernels.\n\n"
+            s += "| kernel, view | " + groups.joined(separator: " | ") + " |\n|---|" + String(repeating: "---|", count: groups.count) + "\n"
+            for k in exact {
+                for (view, values) in [("pairs", k.layerShares!.map(\.pairs)), ("top proponents", k.layerShares!.map(\.topProponents)), ("self", k.layerShares!.map(\.selfKernel))] {
+                    s += "| \(k.kernel), \(view) | " + values.map { $0.isNaN ? "-" : String(format: "%.1f%%", 100 * $0) }.joined(separator: " | ") + " |\n"
+                }
+            }
         }
         s += "\n## tau over the regularization grid\n\n| kernel | " + (r.kernels.first?.grid.map { String(format: "%g", $0.lambda) } ?? []).joined(separator: " | ") + " |\n"
         s += "|---|" + String(repeating: "---|", count: r.kernels.first?.grid.count ?? 0) + "\n"

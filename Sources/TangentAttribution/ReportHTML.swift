@@ -37,6 +37,7 @@ public enum ReportHTML {
             h += "<tr><td>\(esc(k.kernel))</td><td>\(f(k.tau))</td><td>\(f(k.tauProbability))</td><td>\(k.tauProbabilityTexts)</td><td>\(String(format: "%+.3f", k.tad))</td><td>\(f(k.agreement))</td><td>\(f(k.bestGridTau))</td><td>\(String(format: "%g", k.lambda))</td><td>\(f(k.seconds, 0))</td><td>\(f(k.peakMemoryMiB, 0))</td><td>\(k.featuresCached ? "cached" : "computed")</td></tr>\n"
         }
         h += "</table>\n<p class=\"small\">tau (paper): over probabilities, texts at exactly 0 or 1 dropped (texts kept). Time: this kernel's wall time (featurization unless cached, fits, measurement); peak memory: the process's peak so far.</p>\n"
+        h += layerSection(r.kernels)
         h += "<h2>tau over the regularization grid</h2>\n" + gridLines(r.kernels)
         h += "<table><tr><th>kernel</th>" + (r.kernels.first?.grid.map { "<th>\(String(format: "%g", $0.lambda))</th>" } ?? []).joined() + "</tr>\n"
         for k in r.kernels {
@@ -90,6 +91,46 @@ public enum ReportHTML {
         s += "<text x=\"10\" y=\"\(size / 2)\" font-size=\"10\" text-anchor=\"middle\" transform=\"rotate(-90 10 \(size / 2))\">surrogate log-odds</text>\n"
         s += "</svg><figcaption>\(esc(k.kernel)): tau \(String(format: "%.3f", k.tau))</figcaption></figure>\n"
         return s
+    }
+
+    /// NFT-K view: stacked bars of each layer group's share of every exact NTK, over
+    /// test x train pairs, over each test text's top proponents, and over self-kernels.
+    static func layerSection(_ ks: [KernelReport]) -> String {
+        let exact = ks.filter { $0.layerShares != nil }
+        guard !exact.isEmpty else { return "" }
+        var h = "<h2>Which layers carry the NTK (NFT-K decomposition)</h2>\n"
+        h += "<p class=\"small\">The exact NTK is a sum of one part per layer group (embeddings, each transformer block, the final norm, the head). "
+        h += "Each bar splits the kernel into those parts: summed over all test &#215; train pairs, over each test text's ten strongest proponents, "
+        h += "and over the training texts' self-kernels K(x, x), where the embedding table's own tokens dominate.</p>\n"
+        let groups = exact[0].layerShares!.map(\.group)
+        let w = 640.0, left = 190.0, rowH = 24.0
+        let rows = exact.flatMap { k in [("\(k.kernel): pairs", k.layerShares!.map(\.pairs)), ("\(k.kernel): top proponents", k.layerShares!.map(\.topProponents)),
+                                         ("\(k.kernel): self-kernels", k.layerShares!.map(\.selfKernel))] }
+        let hgt = Double(rows.count) * rowH + 40
+        h += "<figure><svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(w))\" height=\"\(Int(hgt))\" role=\"img\">\n"
+        for (r, row) in rows.enumerated() {
+            let y = 6 + Double(r) * rowH
+            h += "<text x=\"\(left - 6)\" y=\"\(y + 13)\" font-size=\"11\" text-anchor=\"end\">\(esc(row.0))</text>\n"
+            // Negative parts (possible off the diagonal) are drawn as zero width; the table has them.
+            let positive = row.1.map { $0.isNaN ? 0 : max(0, $0) }
+            let sum = max(positive.reduce(0, +), 1e-12)
+            var x = left
+            for (g, v) in positive.enumerated() {
+                let width = v / sum * (w - left - 10)
+                h += "<rect x=\"\(String(format: "%.1f", x))\" y=\"\(y)\" width=\"\(String(format: "%.1f", width))\" height=\"16\" fill=\"\(palette[g % palette.count])\"/>\n"
+                x += width
+            }
+        }
+        for (g, name) in groups.enumerated() {
+            let x = left + Double(g) * 85
+            h += "<rect x=\"\(x)\" y=\"\(hgt - 22)\" width=\"10\" height=\"10\" fill=\"\(palette[g % palette.count])\"/><text x=\"\(x + 14)\" y=\"\(hgt - 13)\" font-size=\"11\">\(esc(name))</text>\n"
+        }
+        h += "</svg><figcaption>share of the exact NTK per layer group</figcaption></figure>\n"
+        h += "<table><tr><th>kernel, view</th>" + groups.map { "<th>\(esc($0))</th>" }.joined() + "</tr>\n"
+        for row in rows {
+            h += "<tr><td>\(esc(row.0))</td>" + row.1.map { "<td>\($0.isNaN ? "-" : String(format: "%.1f%%", 100 * $0))</td>" }.joined() + "</tr>\n"
+        }
+        return h + "</table>\n"
     }
 
     /// tau against lambda (log scale), one line per kernel.

@@ -41,10 +41,12 @@ public struct ExactKernelResult<T: BLASScalar> {
 public enum ExactKernel {
     /// Kernel between texts `a` (rows) and `b` (columns; nil: `a` itself, computed
     /// once per unordered block pair). Texts are token sequences as the model sees them.
+    /// `progress(done, total)` counts block pairs.
     @_specialize(exported: true, where T == Float)
     @_specialize(exported: true, where T == Double)
     public static func compute<T: BLASScalar>(_ computer: GradientComputer<T>, a: [[Int32]], b: [[Int32]]?,
-                                              kind: NTKKind, blockSize: Int = 64) throws -> ExactKernelResult<T> {
+                                              kind: NTKKind, blockSize: Int = 64,
+                                              progress: (Int, Int) -> Void = { _, _ in }) throws -> ExactKernelResult<T> {
         let symmetric = b == nil
         let bs = b ?? a
         let nA = a.count, nB = bs.count
@@ -55,6 +57,8 @@ public enum ExactKernel {
         let blocksA = stride(from: 0, to: nA, by: blockSize).map { $0..<min(nA, $0 + blockSize) }
         let blocksB = stride(from: 0, to: nB, by: blockSize).map { $0..<min(nB, $0 + blockSize) }
         var tile = [T](repeating: 0, count: blockSize * blockSize)
+        let pairs = symmetric ? blocksA.count * (blocksA.count + 1) / 2 : blocksA.count * blocksB.count
+        var pairsDone = 0
         for (i, ra) in blocksA.enumerated() {
             let ga = try computer.gradients(TokenBatch(sequences: Array(a[ra]), padID: pad), output: kind.output)
             let selfA = selfKernels(ga, computer: computer)
@@ -78,6 +82,8 @@ public enum ExactKernel {
                         }
                     }
                 }
+                pairsDone += 1
+                progress(pairsDone, pairs)
             }
         }
         if symmetric { diagB = diagA }

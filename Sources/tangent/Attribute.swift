@@ -14,8 +14,9 @@ struct Attribute: ParsableCommand {
         chosen on a held-out tenth of the training texts by held-out cross-entropy) and scores training \
         text i for the predicted class c as W[c, i] * K(x, x_i): positive scores push the prediction \
         toward c (proponents), negative ones away (opponents). Training features and the fitted surrogate \
-        are cached in --cache, so later calls are fast. Kernels: proj-trntk (default; trntk is accepted \
-        and computed through the projection), proj-pntk, embedding, ck, grad-cos.
+        are cached in --cache, so later calls are fast. Kernels: proj-trntk (default), proj-pntk, \
+        embedding, ck, grad-cos, if-head, if-proj, and the exact trntk and pntk-norm (exact kernels cost \
+        one backward pass per training text for every block pair: meant for a few thousand training texts).
         """)
 
     @Option(help: "Model directory.") var model: String
@@ -56,7 +57,6 @@ struct Attribute: ParsableCommand {
             }
             if let data { inputs += try columns.reader(requireLabels: false).read(fileURL(data)).map(\.text) }
             let k = SurrogateKernel.named(kernel)!
-            if k.name != kernel { printError("note: using \(k.name) for '\(kernel)' (K = \(projDim))") }
             var bar: ProgressBar?
             let engine = try AttributionEngine(
                 classifier: clf, train: trainTexts, kernel: k, projDim: projDim, seed: seed, cache: fileURL(cache),

@@ -13,8 +13,7 @@ import TangentModel
         let clf = try Classifier(directory: fixture("tiny-model"), threads: 2)
         let train = Array(try DatasetReader().read(fixture("train-sample.jsonl")).prefix(80))
         let cache = FileManager.default.temporaryDirectory.appendingPathComponent("tangent-attr-\(UUID())")
-        let kernel = SurrogateKernel.named("trntk")!
-        #expect(kernel.name == "proj-trntk")
+        let kernel = SurrogateKernel.named("proj-trntk")!
         var log: [String] = []
         let engine = try AttributionEngine(classifier: clf, train: train, kernel: kernel, projDim: 256, seed: 2, cache: cache,
                                            log: { log.append($0) })
@@ -23,7 +22,7 @@ import TangentModel
         let texts = ["a wonderful, warm film", "dull and lifeless"]
         let explained = try engine.explain(texts, top: 80)
         // Sum of all attributions for class c plus the bias is the surrogate's logit z_c.
-        let block = try engine.featurizer.block(texts.enumerated().map { LabeledText(text: $0.element, label: nil, line: $0.offset) })
+        let block = try engine.featurizer!.block(texts.enumerated().map { LabeledText(text: $0.element, label: nil, line: $0.offset) })
         let rows = engine.kernelRows(features: block.features)
         let z = engine.glm.logits(kernelRows: rows)
         for (t, e) in explained.enumerated() {
@@ -54,6 +53,35 @@ import TangentModel
         }
         #expect(error?.description.contains("'neutral'") == true)
     }
+
+    @Test func exactKernelSurrogateUsesTheExactKernel() throws {
+        let clf = try Classifier(directory: fixture("tiny-model"), threads: 2)
+        let all = try DatasetReader().read(fixture("train-sample.jsonl"))
+        let train = Array(all[0..<30]) + Array(all[300..<330])
+        let cache = FileManager.default.temporaryDirectory.appendingPathComponent("tangent-exact-\(UUID())")
+        let engine = try AttributionEngine(classifier: clf, train: train, kernel: SurrogateKernel.named("trntk")!, projDim: 64, seed: 0, cache: cache)
+        #expect(engine.features == nil && engine.glm.converged)
+        let queries = [LabeledText(text: "a wonderful, warm film", label: nil, line: 1), LabeledText(text: "dull and lifeless", label: nil, line: 2)]
+        let q = try engine.query(queries, source: "q", cached: true)
+        // The rows are the exact trNTK between the queries and the training texts.
+        let computer = try GradientComputer<Float>(model: clf.model, prefixes: ["all"])
+        let direct = try ExactKernel.compute(computer, a: try queries.map { try clf.encode($0.text) },
+                                             b: try train.map { try clf.encode($0.text) }, kind: .trntk)
+        #expect(zip(q.rows, direct.total).allSatisfy { abs($0 - $1) < 1e-5 })
+        #expect(zip(q.logits, try clf.logits(queries.map(\.text))).allSatisfy { $0 == $1 })
+        // Cached rows come back identical, parts included, and parts add up to the rows.
+        let again = try engine.query(queries, source: "q", cached: true)
+        #expect(again.rows == q.rows && again.parts!.count == q.parts!.count)
+        for j in q.rows.indices {
+            #expect(abs(q.parts!.map { $0.values[j] }.reduce(0, +) - q.rows[j]) < 1e-5)
+        }
+        // Per-layer shares of the top attributions come from the exact parts and sum to one.
+        for e in try engine.explain(queries.map(\.text), top: 5) {
+            for a in e.proponents + e.opponents { #expect(abs((a.layerShares ?? [:]).values.reduce(0, +) - 1) < 1e-4) }
+        }
+        // The training self-kernel parts are kept (NFT-K diagonal), one value per text.
+        #expect(engine.trainSelfParts?.allSatisfy { $0.values.count == train.count } == true)
+    }
 }
 
 @Suite struct ComparisonTests {
@@ -76,11 +104,17 @@ import TangentModel
         let clf = try Classifier(directory: fixture("tiny-model"), threads: 2)
         let all = try DatasetReader().read(fixture("train-sample.jsonl"))
         let train = Array(all[0..<60]) + Array(all[300..<340]), test = Array(all[200..<230])
-        let kernels = ["embedding", "proj-pntk", "if-head", "if-proj"].map { SurrogateKernel.named($0)! }
+        let kernels = ["embedding", "proj-pntk", "if-head", "if-proj", "trntk"].map { SurrogateKernel.named($0)! }
         let cache = FileManager.default.temporaryDirectory.appendingPathComponent("tangent-cmp-\(UUID())")
         let r = try Comparison.run(classifier: clf, train: train, test: test, kernels: kernels, projDim: 64, seed: 1, cache: cache,
                                    modelName: "tiny", trainName: "train", testName: "test")
-        #expect(r.kernels.map(\.kernel) == ["embedding", "proj-pntk", "if-head", "if-proj"])
+        #expect(r.kernels.map(\.kernel) == ["embedding", "proj-pntk", "if-head", "if-proj", "trntk"])
+        // The exact kernel carries its NFT-K decomposition; each view's shares sum to one.
+        let shares = try #require(r.kernels.last?.layerShares)
+        #expect(shares.map(\.group).contains("head") && r.kernels.dropLast().allSatisfy { $0.layerShares == nil })
+        for view in [shares.map(\.pairs), shares.map(\.topProponents), shares.map(\.selfKernel)] {
+            #expect(abs(view.reduce(0, +) - 1) < 1e-3)
+        }
         #expect(r.trainTexts == 100 && r.testTexts == 30)
         for k in r.kernels {
             #expect(k.grid.count == AttributionEngine.lambdaGrid.count)
