@@ -70,6 +70,18 @@ public struct ComparisonReport: Sendable, Codable {
     public let seed: UInt64
     public let networkTestAccuracy: Double
     public var kernels: [KernelReport]
+    /// How far projected kernels are from the exact ones, for several K.
+    public var projectionError: [ProjectionErrorPoint]? = nil
+}
+
+/// Relative Frobenius error ||K_proj - K_exact|| / ||K_exact|| of a projected kernel's
+/// normalized test x train block, on a subset of the texts.
+public struct ProjectionErrorPoint: Sendable, Codable {
+    public let kernel: String
+    public let projDim: Int
+    public let relativeError: Double
+    public let trainTexts: Int
+    public let testTexts: Int
 }
 
 /// Fits each kernel's surrogate on the training texts and measures its faithfulness on
@@ -123,6 +135,48 @@ public enum Comparison {
         }
         report!.kernels = rows
         return report!
+    }
+
+    /// Relative error of `proj-trntk` / `proj-pntk` against exact `trntk` / `pntk-norm` on
+    /// the first `trainCount` training and `testCount` test texts, for each K in `dims`.
+    public static func projectionError(classifier: Classifier, train: [LabeledText], test: [LabeledText], kernels: [String],
+                                       dims: [Int], seed: UInt64, trainCount: Int = 200, testCount: Int = 100,
+                                       log: (String) -> Void = { _ in }) throws -> [ProjectionErrorPoint] {
+        let tr = Array(train.prefix(trainCount)), te = Array(test.prefix(testCount))
+        let n = tr.count, m = te.count
+        let computer = try GradientComputer<Float>(model: classifier.model, prefixes: ["all"])
+        var out: [ProjectionErrorPoint] = []
+        for name in kernels {
+            let (exactKind, featureKind): (NTKKind, FeatureKind)
+            switch name {
+            case "proj-trntk": (exactKind, featureKind) = (.trntk, .trntk)
+            case "proj-pntk": (exactKind, featureKind) = (.pntkNorm, .pntk)
+            default: continue
+            }
+            let exact = try ExactKernel.compute(computer, a: try te.map { try classifier.encode($0.text) },
+                                                b: try tr.map { try classifier.encode($0.text) }, kind: exactKind).total
+            let norm = exact.reduce(0.0) { $0 + Double($1) * Double($1) }.squareRoot()
+            for K in dims {
+                var options = FeaturizeOptions(kind: featureKind)
+                options.projDim = K
+                options.seed = seed
+                let featurizer = try Featurizer(classifier: classifier, options: options)
+                let a = try featurizer.block(te).features, b = try featurizer.block(tr).features
+                let W = a.count / m
+                var k = [Float](repeating: 0, count: m * n)
+                Float.gemm(transA: false, transB: true, m: m, n: n, k: W, alpha: 1, a: a, lda: W, b: b, ldb: W, beta: 0, c: &k, ldc: n)
+                func sq(_ v: [Float], _ i: Int) -> Double { (0..<W).reduce(0.0) { $0 + Double(v[i * W + $1]) * Double(v[i * W + $1]) } }
+                let na = (0..<m).map { sq(a, $0) }, nb = (0..<n).map { sq(b, $0) }
+                var err = 0.0
+                for i in 0..<m { for j in 0..<n {
+                    let d = Double(k[i * n + j]) / (na[i] * nb[j]).squareRoot() - Double(exact[i * n + j])
+                    err += d * d
+                } }
+                out.append(ProjectionErrorPoint(kernel: name, projDim: K, relativeError: err.squareRoot() / norm, trainTexts: n, testTexts: m))
+                log(String(format: "%@ at K = %d: relative error %.4f against the exact kernel (%d x %d texts)", name, K, err.squareRoot() / norm, m, n))
+            }
+        }
+        return out
     }
 
     /// NFT-K view: each group's share of the test x train kernel, of the kernel to each
@@ -203,6 +257,11 @@ public enum Comparison {
                     s += "| \(k.kernel), \(view) | " + values.map { $0.isNaN ? "-" : String(format: "%.1f%%", 100 * $0) }.joined(separator: " | ") + " |\n"
                 }
             }
+        }
+        if let pe = r.projectionError, !pe.isEmpty {
+            s += "\n## Projection error against the exact kernel\n\n"
+            s += "Relative Frobenius error of the normalized test x train kernel on \(pe[0].testTexts) test and \(pe[0].trainTexts) training texts.\n\n| kernel | K | relative error |\n|---|---|---|\n"
+            for p in pe { s += "| \(p.kernel) | \(p.projDim) | \(f(p.relativeError, 4)) |\n" }
         }
         s += "\n## tau over the regularization grid\n\n| kernel | " + (r.kernels.first?.grid.map { String(format: "%g", $0.lambda) } ?? []).joined(separator: " | ") + " |\n"
         s += "|---|" + String(repeating: "---|", count: r.kernels.first?.grid.count ?? 0) + "\n"

@@ -38,6 +38,7 @@ public enum ReportHTML {
         }
         h += "</table>\n<p class=\"small\">tau (paper): over probabilities, texts at exactly 0 or 1 dropped (texts kept). Time: this kernel's wall time (featurization unless cached, fits, measurement); peak memory: the process's peak so far.</p>\n"
         h += layerSection(r.kernels)
+        h += projectionSection(r.projectionError ?? [])
         h += "<h2>tau over the regularization grid</h2>\n" + gridLines(r.kernels)
         h += "<table><tr><th>kernel</th>" + (r.kernels.first?.grid.map { "<th>\(String(format: "%g", $0.lambda))</th>" } ?? []).joined() + "</tr>\n"
         for k in r.kernels {
@@ -129,6 +130,47 @@ public enum ReportHTML {
         h += "<table><tr><th>kernel, view</th>" + groups.map { "<th>\(esc($0))</th>" }.joined() + "</tr>\n"
         for row in rows {
             h += "<tr><td>\(esc(row.0))</td>" + row.1.map { "<td>\($0.isNaN ? "-" : String(format: "%.1f%%", 100 * $0))</td>" }.joined() + "</tr>\n"
+        }
+        return h + "</table>\n"
+    }
+
+    /// Projection error against K on log-log axes, with the 1/sqrt(K) rate for reference.
+    static func projectionSection(_ points: [ProjectionErrorPoint]) -> String {
+        guard let first = points.first else { return "" }
+        let names = points.map(\.kernel).reduce(into: [String]()) { if !$0.contains($1) { $0.append($1) } }
+        let dims = points.map { Double($0.projDim) }, errs = points.map(\.relativeError).filter { $0 > 0 }
+        guard let dMin = dims.min(), let dMax = dims.max(), dMax > dMin, let eMin = errs.min(), let eMax = errs.max() else { return "" }
+        let w = 640.0, hgt = 280.0, pad = 50.0
+        let ly0 = Foundation.log10(eMin) - 0.2, ly1 = Foundation.log10(eMax) + 0.2
+        func px(_ d: Double) -> Double { pad + (Foundation.log2(d) - Foundation.log2(dMin)) / (Foundation.log2(dMax) - Foundation.log2(dMin)) * (w - 2 * pad - 110) }
+        func py(_ e: Double) -> Double { hgt - pad - (Foundation.log10(e) - ly0) / (ly1 - ly0) * (hgt - 2 * pad) }
+        var h = "<h2>Projection error against K</h2>\n<p class=\"small\">Relative Frobenius error of each projected kernel's normalized test &#215; train block against the exact kernel, on \(first.testTexts) test and \(first.trainTexts) training texts. The dashed line falls like 1/sqrt(K), the rate of a random projection.</p>\n"
+        h += "<figure><svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(w))\" height=\"\(Int(hgt))\" role=\"img\">\n"
+        for d in Set(dims).sorted() {
+            h += "<line x1=\"\(px(d))\" y1=\"\(pad)\" x2=\"\(px(d))\" y2=\"\(hgt - pad)\" stroke=\"#eee\"/><text x=\"\(px(d))\" y=\"\(hgt - pad + 14)\" font-size=\"10\" text-anchor=\"middle\">\(Int(d))</text>\n"
+        }
+        var e = Foundation.pow(10, Foundation.floor(ly0))
+        while Foundation.log10(e) <= ly1 {
+            for mult in [1.0, 2, 5] where Foundation.log10(e * mult) >= ly0 && Foundation.log10(e * mult) <= ly1 {
+                h += "<line x1=\"\(pad)\" y1=\"\(py(e * mult))\" x2=\"\(w - pad - 110)\" y2=\"\(py(e * mult))\" stroke=\"#eee\"/><text x=\"\(pad - 4)\" y=\"\(py(e * mult) + 4)\" font-size=\"10\" text-anchor=\"end\">\(String(format: "%g", e * mult))</text>\n"
+            }
+            e *= 10
+        }
+        for (i, name) in names.enumerated() {
+            let pts = points.filter { $0.kernel == name && $0.relativeError > 0 }.sorted { $0.projDim < $1.projDim }
+            let color = palette[i % palette.count]
+            h += "<polyline points=\"" + pts.map { "\(String(format: "%.1f", px(Double($0.projDim)))),\(String(format: "%.1f", py($0.relativeError)))" }.joined(separator: " ") + "\" fill=\"none\" stroke=\"\(color)\" stroke-width=\"2\"/>\n"
+            if let p0 = pts.first, let p1 = pts.last {
+                let ref1 = p0.relativeError * (Double(p0.projDim) / Double(p1.projDim)).squareRoot()
+                h += "<line x1=\"\(px(Double(p0.projDim)))\" y1=\"\(py(p0.relativeError))\" x2=\"\(px(Double(p1.projDim)))\" y2=\"\(py(ref1))\" stroke=\"\(color)\" stroke-dasharray=\"4 3\"/>\n"
+            }
+            h += "<text x=\"\(w - pad - 100)\" y=\"\(pad + Double(i) * 15)\" font-size=\"11\" fill=\"\(color)\">\(esc(name))</text>\n"
+        }
+        h += "<text x=\"\((w - 110) / 2)\" y=\"\(hgt - 8)\" font-size=\"11\" text-anchor=\"middle\">K (projected dimension)</text>\n</svg></figure>\n"
+        h += "<table><tr><th>kernel</th>" + Array(Set(points.map(\.projDim))).sorted().map { "<th>K = \($0)</th>" }.joined() + "</tr>\n"
+        for name in names {
+            h += "<tr><td>\(esc(name))</td>" + Array(Set(points.map(\.projDim))).sorted().map { d in
+                "<td>" + (points.first { $0.kernel == name && $0.projDim == d }.map { String(format: "%.4f", $0.relativeError) } ?? "-") + "</td>" }.joined() + "</tr>\n"
         }
         return h + "</table>\n"
     }

@@ -27,6 +27,8 @@ struct Compare: ParsableCommand {
     @Option(help: "Use a random sample of N test texts (seeded by --seed, file order kept).") var maxTest: Int?
     @Option(help: "Directory for cached features.") var cache: String = "features"
     @Option(help: "Report directory.") var out: String
+    @Option(help: "Projected dimensions at which projected kernels are compared with the exact ones (on 100 test x 200 training texts); empty to skip.")
+    var errorDims: String = "256,512,1024,2048,4096"
     @Flag(help: "Replace an existing report.") var overwrite = false
     @OptionGroup var columns: ColumnOptions
 
@@ -36,6 +38,9 @@ struct Compare: ParsableCommand {
             throw ValidationError("unknown kernel '\(bad)' for the report; valid: \(SurrogateKernel.all.map(\.name).joined(separator: ", "))")
         }
         guard projDim > 0 else { throw ValidationError("--proj-dim must be positive") }
+        for d in errorDims.split(separator: ",") where Int(d.trimmingCharacters(in: .whitespaces)).map({ $0 <= 0 }) ?? true {
+            throw ValidationError("--error-dims: '\(d)' is not a positive integer")
+        }
     }
 
     /// A seeded random sample of n texts, in file order.
@@ -67,7 +72,7 @@ struct Compare: ParsableCommand {
             let ks = kernels.split(separator: ",").map { SurrogateKernel.named($0.trimmingCharacters(in: .whitespaces))! }
             var bar: ProgressBar?
             var barLabel = ""
-            let report = try Comparison.run(
+            var report = try Comparison.run(
                 classifier: clf, train: trainTexts, test: testTexts, kernels: ks, projDim: projDim, seed: seed,
                 cache: fileURL(cache), modelName: model, trainName: displayPath(trainFile) + (maxTrain.map { " (random \($0), seed \(seed))" } ?? ""),
                 testName: displayPath(testFile) + (maxTest.map { " (random \($0), seed \(seed))" } ?? ""),
@@ -77,6 +82,12 @@ struct Compare: ParsableCommand {
                     bar?.update(done)
                     if done == total { bar?.finish() }
                 })
+            let dims = errorDims.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+            if !dims.isEmpty && ks.contains(where: { $0.name == "proj-trntk" || $0.name == "proj-pntk" }) {
+                printError("== projection error against the exact kernels")
+                report.projectionError = try Comparison.projectionError(classifier: clf, train: trainTexts, test: testTexts,
+                                                                        kernels: ks.map(\.name), dims: dims, seed: seed, log: { printError($0) })
+            }
             let enc = JSONEncoder()
             enc.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
             enc.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")

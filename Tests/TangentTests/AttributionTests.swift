@@ -106,8 +106,14 @@ import TangentModel
         let train = Array(all[0..<60]) + Array(all[300..<340]), test = Array(all[200..<230])
         let kernels = ["embedding", "proj-pntk", "if-head", "if-proj", "trntk"].map { SurrogateKernel.named($0)! }
         let cache = FileManager.default.temporaryDirectory.appendingPathComponent("tangent-cmp-\(UUID())")
-        let r = try Comparison.run(classifier: clf, train: train, test: test, kernels: kernels, projDim: 64, seed: 1, cache: cache,
+        var r = try Comparison.run(classifier: clf, train: train, test: test, kernels: kernels, projDim: 64, seed: 1, cache: cache,
                                    modelName: "tiny", trainName: "train", testName: "test")
+        // Projected kernels approach the exact ones as K grows.
+        r.projectionError = try Comparison.projectionError(classifier: clf, train: train, test: test, kernels: ["proj-pntk", "embedding"],
+                                                           dims: [16, 1024], seed: 1, trainCount: 40, testCount: 10)
+        let pe = try #require(r.projectionError)
+        #expect(pe.map(\.kernel) == ["proj-pntk", "proj-pntk"] && pe.map(\.projDim) == [16, 1024])
+        #expect(pe[1].relativeError < 0.5 * pe[0].relativeError && pe[1].relativeError > 0)
         #expect(r.kernels.map(\.kernel) == ["embedding", "proj-pntk", "if-head", "if-proj", "trntk"])
         // The exact kernel carries its NFT-K decomposition; each view's shares sum to one.
         let shares = try #require(r.kernels.last?.layerShares)
@@ -135,5 +141,7 @@ import TangentModel
             #expect(html.contains("\(k.kernel): tau \(String(format: "%.3f", k.tau))"))
         }
         #expect(html.components(separatedBy: "<circle").count - 1 == r.kernels.count * r.testTexts)
+        #expect(html.contains("Projection error against K") && html.contains(String(format: "%.4f", pe[1].relativeError)))
+        #expect(html.contains("NFT-K") && html.contains("trntk: top proponents"))
     }
 }
