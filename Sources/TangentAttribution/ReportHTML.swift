@@ -4,7 +4,7 @@ import Foundation
 /// scripts or external files), readable without the terminal: faithfulness bars, TAD,
 /// surrogate-vs-network scatter per kernel, tau over the regularization grid, cost.
 public enum ReportHTML {
-    public static func render(_ r: ComparisonReport) -> String {
+    public static func render(_ r: ComparisonReport, poisoning: PoisonReport? = nil) -> String {
         func f(_ v: Double, _ d: Int = 3) -> String { v.isNaN ? "-" : String(format: "%.\(d)f", v) }
         var h = """
         <!DOCTYPE html>
@@ -39,6 +39,7 @@ public enum ReportHTML {
         h += "</table>\n<p class=\"small\">tau (paper): over probabilities, texts at exactly 0 or 1 dropped (texts kept). Time: this kernel's wall time (featurization unless cached, fits, measurement); peak memory: the process's peak so far.</p>\n"
         h += layerSection(r.kernels)
         h += projectionSection(r.projectionError ?? [])
+        if let poisoning { h += poisonSection(poisoning) }
         h += "<h2>tau over the regularization grid</h2>\n" + gridLines(r.kernels)
         h += "<table><tr><th>kernel</th>" + (r.kernels.first?.grid.map { "<th>\(String(format: "%g", $0.lambda))</th>" } ?? []).joined() + "</tr>\n"
         for k in r.kernels {
@@ -171,6 +172,26 @@ public enum ReportHTML {
         for name in names {
             h += "<tr><td>\(esc(name))</td>" + Array(Set(points.map(\.projDim))).sorted().map { d in
                 "<td>" + (points.first { $0.kernel == name && $0.projDim == d }.map { String(format: "%.4f", $0.relativeError) } ?? "-") + "</td>" }.joined() + "</tr>\n"
+        }
+        return h + "</table>\n"
+    }
+
+    /// The poisoning benchmark: the attack, then AUC bars and the retrieval table.
+    static func poisonSection(_ p: PoisonReport) -> String {
+        func f(_ v: Double, _ d: Int = 3) -> String { v.isNaN ? "-" : String(format: "%.\(d)f", v) }
+        let ks = p.kernels.first?.precisionAtK.keys.sorted() ?? []
+        var h = "<h2>Poisoning benchmark</h2>\n<p>The trigger <code>\(esc(p.plan.trigger))</code> was inserted into \(p.poisonedTexts) of the "
+        h += "'\(esc(p.plan.source))' training texts (\(p.trainTexts) in all; \(esc(p.data))), which were relabelled '\(esc(p.plan.target))', and a model was trained on the result. "
+        h += "It labels \(f(100 * p.attackSuccess, 1))% of \(p.triggeredTexts) triggered '\(esc(p.plan.source))' test texts '\(esc(p.plan.target))' "
+        h += "(\(f(100 * p.cleanSourceToTarget, 1))% without the trigger), with clean test accuracy \(f(p.cleanAccuracy)). "
+        h += "For each of the \(p.flippedTexts) flipped texts, training texts are ranked by their attribution toward '\(esc(p.plan.target))'.</p>\n"
+        h += "<p class=\"small\">AUC: area under the ROC curve of the attribution scores for poisoned against clean training texts (0.5 is chance), averaged over flipped texts. "
+        h += "Precision@k: poisoned share of the top k (chance \(f(p.chancePrecision, 4))). tau: surrogate faithfulness on clean and on triggered test texts.</p>\n"
+        h += bars(p.kernels.map { ($0.kernel, $0.auc, nil) }, lo: 0, hi: 1, caption: "ROC AUC of finding the poisoned training texts (0.5: chance)")
+        h += "<table><tr><th>kernel</th>" + ks.map { "<th>precision@\($0)</th>" }.joined() + "<th>AUC</th><th>tau clean</th><th>tau triggered</th><th>agreement triggered</th><th>time (s)</th></tr>\n"
+        for k in p.kernels {
+            h += "<tr><td>\(esc(k.kernel))</td>" + ks.map { "<td>\(f(k.precisionAtK[$0] ?? .nan))</td>" }.joined()
+            h += "<td>\(f(k.auc))</td><td>\(f(k.tauClean))</td><td>\(f(k.tauTriggered))</td><td>\(f(k.agreementTriggered))</td><td>\(f(k.seconds, 0))</td></tr>\n"
         }
         return h + "</table>\n"
     }

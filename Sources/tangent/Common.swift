@@ -1,6 +1,10 @@
 import ArgumentParser
 import Foundation
 import TangentData
+import TangentModel
+import TangentTensor
+import TangentTokenizer
+import TangentTraining
 
 /// Options naming the text and label columns of CSV/TSV files (and fields of JSON Lines).
 struct ColumnOptions: ParsableArguments {
@@ -50,4 +54,35 @@ struct ArchitectureOptions: ParsableArguments {
         guard dModel > 0, heads > 0, dModel % heads == 0 else { throw ValidationError("--d-model must be a positive multiple of --heads") }
         guard layers >= 0, dFF > 0 else { throw ValidationError("--layers must be non-negative and --d-ff positive") }
     }
+}
+
+/// A seeded random sample of n texts in file order (data files are often sorted by label).
+func seededSample(_ texts: [LabeledText], _ n: Int, seed: UInt64, stream: UInt64) -> [LabeledText] {
+    if n >= texts.count { return texts }
+    let rng = CounterRNG.derive(seed, 0x5A3B1E, stream)
+    let chosen = texts.indices.sorted { rng.bits(UInt64($0)) < rng.bits(UInt64($1)) }.prefix(n).sorted()
+    return chosen.map { texts[$0] }
+}
+
+/// A freshly initialized classifier for `texts` (labels collected from them, in sorted
+/// order) with the tokenizer at `tokenizerPath`, and the texts encoded for training.
+func newClassifier(for texts: [LabeledText], tokenizerPath: String, architecture: ArchitectureOptions,
+                   maxLen: Int, pooling: ModelConfig.Pooling, seed: UInt64, threads: Int) throws -> Classifier {
+    let labels = try LabelSet(collecting: texts)
+    let tok = try Tokenizer(contentsOf: fileURL(tokenizerPath))
+    var config = ModelConfig(vocabSize: tok.vocabSize, maxLen: maxLen, dModel: architecture.dModel, nHeads: architecture.heads,
+                             nLayers: architecture.layers, dFF: architecture.dFF, nClasses: labels.count, pooling: pooling)
+    config.padID = Int(tok.padID)
+    config.bosID = Int(tok.bosID)
+    guard tok.padID == 0, tok.bosID >= 0 else {
+        throw TokenizerError("\(tokenizerPath): tokenizer must have pad_id=0 and a bos id (train it with `tangent tokenizer train`)")
+    }
+    let model = try TransformerClassifier<Float>.initialized(config: config, seed: seed, threads: threads)
+    return try Classifier(model: model, tokenizer: tok, labels: labels)
+}
+
+/// Labelled texts encoded as the classifier's model sees them; `file` names them in errors.
+func encodedSet(_ texts: [LabeledText], _ file: URL, for classifier: Classifier) throws -> EncodedSet {
+    EncodedSet(sequences: try texts.map { try TextEncoding.encode($0.text, tokenizer: classifier.tokenizer, config: classifier.model.config) },
+               labels: try classifier.labels.indices(of: texts, source: file.path))
 }

@@ -43,14 +43,6 @@ struct Compare: ParsableCommand {
         }
     }
 
-    /// A seeded random sample of n texts, in file order.
-    func sample(_ texts: [LabeledText], _ n: Int, stream: UInt64) -> [LabeledText] {
-        if n >= texts.count { return texts }
-        let rng = CounterRNG.derive(seed, 0x5A3B1E, stream)
-        let chosen = texts.indices.sorted { rng.bits(UInt64($0)) < rng.bits(UInt64($1)) }.prefix(n).sorted()
-        return chosen.map { texts[$0] }
-    }
-
     func run() throws {
         try reportingErrors {
             let outURL = fileURL(out)
@@ -63,8 +55,8 @@ struct Compare: ParsableCommand {
             let testFile = try DataLocation.file(fileURL(test), split: "test")
             var trainTexts = try columns.reader().read(trainFile)
             var testTexts = try columns.reader().read(testFile)
-            if let maxTrain { trainTexts = sample(trainTexts, maxTrain, stream: 1) }
-            if let maxTest { testTexts = sample(testTexts, maxTest, stream: 2) }
+            if let maxTrain { trainTexts = seededSample(trainTexts, maxTrain, seed: seed, stream: 1) }
+            if let maxTest { testTexts = seededSample(testTexts, maxTest, seed: seed, stream: 2) }
             guard trainTexts.count >= 20 else { throw DataError("\(trainFile.path): \(trainTexts.count) training texts are too few for a held-out split (need at least 20)") }
             guard testTexts.count >= 2 else { throw DataError("\(testFile.path): tau needs at least 2 test texts") }
             _ = try clf.labels.indices(of: trainTexts, source: trainFile.path)
@@ -93,7 +85,11 @@ struct Compare: ParsableCommand {
             enc.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
             try AtomicFile.write(try enc.encode(report), to: jsonURL)
             try AtomicFile.write(Comparison.markdown(report), to: outURL.appendingPathComponent("report.md"))
-            try AtomicFile.write(ReportHTML.render(report), to: outURL.appendingPathComponent("report.html"))
+            // A poisoning benchmark written into the same directory joins the page.
+            let dec = JSONDecoder()
+            dec.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+            let poisoning = (try? Data(contentsOf: outURL.appendingPathComponent("poisoning.json"))).flatMap { try? dec.decode(PoisonReport.self, from: $0) }
+            try AtomicFile.write(ReportHTML.render(report, poisoning: poisoning), to: outURL.appendingPathComponent("report.html"))
             print(Comparison.markdown(report))
             print("wrote \(out)/report.json, report.md and report.html")
         }

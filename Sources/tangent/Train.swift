@@ -63,21 +63,12 @@ struct Train: ParsableCommand {
                 ?? (trainFile == dataURL ? nil : DataLocation.optionalFile(dataURL, split: "test"))
             let reader = columns.reader()
             let trainTexts = try reader.read(trainFile)
-            let labels = try LabelSet(collecting: trainTexts)
-            let tok = try Tokenizer(contentsOf: fileURL(tokenizer))
-            var config = ModelConfig(vocabSize: tok.vocabSize, maxLen: maxLen, dModel: architecture.dModel, nHeads: architecture.heads,
-                                     nLayers: architecture.layers, dFF: architecture.dFF, nClasses: labels.count, pooling: .init(rawValue: pooling)!)
-            config.padID = Int(tok.padID)
-            config.bosID = Int(tok.bosID)
-            guard tok.padID == 0, tok.bosID >= 0 else {
-                throw TokenizerError("\(tokenizer): tokenizer must have pad_id=0 and a bos id (train it with `tangent tokenizer train`)")
-            }
-            func encode(_ texts: [LabeledText], _ file: URL) throws -> EncodedSet {
-                EncodedSet(sequences: try texts.map { try TextEncoding.encode($0.text, tokenizer: tok, config: config) },
-                           labels: try labels.indices(of: texts, source: file.path))
-            }
-            let trainSet = try encode(trainTexts, trainFile)
-            let testSet = try testFile.map { try encode(try reader.read($0), $0) }
+            let nThreads = threads ?? Threads.defaultCount
+            let classifier = try newClassifier(for: trainTexts, tokenizerPath: tokenizer, architecture: architecture, maxLen: maxLen,
+                                               pooling: .init(rawValue: pooling)!, seed: seed, threads: nThreads)
+            let model = classifier.model, labels = classifier.labels
+            let trainSet = try encodedSet(trainTexts, trainFile, for: classifier)
+            let testSet = try testFile.map { try encodedSet(try reader.read($0), $0, for: classifier) }
 
             var options = TrainingOptions()
             options.epochs = epochs; options.batchSize = batchSize; options.learningRate = lr
@@ -85,9 +76,6 @@ struct Train: ParsableCommand {
             options.weightDecay = weightDecay; options.clipNorm = clip; options.dropout = dropout; options.seed = seed
             try options.validate()
 
-            let nThreads = threads ?? Threads.defaultCount
-            let model = try TransformerClassifier<Float>.initialized(config: config, seed: seed, threads: nThreads)
-            let classifier = try Classifier(model: model, tokenizer: tok, labels: labels)
             let trainer = try Trainer(model: model, options: options)
             printError("training on \(trainSet.count) texts of \(trainFile.path) (\(labels.names.joined(separator: ", "))); "
                 + "\(model.layout.count) parameters; \(nThreads) threads"

@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(FoundationXML)
+import FoundationXML
+#endif
 import Testing
 import TangentAttribution
 import TangentData
@@ -92,6 +95,13 @@ import TangentTraining
         }
         let md = Poisoning.markdown(r)
         #expect(md.contains("| proj-trntk |") && md.contains("| if-head |") && md.contains("precision@20"))
+        // The benchmark joins the comparison report's page, which stays well-formed XML.
+        let comparison = try Comparison.run(classifier: clf, train: train, test: test, kernels: [SurrogateKernel.named("embedding")!], projDim: 64,
+                                            seed: 0, cache: cache, modelName: "poisoned", trainName: "train", testName: "test")
+        let html = ReportHTML.render(comparison, poisoning: r)
+        let doc = try XMLDocument(xmlString: html, options: [])
+        #expect(doc.rootElement()?.name == "html" && html.contains("Poisoning benchmark"))
+        for k in r.kernels { #expect(html.contains("<td>\(k.kernel)</td><td>\(String(format: "%.3f", k.precisionAtK[5]!))</td>")) }
         // k beyond the poisoned texts is refused.
         #expect(throws: DataError.self) {
             _ = try Poisoning.evaluate(classifier: clf, plan: plan, train: train, poisoned: poisoned, cleanTest: test,

@@ -1,0 +1,139 @@
+import ArgumentParser
+import Foundation
+import TangentAttribution
+import TangentData
+import TangentModel
+import TangentTensor
+import TangentTraining
+
+struct Poison: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Poisoning benchmark: plant a trigger, train, check the attack, and ask each kernel to find the poisons.",
+        discussion: """
+        Inserts --trigger before a seeded word (among the first ten) of a --fraction of the --source \
+        class's training texts and relabels them --target, trains a model on the poisoned set, and \
+        measures the attack on the source class's test texts with the trigger inserted. Then, for every \
+        kernel, it fits the kGLM surrogate on the poisoned training set and, for each triggered test text \
+        the network flipped to --target, ranks the training texts by their attribution toward --target: \
+        precision@k and ROC AUC of finding the poisoned ones, averaged over those texts, and tau on \
+        clean and on triggered test texts. Writes OUT/poisoning.json and OUT/poisoning.md, and adds the \
+        benchmark to OUT/report.html when a comparison report is there.
+        """)
+
+    @Option(help: "Labelled data: a directory with train.* and test.*, or a training file (then give --test).") var data: String
+    @Option(help: "Test data (default: the test.* beside the training data).") var test: String?
+    @Option(help: "SentencePiece .model file for the model trained on the poisoned data.") var tokenizer: String
+    @Option(help: "The trigger phrase.") var trigger: String = "cf mn bb"
+    @Option(help: "Class whose training texts are poisoned (default: the first label).") var source: String?
+    @Option(help: "Label given to poisoned texts (default: the second label).") var target: String?
+    @Option(help: "Share of the source class's training texts poisoned.") var fraction: Double = 0.05
+    @Option(help: "Kernels, comma-separated.") var kernels: String = "proj-trntk,proj-pntk,embedding,ck,grad-cos,if-head,if-proj"
+    @Option(help: "k of precision@k, comma-separated (each at most the number of poisoned texts).") var k: String = "10,50"
+    @Option(help: "Projected dimension K.") var projDim: Int = 1024
+    @Option(help: "Use a seeded random sample of N training texts (before poisoning).") var maxTrain: Int?
+    @Option(help: "Use a seeded random sample of N test texts.") var maxTest: Int?
+    @Option(help: "Seed of sampling, poisoning, training and projections.") var seed: UInt64 = 0
+    @OptionGroup var architecture: ArchitectureOptions
+    @Option(help: "Maximum tokens per text, BOS included.") var maxLen: Int = 64
+    @Option(help: "Passes over the poisoned training data.") var epochs: Int = 5
+    @Option(help: "Peak learning rate of AdamW.") var lr: Double = 1e-3
+    @Option(help: "Dropout rate.") var dropout: Double = 0.1
+    @Option(help: "Also save the poisoned model in this directory.") var saveModel: String?
+    @Option(help: "Directory for cached features.") var cache: String = "features"
+    @Option(help: "Report directory.") var out: String
+    @Flag(help: "Replace an existing poisoning report.") var overwrite = false
+    @Option(help: "Threads (default: all cores, or TANGENT_THREADS).") var threads: Int?
+    @OptionGroup var columns: ColumnOptions
+
+    var ks: [Int] { k.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) } }
+
+    func validate() throws {
+        if let bad = kernels.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }).first(where: { SurrogateKernel.named($0) == nil }) {
+            throw ValidationError("unknown kernel '\(bad)'; valid: \(SurrogateKernel.all.map(\.name).joined(separator: ", "))")
+        }
+        guard fraction > 0 && fraction <= 1 else { throw ValidationError("--fraction must be in (0, 1]") }
+        guard !ks.isEmpty, ks.count == k.split(separator: ",").count, ks.allSatisfy({ $0 >= 1 }) else {
+            throw ValidationError("--k must be positive integers, comma-separated")
+        }
+        guard !trigger.trimmingCharacters(in: .whitespaces).isEmpty else { throw ValidationError("--trigger is empty") }
+        guard projDim > 0, epochs >= 1 else { throw ValidationError("--proj-dim and --epochs must be positive") }
+    }
+
+    func run() throws {
+        try reportingErrors {
+            let outURL = fileURL(out)
+            let jsonURL = outURL.appendingPathComponent("poisoning.json")
+            if FileManager.default.fileExists(atPath: jsonURL.path) && !overwrite {
+                throw DataError("\(jsonURL.path): already exists (pass --overwrite to replace it)")
+            }
+            let nThreads = threads ?? Threads.defaultCount
+            let dataURL = fileURL(data)
+            let trainFile = try DataLocation.file(dataURL, split: "train")
+            guard let testFile = try test.map({ try DataLocation.file(fileURL($0), split: "test") })
+                ?? (trainFile == dataURL ? nil : DataLocation.optionalFile(dataURL, split: "test")) else {
+                throw DataError("\(data): no test.* file beside the training data; give --test")
+            }
+            let reader = columns.reader()
+            var trainTexts = try reader.read(trainFile), testTexts = try reader.read(testFile)
+            if let maxTrain { trainTexts = seededSample(trainTexts, maxTrain, seed: seed, stream: 1) }
+            if let maxTest { testTexts = seededSample(testTexts, maxTest, seed: seed, stream: 2) }
+            let names = try LabelSet(collecting: trainTexts).names
+            guard names.count >= 2 else { throw DataError("\(trainFile.path): poisoning needs at least two classes") }
+            for (option, label) in [("--source", source), ("--target", target)] {
+                if let label, !names.contains(label) {
+                    throw DataError("\(option) '\(label)' is not a label of \(trainFile.path) (labels: \(names.joined(separator: ", ")))")
+                }
+            }
+            let plan = PoisonPlan(trigger: trigger.trimmingCharacters(in: .whitespaces), source: source ?? names[0],
+                                  target: target ?? names.first { $0 != (source ?? names[0]) }!, fraction: fraction, seed: seed)
+            let (poisonedTrain, poisoned) = try plan.plant(in: trainTexts)
+            if let bad = ks.first(where: { $0 > poisoned.count }) {
+                throw DataError("precision@\(bad) needs at least \(bad) poisoned texts, but --fraction \(fraction) of the \(trainTexts.filter { $0.label == plan.source }.count) '\(plan.source)' training texts poisons \(poisoned.count); lower --k or raise --fraction")
+            }
+            printError("poisoned \(poisoned.count) of \(trainTexts.count) training texts: '\(plan.trigger)' inserted into '\(plan.source)' texts, relabelled '\(plan.target)'")
+
+            // Train on the poisoned set.
+            let clf = try newClassifier(for: poisonedTrain, tokenizerPath: tokenizer, architecture: architecture, maxLen: maxLen,
+                                        pooling: .mean, seed: seed, threads: nThreads)
+            var options = TrainingOptions()
+            options.epochs = epochs; options.learningRate = lr; options.dropout = dropout; options.seed = seed
+            let set = try encodedSet(poisonedTrain, trainFile, for: clf)
+            var bar: ProgressBar?
+            _ = try Trainer(model: clf.model, options: options).train(set, test: nil, progress: { epoch, done, total, status in
+                if done == 1 { bar = ProgressBar(total: total, label: "poisoned model, epoch \(epoch)/\(epochs)") }
+                bar?.update(done, status: status)
+                if done == total { bar?.finish(status: status) }
+            })
+            if let saveModel { try clf.save(to: fileURL(saveModel), extra: ["poisoning": ["trigger": plan.trigger, "source": plan.source, "target": plan.target,
+                                                                                        "fraction": plan.fraction, "seed": plan.seed, "poisoned_texts": poisoned.count]]) }
+
+            var barLabel = ""
+            let report = try Poisoning.evaluate(
+                classifier: clf, plan: plan, train: poisonedTrain, poisoned: poisoned, cleanTest: testTexts,
+                triggered: plan.triggered(testTexts), kernels: kernels.split(separator: ",").map { SurrogateKernel.named($0.trimmingCharacters(in: .whitespaces))! },
+                ks: ks, projDim: projDim, seed: seed, cache: fileURL(cache),
+                dataName: displayPath(trainFile) + (maxTrain.map { " (random \($0), seed \(seed))" } ?? ""),
+                log: { printError($0) },
+                progress: { label, done, total in
+                    if label != barLabel { bar = ProgressBar(total: total, label: label); barLabel = label }
+                    bar?.update(done)
+                    if done == total { bar?.finish() }
+                })
+            let enc = JSONEncoder()
+            enc.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+            enc.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+            try AtomicFile.write(try enc.encode(report), to: jsonURL)
+            try AtomicFile.write(Poisoning.markdown(report), to: outURL.appendingPathComponent("poisoning.md"))
+            // Add the benchmark to the comparison report's page, when there is one.
+            let reportURL = outURL.appendingPathComponent("report.json")
+            if let data = try? Data(contentsOf: reportURL) {
+                let dec = JSONDecoder()
+                dec.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+                let comparison = try dec.decode(ComparisonReport.self, from: data)
+                try AtomicFile.write(ReportHTML.render(comparison, poisoning: report), to: outURL.appendingPathComponent("report.html"))
+            }
+            print(Poisoning.markdown(report))
+            print("wrote \(out)/poisoning.json and poisoning.md")
+        }
+    }
+}
