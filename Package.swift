@@ -38,7 +38,7 @@ let package = Package(
             "TangentTensor", "TangentModel", "TangentSafetensors", "TangentData",
         ]),
         .target(name: "TangentAttribution", dependencies: [
-            "TangentTensor", "TangentModel", "TangentKernels", "TangentData",
+            "TangentTensor", "TangentModel", "TangentKernels", "TangentData", "TangentTraining",
         ]),
         .target(name: "TangentTraining", dependencies: [
             "TangentTensor", "TangentModel", "TangentData", "TangentTokenizer",

@@ -15,18 +15,22 @@ public struct SurrogateKernel: Sendable, Equatable {
     public var influence: InfluenceTransform.Kind?
     /// Exact NTKs: the kernel computed from unprojected gradients (`ExactKernel`).
     public var exact: NTKKind?
+    /// TracIn: features of every saved training checkpoint, scaled by sqrt(eta_k) and
+    /// concatenated, so that kernel products sum eta_k <.,.> over checkpoints.
+    public var checkpointSummed: Bool
 
     public init(name: String, features: FeatureKind, normalized: Bool, influence: InfluenceTransform.Kind? = nil,
-                exact: NTKKind? = nil) {
+                exact: NTKKind? = nil, checkpointSummed: Bool = false) {
         self.name = name
         self.features = features
         self.normalized = normalized
         self.influence = influence
         self.exact = exact
+        self.checkpointSummed = checkpointSummed
     }
 
     /// `trntk`, `pntk-norm` (exact), `proj-trntk`, `proj-pntk`, `embedding`, `ck`, `grad-cos`,
-    /// `if-head`, `if-proj`.
+    /// `tracin`, `if-head`, `if-proj`.
     public static let all: [SurrogateKernel] = [
         .init(name: "trntk", features: .trntk, normalized: true, exact: .trntk),
         .init(name: "pntk-norm", features: .pntk, normalized: true, exact: .pntkNorm),
@@ -35,6 +39,7 @@ public struct SurrogateKernel: Sendable, Equatable {
         .init(name: "embedding", features: .embedding, normalized: true),
         .init(name: "ck", features: .embedding, normalized: false),
         .init(name: "grad-cos", features: .grad, normalized: true),
+        .init(name: "tracin", features: .grad, normalized: false, checkpointSummed: true),
         .init(name: "if-head", features: .embedding, normalized: false, influence: .head),
         .init(name: "if-proj", features: .trntk, normalized: false, influence: .projected),
     ]
@@ -123,6 +128,8 @@ public final class AttributionEngine {
     private let trainNorms: [Float]
     private let trainFeatures: [Float]
     private let exactComputer: GradientComputer<Float>?
+    /// Feature sources: the model itself, or (TracIn) each checkpoint with sqrt(eta_k).
+    private var sources: [(featurizer: Featurizer, stem: String, scale: Float)] = []
     private let trainTokens: [[Int32]]
     private let cache: URL
     private let projDim: Int
@@ -191,21 +198,33 @@ public final class AttributionEngine {
             options.projDim = projDim
             options.seed = seed
             options.threads = threads
-            let featurizer = try Featurizer(classifier: classifier, options: options)
-            self.featurizer = featurizer
-            cacheStem = "\(kernel.features.rawValue)-K\(kernel.features.projected ? projDim : 0)-s\(kernel.features.projected ? seed : 0)-\(modelID)-\(textsID)"
-            let featureURL = cache.appendingPathComponent("\(cacheStem).safetensors")
-            let features: FeatureFile
-            if let f = try? FeatureFile(url: featureURL) {
-                features = f
-                log("using cached training features \(featureURL.path)")
-            } else {
-                log("featurizing \(train.count) training texts (\(kernel.features.rawValue)\(kernel.features.projected ? ", K = \(projDim)" : "")) into \(featureURL.path)")
-                features = try featurizer.run(texts: train, source: "training data", to: featureURL, overwrite: false, progress: progress)
+            let checkpoints = kernel.checkpointSummed ? try TracIn.checkpoints(of: classifier) : []
+            if !checkpoints.isEmpty {
+                log("tracin: \(checkpoints.count) checkpoints, learning rates " + checkpoints.map { String(format: "%.2e", $0.learningRate) }.joined(separator: ", "))
             }
+            let models = try checkpoints.isEmpty ? [(classifier, Float(1))]
+                : checkpoints.map { (try TracIn.load($0, like: classifier, threads: threads), Float($0.learningRate.squareRoot())) }
+            var files: [FeatureFile] = []
+            for (model, scale) in models {
+                let featurizer = try Featurizer(classifier: model, options: options)
+                let stem = "\(kernel.features.rawValue)-K\(kernel.features.projected ? projDim : 0)-s\(kernel.features.projected ? seed : 0)-\(Featurizer.modelFingerprint(model.model))-\(textsID)"
+                let featureURL = cache.appendingPathComponent("\(stem).safetensors")
+                if let f = try? FeatureFile(url: featureURL) {
+                    files.append(f)
+                    log("using cached training features \(featureURL.path)")
+                } else {
+                    log("featurizing \(train.count) training texts (\(kernel.features.rawValue)\(kernel.features.projected ? ", K = \(projDim)" : "")) into \(featureURL.path)")
+                    files.append(try featurizer.run(texts: train, source: "training data", to: featureURL, overwrite: false, progress: progress))
+                }
+                sources.append((featurizer, stem, scale))
+            }
+            featurizer = sources.last!.featurizer
+            cacheStem = (checkpoints.isEmpty ? "" : "tracin\(checkpoints.count)-") + sources.last!.stem
+            let features = files.last!
             self.features = features
             var W = features.metadata.outputs * features.metadata.width
-            var f = try features.features(0..<n)
+            var f = AttributionEngine.concatenate(try files.map { try $0.features(0..<n) }, scales: sources.map(\.scale), rows: n)
+            W *= files.count
             if let kind = kernel.influence {
                 let t = try InfluenceTransform(kind: kind, base: f, logits: try features.logits(), classes: classifier.labels.count, lambda: nil)
                 log("\(kind.rawValue): \(t.dimension) x \(t.dimension) curvature matrix factored (damping \(String(format: "%.3g", t.lambda)))")
@@ -333,23 +352,30 @@ public final class AttributionEngine {
             }
             return QueryKernel(rows: r.total, logits: logits, parts: r.parts)
         }
-        let unlabeled = texts.map { LabeledText(text: $0.text, label: nil, line: $0.line) }
-        let f: [Float], logits: [Float]
-        if cached {
-            var options = FeaturizeOptions(kind: kernel.features)
-            options.projDim = projDim
-            options.seed = seed
-            options.threads = threads
-            options.predictedLossLabels = true
-            let file = try (try? FeatureFile(url: url)) ?? Featurizer(classifier: classifier, options: options).run(
-                texts: unlabeled, source: source, to: url, overwrite: false, progress: progress)
-            f = try file.features(0..<m)
-            logits = try file.logits()
-        } else {
-            let block = try featurizer!.block(unlabeled)
-            f = block.features
-            logits = block.logits
+        // Loss gradients use the final network's predicted label, also at checkpoints.
+        let finalLogits = sources.count > 1 ? try classifier.logits(texts.map(\.text)) : nil
+        let queryTexts = texts.enumerated().map { t, x in
+            LabeledText(text: x.text, label: finalLogits.map { z in classifier.labels.names[(0..<C).max { z[t * C + $0] < z[t * C + $1] }!] }, line: x.line)
         }
+        var parts: [[Float]] = []
+        var logits: [Float] = []
+        for src in sources {
+            if cached {
+                var options = src.featurizer.options
+                options.predictedLossLabels = finalLogits == nil
+                let url = cache.appendingPathComponent("\(src.stem)-test-\(fingerprint(Data(texts.map(\.text).joined(separator: "\u{1E}").utf8))).safetensors")
+                let file = try (try? FeatureFile(url: url)) ?? Featurizer(classifier: src.featurizer.classifier, options: options).run(
+                    texts: queryTexts, source: source, to: url, overwrite: false, progress: progress)
+                parts.append(try file.features(0..<m))
+                logits = try file.logits()
+            } else {
+                let block = try src.featurizer.block(queryTexts)
+                parts.append(block.features)
+                logits = block.logits
+            }
+        }
+        if let finalLogits { logits = finalLogits }
+        let f = AttributionEngine.concatenate(parts, scales: sources.map(\.scale), rows: m)
         return QueryKernel(rows: kernelRows(features: queryFeatures(f, logits: logits)), logits: logits, parts: nil)
     }
 
@@ -402,6 +428,21 @@ public final class AttributionEngine {
             var s: [String: Double] = [:]
             for p in r.parts { s[p.group] = total == 0 ? 0 : Double(p.values[j]) / total }
             out[i] = s
+        }
+        return out
+    }
+
+    /// Row-wise concatenation of [rows, W_k] matrices, each scaled.
+    static func concatenate(_ parts: [[Float]], scales: [Float], rows: Int) -> [Float] {
+        if parts.count == 1 && scales[0] == 1 { return parts[0] }
+        let widths = parts.map { $0.count / rows }, W = widths.reduce(0, +)
+        var out = [Float](repeating: 0, count: rows * W)
+        for i in 0..<rows {
+            var o = i * W
+            for (k, p) in parts.enumerated() {
+                for j in 0..<widths[k] { out[o + j] = scales[k] * p[i * widths[k] + j] }
+                o += widths[k]
+            }
         }
         return out
     }

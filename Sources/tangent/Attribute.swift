@@ -15,7 +15,7 @@ struct Attribute: ParsableCommand {
         text i for the predicted class c as W[c, i] * K(x, x_i): positive scores push the prediction \
         toward c (proponents), negative ones away (opponents). Training features and the fitted surrogate \
         are cached in --cache, so later calls are fast. Kernels: proj-trntk (default), proj-pntk, \
-        embedding, ck, grad-cos, if-head, if-proj, and the exact trntk and pntk-norm (exact kernels cost \
+        embedding, ck, grad-cos, tracin (summed over MODEL/checkpoints when present), if-head, if-proj, and the exact trntk and pntk-norm (exact kernels cost \
         one backward pass per training text for every block pair: meant for a few thousand training texts).
         """)
 

@@ -19,7 +19,7 @@ struct Compare: ParsableCommand {
     @Option(help: "Model directory.") var model: String
     @Option(help: "Training texts with labels (file or data directory).") var train: String
     @Option(help: "Test texts with labels (file or data directory).") var test: String
-    @Option(help: "Kernels, comma-separated: trntk, pntk-norm (exact), proj-trntk, proj-pntk, embedding, ck, grad-cos, if-head, if-proj.")
+    @Option(help: "Kernels, comma-separated: trntk, pntk-norm (exact), proj-trntk, proj-pntk, embedding, ck, grad-cos, tracin, if-head, if-proj.")
     var kernels: String = "proj-trntk,proj-pntk,embedding,ck,grad-cos,if-head,if-proj"
     @Option(help: "Projected dimension K.") var projDim: Int = 1024
     @Option(help: "Seed of projections and of the held-out split.") var seed: UInt64 = 0

@@ -7,6 +7,8 @@ import TangentAttribution
 import TangentData
 import TangentKernels
 import TangentModel
+import TangentTokenizer
+import TangentTraining
 
 @Suite struct AttributionTests {
     @Test func attributionsDecomposeTheSurrogateAndTheCacheIsReused() throws {
@@ -81,6 +83,63 @@ import TangentModel
         }
         // The training self-kernel parts are kept (NFT-K diagonal), one value per text.
         #expect(engine.trainSelfParts?.allSatisfy { $0.values.count == train.count } == true)
+    }
+}
+
+@Suite struct TracInTests {
+    /// TracIn sums eta_k-weighted loss-gradient products over saved checkpoints.
+    @Test func tracinSumsCheckpoints() throws {
+        let tok = try Tokenizer(contentsOf: fixture("tokenizer-600.model"))
+        let all = try DatasetReader().read(fixture("train-sample.jsonl"))
+        let train = Array(all[0..<24]) + Array(all[300..<324])
+        var config = ModelConfig(vocabSize: tok.vocabSize, maxLen: 24, dModel: 16, nHeads: 2, nLayers: 1, dFF: 32, nClasses: 2, pooling: .mean)
+        config.padID = Int(tok.padID)
+        config.bosID = Int(tok.bosID)
+        let labels = try LabelSet(collecting: train)
+        let model = try TransformerClassifier<Float>.initialized(config: config, seed: 2, threads: 2)
+        let set = EncodedSet(sequences: try train.map { try TextEncoding.encode($0.text, tokenizer: tok, config: config) },
+                             labels: try labels.indices(of: train, source: "train"))
+        var options = TrainingOptions()
+        options.epochs = 3
+        options.batchSize = 8
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("tangent-tracin-\(UUID())")
+        let clf0 = try Classifier(model: model, tokenizer: tok, labels: labels)
+        _ = try Trainer(model: model, options: options).train(set, test: nil, onEpochEnd: { s in
+            try ModelDirectory.saveWeights(model, to: dir.appendingPathComponent("checkpoints/epoch-\(s.epoch).safetensors"), metadata: [:])
+        })
+        try clf0.save(to: dir, extra: ["training": try JSONSerialization.jsonObject(with: JSONEncoder().encode(options)),
+                                       "dataset": ["train_texts": train.count]])
+        let clf = try Classifier(directory: dir, threads: 2)
+        let cks = try TracIn.checkpoints(of: clf)
+        #expect(cks.map(\.epoch) == [1, 2, 3])
+        // eta_k: the epoch's mean rate under the recorded schedule (6 steps per epoch, 1 of warm-up).
+        let schedule = LearningRateSchedule(peak: 1e-3, warmupSteps: 1, totalSteps: 18, decay: .linear)
+        for c in cks {
+            let mean = (0..<6).map { schedule.rate(at: (c.epoch - 1) * 6 + $0) }.reduce(0, +) / 6
+            #expect(abs(c.learningRate - mean) < 1e-15)
+        }
+        let cache = FileManager.default.temporaryDirectory.appendingPathComponent("tangent-tracin-cache-\(UUID())")
+        let engine = try AttributionEngine(classifier: clf, train: train, kernel: SurrogateKernel.named("tracin")!, projDim: 128, seed: 3, cache: cache)
+        let queries = [LabeledText(text: "a wonderful film", label: nil, line: 1), LabeledText(text: "boring", label: nil, line: 2)]
+        let q = try engine.query(queries, source: "q")
+        // Direct: per checkpoint, projected loss gradients (queries at the final model's
+        // predicted label, training texts at their own), weighted by eta_k.
+        let predicted = try clf.predict(queries.map(\.text)).map(\.label)
+        var expected = [Double](repeating: 0, count: 2 * train.count)
+        for c in cks {
+            var o = FeaturizeOptions(kind: .grad)
+            o.projDim = 128
+            o.seed = 3
+            let f = try Featurizer(classifier: try TracIn.load(c, like: clf, threads: 2), options: o)
+            let a = try f.block(zip(queries, predicted).map { LabeledText(text: $0.text, label: $1, line: 1) }).features
+            let b = try f.block(train).features
+            for i in 0..<2 { for j in 0..<train.count {
+                expected[i * train.count + j] += c.learningRate * (0..<128).reduce(0.0) { $0 + Double(a[i * 128 + $1]) * Double(b[j * 128 + $1]) }
+            } }
+        }
+        let scale = expected.map(abs).max()!
+        #expect(zip(q.rows, expected).allSatisfy { abs(Double($0) - $1) < 1e-4 * scale })
+        #expect(zip(q.logits, try clf.logits(queries.map(\.text))).allSatisfy { $0 == $1 })
     }
 }
 
