@@ -45,6 +45,26 @@ public struct KernelReport: Sendable, Codable {
     public let networkLogOdds: [Double]
     /// Exact NTKs: each layer group's share of the kernel (NFT-K decomposition).
     public var layerShares: [LayerShare]? = nil
+    /// With several models: this kernel's figures on each (the other fields describe the first).
+    public var replicates: Replicates? = nil
+}
+
+/// One kernel's tau and TAD on several models of the same data (e.g. training seeds).
+public struct Replicates: Sendable, Codable {
+    public let models: [String]
+    public let tau: [Double]
+    public let tad: [Double]
+    public var tauMean: Double { Replicates.mean(tau) }
+    public var tauSD: Double { Replicates.sd(tau) }
+    public var tadMean: Double { Replicates.mean(tad) }
+    public var tadSD: Double { Replicates.sd(tad) }
+    static func mean(_ v: [Double]) -> Double { v.reduce(0, +) / Double(v.count) }
+    /// Sample standard deviation (0 for a single model).
+    static func sd(_ v: [Double]) -> Double {
+        guard v.count > 1 else { return 0 }
+        let m = mean(v)
+        return (v.map { ($0 - m) * ($0 - m) }.reduce(0, +) / Double(v.count - 1)).squareRoot()
+    }
 }
 
 /// One layer group's share of an exact NTK (its part over the whole), three ways.
@@ -135,6 +155,20 @@ public enum Comparison {
         }
         report!.kernels = rows
         return report!
+    }
+
+    /// Reports of the same kernels on several models, merged: the first model's report
+    /// with every kernel's tau and TAD on each model attached.
+    public static func merge(_ reports: [ComparisonReport]) -> ComparisonReport {
+        var first = reports[0]
+        guard reports.count > 1 else { return first }
+        first.kernels = first.kernels.map { k in
+            var k = k
+            let rows = reports.compactMap { r in r.kernels.first { $0.kernel == k.kernel } }
+            k.replicates = Replicates(models: reports.map(\.model), tau: rows.map(\.tau), tad: rows.map(\.tad))
+            return k
+        }
+        return first
     }
 
     /// Relative error of `proj-trntk` / `proj-pntk` against exact `trntk` / `pntk-norm` on
@@ -262,6 +296,12 @@ public enum Comparison {
             s += "\n## Projection error against the exact kernel\n\n"
             s += "Relative Frobenius error of the normalized test x train kernel on \(pe[0].testTexts) test and \(pe[0].trainTexts) training texts.\n\n| kernel | K | relative error |\n|---|---|---|\n"
             for p in pe { s += "| \(p.kernel) | \(p.projDim) | \(f(p.relativeError, 4)) |\n" }
+        }
+        if let rep = r.kernels.first?.replicates {
+            s += "\n## Over \(rep.models.count) models\n\nModels: \(rep.models.joined(separator: ", ")). Mean +- sample standard deviation.\n\n| kernel | tau | TAD | tau per model |\n|---|---|---|---|\n"
+            for k in r.kernels { if let x = k.replicates {
+                s += "| \(k.kernel) | \(f(x.tauMean)) +- \(f(x.tauSD)) | \(String(format: "%+.3f", x.tadMean)) +- \(f(x.tadSD)) | " + x.tau.map { f($0) }.joined(separator: ", ") + " |\n"
+            } }
         }
         s += "\n## tau over the regularization grid\n\n| kernel | " + (r.kernels.first?.grid.map { String(format: "%g", $0.lambda) } ?? []).joined(separator: " | ") + " |\n"
         s += "|---|" + String(repeating: "---|", count: r.kernels.first?.grid.count ?? 0) + "\n"

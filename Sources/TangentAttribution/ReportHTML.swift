@@ -25,11 +25,24 @@ public enum ReportHTML {
         <b>TAD</b> is the surrogate's test accuracy minus the network's.</p>
 
         """
-        h += "<h2>Faithfulness (tau)</h2>\n" + bars(r.kernels.map { ($0.kernel, $0.tau, $0.bestGridTau) }, lo: -1, hi: 1,
-                                                    caption: "bars: tau at the chosen lambda; ticks: best tau over the grid")
-        h += "<h2>Test accuracy differential (TAD)</h2>\n" + bars(r.kernels.map { ($0.kernel, $0.tad, nil) },
-                                                                   lo: min(-0.1, (r.kernels.map(\.tad).min() ?? 0) - 0.02),
-                                                                   hi: max(0.1, (r.kernels.map(\.tad).max() ?? 0) + 0.02), caption: "surrogate minus network test accuracy")
+        if let rep = r.kernels.first?.replicates {
+            let models = rep.models.count
+            h += "<p>Over \(models) models (\(esc(rep.models.joined(separator: ", ")))): bars show the mean and whiskers one sample standard deviation; the scatter plots and tables below describe the first model.</p>\n"
+            h += "<h2>Faithfulness (tau)</h2>\n" + bars(r.kernels.map { ($0.kernel, $0.replicates?.tauMean ?? $0.tau, nil) }, lo: -1, hi: 1,
+                                                        caption: "mean tau over \(models) models, +- one standard deviation",
+                                                        errors: r.kernels.map { $0.replicates?.tauSD ?? 0 })
+            let tads = r.kernels.map { $0.replicates?.tadMean ?? $0.tad }, sds = r.kernels.map { $0.replicates?.tadSD ?? 0 }
+            h += "<h2>Test accuracy differential (TAD)</h2>\n" + bars(zip(r.kernels, tads).map { ($0.kernel, $1, nil) },
+                                                                       lo: min(-0.1, (zip(tads, sds).map { $0 - $1 }.min() ?? 0) - 0.02),
+                                                                       hi: max(0.1, (zip(tads, sds).map { $0 + $1 }.max() ?? 0) + 0.02),
+                                                                       caption: "mean surrogate minus network test accuracy over \(models) models, +- one standard deviation", errors: sds)
+        } else {
+            h += "<h2>Faithfulness (tau)</h2>\n" + bars(r.kernels.map { ($0.kernel, $0.tau, $0.bestGridTau) }, lo: -1, hi: 1,
+                                                        caption: "bars: tau at the chosen lambda; ticks: best tau over the grid")
+            h += "<h2>Test accuracy differential (TAD)</h2>\n" + bars(r.kernels.map { ($0.kernel, $0.tad, nil) },
+                                                                       lo: min(-0.1, (r.kernels.map(\.tad).min() ?? 0) - 0.02),
+                                                                       hi: max(0.1, (r.kernels.map(\.tad).max() ?? 0) + 0.02), caption: "surrogate minus network test accuracy")
+        }
         h += "<h2>Surrogate vs network log-odds</h2>\n<div class=\"grid\">\n"
         for k in r.kernels { h += scatter(k) }
         h += "</div>\n<h2>Numbers</h2>\n<table><tr><th>kernel</th><th>tau</th><th>tau (paper)</th><th>texts kept</th><th>TAD</th><th>agreement</th><th>best tau over grid</th><th>lambda</th><th>time (s)</th><th>peak memory (MiB)</th><th>features</th></tr>\n"
@@ -58,7 +71,7 @@ public enum ReportHTML {
     static let palette = ["#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860", "#DA8BC3", "#8C8C8C"]
 
     /// Horizontal bars from 0, one per kernel, with an optional tick per bar.
-    static func bars(_ items: [(String, Double, Double?)], lo: Double, hi: Double, caption: String) -> String {
+    static func bars(_ items: [(String, Double, Double?)], lo: Double, hi: Double, caption: String, errors: [Double]? = nil) -> String {
         let w = 640.0, left = 110.0, rowH = 26.0, hgt = Double(items.count) * rowH + 30
         func x(_ v: Double) -> Double { left + (min(max(v, lo), hi) - lo) / (hi - lo) * (w - left - 20) }
         var s = "<figure><svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(w))\" height=\"\(Int(hgt))\" role=\"img\">\n"
@@ -72,6 +85,10 @@ public enum ReportHTML {
             s += "<rect x=\"\(min(a, b))\" y=\"\(y)\" width=\"\(abs(b - a))\" height=\"18\" fill=\"\(palette[i % palette.count])\"/>\n"
             s += "<text x=\"\(max(a, b) + 4)\" y=\"\(y + 14)\" font-size=\"11\">\(item.1.isNaN ? "-" : String(format: "%.3f", item.1))</text>\n"
             if let t = item.2, !t.isNaN { s += "<line x1=\"\(x(t))\" y1=\"\(y - 2)\" x2=\"\(x(t))\" y2=\"\(y + 20)\" stroke=\"#000\" stroke-width=\"2\"/>\n" }
+            if let e = errors?[i], e > 0, !item.1.isNaN {
+                let l = x(item.1 - e), r = x(item.1 + e)
+                s += "<line x1=\"\(l)\" y1=\"\(y + 9)\" x2=\"\(r)\" y2=\"\(y + 9)\" stroke=\"#000\"/><line x1=\"\(l)\" y1=\"\(y + 4)\" x2=\"\(l)\" y2=\"\(y + 14)\" stroke=\"#000\"/><line x1=\"\(r)\" y1=\"\(y + 4)\" x2=\"\(r)\" y2=\"\(y + 14)\" stroke=\"#000\"/>\n"
+            }
         }
         s += "<line x1=\"\(x(0))\" y1=\"5\" x2=\"\(x(0))\" y2=\"\(hgt - 20)\" stroke=\"#444\"/>\n</svg><figcaption>\(esc(caption))</figcaption></figure>\n"
         return s

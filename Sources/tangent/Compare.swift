@@ -16,7 +16,7 @@ struct Compare: ParsableCommand {
         self-contained OUT/report.html with SVG plots.
         """)
 
-    @Option(help: "Model directory.") var model: String
+    @Option(help: "Model directory; repeat for several models of the same data (e.g. training seeds) to get error bars.") var model: [String]
     @Option(help: "Training texts with labels (file or data directory).") var train: String
     @Option(help: "Test texts with labels (file or data directory).") var test: String
     @Option(help: "Kernels, comma-separated: trntk, pntk-norm (exact), proj-trntk, proj-pntk, embedding, ck, grad-cos, tracin, if-head, if-proj.")
@@ -50,7 +50,11 @@ struct Compare: ParsableCommand {
             if FileManager.default.fileExists(atPath: jsonURL.path) && !overwrite {
                 throw DataError("\(jsonURL.path): already exists (pass --overwrite to replace it)")
             }
-            let clf = try Classifier(directory: fileURL(model))
+            let classifiers = try model.map { try Classifier(directory: fileURL($0)) }
+            let clf = classifiers[0]
+            if let other = classifiers.dropFirst().first(where: { $0.labels != clf.labels }) {
+                throw DataError("\(other.directory?.path ?? "model"): labels \(other.labels.names) differ from \(model[0])'s \(clf.labels.names); compare several models only on the same data")
+            }
             let trainFile = try DataLocation.file(fileURL(train), split: "train")
             let testFile = try DataLocation.file(fileURL(test), split: "test")
             var trainTexts = try columns.reader().read(trainFile)
@@ -64,16 +68,21 @@ struct Compare: ParsableCommand {
             let ks = kernels.split(separator: ",").map { SurrogateKernel.named($0.trimmingCharacters(in: .whitespaces))! }
             var bar: ProgressBar?
             var barLabel = ""
-            var report = try Comparison.run(
-                classifier: clf, train: trainTexts, test: testTexts, kernels: ks, projDim: projDim, seed: seed,
-                cache: fileURL(cache), modelName: model, trainName: displayPath(trainFile) + (maxTrain.map { " (random \($0), seed \(seed))" } ?? ""),
+            var reports: [ComparisonReport] = []
+            for (path, classifier) in zip(model, classifiers) {
+                if model.count > 1 { printError("=== model \(path)") }
+                reports.append(try Comparison.run(
+                classifier: classifier, train: trainTexts, test: testTexts, kernels: ks, projDim: projDim, seed: seed,
+                cache: fileURL(cache), modelName: path, trainName: displayPath(trainFile) + (maxTrain.map { " (random \($0), seed \(seed))" } ?? ""),
                 testName: displayPath(testFile) + (maxTest.map { " (random \($0), seed \(seed))" } ?? ""),
                 log: { printError($0) },
                 progress: { label, done, total in
                     if label != barLabel { bar = ProgressBar(total: total, label: label); barLabel = label }
                     bar?.update(done)
                     if done == total { bar?.finish() }
-                })
+                }))
+            }
+            var report = Comparison.merge(reports)
             let dims = errorDims.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
             if !dims.isEmpty && ks.contains(where: { $0.name == "proj-trntk" || $0.name == "proj-pntk" }) {
                 printError("== projection error against the exact kernels")

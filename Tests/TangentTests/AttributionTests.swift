@@ -159,6 +159,26 @@ import TangentTraining
         #expect(s.kept == 2 && s.tau == 1)
     }
 
+    @Test func severalModelsGiveErrorBars() throws {
+        let clf = try Classifier(directory: fixture("tiny-model"), threads: 2)
+        let all = try DatasetReader().read(fixture("train-sample.jsonl"))
+        let train = Array(all[0..<40]) + Array(all[300..<340]), test = Array(all[200..<220])
+        let cache = FileManager.default.temporaryDirectory.appendingPathComponent("tangent-rep-\(UUID())")
+        let runs = try [1, 2].map { seed in
+            try Comparison.run(classifier: clf, train: train, test: test, kernels: [SurrogateKernel.named("proj-pntk")!], projDim: 32,
+                               seed: UInt64(seed), cache: cache, modelName: "m\(seed)", trainName: "train", testName: "test")
+        }
+        let merged = Comparison.merge(runs)
+        let rep = try #require(merged.kernels[0].replicates)
+        #expect(rep.models == ["m1", "m2"] && rep.tau == runs.map { $0.kernels[0].tau } && rep.tad == runs.map { $0.kernels[0].tad })
+        let m = (rep.tau[0] + rep.tau[1]) / 2
+        #expect(abs(rep.tauMean - m) < 1e-15 && abs(rep.tauSD - abs(rep.tau[0] - rep.tau[1]) / 2.0.squareRoot()) < 1e-12)
+        let html = ReportHTML.render(merged)
+        _ = try XMLDocument(xmlString: html, options: [])
+        #expect(html.contains("Over 2 models") && html.contains(String(format: "%.3f", rep.tauMean)))
+        #expect(Comparison.markdown(merged).contains("## Over 2 models"))
+    }
+
     @Test func comparisonReportsEveryKernel() throws {
         let clf = try Classifier(directory: fixture("tiny-model"), threads: 2)
         let all = try DatasetReader().read(fixture("train-sample.jsonl"))
