@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
-# Writes reports/NAME/report.{json,md} for the shipped models with the kernels spec's
-# protocol: a seeded sample of 1000 training and 500 test texts (trec6: 800/400), K = 4096.
+# Writes reports/NAME/report.{json,md,html} and poisoning.{json,md} for the shipped models
+# with the kernels spec's protocol: a seeded sample of 1000 training and 500 test texts
+# (trec6: 800/400), K = 4096, every kernel. TracIn needs the training checkpoints, which
+# are not shipped: the model is retrained with --keep-checkpoints into features/ (training
+# is deterministic for a fixed thread count) and must come out bit-identical to the
+# shipped one. The poisoning benchmark then trains a poisoned model on a 2000-text sample.
 #   scripts/make-reports.sh [movie-snippets|sms-spam|trec6 ...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,9 +13,21 @@ swift build -c release --product tangent >&2
 bin=.build/release/tangent
 sets=("$@"); [ ${#sets[@]} -gt 0 ] || sets=(movie-snippets sms-spam trec6)
 for name in "${sets[@]}"; do
-  train=1000; test=500
-  [ "$name" = trec6 ] && { train=800; test=400; }
-  $bin compare --model "models/$name" --train "data/$name" --test "data/$name" \
-    --kernels proj-trntk,proj-pntk,embedding,ck,grad-cos,if-head,if-proj --proj-dim 4096 --seed 0 \
+  train=1000; test=500; classes=()
+  [ "$name" = trec6 ] && { train=800; test=400; classes=(--source HUM --target LOC); }
+  retrained="features/retrained/$name"
+  TANGENT_THREADS=2 $bin train --data "data/$name" --tokenizer "tokenizers/$name.model" --out "$retrained" \
+    --d-model 128 --heads 4 --layers 2 --d-ff 512 --max-len 64 \
+    --epochs 5 --batch-size 32 --lr 1e-3 --dropout 0.1 --seed 0 --keep-checkpoints --overwrite
+  if ! cmp -s "$retrained/model.safetensors" "models/$name/model.safetensors"; then
+    echo "error: retraining $name did not reproduce models/$name bit for bit; its checkpoints would not belong to the shipped model" >&2
+    exit 1
+  fi
+  rm -f "reports/$name/poisoning.json" "reports/$name/poisoning.md"
+  $bin compare --model "models/$name" --checkpoints "$retrained/checkpoints" --train "data/$name" --test "data/$name" \
+    --kernels trntk,pntk-norm,proj-trntk,proj-pntk,embedding,ck,grad-cos,tracin,if-head,if-proj --proj-dim 4096 --seed 0 \
     --max-train "$train" --max-test "$test" --out "reports/$name" --overwrite
+  $bin poison --data "data/$name" --tokenizer "tokenizers/$name.model" --max-train 2000 --max-test 500 \
+    --fraction 0.05 --k 10,20 --proj-dim 1024 --seed 0 "${classes[@]}" \
+    --kernels trntk,proj-trntk,proj-pntk,embedding,ck,grad-cos,tracin,if-head,if-proj --out "reports/$name" --overwrite
 done

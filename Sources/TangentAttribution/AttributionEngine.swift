@@ -145,7 +145,7 @@ public final class AttributionEngine {
 
     public init(classifier: Classifier, train: [LabeledText], kernel: SurrogateKernel, projDim: Int, seed: UInt64,
                 cache: URL, threads: Int = Threads.defaultCount, fullGrid: Bool = false, useSurrogateCache: Bool = true,
-                log: (String) -> Void = { _ in },
+                checkpoints checkpointDirectory: URL? = nil, log: (String) -> Void = { _ in },
                 progress: (Int, Int) -> Void = { _, _ in }) throws {
         self.classifier = classifier
         self.kernel = kernel
@@ -198,7 +198,10 @@ public final class AttributionEngine {
             options.projDim = projDim
             options.seed = seed
             options.threads = threads
-            let checkpoints = kernel.checkpointSummed ? try TracIn.checkpoints(of: classifier) : []
+            let checkpoints = kernel.checkpointSummed ? try TracIn.checkpoints(of: classifier, directory: checkpointDirectory) : []
+            if kernel.checkpointSummed, let dir = checkpointDirectory, checkpoints.isEmpty {
+                throw DataError("\(dir.path): no checkpoints (epoch-K.safetensors from `tangent train --keep-checkpoints`)")
+            }
             if !checkpoints.isEmpty {
                 log("tracin: \(checkpoints.count) checkpoints, learning rates " + checkpoints.map { String(format: "%.2e", $0.learningRate) }.joined(separator: ", "))
             }

@@ -109,7 +109,7 @@ public struct ProjectionErrorPoint: Sendable, Codable {
 public enum Comparison {
     public static func run(classifier: Classifier, train: [LabeledText], test: [LabeledText], kernels: [SurrogateKernel],
                            projDim: Int, seed: UInt64, cache: URL, modelName: String, trainName: String, testName: String,
-                           log: (String) -> Void = { _ in }, progress: (String, Int, Int) -> Void = { _, _, _ in }) throws -> ComparisonReport {
+                           checkpoints: URL? = nil, log: (String) -> Void = { _ in }, progress: (String, Int, Int) -> Void = { _, _, _ in }) throws -> ComparisonReport {
         let C = classifier.labels.count
         let testLabels = try classifier.labels.indices(of: test, source: testName)
         var report: ComparisonReport?
@@ -119,7 +119,7 @@ public enum Comparison {
             let t0 = Date()
             var featurized = false
             let engine = try AttributionEngine(classifier: classifier, train: train, kernel: k, projDim: projDim, seed: seed,
-                                               cache: cache, fullGrid: true, useSurrogateCache: false, log: log,
+                                               cache: cache, fullGrid: true, useSurrogateCache: false, checkpoints: checkpoints, log: log,
                                                progress: { featurized = true; progress("\(k.name) train", $0, $1) })
             // Test kernel rows through the same cache (resumable).
             let m = test.count, n = train.count

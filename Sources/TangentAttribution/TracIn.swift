@@ -17,8 +17,9 @@ public enum TracIn {
     /// The checkpoints in MODEL/checkpoints/epoch-K.safetensors, by epoch, each with the
     /// mean learning rate of its epoch under the schedule recorded in config.json (1 when
     /// the model directory does not record its training options).
-    public static func checkpoints(of classifier: Classifier) throws -> [TrainingCheckpoint] {
-        guard let dir = classifier.directory?.appendingPathComponent("checkpoints"),
+    /// `directory` overrides MODEL/checkpoints.
+    public static func checkpoints(of classifier: Classifier, directory: URL? = nil) throws -> [TrainingCheckpoint] {
+        guard let dir = directory ?? classifier.directory?.appendingPathComponent("checkpoints"),
               let names = try? FileManager.default.contentsOfDirectory(atPath: dir.path) else { return [] }
         let epochs = names.compactMap { name -> Int? in
             guard name.hasPrefix("epoch-"), name.hasSuffix(".safetensors") else { return nil }

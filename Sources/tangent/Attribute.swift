@@ -28,6 +28,7 @@ struct Attribute: ParsableCommand {
     @Option(help: "Projected dimension K of projected kernels.") var projDim: Int = 1024
     @Option(help: "Seed of the projection and of the held-out split.") var seed: UInt64 = 0
     @Option(help: "Directory for cached training features and surrogates.") var cache: String = "features"
+    @Option(help: "TracIn checkpoints (epoch-K.safetensors; default MODEL/checkpoints).") var checkpoints: String?
     @Flag(help: "Skip the per-layer shares of the top items (exact per-layer NTK).") var noLayers = false
     @Flag(help: "One JSON object per text.") var json = false
     @Option(help: "Threads (default: all cores, or TANGENT_THREADS).") var threads: Int?
@@ -60,7 +61,7 @@ struct Attribute: ParsableCommand {
             var bar: ProgressBar?
             let engine = try AttributionEngine(
                 classifier: clf, train: trainTexts, kernel: k, projDim: projDim, seed: seed, cache: fileURL(cache),
-                threads: nThreads, log: { printError($0) },
+                threads: nThreads, checkpoints: checkpoints.map(fileURL), log: { printError($0) },
                 progress: { done, total in
                     if bar == nil { bar = ProgressBar(total: total, label: "training features") }
                     bar?.update(done)

@@ -26,6 +26,7 @@ struct Compare: ParsableCommand {
     @Option(help: "Use a random sample of N training texts (seeded by --seed, file order kept; data files are often sorted by label).") var maxTrain: Int?
     @Option(help: "Use a random sample of N test texts (seeded by --seed, file order kept).") var maxTest: Int?
     @Option(help: "Directory for cached features.") var cache: String = "features"
+    @Option(help: "TracIn checkpoints (epoch-K.safetensors; default MODEL/checkpoints). With several models, only for the first.") var checkpoints: String?
     @Option(help: "Report directory.") var out: String
     @Option(help: "Projected dimensions at which projected kernels are compared with the exact ones (on 100 test x 200 training texts); empty to skip.")
     var errorDims: String = "256,512,1024,2048,4096"
@@ -75,7 +76,7 @@ struct Compare: ParsableCommand {
                 classifier: classifier, train: trainTexts, test: testTexts, kernels: ks, projDim: projDim, seed: seed,
                 cache: fileURL(cache), modelName: path, trainName: displayPath(trainFile) + (maxTrain.map { " (random \($0), seed \(seed))" } ?? ""),
                 testName: displayPath(testFile) + (maxTest.map { " (random \($0), seed \(seed))" } ?? ""),
-                log: { printError($0) },
+                checkpoints: path == model[0] ? checkpoints.map(fileURL) : nil, log: { printError($0) },
                 progress: { label, done, total in
                     if label != barLabel { bar = ProgressBar(total: total, label: label); barLabel = label }
                     bar?.update(done)
