@@ -29,5 +29,5 @@ for name in "${sets[@]}"; do
     --max-train "$train" --max-test "$test" --out "reports/$name" --overwrite
   $bin poison --data "data/$name" --tokenizer "tokenizers/$name.model" --max-train 2000 --max-test 500 \
     --fraction 0.05 --k 10,20 --proj-dim 1024 --seed 0 "${classes[@]}" \
-    --kernels trntk,proj-trntk,proj-pntk,embedding,ck,grad-cos,tracin,if-head,if-proj --out "reports/$name" --overwrite
+    --kernels proj-trntk,proj-pntk,embedding,ck,grad-cos,tracin,if-head,if-proj --out "reports/$name" --overwrite
 done
