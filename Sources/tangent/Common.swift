@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import TangentAttribution
 import TangentData
 import TangentModel
 import TangentTensor
@@ -85,4 +86,26 @@ func newClassifier(for texts: [LabeledText], tokenizerPath: String, architecture
 func encodedSet(_ texts: [LabeledText], _ file: URL, for classifier: Classifier) throws -> EncodedSet {
     EncodedSet(sequences: try texts.map { try TextEncoding.encode($0.text, tokenizer: classifier.tokenizer, config: classifier.model.config) },
                labels: try classifier.labels.indices(of: texts, source: file.path))
+}
+
+/// Writes `value` as pretty JSON (NaN and infinities as strings) to `url`, atomically.
+func writeReportJSON<T: Encodable>(_ value: T, to url: URL) throws {
+    let enc = JSONEncoder()
+    enc.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+    enc.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+    try AtomicFile.write(try enc.encode(value), to: url)
+}
+
+/// Renders DIR/report.html from DIR/report.json and, when present, DIR/poisoning.json,
+/// so either command can run first. Does nothing without a comparison report.
+func renderReportPage(in dir: URL) throws {
+    let dec = JSONDecoder()
+    dec.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+    let reportURL = dir.appendingPathComponent("report.json")
+    guard FileManager.default.fileExists(atPath: reportURL.path) else { return }
+    let report = try dec.decode(ComparisonReport.self, from: Data(contentsOf: reportURL))
+    let poisonURL = dir.appendingPathComponent("poisoning.json")
+    let poisoning = FileManager.default.fileExists(atPath: poisonURL.path)
+        ? try dec.decode(PoisonReport.self, from: Data(contentsOf: poisonURL)) : nil
+    try AtomicFile.write(ReportHTML.render(report, poisoning: poisoning), to: dir.appendingPathComponent("report.html"))
 }

@@ -90,16 +90,9 @@ struct Compare: ParsableCommand {
                 report.projectionError = try Comparison.projectionError(classifier: clf, train: trainTexts, test: testTexts,
                                                                         kernels: ks.map(\.name), dims: dims, seed: seed, log: { printError($0) })
             }
-            let enc = JSONEncoder()
-            enc.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-            enc.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
-            try AtomicFile.write(try enc.encode(report), to: jsonURL)
+            try writeReportJSON(report, to: jsonURL)
             try AtomicFile.write(Comparison.markdown(report), to: outURL.appendingPathComponent("report.md"))
-            // A poisoning benchmark written into the same directory joins the page.
-            let dec = JSONDecoder()
-            dec.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
-            let poisoning = (try? Data(contentsOf: outURL.appendingPathComponent("poisoning.json"))).flatMap { try? dec.decode(PoisonReport.self, from: $0) }
-            try AtomicFile.write(ReportHTML.render(report, poisoning: poisoning), to: outURL.appendingPathComponent("report.html"))
+            try renderReportPage(in: outURL)
             print(Comparison.markdown(report))
             print("wrote \(out)/report.json, report.md and report.html")
         }

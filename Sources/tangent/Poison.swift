@@ -119,19 +119,9 @@ struct Poison: ParsableCommand {
                     bar?.update(done)
                     if done == total { bar?.finish() }
                 })
-            let enc = JSONEncoder()
-            enc.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-            enc.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
-            try AtomicFile.write(try enc.encode(report), to: jsonURL)
+            try writeReportJSON(report, to: jsonURL)
             try AtomicFile.write(Poisoning.markdown(report), to: outURL.appendingPathComponent("poisoning.md"))
-            // Add the benchmark to the comparison report's page, when there is one.
-            let reportURL = outURL.appendingPathComponent("report.json")
-            if let data = try? Data(contentsOf: reportURL) {
-                let dec = JSONDecoder()
-                dec.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
-                let comparison = try dec.decode(ComparisonReport.self, from: data)
-                try AtomicFile.write(ReportHTML.render(comparison, poisoning: report), to: outURL.appendingPathComponent("report.html"))
-            }
+            try renderReportPage(in: outURL)
             print(Poisoning.markdown(report))
             print("wrote \(out)/poisoning.json and poisoning.md")
         }

@@ -89,22 +89,13 @@ import TangentTraining
 @Suite struct TracInTests {
     /// TracIn sums eta_k-weighted loss-gradient products over saved checkpoints.
     @Test func tracinSumsCheckpoints() throws {
-        let tok = try Tokenizer(contentsOf: fixture("tokenizer-600.model"))
         let all = try DatasetReader().read(fixture("train-sample.jsonl"))
         let train = Array(all[0..<24]) + Array(all[300..<324])
-        var config = ModelConfig(vocabSize: tok.vocabSize, maxLen: 24, dModel: 16, nHeads: 2, nLayers: 1, dFF: 32, nClasses: 2, pooling: .mean)
-        config.padID = Int(tok.padID)
-        config.bosID = Int(tok.bosID)
-        let labels = try LabelSet(collecting: train)
-        let model = try TransformerClassifier<Float>.initialized(config: config, seed: 2, threads: 2)
-        let set = EncodedSet(sequences: try train.map { try TextEncoding.encode($0.text, tokenizer: tok, config: config) },
-                             labels: try labels.indices(of: train, source: "train"))
         var options = TrainingOptions()
         options.epochs = 3
         options.batchSize = 8
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("tangent-tracin-\(UUID())")
-        let clf0 = try Classifier(model: model, tokenizer: tok, labels: labels)
-        _ = try Trainer(model: model, options: options).train(set, test: nil, onEpochEnd: { s in
+        let clf0 = try trainSmallClassifier(train, dModel: 16, seed: 2, options: options, onEpochEnd: { model, s in
             try ModelDirectory.saveWeights(model, to: dir.appendingPathComponent("checkpoints/epoch-\(s.epoch).safetensors"), metadata: [:])
         })
         try clf0.save(to: dir, extra: ["training": try JSONSerialization.jsonObject(with: JSONEncoder().encode(options)),

@@ -1,7 +1,10 @@
 import Foundation
 import Testing
+import TangentData
 @testable import TangentModel
 import TangentTensor
+import TangentTokenizer
+import TangentTraining
 
 /// Deterministic pseudo-random numbers for tests.
 struct TestRNG {
@@ -73,4 +76,20 @@ func solveDense(_ a: [Double], _ b: [Double], n: Int) -> [Double] {
         x[r] = (v[r] - ((r + 1)..<n).map { m[r * n + $0] * x[$0] }.reduce(0, +)) / m[r * n + r]
     }
     return x
+}
+
+/// A small one-block classifier trained on `train` with the 600-piece fixture tokenizer
+/// (labels in sorted order); `onEpochEnd` sees each epoch's model.
+func trainSmallClassifier(_ train: [LabeledText], dModel: Int, seed: UInt64, options: TrainingOptions,
+                          onEpochEnd: (TransformerClassifier<Float>, EpochSummary) throws -> Void = { _, _ in }) throws -> Classifier {
+    let tok = try Tokenizer(contentsOf: fixture("tokenizer-600.model"))
+    var config = ModelConfig(vocabSize: tok.vocabSize, maxLen: 24, dModel: dModel, nHeads: 2, nLayers: 1, dFF: 2 * dModel, nClasses: 2, pooling: .mean)
+    config.padID = Int(tok.padID)
+    config.bosID = Int(tok.bosID)
+    let labels = try LabelSet(collecting: train)
+    let model = try TransformerClassifier<Float>.initialized(config: config, seed: seed, threads: 2)
+    let set = EncodedSet(sequences: try train.map { try TextEncoding.encode($0.text, tokenizer: tok, config: config) },
+                         labels: try labels.indices(of: train, source: "train"))
+    _ = try Trainer(model: model, options: options).train(set, test: nil, onEpochEnd: { try onEpochEnd(model, $0) })
+    return try Classifier(model: model, tokenizer: tok, labels: labels)
 }

@@ -57,21 +57,12 @@ import TangentTraining
         let (train, poisoned) = try plan.plant(in: clean)
         #expect(poisoned.count == 20)
 
-        let tok = try Tokenizer(contentsOf: fixture("tokenizer-600.model"))
-        var config = ModelConfig(vocabSize: tok.vocabSize, maxLen: 24, dModel: 32, nHeads: 2, nLayers: 1, dFF: 64, nClasses: 2, pooling: .mean)
-        config.padID = Int(tok.padID)
-        config.bosID = Int(tok.bosID)
-        let labels = try LabelSet(collecting: train)
-        let model = try TransformerClassifier<Float>.initialized(config: config, seed: 4, threads: 2)
-        let set = EncodedSet(sequences: try train.map { try TextEncoding.encode($0.text, tokenizer: tok, config: config) },
-                             labels: try labels.indices(of: train, source: "train"))
         var options = TrainingOptions()
         options.epochs = 4
         options.batchSize = 16
         options.learningRate = 3e-3
         options.dropout = 0
-        _ = try Trainer(model: model, options: options).train(set, test: nil)
-        let clf = try Classifier(model: model, tokenizer: tok, labels: labels)
+        let clf = try trainSmallClassifier(train, dModel: 32, seed: 4, options: options)
 
         let cache = FileManager.default.temporaryDirectory.appendingPathComponent("tangent-poison-\(UUID())")
         let kernels = ["if-head", "proj-trntk"].map { SurrogateKernel.named($0)! }

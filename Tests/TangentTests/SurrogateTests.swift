@@ -106,7 +106,6 @@ import TangentTensor
         }
         let z = (0..<n).flatMap { logits(W0, $0) }
         let inf = try InfluenceTransform(kind: .head, base: e.map(Float.init), logits: z.map(Float.init), classes: C, lambda: lambda)
-        let ef = e.map { Double(Float($0)) }  // the rounded embeddings the transform saw
         // Mean-loss gradient at theta (analytic), then the Hessian by central differences.
         func meanGrad(_ theta: [Double]) -> [Double] {
             var g = [Double](repeating: 0, count: theta.count)
