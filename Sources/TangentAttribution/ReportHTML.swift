@@ -120,7 +120,9 @@ public enum ReportHTML {
         var h = "<h2>Which layers carry the NTK (NFT-K decomposition)</h2>\n"
         h += "<p class=\"small\">The exact NTK is a sum of one part per layer group (embeddings, each transformer block, the final norm, the head). "
         h += "Each bar splits the kernel into those parts: summed over all test &#215; train pairs, over each test text's ten strongest proponents, "
-        h += "and over the training texts' self-kernels K(x, x), where the embedding table's own tokens dominate.</p>\n"
+        h += "and over the training texts' self-kernels K(x, x), where the embedding table's own tokens dominate. "
+        h += "Parts are signed: summed over all pairs, the head's part largely cancels between texts of different classes while the position embeddings, "
+        h += "shared by every text, add up; the top-proponent view shows what drives attributions.</p>\n"
         let groups = exact[0].layerShares!.map(\.group)
         let w = 640.0, left = 190.0, rowH = 24.0
         let rows = exact.flatMap { k in [("\(k.kernel): pairs", k.layerShares!.map(\.pairs)), ("\(k.kernel): top proponents", k.layerShares!.map(\.topProponents)),

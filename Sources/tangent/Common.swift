@@ -99,8 +99,7 @@ func writeReportJSON<T: Encodable>(_ value: T, to url: URL) throws {
 /// Renders DIR/report.html from DIR/report.json and, when present, DIR/poisoning.json,
 /// so either command can run first. Does nothing without a comparison report.
 func renderReportPage(in dir: URL) throws {
-    let dec = JSONDecoder()
-    dec.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+    let dec = reportDecoder()
     let reportURL = dir.appendingPathComponent("report.json")
     guard FileManager.default.fileExists(atPath: reportURL.path) else { return }
     let report = try dec.decode(ComparisonReport.self, from: Data(contentsOf: reportURL))
@@ -108,4 +107,11 @@ func renderReportPage(in dir: URL) throws {
     let poisoning = FileManager.default.fileExists(atPath: poisonURL.path)
         ? try dec.decode(PoisonReport.self, from: Data(contentsOf: poisonURL)) : nil
     try AtomicFile.write(ReportHTML.render(report, poisoning: poisoning), to: dir.appendingPathComponent("report.html"))
+}
+
+/// Reads report JSON as `writeReportJSON` writes it.
+func reportDecoder() -> JSONDecoder {
+    let dec = JSONDecoder()
+    dec.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+    return dec
 }
