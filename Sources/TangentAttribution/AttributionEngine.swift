@@ -336,8 +336,11 @@ public final class AttributionEngine {
     public func query(_ texts: [LabeledText], source: String, cached: Bool = false,
                       progress: (Int, Int) -> Void = { _, _ in }) throws -> QueryKernel {
         let m = texts.count, n = train.count, C = classifier.labels.count
-        let url = cache.appendingPathComponent("\(cacheStem)-test-\(fingerprint(Data(texts.map(\.text).joined(separator: "\u{1E}").utf8))).safetensors")
+        // Cached query files are named by the feature stem and a fingerprint of the texts.
+        let textsKey = fingerprint(Data(texts.map(\.text).joined(separator: "\u{1E}").utf8))
+        func cacheURL(_ stem: String) -> URL { cache.appendingPathComponent("\(stem)-test-\(textsKey).safetensors") }
         if let kind = kernel.exact, let computer = exactComputer {
+            let url = cacheURL(cacheStem)
             if cached, let f = try? SafetensorsFile(url: url), f.metadata["format"] == "tangent-exact-rows-1" {
                 return QueryKernel(rows: try f.float32("kernel", shape: [m, n]), logits: try f.float32("logits", shape: [m, C]),
                                    parts: try computer.groups.map { ($0.name, try f.float32("part.\($0.name)", shape: [m, n])) })
@@ -366,7 +369,7 @@ public final class AttributionEngine {
             if cached {
                 var options = src.featurizer.options
                 options.predictedLossLabels = finalLogits == nil
-                let url = cache.appendingPathComponent("\(src.stem)-test-\(fingerprint(Data(texts.map(\.text).joined(separator: "\u{1E}").utf8))).safetensors")
+                let url = cacheURL(src.stem)
                 let file = try (try? FeatureFile(url: url)) ?? Featurizer(classifier: src.featurizer.classifier, options: options).run(
                     texts: queryTexts, source: source, to: url, overwrite: false, progress: progress)
                 parts.append(try file.features(0..<m))
