@@ -25,8 +25,11 @@ let package = Package(
             path: "Sources/CSentencePiece",
             linkerSettings: [.linkedLibrary("sentencepiece"), .linkedLibrary("sentencepiece_train")]
         ),
+        // A matrix product with fixed per-element arithmetic (rows independent of their
+        // neighbours on every CPU), for the products whose results must be reproducible.
+        .target(name: "CFixedGemm", path: "Sources/CFixedGemm"),
         .target(name: "TangentTensor", dependencies: [
-            "CBLAS", .product(name: "Numerics", package: "swift-numerics"),
+            "CBLAS", "CFixedGemm", .product(name: "Numerics", package: "swift-numerics"),
         ]),
         .target(name: "TangentTokenizer", dependencies: ["CSentencePiece"]),
         .target(name: "TangentData", dependencies: ["TangentTensor", .product(name: "SwiftCSV", package: "SwiftCSV")]),

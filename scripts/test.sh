@@ -1,7 +1,14 @@
 #!/usr/bin/env bash
 # Runs the whole test suite in release mode. Installs missing system packages first.
+# The determinism tests run again under OpenBLAS's AVX2 (Haswell) and AVX (Sandybridge)
+# kernels: OpenBLAS picks its kernels per CPU, and bit-identity must hold on all of them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 swift build -c release --build-tests -Xswiftc -enable-testing >&2
 swift test -c release -Xswiftc -enable-testing --skip-build
+determinism='BitIdentical|FixedOrderGemm|ReproducibleFromTheSeed|IsDeterministic'
+for core in Haswell Sandybridge; do
+    echo "== determinism tests under OPENBLAS_CORETYPE=$core" >&2
+    OPENBLAS_CORETYPE=$core swift test -c release -Xswiftc -enable-testing --skip-build --filter "$determinism"
+done

@@ -6,9 +6,9 @@ import TangentTensor
 /// from a counter-based generator keyed by (seed, tensor name), with counter j, so R
 /// is a pure function of (seed, tensor, K) on every machine and any batch split.
 ///
-/// Features are also bit-identical across batch sizes, shards and thread counts:
-/// products run on fixed 64-text groups (zero-padded), whose rows BLAS computes
-/// independently of their neighbours, and contributions are added in a fixed order.
+/// Features are also bit-identical across batch sizes, shards, thread counts and CPUs:
+/// the products go through `FixedOrderGemm`, whose every element is the same sequence
+/// of operations wherever its row sits, and contributions are added in a fixed order.
 /// Memory: one block of `columnChunk x K` numbers per thread, never K x P.
 public struct Projector: Sendable, Equatable {
     public enum Distribution: String, Sendable, CaseIterable, Codable {
@@ -26,10 +26,6 @@ public struct Projector: Sendable, Equatable {
     public let threads: Int
     /// Columns of R generated and applied at a time.
     public let columnChunk = 512
-    /// Texts per product call: every call has exactly this many rows.
-    static let group = 128
-    /// Columns of the output per product call.
-    static let kTile = 256
 
     /// Row v holds the 8 entries encoded by byte v: bit i set -> -scale at position i.
     static func signTable(scale: Float) -> [Float] {
@@ -97,23 +93,24 @@ public struct Projector: Sendable, Equatable {
     public func project(_ block: GradientBlock<Float>, computer: GradientComputer<Float>, perLayer: Bool = false) -> [Float] {
         let K = dimension, B = block.batch.count, O = block.outputs
         let Pd = computer.dense.count
-        let G = Projector.group
-        let groups = (B + G - 1) / G
         let layout = computer.model.layout
         let groupNames = computer.groups.map(\.name)
         let L = perLayer ? groupNames.count : 1
-        let slab = O * groups * G * K
+        let slab = O * B * K
         func layer(_ ti: Int) -> Int { perLayer ? groupNames.firstIndex(of: layout.tensors[ti].group)! : 0 }
-        // Zero-padded [L, O, groups*G, K] accumulators: each product call has exactly G rows.
-        var padded = [Float](repeating: 0, count: L * slab)
-        var gradPad = [Float](repeating: 0, count: threads * G * columnChunk)
+        var out = [Float](repeating: 0, count: L * slab)
         var chunk = [Float](repeating: 0, count: columnChunk * K)
-        let T = threads
-        padded.withUnsafeMutableBufferPointer { fp in
-            gradPad.withUnsafeMutableBufferPointer { gp in
+        // Each thread owns a range of output columns, on 16-column panel boundaries. Every
+        // element's arithmetic is fixed (`FixedOrderGemm`), so neither this split nor a
+        // text's neighbours in the block change its features.
+        let panels = splitRange((K + 15) / 16, parts: threads).filter { !$0.isEmpty }
+        let packCount = FixedOrderGemm.packCount(depth: columnChunk)
+        var pack = [Float](repeating: 0, count: panels.count * packCount)
+        out.withUnsafeMutableBufferPointer { fp in
+            pack.withUnsafeMutableBufferPointer { pp in
                 chunk.withUnsafeMutableBufferPointer { cp in
                     block.dense.withUnsafeBufferPointer { dp in
-                        let gbuf = gp.baseAddress!, rc = cp.baseAddress!, d = dp.baseAddress!
+                        let rc = cp.baseAddress!, d = dp.baseAddress!
                         // Dense tensors, column chunk by column chunk, in model order.
                         for ti in computer.dense.tensorIndices {
                             let t = layout.tensors[ti]
@@ -124,34 +121,18 @@ public struct Projector: Sendable, Equatable {
                             while j0 < t.count {
                                 let j1 = min(t.count, j0 + columnChunk)
                                 let width = j1 - j0
-                                let parts = splitRange(width, parts: T)
+                                let parts = splitRange(width, parts: threads)
                                 parallelFor(parts.count) { p in
                                     let r = parts[p]
                                     if !r.isEmpty { self.generate(rng, columns: (j0 + r.lowerBound)..<(j0 + r.upperBound), into: rc + r.lowerBound * K) }
                                 }
-                                // Work items: (output, text group, column tile of K). Tiles have a
-                                // fixed width, so every call's shape is independent of threads.
-                                let tiles = (K + Projector.kTile - 1) / Projector.kTile
-                                let split = splitRange(O * groups * tiles, parts: T)
-                                parallelFor(split.count) { p in
-                                    let gb = gbuf + p * G * self.columnChunk
-                                    var gathered = -1
-                                    for item in split[p] {
-                                        let og = item / tiles, tile = item % tiles
-                                        let o = og / groups, grp = og % groups
-                                        if gathered != og {
-                                            // Gather the group's gradient columns, zero rows beyond B.
-                                            let rows = (grp * G)..<min(B, (grp + 1) * G)
-                                            for (r, b) in rows.enumerated() {
-                                                (gb + r * width).update(from: d + (o * B + b) * Pd + base + j0, count: width)
-                                            }
-                                            if rows.count < G { (gb + rows.count * width).update(repeating: 0, count: (G - rows.count) * width) }
-                                            gathered = og
-                                        }
-                                        let k0 = tile * Projector.kTile, kn = min(K, k0 + Projector.kTile) - k0
-                                        Float.gemm(transA: false, transB: false, m: G, n: kn, k: width, alpha: 1,
-                                                   a: gb, lda: width, b: rc + k0, ldb: K, beta: 1,
-                                                   c: f + (o * groups + grp) * G * K + k0, ldc: K)
+                                parallelFor(panels.count) { p in
+                                    let k0 = panels[p].lowerBound * 16, k1 = min(K, panels[p].upperBound * 16)
+                                    for o in 0..<O {
+                                        FixedOrderGemm.accumulate(m: B, n: k1 - k0, depth: width,
+                                                                  a: d + o * B * Pd + base + j0, lda: Pd,
+                                                                  b: rc + k0, ldb: K, c: f + o * B * K + k0, ldc: K,
+                                                                  pack: pp.baseAddress! + p * packCount)
                                     }
                                 }
                                 j0 = j1
@@ -163,28 +144,17 @@ public struct Projector: Sendable, Equatable {
         }
         if let rows = block.tokenRows {
             let tokenLayer = layer(layout.index(of: "embeddings.token.weight")!)
-            addTokenTable(block, rows: rows, computer: computer, into: &padded, offset: tokenLayer * slab, groups: groups)
-        }
-        var out = [Float](repeating: 0, count: L * O * B * K)
-        for l in 0..<L {
-            for o in 0..<O {
-                for b in 0..<B {
-                    let src = l * slab + ((o * groups) + b / G) * G * K + (b % G) * K
-                    let dst = ((l * O + o) * B + b) * K
-                    for k in 0..<K { out[dst + k] = padded[src + k] }
-                }
-            }
+            addTokenTable(block, rows: rows, computer: computer, into: &out, offset: tokenLayer * slab)
         }
         return out
     }
 
     /// The token table's part: for each distinct token id (ascending) its D columns of R,
-    /// applied to every row of that id, one fixed-shape product per row; each text's
-    /// rows thus add in (id, position) order whatever else is in the batch.
+    /// applied to every row of that id; each text's rows thus add in (id, position) order
+    /// whatever else is in the batch.
     private func addTokenTable(_ block: GradientBlock<Float>, rows: [Float], computer: GradientComputer<Float>,
-                               into padded: inout [Float], offset: Int, groups: Int) {
+                               into out: inout [Float], offset: Int) {
         let K = dimension, D = computer.model.config.dModel, B = block.batch.count, N = block.batch.tokenCount
-        let G = Projector.group
         let rng = generator(for: "embeddings.token.weight")
         var byID: [Int32: [Int]] = [:]
         for t in 0..<N { byID[block.batch.ids[t], default: []].append(t) }
@@ -194,34 +164,37 @@ public struct Projector: Sendable, Equatable {
         let batchIDs = 16
         var rbuf = [Float](repeating: 0, count: batchIDs * D * K)
         let textSplit = splitRange(B, parts: threads)
-        padded.withUnsafeMutableBufferPointer { fp in
+        let packCount = FixedOrderGemm.packCount(depth: D)
+        var pack = [Float](repeating: 0, count: textSplit.count * packCount)
+        out.withUnsafeMutableBufferPointer { fp in
             rbuf.withUnsafeMutableBufferPointer { rp in
                 rows.withUnsafeBufferPointer { xp in
-                    let f = fp.baseAddress! + offset, r = rp.baseAddress!, x = xp.baseAddress!
-                    var start = 0
-                    while start < ids.count {
-                        let some = Array(ids[start..<min(ids.count, start + batchIDs)])
-                        parallelFor(min(threads, some.count)) { p in
-                            for q in stride(from: p, to: some.count, by: self.threads) {
-                                let id = Int(some[q])
-                                self.generate(rng, columns: (id * D)..<((id + 1) * D), into: r + q * D * K)
+                    pack.withUnsafeMutableBufferPointer { pk in
+                        let f = fp.baseAddress! + offset, r = rp.baseAddress!, x = xp.baseAddress!
+                        var start = 0
+                        while start < ids.count {
+                            let some = Array(ids[start..<min(ids.count, start + batchIDs)])
+                            parallelFor(min(threads, some.count)) { p in
+                                for q in stride(from: p, to: some.count, by: self.threads) {
+                                    let id = Int(some[q])
+                                    self.generate(rng, columns: (id * D)..<((id + 1) * D), into: r + q * D * K)
+                                }
                             }
-                        }
-                        parallelFor(textSplit.count) { p in
-                            let mine = textSplit[p]
-                            for o in 0..<block.outputs {
-                                for (q, id) in some.enumerated() {
-                                    for t in byID[id]! where mine.contains(textOf[t]) {
-                                        let b = textOf[t]
-                                        let dst = f + ((o * groups) + b / G) * G * K + (b % G) * K
-                                        Float.gemm(transA: false, transB: false, m: 1, n: K, k: D, alpha: 1,
-                                                   a: x + (o * N + t) * D, lda: D, b: r + q * D * K, ldb: K,
-                                                   beta: 1, c: dst, ldc: K)
+                            parallelFor(textSplit.count) { p in
+                                let mine = textSplit[p]
+                                for o in 0..<block.outputs {
+                                    for (q, id) in some.enumerated() {
+                                        for t in byID[id]! where mine.contains(textOf[t]) {
+                                            let b = textOf[t]
+                                            FixedOrderGemm.accumulate(m: 1, n: K, depth: D, a: x + (o * N + t) * D, lda: D,
+                                                                      b: r + q * D * K, ldb: K, c: f + (o * B + b) * K, ldc: K,
+                                                                      pack: pk.baseAddress! + p * packCount)
+                                        }
                                     }
                                 }
                             }
+                            start += batchIDs
                         }
-                        start += batchIDs
                     }
                 }
             }

@@ -1,0 +1,33 @@
+#ifndef TANGENT_FIXED_GEMM_H
+#define TANGENT_FIXED_GEMM_H
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/// c[i*ldc + k] += sum over j < depth of a[i*lda + j] * b[j*ldb + k], for i < m, k < n.
+///
+/// Every element is computed as the same sequence of IEEE operations, whatever m, n, the
+/// element's row and column position, the thread or the CPU: acc = c; for j ascending,
+/// acc = acc + (a * b), each product and sum rounded on its own (no fused multiply-add).
+/// So a row's result never depends on which other rows share the call, unlike BLAS,
+/// whose micro-kernels may round rows differently by their position in a tile.
+///
+/// `pack` is caller-owned scratch of at least depth * 16 floats (none is allocated).
+void tangent_fixed_gemm(ptrdiff_t m, ptrdiff_t n, ptrdiff_t depth,
+                        const float *a, ptrdiff_t lda,
+                        const float *b, ptrdiff_t ldb,
+                        float *c, ptrdiff_t ldc, float *pack);
+
+/// The instruction set the kernel runs with: 0 baseline x86-64 (SSE2) or portable C,
+/// 1 AVX (only where the CPU has it; forcing 1 elsewhere keeps 0). Both give
+/// bit-identical results; -1 restores the automatic choice (the best available).
+void tangent_fixed_gemm_force_isa(int isa);
+/// The instruction set the next call will use (0 or 1).
+int tangent_fixed_gemm_isa(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

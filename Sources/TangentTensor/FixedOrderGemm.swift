@@ -1,0 +1,42 @@
+import CFixedGemm
+
+/// A matrix product whose every output element is the same sequence of IEEE operations
+/// (start from c, then add a[i, j] * b[j, k] for j ascending, product and sum rounded
+/// separately) whatever the shapes, the element's position, the thread or the CPU.
+///
+/// BLAS gives no such promise: OpenBLAS's AVX2 (Haswell, Zen) sgemm micro-kernels round
+/// a row differently depending on its position in a 12-row tile, so a text's projected
+/// features would depend on which texts share its batch. Products whose rows must be
+/// invariant go through this kernel; everything else stays on BLAS.
+public enum FixedOrderGemm {
+    /// The code path the kernel takes. Both give bit-identical results.
+    public enum InstructionSet: Int32, Sendable, CaseIterable {
+        /// Baseline x86-64 (SSE2), or portable C on other architectures.
+        case baseline = 0
+        /// 256-bit AVX, where the CPU and OS support it.
+        case avx = 1
+    }
+
+    /// Scratch floats `accumulate` needs for a product of this depth.
+    public static func packCount(depth: Int) -> Int { max(1, depth) * 16 }
+
+    /// c[m x n] (row stride ldc) += a[m x depth] (lda) * b[depth x n] (ldb), row-major.
+    /// `pack` holds at least `packCount(depth:)` floats.
+    @inlinable
+    public static func accumulate(m: Int, n: Int, depth: Int, a: UnsafePointer<Float>, lda: Int,
+                                  b: UnsafePointer<Float>, ldb: Int, c: UnsafeMutablePointer<Float>, ldc: Int,
+                                  pack: UnsafeMutablePointer<Float>) {
+        tangent_fixed_gemm(m, n, depth, a, lda, b, ldb, c, ldc, pack)
+    }
+
+    /// The path the next product takes.
+    public static var instructionSet: InstructionSet {
+        InstructionSet(rawValue: tangent_fixed_gemm_isa()) ?? .baseline
+    }
+
+    /// Forces a path (for tests that compare them); nil restores the automatic choice.
+    /// Forcing `.avx` on a CPU without AVX keeps the baseline path.
+    public static func force(_ isa: InstructionSet?) {
+        tangent_fixed_gemm_force_isa(isa?.rawValue ?? -1)
+    }
+}

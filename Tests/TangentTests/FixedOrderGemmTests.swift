@@ -1,0 +1,69 @@
+import Foundation
+import Testing
+import TangentTensor
+
+/// The fixed-order product behind reproducible features: each element is exactly the
+/// scalar sequence c + a0*b0 + a1*b1 + ..., on every code path and in every row position.
+@Suite(.serialized) struct FixedOrderGemmTests {
+    /// The defining sequence, in Swift scalar code (Swift never fuses multiply-add).
+    static func reference(m: Int, n: Int, depth: Int, a: [Float], b: [Float], c: [Float]) -> [Float] {
+        var out = c
+        for i in 0..<m {
+            for k in 0..<n {
+                var acc = c[i * n + k]
+                for j in 0..<depth {
+                    let p = a[i * depth + j] * b[j * n + k]
+                    acc = acc + p
+                }
+                out[i * n + k] = acc
+            }
+        }
+        return out
+    }
+
+    static func run(m: Int, n: Int, depth: Int, a: [Float], b: [Float], c: [Float]) -> [Float] {
+        var out = c
+        var pack = [Float](repeating: .nan, count: FixedOrderGemm.packCount(depth: depth))
+        out.withUnsafeMutableBufferPointer { o in
+            pack.withUnsafeMutableBufferPointer { p in
+                FixedOrderGemm.accumulate(m: m, n: n, depth: depth, a: a, lda: depth, b: b, ldb: n,
+                                          c: o.baseAddress!, ldc: n, pack: p.baseAddress!)
+            }
+        }
+        return out
+    }
+
+    @Test(arguments: [(1, 1, 1), (3, 5, 7), (4, 16, 33), (13, 37, 129), (128, 96, 512), (2, 16, 64)])
+    func equalsTheScalarSequenceBitForBitOnEveryPath(shape: (Int, Int, Int)) {
+        let (m, n, depth) = shape
+        var rng = TestRNG(UInt64(m * 1000 + n * 10 + depth))
+        // Mixed magnitudes make any change of operation order visible in the last bits.
+        let a = (0..<(m * depth)).map { _ in Float(rng.normal() * pow(10, Double(rng.int(5)) - 2)) }
+        let b = (0..<(depth * n)).map { _ in Float(rng.normal()) }
+        let c = (0..<(m * n)).map { _ in Float(rng.normal()) }
+        let expected = Self.reference(m: m, n: n, depth: depth, a: a, b: b, c: c)
+        defer { FixedOrderGemm.force(nil) }
+        for isa in FixedOrderGemm.InstructionSet.allCases {
+            FixedOrderGemm.force(isa)
+            let got = Self.run(m: m, n: n, depth: depth, a: a, b: b, c: c)
+            let diff = zip(got, expected).filter { $0.0.bitPattern != $0.1.bitPattern }.count
+            #expect(diff == 0, "\(diff) of \(m * n) elements differ on path \(FixedOrderGemm.instructionSet)")
+        }
+    }
+
+    /// What OpenBLAS's AVX2 sgemm does not promise: a row's result is the same at every
+    /// position among other rows (here every position of a 128-row product).
+    @Test func aRowsResultDoesNotDependOnItsPosition() {
+        let n = 96, depth = 64, m = 128
+        var rng = TestRNG(31)
+        let x = (0..<depth).map { _ in Float(rng.normal() * 3) }
+        let b = (0..<(depth * n)).map { _ in Float(rng.normal()) }
+        let alone = Self.run(m: 1, n: n, depth: depth, a: x, b: b, c: [Float](repeating: 0, count: n))
+        for pos in 0..<m {
+            var a = (0..<(m * depth)).map { _ in Float(rng.normal()) }
+            for j in 0..<depth { a[pos * depth + j] = x[j] }
+            let all = Self.run(m: m, n: n, depth: depth, a: a, b: b, c: [Float](repeating: 0, count: m * n))
+            #expect(Array(all[(pos * n)..<((pos + 1) * n)]) == alone, "row position \(pos)")
+        }
+    }
+}
