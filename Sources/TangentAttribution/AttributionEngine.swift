@@ -284,7 +284,7 @@ public final class AttributionEngine {
                     loss -= Foundation.log(max(1e-300, Faithfulness.probability(logits: row, classIndex: labelIndices[i])))
                 }
                 results.append((lambda, loss / Double(held.count)))
-                log(String(format: "lambda %.0e: held-out cross-entropy %.4f (%d iterations%@)", lambda, loss / Double(held.count), g.iterations, g.converged ? "" : ", not converged"))
+                log(String(format: "lambda %.0e: held-out cross-entropy %.4f (%ld iterations%@)", lambda, loss / Double(held.count), g.iterations, g.converged ? "" : ", not converged"))
                 // Stop once the held-out loss has risen twice in a row: weaker regularization
                 // only fits the training texts harder (and converges slowest).
                 let c = results.count

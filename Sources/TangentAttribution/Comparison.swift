@@ -149,7 +149,7 @@ public enum Comparison {
                                    seconds: Date().timeIntervalSince(t0), peakMemoryMiB: TangentTensor.peakMemoryMiB() ?? .nan, featuresCached: !featurized,
                                    surrogateLogOdds: measured.surrogateLogOdds, networkLogOdds: measured.networkLogOdds,
                                    layerShares: q.parts.map { layerShares(parts: $0, rows: kRows, selfParts: engine.trainSelfParts, glm: engine.glm, logits: netLogits, classes: C) })
-            log(String(format: "%@: tau %.3f (paper variant %.3f on %d texts), TAD %+.3f, agreement %.3f, lambda %g, %.0f s",
+            log(String(format: "%@: tau %.3f (paper variant %.3f on %ld texts), TAD %+.3f, agreement %.3f, lambda %g, %.0f s",
                        k.name, row.tau, row.tauProbability, row.tauProbabilityTexts, row.tad, row.agreement, row.lambda, row.seconds))
             rows.append(row)
         }
@@ -207,7 +207,7 @@ public enum Comparison {
                     err += d * d
                 } }
                 out.append(ProjectionErrorPoint(kernel: name, projDim: K, relativeError: err.squareRoot() / norm, trainTexts: n, testTexts: m))
-                log(String(format: "%@ at K = %d: relative error %.4f against the exact kernel (%d x %d texts)", name, K, err.squareRoot() / norm, m, n))
+                log(String(format: "%@ at K = %ld: relative error %.4f against the exact kernel (%ld x %ld texts)", name, K, err.squareRoot() / norm, m, n))
             }
         }
         return out

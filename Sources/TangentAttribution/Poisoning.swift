@@ -136,7 +136,7 @@ public enum Poisoning {
         let sourceClean = cleanTest.indices.filter { cleanLabels[$0] == source }
         let flipped = triggered.indices.filter { triggeredPred[$0] == target }
         let poisonSet = Set(poisoned)
-        log(String(format: "attack: %d of %d triggered '%@' test texts predicted '%@' (%.1f%%; %.1f%% without the trigger)",
+        log(String(format: "attack: %ld of %ld triggered '%@' test texts predicted '%@' (%.1f%%; %.1f%% without the trigger)",
                    flipped.count, triggered.count, plan.source, plan.target, 100 * Double(flipped.count) / Double(triggered.count),
                    100 * Double(sourceClean.filter { cleanPred[$0] == target }.count) / Double(max(1, sourceClean.count))))
         var rows: [PoisonKernelReport] = []
@@ -164,7 +164,7 @@ public enum Poisoning {
             let row = PoisonKernelReport(kernel: k.name, precisionAtK: precision, auc: aucCount == 0 ? .nan : aucSum / Double(aucCount),
                                          tauClean: mc.tau, tauTriggered: mt.tau, agreementTriggered: mt.agreement, seconds: Date().timeIntervalSince(t0))
             log(String(format: "%@: AUC %.3f, %@, tau clean %.3f, triggered %.3f", k.name, row.auc,
-                       ks.map { String(format: "precision@%d %.3f", $0, precision[$0]!) }.joined(separator: ", "), row.tauClean, row.tauTriggered))
+                       ks.map { String(format: "precision@%ld %.3f", $0, precision[$0]!) }.joined(separator: ", "), row.tauClean, row.tauTriggered))
             rows.append(row)
         }
         return PoisonReport(plan: plan, data: dataName, trainTexts: train.count, poisonedTexts: poisoned.count, testTexts: cleanTest.count,

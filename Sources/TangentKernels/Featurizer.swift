@@ -71,7 +71,7 @@ public final class Featurizer {
             let need = Featurizer.memoryEstimate(options: options, computer: c)
             let available = ProcessInfo.processInfo.physicalMemory
             guard need < available / 10 * 8 else {
-                throw FeatureStoreError(String(format: "K = %d with blocks of %d texts would need about %.1f GiB of memory, more than this machine's %.1f GiB allows; lower --proj-dim or --batch-size",
+                throw FeatureStoreError(String(format: "K = %ld with blocks of %ld texts would need about %.1f GiB of memory, more than this machine's %.1f GiB allows; lower --proj-dim or --batch-size",
                                                options.projDim, options.blockSize, Double(need) / 1_073_741_824, Double(available) / 1_073_741_824))
             }
             computer = c
@@ -142,7 +142,7 @@ public final class Featurizer {
         let t0 = Date()
         switch options.kind {
         case .embedding:
-            let logits = try model.forward(batch)
+            let logits = try model.forward(batch, rowInvariant: true)
             return (model.lastEmbeddings(), logits, nil, Date().timeIntervalSince(t0), 0)
         case .pntk, .trntk, .grad:
             let output: GradientOutput

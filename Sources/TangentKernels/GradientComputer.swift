@@ -51,11 +51,10 @@ public final class GradientComputer<T: BLASScalar>: @unchecked Sendable {
     public let includesTokenTable: Bool
     let tokenTableIndex: Int
 
-    /// Gradients over the tensors named by `prefixes` (see `ParameterSubset`).
-    /// Switches the model to row-invariant products, so a text's gradients do not
-    /// depend on the batch it is computed in.
+    /// Gradients over the tensors named by `prefixes` (see `ParameterSubset`). Its passes
+    /// run the model's row-invariant products, so a text's gradients do not depend on the
+    /// batch it is computed in; the model's other uses are left as they were.
     public init(model: TransformerClassifier<T>, prefixes: [String]) throws {
-        model.rowInvariant = true
         self.model = model
         subset = try ParameterSubset(layout: model.layout, prefixes: prefixes)
         let tokenIndex = model.layout.index(of: "embeddings.token.weight")!
@@ -103,7 +102,7 @@ public final class GradientComputer<T: BLASScalar>: @unchecked Sendable {
     @_specialize(exported: true, where T == Double)
     public func forEachOutput(_ batch: TokenBatch, output: GradientOutput, _ body: (Int, GradientBlock<T>) throws -> Void) throws {
         let C = model.config.nClasses, B = batch.count, D = model.config.dModel, N = batch.tokenCount
-        let logits = try model.forward(batch)
+        let logits = try model.forward(batch, rowInvariant: true)
         let embeddings = model.lastEmbeddings()
         let O = output.count(classes: C)
         var seeds: [[T]] = []

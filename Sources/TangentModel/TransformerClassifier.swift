@@ -31,11 +31,9 @@ public final class TransformerClassifier<T: BLASScalar>: @unchecked Sendable {
     public let parameters: UnsafeMutableBufferPointer<T>
     /// Number of shards (threads) a batch is split into.
     public let threads: Int
-    /// When true, every matrix product that mixes texts' rows runs once per text, so a
-    /// text's logits and gradients are bit-identical whatever batch, shard or thread
-    /// count it is computed in (BLAS may round a row differently depending on how many
-    /// rows share a call). Feature extraction turns this on; training leaves it off.
-    public var rowInvariant = false
+    /// Whether the last forward pass ran row-invariant products; its backward calls
+    /// follow it, so a pass is row-invariant from end to end or not at all.
+    private var rowInvariant = false
 
     private struct BlockIndices {
         let norm1w, norm1b, qkvw, qkvb, projw, projb, norm2w, norm2b, fc1w, fc1b, fc2w, fc2b: Int
@@ -72,8 +70,6 @@ public final class TransformerClassifier<T: BLASScalar>: @unchecked Sendable {
         normw = i("norm.weight"); normb = i("norm.bias"); headw = i("head.weight"); headb = i("head.bias")
         workspaces = (0..<self.threads).map { _ in Workspace<T>(nLayers: config.nLayers) }
         shardGrads = (0..<self.threads).map { _ in Buffer<T>() }
-        // The toolkit parallelizes over shards itself; BLAS runs inside each shard.
-        BLASThreads.set(1)
     }
 
     deinit { parameters.deallocate() }
@@ -112,11 +108,18 @@ public final class TransformerClassifier<T: BLASScalar>: @unchecked Sendable {
 
     /// Runs the forward pass and keeps its activations for backward calls.
     /// Returns logits [B, C], row-major.
+    ///
+    /// With `rowInvariant`, every matrix product that mixes texts' rows runs once per
+    /// text, and so do the backward calls that follow, so a text's logits, embeddings and
+    /// gradients are bit-identical whatever batch, shard or thread count computes them
+    /// (BLAS may round a row differently depending on how many rows share a call).
+    /// Feature extraction asks for it; training and prediction do not need it.
     @discardableResult
     @_specialize(exported: true, where T == Float)
     @_specialize(exported: true, where T == Double)
-    public func forward(_ batch: TokenBatch, dropout: DropoutConfig? = nil) throws -> [T] {
+    public func forward(_ batch: TokenBatch, dropout: DropoutConfig? = nil, rowInvariant: Bool = false) throws -> [T] {
         try batch.validate(for: config)
+        self.rowInvariant = rowInvariant
         let nShards = max(1, min(threads, batch.count))
         shards = splitRange(batch.count, parts: nShards)
         current = batch

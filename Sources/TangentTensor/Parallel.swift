@@ -5,10 +5,32 @@ import Foundation
 /// `TANGENT_THREADS` overrides it. Results depend on this count only through the
 /// order of floating-point sums, and are bit-identical for a fixed count.
 public enum Threads {
+    /// The most threads any command accepts: each thread owns a workspace of a whole
+    /// shard's activations, so absurd counts would only exhaust memory.
+    public static let maximum = 256
+
+    /// `TANGENT_THREADS`, or the number of active cores when it is unset or invalid
+    /// (entry points check it first with `environmentCount()` and report a bad value).
     public static var defaultCount: Int {
-        if let s = ProcessInfo.processInfo.environment["TANGENT_THREADS"], let n = Int(s), n > 0 { return n }
-        return max(1, ProcessInfo.processInfo.activeProcessorCount)
+        if let n = try? environmentCount() { return n }
+        return max(1, min(maximum, ProcessInfo.processInfo.activeProcessorCount))
     }
+
+    /// The thread count set by `TANGENT_THREADS`, nil when unset; throws when it is not a
+    /// whole number from 1 to `maximum`.
+    public static func environmentCount() throws -> Int? {
+        guard let s = ProcessInfo.processInfo.environment["TANGENT_THREADS"] else { return nil }
+        guard let n = Int(s.trimmingCharacters(in: .whitespaces)), (1...maximum).contains(n) else {
+            throw ThreadCountError("TANGENT_THREADS='\(s)' is not a whole number from 1 to \(maximum)")
+        }
+        return n
+    }
+}
+
+/// An invalid thread count from the environment.
+public struct ThreadCountError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
 }
 
 /// Runs `body(i)` for i in 0..<count on up to `count` threads and waits for all.

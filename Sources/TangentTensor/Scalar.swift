@@ -64,10 +64,14 @@ extension Double: BLASScalar {
     }
 }
 
-/// OpenBLAS's own thread pool. The toolkit parallelizes over shards of a batch itself,
-/// so it keeps BLAS single-threaded inside each shard to avoid oversubscribing cores.
+/// OpenBLAS's own thread pool, a process-wide setting. The toolkit parallelizes over
+/// shards of a batch itself and expects BLAS to run single-threaded inside each shard:
+/// programs call `set(1)` once at their entry point (the `tangent` CLI and the tests do),
+/// before any model runs. Nothing else in the toolkit changes it.
 public enum BLASThreads {
     public static func set(_ n: Int) { openblas_set_num_threads(Int32(max(1, n))) }
+    /// OpenBLAS's current thread count.
+    public static var current: Int { Int(openblas_get_num_threads()) }
 }
 
 /// Naive reference matrix product, row-major, for tests that compare it with BLAS.

@@ -24,14 +24,14 @@ struct Attribute: ParsableCommand {
     @Option(name: .customLong("text"), help: "A text to explain (repeatable).") var texts: [String] = []
     @Option(help: "A file of texts to explain (.jsonl/.csv/.tsv).") var data: String?
     @Option(help: "Kernel of the surrogate.") var kernel: String = "proj-trntk"
-    @Option(help: "Training texts listed on each side.") var top: Int = 10
-    @Option(help: "Projected dimension K of projected kernels.") var projDim: Int = 1024
-    @Option(help: "Seed of the projection and of the held-out split.") var seed: UInt64 = 0
+    @Option(parsing: .unconditional, help: "Training texts listed on each side.") var top: Int = 10
+    @Option(parsing: .unconditional, help: "Projected dimension K of projected kernels.") var projDim: Int = 1024
+    @Option(parsing: .unconditional, help: "Seed of the projection and of the held-out split.") var seed: UInt64 = 0
     @Option(help: "Directory for cached training features and surrogates.") var cache: String = "features"
     @Option(help: "TracIn checkpoints (epoch-K.safetensors; default MODEL/checkpoints).") var checkpoints: String?
     @Flag(help: "Skip the per-layer shares of the top items (exact per-layer NTK).") var noLayers = false
     @Flag(help: "One JSON object per text.") var json = false
-    @Option(help: "Threads (default: all cores, or TANGENT_THREADS).") var threads: Int?
+    @OptionGroup var threading: ThreadOptions
     @OptionGroup var columns: ColumnOptions
 
     func validate() throws {
@@ -39,13 +39,13 @@ struct Attribute: ParsableCommand {
         guard SurrogateKernel.named(kernel) != nil else {
             throw ValidationError("unknown kernel '\(kernel)'; valid: \(SurrogateKernel.all.map(\.name).joined(separator: ", "))")
         }
-        guard top >= 1 else { throw ValidationError("--top must be at least 1") }
-        guard projDim > 0 else { throw ValidationError("--proj-dim must be positive") }
+        try Check.positive(top, "--top")
+        try Check.positive(projDim, "--proj-dim")
     }
 
     func run() throws {
         try reportingErrors {
-            let nThreads = threads ?? Threads.defaultCount
+            let nThreads = threading.count
             let clf = try Classifier(directory: fileURL(model), threads: nThreads)
             let trainFile = try DataLocation.file(fileURL(train), split: "train")
             let trainTexts = try columns.reader().read(trainFile)
@@ -93,12 +93,12 @@ struct Attribute: ParsableCommand {
         out += String(format: "prediction: %@ (p = %.3f; %@ surrogate p = %.3f)\n", e.label, e.probability, kernel, e.surrogateProbability)
         out += "proponents (push toward \(e.label)):\n"
         for (i, a) in e.proponents.enumerated() {
-            out += String(format: "  %2d. %+.4f  k=%.3f  [%@] %@", i + 1, a.score, a.kernel, a.label, clip(a.text)) + shares(a.layerShares) + "\n"
+            out += String(format: "  %2ld. %+.4f  k=%.3f  [%@] %@", i + 1, a.score, a.kernel, a.label, clip(a.text)) + shares(a.layerShares) + "\n"
         }
         if e.proponents.isEmpty { out += "  (none)\n" }
         out += "opponents (push away from \(e.label)):\n"
         for (i, a) in e.opponents.enumerated() {
-            out += String(format: "  %2d. %+.4f  k=%.3f  [%@] %@", i + 1, a.score, a.kernel, a.label, clip(a.text)) + shares(a.layerShares) + "\n"
+            out += String(format: "  %2ld. %+.4f  k=%.3f  [%@] %@", i + 1, a.score, a.kernel, a.label, clip(a.text)) + shares(a.layerShares) + "\n"
         }
         if e.opponents.isEmpty { out += "  (none)\n" }
         return out

@@ -17,16 +17,24 @@ struct BenchTrain: ParsableCommand {
         discussion: "Default workload: d_model 128, 2 layers, d_ff 512, vocab 8000, 64 tokens, batch 64.")
 
     @OptionGroup var architecture: ArchitectureOptions
-    @Option(help: "Vocabulary size.") var vocab: Int = 8000
-    @Option(help: "Tokens per text.") var tokens: Int = 64
-    @Option(help: "Texts per step.") var batchSize: Int = 64
-    @Option(help: "Measured steps (after 3 warm-up steps).") var steps: Int = 20
-    @Option(help: "Threads (default: all cores, or TANGENT_THREADS).") var threads: Int?
-    @Option(help: "Dropout rate during the benchmark.") var dropout: Double = 0.1
+    @Option(parsing: .unconditional, help: "Vocabulary size.") var vocab: Int = 8000
+    @Option(parsing: .unconditional, help: "Tokens per text.") var tokens: Int = 64
+    @Option(parsing: .unconditional, help: "Texts per step.") var batchSize: Int = 64
+    @Option(parsing: .unconditional, help: "Measured steps (after 3 warm-up steps).") var steps: Int = 20
+    @OptionGroup var threading: ThreadOptions
+    @Option(parsing: .unconditional, help: "Dropout rate during the benchmark.") var dropout: Double = 0.1
+
+    func validate() throws {
+        try Check.atLeast(vocab, 5, "--vocab")
+        try Check.atLeast(tokens, 2, "--tokens")
+        try Check.positive(batchSize, "--batch-size")
+        try Check.positive(steps, "--steps")
+        try Check.rate(dropout, "--dropout")
+    }
 
     func run() throws {
         try reportingErrors {
-            let nThreads = threads ?? Threads.defaultCount
+            let nThreads = threading.count
             let a = architecture
             let config = ModelConfig(vocabSize: vocab, maxLen: tokens, dModel: a.dModel, nHeads: a.heads, nLayers: a.layers,
                                      dFF: a.dFF, nClasses: 2)
@@ -52,7 +60,7 @@ struct BenchTrain: ParsableCommand {
             print("workload: d_model \(a.dModel), \(a.layers) layers, d_ff \(a.dFF), vocab \(vocab), \(tokens) tokens, batch \(batchSize), dropout \(dropout)")
             print("threads: \(nThreads)")
             print("parameters: \(model.layout.count) (\(nonEmbedding) outside the embeddings)")
-            print(String(format: "steps: %d in %.3f s (%.2f ms/step)", steps, dt, 1000 * dt / Double(steps)))
+            print(String(format: "steps: %ld in %.3f s (%.2f ms/step)", steps, dt, 1000 * dt / Double(steps)))
             print(String(format: "throughput: %.0f tokens/s, %.1f examples/s", tokenCount / dt, Double(steps * batchSize) / dt))
             print(String(format: "approx. %.1f GFLOP/s (6 x non-embedding parameters x tokens)", flops / dt / 1e9))
             print("peak memory (VmHWM): \(peakMemoryDescription())")
@@ -72,23 +80,33 @@ struct BenchFeaturize: ParsableCommand {
         discussion: "Default workload W1: d_model 128, 2 layers, d_ff 512, vocab 8000, 64 tokens, 512 texts, K 1024, proj-pntk over all parameters.")
 
     @OptionGroup var architecture: ArchitectureOptions
-    @Option(help: "Vocabulary size.") var vocab: Int = 8000
-    @Option(help: "Tokens per text.") var tokens: Int = 64
-    @Option(help: "Texts.") var texts: Int = 512
-    @Option(help: "Projected dimension K.") var projDim: Int = 1024
+    @Option(parsing: .unconditional, help: "Vocabulary size.") var vocab: Int = 8000
+    @Option(parsing: .unconditional, help: "Tokens per text.") var tokens: Int = 64
+    @Option(parsing: .unconditional, help: "Texts.") var texts: Int = 512
+    @Option(parsing: .unconditional, help: "Projected dimension K.") var projDim: Int = 1024
     @Option(help: "pntk, trntk or grad.") var kernel: String = "pntk"
     @Option(help: "Parameter prefixes.") var params: String = "all"
-    @Option(help: "Texts per block.") var batchSize: Int = 128
-    @Option(help: "Threads (default: all cores, or TANGENT_THREADS).") var threads: Int?
+    @Option(parsing: .unconditional, help: "Texts per block.") var batchSize: Int = 128
+    @OptionGroup var threading: ThreadOptions
+
+    func validate() throws {
+        try Check.atLeast(vocab, 5, "--vocab")
+        try Check.atLeast(tokens, 2, "--tokens")
+        try Check.positive(texts, "--texts")
+        try Check.positive(projDim, "--proj-dim")
+        try Check.positive(batchSize, "--batch-size")
+        guard let kind = FeatureKind(kernelName: kernel), kind.projected else { throw ValidationError("--kernel must be pntk, trntk or grad, got '\(kernel)'") }
+        _ = try Check.list(params, "--params")
+    }
 
     func run() throws {
         try reportingErrors {
-            let nThreads = threads ?? Threads.defaultCount
+            let nThreads = threading.count
             let a = architecture
             let config = ModelConfig(vocabSize: vocab, maxLen: tokens, dModel: a.dModel, nHeads: a.heads, nLayers: a.layers, dFF: a.dFF, nClasses: 2)
             let model = try TransformerClassifier<Float>.initialized(config: config, seed: 1, threads: nThreads)
-            guard let kind = FeatureKind(kernelName: kernel), kind.projected else { throw ValidationError("--kernel must be pntk, trntk or grad") }
-            let computer = try GradientComputer(model: model, prefixes: params.split(separator: ",").map(String.init))
+            let kind = FeatureKind(kernelName: kernel)!
+            let computer = try GradientComputer(model: model, prefixes: try Check.list(params, "--params"))
             let projector = Projector(dimension: projDim, seed: 0, threads: nThreads)
             let rng = CounterRNG.derive(3, 3)
             let seqs = (0..<texts).map { i in [Int32(2)] + (1..<tokens).map { j in Int32(4 + Int(rng.bits(UInt64(i * tokens + j)) % UInt64(vocab - 4))) } }

@@ -46,14 +46,15 @@ func displayPath(_ url: URL) -> String {
 
 /// The transformer's shape, shared by `train` and the benchmarks.
 struct ArchitectureOptions: ParsableArguments {
-    @Option(help: "Model width.") var dModel: Int = 128
-    @Option(help: "Attention heads.") var heads: Int = 4
-    @Option(help: "Transformer blocks.") var layers: Int = 2
-    @Option(help: "Feed-forward width.") var dFF: Int = 512
+    @Option(parsing: .unconditional, help: "Model width.") var dModel: Int = 128
+    @Option(parsing: .unconditional, help: "Attention heads.") var heads: Int = 4
+    @Option(parsing: .unconditional, help: "Transformer blocks.") var layers: Int = 2
+    @Option(parsing: .unconditional, help: "Feed-forward width.") var dFF: Int = 512
 
     func validate() throws {
         guard dModel > 0, heads > 0, dModel % heads == 0 else { throw ValidationError("--d-model must be a positive multiple of --heads") }
-        guard layers >= 0, dFF > 0 else { throw ValidationError("--layers must be non-negative and --d-ff positive") }
+        guard layers >= 0 else { throw ValidationError("--layers must be zero or positive, got \(layers)") }
+        try Check.positive(dFF, "--d-ff")
     }
 }
 

@@ -21,10 +21,10 @@ struct Compare: ParsableCommand {
     @Option(help: "Test texts with labels (file or data directory).") var test: String
     @Option(help: "Kernels, comma-separated: trntk, pntk-norm (exact), proj-trntk, proj-pntk, embedding, ck, grad-cos, tracin, if-head, if-proj.")
     var kernels: String = "proj-trntk,proj-pntk,embedding,ck,grad-cos,if-head,if-proj"
-    @Option(help: "Projected dimension K.") var projDim: Int = 1024
-    @Option(help: "Seed of projections and of the held-out split.") var seed: UInt64 = 0
-    @Option(help: "Use a random sample of N training texts (seeded by --seed, file order kept; data files are often sorted by label).") var maxTrain: Int?
-    @Option(help: "Use a random sample of N test texts (seeded by --seed, file order kept).") var maxTest: Int?
+    @Option(parsing: .unconditional, help: "Projected dimension K.") var projDim: Int = 1024
+    @Option(parsing: .unconditional, help: "Seed of projections and of the held-out split.") var seed: UInt64 = 0
+    @Option(parsing: .unconditional, help: "Use a random sample of N training texts (seeded by --seed, file order kept; data files are often sorted by label).") var maxTrain: Int?
+    @Option(parsing: .unconditional, help: "Use a random sample of N test texts (seeded by --seed, file order kept).") var maxTest: Int?
     @Option(help: "Directory for cached features.") var cache: String = "features"
     @Option(help: "TracIn checkpoints (epoch-K.safetensors; default MODEL/checkpoints). With several models, only for the first.") var checkpoints: String?
     @Option(help: "Report directory.") var out: String
@@ -34,11 +34,13 @@ struct Compare: ParsableCommand {
     @OptionGroup var columns: ColumnOptions
 
     func validate() throws {
-        let names = kernels.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+        let names = try Check.list(kernels, "--kernels")
         if let bad = names.first(where: { SurrogateKernel.named($0) == nil }) {
             throw ValidationError("unknown kernel '\(bad)' for the report; valid: \(SurrogateKernel.all.map(\.name).joined(separator: ", "))")
         }
-        guard projDim > 0 else { throw ValidationError("--proj-dim must be positive") }
+        try Check.positive(projDim, "--proj-dim")
+        try Check.positive(maxTrain, "--max-train")
+        try Check.positive(maxTest, "--max-test")
         for d in errorDims.split(separator: ",") where Int(d.trimmingCharacters(in: .whitespaces)).map({ $0 <= 0 }) ?? true {
             throw ValidationError("--error-dims: '\(d)' is not a positive integer")
         }
@@ -66,7 +68,7 @@ struct Compare: ParsableCommand {
             guard testTexts.count >= 2 else { throw DataError("\(testFile.path): tau needs at least 2 test texts") }
             _ = try clf.labels.indices(of: trainTexts, source: trainFile.path)
             _ = try clf.labels.indices(of: testTexts, source: testFile.path)
-            let ks = kernels.split(separator: ",").map { SurrogateKernel.named($0.trimmingCharacters(in: .whitespaces))! }
+            let ks = try Check.list(kernels, "--kernels").map { SurrogateKernel.named($0)! }
             var bar: ProgressBar?
             var barLabel = ""
             var reports: [ComparisonReport] = []

@@ -22,29 +22,30 @@ struct Featurize: ParsableCommand {
     var kernel: String
     @Option(help: "Parameter tensors by name prefix, comma-separated: all, embeddings, blocks.0, norm, head, or full tensor names.")
     var params: String = "all"
-    @Option(help: "Projected dimension K.") var projDim: Int = 4096
-    @Option(help: "Seed of the random projection.") var seed: UInt64 = 0
+    @Option(parsing: .unconditional, help: "Projected dimension K.") var projDim: Int = 4096
+    @Option(parsing: .unconditional, help: "Seed of the random projection.") var seed: UInt64 = 0
     @Option(help: "Entries of the projection: rademacher or gaussian.") var distribution: String = "rademacher"
-    @Option(help: "Texts per block (memory grows with it).") var batchSize: Int = 128
+    @Option(parsing: .unconditional, help: "Texts per block (memory grows with it).") var batchSize: Int = 128
     @Flag(help: "Also store projected features per layer group (embeddings, blocks.i, norm, head), for per-layer kernels.")
     var perLayer = false
     @Option(help: "Output feature file (.safetensors).") var out: String
     @Flag(help: "Replace an existing output, or restart an unfinished one made with other settings.") var overwrite = false
-    @Option(help: "Threads (default: all cores, or TANGENT_THREADS).") var threads: Int?
+    @OptionGroup var threading: ThreadOptions
     @OptionGroup var columns: ColumnOptions
 
     func validate() throws {
         guard FeatureKind(kernelName: kernel) != nil else {
             throw ValidationError("unknown kernel '\(kernel)'; valid: \(FeatureKind.allCases.map(\.rawValue).joined(separator: ", ")) (or proj-pntk, proj-trntk, ck, grad-cos, tracin)")
         }
-        guard projDim > 0 else { throw ValidationError("--proj-dim must be positive, got \(projDim)") }
+        try Check.positive(projDim, "--proj-dim")
         guard Projector.Distribution(rawValue: distribution) != nil else { throw ValidationError("--distribution must be rademacher or gaussian") }
-        guard batchSize > 0 else { throw ValidationError("--batch-size must be positive") }
+        try Check.positive(batchSize, "--batch-size")
+        _ = try Check.list(params, "--params")
     }
 
     func run() throws {
         try reportingErrors {
-            let nThreads = threads ?? Threads.defaultCount
+            let nThreads = threading.count
             let clf = try Classifier(directory: fileURL(model), threads: nThreads)
             let file = try DataLocation.file(fileURL(data), split: "train")
             let texts = try columns.reader(requireLabels: false).read(file)
@@ -54,7 +55,7 @@ struct Featurize: ParsableCommand {
                 }
             }
             var options = FeaturizeOptions(kind: FeatureKind(kernelName: kernel)!)
-            options.params = params.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+            options.params = try Check.list(params, "--params")
             options.projDim = projDim
             options.seed = seed
             options.distribution = .init(rawValue: distribution)!
@@ -114,13 +115,15 @@ struct ExactKernelCommand: ParsableCommand {
     @Option(help: "Parameter tensors by name prefix, comma-separated.") var params: String = "all"
     @Option(help: "Output (.safetensors).") var out: String
     @Flag(help: "Replace an existing output.") var overwrite = false
-    @Option(help: "Texts per block.") var batchSize: Int = 64
+    @Option(parsing: .unconditional, help: "Texts per block.") var batchSize: Int = 64
     @OptionGroup var columns: ColumnOptions
 
     func validate() throws {
         guard NTKKind(rawValue: kernel) != nil else {
             throw ValidationError("unknown kernel '\(kernel)'; valid: \(NTKKind.allCases.map(\.rawValue).joined(separator: ", "))")
         }
+        try Check.positive(batchSize, "--batch-size")
+        _ = try Check.list(params, "--params")
     }
 
     func run() throws {
@@ -132,7 +135,7 @@ struct ExactKernelCommand: ParsableCommand {
             let reader = columns.reader(requireLabels: false)
             let a = try reader.read(fileURL(data)).map { try clf.encode($0.text) }
             let b = try dataB.map { try reader.read(fileURL($0)).map { try clf.encode($0.text) } }
-            let computer = try GradientComputer(model: clf.model, prefixes: params.split(separator: ",").map(String.init))
+            let computer = try GradientComputer(model: clf.model, prefixes: try Check.list(params, "--params"))
             let t0 = Date()
             let r = try ExactKernel.compute(computer, a: a, b: b, kind: NTKKind(rawValue: kernel)!, blockSize: batchSize)
             var w = SafetensorsWriter()

@@ -26,29 +26,29 @@ struct Poison: ParsableCommand {
     @Option(help: "The trigger phrase.") var trigger: String = "cf mn bb"
     @Option(help: "Class whose training texts are poisoned (default: the first label).") var source: String?
     @Option(help: "Label given to poisoned texts (default: the second label).") var target: String?
-    @Option(help: "Share of the source class's training texts poisoned.") var fraction: Double = 0.05
+    @Option(parsing: .unconditional, help: "Share of the source class's training texts poisoned.") var fraction: Double = 0.05
     @Option(help: "Kernels, comma-separated.") var kernels: String = "proj-trntk,proj-pntk,embedding,ck,grad-cos,if-head,if-proj"
     @Option(help: "k of precision@k, comma-separated (each at most the number of poisoned texts).") var k: String = "10,50"
-    @Option(help: "Projected dimension K.") var projDim: Int = 1024
-    @Option(help: "Use a seeded random sample of N training texts (before poisoning).") var maxTrain: Int?
-    @Option(help: "Use a seeded random sample of N test texts.") var maxTest: Int?
-    @Option(help: "Seed of sampling, poisoning, training and projections.") var seed: UInt64 = 0
+    @Option(parsing: .unconditional, help: "Projected dimension K.") var projDim: Int = 1024
+    @Option(parsing: .unconditional, help: "Use a seeded random sample of N training texts (before poisoning).") var maxTrain: Int?
+    @Option(parsing: .unconditional, help: "Use a seeded random sample of N test texts.") var maxTest: Int?
+    @Option(parsing: .unconditional, help: "Seed of sampling, poisoning, training and projections.") var seed: UInt64 = 0
     @OptionGroup var architecture: ArchitectureOptions
-    @Option(help: "Maximum tokens per text, BOS included.") var maxLen: Int = 64
-    @Option(help: "Passes over the poisoned training data.") var epochs: Int = 5
-    @Option(help: "Peak learning rate of AdamW.") var lr: Double = 1e-3
-    @Option(help: "Dropout rate.") var dropout: Double = 0.1
+    @Option(parsing: .unconditional, help: "Maximum tokens per text, BOS included.") var maxLen: Int = 64
+    @Option(parsing: .unconditional, help: "Passes over the poisoned training data.") var epochs: Int = 5
+    @Option(parsing: .unconditional, help: "Peak learning rate of AdamW.") var lr: Double = 1e-3
+    @Option(parsing: .unconditional, help: "Dropout rate.") var dropout: Double = 0.1
     @Option(help: "Also save the poisoned model in this directory.") var saveModel: String?
     @Option(help: "Directory for cached features.") var cache: String = "features"
     @Option(help: "Report directory.") var out: String
     @Flag(help: "Replace an existing poisoning report.") var overwrite = false
-    @Option(help: "Threads (default: all cores, or TANGENT_THREADS).") var threads: Int?
+    @OptionGroup var threading: ThreadOptions
     @OptionGroup var columns: ColumnOptions
 
     var ks: [Int] { k.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) } }
 
     func validate() throws {
-        if let bad = kernels.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }).first(where: { SurrogateKernel.named($0) == nil }) {
+        if let bad = try Check.list(kernels, "--kernels").first(where: { SurrogateKernel.named($0) == nil }) {
             throw ValidationError("unknown kernel '\(bad)'; valid: \(SurrogateKernel.all.map(\.name).joined(separator: ", "))")
         }
         guard fraction > 0 && fraction <= 1 else { throw ValidationError("--fraction must be in (0, 1]") }
@@ -56,7 +56,13 @@ struct Poison: ParsableCommand {
             throw ValidationError("--k must be positive integers, comma-separated")
         }
         guard !trigger.trimmingCharacters(in: .whitespaces).isEmpty else { throw ValidationError("--trigger is empty") }
-        guard projDim > 0, epochs >= 1 else { throw ValidationError("--proj-dim and --epochs must be positive") }
+        try Check.positive(projDim, "--proj-dim")
+        try Check.positive(epochs, "--epochs")
+        try Check.positive(maxTrain, "--max-train")
+        try Check.positive(maxTest, "--max-test")
+        try Check.atLeast(maxLen, 2, "--max-len")
+        try Check.positive(lr, "--lr")
+        try Check.rate(dropout, "--dropout")
     }
 
     func run() throws {
@@ -66,7 +72,7 @@ struct Poison: ParsableCommand {
             if FileManager.default.fileExists(atPath: jsonURL.path) && !overwrite {
                 throw DataError("\(jsonURL.path): already exists (pass --overwrite to replace it)")
             }
-            let nThreads = threads ?? Threads.defaultCount
+            let nThreads = threading.count
             let dataURL = fileURL(data)
             let trainFile = try DataLocation.file(dataURL, split: "train")
             guard let testFile = try test.map({ try DataLocation.file(fileURL($0), split: "test") })
@@ -110,7 +116,7 @@ struct Poison: ParsableCommand {
             var barLabel = ""
             let report = try Poisoning.evaluate(
                 classifier: clf, plan: plan, train: poisonedTrain, poisoned: poisoned, cleanTest: testTexts,
-                triggered: plan.triggered(testTexts), kernels: kernels.split(separator: ",").map { SurrogateKernel.named($0.trimmingCharacters(in: .whitespaces))! },
+                triggered: plan.triggered(testTexts), kernels: try Check.list(kernels, "--kernels").map { SurrogateKernel.named($0)! },
                 ks: ks, projDim: projDim, seed: seed, cache: fileURL(cache),
                 dataName: displayPath(trainFile) + (maxTrain.map { " (random \($0), seed \(seed))" } ?? ""),
                 log: { printError($0) },

@@ -1,4 +1,6 @@
 import ArgumentParser
+import Foundation
+import TangentTensor
 
 /// `tangent`: train, run and explain transformer text classifiers.
 @main
@@ -8,4 +10,18 @@ struct Tangent: ParsableCommand {
         abstract: "Transformer text classifiers with hand-written backward passes, for data attribution with neural tangent kernels.",
         subcommands: [TokenizerCommand.self, Train.self, Predict.self, Evaluate.self, Attribute.self, Compare.self, Poison.self, RenderReport.self, Featurize.self, Kernel.self, ExactKernelCommand.self, Bench.self]
     )
+
+    /// The process-wide settings, made once here rather than by whichever object is built
+    /// first: BLAS single-threaded (the toolkit splits batches over cores itself), and a
+    /// bad `TANGENT_THREADS` refused for every command, not only those with `--threads`.
+    static func main() {
+        BLASThreads.set(1)
+        do {
+            _ = try Threads.environmentCount()
+        } catch {
+            FileHandle.standardError.write(Data("Error: \(error)\n".utf8))
+            Foundation.exit(ExitCode.validationFailure.rawValue)
+        }
+        main(nil)
+    }
 }

@@ -17,13 +17,13 @@ struct TrainTokenizer: ParsableCommand {
 
     @Option(help: "Data file (.jsonl, .csv, .tsv) or a directory with train.*; only texts are used.")
     var data: String
-    @Option(help: "Vocabulary size, including the 4 special pieces and 256 byte pieces.")
+    @Option(parsing: .unconditional, help: "Vocabulary size, including the 4 special pieces and 256 byte pieces.")
     var vocabSize: Int
     @Option(help: "Output path of the .model file.")
     var out: String
     @Option(help: "SentencePiece algorithm: unigram or bpe.")
     var modelType: String = "unigram"
-    @Option(help: "Random seed of the trainer.")
+    @Option(parsing: .unconditional, help: "Random seed of the trainer.")
     var seed: UInt32 = 0
     @Flag(help: "Replace an existing output file.")
     var overwrite = false

@@ -27,28 +27,34 @@ struct Train: ParsableCommand {
     var overwrite = false
 
     @OptionGroup var architecture: ArchitectureOptions
-    @Option(help: "Maximum tokens per text, BOS included (longer texts are cut).") var maxLen: Int = 64
+    @Option(parsing: .unconditional, help: "Maximum tokens per text, BOS included (longer texts are cut).") var maxLen: Int = 64
     @Option(help: "Pooling: mean or cls.") var pooling: String = "mean"
 
-    @Option(help: "Passes over the training data.") var epochs: Int = 5
-    @Option(help: "Texts per step.") var batchSize: Int = 32
-    @Option(help: "Peak learning rate of AdamW.") var lr: Double = 1e-3
-    @Option(help: "Share of steps for linear warm-up.") var warmup: Double = 0.1
+    @Option(parsing: .unconditional, help: "Passes over the training data.") var epochs: Int = 5
+    @Option(parsing: .unconditional, help: "Texts per step.") var batchSize: Int = 32
+    @Option(parsing: .unconditional, help: "Peak learning rate of AdamW.") var lr: Double = 1e-3
+    @Option(parsing: .unconditional, help: "Share of steps for linear warm-up.") var warmup: Double = 0.1
     @Option(help: "Decay after warm-up: linear, cosine or constant.") var decay: String = "linear"
-    @Option(help: "AdamW weight decay (weight matrices only).") var weightDecay: Double = 0.01
-    @Option(help: "Clip the global gradient norm to this value (0: off).") var clip: Double = 1.0
-    @Option(help: "Dropout rate on embeddings and residual branches (0: off).") var dropout: Double = 0.1
-    @Option(help: "Seed of initialization, shuffling and dropout.") var seed: UInt64 = 0
+    @Option(parsing: .unconditional, help: "AdamW weight decay (weight matrices only).") var weightDecay: Double = 0.01
+    @Option(parsing: .unconditional, help: "Clip the global gradient norm to this value (0: off).") var clip: Double = 1.0
+    @Option(parsing: .unconditional, help: "Dropout rate on embeddings and residual branches (0: off).") var dropout: Double = 0.1
+    @Option(parsing: .unconditional, help: "Seed of initialization, shuffling and dropout.") var seed: UInt64 = 0
     @Flag(help: "Also keep OUT/checkpoints/epoch-K.safetensors for every epoch (for TracIn).")
     var keepCheckpoints = false
-    @Option(help: "Threads (default: all cores, or TANGENT_THREADS).") var threads: Int?
+    @OptionGroup var threading: ThreadOptions
     @OptionGroup var columns: ColumnOptions
 
     func validate() throws {
         guard ModelConfig.Pooling(rawValue: pooling) != nil else { throw ValidationError("--pooling must be mean or cls") }
         guard LearningRateSchedule.Decay(rawValue: decay) != nil else { throw ValidationError("--decay must be linear, cosine or constant") }
-        guard maxLen >= 2 else { throw ValidationError("--max-len must be at least 2") }
-        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+        try Check.atLeast(maxLen, 2, "--max-len")
+        try Check.positive(epochs, "--epochs")
+        try Check.positive(batchSize, "--batch-size")
+        try Check.positive(lr, "--lr")
+        guard warmup >= 0, warmup < 1 else { throw ValidationError("--warmup must be at least 0 and below 1, got \(warmup)") }
+        try Check.nonNegative(weightDecay, "--weight-decay")
+        try Check.nonNegative(clip, "--clip")
+        try Check.rate(dropout, "--dropout")
     }
 
     func run() throws {
@@ -63,7 +69,7 @@ struct Train: ParsableCommand {
                 ?? (trainFile == dataURL ? nil : DataLocation.optionalFile(dataURL, split: "test"))
             let reader = columns.reader()
             let trainTexts = try reader.read(trainFile)
-            let nThreads = threads ?? Threads.defaultCount
+            let nThreads = threading.count
             let classifier = try newClassifier(for: trainTexts, tokenizerPath: tokenizer, architecture: architecture, maxLen: maxLen,
                                                pooling: .init(rawValue: pooling)!, seed: seed, threads: nThreads)
             let model = classifier.model, labels = classifier.labels

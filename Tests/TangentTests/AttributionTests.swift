@@ -10,7 +10,7 @@ import TangentModel
 import TangentTokenizer
 import TangentTraining
 
-@Suite struct AttributionTests {
+@Suite(.singleThreadedBLAS) struct AttributionTests {
     @Test func attributionsDecomposeTheSurrogateAndTheCacheIsReused() throws {
         let clf = try Classifier(directory: fixture("tiny-model"), threads: 2)
         let train = Array(try DatasetReader().read(fixture("train-sample.jsonl")).prefix(80))
@@ -86,7 +86,7 @@ import TangentTraining
     }
 }
 
-@Suite struct TracInTests {
+@Suite(.singleThreadedBLAS) struct TracInTests {
     /// TracIn sums eta_k-weighted loss-gradient products over saved checkpoints.
     @Test func tracinSumsCheckpoints() throws {
         let all = try DatasetReader().read(fixture("train-sample.jsonl"))
@@ -134,7 +134,7 @@ import TangentTraining
     }
 }
 
-@Suite struct ComparisonTests {
+@Suite(.singleThreadedBLAS) struct ComparisonTests {
     @Test func measuresOnHandMadeLogits() {
         // Three texts, two classes; labels 1, 0, 1.
         let net: [Double] = [0, 2, 1, 0, 0, 5]

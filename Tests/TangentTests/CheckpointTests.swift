@@ -5,7 +5,7 @@ import TangentData
 import TangentSafetensors
 import TangentTokenizer
 
-@Suite struct CheckpointTests {
+@Suite(.singleThreadedBLAS) struct CheckpointTests {
     struct Reference: Decodable {
         struct Case: Decodable { let text: String; let ids: [Int32]; let embedding: [Double]; let logits: [Double] }
         let cases: [Case]

@@ -2,7 +2,7 @@ import Foundation
 import Testing
 import TangentData
 
-@Suite struct DataTests {
+@Suite(.singleThreadedBLAS) struct DataTests {
     func write(_ name: String, _ content: String) throws -> URL {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("tangent-data-\(UUID())")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)

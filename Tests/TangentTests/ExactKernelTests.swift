@@ -5,7 +5,7 @@ import TangentTensor
 
 /// Exact kernels against Gram matrices of explicitly materialized per-example
 /// gradients, and the identities of the kernels spec.
-@Suite struct ExactKernelTests {
+@Suite(.singleThreadedBLAS) struct ExactKernelTests {
     static func setup(classes: Int = 3, seed: UInt64 = 51) throws -> (TransformerClassifier<Double>, [[Int32]], [[Int32]]) {
         let config = tinyConfig(classes: classes)
         let model = try TransformerClassifier<Double>.initialized(config: config, seed: seed, threads: 2)

@@ -5,7 +5,7 @@ import TangentKernels
 import TangentModel
 import TangentSafetensors
 
-@Suite struct FeatureStoreTests {
+@Suite(.singleThreadedBLAS) struct FeatureStoreTests {
     static func texts(_ n: Int) throws -> [LabeledText] {
         Array(try DatasetReader().read(fixture("train-sample.jsonl")).prefix(n))
     }

@@ -4,7 +4,7 @@ import TangentTensor
 
 /// The fixed-order product behind reproducible features: each element is exactly the
 /// scalar sequence c + a0*b0 + a1*b1 + ..., on every code path and in every row position.
-@Suite(.serialized) struct FixedOrderGemmTests {
+@Suite(.serialized, .singleThreadedBLAS) struct FixedOrderGemmTests {
     /// The defining sequence, in Swift scalar code (Swift never fuses multiply-add).
     static func reference(m: Int, n: Int, depth: Int, a: [Float], b: [Float], c: [Float]) -> [Float] {
         var out = c

@@ -93,3 +93,17 @@ func trainSmallClassifier(_ train: [LabeledText], dModel: Int, seed: UInt64, opt
     _ = try Trainer(model: model, options: options).train(set, test: nil, onEpochEnd: { try onEpochEnd(model, $0) })
     return try Classifier(model: model, tokenizer: tok, labels: labels)
 }
+
+/// Runs a suite's tests with single-threaded BLAS, the process-wide setting the `tangent`
+/// entry point makes (models do not touch it themselves).
+struct SingleThreadedBLAS: SuiteTrait, TestTrait, TestScoping {
+    var isRecursive: Bool { true }
+    func provideScope(for test: Test, testCase: Test.Case?, performing function: @Sendable () async throws -> Void) async throws {
+        BLASThreads.set(1)
+        try await function()
+    }
+}
+
+extension Trait where Self == SingleThreadedBLAS {
+    static var singleThreadedBLAS: SingleThreadedBLAS { SingleThreadedBLAS() }
+}

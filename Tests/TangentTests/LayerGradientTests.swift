@@ -4,7 +4,7 @@ import TangentTensor
 
 /// Each layer's backward against Float64 central differences of a random linear
 /// functional L = sum(out * R) of its output.
-@Suite struct LayerGradientTests {
+@Suite(.singleThreadedBLAS) struct LayerGradientTests {
     @Test func linear() {
         var rng = TestRNG(1)
         let n = 5, i = 4, o = 3

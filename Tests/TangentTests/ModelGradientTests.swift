@@ -4,7 +4,7 @@ import TangentTensor
 
 /// The whole model's backward against Float64 finite differences, per-example
 /// gradients against the batch gradient, and padding invariance.
-@Suite struct ModelGradientTests {
+@Suite(.singleThreadedBLAS) struct ModelGradientTests {
     /// Loss = sum_b,c seed[b,c] * logits[b,c] for a model with parameters `theta`.
     static func seededLoss(_ model: TransformerClassifier<Double>, _ theta: [Double], _ batch: TokenBatch,
                            _ seed: [Double], dropout: DropoutConfig? = nil) -> Double {

@@ -9,7 +9,7 @@ import TangentModel
 import TangentTokenizer
 import TangentTraining
 
-@Suite struct PoisoningTests {
+@Suite(.singleThreadedBLAS) struct PoisoningTests {
     @Test func aucCountsTiesHalf() {
         #expect(Poisoning.auc(scores: [0.9, 0.8, 0.1, 0.2], positive: [0, 1]) == 1)
         #expect(Poisoning.auc(scores: [0.9, 0.8, 0.1, 0.2], positive: [2, 3]) == 0)

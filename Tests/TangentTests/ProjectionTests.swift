@@ -3,7 +3,7 @@ import TangentKernels
 @testable import TangentModel
 import TangentTensor
 
-@Suite struct ProjectionTests {
+@Suite(.singleThreadedBLAS) struct ProjectionTests {
     static func model(threads: Int = 2) throws -> TransformerClassifier<Float> {
         let config = ModelConfig(vocabSize: 40, maxLen: 12, dModel: 16, nHeads: 2, nLayers: 2, dFF: 24, nClasses: 3)
         let m = try TransformerClassifier<Float>.initialized(config: config, seed: 8, threads: threads)
@@ -116,6 +116,23 @@ import TangentTensor
         results.append(try Self.features(computer, projector, Array(texts[0..<20]), batch: 8, output: .everyLogit)
             + Self.features(computer, projector, Array(texts[20...]), batch: 13, output: .everyLogit))
         for r in results.dropFirst() { #expect(r == results[0]) }
+    }
+
+    /// What `featurize --kernel embedding` stores: e(x) and the logits of a row-invariant
+    /// forward pass.
+    @Test func embeddingsAndLogitsAreBitIdenticalAcrossBatchSizesAndThreads() throws {
+        let texts = Self.texts(41)
+        var results: [[Float]] = []
+        for (threads, batch) in [(1, 41), (2, 7), (3, 16), (2, 1)] {
+            let m = try Self.model(threads: threads)
+            var embeddings: [Float] = [], logits: [Float] = []
+            for s in stride(from: 0, to: texts.count, by: batch) {
+                logits += try m.forward(TokenBatch(sequences: Array(texts[s..<min(texts.count, s + batch)])), rowInvariant: true)
+                embeddings += m.lastEmbeddings()
+            }
+            results.append(embeddings + logits)
+        }
+        for (i, r) in results.enumerated().dropFirst() { #expect(r == results[0], "configuration \(i) differs") }
     }
 
     @Test func perLayerFeaturesAreTheGroupsProjectionsAndSumToTheWhole() throws {

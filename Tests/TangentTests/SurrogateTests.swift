@@ -3,7 +3,7 @@ import Testing
 import TangentAttribution
 import TangentTensor
 
-@Suite struct SurrogateTests {
+@Suite(.singleThreadedBLAS) struct SurrogateTests {
     /// Two one-hot texts of two classes with K = I: by symmetry W = [[w, -w], [-w, w]],
     /// b = 0, and the optimum solves 2 / (1 + e^{2w}) = 4 lambda w.
     @Test func solverReachesAnAnalyticOptimum() {
@@ -92,7 +92,7 @@ import TangentTensor
     }
 }
 
-@Suite struct HeadInfluenceTests {
+@Suite(.singleThreadedBLAS) struct HeadInfluenceTests {
     /// if-head against a direct dense computation: the Hessian of the mean training loss by
     /// finite differences of analytic gradients, solved by Gaussian elimination.
     @Test func equalsADirectDenseComputation() throws {

@@ -2,7 +2,7 @@ import Foundation
 import Testing
 import TangentTensor
 
-@Suite struct TensorTests {
+@Suite(.singleThreadedBLAS) struct TensorTests {
     @Test func vectorizedFloatExpAndErfMatchLibm() {
         var worstExp = 0.0, worstErf = 0.0
         for i in 0...200_000 {

@@ -2,7 +2,7 @@ import Foundation
 import Testing
 import TangentTokenizer
 
-@Suite struct TokenizerTests {
+@Suite(.singleThreadedBLAS) struct TokenizerTests {
     struct Fixture: Decodable {
         struct Meta: Decodable { let vocab_size, pad_id, unk_id, bos_id, eos_id: Int }
         struct Case: Decodable { let text: String; let ids: [Int32] }

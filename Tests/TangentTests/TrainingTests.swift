@@ -5,7 +5,7 @@ import TangentModel
 import TangentTokenizer
 import TangentTraining
 
-@Suite struct TrainingTests {
+@Suite(.singleThreadedBLAS) struct TrainingTests {
     /// Movie-snippets texts shipped with the test fixtures' tokenizer.
     func encodedSubset(_ n: Int, config: ModelConfig, tokenizer: Tokenizer) throws -> (EncodedSet, LabelSet) {
         let rows = try DatasetReader().read(fixture("train-sample.jsonl")).prefix(n)

@@ -1,0 +1,63 @@
+import ArgumentParser
+import Foundation
+import TangentTensor
+
+// Every numeric option is checked here at parse time (`validate()`), so a bad value is a
+// usage error naming the option; preconditions deeper down are for programmer errors only.
+// Numeric options parse `.unconditional`ly, so `--epochs -1` reaches these checks instead
+// of being taken for an option ("Missing value").
+
+/// Checks of option values, each throwing a `ValidationError` that names the option.
+enum Check {
+    static func positive(_ value: Int, _ option: String) throws {
+        guard value > 0 else { throw ValidationError("\(option) must be positive, got \(value)") }
+    }
+
+    static func positive(_ value: Int?, _ option: String) throws {
+        if let value { try positive(value, option) }
+    }
+
+    static func atLeast(_ value: Int, _ minimum: Int, _ option: String) throws {
+        guard value >= minimum else { throw ValidationError("\(option) must be at least \(minimum), got \(value)") }
+    }
+
+    static func positive(_ value: Double, _ option: String) throws {
+        guard value > 0, value.isFinite else { throw ValidationError("\(option) must be positive, got \(value)") }
+    }
+
+    static func nonNegative(_ value: Double, _ option: String) throws {
+        guard value >= 0, value.isFinite else { throw ValidationError("\(option) must be zero or positive, got \(value)") }
+    }
+
+    /// A rate such as dropout: in [0, 1).
+    static func rate(_ value: Double, _ option: String) throws {
+        guard value >= 0, value < 1 else { throw ValidationError("\(option) must be at least 0 and below 1, got \(value)") }
+    }
+
+    /// A comma-separated list with at least one entry and no empty ones, entries trimmed.
+    static func list(_ value: String, _ option: String) throws -> [String] {
+        let items = value.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
+        guard items.contains(where: { !$0.isEmpty }) else { throw ValidationError("\(option) is empty; give at least one entry") }
+        guard !items.contains(where: \.isEmpty) else { throw ValidationError("\(option) '\(value)' has an empty entry") }
+        return items
+    }
+}
+
+/// `--threads`, shared by every command that computes; also checks `TANGENT_THREADS`.
+struct ThreadOptions: ParsableArguments {
+    @Option(parsing: .unconditional, help: "Threads, 1 to \(Threads.maximum) (default: TANGENT_THREADS, or all cores).")
+    var threads: Int?
+
+    func validate() throws {
+        if let threads {
+            guard (1...Threads.maximum).contains(threads) else {
+                throw ValidationError("--threads must be from 1 to \(Threads.maximum), got \(threads)")
+            }
+        } else {
+            do { _ = try Threads.environmentCount() } catch { throw ValidationError("\(error)") }
+        }
+    }
+
+    /// The thread count to use.
+    var count: Int { threads ?? Threads.defaultCount }
+}
