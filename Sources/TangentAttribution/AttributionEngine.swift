@@ -212,12 +212,12 @@ public final class AttributionEngine {
                 let featurizer = try Featurizer(classifier: model, options: options)
                 let stem = "\(kernel.features.rawValue)-K\(kernel.features.projected ? projDim : 0)-s\(kernel.features.projected ? seed : 0)-\(Featurizer.modelFingerprint(model.model))-\(textsID)"
                 let featureURL = cache.appendingPathComponent("\(stem).safetensors")
-                if let f = try? FeatureFile(url: featureURL) {
+                if let f = FeatureFile.cached(featureURL, log: log) {
                     files.append(f)
                     log("using cached training features \(featureURL.path)")
                 } else {
                     log("featurizing \(train.count) training texts (\(kernel.features.rawValue)\(kernel.features.projected ? ", K = \(projDim)" : "")) into \(featureURL.path)")
-                    files.append(try featurizer.run(texts: train, source: "training data", to: featureURL, overwrite: false, progress: progress))
+                    files.append(try featurizer.run(texts: train, source: "training data", to: featureURL, replace: .anyFile, progress: progress))
                 }
                 sources.append((featurizer, stem, scale))
             }
@@ -333,7 +333,7 @@ public final class AttributionEngine {
     /// gradients (grad-cos, influence) use the network's predicted label (kernels spec).
     /// With `cached`, the query's features (or exact rows) are kept in the cache
     /// directory under a name fingerprinting the texts, and reused.
-    public func query(_ texts: [LabeledText], source: String, cached: Bool = false,
+    public func query(_ texts: [LabeledText], source: String, cached: Bool = false, log: (String) -> Void = { _ in },
                       progress: (Int, Int) -> Void = { _, _ in }) throws -> QueryKernel {
         let m = texts.count, n = train.count, C = classifier.labels.count
         // Cached query files are named by the feature stem and a fingerprint of the texts.
@@ -370,8 +370,8 @@ public final class AttributionEngine {
                 var options = src.featurizer.options
                 options.predictedLossLabels = finalLogits == nil
                 let url = cacheURL(src.stem)
-                let file = try (try? FeatureFile(url: url)) ?? Featurizer(classifier: src.featurizer.classifier, options: options).run(
-                    texts: queryTexts, source: source, to: url, overwrite: false, progress: progress)
+                let file = try FeatureFile.cached(url, log: log) ?? Featurizer(classifier: src.featurizer.classifier, options: options).run(
+                    texts: queryTexts, source: source, to: url, replace: .anyFile, progress: progress)
                 parts.append(try file.features(0..<m))
                 logits = try file.logits()
             } else {

@@ -123,7 +123,7 @@ public enum Comparison {
                                                progress: { featurized = true; progress("\(k.name) train", $0, $1) })
             // Test kernel rows through the same cache (resumable).
             let m = test.count, n = train.count
-            let q = try engine.query(test, source: testName, cached: true, progress: { featurized = true; progress("\(k.name) test", $0, $1) })
+            let q = try engine.query(test, source: testName, cached: true, log: log, progress: { featurized = true; progress("\(k.name) test", $0, $1) })
             let kRows = q.rows
             let netLogits = q.logits.map(Double.init)
             let z = engine.glm.logits(kernelRows: kRows)

@@ -146,8 +146,8 @@ public enum Poisoning {
             let engine = try AttributionEngine(classifier: classifier, train: train, kernel: k, projDim: projDim, seed: seed, cache: cache,
                                                log: log, progress: { progress("\(k.name) train", $0, $1) })
             let n = train.count
-            let qT = try engine.query(triggered, source: "triggered test texts", cached: true, progress: { progress("\(k.name) triggered", $0, $1) })
-            let qC = try engine.query(cleanTest, source: dataName, cached: true, progress: { progress("\(k.name) clean", $0, $1) })
+            let qT = try engine.query(triggered, source: "triggered test texts", cached: true, log: log, progress: { progress("\(k.name) triggered", $0, $1) })
+            let qC = try engine.query(cleanTest, source: dataName, cached: true, log: log, progress: { progress("\(k.name) clean", $0, $1) })
             var precision = [Int: Double](uniqueKeysWithValues: ks.map { ($0, 0.0) })
             var aucSum = 0.0, aucCount = 0
             for t in flipped {

@@ -96,7 +96,8 @@ public struct FeatureStoreError: Error, CustomStringConvertible {
 /// up front) is written first and the data area preallocated; each finished block is
 /// written in place and then flagged in the `done` tensor, so a run interrupted at any
 /// point resumes without redoing finished blocks. The file is built under
-/// `NAME.partial` and renamed to `NAME` when complete.
+/// `NAME.partial`, locked (flock) for the whole run so a second run on the same output
+/// refuses at once, and renamed over `NAME` in one rename(2) when complete.
 ///
 /// Tensors: `features` F32 [n, outputs, width]; `logits` F32 [n, C]; `labels` I64 [n]
 /// (-1: none); `lines` I64 [n] (line or row of each text in its source); `done` U8 [blocks];
@@ -107,29 +108,44 @@ public final class FeatureWriter {
     public let metadata: FeatureMetadata
     public let blocks: Int
     private let handle: FileHandle
+    private let lock: OutputLock
     private let offsets: [String: Int]
     /// Blocks already finished (by an earlier, interrupted run included).
     public private(set) var done: [Bool]
 
-    /// Opens or creates `url.partial`. An existing partial file with the same metadata
-    /// is resumed; one with different metadata is an error unless `overwrite`.
-    public init(url: URL, metadata: FeatureMetadata, labels: [Int64], lines: [Int64], overwrite: Bool) throws {
+    /// What may happen to an existing file at the output path.
+    public enum Replace: Sendable {
+        /// Refuse (the default without `--overwrite`).
+        case never
+        /// Replace a finished or damaged tangent feature file, nothing else (`--overwrite`).
+        case featureFile
+        /// Replace any regular file: for cache entries, whose names the toolkit chose.
+        case anyFile
+    }
+
+    /// Opens or creates `url.partial` and locks it. An existing partial file with the
+    /// same metadata is resumed; one with other metadata is started again only when
+    /// `replace` allows replacing the output.
+    public init(url: URL, metadata: FeatureMetadata, labels: [Int64], lines: [Int64], replace: Replace) throws {
         self.url = url
         self.partialURL = URL(fileURLWithPath: url.path + ".partial")
         self.metadata = metadata
         let n = metadata.texts
         blocks = (n + metadata.blockSize - 1) / metadata.blockSize
-        let fm = FileManager.default
-        if fm.fileExists(atPath: url.path) && !overwrite {
-            throw FeatureStoreError("\(url.path): already exists (pass --overwrite to replace it)")
-        }
+        try FeatureWriter.checkOutput(url, replace: replace)
+        lock = try OutputLock(partialURL, what: "this feature file", removeWhenDone: false)
+        // Checked again under the lock: another run may have finished it meanwhile.
+        try FeatureWriter.checkOutput(url, replace: replace)
         var resumed = false
-        if fm.fileExists(atPath: partialURL.path) {
-            if let old = try? SafetensorsFile(url: partialURL),
-               let oldMeta = try? FeatureMetadata(strings: old.metadata, path: partialURL.path), oldMeta == metadata {
+        var size = stat()
+        let partial = partialURL
+        if fstat(lock.fileDescriptor, &size) == 0, size.st_size > 0 {
+            let oldMeta = (try? SafetensorsFile(url: partial)).flatMap { try? FeatureMetadata(strings: $0.metadata, path: partial.path) }
+            if oldMeta == metadata {
                 resumed = true
-            } else if !overwrite {
-                throw FeatureStoreError("\(partialURL.path): an unfinished feature file made with other settings exists; pass --overwrite to start again")
+            } else if replace == .never {
+                let why = oldMeta.map { "it differs in " + FeatureWriter.differences($0, metadata) } ?? "it is not a readable feature file"
+                throw FeatureStoreError("\(partial.path): an unfinished feature file exists and cannot be resumed (\(why)); pass --overwrite to start again")
             }
         }
         var shapes: [(String, SafetensorsDType, [Int])] = [
@@ -156,14 +172,7 @@ public final class FeatureWriter {
         while (h.utf8.count + 8) % 8 != 0 { h += " " }
         let dataStart = 8 + h.utf8.count
         offsets = offs.mapValues { $0 + dataStart }
-        if !resumed {
-            try? fm.removeItem(at: partialURL)
-            try fm.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
-            guard fm.createFile(atPath: partialURL.path, contents: nil) else {
-                throw FeatureStoreError("\(partialURL.path): cannot create file")
-            }
-        }
-        handle = try FileHandle(forUpdating: partialURL)
+        handle = FileHandle(fileDescriptor: lock.fileDescriptor, closeOnDealloc: false)
         done = [Bool](repeating: false, count: blocks)
         if resumed {
             let data = try SafetensorsFile(url: partialURL)
@@ -175,6 +184,7 @@ public final class FeatureWriter {
             var len = UInt64(h.utf8.count).littleEndian
             withUnsafeBytes(of: &len) { prefix.append(contentsOf: $0) }
             prefix.append(contentsOf: Array(h.utf8))
+            try handle.truncate(atOffset: 0)
             try handle.truncate(atOffset: UInt64(dataStart + off))
             try handle.seek(toOffset: 0)
             try handle.write(contentsOf: prefix)
@@ -184,7 +194,29 @@ public final class FeatureWriter {
         }
     }
 
-    deinit { try? handle.close() }
+    /// Refuses an existing output that `replace` does not allow replacing.
+    public static func checkOutput(_ url: URL, replace: Replace) throws {
+        try OutputPath.checkFile(url, kind: "feature file", overwrite: replace != .never) { existing in
+            // A file whose header names it a feature file, finished or damaged further on.
+            replace == .anyFile || SafetensorsFile.formatTag(of: existing) == "tangent-features-1"
+        }
+    }
+
+    /// The settings in which two feature files' metadata differ, in words.
+    static func differences(_ a: FeatureMetadata, _ b: FeatureMetadata) -> String {
+        var out: [String] = []
+        if a.kernel != b.kernel { out.append("kernel (\(a.kernel) vs \(b.kernel) now)") }
+        if a.modelFingerprint != b.modelFingerprint { out.append("model (\(a.modelPath) vs \(b.modelPath) now)") }
+        if a.params != b.params { out.append("parameters (\(a.params) vs \(b.params) now)") }
+        if a.projDim != b.projDim { out.append("K (\(a.projDim) vs \(b.projDim) now)") }
+        if a.seed != b.seed { out.append("seed (\(a.seed) vs \(b.seed) now)") }
+        if a.distribution != b.distribution { out.append("distribution (\(a.distribution) vs \(b.distribution) now)") }
+        if a.blockSize != b.blockSize { out.append("batch size (\(a.blockSize) vs \(b.blockSize) now)") }
+        if a.textsFingerprint != b.textsFingerprint || a.texts != b.texts { out.append("texts (\(a.texts) texts of \(a.source) vs \(b.texts) of \(b.source) now)") }
+        if a.layerGroups != b.layerGroups { out.append("per-layer groups ('\(a.layerGroups)' vs '\(b.layerGroups)' now)") }
+        if out.isEmpty { out.append("other metadata") }
+        return out.joined(separator: ", ")
+    }
 
     private func write(_ data: Data, at offset: Int) throws {
         try handle.seek(toOffset: UInt64(offset))
@@ -216,13 +248,12 @@ public final class FeatureWriter {
         done[b] = true
     }
 
-    /// Renames the finished file into place; fails if a block is missing.
+    /// Renames the finished file over the output in one rename(2), while still holding
+    /// the lock; fails if a block is missing.
     public func finish() throws {
         guard let missing = done.firstIndex(of: false) else {
             try handle.synchronize()
-            try? handle.close()
-            if FileManager.default.fileExists(atPath: url.path) { try FileManager.default.removeItem(at: url) }
-            guard rename(partialURL.path, url.path) == 0 else { throw FeatureStoreError("\(url.path): cannot rename the finished file into place") }
+            try AtomicFile.replace(url, with: partialURL)
             return
         }
         throw FeatureStoreError("\(partialURL.path): block \(missing) is not finished")
@@ -231,6 +262,19 @@ public final class FeatureWriter {
 
 /// A finished feature file, validated and memory-mapped.
 public struct FeatureFile: @unchecked Sendable {
+    /// The cache entry at `url`, or nil when there is none or it is unusable (truncated,
+    /// corrupt, unfinished); an unusable one is reported through `log`, and the caller
+    /// rebuilds it (with `FeatureWriter.Replace.anyFile`).
+    public static func cached(_ url: URL, log: (String) -> Void) -> FeatureFile? {
+        guard FileManager.default.fileExists(atPath: url.path) else { return nil }
+        do {
+            return try FeatureFile(url: url)
+        } catch {
+            log("cached \(url.path) is unusable (\(error)); rebuilding it")
+            return nil
+        }
+    }
+
     public let url: URL
     public let metadata: FeatureMetadata
     let file: SafetensorsFile

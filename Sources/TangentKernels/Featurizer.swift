@@ -183,9 +183,10 @@ public final class Featurizer {
         }
     }
 
-    /// Featurizes `texts` into `url`, resuming an interrupted run with the same settings.
+    /// Featurizes `texts` into `url`, resuming an interrupted run with the same settings;
+    /// `replace` says what may happen to an existing output (see `FeatureWriter`).
     /// `progress(done, total)` reports texts finished.
-    public func run(texts: [LabeledText], source: String, to url: URL, overwrite: Bool,
+    public func run(texts: [LabeledText], source: String, to url: URL, replace: FeatureWriter.Replace,
                     progress: (Int, Int) -> Void = { _, _ in }) throws -> FeatureFile {
         let (O, W) = shape
         let meta = FeatureMetadata(
@@ -199,7 +200,7 @@ public final class Featurizer {
         var metadata = meta
         if options.perLayer && options.kind.projected { metadata.layerGroups = computer!.groups.map(\.name).joined(separator: ",") }
         let labels = texts.map { Int64($0.label.flatMap(classifier.labels.index(of:)) ?? -1) }
-        let writer = try FeatureWriter(url: url, metadata: metadata, labels: labels, lines: texts.map { Int64($0.line) }, overwrite: overwrite)
+        let writer = try FeatureWriter(url: url, metadata: metadata, labels: labels, lines: texts.map { Int64($0.line) }, replace: replace)
         var finished = writer.done.enumerated().filter(\.element).reduce(0) { $0 + writer.range(ofBlock: $1.offset).count }
         progress(finished, texts.count)
         for b in 0..<writer.blocks where !writer.done[b] {

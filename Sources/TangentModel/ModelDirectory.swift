@@ -11,6 +11,22 @@ public struct ModelDirectory {
     public static let weightsFile = "model.safetensors"
     public static let tokenizerFile = "tokenizer.model"
     public static let labelsFile = "labels.json"
+    /// Files whose presence marks a directory as a saved model.
+    public static let markerFiles = [configFile, weightsFile, tokenizerFile, labelsFile]
+    /// Subdirectory of per-epoch checkpoints (`epoch-K.safetensors`).
+    public static let checkpointsDirectory = "checkpoints"
+
+    /// Removes the per-epoch checkpoints `epoch-K.safetensors` of a model directory
+    /// being retrained, and nothing else: other files, and the directory itself, stay.
+    public static func removeCheckpoints(in directory: URL) throws {
+        let dir = directory.appendingPathComponent(checkpointsDirectory)
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: dir.path) else { return }
+        for name in names where name.hasPrefix("epoch-") && name.hasSuffix(".safetensors") {
+            guard unlink(dir.appendingPathComponent(name).path) == 0 else {
+                throw OutputError("\(dir.appendingPathComponent(name).path): cannot remove the old checkpoint: \(systemErrorDescription())")
+            }
+        }
+    }
 
     /// Writes the parameters of `model` as float32 safetensors with the spec's names and
     /// shapes (PyTorch `state_dict` layout), atomically.

@@ -79,6 +79,20 @@ public struct SafetensorsFile: @unchecked Sendable {
         try self.init(data: data, path: path)
     }
 
+    /// The `format` entry of a file's header metadata, read from the header alone (so a
+    /// file whose data is damaged still tells what it is); nil when there is none.
+    public static func formatTag(of url: URL) -> String? {
+        guard let h = try? FileHandle(forReadingFrom: url) else { return nil }
+        defer { try? h.close() }
+        guard let len = try? h.read(upToCount: 8), len.count == 8 else { return nil }
+        var n: UInt64 = 0
+        for (i, byte) in len.enumerated() { n |= UInt64(byte) << (8 * UInt64(i)) }
+        guard n <= 100_000_000, let header = try? h.read(upToCount: Int(n)), header.count == Int(n),
+              let json = try? JSONSerialization.jsonObject(with: header) as? [String: Any],
+              let meta = json["__metadata__"] as? [String: Any] else { return nil }
+        return meta["format"] as? String
+    }
+
     /// Parses safetensors bytes held in memory; `path` names them in errors.
     public init(data: Data, path: String) throws {
         self.path = path

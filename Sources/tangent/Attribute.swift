@@ -45,6 +45,7 @@ struct Attribute: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
+            try checkCacheDirectory(cache)
             let nThreads = threading.count
             let clf = try Classifier(directory: fileURL(model), threads: nThreads)
             let trainFile = try DataLocation.file(fileURL(train), split: "train")

@@ -3,6 +3,7 @@ import Foundation
 import TangentAttribution
 import TangentData
 import TangentModel
+import TangentSafetensors
 import TangentTensor
 import TangentTokenizer
 import TangentTraining
@@ -115,4 +116,37 @@ func reportDecoder() -> JSONDecoder {
     let dec = JSONDecoder()
     dec.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
     return dec
+}
+
+/// Checks a file output before any work (see `OutputPath.checkFile`) and locks it for
+/// the run; keep the lock alive until the file is written. `isSameKind` says whether an
+/// existing file is one `--overwrite` may replace.
+func claimOutputFile(_ path: String, kind: String, overwrite: Bool, isSameKind: (URL) -> Bool) throws -> OutputLock {
+    let url = fileURL(path)
+    try OutputPath.checkFile(url, kind: kind, overwrite: overwrite, isSameKind: isSameKind)
+    let lock = try OutputLock(guarding: url, what: "\(url.path)")
+    // Again under the lock: a run that held it may have written the file meanwhile.
+    try OutputPath.checkFile(url, kind: kind, overwrite: overwrite, isSameKind: isSameKind)
+    return lock
+}
+
+/// Checks an output directory before any work (see `OutputPath.checkDirectory`) and
+/// locks it for the run.
+func claimOutputDirectory(_ path: String, kind: String, markers: [String], overwrite: Bool,
+                          allowOtherFiles: Bool = false) throws -> OutputLock {
+    let url = fileURL(path)
+    try OutputPath.checkDirectory(url, kind: kind, markers: markers, overwrite: overwrite, allowOtherFiles: allowOtherFiles)
+    let lock = try OutputLock(guarding: url, what: "the \(kind) in \(url.path)")
+    try OutputPath.checkDirectory(url, kind: kind, markers: markers, overwrite: overwrite, allowOtherFiles: allowOtherFiles)
+    return lock
+}
+
+/// Whether `url` is a safetensors file whose header carries the format tag `format`.
+func hasFormat(_ format: String) -> (URL) -> Bool {
+    { SafetensorsFile.formatTag(of: $0) == format }
+}
+
+/// A cache directory must be a directory we can write in.
+func checkCacheDirectory(_ path: String) throws {
+    try OutputPath.checkDirectory(fileURL(path), kind: "feature cache", markers: [], overwrite: true, allowOtherFiles: true)
 }

@@ -50,9 +50,10 @@ struct Compare: ParsableCommand {
         try reportingErrors {
             let outURL = fileURL(out)
             let jsonURL = outURL.appendingPathComponent("report.json")
-            if FileManager.default.fileExists(atPath: jsonURL.path) && !overwrite {
-                throw DataError("\(jsonURL.path): already exists (pass --overwrite to replace it)")
-            }
+            let lock = try claimOutputDirectory(out, kind: "comparison report", markers: ["report.json", "report.md"], overwrite: overwrite,
+                                               allowOtherFiles: true)
+            defer { withExtendedLifetime(lock) {} }
+            try checkCacheDirectory(cache)
             let classifiers = try model.map { try Classifier(directory: fileURL($0)) }
             let clf = classifiers[0]
             if let other = classifiers.dropFirst().first(where: { $0.labels != clf.labels }) {

@@ -45,6 +45,7 @@ struct Featurize: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
+            try FeatureWriter.checkOutput(fileURL(out), replace: overwrite ? .featureFile : .never)
             let nThreads = threading.count
             let clf = try Classifier(directory: fileURL(model), threads: nThreads)
             let file = try DataLocation.file(fileURL(data), split: "train")
@@ -65,7 +66,7 @@ struct Featurize: ParsableCommand {
             let f = try Featurizer(classifier: clf, options: options)
             let bar = ProgressBar(total: texts.count, label: "featurize \(options.kind.rawValue)")
             let t0 = Date()
-            let result = try f.run(texts: texts, source: displayPath(file), to: fileURL(out), overwrite: overwrite) { done, total in
+            let result = try f.run(texts: texts, source: displayPath(file), to: fileURL(out), replace: overwrite ? .featureFile : .never) { done, total in
                 bar.update(done, status: "")
             }
             bar.finish()
@@ -89,9 +90,8 @@ struct Kernel: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            if FileManager.default.fileExists(atPath: out) && !overwrite {
-                throw DataError("\(out): already exists (pass --overwrite to replace it)")
-            }
+            let lock = try claimOutputFile(out, kind: "kernel file", overwrite: overwrite, isSameKind: hasFormat("tangent-kernel-1"))
+            defer { withExtendedLifetime(lock) {} }
             let fa = try FeatureFile(url: fileURL(a))
             let fb = try b.map { try FeatureFile(url: fileURL($0)) } ?? fa
             let bar = ProgressBar(total: fa.metadata.texts, label: "kernel")
@@ -128,9 +128,8 @@ struct ExactKernelCommand: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            if FileManager.default.fileExists(atPath: out) && !overwrite {
-                throw DataError("\(out): already exists (pass --overwrite to replace it)")
-            }
+            let lock = try claimOutputFile(out, kind: "kernel file", overwrite: overwrite, isSameKind: hasFormat("tangent-kernel-1"))
+            defer { withExtendedLifetime(lock) {} }
             let clf = try Classifier(directory: fileURL(model))
             let reader = columns.reader(requireLabels: false)
             let a = try reader.read(fileURL(data)).map { try clf.encode($0.text) }

@@ -69,9 +69,12 @@ struct Poison: ParsableCommand {
         try reportingErrors {
             let outURL = fileURL(out)
             let jsonURL = outURL.appendingPathComponent("poisoning.json")
-            if FileManager.default.fileExists(atPath: jsonURL.path) && !overwrite {
-                throw DataError("\(jsonURL.path): already exists (pass --overwrite to replace it)")
-            }
+            let lock = try claimOutputDirectory(out, kind: "poisoning report", markers: ["poisoning.json", "poisoning.md"], overwrite: overwrite,
+                                               allowOtherFiles: true)
+            defer { withExtendedLifetime(lock) {} }
+            try checkCacheDirectory(cache)
+            let modelLock = try saveModel.map { try claimOutputDirectory($0, kind: "model directory", markers: ModelDirectory.markerFiles, overwrite: overwrite) }
+            defer { withExtendedLifetime(modelLock) {} }
             let nThreads = threading.count
             let dataURL = fileURL(data)
             let trainFile = try DataLocation.file(dataURL, split: "train")

@@ -39,9 +39,9 @@ struct TrainTokenizer: ParsableCommand {
     func run() throws {
         try reportingErrors {
             let outURL = fileURL(out)
-            if FileManager.default.fileExists(atPath: outURL.path) && !overwrite {
-                throw DataError("\(out): already exists (pass --overwrite to replace it)")
-            }
+            let lock = try claimOutputFile(out, kind: "SentencePiece model", overwrite: overwrite,
+                                           isSameKind: { (try? Tokenizer(contentsOf: $0)) != nil })
+            defer { withExtendedLifetime(lock) {} }
             let file = try DataLocation.file(fileURL(data), split: "train")
             let texts = try columns.reader(requireLabels: false).read(file).map(\.text)
             var options = TokenizerTrainingOptions(vocabSize: vocabSize)

@@ -60,9 +60,8 @@ struct Train: ParsableCommand {
     func run() throws {
         try reportingErrors {
             let outURL = fileURL(out)
-            if FileManager.default.fileExists(atPath: outURL.path) && !overwrite {
-                throw DataError("\(out): already exists (pass --overwrite to replace it)")
-            }
+            let lock = try claimOutputDirectory(out, kind: "model directory", markers: ModelDirectory.markerFiles, overwrite: overwrite)
+            defer { withExtendedLifetime(lock) {} }
             let dataURL = fileURL(data)
             let trainFile = try DataLocation.file(dataURL, split: "train")
             let testFile: URL? = try test.map { try DataLocation.file(fileURL($0), split: "test") }
@@ -86,7 +85,7 @@ struct Train: ParsableCommand {
             printError("training on \(trainSet.count) texts of \(trainFile.path) (\(labels.names.joined(separator: ", "))); "
                 + "\(model.layout.count) parameters; \(nThreads) threads"
                 + (testSet.map { "; testing on \($0.count) texts of \(testFile!.path)" } ?? ""))
-            if overwrite { try? FileManager.default.removeItem(at: outURL.appendingPathComponent("checkpoints")) }
+            if overwrite { try ModelDirectory.removeCheckpoints(in: outURL) }
 
             var history: [EpochSummary] = []
             var bar: ProgressBar?

@@ -28,7 +28,7 @@ import TangentSafetensors
         let texts = try Self.texts(30)
         let url = Self.tempURL("a.safetensors")
         let f = try Featurizer(classifier: clf, options: Self.options(.trntk))
-        let full = try f.run(texts: texts, source: "sample", to: url, overwrite: false)
+        let full = try f.run(texts: texts, source: "sample", to: url, replace: .never)
         #expect(full.metadata.texts == 30 && full.metadata.outputs == 2 && full.metadata.width == 48)
         let all = try full.features(0..<30)
         // Block 1 computed directly equals what the file holds.
@@ -39,7 +39,7 @@ import TangentSafetensors
         // Interrupt: write only blocks 0 and 2 of a new run, then run again.
         let url2 = Self.tempURL("b.safetensors")
         do {
-            let w = try FeatureWriter(url: url2, metadata: full.metadata, labels: try full.labels(), lines: try full.lines(), overwrite: false)
+            let w = try FeatureWriter(url: url2, metadata: full.metadata, labels: try full.labels(), lines: try full.lines(), replace: .never)
             for b in [0, 2] {
                 let out = try f.block(Array(texts[w.range(ofBlock: b)]))
                 try w.write(block: b, features: out.features, logits: out.logits)
@@ -47,7 +47,7 @@ import TangentSafetensors
         }
         #expect(!FileManager.default.fileExists(atPath: url2.path))
         var firstReport = -1
-        let resumed = try f.run(texts: texts, source: "sample", to: url2, overwrite: false) { done, _ in
+        let resumed = try f.run(texts: texts, source: "sample", to: url2, replace: .never) { done, _ in
             if firstReport < 0 { firstReport = done }
         }
         #expect(firstReport == 14)
@@ -67,9 +67,9 @@ import TangentSafetensors
     @Test func mismatchedOrDamagedFilesAreRefused() throws {
         let clf = try Classifier(directory: fixture("tiny-model"), threads: 2)
         let texts = try Self.texts(10)
-        let a = try Featurizer(classifier: clf, options: Self.options(.pntk, seed: 1)).run(texts: texts, source: "s", to: Self.tempURL("a.safetensors"), overwrite: false)
-        let b = try Featurizer(classifier: clf, options: Self.options(.pntk, seed: 2)).run(texts: texts, source: "s", to: Self.tempURL("b.safetensors"), overwrite: false)
-        let c = try Featurizer(classifier: clf, options: Self.options(.pntk, seed: 1, k: 64)).run(texts: texts, source: "s", to: Self.tempURL("c.safetensors"), overwrite: false)
+        let a = try Featurizer(classifier: clf, options: Self.options(.pntk, seed: 1)).run(texts: texts, source: "s", to: Self.tempURL("a.safetensors"), replace: .never)
+        let b = try Featurizer(classifier: clf, options: Self.options(.pntk, seed: 2)).run(texts: texts, source: "s", to: Self.tempURL("b.safetensors"), replace: .never)
+        let c = try Featurizer(classifier: clf, options: Self.options(.pntk, seed: 1, k: 64)).run(texts: texts, source: "s", to: Self.tempURL("c.safetensors"), replace: .never)
         var m = message { try KernelMatrix.compute(a: a, b: b, normalize: false, to: Self.tempURL("k.safetensors")) }
         #expect(m.contains("projections differ") && m.contains("seed 1"))
         m = message { try KernelMatrix.compute(a: a, b: c, normalize: false, to: Self.tempURL("k.safetensors")) }
@@ -77,17 +77,18 @@ import TangentSafetensors
         // A different model (changed weights) is refused too.
         let other = try Classifier(directory: fixture("tiny-model"), threads: 2)
         other.model.parameters[0] += 1
-        let d = try Featurizer(classifier: other, options: Self.options(.pntk, seed: 1)).run(texts: texts, source: "s", to: Self.tempURL("d.safetensors"), overwrite: false)
+        let d = try Featurizer(classifier: other, options: Self.options(.pntk, seed: 1)).run(texts: texts, source: "s", to: Self.tempURL("d.safetensors"), replace: .never)
         m = message { try KernelMatrix.compute(a: a, b: d, normalize: false, to: Self.tempURL("k.safetensors")) }
         #expect(m.contains("different models"))
         // Existing output without overwrite.
-        m = message { _ = try Featurizer(classifier: clf, options: Self.options(.pntk)).run(texts: texts, source: "s", to: a.url, overwrite: false) }
+        m = message { _ = try Featurizer(classifier: clf, options: Self.options(.pntk)).run(texts: texts, source: "s", to: a.url, replace: .never) }
         #expect(m.contains("already exists"))
         // An unfinished file made with other settings is not silently reused.
         let url = Self.tempURL("p.safetensors")
-        _ = try FeatureWriter(url: url, metadata: a.metadata, labels: try a.labels(), lines: try a.lines(), overwrite: false)
-        m = message { _ = try Featurizer(classifier: clf, options: Self.options(.pntk, seed: 9)).run(texts: texts, source: "s", to: url, overwrite: false) }
-        #expect(m.contains("other settings"))
+        _ = try FeatureWriter(url: url, metadata: a.metadata, labels: try a.labels(), lines: try a.lines(), replace: .never)
+        m = message { _ = try Featurizer(classifier: clf, options: Self.options(.pntk, seed: 9)).run(texts: texts, source: "s", to: url, replace: .never) }
+        // ... and the refusal says which setting differs.
+        #expect(m.contains("cannot be resumed") && m.contains("seed (1 vs 9 now)"), "\(m)")
         // Truncated and unfinished files.
         let t = Self.tempURL("t.safetensors")
         try FileManager.default.createDirectory(at: t.deletingLastPathComponent(), withIntermediateDirectories: true)
@@ -105,9 +106,9 @@ import TangentSafetensors
         let clf = try Classifier(directory: fixture("tiny-model"), threads: 2)
         let texts = try Self.texts(23)
         let f = try Featurizer(classifier: clf, options: Self.options(.embedding, block: 5)).run(
-            texts: texts, source: "s", to: Self.tempURL("e.safetensors"), overwrite: false)
+            texts: texts, source: "s", to: Self.tempURL("e.safetensors"), replace: .never)
         let g = try Featurizer(classifier: clf, options: Self.options(.embedding, block: 9)).run(
-            texts: Array(texts[3..<11]), source: "s2", to: Self.tempURL("e2.safetensors"), overwrite: false)
+            texts: Array(texts[3..<11]), source: "s2", to: Self.tempURL("e2.safetensors"), replace: .never)
         let out = Self.tempURL("k.safetensors")
         try KernelMatrix.compute(a: f, b: g, normalize: false, to: out, rowBlock: 4, columnBlock: 3)
         let k = try SafetensorsFile(url: out).float32("kernel", shape: [23, 8])
@@ -132,7 +133,7 @@ import TangentSafetensors
         let rows = try Self.texts(12)
         var o = Self.options(.pntk, k: 4096, block: 5)
         o.perLayer = true
-        let f = try Featurizer(classifier: clf, options: o).run(texts: rows, source: "s", to: Self.tempURL("l.safetensors"), overwrite: false)
+        let f = try Featurizer(classifier: clf, options: o).run(texts: rows, source: "s", to: Self.tempURL("l.safetensors"), replace: .never)
         #expect(f.metadata.groupList == ["embeddings", "blocks.0", "blocks.1", "norm", "head"])
         let computer = try GradientComputer(model: clf.model, prefixes: ["all"])
         let exact = try ExactKernel.compute(computer, a: try rows.map { try clf.encode($0.text) }, b: nil, kind: .pntk)
@@ -152,5 +153,65 @@ import TangentSafetensors
         }
         let m = message { try KernelMatrix.compute(a: f, b: f, normalize: false, layer: "blocks.7", to: Self.tempURL("x.safetensors")) }
         #expect(m.contains("no features of layer group 'blocks.7'"))
+    }
+
+    @Test func overwriteNeverRemovesADirectoryOrAFileOfAnotherKind() throws {
+        let clf = try Classifier(directory: fixture("tiny-model"), threads: 2)
+        let texts = try Self.texts(9)
+        let dir = Self.tempURL("f")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        try Data("notes".utf8).write(to: dir.appendingPathComponent("notes.txt"))
+        let f = try Featurizer(classifier: clf, options: Self.options(.pntk))
+        var m = message { _ = try f.run(texts: texts, source: "s", to: dir, replace: .featureFile) }
+        #expect(m.contains("is a directory"), "\(m)")
+        #expect(try String(contentsOf: dir.appendingPathComponent("notes.txt"), encoding: .utf8) == "notes")
+        let other = dir.appendingPathComponent("notes.txt")
+        m = message { _ = try f.run(texts: texts, source: "s", to: other, replace: .featureFile) }
+        #expect(m.contains("is not a feature file"), "\(m)")
+        #expect(try String(contentsOf: other, encoding: .utf8) == "notes")
+        // A finished feature file is replaced in one rename: a new inode, same path.
+        let out = dir.appendingPathComponent("a.safetensors")
+        _ = try f.run(texts: texts, source: "s", to: out, replace: .never)
+        let before = try FileManager.default.attributesOfItem(atPath: out.path)[.systemFileNumber] as? Int
+        let again = try Featurizer(classifier: clf, options: Self.options(.pntk, seed: 2)).run(texts: texts, source: "s", to: out, replace: .featureFile)
+        #expect(again.metadata.seed == 2)
+        #expect(try FileManager.default.attributesOfItem(atPath: out.path)[.systemFileNumber] as? Int != before)
+        #expect(!FileManager.default.fileExists(atPath: out.path + ".partial"))
+    }
+
+    @Test func aSecondWriterOfTheSameOutputRefusesAtOnce() throws {
+        let clf = try Classifier(directory: fixture("tiny-model"), threads: 2)
+        let texts = try Self.texts(9)
+        let url = Self.tempURL("c.safetensors")
+        let first = try Featurizer(classifier: clf, options: Self.options(.pntk))
+        let a = try first.run(texts: texts, source: "s", to: Self.tempURL("ref.safetensors"), replace: .never)
+        let writer = try FeatureWriter(url: url, metadata: a.metadata, labels: try a.labels(), lines: try a.lines(), replace: .never)
+        for replace in [FeatureWriter.Replace.never, .featureFile, .anyFile] {
+            let m = message { _ = try first.run(texts: texts, source: "s", to: url, replace: replace) }
+            #expect(m.contains("c.safetensors.partial") && m.contains("another process is writing"), "\(m)")
+        }
+        // The first writer is unharmed and finishes.
+        for b in 0..<writer.blocks {
+            let r = writer.range(ofBlock: b)
+            try writer.write(block: b, features: try a.features(r), logits: Array(try a.logits()[(r.lowerBound * a.metadata.classes)..<(r.upperBound * a.metadata.classes)]))
+        }
+        try writer.finish()
+        #expect(try FeatureFile(url: url).features(0..<9) == a.features(0..<9))
+    }
+
+    @Test func aDamagedCacheEntryIsReportedAndRebuilt() throws {
+        let clf = try Classifier(directory: fixture("tiny-model"), threads: 2)
+        let texts = try Self.texts(9)
+        let url = Self.tempURL("cache.safetensors")
+        let f = try Featurizer(classifier: clf, options: Self.options(.pntk))
+        let good = try f.run(texts: texts, source: "s", to: url, replace: .never)
+        let bytes = try Data(contentsOf: url)
+        try bytes.prefix(bytes.count - 100).write(to: url)
+        var logged: [String] = []
+        #expect(FeatureFile.cached(url, log: { logged.append($0) }) == nil)
+        #expect(logged.count == 1 && logged[0].contains("cache.safetensors") && logged[0].contains("rebuilding"))
+        let rebuilt = try f.run(texts: texts, source: "s", to: url, replace: .anyFile)
+        #expect(try rebuilt.features(0..<9) == good.features(0..<9))
+        #expect(FeatureFile.cached(Self.tempURL("none.safetensors"), log: { logged.append($0) }) == nil && logged.count == 1)
     }
 }
