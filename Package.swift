@@ -14,7 +14,6 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-numerics", from: "1.0.0"),
-        .package(url: "https://github.com/swiftcsv/SwiftCSV", from: "0.10.0"),
     ],
     targets: [
         // OpenBLAS through its CBLAS header (Debian: libopenblas-dev).
@@ -32,7 +31,7 @@ let package = Package(
             "CBLAS", "CFixedGemm", .product(name: "Numerics", package: "swift-numerics"),
         ]),
         .target(name: "TangentTokenizer", dependencies: ["CSentencePiece"]),
-        .target(name: "TangentData", dependencies: ["TangentTensor", .product(name: "SwiftCSV", package: "SwiftCSV")]),
+        .target(name: "TangentData", dependencies: ["TangentTensor"]),
         .target(name: "TangentSafetensors", dependencies: ["TangentTensor"]),
         .target(name: "TangentModel", dependencies: [
             "TangentTensor", "TangentSafetensors", "TangentTokenizer", "TangentData",
@@ -56,6 +55,8 @@ let package = Package(
                            "TangentModel", "TangentTraining", "TangentKernels", "TangentAttribution"],
             resources: [.copy("Fixtures")]
         ),
+        // The CLI run as a subprocess on bad input, interrupted and concurrent runs.
+        .testTarget(name: "CLITests", dependencies: ["tangent"]),
     ],
     swiftLanguageModes: [.v6],
     cxxLanguageStandard: .cxx17

@@ -155,6 +155,9 @@ public final class AttributionEngine {
         self.seed = seed
         self.threads = threads
         let labelIndices = try classifier.labels.indices(of: train, source: "training data")
+        guard Set(labelIndices).count >= 2 else {
+            throw DataError("training data: all \(train.count) texts have one label; a surrogate needs training texts of at least two classes")
+        }
         trainLabels = labelIndices
         let n = train.count
         let modelID = Featurizer.modelFingerprint(classifier.model)
@@ -179,6 +182,7 @@ public final class AttributionEngine {
                 trainSelfParts = try computer.groups.map { ($0.name, try f.float32("self.\($0.name)", shape: [n])) }
                 log("using cached exact \(kind.rawValue) kernel \(url.path)")
             } else {
+                if FileManager.default.fileExists(atPath: url.path) { log("cached \(url.path) is unusable (damaged or of another shape); rebuilding it") }
                 log("computing the exact \(kind.rawValue) kernel of \(n) training texts (\(computer.subset.count) parameters) into \(url.path)")
                 let r = try ExactKernel.compute(computer, a: trainTokens, b: nil, kind: kind, progress: progress)
                 kernelMatrix = r.total
@@ -254,7 +258,15 @@ public final class AttributionEngine {
             }
         }
         let glmURL = cache.appendingPathComponent("\(cacheStem)-\(kernel.name)-kglm.safetensors")
-        if useSurrogateCache, let cached = try? AttributionEngine.loadGLM(glmURL, n: n, classes: classifier.labels.count) {
+        let cachedGLM: (glm: KernelGLM, grid: [(lambda: Double, heldOutLoss: Double)])?
+        do {
+            cachedGLM = useSurrogateCache && FileManager.default.fileExists(atPath: glmURL.path)
+                ? try AttributionEngine.loadGLM(glmURL, n: n, classes: classifier.labels.count) : nil
+        } catch {
+            log("cached \(glmURL.path) is unusable (\(error)); fitting the surrogate again")
+            cachedGLM = nil
+        }
+        if let cached = cachedGLM {
             glm = cached.glm
             grid = cached.grid
             log("using cached surrogate \(glmURL.path) (lambda \(glm.lambda))")

@@ -1,5 +1,4 @@
 import Foundation
-import SwiftCSV
 
 /// A text with its label as read from a data file.
 public struct LabeledText: Sendable, Equatable {
@@ -56,28 +55,12 @@ public struct DatasetReader: Sendable {
     /// Reads every text of `url`. Empty texts, malformed lines and missing fields are errors.
     public func read(_ url: URL) throws -> [LabeledText] {
         let format = try DataFormat(url: url)
-        var isDir: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDir) else {
-            throw DataError("\(url.path): no such file")
-        }
-        guard !isDir.boolValue else { throw DataError("\(url.path): is a directory, not a data file") }
-        let content: String
-        do {
-            let data = try Data(contentsOf: url)
-            guard let s = String(data: data, encoding: .utf8) else {
-                throw DataError("\(url.path): not valid UTF-8 text")
-            }
-            content = s
-        } catch let e as DataError {
-            throw e
-        } catch {
-            throw DataError("\(url.path): cannot read: \((error as NSError).localizedDescription)")
-        }
+        let content = try TextFile.read(url, what: "data file")
         let rows: [LabeledText]
         switch format {
         case .jsonl: rows = try readJSONLines(content, path: url.path)
-        case .csv: rows = try readDelimited(content, delimiter: .comma, path: url.path)
-        case .tsv: rows = try readDelimited(content, delimiter: .tab, path: url.path)
+        case .csv: rows = try readTable(try DelimitedText.csvRecords(content, path: url.path), path: url.path)
+        case .tsv: rows = try readTable(DelimitedText.tsvRecords(content), path: url.path)
         }
         guard !rows.isEmpty else { throw DataError("\(url.path): contains no texts") }
         return rows
@@ -86,7 +69,7 @@ public struct DatasetReader: Sendable {
     private func readJSONLines(_ content: String, path: String) throws -> [LabeledText] {
         var out: [LabeledText] = []
         var lineNumber = 0
-        for raw in content.split(separator: "\n", omittingEmptySubsequences: false) {
+        for raw in DelimitedText.splitLines(content) {
             lineNumber += 1
             let line = raw.trimmingCharacters(in: .whitespacesAndNewlines)
             if line.isEmpty { continue }
@@ -120,44 +103,33 @@ public struct DatasetReader: Sendable {
         return out
     }
 
-    private func readDelimited(_ content: String, delimiter: CSVDelimiter, path: String) throws -> [LabeledText] {
-        let csv: CSV<Enumerated>
-        do {
-            csv = try CSV<Enumerated>(string: content, delimiter: delimiter, loadColumns: false, rowLimit: 0)
-        } catch {
-            throw DataError("\(path): malformed \(delimiter == .tab ? "TSV" : "CSV"): \(error)")
+    /// Texts from the records of a CSV or TSV file, the first being the header.
+    private func readTable(_ records: [DelimitedText.Record], path: String) throws -> [LabeledText] {
+        guard let headerRecord = records.first else { throw DataError("\(path): contains no texts") }
+        let header = headerRecord.fields.map { $0.trimmingCharacters(in: .whitespaces) }
+        func column(_ name: String, option: String) throws -> Int? {
+            let hits = header.indices.filter { header[$0] == name }
+            if hits.count > 1 {
+                throw DataError("\(path): header has the column '\(name)' \(hits.count) times (columns \(hits.map { String($0 + 1) }.joined(separator: ", "))); rename all but one, or choose another with \(option)")
+            }
+            return hits.first
         }
-        let header = csv.header.map { $0.trimmingCharacters(in: .whitespaces) }
-        guard let textIndex = header.firstIndex(of: textColumn) else {
+        guard let textIndex = try column(textColumn, option: "--text-column") else {
             throw DataError("\(path): header has no column '\(textColumn)' (columns: \(header.joined(separator: ", "))); choose one with --text-column")
         }
-        let labelIndex = header.firstIndex(of: labelColumn)
+        let labelIndex = try column(labelColumn, option: "--label-column")
         if labelIndex == nil && requireLabels {
             throw DataError("\(path): header has no column '\(labelColumn)' (columns: \(header.joined(separator: ", "))); choose one with --label-column")
         }
         var out: [LabeledText] = []
-        var row = 0
-        var failure: DataError?
-        do {
-            try csv.enumerateAsArray(startAt: 1, rowLimit: nil) { fields in
-                row += 1
-                if failure != nil { return }
-                if fields.count == 1 && fields[0].isEmpty { return }  // blank line
-                guard fields.count == header.count else {
-                    failure = DataError("\(path): row \(row) has \(fields.count) fields but the header has \(header.count)")
-                    return
-                }
-                do {
-                    out.append(try checked(text: fields[textIndex], label: labelIndex.map { fields[$0] },
-                                           line: row, path: path, unit: "row"))
-                } catch let e as DataError {
-                    failure = e
-                } catch {}
+        for (row, record) in records.dropFirst().enumerated() {
+            let fields = record.fields
+            if fields.count == 1 && fields[0].isEmpty { continue }  // blank line
+            guard fields.count == header.count else {
+                throw DataError("\(path): row \(row + 1) (line \(record.line)) has \(fields.count) fields but the header has \(header.count)")
             }
-        } catch {
-            throw DataError("\(path): malformed \(delimiter == .tab ? "TSV" : "CSV"): \(error)")
+            out.append(try checked(text: fields[textIndex], label: labelIndex.map { fields[$0] }, line: row + 1, path: path, unit: "row"))
         }
-        if let failure { throw failure }
         return out
     }
 
@@ -193,5 +165,113 @@ public enum DataLocation {
     /// Like `file(_:split:)` but nil when a directory lacks the split.
     public static func optionalFile(_ url: URL, split: String) -> URL? {
         try? file(url, split: split)
+    }
+}
+
+/// Reading whole text files with errors in words: missing, unreadable (and why), not
+/// UTF-8 (and on which line).
+public enum TextFile {
+    public static func read(_ url: URL, what: String) throws -> String {
+        var st = stat()
+        guard stat(url.path, &st) == 0 else {
+            let code = errno
+            if code == ENOENT || code == ENOTDIR { throw DataError("\(url.path): no such file") }
+            throw DataError("\(url.path): cannot read the \(what): \(String(cString: strerror(code)))")
+        }
+        if (st.st_mode & S_IFMT) == S_IFDIR { throw DataError("\(url.path): is a directory, not a \(what)") }
+        guard access(url.path, R_OK) == 0 else {
+            throw DataError("\(url.path): cannot read the \(what): \(String(cString: strerror(errno)))")
+        }
+        let data: Data
+        do { data = try Data(contentsOf: url) } catch {
+            throw DataError("\(url.path): cannot read the \(what): \((error as NSError).localizedFailureReason ?? "\(error)")")
+        }
+        if let s = String(validating: data, as: UTF8.self) { return s }
+        // Find the first line that is not UTF-8, to name it.
+        for (i, lineBytes) in data.split(separator: 0x0A, omittingEmptySubsequences: false).enumerated()
+        where String(validating: lineBytes, as: UTF8.self) == nil {
+            throw DataError("\(url.path): line \(i + 1): not valid UTF-8 text; save the file as UTF-8")
+        }
+        throw DataError("\(url.path): not valid UTF-8 text")
+    }
+}
+
+/// Splits CSV (RFC 4180 quoting) and TSV (no quoting at all) into records, keeping the
+/// line each record starts on for error messages.
+public enum DelimitedText {
+    public struct Record: Sendable, Equatable {
+        public var fields: [String]
+        /// 1-based line of the file where the record starts.
+        public var line: Int
+    }
+
+    /// Lines ending in LF or CRLF (Swift treats CRLF as one character, so a split at
+    /// "\n" alone would miss it).
+    public static func splitLines(_ content: String) -> [Substring] {
+        content.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" })
+    }
+
+    /// TSV as written by spreadsheets and `cut`: one record per line, fields split at
+    /// tabs, every character (quotes included) taken literally.
+    public static func tsvRecords(_ content: String) -> [Record] {
+        var lines = splitLines(content)
+        if lines.last == "" { lines.removeLast() }
+        return lines.enumerated().map { i, line in
+            Record(fields: line.split(separator: "\t", omittingEmptySubsequences: false).map(String.init), line: i + 1)
+        }
+    }
+
+    /// CSV: fields split at commas; a field that starts with `"` is quoted (commas, line
+    /// breaks and doubled `""` inside); a `"` inside an unquoted field is taken literally.
+    /// An unterminated quote, or text after a closing quote, is an error naming the line.
+    public static func csvRecords(_ content: String, path: String) throws -> [Record] {
+        var records: [Record] = []
+        var fields: [String] = []
+        var field = ""
+        var line = 1, recordLine = 1
+        var chars = Array(content.unicodeScalars)[...]
+        var atFieldStart = true
+        func endRecord() {
+            fields.append(field)
+            records.append(Record(fields: fields, line: recordLine))
+            fields = []; field = ""; atFieldStart = true
+        }
+        while let c = chars.popFirst() {
+            if atFieldStart && c == "\"" {
+                let quoteLine = line
+                var closed = false
+                while let q = chars.popFirst() {
+                    if q == "\"" {
+                        if chars.first == "\"" { chars.removeFirst(); field.unicodeScalars.append("\"") } else { closed = true; break }
+                    } else {
+                        if q == "\n" { line += 1 }
+                        field.unicodeScalars.append(q)
+                    }
+                }
+                guard closed else {
+                    throw DataError("\(path): line \(quoteLine): a quoted field is never closed (a \" opens it and no matching \" follows)")
+                }
+                if let next = chars.first, next != ",", next != "\n", next != "\r" {
+                    throw DataError("\(path): line \(line): text after a closing quote; inside a quoted field write \"\" for a quote")
+                }
+                atFieldStart = false
+                continue
+            }
+            atFieldStart = false
+            switch c {
+            case ",":
+                fields.append(field); field = ""; atFieldStart = true
+            case "\r" where chars.first == "\n":
+                break
+            case "\n":
+                endRecord()
+                line += 1
+                recordLine = line
+            default:
+                field.unicodeScalars.append(c)
+            }
+        }
+        if !fields.isEmpty || !field.isEmpty { endRecord() }
+        return records
     }
 }

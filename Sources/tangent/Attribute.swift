@@ -50,6 +50,7 @@ struct Attribute: ParsableCommand {
             let clf = try Classifier(directory: fileURL(model), threads: nThreads)
             let trainFile = try DataLocation.file(fileURL(train), split: "train")
             let trainTexts = try columns.reader().read(trainFile)
+            try requireTwoClasses(trainTexts, in: trainFile)
             guard top <= trainTexts.count else {
                 throw DataError("--top \(top) exceeds the \(trainTexts.count) training texts of \(trainFile.path)")
             }

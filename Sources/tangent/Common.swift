@@ -101,21 +101,40 @@ func writeReportJSON<T: Encodable>(_ value: T, to url: URL) throws {
 /// Renders DIR/report.html from DIR/report.json and, when present, DIR/poisoning.json,
 /// so either command can run first. Does nothing without a comparison report.
 func renderReportPage(in dir: URL) throws {
-    let dec = reportDecoder()
     let reportURL = dir.appendingPathComponent("report.json")
     guard FileManager.default.fileExists(atPath: reportURL.path) else { return }
-    let report = try dec.decode(ComparisonReport.self, from: Data(contentsOf: reportURL))
+    let report = try readReport(ComparisonReport.self, from: reportURL)
     let poisonURL = dir.appendingPathComponent("poisoning.json")
-    let poisoning = FileManager.default.fileExists(atPath: poisonURL.path)
-        ? try dec.decode(PoisonReport.self, from: Data(contentsOf: poisonURL)) : nil
+    let poisoning = FileManager.default.fileExists(atPath: poisonURL.path) ? try readReport(PoisonReport.self, from: poisonURL) : nil
     try AtomicFile.write(ReportHTML.render(report, poisoning: poisoning), to: dir.appendingPathComponent("report.html"))
 }
 
-/// Reads report JSON as `writeReportJSON` writes it.
-func reportDecoder() -> JSONDecoder {
+/// Reads report JSON as `writeReportJSON` writes it; a damaged file is an error that
+/// names it and the field at fault.
+func readReport<T: Decodable>(_ type: T.Type, from url: URL) throws -> T {
     let dec = JSONDecoder()
     dec.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
-    return dec
+    let data = Data(try TextFile.read(url, what: "report").utf8)
+    do {
+        return try dec.decode(type, from: data)
+    } catch let e as DecodingError {
+        throw DataError("\(url.path): not a readable report: \(describe(e)); regenerate it with `tangent compare` or `tangent poison`")
+    }
+}
+
+/// A decoding error in words: what is wrong and at which field.
+func describe(_ error: DecodingError) -> String {
+    func at(_ path: [CodingKey]) -> String {
+        path.isEmpty ? "at the top level" : "at '" + path.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".") + "'"
+    }
+    switch error {
+    case .dataCorrupted(let c):
+        return c.codingPath.isEmpty ? "not valid JSON" : "bad value \(at(c.codingPath)) (\(c.debugDescription))"
+    case .keyNotFound(let key, let c): return "missing field '\(key.stringValue)' \(at(c.codingPath))"
+    case .typeMismatch(let type, let c): return "expected \(type) \(at(c.codingPath))"
+    case .valueNotFound(let type, let c): return "missing \(type) value \(at(c.codingPath))"
+    @unknown default: return "\(error)"
+    }
 }
 
 /// Checks a file output before any work (see `OutputPath.checkFile`) and locks it for
@@ -149,4 +168,13 @@ func hasFormat(_ format: String) -> (URL) -> Bool {
 /// A cache directory must be a directory we can write in.
 func checkCacheDirectory(_ path: String) throws {
     try OutputPath.checkDirectory(fileURL(path), kind: "feature cache", markers: [], overwrite: true, allowOtherFiles: true)
+}
+
+/// A surrogate separates classes: training texts of a single class leave it nothing to
+/// learn (p = 1 for everything, no opponents), so they are refused, as `train` does.
+func requireTwoClasses(_ texts: [LabeledText], in file: URL) throws {
+    let labels = Set(texts.compactMap(\.label))
+    guard labels.count >= 2 else {
+        throw DataError("\(file.path): all \(texts.count) training texts have the label '\(labels.first ?? "")'; a surrogate needs training texts of at least two classes")
+    }
 }

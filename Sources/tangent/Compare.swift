@@ -68,6 +68,7 @@ struct Compare: ParsableCommand {
             guard trainTexts.count >= 20 else { throw DataError("\(trainFile.path): \(trainTexts.count) training texts are too few for a held-out split (need at least 20)") }
             guard testTexts.count >= 2 else { throw DataError("\(testFile.path): tau needs at least 2 test texts") }
             _ = try clf.labels.indices(of: trainTexts, source: trainFile.path)
+            try requireTwoClasses(trainTexts, in: trainFile)
             _ = try clf.labels.indices(of: testTexts, source: testFile.path)
             let ks = try Check.list(kernels, "--kernels").map { SurrogateKernel.named($0)! }
             var bar: ProgressBar?

@@ -27,6 +27,34 @@ import TangentData
         #expect(try LabelSet(collecting: c).names == ["ham", "spam"])
     }
 
+    @Test func quotesInTSVAreLiteralAndCSVQuotingFollowsRFC4180() throws {
+        let t = try DatasetReader().read(try write("q.tsv", "text\tlabel\nwhat is 5\" in cm ?\tNUM\n\"quoted\" start\tDESC\r\n"))
+        #expect(t.map(\.text) == ["what is 5\" in cm ?", "\"quoted\" start"])
+        #expect(t.map(\.label) == ["NUM", "DESC"])
+        // A quote inside an unquoted CSV field is literal; quoted fields span lines.
+        let c = try DatasetReader().read(try write("q.csv", "text,label\nwhat is 5\" in cm ?,NUM\n\"a\nb\",DESC\nlast,X\n"))
+        #expect(c.map(\.text) == ["what is 5\" in cm ?", "a\nb", "last"])
+        #expect(c.map(\.line) == [1, 2, 3])
+        var m = message { _ = try DatasetReader().read(try write("u.csv", "text,label\nok,A\n\"a\nb,DESC\nlast,X\n")) }
+        #expect(m.contains("u.csv") && m.contains("line 3") && m.contains("never closed"), "\(m)")
+        m = message { _ = try DatasetReader().read(try write("t.csv", "text,label\n\"a\"b,DESC\n")) }
+        #expect(m.contains("t.csv") && m.contains("line 2"), "\(m)")
+        m = message { _ = try DatasetReader().read(try write("d.csv", "text,label,text\na,B,c\n")) }
+        #expect(m.contains("d.csv") && m.contains("'text' 2 times") && m.contains("columns 1, 3"), "\(m)")
+        m = message { _ = try DatasetReader().read(try write("f.tsv", "text\tlabel\na\tB\nb\tB\textra\n")) }
+        #expect(m.contains("f.tsv") && m.contains("row 2 (line 3)"), "\(m)")
+    }
+
+    @Test func invalidUTF8IsReportedWithItsLine() throws {
+        let url = try write("u.jsonl", "")
+        var d = Data("{\"text\": \"a\", \"label\": \"B\"}\n{\"text\": \"b\", \"label\": \"B\"}\n{\"text\": \"".utf8)
+        d.append(contentsOf: [0xFF, 0xFE])
+        d.append(Data("\", \"label\": \"B\"}\n".utf8))
+        try d.write(to: url)
+        let m = message { _ = try DatasetReader().read(url) }
+        #expect(m.contains("u.jsonl") && m.contains("line 3") && m.contains("UTF-8"), "\(m)")
+    }
+
     @Test func badInputNamesFileLineAndField() throws {
         let bad = try write("bad.jsonl", "{\"text\": \"ok\", \"label\": \"a\"}\n{\"text\": \"oops\"\n")
         var m = message { _ = try DatasetReader().read(bad) }
