@@ -21,6 +21,20 @@ public struct AdamW: Sendable {
         v = [Float](repeating: 0, count: parameterCount)
     }
 
+    /// The moment estimates and step count, everything besides the parameters that a
+    /// resumed run needs to continue bit for bit.
+    public var state: (m: [Float], v: [Float], step: Int) { (m, v, step) }
+
+    /// Restores a state saved from `state`.
+    public mutating func restore(m: [Float], v: [Float], step: Int) throws {
+        guard m.count == self.m.count, v.count == self.v.count, step >= 0 else {
+            throw TrainingError("optimizer state has \(m.count) moments for \(self.m.count) parameters")
+        }
+        self.m = m
+        self.v = v
+        self.step = step
+    }
+
     /// One update of `params` with `grads` at learning rate `lr`.
     public mutating func update(params: UnsafeMutableBufferPointer<Float>, grads: UnsafeBufferPointer<Float>, lr: Double) {
         step += 1

@@ -91,14 +91,25 @@ public final class Trainer {
         gradient = [Float](repeating: 0, count: model.layout.count)
     }
 
+    /// The optimizer's state after the last step (see `AdamW.state`).
+    public var optimizerState: (m: [Float], v: [Float], step: Int) { optimizer.state }
+
+    /// Continues from a run's finished epochs: the model already holds that epoch's
+    /// weights, and `m`, `v`, `step` are the optimizer's state saved with them.
+    public func restore(m: [Float], v: [Float], step: Int) throws {
+        try optimizer.restore(m: m, v: v, step: step)
+        self.step = step
+    }
+
     /// Steps per epoch for `n` texts.
     public func stepsPerEpoch(_ n: Int) -> Int { (n + options.batchSize - 1) / options.batchSize }
 
     /// Trains for `options.epochs`. `progress(epoch, done, total, status)` reports steps;
-    /// `onEpochEnd` runs after each epoch (e.g. to write a checkpoint). Stops with an
+    /// `onEpochEnd` runs after each epoch (e.g. to write a checkpoint). With
+    /// `finishedEpochs`, training continues after that epoch (see `restore`). Stops with an
     /// error, before any update, when the loss or the gradient becomes NaN or infinite:
     /// the parameters then hold the last finite update.
-    public func train(_ data: EncodedSet, test: EncodedSet?,
+    public func train(_ data: EncodedSet, test: EncodedSet?, after finishedEpochs: Int = 0,
                       progress: (Int, Int, Int, String) -> Void = { _, _, _, _ in },
                       onEpochEnd: (EpochSummary) throws -> Void = { _ in }) throws -> [EpochSummary] {
         guard data.count > 0 else { throw TrainingError("no training texts") }
@@ -111,7 +122,10 @@ public final class Trainer {
         var losses = [Float](repeating: 0, count: options.batchSize)
         var probs = [Float](repeating: 0, count: options.batchSize * C)
         var seed = [Float](repeating: 0, count: options.batchSize * C)
-        for epoch in 1...options.epochs {
+        guard finishedEpochs >= 0, finishedEpochs < options.epochs, step == finishedEpochs * perEpoch else {
+            throw TrainingError("cannot continue after epoch \(finishedEpochs) of \(options.epochs) at step \(step) (\(perEpoch) steps per epoch)")
+        }
+        for epoch in (finishedEpochs + 1)...options.epochs {
             let t0 = Date()
             let order = Trainer.permutation(data.count, seed: options.seed, epoch: UInt64(epoch))
             var lossSum = 0.0, correct = 0, seen = 0, tokens = 0

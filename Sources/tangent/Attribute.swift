@@ -47,7 +47,7 @@ struct Attribute: ParsableCommand {
         try reportingErrors {
             try checkCacheDirectory(cache)
             let nThreads = threading.count
-            let clf = try Classifier(directory: fileURL(model), threads: nThreads)
+            let clf = try loadClassifier(model, threads: nThreads)
             let trainFile = try DataLocation.file(fileURL(train), split: "train")
             let trainTexts = try columns.reader().read(trainFile)
             try requireTwoClasses(trainTexts, in: trainFile)

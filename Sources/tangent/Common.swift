@@ -178,3 +178,16 @@ func requireTwoClasses(_ texts: [LabeledText], in file: URL) throws {
         throw DataError("\(file.path): all \(texts.count) training texts have the label '\(labels.first ?? "")'; a surrogate needs training texts of at least two classes")
     }
 }
+
+/// Loads a model directory; warns when its training did not finish (`complete: false`
+/// in config.json: a run stopped mid-training keeps its last finished epoch).
+func loadClassifier(_ path: String, threads: Int = Threads.defaultCount) throws -> Classifier {
+    let clf = try Classifier(directory: fileURL(path), threads: threads)
+    if let complete = clf.configJSON["complete"] as? Bool, !complete {
+        let done = clf.configJSON["epochs_completed"] as? Int
+        let planned = ((clf.configJSON["training"] as? [String: Any])?["epochs"] as? Int)
+        printError("warning: \(path): training did not finish (\(done.map(String.init) ?? "?") of \(planned.map(String.init) ?? "?") epochs); "
+            + "the model is its last finished epoch. Finish it with `tangent train ... --out \(path) --resume`.")
+    }
+    return clf
+}

@@ -54,7 +54,7 @@ struct Compare: ParsableCommand {
                                                allowOtherFiles: true)
             defer { withExtendedLifetime(lock) {} }
             try checkCacheDirectory(cache)
-            let classifiers = try model.map { try Classifier(directory: fileURL($0)) }
+            let classifiers = try model.map { try loadClassifier($0) }
             let clf = classifiers[0]
             if let other = classifiers.dropFirst().first(where: { $0.labels != clf.labels }) {
                 throw DataError("\(other.directory?.path ?? "model"): labels \(other.labels.names) differ from \(model[0])'s \(clf.labels.names); compare several models only on the same data")

@@ -47,7 +47,7 @@ struct Featurize: ParsableCommand {
         try reportingErrors {
             try FeatureWriter.checkOutput(fileURL(out), replace: overwrite ? .featureFile : .never)
             let nThreads = threading.count
-            let clf = try Classifier(directory: fileURL(model), threads: nThreads)
+            let clf = try loadClassifier(model, threads: nThreads)
             let file = try DataLocation.file(fileURL(data), split: "train")
             let texts = try columns.reader(requireLabels: false).read(file)
             for t in texts {
@@ -130,7 +130,7 @@ struct ExactKernelCommand: ParsableCommand {
         try reportingErrors {
             let lock = try claimOutputFile(out, kind: "kernel file", overwrite: overwrite, isSameKind: hasFormat("tangent-kernel-1"))
             defer { withExtendedLifetime(lock) {} }
-            let clf = try Classifier(directory: fileURL(model))
+            let clf = try loadClassifier(model)
             let reader = columns.reader(requireLabels: false)
             let a = try reader.read(fileURL(data)).map { try clf.encode($0.text) }
             let b = try dataB.map { try reader.read(fileURL($0)).map { try clf.encode($0.text) } }

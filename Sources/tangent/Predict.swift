@@ -21,7 +21,7 @@ struct Predict: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            let clf = try Classifier(directory: fileURL(model))
+            let clf = try loadClassifier(model)
             var inputs = texts
             for (i, t) in texts.enumerated() where t.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
                 throw DataError("--text #\(i + 1) is empty")
@@ -64,7 +64,7 @@ struct Evaluate: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            let clf = try Classifier(directory: fileURL(model))
+            let clf = try loadClassifier(model)
             let url = try DataLocation.file(fileURL(data), split: "test")
             let rows = try columns.reader().read(url)
             let truth = try clf.labels.indices(of: rows, source: url.path)

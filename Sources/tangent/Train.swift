@@ -1,7 +1,9 @@
 import ArgumentParser
 import Foundation
 import TangentData
+import TangentKernels
 import TangentModel
+import TangentSafetensors
 import TangentTensor
 import TangentTokenizer
 import TangentTraining
@@ -25,6 +27,8 @@ struct Train: ParsableCommand {
     var out: String
     @Flag(help: "Replace an existing model directory.")
     var overwrite = false
+    @Flag(help: "Continue an interrupted run in OUT after its last finished epoch, with the same settings; bit-identical to an uninterrupted run on the same machine and thread count.")
+    var resume = false
 
     @OptionGroup var architecture: ArchitectureOptions
     @Option(parsing: .unconditional, help: "Maximum tokens per text, BOS included (longer texts are cut).") var maxLen: Int = 64
@@ -55,13 +59,21 @@ struct Train: ParsableCommand {
         try Check.nonNegative(weightDecay, "--weight-decay")
         try Check.nonNegative(clip, "--clip")
         try Check.rate(dropout, "--dropout")
+        if resume && overwrite { throw ValidationError("--resume continues OUT and --overwrite replaces it; give one of them") }
     }
+
+    /// Where a resumed run's optimizer state lives until training completes.
+    static let optimizerFile = "resume.safetensors"
 
     func run() throws {
         try reportingErrors {
             let outURL = fileURL(out)
-            let lock = try claimOutputDirectory(out, kind: "model directory", markers: ModelDirectory.markerFiles, overwrite: overwrite)
+            let lock = try claimOutputDirectory(out, kind: "model directory", markers: ModelDirectory.markerFiles, overwrite: overwrite || resume)
             defer { withExtendedLifetime(lock) {} }
+            let previous = resume ? try Classifier(directory: outURL, threads: threading.count) : nil
+            if let previous, previous.configJSON["complete"] as? Bool != false {
+                throw DataError("\(out): training already finished (config.json says complete); nothing to resume")
+            }
             let dataURL = fileURL(data)
             let trainFile = try DataLocation.file(dataURL, split: "train")
             let testFile: URL? = try test.map { try DataLocation.file(fileURL($0), split: "test") }
@@ -69,8 +81,10 @@ struct Train: ParsableCommand {
             let reader = columns.reader()
             let trainTexts = try reader.read(trainFile)
             let nThreads = threading.count
-            let classifier = try newClassifier(for: trainTexts, tokenizerPath: tokenizer, architecture: architecture, maxLen: maxLen,
-                                               pooling: .init(rawValue: pooling)!, seed: seed, threads: nThreads)
+            let fresh = try newClassifier(for: trainTexts, tokenizerPath: tokenizer, architecture: architecture, maxLen: maxLen,
+                                          pooling: .init(rawValue: pooling)!, seed: seed, threads: nThreads)
+            let classifier = previous ?? fresh
+            let dataFingerprint = fingerprint(Data(trainTexts.map { $0.text + "\u{1F}" + ($0.label ?? "") }.joined(separator: "\u{1E}").utf8))
             let model = classifier.model, labels = classifier.labels
             let trainSet = try encodedSet(trainTexts, trainFile, for: classifier)
             let testSet = try testFile.map { try encodedSet(try reader.read($0), $0, for: classifier) }
@@ -82,12 +96,17 @@ struct Train: ParsableCommand {
             try options.validate()
 
             let trainer = try Trainer(model: model, options: options)
+            var history: [EpochSummary] = []
+            if let previous {
+                history = try resumeState(previous, fresh: fresh, options: options, dataFingerprint: dataFingerprint, threads: nThreads,
+                                          trainer: trainer, stepsPerEpoch: trainer.stepsPerEpoch(trainSet.count))
+                printError("resuming \(out) after epoch \(history.count) of \(epochs)")
+            }
             printError("training on \(trainSet.count) texts of \(trainFile.path) (\(labels.names.joined(separator: ", "))); "
                 + "\(model.layout.count) parameters; \(nThreads) threads"
                 + (testSet.map { "; testing on \($0.count) texts of \(testFile!.path)" } ?? ""))
             if overwrite { try ModelDirectory.removeCheckpoints(in: outURL) }
 
-            var history: [EpochSummary] = []
             var bar: ProgressBar?
             func extra(final: Bool) throws -> [String: Any] {
                 let enc = JSONEncoder()
@@ -96,6 +115,7 @@ struct Train: ParsableCommand {
                     "dataset": ["train": displayPath(trainFile), "test": testFile.map(displayPath) as Any, "train_texts": trainSet.count,
                                 "test_texts": testSet?.count as Any, "text_column": columns.textColumn, "label_column": columns.labelColumn],
                     "tokenizer_source": tokenizer,
+                    "train_fingerprint": dataFingerprint,
                     "threads": nThreads,
                     "epochs_completed": history.count,
                     "history": try JSONSerialization.jsonObject(with: enc.encode(history)),
@@ -109,7 +129,8 @@ struct Train: ParsableCommand {
                 e["complete"] = final
                 return e
             }
-            let summaries = try trainer.train(trainSet, test: testSet, progress: { epoch, done, total, status in
+            let optimizerURL = outURL.appendingPathComponent(Train.optimizerFile)
+            let summaries = try trainer.train(trainSet, test: testSet, after: history.count, progress: { epoch, done, total, status in
                 if done == 1 { bar = ProgressBar(total: total, label: "epoch \(epoch)/\(epochs)") }
                 bar?.update(done, status: status)
             }, onEpochEnd: { s in
@@ -118,15 +139,69 @@ struct Train: ParsableCommand {
                 if let a = s.testAccuracy, let l = s.testLoss { status += String(format: " | test loss %.4f acc %.4f", l, a) }
                 bar?.finish(status: status)
                 if !(bar.map { _ in isatty(2) != 0 } ?? false) { printError("epoch \(s.epoch): \(status)") }
+                if s.epoch < epochs {
+                    // Everything `--resume` needs, in one file written in one rename before
+                    // the model files, so a kill at any point leaves a consistent state.
+                    let state = trainer.optimizerState
+                    var w = SafetensorsWriter()
+                    w.metadata = ["format": "tangent-resume-1", "epoch": String(s.epoch), "step": String(state.step),
+                                  "history": String(decoding: try JSONEncoder().encode(history), as: UTF8.self)]
+                    w.add("params", shape: [model.layout.count], float32: model.parameterArray)
+                    w.add("m", shape: [state.m.count], float32: state.m)
+                    w.add("v", shape: [state.v.count], float32: state.v)
+                    try w.write(to: optimizerURL)
+                }
                 try classifier.save(to: outURL, extra: try extra(final: s.epoch == epochs))
+                if s.epoch == epochs { unlink(optimizerURL.path) }
                 if keepCheckpoints {
                     try ModelDirectory.saveWeights(model, to: outURL.appendingPathComponent("checkpoints/epoch-\(s.epoch).safetensors"),
                                                    metadata: ["epoch": String(s.epoch)])
                 }
             })
-            let last = summaries.last!
-            print("saved \(out): \(summaries.count) epochs, train accuracy \(String(format: "%.4f", last.trainAccuracy))"
+            guard let last = summaries.last ?? history.last else { throw DataError("\(out): no epoch was trained") }
+            print("saved \(out): \(history.count) epochs, train accuracy \(String(format: "%.4f", last.trainAccuracy))"
                 + (last.testAccuracy.map { String(format: ", test accuracy %.4f", $0) } ?? ""))
         }
+    }
+
+    /// Checks that a resumed run has the settings of the interrupted one, restores the
+    /// optimizer, and returns the finished epochs' history.
+    func resumeState(_ previous: Classifier, fresh: Classifier, options: TrainingOptions, dataFingerprint: String, threads: Int,
+                     trainer: Trainer, stepsPerEpoch: Int) throws -> [EpochSummary] {
+        let json = previous.configJSON
+        var differences: [String] = []
+        if let recorded = json["training"], let old = try? JSONDecoder().decode(TrainingOptions.self, from: JSONSerialization.data(withJSONObject: recorded)) {
+            let a = try JSONSerialization.jsonObject(with: JSONEncoder().encode(old)) as? [String: Any] ?? [:]
+            let b = try JSONSerialization.jsonObject(with: JSONEncoder().encode(options)) as? [String: Any] ?? [:]
+            for key in Set(a.keys).union(b.keys).sorted() where "\(a[key] ?? "-")" != "\(b[key] ?? "-")" {
+                differences.append("\(key) (\(a[key] ?? "-") then, \(b[key] ?? "-") now)")
+            }
+        } else {
+            differences.append("training options (not recorded in config.json)")
+        }
+        if json["train_fingerprint"] as? String != dataFingerprint { differences.append("training texts (\(data) differs from the data of the interrupted run)") }
+        if previous.model.config != fresh.model.config { differences.append("architecture or tokenizer (model configuration differs)") }
+        if previous.labels != fresh.labels { differences.append("labels (\(previous.labels.names) then, \(fresh.labels.names) now)") }
+        if previous.tokenizer.serializedModel != fresh.tokenizer.serializedModel { differences.append("tokenizer (\(tokenizer) is not the one in \(out))") }
+        if let t = json["threads"] as? Int, t != threads { differences.append("threads (\(t) then, \(threads) now; bit-identical results need the same count)") }
+        guard differences.isEmpty else {
+            throw DataError("\(out): cannot resume with other settings: \(differences.joined(separator: "; "))")
+        }
+        let stateURL = fileURL(out).appendingPathComponent(Train.optimizerFile)
+        let state: SafetensorsFile
+        do { state = try SafetensorsFile(url: stateURL) } catch {
+            throw DataError("\(out): cannot resume: the state of the last finished epoch is missing or damaged (\(error)); retrain with --overwrite")
+        }
+        guard state.metadata["format"] == "tangent-resume-1", let step = Int(state.metadata["step"] ?? ""),
+              let history = try? JSONDecoder().decode([EpochSummary].self, from: Data((state.metadata["history"] ?? "").utf8)),
+              step == history.count * stepsPerEpoch else {
+            throw DataError("\(stateURL.path): not a resumable state of this run (\(stepsPerEpoch) steps per epoch); retrain with --overwrite")
+        }
+        // The weights of that epoch: config.json and model.safetensors may lag one epoch
+        // behind when the run was killed while saving them.
+        let n = previous.model.layout.count
+        previous.model.setParameters(try state.float32("params", shape: [n]))
+        try trainer.restore(m: try state.float32("m", shape: [n]), v: try state.float32("v", shape: [n]), step: step)
+        return history
     }
 }
