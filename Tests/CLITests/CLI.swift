@@ -22,14 +22,7 @@ enum CLI {
     /// Runs `tangent args` in `dir` and waits; fails the caller if the binary is missing.
     @discardableResult
     static func run(_ args: [String], in dir: URL, env: [String: String] = [:], timeout: TimeInterval = 300) throws -> Result {
-        let p = Process()
-        p.executableURL = binary
-        p.arguments = args
-        p.currentDirectoryURL = dir
-        var environment = ProcessInfo.processInfo.environment
-        environment["TANGENT_THREADS"] = nil
-        for (k, v) in env { environment[k] = v }
-        p.environment = environment
+        let p = process(args, in: dir, env: env)
         let out = dir.appendingPathComponent(".stdout-\(UUID().uuidString)"), err = dir.appendingPathComponent(".stderr-\(UUID().uuidString)")
         FileManager.default.createFile(atPath: out.path, contents: nil)
         FileManager.default.createFile(atPath: err.path, contents: nil)
@@ -50,16 +43,23 @@ enum CLI {
 
     /// Starts `tangent args` in `dir` without waiting.
     static func start(_ args: [String], in dir: URL) throws -> Process {
+        let p = process(args, in: dir, env: [:])
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        return p
+    }
+
+    /// `tangent args` in `dir`, with the caller's environment minus TANGENT_THREADS plus `env`.
+    static func process(_ args: [String], in dir: URL, env: [String: String]) -> Process {
         let p = Process()
         p.executableURL = binary
         p.arguments = args
         p.currentDirectoryURL = dir
         var environment = ProcessInfo.processInfo.environment
         environment["TANGENT_THREADS"] = nil
+        for (k, v) in env { environment[k] = v }
         p.environment = environment
-        p.standardOutput = FileHandle.nullDevice
-        p.standardError = FileHandle.nullDevice
-        try p.run()
         return p
     }
 
