@@ -17,16 +17,13 @@ struct BenchTrain: ParsableCommand {
         discussion: "Default workload: d_model 128, 2 layers, d_ff 512, vocab 8000, 64 tokens, batch 64.")
 
     @OptionGroup var architecture: ArchitectureOptions
-    @Option(parsing: .unconditional, help: "Vocabulary size.") var vocab: Int = 8000
-    @Option(parsing: .unconditional, help: "Tokens per text.") var tokens: Int = 64
+    @OptionGroup var input: RandomTokenOptions
     @Option(parsing: .unconditional, help: "Texts per step.") var batchSize: Int = 64
     @Option(parsing: .unconditional, help: "Measured steps (after 3 warm-up steps).") var steps: Int = 20
     @OptionGroup var threading: ThreadOptions
     @Option(parsing: .unconditional, help: "Dropout rate during the benchmark.") var dropout: Double = 0.1
 
     func validate() throws {
-        try Check.atLeast(vocab, 5, "--vocab")
-        try Check.atLeast(tokens, 2, "--tokens")
         try Check.positive(batchSize, "--batch-size")
         try Check.positive(steps, "--steps")
         try Check.rate(dropout, "--dropout")
@@ -35,6 +32,7 @@ struct BenchTrain: ParsableCommand {
     func run() throws {
         try reportingErrors {
             let nThreads = threading.count
+            let vocab = input.vocab, tokens = input.tokens
             let a = architecture
             let config = ModelConfig(vocabSize: vocab, maxLen: tokens, dModel: a.dModel, nHeads: a.heads, nLayers: a.layers,
                                      dFF: a.dFF, nClasses: 2)
@@ -44,9 +42,8 @@ struct BenchTrain: ParsableCommand {
             options.epochs = 1
             options.dropout = dropout
             let trainer = try Trainer(model: model, options: options)
-            let rng = CounterRNG.derive(7, 7)
             let n = batchSize * (steps + 3)
-            let seqs = (0..<n).map { i in [Int32(2)] + (1..<tokens).map { j in Int32(4 + Int(rng.bits(UInt64(i * tokens + j)) % UInt64(vocab - 4))) } }
+            let seqs = input.sequences(n, seed: 7)
             let labels = (0..<n).map { $0 % 2 }
             let warm = EncodedSet(sequences: Array(seqs[0..<(3 * batchSize)]), labels: Array(labels[0..<(3 * batchSize)]))
             _ = try trainer.train(warm, test: nil)
@@ -80,8 +77,7 @@ struct BenchFeaturize: ParsableCommand {
         discussion: "Default workload W1: d_model 128, 2 layers, d_ff 512, vocab 8000, 64 tokens, 512 texts, K 1024, proj-pntk over all parameters.")
 
     @OptionGroup var architecture: ArchitectureOptions
-    @Option(parsing: .unconditional, help: "Vocabulary size.") var vocab: Int = 8000
-    @Option(parsing: .unconditional, help: "Tokens per text.") var tokens: Int = 64
+    @OptionGroup var input: RandomTokenOptions
     @Option(parsing: .unconditional, help: "Texts.") var texts: Int = 512
     @Option(parsing: .unconditional, help: "Projected dimension K.") var projDim: Int = 1024
     @Option(help: "pntk, trntk or grad.") var kernel: String = "pntk"
@@ -90,8 +86,6 @@ struct BenchFeaturize: ParsableCommand {
     @OptionGroup var threading: ThreadOptions
 
     func validate() throws {
-        try Check.atLeast(vocab, 5, "--vocab")
-        try Check.atLeast(tokens, 2, "--tokens")
         try Check.positive(texts, "--texts")
         try Check.positive(projDim, "--proj-dim")
         try Check.positive(batchSize, "--batch-size")
@@ -102,14 +96,14 @@ struct BenchFeaturize: ParsableCommand {
     func run() throws {
         try reportingErrors {
             let nThreads = threading.count
+            let vocab = input.vocab, tokens = input.tokens
             let a = architecture
             let config = ModelConfig(vocabSize: vocab, maxLen: tokens, dModel: a.dModel, nHeads: a.heads, nLayers: a.layers, dFF: a.dFF, nClasses: 2)
             let model = try TransformerClassifier<Float>.initialized(config: config, seed: 1, threads: nThreads)
             let kind = FeatureKind(kernelName: kernel)!
             let computer = try GradientComputer(model: model, prefixes: try Check.list(params, "--params"))
             let projector = Projector(dimension: projDim, seed: 0, threads: nThreads)
-            let rng = CounterRNG.derive(3, 3)
-            let seqs = (0..<texts).map { i in [Int32(2)] + (1..<tokens).map { j in Int32(4 + Int(rng.bits(UInt64(i * tokens + j)) % UInt64(vocab - 4))) } }
+            let seqs = input.sequences(texts, seed: 3)
             let output: GradientOutput = kind == .pntk ? .pseudoNTK : kind == .trntk ? .everyLogit : .loss(labels: [Int?](repeating: nil, count: batchSize))
             var gradSeconds = 0.0, projSeconds = 0.0
             let t0 = Date()
@@ -135,5 +129,22 @@ struct BenchFeaturize: ParsableCommand {
             print(String(format: "projection: %.2f s (%.0f%%)", projSeconds, 100 * projSeconds / total))
             print("peak memory (VmHWM): \(peakMemoryDescription())")
         }
+    }
+}
+
+/// The random token sequences both benchmarks run on.
+struct RandomTokenOptions: ParsableArguments {
+    @Option(parsing: .unconditional, help: "Vocabulary size.") var vocab: Int = 8000
+    @Option(parsing: .unconditional, help: "Tokens per text.") var tokens: Int = 64
+
+    func validate() throws {
+        try Check.atLeast(vocab, 5, "--vocab")
+        try Check.atLeast(tokens, 2, "--tokens")
+    }
+
+    /// `n` texts of `tokens` ids (BOS first, then ids past the special ones), a pure function of `seed`.
+    func sequences(_ n: Int, seed: UInt64) -> [[Int32]] {
+        let rng = CounterRNG.derive(seed, seed)
+        return (0..<n).map { i in [Int32(2)] + (1..<tokens).map { j in Int32(4 + Int(rng.bits(UInt64(i * tokens + j)) % UInt64(vocab - 4))) } }
     }
 }
