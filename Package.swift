@@ -43,7 +43,7 @@ let package = Package(
             "TangentTensor", "TangentModel", "TangentKernels", "TangentData", "TangentTraining",
         ]),
         .target(name: "TangentTraining", dependencies: [
-            "TangentTensor", "TangentModel", "TangentData", "TangentTokenizer",
+            "TangentTensor", "TangentModel", "TangentData", "TangentTokenizer", "TangentSafetensors",
         ]),
         .executableTarget(name: "tangent", dependencies: [
             "TangentTensor", "TangentTokenizer", "TangentData", "TangentModel", "TangentTraining", "TangentKernels", "TangentAttribution",

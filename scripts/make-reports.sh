@@ -2,9 +2,14 @@
 # Writes reports/NAME/report.{json,md,html} and poisoning.{json,md} for the shipped models
 # with the kernels spec's protocol: a seeded sample of 1000 training and 500 test texts
 # (trec6: 800/400), K = 4096, every kernel. TracIn needs the training checkpoints, which
-# are not shipped: the model is retrained with --keep-checkpoints into features/ (training
-# is deterministic for a fixed thread count) and must come out bit-identical to the
-# shipped one. The poisoning benchmark then trains a poisoned model on a 2000-text sample.
+# are not shipped: the model's recipe is rerun with --keep-checkpoints into features/.
+# Each checkpoint carries a training record (per-epoch learning rates, data fingerprint,
+# options, architecture); `compare` checks that record against the shipped model's
+# config.json and refuses checkpoints of another recipe. Training is bit-reproducible
+# only on the same OpenBLAS kernels and thread count, so on another CPU the checkpoints
+# are those of a retraining with the same recipe: the report says so, with the distance
+# between its final weights and the shipped model's. The poisoning benchmark then trains
+# a poisoned model on a 2000-text sample.
 #   scripts/make-reports.sh [movie-snippets|sms-spam|trec6 ...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,10 +24,8 @@ for name in "${sets[@]}"; do
   TANGENT_THREADS=2 $bin train --data "data/$name" --tokenizer "tokenizers/$name.model" --out "$retrained" \
     --d-model 128 --heads 4 --layers 2 --d-ff 512 --max-len 64 \
     --epochs 5 --batch-size 32 --lr 1e-3 --dropout 0.1 --seed 0 --keep-checkpoints --overwrite
-  if ! cmp -s "$retrained/model.safetensors" "models/$name/model.safetensors"; then
-    echo "error: retraining $name did not reproduce models/$name bit for bit; its checkpoints would not belong to the shipped model" >&2
-    exit 1
-  fi
+  cmp -s "$retrained/model.safetensors" "models/$name/model.safetensors" ||
+    echo "note: retraining $name gave other weights than models/$name (other BLAS kernels or threads); TracIn uses the retraining's checkpoints and the report says so" >&2
   rm -f "reports/$name/poisoning.json" "reports/$name/poisoning.md"
   $bin compare --model "models/$name" --checkpoints "$retrained/checkpoints" --train "data/$name" --test "data/$name" \
     --kernels trntk,pntk-norm,proj-trntk,proj-pntk,embedding,ck,grad-cos,tracin,if-head,if-proj --proj-dim 4096 --seed 0 \

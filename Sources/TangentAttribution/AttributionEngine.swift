@@ -123,6 +123,8 @@ public final class AttributionEngine {
     /// Training texts the grid's fits were fitted on, and the held-out ones.
     public private(set) var fitIndices: [Int] = []
     public private(set) var heldOutIndices: [Int] = []
+    /// TracIn: which checkpoints were summed and how they relate to the model.
+    public private(set) var checkpointSummary: String?
     /// Exact kernels: per-layer parts of the training texts' self-kernels K(x_i, x_i).
     public private(set) var trainSelfParts: [(group: String, values: [Float])]?
     private let trainNorms: [Float]
@@ -161,7 +163,7 @@ public final class AttributionEngine {
         trainLabels = labelIndices
         let n = train.count
         let modelID = Featurizer.modelFingerprint(classifier.model)
-        let textsID = fingerprint(Data(train.map { $0.text + "\u{1F}" + ($0.label ?? "") }.joined(separator: "\u{1E}").utf8))
+        let textsID = fingerprint(labelled: train)
         // The train x train kernel, produced only when the surrogate is not cached.
         let trainKernel: () throws -> [Float]
         if let kind = kernel.exact {
@@ -202,12 +204,18 @@ public final class AttributionEngine {
             options.projDim = projDim
             options.seed = seed
             options.threads = threads
-            let checkpoints = kernel.checkpointSummed ? try TracIn.checkpoints(of: classifier, directory: checkpointDirectory) : []
+            let run = kernel.checkpointSummed ? try TracIn.checkpoints(of: classifier, directory: checkpointDirectory) : nil
+            let checkpoints = run?.checkpoints ?? []
             if kernel.checkpointSummed, let dir = checkpointDirectory, checkpoints.isEmpty {
                 throw DataError("\(dir.path): no checkpoints (epoch-K.safetensors from `tangent train --keep-checkpoints`)")
             }
-            if !checkpoints.isEmpty {
-                log("tracin: \(checkpoints.count) checkpoints, learning rates " + checkpoints.map { String(format: "%.2e", $0.learningRate) }.joined(separator: ", "))
+            if let run, !checkpoints.isEmpty {
+                log("tracin: " + run.summary)
+                checkpointSummary = run.summary
+            } else if kernel.checkpointSummed {
+                log("tracin: no checkpoints in \(classifier.directory.map { $0.appendingPathComponent(ModelDirectory.checkpointsDirectory).path } ?? "the model"); "
+                    + "using the final model alone (grad-dot with eta = 1)")
+                checkpointSummary = "no checkpoints: the final model alone (grad-dot with eta = 1)"
             }
             let models = try checkpoints.isEmpty ? [(classifier, Float(1))]
                 : checkpoints.map { (try TracIn.load($0, like: classifier, threads: threads), Float($0.learningRate.squareRoot())) }

@@ -47,6 +47,8 @@ public struct KernelReport: Sendable, Codable {
     public var layerShares: [LayerShare]? = nil
     /// With several models: this kernel's figures on each (the other fields describe the first).
     public var replicates: Replicates? = nil
+    /// What a reader must know to interpret the row (TracIn: which checkpoints were summed).
+    public var note: String? = nil
 }
 
 /// One kernel's tau and TAD on several models of the same data (e.g. training seeds).
@@ -151,7 +153,9 @@ public enum Comparison {
                                    layerShares: q.parts.map { layerShares(parts: $0, rows: kRows, selfParts: engine.trainSelfParts, glm: engine.glm, logits: netLogits, classes: C) })
             log(String(format: "%@: tau %.3f (paper variant %.3f on %ld texts), TAD %+.3f, agreement %.3f, lambda %g, %.0f s",
                        k.name, row.tau, row.tauProbability, row.tauProbabilityTexts, row.tad, row.agreement, row.lambda, row.seconds))
-            rows.append(row)
+            var noted = row
+            noted.note = engine.checkpointSummary
+            rows.append(noted)
         }
         report!.kernels = rows
         return report!
@@ -281,6 +285,7 @@ public enum Comparison {
         for k in r.kernels {
             s += "| \(k.kernel) | \(f(k.tau)) | \(f(k.tauProbability)) | \(k.tauProbabilityTexts) | \(String(format: "%+.3f", k.tad)) | \(f(k.agreement)) | \(f(k.bestGridTau)) | \(String(format: "%g", k.lambda)) | \(f(k.seconds, 0)) | \(f(k.peakMemoryMiB, 0)) | \(k.featuresCached ? "cached" : "computed") |\n"
         }
+        for k in r.kernels { if let note = k.note { s += "\n\(k.kernel): \(note).\n" } }
         let exact = r.kernels.filter { $0.layerShares != nil }
         if let groups = exact.first?.layerShares?.map(\.group) {
             s += "\n## Per-layer share of the exact NTK (NFT-K)\n\n"

@@ -72,6 +72,8 @@ public struct PoisonKernelReport: Sendable, Codable {
     /// Agreement of surrogate and network labels on the triggered texts.
     public let agreementTriggered: Double
     public let seconds: Double
+    /// What a reader must know to interpret the row (TracIn: which checkpoints were summed).
+    public var note: String? = nil
 }
 
 /// The poisoning benchmark: attack, then retrieval of the poisons per kernel.
@@ -119,7 +121,7 @@ public enum Poisoning {
     /// the poisons from the attributions of the triggered texts that flipped to the target.
     public static func evaluate(classifier: Classifier, plan: PoisonPlan, train: [LabeledText], poisoned: [Int],
                                 cleanTest: [LabeledText], triggered: [LabeledText], kernels: [SurrogateKernel],
-                                ks: [Int], projDim: Int, seed: UInt64, cache: URL, dataName: String,
+                                ks: [Int], projDim: Int, seed: UInt64, cache: URL, checkpoints: URL? = nil, dataName: String,
                                 log: (String) -> Void = { _ in },
                                 progress: (String, Int, Int) -> Void = { _, _, _ in }) throws -> PoisonReport {
         let C = classifier.labels.count
@@ -144,7 +146,7 @@ public enum Poisoning {
             log("== \(k.name)")
             let t0 = Date()
             let engine = try AttributionEngine(classifier: classifier, train: train, kernel: k, projDim: projDim, seed: seed, cache: cache,
-                                               log: log, progress: { progress("\(k.name) train", $0, $1) })
+                                               checkpoints: k.checkpointSummed ? checkpoints : nil, log: log, progress: { progress("\(k.name) train", $0, $1) })
             let n = train.count
             let qT = try engine.query(triggered, source: "triggered test texts", cached: true, log: log, progress: { progress("\(k.name) triggered", $0, $1) })
             let qC = try engine.query(cleanTest, source: dataName, cached: true, log: log, progress: { progress("\(k.name) clean", $0, $1) })
@@ -162,7 +164,8 @@ public enum Poisoning {
             let mc = Comparison.measure(surrogate: engine.glm.logits(kernelRows: qC.rows), network: qC.logits.map(Double.init), labels: cleanLabels, classes: C)
             let mt = Comparison.measure(surrogate: engine.glm.logits(kernelRows: qT.rows), network: qT.logits.map(Double.init), labels: trigLabels, classes: C)
             let row = PoisonKernelReport(kernel: k.name, precisionAtK: precision, auc: aucCount == 0 ? .nan : aucSum / Double(aucCount),
-                                         tauClean: mc.tau, tauTriggered: mt.tau, agreementTriggered: mt.agreement, seconds: Date().timeIntervalSince(t0))
+                                         tauClean: mc.tau, tauTriggered: mt.tau, agreementTriggered: mt.agreement, seconds: Date().timeIntervalSince(t0),
+                                         note: engine.checkpointSummary)
             log(String(format: "%@: AUC %.3f, %@, tau clean %.3f, triggered %.3f", k.name, row.auc,
                        ks.map { String(format: "precision@%ld %.3f", $0, precision[$0]!) }.joined(separator: ", "), row.tauClean, row.tauTriggered))
             rows.append(row)
@@ -194,6 +197,7 @@ public enum Poisoning {
             s += "| \(k.kernel) | " + ks.map { f(k.precisionAtK[$0] ?? .nan) }.joined(separator: " | ")
             s += " | \(f(k.auc)) | \(f(k.tauClean)) | \(f(k.tauTriggered)) | \(f(k.agreementTriggered)) | \(f(k.seconds, 0)) |\n"
         }
+        for k in r.kernels { if let note = k.note { s += "\n\(k.kernel): \(note).\n" } }
         return s
     }
 }

@@ -50,6 +50,7 @@ public enum ReportHTML {
             h += "<tr><td>\(esc(k.kernel))</td><td>\(f(k.tau))</td><td>\(f(k.tauProbability))</td><td>\(k.tauProbabilityTexts)</td><td>\(String(format: "%+.3f", k.tad))</td><td>\(f(k.agreement))</td><td>\(f(k.bestGridTau))</td><td>\(String(format: "%g", k.lambda))</td><td>\(f(k.seconds, 0))</td><td>\(f(k.peakMemoryMiB, 0))</td><td>\(k.featuresCached ? "cached" : "computed")</td></tr>\n"
         }
         h += "</table>\n<p class=\"small\">tau (paper): over probabilities, texts at exactly 0 or 1 dropped (texts kept). Time: this kernel's wall time (featurization unless cached, fits, measurement); peak memory: the process's peak so far.</p>\n"
+        for k in r.kernels { if let note = k.note { h += "<p class=\"small\"><b>\(esc(k.kernel))</b>: \(esc(note)).</p>\n" } }
         h += layerSection(r.kernels)
         h += projectionSection(r.projectionError ?? [])
         if let poisoning { h += poisonSection(poisoning) }
@@ -212,7 +213,9 @@ public enum ReportHTML {
             h += "<tr><td>\(esc(k.kernel))</td>" + ks.map { "<td>\(f(k.precisionAtK[$0] ?? .nan))</td>" }.joined()
             h += "<td>\(f(k.auc))</td><td>\(f(k.tauClean))</td><td>\(f(k.tauTriggered))</td><td>\(f(k.agreementTriggered))</td><td>\(f(k.seconds, 0))</td></tr>\n"
         }
-        return h + "</table>\n"
+        h += "</table>\n"
+        for k in p.kernels { if let note = k.note { h += "<p class=\"small\"><b>\(esc(k.kernel))</b>: \(esc(note)).</p>\n" } }
+        return h
     }
 
     /// tau against lambda (log scale), one line per kernel.

@@ -1,4 +1,5 @@
 import Foundation
+import TangentData
 import TangentSafetensors
 import TangentTensor
 
@@ -342,4 +343,10 @@ public func fingerprint(_ data: Data) -> String {
         for i in (n * 8)..<raw.count { h = (h ^ UInt64(raw[i])) &* 0x0000_0100_0000_01B3 }
     }
     return String(CounterRNG.mix(h), radix: 16)
+}
+
+/// Fingerprint of labelled texts in their order (texts and labels): what identifies a
+/// training set in cache names, training records and resume checks.
+public func fingerprint(labelled texts: [LabeledText]) -> String {
+    fingerprint(Data(texts.map { $0.text + "\u{1F}" + ($0.label ?? "") }.joined(separator: "\u{1E}").utf8))
 }

@@ -115,9 +115,7 @@ public final class Trainer {
         guard data.count > 0 else { throw TrainingError("no training texts") }
         let C = model.config.nClasses
         let perEpoch = stepsPerEpoch(data.count)
-        let total = perEpoch * options.epochs
-        let schedule = LearningRateSchedule(peak: options.learningRate, warmupSteps: Int(Double(total) * options.warmupFraction),
-                                            totalSteps: total, decay: options.decay)
+        let schedule = LearningRateSchedule(options: options, stepsPerEpoch: perEpoch)
         var summaries: [EpochSummary] = []
         var losses = [Float](repeating: 0, count: options.batchSize)
         var probs = [Float](repeating: 0, count: options.batchSize * C)

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import TangentAttribution
 import TangentData
+import TangentKernels
 import TangentModel
 import TangentTensor
 import TangentTraining
@@ -108,11 +109,21 @@ struct Poison: ParsableCommand {
             options.epochs = epochs; options.learningRate = lr; options.dropout = dropout; options.seed = seed
             let set = try encodedSet(poisonedTrain, trainFile, for: clf)
             var bar: ProgressBar?
+            // Per-epoch weights for TracIn, written beside the cache once the final model is known.
+            var epochWeights: [[Float]] = []
             _ = try Trainer(model: clf.model, options: options).train(set, test: nil, progress: { epoch, done, total, status in
                 if done == 1 { bar = ProgressBar(total: total, label: "poisoned model, epoch \(epoch)/\(epochs)") }
                 bar?.update(done, status: status)
                 if done == total { bar?.finish(status: status) }
-            })
+            }, onEpochEnd: { _ in epochWeights.append(clf.model.parameterArray) })
+            let checkpoints = fileURL(cache).appendingPathComponent("checkpoints-\(Featurizer.modelFingerprint(clf.model))")
+            let snapshot = try TransformerClassifier<Float>(config: clf.model.config, threads: 1)
+            for (e, weights) in epochWeights.enumerated() {
+                snapshot.setParameters(weights)
+                try TrainingRecord(epoch: e + 1, options: options, trainTexts: poisonedTrain.count, dataFingerprint: fingerprint(labelled: poisonedTrain),
+                                   model: clf.model.config, labels: clf.labels.names, threads: nThreads)
+                    .writeCheckpoint(snapshot, to: checkpoints.appendingPathComponent("epoch-\(e + 1).safetensors"))
+            }
             if let saveModel { try clf.save(to: fileURL(saveModel), extra: ["poisoning": ["trigger": plan.trigger, "source": plan.source, "target": plan.target,
                                                                                         "fraction": plan.fraction, "seed": plan.seed, "poisoned_texts": poisoned.count]]) }
 
@@ -120,7 +131,7 @@ struct Poison: ParsableCommand {
             let report = try Poisoning.evaluate(
                 classifier: clf, plan: plan, train: poisonedTrain, poisoned: poisoned, cleanTest: testTexts,
                 triggered: plan.triggered(testTexts), kernels: try Check.list(kernels, "--kernels").map { SurrogateKernel.named($0)! },
-                ks: ks, projDim: projDim, seed: seed, cache: fileURL(cache),
+                ks: ks, projDim: projDim, seed: seed, cache: fileURL(cache), checkpoints: checkpoints,
                 dataName: displayPath(trainFile) + (maxTrain.map { " (random \($0), seed \(seed))" } ?? ""),
                 log: { printError($0) },
                 progress: { label, done, total in

@@ -84,7 +84,7 @@ struct Train: ParsableCommand {
             let fresh = try newClassifier(for: trainTexts, tokenizerPath: tokenizer, architecture: architecture, maxLen: maxLen,
                                           pooling: .init(rawValue: pooling)!, seed: seed, threads: nThreads)
             let classifier = previous ?? fresh
-            let dataFingerprint = fingerprint(Data(trainTexts.map { $0.text + "\u{1F}" + ($0.label ?? "") }.joined(separator: "\u{1E}").utf8))
+            let dataFingerprint = fingerprint(labelled: trainTexts)
             let model = classifier.model, labels = classifier.labels
             let trainSet = try encodedSet(trainTexts, trainFile, for: classifier)
             let testSet = try testFile.map { try encodedSet(try reader.read($0), $0, for: classifier) }
@@ -151,12 +151,14 @@ struct Train: ParsableCommand {
                     w.add("v", shape: [state.v.count], float32: state.v)
                     try w.write(to: optimizerURL)
                 }
+                if keepCheckpoints {
+                    // Before the model files, so a resumed run never lacks a finished epoch's checkpoint.
+                    let record = TrainingRecord(epoch: s.epoch, options: options, trainTexts: trainSet.count, dataFingerprint: dataFingerprint,
+                                                model: model.config, labels: labels.names, threads: nThreads)
+                    try record.writeCheckpoint(model, to: outURL.appendingPathComponent("\(ModelDirectory.checkpointsDirectory)/epoch-\(s.epoch).safetensors"))
+                }
                 try classifier.save(to: outURL, extra: try extra(final: s.epoch == epochs))
                 if s.epoch == epochs { unlink(optimizerURL.path) }
-                if keepCheckpoints {
-                    try ModelDirectory.saveWeights(model, to: outURL.appendingPathComponent("checkpoints/epoch-\(s.epoch).safetensors"),
-                                                   metadata: ["epoch": String(s.epoch)])
-                }
             })
             guard let last = summaries.last ?? history.last else { throw DataError("\(out): no epoch was trained") }
             print("saved \(out): \(history.count) epochs, train accuracy \(String(format: "%.4f", last.trainAccuracy))"

@@ -54,6 +54,12 @@ import Testing
         add("attribute --top 0", "attribute --model $M --train $W/small.jsonl --text hi --top 0", expect: ["--top"])
         add("poison --fraction 2", "poison --data $W/small.jsonl --test $W/small.jsonl --tokenizer $M/tokenizer.model --fraction 2 --out $W/p", expect: ["--fraction"])
         add("tokenizer train --vocab-size -1", "tokenizer train --data $W/small.jsonl --vocab-size -1 --out $W/t.model", expect: ["--vocab-size"])
+        // TracIn checkpoints carry their learning rate and run; without a record there is none.
+        add("tracin checkpoint without record", "attribute --model $M --train $W/small.jsonl --text hi --kernel tracin --proj-dim 16 --checkpoints $W/ck --cache $W/c",
+            expect: ["epoch-1.safetensors", "no training record"]) { w in
+            try FileManager.default.createDirectory(at: w.appendingPathComponent("ck"), withIntermediateDirectories: true)
+            try FileManager.default.copyItem(at: CLI.model.appendingPathComponent("model.safetensors"), to: w.appendingPathComponent("ck/epoch-1.safetensors"))
+        }
         // Data files.
         add("CSV unterminated quote", "predict --model $M --data $W/bad.csv", expect: ["bad.csv", "line 3"]) { w in
             try write(w, "bad.csv", "text,label\nwhat is this,DESC\n\"never closed,DESC\nok,DESC\n")

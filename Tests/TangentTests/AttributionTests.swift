@@ -7,6 +7,7 @@ import TangentAttribution
 import TangentData
 import TangentKernels
 import TangentModel
+import TangentSafetensors
 import TangentTokenizer
 import TangentTraining
 
@@ -87,6 +88,81 @@ import TangentTraining
 }
 
 @Suite(.singleThreadedBLAS) struct TracInTests {
+    /// A model directory trained on `train` with a checkpoint and training record per epoch,
+    /// and config.json recording the run as `tangent train` does.
+    static func trainWithCheckpoints(_ train: [LabeledText], options: TrainingOptions, modelSeed: UInt64 = 2,
+                                     recordInConfig: Bool = true) throws -> URL {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("tangent-tracin-\(UUID())")
+        let labels = try LabelSet(collecting: train).names
+        let clf = try trainSmallClassifier(train, dModel: 16, seed: modelSeed, options: options, onEpochEnd: { model, s in
+            let record = TrainingRecord(epoch: s.epoch, options: options, trainTexts: train.count, dataFingerprint: "data-\(train.count)",
+                                        model: model.config, labels: labels, threads: 1)
+            try record.writeCheckpoint(model, to: dir.appendingPathComponent("checkpoints/epoch-\(s.epoch).safetensors"))
+        })
+        try clf.save(to: dir, extra: recordInConfig ? ["training": try JSONSerialization.jsonObject(with: JSONEncoder().encode(options)),
+                                                       "dataset": ["train_texts": train.count], "train_fingerprint": "data-\(train.count)"] : [:])
+        return dir
+    }
+
+    /// Checkpoints are weighted by their own records, never by a default, and must be the
+    /// model's run; a retraining of the same recipe with other weights is accepted and said so.
+    @Test func checkpointsNeedARecordOfTheModelsRun() throws {
+        let all = try DatasetReader().read(fixture("train-sample.jsonl"))
+        let train = Array(all[0..<12]) + Array(all[300..<312])
+        var options = TrainingOptions()
+        options.epochs = 2
+        options.batchSize = 8
+        let dir = try TracInTests.trainWithCheckpoints(train, options: options)
+        let clf = try Classifier(directory: dir, threads: 1)
+        let ck = dir.appendingPathComponent("checkpoints")
+        // A retraining with the same recipe whose weights differ (here: another initialization,
+        // as another CPU's kernels would give): accepted, with the distance stated.
+        let other = try TracInTests.trainWithCheckpoints(train, options: options, modelSeed: 5)
+        let retrained = try TracIn.checkpoints(of: clf, directory: other.appendingPathComponent("checkpoints"))
+        let d = try #require(retrained.finalWeightDistance)
+        #expect(d > 0.01 && retrained.summary.contains("retraining"))
+        #expect(retrained.checkpoints.map(\.learningRate) == (try TracIn.checkpoints(of: clf)).checkpoints.map(\.learningRate))
+        // ... but not when the model records no training run to compare the recipe with.
+        let bare = try Classifier(directory: try TracInTests.trainWithCheckpoints(train, options: options, recordInConfig: false), threads: 1)
+        #expect(try TracIn.checkpoints(of: bare).finalWeightDistance == 0)
+        #expect(throws: DataError.self) { try TracIn.checkpoints(of: bare, directory: other.appendingPathComponent("checkpoints")) }
+        // Another recipe (learning rate) is not the model's run.
+        var faster = options
+        faster.learningRate = 2e-3
+        let foreign = try TracInTests.trainWithCheckpoints(train, options: faster)
+        do {
+            _ = try TracIn.checkpoints(of: clf, directory: foreign.appendingPathComponent("checkpoints"))
+            Issue.record("checkpoints of another recipe were accepted")
+        } catch let e as DataError {
+            #expect(e.description.contains("training options") && e.description.contains(foreign.path))
+        }
+        // Checkpoints of two runs mixed in one directory.
+        try FileManager.default.removeItem(at: ck.appendingPathComponent("epoch-2.safetensors"))
+        try FileManager.default.copyItem(at: foreign.appendingPathComponent("checkpoints/epoch-2.safetensors"), to: ck.appendingPathComponent("epoch-2.safetensors"))
+        #expect(throws: DataError.self) { try TracIn.checkpoints(of: clf) }
+        // A checkpoint without a record has no learning rate: an error naming it, not eta = 1.
+        let model = try TransformerClassifier<Float>(config: clf.model.config, threads: 1)
+        try ModelDirectory.loadWeights(model, from: ck.appendingPathComponent("epoch-1.safetensors"))
+        try ModelDirectory.saveWeights(model, to: ck.appendingPathComponent("epoch-2.safetensors"), metadata: ["epoch": "2"])
+        do {
+            _ = try TracIn.checkpoints(of: clf)
+            Issue.record("a checkpoint without a training record was accepted")
+        } catch let e as TrainingError {
+            #expect(e.description.contains("epoch-2.safetensors") && e.description.contains("no training record"))
+        }
+        // A damaged record names its field.
+        var w = SafetensorsWriter()
+        w.metadata = ["format": "pt", TrainingRecord.metadataKey: #"{"format":"tangent-training-record-1","epoch":"two"}"#]
+        for t in model.layout.tensors { w.add(t.name, shape: t.shape, float32: Array(model.parameters[t.range])) }
+        try w.write(to: ck.appendingPathComponent("epoch-2.safetensors"))
+        do {
+            _ = try TracIn.checkpoints(of: clf)
+            Issue.record("a damaged training record was accepted")
+        } catch let e as TrainingError {
+            #expect(e.description.contains("epoch-2.safetensors") && e.description.contains("'epoch'"))
+        }
+    }
+
     /// TracIn sums eta_k-weighted loss-gradient products over saved checkpoints.
     @Test func tracinSumsCheckpoints() throws {
         let all = try DatasetReader().read(fixture("train-sample.jsonl"))
@@ -94,15 +170,11 @@ import TangentTraining
         var options = TrainingOptions()
         options.epochs = 3
         options.batchSize = 8
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("tangent-tracin-\(UUID())")
-        let clf0 = try trainSmallClassifier(train, dModel: 16, seed: 2, options: options, onEpochEnd: { model, s in
-            try ModelDirectory.saveWeights(model, to: dir.appendingPathComponent("checkpoints/epoch-\(s.epoch).safetensors"), metadata: [:])
-        })
-        try clf0.save(to: dir, extra: ["training": try JSONSerialization.jsonObject(with: JSONEncoder().encode(options)),
-                                       "dataset": ["train_texts": train.count]])
+        let dir = try TracInTests.trainWithCheckpoints(train, options: options)
         let clf = try Classifier(directory: dir, threads: 2)
-        let cks = try TracIn.checkpoints(of: clf)
-        #expect(cks.map(\.epoch) == [1, 2, 3])
+        let run = try TracIn.checkpoints(of: clf)
+        let cks = run.checkpoints
+        #expect(cks.map(\.epoch) == [1, 2, 3] && run.finalWeightDistance == 0)
         // eta_k: the epoch's mean rate under the recorded schedule (6 steps per epoch, 1 of warm-up).
         let schedule = LearningRateSchedule(peak: 1e-3, warmupSteps: 1, totalSteps: 18, decay: .linear)
         for c in cks {
