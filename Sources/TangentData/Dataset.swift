@@ -1,4 +1,5 @@
 import Foundation
+import TangentTensor
 
 /// A text with its label as read from a data file.
 public struct LabeledText: Sendable, Equatable {
@@ -183,8 +184,8 @@ public enum TextFile {
             throw DataError("\(url.path): cannot read the \(what): \(String(cString: strerror(errno)))")
         }
         let data: Data
-        do { data = try Data(contentsOf: url) } catch {
-            throw DataError("\(url.path): cannot read the \(what): \((error as NSError).localizedFailureReason ?? "\(error)")")
+        do { data = try WholeFile.read(url) } catch {
+            throw DataError("\(url.path): cannot read the \(what): \(error)")
         }
         if let s = String(validating: data, as: UTF8.self) { return s }
         // Find the first line that is not UTF-8, to name it.

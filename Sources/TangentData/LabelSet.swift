@@ -46,8 +46,8 @@ public struct LabelSet: Sendable, Equatable, Codable {
     /// Reads `labels.json` (a JSON array of strings).
     public static func load(_ url: URL) throws -> LabelSet {
         let data: Data
-        do { data = try Data(contentsOf: url) } catch {
-            throw DataError("\(url.path): cannot read label list")
+        do { data = try WholeFile.read(url) } catch {
+            throw DataError("\(url.path): cannot read label list: \(error)")
         }
         guard let names = try? JSONDecoder().decode([String].self, from: data) else {
             throw DataError("\(url.path): expected a JSON array of label names")

@@ -62,8 +62,8 @@ public struct ModelDirectory {
     /// Reads `config.json`; errors name the file and the missing or malformed field.
     public static func loadConfig(_ url: URL) throws -> ModelConfig {
         let data: Data
-        do { data = try Data(contentsOf: url) } catch {
-            throw ModelError("\(url.path): cannot read model config: \((error as NSError).localizedDescription)")
+        do { data = try WholeFile.read(url) } catch {
+            throw ModelError("\(url.path): cannot read model config: \(error)")
         }
         do {
             let c = try JSONDecoder().decode(ModelConfig.self, from: data)
@@ -118,7 +118,7 @@ public final class Classifier: @unchecked Sendable {
         }
         let configURL = directory.appendingPathComponent(ModelDirectory.configFile)
         let config = try ModelDirectory.loadConfig(configURL)
-        let json = (try? JSONSerialization.jsonObject(with: Data(contentsOf: configURL))) as? [String: Any] ?? [:]
+        let json = (try? JSONSerialization.jsonObject(with: WholeFile.read(configURL))) as? [String: Any] ?? [:]
         let tokenizer = try Tokenizer(contentsOf: directory.appendingPathComponent(ModelDirectory.tokenizerFile))
         let labels = try LabelSet.load(directory.appendingPathComponent(ModelDirectory.labelsFile))
         try Classifier.check(tokenizer: tokenizer, labels: labels, config: config, directory: directory)

@@ -72,9 +72,9 @@ public struct SafetensorsFile: @unchecked Sendable {
         let path = url.path
         let data: Data
         do {
-            data = try Data(contentsOf: url, options: .alwaysMapped)
+            data = try WholeFile.mapped(url)
         } catch {
-            throw SafetensorsError.unreadable(path: path, reason: (error as NSError).localizedDescription)
+            throw SafetensorsError.unreadable(path: path, reason: "\(error)")
         }
         try self.init(data: data, path: path)
     }

@@ -178,3 +178,54 @@ public final class OutputLock {
         close(fd)
     }
 }
+
+/// Reads whole files with read(2). Foundation's `Data(contentsOf:)` leaks a buffer on
+/// empty files (found by fuzzing), and its errors do not keep errno's reason.
+public enum WholeFile {
+    /// Why a file could not be read: errno's reason in words.
+    public struct ReadError: Error, CustomStringConvertible {
+        public let code: Int32
+        public var description: String { systemErrorDescription(code) }
+    }
+
+    public static func read(_ url: URL) throws -> Data {
+        let fd = open(url.path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw ReadError(code: errno) }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw ReadError(code: errno) }
+        if (st.st_mode & S_IFMT) == S_IFDIR { throw ReadError(code: EISDIR) }
+        var data = Data()
+        // The size is a hint only: files that report 0 (procfs) or grow are read to EOF.
+        data.reserveCapacity(max(0, Int(st.st_size)))
+        var chunk = [UInt8](repeating: 0, count: 1 << 16)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { Foundation.read(fd, $0.baseAddress!, $0.count) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw ReadError(code: errno)
+            }
+            if n == 0 { break }
+            data.append(contentsOf: chunk[0..<n])
+        }
+        return data
+    }
+}
+
+extension WholeFile {
+    /// The file mapped read-only into memory (pages are read on first touch, so large
+    /// feature files cost address space, not memory); an empty file gives empty data.
+    public static func mapped(_ url: URL) throws -> Data {
+        let fd = open(url.path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw ReadError(code: errno) }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw ReadError(code: errno) }
+        if (st.st_mode & S_IFMT) == S_IFDIR { throw ReadError(code: EISDIR) }
+        guard (st.st_mode & S_IFMT) == S_IFREG else { return try read(url) }
+        let size = Int(st.st_size)
+        guard size > 0 else { return Data() }
+        guard let base = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), base != MAP_FAILED else { throw ReadError(code: errno) }
+        return Data(bytesNoCopy: base, count: size, deallocator: .custom { p, n in munmap(p, n) })
+    }
+}

@@ -90,51 +90,16 @@ func encodedSet(_ texts: [LabeledText], _ file: URL, for classifier: Classifier)
                labels: try classifier.labels.indices(of: texts, source: file.path))
 }
 
-/// Writes `value` as pretty JSON (NaN and infinities as strings) to `url`, atomically.
-func writeReportJSON<T: Encodable>(_ value: T, to url: URL) throws {
-    let enc = JSONEncoder()
-    enc.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-    enc.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
-    try AtomicFile.write(try enc.encode(value), to: url)
-}
 
 /// Renders DIR/report.html from DIR/report.json and, when present, DIR/poisoning.json,
 /// so either command can run first. Does nothing without a comparison report.
 func renderReportPage(in dir: URL) throws {
     let reportURL = dir.appendingPathComponent("report.json")
     guard FileManager.default.fileExists(atPath: reportURL.path) else { return }
-    let report = try readReport(ComparisonReport.self, from: reportURL)
+    let report = try ReportFile.read(ComparisonReport.self, from: reportURL)
     let poisonURL = dir.appendingPathComponent("poisoning.json")
-    let poisoning = FileManager.default.fileExists(atPath: poisonURL.path) ? try readReport(PoisonReport.self, from: poisonURL) : nil
+    let poisoning = FileManager.default.fileExists(atPath: poisonURL.path) ? try ReportFile.read(PoisonReport.self, from: poisonURL) : nil
     try AtomicFile.write(ReportHTML.render(report, poisoning: poisoning), to: dir.appendingPathComponent("report.html"))
-}
-
-/// Reads report JSON as `writeReportJSON` writes it; a damaged file is an error that
-/// names it and the field at fault.
-func readReport<T: Decodable>(_ type: T.Type, from url: URL) throws -> T {
-    let dec = JSONDecoder()
-    dec.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
-    let data = Data(try TextFile.read(url, what: "report").utf8)
-    do {
-        return try dec.decode(type, from: data)
-    } catch let e as DecodingError {
-        throw DataError("\(url.path): not a readable report: \(describe(e)); regenerate it with `tangent compare` or `tangent poison`")
-    }
-}
-
-/// A decoding error in words: what is wrong and at which field.
-func describe(_ error: DecodingError) -> String {
-    func at(_ path: [CodingKey]) -> String {
-        path.isEmpty ? "at the top level" : "at '" + path.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".") + "'"
-    }
-    switch error {
-    case .dataCorrupted(let c):
-        return c.codingPath.isEmpty ? "not valid JSON" : "bad value \(at(c.codingPath)) (\(c.debugDescription))"
-    case .keyNotFound(let key, let c): return "missing field '\(key.stringValue)' \(at(c.codingPath))"
-    case .typeMismatch(let type, let c): return "expected \(type) \(at(c.codingPath))"
-    case .valueNotFound(let type, let c): return "missing \(type) value \(at(c.codingPath))"
-    @unknown default: return "\(error)"
-    }
 }
 
 /// Checks a file output before any work (see `OutputPath.checkFile`) and locks it for

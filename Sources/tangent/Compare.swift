@@ -94,7 +94,7 @@ struct Compare: ParsableCommand {
                 report.projectionError = try Comparison.projectionError(classifier: clf, train: trainTexts, test: testTexts,
                                                                         kernels: ks.map(\.name), dims: dims, seed: seed, log: { printError($0) })
             }
-            try writeReportJSON(report, to: jsonURL)
+            try ReportFile.write(report, to: jsonURL)
             try AtomicFile.write(Comparison.markdown(report), to: outURL.appendingPathComponent("report.md"))
             try renderReportPage(in: outURL)
             print(Comparison.markdown(report))

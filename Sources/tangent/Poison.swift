@@ -139,7 +139,7 @@ struct Poison: ParsableCommand {
                     bar?.update(done)
                     if done == total { bar?.finish() }
                 })
-            try writeReportJSON(report, to: jsonURL)
+            try ReportFile.write(report, to: jsonURL)
             try AtomicFile.write(Poisoning.markdown(report), to: outURL.appendingPathComponent("poisoning.md"))
             try renderReportPage(in: outURL)
             print(Poisoning.markdown(report))

@@ -17,7 +17,7 @@ struct RenderReport: ParsableCommand {
             let jsonURL = url.appendingPathComponent("report.json")
             guard FileManager.default.fileExists(atPath: jsonURL.path) else { throw DataError("\(jsonURL.path): no such report (write it with `tangent compare`)") }
             try renderReportPage(in: url)
-            let report = try readReport(ComparisonReport.self, from: jsonURL)
+            let report = try ReportFile.read(ComparisonReport.self, from: jsonURL)
             try AtomicFile.write(Comparison.markdown(report), to: url.appendingPathComponent("report.md"))
             print("wrote \(dir)/report.md and report.html")
         }

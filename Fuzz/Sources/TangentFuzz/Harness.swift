@@ -1,0 +1,114 @@
+import Foundation
+import TangentAttribution
+import TangentData
+import TangentKernels
+import TangentModel
+import TangentSafetensors
+import TangentTraining
+
+/// One reader under fuzzing: the file extension its input gets, and what is done with it.
+/// Every reader is driven through its public file entry point, as the CLI uses it; a
+/// thrown error is the expected outcome for bad input, a trap or sanitizer report is a bug.
+struct FuzzTarget: Sendable {
+    let name: String
+    let fileExtension: String
+    let run: @Sendable (URL) throws -> Void
+
+    static let all: [FuzzTarget] = [
+        // Safetensors header and tensors, and the training record a checkpoint carries.
+        FuzzTarget(name: "safetensors", fileExtension: "safetensors") { url in
+            let file = try SafetensorsFile(url: url)
+            for name in file.tensors.keys.sorted() {
+                guard let info = file.tensors[name] else { continue }
+                switch info.dtype {
+                case .F32: _ = try file.float32(name)
+                case .I64: _ = try file.int64(name)
+                default: break
+                }
+            }
+            _ = try? TrainingRecord.read(from: url)
+        },
+        // Feature files: metadata, block flags, then every tensor a scorer reads.
+        FuzzTarget(name: "features", fileExtension: "safetensors") { url in
+            let f = try FeatureFile(url: url)
+            _ = try f.features(0..<f.metadata.texts)
+            _ = try f.logits()
+            _ = try f.labels()
+            _ = try f.lines()
+            for g in f.metadata.groupList { _ = try f.layerFeatures(0..<f.metadata.texts, group: g) }
+        },
+        FuzzTarget(name: "jsonl", fileExtension: "jsonl") { try readData($0) },
+        FuzzTarget(name: "csv", fileExtension: "csv") { try readData($0) },
+        FuzzTarget(name: "tsv", fileExtension: "tsv") { try readData($0) },
+        FuzzTarget(name: "config", fileExtension: "json") { _ = try ModelDirectory.loadConfig($0) },
+        FuzzTarget(name: "labels", fileExtension: "json") { _ = try LabelSet.load($0) },
+        // Report JSON as `render-report` reads it, then rendered as it would be.
+        FuzzTarget(name: "report", fileExtension: "json") { url in
+            if let r = try? ReportFile.read(ComparisonReport.self, from: url) {
+                _ = ReportHTML.render(r)
+                _ = Comparison.markdown(r)
+            }
+            if let p = try? ReportFile.read(PoisonReport.self, from: url) { _ = Poisoning.markdown(p) }
+        },
+    ]
+
+    /// Data files as training (labels required) and as prediction input (labels optional).
+    static func readData(_ url: URL) throws {
+        if let texts = try? DatasetReader().read(url) { _ = try? LabelSet(collecting: texts) }
+        _ = try DatasetReader(textColumn: "text", labelColumn: "label", requireLabels: false).read(url)
+    }
+}
+
+/// The process's target (TANGENT_FUZZ_TARGET) and its scratch file on tmpfs.
+final class Session: @unchecked Sendable {
+    let target: FuzzTarget
+    let input: URL
+
+    init() {
+        let name = ProcessInfo.processInfo.environment["TANGENT_FUZZ_TARGET"] ?? ""
+        guard let t = FuzzTarget.all.first(where: { $0.name == name }) else {
+            let names = FuzzTarget.all.map(\.name).joined(separator: ", ")
+            FileHandle.standardError.write(Data("TANGENT_FUZZ_TARGET must be one of: \(names) (got '\(name)')\n".utf8))
+            exit(2)
+        }
+        target = t
+        let base = FileManager.default.fileExists(atPath: "/dev/shm") ? "/dev/shm" : NSTemporaryDirectory()
+        let dir = URL(fileURLWithPath: base).appendingPathComponent("tangent-fuzz-\(getpid())")
+        try? FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        input = dir.appendingPathComponent("input.\(t.fileExtension)")
+    }
+}
+
+nonisolated(unsafe) var session: Session?
+
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzzerTestOneInput(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
+    guard let s = session else { return 0 }
+    // Written with plain write(2): the harness must not add Foundation work per input.
+    let fd = open(s.input.path, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+    guard fd >= 0 else { return 0 }
+    var done = 0
+    while done < size {
+        let n = write(fd, data + done, size - done)
+        if n <= 0 { break }
+        done += n
+    }
+    close(fd)
+    try? s.target.run(s.input)
+    return 0
+}
+
+// SwiftPM links executables with `main` renamed to `TangentFuzz_main`, so libFuzzer's own
+// `main` is never pulled in; this entry point hands the command line to libFuzzer's driver.
+@_silgen_name("LLVMFuzzerRunDriver")
+func runFuzzerDriver(_ argc: UnsafeMutablePointer<Int32>,
+                     _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>,
+                     _ callback: @convention(c) (UnsafePointer<UInt8>, Int) -> Int32) -> Int32
+
+@_cdecl("TangentFuzz_main")
+public func fuzzMain(_ argc: Int32, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
+    session = Session()
+    var count = argc
+    var args = argv
+    return runFuzzerDriver(&count, &args) { data, size in fuzzerTestOneInput(data, size) }
+}

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Regenerates the seed corpora in Fuzz/corpus/ from the built CLI and the test fixtures:
+# small valid inputs of every reader (checkpoint with training record, feature files,
+# data files, configs, labels, reports), plus hand-written edge cases. Run from anywhere.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+swift build -c release --product tangent >&2
+bin=$PWD/.build/release/tangent
+fx=Tests/TangentTests/Fixtures
+c=Fuzz/corpus
+work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
+rm -rf "$c"; mkdir -p "$c"/{safetensors,features,jsonl,csv,tsv,config,labels,report}
+
+# Data files: tiny training set and hand-written edge cases.
+head -n 24 "$fx/train-sample.jsonl" > "$work/train.jsonl"; tail -n 24 "$fx/train-sample.jsonl" >> "$work/train.jsonl"
+head -n 6 "$fx/train-sample.jsonl" > "$c/jsonl/sample.jsonl"
+printf '{"text": "caf\\u00e9 \\"quoted\\"", "label": 1}\r\n\r\n{"text": "x", "label": null}\n' > "$c/jsonl/escapes.jsonl"
+printf 'text,label\n"a, quoted ""field""",pos\nplain,neg\r\n"multi\nline",pos\n' > "$c/csv/quoted.csv"
+printf 'id,label,text\n1,pos,caf\xc3\xa9\n2,neg,"x"\n' > "$c/csv/columns.csv"
+printf 'text\tlabel\nwhat is 5" in cm ?\tNUM\nwho\tHUM\r\n' > "$c/tsv/quotes.tsv"
+printf 'label\ttext\nneg\tboring\n' > "$c/tsv/columns.tsv"
+
+# A tiny model, trained with checkpoints (safetensors with a training record).
+TANGENT_THREADS=1 $bin train --data "$work/train.jsonl" --test "$work/train.jsonl" --tokenizer "$fx/tokenizer-600.model" --out "$work/m" \
+  --d-model 8 --heads 2 --layers 1 --d-ff 16 --max-len 16 --epochs 2 --batch-size 16 --keep-checkpoints >&2
+cp "$work/m/checkpoints/epoch-2.safetensors" "$c/safetensors/checkpoint.safetensors"
+cp "$work/m/config.json" "$c/config/trained.json"; cp "$fx/tiny-model/config.json" "$c/config/tiny.json"
+cp "$work/m/labels.json" "$c/labels/two.json"; printf '["A","B","C"]' > "$c/labels/three.json"
+
+# Feature files: projected (with layer groups), unprojected embedding features.
+head -n 3 "$work/train.jsonl" > "$work/few.jsonl"
+$bin featurize --model "$work/m" --data "$work/few.jsonl" --kernel pntk --proj-dim 4 --per-layer --out "$c/features/pntk-layers.safetensors" >&2
+$bin featurize --model "$work/m" --data "$work/few.jsonl" --kernel embedding --out "$c/features/embedding.safetensors" >&2
+cp "$c/features/embedding.safetensors" "$c/safetensors/features.safetensors"
+
+# Reports: a comparison and a poisoning benchmark on the tiny model.
+$bin compare --model "$work/m" --train "$work/train.jsonl" --test "$work/few.jsonl" --kernels proj-pntk,embedding --proj-dim 4 \
+  --cache "$work/cache" --out "$work/r" >&2
+cp "$work/r/report.json" "$c/report/report.json"
+$bin poison --data "$work/train.jsonl" --test "$work/train.jsonl" --tokenizer "$fx/tokenizer-600.model" --d-model 8 --heads 2 --layers 1 --d-ff 16 \
+  --max-len 16 --epochs 1 --fraction 0.2 --k 1 --proj-dim 4 --kernels embedding --cache "$work/cache" --out "$work/r" >&2 || true
+[ -f "$work/r/poisoning.json" ] && cp "$work/r/poisoning.json" "$c/report/poisoning.json"
+ls -lR "$c" | awk '{print $5, $9}' | grep -v '^ $' >&2
