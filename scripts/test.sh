@@ -2,6 +2,7 @@
 # Runs the whole test suite in release mode. Installs missing system packages first.
 # The determinism tests run again under OpenBLAS's AVX2 (Haswell) and AVX (Sandybridge)
 # kernels: OpenBLAS picks its kernels per CPU, and bit-identity must hold on all of them.
+# Then every file reader is fuzzed for 20 s from its seed corpus (scripts/fuzz.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -12,3 +13,5 @@ for core in Haswell Sandybridge; do
     echo "== determinism tests under OPENBLAS_CORETYPE=$core" >&2
     OPENBLAS_CORETYPE=$core swift test -c release -Xswiftc -enable-testing --skip-build --filter "$determinism"
 done
+echo "== fuzzing every reader for 20 s" >&2
+scripts/fuzz.sh all 20
