@@ -1,8 +1,9 @@
 import TangentModel
 import TangentTensor
 
-/// A random projection R (K x P) with i.i.d. entries of mean 0 and variance 1/K, so
-/// that E<R g, R g'> = <g, g'>. R is never stored: column j of tensor t is generated
+/// A random projection R (K x P) with E<R g, R g'> = <g, g'>: dense with i.i.d. entries
+/// of mean 0 and variance 1/K (`rademacher`, `gaussian`), or the sparse sign-hash
+/// `sketch` (see Sketch.swift). R is never stored: column j of tensor t is generated
 /// from a counter-based generator keyed by (seed, tensor name), with counter j, so R
 /// is a pure function of (seed, tensor, K) on every machine and any batch split.
 ///
@@ -16,12 +17,16 @@ public struct Projector: Sendable, Equatable {
         case rademacher
         /// Entries N(0, 1/K).
         case gaussian
+        /// s nonzero entries +-1/sqrt(s) per column, in distinct rows (SJLT).
+        case sketch
     }
 
     /// K, the projected dimension.
     public let dimension: Int
     public let seed: UInt64
     public let distribution: Distribution
+    /// s, the nonzeros per column of a `sketch` (1, 2 or 4); 0 for dense projections.
+    public let nonzeros: Int
     /// Worker threads.
     public let threads: Int
     /// Columns of R generated and applied at a time.
@@ -35,20 +40,35 @@ public struct Projector: Sendable, Equatable {
     /// Row v holds the 8 Rademacher entries encoded by byte v.
     let signs: [Float]
 
-    public init(dimension: Int, seed: UInt64, distribution: Distribution = .rademacher, threads: Int = Threads.defaultCount) {
+    /// The nonzeros per column a sketch may have.
+    public static let sketchNonzeros = [1, 2, 4]
+
+    /// `nonzeros` is s for a `sketch` (one of `sketchNonzeros`, at most K) and ignored
+    /// for dense projections.
+    public init(dimension: Int, seed: UInt64, distribution: Distribution = .rademacher, nonzeros: Int = 1,
+                threads: Int = Threads.defaultCount) {
         precondition(dimension > 0)
-        signs = Projector.signTable(scale: 1 / Float(dimension).squareRoot())
+        precondition(distribution != .sketch || (Projector.sketchNonzeros.contains(nonzeros) && nonzeros <= dimension),
+                     "a sketch has 1, 2 or 4 nonzeros per column, at most K")
+        signs = distribution == .rademacher ? Projector.signTable(scale: 1 / Float(dimension).squareRoot()) : []
         self.dimension = dimension
         self.seed = seed
         self.distribution = distribution
+        self.nonzeros = distribution == .sketch ? nonzeros : 0
         self.threads = max(1, threads)
     }
 
+    /// How the projector is named in messages and reports: `rademacher`, `gaussian`,
+    /// `sketch (s = 2)`.
+    public var name: String { distribution == .sketch ? "sketch (s = \(nonzeros))" : distribution.rawValue }
+
     /// The generator of a tensor's columns, keyed by its name (FNV-1a), not its index,
     /// so the same tensor is projected the same way whatever subset it appears in.
+    /// A sketch's stream also depends on s.
     public func generator(for tensor: String) -> CounterRNG {
         var h: UInt64 = 0xCBF2_9CE4_8422_2325
         for b in tensor.utf8 { h = (h ^ UInt64(b)) &* 0x0000_0100_0000_01B3 }
+        if distribution == .sketch { return CounterRNG.derive(seed, 0x5CE7_C400, h, UInt64(dimension), UInt64(nonzeros)) }
         return CounterRNG.derive(seed, 0x9E0_1EC7, h, UInt64(dimension))
     }
 
@@ -84,6 +104,15 @@ public struct Projector: Sendable, Equatable {
             for (r, j) in columns.enumerated() {
                 for k in 0..<K { out[r * K + k] = Float(scale * rng.normal(UInt64(j) &* UInt64(K) &+ UInt64(k))) }
             }
+        case .sketch:
+            // Dense columns of the sketch (for tests; `project` never needs them).
+            let scale = 1 / Float(nonzeros).squareRoot()
+            var codes = [UInt32](repeating: 0, count: nonzeros)
+            for (r, j) in columns.enumerated() {
+                (out + r * K).update(repeating: 0, count: K)
+                codes.withUnsafeMutableBufferPointer { sketchCodes(rng, coordinate: j, into: $0.baseAddress!) }
+                for c in codes { out[r * K + Int(c >> 1)] = c & 1 == 1 ? -scale : scale }
+            }
         }
     }
 
@@ -91,6 +120,7 @@ public struct Projector: Sendable, Equatable {
     /// With `perLayer`, one projection per layer group of the subset (`computer.groups`,
     /// R restricted to the group's columns): [L, O, B, K], whose sum over L is R g.
     public func project(_ block: GradientBlock<Float>, computer: GradientComputer<Float>, perLayer: Bool = false) -> [Float] {
+        if distribution == .sketch { return sketch(block, computer: computer, perLayer: perLayer) }
         let K = dimension, B = block.batch.count, O = block.outputs
         let Pd = computer.dense.count
         let layout = computer.model.layout

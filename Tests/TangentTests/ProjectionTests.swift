@@ -31,11 +31,24 @@ import TangentTensor
         return out
     }
 
-    @Test func projectionEqualsAnExplicitMatrix() throws {
+    /// A projector to test: dense, or a sketch with s nonzeros.
+    struct Setup: Sendable, CustomTestStringConvertible {
+        let distribution: Projector.Distribution
+        var nonzeros = 1
+        func projector(_ K: Int, seed: UInt64, threads: Int = 2) -> Projector {
+            Projector(dimension: K, seed: seed, distribution: distribution, nonzeros: nonzeros, threads: threads)
+        }
+        var testDescription: String { distribution == .sketch ? "sketch s=\(nonzeros)" : distribution.rawValue }
+        static let sketches = [1, 2, 4].map { Setup(distribution: .sketch, nonzeros: $0) }
+        static let all = [Setup(distribution: .rademacher), Setup(distribution: .gaussian)] + sketches
+    }
+
+    @Test(arguments: [Setup(distribution: .rademacher)] + Setup.sketches)
+    func projectionEqualsAnExplicitMatrix(setup: Setup) throws {
         let m = try Self.model()
         let computer = try GradientComputer(model: m, prefixes: ["all"])
         let K = 70
-        let projector = Projector(dimension: K, seed: 3)
+        let projector = setup.projector(K, seed: 3)
         let texts = Self.texts(5)
         let block = try computer.gradients(TokenBatch(sequences: texts), output: .everyLogit)
         let f = projector.project(block, computer: computer)
@@ -59,6 +72,24 @@ import TangentTensor
             }
         }
         #expect(worst < 1e-4, "max relative difference \(worst)")
+        if setup.distribution == .sketch {
+            // s nonzeros +-1/sqrt(s) per column, in distinct rows; rows used evenly, signs balanced.
+            let s = setup.nonzeros
+            var perRow = [Int](repeating: 0, count: K), positive = 0
+            for j in 0..<P {
+                let column = (0..<K).filter { R[j * K + $0] != 0 }
+                #expect(column.count == s)
+                for k in column {
+                    #expect(abs(abs(R[j * K + k]) - 1 / Float(s).squareRoot()) < 1e-7)
+                    perRow[k] += 1
+                    if R[j * K + k] > 0 { positive += 1 }
+                }
+            }
+            let expected = Double(P * s) / Double(K)
+            #expect(perRow.allSatisfy { abs(Double($0) - expected) < 5 * expected.squareRoot() }, "bucket loads \(perRow)")
+            #expect(abs(Double(positive) / Double(P * s) - 0.5) < 0.02)
+            return
+        }
         // Rademacher entries are +-1/sqrt(K), and each of the K positions is positive
         // for about half of the columns.
         #expect(R.allSatisfy { abs(abs($0) - 1 / Float(K).squareRoot()) < 1e-7 })
@@ -68,15 +99,57 @@ import TangentTensor
         }
     }
 
-    @Test(arguments: [Projector.Distribution.rademacher, .gaussian])
-    func errorFallsLikeOneOverSqrtKAndIsUnbiased(distribution: Projector.Distribution) throws {
+    /// The exact pNTK of `texts` and the sketched one for a seed (n x n, Double).
+    static func kernels(_ computer: GradientComputer<Float>, _ texts: [[Int32]], setup: Setup, K: Int) throws
+        -> (exact: [Double], projected: (UInt64) throws -> [Double]) {
+        let exact = try ExactKernel.compute(computer, a: texts, b: nil, kind: .pntk).total.map(Double.init)
+        let n = texts.count
+        return (exact, { seed in
+            let f = try Self.features(computer, setup.projector(K, seed: seed), texts, batch: 5)
+            var k = [Double](repeating: 0, count: n * n)
+            for x in 0..<n {
+                for y in 0..<n {
+                    var sum = 0.0
+                    for c in 0..<K { sum += Double(f[x * K + c]) * Double(f[y * K + c]) }
+                    k[x * n + y] = sum
+                }
+            }
+            return k
+        })
+    }
+
+    /// Unbiased: the mean of the sketched kernel over m seeds approaches the exact kernel,
+    /// its error shrinking like 1/sqrt(m) (root-mean-square over disjoint seed sets).
+    @Test(arguments: Setup.sketches)
+    func sketchIsUnbiased(setup: Setup) throws {
+        let computer = try GradientComputer(model: try Self.model(), prefixes: ["all"])
+        let (exact, projected) = try Self.kernels(computer, Self.texts(10), setup: setup, K: 64)
+        let norm = exact.map { $0 * $0 }.reduce(0, +).squareRoot()
+        let draws = try (0..<64).map { try projected(UInt64(1000 + $0)) }
+        func meanError(_ group: ArraySlice<[Double]>) -> Double {
+            var mean = [Double](repeating: 0, count: exact.count)
+            for d in group { for i in mean.indices { mean[i] += d[i] / Double(group.count) } }
+            return zip(mean, exact).map { ($0 - $1) * ($0 - $1) }.reduce(0, +).squareRoot() / norm
+        }
+        func rms(_ m: Int) -> Double {
+            let errors = stride(from: 0, to: 64, by: m).map { meanError(draws[$0..<($0 + m)]) }
+            return (errors.map { $0 * $0 }.reduce(0, +) / Double(errors.count)).squareRoot()
+        }
+        let e1 = rms(1), e4 = rms(4), e16 = rms(16), e32 = meanError(draws[0..<32])
+        #expect(e4 / e1 > 0.35 && e4 / e1 < 0.7, "errors \(e1), \(e4), \(e16)")
+        #expect(e16 / e4 > 0.35 && e16 / e4 < 0.7, "errors \(e1), \(e4), \(e16)")
+        #expect(e32 < 0.3 * e1, "mean of 32 seeds: \(e32), one seed: \(e1)")
+    }
+
+    @Test(arguments: Setup.all)
+    func errorFallsLikeOneOverSqrtKAndIsUnbiased(setup: Setup) throws {
         let m = try Self.model()
         let computer = try GradientComputer(model: m, prefixes: ["all"])
         let texts = Self.texts(12)
         let exact = try ExactKernel.compute(computer, a: texts, b: nil, kind: .pntk).total.map(Double.init)
         let norm = exact.map { $0 * $0 }.reduce(0, +).squareRoot()
         func projected(_ K: Int, seed: UInt64) throws -> [Double] {
-            let f = try Self.features(computer, Projector(dimension: K, seed: seed, distribution: distribution), texts, batch: 5)
+            let f = try Self.features(computer, setup.projector(K, seed: seed), texts, batch: 5)
             let n = texts.count
             return (0..<(n * n)).map { i in
                 let x = i / n, y = i % n
@@ -100,19 +173,20 @@ import TangentTensor
         #expect(relError(mean) < 0.45 * errors[0], "mean error \(relError(mean)) vs single \(errors[0])")
     }
 
-    @Test func featuresAreBitIdenticalAcrossBatchSizesThreadsAndShards() throws {
+    @Test(arguments: [Setup(distribution: .rademacher)] + Setup.sketches)
+    func featuresAreBitIdenticalAcrossBatchSizesThreadsAndShards(setup: Setup) throws {
         let texts = Self.texts(41)
         var results: [[Float]] = []
         for (threads, batch) in [(1, 41), (2, 7), (3, 16), (2, 1)] {
             let m = try Self.model(threads: threads)
             let computer = try GradientComputer(model: m, prefixes: ["all"])
-            let projector = Projector(dimension: 96, seed: 5, threads: threads)
+            let projector = setup.projector(96, seed: 5, threads: threads)
             results.append(try Self.features(computer, projector, texts, batch: batch, output: .everyLogit))
         }
         // Two shards of the data, processed separately and concatenated.
         let m = try Self.model(threads: 2)
         let computer = try GradientComputer(model: m, prefixes: ["all"])
-        let projector = Projector(dimension: 96, seed: 5, threads: 2)
+        let projector = setup.projector(96, seed: 5)
         results.append(try Self.features(computer, projector, Array(texts[0..<20]), batch: 8, output: .everyLogit)
             + Self.features(computer, projector, Array(texts[20...]), batch: 13, output: .everyLogit))
         for r in results.dropFirst() { #expect(r == results[0]) }
@@ -135,10 +209,11 @@ import TangentTensor
         for (i, r) in results.enumerated().dropFirst() { #expect(r == results[0], "configuration \(i) differs") }
     }
 
-    @Test func perLayerFeaturesAreTheGroupsProjectionsAndSumToTheWhole() throws {
+    @Test(arguments: [Setup(distribution: .rademacher), Setup(distribution: .sketch, nonzeros: 2)])
+    func perLayerFeaturesAreTheGroupsProjectionsAndSumToTheWhole(setup: Setup) throws {
         let m = try Self.model()
         let all = try GradientComputer(model: m, prefixes: ["all"])
-        let projector = Projector(dimension: 64, seed: 4)
+        let projector = setup.projector(64, seed: 4)
         let texts = Self.texts(9)
         let block = try all.gradients(TokenBatch(sequences: texts), output: .everyLogit)
         let layers = projector.project(block, computer: all, perLayer: true)
