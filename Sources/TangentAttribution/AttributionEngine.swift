@@ -136,6 +136,7 @@ public final class AttributionEngine {
     private let cache: URL
     private let projDim: Int
     private let seed: UInt64
+    private let projector: ProjectorChoice
     private let threads: Int
     /// Names cached files: kernel, K, seed, model and training texts.
     public let cacheStem: String
@@ -146,6 +147,7 @@ public final class AttributionEngine {
     public static let lambdaGrid: [Double] = [1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1]
 
     public init(classifier: Classifier, train: [LabeledText], kernel: SurrogateKernel, projDim: Int, seed: UInt64,
+                projector: ProjectorChoice = .default,
                 cache: URL, threads: Int = Threads.defaultCount, fullGrid: Bool = false, useSurrogateCache: Bool = true,
                 checkpoints checkpointDirectory: URL? = nil, log: (String) -> Void = { _ in },
                 progress: (Int, Int) -> Void = { _, _ in }) throws {
@@ -155,6 +157,7 @@ public final class AttributionEngine {
         self.cache = cache
         self.projDim = projDim
         self.seed = seed
+        self.projector = projector
         self.threads = threads
         let labelIndices = try classifier.labels.indices(of: train, source: "training data")
         guard Set(labelIndices).count >= 2 else {
@@ -203,6 +206,7 @@ public final class AttributionEngine {
             var options = FeaturizeOptions(kind: kernel.features)
             options.projDim = projDim
             options.seed = seed
+            options.projector = projector
             options.threads = threads
             let run = kernel.checkpointSummed ? try TracIn.checkpoints(of: classifier, directory: checkpointDirectory) : nil
             let checkpoints = run?.checkpoints ?? []
@@ -222,13 +226,14 @@ public final class AttributionEngine {
             var files: [FeatureFile] = []
             for (model, scale) in models {
                 let featurizer = try Featurizer(classifier: model, options: options)
-                let stem = "\(kernel.features.rawValue)-K\(kernel.features.projected ? projDim : 0)-s\(kernel.features.projected ? seed : 0)-\(Featurizer.modelFingerprint(model.model))-\(textsID)"
+                let stem = "\(kernel.features.rawValue)-K\(kernel.features.projected ? projDim : 0)-s\(kernel.features.projected ? seed : 0)"
+                    + (kernel.features.projected ? "-\(projector.tag)" : "") + "-\(Featurizer.modelFingerprint(model.model))-\(textsID)"
                 let featureURL = cache.appendingPathComponent("\(stem).safetensors")
                 if let f = FeatureFile.cached(featureURL, log: log) {
                     files.append(f)
                     log("using cached training features \(featureURL.path)")
                 } else {
-                    log("featurizing \(train.count) training texts (\(kernel.features.rawValue)\(kernel.features.projected ? ", K = \(projDim)" : "")) into \(featureURL.path)")
+                    log("featurizing \(train.count) training texts (\(kernel.features.rawValue)\(kernel.features.projected ? ", K = \(projDim), \(projector)" : "")) into \(featureURL.path)")
                     files.append(try featurizer.run(texts: train, source: "training data", to: featureURL, replace: .anyFile, progress: progress))
                 }
                 sources.append((featurizer, stem, scale))

@@ -90,6 +90,9 @@ public struct ComparisonReport: Sendable, Codable {
     public let classes: [String]
     public let projDim: Int
     public let seed: UInt64
+    /// The projector of the projected kernels (`ProjectorChoice.tag`); reports written
+    /// before sketches existed used Rademacher and do not say so.
+    public var projector: String? = nil
     public let networkTestAccuracy: Double
     public var kernels: [KernelReport]
     /// How far projected kernels are from the exact ones, for several K.
@@ -104,13 +107,19 @@ public struct ProjectionErrorPoint: Sendable, Codable {
     public let relativeError: Double
     public let trainTexts: Int
     public let testTexts: Int
+    /// The projector's tag (nil in reports from before sketches: Rademacher).
+    public var projector: String? = nil
+
+    /// The kernel with its projector, as plots and tables name the curve.
+    public var label: String { kernel + " (" + (projector ?? ProjectorChoice.rademacher.tag) + ")" }
 }
 
 /// Fits each kernel's surrogate on the training texts and measures its faithfulness on
 /// the test texts (kernels spec: tau over log-odds, the paper's tau, TAD, agreement).
 public enum Comparison {
     public static func run(classifier: Classifier, train: [LabeledText], test: [LabeledText], kernels: [SurrogateKernel],
-                           projDim: Int, seed: UInt64, cache: URL, modelName: String, trainName: String, testName: String,
+                           projDim: Int, seed: UInt64, projector: ProjectorChoice = .default, cache: URL, modelName: String,
+                           trainName: String, testName: String,
                            checkpoints: URL? = nil, log: (String) -> Void = { _ in }, progress: (String, Int, Int) -> Void = { _, _, _ in }) throws -> ComparisonReport {
         let C = classifier.labels.count
         let testLabels = try classifier.labels.indices(of: test, source: testName)
@@ -120,7 +129,7 @@ public enum Comparison {
             log("== \(k.name)")
             let t0 = Date()
             var featurized = false
-            let engine = try AttributionEngine(classifier: classifier, train: train, kernel: k, projDim: projDim, seed: seed,
+            let engine = try AttributionEngine(classifier: classifier, train: train, kernel: k, projDim: projDim, seed: seed, projector: projector,
                                                cache: cache, fullGrid: true, useSurrogateCache: false, checkpoints: checkpoints, log: log,
                                                progress: { featurized = true; progress("\(k.name) train", $0, $1) })
             // Test kernel rows through the same cache (resumable).
@@ -143,6 +152,7 @@ public enum Comparison {
                 report = ComparisonReport(model: modelName, train: trainName, test: testName, trainTexts: n, testTexts: m,
                                           classes: classifier.labels.names, projDim: projDim, seed: seed,
                                           networkTestAccuracy: Double(networkAccuracy) / Double(m), kernels: [])
+                report!.projector = projector.tag
             }
             let row = KernelReport(kernel: k.name, lambda: engine.glm.lambda, iterations: engine.glm.iterations, converged: engine.glm.converged,
                                    tau: measured.tau, tauProbability: measured.tauProbability, tauProbabilityTexts: measured.kept,
@@ -176,9 +186,11 @@ public enum Comparison {
     }
 
     /// Relative error of `proj-trntk` / `proj-pntk` against exact `trntk` / `pntk-norm` on
-    /// the first `trainCount` training and `testCount` test texts, for each K in `dims`.
+    /// the first `trainCount` training and `testCount` test texts, for each K in `dims`
+    /// and each projector.
     public static func projectionError(classifier: Classifier, train: [LabeledText], test: [LabeledText], kernels: [String],
-                                       dims: [Int], seed: UInt64, trainCount: Int = 200, testCount: Int = 100,
+                                       dims: [Int], seed: UInt64, projectors: [ProjectorChoice] = [.default],
+                                       trainCount: Int = 200, testCount: Int = 100,
                                        log: (String) -> Void = { _ in }) throws -> [ProjectionErrorPoint] {
         let tr = Array(train.prefix(trainCount)), te = Array(test.prefix(testCount))
         let n = tr.count, m = te.count
@@ -194,10 +206,11 @@ public enum Comparison {
             let exact = try ExactKernel.compute(computer, a: try te.map { try classifier.encode($0.text) },
                                                 b: try tr.map { try classifier.encode($0.text) }, kind: exactKind).total
             let norm = exact.reduce(0.0) { $0 + Double($1) * Double($1) }.squareRoot()
-            for K in dims {
+            for projector in projectors { for K in dims where projector.nonzeros <= K {
                 var options = FeaturizeOptions(kind: featureKind)
                 options.projDim = K
                 options.seed = seed
+                options.projector = projector
                 let featurizer = try Featurizer(classifier: classifier, options: options)
                 let a = try featurizer.block(te).features, b = try featurizer.block(tr).features
                 let W = a.count / m
@@ -210,9 +223,11 @@ public enum Comparison {
                     let d = Double(k[i * n + j]) / (na[i] * nb[j]).squareRoot() - Double(exact[i * n + j])
                     err += d * d
                 } }
-                out.append(ProjectionErrorPoint(kernel: name, projDim: K, relativeError: err.squareRoot() / norm, trainTexts: n, testTexts: m))
-                log(String(format: "%@ at K = %ld: relative error %.4f against the exact kernel (%ld x %ld texts)", name, K, err.squareRoot() / norm, m, n))
-            }
+                out.append(ProjectionErrorPoint(kernel: name, projDim: K, relativeError: err.squareRoot() / norm, trainTexts: n, testTexts: m,
+                                                projector: projector.tag))
+                log(String(format: "%@ (%@) at K = %ld: relative error %.4f against the exact kernel (%ld x %ld texts)",
+                           name, projector.tag, K, err.squareRoot() / norm, m, n))
+            } }
         }
         return out
     }
@@ -274,7 +289,7 @@ public enum Comparison {
         func f(_ v: Double, _ d: Int = 3) -> String { v.isNaN ? "-" : String(format: "%.\(d)f", v) }
         var s = "# Kernel surrogate faithfulness: \(r.model)\n\n"
         s += "Training texts: \(r.trainTexts) (\(r.train)); test texts: \(r.testTexts) (\(r.test)); classes: \(r.classes.joined(separator: ", ")).\n"
-        s += "Network test accuracy: \(f(r.networkTestAccuracy)). Projected kernels use K = \(r.projDim), seed \(r.seed).\n\n"
+        s += "Network test accuracy: \(f(r.networkTestAccuracy)). Projected kernels use K = \(r.projDim), seed \(r.seed), projector \(r.projector ?? ProjectorChoice.rademacher.tag).\n\n"
         s += "tau: Kendall tau-b between the surrogate's and the network's log-odds of the compared class (class 1 for two classes, the true label otherwise) over all test texts. "
         s += "tau (paper): over probabilities, texts at exactly 0 or 1 dropped. TAD: surrogate test accuracy minus the network's. "
         s += "lambda: chosen by held-out cross-entropy on a tenth of the training texts.\n\n"
@@ -300,7 +315,7 @@ public enum Comparison {
         if let pe = r.projectionError, !pe.isEmpty {
             s += "\n## Projection error against the exact kernel\n\n"
             s += "Relative Frobenius error of the normalized test x train kernel on \(pe[0].testTexts) test and \(pe[0].trainTexts) training texts.\n\n| kernel | K | relative error |\n|---|---|---|\n"
-            for p in pe { s += "| \(p.kernel) | \(p.projDim) | \(f(p.relativeError, 4)) |\n" }
+            for p in pe { s += "| \(p.label) | \(p.projDim) | \(f(p.relativeError, 4)) |\n" }
         }
         if let rep = r.kernels.first?.replicates {
             s += "\n## Over \(rep.models.count) models\n\nModels: \(rep.models.joined(separator: ", ")). Mean +- sample standard deviation.\n\n| kernel | tau | TAD | tau per model |\n|---|---|---|---|\n"

@@ -95,6 +95,8 @@ public struct PoisonReport: Sendable, Codable {
     /// Precision of picking training texts at random: poisoned / training texts.
     public let chancePrecision: Double
     public let projDim: Int
+    /// The projector of the projected kernels (nil in reports from before sketches: Rademacher).
+    public var projector: String? = nil
     public let kernels: [PoisonKernelReport]
 }
 
@@ -121,7 +123,8 @@ public enum Poisoning {
     /// the poisons from the attributions of the triggered texts that flipped to the target.
     public static func evaluate(classifier: Classifier, plan: PoisonPlan, train: [LabeledText], poisoned: [Int],
                                 cleanTest: [LabeledText], triggered: [LabeledText], kernels: [SurrogateKernel],
-                                ks: [Int], projDim: Int, seed: UInt64, cache: URL, checkpoints: URL? = nil, dataName: String,
+                                ks: [Int], projDim: Int, seed: UInt64, projector: ProjectorChoice = .default, cache: URL,
+                                checkpoints: URL? = nil, dataName: String,
                                 log: (String) -> Void = { _ in },
                                 progress: (String, Int, Int) -> Void = { _, _, _ in }) throws -> PoisonReport {
         let C = classifier.labels.count
@@ -145,7 +148,7 @@ public enum Poisoning {
         for k in kernels {
             log("== \(k.name)")
             let t0 = Date()
-            let engine = try AttributionEngine(classifier: classifier, train: train, kernel: k, projDim: projDim, seed: seed, cache: cache,
+            let engine = try AttributionEngine(classifier: classifier, train: train, kernel: k, projDim: projDim, seed: seed, projector: projector, cache: cache,
                                                checkpoints: k.checkpointSummed ? checkpoints : nil, log: log, progress: { progress("\(k.name) train", $0, $1) })
             let n = train.count
             let qT = try engine.query(triggered, source: "triggered test texts", cached: true, log: log, progress: { progress("\(k.name) triggered", $0, $1) })
@@ -170,13 +173,15 @@ public enum Poisoning {
                        ks.map { String(format: "precision@%ld %.3f", $0, precision[$0]!) }.joined(separator: ", "), row.tauClean, row.tauTriggered))
             rows.append(row)
         }
-        return PoisonReport(plan: plan, data: dataName, trainTexts: train.count, poisonedTexts: poisoned.count, testTexts: cleanTest.count,
+        var report = PoisonReport(plan: plan, data: dataName, trainTexts: train.count, poisonedTexts: poisoned.count, testTexts: cleanTest.count,
                             triggeredTexts: triggered.count,
                             cleanAccuracy: Double(cleanTest.indices.filter { cleanPred[$0] == cleanLabels[$0] }.count) / Double(cleanTest.count),
                             attackSuccess: Double(flipped.count) / Double(triggered.count),
                             cleanSourceToTarget: Double(sourceClean.filter { cleanPred[$0] == target }.count) / Double(max(1, sourceClean.count)),
                             flippedTexts: flipped.count, chancePrecision: Double(poisoned.count) / Double(train.count),
                             projDim: projDim, kernels: rows)
+        report.projector = projector.tag
+        return report
     }
 
     /// The benchmark as Markdown.

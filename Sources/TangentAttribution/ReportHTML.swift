@@ -1,4 +1,5 @@
 import Foundation
+import TangentKernels
 
 /// Renders a comparison report as one self-contained HTML page (inline CSS and SVG, no
 /// scripts or external files), readable without the terminal: faithfulness bars, TAD,
@@ -17,7 +18,7 @@ public enum ReportHTML {
         </style></head><body>
         <h1>Kernel surrogate faithfulness</h1>
         <p>Model <code>\(esc(r.model))</code>; \(r.trainTexts) training texts (\(esc(r.train))); \(r.testTexts) test texts (\(esc(r.test))); classes \(esc(r.classes.joined(separator: ", "))).
-        Network test accuracy \(f(r.networkTestAccuracy)). Projected kernels use K = \(r.projDim), seed \(r.seed).</p>
+        Network test accuracy \(f(r.networkTestAccuracy)). Projected kernels use K = \(r.projDim), seed \(r.seed), projector \(esc(r.projector ?? ProjectorChoice.rademacher.tag)).</p>
         <p class="small">For each kernel, a kernel surrogate (kGLM: L2-regularized multinomial logistic regression on the rows of the train &#215; train kernel,
         lambda chosen by held-out cross-entropy on a tenth of the training texts) is fitted to the true training labels.
         <b>tau</b> is Kendall's tau-b between the surrogate's and the network's log-odds of the compared class
@@ -158,7 +159,7 @@ public enum ReportHTML {
     /// Projection error against K on log-log axes, with the 1/sqrt(K) rate for reference.
     static func projectionSection(_ points: [ProjectionErrorPoint]) -> String {
         guard let first = points.first else { return "" }
-        let names = points.map(\.kernel).reduce(into: [String]()) { if !$0.contains($1) { $0.append($1) } }
+        let names = points.map(\.label).reduce(into: [String]()) { if !$0.contains($1) { $0.append($1) } }
         let dims = points.map { Double($0.projDim) }, errs = points.map(\.relativeError).filter { $0 > 0 }
         guard let dMin = dims.min(), let dMax = dims.max(), dMax > dMin, let eMin = errs.min(), let eMax = errs.max() else { return "" }
         let w = 640.0, hgt = 280.0, pad = 50.0
@@ -178,7 +179,7 @@ public enum ReportHTML {
             e *= 10
         }
         for (i, name) in names.enumerated() {
-            let pts = points.filter { $0.kernel == name && $0.relativeError > 0 }.sorted { $0.projDim < $1.projDim }
+            let pts = points.filter { $0.label == name && $0.relativeError > 0 }.sorted { $0.projDim < $1.projDim }
             let color = palette[i % palette.count]
             h += "<polyline points=\"" + pts.map { "\(String(format: "%.1f", px(Double($0.projDim)))),\(String(format: "%.1f", py($0.relativeError)))" }.joined(separator: " ") + "\" fill=\"none\" stroke=\"\(color)\" stroke-width=\"2\"/>\n"
             if let p0 = pts.first, let p1 = pts.last {
@@ -191,7 +192,7 @@ public enum ReportHTML {
         h += "<table><tr><th>kernel</th>" + Array(Set(points.map(\.projDim))).sorted().map { "<th>K = \($0)</th>" }.joined() + "</tr>\n"
         for name in names {
             h += "<tr><td>\(esc(name))</td>" + Array(Set(points.map(\.projDim))).sorted().map { d in
-                "<td>" + (points.first { $0.kernel == name && $0.projDim == d }.map { String(format: "%.4f", $0.relativeError) } ?? "-") + "</td>" }.joined() + "</tr>\n"
+                "<td>" + (points.first { $0.label == name && $0.projDim == d }.map { String(format: "%.4f", $0.relativeError) } ?? "-") + "</td>" }.joined() + "</tr>\n"
         }
         return h + "</table>\n"
     }

@@ -15,7 +15,9 @@ public struct FeatureMetadata: Sendable, Equatable, Codable {
     /// Projected dimension K (0: no projection, as for `embedding`).
     public var projDim: Int
     public var seed: UInt64
-    public var distribution: String
+    /// The projector's tag (`ProjectorChoice.tag`), empty for `embedding`. Files written
+    /// before sketches existed call it `distribution`.
+    public var projector: String
     /// Vectors per text (1, or C for trntk) and their length.
     public var outputs: Int
     public var width: Int
@@ -34,15 +36,15 @@ public struct FeatureMetadata: Sendable, Equatable, Codable {
 
     enum CodingKeys: String, CodingKey {
         case kernel, modelFingerprint = "model_fingerprint", modelPath = "model", params, projDim = "proj_dim", seed
-        case distribution, outputs, width, texts, classes, source, textsFingerprint = "texts_fingerprint", blockSize = "block_size"
+        case projector, outputs, width, texts, classes, source, textsFingerprint = "texts_fingerprint", blockSize = "block_size"
         case layerGroups = "layer_groups"
     }
 
     public init(kernel: String, modelFingerprint: String, modelPath: String, params: String, projDim: Int, seed: UInt64,
-                distribution: String, outputs: Int, width: Int, texts: Int, classes: Int, source: String,
+                projector: String, outputs: Int, width: Int, texts: Int, classes: Int, source: String,
                 textsFingerprint: String, blockSize: Int) {
         self.kernel = kernel; self.modelFingerprint = modelFingerprint; self.modelPath = modelPath; self.params = params
-        self.projDim = projDim; self.seed = seed; self.distribution = distribution; self.outputs = outputs; self.width = width
+        self.projDim = projDim; self.seed = seed; self.projector = projector; self.outputs = outputs; self.width = width
         self.texts = texts; self.classes = classes; self.source = source; self.textsFingerprint = textsFingerprint
         self.blockSize = blockSize
     }
@@ -68,7 +70,7 @@ public struct FeatureMetadata: Sendable, Equatable, Codable {
         }
         guard let seed = UInt64(try s("seed")) else { throw FeatureStoreError("\(path): metadata 'seed' is not an integer") }
         self.init(kernel: try s("kernel"), modelFingerprint: try s("model_fingerprint"), modelPath: try s("model"),
-                  params: try s("params"), projDim: try i("proj_dim"), seed: seed, distribution: try s("distribution"),
+                  params: try s("params"), projDim: try i("proj_dim"), seed: seed, projector: try m["projector"] ?? s("distribution"),
                   outputs: try i("outputs"), width: try i("width"), texts: try i("texts"), classes: try i("classes"),
                   source: try s("source"), textsFingerprint: try s("texts_fingerprint"), blockSize: try i("block_size"))
         layerGroups = m["layer_groups"] ?? ""
@@ -80,8 +82,8 @@ public struct FeatureMetadata: Sendable, Equatable, Codable {
         if kernel != other.kernel { return "their kernels differ (\(kernel) vs \(other.kernel))" }
         if params != other.params { return "their parameter subsets differ (\(params) vs \(other.params))" }
         if projDim != other.projDim { return "their projection dimensions differ (K = \(projDim) vs \(other.projDim))" }
-        if seed != other.seed || distribution != other.distribution {
-            return "their projections differ (seed \(seed) \(distribution) vs seed \(other.seed) \(other.distribution))"
+        if seed != other.seed || projector != other.projector {
+            return "their projections differ (seed \(seed) \(projector) vs seed \(other.seed) \(other.projector))"
         }
         return nil
     }
@@ -211,7 +213,7 @@ public final class FeatureWriter {
         if a.params != b.params { out.append("parameters (\(a.params) vs \(b.params) now)") }
         if a.projDim != b.projDim { out.append("K (\(a.projDim) vs \(b.projDim) now)") }
         if a.seed != b.seed { out.append("seed (\(a.seed) vs \(b.seed) now)") }
-        if a.distribution != b.distribution { out.append("distribution (\(a.distribution) vs \(b.distribution) now)") }
+        if a.projector != b.projector { out.append("projector (\(a.projector) vs \(b.projector) now)") }
         if a.blockSize != b.blockSize { out.append("batch size (\(a.blockSize) vs \(b.blockSize) now)") }
         if a.textsFingerprint != b.textsFingerprint || a.texts != b.texts { out.append("texts (\(a.texts) texts of \(a.source) vs \(b.texts) of \(b.source) now)") }
         if a.layerGroups != b.layerGroups { out.append("per-layer groups ('\(a.layerGroups)' vs '\(b.layerGroups)' now)") }

@@ -36,7 +36,7 @@ public struct FeaturizeOptions: Sendable {
     /// K; ignored for `embedding`.
     public var projDim: Int = 4096
     public var seed: UInt64 = 0
-    public var distribution: Projector.Distribution = .rademacher
+    public var projector: ProjectorChoice = .default
     /// Texts per computed and stored block.
     public var blockSize: Int = 128
     /// Also store one projected feature vector per layer group (NFT-K decomposition).
@@ -75,7 +75,7 @@ public final class Featurizer {
                                                options.projDim, options.blockSize, Double(need) / 1_073_741_824, Double(available) / 1_073_741_824))
             }
             computer = c
-            projector = Projector(dimension: options.projDim, seed: options.seed, distribution: options.distribution, threads: options.threads)
+            projector = Projector(dimension: options.projDim, seed: options.seed, choice: options.projector, threads: options.threads)
         } else {
             computer = nil
             projector = nil
@@ -194,7 +194,7 @@ public final class Featurizer {
             modelPath: classifier.directory?.path ?? "(in memory)",
             params: options.kind.projected ? options.params.joined(separator: ",") : "",
             projDim: options.kind.projected ? options.projDim : 0, seed: options.kind.projected ? options.seed : 0,
-            distribution: options.kind.projected ? options.distribution.rawValue : "", outputs: O, width: W,
+            projector: options.kind.projected ? options.projector.tag : "", outputs: O, width: W,
             texts: texts.count, classes: classifier.model.config.nClasses, source: source,
             textsFingerprint: fingerprint(Data(texts.map(\.text).joined(separator: "\u{1F}").utf8)), blockSize: options.blockSize)
         var metadata = meta

@@ -58,9 +58,6 @@ public struct Projector: Sendable, Equatable {
         self.threads = max(1, threads)
     }
 
-    /// How the projector is named in messages and reports: `rademacher`, `gaussian`,
-    /// `sketch (s = 2)`.
-    public var name: String { distribution == .sketch ? "sketch (s = \(nonzeros))" : distribution.rawValue }
 
     /// The generator of a tensor's columns, keyed by its name (FNV-1a), not its index,
     /// so the same tensor is projected the same way whatever subset it appears in.
@@ -230,4 +227,47 @@ public struct Projector: Sendable, Equatable {
             }
         }
     }
+}
+
+/// The projector a run asks for: dense Rademacher or Gaussian R, or a sketch with s
+/// nonzeros per column. Its `tag` names it in feature files and cache names.
+public struct ProjectorChoice: Sendable, Equatable, Hashable, CustomStringConvertible {
+    public var distribution: Projector.Distribution
+    /// s for a sketch; 0 for dense projections.
+    public var nonzeros: Int
+
+    public init(_ distribution: Projector.Distribution, nonzeros: Int = 1) {
+        self.distribution = distribution
+        self.nonzeros = distribution == .sketch ? nonzeros : 0
+    }
+
+    public static let rademacher = ProjectorChoice(.rademacher)
+    public static let gaussian = ProjectorChoice(.gaussian)
+    public static func sketch(_ s: Int = 1) -> ProjectorChoice { ProjectorChoice(.sketch, nonzeros: s) }
+    /// What the proj-* kernels use unless told otherwise.
+    public static let `default` = ProjectorChoice.rademacher
+
+    /// `rademacher`, `gaussian`, `sketch-s1`, `sketch-s2`, `sketch-s4`.
+    public var tag: String { distribution == .sketch ? "sketch-s\(nonzeros)" : distribution.rawValue }
+    public var description: String { distribution == .sketch ? "sketch (s = \(nonzeros))" : distribution.rawValue }
+
+    /// Parses a tag; nil for anything else.
+    public init?(tag: String) {
+        if tag.hasPrefix("sketch-s"), let s = Int(tag.dropFirst(8)), Projector.sketchNonzeros.contains(s) {
+            self.init(.sketch, nonzeros: s)
+        } else if let d = Projector.Distribution(rawValue: tag), d != .sketch {
+            self.init(d)
+        } else {
+            return nil
+        }
+    }
+}
+
+extension Projector {
+    public init(dimension: Int, seed: UInt64, choice: ProjectorChoice, threads: Int = Threads.defaultCount) {
+        self.init(dimension: dimension, seed: seed, distribution: choice.distribution, nonzeros: max(1, choice.nonzeros), threads: threads)
+    }
+
+    /// The choice this projector implements.
+    public var choice: ProjectorChoice { ProjectorChoice(distribution, nonzeros: nonzeros) }
 }

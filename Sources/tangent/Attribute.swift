@@ -31,6 +31,7 @@ struct Attribute: ParsableCommand {
     @Option(help: "TracIn checkpoints (epoch-K.safetensors; default MODEL/checkpoints).") var checkpoints: String?
     @Flag(help: "Skip the per-layer shares of the top items (exact per-layer NTK).") var noLayers = false
     @Flag(help: "One JSON object per text.") var json = false
+    @OptionGroup var projection: ProjectorOptions
     @OptionGroup var threading: ThreadOptions
     @OptionGroup var columns: ColumnOptions
 
@@ -41,6 +42,7 @@ struct Attribute: ParsableCommand {
         }
         try Check.positive(top, "--top")
         try Check.positive(projDim, "--proj-dim")
+        try projection.check(projDim: projDim)
     }
 
     func run() throws {
@@ -62,7 +64,7 @@ struct Attribute: ParsableCommand {
             let k = SurrogateKernel.named(kernel)!
             var bar: ProgressBar?
             let engine = try AttributionEngine(
-                classifier: clf, train: trainTexts, kernel: k, projDim: projDim, seed: seed, cache: fileURL(cache),
+                classifier: clf, train: trainTexts, kernel: k, projDim: projDim, seed: seed, projector: projection.choice, cache: fileURL(cache),
                 threads: nThreads, checkpoints: checkpoints.map(fileURL), log: { printError($0) },
                 progress: { done, total in
                     if bar == nil { bar = ProgressBar(total: total, label: "training features") }

@@ -83,12 +83,16 @@ struct BenchFeaturize: ParsableCommand {
     @Option(help: "pntk, trntk or grad.") var kernel: String = "pntk"
     @Option(help: "Parameter prefixes.") var params: String = "all"
     @Option(parsing: .unconditional, help: "Texts per block.") var batchSize: Int = 128
+    @OptionGroup var projection: ProjectorOptions
+    @Flag(inversion: .prefixedNo, help: "With a sketch, also time the dense Rademacher projection in the same run.")
+    var denseReference = true
     @OptionGroup var threading: ThreadOptions
 
     func validate() throws {
         try Check.positive(texts, "--texts")
         try Check.positive(projDim, "--proj-dim")
         try Check.positive(batchSize, "--batch-size")
+        try projection.check(projDim: projDim)
         guard let kind = FeatureKind(kernelName: kernel), kind.projected else { throw ValidationError("--kernel must be pntk, trntk or grad, got '\(kernel)'") }
         _ = try Check.list(params, "--params")
     }
@@ -102,33 +106,44 @@ struct BenchFeaturize: ParsableCommand {
             let model = try TransformerClassifier<Float>.initialized(config: config, seed: 1, threads: nThreads)
             let kind = FeatureKind(kernelName: kernel)!
             let computer = try GradientComputer(model: model, prefixes: try Check.list(params, "--params"))
-            let projector = Projector(dimension: projDim, seed: 0, threads: nThreads)
             let seqs = input.sequences(texts, seed: 3)
-            let output: GradientOutput = kind == .pntk ? .pseudoNTK : kind == .trntk ? .everyLogit : .loss(labels: [Int?](repeating: nil, count: batchSize))
-            var gradSeconds = 0.0, projSeconds = 0.0
-            let t0 = Date()
-            for s in stride(from: 0, to: texts, by: batchSize) {
-                let batch = TokenBatch(sequences: Array(seqs[s..<min(texts, s + batchSize)]))
-                let o: GradientOutput
-                if case .loss = output { o = .loss(labels: [Int?](repeating: nil, count: batch.count)) } else { o = output }
-                // The featurizer's path: one output's gradients at a time, then their projection.
-                var mark = Date()
-                try computer.forEachOutput(batch, output: o) { _, g in
-                    let b = Date()
-                    gradSeconds += b.timeIntervalSince(mark)
-                    _ = projector.project(g, computer: computer)
-                    mark = Date()
-                    projSeconds += mark.timeIntervalSince(b)
-                }
-            }
-            let total = Date().timeIntervalSince(t0)
             print("workload: d_model \(a.dModel), \(a.layers) layers, d_ff \(a.dFF), vocab \(vocab), \(tokens) tokens, \(texts) texts, K \(projDim), \(kernel) over \(params) (\(computer.subset.count) parameters), blocks of \(batchSize)")
             print("threads: \(nThreads)")
-            print(String(format: "end to end: %.2f s, %.1f examples/s", total, Double(texts) / total))
-            print(String(format: "gradients: %.2f s (%.0f%%), %.1f examples/s alone", gradSeconds, 100 * gradSeconds / total, Double(texts) / gradSeconds))
-            print(String(format: "projection: %.2f s (%.0f%%)", projSeconds, 100 * projSeconds / total))
+            var choices = [projection.choice]
+            if projection.choice.distribution == .sketch && denseReference { choices.append(.rademacher) }
+            var rates: [Double] = []
+            for choice in choices {
+                let projector = Projector(dimension: projDim, seed: 0, choice: choice, threads: nThreads)
+                let r = try measure(kind: kind, computer: computer, projector: projector, sequences: seqs)
+                rates.append(Double(texts) / r.total)
+                print("projector \(choice):")
+                print(String(format: "  end to end: %.2f s, %.1f examples/s", r.total, Double(texts) / r.total))
+                print(String(format: "  gradients: %.2f s (%.0f%%), %.1f examples/s alone", r.gradients, 100 * r.gradients / r.total, Double(texts) / r.gradients))
+                print(String(format: "  projection: %.2f s (%.0f%%)", r.projection, 100 * r.projection / r.total))
+            }
+            if rates.count == 2 { print(String(format: "speed-up of %@ over dense rademacher: %.2fx", projection.choice.description, rates[0] / rates[1])) }
             print("peak memory (VmHWM): \(peakMemoryDescription())")
         }
+    }
+
+    /// The featurizer's path: one output's gradients at a time, then their projection.
+    func measure(kind: FeatureKind, computer: GradientComputer<Float>, projector: Projector, sequences seqs: [[Int32]]) throws
+        -> (total: Double, gradients: Double, projection: Double) {
+        var gradSeconds = 0.0, projSeconds = 0.0
+        let t0 = Date()
+        for s in stride(from: 0, to: texts, by: batchSize) {
+            let batch = TokenBatch(sequences: Array(seqs[s..<min(texts, s + batchSize)]))
+            let o: GradientOutput = kind == .pntk ? .pseudoNTK : kind == .trntk ? .everyLogit : .loss(labels: [Int?](repeating: nil, count: batch.count))
+            var mark = Date()
+            try computer.forEachOutput(batch, output: o) { _, g in
+                let b = Date()
+                gradSeconds += b.timeIntervalSince(mark)
+                _ = projector.project(g, computer: computer)
+                mark = Date()
+                projSeconds += mark.timeIntervalSince(b)
+            }
+        }
+        return (Date().timeIntervalSince(t0), gradSeconds, projSeconds)
     }
 }
 

@@ -31,6 +31,7 @@ struct Compare: ParsableCommand {
     @Option(help: "Projected dimensions at which projected kernels are compared with the exact ones (on 100 test x 200 training texts); empty to skip.")
     var errorDims: String = "256,512,1024,2048,4096"
     @Flag(help: "Replace an existing report.") var overwrite = false
+    @OptionGroup var projection: ProjectorOptions
     @OptionGroup var columns: ColumnOptions
 
     func validate() throws {
@@ -39,6 +40,7 @@ struct Compare: ParsableCommand {
             throw ValidationError("unknown kernel '\(bad)' for the report; valid: \(SurrogateKernel.all.map(\.name).joined(separator: ", "))")
         }
         try Check.positive(projDim, "--proj-dim")
+        try projection.check(projDim: projDim)
         try Check.positive(maxTrain, "--max-train")
         try Check.positive(maxTest, "--max-test")
         for d in errorDims.split(separator: ",") where Int(d.trimmingCharacters(in: .whitespaces)).map({ $0 <= 0 }) ?? true {
@@ -77,7 +79,7 @@ struct Compare: ParsableCommand {
             for (path, classifier) in zip(model, classifiers) {
                 if model.count > 1 { printError("=== model \(path)") }
                 reports.append(try Comparison.run(
-                classifier: classifier, train: trainTexts, test: testTexts, kernels: ks, projDim: projDim, seed: seed,
+                classifier: classifier, train: trainTexts, test: testTexts, kernels: ks, projDim: projDim, seed: seed, projector: projection.choice,
                 cache: fileURL(cache), modelName: path, trainName: displayPath(trainFile) + (maxTrain.map { " (random \($0), seed \(seed))" } ?? ""),
                 testName: displayPath(testFile) + (maxTest.map { " (random \($0), seed \(seed))" } ?? ""),
                 checkpoints: path == model[0] ? checkpoints.map(fileURL) : nil, log: { printError($0) },
@@ -92,7 +94,9 @@ struct Compare: ParsableCommand {
             if !dims.isEmpty && ks.contains(where: { $0.name == "proj-trntk" || $0.name == "proj-pntk" }) {
                 printError("== projection error against the exact kernels")
                 report.projectionError = try Comparison.projectionError(classifier: clf, train: trainTexts, test: testTexts,
-                                                                        kernels: ks.map(\.name), dims: dims, seed: seed, log: { printError($0) })
+                                                                        kernels: ks.map(\.name), dims: dims, seed: seed,
+                                                                        projectors: projection.choice == .rademacher ? [.rademacher] : [projection.choice, .rademacher],
+                                                                        log: { printError($0) })
             }
             try ReportFile.write(report, to: jsonURL)
             try AtomicFile.write(Comparison.markdown(report), to: outURL.appendingPathComponent("report.md"))

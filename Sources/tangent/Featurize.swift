@@ -24,12 +24,12 @@ struct Featurize: ParsableCommand {
     var params: String = "all"
     @Option(parsing: .unconditional, help: "Projected dimension K.") var projDim: Int = 4096
     @Option(parsing: .unconditional, help: "Seed of the random projection.") var seed: UInt64 = 0
-    @Option(help: "Entries of the projection: rademacher or gaussian.") var distribution: String = "rademacher"
     @Option(parsing: .unconditional, help: "Texts per block (memory grows with it).") var batchSize: Int = 128
     @Flag(help: "Also store projected features per layer group (embeddings, blocks.i, norm, head), for per-layer kernels.")
     var perLayer = false
     @Option(help: "Output feature file (.safetensors).") var out: String
     @Flag(help: "Replace an existing output, or restart an unfinished one made with other settings.") var overwrite = false
+    @OptionGroup var projection: ProjectorOptions
     @OptionGroup var threading: ThreadOptions
     @OptionGroup var columns: ColumnOptions
 
@@ -38,7 +38,7 @@ struct Featurize: ParsableCommand {
             throw ValidationError("unknown kernel '\(kernel)'; valid: \(FeatureKind.allCases.map(\.rawValue).joined(separator: ", ")) (or proj-pntk, proj-trntk, ck, grad-cos, tracin)")
         }
         try Check.positive(projDim, "--proj-dim")
-        guard Projector.Distribution(rawValue: distribution) != nil else { throw ValidationError("--distribution must be rademacher or gaussian") }
+        try projection.check(projDim: projDim)
         try Check.positive(batchSize, "--batch-size")
         _ = try Check.list(params, "--params")
     }
@@ -59,7 +59,7 @@ struct Featurize: ParsableCommand {
             options.params = try Check.list(params, "--params")
             options.projDim = projDim
             options.seed = seed
-            options.distribution = .init(rawValue: distribution)!
+            options.projector = projection.choice
             options.blockSize = batchSize
             options.threads = nThreads
             options.perLayer = perLayer
@@ -71,7 +71,7 @@ struct Featurize: ParsableCommand {
             }
             bar.finish()
             let m = result.metadata
-            print("wrote \(out): \(m.texts) texts x \(m.outputs) x \(m.width) (\(m.kernel), params \(m.params.isEmpty ? "-" : m.params), K \(m.projDim), seed \(m.seed)) in \(String(format: "%.1f", Date().timeIntervalSince(t0))) s; peak memory \(peakMemoryDescription())")
+            print("wrote \(out): \(m.texts) texts x \(m.outputs) x \(m.width) (\(m.kernel), params \(m.params.isEmpty ? "-" : m.params), K \(m.projDim), \(m.projector.isEmpty ? "no projection" : m.projector), seed \(m.seed)) in \(String(format: "%.1f", Date().timeIntervalSince(t0))) s; peak memory \(peakMemoryDescription())")
         }
     }
 }

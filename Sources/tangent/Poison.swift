@@ -43,6 +43,7 @@ struct Poison: ParsableCommand {
     @Option(help: "Directory for cached features.") var cache: String = "features"
     @Option(help: "Report directory.") var out: String
     @Flag(help: "Replace an existing poisoning report.") var overwrite = false
+    @OptionGroup var projection: ProjectorOptions
     @OptionGroup var threading: ThreadOptions
     @OptionGroup var columns: ColumnOptions
 
@@ -58,6 +59,7 @@ struct Poison: ParsableCommand {
         }
         guard !trigger.trimmingCharacters(in: .whitespaces).isEmpty else { throw ValidationError("--trigger is empty") }
         try Check.positive(projDim, "--proj-dim")
+        try projection.check(projDim: projDim)
         try Check.positive(epochs, "--epochs")
         try Check.positive(maxTrain, "--max-train")
         try Check.positive(maxTest, "--max-test")
@@ -131,7 +133,7 @@ struct Poison: ParsableCommand {
             let report = try Poisoning.evaluate(
                 classifier: clf, plan: plan, train: poisonedTrain, poisoned: poisoned, cleanTest: testTexts,
                 triggered: plan.triggered(testTexts), kernels: try Check.list(kernels, "--kernels").map { SurrogateKernel.named($0)! },
-                ks: ks, projDim: projDim, seed: seed, cache: fileURL(cache), checkpoints: checkpoints,
+                ks: ks, projDim: projDim, seed: seed, projector: projection.choice, cache: fileURL(cache), checkpoints: checkpoints,
                 dataName: displayPath(trainFile) + (maxTrain.map { " (random \($0), seed \(seed))" } ?? ""),
                 log: { printError($0) },
                 progress: { label, done, total in

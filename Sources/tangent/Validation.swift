@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import TangentKernels
 import TangentTensor
 
 // Every numeric option is checked here at parse time (`validate()`), so a bad value is a
@@ -60,4 +61,34 @@ struct ThreadOptions: ParsableArguments {
 
     /// The thread count to use.
     var count: Int { threads ?? Threads.defaultCount }
+}
+
+/// `--projector` and `--sketch-nonzeros`, shared by every command that projects gradients.
+struct ProjectorOptions: ParsableArguments {
+    @Option(help: "Projection of gradients: sketch (sparse sign hash, s additions per coordinate), rademacher or gaussian (dense, K multiply-adds per coordinate).")
+    var projector: String = ProjectorChoice.default.distribution.rawValue
+    @Option(parsing: .unconditional, help: "Nonzeros per coordinate of the sketch: 1, 2 or 4.")
+    var sketchNonzeros: Int = 1
+
+    func validate() throws {
+        guard let d = Projector.Distribution(rawValue: projector) else {
+            throw ValidationError("--projector must be sketch, rademacher or gaussian, got '\(projector)'")
+        }
+        guard Projector.sketchNonzeros.contains(sketchNonzeros) else {
+            throw ValidationError("--sketch-nonzeros must be 1, 2 or 4, got \(sketchNonzeros)")
+        }
+        if d != .sketch, sketchNonzeros != 1 {
+            throw ValidationError("--sketch-nonzeros applies to --projector sketch only")
+        }
+    }
+
+    /// The projector asked for.
+    var choice: ProjectorChoice { ProjectorChoice(Projector.Distribution(rawValue: projector)!, nonzeros: sketchNonzeros) }
+
+    /// K must leave room for s distinct buckets.
+    func check(projDim: Int) throws {
+        if choice.distribution == .sketch, projDim < sketchNonzeros {
+            throw ValidationError("--proj-dim \(projDim) is below --sketch-nonzeros \(sketchNonzeros)")
+        }
+    }
 }

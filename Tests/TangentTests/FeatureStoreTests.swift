@@ -89,6 +89,15 @@ import TangentSafetensors
         m = message { _ = try Featurizer(classifier: clf, options: Self.options(.pntk, seed: 9)).run(texts: texts, source: "s", to: url, replace: .never) }
         // ... and the refusal says which setting differs.
         #expect(m.contains("cannot be resumed") && m.contains("seed (1 vs 9 now)"), "\(m)")
+        // Projectors: the file records its projector; files or runs of another one do not mix.
+        var sketched = Self.options(.pntk, seed: 1)
+        sketched.projector = .sketch(2)
+        let e = try Featurizer(classifier: clf, options: sketched).run(texts: texts, source: "s", to: Self.tempURL("e.safetensors"), replace: .never)
+        #expect(e.metadata.projector == "sketch-s2" && a.metadata.projector == "rademacher")
+        m = message { try KernelMatrix.compute(a: a, b: e, normalize: false, to: Self.tempURL("k.safetensors")) }
+        #expect(m.contains("projections differ") && m.contains("sketch-s2"), "\(m)")
+        m = message { _ = try Featurizer(classifier: clf, options: sketched).run(texts: texts, source: "s", to: url, replace: .never) }
+        #expect(m.contains("cannot be resumed") && m.contains("projector (rademacher vs sketch-s2 now)"), "\(m)")
         // Truncated and unfinished files.
         let t = Self.tempURL("t.safetensors")
         try FileManager.default.createDirectory(at: t.deletingLastPathComponent(), withIntermediateDirectories: true)
