@@ -7,6 +7,7 @@
 # Memory is bounded (-rss_limit_mb, -malloc_limit_mb) and an input that runs longer than
 # 10 s is a hang. A crash, leak, hang or memory excess stops the run with a non-zero exit
 # and leaves the input in .build/fuzz/artifacts/; the last line gives executions and coverage.
+# TANGENT_FUZZ_NO_BUILD=1 skips the build (long runs while the sources change).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 targets=(safetensors features jsonl csv tsv config labels report)
@@ -18,8 +19,11 @@ if [ "$target" = all ]; then
   exit 0
 fi
 [[ " ${targets[*]} " == *" $target "* ]] || { echo "error: unknown fuzz target '$target' (use: ${targets[*]} or all)" >&2; exit 2; }
-scripts/setup.sh
-(cd Fuzz && swift build -c release -Xswiftc -sanitize=fuzzer,address -Xswiftc -parse-as-library >&2)
+# TANGENT_FUZZ_NO_BUILD=1 reuses the last build (long runs while the sources change).
+if [ "${TANGENT_FUZZ_NO_BUILD:-0}" != 1 ]; then
+  scripts/setup.sh
+  (cd Fuzz && swift build -c release -Xswiftc -sanitize=fuzzer,address -Xswiftc -parse-as-library >&2)
+fi
 corpus=.build/fuzz/corpus/$target; artifacts=.build/fuzz/artifacts/$target
 mkdir -p "$corpus" "$artifacts"
 # A private copy, so that a rebuild for another target never replaces a running binary.
