@@ -141,6 +141,36 @@ import TangentTensor
         #expect(e32 < 0.3 * e1, "mean of 32 seeds: \(e32), one seed: \(e1)")
     }
 
+    /// Every projector here has E<Rg, Rg'> = <g, g'> and, for Rademacher and any sketch,
+    /// Var<Rg, Rg'> = (|g|^2 |g'|^2 + <g, g'>^2 - 2 sum_i g_i^2 g'_i^2) / K (a sketch's
+    /// buckets are uniform and its signs independent, so s does not change it; Gaussian
+    /// lacks the last term). The mean squared error of the kernel over seeds must match
+    /// this sum over pairs: the sketch is as accurate as the dense projection it replaces.
+    @Test(arguments: Setup.all)
+    func meanSquaredErrorMatchesTheVarianceFormula(setup: Setup) throws {
+        let m = try Self.model()
+        let computer = try GradientComputer(model: m, prefixes: ["all"])
+        let texts = Self.texts(8), n = 8, K = 64
+        let g = computer.materialize(try computer.gradients(TokenBatch(sequences: texts), output: .pseudoNTK)).map(Double.init)
+        let P = g.count / n
+        var expected = 0.0
+        for x in 0..<n { for y in 0..<n {
+            var gx = 0.0, gy = 0.0, dot = 0.0, fourth = 0.0
+            for i in 0..<P {
+                let a = g[x * P + i], b = g[y * P + i]
+                gx += a * a; gy += b * b; dot += a * b; fourth += a * a * b * b
+            }
+            expected += (gx * gy + dot * dot - (setup.distribution == .gaussian ? 0 : 2 * fourth)) / Double(K)
+        } }
+        let (exact, projected) = try Self.kernels(computer, texts, setup: setup, K: K)
+        let seeds = 256
+        var observed = 0.0
+        for seed in 0..<seeds {
+            observed += zip(try projected(UInt64(500 + seed)), exact).map { ($0 - $1) * ($0 - $1) }.reduce(0, +) / Double(seeds)
+        }
+        #expect(observed / expected > 0.8 && observed / expected < 1.25, "mean squared error \(observed), formula \(expected)")
+    }
+
     @Test(arguments: Setup.all)
     func errorFallsLikeOneOverSqrtKAndIsUnbiased(setup: Setup) throws {
         let m = try Self.model()
