@@ -60,6 +60,8 @@ public final class Featurizer {
     public let options: FeaturizeOptions
     let computer: GradientComputer<Float>?
     let projector: Projector?
+    /// The sketch's hashed buckets, once per run (sketch projector only).
+    let sketchCodes: SketchCodes?
 
     public init(classifier: Classifier, options: FeaturizeOptions) throws {
         self.classifier = classifier
@@ -75,10 +77,13 @@ public final class Featurizer {
                                                options.projDim, options.blockSize, Double(need) / 1_073_741_824, Double(available) / 1_073_741_824))
             }
             computer = c
-            projector = Projector(dimension: options.projDim, seed: options.seed, choice: options.projector, threads: options.threads)
+            let p = Projector(dimension: options.projDim, seed: options.seed, choice: options.projector, threads: options.threads)
+            projector = p
+            sketchCodes = p.distribution == .sketch ? SketchCodes(projector: p, computer: c) : nil
         } else {
             computer = nil
             projector = nil
+            sketchCodes = nil
         }
     }
 
@@ -88,6 +93,14 @@ public final class Featurizer {
         let C = computer.model.config.nClasses, D = computer.model.config.dModel
         let O = options.kind == .trntk ? C : 1
         let B = UInt64(options.blockSize), K = UInt64(options.projDim)
+        if options.projector.distribution == .sketch {
+            // Streamed gradients: hashed buckets, one tensor's gradient per thread, the
+            // block's token rows and features (per layer too), never B x P_dense.
+            let codes = UInt64(computer.dense.count * options.projector.nonzeros) * 4
+            let rows = B * UInt64(computer.model.config.maxLen * D) * 4
+            let groups = UInt64(options.perLayer ? computer.groups.count + 1 : 2)
+            return codes + rows + groups * UInt64(O) * B * K * 4 + 300 * 1_048_576
+        }
         let grads = min(B * UInt64(computer.dense.count) * 4, UInt64(options.gradientBudget))
         let rows = UInt64(O) * B * UInt64(computer.model.config.maxLen * D) * 4
         let proj = (128 + 16 * UInt64(D)) * K * 4 + 3 * UInt64(O) * (B + 32) * K * 4
@@ -114,7 +127,7 @@ public final class Featurizer {
 
     /// Texts per computation so that O x B x P_dense gradients stay within the budget.
     var subBatch: Int {
-        guard let c = computer else { return options.blockSize }
+        guard let c = computer, sketchCodes == nil else { return options.blockSize }
         // One output's gradients are held at a time.
         return max(1, min(options.blockSize, options.gradientBudget / max(1, c.dense.count * 4)))
     }
@@ -153,12 +166,32 @@ public final class Featurizer {
                 output = .loss(labels: options.predictedLossLabels ? [Int?](repeating: nil, count: texts.count)
                                                                    : texts.map { $0.label.flatMap(classifier.labels.index(of:)) })
             }
-            // One output at a time: gradients of one class, then their projection.
             let B = batch.count, K = options.projDim
             let O = output.count(classes: model.config.nClasses)
             let L = options.perLayer ? computer!.groups.count : 1
             var out = [Float](repeating: 0, count: B * O * K)
             var layers: [Float]? = options.perLayer ? [Float](repeating: 0, count: B * L * O * K) : nil
+            // f: [L, O', B, K] for outputs o0 ..< o0 + O' -> features [B, O, K] (sum over
+            // layers in order) and [B, L, O, K].
+            func place(_ f: [Float], outputs o0: Int, count n: Int) {
+                for l in 0..<L { for o in 0..<n { for b in 0..<B {
+                    let src = ((l * n + o) * B + b) * K, dst = (b * O + o0 + o) * K
+                    for k in 0..<K { out[dst + k] += f[src + k] }
+                    if layers != nil { for k in 0..<K { layers![((b * L + l) * O + o0 + o) * K + k] = f[src + k] } }
+                } } }
+            }
+            if let codes = sketchCodes {
+                // Sketch: each text's gradient of each tensor is sketched as the backward
+                // pass produces it, while in cache; no B x P_dense array exists.
+                let acc = SketchAccumulator(codes: codes, outputs: O, texts: B, perLayer: options.perLayer)
+                let r = try computer!.streamOutputs(batch, output: output, sink: { o, t, b, g in
+                    acc.add(output: o, tensor: t, text: b, gradient: g)
+                }, rows: { o, rows in acc.addTokenRows(output: o, rows: rows, batch: batch) })
+                let fused = Date().timeIntervalSince(t0)
+                place(acc.features, outputs: 0, count: O)
+                return (out, r.logits, layers, fused, 0)
+            }
+            // Dense: one output at a time, gradients of one class, then their projection.
             var logits: [Float] = []
             var gradSeconds = 0.0, projSeconds = 0.0
             var mark = Date()
@@ -166,19 +199,10 @@ public final class Featurizer {
                 logits = g.logits
                 let t1 = Date()
                 gradSeconds += t1.timeIntervalSince(mark)
-                // [L, 1, B, K] -> features [B, O, K] (sum over layers in order) and [B, L, O, K].
-                let f = projector!.project(g, computer: computer!, perLayer: options.perLayer)
-                for l in 0..<L {
-                    for b in 0..<B {
-                        let src = (l * B + b) * K
-                        for k in 0..<K { out[(b * O + o) * K + k] += f[src + k] }
-                        if layers != nil { for k in 0..<K { layers![((b * L + l) * O + o) * K + k] = f[src + k] } }
-                    }
-                }
+                place(projector!.project(g, computer: computer!, perLayer: options.perLayer), outputs: o, count: 1)
                 mark = Date()
                 projSeconds += mark.timeIntervalSince(t1)
             }
-            _ = t0
             return (out, logits, layers, gradSeconds, projSeconds)
         }
     }

@@ -105,25 +105,7 @@ public final class GradientComputer<T: BLASScalar>: @unchecked Sendable {
         let logits = try model.forward(batch, rowInvariant: true)
         let embeddings = model.lastEmbeddings()
         let O = output.count(classes: C)
-        var seeds: [[T]] = []
-        switch output {
-        case .pseudoNTK:
-            seeds = [[T](repeating: 1 / T(C).squareRoot(), count: B * C)]
-        case .everyLogit:
-            seeds = (0..<C).map { c in (0..<(B * C)).map { $0 % C == c ? 1 : 0 } }
-        case .loss(let labels):
-            precondition(labels.count == B, "one label (or nil) per text")
-            var s = [T](repeating: 0, count: B * C)
-            for b in 0..<B {
-                let row = Array(logits[(b * C)..<((b + 1) * C)])
-                let m = row.max()!
-                let e = row.map { T.exp($0 - m) }
-                let z = e.reduce(0, +)
-                let y = labels[b] ?? row.indices.max { row[$0] < row[$1] }!
-                for c in 0..<C { s[b * C + c] = e[c] / z - (c == y ? 1 : 0) }
-            }
-            seeds = [s]
-        }
+        let seeds = self.seeds(output, logits: logits, texts: B)
         var denseOut = [T](repeating: 0, count: B * dense.count)
         var rows: [T]? = includesTokenTable ? [T](repeating: 0, count: N * D) : nil
         for o in 0..<O {
@@ -138,6 +120,54 @@ public final class GradientComputer<T: BLASScalar>: @unchecked Sendable {
             }
             try body(o, GradientBlock(batch: batch, outputs: 1, dense: denseOut, tokenRows: rows, logits: logits, embeddings: embeddings))
         }
+    }
+
+    /// The seeds of the backward passes: one [B, C] array per output.
+    func seeds(_ output: GradientOutput, logits: [T], texts B: Int) -> [[T]] {
+        let C = model.config.nClasses
+        switch output {
+        case .pseudoNTK:
+            return [[T](repeating: 1 / T(C).squareRoot(), count: B * C)]
+        case .everyLogit:
+            return (0..<C).map { c in (0..<(B * C)).map { $0 % C == c ? 1 : 0 } }
+        case .loss(let labels):
+            precondition(labels.count == B, "one label (or nil) per text")
+            var s = [T](repeating: 0, count: B * C)
+            for b in 0..<B {
+                let row = Array(logits[(b * C)..<((b + 1) * C)])
+                let m = row.max()!
+                let e = row.map { T.exp($0 - m) }
+                let z = e.reduce(0, +)
+                let y = labels[b] ?? row.indices.max { row[$0] < row[$1] }!
+                for c in 0..<C { s[b * C + c] = e[c] / z - (c == y ? 1 : 0) }
+            }
+            return [s]
+        }
+    }
+
+    /// The streaming pipeline: the forward pass once, then per output o one backward pass
+    /// whose per-example gradients are never stored together. `sink(o, tensor, text, g)`
+    /// receives each text's gradient of each dense tensor (see the model's streaming
+    /// `perExampleGradients`: a fixed order per text, texts possibly concurrent);
+    /// `rows(o, r)` then receives the [N, D] embedding-output gradients (token table).
+    /// Returns the logits [B, C] and pooled embeddings [B, D].
+    @_specialize(exported: true, where T == Float)
+    public func streamOutputs(_ batch: TokenBatch, output: GradientOutput,
+                              sink: (_ output: Int, _ tensor: Int, _ text: Int, _ gradient: UnsafePointer<T>) -> Void,
+                              rows: (_ output: Int, _ rows: UnsafePointer<T>) -> Void) throws -> (logits: [T], embeddings: [T]) {
+        let B = batch.count, D = model.config.dModel, N = batch.tokenCount
+        let logits = try model.forward(batch, rowInvariant: true)
+        let embeddings = model.lastEmbeddings()
+        var tokenRows = [T](repeating: 0, count: includesTokenTable ? N * D : 0)
+        for (o, seed) in seeds(output, logits: logits, texts: B).enumerated() {
+            tokenRows.withUnsafeMutableBufferPointer { r in
+                model.perExampleGradients(seed: seed, subset: dense, embeddingRows: includesTokenTable ? r : nil) { tensor, text, g in
+                    sink(o, tensor, text, g)
+                }
+            }
+            if includesTokenTable { tokenRows.withUnsafeBufferPointer { rows(o, $0.baseAddress!) } }
+        }
+        return (logits, embeddings)
     }
 
     /// The full compact per-example gradient over `subset` (token table densified):

@@ -41,54 +41,32 @@ extension Projector {
     }
 
     /// S applied to every gradient of a block: [L, O, B, K] as `project` returns it.
-    func sketch(_ block: GradientBlock<Float>, computer: GradientComputer<Float>, perLayer: Bool) -> [Float] {
-        let K = dimension, B = block.batch.count, O = block.outputs, s = nonzeros
-        let Pd = computer.dense.count
-        let layout = computer.model.layout
-        let groupNames = computer.groups.map(\.name)
-        let L = perLayer ? groupNames.count : 1
-        let slab = O * B * K
-        func layer(_ ti: Int) -> Int { perLayer ? groupNames.firstIndex(of: layout.tensors[ti].group)! : 0 }
-        let scale = 1 / Float(s).squareRoot()
-        var out = [Float](repeating: 0, count: L * slab)
-        let chunk = Projector.sketchChunk
-        var codes = [UInt32](repeating: 0, count: chunk * s)
+    /// Tensors are summed in the model's streaming order, so this equals what
+    /// `SketchAccumulator` gets from streamed gradients, bit for bit.
+    func sketch(_ block: GradientBlock<Float>, computer: GradientComputer<Float>, perLayer: Bool,
+                codes: SketchCodes? = nil) -> [Float] {
+        let codes = codes ?? SketchCodes(projector: self, computer: computer)
+        let acc = SketchAccumulator(codes: codes, outputs: block.outputs, texts: block.batch.count, perLayer: perLayer)
+        let B = block.batch.count, Pd = computer.dense.count
+        let order = computer.model.streamingOrder.filter { computer.dense.compactOffsets[$0] != nil }
         let textSplit = splitRange(B, parts: threads).filter { !$0.isEmpty }
-        out.withUnsafeMutableBufferPointer { fp in
-            codes.withUnsafeMutableBufferPointer { cp in
-                block.dense.withUnsafeBufferPointer { dp in
-                    let codes = cp.baseAddress!, d = dp.baseAddress!
-                    for ti in computer.dense.tensorIndices {
-                        let t = layout.tensors[ti]
-                        let f = fp.baseAddress! + layer(ti) * slab
-                        let rng = generator(for: t.name)
-                        let base = computer.dense.compactOffsets[ti]!
-                        var j0 = 0
-                        while j0 < t.count {
-                            let width = min(chunk, t.count - j0)
-                            let parts = splitRange(width, parts: threads)
-                            parallelFor(parts.count) { p in
-                                for i in parts[p] { self.sketchCodes(rng, coordinate: j0 + i, into: codes + i * s) }
-                            }
-                            parallelFor(textSplit.count) { p in
-                                for o in 0..<O {
-                                    for b in textSplit[p] {
-                                        Projector.scatter(d + (o * B + b) * Pd + base + j0, count: width, codes: codes, nonzeros: s,
-                                                          scale: scale, into: f + (o * B + b) * K)
-                                    }
-                                }
-                            }
-                            j0 += width
-                        }
+        block.dense.withUnsafeBufferPointer { dp in
+            let d = dp.baseAddress!
+            parallelFor(textSplit.count) { p in
+                for o in 0..<block.outputs {
+                    for b in textSplit[p] {
+                        for ti in order { acc.add(output: o, tensor: ti, text: b, gradient: d + (o * B + b) * Pd + computer.dense.compactOffsets[ti]!) }
                     }
                 }
             }
         }
         if let rows = block.tokenRows {
-            let tokenLayer = layer(layout.index(of: "embeddings.token.weight")!)
-            sketchTokenTable(block, rows: rows, computer: computer, into: &out, offset: tokenLayer * slab)
+            let N = block.batch.tokenCount, D = computer.model.config.dModel
+            rows.withUnsafeBufferPointer { r in
+                for o in 0..<block.outputs { acc.addTokenRows(output: o, rows: r.baseAddress! + o * N * D, batch: block.batch) }
+            }
         }
-        return out
+        return acc.features
     }
 
     /// out[code >> 1] += +-scale * g[i] for each of coordinate i's s codes, i ascending.
@@ -110,35 +88,106 @@ extension Projector {
             }
         }
     }
+}
 
-    /// The token table's part, over the rows present in each text only: a text's tokens
-    /// in (id, position) order, each row's D coordinates hashed on the fly.
-    private func sketchTokenTable(_ block: GradientBlock<Float>, rows: [Float], computer: GradientComputer<Float>,
-                                  into out: inout [Float], offset: Int) {
-        let K = dimension, D = computer.model.config.dModel, B = block.batch.count, N = block.batch.tokenCount
-        let O = block.outputs, s = nonzeros
-        let rng = generator(for: "embeddings.token.weight")
+/// The sketch's bucket codes of every dense tensor of a parameter subset, hashed once and
+/// shared by all blocks of a run: P_dense x s x 4 bytes (the token table is hashed on the
+/// fly, per row present in a text).
+public final class SketchCodes: @unchecked Sendable {
+    public let projector: Projector
+    let computer: GradientComputer<Float>
+    /// Codes of tensor i (s per coordinate), by tensor index.
+    let codes: [Int: UnsafeMutableBufferPointer<UInt32>]
+    /// Layer slab of each tensor in per-layer output, and the token table's.
+    let groupIndex: [Int: Int]
+    let tokenGroup: Int?
+    let groupCount: Int
+
+    public init(projector: Projector, computer: GradientComputer<Float>) {
+        precondition(projector.distribution == .sketch)
+        self.projector = projector
+        self.computer = computer
+        let layout = computer.model.layout, s = projector.nonzeros
+        var codes: [Int: UnsafeMutableBufferPointer<UInt32>] = [:]
+        for ti in computer.dense.tensorIndices {
+            codes[ti] = .allocate(capacity: layout.tensors[ti].count * s)
+        }
+        // Hashing is a pure function of the coordinate: split it over threads freely.
+        for ti in computer.dense.tensorIndices {
+            let t = layout.tensors[ti], rng = projector.generator(for: t.name), buffer = codes[ti]!.baseAddress!
+            let parts = splitRange(t.count, parts: projector.threads)
+            parallelFor(parts.count) { p in
+                for i in parts[p] { projector.sketchCodes(rng, coordinate: i, into: buffer + i * s) }
+            }
+        }
+        self.codes = codes
+        let groups = computer.groups.map(\.name)
+        groupCount = groups.count
+        var gi: [Int: Int] = [:]
+        for ti in computer.subset.tensorIndices { gi[ti] = groups.firstIndex(of: layout.tensors[ti].group)! }
+        groupIndex = gi
+        tokenGroup = layout.index(of: "embeddings.token.weight").flatMap { gi[$0] }
+    }
+
+    deinit { for c in codes.values { c.deallocate() } }
+}
+
+/// Sketched features of one block, accumulated from streamed gradients: [L, O, B, K]
+/// (L = 1 unless per layer). Each text's row is its own, so texts may be added from
+/// different threads; within a text, the order of calls fixes the rounding.
+public final class SketchAccumulator: @unchecked Sendable {
+    let codes: SketchCodes
+    let outputs: Int, texts: Int, layers: Int, perLayer: Bool
+    private let out: UnsafeMutableBufferPointer<Float>
+
+    public init(codes: SketchCodes, outputs: Int, texts: Int, perLayer: Bool) {
+        self.codes = codes
+        self.outputs = outputs
+        self.texts = texts
+        self.perLayer = perLayer
+        layers = perLayer ? codes.groupCount : 1
+        out = .allocate(capacity: layers * outputs * texts * codes.projector.dimension)
+        out.initialize(repeating: 0)
+    }
+
+    deinit { out.deallocate() }
+
+    /// [L, O, B, K].
+    public var features: [Float] { Array(out) }
+
+    @inline(__always)
+    func row(output o: Int, text b: Int, group: Int) -> UnsafeMutablePointer<Float> {
+        out.baseAddress! + (((perLayer ? group : 0) * outputs + o) * texts + b) * codes.projector.dimension
+    }
+
+    /// Adds S applied to one text's gradient of one dense tensor.
+    public func add(output o: Int, tensor: Int, text b: Int, gradient: UnsafePointer<Float>) {
+        let p = codes.projector, s = p.nonzeros
+        let t = codes.computer.model.layout.tensors[tensor]
+        Projector.scatter(gradient, count: t.count, codes: codes.codes[tensor]!.baseAddress!, nonzeros: s,
+                          scale: 1 / Float(s).squareRoot(), into: row(output: o, text: b, group: codes.groupIndex[tensor]!))
+    }
+
+    /// Adds the token table's part of output o from the [N, D] embedding-output gradients:
+    /// per text, its tokens in (id, position) order, each row's D coordinates hashed on the
+    /// fly (only the rows present in the text are touched).
+    public func addTokenRows(output o: Int, rows: UnsafePointer<Float>, batch: TokenBatch) {
+        guard let group = codes.tokenGroup else { return }
+        let p = codes.projector, s = p.nonzeros, D = codes.computer.model.config.dModel
+        let rng = p.generator(for: "embeddings.token.weight")
         let scale = 1 / Float(s).squareRoot()
-        let textSplit = splitRange(B, parts: threads).filter { !$0.isEmpty }
-        let batch = block.batch
-        out.withUnsafeMutableBufferPointer { fp in
-            rows.withUnsafeBufferPointer { xp in
-                let f = fp.baseAddress! + offset, x = xp.baseAddress!
-                parallelFor(textSplit.count) { p in
-                    var codes = [UInt32](repeating: 0, count: D * s)
-                    codes.withUnsafeMutableBufferPointer { cp in
-                        let codes = cp.baseAddress!
-                        for b in textSplit[p] {
-                            let tokens = (batch.offsets[b]..<batch.offsets[b + 1]).sorted { (batch.ids[$0], $0) < (batch.ids[$1], $1) }
-                            for t in tokens {
-                                let id = Int(batch.ids[t])
-                                for d in 0..<D { self.sketchCodes(rng, coordinate: id * D + d, into: codes + d * s) }
-                                for o in 0..<O {
-                                    Projector.scatter(x + (o * N + t) * D, count: D, codes: codes, nonzeros: s, scale: scale,
-                                                      into: f + (o * B + b) * K)
-                                }
-                            }
-                        }
+        let textSplit = splitRange(batch.count, parts: p.threads).filter { !$0.isEmpty }
+        parallelFor(textSplit.count) { part in
+            var buffer = [UInt32](repeating: 0, count: D * s)
+            buffer.withUnsafeMutableBufferPointer { cp in
+                let c = cp.baseAddress!
+                for b in textSplit[part] {
+                    let target = self.row(output: o, text: b, group: group)
+                    let tokens = (batch.offsets[b]..<batch.offsets[b + 1]).sorted { (batch.ids[$0], $0) < (batch.ids[$1], $1) }
+                    for t in tokens {
+                        let id = Int(batch.ids[t])
+                        for d in 0..<D { p.sketchCodes(rng, coordinate: id * D + d, into: c + d * s) }
+                        Projector.scatter(rows + t * D, count: D, codes: c, nonzeros: s, scale: scale, into: target)
                     }
                 }
             }

@@ -74,6 +74,18 @@ public final class TransformerClassifier<T: BLASScalar>: @unchecked Sendable {
 
     deinit { parameters.deallocate() }
 
+    /// The order in which the streaming `perExampleGradients` hands a text's tensors to its
+    /// sink (the backward order; the token table, streamed as rows, is not in it). Code
+    /// that sums over tensors in this order gets the same numbers from the streaming and
+    /// the materialized gradients.
+    public var streamingOrder: [Int] {
+        var out = [headw, headb, normw, normb]
+        for b in blocks.reversed() {
+            out += [b.fc2w, b.fc2b, b.fc1w, b.fc1b, b.norm2w, b.norm2b, b.projw, b.projb, b.qkvw, b.qkvb, b.norm1w, b.norm1b]
+        }
+        return out + [posIdx]
+    }
+
     /// A freshly initialized model: weights N(0, 0.02) (residual projections scaled by
     /// 1/sqrt(2 n_layers)), biases 0, LayerNorm weights 1; a pure function of `seed`.
     public static func initialized(config: ModelConfig, seed: UInt64, threads: Int = Threads.defaultCount) throws -> TransformerClassifier {
@@ -208,6 +220,38 @@ public final class TransformerClassifier<T: BLASScalar>: @unchecked Sendable {
         }
     }
 
+    /// The streaming form of `perExampleGradients`: no B x P array exists. For each text b
+    /// of the last forward pass and each tensor i of `subset` (the token table excluded:
+    /// use `embeddingRows`), `sink(i, b, gradient)` receives the gradient of
+    /// sum_c seed[b,c] * logits[b,c] with respect to tensor i, `layout.tensors[i].count`
+    /// values in the tensor's own layout, valid only during the call. Calls for one text
+    /// come in a fixed order (the backward order of the tensors) on one thread; calls for
+    /// different texts may run concurrently, so `sink` must only touch that text's data.
+    public func perExampleGradients(seed: [T], subset: ParameterSubset,
+                                    embeddingRows: UnsafeMutableBufferPointer<T>? = nil,
+                                    sink: (_ tensor: Int, _ text: Int, _ gradient: UnsafePointer<T>) -> Void) {
+        guard let batch = current else { preconditionFailure("perExampleGradients called before forward") }
+        precondition(seed.count == batch.count * config.nClasses, "seed must be [B, C]")
+        precondition(subset.compactOffsets[tokIdx] == nil, "stream the token table through embeddingRows")
+        let sh = shards
+        withoutActuallyEscaping(sink) { sink in
+            seed.withUnsafeBufferPointer { sp in
+                let seedBase = sp.baseAddress!
+                parallelFor(sh.count) { s in
+                    let ws = self.workspaces[s]
+                    let first = sh[s].lowerBound
+                    self.backwardShard(ws, seed: seedBase + first * self.config.nClasses, base: nil, offsets: subset.compactOffsets,
+                                       perExampleStride: nil, needEmbeddingRows: embeddingRows != nil,
+                                       sink: { tensor, text, g in sink(tensor, first + text, g) })
+                    if let rows = embeddingRows {
+                        let D = self.config.dModel
+                        (rows.baseAddress! + batch.offsets[first] * D).update(from: ws.dres.p, count: ws.batch.tokenCount * D)
+                    }
+                }
+            }
+        }
+    }
+
     // MARK: - Shard passes
 
     private func p(_ i: Int) -> UnsafeMutablePointer<T> { parameters.baseAddress! + layout.tensors[i].offset }
@@ -278,8 +322,12 @@ public final class TransformerClassifier<T: BLASScalar>: @unchecked Sendable {
     /// Backward of one shard. `offsets[i]` places tensor i's gradient at `base + offsets[i]`
     /// (nil: not wanted). With `perExampleStride`, text b's gradients go to
     /// `base + b * stride + offsets[i]`; otherwise all texts sum into one vector.
-    private func backwardShard(_ ws: Workspace<T>, seed: UnsafePointer<T>, base: UnsafeMutablePointer<T>,
-                               offsets: [Int?], perExampleStride: Int?, needEmbeddingRows: Bool = false) {
+    ///
+    /// With `sink`, parameter gradients are not written to `base` but handed over per text
+    /// and tensor from a small scratch (see the streaming `perExampleGradients`).
+    private func backwardShard(_ ws: Workspace<T>, seed: UnsafePointer<T>, base: UnsafeMutablePointer<T>?,
+                               offsets: [Int?], perExampleStride: Int?, needEmbeddingRows: Bool = false,
+                               sink: ((Int, Int, UnsafePointer<T>) -> Void)? = nil) {
         let c = config
         let N = ws.batch.tokenCount, B = ws.batch.count, D = c.dModel, F = c.dFF, C = c.nClasses
         let tokSeg: Segments, textSeg: Segments
@@ -290,7 +338,40 @@ public final class TransformerClassifier<T: BLASScalar>: @unchecked Sendable {
             tokSeg = .summed(N)
             textSeg = .summed(B)
         }
-        func g(_ i: Int) -> UnsafeMutablePointer<T>? { offsets[i].map { base + $0 } }
+        func g(_ i: Int) -> UnsafeMutablePointer<T>? { sink == nil ? offsets[i].map { base! + $0 } : nil }
+        func wanted(_ i: Int) -> Bool { offsets[i] != nil }
+        // Streaming: a layer's weight and bias gradients, one text at a time into the
+        // scratch (a product with beta 0, so nothing is zeroed), handed to the sink.
+        func streamLinear(w: Int, b: Int, dout: UnsafePointer<T>, inp: UnsafePointer<T>, i: Int, o: Int, rows: [Range<Int>]) {
+            guard let sink, wanted(w) || wanted(b) else { return }
+            ws.gradScratch.ensure(o * i)
+            let sp = ws.gradScratch.p
+            for (k, r) in rows.enumerated() where !r.isEmpty {
+                if wanted(w) {
+                    T.gemm(transA: true, transB: false, m: o, n: i, k: r.count, alpha: 1, a: dout + r.lowerBound * o, lda: o,
+                           b: inp + r.lowerBound * i, ldb: i, beta: 0, c: sp, ldc: i)
+                    sink(w, k, sp)
+                }
+                if wanted(b) {
+                    sp.update(repeating: 0, count: o)
+                    for row in r { for j in 0..<o { sp[j] += dout[row * o + j] } }
+                    sink(b, k, sp)
+                }
+            }
+        }
+        // Streaming: per-text gradients of small per-row tensors (norms, position table),
+        // accumulated for all texts of the shard in the scratch by `body`, then handed over.
+        func streamSmall(_ tensors: [Int], width: Int, _ body: (UnsafeMutablePointer<T>?, UnsafeMutablePointer<T>?, Segments) -> Void) {
+            guard let sink, tensors.contains(where: wanted) else { return }
+            let stride = width * tensors.count
+            ws.gradScratch.ensure(B * stride)
+            ws.gradScratch.zero(B * stride)
+            let sp = ws.gradScratch.p
+            body(sp, tensors.count > 1 ? sp + width : nil, Segments(ranges: ws.texts, stride: stride))
+            for k in 0..<B where !ws.texts[k].isEmpty {
+                for (j, t) in tensors.enumerated() where wanted(t) { sink(t, k, sp + k * stride + j * width) }
+            }
+        }
         let tokRows: [Range<Int>]? = rowInvariant ? ws.texts : nil
         let textRows: [Range<Int>]? = rowInvariant ? (0..<B).map { $0..<($0 + 1) } : nil
         // Lowest group whose gradients are wanted: 0 embeddings, l+1 block l, n+1 norm, n+2 head.
@@ -305,12 +386,17 @@ public final class TransformerClassifier<T: BLASScalar>: @unchecked Sendable {
 
         Linear.backward(dinp: ws.dpooled.p, accumulateInput: false, dweight: g(headw), dbias: g(headb),
                         dout: seed, inp: ws.pooled.p, weight: p(headw), n: B, i: D, o: C, segments: textSeg, rows: textRows)
+        streamLinear(w: headw, b: headb, dout: seed, inp: ws.pooled.p, i: D, o: C, rows: (0..<B).map { $0..<($0 + 1) })
         if lowest > c.nLayers + 1 { return }
         Pooling.backward(dinp: ws.dln.p, dout: ws.dpooled.p, texts: ws.texts, d: D, mode: c.pooling)
         ws.dres.zero(N * D)
         LayerNorm.backward(dinp: ws.dres.p, dweight: g(normw), dbias: g(normb), dout: ws.dln.p,
                            inp: ws.res[c.nLayers].p, weight: p(normw), mean: ws.lnfMean.p, rstd: ws.lnfRstd.p,
                            n: N, d: D, segments: tokSeg)
+        streamSmall([normw, normb], width: D) { dw, db, seg in
+            LayerNorm.weightGradients(dweight: dw!, dbias: db!, dout: ws.dln.p, inp: ws.res[c.nLayers].p,
+                                      mean: ws.lnfMean.p, rstd: ws.lnfRstd.p, d: D, segments: seg)
+        }
         for l in stride(from: c.nLayers - 1, through: 0, by: -1) {
             if lowest > l + 1 { return }
             let bi = blocks[l]
@@ -323,12 +409,18 @@ public final class TransformerClassifier<T: BLASScalar>: @unchecked Sendable {
             }
             Linear.backward(dinp: ws.dF1.p, accumulateInput: false, dweight: g(bi.fc2w), dbias: g(bi.fc2b),
                             dout: dbranch, inp: ws.gelu[l].p, weight: p(bi.fc2w), n: N, i: F, o: D, segments: tokSeg, rows: tokRows)
+            streamLinear(w: bi.fc2w, b: bi.fc2b, dout: dbranch, inp: ws.gelu[l].p, i: F, o: D, rows: ws.texts)
             GELU.backward(dinp: ws.dF2.p, dout: ws.dF1.p, inp: ws.fc1[l].p, count: N * F)
             Linear.backward(dinp: ws.dln.p, accumulateInput: false, dweight: g(bi.fc1w), dbias: g(bi.fc1b),
                             dout: ws.dF2.p, inp: ws.ln2[l].p, weight: p(bi.fc1w), n: N, i: D, o: F, segments: tokSeg, rows: tokRows)
+            streamLinear(w: bi.fc1w, b: bi.fc1b, dout: ws.dF2.p, inp: ws.ln2[l].p, i: D, o: F, rows: ws.texts)
             LayerNorm.backward(dinp: ws.dmid.p, dweight: g(bi.norm2w), dbias: g(bi.norm2b), dout: ws.dln.p,
                                inp: ws.mid[l].p, weight: p(bi.norm2w), mean: ws.ln2Mean[l].p, rstd: ws.ln2Rstd[l].p,
                                n: N, d: D, segments: tokSeg)
+            streamSmall([bi.norm2w, bi.norm2b], width: D) { dw, db, seg in
+                LayerNorm.weightGradients(dweight: dw!, dbias: db!, dout: ws.dln.p, inp: ws.mid[l].p,
+                                          mean: ws.ln2Mean[l].p, rstd: ws.ln2Rstd[l].p, d: D, segments: seg)
+            }
             // Attention branch: mid = res[l] + drop(proj(attention(qkv(ln1(res[l]))))).
             ws.dres.p.update(from: ws.dmid.p, count: N * D)
             dbranch = UnsafePointer(ws.dmid.p)
@@ -338,13 +430,19 @@ public final class TransformerClassifier<T: BLASScalar>: @unchecked Sendable {
             }
             Linear.backward(dinp: ws.datty.p, accumulateInput: false, dweight: g(bi.projw), dbias: g(bi.projb),
                             dout: dbranch, inp: ws.atty[l].p, weight: p(bi.projw), n: N, i: D, o: D, segments: tokSeg, rows: tokRows)
+            streamLinear(w: bi.projw, b: bi.projb, dout: dbranch, inp: ws.atty[l].p, i: D, o: D, rows: ws.texts)
             Attention.backward(dqkv: ws.dqkv.p, scratch: ws.dattScratch.p, dout: ws.datty.p, qkv: ws.qkv[l].p,
                                att: ws.att[l].p, texts: ws.texts, attOffsets: ws.attOffsets, d: D, heads: c.nHeads)
             Linear.backward(dinp: ws.dln.p, accumulateInput: false, dweight: g(bi.qkvw), dbias: g(bi.qkvb),
                             dout: ws.dqkv.p, inp: ws.ln1[l].p, weight: p(bi.qkvw), n: N, i: D, o: 3 * D, segments: tokSeg, rows: tokRows)
+            streamLinear(w: bi.qkvw, b: bi.qkvb, dout: ws.dqkv.p, inp: ws.ln1[l].p, i: D, o: 3 * D, rows: ws.texts)
             LayerNorm.backward(dinp: ws.dres.p, dweight: g(bi.norm1w), dbias: g(bi.norm1b), dout: ws.dln.p,
                                inp: ws.res[l].p, weight: p(bi.norm1w), mean: ws.ln1Mean[l].p, rstd: ws.ln1Rstd[l].p,
                                n: N, d: D, segments: tokSeg)
+            streamSmall([bi.norm1w, bi.norm1b], width: D) { dw, db, seg in
+                LayerNorm.weightGradients(dweight: dw!, dbias: db!, dout: ws.dln.p, inp: ws.res[l].p,
+                                          mean: ws.ln1Mean[l].p, rstd: ws.ln1Rstd[l].p, d: D, segments: seg)
+            }
         }
         if lowest > 0 { return }
         if ws.dropoutUsed {
@@ -354,6 +452,10 @@ public final class TransformerClassifier<T: BLASScalar>: @unchecked Sendable {
             ws.batch.positions.withUnsafeBufferPointer { pos in
                 Embedding.backward(dtokenTable: g(tokIdx), dpositionTable: g(posIdx), dout: ws.dres.p,
                                    ids: ids.baseAddress!, positions: pos.baseAddress!, d: D, segments: tokSeg)
+                streamSmall([posIdx], width: c.maxLen * D) { dp, _, seg in
+                    Embedding.backward(dtokenTable: nil, dpositionTable: dp, dout: ws.dres.p,
+                                       ids: ids.baseAddress!, positions: pos.baseAddress!, d: D, segments: seg)
+                }
             }
         }
     }

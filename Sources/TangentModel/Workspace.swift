@@ -30,6 +30,7 @@ final class Workspace<T: BLASScalar> {
     var dqkv = Buffer<T>()     // [N, 3D]
     var dpooled = Buffer<T>()  // [B, D]
     var dattScratch = Buffer<T>()  // [maxL, maxL]
+    var gradScratch = Buffer<T>()  // one text's gradient of a tensor, or a shard's of small tensors
 
     // Shape of the batch currently held.
     var batch = TokenBatch(sequences: [])

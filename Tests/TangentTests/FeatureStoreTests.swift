@@ -64,6 +64,31 @@ import TangentSafetensors
         do { try body(); return "" } catch { return "\(error)" }
     }
 
+    /// The featurizer's streamed sketch: the same features whatever the block size and thread count.
+    @Test func sketchedFeaturesAreBitIdenticalAcrossBlocksAndThreads() throws {
+        let clf = try Classifier(directory: fixture("tiny-model"), threads: 2)
+        let texts = try Self.texts(30)
+        var results: [[Float]] = []
+        for (threads, block) in [(1, 30), (2, 7), (3, 4), (2, 1)] {
+            var o = Self.options(.trntk, block: block)
+            o.projector = .sketch(1)
+            o.threads = threads
+            o.perLayer = true
+            let f = try Featurizer(classifier: clf, options: o)
+            var features: [Float] = [], layers: [Float] = []
+            for s in stride(from: 0, to: texts.count, by: block) {
+                let r = try f.block(Array(texts[s..<min(texts.count, s + block)]))
+                features += r.features
+                layers += r.layerFeatures!
+            }
+            results.append(features + layers)
+        }
+        for (i, r) in results.enumerated().dropFirst() {
+            let differing = zip(r, results[0]).enumerated().filter { $0.element.0 != $0.element.1 }.map(\.offset)
+            #expect(differing.isEmpty, "configuration \(i): \(differing.count) of \(r.count) values differ, first at \(differing.first ?? -1)")
+        }
+    }
+
     @Test func mismatchedOrDamagedFilesAreRefused() throws {
         let clf = try Classifier(directory: fixture("tiny-model"), threads: 2)
         let texts = try Self.texts(10)

@@ -99,6 +99,30 @@ import TangentTensor
         }
     }
 
+    /// The featurizer's sketch path streams each text's gradient of each tensor into the
+    /// sketch as the backward pass produces it: the same numbers, bit for bit, as sketching
+    /// the stored per-example gradients, whose gradients the stream reproduces exactly.
+    @Test(arguments: [false, true])
+    func streamedSketchEqualsTheSketchOfStoredGradients(perLayer: Bool) throws {
+        let m = try Self.model()
+        let computer = try GradientComputer(model: m, prefixes: ["all"])
+        let texts = Self.texts(7)
+        let batch = TokenBatch(sequences: texts)
+        let projector = Setup(distribution: .sketch, nonzeros: 2).projector(48, seed: 6)
+        let codes = SketchCodes(projector: projector, computer: computer)
+        let stored = try computer.gradients(batch, output: .everyLogit)
+        let acc = SketchAccumulator(codes: codes, outputs: stored.outputs, texts: texts.count, perLayer: perLayer)
+        var streamed = [Float](repeating: 0, count: stored.dense.count)
+        let Pd = computer.dense.count, B = texts.count
+        let r = try computer.streamOutputs(batch, output: .everyLogit, sink: { o, t, b, g in
+            acc.add(output: o, tensor: t, text: b, gradient: g)
+            let at = (o * B + b) * Pd + computer.dense.compactOffsets[t]!
+            for k in 0..<m.layout.tensors[t].count { streamed[at + k] = g[k] }
+        }, rows: { o, rows in acc.addTokenRows(output: o, rows: rows, batch: batch) })
+        #expect(streamed == stored.dense && r.logits == stored.logits)
+        #expect(acc.features == projector.project(stored, computer: computer, perLayer: perLayer))
+    }
+
     /// The exact pNTK of `texts` and the sketched one for a seed (n x n, Double).
     static func kernels(_ computer: GradientComputer<Float>, _ texts: [[Int32]], setup: Setup, K: Int) throws
         -> (exact: [Double], projected: (UInt64) throws -> [Double]) {

@@ -24,6 +24,23 @@ enum LayerNorm {
         }
     }
 
+    /// dweight and dbias alone, accumulated per segment (the streaming backward computes
+    /// dinp with `backward` and these separately, into its own scratch).
+    static func weightGradients<T: BLASScalar>(
+        dweight: UnsafeMutablePointer<T>, dbias: UnsafeMutablePointer<T>, dout: UnsafePointer<T>, inp: UnsafePointer<T>,
+        mean: UnsafePointer<T>, rstd: UnsafePointer<T>, d: Int, segments: Segments
+    ) {
+        for (k, range) in segments.ranges.enumerated() {
+            let dw = dweight + k * segments.stride, db = dbias + k * segments.stride
+            for r in range {
+                let x = inp + r * d, dy = dout + r * d
+                let m = mean[r], s = rstd[r]
+                for j in 0..<d { dw[j] += dy[j] * (x[j] - m) * s }
+                for j in 0..<d { db[j] += dy[j] }
+            }
+        }
+    }
+
     /// dinp [N, D] += input gradient; dweight/dbias accumulate per segment (nil: skipped).
     static func backward<T: BLASScalar>(
         dinp: UnsafeMutablePointer<T>, dweight: UnsafeMutablePointer<T>?, dbias: UnsafeMutablePointer<T>?,
