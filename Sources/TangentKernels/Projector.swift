@@ -108,7 +108,7 @@ public struct Projector: Sendable, Equatable {
             for (r, j) in columns.enumerated() {
                 (out + r * K).update(repeating: 0, count: K)
                 codes.withUnsafeMutableBufferPointer { sketchCodes(rng, coordinate: j, into: $0.baseAddress!) }
-                for c in codes { out[r * K + Int(c >> 1)] = c & 1 == 1 ? -scale : scale }
+                for c in codes { out[r * K + Int(c & 0x7FFF_FFFF)] = c >> 31 == 1 ? -scale : scale }
             }
         }
     }

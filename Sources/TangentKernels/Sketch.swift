@@ -17,15 +17,19 @@ extension Projector {
     /// Coordinates whose buckets are hashed at a time (shared by every text of a block).
     static let sketchChunk = 8192
 
-    /// The s entries of coordinate `i`, each coded as bucket << 1 | (sign negative).
+    /// The s entries of coordinate `i`, each coded as the bucket in the low 31 bits and the
+    /// sign in bit 31 (set: negative), so applying it is an index and an XOR of sign bits.
     /// Entry j draws uniformly among the K - j buckets not drawn before (32-bit
     /// multiply-shift, bias below K / 2^32), so the buckets are distinct.
     @inline(__always)
     func sketchCodes(_ rng: CounterRNG, coordinate i: Int, into codes: UnsafeMutablePointer<UInt32>) {
         let s = nonzeros, K = UInt64(dimension)
-        var chosen: (UInt32, UInt32, UInt32, UInt32) = (0, 0, 0, 0)
-        withUnsafeMutableBytes(of: &chosen) { raw in
-            let sorted = raw.baseAddress!.assumingMemoryBound(to: UInt32.self)
+        if s == 1 {
+            let w = rng.bits(UInt64(i))
+            codes[0] = UInt32(((w & 0xFFFF_FFFF) &* K) >> 32) | UInt32(w >> 63) << 31
+            return
+        }
+        withUnsafeTemporaryAllocation(of: UInt32.self, capacity: 4) { sorted in
             for j in 0..<s {
                 let w = rng.bits(UInt64(i) &* UInt64(s) &+ UInt64(j))
                 var b = UInt32(((w & 0xFFFF_FFFF) &* (K - UInt64(j))) >> 32)
@@ -35,7 +39,7 @@ extension Projector {
                 var q = j
                 while q > pos { sorted[q] = sorted[q - 1]; q -= 1 }
                 sorted[pos] = b
-                codes[j] = b << 1 | UInt32(w >> 63)
+                codes[j] = b | UInt32(w >> 63) << 31
             }
         }
     }
@@ -75,15 +79,15 @@ extension Projector {
                         into out: UnsafeMutablePointer<Float>) {
         if s == 1 {
             for i in 0..<count {
-                let c = codes[i], x = g[i]
-                out[Int(c >> 1)] += c & 1 == 1 ? -x : x
+                let c = codes[i]
+                out[Int(c & 0x7FFF_FFFF)] += Float(bitPattern: g[i].bitPattern ^ (c & 0x8000_0000))
             }
         } else {
             for i in 0..<count {
-                let x = g[i] * scale
+                let x = (g[i] * scale).bitPattern
                 for j in 0..<s {
                     let c = codes[i * s + j]
-                    out[Int(c >> 1)] += c & 1 == 1 ? -x : x
+                    out[Int(c & 0x7FFF_FFFF)] += Float(bitPattern: x ^ (c & 0x8000_0000))
                 }
             }
         }

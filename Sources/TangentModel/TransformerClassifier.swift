@@ -227,6 +227,8 @@ public final class TransformerClassifier<T: BLASScalar>: @unchecked Sendable {
     /// values in the tensor's own layout, valid only during the call. Calls for one text
     /// come in a fixed order (the backward order of the tensors) on one thread; calls for
     /// different texts may run concurrently, so `sink` must only touch that text's data.
+    @_specialize(exported: true, where T == Float)
+    @_specialize(exported: true, where T == Double)
     public func perExampleGradients(seed: [T], subset: ParameterSubset,
                                     embeddingRows: UnsafeMutableBufferPointer<T>? = nil,
                                     sink: (_ tensor: Int, _ text: Int, _ gradient: UnsafePointer<T>) -> Void) {

@@ -118,22 +118,79 @@ struct BenchFeaturize: ParsableCommand {
                 rates.append(Double(texts) / r.total)
                 print("projector \(choice):")
                 print(String(format: "  end to end: %.2f s, %.1f examples/s", r.total, Double(texts) / r.total))
-                print(String(format: "  gradients: %.2f s (%.0f%%), %.1f examples/s alone", r.gradients, 100 * r.gradients / r.total, Double(texts) / r.gradients))
-                print(String(format: "  projection: %.2f s (%.0f%%)", r.projection, 100 * r.projection / r.total))
+                if let p = r.projection {
+                    print(String(format: "  gradients: %.2f s (%.0f%%), %.1f examples/s alone", r.gradients, 100 * r.gradients / r.total, Double(texts) / r.gradients))
+                    print(String(format: "  projection: %.2f s (%.0f%%)", p, 100 * p / r.total))
+                } else {
+                    print("  gradients and sketch fused (each text's gradient of a tensor is sketched while in cache)")
+                }
             }
             if rates.count == 2 { print(String(format: "speed-up of %@ over dense rademacher: %.2fx", projection.choice.description, rates[0] / rates[1])) }
+            // The gradient step alone (streamed, nothing projected) against the machine's sgemm.
+            let t0 = Date()
+            for s in stride(from: 0, to: texts, by: batchSize) {
+                let batch = TokenBatch(sequences: Array(seqs[s..<min(texts, s + batchSize)]))
+                _ = try computer.streamOutputs(batch, output: output(kind, batch.count), sink: { _, _, _, _ in }, rows: { _, _ in })
+            }
+            let alone = Date().timeIntervalSince(t0)
+            let pass = BenchFeaturize.passFlops(config, tokens: tokens)
+            let flops = Double(texts) * (pass.forward + Double(output(kind, 1).count(classes: 2)) * pass.backward)
+            let peak = BenchFeaturize.sgemmRate(threads: nThreads)
+            print(String(format: "gradient step alone: %.2f s, %.1f examples/s, %.1f GFLOP/s = %.0f%% of sgemm on %ld threads (%.1f GFLOP/s, 1024^3 per thread)",
+                         alone, Double(texts) / alone, flops / alone / 1e9, 100 * flops / alone / peak, nThreads, peak / 1e9))
             print("peak memory (VmHWM): \(peakMemoryDescription())")
         }
     }
 
-    /// The featurizer's path: one output's gradients at a time, then their projection.
+    func output(_ kind: FeatureKind, _ n: Int) -> GradientOutput {
+        kind == .pntk ? .pseudoNTK : kind == .trntk ? .everyLogit : .loss(labels: [Int?](repeating: nil, count: n))
+    }
+
+    /// Floating-point operations (2 per multiply-add) of one text's forward pass and of one
+    /// backward pass (input and weight gradients: two products per forward product),
+    /// dense layers and attention; norms, GELU and the head are left out.
+    static func passFlops(_ c: ModelConfig, tokens T: Int) -> (forward: Double, backward: Double) {
+        let D = Double(c.dModel), F = Double(c.dFF), t = Double(T)
+        let linear = 2 * t * (3 * D * D + D * D + 2 * D * F)  // qkv, proj, fc1, fc2
+        let attention = 2 * 2 * t * t * D                      // scores and weighted values
+        let forward = Double(c.nLayers) * (linear + attention)
+        return (forward, 2 * forward)
+    }
+
+    /// sgemm throughput with every thread multiplying its own 1024 x 1024 matrices (the
+    /// shape of work the toolkit gives BLAS: single-threaded calls, one per core).
+    static func sgemmRate(threads: Int) -> Double {
+        let n = 1024
+        let a = [Float](repeating: 1, count: n * n)
+        var cs = [[Float]](repeating: [Float](repeating: 0, count: n * n), count: threads)
+        let reps = 4
+        let t0 = Date()
+        cs.withUnsafeMutableBufferPointer { cp in
+            parallelFor(threads) { p in
+                for _ in 0..<reps {
+                    Float.gemm(transA: false, transB: false, m: n, n: n, k: n, alpha: 1, a: a, lda: n, b: a, ldb: n, beta: 0, c: &cp[p], ldc: n)
+                }
+            }
+        }
+        return Double(threads * reps) * 2 * Double(n * n * n) / Date().timeIntervalSince(t0)
+    }
+
+    /// The featurizer's path: dense projections take one output's stored gradients at a
+    /// time; the sketch takes streamed gradients (then no separate projection time exists).
     func measure(kind: FeatureKind, computer: GradientComputer<Float>, projector: Projector, sequences seqs: [[Int32]]) throws
-        -> (total: Double, gradients: Double, projection: Double) {
+        -> (total: Double, gradients: Double, projection: Double?) {
         var gradSeconds = 0.0, projSeconds = 0.0
+        let codes = projector.distribution == .sketch ? SketchCodes(projector: projector, computer: computer) : nil
         let t0 = Date()
         for s in stride(from: 0, to: texts, by: batchSize) {
             let batch = TokenBatch(sequences: Array(seqs[s..<min(texts, s + batchSize)]))
-            let o: GradientOutput = kind == .pntk ? .pseudoNTK : kind == .trntk ? .everyLogit : .loss(labels: [Int?](repeating: nil, count: batch.count))
+            let o = output(kind, batch.count)
+            if let codes {
+                let acc = SketchAccumulator(codes: codes, outputs: o.count(classes: 2), texts: batch.count, perLayer: false)
+                _ = try computer.streamOutputs(batch, output: o, sink: { o, t, b, g in acc.add(output: o, tensor: t, text: b, gradient: g) },
+                                               rows: { o, r in acc.addTokenRows(output: o, rows: r, batch: batch) })
+                continue
+            }
             var mark = Date()
             try computer.forEachOutput(batch, output: o) { _, g in
                 let b = Date()
@@ -143,7 +200,8 @@ struct BenchFeaturize: ParsableCommand {
                 projSeconds += mark.timeIntervalSince(b)
             }
         }
-        return (Date().timeIntervalSince(t0), gradSeconds, projSeconds)
+        let total = Date().timeIntervalSince(t0)
+        return codes == nil ? (total, gradSeconds, projSeconds) : (total, total, nil)
     }
 }
 
