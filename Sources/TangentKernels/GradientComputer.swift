@@ -50,6 +50,8 @@ public final class GradientComputer<T: BLASScalar>: @unchecked Sendable {
     /// Whether the token table is among the tensors asked for.
     public let includesTokenTable: Bool
     let tokenTableIndex: Int
+    /// The embedding-output gradients of the last streamed block (see `streamOutputs`).
+    private var streamRows: [T] = []
 
     /// Gradients over the tensors named by `prefixes` (see `ParameterSubset`). Its passes
     /// run the model's row-invariant products, so a text's gradients do not depend on the
@@ -158,14 +160,15 @@ public final class GradientComputer<T: BLASScalar>: @unchecked Sendable {
         let B = batch.count, D = model.config.dModel, N = batch.tokenCount
         let logits = try model.forward(batch, rowInvariant: true)
         let embeddings = model.lastEmbeddings()
-        var tokenRows = [T](repeating: 0, count: includesTokenTable ? N * D : 0)
+        // Reused across calls: a fresh array per block would be paged in anew each time.
+        if streamRows.count < N * D { streamRows = [T](repeating: 0, count: N * D) }
         for (o, seed) in seeds(output, logits: logits, texts: B).enumerated() {
-            tokenRows.withUnsafeMutableBufferPointer { r in
+            streamRows.withUnsafeMutableBufferPointer { r in
                 model.perExampleGradients(seed: seed, subset: dense, embeddingRows: includesTokenTable ? r : nil) { tensor, text, g in
                     sink(o, tensor, text, g)
                 }
+                if includesTokenTable { rows(o, r.baseAddress!) }
             }
-            if includesTokenTable { tokenRows.withUnsafeBufferPointer { rows(o, $0.baseAddress!) } }
         }
         return (logits, embeddings)
     }

@@ -289,7 +289,7 @@ public final class TransformerClassifier<T: BLASScalar>: @unchecked Sendable {
                     LayerNorm.forward(out: ws.ln2[l].p, mean: ws.ln2Mean[l].p, rstd: ws.ln2Rstd[l].p, inp: ws.mid[l].p,
                                       weight: p(bi.norm2w), bias: p(bi.norm2b), n: N, d: D, eps: eps)
                     Linear.forward(out: ws.fc1[l].p, inp: ws.ln2[l].p, weight: p(bi.fc1w), bias: p(bi.fc1b), n: N, i: D, o: F, rows: tokRows)
-                    GELU.forward(out: ws.gelu[l].p, inp: ws.fc1[l].p, count: N * F)
+                    GELU.forward(out: ws.gelu[l].p, derivative: ws.fc1[l].p, inp: ws.fc1[l].p, count: N * F)
                     Linear.forward(out: ws.tmpD.p, inp: ws.gelu[l].p, weight: p(bi.fc2w), bias: p(bi.fc2b), n: N, i: F, o: D, rows: tokRows)
                     if let dropout {
                         fillMask(ws.mlpMask[l].p, dropout: dropout, site: 2, layer: l, positions: pos.baseAddress!, texts: ws.texts, firstText: firstText)
@@ -412,7 +412,7 @@ public final class TransformerClassifier<T: BLASScalar>: @unchecked Sendable {
             Linear.backward(dinp: ws.dF1.p, accumulateInput: false, dweight: g(bi.fc2w), dbias: g(bi.fc2b),
                             dout: dbranch, inp: ws.gelu[l].p, weight: p(bi.fc2w), n: N, i: F, o: D, segments: tokSeg, rows: tokRows)
             streamLinear(w: bi.fc2w, b: bi.fc2b, dout: dbranch, inp: ws.gelu[l].p, i: F, o: D, rows: ws.texts)
-            GELU.backward(dinp: ws.dF2.p, dout: ws.dF1.p, inp: ws.fc1[l].p, count: N * F)
+            GELU.backward(dinp: ws.dF2.p, dout: ws.dF1.p, derivative: ws.fc1[l].p, count: N * F)
             Linear.backward(dinp: ws.dln.p, accumulateInput: false, dweight: g(bi.fc1w), dbias: g(bi.fc1b),
                             dout: ws.dF2.p, inp: ws.ln2[l].p, weight: p(bi.fc1w), n: N, i: D, o: F, segments: tokSeg, rows: tokRows)
             streamLinear(w: bi.fc1w, b: bi.fc1b, dout: ws.dF2.p, inp: ws.ln2[l].p, i: D, o: F, rows: ws.texts)

@@ -16,7 +16,7 @@ final class Workspace<T: BLASScalar> {
     var qkv: [Buffer<T>]       // [N, 3D]
     var att: [Buffer<T>]       // [A]
     var atty: [Buffer<T>]      // [N, D] attention output before projection
-    var fc1: [Buffer<T>]       // [N, F] pre-activation
+    var fc1: [Buffer<T>]       // [N, F] pre-activation, replaced by the forward with gelu'(pre-activation)
     var gelu: [Buffer<T>]      // [N, F]
     var attnMask: [Buffer<T>], mlpMask: [Buffer<T>]  // dropout scales [N, D]
     var embMask = Buffer<T>()

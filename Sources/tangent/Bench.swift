@@ -181,6 +181,15 @@ struct BenchFeaturize: ParsableCommand {
         -> (total: Double, gradients: Double, projection: Double?) {
         var gradSeconds = 0.0, projSeconds = 0.0
         let codes = projector.distribution == .sketch ? SketchCodes(projector: projector, computer: computer) : nil
+        // One untimed block first: buffers grow to their size and are paged in once.
+        let warm = TokenBatch(sequences: Array(seqs.prefix(batchSize)))
+        if let codes {
+            let acc = SketchAccumulator(codes: codes, outputs: output(kind, 1).count(classes: 2), texts: warm.count, perLayer: false)
+            _ = try computer.streamOutputs(warm, output: output(kind, warm.count), sink: { o, t, b, g in acc.add(output: o, tensor: t, text: b, gradient: g) },
+                                           rows: { o, r in acc.addTokenRows(output: o, rows: r, batch: warm) })
+        } else {
+            try computer.forEachOutput(warm, output: output(kind, warm.count)) { _, g in _ = projector.project(g, computer: computer) }
+        }
         let t0 = Date()
         for s in stride(from: 0, to: texts, by: batchSize) {
             let batch = TokenBatch(sequences: Array(seqs[s..<min(texts, s + batchSize)]))

@@ -53,16 +53,17 @@ import TangentTensor
         let n = 20
         let inp = rng.vector(n, scale: 2), r = rng.vector(n)
         func loss(_ x: [Double]) -> Double {
-            var out = [Double](repeating: 0, count: n)
-            GELU.forward(out: &out, inp: x, count: n)
+            var out = [Double](repeating: 0, count: n), derivative = out
+            GELU.forward(out: &out, derivative: &derivative, inp: x, count: n)
             return zip(out, r).map(*).reduce(0, +)
         }
-        var d = [Double](repeating: 0, count: n)
-        GELU.backward(dinp: &d, dout: r, inp: inp, count: n)
+        var out = [Double](repeating: 0, count: n), derivative = out, d = out
+        GELU.forward(out: &out, derivative: &derivative, inp: inp, count: n)
+        GELU.backward(dinp: &d, dout: r, derivative: derivative, count: n)
         #expect(maxFiniteDifferenceError(inp, analytic: d, indices: Array(0..<n), loss).error < 1e-6)
         // Exact erf form: gelu(1) = Phi(1) = 0.8413447460685429.
-        var one = [0.0]
-        GELU.forward(out: &one, inp: [1.0], count: 1)
+        var one = [0.0], slope = [0.0]
+        GELU.forward(out: &one, derivative: &slope, inp: [1.0], count: 1)
         #expect(abs(one[0] - 0.8413447460685429) < 1e-14)
     }
 

@@ -26,8 +26,10 @@ enum Attention {
                     let row = p + i * L
                     var mx = row[0]
                     for j in 1..<L where row[j] > mx { mx = row[j] }
+                    // Exponentials in a loop of their own (it vectorizes), then the sum in order.
+                    for j in 0..<L { row[j] = T.vexp(row[j] - mx) }
                     var sum: T = 0
-                    for j in 0..<L { let e = T.vexp(row[j] - mx); row[j] = e; sum += e }
+                    for j in 0..<L { sum += row[j] }
                     let inv = 1 / sum
                     for j in 0..<L { row[j] *= inv }
                 }

@@ -1,25 +1,27 @@
 import TangentTensor
 
 /// Exact GELU, x * Phi(x) in the erf form, as `torch.nn.GELU()`.
+///
+/// The forward pass also writes gelu'(x) = Phi(x) + x phi(x), so each backward pass is a
+/// product: featurization runs one backward pass per class on the same forward pass, and
+/// the derivative then costs one erf and one exp in all.
 enum GELU {
-    /// out [N] = gelu(inp [N]).
-    static func forward<T: BLASScalar>(out: UnsafeMutablePointer<T>, inp: UnsafePointer<T>, count: Int) {
-        let invSqrt2 = 1 / T.sqrt(2)
-        for i in 0..<count {
-            let x = inp[i]
-            out[i] = x * (1 + T.verf(x * invSqrt2)) / 2
-        }
-    }
-
-    /// dinp [N] = dout * gelu'(inp), written (not accumulated).
-    static func backward<T: BLASScalar>(dinp: UnsafeMutablePointer<T>, dout: UnsafePointer<T>, inp: UnsafePointer<T>, count: Int) {
+    /// out [N] = gelu(inp [N]); derivative [N] = gelu'(inp) (it may be `inp` itself: each
+    /// element is read before it is written).
+    static func forward<T: BLASScalar>(out: UnsafeMutablePointer<T>, derivative: UnsafeMutablePointer<T>,
+                                       inp: UnsafePointer<T>, count: Int) {
         let invSqrt2 = 1 / T.sqrt(2)
         let invSqrt2Pi = 1 / T.sqrt(2 * T.pi)
         for i in 0..<count {
             let x = inp[i]
             let cdf = (1 + T.verf(x * invSqrt2)) / 2
-            let pdf = T.vexp(-x * x / 2) * invSqrt2Pi
-            dinp[i] = dout[i] * (cdf + x * pdf)
+            out[i] = x * cdf
+            derivative[i] = cdf + x * T.vexp(-x * x / 2) * invSqrt2Pi
         }
+    }
+
+    /// dinp [N] = dout * gelu'(x), written (not accumulated), from the forward's derivative.
+    static func backward<T: BLASScalar>(dinp: UnsafeMutablePointer<T>, dout: UnsafePointer<T>, derivative: UnsafePointer<T>, count: Int) {
+        for i in 0..<count { dinp[i] = dout[i] * derivative[i] }
     }
 }
