@@ -162,11 +162,13 @@ import TangentSafetensors
         #expect(kn.allSatisfy { $0 <= 1.00001 && $0 >= -1.00001 })
     }
 
-    @Test func perLayerKernelsEstimateTheExactPerLayerParts() throws {
+    @Test(arguments: [ProjectorChoice.rademacher, .sketch(1), .sketch(4)])
+    func perLayerKernelsEstimateTheExactPerLayerParts(projector: ProjectorChoice) throws {
         let clf = try Classifier(directory: fixture("tiny-model"), threads: 2)
         let rows = try Self.texts(12)
         var o = Self.options(.pntk, k: 4096, block: 5)
         o.perLayer = true
+        o.projector = projector
         let f = try Featurizer(classifier: clf, options: o).run(texts: rows, source: "s", to: Self.tempURL("l.safetensors"), replace: .never)
         #expect(f.metadata.groupList == ["embeddings", "blocks.0", "blocks.1", "norm", "head"])
         let computer = try GradientComputer(model: clf.model, prefixes: ["all"])
