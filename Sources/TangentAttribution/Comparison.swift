@@ -109,6 +109,8 @@ public struct ProjectionErrorPoint: Sendable, Codable {
     public let testTexts: Int
     /// The projector's tag (nil in reports from before sketches: Rademacher).
     public var projector: String? = nil
+    /// Projection seeds the error is the root mean square over (nil: one).
+    public var seeds: Int? = nil
 
     /// The kernel with its projector, as plots and tables name the curve.
     public var label: String { kernel + " (" + (projector ?? ProjectorChoice.rademacher.tag) + ")" }
@@ -187,9 +189,10 @@ public enum Comparison {
 
     /// Relative error of `proj-trntk` / `proj-pntk` against exact `trntk` / `pntk-norm` on
     /// the first `trainCount` training and `testCount` test texts, for each K in `dims`
-    /// and each projector.
+    /// and each projector: the root mean square over `seeds` projection seeds (seed,
+    /// seed + 1, ...), since a single draw's error is heavy-tailed.
     public static func projectionError(classifier: Classifier, train: [LabeledText], test: [LabeledText], kernels: [String],
-                                       dims: [Int], seed: UInt64, projectors: [ProjectorChoice] = [.default],
+                                       dims: [Int], seed: UInt64, seeds: Int = 1, projectors: [ProjectorChoice] = [.default],
                                        trainCount: Int = 200, testCount: Int = 100,
                                        log: (String) -> Void = { _ in }) throws -> [ProjectionErrorPoint] {
         let tr = Array(train.prefix(trainCount)), te = Array(test.prefix(testCount))
@@ -207,9 +210,11 @@ public enum Comparison {
                                                 b: try tr.map { try classifier.encode($0.text) }, kind: exactKind).total
             let norm = exact.reduce(0.0) { $0 + Double($1) * Double($1) }.squareRoot()
             for projector in projectors { for K in dims where projector.nonzeros <= K {
+                var squared = 0.0
+                for draw in 0..<max(1, seeds) {
                 var options = FeaturizeOptions(kind: featureKind)
                 options.projDim = K
-                options.seed = seed
+                options.seed = seed &+ UInt64(draw)
                 options.projector = projector
                 let featurizer = try Featurizer(classifier: classifier, options: options)
                 let a = try featurizer.block(te).features, b = try featurizer.block(tr).features
@@ -223,10 +228,13 @@ public enum Comparison {
                     let d = Double(k[i * n + j]) / (na[i] * nb[j]).squareRoot() - Double(exact[i * n + j])
                     err += d * d
                 } }
-                out.append(ProjectionErrorPoint(kernel: name, projDim: K, relativeError: err.squareRoot() / norm, trainTexts: n, testTexts: m,
-                                                projector: projector.tag))
-                log(String(format: "%@ (%@) at K = %ld: relative error %.4f against the exact kernel (%ld x %ld texts)",
-                           name, projector.tag, K, err.squareRoot() / norm, m, n))
+                squared += err / (norm * norm)
+                }
+                let rms = (squared / Double(max(1, seeds))).squareRoot()
+                out.append(ProjectionErrorPoint(kernel: name, projDim: K, relativeError: rms, trainTexts: n, testTexts: m,
+                                                projector: projector.tag, seeds: seeds > 1 ? seeds : nil))
+                log(String(format: "%@ (%@) at K = %ld: relative error %.4f against the exact kernel (%ld x %ld texts, %ld seeds)",
+                           name, projector.tag, K, rms, m, n, max(1, seeds)))
             } }
         }
         return out
@@ -314,7 +322,8 @@ public enum Comparison {
         }
         if let pe = r.projectionError, !pe.isEmpty {
             s += "\n## Projection error against the exact kernel\n\n"
-            s += "Relative Frobenius error of the normalized test x train kernel on \(pe[0].testTexts) test and \(pe[0].trainTexts) training texts.\n\n| kernel | K | relative error |\n|---|---|---|\n"
+            s += "Relative Frobenius error of the normalized test x train kernel on \(pe[0].testTexts) test and \(pe[0].trainTexts) training texts"
+                + (pe[0].seeds.map { ", root mean square over \($0) projection seeds" } ?? "") + ".\n\n| kernel | K | relative error |\n|---|---|---|\n"
             for p in pe { s += "| \(p.label) | \(p.projDim) | \(f(p.relativeError, 4)) |\n" }
         }
         if let rep = r.kernels.first?.replicates {

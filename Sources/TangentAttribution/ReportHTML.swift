@@ -166,7 +166,7 @@ public enum ReportHTML {
         let ly0 = Foundation.log10(eMin) - 0.2, ly1 = Foundation.log10(eMax) + 0.2
         func px(_ d: Double) -> Double { pad + (Foundation.log2(d) - Foundation.log2(dMin)) / (Foundation.log2(dMax) - Foundation.log2(dMin)) * (w - 2 * pad - 110) }
         func py(_ e: Double) -> Double { hgt - pad - (Foundation.log10(e) - ly0) / (ly1 - ly0) * (hgt - 2 * pad) }
-        var h = "<h2>Projection error against K</h2>\n<p class=\"small\">Relative Frobenius error of each projected kernel's normalized test &#215; train block against the exact kernel, on \(first.testTexts) test and \(first.trainTexts) training texts. The dashed line falls like 1/sqrt(K), the rate of a random projection.</p>\n"
+        var h = "<h2>Projection error against K</h2>\n<p class=\"small\">Relative Frobenius error of each projected kernel's normalized test &#215; train block against the exact kernel, on \(first.testTexts) test and \(first.trainTexts) training texts\(first.seeds.map { ", root mean square over \($0) projection seeds" } ?? ""). The dashed line falls like 1/sqrt(K), the rate of a random projection.</p>\n"
         h += "<figure><svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(w))\" height=\"\(Int(hgt))\" role=\"img\">\n"
         for d in Set(dims).sorted() {
             h += "<line x1=\"\(px(d))\" y1=\"\(pad)\" x2=\"\(px(d))\" y2=\"\(hgt - pad)\" stroke=\"#eee\"/><text x=\"\(px(d))\" y=\"\(hgt - pad + 14)\" font-size=\"10\" text-anchor=\"middle\">\(Int(d))</text>\n"

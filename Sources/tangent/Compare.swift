@@ -30,6 +30,8 @@ struct Compare: ParsableCommand {
     @Option(help: "Report directory.") var out: String
     @Option(help: "Projected dimensions at which projected kernels are compared with the exact ones (on 100 test x 200 training texts); empty to skip.")
     var errorDims: String = "256,512,1024,2048,4096"
+    @Option(parsing: .unconditional, help: "Projection seeds the projection error is averaged over (root mean square).")
+    var errorSeeds: Int = 1
     @Flag(help: "Replace an existing report.") var overwrite = false
     @OptionGroup var projection: ProjectorOptions
     @OptionGroup var columns: ColumnOptions
@@ -43,6 +45,7 @@ struct Compare: ParsableCommand {
         try projection.check(projDim: projDim)
         try Check.positive(maxTrain, "--max-train")
         try Check.positive(maxTest, "--max-test")
+        try Check.positive(errorSeeds, "--error-seeds")
         for d in errorDims.split(separator: ",") where Int(d.trimmingCharacters(in: .whitespaces)).map({ $0 <= 0 }) ?? true {
             throw ValidationError("--error-dims: '\(d)' is not a positive integer")
         }
@@ -94,7 +97,7 @@ struct Compare: ParsableCommand {
             if !dims.isEmpty && ks.contains(where: { $0.name == "proj-trntk" || $0.name == "proj-pntk" }) {
                 printError("== projection error against the exact kernels")
                 report.projectionError = try Comparison.projectionError(classifier: clf, train: trainTexts, test: testTexts,
-                                                                        kernels: ks.map(\.name), dims: dims, seed: seed,
+                                                                        kernels: ks.map(\.name), dims: dims, seed: seed, seeds: errorSeeds,
                                                                         projectors: projection.choice == .rademacher ? [.rademacher] : [projection.choice, .rademacher],
                                                                         log: { printError($0) })
             }

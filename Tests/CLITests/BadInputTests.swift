@@ -54,6 +54,7 @@ import Testing
         add("featurize --sketch-nonzeros 3", "\(featurize) --projector sketch --sketch-nonzeros 3 --out $W/f.safetensors", expect: ["--sketch-nonzeros"])
         add("compare --sketch-nonzeros without sketch", "compare --model $M --train $W/small.jsonl --test $W/small.jsonl --projector rademacher --sketch-nonzeros 2 --out $W/r", expect: ["--sketch-nonzeros"])
         add("bench featurize sketch K below s", "bench featurize --projector sketch --sketch-nonzeros 4 --proj-dim 2", expect: ["--proj-dim", "--sketch-nonzeros"])
+        add("compare --error-seeds 0", "compare --model $M --train $W/small.jsonl --test $W/small.jsonl --error-seeds 0 --out $W/r", expect: ["--error-seeds"])
         add("featurize unknown kernel", "featurize --model $M --data $W/small.jsonl --kernel ntk --out $W/f.safetensors", expect: ["ntk"])
         add("attribute --top 0", "attribute --model $M --train $W/small.jsonl --text hi --top 0", expect: ["--top"])
         add("poison --fraction 2", "poison --data $W/small.jsonl --test $W/small.jsonl --tokenizer $M/tokenizer.model --fraction 2 --out $W/p", expect: ["--fraction"])
