@@ -13,10 +13,13 @@ enum GELU {
         let invSqrt2 = 1 / T.sqrt(2)
         let invSqrt2Pi = 1 / T.sqrt(2 * T.pi)
         for i in 0..<count {
+            // The same operations, in the same order, as computing gelu and gelu' apart,
+            // so results (and trained weights) are bit-identical to doing so.
             let x = inp[i]
-            let cdf = (1 + T.verf(x * invSqrt2)) / 2
-            out[i] = x * cdf
-            derivative[i] = cdf + x * T.vexp(-x * x / 2) * invSqrt2Pi
+            let e = T.verf(x * invSqrt2)
+            out[i] = x * (1 + e) / 2
+            let pdf = T.vexp(-x * x / 2) * invSqrt2Pi
+            derivative[i] = (1 + e) / 2 + x * pdf
         }
     }
 
