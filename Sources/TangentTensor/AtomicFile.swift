@@ -188,27 +188,35 @@ public enum WholeFile {
         public var description: String { systemErrorDescription(code) }
     }
 
-    public static func read(_ url: URL) throws -> Data {
+    /// Opens `url` for reading and runs `body` with its descriptor and status; a directory
+    /// is refused.
+    static func withOpenFile<R>(_ url: URL, _ body: (Int32, stat) throws -> R) throws -> R {
         let fd = open(url.path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw ReadError(code: errno) }
         defer { close(fd) }
         var st = stat()
         guard fstat(fd, &st) == 0 else { throw ReadError(code: errno) }
         if (st.st_mode & S_IFMT) == S_IFDIR { throw ReadError(code: EISDIR) }
-        var data = Data()
-        // The size is a hint only: files that report 0 (procfs) or grow are read to EOF.
-        data.reserveCapacity(max(0, Int(st.st_size)))
-        var chunk = [UInt8](repeating: 0, count: 1 << 16)
-        while true {
-            let n = chunk.withUnsafeMutableBytes { Foundation.read(fd, $0.baseAddress!, $0.count) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw ReadError(code: errno)
+        return try body(fd, st)
+    }
+
+    public static func read(_ url: URL) throws -> Data {
+        try withOpenFile(url) { fd, st in
+            var data = Data()
+            // The size is a hint only: files that report 0 (procfs) or grow are read to EOF.
+            data.reserveCapacity(max(0, Int(st.st_size)))
+            var chunk = [UInt8](repeating: 0, count: 1 << 16)
+            while true {
+                let n = chunk.withUnsafeMutableBytes { Foundation.read(fd, $0.baseAddress!, $0.count) }
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    throw ReadError(code: errno)
+                }
+                if n == 0 { break }
+                data.append(contentsOf: chunk[0..<n])
             }
-            if n == 0 { break }
-            data.append(contentsOf: chunk[0..<n])
+            return data
         }
-        return data
     }
 }
 
@@ -216,16 +224,14 @@ extension WholeFile {
     /// The file mapped read-only into memory (pages are read on first touch, so large
     /// feature files cost address space, not memory); an empty file gives empty data.
     public static func mapped(_ url: URL) throws -> Data {
-        let fd = open(url.path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw ReadError(code: errno) }
-        defer { close(fd) }
-        var st = stat()
-        guard fstat(fd, &st) == 0 else { throw ReadError(code: errno) }
-        if (st.st_mode & S_IFMT) == S_IFDIR { throw ReadError(code: EISDIR) }
-        guard (st.st_mode & S_IFMT) == S_IFREG else { return try read(url) }
-        let size = Int(st.st_size)
-        guard size > 0 else { return Data() }
-        guard let base = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), base != MAP_FAILED else { throw ReadError(code: errno) }
-        return Data(bytesNoCopy: base, count: size, deallocator: .custom { p, n in munmap(p, n) })
+        let mapped: Data? = try withOpenFile(url) { fd, st in
+            guard (st.st_mode & S_IFMT) == S_IFREG else { return nil }
+            let size = Int(st.st_size)
+            guard size > 0 else { return Data() }
+            guard let base = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), base != MAP_FAILED else { throw ReadError(code: errno) }
+            return Data(bytesNoCopy: base, count: size, deallocator: .custom { p, n in munmap(p, n) })
+        }
+        // Pipes and devices cannot be mapped: read them instead.
+        return try mapped ?? read(url)
     }
 }
