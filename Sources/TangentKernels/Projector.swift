@@ -58,7 +58,6 @@ public struct Projector: Sendable, Equatable {
         self.threads = max(1, threads)
     }
 
-
     /// The generator of a tensor's columns, keyed by its name (FNV-1a), not its index,
     /// so the same tensor is projected the same way whatever subset it appears in.
     /// A sketch's stream also depends on s.
@@ -250,24 +249,10 @@ public struct ProjectorChoice: Sendable, Equatable, Hashable, CustomStringConver
     /// `rademacher`, `gaussian`, `sketch-s1`, `sketch-s2`, `sketch-s4`.
     public var tag: String { distribution == .sketch ? "sketch-s\(nonzeros)" : distribution.rawValue }
     public var description: String { distribution == .sketch ? "sketch (s = \(nonzeros))" : distribution.rawValue }
-
-    /// Parses a tag; nil for anything else.
-    public init?(tag: String) {
-        if tag.hasPrefix("sketch-s"), let s = Int(tag.dropFirst(8)), Projector.sketchNonzeros.contains(s) {
-            self.init(.sketch, nonzeros: s)
-        } else if let d = Projector.Distribution(rawValue: tag), d != .sketch {
-            self.init(d)
-        } else {
-            return nil
-        }
-    }
 }
 
 extension Projector {
     public init(dimension: Int, seed: UInt64, choice: ProjectorChoice, threads: Int = Threads.defaultCount) {
         self.init(dimension: dimension, seed: seed, distribution: choice.distribution, nonzeros: max(1, choice.nonzeros), threads: threads)
     }
-
-    /// The choice this projector implements.
-    public var choice: ProjectorChoice { ProjectorChoice(distribution, nonzeros: nonzeros) }
 }

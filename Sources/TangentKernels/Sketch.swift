@@ -14,9 +14,6 @@ import TangentTensor
 /// ascending, then token rows by (id, position)) into that text's own row, whatever the
 /// batch, thread count or shard: bit-identical features with no atomics.
 extension Projector {
-    /// Coordinates whose buckets are hashed at a time (shared by every text of a block).
-    static let sketchChunk = 8192
-
     /// The s entries of coordinate `i`, each coded as the bucket in the low 31 bits and the
     /// sign in bit 31 (set: negative), so applying it is an index and an XOR of sign bits.
     /// Entry j draws uniformly among the K - j buckets not drawn before (32-bit

@@ -88,6 +88,15 @@ import TangentTraining
 }
 
 @Suite(.singleThreadedBLAS) struct TracInTests {
+    /// `n` texts of each class of the sample, and options for `epochs` epochs of batches of 8.
+    static func run(texts n: Int, epochs: Int) throws -> ([LabeledText], TrainingOptions) {
+        let all = try DatasetReader().read(fixture("train-sample.jsonl"))
+        var options = TrainingOptions()
+        options.epochs = epochs
+        options.batchSize = 8
+        return (Array(all[0..<n]) + Array(all[300..<(300 + n)]), options)
+    }
+
     /// A model directory trained on `train` with a checkpoint and training record per epoch,
     /// and config.json recording the run as `tangent train` does.
     static func trainWithCheckpoints(_ train: [LabeledText], options: TrainingOptions, modelSeed: UInt64 = 2,
@@ -107,11 +116,7 @@ import TangentTraining
     /// Checkpoints are weighted by their own records, never by a default, and must be the
     /// model's run; a retraining of the same recipe with other weights is accepted and said so.
     @Test func checkpointsNeedARecordOfTheModelsRun() throws {
-        let all = try DatasetReader().read(fixture("train-sample.jsonl"))
-        let train = Array(all[0..<12]) + Array(all[300..<312])
-        var options = TrainingOptions()
-        options.epochs = 2
-        options.batchSize = 8
+        let (train, options) = try TracInTests.run(texts: 12, epochs: 2)
         let dir = try TracInTests.trainWithCheckpoints(train, options: options)
         let clf = try Classifier(directory: dir, threads: 1)
         let ck = dir.appendingPathComponent("checkpoints")
@@ -165,11 +170,7 @@ import TangentTraining
 
     /// TracIn sums eta_k-weighted loss-gradient products over saved checkpoints.
     @Test func tracinSumsCheckpoints() throws {
-        let all = try DatasetReader().read(fixture("train-sample.jsonl"))
-        let train = Array(all[0..<24]) + Array(all[300..<324])
-        var options = TrainingOptions()
-        options.epochs = 3
-        options.batchSize = 8
+        let (train, options) = try TracInTests.run(texts: 24, epochs: 3)
         let dir = try TracInTests.trainWithCheckpoints(train, options: options)
         let clf = try Classifier(directory: dir, threads: 2)
         let run = try TracIn.checkpoints(of: clf)
