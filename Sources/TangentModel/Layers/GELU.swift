@@ -12,14 +12,28 @@ enum GELU {
                                        inp: UnsafePointer<T>, count: Int) {
         let invSqrt2 = 1 / T.sqrt(2)
         let invSqrt2Pi = 1 / T.sqrt(2 * T.pi)
-        for i in 0..<count {
-            // The same operations, in the same order, as computing gelu and gelu' apart,
-            // so results (and trained weights) are bit-identical to doing so.
-            let x = inp[i]
-            let e = T.verf(x * invSqrt2)
-            out[i] = x * (1 + e) / 2
-            let pdf = T.vexp(-x * x / 2) * invSqrt2Pi
-            derivative[i] = (1 + e) / 2 + x * pdf
+        // `derivative` is usually `inp`, and the vectorizer's overlap check then falls back
+        // to scalar code; copying each chunk of inputs to the stack first keeps the loop
+        // vectorized (out and derivative never overlap).
+        let chunk = 256
+        withUnsafeTemporaryAllocation(of: T.self, capacity: chunk) { buffer in
+            let xs = buffer.baseAddress!
+            var start = 0
+            while start < count {
+                let n = Swift.min(chunk, count - start)
+                xs.update(from: inp + start, count: n)
+                let o = out + start, dv = derivative + start
+                for i in 0..<n {
+                    // The same operations, in the same order, as computing gelu and gelu'
+                    // apart, so results (and trained weights) are bit-identical to doing so.
+                    let x = xs[i]
+                    let e = T.verf(x * invSqrt2)
+                    o[i] = x * (1 + e) / 2
+                    let pdf = T.vexp(-x * x / 2) * invSqrt2Pi
+                    dv[i] = (1 + e) / 2 + x * pdf
+                }
+                start += n
+            }
         }
     }
 
