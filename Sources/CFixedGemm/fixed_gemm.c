@@ -96,6 +96,65 @@ INLINE void body(ptrdiff_t m, ptrdiff_t n, ptrdiff_t depth, const float *a, ptrd
     }
 }
 
+// Dot products of a few rows x[i] with every row k[r] (see tangent_fixed_dots): 32
+// lanes in four 8-float accumulators, lane l summing the products at j = l mod 32 in
+// ascending order; then (a0 + a1) + (a2 + a3) lane-wise, the eight lanes in a fixed tree,
+// and the tail in ascending order. The same sequence on every path. Four independent
+// accumulators keep the additions' latency off the critical path; pairs of x rows share
+// each load of k.
+INLINE float lanes_sum(v8 v) {
+    return ((v[0] + v[1]) + (v[2] + v[3])) + ((v[4] + v[5]) + (v[6] + v[7]));
+}
+
+// mb (1 or 2) is a constant after inlining, so the accumulators live in registers.
+INLINE void dots_group(int mb, ptrdiff_t rows, ptrdiff_t depth, const float *x, ptrdiff_t ldx,
+                       const float *k, ptrdiff_t ldk, float *out, ptrdiff_t ldo) {
+    ptrdiff_t main_depth = depth - depth % 32;
+    for (ptrdiff_t r = 0; r < rows; r++) {
+        const float *kr = k + r * ldk;
+        v8 acc[2][4];
+        for (int i = 0; i < mb; i++) for (int q = 0; q < 4; q++) acc[i][q] = splat8(0);
+        for (ptrdiff_t j = 0; j < main_depth; j += 32) {
+            v8 k0 = load8(kr + j), k1 = load8(kr + j + 8), k2 = load8(kr + j + 16), k3 = load8(kr + j + 24);
+            for (int i = 0; i < mb; i++) {
+                const float *xi = x + i * ldx + j;
+                v8 t;
+                t = load8(xi) * k0; acc[i][0] = acc[i][0] + t;
+                t = load8(xi + 8) * k1; acc[i][1] = acc[i][1] + t;
+                t = load8(xi + 16) * k2; acc[i][2] = acc[i][2] + t;
+                t = load8(xi + 24) * k3; acc[i][3] = acc[i][3] + t;
+            }
+        }
+        for (int i = 0; i < mb; i++) {
+            v8 a01 = acc[i][0] + acc[i][1], a23 = acc[i][2] + acc[i][3];
+            float s = lanes_sum(a01 + a23);
+            const float *xi = x + i * ldx;
+            for (ptrdiff_t j = main_depth; j < depth; j++) { float t = xi[j] * kr[j]; s = s + t; }
+            out[i * ldo + r] = s;
+        }
+    }
+}
+
+INLINE void dots_body(ptrdiff_t m, ptrdiff_t rows, ptrdiff_t depth, const float *x, ptrdiff_t ldx,
+                      const float *k, ptrdiff_t ldk, float *out, ptrdiff_t ldo) {
+    ptrdiff_t i = 0;
+    for (; i + 2 <= m; i += 2) dots_group(2, rows, depth, x + i * ldx, ldx, k, ldk, out + i * ldo, ldo);
+    if (i < m) dots_group(1, rows, depth, x + i * ldx, ldx, k, ldk, out + i * ldo, ldo);
+}
+
+static void dots_baseline(ptrdiff_t m, ptrdiff_t rows, ptrdiff_t depth, const float *x, ptrdiff_t ldx,
+                          const float *k, ptrdiff_t ldk, float *out, ptrdiff_t ldo) {
+    dots_body(m, rows, depth, x, ldx, k, ldk, out, ldo);
+}
+
+#if defined(__x86_64__)
+__attribute__((target("avx")))
+static void dots_avx(ptrdiff_t m, ptrdiff_t rows, ptrdiff_t depth, const float *x, ptrdiff_t ldx,
+                     const float *k, ptrdiff_t ldk, float *out, ptrdiff_t ldo) {
+    dots_body(m, rows, depth, x, ldx, k, ldk, out, ldo);
+}
+#endif
+
 static void kernel_baseline(ptrdiff_t m, ptrdiff_t n, ptrdiff_t depth, const float *a, ptrdiff_t lda,
                             const float *b, ptrdiff_t ldb, float *c, ptrdiff_t ldc, float *pack) {
     body(m, n, depth, a, lda, b, ldb, c, ldc, pack);
@@ -152,4 +211,13 @@ void tangent_fixed_gemm(ptrdiff_t m, ptrdiff_t n, ptrdiff_t depth, const float *
     if (tangent_fixed_gemm_isa() == 1) { kernel_avx(m, n, depth, a, lda, b, ldb, c, ldc, pack); return; }
 #endif
     kernel_baseline(m, n, depth, a, lda, b, ldb, c, ldc, pack);
+}
+
+void tangent_fixed_dots(ptrdiff_t m, ptrdiff_t rows, ptrdiff_t depth, const float *x, ptrdiff_t ldx,
+                        const float *k, ptrdiff_t ldk, float *out, ptrdiff_t ldo) {
+    if (m <= 0 || rows <= 0) return;
+#if defined(__x86_64__)
+    if (tangent_fixed_gemm_isa() == 1) { dots_avx(m, rows, depth, x, ldx, k, ldk, out, ldo); return; }
+#endif
+    dots_baseline(m, rows, depth, x, ldx, k, ldk, out, ldo);
 }

@@ -284,7 +284,10 @@ public final class AttributionEngine {
             grid = cached.grid
             log("using cached surrogate \(glmURL.path) (lambda \(glm.lambda))")
         } else {
-            let k = try trainKernel()
+            var k = try trainKernel()
+            // The fit multiplies by K from one side only, which is right only if K is
+            // exactly symmetric; BLAS may round (i, j) and (j, i) differently.
+            for i in 0..<n { for j in 0..<i { k[i * n + j] = k[j * n + i] } }
             // Held-out selection: a seeded tenth of the training texts.
             let C = classifier.labels.count
             let rng = CounterRNG.derive(seed, 0x4E1D)

@@ -30,60 +30,47 @@ public struct KernelGLM: Sendable {
         self.gradientNorm = gradientNorm
     }
 
-    /// Fits the surrogate. `kernel` is [n, n] (rows: training texts), `labels` their classes.
-    /// `start` warm-starts from another fit on the same kernel (e.g. a neighbouring lambda).
+    /// Fits the surrogate. `kernel` is [n, n] and symmetric (rows: training texts),
+    /// `labels` their classes. `start` warm-starts from another fit on the same kernel
+    /// (e.g. a neighbouring lambda).
+    ///
+    /// Each evaluation of the objective streams the kernel twice (logits W K, gradient
+    /// R^T K, both as a few rows times K), which is what bounds the fit on large n: the
+    /// products go through a kernel that reads K once per call and splits its rows over
+    /// threads, so the result does not depend on the thread count.
     public static func fit(kernel: [Float], labels: [Int], classes: Int, lambda: Double,
                            solver: LBFGS = LBFGS(), start: KernelGLM? = nil, threads: Int = Threads.defaultCount) -> KernelGLM {
         let n = labels.count
         precondition(kernel.count == n * n, "kernel must be n x n")
         let C = classes
-        var z = [Float](repeating: 0, count: n * C)
+        var zt = [Float](repeating: 0, count: C * n)
         var wf = [Float](repeating: 0, count: C * n)
-        var r = [Float](repeating: 0, count: n * C)
+        var rt = [Float](repeating: 0, count: C * n)
         var gw = [Float](repeating: 0, count: C * n)
         let objective: ([Double]) -> (Double, [Double]) = { theta in
             // theta = [W (C x n), b (C)]
             for i in 0..<(C * n) { wf[i] = Float(theta[i]) }
-            // Z [n, C] = K [n, n] W^T, rows split over threads (the product is memory-bound).
-            let parts = splitRange(n, parts: threads)
-            kernel.withUnsafeBufferPointer { kp in
-                wf.withUnsafeBufferPointer { wp in
-                    z.withUnsafeMutableBufferPointer { zp in
-                        parallelFor(parts.count) { t in
-                            let r = parts[t]
-                            Float.gemm(transA: false, transB: true, m: r.count, n: C, k: n, alpha: 1, a: kp.baseAddress! + r.lowerBound * n, lda: n,
-                                       b: wp.baseAddress!, ldb: n, beta: 0, c: zp.baseAddress! + r.lowerBound * C, ldc: C)
-                        }
-                    }
-                }
-            }
+            // Z^T [C, n] = W K (K symmetric, so this is (K W^T)^T).
+            KernelGLM.timesKernel(wf, rows: C, kernel: kernel, n: n, into: &zt, threads: threads)
             var loss = 0.0
             var gb = [Double](repeating: 0, count: C)
-            for i in 0..<n {
-                var row = (0..<C).map { Double(z[i * C + $0]) + theta[C * n + $0] }
-                let m = row.max()!
-                var sum = 0.0
-                for c in 0..<C { row[c] = Foundation.exp(row[c] - m); sum += row[c] }
-                loss += -(Foundation.log(row[labels[i]] / sum))
-                for c in 0..<C {
-                    let p = row[c] / sum - (c == labels[i] ? 1 : 0)
-                    r[i * C + c] = Float(p / Double(n))
-                    gb[c] += p / Double(n)
+            withUnsafeTemporaryAllocation(of: Double.self, capacity: C) { row in
+                for i in 0..<n {
+                    var m = -Double.infinity
+                    for c in 0..<C { row[c] = Double(zt[c * n + i]) + theta[C * n + c]; m = max(m, row[c]) }
+                    var sum = 0.0
+                    for c in 0..<C { row[c] = Foundation.exp(row[c] - m); sum += row[c] }
+                    loss += -(Foundation.log(row[labels[i]] / sum))
+                    for c in 0..<C {
+                        let p = row[c] / sum - (c == labels[i] ? 1 : 0)
+                        rt[c * n + i] = Float(p / Double(n))
+                        gb[c] += p / Double(n)
+                    }
                 }
             }
             loss /= Double(n)
-            // dW [C, n] = R^T [C, n] K [n, n], columns split over threads.
-            kernel.withUnsafeBufferPointer { kp in
-                r.withUnsafeBufferPointer { rp in
-                    gw.withUnsafeMutableBufferPointer { gp in
-                        parallelFor(parts.count) { t in
-                            let cols = parts[t]
-                            Float.gemm(transA: true, transB: false, m: C, n: cols.count, k: n, alpha: 1, a: rp.baseAddress!, lda: C,
-                                       b: kp.baseAddress! + cols.lowerBound, ldb: n, beta: 0, c: gp.baseAddress! + cols.lowerBound, ldc: n)
-                        }
-                    }
-                }
-            }
+            // dW [C, n] = R^T K.
+            KernelGLM.timesKernel(rt, rows: C, kernel: kernel, n: n, into: &gw, threads: threads)
             var grad = [Double](repeating: 0, count: C * n + C)
             var reg = 0.0
             for i in 0..<(C * n) {
@@ -102,6 +89,26 @@ public struct KernelGLM: Sendable {
         let result = scaled.minimize(x0, objective)
         return KernelGLM(classes: C, trainCount: n, weights: Array(result.x[0..<(C * n)]), bias: Array(result.x[(C * n)...]),
                          lambda: lambda, iterations: result.iterations, converged: result.converged, gradientNorm: result.gradientNorm)
+    }
+
+    /// out [m, n] = x [m, n] K for a symmetric n x n kernel and a few rows x: each entry
+    /// is a dot product of x with a row of K, which is read once, rows split over threads
+    /// (fixed-order sums, so any thread count gives the same bits). Through BLAS, K would be
+    /// repacked on every call, which costs several times the product itself.
+    static func timesKernel(_ x: [Float], rows m: Int, kernel: [Float], n: Int, into out: inout [Float], threads: Int) {
+        precondition(x.count >= m * n && out.count >= m * n && kernel.count == n * n)
+        let parts = splitRange(n, parts: max(1, min(threads, n / 64))).filter { !$0.isEmpty }
+        x.withUnsafeBufferPointer { xp in
+            kernel.withUnsafeBufferPointer { kp in
+                out.withUnsafeMutableBufferPointer { op in
+                    parallelFor(parts.count) { t in
+                        let r = parts[t]
+                        FixedOrderGemm.dots(m: m, rows: r.count, depth: n, x: xp.baseAddress!, ldx: n,
+                                            k: kp.baseAddress! + r.lowerBound * n, ldk: n, out: op.baseAddress! + r.lowerBound, ldo: n)
+                    }
+                }
+            }
+        }
     }
 
     /// Logits [m, C] for kernel rows [m, n] (K(x, X_train) for m texts).

@@ -29,6 +29,16 @@ public enum FixedOrderGemm {
         tangent_fixed_gemm(m, n, depth, a, lda, b, ldb, c, ldc, pack)
     }
 
+    /// out[i, r] (row stride ldo) = dot(x[i, ...], k[r, ...]) over `depth` entries, for
+    /// i < m and r < rows: a few vectors against every row of a large matrix, which is read
+    /// once. Each element is a fixed sequence of operations (32 lanes, then a fixed tree;
+    /// see `tangent_fixed_dots`), the same on every CPU and for any split of the rows.
+    @inlinable
+    public static func dots(m: Int, rows: Int, depth: Int, x: UnsafePointer<Float>, ldx: Int,
+                            k: UnsafePointer<Float>, ldk: Int, out: UnsafeMutablePointer<Float>, ldo: Int) {
+        tangent_fixed_dots(m, rows, depth, x, ldx, k, ldk, out, ldo)
+    }
+
     /// The path the next product takes.
     public static var instructionSet: InstructionSet {
         InstructionSet(rawValue: tangent_fixed_gemm_isa()) ?? .baseline
