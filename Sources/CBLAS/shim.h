@@ -4,3 +4,7 @@
 
 // LAPACK's Cholesky factorization, bundled in OpenBLAS (Fortran calling convention).
 void dpotrf_(const char *uplo, const int *n, double *a, const int *lda, int *info);
+
+// LAPACK's symmetric eigensolver (divide and conquer), bundled in OpenBLAS.
+void dsyevd_(const char *jobz, const char *uplo, const int *n, double *a, const int *lda, double *w,
+             double *work, const int *lwork, int *iwork, const int *liwork, int *info);

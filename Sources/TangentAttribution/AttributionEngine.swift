@@ -300,9 +300,11 @@ public final class AttributionEngine {
             var results: [(Double, Double)] = []
             var fits: [KernelGLM] = []
             var previous: KernelGLM?
+            let fitSpectrum = KernelSpectrum(kernel: kFit, n: fit.count)
             // From strong to weak regularization, each fit warm-started from the last.
             for lambda in AttributionEngine.lambdaGrid.sorted(by: >) {
-                let g = KernelGLM.fit(kernel: kFit, labels: fit.map { labelIndices[$0] }, classes: C, lambda: lambda, start: previous)
+                let g = KernelGLM.fit(kernel: kFit, labels: fit.map { labelIndices[$0] }, classes: C, lambda: lambda, start: previous,
+                                      spectrum: fitSpectrum)
                 previous = g
                 fits.append(g)
                 let z = g.logits(kernelRows: kHeld)
@@ -321,7 +323,14 @@ public final class AttributionEngine {
             let byLambda = zip(results, fits).sorted { $0.0.0 < $1.0.0 }
             results = byLambda.map(\.0)
             let best = results.min { $0.1 < $1.1 }!.0
-            glm = KernelGLM.fit(kernel: k, labels: labelIndices, classes: C, lambda: best)
+            // Warm start: the grid's fit at that lambda, zero for the held-out texts.
+            let chosen = byLambda.first { $0.0.0 == best }!.1
+            var w0 = [Double](repeating: 0, count: C * n)
+            for c in 0..<C { for (j, i) in fit.enumerated() { w0[c * n + i] = chosen.weights[c * fit.count + j] } }
+            let start = KernelGLM(classes: C, trainCount: n, weights: w0, bias: chosen.bias, lambda: best,
+                                  iterations: 0, converged: false, gradientNorm: .infinity)
+            glm = KernelGLM.fit(kernel: k, labels: labelIndices, classes: C, lambda: best, start: start,
+                                spectrum: KernelSpectrum(kernel: k, n: n))
             grid = results.map { (lambda: $0.0, heldOutLoss: $0.1) }
             gridFits = byLambda.map(\.1)
             fitIndices = fit

@@ -32,14 +32,15 @@ public struct KernelGLM: Sendable {
 
     /// Fits the surrogate. `kernel` is [n, n] and symmetric (rows: training texts),
     /// `labels` their classes. `start` warm-starts from another fit on the same kernel
-    /// (e.g. a neighbouring lambda).
+    /// (e.g. a neighbouring lambda). `spectrum` (of this kernel) preconditions the solver.
     ///
     /// Each evaluation of the objective streams the kernel twice (logits W K, gradient
     /// R^T K, both as a few rows times K), which is what bounds the fit on large n: the
     /// products go through a kernel that reads K once per call and splits its rows over
     /// threads, so the result does not depend on the thread count.
     public static func fit(kernel: [Float], labels: [Int], classes: Int, lambda: Double,
-                           solver: LBFGS = LBFGS(), start: KernelGLM? = nil, threads: Int = Threads.defaultCount) -> KernelGLM {
+                           solver: LBFGS = LBFGS(), start: KernelGLM? = nil, spectrum: KernelSpectrum? = nil,
+                           threads: Int = Threads.defaultCount) -> KernelGLM {
         let n = labels.count
         precondition(kernel.count == n * n, "kernel must be n x n")
         let C = classes
@@ -47,12 +48,15 @@ public struct KernelGLM: Sendable {
         var wf = [Float](repeating: 0, count: C * n)
         var rt = [Float](repeating: 0, count: C * n)
         var gw = [Float](repeating: 0, count: C * n)
+        // Mean of trace(diag(p) - p p^T) / C over the texts at the last evaluation: the
+        // cross-entropy's curvature, for the preconditioner.
+        var lastCurvature = 0.25
         let objective: ([Double]) -> (Double, [Double]) = { theta in
             // theta = [W (C x n), b (C)]
             for i in 0..<(C * n) { wf[i] = Float(theta[i]) }
             // Z^T [C, n] = W K (K symmetric, so this is (K W^T)^T).
             KernelGLM.timesKernel(wf, rows: C, kernel: kernel, n: n, into: &zt, threads: threads)
-            var loss = 0.0
+            var loss = 0.0, curvature = 0.0
             var gb = [Double](repeating: 0, count: C)
             withUnsafeTemporaryAllocation(of: Double.self, capacity: C) { row in
                 for i in 0..<n {
@@ -62,6 +66,7 @@ public struct KernelGLM: Sendable {
                     for c in 0..<C { row[c] = Foundation.exp(row[c] - m); sum += row[c] }
                     loss += -(Foundation.log(row[labels[i]] / sum))
                     for c in 0..<C {
+                        curvature += row[c] / sum * (1 - row[c] / sum)
                         let p = row[c] / sum - (c == labels[i] ? 1 : 0)
                         rt[c * n + i] = Float(p / Double(n))
                         gb[c] += p / Double(n)
@@ -69,6 +74,7 @@ public struct KernelGLM: Sendable {
                 }
             }
             loss /= Double(n)
+            lastCurvature = curvature / Double(n * C)
             // dW [C, n] = R^T K.
             KernelGLM.timesKernel(rt, rows: C, kernel: kernel, n: n, into: &gw, threads: threads)
             var grad = [Double](repeating: 0, count: C * n + C)
@@ -86,7 +92,10 @@ public struct KernelGLM: Sendable {
         var scaled = solver
         let scale = Double(kernel.reduce(Float(0)) { max($0, abs($1)) })
         scaled.gradientTolerance = solver.gradientTolerance * max(1, scale)
-        let result = scaled.minimize(x0, objective)
+        // The preconditioner takes the curvature where the fit starts: near-separable texts
+        // (p close to 0 or 1) weigh almost nothing, so at weak lambda it is far below 1/4.
+        if spectrum != nil { _ = objective(x0) }
+        let result = scaled.minimize(x0, preconditioner: spectrum?.preconditioner(classes: C, lambda: lambda, curvature: max(lastCurvature, 1e-4)), objective)
         return KernelGLM(classes: C, trainCount: n, weights: Array(result.x[0..<(C * n)]), bias: Array(result.x[(C * n)...]),
                          lambda: lambda, iterations: result.iterations, converged: result.converged, gradientNorm: result.gradientNorm)
     }

@@ -21,11 +21,17 @@ public struct LBFGS {
         public let converged: Bool
     }
 
-    /// Minimizes `f` (value and gradient) from `x0`.
-    public func minimize(_ x0: [Double], _ f: ([Double]) -> (Double, [Double])) -> Result {
+    /// Minimizes `f` (value and gradient) from `x0`. `preconditioner`, if given, applies
+    /// M^-1 in place for a symmetric positive definite M that approximates the Hessian:
+    /// it becomes the initial inverse Hessian of every step (scaled by s^T y / y^T M^-1 y),
+    /// which on ill-conditioned problems saves most iterations.
+    public func minimize(_ x0: [Double], preconditioner: ((inout [Double]) -> Void)? = nil,
+                         _ f: ([Double]) -> (Double, [Double])) -> Result {
         var x = x0
         var (fx, g) = f(x)
         var s: [[Double]] = [], y: [[Double]] = [], rho: [Double] = []
+        // With a preconditioner: s^T y / y^T M^-1 y of the newest pair.
+        var gamma: Double?
         var iter = 0
         func infNorm(_ v: [Double]) -> Double { v.reduce(0) { max($0, abs($1)) } }
         func dot(_ a: [Double], _ b: [Double]) -> Double {
@@ -42,7 +48,11 @@ public struct LBFGS {
                 alpha[i] = rho[i] * dot(s[i], q)
                 for k in q.indices { q[k] -= alpha[i] * y[i][k] }
             }
-            if let ls = s.last, let ly = y.last {
+            if let precondition = preconditioner {
+                precondition(&q)
+                let scale = gamma ?? 1 / max(1, infNorm(q))
+                for k in q.indices { q[k] *= scale }
+            } else if let ls = s.last, let ly = y.last {
                 let gamma = dot(ls, ly) / dot(ly, ly)
                 for k in q.indices { q[k] *= gamma }
             } else {
@@ -57,7 +67,7 @@ public struct LBFGS {
             var slope = dot(g, d)
             if slope >= 0 {
                 // Not a descent direction (numerical trouble): restart from steepest descent.
-                s.removeAll(); y.removeAll(); rho.removeAll()
+                s.removeAll(); y.removeAll(); rho.removeAll(); gamma = nil
                 d = g.map { -$0 / max(1, infNorm(g)) }
                 slope = dot(g, d)
             }
@@ -81,6 +91,12 @@ public struct LBFGS {
             let sy = dot(sk, yk)
             if sy > 1e-12 * dot(yk, yk).squareRoot() * dot(sk, sk).squareRoot() {
                 s.append(sk); y.append(yk); rho.append(1 / sy)
+                if let precondition = preconditioner {
+                    var my = yk
+                    precondition(&my)
+                    let ymy = dot(yk, my)
+                    gamma = ymy > 0 ? sy / ymy : nil
+                }
                 if s.count > memory { s.removeFirst(); y.removeFirst(); rho.removeFirst() }
             }
             let decrease = fx - fn

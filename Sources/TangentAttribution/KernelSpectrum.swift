@@ -1,0 +1,99 @@
+import TangentTensor
+
+/// The leading eigenpairs of a training kernel, K ~ U diag(values) U^T, by the randomized
+/// Nystroem approximation (Tropp, Yurtsever, Udell and Cevher 2017, algorithm 3): one
+/// product K Omega with a seeded Gaussian n x rank matrix, then only rank x rank work.
+///
+/// It preconditions the kernel surrogate's fit. The surrogate's Hessian in W is about
+/// I_C (x) (d/n K^2 + lambda I) with d ~ 1/4 the curvature of the cross-entropy, so its
+/// condition number grows like the square of K's largest eigenvalue over n lambda, and
+/// plain L-BFGS needs hundreds to thousands of iterations (two passes over K each) at
+/// small lambda. With M = d/n U diag(values^2) U^T + mu (I - U U^T) + lambda I as the
+/// initial inverse Hessian only the spectrum beyond `rank` is left to iterate on.
+public struct KernelSpectrum: Sendable {
+    public let n: Int
+    public let rank: Int
+    /// U [n, rank], row-major, orthonormal columns.
+    public let basis: [Double]
+    /// Eigenvalue estimates, descending, each >= 0.
+    public let values: [Double]
+
+    /// Uses rank min(requested, n / 2); nil for tiny kernels (n < 16) or if the
+    /// factorization fails (then the fit runs without a preconditioner).
+    public init?(kernel: [Float], n: Int, rank requested: Int = 256, seed: UInt64 = 0x4E59_5354, threads: Int = Threads.defaultCount) {
+        let l = min(requested, n / 2)
+        guard l >= 8 else { return nil }
+        let rng = CounterRNG.derive(seed, UInt64(n))
+        var omega = [Float](repeating: 0, count: n * l)
+        for i in 0..<(n * l) { omega[i] = Float(rng.normal(UInt64(i))) }
+        // Y = K Omega, rows split over threads.
+        var y = [Float](repeating: 0, count: n * l)
+        let parts = splitRange(n, parts: threads).filter { !$0.isEmpty }
+        kernel.withUnsafeBufferPointer { kp in
+            omega.withUnsafeBufferPointer { op in
+                y.withUnsafeMutableBufferPointer { yp in
+                    parallelFor(parts.count) { t in
+                        let r = parts[t]
+                        Float.gemm(transA: false, transB: false, m: r.count, n: l, k: n, alpha: 1, a: kp.baseAddress! + r.lowerBound * n, lda: n,
+                                   b: op.baseAddress!, ldb: l, beta: 0, c: yp.baseAddress! + r.lowerBound * l, ldc: l)
+                    }
+                }
+            }
+        }
+        // Shift by nu (at the scale of Float rounding of Y) so that Omega^T Y_nu is safely
+        // positive definite; the shift is taken off the eigenvalues at the end.
+        var frob = 0.0
+        for v in y { frob += Double(v) * Double(v) }
+        let nu = Double(Float.ulpOfOne) * Double(n).squareRoot() * frob.squareRoot()
+        var ynu = [Double](repeating: 0, count: n * l), om = omega.map(Double.init)
+        for i in 0..<(n * l) { ynu[i] = Double(y[i]) + nu * om[i] }
+        // B = Omega^T Y_nu = L L^T; E = Y_nu L^-T; E = U Sigma V^T; values = Sigma^2 - nu.
+        var b = [Double](repeating: 0, count: l * l)
+        Double.gemm(transA: true, transB: false, m: l, n: l, k: n, alpha: 1, a: om, lda: l, b: ynu, ldb: l, beta: 0, c: &b, ldc: l)
+        for i in 0..<l { for j in 0..<i { let s = (b[i * l + j] + b[j * l + i]) / 2; b[i * l + j] = s; b[j * l + i] = s } }
+        guard Cholesky.factor(&b, n: l) == nil else { return nil }
+        Cholesky.solveRows(lower: b, n: l, &ynu, m: n)
+        var gram = [Double](repeating: 0, count: l * l)
+        Double.gemm(transA: true, transB: false, m: l, n: l, k: n, alpha: 1, a: ynu, lda: l, b: ynu, ldb: l, beta: 0, c: &gram, ldc: l)
+        guard let eig = SymmetricEigen.decompose(gram, n: l) else { return nil }
+        // U = E V Sigma^-1, eigenpairs in descending order; directions with no weight dropped.
+        var order = Array((0..<l).reversed()).filter { eig.values[$0] > nu }
+        if order.isEmpty { return nil }
+        if order.count > l { order = Array(order.prefix(l)) }
+        let k = order.count
+        var v = [Double](repeating: 0, count: l * k)
+        for (c, j) in order.enumerated() {
+            let inv = 1 / eig.values[j].squareRoot()
+            for i in 0..<l { v[i * k + c] = eig.vectors[i * l + j] * inv }
+        }
+        var u = [Double](repeating: 0, count: n * k)
+        Double.gemm(transA: false, transB: false, m: n, n: k, k: l, alpha: 1, a: ynu, lda: l, b: v, ldb: k, beta: 0, c: &u, ldc: k)
+        self.n = n
+        rank = k
+        basis = u
+        values = order.map { max(0, eig.values[$0] - nu) }
+    }
+
+    /// M^-1 applied in place to [W (C x n), b (C)] for the surrogate at `lambda`, with the
+    /// cross-entropy's curvature taken as `curvature` (d above) for W and the bias alike.
+    func preconditioner(classes C: Int, lambda: Double, curvature d: Double = 0.25) -> (inout [Double]) -> Void {
+        let n = self.n, k = rank, u = basis
+        // Beyond the rank, the curvature of the largest eigenvalue left out is not known;
+        // the smallest one kept bounds it.
+        let tail = values.last ?? 0
+        let muTail = d / Double(n) * tail * tail + lambda
+        let shrink = values.map { 1 / (d / Double(n) * $0 * $0 + lambda) - 1 / muTail }
+        return { x in
+            precondition(x.count == C * n + C)
+            var t = [Double](repeating: 0, count: C * k)
+            // T [C, k] = X_W U; X_W <- X_W / muTail + (T * shrink) U^T.
+            Double.gemm(transA: false, transB: false, m: C, n: k, k: n, alpha: 1, a: x, lda: n, b: u, ldb: k, beta: 0, c: &t, ldc: k)
+            for c in 0..<C { for j in 0..<k { t[c * k + j] *= shrink[j] } }
+            for i in 0..<(C * n) { x[i] /= muTail }
+            x.withUnsafeMutableBufferPointer { xp in
+                Double.gemm(transA: false, transB: true, m: C, n: n, k: k, alpha: 1, a: t, lda: k, b: u, ldb: k, beta: 1, c: xp.baseAddress!, ldc: n)
+            }
+            for c in 0..<C { x[C * n + c] /= d }
+        }
+    }
+}
