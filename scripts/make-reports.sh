@@ -10,7 +10,8 @@
 # are those of a retraining with the same recipe: the report says so, with the distance
 # between its final weights and the shipped model's. The poisoning benchmark then trains
 # a poisoned model on a 2000-text sample. Projected kernels use the default projector
-# (the count-sketch); the projection-error view compares it with dense Rademacher.
+# (the count-sketch); the projection-error view compares it with dense Rademacher
+# (root mean square over 4 projection seeds).
 #   scripts/make-reports.sh [movie-snippets|sms-spam|trec6 ...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,7 +30,7 @@ for name in "${sets[@]}"; do
     echo "note: retraining $name gave other weights than models/$name (other BLAS kernels or threads); TracIn uses the retraining's checkpoints and the report says so" >&2
   rm -f "reports/$name/poisoning.json" "reports/$name/poisoning.md"
   $bin compare --model "models/$name" --checkpoints "$retrained/checkpoints" --train "data/$name" --test "data/$name" \
-    --kernels trntk,pntk-norm,proj-trntk,proj-pntk,embedding,ck,grad-cos,tracin,if-head,if-proj --proj-dim 4096 --seed 0 \
+    --kernels trntk,pntk-norm,proj-trntk,proj-pntk,embedding,ck,grad-cos,tracin,if-head,if-proj --proj-dim 4096 --seed 0 --error-seeds 4 \
     --max-train "$train" --max-test "$test" --out "reports/$name" --overwrite
   $bin poison --data "data/$name" --tokenizer "tokenizers/$name.model" --max-train 2000 --max-test 500 \
     --fraction 0.05 --k 10,20 --proj-dim 1024 --seed 0 "${classes[@]}" \
