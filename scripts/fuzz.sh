@@ -22,6 +22,11 @@ fi
 # TANGENT_FUZZ_NO_BUILD=1 reuses the last build (long runs while the sources change).
 if [ "${TANGENT_FUZZ_NO_BUILD:-0}" != 1 ]; then
   scripts/setup.sh
+  # SwiftPM keeps a path dependency's file list until the manifest changes: after a source
+  # file was added to the main package, make it read the manifest again.
+  if [ -e Fuzz/.build/release.yaml ] && [ -n "$(find Sources -newer Fuzz/.build/release.yaml -print -quit)" ]; then
+    touch Fuzz/Package.swift
+  fi
   (cd Fuzz && swift build -c release -Xswiftc -sanitize=fuzzer,address -Xswiftc -parse-as-library >&2)
 fi
 corpus=.build/fuzz/corpus/$target; artifacts=.build/fuzz/artifacts/$target
