@@ -11,7 +11,9 @@ import TangentTensor
 /// small lambda. With M = d/n U diag(values^2) U^T + mu (I - U U^T) + lambda I as the
 /// initial inverse Hessian only the spectrum beyond `rank` is left to iterate on.
 public struct KernelSpectrum: Sendable {
+    /// Order of the kernel.
     public let n: Int
+    /// Eigenpairs kept: at most the sketch's size, fewer where K has fewer nonzero ones.
     public let rank: Int
     /// U [n, rank], row-major, orthonormal columns.
     public let basis: [Double]
@@ -57,9 +59,8 @@ public struct KernelSpectrum: Sendable {
         Double.gemm(transA: true, transB: false, m: l, n: l, k: n, alpha: 1, a: ynu, lda: l, b: ynu, ldb: l, beta: 0, c: &gram, ldc: l)
         guard let eig = SymmetricEigen.decompose(gram, n: l) else { return nil }
         // U = E V Sigma^-1, eigenpairs in descending order; directions with no weight dropped.
-        var order = Array((0..<l).reversed()).filter { eig.values[$0] > nu }
+        let order = Array((0..<l).reversed()).filter { eig.values[$0] > nu }
         if order.isEmpty { return nil }
-        if order.count > l { order = Array(order.prefix(l)) }
         let k = order.count
         var v = [Double](repeating: 0, count: l * k)
         for (c, j) in order.enumerated() {

@@ -48,8 +48,8 @@ public struct LBFGS {
                 alpha[i] = rho[i] * dot(s[i], q)
                 for k in q.indices { q[k] -= alpha[i] * y[i][k] }
             }
-            if let precondition = preconditioner {
-                precondition(&q)
+            if let applyInverse = preconditioner {
+                applyInverse(&q)
                 let scale = gamma ?? 1 / max(1, infNorm(q))
                 for k in q.indices { q[k] *= scale }
             } else if let ls = s.last, let ly = y.last {
@@ -91,9 +91,9 @@ public struct LBFGS {
             let sy = dot(sk, yk)
             if sy > 1e-12 * dot(yk, yk).squareRoot() * dot(sk, sk).squareRoot() {
                 s.append(sk); y.append(yk); rho.append(1 / sy)
-                if let precondition = preconditioner {
+                if let applyInverse = preconditioner {
                     var my = yk
-                    precondition(&my)
+                    applyInverse(&my)
                     let ymy = dot(yk, my)
                     gamma = ymy > 0 ? sy / ymy : nil
                 }
