@@ -96,61 +96,64 @@ INLINE void body(ptrdiff_t m, ptrdiff_t n, ptrdiff_t depth, const float *a, ptrd
     }
 }
 
-// Dot products of a few rows x[i] with every row k[r] (see tangent_fixed_dots): 32
-// lanes in four 8-float accumulators, lane l summing the products at j = l mod 32 in
-// ascending order; then (a0 + a1) + (a2 + a3) lane-wise, the eight lanes in a fixed tree,
-// and the tail in ascending order. The same sequence on every path. Four independent
-// accumulators keep the additions' latency off the critical path; pairs of x rows share
-// each load of k.
-INLINE float lanes_sum(v8 v) {
-    return ((v[0] + v[1]) + (v[2] + v[3])) + ((v[4] + v[5]) + (v[6] + v[7]));
-}
+// Dot products of a few Double rows x[i] with every Float row k[r] (see tangent_fixed_dots):
+// 16 lanes in four 4-double accumulators, lane l summing the products at j = l mod 16 in
+// ascending order (k widened to double exactly); then (a0 + a1) + (a2 + a3) lane-wise, the
+// four lanes as (l0 + l1) + (l2 + l3), and the tail in ascending order. The same sequence on
+// every path. Four independent accumulators keep the additions' latency off the critical
+// path; pairs of x rows share each load of k.
+typedef double v4d __attribute__((vector_size(32), aligned(8)));
+typedef float v4f __attribute__((vector_size(16), aligned(4)));
+
+INLINE v4d load4d(const double *p) { return *(const v4d *)p; }
+INLINE v4d widen4(const float *p) { return __builtin_convertvector(*(const v4f *)p, v4d); }
+INLINE v4d splat4d(double x) { return (v4d){x, x, x, x}; }
 
 // mb (1 or 2) is a constant after inlining, so the accumulators live in registers.
-INLINE void dots_group(int mb, ptrdiff_t rows, ptrdiff_t depth, const float *x, ptrdiff_t ldx,
-                       const float *k, ptrdiff_t ldk, float *out, ptrdiff_t ldo) {
-    ptrdiff_t main_depth = depth - depth % 32;
+INLINE void dots_group(int mb, ptrdiff_t rows, ptrdiff_t depth, const double *x, ptrdiff_t ldx,
+                       const float *k, ptrdiff_t ldk, double *out, ptrdiff_t ldo) {
+    ptrdiff_t main_depth = depth - depth % 16;
     for (ptrdiff_t r = 0; r < rows; r++) {
         const float *kr = k + r * ldk;
-        v8 acc[2][4];
-        for (int i = 0; i < mb; i++) for (int q = 0; q < 4; q++) acc[i][q] = splat8(0);
-        for (ptrdiff_t j = 0; j < main_depth; j += 32) {
-            v8 k0 = load8(kr + j), k1 = load8(kr + j + 8), k2 = load8(kr + j + 16), k3 = load8(kr + j + 24);
+        v4d acc[2][4];
+        for (int i = 0; i < mb; i++) for (int q = 0; q < 4; q++) acc[i][q] = splat4d(0);
+        for (ptrdiff_t j = 0; j < main_depth; j += 16) {
+            v4d k0 = widen4(kr + j), k1 = widen4(kr + j + 4), k2 = widen4(kr + j + 8), k3 = widen4(kr + j + 12);
             for (int i = 0; i < mb; i++) {
-                const float *xi = x + i * ldx + j;
-                v8 t;
-                t = load8(xi) * k0; acc[i][0] = acc[i][0] + t;
-                t = load8(xi + 8) * k1; acc[i][1] = acc[i][1] + t;
-                t = load8(xi + 16) * k2; acc[i][2] = acc[i][2] + t;
-                t = load8(xi + 24) * k3; acc[i][3] = acc[i][3] + t;
+                const double *xi = x + i * ldx + j;
+                v4d t;
+                t = load4d(xi) * k0; acc[i][0] = acc[i][0] + t;
+                t = load4d(xi + 4) * k1; acc[i][1] = acc[i][1] + t;
+                t = load4d(xi + 8) * k2; acc[i][2] = acc[i][2] + t;
+                t = load4d(xi + 12) * k3; acc[i][3] = acc[i][3] + t;
             }
         }
         for (int i = 0; i < mb; i++) {
-            v8 a01 = acc[i][0] + acc[i][1], a23 = acc[i][2] + acc[i][3];
-            float s = lanes_sum(a01 + a23);
-            const float *xi = x + i * ldx;
-            for (ptrdiff_t j = main_depth; j < depth; j++) { float t = xi[j] * kr[j]; s = s + t; }
+            v4d a = (acc[i][0] + acc[i][1]) + (acc[i][2] + acc[i][3]);
+            double s = (a[0] + a[1]) + (a[2] + a[3]);
+            const double *xi = x + i * ldx;
+            for (ptrdiff_t j = main_depth; j < depth; j++) { double t = xi[j] * (double)kr[j]; s = s + t; }
             out[i * ldo + r] = s;
         }
     }
 }
 
-INLINE void dots_body(ptrdiff_t m, ptrdiff_t rows, ptrdiff_t depth, const float *x, ptrdiff_t ldx,
-                      const float *k, ptrdiff_t ldk, float *out, ptrdiff_t ldo) {
+INLINE void dots_body(ptrdiff_t m, ptrdiff_t rows, ptrdiff_t depth, const double *x, ptrdiff_t ldx,
+                      const float *k, ptrdiff_t ldk, double *out, ptrdiff_t ldo) {
     ptrdiff_t i = 0;
     for (; i + 2 <= m; i += 2) dots_group(2, rows, depth, x + i * ldx, ldx, k, ldk, out + i * ldo, ldo);
     if (i < m) dots_group(1, rows, depth, x + i * ldx, ldx, k, ldk, out + i * ldo, ldo);
 }
 
-static void dots_baseline(ptrdiff_t m, ptrdiff_t rows, ptrdiff_t depth, const float *x, ptrdiff_t ldx,
-                          const float *k, ptrdiff_t ldk, float *out, ptrdiff_t ldo) {
+static void dots_baseline(ptrdiff_t m, ptrdiff_t rows, ptrdiff_t depth, const double *x, ptrdiff_t ldx,
+                          const float *k, ptrdiff_t ldk, double *out, ptrdiff_t ldo) {
     dots_body(m, rows, depth, x, ldx, k, ldk, out, ldo);
 }
 
 #if defined(__x86_64__)
 __attribute__((target("avx")))
-static void dots_avx(ptrdiff_t m, ptrdiff_t rows, ptrdiff_t depth, const float *x, ptrdiff_t ldx,
-                     const float *k, ptrdiff_t ldk, float *out, ptrdiff_t ldo) {
+static void dots_avx(ptrdiff_t m, ptrdiff_t rows, ptrdiff_t depth, const double *x, ptrdiff_t ldx,
+                     const float *k, ptrdiff_t ldk, double *out, ptrdiff_t ldo) {
     dots_body(m, rows, depth, x, ldx, k, ldk, out, ldo);
 }
 #endif
@@ -213,8 +216,8 @@ void tangent_fixed_gemm(ptrdiff_t m, ptrdiff_t n, ptrdiff_t depth, const float *
     kernel_baseline(m, n, depth, a, lda, b, ldb, c, ldc, pack);
 }
 
-void tangent_fixed_dots(ptrdiff_t m, ptrdiff_t rows, ptrdiff_t depth, const float *x, ptrdiff_t ldx,
-                        const float *k, ptrdiff_t ldk, float *out, ptrdiff_t ldo) {
+void tangent_fixed_dots(ptrdiff_t m, ptrdiff_t rows, ptrdiff_t depth, const double *x, ptrdiff_t ldx,
+                        const float *k, ptrdiff_t ldk, double *out, ptrdiff_t ldo) {
     if (m <= 0 || rows <= 0) return;
 #if defined(__x86_64__)
     if (tangent_fixed_gemm_isa() == 1) { dots_avx(m, rows, depth, x, ldx, k, ldk, out, ldo); return; }

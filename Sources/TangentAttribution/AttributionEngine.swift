@@ -143,7 +143,7 @@ public final class AttributionEngine {
     /// The influence transform fitted on the training texts (influence baselines only).
     public let influence: InfluenceTransform?
 
-    /// The lambdas tried, as multiples of the mean-loss objective's L2 weight.
+    /// The lambdas tried, relative to the kernel's scale (see `KernelGLM`).
     public static let lambdaGrid: [Double] = [1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1]
 
     public init(classifier: Classifier, train: [LabeledText], kernel: SurrogateKernel, projDim: Int, seed: UInt64,
@@ -168,7 +168,7 @@ public final class AttributionEngine {
         let modelID = Featurizer.modelFingerprint(classifier.model)
         let textsID = fingerprint(labelled: train)
         // The train x train kernel, produced only when the surrogate is not cached.
-        let trainKernel: () throws -> [Float]
+        let trainKernel: () throws -> TrainingKernel
         if let kind = kernel.exact {
             features = nil
             featurizer = nil
@@ -199,7 +199,7 @@ public final class AttributionEngine {
                 try FileManager.default.createDirectory(at: cache, withIntermediateDirectories: true)
                 try w.write(to: url)
             }
-            trainKernel = { kernelMatrix! }
+            trainKernel = { .matrix(kernelMatrix!, n: n) }
         } else {
             exactComputer = nil
             trainTokens = []
@@ -260,14 +260,13 @@ public final class AttributionEngine {
             trainNorms = norms
             let normalized = kernel.normalized
             trainKernel = {
-                var k = [Float](repeating: 0, count: n * n)
-                Float.gemm(transA: false, transB: true, m: n, n: n, k: width, alpha: 1, a: f, lda: width, b: f, ldb: width,
-                           beta: 0, c: &k, ldc: n)
-                if normalized {
-                    let inv = norms.map { 1 / max($0, 1e-30).squareRoot() }
-                    for i in 0..<n { for j in 0..<n { k[i * n + j] *= inv[i] * inv[j] } }
+                guard normalized else { return .gram(features: f, n: n, width: width) }
+                var rows = f
+                for i in 0..<n {
+                    let inv = 1 / max(norms[i], 1e-30).squareRoot()
+                    for j in 0..<width { rows[i * width + j] *= inv }
                 }
-                return k
+                return .gram(features: rows, n: n, width: width)
             }
         }
         let glmURL = cache.appendingPathComponent("\(cacheStem)-\(kernel.name)-kglm.safetensors")
@@ -284,27 +283,25 @@ public final class AttributionEngine {
             grid = cached.grid
             log("using cached surrogate \(glmURL.path) (lambda \(glm.lambda))")
         } else {
-            var k = try trainKernel()
-            // The fit multiplies by K from one side only, which is right only if K is
-            // exactly symmetric; BLAS may round (i, j) and (j, i) differently.
-            for i in 0..<n { for j in 0..<i { k[i * n + j] = k[j * n + i] } }
+            let k = try trainKernel()
+            // lambda is relative to the kernel's scale (see KernelGLM): the mean self-kernel
+            // of all training texts, the same for the grid's fits on a part of them.
+            let kernelScale = AttributionEngine.kernelScale(k.diagonal)
             // Held-out selection: a seeded tenth of the training texts.
             let C = classifier.labels.count
             let rng = CounterRNG.derive(seed, 0x4E1D)
             let order = (0..<n).sorted { rng.bits(UInt64($0)) < rng.bits(UInt64($1)) }
             let held = Array(order[0..<max(1, n / 10)]).sorted(), fit = Array(order[max(1, n / 10)...]).sorted()
-            var kFit = [Float](repeating: 0, count: fit.count * fit.count)
-            for (a, i) in fit.enumerated() { for (b, j) in fit.enumerated() { kFit[a * fit.count + b] = k[i * n + j] } }
-            var kHeld = [Float](repeating: 0, count: held.count * fit.count)
-            for (a, i) in held.enumerated() { for (b, j) in fit.enumerated() { kHeld[a * fit.count + b] = k[i * n + j] } }
+            let kFit = k.restricted(to: fit)
+            let kHeld = k.block(rows: held, columns: fit)
             var results: [(Double, Double)] = []
             var fits: [KernelGLM] = []
             var previous: KernelGLM?
-            let fitSpectrum = KernelSpectrum(kernel: kFit, n: fit.count)
+            let fitSpectrum = KernelSpectrum(kernel: kFit)
             // From strong to weak regularization, each fit warm-started from the last.
             for lambda in AttributionEngine.lambdaGrid.sorted(by: >) {
-                let g = KernelGLM.fit(kernel: kFit, labels: fit.map { labelIndices[$0] }, classes: C, lambda: lambda, start: previous,
-                                      spectrum: fitSpectrum)
+                let g = KernelGLM.fit(kernel: kFit, labels: fit.map { labelIndices[$0] }, classes: C, lambda: lambda, kernelScale: kernelScale,
+                                      start: previous, spectrum: fitSpectrum)
                 previous = g
                 fits.append(g)
                 let z = g.logits(kernelRows: kHeld)
@@ -314,7 +311,7 @@ public final class AttributionEngine {
                     loss -= Foundation.log(max(1e-300, Faithfulness.probability(logits: row, classIndex: labelIndices[i])))
                 }
                 results.append((lambda, loss / Double(held.count)))
-                log(String(format: "lambda %.0e: held-out cross-entropy %.4f (%ld iterations%@)", lambda, loss / Double(held.count), g.iterations, g.converged ? "" : ", not converged"))
+                log(String(format: "lambda %.0e: held-out cross-entropy %.4f (%ld iterations, %ld evaluations%@)", lambda, loss / Double(held.count), g.iterations, g.evaluations, g.converged ? "" : ", not converged"))
                 // Stop once the held-out loss has risen twice in a row: weaker regularization
                 // only fits the training texts harder (and converges slowest).
                 let c = results.count
@@ -327,16 +324,16 @@ public final class AttributionEngine {
             let chosen = byLambda.first { $0.0.0 == best }!.1
             var w0 = [Double](repeating: 0, count: C * n)
             for c in 0..<C { for (j, i) in fit.enumerated() { w0[c * n + i] = chosen.weights[c * fit.count + j] } }
-            let start = KernelGLM(classes: C, trainCount: n, weights: w0, bias: chosen.bias, lambda: best,
+            let start = KernelGLM(classes: C, trainCount: n, weights: w0, bias: chosen.bias, lambda: best, kernelScale: kernelScale,
                                   iterations: 0, converged: false, gradientNorm: .infinity)
-            glm = KernelGLM.fit(kernel: k, labels: labelIndices, classes: C, lambda: best, start: start,
-                                spectrum: KernelSpectrum(kernel: k, n: n))
+            glm = KernelGLM.fit(kernel: k, labels: labelIndices, classes: C, lambda: best, kernelScale: kernelScale, start: start,
+                                spectrum: KernelSpectrum(kernel: k))
             grid = results.map { (lambda: $0.0, heldOutLoss: $0.1) }
             gridFits = byLambda.map(\.1)
             fitIndices = fit
             heldOutIndices = held
             try AttributionEngine.saveGLM(glm, grid: grid, to: glmURL)
-            log("fitted the surrogate on all \(n) training texts with lambda \(best) (\(glm.iterations) iterations)")
+            log("fitted the surrogate on all \(n) training texts with lambda \(best) (\(glm.iterations) iterations, \(glm.evaluations) evaluations)")
         }
     }
 
@@ -490,9 +487,17 @@ public final class AttributionEngine {
         return out
     }
 
+    /// The mean of K's diagonal (1 for cosine-normalized kernels), or 1 if that is not
+    /// a positive number (a kernel of zero texts' gradients, say).
+    static func kernelScale(_ diagonal: [Double]) -> Double {
+        let mean = diagonal.reduce(0, +) / Double(max(diagonal.count, 1))
+        return mean > 0 && mean.isFinite ? mean : 1
+    }
+
     static func saveGLM(_ g: KernelGLM, grid: [(lambda: Double, heldOutLoss: Double)], to url: URL) throws {
         var w = SafetensorsWriter()
-        w.metadata = ["format": "tangent-kglm-1", "lambda": String(g.lambda), "iterations": String(g.iterations),
+        w.metadata = ["format": "tangent-kglm-2", "lambda": String(g.lambda), "kernel_scale": String(g.kernelScale),
+                      "iterations": String(g.iterations),
                       "converged": String(g.converged), "gradient_norm": String(g.gradientNorm)]
         w.add("weights", shape: [g.classes, g.trainCount], float64: g.weights)
         w.add("bias", shape: [g.classes], float64: g.bias)
@@ -503,11 +508,15 @@ public final class AttributionEngine {
 
     static func loadGLM(_ url: URL, n: Int, classes: Int) throws -> (glm: KernelGLM, grid: [(lambda: Double, heldOutLoss: Double)]) {
         let f = try SafetensorsFile(url: url)
-        guard f.metadata["format"] == "tangent-kglm-1", let lambda = Double(f.metadata["lambda"] ?? "") else {
+        if f.metadata["format"] == "tangent-kglm-1" {
+            throw FeatureStoreError("\(url.path): made by an older version, whose lambda was not relative to the kernel's scale")
+        }
+        guard f.metadata["format"] == "tangent-kglm-2", let lambda = Double(f.metadata["lambda"] ?? ""),
+              let kernelScale = Double(f.metadata["kernel_scale"] ?? ""), kernelScale > 0, kernelScale.isFinite else {
             throw FeatureStoreError("\(url.path): not a surrogate file")
         }
         let glm = KernelGLM(classes: classes, trainCount: n, weights: try f.float64("weights", shape: [classes, n]),
-                            bias: try f.float64("bias", shape: [classes]), lambda: lambda,
+                            bias: try f.float64("bias", shape: [classes]), lambda: lambda, kernelScale: kernelScale,
                             iterations: Int(f.metadata["iterations"] ?? "") ?? 0, converged: f.metadata["converged"] == "true",
                             gradientNorm: Double(f.metadata["gradient_norm"] ?? "") ?? 0)
         let grid = zip(try f.float64("grid_lambda"), try f.float64("grid_heldout_loss")).map { (lambda: $0, heldOutLoss: $1) }

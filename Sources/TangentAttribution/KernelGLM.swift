@@ -3,8 +3,13 @@ import TangentTensor
 /// The kernel surrogate (kGLM) of the kernels spec: multinomial logistic regression on
 /// the rows of a train x train kernel matrix, p(x) = softmax(W k(x) + b), with
 /// k(x) = K(x, X_train), W [C, n], fitted by L-BFGS to
-///     (1/n) sum_i CE(p(x_i), y_i) + (lambda / 2) ||W||^2.
-/// Products with the kernel run in BLAS (Float kernel, Double parameters).
+///     (1/n) sum_i CE(p(x_i), y_i) + (lambda s^2 / 2) ||W||^2,
+/// s the kernel's scale (`kernelScale`, the mean of its diagonal in `AttributionEngine`).
+/// With s in the penalty, lambda means the same for every kernel: scaling K by a scales
+/// the optimal W by 1/a and leaves the surrogate's predictions unchanged, so a raw
+/// kernel such as `ck`, whose entries are in the hundreds, is regularized like a
+/// cosine-normalized one at the same lambda.
+/// Products with the kernel run in fixed-order dot products (Float kernel, Double parameters).
 public struct KernelGLM: Sendable {
     public let classes: Int
     public let trainCount: Int
@@ -12,20 +17,26 @@ public struct KernelGLM: Sendable {
     public let weights: [Double]
     public let bias: [Double]
     public let lambda: Double
+    /// s in the penalty (1 for a kernel used at its own scale).
+    public let kernelScale: Double
     public let iterations: Int
+    /// Evaluations of the objective in the fit (0 for a loaded surrogate): each streams K twice.
+    public let evaluations: Int
     public let converged: Bool
     /// Largest entry of the objective's gradient at the solution.
     public let gradientNorm: Double
 
     /// A fitted surrogate (e.g. loaded from a file).
-    public init(classes: Int, trainCount: Int, weights: [Double], bias: [Double], lambda: Double,
-                iterations: Int, converged: Bool, gradientNorm: Double) {
+    public init(classes: Int, trainCount: Int, weights: [Double], bias: [Double], lambda: Double, kernelScale: Double = 1,
+                iterations: Int, evaluations: Int = 0, converged: Bool, gradientNorm: Double) {
         self.classes = classes
         self.trainCount = trainCount
         self.weights = weights
         self.bias = bias
         self.lambda = lambda
+        self.kernelScale = kernelScale
         self.iterations = iterations
+        self.evaluations = evaluations
         self.converged = converged
         self.gradientNorm = gradientNorm
     }
@@ -33,56 +44,79 @@ public struct KernelGLM: Sendable {
     /// Fits the surrogate. `kernel` is [n, n] and symmetric (rows: training texts),
     /// `labels` their classes. `start` warm-starts from another fit on the same kernel
     /// (e.g. a neighbouring lambda). `spectrum` (of this kernel) preconditions the solver.
+    /// `kernelScale` is s in the penalty; pass the same s for every fit whose lambdas are
+    /// to be compared (for example the full kernel's, also for fits on a part of it).
     ///
     /// Each evaluation of the objective streams the kernel twice (logits W K, gradient
     /// R^T K, both as a few rows times K), which is what bounds the fit on large n: the
     /// products go through a kernel that reads K once per call and splits its rows over
     /// threads, so the result does not depend on the thread count.
-    public static func fit(kernel: [Float], labels: [Int], classes: Int, lambda: Double,
+    public static func fit(kernel: [Float], labels: [Int], classes: Int, lambda: Double, kernelScale: Double = 1,
+                           solver: LBFGS = LBFGS(), start: KernelGLM? = nil, spectrum: KernelSpectrum? = nil,
+                           threads: Int = Threads.defaultCount) -> KernelGLM {
+        precondition(kernel.count == labels.count * labels.count, "kernel must be n x n")
+        return fit(kernel: .matrix(kernel, n: labels.count), labels: labels, classes: classes, lambda: lambda, kernelScale: kernelScale,
+                   solver: solver, start: start, spectrum: spectrum, threads: threads)
+    }
+
+    /// The same for a kernel given as a matrix or factored (see `TrainingKernel`).
+    public static func fit(kernel: TrainingKernel, labels: [Int], classes: Int, lambda relativeLambda: Double, kernelScale: Double = 1,
                            solver: LBFGS = LBFGS(), start: KernelGLM? = nil, spectrum: KernelSpectrum? = nil,
                            threads: Int = Threads.defaultCount) -> KernelGLM {
         let n = labels.count
-        precondition(kernel.count == n * n, "kernel must be n x n")
+        precondition(kernel.n == n, "kernel must be n x n")
+        precondition(kernelScale > 0 && kernelScale.isFinite, "kernel scale must be positive")
+        let lambda = relativeLambda * kernelScale * kernelScale
         let C = classes
-        var zt = [Float](repeating: 0, count: C * n)
-        var wf = [Float](repeating: 0, count: C * n)
-        var rt = [Float](repeating: 0, count: C * n)
-        var gw = [Float](repeating: 0, count: C * n)
+        // The parameters, products and sums stay in Double; only K is Float. With W rounded
+        // to Float, the objective would be noisy at 1e-7 of the logits' terms, which on a
+        // weakly regularized fit (large W whose terms cancel) exceeds the decrease of a step:
+        // the line search then halves the step until it does nothing.
+        var zt = [Double](repeating: 0, count: C * n)
+        var rt = [Double](repeating: 0, count: C * n)
+        var gw = [Double](repeating: 0, count: C * n)
         // Mean of trace(diag(p) - p p^T) / C over the texts at the last evaluation: the
         // cross-entropy's curvature, for the preconditioner.
         var lastCurvature = 0.25
+        // Largest entries of the two parts of the W gradient, R^T K and lambda W, at the
+        // last evaluation: they cancel at the optimum.
+        var lastLossGradient = 0.0, lastRegularizerGradient = 0.0
         let objective: ([Double]) -> (Double, [Double]) = { theta in
             // theta = [W (C x n), b (C)]
-            for i in 0..<(C * n) { wf[i] = Float(theta[i]) }
             // Z^T [C, n] = W K (K symmetric, so this is (K W^T)^T).
-            KernelGLM.timesKernel(wf, rows: C, kernel: kernel, n: n, into: &zt, threads: threads)
+            kernel.times(theta, rows: C, into: &zt, threads: threads)
             var loss = 0.0, curvature = 0.0
             var gb = [Double](repeating: 0, count: C)
             withUnsafeTemporaryAllocation(of: Double.self, capacity: C) { row in
                 for i in 0..<n {
                     var m = -Double.infinity
-                    for c in 0..<C { row[c] = Double(zt[c * n + i]) + theta[C * n + c]; m = max(m, row[c]) }
+                    for c in 0..<C { row[c] = zt[c * n + i] + theta[C * n + c]; m = max(m, row[c]) }
                     var sum = 0.0
                     for c in 0..<C { row[c] = Foundation.exp(row[c] - m); sum += row[c] }
                     loss += -(Foundation.log(row[labels[i]] / sum))
                     for c in 0..<C {
                         curvature += row[c] / sum * (1 - row[c] / sum)
                         let p = row[c] / sum - (c == labels[i] ? 1 : 0)
-                        rt[c * n + i] = Float(p / Double(n))
+                        rt[c * n + i] = p / Double(n)
                         gb[c] += p / Double(n)
                     }
                 }
             }
             loss /= Double(n)
             lastCurvature = curvature / Double(n * C)
+            lastLossGradient = 0
             // dW [C, n] = R^T K.
-            KernelGLM.timesKernel(rt, rows: C, kernel: kernel, n: n, into: &gw, threads: threads)
+            kernel.times(rt, rows: C, into: &gw, threads: threads)
             var grad = [Double](repeating: 0, count: C * n + C)
             var reg = 0.0
+            var largestW = 0.0
             for i in 0..<(C * n) {
-                grad[i] = Double(gw[i]) + lambda * theta[i]
+                grad[i] = gw[i] + lambda * theta[i]
                 reg += theta[i] * theta[i]
+                lastLossGradient = max(lastLossGradient, abs(gw[i]))
+                largestW = max(largestW, abs(theta[i]))
             }
+            lastRegularizerGradient = lambda * largestW
             for c in 0..<C { grad[C * n + c] = gb[c] }
             return (loss + 0.5 * lambda * reg, grad)
         }
@@ -90,34 +124,23 @@ public struct KernelGLM: Sendable {
         // The gradient is computed through Float products of the kernel, so its attainable
         // accuracy scales with the kernel's entries (raw kernels such as ck are large).
         var scaled = solver
-        let scale = Double(kernel.reduce(Float(0)) { max($0, abs($1)) })
+        // The largest entry of a positive semi-definite kernel is on its diagonal.
+        let scale = kernel.diagonal.reduce(0) { max($0, abs($1)) }
         scaled.gradientTolerance = solver.gradientTolerance * max(1, scale)
-        // The preconditioner takes the curvature where the fit starts: near-separable texts
-        // (p close to 0 or 1) weigh almost nothing, so at weak lambda it is far below 1/4.
-        if spectrum != nil { _ = objective(x0) }
-        let result = scaled.minimize(x0, preconditioner: spectrum?.preconditioner(classes: C, lambda: lambda, curvature: max(lastCurvature, 1e-4)), objective)
-        return KernelGLM(classes: C, trainCount: n, weights: Array(result.x[0..<(C * n)]), bias: Array(result.x[(C * n)...]),
-                         lambda: lambda, iterations: result.iterations, converged: result.converged, gradientNorm: result.gradientNorm)
-    }
-
-    /// out [m, n] = x [m, n] K for a symmetric n x n kernel and a few rows x: each entry
-    /// is a dot product of x with a row of K, which is read once, rows split over threads
-    /// (fixed-order sums, so any thread count gives the same bits). Through BLAS, K would be
-    /// repacked on every call, which costs several times the product itself.
-    static func timesKernel(_ x: [Float], rows m: Int, kernel: [Float], n: Int, into out: inout [Float], threads: Int) {
-        precondition(x.count >= m * n && out.count >= m * n && kernel.count == n * n)
-        let parts = splitRange(n, parts: max(1, min(threads, n / 64))).filter { !$0.isEmpty }
-        x.withUnsafeBufferPointer { xp in
-            kernel.withUnsafeBufferPointer { kp in
-                out.withUnsafeMutableBufferPointer { op in
-                    parallelFor(parts.count) { t in
-                        let r = parts[t]
-                        FixedOrderGemm.dots(m: m, rows: r.count, depth: n, x: xp.baseAddress!, ldx: n,
-                                            k: kp.baseAddress! + r.lowerBound * n, ldk: n, out: op.baseAddress! + r.lowerBound, ldo: n)
-                    }
-                }
-            }
+        // The preconditioner takes the curvature at the last evaluation: near-separable
+        // texts (p close to 0 or 1) weigh almost nothing, so at weak lambda it is far below 1/4.
+        // Converged only when the gradient is also small against the two parts that cancel
+        // in it: on near-separable data every gradient is below the absolute tolerance long
+        // before the optimum (and a warm start from another lambda is far from it while its
+        // gradient, (lambda - lambda') W, is small), so the absolute test alone stops at once.
+        let stationary: ([Double], Double) -> Bool = { g, slack in
+            let largest = g.reduce(0) { max($0, abs($1)) }
+            return largest < slack * 1e-3 * (lastLossGradient + lastRegularizerGradient)
         }
+        let result = scaled.minimize(x0, preconditioner: spectrum?.preconditioner(classes: C, lambda: lambda, curvature: { max(lastCurvature, 1e-8) }),
+                                     stationary: stationary, objective)
+        return KernelGLM(classes: C, trainCount: n, weights: Array(result.x[0..<(C * n)]), bias: Array(result.x[(C * n)...]),
+                         lambda: relativeLambda, kernelScale: kernelScale, iterations: result.iterations, evaluations: result.evaluations, converged: result.converged, gradientNorm: result.gradientNorm)
     }
 
     /// Logits [m, C] for kernel rows [m, n] (K(x, X_train) for m texts).

@@ -19,6 +19,8 @@ public struct KernelSpectrum: Sendable {
     public let basis: [Double]
     /// Eigenvalue estimates, descending, each >= 0.
     public let values: [Double]
+    /// Whether K's numerical rank is below the sketch's size, so that U spans K's range.
+    public let capturedRange: Bool
 
     /// Uses rank min(requested, n / 2); nil for tiny kernels (n < 16) or if the
     /// factorization fails (then the fit runs without a preconditioner).
@@ -71,21 +73,65 @@ public struct KernelSpectrum: Sendable {
         Double.gemm(transA: false, transB: false, m: n, n: k, k: l, alpha: 1, a: ynu, lda: l, b: v, ldb: k, beta: 0, c: &u, ldc: k)
         self.n = n
         rank = k
+        capturedRange = k < l
         basis = u
         values = order.map { max(0, eig.values[$0] - nu) }
     }
 
+    /// The spectrum of a training kernel: by the randomized Nystroem approximation for a
+    /// matrix; exactly for a factored K = F F^T, from the width x width Gram F^T F = V S V^T
+    /// (K's nonzero eigenvalues are S, its eigenvectors F V S^-1/2).
+    public init?(kernel: TrainingKernel, rank requested: Int = 256, seed: UInt64 = 0x4E59_5354, threads: Int = Threads.defaultCount) {
+        switch kernel {
+        case .dense(let k, let n):
+            self.init(kernel: k, n: n, rank: requested, seed: seed, threads: threads)
+        case .factored(let f, _, let n, let w):
+            guard n >= 16 else { return nil }
+            let fd = f.map(Double.init)
+            var g = [Double](repeating: 0, count: w * w)
+            Double.gemm(transA: true, transB: false, m: w, n: w, k: n, alpha: 1, a: fd, lda: w, b: fd, ldb: w, beta: 0, c: &g, ldc: w)
+            for i in 0..<w { for j in 0..<i { let s = (g[i * w + j] + g[j * w + i]) / 2; g[i * w + j] = s; g[j * w + i] = s } }
+            guard let eig = SymmetricEigen.decompose(g, n: w), let top = eig.values.last, top > 0 else { return nil }
+            // Eigenvalues below Float's resolution of K are K's null space.
+            let nonzero = Array((0..<w).reversed()).filter { eig.values[$0] > top * Double(Float.ulpOfOne) }
+            let order = Array(nonzero.prefix(requested))
+            let k = order.count
+            var v = [Double](repeating: 0, count: w * k)
+            for (c, j) in order.enumerated() {
+                let inv = 1 / eig.values[j].squareRoot()
+                for i in 0..<w { v[i * k + c] = eig.vectors[i * w + j] * inv }
+            }
+            var u = [Double](repeating: 0, count: n * k)
+            Double.gemm(transA: false, transB: false, m: n, n: k, k: w, alpha: 1, a: fd, lda: w, b: v, ldb: k, beta: 0, c: &u, ldc: k)
+            self.init(n: n, rank: k, basis: u, values: order.map { eig.values[$0] }, capturedRange: k == nonzero.count)
+        }
+    }
+
+    private init(n: Int, rank: Int, basis: [Double], values: [Double], capturedRange: Bool) {
+        self.n = n
+        self.rank = rank
+        self.basis = basis
+        self.values = values
+        self.capturedRange = capturedRange
+    }
+
     /// M^-1 applied in place to [W (C x n), b (C)] for the surrogate at `lambda`, with the
-    /// cross-entropy's curvature taken as `curvature` (d above) for W and the bias alike.
-    func preconditioner(classes C: Int, lambda: Double, curvature d: Double = 0.25) -> (inout [Double]) -> Void {
-        let n = self.n, k = rank, u = basis
+    /// cross-entropy's curvature (d above) for W and the bias alike read from `curvature`
+    /// at every application: as a fit converges on near-separable data the curvature falls
+    /// by orders of magnitude, and a preconditioner built for the start would then weigh
+    /// the leading directions far too heavily against lambda.
+    func preconditioner(classes C: Int, lambda: Double, curvature: @escaping () -> Double) -> (inout [Double]) -> Void {
+        let n = self.n, k = rank, u = basis, values = self.values
         // Beyond the rank, the curvature of the largest eigenvalue left out is not known;
-        // the smallest one kept bounds it.
-        let tail = values.last ?? 0
-        let muTail = d / Double(n) * tail * tail + lambda
-        let shrink = values.map { 1 / (d / Double(n) * $0 * $0 + lambda) - 1 / muTail }
+        // the smallest one kept bounds it. If the sketch found fewer nonzero eigenvalues
+        // than it had columns, it caught K's whole range: the rest is K's null space,
+        // where only lambda acts.
+        let tail = capturedRange ? 0 : (values.last ?? 0)
         return { x in
             precondition(x.count == C * n + C)
+            let d = curvature()
+            let muTail = d / Double(n) * tail * tail + lambda
+            let shrink = values.map { 1 / (d / Double(n) * $0 * $0 + lambda) - 1 / muTail }
             var t = [Double](repeating: 0, count: C * k)
             // T [C, k] = X_W U; X_W <- X_W / muTail + (T * shrink) U^T.
             Double.gemm(transA: false, transB: false, m: C, n: k, k: n, alpha: 1, a: x, lda: n, b: u, ldb: k, beta: 0, c: &t, ldc: k)

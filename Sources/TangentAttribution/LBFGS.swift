@@ -18,14 +18,20 @@ public struct LBFGS {
         public let value: Double
         public let gradientNorm: Double
         public let iterations: Int
+        /// Evaluations of the objective, line-search trials included.
+        public let evaluations: Int
         public let converged: Bool
     }
 
-    /// Minimizes `f` (value and gradient) from `x0`. `preconditioner`, if given, applies
+    /// Minimizes `f` (value and gradient) from `x0`. `stationary(g, slack)`, if given, is
+    /// an extra condition for convergence besides "largest gradient entry below slack x
+    /// gradientTolerance" (slack is 1, or 100 where the objective has stopped decreasing):
+    /// for objectives whose gradient is tiny far from the optimum. `preconditioner`, if given, applies
     /// M^-1 in place for a symmetric positive definite M that approximates the Hessian:
     /// it becomes the initial inverse Hessian of every step (scaled by s^T y / y^T M^-1 y),
     /// which on ill-conditioned problems saves most iterations.
     public func minimize(_ x0: [Double], preconditioner: ((inout [Double]) -> Void)? = nil,
+                         stationary: ((_ gradient: [Double], _ slack: Double) -> Bool)? = nil,
                          _ f: ([Double]) -> (Double, [Double])) -> Result {
         var x = x0
         var (fx, g) = f(x)
@@ -33,14 +39,21 @@ public struct LBFGS {
         // With a preconditioner: s^T y / y^T M^-1 y of the newest pair.
         var gamma: Double?
         var iter = 0
+        var evaluations = 1
+        var history: [Double] = []
+        let window = 20, stallTolerance = 1e-9
         func infNorm(_ v: [Double]) -> Double { v.reduce(0) { max($0, abs($1)) } }
+        let tolerance = gradientTolerance
+        func isStationary(_ g: [Double], _ slack: Double) -> Bool {
+            infNorm(g) < slack * tolerance && (stationary?(g, slack) ?? true)
+        }
         func dot(_ a: [Double], _ b: [Double]) -> Double {
             var t = 0.0
             for i in a.indices { t += a[i] * b[i] }
             return t
         }
         while iter < maxIterations {
-            if infNorm(g) < gradientTolerance { return Result(x: x, value: fx, gradientNorm: infNorm(g), iterations: iter, converged: true) }
+            if isStationary(g, 1) { return Result(x: x, value: fx, gradientNorm: infNorm(g), iterations: iter, evaluations: evaluations, converged: true) }
             // Two-loop recursion: d = -H g.
             var q = g
             var alpha = [Double](repeating: 0, count: s.count)
@@ -77,6 +90,7 @@ public struct LBFGS {
             for _ in 0..<60 {
                 for k in x.indices { xn[k] = x[k] + t * d[k] }
                 (fn, gn) = f(xn)
+                evaluations += 1
                 if fn.isFinite && fn <= fx + 1e-4 * t * slope { accepted = true; break }
                 t *= 0.5
             }
@@ -84,7 +98,7 @@ public struct LBFGS {
             if !accepted {
                 // No decrease along a descent direction: the objective is flat to working
                 // precision; converged if the gradient is small on the objective's scale.
-                return Result(x: x, value: fx, gradientNorm: infNorm(g), iterations: iter,
+                return Result(x: x, value: fx, gradientNorm: infNorm(g), iterations: iter, evaluations: evaluations,
                               converged: infNorm(g) < gradientTolerance || infNorm(g) < 1e-4 * max(1, abs(fx)))
             }
             let sk = zip(xn, x).map { $0 - $1 }, yk = zip(gn, g).map { $0 - $1 }
@@ -103,10 +117,20 @@ public struct LBFGS {
             x = xn; g = gn
             let old = fx
             fx = fn
-            if decrease <= relativeTolerance * max(1, abs(old)) && infNorm(g) < 100 * gradientTolerance {
-                return Result(x: x, value: fx, gradientNorm: infNorm(g), iterations: iter, converged: true)
+            if decrease <= relativeTolerance * max(1, abs(old)) && isStationary(g, 100) {
+                return Result(x: x, value: fx, gradientNorm: infNorm(g), iterations: iter, evaluations: evaluations, converged: true)
+            }
+            // Stalled: over the last `window` steps the objective fell by less than
+            // stallTolerance of itself (relative to |f|, so a tiny objective still counts).
+            // Then the Float products' resolution is reached; accept if the absolute test holds.
+            history.append(fx)
+            if history.count > window {
+                let before = history.removeFirst()
+                if before - fx <= stallTolerance * abs(fx) && infNorm(g) < 100 * tolerance {
+                    return Result(x: x, value: fx, gradientNorm: infNorm(g), iterations: iter, evaluations: evaluations, converged: true)
+                }
             }
         }
-        return Result(x: x, value: fx, gradientNorm: infNorm(g), iterations: iter, converged: infNorm(g) < gradientTolerance)
+        return Result(x: x, value: fx, gradientNorm: infNorm(g), iterations: iter, evaluations: evaluations, converged: isStationary(g, 1))
     }
 }

@@ -30,12 +30,13 @@ public enum FixedOrderGemm {
     }
 
     /// out[i, r] (row stride ldo) = dot(x[i, ...], k[r, ...]) over `depth` entries, for
-    /// i < m and r < rows: a few vectors against every row of a large matrix, which is read
-    /// once. Each element is a fixed sequence of operations (32 lanes, then a fixed tree;
-    /// see `tangent_fixed_dots`), the same on every CPU and for any split of the rows.
+    /// i < m and r < rows: a few Double vectors against every row of a large Float matrix,
+    /// which is read once; products and sums in Double. Each element is a fixed sequence of
+    /// operations (16 lanes, then a fixed tree; see `tangent_fixed_dots`), the same on every
+    /// CPU and for any split of the rows.
     @inlinable
-    public static func dots(m: Int, rows: Int, depth: Int, x: UnsafePointer<Float>, ldx: Int,
-                            k: UnsafePointer<Float>, ldk: Int, out: UnsafeMutablePointer<Float>, ldo: Int) {
+    public static func dots(m: Int, rows: Int, depth: Int, x: UnsafePointer<Double>, ldx: Int,
+                            k: UnsafePointer<Float>, ldk: Int, out: UnsafeMutablePointer<Double>, ldo: Int) {
         tangent_fixed_dots(m, rows, depth, x, ldx, k, ldk, out, ldo)
     }
 

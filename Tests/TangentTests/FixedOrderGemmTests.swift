@@ -68,29 +68,29 @@ import TangentTensor
     }
 
     /// The defining sequence of `FixedOrderGemm.dots`, in Swift scalar code.
-    static func dotReference(_ x: ArraySlice<Float>, _ k: ArraySlice<Float>) -> Float {
-        let x = Array(x), k = Array(k), depth = x.count, main = depth - depth % 32
-        var lanes = [Float](repeating: 0, count: 32)
-        for j in 0..<main { let p = x[j] * k[j]; lanes[j % 32] = lanes[j % 32] + p }
-        var eight = [Float](repeating: 0, count: 8)
-        for l in 0..<8 {
-            let a01 = lanes[l] + lanes[l + 8], a23 = lanes[l + 16] + lanes[l + 24]
-            eight[l] = a01 + a23
+    static func dotReference(_ x: ArraySlice<Double>, _ k: ArraySlice<Float>) -> Double {
+        let x = Array(x), k = Array(k), depth = x.count, main = depth - depth % 16
+        var lanes = [Double](repeating: 0, count: 16)
+        for j in 0..<main { let p = x[j] * Double(k[j]); lanes[j % 16] = lanes[j % 16] + p }
+        var four = [Double](repeating: 0, count: 4)
+        for l in 0..<4 {
+            let a01 = lanes[l] + lanes[l + 4], a23 = lanes[l + 8] + lanes[l + 12]
+            four[l] = a01 + a23
         }
-        var s = ((eight[0] + eight[1]) + (eight[2] + eight[3])) + ((eight[4] + eight[5]) + (eight[6] + eight[7]))
-        for j in main..<depth { let p = x[j] * k[j]; s = s + p }
+        var s = (four[0] + four[1]) + (four[2] + four[3])
+        for j in main..<depth { let p = x[j] * Double(k[j]); s = s + p }
         return s
     }
 
     /// The kernel surrogate's products with the training kernel: every dot product is the
     /// defined sequence, on every path and whichever rows a call gets.
-    @Test(arguments: [(1, 5, 7), (2, 9, 64), (3, 40, 100), (5, 33, 257)])
+    @Test(arguments: [(1, 5, 7), (2, 9, 64), (3, 40, 100), (5, 33, 257), (2, 3, 15)])
     func dotsEqualTheDefinedSequenceOnEveryPathAndSplit(shape: (Int, Int, Int)) {
         let (m, rows, depth) = shape
         var rng = TestRNG(UInt64(m * 7919 + rows * 31 + depth))
-        let x = (0..<(m * depth)).map { _ in Float(rng.normal() * pow(10, Double(rng.int(5)) - 2)) }
+        let x = (0..<(m * depth)).map { _ in rng.normal() * pow(10, Double(rng.int(5)) - 2) }
         let k = (0..<(rows * depth)).map { _ in Float(rng.normal()) }
-        var expected = [Float](repeating: 0, count: m * rows)
+        var expected = [Double](repeating: 0, count: m * rows)
         for i in 0..<m { for r in 0..<rows {
             expected[i * rows + r] = Self.dotReference(x[(i * depth)..<((i + 1) * depth)], k[(r * depth)..<((r + 1) * depth)])
         } }
@@ -98,7 +98,7 @@ import TangentTensor
         for isa in FixedOrderGemm.InstructionSet.allCases {
             FixedOrderGemm.force(isa)
             for split in [rows, max(1, rows / 3)] {
-                var out = [Float](repeating: .nan, count: m * rows)
+                var out = [Double](repeating: .nan, count: m * rows)
                 k.withUnsafeBufferPointer { kp in
                     out.withUnsafeMutableBufferPointer { o in
                         for r0 in stride(from: 0, to: rows, by: split) {

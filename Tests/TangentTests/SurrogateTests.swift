@@ -122,6 +122,77 @@ import TangentTensor
         #expect(fast.iterations < plain.iterations, "\(fast.iterations) vs \(plain.iterations) iterations")
     }
 
+    /// Features for the factored-kernel tests: n texts, width w, labels from the first
+    /// coordinate plus noise.
+    static func lowRankProblem(n: Int, w: Int, scale: Double = 1, seed: UInt64) -> (f: [Float], k: [Float], labels: [Int]) {
+        let rng = CounterRNG.derive(seed, 5)
+        let x = (0..<(n * w)).map { rng.normal(UInt64($0)) * scale }
+        var k = [Float](repeating: 0, count: n * n)
+        for i in 0..<n { for j in 0..<n { k[i * n + j] = Float((0..<w).map { Double(Float(x[i * w + $0])) * Double(Float(x[j * w + $0])) }.reduce(0, +)) } }
+        let labels = (0..<n).map { i in x[i * w] + 0.7 * scale * rng.normal(UInt64(50_000 + i)) > 0 ? 1 : 0 }
+        return (x.map(Float.init), k, labels)
+    }
+
+    /// A kernel kept as F F^T multiplies, restricts and fits like the matrix itself, and its
+    /// exact spectrum has K's eigenvalues.
+    @Test func factoredKernelActsLikeItsMatrix() throws {
+        let n = 160, w = 12, C = 2
+        let p = Self.lowRankProblem(n: n, w: w, seed: 21)
+        let factored = TrainingKernel.gram(features: p.f, n: n, width: w), dense = TrainingKernel.matrix(p.k, n: n)
+        guard case .factored = factored else { Issue.record("4 w <= n should stay factored"); return }
+        let rng = CounterRNG.derive(21, 6)
+        let x = (0..<(3 * n)).map { rng.normal(UInt64($0)) }
+        var a = [Double](repeating: 0, count: 3 * n), b = a
+        factored.times(x, rows: 3, into: &a, threads: 2)
+        dense.times(x, rows: 3, into: &b, threads: 2)
+        let norm = b.map(abs).max()!
+        #expect(zip(a, b).map { abs($0 - $1) }.max()! < 1e-5 * norm)
+        let some = [3, 17, 40, 41, 99, 159]
+        #expect(zip(factored.restricted(to: some).diagonal, some.map { Double(p.k[$0 * n + $0]) }).allSatisfy { abs($0 - $1) < 1e-4 * max(1, abs($1)) })
+        let blockF = factored.block(rows: [0, 5], columns: some), blockD = dense.block(rows: [0, 5], columns: some)
+        #expect(zip(blockF, blockD).allSatisfy { abs($0 - $1) < 1e-4 * max(1, abs($1)) })
+        let exact = try #require(KernelSpectrum(kernel: factored)), nystroem = try #require(KernelSpectrum(kernel: p.k, n: n, rank: 32))
+        #expect(exact.rank == w && exact.capturedRange)
+        for j in 0..<w { #expect(abs(exact.values[j] - nystroem.values[j]) < 1e-3 * exact.values[0], "eigenvalue \(j)") }
+        let gf = KernelGLM.fit(kernel: factored, labels: p.labels, classes: C, lambda: 1e-3, spectrum: exact)
+        let gd = KernelGLM.fit(kernel: dense, labels: p.labels, classes: C, lambda: 1e-3, spectrum: nystroem)
+        #expect(gf.converged && gd.converged)
+        let worst = zip(gf.logits(kernelRows: p.k), gd.logits(kernelRows: p.k)).map { abs($0 - $1) }.max()!
+        #expect(worst < 1e-3, "max logit difference \(worst)")
+    }
+
+    /// lambda is relative to the kernel's scale: a kernel 300 times larger, fitted with its
+    /// own scale, gives the same surrogate predictions (and weights 300 times smaller).
+    @Test func lambdaIsRelativeToTheKernelsScale() {
+        let n = 90, w = 6, C = 2, a: Float = 300
+        let p = Self.lowRankProblem(n: n, w: w, seed: 22)
+        let big = p.k.map { $0 * a }
+        let mean = (0..<n).map { Double(p.k[$0 * n + $0]) }.reduce(0, +) / Double(n)
+        let g1 = KernelGLM.fit(kernel: p.k, labels: p.labels, classes: C, lambda: 1e-3, kernelScale: mean)
+        let g2 = KernelGLM.fit(kernel: big, labels: p.labels, classes: C, lambda: 1e-3, kernelScale: mean * Double(a))
+        #expect(g1.converged && g2.converged)
+        // Within the solver's tolerance (stationary to 1e-3 of the gradient's parts); without
+        // the scale in the penalty, the large kernel's fit would be 300^2 times weaker.
+        let z1 = g1.logits(kernelRows: p.k)
+        let worst = zip(z1, g2.logits(kernelRows: big)).map { abs($0 - $1) }.max()!
+        #expect(worst < 1e-3 * z1.map(abs).max()!, "max logit difference \(worst) of \(z1.map(abs).max()!)")
+        #expect(abs(g1.weights[0] - Double(a) * g2.weights[0]) < 1e-2 * g1.weights.map(abs).max()!)
+    }
+
+    /// A weakly regularized fit on a large-valued kernel (as ck's, entries in the hundreds)
+    /// converges with about one evaluation per iteration: its objective is computed in Double
+    /// against the Float kernel, so the line search is not lost in rounding noise.
+    @Test func weakRegularizationConvergesWithoutLineSearchNoise() throws {
+        let n = 200, w = 8, C = 2
+        let p = Self.lowRankProblem(n: n, w: w, scale: 8, seed: 23)
+        let mean = (0..<n).map { Double(p.k[$0 * n + $0]) }.reduce(0, +) / Double(n)
+        let kernel = TrainingKernel.matrix(p.k, n: n)
+        let g = KernelGLM.fit(kernel: kernel, labels: p.labels, classes: C, lambda: 1e-6, kernelScale: mean,
+                              spectrum: try #require(KernelSpectrum(kernel: kernel)))
+        #expect(g.converged)
+        #expect(g.evaluations <= g.iterations + g.iterations / 2 + 5, "\(g.evaluations) evaluations for \(g.iterations) iterations")
+    }
+
     @Test func kendallTauOnHandMadeRankings() {
         #expect(Faithfulness.kendallTau([1, 2, 3, 4], [10, 20, 30, 40]) == 1)
         #expect(Faithfulness.kendallTau([1, 2, 3, 4], [4, 3, 2, 1]) == -1)

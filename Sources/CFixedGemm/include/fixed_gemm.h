@@ -21,18 +21,19 @@ void tangent_fixed_gemm(ptrdiff_t m, ptrdiff_t n, ptrdiff_t depth,
                         float *c, ptrdiff_t ldc, float *pack);
 
 /// out[i*ldo + r] = sum over j < depth of x[i*ldx + j] * k[r*ldk + j], for i < m, r < rows:
-/// a few vectors dotted with every row of a large matrix, which is read once, row by row.
+/// a few Double vectors dotted with every row of a large Float matrix, which is read
+/// once, row by row; products and sums in Double (k widened exactly).
 ///
-/// Every element is the same sequence of IEEE operations on every CPU and path: 32
-/// lanes, lane l summing the products at j = l, l + 32, ... (those below depth rounded
-/// down to a multiple of 32) in ascending order; lanes l, l + 8, l + 16, l + 24 combined as
-/// (a0 + a1) + (a2 + a3); the eight results as ((l0 + l1) + (l2 + l3)) + ((l4 + l5) +
-/// (l6 + l7)); then the remaining products in ascending order. No fused multiply-add.
+/// Every element is the same sequence of IEEE operations on every CPU and path: 16
+/// lanes, lane l summing the products at j = l, l + 16, ... (those below depth rounded
+/// down to a multiple of 16) in ascending order; lanes l, l + 4, l + 8, l + 12 combined as
+/// (a0 + a1) + (a2 + a3); the four results as (l0 + l1) + (l2 + l3); then the remaining
+/// products in ascending order. No fused multiply-add.
 /// Rows are independent, so any split of the rows gives the same bits.
 void tangent_fixed_dots(ptrdiff_t m, ptrdiff_t rows, ptrdiff_t depth,
-                        const float *x, ptrdiff_t ldx,
+                        const double *x, ptrdiff_t ldx,
                         const float *k, ptrdiff_t ldk,
-                        float *out, ptrdiff_t ldo);
+                        double *out, ptrdiff_t ldo);
 
 /// The instruction set the kernel runs with: 0 baseline x86-64 (SSE2) or portable C,
 /// 1 AVX (only where the CPU has it; forcing 1 elsewhere keeps 0). Both give
