@@ -64,13 +64,7 @@ public struct KernelSpectrum: Sendable {
         let order = Array((0..<l).reversed()).filter { eig.values[$0] > nu }
         if order.isEmpty { return nil }
         let k = order.count
-        var v = [Double](repeating: 0, count: l * k)
-        for (c, j) in order.enumerated() {
-            let inv = 1 / eig.values[j].squareRoot()
-            for i in 0..<l { v[i * k + c] = eig.vectors[i * l + j] * inv }
-        }
-        var u = [Double](repeating: 0, count: n * k)
-        Double.gemm(transA: false, transB: false, m: n, n: k, k: l, alpha: 1, a: ynu, lda: l, b: v, ldb: k, beta: 0, c: &u, ldc: k)
+        let u = KernelSpectrum.orthonormalBasis(ynu, rows: n, width: l, eigen: eig, order: order)
         self.n = n
         rank = k
         capturedRange = k < l
@@ -96,15 +90,24 @@ public struct KernelSpectrum: Sendable {
             let nonzero = Array((0..<w).reversed()).filter { eig.values[$0] > top * Double(Float.ulpOfOne) }
             let order = Array(nonzero.prefix(requested))
             let k = order.count
-            var v = [Double](repeating: 0, count: w * k)
-            for (c, j) in order.enumerated() {
-                let inv = 1 / eig.values[j].squareRoot()
-                for i in 0..<w { v[i * k + c] = eig.vectors[i * w + j] * inv }
-            }
-            var u = [Double](repeating: 0, count: n * k)
-            Double.gemm(transA: false, transB: false, m: n, n: k, k: w, alpha: 1, a: fd, lda: w, b: v, ldb: k, beta: 0, c: &u, ldc: k)
+            let u = KernelSpectrum.orthonormalBasis(fd, rows: n, width: w, eigen: eig, order: order)
             self.init(n: n, rank: k, basis: u, values: order.map { eig.values[$0] }, capturedRange: k == nonzero.count)
         }
+    }
+
+    /// X V_order S_order^-1/2 for X [rows, width] and the eigenpairs (V, S) of X^T X: the
+    /// orthonormal left singular vectors of X for the eigenvalues in `order`.
+    private static func orthonormalBasis(_ x: [Double], rows n: Int, width w: Int,
+                                         eigen eig: (values: [Double], vectors: [Double]), order: [Int]) -> [Double] {
+        let k = order.count
+        var v = [Double](repeating: 0, count: w * k)
+        for (c, j) in order.enumerated() {
+            let inv = 1 / eig.values[j].squareRoot()
+            for i in 0..<w { v[i * k + c] = eig.vectors[i * w + j] * inv }
+        }
+        var u = [Double](repeating: 0, count: n * k)
+        Double.gemm(transA: false, transB: false, m: n, n: k, k: w, alpha: 1, a: x, lda: w, b: v, ldb: k, beta: 0, c: &u, ldc: k)
+        return u
     }
 
     private init(n: Int, rank: Int, basis: [Double], values: [Double], capturedRange: Bool) {
