@@ -49,8 +49,8 @@ public struct KernelGLM: Sendable {
     ///
     /// Each evaluation of the objective streams the kernel twice (logits W K, gradient
     /// R^T K, both as a few rows times K), which is what bounds the fit on large n: the
-    /// products go through a kernel that reads K once per call and splits its rows over
-    /// threads, so the result does not depend on the thread count.
+    /// products read K (or, factored, F twice) once per call in fixed-order dot products
+    /// split over threads, so the result does not depend on the thread count.
     public static func fit(kernel: [Float], labels: [Int], classes: Int, lambda: Double, kernelScale: Double = 1,
                            solver: LBFGS = LBFGS(), start: KernelGLM? = nil, spectrum: KernelSpectrum? = nil,
                            threads: Int = Threads.defaultCount) -> KernelGLM {
@@ -121,8 +121,8 @@ public struct KernelGLM: Sendable {
             return (loss + 0.5 * lambda * reg, grad)
         }
         let x0 = start.map { $0.weights + $0.bias } ?? [Double](repeating: 0, count: C * n + C)
-        // The gradient is computed through Float products of the kernel, so its attainable
-        // accuracy scales with the kernel's entries (raw kernels such as ck are large).
+        // The gradient's entries (R^T K) scale with the kernel's, and so does the accuracy
+        // the Float kernel allows them: raw kernels such as ck are large.
         var scaled = solver
         // The largest entry of a positive semi-definite kernel is on its diagonal.
         let scale = kernel.diagonal.reduce(0) { max($0, abs($1)) }

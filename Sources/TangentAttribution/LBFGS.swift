@@ -122,7 +122,7 @@ public struct LBFGS {
             }
             // Stalled: over the last `window` steps the objective fell by less than
             // stallTolerance of itself (relative to |f|, so a tiny objective still counts).
-            // Then the Float products' resolution is reached; accept if the absolute test holds.
+            // Then the objective's resolution is reached; accept if the absolute test holds.
             history.append(fx)
             if history.count > window {
                 let before = history.removeFirst()

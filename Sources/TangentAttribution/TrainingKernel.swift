@@ -25,9 +25,7 @@ public enum TrainingKernel: Sendable {
         var k = [Float](repeating: 0, count: n * n)
         Float.gemm(transA: false, transB: true, m: n, n: n, k: width, alpha: 1, a: rows, lda: width, b: rows, ldb: width,
                    beta: 0, c: &k, ldc: n)
-        // The fit multiplies by K from one side only, which is right only if K is exactly
-        // symmetric; BLAS may round (i, j) and (j, i) differently.
-        for i in 0..<n { for j in 0..<i { k[i * n + j] = k[j * n + i] } }
+        symmetrize(&k, n: n)
         return .dense(k, n: n)
     }
 
@@ -35,8 +33,15 @@ public enum TrainingKernel: Sendable {
     public static func matrix(_ k: [Float], n: Int) -> TrainingKernel {
         precondition(k.count == n * n)
         var k = k
-        for i in 0..<n { for j in 0..<i { k[i * n + j] = k[j * n + i] } }
+        symmetrize(&k, n: n)
         return .dense(k, n: n)
+    }
+
+    /// Copies the upper triangle onto the lower: the fit multiplies by K from one side
+    /// only, which is right only if K is exactly symmetric, and BLAS may round (i, j) and
+    /// (j, i) differently.
+    private static func symmetrize(_ k: inout [Float], n: Int) {
+        for i in 0..<n { for j in 0..<i { k[i * n + j] = k[j * n + i] } }
     }
 
     public var n: Int {
