@@ -18,16 +18,24 @@ public struct SurrogateKernel: Sendable, Equatable {
     /// TracIn: features of every saved training checkpoint, scaled by sqrt(eta_k) and
     /// concatenated, so that kernel products sum eta_k <.,.> over checkpoints.
     public var checkpointSummed: Bool
+    /// TRAK: features of every model of an ensemble, scaled by 1/sqrt(N) and concatenated,
+    /// so that kernel products average over the models.
+    public var ensembled: Bool
 
     public init(name: String, features: FeatureKind, normalized: Bool, influence: InfluenceTransform.Kind? = nil,
-                exact: NTKKind? = nil, checkpointSummed: Bool = false) {
+                exact: NTKKind? = nil, checkpointSummed: Bool = false, ensembled: Bool = false) {
         self.name = name
         self.features = features
         self.normalized = normalized
         self.influence = influence
         self.exact = exact
         self.checkpointSummed = checkpointSummed
+        self.ensembled = ensembled
     }
+
+    /// Whether the method's own attribution is its kernel value (loss-gradient kernels,
+    /// influence functions, TRAK) rather than the surrogate's W[c, i] K(x, x_i).
+    public var attributesByKernelValue: Bool { influence != nil || features == .grad }
 
     /// `trntk`, `pntk-norm` (exact), `proj-trntk`, `proj-pntk`, `embedding`, `ck`, `grad-cos`,
     /// `tracin`, `if-head`, `if-proj`.
@@ -42,6 +50,7 @@ public struct SurrogateKernel: Sendable, Equatable {
         .init(name: "tracin", features: .grad, normalized: false, checkpointSummed: true),
         .init(name: "if-head", features: .embedding, normalized: false, influence: .head),
         .init(name: "if-proj", features: .trntk, normalized: false, influence: .projected),
+        .init(name: "trak", features: .trntk, normalized: false, influence: .trak, ensembled: true),
     ]
 
     public static func named(_ name: String) -> SurrogateKernel? {
@@ -95,6 +104,8 @@ public struct QueryKernel: Sendable {
     public let logits: [Float]
     /// Exact kernels: the per-layer parts of `rows` (they add up to it).
     public let parts: [(group: String, values: [Float])]?
+    /// TRAK: the scores [m, n], the rows with each model's 1 - p_{y_i}(x_i) applied.
+    public var scores: [Float]? = nil
 }
 
 /// Fits the kernel surrogate on a training set and explains predictions by training texts.
@@ -140,8 +151,13 @@ public final class AttributionEngine {
     private let threads: Int
     /// Names cached files: kernel, K, seed, model and training texts.
     public let cacheStem: String
-    /// The influence transform fitted on the training texts (influence baselines only).
-    public let influence: InfluenceTransform?
+    /// The influence transform fitted on the training texts (influence baselines only;
+    /// TRAK: of the first model).
+    public var influence: InfluenceTransform? { transforms.first }
+    /// One influence transform per feature source (the models of a TRAK ensemble).
+    public private(set) var transforms: [InfluenceTransform] = []
+    /// TRAK: training features with each model's block scaled by 1 - p_{y_i}(x_i) [n, W].
+    private var weightedTrainFeatures: [Float]?
 
     /// The lambdas tried, relative to the kernel's scale (see `KernelGLM`).
     public static let lambdaGrid: [Double] = [1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1]
@@ -149,7 +165,7 @@ public final class AttributionEngine {
     public init(classifier: Classifier, train: [LabeledText], kernel: SurrogateKernel, projDim: Int, seed: UInt64,
                 projector: ProjectorChoice = .default,
                 cache: URL, threads: Int = Threads.defaultCount, fullGrid: Bool = false, useSurrogateCache: Bool = true,
-                checkpoints checkpointDirectory: URL? = nil, log: (String) -> Void = { _ in },
+                checkpoints checkpointDirectory: URL? = nil, ensemble: [Classifier] = [], log: (String) -> Void = { _ in },
                 progress: (Int, Int) -> Void = { _, _ in }) throws {
         self.classifier = classifier
         self.kernel = kernel
@@ -172,7 +188,6 @@ public final class AttributionEngine {
         if let kind = kernel.exact {
             features = nil
             featurizer = nil
-            influence = nil
             trainFeatures = []
             trainNorms = []
             let computer = try GradientComputer<Float>(model: classifier.model, prefixes: ["all"])
@@ -221,8 +236,16 @@ public final class AttributionEngine {
                     + "using the final model alone (grad-dot with eta = 1)")
                 checkpointSummary = "no checkpoints: the final model alone (grad-dot with eta = 1)"
             }
-            let models = try checkpoints.isEmpty ? [(classifier, Float(1))]
+            var models = try checkpoints.isEmpty ? [(classifier, Float(1))]
                 : checkpoints.map { (try TracIn.load($0, like: classifier, threads: threads), Float($0.learningRate.squareRoot())) }
+            if kernel.ensembled {
+                let all = [classifier] + ensemble
+                for other in ensemble where other.labels != classifier.labels || other.model.config != classifier.model.config {
+                    throw AttributionError("\(other.directory?.path ?? "an ensemble model"): its architecture or labels differ from the model under study's; an ensemble must be retrainings of one recipe")
+                }
+                models = all.map { ($0, Float(1 / Double(all.count).squareRoot())) }
+                if all.count > 1 { log("\(kernel.name): ensemble of \(all.count) models") }
+            }
             var files: [FeatureFile] = []
             for (model, scale) in models {
                 let featurizer = try Featurizer(classifier: model, options: options)
@@ -238,23 +261,33 @@ public final class AttributionEngine {
                 }
                 sources.append((featurizer, stem, scale))
             }
-            featurizer = sources.last!.featurizer
-            cacheStem = (checkpoints.isEmpty ? "" : "tracin\(checkpoints.count)-") + sources.last!.stem
-            let features = files.last!
+            // The model under study is the last source for TracIn (the final checkpoint) and
+            // the first for an ensemble.
+            let primary = kernel.ensembled ? 0 : sources.count - 1
+            featurizer = sources[primary].featurizer
+            cacheStem = kernel.ensembled && sources.count > 1
+                ? "ens\(sources.count)-" + fingerprint(Data(sources.map(\.stem).joined(separator: "\n").utf8))
+                : (checkpoints.isEmpty ? "" : "tracin\(checkpoints.count)-") + sources.last!.stem
+            let features = files[primary]
             self.features = features
-            var W = features.metadata.outputs * features.metadata.width
-            var f = AttributionEngine.concatenate(try files.map { try $0.features(0..<n) }, scales: sources.map(\.scale), rows: n)
-            W *= files.count
+            var blocks = try files.map { try $0.features(0..<n) }
             if let kind = kernel.influence {
-                let t = try InfluenceTransform(kind: kind, base: f, logits: try features.logits(), classes: classifier.labels.count, lambda: nil)
-                log("\(kind.rawValue): \(t.dimension) x \(t.dimension) curvature matrix factored (damping \(String(format: "%.3g", t.lambda)))")
-                f = t.features(base: f, logits: try features.logits(), labels: labelIndices)
-                W = t.dimension
-                influence = t
-            } else {
-                influence = nil
+                var weights: [[Double]] = []
+                for (s, file) in files.enumerated() {
+                    let logits = try file.logits()
+                    let t = try InfluenceTransform(kind: kind, base: blocks[s], logits: logits, classes: classifier.labels.count, lambda: nil,
+                                                   labels: labelIndices)
+                    log("\(kind.rawValue): \(t.dimension) x \(t.dimension) curvature matrix factored (damping \(String(format: "%.3g", t.lambda)))")
+                    blocks[s] = t.features(base: blocks[s], logits: logits, labels: labelIndices)
+                    transforms.append(t)
+                    if kind == .trak { weights.append(InfluenceTransform.trainingWeights(logits: logits, labels: labelIndices, classes: classifier.labels.count)) }
+                }
+                if !weights.isEmpty {
+                    weightedTrainFeatures = AttributionEngine.concatenate(blocks, scales: sources.map(\.scale), rows: n, rowScales: weights)
+                }
             }
-            let width = W
+            let f = AttributionEngine.concatenate(blocks, scales: sources.map(\.scale), rows: n)
+            let width = f.count / n
             let norms = (0..<n).map { i in f.withUnsafeBufferPointer { Float.dot(n: width, x: $0.baseAddress! + i * width, y: $0.baseAddress! + i * width) } }
             trainFeatures = f
             trainNorms = norms
@@ -339,20 +372,23 @@ public final class AttributionEngine {
 
     /// Kernel-space features of query texts from their stored features [m, W] and
     /// logits: the features themselves, or (influence baselines) the transform applied
-    /// with the network's predicted labels.
-    public func queryFeatures(_ f: [Float], logits: [Float]) -> [Float] {
-        guard let t = influence else { return f }
-        return t.features(base: f, logits: logits, labels: [Int?](repeating: nil, count: logits.count / classifier.labels.count))
+    /// with `labels` (nil: the network's predicted labels).
+    public func queryFeatures(_ f: [Float], logits: [Float], labels: [Int?]? = nil, source: Int = 0) -> [Float] {
+        guard !transforms.isEmpty else { return f }
+        return transforms[source].features(base: f, logits: logits,
+                                           labels: labels ?? [Int?](repeating: nil, count: logits.count / classifier.labels.count))
     }
 
     /// Kernel rows K(x, X_train) [m, n] for texts with kernel-space features [m, W]
-    /// (see `queryFeatures`).
-    public func kernelRows(features f: [Float]) -> [Float] {
+    /// (see `queryFeatures`); with `weighted`, TRAK's scores instead (each model's block
+    /// of the training features scaled by its 1 - p_{y_i}(x_i)).
+    public func kernelRows(features f: [Float], weighted: Bool = false) -> [Float] {
         precondition(kernel.exact == nil, "exact kernels have no features; use query(_:)")
+        precondition(!weighted || weightedTrainFeatures != nil, "only TRAK has weighted rows")
         let n = train.count, W = trainFeatures.count / n
         let m = f.count / W
         var rows = [Float](repeating: 0, count: m * n)
-        Float.gemm(transA: false, transB: true, m: m, n: n, k: W, alpha: 1, a: f, lda: W, b: trainFeatures, ldb: W,
+        Float.gemm(transA: false, transB: true, m: m, n: n, k: W, alpha: 1, a: f, lda: W, b: weighted ? weightedTrainFeatures! : trainFeatures, ldb: W,
                    beta: 0, c: &rows, ldc: n)
         if kernel.normalized {
             for i in 0..<m {
@@ -364,11 +400,13 @@ public final class AttributionEngine {
     }
 
     /// Kernel rows of `texts` against the training texts and the network's logits. Loss
-    /// gradients (grad-cos, influence) use the network's predicted label (kernels spec).
+    /// gradients (grad-cos, influence) and TRAK's margin gradients use the class indices
+    /// `lossLabels` when given, else the network's predicted label (kernels spec).
     /// With `cached`, the query's features (or exact rows) are kept in the cache
     /// directory under a name fingerprinting the texts, and reused.
-    public func query(_ texts: [LabeledText], source: String, cached: Bool = false, log: (String) -> Void = { _ in },
-                      progress: (Int, Int) -> Void = { _, _ in }) throws -> QueryKernel {
+    public func query(_ texts: [LabeledText], source: String, cached: Bool = false, lossLabels: [Int]? = nil,
+                      log: (String) -> Void = { _ in }, progress: (Int, Int) -> Void = { _, _ in }) throws -> QueryKernel {
+        precondition(lossLabels == nil || lossLabels!.count == texts.count)
         let m = texts.count, n = train.count, C = classifier.labels.count
         // Cached query files are named by the feature stem and a fingerprint of the texts.
         let textsKey = fingerprint(Data(texts.map(\.text).joined(separator: "\u{1E}").utf8))
@@ -392,31 +430,57 @@ public final class AttributionEngine {
             }
             return QueryKernel(rows: r.total, logits: logits, parts: r.parts)
         }
-        // Loss gradients use the final network's predicted label, also at checkpoints.
-        let finalLogits = sources.count > 1 ? try classifier.logits(texts.map(\.text)) : nil
-        let queryTexts = texts.enumerated().map { t, x in
-            LabeledText(text: x.text, label: finalLogits.map { z in classifier.labels.names[(0..<C).max { z[t * C + $0] < z[t * C + $1] }!] }, line: x.line)
-        }
+        // Without `lossLabels`: the predicted label of the model under study, also for
+        // checkpoints and an ensemble's other models.
+        let primaryLogits = sources.count > 1 ? try classifier.logits(texts.map(\.text)) : nil
+        let labels: [Int?] = lossLabels ?? primaryLogits.map { z in (0..<m).map { t in (0..<C).max { z[t * C + $0] < z[t * C + $1] }! } }
+            ?? [Int?](repeating: nil, count: m)
+        let queryTexts = texts.enumerated().map { t, x in LabeledText(text: x.text, label: labels[t].map { classifier.labels.names[$0] }, line: x.line) }
+        // Only loss-gradient features depend on the label.
+        let labelsKey = kernel.features == .grad && lossLabels != nil
+            ? "-labels-" + fingerprint(Data(lossLabels!.map(String.init).joined(separator: ",").utf8)) : ""
         var parts: [[Float]] = []
         var logits: [Float] = []
-        for src in sources {
+        for (s, src) in sources.enumerated() {
+            let base: [Float], sourceLogits: [Float]
             if cached {
                 var options = src.featurizer.options
-                options.predictedLossLabels = finalLogits == nil
-                let url = cacheURL(src.stem)
+                options.predictedLossLabels = labels.allSatisfy { $0 == nil }
+                let url = cacheURL(src.stem + labelsKey)
                 let file = try FeatureFile.cached(url, log: log) ?? Featurizer(classifier: src.featurizer.classifier, options: options).run(
                     texts: queryTexts, source: source, to: url, replace: .anyFile, progress: progress)
-                parts.append(try file.features(0..<m))
-                logits = try file.logits()
+                base = try file.features(0..<m)
+                sourceLogits = try file.logits()
             } else {
                 let block = try src.featurizer.block(queryTexts)
-                parts.append(block.features)
-                logits = block.logits
+                base = block.features
+                sourceLogits = block.logits
             }
+            parts.append(queryFeatures(base, logits: sourceLogits, labels: labels, source: s))
+            logits = sourceLogits
         }
-        if let finalLogits { logits = finalLogits }
+        if let primaryLogits { logits = primaryLogits }
         let f = AttributionEngine.concatenate(parts, scales: sources.map(\.scale), rows: m)
-        return QueryKernel(rows: kernelRows(features: queryFeatures(f, logits: logits)), logits: logits, parts: nil)
+        var q = QueryKernel(rows: kernelRows(features: f), logits: logits, parts: nil)
+        if weightedTrainFeatures != nil { q.scores = kernelRows(features: f, weighted: true) }
+        return q
+    }
+
+    /// Each method's own attribution scores [m, n] of the training texts to class
+    /// `classes[t]` of query text t (kernels spec, LDS): W[c, i] K(x, x_i) for kGLM
+    /// surrogates, the kernel value for loss-gradient kernels and influence functions
+    /// (query `q` with `lossLabels: classes`, so that the test loss is of that class), and
+    /// TRAK's score.
+    public func methodScores(_ q: QueryKernel, classes: [Int]) -> [Double] {
+        let n = train.count
+        if let scores = q.scores { return scores.map(Double.init) }
+        if kernel.attributesByKernelValue { return q.rows.map(Double.init) }
+        var out: [Double] = []
+        out.reserveCapacity(classes.count * n)
+        for (t, c) in classes.enumerated() {
+            out += glm.attributions(kernelRow: Array(q.rows[(t * n)..<((t + 1) * n)]), classIndex: c)
+        }
+        return out
     }
 
     /// Explains `texts`: the network's prediction, the surrogate's probability of it,
@@ -472,15 +536,17 @@ public final class AttributionEngine {
         return out
     }
 
-    /// Row-wise concatenation of [rows, W_k] matrices, each scaled.
-    static func concatenate(_ parts: [[Float]], scales: [Float], rows: Int) -> [Float] {
-        if parts.count == 1 && scales[0] == 1 { return parts[0] }
+    /// Row-wise concatenation of [rows, W_k] matrices, each scaled, and row i of part k
+    /// also by `rowScales[k][i]` when given.
+    static func concatenate(_ parts: [[Float]], scales: [Float], rows: Int, rowScales: [[Double]]? = nil) -> [Float] {
+        if parts.count == 1 && scales[0] == 1 && rowScales == nil { return parts[0] }
         let widths = parts.map { $0.count / rows }, W = widths.reduce(0, +)
         var out = [Float](repeating: 0, count: rows * W)
         for i in 0..<rows {
             var o = i * W
             for (k, p) in parts.enumerated() {
-                for j in 0..<widths[k] { out[o + j] = scales[k] * p[i * widths[k] + j] }
+                let scale = scales[k] * Float(rowScales?[k][i] ?? 1)
+                for j in 0..<widths[k] { out[o + j] = scale * p[i * widths[k] + j] }
                 o += widths[k]
             }
         }

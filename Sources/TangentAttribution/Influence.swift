@@ -13,8 +13,13 @@ import TangentTensor
 ///
 /// Sign: `influence` is Koh & Liang's I_up,loss (negative when up-weighting x' lowers the
 /// loss of x); `attribution` is its negation, positive when x' pushes toward the prediction.
+///
+/// TRAK (Park et al. 2023) is the same construction on the margin instead of the loss:
+/// phi(x) = R grad m(x), m = log p_y - log(1 - p_y), G = Phi^T Phi over the training texts
+/// (not averaged), and f(x) = L^{-1} phi(x) with L L^T = G + lambda I, so that
+/// <f(x), f(x_i)> (1 - p_{y_i}(x_i)) is the TRAK score (`trainingWeights` gives the last factor).
 public struct InfluenceTransform: Sendable {
-    public enum Kind: String, Sendable { case head = "if-head", projected = "if-proj" }
+    public enum Kind: String, Sendable { case head = "if-head", projected = "if-proj", trak }
     public let kind: Kind
     public let classes: Int
     /// Length of one text's base vector: D (embedding) for head, K (per class) for projected.
@@ -25,10 +30,12 @@ public struct InfluenceTransform: Sendable {
     let lower: [Double]
 
     /// Builds and factors H + lambda I from the training texts: base features [n, W]
-    /// (embeddings e(x) for head; trNTK features R g_c(x) as [n, C, K] for projected),
-    /// logits [n, C]. `lambda` nil: 1e-3 of the mean diagonal of H.
-    public init(kind: Kind, base: [Float], logits: [Float], classes C: Int, lambda: Double?) throws {
+    /// (embeddings e(x) for head; trNTK features R g_c(x) as [n, C, K] for projected and
+    /// TRAK), logits [n, C], and (TRAK) the labels, whose margins it differentiates.
+    /// `lambda` nil: 1e-3 of the mean diagonal of H.
+    public init(kind: Kind, base: [Float], logits: [Float], classes C: Int, lambda: Double?, labels: [Int]? = nil) throws {
         let n = logits.count / C
+        precondition(kind != .trak || labels?.count == n, "TRAK's curvature needs the training labels")
         let W = kind == .head ? base.count / n : base.count / (n * C)
         let P = kind == .head ? C * (W + 1) : W
         var h = [Double](repeating: 0, count: P * P)
@@ -70,6 +77,17 @@ public struct InfluenceTransform: Sendable {
                         beta: 0, c: &h, ldc: W)
             Double.gemm(transA: true, transB: false, m: W, n: W, k: n, alpha: -1 / Double(n), a: y, lda: W, b: y, ldb: W,
                         beta: 1, c: &h, ldc: W)
+        case .trak:
+            // G = Phi^T Phi, phi_i = sum_c (dm_i / dz_c) R g_c(x_i).
+            var phi = [Double](repeating: 0, count: n * W)
+            for i in 0..<n {
+                let s = InfluenceTransform.marginCoefficients((0..<C).map { Double(logits[i * C + $0]) }, label: labels![i])
+                for c in 0..<C where s[c] != 0 {
+                    for k in 0..<W { phi[i * W + k] += s[c] * Double(base[(i * C + c) * W + k]) }
+                }
+            }
+            Double.gemm(transA: true, transB: false, m: W, n: W, k: n, alpha: 1, a: phi, lda: W, b: phi, ldb: W,
+                        beta: 0, c: &h, ldc: W)
         }
         let meanDiagonal = (0..<P).map { h[$0 * P + $0] }.reduce(0, +) / Double(P)
         let damping = lambda ?? 1e-3 * meanDiagonal
@@ -94,24 +112,48 @@ public struct InfluenceTransform: Sendable {
         return e.map { $0 / s }
     }
 
-    /// grad L of one text in the transform's space from its base vector (e, or J as
-    /// [C, K]), logits and label (nil: predicted).
+    /// d m / d z of the margin m = log p_y - log(1 - p_y) = z_y - logsumexp(z_{-y}):
+    /// 1 for y, minus the softmax over the other classes for the rest.
+    static func marginCoefficients(_ z: [Double], label y: Int) -> [Double] {
+        var others = z
+        others[y] = -.infinity
+        var s = softmax(others).map { -$0 }
+        s[y] = 1
+        return s
+    }
+
+    /// grad L (TRAK: grad m) of one text in the transform's space from its base vector
+    /// (e, or J as [C, K]), logits and label (nil: predicted).
     public func lossGradient(base: ArraySlice<Float>, logits z: [Double], label: Int?) -> [Double] {
-        let p = InfluenceTransform.softmax(z)
         let y = label ?? z.indices.max { z[$0] < z[$1] }!
+        let r: [Double]
+        if kind == .trak {
+            r = InfluenceTransform.marginCoefficients(z, label: y)
+        } else {
+            let p = InfluenceTransform.softmax(z)
+            r = (0..<classes).map { p[$0] - ($0 == y ? 1 : 0) }
+        }
         let b = Array(base)
         var g = [Double](repeating: 0, count: dimension)
         for c in 0..<classes {
-            let r = p[c] - (c == y ? 1 : 0)
             switch kind {
             case .head:
-                for u in 0..<width { g[c * (width + 1) + u] = r * Double(b[u]) }
-                g[c * (width + 1) + width] = r
-            case .projected:
-                for k in 0..<width { g[k] += r * Double(b[c * width + k]) }
+                for u in 0..<width { g[c * (width + 1) + u] = r[c] * Double(b[u]) }
+                g[c * (width + 1) + width] = r[c]
+            case .projected, .trak:
+                for k in 0..<width { g[k] += r[c] * Double(b[c * width + k]) }
             }
         }
         return g
+    }
+
+    /// TRAK's per-training-text factor 1 - p_{y_i}(x_i), from logits [n, C], summed over the
+    /// other classes so that it does not round to 0 for a confident model.
+    public static func trainingWeights(logits: [Float], labels: [Int], classes C: Int) -> [Double] {
+        labels.enumerated().map { i, y in
+            let p = softmax((0..<C).map { Double(logits[i * C + $0]) })
+            return p.indices.reduce(0) { $0 + ($1 == y ? 0 : p[$1]) }
+        }
     }
 
     /// Features L^{-1} grad L(x) [m, dimension] of texts with base vectors [m, ...] and logits [m, C].

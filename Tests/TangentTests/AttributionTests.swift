@@ -8,6 +8,7 @@ import TangentData
 import TangentKernels
 import TangentModel
 import TangentSafetensors
+import TangentTensor
 import TangentTokenizer
 import TangentTraining
 
@@ -55,6 +56,54 @@ import TangentTraining
             _ = try AttributionEngine(classifier: clf, train: bad, kernel: kernel, projDim: 256, seed: 2, cache: cache)
         }
         #expect(error?.description.contains("'neutral'") == true)
+    }
+
+    /// TRAK through the engine, for an ensemble of two models, against a direct dense
+    /// computation from the same projected per-class gradients:
+    /// (1/N) sum_s phi_s(x)^T (Phi_s^T Phi_s + lambda_s I)^-1 phi_s(x_i) (1 - p_s,y_i(x_i)).
+    @Test func trakScoresMatchADenseComputation() throws {
+        let clf = try Classifier(directory: fixture("tiny-model"), threads: 2)
+        let other = try Classifier(directory: fixture("tiny-model"), threads: 2)
+        let rng = CounterRNG.derive(5, 5)
+        other.model.setParameters(other.model.parameterArray.enumerated().map { $0.element + 0.02 * Float(rng.normal(UInt64($0.offset))) })
+        let train = Array(try DatasetReader().read(fixture("train-sample.jsonl")).prefix(30))
+        let cache = FileManager.default.temporaryDirectory.appendingPathComponent("tangent-trak-\(UUID())")
+        defer { try? FileManager.default.removeItem(at: cache) }
+        let K = 48
+        let engine = try AttributionEngine(classifier: clf, train: train, kernel: SurrogateKernel.named("trak")!, projDim: K, seed: 3,
+                                           cache: cache, ensemble: [other])
+        let texts = ["a wonderful, warm film", "dull and lifeless", "not bad at all"].enumerated().map { LabeledText(text: $0.element, label: nil, line: $0.offset) }
+        let classes = [1, 0, 1]
+        let q = try engine.query(texts, source: "query", lossLabels: classes)
+        let scores = engine.methodScores(q, classes: classes)
+        let labels = try clf.labels.indices(of: train, source: "train")
+        var options = FeaturizeOptions(kind: .trntk)
+        options.projDim = K
+        options.seed = 3
+        var expected = [Double](repeating: 0, count: texts.count * train.count)
+        for (s, model) in [clf, other].enumerated() {
+            let featurizer = try Featurizer(classifier: model, options: options)
+            let tr = try featurizer.block(train), te = try featurizer.block(texts)
+            // The binary margin log p_y - log(1 - p_y) = z_y - z_{1-y}: phi = J_y - J_{1-y}.
+            func phi(_ f: [Float], _ i: Int, _ y: Int) -> [Double] {
+                (0..<K).map { Double(f[(i * 2 + y) * K + $0]) - Double(f[(i * 2 + 1 - y) * K + $0]) }
+            }
+            let Phi = train.indices.map { phi(tr.features, $0, labels[$0]) }
+            var G = [Double](repeating: 0, count: K * K)
+            for p in Phi { for a in 0..<K { for b in 0..<K { G[a * K + b] += p[a] * p[b] } } }
+            for k in 0..<K { G[k * K + k] += engine.transforms[s].lambda }
+            for t in texts.indices {
+                let x = solveDense(G, phi(te.features, t, classes[t]), n: K)
+                for i in train.indices {
+                    let zi = (0..<2).map { Double(tr.logits[i * 2 + $0]) }
+                    let weight = 1 - Faithfulness.probability(logits: zi, classIndex: labels[i])
+                    expected[t * train.count + i] += zip(x, Phi[i]).map(*).reduce(0, +) * weight / 2
+                }
+            }
+        }
+        let scale = expected.map(abs).max()!
+        for k in expected.indices { #expect(abs(scores[k] - expected[k]) < 1e-3 * scale, "score \(k): \(scores[k]) vs \(expected[k])") }
+        #expect(engine.transforms.count == 2 && engine.transforms[0].lambda != engine.transforms[1].lambda)
     }
 
     @Test func exactKernelSurrogateUsesTheExactKernel() throws {

@@ -286,6 +286,30 @@ import TangentTensor
         #expect(abs(dotF + direct) < 1e-5 * max(1, abs(direct)))
     }
 
+    /// TRAK's gradient is the margin's: against central differences of the log-odds, for
+    /// three classes, pushed through the per-class features.
+    @Test func trakDifferentiatesTheMargin() throws {
+        let C = 3, K = 4, n = 6
+        let rng = CounterRNG.derive(8, 1)
+        let J = (0..<(n * C * K)).map { Float(rng.normal(UInt64($0))) }
+        let z = (0..<(n * C)).map { Float(rng.normal(UInt64(900 + $0))) }
+        let t = try InfluenceTransform(kind: .trak, base: J, logits: z, classes: C, lambda: 0.1, labels: [0, 1, 2, 0, 1, 2])
+        let zi: [Double] = [0.3, -1.2, 2.0]
+        for y in 0..<C {
+            let g = t.lossGradient(base: J[0..<(C * K)], logits: zi, label: y)
+            var expected = [Double](repeating: 0, count: K)
+            for c in 0..<C {
+                var zp = zi, zm = zi
+                zp[c] += 1e-6; zm[c] -= 1e-6
+                let d = (Faithfulness.logOdds(logits: zp, classIndex: y) - Faithfulness.logOdds(logits: zm, classIndex: y)) / 2e-6
+                for k in 0..<K { expected[k] += d * Double(J[c * K + k]) }
+            }
+            for k in 0..<K { #expect(abs(g[k] - expected[k]) < 1e-6 * max(1, abs(expected[k]))) }
+        }
+        let w = InfluenceTransform.trainingWeights(logits: [0, 50, 1, 2], labels: [1, 0], classes: 2)
+        #expect(abs(w[0] - exp(-50)) < 1e-30 && abs(w[1] - 1 / (1 + exp(-1))) < 1e-12)
+    }
+
     @Test func singularHessianWithoutDampingAsksForDamping() {
         let error = #expect(throws: AttributionError.self) {
             _ = try InfluenceTransform(kind: .head, base: [1, 0, 0, 1], logits: [0, 0, 1, -1], classes: 2, lambda: 0)

@@ -1,0 +1,327 @@
+import ArgumentParser
+import Foundation
+import TangentAttribution
+import TangentData
+import TangentKernels
+import TangentModel
+import TangentTensor
+import TangentTokenizer
+import TangentTraining
+
+struct LDS: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "lds",
+        abstract: "Linear datamodeling score: retrain on random subsets and check each kernel's attributions against them.",
+        discussion: """
+        Trains the model under study on the training texts (a seeded --max-train sample, as \
+        `compare` draws it) and --subsets models on seeded random --fraction subsets of them, all \
+        with one recipe (--recipe MODEL copies a model's architecture and training options; flags \
+        override them) and the same initialization, and records every model's margin (log-odds of \
+        the compared class: class 1 for two classes, the true label otherwise) on the test texts. \
+        Then, for every kernel, it attributes each test text to the training texts with the model \
+        under study and correlates (Spearman) the attributions summed over each subset with that \
+        subset's margins: LDS is the mean over test texts, with a bootstrap 95% interval. OUT keeps \
+        every finished model and subset's margins, so an interrupted run resumes and more subsets \
+        extend it; writes OUT/lds.json and OUT/lds.md (`compare --lds OUT` adds them to a report).
+        """)
+
+    @Option(help: "Labelled data: a directory with train.* and test.*, or a training file (then give --test).") var data: String
+    @Option(help: "Test data (default: the test.* beside the training data).") var test: String?
+    @Option(help: "SentencePiece .model file (default: the --recipe model's tokenizer).") var tokenizer: String?
+    @Option(help: "Model directory whose recipe (architecture, max_len, pooling, training options) the models are trained with.") var recipe: String?
+    @Option(parsing: .unconditional, help: "Subset models (at least 2; the kernels spec asks for 50 or more).") var subsets: Int = 50
+    @Option(parsing: .unconditional, help: "Share of the training texts in each subset.") var fraction: Double = 0.5
+    @Option(parsing: .unconditional, help: "Seed of sampling, subsets, training and projections.") var seed: UInt64 = 0
+    @Option(help: "Kernels, comma-separated.") var kernels: String = "trntk,pntk-norm,proj-trntk,proj-pntk,embedding,ck,grad-cos,tracin,if-head,if-proj,trak"
+    @Option(parsing: .unconditional, help: "Projected dimension K.") var projDim: Int = 4096
+    @Option(parsing: .unconditional, help: "TRAK's ensemble: the model under study and N-1 retrainings of it with seeds SEED+1, ... on the same texts.") var ensemble: Int = 5
+    @Option(parsing: .unconditional, help: "Use a seeded random sample of N training texts.") var maxTrain: Int?
+    @Option(parsing: .unconditional, help: "Use a seeded random sample of N test texts.") var maxTest: Int?
+    @Option(parsing: .unconditional, help: "Bootstrap resamples of the test texts for the interval.") var resamples: Int = 1000
+    @OptionGroup var recipeOptions: RecipeOptions
+    @Option(help: "Directory for cached features and surrogates.") var cache: String = "features"
+    @Option(help: "Run directory: models, subset margins, lds.json and lds.md.") var out: String
+    @Flag(help: "Discard a run of other settings in OUT instead of refusing it.") var overwrite = false
+    @OptionGroup var projection: ProjectorOptions
+    @OptionGroup var threading: ThreadOptions
+    @OptionGroup var columns: ColumnOptions
+
+    func validate() throws {
+        if let bad = try Check.list(kernels, "--kernels").first(where: { SurrogateKernel.named($0) == nil }) {
+            throw ValidationError("unknown kernel '\(bad)'; valid: \(SurrogateKernel.all.map(\.name).joined(separator: ", "))")
+        }
+        guard tokenizer != nil || recipe != nil else { throw ValidationError("give --tokenizer, --recipe MODEL, or both") }
+        try Check.atLeast(subsets, 2, "--subsets")
+        guard fraction > 0 && fraction < 1 else { throw ValidationError("--fraction must be in (0, 1), got \(fraction)") }
+        try Check.positive(projDim, "--proj-dim")
+        try projection.check(projDim: projDim)
+        try Check.positive(ensemble, "--ensemble")
+        try Check.positive(maxTrain, "--max-train")
+        try Check.positive(maxTest, "--max-test")
+        try Check.positive(resamples, "--resamples")
+    }
+
+    func run() throws {
+        try reportingErrors {
+            let started = Date()
+            let outURL = fileURL(out)
+            try checkCacheDirectory(cache)
+            try OutputPath.checkDirectory(outURL, kind: "LDS run", markers: [], overwrite: true, allowOtherFiles: true)
+            let lock = try OutputLock(guarding: outURL, what: "the LDS run in \(outURL.path)")
+            defer { withExtendedLifetime(lock) {} }
+            let nThreads = threading.count
+            let dataURL = fileURL(data)
+            let trainFile = try DataLocation.file(dataURL, split: "train")
+            guard let testFile = try test.map({ try DataLocation.file(fileURL($0), split: "test") })
+                ?? (trainFile == dataURL ? nil : DataLocation.optionalFile(dataURL, split: "test")) else {
+                throw DataError("\(data): no test.* file beside the training data; give --test")
+            }
+            let reader = columns.reader()
+            var trainTexts = try reader.read(trainFile), testTexts = try reader.read(testFile)
+            if let maxTrain { trainTexts = seededSample(trainTexts, maxTrain, seed: seed, stream: 1) }
+            if let maxTest { testTexts = seededSample(testTexts, maxTest, seed: seed, stream: 2) }
+            try requireTwoClasses(trainTexts, in: trainFile)
+            let labels = try LabelSet(collecting: trainTexts)
+            let testLabels = try labels.indices(of: testTexts, source: testFile.path)
+
+            let recipeModel = try recipe.map { try Classifier(directory: fileURL($0), threads: 1) }
+            let tok = try tokenizer.map { try Tokenizer(contentsOf: fileURL($0)) } ?? recipeModel!.tokenizer
+            let resolved = try recipeOptions.resolve(recipe: recipeModel, tokenizer: tok, classes: labels.count, recipePath: recipe)
+            let runKey = fingerprint(Data(try JSONEncoder.sorted.encode(RunKey(
+                model: resolved.config, options: resolved.options, train: fingerprint(labelled: trainTexts), test: fingerprint(labelled: testTexts),
+                tokenizer: fingerprint(tok.serializedModel), fraction: fraction, seed: seed))))
+            let run = LDSRunDirectory(url: outURL, key: runKey)
+            try run.claim(overwrite: overwrite)
+            let C = labels.count
+            printError("LDS run \(runKey) in \(out): \(trainTexts.count) training and \(testTexts.count) test texts, \(subsets) subsets of \(fraction), "
+                + "recipe d_model \(resolved.config.dModel), \(resolved.config.nLayers) layers, \(resolved.options.epochs) epochs, lr \(resolved.options.learningRate)")
+
+            // `checkpoints`: keep every epoch's weights there, with its training record (TracIn).
+            func train(_ texts: [LabeledText], seed modelSeed: UInt64, label: String, checkpoints: URL? = nil) throws -> (Classifier, Double) {
+                var options = resolved.options
+                options.seed = modelSeed
+                let model = try TransformerClassifier<Float>.initialized(config: resolved.config, seed: modelSeed, threads: nThreads)
+                let clf = try Classifier(model: model, tokenizer: tok, labels: labels)
+                let set = try encodedSet(texts, trainFile, for: clf)
+                let t0 = Date()
+                var bar: ProgressBar?
+                _ = try Trainer(model: model, options: options).train(set, test: nil, progress: { epoch, done, total, status in
+                    if done == 1 { bar = ProgressBar(total: total, label: "\(label), epoch \(epoch)/\(options.epochs)") }
+                    bar?.update(done, status: status)
+                    if done == total { bar?.finish(status: status) }
+                }, onEpochEnd: { s in
+                    guard let checkpoints else { return }
+                    try TrainingRecord(epoch: s.epoch, options: options, trainTexts: texts.count, dataFingerprint: fingerprint(labelled: texts),
+                                       model: model.config, labels: labels.names, threads: nThreads)
+                        .writeCheckpoint(model, to: checkpoints.appendingPathComponent("epoch-\(s.epoch).safetensors"))
+                })
+                return (clf, Date().timeIntervalSince(t0))
+            }
+            func margins(_ clf: Classifier) throws -> (margins: [Double], accuracy: Double) {
+                let z = try clf.logits(testTexts.map(\.text))
+                var correct = 0
+                let m = testTexts.indices.map { t -> Double in
+                    let row = (0..<C).map { Double(z[t * C + $0]) }
+                    if row.indices.max(by: { row[$0] < row[$1] }) == testLabels[t] { correct += 1 }
+                    return Faithfulness.logOdds(logits: row, classIndex: Faithfulness.comparedClass(classes: C, label: testLabels[t]))
+                }
+                return (m, Double(correct) / Double(max(1, testTexts.count)))
+            }
+
+            // The model under study and TRAK's ensemble: the whole training set, seeds SEED, SEED+1, ...
+            var models: [Classifier] = []
+            for k in 0..<ensemble {
+                let dir = run.modelDirectory(k)
+                if let clf = run.finishedModel(dir, threads: nThreads) {
+                    models.append(clf)
+                    continue
+                }
+                var options = resolved.options
+                options.seed = seed &+ UInt64(k)
+                let (clf, seconds) = try train(trainTexts, seed: options.seed, label: k == 0 ? "model under study" : "TRAK ensemble model \(k + 1)/\(ensemble)",
+                                               checkpoints: k == 0 ? dir.appendingPathComponent(ModelDirectory.checkpointsDirectory) : nil)
+                try clf.save(to: dir, extra: ["lds_run": runKey, "complete": true, "seconds": seconds, "train_texts": trainTexts.count,
+                                              "train_fingerprint": fingerprint(labelled: trainTexts), "threads": nThreads,
+                                              "training": try JSONSerialization.jsonObject(with: JSONEncoder().encode(options))])
+                // Loaded back, so that it carries its directory and training record like a resumed run's.
+                models.append(try Classifier(directory: dir, threads: nThreads))
+            }
+            let full = try margins(models[0])
+            printError(String(format: "model under study: test accuracy %.4f on %ld texts", full.accuracy, testTexts.count))
+
+            // Subset models: only their margins are kept.
+            let plan = Datamodeling.subsets(n: trainTexts.count, count: subsets, fraction: fraction, seed: seed)
+            var subsetMargins: [[Double]] = [], accuracies: [Double] = [], trainSeconds: [Double] = []
+            for (m, s) in plan.enumerated() {
+                if let done = run.subsetResult(m, size: s.count, tests: testTexts.count) {
+                    subsetMargins.append(done.margins); accuracies.append(done.accuracy); trainSeconds.append(done.seconds)
+                    continue
+                }
+                let (clf, seconds) = try train(s.map { trainTexts[$0] }, seed: seed, label: "subset model \(m + 1)/\(subsets)")
+                let r = try margins(clf)
+                try run.saveSubset(m, size: s.count, margins: r.margins, accuracy: r.accuracy, seconds: seconds)
+                subsetMargins.append(r.margins); accuracies.append(r.accuracy); trainSeconds.append(seconds)
+            }
+            printError(String(format: "%ld subset models: mean test accuracy %.4f, %.1f s of training each", subsets,
+                              accuracies.reduce(0, +) / Double(subsets), trainSeconds.reduce(0, +) / Double(subsets)))
+
+            var bar: ProgressBar?, barLabel = ""
+            let report = try Datamodeling.evaluate(
+                classifier: models[0], ensemble: Array(models.dropFirst()), train: trainTexts, test: testTexts,
+                subsets: plan, margins: subsetMargins, kernels: try Check.list(kernels, "--kernels").map { SurrogateKernel.named($0)! },
+                projDim: projDim, seed: seed, projector: projection.choice, cache: fileURL(cache),
+                checkpoints: run.modelDirectory(0).appendingPathComponent(ModelDirectory.checkpointsDirectory), resamples: resamples,
+                log: { printError($0) },
+                progress: { label, done, total in
+                    if label != barLabel { bar = ProgressBar(total: total, label: label); barLabel = label }
+                    bar?.update(done)
+                    if done == total { bar?.finish() }
+                })
+            let recipeJSON = try JSONSerialization.jsonObject(with: JSONEncoder.sorted.encode(resolved.options))
+            var result = report
+            result.setting = LDSSetting(
+                train: displayPath(trainFile) + (maxTrain.map { " (random \($0), seed \(seed))" } ?? ""),
+                test: displayPath(testFile) + (maxTest.map { " (random \($0), seed \(seed))" } ?? ""),
+                trainTexts: trainTexts.count, testTexts: testTexts.count, subsets: subsets, fraction: fraction, seed: seed,
+                recipe: (recipe.map { "\($0), " } ?? "") + "d_model \(resolved.config.dModel), \(resolved.config.nHeads) heads, "
+                    + "\(resolved.config.nLayers) layers, d_ff \(resolved.config.dFF), max_len \(resolved.config.maxLen), \(resolved.config.pooling.rawValue) pooling; "
+                    + String(decoding: try JSONSerialization.data(withJSONObject: recipeJSON, options: [.sortedKeys]), as: UTF8.self),
+                modelAccuracy: full.accuracy, subsetAccuracy: accuracies.reduce(0, +) / Double(subsets),
+                trainingSeconds: trainSeconds.reduce(0, +), ensemble: ensemble, seconds: Date().timeIntervalSince(started), run: runKey)
+            try ReportFile.write(result, to: outURL.appendingPathComponent("lds.json"))
+            try AtomicFile.write(Datamodeling.markdown(result), to: outURL.appendingPathComponent("lds.md"))
+            print(Datamodeling.markdown(result))
+            print("wrote \(out)/lds.json and lds.md")
+        }
+    }
+}
+
+/// What identifies an LDS run: a different value means other models and margins.
+private struct RunKey: Encodable {
+    let model: ModelConfig
+    let options: TrainingOptions
+    let train: String, test: String, tokenizer: String
+    let fraction: Double
+    let seed: UInt64
+}
+
+extension JSONEncoder {
+    static var sorted: JSONEncoder {
+        let e = JSONEncoder()
+        e.outputFormatting = [.sortedKeys]
+        return e
+    }
+}
+
+/// The recipe of the models an LDS run trains: a model's (`--recipe`), with any flag given
+/// here overriding it, or the `train` command's defaults.
+struct RecipeOptions: ParsableArguments {
+    @Option(parsing: .unconditional, help: "Model width (default: the recipe's, else 128).") var dModel: Int?
+    @Option(parsing: .unconditional, help: "Attention heads (default: the recipe's, else 4).") var heads: Int?
+    @Option(parsing: .unconditional, help: "Transformer blocks (default: the recipe's, else 2).") var layers: Int?
+    @Option(parsing: .unconditional, help: "Feed-forward width (default: the recipe's, else 512).") var dFF: Int?
+    @Option(parsing: .unconditional, help: "Maximum tokens per text (default: the recipe's, else 64).") var maxLen: Int?
+    @Option(parsing: .unconditional, help: "Passes over the training texts (default: the recipe's, else 5).") var epochs: Int?
+    @Option(parsing: .unconditional, help: "Texts per step (default: the recipe's, else 32).") var batchSize: Int?
+    @Option(parsing: .unconditional, help: "Peak learning rate (default: the recipe's, else 1e-3).") var lr: Double?
+    @Option(parsing: .unconditional, help: "Dropout rate (default: the recipe's, else 0.1).") var dropout: Double?
+
+    func validate() throws {
+        try Check.positive(dModel, "--d-model"); try Check.positive(heads, "--heads"); try Check.positive(dFF, "--d-ff")
+        if let layers, layers < 0 { throw ValidationError("--layers must be zero or positive, got \(layers)") }
+        if let maxLen { try Check.atLeast(maxLen, 2, "--max-len") }
+        try Check.positive(epochs, "--epochs"); try Check.positive(batchSize, "--batch-size")
+        if let lr { try Check.positive(lr, "--lr") }
+        if let dropout { try Check.rate(dropout, "--dropout") }
+    }
+
+    func resolve(recipe: Classifier?, tokenizer tok: Tokenizer, classes: Int, recipePath: String?) throws
+        -> (config: ModelConfig, options: TrainingOptions) {
+        var options = TrainingOptions()
+        if let recipe {
+            guard let recorded = recipe.configJSON["training"],
+                  let o = try? JSONDecoder().decode(TrainingOptions.self, from: JSONSerialization.data(withJSONObject: recorded)) else {
+                throw DataError("\(recipePath ?? "recipe"): config.json records no training options ('training'); give the recipe as flags instead")
+            }
+            options = o
+        }
+        let base = recipe?.model.config
+        var config = ModelConfig(vocabSize: tok.vocabSize, maxLen: maxLen ?? base?.maxLen ?? 64, dModel: dModel ?? base?.dModel ?? 128,
+                                 nHeads: heads ?? base?.nHeads ?? 4, nLayers: layers ?? base?.nLayers ?? 2, dFF: dFF ?? base?.dFF ?? 512,
+                                 nClasses: classes, pooling: base?.pooling ?? .mean)
+        config.padID = Int(tok.padID)
+        config.bosID = Int(tok.bosID)
+        if let base { config.normEps = base.normEps }
+        guard tok.padID == 0, tok.bosID >= 0 else {
+            throw TokenizerError("\(tok.source): tokenizer must have pad_id=0 and a bos id (train it with `tangent tokenizer train`)")
+        }
+        guard config.dModel % config.nHeads == 0 else { throw ValidationError("--d-model must be a multiple of --heads") }
+        try config.validate()
+        if let epochs { options.epochs = epochs }
+        if let batchSize { options.batchSize = batchSize }
+        if let lr { options.learningRate = lr }
+        if let dropout { options.dropout = dropout }
+        try options.validate()
+        return (config, options)
+    }
+}
+
+/// The files of an LDS run: OUT/run.json (what the run is), OUT/model-K (the model under
+/// study, K = 0, and TRAK's ensemble), OUT/subsets/NNNN.json (a subset model's margins).
+struct LDSRunDirectory {
+    let url: URL
+    let key: String
+    static let format = "tangent-lds-run-1"
+
+    /// Refuses a directory holding another run (or removes its files with `overwrite`),
+    /// and records this run.
+    func claim(overwrite: Bool) throws {
+        let runURL = url.appendingPathComponent("run.json")
+        let fm = FileManager.default
+        if fm.fileExists(atPath: runURL.path) {
+            let json = (try? JSONSerialization.jsonObject(with: WholeFile.read(runURL))) as? [String: Any]
+            if json?["format"] as? String == LDSRunDirectory.format && json?["run"] as? String == key { return }
+            guard overwrite else {
+                throw DataError("\(url.path) holds an LDS run of other settings (data, recipe, tokenizer, fraction or seed; run \(json?["run"] as? String ?? "unknown")); "
+                    + "give another --out, or --overwrite to discard it")
+            }
+            for name in (try? fm.contentsOfDirectory(atPath: url.path)) ?? []
+            where name == "subsets" || name.hasPrefix("model-") || name == "lds.json" || name == "lds.md" {
+                try fm.removeItem(at: url.appendingPathComponent(name))
+            }
+        } else if let other = ((try? fm.contentsOfDirectory(atPath: url.path)) ?? []).first(where: { $0 != ".lock" && !$0.hasPrefix(".") }) {
+            throw DataError("\(url.path) is not empty (\(other)) and holds no LDS run; give an empty or new directory")
+        }
+        try fm.createDirectory(at: url.appendingPathComponent("subsets"), withIntermediateDirectories: true)
+        try AtomicFile.write(Data(try JSONSerialization.data(withJSONObject: ["format": LDSRunDirectory.format, "run": key], options: [.sortedKeys])), to: runURL)
+    }
+
+    func modelDirectory(_ k: Int) -> URL { url.appendingPathComponent("model-\(k)") }
+
+    /// A model of this run that finished training, or nil (to be trained again).
+    func finishedModel(_ dir: URL, threads: Int) -> Classifier? {
+        guard let clf = try? Classifier(directory: dir, threads: threads), clf.configJSON["lds_run"] as? String == key,
+              clf.configJSON["complete"] as? Bool == true else { return nil }
+        return clf
+    }
+
+    private func subsetURL(_ m: Int) -> URL { url.appendingPathComponent("subsets/\(String(format: "%04d", m)).json") }
+
+    func subsetResult(_ m: Int, size: Int, tests: Int) -> (margins: [Double], accuracy: Double, seconds: Double)? {
+        guard let data = try? WholeFile.read(subsetURL(m)), let r = try? JSONDecoder().decode(SubsetRecord.self, from: data),
+              r.run == key, r.subset == m, r.size == size, r.margins.count == tests, r.margins.allSatisfy(\.isFinite) else { return nil }
+        return (r.margins, r.accuracy, r.seconds)
+    }
+
+    func saveSubset(_ m: Int, size: Int, margins: [Double], accuracy: Double, seconds: Double) throws {
+        try AtomicFile.write(try JSONEncoder.sorted.encode(SubsetRecord(run: key, subset: m, size: size, margins: margins, accuracy: accuracy, seconds: seconds)),
+                             to: subsetURL(m))
+    }
+
+    private struct SubsetRecord: Codable {
+        let run: String
+        let subset: Int, size: Int
+        let margins: [Double]
+        let accuracy: Double, seconds: Double
+    }
+}
