@@ -97,6 +97,8 @@ public struct ComparisonReport: Sendable, Codable {
     public var kernels: [KernelReport]
     /// How far projected kernels are from the exact ones, for several K.
     public var projectionError: [ProjectionErrorPoint]? = nil
+    /// The linear datamodeling score of each method, from an LDS run on the same training texts.
+    public var lds: LDSReport? = nil
 }
 
 /// Relative Frobenius error ||K_proj - K_exact|| / ||K_exact|| of a projected kernel's
@@ -122,7 +124,8 @@ public enum Comparison {
     public static func run(classifier: Classifier, train: [LabeledText], test: [LabeledText], kernels: [SurrogateKernel],
                            projDim: Int, seed: UInt64, projector: ProjectorChoice = .default, cache: URL, modelName: String,
                            trainName: String, testName: String,
-                           checkpoints: URL? = nil, log: (String) -> Void = { _ in }, progress: (String, Int, Int) -> Void = { _, _, _ in }) throws -> ComparisonReport {
+                           checkpoints: URL? = nil, ensemble: [Classifier] = [],
+                           log: (String) -> Void = { _ in }, progress: (String, Int, Int) -> Void = { _, _, _ in }) throws -> ComparisonReport {
         let C = classifier.labels.count
         let testLabels = try classifier.labels.indices(of: test, source: testName)
         var report: ComparisonReport?
@@ -132,7 +135,8 @@ public enum Comparison {
             let t0 = Date()
             var featurized = false
             let engine = try AttributionEngine(classifier: classifier, train: train, kernel: k, projDim: projDim, seed: seed, projector: projector,
-                                               cache: cache, fullGrid: true, useSurrogateCache: false, checkpoints: checkpoints, log: log,
+                                               cache: cache, fullGrid: true, useSurrogateCache: false, checkpoints: checkpoints,
+                                               ensemble: k.ensembled ? ensemble : [], log: log,
                                                progress: { featurized = true; progress("\(k.name) train", $0, $1) })
             // Test kernel rows through the same cache (resumable).
             let m = test.count, n = train.count
@@ -332,6 +336,7 @@ public enum Comparison {
                 s += "| \(k.kernel) | \(f(x.tauMean)) +- \(f(x.tauSD)) | \(String(format: "%+.3f", x.tadMean)) +- \(f(x.tadSD)) | " + x.tau.map { f($0) }.joined(separator: ", ") + " |\n"
             } }
         }
+        if let lds = r.lds { s += "\n## Linear datamodeling score (LDS)\n\n" + Datamodeling.markdownBody(lds) }
         s += "\n## tau over the regularization grid\n\n| kernel | " + (r.kernels.first?.grid.map { String(format: "%g", $0.lambda) } ?? []).joined(separator: " | ") + " |\n"
         s += "|---|" + String(repeating: "---|", count: r.kernels.first?.grid.count ?? 0) + "\n"
         for k in r.kernels {

@@ -88,12 +88,17 @@ extension Datamodeling {
 
     /// lds.md: the setting and one row per method.
     public static func markdown(_ r: LDSReport) -> String {
-        var s = "# Linear datamodeling score\n\n"
+        "# Linear datamodeling score\n\n" + markdownBody(r)
+    }
+
+    /// The setting, what LDS measures, and the table (also a section of report.md).
+    public static func markdownBody(_ r: LDSReport) -> String {
+        var s = ""
         if let c = r.setting {
             s += "Training texts: \(c.train), \(c.trainTexts) texts; test texts: \(c.test), \(c.testTexts) texts.\n\n"
             s += String(format: "%ld models trained on seeded random %.0f%% subsets (mean test accuracy %.3f) and the model under study on all training texts (test accuracy %.3f), ",
                         c.subsets, 100 * c.fraction, c.subsetAccuracy, c.modelAccuracy)
-            s += "all from the same initialization with the recipe: \(c.recipe). TRAK averages over \(c.ensemble) model\(c.ensemble == 1 ? "" : "s") trained on all training texts (seeds \(c.seed)...\(c.seed + UInt64(c.ensemble) - 1)).\n\n"
+            s += "all from the same initialization with the recipe: \(c.recipe). These are not the compared model: LDS asks how well each method, applied to the model under study, predicts what retraining on subsets does. TRAK averages over \(c.ensemble) model\(c.ensemble == 1 ? "" : "s") trained on all training texts (seeds \(c.seed)...\(c.seed + UInt64(c.ensemble) - 1)).\n\n"
             s += String(format: "Run %@: %.0f s (subset training %.0f s).\n\n", c.run, c.seconds, c.trainingSeconds)
         }
         s += "LDS: mean over test texts of the Spearman correlation, over subsets, between a test text's margin "

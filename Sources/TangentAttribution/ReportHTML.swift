@@ -44,6 +44,7 @@ public enum ReportHTML {
                                                                        lo: min(-0.1, (r.kernels.map(\.tad).min() ?? 0) - 0.02),
                                                                        hi: max(0.1, (r.kernels.map(\.tad).max() ?? 0) + 0.02), caption: "surrogate minus network test accuracy")
         }
+        if let lds = r.lds { h += ldsSection(lds) }
         h += "<h2>Surrogate vs network log-odds</h2>\n<div class=\"grid\">\n"
         for k in r.kernels { h += scatter(k) }
         h += "</div>\n<h2>Numbers</h2>\n<table><tr><th>kernel</th><th>tau</th><th>tau (paper)</th><th>texts kept</th><th>TAD</th><th>agreement</th><th>best tau over grid</th><th>lambda</th><th>time (s)</th><th>peak memory (MiB)</th><th>features</th></tr>\n"
@@ -72,8 +73,10 @@ public enum ReportHTML {
 
     static let palette = ["#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860", "#DA8BC3", "#8C8C8C"]
 
-    /// Horizontal bars from 0, one per kernel, with an optional tick per bar.
-    static func bars(_ items: [(String, Double, Double?)], lo: Double, hi: Double, caption: String, errors: [Double]? = nil) -> String {
+    /// Horizontal bars from 0, one per kernel, with an optional tick per bar, and whiskers
+    /// of +- `errors` or over `intervals` (low, high).
+    static func bars(_ items: [(String, Double, Double?)], lo: Double, hi: Double, caption: String, errors: [Double]? = nil,
+                     intervals: [(Double, Double)]? = nil) -> String {
         let w = 640.0, left = 110.0, rowH = 26.0, hgt = Double(items.count) * rowH + 30
         func x(_ v: Double) -> Double { left + (min(max(v, lo), hi) - lo) / (hi - lo) * (w - left - 20) }
         var s = "<figure><svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(w))\" height=\"\(Int(hgt))\" role=\"img\">\n"
@@ -87,8 +90,9 @@ public enum ReportHTML {
             s += "<rect x=\"\(min(a, b))\" y=\"\(y)\" width=\"\(abs(b - a))\" height=\"18\" fill=\"\(palette[i % palette.count])\"/>\n"
             s += "<text x=\"\(max(a, b) + 4)\" y=\"\(y + 14)\" font-size=\"11\">\(item.1.isNaN ? "-" : String(format: "%.3f", item.1))</text>\n"
             if let t = item.2, !t.isNaN { s += "<line x1=\"\(x(t))\" y1=\"\(y - 2)\" x2=\"\(x(t))\" y2=\"\(y + 20)\" stroke=\"#000\" stroke-width=\"2\"/>\n" }
-            if let e = errors?[i], e > 0, !item.1.isNaN {
-                let l = x(item.1 - e), r = x(item.1 + e)
+            let whisker = intervals?[i] ?? errors.map { (item.1 - $0[i], item.1 + $0[i]) }
+            if let (low, high) = whisker, high > low, !item.1.isNaN, !low.isNaN {
+                let l = x(low), r = x(high)
                 s += "<line x1=\"\(l)\" y1=\"\(y + 9)\" x2=\"\(r)\" y2=\"\(y + 9)\" stroke=\"#000\"/><line x1=\"\(l)\" y1=\"\(y + 4)\" x2=\"\(l)\" y2=\"\(y + 14)\" stroke=\"#000\"/><line x1=\"\(r)\" y1=\"\(y + 4)\" x2=\"\(r)\" y2=\"\(y + 14)\" stroke=\"#000\"/>\n"
             }
         }
@@ -195,6 +199,27 @@ public enum ReportHTML {
                 "<td>" + (points.first { $0.label == name && $0.projDim == d }.map { String(format: "%.4f", $0.relativeError) } ?? "-") + "</td>" }.joined() + "</tr>\n"
         }
         return h + "</table>\n"
+    }
+
+    /// LDS bars with their bootstrap intervals, and what was retrained.
+    static func ldsSection(_ r: LDSReport) -> String {
+        let values = r.kernels.map(\.lds)
+        let lo = min(-0.1, (values.map(\.low).filter { !$0.isNaN }.min() ?? 0) - 0.05)
+        let hi = max(0.2, (values.map(\.high).filter { !$0.isNaN }.max() ?? 0) + 0.05)
+        var h = "<h2>Counterfactual check: linear datamodeling score (LDS)</h2>\n"
+        h += bars(r.kernels.map { ($0.kernel + ($0.attribution == "surrogate" ? "" : " *"), $0.lds.mean, nil) }, lo: lo, hi: hi,
+                  caption: "LDS with 95% bootstrap intervals over test texts; * the method's own score (kernel value, influence, TRAK) instead of the surrogate's W[c,i] K(x,x_i)",
+                  intervals: values.map { ($0.low, $0.high) })
+        h += "<p class=\"small\">LDS: for each test text, the Spearman correlation over retrained models between the text's margin "
+        h += "(log-odds of the compared class) under a model trained on a random subset of the training texts and the sum of the text's attributions over that subset; "
+        h += "averaged over test texts. 0 means the attributions say nothing about what removing training texts does."
+        if let c = r.setting {
+            h += String(format: " %ld subsets of %.0f%% of the %ld training texts", c.subsets, 100 * c.fraction, c.trainTexts)
+            h += String(format: ", models trained with the recipe %@ (test accuracy %.3f; subset models %.3f on average), which is a retraining on these training texts, not the model above. ",
+                        esc(c.recipe), c.modelAccuracy, c.subsetAccuracy)
+            h += "TRAK averages over \(c.ensemble) model\(c.ensemble == 1 ? "" : "s")."
+        }
+        return h + "</p>\n"
     }
 
     /// The poisoning benchmark: the attack, then AUC bars and the retrieval table.

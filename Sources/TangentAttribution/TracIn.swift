@@ -84,6 +84,19 @@ public enum TracIn {
         return CheckpointRun(checkpoints: checkpoints, finalWeightDistance: distance)
     }
 
+    /// TRAK's ensemble from training checkpoints (`--ensemble N`): the N - 1 latest epochs
+    /// before the final one (which is the model itself), checked and loaded like TracIn's.
+    public static func ensemble(of classifier: Classifier, directory: URL?, count: Int, threads: Int) throws -> [Classifier] {
+        guard count > 1 else { return [] }
+        let run = try checkpoints(of: classifier, directory: directory)
+        let earlier = run.checkpoints.filter { $0.epoch < $0.record.options.epochs }.sorted { $0.epoch > $1.epoch }
+        guard earlier.count >= count - 1 else {
+            let dir = directory?.path ?? classifier.directory.map { $0.appendingPathComponent(ModelDirectory.checkpointsDirectory).path } ?? "the model"
+            throw DataError("\(dir): an ensemble of \(count) models needs \(count - 1) checkpoints before the final epoch, but there \(earlier.count == 1 ? "is" : "are") \(earlier.count)")
+        }
+        return try earlier.prefix(count - 1).map { try load($0, like: classifier, threads: threads) }
+    }
+
     /// The model's own record of its training (config.json) must agree with the checkpoints'.
     static func check(_ record: TrainingRecord, from dir: URL, belongsTo classifier: Classifier) throws {
         let model = classifier.directory?.path ?? "the model"

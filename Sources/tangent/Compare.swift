@@ -19,7 +19,7 @@ struct Compare: ParsableCommand {
     @Option(help: "Model directory; repeat for several models of the same data (e.g. training seeds) to get error bars.") var model: [String]
     @Option(help: "Training texts with labels (file or data directory).") var train: String
     @Option(help: "Test texts with labels (file or data directory).") var test: String
-    @Option(help: "Kernels, comma-separated: trntk, pntk-norm (exact), proj-trntk, proj-pntk, embedding, ck, grad-cos, tracin, if-head, if-proj.")
+    @Option(help: "Kernels, comma-separated: trntk, pntk-norm (exact), proj-trntk, proj-pntk, embedding, ck, grad-cos, tracin, if-head, if-proj, trak.")
     var kernels: String = "proj-trntk,proj-pntk,embedding,ck,grad-cos,if-head,if-proj"
     @Option(parsing: .unconditional, help: "Projected dimension K.") var projDim: Int = 1024
     @Option(parsing: .unconditional, help: "Seed of projections and of the held-out split.") var seed: UInt64 = 0
@@ -27,6 +27,8 @@ struct Compare: ParsableCommand {
     @Option(parsing: .unconditional, help: "Use a random sample of N test texts (seeded by --seed, file order kept).") var maxTest: Int?
     @Option(help: "Directory for cached features.") var cache: String = "features"
     @Option(help: "TracIn checkpoints (epoch-K.safetensors; default MODEL/checkpoints). With several models, only for the first.") var checkpoints: String?
+    @Option(parsing: .unconditional, help: "TRAK's ensemble: the model and its N-1 latest training checkpoints before the final epoch (from --checkpoints).") var ensemble: Int = 1
+    @Option(help: "An LDS run (`tangent lds --out DIR`) on the same training texts, whose scores the report shows beside tau.") var lds: String?
     @Option(help: "Report directory.") var out: String
     @Option(help: "Projected dimensions at which projected kernels are compared with the exact ones (on 100 test x 200 training texts); empty to skip.")
     var errorDims: String = "256,512,1024,2048,4096"
@@ -46,6 +48,7 @@ struct Compare: ParsableCommand {
         try Check.positive(maxTrain, "--max-train")
         try Check.positive(maxTest, "--max-test")
         try Check.positive(errorSeeds, "--error-seeds")
+        try Check.positive(ensemble, "--ensemble")
         for d in errorDims.split(separator: ",") where Int(d.trimmingCharacters(in: .whitespaces)).map({ $0 <= 0 }) ?? true {
             throw ValidationError("--error-dims: '\(d)' is not a positive integer")
         }
@@ -76,6 +79,18 @@ struct Compare: ParsableCommand {
             try requireTwoClasses(trainTexts, in: trainFile)
             _ = try clf.labels.indices(of: testTexts, source: testFile.path)
             let ks = try Check.list(kernels, "--kernels").map { SurrogateKernel.named($0)! }
+            let trainName = displayPath(trainFile) + (maxTrain.map { " (random \($0), seed \(seed))" } ?? "")
+            let ldsReport = try lds.map { dir -> LDSReport in
+                let url = fileURL(dir).appendingPathComponent("lds.json")
+                guard FileManager.default.fileExists(atPath: url.path) else { throw DataError("\(dir): no lds.json; run `tangent lds --out \(dir)` first") }
+                let r = try ReportFile.read(LDSReport.self, from: url)
+                guard let s = r.setting, s.train == trainName, s.trainTexts == trainTexts.count else {
+                    throw DataError("\(url.path): its training texts (\(r.setting?.train ?? "unknown")) are not this comparison's (\(trainName)); give the same --train, --max-train and --seed")
+                }
+                return r
+            }
+            let trakEnsemble = ks.contains(where: \.ensembled)
+                ? try TracIn.ensemble(of: clf, directory: checkpoints.map(fileURL), count: ensemble, threads: Threads.defaultCount) : []
             var bar: ProgressBar?
             var barLabel = ""
             var reports: [ComparisonReport] = []
@@ -83,9 +98,9 @@ struct Compare: ParsableCommand {
                 if model.count > 1 { printError("=== model \(path)") }
                 reports.append(try Comparison.run(
                 classifier: classifier, train: trainTexts, test: testTexts, kernels: ks, projDim: projDim, seed: seed, projector: projection.choice,
-                cache: fileURL(cache), modelName: path, trainName: displayPath(trainFile) + (maxTrain.map { " (random \($0), seed \(seed))" } ?? ""),
+                cache: fileURL(cache), modelName: path, trainName: trainName,
                 testName: displayPath(testFile) + (maxTest.map { " (random \($0), seed \(seed))" } ?? ""),
-                checkpoints: path == model[0] ? checkpoints.map(fileURL) : nil, log: { printError($0) },
+                checkpoints: path == model[0] ? checkpoints.map(fileURL) : nil, ensemble: path == model[0] ? trakEnsemble : [], log: { printError($0) },
                 progress: { label, done, total in
                     if label != barLabel { bar = ProgressBar(total: total, label: label); barLabel = label }
                     bar?.update(done)
@@ -93,6 +108,7 @@ struct Compare: ParsableCommand {
                 }))
             }
             var report = Comparison.merge(reports)
+            report.lds = ldsReport
             let dims = errorDims.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
             if !dims.isEmpty && ks.contains(where: { $0.name == "proj-trntk" || $0.name == "proj-pntk" }) {
                 printError("== projection error against the exact kernels")

@@ -40,6 +40,7 @@ struct Poison: ParsableCommand {
     @Option(parsing: .unconditional, help: "Peak learning rate of AdamW.") var lr: Double = 1e-3
     @Option(parsing: .unconditional, help: "Dropout rate.") var dropout: Double = 0.1
     @Option(help: "Also save the poisoned model in this directory.") var saveModel: String?
+    @Option(parsing: .unconditional, help: "TRAK's ensemble: the poisoned model and its N-1 latest epochs before the last.") var ensemble: Int = 1
     @Option(help: "Directory for cached features.") var cache: String = "features"
     @Option(help: "Report directory.") var out: String
     @Flag(help: "Replace an existing poisoning report.") var overwrite = false
@@ -61,6 +62,7 @@ struct Poison: ParsableCommand {
         try Check.positive(projDim, "--proj-dim")
         try projection.check(projDim: projDim)
         try Check.positive(epochs, "--epochs")
+        try Check.positive(ensemble, "--ensemble")
         try Check.positive(maxTrain, "--max-train")
         try Check.positive(maxTest, "--max-test")
         try Check.atLeast(maxLen, 2, "--max-len")
@@ -133,7 +135,7 @@ struct Poison: ParsableCommand {
             let report = try Poisoning.evaluate(
                 classifier: clf, plan: plan, train: poisonedTrain, poisoned: poisoned, cleanTest: testTexts,
                 triggered: plan.triggered(testTexts), kernels: try Check.list(kernels, "--kernels").map { SurrogateKernel.named($0)! },
-                ks: ks, projDim: projDim, seed: seed, projector: projection.choice, cache: fileURL(cache), checkpoints: checkpoints,
+                ks: ks, projDim: projDim, seed: seed, projector: projection.choice, cache: fileURL(cache), checkpoints: checkpoints, ensemble: ensemble,
                 dataName: displayPath(trainFile) + (maxTrain.map { " (random \($0), seed \(seed))" } ?? ""),
                 log: { printError($0) },
                 progress: { label, done, total in
