@@ -102,6 +102,18 @@ func renderReportPage(in dir: URL) throws {
     try AtomicFile.write(ReportHTML.render(report, poisoning: poisoning), to: dir.appendingPathComponent("report.html"))
 }
 
+/// DIR/lds.json of an LDS run, which must be over the training texts `train` (as a report
+/// names them: file, sample size and seed).
+func readLDS(_ dir: String, train: String, trainTexts: Int) throws -> LDSReport {
+    let url = fileURL(dir).appendingPathComponent("lds.json")
+    guard FileManager.default.fileExists(atPath: url.path) else { throw DataError("\(dir): no lds.json; run `tangent lds --out \(dir)` first") }
+    let r = try ReportFile.read(LDSReport.self, from: url)
+    guard let s = r.setting, s.train == train, s.trainTexts == trainTexts else {
+        throw DataError("\(url.path): its training texts (\(r.setting?.train ?? "unknown")) are not the report's (\(train)); use the same --train, --max-train and --seed")
+    }
+    return r
+}
+
 /// Checks a file output before any work (see `OutputPath.checkFile`) and locks it for
 /// the run; keep the lock alive until the file is written. `isSameKind` says whether an
 /// existing file is one `--overwrite` may replace.

@@ -80,15 +80,7 @@ struct Compare: ParsableCommand {
             _ = try clf.labels.indices(of: testTexts, source: testFile.path)
             let ks = try Check.list(kernels, "--kernels").map { SurrogateKernel.named($0)! }
             let trainName = displayPath(trainFile) + (maxTrain.map { " (random \($0), seed \(seed))" } ?? "")
-            let ldsReport = try lds.map { dir -> LDSReport in
-                let url = fileURL(dir).appendingPathComponent("lds.json")
-                guard FileManager.default.fileExists(atPath: url.path) else { throw DataError("\(dir): no lds.json; run `tangent lds --out \(dir)` first") }
-                let r = try ReportFile.read(LDSReport.self, from: url)
-                guard let s = r.setting, s.train == trainName, s.trainTexts == trainTexts.count else {
-                    throw DataError("\(url.path): its training texts (\(r.setting?.train ?? "unknown")) are not this comparison's (\(trainName)); give the same --train, --max-train and --seed")
-                }
-                return r
-            }
+            let ldsReport = try lds.map { try readLDS($0, train: trainName, trainTexts: trainTexts.count) }
             let trakEnsemble = ks.contains(where: \.ensembled)
                 ? try TracIn.ensemble(of: clf, directory: checkpoints.map(fileURL), count: ensemble, threads: Threads.defaultCount) : []
             var bar: ProgressBar?

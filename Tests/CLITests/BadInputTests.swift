@@ -58,6 +58,21 @@ import Testing
         add("featurize unknown kernel", "featurize --model $M --data $W/small.jsonl --kernel ntk --out $W/f.safetensors", expect: ["ntk"])
         add("attribute --top 0", "attribute --model $M --train $W/small.jsonl --text hi --top 0", expect: ["--top"])
         add("poison --fraction 2", "poison --data $W/small.jsonl --test $W/small.jsonl --tokenizer $M/tokenizer.model --fraction 2 --out $W/p", expect: ["--fraction"])
+        add("lds --subsets 1", "lds --data $W/small.jsonl --test $W/small.jsonl --recipe $M --subsets 1 --out $W/l", expect: ["--subsets"])
+        add("lds --fraction 1", "lds --data $W/small.jsonl --test $W/small.jsonl --recipe $M --fraction 1 --out $W/l", expect: ["--fraction"])
+        add("lds without a recipe", "lds --data $W/small.jsonl --test $W/small.jsonl --out $W/l", expect: ["--tokenizer", "--recipe"])
+        add("lds over another run", "lds --data $W/mixed.jsonl --test $W/mixed.jsonl --recipe $M --subsets 2 --out $W/l", expect: ["/l", "other settings", "--overwrite"]) { w in
+            try writeMixed(w)
+            try write(w, "l/run.json", "{\"format\": \"tangent-lds-run-1\", \"run\": \"0000000000000000\"}")
+        }
+        add("lds into a foreign directory", "lds --data $W/mixed.jsonl --test $W/mixed.jsonl --recipe $M --subsets 2 --out $W/l", expect: ["/l", "not empty", "notes.txt"]) { w in
+            try writeMixed(w)
+            try write(w, "l/notes.txt", "notes")
+        }
+        add("render-report --lds of other texts", "render-report $W/r --lds $W/l", expect: ["lds.json", "not the report's"]) { w in
+            try write(w, "l/lds.json", "{\"kernels\": [], \"setting\": {\"train\": \"other.jsonl\", \"test\": \"t\", \"trainTexts\": 5, \"testTexts\": 5, \"subsets\": 2, \"fraction\": 0.5, \"seed\": 0, \"recipe\": \"r\", \"modelAccuracy\": 1, \"subsetAccuracy\": 1, \"trainingSeconds\": 1, \"ensemble\": 1, \"seconds\": 1, \"run\": \"x\"}}")
+            try FileManager.default.copyItem(at: CLI.root.appendingPathComponent("reports/trec6"), to: w.appendingPathComponent("r"))
+        }
         add("tokenizer train --vocab-size -1", "tokenizer train --data $W/small.jsonl --vocab-size -1 --out $W/t.model", expect: ["--vocab-size"])
         // TracIn checkpoints carry their learning rate and run; without a record there is none.
         add("tracin checkpoint without record", "attribute --model $M --train $W/small.jsonl --text hi --kernel tracin --proj-dim 16 --checkpoints $W/ck --cache $W/c",
@@ -206,6 +221,12 @@ import Testing
         let u = w.appendingPathComponent(name)
         try FileManager.default.createDirectory(at: u.deletingLastPathComponent(), withIntermediateDirectories: true)
         try Data(s.utf8).write(to: u)
+    }
+
+    /// mixed.jsonl: every 100th trec6 training text, so that every class is there.
+    static func writeMixed(_ w: URL) throws {
+        let lines = try String(contentsOf: CLI.root.appendingPathComponent("data/trec6/train.jsonl"), encoding: .utf8).split(separator: "\n")
+        try write(w, "mixed.jsonl", stride(from: 0, to: lines.count, by: 100).map { lines[$0] + "\n" }.joined())
     }
 
     static func copyModel(to dir: URL) throws {
