@@ -78,19 +78,26 @@ public enum ReportHTML {
     static func bars(_ items: [(String, Double, Double?)], lo: Double, hi: Double, caption: String, errors: [Double]? = nil,
                      intervals: [(Double, Double)]? = nil) -> String {
         let w = 640.0, left = 110.0, rowH = 26.0, hgt = Double(items.count) * rowH + 30
-        func x(_ v: Double) -> Double { left + (min(max(v, lo), hi) - lo) / (hi - lo) * (w - left - 20) }
+        // The axis runs between round tick values that include 0.
+        let ticks = niceTicks(lo, hi, count: 6)
+        let lo = min(lo, ticks.first!), hi = max(hi, ticks.last!)
+        func x(_ v: Double) -> Double { left + (min(max(v, lo), hi) - lo) / (hi - lo) * (w - left - 60) }
         var s = "<figure><svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(w))\" height=\"\(Int(hgt))\" role=\"img\">\n"
-        for t in stride(from: lo, through: hi + 1e-9, by: (hi - lo) / 4) {
-            s += "<line x1=\"\(x(t))\" y1=\"5\" x2=\"\(x(t))\" y2=\"\(hgt - 20)\" stroke=\"#ddd\"/><text x=\"\(x(t))\" y=\"\(hgt - 5)\" font-size=\"11\" text-anchor=\"middle\">\(String(format: "%.2f", t))</text>\n"
+        for t in ticks {
+            s += "<line x1=\"\(x(t))\" y1=\"5\" x2=\"\(x(t))\" y2=\"\(hgt - 20)\" stroke=\"#ddd\"/><text x=\"\(x(t))\" y=\"\(hgt - 5)\" font-size=\"11\" text-anchor=\"middle\">\(tickLabel(t))</text>\n"
         }
         for (i, item) in items.enumerated() {
             let y = 8 + Double(i) * rowH
             let a = x(0), b = x(item.1.isNaN ? 0 : item.1)
             s += "<text x=\"\(left - 6)\" y=\"\(y + 14)\" font-size=\"12\" text-anchor=\"end\">\(esc(item.0))</text>\n"
             s += "<rect x=\"\(min(a, b))\" y=\"\(y)\" width=\"\(abs(b - a))\" height=\"18\" fill=\"\(palette[i % palette.count])\"/>\n"
-            s += "<text x=\"\(max(a, b) + 4)\" y=\"\(y + 14)\" font-size=\"11\">\(item.1.isNaN ? "-" : String(format: "%.3f", item.1))</text>\n"
-            if let t = item.2, !t.isNaN { s += "<line x1=\"\(x(t))\" y1=\"\(y - 2)\" x2=\"\(x(t))\" y2=\"\(y + 20)\" stroke=\"#000\" stroke-width=\"2\"/>\n" }
             let whisker = intervals?[i] ?? errors.map { (item.1 - $0[i], item.1 + $0[i]) }
+            // The value goes right of everything drawn on its row, so nothing covers it.
+            var labelX = max(a, b)
+            if let t = item.2, !t.isNaN { labelX = max(labelX, x(t)) }
+            if let (_, high) = whisker, !high.isNaN { labelX = max(labelX, x(high)) }
+            s += "<text x=\"\(labelX + 5)\" y=\"\(y + 14)\" font-size=\"11\">\(item.1.isNaN ? "-" : String(format: "%.3f", item.1))</text>\n"
+            if let t = item.2, !t.isNaN { s += "<line x1=\"\(x(t))\" y1=\"\(y - 2)\" x2=\"\(x(t))\" y2=\"\(y + 20)\" stroke=\"#000\" stroke-width=\"2\"/>\n" }
             if let (low, high) = whisker, high > low, !item.1.isNaN, !low.isNaN {
                 let l = x(low), r = x(high)
                 s += "<line x1=\"\(l)\" y1=\"\(y + 9)\" x2=\"\(r)\" y2=\"\(y + 9)\" stroke=\"#000\"/><line x1=\"\(l)\" y1=\"\(y + 4)\" x2=\"\(l)\" y2=\"\(y + 14)\" stroke=\"#000\"/><line x1=\"\(r)\" y1=\"\(y + 4)\" x2=\"\(r)\" y2=\"\(y + 14)\" stroke=\"#000\"/>\n"
@@ -100,20 +107,54 @@ public enum ReportHTML {
         return s
     }
 
-    /// Scatter of surrogate against network log-odds (clipped to +-15) for one kernel.
+    /// Round tick values, about `count` of them, covering [lo, hi] (and 0 when it lies within).
+    static func niceTicks(_ lo: Double, _ hi: Double, count: Int) -> [Double] {
+        guard hi > lo, lo.isFinite, hi.isFinite else { return [lo.isFinite ? lo : 0] }
+        let raw = (hi - lo) / Double(count)
+        let magnitude = Foundation.pow(10, Foundation.floor(Foundation.log10(raw)))
+        let step = [1.0, 2, 2.5, 5, 10].map { $0 * magnitude }.first { $0 >= raw * 0.999 } ?? 10 * magnitude
+        var ticks: [Double] = []
+        var t = Foundation.floor(lo / step + 1e-9) * step
+        while t < hi + step * 0.999 {
+            ticks.append(abs(t) < step * 1e-6 ? 0 : t)
+            t += step
+        }
+        return ticks
+    }
+
+    static func tickLabel(_ v: Double) -> String { String(format: "%g", (v * 1e6).rounded() / 1e6) }
+
+    /// Scatter of surrogate against network log-odds (each clipped to +-15, each axis over
+    /// its own range with tick values; the grey line is y = x where it crosses the panel).
     static func scatter(_ k: KernelReport) -> String {
-        let size = 240.0, pad = 28.0, lim = 15.0
+        let size = 250.0, left = 44.0, bottom = 40.0, top = 8.0, right = 10.0, lim = 15.0
         func c(_ v: Double) -> Double { max(-lim, min(lim, v)) }
-        func px(_ v: Double) -> Double { pad + (c(v) + lim) / (2 * lim) * (size - 2 * pad) }
-        func py(_ v: Double) -> Double { size - pad - (c(v) + lim) / (2 * lim) * (size - 2 * pad) }
+        let pairs = zip(k.networkLogOdds, k.surrogateLogOdds).filter { $0.0.isFinite && $0.1.isFinite }.map { (c($0.0), c($0.1)) }
+        func axis(_ v: [Double]) -> [Double] {
+            let lo = v.min() ?? -1, hi = v.max() ?? 1
+            return niceTicks(lo == hi ? lo - 1 : lo, lo == hi ? hi + 1 : hi, count: 4)
+        }
+        let xt = axis(pairs.map(\.0)), yt = axis(pairs.map(\.1))
+        let x0 = xt.first!, x1 = xt.last!, y0 = yt.first!, y1 = yt.last!
+        func px(_ v: Double) -> Double { left + (v - x0) / (x1 - x0) * (size - left - right) }
+        func py(_ v: Double) -> Double { size - bottom - (v - y0) / (y1 - y0) * (size - bottom - top) }
         var s = "<figure><svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(size))\" height=\"\(Int(size))\" role=\"img\">\n"
-        s += "<rect x=\"\(pad)\" y=\"\(pad)\" width=\"\(size - 2 * pad)\" height=\"\(size - 2 * pad)\" fill=\"none\" stroke=\"#999\"/>\n"
-        s += "<line x1=\"\(px(-lim))\" y1=\"\(py(-lim))\" x2=\"\(px(lim))\" y2=\"\(py(lim))\" stroke=\"#ccc\"/>\n"
-        for (a, b) in zip(k.networkLogOdds, k.surrogateLogOdds) where a.isFinite && b.isFinite {
+        s += "<rect x=\"\(left)\" y=\"\(top)\" width=\"\(size - left - right)\" height=\"\(size - bottom - top)\" fill=\"none\" stroke=\"#999\"/>\n"
+        let d0 = max(x0, y0), d1 = min(x1, y1)
+        if d1 > d0 { s += "<line x1=\"\(px(d0))\" y1=\"\(py(d0))\" x2=\"\(px(d1))\" y2=\"\(py(d1))\" stroke=\"#ccc\"/>\n" }
+        for t in xt {
+            s += "<line x1=\"\(px(t))\" y1=\"\(size - bottom)\" x2=\"\(px(t))\" y2=\"\(size - bottom + 4)\" stroke=\"#999\"/>"
+            s += "<text x=\"\(px(t))\" y=\"\(size - bottom + 14)\" font-size=\"9\" text-anchor=\"middle\">\(tickLabel(t))</text>\n"
+        }
+        for t in yt {
+            s += "<line x1=\"\(left - 4)\" y1=\"\(py(t))\" x2=\"\(left)\" y2=\"\(py(t))\" stroke=\"#999\"/>"
+            s += "<text x=\"\(left - 6)\" y=\"\(py(t) + 3)\" font-size=\"9\" text-anchor=\"end\">\(tickLabel(t))</text>\n"
+        }
+        for (a, b) in pairs {
             s += "<circle cx=\"\(String(format: "%.1f", px(a)))\" cy=\"\(String(format: "%.1f", py(b)))\" r=\"1.6\" fill=\"#4C72B0\" fill-opacity=\"0.5\"/>\n"
         }
-        s += "<text x=\"\(size / 2)\" y=\"\(size - 6)\" font-size=\"10\" text-anchor=\"middle\">network log-odds</text>\n"
-        s += "<text x=\"10\" y=\"\(size / 2)\" font-size=\"10\" text-anchor=\"middle\" transform=\"rotate(-90 10 \(size / 2))\">surrogate log-odds</text>\n"
+        s += "<text x=\"\(left + (size - left - right) / 2)\" y=\"\(size - 8)\" font-size=\"10\" text-anchor=\"middle\">network log-odds</text>\n"
+        s += "<text x=\"10\" y=\"\(top + (size - bottom - top) / 2)\" font-size=\"10\" text-anchor=\"middle\" transform=\"rotate(-90 10 \(top + (size - bottom - top) / 2))\">surrogate log-odds</text>\n"
         s += "</svg><figcaption>\(esc(k.kernel)): tau \(String(format: "%.3f", k.tau))</figcaption></figure>\n"
         return s
     }
