@@ -67,6 +67,24 @@ func seededSample(_ texts: [LabeledText], _ n: Int, seed: UInt64, stream: UInt64
     return chosen.map { texts[$0] }
 }
 
+/// Training and test texts of the commands that train their own models (`poison`, `lds`):
+/// `data` is a training file or a directory with train.* (and test.*, unless `test` names
+/// one); `maxTrain`/`maxTest` draw the seeded samples `compare` draws.
+func readTrainAndTest(data: String, test: String?, columns: ColumnOptions, maxTrain: Int?, maxTest: Int?, seed: UInt64) throws
+    -> (trainFile: URL, testFile: URL, train: [LabeledText], test: [LabeledText]) {
+    let dataURL = fileURL(data)
+    let trainFile = try DataLocation.file(dataURL, split: "train")
+    guard let testFile = try test.map({ try DataLocation.file(fileURL($0), split: "test") })
+        ?? (trainFile == dataURL ? nil : DataLocation.optionalFile(dataURL, split: "test")) else {
+        throw DataError("\(data): no test.* file beside the training data; give --test")
+    }
+    let reader = columns.reader()
+    var trainTexts = try reader.read(trainFile), testTexts = try reader.read(testFile)
+    if let maxTrain { trainTexts = seededSample(trainTexts, maxTrain, seed: seed, stream: 1) }
+    if let maxTest { testTexts = seededSample(testTexts, maxTest, seed: seed, stream: 2) }
+    return (trainFile, testFile, trainTexts, testTexts)
+}
+
 /// A freshly initialized classifier for `texts` (labels collected from them, in sorted
 /// order) with the tokenizer at `tokenizerPath`, and the texts encoded for training.
 func newClassifier(for texts: [LabeledText], tokenizerPath: String, architecture: ArchitectureOptions,

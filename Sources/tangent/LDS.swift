@@ -70,16 +70,8 @@ struct LDS: ParsableCommand {
             let lock = try OutputLock(guarding: outURL, what: "the LDS run in \(outURL.path)")
             defer { withExtendedLifetime(lock) {} }
             let nThreads = threading.count
-            let dataURL = fileURL(data)
-            let trainFile = try DataLocation.file(dataURL, split: "train")
-            guard let testFile = try test.map({ try DataLocation.file(fileURL($0), split: "test") })
-                ?? (trainFile == dataURL ? nil : DataLocation.optionalFile(dataURL, split: "test")) else {
-                throw DataError("\(data): no test.* file beside the training data; give --test")
-            }
-            let reader = columns.reader()
-            var trainTexts = try reader.read(trainFile), testTexts = try reader.read(testFile)
-            if let maxTrain { trainTexts = seededSample(trainTexts, maxTrain, seed: seed, stream: 1) }
-            if let maxTest { testTexts = seededSample(testTexts, maxTest, seed: seed, stream: 2) }
+            let (trainFile, testFile, trainTexts, testTexts) = try readTrainAndTest(data: data, test: test, columns: columns,
+                                                                                     maxTrain: maxTrain, maxTest: maxTest, seed: seed)
             try requireTwoClasses(trainTexts, in: trainFile)
             let labels = try LabelSet(collecting: trainTexts)
             let testLabels = try labels.indices(of: testTexts, source: testFile.path)
@@ -177,7 +169,6 @@ struct LDS: ParsableCommand {
                     bar?.update(done)
                     if done == total { bar?.finish() }
                 })
-            let recipeJSON = try JSONSerialization.jsonObject(with: JSONEncoder.sorted.encode(resolved.options))
             var result = report
             result.setting = LDSSetting(
                 train: displayPath(trainFile) + (maxTrain.map { " (random \($0), seed \(seed))" } ?? ""),
@@ -185,7 +176,7 @@ struct LDS: ParsableCommand {
                 trainTexts: trainTexts.count, testTexts: testTexts.count, subsets: subsets, fraction: fraction, seed: seed,
                 recipe: (recipe.map { "\($0), " } ?? "") + "d_model \(resolved.config.dModel), \(resolved.config.nHeads) heads, "
                     + "\(resolved.config.nLayers) layers, d_ff \(resolved.config.dFF), max_len \(resolved.config.maxLen), \(resolved.config.pooling.rawValue) pooling; "
-                    + String(decoding: try JSONSerialization.data(withJSONObject: recipeJSON, options: [.sortedKeys]), as: UTF8.self),
+                    + String(decoding: try JSONEncoder.sorted.encode(resolved.options), as: UTF8.self),
                 modelAccuracy: full.accuracy, subsetAccuracy: accuracies.reduce(0, +) / Double(subsets),
                 trainingSeconds: trainSeconds.reduce(0, +), ensemble: ensemble, seconds: Date().timeIntervalSince(started), run: runKey)
             try ReportFile.write(result, to: outURL.appendingPathComponent("lds.json"))

@@ -81,16 +81,8 @@ struct Poison: ParsableCommand {
             let modelLock = try saveModel.map { try claimOutputDirectory($0, kind: "model directory", markers: ModelDirectory.markerFiles, overwrite: overwrite) }
             defer { withExtendedLifetime(modelLock) {} }
             let nThreads = threading.count
-            let dataURL = fileURL(data)
-            let trainFile = try DataLocation.file(dataURL, split: "train")
-            guard let testFile = try test.map({ try DataLocation.file(fileURL($0), split: "test") })
-                ?? (trainFile == dataURL ? nil : DataLocation.optionalFile(dataURL, split: "test")) else {
-                throw DataError("\(data): no test.* file beside the training data; give --test")
-            }
-            let reader = columns.reader()
-            var trainTexts = try reader.read(trainFile), testTexts = try reader.read(testFile)
-            if let maxTrain { trainTexts = seededSample(trainTexts, maxTrain, seed: seed, stream: 1) }
-            if let maxTest { testTexts = seededSample(testTexts, maxTest, seed: seed, stream: 2) }
+            let (trainFile, _, trainTexts, testTexts) = try readTrainAndTest(data: data, test: test, columns: columns,
+                                                                                     maxTrain: maxTrain, maxTest: maxTest, seed: seed)
             let names = try LabelSet(collecting: trainTexts).names
             guard names.count >= 2 else { throw DataError("\(trainFile.path): poisoning needs at least two classes") }
             for (option, label) in [("--source", source), ("--target", target)] {
