@@ -111,12 +111,9 @@ public struct QueryKernel: Sendable {
 /// Fits the kernel surrogate on a training set and explains predictions by training texts.
 ///
 /// Pipeline: training features (cached in a feature file, resumable) or, for exact
-/// kernels, the exact train x train kernel (cached) -> regularization chosen on a
-/// held-out tenth of the training texts by held-out cross-entropy against the true
-/// labels, over a grid -> kGLM refitted on all training texts (cached) -> for a text:
-/// its kernel row, W[c, i] K(x, x_i).
-/// The grid runs from strong to weak regularization, each fit warm-started from the
-/// previous one, and stops once the held-out loss has risen twice in a row.
+/// kernels, the exact train x train kernel (cached) -> regularization chosen by k-fold
+/// cross-validation on the training texts (`LambdaSelector`) -> the kGLM fitted on all
+/// training texts at that lambda (cached) -> for a text: its kernel row, W[c, i] K(x, x_i).
 public final class AttributionEngine {
     public let classifier: Classifier
     public let kernel: SurrogateKernel
@@ -126,14 +123,13 @@ public final class AttributionEngine {
     public let features: FeatureFile?
     public let featurizer: Featurizer?
     public let glm: KernelGLM
-    /// Held-out cross-entropy for each lambda of the grid.
-    public let grid: [(lambda: Double, heldOutLoss: Double)]
-    /// The grid's fits on the non-held-out training texts (columns `fitIndices`), when
-    /// the surrogate was fitted in this run rather than loaded from the cache.
+    /// The selector's out-of-fold figures for each lambda of the grid (ascending).
+    public let grid: [LambdaSelector.Point]
+    /// The surrogate fitted on all training texts at each lambda of `grid`, when it was
+    /// fitted in this run rather than loaded from the cache.
     public private(set) var gridFits: [KernelGLM] = []
-    /// Training texts the grid's fits were fitted on, and the held-out ones.
-    public private(set) var fitIndices: [Int] = []
-    public private(set) var heldOutIndices: [Int] = []
+    /// How lambda was chosen.
+    public let selector: LambdaSelector
     /// TracIn: which checkpoints were summed and how they relate to the model.
     public private(set) var checkpointSummary: String?
     /// Exact kernels: per-layer parts of the training texts' self-kernels K(x_i, x_i).
@@ -159,15 +155,13 @@ public final class AttributionEngine {
     /// TRAK: training features with each model's block scaled by 1 - p_{y_i}(x_i) [n, W].
     private var weightedTrainFeatures: [Float]?
 
-    /// The lambdas tried, relative to the kernel's scale (see `KernelGLM`).
-    public static let lambdaGrid: [Double] = [1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1]
-
     public init(classifier: Classifier, train: [LabeledText], kernel: SurrogateKernel, projDim: Int, seed: UInt64,
                 projector: ProjectorChoice = .default,
-                cache: URL, threads: Int = Threads.defaultCount, fullGrid: Bool = false, useSurrogateCache: Bool = true,
+                cache: URL, threads: Int = Threads.defaultCount, selector: LambdaSelector = LambdaSelector(), useSurrogateCache: Bool = true,
                 checkpoints checkpointDirectory: URL? = nil, ensemble: [Classifier] = [], log: (String) -> Void = { _ in },
                 progress: (Int, Int) -> Void = { _, _ in }) throws {
         self.classifier = classifier
+        self.selector = selector
         self.kernel = kernel
         self.train = train
         self.cache = cache
@@ -180,11 +174,16 @@ public final class AttributionEngine {
             throw DataError("training data: all \(train.count) texts have one label; a surrogate needs training texts of at least two classes")
         }
         trainLabels = labelIndices
+        guard train.count >= 2 * selector.folds else {
+            throw DataError("training data: \(train.count) texts are too few for \(selector.folds)-fold selection of lambda (need at least \(2 * selector.folds))")
+        }
         let n = train.count
         let modelID = Featurizer.modelFingerprint(classifier.model)
         let textsID = fingerprint(labelled: train)
         // The train x train kernel, produced only when the surrogate is not cached.
         let trainKernel: () throws -> TrainingKernel
+        // The network's logits on the training texts, for the selector.
+        let trainLogits: () throws -> [Float]
         if let kind = kernel.exact {
             features = nil
             featurizer = nil
@@ -215,6 +214,7 @@ public final class AttributionEngine {
                 try w.write(to: url)
             }
             trainKernel = { .matrix(kernelMatrix!, n: n) }
+            trainLogits = { try classifier.logits(train.map(\.text)) }
         } else {
             exactComputer = nil
             trainTokens = []
@@ -292,6 +292,7 @@ public final class AttributionEngine {
             trainFeatures = f
             trainNorms = norms
             let normalized = kernel.normalized
+            trainLogits = { try features.logits() }
             trainKernel = {
                 guard normalized else { return .gram(features: f, n: n, width: width) }
                 var rows = f
@@ -303,10 +304,10 @@ public final class AttributionEngine {
             }
         }
         let glmURL = cache.appendingPathComponent("\(cacheStem)-\(kernel.name)-kglm.safetensors")
-        let cachedGLM: (glm: KernelGLM, grid: [(lambda: Double, heldOutLoss: Double)])?
+        let cachedGLM: (glm: KernelGLM, grid: [LambdaSelector.Point])?
         do {
             cachedGLM = useSurrogateCache && FileManager.default.fileExists(atPath: glmURL.path)
-                ? try AttributionEngine.loadGLM(glmURL, n: n, classes: classifier.labels.count) : nil
+                ? try AttributionEngine.loadGLM(glmURL, n: n, classes: classifier.labels.count, selector: selector) : nil
         } catch {
             log("cached \(glmURL.path) is unusable (\(error)); fitting the surrogate again")
             cachedGLM = nil
@@ -317,56 +318,15 @@ public final class AttributionEngine {
             log("using cached surrogate \(glmURL.path) (lambda \(glm.lambda))")
         } else {
             let k = try trainKernel()
-            // lambda is relative to the kernel's scale (see KernelGLM): the mean self-kernel
-            // of all training texts, the same for the grid's fits on a part of them.
-            let kernelScale = AttributionEngine.kernelScale(k.diagonal)
-            // Held-out selection: a seeded tenth of the training texts.
-            let C = classifier.labels.count
-            let rng = CounterRNG.derive(seed, 0x4E1D)
-            let order = (0..<n).sorted { rng.bits(UInt64($0)) < rng.bits(UInt64($1)) }
-            let held = Array(order[0..<max(1, n / 10)]).sorted(), fit = Array(order[max(1, n / 10)...]).sorted()
-            let kFit = k.restricted(to: fit)
-            let kHeld = k.block(rows: held, columns: fit)
-            var results: [(Double, Double)] = []
-            var fits: [KernelGLM] = []
-            var previous: KernelGLM?
-            let fitSpectrum = KernelSpectrum(kernel: kFit)
-            // From strong to weak regularization, each fit warm-started from the last.
-            for lambda in AttributionEngine.lambdaGrid.sorted(by: >) {
-                let g = KernelGLM.fit(kernel: kFit, labels: fit.map { labelIndices[$0] }, classes: C, lambda: lambda, kernelScale: kernelScale,
-                                      start: previous, spectrum: fitSpectrum)
-                previous = g
-                fits.append(g)
-                let z = g.logits(kernelRows: kHeld)
-                var loss = 0.0
-                for (a, i) in held.enumerated() {
-                    let row = Array(z[(a * C)..<((a + 1) * C)])
-                    loss -= Foundation.log(max(1e-300, Faithfulness.probability(logits: row, classIndex: labelIndices[i])))
-                }
-                results.append((lambda, loss / Double(held.count)))
-                log(String(format: "lambda %.0e: held-out cross-entropy %.4f (%ld iterations, %ld evaluations%@)", lambda, loss / Double(held.count), g.iterations, g.evaluations, g.converged ? "" : ", not converged"))
-                // Stop once the held-out loss has risen twice in a row: weaker regularization
-                // only fits the training texts harder (and converges slowest).
-                let c = results.count
-                if !fullGrid && c >= 3 && results[c - 1].1 > results[c - 2].1 && results[c - 2].1 > results[c - 3].1 { break }
-            }
-            let byLambda = zip(results, fits).sorted { $0.0.0 < $1.0.0 }
-            results = byLambda.map(\.0)
-            let best = results.min { $0.1 < $1.1 }!.0
-            // Warm start: the grid's fit at that lambda, zero for the held-out texts.
-            let chosen = byLambda.first { $0.0.0 == best }!.1
-            var w0 = [Double](repeating: 0, count: C * n)
-            for c in 0..<C { for (j, i) in fit.enumerated() { w0[c * n + i] = chosen.weights[c * fit.count + j] } }
-            let start = KernelGLM(classes: C, trainCount: n, weights: w0, bias: chosen.bias, lambda: best, kernelScale: kernelScale,
-                                  iterations: 0, converged: false, gradientNorm: .infinity)
-            glm = KernelGLM.fit(kernel: k, labels: labelIndices, classes: C, lambda: best, kernelScale: kernelScale, start: start,
-                                spectrum: KernelSpectrum(kernel: k))
-            grid = results.map { (lambda: $0.0, heldOutLoss: $0.1) }
-            gridFits = byLambda.map(\.1)
-            fitIndices = fit
-            heldOutIndices = held
-            try AttributionEngine.saveGLM(glm, grid: grid, to: glmURL)
-            log("fitted the surrogate on all \(n) training texts with lambda \(best) (\(glm.iterations) iterations, \(glm.evaluations) evaluations)")
+            // The selector sees the training texts only: their kernel, labels and the
+            // network's logits on them.
+            let selection = selector.select(kernel: k, labels: labelIndices, networkLogits: try trainLogits(), classes: classifier.labels.count,
+                                            threads: threads, log: log)
+            glm = selection.glm
+            grid = selection.points
+            gridFits = selection.fits
+            try AttributionEngine.saveGLM(glm, grid: grid, selector: selector, to: glmURL)
+            log("surrogate: lambda \(glm.lambda) by 5-fold \(selector.criterion.rawValue) (\(glm.iterations) iterations, \(glm.evaluations) evaluations on all \(n) training texts)")
         }
     }
 
@@ -553,39 +513,47 @@ public final class AttributionEngine {
         return out
     }
 
-    /// The mean of K's diagonal (1 for cosine-normalized kernels), or 1 if that is not
-    /// a positive number (a kernel of zero texts' gradients, say).
-    static func kernelScale(_ diagonal: [Double]) -> Double {
-        let mean = diagonal.reduce(0, +) / Double(max(diagonal.count, 1))
-        return mean > 0 && mean.isFinite ? mean : 1
-    }
-
-    static func saveGLM(_ g: KernelGLM, grid: [(lambda: Double, heldOutLoss: Double)], to url: URL) throws {
+    static func saveGLM(_ g: KernelGLM, grid: [LambdaSelector.Point], selector: LambdaSelector, to url: URL) throws {
         var w = SafetensorsWriter()
-        w.metadata = ["format": "tangent-kglm-2", "lambda": String(g.lambda), "kernel_scale": String(g.kernelScale),
+        w.metadata = ["format": "tangent-kglm-3", "lambda": String(g.lambda), "kernel_scale": String(g.kernelScale),
                       "iterations": String(g.iterations),
-                      "converged": String(g.converged), "gradient_norm": String(g.gradientNorm)]
+                      "converged": String(g.converged), "gradient_norm": String(g.gradientNorm), "selection": selectionTag(selector)]
         w.add("weights", shape: [g.classes, g.trainCount], float64: g.weights)
         w.add("bias", shape: [g.classes], float64: g.bias)
         w.add("grid_lambda", shape: [grid.count], float64: grid.map(\.lambda))
-        w.add("grid_heldout_loss", shape: [grid.count], float64: grid.map(\.heldOutLoss))
+        w.add("grid_network_tau", shape: [grid.count], float64: grid.map(\.networkTau))
+        w.add("grid_network_ce", shape: [grid.count], float64: grid.map(\.networkCrossEntropy))
+        w.add("grid_label_ce", shape: [grid.count], float64: grid.map(\.labelCrossEntropy))
         try w.write(to: url)
     }
 
-    static func loadGLM(_ url: URL, n: Int, classes: Int) throws -> (glm: KernelGLM, grid: [(lambda: Double, heldOutLoss: Double)]) {
+    /// What a cached surrogate's lambda was chosen by: another selector means another fit.
+    static func selectionTag(_ s: LambdaSelector) -> String {
+        "\(s.criterion.rawValue) folds \(s.folds) seed \(s.seed) grid " + s.grid.map { String($0) }.joined(separator: ",")
+    }
+
+    static func loadGLM(_ url: URL, n: Int, classes: Int, selector: LambdaSelector) throws -> (glm: KernelGLM, grid: [LambdaSelector.Point]) {
         let f = try SafetensorsFile(url: url)
-        if f.metadata["format"] == "tangent-kglm-1" {
-            throw FeatureStoreError("\(url.path): made by an older version, whose lambda was not relative to the kernel's scale")
+        if f.metadata["format"] == "tangent-kglm-1" || f.metadata["format"] == "tangent-kglm-2" {
+            throw FeatureStoreError("\(url.path): made by an older version, whose lambda was chosen on one held-out split")
         }
-        guard f.metadata["format"] == "tangent-kglm-2", let lambda = Double(f.metadata["lambda"] ?? ""),
+        guard f.metadata["format"] == "tangent-kglm-3", let lambda = Double(f.metadata["lambda"] ?? ""),
               let kernelScale = Double(f.metadata["kernel_scale"] ?? ""), kernelScale > 0, kernelScale.isFinite else {
             throw FeatureStoreError("\(url.path): not a surrogate file")
+        }
+        guard f.metadata["selection"] == selectionTag(selector) else {
+            throw FeatureStoreError("\(url.path): its lambda was chosen by another rule (\(f.metadata["selection"] ?? "none"))")
         }
         let glm = KernelGLM(classes: classes, trainCount: n, weights: try f.float64("weights", shape: [classes, n]),
                             bias: try f.float64("bias", shape: [classes]), lambda: lambda, kernelScale: kernelScale,
                             iterations: Int(f.metadata["iterations"] ?? "") ?? 0, converged: f.metadata["converged"] == "true",
                             gradientNorm: Double(f.metadata["gradient_norm"] ?? "") ?? 0)
-        let grid = zip(try f.float64("grid_lambda"), try f.float64("grid_heldout_loss")).map { (lambda: $0, heldOutLoss: $1) }
+        let lambdas = try f.float64("grid_lambda"), g = lambdas.count
+        let tau = try f.float64("grid_network_tau", shape: [g]), networkCE = try f.float64("grid_network_ce", shape: [g]),
+            labelCE = try f.float64("grid_label_ce", shape: [g])
+        let grid = (0..<g).map {
+            LambdaSelector.Point(lambda: lambdas[$0], networkTau: tau[$0], networkCrossEntropy: networkCE[$0], labelCrossEntropy: labelCE[$0])
+        }
         return (glm, grid)
     }
 }

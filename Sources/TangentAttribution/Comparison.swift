@@ -4,18 +4,23 @@ import TangentKernels
 import TangentModel
 import TangentTensor
 
-/// One lambda of the regularization grid: its held-out loss and the tau its fit (on the
-/// non-held-out training texts) reaches on the test texts.
+/// One lambda of the regularization grid: the selector's out-of-fold figures on the
+/// training texts, and the tau its surrogate (fitted on all training texts) reaches on
+/// the test texts.
 public struct GridPoint: Sendable, Codable {
     public let lambda: Double
-    public let heldOutLoss: Double
+    /// Out-of-fold, on the training texts (see `LambdaSelector`).
+    public let networkTau: Double
+    public let networkCrossEntropy: Double
+    public let labelCrossEntropy: Double
+    /// On the test texts.
     public let tau: Double
 }
 
 /// Faithfulness of one kernel's surrogate to the network on the test texts.
 public struct KernelReport: Sendable, Codable {
     public let kernel: String
-    /// The chosen lambda (lowest held-out cross-entropy) and the refit's solver state.
+    /// The chosen lambda (see `selection`) and the fit's solver state.
     public let lambda: Double
     public let iterations: Int
     public let converged: Bool
@@ -32,8 +37,10 @@ public struct KernelReport: Sendable, Codable {
     /// Share of test texts where surrogate and network predict the same label.
     public let agreement: Double
     public let grid: [GridPoint]
-    /// Best tau over the grid (often above the held-out choice when the network memorized).
+    /// Best tau over the grid: what a rule that looked at the test texts would reach.
     public let bestGridTau: Double
+    /// The selector's criterion (`LambdaSelector.Criterion`) and folds, e.g. "network-tau, 5 folds".
+    public var selection: String? = nil
     /// Wall time of this kernel (featurization, fits, measurement) and the process's peak
     /// memory so far; with cached features the time excludes featurization.
     public let seconds: Double
@@ -124,7 +131,7 @@ public enum Comparison {
     public static func run(classifier: Classifier, train: [LabeledText], test: [LabeledText], kernels: [SurrogateKernel],
                            projDim: Int, seed: UInt64, projector: ProjectorChoice = .default, cache: URL, modelName: String,
                            trainName: String, testName: String,
-                           checkpoints: URL? = nil, ensemble: [Classifier] = [],
+                           checkpoints: URL? = nil, ensemble: [Classifier] = [], selector: LambdaSelector = LambdaSelector(),
                            log: (String) -> Void = { _ in }, progress: (String, Int, Int) -> Void = { _, _, _ in }) throws -> ComparisonReport {
         let C = classifier.labels.count
         let testLabels = try classifier.labels.indices(of: test, source: testName)
@@ -135,7 +142,7 @@ public enum Comparison {
             let t0 = Date()
             var featurized = false
             let engine = try AttributionEngine(classifier: classifier, train: train, kernel: k, projDim: projDim, seed: seed, projector: projector,
-                                               cache: cache, fullGrid: true, useSurrogateCache: false, checkpoints: checkpoints,
+                                               cache: cache, selector: selector, useSurrogateCache: false, checkpoints: checkpoints,
                                                ensemble: k.ensembled ? ensemble : [], log: log,
                                                progress: { featurized = true; progress("\(k.name) train", $0, $1) })
             // Test kernel rows through the same cache (resumable).
@@ -145,15 +152,13 @@ public enum Comparison {
             let netLogits = q.logits.map(Double.init)
             let z = engine.glm.logits(kernelRows: kRows)
             let measured = measure(surrogate: z, network: netLogits, labels: testLabels, classes: C)
-            // tau of every grid fit (fitted on the non-held-out texts: their kernel columns).
-            var grid: [GridPoint] = []
-            for (point, fit) in zip(engine.grid, engine.gridFits) {
-                var sub = [Float](repeating: 0, count: m * engine.fitIndices.count)
-                for i in 0..<m { for (b, j) in engine.fitIndices.enumerated() { sub[i * engine.fitIndices.count + b] = kRows[i * n + j] } }
-                let tau = measure(surrogate: fit.logits(kernelRows: sub), network: netLogits, labels: testLabels, classes: C).tau
-                grid.append(GridPoint(lambda: point.lambda, heldOutLoss: point.heldOutLoss, tau: tau))
+            // Test tau of the surrogate at every lambda of the grid (all fitted on all training texts).
+            let grid = zip(engine.grid, engine.gridFits).map { point, fit in
+                GridPoint(lambda: point.lambda, networkTau: point.networkTau, networkCrossEntropy: point.networkCrossEntropy,
+                          labelCrossEntropy: point.labelCrossEntropy,
+                          tau: measure(surrogate: fit.logits(kernelRows: kRows), network: netLogits, labels: testLabels, classes: C).tau)
             }
-            let networkAccuracy = (0..<m).filter { i in argmax(Array(netLogits[(i * C)..<((i + 1) * C)])) == testLabels[i] }.count
+            let networkAccuracy = (0..<m).filter { i in Softmax.argmax(netLogits[(i * C)..<((i + 1) * C)]) == testLabels[i] }.count
             if report == nil {
                 report = ComparisonReport(model: modelName, train: trainName, test: testName, trainTexts: n, testTexts: m,
                                           classes: classifier.labels.names, projDim: projDim, seed: seed,
@@ -171,6 +176,7 @@ public enum Comparison {
                        k.name, row.tau, row.tauProbability, row.tauProbabilityTexts, row.tad, row.agreement, row.lambda, row.seconds))
             var noted = row
             noted.note = engine.checkpointSummary
+            noted.selection = "\(selector.criterion.rawValue), \(selector.folds) folds"
             rows.append(noted)
         }
         report!.kernels = rows
@@ -253,7 +259,7 @@ public enum Comparison {
         var topSums = [Double](repeating: 0, count: parts.count)
         var topCount = 0
         for t in 0..<m {
-            let c = argmax(Array(logits[(t * C)..<((t + 1) * C)]))
+            let c = Softmax.argmax(logits[(t * C)..<((t + 1) * C)])
             let row = Array(rows[(t * n)..<((t + 1) * n)])
             let scores = glm.attributions(kernelRow: row, classIndex: c)
             let top = scores.indices.sorted { scores[$0] > scores[$1] }.prefix(10).filter { scores[$0] > 0 && row[$0] != 0 }
@@ -287,14 +293,12 @@ public enum Comparison {
             b.append(Faithfulness.logOdds(logits: zn, classIndex: c))
             let ps = Float(Faithfulness.probability(logits: zs, classIndex: c)), pn = Float(Faithfulness.probability(logits: zn, classIndex: c))
             if ps > 0 && ps < 1 && pn > 0 && pn < 1 { pa.append(Double(ps)); pb.append(Double(pn)) }
-            if argmax(zs) == labels[i] { correct += 1 }
-            if argmax(zs) == argmax(zn) { agree += 1 }
+            if Softmax.argmax(zs) == labels[i] { correct += 1 }
+            if Softmax.argmax(zs) == Softmax.argmax(zn) { agree += 1 }
         }
         return (Faithfulness.kendallTau(a, b), pa.count > 1 ? Faithfulness.kendallTau(pa, pb) : .nan, pa.count,
                 Double(correct) / Double(m), Double(agree) / Double(m), a, b)
     }
-
-    static func argmax(_ v: [Double]) -> Int { v.indices.max { v[$0] < v[$1] }! }
 
     /// The report as Markdown: a table per kernel and the grid.
     public static func markdown(_ r: ComparisonReport) -> String {
@@ -304,9 +308,10 @@ public enum Comparison {
         s += "Network test accuracy: \(f(r.networkTestAccuracy)). Projected kernels use K = \(r.projDim), seed \(r.seed), projector \(r.projector ?? ProjectorChoice.rademacher.tag).\n\n"
         s += "tau: Kendall tau-b between the surrogate's and the network's log-odds of the compared class (class 1 for two classes, the true label otherwise) over all test texts. "
         s += "tau (paper): over probabilities, texts at exactly 0 or 1 dropped. TAD: surrogate test accuracy minus the network's. "
-        s += "lambda: chosen by held-out cross-entropy on a tenth of the training texts.\n\n"
+        let rule = r.kernels.first?.selection ?? "held-out cross-entropy on a tenth of the training texts"
+        s += "lambda: chosen on the training texts alone by k-fold cross-validation (\(rule)): network-tau ranks lambdas by Kendall tau between the out-of-fold surrogate's and the network's log-odds on the training texts.\n\n"
         s += "Time: this kernel's wall time (featurization unless cached, fits, measurement); peak memory: the process's peak so far. "
-        s += "Best tau over grid: fits on nine tenths of the training texts.\n\n"
+        s += "Best tau over grid: the best test tau of the surrogates fitted on all training texts at each lambda (a rule that looked at the test texts).\n\n"
         s += "| kernel | tau | tau (paper) | texts kept | TAD | agreement | best tau over grid | lambda | time (s) | peak memory (MiB) | features |\n"
         s += "|---|---|---|---|---|---|---|---|---|---|---|\n"
         for k in r.kernels {
@@ -341,7 +346,9 @@ public enum Comparison {
         s += "|---|" + String(repeating: "---|", count: r.kernels.first?.grid.count ?? 0) + "\n"
         for k in r.kernels {
             s += "| \(k.kernel) (tau) | " + k.grid.map { f($0.tau) }.joined(separator: " | ") + " |\n"
-            s += "| \(k.kernel) (held-out loss) | " + k.grid.map { f($0.heldOutLoss, 4) }.joined(separator: " | ") + " |\n"
+            s += "| \(k.kernel) (out-of-fold tau) | " + k.grid.map { f($0.networkTau) }.joined(separator: " | ") + " |\n"
+            s += "| \(k.kernel) (out-of-fold network CE) | " + k.grid.map { f($0.networkCrossEntropy, 4) }.joined(separator: " | ") + " |\n"
+            s += "| \(k.kernel) (out-of-fold label CE) | " + k.grid.map { f($0.labelCrossEntropy, 4) }.joined(separator: " | ") + " |\n"
         }
         return s
     }

@@ -55,7 +55,7 @@ extension Datamodeling {
     /// [M][tests]. The compared class is class 1 for two classes, the true label otherwise.
     public static func evaluate(classifier: Classifier, ensemble: [Classifier] = [], train: [LabeledText], test: [LabeledText],
                                 subsets: [[Int]], margins: [[Double]], kernels: [SurrogateKernel], projDim: Int, seed: UInt64,
-                                projector: ProjectorChoice = .default, cache: URL, checkpoints: URL? = nil, resamples: Int = 1000,
+                                projector: ProjectorChoice = .default, cache: URL, checkpoints: URL? = nil, resamples: Int = 1000, selector: LambdaSelector = LambdaSelector(),
                                 log: (String) -> Void = { _ in },
                                 progress: (String, Int, Int) -> Void = { _, _, _ in }) throws -> LDSReport {
         let C = classifier.labels.count, n = train.count
@@ -71,7 +71,7 @@ extension Datamodeling {
             log("== \(k.name)")
             let t0 = Date()
             let engine = try AttributionEngine(classifier: classifier, train: train, kernel: k, projDim: projDim, seed: seed, projector: projector,
-                                               cache: cache, checkpoints: k.checkpointSummed ? checkpoints : nil,
+                                               cache: cache, selector: selector, checkpoints: k.checkpointSummed ? checkpoints : nil,
                                                ensemble: k.ensembled ? ensemble : [], log: log,
                                                progress: { progress("\(k.name) train", $0, $1) })
             let q = try engine.query(test, source: "test texts", cached: true, lossLabels: k.attributesByKernelValue ? compared : nil, log: log,

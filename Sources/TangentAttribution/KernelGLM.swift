@@ -4,7 +4,7 @@ import TangentTensor
 /// the rows of a train x train kernel matrix, p(x) = softmax(W k(x) + b), with
 /// k(x) = K(x, X_train), W [C, n], fitted by L-BFGS to
 ///     (1/n) sum_i CE(p(x_i), y_i) + (lambda s^2 / 2) ||W||^2,
-/// s the kernel's scale (`kernelScale`, the mean of its diagonal in `AttributionEngine`).
+/// s the kernel's scale (`kernelScale`, the mean of its diagonal).
 /// With s in the penalty, lambda means the same for every kernel: scaling K by a scales
 /// the optimal W by 1/a and leaves the surrogate's predictions unchanged, so a raw
 /// kernel such as `ck`, whose entries are in the hundreds, is regularized like a
@@ -141,6 +141,13 @@ public struct KernelGLM: Sendable {
                                      stationary: stationary, objective)
         return KernelGLM(classes: C, trainCount: n, weights: Array(result.x[0..<(C * n)]), bias: Array(result.x[(C * n)...]),
                          lambda: relativeLambda, kernelScale: kernelScale, iterations: result.iterations, evaluations: result.evaluations, converged: result.converged, gradientNorm: result.gradientNorm)
+    }
+
+    /// The mean of K's diagonal (1 for cosine-normalized kernels), or 1 if that is not
+    /// a positive number (a kernel of zero texts' gradients, say): s in the penalty.
+    public static func kernelScale(_ diagonal: [Double]) -> Double {
+        let mean = diagonal.reduce(0, +) / Double(max(diagonal.count, 1))
+        return mean > 0 && mean.isFinite ? mean : 1
     }
 
     /// Logits [m, C] for kernel rows [m, n] (K(x, X_train) for m texts).

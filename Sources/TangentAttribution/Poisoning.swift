@@ -124,7 +124,7 @@ public enum Poisoning {
     public static func evaluate(classifier: Classifier, plan: PoisonPlan, train: [LabeledText], poisoned: [Int],
                                 cleanTest: [LabeledText], triggered: [LabeledText], kernels: [SurrogateKernel],
                                 ks: [Int], projDim: Int, seed: UInt64, projector: ProjectorChoice = .default, cache: URL,
-                                checkpoints: URL? = nil, ensemble: Int = 1, dataName: String,
+                                checkpoints: URL? = nil, ensemble: Int = 1, selector: LambdaSelector = LambdaSelector(), dataName: String,
                                 log: (String) -> Void = { _ in },
                                 progress: (String, Int, Int) -> Void = { _, _, _ in }) throws -> PoisonReport {
         let C = classifier.labels.count
@@ -149,7 +149,7 @@ public enum Poisoning {
             log("== \(k.name)")
             let t0 = Date()
             let models = k.ensembled ? try TracIn.ensemble(of: classifier, directory: checkpoints, count: ensemble, threads: Threads.defaultCount) : []
-            let engine = try AttributionEngine(classifier: classifier, train: train, kernel: k, projDim: projDim, seed: seed, projector: projector, cache: cache,
+            let engine = try AttributionEngine(classifier: classifier, train: train, kernel: k, projDim: projDim, seed: seed, projector: projector, cache: cache, selector: selector,
                                                checkpoints: k.checkpointSummed ? checkpoints : nil, ensemble: models, log: log,
                                                progress: { progress("\(k.name) train", $0, $1) })
             let n = train.count

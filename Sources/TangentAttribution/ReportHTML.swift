@@ -20,7 +20,7 @@ public enum ReportHTML {
         <p>Model <code>\(esc(r.model))</code>; \(r.trainTexts) training texts (\(esc(r.train))); \(r.testTexts) test texts (\(esc(r.test))); classes \(esc(r.classes.joined(separator: ", "))).
         Network test accuracy \(f(r.networkTestAccuracy)). Projected kernels use K = \(r.projDim), seed \(r.seed), projector \(esc(r.projector ?? ProjectorChoice.rademacher.tag)).</p>
         <p class="small">For each kernel, a kernel surrogate (kGLM: L2-regularized multinomial logistic regression on the rows of the train &#215; train kernel,
-        lambda chosen by held-out cross-entropy on a tenth of the training texts) is fitted to the true training labels.
+        lambda chosen on the training texts alone by \(esc(r.kernels.first?.selection ?? "held-out cross-entropy")) cross-validation) is fitted to the true training labels.
         <b>tau</b> is Kendall's tau-b between the surrogate's and the network's log-odds of the compared class
         (class 1 for two classes, the true label otherwise) over the test texts; 1 means the surrogate ranks texts exactly as the network does.
         <b>TAD</b> is the surrogate's test accuracy minus the network's.</p>
@@ -60,9 +60,9 @@ public enum ReportHTML {
         h += "<table><tr><th>kernel</th>" + (r.kernels.first?.grid.map { "<th>\(String(format: "%g", $0.lambda))</th>" } ?? []).joined() + "</tr>\n"
         for k in r.kernels {
             h += "<tr><td>\(esc(k.kernel)) tau</td>" + k.grid.map { "<td>\(f($0.tau))</td>" }.joined() + "</tr>\n"
-            h += "<tr><td>\(esc(k.kernel)) held-out loss</td>" + k.grid.map { "<td>\(f($0.heldOutLoss, 4))</td>" }.joined() + "</tr>\n"
+            h += "<tr><td>\(esc(k.kernel)) out-of-fold tau</td>" + k.grid.map { "<td>\(f($0.networkTau))</td>" }.joined() + "</tr>\n"
         }
-        h += "</table>\n<p class=\"small\">Grid fits use nine tenths of the training texts; a network that memorized its training set makes held-out selection favour weak regularization, so the best tau over the grid can exceed the chosen one.</p>\n</body></html>\n"
+        h += "</table>\n<p class=\"small\">tau: on the test texts, of the surrogate fitted on all training texts at each lambda. Out-of-fold tau: the selector's figure, on the training texts (network-tau picks its largest); the report.md grid also lists the out-of-fold cross-entropies against the network's probabilities and against the labels.</p>\n</body></html>\n"
         return h
     }
 

@@ -11,7 +11,7 @@ struct Attribute: ParsableCommand {
         abstract: "Explain predictions by training texts: top proponents and opponents under a kernel surrogate.",
         discussion: """
         Fits the kGLM surrogate (L2 multinomial logistic regression on the train x train kernel; lambda \
-        chosen on a held-out tenth of the training texts by held-out cross-entropy) and scores training \
+        chosen by k-fold cross-validation on the training texts, see --selection) and scores training \
         text i for the predicted class c as W[c, i] * K(x, x_i): positive scores push the prediction \
         toward c (proponents), negative ones away (opponents). Training features and the fitted surrogate \
         are cached in --cache, so later calls are fast. Kernels: proj-trntk (default), proj-pntk, \
@@ -26,12 +26,13 @@ struct Attribute: ParsableCommand {
     @Option(help: "Kernel of the surrogate.") var kernel: String = "proj-trntk"
     @Option(parsing: .unconditional, help: "Training texts listed on each side.") var top: Int = 10
     @Option(parsing: .unconditional, help: "Projected dimension K of projected kernels.") var projDim: Int = 1024
-    @Option(parsing: .unconditional, help: "Seed of the projection and of the held-out split.") var seed: UInt64 = 0
+    @Option(parsing: .unconditional, help: "Seed of the projection and of the cross-validation folds.") var seed: UInt64 = 0
     @Option(help: "Directory for cached training features and surrogates.") var cache: String = "features"
     @Option(help: "TracIn checkpoints (epoch-K.safetensors; default MODEL/checkpoints).") var checkpoints: String?
     @Flag(help: "Skip the per-layer shares of the top items (exact per-layer NTK).") var noLayers = false
     @Flag(help: "One JSON object per text.") var json = false
     @OptionGroup var projection: ProjectorOptions
+    @OptionGroup var selectionOptions: SelectionOptions
     @OptionGroup var threading: ThreadOptions
     @OptionGroup var columns: ColumnOptions
 
@@ -65,7 +66,7 @@ struct Attribute: ParsableCommand {
             var bar: ProgressBar?
             let engine = try AttributionEngine(
                 classifier: clf, train: trainTexts, kernel: k, projDim: projDim, seed: seed, projector: projection.choice, cache: fileURL(cache),
-                threads: nThreads, checkpoints: checkpoints.map(fileURL), log: { printError($0) },
+                threads: nThreads, selector: selectionOptions.selector(seed: seed), checkpoints: checkpoints.map(fileURL), log: { printError($0) },
                 progress: { done, total in
                     if bar == nil { bar = ProgressBar(total: total, label: "training features") }
                     bar?.update(done)

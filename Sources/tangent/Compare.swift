@@ -10,7 +10,7 @@ struct Compare: ParsableCommand {
         abstract: "Compare kernel surrogates' faithfulness to the network (tau, TAD, agreement) and write a report.",
         discussion: """
         For each kernel: featurize training and test texts (cached in --cache), fit the kGLM over the \
-        regularization grid (lambda chosen by held-out cross-entropy), and measure Kendall tau between \
+        regularization grid (lambda chosen by k-fold cross-validation on the training texts, see --selection), and measure Kendall tau between \
         the surrogate's and the network's log-odds, the paper's probability tau, TAD and label agreement, \
         with time and peak memory. Writes OUT/report.json (every number), OUT/report.md and a \
         self-contained OUT/report.html with SVG plots.
@@ -22,7 +22,7 @@ struct Compare: ParsableCommand {
     @Option(help: "Kernels, comma-separated: trntk, pntk-norm (exact), proj-trntk, proj-pntk, embedding, ck, grad-cos, tracin, if-head, if-proj, trak.")
     var kernels: String = "proj-trntk,proj-pntk,embedding,ck,grad-cos,if-head,if-proj"
     @Option(parsing: .unconditional, help: "Projected dimension K.") var projDim: Int = 1024
-    @Option(parsing: .unconditional, help: "Seed of projections and of the held-out split.") var seed: UInt64 = 0
+    @Option(parsing: .unconditional, help: "Seed of projections and of the cross-validation folds.") var seed: UInt64 = 0
     @Option(parsing: .unconditional, help: "Use a random sample of N training texts (seeded by --seed, file order kept; data files are often sorted by label).") var maxTrain: Int?
     @Option(parsing: .unconditional, help: "Use a random sample of N test texts (seeded by --seed, file order kept).") var maxTest: Int?
     @Option(help: "Directory for cached features.") var cache: String = "features"
@@ -36,6 +36,7 @@ struct Compare: ParsableCommand {
     var errorSeeds: Int = 1
     @Flag(help: "Replace an existing report.") var overwrite = false
     @OptionGroup var projection: ProjectorOptions
+    @OptionGroup var selectionOptions: SelectionOptions
     @OptionGroup var columns: ColumnOptions
 
     func validate() throws {
@@ -73,7 +74,9 @@ struct Compare: ParsableCommand {
             var testTexts = try columns.reader().read(testFile)
             if let maxTrain { trainTexts = seededSample(trainTexts, maxTrain, seed: seed, stream: 1) }
             if let maxTest { testTexts = seededSample(testTexts, maxTest, seed: seed, stream: 2) }
-            guard trainTexts.count >= 20 else { throw DataError("\(trainFile.path): \(trainTexts.count) training texts are too few for a held-out split (need at least 20)") }
+            guard trainTexts.count >= 2 * selectionOptions.folds else {
+                throw DataError("\(trainFile.path): \(trainTexts.count) training texts are too few for \(selectionOptions.folds)-fold selection of lambda (need at least \(2 * selectionOptions.folds))")
+            }
             guard testTexts.count >= 2 else { throw DataError("\(testFile.path): tau needs at least 2 test texts") }
             _ = try clf.labels.indices(of: trainTexts, source: trainFile.path)
             try requireTwoClasses(trainTexts, in: trainFile)
@@ -92,7 +95,7 @@ struct Compare: ParsableCommand {
                 classifier: classifier, train: trainTexts, test: testTexts, kernels: ks, projDim: projDim, seed: seed, projector: projection.choice,
                 cache: fileURL(cache), modelName: path, trainName: trainName,
                 testName: displayPath(testFile) + (maxTest.map { " (random \($0), seed \(seed))" } ?? ""),
-                checkpoints: path == model[0] ? checkpoints.map(fileURL) : nil, ensemble: path == model[0] ? trakEnsemble : [], log: { printError($0) },
+                checkpoints: path == model[0] ? checkpoints.map(fileURL) : nil, ensemble: path == model[0] ? trakEnsemble : [], selector: selectionOptions.selector(seed: seed), log: { printError($0) },
                 progress: { label, done, total in
                     if label != barLabel { bar = ProgressBar(total: total, label: label); barLabel = label }
                     bar?.update(done)

@@ -43,6 +43,7 @@ struct LDS: ParsableCommand {
     @Option(help: "Run directory: models, subset margins, lds.json and lds.md.") var out: String
     @Flag(help: "Discard a run of other settings in OUT instead of refusing it.") var overwrite = false
     @OptionGroup var projection: ProjectorOptions
+    @OptionGroup var selectionOptions: SelectionOptions
     @OptionGroup var threading: ThreadOptions
     @OptionGroup var columns: ColumnOptions
 
@@ -163,6 +164,7 @@ struct LDS: ParsableCommand {
                 subsets: plan, margins: subsetMargins, kernels: try Check.list(kernels, "--kernels").map { SurrogateKernel.named($0)! },
                 projDim: projDim, seed: seed, projector: projection.choice, cache: fileURL(cache),
                 checkpoints: run.modelDirectory(0).appendingPathComponent(ModelDirectory.checkpointsDirectory), resamples: resamples,
+                selector: selectionOptions.selector(seed: seed),
                 log: { printError($0) },
                 progress: { label, done, total in
                     if label != barLabel { bar = ProgressBar(total: total, label: label); barLabel = label }

@@ -45,6 +45,7 @@ struct Poison: ParsableCommand {
     @Option(help: "Report directory.") var out: String
     @Flag(help: "Replace an existing poisoning report.") var overwrite = false
     @OptionGroup var projection: ProjectorOptions
+    @OptionGroup var selectionOptions: SelectionOptions
     @OptionGroup var threading: ThreadOptions
     @OptionGroup var columns: ColumnOptions
 
@@ -127,7 +128,7 @@ struct Poison: ParsableCommand {
             let report = try Poisoning.evaluate(
                 classifier: clf, plan: plan, train: poisonedTrain, poisoned: poisoned, cleanTest: testTexts,
                 triggered: plan.triggered(testTexts), kernels: try Check.list(kernels, "--kernels").map { SurrogateKernel.named($0)! },
-                ks: ks, projDim: projDim, seed: seed, projector: projection.choice, cache: fileURL(cache), checkpoints: checkpoints, ensemble: ensemble,
+                ks: ks, projDim: projDim, seed: seed, projector: projection.choice, cache: fileURL(cache), checkpoints: checkpoints, ensemble: ensemble, selector: selectionOptions.selector(seed: seed),
                 dataName: displayPath(trainFile) + (maxTrain.map { " (random \($0), seed \(seed))" } ?? ""),
                 log: { printError($0) },
                 progress: { label, done, total in

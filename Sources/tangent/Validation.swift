@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import TangentAttribution
 import TangentKernels
 import TangentTensor
 
@@ -90,5 +91,25 @@ struct ProjectorOptions: ParsableArguments {
         if choice.distribution == .sketch, projDim < sketchNonzeros {
             throw ValidationError("--proj-dim \(projDim) is below --sketch-nonzeros \(sketchNonzeros)")
         }
+    }
+}
+
+/// `--selection` and `--folds`: how every command that fits a surrogate chooses lambda.
+struct SelectionOptions: ParsableArguments {
+    @Option(help: "How the surrogate's lambda is chosen on the training texts by k-fold cross-validation: network-tau (Kendall tau with the network's log-odds), network-ce (cross-entropy against the network's probabilities) or label-ce (against the true labels).")
+    var selection: String = LambdaSelector.Criterion.networkTau.rawValue
+    @Option(parsing: .unconditional, help: "Cross-validation folds of the lambda selection.")
+    var folds: Int = 5
+
+    func validate() throws {
+        guard LambdaSelector.Criterion(rawValue: selection) != nil else {
+            throw ValidationError("--selection must be " + LambdaSelector.Criterion.allCases.map(\.rawValue).joined(separator: ", ") + ", got '\(selection)'")
+        }
+        guard folds >= 2 else { throw ValidationError("--folds must be at least 2, got \(folds)") }
+    }
+
+    /// The selector asked for; `seed` deals the training texts into folds.
+    func selector(seed: UInt64) -> LambdaSelector {
+        LambdaSelector(folds: folds, criterion: LambdaSelector.Criterion(rawValue: selection)!, seed: seed)
     }
 }

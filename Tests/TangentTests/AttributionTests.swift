@@ -315,7 +315,7 @@ import TangentTraining
         }
         #expect(r.trainTexts == 100 && r.testTexts == 30)
         for k in r.kernels {
-            #expect(k.grid.count == AttributionEngine.lambdaGrid.count)
+            #expect(k.grid.count == LambdaSelector.defaultGrid.count && k.selection == "network-tau, 5 folds")
             #expect(k.tau >= -1 && k.tau <= 1 && k.agreement >= 0 && k.agreement <= 1)
             #expect(abs(k.tad - (k.surrogateAccuracy - r.networkTestAccuracy)) < 1e-12)
             #expect(k.grid.contains { $0.lambda == k.lambda })

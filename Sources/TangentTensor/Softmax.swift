@@ -1,0 +1,42 @@
+import Foundation
+
+/// Softmax, log-softmax, log-odds and argmax of one row of logits: the one place where
+/// logits become probabilities, so that every stage shifts by the maximum and sums in
+/// Double the same way.
+public enum Softmax {
+    /// softmax(z), computed in Double after subtracting max(z).
+    public static func probabilities(_ z: [Double]) -> [Double] {
+        let m = z.max() ?? 0
+        let e = z.map { Foundation.exp($0 - m) }
+        let s = e.reduce(0, +)
+        return e.map { $0 / s }
+    }
+
+    /// softmax of Float logits, computed in Double.
+    public static func probabilities(_ z: [Float]) -> [Float] {
+        probabilities(z.map(Double.init)).map(Float.init)
+    }
+
+    /// log softmax(z) = z - logsumexp(z), without forming probabilities that underflow.
+    public static func logProbabilities(_ z: [Double]) -> [Double] {
+        let m = z.max() ?? 0
+        let lse = m + Foundation.log(z.reduce(0) { $0 + Foundation.exp($1 - m) })
+        return z.map { $0 - lse }
+    }
+
+    /// log p_c - log(1 - p_c) = z_c - logsumexp(z_{-c}): does not saturate at p = 0 or 1.
+    public static func logOdds(_ z: [Double], classIndex c: Int) -> Double {
+        var m = -Double.infinity
+        for (k, v) in z.enumerated() where k != c { m = max(m, v) }
+        var s = 0.0
+        for (k, v) in z.enumerated() where k != c { s += Foundation.exp(v - m) }
+        return z[c] - (m + Foundation.log(s))
+    }
+
+    /// The index of the largest entry; the first one on ties.
+    public static func argmax<C: Collection>(_ v: C) -> Int where C.Element: Comparable, C.Index == Int {
+        var best = v.startIndex
+        for i in v.indices where v[i] > v[best] { best = i }
+        return best - v.startIndex
+    }
+}

@@ -1,0 +1,108 @@
+import Foundation
+import Testing
+import TangentAttribution
+import TangentData
+import TangentModel
+import TangentTensor
+
+@Suite(.singleThreadedBLAS) struct LambdaSelectorTests {
+    /// Folds are seeded, cover every text once, and differ in size by at most one.
+    @Test func foldsPartitionTheTrainingTexts() {
+        let s = LambdaSelector(folds: 4, seed: 7)
+        let a = s.foldAssignment(n: 103)
+        #expect(a == s.foldAssignment(n: 103))
+        #expect(a != LambdaSelector(folds: 4, seed: 8).foldAssignment(n: 103))
+        let sizes = (0..<4).map { f in a.filter { $0 == f }.count }
+        #expect(sizes.reduce(0, +) == 103 && sizes.max()! - sizes.min()! <= 1)
+        // Not contiguous blocks: data files are often sorted by label.
+        #expect(Set(a.prefix(10)).count > 1)
+    }
+
+    /// Every out-of-fold figure equals one computed here from fits on the other folds, the
+    /// grid's surrogates are the fits on all texts, and the chosen lambda ranks best.
+    @Test func outOfFoldFiguresMatchADirectComputation() {
+        let n = 60, C = 2, folds = 3
+        let p = SurrogateTests.lowRankProblem(n: n, w: 6, seed: 31)
+        let kernel = TrainingKernel.matrix(p.k, n: n)
+        // A "network" that agrees with the labels but not perfectly.
+        let rng = CounterRNG.derive(31, 9)
+        let logits = (0..<n).flatMap { i -> [Float] in
+            let z = Float(p.labels[i] == 1 ? 1.5 : -1.5) + Float(rng.normal(UInt64(i)))
+            return [0, z]
+        }
+        let grid = [1e-3, 1e-1, 10]
+        for criterion in LambdaSelector.Criterion.allCases {
+            let selector = LambdaSelector(grid: grid, folds: folds, criterion: criterion, seed: 3)
+            let s = selector.select(kernel: kernel, labels: p.labels, networkLogits: logits, classes: C, threads: 2)
+            #expect(s.points.map(\.lambda) == grid && s.fits.map(\.lambda) == grid)
+            let fold = selector.foldAssignment(n: n)
+            let scale = KernelGLM.kernelScale(kernel.diagonal)
+            var oof = [[Double]](repeating: [Double](repeating: 0, count: n * C), count: grid.count)
+            for f in 0..<folds {
+                let held = (0..<n).filter { fold[$0] == f }, fit = (0..<n).filter { fold[$0] != f }
+                var previous: KernelGLM?
+                for (l, lambda) in grid.enumerated().reversed() {
+                    let g = KernelGLM.fit(kernel: kernel.restricted(to: fit), labels: fit.map { p.labels[$0] }, classes: C, lambda: lambda,
+                                          kernelScale: scale, start: previous, spectrum: KernelSpectrum(kernel: kernel.restricted(to: fit)), threads: 2)
+                    previous = g
+                    let z = g.logits(kernelRows: kernel.block(rows: held, columns: fit))
+                    for (a, i) in held.enumerated() { for c in 0..<C { oof[l][i * C + c] = z[a * C + c] } }
+                }
+            }
+            for (l, point) in s.points.enumerated() {
+                let ours = (0..<n).map { Softmax.logOdds(Array(oof[l][($0 * C)..<(($0 + 1) * C)]), classIndex: 1) }
+                let network = (0..<n).map { Double(logits[$0 * C + 1] - logits[$0 * C]) }
+                #expect(abs(point.networkTau - Faithfulness.kendallTau(ours, network)) < 1e-12)
+                let labelCE = (0..<n).map { -Softmax.logProbabilities(Array(oof[l][($0 * C)..<(($0 + 1) * C)]))[p.labels[$0]] }.reduce(0, +) / Double(n)
+                #expect(abs(point.labelCrossEntropy - labelCE) < 1e-9)
+                let networkCE = (0..<n).map { i -> Double in
+                    let q = Softmax.probabilities([Double(logits[i * C]), Double(logits[i * C + 1])])
+                    let lp = Softmax.logProbabilities(Array(oof[l][(i * C)..<((i + 1) * C)]))
+                    return -(q[0] * lp[0] + q[1] * lp[1])
+                }.reduce(0, +) / Double(n)
+                #expect(abs(point.networkCrossEntropy - networkCE) < 1e-9)
+            }
+            let best = s.points.map { $0.merit(criterion) }.max()!
+            #expect(s.points[s.chosen].merit(criterion) == best && s.glm.lambda == s.lambda)
+            let direct = KernelGLM.fit(kernel: kernel, labels: p.labels, classes: C, lambda: grid[2], kernelScale: scale, threads: 2)
+            let worst = zip(direct.logits(kernelRows: p.k), s.fits[2].logits(kernelRows: p.k)).map { abs($0 - $1) }.max()!
+            #expect(worst < 1e-3, "the grid's fit at lambda 10 vs a direct fit: \(worst)")
+        }
+    }
+
+    /// The selector never reads test texts: the same training texts with two different test
+    /// sets give the same lambdas and the same out-of-fold figures, while the test figures differ.
+    @Test func selectorNeverReadsTestTexts() throws {
+        let clf = try Classifier(directory: fixture("tiny-model"), threads: 2)
+        let all = try DatasetReader().read(fixture("train-sample.jsonl"))
+        let train = Array(all[0..<50]) + Array(all[300..<330])
+        let kernels = ["proj-trntk", "embedding"].map { SurrogateKernel.named($0)! }
+        let cache = FileManager.default.temporaryDirectory.appendingPathComponent("tangent-sel-\(UUID())")
+        defer { try? FileManager.default.removeItem(at: cache) }
+        let selector = LambdaSelector(grid: [1e-4, 1e-2, 1], folds: 4, seed: 5)
+        var reports: [ComparisonReport] = []
+        for test in [Array(all[200..<230]), Array(all[230..<260]) + Array(all[380..<400])] {
+            reports.append(try Comparison.run(classifier: clf, train: train, test: test, kernels: kernels, projDim: 32, seed: 1, cache: cache,
+                                              modelName: "tiny", trainName: "train", testName: "test", selector: selector))
+        }
+        for (a, b) in zip(reports[0].kernels, reports[1].kernels) {
+            #expect(a.lambda == b.lambda)
+            #expect(a.grid.map(\.networkTau) == b.grid.map(\.networkTau))
+            #expect(a.grid.map(\.labelCrossEntropy) == b.grid.map(\.labelCrossEntropy))
+            #expect(a.grid.map(\.networkCrossEntropy) == b.grid.map(\.networkCrossEntropy))
+            #expect(a.networkLogOdds != b.networkLogOdds)
+        }
+    }
+
+    /// Too few training texts for the folds is a clear error, not a crash.
+    @Test func tooFewTextsForTheFoldsIsAnError() throws {
+        let clf = try Classifier(directory: fixture("tiny-model"), threads: 2)
+        let all = try DatasetReader().read(fixture("train-sample.jsonl"))
+        let train = Array(all[0..<3]) + Array(all[300..<303])
+        let cache = FileManager.default.temporaryDirectory.appendingPathComponent("tangent-sel-\(UUID())")
+        defer { try? FileManager.default.removeItem(at: cache) }
+        #expect(throws: DataError.self) {
+            _ = try AttributionEngine(classifier: clf, train: train, kernel: SurrogateKernel.named("embedding")!, projDim: 16, seed: 0, cache: cache)
+        }
+    }
+}
