@@ -21,9 +21,12 @@ public struct SurrogateKernel: Sendable, Equatable {
     /// TRAK: features of every model of an ensemble, scaled by 1/sqrt(N) and concatenated,
     /// so that kernel products average over the models.
     public var ensembled: Bool
+    /// NFT-K weights: the exact kernel's per-layer parts, weighted by w_l >= 0 fitted on
+    /// the training texts (`LayerWeighting`).
+    public var layerWeighted: Bool
 
     public init(name: String, features: FeatureKind, normalized: Bool, influence: InfluenceTransform.Kind? = nil,
-                exact: NTKKind? = nil, checkpointSummed: Bool = false, ensembled: Bool = false) {
+                exact: NTKKind? = nil, checkpointSummed: Bool = false, ensembled: Bool = false, layerWeighted: Bool = false) {
         self.name = name
         self.features = features
         self.normalized = normalized
@@ -31,6 +34,7 @@ public struct SurrogateKernel: Sendable, Equatable {
         self.exact = exact
         self.checkpointSummed = checkpointSummed
         self.ensembled = ensembled
+        self.layerWeighted = layerWeighted
     }
 
     /// Whether the method's own attribution is its kernel value (loss-gradient kernels,
@@ -38,7 +42,7 @@ public struct SurrogateKernel: Sendable, Equatable {
     public var attributesByKernelValue: Bool { influence != nil || features == .grad }
 
     /// `trntk`, `pntk-norm` (exact), `proj-trntk`, `proj-pntk`, `embedding`, `ck`, `grad-cos`,
-    /// `tracin`, `if-head`, `if-proj`.
+    /// `tracin`, `if-head`, `if-proj`, `trak`, `trntk-layers`.
     public static let all: [SurrogateKernel] = [
         .init(name: "trntk", features: .trntk, normalized: true, exact: .trntk),
         .init(name: "pntk-norm", features: .pntk, normalized: true, exact: .pntkNorm),
@@ -51,6 +55,7 @@ public struct SurrogateKernel: Sendable, Equatable {
         .init(name: "if-head", features: .embedding, normalized: false, influence: .head),
         .init(name: "if-proj", features: .trntk, normalized: false, influence: .projected),
         .init(name: "trak", features: .trntk, normalized: false, influence: .trak, ensembled: true),
+        .init(name: "trntk-layers", features: .trntk, normalized: true, exact: .trntk, layerWeighted: true),
     ]
 
     public static func named(_ name: String) -> SurrogateKernel? {
@@ -134,6 +139,10 @@ public final class AttributionEngine {
     public private(set) var checkpointSummary: String?
     /// Exact kernels: per-layer parts of the training texts' self-kernels K(x_i, x_i).
     public private(set) var trainSelfParts: [(group: String, values: [Float])]?
+    /// NFT-K layer weights, one per group of the exact kernel (`trntk-layers`), and their
+    /// fit when it ran in this process.
+    public private(set) var layerWeights: [Double]?
+    public private(set) var layerWeightFit: LayerWeighting.Result?
     private let trainNorms: [Float]
     private let trainFeatures: [Float]
     private let exactComputer: GradientComputer<Float>?
@@ -194,27 +203,71 @@ public final class AttributionEngine {
             trainTokens = try train.map { try classifier.encode($0.text) }
             cacheStem = "exact-\(kind.rawValue)-\(modelID)-\(textsID)"
             let url = cache.appendingPathComponent("\(cacheStem).safetensors")
+            // The full per-layer parts [n, n] are kept (in a file of their own) only for
+            // layer weights: they are groups times the kernel's size.
+            let partsURL = cache.appendingPathComponent("\(cacheStem)-parts.safetensors")
             var kernelMatrix: [Float]?
+            var trainParts: [[Float]]?
+            if kernel.layerWeighted, let p = try? SafetensorsFile(url: partsURL), p.metadata["format"] == "tangent-exact-parts-1" {
+                trainParts = try? computer.groups.map { try p.float32("part.\($0.name)", shape: [n, n]) }
+            }
             if let f = try? SafetensorsFile(url: url), f.metadata["format"] == "tangent-exact-kernel-1",
-               let k = try? f.float32("kernel", shape: [n, n]) {
+               let k = try? f.float32("kernel", shape: [n, n]), !kernel.layerWeighted || trainParts != nil {
                 kernelMatrix = k
                 trainSelfParts = try computer.groups.map { ($0.name, try f.float32("self.\($0.name)", shape: [n])) }
                 log("using cached exact \(kind.rawValue) kernel \(url.path)")
             } else {
-                if FileManager.default.fileExists(atPath: url.path) { log("cached \(url.path) is unusable (damaged or of another shape); rebuilding it") }
+                if FileManager.default.fileExists(atPath: url.path) {
+                    log("cached \(url.path) is unusable (damaged, of another shape, or without the per-layer parts); rebuilding it")
+                }
                 log("computing the exact \(kind.rawValue) kernel of \(n) training texts (\(computer.subset.count) parameters) into \(url.path)")
                 let r = try ExactKernel.compute(computer, a: trainTokens, b: nil, kind: kind, progress: progress)
                 kernelMatrix = r.total
                 trainSelfParts = r.parts.map { p in (p.group, (0..<n).map { p.values[$0 * n + $0] }) }
+                try FileManager.default.createDirectory(at: cache, withIntermediateDirectories: true)
+                if kernel.layerWeighted {
+                    trainParts = r.parts.map(\.values)
+                    var w = SafetensorsWriter()
+                    w.metadata = ["format": "tangent-exact-parts-1", "kernel": kind.rawValue, "texts": String(n)]
+                    for p in r.parts { w.add("part.\(p.group)", shape: [n, n], float32: p.values) }
+                    try w.write(to: partsURL)
+                }
                 var w = SafetensorsWriter()
                 w.metadata = ["format": "tangent-exact-kernel-1", "kernel": kind.rawValue, "texts": String(n)]
                 w.add("kernel", shape: [n, n], float32: r.total)
                 for p in trainSelfParts! { w.add("self.\(p.group)", shape: [n], float32: p.values) }
-                try FileManager.default.createDirectory(at: cache, withIntermediateDirectories: true)
                 try w.write(to: url)
             }
-            trainKernel = { .matrix(kernelMatrix!, n: n) }
             trainLogits = { try classifier.logits(train.map(\.text)) }
+            if let parts = trainParts {
+                let weightsURL = cache.appendingPathComponent("\(cacheStem)-\(kernel.name)-weights.safetensors")
+                let tag = AttributionEngine.selectionTag(selector)
+                if useSurrogateCache, let f = try? SafetensorsFile(url: weightsURL), f.metadata["selection"] == tag,
+                   let w = try? f.float64("weights", shape: [parts.count]) {
+                    layerWeights = w
+                    log("using cached layer weights \(weightsURL.path)")
+                } else {
+                    // lambda for the weights' fit: the selector's choice on the unweighted kernel.
+                    let logits = try trainLogits()
+                    let plain = selector.select(kernel: .matrix(kernelMatrix!, n: n), labels: labelIndices, networkLogits: logits,
+                                                classes: classifier.labels.count, threads: threads)
+                    let r = LayerWeighting.fit(parts: parts, labels: labelIndices, networkLogits: logits, classes: classifier.labels.count,
+                                               lambda: plain.lambda, selector: selector, threads: threads, log: log)
+                    layerWeights = r.weights
+                    layerWeightFit = r
+                    var w = SafetensorsWriter()
+                    w.metadata = ["format": "tangent-layer-weights-1", "selection": tag, "groups": computer.groups.map(\.name).joined(separator: ","),
+                                  "cross_entropy": String(r.crossEntropy), "unweighted_cross_entropy": String(r.unweightedCrossEntropy)]
+                    w.add("weights", shape: [parts.count], float64: r.weights)
+                    try w.write(to: weightsURL)
+                }
+                log("layer weights: " + zip(computer.groups, layerWeights!).map { String(format: "%@ %.3g", $0.name, $1) }.joined(separator: ", "))
+                let weights = layerWeights!
+                trainSelfParts = zip(trainSelfParts!, weights).map { p, wl in (group: p.group, values: p.values.map { Float(wl) * $0 }) }
+                trainKernel = { .matrix(LayerWeighting.combine(parts, weights: weights), n: n) }
+            } else {
+                trainKernel = { .matrix(kernelMatrix!, n: n) }
+            }
         } else {
             exactComputer = nil
             trainTokens = []
@@ -374,8 +427,8 @@ public final class AttributionEngine {
         if let kind = kernel.exact, let computer = exactComputer {
             let url = cacheURL(cacheStem)
             if cached, let f = try? SafetensorsFile(url: url), f.metadata["format"] == "tangent-exact-rows-1" {
-                return QueryKernel(rows: try f.float32("kernel", shape: [m, n]), logits: try f.float32("logits", shape: [m, C]),
-                                   parts: try computer.groups.map { ($0.name, try f.float32("part.\($0.name)", shape: [m, n])) })
+                return weighted(QueryKernel(rows: try f.float32("kernel", shape: [m, n]), logits: try f.float32("logits", shape: [m, C]),
+                                            parts: try computer.groups.map { ($0.name, try f.float32("part.\($0.name)", shape: [m, n])) }))
             }
             let tokens = try texts.map { try classifier.encode($0.text) }
             let r = try ExactKernel.compute(computer, a: tokens, b: trainTokens, kind: kind, progress: progress)
@@ -388,7 +441,7 @@ public final class AttributionEngine {
                 for p in r.parts { w.add("part.\(p.group)", shape: [m, n], float32: p.values) }
                 try w.write(to: url)
             }
-            return QueryKernel(rows: r.total, logits: logits, parts: r.parts)
+            return weighted(QueryKernel(rows: r.total, logits: logits, parts: r.parts))
         }
         // Without `lossLabels`: the predicted label of the model under study, also for
         // checkpoints and an ensemble's other models.
@@ -424,6 +477,13 @@ public final class AttributionEngine {
         var q = QueryKernel(rows: kernelRows(features: f), logits: logits, parts: nil)
         if weightedTrainFeatures != nil { q.scores = kernelRows(features: f, weighted: true) }
         return q
+    }
+
+    /// With layer weights: each part scaled by its weight and the rows their sum.
+    private func weighted(_ q: QueryKernel) -> QueryKernel {
+        guard let w = layerWeights, let parts = q.parts else { return q }
+        let scaled = zip(parts, w).map { p, wl in (group: p.group, values: p.values.map { Float(wl) * $0 }) }
+        return QueryKernel(rows: LayerWeighting.combine(parts.map(\.values), weights: w), logits: q.logits, parts: scaled)
     }
 
     /// Each method's own attribution scores [m, n] of the training texts to class

@@ -32,7 +32,7 @@ struct LDS: ParsableCommand {
     @Option(parsing: .unconditional, help: "Subset models (at least 2; the kernels spec asks for 50 or more).") var subsets: Int = 50
     @Option(parsing: .unconditional, help: "Share of the training texts in each subset.") var fraction: Double = 0.5
     @Option(parsing: .unconditional, help: "Seed of sampling, subsets, training and projections.") var seed: UInt64 = 0
-    @Option(help: "Kernels, comma-separated.") var kernels: String = "trntk,pntk-norm,proj-trntk,proj-pntk,embedding,ck,grad-cos,tracin,if-head,if-proj,trak"
+    @Option(help: "Kernels, comma-separated.") var kernels: String = "trntk,pntk-norm,proj-trntk,proj-pntk,embedding,ck,grad-cos,tracin,if-head,if-proj,trak,trntk-layers"
     @Option(parsing: .unconditional, help: "Projected dimension K.") var projDim: Int = 4096
     @Option(parsing: .unconditional, help: "TRAK's ensemble: the model under study and N-1 retrainings of it with seeds SEED+1, ... on the same texts.") var ensemble: Int = 5
     @Option(parsing: .unconditional, help: "Use a seeded random sample of N training texts.") var maxTrain: Int?

@@ -106,3 +106,52 @@ import TangentTensor
         }
     }
 }
+
+@Suite(.singleThreadedBLAS) struct LayerWeightingTests {
+    /// Two "layers": one whose kernel tracks the network, one of pure noise. The fitted
+    /// weights turn the noise down, and the out-of-fold cross-entropy does not get worse.
+    @Test func weightsTurnDownANoiseLayer() {
+        let n = 60, C = 2
+        let signal = SurrogateTests.lowRankProblem(n: n, w: 4, seed: 41)
+        let noise = SurrogateTests.lowRankProblem(n: n, w: 30, scale: 1.5, seed: 42)
+        let rng = CounterRNG.derive(41, 3)
+        // The network's log-odds follow the signal layer's first coordinate.
+        let logits = (0..<n).flatMap { i -> [Float] in [0, 3 * signal.f[i * 4] + Float(0.2 * rng.normal(UInt64(i)))] }
+        let selector = LambdaSelector(grid: [1e-2], folds: 3, seed: 1)
+        let r = LayerWeighting.fit(parts: [signal.k, noise.k], labels: signal.labels, networkLogits: logits, classes: C, lambda: 1e-2,
+                                   selector: selector, threads: 2)
+        #expect(r.weights.allSatisfy { $0 >= 0 } && r.weights.max() == 1)
+        #expect(r.weights[0] == 1 && r.weights[1] < 0.3, "weights \(r.weights)")
+        #expect(r.crossEntropy < r.unweightedCrossEntropy && r.evaluations > 1)
+        let k = LayerWeighting.combine([signal.k, noise.k], weights: [1, 0.5])
+        #expect(zip(k, zip(signal.k, noise.k)).allSatisfy { abs($0 - ($1.0 + 0.5 * $1.1)) <= 1e-6 * max(1, abs($0)) })
+    }
+
+    /// `trntk-layers` through the engine: its rows are the exact trntk's per-layer parts
+    /// weighted by the fitted weights, and its parts still add up to its rows.
+    @Test func layerWeightedKernelWeighsTheExactParts() throws {
+        let clf = try Classifier(directory: fixture("tiny-model"), threads: 2)
+        let all = try DatasetReader().read(fixture("train-sample.jsonl"))
+        let train = Array(all[0..<30]) + Array(all[300..<330]), test = Array(all[200..<210])
+        let cache = FileManager.default.temporaryDirectory.appendingPathComponent("tangent-layers-\(UUID())")
+        defer { try? FileManager.default.removeItem(at: cache) }
+        let selector = LambdaSelector(grid: [1e-3, 1e-1], folds: 3, seed: 2)
+        let plain = try AttributionEngine(classifier: clf, train: train, kernel: SurrogateKernel.named("trntk")!, projDim: 16, seed: 0, cache: cache,
+                                          selector: selector)
+        let layered = try AttributionEngine(classifier: clf, train: train, kernel: SurrogateKernel.named("trntk-layers")!, projDim: 16, seed: 0,
+                                            cache: cache, selector: selector)
+        let w = try #require(layered.layerWeights)
+        #expect(w.count == 5 && w.allSatisfy { $0 >= 0 } && w.max() == 1)
+        let q0 = try plain.query(test, source: "test"), q1 = try layered.query(test, source: "test")
+        let parts0 = try #require(q0.parts), parts1 = try #require(q1.parts)
+        for j in q1.rows.indices {
+            let expected = zip(parts0, w).reduce(0.0) { $0 + Double($1.0.values[j]) * $1.1 }
+            #expect(abs(Double(q1.rows[j]) - expected) < 1e-5)
+            #expect(abs(parts1.reduce(0.0) { $0 + Double($1.values[j]) } - Double(q1.rows[j])) < 1e-5)
+        }
+        // The weights are cached with the surrogate and reused.
+        let again = try AttributionEngine(classifier: clf, train: train, kernel: SurrogateKernel.named("trntk-layers")!, projDim: 16, seed: 0,
+                                          cache: cache, selector: selector)
+        #expect(again.layerWeights == w && again.layerWeightFit == nil)
+    }
+}
