@@ -11,13 +11,18 @@
 # between its final weights and the shipped model's. The poisoning benchmark then trains
 # a poisoned model on a 2000-text sample. Projected kernels use the default projector
 # (the count-sketch); the projection-error view compares it with dense Rademacher
-# (root mean square over 4 projection seeds).
+# (root mean square over 4 projection seeds). TRAK averages the model and its 4 latest
+# checkpoints before the final epoch. LDS comes from `tangent lds` runs in features/lds/NAME
+# (50 subset models each, resumable; the first run on a machine trains them, about 2-10
+# minutes per set on 2 cores), made here before the reports so that report.json carries them.
+# lambda is chosen by 5-fold cross-validation on the training texts (--selection network-tau).
 #   scripts/make-reports.sh [movie-snippets|sms-spam|trec6 ...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-swift build -c release --product tangent >&2
-bin=.build/release/tangent
+# TANGENT_BIN: a copy of the binary to use instead (so that building can go on meanwhile).
+bin=${TANGENT_BIN:-.build/release/tangent}
+[ -n "${TANGENT_BIN:-}" ] || swift build -c release --product tangent >&2
 sets=("$@"); [ ${#sets[@]} -gt 0 ] || sets=(movie-snippets sms-spam trec6)
 for name in "${sets[@]}"; do
   train=1000; test=500; classes=()
@@ -28,11 +33,14 @@ for name in "${sets[@]}"; do
     --epochs 5 --batch-size 32 --lr 1e-3 --dropout 0.1 --seed 0 --keep-checkpoints --overwrite
   cmp -s "$retrained/model.safetensors" "models/$name/model.safetensors" ||
     echo "note: retraining $name gave other weights than models/$name (other BLAS kernels or threads); TracIn uses the retraining's checkpoints and the report says so" >&2
+  kernels=trntk,pntk-norm,trntk-layers,proj-trntk,proj-pntk,embedding,ck,grad-cos,tracin,if-head,if-proj,trak
+  TANGENT_THREADS=2 $bin lds --data "data/$name" --recipe "models/$name" --max-train "$train" --max-test "$test" --subsets 50 --fraction 0.5 \
+    --seed 0 --proj-dim 4096 --ensemble 5 --kernels "$kernels" --out "features/lds/$name"
   rm -f "reports/$name/poisoning.json" "reports/$name/poisoning.md"
   $bin compare --model "models/$name" --checkpoints "$retrained/checkpoints" --train "data/$name" --test "data/$name" \
-    --kernels trntk,pntk-norm,proj-trntk,proj-pntk,embedding,ck,grad-cos,tracin,if-head,if-proj --proj-dim 4096 --seed 0 --error-seeds 4 \
-    --max-train "$train" --max-test "$test" --out "reports/$name" --overwrite
+    --kernels "$kernels" --ensemble 5 --proj-dim 4096 --seed 0 --error-seeds 4 \
+    --max-train "$train" --max-test "$test" --lds "features/lds/$name" --out "reports/$name" --overwrite
   $bin poison --data "data/$name" --tokenizer "tokenizers/$name.model" --max-train 2000 --max-test 500 \
     --fraction 0.05 --k 10,20 --proj-dim 1024 --seed 0 "${classes[@]}" \
-    --kernels proj-trntk,proj-pntk,embedding,ck,grad-cos,tracin,if-head,if-proj --out "reports/$name" --overwrite
+    --kernels proj-trntk,proj-pntk,embedding,ck,grad-cos,tracin,if-head,if-proj,trak --ensemble 5 --out "reports/$name" --overwrite
 done

@@ -341,19 +341,13 @@ public final class AttributionEngine {
             }
             let f = AttributionEngine.concatenate(blocks, scales: sources.map(\.scale), rows: n)
             let width = f.count / n
-            let norms = (0..<n).map { i in f.withUnsafeBufferPointer { Float.dot(n: width, x: $0.baseAddress! + i * width, y: $0.baseAddress! + i * width) } }
+            let norms = Gram.squaredNorms(f, rows: n)
             trainFeatures = f
             trainNorms = norms
             let normalized = kernel.normalized
             trainLogits = { try features.logits() }
             trainKernel = {
-                guard normalized else { return .gram(features: f, n: n, width: width) }
-                var rows = f
-                for i in 0..<n {
-                    let inv = 1 / max(norms[i], 1e-30).squareRoot()
-                    for j in 0..<width { rows[i * width + j] *= inv }
-                }
-                return .gram(features: rows, n: n, width: width)
+                .gram(features: normalized ? Gram.unitRows(f, rows: n, squaredNorms: norms) : f, n: n, width: width)
             }
         }
         let glmURL = cache.appendingPathComponent("\(cacheStem)-\(kernel.name)-kglm.safetensors")
@@ -400,15 +394,8 @@ public final class AttributionEngine {
         precondition(!weighted || weightedTrainFeatures != nil, "only TRAK has weighted rows")
         let n = train.count, W = trainFeatures.count / n
         let m = f.count / W
-        var rows = [Float](repeating: 0, count: m * n)
-        Float.gemm(transA: false, transB: true, m: m, n: n, k: W, alpha: 1, a: f, lda: W, b: weighted ? weightedTrainFeatures! : trainFeatures, ldb: W,
-                   beta: 0, c: &rows, ldc: n)
-        if kernel.normalized {
-            for i in 0..<m {
-                let own = f.withUnsafeBufferPointer { Float.dot(n: W, x: $0.baseAddress! + i * W, y: $0.baseAddress! + i * W) }
-                for j in 0..<n { rows[i * n + j] /= max(1e-30, (own * trainNorms[j]).squareRoot()) }
-            }
-        }
+        var rows = Gram.product(f, weighted ? weightedTrainFeatures! : trainFeatures, m: m, n: n, width: W)
+        if kernel.normalized { Gram.normalize(&rows, rowSelf: Gram.squaredNorms(f, rows: m), columnSelf: trainNorms) }
         return rows
     }
 
@@ -446,7 +433,7 @@ public final class AttributionEngine {
         // Without `lossLabels`: the predicted label of the model under study, also for
         // checkpoints and an ensemble's other models.
         let primaryLogits = sources.count > 1 ? try classifier.logits(texts.map(\.text)) : nil
-        let labels: [Int?] = lossLabels ?? primaryLogits.map { z in (0..<m).map { t in (0..<C).max { z[t * C + $0] < z[t * C + $1] }! } }
+        let labels: [Int?] = lossLabels ?? primaryLogits.map { z in (0..<m).map { t in Softmax.argmax(z[(t * C)..<((t + 1) * C)]) } }
             ?? [Int?](repeating: nil, count: m)
         let queryTexts = texts.enumerated().map { t, x in LabeledText(text: x.text, label: labels[t].map { classifier.labels.names[$0] }, line: x.line) }
         // Only loss-gradient features depend on the label.
@@ -513,7 +500,7 @@ public final class AttributionEngine {
         var out: [Explanation] = []
         for (t, text) in texts.enumerated() {
             let netLogits = (0..<C).map { Double(q.logits[t * C + $0]) }
-            let c = netLogits.indices.max { netLogits[$0] < netLogits[$1] }!
+            let c = Softmax.argmax(netLogits)
             let row = Array(k[(t * n)..<((t + 1) * n)])
             let scores = glm.attributions(kernelRow: row, classIndex: c)
             let order = scores.indices.sorted { scores[$0] > scores[$1] }

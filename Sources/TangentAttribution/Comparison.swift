@@ -228,14 +228,11 @@ public enum Comparison {
                 options.projector = projector
                 let featurizer = try Featurizer(classifier: classifier, options: options)
                 let a = try featurizer.block(te).features, b = try featurizer.block(tr).features
-                let W = a.count / m
-                var k = [Float](repeating: 0, count: m * n)
-                Float.gemm(transA: false, transB: true, m: m, n: n, k: W, alpha: 1, a: a, lda: W, b: b, ldb: W, beta: 0, c: &k, ldc: n)
-                func sq(_ v: [Float], _ i: Int) -> Double { (0..<W).reduce(0.0) { $0 + Double(v[i * W + $1]) * Double(v[i * W + $1]) } }
-                let na = (0..<m).map { sq(a, $0) }, nb = (0..<n).map { sq(b, $0) }
+                var k = Gram.product(a, b, m: m, n: n, width: a.count / m)
+                Gram.normalize(&k, rowSelf: Gram.squaredNorms(a, rows: m), columnSelf: Gram.squaredNorms(b, rows: n))
                 var err = 0.0
                 for i in 0..<m { for j in 0..<n {
-                    let d = Double(k[i * n + j]) / (na[i] * nb[j]).squareRoot() - Double(exact[i * n + j])
+                    let d = Double(k[i * n + j]) - Double(exact[i * n + j])
                     err += d * d
                 } }
                 squared += err / (norm * norm)

@@ -1,4 +1,5 @@
 import Foundation
+import TangentTensor
 
 /// How faithfully a surrogate reproduces the network (kernels spec).
 public enum Faithfulness {
@@ -21,19 +22,11 @@ public enum Faithfulness {
     }
 
     /// log p_c - log(1 - p_c) from logits, computed stably: z_c - logsumexp(z_{-c}).
-    public static func logOdds(logits z: [Double], classIndex c: Int) -> Double {
-        let others = z.indices.filter { $0 != c }.map { z[$0] }
-        let m = others.max()!
-        return z[c] - (m + Foundation.log(others.reduce(0) { $0 + Foundation.exp($1 - m) }))
-    }
+    public static func logOdds(logits z: [Double], classIndex c: Int) -> Double { Softmax.logOdds(z, classIndex: c) }
 
     /// The class whose log-odds tau compares: class 1 for binary tasks, the true label otherwise.
     public static func comparedClass(classes: Int, label: Int) -> Int { classes == 2 ? 1 : label }
 
     /// Probability of class c from logits.
-    public static func probability(logits z: [Double], classIndex c: Int) -> Double {
-        let m = z.max()!
-        let e = z.map { Foundation.exp($0 - m) }
-        return e[c] / e.reduce(0, +)
-    }
+    public static func probability(logits z: [Double], classIndex c: Int) -> Double { Softmax.probabilities(z)[c] }
 }

@@ -40,7 +40,7 @@ public struct InfluenceTransform: Sendable {
         let P = kind == .head ? C * (W + 1) : W
         var h = [Double](repeating: 0, count: P * P)
         var p = [[Double]](repeating: [], count: n)
-        for i in 0..<n { p[i] = InfluenceTransform.softmax((0..<C).map { Double(logits[i * C + $0]) }) }
+        for i in 0..<n { p[i] = Softmax.probabilities((0..<C).map { Double(logits[i * C + $0]) }) }
         switch kind {
         case .head:
             // Block (c, d) of H: (1/n) A^T diag(Lambda_i[c, d]) A with rows a_i = [e_i; 1].
@@ -105,19 +105,12 @@ public struct InfluenceTransform: Sendable {
         lower = h
     }
 
-    static func softmax(_ z: [Double]) -> [Double] {
-        let m = z.max()!
-        let e = z.map { Foundation.exp($0 - m) }
-        let s = e.reduce(0, +)
-        return e.map { $0 / s }
-    }
-
     /// d m / d z of the margin m = log p_y - log(1 - p_y) = z_y - logsumexp(z_{-y}):
     /// 1 for y, minus the softmax over the other classes for the rest.
     static func marginCoefficients(_ z: [Double], label y: Int) -> [Double] {
         var others = z
         others[y] = -.infinity
-        var s = softmax(others).map { -$0 }
+        var s = Softmax.probabilities(others).map { -$0 }
         s[y] = 1
         return s
     }
@@ -125,12 +118,12 @@ public struct InfluenceTransform: Sendable {
     /// grad L (TRAK: grad m) of one text in the transform's space from its base vector
     /// (e, or J as [C, K]), logits and label (nil: predicted).
     public func lossGradient(base: ArraySlice<Float>, logits z: [Double], label: Int?) -> [Double] {
-        let y = label ?? z.indices.max { z[$0] < z[$1] }!
+        let y = label ?? Softmax.argmax(z)
         let r: [Double]
         if kind == .trak {
             r = InfluenceTransform.marginCoefficients(z, label: y)
         } else {
-            let p = InfluenceTransform.softmax(z)
+            let p = Softmax.probabilities(z)
             r = (0..<classes).map { p[$0] - ($0 == y ? 1 : 0) }
         }
         let b = Array(base)
@@ -151,7 +144,7 @@ public struct InfluenceTransform: Sendable {
     /// other classes so that it does not round to 0 for a confident model.
     public static func trainingWeights(logits: [Float], labels: [Int], classes C: Int) -> [Double] {
         labels.enumerated().map { i, y in
-            let p = softmax((0..<C).map { Double(logits[i * C + $0]) })
+            let p = Softmax.probabilities((0..<C).map { Double(logits[i * C + $0]) })
             return p.indices.reduce(0) { $0 + ($1 == y ? 0 : p[$1]) }
         }
     }

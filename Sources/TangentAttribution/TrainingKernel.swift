@@ -22,9 +22,7 @@ public enum TrainingKernel: Sendable {
             for i in 0..<n { for j in 0..<width { t[j * n + i] = rows[i * width + j] } }
             return .factored(rows: rows, transposed: t, n: n, width: width)
         }
-        var k = [Float](repeating: 0, count: n * n)
-        Float.gemm(transA: false, transB: true, m: n, n: n, k: width, alpha: 1, a: rows, lda: width, b: rows, ldb: width,
-                   beta: 0, c: &k, ldc: n)
+        var k = Gram.product(rows, rows, m: n, n: n, width: width)
         symmetrize(&k, n: n)
         return .dense(k, n: n)
     }

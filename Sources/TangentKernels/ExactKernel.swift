@@ -88,9 +88,7 @@ public enum ExactKernel {
         }
         if symmetric { diagB = diagA }
         if kind.normalized {
-            for g in parts.indices {
-                for x in 0..<nA { for y in 0..<nB { parts[g][x * nB + y] /= (diagA[x] * diagB[y]).squareRoot() } }
-            }
+            for g in parts.indices { Gram.normalize(&parts[g], rowSelf: diagA, columnSelf: diagB) }
         }
         var total = [T](repeating: 0, count: nA * nB)
         for p in parts { for k in total.indices { total[k] += p[k] } }

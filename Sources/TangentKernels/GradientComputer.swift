@@ -137,11 +137,9 @@ public final class GradientComputer<T: BLASScalar>: @unchecked Sendable {
             var s = [T](repeating: 0, count: B * C)
             for b in 0..<B {
                 let row = Array(logits[(b * C)..<((b + 1) * C)])
-                let m = row.max()!
-                let e = row.map { T.exp($0 - m) }
-                let z = e.reduce(0, +)
-                let y = labels[b] ?? row.indices.max { row[$0] < row[$1] }!
-                for c in 0..<C { s[b * C + c] = e[c] / z - (c == y ? 1 : 0) }
+                let p = Softmax.probabilities(row)
+                let y = labels[b] ?? Softmax.argmax(row)
+                for c in 0..<C { s[b * C + c] = p[c] - (c == y ? 1 : 0) }
             }
             return [s]
         }

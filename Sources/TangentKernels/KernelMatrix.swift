@@ -62,9 +62,7 @@ public enum KernelMatrix {
             let ra = r0..<min(nA, r0 + rowBlock)
             let fa = try vectors(a, ra)
             let whole = layer == nil ? fa : try a.features(ra)
-            let normsA: [Float] = normalize ? (0..<ra.count).map { i in
-                whole.withUnsafeBufferPointer { Float.dot(n: W, x: $0.baseAddress! + i * W, y: $0.baseAddress! + i * W) }
-            } : []
+            let normsA: [Float] = normalize ? Gram.squaredNorms(whole, rows: ra.count) : []
             for c0 in stride(from: 0, to: nB, by: columnBlock) {
                 let rb = c0..<min(nB, c0 + columnBlock)
                 let fb = try vectors(b, rb)
@@ -73,7 +71,7 @@ public enum KernelMatrix {
                 for i in 0..<ra.count {
                     for j in 0..<rb.count {
                         var v = tile[i * rb.count + j]
-                        if normalize { v /= (normsA[i] * normsB[rb.lowerBound + j]).squareRoot() }
+                        if normalize { v = Gram.cosine(v, normsA[i], normsB[rb.lowerBound + j]) }
                         rows[i * nB + rb.lowerBound + j] = v
                     }
                 }
@@ -88,14 +86,10 @@ public enum KernelMatrix {
     }
 
     static func squaredNorms(_ f: FeatureFile, block: Int) throws -> [Float] {
-        let W = f.metadata.outputs * f.metadata.width
         var out: [Float] = []
         for s in stride(from: 0, to: f.metadata.texts, by: block) {
             let r = s..<min(f.metadata.texts, s + block)
-            let x = try f.features(r)
-            x.withUnsafeBufferPointer { p in
-                for i in 0..<r.count { out.append(Float.dot(n: W, x: p.baseAddress! + i * W, y: p.baseAddress! + i * W)) }
-            }
+            out += Gram.squaredNorms(try f.features(r), rows: r.count)
         }
         return out
     }

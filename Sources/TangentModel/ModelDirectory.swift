@@ -174,8 +174,8 @@ public final class Classifier: @unchecked Sendable {
         let z = try logits(texts, batchSize: batchSize)
         return texts.indices.map { i in
             let row = Array(z[(i * C)..<((i + 1) * C)])
-            let p = softmax(row)
-            let best = p.indices.max { p[$0] < p[$1] }!
+            let p = Softmax.probabilities(row)
+            let best = Softmax.argmax(p)
             return Prediction(text: texts[i], labelIndex: best, label: labels.names[best], probabilities: p, logits: row)
         }
     }
@@ -199,10 +199,3 @@ public enum TextEncoding {
     }
 }
 
-/// Softmax computed in Double with the max shift.
-public func softmax(_ z: [Float]) -> [Float] {
-    let m = z.max() ?? 0
-    let e = z.map { Foundation.exp(Double($0 - m)) }
-    let s = e.reduce(0, +)
-    return e.map { Float($0 / s) }
-}

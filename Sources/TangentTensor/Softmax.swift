@@ -1,4 +1,5 @@
 import Foundation
+import RealModule
 
 /// Softmax, log-softmax, log-odds and argmax of one row of logits: the one place where
 /// logits become probabilities, so that every stage shifts by the maximum and sums in
@@ -8,6 +9,15 @@ public enum Softmax {
     public static func probabilities(_ z: [Double]) -> [Double] {
         let m = z.max() ?? 0
         let e = z.map { Foundation.exp($0 - m) }
+        let s = e.reduce(0, +)
+        return e.map { $0 / s }
+    }
+
+    /// softmax in the logits' own precision (the gradient computer's, generic for the Float64
+    /// gradient checks).
+    public static func probabilities<T: Real & BinaryFloatingPoint>(_ z: [T]) -> [T] {
+        let m = z.max() ?? 0
+        let e = z.map { T.exp($0 - m) }
         let s = e.reduce(0, +)
         return e.map { $0 / s }
     }
