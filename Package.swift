@@ -45,14 +45,17 @@ let package = Package(
         .target(name: "TangentTraining", dependencies: [
             "TangentTensor", "TangentModel", "TangentData", "TangentTokenizer", "TangentSafetensors",
         ]),
+        // Rendering of the reports (Markdown, HTML with inline SVG) and their JSON files.
+        .target(name: "TangentReports", dependencies: ["TangentTensor", "TangentData", "TangentKernels", "TangentAttribution"]),
         .executableTarget(name: "tangent", dependencies: [
             "TangentTensor", "TangentTokenizer", "TangentData", "TangentModel", "TangentTraining", "TangentKernels", "TangentAttribution",
+            "TangentReports",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .testTarget(
             name: "TangentTests",
             dependencies: ["TangentTensor", "TangentTokenizer", "TangentData", "TangentSafetensors",
-                           "TangentModel", "TangentTraining", "TangentKernels", "TangentAttribution"],
+                           "TangentModel", "TangentTraining", "TangentKernels", "TangentAttribution", "TangentReports"],
             resources: [.copy("Fixtures")]
         ),
         // The CLI run as a subprocess on bad input, interrupted and concurrent runs.

@@ -132,22 +132,18 @@ public enum Comparison {
                            projDim: Int, seed: UInt64, projector: ProjectorChoice = .default, cache: URL, modelName: String,
                            trainName: String, testName: String,
                            checkpoints: URL? = nil, ensemble: [Classifier] = [], selector: LambdaSelector = LambdaSelector(),
-                           log: (String) -> Void = { _ in }, progress: (String, Int, Int) -> Void = { _, _, _ in }) throws -> ComparisonReport {
+                           log: (String) -> Void = { _ in }, progress: @escaping (String, Int, Int) -> Void = { _, _, _ in }) throws -> ComparisonReport {
         let C = classifier.labels.count
         let testLabels = try classifier.labels.indices(of: test, source: testName)
         var report: ComparisonReport?
-        var rows: [KernelReport] = []
-        for k in kernels {
-            log("== \(k.name)")
-            let t0 = Date()
-            var featurized = false
-            let engine = try AttributionEngine(classifier: classifier, train: train, kernel: k, projDim: projDim, seed: seed, projector: projector,
-                                               cache: cache, selector: selector, useSurrogateCache: false, checkpoints: checkpoints,
-                                               ensemble: k.ensembled ? ensemble : [], log: log,
-                                               progress: { featurized = true; progress("\(k.name) train", $0, $1) })
+        // Refits even where a surrogate is cached: the report shows the whole grid.
+        let setup = AttributionSetup(classifier: classifier, train: train, projDim: projDim, seed: seed, projector: projector, cache: cache,
+                                     selector: selector, checkpoints: checkpoints, ensemble: ensemble, useSurrogateCache: false)
+        let rows = try setup.forEachKernel(kernels, log: log, progress: progress) { run -> KernelReport in
+            let k = run.kernel, engine = run.engine!
             // Test kernel rows through the same cache (resumable).
             let m = test.count, n = train.count
-            let q = try engine.query(test, source: testName, cached: true, log: log, progress: { featurized = true; progress("\(k.name) test", $0, $1) })
+            let q = try engine.query(test, source: testName, cached: true, log: log, progress: run.progress("test"))
             let kRows = q.rows
             let netLogits = q.logits.map(Double.init)
             let z = engine.glm.logits(kernelRows: kRows)
@@ -169,7 +165,7 @@ public enum Comparison {
                                    tau: measured.tau, tauProbability: measured.tauProbability, tauProbabilityTexts: measured.kept,
                                    tad: measured.surrogateAccuracy - report!.networkTestAccuracy, surrogateAccuracy: measured.surrogateAccuracy,
                                    agreement: measured.agreement, grid: grid, bestGridTau: grid.map(\.tau).max() ?? measured.tau,
-                                   seconds: Date().timeIntervalSince(t0), peakMemoryMiB: TangentTensor.peakMemoryMiB() ?? .nan, featuresCached: !featurized,
+                                   seconds: run.seconds, peakMemoryMiB: TangentTensor.peakMemoryMiB() ?? .nan, featuresCached: !run.featurized,
                                    surrogateLogOdds: measured.surrogateLogOdds, networkLogOdds: measured.networkLogOdds,
                                    layerShares: q.parts.map { layerShares(parts: $0, rows: kRows, selfParts: engine.trainSelfParts, glm: engine.glm, logits: netLogits, classes: C) })
             log(String(format: "%@: tau %.3f (paper variant %.3f on %ld texts), TAD %+.3f, agreement %.3f, lambda %g, %.0f s",
@@ -177,7 +173,7 @@ public enum Comparison {
             var noted = row
             noted.note = engine.checkpointSummary
             noted.selection = "\(selector.criterion.rawValue), \(selector.folds) folds"
-            rows.append(noted)
+            return noted
         }
         report!.kernels = rows
         return report!
@@ -297,56 +293,4 @@ public enum Comparison {
                 Double(correct) / Double(m), Double(agree) / Double(m), a, b)
     }
 
-    /// The report as Markdown: a table per kernel and the grid.
-    public static func markdown(_ r: ComparisonReport) -> String {
-        func f(_ v: Double, _ d: Int = 3) -> String { v.isNaN ? "-" : String(format: "%.\(d)f", v) }
-        var s = "# Kernel surrogate faithfulness: \(r.model)\n\n"
-        s += "Training texts: \(r.trainTexts) (\(r.train)); test texts: \(r.testTexts) (\(r.test)); classes: \(r.classes.joined(separator: ", ")).\n"
-        s += "Network test accuracy: \(f(r.networkTestAccuracy)). Projected kernels use K = \(r.projDim), seed \(r.seed), projector \(r.projector ?? ProjectorChoice.rademacher.tag).\n\n"
-        s += "tau: Kendall tau-b between the surrogate's and the network's log-odds of the compared class (class 1 for two classes, the true label otherwise) over all test texts. "
-        s += "tau (paper): over probabilities, texts at exactly 0 or 1 dropped. TAD: surrogate test accuracy minus the network's. "
-        let rule = r.kernels.first?.selection ?? "held-out cross-entropy on a tenth of the training texts"
-        s += "lambda: chosen on the training texts alone by k-fold cross-validation (\(rule)): network-tau ranks lambdas by Kendall tau between the out-of-fold surrogate's and the network's log-odds on the training texts.\n\n"
-        s += "Time: this kernel's wall time (featurization unless cached, fits, measurement); peak memory: the process's peak so far. "
-        s += "Best tau over grid: the best test tau of the surrogates fitted on all training texts at each lambda (a rule that looked at the test texts).\n\n"
-        s += "| kernel | tau | tau (paper) | texts kept | TAD | agreement | best tau over grid | lambda | time (s) | peak memory (MiB) | features |\n"
-        s += "|---|---|---|---|---|---|---|---|---|---|---|\n"
-        for k in r.kernels {
-            s += "| \(k.kernel) | \(f(k.tau)) | \(f(k.tauProbability)) | \(k.tauProbabilityTexts) | \(String(format: "%+.3f", k.tad)) | \(f(k.agreement)) | \(f(k.bestGridTau)) | \(String(format: "%g", k.lambda)) | \(f(k.seconds, 0)) | \(f(k.peakMemoryMiB, 0)) | \(k.featuresCached ? "cached" : "computed") |\n"
-        }
-        for k in r.kernels { if let note = k.note { s += "\n\(k.kernel): \(note).\n" } }
-        let exact = r.kernels.filter { $0.layerShares != nil }
-        if let groups = exact.first?.layerShares?.map(\.group) {
-            s += "\n## Per-layer share of the exact NTK (NFT-K)\n\n"
-            s += "pairs: summed over all test x train pairs; top proponents: over each test text's ten strongest proponents; self: over training self-kernels.\n\n"
-            s += "| kernel, view | " + groups.joined(separator: " | ") + " |\n|---|" + String(repeating: "---|", count: groups.count) + "\n"
-            for k in exact {
-                for (view, values) in [("pairs", k.layerShares!.map(\.pairs)), ("top proponents", k.layerShares!.map(\.topProponents)), ("self", k.layerShares!.map(\.selfKernel))] {
-                    s += "| \(k.kernel), \(view) | " + values.map { $0.isNaN ? "-" : String(format: "%.1f%%", 100 * $0) }.joined(separator: " | ") + " |\n"
-                }
-            }
-        }
-        if let pe = r.projectionError, !pe.isEmpty {
-            s += "\n## Projection error against the exact kernel\n\n"
-            s += "Relative Frobenius error of the normalized test x train kernel on \(pe[0].testTexts) test and \(pe[0].trainTexts) training texts"
-                + (pe[0].seeds.map { ", root mean square over \($0) projection seeds" } ?? "") + ".\n\n| kernel | K | relative error |\n|---|---|---|\n"
-            for p in pe { s += "| \(p.label) | \(p.projDim) | \(f(p.relativeError, 4)) |\n" }
-        }
-        if let rep = r.kernels.first?.replicates {
-            s += "\n## Over \(rep.models.count) models\n\nModels: \(rep.models.joined(separator: ", ")). Mean +- sample standard deviation.\n\n| kernel | tau | TAD | tau per model |\n|---|---|---|---|\n"
-            for k in r.kernels { if let x = k.replicates {
-                s += "| \(k.kernel) | \(f(x.tauMean)) +- \(f(x.tauSD)) | \(String(format: "%+.3f", x.tadMean)) +- \(f(x.tadSD)) | " + x.tau.map { f($0) }.joined(separator: ", ") + " |\n"
-            } }
-        }
-        if let lds = r.lds { s += "\n## Linear datamodeling score (LDS)\n\n" + Datamodeling.markdownBody(lds) }
-        s += "\n## tau over the regularization grid\n\n| kernel | " + (r.kernels.first?.grid.map { String(format: "%g", $0.lambda) } ?? []).joined(separator: " | ") + " |\n"
-        s += "|---|" + String(repeating: "---|", count: r.kernels.first?.grid.count ?? 0) + "\n"
-        for k in r.kernels {
-            s += "| \(k.kernel) (tau) | " + k.grid.map { f($0.tau) }.joined(separator: " | ") + " |\n"
-            s += "| \(k.kernel) (out-of-fold tau) | " + k.grid.map { f($0.networkTau) }.joined(separator: " | ") + " |\n"
-            s += "| \(k.kernel) (out-of-fold network CE) | " + k.grid.map { f($0.networkCrossEntropy, 4) }.joined(separator: " | ") + " |\n"
-            s += "| \(k.kernel) (out-of-fold label CE) | " + k.grid.map { f($0.labelCrossEntropy, 4) }.joined(separator: " | ") + " |\n"
-        }
-        return s
-    }
 }

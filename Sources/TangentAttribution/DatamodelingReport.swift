@@ -57,7 +57,7 @@ extension Datamodeling {
                                 subsets: [[Int]], margins: [[Double]], kernels: [SurrogateKernel], projDim: Int, seed: UInt64,
                                 projector: ProjectorChoice = .default, cache: URL, checkpoints: URL? = nil, resamples: Int = 1000, selector: LambdaSelector = LambdaSelector(),
                                 log: (String) -> Void = { _ in },
-                                progress: (String, Int, Int) -> Void = { _, _, _ in }) throws -> LDSReport {
+                                progress: @escaping (String, Int, Int) -> Void = { _, _, _ in }) throws -> LDSReport {
         let C = classifier.labels.count, n = train.count
         guard subsets.count == margins.count, margins.allSatisfy({ $0.count == test.count }) else {
             throw AttributionError("LDS needs one margin per test text for each of the \(subsets.count) subsets")
@@ -66,49 +66,21 @@ extension Datamodeling {
             throw AttributionError("a subset names a training text outside the \(n) given")
         }
         let compared = try classifier.labels.indices(of: test, source: "test texts").map { Faithfulness.comparedClass(classes: C, label: $0) }
-        var rows: [LDSKernelReport] = []
-        for k in kernels {
-            log("== \(k.name)")
-            let t0 = Date()
-            let engine = try AttributionEngine(classifier: classifier, train: train, kernel: k, projDim: projDim, seed: seed, projector: projector,
-                                               cache: cache, selector: selector, checkpoints: k.checkpointSummed ? checkpoints : nil,
-                                               ensemble: k.ensembled ? ensemble : [], log: log,
-                                               progress: { progress("\(k.name) train", $0, $1) })
+        let setup = AttributionSetup(classifier: classifier, train: train, projDim: projDim, seed: seed, projector: projector, cache: cache,
+                                     selector: selector, checkpoints: checkpoints, ensemble: ensemble)
+        let rows = try setup.forEachKernel(kernels, log: log, progress: progress) { run -> LDSKernelReport in
+            let k = run.kernel, engine = run.engine!
             let q = try engine.query(test, source: "test texts", cached: true, lossLabels: k.attributesByKernelValue ? compared : nil, log: log,
-                                     progress: { progress("\(k.name) test", $0, $1) })
+                                     progress: run.progress("test"))
             let scores = engine.methodScores(q, classes: compared)
             let lds = Datamodeling.score(scores, n: n, subsets: subsets, margins: margins, resamples: resamples, seed: seed)
             let attribution = q.scores != nil ? "trak" : k.attributesByKernelValue ? "kernel" : "surrogate"
             log(String(format: "%@: LDS %.3f [%.3f, %.3f]%@", k.name, lds.mean, lds.low, lds.high,
                        lds.undefined > 0 ? " (\(lds.undefined) test texts undefined)" : ""))
-            rows.append(LDSKernelReport(kernel: k.name, attribution: attribution, lds: lds, seconds: Date().timeIntervalSince(t0)))
+            return LDSKernelReport(kernel: k.name, attribution: attribution, lds: lds, seconds: run.seconds)
         }
         return LDSReport(setting: nil, kernels: rows)
     }
 
-    /// lds.md: the setting and one row per method.
-    public static func markdown(_ r: LDSReport) -> String {
-        "# Linear datamodeling score\n\n" + markdownBody(r)
-    }
 
-    /// The setting, what LDS measures, and the table (also a section of report.md).
-    public static func markdownBody(_ r: LDSReport) -> String {
-        var s = ""
-        if let c = r.setting {
-            s += "Training texts: \(c.train), \(c.trainTexts) texts; test texts: \(c.test), \(c.testTexts) texts.\n\n"
-            s += String(format: "%ld models trained on seeded random %.0f%% subsets (mean test accuracy %.3f) and the model under study on all training texts (test accuracy %.3f), ",
-                        c.subsets, 100 * c.fraction, c.subsetAccuracy, c.modelAccuracy)
-            s += "all from the same initialization with the recipe: \(c.recipe). These are not the compared model: LDS asks how well each method, applied to the model under study, predicts what retraining on subsets does. TRAK averages over \(c.ensemble) model\(c.ensemble == 1 ? "" : "s") trained on all training texts (seeds \(c.seed)...\(c.seed + UInt64(c.ensemble) - 1)).\n\n"
-            s += String(format: "Run %@: %.0f s (subset training %.0f s).\n\n", c.run, c.seconds, c.trainingSeconds)
-        }
-        s += "LDS: mean over test texts of the Spearman correlation, over subsets, between a test text's margin "
-        s += "(log-odds of the compared class) under each subset's model and the sum of its attributions over the subset; "
-        s += "95% bootstrap interval over test texts. Attribution: surrogate = W[c,i] K(x,x_i); kernel = the kernel value with the test text's loss of the compared class "
-        s += "(loss-gradient kernels; for influence functions minus Koh & Liang's influence); trak = TRAK's score.\n\n"
-        s += "| kernel | attribution | LDS | 95% interval | undefined |\n|---|---|---|---|---|\n"
-        for k in r.kernels {
-            s += String(format: "| %@ | %@ | %.3f | [%.3f, %.3f] | %ld |\n", k.kernel, k.attribution, k.lds.mean, k.lds.low, k.lds.high, k.lds.undefined)
-        }
-        return s
-    }
 }

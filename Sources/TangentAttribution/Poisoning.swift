@@ -126,7 +126,7 @@ public enum Poisoning {
                                 ks: [Int], projDim: Int, seed: UInt64, projector: ProjectorChoice = .default, cache: URL,
                                 checkpoints: URL? = nil, ensemble: Int = 1, selector: LambdaSelector = LambdaSelector(), dataName: String,
                                 log: (String) -> Void = { _ in },
-                                progress: (String, Int, Int) -> Void = { _, _, _ in }) throws -> PoisonReport {
+                                progress: @escaping (String, Int, Int) -> Void = { _, _, _ in }) throws -> PoisonReport {
         let C = classifier.labels.count
         guard let target = classifier.labels.index(of: plan.target), let source = classifier.labels.index(of: plan.source) else {
             throw DataError("the model's labels (\(classifier.labels.names.joined(separator: ", "))) lack '\(plan.source)' or '\(plan.target)'")
@@ -144,17 +144,15 @@ public enum Poisoning {
         log(String(format: "attack: %ld of %ld triggered '%@' test texts predicted '%@' (%.1f%%; %.1f%% without the trigger)",
                    flipped.count, triggered.count, plan.source, plan.target, 100 * Double(flipped.count) / Double(triggered.count),
                    100 * Double(sourceClean.filter { cleanPred[$0] == target }.count) / Double(max(1, sourceClean.count))))
-        var rows: [PoisonKernelReport] = []
-        for k in kernels {
-            log("== \(k.name)")
-            let t0 = Date()
-            let models = k.ensembled ? try TracIn.ensemble(of: classifier, directory: checkpoints, count: ensemble, threads: Threads.defaultCount) : []
-            let engine = try AttributionEngine(classifier: classifier, train: train, kernel: k, projDim: projDim, seed: seed, projector: projector, cache: cache, selector: selector,
-                                               checkpoints: k.checkpointSummed ? checkpoints : nil, ensemble: models, log: log,
-                                               progress: { progress("\(k.name) train", $0, $1) })
+        let models = kernels.contains(where: \.ensembled)
+            ? try TracIn.ensemble(of: classifier, directory: checkpoints, count: ensemble, threads: Threads.defaultCount) : []
+        let setup = AttributionSetup(classifier: classifier, train: train, projDim: projDim, seed: seed, projector: projector, cache: cache,
+                                     selector: selector, checkpoints: checkpoints, ensemble: models)
+        let rows = try setup.forEachKernel(kernels, log: log, progress: progress) { run -> PoisonKernelReport in
+            let k = run.kernel, engine = run.engine!
             let n = train.count
-            let qT = try engine.query(triggered, source: "triggered test texts", cached: true, log: log, progress: { progress("\(k.name) triggered", $0, $1) })
-            let qC = try engine.query(cleanTest, source: dataName, cached: true, log: log, progress: { progress("\(k.name) clean", $0, $1) })
+            let qT = try engine.query(triggered, source: "triggered test texts", cached: true, log: log, progress: run.progress("triggered"))
+            let qC = try engine.query(cleanTest, source: dataName, cached: true, log: log, progress: run.progress("clean"))
             var precision = [Int: Double](uniqueKeysWithValues: ks.map { ($0, 0.0) })
             var aucSum = 0.0, aucCount = 0
             for t in flipped {
@@ -169,11 +167,11 @@ public enum Poisoning {
             let mc = Comparison.measure(surrogate: engine.glm.logits(kernelRows: qC.rows), network: qC.logits.map(Double.init), labels: cleanLabels, classes: C)
             let mt = Comparison.measure(surrogate: engine.glm.logits(kernelRows: qT.rows), network: qT.logits.map(Double.init), labels: trigLabels, classes: C)
             let row = PoisonKernelReport(kernel: k.name, precisionAtK: precision, auc: aucCount == 0 ? .nan : aucSum / Double(aucCount),
-                                         tauClean: mc.tau, tauTriggered: mt.tau, agreementTriggered: mt.agreement, seconds: Date().timeIntervalSince(t0),
+                                         tauClean: mc.tau, tauTriggered: mt.tau, agreementTriggered: mt.agreement, seconds: run.seconds,
                                          note: engine.checkpointSummary)
             log(String(format: "%@: AUC %.3f, %@, tau clean %.3f, triggered %.3f", k.name, row.auc,
                        ks.map { String(format: "precision@%ld %.3f", $0, precision[$0]!) }.joined(separator: ", "), row.tauClean, row.tauTriggered))
-            rows.append(row)
+            return row
         }
         var report = PoisonReport(plan: plan, data: dataName, trainTexts: train.count, poisonedTexts: poisoned.count, testTexts: cleanTest.count,
                             triggeredTexts: triggered.count,
@@ -186,25 +184,4 @@ public enum Poisoning {
         return report
     }
 
-    /// The benchmark as Markdown.
-    public static func markdown(_ r: PoisonReport) -> String {
-        func f(_ v: Double, _ d: Int = 3) -> String { v.isNaN ? "-" : String(format: "%.\(d)f", v) }
-        let ks = (r.kernels.first?.precisionAtK.keys.sorted()) ?? []
-        var s = "# Poisoning benchmark: \(r.data)\n\n"
-        s += "Trigger \"\(r.plan.trigger)\" inserted into \(r.poisonedTexts) of the '\(r.plan.source)' training texts (fraction \(r.plan.fraction), seed \(r.plan.seed)), relabelled '\(r.plan.target)'; "
-        s += "\(r.trainTexts) training texts in all. A model was trained on the poisoned set.\n\n"
-        s += "- Clean test accuracy: \(f(r.cleanAccuracy)) on \(r.testTexts) texts.\n"
-        s += "- Attack: \(f(100 * r.attackSuccess, 1))% of \(r.triggeredTexts) triggered '\(r.plan.source)' test texts are predicted '\(r.plan.target)' (\(f(100 * r.cleanSourceToTarget, 1))% without the trigger); \(r.flippedTexts) flipped texts are attributed.\n"
-        s += "- Chance precision (poisoned share of the training texts): \(f(r.chancePrecision, 4)).\n\n"
-        s += "Precision@k: share of poisoned texts among the k training texts with the highest attribution toward '\(r.plan.target)', averaged over flipped texts. "
-        s += "AUC: area under the ROC curve of the attribution scores for poisoned vs clean training texts, averaged likewise. tau: surrogate faithfulness on clean and triggered test texts.\n\n"
-        s += "| kernel | " + ks.map { "precision@\($0)" }.joined(separator: " | ") + " | AUC | tau clean | tau triggered | agreement triggered | time (s) |\n"
-        s += "|---|" + String(repeating: "---|", count: ks.count + 5) + "\n"
-        for k in r.kernels {
-            s += "| \(k.kernel) | " + ks.map { f(k.precisionAtK[$0] ?? .nan) }.joined(separator: " | ")
-            s += " | \(f(k.auc)) | \(f(k.tauClean)) | \(f(k.tauTriggered)) | \(f(k.agreementTriggered)) | \(f(k.seconds, 0)) |\n"
-        }
-        for k in r.kernels { if let note = k.note { s += "\n\(k.kernel): \(note).\n" } }
-        return s
-    }
 }

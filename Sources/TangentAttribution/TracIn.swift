@@ -76,7 +76,7 @@ public enum TracIn {
         if let last = checkpoints.last, last.epoch == last.record.options.epochs {
             distance = try weightDistance(last, classifier)
         }
-        if classifier.configJSON["training"] == nil, distance != 0 {
+        if try RecordedTraining(configJSON: classifier.configJSON, source: configSource(classifier)).options == nil, distance != 0 {
             throw DataError("\(dir.path): cannot tell that these checkpoints belong to \(classifier.directory?.path ?? "the model"): "
                 + "its config.json records no training run, and " + (distance == nil ? "the final epoch's checkpoint is missing"
                     : "its weights differ from the final checkpoint's"))
@@ -103,18 +103,19 @@ public enum TracIn {
         var differences: [String] = []
         if record.model != classifier.model.config { differences.append("architecture") }
         if record.labels != classifier.labels.names { differences.append("labels (\(record.labels) vs \(classifier.labels.names))") }
-        let json = classifier.configJSON
-        if let training = json["training"] {
-            let options = try? JSONDecoder().decode(TrainingOptions.self, from: JSONSerialization.data(withJSONObject: training))
-            if options != record.options { differences.append("training options") }
-        }
-        if let n = (json["dataset"] as? [String: Any])?["train_texts"] as? Int, n != record.trainTexts {
+        let recorded = try RecordedTraining(configJSON: classifier.configJSON, source: configSource(classifier))
+        if let options = recorded.options, options != record.options { differences.append("training options") }
+        if let n = recorded.trainTexts, n != record.trainTexts {
             differences.append("number of training texts (\(record.trainTexts) vs \(n))")
         }
-        if let f = json["train_fingerprint"] as? String, f != record.dataFingerprint { differences.append("training data") }
+        if let f = recorded.dataFingerprint, f != record.dataFingerprint { differences.append("training data") }
         guard differences.isEmpty else {
             throw DataError("\(dir.path): the checkpoints are not of \(model)'s training run: they differ in \(differences.joined(separator: ", "))")
         }
+    }
+
+    static func configSource(_ classifier: Classifier) -> String {
+        classifier.directory.map { $0.appendingPathComponent("config.json").path } ?? "the model's config.json"
     }
 
     static func weightDistance(_ checkpoint: TrainingCheckpoint, _ classifier: Classifier) throws -> Double {

@@ -1,4 +1,5 @@
 import Foundation
+import TangentData
 import TangentModel
 import TangentSafetensors
 import TangentTensor
@@ -121,5 +122,33 @@ extension JSONEncoder {
         let e = JSONEncoder()
         e.outputFormatting = [.sortedKeys]
         return e
+    }
+}
+
+/// What a model directory's config.json records about the run that trained it (written by
+/// `tangent train`, `poison` and `lds`): typed, so that TracIn, resumption and recipes read
+/// one structure instead of untyped JSON.
+public struct RecordedTraining: Sendable, Equatable {
+    /// The run's options (`"training"`), nil when the model records no run.
+    public var options: TrainingOptions?
+    /// Number and fingerprint of the training texts (`"dataset"."train_texts"`, `"train_fingerprint"`).
+    public var trainTexts: Int?
+    public var dataFingerprint: String?
+    /// Threads the run used (bit-identical results need the same count).
+    public var threads: Int?
+
+    /// Reads the record from a parsed config.json. Throws, naming the field, when
+    /// `"training"` is present but not a valid set of options.
+    public init(configJSON json: [String: Any], source: String) throws {
+        if let recorded = json["training"] {
+            do {
+                options = try JSONDecoder().decode(TrainingOptions.self, from: JSONSerialization.data(withJSONObject: recorded))
+            } catch {
+                throw DataError("\(source): field 'training' is not a valid set of training options (\(error))")
+            }
+        }
+        trainTexts = (json["dataset"] as? [String: Any])?["train_texts"] as? Int
+        dataFingerprint = json["train_fingerprint"] as? String
+        threads = json["threads"] as? Int
     }
 }

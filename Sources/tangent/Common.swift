@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import TangentAttribution
+import TangentReports
 import TangentData
 import TangentModel
 import TangentSafetensors

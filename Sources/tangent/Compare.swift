@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import TangentAttribution
+import TangentReports
 import TangentData
 import TangentModel
 import TangentTensor
@@ -113,9 +114,9 @@ struct Compare: ParsableCommand {
                                                                         log: { printError($0) })
             }
             try ReportFile.write(report, to: jsonURL)
-            try AtomicFile.write(Comparison.markdown(report), to: outURL.appendingPathComponent("report.md"))
+            try AtomicFile.write(ReportMarkdown.comparison(report), to: outURL.appendingPathComponent("report.md"))
             try renderReportPage(in: outURL)
-            print(Comparison.markdown(report))
+            print(ReportMarkdown.comparison(report))
             print("wrote \(out)/report.json, report.md and report.html")
         }
     }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import TangentAttribution
+import TangentReports
 import TangentData
 import TangentKernels
 import TangentModel
@@ -182,8 +183,8 @@ struct LDS: ParsableCommand {
                 modelAccuracy: full.accuracy, subsetAccuracy: accuracies.reduce(0, +) / Double(subsets),
                 trainingSeconds: trainSeconds.reduce(0, +), ensemble: ensemble, seconds: Date().timeIntervalSince(started), run: runKey)
             try ReportFile.write(result, to: outURL.appendingPathComponent("lds.json"))
-            try AtomicFile.write(Datamodeling.markdown(result), to: outURL.appendingPathComponent("lds.md"))
-            print(Datamodeling.markdown(result))
+            try AtomicFile.write(ReportMarkdown.lds(result), to: outURL.appendingPathComponent("lds.md"))
+            print(ReportMarkdown.lds(result))
             print("wrote \(out)/lds.json and lds.md")
         }
     }
@@ -232,8 +233,7 @@ struct RecipeOptions: ParsableArguments {
         -> (config: ModelConfig, options: TrainingOptions) {
         var options = TrainingOptions()
         if let recipe {
-            guard let recorded = recipe.configJSON["training"],
-                  let o = try? JSONDecoder().decode(TrainingOptions.self, from: JSONSerialization.data(withJSONObject: recorded)) else {
+            guard let o = try RecordedTraining(configJSON: recipe.configJSON, source: (recipePath ?? "recipe") + "/config.json").options else {
                 throw DataError("\(recipePath ?? "recipe"): config.json records no training options ('training'); give the recipe as flags instead")
             }
             options = o

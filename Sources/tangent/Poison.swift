@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import TangentAttribution
+import TangentReports
 import TangentData
 import TangentKernels
 import TangentModel
@@ -137,9 +138,9 @@ struct Poison: ParsableCommand {
                     if done == total { bar?.finish() }
                 })
             try ReportFile.write(report, to: jsonURL)
-            try AtomicFile.write(Poisoning.markdown(report), to: outURL.appendingPathComponent("poisoning.md"))
+            try AtomicFile.write(ReportMarkdown.poisoning(report), to: outURL.appendingPathComponent("poisoning.md"))
             try renderReportPage(in: outURL)
-            print(Poisoning.markdown(report))
+            print(ReportMarkdown.poisoning(report))
             print("wrote \(out)/poisoning.json and poisoning.md")
         }
     }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import TangentAttribution
+import TangentReports
 import TangentData
 import TangentTensor
 
@@ -25,7 +26,7 @@ struct RenderReport: ParsableCommand {
                 try ReportFile.write(report, to: jsonURL)
             }
             try renderReportPage(in: url)
-            try AtomicFile.write(Comparison.markdown(report), to: url.appendingPathComponent("report.md"))
+            try AtomicFile.write(ReportMarkdown.comparison(report), to: url.appendingPathComponent("report.md"))
             print("wrote \(dir)/report.md and report.html")
         }
     }

@@ -170,9 +170,9 @@ struct Train: ParsableCommand {
     /// optimizer, and returns the finished epochs' history.
     func resumeState(_ previous: Classifier, fresh: Classifier, options: TrainingOptions, dataFingerprint: String, threads: Int,
                      trainer: Trainer, stepsPerEpoch: Int) throws -> [EpochSummary] {
-        let json = previous.configJSON
+        let recorded = try RecordedTraining(configJSON: previous.configJSON, source: out + "/config.json")
         var differences: [String] = []
-        if let recorded = json["training"], let old = try? JSONDecoder().decode(TrainingOptions.self, from: JSONSerialization.data(withJSONObject: recorded)) {
+        if let old = recorded.options {
             let a = try JSONSerialization.jsonObject(with: JSONEncoder().encode(old)) as? [String: Any] ?? [:]
             let b = try JSONSerialization.jsonObject(with: JSONEncoder().encode(options)) as? [String: Any] ?? [:]
             for key in Set(a.keys).union(b.keys).sorted() where "\(a[key] ?? "-")" != "\(b[key] ?? "-")" {
@@ -181,11 +181,11 @@ struct Train: ParsableCommand {
         } else {
             differences.append("training options (not recorded in config.json)")
         }
-        if json["train_fingerprint"] as? String != dataFingerprint { differences.append("training texts (\(data) differs from the data of the interrupted run)") }
+        if recorded.dataFingerprint != dataFingerprint { differences.append("training texts (\(data) differs from the data of the interrupted run)") }
         if previous.model.config != fresh.model.config { differences.append("architecture or tokenizer (model configuration differs)") }
         if previous.labels != fresh.labels { differences.append("labels (\(previous.labels.names) then, \(fresh.labels.names) now)") }
         if previous.tokenizer.serializedModel != fresh.tokenizer.serializedModel { differences.append("tokenizer (\(tokenizer) is not the one in \(out))") }
-        if let t = json["threads"] as? Int, t != threads { differences.append("threads (\(t) then, \(threads) now; bit-identical results need the same count)") }
+        if let t = recorded.threads, t != threads { differences.append("threads (\(t) then, \(threads) now; bit-identical results need the same count)") }
         guard differences.isEmpty else {
             throw DataError("\(out): cannot resume with other settings: \(differences.joined(separator: "; "))")
         }

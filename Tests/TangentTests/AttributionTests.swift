@@ -4,6 +4,7 @@ import FoundationXML
 #endif
 import Testing
 import TangentAttribution
+import TangentReports
 import TangentData
 import TangentKernels
 import TangentModel
@@ -27,7 +28,7 @@ import TangentTraining
         let explained = try engine.explain(texts, top: 80)
         // Sum of all attributions for class c plus the bias is the surrogate's logit z_c.
         let block = try engine.featurizer!.block(texts.enumerated().map { LabeledText(text: $0.element, label: nil, line: $0.offset) })
-        let rows = engine.kernelRows(features: block.features)
+        let rows = try #require(engine.trainKernel as? FeatureTrainKernel).kernelRows(features: block.features)
         let z = engine.glm.logits(kernelRows: rows)
         for (t, e) in explained.enumerated() {
             let c = clf.labels.index(of: e.label)!
@@ -289,7 +290,7 @@ import TangentTraining
         let html = ReportHTML.render(merged)
         _ = try XMLDocument(xmlString: html, options: [])
         #expect(html.contains("Over 2 models") && html.contains(String(format: "%.3f", rep.tauMean)))
-        #expect(Comparison.markdown(merged).contains("## Over 2 models"))
+        #expect(ReportMarkdown.comparison(merged).contains("## Over 2 models"))
     }
 
     @Test func comparisonReportsEveryKernel() throws {
@@ -320,7 +321,7 @@ import TangentTraining
             #expect(abs(k.tad - (k.surrogateAccuracy - r.networkTestAccuracy)) < 1e-12)
             #expect(k.grid.contains { $0.lambda == k.lambda })
         }
-        let md = Comparison.markdown(r)
+        let md = ReportMarkdown.comparison(r)
         #expect(md.contains("| embedding |") && md.contains("| proj-pntk |") && md.contains("tau over the regularization grid"))
         // The HTML report is well-formed (parses as XML), self-contained, and shows every
         // kernel's numbers and one scatter point per test text.

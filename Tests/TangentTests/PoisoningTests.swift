@@ -4,6 +4,7 @@ import FoundationXML
 #endif
 import Testing
 import TangentAttribution
+import TangentReports
 import TangentData
 import TangentModel
 import TangentTokenizer
@@ -84,7 +85,7 @@ import TangentTraining
             #expect((0...1).contains(k.auc) && k.precisionAtK.values.allSatisfy { (0...1).contains($0) })
             #expect(k.tauClean.isFinite && k.tauTriggered.isFinite)
         }
-        let md = Poisoning.markdown(r)
+        let md = ReportMarkdown.poisoning(r)
         #expect(md.contains("| proj-trntk |") && md.contains("| if-head |") && md.contains("precision@20"))
         // The benchmark joins the comparison report's page, which stays well-formed XML.
         let comparison = try Comparison.run(classifier: clf, train: train, test: test, kernels: [SurrogateKernel.named("embedding")!], projDim: 64,

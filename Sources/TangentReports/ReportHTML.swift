@@ -1,4 +1,5 @@
 import Foundation
+import TangentAttribution
 import TangentKernels
 
 /// Renders a comparison report as one self-contained HTML page (inline CSS and SVG, no

@@ -1,0 +1,107 @@
+import Foundation
+import TangentAttribution
+import TangentKernels
+
+/// The reports as Markdown (report.md, poisoning.md, lds.md).
+public enum ReportMarkdown {
+    /// The report as Markdown: a table per kernel and the grid.
+    public static func comparison(_ r: ComparisonReport) -> String {
+        func f(_ v: Double, _ d: Int = 3) -> String { v.isNaN ? "-" : String(format: "%.\(d)f", v) }
+        var s = "# Kernel surrogate faithfulness: \(r.model)\n\n"
+        s += "Training texts: \(r.trainTexts) (\(r.train)); test texts: \(r.testTexts) (\(r.test)); classes: \(r.classes.joined(separator: ", ")).\n"
+        s += "Network test accuracy: \(f(r.networkTestAccuracy)). Projected kernels use K = \(r.projDim), seed \(r.seed), projector \(r.projector ?? ProjectorChoice.rademacher.tag).\n\n"
+        s += "tau: Kendall tau-b between the surrogate's and the network's log-odds of the compared class (class 1 for two classes, the true label otherwise) over all test texts. "
+        s += "tau (paper): over probabilities, texts at exactly 0 or 1 dropped. TAD: surrogate test accuracy minus the network's. "
+        let rule = r.kernels.first?.selection ?? "held-out cross-entropy on a tenth of the training texts"
+        s += "lambda: chosen on the training texts alone by k-fold cross-validation (\(rule)): network-tau ranks lambdas by Kendall tau between the out-of-fold surrogate's and the network's log-odds on the training texts.\n\n"
+        s += "Time: this kernel's wall time (featurization unless cached, fits, measurement); peak memory: the process's peak so far. "
+        s += "Best tau over grid: the best test tau of the surrogates fitted on all training texts at each lambda (a rule that looked at the test texts).\n\n"
+        s += "| kernel | tau | tau (paper) | texts kept | TAD | agreement | best tau over grid | lambda | time (s) | peak memory (MiB) | features |\n"
+        s += "|---|---|---|---|---|---|---|---|---|---|---|\n"
+        for k in r.kernels {
+            s += "| \(k.kernel) | \(f(k.tau)) | \(f(k.tauProbability)) | \(k.tauProbabilityTexts) | \(String(format: "%+.3f", k.tad)) | \(f(k.agreement)) | \(f(k.bestGridTau)) | \(String(format: "%g", k.lambda)) | \(f(k.seconds, 0)) | \(f(k.peakMemoryMiB, 0)) | \(k.featuresCached ? "cached" : "computed") |\n"
+        }
+        for k in r.kernels { if let note = k.note { s += "\n\(k.kernel): \(note).\n" } }
+        let exact = r.kernels.filter { $0.layerShares != nil }
+        if let groups = exact.first?.layerShares?.map(\.group) {
+            s += "\n## Per-layer share of the exact NTK (NFT-K)\n\n"
+            s += "pairs: summed over all test x train pairs; top proponents: over each test text's ten strongest proponents; self: over training self-kernels.\n\n"
+            s += "| kernel, view | " + groups.joined(separator: " | ") + " |\n|---|" + String(repeating: "---|", count: groups.count) + "\n"
+            for k in exact {
+                for (view, values) in [("pairs", k.layerShares!.map(\.pairs)), ("top proponents", k.layerShares!.map(\.topProponents)), ("self", k.layerShares!.map(\.selfKernel))] {
+                    s += "| \(k.kernel), \(view) | " + values.map { $0.isNaN ? "-" : String(format: "%.1f%%", 100 * $0) }.joined(separator: " | ") + " |\n"
+                }
+            }
+        }
+        if let pe = r.projectionError, !pe.isEmpty {
+            s += "\n## Projection error against the exact kernel\n\n"
+            s += "Relative Frobenius error of the normalized test x train kernel on \(pe[0].testTexts) test and \(pe[0].trainTexts) training texts"
+                + (pe[0].seeds.map { ", root mean square over \($0) projection seeds" } ?? "") + ".\n\n| kernel | K | relative error |\n|---|---|---|\n"
+            for p in pe { s += "| \(p.label) | \(p.projDim) | \(f(p.relativeError, 4)) |\n" }
+        }
+        if let rep = r.kernels.first?.replicates {
+            s += "\n## Over \(rep.models.count) models\n\nModels: \(rep.models.joined(separator: ", ")). Mean +- sample standard deviation.\n\n| kernel | tau | TAD | tau per model |\n|---|---|---|---|\n"
+            for k in r.kernels { if let x = k.replicates {
+                s += "| \(k.kernel) | \(f(x.tauMean)) +- \(f(x.tauSD)) | \(String(format: "%+.3f", x.tadMean)) +- \(f(x.tadSD)) | " + x.tau.map { f($0) }.joined(separator: ", ") + " |\n"
+            } }
+        }
+        if let lds = r.lds { s += "\n## Linear datamodeling score (LDS)\n\n" + ldsBody(lds) }
+        s += "\n## tau over the regularization grid\n\n| kernel | " + (r.kernels.first?.grid.map { String(format: "%g", $0.lambda) } ?? []).joined(separator: " | ") + " |\n"
+        s += "|---|" + String(repeating: "---|", count: r.kernels.first?.grid.count ?? 0) + "\n"
+        for k in r.kernels {
+            s += "| \(k.kernel) (tau) | " + k.grid.map { f($0.tau) }.joined(separator: " | ") + " |\n"
+            s += "| \(k.kernel) (out-of-fold tau) | " + k.grid.map { f($0.networkTau) }.joined(separator: " | ") + " |\n"
+            s += "| \(k.kernel) (out-of-fold network CE) | " + k.grid.map { f($0.networkCrossEntropy, 4) }.joined(separator: " | ") + " |\n"
+            s += "| \(k.kernel) (out-of-fold label CE) | " + k.grid.map { f($0.labelCrossEntropy, 4) }.joined(separator: " | ") + " |\n"
+        }
+        return s
+    }
+
+    /// The benchmark as Markdown.
+    public static func poisoning(_ r: PoisonReport) -> String {
+        func f(_ v: Double, _ d: Int = 3) -> String { v.isNaN ? "-" : String(format: "%.\(d)f", v) }
+        let ks = (r.kernels.first?.precisionAtK.keys.sorted()) ?? []
+        var s = "# Poisoning benchmark: \(r.data)\n\n"
+        s += "Trigger \"\(r.plan.trigger)\" inserted into \(r.poisonedTexts) of the '\(r.plan.source)' training texts (fraction \(r.plan.fraction), seed \(r.plan.seed)), relabelled '\(r.plan.target)'; "
+        s += "\(r.trainTexts) training texts in all. A model was trained on the poisoned set.\n\n"
+        s += "- Clean test accuracy: \(f(r.cleanAccuracy)) on \(r.testTexts) texts.\n"
+        s += "- Attack: \(f(100 * r.attackSuccess, 1))% of \(r.triggeredTexts) triggered '\(r.plan.source)' test texts are predicted '\(r.plan.target)' (\(f(100 * r.cleanSourceToTarget, 1))% without the trigger); \(r.flippedTexts) flipped texts are attributed.\n"
+        s += "- Chance precision (poisoned share of the training texts): \(f(r.chancePrecision, 4)).\n\n"
+        s += "Precision@k: share of poisoned texts among the k training texts with the highest attribution toward '\(r.plan.target)', averaged over flipped texts. "
+        s += "AUC: area under the ROC curve of the attribution scores for poisoned vs clean training texts, averaged likewise. tau: surrogate faithfulness on clean and triggered test texts.\n\n"
+        s += "| kernel | " + ks.map { "precision@\($0)" }.joined(separator: " | ") + " | AUC | tau clean | tau triggered | agreement triggered | time (s) |\n"
+        s += "|---|" + String(repeating: "---|", count: ks.count + 5) + "\n"
+        for k in r.kernels {
+            s += "| \(k.kernel) | " + ks.map { f(k.precisionAtK[$0] ?? .nan) }.joined(separator: " | ")
+            s += " | \(f(k.auc)) | \(f(k.tauClean)) | \(f(k.tauTriggered)) | \(f(k.agreementTriggered)) | \(f(k.seconds, 0)) |\n"
+        }
+        for k in r.kernels { if let note = k.note { s += "\n\(k.kernel): \(note).\n" } }
+        return s
+    }
+
+    /// lds.md: the setting and one row per method.
+    public static func lds(_ r: LDSReport) -> String {
+        "# Linear datamodeling score\n\n" + ldsBody(r)
+    }
+
+    /// The setting, what LDS measures, and the table (also a section of report.md).
+    public static func ldsBody(_ r: LDSReport) -> String {
+        var s = ""
+        if let c = r.setting {
+            s += "Training texts: \(c.train), \(c.trainTexts) texts; test texts: \(c.test), \(c.testTexts) texts.\n\n"
+            s += String(format: "%ld models trained on seeded random %.0f%% subsets (mean test accuracy %.3f) and the model under study on all training texts (test accuracy %.3f), ",
+                        c.subsets, 100 * c.fraction, c.subsetAccuracy, c.modelAccuracy)
+            s += "all from the same initialization with the recipe: \(c.recipe). These are not the compared model: LDS asks how well each method, applied to the model under study, predicts what retraining on subsets does. TRAK averages over \(c.ensemble) model\(c.ensemble == 1 ? "" : "s") trained on all training texts (seeds \(c.seed)...\(c.seed + UInt64(c.ensemble) - 1)).\n\n"
+            s += String(format: "Run %@: %.0f s (subset training %.0f s).\n\n", c.run, c.seconds, c.trainingSeconds)
+        }
+        s += "LDS: mean over test texts of the Spearman correlation, over subsets, between a test text's margin "
+        s += "(log-odds of the compared class) under each subset's model and the sum of its attributions over the subset; "
+        s += "95% bootstrap interval over test texts. Attribution: surrogate = W[c,i] K(x,x_i); kernel = the kernel value with the test text's loss of the compared class "
+        s += "(loss-gradient kernels; for influence functions minus Koh & Liang's influence); trak = TRAK's score.\n\n"
+        s += "| kernel | attribution | LDS | 95% interval | undefined |\n|---|---|---|---|---|\n"
+        for k in r.kernels {
+            s += String(format: "| %@ | %@ | %.3f | [%.3f, %.3f] | %ld |\n", k.kernel, k.attribution, k.lds.mean, k.lds.low, k.lds.high, k.lds.undefined)
+        }
+        return s
+    }
+}
