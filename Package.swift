@@ -7,7 +7,7 @@ let package = Package(
     products: [
         .library(name: "Tangent", targets: [
             "TangentTensor", "TangentTokenizer", "TangentData", "TangentSafetensors",
-            "TangentModel", "TangentTraining", "TangentKernels", "TangentAttribution",
+            "TangentModel", "TangentTraining", "TangentKernels", "TangentAttribution", "TangentReports",
         ]),
         .executable(name: "tangent", targets: ["tangent"]),
     ],
@@ -52,6 +52,10 @@ let package = Package(
             "TangentReports",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
+        // The README's library examples as a program (ReadmeExamplesTests keeps them in step).
+        .executableTarget(name: "readme-examples", dependencies: [
+            "TangentTensor", "TangentData", "TangentModel", "TangentKernels", "TangentAttribution",
+        ]),
         .testTarget(
             name: "TangentTests",
             dependencies: ["TangentTensor", "TangentTokenizer", "TangentData", "TangentSafetensors",
@@ -59,7 +63,7 @@ let package = Package(
             resources: [.copy("Fixtures")]
         ),
         // The CLI run as a subprocess on bad input, interrupted and concurrent runs.
-        .testTarget(name: "CLITests", dependencies: ["tangent"]),
+        .testTarget(name: "CLITests", dependencies: ["tangent", "readme-examples"]),
     ],
     swiftLanguageModes: [.v6],
     cxxLanguageStandard: .cxx17

@@ -1,0 +1,64 @@
+import Foundation
+import Testing
+
+/// The README's "Library use" examples are the program `readme-examples`: the same code,
+/// compiled with the package and run here, so the README cannot show code that no longer
+/// builds or works.
+@Suite struct ReadmeExamplesTests {
+    static let source = CLI.root.appendingPathComponent("Sources/readme-examples/main.swift")
+
+    /// The README's Swift blocks under "Library use", joined by newlines.
+    static func readmeBlocks() throws -> String {
+        let readme = try String(contentsOf: CLI.root.appendingPathComponent("README.md"), encoding: .utf8)
+        guard let start = readme.range(of: "\n## Library use\n") else { throw CLIError("README.md has no 'Library use' section") }
+        var section = readme[start.upperBound...]
+        if let next = section.range(of: "\n## ") { section = section[..<next.lowerBound] }
+        var blocks: [String] = []
+        var rest = section
+        while let open = rest.range(of: "```swift\n") {
+            guard let close = rest[open.upperBound...].range(of: "```") else { throw CLIError("README.md: unterminated swift block") }
+            blocks.append(String(rest[open.upperBound..<close.lowerBound]))
+            rest = rest[close.upperBound...]
+        }
+        return blocks.joined(separator: "\n")
+    }
+
+    @Test func readmeShowsTheExampleProgram() throws {
+        let program = try String(contentsOf: Self.source, encoding: .utf8)
+        // The program is the blocks after its leading comment.
+        let body = program.split(separator: "\n", omittingEmptySubsequences: false).drop { $0.hasPrefix("//") }.joined(separator: "\n")
+        let blocks = try Self.readmeBlocks()
+        #expect(blocks.count > 500)
+        #expect(body == blocks, "Sources/readme-examples/main.swift differs from README.md's Library use blocks")
+    }
+
+    @Test func examplesRunAndAttribute() throws {
+        let exe = CLI.binary.deletingLastPathComponent().appendingPathComponent("readme-examples")
+        let p = Process()
+        p.executableURL = exe
+        p.currentDirectoryURL = CLI.root
+        let out = Pipe(), err = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        try p.run()
+        let stdout = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        #expect(p.terminationStatus == 0, "\(stderr)")
+        let lines = stdout.split(separator: "\n").map(String.init)
+        // predict, the exact kernel with its five layer groups, the feature file, then one
+        // explanation with proponents (positive scores) of the predicted label.
+        #expect(lines.first?.hasPrefix("positive [") == true)
+        #expect(lines.contains { $0.contains("\"embeddings\", \"blocks.0\", \"blocks.1\", \"norm\", \"head\"") })
+        #expect(lines.contains("64 texts featurized"))
+        let explanation = try #require(lines.firstIndex { $0.contains("surrogate:") })
+        let proponents = lines[(explanation + 1)...].filter { $0.hasPrefix("  + ") }
+        #expect(proponents.count == 3)
+        #expect(proponents.allSatisfy { Double($0.dropFirst(4).split(separator: " ")[0]).map { $0 > 0 } ?? false })
+    }
+}
+
+struct CLIError: Error, CustomStringConvertible {
+    let description: String
+    init(_ d: String) { description = d }
+}
