@@ -77,6 +77,11 @@ public struct LambdaSelector: Sendable {
         self.seed = seed
     }
 
+    /// The rule in words, stored with cached surrogates: another rule means another fit.
+    public var tag: String {
+        "\(criterion.rawValue) folds \(folds) seed \(seed) grid " + grid.map { String($0) }.joined(separator: ",")
+    }
+
     /// The fold (0 ..< folds) of each of `n` training texts: a seeded permutation dealt out
     /// in turn, so fold sizes differ by at most one.
     public func foldAssignment(n: Int) -> [Int] {

@@ -2,6 +2,7 @@ import Foundation
 import TangentData
 import TangentKernels
 import TangentModel
+import TangentSafetensors
 
 /// The cache directory of training features, exact kernels, query rows and fitted
 /// surrogates, and the names of its files.
@@ -58,5 +59,49 @@ public struct SurrogateCache: Sendable {
     /// Creates the directory if needed.
     public func prepare() throws {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+    }
+}
+
+extension SurrogateCache {
+    /// Writes a fitted surrogate with the selector's grid and rule.
+    public func saveSurrogate(_ g: KernelGLM, grid: [LambdaSelector.Point], selector: LambdaSelector, to url: URL) throws {
+        var w = SafetensorsWriter()
+        w.metadata = ["format": "tangent-kglm-3", "lambda": String(g.lambda), "kernel_scale": String(g.kernelScale),
+                      "iterations": String(g.iterations),
+                      "converged": String(g.converged), "gradient_norm": String(g.gradientNorm), "selection": selector.tag]
+        w.add("weights", shape: [g.classes, g.trainCount], float64: g.weights)
+        w.add("bias", shape: [g.classes], float64: g.bias)
+        w.add("grid_lambda", shape: [grid.count], float64: grid.map(\.lambda))
+        w.add("grid_network_tau", shape: [grid.count], float64: grid.map(\.networkTau))
+        w.add("grid_network_ce", shape: [grid.count], float64: grid.map(\.networkCrossEntropy))
+        w.add("grid_label_ce", shape: [grid.count], float64: grid.map(\.labelCrossEntropy))
+        try w.write(to: url)
+    }
+
+    /// Reads a surrogate `saveSurrogate` wrote; throws when it is damaged, of an older
+    /// format, or chosen by another selector.
+    public func loadSurrogate(_ url: URL, n: Int, classes: Int, selector: LambdaSelector) throws -> (glm: KernelGLM, grid: [LambdaSelector.Point]) {
+        let f = try SafetensorsFile(url: url)
+        if f.metadata["format"] == "tangent-kglm-1" || f.metadata["format"] == "tangent-kglm-2" {
+            throw FeatureStoreError("\(url.path): made by an older version, whose lambda was chosen on one held-out split")
+        }
+        guard f.metadata["format"] == "tangent-kglm-3", let lambda = Double(f.metadata["lambda"] ?? ""),
+              let kernelScale = Double(f.metadata["kernel_scale"] ?? ""), kernelScale > 0, kernelScale.isFinite else {
+            throw FeatureStoreError("\(url.path): not a surrogate file")
+        }
+        guard f.metadata["selection"] == selector.tag else {
+            throw FeatureStoreError("\(url.path): its lambda was chosen by another rule (\(f.metadata["selection"] ?? "none"))")
+        }
+        let glm = KernelGLM(classes: classes, trainCount: n, weights: try f.float64("weights", shape: [classes, n]),
+                            bias: try f.float64("bias", shape: [classes]), lambda: lambda, kernelScale: kernelScale,
+                            iterations: Int(f.metadata["iterations"] ?? "") ?? 0, converged: f.metadata["converged"] == "true",
+                            gradientNorm: Double(f.metadata["gradient_norm"] ?? "") ?? 0)
+        let lambdas = try f.float64("grid_lambda"), g = lambdas.count
+        let tau = try f.float64("grid_network_tau", shape: [g]), networkCE = try f.float64("grid_network_ce", shape: [g]),
+            labelCE = try f.float64("grid_label_ce", shape: [g])
+        let grid = (0..<g).map {
+            LambdaSelector.Point(lambda: lambdas[$0], networkTau: tau[$0], networkCrossEntropy: networkCE[$0], labelCrossEntropy: labelCE[$0])
+        }
+        return (glm, grid)
     }
 }

@@ -155,7 +155,7 @@ public final class ExactTrainKernel: TrainKernel {
         self.parts = parts
         guard let parts else { return }
         let weightsURL = cache.layerWeights(stem, kernel: kernel.name)
-        let tag = AttributionEngine.selectionTag(setup.selector)
+        let tag = setup.selector.tag
         if setup.useSurrogateCache, let f = try? SafetensorsFile(url: weightsURL), f.metadata["selection"] == tag,
            let w = try? f.float64("weights", shape: [parts.count]) {
             layerWeights = w
