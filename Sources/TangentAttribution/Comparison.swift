@@ -15,6 +15,29 @@ public struct GridPoint: Sendable, Codable {
     public let labelCrossEntropy: Double
     /// On the test texts.
     public let tau: Double
+    /// Reports made before k-fold selection: the loss on one held-out tenth (their
+    /// out-of-fold figures are NaN, and their grid fits used nine tenths of the texts).
+    public var heldOutLoss: Double? = nil
+
+    public init(lambda: Double, networkTau: Double, networkCrossEntropy: Double, labelCrossEntropy: Double, tau: Double) {
+        self.lambda = lambda
+        self.networkTau = networkTau
+        self.networkCrossEntropy = networkCrossEntropy
+        self.labelCrossEntropy = labelCrossEntropy
+        self.tau = tau
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        lambda = try c.decode(Double.self, forKey: .lambda)
+        tau = try c.decode(Double.self, forKey: .tau)
+        heldOutLoss = try c.decodeIfPresent(Double.self, forKey: .heldOutLoss)
+        // An older report has the held-out loss instead of the out-of-fold figures.
+        let old = heldOutLoss != nil
+        networkTau = old ? .nan : try c.decode(Double.self, forKey: .networkTau)
+        networkCrossEntropy = old ? .nan : try c.decode(Double.self, forKey: .networkCrossEntropy)
+        labelCrossEntropy = old ? .nan : try c.decode(Double.self, forKey: .labelCrossEntropy)
+    }
 }
 
 /// Faithfulness of one kernel's surrogate to the network on the test texts.

@@ -61,7 +61,11 @@ public enum ReportHTML {
         h += "<table><tr><th>kernel</th>" + (r.kernels.first?.grid.map { "<th>\(String(format: "%g", $0.lambda))</th>" } ?? []).joined() + "</tr>\n"
         for k in r.kernels {
             h += "<tr><td>\(esc(k.kernel)) tau</td>" + k.grid.map { "<td>\(f($0.tau))</td>" }.joined() + "</tr>\n"
-            h += "<tr><td>\(esc(k.kernel)) out-of-fold tau</td>" + k.grid.map { "<td>\(f($0.networkTau))</td>" }.joined() + "</tr>\n"
+            if k.grid.contains(where: { $0.heldOutLoss != nil }) {
+                h += "<tr><td>\(esc(k.kernel)) held-out loss</td>" + k.grid.map { "<td>\(f($0.heldOutLoss ?? .nan, 4))</td>" }.joined() + "</tr>\n"
+            } else {
+                h += "<tr><td>\(esc(k.kernel)) out-of-fold tau</td>" + k.grid.map { "<td>\(f($0.networkTau))</td>" }.joined() + "</tr>\n"
+            }
         }
         h += "</table>\n<p class=\"small\">tau: on the test texts, of the surrogate fitted on all training texts at each lambda. Out-of-fold tau: the selector's figure, on the training texts (network-tau picks its largest); the report.md grid also lists the out-of-fold cross-entropies against the network's probabilities and against the labels.</p>\n</body></html>\n"
         return h
