@@ -155,3 +155,16 @@ import TangentTensor
         #expect(again.layerWeights == w && again.layerWeightFit == nil)
     }
 }
+
+@Suite struct GridPointFormatTests {
+    /// A report written before k-fold selection (held-out loss, no out-of-fold figures)
+    /// still loads: its out-of-fold figures are NaN and its held-out loss is kept.
+    @Test func olderGridPointsLoad() throws {
+        let old = try JSONDecoder().decode(GridPoint.self, from: Data(#"{"lambda": 0.01, "heldOutLoss": 0.25, "tau": 0.5}"#.utf8))
+        #expect(old.heldOutLoss == 0.25 && old.tau == 0.5 && old.networkTau.isNaN && old.labelCrossEntropy.isNaN)
+        let new = GridPoint(lambda: 1, networkTau: 0.3, networkCrossEntropy: 0.2, labelCrossEntropy: 0.1, tau: 0.6)
+        let back = try JSONDecoder().decode(GridPoint.self, from: JSONEncoder().encode(new))
+        #expect(back.heldOutLoss == nil && back.networkTau == 0.3 && back.networkCrossEntropy == 0.2 && back.labelCrossEntropy == 0.1)
+        #expect(throws: DecodingError.self) { try JSONDecoder().decode(GridPoint.self, from: Data(#"{"lambda": 1, "tau": 0.5}"#.utf8)) }
+    }
+}
