@@ -3,6 +3,7 @@ import TangentAttribution
 import TangentData
 import TangentKernels
 import TangentModel
+import TangentReports
 import TangentSafetensors
 import TangentTraining
 
@@ -46,9 +47,9 @@ struct FuzzTarget: Sendable {
         FuzzTarget(name: "report", fileExtension: "json") { url in
             if let r = try? ReportFile.read(ComparisonReport.self, from: url) {
                 _ = ReportHTML.render(r)
-                _ = Comparison.markdown(r)
+                _ = ReportMarkdown.comparison(r)
             }
-            if let p = try? ReportFile.read(PoisonReport.self, from: url) { _ = Poisoning.markdown(p) }
+            if let p = try? ReportFile.read(PoisonReport.self, from: url) { _ = ReportMarkdown.poisoning(p) }
         },
     ]
 
