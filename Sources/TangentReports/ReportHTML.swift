@@ -21,7 +21,7 @@ public enum ReportHTML {
         <p>Model <code>\(esc(r.model))</code>; \(r.trainTexts) training texts (\(esc(r.train))); \(r.testTexts) test texts (\(esc(r.test))); classes \(esc(r.classes.joined(separator: ", "))).
         Network test accuracy \(f(r.networkTestAccuracy)). Projected kernels use K = \(r.projDim), seed \(r.seed), projector \(esc(r.projector ?? ProjectorChoice.rademacher.tag)).</p>
         <p class="small">For each kernel, a kernel surrogate (kGLM: L2-regularized multinomial logistic regression on the rows of the train &#215; train kernel,
-        lambda chosen on the training texts alone by cross-validation: \(esc(r.kernels.first?.selection ?? "held-out cross-entropy"))) is fitted to the true training labels.
+        \(r.kernels.first?.selection.map { "lambda chosen on the training texts alone by cross-validation: " + esc($0) } ?? "lambda chosen by held-out cross-entropy on a tenth of the training texts")) is fitted to the true training labels.
         <b>tau</b> is Kendall's tau-b between the surrogate's and the network's log-odds of the compared class
         (class 1 for two classes, the true label otherwise) over the test texts; 1 means the surrogate ranks texts exactly as the network does.
         <b>TAD</b> is the surrogate's test accuracy minus the network's.</p>
