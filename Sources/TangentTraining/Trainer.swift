@@ -162,7 +162,7 @@ public final class Trainer {
                 tokens += batch.tokenCount
                 for b in 0..<B {
                     let row = probs[(b * C)..<((b + 1) * C)]
-                    if row.indices.max(by: { row[$0] < row[$1] })! - b * C == labels[b] { correct += 1 }
+                    if Softmax.argmax(row) == labels[b] { correct += 1 }
                 }
                 progress(epoch, s + 1, perEpoch, String(format: "loss %.4f acc %.3f lr %.2e", lossSum / Double(seen), Double(correct) / Double(seen), lr))
             }
@@ -200,7 +200,7 @@ public final class Trainer {
             lossSum += losses.reduce(0.0) { $0 + Double($1) }
             for b in 0..<B {
                 let row = z[(b * C)..<((b + 1) * C)]
-                predicted.append(row.indices.max(by: { row[$0] < row[$1] })! - b * C)
+                predicted.append(Softmax.argmax(row))
             }
             start = end
         }

@@ -116,8 +116,8 @@ struct LDS: ParsableCommand {
                 var correct = 0
                 let m = testTexts.indices.map { t -> Double in
                     let row = (0..<C).map { Double(z[t * C + $0]) }
-                    if row.indices.max(by: { row[$0] < row[$1] }) == testLabels[t] { correct += 1 }
-                    return Faithfulness.logOdds(logits: row, classIndex: Faithfulness.comparedClass(classes: C, label: testLabels[t]))
+                    if Softmax.argmax(row) == testLabels[t] { correct += 1 }
+                    return Softmax.logOdds(row, classIndex: Faithfulness.comparedClass(classes: C, label: testLabels[t]))
                 }
                 return (m, Double(correct) / Double(max(1, testTexts.count)))
             }
