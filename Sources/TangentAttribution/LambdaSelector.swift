@@ -124,6 +124,7 @@ public struct LambdaSelector: Sendable {
         let network = networkLogits.map(Double.init)
         let compared = labels.map { Faithfulness.comparedClass(classes: C, label: $0) }
         let networkOdds = (0..<n).map { Faithfulness.logOdds(logits: Array(network[(($0) * C)..<(($0 + 1) * C)]), classIndex: compared[$0]) }
+        let networkProbabilities = (0..<n).map { Softmax.probabilities(Array(network[($0 * C)..<(($0 + 1) * C)])) }
         var points: [Point] = []
         for (l, lambda) in descending.enumerated() {
             let z = outOfFold[l]
@@ -132,7 +133,7 @@ public struct LambdaSelector: Sendable {
             for i in 0..<n {
                 let row = Array(z[(i * C)..<((i + 1) * C)])
                 let logp = Softmax.logProbabilities(row)
-                let q = Softmax.probabilities(Array(network[(i * C)..<((i + 1) * C)]))
+                let q = networkProbabilities[i]
                 labelCE -= logp[labels[i]]
                 for c in 0..<C { networkCE -= q[c] * logp[c] }
                 odds[i] = Faithfulness.logOdds(logits: row, classIndex: compared[i])

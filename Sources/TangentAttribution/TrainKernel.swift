@@ -98,6 +98,9 @@ public final class ExactTrainKernel: TrainKernel {
     /// NFT-K layer weights (`trntk-layers`), one per group, and their fit when it ran here.
     public private(set) var layerWeights: [Double]?
     public private(set) var layerWeightFit: LayerWeighting.Result?
+    /// The largest per-layer parts written along with an exact kernel that does not need
+    /// them (256 MiB: all groups for about 3,600 texts).
+    static let keptPartsBytes = 256 << 20
     let kind: NTKKind
     let classifier: Classifier
     let computer: GradientComputer<Float>
@@ -119,8 +122,9 @@ public final class ExactTrainKernel: TrainKernel {
         texts = setup.train.map(\.text)
         stem = SurrogateCache.exactStem(kind, model: classifier, texts: SurrogateCache.key(setup.train))
         let url = cache.url(stem), partsURL = cache.parts(stem)
-        // The full per-layer parts [n, n] are kept (in a file of their own) only for layer
-        // weights: they are groups times the kernel's size.
+        // The full per-layer parts [n, n] (groups times the kernel's size) are kept in a
+        // file of their own whenever they are small, so that `trntk-layers` after `trntk`
+        // does not compute the exact kernel again, and always for layer weights.
         var parts: [[Float]]?
         if layerWeighted, let p = try? SafetensorsFile(url: partsURL), p.metadata["format"] == "tangent-exact-parts-1" {
             parts = try? computer.groups.map { try p.float32("part.\($0.name)", shape: [n, n]) }
@@ -139,8 +143,8 @@ public final class ExactTrainKernel: TrainKernel {
             matrix = r.total
             selfParts = r.parts.map { p in (p.group, (0..<n).map { p.values[$0 * n + $0] }) }
             try cache.prepare()
-            if layerWeighted {
-                parts = r.parts.map(\.values)
+            if layerWeighted || r.parts.count * n * n * 4 <= ExactTrainKernel.keptPartsBytes {
+                if layerWeighted { parts = r.parts.map(\.values) }
                 var w = SafetensorsWriter()
                 w.metadata = ["format": "tangent-exact-parts-1", "kernel": kind.rawValue, "texts": String(n)]
                 for p in r.parts { w.add("part.\(p.group)", shape: [n, n], float32: p.values) }

@@ -138,8 +138,11 @@ import TangentTensor
         let selector = LambdaSelector(grid: [1e-3, 1e-1], folds: 3, seed: 2)
         let plain = try AttributionEngine(classifier: clf, train: train, kernel: SurrogateKernel.named("trntk")!, projDim: 16, seed: 0, cache: cache,
                                           selector: selector)
+        var log: [String] = []
         let layered = try AttributionEngine(classifier: clf, train: train, kernel: SurrogateKernel.named("trntk-layers")!, projDim: 16, seed: 0,
-                                            cache: cache, selector: selector)
+                                            cache: cache, selector: selector, log: { log.append($0) })
+        // The parts were kept with trntk's kernel: the exact kernel is not computed again.
+        #expect(!log.contains { $0.hasPrefix("computing the exact") } && log.contains { $0.hasPrefix("using cached exact") })
         let w = try #require(layered.layerWeights)
         #expect(w.count == 5 && w.allSatisfy { $0 >= 0 } && w.max() == 1)
         let q0 = try plain.query(test, source: "test"), q1 = try layered.query(test, source: "test")
