@@ -30,6 +30,13 @@ public struct FeatureMetadata: Sendable, Equatable, Codable {
     /// Layer groups with their own projected features (`layer_features`), comma-separated;
     /// empty when the file holds only the whole-model features.
     public var layerGroups: String = ""
+    /// Shard files only (`Featurizer.run(shard:)`): "I/N", the index of the shard's first
+    /// text in the whole set, and the whole set's size and texts fingerprint. `texts` and
+    /// `textsFingerprint` then describe the shard's own texts.
+    public var shard: String?
+    public var shardFirst: Int?
+    public var setTexts: Int?
+    public var setFingerprint: String?
 
     /// The layer groups as a list.
     public var groupList: [String] { layerGroups.isEmpty ? [] : layerGroups.split(separator: ",").map(String.init) }
@@ -38,7 +45,34 @@ public struct FeatureMetadata: Sendable, Equatable, Codable {
         case kernel, modelFingerprint = "model_fingerprint", modelPath = "model", params, projDim = "proj_dim", seed
         case projector, outputs, width, texts, classes, source, textsFingerprint = "texts_fingerprint", blockSize = "block_size"
         case layerGroups = "layer_groups"
+        case shard, shardFirst = "shard_first", setTexts = "set_texts", setFingerprint = "set_fingerprint"
     }
+
+    /// The fingerprint of texts in their order (their texts only: labels are stored).
+    public static func fingerprint(texts: some Collection<LabeledText>) -> String {
+        TangentKernels.fingerprint(Data(texts.map(\.text).joined(separator: "\u{1F}").utf8))
+    }
+
+    /// This metadata (of the whole set `texts`) for shard `spec` of it.
+    public func shard(_ spec: ShardSpec, of texts: [LabeledText]) throws -> FeatureMetadata {
+        precondition(shard == nil && texts.count == self.texts)
+        let r = spec.range(texts: texts.count, blockTexts: blockSize)
+        guard !r.isEmpty else {
+            let blocks = (texts.count + blockSize - 1) / blockSize
+            throw ShardError("shard \(spec) gets no texts: \(texts.count) texts make \(blocks) block\(blocks == 1 ? "" : "s") of \(blockSize), so at most \(blocks) shard\(blocks == 1 ? "" : "s")")
+        }
+        var m = self
+        m.shard = spec.description
+        m.shardFirst = r.lowerBound
+        m.setTexts = self.texts
+        m.setFingerprint = textsFingerprint
+        m.texts = r.count
+        m.textsFingerprint = FeatureMetadata.fingerprint(texts: texts[r])
+        return m
+    }
+
+    /// The shard this file is, when it is one.
+    public var shardSpec: ShardSpec? { shard.flatMap { try? ShardSpec(parsing: $0) } }
 
     public init(kernel: String, modelFingerprint: String, modelPath: String, params: String, projDim: Int, seed: UInt64,
                 projector: String, outputs: Int, width: Int, texts: Int, classes: Int, source: String,
@@ -74,6 +108,13 @@ public struct FeatureMetadata: Sendable, Equatable, Codable {
                   outputs: try i("outputs"), width: try i("width"), texts: try i("texts"), classes: try i("classes"),
                   source: try s("source"), textsFingerprint: try s("texts_fingerprint"), blockSize: try i("block_size"))
         layerGroups = m["layer_groups"] ?? ""
+        if let sh = m["shard"] {
+            guard (try? ShardSpec(parsing: sh)) != nil, let first = m["shard_first"].flatMap(Int.init),
+                  let total = m["set_texts"].flatMap(Int.init), let fp = m["set_fingerprint"] else {
+                throw FeatureStoreError("\(path): shard metadata is incomplete or malformed (shard '\(sh)')")
+            }
+            shard = sh; shardFirst = first; setTexts = total; setFingerprint = fp
+        }
     }
 
     /// Why two feature files cannot be combined into one kernel, or nil when they can.
@@ -214,9 +255,10 @@ public final class FeatureWriter {
         if a.projDim != b.projDim { out.append("K (\(a.projDim) vs \(b.projDim) now)") }
         if a.seed != b.seed { out.append("seed (\(a.seed) vs \(b.seed) now)") }
         if a.projector != b.projector { out.append("projector (\(a.projector) vs \(b.projector) now)") }
-        if a.blockSize != b.blockSize { out.append("batch size (\(a.blockSize) vs \(b.blockSize) now)") }
+        if a.blockSize != b.blockSize { out.append("block size (\(a.blockSize) vs \(b.blockSize) now)") }
         if a.textsFingerprint != b.textsFingerprint || a.texts != b.texts { out.append("texts (\(a.texts) texts of \(a.source) vs \(b.texts) of \(b.source) now)") }
         if a.layerGroups != b.layerGroups { out.append("per-layer groups ('\(a.layerGroups)' vs '\(b.layerGroups)' now)") }
+        if a.shard != b.shard { out.append("shard (\(a.shard ?? "none") vs \(b.shard ?? "none") now)") }
         if out.isEmpty { out.append("other metadata") }
         return out.joined(separator: ", ")
     }
@@ -328,6 +370,29 @@ public struct FeatureFile: @unchecked Sendable {
             }
         }
         return out
+    }
+
+    /// All layer groups' features of texts `rows`, [rows.count, groups, outputs * width].
+    public func layerFeatureRows(_ rows: Range<Int>) throws -> [Float] {
+        let w = metadata.outputs * metadata.width * metadata.groupList.count
+        var out = [Float](repeating: 0, count: rows.count * w)
+        try out.withUnsafeMutableBytes { try file.copyBytes("layer_features", range: (rows.lowerBound * w * 4)..<(rows.upperBound * w * 4), into: $0.baseAddress!) }
+        return out
+    }
+
+    /// Logits of texts `rows`, [rows.count, C].
+    public func logits(_ rows: Range<Int>) throws -> [Float] {
+        let C = metadata.classes
+        var out = [Float](repeating: 0, count: rows.count * C)
+        try out.withUnsafeMutableBytes { try file.copyBytes("logits", range: (rows.lowerBound * C * 4)..<(rows.upperBound * C * 4), into: $0.baseAddress!) }
+        return out
+    }
+
+    /// Refuses a shard file where the whole set's features are needed.
+    public func requireWhole() throws {
+        if let shard = metadata.shard {
+            throw FeatureStoreError("\(url.path) is shard \(shard) of a sharded featurization, not the whole set; join the shards with `tangent merge` first")
+        }
     }
 
     public func logits() throws -> [Float] { try file.float32("logits") }

@@ -37,8 +37,12 @@ public struct FeaturizeOptions: Sendable {
     public var projDim: Int = 4096
     public var seed: UInt64 = 0
     public var projector: ProjectorChoice = .default
-    /// Texts per computed and stored block.
-    public var blockSize: Int = 128
+    /// Texts per stored block: the feature file's unit of resume and of sharding. The
+    /// command line keeps it at `ShardSpec.blockTexts`, so that a file's bytes never depend
+    /// on the batch size or thread count it was computed with.
+    public var blockSize: Int = ShardSpec.blockTexts
+    /// Texts per computation (memory grows with it); a file's bytes do not depend on it.
+    public var batchSize: Int = 128
     /// Also store one projected feature vector per layer group (NFT-K decomposition).
     public var perLayer = false
     /// Bytes of per-example gradients one computation may hold; larger blocks are
@@ -67,6 +71,7 @@ public final class Featurizer {
         self.classifier = classifier
         self.options = options
         guard options.blockSize >= 1 else { throw FeatureStoreError("block size must be at least 1") }
+        guard options.batchSize >= 1 else { throw FeatureStoreError("batch size must be at least 1") }
         if options.kind.projected {
             guard options.projDim > 0 else { throw FeatureStoreError("--proj-dim must be positive, got \(options.projDim)") }
             let c = try GradientComputer(model: classifier.model, prefixes: options.params)
@@ -74,7 +79,7 @@ public final class Featurizer {
             let available = ProcessInfo.processInfo.physicalMemory
             guard need < available / 10 * 8 else {
                 throw FeatureStoreError(String(format: "K = %ld with blocks of %ld texts would need about %.1f GiB of memory, more than this machine's %.1f GiB allows; lower --proj-dim or --batch-size",
-                                               options.projDim, options.blockSize, Double(need) / 1_073_741_824, Double(available) / 1_073_741_824))
+                                               options.projDim, options.batchSize, Double(need) / 1_073_741_824, Double(available) / 1_073_741_824))
             }
             computer = c
             let p = Projector(dimension: options.projDim, seed: options.seed, choice: options.projector, threads: options.threads)
@@ -92,7 +97,7 @@ public final class Featurizer {
     public static func memoryEstimate(options: FeaturizeOptions, computer: GradientComputer<Float>) -> UInt64 {
         let C = computer.model.config.nClasses, D = computer.model.config.dModel
         let O = options.kind == .trntk ? C : 1
-        let B = UInt64(options.blockSize), K = UInt64(options.projDim)
+        let B = UInt64(options.batchSize), K = UInt64(options.projDim)
         if options.projector.distribution == .sketch {
             // Streamed gradients: hashed buckets, one tensor's gradient per thread, the
             // block's token rows and features (per layer too), never B x P_dense.
@@ -125,11 +130,12 @@ public final class Featurizer {
         return fingerprint(d)
     }
 
-    /// Texts per computation so that O x B x P_dense gradients stay within the budget.
+    /// Texts per computation: the batch size, lowered so that O x B x P_dense gradients
+    /// stay within the budget.
     var subBatch: Int {
-        guard let c = computer, sketchCodes == nil else { return options.blockSize }
+        guard let c = computer, sketchCodes == nil else { return options.batchSize }
         // One output's gradients are held at a time.
-        return max(1, min(options.blockSize, options.gradientBudget / max(1, c.dense.count * 4)))
+        return max(1, min(options.batchSize, options.gradientBudget / max(1, c.dense.count * 4)))
     }
 
     /// Features, logits and labels of `texts` for one block: features [B, O, W].
@@ -207,32 +213,61 @@ public final class Featurizer {
         }
     }
 
-    /// Featurizes `texts` into `url`, resuming an interrupted run with the same settings;
-    /// `replace` says what may happen to an existing output (see `FeatureWriter`).
-    /// `progress(done, total)` reports texts finished.
-    public func run(texts: [LabeledText], source: String, to url: URL, replace: FeatureWriter.Replace,
-                    progress: (Int, Int) -> Void = { _, _ in }) throws -> FeatureFile {
+    /// The metadata of a file of `texts` under these settings (the whole set; see
+    /// `FeatureMetadata.shard(_:of:)` for one shard of it).
+    public func metadata(texts: [LabeledText], source: String) -> FeatureMetadata {
         let (O, W) = shape
-        let meta = FeatureMetadata(
+        var m = FeatureMetadata(
             kernel: options.kind.rawValue, modelFingerprint: Featurizer.modelFingerprint(classifier.model),
             modelPath: classifier.directory?.path ?? "(in memory)",
             params: options.kind.projected ? options.params.joined(separator: ",") : "",
             projDim: options.kind.projected ? options.projDim : 0, seed: options.kind.projected ? options.seed : 0,
             projector: options.kind.projected ? options.projector.tag : "", outputs: O, width: W,
             texts: texts.count, classes: classifier.model.config.nClasses, source: source,
-            textsFingerprint: fingerprint(Data(texts.map(\.text).joined(separator: "\u{1F}").utf8)), blockSize: options.blockSize)
-        var metadata = meta
-        if options.perLayer && options.kind.projected { metadata.layerGroups = computer!.groups.map(\.name).joined(separator: ",") }
-        let labels = texts.map { Int64($0.label.flatMap(classifier.labels.index(of:)) ?? -1) }
-        let writer = try FeatureWriter(url: url, metadata: metadata, labels: labels, lines: texts.map { Int64($0.line) }, replace: replace)
+            textsFingerprint: FeatureMetadata.fingerprint(texts: texts), blockSize: options.blockSize)
+        if options.perLayer && options.kind.projected { m.layerGroups = computer!.groups.map(\.name).joined(separator: ",") }
+        return m
+    }
+
+    /// Featurizes `texts` into `url`, resuming an interrupted run with the same settings;
+    /// `replace` says what may happen to an existing output (see `FeatureWriter`).
+    /// With `shard`, only that shard's texts (`ShardSpec.range` on the file's blocks) are
+    /// featurized, into a shard file that `FeatureMerger` joins with the others.
+    /// `progress(done, total)` reports texts finished (of the shard).
+    public func run(texts: [LabeledText], source: String, to url: URL, replace: FeatureWriter.Replace, shard: ShardSpec? = nil,
+                    progress: (Int, Int) -> Void = { _, _ in }) throws -> FeatureFile {
+        var metadata = metadata(texts: texts, source: source)
+        var part = texts[...]
+        if let shard {
+            metadata = try metadata.shard(shard, of: texts)
+            part = texts[shard.range(texts: texts.count, blockTexts: options.blockSize)]
+        }
+        let labels = part.map { Int64($0.label.flatMap(classifier.labels.index(of:)) ?? -1) }
+        let writer = try FeatureWriter(url: url, metadata: metadata, labels: labels, lines: part.map { Int64($0.line) }, replace: replace)
+        let base = part.startIndex
         var finished = writer.done.enumerated().filter(\.element).reduce(0) { $0 + writer.range(ofBlock: $1.offset).count }
-        progress(finished, texts.count)
-        for b in 0..<writer.blocks where !writer.done[b] {
-            let r = writer.range(ofBlock: b)
-            let out = try block(Array(texts[r]))
-            try writer.write(block: b, features: out.features, logits: out.logits, layerFeatures: out.layerFeatures)
-            finished += r.count
-            progress(finished, texts.count)
+        progress(finished, part.count)
+        // Unfinished blocks in runs of consecutive ones, as many per computation as a batch
+        // holds; each block is stored (and flagged done) on its own.
+        let perBatch = max(1, options.batchSize / options.blockSize)
+        var b = 0
+        while b < writer.blocks {
+            guard !writer.done[b] else { b += 1; continue }
+            var e = b
+            while e < writer.blocks && e - b < perBatch && !writer.done[e] { e += 1 }
+            let lo = writer.range(ofBlock: b).lowerBound, hi = writer.range(ofBlock: e - 1).upperBound
+            let out = try block(Array(part[(base + lo)..<(base + hi)]))
+            let (O, W) = shape, C = metadata.classes, L = max(1, metadata.groupList.count)
+            for k in b..<e {
+                let r = writer.range(ofBlock: k)
+                let s = r.lowerBound - lo, t = r.upperBound - lo
+                try writer.write(block: k, features: Array(out.features[(s * O * W)..<(t * O * W)]),
+                                 logits: Array(out.logits[(s * C)..<(t * C)]),
+                                 layerFeatures: out.layerFeatures.map { Array($0[(s * L * O * W)..<(t * L * O * W)]) })
+                finished += r.count
+                progress(finished, part.count)
+            }
+            b = e
         }
         try writer.finish()
         return try FeatureFile(url: url)

@@ -17,6 +17,8 @@ public enum KernelMatrix {
     public static func compute(a: FeatureFile, b: FeatureFile, normalize: Bool, layer: String? = nil, to url: URL,
                                rowBlock: Int = 256, columnBlock: Int = 2048,
                                progress: (Int, Int) -> Void = { _, _ in }) throws {
+        try a.requireWhole()
+        try b.requireWhole()
         if let why = a.metadata.incompatibility(with: b.metadata) {
             throw FeatureStoreError("\(a.url.path) and \(b.url.path) cannot be combined: \(why)")
         }

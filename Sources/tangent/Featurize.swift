@@ -24,16 +24,20 @@ struct Featurize: ParsableCommand {
     var params: String = "all"
     @Option(parsing: .unconditional, help: "Projected dimension K.") var projDim: Int = 4096
     @Option(parsing: .unconditional, help: "Seed of the random projection.") var seed: UInt64 = 0
-    @Option(parsing: .unconditional, help: "Texts per block (memory grows with it).") var batchSize: Int = 128
+    @Option(parsing: .unconditional, help: "Texts per computation (memory grows with it; the output does not depend on it).") var batchSize: Int = 128
     @Flag(help: "Also store projected features per layer group (embeddings, blocks.i, norm, head), for per-layer kernels.")
     var perLayer = false
     @Option(help: "Output feature file (.safetensors).") var out: String
     @Flag(help: "Replace an existing output, or restart an unfinished one made with other settings.") var overwrite = false
+    @Option(help: "Featurize shard I of N only (numbered from 0), e.g. 3/16.") var shard: String?
+    @Option(parsing: .unconditional, help: "The number of shards of a Kubernetes Indexed Job (its completions); the index comes from JOB_COMPLETION_INDEX.")
+    var shardCount: Int?
     @OptionGroup var projection: ProjectorOptions
     @OptionGroup var threading: ThreadOptions
     @OptionGroup var columns: ColumnOptions
 
     func validate() throws {
+        if let shard { _ = try ShardSpec(parsing: shard) }
         guard FeatureKind(kernelName: kernel) != nil else {
             throw ValidationError("unknown kernel '\(kernel)'; valid: \(FeatureKind.allCases.map(\.rawValue).joined(separator: ", ")) (or proj-pntk, proj-trntk, ck, grad-cos, tracin)")
         }
@@ -45,10 +49,12 @@ struct Featurize: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            try FeatureWriter.checkOutput(fileURL(out), replace: overwrite ? .featureFile : .never)
+            let spec = try ShardSpec.resolve(option: shard, shardCount: shardCount, environment: ProcessInfo.processInfo.environment)
+            let output = spec.map { FeatureMerger.shardURL(fileURL(out), $0) } ?? fileURL(out)
             let nThreads = threading.count
             let clf = try loadClassifier(model, threads: nThreads)
             let file = try DataLocation.file(fileURL(data), split: "train")
+            if spec == nil { try FeatureWriter.checkOutput(output, replace: overwrite ? .featureFile : .never) }
             let texts = try columns.reader(requireLabels: false).read(file)
             for t in texts {
                 if let l = t.label, clf.labels.index(of: l) == nil {
@@ -60,18 +66,31 @@ struct Featurize: ParsableCommand {
             options.projDim = projDim
             options.seed = seed
             options.projector = projection.choice
-            options.blockSize = batchSize
+            options.batchSize = batchSize
             options.threads = nThreads
             options.perLayer = perLayer
             let f = try Featurizer(classifier: clf, options: options)
-            let bar = ProgressBar(total: texts.count, label: "featurize \(options.kind.rawValue)")
+            let source = displayPath(file)
+            if let spec {
+                // A complete shard of the same run is kept: resubmitting a whole array
+                // redoes only the tasks that failed.
+                let want = try f.metadata(texts: texts, source: source).shard(spec, of: texts)
+                if !overwrite, let existing = try? FeatureFile(url: output), existing.metadata == want {
+                    print("\(displayPath(output)): shard \(spec) is already complete (\(want.texts) texts); nothing to do")
+                    return
+                }
+                try FeatureWriter.checkOutput(output, replace: overwrite ? .featureFile : .never)
+                printError("shard \(spec): texts \(want.shardFirst!)..<\(want.shardFirst! + want.texts) of \(texts.count) -> \(displayPath(output))")
+            }
+            let bar = ProgressBar(total: spec.map { $0.range(texts: texts.count, blockTexts: options.blockSize).count } ?? texts.count,
+                                  label: "featurize \(options.kind.rawValue)")
             let t0 = Date()
-            let result = try f.run(texts: texts, source: displayPath(file), to: fileURL(out), replace: overwrite ? .featureFile : .never) { done, total in
+            let result = try f.run(texts: texts, source: source, to: output, replace: overwrite ? .featureFile : .never, shard: spec) { done, total in
                 bar.update(done, status: "")
             }
             bar.finish()
             let m = result.metadata
-            print("wrote \(out): \(m.texts) texts x \(m.outputs) x \(m.width) (\(m.kernel), params \(m.params.isEmpty ? "-" : m.params), K \(m.projDim), \(m.projector.isEmpty ? "no projection" : m.projector), seed \(m.seed)) in \(String(format: "%.1f", Date().timeIntervalSince(t0))) s; peak memory \(peakMemoryDescription())")
+            print("wrote \(spec == nil ? out : displayPath(output))\(spec.map { " (shard \($0))" } ?? ""): \(m.texts) texts x \(m.outputs) x \(m.width) (\(m.kernel), params \(m.params.isEmpty ? "-" : m.params), K \(m.projDim), \(m.projector.isEmpty ? "no projection" : m.projector), seed \(m.seed)) in \(String(format: "%.1f", Date().timeIntervalSince(t0))) s; peak memory \(peakMemoryDescription())")
         }
     }
 }

@@ -52,7 +52,12 @@ import Testing
     @Test func featurizeResumedAfterKillIsByteIdentical() throws {
         let w = try CLI.workDirectory()
         defer { try? FileManager.default.removeItem(at: w) }
-        let args = ["featurize", "--model", CLI.model.path, "--data", "small.jsonl", "--kernel", "pntk", "--proj-dim", "512",
+        // 400 texts: four stored blocks (of 128), computed two texts at a time, so the run
+        // can be killed between blocks.
+        let lines = try String(contentsOf: CLI.root.appendingPathComponent("data/trec6/train.jsonl"), encoding: .utf8)
+            .split(separator: "\n").prefix(400)
+        try Data((lines.joined(separator: "\n") + "\n").utf8).write(to: w.appendingPathComponent("texts.jsonl"))
+        let args = ["featurize", "--model", CLI.model.path, "--data", "texts.jsonl", "--kernel", "pntk", "--proj-dim", "512",
                     "--batch-size", "2", "--threads", "1"]
         #expect(try CLI.run(args + ["--out", "full.safetensors"], in: w).status == 0)
         let killed = try Self.killWhen(args + ["--out", "cut.safetensors"], in: w) { w in

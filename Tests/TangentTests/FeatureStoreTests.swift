@@ -19,6 +19,7 @@ import TangentSafetensors
         o.projDim = k
         o.seed = seed
         o.blockSize = block
+        o.batchSize = block
         o.threads = 2
         return o
     }

@@ -1,0 +1,65 @@
+import Foundation
+import Testing
+
+/// Sharded featurization as a cluster runs it: each shard in its own process, with its own
+/// batch size and thread count (one from Slurm's job-array variables), then `merge`.
+@Suite struct ShardCommandTests {
+    @Test func shardsFromSeparateProcessesMergeBitIdenticalToOneRun() throws {
+        let w = try CLI.workDirectory()
+        defer { try? FileManager.default.removeItem(at: w) }
+        // 300 texts: blocks of 128, 128 and 44, one per shard.
+        let lines = try String(contentsOf: CLI.root.appendingPathComponent("data/trec6/train.jsonl"), encoding: .utf8)
+            .split(separator: "\n").prefix(300)
+        try Data((lines.joined(separator: "\n") + "\n").utf8).write(to: w.appendingPathComponent("texts.jsonl"))
+        let base = ["featurize", "--model", CLI.model.path, "--data", "texts.jsonl", "--kernel", "trntk", "--proj-dim", "64",
+                    "--per-layer", "--out", "f.safetensors"]
+        let one = try CLI.run(base.dropLast() + ["one.safetensors", "--batch-size", "64", "--threads", "2"], in: w)
+        #expect(one.status == 0, "\(one.stderr)")
+        // The three shards at once, as three processes.
+        let runs: [(args: [String], env: [String: String])] = [
+            (["--shard", "0/3", "--batch-size", "20", "--threads", "1"], [:]),
+            (["--batch-size", "128", "--threads", "2"], ["SLURM_ARRAY_TASK_ID": "7", "SLURM_ARRAY_TASK_MIN": "6", "SLURM_ARRAY_TASK_MAX": "8"]),
+            (["--shard-count", "3", "--batch-size", "7", "--threads", "1"], ["JOB_COMPLETION_INDEX": "2"]),
+        ]
+        let processes = try runs.map { r -> (Process, URL) in
+            let p = CLI.process(base + r.args, in: w, env: r.env)
+            let err = w.appendingPathComponent(".err-\(UUID().uuidString)")
+            FileManager.default.createFile(atPath: err.path, contents: nil)
+            p.standardOutput = FileHandle.nullDevice
+            p.standardError = try FileHandle(forWritingTo: err)
+            try p.run()
+            return (p, err)
+        }
+        for (p, err) in processes {
+            p.waitUntilExit()
+            #expect(p.terminationStatus == 0, "\((try? String(contentsOf: err, encoding: .utf8)) ?? "")")
+        }
+        let shards = (0..<3).map { "f.shard-\($0)-of-3.safetensors" }
+        for s in shards { #expect(FileManager.default.fileExists(atPath: w.appendingPathComponent(s).path), "\(s)") }
+        // A resubmitted task whose shard is complete does nothing.
+        let again = try CLI.run(base + ["--shard", "1/3"], in: w)
+        #expect(again.status == 0 && again.stdout.contains("already complete"), "\(again.stdout)\(again.stderr)")
+        // Merge in scrambled order; the result is the one-process file, byte for byte.
+        let merged = try CLI.run(["merge", shards[2], shards[0], shards[1], "--out", "merged.safetensors"], in: w)
+        #expect(merged.status == 0, "\(merged.stderr)")
+        #expect(merged.stdout.contains("300 texts from 3 shards"))
+        let a = try Data(contentsOf: w.appendingPathComponent("one.safetensors"))
+        let b = try Data(contentsOf: w.appendingPathComponent("merged.safetensors"))
+        #expect(a.count > 300 * 6 * 64 * 4 && a == b, "merged \(b.count) bytes vs one run's \(a.count)")
+        // A shard is no feature file for scoring, and a set with a hole is refused by name.
+        let kernel = try CLI.run(["kernel", "--a", shards[0], "--out", "k.safetensors"], in: w)
+        #expect(kernel.status != 0 && kernel.stderr.contains("tangent merge"))
+        let hole = try CLI.run(["merge", shards[0], shards[2], "--out", "hole.safetensors"], in: w)
+        #expect(hole.status != 0 && hole.stderr.contains("missing: 1/3"), "\(hole.stderr)")
+        let twice = try CLI.run(["merge", shards[0], shards[1], shards[1], shards[2], "--out", "twice.safetensors"], in: w)
+        #expect(twice.status != 0 && twice.stderr.contains("given twice"), "\(twice.stderr)")
+        // A shard of a run with other settings.
+        let alien = try CLI.run(base.dropLast() + ["alien.safetensors", "--shard", "1/3", "--seed", "5"], in: w)
+        #expect(alien.status == 0, "\(alien.stderr)")
+        let mixed = try CLI.run(["merge", shards[0], "alien.shard-1-of-3.safetensors", shards[2], "--out", "mixed.safetensors"], in: w)
+        #expect(mixed.status != 0 && mixed.stderr.contains("does not belong") && mixed.stderr.contains("seed"), "\(mixed.stderr)")
+        for f in ["hole.safetensors", "twice.safetensors", "mixed.safetensors"] {
+            #expect(!FileManager.default.fileExists(atPath: w.appendingPathComponent(f).path))
+        }
+    }
+}
