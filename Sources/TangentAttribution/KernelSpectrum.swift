@@ -92,6 +92,21 @@ public struct KernelSpectrum: Sendable {
             let k = order.count
             let u = KernelSpectrum.orthonormalBasis(fd, rows: n, width: w, eigen: eig, order: order)
             self.init(n: n, rank: k, basis: u, values: order.map { eig.values[$0] }, capturedRange: k == nonzero.count)
+        case .streamed(let s):
+            // The same from F^T F accumulated block by block; the basis F V S^-1/2 [n, k].
+            let n = s.n, w = s.width
+            guard n >= 16, let g = try? s.gramOfColumns(), let eig = SymmetricEigen.decompose(g, n: w),
+                  let top = eig.values.last, top > 0 else { return nil }
+            let nonzero = Array((0..<w).reversed()).filter { eig.values[$0] > top * Double(Float.ulpOfOne) }
+            let order = Array(nonzero.prefix(requested))
+            let k = order.count
+            var v = [Double](repeating: 0, count: w * k)
+            for (c, j) in order.enumerated() {
+                let inv = 1 / eig.values[j].squareRoot()
+                for i in 0..<w { v[i * k + c] = eig.vectors[i * w + j] * inv }
+            }
+            guard let u = try? s.timesMatrix(v, columns: k) else { return nil }
+            self.init(n: n, rank: k, basis: u, values: order.map { eig.values[$0] }, capturedRange: k == nonzero.count)
         }
     }
 

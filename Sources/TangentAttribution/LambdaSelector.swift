@@ -92,6 +92,13 @@ public struct LambdaSelector: Sendable {
         return fold
     }
 
+    /// `count` of `n` texts drawn without replacement by `seed` (the selector's sample of
+    /// a training set too large for its kernel to be held).
+    public static func sample(n: Int, count: Int, seed: UInt64) -> [Int] {
+        let rng = CounterRNG.derive(seed, 0x5A3B, 0x1E5E)
+        return Array((0..<n).sorted { rng.bits(UInt64($0)) < rng.bits(UInt64($1)) }.prefix(count))
+    }
+
     /// Cross-validates every lambda of the grid and fits the surrogate on all training
     /// texts at each. `labels` are the training texts' true classes, `networkLogits`
     /// [n, classes] the network's logits on them.

@@ -13,6 +13,9 @@ public enum TrainingKernel: Sendable {
     /// K = F F^T with F [n, width] row-major (rows already scaled for a normalized kernel),
     /// and F^T [width, n] for the first half of a product.
     case factored(rows: [Float], transposed: [Float], n: Int, width: Int)
+    /// K = F F^T with F read from a feature file block by block (`StreamedFeatures`):
+    /// training sets whose features do not fit in memory.
+    case streamed(StreamedFeatures)
 
     /// `rows` [n, width]: factored when 4 width <= n, else the matrix F F^T (symmetrized).
     public static func gram(features rows: [Float], n: Int, width: Int) -> TrainingKernel {
@@ -45,6 +48,7 @@ public enum TrainingKernel: Sendable {
     public var n: Int {
         switch self {
         case .dense(_, let n), .factored(_, _, let n, _): return n
+        case .streamed(let s): return s.n
         }
     }
 
@@ -55,6 +59,8 @@ public enum TrainingKernel: Sendable {
             return (0..<n).map { Double(k[$0 * n + $0]) }
         case .factored(let f, _, let n, let w):
             return (0..<n).map { i in (0..<w).reduce(0.0) { $0 + Double(f[i * w + $1]) * Double(f[i * w + $1]) } }
+        case .streamed(let s):
+            return s.diagonal
         }
     }
 
@@ -71,6 +77,9 @@ public enum TrainingKernel: Sendable {
             var t = [Float](repeating: 0, count: indices.count * w)
             for a in indices.indices { for j in 0..<w { t[j * indices.count + a] = rows[a * w + j] } }
             return .factored(rows: rows, transposed: t, n: indices.count, width: w)
+        case .streamed(let s):
+            // A part small enough to hold (the selector's sample of texts): in memory.
+            return .gram(features: try! s.gather(indices), n: indices.count, width: s.width)
         }
     }
 
@@ -84,6 +93,10 @@ public enum TrainingKernel: Sendable {
             var fa = [Float](repeating: 0, count: a.count * w), fb = [Float](repeating: 0, count: b.count * w)
             for (r, i) in a.enumerated() { for j in 0..<w { fa[r * w + j] = f[i * w + j] } }
             for (r, i) in b.enumerated() { for j in 0..<w { fb[r * w + j] = f[i * w + j] } }
+            Float.gemm(transA: false, transB: true, m: a.count, n: b.count, k: w, alpha: 1, a: fa, lda: w, b: fb, ldb: w,
+                       beta: 0, c: &out, ldc: b.count)
+        case .streamed(let s):
+            let fa = try! s.gather(a), fb = try! s.gather(b), w = s.width
             Float.gemm(transA: false, transB: true, m: a.count, n: b.count, k: w, alpha: 1, a: fa, lda: w, b: fb, ldb: w,
                        beta: 0, c: &out, ldc: b.count)
         }
@@ -106,6 +119,10 @@ public enum TrainingKernel: Sendable {
             var u = [Double](repeating: 0, count: m * w)
             TrainingKernel.dots(x, rows: m, depth: n, matrix: t, matrixRows: w, into: &u, threads: threads)
             TrainingKernel.dots(u, rows: m, depth: w, matrix: f, matrixRows: n, into: &out, threads: threads)
+        case .streamed(let s):
+            // A file that was readable when opened and is memory-mapped: a read error here
+            // means the file changed underneath the run.
+            do { try s.times(x, rows: m, into: &out) } catch { fatalError("\(s.file.url.path): \(error)") }
         }
     }
 

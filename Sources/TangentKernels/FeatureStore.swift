@@ -355,6 +355,14 @@ public struct FeatureFile: @unchecked Sendable {
         return out
     }
 
+    /// Features of texts `rows` into the start of `buffer` (at least rows.count x outputs x
+    /// width long), for readers that reuse one buffer block after block.
+    public func features(_ rows: Range<Int>, into buffer: inout [Float]) throws {
+        let w = metadata.outputs * metadata.width
+        precondition(buffer.count >= rows.count * w)
+        try buffer.withUnsafeMutableBytes { try file.copyBytes("features", range: (rows.lowerBound * w * 4)..<(rows.upperBound * w * 4), into: $0.baseAddress!) }
+    }
+
     /// Features of one layer group for texts `rows`, [rows.count, outputs * width].
     public func layerFeatures(_ rows: Range<Int>, group: String) throws -> [Float] {
         let groups = metadata.groupList

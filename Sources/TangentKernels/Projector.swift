@@ -251,6 +251,17 @@ public struct ProjectorChoice: Sendable, Equatable, Hashable, CustomStringConver
     /// `rademacher`, `gaussian`, `sketch-s1`, `sketch-s2`, `sketch-s4`.
     public var tag: String { distribution == .sketch ? "sketch-s\(nonzeros)" : distribution.rawValue }
     public var description: String { distribution == .sketch ? "sketch (s = \(nonzeros))" : distribution.rawValue }
+
+    /// The choice a tag names (as feature files record it), or nil.
+    public init?(tag: String) {
+        if tag.hasPrefix("sketch-s"), let s = Int(tag.dropFirst("sketch-s".count)), [1, 2, 4].contains(s) {
+            self = .sketch(s)
+        } else if let d = Projector.Distribution(rawValue: tag), d != .sketch {
+            self.init(d)
+        } else {
+            return nil
+        }
+    }
 }
 
 extension Projector {

@@ -17,6 +17,12 @@ struct Attribute: ParsableCommand {
         are cached in --cache, so later calls are fast. Kernels: proj-trntk (default), proj-pntk, \
         embedding, ck, grad-cos, tracin (summed over MODEL/checkpoints when present), if-head, if-proj, and the exact trntk and pntk-norm (exact kernels cost \
         one backward pass per training text for every block pair: meant for a few thousand training texts).
+
+        Large training sets: --train-features FILE (a finished feature file of the training texts, for \
+        example the merge of a sharded `featurize`) or --memory-budget fit and score the surrogate with the \
+        training features streamed from disk in row blocks, holding at most about the budget of them \
+        (proj-pntk, proj-trntk, embedding, ck and grad-cos). lambda is then --lambda, or chosen by the \
+        k-fold rule on a seeded sample of --selection-texts training texts; per-layer shares are skipped.
         """)
 
     @Option(help: "Model directory.") var model: String
@@ -31,6 +37,14 @@ struct Attribute: ParsableCommand {
     @Option(help: "TracIn checkpoints (epoch-K.safetensors; default MODEL/checkpoints).") var checkpoints: String?
     @Flag(help: "Skip the per-layer shares of the top items (exact per-layer NTK).") var noLayers = false
     @Flag(help: "One JSON object per text.") var json = false
+    @Option(help: "Training features (a finished feature file of the --train texts, e.g. from `tangent merge`): fit and score streamed from it.")
+    var trainFeatures: String?
+    @Option(help: "Bound on the training features held in memory at once, e.g. 2GiB (streamed scoring; default with --train-features: 2GiB).")
+    var memoryBudget: String?
+    @Option(parsing: .unconditional, help: "The surrogate's relative lambda (streamed scoring only; default: chosen by k-fold selection on a sample).")
+    var lambda: Double?
+    @Option(parsing: .unconditional, help: "Training texts the lambda selection samples (streamed scoring).")
+    var selectionTexts: Int = 4096
     @OptionGroup var projection: ProjectorOptions
     @OptionGroup var selectionOptions: SelectionOptions
     @OptionGroup var threading: ThreadOptions
@@ -44,6 +58,15 @@ struct Attribute: ParsableCommand {
         try Check.positive(top, "--top")
         try Check.positive(projDim, "--proj-dim")
         try projection.check(projDim: projDim)
+        if let memoryBudget { _ = try Check.bytes(memoryBudget, "--memory-budget") }
+        if let lambda { try Check.positive(lambda, "--lambda") }
+        try Check.positive(selectionTexts, "--selection-texts")
+        if (lambda != nil || selectionTexts != 4096) && trainFeatures == nil && memoryBudget == nil {
+            throw ValidationError("--lambda and --selection-texts apply to streamed scoring: give --train-features or --memory-budget")
+        }
+        if trainFeatures != nil || memoryBudget != nil, let k = SurrogateKernel.named(kernel), !StreamedAttribution.supports(k) {
+            throw ValidationError("streamed scoring (--train-features, --memory-budget) supports proj-pntk, proj-trntk, embedding, ck and grad-cos, not \(kernel)")
+        }
     }
 
     func run() throws {
@@ -63,6 +86,10 @@ struct Attribute: ParsableCommand {
             }
             if let data { inputs += try columns.reader(requireLabels: false).read(fileURL(data)).map(\.text) }
             let k = SurrogateKernel.named(kernel)!
+            if trainFeatures != nil || memoryBudget != nil {
+                try streamed(clf, trainTexts: trainTexts, inputs: inputs, kernel: k, threads: nThreads)
+                return
+            }
             var bar: ProgressBar?
             let engine = try AttributionEngine(
                 classifier: clf, train: trainTexts, kernel: k, projDim: projDim, seed: seed, projector: projection.choice, cache: fileURL(cache),
@@ -85,6 +112,55 @@ struct Attribute: ParsableCommand {
                 }
             }
         }
+    }
+
+    /// Fit and scoring with the training features streamed from a file.
+    func streamed(_ clf: Classifier, trainTexts: [LabeledText], inputs: [String], kernel k: SurrogateKernel, threads: Int) throws {
+        let budget = try Check.bytes(memoryBudget ?? "2GiB", "--memory-budget")
+        let file: FeatureFile
+        if let trainFeatures {
+            file = try FeatureFile(url: fileURL(trainFeatures))
+        } else {
+            // Featurized into the cache once, as the in-memory path does.
+            let cacheDir = SurrogateCache(directory: fileURL(cache))
+            let stem = SurrogateCache.featureStem(k.features, projDim: projDim, seed: seed, projector: projection.choice, model: clf,
+                                                  texts: SurrogateCache.key(trainTexts))
+            let url = cacheDir.url(stem)
+            if let f = FeatureFile.cached(url, log: { printError($0) }) {
+                file = f
+            } else {
+                var options = FeaturizeOptions(kind: k.features)
+                options.projDim = projDim
+                options.seed = seed
+                options.projector = projection.choice
+                options.threads = threads
+                try cacheDir.prepare()
+                let bar = ProgressBar(total: trainTexts.count, label: "training features")
+                file = try Featurizer(classifier: clf, options: options).run(texts: trainTexts, source: "training data", to: url, replace: .anyFile) { done, _ in
+                    bar.update(done)
+                }
+                bar.finish()
+            }
+        }
+        let t0 = Date()
+        let scorer = try StreamedAttribution(classifier: clf, train: trainTexts, trainFeatures: file, kernel: k, budget: budget, lambda: lambda,
+                                             selector: selectionOptions.selector(seed: seed), selectionTexts: selectionTexts, threads: threads,
+                                             log: { printError($0) })
+        printError(String(format: "surrogate ready in %.1f s; peak memory %@", Date().timeIntervalSince(t0), peakMemoryDescription()))
+        let t1 = Date()
+        for start in stride(from: 0, to: inputs.count, by: 64) {
+            let chunk = Array(inputs[start..<min(inputs.count, start + 64)])
+            for e in try scorer.explain(chunk, top: top) {
+                if json {
+                    let enc = JSONEncoder()
+                    enc.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+                    print(String(decoding: try enc.encode(e), as: UTF8.self))
+                } else {
+                    print(render(e, kernel: k.name))
+                }
+            }
+        }
+        printError(String(format: "%ld texts explained in %.1f s; peak memory %@", inputs.count, Date().timeIntervalSince(t1), peakMemoryDescription()))
     }
 
     func render(_ e: Explanation, kernel: String) -> String {

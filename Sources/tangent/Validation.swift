@@ -36,6 +36,20 @@ enum Check {
         guard value >= 0, value < 1 else { throw ValidationError("\(option) must be at least 0 and below 1, got \(value)") }
     }
 
+    /// A size in bytes: a number with an optional unit B, KiB, MiB, GiB (or K, M, G, KB,
+    /// MB, GB, read as powers of 1024), e.g. `2GiB`, `512M`.
+    static func bytes(_ value: String, _ option: String) throws -> Int {
+        let s = value.trimmingCharacters(in: .whitespaces)
+        let digits = s.prefix { $0.isNumber || $0 == "." }
+        let unit = s.dropFirst(digits.count).trimmingCharacters(in: .whitespaces).lowercased()
+        let factors: [String: Double] = ["": 1, "b": 1, "k": 1024, "kb": 1024, "kib": 1024, "m": 1_048_576, "mb": 1_048_576, "mib": 1_048_576,
+                                         "g": 1_073_741_824, "gb": 1_073_741_824, "gib": 1_073_741_824, "t": 1_099_511_627_776, "tb": 1_099_511_627_776, "tib": 1_099_511_627_776]
+        guard let number = Double(digits), let factor = factors[unit], number > 0, (number * factor).isFinite, number * factor < 1e18 else {
+            throw ValidationError("\(option) must be a positive size such as 512MiB or 2GiB, got '\(value)'")
+        }
+        return Int(number * factor)
+    }
+
     /// A comma-separated list with at least one entry and no empty ones, entries trimmed.
     static func list(_ value: String, _ option: String) throws -> [String] {
         let items = value.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }

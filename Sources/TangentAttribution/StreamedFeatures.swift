@@ -1,0 +1,177 @@
+import Foundation
+import TangentKernels
+import TangentTensor
+
+/// Training features read from a feature file in row blocks instead of held in memory:
+/// the training side of a kernel K = F F^T (or its cosine-normalized form) for training
+/// sets whose features do not fit in memory. The file is memory-mapped, so what stays
+/// resident beyond one block is the kernel's pages the system chooses to keep.
+///
+/// Every product is defined independently of the block size: x F accumulates rows in
+/// ascending order (each thread owns a range of columns), and x F^T is one fixed-order dot
+/// per entry. So a memory budget changes speed, never the bits of a result.
+public final class StreamedFeatures: @unchecked Sendable {
+    public let file: FeatureFile
+    /// Texts n and the feature width D (outputs x width).
+    public let n: Int
+    public let width: Int
+    /// Texts per block read at once: a multiple of `chunk`, or all n.
+    public let blockRows: Int
+    /// Rows per partial sum of F^T F.
+    static let chunk = 256
+    /// 1 / ||f_i|| for a cosine-normalized kernel (a zero row stays zero), else nil.
+    let rowScale: [Float]?
+    /// K's diagonal.
+    public let diagonal: [Double]
+    let threads: Int
+
+    /// `budget` bounds the bytes of the blocks held at once (two of them: one being read,
+    /// one being multiplied, as Float, plus their Double conversion for x F).
+    public init(file: FeatureFile, normalized: Bool, budget: Int, threads: Int = Threads.defaultCount) throws {
+        try file.requireWhole()
+        self.file = file
+        n = file.metadata.texts
+        width = file.metadata.outputs * file.metadata.width
+        // Whole chunks of `chunk` rows, so that F^T F sums the same chunks whatever the budget.
+        let fit = budget / max(1, width * 16) / StreamedFeatures.chunk * StreamedFeatures.chunk
+        blockRows = max(1, min(n, max(StreamedFeatures.chunk, fit)))
+        self.threads = threads
+        var squared = [Double](repeating: 0, count: n)
+        var rows = [Float](repeating: 0, count: blockRows * width)
+        for start in stride(from: 0, to: n, by: blockRows) {
+            let r = start..<min(n, start + blockRows)
+            try file.features(r, into: &rows)
+            let norms = Gram.squaredNorms(Array(rows[0..<(r.count * width)]), rows: r.count)
+            for (a, i) in r.enumerated() { squared[i] = Double(norms[a]) }
+        }
+        if normalized {
+            let scale = squared.map { $0 > 0 ? Float(1 / $0.squareRoot()) : 0 }
+            rowScale = scale
+            diagonal = (0..<n).map { i in
+                let s = Double(scale[i])
+                return squared[i] * s * s
+            }
+        } else {
+            rowScale = nil
+            diagonal = squared
+        }
+    }
+
+    /// Rows `r` of F (scaled when normalized) into `buffer` [r.count, D].
+    func rows(_ r: Range<Int>, into buffer: inout [Float]) throws {
+        try file.features(r, into: &buffer)
+        guard let s = rowScale else { return }
+        let w = width
+        for (a, i) in r.enumerated() {
+            let f = s[i]
+            for j in 0..<w { buffer[a * w + j] *= f }
+        }
+    }
+
+    /// Calls `body` with each block of rows of F, in order.
+    func forEachBlock(_ body: (Range<Int>, [Float]) throws -> Void) throws {
+        var buffer = [Float](repeating: 0, count: blockRows * width)
+        for start in stride(from: 0, to: n, by: blockRows) {
+            let r = start..<min(n, start + blockRows)
+            try rows(r, into: &buffer)
+            try body(r, buffer)
+        }
+    }
+
+    /// The rows `indices` of F, [indices.count, D].
+    public func gather(_ indices: [Int]) throws -> [Float] {
+        var out = [Float](repeating: 0, count: indices.count * width)
+        var one = [Float](repeating: 0, count: width)
+        // Runs of consecutive indices are read at once.
+        var a = 0
+        while a < indices.count {
+            var b = a + 1
+            while b < indices.count && indices[b] == indices[b - 1] + 1 && b - a < blockRows { b += 1 }
+            let r = indices[a]..<(indices[b - 1] + 1)
+            if r.count == 1 {
+                try rows(r, into: &one)
+                for j in 0..<width { out[a * width + j] = one[j] }
+            } else {
+                var block = [Float](repeating: 0, count: r.count * width)
+                try rows(r, into: &block)
+                for j in 0..<(r.count * width) { out[a * width + j] = block[j] }
+            }
+            a = b
+        }
+        return out
+    }
+
+    /// out [m, n] = x [m, n] F F^T (see the type's note on order).
+    func times(_ x: [Double], rows m: Int, into out: inout [Double]) throws {
+        let n = self.n, w = width
+        // u [m, D] = x F, rows in ascending order, columns split over threads.
+        var u = [Double](repeating: 0, count: m * w)
+        let parts = splitRange(w, parts: max(1, min(threads, w / 64))).filter { !$0.isEmpty }
+        try forEachBlock { r, block in
+            block.withUnsafeBufferPointer { bp in
+                x.withUnsafeBufferPointer { xp in
+                    u.withUnsafeMutableBufferPointer { up in
+                        parallelFor(parts.count) { t in
+                            let cols = parts[t]
+                            for (a, i) in r.enumerated() {
+                                let row = bp.baseAddress! + a * w
+                                for c in 0..<m {
+                                    let xi = xp[c * n + i]
+                                    if xi == 0 { continue }
+                                    let dst = up.baseAddress! + c * w
+                                    for j in cols { dst[j] += xi * Double(row[j]) }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        // out [m, n] = u F^T, one fixed-order dot per entry.
+        try forEachBlock { r, block in
+            let rowParts = splitRange(r.count, parts: max(1, min(threads, r.count / 64))).filter { !$0.isEmpty }
+            block.withUnsafeBufferPointer { bp in
+                u.withUnsafeBufferPointer { up in
+                    out.withUnsafeMutableBufferPointer { op in
+                        parallelFor(rowParts.count) { t in
+                            let rr = rowParts[t]
+                            FixedOrderGemm.dots(m: m, rows: rr.count, depth: w, x: up.baseAddress!, ldx: w,
+                                                k: bp.baseAddress! + rr.lowerBound * w, ldk: w,
+                                                out: op.baseAddress! + r.lowerBound + rr.lowerBound, ldo: n)
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// F^T F [D, D] in Double, accumulated over fixed chunks of rows in order.
+    func gramOfColumns() throws -> [Double] {
+        let w = width
+        var g = [Double](repeating: 0, count: w * w)
+        let chunk = StreamedFeatures.chunk
+        try forEachBlock { r, block in
+            for s in stride(from: 0, to: r.count, by: chunk) {
+                let rows = min(chunk, r.count - s)
+                let d = block[(s * w)..<((s + rows) * w)].map(Double.init)
+                Double.gemm(transA: true, transB: false, m: w, n: w, k: rows, alpha: 1, a: d, lda: w, b: d, ldb: w, beta: 1, c: &g, ldc: w)
+            }
+        }
+        for i in 0..<w { for j in 0..<i { let s = (g[i * w + j] + g[j * w + i]) / 2; g[i * w + j] = s; g[j * w + i] = s } }
+        return g
+    }
+
+    /// F M [n, k] for M [D, k] in Double, block by block.
+    func timesMatrix(_ mat: [Double], columns k: Int) throws -> [Double] {
+        let w = width
+        var out = [Double](repeating: 0, count: n * k)
+        try forEachBlock { r, block in
+            let d = block[0..<(r.count * w)].map(Double.init)
+            out.withUnsafeMutableBufferPointer { op in
+                Double.gemm(transA: false, transB: false, m: r.count, n: k, k: w, alpha: 1, a: d, lda: w, b: mat, ldb: k,
+                            beta: 0, c: op.baseAddress! + r.lowerBound * k, ldc: k)
+            }
+        }
+        return out
+    }
+}
