@@ -107,10 +107,14 @@ while squeue -h -j "$array,$merge,$attr" 2>/dev/null | grep -q .; do sleep 2; do
 t1=$(date +%s%N)
 echo "all jobs left the queue after $(( (t1 - t0) / 1000000 )) ms"
 for f in "$work"/featurize-*.log "$work"/merge-*.log "$work"/attribute-*.log; do
-    echo "--- $(basename "$f")"; grep -vE '^\s*$|\r' "$f" | tail -4
+    echo "--- $(basename "$f")"
+    tr '\r' '\n' < "$f" | grep -vE '^\s*$|[0-9]+% [0-9]+/' | tail -6 || true
 done
-states=$(sacct -n -j "$array,$merge,$attr" -o JobID,State 2>/dev/null || true)
-[ -n "$states" ] && echo "$states"
+# Without accounting, the controller remembers finished jobs for MinJobAge (300 s).
+for j in "$array" "$merge" "$attr"; do
+    scontrol show job "$j" 2>/dev/null | grep -oE '^JobId=[0-9]+ ArrayJobId=[0-9]+ ArrayTaskId=[0-9]+|^JobId=[0-9]+ JobName=[^ ]+|JobState=[A-Z]+|RunTime=[0-9:]+|ExitCode=[0-9:]+' \
+        | paste -sd ' ' | sed 's/ JobId=/\nJobId=/g' || true
+done
 [ -f "$OUT" ] || { echo "FAIL: the merge wrote no $OUT" >&2; exit 1; }
 
 echo "one-process run for comparison:"

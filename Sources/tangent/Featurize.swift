@@ -106,6 +106,12 @@ struct Kernel: ParsableCommand {
     var layer: String?
     @Option(help: "Output (.safetensors, tensor `kernel` [nA, nB]).") var out: String
     @Flag(help: "Replace an existing output.") var overwrite = false
+    @Option(help: "Bound on the feature and kernel blocks held at once, e.g. 512MiB (default: 256 rows of A at a time).")
+    var memoryBudget: String?
+
+    func validate() throws {
+        if let memoryBudget { _ = try Check.bytes(memoryBudget, "--memory-budget") }
+    }
 
     func run() throws {
         try reportingErrors {
@@ -113,8 +119,18 @@ struct Kernel: ParsableCommand {
             defer { withExtendedLifetime(lock) {} }
             let fa = try FeatureFile(url: fileURL(a))
             let fb = try b.map { try FeatureFile(url: fileURL($0)) } ?? fa
+            var rowBlock = 256, columnBlock = 2048
+            if let memoryBudget {
+                // Held at once: rows of the output [r, nB], a tile [r, c] and the two feature blocks.
+                let budget = try Check.bytes(memoryBudget, "--memory-budget")
+                let nB = fb.metadata.texts, width = fa.metadata.outputs * fa.metadata.width
+                columnBlock = max(1, min(columnBlock, nB, budget / 2 / max(1, 4 * width)))
+                rowBlock = max(1, (budget - 4 * columnBlock * width) / max(1, 4 * (nB + columnBlock + width)))
+                printError("kernel: blocks of \(rowBlock) x \(columnBlock) texts within \(memoryBudget)")
+            }
             let bar = ProgressBar(total: fa.metadata.texts, label: "kernel")
-            try KernelMatrix.compute(a: fa, b: fb, normalize: normalize, layer: layer, to: fileURL(out)) { done, _ in bar.update(done) }
+            try KernelMatrix.compute(a: fa, b: fb, normalize: normalize, layer: layer, to: fileURL(out), rowBlock: rowBlock,
+                                     columnBlock: columnBlock) { done, _ in bar.update(done) }
             bar.finish()
             print("wrote \(out): \(fa.metadata.texts) x \(fb.metadata.texts) \(normalize ? "normalized " : "")\(fa.metadata.kernel) kernel")
         }
