@@ -61,5 +61,43 @@ import Testing
         for f in ["hole.safetensors", "twice.safetensors", "mixed.safetensors"] {
             #expect(!FileManager.default.fileExists(atPath: w.appendingPathComponent(f).path))
         }
+
+        // Blocked scoring of the merged file. The kernel matrix in blocks that fit 64 KiB
+        // (a few rows at a time) equals the one computed in the default blocks.
+        let whole = try CLI.run(["kernel", "--a", "merged.safetensors", "--normalize", "--out", "k1.safetensors"], in: w)
+        let small = try CLI.run(["kernel", "--a", "merged.safetensors", "--normalize", "--memory-budget", "64KiB", "--out", "k2.safetensors"], in: w)
+        #expect(whole.status == 0 && small.status == 0 && small.stderr.contains("blocks of"), "\(small.stderr)")
+        let k1 = try Self.kernel(w.appendingPathComponent("k1.safetensors")), k2 = try Self.kernel(w.appendingPathComponent("k2.safetensors"))
+        #expect(k1.count == 300 * 300 && k2.count == k1.count)
+        #expect(zip(k1, k2).allSatisfy { abs($0 - $1) <= 1e-5 }, "largest difference \(zip(k1, k2).map { abs($0 - $1) }.max() ?? 0)")
+        // attribute from the merged file: the same output under a budget of blocks of 256
+        // texts as under one that holds all 300.
+        let attribute = ["attribute", "--model", CLI.model.path, "--train", "texts.jsonl", "--train-features", "merged.safetensors",
+                         "--kernel", "proj-trntk", "--lambda", "0.01", "--top", "3", "--json", "--text", "Who wrote Hamlet ?",
+                         "--text", "How far is the moon ?"]
+        let tight = try CLI.run(attribute + ["--memory-budget", "1MiB"], in: w)
+        let roomy = try CLI.run(attribute + ["--memory-budget", "1GiB"], in: w)
+        #expect(tight.status == 0 && roomy.status == 0, "\(tight.stderr)")
+        #expect(tight.stderr.contains("blocks of 256") && roomy.stderr.contains("blocks of 300"), "\(tight.stderr)")
+        #expect(tight.stdout == roomy.stdout && tight.stdout.split(separator: "\n").count == 2)
+        // Bad training features: a shard, features of other texts, a kernel they do not hold.
+        let shard = try CLI.run(attribute.map { $0 == "merged.safetensors" ? shards[0] : $0 }, in: w)
+        #expect(shard.status == 1 && shard.stderr.contains("tangent merge"), "\(shard.stderr)")
+        let others = try CLI.run(attribute.map { $0 == "texts.jsonl" ? "small.jsonl" : $0 }, in: w)
+        #expect(others.status == 1 && others.stderr.contains("other texts"), "\(others.stderr)")
+        let kind = try CLI.run(attribute.map { $0 == "proj-trntk" ? "proj-pntk" : $0 }, in: w)
+        #expect(kind.status == 1 && kind.stderr.contains("holds trntk features"), "\(kind.stderr)")
+        let unsupported = try CLI.run(attribute.map { $0 == "proj-trntk" ? "if-head" : $0 }, in: w)
+        #expect(unsupported.status != 0 && unsupported.stderr.contains("streamed scoring"), "\(unsupported.stderr)")
+    }
+
+    /// The `kernel` tensor of a kernel file (safetensors: 8-byte header length, JSON header, data).
+    static func kernel(_ url: URL) throws -> [Float] {
+        let d = try Data(contentsOf: url)
+        let n = Int(d.prefix(8).withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) })
+        let header = try JSONSerialization.jsonObject(with: d.subdata(in: 8..<(8 + n))) as! [String: Any]
+        let offsets = (header["kernel"] as! [String: Any])["data_offsets"] as! [Int]
+        let bytes = d.subdata(in: (8 + n + offsets[0])..<(8 + n + offsets[1]))
+        return bytes.withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
     }
 }
