@@ -15,8 +15,11 @@ public struct KernelSpectrum: Sendable {
     public let n: Int
     /// Eigenpairs kept: at most the sketch's size, fewer where K has fewer nonzero ones.
     public let rank: Int
-    /// U [n, rank], row-major, orthonormal columns.
+    /// U [n, rank], row-major, orthonormal columns (empty when `streamed`).
     public let basis: [Double]
+    /// A kernel streamed from a file keeps U = F V' implicit, V' = V S^-1/2 [D, rank]:
+    /// products with U then read F once each instead of holding n x rank numbers.
+    let streamed: (features: StreamedFeatures, v: [Double])?
     /// Eigenvalue estimates, descending, each >= 0.
     public let values: [Double]
     /// Whether K's numerical rank is below the sketch's size, so that U spans K's range.
@@ -70,6 +73,7 @@ public struct KernelSpectrum: Sendable {
         capturedRange = k < l
         basis = u
         values = order.map { max(0, eig.values[$0] - nu) }
+        streamed = nil
     }
 
     /// The spectrum of a training kernel: by the randomized Nystroem approximation for a
@@ -93,7 +97,7 @@ public struct KernelSpectrum: Sendable {
             let u = KernelSpectrum.orthonormalBasis(fd, rows: n, width: w, eigen: eig, order: order)
             self.init(n: n, rank: k, basis: u, values: order.map { eig.values[$0] }, capturedRange: k == nonzero.count)
         case .streamed(let s):
-            // The same from F^T F accumulated block by block; the basis F V S^-1/2 [n, k].
+            // The same from F^T F accumulated block by block; U = F V S^-1/2 stays implicit.
             let n = s.n, w = s.width
             guard n >= 16, let g = try? s.gramOfColumns(), let eig = SymmetricEigen.decompose(g, n: w),
                   let top = eig.values.last, top > 0 else { return nil }
@@ -105,8 +109,8 @@ public struct KernelSpectrum: Sendable {
                 let inv = 1 / eig.values[j].squareRoot()
                 for i in 0..<w { v[i * k + c] = eig.vectors[i * w + j] * inv }
             }
-            guard let u = try? s.timesMatrix(v, columns: k) else { return nil }
-            self.init(n: n, rank: k, basis: u, values: order.map { eig.values[$0] }, capturedRange: k == nonzero.count)
+            self.init(n: n, rank: k, basis: [], values: order.map { eig.values[$0] }, capturedRange: k == nonzero.count,
+                      streamed: (s, v))
         }
     }
 
@@ -125,12 +129,14 @@ public struct KernelSpectrum: Sendable {
         return u
     }
 
-    private init(n: Int, rank: Int, basis: [Double], values: [Double], capturedRange: Bool) {
+    private init(n: Int, rank: Int, basis: [Double], values: [Double], capturedRange: Bool,
+                 streamed: (features: StreamedFeatures, v: [Double])? = nil) {
         self.n = n
         self.rank = rank
         self.basis = basis
         self.values = values
         self.capturedRange = capturedRange
+        self.streamed = streamed
     }
 
     /// M^-1 applied in place to [W (C x n), b (C)] for the surrogate at `lambda`, with the
@@ -152,11 +158,24 @@ public struct KernelSpectrum: Sendable {
             let shrink = values.map { 1 / (d / Double(n) * $0 * $0 + lambda) - 1 / muTail }
             var t = [Double](repeating: 0, count: C * k)
             // T [C, k] = X_W U; X_W <- X_W / muTail + (T * shrink) U^T.
-            Double.gemm(transA: false, transB: false, m: C, n: k, k: n, alpha: 1, a: x, lda: n, b: u, ldb: k, beta: 0, c: &t, ldc: k)
-            for c in 0..<C { for j in 0..<k { t[c * k + j] *= shrink[j] } }
-            for i in 0..<(C * n) { x[i] /= muTail }
-            x.withUnsafeMutableBufferPointer { xp in
-                Double.gemm(transA: false, transB: true, m: C, n: n, k: k, alpha: 1, a: t, lda: k, b: u, ldb: k, beta: 1, c: xp.baseAddress!, ldc: n)
+            if let (f, v) = streamed {
+                // U = F V': T = (X_W F) V', and (T * shrink) U^T = ((T * shrink) V'^T) F^T.
+                let w = f.width
+                guard let xf = try? f.leftProduct(x, rows: C) else { fatalError("\(f.file.url.path): unreadable") }
+                Double.gemm(transA: false, transB: false, m: C, n: k, k: w, alpha: 1, a: xf, lda: w, b: v, ldb: k, beta: 0, c: &t, ldc: k)
+                for c in 0..<C { for j in 0..<k { t[c * k + j] *= shrink[j] } }
+                var p = [Double](repeating: 0, count: C * w)
+                Double.gemm(transA: false, transB: true, m: C, n: w, k: k, alpha: 1, a: t, lda: k, b: v, ldb: k, beta: 0, c: &p, ldc: w)
+                var back = [Double](repeating: 0, count: C * n)
+                do { try f.timesTransposed(p, rows: C, into: &back) } catch { fatalError("\(f.file.url.path): \(error)") }
+                for i in 0..<(C * n) { x[i] = x[i] / muTail + back[i] }
+            } else {
+                Double.gemm(transA: false, transB: false, m: C, n: k, k: n, alpha: 1, a: x, lda: n, b: u, ldb: k, beta: 0, c: &t, ldc: k)
+                for c in 0..<C { for j in 0..<k { t[c * k + j] *= shrink[j] } }
+                for i in 0..<(C * n) { x[i] /= muTail }
+                x.withUnsafeMutableBufferPointer { xp in
+                    Double.gemm(transA: false, transB: true, m: C, n: n, k: k, alpha: 1, a: t, lda: k, b: u, ldb: k, beta: 1, c: xp.baseAddress!, ldc: n)
+                }
             }
             for c in 0..<C { x[C * n + c] /= d }
         }

@@ -125,19 +125,7 @@ public final class StreamedAttribution {
         let fd = f.map(Double.init)
         var tile = [Double](repeating: 0, count: m * features.blockRows)
         try features.forEachBlock { r, block in
-            let parts = splitRange(r.count, parts: max(1, min(features.threads, r.count / 64))).filter { !$0.isEmpty }
-            fd.withUnsafeBufferPointer { xp in
-                block.withUnsafeBufferPointer { bp in
-                    tile.withUnsafeMutableBufferPointer { tp in
-                        parallelFor(parts.count) { p in
-                            let rr = parts[p]
-                            FixedOrderGemm.dots(m: m, rows: rr.count, depth: w, x: xp.baseAddress!, ldx: w,
-                                                k: bp.baseAddress! + rr.lowerBound * w, ldk: w,
-                                                out: tp.baseAddress! + rr.lowerBound, ldo: r.count)
-                        }
-                    }
-                }
-            }
+            TrainingKernel.dots(fd, rows: m, depth: w, matrix: block, matrixRows: r.count, into: &tile, threads: features.threads)
             for t in 0..<m {
                 let c = predicted[t]
                 for (a, i) in r.enumerated() {

@@ -103,8 +103,12 @@ public final class StreamedFeatures: @unchecked Sendable {
 
     /// out [m, n] = x [m, n] F F^T (see the type's note on order).
     func times(_ x: [Double], rows m: Int, into out: inout [Double]) throws {
+        try timesTransposed(try leftProduct(x, rows: m), rows: m, into: &out)
+    }
+
+    /// x [m, n] F -> [m, D]: rows in ascending order, columns split over threads.
+    func leftProduct(_ x: [Double], rows m: Int) throws -> [Double] {
         let n = self.n, w = width
-        // u [m, D] = x F, rows in ascending order, columns split over threads.
         var u = [Double](repeating: 0, count: m * w)
         let parts = splitRange(w, parts: max(1, min(threads, w / 64))).filter { !$0.isEmpty }
         try forEachBlock { r, block in
@@ -127,21 +131,15 @@ public final class StreamedFeatures: @unchecked Sendable {
                 }
             }
         }
-        // out [m, n] = u F^T, one fixed-order dot per entry.
+        return u
+    }
+
+    /// out [m, n] = u [m, D] F^T, one fixed-order dot per entry.
+    func timesTransposed(_ u: [Double], rows m: Int, into out: inout [Double]) throws {
+        let n = self.n, w = width
         try forEachBlock { r, block in
-            let rowParts = splitRange(r.count, parts: max(1, min(threads, r.count / 64))).filter { !$0.isEmpty }
-            block.withUnsafeBufferPointer { bp in
-                u.withUnsafeBufferPointer { up in
-                    out.withUnsafeMutableBufferPointer { op in
-                        parallelFor(rowParts.count) { t in
-                            let rr = rowParts[t]
-                            FixedOrderGemm.dots(m: m, rows: rr.count, depth: w, x: up.baseAddress!, ldx: w,
-                                                k: bp.baseAddress! + rr.lowerBound * w, ldk: w,
-                                                out: op.baseAddress! + r.lowerBound + rr.lowerBound, ldo: n)
-                        }
-                    }
-                }
-            }
+            TrainingKernel.dots(u, rows: m, depth: w, matrix: block, matrixRows: r.count, into: &out, ldo: n, offset: r.lowerBound,
+                                threads: threads)
         }
     }
 
@@ -159,19 +157,5 @@ public final class StreamedFeatures: @unchecked Sendable {
         }
         for i in 0..<w { for j in 0..<i { let s = (g[i * w + j] + g[j * w + i]) / 2; g[i * w + j] = s; g[j * w + i] = s } }
         return g
-    }
-
-    /// F M [n, k] for M [D, k] in Double, block by block.
-    func timesMatrix(_ mat: [Double], columns k: Int) throws -> [Double] {
-        let w = width
-        var out = [Double](repeating: 0, count: n * k)
-        try forEachBlock { r, block in
-            let d = block[0..<(r.count * w)].map(Double.init)
-            out.withUnsafeMutableBufferPointer { op in
-                Double.gemm(transA: false, transB: false, m: r.count, n: k, k: w, alpha: 1, a: d, lda: w, b: mat, ldb: k,
-                            beta: 0, c: op.baseAddress! + r.lowerBound * k, ldc: k)
-            }
-        }
-        return out
     }
 }

@@ -126,9 +126,12 @@ public enum TrainingKernel: Sendable {
         }
     }
 
-    /// out [m, matrixRows] = x [m, depth] matrix^T for a matrix [matrixRows, depth].
-    private static func dots(_ x: [Double], rows m: Int, depth: Int, matrix: [Float], matrixRows: Int,
-                             into out: inout [Double], threads: Int) {
+    /// out [m, matrixRows] = x [m, depth] matrix^T for a matrix [matrixRows, depth] (its
+    /// first rows when longer), row c of the result at out[c * ldo + offset ...] (default:
+    /// packed): fixed-order dots, the matrix's rows split over threads.
+    static func dots(_ x: [Double], rows m: Int, depth: Int, matrix: [Float], matrixRows: Int,
+                     into out: inout [Double], ldo: Int? = nil, offset: Int = 0, threads: Int) {
+        precondition(matrix.count >= matrixRows * depth)
         let parts = splitRange(matrixRows, parts: max(1, min(threads, matrixRows / 64))).filter { !$0.isEmpty }
         x.withUnsafeBufferPointer { xp in
             matrix.withUnsafeBufferPointer { kp in
@@ -137,7 +140,7 @@ public enum TrainingKernel: Sendable {
                         let r = parts[t]
                         FixedOrderGemm.dots(m: m, rows: r.count, depth: depth, x: xp.baseAddress!, ldx: depth,
                                             k: kp.baseAddress! + r.lowerBound * depth, ldk: depth,
-                                            out: op.baseAddress! + r.lowerBound, ldo: matrixRows)
+                                            out: op.baseAddress! + offset + r.lowerBound, ldo: ldo ?? matrixRows)
                     }
                 }
             }

@@ -101,15 +101,7 @@ struct Attribute: ParsableCommand {
                 })
             for start in stride(from: 0, to: inputs.count, by: 64) {
                 let chunk = Array(inputs[start..<min(inputs.count, start + 64)])
-                for e in try engine.explain(chunk, top: top, layerShares: !noLayers) {
-                    if json {
-                        let enc = JSONEncoder()
-                        enc.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-                        print(String(decoding: try enc.encode(e), as: UTF8.self))
-                    } else {
-                        print(render(e, kernel: k.name))
-                    }
-                }
+                try output(try engine.explain(chunk, top: top, layerShares: !noLayers), kernel: k)
             }
         }
     }
@@ -150,17 +142,22 @@ struct Attribute: ParsableCommand {
         let t1 = Date()
         for start in stride(from: 0, to: inputs.count, by: 64) {
             let chunk = Array(inputs[start..<min(inputs.count, start + 64)])
-            for e in try scorer.explain(chunk, top: top) {
-                if json {
-                    let enc = JSONEncoder()
-                    enc.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-                    print(String(decoding: try enc.encode(e), as: UTF8.self))
-                } else {
-                    print(render(e, kernel: k.name))
-                }
-            }
+            try output(try scorer.explain(chunk, top: top), kernel: k)
         }
         printError(String(format: "%ld texts explained in %.1f s; peak memory %@", inputs.count, Date().timeIntervalSince(t1), peakMemoryDescription()))
+    }
+
+    /// Prints explanations as JSON lines (`--json`) or as text.
+    func output(_ explanations: [Explanation], kernel k: SurrogateKernel) throws {
+        for e in explanations {
+            if json {
+                let enc = JSONEncoder()
+                enc.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+                print(String(decoding: try enc.encode(e), as: UTF8.self))
+            } else {
+                print(render(e, kernel: k.name))
+            }
+        }
     }
 
     func render(_ e: Explanation, kernel: String) -> String {

@@ -73,6 +73,13 @@ enum CLI {
         return w
     }
 
+    /// Writes the first `count` trec6 training texts to `name` in `dir`.
+    static func writeTexts(_ count: Int, to name: String, in dir: URL) throws {
+        let lines = try String(contentsOf: root.appendingPathComponent("data/trec6/train.jsonl"), encoding: .utf8)
+            .split(separator: "\n").prefix(count)
+        try Data((lines.joined(separator: "\n") + "\n").utf8).write(to: dir.appendingPathComponent(name))
+    }
+
     /// Every file and directory under `dir` with its kind, size, modification time and a
     /// fingerprint of its bytes, to tell whether anything was removed or changed.
     static func snapshot(_ dir: URL) throws -> [String: String] {

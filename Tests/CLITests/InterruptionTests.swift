@@ -54,9 +54,7 @@ import Testing
         defer { try? FileManager.default.removeItem(at: w) }
         // 400 texts: four stored blocks (of 128), computed two texts at a time, so the run
         // can be killed between blocks.
-        let lines = try String(contentsOf: CLI.root.appendingPathComponent("data/trec6/train.jsonl"), encoding: .utf8)
-            .split(separator: "\n").prefix(400)
-        try Data((lines.joined(separator: "\n") + "\n").utf8).write(to: w.appendingPathComponent("texts.jsonl"))
+        try CLI.writeTexts(400, to: "texts.jsonl", in: w)
         let args = ["featurize", "--model", CLI.model.path, "--data", "texts.jsonl", "--kernel", "pntk", "--proj-dim", "512",
                     "--batch-size", "2", "--threads", "1"]
         #expect(try CLI.run(args + ["--out", "full.safetensors"], in: w).status == 0)

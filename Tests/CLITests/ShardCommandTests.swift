@@ -8,9 +8,7 @@ import Testing
         let w = try CLI.workDirectory()
         defer { try? FileManager.default.removeItem(at: w) }
         // 300 texts: blocks of 128, 128 and 44, one per shard.
-        let lines = try String(contentsOf: CLI.root.appendingPathComponent("data/trec6/train.jsonl"), encoding: .utf8)
-            .split(separator: "\n").prefix(300)
-        try Data((lines.joined(separator: "\n") + "\n").utf8).write(to: w.appendingPathComponent("texts.jsonl"))
+        try CLI.writeTexts(300, to: "texts.jsonl", in: w)
         let base = ["featurize", "--model", CLI.model.path, "--data", "texts.jsonl", "--kernel", "trntk", "--proj-dim", "64",
                     "--per-layer", "--out", "f.safetensors"]
         let one = try CLI.run(base.dropLast() + ["one.safetensors", "--batch-size", "64", "--threads", "2"], in: w)
