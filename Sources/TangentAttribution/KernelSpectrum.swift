@@ -89,29 +89,41 @@ public struct KernelSpectrum: Sendable {
             var g = [Double](repeating: 0, count: w * w)
             Double.gemm(transA: true, transB: false, m: w, n: w, k: n, alpha: 1, a: fd, lda: w, b: fd, ldb: w, beta: 0, c: &g, ldc: w)
             for i in 0..<w { for j in 0..<i { let s = (g[i * w + j] + g[j * w + i]) / 2; g[i * w + j] = s; g[j * w + i] = s } }
-            guard let eig = SymmetricEigen.decompose(g, n: w), let top = eig.values.last, top > 0 else { return nil }
-            // Eigenvalues below Float's resolution of K are K's null space.
-            let nonzero = Array((0..<w).reversed()).filter { eig.values[$0] > top * Double(Float.ulpOfOne) }
-            let order = Array(nonzero.prefix(requested))
-            let k = order.count
-            let u = KernelSpectrum.orthonormalBasis(fd, rows: n, width: w, eigen: eig, order: order)
-            self.init(n: n, rank: k, basis: u, values: order.map { eig.values[$0] }, capturedRange: k == nonzero.count)
+            guard let e = KernelSpectrum.factored(columnGram: g, width: w, rank: requested) else { return nil }
+            var u = [Double](repeating: 0, count: n * e.values.count)
+            Double.gemm(transA: false, transB: false, m: n, n: e.values.count, k: w, alpha: 1, a: fd, lda: w, b: e.v, ldb: e.values.count,
+                        beta: 0, c: &u, ldc: e.values.count)
+            self.init(n: n, rank: e.values.count, basis: u, values: e.values, capturedRange: e.capturedRange)
         case .streamed(let s):
-            // The same from F^T F accumulated block by block; U = F V S^-1/2 stays implicit.
-            let n = s.n, w = s.width
-            guard n >= 16, let g = try? s.gramOfColumns(), let eig = SymmetricEigen.decompose(g, n: w),
-                  let top = eig.values.last, top > 0 else { return nil }
-            let nonzero = Array((0..<w).reversed()).filter { eig.values[$0] > top * Double(Float.ulpOfOne) }
-            let order = Array(nonzero.prefix(requested))
-            let k = order.count
-            var v = [Double](repeating: 0, count: w * k)
-            for (c, j) in order.enumerated() {
-                let inv = 1 / eig.values[j].squareRoot()
-                for i in 0..<w { v[i * k + c] = eig.vectors[i * w + j] * inv }
+            // The same from F^T F accumulated block by block; U = F V' stays implicit.
+            guard s.n >= 16, let g = try? s.gramOfColumns(), let e = KernelSpectrum.factored(columnGram: g, width: s.width, rank: requested) else {
+                return nil
             }
-            self.init(n: n, rank: k, basis: [], values: order.map { eig.values[$0] }, capturedRange: k == nonzero.count,
-                      streamed: (s, v))
+            self.init(n: s.n, rank: e.values.count, basis: [], values: e.values, capturedRange: e.capturedRange, streamed: (s, e.v))
         }
+    }
+
+    /// K = F F^T's leading eigenpairs from F^T F = V S V^T [width, width] (symmetric): the
+    /// eigenvalues S kept (descending, at most `rank`, none below Float's resolution of K,
+    /// which are its null space), V' = V S^-1/2 [width, kept] so that U = F V', and whether
+    /// they are all of K's nonzero ones.
+    private static func factored(columnGram g: [Double], width w: Int, rank requested: Int)
+        -> (values: [Double], v: [Double], capturedRange: Bool)? {
+        guard let eig = SymmetricEigen.decompose(g, n: w), let top = eig.values.last, top > 0 else { return nil }
+        let nonzero = Array((0..<w).reversed()).filter { eig.values[$0] > top * Double(Float.ulpOfOne) }
+        let order = Array(nonzero.prefix(requested))
+        return (order.map { eig.values[$0] }, scaledVectors(eig, order: order, width: w), order.count == nonzero.count)
+    }
+
+    /// V_order S_order^-1/2 [width, order.count] for the eigenpairs (V, S) of a width x width matrix.
+    private static func scaledVectors(_ eig: (values: [Double], vectors: [Double]), order: [Int], width w: Int) -> [Double] {
+        let k = order.count
+        var v = [Double](repeating: 0, count: w * k)
+        for (c, j) in order.enumerated() {
+            let inv = 1 / eig.values[j].squareRoot()
+            for i in 0..<w { v[i * k + c] = eig.vectors[i * w + j] * inv }
+        }
+        return v
     }
 
     /// X V_order S_order^-1/2 for X [rows, width] and the eigenpairs (V, S) of X^T X: the
@@ -119,11 +131,7 @@ public struct KernelSpectrum: Sendable {
     private static func orthonormalBasis(_ x: [Double], rows n: Int, width w: Int,
                                          eigen eig: (values: [Double], vectors: [Double]), order: [Int]) -> [Double] {
         let k = order.count
-        var v = [Double](repeating: 0, count: w * k)
-        for (c, j) in order.enumerated() {
-            let inv = 1 / eig.values[j].squareRoot()
-            for i in 0..<w { v[i * k + c] = eig.vectors[i * w + j] * inv }
-        }
+        let v = scaledVectors(eig, order: order, width: w)
         var u = [Double](repeating: 0, count: n * k)
         Double.gemm(transA: false, transB: false, m: n, n: k, k: w, alpha: 1, a: x, lda: w, b: v, ldb: k, beta: 0, c: &u, ldc: k)
         return u

@@ -78,24 +78,16 @@ public final class StreamedFeatures: @unchecked Sendable {
         }
     }
 
-    /// The rows `indices` of F, [indices.count, D].
+    /// The rows `indices` of F, [indices.count, D]; runs of consecutive indices are read at once.
     public func gather(_ indices: [Int]) throws -> [Float] {
         var out = [Float](repeating: 0, count: indices.count * width)
-        var one = [Float](repeating: 0, count: width)
-        // Runs of consecutive indices are read at once.
+        var run = [Float](repeating: 0, count: min(blockRows, max(1, indices.count)) * width)
         var a = 0
         while a < indices.count {
             var b = a + 1
             while b < indices.count && indices[b] == indices[b - 1] + 1 && b - a < blockRows { b += 1 }
-            let r = indices[a]..<(indices[b - 1] + 1)
-            if r.count == 1 {
-                try rows(r, into: &one)
-                for j in 0..<width { out[a * width + j] = one[j] }
-            } else {
-                var block = [Float](repeating: 0, count: r.count * width)
-                try rows(r, into: &block)
-                for j in 0..<(r.count * width) { out[a * width + j] = block[j] }
-            }
+            try rows(indices[a]..<(indices[b - 1] + 1), into: &run)
+            for j in 0..<((b - a) * width) { out[a * width + j] = run[j] }
             a = b
         }
         return out
