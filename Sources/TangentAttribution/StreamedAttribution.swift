@@ -23,6 +23,9 @@ public final class StreamedAttribution {
     /// The sample the selector saw and its out-of-fold figures (empty when lambda was given).
     public let selectionTexts: Int
     public let grid: [LambdaSelector.Point]
+    /// With `fitGrid`: the surrogate fitted on all training texts at every lambda of `grid`
+    /// (same order), as the comparison reports them.
+    public private(set) var gridFits: [KernelGLM] = []
     let featurizer: Featurizer
 
     /// Kernels whose training side is the stored features themselves.
@@ -36,7 +39,7 @@ public final class StreamedAttribution {
     /// `budget` bounds the training feature blocks held at once (bytes).
     public init(classifier: Classifier, train: [LabeledText], trainFeatures file: FeatureFile, kernel: SurrogateKernel,
                 budget: Int, lambda: Double?, selector: LambdaSelector = LambdaSelector(), selectionTexts maxSelection: Int = 4096,
-                threads: Int = Threads.defaultCount, log: (String) -> Void = { _ in }) throws {
+                fitGrid: Bool = false, threads: Int = Threads.defaultCount, log: (String) -> Void = { _ in }) throws {
         guard StreamedAttribution.supports(kernel) else {
             throw AttributionError("kernel \(kernel.name) cannot be scored from a feature file alone (it needs the exact kernel, checkpoints, an ensemble or an influence transform); use proj-pntk, proj-trntk, embedding, ck or grad-cos")
         }
@@ -97,59 +100,126 @@ public final class StreamedAttribution {
         }
         let t0 = Date()
         let spectrum = KernelSpectrum(kernel: whole, threads: threads)
-        glm = KernelGLM.fit(kernel: whole, labels: labels, classes: C, lambda: chosen, kernelScale: scale, spectrum: spectrum, threads: threads)
+        var fitted: KernelGLM?
+        if fitGrid && !grid.isEmpty {
+            // Strongest lambda first, each fit warm-started from the previous one, as the
+            // in-memory selector fits its grid.
+            var previous: KernelGLM?
+            var fits: [Double: KernelGLM] = [:]
+            for lambda in grid.map(\.lambda).sorted(by: >) {
+                let g = KernelGLM.fit(kernel: whole, labels: labels, classes: C, lambda: lambda, kernelScale: scale, start: previous,
+                                      spectrum: spectrum, threads: threads)
+                log(String(format: "lambda %.0e on all %ld training texts: %ld iterations%@", lambda, n, g.iterations, g.converged ? "" : ", not converged"))
+                fits[lambda] = g
+                previous = g
+            }
+            gridFits = grid.map { fits[$0.lambda]! }
+            fitted = fits[chosen]
+        }
+        glm = fitted ?? KernelGLM.fit(kernel: whole, labels: labels, classes: C, lambda: chosen, kernelScale: scale, spectrum: spectrum, threads: threads)
         log(String(format: "surrogate fitted on all %ld training texts, streamed in blocks of %ld: %ld iterations, %ld evaluations, %.1f s%@",
                    n, features.blockRows, glm.iterations, glm.evaluations, Date().timeIntervalSince(t0), glm.converged ? "" : " (not converged)"))
+    }
+
+    /// The result of one pass over the training features for a few query texts.
+    public struct Scan {
+        /// The network's logits [m][C].
+        public let networkLogits: [[Double]]
+        /// Each surrogate's logits [surrogate][m][C] (the surrogates `scan` was given).
+        public let surrogateLogits: [[[Double]]]
+        /// The first surrogate's `top` largest attributions to the network's predicted class
+        /// per text, and the `top` most negative (as positive magnitudes), strongest first.
+        let proponents: [[TopK.Item]]
+        let opponents: [[TopK.Item]]
+    }
+
+    /// Featurizes `texts` and streams the training features once: the surrogates' logits
+    /// (default: the chosen one) and the running top-k of the first one's attributions.
+    public func scan(_ texts: [LabeledText], surrogates: [KernelGLM]? = nil, top: Int = 0) throws -> Scan {
+        let glms = surrogates ?? [glm]
+        let m = texts.count, C = classifier.labels.count, n = train.count, w = features.width
+        let q = try featurizer.block(texts.enumerated().map { LabeledText(text: $0.element.text, label: nil, line: $0.offset + 1) })
+        var f = q.features.map(Double.init)
+        if kernel.normalized {
+            let norms = Gram.squaredNorms(q.features, rows: m)
+            for t in 0..<m where norms[t] > 0 {
+                let s = 1 / Double(norms[t]).squareRoot()
+                for j in 0..<w { f[t * w + j] *= s }
+            }
+        }
+        let netLogits = (0..<m).map { t in (0..<C).map { Double(q.logits[t * C + $0]) } }
+        let predicted = netLogits.map { Softmax.argmax($0) }
+        var z = glms.map { g in (0..<m).map { _ in g.bias } }
+        var best = (0..<m).map { _ in TopK(k: top) }, worst = (0..<m).map { _ in TopK(k: top) }
+        // Kernel values as fixed-order dots (Double query, Float training rows): BLAS may
+        // round an entry differently with the block's shape, and the budget sets the shape.
+        // A block is taken `tileRows` rows at a time, so the tile stays small for many texts.
+        let tileRows = 2048
+        var tile = [Double](repeating: 0, count: m * min(tileRows, features.blockRows))
+        try features.forEachBlock { r, block in
+            for s in stride(from: 0, to: r.count, by: tileRows) {
+                let rows = min(tileRows, r.count - s)
+                let part = Array(block[(s * w)..<((s + rows) * w)])
+                TrainingKernel.dots(f, rows: m, depth: w, matrix: part, matrixRows: rows, into: &tile, threads: features.threads)
+                for t in 0..<m {
+                    for a in 0..<rows {
+                        let i = r.lowerBound + s + a, k = tile[t * rows + a]
+                        for (g, surrogate) in glms.enumerated() {
+                            for c in 0..<C { z[g][t][c] += surrogate.weights[c * n + i] * k }
+                        }
+                        guard top > 0 else { continue }
+                        let score = glms[0].weights[predicted[t] * n + i] * k
+                        if score > 0, best[t].admits(score) { best[t].insert(score, i, kernel: k) }
+                        if score < 0, worst[t].admits(-score) { worst[t].insert(-score, i, kernel: k) }
+                    }
+                }
+            }
+        }
+        return Scan(networkLogits: netLogits, surrogateLogits: z, proponents: best.map(\.sorted), opponents: worst.map(\.sorted))
     }
 
     /// Explains `texts` as `AttributionEngine.explain` does (without per-layer shares):
     /// the network's prediction, the surrogate's probability of it, and the `top` most
     /// positive and most negative attributions W[c, i] K(x, x_i), found block by block.
     public func explain(_ texts: [String], top: Int) throws -> [Explanation] {
-        let m = texts.count, C = classifier.labels.count, n = train.count, w = features.width
-        let q = try featurizer.block(texts.enumerated().map { LabeledText(text: $0.element, label: nil, line: $0.offset + 1) })
-        var f = q.features
-        let norms = Gram.squaredNorms(f, rows: m)
-        if kernel.normalized {
-            for t in 0..<m where norms[t] > 0 {
-                let s = 1 / norms[t].squareRoot()
-                for j in 0..<w { f[t * w + j] *= s }
-            }
-        }
-        let netLogits = (0..<m).map { t in (0..<C).map { Double(q.logits[t * C + $0]) } }
-        let predicted = netLogits.map { Softmax.argmax($0) }
-        var z = (0..<m).map { _ in glm.bias }
-        var best = (0..<m).map { _ in TopK(k: top) }, worst = (0..<m).map { _ in TopK(k: top) }
-        // Kernel values as fixed-order dots (Double query, Float training rows): BLAS may
-        // round an entry differently with the block's shape, and the budget sets the shape.
-        let fd = f.map(Double.init)
-        var tile = [Double](repeating: 0, count: m * features.blockRows)
-        try features.forEachBlock { r, block in
-            TrainingKernel.dots(fd, rows: m, depth: w, matrix: block, matrixRows: r.count, into: &tile, threads: features.threads)
-            for t in 0..<m {
-                let c = predicted[t]
-                for (a, i) in r.enumerated() {
-                    let k = tile[t * r.count + a]
-                    for cc in 0..<C { z[t][cc] += glm.weights[cc * n + i] * k }
-                    let s = glm.weights[c * n + i] * k
-                    if s > 0, best[t].admits(s) { best[t].insert(s, i, kernel: k) }
-                    if s < 0, worst[t].admits(-s) { worst[t].insert(-s, i, kernel: k) }
-                }
-            }
-        }
-        return (0..<m).map { t in
-            let c = predicted[t]
+        let r = try scan(texts.map { LabeledText(text: $0, label: nil, line: 0) }, top: top)
+        return texts.indices.map { t in
+            let c = Softmax.argmax(r.networkLogits[t])
             func item(_ e: TopK.Item, sign: Double) -> AttributedText {
                 let i = e.index
                 return AttributedText(index: i, line: train[i].line, text: train[i].text, label: train[i].label ?? "",
                                       score: sign * e.score, kernel: e.kernel, layerShares: nil)
             }
             return Explanation(text: texts[t], label: classifier.labels.names[c],
-                               probability: Faithfulness.probability(logits: netLogits[t], classIndex: c),
-                               surrogateProbability: Faithfulness.probability(logits: z[t], classIndex: c),
-                               proponents: best[t].sorted.map { item($0, sign: 1) },
-                               opponents: worst[t].sorted.map { item($0, sign: -1) })
+                               probability: Faithfulness.probability(logits: r.networkLogits[t], classIndex: c),
+                               surrogateProbability: Faithfulness.probability(logits: r.surrogateLogits[0][t], classIndex: c),
+                               proponents: r.proponents[t].map { item($0, sign: 1) },
+                               opponents: r.opponents[t].map { item($0, sign: -1) })
         }
+    }
+
+    /// The training features of `kernel` for `train` in `cache`, featurized there when
+    /// missing or unusable (the same cache entries the in-memory engine uses).
+    public static func cachedTrainingFeatures(classifier: Classifier, train: [LabeledText], kernel: SurrogateKernel, projDim: Int,
+                                              seed: UInt64, projector: ProjectorChoice, cache: URL, threads: Int,
+                                              log: (String) -> Void, progress: (Int, Int) -> Void) throws -> FeatureFile {
+        let store = SurrogateCache(directory: cache)
+        let stem = SurrogateCache.featureStem(kernel.features, projDim: projDim, seed: seed, projector: projector, model: classifier,
+                                              texts: SurrogateCache.key(train))
+        let url = store.url(stem)
+        if let f = FeatureFile.cached(url, log: log) {
+            log("using cached training features \(url.path)")
+            return f
+        }
+        var options = FeaturizeOptions(kind: kernel.features)
+        options.projDim = projDim
+        options.seed = seed
+        options.projector = projector
+        options.threads = threads
+        try store.prepare()
+        log("featurizing \(train.count) training texts (\(kernel.features.rawValue)) into \(url.path)")
+        return try Featurizer(classifier: classifier, options: options).run(texts: train, source: "training data", to: url,
+                                                                             replace: .anyFile, progress: progress)
     }
 }
 

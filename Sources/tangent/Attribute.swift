@@ -113,26 +113,14 @@ struct Attribute: ParsableCommand {
         if let trainFeatures {
             file = try FeatureFile(url: fileURL(trainFeatures))
         } else {
-            // Featurized into the cache once, as the in-memory path does.
-            let cacheDir = SurrogateCache(directory: fileURL(cache))
-            let stem = SurrogateCache.featureStem(k.features, projDim: projDim, seed: seed, projector: projection.choice, model: clf,
-                                                  texts: SurrogateCache.key(trainTexts))
-            let url = cacheDir.url(stem)
-            if let f = FeatureFile.cached(url, log: { printError($0) }) {
-                file = f
-            } else {
-                var options = FeaturizeOptions(kind: k.features)
-                options.projDim = projDim
-                options.seed = seed
-                options.projector = projection.choice
-                options.threads = threads
-                try cacheDir.prepare()
-                let bar = ProgressBar(total: trainTexts.count, label: "training features")
-                file = try Featurizer(classifier: clf, options: options).run(texts: trainTexts, source: "training data", to: url, replace: .anyFile) { done, _ in
-                    bar.update(done)
+            var bar: ProgressBar?
+            file = try StreamedAttribution.cachedTrainingFeatures(
+                classifier: clf, train: trainTexts, kernel: k, projDim: projDim, seed: seed, projector: projection.choice,
+                cache: fileURL(cache), threads: threads, log: { printError($0) }) { done, total in
+                    if bar == nil { bar = ProgressBar(total: total, label: "training features") }
+                    bar?.update(done)
+                    if done == total { bar?.finish() }
                 }
-                bar.finish()
-            }
         }
         let t0 = Date()
         let scorer = try StreamedAttribution(classifier: clf, train: trainTexts, trainFeatures: file, kernel: k, budget: budget, lambda: lambda,

@@ -39,6 +39,10 @@ struct Compare: ParsableCommand {
     @OptionGroup var projection: ProjectorOptions
     @OptionGroup var selectionOptions: SelectionOptions
     @OptionGroup var columns: ColumnOptions
+    @Option(help: "Stream each kernel's training features from disk within this many bytes of blocks, e.g. 2GiB, for training sets whose features do not fit in memory (proj-pntk, proj-trntk, embedding, ck, grad-cos).")
+    var memoryBudget: String?
+    @Option(parsing: .unconditional, help: "With --memory-budget: training texts the lambda selection samples.")
+    var selectionTexts: Int = 4096
 
     func validate() throws {
         let names = try Check.list(kernels, "--kernels")
@@ -51,6 +55,13 @@ struct Compare: ParsableCommand {
         try Check.positive(maxTest, "--max-test")
         try Check.positive(errorSeeds, "--error-seeds")
         try Check.positive(ensemble, "--ensemble")
+        try Check.positive(selectionTexts, "--selection-texts")
+        if let memoryBudget {
+            _ = try Check.bytes(memoryBudget, "--memory-budget")
+            if let bad = names.first(where: { !StreamedAttribution.supports(SurrogateKernel.named($0)!) }) {
+                throw ValidationError("--memory-budget streams proj-pntk, proj-trntk, embedding, ck and grad-cos only, not \(bad)")
+            }
+        }
         for d in errorDims.split(separator: ",") where Int(d.trimmingCharacters(in: .whitespaces)).map({ $0 <= 0 }) ?? true {
             throw ValidationError("--error-dims: '\(d)' is not a positive integer")
         }
@@ -92,16 +103,26 @@ struct Compare: ParsableCommand {
             var reports: [ComparisonReport] = []
             for (path, classifier) in zip(model, classifiers) {
                 if model.count > 1 { printError("=== model \(path)") }
-                reports.append(try Comparison.run(
-                classifier: classifier, train: trainTexts, test: testTexts, kernels: ks, projDim: projDim, seed: seed, projector: projection.choice,
-                cache: fileURL(cache), modelName: path, trainName: trainName,
-                testName: displayPath(testFile) + (maxTest.map { " (random \($0), seed \(seed))" } ?? ""),
-                checkpoints: path == model[0] ? checkpoints.map(fileURL) : nil, ensemble: path == model[0] ? trakEnsemble : [], selector: selectionOptions.selector(seed: seed), log: { printError($0) },
-                progress: { label, done, total in
+                let progress: (String, Int, Int) -> Void = { label, done, total in
                     if label != barLabel { bar = ProgressBar(total: total, label: label); barLabel = label }
                     bar?.update(done)
                     if done == total { bar?.finish() }
-                }))
+                }
+                let testName = displayPath(testFile) + (maxTest.map { " (random \($0), seed \(seed))" } ?? "")
+                if let memoryBudget {
+                    reports.append(try Comparison.runStreamed(
+                        classifier: classifier, train: trainTexts, test: testTexts, kernels: ks, projDim: projDim, seed: seed,
+                        projector: projection.choice, cache: fileURL(cache), budget: try Check.bytes(memoryBudget, "--memory-budget"),
+                        modelName: path, trainName: trainName, testName: testName, selector: selectionOptions.selector(seed: seed),
+                        selectionTexts: selectionTexts, log: { printError($0) }, progress: progress))
+                    continue
+                }
+                reports.append(try Comparison.run(
+                classifier: classifier, train: trainTexts, test: testTexts, kernels: ks, projDim: projDim, seed: seed, projector: projection.choice,
+                cache: fileURL(cache), modelName: path, trainName: trainName,
+                testName: testName,
+                checkpoints: path == model[0] ? checkpoints.map(fileURL) : nil, ensemble: path == model[0] ? trakEnsemble : [], selector: selectionOptions.selector(seed: seed), log: { printError($0) },
+                progress: progress))
             }
             var report = Comparison.merge(reports)
             report.lds = ldsReport
