@@ -117,8 +117,9 @@ public final class StreamedAttribution {
             fitted = fits[chosen]
         }
         glm = fitted ?? KernelGLM.fit(kernel: whole, labels: labels, classes: C, lambda: chosen, kernelScale: scale, spectrum: spectrum, threads: threads)
-        log(String(format: "surrogate fitted on all %ld training texts, streamed in blocks of %ld: %ld iterations, %ld evaluations, %.1f s%@",
-                   n, features.blockRows, glm.iterations, glm.evaluations, Date().timeIntervalSince(t0), glm.converged ? "" : " (not converged)"))
+        log(String(format: "surrogate fitted on all %ld training texts, streamed in blocks of %ld: %ld iterations, %ld evaluations%@; %@%.1f s",
+                   n, features.blockRows, glm.iterations, glm.evaluations, glm.converged ? "" : " (not converged)",
+                   gridFits.isEmpty ? "" : "all \(gridFits.count) lambdas of the grid in ", Date().timeIntervalSince(t0)))
     }
 
     /// The result of one pass over the training features for a few query texts.
