@@ -9,7 +9,7 @@ bin=$PWD/.build/release/tangent
 fx=Tests/TangentTests/Fixtures
 c=Fuzz/corpus
 work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
-rm -rf "$c"; mkdir -p "$c"/{safetensors,features,jsonl,csv,tsv,config,labels,report}
+rm -rf "$c"; mkdir -p "$c"/{safetensors,features,feature-metadata,jsonl,csv,tsv,config,labels,report}
 
 # Data files: tiny training set and hand-written edge cases.
 head -n 24 "$fx/train-sample.jsonl" > "$work/train.jsonl"; tail -n 24 "$fx/train-sample.jsonl" >> "$work/train.jsonl"
@@ -41,3 +41,15 @@ $bin poison --data "$work/train.jsonl" --test "$work/train.jsonl" --tokenizer "$
   --max-len 16 --epochs 1 --fraction 0.2 --k 1 --proj-dim 4 --kernels embedding --cache "$work/cache" --out "$work/r" >&2 || true
 [ -f "$work/r/poisoning.json" ] && cp "$work/r/poisoning.json" "$c/report/poisoning.json"
 ls -lR "$c" | awk '{print $5, $9}' | grep -v '^ $' >&2
+
+# Feature-metadata edits (records of a field selector byte and a little-endian Int64; see
+# MetadataEdits in the harness): the boundaries the probes found, as starting points.
+python3 - "$c/feature-metadata" <<'PY'
+import struct, sys
+def rec(sel, val): return bytes([sel]) + struct.pack('<q', val)
+seeds = {'block-size-0': rec(5, 0), 'block-size-max': rec(5, 2**63 - 1), 'block-size-neg': rec(5, -1),
+         'classes-6': rec(3, 6), 'width-0': rec(2, 0), 'features-shape-huge': rec(9, 2**61) + rec(9 + 4 * 6, 0),
+         'shard': rec(8, 1 + 2 * 256) + rec(6, 0) + rec(7, 10), 'small-values': rec(0x80 | 0, 5) + rec(0x80 | 1, 3)}
+for name, data in seeds.items():
+    open(f'{sys.argv[1]}/{name}.bin', 'wb').write(data)
+PY

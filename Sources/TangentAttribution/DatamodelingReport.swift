@@ -22,6 +22,9 @@ public struct LDSSetting: Codable, Sendable {
     public var seconds: Double
     /// Fingerprint of the run's settings (data, recipe, tokenizer, fraction, seed).
     public var run: String
+    /// Fingerprint of the training texts with their labels (`fingerprint(labelled:)`);
+    /// nil in runs written before it was recorded.
+    public var trainFingerprint: String? = nil
 
     public init(train: String, test: String, trainTexts: Int, testTexts: Int, subsets: Int, fraction: Double, seed: UInt64, recipe: String,
                 modelAccuracy: Double, subsetAccuracy: Double, trainingSeconds: Double, ensemble: Int, seconds: Double, run: String) {

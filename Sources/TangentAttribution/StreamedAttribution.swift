@@ -48,7 +48,7 @@ public final class StreamedAttribution {
         guard m.kernel == kernel.features.rawValue else {
             throw AttributionError("\(path) holds \(m.kernel) features; kernel \(kernel.name) needs \(kernel.features.rawValue) features")
         }
-        guard m.modelFingerprint == Featurizer.modelFingerprint(classifier.model) else {
+        guard m.modelFingerprint == Featurizer.modelFingerprint(classifier) else {
             throw AttributionError("\(path) was featurized with another model (\(m.modelPath)) than \(classifier.directory?.path ?? "the model given")")
         }
         guard m.texts == train.count, m.textsFingerprint == FeatureMetadata.fingerprint(texts: train) else {
@@ -73,7 +73,18 @@ public final class StreamedAttribution {
         options.predictedLossLabels = true
         options.threads = threads
         featurizer = try Featurizer(classifier: classifier, options: options)
+        // Everything else the file claims (classes, vector shape, block size) must be what
+        // this model and these settings write: metadata is input, and a forged count
+        // would index past the model's classes.
+        var expected = featurizer.metadata(texts: train, source: m.source)
+        expected.blockSize = m.blockSize
+        // Per-layer features are extra tensors; the whole-model features are the same.
+        expected.layerGroups = m.layerGroups
+        if let why = FeatureWriter.mismatch(m, expected: expected) {
+            throw AttributionError("\(path) does not hold \(kernel.name) features of this model and these texts: it differs in \(why)")
+        }
         features = try StreamedFeatures(file: file, normalized: kernel.normalized, budget: budget, threads: threads)
+        if let note = features.budgetNote { log("warning: " + note) }
         let whole = TrainingKernel.streamed(features)
         let scale = KernelGLM.kernelScale(features.diagonal)
         let chosen: Double
@@ -87,7 +98,7 @@ public final class StreamedAttribution {
             let sample = n <= maxSelection ? Array(0..<n)
                 : Array(LambdaSelector.sample(n: n, count: maxSelection, seed: selector.seed).sorted())
             guard sample.count >= 2 * selector.folds else {
-                throw DataError("training data: \(n) texts are too few for \(selector.folds)-fold selection of lambda")
+                throw DataError("a selection sample of \(sample.count) of the \(n) training texts is too few for \(selector.folds)-fold selection of lambda (--selection-texts; need at least \(2 * selector.folds))")
             }
             let logits = try file.logits()
             let sampleLogits = sample.flatMap { i in logits[(i * C)..<((i + 1) * C)] }
@@ -208,19 +219,19 @@ public final class StreamedAttribution {
         let stem = SurrogateCache.featureStem(kernel.features, projDim: projDim, seed: seed, projector: projector, model: classifier,
                                               texts: SurrogateCache.key(train))
         let url = store.url(stem)
-        if let f = FeatureFile.cached(url, log: log) {
-            log("using cached training features \(url.path)")
-            return f
-        }
         var options = FeaturizeOptions(kind: kernel.features)
         options.projDim = projDim
         options.seed = seed
         options.projector = projector
         options.threads = threads
+        let featurizer = try Featurizer(classifier: classifier, options: options)
+        if let f = FeatureFile.cached(url, expected: featurizer.metadata(texts: train, source: "training data"), log: log) {
+            log("using cached training features \(url.path)")
+            return f
+        }
         try store.prepare()
         log("featurizing \(train.count) training texts (\(kernel.features.rawValue)) into \(url.path)")
-        return try Featurizer(classifier: classifier, options: options).run(texts: train, source: "training data", to: url,
-                                                                             replace: .anyFile, progress: progress)
+        return try featurizer.run(texts: train, source: "training data", to: url, replace: .anyFile, progress: progress)
     }
 }
 

@@ -24,6 +24,8 @@ public final class StreamedFeatures: @unchecked Sendable {
     /// K's diagonal.
     public let diagonal: [Double]
     let threads: Int
+    /// Set when the budget is smaller than the smallest block, which is used instead.
+    public let budgetNote: String?
 
     /// `budget` bounds the bytes of the blocks held at once (two of them: one being read,
     /// one being multiplied, as Float, plus their Double conversion for x F).
@@ -35,6 +37,11 @@ public final class StreamedFeatures: @unchecked Sendable {
         // Whole chunks of `chunk` rows, so that F^T F sums the same chunks whatever the budget.
         let fit = budget / max(1, width * 16) / StreamedFeatures.chunk * StreamedFeatures.chunk
         blockRows = max(1, min(n, max(StreamedFeatures.chunk, fit)))
+        // Blocks are whole chunks: a budget below one chunk cannot be kept, so say so.
+        let least = blockRows * width * 16
+        budgetNote = least > budget
+            ? "memory budget of \(ByteSize.describe(Double(budget))) is below the \(ByteSize.describe(Double(least))) that the smallest block of training features needs (\(blockRows) texts x \(width) features); using that block"
+            : nil
         self.threads = threads
         var squared = [Double](repeating: 0, count: n)
         var rows = [Float](repeating: 0, count: blockRows * width)
@@ -43,6 +50,15 @@ public final class StreamedFeatures: @unchecked Sendable {
             try file.features(r, into: &rows)
             let norms = Gram.squaredNorms(Array(rows[0..<(r.count * width)]), rows: r.count)
             for (a, i) in r.enumerated() { squared[i] = Double(norms[a]) }
+        }
+        // A NaN or Inf anywhere in a row makes its norm non-finite: one pass finds every
+        // damaged row before it can turn the surrogate into NaN.
+        if let bad = squared.firstIndex(where: { !$0.isFinite }) {
+            throw AttributionError("\(file.url.path): the features of text \(bad) (row \(bad + 1)) hold NaN or Inf values; the file is damaged, featurize again")
+        }
+        let logits = try file.logits()
+        if let bad = logits.firstIndex(where: { !$0.isFinite }) {
+            throw AttributionError("\(file.url.path): the logits of text \(bad / max(1, file.metadata.classes)) hold NaN or Inf values; the file is damaged, featurize again")
         }
         if normalized {
             let scale = squared.map { $0 > 0 ? Float(1 / $0.squareRoot()) : 0 }

@@ -1,4 +1,5 @@
 import Foundation
+import TangentTensor
 import TangentData
 import TangentKernels
 import TangentModel
@@ -24,12 +25,12 @@ public struct SurrogateCache: Sendable {
                                    model: Classifier, texts: String) -> String {
         let projected = kind.projected
         return "\(kind.rawValue)-K\(projected ? projDim : 0)-s\(projected ? seed : 0)" + (projected ? "-\(projector.tag)" : "")
-            + "-\(Featurizer.modelFingerprint(model.model))-\(texts)"
+            + "-\(Featurizer.modelFingerprint(model))-\(texts)"
     }
 
     /// The exact `kind` kernel of `model` on the texts with key `texts`.
     public static func exactStem(_ kind: NTKKind, model: Classifier, texts: String) -> String {
-        "exact-\(kind.rawValue)-\(Featurizer.modelFingerprint(model.model))-\(texts)"
+        "exact-\(kind.rawValue)-\(Featurizer.modelFingerprint(model))-\(texts)"
     }
 
     /// Several feature sources combined: TracIn's checkpoints (the last one is the model)
@@ -92,8 +93,12 @@ extension SurrogateCache {
         guard f.metadata["selection"] == selector.tag else {
             throw FeatureStoreError("\(url.path): its lambda was chosen by another rule (\(f.metadata["selection"] ?? "none"))")
         }
-        let glm = KernelGLM(classes: classes, trainCount: n, weights: try f.float64("weights", shape: [classes, n]),
-                            bias: try f.float64("bias", shape: [classes]), lambda: lambda, kernelScale: kernelScale,
+        let weights = try f.float64("weights", shape: [classes, n]), bias = try f.float64("bias", shape: [classes])
+        guard weights.allSatisfy(\.isFinite), bias.allSatisfy(\.isFinite), lambda > 0, lambda.isFinite else {
+            throw FeatureStoreError("\(url.path): its weights, bias or lambda hold NaN, Inf or a non-positive value")
+        }
+        let glm = KernelGLM(classes: classes, trainCount: n, weights: weights,
+                            bias: bias, lambda: lambda, kernelScale: kernelScale,
                             iterations: Int(f.metadata["iterations"] ?? "") ?? 0, converged: f.metadata["converged"] == "true",
                             gradientNorm: Double(f.metadata["gradient_norm"] ?? "") ?? 0)
         let lambdas = try f.float64("grid_lambda"), g = lambdas.count

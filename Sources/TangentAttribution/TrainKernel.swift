@@ -284,7 +284,7 @@ public final class FeatureTrainKernel: TrainKernel {
             let stem = SurrogateCache.featureStem(kernel.features, projDim: setup.projDim, seed: setup.seed, projector: setup.projector,
                                                   model: model, texts: textsKey)
             let url = cache.url(stem)
-            if let f = FeatureFile.cached(url, log: log) {
+            if let f = FeatureFile.cached(url, expected: featurizer.metadata(texts: train, source: "training data"), log: log) {
                 files.append(f)
                 log("using cached training features \(url.path)")
             } else {
@@ -368,7 +368,8 @@ public final class FeatureTrainKernel: TrainKernel {
                 // Only loss-gradient features depend on the label.
                 let url = cache.query(src.stem, texts: texts, lossLabels: kernel.features == .grad ? lossLabels : nil)
                 try cache.prepare()
-                let file = try FeatureFile.cached(url, log: log) ?? Featurizer(classifier: src.featurizer.classifier, options: options).run(
+                let queryFeaturizer = try Featurizer(classifier: src.featurizer.classifier, options: options)
+                let file = try FeatureFile.cached(url, expected: queryFeaturizer.metadata(texts: queryTexts, source: source), log: log) ?? queryFeaturizer.run(
                     texts: queryTexts, source: source, to: url, replace: .anyFile, progress: progress)
                 base = try file.features(0..<m)
                 sourceLogits = try file.logits()

@@ -56,7 +56,10 @@ public struct DatasetReader: Sendable {
     /// Reads every text of `url`. Empty texts, malformed lines and missing fields are errors.
     public func read(_ url: URL) throws -> [LabeledText] {
         let format = try DataFormat(url: url)
-        let content = try TextFile.read(url, what: "data file")
+        var content = try TextFile.read(url, what: "data file")
+        // Spreadsheet programs start UTF-8 files with a byte-order mark; it is not part of
+        // the first column's name (or the first JSON line).
+        if content.unicodeScalars.first == "\u{FEFF}" { content.unicodeScalars.removeFirst() }
         let rows: [LabeledText]
         switch format {
         case .jsonl: rows = try readJSONLines(content, path: url.path)

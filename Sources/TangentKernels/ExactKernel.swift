@@ -50,6 +50,8 @@ public enum ExactKernel {
         let symmetric = b == nil
         let bs = b ?? a
         let nA = a.count, nB = bs.count
+        // A block never needs more rows than there are texts (its tile is blockSize^2).
+        let blockSize = max(1, min(blockSize, max(nA, nB)))
         let groups = computer.groups
         let pad = Int32(computer.model.config.padID)
         var parts = [[T]](repeating: [T](repeating: 0, count: nA * nB), count: groups.count)

@@ -35,6 +35,14 @@ public enum FeatureMerger {
         let count = first.metadata.shardSpec!.count
         let missing = (0..<count).filter { bySpec[$0] == nil }
         if !missing.isEmpty {
+            // A shard past the set's last block gets no texts and can never be written:
+            // rerunning its task would not help, the run needs fewer shards.
+            let total = first.metadata.setTexts!, blockTexts = first.metadata.blockSize
+            let impossible = try missing.filter { try ShardSpec(index: $0, count: count).range(texts: total, blockTexts: blockTexts).isEmpty }
+            if !impossible.isEmpty {
+                let blocks = (total + blockTexts - 1) / blockTexts
+                throw ShardError("shard \(impossible[0])/\(count) can never be made: \(total) texts make \(blocks) block\(blocks == 1 ? "" : "s") of \(blockTexts), so this set has at most \(blocks) shard\(blocks == 1 ? "" : "s"); featurize again with --shard I/\(blocks) or fewer")
+            }
             let list = missing.prefix(20).map { "\($0)/\(count)" }.joined(separator: ", ") + (missing.count > 20 ? ", ..." : "")
             throw ShardError("\(missing.count) of \(count) shards are missing: \(list) (run those array tasks again; a rerun resumes an unfinished shard)")
         }

@@ -50,7 +50,7 @@ public struct FeatureMetadata: Sendable, Equatable, Codable {
 
     /// The fingerprint of texts in their order (their texts only: labels are stored).
     public static func fingerprint(texts: some Collection<LabeledText>) -> String {
-        TangentKernels.fingerprint(Data(texts.map(\.text).joined(separator: "\u{1F}").utf8))
+        TangentTensor.fingerprint(Data(texts.map(\.text).joined(separator: "\u{1F}").utf8))
     }
 
     /// This metadata (of the whole set `texts`) for shard `spec` of it.
@@ -114,6 +114,47 @@ public struct FeatureMetadata: Sendable, Equatable, Codable {
                 throw FeatureStoreError("\(path): shard metadata is incomplete or malformed (shard '\(sh)')")
             }
             shard = sh; shardFirst = first; setTexts = total; setFingerprint = fp
+        }
+        try validate(path: path)
+    }
+
+    /// The largest count any metadata field may claim: sizes are multiplied together
+    /// (texts x outputs x width), so each stays far below Int's range.
+    public static let maximumCount = 1 << 40
+
+    /// Checks that the numbers a file claims describe a file this toolkit could have
+    /// written: sizes in range, the vector shape that the kernel implies, a known kernel.
+    /// Metadata is input: a forged or damaged header must give an error, not a trap.
+    func validate(path: String) throws {
+        func fail(_ field: String, _ why: String) -> FeatureStoreError {
+            FeatureStoreError("\(path): metadata '\(field)' \(why)")
+        }
+        let limit = FeatureMetadata.maximumCount
+        for (field, value) in [("texts", texts), ("outputs", outputs), ("width", width), ("classes", classes),
+                               ("proj_dim", projDim), ("block_size", blockSize)] where value < 0 || value > limit {
+            throw fail(field, "is \(value), outside 0...\(limit)")
+        }
+        guard blockSize >= 1 else { throw fail("block_size", "is \(blockSize); it must be at least 1") }
+        guard let kind = FeatureKind(rawValue: kernel) else {
+            throw fail("kernel", "is '\(kernel)', not one of \(FeatureKind.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        guard classes >= 2 else { throw fail("classes", "is \(classes); a classifier has at least 2") }
+        guard width >= 1 else { throw fail("width", "is \(width); features have at least one dimension") }
+        if kind.projected {
+            guard projDim >= 1, width == projDim else {
+                throw fail("width", "is \(width) but \(kernel) features are projected to proj_dim \(projDim)")
+            }
+        } else if projDim != 0 {
+            throw fail("proj_dim", "is \(projDim) but \(kernel) features are not projected")
+        }
+        let expectedOutputs = kind == .trntk ? classes : 1
+        guard outputs == expectedOutputs else {
+            throw fail("outputs", "is \(outputs) but \(kernel) features of \(classes) classes have \(expectedOutputs) vector\(expectedOutputs == 1 ? "" : "s") per text")
+        }
+        if let first = shardFirst, let total = setTexts {
+            guard total >= 0, total <= limit, first >= 0, first <= total, texts <= total - first else {
+                throw fail("shard_first", "(\(first)) and texts (\(texts)) do not lie within the set's \(total) texts")
+            }
         }
     }
 
@@ -259,8 +300,20 @@ public final class FeatureWriter {
         if a.textsFingerprint != b.textsFingerprint || a.texts != b.texts { out.append("texts (\(a.texts) texts of \(a.source) vs \(b.texts) of \(b.source) now)") }
         if a.layerGroups != b.layerGroups { out.append("per-layer groups ('\(a.layerGroups)' vs '\(b.layerGroups)' now)") }
         if a.shard != b.shard { out.append("shard (\(a.shard ?? "none") vs \(b.shard ?? "none") now)") }
+        if a.classes != b.classes || a.outputs != b.outputs || a.width != b.width {
+            out.append("shape (\(a.classes) classes, \(a.outputs) x \(a.width) per text vs \(b.classes), \(b.outputs) x \(b.width) now)")
+        }
         if out.isEmpty { out.append("other metadata") }
         return out.joined(separator: ", ")
+    }
+
+    /// How a file's metadata `found` differs from `expected` in anything its contents
+    /// depend on (not the model's path or the source's name), or nil when it does not.
+    public static func mismatch(_ found: FeatureMetadata, expected: FeatureMetadata) -> String? {
+        var a = found
+        a.modelPath = expected.modelPath
+        a.source = expected.source
+        return a == expected ? nil : differences(found, expected)
     }
 
     private func write(_ data: Data, at offset: Int) throws {
@@ -310,10 +363,17 @@ public struct FeatureFile: @unchecked Sendable {
     /// The cache entry at `url`, or nil when there is none or it is unusable (truncated,
     /// corrupt, unfinished); an unusable one is reported through `log`, and the caller
     /// rebuilds it (with `FeatureWriter.Replace.anyFile`).
-    public static func cached(_ url: URL, log: (String) -> Void) -> FeatureFile? {
+    /// With `expected`, an entry whose metadata differs from it (what the cache name does
+    /// not say: shape, classes, block size) is unusable too.
+    public static func cached(_ url: URL, expected: FeatureMetadata? = nil, log: (String) -> Void) -> FeatureFile? {
         guard FileManager.default.fileExists(atPath: url.path) else { return nil }
         do {
-            return try FeatureFile(url: url)
+            let f = try FeatureFile(url: url)
+            if let expected, let why = FeatureWriter.mismatch(f.metadata, expected: expected) {
+                throw FeatureStoreError("it differs in \(why)")
+            }
+            try f.requireFinite()
+            return f
         } catch {
             log("cached \(url.path) is unusable (\(error)); rebuilding it")
             return nil
@@ -396,6 +456,21 @@ public struct FeatureFile: @unchecked Sendable {
         return out
     }
 
+    /// Refuses a file whose features or logits hold NaN or Inf (a damaged file: the
+    /// featurizer never writes them), naming the first such text. Reads the file once.
+    public func requireFinite() throws {
+        let n = metadata.texts, step = 1024
+        for start in stride(from: 0, to: n, by: step) {
+            let r = start..<min(n, start + step)
+            if let bad = try features(r).firstIndex(where: { !$0.isFinite }) {
+                throw FeatureStoreError("\(url.path): the features of text \(start + bad / max(1, metadata.outputs * metadata.width)) hold NaN or Inf")
+            }
+            if let bad = try logits(r).firstIndex(where: { !$0.isFinite }) {
+                throw FeatureStoreError("\(url.path): the logits of text \(start + bad / metadata.classes) hold NaN or Inf")
+            }
+        }
+    }
+
     /// Refuses a shard file where the whole set's features are needed.
     public func requireWhole() throws {
         if let shard = metadata.shard {
@@ -406,18 +481,6 @@ public struct FeatureFile: @unchecked Sendable {
     public func logits() throws -> [Float] { try file.float32("logits") }
     public func labels() throws -> [Int64] { try file.int64("labels") }
     public func lines() throws -> [Int64] { try file.int64("lines") }
-}
-
-/// A 64-bit fingerprint of bytes (FNV-1a over 8-byte words, then mixed): enough to tell
-/// models and inputs apart, not a cryptographic hash.
-public func fingerprint(_ data: Data) -> String {
-    var h: UInt64 = 0xCBF2_9CE4_8422_2325 ^ UInt64(data.count)
-    data.withUnsafeBytes { raw in
-        let n = raw.count / 8
-        for i in 0..<n { h = (h ^ raw.loadUnaligned(fromByteOffset: i * 8, as: UInt64.self)) &* 0x0000_0100_0000_01B3 }
-        for i in (n * 8)..<raw.count { h = (h ^ UInt64(raw[i])) &* 0x0000_0100_0000_01B3 }
-    }
-    return String(CounterRNG.mix(h), radix: 16)
 }
 
 /// Fingerprint of labelled texts in their order (texts and labels): what identifies a

@@ -121,12 +121,17 @@ public final class Featurizer {
         }
     }
 
-    /// The fingerprint of the model's configuration and weights.
-    public static func modelFingerprint(_ model: TransformerClassifier<Float>) -> String {
+    /// The fingerprint of everything that changes what the classifier computes: its
+    /// configuration, weights, tokenizer (the serialized model's bytes) and label names.
+    /// Cache entries are named by it, so a swapped tokenizer is never served old features.
+    public static func modelFingerprint(_ classifier: Classifier) -> String {
+        let model = classifier.model
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         var d = (try? encoder.encode(model.config)) ?? Data()
         d.append(Data(buffer: UnsafeBufferPointer(model.parameters)))
+        d.append(classifier.tokenizer.serializedModel)
+        d.append(Data(classifier.labels.names.joined(separator: "\u{1F}").utf8))
         return fingerprint(d)
     }
 
@@ -218,7 +223,7 @@ public final class Featurizer {
     public func metadata(texts: [LabeledText], source: String) -> FeatureMetadata {
         let (O, W) = shape
         var m = FeatureMetadata(
-            kernel: options.kind.rawValue, modelFingerprint: Featurizer.modelFingerprint(classifier.model),
+            kernel: options.kind.rawValue, modelFingerprint: Featurizer.modelFingerprint(classifier),
             modelPath: classifier.directory?.path ?? "(in memory)",
             params: options.kind.projected ? options.params.joined(separator: ",") : "",
             projDim: options.kind.projected ? options.projDim : 0, seed: options.kind.projected ? options.seed : 0,

@@ -122,6 +122,14 @@ public final class Classifier: @unchecked Sendable {
         let tokenizer = try Tokenizer(contentsOf: directory.appendingPathComponent(ModelDirectory.tokenizerFile))
         let labels = try LabelSet.load(directory.appendingPathComponent(ModelDirectory.labelsFile))
         try Classifier.check(tokenizer: tokenizer, labels: labels, config: config, directory: directory)
+        // A tokenizer of the same vocabulary size but other pieces passes every shape check
+        // and silently gives wrong ids; the fingerprint saved beside the weights catches it.
+        if let recorded = json[Classifier.tokenizerFingerprintKey] as? String {
+            let found = fingerprint(tokenizer.serializedModel)
+            guard recorded == found else {
+                throw ModelError("\(directory.appendingPathComponent(ModelDirectory.tokenizerFile).path): not the tokenizer this model was trained with (fingerprint \(found); \(ModelDirectory.configFile) records \(recorded))")
+            }
+        }
         let model = try TransformerClassifier<Float>(config: config, threads: threads)
         try ModelDirectory.loadWeights(model, from: directory.appendingPathComponent(ModelDirectory.weightsFile))
         try self.init(model: model, tokenizer: tokenizer, labels: labels, directory: directory, configJSON: json)
@@ -140,12 +148,18 @@ public final class Classifier: @unchecked Sendable {
         }
     }
 
-    /// Saves model, tokenizer, labels and config (with `extra` keys) into `directory`.
+    /// The `config.json` key holding the fingerprint of the tokenizer's bytes, checked on load.
+    public static let tokenizerFingerprintKey = "tokenizer_fingerprint"
+
+    /// Saves model, tokenizer, labels and config (with `extra` keys and the tokenizer's
+    /// fingerprint) into `directory`.
     public func save(to directory: URL, extra: [String: Any] = [:]) throws {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         try AtomicFile.write(tokenizer.serializedModel, to: directory.appendingPathComponent(ModelDirectory.tokenizerFile))
         try labels.save(directory.appendingPathComponent(ModelDirectory.labelsFile))
         try ModelDirectory.saveWeights(model, to: directory.appendingPathComponent(ModelDirectory.weightsFile))
+        var extra = extra
+        extra[Classifier.tokenizerFingerprintKey] = fingerprint(tokenizer.serializedModel)
         try ModelDirectory.saveConfig(model.config, extra: extra, to: directory.appendingPathComponent(ModelDirectory.configFile))
     }
 

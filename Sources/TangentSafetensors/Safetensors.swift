@@ -174,8 +174,14 @@ public struct SafetensorsFile: @unchecked Sendable {
                 guard !o else { throw SafetensorsError.badTensor(path: path, tensor: name, reason: "shape \(shape) overflows") }
                 count = p
             }
-            guard count * dtype.size == end - begin else {
-                throw SafetensorsError.badTensor(path: path, tensor: name, reason: "shape \(shape) of \(dtypeName) needs \(count * dtype.size) bytes but data_offsets span \(end - begin)")
+            // The byte count can overflow even when the element count does not (a shape of
+            // 2^61 F64 elements): a size no file here can hold is an error, not a trap.
+            let (bytes, bytesOverflow) = count.multipliedReportingOverflow(by: dtype.size)
+            guard !bytesOverflow else {
+                throw SafetensorsError.badTensor(path: path, tensor: name, reason: "shape \(shape) of \(dtypeName) overflows a byte count")
+            }
+            guard bytes == end - begin else {
+                throw SafetensorsError.badTensor(path: path, tensor: name, reason: "shape \(shape) of \(dtypeName) needs \(bytes) bytes but data_offsets span \(end - begin)")
             }
             tensors[name] = SafetensorsTensorInfo(name: name, dtype: dtype, shape: shape, dataRange: begin..<end)
         }

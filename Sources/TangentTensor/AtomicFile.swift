@@ -164,10 +164,28 @@ public final class OutputLock {
         self.removeWhenDone = removeWhenDone
     }
 
-    /// The lock for an output file or directory: `.NAME.tangent.lock` beside it.
+    /// The lock for an output file or directory: `.NAME.tangent.lock` beside it, where
+    /// NAME is the output's resolved path (symbolic links followed), so two runs that name
+    /// one output by two paths take the same lock.
     public convenience init(guarding output: URL, what: String) throws {
-        let lock = output.deletingLastPathComponent().appendingPathComponent(".\(output.lastPathComponent).tangent.lock")
+        let target = OutputLock.resolved(output)
+        let lock = target.deletingLastPathComponent().appendingPathComponent(".\(target.lastPathComponent).tangent.lock")
         try self.init(lock, what: what, removeWhenDone: true)
+    }
+
+    /// `url` with every symbolic link resolved: the whole path when it exists, else its
+    /// parent's resolved path plus the last component.
+    public static func resolved(_ url: URL) -> URL {
+        func real(_ path: String) -> String? {
+            guard let r = realpath(path, nil) else { return nil }
+            defer { free(r) }
+            return String(cString: r)
+        }
+        let path = url.standardizedFileURL.path
+        if let r = real(path) { return URL(fileURLWithPath: r) }
+        let parent = (path as NSString).deletingLastPathComponent
+        if let r = real(parent) { return URL(fileURLWithPath: r).appendingPathComponent((path as NSString).lastPathComponent) }
+        return url.standardizedFileURL
     }
 
     /// The locked file's descriptor (for a lock on the data file itself).

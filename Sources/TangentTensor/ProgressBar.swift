@@ -25,7 +25,9 @@ public final class ProgressBar: @unchecked Sendable {
         let now = Date()
         let frac = Double(done) / Double(total)
         let elapsed = now.timeIntervalSince(start)
-        let rate = elapsed > 0.05 ? Double(done) / elapsed : 0
+        // Early updates have a noisy rate; a finished bar always shows its true mean rate,
+        // however quick the work was (a 0.0/s at 100% reads as "nothing happened").
+        let rate = elapsed > 0.05 || (done == total && elapsed > 0) ? Double(done) / elapsed : 0
         let eta = rate > 0 ? Double(total - done) / rate : 0
         if interactive {
             guard now.timeIntervalSince(last) > 0.1 || done == total else { return }

@@ -81,6 +81,9 @@ public final class Trainer {
 
     public init(model: TransformerClassifier<Float>, options: TrainingOptions) throws {
         try options.validate()
+        // Before anything is allocated: a batch too large for the machine is an error that
+        // says the size, not an allocation abort in the first step.
+        try model.config.checkTraining(batch: options.batchSize)
         self.model = model
         self.options = options
         var mask = [Bool](repeating: false, count: model.layout.count)

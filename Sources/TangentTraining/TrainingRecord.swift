@@ -98,10 +98,15 @@ public struct TrainingRecord: Codable, Sendable, Equatable {
             throw TrainingError("\(url.path): training record of format '\(record.format)'; this tangent reads \(currentFormat)")
         }
         guard record.options.epochs >= 1, record.epochLearningRates.count == record.options.epochs,
-              (1...record.options.epochs).contains(record.epoch),
-              record.epochLearningRates.allSatisfy({ $0.isFinite && $0 >= 0 }) else {
+              (1...record.options.epochs).contains(record.epoch) else {
             throw TrainingError("\(url.path): training record is inconsistent (epoch \(record.epoch) of \(record.options.epochs), "
                 + "\(record.epochLearningRates.count) learning rates)")
+        }
+        if let bad = record.epochLearningRates.firstIndex(where: { !($0.isFinite && $0 >= 0) }) {
+            throw TrainingError("\(url.path): training record field 'epoch_learning_rates' has \(record.epochLearningRates[bad]) for epoch \(bad + 1); learning rates are finite and not negative")
+        }
+        if !(record.options.learningRate.isFinite && record.options.learningRate > 0) {
+            throw TrainingError("\(url.path): training record field 'options.learning_rate' is \(record.options.learningRate); it must be positive")
         }
         return record
     }

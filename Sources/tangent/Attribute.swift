@@ -31,7 +31,9 @@ struct Attribute: ParsableCommand {
     @Option(help: "A file of texts to explain (.jsonl/.csv/.tsv).") var data: String?
     @Option(help: "Kernel of the surrogate.") var kernel: String = "proj-trntk"
     @Option(parsing: .unconditional, help: "Training texts listed on each side.") var top: Int = 10
-    @Option(parsing: .unconditional, help: "Projected dimension K of projected kernels.") var projDim: Int = 1024
+    @Option(name: .customLong("proj-dim"), parsing: .unconditional, help: "Projected dimension K of projected kernels. (default: 1024)")
+    var projDimOption: Int?
+    var projDim: Int { projDimOption ?? 1024 }
     @Option(parsing: .unconditional, help: "Seed of the projection and of the cross-validation folds.") var seed: UInt64 = 0
     @Option(help: "Directory for cached training features and surrogates.") var cache: String = "features"
     @Option(help: "TracIn checkpoints (epoch-K.safetensors; default MODEL/checkpoints).") var checkpoints: String?
@@ -56,11 +58,12 @@ struct Attribute: ParsableCommand {
             throw ValidationError("unknown kernel '\(kernel)'; valid: \(SurrogateKernel.all.map(\.name).joined(separator: ", "))")
         }
         try Check.positive(top, "--top")
-        try Check.positive(projDim, "--proj-dim")
+        try Check.projDim(projDim)
         try projection.check(projDim: projDim)
         if let memoryBudget { _ = try Check.bytes(memoryBudget, "--memory-budget") }
         if let lambda { try Check.positive(lambda, "--lambda") }
         try Check.positive(selectionTexts, "--selection-texts")
+        try Check.selectionSample(selectionTexts, folds: selectionOptions.folds)
         if (lambda != nil || selectionTexts != 4096) && trainFeatures == nil && memoryBudget == nil {
             throw ValidationError("--lambda and --selection-texts apply to streamed scoring: give --train-features or --memory-budget")
         }
@@ -76,7 +79,7 @@ struct Attribute: ParsableCommand {
             let clf = try loadClassifier(model, threads: nThreads)
             let trainFile = try DataLocation.file(fileURL(train), split: "train")
             let trainTexts = try columns.reader().read(trainFile)
-            try requireTwoClasses(trainTexts, in: trainFile)
+            try requireTwoClasses(trainTexts, in: trainFile, model: clf)
             guard top <= trainTexts.count else {
                 throw DataError("--top \(top) exceeds the \(trainTexts.count) training texts of \(trainFile.path)")
             }
@@ -112,6 +115,14 @@ struct Attribute: ParsableCommand {
         let file: FeatureFile
         if let trainFeatures {
             file = try FeatureFile(url: fileURL(trainFeatures))
+            // The file's projection is the one used; one asked for on the command line must agree.
+            let m = file.metadata
+            if let asked = projDimOption, m.projDim != asked {
+                throw ValidationError("--proj-dim \(asked) differs from the K = \(m.projDim) of --train-features \(trainFeatures); omit --proj-dim or featurize again")
+            }
+            if projection.given, m.projector != projection.choice.tag {
+                throw ValidationError("--projector \(projection.choice.tag) differs from the \(m.projector.isEmpty ? "unprojected" : m.projector) features of --train-features \(trainFeatures); omit --projector or featurize again")
+            }
         } else {
             var bar: ProgressBar?
             file = try StreamedAttribution.cachedTrainingFeatures(
@@ -138,6 +149,11 @@ struct Attribute: ParsableCommand {
     /// Prints explanations as JSON lines (`--json`) or as text.
     func output(_ explanations: [Explanation], kernel k: SurrogateKernel) throws {
         for e in explanations {
+            // Inputs are checked for NaN; should one still come through, say so instead of
+            // printing "nan" or failing inside the JSON encoder.
+            guard e.probability.isFinite, e.surrogateProbability.isFinite, (e.proponents + e.opponents).allSatisfy({ $0.score.isFinite && $0.kernel.isFinite }) else {
+                throw AttributionError("the \(k.name) surrogate gave a non-finite score for \"\(e.text.prefix(60))\"; its cached features or surrogate in --cache may be damaged (delete them to rebuild)")
+            }
             if json {
                 let enc = JSONEncoder()
                 enc.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]

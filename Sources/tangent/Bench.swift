@@ -90,7 +90,7 @@ struct BenchFeaturize: ParsableCommand {
 
     func validate() throws {
         try Check.positive(texts, "--texts")
-        try Check.positive(projDim, "--proj-dim")
+        try Check.projDim(projDim)
         try Check.positive(batchSize, "--batch-size")
         try projection.check(projDim: projDim)
         guard let kind = FeatureKind(kernelName: kernel), kind.projected else { throw ValidationError("--kernel must be pntk, trntk or grad, got '\(kernel)'") }

@@ -3,6 +3,7 @@ import Foundation
 import TangentAttribution
 import TangentReports
 import TangentData
+import TangentKernels
 import TangentModel
 import TangentSafetensors
 import TangentTensor
@@ -57,6 +58,15 @@ struct ArchitectureOptions: ParsableArguments {
         guard dModel > 0, heads > 0, dModel % heads == 0 else { throw ValidationError("--d-model must be a positive multiple of --heads") }
         guard layers >= 0 else { throw ValidationError("--layers must be zero or positive, got \(layers)") }
         try Check.positive(dFF, "--d-ff")
+        let limit = ModelConfig.maximumDimension
+        for (option, value) in [("--d-model", dModel), ("--heads", heads), ("--layers", layers), ("--d-ff", dFF)] where value > limit {
+            throw ValidationError("\(option) \(value) is above the largest supported size \(limit)")
+        }
+        // The weights alone (before the vocabulary and positions, unknown here) must fit.
+        let config = ModelConfig(vocabSize: 3, maxLen: 2, dModel: dModel, nHeads: heads, nLayers: layers, dFF: dFF, nClasses: 2)
+        do { try config.validate() } catch let e as ModelError {
+            throw ValidationError("--d-model \(dModel), --heads \(heads), --layers \(layers), --d-ff \(dFF): \(e.description.replacingOccurrences(of: "config: ", with: ""))")
+        }
     }
 }
 
@@ -117,18 +127,38 @@ func renderReportPage(in dir: URL) throws {
     guard FileManager.default.fileExists(atPath: reportURL.path) else { return }
     let report = try ReportFile.read(ComparisonReport.self, from: reportURL)
     let poisonURL = dir.appendingPathComponent("poisoning.json")
-    let poisoning = FileManager.default.fileExists(atPath: poisonURL.path) ? try ReportFile.read(PoisonReport.self, from: poisonURL) : nil
+    var poisoning = FileManager.default.fileExists(atPath: poisonURL.path) ? try ReportFile.read(PoisonReport.self, from: poisonURL) : nil
+    // A benchmark of another data set left in the same directory must not be shown as this
+    // one's: it belongs when it poisoned the same training file and labels of these classes.
+    if let p = poisoning {
+        func file(_ name: String) -> String { name.components(separatedBy: " (random ").first ?? name }
+        let labels = [p.plan.source, p.plan.target]
+        if file(p.data) != file(report.train) || !labels.allSatisfy(report.classes.contains) {
+            printError("note: \(poisonURL.path) is a benchmark of \(p.data) (\(labels.joined(separator: " -> "))), not of the report's \(report.train); left out of report.html")
+            poisoning = nil
+        }
+    }
     try AtomicFile.write(ReportHTML.render(report, poisoning: poisoning), to: dir.appendingPathComponent("report.html"))
 }
 
 /// DIR/lds.json of an LDS run, which must be over the training texts `train` (as a report
 /// names them: file, sample size and seed).
-func readLDS(_ dir: String, train: String, trainTexts: Int) throws -> LDSReport {
+/// With `texts` (the training texts themselves, in `compare`), the run must carry their
+/// fingerprint: a path and a count do not tell two data sets apart.
+func readLDS(_ dir: String, train: String, trainTexts: Int, texts: [LabeledText]? = nil) throws -> LDSReport {
     let url = fileURL(dir).appendingPathComponent("lds.json")
     guard FileManager.default.fileExists(atPath: url.path) else { throw DataError("\(dir): no lds.json; run `tangent lds --out \(dir)` first") }
     let r = try ReportFile.read(LDSReport.self, from: url)
     guard let s = r.setting, s.train == train, s.trainTexts == trainTexts else {
         throw DataError("\(url.path): its training texts (\(r.setting?.train ?? "unknown")) are not the report's (\(train)); use the same --train, --max-train and --seed")
+    }
+    if let texts {
+        guard let recorded = s.trainFingerprint else {
+            throw DataError("\(url.path): written before LDS runs recorded their texts' fingerprint, so they cannot be checked; run `tangent lds` on \(dir) again (it reuses its trained models)")
+        }
+        guard recorded == fingerprint(labelled: texts) else {
+            throw DataError("\(url.path): its training texts have the same name and count as the report's (\(train)) but other contents (fingerprint \(recorded), not \(fingerprint(labelled: texts)))")
+        }
     }
     return r
 }
@@ -168,11 +198,14 @@ func checkCacheDirectory(_ path: String) throws {
 
 /// A surrogate separates classes: training texts of a single class leave it nothing to
 /// learn (p = 1 for everything, no opponents), so they are refused, as `train` does.
-func requireTwoClasses(_ texts: [LabeledText], in file: URL) throws {
+/// With `model`, also that every label is one the model knows (the error names the file
+/// and line, before any work).
+func requireTwoClasses(_ texts: [LabeledText], in file: URL, model: Classifier? = nil) throws {
     let labels = Set(texts.compactMap(\.label))
     guard labels.count >= 2 else {
-        throw DataError("\(file.path): all \(texts.count) training texts have the label '\(labels.first ?? "")'; a surrogate needs training texts of at least two classes")
+        throw DataError("\(file.path): all \(texts.count) training texts have the label '\(labels.first ?? "")'; a classifier and its surrogate need training texts of at least two classes")
     }
+    if let model { _ = try model.labels.indices(of: texts, source: file.path) }
 }
 
 /// Loads a model directory; warns when its training did not finish (`complete: false`

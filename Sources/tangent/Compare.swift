@@ -49,7 +49,7 @@ struct Compare: ParsableCommand {
         if let bad = names.first(where: { SurrogateKernel.named($0) == nil }) {
             throw ValidationError("unknown kernel '\(bad)' for the report; valid: \(SurrogateKernel.all.map(\.name).joined(separator: ", "))")
         }
-        try Check.positive(projDim, "--proj-dim")
+        try Check.projDim(projDim)
         try projection.check(projDim: projDim)
         try Check.positive(maxTrain, "--max-train")
         try Check.positive(maxTest, "--max-test")
@@ -65,6 +65,12 @@ struct Compare: ParsableCommand {
         for d in errorDims.split(separator: ",") where Int(d.trimmingCharacters(in: .whitespaces)).map({ $0 <= 0 }) ?? true {
             throw ValidationError("--error-dims: '\(d)' is not a positive integer")
         }
+        // Each K is projected for 200 training and 100 test texts at once; bound it as
+        // --proj-dim is bounded, before any fit.
+        for d in errorDims.split(separator: ",").compactMap({ Int($0.trimmingCharacters(in: .whitespaces)) }) where d > Check.maximumProjDim {
+            throw ValidationError("--error-dims: K = \(d) is above the largest projected dimension \(Check.maximumProjDim)")
+        }
+        try Check.selectionSample(selectionTexts, folds: selectionOptions.folds)
     }
 
     func run() throws {
@@ -95,7 +101,7 @@ struct Compare: ParsableCommand {
             _ = try clf.labels.indices(of: testTexts, source: testFile.path)
             let ks = try Check.list(kernels, "--kernels").map { SurrogateKernel.named($0)! }
             let trainName = displayPath(trainFile) + (maxTrain.map { " (random \($0), seed \(seed))" } ?? "")
-            let ldsReport = try lds.map { try readLDS($0, train: trainName, trainTexts: trainTexts.count) }
+            let ldsReport = try lds.map { try readLDS($0, train: trainName, trainTexts: trainTexts.count, texts: trainTexts) }
             let trakEnsemble = ks.contains(where: \.ensembled)
                 ? try TracIn.ensemble(of: clf, directory: checkpoints.map(fileURL), count: ensemble, threads: Threads.defaultCount) : []
             var bar: ProgressBar?

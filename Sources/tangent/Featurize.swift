@@ -29,7 +29,7 @@ struct Featurize: ParsableCommand {
     var perLayer = false
     @Option(help: "Output feature file (.safetensors).") var out: String
     @Flag(help: "Replace an existing output, or restart an unfinished one made with other settings.") var overwrite = false
-    @Option(help: "Featurize shard I of N only (numbered from 0), e.g. 3/16.") var shard: String?
+    @Option(parsing: .unconditional, help: "Featurize shard I of N only (numbered from 0), e.g. 3/16.") var shard: String?
     @Option(parsing: .unconditional, help: "The number of shards of a Kubernetes Indexed Job (its completions); the index comes from JOB_COMPLETION_INDEX.")
     var shardCount: Int?
     @OptionGroup var projection: ProjectorOptions
@@ -41,7 +41,7 @@ struct Featurize: ParsableCommand {
         guard FeatureKind(kernelName: kernel) != nil else {
             throw ValidationError("unknown kernel '\(kernel)'; valid: \(FeatureKind.allCases.map(\.rawValue).joined(separator: ", ")) (or proj-pntk, proj-trntk, ck, grad-cos, tracin)")
         }
-        try Check.positive(projDim, "--proj-dim")
+        try Check.projDim(projDim)
         try projection.check(projDim: projDim)
         try Check.positive(batchSize, "--batch-size")
         _ = try Check.list(params, "--params")
@@ -126,6 +126,11 @@ struct Kernel: ParsableCommand {
                 let nB = fb.metadata.texts, width = fa.metadata.outputs * fa.metadata.width
                 columnBlock = max(1, min(columnBlock, nB, budget / 2 / max(1, 4 * width)))
                 rowBlock = max(1, (budget - 4 * columnBlock * width) / max(1, 4 * (nB + columnBlock + width)))
+                // One row of the output and one column of features is the least a block holds.
+                let least = 4 * (rowBlock * (nB + columnBlock + width) + columnBlock * width)
+                if least > budget {
+                    printError("warning: --memory-budget \(memoryBudget) is below the \(ByteSize.describe(Double(least))) that the smallest blocks (1 x 1 texts of \(width) features, one output row of \(nB)) need; using them")
+                }
                 printError("kernel: blocks of \(rowBlock) x \(columnBlock) texts within \(memoryBudget)")
             }
             let bar = ProgressBar(total: fa.metadata.texts, label: "kernel")
@@ -170,11 +175,19 @@ struct ExactKernelCommand: ParsableCommand {
             let a = try reader.read(fileURL(data)).map { try clf.encode($0.text) }
             let b = try dataB.map { try reader.read(fileURL($0)).map { try clf.encode($0.text) } }
             let computer = try GradientComputer(model: clf.model, prefixes: try Check.list(params, "--params"))
+            // Two blocks of per-example gradients (one per output for trntk) are held at once.
+            let kind = NTKKind(rawValue: kernel)!
+            let rows = min(batchSize, max(a.count, b?.count ?? 0))
+            let need = 2 * Double(rows) * Double(computer.dense.count) * Double(kind.output.count(classes: clf.model.config.nClasses)) * 4
+            let memory = Double(ProcessInfo.processInfo.physicalMemory)
+            guard need < memory * 0.8 else {
+                throw ValidationError("--batch-size \(batchSize): blocks of \(rows) texts' gradients would need \(ByteSize.describe(need)), more than this machine's \(ByteSize.describe(memory)) allows")
+            }
             let t0 = Date()
             let r = try ExactKernel.compute(computer, a: a, b: b, kind: NTKKind(rawValue: kernel)!, blockSize: batchSize)
             var w = SafetensorsWriter()
             w.metadata = ["format": "tangent-kernel-1", "kernel": kernel, "params": params, "model": model,
-                          "model_fingerprint": Featurizer.modelFingerprint(clf.model), "a": data, "b": dataB ?? data,
+                          "model_fingerprint": Featurizer.modelFingerprint(clf), "a": data, "b": dataB ?? data,
                           "normalized": String(NTKKind(rawValue: kernel)!.normalized)]
             w.add("kernel", shape: [r.rows, r.columns], float32: r.total)
             for p in r.parts { w.add("part.\(p.group)", shape: [r.rows, r.columns], float32: p.values) }

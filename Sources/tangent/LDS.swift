@@ -55,7 +55,7 @@ struct LDS: ParsableCommand {
         guard tokenizer != nil || recipe != nil else { throw ValidationError("give --tokenizer, --recipe MODEL, or both") }
         try Check.atLeast(subsets, 2, "--subsets")
         guard fraction > 0 && fraction < 1 else { throw ValidationError("--fraction must be in (0, 1), got \(fraction)") }
-        try Check.positive(projDim, "--proj-dim")
+        try Check.projDim(projDim)
         try projection.check(projDim: projDim)
         try Check.positive(ensemble, "--ensemble")
         try Check.positive(maxTrain, "--max-train")
@@ -84,6 +84,12 @@ struct LDS: ParsableCommand {
             let runKey = fingerprint(Data(try JSONEncoder.sorted.encode(RunKey(
                 model: resolved.config, options: resolved.options, train: fingerprint(labelled: trainTexts), test: fingerprint(labelled: testTexts),
                 tokenizer: fingerprint(tok.serializedModel), fraction: fraction, seed: seed))))
+            // The subsets' index lists and margins are held at once: bound them before
+            // anything is trained or written.
+            let planBytes = Double(subsets) * (Double(trainTexts.count) * fraction * 8 + Double(testTexts.count) * 8 + 64)
+            guard planBytes < Double(ProcessInfo.processInfo.physicalMemory) / 4 else {
+                throw ValidationError("--subsets \(subsets): the subsets' index lists and margins would need \(ByteSize.describe(planBytes)), more than a quarter of this machine's \(ByteSize.describe(Double(ProcessInfo.processInfo.physicalMemory)))")
+            }
             let run = LDSRunDirectory(url: outURL, key: runKey)
             try run.claim(overwrite: overwrite)
             let C = labels.count
@@ -182,6 +188,7 @@ struct LDS: ParsableCommand {
                     + String(decoding: try JSONEncoder.sorted.encode(resolved.options), as: UTF8.self),
                 modelAccuracy: full.accuracy, subsetAccuracy: accuracies.reduce(0, +) / Double(subsets),
                 trainingSeconds: trainSeconds.reduce(0, +), ensemble: ensemble, seconds: Date().timeIntervalSince(started), run: runKey)
+            result.setting?.trainFingerprint = fingerprint(labelled: trainTexts)
             try ReportFile.write(result, to: outURL.appendingPathComponent("lds.json"))
             try AtomicFile.write(ReportMarkdown.lds(result), to: outURL.appendingPathComponent("lds.md"))
             print(ReportMarkdown.lds(result))

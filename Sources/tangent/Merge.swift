@@ -31,6 +31,12 @@ struct Merge: ParsableCommand {
                 }
                 return try FeatureFile(url: url)
             }
+            // The output must not be one of the inputs (by any path): --overwrite would
+            // replace a shard with the merge of itself and the others.
+            let output = OutputLock.resolved(fileURL(out))
+            if let same = shards.first(where: { OutputLock.resolved(fileURL($0)) == output }) {
+                throw ShardError("--out \(out) is the input shard \(same); write the merged file under another name")
+            }
             let t0 = Date()
             let whole = try FeatureMerger.check(files).metadata
             let bar = ProgressBar(total: whole.texts, label: "merge")

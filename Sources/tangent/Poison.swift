@@ -61,7 +61,7 @@ struct Poison: ParsableCommand {
             throw ValidationError("--k must be positive integers, comma-separated")
         }
         guard !trigger.trimmingCharacters(in: .whitespaces).isEmpty else { throw ValidationError("--trigger is empty") }
-        try Check.positive(projDim, "--proj-dim")
+        try Check.projDim(projDim)
         try projection.check(projDim: projDim)
         try Check.positive(epochs, "--epochs")
         try Check.positive(ensemble, "--ensemble")
@@ -85,6 +85,7 @@ struct Poison: ParsableCommand {
             let nThreads = threading.count
             let (trainFile, _, trainTexts, testTexts) = try readTrainAndTest(data: data, test: test, columns: columns,
                                                                                      maxTrain: maxTrain, maxTest: maxTest, seed: seed)
+            try requireTwoClasses(trainTexts, in: trainFile)
             let names = try LabelSet(collecting: trainTexts).names
             guard names.count >= 2 else { throw DataError("\(trainFile.path): poisoning needs at least two classes") }
             for (option, label) in [("--source", source), ("--target", target)] {
@@ -114,7 +115,7 @@ struct Poison: ParsableCommand {
                 bar?.update(done, status: status)
                 if done == total { bar?.finish(status: status) }
             }, onEpochEnd: { _ in epochWeights.append(clf.model.parameterArray) })
-            let checkpoints = fileURL(cache).appendingPathComponent("checkpoints-\(Featurizer.modelFingerprint(clf.model))")
+            let checkpoints = fileURL(cache).appendingPathComponent("checkpoints-\(Featurizer.modelFingerprint(clf))")
             let snapshot = try TransformerClassifier<Float>(config: clf.model.config, threads: 1)
             for (e, weights) in epochWeights.enumerated() {
                 snapshot.setParameters(weights)

@@ -22,6 +22,22 @@ struct Tangent: ParsableCommand {
             FileHandle.standardError.write(Data("Error: \(error)\n".utf8))
             Foundation.exit(ExitCode.validationFailure.rawValue)
         }
-        main(nil)
+        main(Tangent.expandingEmptyValues(Array(CommandLine.arguments.dropFirst())))
+    }
+
+    /// `--option=` with nothing after the sign is an empty value (as `--error-dims ""`),
+    /// which the argument parser would otherwise report as a missing value.
+    static func expandingEmptyValues(_ args: [String]) -> [String] {
+        var out: [String] = []
+        for (i, a) in args.enumerated() {
+            // After `--`, arguments are values, not options.
+            if a == "--" { out += args[i...]; break }
+            if a.hasPrefix("--"), a.hasSuffix("="), a.count > 3, !a.dropLast().contains("=") {
+                out += [String(a.dropLast()), ""]
+            } else {
+                out.append(a)
+            }
+        }
+        return out
     }
 }

@@ -52,6 +52,9 @@ struct Train: ParsableCommand {
         guard ModelConfig.Pooling(rawValue: pooling) != nil else { throw ValidationError("--pooling must be mean or cls") }
         guard LearningRateSchedule.Decay(rawValue: decay) != nil else { throw ValidationError("--decay must be linear, cosine or constant") }
         try Check.atLeast(maxLen, 2, "--max-len")
+        guard maxLen <= ModelConfig.maximumDimension else {
+            throw ValidationError("--max-len \(maxLen) is above the largest supported size \(ModelConfig.maximumDimension)")
+        }
         try Check.positive(epochs, "--epochs")
         try Check.positive(batchSize, "--batch-size")
         try Check.positive(lr, "--lr")
@@ -68,6 +71,13 @@ struct Train: ParsableCommand {
     func run() throws {
         try reportingErrors {
             let outURL = fileURL(out)
+            if !resume && !overwrite,
+               let data = try? WholeFile.read(outURL.appendingPathComponent(ModelDirectory.configFile)),
+               let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any], json["complete"] as? Bool == false {
+                // An interrupted run: continuing it keeps its finished epochs.
+                let done = json["epochs_completed"] as? Int ?? 0
+                throw DataError("\(out): holds an interrupted training run (\(done) epoch\(done == 1 ? "" : "s") finished); pass --resume to continue it with the same settings, or --overwrite to start again")
+            }
             let lock = try claimOutputDirectory(out, kind: "model directory", markers: ModelDirectory.markerFiles, overwrite: overwrite || resume)
             defer { withExtendedLifetime(lock) {} }
             let previous = resume ? try Classifier(directory: outURL, threads: threading.count) : nil
@@ -80,6 +90,7 @@ struct Train: ParsableCommand {
                 ?? (trainFile == dataURL ? nil : DataLocation.optionalFile(dataURL, split: "test"))
             let reader = columns.reader()
             let trainTexts = try reader.read(trainFile)
+            try requireTwoClasses(trainTexts, in: trainFile)
             let nThreads = threading.count
             let fresh = try newClassifier(for: trainTexts, tokenizerPath: tokenizer, architecture: architecture, maxLen: maxLen,
                                           pooling: .init(rawValue: pooling)!, seed: seed, threads: nThreads)

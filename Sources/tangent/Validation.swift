@@ -50,6 +50,25 @@ enum Check {
         return Int(number * factor)
     }
 
+    /// The largest projected dimension K: K Floats per text and output must stay far
+    /// from Int's range, and no kernel here gains from more.
+    static let maximumProjDim = 1 << 24
+
+    /// `--proj-dim`: positive and at most `maximumProjDim`.
+    static func projDim(_ value: Int) throws {
+        try positive(value, "--proj-dim")
+        guard value <= maximumProjDim else {
+            throw ValidationError("--proj-dim: K = \(value) is above the largest projected dimension \(maximumProjDim)")
+        }
+    }
+
+    /// `--selection-texts` must leave two texts per fold.
+    static func selectionSample(_ value: Int, folds: Int) throws {
+        guard value >= 2 * folds else {
+            throw ValidationError("--selection-texts \(value) is too few for \(folds)-fold selection of lambda; give at least \(2 * folds)")
+        }
+    }
+
     /// A comma-separated list with at least one entry and no empty ones, entries trimmed.
     static func list(_ value: String, _ option: String) throws -> [String] {
         let items = value.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
@@ -80,10 +99,17 @@ struct ThreadOptions: ParsableArguments {
 
 /// `--projector` and `--sketch-nonzeros`, shared by every command that projects gradients.
 struct ProjectorOptions: ParsableArguments {
-    @Option(help: "Projection of gradients: sketch (sparse sign hash, s additions per coordinate), rademacher or gaussian (dense, K multiply-adds per coordinate).")
-    var projector: String = ProjectorChoice.default.distribution.rawValue
-    @Option(parsing: .unconditional, help: "Nonzeros per coordinate of the sketch: 1, 2 or 4.")
-    var sketchNonzeros: Int = 1
+    @Option(name: .customLong("projector"), help: "Projection of gradients: sketch (sparse sign hash, s additions per coordinate), rademacher or gaussian (dense, K multiply-adds per coordinate). (default: \(ProjectorChoice.default.distribution.rawValue))")
+    var projectorOption: String?
+    @Option(name: .customLong("sketch-nonzeros"), parsing: .unconditional, help: "Nonzeros per coordinate of the sketch: 1, 2 or 4. (default: 1)")
+    var sketchNonzerosOption: Int?
+
+    /// The options as given or defaulted.
+    var projector: String { projectorOption ?? ProjectorChoice.default.distribution.rawValue }
+    var sketchNonzeros: Int { sketchNonzerosOption ?? 1 }
+    /// Whether the command line named a projection at all (a feature file's own projection
+    /// must not silently override one that was asked for).
+    var given: Bool { projectorOption != nil || sketchNonzerosOption != nil }
 
     func validate() throws {
         guard let d = Projector.Distribution(rawValue: projector) else {

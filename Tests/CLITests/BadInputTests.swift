@@ -207,6 +207,11 @@ import Testing
     }()
 
     @Test(arguments: cases) func failsCleanlyNamingTheCulpritAndKeepsFiles(_ c: Case) throws {
+        try BadInputTests.check(c)
+    }
+
+    /// Runs one case in a fresh working directory and checks its exit, message and files.
+    static func check(_ c: Case) throws {
         let w = try CLI.workDirectory()
         defer { try? FileManager.default.removeItem(at: w) }
         try c.setup(w)

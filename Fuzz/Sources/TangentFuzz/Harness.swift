@@ -38,6 +38,19 @@ struct FuzzTarget: Sendable {
             _ = try f.lines()
             for g in f.metadata.groupList { _ = try f.layerFeatures(0..<f.metadata.texts, group: g) }
         },
+        // Feature-file metadata values rather than bytes: the input is a list of edits of a
+        // valid file's header (sizes, shard fields, tensor shapes and dtypes), so the
+        // readers meet every combination of forged numbers, not only unparsable JSON.
+        FuzzTarget(name: "feature-metadata", fileExtension: "bin") { url in
+            let edited = url.appendingPathExtension("safetensors")
+            try MetadataEdits(Data(contentsOf: url)).apply(to: MetadataEdits.template, writing: edited)
+            let f = try FeatureFile(url: edited)
+            try f.requireFinite()
+            _ = try f.labels()
+            _ = try f.lines()
+            for g in f.metadata.groupList { _ = try f.layerFeatures(0..<min(f.metadata.texts, 4), group: g) }
+            _ = try StreamedFeatures(file: f, normalized: true, budget: 1 << 16, threads: 1)
+        },
         FuzzTarget(name: "jsonl", fileExtension: "jsonl") { try readData($0) },
         FuzzTarget(name: "csv", fileExtension: "csv") { try readData($0) },
         FuzzTarget(name: "tsv", fileExtension: "tsv") { try readData($0) },
@@ -57,6 +70,62 @@ struct FuzzTarget: Sendable {
     static func readData(_ url: URL) throws {
         if let texts = try? DatasetReader().read(url) { _ = try? LabelSet(collecting: texts) }
         _ = try DatasetReader(textColumn: "text", labelColumn: "label", requireLabels: false).read(url)
+    }
+}
+
+/// Edits of a feature file's header read from fuzz input: records of 9 bytes, a field
+/// selector and a little-endian Int64 value (selectors with the top bit set take the value
+/// modulo 300, so small numbers, where the interesting boundaries are, come up often).
+struct MetadataEdits {
+    static let metadataFields = ["texts", "outputs", "width", "classes", "proj_dim", "block_size", "shard_first", "set_texts", "shard"]
+    static let tensors = ["features", "logits", "labels", "lines", "done", "layer_features"]
+    static let dtypes = ["F64", "F32", "F16", "BF16", "I64", "I32", "I16", "I8", "U8", "BOOL"]
+    /// A valid feature file with layer groups, from the committed seed corpus.
+    nonisolated(unsafe) static let template: Data = (try? Data(contentsOf: URL(fileURLWithPath: "Fuzz/corpus/features/pntk-layers.safetensors"))) ?? Data()
+
+    let records: [(UInt8, Int64)]
+
+    init(_ data: Data) {
+        let bytes = [UInt8](data)
+        records = stride(from: 0, to: bytes.count - bytes.count % 9, by: 9).map { i in
+            (bytes[i], (0..<8).reduce(Int64(0)) { $0 | Int64(bytes[i + 1 + $1]) << (8 * Int64($1)) })
+        }
+    }
+
+    func apply(to template: Data, writing url: URL) throws {
+        guard template.count > 8 else { throw CocoaError(.fileReadCorruptFile) }
+        let n = template.prefix(8).enumerated().reduce(0) { $0 | Int($1.element) << (8 * $1.offset) }
+        guard var json = try JSONSerialization.jsonObject(with: template.subdata(in: 8..<(8 + n))) as? [String: Any] else { return }
+        var meta = json["__metadata__"] as? [String: String] ?? [:]
+        for (selector, raw) in records {
+            let value = selector & 0x80 != 0 ? Int64(UInt64(bitPattern: raw) % 300) : raw
+            let field = Int(selector & 0x7F)
+            let fields = MetadataEdits.metadataFields.count, tensors = MetadataEdits.tensors.count
+            if field < fields {
+                let name = MetadataEdits.metadataFields[field]
+                meta[name] = name == "shard" ? "\(value % 8)/\((value >> 8) % 8)" : String(value)
+            } else if field < fields + 4 * tensors {
+                // A shape dimension (4 per tensor; a dimension past the rank appends one).
+                let t = MetadataEdits.tensors[(field - fields) / 4], dim = (field - fields) % 4
+                guard var entry = json[t] as? [String: Any], var shape = entry["shape"] as? [Int] else { continue }
+                if dim < shape.count { shape[dim] = Int(value) } else { shape.append(Int(value)) }
+                entry["shape"] = shape
+                json[t] = entry
+            } else {
+                let t = MetadataEdits.tensors[(field - fields - 4 * tensors) % tensors]
+                guard var entry = json[t] as? [String: Any] else { continue }
+                entry["dtype"] = MetadataEdits.dtypes[Int(UInt64(bitPattern: value) % UInt64(MetadataEdits.dtypes.count))]
+                json[t] = entry
+            }
+        }
+        json["__metadata__"] = meta
+        var header = try JSONSerialization.data(withJSONObject: json)
+        let length = (max(n, header.count) + 7) / 8 * 8
+        header.append(Data(repeating: 0x20, count: length - header.count))
+        var out = Data((0..<8).map { UInt8((length >> (8 * $0)) & 0xFF) })
+        out.append(header)
+        out.append(template.subdata(in: (8 + n)..<template.count))
+        try out.write(to: url)
     }
 }
 

@@ -1,0 +1,280 @@
+import Foundation
+import Testing
+
+/// The second round of hostile probes: forged metadata, sizes past what the machine holds,
+/// swapped tokenizers, NaN in inputs, stale side files, outputs that alias inputs, and
+/// errors that must name the option or file. Each case runs the built binary as
+/// `BadInputTests` does (non-zero exit without a signal, culprit named, files unchanged);
+/// cases that must succeed instead are tests of their own below.
+@Suite struct HardeningTests {
+    typealias Case = BadInputTests.Case
+
+    static let cases: [Case] = {
+        var c: [Case] = []
+        func add(_ name: String, _ args: String, expect: [String], env: [String: String] = [:],
+                 setup: @escaping @Sendable (URL) throws -> Void = { _ in }) {
+            c.append(Case(name: name, args: CLI.split(args), env: env, expect: expect, setup: setup))
+        }
+        let attribute = "attribute --model $M --train $W/small.jsonl --text hi --kernel proj-pntk"
+        // Forged or damaged feature-file metadata.
+        for (value, expect) in [("0", "at least 1"), ("9223372036854775807", "outside"), ("-1", "outside")] {
+            add("block_size \(value) in kernel", "kernel --a $W/e.safetensors --out $W/k.safetensors", expect: ["e.safetensors", "block_size", expect]) { w in
+                try features(w)
+                try editHeader(w, "f.safetensors", to: "e.safetensors", metadata: ["block_size": value])
+            }
+        }
+        add("block_size 0 in --train-features", "\(attribute) --proj-dim 16 --train-features $W/e.safetensors", expect: ["e.safetensors", "block_size"]) { w in
+            try features(w)
+            try editHeader(w, "f.safetensors", to: "e.safetensors", metadata: ["block_size": "0"])
+        }
+        add("block_size 0 in merge", "merge $W/e.safetensors --out $W/m.safetensors", expect: ["e.safetensors", "block_size"]) { w in
+            try features(w)
+            try editHeader(w, "f.safetensors", to: "e.safetensors", metadata: ["block_size": "0"])
+        }
+        add("width 0 with proj_dim 16", "kernel --a $W/e.safetensors --out $W/k.safetensors", expect: ["e.safetensors", "width"]) { w in
+            try features(w)
+            try editHeader(w, "f.safetensors", to: "e.safetensors", metadata: ["width": "0"])
+        }
+        add("pntk file claiming 6 outputs", "kernel --a $W/e.safetensors --out $W/k.safetensors", expect: ["e.safetensors", "features"]) { w in
+            try features(w)
+            try editHeader(w, "f.safetensors", to: "e.safetensors", metadata: ["outputs": "6"], shapes: ["features": [40, 6, 16]])
+        }
+        add("shape whose byte count overflows", "kernel --a $W/e.safetensors --out $W/k.safetensors", expect: ["e.safetensors", "overflows"]) { w in
+            try features(w)
+            try editHeader(w, "f.safetensors", to: "e.safetensors", shapes: ["features": [2305843009213693952]], dtypes: ["features": "F64"])
+        }
+        add("model weights whose byte count overflows", "predict --model $W/m --text hi", expect: ["model.safetensors", "overflows"]) { w in
+            try BadInputTests.copyModel(to: w.appendingPathComponent("m"))
+            try editHeader(w, "m/model.safetensors", to: "m/model.safetensors", shapes: ["head.bias": [2305843009213693952]], dtypes: ["head.bias": "F64"])
+        }
+        add("trntk features of another model, forged to pass", "attribute --model $W/ms --train $W/ms.jsonl --text hi --kernel proj-trntk --proj-dim 16 --train-features $W/forged.safetensors",
+            expect: ["forged.safetensors", "differs in"]) { w in
+            // Features of the 6-class trec6 model, their model and texts fingerprints
+            // rewritten to the 2-class movie-snippets model's and its texts'.
+            try FileManager.default.copyItem(at: CLI.root.appendingPathComponent("models/movie-snippets"), to: w.appendingPathComponent("ms"))
+            let lines = try String(contentsOf: CLI.root.appendingPathComponent("data/movie-snippets/train.jsonl"), encoding: .utf8).split(separator: "\n").prefix(40)
+            try BadInputTests.write(w, "ms.jsonl", lines.joined(separator: "\n") + "\n")
+            try cli(w, "featurize --model $W/ms --data $W/ms.jsonl --kernel pntk --proj-dim 16 --out $W/ms.safetensors")
+            try cli(w, "featurize --model $M --data $W/small.jsonl --kernel trntk --proj-dim 16 --out $W/t6.safetensors")
+            let real = try header(w.appendingPathComponent("ms.safetensors"))
+            try editHeader(w, "t6.safetensors", to: "forged.safetensors",
+                           metadata: ["model_fingerprint": real["model_fingerprint"]!, "texts_fingerprint": real["texts_fingerprint"]!])
+        }
+        add("NaN in --train-features", "\(attribute) --proj-dim 16 --train-features $W/f.safetensors", expect: ["f.safetensors", "NaN"]) { w in
+            try features(w)
+            try poison(w.appendingPathComponent("f.safetensors"), tensor: "features")
+        }
+        add("--proj-dim against --train-features", "\(attribute) --proj-dim 32 --train-features $W/f.safetensors", expect: ["--proj-dim 32", "K = 16"]) { w in
+            try features(w)
+        }
+        add("--projector against --train-features", "\(attribute) --projector rademacher --train-features $W/f.safetensors", expect: ["--projector", "sketch"]) { w in
+            try features(w)
+        }
+        add("--selection-texts 1", "\(attribute) --proj-dim 16 --memory-budget 1MiB --selection-texts 1", expect: ["--selection-texts 1", "at least 10"])
+        // Sizes past what the machine holds, refused before any allocation.
+        let train = "train --data $W/small.jsonl --tokenizer $M/tokenizer.model --out $W/o"
+        add("train --batch-size 1e12", "\(train) --batch-size 1000000000000", expect: ["--batch-size 1000000000000", "this machine"])
+        add("train --d-model 1e12", "\(train) --d-model 1000000000000 --heads 1", expect: ["--d-model 1000000000000"])
+        add("train --d-ff 4e9", "\(train) --d-ff 4000000000", expect: ["--d-ff 4000000000"])
+        add("train --d-model 2^20 --heads 2^20", "\(train) --d-model 1048576 --heads 1048576", expect: ["--d-model 1048576", "parameters", "this machine"])
+        add("train --max-len 1e12", "\(train) --max-len 1000000000000", expect: ["--max-len 1000000000000"])
+        add("lds --subsets 1e12", "lds --data $W/small.jsonl --test $W/small.jsonl --recipe $M --subsets 1000000000000 --out $W/l", expect: ["--subsets 1000000000000"])
+        for (field, value) in [("max_len", "1000000000000"), ("d_model", "4611686018427387904"), ("n_layers", "1000000000"), ("n_layers", "200000")] {
+            add("config \(field) \(value)", "predict --model $W/m --text hi", expect: ["config.json", field]) { w in
+                try BadInputTests.copyModel(to: w.appendingPathComponent("m"))
+                let u = w.appendingPathComponent("m/config.json")
+                var json = try JSONSerialization.jsonObject(with: Data(contentsOf: u)) as! [String: Any]
+                json[field] = Int(value)!
+                try JSONSerialization.data(withJSONObject: json).write(to: u)
+            }
+        }
+        // A tokenizer of the model's vocabulary size that is not its own.
+        add("swapped tokenizer", "evaluate --model $W/m --data $W/small.jsonl", expect: ["tokenizer.model", "not the tokenizer this model was trained with"]) { w in
+            try BadInputTests.copyModel(to: w.appendingPathComponent("m"))
+            try cli(w, "tokenizer train --data \(CLI.root.path)/data/movie-snippets/train.jsonl --vocab-size 2000 --out $W/m/tokenizer.model --overwrite")
+        }
+        // Side files that belong to other data.
+        add("compare --lds of other texts with the same name and count", "compare --model $M --train small.jsonl --test $W/small.jsonl --lds $W/l --out $W/r",
+            expect: ["lds.json", "other contents"]) { w in
+            try BadInputTests.write(w, "l/lds.json", "{\"kernels\": [], \"setting\": {\"train\": \"small.jsonl\", \"test\": \"t\", \"trainTexts\": 40, \"testTexts\": 5, \"subsets\": 2, \"fraction\": 0.5, \"seed\": 0, \"recipe\": \"r\", \"modelAccuracy\": 1, \"subsetAccuracy\": 1, \"trainingSeconds\": 1, \"ensemble\": 1, \"seconds\": 1, \"run\": \"x\", \"trainFingerprint\": \"0123\"}}")
+        }
+        // Outputs that are inputs.
+        add("merge --out an input shard", "merge $W/s.shard-0-of-2.safetensors $W/s.shard-1-of-2.safetensors --out $W/s.shard-0-of-2.safetensors --overwrite",
+            expect: ["--out", "is the input shard"]) { w in
+            try CLI.writeTexts(300, to: "t300.jsonl", in: w)
+            for i in 0..<2 { try cli(w, "featurize --model $M --data $W/t300.jsonl --kernel pntk --proj-dim 16 --shard \(i)/2 --out $W/s.safetensors") }
+        }
+        add("merge a shard that can never be made", "merge $W/s.shard-1-of-2.safetensors --out $W/m.safetensors", expect: ["shard 0/2 can never be made", "at most 1 shard"]) { w in
+            // 40 texts are one block: shard 1/2 holds it, shard 0/2 gets none.
+            try cli(w, "featurize --model $M --data $W/small.jsonl --kernel pntk --proj-dim 16 --shard 1/2 --out $W/s.safetensors")
+        }
+        // Errors that name the option or file.
+        add("compare --error-dims 1e12", "compare --model $M --train $W/small.jsonl --test $W/small.jsonl --error-dims 1000000000000 --out $W/r", expect: ["--error-dims", "1000000000000"])
+        add("--error-dims= is empty, not missing", "compare --model $M --train $W/small.jsonl --test $W/small.jsonl --error-dims= --kernels nope --out $W/r", expect: ["nope"])
+        add("--shard -1/2", "featurize --model $M --data $W/small.jsonl --kernel pntk --proj-dim 16 --shard -1/2 --out $W/f.safetensors", expect: ["shard index -1"])
+        add("one-class data for train names the file", "train --data $W/one.jsonl --tokenizer $M/tokenizer.model --out $W/o", expect: ["one.jsonl", "two classes"]) { w in
+            try BadInputTests.write(w, "one.jsonl", (0..<30).map { "{\"text\": \"question \($0) ?\", \"label\": \"DESC\"}\n" }.joined())
+        }
+        add("unknown training label for attribute names the file", "attribute --model $M --train $W/l.jsonl --text hi", expect: ["l.jsonl", "line 2", "XYZ"]) { w in
+            try BadInputTests.write(w, "l.jsonl", "{\"text\": \"a\", \"label\": \"DESC\"}\n{\"text\": \"b\", \"label\": \"XYZ\"}\n{\"text\": \"c\", \"label\": \"HUM\"}\n")
+        }
+        add("negative learning rate in a training record", "attribute --model $M --train $W/small.jsonl --text hi --kernel tracin --proj-dim 16 --checkpoints $W/ck --cache $W/c",
+            expect: ["epoch-1.safetensors", "epoch_learning_rates", "-0.001"]) { w in
+            try cli(w, "train --data $W/small.jsonl --tokenizer $M/tokenizer.model --out $W/tiny --d-model 8 --heads 2 --layers 1 --d-ff 16 --epochs 1 --keep-checkpoints")
+            let src = w.appendingPathComponent("tiny/checkpoints/epoch-1.safetensors")
+            let record = try header(src)["training_record"]!
+            let forged = record.replacingOccurrences(of: #""epoch_learning_rates":\[[^\]]*\]"#, with: "\"epoch_learning_rates\":[-0.001]", options: .regularExpression)
+            #expect(forged != record)
+            try FileManager.default.createDirectory(at: w.appendingPathComponent("ck"), withIntermediateDirectories: true)
+            try editHeader(w, "tiny/checkpoints/epoch-1.safetensors", to: "ck/epoch-1.safetensors", metadata: ["training_record": forged])
+        }
+        add("rerunning an interrupted train points to --resume", "\(train)", expect: ["/o", "--resume"]) { w in
+            try BadInputTests.copyModel(to: w.appendingPathComponent("o"))
+            let u = w.appendingPathComponent("o/config.json")
+            var json = try JSONSerialization.jsonObject(with: Data(contentsOf: u)) as! [String: Any]
+            json["complete"] = false
+            json["epochs_completed"] = 3
+            try JSONSerialization.data(withJSONObject: json).write(to: u)
+        }
+        return c
+    }()
+
+    @Test(arguments: cases) func failsCleanlyNamingTheCulpritAndKeepsFiles(_ c: Case) throws {
+        try BadInputTests.check(c)
+    }
+
+    /// A symbolic link to an output directory takes the same lock as the directory itself:
+    /// two `train` runs through the two paths cannot both write one model.
+    @Test func outputLockFollowsSymbolicLinks() throws {
+        let w = try CLI.workDirectory()
+        defer { try? FileManager.default.removeItem(at: w) }
+        try FileManager.default.createDirectory(at: w.appendingPathComponent("lk/ct"), withIntermediateDirectories: true)
+        try FileManager.default.createSymbolicLink(atPath: w.appendingPathComponent("lk/alias").path, withDestinationPath: "ct")
+        let train = "train --data \(w.path)/small.jsonl --tokenizer \(CLI.model.path)/tokenizer.model --d-model 8 --heads 2 --layers 1 --d-ff 16 --epochs 200 --out"
+        let first = try CLI.start(CLI.split("\(train) \(w.path)/lk/ct"), in: w)
+        defer { if first.isRunning { first.terminate() }; first.waitUntilExit() }
+        // Wait until the first run holds its lock.
+        let lockFile = w.appendingPathComponent("lk/.ct.tangent.lock").path
+        let deadline = Date().addingTimeInterval(60)
+        while !FileManager.default.fileExists(atPath: lockFile) && Date() < deadline { usleep(20_000) }
+        // --overwrite: past the check of what the directory holds, to the lock itself.
+        let second = try CLI.run(CLI.split("\(train) \(w.path)/lk/alias --overwrite"), in: w)
+        #expect(second.status != 0 && second.stderr.contains("another process"), "\(second.stderr)")
+    }
+
+    /// A memory budget below the smallest block is not exceeded silently: the run says so.
+    @Test func budgetBelowOneBlockIsReported() throws {
+        let w = try CLI.workDirectory()
+        defer { try? FileManager.default.removeItem(at: w) }
+        try HardeningTests.features(w)
+        let r = try CLI.run(["attribute", "--model", CLI.model.path, "--train", w.appendingPathComponent("small.jsonl").path, "--text", "hi",
+                             "--kernel", "proj-pntk", "--train-features", w.appendingPathComponent("f.safetensors").path, "--memory-budget", "1B"], in: w)
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stderr.contains("warning: memory budget of 1 B is below"), "\(r.stderr)")
+    }
+
+    /// A CSV saved with a UTF-8 byte-order mark reads like one without.
+    @Test func csvWithByteOrderMarkReads() throws {
+        let w = try CLI.workDirectory()
+        defer { try? FileManager.default.removeItem(at: w) }
+        try Data([0xEF, 0xBB, 0xBF] + Array("text,label\nWhat is the capital of France ?,LOC\n".utf8)).write(to: w.appendingPathComponent("bom.csv"))
+        let r = try CLI.run(["predict", "--model", CLI.model.path, "--data", w.appendingPathComponent("bom.csv").path], in: w)
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout.contains("LOC"))
+    }
+
+    /// A poisoning benchmark of another data set in the report directory is left out of
+    /// the page, with a note, instead of being shown as this report's.
+    @Test func staleBenchmarkOfAnotherDataSetIsLeftOut() throws {
+        let w = try CLI.workDirectory()
+        defer { try? FileManager.default.removeItem(at: w) }
+        let r = w.appendingPathComponent("r")
+        try FileManager.default.copyItem(at: CLI.root.appendingPathComponent("reports/trec6"), to: r)
+        try FileManager.default.removeItem(at: r.appendingPathComponent("poisoning.json"))
+        try FileManager.default.copyItem(at: CLI.root.appendingPathComponent("reports/sms-spam/poisoning.json"), to: r.appendingPathComponent("poisoning.json"))
+        let run = try CLI.run(["render-report", r.path], in: w)
+        #expect(run.status == 0, "\(run.stderr)")
+        #expect(run.stderr.contains("left out of report.html"))
+        let html = try String(contentsOf: r.appendingPathComponent("report.html"), encoding: .utf8)
+        #expect(!html.contains("sms-spam"))
+    }
+
+    /// The exact kernel with a block size far beyond the texts works: blocks never exceed
+    /// the texts, so nothing of size block^2 is allocated.
+    @Test func exactKernelClampsItsBlockSize() throws {
+        let w = try CLI.workDirectory()
+        defer { try? FileManager.default.removeItem(at: w) }
+        try CLI.writeTexts(8, to: "eight.jsonl", in: w)
+        let r = try CLI.run(["exact-kernel", "--model", CLI.model.path, "--data", w.appendingPathComponent("eight.jsonl").path, "--kernel", "pntk",
+                             "--params", "head", "--batch-size", "1000000000000", "--out", w.appendingPathComponent("k.safetensors").path], in: w)
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout.contains("8 x 8"))
+    }
+
+    // MARK: helpers
+
+    /// `tangent args` in `w` ($W, $M expanded), which must succeed.
+    static func cli(_ w: URL, _ args: String) throws {
+        let a = CLI.split(args).map { $0.replacingOccurrences(of: "$W", with: w.path).replacingOccurrences(of: "$M", with: CLI.model.path) }
+        let r = try CLI.run(a, in: w)
+        guard r.status == 0 else { throw CLIError("setup `\(args)` failed: \(r.stderr)") }
+    }
+
+    struct CLIError: Error, CustomStringConvertible { let description: String; init(_ d: String) { description = d } }
+
+    /// f.safetensors: pntk features (K = 16) of the 40 texts of small.jsonl.
+    static func features(_ w: URL) throws {
+        try cli(w, "featurize --model $M --data $W/small.jsonl --kernel pntk --proj-dim 16 --out $W/f.safetensors")
+    }
+
+    /// A safetensors file's header: (length, JSON object).
+    static func readHeader(_ url: URL) throws -> (Int, [String: Any], Data) {
+        let data = try Data(contentsOf: url)
+        let n = data.prefix(8).enumerated().reduce(0) { $0 | Int($1.element) << (8 * $1.offset) }
+        let json = try JSONSerialization.jsonObject(with: data.subdata(in: 8..<(8 + n))) as! [String: Any]
+        return (n, json, data)
+    }
+
+    /// A file's `__metadata__`.
+    static func header(_ url: URL) throws -> [String: String] {
+        try readHeader(url).1["__metadata__"] as? [String: String] ?? [:]
+    }
+
+    /// Rewrites `src`'s header into `dst`: metadata values, tensor shapes and dtypes
+    /// replaced, the data section kept byte for byte (as a hand-edited file would be).
+    static func editHeader(_ w: URL, _ src: String, to dst: String, metadata: [String: String] = [:],
+                           shapes: [String: [Int]] = [:], dtypes: [String: String] = [:]) throws {
+        let (n, json0, data) = try readHeader(w.appendingPathComponent(src))
+        var json = json0
+        var meta = json["__metadata__"] as? [String: String] ?? [:]
+        for (k, v) in metadata { meta[k] = v }
+        json["__metadata__"] = meta
+        for (name, shape) in shapes {
+            var t = json[name] as! [String: Any]
+            t["shape"] = shape
+            json[name] = t
+        }
+        for (name, dtype) in dtypes {
+            var t = json[name] as! [String: Any]
+            t["dtype"] = dtype
+            json[name] = t
+        }
+        var h = try JSONSerialization.data(withJSONObject: json)
+        let length = (max(n, h.count) + 7) / 8 * 8
+        h.append(Data(repeating: 0x20, count: length - h.count))
+        var out = Data((0..<8).map { UInt8((length >> (8 * $0)) & 0xFF) })
+        out.append(h)
+        out.append(data.subdata(in: (8 + n)..<data.count))
+        try out.write(to: w.appendingPathComponent(dst))
+    }
+
+    /// Writes a NaN over the first element of `tensor` (F32).
+    static func poison(_ url: URL, tensor: String) throws {
+        let (n, json, data) = try readHeader(url)
+        let offsets = (json[tensor] as! [String: Any])["data_offsets"] as! [Int]
+        var d = data
+        let nan = Float.nan.bitPattern
+        for k in 0..<4 { d[8 + n + offsets[0] + k] = UInt8((nan >> (8 * UInt32(k))) & 0xFF) }
+        try d.write(to: url)
+    }
+}
