@@ -16,9 +16,16 @@ public struct AttributedText: Sendable, Codable {
     public let score: Double
     /// K(x, x_i).
     public let kernel: Double
-    /// Share of K(x, x_i) held by each layer group (exact per-layer NTK, normalized like
-    /// the kernel), when the kernel is an NTK.
+    /// Each layer group's part of the exact per-layer NTK between x and x_i, signed, as a
+    /// share of the sum of the parts' absolute values (so the shares' magnitudes add to 1
+    /// and stay readable when parts cancel), when the kernel is an NTK.
     public let layerShares: [String: Double]?
+
+    /// Signed shares of the sum of absolute values (all 0 when every part is 0).
+    static func shares(_ parts: [(String, Double)]) -> [String: Double] {
+        let scale = parts.reduce(0) { $0 + abs($1.1) }
+        return Dictionary(uniqueKeysWithValues: parts.map { ($0.0, scale == 0 ? 0 : $0.1 / scale) })
+    }
 }
 
 /// Why the model predicted what it did, in terms of training texts.
@@ -164,8 +171,7 @@ public final class AttributionEngine {
             var shares: [Int: [String: Double]] = [:]
             if layerShares, let parts = q.parts {
                 for i in pro + con {
-                    let total = Double(row[i])
-                    shares[i] = Dictionary(uniqueKeysWithValues: parts.map { ($0.group, total == 0 ? 0 : Double($0.values[t * n + i]) / total) })
+                    shares[i] = AttributedText.shares(parts.map { ($0.group, Double($0.values[t * n + i])) })
                 }
             } else if layerShares, let kind = kernel.layerKind {
                 shares = try self.layerShares(text: text, items: pro + con, kind: kind)
@@ -190,10 +196,7 @@ public final class AttributionEngine {
         let r = try ExactKernel.compute(computer, a: [try classifier.encode(text)], b: try items.map { try classifier.encode(train[$0].text) }, kind: kind)
         var out: [Int: [String: Double]] = [:]
         for (j, i) in items.enumerated() {
-            let total = Double(r.total[j])
-            var s: [String: Double] = [:]
-            for p in r.parts { s[p.group] = total == 0 ? 0 : Double(p.values[j]) / total }
-            out[i] = s
+            out[i] = AttributedText.shares(r.parts.map { ($0.group, Double($0.values[j])) })
         }
         return out
     }

@@ -166,22 +166,26 @@ struct Attribute: ParsableCommand {
 
     func render(_ e: Explanation, kernel: String) -> String {
         func clip(_ s: String) -> String { s.count > 90 ? String(s.prefix(87)) + "..." : s }
+        // Per-layer parts of K(x, x_i) as shares of the sum of their absolute values, signed:
+        // parts that cancel (embeddings -2477%, head +2832% of a small total) stay readable.
         func shares(_ s: [String: Double]?) -> String {
             guard let s else { return "" }
             let top = s.sorted { abs($0.value) > abs($1.value) }.prefix(3)
-            return "  [" + top.map { "\($0.key) \(String(format: "%.0f%%", 100 * $0.value))" }.joined(separator: ", ") + "]"
+            return "  [" + top.map { "\($0.key) \(String(format: "%+.0f%%", 100 * $0.value))" }.joined(separator: ", ") + "]"
+        }
+        // Scores with four significant digits: near-equal contributions stay apart.
+        func line(_ i: Int, _ a: AttributedText) -> String {
+            String(format: "  %2ld. %+.4g  k=%.4g  [%@] %@", i + 1, a.score, a.kernel, a.label, clip(a.text)) + shares(a.layerShares) + "\n"
         }
         var out = "text: \(e.text)\n"
         out += String(format: "prediction: %@ (p = %.3f; %@ surrogate p = %.3f)\n", e.label, e.probability, kernel, e.surrogateProbability)
+        out += "score = W[c,i] K(x, x_i): the training text's term in the surrogate's logit for \(e.label); k = K(x, x_i)"
+            + (e.proponents.first?.layerShares != nil ? "; [layer shares of k, signed, of the sum of |parts|]" : "") + "\n"
         out += "proponents (push toward \(e.label)):\n"
-        for (i, a) in e.proponents.enumerated() {
-            out += String(format: "  %2ld. %+.4f  k=%.3f  [%@] %@", i + 1, a.score, a.kernel, a.label, clip(a.text)) + shares(a.layerShares) + "\n"
-        }
+        for (i, a) in e.proponents.enumerated() { out += line(i, a) }
         if e.proponents.isEmpty { out += "  (none)\n" }
         out += "opponents (push away from \(e.label)):\n"
-        for (i, a) in e.opponents.enumerated() {
-            out += String(format: "  %2ld. %+.4f  k=%.3f  [%@] %@", i + 1, a.score, a.kernel, a.label, clip(a.text)) + shares(a.layerShares) + "\n"
-        }
+        for (i, a) in e.opponents.enumerated() { out += line(i, a) }
         if e.opponents.isEmpty { out += "  (none)\n" }
         return out
     }

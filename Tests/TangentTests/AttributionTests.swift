@@ -36,9 +36,10 @@ import TangentTraining
             #expect(abs(total - z[t * 2 + c]) < 1e-4 * max(1, abs(z[t * 2 + c])))
             #expect(e.proponents.allSatisfy { $0.score > 0 } && e.opponents.allSatisfy { $0.score < 0 })
             #expect(zip(e.proponents, e.proponents.dropFirst()).allSatisfy { $0.score >= $1.score })
-            // Per-layer shares of the exact trNTK add up to one.
+            // Per-layer shares of the exact trNTK: signed, their magnitudes add up to one.
             for a in e.proponents.prefix(3) {
-                #expect(abs((a.layerShares ?? [:]).values.reduce(0, +) - 1) < 1e-3)
+                let s = try #require(a.layerShares)
+                #expect(abs(s.values.reduce(0) { $0 + abs($1) } - 1) < 1e-3)
             }
             // Attribution = W[c, i] * K(x, x_i).
             let first = e.proponents[0]
@@ -130,7 +131,13 @@ import TangentTraining
         }
         // Per-layer shares of the top attributions come from the exact parts and sum to one.
         for e in try engine.explain(queries.map(\.text), top: 5) {
-            for a in e.proponents + e.opponents { #expect(abs((a.layerShares ?? [:]).values.reduce(0, +) - 1) < 1e-4) }
+            // Signed shares of the sum of |parts|: magnitudes add to one, and the parts' sum
+            // has the kernel's sign.
+            for a in e.proponents + e.opponents {
+                let s = try #require(a.layerShares)
+                #expect(abs(s.values.reduce(0) { $0 + abs($1) } - 1) < 1e-4)
+                if abs(a.kernel) > 1e-6 { #expect((s.values.reduce(0, +) > 0) == (a.kernel > 0)) }
+            }
         }
         // The training self-kernel parts are kept (NFT-K diagonal), one value per text.
         #expect(engine.trainSelfParts?.allSatisfy { $0.values.count == train.count } == true)
