@@ -106,8 +106,9 @@ public final class AttributionEngine {
         } else {
             // The selector sees the training texts only: their kernel, labels and the
             // network's logits on them.
+            // Only the chosen lambda needs a fit on all texts, unless the grid is reported.
             let selection = selector.select(kernel: try trainKernel.gram(), labels: trainLabels, networkLogits: try trainKernel.trainLogits(),
-                                            classes: C, threads: setup.threads, log: log)
+                                            classes: C, fitsOnAll: setup.fitGrid ? .everyLambda : .chosen, threads: setup.threads, log: log)
             glm = selection.glm
             grid = selection.points
             gridFits = selection.fits

@@ -46,15 +46,28 @@ public struct LambdaSelector: Sendable {
         }
     }
 
-    /// The grid's figures (ascending lambda), the fits on all training texts (same order)
-    /// and the chosen one.
+    /// Which surrogates `select` fits on all training texts after the folds.
+    public enum FitsOnAll: Sendable {
+        /// Every lambda of the grid (a comparison report's per-lambda figures).
+        case everyLambda
+        /// The chosen lambda only, reached by the same warm-started chain from the
+        /// strongest lambda, so its surrogate is bit-identical to `everyLambda`'s.
+        case chosen
+        /// None: only the choice is wanted.
+        case none
+    }
+
+    /// The grid's figures (ascending lambda), the fits on all training texts (same order;
+    /// empty unless every lambda was fitted), the chosen index and its fit.
     public struct Selection: Sendable {
         public let criterion: Criterion
         public let points: [Point]
         public let fits: [KernelGLM]
         public let chosen: Int
+        /// The surrogate at the chosen lambda on all training texts (nil with `.none`).
+        public let chosenFit: KernelGLM?
         public var lambda: Double { points[chosen].lambda }
-        public var glm: KernelGLM { fits[chosen] }
+        public var glm: KernelGLM { chosenFit! }
     }
 
     /// Relative lambdas (see `KernelGLM`): from almost none to strong enough that the
@@ -102,7 +115,7 @@ public struct LambdaSelector: Sendable {
     /// Cross-validates every lambda of the grid and fits the surrogate on all training
     /// texts at each. `labels` are the training texts' true classes, `networkLogits`
     /// [n, classes] the network's logits on them.
-    public func select(kernel: TrainingKernel, labels: [Int], networkLogits: [Float], classes C: Int,
+    public func select(kernel: TrainingKernel, labels: [Int], networkLogits: [Float], classes C: Int, fitsOnAll: FitsOnAll = .everyLambda,
                        threads: Int = Threads.defaultCount, log: (String) -> Void = { _ in }) -> Selection {
         let n = labels.count
         precondition(kernel.n == n && networkLogits.count == n * C, "one kernel row and C logits per training text")
@@ -148,25 +161,30 @@ public struct LambdaSelector: Sendable {
             points.append(Point(lambda: lambda, networkTau: Faithfulness.kendallTau(odds, networkOdds),
                                 networkCrossEntropy: networkCE / Double(n), labelCrossEntropy: labelCE / Double(n)))
         }
-        // The surrogate at every lambda on all training texts (the report's grid).
-        let spectrum = KernelSpectrum(kernel: kernel, threads: threads)
+        // Ties go to the stronger regularization: it is the simpler surrogate (points are
+        // in descending lambda here).
+        var best = 0
+        for l in 1..<points.count where points[l].merit(criterion) > points[best].merit(criterion) { best = l }
+        // The surrogate on all training texts: strongest lambda first, each fit warm-started
+        // from the previous one; only as far down the grid as needed.
+        let last = fitsOnAll == .everyLambda ? descending.count - 1 : (fitsOnAll == .chosen ? best : -1)
+        let spectrum = last >= 0 ? KernelSpectrum(kernel: kernel, threads: threads) : nil
         var fits: [KernelGLM] = []
         var previous: KernelGLM?
-        for lambda in descending {
+        for lambda in descending.prefix(last + 1) {
             let g = KernelGLM.fit(kernel: kernel, labels: labels, classes: C, lambda: lambda, kernelScale: kernelScale,
                                   start: previous, spectrum: spectrum, threads: threads)
             previous = g
             fits.append(g)
         }
-        for (p, g) in zip(points, fits) {
-            log(String(format: "lambda %.0e: out-of-fold tau %.3f, network CE %.4f, label CE %.4f; fit on all: %ld iterations%@",
-                       p.lambda, p.networkTau, p.networkCrossEntropy, p.labelCrossEntropy, g.iterations, g.converged ? "" : ", not converged"))
+        for (l, p) in points.enumerated() {
+            let fit = l < fits.count ? String(format: "; fit on all: %ld iterations%@", fits[l].iterations, fits[l].converged ? "" : ", not converged") : ""
+            log(String(format: "lambda %.0e: out-of-fold tau %.3f, network CE %.4f, label CE %.4f%@",
+                       p.lambda, p.networkTau, p.networkCrossEntropy, p.labelCrossEntropy, fit))
         }
+        let chosenFit = best < fits.count ? fits[best] : nil
         points.reverse()
-        fits.reverse()
-        // Ties go to the stronger regularization: it is the simpler surrogate.
-        var chosen = points.count - 1
-        for i in stride(from: points.count - 2, through: 0, by: -1) where points[i].merit(criterion) > points[chosen].merit(criterion) { chosen = i }
-        return Selection(criterion: criterion, points: points, fits: fits, chosen: chosen)
+        return Selection(criterion: criterion, points: points, fits: fitsOnAll == .everyLambda ? fits.reversed() : [],
+                         chosen: points.count - 1 - best, chosenFit: chosenFit)
     }
 }

@@ -103,7 +103,7 @@ public final class StreamedAttribution {
             let logits = try file.logits()
             let sampleLogits = sample.flatMap { i in logits[(i * C)..<((i + 1) * C)] }
             let selection = selector.select(kernel: whole.restricted(to: sample), labels: sample.map { labels[$0] }, networkLogits: sampleLogits,
-                                            classes: C, threads: threads, log: log)
+                                            classes: C, fitsOnAll: .none, threads: threads, log: log)
             chosen = selection.lambda
             selectionTexts = sample.count
             grid = selection.points

@@ -60,6 +60,10 @@ public struct AttributionSetup {
     /// false: refit the surrogate even if a cached one exists (the comparison does, to
     /// report the whole grid).
     public var useSurrogateCache: Bool
+    /// Fit the surrogate on all training texts at every lambda of the grid, not only at the
+    /// chosen one (a comparison report's per-lambda figures); by default, when the cache
+    /// is bypassed.
+    public var fitGrid: Bool
 
     public init(classifier: Classifier, train: [LabeledText], projDim: Int, seed: UInt64, projector: ProjectorChoice = .default,
                 cache: URL, selector: LambdaSelector = LambdaSelector(), threads: Int = Threads.defaultCount, checkpoints: URL? = nil,
@@ -75,6 +79,7 @@ public struct AttributionSetup {
         self.checkpoints = checkpoints
         self.ensemble = ensemble
         self.useSurrogateCache = useSurrogateCache
+        fitGrid = !useSurrogateCache
     }
 
     /// The training side of `kernel` under these settings (features or the exact kernel
@@ -168,7 +173,8 @@ public final class ExactTrainKernel: TrainKernel {
             // lambda for the weights' fit: the selector's choice on the unweighted kernel.
             let logits = try trainLogits()
             let C = classifier.labels.count
-            let plain = setup.selector.select(kernel: .matrix(matrix, n: n), labels: labels, networkLogits: logits, classes: C, threads: setup.threads)
+            let plain = setup.selector.select(kernel: .matrix(matrix, n: n), labels: labels, networkLogits: logits, classes: C, fitsOnAll: .none,
+                                              threads: setup.threads)
             let r = LayerWeighting.fit(parts: parts, labels: labels, networkLogits: logits, classes: C, lambda: plain.lambda,
                                        selector: setup.selector, threads: setup.threads, log: log)
             layerWeights = r.weights

@@ -87,14 +87,21 @@ struct MetadataEdits {
 
     init(_ data: Data) {
         let bytes = [UInt8](data)
-        records = stride(from: 0, to: bytes.count - bytes.count % 9, by: 9).map { i in
-            (bytes[i], (0..<8).reduce(Int64(0)) { $0 | Int64(bytes[i + 1 + $1]) << (8 * Int64($1)) })
+        var out: [(UInt8, Int64)] = []
+        var i = 0
+        while i + 9 <= bytes.count {
+            var bits: UInt64 = 0
+            for k in 0..<8 { bits |= UInt64(bytes[i + 1 + k]) << UInt64(8 * k) }
+            out.append((bytes[i], Int64(bitPattern: bits)))
+            i += 9
         }
+        records = out
     }
 
     func apply(to template: Data, writing url: URL) throws {
         guard template.count > 8 else { throw CocoaError(.fileReadCorruptFile) }
-        let n = template.prefix(8).enumerated().reduce(0) { $0 | Int($1.element) << (8 * $1.offset) }
+        var n = 0
+        for (k, byte) in template.prefix(8).enumerated() { n |= Int(byte) << (8 * k) }
         guard var json = try JSONSerialization.jsonObject(with: template.subdata(in: 8..<(8 + n))) as? [String: Any] else { return }
         var meta = json["__metadata__"] as? [String: String] ?? [:]
         for (selector, raw) in records {
@@ -122,7 +129,8 @@ struct MetadataEdits {
         var header = try JSONSerialization.data(withJSONObject: json)
         let length = (max(n, header.count) + 7) / 8 * 8
         header.append(Data(repeating: 0x20, count: length - header.count))
-        var out = Data((0..<8).map { UInt8((length >> (8 * $0)) & 0xFF) })
+        var out = Data()
+        for k in 0..<8 { out.append(UInt8((length >> (8 * k)) & 0xFF)) }
         out.append(header)
         out.append(template.subdata(in: (8 + n)..<template.count))
         try out.write(to: url)
