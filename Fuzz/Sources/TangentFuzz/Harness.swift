@@ -5,6 +5,7 @@ import TangentKernels
 import TangentModel
 import TangentReports
 import TangentSafetensors
+import TangentTensor
 import TangentTraining
 
 /// One reader under fuzzing: the file extension its input gets, and what is done with it.
@@ -40,10 +41,14 @@ struct FuzzTarget: Sendable {
         },
         // Feature-file metadata values rather than bytes: the input is a list of edits of a
         // valid file's header (sizes, shard fields, tensor shapes and dtypes), so the
-        // readers meet every combination of forged numbers, not only unparsable JSON.
+        // readers meet every combination of forged numbers, not only unparsable JSON. Read
+        // with WholeFile: Foundation's Data(contentsOf:) leaks on empty files.
         FuzzTarget(name: "feature-metadata", fileExtension: "bin") { url in
+            // Fewer than 9 bytes hold no edit (and an empty read leaks inside Foundation's Data).
+            var st = stat()
+            guard stat(url.path, &st) == 0, st.st_size >= 9 else { return }
             let edited = url.appendingPathExtension("safetensors")
-            try MetadataEdits(Data(contentsOf: url)).apply(to: MetadataEdits.template, writing: edited)
+            try MetadataEdits(WholeFile.read(url)).apply(to: MetadataEdits.template, writing: edited)
             let f = try FeatureFile(url: edited)
             try f.requireFinite()
             _ = try f.labels()
@@ -81,7 +86,7 @@ struct MetadataEdits {
     static let tensors = ["features", "logits", "labels", "lines", "done", "layer_features"]
     static let dtypes = ["F64", "F32", "F16", "BF16", "I64", "I32", "I16", "I8", "U8", "BOOL"]
     /// A valid feature file with layer groups, from the committed seed corpus.
-    nonisolated(unsafe) static let template: Data = (try? Data(contentsOf: URL(fileURLWithPath: "Fuzz/corpus/features/pntk-layers.safetensors"))) ?? Data()
+    nonisolated(unsafe) static let template: Data = (try? WholeFile.read(URL(fileURLWithPath: "Fuzz/corpus/features/pntk-layers.safetensors"))) ?? Data()
 
     let records: [(UInt8, Int64)]
 
