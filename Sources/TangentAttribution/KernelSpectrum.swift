@@ -96,7 +96,7 @@ public struct KernelSpectrum: Sendable {
             self.init(n: n, rank: e.values.count, basis: u, values: e.values, capturedRange: e.capturedRange)
         case .streamed(let s):
             // The same from F^T F accumulated block by block; U = F V' stays implicit.
-            guard s.n >= 16, let g = try? s.gramOfColumns(), let e = KernelSpectrum.factored(columnGram: g, width: s.width, rank: requested) else {
+            guard s.n >= 16, case let g = s.gramOfColumns(), let e = KernelSpectrum.factored(columnGram: g, width: s.width, rank: requested) else {
                 return nil
             }
             self.init(n: s.n, rank: e.values.count, basis: [], values: e.values, capturedRange: e.capturedRange, streamed: (s, e.v))
@@ -169,13 +169,13 @@ public struct KernelSpectrum: Sendable {
             if let (f, v) = streamed {
                 // U = F V': T = (X_W F) V', and (T * shrink) U^T = ((T * shrink) V'^T) F^T.
                 let w = f.width
-                guard let xf = try? f.leftProduct(x, rows: C) else { fatalError("\(f.file.url.path): unreadable") }
+                let xf = f.leftProduct(x, rows: C)
                 Double.gemm(transA: false, transB: false, m: C, n: k, k: w, alpha: 1, a: xf, lda: w, b: v, ldb: k, beta: 0, c: &t, ldc: k)
                 for c in 0..<C { for j in 0..<k { t[c * k + j] *= shrink[j] } }
                 var p = [Double](repeating: 0, count: C * w)
                 Double.gemm(transA: false, transB: true, m: C, n: w, k: k, alpha: 1, a: t, lda: k, b: v, ldb: k, beta: 0, c: &p, ldc: w)
                 var back = [Double](repeating: 0, count: C * n)
-                do { try f.timesTransposed(p, rows: C, into: &back) } catch { fatalError("\(f.file.url.path): \(error)") }
+                f.timesTransposed(p, rows: C, into: &back)
                 for i in 0..<(C * n) { x[i] = x[i] / muTail + back[i] }
             } else {
                 Double.gemm(transA: false, transB: false, m: C, n: k, k: n, alpha: 1, a: x, lda: n, b: u, ldb: k, beta: 0, c: &t, ldc: k)

@@ -168,7 +168,7 @@ public final class StreamedAttribution {
         // A block is taken `tileRows` rows at a time, so the tile stays small for many texts.
         let tileRows = 2048
         var tile = [Double](repeating: 0, count: m * min(tileRows, features.blockRows))
-        try features.forEachBlock { r, block in
+        features.forEachBlock { r, block in
             for s in stride(from: 0, to: r.count, by: tileRows) {
                 let rows = min(tileRows, r.count - s)
                 let part = Array(block[(s * w)..<((s + rows) * w)])

@@ -47,7 +47,7 @@ public final class StreamedFeatures: @unchecked Sendable {
         var rows = [Float](repeating: 0, count: blockRows * width)
         for start in stride(from: 0, to: n, by: blockRows) {
             let r = start..<min(n, start + blockRows)
-            try file.features(r, into: &rows)
+            file.features(r, into: &rows)
             let norms = Gram.squaredNorms(Array(rows[0..<(r.count * width)]), rows: r.count)
             for (a, i) in r.enumerated() { squared[i] = Double(norms[a]) }
         }
@@ -74,8 +74,8 @@ public final class StreamedFeatures: @unchecked Sendable {
     }
 
     /// Rows `r` of F (scaled when normalized) into `buffer` [r.count, D].
-    func rows(_ r: Range<Int>, into buffer: inout [Float]) throws {
-        try file.features(r, into: &buffer)
+    func rows(_ r: Range<Int>, into buffer: inout [Float]) {
+        file.features(r, into: &buffer)
         guard let s = rowScale else { return }
         let w = width
         for (a, i) in r.enumerated() {
@@ -85,24 +85,24 @@ public final class StreamedFeatures: @unchecked Sendable {
     }
 
     /// Calls `body` with each block of rows of F, in order.
-    func forEachBlock(_ body: (Range<Int>, [Float]) throws -> Void) throws {
+    func forEachBlock(_ body: (Range<Int>, [Float]) throws -> Void) rethrows {
         var buffer = [Float](repeating: 0, count: blockRows * width)
         for start in stride(from: 0, to: n, by: blockRows) {
             let r = start..<min(n, start + blockRows)
-            try rows(r, into: &buffer)
+            rows(r, into: &buffer)
             try body(r, buffer)
         }
     }
 
     /// The rows `indices` of F, [indices.count, D]; runs of consecutive indices are read at once.
-    public func gather(_ indices: [Int]) throws -> [Float] {
+    public func gather(_ indices: [Int]) -> [Float] {
         var out = [Float](repeating: 0, count: indices.count * width)
         var run = [Float](repeating: 0, count: min(blockRows, max(1, indices.count)) * width)
         var a = 0
         while a < indices.count {
             var b = a + 1
             while b < indices.count && indices[b] == indices[b - 1] + 1 && b - a < blockRows { b += 1 }
-            try rows(indices[a]..<(indices[b - 1] + 1), into: &run)
+            rows(indices[a]..<(indices[b - 1] + 1), into: &run)
             for j in 0..<((b - a) * width) { out[a * width + j] = run[j] }
             a = b
         }
@@ -110,16 +110,16 @@ public final class StreamedFeatures: @unchecked Sendable {
     }
 
     /// out [m, n] = x [m, n] F F^T (see the type's note on order).
-    func times(_ x: [Double], rows m: Int, into out: inout [Double]) throws {
-        try timesTransposed(try leftProduct(x, rows: m), rows: m, into: &out)
+    func times(_ x: [Double], rows m: Int, into out: inout [Double]) {
+        timesTransposed(leftProduct(x, rows: m), rows: m, into: &out)
     }
 
     /// x [m, n] F -> [m, D]: rows in ascending order, columns split over threads.
-    func leftProduct(_ x: [Double], rows m: Int) throws -> [Double] {
+    func leftProduct(_ x: [Double], rows m: Int) -> [Double] {
         let n = self.n, w = width
         var u = [Double](repeating: 0, count: m * w)
         let parts = splitRange(w, parts: max(1, min(threads, w / 64))).filter { !$0.isEmpty }
-        try forEachBlock { r, block in
+        forEachBlock { r, block in
             block.withUnsafeBufferPointer { bp in
                 x.withUnsafeBufferPointer { xp in
                     u.withUnsafeMutableBufferPointer { up in
@@ -143,20 +143,20 @@ public final class StreamedFeatures: @unchecked Sendable {
     }
 
     /// out [m, n] = u [m, D] F^T, one fixed-order dot per entry.
-    func timesTransposed(_ u: [Double], rows m: Int, into out: inout [Double]) throws {
+    func timesTransposed(_ u: [Double], rows m: Int, into out: inout [Double]) {
         let n = self.n, w = width
-        try forEachBlock { r, block in
+        forEachBlock { r, block in
             TrainingKernel.dots(u, rows: m, depth: w, matrix: block, matrixRows: r.count, into: &out, ldo: n, offset: r.lowerBound,
                                 threads: threads)
         }
     }
 
     /// F^T F [D, D] in Double, accumulated over fixed chunks of rows in order.
-    func gramOfColumns() throws -> [Double] {
+    func gramOfColumns() -> [Double] {
         let w = width
         var g = [Double](repeating: 0, count: w * w)
         let chunk = StreamedFeatures.chunk
-        try forEachBlock { r, block in
+        forEachBlock { r, block in
             for s in stride(from: 0, to: r.count, by: chunk) {
                 let rows = min(chunk, r.count - s)
                 let d = block[(s * w)..<((s + rows) * w)].map(Double.init)

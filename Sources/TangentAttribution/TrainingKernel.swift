@@ -79,7 +79,7 @@ public enum TrainingKernel: Sendable {
             return .factored(rows: rows, transposed: t, n: indices.count, width: w)
         case .streamed(let s):
             // A part small enough to hold (the selector's sample of texts): in memory.
-            return .gram(features: try! s.gather(indices), n: indices.count, width: s.width)
+            return .gram(features: s.gather(indices), n: indices.count, width: s.width)
         }
     }
 
@@ -96,7 +96,7 @@ public enum TrainingKernel: Sendable {
             Float.gemm(transA: false, transB: true, m: a.count, n: b.count, k: w, alpha: 1, a: fa, lda: w, b: fb, ldb: w,
                        beta: 0, c: &out, ldc: b.count)
         case .streamed(let s):
-            let fa = try! s.gather(a), fb = try! s.gather(b), w = s.width
+            let fa = s.gather(a), fb = s.gather(b), w = s.width
             Float.gemm(transA: false, transB: true, m: a.count, n: b.count, k: w, alpha: 1, a: fa, lda: w, b: fb, ldb: w,
                        beta: 0, c: &out, ldc: b.count)
         }
@@ -120,9 +120,8 @@ public enum TrainingKernel: Sendable {
             TrainingKernel.dots(x, rows: m, depth: n, matrix: t, matrixRows: w, into: &u, threads: threads)
             TrainingKernel.dots(u, rows: m, depth: w, matrix: f, matrixRows: n, into: &out, threads: threads)
         case .streamed(let s):
-            // A file that was readable when opened and is memory-mapped: a read error here
-            // means the file changed underneath the run.
-            do { try s.times(x, rows: m, into: &out) } catch { fatalError("\(s.file.url.path): \(error)") }
+            // Reads of the validated, mapped feature tensor cannot fail (`FeatureFile.features`).
+            s.times(x, rows: m, into: &out)
         }
     }
 

@@ -383,12 +383,14 @@ public struct FeatureFile: @unchecked Sendable {
     public let url: URL
     public let metadata: FeatureMetadata
     let file: SafetensorsFile
+    /// The `features` tensor's entry, checked against the metadata when the file was opened.
+    let featuresEntry: SafetensorsTensorInfo
 
     public init(url: URL) throws {
         let f = try SafetensorsFile(url: url)
         let m = try FeatureMetadata(strings: f.metadata, path: url.path)
         let n = m.texts
-        _ = try f.info("features", dtype: .F32, shape: [n, m.outputs, m.width])
+        featuresEntry = try f.info("features", dtype: .F32, shape: [n, m.outputs, m.width])
         _ = try f.info("logits", dtype: .F32, shape: [n, m.classes])
         _ = try f.info("labels", dtype: .I64, shape: [n])
         _ = try f.info("lines", dtype: .I64, shape: [n])
@@ -417,10 +419,13 @@ public struct FeatureFile: @unchecked Sendable {
 
     /// Features of texts `rows` into the start of `buffer` (at least rows.count x outputs x
     /// width long), for readers that reuse one buffer block after block.
-    public func features(_ rows: Range<Int>, into buffer: inout [Float]) throws {
+    /// The tensor was validated when the file was opened and the file is mapped, so this
+    /// cannot fail: streamed products built on it need no error path.
+    public func features(_ rows: Range<Int>, into buffer: inout [Float]) {
         let w = metadata.outputs * metadata.width
-        precondition(buffer.count >= rows.count * w)
-        try buffer.withUnsafeMutableBytes { try file.copyBytes("features", range: (rows.lowerBound * w * 4)..<(rows.upperBound * w * 4), into: $0.baseAddress!) }
+        precondition(buffer.count >= rows.count * w && rows.lowerBound >= 0 && rows.upperBound <= metadata.texts)
+        let entry = featuresEntry
+        buffer.withUnsafeMutableBytes { file.copyBytes(entry, range: (rows.lowerBound * w * 4)..<(rows.upperBound * w * 4), into: $0.baseAddress!) }
     }
 
     /// Features of one layer group for texts `rows`, [rows.count, outputs * width].

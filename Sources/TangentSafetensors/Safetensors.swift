@@ -227,8 +227,14 @@ public struct SafetensorsFile: @unchecked Sendable {
 
     /// Copies bytes `range` (relative to the tensor's start) of a tensor into `destination`.
     public func copyBytes(_ name: String, range: Range<Int>, into destination: UnsafeMutableRawPointer) throws {
-        let info = try info(name)
-        precondition(range.lowerBound >= 0 && range.upperBound <= info.dataRange.count, "byte range outside tensor \(name)")
+        copyBytes(try info(name), range: range, into: destination)
+    }
+
+    /// The same for a tensor whose entry was already looked up (and checked) from this
+    /// file: nothing can fail, so readers in hot loops need no error path.
+    public func copyBytes(_ info: SafetensorsTensorInfo, range: Range<Int>, into destination: UnsafeMutableRawPointer) {
+        precondition(tensors[info.name] == info, "tensor \(info.name) is not an entry of \(path)")
+        precondition(range.lowerBound >= 0 && range.upperBound <= info.dataRange.count, "byte range outside tensor \(info.name)")
         data.withUnsafeBytes { raw in
             let src = raw.baseAddress!.advanced(by: dataStart + info.dataRange.lowerBound + range.lowerBound)
             destination.copyMemory(from: src, byteCount: range.count)
