@@ -85,24 +85,9 @@ public struct KernelGLM: Sendable {
             // theta = [W (C x n), b (C)]
             // Z^T [C, n] = W K (K symmetric, so this is (K W^T)^T).
             kernel.times(theta, rows: C, into: &zt, threads: threads)
-            var loss = 0.0, curvature = 0.0
             var gb = [Double](repeating: 0, count: C)
-            withUnsafeTemporaryAllocation(of: Double.self, capacity: C) { row in
-                for i in 0..<n {
-                    var m = -Double.infinity
-                    for c in 0..<C { row[c] = zt[c * n + i] + theta[C * n + c]; m = max(m, row[c]) }
-                    var sum = 0.0
-                    for c in 0..<C { row[c] = Foundation.exp(row[c] - m); sum += row[c] }
-                    loss += -(Foundation.log(row[labels[i]] / sum))
-                    for c in 0..<C {
-                        curvature += row[c] / sum * (1 - row[c] / sum)
-                        let p = row[c] / sum - (c == labels[i] ? 1 : 0)
-                        rt[c * n + i] = p / Double(n)
-                        gb[c] += p / Double(n)
-                    }
-                }
-            }
-            loss /= Double(n)
+            let terms = residuals(logits: zt, theta: theta, labels: labels, classes: C, into: &rt, biasGradient: &gb)
+            let loss = terms.loss / Double(n), curvature = terms.curvature
             lastCurvature = curvature / Double(n * C)
             lastLossGradient = 0
             // dW [C, n] = R^T K.
@@ -141,6 +126,31 @@ public struct KernelGLM: Sendable {
                                      stationary: stationary, objective)
         return KernelGLM(classes: C, trainCount: n, weights: Array(result.x[0..<(C * n)]), bias: Array(result.x[(C * n)...]),
                          lambda: relativeLambda, kernelScale: kernelScale, iterations: result.iterations, evaluations: result.evaluations, converged: result.converged, gradientNorm: result.gradientNorm)
+    }
+
+    /// The cross-entropy's terms at logits Z^T [C, n] (without bias) plus the bias in
+    /// `theta`'s last C entries: summed loss and curvature (trace(diag(p) - p p^T)), the
+    /// residuals R^T = (P - Y)^T / n into `rt` [C, n] and their sums per class into `gb`.
+    static func residuals(logits zt: [Double], theta: [Double], labels: [Int], classes C: Int,
+                          into rt: inout [Double], biasGradient gb: inout [Double]) -> (loss: Double, curvature: Double) {
+        let n = labels.count
+        var loss = 0.0, curvature = 0.0
+        withUnsafeTemporaryAllocation(of: Double.self, capacity: C) { row in
+            for i in 0..<n {
+                var m = -Double.infinity
+                for c in 0..<C { row[c] = zt[c * n + i] + theta[C * n + c]; m = max(m, row[c]) }
+                var sum = 0.0
+                for c in 0..<C { row[c] = Foundation.exp(row[c] - m); sum += row[c] }
+                loss += -(Foundation.log(row[labels[i]] / sum))
+                for c in 0..<C {
+                    curvature += row[c] / sum * (1 - row[c] / sum)
+                    let p = row[c] / sum - (c == labels[i] ? 1 : 0)
+                    rt[c * n + i] = p / Double(n)
+                    gb[c] += p / Double(n)
+                }
+            }
+        }
+        return (loss, curvature)
     }
 
     /// The mean of K's diagonal (1 for cosine-normalized kernels), or 1 if that is not

@@ -96,7 +96,7 @@ public struct KernelSpectrum: Sendable {
             self.init(n: n, rank: e.values.count, basis: u, values: e.values, capturedRange: e.capturedRange)
         case .streamed(let s):
             // The same from F^T F accumulated block by block; U = F V' stays implicit.
-            guard s.n >= 16, case let g = s.gramOfColumns(), let e = KernelSpectrum.factored(columnGram: g, width: s.width, rank: requested) else {
+            guard s.n >= 16, let e = KernelSpectrum.factored(columnGram: s.gramOfColumns(), width: s.width, rank: requested) else {
                 return nil
             }
             self.init(n: s.n, rank: e.values.count, basis: [], values: e.values, capturedRange: e.capturedRange, streamed: (s, e.v))

@@ -42,40 +42,14 @@ public struct LBFGS {
         var evaluations = 1
         var history: [Double] = []
         let window = 20, stallTolerance = 1e-9
-        func infNorm(_ v: [Double]) -> Double { v.reduce(0) { max($0, abs($1)) } }
         let tolerance = gradientTolerance
         func isStationary(_ g: [Double], _ slack: Double) -> Bool {
             infNorm(g) < slack * tolerance && (stationary?(g, slack) ?? true)
         }
-        func dot(_ a: [Double], _ b: [Double]) -> Double {
-            var t = 0.0
-            for i in a.indices { t += a[i] * b[i] }
-            return t
-        }
+        let infNorm = LBFGS.infNorm, dot = LBFGS.dot
         while iter < maxIterations {
             if isStationary(g, 1) { return Result(x: x, value: fx, gradientNorm: infNorm(g), iterations: iter, evaluations: evaluations, converged: true) }
-            // Two-loop recursion: d = -H g.
-            var q = g
-            var alpha = [Double](repeating: 0, count: s.count)
-            for i in stride(from: s.count - 1, through: 0, by: -1) {
-                alpha[i] = rho[i] * dot(s[i], q)
-                for k in q.indices { q[k] -= alpha[i] * y[i][k] }
-            }
-            if let applyInverse = preconditioner {
-                applyInverse(&q)
-                let scale = gamma ?? 1 / max(1, infNorm(q))
-                for k in q.indices { q[k] *= scale }
-            } else if let ls = s.last, let ly = y.last {
-                let gamma = dot(ls, ly) / dot(ly, ly)
-                for k in q.indices { q[k] *= gamma }
-            } else {
-                let scale = 1 / max(1, infNorm(g))
-                for k in q.indices { q[k] *= scale }
-            }
-            for i in s.indices {
-                let beta = rho[i] * dot(y[i], q)
-                for k in q.indices { q[k] += s[i][k] * (alpha[i] - beta) }
-            }
+            let q = LBFGS.inverseHessianTimes(g, s: s, y: y, rho: rho, gamma: gamma, preconditioner: preconditioner)
             var d = q.map { -$0 }
             var slope = dot(g, d)
             if slope >= 0 {
@@ -132,5 +106,43 @@ public struct LBFGS {
             }
         }
         return Result(x: x, value: fx, gradientNorm: infNorm(g), iterations: iter, evaluations: evaluations, converged: isStationary(g, 1))
+    }
+
+    /// H g by the two-loop recursion over the stored pairs (s, y, rho = 1 / s^T y), with the
+    /// initial inverse Hessian M^-1 scaled by `gamma` when preconditioned, else the newest
+    /// pair's s^T y / y^T y (or 1 / |g|_inf before any pair).
+    static func inverseHessianTimes(_ g: [Double], s: [[Double]], y: [[Double]], rho: [Double], gamma: Double?,
+                                    preconditioner: ((inout [Double]) -> Void)?) -> [Double] {
+        let infNorm = LBFGS.infNorm, dot = LBFGS.dot
+        var q = g
+        var alpha = [Double](repeating: 0, count: s.count)
+        for i in stride(from: s.count - 1, through: 0, by: -1) {
+            alpha[i] = rho[i] * dot(s[i], q)
+            for k in q.indices { q[k] -= alpha[i] * y[i][k] }
+        }
+        if let applyInverse = preconditioner {
+            applyInverse(&q)
+            let scale = gamma ?? 1 / max(1, infNorm(q))
+            for k in q.indices { q[k] *= scale }
+        } else if let ls = s.last, let ly = y.last {
+            let gamma = dot(ls, ly) / dot(ly, ly)
+            for k in q.indices { q[k] *= gamma }
+        } else {
+            let scale = 1 / max(1, infNorm(g))
+            for k in q.indices { q[k] *= scale }
+        }
+        for i in s.indices {
+            let beta = rho[i] * dot(y[i], q)
+            for k in q.indices { q[k] += s[i][k] * (alpha[i] - beta) }
+        }
+        return q
+    }
+
+    static func infNorm(_ v: [Double]) -> Double { v.reduce(0) { max($0, abs($1)) } }
+
+    static func dot(_ a: [Double], _ b: [Double]) -> Double {
+        var t = 0.0
+        for i in a.indices { t += a[i] * b[i] }
+        return t
     }
 }

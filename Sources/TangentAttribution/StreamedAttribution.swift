@@ -43,17 +43,6 @@ public final class StreamedAttribution {
         guard StreamedAttribution.supports(kernel) else {
             throw AttributionError("kernel \(kernel.name) cannot be scored from a feature file alone (it needs the exact kernel, checkpoints, an ensemble or an influence transform); use proj-pntk, proj-trntk, embedding, ck or grad-cos")
         }
-        try file.requireWhole()
-        let m = file.metadata, path = file.url.path
-        guard m.kernel == kernel.features.rawValue else {
-            throw AttributionError("\(path) holds \(m.kernel) features; kernel \(kernel.name) needs \(kernel.features.rawValue) features")
-        }
-        guard m.modelFingerprint == Featurizer.modelFingerprint(classifier) else {
-            throw AttributionError("\(path) was featurized with another model (\(m.modelPath)) than \(classifier.directory?.path ?? "the model given")")
-        }
-        guard m.texts == train.count, m.textsFingerprint == FeatureMetadata.fingerprint(texts: train) else {
-            throw AttributionError("\(path) holds features of other texts (\(m.texts) texts of \(m.source)) than the \(train.count) training texts given")
-        }
         self.classifier = classifier
         self.kernel = kernel
         self.train = train
@@ -62,27 +51,7 @@ public final class StreamedAttribution {
         guard Set(labels).count >= 2 else {
             throw DataError("training data: all \(n) texts have one label; a surrogate needs training texts of at least two classes")
         }
-        var options = FeaturizeOptions(kind: kernel.features)
-        if kernel.features.projected {
-            guard let choice = ProjectorChoice(tag: m.projector) else { throw AttributionError("\(path): unknown projector '\(m.projector)'") }
-            options.projector = choice
-            options.projDim = m.projDim
-            options.seed = m.seed
-            options.params = m.params.split(separator: ",").map(String.init)
-        }
-        options.predictedLossLabels = true
-        options.threads = threads
-        featurizer = try Featurizer(classifier: classifier, options: options)
-        // Everything else the file claims (classes, vector shape, block size) must be what
-        // this model and these settings write: metadata is input, and a forged count
-        // would index past the model's classes.
-        var expected = featurizer.metadata(texts: train, source: m.source)
-        expected.blockSize = m.blockSize
-        // Per-layer features are extra tensors; the whole-model features are the same.
-        expected.layerGroups = m.layerGroups
-        if let why = FeatureWriter.mismatch(m, expected: expected) {
-            throw AttributionError("\(path) does not hold \(kernel.name) features of this model and these texts: it differs in \(why)")
-        }
+        featurizer = try StreamedAttribution.featurizer(for: file, classifier: classifier, train: train, kernel: kernel, threads: threads)
         features = try StreamedFeatures(file: file, normalized: kernel.normalized, budget: budget, threads: threads)
         if let note = features.budgetNote { log("warning: " + note) }
         let whole = TrainingKernel.streamed(features)
@@ -131,6 +100,45 @@ public final class StreamedAttribution {
         log(String(format: "surrogate fitted on all %ld training texts, streamed in blocks of %ld: %ld iterations, %ld evaluations%@; %@%.1f s",
                    n, features.blockRows, glm.iterations, glm.evaluations, glm.converged ? "" : " (not converged)",
                    gridFits.isEmpty ? "" : "all \(gridFits.count) lambdas of the grid in ", Date().timeIntervalSince(t0)))
+    }
+
+    /// The featurizer that wrote `file` for this model and these training texts (the
+    /// projection is the file's own), or an error naming how the file differs from that.
+    static func featurizer(for file: FeatureFile, classifier: Classifier, train: [LabeledText], kernel: SurrogateKernel,
+                           threads: Int) throws -> Featurizer {
+        try file.requireWhole()
+        let m = file.metadata, path = file.url.path
+        guard m.kernel == kernel.features.rawValue else {
+            throw AttributionError("\(path) holds \(m.kernel) features; kernel \(kernel.name) needs \(kernel.features.rawValue) features")
+        }
+        guard m.modelFingerprint == Featurizer.modelFingerprint(classifier) else {
+            throw AttributionError("\(path) was featurized with another model (\(m.modelPath)) than \(classifier.directory?.path ?? "the model given")")
+        }
+        guard m.texts == train.count, m.textsFingerprint == FeatureMetadata.fingerprint(texts: train) else {
+            throw AttributionError("\(path) holds features of other texts (\(m.texts) texts of \(m.source)) than the \(train.count) training texts given")
+        }
+        var options = FeaturizeOptions(kind: kernel.features)
+        if kernel.features.projected {
+            guard let choice = ProjectorChoice(tag: m.projector) else { throw AttributionError("\(path): unknown projector '\(m.projector)'") }
+            options.projector = choice
+            options.projDim = m.projDim
+            options.seed = m.seed
+            options.params = m.params.split(separator: ",").map(String.init)
+        }
+        options.predictedLossLabels = true
+        options.threads = threads
+        let featurizer = try Featurizer(classifier: classifier, options: options)
+        // Everything else the file claims (classes, vector shape, block size) must be what
+        // this model and these settings write: metadata is input, and a forged count
+        // would index past the model's classes.
+        var expected = featurizer.metadata(texts: train, source: m.source)
+        expected.blockSize = m.blockSize
+        // Per-layer features are extra tensors; the whole-model features are the same.
+        expected.layerGroups = m.layerGroups
+        if let why = FeatureWriter.mismatch(m, expected: expected) {
+            throw AttributionError("\(path) does not hold \(kernel.name) features of this model and these texts: it differs in \(why)")
+        }
+        return featurizer
     }
 
     /// The result of one pass over the training features for a few query texts.
@@ -225,7 +233,8 @@ public final class StreamedAttribution {
         options.projector = projector
         options.threads = threads
         let featurizer = try Featurizer(classifier: classifier, options: options)
-        if let f = FeatureFile.cached(url, expected: featurizer.metadata(texts: train, source: "training data"), log: log) {
+        // Values are checked by `StreamedFeatures` in its first pass over the file.
+        if let f = FeatureFile.cached(url, expected: featurizer.metadata(texts: train, source: "training data"), checkValues: false, log: log) {
             log("using cached training features \(url.path)")
             return f
         }

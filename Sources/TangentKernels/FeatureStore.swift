@@ -364,15 +364,17 @@ public struct FeatureFile: @unchecked Sendable {
     /// corrupt, unfinished); an unusable one is reported through `log`, and the caller
     /// rebuilds it (with `FeatureWriter.Replace.anyFile`).
     /// With `expected`, an entry whose metadata differs from it (what the cache name does
-    /// not say: shape, classes, block size) is unusable too.
-    public static func cached(_ url: URL, expected: FeatureMetadata? = nil, log: (String) -> Void) -> FeatureFile? {
+    /// not say: shape, classes, block size) is unusable too, and so is one holding NaN or
+    /// Inf unless `checkValues` is false (for a reader that checks them in its own pass
+    /// over the file, as `StreamedFeatures` does, so a large file is not read twice).
+    public static func cached(_ url: URL, expected: FeatureMetadata? = nil, checkValues: Bool = true, log: (String) -> Void) -> FeatureFile? {
         guard FileManager.default.fileExists(atPath: url.path) else { return nil }
         do {
             let f = try FeatureFile(url: url)
             if let expected, let why = FeatureWriter.mismatch(f.metadata, expected: expected) {
                 throw FeatureStoreError("it differs in \(why)")
             }
-            try f.requireFinite()
+            if checkValues { try f.requireFinite() }
             return f
         } catch {
             log("cached \(url.path) is unusable (\(error)); rebuilding it")

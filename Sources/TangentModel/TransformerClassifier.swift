@@ -327,6 +327,11 @@ public final class TransformerClassifier<T: BLASScalar>: @unchecked Sendable {
     ///
     /// With `sink`, parameter gradients are not written to `base` but handed over per text
     /// and tensor from a small scratch (see the streaming `perExampleGradients`).
+    ///
+    /// Over 80 lines: it is the whole model's backward, head to embeddings, and every stage
+    /// shares the shard's workspace pointers and the gradient destinations; issue 21 splits
+    /// one block's backward and a gradient-destination type out of it, with the checks
+    /// against finite differences guarding the split.
     private func backwardShard(_ ws: Workspace<T>, seed: UnsafePointer<T>, base: UnsafeMutablePointer<T>?,
                                offsets: [Int?], perExampleStride: Int?, needEmbeddingRows: Bool = false,
                                sink: ((Int, Int, UnsafePointer<T>) -> Void)? = nil) {

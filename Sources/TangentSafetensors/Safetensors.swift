@@ -139,51 +139,7 @@ public struct SafetensorsFile: @unchecked Sendable {
                 }
                 continue
             }
-            guard let entry = value as? [String: Any] else {
-                throw SafetensorsError.badTensor(path: path, tensor: name, reason: "entry is not an object")
-            }
-            guard let dtypeName = entry["dtype"] as? String else {
-                throw SafetensorsError.badTensor(path: path, tensor: name, reason: "missing dtype")
-            }
-            guard let dtype = SafetensorsDType(rawValue: dtypeName) else {
-                throw SafetensorsError.badTensor(path: path, tensor: name, reason: "unknown dtype \(dtypeName)")
-            }
-            guard let shapeAny = entry["shape"] as? [Any] else {
-                throw SafetensorsError.badTensor(path: path, tensor: name, reason: "missing shape")
-            }
-            var shape: [Int] = []
-            for d in shapeAny {
-                guard let n = Self.integer(d), n >= 0 else {
-                    throw SafetensorsError.badTensor(path: path, tensor: name, reason: "shape \(shapeAny) is not a list of non-negative integers")
-                }
-                shape.append(n)
-            }
-            guard let offs = entry["data_offsets"] as? [Any], offs.count == 2,
-                  let begin = Self.integer(offs[0]), let end = Self.integer(offs[1]) else {
-                throw SafetensorsError.badTensor(path: path, tensor: name, reason: "data_offsets must be two integers")
-            }
-            guard begin >= 0, begin <= end else {
-                throw SafetensorsError.badTensor(path: path, tensor: name, reason: "data_offsets [\(begin), \(end)] are not an increasing pair")
-            }
-            guard end <= dataSize else {
-                throw SafetensorsError.truncated(path: path, reason: "tensor '\(name)' ends at byte \(end) of a data section of \(dataSize) bytes")
-            }
-            var count = 1
-            for d in shape {
-                let (p, o) = count.multipliedReportingOverflow(by: d)
-                guard !o else { throw SafetensorsError.badTensor(path: path, tensor: name, reason: "shape \(shape) overflows") }
-                count = p
-            }
-            // The byte count can overflow even when the element count does not (a shape of
-            // 2^61 F64 elements): a size no file here can hold is an error, not a trap.
-            let (bytes, bytesOverflow) = count.multipliedReportingOverflow(by: dtype.size)
-            guard !bytesOverflow else {
-                throw SafetensorsError.badTensor(path: path, tensor: name, reason: "shape \(shape) of \(dtypeName) overflows a byte count")
-            }
-            guard bytes == end - begin else {
-                throw SafetensorsError.badTensor(path: path, tensor: name, reason: "shape \(shape) of \(dtypeName) needs \(bytes) bytes but data_offsets span \(end - begin)")
-            }
-            tensors[name] = SafetensorsTensorInfo(name: name, dtype: dtype, shape: shape, dataRange: begin..<end)
+            tensors[name] = try Self.entry(name: name, value: value, dataSize: dataSize, path: path)
         }
         let ordered = tensors.values.sorted { ($0.dataRange.lowerBound, $0.name) < ($1.dataRange.lowerBound, $1.name) }
         for i in ordered.indices.dropFirst() {
@@ -196,6 +152,56 @@ public struct SafetensorsFile: @unchecked Sendable {
         self.metadata = metadata
         self.orderedNames = ordered.map(\.name)
         self.dataStart = dataStart
+    }
+
+    /// One tensor's header entry, validated: known dtype, non-negative shape, offsets in
+    /// the data section, and a byte count (overflow-checked) that matches the shape.
+    private static func entry(name: String, value: Any, dataSize: Int, path: String) throws -> SafetensorsTensorInfo {
+        guard let entry = value as? [String: Any] else {
+            throw SafetensorsError.badTensor(path: path, tensor: name, reason: "entry is not an object")
+        }
+        guard let dtypeName = entry["dtype"] as? String else {
+            throw SafetensorsError.badTensor(path: path, tensor: name, reason: "missing dtype")
+        }
+        guard let dtype = SafetensorsDType(rawValue: dtypeName) else {
+            throw SafetensorsError.badTensor(path: path, tensor: name, reason: "unknown dtype \(dtypeName)")
+        }
+        guard let shapeAny = entry["shape"] as? [Any] else {
+            throw SafetensorsError.badTensor(path: path, tensor: name, reason: "missing shape")
+        }
+        var shape: [Int] = []
+        for d in shapeAny {
+            guard let n = Self.integer(d), n >= 0 else {
+                throw SafetensorsError.badTensor(path: path, tensor: name, reason: "shape \(shapeAny) is not a list of non-negative integers")
+            }
+            shape.append(n)
+        }
+        guard let offs = entry["data_offsets"] as? [Any], offs.count == 2,
+              let begin = Self.integer(offs[0]), let end = Self.integer(offs[1]) else {
+            throw SafetensorsError.badTensor(path: path, tensor: name, reason: "data_offsets must be two integers")
+        }
+        guard begin >= 0, begin <= end else {
+            throw SafetensorsError.badTensor(path: path, tensor: name, reason: "data_offsets [\(begin), \(end)] are not an increasing pair")
+        }
+        guard end <= dataSize else {
+            throw SafetensorsError.truncated(path: path, reason: "tensor '\(name)' ends at byte \(end) of a data section of \(dataSize) bytes")
+        }
+        var count = 1
+        for d in shape {
+            let (p, o) = count.multipliedReportingOverflow(by: d)
+            guard !o else { throw SafetensorsError.badTensor(path: path, tensor: name, reason: "shape \(shape) overflows") }
+            count = p
+        }
+        // The byte count can overflow even when the element count does not (a shape of
+        // 2^61 F64 elements): a size no file here can hold is an error, not a trap.
+        let (bytes, bytesOverflow) = count.multipliedReportingOverflow(by: dtype.size)
+        guard !bytesOverflow else {
+            throw SafetensorsError.badTensor(path: path, tensor: name, reason: "shape \(shape) of \(dtypeName) overflows a byte count")
+        }
+        guard bytes == end - begin else {
+            throw SafetensorsError.badTensor(path: path, tensor: name, reason: "shape \(shape) of \(dtypeName) needs \(bytes) bytes but data_offsets span \(end - begin)")
+        }
+        return SafetensorsTensorInfo(name: name, dtype: dtype, shape: shape, dataRange: begin..<end)
     }
 
     private static func integer(_ v: Any) -> Int? {

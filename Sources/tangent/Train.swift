@@ -71,13 +71,7 @@ struct Train: ParsableCommand {
     func run() throws {
         try reportingErrors {
             let outURL = fileURL(out)
-            if !resume && !overwrite,
-               let data = try? WholeFile.read(outURL.appendingPathComponent(ModelDirectory.configFile)),
-               let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any], json["complete"] as? Bool == false {
-                // An interrupted run: continuing it keeps its finished epochs.
-                let done = json["epochs_completed"] as? Int ?? 0
-                throw DataError("\(out): holds an interrupted training run (\(done) epoch\(done == 1 ? "" : "s") finished); pass --resume to continue it with the same settings, or --overwrite to start again")
-            }
+            try refuseInterruptedRun(in: outURL)
             let lock = try claimOutputDirectory(out, kind: "model directory", markers: ModelDirectory.markerFiles, overwrite: overwrite || resume)
             defer { withExtendedLifetime(lock) {} }
             let previous = resume ? try Classifier(directory: outURL, threads: threading.count) : nil
@@ -119,26 +113,12 @@ struct Train: ParsableCommand {
             if overwrite { try ModelDirectory.removeCheckpoints(in: outURL) }
 
             var bar: ProgressBar?
+            // config.json's keys beyond the architecture, rewritten after every epoch.
+            let dataset: [String: Any] = ["train": displayPath(trainFile), "test": testFile.map(displayPath) as Any, "train_texts": trainSet.count,
+                                          "test_texts": testSet?.count as Any, "text_column": columns.textColumn, "label_column": columns.labelColumn]
             func extra(final: Bool) throws -> [String: Any] {
-                let enc = JSONEncoder()
-                var e: [String: Any] = [
-                    "training": try JSONSerialization.jsonObject(with: enc.encode(options)),
-                    "dataset": ["train": displayPath(trainFile), "test": testFile.map(displayPath) as Any, "train_texts": trainSet.count,
-                                "test_texts": testSet?.count as Any, "text_column": columns.textColumn, "label_column": columns.labelColumn],
-                    "tokenizer_source": tokenizer,
-                    "train_fingerprint": dataFingerprint,
-                    "threads": nThreads,
-                    "epochs_completed": history.count,
-                    "history": try JSONSerialization.jsonObject(with: enc.encode(history)),
-                    "parameter_count": model.layout.count,
-                ]
-                if let last = history.last {
-                    e["train_accuracy"] = last.trainAccuracy
-                    if let a = last.testAccuracy { e["test_accuracy"] = a }
-                    if let l = last.testLoss { e["test_loss"] = l }
-                }
-                e["complete"] = final
-                return e
+                try configExtra(options: options, dataset: dataset, dataFingerprint: dataFingerprint, threads: nThreads, history: history,
+                                parameters: model.layout.count, final: final)
             }
             let optimizerURL = outURL.appendingPathComponent(Train.optimizerFile)
             let summaries = try trainer.train(trainSet, test: testSet, after: history.count, progress: { epoch, done, total, status in
@@ -150,18 +130,7 @@ struct Train: ParsableCommand {
                 if let a = s.testAccuracy, let l = s.testLoss { status += String(format: " | test loss %.4f acc %.4f", l, a) }
                 bar?.finish(status: status)
                 if !(bar.map { _ in isatty(2) != 0 } ?? false) { printError("epoch \(s.epoch): \(status)") }
-                if s.epoch < epochs {
-                    // Everything `--resume` needs, in one file written in one rename before
-                    // the model files, so a kill at any point leaves a consistent state.
-                    let state = trainer.optimizerState
-                    var w = SafetensorsWriter()
-                    w.metadata = ["format": "tangent-resume-1", "epoch": String(s.epoch), "step": String(state.step),
-                                  "history": String(decoding: try JSONEncoder().encode(history), as: UTF8.self)]
-                    w.add("params", shape: [model.layout.count], float32: model.parameterArray)
-                    w.add("m", shape: [state.m.count], float32: state.m)
-                    w.add("v", shape: [state.v.count], float32: state.v)
-                    try w.write(to: optimizerURL)
-                }
+                if s.epoch < epochs { try Train.saveResumeState(trainer, epoch: s.epoch, history: history, to: optimizerURL) }
                 if keepCheckpoints {
                     // Before the model files, so a resumed run never lacks a finished epoch's checkpoint.
                     let record = TrainingRecord(epoch: s.epoch, options: options, trainTexts: trainSet.count, dataFingerprint: dataFingerprint,
@@ -175,6 +144,52 @@ struct Train: ParsableCommand {
             print("saved \(out): \(history.count) epochs, train accuracy \(String(format: "%.4f", last.trainAccuracy))"
                 + (last.testAccuracy.map { String(format: ", test accuracy %.4f", $0) } ?? ""))
         }
+    }
+
+    /// The training record of `config.json`: options, data set, history and final metrics.
+    func configExtra(options: TrainingOptions, dataset: [String: Any], dataFingerprint: String, threads: Int, history: [EpochSummary],
+                     parameters: Int, final: Bool) throws -> [String: Any] {
+        let enc = JSONEncoder()
+        var e: [String: Any] = [
+            "training": try JSONSerialization.jsonObject(with: enc.encode(options)),
+            "dataset": dataset,
+            "tokenizer_source": tokenizer,
+            "train_fingerprint": dataFingerprint,
+            "threads": threads,
+            "epochs_completed": history.count,
+            "history": try JSONSerialization.jsonObject(with: enc.encode(history)),
+            "parameter_count": parameters,
+        ]
+        if let last = history.last {
+            e["train_accuracy"] = last.trainAccuracy
+            if let a = last.testAccuracy { e["test_accuracy"] = a }
+            if let l = last.testLoss { e["test_loss"] = l }
+        }
+        e["complete"] = final
+        return e
+    }
+
+    /// Without --resume or --overwrite, an OUT that holds an interrupted run is refused with
+    /// the advice to continue it (which keeps its finished epochs) rather than replace it.
+    func refuseInterruptedRun(in outURL: URL) throws {
+        guard !resume && !overwrite,
+              let data = try? WholeFile.read(outURL.appendingPathComponent(ModelDirectory.configFile)),
+              let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any], json["complete"] as? Bool == false else { return }
+        let done = json["epochs_completed"] as? Int ?? 0
+        throw DataError("\(out): holds an interrupted training run (\(done) epoch\(done == 1 ? "" : "s") finished); pass --resume to continue it with the same settings, or --overwrite to start again")
+    }
+
+    /// Everything `--resume` needs after a finished epoch, in one file written in one
+    /// rename before the model files, so a kill at any point leaves a consistent state.
+    static func saveResumeState(_ trainer: Trainer, epoch: Int, history: [EpochSummary], to url: URL) throws {
+        let state = trainer.optimizerState, model = trainer.model
+        var w = SafetensorsWriter()
+        w.metadata = ["format": "tangent-resume-1", "epoch": String(epoch), "step": String(state.step),
+                      "history": String(decoding: try JSONEncoder().encode(history), as: UTF8.self)]
+        w.add("params", shape: [model.layout.count], float32: model.parameterArray)
+        w.add("m", shape: [state.m.count], float32: state.m)
+        w.add("v", shape: [state.v.count], float32: state.v)
+        try w.write(to: url)
     }
 
     /// Checks that a resumed run has the settings of the interrupted one, restores the

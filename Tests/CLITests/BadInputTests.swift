@@ -15,13 +15,19 @@ import Testing
         let expect: [String]
         var setup: @Sendable (URL) throws -> Void = { _ in }
         var testDescription: String { name }
+
+        /// A case from a command line written as one string (see `CLI.split`).
+        static func line(_ name: String, _ args: String, expect: [String], env: [String: String] = [:],
+                         setup: @escaping @Sendable (URL) throws -> Void = { _ in }) -> Case {
+            Case(name: name, args: CLI.split(args), env: env, expect: expect, setup: setup)
+        }
     }
 
     static let cases: [Case] = {
         var c: [Case] = []
         func add(_ name: String, _ args: String, expect: [String], env: [String: String] = [:],
                  setup: @escaping @Sendable (URL) throws -> Void = { _ in }) {
-            c.append(Case(name: name, args: CLI.split(args), env: env, expect: expect, setup: setup))
+            c.append(.line(name, args, expect: expect, env: env, setup: setup))
         }
         let featurize = "featurize --model $M --data $W/small.jsonl --kernel pntk --proj-dim 16"
         // Numeric and list options, checked at parse time.

@@ -11,9 +11,8 @@ import Testing
 
     static let cases: [Case] = {
         var c: [Case] = []
-        func add(_ name: String, _ args: String, expect: [String], env: [String: String] = [:],
-                 setup: @escaping @Sendable (URL) throws -> Void = { _ in }) {
-            c.append(Case(name: name, args: CLI.split(args), env: env, expect: expect, setup: setup))
+        func add(_ name: String, _ args: String, expect: [String], setup: @escaping @Sendable (URL) throws -> Void = { _ in }) {
+            c.append(.line(name, args, expect: expect, setup: setup))
         }
         let attribute = "attribute --model $M --train $W/small.jsonl --text hi --kernel proj-pntk"
         // Forged or damaged feature-file metadata.
