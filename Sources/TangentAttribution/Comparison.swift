@@ -159,9 +159,10 @@ public enum Comparison {
         let C = classifier.labels.count
         let testLabels = try classifier.labels.indices(of: test, source: testName)
         var report: ComparisonReport?
-        // Refits even where a surrogate is cached: the report shows the whole grid.
+        // Refits even where a surrogate is cached: the report shows the whole grid, so the
+        // selector does not stop early (it still extends a best lambda at the strong edge).
         let setup = AttributionSetup(classifier: classifier, train: train, projDim: projDim, seed: seed, projector: projector, cache: cache,
-                                     selector: selector, checkpoints: checkpoints, ensemble: ensemble, useSurrogateCache: false)
+                                     selector: selector.exhaustive, checkpoints: checkpoints, ensemble: ensemble, useSurrogateCache: false)
         let rows = try setup.forEachKernel(kernels, log: log, progress: progress) { run -> KernelReport in
             let k = run.kernel, engine = run.engine!
             // Test kernel rows through the same cache (resumable).
@@ -231,7 +232,7 @@ public enum Comparison {
                     progress("\(k.name) train", done, total)
                 }
             let s = try StreamedAttribution(classifier: classifier, train: train, trainFeatures: file, kernel: k, budget: budget, lambda: nil,
-                                            selector: selector, selectionTexts: selectionTexts, fitGrid: true, threads: threads, log: log)
+                                            selector: selector.exhaustive, selectionTexts: selectionTexts, fitGrid: true, threads: threads, log: log)
             let fits = [s.glm] + s.gridFits
             var z = [[Double]](repeating: [], count: fits.count)
             var netLogits: [Double] = []

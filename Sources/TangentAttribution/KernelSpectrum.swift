@@ -84,16 +84,7 @@ public struct KernelSpectrum: Sendable {
         case .dense(let k, let n):
             self.init(kernel: k, n: n, rank: requested, seed: seed, threads: threads)
         case .factored(let f, _, let n, let w):
-            guard n >= 16 else { return nil }
-            let fd = f.map(Double.init)
-            var g = [Double](repeating: 0, count: w * w)
-            Double.gemm(transA: true, transB: false, m: w, n: w, k: n, alpha: 1, a: fd, lda: w, b: fd, ldb: w, beta: 0, c: &g, ldc: w)
-            for i in 0..<w { for j in 0..<i { let s = (g[i * w + j] + g[j * w + i]) / 2; g[i * w + j] = s; g[j * w + i] = s } }
-            guard let e = KernelSpectrum.factored(columnGram: g, width: w, rank: requested) else { return nil }
-            var u = [Double](repeating: 0, count: n * e.values.count)
-            Double.gemm(transA: false, transB: false, m: n, n: e.values.count, k: w, alpha: 1, a: fd, lda: w, b: e.v, ldb: e.values.count,
-                        beta: 0, c: &u, ldc: e.values.count)
-            self.init(n: n, rank: e.values.count, basis: u, values: e.values, capturedRange: e.capturedRange)
+            self.init(factored: f, n: n, width: w, columnGram: nil, rank: requested)
         case .streamed(let s):
             // The same from F^T F accumulated block by block; U = F V' stays implicit.
             guard s.n >= 16, let e = KernelSpectrum.factored(columnGram: s.gramOfColumns(), width: s.width, rank: requested) else {
@@ -107,21 +98,47 @@ public struct KernelSpectrum: Sendable {
     /// eigenvalues S kept (descending, at most `rank`, none below Float's resolution of K,
     /// which are its null space), V' = V S^-1/2 [width, kept] so that U = F V', and whether
     /// they are all of K's nonzero ones.
+    /// The spectrum of K = F F^T for F [n, width], from the column Gram F^T F when the
+    /// caller has it (the selector derives each fold's from the whole set's), else computed.
+    public init?(factored f: [Float], n: Int, width w: Int, columnGram: [Double]?, rank requested: Int = 256) {
+        guard n >= 16 else { return nil }
+        let fd = f.map(Double.init)
+        let g = columnGram ?? KernelSpectrum.columnGram(fd, rows: n, width: w)
+        precondition(g.count == w * w, "the column Gram is width x width")
+        guard let e = KernelSpectrum.factored(columnGram: g, width: w, rank: requested) else { return nil }
+        var u = [Double](repeating: 0, count: n * e.values.count)
+        Double.gemm(transA: false, transB: false, m: n, n: e.values.count, k: w, alpha: 1, a: fd, lda: w, b: e.v, ldb: e.values.count,
+                    beta: 0, c: &u, ldc: e.values.count)
+        self.init(n: n, rank: e.values.count, basis: u, values: e.values, capturedRange: e.capturedRange)
+    }
+
+    /// X^T X [width, width] of X [rows, width], symmetrized.
+    public static func columnGram(_ x: [Double], rows n: Int, width w: Int) -> [Double] {
+        var g = [Double](repeating: 0, count: w * w)
+        Double.gemm(transA: true, transB: false, m: w, n: w, k: n, alpha: 1, a: x, lda: w, b: x, ldb: w, beta: 0, c: &g, ldc: w)
+        for i in 0..<w { for j in 0..<i { let s = (g[i * w + j] + g[j * w + i]) / 2; g[i * w + j] = s; g[j * w + i] = s } }
+        return g
+    }
+
+    /// The leading `requested` eigenpairs of a width x width column Gram. One more than
+    /// kept is computed, so that whether the kept ones span K's range is known exactly.
     private static func factored(columnGram g: [Double], width w: Int, rank requested: Int)
         -> (values: [Double], v: [Double], capturedRange: Bool)? {
-        guard let eig = SymmetricEigen.decompose(g, n: w), let top = eig.values.last, top > 0 else { return nil }
-        let nonzero = Array((0..<w).reversed()).filter { eig.values[$0] > top * Double(Float.ulpOfOne) }
+        guard let eig = SymmetricEigen.largest(g, n: w, count: min(w, requested + 1)), let top = eig.values.last, top > 0 else { return nil }
+        let m = eig.values.count
+        let nonzero = Array((0..<m).reversed()).filter { eig.values[$0] > top * Double(Float.ulpOfOne) }
         let order = Array(nonzero.prefix(requested))
         return (order.map { eig.values[$0] }, scaledVectors(eig, order: order, width: w), order.count == nonzero.count)
     }
 
-    /// V_order S_order^-1/2 [width, order.count] for the eigenpairs (V, S) of a width x width matrix.
+    /// V_order S_order^-1/2 [width, order.count] for eigenpairs (V [width, m], S) of a
+    /// width x width matrix.
     private static func scaledVectors(_ eig: (values: [Double], vectors: [Double]), order: [Int], width w: Int) -> [Double] {
-        let k = order.count
+        let k = order.count, m = eig.values.count
         var v = [Double](repeating: 0, count: w * k)
         for (c, j) in order.enumerated() {
             let inv = 1 / eig.values[j].squareRoot()
-            for i in 0..<w { v[i * k + c] = eig.vectors[i * w + j] * inv }
+            for i in 0..<w { v[i * k + c] = eig.vectors[i * m + j] * inv }
         }
         return v
     }

@@ -80,19 +80,38 @@ public struct LambdaSelector: Sendable {
     public var criterion: Criterion
     /// Seeds the assignment of training texts to folds.
     public var seed: UInt64
+    /// Stop descending the grid after this many lambdas in a row rank below the best so
+    /// far (nil: every lambda of the grid, as a report of the whole grid needs).
+    public var stopAfter: Int?
+    /// When the best lambda is the grid's strongest, try 10x stronger ones up to this bound
+    /// while they do not rank lower (nil: the grid only).
+    public var extendTo: Double?
 
-    public init(grid: [Double] = LambdaSelector.defaultGrid, folds: Int = 5, criterion: Criterion = .networkTau, seed: UInt64 = 0) {
+    /// The defaults stop after 2 losing lambdas and extend the grid's strong edge up to 1e4.
+    public init(grid: [Double] = LambdaSelector.defaultGrid, folds: Int = 5, criterion: Criterion = .networkTau, seed: UInt64 = 0,
+                stopAfter: Int? = 2, extendTo: Double? = 1e4) {
         precondition(!grid.isEmpty && grid.allSatisfy { $0 > 0 }, "lambdas must be positive")
         precondition(folds >= 2, "cross-validation needs at least two folds")
+        precondition(stopAfter.map { $0 >= 1 } ?? true, "stop after at least one losing lambda")
         self.grid = grid.sorted()
         self.folds = folds
         self.criterion = criterion
         self.seed = seed
+        self.stopAfter = stopAfter
+        self.extendTo = extendTo
+    }
+
+    /// This rule evaluating every lambda of the grid (no early stop), for reports of it.
+    public var exhaustive: LambdaSelector {
+        var s = self
+        s.stopAfter = nil
+        return s
     }
 
     /// The rule in words, stored with cached surrogates: another rule means another fit.
     public var tag: String {
         "\(criterion.rawValue) folds \(folds) seed \(seed) grid " + grid.map { String($0) }.joined(separator: ",")
+            + (stopAfter.map { " stop \($0)" } ?? "") + (extendTo.map { " extend \($0)" } ?? "")
     }
 
     /// The fold (0 ..< folds) of each of `n` training texts: a seeded permutation dealt out
@@ -112,9 +131,16 @@ public struct LambdaSelector: Sendable {
         return Array((0..<n).sorted { rng.bits(UInt64($0)) < rng.bits(UInt64($1)) }.prefix(count))
     }
 
-    /// Cross-validates every lambda of the grid and fits the surrogate on all training
-    /// texts at each. `labels` are the training texts' true classes, `networkLogits`
-    /// [n, classes] the network's logits on them.
+    /// Cross-validates lambdas of the grid, from the strongest down, and fits the surrogate
+    /// on all training texts (see `FitsOnAll`). `labels` are the training texts' true
+    /// classes, `networkLogits` [n, classes] the network's logits on them.
+    ///
+    /// Every lambda is fitted on the k folds before the next, each fold's fit warm-started
+    /// from its fit at the previous (stronger) lambda, so a fold's chain of fits is the same
+    /// whatever is skipped. With `stopAfter`, the descent stops once that many lambdas in a
+    /// row ranked below the best so far: the weak lambdas skipped are the slow fits. With
+    /// `extendTo`, a best lambda at the grid's strong edge is followed upward by factors of
+    /// 10 while it does not rank lower, up to that bound. Both are said in `log`.
     public func select(kernel: TrainingKernel, labels: [Int], networkLogits: [Float], classes C: Int, fitsOnAll: FitsOnAll = .everyLambda,
                        threads: Int = Threads.defaultCount, log: (String) -> Void = { _ in }) -> Selection {
         let n = labels.count
@@ -122,69 +148,170 @@ public struct LambdaSelector: Sendable {
         precondition(n >= 2 * folds, "cross-validation needs at least two texts per fold")
         // lambda is relative to the whole kernel's scale, also for the fits on part of it.
         let kernelScale = KernelGLM.kernelScale(kernel.diagonal)
-        let fold = foldAssignment(n: n)
+        let scorer = OutOfFoldScorer(selector: self, kernel: kernel, labels: labels, networkLogits: networkLogits, classes: C,
+                                     kernelScale: kernelScale, threads: threads)
         let descending = grid.sorted(by: >)
-        // Out-of-fold logits [n, C] per lambda (descending order).
-        var outOfFold = [[Double]](repeating: [Double](repeating: 0, count: n * C), count: descending.count)
-        for f in 0..<folds {
-            let held = (0..<n).filter { fold[$0] == f }, fit = (0..<n).filter { fold[$0] != f }
-            let kFit = kernel.restricted(to: fit)
-            let kHeld = kernel.block(rows: held, columns: fit)
-            let spectrum = KernelSpectrum(kernel: kFit, threads: threads)
-            var previous: KernelGLM?
-            for (l, lambda) in descending.enumerated() {
-                let g = KernelGLM.fit(kernel: kFit, labels: fit.map { labels[$0] }, classes: C, lambda: lambda, kernelScale: kernelScale,
-                                      start: previous, spectrum: spectrum, threads: threads)
-                previous = g
-                let z = g.logits(kernelRows: kHeld)
-                for (a, i) in held.enumerated() { for c in 0..<C { outOfFold[l][i * C + c] = z[a * C + c] } }
-            }
-            log("lambda selection: fold \(f + 1)/\(folds) fitted at \(descending.count) lambdas")
-        }
-        let network = networkLogits.map(Double.init)
-        let compared = labels.map { Faithfulness.comparedClass(classes: C, label: $0) }
-        let networkOdds = (0..<n).map { Faithfulness.logOdds(logits: Array(network[(($0) * C)..<(($0 + 1) * C)]), classIndex: compared[$0]) }
-        let networkProbabilities = (0..<n).map { Softmax.probabilities(Array(network[($0 * C)..<(($0 + 1) * C)])) }
-        var points: [Point] = []
+        var evaluated: [(lambda: Double, point: Point)] = []
+        var best = 0, declines = 0
+        var atStrongest: [KernelGLM] = []
         for (l, lambda) in descending.enumerated() {
-            let z = outOfFold[l]
-            var labelCE = 0.0, networkCE = 0.0
-            var odds = [Double](repeating: 0, count: n)
-            for i in 0..<n {
-                let row = Array(z[(i * C)..<((i + 1) * C)])
-                let logp = Softmax.logProbabilities(row)
-                let q = networkProbabilities[i]
-                labelCE -= logp[labels[i]]
-                for c in 0..<C { networkCE -= q[c] * logp[c] }
-                odds[i] = Faithfulness.logOdds(logits: row, classIndex: compared[i])
+            let point = scorer.evaluate(lambda)
+            if l == 0 { atStrongest = scorer.previous }
+            evaluated.append((lambda, point))
+            // Ties go to the stronger regularization: it is the simpler surrogate.
+            if l > 0 {
+                if point.merit(criterion) > evaluated[best].point.merit(criterion) { best = l; declines = 0 } else { declines += 1 }
             }
-            points.append(Point(lambda: lambda, networkTau: Faithfulness.kendallTau(odds, networkOdds),
-                                networkCrossEntropy: networkCE / Double(n), labelCrossEntropy: labelCE / Double(n)))
+            if let stop = stopAfter, declines >= stop, l + 1 < descending.count {
+                log("lambda selection: stopped after lambda \(lambda): \(declines) lambdas in a row below the best (\(evaluated[best].lambda)); "
+                    + "\(descending[(l + 1)...].map { String(format: "%.0e", $0) }.joined(separator: ", ")) not fitted")
+                break
+            }
         }
-        // Ties go to the stronger regularization: it is the simpler surrogate (points are
-        // in descending lambda here).
-        var best = 0
-        for l in 1..<points.count where points[l].merit(criterion) > points[best].merit(criterion) { best = l }
-        // The surrogate on all training texts: strongest lambda first, each fit warm-started
-        // from the previous one; only as far down the grid as needed.
-        let last = fitsOnAll == .everyLambda ? descending.count - 1 : (fitsOnAll == .chosen ? best : -1)
-        let spectrum = last >= 0 ? KernelSpectrum(kernel: kernel, threads: threads) : nil
+        if best == 0, let bound = extendTo, !atStrongest.isEmpty {
+            // The best is the strongest lambda: the criterion may still rise beyond the grid.
+            scorer.previous = atStrongest
+            var lambda = descending[0] * 10
+            while lambda <= bound * (1 + 1e-9) {
+                let point = scorer.evaluate(lambda)
+                evaluated.insert((lambda, point), at: 0)
+                let improves = point.merit(criterion) >= evaluated[1].point.merit(criterion)
+                log(String(format: "lambda selection: the best lambda is the strongest tried; extended to %.0e: %@", lambda,
+                           improves ? "no worse, continuing" : "worse, stopping"))
+                guard improves else { break }
+                lambda *= 10
+            }
+            // The best again, ties to the stronger (evaluated runs from strong to weak).
+            best = 0
+            for l in evaluated.indices where evaluated[l].point.merit(criterion) > evaluated[best].point.merit(criterion) { best = l }
+            if best == 0 && lambda > bound * (1 + 1e-9) {
+                log(String(format: "lambda selection: still rising at the bound %.0e of the extension", bound))
+            }
+        }
+        // The surrogate on all training texts: strongest evaluated lambda first, each fit
+        // warm-started from the previous one; only as far down as needed.
+        let order = evaluated.map(\.lambda)
+        let last = fitsOnAll == .everyLambda ? order.count - 1 : (fitsOnAll == .chosen ? best : -1)
+        var spectrum: KernelSpectrum?
+        if last >= 0 {
+            if let g = scorer.columnGram, case .factored(let f, _, _, let w) = kernel {
+                spectrum = KernelSpectrum(factored: f, n: n, width: w, columnGram: g)
+            } else {
+                spectrum = KernelSpectrum(kernel: kernel, threads: threads)
+            }
+        }
         var fits: [KernelGLM] = []
         var previous: KernelGLM?
-        for lambda in descending.prefix(last + 1) {
+        for lambda in order.prefix(last + 1) {
             let g = KernelGLM.fit(kernel: kernel, labels: labels, classes: C, lambda: lambda, kernelScale: kernelScale,
                                   start: previous, spectrum: spectrum, threads: threads)
             previous = g
             fits.append(g)
         }
-        for (l, p) in points.enumerated() {
+        for (l, e) in evaluated.enumerated() {
+            let p = e.point
             let fit = l < fits.count ? String(format: "; fit on all: %ld iterations%@", fits[l].iterations, fits[l].converged ? "" : ", not converged") : ""
             log(String(format: "lambda %.0e: out-of-fold tau %.3f, network CE %.4f, label CE %.4f%@",
                        p.lambda, p.networkTau, p.networkCrossEntropy, p.labelCrossEntropy, fit))
         }
         let chosenFit = best < fits.count ? fits[best] : nil
-        points.reverse()
-        return Selection(criterion: criterion, points: points, fits: fitsOnAll == .everyLambda ? fits.reversed() : [],
-                         chosen: points.count - 1 - best, chosenFit: chosenFit)
+        return Selection(criterion: criterion, points: evaluated.map(\.point).reversed(), fits: fitsOnAll == .everyLambda ? fits.reversed() : [],
+                         chosen: evaluated.count - 1 - best, chosenFit: chosenFit)
+    }
+}
+
+/// The k folds of one selection, each with its training part's kernel, its held-out rows
+/// and its last fit, and the scoring of out-of-fold predictions against the network.
+/// Holding every fold at once (rather than one at a time) lets the selector go lambda by
+/// lambda and stop early; it costs k restricted kernels of memory.
+final class OutOfFoldScorer {
+    struct Fold {
+        let held: [Int], fit: [Int]
+        let kFit: TrainingKernel
+        /// The held-out texts' kernel rows against the fit texts [held, fit], or for a
+        /// factored kernel their feature rows [held, width] (z = (W F_fit) F_held^T then
+        /// costs C x n x width, and the held x fit block is never formed).
+        let kHeld: [Float]?, heldRows: [Float]?
+        let spectrum: KernelSpectrum?
+
+        /// Out-of-fold logits [held, C] of a fit on this fold's training part.
+        func logits(_ g: KernelGLM) -> [Double] {
+            if let kHeld { return g.logits(kernelRows: kHeld) }
+            guard case .factored(let rows, _, let n, let w) = kFit, let f = heldRows else { preconditionFailure("a fold holds rows or a block") }
+            let C = g.classes, m = held.count
+            var u = [Float](repeating: 0, count: C * w), z = [Float](repeating: 0, count: m * C)
+            Float.gemm(transA: false, transB: false, m: C, n: w, k: n, alpha: 1, a: g.weights.map(Float.init), lda: n, b: rows, ldb: w,
+                       beta: 0, c: &u, ldc: w)
+            Float.gemm(transA: false, transB: true, m: m, n: C, k: w, alpha: 1, a: f, lda: w, b: u, ldb: w, beta: 0, c: &z, ldc: C)
+            return (0..<(m * C)).map { Double(z[$0]) + g.bias[$0 % C] }
+        }
+    }
+    let folds: [Fold]
+    let labels: [Int], classes: Int, kernelScale: Double, threads: Int
+    let networkOdds: [Double], networkProbabilities: [[Double]], compared: [Int]
+    /// Each fold's fit at the last lambda evaluated (the next one's warm start).
+    var previous: [KernelGLM] = []
+    /// F^T F of a factored kernel over all texts (nil for other kernels).
+    let columnGram: [Double]?
+
+    init(selector: LambdaSelector, kernel: TrainingKernel, labels: [Int], networkLogits: [Float], classes C: Int, kernelScale: Double, threads: Int) {
+        let n = labels.count
+        let fold = selector.foldAssignment(n: n)
+        // A factored kernel's spectrum comes from its column Gram F^T F: each fold's is the
+        // whole set's minus that of its held-out rows, so the Gram is formed about twice
+        // over instead of once per fold, and the whole set's is kept for the final fit.
+        var whole: [Double]?
+        if case .factored(let f, _, _, let w) = kernel {
+            whole = KernelSpectrum.columnGram(f.map(Double.init), rows: n, width: w)
+        }
+        folds = (0..<selector.folds).map { f in
+            let held = (0..<n).filter { fold[$0] == f }, fit = (0..<n).filter { fold[$0] != f }
+            let kFit = kernel.restricted(to: fit)
+            if let whole, case .factored(let all, _, _, let w) = kernel, case .factored(let rows, _, let m, _) = kFit {
+                let heldRows = held.flatMap { i in all[(i * w)..<((i + 1) * w)] }
+                let heldGram = KernelSpectrum.columnGram(heldRows.map(Double.init), rows: held.count, width: w)
+                return Fold(held: held, fit: fit, kFit: kFit, kHeld: nil, heldRows: heldRows,
+                            spectrum: KernelSpectrum(factored: rows, n: m, width: w, columnGram: zip(whole, heldGram).map { $0 - $1 }))
+            }
+            return Fold(held: held, fit: fit, kFit: kFit, kHeld: kernel.block(rows: held, columns: fit), heldRows: nil,
+                        spectrum: KernelSpectrum(kernel: kFit, threads: threads))
+        }
+        columnGram = whole
+        self.labels = labels
+        classes = C
+        self.kernelScale = kernelScale
+        self.threads = threads
+        let network = networkLogits.map(Double.init)
+        compared = labels.map { Faithfulness.comparedClass(classes: C, label: $0) }
+        networkOdds = (0..<n).map { [compared] i in Faithfulness.logOdds(logits: Array(network[(i * C)..<((i + 1) * C)]), classIndex: compared[i]) }
+        networkProbabilities = (0..<n).map { Softmax.probabilities(Array(network[($0 * C)..<(($0 + 1) * C)])) }
+    }
+
+    /// Fits every fold at `lambda` (warm-started from `previous`) and scores the
+    /// out-of-fold predictions.
+    func evaluate(_ lambda: Double) -> LambdaSelector.Point {
+        let n = labels.count, C = classes
+        var outOfFold = [Double](repeating: 0, count: n * C)
+        var fits: [KernelGLM] = []
+        for (f, fold) in folds.enumerated() {
+            let g = KernelGLM.fit(kernel: fold.kFit, labels: fold.fit.map { labels[$0] }, classes: C, lambda: lambda, kernelScale: kernelScale,
+                                  start: previous.isEmpty ? nil : previous[f], spectrum: fold.spectrum, threads: threads)
+            fits.append(g)
+            let z = fold.logits(g)
+            for (a, i) in fold.held.enumerated() { for c in 0..<C { outOfFold[i * C + c] = z[a * C + c] } }
+        }
+        previous = fits
+        var labelCE = 0.0, networkCE = 0.0
+        var odds = [Double](repeating: 0, count: n)
+        for i in 0..<n {
+            let row = Array(outOfFold[(i * C)..<((i + 1) * C)])
+            let logp = Softmax.logProbabilities(row)
+            let q = networkProbabilities[i]
+            labelCE -= logp[labels[i]]
+            for c in 0..<C { networkCE -= q[c] * logp[c] }
+            odds[i] = Faithfulness.logOdds(logits: row, classIndex: compared[i])
+        }
+        return LambdaSelector.Point(lambda: lambda, networkTau: Faithfulness.kendallTau(odds, networkOdds),
+                                    networkCrossEntropy: networkCE / Double(n), labelCrossEntropy: labelCE / Double(n))
     }
 }

@@ -27,4 +27,35 @@ public enum SymmetricEigen {
         for j in 0..<n { for i in 0..<n { vectors[i * n + j] = m[j * n + i] } }
         return (w, vectors)
     }
+
+    /// The `count` largest eigenpairs (`dsyevr`): eigenvalues ascending and eigenvectors as
+    /// the columns of a row-major [n, count] matrix; the whole decomposition when count >= n.
+    /// Much cheaper than all n eigenvectors when count is a fraction of n (a preconditioner's
+    /// leading subspace). nil if LAPACK fails.
+    public static func largest(_ a: [Double], n: Int, count: Int) -> (values: [Double], vectors: [Double])? {
+        precondition(a.count == n * n && count >= 0, "a must be n x n")
+        if count >= n { return decompose(a, n: n) }
+        if count == 0 { return ([], []) }
+        var m = a
+        var jobz = CChar(UInt8(ascii: "V")), range = CChar(UInt8(ascii: "I")), uplo = CChar(UInt8(ascii: "U"))
+        var nn = Int32(n), lda = Int32(n), il = Int32(n - count + 1), iu = Int32(n), found: Int32 = 0, ldz = Int32(n), info: Int32 = 0
+        var vl = 0.0, vu = 0.0, abstol = 0.0
+        var w = [Double](repeating: 0, count: n), z = [Double](repeating: 0, count: n * count)
+        var isuppz = [Int32](repeating: 0, count: 2 * count)
+        var lwork: Int32 = -1, liwork: Int32 = -1, workSize = 0.0, iworkSize: Int32 = 0
+        dsyevr_(&jobz, &range, &uplo, &nn, &m, &lda, &vl, &vu, &il, &iu, &abstol, &found, &w, &z, &ldz, &isuppz,
+                &workSize, &lwork, &iworkSize, &liwork, &info)
+        guard info == 0 else { return nil }
+        lwork = Int32(workSize.rounded(.up))
+        liwork = iworkSize
+        var work = [Double](repeating: 0, count: Int(lwork)), iwork = [Int32](repeating: 0, count: Int(liwork))
+        dsyevr_(&jobz, &range, &uplo, &nn, &m, &lda, &vl, &vu, &il, &iu, &abstol, &found, &w, &z, &ldz, &isuppz,
+                &work, &lwork, &iwork, &liwork, &info)
+        guard info == 0, Int(found) == count else { return nil }
+        // z holds the eigenvectors as columns in column-major order: z[j * n + i] is entry i
+        // of eigenvector j.
+        var vectors = [Double](repeating: 0, count: n * count)
+        for j in 0..<count { for i in 0..<n { vectors[i * count + j] = z[j * n + i] } }
+        return (Array(w.prefix(count)), vectors)
+    }
 }

@@ -32,7 +32,7 @@ import TangentTensor
         }
         let grid = [1e-3, 1e-1, 10]
         for criterion in LambdaSelector.Criterion.allCases {
-            let selector = LambdaSelector(grid: grid, folds: folds, criterion: criterion, seed: 3)
+            let selector = LambdaSelector(grid: grid, folds: folds, criterion: criterion, seed: 3, stopAfter: nil, extendTo: nil)
             let s = selector.select(kernel: kernel, labels: p.labels, networkLogits: logits, classes: C, threads: 2)
             #expect(s.points.map(\.lambda) == grid && s.fits.map(\.lambda) == grid)
             let fold = selector.foldAssignment(n: n)
@@ -68,6 +68,59 @@ import TangentTensor
             let worst = zip(direct.logits(kernelRows: p.k), s.fits[2].logits(kernelRows: p.k)).map { abs($0 - $1) }.max()!
             #expect(worst < 1e-3, "the grid's fit at lambda 10 vs a direct fit: \(worst)")
         }
+    }
+
+    /// Early stopping and the edge extension change which lambdas are fitted, never the
+    /// figures of a lambda: every point of a stopped, extended selection equals the
+    /// exhaustive grid's at that lambda (each fold's chain of warm starts is the same), the
+    /// descent stops only after `stopAfter` losing lambdas, the grid is extended exactly
+    /// when its strongest lambda is best, the choice is the best evaluated (ties to the
+    /// stronger), and fitting only the chosen lambda on all texts gives the same bits.
+    @Test func earlyStopAndEdgeExtensionKeepEachLambdasFigures() {
+        let n = 60, C = 2
+        let p = SurrogateTests.lowRankProblem(n: n, w: 6, seed: 31)
+        let kernel = TrainingKernel.matrix(p.k, n: n)
+        let rng = CounterRNG.derive(31, 9)
+        let logits = (0..<n).flatMap { i -> [Float] in [0, Float(p.labels[i] == 1 ? 1.5 : -1.5) + Float(rng.normal(UInt64(i)))] }
+        var extended = 0, stopped = 0
+        for grid in [[1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1, 10], [1e-6, 1e-5, 1e-4], [1e-3, 1e-2]] {
+            for criterion in LambdaSelector.Criterion.allCases {
+                let full = LambdaSelector(grid: grid, folds: 3, criterion: criterion, seed: 3, stopAfter: nil, extendTo: nil)
+                    .select(kernel: kernel, labels: p.labels, networkLogits: logits, classes: C, threads: 2)
+                var lines: [String] = []
+                let rule = LambdaSelector(grid: grid, folds: 3, criterion: criterion, seed: 3, stopAfter: 2, extendTo: 1e4)
+                let s = rule.select(kernel: kernel, labels: p.labels, networkLogits: logits, classes: C, fitsOnAll: .chosen, threads: 2,
+                                    log: { lines.append($0) })
+                let merits = s.points.map { $0.merit(criterion) }
+                // Points ascend in lambda; those on the grid equal the exhaustive figures.
+                #expect(zip(s.points, s.points.dropFirst()).allSatisfy { $0.lambda < $1.lambda })
+                for point in s.points where grid.contains(point.lambda) {
+                    let same = full.points.first { $0.lambda == point.lambda }!
+                    #expect(point.networkTau == same.networkTau && point.labelCrossEntropy == same.labelCrossEntropy)
+                }
+                // The grid's points fitted are its strongest ones; below them at least two lose.
+                let onGrid = s.points.filter { grid.contains($0.lambda) }
+                #expect(onGrid.map(\.lambda) == Array(grid.suffix(onGrid.count)))
+                if onGrid.count < grid.count {
+                    stopped += 1
+                    let bestMerit = onGrid.map { $0.merit(criterion) }.max()!
+                    #expect(onGrid.prefix(2).allSatisfy { $0.merit(criterion) <= bestMerit })
+                    #expect(lines.contains { $0.contains("stopped after") })
+                }
+                // Extended exactly when the grid's strongest lambda was the best of the grid.
+                let gridBest = onGrid.indices.max { (onGrid[$0].merit(criterion), $0) < (onGrid[$1].merit(criterion), $1) }!
+                let wasExtended = s.points.count > onGrid.count
+                #expect(wasExtended == (gridBest == onGrid.count - 1), "\(grid) \(criterion)")
+                if wasExtended { extended += 1 }
+                // The choice is the best, ties to the stronger lambda.
+                #expect(merits[s.chosen] == merits.max()! && !merits[(s.chosen + 1)...].contains(merits[s.chosen]))
+                // Fitting only the chosen lambda on all texts gives the bits of the whole chain.
+                let every = rule.select(kernel: kernel, labels: p.labels, networkLogits: logits, classes: C, fitsOnAll: .everyLambda, threads: 2)
+                #expect(every.chosen == s.chosen && every.fits[every.chosen].weights == s.glm.weights && s.fits.isEmpty)
+            }
+        }
+        // Both behaviours were exercised.
+        #expect(extended > 0 && stopped > 0, "extended \(extended), stopped \(stopped)")
     }
 
     /// The selector never reads test texts: the same training texts with two different test

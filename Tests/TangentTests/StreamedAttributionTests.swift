@@ -48,7 +48,7 @@ import TangentModel
     func streamedScoringAgreesWithTheInMemoryEngine(kernel name: String) throws {
         let (clf, train, file, kernel, cache) = try Self.setup(name)
         let engine = try AttributionEngine(classifier: clf, train: train, kernel: kernel, projDim: 48, seed: 2, cache: cache,
-                                           selector: LambdaSelector(grid: [1e-2]))
+                                           selector: LambdaSelector(grid: [1e-2], extendTo: nil))
         let streamed = try StreamedAttribution(classifier: clf, train: train, trainFeatures: file, kernel: kernel, budget: 1, lambda: nil,
                                                selector: engine.selector)
         #expect(streamed.glm.lambda == engine.glm.lambda && streamed.selectionTexts == train.count)
