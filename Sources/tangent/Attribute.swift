@@ -4,6 +4,7 @@ import TangentAttribution
 import TangentData
 import TangentKernels
 import TangentModel
+import TangentReports
 import TangentTensor
 
 struct Attribute: ParsableCommand {
@@ -39,6 +40,9 @@ struct Attribute: ParsableCommand {
     @Option(help: "TracIn checkpoints (epoch-K.safetensors; default MODEL/checkpoints).") var checkpoints: String?
     @Flag(help: "Skip the per-layer shares of the top items (exact per-layer NTK).") var noLayers = false
     @Flag(help: "One JSON object per text.") var json = false
+    @Option(help: "Also write a self-contained HTML page of every explanation (filter by predicted class), e.g. attributions.html.")
+    var html: String?
+    @Flag(help: "Replace an existing --html page (only a page this command wrote).") var overwrite = false
     @Option(help: "Training features (a finished feature file of the --train texts, e.g. from `tangent merge`): fit and score streamed from it.")
     var trainFeatures: String?
     @Option(help: "Bound on the training features held in memory at once, e.g. 2GiB (streamed scoring; default with --train-features: 2GiB).")
@@ -75,6 +79,9 @@ struct Attribute: ParsableCommand {
     func run() throws {
         try reportingErrors {
             try checkCacheDirectory(cache)
+            // The page's path is checked and locked before any work.
+            let pageLock = try html.map { try claimOutputFile($0, kind: "attribution page", overwrite: overwrite, isSameKind: Attribute.isPage) }
+            defer { withExtendedLifetime(pageLock) {} }
             let nThreads = threading.count
             let clf = try loadClassifier(model, threads: nThreads)
             let trainFile = try DataLocation.file(fileURL(train), split: "train")
@@ -102,10 +109,14 @@ struct Attribute: ParsableCommand {
                     bar?.update(done)
                     if done == total { bar?.finish() }
                 })
+            var all: [Explanation] = []
             for start in stride(from: 0, to: inputs.count, by: 64) {
                 let chunk = Array(inputs[start..<min(inputs.count, start + 64)])
-                try output(try engine.explain(chunk, top: top, layerShares: !noLayers), kernel: k)
+                let e = try engine.explain(chunk, top: top, layerShares: !noLayers)
+                try output(e, kernel: k)
+                if html != nil { all += e }
             }
+            try writePage(all, classifier: clf, kernel: k)
         }
     }
 
@@ -139,11 +150,30 @@ struct Attribute: ParsableCommand {
                                              log: { printError($0) })
         printError(String(format: "surrogate ready in %.1f s; peak memory %@", Date().timeIntervalSince(t0), peakMemoryDescription()))
         let t1 = Date()
+        var all: [Explanation] = []
         for start in stride(from: 0, to: inputs.count, by: 64) {
             let chunk = Array(inputs[start..<min(inputs.count, start + 64)])
-            try output(try scorer.explain(chunk, top: top), kernel: k)
+            let e = try scorer.explain(chunk, top: top)
+            try output(e, kernel: k)
+            if html != nil { all += e }
         }
+        try writePage(all, classifier: clf, kernel: k)
         printError(String(format: "%ld texts explained in %.1f s; peak memory %@", inputs.count, Date().timeIntervalSince(t1), peakMemoryDescription()))
+    }
+
+    /// An attribution page this command wrote (its head names the generator).
+    static func isPage(_ url: URL) -> Bool {
+        guard let h = try? FileHandle(forReadingFrom: url), let head = try? h.read(upToCount: 512) else { return false }
+        try? h.close()
+        return String(decoding: head, as: UTF8.self).contains("content=\"\(AttributionHTML.generator)\"")
+    }
+
+    /// Writes the `--html` page of all explanations, atomically.
+    func writePage(_ explanations: [Explanation], classifier: Classifier, kernel k: SurrogateKernel) throws {
+        guard let html else { return }
+        let page = AttributionHTML.render(explanations, model: model, train: train, kernel: k.name, classes: classifier.labels.names)
+        try AtomicFile.write(Data(page.utf8), to: fileURL(html))
+        printError("wrote \(html): \(explanations.count) explanation\(explanations.count == 1 ? "" : "s")")
     }
 
     /// Prints explanations as JSON lines (`--json`) or as text.

@@ -172,6 +172,35 @@ import Testing
         #expect(r.stderr.contains("warning: memory budget of 1 B is below"), "\(r.stderr)")
     }
 
+    /// `attribute --html` writes one self-contained page with every explanation, its
+    /// prediction, proponents and opponents with training labels and layer shares, and a
+    /// class filter; it replaces an earlier page only with --overwrite, and never another file.
+    @Test func attributionPage() throws {
+        let w = try CLI.workDirectory()
+        defer { try? FileManager.default.removeItem(at: w) }
+        let page = w.appendingPathComponent("page.html")
+        let args = ["attribute", "--model", CLI.model.path, "--train", w.appendingPathComponent("small.jsonl").path, "--kernel", "proj-pntk",
+                    "--proj-dim", "16", "--top", "3", "--text", "Who wrote Hamlet ?", "--text", "What does NASA stand for ?", "--html", page.path]
+        let r = try CLI.run(args, in: w)
+        #expect(r.status == 0, "\(r.stderr)")
+        let html = try String(contentsOf: page, encoding: .utf8)
+        #expect(html.components(separatedBy: "class=\"expl\"").count - 1 == 2)
+        #expect(html.contains("Who wrote Hamlet ?") && html.contains("Proponents (push toward") && html.contains("Opponents (push away from"))
+        #expect(html.contains("<select id=\"cls\"") && html.contains("layer shares") && !html.contains("http"))
+        // Every training label shown is one of the model's classes.
+        let labels = try NSRegularExpression(pattern: "<span class=\"lab\">([^<]*)</span>")
+            .matches(in: html, range: NSRange(html.startIndex..., in: html)).map { String(html[Range($0.range(at: 1), in: html)!]) }
+        #expect(!labels.isEmpty && labels.allSatisfy { ["ABBR", "DESC", "ENTY", "HUM", "LOC", "NUM"].contains($0) })
+        // Again: refused without --overwrite, replaced with it; another file is never replaced.
+        let again = try CLI.run(args, in: w)
+        #expect(again.status != 0 && again.stderr.contains("--overwrite"))
+        #expect(try CLI.run(args + ["--overwrite"], in: w).status == 0)
+        try Data("notes".utf8).write(to: page)
+        let other = try CLI.run(args + ["--overwrite"], in: w)
+        let kept = try String(contentsOf: page, encoding: .utf8)
+        #expect(other.status != 0 && kept == "notes")
+    }
+
     /// A CSV saved with a UTF-8 byte-order mark reads like one without.
     @Test func csvWithByteOrderMarkReads() throws {
         let w = try CLI.workDirectory()
