@@ -143,22 +143,24 @@ import Testing
     }
 
     /// A symbolic link to an output directory takes the same lock as the directory itself:
-    /// two `train` runs through the two paths cannot both write one model.
+    /// while the lock of `lk/ct` is held (here by this test, as a running `train` holds
+    /// it), `train --out lk/alias` refuses instead of writing the same model.
     @Test func outputLockFollowsSymbolicLinks() throws {
         let w = try CLI.workDirectory()
         defer { try? FileManager.default.removeItem(at: w) }
         try FileManager.default.createDirectory(at: w.appendingPathComponent("lk/ct"), withIntermediateDirectories: true)
         try FileManager.default.createSymbolicLink(atPath: w.appendingPathComponent("lk/alias").path, withDestinationPath: "ct")
-        let train = "train --data \(w.path)/small.jsonl --tokenizer \(CLI.model.path)/tokenizer.model --d-model 8 --heads 2 --layers 1 --d-ff 16 --epochs 200 --out"
-        let first = try CLI.start(CLI.split("\(train) \(w.path)/lk/ct"), in: w)
-        defer { if first.isRunning { first.terminate() }; first.waitUntilExit() }
-        // Wait until the first run holds its lock.
-        let lockFile = w.appendingPathComponent("lk/.ct.tangent.lock").path
-        let deadline = Date().addingTimeInterval(60)
-        while !FileManager.default.fileExists(atPath: lockFile) && Date() < deadline { usleep(20_000) }
-        // --overwrite: past the check of what the directory holds, to the lock itself.
-        let second = try CLI.run(CLI.split("\(train) \(w.path)/lk/alias --overwrite"), in: w)
+        // The lock file a run on lk/ct takes (`OutputLock(guarding:)`: .NAME.tangent.lock beside it).
+        let fd = open(w.appendingPathComponent("lk/.ct.tangent.lock").path, O_RDWR | O_CREAT, 0o644)
+        #expect(fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) == 0)
+        defer { close(fd) }
+        let train = "train --data \(w.path)/small.jsonl --tokenizer \(CLI.model.path)/tokenizer.model --d-model 8 --heads 2 --layers 1 --d-ff 16 --epochs 1 --out"
+        let second = try CLI.run(CLI.split("\(train) \(w.path)/lk/alias"), in: w)
         #expect(second.status != 0 && second.stderr.contains("another process"), "\(second.stderr)")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: w.appendingPathComponent("lk/ct").path).isEmpty)
+        // Without the lock held, the same run writes its model through the link.
+        flock(fd, LOCK_UN)
+        #expect(try CLI.run(CLI.split("\(train) \(w.path)/lk/alias"), in: w).status == 0)
     }
 
     /// A memory budget below the smallest block is not exceeded silently: the run says so.
