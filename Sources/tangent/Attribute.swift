@@ -35,7 +35,10 @@ struct Attribute: ParsableCommand {
     @Option(name: .customLong("proj-dim"), parsing: .unconditional, help: "Projected dimension K of projected kernels. (default: 1024)")
     var projDimOption: Int?
     var projDim: Int { projDimOption ?? 1024 }
-    @Option(parsing: .unconditional, help: "Seed of the projection and of the cross-validation folds.") var seed: UInt64 = 0
+    @Option(name: .customLong("seed"), parsing: .unconditional, help: "Seed of the projection and of the cross-validation folds (default: 0). With --train-features the file's projection is used and this seeds the folds only.") var seedOption: UInt64?
+
+    /// Optional so that a seed given next to --train-features, whose projection is fixed, can be reported.
+    var seed: UInt64 { seedOption ?? 0 }
     @Option(help: "Directory for cached training features and surrogates.") var cache: String = "features"
     @Option(help: "TracIn checkpoints (epoch-K.safetensors; default MODEL/checkpoints).") var checkpoints: String?
     @Flag(help: "Skip the per-layer shares of the top items (exact per-layer NTK).") var noLayers = false
@@ -133,6 +136,9 @@ struct Attribute: ParsableCommand {
             }
             if projection.given, m.projector != projection.choice.tag {
                 throw ValidationError("--projector \(projection.choice.tag) differs from the \(m.projector.isEmpty ? "unprojected" : m.projector) features of --train-features \(trainFeatures); omit --projector or featurize again")
+            }
+            if let asked = seedOption, asked != m.seed, !m.projector.isEmpty {
+                printError("note: --train-features \(trainFeatures) was projected with seed \(m.seed); --seed \(asked) seeds the selection folds only")
             }
         } else {
             var bar: ProgressBar?

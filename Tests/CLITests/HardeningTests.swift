@@ -63,6 +63,18 @@ import Testing
             try features(w)
             try poison(w.appendingPathComponent("f.safetensors"), tensor: "features")
         }
+        add("NaN in --train-features with --json", "\(attribute) --json --train-features $W/f.safetensors", expect: ["f.safetensors", "NaN"]) { w in
+            try features(w)
+            try poison(w.appendingPathComponent("f.safetensors"), tensor: "features")
+        }
+        add("pntk file claiming 6 outputs as --train-features", "\(attribute) --train-features $W/e.safetensors", expect: ["e.safetensors", "features"]) { w in
+            try features(w)
+            try editHeader(w, "f.safetensors", to: "e.safetensors", metadata: ["outputs": "6"], shapes: ["features": [40, 6, 16]])
+        }
+        add("width 0 with proj_dim 16 as --train-features", "\(attribute) --train-features $W/e.safetensors", expect: ["e.safetensors", "width"]) { w in
+            try features(w)
+            try editHeader(w, "f.safetensors", to: "e.safetensors", metadata: ["width": "0"])
+        }
         add("--proj-dim against --train-features", "\(attribute) --proj-dim 32 --train-features $W/f.safetensors", expect: ["--proj-dim 32", "K = 16"]) { w in
             try features(w)
         }
@@ -90,6 +102,14 @@ import Testing
         // A tokenizer of the model's vocabulary size that is not its own.
         add("swapped tokenizer", "evaluate --model $W/m --data $W/small.jsonl", expect: ["tokenizer.model", "not the tokenizer this model was trained with"]) { w in
             try BadInputTests.copyModel(to: w.appendingPathComponent("m"))
+            try cli(w, "tokenizer train --data \(CLI.root.path)/data/movie-snippets/train.jsonl --vocab-size 2000 --out $W/m/tokenizer.model --overwrite")
+        }
+        // The same, where attribute's cache holds features and a surrogate made with the
+        // model's own tokenizer: the model is refused before the cache is consulted.
+        add("swapped tokenizer with a filled cache", "attribute --model $W/m --train $W/small.jsonl --text hi --kernel proj-pntk --proj-dim 16 --cache $W/c",
+            expect: ["tokenizer.model", "not the tokenizer this model was trained with"]) { w in
+            try BadInputTests.copyModel(to: w.appendingPathComponent("m"))
+            try cli(w, "attribute --model $W/m --train $W/small.jsonl --text hi --kernel proj-pntk --proj-dim 16 --cache $W/c")
             try cli(w, "tokenizer train --data \(CLI.root.path)/data/movie-snippets/train.jsonl --vocab-size 2000 --out $W/m/tokenizer.model --overwrite")
         }
         // Side files that belong to other data.
@@ -229,6 +249,36 @@ import Testing
         #expect(!html.contains("sms-spam"))
     }
 
+    /// A damaged `--cache` entry is reported and rebuilt, as the README promises: training
+    /// features whose block size was edited to 0 and a surrogate with a NaN weight give
+    /// the same answer as the intact cache did.
+    @Test func damagedCacheEntriesAreRebuilt() throws {
+        let w = try CLI.workDirectory()
+        defer { try? FileManager.default.removeItem(at: w) }
+        let args = ["attribute", "--model", CLI.model.path, "--train", w.appendingPathComponent("small.jsonl").path, "--text", "Who wrote Hamlet ?",
+                    "--kernel", "proj-pntk", "--proj-dim", "16", "--cache", w.appendingPathComponent("c").path]
+        let first = try CLI.run(args, in: w)
+        #expect(first.status == 0, "\(first.stderr)")
+        var damaged: Set<String> = []
+        for name in try FileManager.default.contentsOfDirectory(atPath: w.appendingPathComponent("c").path) where name.hasSuffix(".safetensors") {
+            switch try Self.header(w.appendingPathComponent("c/\(name)"))["format"] {
+            case "tangent-features-1":
+                try Self.editHeader(w, "c/\(name)", to: "c/\(name)", metadata: ["block_size": "0"])
+                damaged.insert("features")
+            case "tangent-kglm-3":
+                try Self.poison(w.appendingPathComponent("c/\(name)"), tensor: "weights", dtype: "F64")
+                damaged.insert("surrogate")
+            default: break
+            }
+        }
+        #expect(damaged == ["features", "surrogate"])
+        let again = try CLI.run(args, in: w)
+        #expect(again.status == 0, "\(again.stderr)")
+        #expect(again.stderr.contains("block_size") && again.stderr.contains("rebuilding it"), "\(again.stderr)")
+        #expect(again.stderr.contains("NaN") && again.stderr.contains("fitting the surrogate again"), "\(again.stderr)")
+        #expect(again.stdout == first.stdout)
+    }
+
     /// The exact kernel with a block size far beyond the texts works: blocks never exceed
     /// the texts, so nothing of size block^2 is allocated.
     @Test func exactKernelClampsItsBlockSize() throws {
@@ -298,13 +348,14 @@ import Testing
         try out.write(to: w.appendingPathComponent(dst))
     }
 
-    /// Writes a NaN over the first element of `tensor` (F32).
-    static func poison(_ url: URL, tensor: String) throws {
+    /// Writes a NaN over the first element of `tensor` (F32 or F64).
+    static func poison(_ url: URL, tensor: String, dtype: String = "F32") throws {
         let (n, json, data) = try readHeader(url)
         let offsets = (json[tensor] as! [String: Any])["data_offsets"] as! [Int]
         var d = data
-        let nan = Float.nan.bitPattern
-        for k in 0..<4 { d[8 + n + offsets[0] + k] = UInt8((nan >> (8 * UInt32(k))) & 0xFF) }
+        let bytes: [UInt8] = dtype == "F64" ? withUnsafeBytes(of: Double.nan.bitPattern.littleEndian, Array.init)
+                                            : withUnsafeBytes(of: Float.nan.bitPattern.littleEndian, Array.init)
+        for (k, b) in bytes.enumerated() { d[8 + n + offsets[0] + k] = b }
         try d.write(to: url)
     }
 }
