@@ -180,10 +180,21 @@ func claimOutputFile(_ path: String, kind: String, overwrite: Bool, isSameKind: 
 func claimOutputDirectory(_ path: String, kind: String, markers: [String], overwrite: Bool,
                           allowOtherFiles: Bool = false) throws -> OutputLock {
     let url = fileURL(path)
-    try OutputPath.checkDirectory(url, kind: kind, markers: markers, overwrite: overwrite, allowOtherFiles: allowOtherFiles)
+    do { try OutputPath.checkDirectory(url, kind: kind, markers: markers, overwrite: overwrite, allowOtherFiles: allowOtherFiles) } catch {
+        try refuseIfBeingWritten(url, kind: kind)
+        throw error
+    }
     let lock = try OutputLock(guarding: url, what: "the \(kind) in \(url.path)")
     try OutputPath.checkDirectory(url, kind: kind, markers: markers, overwrite: overwrite, allowOtherFiles: allowOtherFiles)
     return lock
+}
+
+/// Before refusing an existing output for what it holds, says instead that another
+/// process is writing it, when one holds its lock: a running job's half-made output is
+/// not a finished or interrupted one, and --overwrite or --resume would not help.
+func refuseIfBeingWritten(_ url: URL, kind: String) throws {
+    guard FileManager.default.fileExists(atPath: url.path) else { return }
+    _ = try OutputLock(guarding: url, what: "the \(kind) in \(url.path)")
 }
 
 /// Whether `url` is a safetensors file whose header carries the format tag `format`.

@@ -176,6 +176,7 @@ struct Train: ParsableCommand {
               let data = try? WholeFile.read(outURL.appendingPathComponent(ModelDirectory.configFile)),
               let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any], json["complete"] as? Bool == false else { return }
         let done = json["epochs_completed"] as? Int ?? 0
+        try refuseIfBeingWritten(outURL, kind: "model directory")
         throw DataError("\(out): holds an interrupted training run (\(done) epoch\(done == 1 ? "" : "s") finished); pass --resume to continue it with the same settings, or --overwrite to start again")
     }
 

@@ -178,6 +178,13 @@ import Testing
         let second = try CLI.run(CLI.split("\(train) \(w.path)/lk/alias"), in: w)
         #expect(second.status != 0 && second.stderr.contains("another process"), "\(second.stderr)")
         #expect(try FileManager.default.contentsOfDirectory(atPath: w.appendingPathComponent("lk/ct").path).isEmpty)
+        // Once the running job has written an epoch, its directory looks interrupted; it is
+        // still reported as being written, not with advice to --resume or --overwrite.
+        let config = w.appendingPathComponent("lk/ct/config.json")
+        try Data(#"{"complete": false, "epochs_completed": 1}"#.utf8).write(to: config)
+        let third = try CLI.run(CLI.split("\(train) \(w.path)/lk/alias"), in: w)
+        #expect(third.status != 0 && third.stderr.contains("another process"), "\(third.stderr)")
+        try FileManager.default.removeItem(at: config)
         // Without the lock held, the same run writes its model through the link.
         flock(fd, LOCK_UN)
         #expect(try CLI.run(CLI.split("\(train) \(w.path)/lk/alias"), in: w).status == 0)
