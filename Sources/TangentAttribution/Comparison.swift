@@ -4,150 +4,6 @@ import TangentKernels
 import TangentModel
 import TangentTensor
 
-/// One lambda of the regularization grid: the selector's out-of-fold figures on the
-/// training texts, and the tau its surrogate (fitted on all training texts) reaches on
-/// the test texts.
-public struct GridPoint: Sendable, Codable {
-    public let lambda: Double
-    /// Out-of-fold, on the training texts (see `LambdaSelector`).
-    public let networkTau: Double
-    public let networkCrossEntropy: Double
-    public let labelCrossEntropy: Double
-    /// On the test texts.
-    public let tau: Double
-    /// Reports made before k-fold selection: the loss on one held-out tenth (their
-    /// out-of-fold figures are NaN, and their grid fits used nine tenths of the texts).
-    public var heldOutLoss: Double? = nil
-
-    public init(lambda: Double, networkTau: Double, networkCrossEntropy: Double, labelCrossEntropy: Double, tau: Double) {
-        self.lambda = lambda
-        self.networkTau = networkTau
-        self.networkCrossEntropy = networkCrossEntropy
-        self.labelCrossEntropy = labelCrossEntropy
-        self.tau = tau
-    }
-
-    public init(from decoder: Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        lambda = try c.decode(Double.self, forKey: .lambda)
-        tau = try c.decode(Double.self, forKey: .tau)
-        heldOutLoss = try c.decodeIfPresent(Double.self, forKey: .heldOutLoss)
-        // An older report has the held-out loss instead of the out-of-fold figures.
-        let old = heldOutLoss != nil
-        networkTau = old ? .nan : try c.decode(Double.self, forKey: .networkTau)
-        networkCrossEntropy = old ? .nan : try c.decode(Double.self, forKey: .networkCrossEntropy)
-        labelCrossEntropy = old ? .nan : try c.decode(Double.self, forKey: .labelCrossEntropy)
-    }
-}
-
-/// Faithfulness of one kernel's surrogate to the network on the test texts.
-public struct KernelReport: Sendable, Codable {
-    public let kernel: String
-    /// The chosen lambda (see `selection`) and the fit's solver state.
-    public let lambda: Double
-    public let iterations: Int
-    public let converged: Bool
-    /// Kendall tau-b between surrogate and network log-odds of the compared class
-    /// (class 1 for two classes, the true label otherwise), over all test texts.
-    public let tau: Double
-    /// The paper's variant: tau over probabilities, texts where either probability is
-    /// exactly 0 or 1 in float dropped; and how many texts it kept.
-    public let tauProbability: Double
-    public let tauProbabilityTexts: Int
-    /// Test accuracy of the surrogate minus that of the network.
-    public let tad: Double
-    public let surrogateAccuracy: Double
-    /// Share of test texts where surrogate and network predict the same label.
-    public let agreement: Double
-    public let grid: [GridPoint]
-    /// Best tau over the grid: what a rule that looked at the test texts would reach.
-    public let bestGridTau: Double
-    /// The selector's criterion (`LambdaSelector.Criterion`) and folds, e.g. "network-tau, 5 folds".
-    public var selection: String? = nil
-    /// Wall time of this kernel (featurization, fits, measurement) and the process's peak
-    /// memory so far; with cached features the time excludes featurization.
-    public let seconds: Double
-    public let peakMemoryMiB: Double
-    /// Whether training and test features came from the cache.
-    public let featuresCached: Bool
-    /// Per test text: the surrogate's and the network's log-odds of the compared class.
-    public let surrogateLogOdds: [Double]
-    public let networkLogOdds: [Double]
-    /// Exact NTKs: each layer group's share of the kernel (NFT-K decomposition).
-    public var layerShares: [LayerShare]? = nil
-    /// With several models: this kernel's figures on each (the other fields describe the first).
-    public var replicates: Replicates? = nil
-    /// What a reader must know to interpret the row (TracIn: which checkpoints were summed).
-    public var note: String? = nil
-}
-
-/// One kernel's tau and TAD on several models of the same data (e.g. training seeds).
-public struct Replicates: Sendable, Codable {
-    public let models: [String]
-    public let tau: [Double]
-    public let tad: [Double]
-    public var tauMean: Double { Replicates.mean(tau) }
-    public var tauSD: Double { Replicates.sd(tau) }
-    public var tadMean: Double { Replicates.mean(tad) }
-    public var tadSD: Double { Replicates.sd(tad) }
-    static func mean(_ v: [Double]) -> Double { v.reduce(0, +) / Double(v.count) }
-    /// Sample standard deviation (0 for a single model).
-    static func sd(_ v: [Double]) -> Double {
-        guard v.count > 1 else { return 0 }
-        let m = mean(v)
-        return (v.map { ($0 - m) * ($0 - m) }.reduce(0, +) / Double(v.count - 1)).squareRoot()
-    }
-}
-
-/// One layer group's share of an exact NTK (its part over the whole), three ways.
-public struct LayerShare: Sendable, Codable {
-    public let group: String
-    /// Over all test x train pairs: sum of the group's part / sum of the kernel.
-    public let pairs: Double
-    /// Over each test text's 10 strongest proponents (for its predicted class), averaged.
-    public let topProponents: Double
-    /// Over the training texts' self-kernels K(x_i, x_i).
-    public let selfKernel: Double
-}
-
-/// A comparison of kernels on one model and data set.
-public struct ComparisonReport: Sendable, Codable {
-    public let model: String
-    public let train: String
-    public let test: String
-    public let trainTexts: Int
-    public let testTexts: Int
-    public let classes: [String]
-    public let projDim: Int
-    public let seed: UInt64
-    /// The projector of the projected kernels (`ProjectorChoice.tag`); reports written
-    /// before sketches existed used Rademacher and do not say so.
-    public var projector: String? = nil
-    public let networkTestAccuracy: Double
-    public var kernels: [KernelReport]
-    /// How far projected kernels are from the exact ones, for several K.
-    public var projectionError: [ProjectionErrorPoint]? = nil
-    /// The linear datamodeling score of each method, from an LDS run on the same training texts.
-    public var lds: LDSReport? = nil
-}
-
-/// Relative Frobenius error ||K_proj - K_exact|| / ||K_exact|| of a projected kernel's
-/// normalized test x train block, on a subset of the texts.
-public struct ProjectionErrorPoint: Sendable, Codable {
-    public let kernel: String
-    public let projDim: Int
-    public let relativeError: Double
-    public let trainTexts: Int
-    public let testTexts: Int
-    /// The projector's tag (nil in reports from before sketches: Rademacher).
-    public var projector: String? = nil
-    /// Projection seeds the error is the root mean square over (nil: one).
-    public var seeds: Int? = nil
-
-    /// The kernel with its projector, as plots and tables name the curve.
-    public var label: String { kernel + " (" + (projector ?? ProjectorChoice.rademacher.tag) + ")" }
-}
-
 /// Fits each kernel's surrogate on the training texts and measures its faithfulness on
 /// the test texts (kernels spec: tau over log-odds, the paper's tau, TAD, agreement).
 public enum Comparison {
@@ -156,51 +12,29 @@ public enum Comparison {
                            trainName: String, testName: String,
                            checkpoints: URL? = nil, ensemble: [Classifier] = [], selector: LambdaSelector = LambdaSelector(),
                            log: (String) -> Void = { _ in }, progress: @escaping (String, Int, Int) -> Void = { _, _, _ in }) throws -> ComparisonReport {
-        let C = classifier.labels.count
-        let testLabels = try classifier.labels.indices(of: test, source: testName)
-        var report: ComparisonReport?
+        var builder = try ReportBuilder(classifier: classifier, trainCount: train.count, test: test, projDim: projDim, seed: seed, projector: projector,
+                                        modelName: modelName, trainName: trainName, testName: testName)
         // Refits even where a surrogate is cached: the report shows the whole grid, so the
         // selector does not stop early (it still extends a best lambda at the strong edge).
         let setup = AttributionSetup(classifier: classifier, train: train, projDim: projDim, seed: seed, projector: projector, cache: cache,
                                      selector: selector.exhaustive, checkpoints: checkpoints, ensemble: ensemble, useSurrogateCache: false)
-        let rows = try setup.forEachKernel(kernels, log: log, progress: progress) { run -> KernelReport in
-            let k = run.kernel, engine = run.engine!
+        _ = try setup.forEachKernel(kernels, log: log, progress: progress) { run in
+            let engine = run.engine!
             // Test kernel rows through the same cache (resumable).
-            let m = test.count, n = train.count
             let q = try engine.query(test, source: testName, cached: true, log: log, progress: run.progress("test"))
-            let kRows = q.rows
             let netLogits = q.logits.map(Double.init)
-            let z = engine.glm.logits(kernelRows: kRows)
-            let measured = measure(surrogate: z, network: netLogits, labels: testLabels, classes: C)
-            // Test tau of the surrogate at every lambda of the grid (all fitted on all training texts).
-            let grid = zip(engine.grid, engine.gridFits).map { point, fit in
-                GridPoint(lambda: point.lambda, networkTau: point.networkTau, networkCrossEntropy: point.networkCrossEntropy,
-                          labelCrossEntropy: point.labelCrossEntropy,
-                          tau: measure(surrogate: fit.logits(kernelRows: kRows), network: netLogits, labels: testLabels, classes: C).tau)
+            // Every lambda of the grid was fitted on all training texts.
+            var row = builder.add(kernel: run.kernel.name, glm: engine.glm, surrogateLogits: engine.glm.logits(kernelRows: q.rows),
+                                  grid: engine.grid, gridLogits: engine.gridFits.map { $0.logits(kernelRows: q.rows) }, networkLogits: netLogits,
+                                  seconds: run.seconds, featuresCached: !run.featurized, log: log)
+            row.layerShares = q.parts.map {
+                layerShares(parts: $0, rows: q.rows, selfParts: engine.trainSelfParts, glm: engine.glm, logits: netLogits, classes: builder.classes)
             }
-            let networkAccuracy = (0..<m).filter { i in Softmax.argmax(netLogits[(i * C)..<((i + 1) * C)]) == testLabels[i] }.count
-            if report == nil {
-                report = ComparisonReport(model: modelName, train: trainName, test: testName, trainTexts: n, testTexts: m,
-                                          classes: classifier.labels.names, projDim: projDim, seed: seed,
-                                          networkTestAccuracy: Double(networkAccuracy) / Double(m), kernels: [])
-                report!.projector = projector.tag
-            }
-            let row = KernelReport(kernel: k.name, lambda: engine.glm.lambda, iterations: engine.glm.iterations, converged: engine.glm.converged,
-                                   tau: measured.tau, tauProbability: measured.tauProbability, tauProbabilityTexts: measured.kept,
-                                   tad: measured.surrogateAccuracy - report!.networkTestAccuracy, surrogateAccuracy: measured.surrogateAccuracy,
-                                   agreement: measured.agreement, grid: grid, bestGridTau: grid.map(\.tau).max() ?? measured.tau,
-                                   seconds: run.seconds, peakMemoryMiB: TangentTensor.peakMemoryMiB() ?? .nan, featuresCached: !run.featurized,
-                                   surrogateLogOdds: measured.surrogateLogOdds, networkLogOdds: measured.networkLogOdds,
-                                   layerShares: q.parts.map { layerShares(parts: $0, rows: kRows, selfParts: engine.trainSelfParts, glm: engine.glm, logits: netLogits, classes: C) })
-            log(String(format: "%@: tau %.3f (paper variant %.3f on %ld texts), TAD %+.3f, agreement %.3f, lambda %g, %.0f s",
-                       k.name, row.tau, row.tauProbability, row.tauProbabilityTexts, row.tad, row.agreement, row.lambda, row.seconds))
-            var noted = row
-            noted.note = engine.checkpointSummary
-            noted.selection = "\(selector.criterion.rawValue), \(selector.folds) folds"
-            return noted
+            row.note = engine.checkpointSummary
+            row.selection = "\(selector.criterion.rawValue), \(selector.folds) folds"
+            builder.rows.append(row)
         }
-        report!.kernels = rows
-        return report!
+        return try builder.report()
     }
 
     /// `run` for training sets whose features do not fit in memory: each kernel's training
@@ -217,10 +51,9 @@ public enum Comparison {
         if let k = kernels.first(where: { !StreamedAttribution.supports($0) }) {
             throw AttributionError("kernel \(k.name) cannot be compared with streamed training features; streamed comparisons support proj-pntk, proj-trntk, embedding, ck and grad-cos")
         }
-        let C = classifier.labels.count, m = test.count, n = train.count
-        let testLabels = try classifier.labels.indices(of: test, source: testName)
-        var report: ComparisonReport?
-        var rows: [KernelReport] = []
+        var builder = try ReportBuilder(classifier: classifier, trainCount: train.count, test: test, projDim: projDim, seed: seed, projector: projector,
+                                        modelName: modelName, trainName: trainName, testName: testName)
+        let m = test.count, n = train.count
         for k in kernels {
             log("== \(k.name) (streamed)")
             let started = Date()
@@ -233,6 +66,7 @@ public enum Comparison {
                 }
             let s = try StreamedAttribution(classifier: classifier, train: train, trainFeatures: file, kernel: k, budget: budget, lambda: nil,
                                             selector: selector.exhaustive, selectionTexts: selectionTexts, fitGrid: true, threads: threads, log: log)
+            // The chosen fit and every lambda of the grid, scored in one pass per chunk.
             let fits = [s.glm] + s.gridFits
             var z = [[Double]](repeating: [], count: fits.count)
             var netLogits: [Double] = []
@@ -242,34 +76,70 @@ public enum Comparison {
                 for g in fits.indices { z[g] += r.surrogateLogits[g].flatMap { $0 } }
                 progress("\(k.name) test", min(m, start + chunk), m)
             }
-            let measured = measure(surrogate: z[0], network: netLogits, labels: testLabels, classes: C)
-            let grid = s.grid.enumerated().map { j, point in
-                GridPoint(lambda: point.lambda, networkTau: point.networkTau, networkCrossEntropy: point.networkCrossEntropy,
-                          labelCrossEntropy: point.labelCrossEntropy,
-                          tau: measure(surrogate: z[j + 1], network: netLogits, labels: testLabels, classes: C).tau)
-            }
-            if report == nil {
-                let correct = (0..<m).filter { i in Softmax.argmax(netLogits[(i * C)..<((i + 1) * C)]) == testLabels[i] }.count
-                report = ComparisonReport(model: modelName, train: trainName, test: testName, trainTexts: n, testTexts: m,
-                                          classes: classifier.labels.names, projDim: projDim, seed: seed,
-                                          networkTestAccuracy: Double(correct) / Double(m), kernels: [])
-                report!.projector = projector.tag
-            }
-            let seconds = Date().timeIntervalSince(started)
-            var row = KernelReport(kernel: k.name, lambda: s.glm.lambda, iterations: s.glm.iterations, converged: s.glm.converged,
-                                   tau: measured.tau, tauProbability: measured.tauProbability, tauProbabilityTexts: measured.kept,
-                                   tad: measured.surrogateAccuracy - report!.networkTestAccuracy, surrogateAccuracy: measured.surrogateAccuracy,
-                                   agreement: measured.agreement, grid: grid, bestGridTau: grid.map(\.tau).max() ?? measured.tau,
-                                   seconds: seconds, peakMemoryMiB: TangentTensor.peakMemoryMiB() ?? .nan, featuresCached: !featurized,
-                                   surrogateLogOdds: measured.surrogateLogOdds, networkLogOdds: measured.networkLogOdds)
+            var row = builder.add(kernel: k.name, glm: s.glm, surrogateLogits: z[0], grid: s.grid, gridLogits: Array(z.dropFirst()),
+                                  networkLogits: netLogits, seconds: Date().timeIntervalSince(started), featuresCached: !featurized, log: log)
             row.selection = "\(selector.criterion.rawValue), \(selector.folds) folds" + (s.selectionTexts < n ? " on \(s.selectionTexts) of \(n) training texts" : "")
             row.note = "training features streamed from disk in blocks of \(s.features.blockRows) texts"
-            log(String(format: "%@: tau %.3f (paper variant %.3f on %ld texts), TAD %+.3f, agreement %.3f, lambda %g, %.0f s",
-                       k.name, row.tau, row.tauProbability, row.tauProbabilityTexts, row.tad, row.agreement, row.lambda, seconds))
-            rows.append(row)
+            builder.rows.append(row)
         }
-        report!.kernels = rows
-        return report!
+        return try builder.report()
+    }
+
+    /// Builds a report's rows, in memory or streamed alike: each kernel's surrogate logits
+    /// (chosen lambda and every grid point) against the network's on the test texts.
+    struct ReportBuilder {
+        let testLabels: [Int]
+        let classes: Int
+        let trainCount: Int
+        let header: (model: String, train: String, test: String, names: [String], projDim: Int, seed: UInt64, projector: String)
+        /// The network's test accuracy, from the first kernel's network logits (every
+        /// kernel's are the same network's), against which each surrogate's TAD is taken.
+        var networkAccuracy: Double?
+        var rows: [KernelReport] = []
+
+        init(classifier: Classifier, trainCount: Int, test: [LabeledText], projDim: Int, seed: UInt64, projector: ProjectorChoice,
+             modelName: String, trainName: String, testName: String) throws {
+            testLabels = try classifier.labels.indices(of: test, source: testName)
+            classes = classifier.labels.count
+            self.trainCount = trainCount
+            header = (modelName, trainName, testName, classifier.labels.names, projDim, seed, projector.tag)
+        }
+
+        /// The row of one kernel (logits row-major, texts x classes), logged.
+        mutating func add(kernel: String, glm: KernelGLM, surrogateLogits z: [Double], grid: [LambdaSelector.Point], gridLogits: [[Double]],
+                          networkLogits y: [Double], seconds: Double, featuresCached: Bool, log: (String) -> Void) -> KernelReport {
+            let C = classes, m = testLabels.count
+            let measured = measure(surrogate: z, network: y, labels: testLabels, classes: C)
+            let points = zip(grid, gridLogits).map { point, logits in
+                GridPoint(lambda: point.lambda, networkTau: point.networkTau, networkCrossEntropy: point.networkCrossEntropy,
+                          labelCrossEntropy: point.labelCrossEntropy,
+                          tau: measure(surrogate: logits, network: y, labels: testLabels, classes: C).tau)
+            }
+            let accuracy = networkAccuracy ?? {
+                let correct = (0..<m).filter { i in Softmax.argmax(y[(i * C)..<((i + 1) * C)]) == testLabels[i] }.count
+                return Double(correct) / Double(m)
+            }()
+            networkAccuracy = accuracy
+            let row = KernelReport(kernel: kernel, lambda: glm.lambda, iterations: glm.iterations, converged: glm.converged,
+                                   tau: measured.tau, tauProbability: measured.tauProbability, tauProbabilityTexts: measured.kept,
+                                   tad: measured.surrogateAccuracy - accuracy, surrogateAccuracy: measured.surrogateAccuracy,
+                                   agreement: measured.agreement, grid: points, bestGridTau: points.map(\.tau).max() ?? measured.tau,
+                                   seconds: seconds, peakMemoryMiB: TangentTensor.peakMemoryMiB() ?? .nan, featuresCached: featuresCached,
+                                   surrogateLogOdds: measured.surrogateLogOdds, networkLogOdds: measured.networkLogOdds)
+            log(String(format: "%@: tau %.3f (paper variant %.3f on %ld texts), TAD %+.3f, agreement %.3f, lambda %g, %.0f s",
+                       kernel, row.tau, row.tauProbability, row.tauProbabilityTexts, row.tad, row.agreement, row.lambda, seconds))
+            return row
+        }
+
+        /// The report of the rows added; throws when there are none.
+        func report() throws -> ComparisonReport {
+            guard let networkAccuracy, !rows.isEmpty else { throw AttributionError("a comparison needs at least one kernel") }
+            var r = ComparisonReport(model: header.model, train: header.train, test: header.test, trainTexts: trainCount, testTexts: testLabels.count,
+                                     classes: header.names, projDim: header.projDim, seed: header.seed,
+                                     networkTestAccuracy: networkAccuracy, kernels: rows)
+            r.projector = header.projector
+            return r
+        }
     }
 
     /// Reports of the same kernels on several models, merged: the first model's report
