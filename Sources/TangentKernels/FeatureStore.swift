@@ -233,7 +233,7 @@ public final class FeatureWriter {
                 throw FeatureStoreError("\(partial.path): an unfinished feature file exists and cannot be resumed (\(why)); pass --overwrite to start again")
             }
         }
-        var shapes: [(String, SafetensorsDType, [Int])] = [
+        var shapes: [(name: String, dtype: SafetensorsDType, shape: [Int])] = [
             ("features", .F32, [n, metadata.outputs, metadata.width]),
             ("logits", .F32, [n, metadata.classes]),
             ("labels", .I64, [n]),
@@ -242,21 +242,8 @@ public final class FeatureWriter {
         ]
         let L = metadata.groupList.count
         if L > 0 { shapes.append(("layer_features", .F32, [n, L, metadata.outputs, metadata.width])) }
-        var header: [String] = []
-        let metaJSON = metadata.asStrings.keys.sorted().map { "\"\($0)\":\(jsonString(metadata.asStrings[$0]!))" }.joined(separator: ",")
-        header.append("\"__metadata__\":{\(metaJSON)}")
-        var off = 0
-        var offs: [String: Int] = [:]
-        for (name, dtype, shape) in shapes {
-            let bytes = shape.reduce(1, *) * dtype.size
-            header.append("\"\(name)\":{\"dtype\":\"\(dtype.rawValue)\",\"shape\":[\(shape.map(String.init).joined(separator: ","))],\"data_offsets\":[\(off),\(off + bytes)]}")
-            offs[name] = off
-            off += bytes
-        }
-        var h = "{" + header.joined(separator: ",") + "}"
-        while (h.utf8.count + 8) % 8 != 0 { h += " " }
-        let dataStart = 8 + h.utf8.count
-        offsets = offs.mapValues { $0 + dataStart }
+        let layout = SafetensorsLayout(metadata: metadata.asStrings, tensors: shapes)
+        offsets = layout.offsets
         handle = FileHandle(fileDescriptor: lock.fileDescriptor, closeOnDealloc: false)
         done = [Bool](repeating: false, count: blocks)
         if resumed {
@@ -265,14 +252,10 @@ public final class FeatureWriter {
             try flags.withUnsafeMutableBytes { try data.copyBytes("done", into: $0.baseAddress!) }
             done = flags.map { $0 == 1 }
         } else {
-            var prefix = Data()
-            var len = UInt64(h.utf8.count).littleEndian
-            withUnsafeBytes(of: &len) { prefix.append(contentsOf: $0) }
-            prefix.append(contentsOf: Array(h.utf8))
             try handle.truncate(atOffset: 0)
-            try handle.truncate(atOffset: UInt64(dataStart + off))
+            try handle.truncate(atOffset: UInt64(layout.prefix.count + layout.dataBytes))
             try handle.seek(toOffset: 0)
-            try handle.write(contentsOf: prefix)
+            try handle.write(contentsOf: layout.prefix)
             try write(labels.withUnsafeBytes { Data($0) }, at: offsets["labels"]!)
             try write(lines.withUnsafeBytes { Data($0) }, at: offsets["lines"]!)
             try handle.synchronize()

@@ -41,50 +41,33 @@ public enum KernelMatrix {
         if let layer { meta["layer"] = layer }
         meta["rows"] = String(nA)
         meta["columns"] = String(nB)
-        let metaJSON = meta.keys.sorted().map { "\(jsonString($0)):\(jsonString(meta[$0]!))" }.joined(separator: ",")
-        var h = "{\"__metadata__\":{\(metaJSON)},\"kernel\":{\"dtype\":\"F32\",\"shape\":[\(nA),\(nB)],\"data_offsets\":[0,\(nA * nB * 4)]}}"
-        while (h.utf8.count + 8) % 8 != 0 { h += " " }
-        let dir = url.deletingLastPathComponent()
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        let tmp = dir.appendingPathComponent(".\(url.lastPathComponent).\(ProcessInfo.processInfo.processIdentifier).tmp")
-        guard FileManager.default.createFile(atPath: tmp.path, contents: nil) else {
-            throw FeatureStoreError("\(tmp.path): cannot create file")
-        }
-        let handle = try FileHandle(forWritingTo: tmp)
-        var ok = false
-        defer {
-            try? handle.close()
-            if !ok { try? FileManager.default.removeItem(at: tmp) }
-        }
-        var len = UInt64(h.utf8.count).littleEndian
-        try handle.write(contentsOf: withUnsafeBytes(of: &len) { Data($0) } + Data(h.utf8))
-        var tile = [Float](repeating: 0, count: rowBlock * columnBlock)
-        var rows = [Float](repeating: 0, count: rowBlock * nB)
-        for r0 in stride(from: 0, to: nA, by: rowBlock) {
-            let ra = r0..<min(nA, r0 + rowBlock)
-            let fa = try vectors(a, ra)
-            let whole = layer == nil ? fa : try a.features(ra)
-            let normsA: [Float] = normalize ? Gram.squaredNorms(whole, rows: ra.count) : []
-            for c0 in stride(from: 0, to: nB, by: columnBlock) {
-                let rb = c0..<min(nB, c0 + columnBlock)
-                let fb = try vectors(b, rb)
-                Float.gemm(transA: false, transB: true, m: ra.count, n: rb.count, k: W, alpha: 1, a: fa, lda: W,
-                           b: fb, ldb: W, beta: 0, c: &tile, ldc: rb.count)
-                for i in 0..<ra.count {
-                    for j in 0..<rb.count {
-                        var v = tile[i * rb.count + j]
-                        if normalize { v = Gram.cosine(v, normsA[i], normsB[rb.lowerBound + j]) }
-                        rows[i * nB + rb.lowerBound + j] = v
+        let layout = SafetensorsLayout(metadata: meta, tensors: [("kernel", .F32, [nA, nB])])
+        try AtomicFile.write(to: url) { file in
+            try file.append(layout.prefix)
+            var tile = [Float](repeating: 0, count: rowBlock * columnBlock)
+            var rows = [Float](repeating: 0, count: rowBlock * nB)
+            for r0 in stride(from: 0, to: nA, by: rowBlock) {
+                let ra = r0..<min(nA, r0 + rowBlock)
+                let fa = try vectors(a, ra)
+                let whole = layer == nil ? fa : try a.features(ra)
+                let normsA: [Float] = normalize ? Gram.squaredNorms(whole, rows: ra.count) : []
+                for c0 in stride(from: 0, to: nB, by: columnBlock) {
+                    let rb = c0..<min(nB, c0 + columnBlock)
+                    let fb = try vectors(b, rb)
+                    Float.gemm(transA: false, transB: true, m: ra.count, n: rb.count, k: W, alpha: 1, a: fa, lda: W,
+                               b: fb, ldb: W, beta: 0, c: &tile, ldc: rb.count)
+                    for i in 0..<ra.count {
+                        for j in 0..<rb.count {
+                            var v = tile[i * rb.count + j]
+                            if normalize { v = Gram.cosine(v, normsA[i], normsB[rb.lowerBound + j]) }
+                            rows[i * nB + rb.lowerBound + j] = v
+                        }
                     }
                 }
+                try rows.withUnsafeBytes { try file.append(UnsafeRawBufferPointer(rebasing: $0[0..<(ra.count * nB * 4)])) }
+                progress(ra.upperBound, nA)
             }
-            try handle.write(contentsOf: rows.withUnsafeBufferPointer { Data(buffer: UnsafeBufferPointer(rebasing: $0[0..<(ra.count * nB)])) })
-            progress(ra.upperBound, nA)
         }
-        try handle.synchronize()
-        try handle.close()
-        guard rename(tmp.path, url.path) == 0 else { throw FeatureStoreError("\(url.path): cannot rename the kernel file into place") }
-        ok = true
     }
 
     static func squaredNorms(_ f: FeatureFile, block: Int) throws -> [Float] {

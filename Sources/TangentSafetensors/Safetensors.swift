@@ -315,24 +315,10 @@ public struct SafetensorsWriter {
 
     /// The file's bytes: header (padded with spaces to a multiple of 8) then data, in insertion order.
     public func serialized() -> Data {
-        var parts: [String] = []
-        if !metadata.isEmpty {
-            let m = metadata.keys.sorted().map { "\(jsonString($0)):\(jsonString(metadata[$0]!))" }
-            parts.append("\"__metadata__\":{\(m.joined(separator: ","))}")
-        }
-        var offset = 0
-        for e in entries {
-            let shape = e.shape.map(String.init).joined(separator: ",")
-            parts.append("\(jsonString(e.name)):{\"dtype\":\"\(e.dtype.rawValue)\",\"shape\":[\(shape)],\"data_offsets\":[\(offset),\(offset + e.bytes.count)]}")
-            offset += e.bytes.count
-        }
-        var header = "{" + parts.joined(separator: ",") + "}"
-        while (header.utf8.count + 8) % 8 != 0 { header += " " }
+        let layout = SafetensorsLayout(metadata: metadata, tensors: entries.map { ($0.name, $0.dtype, $0.shape) })
         var out = Data()
-        out.reserveCapacity(8 + header.utf8.count + offset)
-        var n = UInt64(header.utf8.count).littleEndian
-        withUnsafeBytes(of: &n) { out.append(contentsOf: $0) }
-        out.append(contentsOf: Array(header.utf8))
+        out.reserveCapacity(layout.prefix.count + layout.dataBytes)
+        out.append(layout.prefix)
         for e in entries { out.append(e.bytes) }
         return out
     }
@@ -340,6 +326,46 @@ public struct SafetensorsWriter {
     /// Writes the file atomically (temporary file, then rename).
     public func write(to url: URL) throws {
         try AtomicFile.write(serialized(), to: url)
+    }
+}
+
+/// The header of a safetensors file whose tensors follow one another in the given order:
+/// the bytes before the data (length, then the JSON header padded with spaces to a
+/// multiple of 8) and where each tensor's data starts. The one place headers are
+/// written, for files built whole (`SafetensorsWriter`) and files streamed in blocks.
+public struct SafetensorsLayout: Sendable {
+    /// The 8-byte header length and the header.
+    public let prefix: Data
+    /// Each tensor's first byte, counted from the start of the file.
+    public let offsets: [String: Int]
+    /// The data section's length in bytes.
+    public let dataBytes: Int
+
+    /// Metadata is left out when empty; keys are sorted, so equal inputs give equal bytes.
+    public init(metadata: [String: String], tensors: [(name: String, dtype: SafetensorsDType, shape: [Int])]) {
+        var parts: [String] = []
+        if !metadata.isEmpty {
+            let m = metadata.keys.sorted().map { "\(jsonString($0)):\(jsonString(metadata[$0]!))" }
+            parts.append("\"__metadata__\":{\(m.joined(separator: ","))}")
+        }
+        var offset = 0
+        var relative: [String: Int] = [:]
+        for t in tensors {
+            let bytes = t.shape.reduce(1, *) * t.dtype.size
+            let shape = t.shape.map(String.init).joined(separator: ",")
+            parts.append("\(jsonString(t.name)):{\"dtype\":\"\(t.dtype.rawValue)\",\"shape\":[\(shape)],\"data_offsets\":[\(offset),\(offset + bytes)]}")
+            relative[t.name] = offset
+            offset += bytes
+        }
+        var header = "{" + parts.joined(separator: ",") + "}"
+        while (header.utf8.count + 8) % 8 != 0 { header += " " }
+        var out = Data()
+        var n = UInt64(header.utf8.count).littleEndian
+        withUnsafeBytes(of: &n) { out.append(contentsOf: $0) }
+        out.append(contentsOf: Array(header.utf8))
+        prefix = out
+        offsets = relative.mapValues { $0 + out.count }
+        dataBytes = offset
     }
 }
 

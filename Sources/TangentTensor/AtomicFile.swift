@@ -17,6 +17,13 @@ public func systemErrorDescription(_ code: Int32 = errno) -> String {
 /// intact. Nothing is removed first, and a directory is never replaced.
 public enum AtomicFile {
     public static func write(_ data: Data, to url: URL) throws {
+        try write(to: url) { try $0.append(data) }
+    }
+
+    /// Writes a file whose bytes come in pieces (too large to hold at once), with the
+    /// same guarantees: `body` appends to a temporary file that is synced and renamed
+    /// over `url` only when `body` returns; when it throws, the temporary file goes.
+    public static func write(to url: URL, _ body: (Appender) throws -> Void) throws {
         let dir = url.deletingLastPathComponent()
         try OutputPath.createDirectory(dir)
         let tmp = dir.appendingPathComponent(".\(url.lastPathComponent).\(ProcessInfo.processInfo.processIdentifier).tmp")
@@ -26,21 +33,37 @@ public enum AtomicFile {
         defer {
             if !ok { unlink(tmp.path) }
         }
-        let written: Bool = data.withUnsafeBytes { raw in
+        do {
+            try body(Appender(fd: fd, path: tmp.path))
+        } catch {
+            close(fd)
+            throw error
+        }
+        let synced = fsync(fd) == 0
+        let code = errno
+        close(fd)
+        guard synced else { throw OutputError("\(tmp.path): cannot write: \(systemErrorDescription(code))") }
+        try replace(url, with: tmp)
+        ok = true
+    }
+
+    /// Appends bytes to the temporary file of `write(to:_:)`.
+    public struct Appender {
+        let fd: Int32
+        let path: String
+
+        public func append(_ raw: UnsafeRawBufferPointer) throws {
             var off = 0
             while off < raw.count {
                 let n = Foundation.write(fd, raw.baseAddress! + off, raw.count - off)
-                if n <= 0 { return false }
+                guard n > 0 else { throw OutputError("\(path): cannot write: \(systemErrorDescription())") }
                 off += n
             }
-            return true
         }
-        let synced = written && fsync(fd) == 0
-        let code = errno
-        close(fd)
-        guard written && synced else { throw OutputError("\(tmp.path): cannot write: \(systemErrorDescription(code))") }
-        try replace(url, with: tmp)
-        ok = true
+
+        public func append(_ data: Data) throws {
+            try data.withUnsafeBytes { try append($0) }
+        }
     }
 
     public static func write(_ string: String, to url: URL) throws {
