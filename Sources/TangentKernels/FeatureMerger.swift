@@ -56,20 +56,9 @@ public enum FeatureMerger {
 
     /// The settings in which two shards' metadata differ (beyond their own texts), or nil.
     static func compatibility(_ a: FeatureMetadata, _ b: FeatureMetadata) -> String? {
-        var out: [String] = []
-        if let why = a.incompatibility(with: b) { out.append(why) }
-        if a.outputs != b.outputs || a.width != b.width || a.classes != b.classes { out.append("feature shape") }
-        if a.blockSize != b.blockSize { out.append("block size (\(a.blockSize) vs \(b.blockSize))") }
-        if a.layerGroups != b.layerGroups { out.append("per-layer groups ('\(a.layerGroups)' vs '\(b.layerGroups)')") }
-        if a.source != b.source { out.append("source (\(a.source) vs \(b.source))") }
-        if a.modelPath != b.modelPath { out.append("model path (\(a.modelPath) vs \(b.modelPath))") }
-        if a.setTexts != b.setTexts || a.setFingerprint != b.setFingerprint {
-            out.append("their texts (a set of \(a.setTexts ?? 0) texts with fingerprint \(a.setFingerprint ?? "-") vs \(b.setTexts ?? 0) with \(b.setFingerprint ?? "-"))")
-        }
-        if a.shardSpec?.count != b.shardSpec?.count {
-            out.append("shard count (\(a.shardSpec?.count ?? 0) vs \(b.shardSpec?.count ?? 0))")
-        }
-        return out.isEmpty ? nil : out.joined(separator: "; ")
+        let d = a.differences(from: b, in: [.model, .kernel, .params, .projDim, .seed, .projector, .shape, .blockSize, .layerGroups,
+                                            .source, .modelPath, .set, .shardCount])
+        return d.isEmpty ? nil : d.joined(separator: "; ")
     }
 
     /// Merges `shards` into `url`. `progress(done, total)` reports texts written.

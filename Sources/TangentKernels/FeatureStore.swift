@@ -160,14 +160,48 @@ public struct FeatureMetadata: Sendable, Equatable, Codable {
 
     /// Why two feature files cannot be combined into one kernel, or nil when they can.
     public func incompatibility(with other: FeatureMetadata) -> String? {
-        if modelFingerprint != other.modelFingerprint { return "they come from different models (\(modelPath) vs \(other.modelPath))" }
-        if kernel != other.kernel { return "their kernels differ (\(kernel) vs \(other.kernel))" }
-        if params != other.params { return "their parameter subsets differ (\(params) vs \(other.params))" }
-        if projDim != other.projDim { return "their projection dimensions differ (K = \(projDim) vs \(other.projDim))" }
-        if seed != other.seed || projector != other.projector {
-            return "their projections differ (seed \(seed) \(projector) vs seed \(other.seed) \(other.projector))"
+        let d = differences(from: other, in: [.model, .kernel, .params, .projDim, .seed, .projector])
+        return d.isEmpty ? nil : "they differ in " + d.joined(separator: ", ")
+    }
+
+    /// A setting that feature metadata records, for saying in words how two files differ.
+    public enum Setting: Sendable, CaseIterable {
+        case model, kernel, params, projDim, seed, projector, blockSize, texts, layerGroups, shard, shape,
+             source, modelPath, set, shardCount
+    }
+
+    /// The settings among `settings` in which this metadata and `other` differ, each in
+    /// words with both values ("seed (1 vs 9)"); with `now`, `other` is what the current
+    /// run would write ("seed (1 vs 9 now)"). The one comparison behind resuming, cache
+    /// checks, kernels of two files and merging shards.
+    public func differences(from b: FeatureMetadata, in settings: [Setting], now: Bool = false) -> [String] {
+        let a = self, now = now ? " now" : ""
+        return settings.compactMap { setting -> String? in
+            switch setting {
+            case .model: a.modelFingerprint == b.modelFingerprint ? nil : "model (\(a.modelPath) vs \(b.modelPath)\(now))"
+            case .kernel: a.kernel == b.kernel ? nil : "kernel (\(a.kernel) vs \(b.kernel)\(now))"
+            case .params: a.params == b.params ? nil : "parameters (\(a.params) vs \(b.params)\(now))"
+            case .projDim: a.projDim == b.projDim ? nil : "K (\(a.projDim) vs \(b.projDim)\(now))"
+            case .seed: a.seed == b.seed ? nil : "seed (\(a.seed) vs \(b.seed)\(now))"
+            case .projector: a.projector == b.projector ? nil : "projector (\(a.projector) vs \(b.projector)\(now))"
+            case .blockSize: a.blockSize == b.blockSize ? nil : "block size (\(a.blockSize) vs \(b.blockSize)\(now))"
+            case .texts:
+                a.textsFingerprint == b.textsFingerprint && a.texts == b.texts ? nil
+                    : "texts (\(a.texts) texts of \(a.source) vs \(b.texts) of \(b.source)\(now))"
+            case .layerGroups: a.layerGroups == b.layerGroups ? nil : "per-layer groups ('\(a.layerGroups)' vs '\(b.layerGroups)'\(now))"
+            case .shard: a.shard == b.shard ? nil : "shard (\(a.shard ?? "none") vs \(b.shard ?? "none")\(now))"
+            case .shape:
+                a.classes == b.classes && a.outputs == b.outputs && a.width == b.width ? nil
+                    : "shape (\(a.classes) classes, \(a.outputs) x \(a.width) per text vs \(b.classes), \(b.outputs) x \(b.width)\(now))"
+            case .source: a.source == b.source ? nil : "source (\(a.source) vs \(b.source)\(now))"
+            case .modelPath: a.modelPath == b.modelPath ? nil : "model path (\(a.modelPath) vs \(b.modelPath)\(now))"
+            case .set:
+                a.setTexts == b.setTexts && a.setFingerprint == b.setFingerprint ? nil
+                    : "texts (a set of \(a.setTexts ?? 0) texts with fingerprint \(a.setFingerprint ?? "-") vs \(b.setTexts ?? 0) with \(b.setFingerprint ?? "-")\(now))"
+            case .shardCount:
+                a.shardSpec?.count == b.shardSpec?.count ? nil : "shard count (\(a.shardSpec?.count ?? 0) vs \(b.shardSpec?.count ?? 0)\(now))"
+            }
         }
-        return nil
     }
 }
 
@@ -270,24 +304,11 @@ public final class FeatureWriter {
         }
     }
 
-    /// The settings in which two feature files' metadata differ, in words.
+    /// The settings in which two feature files' metadata differ, in words (`b` is what
+    /// this run would write).
     static func differences(_ a: FeatureMetadata, _ b: FeatureMetadata) -> String {
-        var out: [String] = []
-        if a.kernel != b.kernel { out.append("kernel (\(a.kernel) vs \(b.kernel) now)") }
-        if a.modelFingerprint != b.modelFingerprint { out.append("model (\(a.modelPath) vs \(b.modelPath) now)") }
-        if a.params != b.params { out.append("parameters (\(a.params) vs \(b.params) now)") }
-        if a.projDim != b.projDim { out.append("K (\(a.projDim) vs \(b.projDim) now)") }
-        if a.seed != b.seed { out.append("seed (\(a.seed) vs \(b.seed) now)") }
-        if a.projector != b.projector { out.append("projector (\(a.projector) vs \(b.projector) now)") }
-        if a.blockSize != b.blockSize { out.append("block size (\(a.blockSize) vs \(b.blockSize) now)") }
-        if a.textsFingerprint != b.textsFingerprint || a.texts != b.texts { out.append("texts (\(a.texts) texts of \(a.source) vs \(b.texts) of \(b.source) now)") }
-        if a.layerGroups != b.layerGroups { out.append("per-layer groups ('\(a.layerGroups)' vs '\(b.layerGroups)' now)") }
-        if a.shard != b.shard { out.append("shard (\(a.shard ?? "none") vs \(b.shard ?? "none") now)") }
-        if a.classes != b.classes || a.outputs != b.outputs || a.width != b.width {
-            out.append("shape (\(a.classes) classes, \(a.outputs) x \(a.width) per text vs \(b.classes), \(b.outputs) x \(b.width) now)")
-        }
-        if out.isEmpty { out.append("other metadata") }
-        return out.joined(separator: ", ")
+        let d = a.differences(from: b, in: [.kernel, .model, .params, .projDim, .seed, .projector, .blockSize, .texts, .layerGroups, .shard, .shape], now: true)
+        return d.isEmpty ? "other metadata" : d.joined(separator: ", ")
     }
 
     /// How a file's metadata `found` differs from `expected` in anything its contents
