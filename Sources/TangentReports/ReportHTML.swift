@@ -7,7 +7,6 @@ import TangentKernels
 /// surrogate-vs-network scatter per kernel, tau over the regularization grid, cost.
 public enum ReportHTML {
     public static func render(_ r: ComparisonReport, poisoning: PoisonReport? = nil) -> String {
-        func f(_ v: Double, _ d: Int = 3) -> String { v.isNaN ? "-" : String(format: "%.\(d)f", v) }
         var h = """
         <!DOCTYPE html>
         <html lang="en"><head><meta charset="utf-8"/><title>Kernel surrogate faithfulness: \(esc(r.model))</title>
@@ -19,7 +18,7 @@ public enum ReportHTML {
         </style></head><body>
         <h1>Kernel surrogate faithfulness</h1>
         <p>Model <code>\(esc(r.model))</code>; \(r.trainTexts) training texts (\(esc(r.train))); \(r.testTexts) test texts (\(esc(r.test))); classes \(esc(r.classes.joined(separator: ", "))).
-        Network test accuracy \(f(r.networkTestAccuracy)). Projected kernels use K = \(r.projDim), seed \(r.seed), projector \(esc(r.projector ?? ProjectorChoice.rademacher.tag)).</p>
+        Network test accuracy \(fixed(r.networkTestAccuracy)). Projected kernels use K = \(r.projDim), seed \(r.seed), projector \(esc(r.projector ?? ProjectorChoice.rademacher.tag)).</p>
         <p class="small">For each kernel, a kernel surrogate (kGLM: L2-regularized multinomial logistic regression on the rows of the train &#215; train kernel,
         \(r.kernels.first?.selection.map { "lambda chosen on the training texts alone by cross-validation: " + esc($0) } ?? "lambda chosen by held-out cross-entropy on a tenth of the training texts")) is fitted to the true training labels.
         <b>tau</b> is Kendall's tau-b between the surrogate's and the network's log-odds of the compared class
@@ -50,7 +49,7 @@ public enum ReportHTML {
         for k in r.kernels { h += scatter(k) }
         h += "</div>\n<h2>Numbers</h2>\n<table><tr><th>kernel</th><th>tau</th><th>tau (paper)</th><th>texts kept</th><th>TAD</th><th>agreement</th><th>best tau over grid</th><th>lambda</th><th>time (s)</th><th>peak memory (MiB)</th><th>features</th></tr>\n"
         for k in r.kernels {
-            h += "<tr><td>\(esc(k.kernel))</td><td>\(f(k.tau))</td><td>\(f(k.tauProbability))</td><td>\(k.tauProbabilityTexts)</td><td>\(String(format: "%+.3f", k.tad))</td><td>\(f(k.agreement))</td><td>\(f(k.bestGridTau))</td><td>\(String(format: "%g", k.lambda))</td><td>\(f(k.seconds, 0))</td><td>\(f(k.peakMemoryMiB, 0))</td><td>\(k.featuresCached ? "cached" : "computed")</td></tr>\n"
+            h += "<tr><td>\(esc(k.kernel))</td><td>\(fixed(k.tau))</td><td>\(fixed(k.tauProbability))</td><td>\(k.tauProbabilityTexts)</td><td>\(String(format: "%+.3f", k.tad))</td><td>\(fixed(k.agreement))</td><td>\(fixed(k.bestGridTau))</td><td>\(String(format: "%g", k.lambda))</td><td>\(fixed(k.seconds, 0))</td><td>\(fixed(k.peakMemoryMiB, 0))</td><td>\(k.featuresCached ? "cached" : "computed")</td></tr>\n"
         }
         h += "</table>\n<p class=\"small\">tau (paper): over probabilities, texts at exactly 0 or 1 dropped (texts kept). Time: this kernel's wall time (featurization unless cached, fits, measurement); peak memory: the process's peak so far.</p>\n"
         for k in r.kernels { if let note = k.note { h += "<p class=\"small\"><b>\(esc(k.kernel))</b>: \(esc(note)).</p>\n" } }
@@ -60,11 +59,11 @@ public enum ReportHTML {
         h += "<h2>tau over the regularization grid</h2>\n" + gridLines(r.kernels)
         h += "<table><tr><th>kernel</th>" + (r.kernels.first?.grid.map { "<th>\(String(format: "%g", $0.lambda))</th>" } ?? []).joined() + "</tr>\n"
         for k in r.kernels {
-            h += "<tr><td>\(esc(k.kernel)) tau</td>" + k.grid.map { "<td>\(f($0.tau))</td>" }.joined() + "</tr>\n"
+            h += "<tr><td>\(esc(k.kernel)) tau</td>" + k.grid.map { "<td>\(fixed($0.tau))</td>" }.joined() + "</tr>\n"
             if k.grid.contains(where: { $0.heldOutLoss != nil }) {
-                h += "<tr><td>\(esc(k.kernel)) held-out loss</td>" + k.grid.map { "<td>\(f($0.heldOutLoss ?? .nan, 4))</td>" }.joined() + "</tr>\n"
+                h += "<tr><td>\(esc(k.kernel)) held-out loss</td>" + k.grid.map { "<td>\(fixed($0.heldOutLoss ?? .nan, 4))</td>" }.joined() + "</tr>\n"
             } else {
-                h += "<tr><td>\(esc(k.kernel)) out-of-fold tau</td>" + k.grid.map { "<td>\(f($0.networkTau))</td>" }.joined() + "</tr>\n"
+                h += "<tr><td>\(esc(k.kernel)) out-of-fold tau</td>" + k.grid.map { "<td>\(fixed($0.networkTau))</td>" }.joined() + "</tr>\n"
             }
         }
         h += "</table>\n<p class=\"small\">tau: on the test texts, of the surrogate fitted on all training texts at each lambda. Out-of-fold tau: the selector's figure, on the training texts (network-tau picks its largest); the report.md grid also lists the out-of-fold cross-entropies against the network's probabilities and against the labels.</p>\n</body></html>\n"
@@ -270,20 +269,19 @@ public enum ReportHTML {
 
     /// The poisoning benchmark: the attack, then AUC bars and the retrieval table.
     static func poisonSection(_ p: PoisonReport) -> String {
-        func f(_ v: Double, _ d: Int = 3) -> String { v.isNaN ? "-" : String(format: "%.\(d)f", v) }
         let ks = p.kernels.first?.precisionAtK.keys.sorted() ?? []
         var h = "<h2>Poisoning benchmark</h2>\n<p>The trigger <code>\(esc(p.plan.trigger))</code> was inserted into \(p.poisonedTexts) of the "
         h += "'\(esc(p.plan.source))' training texts (\(p.trainTexts) in all; \(esc(p.data))), which were relabelled '\(esc(p.plan.target))', and a model was trained on the result. "
-        h += "It labels \(f(100 * p.attackSuccess, 1))% of \(p.triggeredTexts) triggered '\(esc(p.plan.source))' test texts '\(esc(p.plan.target))' "
-        h += "(\(f(100 * p.cleanSourceToTarget, 1))% without the trigger), with clean test accuracy \(f(p.cleanAccuracy)). "
+        h += "It labels \(fixed(100 * p.attackSuccess, 1))% of \(p.triggeredTexts) triggered '\(esc(p.plan.source))' test texts '\(esc(p.plan.target))' "
+        h += "(\(fixed(100 * p.cleanSourceToTarget, 1))% without the trigger), with clean test accuracy \(fixed(p.cleanAccuracy)). "
         h += "For each of the \(p.flippedTexts) flipped texts, training texts are ranked by their attribution toward '\(esc(p.plan.target))'.</p>\n"
         h += "<p class=\"small\">AUC: area under the ROC curve of the attribution scores for poisoned against clean training texts (0.5 is chance), averaged over flipped texts. "
-        h += "Precision@k: poisoned share of the top k (chance \(f(p.chancePrecision, 4))). tau: surrogate faithfulness on clean and on triggered test texts.</p>\n"
+        h += "Precision@k: poisoned share of the top k (chance \(fixed(p.chancePrecision, 4))). tau: surrogate faithfulness on clean and on triggered test texts.</p>\n"
         h += bars(p.kernels.map { ($0.kernel, $0.auc, nil) }, lo: 0, hi: 1, caption: "ROC AUC of finding the poisoned training texts (0.5: chance)")
         h += "<table><tr><th>kernel</th>" + ks.map { "<th>precision@\($0)</th>" }.joined() + "<th>AUC</th><th>tau clean</th><th>tau triggered</th><th>agreement triggered</th><th>time (s)</th></tr>\n"
         for k in p.kernels {
-            h += "<tr><td>\(esc(k.kernel))</td>" + ks.map { "<td>\(f(k.precisionAtK[$0] ?? .nan))</td>" }.joined()
-            h += "<td>\(f(k.auc))</td><td>\(f(k.tauClean))</td><td>\(f(k.tauTriggered))</td><td>\(f(k.agreementTriggered))</td><td>\(f(k.seconds, 0))</td></tr>\n"
+            h += "<tr><td>\(esc(k.kernel))</td>" + ks.map { "<td>\(fixed(k.precisionAtK[$0] ?? .nan))</td>" }.joined()
+            h += "<td>\(fixed(k.auc))</td><td>\(fixed(k.tauClean))</td><td>\(fixed(k.tauTriggered))</td><td>\(fixed(k.agreementTriggered))</td><td>\(fixed(k.seconds, 0))</td></tr>\n"
         }
         h += "</table>\n"
         for k in p.kernels { if let note = k.note { h += "<p class=\"small\"><b>\(esc(k.kernel))</b>: \(esc(note)).</p>\n" } }

@@ -6,10 +6,9 @@ import TangentKernels
 public enum ReportMarkdown {
     /// The report as Markdown: a table per kernel and the grid.
     public static func comparison(_ r: ComparisonReport) -> String {
-        func f(_ v: Double, _ d: Int = 3) -> String { v.isNaN ? "-" : String(format: "%.\(d)f", v) }
         var s = "# Kernel surrogate faithfulness: \(r.model)\n\n"
         s += "Training texts: \(r.trainTexts) (\(r.train)); test texts: \(r.testTexts) (\(r.test)); classes: \(r.classes.joined(separator: ", ")).\n"
-        s += "Network test accuracy: \(f(r.networkTestAccuracy)). Projected kernels use K = \(r.projDim), seed \(r.seed), projector \(r.projector ?? ProjectorChoice.rademacher.tag).\n\n"
+        s += "Network test accuracy: \(fixed(r.networkTestAccuracy)). Projected kernels use K = \(r.projDim), seed \(r.seed), projector \(r.projector ?? ProjectorChoice.rademacher.tag).\n\n"
         s += "tau: Kendall tau-b between the surrogate's and the network's log-odds of the compared class (class 1 for two classes, the true label otherwise) over all test texts. "
         s += "tau (paper): over probabilities, texts at exactly 0 or 1 dropped. TAD: surrogate test accuracy minus the network's. "
         if let rule = r.kernels.first?.selection {
@@ -23,7 +22,7 @@ public enum ReportMarkdown {
         s += "| kernel | tau | tau (paper) | texts kept | TAD | agreement | best tau over grid | lambda | time (s) | peak memory (MiB) | features |\n"
         s += "|---|---|---|---|---|---|---|---|---|---|---|\n"
         for k in r.kernels {
-            s += "| \(k.kernel) | \(f(k.tau)) | \(f(k.tauProbability)) | \(k.tauProbabilityTexts) | \(String(format: "%+.3f", k.tad)) | \(f(k.agreement)) | \(f(k.bestGridTau)) | \(String(format: "%g", k.lambda)) | \(f(k.seconds, 0)) | \(f(k.peakMemoryMiB, 0)) | \(k.featuresCached ? "cached" : "computed") |\n"
+            s += "| \(k.kernel) | \(fixed(k.tau)) | \(fixed(k.tauProbability)) | \(k.tauProbabilityTexts) | \(String(format: "%+.3f", k.tad)) | \(fixed(k.agreement)) | \(fixed(k.bestGridTau)) | \(String(format: "%g", k.lambda)) | \(fixed(k.seconds, 0)) | \(fixed(k.peakMemoryMiB, 0)) | \(k.featuresCached ? "cached" : "computed") |\n"
         }
         for k in r.kernels { if let note = k.note { s += "\n\(k.kernel): \(note).\n" } }
         let exact = r.kernels.filter { $0.layerShares != nil }
@@ -41,47 +40,46 @@ public enum ReportMarkdown {
             s += "\n## Projection error against the exact kernel\n\n"
             s += "Relative Frobenius error of the normalized test x train kernel on \(pe[0].testTexts) test and \(pe[0].trainTexts) training texts"
                 + (pe[0].seeds.map { ", root mean square over \($0) projection seeds" } ?? "") + ".\n\n| kernel | K | relative error |\n|---|---|---|\n"
-            for p in pe { s += "| \(p.label) | \(p.projDim) | \(f(p.relativeError, 4)) |\n" }
+            for p in pe { s += "| \(p.label) | \(p.projDim) | \(fixed(p.relativeError, 4)) |\n" }
         }
         if let rep = r.kernels.first?.replicates {
             s += "\n## Over \(rep.models.count) models\n\nModels: \(rep.models.joined(separator: ", ")). Mean +- sample standard deviation.\n\n| kernel | tau | TAD | tau per model |\n|---|---|---|---|\n"
             for k in r.kernels { if let x = k.replicates {
-                s += "| \(k.kernel) | \(f(x.tauMean)) +- \(f(x.tauSD)) | \(String(format: "%+.3f", x.tadMean)) +- \(f(x.tadSD)) | " + x.tau.map { f($0) }.joined(separator: ", ") + " |\n"
+                s += "| \(k.kernel) | \(fixed(x.tauMean)) +- \(fixed(x.tauSD)) | \(String(format: "%+.3f", x.tadMean)) +- \(fixed(x.tadSD)) | " + x.tau.map { fixed($0) }.joined(separator: ", ") + " |\n"
             } }
         }
         if let lds = r.lds { s += "\n## Linear datamodeling score (LDS)\n\n" + ldsBody(lds) }
         s += "\n## tau over the regularization grid\n\n| kernel | " + (r.kernels.first?.grid.map { String(format: "%g", $0.lambda) } ?? []).joined(separator: " | ") + " |\n"
         s += "|---|" + String(repeating: "---|", count: r.kernels.first?.grid.count ?? 0) + "\n"
         for k in r.kernels {
-            s += "| \(k.kernel) (tau) | " + k.grid.map { f($0.tau) }.joined(separator: " | ") + " |\n"
+            s += "| \(k.kernel) (tau) | " + k.grid.map { fixed($0.tau) }.joined(separator: " | ") + " |\n"
             if k.grid.contains(where: { $0.heldOutLoss != nil }) {
-                s += "| \(k.kernel) (held-out loss) | " + k.grid.map { f($0.heldOutLoss ?? .nan, 4) }.joined(separator: " | ") + " |\n"
+                s += "| \(k.kernel) (held-out loss) | " + k.grid.map { fixed($0.heldOutLoss ?? .nan, 4) }.joined(separator: " | ") + " |\n"
                 continue
             }
-            s += "| \(k.kernel) (out-of-fold tau) | " + k.grid.map { f($0.networkTau) }.joined(separator: " | ") + " |\n"
-            s += "| \(k.kernel) (out-of-fold network CE) | " + k.grid.map { f($0.networkCrossEntropy, 4) }.joined(separator: " | ") + " |\n"
-            s += "| \(k.kernel) (out-of-fold label CE) | " + k.grid.map { f($0.labelCrossEntropy, 4) }.joined(separator: " | ") + " |\n"
+            s += "| \(k.kernel) (out-of-fold tau) | " + k.grid.map { fixed($0.networkTau) }.joined(separator: " | ") + " |\n"
+            s += "| \(k.kernel) (out-of-fold network CE) | " + k.grid.map { fixed($0.networkCrossEntropy, 4) }.joined(separator: " | ") + " |\n"
+            s += "| \(k.kernel) (out-of-fold label CE) | " + k.grid.map { fixed($0.labelCrossEntropy, 4) }.joined(separator: " | ") + " |\n"
         }
         return s
     }
 
     /// The benchmark as Markdown.
     public static func poisoning(_ r: PoisonReport) -> String {
-        func f(_ v: Double, _ d: Int = 3) -> String { v.isNaN ? "-" : String(format: "%.\(d)f", v) }
         let ks = (r.kernels.first?.precisionAtK.keys.sorted()) ?? []
         var s = "# Poisoning benchmark: \(r.data)\n\n"
         s += "Trigger \"\(r.plan.trigger)\" inserted into \(r.poisonedTexts) of the '\(r.plan.source)' training texts (fraction \(r.plan.fraction), seed \(r.plan.seed)), relabelled '\(r.plan.target)'; "
         s += "\(r.trainTexts) training texts in all. A model was trained on the poisoned set.\n\n"
-        s += "- Clean test accuracy: \(f(r.cleanAccuracy)) on \(r.testTexts) texts.\n"
-        s += "- Attack: \(f(100 * r.attackSuccess, 1))% of \(r.triggeredTexts) triggered '\(r.plan.source)' test texts are predicted '\(r.plan.target)' (\(f(100 * r.cleanSourceToTarget, 1))% without the trigger); \(r.flippedTexts) flipped texts are attributed.\n"
-        s += "- Chance precision (poisoned share of the training texts): \(f(r.chancePrecision, 4)).\n\n"
+        s += "- Clean test accuracy: \(fixed(r.cleanAccuracy)) on \(r.testTexts) texts.\n"
+        s += "- Attack: \(fixed(100 * r.attackSuccess, 1))% of \(r.triggeredTexts) triggered '\(r.plan.source)' test texts are predicted '\(r.plan.target)' (\(fixed(100 * r.cleanSourceToTarget, 1))% without the trigger); \(r.flippedTexts) flipped texts are attributed.\n"
+        s += "- Chance precision (poisoned share of the training texts): \(fixed(r.chancePrecision, 4)).\n\n"
         s += "Precision@k: share of poisoned texts among the k training texts with the highest attribution toward '\(r.plan.target)', averaged over flipped texts. "
         s += "AUC: area under the ROC curve of the attribution scores for poisoned vs clean training texts, averaged likewise. tau: surrogate faithfulness on clean and triggered test texts.\n\n"
         s += "| kernel | " + ks.map { "precision@\($0)" }.joined(separator: " | ") + " | AUC | tau clean | tau triggered | agreement triggered | time (s) |\n"
         s += "|---|" + String(repeating: "---|", count: ks.count + 5) + "\n"
         for k in r.kernels {
-            s += "| \(k.kernel) | " + ks.map { f(k.precisionAtK[$0] ?? .nan) }.joined(separator: " | ")
-            s += " | \(f(k.auc)) | \(f(k.tauClean)) | \(f(k.tauTriggered)) | \(f(k.agreementTriggered)) | \(f(k.seconds, 0)) |\n"
+            s += "| \(k.kernel) | " + ks.map { fixed(k.precisionAtK[$0] ?? .nan) }.joined(separator: " | ")
+            s += " | \(fixed(k.auc)) | \(fixed(k.tauClean)) | \(fixed(k.tauTriggered)) | \(fixed(k.agreementTriggered)) | \(fixed(k.seconds, 0)) |\n"
         }
         for k in r.kernels { if let note = k.note { s += "\n\(k.kernel): \(note).\n" } }
         return s

@@ -11,3 +11,13 @@ public func fingerprint(_ data: Data) -> String {
     }
     return String(CounterRNG.mix(h), radix: 16)
 }
+
+extension JSONEncoder {
+    /// An encoder with sorted keys, so equal values give equal bytes (for fingerprints and
+    /// records compared byte for byte).
+    public static var sorted: JSONEncoder {
+        let e = JSONEncoder()
+        e.outputFormatting = [.sortedKeys]
+        return e
+    }
+}

@@ -121,14 +121,6 @@ extension LearningRateSchedule {
     }
 }
 
-extension JSONEncoder {
-    /// An encoder with sorted keys, so equal values give equal bytes.
-    static var sorted: JSONEncoder {
-        let e = JSONEncoder()
-        e.outputFormatting = [.sortedKeys]
-        return e
-    }
-}
 
 /// What a model directory's config.json records about the run that trained it (written by
 /// `tangent train`, `poison` and `lds`): typed, so that TracIn, resumption and recipes read

@@ -206,13 +206,6 @@ private struct RunKey: Encodable {
     let seed: UInt64
 }
 
-extension JSONEncoder {
-    static var sorted: JSONEncoder {
-        let e = JSONEncoder()
-        e.outputFormatting = [.sortedKeys]
-        return e
-    }
-}
 
 /// The recipe of the models an LDS run trains: a model's (`--recipe`), with any flag given
 /// here overriding it, or the `train` command's defaults.
