@@ -31,7 +31,7 @@ public final class StreamedAttribution {
     /// Kernels whose training side is the stored features themselves.
     public static func supports(_ k: SurrogateKernel) -> Bool {
         switch k {
-        case .projected, .embedding, .lossGradient(checkpoints: false): return true
+        case .projTrntk, .projPntk, .embedding, .ck, .gradCos: return true
         default: return false
         }
     }

@@ -86,8 +86,8 @@ public struct AttributionSetup {
     /// computed or read from the cache).
     public func trainKernel(_ kernel: SurrogateKernel, labels: [Int], log: (String) -> Void,
                             progress: (Int, Int) -> Void) throws -> TrainKernel {
-        if case .exact(let kind, let weighted) = kernel {
-            return try ExactTrainKernel(setup: self, kind: kind, layerWeighted: weighted, labels: labels, log: log, progress: progress)
+        if let kind = kernel.exact {
+            return try ExactTrainKernel(setup: self, kernel: kernel, kind: kind, labels: labels, log: log, progress: progress)
         }
         return try FeatureTrainKernel(setup: self, kernel: kernel, labels: labels, log: log, progress: progress)
     }
@@ -115,9 +115,9 @@ public final class ExactTrainKernel: TrainKernel {
     private let matrix: [Float]
     private let parts: [[Float]]?
 
-    init(setup: AttributionSetup, kind: NTKKind, layerWeighted: Bool, labels: [Int], log: (String) -> Void,
+    init(setup: AttributionSetup, kernel: SurrogateKernel, kind: NTKKind, labels: [Int], log: (String) -> Void,
          progress: (Int, Int) -> Void) throws {
-        kernel = .exact(kind, layerWeighted: layerWeighted)
+        self.kernel = kernel
         self.kind = kind
         classifier = setup.classifier
         cache = setup.cache
@@ -131,11 +131,11 @@ public final class ExactTrainKernel: TrainKernel {
         // file of their own whenever they are small, so that `trntk-layers` after `trntk`
         // does not compute the exact kernel again, and always for layer weights.
         var parts: [[Float]]?
-        if layerWeighted, let p = try? SafetensorsFile(url: partsURL), p.metadata["format"] == "tangent-exact-parts-1" {
+        if kernel.layerWeighted, let p = try? SafetensorsFile(url: partsURL), p.metadata["format"] == "tangent-exact-parts-1" {
             parts = try? computer.groups.map { try p.float32("part.\($0.name)", shape: [n, n]) }
         }
         if let f = try? SafetensorsFile(url: url), f.metadata["format"] == "tangent-exact-kernel-1",
-           let k = try? f.float32("kernel", shape: [n, n]), !layerWeighted || parts != nil {
+           let k = try? f.float32("kernel", shape: [n, n]), !kernel.layerWeighted || parts != nil {
             matrix = k
             selfParts = try computer.groups.map { ($0.name, try f.float32("self.\($0.name)", shape: [n])) }
             log("using cached exact \(kind.rawValue) kernel \(url.path)")
@@ -148,8 +148,8 @@ public final class ExactTrainKernel: TrainKernel {
             matrix = r.total
             selfParts = r.parts.map { p in (p.group, (0..<n).map { p.values[$0 * n + $0] }) }
             try cache.prepare()
-            if layerWeighted || r.parts.count * n * n * 4 <= ExactTrainKernel.keptPartsBytes {
-                if layerWeighted { parts = r.parts.map(\.values) }
+            if kernel.layerWeighted || r.parts.count * n * n * 4 <= ExactTrainKernel.keptPartsBytes {
+                if kernel.layerWeighted { parts = r.parts.map(\.values) }
                 var w = SafetensorsWriter()
                 w.metadata = ["format": "tangent-exact-parts-1", "kernel": kind.rawValue, "texts": String(n)]
                 for p in r.parts { w.add("part.\(p.group)", shape: [n, n], float32: p.values) }

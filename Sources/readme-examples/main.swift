@@ -50,7 +50,7 @@ import TangentAttribution
 
 let all = try DatasetReader().read(URL(fileURLWithPath: "data/movie-snippets/train.jsonl"))
 let train = all.enumerated().filter { $0.offset % 40 == 0 }.map(\.element)
-let engine = try AttributionEngine(classifier: clf, train: train, kernel: .projected(.trntk), projDim: 256, seed: 0,
+let engine = try AttributionEngine(classifier: clf, train: train, kernel: .projTrntk, projDim: 256, seed: 0,
                                    cache: scratch)
 for e in try engine.explain(["A warm, funny film."], top: 3) {
     print(e.label, e.probability, "surrogate:", e.surrogateProbability)

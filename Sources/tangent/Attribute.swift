@@ -30,7 +30,7 @@ struct Attribute: ParsableCommand {
     @Option(help: "Training texts with labels (a file, or a data directory: its train.* is used).") var train: String
     @Option(name: .customLong("text"), help: "A text to explain (repeatable).") var texts: [String] = []
     @Option(help: "A file of texts to explain (.jsonl/.csv/.tsv).") var data: String?
-    @Option(help: "Kernel of the surrogate.") var kernel: String = "proj-trntk"
+    @Option(help: "Kernel of the surrogate.") var kernel: SurrogateKernel = .projTrntk
     @Option(parsing: .unconditional, help: "Training texts listed on each side.") var top: Int = 10
     @Option(name: .customLong("proj-dim"), parsing: .unconditional, help: "Projected dimension K of projected kernels. (default: 1024)")
     var projDimOption: Int?
@@ -61,9 +61,6 @@ struct Attribute: ParsableCommand {
 
     func validate() throws {
         if texts.isEmpty && data == nil { throw ValidationError("give --text or --data") }
-        guard SurrogateKernel.named(kernel) != nil else {
-            throw ValidationError("unknown kernel '\(kernel)'; valid: \(SurrogateKernel.all.map(\.name).joined(separator: ", "))")
-        }
         try Check.positive(top, "--top")
         try Check.projDim(projDim)
         try projection.check(projDim: projDim)
@@ -74,8 +71,8 @@ struct Attribute: ParsableCommand {
         if (lambda != nil || selectionTexts != 4096) && trainFeatures == nil && memoryBudget == nil {
             throw ValidationError("--lambda and --selection-texts apply to streamed scoring: give --train-features or --memory-budget")
         }
-        if trainFeatures != nil || memoryBudget != nil, let k = SurrogateKernel.named(kernel), !StreamedAttribution.supports(k) {
-            throw ValidationError("streamed scoring (--train-features, --memory-budget) supports proj-pntk, proj-trntk, embedding, ck and grad-cos, not \(kernel)")
+        if trainFeatures != nil || memoryBudget != nil, !StreamedAttribution.supports(kernel) {
+            throw ValidationError("streamed scoring (--train-features, --memory-budget) supports \(KernelList.streamable), not \(kernel.name)")
         }
     }
 
@@ -98,7 +95,7 @@ struct Attribute: ParsableCommand {
                 throw DataError("--text #\(i + 1) is empty")
             }
             if let data { inputs += try columns.reader(requireLabels: false).read(fileURL(data)).map(\.text) }
-            let k = SurrogateKernel.named(kernel)!
+            let k = kernel
             if trainFeatures != nil || memoryBudget != nil {
                 try streamed(clf, trainTexts: trainTexts, inputs: inputs, kernel: k, threads: nThreads)
                 return

@@ -20,8 +20,9 @@ struct Compare: ParsableCommand {
     @Option(help: "Model directory; repeat for several models of the same data (e.g. training seeds) to get error bars.") var model: [String]
     @Option(help: "Training texts with labels (file or data directory).") var train: String
     @Option(help: "Test texts with labels (file or data directory).") var test: String
-    @Option(help: "Kernels, comma-separated: trntk, pntk-norm (exact), proj-trntk, proj-pntk, embedding, ck, grad-cos, tracin, if-head, if-proj, trak.")
-    var kernels: String = "proj-trntk,proj-pntk,embedding,ck,grad-cos,if-head,if-proj"
+    static let defaultKernels: [SurrogateKernel] = [.projTrntk, .projPntk, .embedding, .ck, .gradCos, .ifHead, .ifProj]
+    @Option(help: KernelList.help("Kernels", default: Compare.defaultKernels), transform: KernelList.init(parsing:))
+    var kernels = KernelList(Compare.defaultKernels)
     @Option(parsing: .unconditional, help: "Projected dimension K.") var projDim: Int = 1024
     @Option(parsing: .unconditional, help: "Seed of projections and of the cross-validation folds.") var seed: UInt64 = 0
     @Option(parsing: .unconditional, help: "Use a random sample of N training texts (seeded by --seed, file order kept; data files are often sorted by label).") var maxTrain: Int?
@@ -45,10 +46,6 @@ struct Compare: ParsableCommand {
     var selectionTexts: Int = 4096
 
     func validate() throws {
-        let names = try Check.list(kernels, "--kernels")
-        if let bad = names.first(where: { SurrogateKernel.named($0) == nil }) {
-            throw ValidationError("unknown kernel '\(bad)' for the report; valid: \(SurrogateKernel.all.map(\.name).joined(separator: ", "))")
-        }
         try Check.projDim(projDim)
         try projection.check(projDim: projDim)
         try Check.positive(maxTrain, "--max-train")
@@ -58,8 +55,8 @@ struct Compare: ParsableCommand {
         try Check.positive(selectionTexts, "--selection-texts")
         if let memoryBudget {
             _ = try Check.bytes(memoryBudget, "--memory-budget")
-            if let bad = names.first(where: { !StreamedAttribution.supports(SurrogateKernel.named($0)!) }) {
-                throw ValidationError("--memory-budget streams proj-pntk, proj-trntk, embedding, ck and grad-cos only, not \(bad)")
+            if let bad = kernels.kernels.first(where: { !StreamedAttribution.supports($0) }) {
+                throw ValidationError("--memory-budget streams \(KernelList.streamable) only, not \(bad.name)")
             }
         }
         for d in errorDims.split(separator: ",") where Int(d.trimmingCharacters(in: .whitespaces)).map({ $0 <= 0 }) ?? true {
@@ -99,7 +96,7 @@ struct Compare: ParsableCommand {
             _ = try clf.labels.indices(of: trainTexts, source: trainFile.path)
             try requireTwoClasses(trainTexts, in: trainFile)
             _ = try clf.labels.indices(of: testTexts, source: testFile.path)
-            let ks = try Check.list(kernels, "--kernels").map { SurrogateKernel.named($0)! }
+            let ks = kernels.kernels
             let trainName = displayPath(trainFile) + (maxTrain.map { " (random \($0), seed \(seed))" } ?? "")
             let ldsReport = try lds.map { try readLDS($0, train: trainName, trainTexts: trainTexts.count, texts: trainTexts) }
             let trakEnsemble = ks.contains(where: \.ensembled)

@@ -18,8 +18,8 @@ struct Featurize: ParsableCommand {
     @Option(help: "Model directory.") var model: String
     @Option(help: "Texts (.jsonl/.csv/.tsv, or a data directory: its train.* is used). Labels are optional.")
     var data: String
-    @Option(help: "pntk, trntk, embedding or grad (proj-pntk, proj-trntk, ck, grad-cos, tracin are accepted too).")
-    var kernel: String
+    @Option(help: "Features to store (proj-pntk, proj-trntk, ck, grad-cos and tracin name theirs too).")
+    var kernel: FeatureKind
     @Option(help: "Parameter tensors by name prefix, comma-separated: all, embeddings, blocks.0, norm, head, or full tensor names.")
     var params: String = "all"
     @Option(parsing: .unconditional, help: "Projected dimension K.") var projDim: Int = 4096
@@ -38,9 +38,6 @@ struct Featurize: ParsableCommand {
 
     func validate() throws {
         if let shard { _ = try ShardSpec(parsing: shard) }
-        guard FeatureKind(kernelName: kernel) != nil else {
-            throw ValidationError("unknown kernel '\(kernel)'; valid: \(FeatureKind.allCases.map(\.rawValue).joined(separator: ", ")) (or proj-pntk, proj-trntk, ck, grad-cos, tracin)")
-        }
         try Check.projDim(projDim)
         try projection.check(projDim: projDim)
         try Check.positive(batchSize, "--batch-size")
@@ -61,7 +58,7 @@ struct Featurize: ParsableCommand {
                     throw DataError("\(file.path): line \(t.line): label '\(l)' is not one the model knows (\(clf.labels.names.joined(separator: ", ")))")
                 }
             }
-            var options = FeaturizeOptions(kind: FeatureKind(kernelName: kernel)!)
+            var options = FeaturizeOptions(kind: kernel)
             options.params = try Check.list(params, "--params")
             options.projDim = projDim
             options.seed = seed
@@ -151,7 +148,7 @@ struct ExactKernelCommand: ParsableCommand {
     @Option(help: "Model directory.") var model: String
     @Option(help: "Row texts (.jsonl/.csv/.tsv).") var data: String
     @Option(help: "Column texts (default: the row texts).") var dataB: String?
-    @Option(help: "pntk, pntk-norm, trntk or trntk0.") var kernel: String
+    @Option(help: "The exact kernel.") var kernel: NTKKind
     @Option(help: "Parameter tensors by name prefix, comma-separated.") var params: String = "all"
     @Option(help: "Output (.safetensors).") var out: String
     @Flag(help: "Replace an existing output.") var overwrite = false
@@ -159,9 +156,6 @@ struct ExactKernelCommand: ParsableCommand {
     @OptionGroup var columns: ColumnOptions
 
     func validate() throws {
-        guard NTKKind(rawValue: kernel) != nil else {
-            throw ValidationError("unknown kernel '\(kernel)'; valid: \(NTKKind.allCases.map(\.rawValue).joined(separator: ", "))")
-        }
         try Check.positive(batchSize, "--batch-size")
         _ = try Check.list(params, "--params")
     }
@@ -176,7 +170,7 @@ struct ExactKernelCommand: ParsableCommand {
             let b = try dataB.map { try reader.read(fileURL($0)).map { try clf.encode($0.text) } }
             let computer = try GradientComputer(model: clf.model, prefixes: try Check.list(params, "--params"))
             // Two blocks of per-example gradients (one per output for trntk) are held at once.
-            let kind = NTKKind(rawValue: kernel)!
+            let kind = kernel
             let rows = min(batchSize, max(a.count, b?.count ?? 0))
             let need = 2 * Double(rows) * Double(computer.dense.count) * Double(kind.output.count(classes: clf.model.config.nClasses)) * 4
             let memory = Double(ProcessInfo.processInfo.physicalMemory)
@@ -184,11 +178,11 @@ struct ExactKernelCommand: ParsableCommand {
                 throw ValidationError("--batch-size \(batchSize): blocks of \(rows) texts' gradients would need \(ByteSize.describe(need)), more than this machine's \(ByteSize.describe(memory)) allows")
             }
             let t0 = Date()
-            let r = try ExactKernel.compute(computer, a: a, b: b, kind: NTKKind(rawValue: kernel)!, blockSize: batchSize)
+            let r = try ExactKernel.compute(computer, a: a, b: b, kind: kernel, blockSize: batchSize)
             var w = SafetensorsWriter()
-            w.metadata = ["format": "tangent-kernel-1", "kernel": kernel, "params": params, "model": model,
+            w.metadata = ["format": "tangent-kernel-1", "kernel": kernel.rawValue, "params": params, "model": model,
                           "model_fingerprint": Featurizer.modelFingerprint(clf), "a": data, "b": dataB ?? data,
-                          "normalized": String(NTKKind(rawValue: kernel)!.normalized)]
+                          "normalized": String(kernel.normalized)]
             w.add("kernel", shape: [r.rows, r.columns], float32: r.total)
             for p in r.parts { w.add("part.\(p.group)", shape: [r.rows, r.columns], float32: p.values) }
             w.add("diag_a", shape: [r.rows], float32: r.rowDiagonal)
@@ -196,7 +190,7 @@ struct ExactKernelCommand: ParsableCommand {
             try w.write(to: fileURL(out))
             let shares = r.parts.map { p in (p.group, p.values.reduce(0) { $0 + Double($1) }) }
             let total = shares.reduce(0) { $0 + $1.1 }
-            print("wrote \(out): \(r.rows) x \(r.columns) \(kernel) in \(String(format: "%.1f", Date().timeIntervalSince(t0))) s")
+            print("wrote \(out): \(r.rows) x \(r.columns) \(kernel.rawValue) in \(String(format: "%.1f", Date().timeIntervalSince(t0))) s")
             print("share of the kernel's sum by layer: " + shares.map { "\($0.0) \(String(format: "%.3f", $0.1 / total))" }.joined(separator: ", "))
         }
     }

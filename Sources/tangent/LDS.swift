@@ -33,7 +33,8 @@ struct LDS: ParsableCommand {
     @Option(parsing: .unconditional, help: "Subset models (at least 2; the kernels spec asks for 50 or more).") var subsets: Int = 50
     @Option(parsing: .unconditional, help: "Share of the training texts in each subset.") var fraction: Double = 0.5
     @Option(parsing: .unconditional, help: "Seed of sampling, subsets, training and projections.") var seed: UInt64 = 0
-    @Option(help: "Kernels, comma-separated.") var kernels: String = "trntk,pntk-norm,proj-trntk,proj-pntk,embedding,ck,grad-cos,tracin,if-head,if-proj,trak,trntk-layers"
+    @Option(help: KernelList.help("Kernels", default: SurrogateKernel.allCases), transform: KernelList.init(parsing:))
+    var kernels = KernelList(SurrogateKernel.allCases)
     @Option(parsing: .unconditional, help: "Projected dimension K.") var projDim: Int = 4096
     @Option(parsing: .unconditional, help: "TRAK's ensemble: the model under study and N-1 retrainings of it with seeds SEED+1, ... on the same texts.") var ensemble: Int = 5
     @Option(parsing: .unconditional, help: "Use a seeded random sample of N training texts.") var maxTrain: Int?
@@ -49,9 +50,6 @@ struct LDS: ParsableCommand {
     @OptionGroup var columns: ColumnOptions
 
     func validate() throws {
-        if let bad = try Check.list(kernels, "--kernels").first(where: { SurrogateKernel.named($0) == nil }) {
-            throw ValidationError("unknown kernel '\(bad)'; valid: \(SurrogateKernel.all.map(\.name).joined(separator: ", "))")
-        }
         guard tokenizer != nil || recipe != nil else { throw ValidationError("give --tokenizer, --recipe MODEL, or both") }
         try Check.atLeast(subsets, 2, "--subsets")
         guard fraction > 0 && fraction < 1 else { throw ValidationError("--fraction must be in (0, 1), got \(fraction)") }
@@ -168,7 +166,7 @@ struct LDS: ParsableCommand {
             var bar: ProgressBar?, barLabel = ""
             let report = try Datamodeling.evaluate(
                 classifier: models[0], ensemble: Array(models.dropFirst()), train: trainTexts, test: testTexts,
-                subsets: plan, margins: subsetMargins, kernels: try Check.list(kernels, "--kernels").map { SurrogateKernel.named($0)! },
+                subsets: plan, margins: subsetMargins, kernels: kernels.kernels,
                 projDim: projDim, seed: seed, projector: projection.choice, cache: fileURL(cache),
                 checkpoints: run.modelDirectory(0).appendingPathComponent(ModelDirectory.checkpointsDirectory), resamples: resamples,
                 selector: selectionOptions.selector(seed: seed),

@@ -29,7 +29,8 @@ struct Poison: ParsableCommand {
     @Option(help: "Class whose training texts are poisoned (default: the first label).") var source: String?
     @Option(help: "Label given to poisoned texts (default: the second label).") var target: String?
     @Option(parsing: .unconditional, help: "Share of the source class's training texts poisoned.") var fraction: Double = 0.05
-    @Option(help: "Kernels, comma-separated.") var kernels: String = "proj-trntk,proj-pntk,embedding,ck,grad-cos,if-head,if-proj"
+    @Option(help: KernelList.help("Kernels", default: Compare.defaultKernels), transform: KernelList.init(parsing:))
+    var kernels = KernelList(Compare.defaultKernels)
     @Option(help: "k of precision@k, comma-separated (each at most the number of poisoned texts).") var k: String = "10,50"
     @Option(parsing: .unconditional, help: "Projected dimension K.") var projDim: Int = 1024
     @Option(parsing: .unconditional, help: "Use a seeded random sample of N training texts (before poisoning).") var maxTrain: Int?
@@ -53,9 +54,6 @@ struct Poison: ParsableCommand {
     var ks: [Int] { k.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) } }
 
     func validate() throws {
-        if let bad = try Check.list(kernels, "--kernels").first(where: { SurrogateKernel.named($0) == nil }) {
-            throw ValidationError("unknown kernel '\(bad)'; valid: \(SurrogateKernel.all.map(\.name).joined(separator: ", "))")
-        }
         guard fraction > 0 && fraction <= 1 else { throw ValidationError("--fraction must be in (0, 1]") }
         guard !ks.isEmpty, ks.count == k.split(separator: ",").count, ks.allSatisfy({ $0 >= 1 }) else {
             throw ValidationError("--k must be positive integers, comma-separated")
@@ -129,7 +127,7 @@ struct Poison: ParsableCommand {
             var barLabel = ""
             let report = try Poisoning.evaluate(
                 classifier: clf, plan: plan, train: poisonedTrain, poisoned: poisoned, cleanTest: testTexts,
-                triggered: plan.triggered(testTexts), kernels: try Check.list(kernels, "--kernels").map { SurrogateKernel.named($0)! },
+                triggered: plan.triggered(testTexts), kernels: kernels.kernels,
                 ks: ks, projDim: projDim, seed: seed, projector: projection.choice, cache: fileURL(cache), checkpoints: checkpoints, ensemble: ensemble, selector: selectionOptions.selector(seed: seed),
                 dataName: displayPath(trainFile) + (maxTrain.map { " (random \($0), seed \(seed))" } ?? ""),
                 log: { printError($0) },

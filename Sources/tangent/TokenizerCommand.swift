@@ -22,7 +22,7 @@ struct TrainTokenizer: ParsableCommand {
     @Option(help: "Output path of the .model file.")
     var out: String
     @Option(help: "SentencePiece algorithm: unigram or bpe.")
-    var modelType: String = "unigram"
+    var modelType: TokenizerTrainingOptions.ModelType = .unigram
     @Option(parsing: .unconditional, help: "Random seed of the trainer.")
     var seed: UInt32 = 0
     @Flag(help: "Replace an existing output file.")
@@ -30,9 +30,6 @@ struct TrainTokenizer: ParsableCommand {
     @OptionGroup var columns: ColumnOptions
 
     func validate() throws {
-        guard TokenizerTrainingOptions.ModelType(rawValue: modelType) != nil else {
-            throw ValidationError("--model-type must be unigram or bpe, not '\(modelType)'")
-        }
         guard vocabSize >= 264 else { throw ValidationError("--vocab-size must be at least 264 (4 special + 256 byte pieces)") }
     }
 
@@ -45,9 +42,9 @@ struct TrainTokenizer: ParsableCommand {
             let file = try DataLocation.file(fileURL(data), split: "train")
             let texts = try columns.reader(requireLabels: false).read(file).map(\.text)
             var options = TokenizerTrainingOptions(vocabSize: vocabSize)
-            options.modelType = .init(rawValue: modelType)!
+            options.modelType = modelType
             options.seed = seed
-            printError("training \(modelType) tokenizer with \(vocabSize) pieces on \(texts.count) texts of \(file.path)")
+            printError("training \(modelType.rawValue) tokenizer with \(vocabSize) pieces on \(texts.count) texts of \(file.path)")
             let tok = try Tokenizer.train(texts: texts, options: options)
             try AtomicFile.write(tok.serializedModel, to: outURL)
             print("wrote \(out) (\(tok.vocabSize) pieces)")

@@ -32,13 +32,13 @@ struct Train: ParsableCommand {
 
     @OptionGroup var architecture: ArchitectureOptions
     @Option(parsing: .unconditional, help: "Maximum tokens per text, BOS included (longer texts are cut).") var maxLen: Int = 64
-    @Option(help: "Pooling: mean or cls.") var pooling: String = "mean"
+    @Option(help: "Pooling of token states into the text's vector.") var pooling: ModelConfig.Pooling = .mean
 
     @Option(parsing: .unconditional, help: "Passes over the training data.") var epochs: Int = 5
     @Option(parsing: .unconditional, help: "Texts per step.") var batchSize: Int = 32
     @Option(parsing: .unconditional, help: "Peak learning rate of AdamW.") var lr: Double = 1e-3
     @Option(parsing: .unconditional, help: "Share of steps for linear warm-up.") var warmup: Double = 0.1
-    @Option(help: "Decay after warm-up: linear, cosine or constant.") var decay: String = "linear"
+    @Option(help: "Decay of the learning rate after warm-up.") var decay: LearningRateSchedule.Decay = .linear
     @Option(parsing: .unconditional, help: "AdamW weight decay (weight matrices only).") var weightDecay: Double = 0.01
     @Option(parsing: .unconditional, help: "Clip the global gradient norm to this value (0: off).") var clip: Double = 1.0
     @Option(parsing: .unconditional, help: "Dropout rate on embeddings and residual branches (0: off).") var dropout: Double = 0.1
@@ -49,8 +49,6 @@ struct Train: ParsableCommand {
     @OptionGroup var columns: ColumnOptions
 
     func validate() throws {
-        guard ModelConfig.Pooling(rawValue: pooling) != nil else { throw ValidationError("--pooling must be mean or cls") }
-        guard LearningRateSchedule.Decay(rawValue: decay) != nil else { throw ValidationError("--decay must be linear, cosine or constant") }
         try Check.atLeast(maxLen, 2, "--max-len")
         guard maxLen <= ModelConfig.maximumDimension else {
             throw ValidationError("--max-len \(maxLen) is above the largest supported size \(ModelConfig.maximumDimension)")
@@ -87,7 +85,7 @@ struct Train: ParsableCommand {
             try requireTwoClasses(trainTexts, in: trainFile)
             let nThreads = threading.count
             let fresh = try newClassifier(for: trainTexts, tokenizerPath: tokenizer, architecture: architecture, maxLen: maxLen,
-                                          pooling: .init(rawValue: pooling)!, seed: seed, threads: nThreads)
+                                          pooling: pooling, seed: seed, threads: nThreads)
             let classifier = previous ?? fresh
             let dataFingerprint = fingerprint(labelled: trainTexts)
             let model = classifier.model, labels = classifier.labels
@@ -96,7 +94,7 @@ struct Train: ParsableCommand {
 
             var options = TrainingOptions()
             options.epochs = epochs; options.batchSize = batchSize; options.learningRate = lr
-            options.warmupFraction = warmup; options.decay = .init(rawValue: decay)!
+            options.warmupFraction = warmup; options.decay = decay
             options.weightDecay = weightDecay; options.clipNorm = clip; options.dropout = dropout; options.seed = seed
             try options.validate()
 

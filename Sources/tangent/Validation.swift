@@ -100,31 +100,28 @@ struct ThreadOptions: ParsableArguments {
 /// `--projector` and `--sketch-nonzeros`, shared by every command that projects gradients.
 struct ProjectorOptions: ParsableArguments {
     @Option(name: .customLong("projector"), help: "Projection of gradients: sketch (sparse sign hash, s additions per coordinate), rademacher or gaussian (dense, K multiply-adds per coordinate). (default: \(ProjectorChoice.default.distribution.rawValue))")
-    var projectorOption: String?
+    var projectorOption: Projector.Distribution?
     @Option(name: .customLong("sketch-nonzeros"), parsing: .unconditional, help: "Nonzeros per coordinate of the sketch: 1, 2 or 4. (default: 1)")
     var sketchNonzerosOption: Int?
 
     /// The options as given or defaulted.
-    var projector: String { projectorOption ?? ProjectorChoice.default.distribution.rawValue }
+    var projector: Projector.Distribution { projectorOption ?? ProjectorChoice.default.distribution }
     var sketchNonzeros: Int { sketchNonzerosOption ?? 1 }
     /// Whether the command line named a projection at all (a feature file's own projection
     /// must not silently override one that was asked for).
     var given: Bool { projectorOption != nil || sketchNonzerosOption != nil }
 
     func validate() throws {
-        guard let d = Projector.Distribution(rawValue: projector) else {
-            throw ValidationError("--projector must be sketch, rademacher or gaussian, got '\(projector)'")
-        }
         guard Projector.sketchNonzeros.contains(sketchNonzeros) else {
             throw ValidationError("--sketch-nonzeros must be 1, 2 or 4, got \(sketchNonzeros)")
         }
-        if d != .sketch, sketchNonzeros != 1 {
+        if projector != .sketch, sketchNonzeros != 1 {
             throw ValidationError("--sketch-nonzeros applies to --projector sketch only")
         }
     }
 
     /// The projector asked for.
-    var choice: ProjectorChoice { ProjectorChoice(Projector.Distribution(rawValue: projector)!, nonzeros: sketchNonzeros) }
+    var choice: ProjectorChoice { ProjectorChoice(projector, nonzeros: sketchNonzeros) }
 
     /// K must leave room for s distinct buckets.
     func check(projDim: Int) throws {
@@ -137,19 +134,16 @@ struct ProjectorOptions: ParsableArguments {
 /// `--selection` and `--folds`: how every command that fits a surrogate chooses lambda.
 struct SelectionOptions: ParsableArguments {
     @Option(help: "How the surrogate's lambda is chosen on the training texts by k-fold cross-validation: network-tau (Kendall tau with the network's log-odds), network-ce (cross-entropy against the network's probabilities) or label-ce (against the true labels).")
-    var selection: String = LambdaSelector.Criterion.networkTau.rawValue
+    var selection: LambdaSelector.Criterion = .networkTau
     @Option(parsing: .unconditional, help: "Cross-validation folds of the lambda selection.")
     var folds: Int = 5
 
     func validate() throws {
-        guard LambdaSelector.Criterion(rawValue: selection) != nil else {
-            throw ValidationError("--selection must be " + LambdaSelector.Criterion.allCases.map(\.rawValue).joined(separator: ", ") + ", got '\(selection)'")
-        }
         guard folds >= 2 else { throw ValidationError("--folds must be at least 2, got \(folds)") }
     }
 
     /// The selector asked for; `seed` deals the training texts into folds.
     func selector(seed: UInt64) -> LambdaSelector {
-        LambdaSelector(folds: folds, criterion: LambdaSelector.Criterion(rawValue: selection)!, seed: seed)
+        LambdaSelector(folds: folds, criterion: selection, seed: seed)
     }
 }

@@ -77,7 +77,7 @@ import TangentModel
         }
         #expect(message { try StreamedAttribution(classifier: clf, train: Array(train.dropLast()), trainFeatures: file, kernel: kernel, budget: 1, lambda: 1) }
                 .contains("other texts"))
-        #expect(message { try StreamedAttribution(classifier: clf, train: train, trainFeatures: file, kernel: .projected(.trntk), budget: 1, lambda: 1) }
+        #expect(message { try StreamedAttribution(classifier: clf, train: train, trainFeatures: file, kernel: .projTrntk, budget: 1, lambda: 1) }
                 .contains("holds pntk features"))
         #expect(message { try StreamedAttribution(classifier: clf, train: train, trainFeatures: file, kernel: .named("if-head")!, budget: 1, lambda: 1) }
                 .contains("cannot be scored from a feature file"))

@@ -1,0 +1,53 @@
+import ArgumentParser
+import TangentAttribution
+import TangentKernels
+import TangentModel
+import TangentTokenizer
+import TangentTraining
+
+// Closed choices are the library's enums, parsed by ArgumentParser from their raw values:
+// a bad value is refused with the option's name and the valid values, and --help lists
+// the values from the enum, so the two cannot drift apart.
+extension SurrogateKernel: ExpressibleByArgument {}
+extension NTKKind: ExpressibleByArgument {}
+extension ModelConfig.Pooling: ExpressibleByArgument {}
+extension LearningRateSchedule.Decay: ExpressibleByArgument {}
+extension Projector.Distribution: ExpressibleByArgument {}
+extension LambdaSelector.Criterion: ExpressibleByArgument {}
+extension TokenizerTrainingOptions.ModelType: ExpressibleByArgument {}
+
+/// `featurize --kernel`: the stored feature kind, or a surrogate kernel's name for it.
+extension FeatureKind: ExpressibleByArgument {
+    public init?(argument: String) { self.init(kernelName: argument) }
+}
+
+/// `--kernels`: a comma-separated list of surrogate kernels, each named once.
+struct KernelList: Sendable {
+    let kernels: [SurrogateKernel]
+
+    init(_ kernels: [SurrogateKernel]) { self.kernels = kernels }
+
+    /// Parses the option's value; an unknown or repeated name is refused by name.
+    init(parsing value: String) throws {
+        var seen: Set<SurrogateKernel> = []
+        kernels = try Check.list(value, "--kernels").map { name in
+            guard let k = SurrogateKernel(rawValue: name) else {
+                throw ValidationError("unknown kernel '\(name)'; valid: \(KernelList.valid)")
+            }
+            guard seen.insert(k).inserted else { throw ValidationError("--kernels names \(name) twice") }
+            return k
+        }
+    }
+
+    static var valid: String { SurrogateKernel.allCases.map(\.rawValue).joined(separator: ", ") }
+
+    /// The option's help: what the list is for, the valid names and the default.
+    static func help(_ what: String, default list: [SurrogateKernel]) -> ArgumentHelp {
+        ArgumentHelp("\(what), comma-separated: \(valid). (default: \(list.map(\.rawValue).joined(separator: ",")))")
+    }
+
+    /// Kernels whose training side is stored features, which streamed scoring supports.
+    static var streamable: String {
+        SurrogateKernel.allCases.filter(StreamedAttribution.supports).map(\.rawValue).joined(separator: ", ")
+    }
+}
