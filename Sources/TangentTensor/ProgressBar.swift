@@ -58,3 +58,34 @@ public final class ProgressBar: @unchecked Sendable {
         return t >= 3600 ? String(format: "%ldh%02ldm", t / 3600, (t % 3600) / 60) : String(format: "%ld:%02ld", t / 60, t % 60)
     }
 }
+
+/// The bars of a run's successive stages, behind one progress callback: a stage's bar
+/// starts when the label changes or the count starts again, and ends when its count
+/// reaches the total (unless the caller ends it, with a status, itself).
+public final class StageProgress {
+    private var bar: ProgressBar?
+    private var label = ""
+    private var done = 0
+
+    public init() {}
+
+    /// `done` of `total` in stage `label`; with `finishAtTotal`, the bar ends at the total.
+    public func report(_ label: String, _ done: Int, _ total: Int, status: String = "", finishAtTotal: Bool = true) {
+        if bar == nil || label != self.label || done < self.done {
+            bar = ProgressBar(total: total, label: label)
+            self.label = label
+        }
+        self.done = done
+        bar?.update(done, status: status)
+        if finishAtTotal && done == total { finish(status: status) }
+    }
+
+    /// Ends the current stage's bar with `status`.
+    public func finish(status: String = "") {
+        bar?.finish(status: status)
+        bar = nil
+    }
+
+    /// Whether a bar is drawn in place (stderr is a terminal) while a stage runs.
+    public var drawsInPlace: Bool { isatty(2) != 0 }
+}

@@ -100,15 +100,11 @@ struct Attribute: ParsableCommand {
                 try streamed(clf, trainTexts: trainTexts, inputs: inputs, kernel: k, threads: nThreads)
                 return
             }
-            var bar: ProgressBar?
+            let stages = StageProgress()
             let engine = try AttributionEngine(
                 classifier: clf, train: trainTexts, kernel: k, projDim: projDim, seed: seed, projector: projection.choice, cache: fileURL(cache),
                 threads: nThreads, selector: selectionOptions.selector(seed: seed), checkpoints: checkpoints.map(fileURL), log: { printError($0) },
-                progress: { done, total in
-                    if bar == nil { bar = ProgressBar(total: total, label: "training features") }
-                    bar?.update(done)
-                    if done == total { bar?.finish() }
-                })
+                progress: { stages.report("training features", $0, $1) })
             var all: [Explanation] = []
             for start in stride(from: 0, to: inputs.count, by: 64) {
                 let chunk = Array(inputs[start..<min(inputs.count, start + 64)])
@@ -138,14 +134,10 @@ struct Attribute: ParsableCommand {
                 printError("note: --train-features \(trainFeatures) was projected with seed \(m.seed); --seed \(asked) seeds the selection folds only")
             }
         } else {
-            var bar: ProgressBar?
+            let stages = StageProgress()
             file = try StreamedAttribution.cachedTrainingFeatures(
                 classifier: clf, train: trainTexts, kernel: k, projDim: projDim, seed: seed, projector: projection.choice,
-                cache: fileURL(cache), threads: threads, log: { printError($0) }) { done, total in
-                    if bar == nil { bar = ProgressBar(total: total, label: "training features") }
-                    bar?.update(done)
-                    if done == total { bar?.finish() }
-                }
+                cache: fileURL(cache), threads: threads, log: { printError($0) }) { stages.report("training features", $0, $1) }
         }
         let t0 = Date()
         let scorer = try StreamedAttribution(classifier: clf, train: trainTexts, trainFeatures: file, kernel: k, budget: budget, lambda: lambda,

@@ -101,16 +101,11 @@ struct Compare: ParsableCommand {
             let ldsReport = try lds.map { try readLDS($0, train: trainName, trainTexts: trainTexts.count, texts: trainTexts) }
             let trakEnsemble = ks.contains(where: \.ensembled)
                 ? try TracIn.ensemble(of: clf, directory: checkpoints.map(fileURL), count: ensemble, threads: Threads.defaultCount) : []
-            var bar: ProgressBar?
-            var barLabel = ""
+            let stages = StageProgress()
             var reports: [ComparisonReport] = []
             for (path, classifier) in zip(model, classifiers) {
                 if model.count > 1 { printError("=== model \(path)") }
-                let progress: (String, Int, Int) -> Void = { label, done, total in
-                    if label != barLabel { bar = ProgressBar(total: total, label: label); barLabel = label }
-                    bar?.update(done)
-                    if done == total { bar?.finish() }
-                }
+                let progress: (String, Int, Int) -> Void = { stages.report($0, $1, $2) }
                 let testName = displayPath(testFile) + (maxTest.map { " (random \($0), seed \(seed))" } ?? "")
                 if let memoryBudget {
                     reports.append(try Comparison.runStreamed(

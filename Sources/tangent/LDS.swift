@@ -102,11 +102,9 @@ struct LDS: ParsableCommand {
                 let clf = try Classifier(model: model, tokenizer: tok, labels: labels)
                 let set = try encodedSet(texts, trainFile, for: clf)
                 let t0 = Date()
-                var bar: ProgressBar?
+                let stages = StageProgress()
                 _ = try Trainer(model: model, options: options).train(set, test: nil, progress: { epoch, done, total, status in
-                    if done == 1 { bar = ProgressBar(total: total, label: "\(label), epoch \(epoch)/\(options.epochs)") }
-                    bar?.update(done, status: status)
-                    if done == total { bar?.finish(status: status) }
+                    stages.report("\(label), epoch \(epoch)/\(options.epochs)", done, total, status: status)
                 }, onEpochEnd: { s in
                     guard let checkpoints else { return }
                     try TrainingRecord(epoch: s.epoch, options: options, trainTexts: texts.count, dataFingerprint: fingerprint(labelled: texts),
@@ -163,7 +161,7 @@ struct LDS: ParsableCommand {
             printError(String(format: "%ld subset models: mean test accuracy %.4f, %.1f s of training each", subsets,
                               accuracies.reduce(0, +) / Double(subsets), trainSeconds.reduce(0, +) / Double(subsets)))
 
-            var bar: ProgressBar?, barLabel = ""
+            let stages = StageProgress()
             let report = try Datamodeling.evaluate(
                 classifier: models[0], ensemble: Array(models.dropFirst()), train: trainTexts, test: testTexts,
                 subsets: plan, margins: subsetMargins, kernels: kernels.kernels,
@@ -171,11 +169,7 @@ struct LDS: ParsableCommand {
                 checkpoints: run.modelDirectory(0).appendingPathComponent(ModelDirectory.checkpointsDirectory), resamples: resamples,
                 selector: selectionOptions.selector(seed: seed),
                 log: { printError($0) },
-                progress: { label, done, total in
-                    if label != barLabel { bar = ProgressBar(total: total, label: label); barLabel = label }
-                    bar?.update(done)
-                    if done == total { bar?.finish() }
-                })
+                progress: { stages.report($0, $1, $2) })
             var result = report
             result.setting = LDSSetting(
                 train: displayPath(trainFile) + (maxTrain.map { " (random \($0), seed \(seed))" } ?? ""),

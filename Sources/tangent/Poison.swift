@@ -105,13 +105,11 @@ struct Poison: ParsableCommand {
             var options = TrainingOptions()
             options.epochs = epochs; options.learningRate = lr; options.dropout = dropout; options.seed = seed
             let set = try encodedSet(poisonedTrain, trainFile, for: clf)
-            var bar: ProgressBar?
+            let stages = StageProgress()
             // Per-epoch weights for TracIn, written beside the cache once the final model is known.
             var epochWeights: [[Float]] = []
             _ = try Trainer(model: clf.model, options: options).train(set, test: nil, progress: { epoch, done, total, status in
-                if done == 1 { bar = ProgressBar(total: total, label: "poisoned model, epoch \(epoch)/\(epochs)") }
-                bar?.update(done, status: status)
-                if done == total { bar?.finish(status: status) }
+                stages.report("poisoned model, epoch \(epoch)/\(epochs)", done, total, status: status)
             }, onEpochEnd: { _ in epochWeights.append(clf.model.parameterArray) })
             let checkpoints = fileURL(cache).appendingPathComponent("checkpoints-\(Featurizer.modelFingerprint(clf))")
             let snapshot = try TransformerClassifier<Float>(config: clf.model.config, threads: 1)
@@ -123,19 +121,13 @@ struct Poison: ParsableCommand {
             }
             if let saveModel { try clf.save(to: fileURL(saveModel), extra: ["poisoning": ["trigger": plan.trigger, "source": plan.source, "target": plan.target,
                                                                                         "fraction": plan.fraction, "seed": plan.seed, "poisoned_texts": poisoned.count]]) }
-
-            var barLabel = ""
             let report = try Poisoning.evaluate(
                 classifier: clf, plan: plan, train: poisonedTrain, poisoned: poisoned, cleanTest: testTexts,
                 triggered: plan.triggered(testTexts), kernels: kernels.kernels,
                 ks: ks, projDim: projDim, seed: seed, projector: projection.choice, cache: fileURL(cache), checkpoints: checkpoints, ensemble: ensemble, selector: selectionOptions.selector(seed: seed),
                 dataName: displayPath(trainFile) + (maxTrain.map { " (random \($0), seed \(seed))" } ?? ""),
                 log: { printError($0) },
-                progress: { label, done, total in
-                    if label != barLabel { bar = ProgressBar(total: total, label: label); barLabel = label }
-                    bar?.update(done)
-                    if done == total { bar?.finish() }
-                })
+                progress: { stages.report($0, $1, $2) })
             try ReportFile.write(report, to: jsonURL)
             try AtomicFile.write(ReportMarkdown.poisoning(report), to: outURL.appendingPathComponent("poisoning.md"))
             try renderReportPage(in: outURL)

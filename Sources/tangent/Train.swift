@@ -110,7 +110,7 @@ struct Train: ParsableCommand {
                 + (testSet.map { "; testing on \($0.count) texts of \(testFile!.path)" } ?? ""))
             if overwrite { try ModelDirectory.removeCheckpoints(in: outURL) }
 
-            var bar: ProgressBar?
+            let stages = StageProgress()
             // config.json's keys beyond the architecture, rewritten after every epoch.
             let dataset: [String: Any] = ["train": displayPath(trainFile), "test": testFile.map(displayPath) as Any, "train_texts": trainSet.count,
                                           "test_texts": testSet?.count as Any, "text_column": columns.textColumn, "label_column": columns.labelColumn]
@@ -120,14 +120,14 @@ struct Train: ParsableCommand {
             }
             let optimizerURL = outURL.appendingPathComponent(Train.optimizerFile)
             let summaries = try trainer.train(trainSet, test: testSet, after: history.count, progress: { epoch, done, total, status in
-                if done == 1 { bar = ProgressBar(total: total, label: "epoch \(epoch)/\(epochs)") }
-                bar?.update(done, status: status)
+                // The epoch's bar ends with its summary, below.
+                stages.report("epoch \(epoch)/\(epochs)", done, total, status: status, finishAtTotal: false)
             }, onEpochEnd: { s in
                 history.append(s)
                 var status = String(format: "train loss %.4f acc %.4f", s.trainLoss, s.trainAccuracy)
                 if let a = s.testAccuracy, let l = s.testLoss { status += String(format: " | test loss %.4f acc %.4f", l, a) }
-                bar?.finish(status: status)
-                if !(bar.map { _ in isatty(2) != 0 } ?? false) { printError("epoch \(s.epoch): \(status)") }
+                stages.finish(status: status)
+                if !stages.drawsInPlace { printError("epoch \(s.epoch): \(status)") }
                 if s.epoch < epochs { try Train.saveResumeState(trainer, epoch: s.epoch, history: history, to: optimizerURL) }
                 if keepCheckpoints {
                     // Before the model files, so a resumed run never lacks a finished epoch's checkpoint.
