@@ -120,7 +120,7 @@ public final class AttributionEngine {
 
     /// The same from the settings one by one.
     public convenience init(classifier: Classifier, train: [LabeledText], kernel: SurrogateKernel, projDim: Int, seed: UInt64,
-                            projector: ProjectorChoice = .default, cache: URL, threads: Int = Threads.defaultCount,
+                            projector: ProjectorChoice = .default, cache: URL, threads: Int = Threads.cores,
                             selector: LambdaSelector = LambdaSelector(), useSurrogateCache: Bool = true, checkpoints: URL? = nil,
                             ensemble: [Classifier] = [], log: (String) -> Void = { _ in }, progress: (Int, Int) -> Void = { _, _ in }) throws {
         try self.init(setup: AttributionSetup(classifier: classifier, train: train, projDim: projDim, seed: seed, projector: projector, cache: cache,

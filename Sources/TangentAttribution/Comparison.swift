@@ -11,13 +11,14 @@ public enum Comparison {
                            projDim: Int, seed: UInt64, projector: ProjectorChoice = .default, cache: URL, modelName: String,
                            trainName: String, testName: String,
                            checkpoints: URL? = nil, ensemble: [Classifier] = [], selector: LambdaSelector = LambdaSelector(),
+                           threads: Int = Threads.cores,
                            log: (String) -> Void = { _ in }, progress: @escaping (String, Int, Int) -> Void = { _, _, _ in }) throws -> ComparisonReport {
         var builder = try ReportBuilder(classifier: classifier, trainCount: train.count, test: test, projDim: projDim, seed: seed, projector: projector,
                                         modelName: modelName, trainName: trainName, testName: testName)
         // Refits even where a surrogate is cached: the report shows the whole grid, so the
         // selector does not stop early (it still extends a best lambda at the strong edge).
         let setup = AttributionSetup(classifier: classifier, train: train, projDim: projDim, seed: seed, projector: projector, cache: cache,
-                                     selector: selector.exhaustive, checkpoints: checkpoints, ensemble: ensemble, useSurrogateCache: false)
+                                     selector: selector.exhaustive, threads: threads, checkpoints: checkpoints, ensemble: ensemble, useSurrogateCache: false)
         _ = try setup.forEachKernel(kernels, log: log, progress: progress) { run in
             let engine = run.engine!
             // Test kernel rows through the same cache (resumable).
@@ -46,7 +47,7 @@ public enum Comparison {
     public static func runStreamed(classifier: Classifier, train: [LabeledText], test: [LabeledText], kernels: [SurrogateKernel],
                                    projDim: Int, seed: UInt64, projector: ProjectorChoice = .default, cache: URL, budget: Int,
                                    modelName: String, trainName: String, testName: String, selector: LambdaSelector = LambdaSelector(),
-                                   selectionTexts: Int = 4096, chunk: Int = 512, threads: Int = Threads.defaultCount,
+                                   selectionTexts: Int = 4096, chunk: Int = 512, threads: Int = Threads.cores,
                                    log: (String) -> Void = { _ in }, progress: @escaping (String, Int, Int) -> Void = { _, _, _ in }) throws -> ComparisonReport {
         if let k = kernels.first(where: { !StreamedAttribution.supports($0) }) {
             throw AttributionError("kernel \(k.name) cannot be compared with streamed training features; streamed comparisons support proj-pntk, proj-trntk, embedding, ck and grad-cos")

@@ -53,7 +53,7 @@ public struct KernelGLM: Sendable {
     /// split over threads, so the result does not depend on the thread count.
     public static func fit(kernel: [Float], labels: [Int], classes: Int, lambda: Double, kernelScale: Double = 1,
                            solver: LBFGS = LBFGS(), start: KernelGLM? = nil, spectrum: KernelSpectrum? = nil,
-                           threads: Int = Threads.defaultCount) -> KernelGLM {
+                           threads: Int = Threads.cores) -> KernelGLM {
         precondition(kernel.count == labels.count * labels.count, "kernel must be n x n")
         return fit(kernel: .matrix(kernel, n: labels.count), labels: labels, classes: classes, lambda: lambda, kernelScale: kernelScale,
                    solver: solver, start: start, spectrum: spectrum, threads: threads)
@@ -62,7 +62,7 @@ public struct KernelGLM: Sendable {
     /// The same for a kernel given as a matrix or factored (see `TrainingKernel`).
     public static func fit(kernel: TrainingKernel, labels: [Int], classes: Int, lambda relativeLambda: Double, kernelScale: Double = 1,
                            solver: LBFGS = LBFGS(), start: KernelGLM? = nil, spectrum: KernelSpectrum? = nil,
-                           threads: Int = Threads.defaultCount) -> KernelGLM {
+                           threads: Int = Threads.cores) -> KernelGLM {
         let n = labels.count
         precondition(kernel.n == n, "kernel must be n x n")
         precondition(kernelScale > 0 && kernelScale.isFinite, "kernel scale must be positive")

@@ -27,7 +27,7 @@ public struct KernelSpectrum: Sendable {
 
     /// Uses rank min(requested, n / 2); nil for tiny kernels (n < 16) or if the
     /// factorization fails (then the fit runs without a preconditioner).
-    public init?(kernel: [Float], n: Int, rank requested: Int = 256, seed: UInt64 = 0x4E59_5354, threads: Int = Threads.defaultCount) {
+    public init?(kernel: [Float], n: Int, rank requested: Int = 256, seed: UInt64 = 0x4E59_5354, threads: Int = Threads.cores) {
         let l = min(requested, n / 2)
         guard l >= 8 else { return nil }
         let rng = CounterRNG.derive(seed, UInt64(n))
@@ -79,7 +79,7 @@ public struct KernelSpectrum: Sendable {
     /// The spectrum of a training kernel: by the randomized Nystroem approximation for a
     /// matrix; exactly for a factored K = F F^T, from the width x width Gram F^T F = V S V^T
     /// (K's nonzero eigenvalues are S, its eigenvectors F V S^-1/2).
-    public init?(kernel: TrainingKernel, rank requested: Int = 256, seed: UInt64 = 0x4E59_5354, threads: Int = Threads.defaultCount) {
+    public init?(kernel: TrainingKernel, rank requested: Int = 256, seed: UInt64 = 0x4E59_5354, threads: Int = Threads.cores) {
         switch kernel {
         case .dense(let k, let n):
             self.init(kernel: k, n: n, rank: requested, seed: seed, threads: threads)

@@ -147,7 +147,7 @@ public struct LambdaSelector: Sendable {
     /// `extendTo`, a best lambda at the grid's strong edge is followed upward by factors of
     /// 10 while it does not rank lower, up to that bound. Both are said in `log`.
     public func select(kernel: TrainingKernel, labels: [Int], networkLogits: [Float], classes C: Int, fitsOnAll: FitsOnAll = .everyLambda,
-                       threads: Int = Threads.defaultCount, log: (String) -> Void = { _ in }) -> Selection {
+                       threads: Int = Threads.cores, log: (String) -> Void = { _ in }) -> Selection {
         let n = labels.count
         precondition(kernel.n == n && networkLogits.count == n * C, "one kernel row and C logits per training text")
         precondition(n >= 2 * folds, "cross-validation needs at least two texts per fold")

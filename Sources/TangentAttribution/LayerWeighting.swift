@@ -40,7 +40,7 @@ public enum LayerWeighting {
     /// Fits the weights on training texts: `parts` [n, n] each, `labels` the true classes,
     /// `networkLogits` [n, C]; the surrogates are fitted at `lambda` on the selector's folds.
     public static func fit(parts: [[Float]], labels: [Int], networkLogits: [Float], classes C: Int, lambda: Double,
-                           selector: LambdaSelector, sweeps: Int = 3, threads: Int = Threads.defaultCount,
+                           selector: LambdaSelector, sweeps: Int = 3, threads: Int = Threads.cores,
                            log: (String) -> Void = { _ in }) -> Result {
         let n = labels.count
         precondition(parts.allSatisfy { $0.count == n * n } && networkLogits.count == n * C)

@@ -125,7 +125,7 @@ public enum Poisoning {
                                 cleanTest: [LabeledText], triggered: [LabeledText], kernels: [SurrogateKernel],
                                 ks: [Int], projDim: Int, seed: UInt64, projector: ProjectorChoice = .default, cache: URL,
                                 checkpoints: URL? = nil, ensemble: Int = 1, selector: LambdaSelector = LambdaSelector(), dataName: String,
-                                log: (String) -> Void = { _ in },
+                                threads: Int = Threads.cores, log: (String) -> Void = { _ in },
                                 progress: @escaping (String, Int, Int) -> Void = { _, _, _ in }) throws -> PoisonReport {
         let C = classifier.labels.count
         guard let target = classifier.labels.index(of: plan.target), let source = classifier.labels.index(of: plan.source) else {
@@ -145,9 +145,9 @@ public enum Poisoning {
                    flipped.count, triggered.count, plan.source, plan.target, 100 * Double(flipped.count) / Double(triggered.count),
                    100 * Double(sourceClean.filter { cleanPred[$0] == target }.count) / Double(max(1, sourceClean.count))))
         let models = kernels.contains(where: \.ensembled)
-            ? try TracIn.ensemble(of: classifier, directory: checkpoints, count: ensemble, threads: Threads.defaultCount) : []
+            ? try TracIn.ensemble(of: classifier, directory: checkpoints, count: ensemble, threads: threads) : []
         let setup = AttributionSetup(classifier: classifier, train: train, projDim: projDim, seed: seed, projector: projector, cache: cache,
-                                     selector: selector, checkpoints: checkpoints, ensemble: models)
+                                     selector: selector, threads: threads, checkpoints: checkpoints, ensemble: models)
         let rows = try setup.forEachKernel(kernels, log: log, progress: progress) { run -> PoisonKernelReport in
             let k = run.kernel, engine = run.engine!
             let n = train.count

@@ -39,7 +39,7 @@ public final class StreamedAttribution {
     /// `budget` bounds the training feature blocks held at once (bytes).
     public init(classifier: Classifier, train: [LabeledText], trainFeatures file: FeatureFile, kernel: SurrogateKernel,
                 budget: Int, lambda: Double?, selector: LambdaSelector = LambdaSelector(), selectionTexts maxSelection: Int = 4096,
-                fitGrid: Bool = false, threads: Int = Threads.defaultCount, log: (String) -> Void = { _ in }) throws {
+                fitGrid: Bool = false, threads: Int = Threads.cores, log: (String) -> Void = { _ in }) throws {
         guard StreamedAttribution.supports(kernel) else {
             throw AttributionError("kernel \(kernel.name) cannot be scored from a feature file alone (it needs the exact kernel, checkpoints, an ensemble or an influence transform); use proj-pntk, proj-trntk, embedding, ck or grad-cos")
         }

@@ -29,7 +29,7 @@ public final class StreamedFeatures: @unchecked Sendable {
 
     /// `budget` bounds the bytes of the blocks held at once (two of them: one being read,
     /// one being multiplied, as Float, plus their Double conversion for x F).
-    public init(file: FeatureFile, normalized: Bool, budget: Int, threads: Int = Threads.defaultCount) throws {
+    public init(file: FeatureFile, normalized: Bool, budget: Int, threads: Int = Threads.cores) throws {
         try file.requireWhole()
         self.file = file
         n = file.metadata.texts

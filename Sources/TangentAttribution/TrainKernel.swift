@@ -66,7 +66,7 @@ public struct AttributionSetup {
     public var fitGrid: Bool
 
     public init(classifier: Classifier, train: [LabeledText], projDim: Int, seed: UInt64, projector: ProjectorChoice = .default,
-                cache: URL, selector: LambdaSelector = LambdaSelector(), threads: Int = Threads.defaultCount, checkpoints: URL? = nil,
+                cache: URL, selector: LambdaSelector = LambdaSelector(), threads: Int = Threads.cores, checkpoints: URL? = nil,
                 ensemble: [Classifier] = [], useSurrogateCache: Bool = true) {
         self.classifier = classifier
         self.train = train

@@ -51,7 +51,7 @@ public struct FeaturizeOptions: Sendable {
     /// For `grad`: differentiate the loss at the network's predicted label even when a
     /// text has a label (test texts: their true label would leak into the surrogate).
     public var predictedLossLabels = false
-    public var threads: Int = Threads.defaultCount
+    public var threads: Int = Threads.cores
 
     public init(kind: FeatureKind) { self.kind = kind }
 }

@@ -46,7 +46,7 @@ public struct Projector: Sendable, Equatable {
     /// `nonzeros` is s for a `sketch` (one of `sketchNonzeros`, at most K) and ignored
     /// for dense projections.
     public init(dimension: Int, seed: UInt64, distribution: Distribution = .rademacher, nonzeros: Int = 1,
-                threads: Int = Threads.defaultCount) {
+                threads: Int = Threads.cores) {
         precondition(dimension > 0)
         precondition(distribution != .sketch || (Projector.sketchNonzeros.contains(nonzeros) && nonzeros <= dimension),
                      "a sketch has 1, 2 or 4 nonzeros per column, at most K")
@@ -265,7 +265,7 @@ public struct ProjectorChoice: Sendable, Equatable, Hashable, CustomStringConver
 }
 
 extension Projector {
-    public init(dimension: Int, seed: UInt64, choice: ProjectorChoice, threads: Int = Threads.defaultCount) {
+    public init(dimension: Int, seed: UInt64, choice: ProjectorChoice, threads: Int = Threads.cores) {
         self.init(dimension: dimension, seed: seed, distribution: choice.distribution, nonzeros: max(1, choice.nonzeros), threads: threads)
     }
 }

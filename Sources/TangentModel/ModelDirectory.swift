@@ -111,7 +111,7 @@ public final class Classifier: @unchecked Sendable {
     }
 
     /// Loads a model directory, checking that its parts agree with each other.
-    public convenience init(directory: URL, threads: Int = Threads.defaultCount) throws {
+    public convenience init(directory: URL, threads: Int = Threads.cores) throws {
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: directory.path, isDirectory: &isDir), isDir.boolValue else {
             throw ModelError("\(directory.path): no such model directory")

@@ -47,7 +47,7 @@ public final class TransformerClassifier<T: BLASScalar>: @unchecked Sendable {
     private var current: TokenBatch?
 
     /// A model with every parameter zero (load values into `parameters` next).
-    public init(config: ModelConfig, threads: Int = Threads.defaultCount) throws {
+    public init(config: ModelConfig, threads: Int = Threads.cores) throws {
         try config.validate()
         self.config = config
         self.layout = ParameterLayout(config: config)
@@ -88,7 +88,7 @@ public final class TransformerClassifier<T: BLASScalar>: @unchecked Sendable {
 
     /// A freshly initialized model: weights N(0, 0.02) (residual projections scaled by
     /// 1/sqrt(2 n_layers)), biases 0, LayerNorm weights 1; a pure function of `seed`.
-    public static func initialized(config: ModelConfig, seed: UInt64, threads: Int = Threads.defaultCount) throws -> TransformerClassifier {
+    public static func initialized(config: ModelConfig, seed: UInt64, threads: Int = Threads.cores) throws -> TransformerClassifier {
         let m = try TransformerClassifier(config: config, threads: threads)
         let residualScale = 1 / Double(2 * max(1, config.nLayers)).squareRoot()
         for (ti, t) in m.layout.tensors.enumerated() {

@@ -1,36 +1,18 @@
 import Dispatch
 import Foundation
 
-/// How many worker threads the toolkit uses. Defaults to the number of active cores;
-/// `TANGENT_THREADS` overrides it. Results depend on this count only through the
-/// order of floating-point sums, and are bit-identical for a fixed count.
+/// Worker threads. Every call that computes in parallel takes its thread count as an
+/// argument; results depend on the count only through the order of floating-point sums,
+/// and are bit-identical for a fixed count. The library reads no environment: the CLI
+/// resolves `--threads` and `TANGENT_THREADS` once and passes the count down.
 public enum Threads {
     /// The most threads any command accepts: each thread owns a workspace of a whole
     /// shard's activations, so absurd counts would only exhaust memory.
     public static let maximum = 256
 
-    /// `TANGENT_THREADS`, or the number of active cores when it is unset or invalid
-    /// (entry points check it first with `environmentCount()` and report a bad value).
-    public static var defaultCount: Int {
-        if let n = try? environmentCount() { return n }
-        return max(1, min(maximum, ProcessInfo.processInfo.activeProcessorCount))
-    }
-
-    /// The thread count set by `TANGENT_THREADS`, nil when unset; throws when it is not a
-    /// whole number from 1 to `maximum`.
-    public static func environmentCount() throws -> Int? {
-        guard let s = ProcessInfo.processInfo.environment["TANGENT_THREADS"] else { return nil }
-        guard let n = Int(s.trimmingCharacters(in: .whitespaces)), (1...maximum).contains(n) else {
-            throw ThreadCountError("TANGENT_THREADS='\(s)' is not a whole number from 1 to \(maximum)")
-        }
-        return n
-    }
-}
-
-/// An invalid thread count from the environment.
-public struct ThreadCountError: Error, CustomStringConvertible {
-    public let description: String
-    public init(_ description: String) { self.description = description }
+    /// The machine's active cores (at most `maximum`): the default where a caller
+    /// gives no count.
+    public static var cores: Int { max(1, min(maximum, ProcessInfo.processInfo.activeProcessorCount)) }
 }
 
 /// Runs `body(i)` for i in 0..<count on up to `count` threads and waits for all.

@@ -221,7 +221,7 @@ func requireTwoClasses(_ texts: [LabeledText], in file: URL, model: Classifier? 
 
 /// Loads a model directory; warns when its training did not finish (`complete: false`
 /// in config.json: a run stopped mid-training keeps its last finished epoch).
-func loadClassifier(_ path: String, threads: Int = Threads.defaultCount) throws -> Classifier {
+func loadClassifier(_ path: String, threads: Int) throws -> Classifier {
     let clf = try Classifier(directory: fileURL(path), threads: threads)
     if let complete = clf.configJSON["complete"] as? Bool, !complete {
         let done = clf.configJSON["epochs_completed"] as? Int

@@ -39,6 +39,7 @@ struct Compare: ParsableCommand {
     @Flag(help: "Replace an existing report.") var overwrite = false
     @OptionGroup var projection: ProjectorOptions
     @OptionGroup var selectionOptions: SelectionOptions
+    @OptionGroup var threading: ThreadOptions
     @OptionGroup var columns: ColumnOptions
     @Option(help: "Stream each kernel's training features from disk within this many bytes of blocks, e.g. 2GiB, for training sets whose features do not fit in memory (proj-pntk, proj-trntk, embedding, ck, grad-cos).")
     var memoryBudget: String?
@@ -78,7 +79,7 @@ struct Compare: ParsableCommand {
                                                allowOtherFiles: true)
             defer { withExtendedLifetime(lock) {} }
             try checkCacheDirectory(cache)
-            let classifiers = try model.map { try loadClassifier($0) }
+            let classifiers = try model.map { try loadClassifier($0, threads: threading.count) }
             let clf = classifiers[0]
             if let other = classifiers.dropFirst().first(where: { $0.labels != clf.labels }) {
                 throw DataError("\(other.directory?.path ?? "model"): labels \(other.labels.names) differ from \(model[0])'s \(clf.labels.names); compare several models only on the same data")
@@ -100,7 +101,7 @@ struct Compare: ParsableCommand {
             let trainName = displayPath(trainFile) + (maxTrain.map { " (random \($0), seed \(seed))" } ?? "")
             let ldsReport = try lds.map { try readLDS($0, train: trainName, trainTexts: trainTexts.count, texts: trainTexts) }
             let trakEnsemble = ks.contains(where: \.ensembled)
-                ? try TracIn.ensemble(of: clf, directory: checkpoints.map(fileURL), count: ensemble, threads: Threads.defaultCount) : []
+                ? try TracIn.ensemble(of: clf, directory: checkpoints.map(fileURL), count: ensemble, threads: threading.count) : []
             let stages = StageProgress()
             var reports: [ComparisonReport] = []
             for (path, classifier) in zip(model, classifiers) {
@@ -112,14 +113,15 @@ struct Compare: ParsableCommand {
                         classifier: classifier, train: trainTexts, test: testTexts, kernels: ks, projDim: projDim, seed: seed,
                         projector: projection.choice, cache: fileURL(cache), budget: try Check.bytes(memoryBudget, "--memory-budget"),
                         modelName: path, trainName: trainName, testName: testName, selector: selectionOptions.selector(seed: seed),
-                        selectionTexts: selectionTexts, log: { printError($0) }, progress: progress))
+                        selectionTexts: selectionTexts, threads: threading.count, log: { printError($0) }, progress: progress))
                     continue
                 }
                 reports.append(try Comparison.run(
                 classifier: classifier, train: trainTexts, test: testTexts, kernels: ks, projDim: projDim, seed: seed, projector: projection.choice,
                 cache: fileURL(cache), modelName: path, trainName: trainName,
                 testName: testName,
-                checkpoints: path == model[0] ? checkpoints.map(fileURL) : nil, ensemble: path == model[0] ? trakEnsemble : [], selector: selectionOptions.selector(seed: seed), log: { printError($0) },
+                checkpoints: path == model[0] ? checkpoints.map(fileURL) : nil, ensemble: path == model[0] ? trakEnsemble : [], selector: selectionOptions.selector(seed: seed),
+                threads: threading.count, log: { printError($0) },
                 progress: progress))
             }
             var report = Comparison.merge(reports)

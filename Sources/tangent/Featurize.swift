@@ -153,6 +153,7 @@ struct ExactKernelCommand: ParsableCommand {
     @Option(help: "Output (.safetensors).") var out: String
     @Flag(help: "Replace an existing output.") var overwrite = false
     @Option(parsing: .unconditional, help: "Texts per block.") var batchSize: Int = 64
+    @OptionGroup var threading: ThreadOptions
     @OptionGroup var columns: ColumnOptions
 
     func validate() throws {
@@ -164,7 +165,7 @@ struct ExactKernelCommand: ParsableCommand {
         try reportingErrors {
             let lock = try claimOutputFile(out, kind: "kernel file", overwrite: overwrite, isSameKind: hasFormat("tangent-kernel-1"))
             defer { withExtendedLifetime(lock) {} }
-            let clf = try loadClassifier(model)
+            let clf = try loadClassifier(model, threads: threading.count)
             let reader = columns.reader(requireLabels: false)
             let a = try reader.read(fileURL(data)).map { try clf.encode($0.text) }
             let b = try dataB.map { try reader.read(fileURL($0)).map { try clf.encode($0.text) } }

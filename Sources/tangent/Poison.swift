@@ -126,7 +126,7 @@ struct Poison: ParsableCommand {
                 triggered: plan.triggered(testTexts), kernels: kernels.kernels,
                 ks: ks, projDim: projDim, seed: seed, projector: projection.choice, cache: fileURL(cache), checkpoints: checkpoints, ensemble: ensemble, selector: selectionOptions.selector(seed: seed),
                 dataName: displayPath(trainFile) + (maxTrain.map { " (random \($0), seed \(seed))" } ?? ""),
-                log: { printError($0) },
+                threads: threading.count, log: { printError($0) },
                 progress: { stages.report($0, $1, $2) })
             try ReportFile.write(report, to: jsonURL)
             try AtomicFile.write(ReportMarkdown.poisoning(report), to: outURL.appendingPathComponent("poisoning.md"))

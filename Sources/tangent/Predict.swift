@@ -13,6 +13,7 @@ struct Predict: ParsableCommand {
     var data: String?
     @Flag(help: "One JSON object per text: text, label, probabilities and logits (keyed by label).")
     var json = false
+    @OptionGroup var threading: ThreadOptions
     @OptionGroup var columns: ColumnOptions
 
     func validate() throws {
@@ -21,7 +22,7 @@ struct Predict: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            let clf = try loadClassifier(model)
+            let clf = try loadClassifier(model, threads: threading.count)
             var inputs = texts
             for (i, t) in texts.enumerated() where t.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
                 throw DataError("--text #\(i + 1) is empty")
@@ -60,11 +61,12 @@ struct Evaluate: ParsableCommand {
     @Option(help: "Model directory.") var model: String
     @Option(help: "Labelled texts: a file, or a data directory (its test.* is used).") var data: String
     @Flag(help: "Print the report as JSON.") var json = false
+    @OptionGroup var threading: ThreadOptions
     @OptionGroup var columns: ColumnOptions
 
     func run() throws {
         try reportingErrors {
-            let clf = try loadClassifier(model)
+            let clf = try loadClassifier(model, threads: threading.count)
             let url = try DataLocation.file(fileURL(data), split: "test")
             let rows = try columns.reader().read(url)
             let truth = try clf.labels.indices(of: rows, source: url.path)

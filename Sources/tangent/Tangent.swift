@@ -17,7 +17,7 @@ struct Tangent: ParsableCommand {
     static func main() {
         BLASThreads.set(1)
         do {
-            _ = try Threads.environmentCount()
+            _ = try ThreadOptions.environmentCount()
         } catch {
             FileHandle.standardError.write(Data("Error: \(error)\n".utf8))
             Foundation.exit(ExitCode.validationFailure.rawValue)

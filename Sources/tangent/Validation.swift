@@ -78,7 +78,8 @@ enum Check {
     }
 }
 
-/// `--threads`, shared by every command that computes; also checks `TANGENT_THREADS`.
+/// `--threads`, shared by every command that computes; also checks `TANGENT_THREADS`,
+/// which is read here only: the library takes the resulting count as an argument.
 struct ThreadOptions: ParsableArguments {
     @Option(parsing: .unconditional, help: "Threads, 1 to \(Threads.maximum) (default: TANGENT_THREADS, or all cores).")
     var threads: Int?
@@ -89,12 +90,22 @@ struct ThreadOptions: ParsableArguments {
                 throw ValidationError("--threads must be from 1 to \(Threads.maximum), got \(threads)")
             }
         } else {
-            do { _ = try Threads.environmentCount() } catch { throw ValidationError("\(error)") }
+            _ = try ThreadOptions.environmentCount()
         }
     }
 
-    /// The thread count to use.
-    var count: Int { threads ?? Threads.defaultCount }
+    /// The thread count to use: --threads, else TANGENT_THREADS, else every core.
+    var count: Int { threads ?? (try? ThreadOptions.environmentCount()) ?? Threads.cores }
+
+    /// The thread count set by `TANGENT_THREADS`, nil when unset; throws when it is not a
+    /// whole number from 1 to `Threads.maximum`.
+    static func environmentCount() throws -> Int? {
+        guard let s = ProcessInfo.processInfo.environment["TANGENT_THREADS"] else { return nil }
+        guard let n = Int(s.trimmingCharacters(in: .whitespaces)), (1...Threads.maximum).contains(n) else {
+            throw ValidationError("TANGENT_THREADS='\(s)' is not a whole number from 1 to \(Threads.maximum)")
+        }
+        return n
+    }
 }
 
 /// `--projector` and `--sketch-nonzeros`, shared by every command that projects gradients.
