@@ -74,13 +74,9 @@ public final class Featurizer {
         guard options.batchSize >= 1 else { throw FeatureStoreError("batch size must be at least 1") }
         if options.kind.projected {
             guard options.projDim > 0 else { throw FeatureStoreError("--proj-dim must be positive, got \(options.projDim)") }
+            // Whether `memoryEstimate` is too much for the machine is the caller's decision
+            // (the CLI refuses before any work), not this type's.
             let c = try GradientComputer(model: classifier.model, prefixes: options.params)
-            let need = Featurizer.memoryEstimate(options: options, computer: c)
-            let available = ProcessInfo.processInfo.physicalMemory
-            guard need < available / 10 * 8 else {
-                throw FeatureStoreError(String(format: "K = %ld with blocks of %ld texts would need about %.1f GiB of memory, more than this machine's %.1f GiB allows; lower --proj-dim or --batch-size",
-                                               options.projDim, options.batchSize, Double(need) / 1_073_741_824, Double(available) / 1_073_741_824))
-            }
             computer = c
             let p = Projector(dimension: options.projDim, seed: options.seed, choice: options.projector, threads: options.threads)
             projector = p
@@ -94,7 +90,12 @@ public final class Featurizer {
 
     /// Bytes a projected run holds at its peak, roughly: gradients of one block, the
     /// projector's column chunk and accumulators, and the block's features.
-    public static func memoryEstimate(options: FeaturizeOptions, computer: GradientComputer<Float>) -> UInt64 {
+    public static func memoryEstimate(options: FeaturizeOptions, classifier: Classifier) throws -> UInt64 {
+        guard options.kind.projected else { return 0 }
+        return memoryEstimate(options: options, computer: try GradientComputer(model: classifier.model, prefixes: options.params))
+    }
+
+    static func memoryEstimate(options: FeaturizeOptions, computer: GradientComputer<Float>) -> UInt64 {
         let C = computer.model.config.nClasses, D = computer.model.config.dModel
         let O = options.kind == .trntk ? C : 1
         let B = UInt64(options.batchSize), K = UInt64(options.projDim)

@@ -84,6 +84,7 @@ struct Attribute: ParsableCommand {
             defer { withExtendedLifetime(pageLock) {} }
             let nThreads = threading.count
             let clf = try loadClassifier(model, threads: nThreads)
+            if trainFeatures == nil { try checkFeaturizerMemory(clf, kernels: [kernel], projDim: projDim, projector: projection.choice) }
             let trainFile = try DataLocation.file(fileURL(train), split: "train")
             let trainTexts = try columns.reader().read(trainFile)
             try requireTwoClasses(trainTexts, in: trainFile, model: clf)

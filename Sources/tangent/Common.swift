@@ -231,3 +231,23 @@ func loadClassifier(_ path: String, threads: Int) throws -> Classifier {
     }
     return clf
 }
+
+/// Refuses, before any work, a featurization whose blocks would not fit in this machine's
+/// memory (80% of it): the library says what a run needs, the CLI decides what is too much.
+func checkFeaturizerMemory(_ clf: Classifier, _ options: FeaturizeOptions) throws {
+    let need = try Featurizer.memoryEstimate(options: options, classifier: clf)
+    let available = ProcessInfo.processInfo.physicalMemory
+    guard need < available / 10 * 8 else {
+        throw ValidationError("--proj-dim \(options.projDim) with blocks of \(options.batchSize) texts would need about \(ByteSize.describe(Double(need))) of memory for \(options.kind.rawValue) features, more than this machine's \(ByteSize.describe(Double(available))) allows; lower --proj-dim or --batch-size")
+    }
+}
+
+/// `checkFeaturizerMemory` for the features of each of `kernels` at K = `projDim`.
+func checkFeaturizerMemory(_ clf: Classifier, kernels: [SurrogateKernel], projDim: Int, projector: ProjectorChoice) throws {
+    for kind in Set(kernels.map(\.features)).sorted(by: { $0.rawValue < $1.rawValue }) {
+        var options = FeaturizeOptions(kind: kind)
+        options.projDim = projDim
+        options.projector = projector
+        try checkFeaturizerMemory(clf, options)
+    }
+}

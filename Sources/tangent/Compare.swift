@@ -81,6 +81,7 @@ struct Compare: ParsableCommand {
             try checkCacheDirectory(cache)
             let classifiers = try model.map { try loadClassifier($0, threads: threading.count) }
             let clf = classifiers[0]
+            try checkFeaturizerMemory(clf, kernels: kernels.kernels, projDim: projDim, projector: projection.choice)
             if let other = classifiers.dropFirst().first(where: { $0.labels != clf.labels }) {
                 throw DataError("\(other.directory?.path ?? "model"): labels \(other.labels.names) differ from \(model[0])'s \(clf.labels.names); compare several models only on the same data")
             }

@@ -66,6 +66,7 @@ struct Featurize: ParsableCommand {
             options.batchSize = batchSize
             options.threads = nThreads
             options.perLayer = perLayer
+            try checkFeaturizerMemory(clf, options)
             let f = try Featurizer(classifier: clf, options: options)
             let source = displayPath(file)
             if let spec {

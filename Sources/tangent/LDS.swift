@@ -79,6 +79,9 @@ struct LDS: ParsableCommand {
             let recipeModel = try recipe.map { try Classifier(directory: fileURL($0), threads: 1) }
             let tok = try tokenizer.map { try Tokenizer(contentsOf: fileURL($0)) } ?? recipeModel!.tokenizer
             let resolved = try recipeOptions.resolve(recipe: recipeModel, tokenizer: tok, classes: labels.count, recipePath: recipe)
+            // The kernels' featurization must fit before any subset model is trained.
+            try checkFeaturizerMemory(Classifier(model: TransformerClassifier<Float>(config: resolved.config, threads: 1), tokenizer: tok, labels: labels),
+                                      kernels: kernels.kernels, projDim: projDim, projector: projection.choice)
             let runKey = fingerprint(Data(try JSONEncoder.sorted.encode(RunKey(
                 model: resolved.config, options: resolved.options, train: fingerprint(labelled: trainTexts), test: fingerprint(labelled: testTexts),
                 tokenizer: fingerprint(tok.serializedModel), fraction: fraction, seed: seed))))

@@ -102,6 +102,7 @@ struct Poison: ParsableCommand {
             // Train on the poisoned set.
             let clf = try newClassifier(for: poisonedTrain, tokenizerPath: tokenizer, architecture: architecture, maxLen: maxLen,
                                         pooling: .mean, seed: seed, threads: nThreads)
+            try checkFeaturizerMemory(clf, kernels: kernels.kernels, projDim: projDim, projector: projection.choice)
             var options = TrainingOptions()
             options.epochs = epochs; options.learningRate = lr; options.dropout = dropout; options.seed = seed
             let set = try encodedSet(poisonedTrain, trainFile, for: clf)

@@ -89,6 +89,12 @@ import Testing
         add("train --d-ff 4e9", "\(train) --d-ff 4000000000", expect: ["--d-ff 4000000000"])
         add("train --d-model 2^20 --heads 2^20", "\(train) --d-model 1048576 --heads 1048576", expect: ["--d-model 1048576", "parameters", "this machine"])
         add("train --max-len 1e12", "\(train) --max-len 1000000000000", expect: ["--max-len 1000000000000"])
+        // K that passes the range check but whose blocks exceed the machine: the CLI
+        // refuses before any work (the library only estimates what a run needs).
+        add("attribute --proj-dim 16e6", "attribute --model $M --train $W/small.jsonl --text hi --kernel proj-trntk --proj-dim 16000000",
+            expect: ["--proj-dim 16000000", "trntk features", "this machine"])
+        add("featurize --proj-dim 16e6", "featurize --model $M --data $W/small.jsonl --kernel trntk --proj-dim 16000000 --out $W/f.safetensors",
+            expect: ["--proj-dim 16000000", "this machine"])
         add("lds --subsets 1e12", "lds --data $W/small.jsonl --test $W/small.jsonl --recipe $M --subsets 1000000000000 --out $W/l", expect: ["--subsets 1000000000000"])
         for (field, value) in [("max_len", "1000000000000"), ("d_model", "4611686018427387904"), ("n_layers", "1000000000"), ("n_layers", "200000")] {
             add("config \(field) \(value)", "predict --model $W/m --text hi", expect: ["config.json", field]) { w in
