@@ -83,10 +83,18 @@ public struct FeatureMetadata: Sendable, Equatable, Codable {
         self.blockSize = blockSize
     }
 
+    /// The header's `__metadata__` (keys as in `CodingKeys`; absent shard fields left out).
     var asStrings: [String: String] {
-        let d = try! JSONSerialization.jsonObject(with: JSONEncoder().encode(self)) as! [String: Any]
-        var out = d.mapValues { "\($0)" }
-        out["format"] = "tangent-features-1"
+        var out: [String: String] = [
+            "format": "tangent-features-1", "kernel": kernel, "model_fingerprint": modelFingerprint, "model": modelPath,
+            "params": params, "proj_dim": String(projDim), "seed": String(seed), "projector": projector,
+            "outputs": String(outputs), "width": String(width), "texts": String(texts), "classes": String(classes),
+            "source": source, "texts_fingerprint": textsFingerprint, "block_size": String(blockSize), "layer_groups": layerGroups,
+        ]
+        if let shard { out["shard"] = shard }
+        if let shardFirst { out["shard_first"] = String(shardFirst) }
+        if let setTexts { out["set_texts"] = String(setTexts) }
+        if let setFingerprint { out["set_fingerprint"] = setFingerprint }
         return out
     }
 

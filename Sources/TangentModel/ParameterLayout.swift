@@ -78,16 +78,13 @@ public struct ParameterSubset: Sendable, Equatable {
 
     /// Every tensor.
     public init(all layout: ParameterLayout) {
-        try! self.init(layout: layout, prefixes: [""])
+        self.init(layout: layout, tensorIndices: Array(layout.tensors.indices))
     }
 
     /// Tensors whose names start with one of `prefixes` (`head` = last layer,
     /// `blocks.1`, `norm`, `embeddings`; `all` or the empty prefix = everything).
     /// A prefix matches whole dotted components, so `blocks.1` does not match `blocks.10`.
     public init(layout: ParameterLayout, prefixes: [String]) throws {
-        var indices: [Int] = []
-        var offsets = [Int?](repeating: nil, count: layout.tensors.count)
-        var off = 0
         for p in prefixes {
             let matches = layout.tensors.contains { ParameterSubset.matches($0.name, p) }
             if !matches {
@@ -95,14 +92,8 @@ public struct ParameterSubset: Sendable, Equatable {
                 throw ModelError("unknown parameter prefix '\(p)'; valid prefixes include: \(valid.joined(separator: ", "))")
             }
         }
-        for (i, t) in layout.tensors.enumerated() where prefixes.contains(where: { ParameterSubset.matches(t.name, $0) }) {
-            indices.append(i)
-            offsets[i] = off
-            off += t.count
-        }
-        tensorIndices = indices
-        compactOffsets = offsets
-        count = off
+        let indices = layout.tensors.indices.filter { i in prefixes.contains { ParameterSubset.matches(layout.tensors[i].name, $0) } }
+        self.init(layout: layout, tensorIndices: indices)
     }
 
     /// The tensors at `indices` of `layout` (in model order).
