@@ -6,7 +6,7 @@ let package = Package(
     platforms: [.macOS(.v14)],
     products: [
         .library(name: "Tangent", targets: [
-            "TangentTensor", "TangentTokenizer", "TangentData", "TangentSafetensors",
+            "TangentTensor", "TangentIO", "TangentTokenizer", "TangentData", "TangentSafetensors",
             "TangentModel", "TangentTraining", "TangentKernels", "TangentAttribution", "TangentReports",
         ]),
         .executable(name: "tangent", targets: ["tangent"]),
@@ -27,29 +27,32 @@ let package = Package(
         // A matrix product with fixed per-element arithmetic (rows independent of their
         // neighbours on every CPU), for the products whose results must be reproducible.
         .target(name: "CFixedGemm", path: "Sources/CFixedGemm"),
+        // Files: atomic writes, output locks, whole-file reads, sizes, progress on stderr.
+        .target(name: "TangentIO"),
+        // Numerics: BLAS products, Gram matrices, counter-based RNG, threads, fingerprints.
         .target(name: "TangentTensor", dependencies: [
             "CBLAS", "CFixedGemm", .product(name: "Numerics", package: "swift-numerics"),
         ]),
         .target(name: "TangentTokenizer", dependencies: ["CSentencePiece"]),
-        .target(name: "TangentData", dependencies: ["TangentTensor"]),
-        .target(name: "TangentSafetensors", dependencies: ["TangentTensor"]),
+        .target(name: "TangentData", dependencies: ["TangentIO"]),
+        .target(name: "TangentSafetensors", dependencies: ["TangentIO"]),
         .target(name: "TangentModel", dependencies: [
-            "TangentTensor", "TangentSafetensors", "TangentTokenizer", "TangentData",
+            "TangentTensor", "TangentIO", "TangentSafetensors", "TangentTokenizer", "TangentData",
         ]),
         .target(name: "TangentKernels", dependencies: [
-            "TangentTensor", "TangentModel", "TangentSafetensors", "TangentData",
+            "TangentTensor", "TangentIO", "TangentModel", "TangentSafetensors", "TangentData",
         ]),
         .target(name: "TangentAttribution", dependencies: [
-            "TangentTensor", "TangentModel", "TangentKernels", "TangentData", "TangentTraining",
+            "TangentTensor", "TangentIO", "TangentModel", "TangentKernels", "TangentData", "TangentTraining", "TangentSafetensors",
         ]),
         .target(name: "TangentTraining", dependencies: [
-            "TangentTensor", "TangentModel", "TangentData", "TangentTokenizer", "TangentSafetensors",
+            "TangentTensor", "TangentModel", "TangentData", "TangentSafetensors",
         ]),
         // Rendering of the reports (Markdown, HTML with inline SVG) and their JSON files.
-        .target(name: "TangentReports", dependencies: ["TangentTensor", "TangentData", "TangentKernels", "TangentAttribution"]),
+        .target(name: "TangentReports", dependencies: ["TangentIO", "TangentData", "TangentAttribution"]),
         .executableTarget(name: "tangent", dependencies: [
-            "TangentTensor", "TangentTokenizer", "TangentData", "TangentModel", "TangentTraining", "TangentKernels", "TangentAttribution",
-            "TangentReports",
+            "TangentTensor", "TangentIO", "TangentTokenizer", "TangentData", "TangentSafetensors", "TangentModel", "TangentTraining",
+            "TangentKernels", "TangentAttribution", "TangentReports",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // The README's library examples as a program (ReadmeExamplesTests keeps them in step).
@@ -58,7 +61,7 @@ let package = Package(
         ]),
         .testTarget(
             name: "TangentTests",
-            dependencies: ["TangentTensor", "TangentTokenizer", "TangentData", "TangentSafetensors",
+            dependencies: ["TangentTensor", "TangentIO", "TangentTokenizer", "TangentData", "TangentSafetensors",
                            "TangentModel", "TangentTraining", "TangentKernels", "TangentAttribution", "TangentReports"],
             resources: [.copy("Fixtures")]
         ),

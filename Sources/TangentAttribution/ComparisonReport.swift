@@ -123,6 +123,8 @@ public struct ComparisonReport: Sendable, Codable {
     /// The projector of the projected kernels (`ProjectorChoice.tag`); reports written
     /// before sketches existed used Rademacher and do not say so.
     public var projector: String? = nil
+    /// The projector's tag, old reports' Rademacher included.
+    public var projectorTag: String { projector ?? ProjectorChoice.rademacher.tag }
     public let networkTestAccuracy: Double
     public var kernels: [KernelReport]
     /// How far projected kernels are from the exact ones, for several K.

@@ -1,5 +1,5 @@
 import Foundation
-import TangentTensor
+import TangentIO
 
 /// A text with its label as read from a data file.
 public struct LabeledText: Sendable, Equatable {

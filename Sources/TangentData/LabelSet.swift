@@ -1,5 +1,5 @@
 import Foundation
-import TangentTensor
+import TangentIO
 
 /// The classes of a model: index -> label name, in the order stored in `labels.json`.
 public struct LabelSet: Sendable, Equatable, Codable {

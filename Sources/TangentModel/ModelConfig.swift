@@ -1,4 +1,5 @@
 import Foundation
+import TangentIO
 import TangentTensor
 
 /// Architecture of a `TransformerClassifier`, stored as `config.json`. Coding keys are

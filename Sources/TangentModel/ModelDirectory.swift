@@ -1,4 +1,5 @@
 import Foundation
+import TangentIO
 import TangentData
 import TangentSafetensors
 import TangentTensor

@@ -1,6 +1,6 @@
 import Foundation
+import TangentIO
 import TangentData
-import TangentTensor
 
 /// Report JSON (`report.json`, `poisoning.json`) on disk: pretty, sorted, NaN and
 /// infinities as strings, so that reports diff well and load back exactly.

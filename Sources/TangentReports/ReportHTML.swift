@@ -1,6 +1,5 @@
 import Foundation
 import TangentAttribution
-import TangentKernels
 
 /// Renders a comparison report as one self-contained HTML page (inline CSS and SVG, no
 /// scripts or external files), readable without the terminal: faithfulness bars, TAD,
@@ -18,7 +17,7 @@ public enum ReportHTML {
         </style></head><body>
         <h1>Kernel surrogate faithfulness</h1>
         <p>Model <code>\(esc(r.model))</code>; \(r.trainTexts) training texts (\(esc(r.train))); \(r.testTexts) test texts (\(esc(r.test))); classes \(esc(r.classes.joined(separator: ", "))).
-        Network test accuracy \(fixed(r.networkTestAccuracy)). Projected kernels use K = \(r.projDim), seed \(r.seed), projector \(esc(r.projector ?? ProjectorChoice.rademacher.tag)).</p>
+        Network test accuracy \(fixed(r.networkTestAccuracy)). Projected kernels use K = \(r.projDim), seed \(r.seed), projector \(esc(r.projectorTag)).</p>
         <p class="small">For each kernel, a kernel surrogate (kGLM: L2-regularized multinomial logistic regression on the rows of the train &#215; train kernel,
         \(r.kernels.first?.selection.map { "lambda chosen on the training texts alone by cross-validation: " + esc($0) } ?? "lambda chosen by held-out cross-entropy on a tenth of the training texts")) is fitted to the true training labels.
         <b>tau</b> is Kendall's tau-b between the surrogate's and the network's log-odds of the compared class

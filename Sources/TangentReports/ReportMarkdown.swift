@@ -1,6 +1,5 @@
 import Foundation
 import TangentAttribution
-import TangentKernels
 
 /// The reports as Markdown (report.md, poisoning.md, lds.md).
 public enum ReportMarkdown {
@@ -8,7 +7,7 @@ public enum ReportMarkdown {
     public static func comparison(_ r: ComparisonReport) -> String {
         var s = "# Kernel surrogate faithfulness: \(r.model)\n\n"
         s += "Training texts: \(r.trainTexts) (\(r.train)); test texts: \(r.testTexts) (\(r.test)); classes: \(r.classes.joined(separator: ", ")).\n"
-        s += "Network test accuracy: \(fixed(r.networkTestAccuracy)). Projected kernels use K = \(r.projDim), seed \(r.seed), projector \(r.projector ?? ProjectorChoice.rademacher.tag).\n\n"
+        s += "Network test accuracy: \(fixed(r.networkTestAccuracy)). Projected kernels use K = \(r.projDim), seed \(r.seed), projector \(r.projectorTag).\n\n"
         s += "tau: Kendall tau-b between the surrogate's and the network's log-odds of the compared class (class 1 for two classes, the true label otherwise) over all test texts. "
         s += "tau (paper): over probabilities, texts at exactly 0 or 1 dropped. TAD: surrogate test accuracy minus the network's. "
         if let rule = r.kernels.first?.selection {

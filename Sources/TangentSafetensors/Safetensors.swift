@@ -1,5 +1,5 @@
 import Foundation
-import TangentTensor
+import TangentIO
 
 /// Element types of safetensors tensors that the toolkit reads and writes.
 public enum SafetensorsDType: String, Sendable, CaseIterable {

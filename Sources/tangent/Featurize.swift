@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import TangentIO
 import TangentData
 import TangentKernels
 import TangentModel

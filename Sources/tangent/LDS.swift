@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import TangentIO
 import TangentAttribution
 import TangentReports
 import TangentData

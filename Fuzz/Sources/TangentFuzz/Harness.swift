@@ -1,6 +1,7 @@
 import Foundation
 import TangentAttribution
 import TangentData
+import TangentIO
 import TangentKernels
 import TangentModel
 import TangentReports
