@@ -181,7 +181,7 @@ static int cpu_has_avx(void) {
 }
 #endif
 
-static _Atomic int forced = -1;
+// The CPU's features, detected once (a fact of the machine, not a setting).
 static _Atomic int detected = -1;
 
 static int available(void) {
@@ -197,30 +197,25 @@ static int available(void) {
     return d;
 }
 
-int tangent_fixed_gemm_isa(void) {
-    int f = atomic_load_explicit(&forced, memory_order_relaxed);
+int tangent_fixed_gemm_isa(int isa) {
     int best = available();
-    return f >= 0 && f < best ? f : best;
-}
-
-void tangent_fixed_gemm_force_isa(int isa) {
-    atomic_store_explicit(&forced, isa < 0 ? -1 : (isa > 0 ? 1 : 0), memory_order_relaxed);
+    return isa >= 0 && isa < best ? isa : best;
 }
 
 void tangent_fixed_gemm(ptrdiff_t m, ptrdiff_t n, ptrdiff_t depth, const float *a, ptrdiff_t lda,
-                        const float *b, ptrdiff_t ldb, float *c, ptrdiff_t ldc, float *pack) {
+                        const float *b, ptrdiff_t ldb, float *c, ptrdiff_t ldc, float *pack, int isa) {
     if (m <= 0 || n <= 0 || depth <= 0) return;
 #if defined(__x86_64__)
-    if (tangent_fixed_gemm_isa() == 1) { kernel_avx(m, n, depth, a, lda, b, ldb, c, ldc, pack); return; }
+    if (tangent_fixed_gemm_isa(isa) == 1) { kernel_avx(m, n, depth, a, lda, b, ldb, c, ldc, pack); return; }
 #endif
     kernel_baseline(m, n, depth, a, lda, b, ldb, c, ldc, pack);
 }
 
 void tangent_fixed_dots(ptrdiff_t m, ptrdiff_t rows, ptrdiff_t depth, const double *x, ptrdiff_t ldx,
-                        const float *k, ptrdiff_t ldk, double *out, ptrdiff_t ldo) {
+                        const float *k, ptrdiff_t ldk, double *out, ptrdiff_t ldo, int isa) {
     if (m <= 0 || rows <= 0) return;
 #if defined(__x86_64__)
-    if (tangent_fixed_gemm_isa() == 1) { dots_avx(m, rows, depth, x, ldx, k, ldk, out, ldo); return; }
+    if (tangent_fixed_gemm_isa(isa) == 1) { dots_avx(m, rows, depth, x, ldx, k, ldk, out, ldo); return; }
 #endif
     dots_baseline(m, rows, depth, x, ldx, k, ldk, out, ldo);
 }

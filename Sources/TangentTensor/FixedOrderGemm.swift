@@ -21,12 +21,13 @@ public enum FixedOrderGemm {
     public static func packCount(depth: Int) -> Int { max(1, depth) * 16 }
 
     /// c[m x n] (row stride ldc) += a[m x depth] (lda) * b[depth x n] (ldb), row-major.
-    /// `pack` holds at least `packCount(depth:)` floats.
+    /// `pack` holds at least `packCount(depth:)` floats. `path`: the instruction set to
+    /// use (tests compare them), nil for the best available.
     @inlinable
     public static func accumulate(m: Int, n: Int, depth: Int, a: UnsafePointer<Float>, lda: Int,
                                   b: UnsafePointer<Float>, ldb: Int, c: UnsafeMutablePointer<Float>, ldc: Int,
-                                  pack: UnsafeMutablePointer<Float>) {
-        tangent_fixed_gemm(m, n, depth, a, lda, b, ldb, c, ldc, pack)
+                                  pack: UnsafeMutablePointer<Float>, path: InstructionSet? = nil) {
+        tangent_fixed_gemm(m, n, depth, a, lda, b, ldb, c, ldc, pack, path?.rawValue ?? -1)
     }
 
     /// out[i, r] (row stride ldo) = dot(x[i, ...], k[r, ...]) over `depth` entries, for
@@ -36,18 +37,14 @@ public enum FixedOrderGemm {
     /// CPU and for any split of the rows.
     @inlinable
     public static func dots(m: Int, rows: Int, depth: Int, x: UnsafePointer<Double>, ldx: Int,
-                            k: UnsafePointer<Float>, ldk: Int, out: UnsafeMutablePointer<Double>, ldo: Int) {
-        tangent_fixed_dots(m, rows, depth, x, ldx, k, ldk, out, ldo)
+                            k: UnsafePointer<Float>, ldk: Int, out: UnsafeMutablePointer<Double>, ldo: Int,
+                            path: InstructionSet? = nil) {
+        tangent_fixed_dots(m, rows, depth, x, ldx, k, ldk, out, ldo, path?.rawValue ?? -1)
     }
 
-    /// The path the next product takes.
-    public static var instructionSet: InstructionSet {
-        InstructionSet(rawValue: tangent_fixed_gemm_isa()) ?? .baseline
-    }
-
-    /// Forces a path (for tests that compare them); nil restores the automatic choice.
-    /// Forcing `.avx` on a CPU without AVX keeps the baseline path.
-    public static func force(_ isa: InstructionSet?) {
-        tangent_fixed_gemm_force_isa(isa?.rawValue ?? -1)
+    /// The path a call asking for `path` takes (nil: the best available). Asking for
+    /// `.avx` on a CPU without AVX gives the baseline path.
+    public static func instructionSet(asking path: InstructionSet? = nil) -> InstructionSet {
+        InstructionSet(rawValue: tangent_fixed_gemm_isa(path?.rawValue ?? -1)) ?? .baseline
     }
 }

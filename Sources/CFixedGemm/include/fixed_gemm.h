@@ -15,10 +15,11 @@ extern "C" {
 /// whose micro-kernels may round rows differently by their position in a tile.
 ///
 /// `pack` is caller-owned scratch of at least depth * 16 floats (none is allocated).
+/// `isa`: the instruction set to run with (see `tangent_fixed_gemm_isa`), -1 for the best.
 void tangent_fixed_gemm(ptrdiff_t m, ptrdiff_t n, ptrdiff_t depth,
                         const float *a, ptrdiff_t lda,
                         const float *b, ptrdiff_t ldb,
-                        float *c, ptrdiff_t ldc, float *pack);
+                        float *c, ptrdiff_t ldc, float *pack, int isa);
 
 /// out[i*ldo + r] = sum over j < depth of x[i*ldx + j] * k[r*ldk + j], for i < m, r < rows:
 /// a few Double vectors dotted with every row of a large Float matrix, which is read
@@ -33,14 +34,13 @@ void tangent_fixed_gemm(ptrdiff_t m, ptrdiff_t n, ptrdiff_t depth,
 void tangent_fixed_dots(ptrdiff_t m, ptrdiff_t rows, ptrdiff_t depth,
                         const double *x, ptrdiff_t ldx,
                         const float *k, ptrdiff_t ldk,
-                        double *out, ptrdiff_t ldo);
+                        double *out, ptrdiff_t ldo, int isa);
 
-/// The instruction set the kernel runs with: 0 baseline x86-64 (SSE2) or portable C,
-/// 1 AVX (only where the CPU has it; forcing 1 elsewhere keeps 0). Both give
-/// bit-identical results; -1 restores the automatic choice (the best available).
-void tangent_fixed_gemm_force_isa(int isa);
-/// The instruction set the next call will use (0 or 1).
-int tangent_fixed_gemm_isa(void);
+/// The instruction set a call asking for `isa` runs with: 0 baseline x86-64 (SSE2) or
+/// portable C, 1 AVX (only where the CPU has it; asking for 1 elsewhere gives 0); -1 asks
+/// for the best available. Both give bit-identical results. No state is kept but the
+/// CPU's detected features.
+int tangent_fixed_gemm_isa(int isa);
 
 #ifdef __cplusplus
 }
