@@ -11,7 +11,7 @@ import TangentTensor
 /// Every product is defined independently of the block size: x F accumulates rows in
 /// ascending order (each thread owns a range of columns), and x F^T is one fixed-order dot
 /// per entry. So a memory budget changes speed, never the bits of a result.
-public final class StreamedFeatures: @unchecked Sendable {
+public final class StreamedFeatures: Sendable {
     public let file: FeatureFile
     /// Texts n and the feature width D (outputs x width).
     public let n: Int

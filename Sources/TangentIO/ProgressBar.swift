@@ -3,7 +3,7 @@ import Foundation
 /// A one-line progress bar on standard error, redrawn at most ten times a second,
 /// with a rate and an estimate of the time left. Silent when stderr is not a terminal
 /// unless `alwaysDraw`, in which case it prints a line per 10% instead of redrawing.
-public final class ProgressBar: @unchecked Sendable {
+public final class ProgressBar {
     private let total: Int
     private let label: String
     private let start = Date()

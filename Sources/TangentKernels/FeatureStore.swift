@@ -372,7 +372,7 @@ public final class FeatureWriter {
 }
 
 /// A finished feature file, validated and memory-mapped.
-public struct FeatureFile: @unchecked Sendable {
+public struct FeatureFile: Sendable {
     /// The cache entry at `url`, or nil when there is none or it is unusable (truncated,
     /// corrupt, unfinished); an unusable one is reported through `log`, and the caller
     /// rebuilds it (with `FeatureWriter.Replace.anyFile`).

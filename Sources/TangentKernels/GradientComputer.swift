@@ -41,7 +41,7 @@ public struct GradientBlock<T: BLASScalar> {
 /// Computes per-example gradients of a model output over a parameter subset, batched
 /// over texts and cores. The token-embedding table (most of the parameters, but only a
 /// few rows per text) is returned as per-token rows instead of a dense vector.
-public final class GradientComputer<T: BLASScalar>: @unchecked Sendable {
+public final class GradientComputer<T: BLASScalar> {
     public let model: TransformerClassifier<T>
     /// The tensors asked for.
     public let subset: ParameterSubset

@@ -94,7 +94,7 @@ extension Projector {
 /// The sketch's bucket codes of every dense tensor of a parameter subset, hashed once and
 /// shared by all blocks of a run: P_dense x s x 4 bytes (the token table is hashed on the
 /// fly, per row present in a text).
-public final class SketchCodes: @unchecked Sendable {
+public final class SketchCodes {
     public let projector: Projector
     let computer: GradientComputer<Float>
     /// Codes of tensor i (s per coordinate), by tensor index.
@@ -136,7 +136,7 @@ public final class SketchCodes: @unchecked Sendable {
 /// Sketched features of one block, accumulated from streamed gradients: [L, O, B, K]
 /// (L = 1 unless per layer). Each text's row is its own, so texts may be added from
 /// different threads; within a text, the order of calls fixes the rounding.
-public final class SketchAccumulator: @unchecked Sendable {
+public final class SketchAccumulator {
     let codes: SketchCodes
     let outputs: Int, texts: Int, layers: Int, perLayer: Bool
     private let out: UnsafeMutableBufferPointer<Float>

@@ -93,7 +93,7 @@ public struct ModelDirectory {
 }
 
 /// A loaded model with its tokenizer and labels: what prediction needs.
-public final class Classifier: @unchecked Sendable {
+public final class Classifier {
     public let model: TransformerClassifier<Float>
     public let tokenizer: Tokenizer
     public let labels: LabelSet

@@ -24,7 +24,7 @@ public struct DropoutConfig: Sendable, Equatable {
 ///
 /// Use: `forward` then any number of `backward` / `perExampleGradients` calls with
 /// seeds on the logits of that forward pass. One call at a time per instance.
-public final class TransformerClassifier<T: BLASScalar>: @unchecked Sendable {
+public final class TransformerClassifier<T: BLASScalar> {
     public let config: ModelConfig
     public let layout: ParameterLayout
     /// All parameters, flat, in `layout` order.

@@ -56,7 +56,7 @@ public enum SafetensorsError: Error, CustomStringConvertible, Equatable {
 /// Format: an 8-byte little-endian header length N, N bytes of JSON mapping each
 /// tensor name to `{"dtype", "shape", "data_offsets": [begin, end]}` (plus an optional
 /// `"__metadata__"` string map), then the raw little-endian row-major data.
-public struct SafetensorsFile: @unchecked Sendable {
+public struct SafetensorsFile: Sendable {
     public let path: String
     public let tensors: [String: SafetensorsTensorInfo]
     public let metadata: [String: String]

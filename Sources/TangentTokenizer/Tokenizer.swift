@@ -9,7 +9,7 @@ public struct TokenizerError: Error, CustomStringConvertible {
 
 /// A SentencePiece model (the C++ library behind a thin C shim). Ids equal those of
 /// the `sentencepiece` Python package for the same `.model` file.
-public final class Tokenizer: @unchecked Sendable {
+public final class Tokenizer {
     // The C++ processor is immutable after loading and its Encode/Decode are const,
     // so one instance can serve several threads.
     private let handle: OpaquePointer
