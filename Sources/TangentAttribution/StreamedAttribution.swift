@@ -159,14 +159,9 @@ public final class StreamedAttribution {
         let glms = surrogates ?? [glm]
         let m = texts.count, C = classifier.labels.count, n = train.count, w = features.width
         let q = try featurizer.block(texts.enumerated().map { LabeledText(text: $0.element.text, label: nil, line: $0.offset + 1) })
-        var f = q.features.map(Double.init)
-        if kernel.normalized {
-            let norms = Gram.squaredNorms(q.features, rows: m)
-            for t in 0..<m where norms[t] > 0 {
-                let s = 1 / Double(norms[t]).squareRoot()
-                for j in 0..<w { f[t * w + j] *= s }
-            }
-        }
+        let f = kernel.normalized
+            ? Gram.unitRows(q.features.map(Double.init), rows: m, squaredNorms: Gram.squaredNorms(q.features, rows: m).map(Double.init))
+            : q.features.map(Double.init)
         let netLogits = (0..<m).map { t in (0..<C).map { Double(q.logits[t * C + $0]) } }
         let predicted = netLogits.map { Softmax.argmax($0) }
         var z = glms.map { g in (0..<m).map { _ in g.bias } }

@@ -62,7 +62,7 @@ public final class StreamedFeatures: Sendable {
             throw AttributionError("\(file.url.path): the logits of text \(bad / max(1, file.metadata.classes)) hold NaN or Inf values; the file is damaged, featurize again")
         }
         if normalized {
-            let scale = squared.map { $0 > 0 ? Float(1 / $0.squareRoot()) : 0 }
+            let scale = squared.map { Float(Gram.unitScale($0)) }
             rowScale = scale
             diagonal = (0..<n).map { i in
                 let s = Double(scale[i])

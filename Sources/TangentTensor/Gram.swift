@@ -30,13 +30,20 @@ public enum Gram {
         for i in 0..<m { for j in 0..<n { k[i * n + j] = cosine(k[i * n + j], rowSelf[i], columnSelf[j]) } }
     }
 
+    /// The factor 1 / ||x|| that scales a row of squared norm `squaredNorm` to unit norm,
+    /// and 0 for a zero row (a text without gradient).
+    @inline(__always)
+    public static func unitScale<T: BLASScalar>(_ squaredNorm: T) -> T {
+        squaredNorm > 0 ? 1 / squaredNorm.squareRoot() : 0
+    }
+
     /// Rows x [rows, width] scaled to unit norm (zero rows stay zero), so that their Gram
     /// matrix is the normalized kernel.
     public static func unitRows<T: BLASScalar>(_ x: [T], rows: Int, squaredNorms: [T]) -> [T] {
         let width = rows == 0 ? 0 : x.count / rows
         var out = x
         for i in 0..<rows {
-            let s = squaredNorms[i] > 0 ? 1 / squaredNorms[i].squareRoot() : 0
+            let s = unitScale(squaredNorms[i])
             for j in 0..<width { out[i * width + j] *= s }
         }
         return out
