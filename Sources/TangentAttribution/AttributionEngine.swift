@@ -154,40 +154,21 @@ public final class AttributionEngine {
     }
 
     /// Explains `texts`: the network's prediction, the surrogate's probability of it,
-    /// and the `top` most positive and most negative training attributions.
+    /// and the `top` most positive and most negative training attributions, scored by the
+    /// `SurrogateScorer` the streamed path uses too (whole kernel rows as one block).
     public func explain(_ texts: [String], top: Int, layerShares: Bool = true) throws -> [Explanation] {
         let q = try query(texts.enumerated().map { LabeledText(text: $0.element, label: nil, line: $0.offset + 1) }, source: "query texts")
-        let k = q.rows
         let C = classifier.labels.count, n = train.count
-        let z = glm.logits(kernelRows: k)
-        var out: [Explanation] = []
-        for (t, text) in texts.enumerated() {
-            let netLogits = (0..<C).map { Double(q.logits[t * C + $0]) }
-            let c = Softmax.argmax(netLogits)
-            let row = Array(k[(t * n)..<((t + 1) * n)])
-            let scores = glm.attributions(kernelRow: row, classIndex: c)
-            let order = scores.indices.sorted { scores[$0] > scores[$1] }
-            let pro = Array(order.prefix(top)).filter { scores[$0] > 0 }
-            let con = Array(order.reversed().prefix(top)).filter { scores[$0] < 0 }
-            var shares: [Int: [String: Double]] = [:]
-            if layerShares, let parts = q.parts {
-                for i in pro + con {
-                    shares[i] = AttributedText.shares(parts.map { ($0.group, Double($0.values[t * n + i])) })
-                }
-            } else if layerShares, let kind = kernel.layerKind {
-                shares = try self.layerShares(text: text, items: pro + con, kind: kind)
+        var scorer = SurrogateScorer(glms: [glm], networkLogits: texts.indices.map { t in (0..<C).map { Double(q.logits[t * C + $0]) } }, top: top)
+        scorer.add(first: 0, rows: n, kernel: q.rows.map(Double.init))
+        return try scorer.explanations(texts, train: train, labels: classifier.labels) { t, items in
+            guard layerShares else { return [:] }
+            if let parts = q.parts {
+                return Dictionary(uniqueKeysWithValues: items.map { i in (i, AttributedText.shares(parts.map { ($0.group, Double($0.values[t * n + i])) })) })
             }
-            func item(_ i: Int) -> AttributedText {
-                AttributedText(index: i, line: train[i].line, text: train[i].text, label: train[i].label ?? "",
-                               score: scores[i], kernel: Double(row[i]), layerShares: shares[i])
-            }
-            let zs = Array(z[(t * C)..<((t + 1) * C)])
-            out.append(Explanation(text: text, label: classifier.labels.names[c],
-                                   probability: Faithfulness.probability(logits: netLogits, classIndex: c),
-                                   surrogateProbability: Faithfulness.probability(logits: zs, classIndex: c),
-                                   proponents: pro.map(item), opponents: con.map(item)))
+            guard let kind = kernel.layerKind else { return [:] }
+            return try self.layerShares(text: texts[t], items: items, kind: kind)
         }
-        return out
     }
 
     /// Per-layer shares of the exact NTK between a text and training texts.

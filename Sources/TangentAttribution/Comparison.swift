@@ -72,9 +72,9 @@ public enum Comparison {
             var z = [[Double]](repeating: [], count: fits.count)
             var netLogits: [Double] = []
             for start in stride(from: 0, to: m, by: chunk) {
-                let r = try s.scan(Array(test[start..<min(m, start + chunk)]), surrogates: fits)
-                netLogits += r.networkLogits.flatMap { $0 }
-                for g in fits.indices { z[g] += r.surrogateLogits[g].flatMap { $0 } }
+                let r = try s.logits(Array(test[start..<min(m, start + chunk)]), surrogates: fits)
+                netLogits += r.network.flatMap { $0 }
+                for g in fits.indices { z[g] += r.surrogates[g].flatMap { $0 } }
                 progress("\(k.name) test", min(m, start + chunk), m)
             }
             var row = builder.add(kernel: k.name, glm: s.glm, surrogateLogits: z[0], grid: s.grid, gridLogits: Array(z.dropFirst()),

@@ -142,30 +142,17 @@ public final class StreamedAttribution {
     }
 
     /// The result of one pass over the training features for a few query texts.
-    public struct Scan {
-        /// The network's logits [m][C].
-        public let networkLogits: [[Double]]
-        /// Each surrogate's logits [surrogate][m][C] (the surrogates `scan` was given).
-        public let surrogateLogits: [[[Double]]]
-        /// The first surrogate's `top` largest attributions to the network's predicted class
-        /// per text, and the `top` most negative (as positive magnitudes), strongest first.
-        let proponents: [[TopK.Item]]
-        let opponents: [[TopK.Item]]
-    }
-
-    /// Featurizes `texts` and streams the training features once: the surrogates' logits
-    /// (default: the chosen one) and the running top-k of the first one's attributions.
-    public func scan(_ texts: [LabeledText], surrogates: [KernelGLM]? = nil, top: Int = 0) throws -> Scan {
-        let glms = surrogates ?? [glm]
-        let m = texts.count, C = classifier.labels.count, n = train.count, w = features.width
+    /// Featurizes `texts` and streams the training features once through one
+    /// `SurrogateScorer`: the surrogates' logits (default: the chosen one) and the running
+    /// top-k of the first one's attributions.
+    func scan(_ texts: [LabeledText], surrogates: [KernelGLM]? = nil, top: Int = 0) throws -> SurrogateScorer {
+        let m = texts.count, C = classifier.labels.count, w = features.width
         let q = try featurizer.block(texts.enumerated().map { LabeledText(text: $0.element.text, label: nil, line: $0.offset + 1) })
         let f = kernel.normalized
             ? Gram.unitRows(q.features.map(Double.init), rows: m, squaredNorms: Gram.squaredNorms(q.features, rows: m).map(Double.init))
             : q.features.map(Double.init)
-        let netLogits = (0..<m).map { t in (0..<C).map { Double(q.logits[t * C + $0]) } }
-        let predicted = netLogits.map { Softmax.argmax($0) }
-        var z = glms.map { g in (0..<m).map { _ in g.bias } }
-        var best = (0..<m).map { _ in TopK(k: top) }, worst = (0..<m).map { _ in TopK(k: top) }
+        var scorer = SurrogateScorer(glms: surrogates ?? [glm], networkLogits: (0..<m).map { t in (0..<C).map { Double(q.logits[t * C + $0]) } },
+                                     top: top)
         // Kernel values as fixed-order dots (Double query, Float training rows): BLAS may
         // round an entry differently with the block's shape, and the budget sets the shape.
         // A block is taken `tileRows` rows at a time, so the tile stays small for many texts.
@@ -176,41 +163,25 @@ public final class StreamedAttribution {
                 let rows = min(tileRows, r.count - s)
                 let part = Array(block[(s * w)..<((s + rows) * w)])
                 TrainingKernel.dots(f, rows: m, depth: w, matrix: part, matrixRows: rows, into: &tile, threads: features.threads)
-                for t in 0..<m {
-                    for a in 0..<rows {
-                        let i = r.lowerBound + s + a, k = tile[t * rows + a]
-                        for (g, surrogate) in glms.enumerated() {
-                            for c in 0..<C { z[g][t][c] += surrogate.weights[c * n + i] * k }
-                        }
-                        guard top > 0 else { continue }
-                        let score = glms[0].weights[predicted[t] * n + i] * k
-                        if score > 0, best[t].admits(score) { best[t].insert(score, i, kernel: k) }
-                        if score < 0, worst[t].admits(-score) { worst[t].insert(-score, i, kernel: k) }
-                    }
-                }
+                scorer.add(first: r.lowerBound + s, rows: rows, kernel: tile)
             }
         }
-        return Scan(networkLogits: netLogits, surrogateLogits: z, proponents: best.map(\.sorted), opponents: worst.map(\.sorted))
+        return scorer
+    }
+
+    /// Network and surrogate logits of `texts` ([m][C] and [surrogate][m][C]), one pass
+    /// over the training features for all `surrogates`.
+    public func logits(_ texts: [LabeledText], surrogates: [KernelGLM]) throws -> (network: [[Double]], surrogates: [[[Double]]]) {
+        let r = try scan(texts, surrogates: surrogates)
+        return (r.networkLogits, r.logits)
     }
 
     /// Explains `texts` as `AttributionEngine.explain` does (without per-layer shares):
     /// the network's prediction, the surrogate's probability of it, and the `top` most
     /// positive and most negative attributions W[c, i] K(x, x_i), found block by block.
     public func explain(_ texts: [String], top: Int) throws -> [Explanation] {
-        let r = try scan(texts.map { LabeledText(text: $0, label: nil, line: 0) }, top: top)
-        return texts.indices.map { t in
-            let c = Softmax.argmax(r.networkLogits[t])
-            func item(_ e: TopK.Item, sign: Double) -> AttributedText {
-                let i = e.index
-                return AttributedText(index: i, line: train[i].line, text: train[i].text, label: train[i].label ?? "",
-                                      score: sign * e.score, kernel: e.kernel, layerShares: nil)
-            }
-            return Explanation(text: texts[t], label: classifier.labels.names[c],
-                               probability: Faithfulness.probability(logits: r.networkLogits[t], classIndex: c),
-                               surrogateProbability: Faithfulness.probability(logits: r.surrogateLogits[0][t], classIndex: c),
-                               proponents: r.proponents[t].map { item($0, sign: 1) },
-                               opponents: r.opponents[t].map { item($0, sign: -1) })
-        }
+        try scan(texts.map { LabeledText(text: $0, label: nil, line: 0) }, top: top)
+            .explanations(texts, train: train, labels: classifier.labels)
     }
 
     /// The training features of `kernel` for `train` in `cache`, featurized there when
@@ -237,31 +208,4 @@ public final class StreamedAttribution {
         log("featurizing \(train.count) training texts (\(kernel.features.rawValue)) into \(url.path)")
         return try featurizer.run(texts: train, source: "training data", to: url, replace: .anyFile, progress: progress)
     }
-}
-
-/// The k largest scores seen so far with their indices and kernel values; of equal
-/// scores the earlier index ranks first, as a stable sort of all scores would have it.
-struct TopK {
-    struct Item {
-        let score: Double
-        let index: Int
-        let kernel: Double
-    }
-
-    let k: Int
-    /// Weakest first: ascending by score, then descending by index.
-    private(set) var items: [Item] = []
-
-    init(k: Int) { self.k = k }
-
-    func admits(_ s: Double) -> Bool { items.count < k || s > items[0].score }
-
-    mutating func insert(_ s: Double, _ i: Int, kernel: Double) {
-        if items.count == k { items.removeFirst() }
-        let at = items.firstIndex { $0.score > s || ($0.score == s && $0.index < i) } ?? items.count
-        items.insert(Item(score: s, index: i, kernel: kernel), at: at)
-    }
-
-    /// Strongest first.
-    var sorted: [Item] { items.reversed() }
 }

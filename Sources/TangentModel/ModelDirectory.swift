@@ -169,7 +169,9 @@ public final class Classifier {
         try TextEncoding.encode(text, tokenizer: tokenizer, config: model.config)
     }
 
-    /// Logits [B, C] of `texts`, computed in batches of `batchSize`.
+    /// Logits [B, C] of `texts`, computed in batches of `batchSize`: the network's one
+    /// prediction path. Row-invariant, so a text's logits are the same bits whichever texts
+    /// share its batch, and the same as the featurizer and gradient computer store.
     public func logits(_ texts: [String], batchSize: Int = 256) throws -> [Float] {
         var out: [Float] = []
         out.reserveCapacity(texts.count * model.config.nClasses)
@@ -177,7 +179,7 @@ public final class Classifier {
         while start < texts.count {
             let end = min(texts.count, start + batchSize)
             let batch = TokenBatch(sequences: try texts[start..<end].map(encode), padID: Int32(model.config.padID))
-            out += try model.forward(batch)
+            out += try model.forward(batch, rowInvariant: true)
             start = end
         }
         return out

@@ -24,6 +24,20 @@ import TangentSafetensors
         return o
     }
 
+    /// One prediction path: the classifier's logits are the bits the featurizer stores
+    /// (for every feature kind), whatever the batch size.
+    @Test func classifierLogitsAreTheFeaturizersLogits() throws {
+        let clf = try Classifier(directory: fixture("tiny-model"), threads: 2)
+        let texts = try Self.texts(23)
+        let z = try clf.logits(texts.map(\.text))
+        #expect(try clf.logits(texts.map(\.text), batchSize: 5) == z)
+        #expect(try clf.predict(texts.map(\.text)).flatMap(\.logits) == z)
+        for kind in [FeatureKind.pntk, .trntk, .embedding, .grad] {
+            let f = try Featurizer(classifier: clf, options: Self.options(kind)).run(texts: texts, source: "s", to: Self.tempURL("z.safetensors"), replace: .never)
+            #expect(try f.logits() == z, "\(kind)")
+        }
+    }
+
     @Test func featuresRoundTripAndInterruptedRunsResume() throws {
         let clf = try Classifier(directory: fixture("tiny-model"), threads: 2)
         let texts = try Self.texts(30)

@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-import TangentAttribution
+@testable import TangentAttribution
 import TangentData
 import TangentKernels
 import TangentModel
@@ -21,6 +21,45 @@ import TangentModel
     }
 
     static let texts = ["a wonderful, warm film", "dull and lifeless", "not bad at all", "the plot makes no sense"]
+
+    /// The one scoring path: kernel values fed as whole rows (the in-memory engine) or in
+    /// blocks of any size (the streamed scorer) give the same logits and items, bit for
+    /// bit, and the items are the k largest and k most negative W[c, i] K(x, x_i) with
+    /// ties to the earlier training text.
+    @Test func scorerGivesTheSameBitsForAnySplitOfTheTrainingTexts() {
+        var rng = TestRNG(5)
+        let n = 53, m = 3, C = 3
+        let glm = KernelGLM(classes: C, trainCount: n, weights: (0..<(C * n)).map { _ in rng.normal() }, bias: [0.1, -0.2, 0.3],
+                            lambda: 1, kernelScale: 1, iterations: 0, converged: true, gradientNorm: 0)
+        var kernel = (0..<(m * n)).map { _ in Double(Float(rng.normal())) }
+        kernel[4] = kernel[9]  // ties are kept in training order
+        let network = (0..<m).map { _ in (0..<C).map { _ in rng.normal() } }
+        var whole = SurrogateScorer(glms: [glm], networkLogits: network, top: 6)
+        whole.add(first: 0, rows: n, kernel: kernel)
+        for block in [1, 7, 50] {
+            var split = SurrogateScorer(glms: [glm], networkLogits: network, top: 6)
+            for first in stride(from: 0, to: n, by: block) {
+                let rows = min(block, n - first)
+                split.add(first: first, rows: rows, kernel: (0..<m).flatMap { t in kernel[(t * n + first)..<(t * n + first + rows)] })
+            }
+            #expect(split.logits == whole.logits, "blocks of \(block)")
+            for t in 0..<m {
+                #expect(split.proponents(t).map(\.index) == whole.proponents(t).map(\.index) && split.opponents(t).map(\.score) == whole.opponents(t).map(\.score))
+            }
+        }
+        for t in 0..<m {
+            let c = whole.predicted[t]
+            let scores = (0..<n).map { glm.weights[c * n + $0] * kernel[t * n + $0] }
+            let order = scores.indices.sorted { scores[$0] > scores[$1] || (scores[$0] == scores[$1] && $0 < $1) }
+            #expect(whole.proponents(t).map(\.index) == Array(order.prefix(6)).filter { scores[$0] > 0 })
+            let negative = scores.indices.sorted { scores[$0] < scores[$1] || (scores[$0] == scores[$1] && $0 < $1) }
+            #expect(whole.opponents(t).map(\.index) == Array(negative.prefix(6)).filter { scores[$0] < 0 })
+            #expect(whole.opponents(t).allSatisfy { $0.score < 0 })
+            var z = glm.bias
+            for i in 0..<n { for k in 0..<C { z[k] += glm.weights[k * n + i] * kernel[t * n + i] } }
+            #expect(whole.logits[0][t] == z)
+        }
+    }
 
     /// Blocks of 256 rows (a budget of one byte) and one block of all 400 give the same
     /// surrogate and the same attributions, bit for bit.

@@ -1,0 +1,100 @@
+import TangentData
+import TangentTensor
+
+/// The one scoring path from kernel values to explanations, shared by the in-memory
+/// engine (whole kernel rows) and the streamed scorer (blocks of training texts): each
+/// surrogate's logits bias_c + sum_i W[c, i] K(x, x_i), accumulated in Double in training
+/// order, and the running top-k of the first surrogate's attributions W[c, i] K(x, x_i)
+/// to the network's predicted class. Given the same kernel values, any split of the
+/// training texts into blocks gives the same bits.
+struct SurrogateScorer {
+    let glms: [KernelGLM]
+    /// The network's logits [m][C] and predicted classes.
+    let networkLogits: [[Double]]
+    let predicted: [Int]
+    let top: Int
+    /// Each surrogate's logits [surrogate][m][C].
+    private(set) var logits: [[[Double]]]
+    private var best: [TopK], worst: [TopK]
+
+    init(glms: [KernelGLM], networkLogits: [[Double]], top: Int) {
+        self.glms = glms
+        self.networkLogits = networkLogits
+        predicted = networkLogits.map { Softmax.argmax($0) }
+        self.top = top
+        let m = networkLogits.count
+        logits = glms.map { g in (0..<m).map { _ in g.bias } }
+        best = (0..<m).map { _ in TopK(k: top) }
+        worst = best
+    }
+
+    /// Adds training texts `first ..< first + rows`, whose kernel values with the m texts
+    /// are `kernel` [m, rows] (row t: text t), in ascending order of training text.
+    mutating func add(first: Int, rows: Int, kernel: [Double]) {
+        let C = glms[0].classes, n = glms[0].trainCount
+        for t in predicted.indices {
+            for a in 0..<rows {
+                let i = first + a, k = kernel[t * rows + a]
+                for (g, surrogate) in glms.enumerated() {
+                    for c in 0..<C { logits[g][t][c] += surrogate.weights[c * n + i] * k }
+                }
+                guard top > 0 else { continue }
+                let score = glms[0].weights[predicted[t] * n + i] * k
+                if score > 0, best[t].admits(score) { best[t].insert(score, i, kernel: k) }
+                if score < 0, worst[t].admits(-score) { worst[t].insert(-score, i, kernel: k) }
+            }
+        }
+    }
+
+    /// The `top` largest attributions of text t, strongest first.
+    func proponents(_ t: Int) -> [TopK.Item] { best[t].sorted }
+    /// The `top` most negative attributions of text t (scores negative), strongest first.
+    func opponents(_ t: Int) -> [TopK.Item] { worst[t].sorted.map { TopK.Item(score: -$0.score, index: $0.index, kernel: $0.kernel) } }
+
+    /// The explanations of `texts` (the scorer's m texts) from what was added, each
+    /// training item with its per-layer shares when `shares` gives them.
+    func explanations(_ texts: [String], train: [LabeledText], labels: LabelSet,
+                      shares: (_ text: Int, _ items: [Int]) throws -> [Int: [String: Double]] = { _, _ in [:] }) rethrows -> [Explanation] {
+        try texts.indices.map { t in
+            let c = predicted[t]
+            let pro = proponents(t), con = opponents(t)
+            let layerShares = try shares(t, (pro + con).map(\.index))
+            func item(_ e: TopK.Item) -> AttributedText {
+                let i = e.index
+                return AttributedText(index: i, line: train[i].line, text: train[i].text, label: train[i].label ?? "",
+                                      score: e.score, kernel: e.kernel, layerShares: layerShares[i])
+            }
+            return Explanation(text: texts[t], label: labels.names[c],
+                               probability: Faithfulness.probability(logits: networkLogits[t], classIndex: c),
+                               surrogateProbability: Faithfulness.probability(logits: logits[0][t], classIndex: c),
+                               proponents: pro.map(item), opponents: con.map(item))
+        }
+    }
+}
+
+/// The k largest scores seen so far with their indices and kernel values; of equal
+/// scores the earlier index ranks first, as a stable sort of all scores would have it.
+struct TopK {
+    struct Item {
+        let score: Double
+        let index: Int
+        let kernel: Double
+    }
+
+    let k: Int
+    /// Weakest first: ascending by score, then descending by index.
+    private(set) var items: [Item] = []
+
+    init(k: Int) { self.k = k }
+
+    func admits(_ s: Double) -> Bool { items.count < k || s > items[0].score }
+
+    mutating func insert(_ s: Double, _ i: Int, kernel: Double) {
+        if items.count == k { items.removeFirst() }
+        let at = items.firstIndex { $0.score > s || ($0.score == s && $0.index < i) } ?? items.count
+        items.insert(Item(score: s, index: i, kernel: kernel), at: at)
+    }
+
+    /// Strongest first.
+    var sorted: [Item] { items.reversed() }
+}
