@@ -42,7 +42,7 @@ public struct Explanation: Sendable, Codable {
 /// Fits the kernel surrogate on a training set and explains predictions by training texts.
 ///
 /// Pipeline (TRAK's model output -> gradients -> projector -> feature store -> scorer):
-/// the kernel's training side (`TrainKernel`: stored features, or the exact train x train
+/// the kernel's training side (`KernelSource`: stored features, or the exact train x train
 /// kernel, cached) -> lambda chosen by k-fold cross-validation on the training texts
 /// (`LambdaSelector`) -> the kGLM at that lambda on all training texts (cached) -> for a
 /// text: its kernel row and W[c, i] K(x, x_i), or the method's own score.
@@ -52,7 +52,7 @@ public final class AttributionEngine {
     public let train: [LabeledText]
     public let trainLabels: [Int]
     /// The kernel's training side.
-    public let trainKernel: TrainKernel
+    public let source: KernelSource
     public let glm: KernelGLM
     /// The selector's out-of-fold figures for each lambda of the grid (ascending).
     public let grid: [LambdaSelector.Point]
@@ -63,18 +63,18 @@ public final class AttributionEngine {
     public let selector: LambdaSelector
 
     /// Stored features and featurizer of the model under study (nil for exact kernels).
-    public var features: FeatureFile? { (trainKernel as? FeatureTrainKernel)?.features }
-    public var featurizer: Featurizer? { (trainKernel as? FeatureTrainKernel)?.featurizer }
+    public var features: FeatureFile? { (source as? FeatureKernelSource)?.features }
+    public var featurizer: Featurizer? { (source as? FeatureKernelSource)?.featurizer }
     /// One influence transform per feature source (influence baselines; the models of a TRAK ensemble).
-    public var transforms: [InfluenceTransform] { (trainKernel as? FeatureTrainKernel)?.transforms ?? [] }
+    public var transforms: [InfluenceTransform] { (source as? FeatureKernelSource)?.transforms ?? [] }
     public var influence: InfluenceTransform? { transforms.first }
     /// TracIn: which checkpoints were summed and how they relate to the model.
-    public var checkpointSummary: String? { trainKernel.note }
+    public var checkpointSummary: String? { source.note }
     /// Exact kernels: per-layer parts of the training texts' self-kernels.
-    public var trainSelfParts: [(group: String, values: [Float])]? { trainKernel.selfParts }
+    public var trainSelfParts: [(group: String, values: [Float])]? { source.selfParts }
     /// `trntk-layers`: the fitted layer weights.
-    public var layerWeights: [Double]? { (trainKernel as? ExactTrainKernel)?.layerWeights }
-    public var layerWeightFit: LayerWeighting.Result? { (trainKernel as? ExactTrainKernel)?.layerWeightFit }
+    public var layerWeights: [Double]? { (source as? ExactKernelSource)?.layerWeights }
+    public var layerWeightFit: LayerWeighting.Result? { (source as? ExactKernelSource)?.layerWeightFit }
 
     /// Builds (or reads from the cache) the kernel's training side and fits the surrogate.
     public init(setup: AttributionSetup, kernel: SurrogateKernel, log: (String) -> Void = { _ in },
@@ -91,8 +91,8 @@ public final class AttributionEngine {
         guard n >= 2 * selector.folds else {
             throw DataError("training data: \(n) texts are too few for \(selector.folds)-fold selection of lambda (need at least \(2 * selector.folds))")
         }
-        trainKernel = try setup.trainKernel(kernel, labels: trainLabels, log: log, progress: progress)
-        let url = setup.cache.surrogate(trainKernel.stem, kernel: kernel.name)
+        source = try setup.source(for: kernel, labels: trainLabels, log: log, progress: progress)
+        let url = setup.cache.surrogate(source.stem, kernel: kernel.name)
         var cached: (glm: KernelGLM, grid: [LambdaSelector.Point])?
         if setup.useSurrogateCache && FileManager.default.fileExists(atPath: url.path) {
             do { cached = try setup.cache.loadSurrogate(url, n: n, classes: C, selector: selector) } catch {
@@ -107,7 +107,7 @@ public final class AttributionEngine {
             // The selector sees the training texts only: their kernel, labels and the
             // network's logits on them.
             // Only the chosen lambda needs a fit on all texts, unless the grid is reported.
-            let selection = selector.select(kernel: try trainKernel.gram(), labels: trainLabels, networkLogits: try trainKernel.trainLogits(),
+            let selection = selector.select(kernel: try source.gram(), labels: trainLabels, networkLogits: try source.trainLogits(),
                                             classes: C, fitsOnAll: setup.fitGrid ? .everyLambda : .chosen, threads: setup.threads, log: log)
             glm = selection.glm
             grid = selection.points
@@ -130,10 +130,10 @@ public final class AttributionEngine {
     }
 
     /// Kernel rows of `texts` against the training texts and the network's logits (see
-    /// `TrainKernel.query`).
+    /// `KernelSource.query`).
     public func query(_ texts: [LabeledText], source: String, cached: Bool = false, lossLabels: [Int]? = nil,
                       log: (String) -> Void = { _ in }, progress: (Int, Int) -> Void = { _, _ in }) throws -> QueryKernel {
-        try trainKernel.query(texts, source: source, cached: cached, lossLabels: lossLabels, log: log, progress: progress)
+        try self.source.query(texts, source: source, cached: cached, lossLabels: lossLabels, log: log, progress: progress)
     }
 
     /// Each method's own attribution scores [m, n] of the training texts to class

@@ -28,7 +28,7 @@ import TangentTraining
         let explained = try engine.explain(texts, top: 80)
         // Sum of all attributions for class c plus the bias is the surrogate's logit z_c.
         let block = try engine.featurizer!.block(texts.enumerated().map { LabeledText(text: $0.element, label: nil, line: $0.offset) })
-        let rows = try #require(engine.trainKernel as? FeatureTrainKernel).kernelRows(features: block.features)
+        let rows = try #require(engine.source as? FeatureKernelSource).kernelRows(features: block.features)
         let z = engine.glm.logits(kernelRows: rows)
         for (t, e) in explained.enumerated() {
             let c = clf.labels.index(of: e.label)!

@@ -1,0 +1,192 @@
+import Foundation
+import TangentData
+import TangentKernels
+import TangentModel
+import TangentSafetensors
+import TangentTensor
+
+/// A kernel of stored feature vectors: one source (the model), TracIn's checkpoints
+/// (scaled by sqrt(eta_k)) or TRAK's ensemble (scaled by 1/sqrt(N)), each featurized into
+/// the cache, optionally mapped through influence transforms, concatenated.
+public final class FeatureKernelSource: KernelSource {
+    public let kernel: SurrogateKernel
+    public let stem: String
+    public var selfParts: [(group: String, values: [Float])]? { nil }
+    public private(set) var note: String?
+    public var trainCount: Int { trainNorms.count }
+    /// The model under study's training features and featurizer.
+    public let features: FeatureFile
+    public let featurizer: Featurizer
+    /// One influence transform per source (influence baselines and TRAK).
+    public private(set) var transforms: [InfluenceTransform] = []
+    let classifier: Classifier
+    let cache: SurrogateCache
+    private var sources: [(featurizer: Featurizer, stem: String, scale: Float)] = []
+    private let trainFeatures: [Float]
+    private let trainNorms: [Float]
+    /// TRAK: training features with each model's block scaled by 1 - p_{y_i}(x_i) [n, W].
+    private var weightedTrainFeatures: [Float]?
+
+    init(setup: AttributionSetup, kernel: SurrogateKernel, labels: [Int], log: (String) -> Void, progress: (Int, Int) -> Void) throws {
+        self.kernel = kernel
+        let classifier = setup.classifier
+        self.classifier = classifier
+        cache = setup.cache
+        let train = setup.train, n = train.count
+        var options = FeaturizeOptions(kind: kernel.features)
+        options.projDim = setup.projDim
+        options.seed = setup.seed
+        options.projector = setup.projector
+        options.threads = setup.threads
+        var models: [(Classifier, Float)] = [(classifier, 1)]
+        if kernel.checkpointSummed {
+            let run = try TracIn.checkpoints(of: classifier, directory: setup.checkpoints)
+            if let dir = setup.checkpoints, run.checkpoints.isEmpty {
+                throw DataError("\(dir.path): no checkpoints (epoch-K.safetensors from `tangent train --keep-checkpoints`)")
+            }
+            if run.checkpoints.isEmpty {
+                log("tracin: no checkpoints in \(classifier.directory.map { $0.appendingPathComponent(ModelDirectory.checkpointsDirectory).path } ?? "the model"); "
+                    + "using the final model alone (grad-dot with eta = 1)")
+                note = "no checkpoints: the final model alone (grad-dot with eta = 1)"
+            } else {
+                log("tracin: " + run.summary)
+                note = run.summary
+                models = try run.checkpoints.map { (try TracIn.load($0, like: classifier, threads: setup.threads), Float($0.learningRate.squareRoot())) }
+            }
+        }
+        if kernel.ensembled {
+            let all = [classifier] + setup.ensemble
+            for other in setup.ensemble where other.labels != classifier.labels || other.model.config != classifier.model.config {
+                throw AttributionError("\(other.directory?.path ?? "an ensemble model"): its architecture or labels differ from the model under study's; an ensemble must be retrainings of one recipe")
+            }
+            models = all.map { ($0, Float(1 / Double(all.count).squareRoot())) }
+            if all.count > 1 { log("\(kernel.name): ensemble of \(all.count) models") }
+        }
+        let textsKey = SurrogateCache.key(train)
+        var files: [FeatureFile] = []
+        for (model, scale) in models {
+            let featurizer = try Featurizer(classifier: model, options: options)
+            let stem = SurrogateCache.featureStem(kernel.features, projDim: setup.projDim, seed: setup.seed, projector: setup.projector,
+                                                  model: model, texts: textsKey)
+            let url = cache.url(stem)
+            if let f = FeatureFile.cached(url, expected: featurizer.metadata(texts: train, source: "training data"), log: log) {
+                files.append(f)
+                log("using cached training features \(url.path)")
+            } else {
+                log("featurizing \(n) training texts (\(kernel.features.rawValue)\(kernel.features.projected ? ", K = \(setup.projDim), \(setup.projector)" : "")) into \(url.path)")
+                try cache.prepare()
+                files.append(try featurizer.run(texts: train, source: "training data", to: url, replace: .anyFile, progress: progress))
+            }
+            sources.append((featurizer, stem, scale))
+        }
+        // The model under study is the last source for TracIn (the final checkpoint) and
+        // the first for an ensemble.
+        let primary = kernel.ensembled ? 0 : sources.count - 1
+        featurizer = sources[primary].featurizer
+        features = files[primary]
+        stem = SurrogateCache.combinedStem(sources.map(\.stem), ensemble: kernel.ensembled)
+        var blocks = try files.map { try $0.features(0..<n) }
+        var weights: [[Double]] = []
+        if let kind = kernel.influence {
+            for (s, file) in files.enumerated() {
+                let logits = try file.logits()
+                let t = try InfluenceTransform(kind: kind, base: blocks[s], logits: logits, classes: classifier.labels.count, lambda: nil, labels: labels)
+                log("\(kind.rawValue): \(t.dimension) x \(t.dimension) curvature matrix factored (damping \(String(format: "%.3g", t.lambda)))")
+                blocks[s] = t.features(base: blocks[s], logits: logits, labels: labels)
+                transforms.append(t)
+                if kind == .trak { weights.append(InfluenceTransform.trainingWeights(logits: logits, labels: labels, classes: classifier.labels.count)) }
+            }
+        }
+        if !weights.isEmpty {
+            weightedTrainFeatures = FeatureKernelSource.concatenate(blocks, scales: sources.map(\.scale), rows: n, rowScales: weights)
+        }
+        trainFeatures = FeatureKernelSource.concatenate(blocks, scales: sources.map(\.scale), rows: n)
+        trainNorms = Gram.squaredNorms(trainFeatures, rows: n)
+    }
+
+    public func gram() throws -> TrainingKernel {
+        let n = trainCount
+        return .gram(features: kernel.normalized ? Gram.unitRows(trainFeatures, rows: n, squaredNorms: trainNorms) : trainFeatures,
+                     n: n, width: trainFeatures.count / n)
+    }
+
+    public func trainLogits() throws -> [Float] { try features.logits() }
+
+    /// Kernel-space features of query texts from their stored features [m, W] and logits:
+    /// the features themselves, or (influence baselines) the transform of `source` applied
+    /// with `labels` (nil: the network's predicted labels).
+    public func queryFeatures(_ f: [Float], logits: [Float], labels: [Int?]? = nil, source: Int = 0) -> [Float] {
+        guard !transforms.isEmpty else { return f }
+        return transforms[source].features(base: f, logits: logits,
+                                           labels: labels ?? [Int?](repeating: nil, count: logits.count / classifier.labels.count))
+    }
+
+    /// Kernel rows K(x, X_train) [m, n] for texts with kernel-space features [m, W] (see
+    /// `queryFeatures`); with `weighted`, TRAK's scores instead (each model's block of the
+    /// training features scaled by its 1 - p_{y_i}(x_i)).
+    public func kernelRows(features f: [Float], weighted: Bool = false) -> [Float] {
+        precondition(!weighted || weightedTrainFeatures != nil, "only TRAK has weighted rows")
+        let n = trainCount, W = trainFeatures.count / n
+        let m = f.count / W
+        var rows = Gram.product(f, weighted ? weightedTrainFeatures! : trainFeatures, m: m, n: n, width: W)
+        if kernel.normalized { Gram.normalize(&rows, rowSelf: Gram.squaredNorms(f, rows: m), columnSelf: trainNorms) }
+        return rows
+    }
+
+    public func query(_ texts: [LabeledText], source: String, cached: Bool, lossLabels: [Int]?,
+                      log: (String) -> Void, progress: (Int, Int) -> Void) throws -> QueryKernel {
+        precondition(lossLabels == nil || lossLabels!.count == texts.count)
+        let m = texts.count, C = classifier.labels.count
+        // Without `lossLabels`: the predicted label of the model under study, also for
+        // checkpoints and an ensemble's other models.
+        let primaryLogits = sources.count > 1 ? try classifier.logits(texts.map(\.text)) : nil
+        let labels: [Int?] = lossLabels ?? primaryLogits.map { z in (0..<m).map { t in Softmax.argmax(z[(t * C)..<((t + 1) * C)]) } }
+            ?? [Int?](repeating: nil, count: m)
+        let queryTexts = texts.enumerated().map { t, x in LabeledText(text: x.text, label: labels[t].map { classifier.labels.names[$0] }, line: x.line) }
+        var parts: [[Float]] = []
+        var logits: [Float] = []
+        for (s, src) in sources.enumerated() {
+            let base: [Float], sourceLogits: [Float]
+            if cached {
+                var options = src.featurizer.options
+                options.predictedLossLabels = labels.allSatisfy { $0 == nil }
+                // Only loss-gradient features depend on the label.
+                let url = cache.query(src.stem, texts: texts, lossLabels: kernel.features == .grad ? lossLabels : nil)
+                try cache.prepare()
+                let queryFeaturizer = try Featurizer(classifier: src.featurizer.classifier, options: options)
+                let file = try FeatureFile.cached(url, expected: queryFeaturizer.metadata(texts: queryTexts, source: source), log: log) ?? queryFeaturizer.run(
+                    texts: queryTexts, source: source, to: url, replace: .anyFile, progress: progress)
+                base = try file.features(0..<m)
+                sourceLogits = try file.logits()
+            } else {
+                let block = try src.featurizer.block(queryTexts)
+                base = block.features
+                sourceLogits = block.logits
+            }
+            parts.append(queryFeatures(base, logits: sourceLogits, labels: labels, source: s))
+            logits = sourceLogits
+        }
+        if let primaryLogits { logits = primaryLogits }
+        let f = FeatureKernelSource.concatenate(parts, scales: sources.map(\.scale), rows: m)
+        var q = QueryKernel(rows: kernelRows(features: f), logits: logits, parts: nil)
+        if weightedTrainFeatures != nil { q.scores = kernelRows(features: f, weighted: true) }
+        return q
+    }
+
+    /// Row-wise concatenation of [rows, W_k] matrices, each scaled, and row i of part k
+    /// also by `rowScales[k][i]` when given.
+    static func concatenate(_ parts: [[Float]], scales: [Float], rows: Int, rowScales: [[Double]]? = nil) -> [Float] {
+        if parts.count == 1 && scales[0] == 1 && rowScales == nil { return parts[0] }
+        let widths = parts.map { $0.count / rows }, W = widths.reduce(0, +)
+        var out = [Float](repeating: 0, count: rows * W)
+        for i in 0..<rows {
+            var o = i * W
+            for (k, p) in parts.enumerated() {
+                let scale = scales[k] * Float(rowScales?[k][i] ?? 1)
+                for j in 0..<widths[k] { out[o + j] = scale * p[i * widths[k] + j] }
+                o += widths[k]
+            }
+        }
+        return out
+    }
+}
