@@ -63,18 +63,18 @@ public final class AttributionEngine {
     public let selector: LambdaSelector
 
     /// Stored features and featurizer of the model under study (nil for exact kernels).
-    public var features: FeatureFile? { (source as? FeatureKernelSource)?.features }
-    public var featurizer: Featurizer? { (source as? FeatureKernelSource)?.featurizer }
+    public var features: FeatureFile? { source.storedFeatures?.file }
+    public var featurizer: Featurizer? { source.storedFeatures?.featurizer }
     /// One influence transform per feature source (influence baselines; the models of a TRAK ensemble).
-    public var transforms: [InfluenceTransform] { (source as? FeatureKernelSource)?.transforms ?? [] }
+    public var transforms: [InfluenceTransform] { source.transforms }
     public var influence: InfluenceTransform? { transforms.first }
     /// TracIn: which checkpoints were summed and how they relate to the model.
     public var checkpointSummary: String? { source.note }
     /// Exact kernels: per-layer parts of the training texts' self-kernels.
     public var trainSelfParts: [(group: String, values: [Float])]? { source.selfParts }
     /// `trntk-layers`: the fitted layer weights.
-    public var layerWeights: [Double]? { (source as? ExactKernelSource)?.layerWeights }
-    public var layerWeightFit: LayerWeighting.Result? { (source as? ExactKernelSource)?.layerWeightFit }
+    public var layerWeights: [Double]? { source.layerWeighting?.weights }
+    public var layerWeightFit: LayerWeighting.Result? { source.layerWeighting?.fit }
 
     /// Builds (or reads from the cache) the kernel's training side and fits the surrogate.
     public init(setup: AttributionSetup, kernel: SurrogateKernel, log: (String) -> Void = { _ in },

@@ -11,6 +11,9 @@ public final class ExactKernelSource: KernelSource {
     public let stem: String
     public private(set) var selfParts: [(group: String, values: [Float])]?
     public var note: String? { nil }
+    public var storedFeatures: (file: FeatureFile, featurizer: Featurizer)? { nil }
+    public var transforms: [InfluenceTransform] { [] }
+    public var layerWeighting: (weights: [Double], fit: LayerWeighting.Result?)? { layerWeights.map { ($0, layerWeightFit) } }
     public var trainCount: Int { tokens.count }
     /// NFT-K layer weights (`trntk-layers`), one per group, and their fit when it ran here.
     public private(set) var layerWeights: [Double]?
@@ -33,72 +36,65 @@ public final class ExactKernelSource: KernelSource {
         self.kind = kind
         classifier = setup.classifier
         cache = setup.cache
-        let n = setup.train.count
         computer = try GradientComputer<Float>(model: classifier.model, prefixes: ["all"])
         tokens = try setup.train.map { try setup.classifier.encode($0.text) }
         texts = setup.train.map(\.text)
         stem = SurrogateCache.exactStem(kind, model: classifier, texts: SurrogateCache.key(setup.train))
-        let url = cache.url(stem), partsURL = cache.parts(stem)
-        // The full per-layer parts [n, n] (groups times the kernel's size) are kept in a
-        // file of their own whenever they are small, so that `trntk-layers` after `trntk`
-        // does not compute the exact kernel again, and always for layer weights.
-        var parts: [[Float]]?
-        if kernel.layerWeighted, let p = try? SafetensorsFile(url: partsURL), p.metadata["format"] == "tangent-exact-parts-1" {
-            parts = try? computer.groups.map { try p.float32("part.\($0.name)", shape: [n, n]) }
-        }
-        if let f = try? SafetensorsFile(url: url), f.metadata["format"] == "tangent-exact-kernel-1",
-           let k = try? f.float32("kernel", shape: [n, n]), !kernel.layerWeighted || parts != nil {
-            matrix = k
-            selfParts = try computer.groups.map { ($0.name, try f.float32("self.\($0.name)", shape: [n])) }
-            log("using cached exact \(kind.rawValue) kernel \(url.path)")
-        } else {
-            if FileManager.default.fileExists(atPath: url.path) {
-                log("cached \(url.path) is unusable (damaged, of another shape, or without the per-layer parts); rebuilding it")
-            }
-            log("computing the exact \(kind.rawValue) kernel of \(n) training texts (\(computer.subset.count) parameters) into \(url.path)")
-            let r = try ExactKernel.compute(computer, a: tokens, b: nil, kind: kind, progress: progress)
-            matrix = r.total
-            selfParts = r.parts.map { p in (p.group, (0..<n).map { p.values[$0 * n + $0] }) }
-            try cache.prepare()
-            if kernel.layerWeighted || r.parts.count * n * n * 4 <= ExactKernelSource.keptPartsBytes {
-                if kernel.layerWeighted { parts = r.parts.map(\.values) }
-                var w = SafetensorsWriter()
-                w.metadata = ["format": "tangent-exact-parts-1", "kernel": kind.rawValue, "texts": String(n)]
-                for p in r.parts { w.add("part.\(p.group)", shape: [n, n], float32: p.values) }
-                try w.write(to: partsURL)
-            }
-            var w = SafetensorsWriter()
-            w.metadata = ["format": "tangent-exact-kernel-1", "kernel": kind.rawValue, "texts": String(n)]
-            w.add("kernel", shape: [n, n], float32: r.total)
-            for p in selfParts! { w.add("self.\(p.group)", shape: [n], float32: p.values) }
-            try w.write(to: url)
-        }
+        let (file, parts) = try ExactKernelSource.trainKernel(kernel: kernel, kind: kind, stem: stem, cache: cache, computer: computer,
+                                                               tokens: tokens, log: log, progress: progress)
+        matrix = file.matrix
+        selfParts = file.selfParts
         self.parts = parts
         guard let parts else { return }
-        let weightsURL = cache.layerWeights(stem, kernel: kernel.name)
-        let tag = setup.selector.tag
-        if setup.useSurrogateCache, let f = try? SafetensorsFile(url: weightsURL), f.metadata["selection"] == tag,
-           let w = try? f.float64("weights", shape: [parts.count]) {
-            layerWeights = w
-            log("using cached layer weights \(weightsURL.path)")
-        } else {
-            // lambda for the weights' fit: the selector's choice on the unweighted kernel.
-            let logits = try trainLogits()
-            let C = classifier.labels.count
-            let plain = setup.selector.select(kernel: .matrix(matrix, n: n), labels: labels, networkLogits: logits, classes: C, fitsOnAll: .none,
-                                              threads: setup.threads)
-            let r = LayerWeighting.fit(parts: parts, labels: labels, networkLogits: logits, classes: C, lambda: plain.lambda,
-                                       selector: setup.selector, threads: setup.threads, log: log)
-            layerWeights = r.weights
-            layerWeightFit = r
-            var w = SafetensorsWriter()
-            w.metadata = ["format": "tangent-layer-weights-1", "selection": tag, "groups": computer.groups.map(\.name).joined(separator: ","),
-                          "cross_entropy": String(r.crossEntropy), "unweighted_cross_entropy": String(r.unweightedCrossEntropy)]
-            w.add("weights", shape: [parts.count], float64: r.weights)
-            try w.write(to: weightsURL)
+        let weights = try fitLayerWeights(parts: parts, setup: setup, labels: labels, log: log)
+        log("layer weights: " + zip(computer.groups, weights).map { String(format: "%@ %.3g", $0.name, $1) }.joined(separator: ", "))
+        layerWeights = weights
+        selfParts = zip(file.selfParts, weights).map { p, wl in (group: p.group, values: p.values.map { Float(wl) * $0 }) }
+    }
+
+    /// The train x train kernel with its self-parts, read from the cache or computed and
+    /// written there, and the full per-layer parts when the kernel is layer-weighted. The
+    /// parts are kept in a file of their own whenever they are small, so that
+    /// `trntk-layers` after `trntk` does not compute the exact kernel again.
+    static func trainKernel(kernel: SurrogateKernel, kind: NTKKind, stem: String, cache: SurrogateCache, computer: GradientComputer<Float>,
+                            tokens: [[Int32]], log: (String) -> Void, progress: (Int, Int) -> Void) throws
+        -> (SurrogateCache.ExactKernelFile, [[Float]]?) {
+        let n = tokens.count, groups = computer.groups.map(\.name), url = cache.url(stem)
+        let cachedParts = kernel.layerWeighted ? cache.loadExactParts(stem, n: n, groups: groups) : nil
+        if let file = cache.loadExactKernel(stem, n: n, groups: groups), !kernel.layerWeighted || cachedParts != nil {
+            log("using cached exact \(kind.rawValue) kernel \(url.path)")
+            return (file, cachedParts)
         }
-        log("layer weights: " + zip(computer.groups, layerWeights!).map { String(format: "%@ %.3g", $0.name, $1) }.joined(separator: ", "))
-        selfParts = zip(selfParts!, layerWeights!).map { p, wl in (group: p.group, values: p.values.map { Float(wl) * $0 }) }
+        if FileManager.default.fileExists(atPath: url.path) {
+            log("cached \(url.path) is unusable (damaged, of another shape, or without the per-layer parts); rebuilding it")
+        }
+        log("computing the exact \(kind.rawValue) kernel of \(n) training texts (\(computer.subset.count) parameters) into \(url.path)")
+        let r = try ExactKernel.compute(computer, a: tokens, b: nil, kind: kind, progress: progress)
+        let selfParts = r.parts.map { p in (group: p.group, values: (0..<n).map { p.values[$0 * n + $0] }) }
+        if kernel.layerWeighted || r.parts.count * n * n * 4 <= ExactKernelSource.keptPartsBytes {
+            try cache.saveExactParts(stem, kind: kind, n: n, parts: r.parts)
+        }
+        try cache.saveExactKernel(stem, kind: kind, matrix: r.total, n: n, selfParts: selfParts)
+        return (SurrogateCache.ExactKernelFile(matrix: r.total, selfParts: selfParts), kernel.layerWeighted ? r.parts.map(\.values) : nil)
+    }
+
+    /// NFT-K layer weights, read from the cache or fitted (with lambda chosen by the
+    /// selector on the unweighted kernel) and written there.
+    private func fitLayerWeights(parts: [[Float]], setup: AttributionSetup, labels: [Int], log: (String) -> Void) throws -> [Double] {
+        let groups = computer.groups.map(\.name), tag = setup.selector.tag, n = trainCount
+        if setup.useSurrogateCache, let w = cache.loadLayerWeights(stem, kernel: kernel.name, groups: parts.count, tag: tag) {
+            log("using cached layer weights \(cache.layerWeights(stem, kernel: kernel.name).path)")
+            return w
+        }
+        let logits = try trainLogits()
+        let C = classifier.labels.count
+        let plain = setup.selector.select(kernel: .matrix(matrix, n: n), labels: labels, networkLogits: logits, classes: C, fitsOnAll: .none,
+                                          threads: setup.threads)
+        let r = LayerWeighting.fit(parts: parts, labels: labels, networkLogits: logits, classes: C, lambda: plain.lambda,
+                                   selector: setup.selector, threads: setup.threads, log: log)
+        layerWeightFit = r
+        try cache.saveLayerWeights(stem, kernel: kernel.name, fit: r, groups: groups, tag: tag)
+        return r.weights
     }
 
     public func gram() throws -> TrainingKernel {
@@ -112,22 +108,11 @@ public final class ExactKernelSource: KernelSource {
                       log: (String) -> Void, progress: (Int, Int) -> Void) throws -> QueryKernel {
         let m = texts.count, n = trainCount, C = classifier.labels.count
         let url = cache.query(stem, texts: texts)
-        if cached, let f = try? SafetensorsFile(url: url), f.metadata["format"] == "tangent-exact-rows-1" {
-            return weighted(QueryKernel(rows: try f.float32("kernel", shape: [m, n]), logits: try f.float32("logits", shape: [m, C]),
-                                        parts: try computer.groups.map { ($0.name, try f.float32("part.\($0.name)", shape: [m, n])) }))
-        }
+        if cached, let q = cache.loadExactRows(url, m: m, n: n, classes: C, groups: computer.groups.map(\.name)) { return weighted(q) }
         let r = try ExactKernel.compute(computer, a: try texts.map { try classifier.encode($0.text) }, b: tokens, kind: kind, progress: progress)
-        let logits = try classifier.logits(texts.map(\.text))
-        if cached {
-            var w = SafetensorsWriter()
-            w.metadata = ["format": "tangent-exact-rows-1", "kernel": kind.rawValue]
-            w.add("kernel", shape: [m, n], float32: r.total)
-            w.add("logits", shape: [m, C], float32: logits)
-            for p in r.parts { w.add("part.\(p.group)", shape: [m, n], float32: p.values) }
-            try cache.prepare()
-            try w.write(to: url)
-        }
-        return weighted(QueryKernel(rows: r.total, logits: logits, parts: r.parts))
+        let q = QueryKernel(rows: r.total, logits: try classifier.logits(texts.map(\.text)), parts: r.parts)
+        if cached { try cache.saveExactRows(q, kind: kind, m: m, n: n, classes: C, to: url) }
+        return weighted(q)
     }
 
     /// With layer weights: each part scaled by its weight and the rows their sum.

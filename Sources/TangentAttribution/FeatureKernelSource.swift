@@ -12,7 +12,9 @@ public final class FeatureKernelSource: KernelSource {
     public let kernel: SurrogateKernel
     public let stem: String
     public var selfParts: [(group: String, values: [Float])]? { nil }
-    public private(set) var note: String?
+    public let note: String?
+    public var storedFeatures: (file: FeatureFile, featurizer: Featurizer)? { (features, featurizer) }
+    public var layerWeighting: (weights: [Double], fit: LayerWeighting.Result?)? { nil }
     public var trainCount: Int { trainNorms.count }
     /// The model under study's training features and featurizer.
     public let features: FeatureFile
@@ -21,64 +23,25 @@ public final class FeatureKernelSource: KernelSource {
     public private(set) var transforms: [InfluenceTransform] = []
     let classifier: Classifier
     let cache: SurrogateCache
-    private var sources: [(featurizer: Featurizer, stem: String, scale: Float)] = []
+    private let sources: [(featurizer: Featurizer, stem: String, scale: Float)]
     private let trainFeatures: [Float]
     private let trainNorms: [Float]
     /// TRAK: training features with each model's block scaled by 1 - p_{y_i}(x_i) [n, W].
     private var weightedTrainFeatures: [Float]?
 
+    /// Connects the stages, as TRAK's top-level object does: the models whose features are
+    /// summed (`models`), their training features read or featurized into the cache
+    /// (`trainingFeatures`), influence transforms (`transformed`), the concatenation.
     init(setup: AttributionSetup, kernel: SurrogateKernel, labels: [Int], log: (String) -> Void, progress: (Int, Int) -> Void) throws {
         self.kernel = kernel
         let classifier = setup.classifier
         self.classifier = classifier
         cache = setup.cache
-        let train = setup.train, n = train.count
-        var options = FeaturizeOptions(kind: kernel.features)
-        options.projDim = setup.projDim
-        options.seed = setup.seed
-        options.projector = setup.projector
-        options.threads = setup.threads
-        var models: [(Classifier, Float)] = [(classifier, 1)]
-        if kernel.checkpointSummed {
-            let run = try TracIn.checkpoints(of: classifier, directory: setup.checkpoints)
-            if let dir = setup.checkpoints, run.checkpoints.isEmpty {
-                throw DataError("\(dir.path): no checkpoints (epoch-K.safetensors from `tangent train --keep-checkpoints`)")
-            }
-            if run.checkpoints.isEmpty {
-                log("tracin: no checkpoints in \(classifier.directory.map { $0.appendingPathComponent(ModelDirectory.checkpointsDirectory).path } ?? "the model"); "
-                    + "using the final model alone (grad-dot with eta = 1)")
-                note = "no checkpoints: the final model alone (grad-dot with eta = 1)"
-            } else {
-                log("tracin: " + run.summary)
-                note = run.summary
-                models = try run.checkpoints.map { (try TracIn.load($0, like: classifier, threads: setup.threads), Float($0.learningRate.squareRoot())) }
-            }
-        }
-        if kernel.ensembled {
-            let all = [classifier] + setup.ensemble
-            for other in setup.ensemble where other.labels != classifier.labels || other.model.config != classifier.model.config {
-                throw AttributionError("\(other.directory?.path ?? "an ensemble model"): its architecture or labels differ from the model under study's; an ensemble must be retrainings of one recipe")
-            }
-            models = all.map { ($0, Float(1 / Double(all.count).squareRoot())) }
-            if all.count > 1 { log("\(kernel.name): ensemble of \(all.count) models") }
-        }
-        let textsKey = SurrogateCache.key(train)
-        var files: [FeatureFile] = []
-        for (model, scale) in models {
-            let featurizer = try Featurizer(classifier: model, options: options)
-            let stem = SurrogateCache.featureStem(kernel.features, projDim: setup.projDim, seed: setup.seed, projector: setup.projector,
-                                                  model: model, texts: textsKey)
-            let url = cache.url(stem)
-            if let f = FeatureFile.cached(url, expected: featurizer.metadata(texts: train, source: "training data"), log: log) {
-                files.append(f)
-                log("using cached training features \(url.path)")
-            } else {
-                log("featurizing \(n) training texts (\(kernel.features.rawValue)\(kernel.features.projected ? ", K = \(setup.projDim), \(setup.projector)" : "")) into \(url.path)")
-                try cache.prepare()
-                files.append(try featurizer.run(texts: train, source: "training data", to: url, replace: .anyFile, progress: progress))
-            }
-            sources.append((featurizer, stem, scale))
-        }
+        let n = setup.train.count
+        let (models, note) = try FeatureKernelSource.models(for: kernel, setup: setup, log: log)
+        self.note = note
+        let (files, sources) = try FeatureKernelSource.trainingFeatures(kernel: kernel, models: models, setup: setup, log: log, progress: progress)
+        self.sources = sources
         // The model under study is the last source for TracIn (the final checkpoint) and
         // the first for an ensemble.
         let primary = kernel.ensembled ? 0 : sources.count - 1
@@ -88,20 +51,92 @@ public final class FeatureKernelSource: KernelSource {
         var blocks = try files.map { try $0.features(0..<n) }
         var weights: [[Double]] = []
         if let kind = kernel.influence {
-            for (s, file) in files.enumerated() {
-                let logits = try file.logits()
-                let t = try InfluenceTransform(kind: kind, base: blocks[s], logits: logits, classes: classifier.labels.count, lambda: nil, labels: labels)
-                log("\(kind.rawValue): \(t.dimension) x \(t.dimension) curvature matrix factored (damping \(String(format: "%.3g", t.lambda)))")
-                blocks[s] = t.features(base: blocks[s], logits: logits, labels: labels)
-                transforms.append(t)
-                if kind == .trak { weights.append(InfluenceTransform.trainingWeights(logits: logits, labels: labels, classes: classifier.labels.count)) }
-            }
+            (blocks, transforms, weights) = try FeatureKernelSource.transformed(blocks, files: files, kind: kind, labels: labels,
+                                                                                classes: classifier.labels.count, log: log)
         }
         if !weights.isEmpty {
             weightedTrainFeatures = FeatureKernelSource.concatenate(blocks, scales: sources.map(\.scale), rows: n, rowScales: weights)
         }
         trainFeatures = FeatureKernelSource.concatenate(blocks, scales: sources.map(\.scale), rows: n)
         trainNorms = Gram.squaredNorms(trainFeatures, rows: n)
+    }
+
+    /// The models whose features make the kernel, each with its scale: the model alone,
+    /// TracIn's checkpoints (sqrt(eta_k)) or TRAK's ensemble (1/sqrt(N)); and what a reader
+    /// must know about them.
+    static func models(for kernel: SurrogateKernel, setup: AttributionSetup, log: (String) -> Void) throws
+        -> (models: [(Classifier, Float)], note: String?) {
+        let classifier = setup.classifier
+        if kernel.checkpointSummed {
+            let run = try TracIn.checkpoints(of: classifier, directory: setup.checkpoints)
+            if let dir = setup.checkpoints, run.checkpoints.isEmpty {
+                throw DataError("\(dir.path): no checkpoints (epoch-K.safetensors from `tangent train --keep-checkpoints`)")
+            }
+            if run.checkpoints.isEmpty {
+                log("tracin: no checkpoints in \(classifier.directory.map { $0.appendingPathComponent(ModelDirectory.checkpointsDirectory).path } ?? "the model"); "
+                    + "using the final model alone (grad-dot with eta = 1)")
+                return ([(classifier, 1)], "no checkpoints: the final model alone (grad-dot with eta = 1)")
+            }
+            log("tracin: " + run.summary)
+            return (try run.checkpoints.map { (try TracIn.load($0, like: classifier, threads: setup.threads), Float($0.learningRate.squareRoot())) },
+                    run.summary)
+        }
+        if kernel.ensembled {
+            let all = [classifier] + setup.ensemble
+            for other in setup.ensemble where other.labels != classifier.labels || other.model.config != classifier.model.config {
+                throw AttributionError("\(other.directory?.path ?? "an ensemble model"): its architecture or labels differ from the model under study's; an ensemble must be retrainings of one recipe")
+            }
+            if all.count > 1 { log("\(kernel.name): ensemble of \(all.count) models") }
+            return (all.map { ($0, Float(1 / Double(all.count).squareRoot())) }, nil)
+        }
+        return ([(classifier, 1)], nil)
+    }
+
+    /// Each model's training features, read from the cache or featurized into it, with
+    /// the model's featurizer, cache stem and scale.
+    static func trainingFeatures(kernel: SurrogateKernel, models: [(Classifier, Float)], setup: AttributionSetup,
+                                 log: (String) -> Void, progress: (Int, Int) -> Void) throws
+        -> (files: [FeatureFile], sources: [(featurizer: Featurizer, stem: String, scale: Float)]) {
+        let train = setup.train, textsKey = SurrogateCache.key(train)
+        var options = FeaturizeOptions(kind: kernel.features)
+        options.projDim = setup.projDim
+        options.seed = setup.seed
+        options.projector = setup.projector
+        options.threads = setup.threads
+        var files: [FeatureFile] = []
+        var sources: [(featurizer: Featurizer, stem: String, scale: Float)] = []
+        for (model, scale) in models {
+            let featurizer = try Featurizer(classifier: model, options: options)
+            let stem = SurrogateCache.featureStem(kernel.features, projDim: setup.projDim, seed: setup.seed, projector: setup.projector,
+                                                  model: model, texts: textsKey)
+            let url = setup.cache.url(stem)
+            if let f = FeatureFile.cached(url, expected: featurizer.metadata(texts: train, source: "training data"), log: log) {
+                files.append(f)
+                log("using cached training features \(url.path)")
+            } else {
+                log("featurizing \(train.count) training texts (\(kernel.features.rawValue)\(kernel.features.projected ? ", K = \(setup.projDim), \(setup.projector)" : "")) into \(url.path)")
+                try setup.cache.prepare()
+                files.append(try featurizer.run(texts: train, source: "training data", to: url, replace: .anyFile, progress: progress))
+            }
+            sources.append((featurizer, stem, scale))
+        }
+        return (files, sources)
+    }
+
+    /// Each source's features through its influence transform (fitted on them), and TRAK's
+    /// per-text training weights 1 - p_{y_i}(x_i).
+    static func transformed(_ blocks: [[Float]], files: [FeatureFile], kind: InfluenceTransform.Kind, labels: [Int], classes: Int,
+                            log: (String) -> Void) throws -> (blocks: [[Float]], transforms: [InfluenceTransform], weights: [[Double]]) {
+        var out = blocks, transforms: [InfluenceTransform] = [], weights: [[Double]] = []
+        for (s, file) in files.enumerated() {
+            let logits = try file.logits()
+            let t = try InfluenceTransform(kind: kind, base: blocks[s], logits: logits, classes: classes, lambda: nil, labels: labels)
+            log("\(kind.rawValue): \(t.dimension) x \(t.dimension) curvature matrix factored (damping \(String(format: "%.3g", t.lambda)))")
+            out[s] = t.features(base: blocks[s], logits: logits, labels: labels)
+            transforms.append(t)
+            if kind == .trak { weights.append(InfluenceTransform.trainingWeights(logits: logits, labels: labels, classes: classes)) }
+        }
+        return (out, transforms, weights)
     }
 
     public func gram() throws -> TrainingKernel {

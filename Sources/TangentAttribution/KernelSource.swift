@@ -41,6 +41,13 @@ public protocol KernelSource: AnyObject {
     var selfParts: [(group: String, values: [Float])]? { get }
     /// What a reader must know to interpret the kernel's results (TracIn's checkpoints).
     var note: String? { get }
+    /// Stored features and featurizer of the model under study (nil for exact kernels).
+    var storedFeatures: (file: FeatureFile, featurizer: Featurizer)? { get }
+    /// One influence transform per feature source (none without an influence kernel).
+    var transforms: [InfluenceTransform] { get }
+    /// NFT-K layer weights, and their fit when it ran in this process (nil unless the
+    /// kernel is layer-weighted).
+    var layerWeighting: (weights: [Double], fit: LayerWeighting.Result?)? { get }
 }
 
 /// The settings every kernel of a run shares.

@@ -110,3 +110,78 @@ extension SurrogateCache {
         return (glm, grid)
     }
 }
+
+/// The exact kernels' files: the train x train kernel with each group's self-kernels, its
+/// full per-layer parts, NFT-K layer weights, and query texts' exact rows.
+extension SurrogateCache {
+    /// An exact kernel read back: [n, n] and each group's part of K(x_i, x_i).
+    public struct ExactKernelFile {
+        public let matrix: [Float]
+        public let selfParts: [(group: String, values: [Float])]
+    }
+
+    /// The exact kernel `stem` of `n` texts with layer `groups`, or nil when it is missing,
+    /// damaged or of another shape.
+    public func loadExactKernel(_ stem: String, n: Int, groups: [String]) -> ExactKernelFile? {
+        guard let f = try? SafetensorsFile(url: url(stem)), f.metadata["format"] == "tangent-exact-kernel-1",
+              let k = try? f.float32("kernel", shape: [n, n]),
+              let parts = try? groups.map({ (group: $0, values: try f.float32("self.\($0)", shape: [n])) }) else { return nil }
+        return ExactKernelFile(matrix: k, selfParts: parts)
+    }
+
+    public func saveExactKernel(_ stem: String, kind: NTKKind, matrix: [Float], n: Int, selfParts: [(group: String, values: [Float])]) throws {
+        var w = SafetensorsWriter()
+        w.metadata = ["format": "tangent-exact-kernel-1", "kernel": kind.rawValue, "texts": String(n)]
+        w.add("kernel", shape: [n, n], float32: matrix)
+        for p in selfParts { w.add("self.\(p.group)", shape: [n], float32: p.values) }
+        try prepare()
+        try w.write(to: url(stem))
+    }
+
+    /// The full per-layer parts [n, n] of exact kernel `stem`, one per group, or nil.
+    public func loadExactParts(_ stem: String, n: Int, groups: [String]) -> [[Float]]? {
+        guard let p = try? SafetensorsFile(url: parts(stem)), p.metadata["format"] == "tangent-exact-parts-1" else { return nil }
+        return try? groups.map { try p.float32("part.\($0)", shape: [n, n]) }
+    }
+
+    public func saveExactParts(_ stem: String, kind: NTKKind, n: Int, parts: [(group: String, values: [Float])]) throws {
+        var w = SafetensorsWriter()
+        w.metadata = ["format": "tangent-exact-parts-1", "kernel": kind.rawValue, "texts": String(n)]
+        for p in parts { w.add("part.\(p.group)", shape: [n, n], float32: p.values) }
+        try prepare()
+        try w.write(to: self.parts(stem))
+    }
+
+    /// Layer weights of `kernel` on exact kernel `stem`, chosen under selector tag `tag`, or nil.
+    public func loadLayerWeights(_ stem: String, kernel: String, groups: Int, tag: String) -> [Double]? {
+        guard let f = try? SafetensorsFile(url: layerWeights(stem, kernel: kernel)), f.metadata["selection"] == tag else { return nil }
+        return try? f.float64("weights", shape: [groups])
+    }
+
+    public func saveLayerWeights(_ stem: String, kernel: String, fit r: LayerWeighting.Result, groups: [String], tag: String) throws {
+        var w = SafetensorsWriter()
+        w.metadata = ["format": "tangent-layer-weights-1", "selection": tag, "groups": groups.joined(separator: ","),
+                      "cross_entropy": String(r.crossEntropy), "unweighted_cross_entropy": String(r.unweightedCrossEntropy)]
+        w.add("weights", shape: [groups.count], float64: r.weights)
+        try prepare()
+        try w.write(to: layerWeights(stem, kernel: kernel))
+    }
+
+    /// Query texts' exact rows [m, n], logits [m, C] and per-group parts, or nil.
+    public func loadExactRows(_ url: URL, m: Int, n: Int, classes: Int, groups: [String]) -> QueryKernel? {
+        guard let f = try? SafetensorsFile(url: url), f.metadata["format"] == "tangent-exact-rows-1",
+              let rows = try? f.float32("kernel", shape: [m, n]), let logits = try? f.float32("logits", shape: [m, classes]),
+              let parts = try? groups.map({ (group: $0, values: try f.float32("part.\($0)", shape: [m, n])) }) else { return nil }
+        return QueryKernel(rows: rows, logits: logits, parts: parts)
+    }
+
+    public func saveExactRows(_ q: QueryKernel, kind: NTKKind, m: Int, n: Int, classes: Int, to url: URL) throws {
+        var w = SafetensorsWriter()
+        w.metadata = ["format": "tangent-exact-rows-1", "kernel": kind.rawValue]
+        w.add("kernel", shape: [m, n], float32: q.rows)
+        w.add("logits", shape: [m, classes], float32: q.logits)
+        for p in q.parts ?? [] { w.add("part.\(p.group)", shape: [m, n], float32: p.values) }
+        try prepare()
+        try w.write(to: url)
+    }
+}
