@@ -156,6 +156,34 @@ public struct LambdaSelector: Sendable {
         let scorer = OutOfFoldScorer(selector: self, kernel: kernel, labels: labels, networkLogits: networkLogits, classes: C,
                                      kernelScale: kernelScale, threads: threads)
         let descending = grid.sorted(by: >)
+        var (evaluated, best, atStrongest) = descend(descending, scorer: scorer, log: log)
+        if best == 0, let bound = extendTo, !atStrongest.isEmpty {
+            best = extend(&evaluated, from: descending[0], to: bound, scorer: scorer, atStrongest: atStrongest, log: log)
+        }
+        // The surrogate on all training texts: strongest evaluated lambda first, each fit
+        // warm-started from the previous one; only as far down as needed.
+        let order = evaluated.map(\.lambda)
+        let last = fitsOnAll == .everyLambda ? order.count - 1 : (fitsOnAll == .chosen ? best : -1)
+        let fits = LambdaSelector.fitAll(Array(order.prefix(last + 1)), kernel: kernel, labels: labels, classes: C, kernelScale: kernelScale,
+                                         columnGram: scorer.columnGram, threads: threads)
+        for (l, e) in evaluated.enumerated() {
+            let p = e.point
+            let fit = l < fits.count ? String(format: "; fit on all: %ld iterations%@", fits[l].iterations, fits[l].converged ? "" : ", not converged") : ""
+            log(String(format: "lambda %.0e: out-of-fold tau %.3f, network CE %.4f, label CE %.4f%@",
+                       p.lambda, p.networkTau, p.networkCrossEntropy, p.labelCrossEntropy, fit))
+        }
+        let chosenFit = best < fits.count ? fits[best] : nil
+        return Selection(criterion: criterion, points: evaluated.map(\.point).reversed(), fits: fitsOnAll == .everyLambda ? fits.reversed() : [],
+                         chosen: evaluated.count - 1 - best, chosenFit: chosenFit)
+    }
+}
+
+extension LambdaSelector {
+    /// The descent from strong to weak lambda over the folds, stopping early or cutting a
+    /// clearly losing lambda as configured: the lambdas evaluated on every fold (strong
+    /// first), the best one's index, and the folds' fits at the strongest lambda.
+    func descend(_ descending: [Double], scorer: OutOfFoldScorer, log: (String) -> Void)
+        -> (evaluated: [(lambda: Double, point: Point)], best: Int, atStrongest: [KernelGLM]) {
         var evaluated: [(lambda: Double, point: Point)] = []
         var best = 0, declines = 0
         var bestOutOfFold: [Double] = []
@@ -189,55 +217,53 @@ public struct LambdaSelector: Sendable {
                 break
             }
         }
-        if best == 0, let bound = extendTo, !atStrongest.isEmpty {
-            // The best is the strongest lambda: the criterion may still rise beyond the grid.
-            scorer.previous = atStrongest
-            var lambda = descending[0] * 10
-            while lambda <= bound * (1 + 1e-9) {
-                let point = scorer.evaluate(lambda).point!
-                evaluated.insert((lambda, point), at: 0)
-                let improves = point.merit(criterion) >= evaluated[1].point.merit(criterion)
-                log(String(format: "lambda selection: the best lambda is the strongest tried; extended to %.0e: %@", lambda,
-                           improves ? "no worse, continuing" : "worse, stopping"))
-                guard improves else { break }
-                lambda *= 10
-            }
-            // The best again, ties to the stronger (evaluated runs from strong to weak).
-            best = 0
-            for l in evaluated.indices where evaluated[l].point.merit(criterion) > evaluated[best].point.merit(criterion) { best = l }
-            if best == 0 && lambda > bound * (1 + 1e-9) {
-                log(String(format: "lambda selection: still rising at the bound %.0e of the extension", bound))
-            }
+        return (evaluated, best, atStrongest)
+    }
+
+    /// The best lambda is the strongest tried: the criterion may still rise beyond the
+    /// grid, so lambda grows by factors of 10 from `strongest` while it does not rank lower,
+    /// up to `bound`. Returns the best index again (ties to the stronger).
+    func extend(_ evaluated: inout [(lambda: Double, point: Point)], from strongest: Double, to bound: Double, scorer: OutOfFoldScorer,
+                atStrongest: [KernelGLM], log: (String) -> Void) -> Int {
+        scorer.previous = atStrongest
+        var lambda = strongest * 10
+        while lambda <= bound * (1 + 1e-9) {
+            let point = scorer.evaluate(lambda).point!
+            evaluated.insert((lambda, point), at: 0)
+            let improves = point.merit(criterion) >= evaluated[1].point.merit(criterion)
+            log(String(format: "lambda selection: the best lambda is the strongest tried; extended to %.0e: %@", lambda,
+                       improves ? "no worse, continuing" : "worse, stopping"))
+            guard improves else { break }
+            lambda *= 10
         }
-        // The surrogate on all training texts: strongest evaluated lambda first, each fit
-        // warm-started from the previous one; only as far down as needed.
-        let order = evaluated.map(\.lambda)
-        let last = fitsOnAll == .everyLambda ? order.count - 1 : (fitsOnAll == .chosen ? best : -1)
-        var spectrum: KernelSpectrum?
-        if last >= 0 {
-            if let g = scorer.columnGram, case .factored(let f, _, _, let w) = kernel {
-                spectrum = KernelSpectrum(factored: f, n: n, width: w, columnGram: g)
-            } else {
-                spectrum = KernelSpectrum(kernel: kernel, threads: threads)
-            }
+        var best = 0
+        for l in evaluated.indices where evaluated[l].point.merit(criterion) > evaluated[best].point.merit(criterion) { best = l }
+        if best == 0 && lambda > bound * (1 + 1e-9) {
+            log(String(format: "lambda selection: still rising at the bound %.0e of the extension", bound))
+        }
+        return best
+    }
+
+    /// The surrogate on all training texts at each of `lambdas` (strong to weak), each fit
+    /// warm-started from the previous one and preconditioned by the kernel's spectrum.
+    static func fitAll(_ lambdas: [Double], kernel: TrainingKernel, labels: [Int], classes C: Int, kernelScale: Double,
+                       columnGram: [Double]?, threads: Int) -> [KernelGLM] {
+        guard !lambdas.isEmpty else { return [] }
+        let spectrum: KernelSpectrum?
+        if let g = columnGram, case .factored(let f, _, let n, let w) = kernel {
+            spectrum = KernelSpectrum(factored: f, n: n, width: w, columnGram: g)
+        } else {
+            spectrum = KernelSpectrum(kernel: kernel, threads: threads)
         }
         var fits: [KernelGLM] = []
         var previous: KernelGLM?
-        for lambda in order.prefix(last + 1) {
+        for lambda in lambdas {
             let g = KernelGLM.fit(kernel: kernel, labels: labels, classes: C, lambda: lambda, kernelScale: kernelScale,
                                   start: previous, spectrum: spectrum, threads: threads)
             previous = g
             fits.append(g)
         }
-        for (l, e) in evaluated.enumerated() {
-            let p = e.point
-            let fit = l < fits.count ? String(format: "; fit on all: %ld iterations%@", fits[l].iterations, fits[l].converged ? "" : ", not converged") : ""
-            log(String(format: "lambda %.0e: out-of-fold tau %.3f, network CE %.4f, label CE %.4f%@",
-                       p.lambda, p.networkTau, p.networkCrossEntropy, p.labelCrossEntropy, fit))
-        }
-        let chosenFit = best < fits.count ? fits[best] : nil
-        return Selection(criterion: criterion, points: evaluated.map(\.point).reversed(), fits: fitsOnAll == .everyLambda ? fits.reversed() : [],
-                         chosen: evaluated.count - 1 - best, chosenFit: chosenFit)
+        return fits
     }
 }
 
