@@ -44,6 +44,7 @@ let package = Package(
         ]),
         .target(name: "TangentAttribution", dependencies: [
             "TangentTensor", "TangentIO", "TangentModel", "TangentKernels", "TangentData", "TangentTraining", "TangentSafetensors",
+            "TangentTokenizer",
         ]),
         .target(name: "TangentTraining", dependencies: [
             "TangentTensor", "TangentModel", "TangentData", "TangentSafetensors",

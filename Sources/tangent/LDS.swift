@@ -75,7 +75,8 @@ struct LDS: ParsableCommand {
                                                                                      maxTrain: maxTrain, maxTest: maxTest, seed: seed)
             try requireTwoClasses(trainTexts, in: trainFile)
             let labels = try LabelSet(collecting: trainTexts)
-            let testLabels = try labels.indices(of: testTexts, source: testFile.path)
+            // Every test label must be one of the training labels (the error names the file).
+            _ = try labels.indices(of: testTexts, source: testFile.path)
 
             let recipeModel = try recipe.map { try Classifier(directory: fileURL($0), threads: 1) }
             let tok = try tokenizer.map { try Tokenizer(contentsOf: fileURL($0)) } ?? recipeModel!.tokenizer
@@ -92,76 +93,22 @@ struct LDS: ParsableCommand {
             guard planBytes < Double(ProcessInfo.processInfo.physicalMemory) / 4 else {
                 throw ValidationError("--subsets \(subsets): the subsets' index lists and margins would need \(ByteSize.describe(planBytes)), more than a quarter of this machine's \(ByteSize.describe(Double(ProcessInfo.processInfo.physicalMemory)))")
             }
-            let run = LDSRunDirectory(url: outURL, key: runKey)
-            try run.claim(overwrite: overwrite)
-            let C = labels.count
+            let runDirectory = DatamodelingRunDirectory(url: outURL, key: runKey)
+            try runDirectory.claim(overwrite: overwrite)
             printError("LDS run \(runKey) in \(out): \(trainTexts.count) training and \(testTexts.count) test texts, \(subsets) subsets of \(fraction), "
                 + "recipe d_model \(resolved.config.dModel), \(resolved.config.nLayers) layers, \(resolved.options.epochs) epochs, lr \(resolved.options.learningRate)")
-
-            // `checkpoints`: keep every epoch's weights there, with its training record (TracIn).
-            func train(_ texts: [LabeledText], seed modelSeed: UInt64, label: String, checkpoints: URL? = nil) throws -> (Classifier, Double) {
-                var options = resolved.options
-                options.seed = modelSeed
-                let model = try TransformerClassifier<Float>.initialized(config: resolved.config, seed: modelSeed, threads: nThreads)
-                let clf = try Classifier(model: model, tokenizer: tok, labels: labels)
-                let set = try encodedSet(texts, trainFile, for: clf)
-                let t0 = Date()
-                let stages = StageProgress()
-                _ = try Trainer(model: model, options: options).train(set, test: nil, progress: { epoch, done, total, status in
-                    stages.report("\(label), epoch \(epoch)/\(options.epochs)", done, total, status: status)
-                }, onEpochEnd: { s in
-                    guard let checkpoints else { return }
-                    try TrainingRecord(epoch: s.epoch, options: options, trainTexts: texts.count, dataFingerprint: fingerprint(labelled: texts),
-                                       model: model.config, labels: labels.names, threads: nThreads)
-                        .writeCheckpoint(model, to: checkpoints.appendingPathComponent("epoch-\(s.epoch).safetensors"))
-                })
-                return (clf, Date().timeIntervalSince(t0))
+            let run = DatamodelingRun(directory: runDirectory, config: resolved.config, options: resolved.options, tokenizer: tok, labels: labels,
+                                      train: trainTexts, test: testTexts, trainFile: trainFile, seed: seed, threads: nThreads)
+            let training = StageProgress()
+            let progress = { (label: String, epoch: Int, done: Int, total: Int, status: String) in
+                training.report("\(label), epoch \(epoch)/\(resolved.options.epochs)", done, total, status: status)
             }
-            func margins(_ clf: Classifier) throws -> (margins: [Double], accuracy: Double) {
-                let z = try clf.logits(testTexts.map(\.text))
-                var correct = 0
-                let m = testTexts.indices.map { t -> Double in
-                    let row = (0..<C).map { Double(z[t * C + $0]) }
-                    if Softmax.argmax(row) == testLabels[t] { correct += 1 }
-                    return Softmax.logOdds(row, classIndex: Faithfulness.comparedClass(classes: C, label: testLabels[t]))
-                }
-                return (m, Double(correct) / Double(max(1, testTexts.count)))
-            }
-
             // The model under study and TRAK's ensemble: the whole training set, seeds SEED, SEED+1, ...
-            var models: [Classifier] = []
-            for k in 0..<ensemble {
-                let dir = run.modelDirectory(k)
-                if let clf = run.finishedModel(dir, threads: nThreads) {
-                    models.append(clf)
-                    continue
-                }
-                var options = resolved.options
-                options.seed = seed &+ UInt64(k)
-                let (clf, seconds) = try train(trainTexts, seed: options.seed, label: k == 0 ? "model under study" : "TRAK ensemble model \(k + 1)/\(ensemble)",
-                                               checkpoints: k == 0 ? dir.appendingPathComponent(ModelDirectory.checkpointsDirectory) : nil)
-                try clf.save(to: dir, extra: ["lds_run": runKey, "complete": true, "seconds": seconds, "train_texts": trainTexts.count,
-                                              "train_fingerprint": fingerprint(labelled: trainTexts), "threads": nThreads,
-                                              "training": try JSONSerialization.jsonObject(with: JSONEncoder().encode(options))])
-                // Loaded back, so that it carries its directory and training record like a resumed run's.
-                models.append(try Classifier(directory: dir, threads: nThreads))
-            }
-            let full = try margins(models[0])
+            let models = try run.fullModels(ensemble, progress: progress)
+            let full = try run.margins(models[0])
             printError(String(format: "model under study: test accuracy %.4f on %ld texts", full.accuracy, testTexts.count))
-
-            // Subset models: only their margins are kept.
             let plan = Datamodeling.subsets(n: trainTexts.count, count: subsets, fraction: fraction, seed: seed)
-            var subsetMargins: [[Double]] = [], accuracies: [Double] = [], trainSeconds: [Double] = []
-            for (m, s) in plan.enumerated() {
-                if let done = run.subsetResult(m, size: s.count, tests: testTexts.count) {
-                    subsetMargins.append(done.margins); accuracies.append(done.accuracy); trainSeconds.append(done.seconds)
-                    continue
-                }
-                let (clf, seconds) = try train(s.map { trainTexts[$0] }, seed: seed, label: "subset model \(m + 1)/\(subsets)")
-                let r = try margins(clf)
-                try run.saveSubset(m, size: s.count, margins: r.margins, accuracy: r.accuracy, seconds: seconds)
-                subsetMargins.append(r.margins); accuracies.append(r.accuracy); trainSeconds.append(seconds)
-            }
+            let (subsetMargins, accuracies, trainSeconds) = try run.subsetModels(plan, progress: progress)
             printError(String(format: "%ld subset models: mean test accuracy %.4f, %.1f s of training each", subsets,
                               accuracies.reduce(0, +) / Double(subsets), trainSeconds.reduce(0, +) / Double(subsets)))
 
@@ -170,7 +117,7 @@ struct LDS: ParsableCommand {
                 classifier: models[0], ensemble: Array(models.dropFirst()), train: trainTexts, test: testTexts,
                 subsets: plan, margins: subsetMargins, kernels: kernels.kernels,
                 projDim: projDim, seed: seed, projector: projection.choice, cache: fileURL(cache),
-                checkpoints: run.modelDirectory(0).appendingPathComponent(ModelDirectory.checkpointsDirectory), resamples: resamples,
+                checkpoints: runDirectory.modelDirectory(0).appendingPathComponent(ModelDirectory.checkpointsDirectory), resamples: resamples,
                 selector: selectionOptions.selector(seed: seed),
                 log: { printError($0) },
                 progress: { stages.report($0, $1, $2) })
@@ -252,65 +199,5 @@ struct RecipeOptions: ParsableArguments {
         if let dropout { options.dropout = dropout }
         try options.validate()
         return (config, options)
-    }
-}
-
-/// The files of an LDS run: OUT/run.json (what the run is), OUT/model-K (the model under
-/// study, K = 0, and TRAK's ensemble), OUT/subsets/NNNN.json (a subset model's margins).
-struct LDSRunDirectory {
-    let url: URL
-    let key: String
-    static let format = "tangent-lds-run-1"
-
-    /// Refuses a directory holding another run (or removes its files with `overwrite`),
-    /// and records this run.
-    func claim(overwrite: Bool) throws {
-        let runURL = url.appendingPathComponent("run.json")
-        let fm = FileManager.default
-        if fm.fileExists(atPath: runURL.path) {
-            let json = (try? JSONSerialization.jsonObject(with: WholeFile.read(runURL))) as? [String: Any]
-            if json?["format"] as? String == LDSRunDirectory.format && json?["run"] as? String == key { return }
-            guard overwrite else {
-                throw DataError("\(url.path) holds an LDS run of other settings (data, recipe, tokenizer, fraction or seed; run \(json?["run"] as? String ?? "unknown")); "
-                    + "give another --out, or --overwrite to discard it")
-            }
-            for name in (try? fm.contentsOfDirectory(atPath: url.path)) ?? []
-            where name == "subsets" || name.hasPrefix("model-") || name == "lds.json" || name == "lds.md" {
-                try fm.removeItem(at: url.appendingPathComponent(name))
-            }
-        } else if let other = ((try? fm.contentsOfDirectory(atPath: url.path)) ?? []).first(where: { $0 != ".lock" && !$0.hasPrefix(".") }) {
-            throw DataError("\(url.path) is not empty (\(other)) and holds no LDS run; give an empty or new directory")
-        }
-        try fm.createDirectory(at: url.appendingPathComponent("subsets"), withIntermediateDirectories: true)
-        try AtomicFile.write(Data(try JSONSerialization.data(withJSONObject: ["format": LDSRunDirectory.format, "run": key], options: [.sortedKeys])), to: runURL)
-    }
-
-    func modelDirectory(_ k: Int) -> URL { url.appendingPathComponent("model-\(k)") }
-
-    /// A model of this run that finished training, or nil (to be trained again).
-    func finishedModel(_ dir: URL, threads: Int) -> Classifier? {
-        guard let clf = try? Classifier(directory: dir, threads: threads), clf.configJSON["lds_run"] as? String == key,
-              clf.configJSON["complete"] as? Bool == true else { return nil }
-        return clf
-    }
-
-    private func subsetURL(_ m: Int) -> URL { url.appendingPathComponent("subsets/\(String(format: "%04d", m)).json") }
-
-    func subsetResult(_ m: Int, size: Int, tests: Int) -> (margins: [Double], accuracy: Double, seconds: Double)? {
-        guard let data = try? WholeFile.read(subsetURL(m)), let r = try? JSONDecoder().decode(SubsetRecord.self, from: data),
-              r.run == key, r.subset == m, r.size == size, r.margins.count == tests, r.margins.allSatisfy(\.isFinite) else { return nil }
-        return (r.margins, r.accuracy, r.seconds)
-    }
-
-    func saveSubset(_ m: Int, size: Int, margins: [Double], accuracy: Double, seconds: Double) throws {
-        try AtomicFile.write(try JSONEncoder.sorted.encode(SubsetRecord(run: key, subset: m, size: size, margins: margins, accuracy: accuracy, seconds: seconds)),
-                             to: subsetURL(m))
-    }
-
-    private struct SubsetRecord: Codable {
-        let run: String
-        let subset: Int, size: Int
-        let margins: [Double]
-        let accuracy: Double, seconds: Double
     }
 }
