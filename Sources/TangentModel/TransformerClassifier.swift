@@ -33,13 +33,13 @@ public final class TransformerClassifier<T: BLASScalar> {
     public let threads: Int
     /// Whether the last forward pass ran row-invariant products; its backward calls
     /// follow it, so a pass is row-invariant from end to end or not at all.
-    private var rowInvariant = false
+    var rowInvariant = false
 
-    private struct BlockIndices {
+    struct BlockIndices {
         let norm1w, norm1b, qkvw, qkvb, projw, projb, norm2w, norm2b, fc1w, fc1b, fc2w, fc2b: Int
     }
-    private let blocks: [BlockIndices]
-    private let tokIdx, posIdx, normw, normb, headw, headb: Int
+    let blocks: [BlockIndices]
+    let tokIdx, posIdx, normw, normb, headw, headb: Int
 
     private var workspaces: [Workspace<T>]
     private var shardGrads: [Buffer<T>]
@@ -125,7 +125,7 @@ public final class TransformerClassifier<T: BLASScalar> {
     /// text, and so do the backward calls that follow, so a text's logits, embeddings and
     /// gradients are bit-identical whatever batch, shard or thread count computes them
     /// (BLAS may round a row differently depending on how many rows share a call).
-    /// Feature extraction asks for it; training and prediction do not need it.
+    /// Prediction and feature extraction ask for it; training does not need it.
     @discardableResult
     @_specialize(exported: true, where T == Float)
     @_specialize(exported: true, where T == Double)
@@ -249,219 +249,6 @@ public final class TransformerClassifier<T: BLASScalar> {
                         let D = self.config.dModel
                         (rows.baseAddress! + batch.offsets[first] * D).update(from: ws.dres.p, count: ws.batch.tokenCount * D)
                     }
-                }
-            }
-        }
-    }
-
-    // MARK: - Shard passes
-
-    private func p(_ i: Int) -> UnsafeMutablePointer<T> { parameters.baseAddress! + layout.tensors[i].offset }
-
-    private func forwardShard(_ ws: Workspace<T>, batch: TokenBatch, firstText: Int, dropout: DropoutConfig?) {
-        let c = config
-        let N = batch.tokenCount, B = batch.count, D = c.dModel, F = c.dFF, C = c.nClasses
-        let eps = T(c.normEps)
-        ws.prepare(batch, config: c, dropout: dropout != nil)
-        let tokRows: [Range<Int>]? = rowInvariant ? ws.texts : nil
-        let textRows: [Range<Int>]? = rowInvariant ? (0..<B).map { $0..<($0 + 1) } : nil
-        batch.ids.withUnsafeBufferPointer { ids in
-            batch.positions.withUnsafeBufferPointer { pos in
-                Embedding.forward(out: ws.res[0].p, ids: ids.baseAddress!, positions: pos.baseAddress!,
-                                  tokenTable: p(tokIdx), positionTable: p(posIdx), n: N, d: D)
-                if let dropout {
-                    fillMask(ws.embMask.p, dropout: dropout, site: 0, layer: 0, positions: pos.baseAddress!, texts: ws.texts, firstText: firstText)
-                    for k in 0..<(N * D) { ws.res[0].p[k] *= ws.embMask.p[k] }
-                }
-                for l in 0..<c.nLayers {
-                    let bi = blocks[l]
-                    LayerNorm.forward(out: ws.ln1[l].p, mean: ws.ln1Mean[l].p, rstd: ws.ln1Rstd[l].p, inp: ws.res[l].p,
-                                      weight: p(bi.norm1w), bias: p(bi.norm1b), n: N, d: D, eps: eps)
-                    Linear.forward(out: ws.qkv[l].p, inp: ws.ln1[l].p, weight: p(bi.qkvw), bias: p(bi.qkvb), n: N, i: D, o: 3 * D, rows: tokRows)
-                    Attention.forward(out: ws.atty[l].p, att: ws.att[l].p, qkv: ws.qkv[l].p, texts: ws.texts,
-                                      attOffsets: ws.attOffsets, d: D, heads: c.nHeads)
-                    Linear.forward(out: ws.tmpD.p, inp: ws.atty[l].p, weight: p(bi.projw), bias: p(bi.projb), n: N, i: D, o: D, rows: tokRows)
-                    if let dropout {
-                        fillMask(ws.attnMask[l].p, dropout: dropout, site: 1, layer: l, positions: pos.baseAddress!, texts: ws.texts, firstText: firstText)
-                        for k in 0..<(N * D) { ws.tmpD.p[k] *= ws.attnMask[l].p[k] }
-                    }
-                    for k in 0..<(N * D) { ws.mid[l].p[k] = ws.res[l].p[k] + ws.tmpD.p[k] }
-                    LayerNorm.forward(out: ws.ln2[l].p, mean: ws.ln2Mean[l].p, rstd: ws.ln2Rstd[l].p, inp: ws.mid[l].p,
-                                      weight: p(bi.norm2w), bias: p(bi.norm2b), n: N, d: D, eps: eps)
-                    Linear.forward(out: ws.fc1[l].p, inp: ws.ln2[l].p, weight: p(bi.fc1w), bias: p(bi.fc1b), n: N, i: D, o: F, rows: tokRows)
-                    GELU.forward(out: ws.gelu[l].p, derivative: ws.fc1[l].p, inp: ws.fc1[l].p, count: N * F)
-                    Linear.forward(out: ws.tmpD.p, inp: ws.gelu[l].p, weight: p(bi.fc2w), bias: p(bi.fc2b), n: N, i: F, o: D, rows: tokRows)
-                    if let dropout {
-                        fillMask(ws.mlpMask[l].p, dropout: dropout, site: 2, layer: l, positions: pos.baseAddress!, texts: ws.texts, firstText: firstText)
-                        for k in 0..<(N * D) { ws.tmpD.p[k] *= ws.mlpMask[l].p[k] }
-                    }
-                    for k in 0..<(N * D) { ws.res[l + 1].p[k] = ws.mid[l].p[k] + ws.tmpD.p[k] }
-                }
-            }
-        }
-        let last = ws.res[c.nLayers].p
-        LayerNorm.forward(out: ws.lnf.p, mean: ws.lnfMean.p, rstd: ws.lnfRstd.p, inp: last,
-                          weight: p(normw), bias: p(normb), n: N, d: D, eps: eps)
-        Pooling.forward(out: ws.pooled.p, inp: ws.lnf.p, texts: ws.texts, d: D, mode: c.pooling)
-        Linear.forward(out: ws.logits.p, inp: ws.pooled.p, weight: p(headw), bias: p(headb), n: B, i: D, o: C, rows: textRows)
-    }
-
-    private func fillMask(_ mask: UnsafeMutablePointer<T>, dropout: DropoutConfig, site: UInt64, layer: Int,
-                          positions: UnsafePointer<Int32>, texts: [Range<Int>], firstText: Int) {
-        let D = config.dModel
-        let rng = CounterRNG.derive(dropout.seed, dropout.step, site, UInt64(layer))
-        let keep = T(1 / (1 - dropout.rate))
-        for (b, r) in texts.enumerated() {
-            for row in r {
-                let base = UInt64((firstText + b) * config.maxLen + Int(positions[row])) * UInt64(D)
-                for j in 0..<D {
-                    mask[row * D + j] = rng.uniform(base + UInt64(j)) < dropout.rate ? 0 : keep
-                }
-            }
-        }
-    }
-
-    /// Backward of one shard. `offsets[i]` places tensor i's gradient at `base + offsets[i]`
-    /// (nil: not wanted). With `perExampleStride`, text b's gradients go to
-    /// `base + b * stride + offsets[i]`; otherwise all texts sum into one vector.
-    ///
-    /// With `sink`, parameter gradients are not written to `base` but handed over per text
-    /// and tensor from a small scratch (see the streaming `perExampleGradients`).
-    ///
-    /// Over 80 lines: it is the whole model's backward, head to embeddings, and every stage
-    /// shares the shard's workspace pointers and the gradient destinations; issue 21 splits
-    /// one block's backward and a gradient-destination type out of it, with the checks
-    /// against finite differences guarding the split.
-    private func backwardShard(_ ws: Workspace<T>, seed: UnsafePointer<T>, base: UnsafeMutablePointer<T>?,
-                               offsets: [Int?], perExampleStride: Int?, needEmbeddingRows: Bool = false,
-                               sink: ((Int, Int, UnsafePointer<T>) -> Void)? = nil) {
-        let c = config
-        let N = ws.batch.tokenCount, B = ws.batch.count, D = c.dModel, F = c.dFF, C = c.nClasses
-        let tokSeg: Segments, textSeg: Segments
-        if let stride = perExampleStride {
-            tokSeg = Segments(ranges: ws.texts, stride: stride)
-            textSeg = Segments(ranges: (0..<B).map { $0..<($0 + 1) }, stride: stride)
-        } else {
-            tokSeg = .summed(N)
-            textSeg = .summed(B)
-        }
-        func g(_ i: Int) -> UnsafeMutablePointer<T>? { sink == nil ? offsets[i].map { base! + $0 } : nil }
-        func wanted(_ i: Int) -> Bool { offsets[i] != nil }
-        // Streaming: a layer's weight and bias gradients, one text at a time into the
-        // scratch (a product with beta 0, so nothing is zeroed), handed to the sink.
-        func streamLinear(w: Int, b: Int, dout: UnsafePointer<T>, inp: UnsafePointer<T>, i: Int, o: Int, rows: [Range<Int>]) {
-            guard let sink, wanted(w) || wanted(b) else { return }
-            ws.gradScratch.ensure(o * i)
-            let sp = ws.gradScratch.p
-            for (k, r) in rows.enumerated() where !r.isEmpty {
-                if wanted(w) {
-                    T.gemm(transA: true, transB: false, m: o, n: i, k: r.count, alpha: 1, a: dout + r.lowerBound * o, lda: o,
-                           b: inp + r.lowerBound * i, ldb: i, beta: 0, c: sp, ldc: i)
-                    sink(w, k, sp)
-                }
-                if wanted(b) {
-                    sp.update(repeating: 0, count: o)
-                    for row in r { for j in 0..<o { sp[j] += dout[row * o + j] } }
-                    sink(b, k, sp)
-                }
-            }
-        }
-        // Streaming: per-text gradients of small per-row tensors (norms, position table),
-        // accumulated for all texts of the shard in the scratch by `body`, then handed over.
-        func streamSmall(_ tensors: [Int], width: Int, _ body: (UnsafeMutablePointer<T>?, UnsafeMutablePointer<T>?, Segments) -> Void) {
-            guard let sink, tensors.contains(where: wanted) else { return }
-            let stride = width * tensors.count
-            ws.gradScratch.ensure(B * stride)
-            ws.gradScratch.zero(B * stride)
-            let sp = ws.gradScratch.p
-            body(sp, tensors.count > 1 ? sp + width : nil, Segments(ranges: ws.texts, stride: stride))
-            for k in 0..<B where !ws.texts[k].isEmpty {
-                for (j, t) in tensors.enumerated() where wanted(t) { sink(t, k, sp + k * stride + j * width) }
-            }
-        }
-        let tokRows: [Range<Int>]? = rowInvariant ? ws.texts : nil
-        let textRows: [Range<Int>]? = rowInvariant ? (0..<B).map { $0..<($0 + 1) } : nil
-        // Lowest group whose gradients are wanted: 0 embeddings, l+1 block l, n+1 norm, n+2 head.
-        let groupOf: (Int) -> Int = { i in
-            let name = self.layout.tensors[i].name
-            if name.hasPrefix("embeddings") { return 0 }
-            if name.hasPrefix("blocks.") { return Int(name.split(separator: ".")[1])! + 1 }
-            return name.hasPrefix("norm") ? c.nLayers + 1 : c.nLayers + 2
-        }
-        let lowest = needEmbeddingRows ? 0 : (offsets.indices.filter { offsets[$0] != nil }.map(groupOf).min() ?? c.nLayers + 3)
-        if lowest > c.nLayers + 2 { return }
-
-        Linear.backward(dinp: ws.dpooled.p, accumulateInput: false, dweight: g(headw), dbias: g(headb),
-                        dout: seed, inp: ws.pooled.p, weight: p(headw), n: B, i: D, o: C, segments: textSeg, rows: textRows)
-        streamLinear(w: headw, b: headb, dout: seed, inp: ws.pooled.p, i: D, o: C, rows: (0..<B).map { $0..<($0 + 1) })
-        if lowest > c.nLayers + 1 { return }
-        Pooling.backward(dinp: ws.dln.p, dout: ws.dpooled.p, texts: ws.texts, d: D, mode: c.pooling)
-        ws.dres.zero(N * D)
-        LayerNorm.backward(dinp: ws.dres.p, dweight: g(normw), dbias: g(normb), dout: ws.dln.p,
-                           inp: ws.res[c.nLayers].p, weight: p(normw), mean: ws.lnfMean.p, rstd: ws.lnfRstd.p,
-                           n: N, d: D, segments: tokSeg)
-        streamSmall([normw, normb], width: D) { dw, db, seg in
-            LayerNorm.weightGradients(dweight: dw!, dbias: db!, dout: ws.dln.p, inp: ws.res[c.nLayers].p,
-                                      mean: ws.lnfMean.p, rstd: ws.lnfRstd.p, d: D, segments: seg)
-        }
-        for l in stride(from: c.nLayers - 1, through: 0, by: -1) {
-            if lowest > l + 1 { return }
-            let bi = blocks[l]
-            // MLP branch: res[l+1] = mid + drop(fc2(gelu(fc1(ln2(mid))))).
-            ws.dmid.p.update(from: ws.dres.p, count: N * D)
-            var dbranch = UnsafePointer(ws.dres.p)
-            if ws.dropoutUsed {
-                for k in 0..<(N * D) { ws.tmpD.p[k] = ws.dres.p[k] * ws.mlpMask[l].p[k] }
-                dbranch = UnsafePointer(ws.tmpD.p)
-            }
-            Linear.backward(dinp: ws.dF1.p, accumulateInput: false, dweight: g(bi.fc2w), dbias: g(bi.fc2b),
-                            dout: dbranch, inp: ws.gelu[l].p, weight: p(bi.fc2w), n: N, i: F, o: D, segments: tokSeg, rows: tokRows)
-            streamLinear(w: bi.fc2w, b: bi.fc2b, dout: dbranch, inp: ws.gelu[l].p, i: F, o: D, rows: ws.texts)
-            GELU.backward(dinp: ws.dF2.p, dout: ws.dF1.p, derivative: ws.fc1[l].p, count: N * F)
-            Linear.backward(dinp: ws.dln.p, accumulateInput: false, dweight: g(bi.fc1w), dbias: g(bi.fc1b),
-                            dout: ws.dF2.p, inp: ws.ln2[l].p, weight: p(bi.fc1w), n: N, i: D, o: F, segments: tokSeg, rows: tokRows)
-            streamLinear(w: bi.fc1w, b: bi.fc1b, dout: ws.dF2.p, inp: ws.ln2[l].p, i: D, o: F, rows: ws.texts)
-            LayerNorm.backward(dinp: ws.dmid.p, dweight: g(bi.norm2w), dbias: g(bi.norm2b), dout: ws.dln.p,
-                               inp: ws.mid[l].p, weight: p(bi.norm2w), mean: ws.ln2Mean[l].p, rstd: ws.ln2Rstd[l].p,
-                               n: N, d: D, segments: tokSeg)
-            streamSmall([bi.norm2w, bi.norm2b], width: D) { dw, db, seg in
-                LayerNorm.weightGradients(dweight: dw!, dbias: db!, dout: ws.dln.p, inp: ws.mid[l].p,
-                                          mean: ws.ln2Mean[l].p, rstd: ws.ln2Rstd[l].p, d: D, segments: seg)
-            }
-            // Attention branch: mid = res[l] + drop(proj(attention(qkv(ln1(res[l]))))).
-            ws.dres.p.update(from: ws.dmid.p, count: N * D)
-            dbranch = UnsafePointer(ws.dmid.p)
-            if ws.dropoutUsed {
-                for k in 0..<(N * D) { ws.tmpD.p[k] = ws.dmid.p[k] * ws.attnMask[l].p[k] }
-                dbranch = UnsafePointer(ws.tmpD.p)
-            }
-            Linear.backward(dinp: ws.datty.p, accumulateInput: false, dweight: g(bi.projw), dbias: g(bi.projb),
-                            dout: dbranch, inp: ws.atty[l].p, weight: p(bi.projw), n: N, i: D, o: D, segments: tokSeg, rows: tokRows)
-            streamLinear(w: bi.projw, b: bi.projb, dout: dbranch, inp: ws.atty[l].p, i: D, o: D, rows: ws.texts)
-            Attention.backward(dqkv: ws.dqkv.p, scratch: ws.dattScratch.p, dout: ws.datty.p, qkv: ws.qkv[l].p,
-                               att: ws.att[l].p, texts: ws.texts, attOffsets: ws.attOffsets, d: D, heads: c.nHeads)
-            Linear.backward(dinp: ws.dln.p, accumulateInput: false, dweight: g(bi.qkvw), dbias: g(bi.qkvb),
-                            dout: ws.dqkv.p, inp: ws.ln1[l].p, weight: p(bi.qkvw), n: N, i: D, o: 3 * D, segments: tokSeg, rows: tokRows)
-            streamLinear(w: bi.qkvw, b: bi.qkvb, dout: ws.dqkv.p, inp: ws.ln1[l].p, i: D, o: 3 * D, rows: ws.texts)
-            LayerNorm.backward(dinp: ws.dres.p, dweight: g(bi.norm1w), dbias: g(bi.norm1b), dout: ws.dln.p,
-                               inp: ws.res[l].p, weight: p(bi.norm1w), mean: ws.ln1Mean[l].p, rstd: ws.ln1Rstd[l].p,
-                               n: N, d: D, segments: tokSeg)
-            streamSmall([bi.norm1w, bi.norm1b], width: D) { dw, db, seg in
-                LayerNorm.weightGradients(dweight: dw!, dbias: db!, dout: ws.dln.p, inp: ws.res[l].p,
-                                          mean: ws.ln1Mean[l].p, rstd: ws.ln1Rstd[l].p, d: D, segments: seg)
-            }
-        }
-        if lowest > 0 { return }
-        if ws.dropoutUsed {
-            for k in 0..<(N * D) { ws.dres.p[k] *= ws.embMask.p[k] }
-        }
-        ws.batch.ids.withUnsafeBufferPointer { ids in
-            ws.batch.positions.withUnsafeBufferPointer { pos in
-                Embedding.backward(dtokenTable: g(tokIdx), dpositionTable: g(posIdx), dout: ws.dres.p,
-                                   ids: ids.baseAddress!, positions: pos.baseAddress!, d: D, segments: tokSeg)
-                streamSmall([posIdx], width: c.maxLen * D) { dp, _, seg in
-                    Embedding.backward(dtokenTable: nil, dpositionTable: dp, dout: ws.dres.p,
-                                       ids: ids.baseAddress!, positions: pos.baseAddress!, d: D, segments: seg)
                 }
             }
         }

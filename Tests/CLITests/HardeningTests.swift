@@ -372,3 +372,18 @@ import Testing
         try d.write(to: url)
     }
 }
+
+/// The benchmark commands run to the end on a small workload and print their figures
+/// (`bench train` once failed on its second trainer call, with no test to notice).
+@Suite struct BenchCommandTests {
+    @Test func benchmarksRun() throws {
+        let w = try CLI.workDirectory()
+        defer { try? FileManager.default.removeItem(at: w) }
+        let train = try CLI.run(["bench", "train", "--d-model", "16", "--heads", "2", "--layers", "1", "--d-ff", "32", "--vocab", "300",
+                                 "--tokens", "16", "--batch-size", "4", "--steps", "2"], in: w)
+        #expect(train.status == 0 && train.stdout.contains("throughput:"), "\(train.stderr)")
+        let featurize = try CLI.run(["bench", "featurize", "--d-model", "16", "--tokens", "16", "--texts", "8", "--proj-dim", "32"], in: w)
+        #expect(featurize.status == 0 && featurize.stdout.contains("examples/s") && featurize.stdout.contains("speed-up of sketch"),
+                "\(featurize.stdout)\n\(featurize.stderr)")
+    }
+}
