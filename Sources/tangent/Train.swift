@@ -64,8 +64,6 @@ struct Train: ParsableCommand {
         if resume && overwrite { throw ValidationError("--resume continues OUT and --overwrite replaces it; give one of them") }
     }
 
-    /// Where a resumed run's optimizer state lives until training completes.
-    static let optimizerFile = "resume.safetensors"
 
     func run() throws {
         try reportingErrors {
@@ -119,7 +117,8 @@ struct Train: ParsableCommand {
                 try configExtra(options: options, dataset: dataset, dataFingerprint: dataFingerprint, threads: nThreads, history: history,
                                 parameters: model.layout.count, final: final)
             }
-            let optimizerURL = outURL.appendingPathComponent(Train.optimizerFile)
+            let run = TrainingRun(classifier: classifier, directory: outURL, options: options, keepCheckpoints: keepCheckpoints,
+                                  trainTexts: trainSet.count, dataFingerprint: dataFingerprint, threads: nThreads)
             let summaries = try trainer.train(trainSet, test: testSet, after: history.count, progress: { epoch, done, total, status in
                 // The epoch's bar ends with its summary, below.
                 stages.report("epoch \(epoch)/\(epochs)", done, total, status: status, finishAtTotal: false)
@@ -129,15 +128,7 @@ struct Train: ParsableCommand {
                 if let a = s.testAccuracy, let l = s.testLoss { status += String(format: " | test loss %.4f acc %.4f", l, a) }
                 stages.finish(status: status)
                 if !stages.drawsInPlace { printError("epoch \(s.epoch): \(status)") }
-                if s.epoch < epochs { try Train.saveResumeState(trainer, epoch: s.epoch, history: history, to: optimizerURL) }
-                if keepCheckpoints {
-                    // Before the model files, so a resumed run never lacks a finished epoch's checkpoint.
-                    let record = TrainingRecord(epoch: s.epoch, options: options, trainTexts: trainSet.count, dataFingerprint: dataFingerprint,
-                                                model: model.config, labels: labels.names, threads: nThreads)
-                    try record.writeCheckpoint(model, to: outURL.appendingPathComponent("\(ModelDirectory.checkpointsDirectory)/epoch-\(s.epoch).safetensors"))
-                }
-                try classifier.save(to: outURL, extra: try extra(final: s.epoch == epochs))
-                if s.epoch == epochs { unlink(optimizerURL.path) }
+                try run.finishEpoch(s, trainer: trainer, history: history, extra: try extra(final: s.epoch == epochs))
             })
             guard let last = summaries.last ?? history.last else { throw DataError("\(out): no epoch was trained") }
             print("saved \(out): \(history.count) epochs, train accuracy \(String(format: "%.4f", last.trainAccuracy))"
@@ -179,19 +170,6 @@ struct Train: ParsableCommand {
         throw DataError("\(out): holds an interrupted training run (\(done) epoch\(done == 1 ? "" : "s") finished); pass --resume to continue it with the same settings, or --overwrite to start again")
     }
 
-    /// Everything `--resume` needs after a finished epoch, in one file written in one
-    /// rename before the model files, so a kill at any point leaves a consistent state.
-    static func saveResumeState(_ trainer: Trainer, epoch: Int, history: [EpochSummary], to url: URL) throws {
-        let state = trainer.optimizerState, model = trainer.model
-        var w = SafetensorsWriter()
-        w.metadata = ["format": "tangent-resume-1", "epoch": String(epoch), "step": String(state.step),
-                      "history": String(decoding: try JSONEncoder().encode(history), as: UTF8.self)]
-        w.add("params", shape: [model.layout.count], float32: model.parameterArray)
-        w.add("m", shape: [state.m.count], float32: state.m)
-        w.add("v", shape: [state.v.count], float32: state.v)
-        try w.write(to: url)
-    }
-
     /// Checks that a resumed run has the settings of the interrupted one, restores the
     /// optimizer, and returns the finished epochs' history.
     func resumeState(_ previous: Classifier, fresh: Classifier, options: TrainingOptions, dataFingerprint: String, threads: Int,
@@ -215,21 +193,7 @@ struct Train: ParsableCommand {
         guard differences.isEmpty else {
             throw DataError("\(out): cannot resume with other settings: \(differences.joined(separator: "; "))")
         }
-        let stateURL = fileURL(out).appendingPathComponent(Train.optimizerFile)
-        let state: SafetensorsFile
-        do { state = try SafetensorsFile(url: stateURL) } catch {
-            throw DataError("\(out): cannot resume: the state of the last finished epoch is missing or damaged (\(error)); retrain with --overwrite")
-        }
-        guard state.metadata["format"] == "tangent-resume-1", let step = Int(state.metadata["step"] ?? ""),
-              let history = try? JSONDecoder().decode([EpochSummary].self, from: Data((state.metadata["history"] ?? "").utf8)),
-              step == history.count * stepsPerEpoch else {
-            throw DataError("\(stateURL.path): not a resumable state of this run (\(stepsPerEpoch) steps per epoch); retrain with --overwrite")
-        }
-        // The weights of that epoch: config.json and model.safetensors may lag one epoch
-        // behind when the run was killed while saving them.
-        let n = previous.model.layout.count
-        previous.model.setParameters(try state.float32("params", shape: [n]))
-        try trainer.restore(m: try state.float32("m", shape: [n]), v: try state.float32("v", shape: [n]), step: step)
-        return history
+        return try ResumeState.restore(from: fileURL(out).appendingPathComponent(ResumeState.fileName), into: previous.model, trainer: trainer,
+                                       stepsPerEpoch: stepsPerEpoch, directory: out)
     }
 }
