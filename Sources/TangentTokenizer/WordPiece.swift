@@ -1,0 +1,172 @@
+import Foundation
+
+/// BERT's WordPiece tokenizer, as `transformers` (its `tokenizers` backend) tokenizes:
+/// the BERT normalizer, the BERT pre-tokenizer, greedy longest-match-first word pieces
+/// with `##` continuations, and `[CLS] ... [SEP]` framing.
+///
+/// Normalization, in the backend's order: drop NUL, U+FFFD and control characters and
+/// turn whitespace into spaces; put spaces around CJK ideographs; strip accents (NFD,
+/// then drop nonspacing marks) when `stripAccents`, which defaults to `lowercase`; then
+/// lower-case character by character. Pre-tokenization splits on whitespace (dropped)
+/// and isolates every punctuation character (Unicode P*, and ASCII symbols). A word of
+/// more than `maxInputCharacters` characters, or one that does not split into vocabulary
+/// pieces, is `[UNK]`.
+public struct WordPieceTokenizer: Sendable {
+    /// Piece to id, in `vocab.txt` order.
+    public let vocabulary: [String: Int32]
+    public let pieces: [String]
+    public let lowercase: Bool
+    public let stripAccents: Bool
+    public let splitChinese: Bool
+    public let maxInputCharacters = 100
+    public let unknown: Int32, classifier: Int32, separator: Int32, padding: Int32
+    /// Where the vocabulary came from (errors name it).
+    public let source: String
+
+    /// Reads `vocab.txt` (one piece per line, id = line number from 0) and, when given,
+    /// `tokenizer_config.json` (`do_lower_case`, `strip_accents`, `tokenize_chinese_chars`
+    /// and the special tokens' strings).
+    public init(vocabulary url: URL, config configURL: URL? = nil) throws {
+        let text: String
+        do { text = try String(contentsOf: url, encoding: .utf8) } catch {
+            throw TokenizerError("\(url.path): cannot read the WordPiece vocabulary (\(error.localizedDescription))")
+        }
+        var config: [String: Any] = [:]
+        if let configURL, FileManager.default.fileExists(atPath: configURL.path) {
+            guard let data = try? Data(contentsOf: configURL), let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+                throw TokenizerError("\(configURL.path): not a JSON object")
+            }
+            config = json
+        }
+        var lines = text.components(separatedBy: "\n")
+        if lines.last == "" { lines.removeLast() }
+        let pieces = lines.map { $0.hasSuffix("\r") ? String($0.dropLast()) : $0 }
+        guard !pieces.isEmpty, pieces.count <= Int(Int32.max) else { throw TokenizerError("\(url.path): the vocabulary is empty") }
+        var vocabulary: [String: Int32] = [:]
+        vocabulary.reserveCapacity(pieces.count)
+        // A repeated line keeps its first id, as the backend's vocabulary map does.
+        for (i, p) in pieces.enumerated() where vocabulary[p] == nil { vocabulary[p] = Int32(i) }
+        func special(_ key: String, _ fallback: String) throws -> Int32 {
+            let name = (config[key] as? String) ?? ((config[key] as? [String: Any])?["content"] as? String) ?? fallback
+            guard let id = vocabulary[name] else {
+                throw TokenizerError("\(url.path): the special token \(name) (\(key)) is not in the vocabulary")
+            }
+            return id
+        }
+        self.vocabulary = vocabulary
+        self.pieces = pieces
+        lowercase = config["do_lower_case"] as? Bool ?? true
+        stripAccents = config["strip_accents"] as? Bool ?? lowercase
+        splitChinese = config["tokenize_chinese_chars"] as? Bool ?? true
+        unknown = try special("unk_token", "[UNK]")
+        classifier = try special("cls_token", "[CLS]")
+        separator = try special("sep_token", "[SEP]")
+        padding = try special("pad_token", "[PAD]")
+        source = url.path
+    }
+
+    /// Token ids of `text`: `[CLS]`, its word pieces cut so that the whole is at most
+    /// `maxLength`, `[SEP]`.
+    public func encode(_ text: String, maxLength: Int = 512) -> [Int32] {
+        let ids = wordPieces(text).map { vocabulary[$0] ?? unknown }
+        return [classifier] + ids.prefix(max(0, maxLength - 2)) + [separator]
+    }
+
+    /// The word pieces of `text` (`[UNK]` for a word that does not split).
+    public func wordPieces(_ text: String) -> [String] {
+        words(normalized(text)).flatMap(split)
+    }
+
+    /// The normalized text, as unicode scalars.
+    func normalized(_ text: String) -> [Unicode.Scalar] {
+        var out: [Unicode.Scalar] = []
+        out.reserveCapacity(text.unicodeScalars.count)
+        for u in text.unicodeScalars {
+            if u.value == 0 || u.value == 0xFFFD || WordPieceTokenizer.isControl(u) { continue }
+            if WordPieceTokenizer.isWhitespace(u) {
+                out.append(" ")
+            } else if splitChinese && WordPieceTokenizer.isCJK(u) {
+                out += [" ", u, " "]
+            } else {
+                out.append(u)
+            }
+        }
+        if stripAccents {
+            let decomposed = String(String.UnicodeScalarView(out)).decomposedStringWithCanonicalMapping.unicodeScalars
+            out = decomposed.filter { $0.properties.generalCategory != .nonspacingMark }
+        }
+        if lowercase {
+            out = out.flatMap { $0.properties.lowercaseMapping.unicodeScalars }
+        }
+        return out
+    }
+
+    /// Words: whitespace-separated runs, with every punctuation character a word of its own.
+    func words(_ scalars: [Unicode.Scalar]) -> [[Unicode.Scalar]] {
+        var words: [[Unicode.Scalar]] = []
+        var current: [Unicode.Scalar] = []
+        for u in scalars {
+            if WordPieceTokenizer.isWhitespace(u) {
+                if !current.isEmpty { words.append(current); current = [] }
+            } else if WordPieceTokenizer.isPunctuation(u) {
+                if !current.isEmpty { words.append(current); current = [] }
+                words.append([u])
+            } else {
+                current.append(u)
+            }
+        }
+        if !current.isEmpty { words.append(current) }
+        return words
+    }
+
+    /// Greedy longest-match-first pieces of one word.
+    func split(_ word: [Unicode.Scalar]) -> [String] {
+        guard word.count <= maxInputCharacters else { return [pieces[Int(unknown)]] }
+        var out: [String] = []
+        var start = 0
+        while start < word.count {
+            var end = word.count
+            var found: String?
+            while start < end {
+                var piece = String(String.UnicodeScalarView(word[start..<end]))
+                if start > 0 { piece = "##" + piece }
+                if vocabulary[piece] != nil { found = piece; break }
+                end -= 1
+            }
+            guard let found else { return [pieces[Int(unknown)]] }
+            out.append(found)
+            start = end
+        }
+        return out
+    }
+
+    static func isWhitespace(_ u: Unicode.Scalar) -> Bool {
+        u == " " || u == "\t" || u == "\n" || u == "\r" || u.properties.generalCategory == .spaceSeparator
+    }
+
+    static func isControl(_ u: Unicode.Scalar) -> Bool {
+        if u == "\t" || u == "\n" || u == "\r" { return false }
+        switch u.properties.generalCategory {
+        case .control, .format, .surrogate, .privateUse, .unassigned: return true
+        default: return false
+        }
+    }
+
+    static func isPunctuation(_ u: Unicode.Scalar) -> Bool {
+        let v = u.value
+        if (33...47).contains(v) || (58...64).contains(v) || (91...96).contains(v) || (123...126).contains(v) { return true }
+        switch u.properties.generalCategory {
+        case .connectorPunctuation, .dashPunctuation, .openPunctuation, .closePunctuation, .initialPunctuation,
+             .finalPunctuation, .otherPunctuation: return true
+        default: return false
+        }
+    }
+
+    static func isCJK(_ u: Unicode.Scalar) -> Bool {
+        switch u.value {
+        case 0x4E00...0x9FFF, 0x3400...0x4DBF, 0x20000...0x2A6DF, 0x2A700...0x2B73F, 0x2B740...0x2B81F,
+             0x2B820...0x2CEAF, 0xF900...0xFAFF, 0x2F800...0x2FA1F: return true
+        default: return false
+        }
+    }
+}

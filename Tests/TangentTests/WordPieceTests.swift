@@ -1,0 +1,50 @@
+import Foundation
+import Testing
+@testable import TangentTokenizer
+
+/// The WordPiece tokenizer against `transformers` itself: the real all-MiniLM-L6-v2
+/// vocabulary and the ids its tokenizer gave for 1,374 texts (the shipped data, unicode,
+/// emoji, accents, Thai, CJK, control characters, long words, empty text, truncation),
+/// written by scripts/make_wordpiece_fixture.py.
+@Suite struct WordPieceTests {
+    static func tokenizer() throws -> WordPieceTokenizer {
+        try WordPieceTokenizer(vocabulary: fixture("wordpiece/vocab.txt"), config: fixture("wordpiece/tokenizer_config.json"))
+    }
+
+    @Test func idsEqualTransformers() throws {
+        let tok = try Self.tokenizer()
+        let lines = try String(contentsOf: fixture("wordpiece/ids.jsonl"), encoding: .utf8).split(separator: "\n")
+        #expect(lines.count >= 1000)
+        var mismatches: [String] = []
+        for line in lines {
+            let case_ = try JSONSerialization.jsonObject(with: Data(line.utf8)) as! [String: Any]
+            let text = case_["text"] as! String, expected = (case_["ids"] as! [Int]).map(Int32.init)
+            let got = tok.encode(text)
+            if got != expected { mismatches.append("\(text.prefix(60).debugDescription): \(got.prefix(12)) vs \(expected.prefix(12))") }
+        }
+        #expect(mismatches.isEmpty, "\(mismatches.count) of \(lines.count) differ, e.g. \(mismatches.prefix(5))")
+    }
+
+    /// The pieces themselves on cases whose rule is known: accents stripped and lower-cased,
+    /// punctuation isolated, CJK split per character, `##` continuations, [UNK] past 100
+    /// characters, framing and truncation.
+    @Test func rulesOfTheBasicTokenizer() throws {
+        let tok = try Self.tokenizer()
+        #expect(tok.wordPieces("Ça, NAÏVE!") == ["ca", ",", "naive", "!"])
+        #expect(tok.wordPieces("東京") == ["東", "京"])
+        #expect(tok.wordPieces("playing") == ["playing"] && tok.wordPieces("unaffable").count > 1 && tok.wordPieces("unaffable").dropFirst().allSatisfy { $0.hasPrefix("##") })
+        #expect(tok.wordPieces(String(repeating: "a", count: 101)) == ["[UNK]"])
+        #expect(tok.encode("") == [tok.classifier, tok.separator])
+        let long = tok.encode(String(repeating: "word ", count: 600))
+        #expect(long.count == 512 && long.first == tok.classifier && long.last == tok.separator)
+    }
+
+    @Test func missingSpecialTokenIsNamed() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("tangent-wp-\(UUID())")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        try "[PAD]\n[UNK]\n[CLS]\nhello\n".write(to: dir.appendingPathComponent("vocab.txt"), atomically: true, encoding: .utf8)
+        let error = #expect(throws: TokenizerError.self) { try WordPieceTokenizer(vocabulary: dir.appendingPathComponent("vocab.txt")) }
+        #expect(error?.description.contains("[SEP]") == true && error?.description.contains("vocab.txt") == true)
+    }
+}
