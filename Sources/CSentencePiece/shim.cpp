@@ -101,6 +101,42 @@ int spm_encode(const spm_processor *p, const char *text, size_t length, int32_t 
   }
 }
 
+int spm_normalize(const spm_processor *p, const char *text, size_t length, char **normalized,
+                  size_t *normalized_length, char **error) {
+  try {
+    std::vector<std::string> pieces;
+    auto status = p->impl.Encode(std::string_view(text, length), &pieces);
+    if (!status.ok()) {
+      set_error(error, status.ToString());
+      return 1;
+    }
+    std::string out;
+    for (const auto &piece : pieces) out += piece;
+    *normalized = static_cast<char *>(std::malloc(out.size() + 1));
+    if (*normalized == nullptr) {
+      set_error(error, "out of memory");
+      return 1;
+    }
+    std::memcpy(*normalized, out.data(), out.size());
+    (*normalized)[out.size()] = 0;
+    *normalized_length = out.size();
+    return 0;
+  } catch (const std::exception &e) {
+    set_error(error, e.what());
+    return 1;
+  }
+}
+
+float spm_score(const spm_processor *p, int32_t id) {
+  if (id < 0 || id >= p->impl.GetPieceSize()) return 0;
+  return p->impl.GetScore(id);
+}
+
+int spm_is_normal(const spm_processor *p, int32_t id) {
+  if (id < 0 || id >= p->impl.GetPieceSize()) return 0;
+  return !(p->impl.IsControl(id) || p->impl.IsUnknown(id) || p->impl.IsUnused(id));
+}
+
 int spm_decode(const spm_processor *p, const int32_t *ids, size_t count, char **text,
                char **error) {
   try {

@@ -76,6 +76,29 @@ public final class Tokenizer {
         return Array(UnsafeBufferPointer(start: ids, count: count))
     }
 
+    /// `text` as the model normalizes it (spaces as U+2581, the dummy prefix added).
+    public func normalized(_ text: String) throws -> String {
+        var out: UnsafeMutablePointer<CChar>?
+        var count = 0
+        var err: UnsafeMutablePointer<CChar>?
+        let utf8 = Array(text.utf8)
+        let rc = utf8.withUnsafeBufferPointer { buf in
+            buf.baseAddress!.withMemoryRebound(to: CChar.self, capacity: max(buf.count, 1)) {
+                spm_normalize(handle, $0, buf.count, &out, &count, &err)
+            }
+        }
+        guard rc == 0, let out else {
+            throw TokenizerError("\(source): cannot normalize text: \(Tokenizer.take(err) ?? "unknown error")")
+        }
+        defer { spm_free_string(out) }
+        // By length: the normalized text may hold NUL characters.
+        return out.withMemoryRebound(to: UInt8.self, capacity: count) { String(decoding: UnsafeBufferPointer(start: $0, count: count), as: UTF8.self) }
+    }
+
+    /// The score (log probability) of `id`'s piece, and whether it is a normal piece.
+    public func score(_ id: Int32) -> Float { spm_score(handle, id) }
+    public func isNormal(_ id: Int32) -> Bool { spm_is_normal(handle, id) != 0 }
+
     /// Text of `ids`.
     public func decode(_ ids: [Int32]) throws -> String {
         var text: UnsafeMutablePointer<CChar>?

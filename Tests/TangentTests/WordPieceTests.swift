@@ -48,3 +48,31 @@ import Testing
         #expect(error?.description.contains("[SEP]") == true && error?.description.contains("vocab.txt") == true)
     }
 }
+
+/// XLM-R's SentencePiece tokenization against `transformers`' XLMRobertaTokenizer on the
+/// same 1,374 texts (a fixture model in XLM-R's layout, scripts/make_xlmr_tokenizer_fixture.py).
+@Suite struct FairseqSentencePieceTests {
+    @Test func idsEqualTransformers() throws {
+        let tok = try FairseqSentencePiece(model: Tokenizer(contentsOf: fixture("xlmr/sentencepiece.bpe.model")))
+        #expect(tok.vocabSize == 1002 && tok.mask == 1001)
+        let lines = try String(contentsOf: fixture("xlmr/ids.jsonl"), encoding: .utf8).split(separator: "\n")
+        #expect(lines.count >= 1000)
+        var mismatches: [String] = []
+        for line in lines {
+            let c = try JSONSerialization.jsonObject(with: Data(line.utf8)) as! [String: Any]
+            let text = c["text"] as! String, expected = (c["ids"] as! [Int]).map(Int32.init)
+            let got = try tok.encode(text)
+            if got != expected {
+                let at = zip(got, expected).enumerated().first { $0.element.0 != $0.element.1 }?.offset ?? min(got.count, expected.count)
+                mismatches.append("\(text.prefix(40).debugDescription) (\(got.count) vs \(expected.count) ids): from id \(at), \(got.dropFirst(at).prefix(6)) vs \(expected.dropFirst(at).prefix(6))")
+            }
+        }
+        #expect(mismatches.isEmpty, "\(mismatches.count) of \(lines.count) differ, e.g. \(mismatches.prefix(5))")
+    }
+
+    @Test func otherLayoutsAreRefused() throws {
+        // tangent's own tokenizers put <pad> at 0.
+        let error = #expect(throws: TokenizerError.self) { try FairseqSentencePiece(model: Tokenizer(contentsOf: fixture("tokenizer-600.model"))) }
+        #expect(error?.description.contains("XLM-R's layout") == true)
+    }
+}

@@ -31,6 +31,15 @@ char *spm_id_to_piece(const spm_processor *processor, int32_t id);
 /// Encodes UTF-8 text to ids. *ids is malloc'ed (free with spm_free_ids).
 int spm_encode(const spm_processor *processor, const char *text, size_t length,
                int32_t **ids, size_t *count, char **error);
+/// The text as the model normalizes it (whitespace as U+2581): the concatenation of
+/// the pieces Encode finds, unknown characters included (malloc'ed, free with spm_free_string).
+/// *normalized_length counts its bytes (it may hold NUL characters).
+int spm_normalize(const spm_processor *processor, const char *text, size_t length, char **normalized,
+                  size_t *normalized_length, char **error);
+/// The score of an id's piece (its log probability in a unigram model); 0 if out of range.
+float spm_score(const spm_processor *processor, int32_t id);
+/// Whether an id is a normal piece (not control, unknown, user-defined or unused).
+int spm_is_normal(const spm_processor *processor, int32_t id);
 /// Decodes ids to UTF-8 text (malloc'ed, free with spm_free_string).
 int spm_decode(const spm_processor *processor, const int32_t *ids, size_t count,
                char **text, char **error);
