@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Writes Tests/TangentTests/Fixtures/xlmr/: a SentencePiece model in XLM-R's layout
 (unk=0, <s>=1, </s>=2, no pad; unigram, 1,000 pieces, trained on the shipped training
-texts) saved as `sentencepiece.bpe.model`, and ids.jsonl: the ids `transformers`'
+texts) saved as `sentencepiece.bpe.model`, the same tokenizer as transformers saves it
+(saved/tokenizer.json, no .model file), and ids.jsonl: the ids `transformers`'
 XLMRobertaTokenizer gives (fairseq layout, <s> ... </s>, truncated to 512) for the texts
 of Fixtures/wordpiece/ids.jsonl. The Swift test checks FairseqSentencePiece against them.
 
@@ -37,4 +38,9 @@ with open("Tests/TangentTests/Fixtures/wordpiece/ids.jsonl", encoding="utf-8") a
 with open(os.path.join(OUT, "ids.jsonl"), "w", encoding="utf-8") as f:
     for t in texts:
         f.write(json.dumps({"text": t, "ids": tok(t, truncation=True, max_length=512)["input_ids"]}, ensure_ascii=False) + "\n")
+# The same tokenizer as transformers 5 saves it: tokenizer.json only (no .model file).
+tok.save_pretrained(os.path.join(OUT, "saved"))
+for name in os.listdir(os.path.join(OUT, "saved")):
+    if name != "tokenizer.json":
+        os.remove(os.path.join(OUT, "saved", name))
 print(f"wrote {OUT}: {len(texts)} texts, transformers {transformers.__version__}, sentencepiece {spm.__version__}")

@@ -52,8 +52,12 @@ import Testing
 /// XLM-R's SentencePiece tokenization against `transformers`' XLMRobertaTokenizer on the
 /// same 1,374 texts (a fixture model in XLM-R's layout, scripts/make_xlmr_tokenizer_fixture.py).
 @Suite struct FairseqSentencePieceTests {
-    @Test func idsEqualTransformers() throws {
-        let tok = try FairseqSentencePiece(model: Tokenizer(contentsOf: fixture("xlmr/sentencepiece.bpe.model")))
+    /// From `sentencepiece.bpe.model`, and from the `tokenizer.json` alone that
+    /// transformers 5 saves for the same tokenizer.
+    @Test(arguments: ["xlmr/sentencepiece.bpe.model", "xlmr/saved/tokenizer.json"])
+    func idsEqualTransformers(file: String) throws {
+        let tok = file.hasSuffix(".json") ? try TokenizerJSON.fairseqSentencePiece(fixture(file))
+            : try FairseqSentencePiece(model: Tokenizer(contentsOf: fixture(file)))
         #expect(tok.vocabSize == 1002 && tok.mask == 1001)
         let lines = try String(contentsOf: fixture("xlmr/ids.jsonl"), encoding: .utf8).split(separator: "\n")
         #expect(lines.count >= 1000)
@@ -74,5 +78,24 @@ import Testing
         // tangent's own tokenizers put <pad> at 0.
         let error = #expect(throws: TokenizerError.self) { try FairseqSentencePiece(model: Tokenizer(contentsOf: fixture("tokenizer-600.model"))) }
         #expect(error?.description.contains("XLM-R's layout") == true)
+    }
+
+    /// A tokenizer.json of another model type, or without fairseq's layout, is refused by field.
+    @Test func otherTokenizerJSONIsRefused() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("tangent-tj-\(UUID())")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let original = try JSONSerialization.jsonObject(with: Data(contentsOf: fixture("xlmr/saved/tokenizer.json"))) as! [String: Any]
+        func refused(_ edit: (inout [String: Any]) -> Void) throws -> String {
+            var json = original
+            edit(&json)
+            let url = dir.appendingPathComponent("tokenizer.json")
+            try JSONSerialization.data(withJSONObject: json).write(to: url)
+            let error = #expect(throws: TokenizerError.self) { try TokenizerJSON.fairseqSentencePiece(url) }
+            return error?.description ?? ""
+        }
+        #expect(try refused { j in var m = j["model"] as! [String: Any]; m["type"] = "WordPiece"; j["model"] = m }.contains("'model.type' is WordPiece"))
+        #expect(try refused { j in var m = j["model"] as! [String: Any]; m["unk_id"] = 0; j["model"] = m }.contains("fairseq's layout"))
+        #expect(try refused { j in j["normalizer"] = ["type": "NFKC"] }.contains("'normalizer'"))
     }
 }

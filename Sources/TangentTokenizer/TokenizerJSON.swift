@@ -1,0 +1,108 @@
+import Foundation
+
+/// The `tokenizer.json` of the `tokenizers` library for XLM-R-style models: a `Unigram`
+/// model (pieces and scores in fairseq's id order: `<s>`, `<pad>`, `</s>`, `<unk>`, the
+/// pieces, `<mask>`) behind a `Precompiled` normalizer (SentencePiece's normalization
+/// table, base64). transformers 5 saves XLM-R and CamemBERT tokenizers in this form
+/// only. It is rebuilt here as the SentencePiece model it came from (same pieces, scores
+/// and table, XLM-R's layout), so that the C++ library normalizes exactly as before.
+public enum TokenizerJSON {
+    /// The XLM-R tokenizer in `url` (a `tokenizer.json`).
+    public static func fairseqSentencePiece(_ url: URL) throws -> FairseqSentencePiece {
+        let path = url.path
+        func fail(_ field: String, _ why: String) -> TokenizerError { TokenizerError("\(path): \(field) \(why)") }
+        guard let data = try? Data(contentsOf: url) else { throw TokenizerError("\(path): cannot read the file") }
+        guard let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { throw TokenizerError("\(path): not a JSON object") }
+        guard let model = json["model"] as? [String: Any] else { throw fail("'model'", "is missing") }
+        guard model["type"] as? String == "Unigram" else {
+            throw fail("'model.type'", "is \(model["type"] ?? "missing"); only Unigram (XLM-R, CamemBERT) tokenizers load from tokenizer.json alone")
+        }
+        guard let vocab = model["vocab"] as? [[Any]], vocab.count >= 6, vocab.count <= 1 << 24 else {
+            throw fail("'model.vocab'", "is not a list of 6 to 2^24 [piece, score] pairs")
+        }
+        var entries: [(piece: String, score: Float)] = []
+        entries.reserveCapacity(vocab.count)
+        for (i, e) in vocab.enumerated() {
+            guard e.count == 2, let p = e[0] as? String, let s = (e[1] as? NSNumber)?.doubleValue, s.isFinite else {
+                throw fail("'model.vocab'[\(i)]", "is not a [piece, score] pair")
+            }
+            entries.append((p, Float(s)))
+        }
+        let head = entries.prefix(4).map(\.piece)
+        guard head == ["<s>", "<pad>", "</s>", "<unk>"], (model["unk_id"] as? Int) == 3, entries.last?.piece == "<mask>" else {
+            throw fail("'model.vocab'", "does not have fairseq's layout (<s>, <pad>, </s>, <unk> first with unk_id 3, <mask> last): \(head), unk_id \(model["unk_id"] ?? "none")")
+        }
+        if model["byte_fallback"] as? Bool == true { throw fail("'model.byte_fallback'", "is true, which XLM-R's tokenizers never use") }
+        guard let normalizer = json["normalizer"] as? [String: Any], normalizer["type"] as? String == "Precompiled",
+              let base64 = normalizer["precompiled_charsmap"] as? String, let charsmap = Data(base64Encoded: base64) else {
+            throw fail("'normalizer'", "is not a Precompiled normalizer with a base64 precompiled_charsmap")
+        }
+        // SentencePiece's layout for XLM-R: <unk> 0, <s> 1, </s> 2, then the pieces (fairseq id - 1).
+        var pieces: [(String, Float, Int)] = [("<unk>", 0, 2), ("<s>", 0, 3), ("</s>", 0, 3)]
+        pieces += entries[4..<(entries.count - 1)].map { ($0.piece, $0.score, 1) }
+        let proto = modelProto(pieces: pieces, charsmap: charsmap)
+        return try FairseqSentencePiece(model: Tokenizer(serializedModel: proto, source: path))
+    }
+
+    /// A SentencePiece ModelProto: `pieces` (piece, score, type: 1 normal, 2 unknown,
+    /// 3 control), a unigram trainer spec in XLM-R's layout (no pad), and a normalizer of
+    /// the precompiled table that adds the dummy prefix, removes extra whitespace and
+    /// escapes whitespace (the Metaspace and WhitespaceSplit steps of tokenizer.json).
+    static func modelProto(pieces: [(String, Float, Int)], charsmap: Data) -> Data {
+        var model = ProtoWriter()
+        for (piece, score, type) in pieces {
+            var p = ProtoWriter()
+            p.bytes(1, Data(piece.utf8))
+            p.float(2, score)
+            p.varint(3, UInt64(type))
+            model.bytes(1, p.data)
+        }
+        var trainer = ProtoWriter()
+        trainer.varint(3, 1)  // UNIGRAM
+        trainer.varint(4, UInt64(pieces.count))
+        trainer.varint(40, 0)
+        trainer.varint(41, 1)
+        trainer.varint(42, 2)
+        trainer.varint(43, UInt64(bitPattern: -1))
+        model.bytes(2, trainer.data)
+        var normalizer = ProtoWriter()
+        normalizer.bytes(1, Data("nmt_nfkc".utf8))
+        normalizer.bytes(2, charsmap)
+        normalizer.varint(3, 1)
+        normalizer.varint(4, 1)
+        normalizer.varint(5, 1)
+        model.bytes(3, normalizer.data)
+        return model.data
+    }
+}
+
+/// The few protobuf encodings a ModelProto needs: varints, fixed32 floats and
+/// length-delimited fields.
+struct ProtoWriter {
+    var data = Data()
+
+    private mutating func raw(_ v: UInt64) {
+        var v = v
+        while v >= 0x80 {
+            data.append(UInt8(v & 0x7F) | 0x80)
+            v >>= 7
+        }
+        data.append(UInt8(v))
+    }
+
+    mutating func varint(_ field: Int, _ v: UInt64) {
+        raw(UInt64(field << 3))
+        raw(v)
+    }
+
+    mutating func float(_ field: Int, _ v: Float) {
+        raw(UInt64(field << 3 | 5))
+        withUnsafeBytes(of: v.bitPattern.littleEndian) { data.append(contentsOf: $0) }
+    }
+
+    mutating func bytes(_ field: Int, _ v: Data) {
+        raw(UInt64(field << 3 | 2))
+        raw(UInt64(v.count))
+        data.append(v)
+    }
+}
