@@ -1,0 +1,61 @@
+import Foundation
+import Testing
+@testable import TangentModel
+import TangentTokenizer
+
+/// A tiny random BertForSequenceClassification made with `transformers`
+/// (scripts/make_hf_fixtures.py): the toolkit's WordPiece ids and BERT logits against the
+/// ids and logits `transformers` gave for 502 texts.
+@Suite struct HFBertTests {
+    static let directory = fixture("hf-bert")
+
+    @Test func idsAndLogitsEqualTransformers() throws {
+        let model = try BertClassifier(directory: Self.directory)
+        let tok = try WordPieceTokenizer(vocabulary: Self.directory.appendingPathComponent("vocab.txt"),
+                                         config: Self.directory.appendingPathComponent("tokenizer_config.json"))
+        #expect(model.config.labels == ["negative", "positive"])
+        let reference = try JSONSerialization.jsonObject(with: Data(contentsOf: Self.directory.appendingPathComponent("reference.json"))) as! [String: Any]
+        let cases = reference["cases"] as! [[String: Any]]
+        #expect(cases.count >= 500)
+        var ids: [[Int32]] = []
+        var idMismatches = 0
+        for c in cases {
+            let got = tok.encode(c["text"] as! String, maxLength: 128)
+            if got != (c["ids"] as! [Int]).map(Int32.init) { idMismatches += 1 }
+            ids.append(got)
+        }
+        #expect(idMismatches == 0)
+        // All texts in one packed batch, and in batches of 7: the same logits.
+        let z = try model.logits(ids)
+        let expected = cases.flatMap { ($0["logits"] as! [Double]) }
+        var worst = 0.0
+        for (a, b) in zip(z, expected) { worst = max(worst, abs(Double(a) - b) / max(1, abs(b))) }
+        #expect(worst < 1e-4, "largest relative difference \(worst)")
+        print("hf-bert parity: \(cases.count) texts, largest relative logit difference \(worst)")
+        let split = try stride(from: 0, to: ids.count, by: 7).flatMap { try model.logits(Array(ids[$0..<min(ids.count, $0 + 7)])) }
+        #expect(split == z)
+    }
+
+    /// Bad directories are refused by file and field, before anything is computed.
+    @Test func badDirectoriesAreRefused() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("tangent-hf-\(UUID())")
+        try FileManager.default.copyItem(at: Self.directory, to: dir)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let configURL = dir.appendingPathComponent("config.json")
+        let original = try JSONSerialization.jsonObject(with: Data(contentsOf: configURL)) as! [String: Any]
+        func refused(_ edit: (inout [String: Any]) -> Void = { _ in }) throws -> String {
+            var json = original
+            edit(&json)
+            try JSONSerialization.data(withJSONObject: json).write(to: configURL)
+            let error = #expect(throws: ModelError.self) { try BertClassifier(directory: dir) }
+            return error?.description ?? ""
+        }
+        #expect(try refused { $0["model_type"] = "gpt2" }.contains("'model_type' is 'gpt2'"))
+        #expect(try refused { $0["hidden_act"] = "relu" }.contains("'hidden_act'"))
+        #expect(try refused { $0["num_attention_heads"] = 5 }.contains("not a multiple"))
+        #expect(try refused { $0["vocab_size"] = 999 }.contains("word_embeddings"))
+        #expect(try refused { $0["id2label"] = ["0": "only"] }.contains("at least 2"))
+        try FileManager.default.removeItem(at: dir.appendingPathComponent("model.safetensors"))
+        #expect(try refused().contains("model.safetensors: missing"))
+    }
+}
