@@ -255,6 +255,18 @@ public struct SafetensorsFile: Sendable {
         return out.map { Float(bitPattern: UInt32(littleEndian: $0.bitPattern)) }
     }
 
+    /// A floating-point tensor's values as float32: F32 as stored, F16 and BF16 widened
+    /// exactly (checkpoints saved in half precision are computed in float32).
+    public func floatsWidened(_ name: String, shape: [Int]? = nil) throws -> [Float] {
+        let dtype = tensors[name]?.dtype
+        guard dtype == .F16 || dtype == .BF16 else { return try float32(name, shape: shape) }
+        let info = try info(name, dtype: dtype, shape: shape)
+        var bits = [UInt16](repeating: 0, count: info.elementCount)
+        try bits.withUnsafeMutableBytes { try copyBytes(name, into: $0.baseAddress!) }
+        if dtype == .BF16 { return bits.map { Float(bitPattern: UInt32(UInt16(littleEndian: $0)) << 16) } }
+        return bits.map { Float(Float16(bitPattern: UInt16(littleEndian: $0))) }
+    }
+
     /// A float64 tensor's values.
     public func float64(_ name: String, shape: [Int]? = nil) throws -> [Double] {
         let info = try info(name, dtype: .F64, shape: shape)

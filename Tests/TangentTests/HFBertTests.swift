@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import TangentModel
+import TangentSafetensors
 import TangentTokenizer
 
 /// A tiny random BertForSequenceClassification made with `transformers`
@@ -57,5 +58,32 @@ import TangentTokenizer
         #expect(try refused { $0["id2label"] = ["0": "only"] }.contains("at least 2"))
         try FileManager.default.removeItem(at: dir.appendingPathComponent("model.safetensors"))
         #expect(try refused().contains("model.safetensors: missing"))
+    }
+}
+
+/// Half-precision checkpoints: F16 and BF16 tensors widen exactly to float32.
+@Suite struct HalfPrecisionTests {
+    /// A safetensors file of one tensor `t` with the given dtype and raw little-endian bits.
+    static func file(_ dtype: SafetensorsDType, bits: [UInt16]) throws -> SafetensorsFile {
+        let layout = SafetensorsLayout(metadata: [:], tensors: [("t", dtype, [bits.count])])
+        var data = layout.prefix
+        for b in bits { withUnsafeBytes(of: b.littleEndian) { data.append(contentsOf: $0) } }
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("tangent-half-\(UUID()).safetensors")
+        try data.write(to: url)
+        defer { try? FileManager.default.removeItem(at: url) }
+        return try SafetensorsFile(url: url)
+    }
+
+    @Test func knownBitPatternsWiden() throws {
+        // F16: 1, -2, 65504 (largest), 2^-24 (smallest subnormal), +inf, 0.1 (rounded).
+        let f16 = try Self.file(.F16, bits: [0x3C00, 0xC000, 0x7BFF, 0x0001, 0x7C00, 0x2E66]).floatsWidened("t")
+        #expect(f16[0] == 1 && f16[1] == -2 && f16[2] == 65504 && f16[3] == Float(sign: .plus, exponent: -24, significand: 1))
+        #expect(f16[4] == .infinity && f16[5] == 0.0999755859375)
+        // BF16: the top half of a float32's bits.
+        let bf16 = try Self.file(.BF16, bits: [0x3F80, 0xC040, 0x7F80, 0x3DCC]).floatsWidened("t")
+        #expect(bf16 == [1, -3, .infinity, Float(bitPattern: 0x3DCC_0000)])
+        // Other dtypes are refused by name.
+        let i16 = try Self.file(.I16, bits: [1])
+        #expect(throws: SafetensorsError.self) { try i16.floatsWidened("t") }
     }
 }

@@ -62,7 +62,8 @@ public struct HFEncoderConfig: Sendable, Equatable {
 
 /// A Hugging Face `BertForSequenceClassification` (post-LayerNorm encoder, learned absolute
 /// positions, token types, pooler dense + tanh on `[CLS]`, then `classifier`), loaded from
-/// its directory's `config.json` and `model.safetensors` (float32) under the checkpoint's
+/// its directory's `config.json` and `model.safetensors` (float32, or float16 and
+/// bfloat16 widened to float32) under the checkpoint's
 /// own tensor names. The forward pass reuses the in-house layers on packed texts (each
 /// attends only to its own tokens, as the padding mask does), so logits do not depend on
 /// the batch.
@@ -115,7 +116,7 @@ public final class BertClassifier {
         }
         var weights: [String: [Float]] = [:]
         do {
-            for (name, shape) in expected { weights[name] = try file.float32(name, shape: shape) }
+            for (name, shape) in expected { weights[name] = try file.floatsWidened(name, shape: shape) }
         } catch {
             // A shape or dtype that does not fit the config: the message names file and tensor.
             throw ModelError("\(error) (from \(configURL.lastPathComponent))")
