@@ -65,3 +65,37 @@ for name in os.listdir(OUT):
     if name not in ("config.json", "model.safetensors", "vocab.txt", "tokenizer_config.json", "reference.json"):
         os.remove(os.path.join(OUT, name))
 print(f"wrote {OUT}: {len(cases)} texts, transformers {transformers.__version__}, torch {torch.__version__}")
+
+# A tiny random XLMRobertaForSequenceClassification (RoBERTa-family layout: positions
+# offset by padding_idx + 1, a dense + tanh head on <s>, gelu_new) with the XLM-R
+# SentencePiece fixture, and the ids and logits transformers gives.
+from transformers import XLMRobertaConfig, XLMRobertaForSequenceClassification, XLMRobertaTokenizer  # noqa: E402
+
+OUT = "Tests/TangentTests/Fixtures/hf-xlmr"
+os.makedirs(OUT, exist_ok=True)
+xtok = XLMRobertaTokenizer.from_pretrained("Tests/TangentTests/Fixtures/xlmr")
+torch.manual_seed(1)
+xconfig = XLMRobertaConfig(vocab_size=len(xtok), hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+                           max_position_embeddings=130, type_vocab_size=1, pad_token_id=1, bos_token_id=0, eos_token_id=2,
+                           num_labels=3, id2label={0: "a", 1: "b", 2: "c"}, label2id={"a": 0, "b": 1, "c": 2},
+                           hidden_act="gelu_new", layer_norm_eps=1e-5)
+xmodel = XLMRobertaForSequenceClassification(xconfig)
+with torch.no_grad():
+    for name, p in xmodel.named_parameters():
+        if "LayerNorm" in name:
+            p.copy_(1 + 0.2 * torch.randn_like(p) if name.endswith("weight") else 0.2 * torch.randn_like(p))
+        else:
+            p.copy_(0.2 * torch.randn_like(p))
+xmodel.eval()
+xmodel.save_pretrained(OUT)
+cases = []
+with torch.no_grad():
+    for t in texts:
+        enc = xtok(t, truncation=True, max_length=128, return_tensors="pt")
+        cases.append({"text": t, "ids": enc["input_ids"][0].tolist(), "logits": xmodel(**enc).logits[0].tolist()})
+with open(os.path.join(OUT, "reference.json"), "w", encoding="utf-8") as f:
+    json.dump({"transformers": transformers.__version__, "torch": torch.__version__, "cases": cases}, f, ensure_ascii=False)
+for name in os.listdir(OUT):
+    if name not in ("config.json", "model.safetensors", "reference.json"):
+        os.remove(os.path.join(OUT, name))
+print(f"wrote {OUT}: {len(cases)} texts")

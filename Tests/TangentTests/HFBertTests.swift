@@ -10,18 +10,29 @@ import TangentTokenizer
 @Suite struct HFBertTests {
     static let directory = fixture("hf-bert")
 
-    @Test func idsAndLogitsEqualTransformers() throws {
-        let model = try BertClassifier(directory: Self.directory)
-        let tok = try WordPieceTokenizer(vocabulary: Self.directory.appendingPathComponent("vocab.txt"),
-                                         config: Self.directory.appendingPathComponent("tokenizer_config.json"))
-        #expect(model.config.labels == ["negative", "positive"])
-        let reference = try JSONSerialization.jsonObject(with: Data(contentsOf: Self.directory.appendingPathComponent("reference.json"))) as! [String: Any]
+    /// BERT (WordPiece) and XLM-R (SentencePiece, RoBERTa layout, gelu_new): the same ids
+    /// and logits as transformers, whatever the batch.
+    @Test(arguments: ["hf-bert", "hf-xlmr"])
+    func idsAndLogitsEqualTransformers(name: String) throws {
+        let dir = fixture(name)
+        let model = try BertClassifier(directory: dir)
+        let encode: (String) throws -> [Int32]
+        if name == "hf-bert" {
+            let tok = try WordPieceTokenizer(vocabulary: dir.appendingPathComponent("vocab.txt"), config: dir.appendingPathComponent("tokenizer_config.json"))
+            encode = { tok.encode($0, maxLength: 128) }
+            #expect(model.config.labels == ["negative", "positive"] && !model.config.isRoberta)
+        } else {
+            let tok = try FairseqSentencePiece(model: Tokenizer(contentsOf: fixture("xlmr/sentencepiece.bpe.model")))
+            encode = { try tok.encode($0, maxLength: 128) }
+            #expect(model.config.labels == ["a", "b", "c"] && model.config.isRoberta && model.config.firstPosition == 2)
+        }
+        let reference = try JSONSerialization.jsonObject(with: Data(contentsOf: dir.appendingPathComponent("reference.json"))) as! [String: Any]
         let cases = reference["cases"] as! [[String: Any]]
         #expect(cases.count >= 500)
         var ids: [[Int32]] = []
         var idMismatches = 0
         for c in cases {
-            let got = tok.encode(c["text"] as! String, maxLength: 128)
+            let got = try encode(c["text"] as! String)
             if got != (c["ids"] as! [Int]).map(Int32.init) { idMismatches += 1 }
             ids.append(got)
         }
@@ -29,10 +40,11 @@ import TangentTokenizer
         // All texts in one packed batch, and in batches of 7: the same logits.
         let z = try model.logits(ids)
         let expected = cases.flatMap { ($0["logits"] as! [Double]) }
+        #expect(z.count == expected.count)
         var worst = 0.0
         for (a, b) in zip(z, expected) { worst = max(worst, abs(Double(a) - b) / max(1, abs(b))) }
         #expect(worst < 1e-4, "largest relative difference \(worst)")
-        print("hf-bert parity: \(cases.count) texts, largest relative logit difference \(worst)")
+        print("\(name) parity: \(cases.count) texts, largest relative logit difference \(worst)")
         let split = try stride(from: 0, to: ids.count, by: 7).flatMap { try model.logits(Array(ids[$0..<min(ids.count, $0 + 7)])) }
         #expect(split == z)
     }
