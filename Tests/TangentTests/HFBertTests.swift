@@ -16,14 +16,13 @@ import TangentTokenizer
     func idsAndLogitsEqualTransformers(name: String) throws {
         let dir = fixture(name)
         let model = try BertClassifier(directory: dir)
-        let encode: (String) throws -> [Int32]
+        // The XLM-R fixture keeps its tokenizer beside it (as transformers 5 saves it: tokenizer.json only).
+        let tokenizerDirectory = name == "hf-bert" ? dir : fixture("xlmr/saved")
+        let tok = try HFTokenizer.load(directory: tokenizerDirectory, config: model.config)
+        let encode: (String) throws -> [Int32] = { try tok.encode($0, maxLength: 128) }
         if name == "hf-bert" {
-            let tok = try WordPieceTokenizer(vocabulary: dir.appendingPathComponent("vocab.txt"), config: dir.appendingPathComponent("tokenizer_config.json"))
-            encode = { tok.encode($0, maxLength: 128) }
             #expect(model.config.labels == ["negative", "positive"] && !model.config.isRoberta)
         } else {
-            let tok = try FairseqSentencePiece(model: Tokenizer(contentsOf: fixture("xlmr/sentencepiece.bpe.model")))
-            encode = { try tok.encode($0, maxLength: 128) }
             #expect(model.config.labels == ["a", "b", "c"] && model.config.isRoberta && model.config.firstPosition == 2)
         }
         let reference = try JSONSerialization.jsonObject(with: Data(contentsOf: dir.appendingPathComponent("reference.json"))) as! [String: Any]
@@ -68,6 +67,14 @@ import TangentTokenizer
         #expect(try refused { $0["num_attention_heads"] = 5 }.contains("not a multiple"))
         #expect(try refused { $0["vocab_size"] = 999 }.contains("word_embeddings"))
         #expect(try refused { $0["id2label"] = ["0": "only"] }.contains("at least 2"))
+        // A tokenizer with more ids than the embedding table is not this model's.
+        try JSONSerialization.data(withJSONObject: original).write(to: configURL)
+        let small = try HFEncoderConfig(json: original.merging(["vocab_size": 500]) { $1 }, source: "config.json")
+        let mismatch = #expect(throws: TokenizerError.self) { try HFTokenizer.load(directory: dir, config: small) }
+        #expect(mismatch?.description.contains("vocab_size") == true && mismatch?.description.contains("vocab.txt") == true)
+        try FileManager.default.removeItem(at: dir.appendingPathComponent("vocab.txt"))
+        let none = #expect(throws: TokenizerError.self) { try HFTokenizer.load(directory: dir, config: small) }
+        #expect(none?.description.contains("no vocab.txt") == true)
         try FileManager.default.removeItem(at: dir.appendingPathComponent("model.safetensors"))
         #expect(try refused().contains("model.safetensors: missing"))
     }
