@@ -21,6 +21,18 @@ import transformers  # noqa: E402
 from tokenizers import BertWordPieceTokenizer  # noqa: E402
 from transformers import BertConfig, BertForSequenceClassification, BertTokenizer  # noqa: E402
 
+
+def randomize(model):
+    """Weights with std 0.2 (LayerNorm weights around 1), so that every layer matters to the logits."""
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "LayerNorm" in name:
+                p.copy_(1 + 0.2 * torch.randn_like(p) if name.endswith("weight") else 0.2 * torch.randn_like(p))
+            else:
+                p.copy_(0.2 * torch.randn_like(p))
+    model.eval()
+
+
 OUT = "Tests/TangentTests/Fixtures/hf-bert"
 os.makedirs(OUT, exist_ok=True)
 train = []
@@ -40,13 +52,7 @@ config = BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, nu
                     max_position_embeddings=128, num_labels=2, id2label={0: "negative", 1: "positive"},
                     label2id={"negative": 0, "positive": 1}, hidden_act="gelu", layer_norm_eps=1e-12)
 model = BertForSequenceClassification(config)
-with torch.no_grad():
-    for name, p in model.named_parameters():
-        if "LayerNorm" in name:
-            p.copy_(1 + 0.2 * torch.randn_like(p) if name.endswith("weight") else 0.2 * torch.randn_like(p))
-        else:
-            p.copy_(0.2 * torch.randn_like(p))
-model.eval()
+randomize(model)
 model.save_pretrained(OUT)
 tok.save_pretrained(OUT)
 texts = ["", "A fine film .", "Ça va? naïve café 東京 😀", "word " * 200]
@@ -80,13 +86,7 @@ xconfig = XLMRobertaConfig(vocab_size=len(xtok), hidden_size=32, num_hidden_laye
                            num_labels=3, id2label={0: "a", 1: "b", 2: "c"}, label2id={"a": 0, "b": 1, "c": 2},
                            hidden_act="gelu_new", layer_norm_eps=1e-5)
 xmodel = XLMRobertaForSequenceClassification(xconfig)
-with torch.no_grad():
-    for name, p in xmodel.named_parameters():
-        if "LayerNorm" in name:
-            p.copy_(1 + 0.2 * torch.randn_like(p) if name.endswith("weight") else 0.2 * torch.randn_like(p))
-        else:
-            p.copy_(0.2 * torch.randn_like(p))
-xmodel.eval()
+randomize(xmodel)
 xmodel.save_pretrained(OUT)
 cases = []
 with torch.no_grad():

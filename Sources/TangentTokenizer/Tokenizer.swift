@@ -63,12 +63,7 @@ public final class Tokenizer {
         var ids: UnsafeMutablePointer<Int32>?
         var count = 0
         var err: UnsafeMutablePointer<CChar>?
-        let utf8 = Array(text.utf8)
-        let rc = utf8.withUnsafeBufferPointer { buf in
-            buf.baseAddress!.withMemoryRebound(to: CChar.self, capacity: max(buf.count, 1)) {
-                spm_encode(handle, $0, buf.count, &ids, &count, &err)
-            }
-        }
+        let rc = Tokenizer.withBytes(text) { spm_encode(handle, $0, $1, &ids, &count, &err) }
         guard rc == 0, let ids else {
             throw TokenizerError("\(source): cannot encode text: \(Tokenizer.take(err) ?? "unknown error")")
         }
@@ -81,12 +76,9 @@ public final class Tokenizer {
         var out: UnsafeMutablePointer<CChar>?
         var count = 0
         var err: UnsafeMutablePointer<CChar>?
-        let utf8 = Array(text.utf8)
-        let rc = utf8.withUnsafeBufferPointer { buf in
-            buf.baseAddress!.withMemoryRebound(to: CChar.self, capacity: max(buf.count, 1)) {
-                spm_normalize(handle, $0, buf.count, &out, &count, &err)
-            }
-        }
+        // The library offers no normalizer of its own in this version, so this runs a whole
+        // Encode and joins its pieces; callers that segment again pay for two segmentations.
+        let rc = Tokenizer.withBytes(text) { spm_normalize(handle, $0, $1, &out, &count, &err) }
         guard rc == 0, let out else {
             throw TokenizerError("\(source): cannot normalize text: \(Tokenizer.take(err) ?? "unknown error")")
         }
@@ -98,6 +90,14 @@ public final class Tokenizer {
     /// The score (log probability) of `id`'s piece, and whether it is a normal piece.
     public func score(_ id: Int32) -> Float { spm_score(handle, id) }
     public func isNormal(_ id: Int32) -> Bool { spm_is_normal(handle, id) != 0 }
+
+    /// Calls `body` with `text`'s UTF-8 bytes and their count (a valid pointer even for
+    /// empty text).
+    private static func withBytes(_ text: String, _ body: (UnsafePointer<CChar>, Int) -> Int32) -> Int32 {
+        var utf8 = Array(text.utf8CString)
+        let count = utf8.count - 1  // without the terminating NUL
+        return utf8.withUnsafeMutableBufferPointer { body($0.baseAddress!, count) }
+    }
 
     /// Text of `ids`.
     public func decode(_ ids: [Int32]) throws -> String {

@@ -13,16 +13,7 @@ import Testing
 
     @Test func idsEqualTransformers() throws {
         let tok = try Self.tokenizer()
-        let lines = try String(contentsOf: fixture("wordpiece/ids.jsonl"), encoding: .utf8).split(separator: "\n")
-        #expect(lines.count >= 1000)
-        var mismatches: [String] = []
-        for line in lines {
-            let case_ = try JSONSerialization.jsonObject(with: Data(line.utf8)) as! [String: Any]
-            let text = case_["text"] as! String, expected = (case_["ids"] as! [Int]).map(Int32.init)
-            let got = tok.encode(text)
-            if got != expected { mismatches.append("\(text.prefix(60).debugDescription): \(got.prefix(12)) vs \(expected.prefix(12))") }
-        }
-        #expect(mismatches.isEmpty, "\(mismatches.count) of \(lines.count) differ, e.g. \(mismatches.prefix(5))")
+        try expectReferenceIDs(fixture("wordpiece/ids.jsonl")) { tok.encode($0) }
     }
 
     /// The pieces themselves on cases whose rule is known: accents stripped and lower-cased,
@@ -59,19 +50,7 @@ import Testing
         let tok = file.hasSuffix(".json") ? try TokenizerJSON.fairseqSentencePiece(fixture(file))
             : try FairseqSentencePiece(model: Tokenizer(contentsOf: fixture(file)))
         #expect(tok.vocabSize == 1002 && tok.mask == 1001)
-        let lines = try String(contentsOf: fixture("xlmr/ids.jsonl"), encoding: .utf8).split(separator: "\n")
-        #expect(lines.count >= 1000)
-        var mismatches: [String] = []
-        for line in lines {
-            let c = try JSONSerialization.jsonObject(with: Data(line.utf8)) as! [String: Any]
-            let text = c["text"] as! String, expected = (c["ids"] as! [Int]).map(Int32.init)
-            let got = try tok.encode(text)
-            if got != expected {
-                let at = zip(got, expected).enumerated().first { $0.element.0 != $0.element.1 }?.offset ?? min(got.count, expected.count)
-                mismatches.append("\(text.prefix(40).debugDescription) (\(got.count) vs \(expected.count) ids): from id \(at), \(got.dropFirst(at).prefix(6)) vs \(expected.dropFirst(at).prefix(6))")
-            }
-        }
-        #expect(mismatches.isEmpty, "\(mismatches.count) of \(lines.count) differ, e.g. \(mismatches.prefix(5))")
+        try expectReferenceIDs(fixture("xlmr/ids.jsonl")) { try tok.encode($0) }
     }
 
     @Test func otherLayoutsAreRefused() throws {
@@ -98,4 +77,22 @@ import Testing
         #expect(try refused { j in var m = j["model"] as! [String: Any]; m["unk_id"] = 0; j["model"] = m }.contains("fairseq's layout"))
         #expect(try refused { j in j["normalizer"] = ["type": "NFKC"] }.contains("'normalizer'"))
     }
+}
+
+/// Checks `encode` against every {text, ids} line of a reference file (at least 1,000),
+/// naming the first few texts that differ and where.
+func expectReferenceIDs(_ url: URL, _ encode: (String) throws -> [Int32]) throws {
+    let lines = try String(contentsOf: url, encoding: .utf8).split(separator: "\n")
+    #expect(lines.count >= 1000)
+    var mismatches: [String] = []
+    for line in lines {
+        let c = try JSONSerialization.jsonObject(with: Data(line.utf8)) as! [String: Any]
+        let text = c["text"] as! String, expected = (c["ids"] as! [Int]).map(Int32.init)
+        let got = try encode(text)
+        if got != expected {
+            let at = zip(got, expected).enumerated().first { $0.element.0 != $0.element.1 }?.offset ?? min(got.count, expected.count)
+            mismatches.append("\(text.prefix(40).debugDescription) (\(got.count) vs \(expected.count) ids): from id \(at), \(got.dropFirst(at).prefix(6)) vs \(expected.dropFirst(at).prefix(6))")
+        }
+    }
+    #expect(mismatches.isEmpty, "\(mismatches.count) of \(lines.count) differ, e.g. \(mismatches.prefix(5))")
 }
