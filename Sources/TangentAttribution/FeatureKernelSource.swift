@@ -83,7 +83,7 @@ public final class FeatureKernelSource: KernelSource {
         }
         if kernel.ensembled {
             let all = [classifier] + setup.ensemble
-            for other in setup.ensemble where other.labels != classifier.labels || other.model.config != classifier.model.config {
+            for other in setup.ensemble where other.labels != classifier.labels || other.model.configurationData != classifier.model.configurationData {
                 throw AttributionError("\(other.directory?.path ?? "an ensemble model"): its architecture or labels differ from the model under study's; an ensemble must be retrainings of one recipe")
             }
             if all.count > 1 { log("\(kernel.name): ensemble of \(all.count) models") }

@@ -101,7 +101,7 @@ public enum TracIn {
     static func check(_ record: TrainingRecord, from dir: URL, belongsTo classifier: Classifier) throws {
         let model = classifier.directory?.path ?? "the model"
         var differences: [String] = []
-        if record.model != classifier.model.config { differences.append("architecture") }
+        if record.model != classifier.tangentModel?.config { differences.append("architecture") }
         if record.labels != classifier.labels.names { differences.append("labels (\(record.labels) vs \(classifier.labels.names))") }
         let recorded = try RecordedTraining(configJSON: classifier.configJSON, source: configSource(classifier))
         if let options = recorded.options, options != record.options { differences.append("training options") }
@@ -134,8 +134,8 @@ public enum TracIn {
 
     /// The classifier with a checkpoint's weights.
     public static func load(_ checkpoint: TrainingCheckpoint, like classifier: Classifier, threads: Int) throws -> Classifier {
-        let model = try TransformerClassifier<Float>(config: classifier.model.config, threads: threads)
+        let model = try classifier.model.emptyCopy(threads: threads)
         try ModelDirectory.loadWeights(model, from: checkpoint.url)
-        return try Classifier(model: model, tokenizer: classifier.tokenizer, labels: classifier.labels)
+        return try Classifier(model: model, encoder: classifier.encoder, labels: classifier.labels)
     }
 }

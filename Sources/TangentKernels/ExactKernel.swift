@@ -53,7 +53,7 @@ public enum ExactKernel {
         // A block never needs more rows than there are texts (its tile is blockSize^2).
         let blockSize = max(1, min(blockSize, max(nA, nB)))
         let groups = computer.groups
-        let pad = Int32(computer.model.config.padID)
+        let pad = computer.model.shape.padID
         var parts = [[T]](repeating: [T](repeating: 0, count: nA * nB), count: groups.count)
         var diagA = [T](repeating: 0, count: nA), diagB = [T](repeating: 0, count: nB)
         let blocksA = stride(from: 0, to: nA, by: blockSize).map { $0..<min(nA, $0 + blockSize) }
@@ -73,8 +73,8 @@ public enum ExactKernel {
                 }
                 for (g, group) in groups.enumerated() {
                     tileProduct(ga, gb, columns: group.columns, stride: computer.dense.count, into: &tile)
-                    if group.name == "embeddings" && computer.includesTokenTable {
-                        addTokenPart(ga, gb, d: computer.model.config.dModel, into: &tile, ldc: rb.count)
+                    if group.name == computer.tokenTableGroup && computer.includesTokenTable {
+                        addTokenPart(ga, gb, d: computer.model.shape.width, into: &tile, ldc: rb.count)
                     }
                     for x in 0..<ra.count {
                         for y in 0..<rb.count {
@@ -144,7 +144,7 @@ public enum ExactKernel {
 
     /// K(x, x) of every text of a block over the whole subset.
     public static func selfKernels<T: BLASScalar>(_ g: GradientBlock<T>, computer: GradientComputer<T>) -> [T] {
-        let B = g.batch.count, P = computer.dense.count, D = computer.model.config.dModel, N = g.batch.tokenCount
+        let B = g.batch.count, P = computer.dense.count, D = computer.model.shape.width, N = g.batch.tokenCount
         var out = [T](repeating: 0, count: B)
         g.dense.withUnsafeBufferPointer { p in
             for o in 0..<g.outputs {

@@ -96,19 +96,19 @@ public final class Featurizer {
     }
 
     static func memoryEstimate(options: FeaturizeOptions, computer: GradientComputer<Float>) -> UInt64 {
-        let C = computer.model.config.nClasses, D = computer.model.config.dModel
+        let C = computer.model.shape.classes, D = computer.model.shape.width
         let O = options.kind == .trntk ? C : 1
         let B = UInt64(options.batchSize), K = UInt64(options.projDim)
         if options.projector.distribution == .sketch {
             // Streamed gradients: hashed buckets, one tensor's gradient per thread, the
             // block's token rows and features (per layer too), never B x P_dense.
             let codes = UInt64(computer.dense.count * options.projector.nonzeros) * 4
-            let rows = B * UInt64(computer.model.config.maxLen * D) * 4
+            let rows = B * UInt64(computer.model.shape.maxTokens * D) * 4
             let groups = UInt64(options.perLayer ? computer.groups.count + 1 : 2)
             return codes + rows + groups * UInt64(O) * B * K * 4 + 300 * 1_048_576
         }
         let grads = min(B * UInt64(computer.dense.count) * 4, UInt64(options.gradientBudget))
-        let rows = UInt64(O) * B * UInt64(computer.model.config.maxLen * D) * 4
+        let rows = UInt64(O) * B * UInt64(computer.model.shape.maxTokens * D) * 4
         let proj = (128 + 16 * UInt64(D)) * K * 4 + 3 * UInt64(O) * (B + 32) * K * 4
         return grads + rows + proj + 300 * 1_048_576
     }
@@ -116,8 +116,8 @@ public final class Featurizer {
     /// Vectors per text and their length.
     public var shape: (outputs: Int, width: Int) {
         switch options.kind {
-        case .embedding: return (1, classifier.model.config.dModel)
-        case .trntk: return (classifier.model.config.nClasses, options.projDim)
+        case .embedding: return (1, classifier.model.shape.width)
+        case .trntk: return (classifier.model.shape.classes, options.projDim)
         case .pntk, .grad: return (1, options.projDim)
         }
     }
@@ -127,11 +127,9 @@ public final class Featurizer {
     /// Cache entries are named by it, so a swapped tokenizer is never served old features.
     public static func modelFingerprint(_ classifier: Classifier) -> String {
         let model = classifier.model
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        var d = (try? encoder.encode(model.config)) ?? Data()
+        var d = model.configurationData
         d.append(Data(buffer: UnsafeBufferPointer(model.parameters)))
-        d.append(classifier.tokenizer.serializedModel)
+        d.append(classifier.encoder.identity)
         d.append(Data(classifier.labels.names.joined(separator: "\u{1F}").utf8))
         return fingerprint(d)
     }
@@ -163,7 +161,7 @@ public final class Featurizer {
 
     private func computeBlock(_ texts: [LabeledText]) throws -> (features: [Float], logits: [Float], layerFeatures: [Float]?, gradientSeconds: Double, projectionSeconds: Double) {
         let model = classifier.model
-        let batch = TokenBatch(sequences: try texts.map { try classifier.encode($0.text) }, padID: Int32(model.config.padID))
+        let batch = TokenBatch(sequences: try texts.map { try classifier.encode($0.text) }, padID: model.shape.padID)
         let t0 = Date()
         switch options.kind {
         case .embedding:
@@ -179,7 +177,7 @@ public final class Featurizer {
                                                                    : texts.map { $0.label.flatMap(classifier.labels.index(of:)) })
             }
             let B = batch.count, K = options.projDim
-            let O = output.count(classes: model.config.nClasses)
+            let O = output.count(classes: model.shape.classes)
             let L = options.perLayer ? computer!.groups.count : 1
             var out = [Float](repeating: 0, count: B * O * K)
             var layers: [Float]? = options.perLayer ? [Float](repeating: 0, count: B * L * O * K) : nil
@@ -229,7 +227,7 @@ public final class Featurizer {
             params: options.kind.projected ? options.params.joined(separator: ",") : "",
             projDim: options.kind.projected ? options.projDim : 0, seed: options.kind.projected ? options.seed : 0,
             projector: options.kind.projected ? options.projector.tag : "", outputs: O, width: W,
-            texts: texts.count, classes: classifier.model.config.nClasses, source: source,
+            texts: texts.count, classes: classifier.model.shape.classes, source: source,
             textsFingerprint: FeatureMetadata.fingerprint(texts: texts), blockSize: options.blockSize)
         if options.perLayer && options.kind.projected { m.layerGroups = computer!.groups.map(\.name).joined(separator: ",") }
         return m

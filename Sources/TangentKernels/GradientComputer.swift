@@ -42,7 +42,7 @@ public struct GradientBlock<T: BLASScalar> {
 /// over texts and cores. The token-embedding table (most of the parameters, but only a
 /// few rows per text) is returned as per-token rows instead of a dense vector.
 public final class GradientComputer<T: BLASScalar> {
-    public let model: TransformerClassifier<T>
+    public let model: any ClassifierModel<T>
     /// The tensors asked for.
     public let subset: ParameterSubset
     /// The asked-for tensors other than the token table, in a compact layout.
@@ -50,16 +50,18 @@ public final class GradientComputer<T: BLASScalar> {
     /// Whether the token table is among the tensors asked for.
     public let includesTokenTable: Bool
     let tokenTableIndex: Int
+    /// The group the token table belongs to (its token-row part joins that group's).
+    public var tokenTableGroup: String { model.layout.tensors[tokenTableIndex].group }
     /// The embedding-output gradients of the last streamed block (see `streamOutputs`).
     private var streamRows: [T] = []
 
     /// Gradients over the tensors named by `prefixes` (see `ParameterSubset`). Its passes
     /// run the model's row-invariant products, so a text's gradients do not depend on the
     /// batch it is computed in; the model's other uses are left as they were.
-    public init(model: TransformerClassifier<T>, prefixes: [String]) throws {
+    public init(model: any ClassifierModel<T>, prefixes: [String]) throws {
         self.model = model
         subset = try ParameterSubset(layout: model.layout, prefixes: prefixes)
-        let tokenIndex = model.layout.index(of: "embeddings.token.weight")!
+        let tokenIndex = model.tokenTableIndex
         tokenTableIndex = tokenIndex
         includesTokenTable = subset.compactOffsets[tokenIndex] != nil
         dense = ParameterSubset(layout: model.layout, tensorIndices: subset.tensorIndices.filter { $0 != tokenIndex })
@@ -93,7 +95,7 @@ public final class GradientComputer<T: BLASScalar> {
             if let r = g.tokenRows { rows! += r }
             if first == nil { first = g }
         }
-        return GradientBlock(batch: batch, outputs: output.count(classes: model.config.nClasses), dense: dense,
+        return GradientBlock(batch: batch, outputs: output.count(classes: model.shape.classes), dense: dense,
                              tokenRows: rows, logits: first!.logits, embeddings: first!.embeddings)
     }
 
@@ -103,7 +105,7 @@ public final class GradientComputer<T: BLASScalar> {
     @_specialize(exported: true, where T == Float)
     @_specialize(exported: true, where T == Double)
     public func forEachOutput(_ batch: TokenBatch, output: GradientOutput, _ body: (Int, GradientBlock<T>) throws -> Void) throws {
-        let C = model.config.nClasses, B = batch.count, D = model.config.dModel, N = batch.tokenCount
+        let C = model.shape.classes, B = batch.count, D = model.shape.width, N = batch.tokenCount
         let logits = try model.forward(batch, rowInvariant: true)
         let embeddings = model.lastEmbeddings()
         let O = output.count(classes: C)
@@ -126,7 +128,7 @@ public final class GradientComputer<T: BLASScalar> {
 
     /// The seeds of the backward passes: one [B, C] array per output.
     func seeds(_ output: GradientOutput, logits: [T], texts B: Int) -> [[T]] {
-        let C = model.config.nClasses
+        let C = model.shape.classes
         switch output {
         case .pseudoNTK:
             return [[T](repeating: 1 / T(C).squareRoot(), count: B * C)]
@@ -155,7 +157,7 @@ public final class GradientComputer<T: BLASScalar> {
     public func streamOutputs(_ batch: TokenBatch, output: GradientOutput,
                               sink: (_ output: Int, _ tensor: Int, _ text: Int, _ gradient: UnsafePointer<T>) -> Void,
                               rows: (_ output: Int, _ rows: UnsafePointer<T>) -> Void) throws -> (logits: [T], embeddings: [T]) {
-        let B = batch.count, D = model.config.dModel, N = batch.tokenCount
+        let B = batch.count, D = model.shape.width, N = batch.tokenCount
         let logits = try model.forward(batch, rowInvariant: true)
         let embeddings = model.lastEmbeddings()
         // Reused across calls: a fresh array per block would be paged in anew each time.
@@ -174,7 +176,7 @@ public final class GradientComputer<T: BLASScalar> {
     /// The full compact per-example gradient over `subset` (token table densified):
     /// [O, B, subset.count]. For tests and small models only: it is as large as the subset.
     public func materialize(_ block: GradientBlock<T>) -> [T] {
-        let B = block.batch.count, D = model.config.dModel, P = subset.count, N = block.batch.tokenCount
+        let B = block.batch.count, D = model.shape.width, P = subset.count, N = block.batch.tokenCount
         var out = [T](repeating: 0, count: block.outputs * B * P)
         for o in 0..<block.outputs {
             for ti in dense.tensorIndices {

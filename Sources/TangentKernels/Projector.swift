@@ -169,7 +169,7 @@ public struct Projector: Sendable, Equatable {
             }
         }
         if let rows = block.tokenRows {
-            let tokenLayer = layer(layout.index(of: "embeddings.token.weight")!)
+            let tokenLayer = layer(computer.model.tokenTableIndex)
             addTokenTable(block, rows: rows, computer: computer, into: &out, offset: tokenLayer * slab)
         }
         return out
@@ -180,8 +180,8 @@ public struct Projector: Sendable, Equatable {
     /// whatever else is in the batch.
     private func addTokenTable(_ block: GradientBlock<Float>, rows: [Float], computer: GradientComputer<Float>,
                                into out: inout [Float], offset: Int) {
-        let K = dimension, D = computer.model.config.dModel, B = block.batch.count, N = block.batch.tokenCount
-        let rng = generator(for: "embeddings.token.weight")
+        let K = dimension, D = computer.model.shape.width, B = block.batch.count, N = block.batch.tokenCount
+        let rng = generator(for: computer.model.layout.tensors[computer.model.tokenTableIndex].name)
         var byID: [Int32: [Int]] = [:]
         for t in 0..<N { byID[block.batch.ids[t], default: []].append(t) }
         let ids = byID.keys.sorted()

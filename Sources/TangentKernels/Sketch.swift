@@ -62,7 +62,7 @@ extension Projector {
             }
         }
         if let rows = block.tokenRows {
-            let N = block.batch.tokenCount, D = computer.model.config.dModel
+            let N = block.batch.tokenCount, D = computer.model.shape.width
             rows.withUnsafeBufferPointer { r in
                 for o in 0..<block.outputs { acc.addTokenRows(output: o, rows: r.baseAddress! + o * N * D, batch: block.batch) }
             }
@@ -127,7 +127,7 @@ public final class SketchCodes {
         var gi: [Int: Int] = [:]
         for ti in computer.subset.tensorIndices { gi[ti] = groups.firstIndex(of: layout.tensors[ti].group)! }
         groupIndex = gi
-        tokenGroup = layout.index(of: "embeddings.token.weight").flatMap { gi[$0] }
+        tokenGroup = gi[computer.model.tokenTableIndex]
     }
 
     deinit { for c in codes.values { c.deallocate() } }
@@ -174,8 +174,8 @@ public final class SketchAccumulator {
     /// fly (only the rows present in the text are touched).
     public func addTokenRows(output o: Int, rows: UnsafePointer<Float>, batch: TokenBatch) {
         guard let group = codes.tokenGroup else { return }
-        let p = codes.projector, s = p.nonzeros, D = codes.computer.model.config.dModel
-        let rng = p.generator(for: "embeddings.token.weight")
+        let p = codes.projector, s = p.nonzeros, D = codes.computer.model.shape.width
+        let rng = p.generator(for: codes.computer.model.layout.tensors[codes.computer.model.tokenTableIndex].name)
         let scale = 1 / Float(s).squareRoot()
         let textSplit = splitRange(batch.count, parts: p.threads).filter { !$0.isEmpty }
         parallelFor(textSplit.count) { part in

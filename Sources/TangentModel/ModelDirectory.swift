@@ -31,7 +31,7 @@ public struct ModelDirectory {
 
     /// Writes the parameters of `model` as float32 safetensors with the spec's names and
     /// shapes (PyTorch `state_dict` layout), atomically.
-    public static func saveWeights<T: BLASScalar>(_ model: TransformerClassifier<T>, to url: URL,
+    public static func saveWeights<M: ClassifierModel>(_ model: M, to url: URL,
                                                    metadata: [String: String] = [:]) throws {
         var w = SafetensorsWriter()
         w.metadata = metadata.merging(["format": "pt"]) { a, _ in a }
@@ -43,19 +43,19 @@ public struct ModelDirectory {
 
     /// Reads weights into `model`, checking that every tensor is present, float32, of the
     /// spec's shape, finite, and that the file holds no unknown tensors.
-    public static func loadWeights<T: BLASScalar>(_ model: TransformerClassifier<T>, from url: URL) throws {
+    public static func loadWeights<M: ClassifierModel>(_ model: M, from url: URL) throws {
         let file = try SafetensorsFile(url: url)
         let known = Set(model.layout.tensors.map(\.name))
         if let extra = file.tensors.keys.sorted().first(where: { !known.contains($0) }) {
             throw SafetensorsError.badTensor(path: url.path, tensor: extra, reason: "not a tensor of this model architecture")
         }
-        var values = [T](repeating: 0, count: model.layout.count)
+        var values = [M.Scalar](repeating: 0, count: model.layout.count)
         for t in model.layout.tensors {
             let v = try file.float32(t.name, shape: t.shape)
             if let bad = v.firstIndex(where: { !$0.isFinite }) {
                 throw SafetensorsError.badTensor(path: url.path, tensor: t.name, reason: "element \(bad) is \(v[bad])")
             }
-            for (k, x) in v.enumerated() { values[t.offset + k] = T(x) }
+            for (k, x) in v.enumerated() { values[t.offset + k] = M.Scalar(x) }
         }
         model.setParameters(values)
     }
@@ -92,34 +92,76 @@ public struct ModelDirectory {
     }
 }
 
+/// How a model's texts become token ids, framing and truncation included.
+public protocol TextEncoder {
+    /// The ids the model sees for `text`.
+    func encode(_ text: String) throws -> [Int32]
+    /// Bytes that identify the tokenizer and its settings (feature and cache fingerprints).
+    var identity: Data { get }
+    /// The file it was read from.
+    var source: String { get }
+}
+
+/// tangent's own encoding: BOS, then the SentencePiece ids, cut to max_len.
+public struct SentencePieceTextEncoder: TextEncoder {
+    public let tokenizer: Tokenizer
+    public let config: ModelConfig
+    public func encode(_ text: String) throws -> [Int32] { try TextEncoding.encode(text, tokenizer: tokenizer, config: config) }
+    public var identity: Data { tokenizer.serializedModel }
+    public var source: String { tokenizer.source }
+}
+
 /// A loaded model with its tokenizer and labels: what prediction needs.
 public final class Classifier {
-    public let model: TransformerClassifier<Float>
-    public let tokenizer: Tokenizer
+    public let model: any ClassifierModel<Float>
+    public let encoder: any TextEncoder
     public let labels: LabelSet
     public let directory: URL?
     /// The raw `config.json` object (architecture plus training metadata), when loaded from disk.
     public let configJSON: [String: Any]
 
-    public init(model: TransformerClassifier<Float>, tokenizer: Tokenizer, labels: LabelSet,
-                directory: URL? = nil, configJSON: [String: Any] = [:]) throws {
+    /// tangent's own model, when this is one.
+    public var tangentModel: TransformerClassifier<Float>? { model as? TransformerClassifier<Float> }
+    /// tangent's own SentencePiece tokenizer, when this is one of its models.
+    public var tokenizer: Tokenizer? { (encoder as? SentencePieceTextEncoder)?.tokenizer }
+
+    /// One of tangent's own models with its tokenizer.
+    public convenience init(model: TransformerClassifier<Float>, tokenizer: Tokenizer, labels: LabelSet,
+                            directory: URL? = nil, configJSON: [String: Any] = [:]) throws {
         try Classifier.check(tokenizer: tokenizer, labels: labels, config: model.config, directory: directory)
+        try self.init(model: model, encoder: SentencePieceTextEncoder(tokenizer: tokenizer, config: model.config), labels: labels,
+                      directory: directory, configJSON: configJSON)
+    }
+
+    /// Any architecture's model with its text encoder.
+    public init(model: any ClassifierModel<Float>, encoder: any TextEncoder, labels: LabelSet,
+                directory: URL? = nil, configJSON: [String: Any] = [:]) throws {
+        guard labels.count == model.shape.classes else {
+            throw ModelError("\(directory.map { "\($0.path): " } ?? "")\(labels.count) labels but the model has \(model.shape.classes) classes")
+        }
         self.model = model
-        self.tokenizer = tokenizer
+        self.encoder = encoder
         self.labels = labels
         self.directory = directory
         self.configJSON = configJSON
     }
 
-    /// Loads a model directory, checking that its parts agree with each other.
+    /// Loads a model directory of any registered architecture (see `ModelRegistry`),
+    /// checking that its parts agree with each other.
     public convenience init(directory: URL, threads: Int = Threads.cores) throws {
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: directory.path, isDirectory: &isDir), isDir.boolValue else {
             throw ModelError("\(directory.path): no such model directory")
         }
+        let loaded = try ModelRegistry.load(directory: directory, threads: threads)
+        try self.init(model: loaded.model, encoder: loaded.encoder, labels: loaded.labels, directory: directory, configJSON: loaded.configJSON)
+    }
+
+    /// Loads tangent's own model directory (`config.json` with `architecture`
+    /// `TransformerClassifier`, `model.safetensors`, `tokenizer.model`, `labels.json`).
+    static func loadTangent(directory: URL, configJSON json: [String: Any], threads: Int) throws -> LoadedModel {
         let configURL = directory.appendingPathComponent(ModelDirectory.configFile)
         let config = try ModelDirectory.loadConfig(configURL)
-        let json = (try? JSONSerialization.jsonObject(with: WholeFile.read(configURL))) as? [String: Any] ?? [:]
         let tokenizer = try Tokenizer(contentsOf: directory.appendingPathComponent(ModelDirectory.tokenizerFile))
         let labels = try LabelSet.load(directory.appendingPathComponent(ModelDirectory.labelsFile))
         try Classifier.check(tokenizer: tokenizer, labels: labels, config: config, directory: directory)
@@ -133,7 +175,7 @@ public final class Classifier {
         }
         let model = try TransformerClassifier<Float>(config: config, threads: threads)
         try ModelDirectory.loadWeights(model, from: directory.appendingPathComponent(ModelDirectory.weightsFile))
-        try self.init(model: model, tokenizer: tokenizer, labels: labels, directory: directory, configJSON: json)
+        return LoadedModel(model: model, encoder: SentencePieceTextEncoder(tokenizer: tokenizer, config: config), labels: labels, configJSON: json)
     }
 
     private static func check(tokenizer: Tokenizer, labels: LabelSet, config: ModelConfig, directory: URL?) throws {
@@ -152,9 +194,12 @@ public final class Classifier {
     /// The `config.json` key holding the fingerprint of the tokenizer's bytes, checked on load.
     public static let tokenizerFingerprintKey = "tokenizer_fingerprint"
 
-    /// Saves model, tokenizer, labels and config (with `extra` keys and the tokenizer's
-    /// fingerprint) into `directory`.
+    /// Saves one of tangent's own models: model, tokenizer, labels and config (with
+    /// `extra` keys and the tokenizer's fingerprint) into `directory`.
     public func save(to directory: URL, extra: [String: Any] = [:]) throws {
+        guard let model = tangentModel, let tokenizer else {
+            throw ModelError("\(directory.path): only tangent's own models are saved in its directory format")
+        }
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         try AtomicFile.write(tokenizer.serializedModel, to: directory.appendingPathComponent(ModelDirectory.tokenizerFile))
         try labels.save(directory.appendingPathComponent(ModelDirectory.labelsFile))
@@ -164,21 +209,19 @@ public final class Classifier {
         try ModelDirectory.saveConfig(model.config, extra: extra, to: directory.appendingPathComponent(ModelDirectory.configFile))
     }
 
-    /// Token ids as the model sees a text: BOS, then the SentencePiece ids, cut to max_len.
-    public func encode(_ text: String) throws -> [Int32] {
-        try TextEncoding.encode(text, tokenizer: tokenizer, config: model.config)
-    }
+    /// Token ids of a text as the model sees it.
+    public func encode(_ text: String) throws -> [Int32] { try encoder.encode(text) }
 
     /// Logits [B, C] of `texts`, computed in batches of `batchSize`: the network's one
     /// prediction path. Row-invariant, so a text's logits are the same bits whichever texts
     /// share its batch, and the same as the featurizer and gradient computer store.
     public func logits(_ texts: [String], batchSize: Int = 256) throws -> [Float] {
         var out: [Float] = []
-        out.reserveCapacity(texts.count * model.config.nClasses)
+        out.reserveCapacity(texts.count * model.shape.classes)
         var start = 0
         while start < texts.count {
             let end = min(texts.count, start + batchSize)
-            let batch = TokenBatch(sequences: try texts[start..<end].map(encode), padID: Int32(model.config.padID))
+            let batch = TokenBatch(sequences: try texts[start..<end].map(encode), padID: model.shape.padID)
             out += try model.forward(batch, rowInvariant: true)
             start = end
         }
@@ -187,7 +230,7 @@ public final class Classifier {
 
     /// Predictions for `texts`: label, probabilities and logits.
     public func predict(_ texts: [String], batchSize: Int = 256) throws -> [Prediction] {
-        let C = model.config.nClasses
+        let C = model.shape.classes
         let z = try logits(texts, batchSize: batchSize)
         return texts.indices.map { i in
             let row = Array(z[(i * C)..<((i + 1) * C)])

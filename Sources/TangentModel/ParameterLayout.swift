@@ -1,21 +1,20 @@
 /// One parameter tensor's place in the flat parameter vector.
 public struct ParameterTensor: Sendable, Equatable {
-    /// Name as in `model.safetensors` (e.g. `blocks.0.attn.qkv.weight`).
+    /// Name as in the checkpoint (e.g. `blocks.0.attn.qkv.weight`, `bert.encoder.layer.0.output.dense.weight`).
     public let name: String
     /// Shape in PyTorch convention (`[out, in]` for linear weights).
     public let shape: [Int]
     /// Offset of the first element in the flat vector.
     public let offset: Int
+    /// The per-layer group the tensor belongs to (the NFT-K per-layer view): for tangent's
+    /// own models `embeddings`, `blocks.i`, `norm`, `head`; for the BERT family
+    /// `embeddings`, `encoder.layer.i`, `pooler`, `classifier`.
+    public let group: String
+    /// Whether AdamW's weight decay applies (matrices of linear layers; not biases,
+    /// LayerNorm weights or position tables).
+    public let decays: Bool
     public var count: Int { shape.reduce(1, *) }
     public var range: Range<Int> { offset..<(offset + count) }
-    /// The per-layer group (`embeddings`, `blocks.i`, `norm`, `head`) the tensor belongs to.
-    public var group: String {
-        if name.hasPrefix("blocks.") {
-            let parts = name.split(separator: ".")
-            return "blocks.\(parts[1])"
-        }
-        return String(name.split(separator: ".")[0])
-    }
 }
 
 /// All parameters of a model in one contiguous vector, in the order of the
@@ -25,12 +24,26 @@ public struct ParameterLayout: Sendable, Equatable {
     public let count: Int
     private let byName: [String: Int]
 
-    public init(config c: ModelConfig) {
+    /// Tensors in the given order, each with its group and weight-decay flag; offsets
+    /// follow from the order.
+    public init(_ entries: [(name: String, shape: [Int], group: String, decays: Bool)]) {
         var list: [ParameterTensor] = []
         var off = 0
+        for e in entries {
+            list.append(ParameterTensor(name: e.name, shape: e.shape, offset: off, group: e.group, decays: e.decays))
+            off += e.shape.reduce(1, *)
+        }
+        tensors = list
+        count = off
+        byName = Dictionary(uniqueKeysWithValues: list.enumerated().map { ($1.name, $0) })
+    }
+
+    /// The layout of tangent's own classifier, in the order of the model-format spec.
+    public init(config c: ModelConfig) {
+        var list: [(name: String, shape: [Int], group: String, decays: Bool)] = []
         func add(_ name: String, _ shape: [Int]) {
-            list.append(ParameterTensor(name: name, shape: shape, offset: off))
-            off += shape.reduce(1, *)
+            let group = name.hasPrefix("blocks.") ? name.split(separator: ".").prefix(2).joined(separator: ".") : String(name.split(separator: ".")[0])
+            list.append((name, shape, group, name.hasSuffix(".weight") && shape.count == 2 && !name.contains("position")))
         }
         let D = c.dModel, F = c.dFF
         add("embeddings.token.weight", [c.vocabSize, D])
@@ -45,9 +58,7 @@ public struct ParameterLayout: Sendable, Equatable {
         }
         add("norm.weight", [D]); add("norm.bias", [D])
         add("head.weight", [c.nClasses, D]); add("head.bias", [c.nClasses])
-        tensors = list
-        count = off
-        byName = Dictionary(uniqueKeysWithValues: list.enumerated().map { ($1.name, $0) })
+        self.init(list)
     }
 
     /// The tensor called `name`, or nil.
@@ -81,18 +92,18 @@ public struct ParameterSubset: Sendable, Equatable {
         self.init(layout: layout, tensorIndices: Array(layout.tensors.indices))
     }
 
-    /// Tensors whose names start with one of `prefixes` (`head` = last layer,
+    /// Tensors whose names or groups start with one of `prefixes` (`head` = last layer,
     /// `blocks.1`, `norm`, `embeddings`; `all` or the empty prefix = everything).
     /// A prefix matches whole dotted components, so `blocks.1` does not match `blocks.10`.
     public init(layout: ParameterLayout, prefixes: [String]) throws {
         for p in prefixes {
-            let matches = layout.tensors.contains { ParameterSubset.matches($0.name, p) }
+            let matches = layout.tensors.contains { ParameterSubset.matches($0, p) }
             if !matches {
                 let valid = ["all"] + layout.groups + layout.tensors.map(\.name)
                 throw ModelError("unknown parameter prefix '\(p)'; valid prefixes include: \(valid.joined(separator: ", "))")
             }
         }
-        let indices = layout.tensors.indices.filter { i in prefixes.contains { ParameterSubset.matches(layout.tensors[i].name, $0) } }
+        let indices = layout.tensors.indices.filter { i in prefixes.contains { ParameterSubset.matches(layout.tensors[i], $0) } }
         self.init(layout: layout, tensorIndices: indices)
     }
 
@@ -110,8 +121,10 @@ public struct ParameterSubset: Sendable, Equatable {
         count = off
     }
 
-    static func matches(_ name: String, _ prefix: String) -> Bool {
+    /// A prefix names a tensor, a dotted start of its name, or its group (so
+    /// `encoder.layer.1` selects `bert.encoder.layer.1.*`).
+    static func matches(_ t: ParameterTensor, _ prefix: String) -> Bool {
         if prefix.isEmpty || prefix == "all" { return true }
-        return name == prefix || name.hasPrefix(prefix + ".")
+        return [t.name, t.group].contains { $0 == prefix || $0.hasPrefix(prefix + ".") }
     }
 }

@@ -18,11 +18,12 @@ struct GradientDestination<T: BLASScalar> {
     func slot(_ i: Int) -> UnsafeMutablePointer<T>? { sink == nil ? offsets[i].map { base! + $0 } : nil }
     func wanted(_ i: Int) -> Bool { offsets[i] != nil }
 
-    /// A linear layer's backward: dinp, then its weight and bias gradients (per text of
+    /// A linear layer's backward: dinp (written, or added to), then its weight and bias gradients (per text of
     /// `streamRows` when streaming). `segments` picks token or text rows.
-    func linear(dinp: UnsafeMutablePointer<T>, w: Int, b: Int, weight: UnsafePointer<T>, dout: UnsafePointer<T>, inp: UnsafePointer<T>,
+    func linear(dinp: UnsafeMutablePointer<T>, accumulateInput: Bool = false, w: Int, b: Int, weight: UnsafePointer<T>,
+                dout: UnsafePointer<T>, inp: UnsafePointer<T>,
                 n: Int, i: Int, o: Int, segments: Segments, rows: [Range<Int>]?, streamRows: [Range<Int>]) {
-        Linear.backward(dinp: dinp, accumulateInput: false, dweight: slot(w), dbias: slot(b), dout: dout, inp: inp, weight: weight,
+        Linear.backward(dinp: dinp, accumulateInput: accumulateInput, dweight: slot(w), dbias: slot(b), dout: dout, inp: inp, weight: weight,
                         n: n, i: i, o: o, segments: segments, rows: rows)
         guard let sink, wanted(w) || wanted(b) else { return }
         // A product with beta 0 into the scratch, so nothing is zeroed.
@@ -76,7 +77,7 @@ extension TransformerClassifier {
     /// With `sink`, parameter gradients are not written to `base` but handed over per text
     /// and tensor from a small scratch (see the streaming `perExampleGradients`).
     /// The pass stops below the lowest layer group whose gradients are wanted.
-    func backwardShard(_ ws: Workspace<T>, seed: UnsafePointer<T>, base: UnsafeMutablePointer<T>?,
+    func backwardTexts(_ ws: Workspace<T>, seed: UnsafePointer<T>, base: UnsafeMutablePointer<T>?,
                        offsets: [Int?], perExampleStride: Int?, needEmbeddingRows: Bool = false,
                        sink: ((Int, Int, UnsafePointer<T>) -> Void)? = nil) {
         let c = config

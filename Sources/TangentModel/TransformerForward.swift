@@ -4,11 +4,10 @@ import TangentTensor
 // One shard's forward pass: embeddings, the blocks, the final norm, pooling and the head,
 // with dropout masks that are a pure function of the text's place in the run.
 extension TransformerClassifier {
-    func p(_ i: Int) -> UnsafeMutablePointer<T> { parameters.baseAddress! + layout.tensors[i].offset }
 
     /// The forward pass of the shard `batch` (its first text is `firstText` of the whole
     /// batch), activations kept in `ws`.
-    func forwardShard(_ ws: Workspace<T>, batch: TokenBatch, firstText: Int, dropout: DropoutConfig?) {
+    func forwardTexts(_ ws: Workspace<T>, batch: TokenBatch, firstText: Int, dropout: DropoutConfig?) {
         let c = config
         let N = batch.tokenCount, B = batch.count, D = c.dModel, C = c.nClasses
         let eps = T(c.normEps)
@@ -38,17 +37,8 @@ extension TransformerClassifier {
     /// Inverted dropout's mask for one site (0 embeddings, 1 attention, 2 MLP) of layer `layer`.
     func fillMask(_ mask: UnsafeMutablePointer<T>, dropout: DropoutConfig, site: UInt64, layer: Int,
                   positions: UnsafePointer<Int32>, texts: [Range<Int>], firstText: Int) {
-        let D = config.dModel
-        let rng = CounterRNG.derive(dropout.seed, dropout.step, site, UInt64(layer))
-        let keep = T(1 / (1 - dropout.rate))
-        for (b, r) in texts.enumerated() {
-            for row in r {
-                let base = UInt64((firstText + b) * config.maxLen + Int(positions[row])) * UInt64(D)
-                for j in 0..<D {
-                    mask[row * D + j] = rng.uniform(base + UInt64(j)) < dropout.rate ? 0 : keep
-                }
-            }
-        }
+        dropout.fill(mask, site: site, layer: layer, positions: positions, texts: texts, firstText: firstText,
+                     maxTokens: config.maxLen, width: config.dModel)
     }
 
     /// One block's forward: res[l+1] = mid + drop(fc2(gelu(fc1(ln2(mid))))), with

@@ -31,6 +31,11 @@ final class Workspace<T: BLASScalar> {
     var dpooled = Buffer<T>()  // [B, D]
     var dattScratch = Buffer<T>()  // [maxL, maxL]
     var gradScratch = Buffer<T>()  // one text's gradient of a tensor, or a shard's of small tensors
+    // Used by encoders that pool one token through a dense layer (the BERT family).
+    var poolIn = Buffer<T>(), dpoolIn = Buffer<T>()   // [B, D] first-token states and their gradient
+    var headIn = Buffer<T>(), headMask = Buffer<T>()  // [B, D] classifier input after dropout, and its mask
+    var tokenPositions: [Int32] = []  // [N] position ids after the architecture's offset
+    var tokenTypes: [Int32] = []      // [N] token-type ids (all 0: one segment per text)
 
     // Shape of the batch currently held.
     var batch = TokenBatch(sequences: [])
@@ -51,6 +56,11 @@ final class Workspace<T: BLASScalar> {
 
     /// Sizes every buffer for `batch` under `config`.
     func prepare(_ batch: TokenBatch, config c: ModelConfig, dropout: Bool) {
+        prepare(batch, heads: c.nHeads, width: c.dModel, ffWidth: c.dFF, classes: c.nClasses, dropout: dropout)
+    }
+
+    /// Sizes every buffer for `batch` on a model of these sizes.
+    func prepare(_ batch: TokenBatch, heads: Int, width D: Int, ffWidth F: Int, classes: Int, dropout: Bool) {
         self.batch = batch
         texts = batch.ranges
         var offs: [Int] = []
@@ -58,12 +68,12 @@ final class Workspace<T: BLASScalar> {
         var maxL = 1
         for r in texts {
             offs.append(a)
-            a += c.nHeads * r.count * r.count
+            a += heads * r.count * r.count
             maxL = max(maxL, r.count)
         }
         attOffsets = offs
         dropoutUsed = dropout
-        let N = batch.tokenCount, B = batch.count, D = c.dModel, F = c.dFF
+        let N = batch.tokenCount, B = batch.count
         for b in res { b.ensure(N * D) }
         for l in 0..<nLayers {
             mid[l].ensure(N * D); ln1[l].ensure(N * D); ln2[l].ensure(N * D); atty[l].ensure(N * D)
@@ -73,7 +83,7 @@ final class Workspace<T: BLASScalar> {
         }
         if dropout { embMask.ensure(N * D) }
         lnf.ensure(N * D); lnfMean.ensure(N); lnfRstd.ensure(N)
-        pooled.ensure(B * D); logits.ensure(B * c.nClasses)
+        pooled.ensure(B * D); logits.ensure(B * classes)
         tmpD.ensure(N * D); dres.ensure(N * D); dmid.ensure(N * D); dln.ensure(N * D); datty.ensure(N * D)
         dF1.ensure(N * F); dF2.ensure(N * F); dqkv.ensure(N * 3 * D); dpooled.ensure(B * D)
         dattScratch.ensure(maxL * maxL)

@@ -26,7 +26,7 @@ public enum ResumeState {
     /// finished epoch: config.json and model.safetensors may lag one epoch behind when a
     /// run was killed while saving them) and returns the finished epochs' history.
     /// `directory` names the run in errors.
-    public static func restore(from url: URL, into model: TransformerClassifier<Float>, trainer: Trainer, stepsPerEpoch: Int,
+    public static func restore(from url: URL, into model: any ClassifierModel<Float>, trainer: Trainer, stepsPerEpoch: Int,
                                directory: String) throws -> [EpochSummary] {
         let state: SafetensorsFile
         do { state = try SafetensorsFile(url: url) } catch {
@@ -70,7 +70,8 @@ public struct TrainingRun {
     /// Saves what epoch `summary.epoch` finished; `extra` is config.json's content beyond
     /// the architecture.
     public func finishEpoch(_ summary: EpochSummary, trainer: Trainer, history: [EpochSummary], extra: [String: Any]) throws {
-        let model = classifier.model, final = summary.epoch == options.epochs
+        guard let model = classifier.tangentModel else { throw TrainingError("\(directory.path): only tangent's own models are trained here") }
+        let final = summary.epoch == options.epochs
         if !final { try ResumeState.save(trainer, epoch: summary.epoch, history: history, to: resumeStateURL) }
         if keepCheckpoints {
             let record = TrainingRecord(epoch: summary.epoch, options: options, trainTexts: trainTexts, dataFingerprint: dataFingerprint,

@@ -73,21 +73,21 @@ public struct EpochSummary: Sendable, Codable {
 /// Everything random (initialization by the caller, shuffling, dropout) is a pure
 /// function of the seed, so a run is reproducible for a fixed thread count.
 public final class Trainer {
-    public let model: TransformerClassifier<Float>
+    public let model: any ClassifierModel<Float>
     public let options: TrainingOptions
     private var optimizer: AdamW
     private var gradient: [Float]
     public private(set) var step = 0
 
-    public init(model: TransformerClassifier<Float>, options: TrainingOptions) throws {
+    public init(model: any ClassifierModel<Float>, options: TrainingOptions) throws {
         try options.validate()
         // Before anything is allocated: a batch too large for the machine is an error that
         // says the size, not an allocation abort in the first step.
-        try model.config.checkTraining(batch: options.batchSize)
+        try model.checkTraining(batch: options.batchSize)
         self.model = model
         self.options = options
         var mask = [Bool](repeating: false, count: model.layout.count)
-        for t in model.layout.tensors where t.name.hasSuffix(".weight") && t.shape.count == 2 && !t.name.contains("position") {
+        for t in model.layout.tensors where t.decays {
             for i in t.range { mask[i] = true }
         }
         optimizer = AdamW(parameterCount: model.layout.count, weightDecay: options.weightDecay, decayMask: mask)
@@ -116,7 +116,7 @@ public final class Trainer {
                       progress: (Int, Int, Int, String) -> Void = { _, _, _, _ in },
                       onEpochEnd: (EpochSummary) throws -> Void = { _ in }) throws -> [EpochSummary] {
         guard data.count > 0 else { throw TrainingError("no training texts") }
-        let C = model.config.nClasses
+        let C = model.shape.classes
         let perEpoch = stepsPerEpoch(data.count)
         let schedule = LearningRateSchedule(options: options, stepsPerEpoch: perEpoch)
         var summaries: [EpochSummary] = []
@@ -133,10 +133,10 @@ public final class Trainer {
             for s in 0..<perEpoch {
                 let idx = Array(order[(s * options.batchSize)..<min(data.count, (s + 1) * options.batchSize)])
                 let B = idx.count
-                let batch = TokenBatch(sequences: idx.map { data.sequences[$0] }, padID: Int32(model.config.padID))
+                let batch = TokenBatch(sequences: idx.map { data.sequences[$0] }, padID: model.shape.padID)
                 let labels = idx.map { data.labels[$0] }
                 let dropout = options.dropout > 0 ? DropoutConfig(rate: options.dropout, seed: options.seed, step: UInt64(step)) : nil
-                let logits = try model.forward(batch, dropout: dropout)
+                let logits = try model.forward(batch, dropout: dropout, rowInvariant: false)
                 labels.withUnsafeBufferPointer { lb in
                     CrossEntropy.forward(losses: &losses, probs: &probs, logits: logits, labels: lb.baseAddress!, b: B, c: C)
                     CrossEntropy.backward(dlogits: &seed, probs: probs, labels: lb.baseAddress!, b: B, c: C, scale: 1 / Float(B))
@@ -186,15 +186,15 @@ public final class Trainer {
     }
 
     /// Mean cross-entropy, accuracy and predicted classes of `model` on `set` (no dropout).
-    public static func evaluate(_ model: TransformerClassifier<Float>, _ set: EncodedSet, batchSize: Int = 256)
+    public static func evaluate(_ model: any ClassifierModel<Float>, _ set: EncodedSet, batchSize: Int = 256)
         throws -> (loss: Double, accuracy: Double, predicted: [Int]) {
-        let C = model.config.nClasses
+        let C = model.shape.classes
         var lossSum = 0.0
         var predicted: [Int] = []
         var start = 0
         while start < set.count {
             let end = min(set.count, start + batchSize)
-            let batch = TokenBatch(sequences: Array(set.sequences[start..<end]), padID: Int32(model.config.padID))
+            let batch = TokenBatch(sequences: Array(set.sequences[start..<end]), padID: model.shape.padID)
             let z = try model.forward(batch)
             let B = end - start
             var losses = [Float](repeating: 0, count: B), probs = [Float](repeating: 0, count: B * C)

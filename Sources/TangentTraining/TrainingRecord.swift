@@ -71,7 +71,7 @@ public struct TrainingRecord: Codable, Sendable, Equatable {
     }
 
     /// Writes a checkpoint: the model's weights in the spec's layout, with this record.
-    public func writeCheckpoint(_ model: TransformerClassifier<Float>, to url: URL) throws {
+    public func writeCheckpoint(_ model: any ClassifierModel<Float>, to url: URL) throws {
         let json = String(decoding: try JSONEncoder.sorted.encode(self), as: UTF8.self)
         try ModelDirectory.saveWeights(model, to: url, metadata: [TrainingRecord.metadataKey: json, "epoch": String(epoch)])
     }

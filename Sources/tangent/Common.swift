@@ -116,7 +116,7 @@ func newClassifier(for texts: [LabeledText], tokenizerPath: String, architecture
 
 /// Labelled texts encoded as the classifier's model sees them; `file` names them in errors.
 func encodedSet(_ texts: [LabeledText], _ file: URL, for classifier: Classifier) throws -> EncodedSet {
-    EncodedSet(sequences: try texts.map { try TextEncoding.encode($0.text, tokenizer: classifier.tokenizer, config: classifier.model.config) },
+    EncodedSet(sequences: try texts.map { try classifier.encode($0.text) },
                labels: try classifier.labels.indices(of: texts, source: file.path))
 }
 
@@ -251,4 +251,20 @@ func checkFeaturizerMemory(_ clf: Classifier, kernels: [SurrogateKernel], projDi
         options.projector = projector
         try checkFeaturizerMemory(clf, options)
     }
+}
+
+/// tangent's own model inside `clf`; other architectures are refused, naming `what`.
+func ownModel(_ clf: Classifier, _ what: String) throws -> TransformerClassifier<Float> {
+    guard let m = clf.tangentModel else {
+        throw DataError("\(what): a \(clf.model.architecture) model; this step retrains tangent's own TransformerClassifier models only")
+    }
+    return m
+}
+
+/// tangent's own SentencePiece tokenizer inside `clf`, as `ownModel`.
+func ownTokenizer(_ clf: Classifier, _ what: String) throws -> Tokenizer {
+    guard let t = clf.tokenizer else {
+        throw DataError("\(what): a \(clf.model.architecture) model; this step retrains tangent's own TransformerClassifier models only")
+    }
+    return t
 }

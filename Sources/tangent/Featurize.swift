@@ -175,7 +175,7 @@ struct ExactKernelCommand: ParsableCommand {
             // Two blocks of per-example gradients (one per output for trntk) are held at once.
             let kind = kernel
             let rows = min(batchSize, max(a.count, b?.count ?? 0))
-            let need = 2 * Double(rows) * Double(computer.dense.count) * Double(kind.output.count(classes: clf.model.config.nClasses)) * 4
+            let need = 2 * Double(rows) * Double(computer.dense.count) * Double(kind.output.count(classes: clf.model.shape.classes)) * 4
             let memory = Double(ProcessInfo.processInfo.physicalMemory)
             guard need < memory * 0.8 else {
                 throw ValidationError("--batch-size \(batchSize): blocks of \(rows) texts' gradients would need \(ByteSize.describe(need)), more than this machine's \(ByteSize.describe(memory)) allows")

@@ -79,7 +79,7 @@ struct LDS: ParsableCommand {
             _ = try labels.indices(of: testTexts, source: testFile.path)
 
             let recipeModel = try recipe.map { try Classifier(directory: fileURL($0), threads: 1) }
-            let tok = try tokenizer.map { try Tokenizer(contentsOf: fileURL($0)) } ?? recipeModel!.tokenizer
+            let tok = try tokenizer.map { try Tokenizer(contentsOf: fileURL($0)) } ?? ownTokenizer(recipeModel!, recipe!)
             let resolved = try recipeOptions.resolve(recipe: recipeModel, tokenizer: tok, classes: labels.count, recipePath: recipe)
             // The kernels' featurization must fit before any subset model is trained.
             try checkFeaturizerMemory(Classifier(model: TransformerClassifier<Float>(config: resolved.config, threads: 1), tokenizer: tok, labels: labels),
@@ -181,7 +181,7 @@ struct RecipeOptions: ParsableArguments {
             }
             options = o
         }
-        let base = recipe?.model.config
+        let base = try recipe.map { try ownModel($0, recipePath ?? "--recipe").config }
         var config = ModelConfig(vocabSize: tok.vocabSize, maxLen: maxLen ?? base?.maxLen ?? 64, dModel: dModel ?? base?.dModel ?? 128,
                                  nHeads: heads ?? base?.nHeads ?? 4, nLayers: layers ?? base?.nLayers ?? 2, dFF: dFF ?? base?.dFF ?? 512,
                                  nClasses: classes, pooling: base?.pooling ?? .mean)

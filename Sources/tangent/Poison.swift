@@ -114,11 +114,11 @@ struct Poison: ParsableCommand {
                 stages.report("poisoned model, epoch \(epoch)/\(epochs)", done, total, status: status)
             }, onEpochEnd: { _ in epochWeights.append(clf.model.parameterArray) })
             let checkpoints = fileURL(cache).appendingPathComponent("checkpoints-\(Featurizer.modelFingerprint(clf))")
-            let snapshot = try TransformerClassifier<Float>(config: clf.model.config, threads: 1)
+            let snapshot = try clf.model.emptyCopy(threads: 1)
             for (e, weights) in epochWeights.enumerated() {
                 snapshot.setParameters(weights)
                 try TrainingRecord(epoch: e + 1, options: options, trainTexts: poisonedTrain.count, dataFingerprint: fingerprint(labelled: poisonedTrain),
-                                   model: clf.model.config, labels: clf.labels.names, threads: nThreads)
+                                   model: try ownModel(clf, "the poisoned model").config, labels: clf.labels.names, threads: nThreads)
                     .writeCheckpoint(snapshot, to: checkpoints.appendingPathComponent("epoch-\(e + 1).safetensors"))
             }
             if let saveModel { try clf.save(to: fileURL(saveModel), extra: ["poisoning": ["trigger": plan.trigger, "source": plan.source, "target": plan.target,

@@ -186,9 +186,9 @@ struct Train: ParsableCommand {
             differences.append("training options (not recorded in config.json)")
         }
         if recorded.dataFingerprint != dataFingerprint { differences.append("training texts (\(data) differs from the data of the interrupted run)") }
-        if previous.model.config != fresh.model.config { differences.append("architecture or tokenizer (model configuration differs)") }
+        if previous.model.configurationData != fresh.model.configurationData { differences.append("architecture or tokenizer (model configuration differs)") }
         if previous.labels != fresh.labels { differences.append("labels (\(previous.labels.names) then, \(fresh.labels.names) now)") }
-        if previous.tokenizer.serializedModel != fresh.tokenizer.serializedModel { differences.append("tokenizer (\(tokenizer) is not the one in \(out))") }
+        if previous.encoder.identity != fresh.encoder.identity { differences.append("tokenizer (\(tokenizer) is not the one in \(out))") }
         if let t = recorded.threads, t != threads { differences.append("threads (\(t) then, \(threads) now; bit-identical results need the same count)") }
         guard differences.isEmpty else {
             throw DataError("\(out): cannot resume with other settings: \(differences.joined(separator: "; "))")

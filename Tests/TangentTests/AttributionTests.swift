@@ -203,7 +203,7 @@ import TangentTraining
         try FileManager.default.copyItem(at: foreign.appendingPathComponent("checkpoints/epoch-2.safetensors"), to: ck.appendingPathComponent("epoch-2.safetensors"))
         #expect(throws: DataError.self) { try TracIn.checkpoints(of: clf) }
         // A checkpoint without a record has no learning rate: an error naming it, not eta = 1.
-        let model = try TransformerClassifier<Float>(config: clf.model.config, threads: 1)
+        let model = try clf.model.emptyCopy(threads: 1)
         try ModelDirectory.loadWeights(model, from: ck.appendingPathComponent("epoch-1.safetensors"))
         try ModelDirectory.saveWeights(model, to: ck.appendingPathComponent("epoch-2.safetensors"), metadata: ["epoch": "2"])
         do {

@@ -41,4 +41,17 @@ enum GELU {
     static func backward<T: BLASScalar>(dinp: UnsafeMutablePointer<T>, dout: UnsafePointer<T>, derivative: UnsafePointer<T>, count: Int) {
         for i in 0..<count { dinp[i] = dout[i] * derivative[i] }
     }
+
+    /// The tanh approximation, 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) as
+    /// transformers' `gelu_new`, with its derivative written as `forward` does.
+    static func forwardTanh<T: BLASScalar>(out: UnsafeMutablePointer<T>, derivative: UnsafeMutablePointer<T>,
+                                           inp: UnsafePointer<T>, count: Int) {
+        let c = T.sqrt(2 / T.pi), a: T = 0.044715
+        for i in 0..<count {
+            let x = inp[i]
+            let t = T.tanh(c * (x + a * x * x * x))
+            out[i] = x * (1 + t) / 2
+            derivative[i] = (1 + t) / 2 + x * (1 - t * t) * c * (1 + 3 * a * x * x) / 2
+        }
+    }
 }

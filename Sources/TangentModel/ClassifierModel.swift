@@ -1,0 +1,96 @@
+import Foundation
+import TangentTensor
+
+/// The sizes that code outside a model needs to know about it.
+public struct ModelShape: Sendable, Equatable {
+    /// Classes (logits per text).
+    public let classes: Int
+    /// Width of the pooled embedding e(x) and of a token row at the embedding output.
+    public let width: Int
+    /// The longest text the model takes, in tokens (framing included).
+    public let maxTokens: Int
+    /// The id that `TokenBatch` drops as padding.
+    public let padID: Int32
+
+    public init(classes: Int, width: Int, maxTokens: Int, padID: Int32) {
+        self.classes = classes
+        self.width = width
+        self.maxTokens = maxTokens
+        self.padID = padID
+    }
+}
+
+/// A text classifier with a hand-written backward pass: what the gradient computer,
+/// featurizer, trainer and attribution methods use, whatever the architecture.
+///
+/// Use: `forward` on a batch, then any number of backward calls with seeds on the
+/// logits of that forward pass (seed[b, c] weighs text b's logit c). One call at a time
+/// per instance. All parameters live in one flat vector in `layout` order; gradients
+/// use the same layout.
+///
+/// The token table (`tokenTableIndex`) is large and sparse per text: per-example calls
+/// never materialize it and return instead the gradient at each token's row of the
+/// table (`embeddingRows`, N x width in packed token order), which callers scatter to
+/// the rows of the tokens' ids.
+public protocol ClassifierModel<Scalar>: AnyObject {
+    associatedtype Scalar: BLASScalar
+    /// The architecture's name as the registry knows it.
+    var architecture: String { get }
+    var shape: ModelShape { get }
+    /// Bytes that describe the architecture and its settings (not the weights), for
+    /// fingerprints of what the model computes.
+    var configurationData: Data { get }
+    var layout: ParameterLayout { get }
+    /// All parameters, flat, in `layout` order.
+    var parameters: UnsafeMutableBufferPointer<Scalar> { get }
+    /// Number of shards (threads) a batch is split into.
+    var threads: Int { get }
+    /// The tensor whose per-text gradient is returned as token rows.
+    var tokenTableIndex: Int { get }
+    /// The order in which the streaming `perExampleGradients` hands a text's tensors to
+    /// its sink (the token table excluded).
+    var streamingOrder: [Int] { get }
+
+    /// Runs the forward pass, keeping what the backward calls need, and returns logits
+    /// [B, C] row-major. With `rowInvariant`, a text's logits, embeddings and gradients
+    /// are the same bits whatever batch or thread count computes them. `dropout` is for
+    /// training.
+    func forward(_ batch: TokenBatch, dropout: DropoutConfig?, rowInvariant: Bool) throws -> [Scalar]
+    /// Pooled embeddings e(x) [B, width] of the last forward pass: the classifier's input.
+    func lastEmbeddings() -> [Scalar]
+    /// Adds the gradient of sum_b,c seed[b,c] * logits[b,c] into `gradient` (layout order).
+    func backward(seed: [Scalar], into gradient: UnsafeMutableBufferPointer<Scalar>)
+    /// Per text b, the gradient over `subset` (compact layout) into
+    /// `output[b * subset.count ..< (b+1) * subset.count]`, and the token rows if asked.
+    func perExampleGradients(seed: [Scalar], subset: ParameterSubset, into output: UnsafeMutableBufferPointer<Scalar>,
+                             embeddingRows: UnsafeMutableBufferPointer<Scalar>?)
+    /// The streaming form: `sink(tensor, text, gradient)` gets each tensor's gradient per
+    /// text (valid during the call) in `streamingOrder`; texts may run concurrently.
+    func perExampleGradients(seed: [Scalar], subset: ParameterSubset, embeddingRows: UnsafeMutableBufferPointer<Scalar>?,
+                             sink: (_ tensor: Int, _ text: Int, _ gradient: UnsafePointer<Scalar>) -> Void)
+    /// Throws, saying the size, when training on batches of `batch` texts would not fit
+    /// in this machine's memory (checked before anything is allocated).
+    func checkTraining(batch: Int) throws
+    /// A model of the same architecture and sizes with every parameter zero.
+    func emptyCopy(threads: Int) throws -> Self
+}
+
+extension ClassifierModel {
+    @discardableResult
+    public func forward(_ batch: TokenBatch, rowInvariant: Bool = false) throws -> [Scalar] {
+        try forward(batch, dropout: nil, rowInvariant: rowInvariant)
+    }
+
+    public func perExampleGradients(seed: [Scalar], subset: ParameterSubset, into output: UnsafeMutableBufferPointer<Scalar>) {
+        perExampleGradients(seed: seed, subset: subset, into: output, embeddingRows: nil)
+    }
+
+    /// Copies `values` (in layout order) into the parameters.
+    public func setParameters(_ values: [Scalar]) {
+        precondition(values.count == layout.count, "expected \(layout.count) parameters, got \(values.count)")
+        _ = parameters.update(fromContentsOf: values)
+    }
+
+    /// The parameters as an array.
+    public var parameterArray: [Scalar] { Array(parameters) }
+}

@@ -1,0 +1,65 @@
+import Foundation
+import TangentData
+import TangentIO
+import TangentTensor
+
+/// What loading a model directory gives: the model, how its texts become ids, its
+/// labels and its raw `config.json`.
+public struct LoadedModel {
+    public let model: any ClassifierModel<Float>
+    public let encoder: any TextEncoder
+    public let labels: LabelSet
+    public let configJSON: [String: Any]
+
+    public init(model: any ClassifierModel<Float>, encoder: any TextEncoder, labels: LabelSet, configJSON: [String: Any]) {
+        self.model = model
+        self.encoder = encoder
+        self.labels = labels
+        self.configJSON = configJSON
+    }
+}
+
+/// One architecture the registry can load: it recognizes its directories by their
+/// `config.json` and loads them. Adding an architecture means one such type (in its
+/// own file or folder) and one line in `ModelRegistry.architectures`.
+public protocol ModelArchitecture {
+    /// What a user calls it in messages (`tangent TransformerClassifier`, `Hugging Face bert`).
+    static var displayName: String { get }
+    /// The `config.json` values it reads (`architecture` or `model_type` values).
+    static var configValues: [String] { get }
+    /// Whether `config.json` (already parsed) describes a model of this architecture.
+    static func claims(_ json: [String: Any]) -> Bool
+    /// Loads `directory`; errors name the file and field at fault.
+    static func load(directory: URL, configJSON: [String: Any], threads: Int) throws -> LoadedModel
+}
+
+/// tangent's own pre-LayerNorm classifier (`architecture` `TransformerClassifier`).
+public enum TangentArchitecture: ModelArchitecture {
+    public static let displayName = "tangent's TransformerClassifier"
+    public static let configValues = ["architecture: TransformerClassifier"]
+    public static func claims(_ json: [String: Any]) -> Bool { json["architecture"] != nil || json["model_type"] == nil }
+    public static func load(directory: URL, configJSON: [String: Any], threads: Int) throws -> LoadedModel {
+        try Classifier.loadTangent(directory: directory, configJSON: configJSON, threads: threads)
+    }
+}
+
+/// Picks a directory's architecture from its `config.json`: `architecture` for
+/// tangent's own models, `model_type` for Hugging Face ones.
+public enum ModelRegistry {
+    /// Every architecture, asked in this order.
+    public static let architectures: [any ModelArchitecture.Type] = [TangentArchitecture.self]
+
+    /// Loads `directory` with the architecture its `config.json` names.
+    public static func load(directory: URL, threads: Int) throws -> LoadedModel {
+        let configURL = directory.appendingPathComponent(ModelDirectory.configFile)
+        // An unreadable or non-JSON config goes to tangent's loader, whose messages name
+        // the file and the fault.
+        let json = (try? JSONSerialization.jsonObject(with: WholeFile.read(configURL))) as? [String: Any] ?? [:]
+        guard let architecture = architectures.first(where: { $0.claims(json) }) else {
+            let known = architectures.map { $0.configValues.joined(separator: ", ") }.joined(separator: "; ")
+            let field = json["model_type"].map { "'model_type' is '\($0)'" } ?? "no 'architecture' or 'model_type'"
+            throw ModelError("\(configURL.path): \(field); supported: \(known)")
+        }
+        return try architecture.load(directory: directory, configJSON: json, threads: threads)
+    }
+}
