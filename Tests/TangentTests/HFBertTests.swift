@@ -15,7 +15,7 @@ import TangentTokenizer
     @Test(arguments: ["hf-bert", "hf-xlmr"])
     func idsAndLogitsEqualTransformers(name: String) throws {
         let dir = fixture(name)
-        let model = try BertClassifier(directory: dir)
+        let model = try BertClassifier<Float>.load(directory: dir)
         // The XLM-R fixture keeps its tokenizer beside it (as transformers 5 saves it: tokenizer.json only).
         let tokenizerDirectory = name == "hf-bert" ? dir : fixture("xlmr/saved")
         let tok = try HFTokenizer.load(directory: tokenizerDirectory, config: model.config)
@@ -37,14 +37,14 @@ import TangentTokenizer
         }
         #expect(idMismatches == 0)
         // All texts in one packed batch, and in batches of 7: the same logits.
-        let z = try model.logits(ids)
+        let z = try model.forward(TokenBatch(sequences: ids, padID: model.shape.padID), rowInvariant: true)
         let expected = cases.flatMap { ($0["logits"] as! [Double]) }
         #expect(z.count == expected.count)
         var worst = 0.0
         for (a, b) in zip(z, expected) { worst = max(worst, abs(Double(a) - b) / max(1, abs(b))) }
         #expect(worst < 1e-4, "largest relative difference \(worst)")
         print("\(name) parity: \(cases.count) texts, largest relative logit difference \(worst)")
-        let split = try stride(from: 0, to: ids.count, by: 7).flatMap { try model.logits(Array(ids[$0..<min(ids.count, $0 + 7)])) }
+        let split = try stride(from: 0, to: ids.count, by: 7).flatMap { try model.forward(TokenBatch(sequences: Array(ids[$0..<min(ids.count, $0 + 7)]), padID: model.shape.padID), rowInvariant: true) }
         #expect(split == z)
     }
 
@@ -59,7 +59,7 @@ import TangentTokenizer
             var json = original
             edit(&json)
             try JSONSerialization.data(withJSONObject: json).write(to: configURL)
-            let error = #expect(throws: ModelError.self) { try BertClassifier(directory: dir) }
+            let error = #expect(throws: ModelError.self) { try BertClassifier<Float>.load(directory: dir) }
             return error?.description ?? ""
         }
         #expect(try refused { $0["model_type"] = "gpt2" }.contains("'model_type' is 'gpt2'"))

@@ -28,6 +28,40 @@ public struct HFEncoderConfig: Sendable, Equatable {
     public var prefix: String { isRoberta ? "roberta." : "bert." }
     /// The first position id of a text.
     public var firstPosition: Int { isRoberta ? padTokenID + 1 : 0 }
+    /// The longest text the position table leaves room for, framing included.
+    public var maxTokens: Int { maxPositions - firstPosition }
+    /// The padding id, which packed batches drop.
+    public var packedPadID: Int32 { Int32(padTokenID) }
+    /// The feed-forward activation.
+    public enum Activation: Sendable { case erf, tanh }
+    public var activation: Activation { hiddenAct == "gelu_new" ? .tanh : .erf }
+    /// The standard deviation of freshly initialized weights (`initializer_range`).
+    public let initializerRange: Double
+
+    /// The fields that define what the model computes, as sorted JSON (for fingerprints).
+    public var identity: Data {
+        let fields: [String: Any] = [
+            "model_type": modelType, "hidden_size": hiddenSize, "num_hidden_layers": layers, "num_attention_heads": heads,
+            "intermediate_size": intermediateSize, "vocab_size": vocabSize, "max_position_embeddings": maxPositions,
+            "type_vocab_size": typeVocabSize, "layer_norm_eps": layerNormEps, "hidden_act": hiddenAct, "pad_token_id": padTokenID,
+        ]
+        return (try? JSONSerialization.data(withJSONObject: fields, options: [.sortedKeys])) ?? Data()
+    }
+
+    /// Parameters of the encoder and a head of `classes` outputs.
+    public func parameterCount(classes: Int) -> Double {
+        let h = Double(hiddenSize), f = Double(intermediateSize), L = Double(layers)
+        return (Double(vocabSize + maxPositions + typeVocabSize) + 2) * h + L * (4 * h * h + 2 * h * f + 9 * h + f)
+            + h * h + h + Double(classes) * (h + 1)
+    }
+
+    /// Bytes fine-tuning needs: parameters, gradients and AdamW's two moments, plus one
+    /// batch's saved activations at `maxTokens` tokens per text.
+    public func trainingBytes(batch: Int, classes: Int) -> Double {
+        let T = Double(maxTokens), h = Double(hiddenSize), f = Double(intermediateSize), L = Double(layers), H = Double(heads)
+        let perText = 4 * T * (L * (12 * h + 2 * f + H * T) + 4 * h)
+        return 16 * parameterCount(classes: classes) + Double(batch) * perText
+    }
 
     public init(json: [String: Any], source: String) throws {
         func fail(_ field: String, _ why: String) -> ModelError { ModelError("\(source): '\(field)' \(why)") }
@@ -59,7 +93,14 @@ public struct HFEncoderConfig: Sendable, Equatable {
             throw fail("hidden_act", "is '\(act)'; supported: \(HFEncoderConfig.supportedActivations.joined(separator: ", "))")
         }
         hiddenAct = act
-        padTokenID = json["pad_token_id"] as? Int ?? 0
+        if let kind = json["position_embedding_type"] as? String, kind != "absolute" {
+            throw fail("position_embedding_type", "is '\(kind)'; only learned absolute positions are supported")
+        }
+        padTokenID = json["pad_token_id"] as? Int ?? (type == "bert" ? 0 : 1)
+        guard (0..<vocabSize).contains(padTokenID) else { throw fail("pad_token_id", "is \(padTokenID), outside the vocabulary of \(vocabSize)") }
+        let range = (json["initializer_range"] as? NSNumber)?.doubleValue ?? 0.02
+        guard range > 0, range < 1 else { throw fail("initializer_range", "is \(range), not in (0, 1)") }
+        initializerRange = range
         if let id2label = json["id2label"] as? [String: String] {
             let n = id2label.count
             labels = try (0..<n).map { i in
@@ -72,155 +113,3 @@ public struct HFEncoderConfig: Sendable, Equatable {
     }
 }
 
-/// A Hugging Face BERT-family sequence classifier, loaded from
-/// its directory's `config.json` and `model.safetensors` (float32, or float16 and
-/// bfloat16 widened to float32) under the checkpoint's
-/// own tensor names: the post-LayerNorm encoder (learned absolute positions, token types)
-/// with `BertForSequenceClassification`'s head (pooler dense + tanh on `[CLS]`, then
-/// `classifier`) or the RoBERTa family's (`classifier.dense` + tanh on `<s>`, then
-/// `classifier.out_proj`). The forward pass reuses the in-house layers on packed texts (each
-/// attends only to its own tokens, as the padding mask does), so logits do not depend on
-/// the batch.
-public final class BertClassifier {
-    public let config: HFEncoderConfig
-    let weights: [String: [Float]]
-    /// Per layer: q, k and v stacked into one [3H, H] weight and [3H] bias, as the packed
-    /// attention takes them.
-    let qkvWeight: [[Float]], qkvBias: [[Float]]
-
-    /// Loads `directory`: its config and its weights, every expected tensor present with
-    /// its shape (a bare `BertModel` lacks the head and is refused here).
-    public init(directory: URL) throws {
-        let configURL = directory.appendingPathComponent("config.json")
-        guard let data = try? WholeFile.read(configURL), let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
-            throw ModelError("\(configURL.path): missing or not a JSON object")
-        }
-        config = try HFEncoderConfig(json: json, source: configURL.path)
-        let weightsURL = directory.appendingPathComponent("model.safetensors")
-        guard FileManager.default.fileExists(atPath: weightsURL.path) else {
-            let bin = directory.appendingPathComponent("pytorch_model.bin")
-            throw ModelError(FileManager.default.fileExists(atPath: bin.path)
-                ? "\(bin.path): PyTorch pickle checkpoints are not read; convert with `model.save_pretrained(DIR, safe_serialization=True)` in transformers"
-                : "\(weightsURL.path): missing")
-        }
-        let file = try SafetensorsFile(url: weightsURL)
-        let h = config.hiddenSize, f = config.intermediateSize, e = config.prefix
-        var expected: [(String, [Int])] = [
-            (e + "embeddings.word_embeddings.weight", [config.vocabSize, h]),
-            (e + "embeddings.position_embeddings.weight", [config.maxPositions, h]),
-            (e + "embeddings.token_type_embeddings.weight", [config.typeVocabSize, h]),
-            (e + "embeddings.LayerNorm.weight", [h]), (e + "embeddings.LayerNorm.bias", [h]),
-        ]
-        for l in 0..<config.layers {
-            let p = e + "encoder.layer.\(l)."
-            for m in ["query", "key", "value"] { expected += [(p + "attention.self.\(m).weight", [h, h]), (p + "attention.self.\(m).bias", [h])] }
-            expected += [(p + "attention.output.dense.weight", [h, h]), (p + "attention.output.dense.bias", [h]),
-                         (p + "attention.output.LayerNorm.weight", [h]), (p + "attention.output.LayerNorm.bias", [h]),
-                         (p + "intermediate.dense.weight", [f, h]), (p + "intermediate.dense.bias", [f]),
-                         (p + "output.dense.weight", [h, f]), (p + "output.dense.bias", [h]),
-                         (p + "output.LayerNorm.weight", [h]), (p + "output.LayerNorm.bias", [h])]
-        }
-        let classes = config.labels.count
-        guard classes >= 2 else { throw ModelError("\(configURL.path): 'id2label' names \(classes) classes; a classifier has at least 2") }
-        expected += config.isRoberta
-            ? [("classifier.dense.weight", [h, h]), ("classifier.dense.bias", [h]),
-               ("classifier.out_proj.weight", [classes, h]), ("classifier.out_proj.bias", [classes])]
-            : [(e + "pooler.dense.weight", [h, h]), (e + "pooler.dense.bias", [h]),
-               ("classifier.weight", [classes, h]), ("classifier.bias", [classes])]
-        guard config.maxPositions > config.firstPosition else {
-            throw ModelError("\(configURL.path): 'max_position_embeddings' (\(config.maxPositions)) leaves no position after the offset \(config.firstPosition)")
-        }
-        let missing = expected.map(\.0).filter { file.tensors[$0] == nil }
-        guard missing.isEmpty else {
-            throw ModelError("\(weightsURL.path): \(missing.count) expected tensors missing, e.g. \(missing.prefix(3).joined(separator: ", "))")
-        }
-        var weights: [String: [Float]] = [:]
-        do {
-            for (name, shape) in expected { weights[name] = try file.floatsWidened(name, shape: shape) }
-        } catch {
-            // A shape or dtype that does not fit the config: the message names file and tensor.
-            throw ModelError("\(error) (from \(configURL.lastPathComponent))")
-        }
-        self.weights = weights
-        qkvWeight = (0..<config.layers).map { l in
-            ["query", "key", "value"].flatMap { weights[e + "encoder.layer.\(l).attention.self.\($0).weight"]! }
-        }
-        qkvBias = (0..<config.layers).map { l in
-            ["query", "key", "value"].flatMap { weights[e + "encoder.layer.\(l).attention.self.\($0).bias"]! }
-        }
-    }
-
-    /// Logits [texts, classes] of token-id sequences (each framed `[CLS] ... [SEP]` or
-    /// `<s> ... </s>`, at most `max_position_embeddings` minus the position offset long).
-    public func logits(_ sequences: [[Int32]]) throws -> [Float] {
-        let h = config.hiddenSize, f = config.intermediateSize, C = config.labels.count, e = config.prefix
-        let maxTokens = config.maxPositions - config.firstPosition
-        var texts: [Range<Int>] = []
-        var n = 0
-        for (i, s) in sequences.enumerated() {
-            guard !s.isEmpty, s.count <= maxTokens else {
-                throw ModelError("text \(i): \(s.count) tokens; the model takes 1 to \(maxTokens)")
-            }
-            if let bad = s.first(where: { $0 < 0 || Int($0) >= config.vocabSize }) {
-                throw ModelError("text \(i): token id \(bad) is outside the vocabulary of \(config.vocabSize)")
-            }
-            texts.append(n..<(n + s.count))
-            n += s.count
-        }
-        let eps = Float(config.layerNormEps)
-        var x = [Float](repeating: 0, count: n * h)
-        let word = weights[e + "embeddings.word_embeddings.weight"]!, pos = weights[e + "embeddings.position_embeddings.weight"]!
-        let type0 = weights[e + "embeddings.token_type_embeddings.weight"]!
-        for (b, r) in texts.enumerated() {
-            for (t, row) in r.enumerated() {
-                let id = Int(sequences[b][t]), position = config.firstPosition + t
-                for j in 0..<h { x[row * h + j] = word[id * h + j] + pos[position * h + j] + type0[j] }
-            }
-        }
-        var mean = [Float](repeating: 0, count: n), rstd = mean
-        func layerNorm(_ v: inout [Float], _ prefix: String) {
-            let input = v
-            LayerNorm.forward(out: &v, mean: &mean, rstd: &rstd, inp: input, weight: weights[prefix + ".weight"]!,
-                              bias: weights[prefix + ".bias"]!, n: n, d: h, eps: eps)
-        }
-        // Products run per text (row-invariant), so a text's logits are the same bits in any batch.
-        let perText = (0..<texts.count).map { $0..<($0 + 1) }
-        func linear(_ inp: [Float], _ w: [Float], _ bias: [Float], i: Int, o: Int, rows: [Range<Int>]? = nil) -> [Float] {
-            var out = [Float](repeating: 0, count: inp.count / i * o)
-            Linear.forward(out: &out, inp: inp, weight: w, bias: bias, n: inp.count / i, i: i, o: o, rows: rows ?? texts)
-            return out
-        }
-        layerNorm(&x, e + "embeddings.LayerNorm")
-        var attOffsets: [Int] = []
-        var attCount = 0
-        for r in texts { attOffsets.append(attCount); attCount += config.heads * r.count * r.count }
-        var att = [Float](repeating: 0, count: attCount)
-        for l in 0..<config.layers {
-            let p = e + "encoder.layer.\(l)."
-            let qkv = linear(x, qkvWeight[l], qkvBias[l], i: h, o: 3 * h)
-            var attended = [Float](repeating: 0, count: n * h)
-            Attention.forward(out: &attended, att: &att, qkv: qkv, texts: texts, attOffsets: attOffsets, d: h, heads: config.heads)
-            var y = linear(attended, weights[p + "attention.output.dense.weight"]!, weights[p + "attention.output.dense.bias"]!, i: h, o: h)
-            for k in 0..<(n * h) { y[k] += x[k] }
-            layerNorm(&y, p + "attention.output.LayerNorm")
-            let pre = linear(y, weights[p + "intermediate.dense.weight"]!, weights[p + "intermediate.dense.bias"]!, i: h, o: f)
-            var act = [Float](repeating: 0, count: n * f), derivative = act
-            if config.hiddenAct == "gelu_new" {
-                // 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), as transformers' NewGELU.
-                let c = (2 / Float.pi).squareRoot()
-                for k in 0..<(n * f) { let v = pre[k]; act[k] = 0.5 * v * (1 + Float.tanh(c * (v + 0.044715 * v * v * v))) }
-            } else {
-                GELU.forward(out: &act, derivative: &derivative, inp: pre, count: n * f)
-            }
-            var z = linear(act, weights[p + "output.dense.weight"]!, weights[p + "output.dense.bias"]!, i: f, o: h)
-            for k in 0..<(n * h) { z[k] += y[k] }
-            layerNorm(&z, p + "output.LayerNorm")
-            x = z
-        }
-        // [CLS] or <s>: the first token of each text.
-        let first = texts.flatMap { x[($0.lowerBound * h)..<($0.lowerBound * h + h)] }
-        let (dense, out) = config.isRoberta ? ("classifier.dense", "classifier.out_proj") : (e + "pooler.dense", "classifier")
-        let pooled = linear(first, weights[dense + ".weight"]!, weights[dense + ".bias"]!, i: h, o: h, rows: perText).map { Float.tanh($0) }
-        return linear(pooled, weights[out + ".weight"]!, weights[out + ".bias"]!, i: h, o: C, rows: perText)
-    }
-}

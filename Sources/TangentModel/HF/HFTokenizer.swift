@@ -60,4 +60,14 @@ public enum HFTokenizer {
         case .sentencePiece(let t): return t.model.source
         }
     }
+
+    /// Bytes that identify the tokenizer: its pieces and normalization settings, or the
+    /// SentencePiece model.
+    public var identity: Data {
+        switch self {
+        case .wordPiece(let t):
+            return Data((["wordpiece", "lower \(t.lowercase)", "accents \(t.stripAccents)", "cjk \(t.splitChinese)"] + t.pieces).joined(separator: "\n").utf8)
+        case .sentencePiece(let t): return t.model.serializedModel
+        }
+    }
 }

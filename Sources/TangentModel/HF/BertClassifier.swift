@@ -1,0 +1,340 @@
+import Foundation
+import TangentIO
+import TangentTensor
+
+/// A BERT-family sequence classifier (`bert`, `roberta`, `xlm-roberta`, `camembert`) with
+/// a hand-written backward pass: the post-LayerNorm encoder of `transformers`
+/// (word + learned absolute position + token-type embeddings, LayerNorm; per layer
+/// self-attention, residual, LayerNorm, GELU feed-forward, residual, LayerNorm), then the
+/// head: BERT's pooler (dense + tanh on `[CLS]`) and `classifier`, or the RoBERTa
+/// family's `classifier.dense` + tanh on `<s>` and `classifier.out_proj`.
+///
+/// Parameters carry the checkpoint's own names, in its order, so weights save as a
+/// `state_dict` that `transformers` loads. Texts are packed (each attends to its own
+/// tokens, as the padding mask does) and all have token type 0, as a single-text input.
+/// Training dropout (`DropoutConfig`) acts on the embeddings, both residual branches and
+/// the classifier input, as `hidden_dropout_prob` does; attention probabilities are not
+/// dropped.
+public final class BertClassifier<T: BLASScalar>: ShardedClassifier<T>, ClassifierModel {
+    public typealias Scalar = T
+    public let config: HFEncoderConfig
+    /// Class names, `id2label` order.
+    public let labels: [String]
+
+    struct LayerIndices {
+        let q, qb, k, kb, v, vb, ao, aob, ln1w, ln1b, fi, fib, fo, fob, ln2w, ln2b: Int
+    }
+    let layerIndices: [LayerIndices]
+    let word, pos, type, embLNw, embLNb, poolw, poolb, headw, headb: Int
+
+    public var architecture: String { "hf-" + config.modelType }
+    public var tokenTableIndex: Int { word }
+    public var shape: ModelShape {
+        ModelShape(classes: labels.count, width: config.hiddenSize, maxTokens: config.maxTokens, padID: config.packedPadID)
+    }
+    public var configurationData: Data { config.identity + Data(labels.joined(separator: "\u{1F}").utf8) }
+
+    /// The checkpoint's tensors with their groups (`embeddings`, `encoder.layer.i`,
+    /// `pooler`, `classifier`) and weight-decay flags (not biases or LayerNorm weights,
+    /// as transformers' Trainer).
+    public static func layout(config c: HFEncoderConfig, classes: Int) -> ParameterLayout {
+        let h = c.hiddenSize, f = c.intermediateSize, e = c.prefix
+        var list: [(name: String, shape: [Int], group: String, decays: Bool)] = []
+        func add(_ group: String, _ name: String, _ shape: [Int]) {
+            list.append((name, shape, group, !name.hasSuffix(".bias") && !name.contains("LayerNorm")))
+        }
+        add("embeddings", e + "embeddings.word_embeddings.weight", [c.vocabSize, h])
+        add("embeddings", e + "embeddings.position_embeddings.weight", [c.maxPositions, h])
+        add("embeddings", e + "embeddings.token_type_embeddings.weight", [c.typeVocabSize, h])
+        add("embeddings", e + "embeddings.LayerNorm.weight", [h]); add("embeddings", e + "embeddings.LayerNorm.bias", [h])
+        for l in 0..<c.layers {
+            let g = "encoder.layer.\(l)", p = e + g + "."
+            for m in ["query", "key", "value"] {
+                add(g, p + "attention.self.\(m).weight", [h, h]); add(g, p + "attention.self.\(m).bias", [h])
+            }
+            add(g, p + "attention.output.dense.weight", [h, h]); add(g, p + "attention.output.dense.bias", [h])
+            add(g, p + "attention.output.LayerNorm.weight", [h]); add(g, p + "attention.output.LayerNorm.bias", [h])
+            add(g, p + "intermediate.dense.weight", [f, h]); add(g, p + "intermediate.dense.bias", [f])
+            add(g, p + "output.dense.weight", [h, f]); add(g, p + "output.dense.bias", [h])
+            add(g, p + "output.LayerNorm.weight", [h]); add(g, p + "output.LayerNorm.bias", [h])
+        }
+        if c.isRoberta {
+            add("classifier", "classifier.dense.weight", [h, h]); add("classifier", "classifier.dense.bias", [h])
+            add("classifier", "classifier.out_proj.weight", [classes, h]); add("classifier", "classifier.out_proj.bias", [classes])
+        } else {
+            add("pooler", e + "pooler.dense.weight", [h, h]); add("pooler", e + "pooler.dense.bias", [h])
+            add("classifier", "classifier.weight", [classes, h]); add("classifier", "classifier.bias", [classes])
+        }
+        return ParameterLayout(list)
+    }
+
+    /// The names of the head's tensors (the pooler's or `classifier.dense`, then the output layer).
+    public static func headNames(config c: HFEncoderConfig) -> (dense: String, output: String) {
+        c.isRoberta ? ("classifier.dense", "classifier.out_proj") : (c.prefix + "pooler.dense", "classifier")
+    }
+
+    /// A model with every parameter zero.
+    public init(config: HFEncoderConfig, labels: [String], threads: Int = Threads.cores) throws {
+        guard labels.count >= 2 else { throw ModelError("a classifier needs at least 2 labels, got \(labels.count)") }
+        self.config = config
+        self.labels = labels
+        let L = BertClassifier.layout(config: config, classes: labels.count)
+        func i(_ n: String) -> Int { L.index(of: n)! }
+        let e = config.prefix
+        layerIndices = (0..<config.layers).map { l in
+            let p = e + "encoder.layer.\(l)."
+            let s = p + "attention.self."
+            return LayerIndices(q: i(s + "query.weight"), qb: i(s + "query.bias"), k: i(s + "key.weight"), kb: i(s + "key.bias"),
+                                v: i(s + "value.weight"), vb: i(s + "value.bias"),
+                                ao: i(p + "attention.output.dense.weight"), aob: i(p + "attention.output.dense.bias"),
+                                ln1w: i(p + "attention.output.LayerNorm.weight"), ln1b: i(p + "attention.output.LayerNorm.bias"),
+                                fi: i(p + "intermediate.dense.weight"), fib: i(p + "intermediate.dense.bias"),
+                                fo: i(p + "output.dense.weight"), fob: i(p + "output.dense.bias"),
+                                ln2w: i(p + "output.LayerNorm.weight"), ln2b: i(p + "output.LayerNorm.bias"))
+        }
+        word = i(e + "embeddings.word_embeddings.weight"); pos = i(e + "embeddings.position_embeddings.weight")
+        type = i(e + "embeddings.token_type_embeddings.weight")
+        embLNw = i(e + "embeddings.LayerNorm.weight"); embLNb = i(e + "embeddings.LayerNorm.bias")
+        let head = BertClassifier.headNames(config: config)
+        poolw = i(head.dense + ".weight"); poolb = i(head.dense + ".bias")
+        headw = i(head.output + ".weight"); headb = i(head.output + ".bias")
+        super.init(layout: L, classes: labels.count, width: config.hiddenSize, tokenIndex: word, layers: config.layers, threads: threads)
+    }
+
+    public func emptyCopy(threads: Int) throws -> BertClassifier {
+        try BertClassifier(config: config, labels: labels, threads: threads)
+    }
+
+    public func checkTraining(batch: Int) throws {
+        let memory = Double(ProcessInfo.processInfo.physicalMemory)
+        let need = config.trainingBytes(batch: batch, classes: labels.count)
+        guard need < memory * 0.8 else {
+            throw ModelError(String(format: "--batch-size %ld: fine-tuning batches of %ld texts of up to %ld tokens would need about %@ (parameters, optimizer state and one batch's activations), more than this machine's %@ allows; lower --batch-size",
+                                    batch, batch, config.maxTokens, ByteSize.describe(need), ByteSize.describe(memory)))
+        }
+    }
+
+    /// The backward order of the tensors, the token table excluded (see `ClassifierModel`).
+    public var streamingOrder: [Int] {
+        var out = [headw, headb, poolw, poolb]
+        for b in layerIndices.reversed() {
+            out += [b.ln2w, b.ln2b, b.fo, b.fob, b.fi, b.fib, b.ln1w, b.ln1b, b.ao, b.aob, b.q, b.qb, b.k, b.kb, b.v, b.vb]
+        }
+        return out + [embLNw, embLNb, pos, type]
+    }
+
+    override func validate(_ batch: TokenBatch) throws {
+        for b in 0..<batch.count {
+            let r = batch.offsets[b]..<batch.offsets[b + 1]
+            guard !r.isEmpty, r.count <= config.maxTokens else {
+                throw ModelError("text \(b): \(r.count) tokens; the model takes 1 to \(config.maxTokens)")
+            }
+            for t in r {
+                guard batch.ids[t] >= 0, Int(batch.ids[t]) < config.vocabSize else {
+                    throw ModelError("text \(b): token id \(batch.ids[t]) is outside the vocabulary of \(config.vocabSize); the tokenizer does not match the model")
+                }
+                guard Int(batch.positions[t]) < config.maxTokens else {
+                    throw ModelError("text \(b): position \(batch.positions[t]) exceeds the model's \(config.maxTokens) positions")
+                }
+            }
+        }
+    }
+
+    // MARK: - Forward
+
+    override func forwardShard(_ ws: Workspace<T>, batch: TokenBatch, firstText: Int, dropout: DropoutConfig?) {
+        let c = config
+        let N = batch.tokenCount, B = batch.count, h = c.hiddenSize, C = labels.count
+        let eps = T(c.layerNormEps)
+        ws.prepare(batch, heads: c.heads, width: h, ffWidth: c.intermediateSize, classes: C, dropout: dropout != nil)
+        ws.poolIn.ensure(B * h); ws.dpoolIn.ensure(B * h); ws.headIn.ensure(B * h); ws.headMask.ensure(B * h)
+        ws.tokenPositions = batch.positions.map { $0 + Int32(c.firstPosition) }
+        ws.tokenTypes = [Int32](repeating: 0, count: N)
+        let tokRows: [Range<Int>]? = rowInvariant ? ws.texts : nil
+        let perText = (0..<B).map { $0..<($0 + 1) }
+        // Embeddings: the sum (kept in lnf for the backward pass), LayerNorm, dropout.
+        batch.ids.withUnsafeBufferPointer { ids in
+            ws.tokenPositions.withUnsafeBufferPointer { positions in
+                Embedding.forward(out: ws.lnf.p, ids: ids.baseAddress!, positions: positions.baseAddress!,
+                                  tokenTable: p(word), positionTable: p(pos), n: N, d: h)
+            }
+        }
+        let type0 = p(type)
+        for r in 0..<N { for j in 0..<h { ws.lnf.p[r * h + j] += type0[j] } }
+        LayerNorm.forward(out: ws.res[0].p, mean: ws.lnfMean.p, rstd: ws.lnfRstd.p, inp: ws.lnf.p,
+                          weight: p(embLNw), bias: p(embLNb), n: N, d: h, eps: eps)
+        batch.positions.withUnsafeBufferPointer { positions in
+            if let dropout {
+                mask(ws.embMask.p, dropout, site: 0, layer: 0, positions: positions.baseAddress!, ws.texts, firstText)
+                for k in 0..<(N * h) { ws.res[0].p[k] *= ws.embMask.p[k] }
+            }
+            for l in 0..<c.layers {
+                forwardLayer(l, ws, dropout: dropout, positions: positions.baseAddress!, firstText: firstText, rows: tokRows)
+            }
+        }
+        // Head: first token, dense + tanh (the pooled embedding e(x)), dropout, output layer.
+        Pooling.forward(out: ws.poolIn.p, inp: ws.res[c.layers].p, texts: ws.texts, d: h, mode: .cls)
+        Linear.forward(out: ws.pooled.p, inp: ws.poolIn.p, weight: p(poolw), bias: p(poolb), n: B, i: h, o: h, rows: rowInvariant ? perText : nil)
+        for k in 0..<(B * h) { ws.pooled.p[k] = T.tanh(ws.pooled.p[k]) }
+        var headInput = UnsafePointer(ws.pooled.p)
+        if let dropout {
+            let zeros = [Int32](repeating: 0, count: B)
+            zeros.withUnsafeBufferPointer { z in mask(ws.headMask.p, dropout, site: 3, layer: 0, positions: z.baseAddress!, perText, firstText) }
+            for k in 0..<(B * h) { ws.headIn.p[k] = ws.pooled.p[k] * ws.headMask.p[k] }
+            headInput = UnsafePointer(ws.headIn.p)
+        }
+        Linear.forward(out: ws.logits.p, inp: headInput, weight: p(headw), bias: p(headb), n: B, i: h, o: C, rows: rowInvariant ? perText : nil)
+    }
+
+    /// Dropout mask for one site (0 embeddings, 1 attention output, 2 feed-forward output, 3 classifier input).
+    private func mask(_ m: UnsafeMutablePointer<T>, _ dropout: DropoutConfig, site: UInt64, layer: Int,
+                      positions: UnsafePointer<Int32>, _ texts: [Range<Int>], _ firstText: Int) {
+        dropout.fill(m, site: site, layer: layer, positions: positions, texts: texts, firstText: firstText,
+                     maxTokens: config.maxTokens, width: config.hiddenSize)
+    }
+
+    /// One layer: mid = x + drop(attention_output(attention(x))), y = LN1(mid),
+    /// z = y + drop(output(gelu(intermediate(y)))), x' = LN2(z).
+    /// Saved: res[l] = x, qkv, att, atty, mid[l] = mid, ln1[l] = y, fc1 (gelu'), gelu,
+    /// ln2[l] = z, res[l+1] = x'.
+    private func forwardLayer(_ l: Int, _ ws: Workspace<T>, dropout: DropoutConfig?, positions: UnsafePointer<Int32>,
+                              firstText: Int, rows: [Range<Int>]?) {
+        let c = config, N = ws.batch.tokenCount, h = c.hiddenSize, f = c.intermediateSize, eps = T(c.layerNormEps)
+        let li = layerIndices[l]
+        let x = ws.res[l].p
+        // q, k and v as three products of the checkpoint's own weights, packed side by side
+        // for the attention.
+        for (m, (w, b)) in [(li.q, li.qb), (li.k, li.kb), (li.v, li.vb)].enumerated() {
+            Linear.forward(out: ws.tmpD.p, inp: x, weight: p(w), bias: p(b), n: N, i: h, o: h, rows: rows)
+            for r in 0..<N { (ws.qkv[l].p + r * 3 * h + m * h).update(from: ws.tmpD.p + r * h, count: h) }
+        }
+        Attention.forward(out: ws.atty[l].p, att: ws.att[l].p, qkv: ws.qkv[l].p, texts: ws.texts,
+                          attOffsets: ws.attOffsets, d: h, heads: c.heads)
+        Linear.forward(out: ws.tmpD.p, inp: ws.atty[l].p, weight: p(li.ao), bias: p(li.aob), n: N, i: h, o: h, rows: rows)
+        if let dropout {
+            mask(ws.attnMask[l].p, dropout, site: 1, layer: l, positions: positions, ws.texts, firstText)
+            for k in 0..<(N * h) { ws.tmpD.p[k] *= ws.attnMask[l].p[k] }
+        }
+        for k in 0..<(N * h) { ws.mid[l].p[k] = x[k] + ws.tmpD.p[k] }
+        LayerNorm.forward(out: ws.ln1[l].p, mean: ws.ln1Mean[l].p, rstd: ws.ln1Rstd[l].p, inp: ws.mid[l].p,
+                          weight: p(li.ln1w), bias: p(li.ln1b), n: N, d: h, eps: eps)
+        Linear.forward(out: ws.fc1[l].p, inp: ws.ln1[l].p, weight: p(li.fi), bias: p(li.fib), n: N, i: h, o: f, rows: rows)
+        switch c.activation {
+        case .erf: GELU.forward(out: ws.gelu[l].p, derivative: ws.fc1[l].p, inp: ws.fc1[l].p, count: N * f)
+        case .tanh: GELU.forwardTanh(out: ws.gelu[l].p, derivative: ws.fc1[l].p, inp: ws.fc1[l].p, count: N * f)
+        }
+        Linear.forward(out: ws.tmpD.p, inp: ws.gelu[l].p, weight: p(li.fo), bias: p(li.fob), n: N, i: f, o: h, rows: rows)
+        if let dropout {
+            mask(ws.mlpMask[l].p, dropout, site: 2, layer: l, positions: positions, ws.texts, firstText)
+            for k in 0..<(N * h) { ws.tmpD.p[k] *= ws.mlpMask[l].p[k] }
+        }
+        for k in 0..<(N * h) { ws.ln2[l].p[k] = ws.ln1[l].p[k] + ws.tmpD.p[k] }
+        LayerNorm.forward(out: ws.res[l + 1].p, mean: ws.ln2Mean[l].p, rstd: ws.ln2Rstd[l].p, inp: ws.ln2[l].p,
+                          weight: p(li.ln2w), bias: p(li.ln2b), n: N, d: h, eps: eps)
+    }
+
+    // MARK: - Backward
+
+    /// The layer group of tensor i: 0 embeddings, l+1 layer l, n+1 pooler (or
+    /// `classifier.dense`), n+2 the output layer.
+    private func groupOrdinal(_ i: Int) -> Int {
+        if i == headw || i == headb { return config.layers + 2 }
+        if i == poolw || i == poolb { return config.layers + 1 }
+        if let l = layerIndices.firstIndex(where: { ($0.q...$0.ln2b).contains(i) }) { return l + 1 }
+        return 0
+    }
+
+    override func backwardShard(_ ws: Workspace<T>, seed: UnsafePointer<T>, base: UnsafeMutablePointer<T>?, offsets: [Int?],
+                                perExampleStride: Int?, needEmbeddingRows: Bool, sink: ((Int, Int, UnsafePointer<T>) -> Void)?) {
+        let c = config, L = c.layers
+        let N = ws.batch.tokenCount, B = ws.batch.count, h = c.hiddenSize, C = labels.count
+        let perText = (0..<B).map { $0..<($0 + 1) }
+        let dest = perExampleStride.map { stride in
+            GradientDestination(ws: ws, base: base, offsets: offsets, sink: sink,
+                                tokens: Segments(ranges: ws.texts, stride: stride), texts: Segments(ranges: perText, stride: stride))
+        } ?? GradientDestination(ws: ws, base: base, offsets: offsets, sink: sink, tokens: .summed(N), texts: .summed(B))
+        let lowest = needEmbeddingRows ? 0 : (offsets.indices.filter { offsets[$0] != nil }.map(groupOrdinal).min() ?? L + 3)
+        if lowest > L + 2 { return }
+        let textRows: [Range<Int>]? = rowInvariant ? perText : nil
+        let headInput = ws.dropoutUsed ? UnsafePointer(ws.headIn.p) : UnsafePointer(ws.pooled.p)
+        dest.linear(dinp: ws.dpooled.p, w: headw, b: headb, weight: p(headw), dout: seed, inp: headInput, n: B, i: h, o: C,
+                    segments: dest.texts, rows: textRows, streamRows: perText)
+        if lowest > L + 1 { return }
+        if ws.dropoutUsed { for k in 0..<(B * h) { ws.dpooled.p[k] *= ws.headMask.p[k] } }
+        for k in 0..<(B * h) { let t = ws.pooled.p[k]; ws.dpooled.p[k] *= 1 - t * t }
+        dest.linear(dinp: ws.dpoolIn.p, w: poolw, b: poolb, weight: p(poolw), dout: ws.dpooled.p, inp: ws.poolIn.p, n: B, i: h, o: h,
+                    segments: dest.texts, rows: textRows, streamRows: perText)
+        if lowest > L { return }
+        Pooling.backward(dinp: ws.dres.p, dout: ws.dpoolIn.p, texts: ws.texts, d: h, mode: .cls)
+        for l in stride(from: L - 1, through: 0, by: -1) {
+            if lowest > l + 1 { return }
+            backwardLayer(l, ws, dest)
+        }
+        if lowest > 0 { return }
+        if ws.dropoutUsed { for k in 0..<(N * h) { ws.dres.p[k] *= ws.embMask.p[k] } }
+        // Through the embedding LayerNorm to the sum: that gradient, per token, is what the
+        // token, position and token-type tables' rows receive; it ends in dres (token rows).
+        ws.dln.zero(N * h)
+        dest.layerNorm(dinp: ws.dln.p, w: embLNw, b: embLNb, weight: p(embLNw), dout: ws.dres.p, inp: ws.lnf.p,
+                       mean: ws.lnfMean.p, rstd: ws.lnfRstd.p, n: N, d: h)
+        ws.dres.p.update(from: ws.dln.p, count: N * h)
+        ws.batch.ids.withUnsafeBufferPointer { ids in
+            ws.tokenPositions.withUnsafeBufferPointer { positions in
+                ws.tokenTypes.withUnsafeBufferPointer { types in
+                    let idp = ids.baseAddress!, pp = positions.baseAddress!, tp = types.baseAddress!
+                    Embedding.backward(dtokenTable: dest.slot(word), dpositionTable: dest.slot(pos), dout: ws.dres.p,
+                                       ids: idp, positions: pp, d: h, segments: dest.tokens)
+                    Embedding.backward(dtokenTable: nil, dpositionTable: dest.slot(type), dout: ws.dres.p,
+                                       ids: idp, positions: tp, d: h, segments: dest.tokens)
+                    dest.small([pos], width: c.maxPositions * h) { dp, _, seg in
+                        Embedding.backward(dtokenTable: nil, dpositionTable: dp, dout: ws.dres.p, ids: idp, positions: pp, d: h, segments: seg)
+                    }
+                    dest.small([type], width: c.typeVocabSize * h) { dt, _, seg in
+                        Embedding.backward(dtokenTable: nil, dpositionTable: dt, dout: ws.dres.p, ids: idp, positions: tp, d: h, segments: seg)
+                    }
+                }
+            }
+        }
+    }
+
+    /// One layer's backward, from ws.dres = d x' to ws.dres = d x (see `forwardLayer`).
+    private func backwardLayer(_ l: Int, _ ws: Workspace<T>, _ dest: GradientDestination<T>) {
+        let N = ws.batch.tokenCount, h = config.hiddenSize, f = config.intermediateSize
+        let li = layerIndices[l], rows: [Range<Int>]? = rowInvariant ? ws.texts : nil
+        // x' = LN2(z): dmid = dz.
+        ws.dmid.zero(N * h)
+        dest.layerNorm(dinp: ws.dmid.p, w: li.ln2w, b: li.ln2b, weight: p(li.ln2w), dout: ws.dres.p, inp: ws.ln2[l].p,
+                       mean: ws.ln2Mean[l].p, rstd: ws.ln2Rstd[l].p, n: N, d: h)
+        // z = y + drop(output(gelu(intermediate(y)))).
+        var dbranch = UnsafePointer(ws.dmid.p)
+        if ws.dropoutUsed {
+            for k in 0..<(N * h) { ws.tmpD.p[k] = ws.dmid.p[k] * ws.mlpMask[l].p[k] }
+            dbranch = UnsafePointer(ws.tmpD.p)
+        }
+        dest.linear(dinp: ws.dF1.p, w: li.fo, b: li.fob, weight: p(li.fo), dout: dbranch, inp: ws.gelu[l].p, n: N, i: f, o: h,
+                    segments: dest.tokens, rows: rows, streamRows: ws.texts)
+        GELU.backward(dinp: ws.dF2.p, dout: ws.dF1.p, derivative: ws.fc1[l].p, count: N * f)
+        dest.linear(dinp: ws.dln.p, w: li.fi, b: li.fib, weight: p(li.fi), dout: ws.dF2.p, inp: ws.ln1[l].p, n: N, i: h, o: f,
+                    segments: dest.tokens, rows: rows, streamRows: ws.texts)
+        for k in 0..<(N * h) { ws.dln.p[k] += ws.dmid.p[k] }
+        // y = LN1(mid): dres = d mid.
+        ws.dres.zero(N * h)
+        dest.layerNorm(dinp: ws.dres.p, w: li.ln1w, b: li.ln1b, weight: p(li.ln1w), dout: ws.dln.p, inp: ws.mid[l].p,
+                       mean: ws.ln1Mean[l].p, rstd: ws.ln1Rstd[l].p, n: N, d: h)
+        // mid = x + drop(attention_output(attention(q, k, v of x))).
+        dbranch = UnsafePointer(ws.dres.p)
+        if ws.dropoutUsed {
+            for k in 0..<(N * h) { ws.tmpD.p[k] = ws.dres.p[k] * ws.attnMask[l].p[k] }
+            dbranch = UnsafePointer(ws.tmpD.p)
+        }
+        dest.linear(dinp: ws.datty.p, w: li.ao, b: li.aob, weight: p(li.ao), dout: dbranch, inp: ws.atty[l].p, n: N, i: h, o: h,
+                    segments: dest.tokens, rows: rows, streamRows: ws.texts)
+        Attention.backward(dqkv: ws.dqkv.p, scratch: ws.dattScratch.p, dout: ws.datty.p, qkv: ws.qkv[l].p,
+                           att: ws.att[l].p, texts: ws.texts, attOffsets: ws.attOffsets, d: h, heads: config.heads)
+        for (m, (w, b)) in [(li.q, li.qb), (li.k, li.kb), (li.v, li.vb)].enumerated() {
+            for r in 0..<N { (ws.tmpD.p + r * h).update(from: ws.dqkv.p + r * 3 * h + m * h, count: h) }
+            dest.linear(dinp: ws.dres.p, accumulateInput: true, w: w, b: b, weight: p(w), dout: ws.tmpD.p, inp: ws.res[l].p,
+                        n: N, i: h, o: h, segments: dest.tokens, rows: rows, streamRows: ws.texts)
+        }
+    }
+}

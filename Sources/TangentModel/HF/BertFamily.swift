@@ -1,0 +1,120 @@
+import Foundation
+import TangentData
+import TangentIO
+import TangentSafetensors
+import TangentTensor
+import TangentTokenizer
+
+/// Hugging Face BERT-family directories (`model_type` `bert`, `roberta`, `xlm-roberta`,
+/// `camembert`): `config.json`, `model.safetensors` and the tokenizer files.
+public enum BertFamilyArchitecture: ModelArchitecture {
+    public static let displayName = "Hugging Face BERT family"
+    public static var configValues: [String] { HFEncoderConfig.supportedTypes.map { "model_type: \($0)" } }
+    public static func claims(_ json: [String: Any]) -> Bool { json["architecture"] == nil && json["model_type"] is String
+        && HFEncoderConfig.supportedTypes.contains(json["model_type"] as! String) }
+
+    public static func load(directory: URL, configJSON: [String: Any], threads: Int) throws -> LoadedModel {
+        let model = try BertClassifier<Float>.load(directory: directory, threads: threads)
+        let tokenizer = try HFTokenizer.load(directory: directory, config: model.config)
+        let encoder = try HFTextEncoder(tokenizer: tokenizer, directory: directory, config: model.config)
+        return LoadedModel(model: model, encoder: encoder, labels: try LabelSet(names: model.labels), configJSON: configJSON)
+    }
+}
+
+/// A Hugging Face tokenizer as the model's text encoder: framed (`[CLS] … [SEP]` or
+/// `<s> … </s>`) and truncated to the tokenizer's `model_max_length`, at most what the
+/// model's positions allow.
+public struct HFTextEncoder: TextEncoder {
+    public let tokenizer: HFTokenizer
+    public let maxLength: Int
+
+    public init(tokenizer: HFTokenizer, directory: URL, config: HFEncoderConfig) throws {
+        self.tokenizer = tokenizer
+        var limit = config.maxTokens
+        let url = directory.appendingPathComponent("tokenizer_config.json")
+        if let data = try? WholeFile.read(url), let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+           let m = (json["model_max_length"] as? NSNumber)?.doubleValue, m >= 2 {
+            limit = Int(min(Double(limit), m))
+        }
+        maxLength = limit
+    }
+
+    public func encode(_ text: String) throws -> [Int32] { try tokenizer.encode(text, maxLength: maxLength) }
+    public var identity: Data { tokenizer.identity + Data("max_length \(maxLength)".utf8) }
+    public var source: String { tokenizer.source }
+}
+
+extension BertClassifier where T == Float {
+    /// Loads a Hugging Face directory: `config.json` (bounded, field by field) and
+    /// `model.safetensors` (float32, float16 or bfloat16; every tensor of the encoder
+    /// and head by name and shape). A `…ForSequenceClassification` checkpoint brings its
+    /// head and labels (`id2label`); a bare encoder (`BertModel`, names with or without
+    /// the `bert.` prefix) needs `newHead`, whose weights are drawn N(0,
+    /// `initializer_range`) from the seed (biases 0), and keeps its pooler if it has one.
+    public static func load(directory: URL, threads: Int = Threads.cores,
+                            newHead: (labels: [String], seed: UInt64)? = nil) throws -> BertClassifier<Float> {
+        let configURL = directory.appendingPathComponent("config.json")
+        guard let data = try? WholeFile.read(configURL), let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+            throw ModelError("\(configURL.path): missing or not a JSON object")
+        }
+        let config = try HFEncoderConfig(json: json, source: configURL.path)
+        let weightsURL = directory.appendingPathComponent("model.safetensors")
+        guard FileManager.default.fileExists(atPath: weightsURL.path) else {
+            let bin = directory.appendingPathComponent("pytorch_model.bin")
+            throw ModelError(FileManager.default.fileExists(atPath: bin.path)
+                ? "\(bin.path): PyTorch pickle checkpoints are not read; convert with `model.save_pretrained(DIR, safe_serialization=True)` in transformers"
+                : "\(weightsURL.path): missing")
+        }
+        let file = try SafetensorsFile(url: weightsURL)
+        // A bare encoder saved on its own has no `bert.` / `roberta.` prefix.
+        let e = config.prefix
+        let filePrefix = file.tensors[e + "embeddings.word_embeddings.weight"] == nil && file.tensors["embeddings.word_embeddings.weight"] != nil ? "" : e
+        func fileName(_ name: String) -> String { name.hasPrefix(e) ? filePrefix + name.dropFirst(e.count) : name }
+        let head = headNames(config: config)
+        let outputNames = [head.output + ".weight", head.output + ".bias"]
+        let denseNames = [head.dense + ".weight", head.dense + ".bias"]
+        let labels: [String]
+        if let newHead {
+            labels = newHead.labels
+        } else {
+            guard outputNames.allSatisfy({ file.tensors[fileName($0)] != nil }) else {
+                throw ModelError("\(weightsURL.path): no classification head ('\(head.output).weight'); this is a bare encoder — fine-tune it with `tangent train --init \(directory.path)`, which adds one")
+            }
+            labels = config.labels
+            guard labels.count >= 2 else {
+                throw ModelError("\(configURL.path): 'id2label' names \(labels.count) classes; a classifier has at least 2")
+            }
+        }
+        let model = try BertClassifier(config: config, labels: labels, threads: threads)
+        let fresh = Set(newHead == nil ? [] : outputNames + (denseNames.allSatisfy { file.tensors[fileName($0)] != nil } ? [] : denseNames))
+        let wanted = model.layout.tensors.filter { !fresh.contains($0.name) }
+        let missing = wanted.map { fileName($0.name) }.filter { file.tensors[$0] == nil }
+        guard missing.isEmpty else {
+            throw ModelError("\(weightsURL.path): \(missing.count) expected tensors missing, e.g. \(missing.prefix(3).joined(separator: ", "))")
+        }
+        // Buffers transformers saves beside the weights; the head of another task is refused.
+        let known = Set(model.layout.tensors.map { fileName($0.name) })
+        let unexpected = file.tensors.keys.sorted().filter { !known.contains($0) && !$0.hasSuffix("position_ids") && !$0.hasSuffix("token_type_ids") }
+            .filter { newHead == nil || !$0.hasPrefix("classifier.") }
+        guard unexpected.isEmpty else {
+            throw ModelError("\(weightsURL.path): \(unexpected.count) tensors this \(config.modelType) classifier does not have, e.g. \(unexpected.prefix(3).joined(separator: ", "))")
+        }
+        for t in wanted {
+            let values: [Float]
+            do { values = try file.floatsWidened(fileName(t.name), shape: t.shape) } catch {
+                throw ModelError("\(error) (from \(configURL.lastPathComponent))")
+            }
+            if let bad = values.firstIndex(where: { !$0.isFinite }) {
+                throw ModelError("\(weightsURL.path): tensor '\(fileName(t.name))' element \(bad) is \(values[bad])")
+            }
+            (model.parameters.baseAddress! + t.offset).update(from: values, count: t.count)
+        }
+        if let newHead {
+            for (ti, t) in model.layout.tensors.enumerated() where fresh.contains(t.name) && t.name.hasSuffix(".weight") {
+                let rng = CounterRNG.derive(newHead.seed, 0xbe27, UInt64(ti))
+                for k in 0..<t.count { model.parameters[t.offset + k] = Float(config.initializerRange * rng.normal(UInt64(k))) }
+            }
+        }
+        return model
+    }
+}

@@ -1,0 +1,148 @@
+import Testing
+@testable import TangentModel
+import TangentTensor
+
+/// The BERT family's hand-written backward pass: Float64 finite differences for every
+/// tensor (BERT and RoBERTa layouts, erf and tanh GELU, with and without dropout), and
+/// the per-example, streamed and token-row forms against the batch gradient.
+@Suite(.singleThreadedBLAS) struct BertGradientTests {
+    static func config(_ type: String, act: String = "gelu") throws -> HFEncoderConfig {
+        try HFEncoderConfig(json: [
+            "model_type": type, "hidden_size": 8, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 12,
+            "vocab_size": 23, "max_position_embeddings": 12, "type_vocab_size": 2, "layer_norm_eps": 1e-5, "hidden_act": act,
+            "pad_token_id": type == "bert" ? 0 : 1,
+        ], source: "test")
+    }
+
+    /// A model with random weights large enough that every path matters.
+    static func model(_ config: HFEncoderConfig, threads: Int = 2, seed: UInt64 = 5) throws -> BertClassifier<Double> {
+        let m = try BertClassifier<Double>(config: config, labels: ["a", "b", "c"], threads: threads)
+        var rng = TestRNG(seed)
+        for t in m.layout.tensors {
+            for k in t.range {
+                m.parameters[k] = t.name.contains("LayerNorm.weight") ? 1 + 0.3 * rng.normal() : 0.4 * rng.normal()
+            }
+        }
+        return m
+    }
+
+    static func batch(_ rng: inout TestRNG, lengths: [Int] = [4, 1, 7, 3]) -> TokenBatch {
+        // Ids from 2 up: never the pad id (0 or 1), which packing drops.
+        TokenBatch(sequences: lengths.map { L in (0..<L).map { _ in Int32(2 + rng.int(21)) } }, padID: 1)
+    }
+
+    @Test(arguments: [("bert", "gelu", false), ("bert", "gelu", true), ("xlm-roberta", "gelu_new", false), ("roberta", "gelu_new", true)])
+    func wholeModelMatchesFiniteDifferences(type: String, act: String, dropout: Bool) throws {
+        let config = try Self.config(type, act: act)
+        let model = try Self.model(config)
+        var rng = TestRNG(12)
+        let batch = Self.batch(&rng)
+        let seed = rng.vector(batch.count * 3)
+        let drop = dropout ? DropoutConfig(rate: 0.2, seed: 5, step: 3) : nil
+        let theta = model.parameterArray
+        try model.forward(batch, dropout: drop, rowInvariant: false)
+        var grad = [Double](repeating: 0, count: model.layout.count)
+        grad.withUnsafeMutableBufferPointer { model.backward(seed: seed, into: $0) }
+        for t in model.layout.tensors {
+            if t.name.hasSuffix("attention.self.key.bias") {
+                // Softmax ignores a constant added to every key score, so this gradient is
+                // zero by identity (finite differences would only compare rounding noise).
+                #expect(t.range.allSatisfy { abs(grad[$0]) < 1e-10 }, "\(t.name) must have zero gradient")
+                continue
+            }
+            var idx = Array(t.range)
+            if idx.count > 100 { idx = stride(from: 0, to: idx.count, by: idx.count / 100).map { idx[$0] } }
+            let (err, at) = maxFiniteDifferenceError(theta, analytic: grad, indices: idx) { x in
+                model.setParameters(x)
+                let z = try! model.forward(batch, dropout: drop, rowInvariant: false)
+                return zip(z, seed).map(*).reduce(0, +)
+            }
+            #expect(err < 1e-5, "\(t.name): relative error \(err) at \(at - t.offset)")
+        }
+        // The position table's gradient sits after the offset (RoBERTa: pad_token_id + 1).
+        let posTensor = model.layout.tensors[model.pos]
+        let firstRows = (0..<config.firstPosition * 8).map { grad[posTensor.offset + $0] }
+        #expect(firstRows.allSatisfy { $0 == 0 })
+        #expect(grad[posTensor.offset + config.firstPosition * 8] != 0)
+    }
+
+    /// Per-example gradients sum to the batch gradient; with the token table as rows, the
+    /// streamed form gives the materialized numbers, and subsets are exact slices.
+    @Test(arguments: ["bert", "camembert"])
+    func perExampleStreamedAndSubsetForms(type: String) throws {
+        let model = try Self.model(try Self.config(type))
+        var rng = TestRNG(22)
+        let batch = Self.batch(&rng, lengths: [5, 2, 9, 3, 1])
+        let seed = rng.vector(batch.count * 3)
+        try model.forward(batch, rowInvariant: true)
+        var total = [Double](repeating: 0, count: model.layout.count)
+        total.withUnsafeMutableBufferPointer { model.backward(seed: seed, into: $0) }
+        let all = ParameterSubset(all: model.layout)
+        var per = [Double](repeating: 0, count: batch.count * all.count)
+        per.withUnsafeMutableBufferPointer { model.perExampleGradients(seed: seed, subset: all, into: $0) }
+        var summed = [Double](repeating: 0, count: all.count)
+        for b in 0..<batch.count { for k in 0..<all.count { summed[k] += per[b * all.count + k] } }
+        #expect(zip(summed, total).map { abs($0 - $1) }.max()! < 1e-12)
+        // Dense part plus token rows, materialized and streamed.
+        let dense = ParameterSubset(layout: model.layout, tensorIndices: model.layout.tensors.indices.filter { $0 != model.tokenTableIndex })
+        var d = [Double](repeating: 0, count: batch.count * dense.count)
+        var rows = [Double](repeating: 0, count: batch.tokenCount * 8)
+        d.withUnsafeMutableBufferPointer { dp in rows.withUnsafeMutableBufferPointer { rp in
+            model.perExampleGradients(seed: seed, subset: dense, into: dp, embeddingRows: rp)
+        } }
+        var streamed = [Double](repeating: .nan, count: batch.count * dense.count)
+        var order: [Int] = []
+        var rows2 = [Double](repeating: 0, count: batch.tokenCount * 8)
+        rows2.withUnsafeMutableBufferPointer { rp in
+            model.perExampleGradients(seed: seed, subset: dense, embeddingRows: rp) { tensor, text, g in
+                if text == 0 { order.append(tensor) }
+                let off = dense.compactOffsets[tensor]!
+                for k in 0..<model.layout.tensors[tensor].count { streamed[text * dense.count + off + k] = g[k] }
+            }
+        }
+        #expect(streamed == d && rows2 == rows)
+        #expect(order == model.streamingOrder)
+        // Token rows scattered to their ids give the token table's per-example gradient.
+        let word = model.layout.tensors[model.tokenTableIndex]
+        for b in 0..<batch.count {
+            var table = [Double](repeating: 0, count: word.count)
+            for t in batch.offsets[b]..<batch.offsets[b + 1] {
+                for j in 0..<8 { table[Int(batch.ids[t]) * 8 + j] += rows[t * 8 + j] }
+            }
+            let expected = Array(per[(b * all.count + word.offset)..<(b * all.count + word.offset + word.count)])
+            #expect(zip(table, expected).map { abs($0 - $1) }.max()! < 1e-12)
+            for ti in dense.tensorIndices {
+                let t = model.layout.tensors[ti], off = dense.compactOffsets[ti]!
+                #expect((0..<t.count).allSatisfy { d[b * dense.count + off + $0] == per[b * all.count + t.offset + $0] })
+            }
+        }
+        // Groups select by the user's names, and the pass stops early for the top layers.
+        let top = try ParameterSubset(layout: model.layout, prefixes: ["classifier", "encoder.layer.1"])
+        #expect(top.tensorIndices.allSatisfy { ["classifier", "encoder.layer.1"].contains(model.layout.tensors[$0].group) })
+        var ph = [Double](repeating: 0, count: batch.count * top.count)
+        ph.withUnsafeMutableBufferPointer { model.perExampleGradients(seed: seed, subset: top, into: $0) }
+        for ti in top.tensorIndices {
+            let t = model.layout.tensors[ti], off = top.compactOffsets[ti]!
+            for b in 0..<batch.count {
+                #expect((0..<t.count).allSatisfy { ph[b * top.count + off + $0] == per[b * all.count + t.offset + $0] })
+            }
+        }
+    }
+
+    /// Logits and gradients do not depend on how many shards compute them.
+    @Test func resultsDoNotDependOnShardCount() throws {
+        let config = try Self.config("bert")
+        var rng = TestRNG(41)
+        let batch = Self.batch(&rng, lengths: [5, 2, 9, 3, 1, 4, 7])
+        let seed = rng.vector(batch.count * 3)
+        var grads: [[Double]] = []
+        for threads in [1, 2, 3] {
+            let model = try Self.model(config, threads: threads)
+            try model.forward(batch, rowInvariant: true)
+            var g = [Double](repeating: 0, count: model.layout.count)
+            g.withUnsafeMutableBufferPointer { model.backward(seed: seed, into: $0) }
+            grads.append(g)
+        }
+        for g in grads.dropFirst() { #expect(zip(g, grads[0]).map { abs($0 - $1) }.max()! < 1e-12) }
+    }
+}
