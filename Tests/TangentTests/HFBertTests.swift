@@ -48,6 +48,61 @@ import TangentTokenizer
         #expect(split == z)
     }
 
+    /// Per-example gradients of sum_c seed[c] logits[c] for 8 texts, tensor by tensor,
+    /// against torch.func's (scripts/make_hf_gradient_fixtures.py): the word table
+    /// through its token rows, everything else directly.
+    @Test(arguments: ["hf-bert", "hf-xlmr"])
+    func gradientsEqualTorchFunc(name: String) throws {
+        let dir = fixture(name)
+        let model = try BertClassifier<Float>.load(directory: dir, threads: 2)
+        let reference = try SafetensorsFile(url: dir.appendingPathComponent("gradients.safetensors"))
+        let seed = try JSONSerialization.jsonObject(with: Data(reference.metadata["seed"]!.utf8)) as! [Double]
+        let present = try JSONSerialization.jsonObject(with: Data(reference.metadata["ids"]!.utf8)) as! [[Int]]
+        let json = try JSONSerialization.jsonObject(with: Data(contentsOf: dir.appendingPathComponent("reference.json"))) as! [String: Any]
+        let ids = (json["cases"] as! [[String: Any]]).map { ($0["ids"] as! [Int]).map(Int32.init) }.filter { $0.count > 2 }.prefix(8)
+        #expect(ids.count == 8 && present.count == 8)
+        let batch = TokenBatch(sequences: Array(ids), padID: model.shape.padID)
+        try model.forward(batch, rowInvariant: true)
+        let C = model.shape.classes, h = model.config.hiddenSize
+        let seeds = (0..<batch.count).flatMap { _ in seed.map(Float.init) }
+        #expect(seed.count == C)
+        let dense = ParameterSubset(layout: model.layout, tensorIndices: model.layout.tensors.indices.filter { $0 != model.tokenTableIndex })
+        var g = [Float](repeating: 0, count: batch.count * dense.count)
+        var rows = [Float](repeating: 0, count: batch.tokenCount * h)
+        g.withUnsafeMutableBufferPointer { gp in rows.withUnsafeMutableBufferPointer { rp in
+            model.perExampleGradients(seed: seeds, subset: dense, into: gp, embeddingRows: rp)
+        } }
+        func relative(_ a: [Float], _ b: [Float]) -> Double {
+            let d = zip(a, b).map { Double($0 - $1) * Double($0 - $1) }.reduce(0, +).squareRoot()
+            return d / max(b.map { Double($0) * Double($0) }.reduce(0, +).squareRoot(), 1e-30)
+        }
+        var worst = (0.0, "")
+        for b in 0..<batch.count {
+            for ti in dense.tensorIndices {
+                let t = model.layout.tensors[ti]
+                let ours = Array(g[(b * dense.count + dense.compactOffsets[ti]!)..<(b * dense.count + dense.compactOffsets[ti]! + t.count)])
+                let theirs = try reference.floatsWidened("\(b)/\(t.name)", shape: t.shape)
+                if t.name.hasSuffix("attention.self.key.bias") {
+                    // Zero by identity (softmax ignores a shift of all scores): both sides are rounding noise.
+                    #expect(ours.map(abs).max()! < 1e-4 && theirs.map(abs).max()! < 1e-4, "\(t.name)")
+                    continue
+                }
+                let r = relative(ours, theirs)
+                if r > worst.0 { worst = (r, "text \(b) \(t.name)") }
+            }
+            var table = [Int: [Float]]()
+            for t in batch.offsets[b]..<batch.offsets[b + 1] {
+                let id = Int(batch.ids[t])
+                table[id, default: [Float](repeating: 0, count: h)] = zip(table[id] ?? [Float](repeating: 0, count: h), rows[(t * h)..<(t * h + h)]).map(+)
+            }
+            let ours = present[b].flatMap { table[$0]! }
+            let r = relative(ours, try reference.floatsWidened("\(b)/word_rows", shape: [present[b].count, h]))
+            if r > worst.0 { worst = (r, "text \(b) word rows") }
+        }
+        print("\(name) gradient parity: 8 texts, \(dense.tensorIndices.count + 1) tensors, largest relative difference \(worst.0) (\(worst.1))")
+        #expect(worst.0 < 1e-3, "largest relative difference \(worst.0) at \(worst.1)")
+    }
+
     /// Bad directories are refused by file and field, before anything is computed.
     @Test func badDirectoriesAreRefused() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("tangent-hf-\(UUID())")
