@@ -43,7 +43,7 @@ public struct DatamodelingRun {
         _ = try Trainer(model: model, options: options).train(set, test: nil, progress: progress, onEpochEnd: { s in
             guard let checkpoints else { return }
             try TrainingRecord(epoch: s.epoch, options: options, trainTexts: texts.count, dataFingerprint: fingerprint(labelled: texts),
-                               model: model.config, labels: labels.names, threads: threads)
+                               model: model, labels: labels.names, threads: threads)
                 .writeCheckpoint(model, to: checkpoints.appendingPathComponent("epoch-\(s.epoch).safetensors"))
         })
         return (clf, Date().timeIntervalSince(t0))

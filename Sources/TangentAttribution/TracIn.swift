@@ -101,7 +101,7 @@ public enum TracIn {
     static func check(_ record: TrainingRecord, from dir: URL, belongsTo classifier: Classifier) throws {
         let model = classifier.directory?.path ?? "the model"
         var differences: [String] = []
-        if record.model != classifier.tangentModel?.config { differences.append("architecture") }
+        if !record.describes(classifier.model) { differences.append("architecture") }
         if record.labels != classifier.labels.names { differences.append("labels (\(record.labels) vs \(classifier.labels.names))") }
         let recorded = try RecordedTraining(configJSON: classifier.configJSON, source: configSource(classifier))
         if let options = recorded.options, options != record.options { differences.append("training options") }

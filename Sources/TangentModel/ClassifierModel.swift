@@ -71,6 +71,10 @@ public protocol ClassifierModel<Scalar>: AnyObject {
     /// Throws, saying the size, when training on batches of `batch` texts would not fit
     /// in this machine's memory (checked before anything is allocated).
     func checkTraining(batch: Int) throws
+    /// Writes the directory's description of the model beside its weights: `config.json`
+    /// (its architecture, `labels`, and the `extra` keys of the run that trained it) and
+    /// any label file the architecture keeps; atomically, file by file.
+    func saveConfiguration(labels: [String], extra: [String: Any], into directory: URL) throws
     /// A model of the same architecture and sizes with every parameter zero.
     func emptyCopy(threads: Int) throws -> Self
 }

@@ -100,6 +100,8 @@ public protocol TextEncoder {
     var identity: Data { get }
     /// The file it was read from.
     var source: String { get }
+    /// Writes the tokenizer's files (as the architecture's loader reads them) into `directory`.
+    func save(into directory: URL) throws
 }
 
 /// tangent's own encoding: BOS, then the SentencePiece ids, cut to max_len.
@@ -109,6 +111,9 @@ public struct SentencePieceTextEncoder: TextEncoder {
     public func encode(_ text: String) throws -> [Int32] { try TextEncoding.encode(text, tokenizer: tokenizer, config: config) }
     public var identity: Data { tokenizer.serializedModel }
     public var source: String { tokenizer.source }
+    public func save(into directory: URL) throws {
+        try AtomicFile.write(tokenizer.serializedModel, to: directory.appendingPathComponent(ModelDirectory.tokenizerFile))
+    }
 }
 
 /// A loaded model with its tokenizer and labels: what prediction needs.
@@ -194,19 +199,16 @@ public final class Classifier {
     /// The `config.json` key holding the fingerprint of the tokenizer's bytes, checked on load.
     public static let tokenizerFingerprintKey = "tokenizer_fingerprint"
 
-    /// Saves one of tangent's own models: model, tokenizer, labels and config (with
-    /// `extra` keys and the tokenizer's fingerprint) into `directory`.
+    /// Saves the model in its architecture's directory format: tokenizer files, weights
+    /// (`model.safetensors`, the layout's names), then `config.json` with `extra` keys and
+    /// the tokenizer's fingerprint, which loading checks.
     public func save(to directory: URL, extra: [String: Any] = [:]) throws {
-        guard let model = tangentModel, let tokenizer else {
-            throw ModelError("\(directory.path): only tangent's own models are saved in its directory format")
-        }
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        try AtomicFile.write(tokenizer.serializedModel, to: directory.appendingPathComponent(ModelDirectory.tokenizerFile))
-        try labels.save(directory.appendingPathComponent(ModelDirectory.labelsFile))
+        try encoder.save(into: directory)
         try ModelDirectory.saveWeights(model, to: directory.appendingPathComponent(ModelDirectory.weightsFile))
         var extra = extra
-        extra[Classifier.tokenizerFingerprintKey] = fingerprint(tokenizer.serializedModel)
-        try ModelDirectory.saveConfig(model.config, extra: extra, to: directory.appendingPathComponent(ModelDirectory.configFile))
+        extra[Classifier.tokenizerFingerprintKey] = fingerprint(encoder.identity)
+        try model.saveConfiguration(labels: labels.names, extra: extra, into: directory)
     }
 
     /// Token ids of a text as the model sees it.

@@ -31,6 +31,11 @@ public protocol ModelArchitecture {
     static func claims(_ json: [String: Any]) -> Bool
     /// Loads `directory`; errors name the file and field at fault.
     static func load(directory: URL, configJSON: [String: Any], threads: Int) throws -> LoadedModel
+    /// Loads `directory` as the start of fine-tuning on data with `labels`: its head when
+    /// its labels are these, else a new head drawn from `seed`; texts cut to `maxLength`
+    /// tokens. The second value says which head it is, for the log.
+    static func loadForFineTuning(directory: URL, configJSON: [String: Any], labels: [String], maxLength: Int, seed: UInt64,
+                                  threads: Int) throws -> (LoadedModel, head: String)
 }
 
 /// tangent's own pre-LayerNorm classifier (`architecture` `TransformerClassifier`).
@@ -40,6 +45,10 @@ public enum TangentArchitecture: ModelArchitecture {
     public static func claims(_ json: [String: Any]) -> Bool { json["architecture"] != nil || json["model_type"] == nil }
     public static func load(directory: URL, configJSON: [String: Any], threads: Int) throws -> LoadedModel {
         try Classifier.loadTangent(directory: directory, configJSON: configJSON, threads: threads)
+    }
+    public static func loadForFineTuning(directory: URL, configJSON: [String: Any], labels: [String], maxLength: Int, seed: UInt64,
+                                         threads: Int) throws -> (LoadedModel, head: String) {
+        throw ModelError("\(directory.path): a tangent TransformerClassifier; --init takes a Hugging Face encoder directory (tangent's own models train from scratch with --tokenizer)")
     }
 }
 
@@ -51,6 +60,24 @@ public enum ModelRegistry {
 
     /// Loads `directory` with the architecture its `config.json` names.
     public static func load(directory: URL, threads: Int) throws -> LoadedModel {
+        let (architecture, json) = try pick(directory)
+        return try architecture.load(directory: directory, configJSON: json, threads: threads)
+    }
+
+    /// Loads `directory` to fine-tune it (see `ModelArchitecture.loadForFineTuning`).
+    public static func loadForFineTuning(directory: URL, labels: [String], maxLength: Int, seed: UInt64,
+                                         threads: Int) throws -> (LoadedModel, head: String) {
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: directory.path, isDirectory: &isDir), isDir.boolValue else {
+            throw ModelError("\(directory.path): no such model directory")
+        }
+        let (architecture, json) = try pick(directory)
+        return try architecture.loadForFineTuning(directory: directory, configJSON: json, labels: labels, maxLength: maxLength,
+                                                  seed: seed, threads: threads)
+    }
+
+    /// The architecture `directory`'s config.json names, and the parsed config.
+    static func pick(_ directory: URL) throws -> (any ModelArchitecture.Type, [String: Any]) {
         let configURL = directory.appendingPathComponent(ModelDirectory.configFile)
         // An unreadable or non-JSON config goes to tangent's loader, whose messages name
         // the file and the fault.
@@ -60,6 +87,6 @@ public enum ModelRegistry {
             let field = json["model_type"].map { "'model_type' is '\($0)'" } ?? "no 'architecture' or 'model_type'"
             throw ModelError("\(configURL.path): \(field); supported: \(known)")
         }
-        return try architecture.load(directory: directory, configJSON: json, threads: threads)
+        return (architecture, json)
     }
 }

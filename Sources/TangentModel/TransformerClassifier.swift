@@ -1,4 +1,5 @@
 import Foundation
+import TangentData
 import TangentTensor
 
 /// Inverted dropout on the embeddings and on both residual branches of every block,
@@ -119,6 +120,11 @@ public final class TransformerClassifier<T: BLASScalar>: ShardedClassifier<T>, C
     }
 
     public func checkTraining(batch: Int) throws { try config.checkTraining(batch: batch) }
+
+    public func saveConfiguration(labels: [String], extra: [String: Any], into directory: URL) throws {
+        try LabelSet(names: labels).save(directory.appendingPathComponent(ModelDirectory.labelsFile))
+        try ModelDirectory.saveConfig(config, extra: extra, to: directory.appendingPathComponent(ModelDirectory.configFile))
+    }
 
     public func emptyCopy(threads: Int) throws -> TransformerClassifier {
         try TransformerClassifier(config: config, threads: threads)

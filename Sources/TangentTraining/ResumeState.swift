@@ -70,12 +70,11 @@ public struct TrainingRun {
     /// Saves what epoch `summary.epoch` finished; `extra` is config.json's content beyond
     /// the architecture.
     public func finishEpoch(_ summary: EpochSummary, trainer: Trainer, history: [EpochSummary], extra: [String: Any]) throws {
-        guard let model = classifier.tangentModel else { throw TrainingError("\(directory.path): only tangent's own models are trained here") }
-        let final = summary.epoch == options.epochs
+        let model = classifier.model, final = summary.epoch == options.epochs
         if !final { try ResumeState.save(trainer, epoch: summary.epoch, history: history, to: resumeStateURL) }
         if keepCheckpoints {
             let record = TrainingRecord(epoch: summary.epoch, options: options, trainTexts: trainTexts, dataFingerprint: dataFingerprint,
-                                        model: model.config, labels: classifier.labels.names, threads: threads)
+                                        model: classifier.model, labels: classifier.labels.names, threads: threads)
             try record.writeCheckpoint(model, to: directory.appendingPathComponent("\(ModelDirectory.checkpointsDirectory)/epoch-\(summary.epoch).safetensors"))
         }
         try classifier.save(to: directory, extra: extra)

@@ -26,24 +26,28 @@ public struct TrainingRecord: Codable, Sendable, Equatable {
     public var dataFingerprint: String
     /// Mean learning rate of each epoch 1...epochs under the run's schedule.
     public var epochLearningRates: [Double]
-    public var model: ModelConfig
+    /// tangent's own architecture, when the run trained one of its models.
+    public var model: ModelConfig?
+    /// Any other architecture: the fingerprint of its configuration (`ClassifierModel.configurationData`).
+    public var architecture: String?
     public var labels: [String]
     public var threads: Int
 
     enum CodingKeys: String, CodingKey {
         case format, epoch, options, trainTexts = "train_texts", stepsPerEpoch = "steps_per_epoch"
-        case dataFingerprint = "data_fingerprint", epochLearningRates = "epoch_learning_rates", model, labels, threads
+        case dataFingerprint = "data_fingerprint", epochLearningRates = "epoch_learning_rates", model, architecture, labels, threads
     }
 
     /// The record of the checkpoint after `epoch` of a run with these settings.
-    public init(epoch: Int, options: TrainingOptions, trainTexts: Int, dataFingerprint: String, model: ModelConfig,
+    public init(epoch: Int, options: TrainingOptions, trainTexts: Int, dataFingerprint: String, model: any ClassifierModel<Float>,
                 labels: [String], threads: Int) {
         self.epoch = epoch
         self.options = options
         self.trainTexts = trainTexts
         self.stepsPerEpoch = (trainTexts + options.batchSize - 1) / options.batchSize
         self.dataFingerprint = dataFingerprint
-        self.model = model
+        self.model = (model as? TransformerClassifier<Float>)?.config
+        self.architecture = self.model == nil ? TrainingRecord.architecture(of: model) : nil
         self.labels = labels
         self.threads = threads
         let schedule = LearningRateSchedule(options: options, stepsPerEpoch: stepsPerEpoch)
@@ -51,6 +55,17 @@ public struct TrainingRecord: Codable, Sendable, Equatable {
         epochLearningRates = (0..<options.epochs).map { e in
             (0..<perEpoch).map { schedule.rate(at: e * perEpoch + $0) }.reduce(0, +) / Double(perEpoch)
         }
+    }
+
+    /// The `architecture` field for a model other than tangent's own.
+    public static func architecture(of model: any ClassifierModel<Float>) -> String {
+        model.architecture + " " + fingerprint(model.configurationData)
+    }
+
+    /// Whether the record's architecture is `model`'s.
+    public func describes(_ model: any ClassifierModel<Float>) -> Bool {
+        if let m = model as? TransformerClassifier<Float> { return self.model == m.config && architecture == nil }
+        return self.model == nil && architecture == TrainingRecord.architecture(of: model)
     }
 
     /// The learning rate TracIn gives this checkpoint: the mean rate of its epoch (the
@@ -65,7 +80,7 @@ public struct TrainingRecord: Codable, Sendable, Equatable {
         if options != other.options { out.append("training options") }
         if trainTexts != other.trainTexts { out.append("training texts (\(trainTexts) vs \(other.trainTexts))") }
         if dataFingerprint != other.dataFingerprint { out.append("training data") }
-        if model != other.model { out.append("architecture") }
+        if model != other.model || architecture != other.architecture { out.append("architecture") }
         if labels != other.labels { out.append("labels (\(labels) vs \(other.labels))") }
         return out
     }

@@ -118,7 +118,7 @@ struct Poison: ParsableCommand {
             for (e, weights) in epochWeights.enumerated() {
                 snapshot.setParameters(weights)
                 try TrainingRecord(epoch: e + 1, options: options, trainTexts: poisonedTrain.count, dataFingerprint: fingerprint(labelled: poisonedTrain),
-                                   model: try ownModel(clf, "the poisoned model").config, labels: clf.labels.names, threads: nThreads)
+                                   model: clf.model, labels: clf.labels.names, threads: nThreads)
                     .writeCheckpoint(snapshot, to: checkpoints.appendingPathComponent("epoch-\(e + 1).safetensors"))
             }
             if let saveModel { try clf.save(to: fileURL(saveModel), extra: ["poisoning": ["trigger": plan.trigger, "source": plan.source, "target": plan.target,

@@ -11,19 +11,26 @@ import TangentTraining
 
 struct Train: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Train a transformer classifier and save it as a model directory.",
+        abstract: "Train a transformer classifier, or fine-tune a Hugging Face encoder, and save it as a model directory.",
         discussion: """
-        Writes OUT/config.json, model.safetensors, tokenizer.model and labels.json after every \
-        epoch (atomically), so an interrupted or diverging run keeps its last finished epoch. \
-        Labels are indexed in sorted order and stored in labels.json.
+        From scratch (--tokenizer): writes OUT/config.json, model.safetensors, tokenizer.model \
+        and labels.json. Fine-tuning (--init DIR, a Hugging Face BERT-family directory): all \
+        weights train, with DIR's classification head when its labels (id2label) are the data's \
+        and a new head otherwise; OUT is a Hugging Face directory (config.json with id2label, \
+        model.safetensors, the tokenizer files with model_max_length = --max-len) that \
+        transformers' AutoModelForSequenceClassification loads. Either way OUT is written after \
+        every epoch (atomically), so an interrupted or diverging run keeps its last finished \
+        epoch. Labels are indexed in sorted order.
         """)
 
     @Option(help: "Training data: a file (.jsonl/.csv/.tsv) or a directory with train.* (and test.*).")
     var data: String
     @Option(help: "Test data (default: the test.* file beside the training data, when present).")
     var test: String?
-    @Option(help: "SentencePiece .model file (see `tangent tokenizer train`).")
-    var tokenizer: String
+    @Option(help: "SentencePiece .model file (see `tangent tokenizer train`), for a model trained from scratch.")
+    var tokenizer: String?
+    @Option(name: .customLong("init"), help: "A Hugging Face encoder directory (bert, roberta, xlm-roberta, camembert) to fine-tune instead.")
+    var initDirectory: String?
     @Option(help: "Output model directory.")
     var out: String
     @Flag(help: "Replace an existing model directory.")
@@ -37,7 +44,7 @@ struct Train: ParsableCommand {
 
     @Option(parsing: .unconditional, help: "Passes over the training data.") var epochs: Int = 5
     @Option(parsing: .unconditional, help: "Texts per step.") var batchSize: Int = 32
-    @Option(parsing: .unconditional, help: "Peak learning rate of AdamW.") var lr: Double = 1e-3
+    @Option(parsing: .unconditional, help: "Peak learning rate of AdamW (default: 1e-3, or 5e-5 with --init).") var lr: Double?
     @Option(parsing: .unconditional, help: "Share of steps for linear warm-up.") var warmup: Double = 0.1
     @Option(help: "Decay of the learning rate after warm-up.") var decay: LearningRateSchedule.Decay = .linear
     @Option(parsing: .unconditional, help: "AdamW weight decay (weight matrices only).") var weightDecay: Double = 0.01
@@ -56,7 +63,10 @@ struct Train: ParsableCommand {
         }
         try Check.positive(epochs, "--epochs")
         try Check.positive(batchSize, "--batch-size")
-        try Check.positive(lr, "--lr")
+        if let lr { try Check.positive(lr, "--lr") }
+        guard (tokenizer == nil) != (initDirectory == nil) else {
+            throw ValidationError("give --tokenizer (train a model from scratch) or --init (fine-tune a Hugging Face encoder), not both or neither")
+        }
         guard warmup >= 0, warmup < 1 else { throw ValidationError("--warmup must be at least 0 and below 1, got \(warmup)") }
         try Check.nonNegative(weightDecay, "--weight-decay")
         try Check.nonNegative(clip, "--clip")
@@ -83,8 +93,16 @@ struct Train: ParsableCommand {
             let trainTexts = try reader.read(trainFile)
             try requireTwoClasses(trainTexts, in: trainFile)
             let nThreads = threading.count
-            let fresh = try newClassifier(for: trainTexts, tokenizerPath: tokenizer, architecture: architecture, maxLen: maxLen,
+            let fresh: Classifier
+            if let initDirectory {
+                let (loaded, head) = try ModelRegistry.loadForFineTuning(directory: fileURL(initDirectory), labels: try LabelSet(collecting: trainTexts).names,
+                                                                        maxLength: maxLen, seed: seed, threads: nThreads)
+                fresh = try Classifier(model: loaded.model, encoder: loaded.encoder, labels: loaded.labels)
+                if previous == nil { printError("fine-tuning \(initDirectory) (\(loaded.model.architecture)) with \(head)") }
+            } else {
+                fresh = try newClassifier(for: trainTexts, tokenizerPath: tokenizer!, architecture: architecture, maxLen: maxLen,
                                           pooling: pooling, seed: seed, threads: nThreads)
+            }
             let classifier = previous ?? fresh
             let dataFingerprint = fingerprint(labelled: trainTexts)
             let model = classifier.model, labels = classifier.labels
@@ -92,7 +110,7 @@ struct Train: ParsableCommand {
             let testSet = try testFile.map { try encodedSet(try reader.read($0), $0, for: classifier) }
 
             var options = TrainingOptions()
-            options.epochs = epochs; options.batchSize = batchSize; options.learningRate = lr
+            options.epochs = epochs; options.batchSize = batchSize; options.learningRate = lr ?? (initDirectory == nil ? 1e-3 : 5e-5)
             options.warmupFraction = warmup; options.decay = decay
             options.weightDecay = weightDecay; options.clipNorm = clip; options.dropout = dropout; options.seed = seed
             try options.validate()
@@ -143,13 +161,14 @@ struct Train: ParsableCommand {
         var e: [String: Any] = [
             "training": try JSONSerialization.jsonObject(with: enc.encode(options)),
             "dataset": dataset,
-            "tokenizer_source": tokenizer,
+            "tokenizer_source": tokenizer ?? initDirectory ?? "",
             "train_fingerprint": dataFingerprint,
             "threads": threads,
             "epochs_completed": history.count,
             "history": try JSONSerialization.jsonObject(with: enc.encode(history)),
             "parameter_count": parameters,
         ]
+        if let initDirectory { e["init"] = displayPath(fileURL(initDirectory)) }
         if let last = history.last {
             e["train_accuracy"] = last.trainAccuracy
             if let a = last.testAccuracy { e["test_accuracy"] = a }
@@ -164,7 +183,9 @@ struct Train: ParsableCommand {
     func refuseInterruptedRun(in outURL: URL) throws {
         guard !resume && !overwrite,
               let data = try? WholeFile.read(outURL.appendingPathComponent(ModelDirectory.configFile)),
-              let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any], json["complete"] as? Bool == false else { return }
+              let file = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+              // A Hugging Face directory keeps tangent's record under one key.
+              case let json = file["tangent"] as? [String: Any] ?? file, json["complete"] as? Bool == false else { return }
         let done = json["epochs_completed"] as? Int ?? 0
         try refuseIfBeingWritten(outURL, kind: "model directory")
         throw DataError("\(out): holds an interrupted training run (\(done) epoch\(done == 1 ? "" : "s") finished); pass --resume to continue it with the same settings, or --overwrite to start again")
@@ -188,7 +209,7 @@ struct Train: ParsableCommand {
         if recorded.dataFingerprint != dataFingerprint { differences.append("training texts (\(data) differs from the data of the interrupted run)") }
         if previous.model.configurationData != fresh.model.configurationData { differences.append("architecture or tokenizer (model configuration differs)") }
         if previous.labels != fresh.labels { differences.append("labels (\(previous.labels.names) then, \(fresh.labels.names) now)") }
-        if previous.encoder.identity != fresh.encoder.identity { differences.append("tokenizer (\(tokenizer) is not the one in \(out))") }
+        if previous.encoder.identity != fresh.encoder.identity { differences.append("tokenizer (\(tokenizer ?? initDirectory ?? "") is not the one in \(out))") }
         if let t = recorded.threads, t != threads { differences.append("threads (\(t) then, \(threads) now; bit-identical results need the same count)") }
         guard differences.isEmpty else {
             throw DataError("\(out): cannot resume with other settings: \(differences.joined(separator: "; "))")

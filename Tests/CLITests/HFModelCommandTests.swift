@@ -65,6 +65,63 @@ import Testing
         for k in ["| trntk |", "| proj-pntk |", "| embedding |", "| grad-cos |", "| if-head |"] { #expect(md.contains(k), "\(k)") }
     }
 
+    /// `train --init` fine-tunes the BERT fixture: the output is a Hugging Face directory
+    /// with the tensors, dtypes and shapes transformers' own save_pretrained wrote, id2label
+    /// and the truncation length; a second run is bit-identical; an interrupted run resumes;
+    /// TracIn finds its checkpoints.
+    @Test func fineTunesAndExportsABertDirectory() throws {
+        let w = try Self.work()
+        defer { try? FileManager.default.removeItem(at: w) }
+        let args = ["train", "--init", Self.bert.path, "--data", "train.jsonl", "--test", "test.jsonl", "--epochs", "2",
+                    "--batch-size", "16", "--lr", "1e-3", "--max-len", "40", "--threads", "2", "--keep-checkpoints"]
+        let a = try CLI.run(args + ["--out", "a"], in: w)
+        #expect(a.status == 0 && a.stderr.contains("with its own classification head"), "\(a.stderr)")
+        let b = try CLI.run(args + ["--out", "b"], in: w)
+        #expect(b.status == 0, "\(b.stderr)")
+        let weights = { (d: String) in try Data(contentsOf: w.appendingPathComponent("\(d)/model.safetensors")) }
+        #expect(try weights("a") == weights("b"))
+        #expect(try weights("a") != Data(contentsOf: Self.bert.appendingPathComponent("model.safetensors")))
+        // Same tensors as transformers' save_pretrained: names, dtypes, shapes.
+        func header(_ url: URL) throws -> [String: String] {
+            let data = try Data(contentsOf: url)
+            let n = data.prefix(8).enumerated().reduce(0) { $0 | Int($1.element) << (8 * $1.offset) }
+            let json = try JSONSerialization.jsonObject(with: data.subdata(in: 8..<(8 + n))) as! [String: Any]
+            return json.filter { $0.key != "__metadata__" }.mapValues { v in
+                let t = v as! [String: Any]
+                return "\(t["dtype"]!) \(t["shape"]!)"
+            }
+        }
+        #expect(try header(w.appendingPathComponent("a/model.safetensors")) == header(Self.bert.appendingPathComponent("model.safetensors")))
+        let config = try JSONSerialization.jsonObject(with: Data(contentsOf: w.appendingPathComponent("a/config.json"))) as! [String: Any]
+        #expect(config["architectures"] as? [String] == ["BertForSequenceClassification"])
+        #expect(config["id2label"] as? [String: String] == ["0": "negative", "1": "positive"])
+        #expect((config["tangent"] as? [String: Any])?["complete"] as? Bool == true)
+        let tokenizerConfig = try JSONSerialization.jsonObject(with: Data(contentsOf: w.appendingPathComponent("a/tokenizer_config.json"))) as! [String: Any]
+        #expect(tokenizerConfig["model_max_length"] as? Int == 40)
+        #expect(FileManager.default.fileExists(atPath: w.appendingPathComponent("a/vocab.txt").path))
+        // A run killed after an epoch resumes to the uninterrupted run's weights, bit for bit.
+        let long = ["train", "--init", Self.bert.path, "--data", "train.jsonl", "--epochs", "12", "--batch-size", "8", "--threads", "2"]
+        #expect(try CLI.run(long + ["--out", "full"], in: w).status == 0)
+        let killed = try InterruptionTests.killWhen(long + ["--out", "cut"], in: w) { w in
+            guard let d = try? Data(contentsOf: w.appendingPathComponent("cut/config.json")),
+                  let j = try? JSONSerialization.jsonObject(with: d) as? [String: Any] else { return false }
+            return ((j["tangent"] as? [String: Any])?["epochs_completed"] as? Int ?? 0) >= 2
+        }
+        #expect(killed, "the run finished before it could be killed")
+        if killed {
+            let warned = try CLI.run(["predict", "--model", "cut", "--text", "a fine film"], in: w)
+            #expect(warned.status == 0 && warned.stderr.contains("--resume"), "\(warned.stderr)")
+            let resumed = try CLI.run(long + ["--out", "cut", "--resume"], in: w)
+            #expect(resumed.status == 0, "\(resumed.stderr)")
+            #expect(try weights("cut") == weights("full"))
+        }
+        // TracIn reads the fine-tuned model's checkpoints.
+        let compare = try CLI.run(["compare", "--model", "a", "--train", "train.jsonl", "--test", "test.jsonl", "--kernels", "tracin,proj-pntk",
+                                   "--proj-dim", "64", "--error-dims", "", "--out", "report"], in: w)
+        #expect(compare.status == 0 && !compare.stderr.contains("no checkpoints"), "\(compare.stderr)")
+        #expect(compare.stderr.contains("tracin: 2 checkpoints"), "\(compare.stderr)")
+    }
+
     /// An XLM-R directory as transformers 5 saves it (tokenizer.json only) predicts
     /// transformers' class.
     @Test func xlmRobertaDirectoryPredicts() throws {

@@ -162,7 +162,7 @@ import TangentTraining
         let labels = try LabelSet(collecting: train).names
         let clf = try trainSmallClassifier(train, dModel: 16, seed: modelSeed, options: options, onEpochEnd: { model, s in
             let record = TrainingRecord(epoch: s.epoch, options: options, trainTexts: train.count, dataFingerprint: "data-\(train.count)",
-                                        model: model.config, labels: labels, threads: 1)
+                                        model: model, labels: labels, threads: 1)
             try record.writeCheckpoint(model, to: dir.appendingPathComponent("checkpoints/epoch-\(s.epoch).safetensors"))
         })
         try clf.save(to: dir, extra: recordInConfig ? ["training": try JSONSerialization.jsonObject(with: JSONEncoder().encode(options)),

@@ -20,6 +20,9 @@ public final class BertClassifier<T: BLASScalar>: ShardedClassifier<T>, Classifi
     public let config: HFEncoderConfig
     /// Class names, `id2label` order.
     public let labels: [String]
+    /// The `config.json` it was loaded from (tangent's own `tangent` record left out), kept
+    /// so that a saved directory carries every field transformers reads.
+    public var sourceJSON: [String: Any] = [:]
 
     struct LayerIndices {
         let q, qb, k, kb, v, vb, ao, aob, ln1w, ln1b, fi, fib, fo, fob, ln2w, ln2b: Int
@@ -102,7 +105,33 @@ public final class BertClassifier<T: BLASScalar>: ShardedClassifier<T>, Classifi
     }
 
     public func emptyCopy(threads: Int) throws -> BertClassifier {
-        try BertClassifier(config: config, labels: labels, threads: threads)
+        let m = try BertClassifier(config: config, labels: labels, threads: threads)
+        m.sourceJSON = sourceJSON
+        return m
+    }
+
+    /// The `…ForSequenceClassification` class transformers builds for this model type.
+    public var classificationClass: String {
+        switch config.modelType {
+        case "roberta": return "RobertaForSequenceClassification"
+        case "xlm-roberta": return "XLMRobertaForSequenceClassification"
+        case "camembert": return "CamembertForSequenceClassification"
+        default: return "BertForSequenceClassification"
+        }
+    }
+
+    /// `config.json` as transformers reads it (the source's fields, `architectures`,
+    /// `id2label`, `label2id`), with tangent's run record under the `tangent` key.
+    public func saveConfiguration(labels: [String], extra: [String: Any], into directory: URL) throws {
+        var json = sourceJSON
+        if json.isEmpty { json = try JSONSerialization.jsonObject(with: config.identity) as? [String: Any] ?? [:] }
+        json["architectures"] = [classificationClass]
+        json["id2label"] = Dictionary(uniqueKeysWithValues: labels.enumerated().map { (String($0.offset), $0.element) })
+        json["label2id"] = Dictionary(uniqueKeysWithValues: labels.enumerated().map { ($0.element, $0.offset) })
+        json["num_labels"] = nil
+        json["tangent"] = extra
+        let data = try JSONSerialization.data(withJSONObject: json, options: [.prettyPrinted, .sortedKeys])
+        try AtomicFile.write(data, to: directory.appendingPathComponent("config.json"))
     }
 
     public func checkTraining(batch: Int) throws {

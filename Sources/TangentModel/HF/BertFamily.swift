@@ -17,7 +17,31 @@ public enum BertFamilyArchitecture: ModelArchitecture {
         let model = try BertClassifier<Float>.load(directory: directory, threads: threads)
         let tokenizer = try HFTokenizer.load(directory: directory, config: model.config)
         let encoder = try HFTextEncoder(tokenizer: tokenizer, directory: directory, config: model.config)
-        return LoadedModel(model: model, encoder: encoder, labels: try LabelSet(names: model.labels), configJSON: configJSON)
+        // tangent's record of the run that trained the model (if it did) lives under one key,
+        // out of transformers' way; callers see it as they see a tangent model's config.json.
+        let record = configJSON["tangent"] as? [String: Any] ?? [:]
+        if let recorded = record[Classifier.tokenizerFingerprintKey] as? String, recorded != fingerprint(encoder.identity) {
+            throw ModelError("\(encoder.source): not the tokenizer this model was trained with (its fingerprint differs from the one config.json's 'tangent' record holds)")
+        }
+        return LoadedModel(model: model, encoder: encoder, labels: try LabelSet(names: model.labels), configJSON: record)
+    }
+
+    public static func loadForFineTuning(directory: URL, configJSON: [String: Any], labels: [String], maxLength: Int, seed: UInt64,
+                                         threads: Int) throws -> (LoadedModel, head: String) {
+        let config = try HFEncoderConfig(json: configJSON, source: directory.appendingPathComponent("config.json").path)
+        // The checkpoint's head when it classifies into exactly these labels; otherwise
+        // (a bare encoder, or another task's head) a new one.
+        var model: BertClassifier<Float>
+        var head = "its own classification head"
+        if config.labels == labels, let kept = try? BertClassifier<Float>.load(directory: directory, threads: threads) {
+            model = kept
+        } else {
+            model = try BertClassifier<Float>.load(directory: directory, threads: threads, newHead: (labels, seed))
+            head = config.labels.isEmpty ? "a new classification head" : "a new classification head (its own classifies into \(config.labels.joined(separator: ", ")))"
+        }
+        let tokenizer = try HFTokenizer.load(directory: directory, config: model.config)
+        let encoder = try HFTextEncoder(tokenizer: tokenizer, directory: directory, config: model.config, maxLength: maxLength)
+        return (LoadedModel(model: model, encoder: encoder, labels: try LabelSet(names: labels), configJSON: [:]), head)
     }
 }
 
@@ -27,21 +51,53 @@ public enum BertFamilyArchitecture: ModelArchitecture {
 public struct HFTextEncoder: TextEncoder {
     public let tokenizer: HFTokenizer
     public let maxLength: Int
+    /// The directory the tokenizer's files were read from.
+    public let directory: URL
+    /// The tokenizer files a directory may hold, copied as they are when saving.
+    static let files = ["vocab.txt", "sentencepiece.bpe.model", "tokenizer.json", "special_tokens_map.json"]
 
-    public init(tokenizer: HFTokenizer, directory: URL, config: HFEncoderConfig) throws {
+    /// The tokenizer of `directory`, truncating to `maxLength` when given, else to
+    /// `tokenizer_config.json`'s `model_max_length`; at most what the positions allow.
+    public init(tokenizer: HFTokenizer, directory: URL, config: HFEncoderConfig, maxLength: Int? = nil) throws {
         self.tokenizer = tokenizer
+        self.directory = directory
         var limit = config.maxTokens
+        if let maxLength {
+            guard maxLength >= 2 else { throw ModelError("a maximum length of \(maxLength) tokens leaves no room for the text between its framing tokens") }
+            self.maxLength = min(limit, maxLength)
+            return
+        }
         let url = directory.appendingPathComponent("tokenizer_config.json")
         if let data = try? WholeFile.read(url), let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
            let m = (json["model_max_length"] as? NSNumber)?.doubleValue, m >= 2 {
             limit = Int(min(Double(limit), m))
         }
-        maxLength = limit
+        self.maxLength = limit
     }
 
     public func encode(_ text: String) throws -> [Int32] { try tokenizer.encode(text, maxLength: maxLength) }
     public var identity: Data { tokenizer.identity + Data("max_length \(maxLength)".utf8) }
     public var source: String { tokenizer.source }
+
+    /// Copies the tokenizer files and writes `tokenizer_config.json` with
+    /// `model_max_length` set to the length texts are cut to, so transformers' tokenizer
+    /// (with truncation) and tangent's loader cut where this encoder does.
+    public func save(into out: URL) throws {
+        if out.standardizedFileURL != directory.standardizedFileURL {
+            for name in HFTextEncoder.files where FileManager.default.fileExists(atPath: directory.appendingPathComponent(name).path) {
+                try AtomicFile.write(try WholeFile.read(directory.appendingPathComponent(name)), to: out.appendingPathComponent(name))
+            }
+        }
+        let configURL = directory.appendingPathComponent("tokenizer_config.json")
+        var json = ((try? WholeFile.read(configURL)).flatMap { try? JSONSerialization.jsonObject(with: $0) as? [String: Any] }) ?? [:]
+        json["model_max_length"] = maxLength
+        if json["tokenizer_class"] == nil, case .wordPiece(let t) = tokenizer {
+            json["tokenizer_class"] = "BertTokenizer"
+            json["do_lower_case"] = t.lowercase
+        }
+        try AtomicFile.write(try JSONSerialization.data(withJSONObject: json, options: [.prettyPrinted, .sortedKeys]),
+                             to: out.appendingPathComponent("tokenizer_config.json"))
+    }
 }
 
 extension BertClassifier where T == Float {
@@ -115,6 +171,9 @@ extension BertClassifier where T == Float {
                 for k in 0..<t.count { model.parameters[t.offset + k] = Float(config.initializerRange * rng.normal(UInt64(k))) }
             }
         }
+        var source = json
+        source["tangent"] = nil
+        model.sourceJSON = source
         return model
     }
 }
