@@ -7,15 +7,32 @@ import TangentTensor
 import TangentTokenizer
 import TangentTraining
 
+/// How an LDS run makes each fresh model it trains: tangent's own architecture
+/// initialized from the seed, or a pretrained encoder with its head (new heads drawn from
+/// the seed), so that every subset model starts where the model under study started.
+public struct ModelRecipe {
+    /// For logs and the report.
+    public let summary: String
+    /// What identifies the starting point (part of the run's key).
+    public let identity: String
+    /// A fresh classifier for the seed, on `threads` threads.
+    public let make: (_ seed: UInt64, _ threads: Int) throws -> Classifier
+
+    public init(summary: String, identity: String, make: @escaping (_ seed: UInt64, _ threads: Int) throws -> Classifier) {
+        self.summary = summary
+        self.identity = identity
+        self.make = make
+    }
+}
+
 /// The models of an LDS run (kernels spec: linear datamodeling score): the model under
 /// study and TRAK's ensemble on all training texts, and subset models on random halves,
 /// each trained by one recipe, kept in a `DatamodelingRunDirectory` so that an interrupted
 /// run resumes. Only the subset models' test margins are kept.
 public struct DatamodelingRun {
     public let directory: DatamodelingRunDirectory
-    public let config: ModelConfig
+    public let recipe: ModelRecipe
     public let options: TrainingOptions
-    public let tokenizer: Tokenizer
     public let labels: LabelSet
     public let train: [LabeledText]
     public let test: [LabeledText]
@@ -24,9 +41,9 @@ public struct DatamodelingRun {
     public let seed: UInt64
     public let threads: Int
 
-    public init(directory: DatamodelingRunDirectory, config: ModelConfig, options: TrainingOptions, tokenizer: Tokenizer, labels: LabelSet,
+    public init(directory: DatamodelingRunDirectory, recipe: ModelRecipe, options: TrainingOptions, labels: LabelSet,
                 train: [LabeledText], test: [LabeledText], trainFile: URL, seed: UInt64, threads: Int) {
-        self.directory = directory; self.config = config; self.options = options; self.tokenizer = tokenizer; self.labels = labels
+        self.directory = directory; self.recipe = recipe; self.options = options; self.labels = labels
         self.train = train; self.test = test; self.trainFile = trainFile; self.seed = seed; self.threads = threads
     }
 
@@ -36,8 +53,8 @@ public struct DatamodelingRun {
                            progress: @escaping (_ epoch: Int, _ done: Int, _ total: Int, _ status: String) -> Void) throws -> (Classifier, Double) {
         var options = self.options
         options.seed = modelSeed
-        let model = try TransformerClassifier<Float>.initialized(config: config, seed: modelSeed, threads: threads)
-        let clf = try Classifier(model: model, tokenizer: tokenizer, labels: labels)
+        let clf = try recipe.make(modelSeed, threads)
+        let model = clf.model
         let set = EncodedSet(sequences: try texts.map { try clf.encode($0.text) }, labels: try labels.indices(of: texts, source: trainFile.path))
         let t0 = Date()
         _ = try Trainer(model: model, options: options).train(set, test: nil, progress: progress, onEpochEnd: { s in

@@ -253,18 +253,3 @@ func checkFeaturizerMemory(_ clf: Classifier, kernels: [SurrogateKernel], projDi
     }
 }
 
-/// tangent's own model inside `clf`; other architectures are refused, naming `what`.
-func ownModel(_ clf: Classifier, _ what: String) throws -> TransformerClassifier<Float> {
-    guard let m = clf.tangentModel else {
-        throw DataError("\(what): a \(clf.model.architecture) model; this step retrains tangent's own TransformerClassifier models only")
-    }
-    return m
-}
-
-/// tangent's own SentencePiece tokenizer inside `clf`, as `ownModel`.
-func ownTokenizer(_ clf: Classifier, _ what: String) throws -> Tokenizer {
-    guard let t = clf.tokenizer else {
-        throw DataError("\(what): a \(clf.model.architecture) model; this step retrains tangent's own TransformerClassifier models only")
-    }
-    return t
-}

@@ -79,14 +79,13 @@ struct LDS: ParsableCommand {
             _ = try labels.indices(of: testTexts, source: testFile.path)
 
             let recipeModel = try recipe.map { try Classifier(directory: fileURL($0), threads: 1) }
-            let tok = try tokenizer.map { try Tokenizer(contentsOf: fileURL($0)) } ?? ownTokenizer(recipeModel!, recipe!)
-            let resolved = try recipeOptions.resolve(recipe: recipeModel, tokenizer: tok, classes: labels.count, recipePath: recipe)
+            let resolved = try recipeOptions.resolve(recipe: recipeModel, tokenizerPath: tokenizer, labels: labels, recipePath: recipe)
             // The kernels' featurization must fit before any subset model is trained.
-            try checkFeaturizerMemory(Classifier(model: TransformerClassifier<Float>(config: resolved.config, threads: 1), tokenizer: tok, labels: labels),
-                                      kernels: kernels.kernels, projDim: projDim, projector: projection.choice)
+            try checkFeaturizerMemory(resolved.recipe.make(seed, 1), kernels: kernels.kernels, projDim: projDim, projector: projection.choice)
             let runKey = fingerprint(Data(try JSONEncoder.sorted.encode(RunKey(
-                model: resolved.config, options: resolved.options, train: fingerprint(labelled: trainTexts), test: fingerprint(labelled: testTexts),
-                tokenizer: fingerprint(tok.serializedModel), fraction: fraction, seed: seed))))
+                model: resolved.config, start: resolved.config == nil ? resolved.recipe.identity : nil, options: resolved.options,
+                train: fingerprint(labelled: trainTexts), test: fingerprint(labelled: testTexts),
+                tokenizer: resolved.tokenizer.map { fingerprint($0.serializedModel) }, fraction: fraction, seed: seed))))
             // The subsets' index lists and margins are held at once: bound them before
             // anything is trained or written.
             let planBytes = Double(subsets) * (Double(trainTexts.count) * fraction * 8 + Double(testTexts.count) * 8 + 64)
@@ -96,8 +95,8 @@ struct LDS: ParsableCommand {
             let runDirectory = DatamodelingRunDirectory(url: outURL, key: runKey)
             try runDirectory.claim(overwrite: overwrite)
             printError("LDS run \(runKey) in \(out): \(trainTexts.count) training and \(testTexts.count) test texts, \(subsets) subsets of \(fraction), "
-                + "recipe d_model \(resolved.config.dModel), \(resolved.config.nLayers) layers, \(resolved.options.epochs) epochs, lr \(resolved.options.learningRate)")
-            let run = DatamodelingRun(directory: runDirectory, config: resolved.config, options: resolved.options, tokenizer: tok, labels: labels,
+                + "recipe \(resolved.recipe.summary), \(resolved.options.epochs) epochs, lr \(resolved.options.learningRate)")
+            let run = DatamodelingRun(directory: runDirectory, recipe: resolved.recipe, options: resolved.options, labels: labels,
                                       train: trainTexts, test: testTexts, trainFile: trainFile, seed: seed, threads: nThreads)
             let training = StageProgress()
             let progress = { (label: String, epoch: Int, done: Int, total: Int, status: String) in
@@ -126,8 +125,7 @@ struct LDS: ParsableCommand {
                 train: displayPath(trainFile) + (maxTrain.map { " (random \($0), seed \(seed))" } ?? ""),
                 test: displayPath(testFile) + (maxTest.map { " (random \($0), seed \(seed))" } ?? ""),
                 trainTexts: trainTexts.count, testTexts: testTexts.count, subsets: subsets, fraction: fraction, seed: seed,
-                recipe: (recipe.map { "\($0), " } ?? "") + "d_model \(resolved.config.dModel), \(resolved.config.nHeads) heads, "
-                    + "\(resolved.config.nLayers) layers, d_ff \(resolved.config.dFF), max_len \(resolved.config.maxLen), \(resolved.config.pooling.rawValue) pooling; "
+                recipe: (recipe.map { "\($0), " } ?? "") + resolved.recipe.summary + "; "
                     + String(decoding: try JSONEncoder.sorted.encode(resolved.options), as: UTF8.self),
                 modelAccuracy: full.accuracy, subsetAccuracy: accuracies.reduce(0, +) / Double(subsets),
                 trainingSeconds: trainSeconds.reduce(0, +), ensemble: ensemble, seconds: Date().timeIntervalSince(started), run: runKey)
@@ -142,9 +140,12 @@ struct LDS: ParsableCommand {
 
 /// What identifies an LDS run: a different value means other models and margins.
 private struct RunKey: Encodable {
-    let model: ModelConfig
+    /// tangent's own architecture, or (for a pretrained start) what identifies the start.
+    let model: ModelConfig?
+    let start: String?
     let options: TrainingOptions
-    let train: String, test: String, tokenizer: String
+    let train: String, test: String
+    let tokenizer: String?
     let fraction: Double
     let seed: UInt64
 }
@@ -172,8 +173,10 @@ struct RecipeOptions: ParsableArguments {
         if let dropout { try Check.rate(dropout, "--dropout") }
     }
 
-    func resolve(recipe: Classifier?, tokenizer tok: Tokenizer, classes: Int, recipePath: String?) throws
-        -> (config: ModelConfig, options: TrainingOptions) {
+    /// The recipe: the fresh model each run starts from (tangent's own architecture, or the
+    /// pretrained encoder a `train --init` model was fine-tuned from) and the training options.
+    func resolve(recipe: Classifier?, tokenizerPath: String?, labels: LabelSet, recipePath: String?) throws
+        -> (recipe: ModelRecipe, config: ModelConfig?, tokenizer: Tokenizer?, options: TrainingOptions) {
         var options = TrainingOptions()
         if let recipe {
             guard let o = try RecordedTraining(configJSON: recipe.configJSON, source: (recipePath ?? "recipe") + "/config.json").options else {
@@ -181,10 +184,19 @@ struct RecipeOptions: ParsableArguments {
             }
             options = o
         }
-        let base = try recipe.map { try ownModel($0, recipePath ?? "--recipe").config }
+        if let epochs { options.epochs = epochs }
+        if let batchSize { options.batchSize = batchSize }
+        if let lr { options.learningRate = lr }
+        if let dropout { options.dropout = dropout }
+        try options.validate()
+        if let recipe, recipe.tangentModel == nil {
+            return (try pretrainedRecipe(recipe, labels: labels, recipePath: recipePath ?? "--recipe", tokenizerPath: tokenizerPath), nil, nil, options)
+        }
+        let tok = try tokenizerPath.map { try Tokenizer(contentsOf: fileURL($0)) } ?? recipe!.tokenizer!
+        let base = recipe?.tangentModel?.config
         var config = ModelConfig(vocabSize: tok.vocabSize, maxLen: maxLen ?? base?.maxLen ?? 64, dModel: dModel ?? base?.dModel ?? 128,
                                  nHeads: heads ?? base?.nHeads ?? 4, nLayers: layers ?? base?.nLayers ?? 2, dFF: dFF ?? base?.dFF ?? 512,
-                                 nClasses: classes, pooling: base?.pooling ?? .mean)
+                                 nClasses: labels.count, pooling: base?.pooling ?? .mean)
         config.padID = Int(tok.padID)
         config.bosID = Int(tok.bosID)
         if let base { config.normEps = base.normEps }
@@ -193,11 +205,37 @@ struct RecipeOptions: ParsableArguments {
         }
         guard config.dModel % config.nHeads == 0 else { throw ValidationError("--d-model must be a multiple of --heads") }
         try config.validate()
-        if let epochs { options.epochs = epochs }
-        if let batchSize { options.batchSize = batchSize }
-        if let lr { options.learningRate = lr }
-        if let dropout { options.dropout = dropout }
-        try options.validate()
-        return (config, options)
+        let fixed = config
+        let summary = "d_model \(config.dModel), \(config.nHeads) heads, \(config.nLayers) layers, d_ff \(config.dFF), "
+            + "max_len \(config.maxLen), \(config.pooling.rawValue) pooling"
+        let recipeModel = ModelRecipe(summary: summary, identity: summary) { seed, threads in
+            try Classifier(model: TransformerClassifier<Float>.initialized(config: fixed, seed: seed, threads: threads), tokenizer: tok, labels: labels)
+        }
+        return (recipeModel, config, tok, options)
+    }
+
+    /// A fine-tuned Hugging Face model's recipe: every model starts from the pretrained
+    /// directory it was fine-tuned from (config.json's `tangent.init`), with the same
+    /// truncation length; architecture flags do not apply.
+    func pretrainedRecipe(_ recipe: Classifier, labels: LabelSet, recipePath: String, tokenizerPath: String?) throws -> ModelRecipe {
+        let given = [("--d-model", dModel), ("--heads", heads), ("--layers", layers), ("--d-ff", dFF)].filter { $0.1 != nil }.map(\.0)
+            + (tokenizerPath == nil ? [] : ["--tokenizer"])
+        guard given.isEmpty else {
+            throw ValidationError("\(given.joined(separator: ", ")): \(recipePath) is a fine-tuned \(recipe.model.architecture) model; its models start from its pretrained weights, so architecture and tokenizer options do not apply")
+        }
+        guard let start = recipe.configJSON["init"] as? String else {
+            throw DataError("\(recipePath)/config.json: no 'tangent.init' (the pretrained directory it was fine-tuned from); fine-tune it with `tangent train --init` to use it as a recipe")
+        }
+        let startURL = URL(fileURLWithPath: start)
+        let length = maxLen ?? (recipe.encoder as? HFTextEncoder)?.maxLength ?? 64
+        // What the runs start from: its architecture, its weights' bytes and its tokenizer.
+        let probe = try ModelRegistry.loadForFineTuning(directory: startURL, labels: labels.names, maxLength: length, seed: 0, threads: 1).0
+        var identity = probe.model.configurationData
+        identity.append(try WholeFile.read(startURL.appendingPathComponent(ModelDirectory.weightsFile)))
+        identity.append(probe.encoder.identity)
+        return ModelRecipe(summary: "fine-tuned from \(start) (\(probe.model.architecture)), max length \(length)", identity: fingerprint(identity)) { seed, threads in
+            let (loaded, _) = try ModelRegistry.loadForFineTuning(directory: startURL, labels: labels.names, maxLength: length, seed: seed, threads: threads)
+            return try Classifier(model: loaded.model, encoder: loaded.encoder, labels: loaded.labels)
+        }
     }
 }

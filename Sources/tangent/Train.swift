@@ -168,7 +168,8 @@ struct Train: ParsableCommand {
             "history": try JSONSerialization.jsonObject(with: enc.encode(history)),
             "parameter_count": parameters,
         ]
-        if let initDirectory { e["init"] = displayPath(fileURL(initDirectory)) }
+        // Absolute: `lds --recipe` starts its models from it, from any directory.
+        if let initDirectory { e["init"] = fileURL(initDirectory).standardizedFileURL.path }
         if let last = history.last {
             e["train_accuracy"] = last.trainAccuracy
             if let a = last.testAccuracy { e["test_accuracy"] = a }

@@ -120,6 +120,12 @@ import Testing
                                    "--proj-dim", "64", "--error-dims", "", "--out", "report"], in: w)
         #expect(compare.status == 0 && !compare.stderr.contains("no checkpoints"), "\(compare.stderr)")
         #expect(compare.stderr.contains("tracin: 2 checkpoints"), "\(compare.stderr)")
+        // lds --recipe retrains subset models from the same pretrained weights.
+        let lds = try CLI.run(["lds", "--recipe", "a", "--data", "train.jsonl", "--test", "test.jsonl", "--subsets", "3", "--ensemble", "1",
+                               "--kernels", "proj-pntk,tracin", "--proj-dim", "64", "--out", "lds"], in: w)
+        #expect(lds.status == 0 && lds.stdout.contains("fine-tuned from \(Self.bert.standardizedFileURL.path)"), "\(lds.stdout)\(lds.stderr)")
+        let flags = try CLI.run(["lds", "--recipe", "a", "--data", "train.jsonl", "--test", "test.jsonl", "--d-model", "32", "--out", "lds2"], in: w)
+        #expect(flags.status != 0 && flags.stderr.contains("--d-model") && flags.stderr.contains("pretrained"), "\(flags.stderr)")
     }
 
     /// An XLM-R directory as transformers 5 saves it (tokenizer.json only) predicts
