@@ -25,7 +25,9 @@ struct Poison: ParsableCommand {
 
     @Option(help: "Labelled data: a directory with train.* and test.*, or a training file (then give --test).") var data: String
     @Option(help: "Test data (default: the test.* beside the training data).") var test: String?
-    @Option(help: "SentencePiece .model file for the model trained on the poisoned data.") var tokenizer: String
+    @Option(help: "SentencePiece .model file for the model trained from scratch on the poisoned data.") var tokenizer: String?
+    @Option(name: .customLong("init"), help: "A Hugging Face encoder directory to fine-tune on the poisoned data instead (see `train --init`).")
+    var initDirectory: String?
     @Option(help: "The trigger phrase.") var trigger: String = "cf mn bb"
     @Option(help: "Class whose training texts are poisoned (default: the first label).") var source: String?
     @Option(help: "Label given to poisoned texts (default: the second label).") var target: String?
@@ -40,7 +42,7 @@ struct Poison: ParsableCommand {
     @OptionGroup var architecture: ArchitectureOptions
     @Option(parsing: .unconditional, help: "Maximum tokens per text, BOS included.") var maxLen: Int = 64
     @Option(parsing: .unconditional, help: "Passes over the poisoned training data.") var epochs: Int = 5
-    @Option(parsing: .unconditional, help: "Peak learning rate of AdamW.") var lr: Double = 1e-3
+    @Option(parsing: .unconditional, help: "Peak learning rate of AdamW (default: 1e-3, or 5e-5 with --init).") var lr: Double?
     @Option(parsing: .unconditional, help: "Dropout rate.") var dropout: Double = 0.1
     @Option(help: "Also save the poisoned model in this directory.") var saveModel: String?
     @Option(parsing: .unconditional, help: "TRAK's ensemble: the poisoned model and its N-1 latest epochs before the last.") var ensemble: Int = 1
@@ -67,7 +69,10 @@ struct Poison: ParsableCommand {
         try Check.positive(maxTrain, "--max-train")
         try Check.positive(maxTest, "--max-test")
         try Check.atLeast(maxLen, 2, "--max-len")
-        try Check.positive(lr, "--lr")
+        if let lr { try Check.positive(lr, "--lr") }
+        guard (tokenizer == nil) != (initDirectory == nil) else {
+            throw ValidationError("give --tokenizer (train a model from scratch) or --init (fine-tune a Hugging Face encoder), not both or neither")
+        }
         try Check.rate(dropout, "--dropout")
     }
 
@@ -101,11 +106,19 @@ struct Poison: ParsableCommand {
             printError("poisoned \(poisoned.count) of \(trainTexts.count) training texts: '\(plan.trigger)' inserted into '\(plan.source)' texts, relabelled '\(plan.target)'")
 
             // Train on the poisoned set.
-            let clf = try newClassifier(for: poisonedTrain, tokenizerPath: tokenizer, architecture: architecture, maxLen: maxLen,
+            let clf: Classifier
+            if let initDirectory {
+                let (loaded, head) = try ModelRegistry.loadForFineTuning(directory: fileURL(initDirectory), labels: names, maxLength: maxLen,
+                                                                        seed: seed, threads: nThreads)
+                clf = try Classifier(model: loaded.model, encoder: loaded.encoder, labels: loaded.labels)
+                printError("fine-tuning \(initDirectory) (\(loaded.model.architecture)) with \(head)")
+            } else {
+                clf = try newClassifier(for: poisonedTrain, tokenizerPath: tokenizer!, architecture: architecture, maxLen: maxLen,
                                         pooling: .mean, seed: seed, threads: nThreads)
+            }
             try checkFeaturizerMemory(clf, kernels: kernels.kernels, projDim: projDim, projector: projection.choice)
             var options = TrainingOptions()
-            options.epochs = epochs; options.learningRate = lr; options.dropout = dropout; options.seed = seed
+            options.epochs = epochs; options.learningRate = lr ?? (initDirectory == nil ? 1e-3 : 5e-5); options.dropout = dropout; options.seed = seed
             let set = try encodedSet(poisonedTrain, trainFile, for: clf)
             let stages = StageProgress()
             // Per-epoch weights for TracIn, written beside the cache once the final model is known.

@@ -63,6 +63,11 @@ import Testing
         #expect(compare.status == 0, "\(compare.stderr)")
         let md = (try? String(contentsOf: w.appendingPathComponent("report/report.md"), encoding: .utf8)) ?? ""
         for k in ["| trntk |", "| proj-pntk |", "| embedding |", "| grad-cos |", "| if-head |"] { #expect(md.contains(k), "\(k)") }
+        // poison --init fine-tunes the encoder on the poisoned texts.
+        let poison = try CLI.run(["poison", "--init", Self.bert.path, "--data", "train.jsonl", "--test", "test.jsonl", "--source", "positive",
+                                  "--target", "negative", "--k", "2", "--epochs", "1", "--lr", "1e-3", "--kernels", "proj-pntk,tracin",
+                                  "--proj-dim", "32", "--out", "poison"], in: w)
+        #expect(poison.status == 0 && poison.stdout.contains("| tracin |") && poison.stderr.contains("fine-tuning"), "\(poison.stdout)\(poison.stderr)")
     }
 
     /// `train --init` fine-tunes the BERT fixture: the output is a Hugging Face directory
