@@ -1,5 +1,7 @@
 import ArgumentParser
 import Foundation
+import TangentData
+import TangentIO
 import TangentKernels
 import TangentModel
 import TangentTensor
@@ -80,6 +82,8 @@ struct BenchFeaturize: ParsableCommand {
 
     @OptionGroup var architecture: ArchitectureOptions
     @OptionGroup var input: RandomTokenOptions
+    @Option(help: "A Hugging Face config.json (BERT family): time that architecture, with random weights and its own vocabulary, instead of --d-model ... --vocab.")
+    var modelConfig: String?
     @Option(parsing: .unconditional, help: "Texts.") var texts: Int = 512
     @Option(parsing: .unconditional, help: "Projected dimension K.") var projDim: Int = 1024
     @Option(help: "pntk, trntk or grad.") var kernel: String = "pntk"
@@ -102,14 +106,34 @@ struct BenchFeaturize: ParsableCommand {
     func run() throws {
         try reportingErrors {
             let nThreads = threading.count
-            let vocab = input.vocab, tokens = input.tokens
+            let tokens = input.tokens
             let a = architecture
-            let config = ModelConfig(vocabSize: vocab, maxLen: tokens, dModel: a.dModel, nHeads: a.heads, nLayers: a.layers, dFF: a.dFF, nClasses: 2)
-            let model = try TransformerClassifier<Float>.initialized(config: config, seed: 1, threads: nThreads)
+            let model: any ClassifierModel<Float>
+            let sizes: (width: Int, ff: Int, layers: Int)
+            let seqs: [[Int32]]
+            let workload: String
+            if let modelConfig {
+                let url = fileURL(modelConfig)
+                guard let data = try? WholeFile.read(url), let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+                    throw DataError("\(url.path): missing or not a JSON object")
+                }
+                let config = try HFEncoderConfig(json: json, source: url.path)
+                guard tokens <= config.maxTokens else { throw ValidationError("--tokens \(tokens) exceeds the \(config.maxTokens) positions of \(url.path)") }
+                model = try BertClassifier<Float>.initialized(config: config, labels: ["a", "b"], seed: 1, threads: nThreads)
+                sizes = (config.hiddenSize, config.intermediateSize, config.layers)
+                // Ids past the special ones (and the pad id), from the model's own vocabulary.
+                seqs = RandomTokenOptions(vocab: config.vocabSize, tokens: tokens).sequences(texts, seed: 3).map { s in s.map { max($0, 5) } }
+                workload = "\(config.modelType) hidden \(config.hiddenSize), \(config.layers) layers, intermediate \(config.intermediateSize), vocab \(config.vocabSize)"
+            } else {
+                let config = ModelConfig(vocabSize: input.vocab, maxLen: tokens, dModel: a.dModel, nHeads: a.heads, nLayers: a.layers, dFF: a.dFF, nClasses: 2)
+                model = try TransformerClassifier<Float>.initialized(config: config, seed: 1, threads: nThreads)
+                sizes = (a.dModel, a.dFF, a.layers)
+                seqs = input.sequences(texts, seed: 3)
+                workload = "d_model \(a.dModel), \(a.layers) layers, d_ff \(a.dFF), vocab \(input.vocab)"
+            }
             let kind = FeatureKind(kernelName: kernel)!
             let computer = try GradientComputer(model: model, prefixes: try Check.list(params, "--params"))
-            let seqs = input.sequences(texts, seed: 3)
-            print("workload: d_model \(a.dModel), \(a.layers) layers, d_ff \(a.dFF), vocab \(vocab), \(tokens) tokens, \(texts) texts, K \(projDim), \(kernel) over \(params) (\(computer.subset.count) parameters), blocks of \(batchSize)")
+            print("workload: \(workload), \(tokens) tokens, \(texts) texts, K \(projDim), \(kernel) over \(params) (\(computer.subset.count) parameters), blocks of \(batchSize)")
             print("threads: \(nThreads)")
             var choices = [projection.choice]
             if projection.choice.distribution == .sketch && denseReference { choices.append(.rademacher) }
@@ -131,11 +155,11 @@ struct BenchFeaturize: ParsableCommand {
             // The gradient step alone (streamed, nothing projected) against the machine's sgemm.
             let t0 = Date()
             for s in stride(from: 0, to: texts, by: batchSize) {
-                let batch = TokenBatch(sequences: Array(seqs[s..<min(texts, s + batchSize)]))
+                let batch = TokenBatch(sequences: Array(seqs[s..<min(texts, s + batchSize)]), padID: model.shape.padID)
                 _ = try computer.streamOutputs(batch, output: output(kind, batch.count), sink: { _, _, _, _ in }, rows: { _, _ in })
             }
             let alone = Date().timeIntervalSince(t0)
-            let pass = BenchFeaturize.passFlops(config, tokens: tokens)
+            let pass = BenchFeaturize.passFlops(width: sizes.width, ff: sizes.ff, layers: sizes.layers, tokens: tokens)
             let flops = Double(texts) * (pass.forward + Double(output(kind, 1).count(classes: 2)) * pass.backward)
             let peak = BenchFeaturize.sgemmRate(threads: nThreads)
             print(String(format: "gradient step alone: %.2f s, %.1f examples/s, %.1f GFLOP/s = %.0f%% of sgemm on %ld threads (%.1f GFLOP/s, 1024^3 per thread)",
@@ -151,11 +175,11 @@ struct BenchFeaturize: ParsableCommand {
     /// Floating-point operations (2 per multiply-add) of one text's forward pass and of one
     /// backward pass (input and weight gradients: two products per forward product),
     /// dense layers and attention; norms, GELU and the head are left out.
-    static func passFlops(_ c: ModelConfig, tokens T: Int) -> (forward: Double, backward: Double) {
-        let D = Double(c.dModel), F = Double(c.dFF), t = Double(T)
+    static func passFlops(width: Int, ff: Int, layers: Int, tokens T: Int) -> (forward: Double, backward: Double) {
+        let D = Double(width), F = Double(ff), t = Double(T)
         let linear = 2 * t * (3 * D * D + D * D + 2 * D * F)  // qkv, proj, fc1, fc2
         let attention = 2 * 2 * t * t * D                      // scores and weighted values
-        let forward = Double(c.nLayers) * (linear + attention)
+        let forward = Double(layers) * (linear + attention)
         return (forward, 2 * forward)
     }
 
@@ -184,7 +208,7 @@ struct BenchFeaturize: ParsableCommand {
         var gradSeconds = 0.0, projSeconds = 0.0
         let codes = projector.distribution == .sketch ? SketchCodes(projector: projector, computer: computer) : nil
         // One untimed block first: buffers grow to their size and are paged in once.
-        let warm = TokenBatch(sequences: Array(seqs.prefix(batchSize)))
+        let warm = TokenBatch(sequences: Array(seqs.prefix(batchSize)), padID: computer.model.shape.padID)
         if let codes {
             let acc = SketchAccumulator(codes: codes, outputs: output(kind, 1).count(classes: 2), texts: warm.count, perLayer: false)
             _ = try computer.streamOutputs(warm, output: output(kind, warm.count), sink: { o, t, b, g in acc.add(output: o, tensor: t, text: b, gradient: g) },
@@ -194,7 +218,7 @@ struct BenchFeaturize: ParsableCommand {
         }
         let t0 = Date()
         for s in stride(from: 0, to: texts, by: batchSize) {
-            let batch = TokenBatch(sequences: Array(seqs[s..<min(texts, s + batchSize)]))
+            let batch = TokenBatch(sequences: Array(seqs[s..<min(texts, s + batchSize)]), padID: computer.model.shape.padID)
             let o = output(kind, batch.count)
             if let codes {
                 let acc = SketchAccumulator(codes: codes, outputs: o.count(classes: 2), texts: batch.count, perLayer: false)
@@ -220,6 +244,9 @@ struct BenchFeaturize: ParsableCommand {
 struct RandomTokenOptions: ParsableArguments {
     @Option(parsing: .unconditional, help: "Vocabulary size.") var vocab: Int = 8000
     @Option(parsing: .unconditional, help: "Tokens per text.") var tokens: Int = 64
+
+    init() {}
+    init(vocab: Int, tokens: Int) { self.vocab = vocab; self.tokens = tokens }
 
     func validate() throws {
         try Check.atLeast(vocab, 5, "--vocab")

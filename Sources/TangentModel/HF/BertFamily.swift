@@ -100,6 +100,21 @@ public struct HFTextEncoder: TextEncoder {
     }
 }
 
+extension BertClassifier {
+    /// A model with random weights as transformers initializes them (N(0,
+    /// `initializer_range`) for matrices and tables, LayerNorm weights 1, biases 0): a
+    /// pure function of `seed`, for benchmarks and tests.
+    public static func initialized(config: HFEncoderConfig, labels: [String], seed: UInt64, threads: Int = Threads.cores) throws -> BertClassifier {
+        let m = try BertClassifier(config: config, labels: labels, threads: threads)
+        for (ti, t) in m.layout.tensors.enumerated() where !t.name.hasSuffix(".bias") {
+            if t.name.contains("LayerNorm") { for k in t.range { m.parameters[k] = 1 }; continue }
+            let rng = CounterRNG.derive(seed, 0xbe28, UInt64(ti))
+            for k in 0..<t.count { m.parameters[t.offset + k] = T(config.initializerRange * rng.normal(UInt64(k))) }
+        }
+        return m
+    }
+}
+
 extension BertClassifier where T == Float {
     /// Loads a Hugging Face directory: `config.json` (bounded, field by field) and
     /// `model.safetensors` (float32, float16 or bfloat16; every tensor of the encoder
