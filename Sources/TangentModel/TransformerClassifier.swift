@@ -77,9 +77,15 @@ public final class TransformerClassifier<T: BLASScalar>: ShardedClassifier<T>, C
     }
 
     override func validate(_ batch: TokenBatch) throws { try batch.validate(for: config) }
+    // Specialized entry points: the batch machinery calls these through the class's
+    // vtable, which would otherwise run the unspecialized generic code.
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
     override func forwardShard(_ ws: Workspace<T>, batch: TokenBatch, firstText: Int, dropout: DropoutConfig?) {
         forwardTexts(ws, batch: batch, firstText: firstText, dropout: dropout)
     }
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
     override func backwardShard(_ ws: Workspace<T>, seed: UnsafePointer<T>, base: UnsafeMutablePointer<T>?, offsets: [Int?],
                                 perExampleStride: Int?, needEmbeddingRows: Bool, sink: ((Int, Int, UnsafePointer<T>) -> Void)?) {
         backwardTexts(ws, seed: seed, base: base, offsets: offsets, perExampleStride: perExampleStride,

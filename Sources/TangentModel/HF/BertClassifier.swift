@@ -171,6 +171,10 @@ public final class BertClassifier<T: BLASScalar>: ShardedClassifier<T>, Classifi
 
     // MARK: - Forward
 
+    // Specialized entry points: the batch machinery calls these through the class's
+    // vtable, which would otherwise run the unspecialized generic code.
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
     override func forwardShard(_ ws: Workspace<T>, batch: TokenBatch, firstText: Int, dropout: DropoutConfig?) {
         let c = config
         let N = batch.tokenCount, B = batch.count, h = c.hiddenSize, C = labels.count
@@ -273,6 +277,8 @@ public final class BertClassifier<T: BLASScalar>: ShardedClassifier<T>, Classifi
         return 0
     }
 
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
     override func backwardShard(_ ws: Workspace<T>, seed: UnsafePointer<T>, base: UnsafeMutablePointer<T>?, offsets: [Int?],
                                 perExampleStride: Int?, needEmbeddingRows: Bool, sink: ((Int, Int, UnsafePointer<T>) -> Void)?) {
         let c = config, L = c.layers
