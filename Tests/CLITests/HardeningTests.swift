@@ -385,5 +385,10 @@ import Testing
         let featurize = try CLI.run(["bench", "featurize", "--d-model", "16", "--tokens", "16", "--texts", "8", "--proj-dim", "32"], in: w)
         #expect(featurize.status == 0 && featurize.stdout.contains("examples/s") && featurize.stdout.contains("speed-up of sketch"),
                 "\(featurize.stdout)\n\(featurize.stderr)")
+        // A Hugging Face architecture from its config.json (the tiny BERT fixture's).
+        let config = CLI.root.appendingPathComponent("Tests/TangentTests/Fixtures/hf-bert/config.json").path
+        let hf = try CLI.run(["bench", "featurize", "--model-config", config, "--tokens", "16", "--texts", "8", "--proj-dim", "32",
+                              "--no-dense-reference"], in: w)
+        #expect(hf.status == 0 && hf.stdout.contains("bert hidden 32, 2 layers") && hf.stdout.contains("examples/s"), "\(hf.stdout)\n\(hf.stderr)")
     }
 }
