@@ -56,7 +56,7 @@ public enum TangentArchitecture: ModelArchitecture {
 /// tangent's own models, `model_type` for Hugging Face ones.
 public enum ModelRegistry {
     /// Every architecture, asked in this order.
-    public static let architectures: [any ModelArchitecture.Type] = [TangentArchitecture.self, BertFamilyArchitecture.self]
+    public static var architectures: [any ModelArchitecture.Type] { [TangentArchitecture.self, BertFamilyArchitecture.self] }
 
     /// Loads `directory` with the architecture its `config.json` names.
     public static func load(directory: URL, threads: Int) throws -> LoadedModel {

@@ -14,6 +14,18 @@ struct GradientDestination<T: BLASScalar> {
     /// Token rows and text rows, summed or per text.
     let tokens: Segments, texts: Segments
 
+    /// The destination of one shard's backward: per text at `perExampleStride` (token and
+    /// text rows segmented by text), or summed over the shard.
+    init(ws: Workspace<T>, base: UnsafeMutablePointer<T>?, offsets: [Int?], sink: ((Int, Int, UnsafePointer<T>) -> Void)?, perExampleStride: Int?) {
+        let perText = (0..<ws.texts.count).map { $0..<($0 + 1) }
+        self.ws = ws; self.base = base; self.offsets = offsets; self.sink = sink
+        if let stride = perExampleStride {
+            tokens = Segments(ranges: ws.texts, stride: stride); texts = Segments(ranges: perText, stride: stride)
+        } else {
+            tokens = .summed(ws.batch.tokenCount); texts = .summed(ws.texts.count)
+        }
+    }
+
     /// Tensor i's gradient in `base` (nil when not wanted or when streaming).
     func slot(_ i: Int) -> UnsafeMutablePointer<T>? { sink == nil ? offsets[i].map { base! + $0 } : nil }
     func wanted(_ i: Int) -> Bool { offsets[i] != nil }
@@ -83,10 +95,7 @@ extension TransformerClassifier {
         let c = config
         let N = ws.batch.tokenCount, B = ws.batch.count, D = c.dModel, C = c.nClasses
         let perText = (0..<B).map { $0..<($0 + 1) }
-        let dest = perExampleStride.map { stride in
-            GradientDestination(ws: ws, base: base, offsets: offsets, sink: sink,
-                                tokens: Segments(ranges: ws.texts, stride: stride), texts: Segments(ranges: perText, stride: stride))
-        } ?? GradientDestination(ws: ws, base: base, offsets: offsets, sink: sink, tokens: .summed(N), texts: .summed(B))
+        let dest = GradientDestination(ws: ws, base: base, offsets: offsets, sink: sink, perExampleStride: perExampleStride)
         let lowest = needEmbeddingRows ? 0 : (offsets.indices.filter { offsets[$0] != nil }.map(layerGroup).min() ?? c.nLayers + 3)
         if lowest > c.nLayers + 2 { return }
         dest.linear(dinp: ws.dpooled.p, w: headw, b: headb, weight: p(headw), dout: seed, inp: ws.pooled.p, n: B, i: D, o: C,

@@ -284,10 +284,7 @@ public final class BertClassifier<T: BLASScalar>: ShardedClassifier<T>, Classifi
         let c = config, L = c.layers
         let N = ws.batch.tokenCount, B = ws.batch.count, h = c.hiddenSize, C = labels.count
         let perText = (0..<B).map { $0..<($0 + 1) }
-        let dest = perExampleStride.map { stride in
-            GradientDestination(ws: ws, base: base, offsets: offsets, sink: sink,
-                                tokens: Segments(ranges: ws.texts, stride: stride), texts: Segments(ranges: perText, stride: stride))
-        } ?? GradientDestination(ws: ws, base: base, offsets: offsets, sink: sink, tokens: .summed(N), texts: .summed(B))
+        let dest = GradientDestination(ws: ws, base: base, offsets: offsets, sink: sink, perExampleStride: perExampleStride)
         let lowest = needEmbeddingRows ? 0 : (offsets.indices.filter { offsets[$0] != nil }.map(groupOrdinal).min() ?? L + 3)
         if lowest > L + 2 { return }
         let textRows: [Range<Int>]? = rowInvariant ? perText : nil
