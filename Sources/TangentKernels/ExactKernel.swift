@@ -1,3 +1,4 @@
+import Foundation
 import TangentModel
 import TangentTensor
 
@@ -50,8 +51,14 @@ public enum ExactKernel {
         let symmetric = b == nil
         let bs = b ?? a
         let nA = a.count, nB = bs.count
-        // A block never needs more rows than there are texts (its tile is blockSize^2).
-        let blockSize = max(1, min(blockSize, max(nA, nB)))
+        // A block never needs more rows than there are texts (its tile is blockSize^2), and
+        // two blocks of gradients (O x rows x P_dense each, plus token rows) stay within an
+        // eighth of the machine's memory: a 22M-parameter encoder would otherwise hold
+        // 11 GiB at the default 64 rows, a base-sized one 43 GiB.
+        let perText = Double(kind.output.count(classes: computer.model.shape.classes))
+            * Double(computer.dense.count + computer.model.shape.maxTokens * computer.model.shape.width) * Double(MemoryLayout<T>.size)
+        let affordable = Int(max(1, Double(ProcessInfo.processInfo.physicalMemory) / 8 / (2 * perText)))
+        let blockSize = max(1, min(blockSize, max(nA, nB), affordable))
         let groups = computer.groups
         let pad = computer.model.shape.padID
         var parts = [[T]](repeating: [T](repeating: 0, count: nA * nB), count: groups.count)
