@@ -22,7 +22,7 @@ import Testing
     /// predict gives transformers' probabilities; featurize (one run, and sharded then
     /// merged, byte for byte), attribute (in memory and streamed from the merged file)
     /// and compare run as on tangent's own models.
-    @Test func commandsRunOnABertDirectory() throws {
+    @Test func commandsRunOnABertDirectoryAndShardsMergeBitIdentical() throws {
         let w = try Self.work()
         defer { try? FileManager.default.removeItem(at: w) }
         let reference = try JSONSerialization.jsonObject(with: Data(contentsOf: Self.bert.appendingPathComponent("reference.json"))) as! [String: Any]
@@ -74,7 +74,7 @@ import Testing
     /// with the tensors, dtypes and shapes transformers' own save_pretrained wrote, id2label
     /// and the truncation length; a second run is bit-identical; an interrupted run resumes;
     /// TracIn finds its checkpoints.
-    @Test func fineTunesAndExportsABertDirectory() throws {
+    @Test func fineTuningIsBitIdenticalResumesAndExportsABertDirectory() throws {
         let w = try Self.work()
         defer { try? FileManager.default.removeItem(at: w) }
         let args = ["train", "--init", Self.bert.path, "--data", "train.jsonl", "--test", "test.jsonl", "--epochs", "2",
