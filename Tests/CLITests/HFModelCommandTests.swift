@@ -182,6 +182,8 @@ import Testing
         }, says: ["pytorch_model.bin", "safe_serialization"]),
         Case(name: "hidden size that does not fit the tensors", damage: { try editConfig($0) { $0["intermediate_size"] = 48 } },
              says: ["model.safetensors", "intermediate.dense.weight"]),
+        Case(name: "sizes beyond memory", damage: { try editConfig($0) { $0["hidden_size"] = 16_777_216; $0["vocab_size"] = 16_777_216 } },
+             says: ["config.json", "hidden_size 16777216", "more than half this machine's"]),
         Case(name: "labels of another data set", damage: { try editConfig($0) { $0["id2label"] = ["0": "ham", "1": "spam"] } },
              says: ["train.jsonl", "line 1", "ham, spam"]),
     ]

@@ -79,6 +79,12 @@ public final class BertClassifier<T: BLASScalar>: ShardedClassifier<T>, Classifi
     /// A model with every parameter zero.
     public init(config: HFEncoderConfig, labels: [String], threads: Int = Threads.cores) throws {
         guard labels.count >= 2 else { throw ModelError("a classifier needs at least 2 labels, got \(labels.count)") }
+        // Sizes read from a config.json are input: bound the weights before allocating them.
+        let weights = config.parameterCount(classes: labels.count) * 4
+        let memory = Double(ProcessInfo.processInfo.physicalMemory)
+        guard weights < memory / 2 else {
+            throw ModelError("config.json: hidden_size \(config.hiddenSize), num_hidden_layers \(config.layers), intermediate_size \(config.intermediateSize), vocab_size \(config.vocabSize), max_position_embeddings \(config.maxPositions) make \(String(format: "%.3g", weights / 4)) parameters (\(ByteSize.describe(weights)) of weights), more than half this machine's \(ByteSize.describe(memory))")
+        }
         self.config = config
         self.labels = labels
         let L = BertClassifier.layout(config: config, classes: labels.count)
