@@ -34,8 +34,9 @@ public struct DropoutConfig: Sendable, Equatable {
 }
 
 /// The pre-LayerNorm transformer encoder classifier of the model-format spec, with a
-/// hand-written backward pass over BLAS (batching and threads: `ShardedClassifier`).
-public final class TransformerClassifier<T: BLASScalar>: ShardedClassifier<T>, ClassifierModel {
+/// hand-written backward pass over BLAS (batching and threads: `ShardedPasses`).
+public final class TransformerClassifier<T: BLASScalar>: ClassifierModel, ShardKernel {
+    let passes: ShardedPasses<T>
     public typealias Scalar = T
     public let config: ModelConfig
 
@@ -73,20 +74,53 @@ public final class TransformerClassifier<T: BLASScalar>: ShardedClassifier<T>, C
         }
         tokIdx = i("embeddings.token.weight"); posIdx = i("embeddings.position.weight")
         normw = i("norm.weight"); normb = i("norm.bias"); headw = i("head.weight"); headb = i("head.bias")
-        super.init(layout: L, classes: config.nClasses, width: config.dModel, tokenIndex: tokIdx, layers: config.nLayers, threads: threads)
+        passes = ShardedPasses(layout: L, classes: config.nClasses, width: config.dModel, tokenIndex: tokIdx, layers: config.nLayers, threads: threads)
     }
 
-    override func validate(_ batch: TokenBatch) throws { try batch.validate(for: config) }
+    // The shared passes (`ShardedPasses`), with this architecture's shard passes. The
+    // specializations dispatch at run time, so calls through `any ClassifierModel` run
+    // specialized code.
+    @discardableResult
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
+    public func forward(_ batch: TokenBatch, dropout: DropoutConfig?, rowInvariant: Bool) throws -> [T] {
+        try passes.forward(batch, dropout: dropout, rowInvariant: rowInvariant, kernel: self)
+    }
+    public func lastEmbeddings() -> [T] { passes.lastEmbeddings() }
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
+    public func backward(seed: [T], into gradient: UnsafeMutableBufferPointer<T>) {
+        passes.backward(seed: seed, into: gradient, kernel: self)
+    }
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
+    public func perExampleGradients(seed: [T], subset: ParameterSubset, into output: UnsafeMutableBufferPointer<T>,
+                                    embeddingRows: UnsafeMutableBufferPointer<T>?) {
+        passes.perExampleGradients(seed: seed, subset: subset, into: output, embeddingRows: embeddingRows, kernel: self)
+    }
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
+    public func perExampleGradients(seed: [T], subset: ParameterSubset, embeddingRows: UnsafeMutableBufferPointer<T>? = nil,
+                                    sink: (_ tensor: Int, _ text: Int, _ gradient: UnsafePointer<T>) -> Void) {
+        passes.perExampleGradients(seed: seed, subset: subset, embeddingRows: embeddingRows, kernel: self, sink: sink)
+    }
+    public var layout: ParameterLayout { passes.layout }
+    public var parameters: UnsafeMutableBufferPointer<T> { passes.parameters }
+    public var threads: Int { passes.threads }
+    var rowInvariant: Bool { passes.rowInvariant }
+    func p(_ i: Int) -> UnsafeMutablePointer<T> { passes.p(i) }
+
+    func validate(_ batch: TokenBatch) throws { try batch.validate(for: config) }
     // Specialized entry points: the batch machinery calls these through the class's
     // vtable, which would otherwise run the unspecialized generic code.
     @_specialize(where T == Float)
     @_specialize(where T == Double)
-    override func forwardShard(_ ws: Workspace<T>, batch: TokenBatch, firstText: Int, dropout: DropoutConfig?) {
+    func forwardShard(_ ws: Workspace<T>, batch: TokenBatch, firstText: Int, dropout: DropoutConfig?) {
         forwardTexts(ws, batch: batch, firstText: firstText, dropout: dropout)
     }
     @_specialize(where T == Float)
     @_specialize(where T == Double)
-    override func backwardShard(_ ws: Workspace<T>, seed: UnsafePointer<T>, base: UnsafeMutablePointer<T>?, offsets: [Int?],
+    func backwardShard(_ ws: Workspace<T>, seed: UnsafePointer<T>, base: UnsafeMutablePointer<T>?, offsets: [Int?],
                                 perExampleStride: Int?, needEmbeddingRows: Bool, sink: ((Int, Int, UnsafePointer<T>) -> Void)?) {
         backwardTexts(ws, seed: seed, base: base, offsets: offsets, perExampleStride: perExampleStride,
                       needEmbeddingRows: needEmbeddingRows, sink: sink)

@@ -15,7 +15,8 @@ import TangentTensor
 /// Training dropout (`DropoutConfig`) acts on the embeddings, both residual branches and
 /// the classifier input, as `hidden_dropout_prob` does; attention probabilities are not
 /// dropped.
-public final class BertClassifier<T: BLASScalar>: ShardedClassifier<T>, ClassifierModel {
+public final class BertClassifier<T: BLASScalar>: ClassifierModel, ShardKernel {
+    let passes: ShardedPasses<T>
     public typealias Scalar = T
     public let config: HFEncoderConfig
     /// Class names, `id2label` order.
@@ -107,7 +108,7 @@ public final class BertClassifier<T: BLASScalar>: ShardedClassifier<T>, Classifi
         let head = BertClassifier.headNames(config: config)
         poolw = i(head.dense + ".weight"); poolb = i(head.dense + ".bias")
         headw = i(head.output + ".weight"); headb = i(head.output + ".bias")
-        super.init(layout: L, classes: labels.count, width: config.hiddenSize, tokenIndex: word, layers: config.layers, threads: threads)
+        passes = ShardedPasses(layout: L, classes: labels.count, width: config.hiddenSize, tokenIndex: word, layers: config.layers, threads: threads)
     }
 
     public func emptyCopy(threads: Int) throws -> BertClassifier {
@@ -158,7 +159,40 @@ public final class BertClassifier<T: BLASScalar>: ShardedClassifier<T>, Classifi
         return out + [embLNw, embLNb, pos, type]
     }
 
-    override func validate(_ batch: TokenBatch) throws {
+    // The shared passes (`ShardedPasses`), with this architecture's shard passes. The
+    // specializations dispatch at run time, so calls through `any ClassifierModel` run
+    // specialized code.
+    @discardableResult
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
+    public func forward(_ batch: TokenBatch, dropout: DropoutConfig?, rowInvariant: Bool) throws -> [T] {
+        try passes.forward(batch, dropout: dropout, rowInvariant: rowInvariant, kernel: self)
+    }
+    public func lastEmbeddings() -> [T] { passes.lastEmbeddings() }
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
+    public func backward(seed: [T], into gradient: UnsafeMutableBufferPointer<T>) {
+        passes.backward(seed: seed, into: gradient, kernel: self)
+    }
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
+    public func perExampleGradients(seed: [T], subset: ParameterSubset, into output: UnsafeMutableBufferPointer<T>,
+                                    embeddingRows: UnsafeMutableBufferPointer<T>?) {
+        passes.perExampleGradients(seed: seed, subset: subset, into: output, embeddingRows: embeddingRows, kernel: self)
+    }
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
+    public func perExampleGradients(seed: [T], subset: ParameterSubset, embeddingRows: UnsafeMutableBufferPointer<T>? = nil,
+                                    sink: (_ tensor: Int, _ text: Int, _ gradient: UnsafePointer<T>) -> Void) {
+        passes.perExampleGradients(seed: seed, subset: subset, embeddingRows: embeddingRows, kernel: self, sink: sink)
+    }
+    public var layout: ParameterLayout { passes.layout }
+    public var parameters: UnsafeMutableBufferPointer<T> { passes.parameters }
+    public var threads: Int { passes.threads }
+    var rowInvariant: Bool { passes.rowInvariant }
+    func p(_ i: Int) -> UnsafeMutablePointer<T> { passes.p(i) }
+
+    func validate(_ batch: TokenBatch) throws {
         for b in 0..<batch.count {
             let r = batch.offsets[b]..<batch.offsets[b + 1]
             guard !r.isEmpty, r.count <= config.maxTokens else {
@@ -181,7 +215,7 @@ public final class BertClassifier<T: BLASScalar>: ShardedClassifier<T>, Classifi
     // vtable, which would otherwise run the unspecialized generic code.
     @_specialize(where T == Float)
     @_specialize(where T == Double)
-    override func forwardShard(_ ws: Workspace<T>, batch: TokenBatch, firstText: Int, dropout: DropoutConfig?) {
+    func forwardShard(_ ws: Workspace<T>, batch: TokenBatch, firstText: Int, dropout: DropoutConfig?) {
         let c = config
         let N = batch.tokenCount, B = batch.count, h = c.hiddenSize, C = labels.count
         let eps = T(c.layerNormEps)
@@ -285,7 +319,7 @@ public final class BertClassifier<T: BLASScalar>: ShardedClassifier<T>, Classifi
 
     @_specialize(where T == Float)
     @_specialize(where T == Double)
-    override func backwardShard(_ ws: Workspace<T>, seed: UnsafePointer<T>, base: UnsafeMutablePointer<T>?, offsets: [Int?],
+    func backwardShard(_ ws: Workspace<T>, seed: UnsafePointer<T>, base: UnsafeMutablePointer<T>?, offsets: [Int?],
                                 perExampleStride: Int?, needEmbeddingRows: Bool, sink: ((Int, Int, UnsafePointer<T>) -> Void)?) {
         let c = config, L = c.layers
         let N = ws.batch.tokenCount, B = ws.batch.count, h = c.hiddenSize, C = labels.count

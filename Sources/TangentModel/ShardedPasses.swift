@@ -1,34 +1,54 @@
 import Foundation
 import TangentTensor
 
-/// The batch machinery every architecture shares: a batch is split into contiguous
-/// shards of texts, one per thread, each with its own saved activations (`Workspace`);
-/// shard gradients are summed in shard order, so results are bit-identical for a fixed
-/// thread count. An architecture subclasses it and supplies `validate`, `forwardShard`
-/// and `backwardShard`; the public passes below are the same for all.
+/// What an architecture supplies to `ShardedPasses`: its checks and its forward and
+/// backward pass over one shard of texts.
+protocol ShardKernel<Scalar>: AnyObject {
+    associatedtype Scalar: BLASScalar
+    /// Checks every id and position of `batch` against the model.
+    func validate(_ batch: TokenBatch) throws
+    /// The forward pass of the shard `batch` (its first text is `firstText` of the whole
+    /// batch), activations, `ws.pooled` [B, width] and `ws.logits` [B, classes] kept in `ws`.
+    func forwardShard(_ ws: Workspace<Scalar>, batch: TokenBatch, firstText: Int, dropout: DropoutConfig?)
+    /// Backward of one shard. `offsets[i]` places tensor i's gradient at `base + offsets[i]`
+    /// (nil: not wanted). With `perExampleStride`, text b's gradients go to
+    /// `base + b * stride + offsets[i]`; otherwise all texts sum into one vector. With
+    /// `sink`, parameter gradients are handed over per text and tensor instead (see the
+    /// streaming `perExampleGradients`). With `needEmbeddingRows`, `ws.dres` ends holding
+    /// the gradient at each token's row of the token table.
+    func backwardShard(_ ws: Workspace<Scalar>, seed: UnsafePointer<Scalar>, base: UnsafeMutablePointer<Scalar>?,
+                       offsets: [Int?], perExampleStride: Int?, needEmbeddingRows: Bool,
+                       sink: ((Int, Int, UnsafePointer<Scalar>) -> Void)?)
+}
+
+/// The batch machinery every architecture shares, with the parameters: a batch is split
+/// into contiguous shards of texts, one per thread, each with its own saved activations
+/// (`Workspace`); shard gradients are summed in shard order, so results are
+/// bit-identical for a fixed thread count. A model owns one and passes itself (its
+/// `ShardKernel`) to each pass, which is the same for all architectures.
 ///
 /// Use: `forward` then any number of `backward` / `perExampleGradients` calls with
 /// seeds on the logits of that forward pass. One call at a time per instance.
-open class ShardedClassifier<T: BLASScalar> {
-    public let layout: ParameterLayout
+final class ShardedPasses<T: BLASScalar> {
+    let layout: ParameterLayout
     /// All parameters, flat, in `layout` order.
-    public let parameters: UnsafeMutableBufferPointer<T>
+    let parameters: UnsafeMutableBufferPointer<T>
     /// Number of shards (threads) a batch is split into.
-    public let threads: Int
+    let threads: Int
     /// Logits per text and the width of the pooled embedding (and of token rows).
     let classes: Int, width: Int
     /// The tensor whose per-text gradients are returned as token rows.
     let tokenIndex: Int
     /// Whether the last forward pass ran row-invariant products; its backward calls
     /// follow it, so a pass is row-invariant from end to end or not at all.
-    var rowInvariant = false
+    private(set) var rowInvariant = false
 
-    var workspaces: [Workspace<T>]
+    private var workspaces: [Workspace<T>]
     private var shardGrads: [Buffer<T>]
     private var shards: [Range<Int>] = []
     private var current: TokenBatch?
 
-    /// A model with every parameter zero.
+    /// Every parameter zero.
     init(layout: ParameterLayout, classes: Int, width: Int, tokenIndex: Int, layers: Int, threads: Int) {
         self.layout = layout
         self.classes = classes
@@ -46,23 +66,6 @@ open class ShardedClassifier<T: BLASScalar> {
     /// Tensor i's values.
     func p(_ i: Int) -> UnsafeMutablePointer<T> { parameters.baseAddress! + layout.tensors[i].offset }
 
-    // MARK: - What an architecture supplies
-
-    /// Checks every id and position of `batch` against the model.
-    func validate(_ batch: TokenBatch) throws { fatalError("subclass") }
-    /// The forward pass of the shard `batch` (its first text is `firstText` of the whole
-    /// batch), activations, `ws.pooled` [B, width] and `ws.logits` [B, classes] kept in `ws`.
-    func forwardShard(_ ws: Workspace<T>, batch: TokenBatch, firstText: Int, dropout: DropoutConfig?) { fatalError("subclass") }
-    /// Backward of one shard. `offsets[i]` places tensor i's gradient at `base + offsets[i]`
-    /// (nil: not wanted). With `perExampleStride`, text b's gradients go to
-    /// `base + b * stride + offsets[i]`; otherwise all texts sum into one vector. With
-    /// `sink`, parameter gradients are handed over per text and tensor instead (see the
-    /// streaming `perExampleGradients`). With `needEmbeddingRows`, `ws.dres` ends holding
-    /// the gradient at each token's row of the token table.
-    func backwardShard(_ ws: Workspace<T>, seed: UnsafePointer<T>, base: UnsafeMutablePointer<T>?,
-                       offsets: [Int?], perExampleStride: Int?, needEmbeddingRows: Bool,
-                       sink: ((Int, Int, UnsafePointer<T>) -> Void)?) { fatalError("subclass") }
-
     // MARK: - Public passes
 
     /// Runs the forward pass and keeps its activations for backward calls.
@@ -74,10 +77,8 @@ open class ShardedClassifier<T: BLASScalar> {
     /// (BLAS may round a row differently depending on how many rows share a call).
     /// Prediction and feature extraction ask for it; training does not need it.
     @discardableResult
-    @_specialize(exported: true, where T == Float)
-    @_specialize(exported: true, where T == Double)
-    public func forward(_ batch: TokenBatch, dropout: DropoutConfig?, rowInvariant: Bool) throws -> [T] {
-        try validate(batch)
+    func forward<K: ShardKernel>(_ batch: TokenBatch, dropout: DropoutConfig?, rowInvariant: Bool, kernel: K) throws -> [T] where K.Scalar == T {
+        try kernel.validate(batch)
         self.rowInvariant = rowInvariant
         let nShards = max(1, min(threads, batch.count))
         shards = splitRange(batch.count, parts: nShards)
@@ -86,7 +87,7 @@ open class ShardedClassifier<T: BLASScalar> {
         let drop = (dropout?.rate ?? 0) > 0 ? dropout : nil
         let sh = shards
         parallelFor(sh.count) { s in
-            self.forwardShard(self.workspaces[s], batch: batch.slice(sh[s]), firstText: sh[s].lowerBound, dropout: drop)
+            kernel.forwardShard(self.workspaces[s], batch: batch.slice(sh[s]), firstText: sh[s].lowerBound, dropout: drop)
         }
         var logits = [T](repeating: 0, count: batch.count * C)
         for (s, r) in sh.enumerated() {
@@ -96,9 +97,7 @@ open class ShardedClassifier<T: BLASScalar> {
     }
 
     /// Pooled embeddings e(x) [B, D] of the last forward pass.
-    @_specialize(exported: true, where T == Float)
-    @_specialize(exported: true, where T == Double)
-    public func lastEmbeddings() -> [T] {
+    func lastEmbeddings() -> [T] {
         let D = width
         var out = [T](repeating: 0, count: (current?.count ?? 0) * D)
         for (s, r) in shards.enumerated() {
@@ -109,9 +108,7 @@ open class ShardedClassifier<T: BLASScalar> {
 
     /// Adds the gradient of sum_b,c seed[b,c] * logits[b,c] (of the last forward pass)
     /// with respect to all parameters into `gradient` (layout order).
-    @_specialize(exported: true, where T == Float)
-    @_specialize(exported: true, where T == Double)
-    public func backward(seed: [T], into gradient: UnsafeMutableBufferPointer<T>) {
+    func backward<K: ShardKernel>(seed: [T], into gradient: UnsafeMutableBufferPointer<T>, kernel: K) where K.Scalar == T {
         guard let batch = current else { preconditionFailure("backward called before forward") }
         precondition(seed.count == batch.count * classes, "seed must be [B, C]")
         precondition(gradient.count == layout.count, "gradient must have \(layout.count) entries")
@@ -121,7 +118,7 @@ open class ShardedClassifier<T: BLASScalar> {
         seed.withUnsafeBufferPointer { sp in
             let seedBase = sp.baseAddress!
             parallelFor(sh.count) { s in
-                self.backwardShard(self.workspaces[s], seed: seedBase + sh[s].lowerBound * self.classes,
+                kernel.backwardShard(self.workspaces[s], seed: seedBase + sh[s].lowerBound * self.classes,
                                    base: self.shardGrads[s].p, offsets: offsets, perExampleStride: nil, needEmbeddingRows: false, sink: nil)
             }
         }
@@ -134,16 +131,14 @@ open class ShardedClassifier<T: BLASScalar> {
     /// Writes, for each text b of the last forward pass, the gradient of
     /// sum_c seed[b,c] * logits[b,c] over the tensors of `subset` into
     /// `output[b * subset.count ..< (b+1) * subset.count]` (compact subset layout).
-    @_specialize(exported: true, where T == Float)
-    @_specialize(exported: true, where T == Double)
     ///
     /// With `embeddingRows` (N x D, packed token order of the batch), the gradient with
     /// respect to the embedding output of every token is written there too. Token-table
     /// gradients are these rows scattered to the rows of the tokens' ids (and the
     /// position table's to their positions), so callers can treat the large, sparse
     /// token table without materializing it per example.
-    public func perExampleGradients(seed: [T], subset: ParameterSubset, into output: UnsafeMutableBufferPointer<T>,
-                                    embeddingRows: UnsafeMutableBufferPointer<T>?) {
+    func perExampleGradients<K: ShardKernel>(seed: [T], subset: ParameterSubset, into output: UnsafeMutableBufferPointer<T>,
+                                             embeddingRows: UnsafeMutableBufferPointer<T>?, kernel: K) where K.Scalar == T {
         guard let batch = current else { preconditionFailure("perExampleGradients called before forward") }
         precondition(seed.count == batch.count * classes, "seed must be [B, C]")
         precondition(output.count >= batch.count * subset.count, "output must hold B x subset.count entries")
@@ -153,7 +148,7 @@ open class ShardedClassifier<T: BLASScalar> {
             let seedBase = sp.baseAddress!
             let out = output.baseAddress!
             parallelFor(sh.count) { s in
-                self.backwardShard(self.workspaces[s], seed: seedBase + sh[s].lowerBound * self.classes,
+                kernel.backwardShard(self.workspaces[s], seed: seedBase + sh[s].lowerBound * self.classes,
                                    base: out + sh[s].lowerBound * subset.count,
                                    offsets: subset.compactOffsets, perExampleStride: subset.count,
                                    needEmbeddingRows: embeddingRows != nil, sink: nil)
@@ -174,11 +169,8 @@ open class ShardedClassifier<T: BLASScalar> {
     /// values in the tensor's own layout, valid only during the call. Calls for one text
     /// come in a fixed order (the backward order of the tensors) on one thread; calls for
     /// different texts may run concurrently, so `sink` must only touch that text's data.
-    @_specialize(exported: true, where T == Float)
-    @_specialize(exported: true, where T == Double)
-    public func perExampleGradients(seed: [T], subset: ParameterSubset,
-                                    embeddingRows: UnsafeMutableBufferPointer<T>? = nil,
-                                    sink: (_ tensor: Int, _ text: Int, _ gradient: UnsafePointer<T>) -> Void) {
+    func perExampleGradients<K: ShardKernel>(seed: [T], subset: ParameterSubset, embeddingRows: UnsafeMutableBufferPointer<T>?, kernel: K,
+                                             sink: (_ tensor: Int, _ text: Int, _ gradient: UnsafePointer<T>) -> Void) where K.Scalar == T {
         guard let batch = current else { preconditionFailure("perExampleGradients called before forward") }
         precondition(seed.count == batch.count * classes, "seed must be [B, C]")
         precondition(subset.compactOffsets[tokenIndex] == nil, "stream the token table through embeddingRows")
@@ -189,7 +181,7 @@ open class ShardedClassifier<T: BLASScalar> {
                 parallelFor(sh.count) { s in
                     let ws = self.workspaces[s]
                     let first = sh[s].lowerBound
-                    self.backwardShard(ws, seed: seedBase + first * self.classes, base: nil, offsets: subset.compactOffsets,
+                    kernel.backwardShard(ws, seed: seedBase + first * self.classes, base: nil, offsets: subset.compactOffsets,
                                        perExampleStride: nil, needEmbeddingRows: embeddingRows != nil,
                                        sink: { tensor, text, g in sink(tensor, first + text, g) })
                     if let rows = embeddingRows {
