@@ -192,7 +192,9 @@ struct RecipeOptions: ParsableArguments {
         if let recipe, recipe.tangentModel == nil {
             return (try pretrainedRecipe(recipe, labels: labels, recipePath: recipePath ?? "--recipe", tokenizerPath: tokenizerPath), nil, nil, options)
         }
-        let tok = try tokenizerPath.map { try Tokenizer(contentsOf: fileURL($0)) } ?? recipe!.tokenizer!
+        guard let tok = try tokenizerPath.map({ try Tokenizer(contentsOf: fileURL($0)) }) ?? recipe?.tokenizer else {
+            throw ValidationError("give --tokenizer, or --recipe with a model that has one")
+        }
         let base = recipe?.tangentModel?.config
         var config = ModelConfig(vocabSize: tok.vocabSize, maxLen: maxLen ?? base?.maxLen ?? 64, dModel: dModel ?? base?.dModel ?? 128,
                                  nHeads: heads ?? base?.nHeads ?? 4, nLayers: layers ?? base?.nLayers ?? 2, dFF: dFF ?? base?.dFF ?? 512,

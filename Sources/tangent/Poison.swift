@@ -112,9 +112,11 @@ struct Poison: ParsableCommand {
                                                                         seed: seed, threads: nThreads)
                 clf = try Classifier(model: loaded.model, encoder: loaded.encoder, labels: loaded.labels)
                 printError("fine-tuning \(initDirectory) (\(loaded.model.architecture)) with \(head)")
-            } else {
-                clf = try newClassifier(for: poisonedTrain, tokenizerPath: tokenizer!, architecture: architecture, maxLen: maxLen,
+            } else if let tokenizer {
+                clf = try newClassifier(for: poisonedTrain, tokenizerPath: tokenizer, architecture: architecture, maxLen: maxLen,
                                         pooling: .mean, seed: seed, threads: nThreads)
+            } else {
+                throw ValidationError("give --tokenizer (train a model from scratch) or --init (fine-tune a Hugging Face encoder)")
             }
             try checkFeaturizerMemory(clf, kernels: kernels.kernels, projDim: projDim, projector: projection.choice)
             var options = TrainingOptions()

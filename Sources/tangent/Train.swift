@@ -99,9 +99,11 @@ struct Train: ParsableCommand {
                                                                         maxLength: maxLen, seed: seed, threads: nThreads)
                 fresh = try Classifier(model: loaded.model, encoder: loaded.encoder, labels: loaded.labels)
                 if previous == nil { printError("fine-tuning \(initDirectory) (\(loaded.model.architecture)) with \(head)") }
-            } else {
-                fresh = try newClassifier(for: trainTexts, tokenizerPath: tokenizer!, architecture: architecture, maxLen: maxLen,
+            } else if let tokenizer {
+                fresh = try newClassifier(for: trainTexts, tokenizerPath: tokenizer, architecture: architecture, maxLen: maxLen,
                                           pooling: pooling, seed: seed, threads: nThreads)
+            } else {
+                throw ValidationError("give --tokenizer (train a model from scratch) or --init (fine-tune a Hugging Face encoder)")
             }
             let classifier = previous ?? fresh
             let dataFingerprint = fingerprint(labelled: trainTexts)

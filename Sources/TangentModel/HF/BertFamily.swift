@@ -10,8 +10,10 @@ import TangentTokenizer
 public enum BertFamilyArchitecture: ModelArchitecture {
     public static let displayName = "Hugging Face BERT family"
     public static var configValues: [String] { HFEncoderConfig.supportedTypes.map { "model_type: \($0)" } }
-    public static func claims(_ json: [String: Any]) -> Bool { json["architecture"] == nil && json["model_type"] is String
-        && HFEncoderConfig.supportedTypes.contains(json["model_type"] as! String) }
+    public static func claims(_ json: [String: Any]) -> Bool {
+        guard json["architecture"] == nil, let type = json["model_type"] as? String else { return false }
+        return HFEncoderConfig.supportedTypes.contains(type)
+    }
 
     public static func load(directory: URL, configJSON: [String: Any], threads: Int) throws -> LoadedModel {
         let model = try BertClassifier<Float>.load(directory: directory, threads: threads)
