@@ -74,6 +74,31 @@ public enum Datamodeling {
         let perText: [Double?] = (0..<tests).map { t in
             spearman(Array(g[(t * M)..<((t + 1) * M)]), margins.map { $0[t] })
         }
+        return summarize(perText, resamples: resamples, seed: seed)
+    }
+
+    /// The noise ceiling of LDS: for each test text, the Spearman correlation over subsets
+    /// between the margins of two trainings of every subset model (`first`, `second`
+    /// [M][tests]: same subset and initialization, other dropout masks and batch order),
+    /// summarized as LDS is. It is what one retraining predicts of another; 1 when
+    /// training is deterministic.
+    public static func ceiling(_ first: [[Double]], _ second: [[Double]], resamples: Int = 1000, seed: UInt64 = 0) -> LDSScore {
+        precondition(first.count == second.count && !first.isEmpty)
+        let tests = first[0].count
+        precondition(first.allSatisfy { $0.count == tests } && second.allSatisfy { $0.count == tests })
+        let perText: [Double?] = (0..<tests).map { t in spearman(first.map { $0[t] }, second.map { $0[t] }) }
+        return summarize(perText, resamples: resamples, seed: seed)
+    }
+
+    /// The mean of two trainings' margins [M][tests], entry by entry.
+    public static func meanMargins(_ first: [[Double]], _ second: [[Double]]) -> [[Double]] {
+        zip(first, second).map { a, b in zip(a, b).map { ($0 + $1) / 2 } }
+    }
+
+    /// The mean over test texts of per-text correlations (nil where undefined), with a
+    /// percentile bootstrap interval (`resamples` draws of the test texts, seeded).
+    static func summarize(_ perText: [Double?], resamples: Int, seed: UInt64) -> LDSScore {
+        let tests = perText.count
         let defined = perText.compactMap { $0 }
         guard !defined.isEmpty else {
             return LDSScore(mean: .nan, low: .nan, high: .nan, texts: tests, undefined: tests, perText: perText)

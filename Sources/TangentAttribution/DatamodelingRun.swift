@@ -47,12 +47,13 @@ public struct DatamodelingRun {
         self.train = train; self.test = test; self.trainFile = trainFile; self.seed = seed; self.threads = threads
     }
 
-    /// Trains a model of the recipe on `texts` with `seed`, keeping every epoch's weights
-    /// with its training record in `checkpoints` (TracIn) when given; and its seconds.
-    public func trainModel(_ texts: [LabeledText], seed modelSeed: UInt64, checkpoints: URL? = nil,
+    /// Trains a model of the recipe on `texts`, initialized from `seed` and trained (dropout
+    /// masks, batch order) with `trainingSeed` (default: the same), keeping every epoch's
+    /// weights with its training record in `checkpoints` (TracIn) when given; and its seconds.
+    public func trainModel(_ texts: [LabeledText], seed modelSeed: UInt64, trainingSeed: UInt64? = nil, checkpoints: URL? = nil,
                            progress: @escaping (_ epoch: Int, _ done: Int, _ total: Int, _ status: String) -> Void) throws -> (Classifier, Double) {
         var options = self.options
-        options.seed = modelSeed
+        options.seed = trainingSeed ?? modelSeed
         let clf = try recipe.make(modelSeed, threads)
         let model = clf.model
         let set = EncodedSet(sequences: try texts.map { try clf.encode($0.text) }, labels: try labels.indices(of: texts, source: trainFile.path))
@@ -102,20 +103,28 @@ public struct DatamodelingRun {
         }
     }
 
-    /// The subset models of `plan` (seed `seed`), trained or read back: each one's test
-    /// margins, accuracy and training seconds.
-    public func subsetModels(_ plan: [[Int]], progress: @escaping (_ label: String, _ epoch: Int, _ done: Int, _ total: Int, _ status: String) -> Void) throws
+    /// The training seed of the noise ceiling's second training of every subset model: the
+    /// same initialization (seed `seed`), other dropout masks and batch order.
+    public static func ceilingTrainingSeed(_ seed: UInt64) -> UInt64 { seed &+ 0x5EED }
+
+    /// The subset models of `plan` (initialized from seed `seed`), trained or read back:
+    /// each one's test margins, accuracy and training seconds. `replicate` 1 is the noise
+    /// ceiling's second training of each (training seed `ceilingTrainingSeed(seed)`).
+    public func subsetModels(_ plan: [[Int]], replicate: Int = 0,
+                             progress: @escaping (_ label: String, _ epoch: Int, _ done: Int, _ total: Int, _ status: String) -> Void) throws
         -> (margins: [[Double]], accuracies: [Double], seconds: [Double]) {
+        precondition(replicate == 0 || replicate == 1)
+        let trainingSeed = replicate == 0 ? seed : DatamodelingRun.ceilingTrainingSeed(seed)
         var margins: [[Double]] = [], accuracies: [Double] = [], seconds: [Double] = []
         for (m, s) in plan.enumerated() {
-            if let done = directory.subsetResult(m, size: s.count, tests: test.count) {
+            if let done = directory.subsetResult(m, replicate: replicate, size: s.count, tests: test.count) {
                 margins.append(done.margins); accuracies.append(done.accuracy); seconds.append(done.seconds)
                 continue
             }
-            let label = "subset model \(m + 1)/\(plan.count)"
-            let (clf, t) = try trainModel(s.map { train[$0] }, seed: seed) { progress(label, $0, $1, $2, $3) }
+            let label = (replicate == 0 ? "subset model" : "ceiling: subset model retrained") + " \(m + 1)/\(plan.count)"
+            let (clf, t) = try trainModel(s.map { train[$0] }, seed: seed, trainingSeed: trainingSeed) { progress(label, $0, $1, $2, $3) }
             let r = try self.margins(clf)
-            try directory.saveSubset(m, size: s.count, margins: r.margins, accuracy: r.accuracy, seconds: t)
+            try directory.saveSubset(m, replicate: replicate, size: s.count, margins: r.margins, accuracy: r.accuracy, seconds: t)
             margins.append(r.margins); accuracies.append(r.accuracy); seconds.append(t)
         }
         return (margins, accuracies, seconds)
@@ -123,7 +132,8 @@ public struct DatamodelingRun {
 }
 
 /// The files of an LDS run: OUT/run.json (what the run is), OUT/model-K (the model under
-/// study, K = 0, and TRAK's ensemble), OUT/subsets/NNNN.json (a subset model's margins).
+/// study, K = 0, and the ensemble), OUT/subsets/NNNN.json (a subset model's margins) and
+/// OUT/subsets/NNNN-ceiling.json (its second training's, for the noise ceiling).
 public struct DatamodelingRunDirectory: Sendable {
     public let url: URL
     public let key: String
@@ -166,22 +176,29 @@ public struct DatamodelingRunDirectory: Sendable {
         return clf
     }
 
-    private func subsetURL(_ m: Int) -> URL { url.appendingPathComponent("subsets/\(String(format: "%04d", m)).json") }
+    private func subsetURL(_ m: Int, replicate: Int) -> URL {
+        url.appendingPathComponent("subsets/\(String(format: "%04d", m))\(replicate == 0 ? "" : "-ceiling").json")
+    }
 
-    public func subsetResult(_ m: Int, size: Int, tests: Int) -> (margins: [Double], accuracy: Double, seconds: Double)? {
-        guard let data = try? WholeFile.read(subsetURL(m)), let r = try? JSONDecoder().decode(SubsetRecord.self, from: data),
-              r.run == key, r.subset == m, r.size == size, r.margins.count == tests, r.margins.allSatisfy(\.isFinite) else { return nil }
+    /// A finished subset model's record (replicate 0) or its noise-ceiling retraining's (1).
+    public func subsetResult(_ m: Int, replicate: Int = 0, size: Int, tests: Int) -> (margins: [Double], accuracy: Double, seconds: Double)? {
+        guard let data = try? WholeFile.read(subsetURL(m, replicate: replicate)), let r = try? JSONDecoder().decode(SubsetRecord.self, from: data),
+              r.run == key, r.subset == m, (r.replicate ?? 0) == replicate, r.size == size, r.margins.count == tests, r.margins.allSatisfy(\.isFinite) else { return nil }
         return (r.margins, r.accuracy, r.seconds)
     }
 
-    public func saveSubset(_ m: Int, size: Int, margins: [Double], accuracy: Double, seconds: Double) throws {
-        try AtomicFile.write(try JSONEncoder.sorted.encode(SubsetRecord(run: key, subset: m, size: size, margins: margins, accuracy: accuracy, seconds: seconds)),
-                             to: subsetURL(m))
+    public func saveSubset(_ m: Int, replicate: Int = 0, size: Int, margins: [Double], accuracy: Double, seconds: Double) throws {
+        try AtomicFile.write(try JSONEncoder.sorted.encode(SubsetRecord(run: key, subset: m, replicate: replicate == 0 ? nil : replicate, size: size,
+                                                                        margins: margins, accuracy: accuracy, seconds: seconds)),
+                             to: subsetURL(m, replicate: replicate))
     }
 
     private struct SubsetRecord: Codable {
         let run: String
-        let subset: Int, size: Int
+        let subset: Int
+        /// nil for the first training (records written before the ceiling existed have none).
+        let replicate: Int?
+        let size: Int
         let margins: [Double]
         let accuracy: Double, seconds: Double
     }

@@ -60,11 +60,15 @@ public struct KernelGLM: Sendable {
     }
 
     /// The same for a kernel given as a matrix or factored (see `TrainingKernel`).
+    /// `textWeights` (default all 1) weigh each text's loss term, (1/n) sum_i w_i CE_i:
+    /// weight 0 drops a text's term while its kernel column stays a feature, the refit
+    /// that `SurrogateInfluence` predicts to first order.
     public static func fit(kernel: TrainingKernel, labels: [Int], classes: Int, lambda relativeLambda: Double, kernelScale: Double = 1,
                            solver: LBFGS = LBFGS(), start: KernelGLM? = nil, spectrum: KernelSpectrum? = nil,
-                           threads: Int = Threads.cores) -> KernelGLM {
+                           textWeights: [Double]? = nil, threads: Int = Threads.cores) -> KernelGLM {
         let n = labels.count
         precondition(kernel.n == n, "kernel must be n x n")
+        precondition(textWeights.map { $0.count == n && $0.allSatisfy { $0 >= 0 && $0.isFinite } } ?? true, "one finite weight >= 0 per text")
         precondition(kernelScale > 0 && kernelScale.isFinite, "kernel scale must be positive")
         let lambda = relativeLambda * kernelScale * kernelScale
         let C = classes
@@ -86,7 +90,7 @@ public struct KernelGLM: Sendable {
             // Z^T [C, n] = W K (K symmetric, so this is (K W^T)^T).
             kernel.times(theta, rows: C, into: &zt, threads: threads)
             var gb = [Double](repeating: 0, count: C)
-            let terms = residuals(logits: zt, theta: theta, labels: labels, classes: C, into: &rt, biasGradient: &gb)
+            let terms = residuals(logits: zt, theta: theta, labels: labels, classes: C, textWeights: textWeights, into: &rt, biasGradient: &gb)
             let loss = terms.loss / Double(n), curvature = terms.curvature
             lastCurvature = curvature / Double(n * C)
             lastLossGradient = 0
@@ -130,8 +134,9 @@ public struct KernelGLM: Sendable {
 
     /// The cross-entropy's terms at logits Z^T [C, n] (without bias) plus the bias in
     /// `theta`'s last C entries: summed loss and curvature (trace(diag(p) - p p^T)), the
-    /// residuals R^T = (P - Y)^T / n into `rt` [C, n] and their sums per class into `gb`.
-    static func residuals(logits zt: [Double], theta: [Double], labels: [Int], classes C: Int,
+    /// residuals R^T = (P - Y)^T / n into `rt` [C, n] and their sums per class into `gb`,
+    /// each text's terms times its weight when `textWeights` are given.
+    static func residuals(logits zt: [Double], theta: [Double], labels: [Int], classes C: Int, textWeights: [Double]? = nil,
                           into rt: inout [Double], biasGradient gb: inout [Double]) -> (loss: Double, curvature: Double) {
         let n = labels.count
         var loss = 0.0, curvature = 0.0
@@ -141,10 +146,11 @@ public struct KernelGLM: Sendable {
                 for c in 0..<C { row[c] = zt[c * n + i] + theta[C * n + c]; m = max(m, row[c]) }
                 var sum = 0.0
                 for c in 0..<C { row[c] = Foundation.exp(row[c] - m); sum += row[c] }
-                loss += -(Foundation.log(row[labels[i]] / sum))
+                let w = textWeights?[i] ?? 1
+                if w != 0 { loss += -w * (Foundation.log(row[labels[i]] / sum)) }
                 for c in 0..<C {
-                    curvature += row[c] / sum * (1 - row[c] / sum)
-                    let p = row[c] / sum - (c == labels[i] ? 1 : 0)
+                    curvature += w * row[c] / sum * (1 - row[c] / sum)
+                    let p = w * (row[c] / sum - (c == labels[i] ? 1 : 0))
                     rt[c * n + i] = p / Double(n)
                     gb[c] += p / Double(n)
                 }

@@ -58,4 +58,21 @@ import TangentTensor
         let r = Datamodeling.score(scores, n: 6, subsets: subsets, margins: margins)
         #expect(r.undefined == 1 && r.texts == 2 && r.perText[1] == nil && r.perText[0] != nil)
     }
+
+    /// Two trainings with identical margins have ceiling 1; independent noise on the
+    /// second lowers it; the mean of two runs is their entrywise mean.
+    @Test func ceilingIsOneOnIdenticalMarginsAndLowerWithNoise() {
+        let M = 30, tests = 9
+        let rng = CounterRNG.derive(5, 2)
+        let first = (0..<M).map { m in (0..<tests).map { t in rng.normal(UInt64(m * tests + t)) } }
+        let same = Datamodeling.ceiling(first, first)
+        #expect(same.mean == 1 && same.low == 1 && same.high == 1 && same.undefined == 0 && same.texts == tests)
+        let noisy = first.enumerated().map { m, row in row.enumerated().map { t, v in v + rng.normal(UInt64(10_000 + m * tests + t)) } }
+        let c = Datamodeling.ceiling(first, noisy)
+        #expect(c.mean > 0.4 && c.mean < 0.95 && c.low < c.mean && c.high > c.mean)
+        let unrelated = (0..<M).map { m in (0..<tests).map { t in rng.normal(UInt64(90_000 + m * tests + t)) } }
+        #expect(abs(Datamodeling.ceiling(first, unrelated).mean) < 0.25)
+        let mean = Datamodeling.meanMargins(first, noisy)
+        #expect(mean[3][4] == (first[3][4] + noisy[3][4]) / 2)
+    }
 }
