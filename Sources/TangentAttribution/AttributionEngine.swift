@@ -145,10 +145,24 @@ public final class AttributionEngine {
         let n = train.count
         if let scores = q.scores { return scores.map(Double.init) }
         if kernel.attributesByKernelValue { return q.rows.map(Double.init) }
+        precondition(q.rows.count == classes.count * n)
+        return representerScores(q, classes: classes)
+    }
+
+    /// The surrogate's own influence (`SurrogateInfluence`) for `glm` (default: the chosen
+    /// fit), from the training kernel: for `methodScores`' counterfactual counterpart.
+    public func surrogateInfluence(_ glm: KernelGLM? = nil) throws -> SurrogateInfluence {
+        try SurrogateInfluence(glm: glm ?? self.glm, kernel: try source.gram(), labels: trainLabels)
+    }
+
+    /// The representer attributions W[c, i] K(x, x_i) [m, n] of `glm` (default: the chosen
+    /// fit) for query kernel rows `q`, class `classes[t]` for text t.
+    public func representerScores(_ q: QueryKernel, classes: [Int], glm: KernelGLM? = nil) -> [Double] {
+        let n = train.count, fit = glm ?? self.glm
         var out: [Double] = []
         out.reserveCapacity(classes.count * n)
         for (t, c) in classes.enumerated() {
-            out += glm.attributions(kernelRow: Array(q.rows[(t * n)..<((t + 1) * n)]), classIndex: c)
+            out += fit.attributions(kernelRow: Array(q.rows[(t * n)..<((t + 1) * n)]), classIndex: c)
         }
         return out
     }

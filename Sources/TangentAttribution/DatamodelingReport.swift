@@ -16,7 +16,8 @@ public struct LDSSetting: Codable, Sendable {
     public var modelAccuracy: Double, subsetAccuracy: Double
     /// Training time of the subset models, summed.
     public var trainingSeconds: Double
-    /// TRAK's ensemble size.
+    /// Models every method's attributions are averaged over (before ensembles for every
+    /// method: TRAK's ensemble size).
     public var ensemble: Int
     /// Wall time of the whole run (training skipped when resumed).
     public var seconds: Double
@@ -25,6 +26,10 @@ public struct LDSSetting: Codable, Sendable {
     /// Fingerprint of the training texts with their labels (`fingerprint(labelled:)`);
     /// nil in runs written before it was recorded.
     public var trainFingerprint: String? = nil
+    /// Training seconds of each model on all training texts (the model under study first).
+    public var modelSeconds: [Double]? = nil
+    /// Training time of the noise ceiling's second subset models, summed.
+    public var ceilingTrainingSeconds: Double? = nil
 
     public init(train: String, test: String, trainTexts: Int, testTexts: Int, subsets: Int, fraction: Double, seed: UInt64, recipe: String,
                 modelAccuracy: Double, subsetAccuracy: Double, trainingSeconds: Double, ensemble: Int, seconds: Double, run: String) {
@@ -37,53 +42,183 @@ public struct LDSSetting: Codable, Sendable {
 
 /// One method's LDS.
 public struct LDSKernelReport: Codable, Sendable {
+    /// The method: a kernel's name, or KERNEL-infl for its surrogate's influence.
     public let kernel: String
-    /// Which attribution was scored: "surrogate" (W[c, i] K(x, x_i)), "kernel" (the
-    /// kernel value, with the test loss of the compared class), or "trak".
+    /// Which attribution was scored: "surrogate" (W[c, i] K(x, x_i)), "surrogate influence"
+    /// (`SurrogateInfluence`), "kernel" (the kernel value, with the test loss of the
+    /// compared class), or "trak".
     public let attribution: String
+    /// Against the subset models' margins.
     public let lds: LDSScore
+    /// Seconds of attribution (features, kernels, surrogates and scores) for these models.
     public let seconds: Double
+    /// Models the attributions are averaged over (nil in runs before ensembles: 1, or
+    /// the run's ensemble for TRAK).
+    public var ensemble: Int? = nil
+    /// Against the mean of the two trainings' margins (runs with a noise ceiling).
+    public var ldsMean: LDSScore? = nil
+    /// Surrogates: LDS of the model under study's attributions at each lambda of the grid,
+    /// and the lambda its selector chose.
+    public var grid: [LDSGridPoint]? = nil
+    public var lambda: Double? = nil
+
+    public init(kernel: String, attribution: String, lds: LDSScore, seconds: Double, ensemble: Int? = nil) {
+        self.kernel = kernel; self.attribution = attribution; self.lds = lds; self.seconds = seconds; self.ensemble = ensemble
+    }
+}
+
+/// A surrogate's LDS at one lambda (the model under study alone).
+public struct LDSGridPoint: Codable, Sendable {
+    public let lambda: Double
+    /// The selector's out-of-fold Kendall tau against the network (what `network-tau` picks by).
+    public let networkTau: Double
+    public let lds: Double
+    /// Against the mean of the two trainings' margins, with a ceiling.
+    public let ldsMean: Double?
 }
 
 /// The LDS of every method (lds.json).
 public struct LDSReport: Codable, Sendable {
     public var setting: LDSSetting?
+    /// Every method at the run's ensemble size (rows of `curve` at the largest size).
     public var kernels: [LDSKernelReport]
+    /// The noise ceiling: the Spearman correlation over subsets between two trainings of
+    /// each subset model, averaged over test texts (`lds --ceiling`).
+    public var ceiling: LDSScore? = nil
+    /// Every method at each ensemble size (ascending), when more than one was scored.
+    public var curve: [LDSKernelReport]? = nil
+
+    public init(setting: LDSSetting?, kernels: [LDSKernelReport], ceiling: LDSScore? = nil, curve: [LDSKernelReport]? = nil) {
+        self.setting = setting; self.kernels = kernels; self.ceiling = ceiling; self.curve = curve
+    }
 }
 
 extension Datamodeling {
-    /// Scores each kernel's attributions by LDS: the model under study `classifier` (with
-    /// TRAK's other `ensemble` models) attributes every test text's margin to the training
-    /// texts, and the sums over `subsets` are correlated with the subset models' `margins`
-    /// [M][tests]. The compared class is class 1 for two classes, the true label otherwise.
-    public static func evaluate(classifier: Classifier, ensemble: [Classifier] = [], train: [LabeledText], test: [LabeledText],
-                                subsets: [[Int]], margins: [[Double]], kernels: [SurrogateKernel], projDim: Int, seed: UInt64,
-                                projector: ProjectorChoice = .default, cache: URL, checkpoints: URL? = nil, resamples: Int = 1000, selector: LambdaSelector = LambdaSelector(),
+    /// Ensemble sizes to score: those of `requested` up to `models`, and `models` itself.
+    public static func ensembleSizes(_ requested: [Int], models: Int) -> [Int] {
+        Array(Set(requested.filter { $0 >= 1 && $0 < models } + [models])).sorted()
+    }
+
+    /// Scores each method's attributions by LDS: each of `models` (the model under study
+    /// first, then retrainings of it with other seeds on the same texts) attributes every
+    /// test text's margin to the training texts, and the average over the first N models,
+    /// for each N of `sizes`, is summed over `subsets` and correlated with the subset
+    /// models' `margins` [M][tests] (and, given `ceilingMargins` from second trainings, with
+    /// the mean of both). kGLM surrogates fit one surrogate per model and are scored twice:
+    /// by their representer attribution and by their own influence (KERNEL-infl); the model
+    /// under study's are also scored at every lambda of the grid. TRAK averages inside its
+    /// estimator (its ensemble's features), the other methods average their scores. The
+    /// compared class is class 1 for two classes, the true label otherwise.
+    public static func evaluate(models: [Classifier], sizes requested: [Int], train: [LabeledText], test: [LabeledText],
+                                subsets: [[Int]], margins: [[Double]], ceilingMargins: [[Double]]? = nil,
+                                kernels: [SurrogateKernel], projDim: Int, seed: UInt64,
+                                projector: ProjectorChoice = .default, cache: URL, checkpoints: URL? = nil, resamples: Int = 1000,
+                                selector: LambdaSelector = LambdaSelector(),
                                 log: (String) -> Void = { _ in },
                                 progress: @escaping (String, Int, Int) -> Void = { _, _, _ in }) throws -> LDSReport {
+        guard let classifier = models.first else { throw AttributionError("LDS needs the model under study") }
         let C = classifier.labels.count, n = train.count
         guard subsets.count == margins.count, margins.allSatisfy({ $0.count == test.count }) else {
             throw AttributionError("LDS needs one margin per test text for each of the \(subsets.count) subsets")
         }
+        if let ceilingMargins, ceilingMargins.count != margins.count || !ceilingMargins.allSatisfy({ $0.count == test.count }) {
+            throw AttributionError("the noise ceiling needs a second training's margins for each of the \(subsets.count) subsets")
+        }
         guard subsets.allSatisfy({ $0.allSatisfy { (0..<n).contains($0) } }) else {
             throw AttributionError("a subset names a training text outside the \(n) given")
         }
+        let sizes = ensembleSizes(requested, models: models.count)
         let compared = try classifier.labels.indices(of: test, source: "test texts").map { Faithfulness.comparedClass(classes: C, label: $0) }
-        let setup = AttributionSetup(classifier: classifier, train: train, projDim: projDim, seed: seed, projector: projector, cache: cache,
-                                     selector: selector, checkpoints: checkpoints, ensemble: ensemble)
-        let rows = try setup.forEachKernel(kernels, log: log, progress: progress) { run -> LDSKernelReport in
-            let k = run.kernel, engine = run.engine!
-            let q = try engine.query(test, source: "test texts", cached: true, lossLabels: k.attributesByKernelValue ? compared : nil, log: log,
-                                     progress: run.progress("test"))
-            let scores = engine.methodScores(q, classes: compared)
-            let lds = Datamodeling.score(scores, n: n, subsets: subsets, margins: margins, resamples: resamples, seed: seed)
-            let attribution = q.scores != nil ? "trak" : k.attributesByKernelValue ? "kernel" : "surrogate"
-            log(String(format: "%@: LDS %.3f [%.3f, %.3f]%@", k.name, lds.mean, lds.low, lds.high,
-                       lds.undefined > 0 ? " (\(lds.undefined) test texts undefined)" : ""))
-            return LDSKernelReport(kernel: k.name, attribution: attribution, lds: lds, seconds: run.seconds)
+        let meanMargins = ceilingMargins.map { Datamodeling.meanMargins(margins, $0) }
+        func scored(_ kernel: String, _ attribution: String, _ scores: [Double], size: Int, seconds: Double) -> LDSKernelReport {
+            var row = LDSKernelReport(kernel: kernel, attribution: attribution,
+                                      lds: score(scores, n: n, subsets: subsets, margins: margins, resamples: resamples, seed: seed),
+                                      seconds: seconds, ensemble: size)
+            row.ldsMean = meanMargins.map { score(scores, n: n, subsets: subsets, margins: $0, resamples: resamples, seed: seed) }
+            log(String(format: "%@ (%@, %ld model%@): LDS %.3f [%.3f, %.3f]%@%@", kernel, attribution, size, size == 1 ? "" : "s",
+                       row.lds.mean, row.lds.low, row.lds.high,
+                       row.ldsMean.map { String(format: ", against the mean of two trainings %.3f", $0.mean) } ?? "",
+                       row.lds.undefined > 0 ? " (\(row.lds.undefined) test texts undefined)" : ""))
+            return row
         }
-        return LDSReport(setting: nil, kernels: rows)
+        func setup(_ k: SurrogateKernel, model j: Int, trakModels: Int = 1) -> AttributionSetup {
+            var s = AttributionSetup(classifier: models[j], train: train, projDim: projDim, seed: seed, projector: projector, cache: cache,
+                                     selector: selector.exhaustive,
+                                     checkpoints: j == 0 && k.checkpointSummed ? checkpoints : nil,
+                                     ensemble: k.ensembled ? Array(models[1..<trakModels]) : [], useSurrogateCache: j != 0)
+            // The model under study's surrogate at every lambda (the grid's LDS).
+            s.fitGrid = j == 0 && !k.attributesByKernelValue
+            return s
+        }
+        var curve: [LDSKernelReport] = []
+        for k in kernels {
+            let stage = KernelRun(kernel: k, report: progress)
+            if k.ensembled {
+                // TRAK's estimator averages over its ensemble itself: one run per size.
+                for size in sizes {
+                    log("== \(k.name), \(size) model\(size == 1 ? "" : "s")")
+                    let started = Date()
+                    let engine = try AttributionEngine(setup: setup(k, model: 0, trakModels: size), kernel: k, log: log, progress: stage.progress("train"))
+                    let q = try engine.query(test, source: "test texts", cached: true, lossLabels: compared, log: log, progress: stage.progress("test"))
+                    curve.append(scored(k.name, "trak", engine.methodScores(q, classes: compared), size: size, seconds: Date().timeIntervalSince(started)))
+                }
+                continue
+            }
+            let surrogate = !k.attributesByKernelValue
+            var sum = [Double](repeating: 0, count: test.count * n), influenceSum = sum
+            var seconds = 0.0, influenceSeconds = 0.0
+            var grid: [LDSGridPoint] = [], influenceGrid: [LDSGridPoint] = []
+            var chosen: Double?
+            for j in 0..<sizes.last! {
+                log("== \(k.name), model \(j + 1)/\(sizes.last!)")
+                let started = Date()
+                let engine = try AttributionEngine(setup: setup(k, model: j), kernel: k, log: log, progress: stage.progress("train"))
+                let q = try engine.query(test, source: "test texts", cached: true, lossLabels: k.attributesByKernelValue ? compared : nil, log: log,
+                                         progress: stage.progress("test"))
+                let scores = engine.methodScores(q, classes: compared)
+                for a in sum.indices { sum[a] += scores[a] }
+                seconds += Date().timeIntervalSince(started)
+                if surrogate {
+                    let t0 = Date()
+                    let influence = try engine.surrogateInfluence().scores(rows: q.rows, classes: compared)
+                    for a in influenceSum.indices { influenceSum[a] += influence[a] }
+                    influenceSeconds += Date().timeIntervalSince(t0)
+                    if j == 0 {
+                        chosen = engine.glm.lambda
+                        for (point, fit) in zip(engine.grid, engine.gridFits) {
+                            func at(_ s: [Double]) -> (Double, Double?) {
+                                (score(s, n: n, subsets: subsets, margins: margins, resamples: 0, seed: seed).mean,
+                                 meanMargins.map { score(s, n: n, subsets: subsets, margins: $0, resamples: 0, seed: seed).mean })
+                            }
+                            let r = at(engine.representerScores(q, classes: compared, glm: fit))
+                            let i = at(try engine.surrogateInfluence(fit).scores(rows: q.rows, classes: compared))
+                            grid.append(LDSGridPoint(lambda: point.lambda, networkTau: point.networkTau, lds: r.0, ldsMean: r.1))
+                            influenceGrid.append(LDSGridPoint(lambda: point.lambda, networkTau: point.networkTau, lds: i.0, ldsMean: i.1))
+                        }
+                        log("\(k.name): LDS over lambda " + zip(grid, influenceGrid).map { String(format: "%g: %.3f / infl %.3f", $0.lambda, $0.lds, $1.lds) }.joined(separator: ", "))
+                    }
+                }
+                if sizes.contains(j + 1) {
+                    let size = Double(j + 1)
+                    var row = scored(k.name, surrogate ? "surrogate" : "kernel", sum.map { $0 / size }, size: j + 1, seconds: seconds)
+                    if surrogate {
+                        row.grid = grid
+                        row.lambda = chosen
+                        curve.append(row)
+                        var infl = scored(k.name + "-infl", "surrogate influence", influenceSum.map { $0 / size }, size: j + 1, seconds: seconds + influenceSeconds)
+                        infl.grid = influenceGrid
+                        infl.lambda = chosen
+                        curve.append(infl)
+                    } else {
+                        curve.append(row)
+                    }
+                }
+            }
+        }
+        let largest = sizes.last!
+        let ceiling = ceilingMargins.map { Datamodeling.ceiling(margins, $0, resamples: resamples, seed: seed) }
+        if let ceiling { log(String(format: "noise ceiling: %.3f [%.3f, %.3f]", ceiling.mean, ceiling.low, ceiling.high)) }
+        return LDSReport(setting: nil, kernels: curve.filter { $0.ensemble == largest }, ceiling: ceiling,
+                         curve: sizes.count > 1 ? curve : nil)
     }
-
-
 }

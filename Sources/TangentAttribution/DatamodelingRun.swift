@@ -81,7 +81,7 @@ public struct DatamodelingRun {
         return (m, Double(correct) / Double(max(1, test.count)))
     }
 
-    /// The model under study (seed `seed`) and TRAK's other ensemble models (seeds
+    /// The model under study (seed `seed`) and the ensemble's other models (seeds
     /// `seed + 1`, ...) on all training texts, read back when finished earlier. `label`
     /// names the k-th model in progress.
     public func fullModels(_ count: Int, progress: @escaping (_ label: String, _ epoch: Int, _ done: Int, _ total: Int, _ status: String) -> Void) throws -> [Classifier] {
@@ -89,8 +89,9 @@ public struct DatamodelingRun {
             let dir = directory.modelDirectory(k)
             if let clf = directory.finishedModel(dir, threads: threads) { return clf }
             let modelSeed = seed &+ UInt64(k)
-            let label = k == 0 ? "model under study" : "TRAK ensemble model \(k + 1)/\(count)"
-            let (clf, seconds) = try trainModel(train, seed: modelSeed, checkpoints: k == 0 ? dir.appendingPathComponent(ModelDirectory.checkpointsDirectory) : nil) {
+            let label = k == 0 ? "model under study" : "ensemble model \(k + 1)/\(count)"
+            // Every model keeps its checkpoints: TracIn sums over each one's.
+            let (clf, seconds) = try trainModel(train, seed: modelSeed, checkpoints: dir.appendingPathComponent(ModelDirectory.checkpointsDirectory)) {
                 progress(label, $0, $1, $2, $3)
             }
             var options = self.options

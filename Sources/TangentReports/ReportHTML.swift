@@ -79,7 +79,7 @@ public enum ReportHTML {
     /// Horizontal bars from 0, one per kernel, with an optional tick per bar, and whiskers
     /// of +- `errors` or over `intervals` (low, high).
     static func bars(_ items: [(String, Double, Double?)], lo: Double, hi: Double, caption: String, errors: [Double]? = nil,
-                     intervals: [(Double, Double)]? = nil) -> String {
+                     intervals: [(Double, Double)]? = nil, reference: Double? = nil) -> String {
         let w = 640.0, left = 110.0, rowH = 26.0, hgt = Double(items.count) * rowH + 30
         // The axis runs between round tick values that include 0.
         let ticks = niceTicks(lo, hi, count: 6)
@@ -105,6 +105,9 @@ public enum ReportHTML {
                 let l = x(low), r = x(high)
                 s += "<line x1=\"\(l)\" y1=\"\(y + 9)\" x2=\"\(r)\" y2=\"\(y + 9)\" stroke=\"#000\"/><line x1=\"\(l)\" y1=\"\(y + 4)\" x2=\"\(l)\" y2=\"\(y + 14)\" stroke=\"#000\"/><line x1=\"\(r)\" y1=\"\(y + 4)\" x2=\"\(r)\" y2=\"\(y + 14)\" stroke=\"#000\"/>\n"
             }
+        }
+        if let reference, reference.isFinite {
+            s += "<line x1=\"\(x(reference))\" y1=\"2\" x2=\"\(x(reference))\" y2=\"\(hgt - 20)\" stroke=\"#000\" stroke-dasharray=\"5,4\"/>\n"
         }
         s += "<line x1=\"\(x(0))\" y1=\"5\" x2=\"\(x(0))\" y2=\"\(hgt - 20)\" stroke=\"#444\"/>\n</svg><figcaption>\(esc(caption))</figcaption></figure>\n"
         return s
@@ -245,15 +248,32 @@ public enum ReportHTML {
         return h + "</table>\n"
     }
 
-    /// LDS bars with their bootstrap intervals, and what was retrained.
+    /// LDS bars with their bootstrap intervals and the noise ceiling, LDS against the
+    /// ensemble size, and what was retrained.
     static func ldsSection(_ r: LDSReport) -> String {
         let values = r.kernels.map(\.lds)
         let lo = min(-0.1, (values.map(\.low).filter { !$0.isNaN }.min() ?? 0) - 0.05)
-        let hi = max(0.2, (values.map(\.high).filter { !$0.isNaN }.max() ?? 0) + 0.05)
+        let hi = max(0.2, ([r.ceiling?.high ?? 0] + values.map(\.high).filter { !$0.isNaN }).max()! + 0.05)
         var h = "<h2>Counterfactual check: linear datamodeling score (LDS)</h2>\n"
+        var caption = "LDS with 95% bootstrap intervals over test texts; * the method's own score (kernel value, influence, TRAK, surrogate influence) instead of the surrogate's W[c,i] K(x,x_i)"
+        if let c = r.ceiling { caption += String(format: "; dashed: the noise ceiling %.3f (one training of each subset model against another)", c.mean) }
         h += bars(r.kernels.map { ($0.kernel + ($0.attribution == "surrogate" ? "" : " *"), $0.lds.mean, nil) }, lo: lo, hi: hi,
-                  caption: "LDS with 95% bootstrap intervals over test texts; * the method's own score (kernel value, influence, TRAK) instead of the surrogate's W[c,i] K(x,x_i)",
-                  intervals: values.map { ($0.low, $0.high) })
+                  caption: caption, intervals: values.map { ($0.low, $0.high) }, reference: r.ceiling?.mean)
+        if let c = r.ceiling {
+            h += "<p class=\"small\">" + String(format: "Noise ceiling %.3f [%.3f, %.3f]: ", c.mean, c.low, c.high)
+            h += "every subset model was trained twice, from the same initialization with other dropout masks and batch order; the ceiling is the mean over test texts of the Spearman correlation, over subsets, between the two trainings' margins. "
+            h += "Share of the ceiling (LDS against the mean of both trainings / ceiling): "
+            h += r.kernels.compactMap { k in k.ldsMean.map { "\(esc(k.kernel)) " + String(format: "%.2f", $0.mean / c.mean) } }.joined(separator: ", ") + ".</p>\n"
+        }
+        if let curve = r.curve {
+            let names = r.kernels.map(\.kernel)
+            let all = curve.map(\.lds.mean).filter(\.isFinite) + [r.ceiling?.mean ?? 0]
+            let y0 = Foundation.floor(min(0, all.min() ?? 0) * 10) / 10, y1 = Foundation.ceil(max(0.1, all.max() ?? 0) * 10) / 10
+            h += "<h3>LDS against the number of models averaged</h3>\n"
+            h += lines(names.map { name in (name, curve.filter { $0.kernel == name }.map { (Double($0.ensemble ?? 1), $0.lds.mean) }) },
+                       yRange: (y0, y1), yTicks: stride(from: y0, through: y1 + 1e-9, by: 0.1).map { $0 }, xLabel: "models (log scale)",
+                       reference: r.ceiling.map { ($0.mean, "noise ceiling") })
+        }
         h += "<p class=\"small\">LDS: for each test text, the Spearman correlation over retrained models between the text's margin "
         h += "(log-odds of the compared class) under a model trained on a random subset of the training texts and the sum of the text's attributions over that subset; "
         h += "averaged over test texts. 0 means the attributions say nothing about what removing training texts does."
@@ -261,7 +281,7 @@ public enum ReportHTML {
             h += String(format: " %ld subsets of %.0f%% of the %ld training texts", c.subsets, 100 * c.fraction, c.trainTexts)
             h += String(format: ", models trained with the recipe %@ (test accuracy %.3f; subset models %.3f on average), which is a retraining on these training texts, not the model above. ",
                         esc(c.recipe), c.modelAccuracy, c.subsetAccuracy)
-            h += "TRAK averages over \(c.ensemble) model\(c.ensemble == 1 ? "" : "s")."
+            h += "Attributions are averaged over \(c.ensemble) model\(c.ensemble == 1 ? "" : "s") trained on all training texts."
         }
         return h + "</p>\n"
     }
@@ -289,24 +309,35 @@ public enum ReportHTML {
 
     /// tau against lambda (log scale), one line per kernel.
     static func gridLines(_ ks: [KernelReport]) -> String {
-        guard let lambdas = ks.first?.grid.map(\.lambda), lambdas.count > 1 else { return "" }
+        lines(ks.map { k in (k.kernel, k.grid.map { ($0.lambda, $0.tau) }) }, yRange: (-1, 1), yTicks: [-1, -0.5, 0, 0.5, 1], xLabel: "lambda")
+    }
+
+    /// Lines over a log-scale x axis, one per named series of (x, y) points, y clipped to
+    /// `yRange`; `reference` draws a dashed horizontal line with its label.
+    static func lines(_ series: [(String, [(Double, Double)])], yRange: (Double, Double), yTicks: [Double], xLabel: String,
+                      reference: (Double, String)? = nil) -> String {
+        let xs = Array(Set(series.flatMap { $0.1.map(\.0) })).filter { $0 > 0 }.sorted()
+        guard xs.count > 1 else { return "" }
         let w = 640.0, hgt = 260.0, pad = 40.0
-        let lx = lambdas.map { Foundation.log10($0) }
-        let x0 = lx.min()!, x1 = lx.max()!
+        let x0 = Foundation.log10(xs.first!), x1 = Foundation.log10(xs.last!)
         func px(_ l: Double) -> Double { pad + (Foundation.log10(l) - x0) / (x1 - x0) * (w - 2 * pad - 100) }
-        func py(_ t: Double) -> Double { hgt - pad - (max(-1, min(1, t)) + 1) / 2 * (hgt - 2 * pad) }
+        func py(_ t: Double) -> Double { hgt - pad - (max(yRange.0, min(yRange.1, t)) - yRange.0) / (yRange.1 - yRange.0) * (hgt - 2 * pad) }
         var s = "<figure><svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(w))\" height=\"\(Int(hgt))\" role=\"img\">\n"
-        for t in [-1.0, -0.5, 0, 0.5, 1] {
-            s += "<line x1=\"\(pad)\" y1=\"\(py(t))\" x2=\"\(w - pad - 100)\" y2=\"\(py(t))\" stroke=\"#eee\"/><text x=\"\(pad - 4)\" y=\"\(py(t) + 4)\" font-size=\"10\" text-anchor=\"end\">\(t)</text>\n"
+        for t in yTicks {
+            s += "<line x1=\"\(pad)\" y1=\"\(py(t))\" x2=\"\(w - pad - 100)\" y2=\"\(py(t))\" stroke=\"#eee\"/><text x=\"\(pad - 4)\" y=\"\(py(t) + 4)\" font-size=\"10\" text-anchor=\"end\">\(tickLabel(t))</text>\n"
         }
-        for l in lambdas { s += "<text x=\"\(px(l))\" y=\"\(hgt - pad + 14)\" font-size=\"10\" text-anchor=\"middle\">\(String(format: "%g", l))</text>\n" }
-        for (i, k) in ks.enumerated() {
-            let pts = k.grid.map { "\(String(format: "%.1f", px($0.lambda))),\(String(format: "%.1f", py($0.tau)))" }.joined(separator: " ")
+        for l in xs { s += "<text x=\"\(px(l))\" y=\"\(hgt - pad + 14)\" font-size=\"10\" text-anchor=\"middle\">\(String(format: "%g", l))</text>\n" }
+        if let (v, label) = reference, v.isFinite {
+            s += "<line x1=\"\(pad)\" y1=\"\(py(v))\" x2=\"\(w - pad - 100)\" y2=\"\(py(v))\" stroke=\"#000\" stroke-dasharray=\"5,4\"/>"
+            s += "<text x=\"\(pad + 4)\" y=\"\(py(v) - 4)\" font-size=\"10\">\(esc(label))</text>\n"
+        }
+        for (i, (name, points)) in series.enumerated() {
+            let pts = points.filter { $0.0 > 0 && $0.1.isFinite }.map { "\(String(format: "%.1f", px($0.0))),\(String(format: "%.1f", py($0.1)))" }.joined(separator: " ")
             let color = palette[i % palette.count]
             s += "<polyline points=\"\(pts)\" fill=\"none\" stroke=\"\(color)\" stroke-width=\"2\"/>\n"
-            s += "<text x=\"\(w - pad - 92)\" y=\"\(pad + Double(i) * 15)\" font-size=\"11\" fill=\"\(color)\">\(esc(k.kernel))</text>\n"
+            s += "<text x=\"\(w - pad - 92)\" y=\"\(pad + Double(i) * 15)\" font-size=\"11\" fill=\"\(color)\">\(esc(name))</text>\n"
         }
-        s += "<text x=\"\((w - 100) / 2)\" y=\"\(hgt - 6)\" font-size=\"11\" text-anchor=\"middle\">lambda</text>\n</svg></figure>\n"
+        s += "<text x=\"\((w - 100) / 2)\" y=\"\(hgt - 6)\" font-size=\"11\" text-anchor=\"middle\">\(esc(xLabel))</text>\n</svg></figure>\n"
         return s
     }
 }

@@ -89,23 +89,61 @@ public enum ReportMarkdown {
         "# Linear datamodeling score\n\n" + ldsBody(r)
     }
 
-    /// The setting, what LDS measures, and the table (also a section of report.md).
+    /// The setting, what LDS measures, the noise ceiling, the table, LDS against the
+    /// ensemble size, and LDS over the surrogates' lambda grid (also a section of report.md).
     public static func ldsBody(_ r: LDSReport) -> String {
         var s = ""
         if let c = r.setting {
             s += "Training texts: \(c.train), \(c.trainTexts) texts; test texts: \(c.test), \(c.testTexts) texts.\n\n"
             s += String(format: "%ld models trained on seeded random %.0f%% subsets (mean test accuracy %.3f) and the model under study on all training texts (test accuracy %.3f), ",
                         c.subsets, 100 * c.fraction, c.subsetAccuracy, c.modelAccuracy)
-            s += "all from the same initialization with the recipe: \(c.recipe). These are not the compared model: LDS asks how well each method, applied to the model under study, predicts what retraining on subsets does. TRAK averages over \(c.ensemble) model\(c.ensemble == 1 ? "" : "s") trained on all training texts (seeds \(c.seed)...\(c.seed + UInt64(c.ensemble) - 1)).\n\n"
-            s += String(format: "Run %@: %.0f s (subset training %.0f s).\n\n", c.run, c.seconds, c.trainingSeconds)
+            s += "all from the same initialization with the recipe: \(c.recipe). These are not the compared model: LDS asks how well each method, applied to the model under study, predicts what retraining on subsets does. "
+            s += "Attributions are averaged over \(c.ensemble) model\(c.ensemble == 1 ? "" : "s") trained on all training texts (seeds \(c.seed)...\(c.seed + UInt64(c.ensemble) - 1)): each kGLM surrogate is fitted once per model; TRAK averages inside its estimator.\n\n"
+            s += String(format: "Run %@: %.0f s (subset training %.0f s", c.run, c.seconds, c.trainingSeconds)
+            if let t = c.ceilingTrainingSeconds { s += String(format: ", their second training %.0f s", t) }
+            if let m = c.modelSeconds, !m.isEmpty { s += String(format: ", %.1f s per model on all training texts", m.reduce(0, +) / Double(m.count)) }
+            s += ").\n\n"
         }
         s += "LDS: mean over test texts of the Spearman correlation, over subsets, between a test text's margin "
         s += "(log-odds of the compared class) under each subset's model and the sum of its attributions over the subset; "
-        s += "95% bootstrap interval over test texts. Attribution: surrogate = W[c,i] K(x,x_i); kernel = the kernel value with the test text's loss of the compared class "
+        s += "95% bootstrap interval over test texts. Attribution: surrogate = W[c,i] K(x,x_i) (representer); surrogate influence = the first-order change of the surrogate's margin when training text i's term is dropped from its fit (KERNEL-infl); "
+        s += "kernel = the kernel value with the test text's loss of the compared class "
         s += "(loss-gradient kernels; for influence functions minus Koh & Liang's influence); trak = TRAK's score.\n\n"
-        s += "| kernel | attribution | LDS | 95% interval | undefined |\n|---|---|---|---|---|\n"
-        for k in r.kernels {
-            s += String(format: "| %@ | %@ | %.3f | [%.3f, %.3f] | %ld |\n", k.kernel, k.attribution, k.lds.mean, k.lds.low, k.lds.high, k.lds.undefined)
+        if let c = r.ceiling {
+            s += String(format: "**Noise ceiling: %.3f** [%.3f, %.3f]. Every subset model was trained a second time from the same initialization with another training seed (dropout masks, batch order); ", c.mean, c.low, c.high)
+            s += "the ceiling is the mean over test texts of the Spearman correlation, over subsets, between the two trainings' margins: how well one retraining predicts another. "
+            s += "\"vs mean\" scores each method against the mean of the two trainings' margins, and its share is that over the ceiling. "
+            s += "A method that predicted the expected margin perfectly would score about sqrt(2c / (1 + c)) against the mean (Spearman-Brown), above the ceiling c itself.\n\n"
+            s += "| method | attribution | models | LDS | 95% interval | vs mean | share of ceiling | undefined | time (s) |\n|---|---|---|---|---|---|---|---|---|\n"
+            for k in r.kernels {
+                let mean = k.ldsMean?.mean ?? .nan
+                s += String(format: "| %@ | %@ | %ld | %.3f | [%.3f, %.3f] | %.3f | %.2f | %ld | %.0f |\n", k.kernel, k.attribution, k.ensemble ?? 1,
+                            k.lds.mean, k.lds.low, k.lds.high, mean, mean / c.mean, k.lds.undefined, k.seconds)
+            }
+        } else {
+            s += "| method | attribution | models | LDS | 95% interval | undefined | time (s) |\n|---|---|---|---|---|---|---|\n"
+            for k in r.kernels {
+                s += String(format: "| %@ | %@ | %ld | %.3f | [%.3f, %.3f] | %ld | %.0f |\n", k.kernel, k.attribution, k.ensemble ?? 1,
+                            k.lds.mean, k.lds.low, k.lds.high, k.lds.undefined, k.seconds)
+            }
+        }
+        if let curve = r.curve {
+            let sizes = Array(Set(curve.compactMap(\.ensemble))).sorted()
+            s += "\n### LDS against the number of models\n\nEach cell: LDS of the attributions averaged over the first N models (the model under study and N-1 retrainings), and in brackets the seconds of attribution they took (features, kernels, surrogates, scores; training the models not included).\n\n"
+            s += "| method | " + sizes.map { "N = \($0)" }.joined(separator: " | ") + " |\n|---|" + sizes.map { _ in "---|" }.joined() + "\n"
+            for name in r.kernels.map(\.kernel) {
+                s += "| \(name) | " + sizes.map { n in
+                    curve.first { $0.kernel == name && $0.ensemble == n }.map { String(format: "%.3f (%.0f)", $0.lds.mean, $0.seconds) } ?? "-"
+                }.joined(separator: " | ") + " |\n"
+            }
+        }
+        let gridded = r.kernels.filter { ($0.grid ?? []).count > 1 }
+        if let lambdas = gridded.first?.grid?.map(\.lambda) {
+            s += "\n### LDS over the surrogate's lambda\n\nThe model under study alone, each surrogate refitted at every lambda of the grid; * marks the lambda the selector chose.\n\n"
+            s += "| method | " + lambdas.map { String(format: "%g", $0) }.joined(separator: " | ") + " |\n|---|" + lambdas.map { _ in "---|" }.joined() + "\n"
+            for k in gridded {
+                s += "| \(k.kernel) | " + (k.grid ?? []).map { String(format: "%.3f", $0.lds) + ($0.lambda == k.lambda ? "*" : "") }.joined(separator: " | ") + " |\n"
+            }
         }
         return s
     }

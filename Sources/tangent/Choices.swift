@@ -51,3 +51,19 @@ struct KernelList: Sendable {
         SurrogateKernel.allCases.filter(StreamedAttribution.supports).map(\.rawValue).joined(separator: ", ")
     }
 }
+
+/// A comma-separated list of positive counts (`lds --ensemble-sizes`), in ascending order
+/// without repeats.
+struct CountList: Sendable {
+    let counts: [Int]
+
+    init(_ counts: [Int]) { self.counts = counts }
+
+    /// Parses the option's value; an entry that is not a positive integer is refused by value.
+    init(parsing value: String) throws {
+        counts = Array(Set(try Check.list(value, "--ensemble-sizes").map { item in
+            guard let v = Int(item), v > 0 else { throw ValidationError("--ensemble-sizes: '\(item)' is not a positive integer") }
+            return v
+        })).sorted()
+    }
+}

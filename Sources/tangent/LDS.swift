@@ -37,7 +37,10 @@ struct LDS: ParsableCommand {
     @Option(help: KernelList.help("Kernels", default: SurrogateKernel.allCases), transform: KernelList.init(parsing:))
     var kernels = KernelList(SurrogateKernel.allCases)
     @Option(parsing: .unconditional, help: "Projected dimension K.") var projDim: Int = 4096
-    @Option(parsing: .unconditional, help: "TRAK's ensemble: the model under study and N-1 retrainings of it with seeds SEED+1, ... on the same texts.") var ensemble: Int = 5
+    @Option(parsing: .unconditional, help: "Average every method's attributions over N models: the model under study and N-1 retrainings of it with seeds SEED+1, ... on the same texts (kGLM surrogates: one per model; TRAK: its own ensemble).") var ensemble: Int = 1
+    @Option(help: "Also score the averages over the first N models for each N listed (comma-separated), up to --ensemble.", transform: CountList.init(parsing:))
+    var ensembleSizes = CountList([1, 2, 5, 10])
+    @Flag(help: "Noise ceiling: train every subset model a second time (same subset and initialization, training seed SEED + 0x5EED: other dropout masks and batch order), report how well one training's margins predict the other's, and score every method also against the mean of both.") var ceiling = false
     @Option(parsing: .unconditional, help: "Use a seeded random sample of N training texts.") var maxTrain: Int?
     @Option(parsing: .unconditional, help: "Use a seeded random sample of N test texts.") var maxTest: Int?
     @Option(parsing: .unconditional, help: "Bootstrap resamples of the test texts for the interval.") var resamples: Int = 1000
@@ -110,11 +113,16 @@ struct LDS: ParsableCommand {
             let (subsetMargins, accuracies, trainSeconds) = try run.subsetModels(plan, progress: progress)
             printError(String(format: "%ld subset models: mean test accuracy %.4f, %.1f s of training each", subsets,
                               accuracies.reduce(0, +) / Double(subsets), trainSeconds.reduce(0, +) / Double(subsets)))
+            let second = ceiling ? try run.subsetModels(plan, replicate: 1, progress: progress) : nil
+            if let second {
+                printError(String(format: "%ld subset models trained again (noise ceiling): mean test accuracy %.4f", subsets,
+                                  second.accuracies.reduce(0, +) / Double(subsets)))
+            }
 
             let stages = StageProgress()
             let report = try Datamodeling.evaluate(
-                classifier: models[0], ensemble: Array(models.dropFirst()), train: trainTexts, test: testTexts,
-                subsets: plan, margins: subsetMargins, kernels: kernels.kernels,
+                models: models, sizes: ensembleSizes.counts, train: trainTexts, test: testTexts,
+                subsets: plan, margins: subsetMargins, ceilingMargins: second?.margins, kernels: kernels.kernels,
                 projDim: projDim, seed: seed, projector: projection.choice, cache: fileURL(cache),
                 checkpoints: runDirectory.modelDirectory(0).appendingPathComponent(ModelDirectory.checkpointsDirectory), resamples: resamples,
                 selector: selectionOptions.selector(seed: seed),
@@ -130,6 +138,8 @@ struct LDS: ParsableCommand {
                 modelAccuracy: full.accuracy, subsetAccuracy: accuracies.reduce(0, +) / Double(subsets),
                 trainingSeconds: trainSeconds.reduce(0, +), ensemble: ensemble, seconds: Date().timeIntervalSince(started), run: runKey)
             result.setting?.trainFingerprint = fingerprint(labelled: trainTexts)
+            result.setting?.modelSeconds = models.map { $0.configJSON["seconds"] as? Double ?? .nan }
+            result.setting?.ceilingTrainingSeconds = second.map { $0.seconds.reduce(0, +) }
             try ReportFile.write(result, to: outURL.appendingPathComponent("lds.json"))
             try AtomicFile.write(ReportMarkdown.lds(result), to: outURL.appendingPathComponent("lds.md"))
             print(ReportMarkdown.lds(result))

@@ -12,28 +12,44 @@ import Testing
         try FileManager.default.createDirectory(at: w.appendingPathComponent("d"), withIntermediateDirectories: true)
         try Data(stride(from: 0, to: lines.count, by: 30).map { lines[$0] + "\n" }.joined().utf8).write(to: w.appendingPathComponent("d/train.jsonl"))
         try Data(stride(from: 7, to: lines.count, by: 150).map { lines[$0] + "\n" }.joined().utf8).write(to: w.appendingPathComponent("d/test.jsonl"))
-        func lds(_ subsets: Int) throws -> CLI.Result {
+        func lds(_ subsets: Int, _ extra: [String] = []) throws -> CLI.Result {
             try CLI.run(["lds", "--data", "d", "--recipe", CLI.model.path, "--subsets", String(subsets), "--epochs", "1", "--kernels", "ck,grad-cos,trak",
-                         "--proj-dim", "32", "--ensemble", "2", "--cache", "c", "--out", "l", "--threads", "2"], in: w)
+                         "--proj-dim", "32", "--ensemble", "2", "--cache", "c", "--out", "l", "--threads", "2"] + extra, in: w)
         }
         let first = try lds(3)
         #expect(first.status == 0, "\(first.stderr)")
         let report = try JSONSerialization.jsonObject(with: Data(contentsOf: w.appendingPathComponent("l/lds.json"))) as? [String: Any]
         let kernels = report?["kernels"] as? [[String: Any]] ?? []
-        #expect(kernels.map { $0["kernel"] as? String } == ["ck", "grad-cos", "trak"])
-        #expect(kernels.map { $0["attribution"] as? String } == ["surrogate", "kernel", "trak"])
+        // Every method at the ensemble size, the surrogate also by its own influence.
+        #expect(kernels.map { $0["kernel"] as? String } == ["ck", "ck-infl", "grad-cos", "trak"])
+        #expect(kernels.map { $0["attribution"] as? String } == ["surrogate", "surrogate influence", "kernel", "trak"])
+        #expect(kernels.allSatisfy { $0["ensemble"] as? Int == 2 })
+        // And at one model, for the curve; the surrogate over its lambda grid.
+        let curve = report?["curve"] as? [[String: Any]] ?? []
+        #expect(curve.count == 8 && curve.filter { $0["ensemble"] as? Int == 1 }.count == 4)
+        #expect(((kernels[0]["grid"] as? [[String: Any]]) ?? []).count >= 2 && kernels[0]["lambda"] is Double)
         for k in kernels {
             let s = k["lds"] as? [String: Any]
             let mean = s?["mean"] as? Double ?? .nan, low = s?["low"] as? Double ?? .nan, high = s?["high"] as? Double ?? .nan
             #expect(mean >= -1 && mean <= 1 && low <= mean && mean <= high, "\(k)")
         }
         #expect((try FileManager.default.contentsOfDirectory(atPath: w.appendingPathComponent("l/subsets").path)).count == 3)
-        #expect(first.stderr.contains("subset model 3/3") && first.stderr.contains("TRAK ensemble model 2/2"))
+        #expect(first.stderr.contains("subset model 3/3") && first.stderr.contains("ensemble model 2/2"))
         // More subsets: only the new one is trained; the earlier models are reused.
         let second = try lds(4)
         #expect(second.status == 0, "\(second.stderr)")
         #expect(second.stderr.contains("subset model 4/4") && !second.stderr.contains("subset model 1/4") && !second.stderr.contains("model under study,"))
         #expect(second.stdout.contains("| ck | surrogate |"))
+        // The noise ceiling trains every subset model again, and nothing else.
+        let third = try lds(4, ["--ceiling"])
+        #expect(third.status == 0, "\(third.stderr)")
+        #expect(third.stderr.contains("ceiling: subset model retrained 4/4") && !third.stderr.contains("subset model 4/4,"))
+        #expect((try FileManager.default.contentsOfDirectory(atPath: w.appendingPathComponent("l/subsets").path)).filter { $0.hasSuffix("-ceiling.json") }.count == 4)
+        let withCeiling = try JSONSerialization.jsonObject(with: Data(contentsOf: w.appendingPathComponent("l/lds.json"))) as? [String: Any]
+        let c = withCeiling?["ceiling"] as? [String: Any]
+        #expect((c?["mean"] as? Double).map { $0 > -1 && $0 <= 1 } == true)
+        #expect(((withCeiling?["kernels"] as? [[String: Any]]) ?? []).allSatisfy { $0["ldsMean"] is [String: Any] })
+        #expect(third.stdout.contains("Noise ceiling") && third.stdout.contains("share of ceiling"))
         // Another recipe in the same directory is refused, naming what to do.
         let other = try CLI.run(["lds", "--data", "d", "--recipe", CLI.model.path, "--subsets", "4", "--epochs", "2", "--out", "l"], in: w)
         #expect(other.status != 0 && other.stderr.contains("other settings"))
