@@ -38,7 +38,7 @@ public struct SurrogateInfluence: Sendable {
     /// The parameters' count P = C n + C, and the bytes the Hessian and the training side take.
     public static func bytes(n: Int, classes C: Int) -> Double {
         let P = Double(C * n + C)
-        return 8 * (P * P + Double(n) * P + Double(n * n))
+        return 8 * (P * P + 2 * Double(n) * P + Double(n * n))
     }
 
     /// Prepares the influence of every training text on `glm`, fitted on `kernel` (the
@@ -140,6 +140,29 @@ public struct SurrogateInfluence: Sendable {
     /// the surrogate sees them) and compared classes `classes[t]`: the surrogate's margin
     /// with training text i's term in the fit minus without it, to first order.
     public func scores(rows: [Float], classes compared: [Int]) -> [Double] {
+        let n = trainCount, P = classes * n + classes, m = compared.count
+        let q = solvedQueries(rows: rows, classes: compared)
+        var out = [Double](repeating: 0, count: m * n)
+        Double.gemm(transA: false, transB: true, m: m, n: n, k: P, alpha: -1 / Double(n), a: q, lda: P, b: trainSide, ldb: P,
+                    beta: 0, c: &out, ldc: n)
+        return out
+    }
+
+    /// Self-influence tau(x_i, i) of every training text on its own margin of class
+    /// `classes[i]` (its label, for an audit), from the training kernel's rows `rows` [n, n].
+    public func selfScores(rows: [Float], classes compared: [Int]) -> [Double] {
+        let n = trainCount, P = classes * n + classes
+        precondition(compared.count == n)
+        let q = solvedQueries(rows: rows, classes: compared)
+        return (0..<n).map { i in
+            var s = 0.0
+            for a in 0..<P { s += q[i * P + a] * trainSide[i * P + a] }
+            return -s / Double(n)
+        }
+    }
+
+    /// L^{-1} J_x^T d_x as rows [m, P] for query kernel rows [m, n] and compared classes.
+    func solvedQueries(rows: [Float], classes compared: [Int]) -> [Double] {
         let n = trainCount, C = classes, P = C * n + C, m = compared.count
         precondition(rows.count == m * n)
         let z = glm.logits(kernelRows: rows)
@@ -158,9 +181,6 @@ public struct SurrogateInfluence: Sendable {
             }
         }
         Cholesky.solveRows(lower: factor, n: P, &q, m: m)
-        var out = [Double](repeating: 0, count: m * n)
-        Double.gemm(transA: false, transB: true, m: m, n: n, k: P, alpha: -1 / Double(n), a: q, lda: P, b: trainSide, ldb: P,
-                    beta: 0, c: &out, ldc: n)
-        return out
+        return q
     }
 }

@@ -174,6 +174,9 @@ struct RecipeOptions: ParsableArguments {
     @Option(parsing: .unconditional, help: "Peak learning rate (default: the recipe's, else 1e-3).") var lr: Double?
     @Option(parsing: .unconditional, help: "Dropout rate (default: the recipe's, else 0.1).") var dropout: Double?
 
+    /// Whether any option was given.
+    var given: Bool { [dModel, heads, layers, dFF, maxLen, epochs, batchSize].contains { $0 != nil } || lr != nil || dropout != nil }
+
     func validate() throws {
         try Check.positive(dModel, "--d-model"); try Check.positive(heads, "--heads"); try Check.positive(dFF, "--d-ff")
         if let layers, layers < 0 { throw ValidationError("--layers must be zero or positive, got \(layers)") }

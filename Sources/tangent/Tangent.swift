@@ -8,7 +8,7 @@ struct Tangent: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tangent",
         abstract: "Transformer text classifiers with hand-written backward passes, for data attribution with neural tangent kernels.",
-        subcommands: [TokenizerCommand.self, Train.self, Predict.self, Evaluate.self, Attribute.self, Compare.self, Poison.self, LDS.self, RenderReport.self, Featurize.self, Merge.self, Kernel.self, ExactKernelCommand.self, Bench.self]
+        subcommands: [TokenizerCommand.self, Train.self, Predict.self, Evaluate.self, Attribute.self, Compare.self, Poison.self, LDS.self, AuditCommand.self, RenderReport.self, Featurize.self, Merge.self, Kernel.self, ExactKernelCommand.self, Bench.self]
     )
 
     /// The process-wide settings, made once here rather than by whichever object is built

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import TangentAttribution
+import TangentData
 import TangentTensor
 
 @Suite(.singleThreadedBLAS) struct DatamodelingTests {
@@ -74,5 +75,27 @@ import TangentTensor
         #expect(abs(Datamodeling.ceiling(first, unrelated).mean) < 0.25)
         let mean = Datamodeling.meanMargins(first, noisy)
         #expect(mean[3][4] == (first[3][4] + noisy[3][4]) / 2)
+    }
+}
+
+@Suite struct AuditTests {
+    /// Flipping is seeded, flips the asked share, and always to another label.
+    @Test func flipsAreSeededAndChangeTheLabel() throws {
+        let texts = (0..<200).map { LabeledText(text: "t\($0)", label: ["a", "b", "c"][$0 % 3], line: $0 + 1) }
+        let labels = try LabelSet(collecting: texts)
+        let a = try Audit.flip(texts, labels: labels, rate: 0.1, seed: 4)
+        let b = try Audit.flip(texts, labels: labels, rate: 0.1, seed: 4)
+        #expect(a.flipped == b.flipped && a.texts == b.texts && a.flipped.count == 20)
+        #expect(try Audit.flip(texts, labels: labels, rate: 0.1, seed: 5).flipped != a.flipped)
+        for i in texts.indices { #expect((a.texts[i].label != texts[i].label) == a.flipped.contains(i)) }
+        // Every other label is drawn.
+        #expect(Set(a.flipped.map { a.texts[$0].label! + texts[$0].label! }).count > 3)
+    }
+
+    @Test func precisionAndRankingOrderByScore() {
+        let scores: [Double] = [0.1, 5, .nan, 3, 3, -1]
+        #expect(Audit.ranking(scores) == [1, 3, 4, 0, 5, 2])
+        #expect(Audit.precision(scores: scores, positive: [1, 4], k: 2) == 0.5)
+        #expect(Audit.precision(scores: scores, positive: [1, 3], k: 2) == 1)
     }
 }
