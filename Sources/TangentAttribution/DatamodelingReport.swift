@@ -61,6 +61,9 @@ public struct LDSKernelReport: Codable, Sendable {
     /// and the lambda its selector chose.
     public var grid: [LDSGridPoint]? = nil
     public var lambda: Double? = nil
+    /// How `lambda` was chosen: the selector's criterion (network-tau by default), or
+    /// "lds on M selection subsets".
+    public var lambdaRule: String? = nil
 
     public init(kernel: String, attribution: String, lds: LDSScore, seconds: Double, ensemble: Int? = nil) {
         self.kernel = kernel; self.attribution = attribution; self.lds = lds; self.seconds = seconds; self.ensemble = ensemble
@@ -75,6 +78,8 @@ public struct LDSGridPoint: Codable, Sendable {
     public let lds: Double
     /// Against the mean of the two trainings' margins, with a ceiling.
     public let ldsMean: Double?
+    /// LDS on the lambda-selection subsets (`--lambda-selection subsets`), by which it chose.
+    public var selectionLDS: Double? = nil
 }
 
 /// The LDS of every method (lds.json).
@@ -109,8 +114,15 @@ extension Datamodeling {
     /// under study's are also scored at every lambda of the grid. TRAK averages inside its
     /// estimator (its ensemble's features), the other methods average their scores. The
     /// compared class is class 1 for two classes, the true label otherwise.
+    ///
+    /// With `lambdaSelection` (other subsets and their models' margins), each surrogate's
+    /// lambda, for the representer and the influence form separately, is the one of the
+    /// grid 1e-6 ... 1e4 whose model-under-study attributions have the highest LDS on those
+    /// subsets; every model of the ensemble then uses it. The evaluation subsets are not
+    /// looked at.
     public static func evaluate(models: [Classifier], sizes requested: [Int], train: [LabeledText], test: [LabeledText],
                                 subsets: [[Int]], margins: [[Double]], ceilingMargins: [[Double]]? = nil,
+                                lambdaSelection: (subsets: [[Int]], margins: [[Double]])? = nil,
                                 kernels: [SurrogateKernel], projDim: Int, seed: UInt64,
                                 projector: ProjectorChoice = .default, cache: URL, checkpoints: URL? = nil, resamples: Int = 1000,
                                 selector: LambdaSelector = LambdaSelector(),
@@ -141,13 +153,24 @@ extension Datamodeling {
                        row.lds.undefined > 0 ? " (\(row.lds.undefined) test texts undefined)" : ""))
             return row
         }
+        if let lambdaSelection, lambdaSelection.subsets.count != lambdaSelection.margins.count
+            || !lambdaSelection.margins.allSatisfy({ $0.count == test.count }) || !lambdaSelection.subsets.allSatisfy({ $0.allSatisfy { (0..<n).contains($0) } }) {
+            throw AttributionError("the lambda selection needs one margin per test text for each of its subsets, and subsets of the \(n) training texts")
+        }
+        // Choosing lambda by LDS needs every model's fit at every lambda of one fixed grid.
+        var ldsSelector = selector.exhaustive
+        ldsSelector.grid = Array(Set(LambdaSelector.defaultGrid + [100, 1000, 10_000])).sorted()
+        ldsSelector.extendTo = nil
+        let rule = lambdaSelection.map { "lds on \($0.subsets.count) selection subsets" } ?? selector.criterion.rawValue
         func setup(_ k: SurrogateKernel, model j: Int, trakModels: Int = 1) -> AttributionSetup {
+            let byLDS = lambdaSelection != nil && !k.attributesByKernelValue
             var s = AttributionSetup(classifier: models[j], train: train, projDim: projDim, seed: seed, projector: projector, cache: cache,
-                                     selector: selector.exhaustive,
+                                     selector: byLDS ? ldsSelector : selector.exhaustive,
                                      checkpoints: j == 0 && k.checkpointSummed ? checkpoints : nil,
-                                     ensemble: k.ensembled ? Array(models[1..<trakModels]) : [], useSurrogateCache: j != 0)
-            // The model under study's surrogate at every lambda (the grid's LDS).
-            s.fitGrid = j == 0 && !k.attributesByKernelValue
+                                     ensemble: k.ensembled ? Array(models[1..<trakModels]) : [], useSurrogateCache: j != 0 && !byLDS)
+            // The model under study's surrogate at every lambda (the grid's LDS), and every
+            // model's when lambda is chosen by LDS.
+            s.fitGrid = (j == 0 || byLDS) && !k.attributesByKernelValue
             return s
         }
         var curve: [LDSKernelReport] = []
@@ -168,35 +191,60 @@ extension Datamodeling {
             var sum = [Double](repeating: 0, count: test.count * n), influenceSum = sum
             var seconds = 0.0, influenceSeconds = 0.0
             var grid: [LDSGridPoint] = [], influenceGrid: [LDSGridPoint] = []
-            var chosen: Double?
+            var chosen: Double?, chosenInfluence: Double?
             for j in 0..<sizes.last! {
                 log("== \(k.name), model \(j + 1)/\(sizes.last!)")
                 let started = Date()
                 let engine = try AttributionEngine(setup: setup(k, model: j), kernel: k, log: log, progress: stage.progress("train"))
                 let q = try engine.query(test, source: "test texts", cached: true, lossLabels: k.attributesByKernelValue ? compared : nil, log: log,
                                          progress: stage.progress("test"))
-                let scores = engine.methodScores(q, classes: compared)
+                if surrogate && j == 0 {
+                    chosen = engine.glm.lambda
+                    chosenInfluence = engine.glm.lambda
+                    for (point, fit) in zip(engine.grid, engine.gridFits) {
+                        func at(_ s: [Double]) -> (Double, Double?, Double?) {
+                            (score(s, n: n, subsets: subsets, margins: margins, resamples: 0, seed: seed).mean,
+                             meanMargins.map { score(s, n: n, subsets: subsets, margins: $0, resamples: 0, seed: seed).mean },
+                             lambdaSelection.map { score(s, n: n, subsets: $0.subsets, margins: $0.margins, resamples: 0, seed: seed).mean })
+                        }
+                        let r = at(engine.representerScores(q, classes: compared, glm: fit))
+                        let i = at(try engine.surrogateInfluence(fit).scores(rows: q.rows, classes: compared))
+                        var rp = LDSGridPoint(lambda: point.lambda, networkTau: point.networkTau, lds: r.0, ldsMean: r.1)
+                        rp.selectionLDS = r.2
+                        var ip = LDSGridPoint(lambda: point.lambda, networkTau: point.networkTau, lds: i.0, ldsMean: i.1)
+                        ip.selectionLDS = i.2
+                        grid.append(rp)
+                        influenceGrid.append(ip)
+                    }
+                    // Ties go to the stronger regularization, as in the selector.
+                    func best(_ points: [LDSGridPoint]) -> Double? {
+                        points.filter { $0.selectionLDS?.isFinite == true }.max { a, b in
+                            a.selectionLDS! < b.selectionLDS! || (a.selectionLDS! == b.selectionLDS! && a.lambda < b.lambda)
+                        }?.lambda
+                    }
+                    if lambdaSelection != nil {
+                        chosen = best(grid) ?? chosen
+                        chosenInfluence = best(influenceGrid) ?? chosenInfluence
+                    }
+                    log("\(k.name): LDS over lambda " + zip(grid, influenceGrid).map { String(format: "%g: %.3f / infl %.3f", $0.lambda, $0.lds, $1.lds) }.joined(separator: ", ")
+                        + (lambdaSelection != nil ? String(format: "; chosen on the selection subsets: %g / infl %g", chosen ?? .nan, chosenInfluence ?? .nan) : ""))
+                }
+                // The fits at the chosen lambdas (this model's fit at the same lambda).
+                func fit(_ lambda: Double?) throws -> KernelGLM {
+                    guard lambdaSelection != nil, let lambda else { return engine.glm }
+                    guard let g = engine.gridFits.first(where: { $0.lambda == lambda }) else {
+                        throw AttributionError("\(k.name): model \(j + 1) has no surrogate fitted at lambda \(lambda)")
+                    }
+                    return g
+                }
+                let scores = surrogate ? engine.representerScores(q, classes: compared, glm: try fit(chosen)) : engine.methodScores(q, classes: compared)
                 for a in sum.indices { sum[a] += scores[a] }
                 seconds += Date().timeIntervalSince(started)
                 if surrogate {
                     let t0 = Date()
-                    let influence = try engine.surrogateInfluence().scores(rows: q.rows, classes: compared)
+                    let influence = try engine.surrogateInfluence(try fit(chosenInfluence)).scores(rows: q.rows, classes: compared)
                     for a in influenceSum.indices { influenceSum[a] += influence[a] }
                     influenceSeconds += Date().timeIntervalSince(t0)
-                    if j == 0 {
-                        chosen = engine.glm.lambda
-                        for (point, fit) in zip(engine.grid, engine.gridFits) {
-                            func at(_ s: [Double]) -> (Double, Double?) {
-                                (score(s, n: n, subsets: subsets, margins: margins, resamples: 0, seed: seed).mean,
-                                 meanMargins.map { score(s, n: n, subsets: subsets, margins: $0, resamples: 0, seed: seed).mean })
-                            }
-                            let r = at(engine.representerScores(q, classes: compared, glm: fit))
-                            let i = at(try engine.surrogateInfluence(fit).scores(rows: q.rows, classes: compared))
-                            grid.append(LDSGridPoint(lambda: point.lambda, networkTau: point.networkTau, lds: r.0, ldsMean: r.1))
-                            influenceGrid.append(LDSGridPoint(lambda: point.lambda, networkTau: point.networkTau, lds: i.0, ldsMean: i.1))
-                        }
-                        log("\(k.name): LDS over lambda " + zip(grid, influenceGrid).map { String(format: "%g: %.3f / infl %.3f", $0.lambda, $0.lds, $1.lds) }.joined(separator: ", "))
-                    }
                 }
                 if sizes.contains(j + 1) {
                     let size = Double(j + 1)
@@ -204,10 +252,12 @@ extension Datamodeling {
                     if surrogate {
                         row.grid = grid
                         row.lambda = chosen
+                        row.lambdaRule = rule
                         curve.append(row)
                         var infl = scored(k.name + "-infl", "surrogate influence", influenceSum.map { $0 / size }, size: j + 1, seconds: seconds + influenceSeconds)
                         infl.grid = influenceGrid
-                        infl.lambda = chosen
+                        infl.lambda = chosenInfluence
+                        infl.lambdaRule = rule
                         curve.append(infl)
                     } else {
                         curve.append(row)

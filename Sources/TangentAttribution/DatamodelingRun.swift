@@ -108,21 +108,26 @@ public struct DatamodelingRun {
     /// same initialization (seed `seed`), other dropout masks and batch order.
     public static func ceilingTrainingSeed(_ seed: UInt64) -> UInt64 { seed &+ 0x5EED }
 
+    /// The seed of the subsets whose models choose the surrogates' lambda
+    /// (`lds --lambda-selection subsets`): another draw than the evaluation subsets'.
+    public static func selectionSubsetSeed(_ seed: UInt64) -> UInt64 { seed &+ 0x5E1EC7 }
+
     /// The subset models of `plan` (initialized from seed `seed`), trained or read back:
-    /// each one's test margins, accuracy and training seconds. `replicate` 1 is the noise
-    /// ceiling's second training of each (training seed `ceilingTrainingSeed(seed)`).
+    /// each one's test margins, accuracy and training seconds. `replicate` 0 are the
+    /// evaluation subsets' models, 1 the noise ceiling's second training of each (training
+    /// seed `ceilingTrainingSeed(seed)`), 2 the models of the lambda-selection subsets.
     public func subsetModels(_ plan: [[Int]], replicate: Int = 0,
                              progress: @escaping (_ label: String, _ epoch: Int, _ done: Int, _ total: Int, _ status: String) -> Void) throws
         -> (margins: [[Double]], accuracies: [Double], seconds: [Double]) {
-        precondition(replicate == 0 || replicate == 1)
-        let trainingSeed = replicate == 0 ? seed : DatamodelingRun.ceilingTrainingSeed(seed)
+        precondition((0...2).contains(replicate))
+        let trainingSeed = replicate == 1 ? DatamodelingRun.ceilingTrainingSeed(seed) : seed
         var margins: [[Double]] = [], accuracies: [Double] = [], seconds: [Double] = []
         for (m, s) in plan.enumerated() {
             if let done = directory.subsetResult(m, replicate: replicate, size: s.count, tests: test.count) {
                 margins.append(done.margins); accuracies.append(done.accuracy); seconds.append(done.seconds)
                 continue
             }
-            let label = (replicate == 0 ? "subset model" : "ceiling: subset model retrained") + " \(m + 1)/\(plan.count)"
+            let label = ["subset model", "ceiling: subset model retrained", "lambda selection: subset model"][replicate] + " \(m + 1)/\(plan.count)"
             let (clf, t) = try trainModel(s.map { train[$0] }, seed: seed, trainingSeed: trainingSeed) { progress(label, $0, $1, $2, $3) }
             let r = try self.margins(clf)
             try directory.saveSubset(m, replicate: replicate, size: s.count, margins: r.margins, accuracy: r.accuracy, seconds: t)
@@ -134,7 +139,8 @@ public struct DatamodelingRun {
 
 /// The files of an LDS run: OUT/run.json (what the run is), OUT/model-K (the model under
 /// study, K = 0, and the ensemble), OUT/subsets/NNNN.json (a subset model's margins) and
-/// OUT/subsets/NNNN-ceiling.json (its second training's, for the noise ceiling).
+/// OUT/subsets/NNNN-ceiling.json (its second training's, for the noise ceiling) and
+/// OUT/subsets/selection-NNNN.json (the lambda-selection subsets' models).
 public struct DatamodelingRunDirectory: Sendable {
     public let url: URL
     public let key: String
@@ -178,10 +184,11 @@ public struct DatamodelingRunDirectory: Sendable {
     }
 
     private func subsetURL(_ m: Int, replicate: Int) -> URL {
-        url.appendingPathComponent("subsets/\(String(format: "%04d", m))\(replicate == 0 ? "" : "-ceiling").json")
+        url.appendingPathComponent("subsets/\(replicate == 2 ? "selection-" : "")\(String(format: "%04d", m))\(replicate == 1 ? "-ceiling" : "").json")
     }
 
-    /// A finished subset model's record (replicate 0) or its noise-ceiling retraining's (1).
+    /// A finished subset model's record (replicate 0), its noise-ceiling retraining's (1),
+    /// or a lambda-selection subset model's (2).
     public func subsetResult(_ m: Int, replicate: Int = 0, size: Int, tests: Int) -> (margins: [Double], accuracy: Double, seconds: Double)? {
         guard let data = try? WholeFile.read(subsetURL(m, replicate: replicate)), let r = try? JSONDecoder().decode(SubsetRecord.self, from: data),
               r.run == key, r.subset == m, (r.replicate ?? 0) == replicate, r.size == size, r.margins.count == tests, r.margins.allSatisfy(\.isFinite) else { return nil }

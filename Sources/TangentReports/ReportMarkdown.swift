@@ -89,6 +89,9 @@ public enum ReportMarkdown {
         "# Linear datamodeling score\n\n" + ldsBody(r)
     }
 
+    /// A row's lambda, or "-" for methods without a surrogate.
+    static func lambdaCell(_ k: LDSKernelReport) -> String { k.lambda.map { String(format: "%g", $0) } ?? "-" }
+
     /// The setting, what LDS measures, the noise ceiling, the table, LDS against the
     /// ensemble size, and LDS over the surrogates' lambda grid (also a section of report.md).
     public static func ldsBody(_ r: LDSReport) -> String {
@@ -114,18 +117,21 @@ public enum ReportMarkdown {
             s += "the ceiling is the mean over test texts of the Spearman correlation, over subsets, between the two trainings' margins: how well one retraining predicts another. "
             s += "\"vs mean\" scores each method against the mean of the two trainings' margins, and its share is that over the ceiling. "
             s += "A method that predicted the expected margin perfectly would score about sqrt(2c / (1 + c)) against the mean (Spearman-Brown), above the ceiling c itself.\n\n"
-            s += "| method | attribution | models | LDS | 95% interval | vs mean | share of ceiling | undefined | time (s) |\n|---|---|---|---|---|---|---|---|---|\n"
+            s += "| method | attribution | lambda | models | LDS | 95% interval | vs mean | share of ceiling | undefined | time (s) |\n|---|---|---|---|---|---|---|---|---|---|\n"
             for k in r.kernels {
                 let mean = k.ldsMean?.mean ?? .nan
-                s += String(format: "| %@ | %@ | %ld | %.3f | [%.3f, %.3f] | %.3f | %.2f | %ld | %.0f |\n", k.kernel, k.attribution, k.ensemble ?? 1,
+                s += String(format: "| %@ | %@ | %@ | %ld | %.3f | [%.3f, %.3f] | %.3f | %.2f | %ld | %.0f |\n", k.kernel, k.attribution, lambdaCell(k), k.ensemble ?? 1,
                             k.lds.mean, k.lds.low, k.lds.high, mean, mean / c.mean, k.lds.undefined, k.seconds)
             }
         } else {
-            s += "| method | attribution | models | LDS | 95% interval | undefined | time (s) |\n|---|---|---|---|---|---|---|\n"
+            s += "| method | attribution | lambda | models | LDS | 95% interval | undefined | time (s) |\n|---|---|---|---|---|---|---|---|\n"
             for k in r.kernels {
-                s += String(format: "| %@ | %@ | %ld | %.3f | [%.3f, %.3f] | %ld | %.0f |\n", k.kernel, k.attribution, k.ensemble ?? 1,
+                s += String(format: "| %@ | %@ | %@ | %ld | %.3f | [%.3f, %.3f] | %ld | %.0f |\n", k.kernel, k.attribution, lambdaCell(k), k.ensemble ?? 1,
                             k.lds.mean, k.lds.low, k.lds.high, k.lds.undefined, k.seconds)
             }
+        }
+        if let rule = r.kernels.compactMap(\.lambdaRule).first {
+            s += "\nThe surrogates' lambda (of the model under study; every model of an ensemble uses the same rule): \(rule == "network-tau" ? "chosen by 5-fold out-of-fold Kendall tau against the network on the training texts (network-tau)" : rule.hasPrefix("lds on") ? "the grid's best \(rule) (models of other seeded subsets than the evaluation ones), for the representer and the influence form apart" : rule).\n"
         }
         if let curve = r.curve {
             let sizes = Array(Set(curve.compactMap(\.ensemble))).sorted()
@@ -139,10 +145,13 @@ public enum ReportMarkdown {
         }
         let gridded = r.kernels.filter { ($0.grid ?? []).count > 1 }
         if let lambdas = gridded.first?.grid?.map(\.lambda) {
-            s += "\n### LDS over the surrogate's lambda\n\nThe model under study alone, each surrogate refitted at every lambda of the grid; * marks the lambda the selector chose.\n\n"
+            s += "\n### LDS over the surrogate's lambda\n\nThe model under study alone, each surrogate refitted at every lambda of the grid; * marks the lambda used.\n\n"
             s += "| method | " + lambdas.map { String(format: "%g", $0) }.joined(separator: " | ") + " |\n|---|" + lambdas.map { _ in "---|" }.joined() + "\n"
             for k in gridded {
                 s += "| \(k.kernel) | " + (k.grid ?? []).map { String(format: "%.3f", $0.lds) + ($0.lambda == k.lambda ? "*" : "") }.joined(separator: " | ") + " |\n"
+            }
+            for k in gridded where (k.grid ?? []).contains(where: { $0.selectionLDS != nil }) {
+                s += "| \(k.kernel) (selection subsets) | " + (k.grid ?? []).map { String(format: "%.3f", $0.selectionLDS ?? .nan) }.joined(separator: " | ") + " |\n"
             }
         }
         return s

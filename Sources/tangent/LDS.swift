@@ -40,6 +40,7 @@ struct LDS: ParsableCommand {
     @Option(parsing: .unconditional, help: "Average every method's attributions over N models: the model under study and N-1 retrainings of it with seeds SEED+1, ... on the same texts (kGLM surrogates: one per model; TRAK: its own ensemble).") var ensemble: Int = 1
     @Option(help: "Also score the averages over the first N models for each N listed (comma-separated), up to --ensemble.", transform: CountList.init(parsing:))
     var ensembleSizes = CountList([1, 2, 5, 10])
+    @Option(parsing: .unconditional, help: "Choose each kGLM surrogate's lambda (representer and influence form apart) by LDS on the models of M other seeded subsets, trained for it, instead of by --selection on the training texts; the evaluation subsets are not looked at. 0: off.") var selectionSubsets: Int = 0
     @Flag(help: "Noise ceiling: train every subset model a second time (same subset and initialization, training seed SEED + 0x5EED: other dropout masks and batch order), report how well one training's margins predict the other's, and score every method also against the mean of both.") var ceiling = false
     @Option(parsing: .unconditional, help: "Use a seeded random sample of N training texts.") var maxTrain: Int?
     @Option(parsing: .unconditional, help: "Use a seeded random sample of N test texts.") var maxTest: Int?
@@ -60,6 +61,7 @@ struct LDS: ParsableCommand {
         try Check.projDim(projDim)
         try projection.check(projDim: projDim)
         try Check.positive(ensemble, "--ensemble")
+        if selectionSubsets != 0 { try Check.atLeast(selectionSubsets, 2, "--selection-subsets") }
         try Check.positive(maxTrain, "--max-train")
         try Check.positive(maxTest, "--max-test")
         try Check.positive(resamples, "--resamples")
@@ -91,7 +93,7 @@ struct LDS: ParsableCommand {
                 tokenizer: resolved.tokenizer.map { fingerprint($0.serializedModel) }, fraction: fraction, seed: seed))))
             // The subsets' index lists and margins are held at once: bound them before
             // anything is trained or written.
-            let planBytes = Double(subsets) * (Double(trainTexts.count) * fraction * 8 + Double(testTexts.count) * 8 + 64)
+            let planBytes = Double(subsets * (ceiling ? 2 : 1) + selectionSubsets) * (Double(trainTexts.count) * fraction * 8 + Double(testTexts.count) * 8 + 64)
             guard planBytes < Double(ProcessInfo.processInfo.physicalMemory) / 4 else {
                 throw ValidationError("--subsets \(subsets): the subsets' index lists and margins would need \(ByteSize.describe(planBytes)), more than a quarter of this machine's \(ByteSize.describe(Double(ProcessInfo.processInfo.physicalMemory)))")
             }
@@ -114,6 +116,9 @@ struct LDS: ParsableCommand {
             printError(String(format: "%ld subset models: mean test accuracy %.4f, %.1f s of training each", subsets,
                               accuracies.reduce(0, +) / Double(subsets), trainSeconds.reduce(0, +) / Double(subsets)))
             let second = ceiling ? try run.subsetModels(plan, replicate: 1, progress: progress) : nil
+            let selectionPlan = Datamodeling.subsets(n: trainTexts.count, count: selectionSubsets, fraction: fraction,
+                                                     seed: DatamodelingRun.selectionSubsetSeed(seed))
+            let selection = selectionSubsets > 0 ? try run.subsetModels(selectionPlan, replicate: 2, progress: progress) : nil
             if let second {
                 printError(String(format: "%ld subset models trained again (noise ceiling): mean test accuracy %.4f", subsets,
                                   second.accuracies.reduce(0, +) / Double(subsets)))
@@ -122,7 +127,8 @@ struct LDS: ParsableCommand {
             let stages = StageProgress()
             let report = try Datamodeling.evaluate(
                 models: models, sizes: ensembleSizes.counts, train: trainTexts, test: testTexts,
-                subsets: plan, margins: subsetMargins, ceilingMargins: second?.margins, kernels: kernels.kernels,
+                subsets: plan, margins: subsetMargins, ceilingMargins: second?.margins,
+                lambdaSelection: selection.map { (selectionPlan, $0.margins) }, kernels: kernels.kernels,
                 projDim: projDim, seed: seed, projector: projection.choice, cache: fileURL(cache),
                 checkpoints: runDirectory.modelDirectory(0).appendingPathComponent(ModelDirectory.checkpointsDirectory), resamples: resamples,
                 selector: selectionOptions.selector(seed: seed),

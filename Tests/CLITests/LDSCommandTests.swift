@@ -41,14 +41,17 @@ import Testing
         #expect(second.stderr.contains("subset model 4/4") && !second.stderr.contains("subset model 1/4") && !second.stderr.contains("model under study,"))
         #expect(second.stdout.contains("| ck | surrogate |"))
         // The noise ceiling trains every subset model again, and nothing else.
-        let third = try lds(4, ["--ceiling"])
+        let third = try lds(4, ["--ceiling", "--selection-subsets", "2"])
         #expect(third.status == 0, "\(third.stderr)")
+        #expect(third.stderr.contains("lambda selection: subset model 2/2"))
         #expect(third.stderr.contains("ceiling: subset model retrained 4/4") && !third.stderr.contains("subset model 4/4,"))
         #expect((try FileManager.default.contentsOfDirectory(atPath: w.appendingPathComponent("l/subsets").path)).filter { $0.hasSuffix("-ceiling.json") }.count == 4)
         let withCeiling = try JSONSerialization.jsonObject(with: Data(contentsOf: w.appendingPathComponent("l/lds.json"))) as? [String: Any]
         let c = withCeiling?["ceiling"] as? [String: Any]
         #expect((c?["mean"] as? Double).map { $0 > -1 && $0 <= 1 } == true)
-        #expect(((withCeiling?["kernels"] as? [[String: Any]]) ?? []).allSatisfy { $0["ldsMean"] is [String: Any] })
+        let rows = (withCeiling?["kernels"] as? [[String: Any]]) ?? []
+        #expect(rows.allSatisfy { $0["ldsMean"] is [String: Any] })
+        #expect(rows.filter { ($0["lambdaRule"] as? String)?.contains("2 selection subsets") == true }.count == 2)
         #expect(third.stdout.contains("Noise ceiling") && third.stdout.contains("share of ceiling"))
         // Another recipe in the same directory is refused, naming what to do.
         let other = try CLI.run(["lds", "--data", "d", "--recipe", CLI.model.path, "--subsets", "4", "--epochs", "2", "--out", "l"], in: w)
