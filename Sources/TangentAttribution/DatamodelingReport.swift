@@ -115,11 +115,11 @@ extension Datamodeling {
     /// estimator (its ensemble's features), the other methods average their scores. The
     /// compared class is class 1 for two classes, the true label otherwise.
     ///
-    /// With `lambdaSelection` (other subsets and their models' margins), each surrogate's
-    /// lambda, for the representer and the influence form separately, is the one of the
-    /// grid 1e-6 ... 1e4 whose model-under-study attributions have the highest LDS on those
-    /// subsets; every model of the ensemble then uses it. The evaluation subsets are not
-    /// looked at.
+    /// With `lambdaSelection` (other subsets and their models' margins), each surrogate is
+    /// also scored, as "KERNEL (lambda by LDS)" and "KERNEL-infl (lambda by LDS)", at the
+    /// lambda of the grid 1e-6 ... 1e4 whose model-under-study attributions (in that form)
+    /// have the highest LDS on those subsets; every model of the ensemble then uses it. The
+    /// evaluation subsets are not looked at.
     public static func evaluate(models: [Classifier], sizes requested: [Int], train: [LabeledText], test: [LabeledText],
                                 subsets: [[Int]], margins: [[Double]], ceilingMargins: [[Double]]? = nil,
                                 lambdaSelection: (subsets: [[Int]], margins: [[Double]])? = nil,
@@ -161,7 +161,7 @@ extension Datamodeling {
         var ldsSelector = selector.exhaustive
         ldsSelector.grid = Array(Set(LambdaSelector.defaultGrid + [100, 1000, 10_000])).sorted()
         ldsSelector.extendTo = nil
-        let rule = lambdaSelection.map { "lds on \($0.subsets.count) selection subsets" } ?? selector.criterion.rawValue
+        let rule = lambdaSelection.map { "lds on \($0.subsets.count) selection subsets" } ?? ""
         func setup(_ k: SurrogateKernel, model j: Int, trakModels: Int = 1) -> AttributionSetup {
             let byLDS = lambdaSelection != nil && !k.attributesByKernelValue
             var s = AttributionSetup(classifier: models[j], train: train, projDim: projDim, seed: seed, projector: projector, cache: cache,
@@ -188,33 +188,46 @@ extension Datamodeling {
                 continue
             }
             let surrogate = !k.attributesByKernelValue
-            var sum = [Double](repeating: 0, count: test.count * n), influenceSum = sum
-            var seconds = 0.0, influenceSeconds = 0.0
-            var grid: [LDSGridPoint] = [], influenceGrid: [LDSGridPoint] = []
-            var chosen: Double?, chosenInfluence: Double?
+            // The attribution forms scored: the method's own score, or for a surrogate its
+            // representer and influence forms at the selector's lambda, and (with a lambda
+            // selection) at the lambdas chosen by LDS on the selection subsets.
+            struct Form {
+                let name: String, attribution: String
+                let influence: Bool
+                var lambda: Double?
+                let byLDS: Bool
+                var sum: [Double]
+                var seconds = 0.0
+                var grid: [LDSGridPoint] = []
+            }
+            let zero = [Double](repeating: 0, count: test.count * n)
+            var forms: [Form] = surrogate
+                ? [Form(name: k.name, attribution: "surrogate", influence: false, byLDS: false, sum: zero),
+                   Form(name: k.name + "-infl", attribution: "surrogate influence", influence: true, byLDS: false, sum: zero)]
+                : [Form(name: k.name, attribution: "kernel", influence: false, byLDS: false, sum: zero)]
+            if surrogate && lambdaSelection != nil {
+                forms += [Form(name: k.name + " (lambda by LDS)", attribution: "surrogate", influence: false, byLDS: true, sum: zero),
+                          Form(name: k.name + "-infl (lambda by LDS)", attribution: "surrogate influence", influence: true, byLDS: true, sum: zero)]
+            }
             for j in 0..<sizes.last! {
                 log("== \(k.name), model \(j + 1)/\(sizes.last!)")
                 let started = Date()
                 let engine = try AttributionEngine(setup: setup(k, model: j), kernel: k, log: log, progress: stage.progress("train"))
                 let q = try engine.query(test, source: "test texts", cached: true, lossLabels: k.attributesByKernelValue ? compared : nil, log: log,
                                          progress: stage.progress("test"))
+                let shared = Date().timeIntervalSince(started)
                 if surrogate && j == 0 {
-                    chosen = engine.glm.lambda
-                    chosenInfluence = engine.glm.lambda
+                    var grid: [LDSGridPoint] = [], influenceGrid: [LDSGridPoint] = []
                     for (point, fit) in zip(engine.grid, engine.gridFits) {
-                        func at(_ s: [Double]) -> (Double, Double?, Double?) {
-                            (score(s, n: n, subsets: subsets, margins: margins, resamples: 0, seed: seed).mean,
-                             meanMargins.map { score(s, n: n, subsets: subsets, margins: $0, resamples: 0, seed: seed).mean },
-                             lambdaSelection.map { score(s, n: n, subsets: $0.subsets, margins: $0.margins, resamples: 0, seed: seed).mean })
+                        func at(_ s: [Double]) -> LDSGridPoint {
+                            var p = LDSGridPoint(lambda: point.lambda, networkTau: point.networkTau,
+                                                 lds: score(s, n: n, subsets: subsets, margins: margins, resamples: 0, seed: seed).mean,
+                                                 ldsMean: meanMargins.map { score(s, n: n, subsets: subsets, margins: $0, resamples: 0, seed: seed).mean })
+                            p.selectionLDS = lambdaSelection.map { score(s, n: n, subsets: $0.subsets, margins: $0.margins, resamples: 0, seed: seed).mean }
+                            return p
                         }
-                        let r = at(engine.representerScores(q, classes: compared, glm: fit))
-                        let i = at(try engine.surrogateInfluence(fit).scores(rows: q.rows, classes: compared))
-                        var rp = LDSGridPoint(lambda: point.lambda, networkTau: point.networkTau, lds: r.0, ldsMean: r.1)
-                        rp.selectionLDS = r.2
-                        var ip = LDSGridPoint(lambda: point.lambda, networkTau: point.networkTau, lds: i.0, ldsMean: i.1)
-                        ip.selectionLDS = i.2
-                        grid.append(rp)
-                        influenceGrid.append(ip)
+                        grid.append(at(engine.representerScores(q, classes: compared, glm: fit)))
+                        influenceGrid.append(at(try engine.surrogateInfluence(fit).scores(rows: q.rows, classes: compared)))
                     }
                     // Ties go to the stronger regularization, as in the selector.
                     func best(_ points: [LDSGridPoint]) -> Double? {
@@ -222,44 +235,41 @@ extension Datamodeling {
                             a.selectionLDS! < b.selectionLDS! || (a.selectionLDS! == b.selectionLDS! && a.lambda < b.lambda)
                         }?.lambda
                     }
-                    if lambdaSelection != nil {
-                        chosen = best(grid) ?? chosen
-                        chosenInfluence = best(influenceGrid) ?? chosenInfluence
+                    for f in forms.indices {
+                        forms[f].grid = forms[f].influence ? influenceGrid : grid
+                        forms[f].lambda = forms[f].byLDS ? best(forms[f].grid) : engine.glm.lambda
                     }
                     log("\(k.name): LDS over lambda " + zip(grid, influenceGrid).map { String(format: "%g: %.3f / infl %.3f", $0.lambda, $0.lds, $1.lds) }.joined(separator: ", ")
-                        + (lambdaSelection != nil ? String(format: "; chosen on the selection subsets: %g / infl %g", chosen ?? .nan, chosenInfluence ?? .nan) : ""))
+                        + (lambdaSelection != nil ? String(format: "; chosen on the selection subsets: %g / infl %g", forms[2].lambda ?? .nan, forms[3].lambda ?? .nan) : ""))
                 }
-                // The fits at the chosen lambdas (this model's fit at the same lambda).
-                func fit(_ lambda: Double?) throws -> KernelGLM {
-                    guard lambdaSelection != nil, let lambda else { return engine.glm }
-                    guard let g = engine.gridFits.first(where: { $0.lambda == lambda }) else {
-                        throw AttributionError("\(k.name): model \(j + 1) has no surrogate fitted at lambda \(lambda)")
-                    }
-                    return g
-                }
-                let scores = surrogate ? engine.representerScores(q, classes: compared, glm: try fit(chosen)) : engine.methodScores(q, classes: compared)
-                for a in sum.indices { sum[a] += scores[a] }
-                seconds += Date().timeIntervalSince(started)
-                if surrogate {
+                for f in forms.indices {
                     let t0 = Date()
-                    let influence = try engine.surrogateInfluence(try fit(chosenInfluence)).scores(rows: q.rows, classes: compared)
-                    for a in influenceSum.indices { influenceSum[a] += influence[a] }
-                    influenceSeconds += Date().timeIntervalSince(t0)
+                    let scores: [Double]
+                    if surrogate {
+                        // This model's fit at the form's lambda.
+                        var fit = engine.glm
+                        if forms[f].byLDS {
+                            guard let lambda = forms[f].lambda, let g = engine.gridFits.first(where: { $0.lambda == lambda }) else {
+                                throw AttributionError("\(k.name): model \(j + 1) has no surrogate fitted at lambda \(forms[f].lambda ?? .nan)")
+                            }
+                            fit = g
+                        }
+                        scores = forms[f].influence ? try engine.surrogateInfluence(fit).scores(rows: q.rows, classes: compared)
+                            : engine.representerScores(q, classes: compared, glm: fit)
+                    } else {
+                        scores = engine.methodScores(q, classes: compared)
+                    }
+                    for a in scores.indices { forms[f].sum[a] += scores[a] }
+                    forms[f].seconds += shared + Date().timeIntervalSince(t0)
                 }
                 if sizes.contains(j + 1) {
-                    let size = Double(j + 1)
-                    var row = scored(k.name, surrogate ? "surrogate" : "kernel", sum.map { $0 / size }, size: j + 1, seconds: seconds)
-                    if surrogate {
-                        row.grid = grid
-                        row.lambda = chosen
-                        row.lambdaRule = rule
-                        curve.append(row)
-                        var infl = scored(k.name + "-infl", "surrogate influence", influenceSum.map { $0 / size }, size: j + 1, seconds: seconds + influenceSeconds)
-                        infl.grid = influenceGrid
-                        infl.lambda = chosenInfluence
-                        infl.lambdaRule = rule
-                        curve.append(infl)
-                    } else {
+                    for f in forms {
+                        var row = scored(f.name, f.attribution, f.sum.map { $0 / Double(j + 1) }, size: j + 1, seconds: f.seconds)
+                        if surrogate {
+                            row.grid = f.grid
+                            row.lambda = f.lambda
+                            row.lambdaRule = f.byLDS ? rule : selector.criterion.rawValue
+                        }
                         curve.append(row)
                     }
                 }

@@ -130,8 +130,13 @@ public enum ReportMarkdown {
                             k.lds.mean, k.lds.low, k.lds.high, k.lds.undefined, k.seconds)
             }
         }
-        if let rule = r.kernels.compactMap(\.lambdaRule).first {
-            s += "\nThe surrogates' lambda (of the model under study; every model of an ensemble uses the same rule): \(rule == "network-tau" ? "chosen by 5-fold out-of-fold Kendall tau against the network on the training texts (network-tau)" : rule.hasPrefix("lds on") ? "the grid's best \(rule) (models of other seeded subsets than the evaluation ones), for the representer and the influence form apart" : rule).\n"
+        let rules = Array(Set(r.kernels.compactMap(\.lambdaRule))).sorted()
+        if !rules.isEmpty {
+            s += "\nThe surrogates' lambda (of the model under study; every model of an ensemble uses the same rule): "
+            s += rules.map { rule in
+                rule.hasPrefix("lds on") ? "rows marked \"lambda by LDS\": the grid's best by \(rule) (models of other seeded subsets than the evaluation ones), for the representer and the influence form apart"
+                    : "chosen on the training texts by 5-fold out-of-fold \(rule)"
+            }.joined(separator: "; ") + ".\n"
         }
         if let curve = r.curve {
             let sizes = Array(Set(curve.compactMap(\.ensemble))).sorted()

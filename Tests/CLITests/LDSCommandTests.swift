@@ -51,7 +51,8 @@ import Testing
         #expect((c?["mean"] as? Double).map { $0 > -1 && $0 <= 1 } == true)
         let rows = (withCeiling?["kernels"] as? [[String: Any]]) ?? []
         #expect(rows.allSatisfy { $0["ldsMean"] is [String: Any] })
-        #expect(rows.filter { ($0["lambdaRule"] as? String)?.contains("2 selection subsets") == true }.count == 2)
+        #expect(rows.filter { ($0["lambdaRule"] as? String)?.contains("2 selection subsets") == true }.map { $0["kernel"] as? String }
+                == ["ck (lambda by LDS)", "ck-infl (lambda by LDS)"])
         #expect(third.stdout.contains("Noise ceiling") && third.stdout.contains("share of ceiling"))
         // Another recipe in the same directory is refused, naming what to do.
         let other = try CLI.run(["lds", "--data", "d", "--recipe", CLI.model.path, "--subsets", "4", "--epochs", "2", "--out", "l"], in: w)
