@@ -144,8 +144,10 @@ public enum Poisoning {
         log(String(format: "attack: %ld of %ld triggered '%@' test texts predicted '%@' (%.1f%%; %.1f%% without the trigger)",
                    flipped.count, triggered.count, plan.source, plan.target, 100 * Double(flipped.count) / Double(triggered.count),
                    100 * Double(sourceClean.filter { cleanPred[$0] == target }.count) / Double(max(1, sourceClean.count))))
-        let models = kernels.contains(where: \.ensembled)
-            ? try TracIn.ensemble(of: classifier, directory: checkpoints, count: ensemble, threads: threads) : []
+        // The ensemble: the poisoned model and its latest earlier epochs. TRAK averages over
+        // them inside its estimator; every other method but TracIn (already a sum over the
+        // checkpoints) averages its attributions over one surrogate per model.
+        let models = try TracIn.ensemble(of: classifier, directory: checkpoints, count: ensemble, threads: threads)
         let setup = AttributionSetup(classifier: classifier, train: train, projDim: projDim, seed: seed, projector: projector, cache: cache,
                                      selector: selector, threads: threads, checkpoints: checkpoints, ensemble: models)
         let rows = try setup.forEachKernel(kernels, log: log, progress: progress) { run -> PoisonKernelReport in
@@ -153,10 +155,27 @@ public enum Poisoning {
             let n = train.count
             let qT = try engine.query(triggered, source: "triggered test texts", cached: true, log: log, progress: run.progress("triggered"))
             let qC = try engine.query(cleanTest, source: dataName, cached: true, log: log, progress: run.progress("clean"))
+            var others: [(engine: AttributionEngine, rows: [Float])] = []
+            if !k.ensembled && !k.checkpointSummed {
+                for (j, m) in models.enumerated() {
+                    log("\(k.name): ensemble model \(j + 2)/\(models.count + 1)")
+                    var s = setup
+                    s.classifier = m
+                    s.ensemble = []
+                    s.checkpoints = nil
+                    let e = try AttributionEngine(setup: s, kernel: k, log: log, progress: run.progress("train"))
+                    others.append((e, try e.query(triggered, source: "triggered test texts", cached: true, log: log, progress: run.progress("triggered")).rows))
+                }
+            }
             var precision = [Int: Double](uniqueKeysWithValues: ks.map { ($0, 0.0) })
             var aucSum = 0.0, aucCount = 0
             for t in flipped {
-                let scores = engine.glm.attributions(kernelRow: Array(qT.rows[(t * n)..<((t + 1) * n)]), classIndex: target)
+                var scores = engine.glm.attributions(kernelRow: Array(qT.rows[(t * n)..<((t + 1) * n)]), classIndex: target)
+                for o in others {
+                    let a = o.engine.glm.attributions(kernelRow: Array(o.rows[(t * n)..<((t + 1) * n)]), classIndex: target)
+                    for i in 0..<n { scores[i] += a[i] }
+                }
+                if !others.isEmpty { scores = scores.map { $0 / Double(others.count + 1) } }
                 let order = scores.indices.sorted { scores[$0] > scores[$1] }
                 for kk in ks { precision[kk]! += Double(order.prefix(kk).filter { poisonSet.contains($0) }.count) / Double(kk) }
                 let a = auc(scores: scores, positive: poisonSet)
@@ -168,7 +187,8 @@ public enum Poisoning {
             let mt = Comparison.measure(surrogate: engine.glm.logits(kernelRows: qT.rows), network: qT.logits.map(Double.init), labels: trigLabels, classes: C)
             let row = PoisonKernelReport(kernel: k.name, precisionAtK: precision, auc: aucCount == 0 ? .nan : aucSum / Double(aucCount),
                                          tauClean: mc.tau, tauTriggered: mt.tau, agreementTriggered: mt.agreement, seconds: run.seconds,
-                                         note: engine.checkpointSummary)
+                                         note: [engine.checkpointSummary, others.isEmpty ? nil : "attributions averaged over \(others.count + 1) models (the model and its latest earlier epochs)"]
+                                            .compactMap { $0 }.joined(separator: "; ").nilIfEmpty)
             log(String(format: "%@: AUC %.3f, %@, tau clean %.3f, triggered %.3f", k.name, row.auc,
                        ks.map { String(format: "precision@%ld %.3f", $0, precision[$0]!) }.joined(separator: ", "), row.tauClean, row.tauTriggered))
             return row
@@ -184,4 +204,9 @@ public enum Poisoning {
         return report
     }
 
+}
+
+extension String {
+    /// nil for the empty string.
+    var nilIfEmpty: String? { isEmpty ? nil : self }
 }

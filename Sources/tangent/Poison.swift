@@ -45,7 +45,7 @@ struct Poison: ParsableCommand {
     @Option(parsing: .unconditional, help: "Peak learning rate of AdamW (default: 1e-3, or 5e-5 with --init).") var lr: Double?
     @Option(parsing: .unconditional, help: "Dropout rate.") var dropout: Double = 0.1
     @Option(help: "Also save the poisoned model in this directory.") var saveModel: String?
-    @Option(parsing: .unconditional, help: "TRAK's ensemble: the poisoned model and its N-1 latest epochs before the last.") var ensemble: Int = 1
+    @Option(parsing: .unconditional, help: "Average every method's attributions over the poisoned model and its N-1 latest epochs before the last (one surrogate per model; TRAK inside its estimator; TracIn already sums over the epochs).") var ensemble: Int = 1
     @Option(help: "Directory for cached features.") var cache: String = "features"
     @Option(help: "Report directory.") var out: String
     @Flag(help: "Replace an existing poisoning report.") var overwrite = false

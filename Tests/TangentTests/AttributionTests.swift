@@ -349,3 +349,50 @@ import TangentTraining
         #expect(html.contains("NFT-K") && html.contains("trntk: top proponents"))
     }
 }
+
+@Suite(.singleThreadedBLAS) struct EnsembleLDSTests {
+    /// lds --ensemble: the LDS of N models equals the LDS of the mean of N separate runs'
+    /// attributions (each with its own engine and surrogate), for a surrogate's representer
+    /// and influence forms and for a kernel-value method; N = 1 is the first run alone.
+    @Test func ensembleAveragesSeparateRuns() throws {
+        let clf = try Classifier(directory: fixture("tiny-model"), threads: 2)
+        let other = try Classifier(directory: fixture("tiny-model"), threads: 2)
+        let rng = CounterRNG.derive(6, 6)
+        other.model.setParameters(other.model.parameterArray.enumerated().map { $0.element + 0.05 * Float(rng.normal(UInt64($0.offset))) })
+        let all = try DatasetReader().read(fixture("train-sample.jsonl"))
+        let train = Array(all.prefix(30)), test = Array(all.dropFirst(30).prefix(8))
+        let cache = FileManager.default.temporaryDirectory.appendingPathComponent("tangent-ens-\(UUID())")
+        defer { try? FileManager.default.removeItem(at: cache) }
+        let subsets = Datamodeling.subsets(n: train.count, count: 12, fraction: 0.5, seed: 1)
+        let margins = (0..<12).map { m in (0..<test.count).map { t in rng.normal(UInt64(1000 + m * 10 + t)) } }
+        let selector = LambdaSelector(folds: 3)
+        let report = try Datamodeling.evaluate(models: [clf, other], sizes: [1, 2], train: train, test: test, subsets: subsets, margins: margins,
+                                               kernels: [.ck, .gradCos], projDim: 32, seed: 3, cache: cache, resamples: 10, selector: selector)
+        let compared = try clf.labels.indices(of: test, source: "test").map { Faithfulness.comparedClass(classes: 2, label: $0) }
+        var rep = [[Double]](), infl = [[Double]](), grad = [[Double]]()
+        for model in [clf, other] {
+            for k in [SurrogateKernel.ck, .gradCos] {
+                let e = try AttributionEngine(classifier: model, train: train, kernel: k, projDim: 32, seed: 3, cache: cache, selector: selector.exhaustive)
+                let q = try e.query(test, source: "test", lossLabels: k == .gradCos ? compared : nil)
+                if k == .ck {
+                    rep.append(e.methodScores(q, classes: compared))
+                    infl.append(try e.surrogateInfluence().scores(rows: q.rows, classes: compared))
+                } else {
+                    grad.append(e.methodScores(q, classes: compared))
+                }
+            }
+        }
+        func lds(_ runs: [[Double]]) -> Double {
+            let mean = (0..<runs[0].count).map { a in runs.reduce(0) { $0 + $1[a] } / Double(runs.count) }
+            return Datamodeling.score(mean, n: train.count, subsets: subsets, margins: margins, resamples: 10, seed: 3).mean
+        }
+        func row(_ name: String, _ size: Int) -> Double? { report.curve?.first { $0.kernel == name && $0.ensemble == size }?.lds.mean }
+        for (name, runs) in [("ck", rep), ("ck-infl", infl), ("grad-cos", grad)] {
+            #expect(row(name, 1).map { abs($0 - lds([runs[0]])) < 1e-9 } == true, "\(name) N = 1")
+            #expect(row(name, 2).map { abs($0 - lds(runs)) < 1e-9 } == true, "\(name) N = 2")
+        }
+        // The ensemble changes the attributions: N = 2 differs from the first model alone.
+        #expect(lds(rep) != lds([rep[0]]))
+        #expect(report.kernels.map(\.kernel) == ["ck", "ck-infl", "grad-cos"] && report.kernels.allSatisfy { $0.ensemble == 2 })
+    }
+}
