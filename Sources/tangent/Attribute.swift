@@ -43,6 +43,7 @@ struct Attribute: ParsableCommand {
     @Option(help: "Directory for cached training features and surrogates.") var cache: String = "features"
     @Option(help: "TracIn checkpoints (epoch-K.safetensors; default MODEL/checkpoints).") var checkpoints: String?
     @Flag(help: "Skip the per-layer shares of the top items (exact per-layer NTK).") var noLayers = false
+    @Option(parsing: .unconditional, help: "Average the attributions over the model and its N-1 latest checkpoints before the final epoch (MODEL/checkpoints or --checkpoints), one surrogate per model; no per-layer shares.") var ensemble: Int = 1
     @Flag(help: "One JSON object per text.") var json = false
     @Option(help: "Also write a self-contained HTML page of every explanation (filter by predicted class), e.g. attributions.html.")
     var html: String?
@@ -62,6 +63,9 @@ struct Attribute: ParsableCommand {
 
     func validate() throws {
         if texts.isEmpty && data == nil { throw ValidationError("give --text or --data") }
+        try Check.positive(ensemble, "--ensemble")
+        if ensemble > 1, trainFeatures != nil || memoryBudget != nil { throw ValidationError("--ensemble applies to in-memory scoring, not with --train-features or --memory-budget") }
+        if ensemble > 1, kernel == .tracin || kernel == .trak { throw ValidationError("--ensemble: \(kernel.name) already sums over checkpoints or models; use it with another kernel") }
         try Check.positive(top, "--top")
         try Check.projDim(projDim)
         try projection.check(projDim: projDim)
@@ -107,10 +111,18 @@ struct Attribute: ParsableCommand {
                 classifier: clf, train: trainTexts, kernel: k, projDim: projDim, seed: seed, projector: projection.choice, cache: fileURL(cache),
                 threads: nThreads, selector: selectionOptions.selector(seed: seed), checkpoints: checkpoints.map(fileURL), log: { printError($0) },
                 progress: { stages.report("training features", $0, $1) })
+            // The ensemble's other models: the latest checkpoints before the final epoch.
+            let others = try TracIn.ensemble(of: clf, directory: checkpoints.map(fileURL), count: ensemble, threads: nThreads)
+            let engines = try [engine] + others.enumerated().map { j, m in
+                try AttributionEngine(classifier: m, train: trainTexts, kernel: k, projDim: projDim, seed: seed, projector: projection.choice,
+                                      cache: fileURL(cache), threads: nThreads, selector: selectionOptions.selector(seed: seed), log: { printError($0) },
+                                      progress: { stages.report("ensemble model \(j + 2)/\(ensemble) training features", $0, $1) })
+            }
             var all: [Explanation] = []
             for start in stride(from: 0, to: inputs.count, by: 64) {
                 let chunk = Array(inputs[start..<min(inputs.count, start + 64)])
-                let e = try engine.explain(chunk, top: top, layerShares: !noLayers)
+                let e = engines.count > 1 ? try AttributionEngine.explain(chunk, engines: engines, top: top)
+                    : try engine.explain(chunk, top: top, layerShares: !noLayers)
                 try output(e, kernel: k)
                 if html != nil { all += e }
             }
@@ -206,7 +218,8 @@ struct Attribute: ParsableCommand {
         }
         var out = "text: \(e.text)\n"
         out += String(format: "prediction: %@ (p = %.3f; %@ surrogate p = %.3f)\n", e.label, e.probability, kernel, e.surrogateProbability)
-        out += "score = W[c,i] K(x, x_i): the training text's term in the surrogate's logit for \(e.label); k = K(x, x_i)"
+        out += (ensemble > 1 ? "score = the mean over \(ensemble) models of W[c,i] K(x, x_i): " : "score = W[c,i] K(x, x_i): ")
+            + "the training text's term in the surrogate's logit for \(e.label); k = K(x, x_i)" + (ensemble > 1 ? " (mean)" : "")
             + (e.proponents.first?.layerShares != nil ? "; [layer shares of k, signed, of the sum of |parts|]" : "") + "\n"
         out += "proponents (push toward \(e.label)):\n"
         for (i, a) in e.proponents.enumerated() { out += line(i, a) }

@@ -45,6 +45,18 @@ import Testing
         let second = try audit(["--json", "a.json", "--overwrite", "--methods", "network-loss"])
         #expect(second.status == 0, "\(second.stderr)")
         #expect(!second.stderr.contains("model under study, epoch"))
+        // The retrained model (2 epochs, with checkpoints) explains with an ensemble of
+        // itself and its first epoch: the mean attributions, no per-layer shares.
+        let runs = try FileManager.default.contentsOfDirectory(atPath: w.appendingPathComponent("c/audit").path)
+        #expect(runs.count == 1)
+        let retrained = "c/audit/\(runs[0])/model-0"
+        let text = ["--text", "Who invented the telephone ?", "--top", "2", "--proj-dim", "64", "--cache", "c", "--threads", "2", "--json"]
+        let single = try CLI.run(["attribute", "--model", retrained, "--train", "train.jsonl", "--no-layers"] + text, in: w)
+        let pair = try CLI.run(["attribute", "--model", retrained, "--train", "train.jsonl", "--ensemble", "2"] + text, in: w)
+        #expect(single.status == 0 && pair.status == 0, "\(pair.stderr)")
+        #expect(pair.stderr.contains("ensemble model 2/2") && single.stdout != pair.stdout)
+        let three = try CLI.run(["attribute", "--model", retrained, "--train", "train.jsonl", "--ensemble", "3"] + text, in: w)
+        #expect(three.status != 0 && three.stderr.contains("needs 2 checkpoints before the final epoch"), "\(three.stderr)")
         // Bad options are named.
         let bad = try CLI.run(["audit", "--model", CLI.model.path, "--train", "train.jsonl", "--flip", "0.7"], in: w)
         #expect(bad.status != 0 && bad.stderr.contains("--flip"))
