@@ -115,6 +115,9 @@ extension Datamodeling {
     /// estimator (its ensemble's features), the other methods average their scores. The
     /// compared class is class 1 for two classes, the true label otherwise.
     ///
+    /// `ensembleKernels` (default: all) limits the ensemble to those kernels; the others
+    /// use the model under study alone.
+    ///
     /// With `lambdaSelection` (other subsets and their models' margins), each surrogate is
     /// also scored, as "KERNEL (lambda by LDS)" and "KERNEL-infl (lambda by LDS)", at the
     /// lambda of the grid 1e-6 ... 1e4 whose model-under-study attributions (in that form)
@@ -122,7 +125,7 @@ extension Datamodeling {
     /// evaluation subsets are not looked at.
     public static func evaluate(models: [Classifier], sizes requested: [Int], train: [LabeledText], test: [LabeledText],
                                 subsets: [[Int]], margins: [[Double]], ceilingMargins: [[Double]]? = nil,
-                                lambdaSelection: (subsets: [[Int]], margins: [[Double]])? = nil,
+                                lambdaSelection: (subsets: [[Int]], margins: [[Double]])? = nil, ensembleKernels: Set<SurrogateKernel>? = nil,
                                 kernels: [SurrogateKernel], projDim: Int, seed: UInt64,
                                 projector: ProjectorChoice = .default, cache: URL, checkpoints: URL? = nil, resamples: Int = 1000,
                                 selector: LambdaSelector = LambdaSelector(),
@@ -175,10 +178,12 @@ extension Datamodeling {
         }
         var curve: [LDSKernelReport] = []
         for k in kernels {
+            // Kernels outside `ensembleKernels` are scored with the model under study alone.
+            let kernelSizes = (ensembleKernels.map { $0.contains(k) } ?? true) ? sizes : [1]
             let stage = KernelRun(kernel: k, report: progress)
             if k.ensembled {
                 // TRAK's estimator averages over its ensemble itself: one run per size.
-                for size in sizes {
+                for size in kernelSizes {
                     log("== \(k.name), \(size) model\(size == 1 ? "" : "s")")
                     let started = Date()
                     let engine = try AttributionEngine(setup: setup(k, model: 0, trakModels: size), kernel: k, log: log, progress: stage.progress("train"))
@@ -209,8 +214,8 @@ extension Datamodeling {
                 forms += [Form(name: k.name + " (lambda by LDS)", attribution: "surrogate", influence: false, byLDS: true, sum: zero),
                           Form(name: k.name + "-infl (lambda by LDS)", attribution: "surrogate influence", influence: true, byLDS: true, sum: zero)]
             }
-            for j in 0..<sizes.last! {
-                log("== \(k.name), model \(j + 1)/\(sizes.last!)")
+            for j in 0..<kernelSizes.last! {
+                log("== \(k.name), model \(j + 1)/\(kernelSizes.last!)")
                 let started = Date()
                 let engine = try AttributionEngine(setup: setup(k, model: j), kernel: k, log: log, progress: stage.progress("train"))
                 let q = try engine.query(test, source: "test texts", cached: true, lossLabels: k.attributesByKernelValue ? compared : nil, log: log,
@@ -262,7 +267,7 @@ extension Datamodeling {
                     for a in scores.indices { forms[f].sum[a] += scores[a] }
                     forms[f].seconds += shared + Date().timeIntervalSince(t0)
                 }
-                if sizes.contains(j + 1) {
+                if kernelSizes.contains(j + 1) {
                     for f in forms {
                         var row = scored(f.name, f.attribution, f.sum.map { $0 / Double(j + 1) }, size: j + 1, seconds: f.seconds)
                         if surrogate {
@@ -275,10 +280,11 @@ extension Datamodeling {
                 }
             }
         }
-        let largest = sizes.last!
         let ceiling = ceilingMargins.map { Datamodeling.ceiling(margins, $0, resamples: resamples, seed: seed) }
         if let ceiling { log(String(format: "noise ceiling: %.3f [%.3f, %.3f]", ceiling.mean, ceiling.low, ceiling.high)) }
-        return LDSReport(setting: nil, kernels: curve.filter { $0.ensemble == largest }, ceiling: ceiling,
+        // Each method at the largest ensemble it was scored with.
+        let largest = Dictionary(curve.map { ($0.kernel, $0.ensemble ?? 1) }, uniquingKeysWith: max)
+        return LDSReport(setting: nil, kernels: curve.filter { $0.ensemble == largest[$0.kernel] }, ceiling: ceiling,
                          curve: sizes.count > 1 ? curve : nil)
     }
 }

@@ -38,6 +38,8 @@ struct LDS: ParsableCommand {
     var kernels = KernelList(SurrogateKernel.allCases)
     @Option(parsing: .unconditional, help: "Projected dimension K.") var projDim: Int = 4096
     @Option(parsing: .unconditional, help: "Average every method's attributions over N models: the model under study and N-1 retrainings of it with seeds SEED+1, ... on the same texts (kGLM surrogates: one per model; TRAK: its own ensemble).") var ensemble: Int = 1
+    @Option(help: "Kernels that --ensemble applies to, comma-separated (default: every kernel); the others use the model under study alone.", transform: KernelList.init(parsing:))
+    var ensembleKernels: KernelList?
     @Option(help: "Also score the averages over the first N models for each N listed (comma-separated), up to --ensemble.", transform: CountList.init(parsing:))
     var ensembleSizes = CountList([1, 2, 5, 10])
     @Option(parsing: .unconditional, help: "Choose each kGLM surrogate's lambda (representer and influence form apart) by LDS on the models of M other seeded subsets, trained for it, instead of by --selection on the training texts; the evaluation subsets are not looked at. 0: off.") var selectionSubsets: Int = 0
@@ -62,6 +64,9 @@ struct LDS: ParsableCommand {
         try projection.check(projDim: projDim)
         try Check.positive(ensemble, "--ensemble")
         if selectionSubsets != 0 { try Check.atLeast(selectionSubsets, 2, "--selection-subsets") }
+        if let extra = ensembleKernels?.kernels.first(where: { !kernels.kernels.contains($0) }) {
+            throw ValidationError("--ensemble-kernels names \(extra.name), which is not in --kernels")
+        }
         try Check.positive(maxTrain, "--max-train")
         try Check.positive(maxTest, "--max-test")
         try Check.positive(resamples, "--resamples")
@@ -128,7 +133,8 @@ struct LDS: ParsableCommand {
             let report = try Datamodeling.evaluate(
                 models: models, sizes: ensembleSizes.counts, train: trainTexts, test: testTexts,
                 subsets: plan, margins: subsetMargins, ceilingMargins: second?.margins,
-                lambdaSelection: selection.map { (selectionPlan, $0.margins) }, kernels: kernels.kernels,
+                lambdaSelection: selection.map { (selectionPlan, $0.margins) }, ensembleKernels: ensembleKernels.map { Set($0.kernels) },
+                kernels: kernels.kernels,
                 projDim: projDim, seed: seed, projector: projection.choice, cache: fileURL(cache),
                 checkpoints: runDirectory.modelDirectory(0).appendingPathComponent(ModelDirectory.checkpointsDirectory), resamples: resamples,
                 selector: selectionOptions.selector(seed: seed),

@@ -41,7 +41,7 @@ import Testing
         #expect(second.stderr.contains("subset model 4/4") && !second.stderr.contains("subset model 1/4") && !second.stderr.contains("model under study,"))
         #expect(second.stdout.contains("| ck | surrogate |"))
         // The noise ceiling trains every subset model again, and nothing else.
-        let third = try lds(4, ["--ceiling", "--selection-subsets", "2"])
+        let third = try lds(4, ["--ceiling", "--selection-subsets", "2", "--ensemble-kernels", "ck,trak"])
         #expect(third.status == 0, "\(third.stderr)")
         #expect(third.stderr.contains("lambda selection: subset model 2/2"))
         #expect(third.stderr.contains("ceiling: subset model retrained 4/4") && !third.stderr.contains("subset model 4/4,"))
@@ -50,6 +50,8 @@ import Testing
         let c = withCeiling?["ceiling"] as? [String: Any]
         #expect((c?["mean"] as? Double).map { $0 > -1 && $0 <= 1 } == true)
         let rows = (withCeiling?["kernels"] as? [[String: Any]]) ?? []
+        // grad-cos is outside --ensemble-kernels: the model under study alone.
+        #expect(rows.map { $0["ensemble"] as? Int } == [2, 2, 2, 2, 1, 2])
         #expect(rows.allSatisfy { $0["ldsMean"] is [String: Any] })
         #expect(rows.filter { ($0["lambdaRule"] as? String)?.contains("2 selection subsets") == true }.map { $0["kernel"] as? String }
                 == ["ck (lambda by LDS)", "ck-infl (lambda by LDS)"])
