@@ -134,5 +134,11 @@ public struct LDSScore: Codable, Sendable, Equatable {
     public let texts: Int
     /// Test texts whose subset scores or margins were constant over the subsets.
     public let undefined: Int
+    /// Each test text's correlation (empty where a report keeps only the summary).
     public let perText: [Double?]
+
+    /// The same summary without the per-text values (to keep reports small).
+    public var summary: LDSScore {
+        LDSScore(mean: mean, low: low, high: high, texts: texts, undefined: undefined, perText: [])
+    }
 }

@@ -96,6 +96,25 @@ public struct LDSReport: Codable, Sendable {
     public init(setting: LDSSetting?, kernels: [LDSKernelReport], ceiling: LDSScore? = nil, curve: [LDSKernelReport]? = nil) {
         self.setting = setting; self.kernels = kernels; self.ceiling = ceiling; self.curve = curve
     }
+
+    /// Per-text correlations kept for the main rows' LDS only (the curve repeats them, and
+    /// against the mean of two trainings they add little): reports stay small.
+    public var compacted: LDSReport {
+        func strip(_ row: LDSKernelReport, keepPerText: Bool) -> LDSKernelReport {
+            var r = LDSKernelReport(kernel: row.kernel, attribution: row.attribution, lds: keepPerText ? row.lds : row.lds.summary,
+                                    seconds: row.seconds, ensemble: row.ensemble)
+            r.ldsMean = row.ldsMean?.summary
+            r.lambda = row.lambda
+            r.lambdaRule = row.lambdaRule
+            r.grid = keepPerText ? row.grid : nil
+            return r
+        }
+        var out = self
+        out.kernels = kernels.map { strip($0, keepPerText: true) }
+        out.ceiling = ceiling?.summary
+        out.curve = curve?.map { strip($0, keepPerText: false) }
+        return out
+    }
 }
 
 extension Datamodeling {
@@ -285,6 +304,6 @@ extension Datamodeling {
         // Each method at the largest ensemble it was scored with.
         let largest = Dictionary(curve.map { ($0.kernel, $0.ensemble ?? 1) }, uniquingKeysWith: max)
         return LDSReport(setting: nil, kernels: curve.filter { $0.ensemble == largest[$0.kernel] }, ceiling: ceiling,
-                         curve: sizes.count > 1 ? curve : nil)
+                         curve: sizes.count > 1 ? curve : nil).compacted
     }
 }

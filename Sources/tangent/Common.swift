@@ -161,7 +161,7 @@ func readLDS(_ dir: String, train: String, trainTexts: Int, texts: [LabeledText]
             throw DataError("\(url.path): its training texts have the same name and count as the report's (\(train)) but other contents (fingerprint \(recorded), not \(fingerprint(labelled: texts)))")
         }
     }
-    return r
+    return r.compacted
 }
 
 /// Checks a file output before any work (see `OutputPath.checkFile`) and locks it for

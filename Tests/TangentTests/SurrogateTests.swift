@@ -398,6 +398,34 @@ import TangentTensor
         #expect(slope > 1 && slope < 1.3, "slope \(slope)")
     }
 
+    /// A factored kernel K = F F^T (n >= 4 D) takes the influence in D dimensions; it is
+    /// the same as in the kernel's n columns.
+    @Test(arguments: [2, 3]) func factoredFormEqualsTheColumnForm(classes C: Int) throws {
+        let n = 48, D = 6, m = 5
+        let rng = CounterRNG.derive(31, UInt64(C))
+        let f = (0..<(n * D)).map { Float(rng.normal(UInt64($0)) / 2) }
+        let x = (0..<(m * D)).map { Float(rng.normal(UInt64(10_000 + $0)) / 2) }
+        let factored = TrainingKernel.gram(features: f, n: n, width: D)
+        guard case .factored = factored else { Issue.record("expected a factored kernel"); return }
+        let dense = TrainingKernel.matrix(factored.block(rows: Array(0..<n), columns: Array(0..<n)), n: n)
+        let labels = (0..<n).map { i in rng.bits(UInt64(500 + i)) % 4 == 0 ? Int(rng.bits(UInt64(600 + i)) % UInt64(C)) : (f[i * D] > 0 ? 1 : 0) }
+        let glm = KernelGLM.fit(kernel: dense, labels: labels, classes: C, lambda: 0.1, kernelScale: KernelGLM.kernelScale(dense.diagonal), threads: 1)
+        // Query rows K(x, X) = F f(x).
+        var rows = [Float](repeating: 0, count: m * n)
+        for t in 0..<m { for i in 0..<n { rows[t * n + i] = (0..<D).reduce(Float(0)) { $0 + x[t * D + $1] * f[i * D + $1] } } }
+        let compared = (0..<m).map { $0 % C }
+        let inD = try SurrogateInfluence(glm: glm, kernel: factored, labels: labels)
+        let inColumns = try SurrogateInfluence(glm: glm, kernel: dense, labels: labels)
+        #expect(inD.width == D && inColumns.width == n)
+        let a = inD.scores(rows: rows, classes: compared), b = inColumns.scores(rows: rows, classes: compared)
+        let scale = b.map(abs).max() ?? 0
+        #expect(scale > 0)
+        #expect(zip(a, b).allSatisfy { abs($0 - $1) < 1e-4 * scale }, "largest difference \(zip(a, b).map { abs($0 - $1) }.max() ?? 0) of \(scale)")
+        let selfRows = dense.block(rows: Array(0..<n), columns: Array(0..<n))
+        let sa = inD.selfScores(rows: selfRows, classes: labels), sb = inColumns.selfScores(rows: selfRows, classes: labels)
+        #expect(zip(sa, sb).allSatisfy { abs($0 - $1) < 1e-4 * (sb.map(abs).max() ?? 1) })
+    }
+
     /// The Hessian is bounded before it is allocated.
     @Test func oversizedProblemsAreRefused() {
         let p = Problem(n: 24, m: 1, classes: 2, width: 4, seed: 1)
