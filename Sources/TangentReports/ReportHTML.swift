@@ -74,13 +74,15 @@ public enum ReportHTML {
             .replacingOccurrences(of: ">", with: "&gt;").replacingOccurrences(of: "\"", with: "&quot;")
     }
 
-    static let palette = ["#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860", "#DA8BC3", "#8C8C8C"]
+    static let palette = ["#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860", "#DA8BC3", "#8C8C8C", "#CCB974", "#64B5CD"]
 
     /// Horizontal bars from 0, one per kernel, with an optional tick per bar, and whiskers
     /// of +- `errors` or over `intervals` (low, high).
     static func bars(_ items: [(String, Double, Double?)], lo: Double, hi: Double, caption: String, errors: [Double]? = nil,
                      intervals: [(Double, Double)]? = nil, reference: Double? = nil) -> String {
-        let w = 640.0, left = 110.0, rowH = 26.0, hgt = Double(items.count) * rowH + 30
+        // The label column fits the longest label (about 6.5 px per character at 12 px).
+        let left = max(110, 6.5 * Double(items.map(\.0.count).max() ?? 0) + 12)
+        let w = 530 + left, rowH = 26.0, hgt = Double(items.count) * rowH + 30
         // The axis runs between round tick values that include 0.
         let ticks = niceTicks(lo, hi, count: 6)
         let lo = min(lo, ticks.first!), hi = max(hi, ticks.last!)
@@ -266,8 +268,12 @@ public enum ReportHTML {
             h += r.kernels.compactMap { k in k.ldsMean.map { "\(esc(k.kernel)) " + String(format: "%.2f", $0.mean / c.mean) } }.joined(separator: ", ") + ".</p>\n"
         }
         if let curve = r.curve {
-            let names = r.kernels.map(\.kernel)
-            let all = curve.map(\.lds.mean).filter(\.isFinite) + [r.ceiling?.mean ?? 0]
+            // Methods scored at several ensemble sizes, at the selector's lambda (the lambda-by-LDS
+            // rows are in the tables).
+            let names = r.kernels.map(\.kernel).filter { name in
+                !name.contains("lambda by LDS") && curve.filter { $0.kernel == name }.count > 1
+            }
+            let all = curve.filter { names.contains($0.kernel) }.map(\.lds.mean).filter(\.isFinite) + [r.ceiling?.mean ?? 0]
             let y0 = Foundation.floor(min(0, all.min() ?? 0) * 10) / 10, y1 = Foundation.ceil(max(0.1, all.max() ?? 0) * 10) / 10
             h += "<h3>LDS against the number of models averaged</h3>\n"
             h += lines(names.map { name in (name, curve.filter { $0.kernel == name }.map { (Double($0.ensemble ?? 1), $0.lds.mean) }) },
@@ -318,26 +324,28 @@ public enum ReportHTML {
                       reference: (Double, String)? = nil) -> String {
         let xs = Array(Set(series.flatMap { $0.1.map(\.0) })).filter { $0 > 0 }.sorted()
         guard xs.count > 1 else { return "" }
-        let w = 640.0, hgt = 260.0, pad = 40.0
+        // The legend column fits the longest name (about 6 px per character at 11 px).
+        let legend = max(100, 6 * Double(series.map(\.0.count).max() ?? 0) + 10)
+        let w = 540 + legend, hgt = max(260.0, 2 * 40 + 15 * Double(series.count)), pad = 40.0
         let x0 = Foundation.log10(xs.first!), x1 = Foundation.log10(xs.last!)
-        func px(_ l: Double) -> Double { pad + (Foundation.log10(l) - x0) / (x1 - x0) * (w - 2 * pad - 100) }
+        func px(_ l: Double) -> Double { pad + (Foundation.log10(l) - x0) / (x1 - x0) * (w - 2 * pad - legend) }
         func py(_ t: Double) -> Double { hgt - pad - (max(yRange.0, min(yRange.1, t)) - yRange.0) / (yRange.1 - yRange.0) * (hgt - 2 * pad) }
         var s = "<figure><svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(w))\" height=\"\(Int(hgt))\" role=\"img\">\n"
         for t in yTicks {
-            s += "<line x1=\"\(pad)\" y1=\"\(py(t))\" x2=\"\(w - pad - 100)\" y2=\"\(py(t))\" stroke=\"#eee\"/><text x=\"\(pad - 4)\" y=\"\(py(t) + 4)\" font-size=\"10\" text-anchor=\"end\">\(tickLabel(t))</text>\n"
+            s += "<line x1=\"\(pad)\" y1=\"\(py(t))\" x2=\"\(w - pad - legend)\" y2=\"\(py(t))\" stroke=\"#eee\"/><text x=\"\(pad - 4)\" y=\"\(py(t) + 4)\" font-size=\"10\" text-anchor=\"end\">\(tickLabel(t))</text>\n"
         }
         for l in xs { s += "<text x=\"\(px(l))\" y=\"\(hgt - pad + 14)\" font-size=\"10\" text-anchor=\"middle\">\(String(format: "%g", l))</text>\n" }
         if let (v, label) = reference, v.isFinite {
-            s += "<line x1=\"\(pad)\" y1=\"\(py(v))\" x2=\"\(w - pad - 100)\" y2=\"\(py(v))\" stroke=\"#000\" stroke-dasharray=\"5,4\"/>"
+            s += "<line x1=\"\(pad)\" y1=\"\(py(v))\" x2=\"\(w - pad - legend)\" y2=\"\(py(v))\" stroke=\"#000\" stroke-dasharray=\"5,4\"/>"
             s += "<text x=\"\(pad + 4)\" y=\"\(py(v) - 4)\" font-size=\"10\">\(esc(label))</text>\n"
         }
         for (i, (name, points)) in series.enumerated() {
             let pts = points.filter { $0.0 > 0 && $0.1.isFinite }.map { "\(String(format: "%.1f", px($0.0))),\(String(format: "%.1f", py($0.1)))" }.joined(separator: " ")
             let color = palette[i % palette.count]
             s += "<polyline points=\"\(pts)\" fill=\"none\" stroke=\"\(color)\" stroke-width=\"2\"/>\n"
-            s += "<text x=\"\(w - pad - 92)\" y=\"\(pad + Double(i) * 15)\" font-size=\"11\" fill=\"\(color)\">\(esc(name))</text>\n"
+            s += "<text x=\"\(w - pad - legend + 8)\" y=\"\(pad + Double(i) * 15)\" font-size=\"11\" fill=\"\(color)\">\(esc(name))</text>\n"
         }
-        s += "<text x=\"\((w - 100) / 2)\" y=\"\(hgt - 6)\" font-size=\"11\" text-anchor=\"middle\">\(esc(xLabel))</text>\n</svg></figure>\n"
+        s += "<text x=\"\((w - legend) / 2)\" y=\"\(hgt - 6)\" font-size=\"11\" text-anchor=\"middle\">\(esc(xLabel))</text>\n</svg></figure>\n"
         return s
     }
 }
