@@ -57,6 +57,10 @@ public struct LDSKernelReport: Codable, Sendable {
     public var ensemble: Int? = nil
     /// Against the mean of the two trainings' margins (runs with a noise ceiling).
     public var ldsMean: LDSScore? = nil
+    /// LDS of each model's attributions alone (the model under study first), for rows
+    /// averaged over several models: how much the figure depends on which retraining is
+    /// attributed.
+    public var perModel: [Double]? = nil
     /// Surrogates: LDS of the model under study's attributions at each lambda of the grid,
     /// and the lambda its selector chose.
     public var grid: [LDSGridPoint]? = nil
@@ -106,6 +110,7 @@ public struct LDSReport: Codable, Sendable {
             r.ldsMean = row.ldsMean?.summary
             r.lambda = row.lambda
             r.lambdaRule = row.lambdaRule
+            r.perModel = row.perModel
             r.grid = keepPerText ? row.grid : nil
             return r
         }
@@ -222,6 +227,7 @@ extension Datamodeling {
                 let byLDS: Bool
                 var sum: [Double]
                 var seconds = 0.0
+                var alone: [Double] = []
                 var grid: [LDSGridPoint] = []
             }
             let zero = [Double](repeating: 0, count: test.count * n)
@@ -284,11 +290,13 @@ extension Datamodeling {
                         scores = engine.methodScores(q, classes: compared)
                     }
                     for a in scores.indices { forms[f].sum[a] += scores[a] }
+                    forms[f].alone.append(score(scores, n: n, subsets: subsets, margins: margins, resamples: 0, seed: seed).mean)
                     forms[f].seconds += shared + Date().timeIntervalSince(t0)
                 }
                 if kernelSizes.contains(j + 1) {
                     for f in forms {
                         var row = scored(f.name, f.attribution, f.sum.map { $0 / Double(j + 1) }, size: j + 1, seconds: f.seconds)
+                        if j > 0 { row.perModel = f.alone }
                         if surrogate {
                             row.grid = f.grid
                             row.lambda = f.lambda

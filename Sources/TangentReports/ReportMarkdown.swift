@@ -147,6 +147,14 @@ public enum ReportMarkdown {
                     curve.first { $0.kernel == name && $0.ensemble == n }.map { String(format: "%.3f (%.0f)", $0.lds.mean, $0.seconds) } ?? "-"
                 }.joined(separator: " | ") + " |\n"
             }
+            let spread = r.kernels.filter { ($0.perModel?.count ?? 0) > 1 }
+            if !spread.isEmpty {
+                s += "\nEach model's attributions alone (the model under study, then its retrainings): mean [min, max] of their LDS.\n\n| method | model under study | mean | min | max |\n|---|---|---|---|---|\n"
+                for k in spread {
+                    let v = k.perModel ?? []
+                    s += String(format: "| %@ | %.3f | %.3f | %.3f | %.3f |\n", k.kernel, v[0], v.reduce(0, +) / Double(v.count), v.min() ?? .nan, v.max() ?? .nan)
+                }
+            }
         }
         let gridded = r.kernels.filter { ($0.grid ?? []).count > 1 }
         if let lambdas = gridded.first?.grid?.map(\.lambda) {
