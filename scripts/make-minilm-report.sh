@@ -30,7 +30,7 @@ elif [ ! -f "$model/config.json" ]; then
 fi
 kernels=proj-trntk,proj-pntk,embedding,ck,grad-cos,tracin,if-head,if-proj,trak
 TANGENT_THREADS=2 timed $bin lds --data data/movie-snippets --recipe "$model" --max-train 1000 --max-test 500 --subsets 20 --fraction 0.5 \
-  --seed 0 --proj-dim 4096 --ensemble 3 --kernels "$kernels" --cache features/minilm/cache --out features/minilm/lds
+  --seed 0 --proj-dim 4096 --ensemble 3 --ensemble-kernels trak --ensemble-sizes 3 --kernels "$kernels" --cache features/minilm/cache --out features/minilm/lds
 TANGENT_THREADS=2 timed $bin compare --model "$model" --train data/movie-snippets --test data/movie-snippets \
   --kernels "$kernels" --ensemble 3 --proj-dim 4096 --seed 0 --error-dims 1024 \
   --max-train 1000 --max-test 500 --lds features/minilm/lds --cache features/minilm/cache --out "$out" --overwrite
