@@ -152,8 +152,18 @@ public final class AttributionEngine {
     /// The surrogate's own influence (`SurrogateInfluence`) for `glm` (default: the chosen
     /// fit), from the training kernel: for `methodScores`' counterfactual counterpart.
     public func surrogateInfluence(_ glm: KernelGLM? = nil) throws -> SurrogateInfluence {
-        try SurrogateInfluence(glm: glm ?? self.glm, kernel: try source.gram(), labels: trainLabels)
+        try SurrogateInfluence(glm: glm ?? self.glm, kernel: try trainingKernel(), labels: trainLabels)
     }
+
+    /// The training kernel, built once for the influences of several fits (a feature
+    /// source multiplies its features again on every `gram()`); held only once asked for.
+    public func trainingKernel() throws -> TrainingKernel {
+        if let influenceKernel { return influenceKernel }
+        let k = try source.gram()
+        influenceKernel = k
+        return k
+    }
+    private var influenceKernel: TrainingKernel?
 
     /// The representer attributions W[c, i] K(x, x_i) [m, n] of `glm` (default: the chosen
     /// fit) for query kernel rows `q`, class `classes[t]` for text t.

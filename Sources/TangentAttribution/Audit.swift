@@ -88,89 +88,26 @@ public enum Audit {
     /// suspects under the first method, with the surrogate's label for each and its
     /// `proponents` strongest supporters. Surrogate methods use `kernel`.
     public static func run(setup: AttributionSetup, kernel: SurrogateKernel, methods: [AuditMethod], top: Int, proponents: Int = 3,
-                           modelName: String, trainName: String, log: (String) -> Void = { _ in },
+                           modelName: String, trainName: String, log: @escaping (String) -> Void = { _ in },
                            progress: @escaping (String, Int, Int) -> Void = { _, _, _ in }) throws -> (report: AuditReport, scores: [[Double]]) {
         precondition(!methods.isEmpty)
-        let clf = setup.classifier, train = setup.train, n = train.count, C = clf.labels.count
-        let labels = try clf.labels.indices(of: train, source: trainName)
+        let run = try AuditRun(setup: setup, kernel: kernel, trainName: trainName, log: log, progress: progress)
         var scores: [[Double]] = [], rows: [AuditMethodReport] = []
-        var engine: AttributionEngine?
-        var outOfFold: [Double]?
-        func surrogate() throws -> AttributionEngine {
-            if let engine { return engine }
-            let e = try AttributionEngine(setup: setup, kernel: kernel, log: log, progress: { progress("\(kernel.name) train", $0, $1) })
-            engine = e
-            return e
-        }
-        // Out-of-fold logits at the chosen lambda, on the selector's folds.
-        func oof(_ e: AttributionEngine) throws -> [Double] {
-            if let outOfFold { return outOfFold }
-            let gram = try e.source.gram()
-            let scorer = OutOfFoldScorer(selector: setup.selector, kernel: gram, labels: labels, networkLogits: try e.source.trainLogits(), classes: C,
-                                         kernelScale: KernelGLM.kernelScale(gram.diagonal), threads: setup.threads)
-            let z = scorer.evaluate(e.glm.lambda).outOfFold
-            outOfFold = z
-            return z
-        }
         for method in methods {
             log("== \(method.rawValue)")
             let started = Date()
-            var s: [Double]
-            var kernelName: String? = kernel.name
-            switch method {
-            case .networkLoss:
-                kernelName = nil
-                let z = try clf.logits(train.map(\.text))
-                s = (0..<n).map { i in -Softmax.logProbabilities((0..<C).map { Double(z[i * C + $0]) })[labels[i]] }
-            case .surrogateOutOfFold:
-                let z = try oof(try surrogate())
-                s = (0..<n).map { i in -Softmax.logOdds((0..<C).map { z[i * C + $0] }, classIndex: labels[i]) }
-            case .surrogateSelfInfluence:
-                let e = try surrogate()
-                let gram = try e.source.gram()
-                let influence = try e.surrogateInfluence()
-                s = influence.selfScores(rows: SurrogateInfluence.dense(gram).map(Float.init), classes: labels)
-            case .tracinSelf:
-                kernelName = SurrogateKernel.tracin.name
-                var ts = setup
-                ts.ensemble = []
-                let source = try ts.source(for: .tracin, labels: labels, log: log, progress: { progress("tracin train", $0, $1) })
-                // The training features are gradients at the training labels: the diagonal
-                // is sum_k eta_k ||g_k(x_i)||^2.
-                s = try source.gram().diagonal
-            case .trakSelf:
-                kernelName = SurrogateKernel.trak.name
-                let source = try setup.source(for: .trak, labels: labels, log: log, progress: { progress("trak train", $0, $1) })
-                let q = try source.query(train, source: trainName, cached: true, lossLabels: labels, log: log,
-                                         progress: { progress("trak self", $0, $1) })
-                let k = q.scores ?? q.rows
-                s = (0..<n).map { Double(k[$0 * n + $0]) }
-            }
+            let (s, kernelName) = try run.scores(method)
             let seconds = Date().timeIntervalSince(started)
             log(String(format: "%@: %.1f s", method.rawValue, seconds))
             scores.append(s)
             rows.append(AuditMethodReport(method: method.rawValue, kernel: kernelName, seconds: seconds))
         }
-        // The suspects under the first method, with the surrogate's view of each.
-        let e = try surrogate()
-        let z = try oof(e)
-        let gram = try e.source.gram()
-        let order = ranking(scores[0])
-        let suspects = try order.prefix(top).enumerated().map { rank, i -> AuditSuspect in
-            let c = Softmax.argmax((0..<C).map { z[i * C + $0] })
-            let row = gram.block(rows: [i], columns: Array(0..<n))
-            let attribution = e.glm.attributions(kernelRow: row, classIndex: c)
-            let best = (0..<n).filter { $0 != i && attribution[$0] > 0 }.sorted { attribution[$0] > attribution[$1] || (attribution[$0] == attribution[$1] && $0 < $1) }
-            let items = best.prefix(proponents).map { j in
-                AttributedText(index: j, line: train[j].line, text: train[j].text, label: train[j].label ?? "", score: attribution[j],
-                               kernel: Double(row[j]), layerShares: nil)
-            }
-            return AuditSuspect(index: i, line: train[i].line, text: train[i].text, label: train[i].label ?? "", surrogateLabel: clf.labels.names[c],
-                                rank: rank + 1, scores: Dictionary(uniqueKeysWithValues: zip(methods.map(\.rawValue), scores.map { $0[i] })),
-                                proponents: Array(items))
+        let suspects = try ranking(scores[0]).prefix(top).enumerated().map { rank, i in
+            try run.suspect(i, rank: rank + 1, scores: Dictionary(uniqueKeysWithValues: zip(methods.map(\.rawValue), scores.map { $0[i] })),
+                            proponents: proponents)
         }
-        let report = AuditReport(model: modelName, train: trainName, trainTexts: n, kernel: kernel.name, lambda: e.glm.lambda,
-                                 rankedBy: methods[0].rawValue, methods: rows, suspects: suspects)
+        let report = AuditReport(model: modelName, train: trainName, trainTexts: setup.train.count, kernel: kernel.name,
+                                 lambda: try run.surrogate().glm.lambda, rankedBy: methods[0].rawValue, methods: rows, suspects: suspects)
         return (report, scores)
     }
 
@@ -202,5 +139,99 @@ public enum Audit {
     public static func precision(scores: [Double], positive: Set<Int>, k: Int) -> Double {
         let top = ranking(scores).prefix(k)
         return top.isEmpty ? .nan : Double(top.filter(positive.contains).count) / Double(top.count)
+    }
+}
+
+/// One audit's state: the training texts' labels, and the surrogate and its out-of-fold
+/// logits, built once when a method or the suspects first need them.
+final class AuditRun {
+    let setup: AttributionSetup
+    let kernel: SurrogateKernel
+    let trainName: String
+    let labels: [Int]
+    let log: (String) -> Void
+    let progress: (String, Int, Int) -> Void
+    private var engine: AttributionEngine?
+    private var outOfFold: [Double]?
+
+    init(setup: AttributionSetup, kernel: SurrogateKernel, trainName: String, log: @escaping (String) -> Void,
+         progress: @escaping (String, Int, Int) -> Void) throws {
+        self.setup = setup; self.kernel = kernel; self.trainName = trainName; self.log = log; self.progress = progress
+        labels = try setup.classifier.labels.indices(of: setup.train, source: trainName)
+    }
+
+    var n: Int { setup.train.count }
+    var classes: Int { setup.classifier.labels.count }
+
+    /// The surrogate on all training texts (lambda by the selector).
+    func surrogate() throws -> AttributionEngine {
+        if let engine { return engine }
+        let e = try AttributionEngine(setup: setup, kernel: kernel, log: log, progress: { self.progress("\(self.kernel.name) train", $0, $1) })
+        engine = e
+        return e
+    }
+
+    /// The surrogate's train x train kernel, built once.
+    func gram() throws -> TrainingKernel { try surrogate().trainingKernel() }
+
+    /// Out-of-fold logits [n, C] at the chosen lambda, on the selector's folds.
+    func outOfFoldLogits() throws -> [Double] {
+        if let outOfFold { return outOfFold }
+        let e = try surrogate()
+        let gram = try gram()
+        let scorer = OutOfFoldScorer(selector: setup.selector, kernel: gram, labels: labels, networkLogits: try e.source.trainLogits(), classes: classes,
+                                     kernelScale: KernelGLM.kernelScale(gram.diagonal), threads: setup.threads)
+        let z = scorer.evaluate(e.glm.lambda).outOfFold
+        outOfFold = z
+        return z
+    }
+
+    /// Every training text's score under `method` (higher: more suspect), and the kernel
+    /// behind it (nil for the network's loss).
+    func scores(_ method: AuditMethod) throws -> (scores: [Double], kernel: String?) {
+        let train = setup.train, n = self.n, C = classes
+        switch method {
+        case .networkLoss:
+            let z = try setup.classifier.logits(train.map(\.text))
+            return ((0..<n).map { i in -Softmax.logProbabilities((0..<C).map { Double(z[i * C + $0]) })[labels[i]] }, nil)
+        case .surrogateOutOfFold:
+            let z = try outOfFoldLogits()
+            return ((0..<n).map { i in -Softmax.logOdds((0..<C).map { z[i * C + $0] }, classIndex: labels[i]) }, kernel.name)
+        case .surrogateSelfInfluence:
+            let e = try surrogate()
+            let rows = SurrogateInfluence.dense(try gram()).map(Float.init)
+            return (try e.surrogateInfluence().selfScores(rows: rows, classes: labels), kernel.name)
+        case .tracinSelf:
+            var ts = setup
+            ts.ensemble = []
+            let source = try ts.source(for: .tracin, labels: labels, log: log, progress: { self.progress("tracin train", $0, $1) })
+            // The training features are gradients at the training labels: the diagonal
+            // is sum_k eta_k ||g_k(x_i)||^2.
+            return (try source.gram().diagonal, SurrogateKernel.tracin.name)
+        case .trakSelf:
+            let source = try setup.source(for: .trak, labels: labels, log: log, progress: { self.progress("trak train", $0, $1) })
+            let q = try source.query(train, source: trainName, cached: true, lossLabels: labels, log: log,
+                                     progress: { self.progress("trak self", $0, $1) })
+            let k = q.scores ?? q.rows
+            return ((0..<n).map { Double(k[$0 * n + $0]) }, SurrogateKernel.trak.name)
+        }
+    }
+
+    /// Training text i as a suspect: the surrogate's out-of-fold label c for it and the
+    /// `proponents` training texts j != i with the largest positive W[c, j] K(x_i, x_j).
+    func suspect(_ i: Int, rank: Int, scores: [String: Double], proponents: Int) throws -> AuditSuspect {
+        let train = setup.train, n = self.n, C = classes
+        let e = try surrogate(), z = try outOfFoldLogits()
+        let c = Softmax.argmax((0..<C).map { z[i * C + $0] })
+        let row = try gram().block(rows: [i], columns: Array(0..<n))
+        let attribution = e.glm.attributions(kernelRow: row, classIndex: c)
+        var best = TopK(k: proponents)
+        for j in 0..<n where j != i && attribution[j] > 0 && best.admits(attribution[j]) { best.insert(attribution[j], j, kernel: Double(row[j])) }
+        let items = best.sorted.map { b in
+            AttributedText(index: b.index, line: train[b.index].line, text: train[b.index].text, label: train[b.index].label ?? "",
+                           score: b.score, kernel: b.kernel, layerShares: nil)
+        }
+        return AuditSuspect(index: i, line: train[i].line, text: train[i].text, label: train[i].label ?? "",
+                            surrogateLabel: setup.classifier.labels.names[c], rank: rank, scores: scores, proponents: items)
     }
 }

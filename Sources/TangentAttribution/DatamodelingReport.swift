@@ -153,7 +153,7 @@ extension Datamodeling {
                                 kernels: [SurrogateKernel], projDim: Int, seed: UInt64,
                                 projector: ProjectorChoice = .default, cache: URL, checkpoints: URL? = nil, resamples: Int = 1000,
                                 selector: LambdaSelector = LambdaSelector(),
-                                log: (String) -> Void = { _ in },
+                                log: @escaping (String) -> Void = { _ in },
                                 progress: @escaping (String, Int, Int) -> Void = { _, _, _ in }) throws -> LDSReport {
         guard let classifier = models.first else { throw AttributionError("LDS needs the model under study") }
         let C = classifier.labels.count, n = train.count
@@ -166,146 +166,22 @@ extension Datamodeling {
         guard subsets.allSatisfy({ $0.allSatisfy { (0..<n).contains($0) } }) else {
             throw AttributionError("a subset names a training text outside the \(n) given")
         }
-        let sizes = ensembleSizes(requested, models: models.count)
-        let compared = try classifier.labels.indices(of: test, source: "test texts").map { Faithfulness.comparedClass(classes: C, label: $0) }
-        let meanMargins = ceilingMargins.map { Datamodeling.meanMargins(margins, $0) }
-        func scored(_ kernel: String, _ attribution: String, _ scores: [Double], size: Int, seconds: Double) -> LDSKernelReport {
-            var row = LDSKernelReport(kernel: kernel, attribution: attribution,
-                                      lds: score(scores, n: n, subsets: subsets, margins: margins, resamples: resamples, seed: seed),
-                                      seconds: seconds, ensemble: size)
-            row.ldsMean = meanMargins.map { score(scores, n: n, subsets: subsets, margins: $0, resamples: resamples, seed: seed) }
-            log(String(format: "%@ (%@, %ld model%@): LDS %.3f [%.3f, %.3f]%@%@", kernel, attribution, size, size == 1 ? "" : "s",
-                       row.lds.mean, row.lds.low, row.lds.high,
-                       row.ldsMean.map { String(format: ", against the mean of two trainings %.3f", $0.mean) } ?? "",
-                       row.lds.undefined > 0 ? " (\(row.lds.undefined) test texts undefined)" : ""))
-            return row
-        }
         if let lambdaSelection, lambdaSelection.subsets.count != lambdaSelection.margins.count
             || !lambdaSelection.margins.allSatisfy({ $0.count == test.count }) || !lambdaSelection.subsets.allSatisfy({ $0.allSatisfy { (0..<n).contains($0) } }) {
             throw AttributionError("the lambda selection needs one margin per test text for each of its subsets, and subsets of the \(n) training texts")
         }
-        // Choosing lambda by LDS needs every model's fit at every lambda of one fixed grid.
-        var ldsSelector = selector.exhaustive
-        ldsSelector.grid = Array(Set(LambdaSelector.defaultGrid + [100, 1000, 10_000])).sorted()
-        ldsSelector.extendTo = nil
-        let rule = lambdaSelection.map { "lds on \($0.subsets.count) selection subsets" } ?? ""
-        func setup(_ k: SurrogateKernel, model j: Int, trakModels: Int = 1) -> AttributionSetup {
-            let byLDS = lambdaSelection != nil && !k.attributesByKernelValue
-            var s = AttributionSetup(classifier: models[j], train: train, projDim: projDim, seed: seed, projector: projector, cache: cache,
-                                     selector: byLDS ? ldsSelector : selector.exhaustive,
-                                     checkpoints: j == 0 && k.checkpointSummed ? checkpoints : nil,
-                                     ensemble: k.ensembled ? Array(models[1..<trakModels]) : [], useSurrogateCache: j != 0 && !byLDS)
-            // The model under study's surrogate at every lambda (the grid's LDS), and every
-            // model's when lambda is chosen by LDS.
-            s.fitGrid = (j == 0 || byLDS) && !k.attributesByKernelValue
-            return s
-        }
+        let sizes = ensembleSizes(requested, models: models.count)
+        let evaluation = LDSEvaluation(
+            models: models, train: train, test: test, subsets: subsets, margins: margins,
+            meanMargins: ceilingMargins.map { Datamodeling.meanMargins(margins, $0) }, lambdaSelection: lambdaSelection,
+            compared: try classifier.labels.indices(of: test, source: "test texts").map { Faithfulness.comparedClass(classes: C, label: $0) },
+            projDim: projDim, seed: seed, projector: projector, cache: cache, checkpoints: checkpoints, resamples: resamples, selector: selector,
+            log: log, progress: progress)
         var curve: [LDSKernelReport] = []
         for k in kernels {
             // Kernels outside `ensembleKernels` are scored with the model under study alone.
             let kernelSizes = (ensembleKernels.map { $0.contains(k) } ?? true) ? sizes : [1]
-            let stage = KernelRun(kernel: k, report: progress)
-            if k.ensembled {
-                // TRAK's estimator averages over its ensemble itself: one run per size.
-                for size in kernelSizes {
-                    log("== \(k.name), \(size) model\(size == 1 ? "" : "s")")
-                    let started = Date()
-                    let engine = try AttributionEngine(setup: setup(k, model: 0, trakModels: size), kernel: k, log: log, progress: stage.progress("train"))
-                    let q = try engine.query(test, source: "test texts", cached: true, lossLabels: compared, log: log, progress: stage.progress("test"))
-                    curve.append(scored(k.name, "trak", engine.methodScores(q, classes: compared), size: size, seconds: Date().timeIntervalSince(started)))
-                }
-                continue
-            }
-            let surrogate = !k.attributesByKernelValue
-            // The attribution forms scored: the method's own score, or for a surrogate its
-            // representer and influence forms at the selector's lambda, and (with a lambda
-            // selection) at the lambdas chosen by LDS on the selection subsets.
-            struct Form {
-                let name: String, attribution: String
-                let influence: Bool
-                var lambda: Double?
-                let byLDS: Bool
-                var sum: [Double]
-                var seconds = 0.0
-                var alone: [Double] = []
-                var grid: [LDSGridPoint] = []
-            }
-            let zero = [Double](repeating: 0, count: test.count * n)
-            var forms: [Form] = surrogate
-                ? [Form(name: k.name, attribution: "surrogate", influence: false, byLDS: false, sum: zero),
-                   Form(name: k.name + "-infl", attribution: "surrogate influence", influence: true, byLDS: false, sum: zero)]
-                : [Form(name: k.name, attribution: "kernel", influence: false, byLDS: false, sum: zero)]
-            if surrogate && lambdaSelection != nil {
-                forms += [Form(name: k.name + " (lambda by LDS)", attribution: "surrogate", influence: false, byLDS: true, sum: zero),
-                          Form(name: k.name + "-infl (lambda by LDS)", attribution: "surrogate influence", influence: true, byLDS: true, sum: zero)]
-            }
-            for j in 0..<kernelSizes.last! {
-                log("== \(k.name), model \(j + 1)/\(kernelSizes.last!)")
-                let started = Date()
-                let engine = try AttributionEngine(setup: setup(k, model: j), kernel: k, log: log, progress: stage.progress("train"))
-                let q = try engine.query(test, source: "test texts", cached: true, lossLabels: k.attributesByKernelValue ? compared : nil, log: log,
-                                         progress: stage.progress("test"))
-                let shared = Date().timeIntervalSince(started)
-                if surrogate && j == 0 {
-                    var grid: [LDSGridPoint] = [], influenceGrid: [LDSGridPoint] = []
-                    for (point, fit) in zip(engine.grid, engine.gridFits) {
-                        func at(_ s: [Double]) -> LDSGridPoint {
-                            var p = LDSGridPoint(lambda: point.lambda, networkTau: point.networkTau,
-                                                 lds: score(s, n: n, subsets: subsets, margins: margins, resamples: 0, seed: seed).mean,
-                                                 ldsMean: meanMargins.map { score(s, n: n, subsets: subsets, margins: $0, resamples: 0, seed: seed).mean })
-                            p.selectionLDS = lambdaSelection.map { score(s, n: n, subsets: $0.subsets, margins: $0.margins, resamples: 0, seed: seed).mean }
-                            return p
-                        }
-                        grid.append(at(engine.representerScores(q, classes: compared, glm: fit)))
-                        influenceGrid.append(at(try engine.surrogateInfluence(fit).scores(rows: q.rows, classes: compared)))
-                    }
-                    // Ties go to the stronger regularization, as in the selector.
-                    func best(_ points: [LDSGridPoint]) -> Double? {
-                        points.filter { $0.selectionLDS?.isFinite == true }.max { a, b in
-                            a.selectionLDS! < b.selectionLDS! || (a.selectionLDS! == b.selectionLDS! && a.lambda < b.lambda)
-                        }?.lambda
-                    }
-                    for f in forms.indices {
-                        forms[f].grid = forms[f].influence ? influenceGrid : grid
-                        forms[f].lambda = forms[f].byLDS ? best(forms[f].grid) : engine.glm.lambda
-                    }
-                    log("\(k.name): LDS over lambda " + zip(grid, influenceGrid).map { String(format: "%g: %.3f / infl %.3f", $0.lambda, $0.lds, $1.lds) }.joined(separator: ", ")
-                        + (lambdaSelection != nil ? String(format: "; chosen on the selection subsets: %g / infl %g", forms[2].lambda ?? .nan, forms[3].lambda ?? .nan) : ""))
-                }
-                for f in forms.indices {
-                    let t0 = Date()
-                    let scores: [Double]
-                    if surrogate {
-                        // This model's fit at the form's lambda.
-                        var fit = engine.glm
-                        if forms[f].byLDS {
-                            guard let lambda = forms[f].lambda, let g = engine.gridFits.first(where: { $0.lambda == lambda }) else {
-                                throw AttributionError("\(k.name): model \(j + 1) has no surrogate fitted at lambda \(forms[f].lambda ?? .nan)")
-                            }
-                            fit = g
-                        }
-                        scores = forms[f].influence ? try engine.surrogateInfluence(fit).scores(rows: q.rows, classes: compared)
-                            : engine.representerScores(q, classes: compared, glm: fit)
-                    } else {
-                        scores = engine.methodScores(q, classes: compared)
-                    }
-                    for a in scores.indices { forms[f].sum[a] += scores[a] }
-                    forms[f].alone.append(score(scores, n: n, subsets: subsets, margins: margins, resamples: 0, seed: seed).mean)
-                    forms[f].seconds += shared + Date().timeIntervalSince(t0)
-                }
-                if kernelSizes.contains(j + 1) {
-                    for f in forms {
-                        var row = scored(f.name, f.attribution, f.sum.map { $0 / Double(j + 1) }, size: j + 1, seconds: f.seconds)
-                        if j > 0 { row.perModel = f.alone }
-                        if surrogate {
-                            row.grid = f.grid
-                            row.lambda = f.lambda
-                            row.lambdaRule = f.byLDS ? rule : selector.criterion.rawValue
-                        }
-                        curve.append(row)
-                    }
-                }
-            }
+            curve += k.ensembled ? try evaluation.trak(k, sizes: kernelSizes) : try evaluation.acrossModels(k, sizes: kernelSizes)
         }
         let ceiling = ceilingMargins.map { Datamodeling.ceiling(margins, $0, resamples: resamples, seed: seed) }
         if let ceiling { log(String(format: "noise ceiling: %.3f [%.3f, %.3f]", ceiling.mean, ceiling.low, ceiling.high)) }

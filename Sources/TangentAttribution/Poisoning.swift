@@ -155,37 +155,21 @@ public enum Poisoning {
             let n = train.count
             let qT = try engine.query(triggered, source: "triggered test texts", cached: true, log: log, progress: run.progress("triggered"))
             let qC = try engine.query(cleanTest, source: dataName, cached: true, log: log, progress: run.progress("clean"))
-            var others: [(engine: AttributionEngine, rows: [Float])] = []
-            if !k.ensembled && !k.checkpointSummed {
-                for (j, m) in models.enumerated() {
-                    log("\(k.name): ensemble model \(j + 2)/\(models.count + 1)")
-                    var s = setup
-                    s.classifier = m
-                    s.ensemble = []
-                    s.checkpoints = nil
-                    let e = try AttributionEngine(setup: s, kernel: k, log: log, progress: run.progress("train"))
-                    others.append((e, try e.query(triggered, source: "triggered test texts", cached: true, log: log, progress: run.progress("triggered")).rows))
-                }
-            }
-            var precision = [Int: Double](uniqueKeysWithValues: ks.map { ($0, 0.0) })
-            var aucSum = 0.0, aucCount = 0
-            for t in flipped {
+            let others = k.ensembled || k.checkpointSummed ? []
+                : try ensembleEngines(setup, models: models, kernel: k, triggered: triggered, run: run, log: log)
+            let (precision, aucMean) = retrieval(flipped: flipped, poisoned: poisonSet, ks: ks) { t in
+                // The mean over the ensemble of each model's attributions toward the target.
                 var scores = engine.glm.attributions(kernelRow: Array(qT.rows[(t * n)..<((t + 1) * n)]), classIndex: target)
                 for o in others {
                     let a = o.engine.glm.attributions(kernelRow: Array(o.rows[(t * n)..<((t + 1) * n)]), classIndex: target)
                     for i in 0..<n { scores[i] += a[i] }
                 }
-                if !others.isEmpty { scores = scores.map { $0 / Double(others.count + 1) } }
-                let order = scores.indices.sorted { scores[$0] > scores[$1] }
-                for kk in ks { precision[kk]! += Double(order.prefix(kk).filter { poisonSet.contains($0) }.count) / Double(kk) }
-                let a = auc(scores: scores, positive: poisonSet)
-                if !a.isNaN { aucSum += a; aucCount += 1 }
+                return others.isEmpty ? scores : scores.map { $0 / Double(others.count + 1) }
             }
-            for kk in ks { precision[kk] = flipped.isEmpty ? .nan : precision[kk]! / Double(flipped.count) }
             let trigLabels = [Int](repeating: source, count: triggered.count)
             let mc = Comparison.measure(surrogate: engine.glm.logits(kernelRows: qC.rows), network: qC.logits.map(Double.init), labels: cleanLabels, classes: C)
             let mt = Comparison.measure(surrogate: engine.glm.logits(kernelRows: qT.rows), network: qT.logits.map(Double.init), labels: trigLabels, classes: C)
-            let row = PoisonKernelReport(kernel: k.name, precisionAtK: precision, auc: aucCount == 0 ? .nan : aucSum / Double(aucCount),
+            let row = PoisonKernelReport(kernel: k.name, precisionAtK: precision, auc: aucMean,
                                          tauClean: mc.tau, tauTriggered: mt.tau, agreementTriggered: mt.agreement, seconds: run.seconds,
                                          note: [engine.checkpointSummary, others.isEmpty ? nil : "attributions averaged over \(others.count + 1) models (the model and its latest earlier epochs)"]
                                             .compactMap { $0 }.joined(separator: "; ").nilIfEmpty)
@@ -202,6 +186,38 @@ public enum Poisoning {
                             projDim: projDim, kernels: rows)
         report.projector = projector.tag
         return report
+    }
+
+
+    /// The engines of the ensemble's other models (one surrogate each) with their kernel
+    /// rows of the triggered texts.
+    static func ensembleEngines(_ setup: AttributionSetup, models: [Classifier], kernel k: SurrogateKernel, triggered: [LabeledText],
+                                run: KernelRun, log: (String) -> Void) throws -> [(engine: AttributionEngine, rows: [Float])] {
+        try models.enumerated().map { j, m in
+            log("\(k.name): ensemble model \(j + 2)/\(models.count + 1)")
+            var s = setup
+            s.classifier = m
+            s.ensemble = []
+            s.checkpoints = nil
+            let e = try AttributionEngine(setup: s, kernel: k, log: log, progress: run.progress("train"))
+            return (e, try e.query(triggered, source: "triggered test texts", cached: true, log: log, progress: run.progress("triggered")).rows)
+        }
+    }
+
+    /// Precision@k and ROC AUC of finding the `poisoned` training texts from the
+    /// attribution scores of each `flipped` text (`scores(t)`), averaged over those texts.
+    static func retrieval(flipped: [Int], poisoned: Set<Int>, ks: [Int], scores: (Int) -> [Double]) -> (precision: [Int: Double], auc: Double) {
+        var precision = [Int: Double](uniqueKeysWithValues: ks.map { ($0, 0.0) })
+        var aucSum = 0.0, aucCount = 0
+        for t in flipped {
+            let s = scores(t)
+            let order = s.indices.sorted { s[$0] > s[$1] }
+            for kk in ks { precision[kk]! += Double(order.prefix(kk).filter { poisoned.contains($0) }.count) / Double(kk) }
+            let a = auc(scores: s, positive: poisoned)
+            if !a.isNaN { aucSum += a; aucCount += 1 }
+        }
+        for kk in ks { precision[kk] = flipped.isEmpty ? .nan : precision[kk]! / Double(flipped.count) }
+        return (precision, aucCount == 0 ? .nan : aucSum / Double(aucCount))
     }
 
 }

@@ -62,7 +62,6 @@ public struct SurrogateInfluence: Sendable {
     public init(glm: KernelGLM, kernel: TrainingKernel, labels: [Int], memory: Double = Double(ProcessInfo.processInfo.physicalMemory)) throws {
         let n = glm.trainCount, C = glm.classes
         precondition(kernel.n == n && labels.count == n)
-        var projection: (f: [Double], l: [Double])?
         var width = n
         if case .factored(_, _, _, let w) = kernel, w < n { width = w }
         let P = C * width + C
@@ -70,22 +69,48 @@ public struct SurrogateInfluence: Sendable {
         guard need <= memory / 4 else {
             throw AttributionError("surrogate influence on \(n) training texts and \(C) classes needs a \(P) x \(P) Hessian (\(ByteSize.describe(need))), more than a quarter of this machine's memory (\(ByteSize.describe(memory))); use fewer training texts (--max-train)")
         }
-        // The features phi_j [n, width] of the training texts.
-        let phi: [Double]
-        if case .factored(let rows, _, _, let w) = kernel, w < n {
-            let f = rows.map(Double.init)
-            var s = [Double](repeating: 0, count: w * w)
-            Double.gemm(transA: true, transB: false, m: w, n: w, k: n, alpha: 1, a: f, lda: w, b: f, ldb: w, beta: 0, c: &s, ldc: w)
-            let l = try SurrogateInfluence.cholesky(s, n: w, what: "the features' Gram matrix F^T F")
-            // phi_j = L^T f_j, i.e. Phi = F L.
-            var out = [Double](repeating: 0, count: n * w)
-            Double.gemm(transA: false, transB: false, m: n, n: w, k: w, alpha: 1, a: f, lda: w, b: l, ldb: w, beta: 0, c: &out, ldc: w)
-            phi = out
-            projection = (f, l)
-        } else {
-            phi = SurrogateInfluence.dense(kernel)
+        let (phi, projection) = try SurrogateInfluence.trainingFeatures(kernel)
+        let p = SurrogateInfluence.probabilities(glm, kernel: kernel)
+        let D = width
+        let h = SurrogateInfluence.hessian(phi: phi, probabilities: p, n: n, width: D, classes: C,
+                                           lambda: glm.lambda * glm.kernelScale * glm.kernelScale)
+        let factor = try SurrogateInfluence.cholesky(h, n: P, what: "the surrogate's Hessian")
+        // Rows J_i^T r_i = (r_i (x) phi_i, r_i), then L^{-1} applied to each.
+        var side = [Double](repeating: 0, count: n * P)
+        for i in 0..<n {
+            for c in 0..<C {
+                let r = p[i * C + c] - (labels[i] == c ? 1 : 0)
+                for j in 0..<D { side[i * P + c * D + j] = r * phi[i * D + j] }
+                side[i * P + C * D + c] = r
+            }
         }
-        // The surrogate's probabilities on its training texts: Z^T [C, n] = W K.
+        Cholesky.solveRows(lower: factor, n: P, &side, m: n)
+        self.classes = C
+        self.trainCount = n
+        self.width = D
+        self.trainSide = side
+        self.factor = factor
+        self.glm = glm
+        self.projection = projection
+    }
+
+    /// The training texts' features phi_j [n, width]: the kernel's columns, or for a
+    /// factored kernel phi_j = L^T f_j (Phi = F L, F^T F = L L^T) with F and L to map queries.
+    static func trainingFeatures(_ kernel: TrainingKernel) throws -> (phi: [Double], projection: (f: [Double], l: [Double])?) {
+        let n = kernel.n
+        guard case .factored(let rows, _, _, let w) = kernel, w < n else { return (dense(kernel), nil) }
+        let f = rows.map(Double.init)
+        var s = [Double](repeating: 0, count: w * w)
+        Double.gemm(transA: true, transB: false, m: w, n: w, k: n, alpha: 1, a: f, lda: w, b: f, ldb: w, beta: 0, c: &s, ldc: w)
+        let l = try cholesky(s, n: w, what: "the features' Gram matrix F^T F")
+        var phi = [Double](repeating: 0, count: n * w)
+        Double.gemm(transA: false, transB: false, m: n, n: w, k: w, alpha: 1, a: f, lda: w, b: l, ldb: w, beta: 0, c: &phi, ldc: w)
+        return (phi, (f, l))
+    }
+
+    /// The surrogate's probabilities on its training texts [n, C], from Z^T [C, n] = W K.
+    static func probabilities(_ glm: KernelGLM, kernel: TrainingKernel) -> [Double] {
+        let n = glm.trainCount, C = glm.classes
         var z = [Double](repeating: 0, count: C * n)
         kernel.times(glm.weights, rows: C, into: &z, threads: 1)
         var p = [Double](repeating: 0, count: n * C)
@@ -93,10 +118,15 @@ public struct SurrogateInfluence: Sendable {
             let prob = Softmax.probabilities((0..<C).map { z[$0 * n + j] + glm.bias[$0] })
             for c in 0..<C { p[j * C + c] = prob[c] }
         }
-        let lambda = glm.lambda * glm.kernelScale * glm.kernelScale
-        let scale = 1 / Double(n), D = width
-        // H + u u^T, assembled block by block: W-W blocks (1/n) Phi^T diag(a_cc') Phi + lambda' I,
-        // W-b columns (1/n) Phi^T a_cc', b-b entries (1/n) sum a_cc' + 1/C.
+        return p
+    }
+
+    /// H + u u^T [P, P], P = C D + C, assembled block by block from the features Phi [n, D]
+    /// and probabilities [n, C]: W-W blocks (1/n) Phi^T diag(a_cc') Phi + lambda' I, W-b
+    /// columns (1/n) Phi^T a_cc', b-b entries (1/n) sum a_cc' + 1/C, with
+    /// a_cc'(j) = p_jc (delta_cc' - p_jc').
+    static func hessian(phi: [Double], probabilities p: [Double], n: Int, width D: Int, classes C: Int, lambda: Double) -> [Double] {
+        let P = C * D + C, scale = 1 / Double(n)
         var h = [Double](repeating: 0, count: P * P)
         var scaled = [Double](repeating: 0, count: n * D)
         var block = [Double](repeating: 0, count: D * D)
@@ -127,24 +157,7 @@ public struct SurrogateInfluence: Sendable {
                 h[(C * D + c2) * P + C * D + c] = bb
             }
         }
-        let factor = try SurrogateInfluence.cholesky(h, n: P, what: "the surrogate's Hessian")
-        // Rows J_i^T r_i = (r_i (x) phi_i, r_i), then L^{-1} applied to each.
-        var side = [Double](repeating: 0, count: n * P)
-        for i in 0..<n {
-            for c in 0..<C {
-                let r = p[i * C + c] - (labels[i] == c ? 1 : 0)
-                for j in 0..<D { side[i * P + c * D + j] = r * phi[i * D + j] }
-                side[i * P + C * D + c] = r
-            }
-        }
-        Cholesky.solveRows(lower: factor, n: P, &side, m: n)
-        self.classes = C
-        self.trainCount = n
-        self.width = D
-        self.trainSide = side
-        self.factor = factor
-        self.glm = glm
-        self.projection = projection
+        return h
     }
 
     /// The Cholesky factor of a symmetric positive semi-definite matrix [n, n]: a nearly

@@ -116,18 +116,9 @@ struct LDS: ParsableCommand {
             let models = try run.fullModels(ensemble, progress: progress)
             let full = try run.margins(models[0])
             printError(String(format: "model under study: test accuracy %.4f on %ld texts", full.accuracy, testTexts.count))
-            let plan = Datamodeling.subsets(n: trainTexts.count, count: subsets, fraction: fraction, seed: seed)
-            let (subsetMargins, accuracies, trainSeconds) = try run.subsetModels(plan, progress: progress)
-            printError(String(format: "%ld subset models: mean test accuracy %.4f, %.1f s of training each", subsets,
-                              accuracies.reduce(0, +) / Double(subsets), trainSeconds.reduce(0, +) / Double(subsets)))
-            let second = ceiling ? try run.subsetModels(plan, replicate: 1, progress: progress) : nil
-            let selectionPlan = Datamodeling.subsets(n: trainTexts.count, count: selectionSubsets, fraction: fraction,
-                                                     seed: DatamodelingRun.selectionSubsetSeed(seed))
-            let selection = selectionSubsets > 0 ? try run.subsetModels(selectionPlan, replicate: 2, progress: progress) : nil
-            if let second {
-                printError(String(format: "%ld subset models trained again (noise ceiling): mean test accuracy %.4f", subsets,
-                                  second.accuracies.reduce(0, +) / Double(subsets)))
-            }
+            let t = try trainSubsetModels(run, n: trainTexts.count, progress: progress)
+            let (plan, subsetMargins, accuracies, trainSeconds, second) = (t.plan, t.first.margins, t.first.accuracies, t.first.seconds, t.second)
+            let (selectionPlan, selection) = (t.selectionPlan, t.selection)
 
             let stages = StageProgress()
             let report = try Datamodeling.evaluate(
@@ -157,6 +148,28 @@ struct LDS: ParsableCommand {
             print(ReportMarkdown.lds(result))
             print("wrote \(out)/lds.json and lds.md")
         }
+    }
+
+    /// The subset models: the evaluation subsets', with --ceiling their second training,
+    /// and with --selection-subsets those of the lambda-selection subsets; trained or read
+    /// back, each with its test margins, accuracies and seconds.
+    func trainSubsetModels(_ run: DatamodelingRun, n: Int,
+                           progress: @escaping (_ label: String, _ epoch: Int, _ done: Int, _ total: Int, _ status: String) -> Void) throws
+        -> (plan: [[Int]], first: (margins: [[Double]], accuracies: [Double], seconds: [Double]),
+            second: (margins: [[Double]], accuracies: [Double], seconds: [Double])?,
+            selectionPlan: [[Int]], selection: (margins: [[Double]], accuracies: [Double], seconds: [Double])?) {
+        let plan = Datamodeling.subsets(n: n, count: subsets, fraction: fraction, seed: seed)
+        let first = try run.subsetModels(plan, progress: progress)
+        printError(String(format: "%ld subset models: mean test accuracy %.4f, %.1f s of training each", subsets,
+                          first.accuracies.reduce(0, +) / Double(subsets), first.seconds.reduce(0, +) / Double(subsets)))
+        let second = ceiling ? try run.subsetModels(plan, replicate: 1, progress: progress) : nil
+        if let second {
+            printError(String(format: "%ld subset models trained again (noise ceiling): mean test accuracy %.4f", subsets,
+                              second.accuracies.reduce(0, +) / Double(subsets)))
+        }
+        let selectionPlan = Datamodeling.subsets(n: n, count: selectionSubsets, fraction: fraction, seed: DatamodelingRun.selectionSubsetSeed(seed))
+        let selection = selectionSubsets > 0 ? try run.subsetModels(selectionPlan, replicate: 2, progress: progress) : nil
+        return (plan, first, second, selectionPlan, selection)
     }
 }
 

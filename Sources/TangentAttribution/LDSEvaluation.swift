@@ -1,0 +1,175 @@
+import Foundation
+import TangentData
+import TangentKernels
+import TangentModel
+
+/// One LDS evaluation's shared setting (`Datamodeling.evaluate`): the models, texts,
+/// subsets and margins, and how each method's attributions are scored against them.
+struct LDSEvaluation {
+    let models: [Classifier]
+    let train: [LabeledText], test: [LabeledText]
+    let subsets: [[Int]], margins: [[Double]]
+    /// The mean of two trainings' margins (with a noise ceiling).
+    let meanMargins: [[Double]]?
+    let lambdaSelection: (subsets: [[Int]], margins: [[Double]])?
+    /// The compared class of each test text.
+    let compared: [Int]
+    let projDim: Int, seed: UInt64
+    let projector: ProjectorChoice
+    let cache: URL, checkpoints: URL?
+    let resamples: Int
+    let selector: LambdaSelector
+    let log: (String) -> Void
+    let progress: (String, Int, Int) -> Void
+
+    var n: Int { train.count }
+
+    /// Choosing lambda by LDS needs every model's fit at every lambda of one fixed grid.
+    var ldsSelector: LambdaSelector {
+        var s = selector.exhaustive
+        s.grid = Array(Set(LambdaSelector.defaultGrid + [100, 1000, 10_000])).sorted()
+        s.extendTo = nil
+        return s
+    }
+
+    /// The LDS row of attribution scores [tests, n], also against the mean of two trainings; logged.
+    func scored(_ kernel: String, _ attribution: String, _ scores: [Double], size: Int, seconds: Double) -> LDSKernelReport {
+        var row = LDSKernelReport(kernel: kernel, attribution: attribution,
+                                  lds: Datamodeling.score(scores, n: n, subsets: subsets, margins: margins, resamples: resamples, seed: seed),
+                                  seconds: seconds, ensemble: size)
+        row.ldsMean = meanMargins.map { Datamodeling.score(scores, n: n, subsets: subsets, margins: $0, resamples: resamples, seed: seed) }
+        log(String(format: "%@ (%@, %ld model%@): LDS %.3f [%.3f, %.3f]%@%@", kernel, attribution, size, size == 1 ? "" : "s",
+                   row.lds.mean, row.lds.low, row.lds.high,
+                   row.ldsMean.map { String(format: ", against the mean of two trainings %.3f", $0.mean) } ?? "",
+                   row.lds.undefined > 0 ? " (\(row.lds.undefined) test texts undefined)" : ""))
+        return row
+    }
+
+    /// The attribution setting of kernel k on model j (TRAK: with the first `trakModels`).
+    func setup(_ k: SurrogateKernel, model j: Int, trakModels: Int = 1) -> AttributionSetup {
+        let byLDS = lambdaSelection != nil && !k.attributesByKernelValue
+        var s = AttributionSetup(classifier: models[j], train: train, projDim: projDim, seed: seed, projector: projector, cache: cache,
+                                 selector: byLDS ? ldsSelector : selector.exhaustive,
+                                 checkpoints: j == 0 && k.checkpointSummed ? checkpoints : nil,
+                                 ensemble: k.ensembled ? Array(models[1..<trakModels]) : [], useSurrogateCache: j != 0 && !byLDS)
+        // The model under study's surrogate at every lambda (the grid's LDS), and every
+        // model's when lambda is chosen by LDS.
+        s.fitGrid = (j == 0 || byLDS) && !k.attributesByKernelValue
+        return s
+    }
+
+    /// TRAK, whose estimator averages over its ensemble itself: one run per size.
+    func trak(_ k: SurrogateKernel, sizes: [Int]) throws -> [LDSKernelReport] {
+        let stage = KernelRun(kernel: k, report: progress)
+        return try sizes.map { size in
+            log("== \(k.name), \(size) model\(size == 1 ? "" : "s")")
+            let started = Date()
+            let engine = try AttributionEngine(setup: setup(k, model: 0, trakModels: size), kernel: k, log: log, progress: stage.progress("train"))
+            let q = try engine.query(test, source: "test texts", cached: true, lossLabels: compared, log: log, progress: stage.progress("test"))
+            return scored(k.name, "trak", engine.methodScores(q, classes: compared), size: size, seconds: Date().timeIntervalSince(started))
+        }
+    }
+
+    /// An attribution form scored: the method's own score, or for a surrogate its
+    /// representer or influence form at the selector's lambda or (`byLDS`) at the lambda
+    /// chosen by LDS on the selection subsets; its running sum over models.
+    struct Form {
+        let name: String, attribution: String
+        let influence: Bool
+        var lambda: Double?
+        let byLDS: Bool
+        var sum: [Double]
+        var seconds = 0.0
+        var alone: [Double] = []
+        var grid: [LDSGridPoint] = []
+    }
+
+    /// Every other method: one engine per model, each form's scores averaged over the
+    /// first N models for each N of `sizes`.
+    func acrossModels(_ k: SurrogateKernel, sizes: [Int]) throws -> [LDSKernelReport] {
+        let surrogate = !k.attributesByKernelValue
+        let zero = [Double](repeating: 0, count: test.count * n)
+        var forms: [Form] = surrogate
+            ? [Form(name: k.name, attribution: "surrogate", influence: false, byLDS: false, sum: zero),
+               Form(name: k.name + "-infl", attribution: "surrogate influence", influence: true, byLDS: false, sum: zero)]
+            : [Form(name: k.name, attribution: "kernel", influence: false, byLDS: false, sum: zero)]
+        if surrogate && lambdaSelection != nil {
+            forms += [Form(name: k.name + " (lambda by LDS)", attribution: "surrogate", influence: false, byLDS: true, sum: zero),
+                      Form(name: k.name + "-infl (lambda by LDS)", attribution: "surrogate influence", influence: true, byLDS: true, sum: zero)]
+        }
+        let stage = KernelRun(kernel: k, report: progress)
+        var rows: [LDSKernelReport] = []
+        for j in 0..<sizes.last! {
+            log("== \(k.name), model \(j + 1)/\(sizes.last!)")
+            let started = Date()
+            let engine = try AttributionEngine(setup: setup(k, model: j), kernel: k, log: log, progress: stage.progress("train"))
+            let q = try engine.query(test, source: "test texts", cached: true, lossLabels: surrogate ? nil : compared, log: log,
+                                     progress: stage.progress("test"))
+            let shared = Date().timeIntervalSince(started)
+            if surrogate && j == 0 { try chooseLambdas(&forms, engine: engine, query: q, kernel: k) }
+            for f in forms.indices {
+                let t0 = Date()
+                let scores = try formScores(forms[f], engine: engine, query: q, model: j)
+                for a in scores.indices { forms[f].sum[a] += scores[a] }
+                forms[f].alone.append(Datamodeling.score(scores, n: n, subsets: subsets, margins: margins, resamples: 0, seed: seed).mean)
+                forms[f].seconds += shared + Date().timeIntervalSince(t0)
+            }
+            guard sizes.contains(j + 1) else { continue }
+            for f in forms {
+                var row = scored(f.name, f.attribution, f.sum.map { $0 / Double(j + 1) }, size: j + 1, seconds: f.seconds)
+                if j > 0 { row.perModel = f.alone }
+                if surrogate {
+                    row.grid = f.grid
+                    row.lambda = f.lambda
+                    row.lambdaRule = f.byLDS ? lambdaSelection.map { "lds on \($0.subsets.count) selection subsets" } : selector.criterion.rawValue
+                }
+                rows.append(row)
+            }
+        }
+        return rows
+    }
+
+    /// A form's scores [tests, n] on one model: the method's own, or the surrogate's at the
+    /// form's lambda (this model's fit at that lambda).
+    func formScores(_ form: Form, engine: AttributionEngine, query q: QueryKernel, model j: Int) throws -> [Double] {
+        guard !engine.kernel.attributesByKernelValue else { return engine.methodScores(q, classes: compared) }
+        var fit = engine.glm
+        if form.byLDS {
+            guard let lambda = form.lambda, let g = engine.gridFits.first(where: { $0.lambda == lambda }) else {
+                throw AttributionError("\(engine.kernel.name): model \(j + 1) has no surrogate fitted at lambda \(form.lambda ?? .nan)")
+            }
+            fit = g
+        }
+        return form.influence ? try engine.surrogateInfluence(fit).scores(rows: q.rows, classes: compared)
+            : engine.representerScores(q, classes: compared, glm: fit)
+    }
+
+    /// The model under study's LDS at every lambda of its grid, in both forms, and each
+    /// form's lambda: the selector's, or the grid's best on the selection subsets (ties to
+    /// the stronger regularization, as in the selector).
+    func chooseLambdas(_ forms: inout [Form], engine: AttributionEngine, query q: QueryKernel, kernel k: SurrogateKernel) throws {
+        var grid: [LDSGridPoint] = [], influenceGrid: [LDSGridPoint] = []
+        for (point, fit) in zip(engine.grid, engine.gridFits) {
+            func at(_ s: [Double]) -> LDSGridPoint {
+                var p = LDSGridPoint(lambda: point.lambda, networkTau: point.networkTau,
+                                     lds: Datamodeling.score(s, n: n, subsets: subsets, margins: margins, resamples: 0, seed: seed).mean,
+                                     ldsMean: meanMargins.map { Datamodeling.score(s, n: n, subsets: subsets, margins: $0, resamples: 0, seed: seed).mean })
+                p.selectionLDS = lambdaSelection.map { Datamodeling.score(s, n: n, subsets: $0.subsets, margins: $0.margins, resamples: 0, seed: seed).mean }
+                return p
+            }
+            grid.append(at(engine.representerScores(q, classes: compared, glm: fit)))
+            influenceGrid.append(at(try engine.surrogateInfluence(fit).scores(rows: q.rows, classes: compared)))
+        }
+        func best(_ points: [LDSGridPoint]) -> Double? {
+            points.filter { $0.selectionLDS?.isFinite == true }.max { a, b in
+                a.selectionLDS! < b.selectionLDS! || (a.selectionLDS! == b.selectionLDS! && a.lambda < b.lambda)
+            }?.lambda
+        }
+        for f in forms.indices {
+            forms[f].grid = forms[f].influence ? influenceGrid : grid
+            forms[f].lambda = forms[f].byLDS ? best(forms[f].grid) : engine.glm.lambda
+        }
+        log("\(k.name): LDS over lambda " + zip(grid, influenceGrid).map { String(format: "%g: %.3f / infl %.3f", $0.lambda, $0.lds, $1.lds) }.joined(separator: ", ")
+            + (lambdaSelection != nil ? String(format: "; chosen on the selection subsets: %g / infl %g", forms[2].lambda ?? .nan, forms[3].lambda ?? .nan) : ""))
+    }
+}
