@@ -89,6 +89,12 @@ public final class FeatureWriter {
         }
     }
 
+    /// Removes the partial file when no block of it is finished (a run that failed on its
+    /// first block leaves nothing behind that a later run could resume).
+    public func discardIfEmpty() {
+        if !done.contains(true) { unlink(partialURL.path) }
+    }
+
     /// Refuses an existing output that `replace` does not allow replacing.
     public static func checkOutput(_ url: URL, replace: Replace) throws {
         try OutputPath.checkFile(url, kind: "feature file", overwrite: replace != .never) { existing in

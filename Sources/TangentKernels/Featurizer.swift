@@ -159,7 +159,17 @@ public final class Featurizer {
         return (features, logits, layers, gs, ps)
     }
 
+    /// `compute(texts)`, refused when its logits or features are not finite (see `FiniteCheck`).
     private func computeBlock(_ texts: [LabeledText]) throws -> (features: [Float], logits: [Float], layerFeatures: [Float]?, gradientSeconds: Double, projectionSeconds: Double) {
+        let r = try compute(texts)
+        let model = classifier.model, dir = classifier.directory
+        try FiniteCheck.rows(r.logits, width: model.shape.classes, stage: "logits", model: dir) { FiniteCheck.describe(texts[$0]) }
+        let what = options.kind == .embedding ? "embeddings" : "\(options.kind.rawValue) features"
+        try FiniteCheck.rows(r.features, width: r.features.count / max(1, texts.count), stage: what, model: dir) { FiniteCheck.describe(texts[$0]) }
+        return r
+    }
+
+    private func compute(_ texts: [LabeledText]) throws -> (features: [Float], logits: [Float], layerFeatures: [Float]?, gradientSeconds: Double, projectionSeconds: Double) {
         let model = classifier.model
         let batch = TokenBatch(sequences: try texts.map { try classifier.encode($0.text) }, padID: model.shape.padID)
         let t0 = Date()
@@ -248,12 +258,29 @@ public final class Featurizer {
         }
         let labels = part.map { Int64($0.label.flatMap(classifier.labels.index(of:)) ?? -1) }
         let writer = try FeatureWriter(url: url, metadata: metadata, labels: labels, lines: part.map { Int64($0.line) }, replace: replace)
-        let base = part.startIndex
         var finished = writer.done.enumerated().filter(\.element).reduce(0) { $0 + writer.range(ofBlock: $1.offset).count }
         progress(finished, part.count)
         // Unfinished blocks in runs of consecutive ones, as many per computation as a batch
         // holds; each block is stored (and flagged done) on its own.
         let perBatch = max(1, options.batchSize / options.blockSize)
+        do {
+            try write(part, into: writer, perBatch: perBatch, classes: metadata.classes, groups: metadata.groupList.count) {
+                finished += $0
+                progress(finished, part.count)
+            }
+        } catch {
+            writer.discardIfEmpty()
+            throw error
+        }
+        try writer.finish()
+        return try FeatureFile(url: url)
+    }
+
+    /// Computes and stores the unfinished blocks of `writer` (texts `part`), `perBatch`
+    /// blocks per computation; `stored(n)` after each block of n texts.
+    private func write(_ part: ArraySlice<LabeledText>, into writer: FeatureWriter, perBatch: Int, classes C: Int, groups: Int,
+                       stored: (Int) -> Void) throws {
+        let base = part.startIndex
         var b = 0
         while b < writer.blocks {
             guard !writer.done[b] else { b += 1; continue }
@@ -261,19 +288,16 @@ public final class Featurizer {
             while e < writer.blocks && e - b < perBatch && !writer.done[e] { e += 1 }
             let lo = writer.range(ofBlock: b).lowerBound, hi = writer.range(ofBlock: e - 1).upperBound
             let out = try block(Array(part[(base + lo)..<(base + hi)]))
-            let (O, W) = shape, C = metadata.classes, L = max(1, metadata.groupList.count)
+            let (O, W) = shape, L = max(1, groups)
             for k in b..<e {
                 let r = writer.range(ofBlock: k)
                 let s = r.lowerBound - lo, t = r.upperBound - lo
                 try writer.write(block: k, features: Array(out.features[(s * O * W)..<(t * O * W)]),
                                  logits: Array(out.logits[(s * C)..<(t * C)]),
                                  layerFeatures: out.layerFeatures.map { Array($0[(s * L * O * W)..<(t * L * O * W)]) })
-                finished += r.count
-                progress(finished, part.count)
+                stored(r.count)
             }
             b = e
         }
-        try writer.finish()
-        return try FeatureFile(url: url)
     }
 }

@@ -17,18 +17,6 @@ public struct ModelDirectory {
     /// Subdirectory of per-epoch checkpoints (`epoch-K.safetensors`).
     public static let checkpointsDirectory = "checkpoints"
 
-    /// Removes the per-epoch checkpoints `epoch-K.safetensors` of a model directory
-    /// being retrained, and nothing else: other files, and the directory itself, stay.
-    public static func removeCheckpoints(in directory: URL) throws {
-        let dir = directory.appendingPathComponent(checkpointsDirectory)
-        guard let names = try? FileManager.default.contentsOfDirectory(atPath: dir.path) else { return }
-        for name in names where name.hasPrefix("epoch-") && name.hasSuffix(".safetensors") {
-            guard unlink(dir.appendingPathComponent(name).path) == 0 else {
-                throw OutputError("\(dir.appendingPathComponent(name).path): cannot remove the old checkpoint: \(systemErrorDescription())")
-            }
-        }
-    }
-
     /// Writes the parameters of `model` as float32 safetensors with the spec's names and
     /// shapes (PyTorch `state_dict` layout), atomically.
     public static func saveWeights<M: ClassifierModel>(_ model: M, to url: URL,
@@ -224,7 +212,11 @@ public final class Classifier {
         while start < texts.count {
             let end = min(texts.count, start + batchSize)
             let batch = TokenBatch(sequences: try texts[start..<end].map(encode), padID: model.shape.padID)
-            out += try model.forward(batch, rowInvariant: true)
+            let z = try model.forward(batch, rowInvariant: true)
+            try FiniteCheck.rows(z, width: model.shape.classes, stage: "logits", model: directory) {
+                FiniteCheck.describe(texts[start + $0], index: start + $0 + 1)
+            }
+            out += z
             start = end
         }
         return out

@@ -83,6 +83,8 @@ struct Attribute: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
+            try refuseOverlaps([("--html", html)], inputs: [("--model", model), ("--train", train), ("--data", data),
+                                                                     ("--checkpoints", checkpoints), ("--train-features", trainFeatures)])
             try checkCacheDirectory(cache)
             // The page's path is checked and locked before any work.
             let pageLock = try html.map { try claimOutputFile($0, kind: "attribution page", overwrite: overwrite, isSameKind: Attribute.isPage) }

@@ -84,6 +84,8 @@ struct AuditCommand: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
+            try refuseOverlaps([("--json", json), ("--html", html)],
+                               inputs: [("--model", model), ("--train", train), ("--checkpoints", checkpoints)])
             try checkCacheDirectory(cache)
             // Outputs are checked and locked before any work.
             let pageLock = try html.map { try claimOutputFile($0, kind: "audit page", overwrite: overwrite, isSameKind: AuditCommand.isPage) }

@@ -164,6 +164,28 @@ func readLDS(_ dir: String, train: String, trainTexts: Int, texts: [LabeledText]
     return r.compacted
 }
 
+/// Refuses, before any work, an output that is, contains or lies inside one of the
+/// command's inputs, however either is spelled (see `PathOverlap`).
+/// Each entry is an option and its value (nil when not given).
+func refuseOverlaps(_ outputs: [(String, String?)], inputs: [(String, String?)]) throws {
+    let named = inputs.compactMap { option, path in path.map { PathOverlap.Named(option, $0) } }
+    for case let (option, path?) in outputs { try PathOverlap.check(output: .init(option, path), inputs: named) }
+}
+
+/// Saves `classifier` as a whole model directory at `url`: written into a staging
+/// directory and swapped in, so no file of a model that was there survives and a failure
+/// leaves it as it was. Hold `url`'s output lock.
+func saveModelDirectory(_ classifier: Classifier, to url: URL, extra: [String: Any]) throws {
+    let staged = try StagedDirectory(replacing: url)
+    do {
+        try classifier.save(to: staged.staging, extra: extra)
+        try staged.commit()
+    } catch {
+        staged.discard()
+        throw error
+    }
+}
+
 /// Checks a file output before any work (see `OutputPath.checkFile`) and locks it for
 /// the run; keep the lock alive until the file is written. `isSameKind` says whether an
 /// existing file is one `--overwrite` may replace.

@@ -74,6 +74,8 @@ struct Compare: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
+            try refuseOverlaps([("--out", out)], inputs: model.map { ("--model", Optional($0)) } + [("--train", train), ("--test", test),
+                               ("--checkpoints", checkpoints), ("--lds", lds)])
             let outURL = fileURL(out)
             let jsonURL = outURL.appendingPathComponent("report.json")
             let lock = try claimOutputDirectory(out, kind: "comparison report", markers: ["report.json", "report.md"], overwrite: overwrite,

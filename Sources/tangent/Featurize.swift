@@ -47,6 +47,7 @@ struct Featurize: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
+            try refuseOverlaps([("--out", out)], inputs: [("--model", model), ("--data", data)])
             let spec = try ShardSpec.resolve(option: shard, shardCount: shardCount, environment: ProcessInfo.processInfo.environment)
             let output = spec.map { FeatureMerger.shardURL(fileURL(out), $0) } ?? fileURL(out)
             let nThreads = threading.count
@@ -114,6 +115,7 @@ struct Kernel: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
+            try refuseOverlaps([("--out", out)], inputs: [("--a", a), ("--b", b)])
             let lock = try claimOutputFile(out, kind: "kernel file", overwrite: overwrite, isSameKind: hasFormat("tangent-kernel-1"))
             defer { withExtendedLifetime(lock) {} }
             let fa = try FeatureFile(url: fileURL(a))
@@ -165,12 +167,14 @@ struct ExactKernelCommand: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
+            try refuseOverlaps([("--out", out)], inputs: [("--model", model), ("--data", data), ("--data-b", dataB)])
             let lock = try claimOutputFile(out, kind: "kernel file", overwrite: overwrite, isSameKind: hasFormat("tangent-kernel-1"))
             defer { withExtendedLifetime(lock) {} }
             let clf = try loadClassifier(model, threads: threading.count)
             let reader = columns.reader(requireLabels: false)
-            let a = try reader.read(fileURL(data)).map { try clf.encode($0.text) }
-            let b = try dataB.map { try reader.read(fileURL($0)).map { try clf.encode($0.text) } }
+            let aTexts = try reader.read(fileURL(data)), bTexts = try dataB.map { try reader.read(fileURL($0)) }
+            let a = try aTexts.map { try clf.encode($0.text) }
+            let b = try bTexts.map { try $0.map { try clf.encode($0.text) } }
             let computer = try GradientComputer(model: clf.model, prefixes: try Check.list(params, "--params"))
             // Two blocks of per-example gradients (one per output for trntk) are held at once.
             let kind = kernel
@@ -182,6 +186,11 @@ struct ExactKernelCommand: ParsableCommand {
             }
             let t0 = Date()
             let r = try ExactKernel.compute(computer, a: a, b: b, kind: kernel, blockSize: batchSize)
+            // Gradients that overflow float32 leave no trace but non-finite kernel values.
+            let stage = "\(kernel.rawValue) kernel values"
+            try FiniteCheck.rows(r.rowDiagonal, width: 1, stage: stage, model: clf.directory) { FiniteCheck.describe(aTexts[$0]) }
+            try FiniteCheck.rows(r.columnDiagonal, width: 1, stage: stage, model: clf.directory) { FiniteCheck.describe((bTexts ?? aTexts)[$0]) }
+            try FiniteCheck.rows(r.total, width: r.columns, stage: stage, model: clf.directory) { FiniteCheck.describe(aTexts[$0]) }
             var w = SafetensorsWriter()
             w.metadata = ["format": "tangent-kernel-1", "kernel": kernel.rawValue, "params": params, "model": model,
                           "model_fingerprint": Featurizer.modelFingerprint(clf), "a": data, "b": dataB ?? data,

@@ -74,6 +74,8 @@ struct LDS: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
+            try refuseOverlaps([("--out", out)], inputs: [("--data", data), ("--test", test), ("--tokenizer", tokenizer),
+                                                               ("--recipe", recipe)])
             let started = Date()
             let outURL = fileURL(out)
             try checkCacheDirectory(cache)

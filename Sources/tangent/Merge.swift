@@ -24,6 +24,7 @@ struct Merge: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
+            try refuseOverlaps([("--out", out)], inputs: shards.map { ("shard", Optional($0)) })
             let files = try shards.map { path -> FeatureFile in
                 let url = fileURL(path)
                 guard FileManager.default.fileExists(atPath: url.path) else {

@@ -78,6 +78,8 @@ struct Poison: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
+            try refuseOverlaps([("--out", out), ("--save-model", saveModel)],
+                               inputs: [("--data", data), ("--test", test), ("--tokenizer", tokenizer), ("--init", initDirectory)])
             let outURL = fileURL(out)
             let jsonURL = outURL.appendingPathComponent("poisoning.json")
             let lock = try claimOutputDirectory(out, kind: "poisoning report", markers: ["poisoning.json", "poisoning.md"], overwrite: overwrite,
@@ -136,7 +138,7 @@ struct Poison: ParsableCommand {
                                    model: clf.model, labels: clf.labels.names, threads: nThreads)
                     .writeCheckpoint(snapshot, to: checkpoints.appendingPathComponent("epoch-\(e + 1).safetensors"))
             }
-            if let saveModel { try clf.save(to: fileURL(saveModel), extra: ["poisoning": ["trigger": plan.trigger, "source": plan.source, "target": plan.target,
+            if let saveModel { try saveModelDirectory(clf, to: fileURL(saveModel), extra: ["poisoning": ["trigger": plan.trigger, "source": plan.source, "target": plan.target,
                                                                                         "fraction": plan.fraction, "seed": plan.seed, "poisoned_texts": poisoned.count]]) }
             let report = try Poisoning.evaluate(
                 classifier: clf, plan: plan, train: poisonedTrain, poisoned: poisoned, cleanTest: testTexts,

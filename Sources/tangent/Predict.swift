@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import TangentData
 import TangentModel
+import TangentTensor
 import TangentTraining
 
 struct Predict: ParsableCommand {
@@ -70,18 +71,23 @@ struct Evaluate: ParsableCommand {
             let url = try DataLocation.file(fileURL(data), split: "test")
             let rows = try columns.reader().read(url)
             let truth = try clf.labels.indices(of: rows, source: url.path)
-            let set = EncodedSet(sequences: try rows.map { try clf.encode($0.text) }, labels: truth)
-            let r = try Trainer.evaluate(clf.model, set)
-            let report = ClassificationReport(labels: clf.labels.names, truth: truth, predicted: r.predicted)
+            // The one prediction path (row-invariant, finite-checked), as `predict` uses.
+            let z = try clf.logits(rows.map(\.text))
+            let n = rows.count, C = clf.labels.count
+            var losses = [Float](repeating: 0, count: n), probs = [Float](repeating: 0, count: n * C)
+            CrossEntropy.forward(losses: &losses, probs: &probs, logits: z, labels: truth, b: n, c: C)
+            let loss = losses.reduce(0.0) { $0 + Double($1) } / Double(max(1, n))
+            let predicted = (0..<n).map { Softmax.argmax(z[($0 * C)..<(($0 + 1) * C)]) }
+            let report = ClassificationReport(labels: clf.labels.names, truth: truth, predicted: predicted)
             if json {
                 var obj = try JSONSerialization.jsonObject(with: JSONEncoder().encode(report)) as! [String: Any]
                 obj["accuracy"] = report.accuracy
-                obj["loss"] = r.loss
+                obj["loss"] = loss
                 obj["data"] = url.path
                 let d = try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes])
                 print(String(decoding: d, as: UTF8.self))
             } else {
-                print("\(displayPath(url)): \(rows.count) texts, mean cross-entropy \(String(format: "%.4f", r.loss))")
+                print("\(displayPath(url)): \(rows.count) texts, mean cross-entropy \(String(format: "%.4f", loss))")
                 print(report.formatted(), terminator: "")
             }
         }

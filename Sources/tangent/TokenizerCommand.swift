@@ -36,6 +36,7 @@ struct TrainTokenizer: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
+            try refuseOverlaps([("--out", out)], inputs: [("--data", data)])
             let outURL = fileURL(out)
             let lock = try claimOutputFile(out, kind: "SentencePiece model", overwrite: overwrite,
                                            isSameKind: { (try? Tokenizer(contentsOf: $0)) != nil })

@@ -78,9 +78,19 @@ struct Train: ParsableCommand {
     func run() throws {
         try reportingErrors {
             let outURL = fileURL(out)
+            try refuseOverlaps([("--out", out)], inputs: [
+                ("--data", data), ("--test", test), ("--tokenizer", tokenizer),
+                ("--init", initDirectory),
+            ])
             try refuseInterruptedRun(in: outURL)
             let lock = try claimOutputDirectory(out, kind: "model directory", markers: ModelDirectory.markerFiles, overwrite: overwrite || resume)
             defer { withExtendedLifetime(lock) {} }
+            // --overwrite writes the new model beside the old one and swaps it in after its
+            // first epoch: no file of the old model survives, and a run that fails before
+            // then leaves the old model as it was.
+            let staged = overwrite && FileManager.default.fileExists(atPath: outURL.path) ? try StagedDirectory(replacing: outURL) : nil
+            var swapped = false
+            defer { if !swapped { staged?.discard() } }
             let previous = resume ? try Classifier(directory: outURL, threads: threading.count) : nil
             if let previous, previous.configJSON["complete"] as? Bool != false {
                 throw DataError("\(out): training already finished (config.json says complete); nothing to resume")
@@ -127,7 +137,6 @@ struct Train: ParsableCommand {
             printError("training on \(trainSet.count) texts of \(trainFile.path) (\(labels.names.joined(separator: ", "))); "
                 + "\(model.layout.count) parameters; \(nThreads) threads"
                 + (testSet.map { "; testing on \($0.count) texts of \(testFile!.path)" } ?? ""))
-            if overwrite { try ModelDirectory.removeCheckpoints(in: outURL) }
 
             let stages = StageProgress()
             // config.json's keys beyond the architecture, rewritten after every epoch.
@@ -137,8 +146,11 @@ struct Train: ParsableCommand {
                 try configExtra(options: options, dataset: dataset, dataFingerprint: dataFingerprint, threads: nThreads, history: history,
                                 parameters: model.layout.count, final: final)
             }
-            let run = TrainingRun(classifier: classifier, directory: outURL, options: options, keepCheckpoints: keepCheckpoints,
-                                  trainTexts: trainSet.count, dataFingerprint: dataFingerprint, threads: nThreads)
+            func trainingRun(into directory: URL) -> TrainingRun {
+                TrainingRun(classifier: classifier, directory: directory, options: options, keepCheckpoints: keepCheckpoints,
+                            trainTexts: trainSet.count, dataFingerprint: dataFingerprint, threads: nThreads)
+            }
+            var run = trainingRun(into: staged?.staging ?? outURL)
             let summaries = try trainer.train(trainSet, test: testSet, after: history.count, progress: { epoch, done, total, status in
                 // The epoch's bar ends with its summary, below.
                 stages.report("epoch \(epoch)/\(epochs)", done, total, status: status, finishAtTotal: false)
@@ -149,6 +161,11 @@ struct Train: ParsableCommand {
                 stages.finish(status: status)
                 if !stages.drawsInPlace { printError("epoch \(s.epoch): \(status)") }
                 try run.finishEpoch(s, trainer: trainer, history: history, extra: try extra(final: s.epoch == epochs))
+                if let staged, !swapped {
+                    try staged.commit()
+                    swapped = true
+                    run = trainingRun(into: outURL)
+                }
             })
             guard let last = summaries.last ?? history.last else { throw DataError("\(out): no epoch was trained") }
             print("saved \(out): \(history.count) epochs, train accuracy \(String(format: "%.4f", last.trainAccuracy))"

@@ -16,7 +16,10 @@ enum LayerNorm {
             var v: T = 0
             for j in 0..<d { let c = x[j] - m; v += c * c }
             v *= invD
-            let s = 1 / (v + eps).squareRoot()
+            // A row that overflowed (infinite variance) would normalize to 0 times its
+            // infinities; NaN instead, as torch gives, so that the outputs' finite check
+            // (FiniteCheck) refuses it rather than passing on a silently wrong row.
+            let s = v.isFinite ? 1 / (v + eps).squareRoot() : .nan
             let y = out + r * d
             for j in 0..<d { y[j] = (x[j] - m) * s * weight[j] + bias[j] }
             mean[r] = m
