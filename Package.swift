@@ -33,7 +33,7 @@ let package = Package(
         .target(name: "TangentTensor", dependencies: [
             "CBLAS", "CFixedGemm", .product(name: "Numerics", package: "swift-numerics"),
         ]),
-        .target(name: "TangentTokenizer", dependencies: ["CSentencePiece"]),
+        .target(name: "TangentTokenizer", dependencies: ["CSentencePiece", "TangentIO"]),
         .target(name: "TangentData", dependencies: ["TangentIO"]),
         .target(name: "TangentSafetensors", dependencies: ["TangentIO"]),
         .target(name: "TangentModel", dependencies: [

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Fuzzes one of tangent's file readers with libFuzzer (swiftc -sanitize=fuzzer,address):
 #   scripts/fuzz.sh TARGET SECONDS [libFuzzer options...]
-# TARGET: safetensors, features, feature-metadata (values in a feature file's header), jsonl, csv, tsv, config, labels, report, or all (each
+# TARGET: safetensors, features, feature-metadata (values in a feature file's header), jsonl, csv, tsv, config, labels, report,
+# vocab, sentencepiece, tokenizer-json, hf-config, tokenizer-config (Hugging Face files; JSON as edits of its values), or all (each
 # for SECONDS). Starts from the committed seeds in Fuzz/corpus/TARGET and keeps what it
 # finds in .build/fuzz/corpus/TARGET, so a later run resumes where this one stopped.
 # Memory is bounded (-rss_limit_mb, -malloc_limit_mb) and an input that runs longer than
@@ -10,7 +11,7 @@
 # TANGENT_FUZZ_NO_BUILD=1 skips the build (long runs while the sources change).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-targets=(safetensors features feature-metadata jsonl csv tsv config labels report)
+targets=(safetensors features feature-metadata jsonl csv tsv config labels report vocab sentencepiece tokenizer-json hf-config tokenizer-config)
 [ $# -ge 2 ] || { echo "usage: scripts/fuzz.sh TARGET SECONDS [libFuzzer options]; TARGET: ${targets[*]} or all" >&2; exit 2; }
 target=$1; seconds=$2; shift 2
 [[ "$seconds" =~ ^[1-9][0-9]*$ ]] || { echo "error: SECONDS must be a positive whole number (got '$seconds')" >&2; exit 2; }
@@ -37,8 +38,10 @@ cp Fuzz/.build/release/TangentFuzz "$bin.tmp" && mv "$bin.tmp" "$bin"
 log=.build/fuzz/$target.log
 echo "fuzzing $target for ${seconds}s (corpus $corpus, log $log)" >&2
 rc=0
+# A SentencePiece model carries its normalization table (about 240 KB): room for a whole one.
+maxlen=65536; [ "$target" = sentencepiece ] && maxlen=262144
 TANGENT_FUZZ_TARGET=$target ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=1 "$bin" "$corpus" "Fuzz/corpus/$target" \
-  -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=1024 -max_len=65536 \
+  -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=1024 -max_len=$maxlen \
   -artifact_prefix="$artifacts/" -print_final_stats=1 "$@" > "$log" 2>&1 || rc=$?
 execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
 cov=$(grep -oE 'cov: [0-9]+ ft: [0-9]+' "$log" | tail -1)

@@ -73,7 +73,9 @@ public struct ModelDirectory {
     /// Writes `config.json` atomically: the architecture keys plus `extra` keys
     /// (training hyper-parameters, data set, metrics) that loaders ignore.
     public static func saveConfig(_ config: ModelConfig, extra: [String: Any], to url: URL) throws {
-        let base = try JSONSerialization.jsonObject(with: JSONEncoder().encode(config)) as! [String: Any]
+        guard let base = try JSONSerialization.jsonObject(with: JSONEncoder().encode(config)) as? [String: Any] else {
+            throw ModelError("\(url.path): the model configuration did not encode as a JSON object")
+        }
         let merged = base.merging(extra) { a, _ in a }
         let data = try JSONSerialization.data(withJSONObject: merged, options: [.prettyPrinted, .sortedKeys])
         try AtomicFile.write(data, to: url)
@@ -205,7 +207,8 @@ public final class Classifier {
     /// Logits [B, C] of `texts`, computed in batches of `batchSize`: the network's one
     /// prediction path. Row-invariant, so a text's logits are the same bits whichever texts
     /// share its batch, and the same as the featurizer and gradient computer store.
-    public func logits(_ texts: [String], batchSize: Int = 256) throws -> [Float] {
+    /// `describe(i)` names text i in the error on non-finite logits (default: its index).
+    public func logits(_ texts: [String], batchSize: Int = 256, describe: ((Int) -> String)? = nil) throws -> [Float] {
         var out: [Float] = []
         out.reserveCapacity(texts.count * model.shape.classes)
         var start = 0
@@ -214,7 +217,7 @@ public final class Classifier {
             let batch = TokenBatch(sequences: try texts[start..<end].map(encode), padID: model.shape.padID)
             let z = try model.forward(batch, rowInvariant: true)
             try FiniteCheck.rows(z, width: model.shape.classes, stage: "logits", model: directory) {
-                FiniteCheck.describe(texts[start + $0], index: start + $0 + 1)
+                describe?(start + $0) ?? FiniteCheck.describe(texts[start + $0], index: start + $0 + 1)
             }
             out += z
             start = end

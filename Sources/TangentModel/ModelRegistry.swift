@@ -42,7 +42,7 @@ public protocol ModelArchitecture {
 public enum TangentArchitecture: ModelArchitecture {
     public static let displayName = "tangent's TransformerClassifier"
     public static let configValues = ["architecture: TransformerClassifier"]
-    public static func claims(_ json: [String: Any]) -> Bool { json["architecture"] != nil || json["model_type"] == nil }
+    public static func claims(_ json: [String: Any]) -> Bool { json["architecture"] != nil }
     public static func load(directory: URL, configJSON: [String: Any], threads: Int) throws -> LoadedModel {
         try Classifier.loadTangent(directory: directory, configJSON: configJSON, threads: threads)
     }
@@ -79,13 +79,21 @@ public enum ModelRegistry {
     /// The architecture `directory`'s config.json names, and the parsed config.
     static func pick(_ directory: URL) throws -> (any ModelArchitecture.Type, [String: Any]) {
         let configURL = directory.appendingPathComponent(ModelDirectory.configFile)
-        // An unreadable or non-JSON config goes to tangent's loader, whose messages name
-        // the file and the fault.
-        let json = (try? JSONSerialization.jsonObject(with: WholeFile.read(configURL))) as? [String: Any] ?? [:]
+        let fields = "'architecture' (tangent's own models: TransformerClassifier) or 'model_type' (Hugging Face models: \(HFEncoderConfig.supportedTypes.joined(separator: ", ")))"
+        guard FileManager.default.fileExists(atPath: configURL.path) else {
+            throw ModelError("\(directory.path): no config.json; a model directory holds one, naming \(fields)")
+        }
+        let data: Data
+        do { data = try WholeFile.read(configURL) } catch { throw ModelError("\(configURL.path): cannot read: \(error)") }
+        guard let json = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
+            throw ModelError("\(configURL.path): not a JSON object\(data.isEmpty ? " (the file is empty)" : "")")
+        }
         guard let architecture = architectures.first(where: { $0.claims(json) }) else {
             let known = architectures.map { $0.configValues.joined(separator: ", ") }.joined(separator: "; ")
-            let field = json["model_type"].map { "'model_type' is '\($0)'" } ?? "no 'architecture' or 'model_type'"
-            throw ModelError("\(configURL.path): \(field); supported: \(known)")
+            if let type = json["model_type"] {
+                throw ModelError("\(configURL.path): 'model_type' is '\(type)'; supported: \(known)")
+            }
+            throw ModelError("\(configURL.path): names neither \(fields)")
         }
         return (architecture, json)
     }

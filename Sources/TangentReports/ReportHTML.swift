@@ -85,7 +85,7 @@ public enum ReportHTML {
         let w = 530 + left, rowH = 26.0, hgt = Double(items.count) * rowH + 30
         // The axis runs between round tick values that include 0.
         let ticks = niceTicks(lo, hi, count: 6)
-        let lo = min(lo, ticks.first!), hi = max(hi, ticks.last!)
+        let lo = min(lo, ticks.first ?? lo), hi = max(hi, ticks.last ?? hi)
         func x(_ v: Double) -> Double { left + (min(max(v, lo), hi) - lo) / (hi - lo) * (w - left - 60) }
         var s = "<figure><svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(w))\" height=\"\(Int(hgt))\" role=\"img\">\n"
         for t in ticks {
@@ -116,18 +116,22 @@ public enum ReportHTML {
     }
 
     /// Round tick values, about `count` of them, covering [lo, hi] (and 0 when it lies within).
+    /// Round tick values from at most `lo` to at least `hi`; never empty. Values read from
+    /// a report may be anything: a range that overflows, or whose step is below the
+    /// values' precision, gets its two ends as ticks (and never an endless loop).
     static func niceTicks(_ lo: Double, _ hi: Double, count: Int) -> [Double] {
         guard hi > lo, lo.isFinite, hi.isFinite else { return [lo.isFinite ? lo : 0] }
         let raw = (hi - lo) / Double(count)
         let magnitude = Foundation.pow(10, Foundation.floor(Foundation.log10(raw)))
         let step = [1.0, 2, 2.5, 5, 10].map { $0 * magnitude }.first { $0 >= raw * 0.999 } ?? 10 * magnitude
-        var ticks: [Double] = []
         var t = Foundation.floor(lo / step + 1e-9) * step
-        while t < hi + step * 0.999 {
+        guard raw.isFinite, step.isFinite, step > 0, t.isFinite, t + step > t else { return [lo, hi] }
+        var ticks: [Double] = []
+        while t < hi + step * 0.999 && ticks.count <= 4 * count + 4 {
             ticks.append(abs(t) < step * 1e-6 ? 0 : t)
             t += step
         }
-        return ticks
+        return ticks.isEmpty ? [lo, hi] : ticks
     }
 
     static func tickLabel(_ v: Double) -> String { String(format: "%g", (v * 1e6).rounded() / 1e6) }
@@ -143,7 +147,7 @@ public enum ReportHTML {
             return niceTicks(lo == hi ? lo - 1 : lo, lo == hi ? hi + 1 : hi, count: 4)
         }
         let xt = axis(pairs.map(\.0)), yt = axis(pairs.map(\.1))
-        let x0 = xt.first!, x1 = xt.last!, y0 = yt.first!, y1 = yt.last!
+        let x0 = xt.first ?? -1, x1 = xt.last ?? 1, y0 = yt.first ?? -1, y1 = yt.last ?? 1
         func px(_ v: Double) -> Double { left + (v - x0) / (x1 - x0) * (size - left - right) }
         func py(_ v: Double) -> Double { size - bottom - (v - y0) / (y1 - y0) * (size - bottom - top) }
         var s = "<figure><svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(size))\" height=\"\(Int(size))\" role=\"img\">\n"
@@ -255,7 +259,7 @@ public enum ReportHTML {
     static func ldsSection(_ r: LDSReport) -> String {
         let values = r.kernels.map(\.lds)
         let lo = min(-0.1, (values.map(\.low).filter { !$0.isNaN }.min() ?? 0) - 0.05)
-        let hi = max(0.2, ([r.ceiling?.high ?? 0] + values.map(\.high).filter { !$0.isNaN }).max()! + 0.05)
+        let hi = max(0.2, (([r.ceiling?.high ?? 0] + values.map(\.high).filter { !$0.isNaN }).max() ?? 0) + 0.05)
         var h = "<h2>Counterfactual check: linear datamodeling score (LDS)</h2>\n"
         var caption = "LDS with 95% bootstrap intervals over test texts; * the method's own score (kernel value, influence, TRAK, surrogate influence) instead of the surrogate's W[c,i] K(x,x_i)"
         if let c = r.ceiling { caption += String(format: "; dashed: the noise ceiling %.3f (one training of each subset model against another)", c.mean) }
@@ -327,7 +331,8 @@ public enum ReportHTML {
         // The legend column fits the longest name (about 6 px per character at 11 px).
         let legend = max(100, 6 * Double(series.map(\.0.count).max() ?? 0) + 10)
         let w = 540 + legend, hgt = max(260.0, 2 * 40 + 15 * Double(series.count)), pad = 40.0
-        let x0 = Foundation.log10(xs.first!), x1 = Foundation.log10(xs.last!)
+        guard let first = xs.first, let last = xs.last else { return "" }
+        let x0 = Foundation.log10(first), x1 = Foundation.log10(last)
         func px(_ l: Double) -> Double { pad + (Foundation.log10(l) - x0) / (x1 - x0) * (w - 2 * pad - legend) }
         func py(_ t: Double) -> Double { hgt - pad - (max(yRange.0, min(yRange.1, t)) - yRange.0) / (yRange.1 - yRange.0) * (hgt - 2 * pad) }
         var s = "<figure><svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(w))\" height=\"\(Int(hgt))\" role=\"img\">\n"

@@ -27,8 +27,12 @@ public struct FairseqSentencePiece {
     public var mask: Int32 { Int32(model.vocabSize + 1) }
 
     public func encode(_ text: String, maxLength: Int = 512) throws -> [Int32] {
-        let ids = segmenter.segment(try model.normalized(text)).map { $0 == model.unkID ? FairseqSentencePiece.unknown : $0 + 1 }
-        return [FairseqSentencePiece.begin] + ids.prefix(max(0, maxLength - 2)) + [FairseqSentencePiece.end]
+        [FairseqSentencePiece.begin] + (try ids(text)).prefix(max(0, maxLength - 2)) + [FairseqSentencePiece.end]
+    }
+
+    /// The fairseq ids of `text`'s pieces, unframed.
+    public func ids(_ text: String) throws -> [Int32] {
+        segmenter.segment(try model.normalized(text)).map { $0 == model.unkID ? FairseqSentencePiece.unknown : $0 + 1 }
     }
 }
 

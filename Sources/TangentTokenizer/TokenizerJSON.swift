@@ -1,4 +1,5 @@
 import Foundation
+import TangentIO
 
 /// The `tokenizer.json` of the `tokenizers` library for XLM-R-style models: a `Unigram`
 /// model (pieces and scores in fairseq's id order: `<s>`, `<pad>`, `</s>`, `<unk>`, the
@@ -42,6 +43,66 @@ public enum TokenizerJSON {
         pieces += entries[4..<(entries.count - 1)].map { ($0.piece, $0.score, 1) }
         let proto = modelProto(pieces: pieces, charsmap: charsmap)
         return try FairseqSentencePiece(model: Tokenizer(serializedModel: proto, source: path))
+    }
+
+    /// The parsed `tokenizer.json` at `url`; errors name the file.
+    public static func read(_ url: URL) throws -> [String: Any] {
+        guard let data = try? Data(contentsOf: url) else { throw TokenizerError("\(url.path): cannot read the file") }
+        guard let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { throw TokenizerError("\(url.path): not a JSON object") }
+        return json
+    }
+
+    /// The pieces, in id order, of the `WordPiece` model of a BERT `tokenizer.json` (what
+    /// transformers 5 reads in place of `vocab.txt`, and the only file it saves). Its
+    /// normalizer's settings are not read: transformers' BertTokenizer rebuilds the
+    /// normalizer from `tokenizer_config.json`, as `WordPieceTokenizer` does.
+    public static func wordPieces(_ url: URL) throws -> [String] {
+        let path = url.path
+        func fail(_ field: String, _ why: String) -> TokenizerError { TokenizerError("\(path): \(field) \(why)") }
+        let json = try read(url)
+        guard let model = json["model"] as? [String: Any] else { throw fail("'model'", "is missing") }
+        guard model["type"] as? String == "WordPiece" else {
+            throw fail("'model.type'", "is \(model["type"] ?? "missing"); a BERT tokenizer.json has a WordPiece model")
+        }
+        if let prefix = model["continuing_subword_prefix"], prefix as? String != "##" {
+            throw fail("'model.continuing_subword_prefix'", "is \(prefix); only BERT's '##' is supported")
+        }
+        if let limit = model["max_input_chars_per_word"], JSONField.integer(limit) != 100 {
+            throw fail("'model.max_input_chars_per_word'", "is \(limit); only BERT's 100 is supported")
+        }
+        guard let vocab = model["vocab"] as? [String: Any], !vocab.isEmpty, vocab.count <= 1 << 24 else {
+            throw fail("'model.vocab'", "is not an object of 1 to 2^24 pieces and their ids")
+        }
+        var pieces = [String?](repeating: nil, count: vocab.count)
+        for (piece, value) in vocab {
+            guard let id = JSONField.integer(value), (0..<vocab.count).contains(id) else {
+                throw fail("'model.vocab'['\(piece)']", "is \(value), not an id from 0 to \(vocab.count - 1)")
+            }
+            guard pieces[id] == nil else { throw fail("'model.vocab'", "gives id \(id) to both '\(pieces[id]!)' and '\(piece)'") }
+            pieces[id] = piece
+        }
+        return pieces.map { $0! }
+    }
+
+    /// The `added_tokens` of a `tokenizer.json` (content and id), which the text is split
+    /// at before tokenization (see `AddedTokens`). Ids must fit `size`; tokens matched
+    /// only within words (`single_word`) or after normalization (`normalized`) are refused,
+    /// since they are matched differently.
+    public static func addedTokens(_ json: [String: Any], size: Int, source: String) throws -> [(content: String, id: Int32)] {
+        guard let list = json["added_tokens"] else { return [] }
+        guard let entries = list as? [[String: Any]] else { throw TokenizerError("\(source): 'added_tokens' is not a list of objects") }
+        return try entries.enumerated().map { i, e in
+            func fail(_ why: String) -> TokenizerError { TokenizerError("\(source): 'added_tokens'[\(i)] \(why)") }
+            guard let content = e["content"] as? String, !content.isEmpty else { throw fail("has no 'content'") }
+            guard let id = JSONField.integer(e["id"]), (0..<size).contains(id) else {
+                throw fail("('\(content)') has id \(e["id"] ?? "none"), outside the vocabulary of \(size)")
+            }
+            if JSONField.boolean(e["single_word"]) == true { throw fail("('\(content)') is single_word, which tangent does not match") }
+            if JSONField.boolean(e["normalized"]) == true {
+                throw fail("('\(content)') is matched after normalization (normalized: true), which tangent does not do")
+            }
+            return (content, Int32(id))
+        }
     }
 
     /// A SentencePiece ModelProto: `pieces` (piece, score, type: 1 normal, 2 unknown,

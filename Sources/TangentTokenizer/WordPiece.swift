@@ -1,4 +1,5 @@
 import Foundation
+import TangentIO
 
 /// BERT's WordPiece tokenizer, as `transformers` (its `tokenizers` backend) tokenizes:
 /// the BERT normalizer, the BERT pre-tokenizer, greedy longest-match-first word pieces
@@ -31,45 +32,66 @@ public struct WordPieceTokenizer: Sendable {
         do { text = try String(contentsOf: url, encoding: .utf8) } catch {
             throw TokenizerError("\(url.path): cannot read the WordPiece vocabulary (\(error.localizedDescription))")
         }
-        var config: [String: Any] = [:]
-        if let configURL, FileManager.default.fileExists(atPath: configURL.path) {
-            guard let data = try? Data(contentsOf: configURL), let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
-                throw TokenizerError("\(configURL.path): not a JSON object")
-            }
-            config = json
-        }
         var lines = text.components(separatedBy: "\n")
         if lines.last == "" { lines.removeLast() }
         let pieces = lines.map { $0.hasSuffix("\r") ? String($0.dropLast()) : $0 }
-        guard !pieces.isEmpty, pieces.count <= Int(Int32.max) else { throw TokenizerError("\(url.path): the vocabulary is empty") }
+        try self.init(pieces: pieces, config: configURL, source: url.path)
+    }
+
+    /// A vocabulary given as its pieces in id order (from `vocab.txt` or the WordPiece model
+    /// of a `tokenizer.json`, `source`), with `tokenizer_config.json`'s settings. A repeated
+    /// piece keeps its last id, as transformers' vocabulary does.
+    public init(pieces: [String], config configURL: URL?, source: String) throws {
+        let config = try WordPieceTokenizer.readConfig(configURL)
+        guard !pieces.isEmpty, pieces.count <= Int(Int32.max) else { throw TokenizerError("\(source): the vocabulary is empty") }
         var vocabulary: [String: Int32] = [:]
         vocabulary.reserveCapacity(pieces.count)
-        // A repeated line keeps its first id, as the backend's vocabulary map does.
-        for (i, p) in pieces.enumerated() where vocabulary[p] == nil { vocabulary[p] = Int32(i) }
+        for (i, p) in pieces.enumerated() { vocabulary[p] = Int32(i) }
         func special(_ key: String, _ fallback: String) throws -> Int32 {
             let name = (config[key] as? String) ?? ((config[key] as? [String: Any])?["content"] as? String) ?? fallback
             guard let id = vocabulary[name] else {
-                throw TokenizerError("\(url.path): the special token \(name) (\(key)) is not in the vocabulary")
+                throw TokenizerError("\(source): the special token \(name) (\(key)) is not in the vocabulary")
             }
             return id
         }
+        // transformers refuses these fields when they are not booleans; so does this.
+        func flag(_ key: String) throws -> Bool? {
+            guard let value = config[key], !(value is NSNull) else { return nil }
+            guard let b = JSONField.boolean(value) else {
+                throw TokenizerError("\(configURL?.path ?? source): '\(key)' is \(JSONField.typeName(value)) (\(value)), not true or false")
+            }
+            return b
+        }
         self.vocabulary = vocabulary
         self.pieces = pieces
-        lowercase = config["do_lower_case"] as? Bool ?? true
-        stripAccents = config["strip_accents"] as? Bool ?? lowercase
-        splitChinese = config["tokenize_chinese_chars"] as? Bool ?? true
+        lowercase = try flag("do_lower_case") ?? true
+        stripAccents = try flag("strip_accents") ?? lowercase
+        splitChinese = try flag("tokenize_chinese_chars") ?? true
         unknown = try special("unk_token", "[UNK]")
         classifier = try special("cls_token", "[CLS]")
         separator = try special("sep_token", "[SEP]")
         padding = try special("pad_token", "[PAD]")
-        source = url.path
+        self.source = source
+    }
+
+    /// `tokenizer_config.json` as an object (empty when there is none).
+    static func readConfig(_ url: URL?) throws -> [String: Any] {
+        guard let url, FileManager.default.fileExists(atPath: url.path) else { return [:] }
+        guard let data = try? Data(contentsOf: url), let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+            throw TokenizerError("\(url.path): not a JSON object")
+        }
+        return json
     }
 
     /// Token ids of `text`: `[CLS]`, its word pieces cut so that the whole is at most
     /// `maxLength`, `[SEP]`.
     public func encode(_ text: String, maxLength: Int = 512) -> [Int32] {
-        let ids = wordPieces(text).map { vocabulary[$0] ?? unknown }
-        return [classifier] + ids.prefix(max(0, maxLength - 2)) + [separator]
+        [classifier] + ids(text).prefix(max(0, maxLength - 2)) + [separator]
+    }
+
+    /// The ids of `text`'s word pieces, unframed.
+    public func ids(_ text: String) -> [Int32] {
+        wordPieces(text).map { vocabulary[$0] ?? unknown }
     }
 
     /// The word pieces of `text` (`[UNK]` for a word that does not split).

@@ -113,9 +113,15 @@ struct BenchFeaturize: ParsableCommand {
             let seqs: [[Int32]]
             let workload: String
             if let modelConfig {
-                let url = fileURL(modelConfig)
+                var url = fileURL(modelConfig)
+                // A model directory stands for its config.json.
+                var isDirectory: ObjCBool = false
+                if FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory), isDirectory.boolValue {
+                    url = url.appendingPathComponent("config.json")
+                }
+                guard FileManager.default.fileExists(atPath: url.path) else { throw DataError("\(url.path): no such file (--model-config takes a Hugging Face config.json or its directory)") }
                 guard let data = try? WholeFile.read(url), let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
-                    throw DataError("\(url.path): missing or not a JSON object")
+                    throw DataError("\(url.path): not a readable JSON object")
                 }
                 let config = try HFEncoderConfig(json: json, source: url.path)
                 guard tokens <= config.maxTokens else { throw ValidationError("--tokens \(tokens) exceeds the \(config.maxTokens) positions of \(url.path)") }

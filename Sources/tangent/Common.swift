@@ -50,10 +50,21 @@ func displayPath(_ url: URL) -> String {
 
 /// The transformer's shape, shared by `train` and the benchmarks.
 struct ArchitectureOptions: ParsableArguments {
-    @Option(parsing: .unconditional, help: "Model width.") var dModel: Int = 128
-    @Option(parsing: .unconditional, help: "Attention heads.") var heads: Int = 4
-    @Option(parsing: .unconditional, help: "Transformer blocks.") var layers: Int = 2
-    @Option(parsing: .unconditional, help: "Feed-forward width.") var dFF: Int = 512
+    @Option(name: .customLong("d-model"), parsing: .unconditional, help: "Model width. (default: 128)") var dModelOption: Int?
+    @Option(name: .customLong("heads"), parsing: .unconditional, help: "Attention heads. (default: 4)") var headsOption: Int?
+    @Option(name: .customLong("layers"), parsing: .unconditional, help: "Transformer blocks. (default: 2)") var layersOption: Int?
+    @Option(name: .customLong("d-ff"), parsing: .unconditional, help: "Feed-forward width. (default: 512)") var dFFOption: Int?
+
+    var dModel: Int { dModelOption ?? 128 }
+    var heads: Int { headsOption ?? 4 }
+    var layers: Int { layersOption ?? 2 }
+    var dFF: Int { dFFOption ?? 512 }
+
+    /// The options the command line gave (a fine-tune takes its shape from the checkpoint,
+    /// so these are refused with --init rather than ignored).
+    var given: [String] {
+        [("--d-model", dModelOption), ("--heads", headsOption), ("--layers", layersOption), ("--d-ff", dFFOption)].compactMap { $0.1 == nil ? nil : $0.0 }
+    }
 
     func validate() throws {
         guard dModel > 0, heads > 0, dModel % heads == 0 else { throw ValidationError("--d-model must be a positive multiple of --heads") }
@@ -169,7 +180,14 @@ func readLDS(_ dir: String, train: String, trainTexts: Int, texts: [LabeledText]
 /// Each entry is an option and its value (nil when not given).
 func refuseOverlaps(_ outputs: [(String, String?)], inputs: [(String, String?)]) throws {
     let named = inputs.compactMap { option, path in path.map { PathOverlap.Named(option, $0) } }
-    for case let (option, path?) in outputs { try PathOverlap.check(output: .init(option, path), inputs: named) }
+    let given = outputs.compactMap { option, path in path.map { PathOverlap.Named(option, $0) } }
+    for (i, output) in given.enumerated() {
+        try PathOverlap.check(output: output, inputs: named)
+        // Two outputs of one run must not be one path either.
+        if let other = given[..<i].first(where: { PathOverlap.resolved(fileURL($0.path)) == PathOverlap.resolved(fileURL(output.path)) }) {
+            throw OutputError("\(other.option) and \(output.option) name the same file (\(output.path)); give each output its own path")
+        }
+    }
 }
 
 /// Saves `classifier` as a whole model directory at `url`: written into a staging

@@ -64,6 +64,12 @@ struct LDS: ParsableCommand {
         try projection.check(projDim: projDim)
         try Check.positive(ensemble, "--ensemble")
         if selectionSubsets != 0 { try Check.atLeast(selectionSubsets, 2, "--selection-subsets") }
+        // Each is a model trained on the whole training set (ensemble) or a subset: beyond
+        // these counts a run would take days on any machine this tool runs on.
+        for (option, value, limit) in [("--ensemble", ensemble, 1000), ("--subsets", subsets, 100_000), ("--selection-subsets", selectionSubsets, 100_000)]
+            where value > limit {
+            throw ValidationError("\(option) \(value) is above \(limit): each is a model to train; give at most \(limit)")
+        }
         if let extra = ensembleKernels?.kernels.first(where: { !kernels.kernels.contains($0) }) {
             throw ValidationError("--ensemble-kernels names \(extra.name), which is not in --kernels")
         }
@@ -93,7 +99,14 @@ struct LDS: ParsableCommand {
             let recipeModel = try recipe.map { try Classifier(directory: fileURL($0), threads: 1) }
             let resolved = try recipeOptions.resolve(recipe: recipeModel, tokenizerPath: tokenizer, labels: labels, recipePath: recipe)
             // The kernels' featurization must fit before any subset model is trained.
-            try checkFeaturizerMemory(resolved.recipe.make(seed, 1), kernels: kernels.kernels, projDim: projDim, projector: projection.choice)
+            let probe = try resolved.recipe.make(seed, 1)
+            try checkFeaturizerMemory(probe, kernels: kernels.kernels, projDim: projDim, projector: projection.choice)
+            // The ensemble's models are held at once (weights and a training copy of each).
+            let memory = Double(ProcessInfo.processInfo.physicalMemory)
+            let ensembleBytes = Double(ensemble) * Double(probe.model.layout.count) * 4 * 2
+            guard ensembleBytes < memory / 4 else {
+                throw ValidationError("--ensemble \(ensemble): its \(ensemble) models of \(probe.model.layout.count) parameters are held at once, about \(ByteSize.describe(ensembleBytes)), more than a quarter of this machine's \(ByteSize.describe(memory))")
+            }
             let runKey = fingerprint(Data(try JSONEncoder.sorted.encode(RunKey(
                 model: resolved.config, start: resolved.config == nil ? resolved.recipe.identity : nil, options: resolved.options,
                 train: fingerprint(labelled: trainTexts), test: fingerprint(labelled: testTexts),
@@ -101,13 +114,15 @@ struct LDS: ParsableCommand {
             // The subsets' index lists and margins are held at once: bound them before
             // anything is trained or written.
             let planBytes = Double(subsets * (ceiling ? 2 : 1) + selectionSubsets) * (Double(trainTexts.count) * fraction * 8 + Double(testTexts.count) * 8 + 64)
-            guard planBytes < Double(ProcessInfo.processInfo.physicalMemory) / 4 else {
-                throw ValidationError("--subsets \(subsets): the subsets' index lists and margins would need \(ByteSize.describe(planBytes)), more than a quarter of this machine's \(ByteSize.describe(Double(ProcessInfo.processInfo.physicalMemory)))")
+            guard planBytes < memory / 4 else {
+                let counts = ["--subsets \(subsets)\(ceiling ? " (twice, with --ceiling)" : "")"] + (selectionSubsets > 0 ? ["--selection-subsets \(selectionSubsets)"] : [])
+                throw ValidationError("\(counts.joined(separator: " and ")): the subsets' index lists and margins would need \(ByteSize.describe(planBytes)), more than a quarter of this machine's \(ByteSize.describe(memory))")
             }
             let runDirectory = DatamodelingRunDirectory(url: outURL, key: runKey)
             try runDirectory.claim(overwrite: overwrite)
             printError("LDS run \(runKey) in \(out): \(trainTexts.count) training and \(testTexts.count) test texts, \(subsets) subsets of \(fraction), "
-                + "recipe \(resolved.recipe.summary), \(resolved.options.epochs) epochs, lr \(resolved.options.learningRate)")
+                + "recipe \(resolved.recipe.summary), \(resolved.options.epochs) epochs, lr \(resolved.options.learningRate); "
+                + "\(ensemble + subsets * (ceiling ? 2 : 1) + selectionSubsets) models to train (trained ones in the run directory are reused)")
             let run = DatamodelingRun(directory: runDirectory, recipe: resolved.recipe, options: resolved.options, labels: labels,
                                       train: trainTexts, test: testTexts, trainFile: trainFile, seed: seed, threads: nThreads)
             let training = StageProgress()

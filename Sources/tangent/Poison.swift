@@ -74,6 +74,9 @@ struct Poison: ParsableCommand {
             throw ValidationError("give --tokenizer (train a model from scratch) or --init (fine-tune a Hugging Face encoder), not both or neither")
         }
         try Check.rate(dropout, "--dropout")
+        if initDirectory != nil, !architecture.given.isEmpty {
+            throw ValidationError("\(architecture.given.joined(separator: ", ")) set the shape of a model trained from scratch; with --init the architecture is the checkpoint's (its config.json), so leave \(architecture.given.count == 1 ? "it" : "them") out")
+        }
     }
 
     func run() throws {

@@ -72,7 +72,7 @@ struct Evaluate: ParsableCommand {
             let rows = try columns.reader().read(url)
             let truth = try clf.labels.indices(of: rows, source: url.path)
             // The one prediction path (row-invariant, finite-checked), as `predict` uses.
-            let z = try clf.logits(rows.map(\.text))
+            let z = try clf.logits(rows.map(\.text)) { FiniteCheck.describe(rows[$0]) }
             let n = rows.count, C = clf.labels.count
             var losses = [Float](repeating: 0, count: n), probs = [Float](repeating: 0, count: n * C)
             CrossEntropy.forward(losses: &losses, probs: &probs, logits: z, labels: truth, b: n, c: C)
@@ -80,7 +80,9 @@ struct Evaluate: ParsableCommand {
             let predicted = (0..<n).map { Softmax.argmax(z[($0 * C)..<(($0 + 1) * C)]) }
             let report = ClassificationReport(labels: clf.labels.names, truth: truth, predicted: predicted)
             if json {
-                var obj = try JSONSerialization.jsonObject(with: JSONEncoder().encode(report)) as! [String: Any]
+                guard var obj = try JSONSerialization.jsonObject(with: JSONEncoder().encode(report)) as? [String: Any] else {
+                    throw DataError("the classification report did not encode as a JSON object")
+                }
                 obj["accuracy"] = report.accuracy
                 obj["loss"] = loss
                 obj["data"] = url.path

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import TangentModel
 import TangentIO
 import TangentData
 import TangentTensor
@@ -56,11 +57,21 @@ struct TrainTokenizer: ParsableCommand {
 
 struct EncodeText: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "encode", abstract: "Print the ids and pieces of a text.")
-    @Option(help: "SentencePiece .model file.") var tokenizer: String
+    @Option(help: "SentencePiece .model file, or a model directory (tangent's or Hugging Face's: the ids its model sees, framing and truncation included).")
+    var tokenizer: String
     @Option(help: "Text to encode.") var text: String
 
     func run() throws {
         try reportingErrors {
+            var isDirectory: ObjCBool = false
+            if FileManager.default.fileExists(atPath: tokenizer, isDirectory: &isDirectory), isDirectory.boolValue {
+                let clf = try Classifier(directory: fileURL(tokenizer), threads: 1)
+                let ids = try clf.encode(text)
+                print(ids.map(String.init).joined(separator: " "))
+                let hf = (clf.encoder as? HFTextEncoder)?.tokenizer
+                print(ids.map { (hf?.piece($0) ?? clf.tokenizer?.piece($0)) ?? "?" }.joined(separator: " "))
+                return
+            }
             let tok = try Tokenizer(contentsOf: fileURL(tokenizer))
             let ids = try tok.encode(text)
             print(ids.map(String.init).joined(separator: " "))

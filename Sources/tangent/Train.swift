@@ -40,7 +40,9 @@ struct Train: ParsableCommand {
 
     @OptionGroup var architecture: ArchitectureOptions
     @Option(parsing: .unconditional, help: "Maximum tokens per text, BOS included (longer texts are cut).") var maxLen: Int = 64
-    @Option(help: "Pooling of token states into the text's vector.") var pooling: ModelConfig.Pooling = .mean
+    @Option(name: .customLong("pooling"), help: "Pooling of token states into the text's vector (tangent's models). (default: mean)")
+    var poolingOption: ModelConfig.Pooling?
+    var pooling: ModelConfig.Pooling { poolingOption ?? .mean }
 
     @Option(parsing: .unconditional, help: "Passes over the training data.") var epochs: Int = 5
     @Option(parsing: .unconditional, help: "Texts per step.") var batchSize: Int = 32
@@ -72,6 +74,12 @@ struct Train: ParsableCommand {
         try Check.nonNegative(clip, "--clip")
         try Check.rate(dropout, "--dropout")
         if resume && overwrite { throw ValidationError("--resume continues OUT and --overwrite replaces it; give one of them") }
+        if initDirectory != nil {
+            let shape = architecture.given + (poolingOption == nil ? [] : ["--pooling"])
+            guard shape.isEmpty else {
+                throw ValidationError("\(shape.joined(separator: ", ")) set the shape of a model trained from scratch; with --init the architecture is the checkpoint's (its config.json), so leave \(shape.count == 1 ? "it" : "them") out")
+            }
+        }
     }
 
 
@@ -211,6 +219,11 @@ struct Train: ParsableCommand {
         throw DataError("\(out): holds an interrupted training run (\(done) epoch\(done == 1 ? "" : "s") finished); pass --resume to continue it with the same settings, or --overwrite to start again")
     }
 
+    /// The most tokens a text keeps (BOS or framing included) under `classifier`'s encoder.
+    static func maxLength(_ classifier: Classifier) -> Int? {
+        (classifier.encoder as? HFTextEncoder)?.maxLength ?? classifier.tangentModel?.config.maxLen
+    }
+
     /// Checks that a resumed run has the settings of the interrupted one, restores the
     /// optimizer, and returns the finished epochs' history.
     func resumeState(_ previous: Classifier, fresh: Classifier, options: TrainingOptions, dataFingerprint: String, threads: Int,
@@ -227,9 +240,18 @@ struct Train: ParsableCommand {
             differences.append("training options (not recorded in config.json)")
         }
         if recorded.dataFingerprint != dataFingerprint { differences.append("training texts (\(data) differs from the data of the interrupted run)") }
-        if previous.model.configurationData != fresh.model.configurationData { differences.append("architecture or tokenizer (model configuration differs)") }
+        // The pretrained start: `lds --recipe` fine-tunes from the recorded directory.
+        let recordedInit = (previous.configJSON["init"] as? String).map { PathOverlap.resolved(fileURL($0)) }
+        let givenInit = initDirectory.map { PathOverlap.resolved(fileURL($0)) }
+        if recordedInit != givenInit { differences.append("--init (\(recordedInit ?? "none") then, \(givenInit ?? "none") now)") }
+        let (lengthThen, lengthNow) = (Train.maxLength(previous), Train.maxLength(fresh))
+        if lengthThen != lengthNow {
+            differences.append("--max-len (\(lengthThen.map(String.init) ?? "?") then, \(lengthNow.map(String.init) ?? "?") now)")
+        } else {
+            if previous.model.configurationData != fresh.model.configurationData { differences.append("architecture or tokenizer (model configuration differs)") }
+            if previous.encoder.identity != fresh.encoder.identity { differences.append("tokenizer (\(tokenizer ?? initDirectory ?? "") is not the one in \(out))") }
+        }
         if previous.labels != fresh.labels { differences.append("labels (\(previous.labels.names) then, \(fresh.labels.names) now)") }
-        if previous.encoder.identity != fresh.encoder.identity { differences.append("tokenizer (\(tokenizer ?? initDirectory ?? "") is not the one in \(out))") }
         if let t = recorded.threads, t != threads { differences.append("threads (\(t) then, \(threads) now; bit-identical results need the same count)") }
         guard differences.isEmpty else {
             throw DataError("\(out): cannot resume with other settings: \(differences.joined(separator: "; "))")

@@ -131,7 +131,9 @@ import Testing
         }
         add("unknown extension", "predict --model $M --data $W/d.txt", expect: ["d.txt", "format"]) { w in try write(w, "d.txt", "x\n") }
         add("missing data file", "predict --model $M --data $W/none.jsonl", expect: ["none.jsonl", "no such file"])
-        add("data directory without train", "\(featurize) --data $W --out $W/f.safetensors", expect: ["no train.jsonl"])
+        add("data directory without train", "\(featurize) --data $W/d --out $W/f.safetensors", expect: ["no train.jsonl"]) { w in
+            try write(w, "d/notes.txt", "notes")
+        }
         add("one-class training data", "attribute --model $M --train $W/one.jsonl --text hi", expect: ["one.jsonl", "at least two classes"]) { w in
             try write(w, "one.jsonl", (0..<30).map { "{\"text\": \"question \($0) ?\", \"label\": \"DESC\"}\n" }.joined())
         }

@@ -91,6 +91,8 @@ enum CLI {
             let a = try fm.attributesOfItem(atPath: path)
             if (a[.type] as? FileAttributeType) == .typeDirectory {
                 out[rel] = "dir"
+            } else if (a[.type] as? FileAttributeType) == .typeSymbolicLink {
+                out[rel] = "link " + ((try? fm.destinationOfSymbolicLink(atPath: path)) ?? "?")
             } else {
                 let data = try Data(contentsOf: URL(fileURLWithPath: path))
                 var h: UInt64 = 0xCBF2_9CE4_8422_2325

@@ -125,7 +125,7 @@ import Testing
         }
         // Outputs that are inputs.
         add("merge --out an input shard", "merge $W/s.shard-0-of-2.safetensors $W/s.shard-1-of-2.safetensors --out $W/s.shard-0-of-2.safetensors --overwrite",
-            expect: ["--out", "is the input shard"]) { w in
+            expect: ["--out", "is the shard input"]) { w in
             try CLI.writeTexts(300, to: "t300.jsonl", in: w)
             for i in 0..<2 { try cli(w, "featurize --model $M --data $W/t300.jsonl --kernel pntk --proj-dim 16 --shard \(i)/2 --out $W/s.safetensors") }
         }

@@ -129,7 +129,7 @@ import TangentTokenizer
         #expect(mismatch?.description.contains("vocab_size") == true && mismatch?.description.contains("vocab.txt") == true)
         try FileManager.default.removeItem(at: dir.appendingPathComponent("vocab.txt"))
         let none = #expect(throws: TokenizerError.self) { try HFTokenizer.load(directory: dir, config: small) }
-        #expect(none?.description.contains("no vocab.txt") == true)
+        #expect(none?.description.contains("no tokenizer.json or vocab.txt") == true)
         try FileManager.default.removeItem(at: dir.appendingPathComponent("model.safetensors"))
         #expect(try refused().contains("model.safetensors: missing"))
     }

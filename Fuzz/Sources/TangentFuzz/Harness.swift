@@ -7,6 +7,7 @@ import TangentModel
 import TangentReports
 import TangentSafetensors
 import TangentTensor
+import TangentTokenizer
 import TangentTraining
 
 /// One reader under fuzzing: the file extension its input gets, and what is done with it.
@@ -69,6 +70,43 @@ struct FuzzTarget: Sendable {
                 _ = ReportMarkdown.comparison(r)
             }
             if let p = try? ReportFile.read(PoisonReport.self, from: url) { _ = ReportMarkdown.poisoning(p) }
+        },
+        // Hugging Face tokenizer and config files, as a model directory's loader reads them.
+        // vocab.txt and SentencePiece .model bytes as they come; the JSON files as edits of
+        // a valid file's values (see `JSONEdits`), so the readers meet wrong types, sizes and
+        // missing fields, not only unparsable text.
+        FuzzTarget(name: "vocab", fileExtension: "txt") { url in
+            let tok = try WordPieceTokenizer(vocabulary: url)
+            for text in HFFixtures.texts { _ = tok.encode(text, maxLength: 64) }
+        },
+        FuzzTarget(name: "sentencepiece", fileExtension: "model") { url in
+            let tok = try Tokenizer(contentsOf: url)
+            for text in HFFixtures.texts { _ = try tok.encode(text) }
+            let fairseq = try FairseqSentencePiece(model: tok)
+            for text in HFFixtures.texts { _ = try fairseq.encode(text, maxLength: 64) }
+        },
+        FuzzTarget(name: "tokenizer-json", fileExtension: "bin") { url in
+            // The first byte picks the template: BERT's WordPiece or XLM-R's Unigram.
+            let edits = try WholeFile.read(url)
+            let unigram = (edits.first ?? 0) & 1 == 1
+            let dir = try HFFixtures.directory(url, files: unigram ? [] : ["tokenizer_config.json"])
+            try JSONEdits(edits.dropFirst()).apply(to: unigram ? HFFixtures.unigramJSON : HFFixtures.wordPieceJSON,
+                                                   writing: dir.appendingPathComponent("tokenizer.json"))
+            try HFFixtures.encode(dir, roberta: unigram)
+        },
+        FuzzTarget(name: "hf-config", fileExtension: "bin") { url in
+            let dir = try HFFixtures.directory(url, files: [])
+            try JSONEdits(WholeFile.read(url)).apply(to: HFFixtures.bert.appendingPathComponent("config.json"),
+                                                     writing: dir.appendingPathComponent("config.json"))
+            guard let json = try JSONSerialization.jsonObject(with: WholeFile.read(dir.appendingPathComponent("config.json"))) as? [String: Any] else { return }
+            let config = try HFEncoderConfig(json: json, source: "config.json")
+            _ = (config.maxTokens, config.parameterCount(classes: 2), config.trainingBytes(batch: 8, classes: 2), config.identity)
+        },
+        FuzzTarget(name: "tokenizer-config", fileExtension: "bin") { url in
+            let dir = try HFFixtures.directory(url, files: ["vocab.txt"])
+            try JSONEdits(WholeFile.read(url)).apply(to: HFFixtures.bert.appendingPathComponent("tokenizer_config.json"),
+                                                     writing: dir.appendingPathComponent("tokenizer_config.json"))
+            try HFFixtures.encode(dir, roberta: false)
         },
     ]
 
@@ -196,4 +234,113 @@ public func fuzzMain(_ argc: Int32, _ argv: UnsafeMutablePointer<UnsafeMutablePo
     var count = argc
     var args = argv
     return runFuzzerDriver(&count, &args) { data, size in fuzzerTestOneInput(data, size) }
+}
+
+/// The committed Hugging Face fixtures the tokenizer and config targets start from, and
+/// the texts they encode (literal special tokens, accents, CJK, runs of spaces).
+enum HFFixtures {
+    static let bert = URL(fileURLWithPath: "Tests/TangentTests/Fixtures/hf-bert")
+    static let wordPieceJSON = URL(fileURLWithPath: "Tests/TangentTests/Fixtures/hf-edge/wordpiece-both/tokenizer.json")
+    static let unigramJSON = URL(fileURLWithPath: "Tests/TangentTests/Fixtures/xlmr/saved/tokenizer.json")
+    static let texts = ["Hello world, a fine film .", "[CLS] x [MASK]<mask> <s>y</s>", "Ça va? naïve café 東京 😀", "a   b\t\nc", ""]
+
+    /// A fresh directory beside `input` holding copies of the BERT fixture's `files`.
+    static func directory(_ input: URL, files: [String]) throws -> URL {
+        let dir = input.deletingLastPathComponent().appendingPathComponent("hf")
+        try? FileManager.default.removeItem(at: dir)
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        for f in files { try FileManager.default.copyItem(at: bert.appendingPathComponent(f), to: dir.appendingPathComponent(f)) }
+        return dir
+    }
+
+    /// Loads the tokenizer in `dir` as a BERT (or XLM-R) directory's loader does, with the
+    /// fixture's config, and encodes the texts.
+    static func encode(_ dir: URL, roberta: Bool) throws {
+        guard var json = try JSONSerialization.jsonObject(with: WholeFile.read(bert.appendingPathComponent("config.json"))) as? [String: Any] else { return }
+        if roberta {
+            json["model_type"] = "xlm-roberta"
+            json["vocab_size"] = 1 << 20
+            json["pad_token_id"] = 1
+        }
+        let config = try HFEncoderConfig(json: json, source: "config.json")
+        let tok = try HFTokenizer.load(directory: dir, config: config)
+        let encoder = try HFTextEncoder(tokenizer: tok, directory: dir, config: config)
+        for text in texts { _ = try encoder.encode(text) }
+    }
+}
+
+/// Edits of a JSON file's values read from fuzz input: records of 10 bytes, a 2-byte selector of
+/// the value to change (its path among the template's leaves and containers, in a fixed
+/// order) and a little-endian Int64 whose low 4 bits pick the replacement: a whole number,
+/// a negative or small one, a huge or fractional number, a string, true, false, null, an
+/// empty string, list or object, or the key removed.
+struct JSONEdits {
+    let records: [(UInt16, Int64)]
+
+    init(_ data: Data) {
+        let bytes = [UInt8](data)
+        var out: [(UInt16, Int64)] = []
+        var i = 0
+        while i + 10 <= bytes.count {
+            var bits: UInt64 = 0
+            for k in 0..<8 { bits |= UInt64(bytes[i + 2 + k]) << UInt64(8 * k) }
+            out.append((UInt16(bytes[i]) | UInt16(bytes[i + 1]) << 8, Int64(bitPattern: bits)))
+            i += 10
+        }
+        records = out
+    }
+
+    /// Paths to every value of `v` (object keys sorted, the first 4 entries of each list).
+    static func paths(_ v: Any, _ prefix: [Any] = []) -> [[Any]] {
+        var out: [[Any]] = prefix.isEmpty ? [] : [prefix]
+        if let o = v as? [String: Any] {
+            for k in o.keys.sorted() { out += paths(o[k]!, prefix + [k]) }
+        } else if let a = v as? [Any] {
+            for i in a.indices.prefix(4) { out += paths(a[i], prefix + [i]) }
+        }
+        return out
+    }
+
+    static func replacement(_ value: Int64) -> Any? {
+        let v = value >> 4
+        switch value & 0xF {
+        case 0: return Int(v)
+        case 1: return -Int(v & 0xFFFF)
+        case 2: return Int(v % 300)
+        case 3: return 1e30 * Double(v & 0xFF)
+        case 4: return Double(v & 0xFFFF) / 7
+        case 5: return String(v)
+        case 6: return true
+        case 7: return false
+        case 8: return NSNull()
+        case 9: return ""
+        case 10: return [Any]()
+        case 11: return [String: Any]()
+        case 12: return ["<s>", "[CLS]", "gelu", "absolute", "WordPiece", "Unigram", "bert", "xlm-roberta"][Int(UInt64(bitPattern: v) % 8)]
+        default: return nil
+        }
+    }
+
+    static func set(_ root: Any, _ path: ArraySlice<Any>, _ new: Any?) -> Any? {
+        guard let head = path.first else { return new }
+        if var o = root as? [String: Any], let k = head as? String {
+            o[k] = o[k].flatMap { set($0, path.dropFirst(), new) } ?? (path.count == 1 ? new : nil)
+            return o
+        }
+        if var a = root as? [Any], let i = head as? Int, a.indices.contains(i) {
+            if let v = set(a[i], path.dropFirst(), new) { a[i] = v } else { a.remove(at: i) }
+            return a
+        }
+        return root
+    }
+
+    func apply(to template: URL, writing url: URL) throws {
+        var json = try JSONSerialization.jsonObject(with: WholeFile.read(template))
+        for (selector, value) in records {
+            let paths = JSONEdits.paths(json)
+            guard !paths.isEmpty else { break }
+            json = JSONEdits.set(json, paths[Int(selector) % paths.count][...], JSONEdits.replacement(value)) ?? json
+        }
+        try JSONSerialization.data(withJSONObject: json).write(to: url)
+    }
 }

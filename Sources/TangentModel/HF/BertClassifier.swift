@@ -209,6 +209,24 @@ public final class BertClassifier<T: BLASScalar>: ClassifierModel, ShardKernel {
         }
     }
 
+    /// Each token's row of the position table, as transformers numbers them: BERT counts
+    /// from 0; the RoBERTa family counts from `pad_token_id + 1` over the tokens that are
+    /// not the padding id, and gives a padding id (a literal `<pad>` in the text, which
+    /// the tokenizer's attention mask keeps) the row `pad_token_id`.
+    func positionIDs(_ batch: TokenBatch) -> [Int32] {
+        guard config.isRoberta else { return batch.positions }
+        let pad = Int32(config.padTokenID)
+        var out = [Int32](repeating: pad, count: batch.tokenCount)
+        for r in batch.ranges {
+            var next = pad + 1
+            for t in r where batch.ids[t] != pad {
+                out[t] = next
+                next += 1
+            }
+        }
+        return out
+    }
+
     // MARK: - Forward
 
     // Specialized entry points: the batch machinery calls these through the class's
@@ -221,7 +239,7 @@ public final class BertClassifier<T: BLASScalar>: ClassifierModel, ShardKernel {
         let eps = T(c.layerNormEps)
         ws.prepare(batch, heads: c.heads, width: h, ffWidth: c.intermediateSize, classes: C, dropout: dropout != nil)
         ws.poolIn.ensure(B * h); ws.dpoolIn.ensure(B * h); ws.headIn.ensure(B * h); ws.headMask.ensure(B * h)
-        ws.tokenPositions = batch.positions.map { $0 + Int32(c.firstPosition) }
+        ws.tokenPositions = positionIDs(batch)
         ws.tokenTypes = [Int32](repeating: 0, count: N)
         let tokRows: [Range<Int>]? = rowInvariant ? ws.texts : nil
         let perText = (0..<B).map { $0..<($0 + 1) }

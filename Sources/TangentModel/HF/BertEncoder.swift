@@ -15,6 +15,8 @@ public struct HFEncoderConfig: Sendable, Equatable {
     public let labels: [String]
     /// `pad_token_id`: RoBERTa-family positions start after it.
     public let padTokenID: Int
+    /// Whether config.json gives `pad_token_id` (else the model type's default).
+    public let padTokenIDGiven: Bool
 
     /// The model types whose encoder and heads are implemented.
     public static let supportedTypes = ["bert", "roberta", "xlm-roberta", "camembert"]
@@ -30,8 +32,10 @@ public struct HFEncoderConfig: Sendable, Equatable {
     public var firstPosition: Int { isRoberta ? padTokenID + 1 : 0 }
     /// The longest text the position table leaves room for, framing included.
     public var maxTokens: Int { maxPositions - firstPosition }
-    /// The padding id, which packed batches drop.
-    public var packedPadID: Int32 { Int32(padTokenID) }
+    /// The id packed batches drop: none. Texts come unpadded from the tokenizer, and a
+    /// padding token written in the text itself is attended to, as transformers'
+    /// attention mask does (see `BertClassifier.positionIDs` for its position).
+    public var packedPadID: Int32 { -1 }
     /// The feed-forward activation.
     public enum Activation: Sendable { case erf, tanh }
     public var activation: Activation { hiddenAct == "gelu_new" ? .tanh : .erf }
@@ -66,7 +70,9 @@ public struct HFEncoderConfig: Sendable, Equatable {
     public init(json: [String: Any], source: String) throws {
         func fail(_ field: String, _ why: String) -> ModelError { ModelError("\(source): '\(field)' \(why)") }
         func int(_ key: String, _ range: ClosedRange<Int>) throws -> Int {
-            guard let v = json[key] as? Int else { throw fail(key, "is missing or not an integer") }
+            guard let v = JSONField.integer(json[key]) else {
+                throw fail(key, json[key] == nil ? "is missing" : "is \(JSONField.typeName(json[key])) (\(json[key]!)), not a whole number")
+            }
             guard range.contains(v) else { throw fail(key, "is \(v), outside \(range.lowerBound)...\(range.upperBound)") }
             return v
         }
@@ -84,28 +90,51 @@ public struct HFEncoderConfig: Sendable, Equatable {
         vocabSize = try int("vocab_size", 1...limit)
         maxPositions = try int("max_position_embeddings", 1...limit)
         typeVocabSize = try int("type_vocab_size", 1...limit)
-        guard let eps = (json["layer_norm_eps"] as? NSNumber)?.doubleValue, eps > 0, eps < 1 else {
+        guard let eps = JSONField.number(json["layer_norm_eps"]), eps > 0, eps < 1 else {
             throw fail("layer_norm_eps", "is missing or not in (0, 1)")
         }
         layerNormEps = eps
+        if let a = json["hidden_act"], !(a is String) { throw fail("hidden_act", "is \(JSONField.typeName(a)) (\(a)), not an activation's name") }
         let act = json["hidden_act"] as? String ?? "gelu"
         guard HFEncoderConfig.supportedActivations.contains(act) else {
             throw fail("hidden_act", "is '\(act)'; supported: \(HFEncoderConfig.supportedActivations.joined(separator: ", "))")
         }
         hiddenAct = act
-        if let kind = json["position_embedding_type"] as? String, kind != "absolute" {
-            throw fail("position_embedding_type", "is '\(kind)'; only learned absolute positions are supported")
+        if let kind = json["position_embedding_type"], !(kind is NSNull), kind as? String != "absolute" {
+            throw fail("position_embedding_type", "is \(kind); only learned absolute positions ('absolute') are supported")
         }
-        padTokenID = json["pad_token_id"] as? Int ?? (type == "bert" ? 0 : 1)
+        // Only softmax over classes is implemented: multi-label (sigmoid per class) and
+        // regression heads would be reported as something they are not.
+        if let problem = json["problem_type"], !(problem is NSNull), problem as? String != "single_label_classification" {
+            throw fail("problem_type", "is \(problem); only single_label_classification (softmax over the classes) is supported")
+        }
+        let pad = json["pad_token_id"].flatMap { $0 is NSNull ? nil : $0 }
+        if let pad, JSONField.integer(pad) == nil { throw fail("pad_token_id", "is \(JSONField.typeName(pad)) (\(pad)), not a token id") }
+        padTokenID = pad.flatMap(JSONField.integer) ?? (type == "bert" ? 0 : 1)
+        padTokenIDGiven = pad != nil
         guard (0..<vocabSize).contains(padTokenID) else { throw fail("pad_token_id", "is \(padTokenID), outside the vocabulary of \(vocabSize)") }
-        let range = (json["initializer_range"] as? NSNumber)?.doubleValue ?? 0.02
+        // RoBERTa-family positions start after the padding id: the table must hold it and
+        // a text of at least two tokens beyond it.
+        let first = type == "bert" ? 0 : padTokenID + 1
+        guard maxPositions >= first + 2 else {
+            throw fail("max_position_embeddings", "is \(maxPositions), which leaves no room for a text: positions start at \(first)\(type == "bert" ? "" : " (pad_token_id \(padTokenID) + 1)") and a text takes at least 2")
+        }
+        if let r = json["initializer_range"], JSONField.number(r) == nil { throw fail("initializer_range", "is \(JSONField.typeName(r)), not a number") }
+        let range = JSONField.number(json["initializer_range"]) ?? 0.02
         guard range > 0, range < 1 else { throw fail("initializer_range", "is \(range), not in (0, 1)") }
         initializerRange = range
-        if let id2label = json["id2label"] as? [String: String] {
+        if let raw = json["id2label"], !(raw is NSNull) {
+            guard let id2label = raw as? [String: Any] else { throw fail("id2label", "is \(JSONField.typeName(raw)), not an object of index to label") }
             let n = id2label.count
             labels = try (0..<n).map { i in
-                guard let name = id2label[String(i)] else { throw fail("id2label", "lacks index \(i) of \(n)") }
+                guard let value = id2label[String(i)] else { throw fail("id2label", "lacks index \(i) of \(n)") }
+                guard let name = value as? String else { throw fail("id2label", "gives index \(i) \(JSONField.typeName(value)) (\(value)), not a label name") }
                 return name
+            }
+            var seen: [String: Int] = [:]
+            for (i, name) in labels.enumerated() {
+                if let j = seen[name] { throw fail("id2label", "names '\(name)' twice (indices \(j) and \(i)); each class needs its own label") }
+                seen[name] = i
             }
         } else {
             labels = []

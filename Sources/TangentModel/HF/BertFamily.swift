@@ -71,7 +71,12 @@ public struct HFTextEncoder: TextEncoder {
         }
         let url = directory.appendingPathComponent("tokenizer_config.json")
         if let data = try? WholeFile.read(url), let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
-           let m = (json["model_max_length"] as? NSNumber)?.doubleValue, m >= 2 {
+           let raw = json["model_max_length"], !(raw is NSNull) {
+            // transformers fails on a length that is not a whole number; below 2 it would
+            // leave no room for the text.
+            guard let m = JSONField.number(raw), m == m.rounded(), m >= 2 else {
+                throw ModelError("\(url.path): 'model_max_length' is \(JSONField.typeName(raw)) (\(raw)), not a whole number of at least 2 tokens")
+            }
             limit = Int(min(Double(limit), m))
         }
         self.maxLength = limit
@@ -93,7 +98,7 @@ public struct HFTextEncoder: TextEncoder {
         let configURL = directory.appendingPathComponent("tokenizer_config.json")
         var json = ((try? WholeFile.read(configURL)).flatMap { try? JSONSerialization.jsonObject(with: $0) as? [String: Any] }) ?? [:]
         json["model_max_length"] = maxLength
-        if json["tokenizer_class"] == nil, case .wordPiece(let t) = tokenizer {
+        if json["tokenizer_class"] == nil, case .wordPiece(let t) = tokenizer.base {
             json["tokenizer_class"] = "BertTokenizer"
             json["do_lower_case"] = t.lowercase
         }
@@ -118,6 +123,25 @@ extension BertClassifier {
 }
 
 extension BertClassifier where T == Float {
+    /// Refuses, with what the names say, a checkpoint whose encoder tensors are not named
+    /// as `config.json`'s model type names them: another family's prefix (`roberta.` for
+    /// `bert`), or names with and without the prefix mixed.
+    static func checkEncoderNames(_ file: SafetensorsFile, config: HFEncoderConfig, prefix: String, source: String) throws {
+        let names = Array(file.tensors.keys)
+        let families = ["bert.": "bert", "roberta.": "roberta (or xlm-roberta, camembert)", "distilbert.": "distilbert", "electra.": "electra",
+                        "deberta.": "deberta-v2", "albert.": "albert"]
+        let word = "embeddings.word_embeddings.weight"
+        if file.tensors[prefix + word] == nil, let other = families.keys.sorted().first(where: { file.tensors[$0 + word] != nil }) {
+            throw ModelError("\(source): the tensors are named for model type \(families[other]!) ('\(other)…'), but config.json's 'model_type' is '\(config.modelType)' (tensors '\(config.prefix)…'); the config is not this checkpoint's")
+        }
+        let encoderParts = ["embeddings.", "encoder.", "pooler."]
+        let bare = names.filter { n in encoderParts.contains { n.hasPrefix($0) } }
+        let prefixed = names.filter { n in encoderParts.contains { n.hasPrefix(config.prefix + $0) } }
+        if let a = bare.sorted().first, let b = prefixed.sorted().first {
+            throw ModelError("\(source): encoder tensors are named both with and without the '\(config.prefix)' prefix (e.g. '\(a)' and '\(b)'); a checkpoint names them one way")
+        }
+    }
+
     /// Loads a Hugging Face directory: `config.json` (bounded, field by field) and
     /// `model.safetensors` (float32, float16 or bfloat16; every tensor of the encoder
     /// and head by name and shape). A `…ForSequenceClassification` checkpoint brings its
@@ -134,15 +158,20 @@ extension BertClassifier where T == Float {
         let weightsURL = directory.appendingPathComponent("model.safetensors")
         guard FileManager.default.fileExists(atPath: weightsURL.path) else {
             let bin = directory.appendingPathComponent("pytorch_model.bin")
+            let index = directory.appendingPathComponent("model.safetensors.index.json")
+            if FileManager.default.fileExists(atPath: index.path) {
+                throw ModelError("\(index.path): a checkpoint sharded into several files, which tangent does not read yet; join the shards into one model.safetensors with transformers: `model.save_pretrained(DIR, max_shard_size=\"100GB\")`")
+            }
             throw ModelError(FileManager.default.fileExists(atPath: bin.path)
                 ? "\(bin.path): PyTorch pickle checkpoints are not read; convert with `model.save_pretrained(DIR, safe_serialization=True)` in transformers"
-                : "\(weightsURL.path): missing")
+                : "\(weightsURL.path): missing (a Hugging Face model directory holds its weights there)")
         }
         let file = try SafetensorsFile(url: weightsURL)
         // A bare encoder saved on its own has no `bert.` / `roberta.` prefix.
         let e = config.prefix
         let filePrefix = file.tensors[e + "embeddings.word_embeddings.weight"] == nil && file.tensors["embeddings.word_embeddings.weight"] != nil ? "" : e
         func fileName(_ name: String) -> String { name.hasPrefix(e) ? filePrefix + name.dropFirst(e.count) : name }
+        try checkEncoderNames(file, config: config, prefix: filePrefix, source: weightsURL.path)
         let head = headNames(config: config)
         let outputNames = [head.output + ".weight", head.output + ".bias"]
         let denseNames = [head.dense + ".weight", head.dense + ".bias"]

@@ -1,14 +1,25 @@
 import Foundation
 import TangentTokenizer
 
-/// The tokenizer of a Hugging Face encoder directory, picked as `transformers` would
-/// pick it for the model type: WordPiece (`vocab.txt`, with `tokenizer_config.json`) for
-/// BERT; SentencePiece in fairseq's layout (`sentencepiece.bpe.model`, or a Unigram
-/// `tokenizer.json` alone) for XLM-R and CamemBERT. Its ids must fit the model's
-/// embedding table.
-public enum HFTokenizer {
-    case wordPiece(WordPieceTokenizer)
-    case sentencePiece(FairseqSentencePiece)
+/// The tokenizer of a Hugging Face encoder directory, picked as `transformers` 5 picks it
+/// for the model type: for BERT, WordPiece with the pieces of `tokenizer.json` when there
+/// is one (else `vocab.txt`) and the normalization settings of `tokenizer_config.json`;
+/// for XLM-R and CamemBERT, SentencePiece in fairseq's layout from a Unigram
+/// `tokenizer.json` when there is one (else `sentencepiece.bpe.model`). Special and added
+/// tokens written literally in a text are matched first, as transformers does. Its ids
+/// must fit the model's embedding table.
+public struct HFTokenizer {
+    /// The tokenizer of the text between added tokens.
+    public enum Base {
+        case wordPiece(WordPieceTokenizer)
+        case sentencePiece(FairseqSentencePiece)
+    }
+
+    public let base: Base
+    /// Special and added tokens matched in the raw text.
+    public let added: AddedTokens
+    /// The file the pieces were read from.
+    public let source: String
 
     /// Loads the tokenizer in `directory` for `config`; errors name the file and why.
     public static func load(directory: URL, config: HFEncoderConfig) throws -> HFTokenizer {
@@ -16,20 +27,42 @@ public enum HFTokenizer {
             let u = directory.appendingPathComponent(name)
             return FileManager.default.fileExists(atPath: u.path) ? u : nil
         }
+        let json = file("tokenizer.json")
+        let tokenizerConfig = file("tokenizer_config.json")
         let tokenizer: HFTokenizer
         if !config.isRoberta {
-            guard let vocab = file("vocab.txt") else {
-                throw TokenizerError("\(directory.path): no vocab.txt; a BERT model's WordPiece tokenizer is read from vocab.txt and tokenizer_config.json")
+            let wordPiece: WordPieceTokenizer
+            if let json {
+                wordPiece = try WordPieceTokenizer(pieces: TokenizerJSON.wordPieces(json), config: tokenizerConfig, source: json.path)
+            } else if let vocab = file("vocab.txt") {
+                wordPiece = try WordPieceTokenizer(vocabulary: vocab, config: tokenizerConfig)
+            } else {
+                throw TokenizerError("\(directory.path): no tokenizer.json or vocab.txt; a BERT model's WordPiece tokenizer is read from one of them (and tokenizer_config.json)")
             }
-            tokenizer = .wordPiece(try WordPieceTokenizer(vocabulary: vocab, config: file("tokenizer_config.json")))
+            let added = try json.map { try TokenizerJSON.addedTokens(TokenizerJSON.read($0), size: wordPiece.pieces.count, source: $0.path) }
+                ?? namedTokens(tokenizerConfig, defaults: ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]) { wordPiece.vocabulary[$0] }
+            tokenizer = HFTokenizer(base: .wordPiece(wordPiece), added: AddedTokens(added), source: wordPiece.source)
+        } else if let json {
+            let sp = try TokenizerJSON.fairseqSentencePiece(json)
+            let added = try TokenizerJSON.addedTokens(TokenizerJSON.read(json), size: sp.vocabSize, source: json.path)
+            tokenizer = HFTokenizer(base: .sentencePiece(sp), added: AddedTokens(added), source: json.path)
         } else if let model = file("sentencepiece.bpe.model") {
-            tokenizer = .sentencePiece(try FairseqSentencePiece(model: Tokenizer(contentsOf: model)))
-        } else if let json = file("tokenizer.json") {
-            tokenizer = .sentencePiece(try TokenizerJSON.fairseqSentencePiece(json))
+            let sp = try FairseqSentencePiece(model: Tokenizer(contentsOf: model))
+            // transformers' XLMRobertaTokenizer: fairseq's four, then <mask> last.
+            let fairseq: [String: Int32] = ["<s>": FairseqSentencePiece.begin, "<pad>": FairseqSentencePiece.padding,
+                                            "</s>": FairseqSentencePiece.end, "<unk>": FairseqSentencePiece.unknown, "<mask>": sp.mask]
+            let added = try namedTokens(tokenizerConfig, defaults: ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]) { fairseq[$0] }
+            tokenizer = HFTokenizer(base: .sentencePiece(sp), added: AddedTokens(added), source: model.path)
         } else if file("vocab.json") != nil || file("merges.txt") != nil {
             throw TokenizerError("\(directory.path): a byte-level BPE tokenizer (vocab.json, merges.txt) is not supported; SentencePiece (sentencepiece.bpe.model or a Unigram tokenizer.json) is")
         } else {
             throw TokenizerError("\(directory.path): no tokenizer (sentencepiece.bpe.model or tokenizer.json) for model type \(config.modelType)")
+        }
+        // RoBERTa-family positions count from the model's padding id, and transformers
+        // gives a padding token in the text the padding position: with two different ids
+        // the positions would differ from transformers'.
+        if config.padTokenIDGiven, Int(tokenizer.padID) != config.padTokenID {
+            throw TokenizerError("\(directory.appendingPathComponent("config.json").path): 'pad_token_id' is \(config.padTokenID) but the tokenizer's padding token (\(tokenizer.source)) has id \(tokenizer.padID); the tokenizer is not this model's, or the config is damaged")
         }
         guard tokenizer.size <= config.vocabSize else {
             throw TokenizerError("\(tokenizer.source): \(tokenizer.size) token ids do not fit the model's 'vocab_size' \(config.vocabSize) (config.json): the tokenizer is not this model's")
@@ -37,37 +70,90 @@ public enum HFTokenizer {
         return tokenizer
     }
 
-    /// Token ids of `text`, framed and truncated to `maxLength`.
+    /// The special tokens a tokenizer without `tokenizer.json` matches in text: the
+    /// `defaults` of its class, the ones `tokenizer_config.json` names (`cls_token`, ...,
+    /// `additional_special_tokens`, `added_tokens_decoder`), each with its id (`id(content)`;
+    /// names without one are left out).
+    static func namedTokens(_ url: URL?, defaults: [String], id: (String) -> Int32?) throws -> [(content: String, id: Int32)] {
+        var names = defaults
+        if let url {
+            guard let data = try? Data(contentsOf: url), let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+                throw TokenizerError("\(url.path): not a JSON object")
+            }
+            func content(_ v: Any?) -> String? { (v as? String) ?? ((v as? [String: Any])?["content"] as? String) }
+            for key in ["bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token"] {
+                if let c = content(json[key]) { names.append(c) }
+            }
+            for key in ["additional_special_tokens", "extra_special_tokens"] {
+                names += ((json[key] as? [Any]) ?? []).compactMap(content)
+            }
+            names += ((json["added_tokens_decoder"] as? [String: Any]) ?? [:]).values.compactMap(content)
+        }
+        var seen = Set<String>()
+        return names.filter { seen.insert($0).inserted }.compactMap { n in id(n).map { (n, $0) } }
+    }
+
+    /// Token ids of `text`: added tokens matched, the text between them tokenized, framed
+    /// (`[CLS] … [SEP]` or `<s> … </s>`) and truncated to `maxLength`.
     public func encode(_ text: String, maxLength: Int) throws -> [Int32] {
-        switch self {
-        case .wordPiece(let t): return t.encode(text, maxLength: maxLength)
-        case .sentencePiece(let t): return try t.encode(text, maxLength: maxLength)
+        var ids: [Int32] = []
+        for piece in added.split(text) {
+            switch piece {
+            case .token(let id): ids.append(id)
+            case .text(let s): ids += try baseIDs(s)
+            }
+        }
+        let body = ids.prefix(max(0, maxLength - 2))
+        switch base {
+        case .wordPiece(let t): return [t.classifier] + body + [t.separator]
+        case .sentencePiece: return [FairseqSentencePiece.begin] + body + [FairseqSentencePiece.end]
+        }
+    }
+
+    private func baseIDs(_ text: String) throws -> [Int32] {
+        switch base {
+        case .wordPiece(let t): return t.ids(text)
+        case .sentencePiece(let t): return try t.ids(text)
+        }
+    }
+
+    /// The padding token's id.
+    public var padID: Int32 {
+        switch base {
+        case .wordPiece(let t): return t.padding
+        case .sentencePiece: return FairseqSentencePiece.padding
+        }
+    }
+
+    /// The piece of `id` (nil outside the vocabulary).
+    public func piece(_ id: Int32) -> String? {
+        switch base {
+        case .wordPiece(let t): return t.pieces.indices.contains(Int(id)) ? t.pieces[Int(id)] : nil
+        case .sentencePiece(let t):
+            let fairseq: [Int32: String] = [FairseqSentencePiece.begin: "<s>", FairseqSentencePiece.padding: "<pad>",
+                                            FairseqSentencePiece.end: "</s>", FairseqSentencePiece.unknown: "<unk>", t.mask: "<mask>"]
+            return fairseq[id] ?? t.model.piece(id - 1)
         }
     }
 
     /// How many ids the tokenizer can produce.
     public var size: Int {
-        switch self {
+        switch base {
         case .wordPiece(let t): return t.pieces.count
         case .sentencePiece(let t): return t.vocabSize
         }
     }
 
-    /// The file it was read from.
-    public var source: String {
-        switch self {
-        case .wordPiece(let t): return t.source
-        case .sentencePiece(let t): return t.model.source
-        }
-    }
-
     /// Bytes that identify the tokenizer: its pieces and normalization settings, or the
-    /// SentencePiece model.
+    /// SentencePiece model, and the added tokens.
     public var identity: Data {
-        switch self {
+        var d: Data
+        switch base {
         case .wordPiece(let t):
-            return Data((["wordpiece", "lower \(t.lowercase)", "accents \(t.stripAccents)", "cjk \(t.splitChinese)"] + t.pieces).joined(separator: "\n").utf8)
-        case .sentencePiece(let t): return t.model.serializedModel
+            d = Data((["wordpiece", "lower \(t.lowercase)", "accents \(t.stripAccents)", "cjk \(t.splitChinese)"] + t.pieces).joined(separator: "\n").utf8)
+        case .sentencePiece(let t): d = t.model.serializedModel
         }
+        if !added.tokens.isEmpty { d += Data("\nadded\n".utf8) + added.identity }
+        return d
     }
 }

@@ -1,0 +1,54 @@
+import Foundation
+import Testing
+@testable import TangentModel
+import TangentTokenizer
+
+/// Where a Hugging Face directory is unusual, tangent does what `transformers` does
+/// (scripts/make_hf_edge_fixtures.py wrote what transformers gave).
+@Suite struct HFEdgeTests {
+    static func json(_ path: String) throws -> [String: Any] {
+        try JSONSerialization.jsonObject(with: Data(contentsOf: fixture(path))) as! [String: Any]
+    }
+
+    /// Special tokens written in a text ([CLS], <mask>, a literal padding token, ...) get
+    /// their own ids, and the logits match, padding positions included.
+    @Test(arguments: ["bert", "xlmr"])
+    func literalSpecialTokensMatchTransformers(name: String) throws {
+        let model = try BertClassifier<Float>.load(directory: fixture(name == "bert" ? "hf-bert" : "hf-xlmr"))
+        let tok = try HFTokenizer.load(directory: fixture(name == "bert" ? "hf-bert" : "xlmr/saved"), config: model.config)
+        let cases = try HFEdgeTests.json("hf-edge/special-tokens.json")[name] as! [[String: Any]]
+        #expect(cases.count >= 12)
+        var ids: [[Int32]] = []
+        for c in cases {
+            let got = try tok.encode(c["text"] as! String, maxLength: 128)
+            #expect(got == (c["ids"] as! [Int]).map(Int32.init), "\(name): \(c["text"]!)")
+            ids.append(got)
+        }
+        let z = try model.forward(TokenBatch(sequences: ids, padID: model.shape.padID), rowInvariant: true)
+        let expected = cases.flatMap { $0["logits"] as! [Double] }
+        let worst = zip(z, expected).map { abs(Double($0) - $1) / max(1, abs($1)) }.max() ?? .infinity
+        #expect(z.count == expected.count && worst < 1e-4, "\(name): largest relative logit difference \(worst)")
+    }
+
+    /// A vocab.txt whose pieces repeat: the last id wins, as in transformers.
+    /// Beside tokenizer.json, a vocab.txt that disagrees is not read (transformers reads tokenizer.json).
+    @Test(arguments: ["wordpiece-duplicate", "wordpiece-both"])
+    func wordPieceFilesAsTransformersReadsThem(name: String) throws {
+        let config = try BertClassifier<Float>.load(directory: fixture("hf-bert")).config
+        let tok = try HFTokenizer.load(directory: fixture("hf-edge/\(name)"), config: config)
+        let cases = try HFEdgeTests.json("hf-edge/\(name)/ids.json")["cases"] as! [[String: Any]]
+        #expect(cases.count == 4)
+        for c in cases {
+            #expect(try tok.encode(c["text"] as! String, maxLength: 128) == (c["ids"] as! [Int]).map(Int32.init), "\(name): \(c["text"]!)")
+        }
+    }
+
+    /// Added tokens split the text leftmost-first, longest among those starting at one place.
+    @Test func addedTokensSplitLeftmostLongest() {
+        let added = AddedTokens([("<s>", 0), ("<s>x", 7), ("</s>", 2)])
+        #expect(added.split("a<s>xb</s>") == [.text("a"), .token(7), .text("b"), .token(2)])
+        #expect(added.split("<s><s>") == [.token(0), .token(0)])
+        #expect(added.split("") == [.text("")])
+        #expect(added.split("é<s>ü") == [.text("é"), .token(0), .text("ü")])
+    }
+}
