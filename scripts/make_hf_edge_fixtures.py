@@ -9,7 +9,9 @@ Face directory is unusual, for the Swift tests to match.
 - wordpiece-duplicate/: a vocab.txt whose pieces repeat (transformers keeps the last id)
   and the ids it gives;
 - wordpiece-both/: a tokenizer.json and a vocab.txt that disagree (two pieces swapped in
-  vocab.txt; transformers reads tokenizer.json) and the ids it gives.
+  vocab.txt; transformers reads tokenizer.json) and the ids it gives;
+- tokenizer-config-values.json: tokenizer_config.json values of the wrong type and whether
+  transformers loads the tokenizer with them.
 
 Run from the repository root after make_hf_fixtures.py (installs what it needs):
     python3 scripts/make_hf_edge_fixtures.py
@@ -85,4 +87,25 @@ v = list(vocab)
 v[world], v[x] = vocab[x], vocab[world]
 open(f"{both}/vocab.txt", "w", encoding="utf-8").write("\n".join(v) + "\n")
 write_ids(both, AutoTokenizer.from_pretrained(both))
-print(f"wrote {OUT}: {len(bert_texts)} + {len(xlmr_texts)} special-token texts, transformers {transformers.__version__}")
+# tokenizer_config.json values of the wrong type: whether transformers loads the tokenizer
+# (tangent must refuse at least every one that transformers refuses).
+edits = [("do_lower_case", "no"), ("do_lower_case", 1), ("strip_accents", "x"), ("strip_accents", 1), ("tokenize_chinese_chars", 1),
+         ("model_max_length", -1), ("model_max_length", "8"), ("model_max_length", 2.5), ("do_lower_case", False), ("model_max_length", 64)]
+outcomes = []
+for field, value in edits:
+    d = f"{OUT}/scratch"
+    shutil.rmtree(d, ignore_errors=True)
+    os.makedirs(d)
+    shutil.copy(f"{FIX}/hf-bert/vocab.txt", d)
+    config = json.load(open(f"{FIX}/hf-bert/tokenizer_config.json"))
+    config[field] = value
+    json.dump(config, open(f"{d}/tokenizer_config.json", "w"))
+    try:
+        AutoTokenizer.from_pretrained(d)("Hello World a b c", truncation=True)
+        outcomes.append({"field": field, "value": value, "transformers": "loads"})
+    except Exception as e:  # noqa: BLE001 - any failure is what is recorded
+        outcomes.append({"field": field, "value": value, "transformers": f"fails: {type(e).__name__}"})
+    shutil.rmtree(d)
+with open(f"{OUT}/tokenizer-config-values.json", "w", encoding="utf-8") as f:
+    json.dump({"transformers": transformers.__version__, "cases": outcomes}, f, indent=1)
+print(f"wrote {OUT}: {len(bert_texts)} + {len(xlmr_texts)} special-token texts, {len(outcomes)} tokenizer_config values, transformers {transformers.__version__}")

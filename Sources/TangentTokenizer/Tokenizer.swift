@@ -1,5 +1,6 @@
 import CSentencePiece
 import Foundation
+import TangentIO
 
 /// Why a tokenizer could not be loaded, trained or used.
 public struct TokenizerError: Error, CustomStringConvertible {
@@ -21,7 +22,7 @@ public final class Tokenizer {
     /// Loads a `.model` file.
     public convenience init(contentsOf url: URL) throws {
         let data: Data
-        do { data = try Data(contentsOf: url) } catch {
+        do { data = try WholeFile.read(url) } catch {
             throw TokenizerError("\(url.path): cannot read tokenizer model: \((error as NSError).localizedDescription)")
         }
         try self.init(serializedModel: data, source: url.path)

@@ -12,7 +12,7 @@ public enum TokenizerJSON {
     public static func fairseqSentencePiece(_ url: URL) throws -> FairseqSentencePiece {
         let path = url.path
         func fail(_ field: String, _ why: String) -> TokenizerError { TokenizerError("\(path): \(field) \(why)") }
-        guard let data = try? Data(contentsOf: url) else { throw TokenizerError("\(path): cannot read the file") }
+        guard let data = try? WholeFile.read(url) else { throw TokenizerError("\(path): cannot read the file") }
         guard let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { throw TokenizerError("\(path): not a JSON object") }
         guard let model = json["model"] as? [String: Any] else { throw fail("'model'", "is missing") }
         guard model["type"] as? String == "Unigram" else {
@@ -47,7 +47,7 @@ public enum TokenizerJSON {
 
     /// The parsed `tokenizer.json` at `url`; errors name the file.
     public static func read(_ url: URL) throws -> [String: Any] {
-        guard let data = try? Data(contentsOf: url) else { throw TokenizerError("\(url.path): cannot read the file") }
+        guard let data = try? WholeFile.read(url) else { throw TokenizerError("\(url.path): cannot read the file") }
         guard let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { throw TokenizerError("\(url.path): not a JSON object") }
         return json
     }

@@ -29,8 +29,13 @@ public struct WordPieceTokenizer: Sendable {
     /// and the special tokens' strings).
     public init(vocabulary url: URL, config configURL: URL? = nil) throws {
         let text: String
-        do { text = try String(contentsOf: url, encoding: .utf8) } catch {
-            throw TokenizerError("\(url.path): cannot read the WordPiece vocabulary (\(error.localizedDescription))")
+        do {
+            guard let s = String(data: try WholeFile.read(url), encoding: .utf8) else { throw TokenizerError("\(url.path): not UTF-8 text") }
+            text = s
+        } catch let e as TokenizerError {
+            throw e
+        } catch {
+            throw TokenizerError("\(url.path): cannot read the WordPiece vocabulary (\(error))")
         }
         var lines = text.components(separatedBy: "\n")
         if lines.last == "" { lines.removeLast() }
@@ -77,7 +82,7 @@ public struct WordPieceTokenizer: Sendable {
     /// `tokenizer_config.json` as an object (empty when there is none).
     static func readConfig(_ url: URL?) throws -> [String: Any] {
         guard let url, FileManager.default.fileExists(atPath: url.path) else { return [:] }
-        guard let data = try? Data(contentsOf: url), let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+        guard let data = try? WholeFile.read(url), let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
             throw TokenizerError("\(url.path): not a JSON object")
         }
         return json

@@ -147,6 +147,10 @@ import Testing
             try bert(w)
             try renameTensors(w.appendingPathComponent("b/model.safetensors")) { $0.hasPrefix("bert.") ? "roberta." + $0.dropFirst(5) : $0 }
         }
+        add("a head of another model type", "predict --model $W/b --text hi", expect: ["model.safetensors", "laid out for another model type", "'bert'"]) { w in
+            try bert(w)
+            try renameTensors(w.appendingPathComponent("b/model.safetensors")) { $0 == "classifier.weight" ? "classifier.out_proj.weight" : $0 == "classifier.bias" ? "classifier.out_proj.bias" : $0 }
+        }
         add("tensors with and without the prefix", "predict --model $W/b --text hi", expect: ["model.safetensors", "both with and without"]) { w in
             try bert(w)
             try renameTensors(w.appendingPathComponent("b/model.safetensors")) { $0.hasPrefix("bert.encoder.") ? String($0.dropFirst(5)) : $0 }

@@ -43,6 +43,33 @@ import TangentTokenizer
         }
     }
 
+    /// tokenizer_config.json values of the wrong JSON type: refused where transformers
+    /// fails on them, loaded where it loads them.
+    @Test func tokenizerConfigValuesAsTransformers() throws {
+        let config = try BertClassifier<Float>.load(directory: fixture("hf-bert")).config
+        let cases = try HFEdgeTests.json("hf-edge/tokenizer-config-values.json")["cases"] as! [[String: Any]]
+        #expect(cases.count == 10)
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("tangent-tokconfig-\(UUID())")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        try FileManager.default.copyItem(at: fixture("hf-bert/vocab.txt"), to: dir.appendingPathComponent("vocab.txt"))
+        var base = try JSONSerialization.jsonObject(with: Data(contentsOf: fixture("hf-bert/tokenizer_config.json"))) as! [String: Any]
+        for c in cases {
+            let field = c["field"] as! String
+            base[field] = c["value"]
+            try JSONSerialization.data(withJSONObject: base).write(to: dir.appendingPathComponent("tokenizer_config.json"))
+            defer { base[field] = nil }
+            let loaded = Result { try HFTextEncoder(tokenizer: HFTokenizer.load(directory: dir, config: config), directory: dir, config: config) }
+            let fails = (c["transformers"] as! String).hasPrefix("fails")
+            if case .failure(let e) = loaded {
+                #expect(fails, "\(field) \(c["value"]!): refused but transformers loads it: \(e)")
+                #expect("\(e)".contains("tokenizer_config.json") && "\(e)".contains(field), "\(e)")
+            } else {
+                #expect(!fails, "\(field) \(c["value"]!): loaded but transformers fails on it")
+            }
+        }
+    }
+
     /// Added tokens split the text leftmost-first, longest among those starting at one place.
     @Test func addedTokensSplitLeftmostLongest() {
         let added = AddedTokens([("<s>", 0), ("<s>x", 7), ("</s>", 2)])

@@ -180,6 +180,10 @@ extension BertClassifier where T == Float {
             labels = newHead.labels
         } else {
             guard outputNames.allSatisfy({ file.tensors[fileName($0)] != nil }) else {
+                let other = file.tensors.keys.filter { $0.hasPrefix("classifier.") }.sorted()
+                if !other.isEmpty {
+                    throw ModelError("\(weightsURL.path): its classification head (\(other.prefix(2).joined(separator: ", "))) is laid out for another model type than config.json's '\(config.modelType)', whose head is '\(head.output).weight'; the config is not this checkpoint's")
+                }
                 throw ModelError("\(weightsURL.path): no classification head ('\(head.output).weight'); this is a bare encoder — fine-tune it with `tangent train --init \(directory.path)`, which adds one")
             }
             labels = config.labels

@@ -1,4 +1,5 @@
 import Foundation
+import TangentIO
 import TangentTokenizer
 
 /// The tokenizer of a Hugging Face encoder directory, picked as `transformers` 5 picks it
@@ -77,7 +78,7 @@ public struct HFTokenizer {
     static func namedTokens(_ url: URL?, defaults: [String], id: (String) -> Int32?) throws -> [(content: String, id: Int32)] {
         var names = defaults
         if let url {
-            guard let data = try? Data(contentsOf: url), let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+            guard let data = try? WholeFile.read(url), let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
                 throw TokenizerError("\(url.path): not a JSON object")
             }
             func content(_ v: Any?) -> String? { (v as? String) ?? ((v as? [String: Any])?["content"] as? String) }
