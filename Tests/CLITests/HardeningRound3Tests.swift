@@ -177,16 +177,9 @@ import Testing
 
     /// Renames every tensor of a safetensors file by `rename` (header rewritten, data kept).
     static func renameTensors(_ url: URL, _ rename: (String) -> String) throws {
-        let (n, json, data) = try HardeningTests.readHeader(url)
-        var out: [String: Any] = [:]
-        for (k, v) in json { out[k == "__metadata__" ? k : rename(k)] = v }
-        var h = try JSONSerialization.data(withJSONObject: out)
-        let length = (max(n, h.count) + 7) / 8 * 8
-        h.append(Data(repeating: 0x20, count: length - h.count))
-        var d = Data((0..<8).map { UInt8((length >> (8 * $0)) & 0xFF) })
-        d.append(h)
-        d.append(data.subdata(in: (8 + n)..<data.count))
-        try d.write(to: url)
+        try HardeningTests.rewriteHeader(url, to: url) { json in
+            json = Dictionary(uniqueKeysWithValues: json.map { ($0.key == "__metadata__" ? $0.key : rename($0.key), $0.value) })
+        }
     }
 
     /// --overwrite replaces a model directory whole, either way between tangent's layout

@@ -337,28 +337,35 @@ import Testing
     /// replaced, the data section kept byte for byte (as a hand-edited file would be).
     static func editHeader(_ w: URL, _ src: String, to dst: String, metadata: [String: String] = [:],
                            shapes: [String: [Int]] = [:], dtypes: [String: String] = [:]) throws {
-        let (n, json0, data) = try readHeader(w.appendingPathComponent(src))
+        try rewriteHeader(w.appendingPathComponent(src), to: w.appendingPathComponent(dst)) { json in
+            var meta = json["__metadata__"] as? [String: String] ?? [:]
+            for (k, v) in metadata { meta[k] = v }
+            json["__metadata__"] = meta
+            for (name, shape) in shapes {
+                var t = json[name] as! [String: Any]
+                t["shape"] = shape
+                json[name] = t
+            }
+            for (name, dtype) in dtypes {
+                var t = json[name] as! [String: Any]
+                t["dtype"] = dtype
+                json[name] = t
+            }
+        }
+    }
+
+    /// Rewrites `src`'s header by `edit` into `dst`, the data section kept byte for byte.
+    static func rewriteHeader(_ src: URL, to dst: URL, _ edit: (inout [String: Any]) -> Void) throws {
+        let (n, json0, data) = try readHeader(src)
         var json = json0
-        var meta = json["__metadata__"] as? [String: String] ?? [:]
-        for (k, v) in metadata { meta[k] = v }
-        json["__metadata__"] = meta
-        for (name, shape) in shapes {
-            var t = json[name] as! [String: Any]
-            t["shape"] = shape
-            json[name] = t
-        }
-        for (name, dtype) in dtypes {
-            var t = json[name] as! [String: Any]
-            t["dtype"] = dtype
-            json[name] = t
-        }
+        edit(&json)
         var h = try JSONSerialization.data(withJSONObject: json)
         let length = (max(n, h.count) + 7) / 8 * 8
         h.append(Data(repeating: 0x20, count: length - h.count))
         var out = Data((0..<8).map { UInt8((length >> (8 * $0)) & 0xFF) })
         out.append(h)
         out.append(data.subdata(in: (8 + n)..<data.count))
-        try out.write(to: w.appendingPathComponent(dst))
+        try out.write(to: dst)
     }
 
     /// Writes a NaN over the first element of `tensor` (F32 or F64).

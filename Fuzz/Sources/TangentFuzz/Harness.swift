@@ -117,6 +117,22 @@ struct FuzzTarget: Sendable {
     }
 }
 
+/// Fuzz input as edit records: a little-endian selector of `selectorBytes` bytes, then a
+/// little-endian Int64 value; a trailing partial record is ignored.
+func editRecords(_ data: Data, selectorBytes: Int) -> [(UInt64, Int64)] {
+    let bytes = [UInt8](data), size = selectorBytes + 8
+    var out: [(UInt64, Int64)] = []
+    var i = 0
+    while i + size <= bytes.count {
+        var selector: UInt64 = 0, bits: UInt64 = 0
+        for k in 0..<selectorBytes { selector |= UInt64(bytes[i + k]) << UInt64(8 * k) }
+        for k in 0..<8 { bits |= UInt64(bytes[i + selectorBytes + k]) << UInt64(8 * k) }
+        out.append((selector, Int64(bitPattern: bits)))
+        i += size
+    }
+    return out
+}
+
 /// Edits of a feature file's header read from fuzz input: records of 9 bytes, a field
 /// selector and a little-endian Int64 value (selectors with the top bit set take the value
 /// modulo 300, so small numbers, where the interesting boundaries are, come up often).
@@ -131,16 +147,7 @@ struct MetadataEdits {
     let records: [(UInt8, Int64)]
 
     init(_ data: Data) {
-        let bytes = [UInt8](data)
-        var out: [(UInt8, Int64)] = []
-        var i = 0
-        while i + 9 <= bytes.count {
-            var bits: UInt64 = 0
-            for k in 0..<8 { bits |= UInt64(bytes[i + 1 + k]) << UInt64(8 * k) }
-            out.append((bytes[i], Int64(bitPattern: bits)))
-            i += 9
-        }
-        records = out
+        records = editRecords(data, selectorBytes: 1).map { (UInt8($0.0), $0.1) }
     }
 
     func apply(to template: Data, writing url: URL) throws {
@@ -278,16 +285,7 @@ struct JSONEdits {
     let records: [(UInt16, Int64)]
 
     init(_ data: Data) {
-        let bytes = [UInt8](data)
-        var out: [(UInt16, Int64)] = []
-        var i = 0
-        while i + 10 <= bytes.count {
-            var bits: UInt64 = 0
-            for k in 0..<8 { bits |= UInt64(bytes[i + 2 + k]) << UInt64(8 * k) }
-            out.append((UInt16(bytes[i]) | UInt16(bytes[i + 1]) << 8, Int64(bitPattern: bits)))
-            i += 10
-        }
-        records = out
+        records = editRecords(data, selectorBytes: 2).map { (UInt16($0.0), $0.1) }
     }
 
     /// Paths to every value of `v` (object keys sorted, the first 4 entries of each list).
