@@ -56,7 +56,7 @@ PY
 
 # Hugging Face files: a WordPiece vocabulary, a SentencePiece model, and edit records of
 # JSON values (a 2-byte selector and a little-endian Int64; see JSONEdits in the harness).
-mkdir -p "$c"/{vocab,sentencepiece,tokenizer-json,hf-config,tokenizer-config}
+mkdir -p "$c"/{vocab,sentencepiece,tokenizer-json,hf-config,tokenizer-config,safetensors-index}
 cp "$fx/hf-bert/vocab.txt" "$c/vocab/bert.txt"
 printf '[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nhello\n##s\nhello\n' > "$c/vocab/duplicates.txt"
 $bin tokenizer train --data "$fx/train-sample.jsonl" --vocab-size 400 --out "$c/sentencepiece/tiny-400.model" >&2
@@ -67,7 +67,8 @@ c = sys.argv[1]
 seeds = {'tokenizer-json': {'wordpiece-none': b'\x00', 'unigram-none': b'\x01', 'wordpiece-edits': b'\x00' + rec(3, 8) + rec(40, 5, 7),
                             'unigram-edits': b'\x01' + rec(10, 1, 3) + rec(2, 11)},
          'hf-config': {'pad-huge': rec(20, 0, 1 << 40), 'act-number': rec(9, 2, 42), 'labels-null': rec(12, 8) + rec(1, 6)},
-         'tokenizer-config': {'lower-string': rec(3, 5, 1), 'max-length-negative': rec(8, 1, 1), 'none': b''}}
+         'tokenizer-config': {'lower-string': rec(3, 5, 1), 'max-length-negative': rec(8, 1, 1), 'none': b''},
+         'safetensors-index': {'none': b'', 'shard-path': rec(5, 12, 3), 'map-null': rec(2, 8)}}
 for target, files in seeds.items():
     for name, data in files.items():
         open(f'{c}/{target}/{name}.bin', 'wb').write(data)

@@ -2,7 +2,8 @@
 # Fuzzes one of tangent's file readers with libFuzzer (swiftc -sanitize=fuzzer,address):
 #   scripts/fuzz.sh TARGET SECONDS [libFuzzer options...]
 # TARGET: safetensors, features, feature-metadata (values in a feature file's header), jsonl, csv, tsv, config, labels, report,
-# vocab, sentencepiece, tokenizer-json, hf-config, tokenizer-config (Hugging Face files; JSON as edits of its values), or all (each
+# vocab, sentencepiece, tokenizer-json, hf-config, tokenizer-config, safetensors-index (Hugging Face files; JSON as edits
+# of its values), or all (each
 # for SECONDS). Starts from the committed seeds in Fuzz/corpus/TARGET and keeps what it
 # finds in .build/fuzz/corpus/TARGET, so a later run resumes where this one stopped.
 # Memory is bounded (-rss_limit_mb, -malloc_limit_mb) and an input that runs longer than
@@ -11,7 +12,7 @@
 # TANGENT_FUZZ_NO_BUILD=1 skips the build (long runs while the sources change).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-targets=(safetensors features feature-metadata jsonl csv tsv config labels report vocab sentencepiece tokenizer-json hf-config tokenizer-config)
+targets=(safetensors features feature-metadata jsonl csv tsv config labels report vocab sentencepiece tokenizer-json hf-config tokenizer-config safetensors-index)
 [ $# -ge 2 ] || { echo "usage: scripts/fuzz.sh TARGET SECONDS [libFuzzer options]; TARGET: ${targets[*]} or all" >&2; exit 2; }
 target=$1; seconds=$2; shift 2
 [[ "$seconds" =~ ^[1-9][0-9]*$ ]] || { echo "error: SECONDS must be a positive whole number (got '$seconds')" >&2; exit 2; }

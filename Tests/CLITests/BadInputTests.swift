@@ -218,8 +218,10 @@ import Testing
         try BadInputTests.check(c)
     }
 
-    /// Runs one case in a fresh working directory and checks its exit, message and files.
-    static func check(_ c: Case) throws {
+    /// Runs one case in a fresh working directory and checks its exit, message and files;
+    /// returns what the run gave.
+    @discardableResult
+    static func check(_ c: Case) throws -> CLI.Result {
         let w = try CLI.workDirectory()
         defer { try? FileManager.default.removeItem(at: w) }
         try c.setup(w)
@@ -237,6 +239,7 @@ import Testing
             #expect(after[path] == state, "\(c.name): \(path) was \(after[path] == nil ? "removed" : "changed")")
         }
         #expect(try CLI.snapshot(CLI.model) == modelBefore)
+        return r
     }
 
     static func write(_ w: URL, _ name: String, _ s: String) throws {

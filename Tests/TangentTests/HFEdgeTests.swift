@@ -70,6 +70,33 @@ import TangentTokenizer
         }
     }
 
+    /// A checkpoint in shards (model.safetensors.index.json, as save_pretrained writes it
+    /// above its shard size) loads with the same weights and transformers' logits.
+    @Test func shardedCheckpointLoads() throws {
+        let dir = fixture("hf-shipped/bert-sharded")
+        #expect(!FileManager.default.fileExists(atPath: dir.appendingPathComponent("model.safetensors").path))
+        let sharded = try BertClassifier<Float>.load(directory: dir), whole = try BertClassifier<Float>.load(directory: fixture("hf-bert"))
+        #expect(sharded.parameterArray == whole.parameterArray)
+        let tok = try HFTokenizer.load(directory: dir, config: sharded.config)
+        let cases = try HFEdgeTests.json("hf-shipped/bert-sharded/reference.json")["cases"] as! [[String: Any]]
+        let z = try sharded.forward(TokenBatch(sequences: cases.map { try tok.encode($0["text"] as! String, maxLength: 128) }, padID: sharded.shape.padID),
+                                    rowInvariant: true)
+        let expected = cases.flatMap { $0["logits"] as! [Double] }
+        #expect(zip(z, expected).allSatisfy { abs(Double($0) - $1) < 1e-5 }, "\(z) vs \(expected)")
+    }
+
+    /// Pretraining and masked-LM checkpoints as they ship: fine-tuning drops their heads and
+    /// says which; used as a classifier they are refused (they have no classification head).
+    @Test(arguments: ["bert-pretraining", "bert-mlm", "xlmr-mlm"])
+    func pretrainingHeadsAreDroppedForFineTuning(name: String) throws {
+        let dir = fixture("hf-shipped/\(name)")
+        let m = try BertClassifier<Float>.load(directory: dir, newHead: (["a", "b"], 7))
+        let expected = name == "xlmr-mlm" ? "lm_head." : "cls.predictions."
+        #expect(!m.droppedTensors.isEmpty && m.droppedTensors.allSatisfy { $0.hasPrefix(name == "xlmr-mlm" ? "lm_head." : "cls.") }
+                && m.droppedTensors.contains { $0.hasPrefix(expected) }, "\(m.droppedTensors)")
+        #expect(throws: ModelError.self) { try BertClassifier<Float>.load(directory: dir) }
+    }
+
     /// Added tokens split the text leftmost-first, longest among those starting at one place.
     @Test func addedTokensSplitLeftmostLongest() {
         let added = AddedTokens([("<s>", 0), ("<s>x", 7), ("</s>", 2)])

@@ -108,6 +108,17 @@ struct FuzzTarget: Sendable {
                                                      writing: dir.appendingPathComponent("tokenizer_config.json"))
             try HFFixtures.encode(dir, roberta: false)
         },
+        FuzzTarget(name: "safetensors-index", fileExtension: "bin") { url in
+            let dir = try HFFixtures.directory(url, files: [])
+            let sharded = URL(fileURLWithPath: "Tests/TangentTests/Fixtures/hf-shipped/bert-sharded")
+            for shard in ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"] {
+                try FileManager.default.copyItem(at: sharded.appendingPathComponent(shard), to: dir.appendingPathComponent(shard))
+            }
+            try JSONEdits(WholeFile.read(url)).apply(to: sharded.appendingPathComponent("model.safetensors.index.json"),
+                                                     writing: dir.appendingPathComponent("model.safetensors.index.json"))
+            let checkpoint = try SafetensorsCheckpoint(directory: dir)
+            for name in checkpoint.tensors.keys.sorted() { _ = try? checkpoint.floatsWidened(name) }
+        },
     ]
 
     /// Data files as training (labels required) and as prediction input (labels optional).
@@ -314,7 +325,10 @@ struct JSONEdits {
         case 9: return ""
         case 10: return [Any]()
         case 11: return [String: Any]()
-        case 12: return ["<s>", "[CLS]", "gelu", "absolute", "WordPiece", "Unigram", "bert", "xlm-roberta"][Int(UInt64(bitPattern: v) % 8)]
+        case 12:
+            let words = ["<s>", "[CLS]", "gelu", "absolute", "WordPiece", "Unigram", "bert", "xlm-roberta", "../model-00001-of-00002.safetensors",
+                         "model-00002-of-00002.safetensors"]
+            return words[Int(UInt64(bitPattern: v) % UInt64(words.count))]
         default: return nil
         }
     }

@@ -24,6 +24,9 @@ public final class BertClassifier<T: BLASScalar>: ClassifierModel, ShardKernel {
     /// The `config.json` it was loaded from (tangent's own `tangent` record left out), kept
     /// so that a saved directory carries every field transformers reads.
     public var sourceJSON: [String: Any] = [:]
+    /// Tensors of the checkpoint that loading left out (pretraining or another task's
+    /// heads, when fine-tuning with a new head).
+    public var droppedTensors: [String] = []
 
     struct LayerIndices {
         let q, qb, k, kb, v, vb, ao, aob, ln1w, ln1b, fi, fib, fo, fob, ln2w, ln2b: Int

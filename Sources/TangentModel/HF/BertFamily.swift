@@ -35,11 +35,19 @@ public enum BertFamilyArchitecture: ModelArchitecture {
         // (a bare encoder, or another task's head) a new one.
         var model: BertClassifier<Float>
         var head = "its own classification head"
-        if config.labels == labels, let kept = try? BertClassifier<Float>.load(directory: directory, threads: threads) {
-            model = kept
+        // Whether the checkpoint has a head (with or without the encoder's prefix); errors
+        // loading a head that is there are reported, not replaced by a new head.
+        let output = BertClassifier<Float>.headNames(config: config).output + ".weight"
+        let hasHead = try SafetensorsCheckpoint(directory: directory).tensors[output] != nil
+        if config.labels == labels, hasHead {
+            model = try BertClassifier<Float>.load(directory: directory, threads: threads)
         } else {
             model = try BertClassifier<Float>.load(directory: directory, threads: threads, newHead: (labels, seed))
             head = config.labels.isEmpty ? "a new classification head" : "a new classification head (its own classifies into \(config.labels.joined(separator: ", ")))"
+            if !model.droppedTensors.isEmpty {
+                let groups = Set(model.droppedTensors.map { $0.split(separator: ".").prefix(2).joined(separator: ".") }).sorted()
+                head += "; dropped \(model.droppedTensors.count) tensors of the checkpoint's other heads (\(groups.map { $0 + ".*" }.joined(separator: ", ")))"
+            }
         }
         let tokenizer = try HFTokenizer.load(directory: directory, config: model.config)
         let encoder = try HFTextEncoder(tokenizer: tokenizer, directory: directory, config: model.config, maxLength: maxLength)
@@ -126,12 +134,12 @@ extension BertClassifier where T == Float {
     /// Refuses, with what the names say, a checkpoint whose encoder tensors are not named
     /// as `config.json`'s model type names them: another family's prefix (`roberta.` for
     /// `bert`), or names with and without the prefix mixed.
-    static func checkEncoderNames(_ file: SafetensorsFile, config: HFEncoderConfig, prefix: String, source: String) throws {
-        let names = Array(file.tensors.keys)
+    static func checkEncoderNames(_ tensors: [String: SafetensorsTensorInfo], config: HFEncoderConfig, prefix: String, source: String) throws {
+        let names = Array(tensors.keys)
         let families = ["bert.": "bert", "roberta.": "roberta (or xlm-roberta, camembert)", "distilbert.": "distilbert", "electra.": "electra",
                         "deberta.": "deberta-v2", "albert.": "albert"]
         let word = "embeddings.word_embeddings.weight"
-        if file.tensors[prefix + word] == nil, let other = families.keys.sorted().first(where: { file.tensors[$0 + word] != nil }) {
+        if tensors[prefix + word] == nil, let other = families.keys.sorted().first(where: { tensors[$0 + word] != nil }) {
             throw ModelError("\(source): the tensors are named for model type \(families[other]!) ('\(other)…'), but config.json's 'model_type' is '\(config.modelType)' (tensors '\(config.prefix)…'); the config is not this checkpoint's")
         }
         let encoderParts = ["embeddings.", "encoder.", "pooler."]
@@ -155,23 +163,21 @@ extension BertClassifier where T == Float {
             throw ModelError("\(configURL.path): missing or not a JSON object")
         }
         let config = try HFEncoderConfig(json: json, source: configURL.path)
-        let weightsURL = directory.appendingPathComponent("model.safetensors")
-        guard FileManager.default.fileExists(atPath: weightsURL.path) else {
-            let bin = directory.appendingPathComponent("pytorch_model.bin")
-            let index = directory.appendingPathComponent("model.safetensors.index.json")
-            if FileManager.default.fileExists(atPath: index.path) {
-                throw ModelError("\(index.path): a checkpoint sharded into several files, which tangent does not read yet; join the shards into one model.safetensors with transformers: `model.save_pretrained(DIR, max_shard_size=\"100GB\")`")
-            }
+        let bin = directory.appendingPathComponent("pytorch_model.bin")
+        let hasSafetensors = ["model.safetensors", "model.safetensors.index.json"].contains { FileManager.default.fileExists(atPath: directory.appendingPathComponent($0).path) }
+        if !hasSafetensors {
             throw ModelError(FileManager.default.fileExists(atPath: bin.path)
                 ? "\(bin.path): PyTorch pickle checkpoints are not read; convert with `model.save_pretrained(DIR, safe_serialization=True)` in transformers"
-                : "\(weightsURL.path): missing (a Hugging Face model directory holds its weights there)")
+                : "\(directory.appendingPathComponent("model.safetensors").path): missing (a Hugging Face model directory holds its weights there, or in shards listed by model.safetensors.index.json)")
         }
-        let file = try SafetensorsFile(url: weightsURL)
+        // One model.safetensors, or the shards its index names.
+        let file = try SafetensorsCheckpoint(directory: directory)
+        let weightsSource = file.source
         // A bare encoder saved on its own has no `bert.` / `roberta.` prefix.
         let e = config.prefix
         let filePrefix = file.tensors[e + "embeddings.word_embeddings.weight"] == nil && file.tensors["embeddings.word_embeddings.weight"] != nil ? "" : e
         func fileName(_ name: String) -> String { name.hasPrefix(e) ? filePrefix + name.dropFirst(e.count) : name }
-        try checkEncoderNames(file, config: config, prefix: filePrefix, source: weightsURL.path)
+        try checkEncoderNames(file.tensors, config: config, prefix: filePrefix, source: weightsSource)
         let head = headNames(config: config)
         let outputNames = [head.output + ".weight", head.output + ".bias"]
         let denseNames = [head.dense + ".weight", head.dense + ".bias"]
@@ -182,9 +188,9 @@ extension BertClassifier where T == Float {
             guard outputNames.allSatisfy({ file.tensors[fileName($0)] != nil }) else {
                 let other = file.tensors.keys.filter { $0.hasPrefix("classifier.") }.sorted()
                 if !other.isEmpty {
-                    throw ModelError("\(weightsURL.path): its classification head (\(other.prefix(2).joined(separator: ", "))) is laid out for another model type than config.json's '\(config.modelType)', whose head is '\(head.output).weight'; the config is not this checkpoint's")
+                    throw ModelError("\(weightsSource): its classification head (\(other.prefix(2).joined(separator: ", "))) is laid out for another model type than config.json's '\(config.modelType)', whose head is '\(head.output).weight'; the config is not this checkpoint's")
                 }
-                throw ModelError("\(weightsURL.path): no classification head ('\(head.output).weight'); this is a bare encoder — fine-tune it with `tangent train --init \(directory.path)`, which adds one")
+                throw ModelError("\(weightsSource): no classification head ('\(head.output).weight'); this is a bare encoder — fine-tune it with `tangent train --init \(directory.path)`, which adds one")
             }
             labels = config.labels
             guard labels.count >= 2 else {
@@ -196,22 +202,28 @@ extension BertClassifier where T == Float {
         let wanted = model.layout.tensors.filter { !fresh.contains($0.name) }
         let missing = wanted.map { fileName($0.name) }.filter { file.tensors[$0] == nil }
         guard missing.isEmpty else {
-            throw ModelError("\(weightsURL.path): \(missing.count) expected tensors missing, e.g. \(missing.prefix(3).joined(separator: ", "))")
+            throw ModelError("\(weightsSource): \(missing.count) expected tensors missing, e.g. \(missing.prefix(3).joined(separator: ", "))")
         }
-        // Buffers transformers saves beside the weights; the head of another task is refused.
+        // Buffers transformers saves beside the weights are ignored. Fine-tuning (a new head)
+        // drops another task's head and the pretraining heads a checkpoint ships with
+        // (BertForPreTraining's `cls.predictions` and `cls.seq_relationship`, a masked-LM's
+        // `lm_head`), as transformers does, and lists them; anything else is refused.
         let known = Set(model.layout.tensors.map { fileName($0.name) })
-        let unexpected = file.tensors.keys.sorted().filter { !known.contains($0) && !$0.hasSuffix("position_ids") && !$0.hasSuffix("token_type_ids") }
-            .filter { newHead == nil || !$0.hasPrefix("classifier.") }
+        let extra = file.tensors.keys.sorted().filter { !known.contains($0) && !$0.hasSuffix("position_ids") && !$0.hasSuffix("token_type_ids") }
+        let droppable = ["classifier.", "cls.", "lm_head."]
+        let dropped = newHead == nil ? [] : extra.filter { name in droppable.contains { name.hasPrefix($0) } }
+        let unexpected = extra.filter { !dropped.contains($0) }
         guard unexpected.isEmpty else {
-            throw ModelError("\(weightsURL.path): \(unexpected.count) tensors this \(config.modelType) classifier does not have, e.g. \(unexpected.prefix(3).joined(separator: ", "))")
+            throw ModelError("\(weightsSource): \(unexpected.count) tensors this \(config.modelType) classifier does not have, e.g. \(unexpected.prefix(3).joined(separator: ", "))")
         }
+        model.droppedTensors = dropped
         for t in wanted {
             let values: [Float]
             do { values = try file.floatsWidened(fileName(t.name), shape: t.shape) } catch {
                 throw ModelError("\(error) (from \(configURL.lastPathComponent))")
             }
             if let bad = values.firstIndex(where: { !$0.isFinite }) {
-                throw ModelError("\(weightsURL.path): tensor '\(fileName(t.name))' element \(bad) is \(values[bad])")
+                throw ModelError("\(file.path(of: fileName(t.name))): tensor '\(fileName(t.name))' element \(bad) is \(values[bad])")
             }
             (model.parameters.baseAddress! + t.offset).update(from: values, count: t.count)
         }
