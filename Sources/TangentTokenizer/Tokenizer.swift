@@ -30,6 +30,7 @@ public final class Tokenizer {
 
     /// Loads a model from its serialized bytes; `source` names it in errors.
     public init(serializedModel: Data, source: String) throws {
+        try CharsMapCheck.check(model: serializedModel, source: source)
         var err: UnsafeMutablePointer<CChar>?
         let h = serializedModel.withUnsafeBytes { raw in
             spm_load_bytes(raw.baseAddress, raw.count, &err)

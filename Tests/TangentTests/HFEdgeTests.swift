@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 @testable import TangentModel
-import TangentTokenizer
+@testable import TangentTokenizer
 
 /// Where a Hugging Face directory is unusual, tangent does what `transformers` does
 /// (scripts/make_hf_edge_fixtures.py wrote what transformers gave).
@@ -104,5 +104,37 @@ import TangentTokenizer
         #expect(added.split("<s><s>") == [.token(0), .token(0)])
         #expect(added.split("") == [.text("")])
         #expect(added.split("é<s>ü") == [.text("é"), .token(0), .text("ü")])
+    }
+}
+
+/// The normalization table of a `.model` file is checked before the SentencePiece library
+/// reads it: a damaged one (fuzzing found that the library reads past its buffers on
+/// them) is refused by name, a sound one loads.
+@Suite struct SentencePieceModelCheckTests {
+    /// The model's bytes with its normalizer's `precompiled_charsmap` edited by `edit`
+    /// (the same length, so the protobuf framing stays valid).
+    static func edited(_ edit: (inout [UInt8], Range<Int>) -> Void) throws -> Data {
+        var bytes = [UInt8](try Data(contentsOf: fixture("tokenizer-600.model")))
+        let top = try #require(ProtoFields(bytes))
+        let spec = try #require(top.lengthDelimited.first { $0.0 == 3 }?.1)
+        let inner = try #require(ProtoFields(Array(bytes[spec])))
+        let map = try #require(inner.lengthDelimited.first { $0.0 == 2 }?.1)
+        edit(&bytes, (spec.lowerBound + map.lowerBound)..<(spec.lowerBound + map.upperBound))
+        return Data(bytes)
+    }
+
+    @Test func damagedTablesAreRefused() throws {
+        #expect(try Tokenizer(serializedModel: Self.edited { _, _ in }, source: "sound.model").vocabSize == 600)
+        // The root's offset pointed past the trie.
+        let root = try Self.edited { b, r in b[r.lowerBound + 4 + 3] = 0xFF; b[r.lowerBound + 4 + 2] = 0xFF }
+        let e1 = #expect(throws: TokenizerError.self) { try Tokenizer(serializedModel: root, source: "root.model") }
+        #expect(e1?.description.contains("root.model") == true && e1?.description.contains("precompiled_charsmap") == true)
+        // Every NUL of the replacement strings overwritten: no replacement ends.
+        let unterminated = try Self.edited { b, r in
+            let trie = Int(b[r.lowerBound]) | Int(b[r.lowerBound + 1]) << 8 | Int(b[r.lowerBound + 2]) << 16 | Int(b[r.lowerBound + 3]) << 24
+            for i in (r.lowerBound + 4 + trie)..<r.upperBound where b[i] == 0 { b[i] = 0x41 }
+        }
+        let e2 = #expect(throws: TokenizerError.self) { try Tokenizer(serializedModel: unterminated, source: "nul.model") }
+        #expect(e2?.description.contains("NUL") == true, "\(e2?.description ?? "")")
     }
 }
