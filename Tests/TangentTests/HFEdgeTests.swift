@@ -138,3 +138,32 @@ import Testing
         #expect(e2?.description.contains("NUL") == true, "\(e2?.description ?? "")")
     }
 }
+
+/// A real XLM-R tokenizer.json (multilingual-e5-small's, 250k pieces, a Sequence of
+/// Precompiled and Replace normalizers as the hub serves them; found by
+/// scripts/real-tokenizers.sh, which scripts/test.sh runs and passes as TANGENT_REAL_XLMR):
+/// the same ids as transformers on 1,227 texts (scripts/make_real_xlmr_fixture.py).
+@Suite(.enabled(if: ProcessInfo.processInfo.environment["TANGENT_REAL_XLMR"] != nil, "set TANGENT_REAL_XLMR to the tokenizer.json (scripts/real-tokenizers.sh xlmr)"))
+struct RealXLMRTokenizerTests {
+    @Test func idsEqualTransformers() throws {
+        let file = URL(fileURLWithPath: ProcessInfo.processInfo.environment["TANGENT_REAL_XLMR"]!)
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("tangent-real-xlmr-\(UUID())")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        try FileManager.default.createSymbolicLink(at: dir.appendingPathComponent("tokenizer.json"), withDestinationURL: file)
+        let config = try HFEncoderConfig(json: ["model_type": "xlm-roberta", "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 4,
+                                                "intermediate_size": 64, "vocab_size": 250_002, "max_position_embeddings": 514,
+                                                "type_vocab_size": 1, "layer_norm_eps": 1e-5, "pad_token_id": 1], source: "config.json")
+        let tok = try HFTokenizer.load(directory: dir, config: config)
+        #expect(tok.size == 250_002)
+        let lines = try String(contentsOf: fixture("real-xlmr/ids.jsonl"), encoding: .utf8).split(separator: "\n")
+        #expect(lines.count >= 1000)
+        var mismatches: [String] = []
+        for line in lines {
+            let c = try JSONSerialization.jsonObject(with: Data(line.utf8)) as! [String: Any]
+            let text = c["text"] as! String
+            if try tok.encode(text, maxLength: 512) != (c["ids"] as! [Int]).map(Int32.init) { mismatches.append(text) }
+        }
+        #expect(mismatches.isEmpty, "\(mismatches.count) of \(lines.count) differ, e.g. \(mismatches.prefix(3))")
+    }
+}
