@@ -45,11 +45,11 @@ TANGENT_FUZZ_TARGET=$target ASAN_OPTIONS=detect_leaks=1:allocator_may_return_nul
   -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=1024 -max_len=$maxlen \
   -artifact_prefix="$artifacts/" -print_final_stats=1 "$@" > "$log" 2>&1 || rc=$?
 # A run that never started (no coverage lines) must still say so, not end silently.
-execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1 || true)
-cov=$(grep -oE 'cov: [0-9]+ ft: [0-9]+' "$log" | tail -1 || true)
-peak=$(sed -n 's/^stat::peak_rss_mb: *//p' "$log" | tail -1 || true)
+execs=$(LC_ALL=C sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1 || true)
+cov=$(grep -aoE 'cov: [0-9]+ ft: [0-9]+' "$log" | tail -1 || true)
+peak=$(LC_ALL=C sed -n 's/^stat::peak_rss_mb: *//p' "$log" | tail -1 || true)
 if [ "$rc" -ne 0 ]; then
-  grep -E 'ERROR|SUMMARY|Fatal error|Test unit written' "$log" | head -20 >&2 || true
+  grep -aE 'ERROR|SUMMARY|Fatal error|Test unit written' "$log" | head -20 >&2 || true
   echo "$target: FAILED after ${execs:-?} executions ($cov); input and log: $artifacts/, $log" >&2
   exit 1
 fi

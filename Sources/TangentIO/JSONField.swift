@@ -31,6 +31,14 @@ public enum JSONField {
         return n.doubleValue
     }
 
+    /// `value` as JSON would write it (`true`, not `1`; strings quoted).
+    public static func text(_ value: Any?) -> String {
+        if let b = boolean(value) { return b ? "true" : "false" }
+        if let s = value as? String { return "\"\(s)\"" }
+        if value == nil || value is NSNull { return "null" }
+        return "\(value!)"
+    }
+
     /// The JSON type of `value` in words, for messages ("a string", "a boolean").
     public static func typeName(_ value: Any?) -> String {
         switch value {

@@ -79,7 +79,9 @@ public enum ModelRegistry {
     /// The architecture `directory`'s config.json names, and the parsed config.
     static func pick(_ directory: URL) throws -> (any ModelArchitecture.Type, [String: Any]) {
         let configURL = directory.appendingPathComponent(ModelDirectory.configFile)
-        let fields = "'architecture' (tangent's own models: TransformerClassifier) or 'model_type' (Hugging Face models: \(HFEncoderConfig.supportedTypes.joined(separator: ", ")))"
+        let architectureField = "'architecture' (tangent's own models: TransformerClassifier)"
+        let typeField = "'model_type' (Hugging Face models: \(HFEncoderConfig.supportedTypes.joined(separator: ", ")))"
+        let fields = "\(architectureField) or \(typeField)"
         guard FileManager.default.fileExists(atPath: configURL.path) else {
             throw ModelError("\(directory.path): no config.json; a model directory holds one, naming \(fields)")
         }
@@ -93,7 +95,7 @@ public enum ModelRegistry {
             if let type = json["model_type"] {
                 throw ModelError("\(configURL.path): 'model_type' is '\(type)'; supported: \(known)")
             }
-            throw ModelError("\(configURL.path): names neither \(fields)")
+            throw ModelError("\(configURL.path): names neither \(architectureField) nor \(typeField)")
         }
         return (architecture, json)
     }

@@ -82,6 +82,13 @@ struct ArchitectureOptions: ParsableArguments {
     }
 }
 
+/// The refusal of shape flags (`--d-model`, `--pooling`, ...) beside `--init`: a fine-tune
+/// takes its architecture from the checkpoint, so they would be ignored.
+func shapeFlagsWithInit(_ flags: [String]) -> ValidationError {
+    let one = flags.count == 1
+    return ValidationError("\(flags.joined(separator: ", ")) \(one ? "sets" : "set") the shape of a model trained from scratch; with --init the architecture is the checkpoint's (its config.json), so leave \(one ? "it" : "them") out")
+}
+
 /// A seeded random sample of n texts in file order (data files are often sorted by label).
 func seededSample(_ texts: [LabeledText], _ n: Int, seed: UInt64, stream: UInt64) -> [LabeledText] {
     if n >= texts.count { return texts }

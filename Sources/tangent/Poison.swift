@@ -75,7 +75,7 @@ struct Poison: ParsableCommand {
         }
         try Check.rate(dropout, "--dropout")
         if initDirectory != nil, !architecture.given.isEmpty {
-            throw ValidationError("\(architecture.given.joined(separator: ", ")) set the shape of a model trained from scratch; with --init the architecture is the checkpoint's (its config.json), so leave \(architecture.given.count == 1 ? "it" : "them") out")
+            throw shapeFlagsWithInit(architecture.given)
         }
     }
 

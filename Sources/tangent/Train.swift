@@ -77,7 +77,7 @@ struct Train: ParsableCommand {
         if initDirectory != nil {
             let shape = architecture.given + (poolingOption == nil ? [] : ["--pooling"])
             guard shape.isEmpty else {
-                throw ValidationError("\(shape.joined(separator: ", ")) set the shape of a model trained from scratch; with --init the architecture is the checkpoint's (its config.json), so leave \(shape.count == 1 ? "it" : "them") out")
+                throw shapeFlagsWithInit(shape)
             }
         }
     }

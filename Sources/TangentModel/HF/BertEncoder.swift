@@ -71,7 +71,7 @@ public struct HFEncoderConfig: Sendable, Equatable {
         func fail(_ field: String, _ why: String) -> ModelError { ModelError("\(source): '\(field)' \(why)") }
         func int(_ key: String, _ range: ClosedRange<Int>) throws -> Int {
             guard let v = JSONField.integer(json[key]) else {
-                throw fail(key, json[key] == nil ? "is missing" : "is \(JSONField.typeName(json[key])) (\(json[key]!)), not a whole number")
+                throw fail(key, json[key] == nil ? "is missing" : "is \(JSONField.typeName(json[key])) (\(JSONField.text(json[key]))), not a whole number")
             }
             guard range.contains(v) else { throw fail(key, "is \(v), outside \(range.lowerBound)...\(range.upperBound)") }
             return v
