@@ -149,6 +149,27 @@ import Testing
         #expect(r.status == 0 && r.stdout.hasPrefix(best + "\t"), "\(r.stdout)\(r.stderr)")
     }
 
+    /// DistilBERT and the checkpoints as pretrained models ship (masked-LM heads, shards):
+    /// fine-tuned with `train --init` (the dropped heads named), then predicted and
+    /// attributed, per-layer shares named as the checkpoint names its layers.
+    @Test(arguments: ["hf-distilbert", "hf-shipped/bert-mlm", "hf-shipped/bert-sharded"])
+    func otherCheckpointsFineTuneAndAttribute(name: String) throws {
+        let w = try Self.work()
+        defer { try? FileManager.default.removeItem(at: w) }
+        let tune = try CLI.run(["train", "--init", Self.fixtures.appendingPathComponent(name).path, "--data", "train.jsonl", "--epochs", "1",
+                                "--out", "m"], in: w)
+        #expect(tune.status == 0, "\(tune.stderr)")
+        if name.hasSuffix("mlm") { #expect(tune.stderr.contains("dropped") && tune.stderr.contains("cls.predictions.*"), "\(tune.stderr)") }
+        let r = try CLI.run(["attribute", "--model", "m", "--train", "train.jsonl", "--text", "a fine film", "--kernel", "proj-trntk",
+                             "--proj-dim", "32", "--top", "2", "--cache", "cache"], in: w)
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout.contains("proponents") && r.stdout.contains("%]"), "\(r.stdout)")
+        if name == "hf-distilbert" {
+            // DistilBERT's groups: transformer.layer.i and pre_classifier, no pooler.
+            #expect(!r.stdout.contains("pooler") && !r.stdout.contains("encoder.layer"), "\(r.stdout)")
+        }
+    }
+
     struct Case: CustomTestStringConvertible, Sendable {
         let name: String
         /// Damages the copied directory.

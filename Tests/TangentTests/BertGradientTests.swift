@@ -7,7 +7,13 @@ import TangentTensor
 /// the per-example, streamed and token-row forms against the batch gradient.
 @Suite(.singleThreadedBLAS) struct BertGradientTests {
     static func config(_ type: String, act: String = "gelu") throws -> HFEncoderConfig {
-        try HFEncoderConfig(json: [
+        if type == "distilbert" {
+            return try HFEncoderConfig(json: [
+                "model_type": type, "dim": 8, "n_layers": 2, "n_heads": 2, "hidden_dim": 12, "vocab_size": 23, "max_position_embeddings": 12,
+                "activation": act, "pad_token_id": 0,
+            ], source: "test")
+        }
+        return try HFEncoderConfig(json: [
             "model_type": type, "hidden_size": 8, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 12,
             "vocab_size": 23, "max_position_embeddings": 12, "type_vocab_size": 2, "layer_norm_eps": 1e-5, "hidden_act": act,
             "pad_token_id": type == "bert" ? 0 : 1,
@@ -20,7 +26,8 @@ import TangentTensor
         var rng = TestRNG(seed)
         for t in m.layout.tensors {
             for k in t.range {
-                m.parameters[k] = t.name.contains("LayerNorm.weight") ? 1 + 0.3 * rng.normal() : 0.4 * rng.normal()
+                let layerNorm = t.name.contains("LayerNorm.weight") || t.name.contains("layer_norm.weight")
+                m.parameters[k] = layerNorm ? 1 + 0.3 * rng.normal() : 0.4 * rng.normal()
             }
         }
         return m
@@ -31,7 +38,8 @@ import TangentTensor
         TokenBatch(sequences: lengths.map { L in (0..<L).map { _ in Int32(2 + rng.int(21)) } }, padID: 1)
     }
 
-    @Test(arguments: [("bert", "gelu", false), ("bert", "gelu", true), ("xlm-roberta", "gelu_new", false), ("roberta", "gelu_new", true)])
+    @Test(arguments: [("bert", "gelu", false), ("bert", "gelu", true), ("xlm-roberta", "gelu_new", false), ("roberta", "gelu_new", true),
+                      ("distilbert", "gelu", false), ("distilbert", "gelu", true)])
     func wholeModelMatchesFiniteDifferences(type: String, act: String, dropout: Bool) throws {
         let config = try Self.config(type, act: act)
         let model = try Self.model(config)
@@ -44,7 +52,7 @@ import TangentTensor
         var grad = [Double](repeating: 0, count: model.layout.count)
         grad.withUnsafeMutableBufferPointer { model.backward(seed: seed, into: $0) }
         for t in model.layout.tensors {
-            if t.name.hasSuffix("attention.self.key.bias") {
+            if t.name.hasSuffix("attention.self.key.bias") || t.name.hasSuffix("attention.k_lin.bias") {
                 // Softmax ignores a constant added to every key score, so this gradient is
                 // zero by identity (finite differences would only compare rounding noise).
                 #expect(t.range.allSatisfy { abs(grad[$0]) < 1e-10 }, "\(t.name) must have zero gradient")
@@ -68,7 +76,7 @@ import TangentTensor
 
     /// Per-example gradients sum to the batch gradient; with the token table as rows, the
     /// streamed form gives the materialized numbers, and subsets are exact slices.
-    @Test(arguments: ["bert", "camembert"])
+    @Test(arguments: ["bert", "camembert", "distilbert"])
     func perExampleStreamedAndSubsetForms(type: String) throws {
         let model = try Self.model(try Self.config(type))
         var rng = TestRNG(22)
@@ -117,8 +125,9 @@ import TangentTensor
             }
         }
         // Groups select by the user's names, and the pass stops early for the top layers.
-        let top = try ParameterSubset(layout: model.layout, prefixes: ["classifier", "encoder.layer.1"])
-        #expect(top.tensorIndices.allSatisfy { ["classifier", "encoder.layer.1"].contains(model.layout.tensors[$0].group) })
+        let layer1 = type == "distilbert" ? "transformer.layer.1" : "encoder.layer.1"
+        let top = try ParameterSubset(layout: model.layout, prefixes: ["classifier", layer1])
+        #expect(top.tensorIndices.allSatisfy { ["classifier", layer1].contains(model.layout.tensors[$0].group) })
         var ph = [Double](repeating: 0, count: batch.count * top.count)
         ph.withUnsafeMutableBufferPointer { model.perExampleGradients(seed: seed, subset: top, into: $0) }
         for ti in top.tensorIndices {

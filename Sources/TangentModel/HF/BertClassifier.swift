@@ -32,7 +32,9 @@ public final class BertClassifier<T: BLASScalar>: ClassifierModel, ShardKernel {
         let q, qb, k, kb, v, vb, ao, aob, ln1w, ln1b, fi, fib, fo, fob, ln2w, ln2b: Int
     }
     let layerIndices: [LayerIndices]
-    let word, pos, type, embLNw, embLNb, poolw, poolb, headw, headb: Int
+    let word, pos, embLNw, embLNb, poolw, poolb, headw, headb: Int
+    /// The token-type table (none in DistilBERT).
+    let type: Int?
 
     public var architecture: String { "hf-" + config.modelType }
     public var tokenTableIndex: Int { word }
@@ -48,36 +50,51 @@ public final class BertClassifier<T: BLASScalar>: ClassifierModel, ShardKernel {
         let h = c.hiddenSize, f = c.intermediateSize, e = c.prefix
         var list: [(name: String, shape: [Int], group: String, decays: Bool)] = []
         func add(_ group: String, _ name: String, _ shape: [Int]) {
-            list.append((name, shape, group, !name.hasSuffix(".bias") && !name.contains("LayerNorm")))
+            list.append((name, shape, group, !name.hasSuffix(".bias") && !isLayerNorm(name)))
         }
         add("embeddings", e + "embeddings.word_embeddings.weight", [c.vocabSize, h])
         add("embeddings", e + "embeddings.position_embeddings.weight", [c.maxPositions, h])
-        add("embeddings", e + "embeddings.token_type_embeddings.weight", [c.typeVocabSize, h])
+        if c.hasTokenTypes { add("embeddings", e + "embeddings.token_type_embeddings.weight", [c.typeVocabSize, h]) }
         add("embeddings", e + "embeddings.LayerNorm.weight", [h]); add("embeddings", e + "embeddings.LayerNorm.bias", [h])
         for l in 0..<c.layers {
-            let g = "encoder.layer.\(l)", p = e + g + "."
-            for m in ["query", "key", "value"] {
-                add(g, p + "attention.self.\(m).weight", [h, h]); add(g, p + "attention.self.\(m).bias", [h])
+            let names = layerNames(config: c, layer: l)
+            let g = names.group
+            for (name, shape) in [(names.q, [h, h]), (names.k, [h, h]), (names.v, [h, h]), (names.ao, [h, h]), (names.ln1, [h]),
+                                  (names.fi, [f, h]), (names.fo, [h, f]), (names.ln2, [h])] {
+                add(g, name + ".weight", shape)
+                add(g, name + ".bias", [shape[0]])
             }
-            add(g, p + "attention.output.dense.weight", [h, h]); add(g, p + "attention.output.dense.bias", [h])
-            add(g, p + "attention.output.LayerNorm.weight", [h]); add(g, p + "attention.output.LayerNorm.bias", [h])
-            add(g, p + "intermediate.dense.weight", [f, h]); add(g, p + "intermediate.dense.bias", [f])
-            add(g, p + "output.dense.weight", [h, f]); add(g, p + "output.dense.bias", [h])
-            add(g, p + "output.LayerNorm.weight", [h]); add(g, p + "output.LayerNorm.bias", [h])
         }
-        if c.isRoberta {
-            add("classifier", "classifier.dense.weight", [h, h]); add("classifier", "classifier.dense.bias", [h])
-            add("classifier", "classifier.out_proj.weight", [classes, h]); add("classifier", "classifier.out_proj.bias", [classes])
-        } else {
-            add("pooler", e + "pooler.dense.weight", [h, h]); add("pooler", e + "pooler.dense.bias", [h])
-            add("classifier", "classifier.weight", [classes, h]); add("classifier", "classifier.bias", [classes])
-        }
+        let head = headNames(config: c)
+        let denseGroup = c.family == .bert ? "pooler" : c.family == .distilbert ? "pre_classifier" : "classifier"
+        add(denseGroup, head.dense + ".weight", [h, h]); add(denseGroup, head.dense + ".bias", [h])
+        add("classifier", head.output + ".weight", [classes, h]); add("classifier", head.output + ".bias", [classes])
         return ParameterLayout(list)
+    }
+
+    /// Whether a tensor is a LayerNorm's (BERT's `LayerNorm`, DistilBERT's `*_layer_norm`).
+    static func isLayerNorm(_ name: String) -> Bool { name.contains("LayerNorm") || name.contains("layer_norm") }
+
+    /// The names (without `.weight` / `.bias`) of layer `l`'s modules, and its group.
+    static func layerNames(config c: HFEncoderConfig, layer l: Int)
+        -> (group: String, q: String, k: String, v: String, ao: String, ln1: String, fi: String, fo: String, ln2: String) {
+        if c.family == .distilbert {
+            let g = "transformer.layer.\(l)", p = c.prefix + g + "."
+            return (g, p + "attention.q_lin", p + "attention.k_lin", p + "attention.v_lin", p + "attention.out_lin", p + "sa_layer_norm",
+                    p + "ffn.lin1", p + "ffn.lin2", p + "output_layer_norm")
+        }
+        let g = "encoder.layer.\(l)", p = c.prefix + g + "."
+        return (g, p + "attention.self.query", p + "attention.self.key", p + "attention.self.value", p + "attention.output.dense",
+                p + "attention.output.LayerNorm", p + "intermediate.dense", p + "output.dense", p + "output.LayerNorm")
     }
 
     /// The names of the head's tensors (the pooler's or `classifier.dense`, then the output layer).
     public static func headNames(config c: HFEncoderConfig) -> (dense: String, output: String) {
-        c.isRoberta ? ("classifier.dense", "classifier.out_proj") : (c.prefix + "pooler.dense", "classifier")
+        switch c.family {
+        case .bert: return (c.prefix + "pooler.dense", "classifier")
+        case .roberta: return ("classifier.dense", "classifier.out_proj")
+        case .distilbert: return ("pre_classifier", "classifier")
+        }
     }
 
     /// A model with every parameter zero.
@@ -95,18 +112,14 @@ public final class BertClassifier<T: BLASScalar>: ClassifierModel, ShardKernel {
         func i(_ n: String) -> Int { L.index(of: n)! }
         let e = config.prefix
         layerIndices = (0..<config.layers).map { l in
-            let p = e + "encoder.layer.\(l)."
-            let s = p + "attention.self."
-            return LayerIndices(q: i(s + "query.weight"), qb: i(s + "query.bias"), k: i(s + "key.weight"), kb: i(s + "key.bias"),
-                                v: i(s + "value.weight"), vb: i(s + "value.bias"),
-                                ao: i(p + "attention.output.dense.weight"), aob: i(p + "attention.output.dense.bias"),
-                                ln1w: i(p + "attention.output.LayerNorm.weight"), ln1b: i(p + "attention.output.LayerNorm.bias"),
-                                fi: i(p + "intermediate.dense.weight"), fib: i(p + "intermediate.dense.bias"),
-                                fo: i(p + "output.dense.weight"), fob: i(p + "output.dense.bias"),
-                                ln2w: i(p + "output.LayerNorm.weight"), ln2b: i(p + "output.LayerNorm.bias"))
+            let n = BertClassifier.layerNames(config: config, layer: l)
+            return LayerIndices(q: i(n.q + ".weight"), qb: i(n.q + ".bias"), k: i(n.k + ".weight"), kb: i(n.k + ".bias"),
+                                v: i(n.v + ".weight"), vb: i(n.v + ".bias"), ao: i(n.ao + ".weight"), aob: i(n.ao + ".bias"),
+                                ln1w: i(n.ln1 + ".weight"), ln1b: i(n.ln1 + ".bias"), fi: i(n.fi + ".weight"), fib: i(n.fi + ".bias"),
+                                fo: i(n.fo + ".weight"), fob: i(n.fo + ".bias"), ln2w: i(n.ln2 + ".weight"), ln2b: i(n.ln2 + ".bias"))
         }
         word = i(e + "embeddings.word_embeddings.weight"); pos = i(e + "embeddings.position_embeddings.weight")
-        type = i(e + "embeddings.token_type_embeddings.weight")
+        type = config.hasTokenTypes ? i(e + "embeddings.token_type_embeddings.weight") : nil
         embLNw = i(e + "embeddings.LayerNorm.weight"); embLNb = i(e + "embeddings.LayerNorm.bias")
         let head = BertClassifier.headNames(config: config)
         poolw = i(head.dense + ".weight"); poolb = i(head.dense + ".bias")
@@ -126,6 +139,7 @@ public final class BertClassifier<T: BLASScalar>: ClassifierModel, ShardKernel {
         case "roberta": return "RobertaForSequenceClassification"
         case "xlm-roberta": return "XLMRobertaForSequenceClassification"
         case "camembert": return "CamembertForSequenceClassification"
+        case "distilbert": return "DistilBertForSequenceClassification"
         default: return "BertForSequenceClassification"
         }
     }
@@ -159,7 +173,7 @@ public final class BertClassifier<T: BLASScalar>: ClassifierModel, ShardKernel {
         for b in layerIndices.reversed() {
             out += [b.ln2w, b.ln2b, b.fo, b.fob, b.fi, b.fib, b.ln1w, b.ln1b, b.ao, b.aob, b.q, b.qb, b.k, b.kb, b.v, b.vb]
         }
-        return out + [embLNw, embLNb, pos, type]
+        return out + [embLNw, embLNb, pos] + (type.map { [$0] } ?? [])
     }
 
     // The shared passes (`ShardedPasses`), with this architecture's shard passes. The
@@ -253,8 +267,10 @@ public final class BertClassifier<T: BLASScalar>: ClassifierModel, ShardKernel {
                                   tokenTable: p(word), positionTable: p(pos), n: N, d: h)
             }
         }
-        let type0 = p(type)
-        for r in 0..<N { for j in 0..<h { ws.lnf.p[r * h + j] += type0[j] } }
+        if let type {
+            let type0 = p(type)
+            for r in 0..<N { for j in 0..<h { ws.lnf.p[r * h + j] += type0[j] } }
+        }
         LayerNorm.forward(out: ws.res[0].p, mean: ws.lnfMean.p, rstd: ws.lnfRstd.p, inp: ws.lnf.p,
                           weight: p(embLNw), bias: p(embLNb), n: N, d: h, eps: eps)
         batch.positions.withUnsafeBufferPointer { positions in
@@ -266,10 +282,15 @@ public final class BertClassifier<T: BLASScalar>: ClassifierModel, ShardKernel {
                 forwardLayer(l, ws, dropout: dropout, positions: positions.baseAddress!, firstText: firstText, rows: tokRows)
             }
         }
-        // Head: first token, dense + tanh (the pooled embedding e(x)), dropout, output layer.
+        // Head: first token, dense + tanh (ReLU in DistilBERT: the pooled embedding e(x)),
+        // dropout, output layer.
         Pooling.forward(out: ws.poolIn.p, inp: ws.res[c.layers].p, texts: ws.texts, d: h, mode: .cls)
         Linear.forward(out: ws.pooled.p, inp: ws.poolIn.p, weight: p(poolw), bias: p(poolb), n: B, i: h, o: h, rows: rowInvariant ? perText : nil)
-        for k in 0..<(B * h) { ws.pooled.p[k] = T.tanh(ws.pooled.p[k]) }
+        if c.family == .distilbert {
+            for k in 0..<(B * h) { ws.pooled.p[k] = max(0, ws.pooled.p[k]) }
+        } else {
+            for k in 0..<(B * h) { ws.pooled.p[k] = T.tanh(ws.pooled.p[k]) }
+        }
         var headInput = UnsafePointer(ws.pooled.p)
         if let dropout {
             let zeros = [Int32](repeating: 0, count: B)
@@ -354,7 +375,11 @@ public final class BertClassifier<T: BLASScalar>: ClassifierModel, ShardKernel {
                     segments: dest.texts, rows: textRows, streamRows: perText)
         if lowest > L + 1 { return }
         if ws.dropoutUsed { for k in 0..<(B * h) { ws.dpooled.p[k] *= ws.headMask.p[k] } }
-        for k in 0..<(B * h) { let t = ws.pooled.p[k]; ws.dpooled.p[k] *= 1 - t * t }
+        if c.family == .distilbert {
+            for k in 0..<(B * h) where ws.pooled.p[k] <= 0 { ws.dpooled.p[k] = 0 }
+        } else {
+            for k in 0..<(B * h) { let t = ws.pooled.p[k]; ws.dpooled.p[k] *= 1 - t * t }
+        }
         dest.linear(dinp: ws.dpoolIn.p, w: poolw, b: poolb, weight: p(poolw), dout: ws.dpooled.p, inp: ws.poolIn.p, n: B, i: h, o: h,
                     segments: dest.texts, rows: textRows, streamRows: perText)
         if lowest > L { return }
@@ -377,13 +402,17 @@ public final class BertClassifier<T: BLASScalar>: ClassifierModel, ShardKernel {
                     let idp = ids.baseAddress!, pp = positions.baseAddress!, tp = types.baseAddress!
                     Embedding.backward(dtokenTable: dest.slot(word), dpositionTable: dest.slot(pos), dout: ws.dres.p,
                                        ids: idp, positions: pp, d: h, segments: dest.tokens)
-                    Embedding.backward(dtokenTable: nil, dpositionTable: dest.slot(type), dout: ws.dres.p,
-                                       ids: idp, positions: tp, d: h, segments: dest.tokens)
+                    if let type {
+                        Embedding.backward(dtokenTable: nil, dpositionTable: dest.slot(type), dout: ws.dres.p,
+                                           ids: idp, positions: tp, d: h, segments: dest.tokens)
+                    }
                     dest.small([pos], width: c.maxPositions * h) { dp, _, seg in
                         Embedding.backward(dtokenTable: nil, dpositionTable: dp, dout: ws.dres.p, ids: idp, positions: pp, d: h, segments: seg)
                     }
-                    dest.small([type], width: c.typeVocabSize * h) { dt, _, seg in
-                        Embedding.backward(dtokenTable: nil, dpositionTable: dt, dout: ws.dres.p, ids: idp, positions: tp, d: h, segments: seg)
+                    if let type {
+                        dest.small([type], width: c.typeVocabSize * h) { dt, _, seg in
+                            Embedding.backward(dtokenTable: nil, dpositionTable: dt, dout: ws.dres.p, ids: idp, positions: tp, d: h, segments: seg)
+                        }
                     }
                 }
             }

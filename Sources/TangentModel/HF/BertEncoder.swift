@@ -19,15 +19,39 @@ public struct HFEncoderConfig: Sendable, Equatable {
     public let padTokenIDGiven: Bool
 
     /// The model types whose encoder and heads are implemented.
-    public static let supportedTypes = ["bert", "roberta", "xlm-roberta", "camembert"]
+    public static let supportedTypes = ["bert", "roberta", "xlm-roberta", "camembert", "distilbert"]
     /// `gelu` is x Phi(x) (erf); `gelu_new` its tanh approximation.
     public static let supportedActivations = ["gelu", "gelu_new"]
 
-    /// BERT's own layout, or the RoBERTa family's (`roberta.` names, positions offset by
-    /// `pad_token_id + 1`, a dense + tanh head on `<s>`).
-    public var isRoberta: Bool { modelType != "bert" }
+    /// The tensor layout and head of a model type.
+    public enum Family: Sendable {
+        /// BERT: token types, a pooler (dense + tanh on `[CLS]`), `classifier`.
+        case bert
+        /// RoBERTa, XLM-R, CamemBERT: `roberta.` names, positions offset by
+        /// `pad_token_id + 1`, a dense + tanh head on `<s>`.
+        case roberta
+        /// DistilBERT: no token types, `transformer.layer.i` names, `pre_classifier` +
+        /// ReLU on `[CLS]`, then `classifier`.
+        case distilbert
+    }
+    public var family: Family {
+        switch modelType {
+        case "bert": return .bert
+        case "distilbert": return .distilbert
+        default: return .roberta
+        }
+    }
+    public var isRoberta: Bool { family == .roberta }
+    /// Whether the embeddings add a token-type table.
+    public var hasTokenTypes: Bool { family != .distilbert }
     /// The tensor-name prefix of the encoder.
-    public var prefix: String { isRoberta ? "roberta." : "bert." }
+    public var prefix: String {
+        switch family {
+        case .bert: return "bert."
+        case .roberta: return "roberta."
+        case .distilbert: return "distilbert."
+        }
+    }
     /// The first position id of a text.
     public var firstPosition: Int { isRoberta ? padTokenID + 1 : 0 }
     /// The longest text the position table leaves room for, framing included.
@@ -81,23 +105,37 @@ public struct HFEncoderConfig: Sendable, Equatable {
             throw fail("model_type", "is '\(type)'; supported: \(HFEncoderConfig.supportedTypes.joined(separator: ", "))")
         }
         modelType = type
+        // DistilBERT names its sizes otherwise and fixes its LayerNorm epsilon at 1e-12.
+        let distil = type == "distilbert"
+        let (hiddenKey, layersKey, headsKey, ffKey, actKey) = distil ? ("dim", "n_layers", "n_heads", "hidden_dim", "activation")
+            : ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "hidden_act")
         let limit = ModelConfig.maximumDimension
-        hiddenSize = try int("hidden_size", 1...limit)
-        layers = try int("num_hidden_layers", 0...1024)
-        heads = try int("num_attention_heads", 1...limit)
-        guard hiddenSize % heads == 0 else { throw fail("hidden_size", "(\(hiddenSize)) is not a multiple of num_attention_heads (\(heads))") }
-        intermediateSize = try int("intermediate_size", 1...limit)
+        hiddenSize = try int(hiddenKey, 1...limit)
+        layers = try int(layersKey, 0...1024)
+        heads = try int(headsKey, 1...limit)
+        guard hiddenSize % heads == 0 else { throw fail(hiddenKey, "(\(hiddenSize)) is not a multiple of \(headsKey) (\(heads))") }
+        intermediateSize = try int(ffKey, 1...limit)
         vocabSize = try int("vocab_size", 1...limit)
         maxPositions = try int("max_position_embeddings", 1...limit)
-        typeVocabSize = try int("type_vocab_size", 1...limit)
-        guard let eps = JSONField.number(json["layer_norm_eps"]), eps > 0, eps < 1 else {
-            throw fail("layer_norm_eps", "is missing or not in (0, 1)")
+        if distil {
+            typeVocabSize = 0
+            layerNormEps = 1e-12
+            // Fixed sinusoidal positions are not trained in transformers; fine-tuning and
+            // gradients here would treat them as weights.
+            if JSONField.boolean(json["sinusoidal_pos_embds"]) == true {
+                throw fail("sinusoidal_pos_embds", "is true; only learned position embeddings are supported")
+            }
+        } else {
+            typeVocabSize = try int("type_vocab_size", 1...limit)
+            guard let eps = JSONField.number(json["layer_norm_eps"]), eps > 0, eps < 1 else {
+                throw fail("layer_norm_eps", "is missing or not in (0, 1)")
+            }
+            layerNormEps = eps
         }
-        layerNormEps = eps
-        if let a = json["hidden_act"], !(a is String) { throw fail("hidden_act", "is \(JSONField.typeName(a)) (\(a)), not an activation's name") }
-        let act = json["hidden_act"] as? String ?? "gelu"
+        if let a = json[actKey], !(a is String) { throw fail(actKey, "is \(JSONField.typeName(a)) (\(a)), not an activation's name") }
+        let act = json[actKey] as? String ?? "gelu"
         guard HFEncoderConfig.supportedActivations.contains(act) else {
-            throw fail("hidden_act", "is '\(act)'; supported: \(HFEncoderConfig.supportedActivations.joined(separator: ", "))")
+            throw fail(actKey, "is '\(act)'; supported: \(HFEncoderConfig.supportedActivations.joined(separator: ", "))")
         }
         hiddenAct = act
         if let kind = json["position_embedding_type"], !(kind is NSNull), kind as? String != "absolute" {

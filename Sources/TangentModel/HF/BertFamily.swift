@@ -122,7 +122,7 @@ extension BertClassifier {
     public static func initialized(config: HFEncoderConfig, labels: [String], seed: UInt64, threads: Int = Threads.cores) throws -> BertClassifier {
         let m = try BertClassifier(config: config, labels: labels, threads: threads)
         for (ti, t) in m.layout.tensors.enumerated() where !t.name.hasSuffix(".bias") {
-            if t.name.contains("LayerNorm") { for k in t.range { m.parameters[k] = 1 }; continue }
+            if isLayerNorm(t.name) { for k in t.range { m.parameters[k] = 1 }; continue }
             let rng = CounterRNG.derive(seed, 0xbe28, UInt64(ti))
             for k in 0..<t.count { m.parameters[t.offset + k] = T(config.initializerRange * rng.normal(UInt64(k))) }
         }
@@ -142,7 +142,7 @@ extension BertClassifier where T == Float {
         if tensors[prefix + word] == nil, let other = families.keys.sorted().first(where: { tensors[$0 + word] != nil }) {
             throw ModelError("\(source): the tensors are named for model type \(families[other]!) ('\(other)…'), but config.json's 'model_type' is '\(config.modelType)' (tensors '\(config.prefix)…'); the config is not this checkpoint's")
         }
-        let encoderParts = ["embeddings.", "encoder.", "pooler."]
+        let encoderParts = ["embeddings.", "encoder.", "pooler.", "transformer."]
         let bare = names.filter { n in encoderParts.contains { n.hasPrefix($0) } }
         let prefixed = names.filter { n in encoderParts.contains { n.hasPrefix(config.prefix + $0) } }
         if let a = bare.sorted().first, let b = prefixed.sorted().first {
