@@ -12,8 +12,10 @@ public struct ModelDirectory {
     public static let weightsFile = "model.safetensors"
     public static let tokenizerFile = "tokenizer.model"
     public static let labelsFile = "labels.json"
+    /// The index of a checkpoint saved in shards (`model-0000i-of-0000n.safetensors`).
+    public static let shardIndexFile = "model.safetensors.index.json"
     /// Files whose presence marks a directory as a saved model.
-    public static let markerFiles = [configFile, weightsFile, tokenizerFile, labelsFile]
+    public static let markerFiles = [configFile, weightsFile, tokenizerFile, labelsFile, shardIndexFile]
     /// Subdirectory of per-epoch checkpoints (`epoch-K.safetensors`).
     public static let checkpointsDirectory = "checkpoints"
 
@@ -27,6 +29,57 @@ public struct ModelDirectory {
             w.add(t.name, shape: t.shape, float32: model.parameters[t.range].map { Float($0) })
         }
         try w.write(to: url)
+    }
+
+    /// Writes the parameters of `model` into `directory` as transformers' `save_pretrained`
+    /// does: one `model.safetensors` when they fit in `maxShardBytes`, else shards of at
+    /// most that size (a larger tensor alone in its own), in the layout's order, and then
+    /// `model.safetensors.index.json` (`weight_map`, `metadata.total_size`). Each file is
+    /// written atomically, the index last; the other form's files are removed after.
+    public static func saveWeights<M: ClassifierModel>(_ model: M, into directory: URL, maxShardBytes: Int) throws {
+        let total = model.layout.tensors.reduce(0) { $0 + 4 * $1.count }
+        let fm = FileManager.default
+        func removeShards(except keep: Set<String>) throws {
+            for name in (try? fm.contentsOfDirectory(atPath: directory.path)) ?? []
+            where name.hasPrefix("model-") && name.hasSuffix(".safetensors") && !keep.contains(name) {
+                guard unlink(directory.appendingPathComponent(name).path) == 0 else {
+                    throw OutputError("\(directory.appendingPathComponent(name).path): cannot remove the old shard: \(systemErrorDescription())")
+                }
+            }
+        }
+        guard total > maxShardBytes else {
+            try saveWeights(model, to: directory.appendingPathComponent(weightsFile))
+            unlink(directory.appendingPathComponent(shardIndexFile).path)
+            try removeShards(except: [])
+            return
+        }
+        var shards: [[ParameterTensor]] = [[]]
+        var size = 0
+        for t in model.layout.tensors {
+            if size > 0 && size + 4 * t.count > maxShardBytes {
+                shards.append([])
+                size = 0
+            }
+            shards[shards.count - 1].append(t)
+            size += 4 * t.count
+        }
+        let n = shards.count
+        var map: [String: String] = [:]
+        for (i, tensors) in shards.enumerated() {
+            let name = String(format: "model-%05d-of-%05d.safetensors", i + 1, n)
+            var w = SafetensorsWriter()
+            w.metadata = ["format": "pt"]
+            for t in tensors {
+                w.add(t.name, shape: t.shape, float32: model.parameters[t.range].map { Float($0) })
+                map[t.name] = name
+            }
+            try w.write(to: directory.appendingPathComponent(name))
+        }
+        let index: [String: Any] = ["metadata": ["total_size": total, "total_parameters": model.layout.count], "weight_map": map]
+        try AtomicFile.write(try JSONSerialization.data(withJSONObject: index, options: [.prettyPrinted, .sortedKeys]),
+                             to: directory.appendingPathComponent(shardIndexFile))
+        unlink(directory.appendingPathComponent(weightsFile).path)
+        try removeShards(except: Set(map.values))
     }
 
     /// Reads weights into `model`, checking that every tensor is present, float32, of the
@@ -192,10 +245,16 @@ public final class Classifier {
     /// Saves the model in its architecture's directory format: tokenizer files, weights
     /// (`model.safetensors`, the layout's names), then `config.json` with `extra` keys and
     /// the tokenizer's fingerprint, which loading checks.
-    public func save(to directory: URL, extra: [String: Any] = [:]) throws {
+    /// With `maxShardBytes`, weights above that size are saved in shards (see
+    /// `ModelDirectory.saveWeights(_:into:maxShardBytes:)`; Hugging Face directories only).
+    public func save(to directory: URL, extra: [String: Any] = [:], maxShardBytes: Int? = nil) throws {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         try encoder.save(into: directory)
-        try ModelDirectory.saveWeights(model, to: directory.appendingPathComponent(ModelDirectory.weightsFile))
+        if let maxShardBytes {
+            try ModelDirectory.saveWeights(model, into: directory, maxShardBytes: maxShardBytes)
+        } else {
+            try ModelDirectory.saveWeights(model, to: directory.appendingPathComponent(ModelDirectory.weightsFile))
+        }
         var extra = extra
         extra[Classifier.tokenizerFingerprintKey] = fingerprint(encoder.identity)
         try model.saveConfiguration(labels: labels.names, extra: extra, into: directory)

@@ -58,11 +58,13 @@ public struct TrainingRun {
     public let trainTexts: Int
     public let dataFingerprint: String
     public let threads: Int
+    /// Weights above this many bytes are saved in shards (Hugging Face directories).
+    public let maxShardBytes: Int?
 
     public init(classifier: Classifier, directory: URL, options: TrainingOptions, keepCheckpoints: Bool, trainTexts: Int,
-                dataFingerprint: String, threads: Int) {
+                dataFingerprint: String, threads: Int, maxShardBytes: Int? = nil) {
         self.classifier = classifier; self.directory = directory; self.options = options; self.keepCheckpoints = keepCheckpoints
-        self.trainTexts = trainTexts; self.dataFingerprint = dataFingerprint; self.threads = threads
+        self.trainTexts = trainTexts; self.dataFingerprint = dataFingerprint; self.threads = threads; self.maxShardBytes = maxShardBytes
     }
 
     public var resumeStateURL: URL { directory.appendingPathComponent(ResumeState.fileName) }
@@ -77,7 +79,7 @@ public struct TrainingRun {
                                         model: classifier.model, labels: classifier.labels.names, threads: threads)
             try record.writeCheckpoint(model, to: directory.appendingPathComponent("\(ModelDirectory.checkpointsDirectory)/epoch-\(summary.epoch).safetensors"))
         }
-        try classifier.save(to: directory, extra: extra)
+        try classifier.save(to: directory, extra: extra, maxShardBytes: maxShardBytes)
         if final { unlink(resumeStateURL.path) }
     }
 }

@@ -53,6 +53,8 @@ struct Train: ParsableCommand {
     @Option(parsing: .unconditional, help: "Clip the global gradient norm to this value (0: off).") var clip: Double = 1.0
     @Option(parsing: .unconditional, help: "Dropout rate on embeddings and residual branches (0: off).") var dropout: Double = 0.1
     @Option(parsing: .unconditional, help: "Seed of initialization, shuffling and dropout.") var seed: UInt64 = 0
+    @Option(help: "With --init: save weights above this size in shards (model-0000i-of-0000n.safetensors and model.safetensors.index.json), e.g. 2GB. (default: 50GB, as transformers)")
+    var maxShardSize: String?
     @Flag(help: "Also keep OUT/checkpoints/epoch-K.safetensors for every epoch (for TracIn).")
     var keepCheckpoints = false
     @OptionGroup var threading: ThreadOptions
@@ -74,6 +76,10 @@ struct Train: ParsableCommand {
         try Check.nonNegative(clip, "--clip")
         try Check.rate(dropout, "--dropout")
         if resume && overwrite { throw ValidationError("--resume continues OUT and --overwrite replaces it; give one of them") }
+        if let maxShardSize {
+            guard initDirectory != nil else { throw ValidationError("--max-shard-size applies to Hugging Face directories (--init); tangent's own models are one model.safetensors") }
+            _ = try Check.bytes(maxShardSize, "--max-shard-size")
+        }
         if initDirectory != nil {
             let shape = architecture.given + (poolingOption == nil ? [] : ["--pooling"])
             guard shape.isEmpty else {
@@ -154,9 +160,11 @@ struct Train: ParsableCommand {
                 try configExtra(options: options, dataset: dataset, dataFingerprint: dataFingerprint, threads: nThreads, history: history,
                                 parameters: model.layout.count, final: final)
             }
+            // Hugging Face directories shard above --max-shard-size, as save_pretrained does.
+            let shardBytes = try initDirectory.map { _ in try Check.bytes(maxShardSize ?? "50GB", "--max-shard-size") }
             func trainingRun(into directory: URL) -> TrainingRun {
                 TrainingRun(classifier: classifier, directory: directory, options: options, keepCheckpoints: keepCheckpoints,
-                            trainTexts: trainSet.count, dataFingerprint: dataFingerprint, threads: nThreads)
+                            trainTexts: trainSet.count, dataFingerprint: dataFingerprint, threads: nThreads, maxShardBytes: shardBytes)
             }
             var run = trainingRun(into: staged?.staging ?? outURL)
             let summaries = try trainer.train(trainSet, test: testSet, after: history.count, progress: { epoch, done, total, status in

@@ -170,6 +170,23 @@ import Testing
         }
     }
 
+    /// `train --init --max-shard-size` saves shards and an index as save_pretrained does,
+    /// with the same weights as one file: the same predictions, bit for bit.
+    @Test func fineTuneSavesShards() throws {
+        let w = try Self.work()
+        defer { try? FileManager.default.removeItem(at: w) }
+        for (out, extra) in [("sharded", ["--max-shard-size", "100KB"]), ("whole", [])] {
+            let r = try CLI.run(["train", "--init", Self.bert.path, "--data", "train.jsonl", "--epochs", "1", "--out", out] + extra, in: w)
+            #expect(r.status == 0, "\(r.stderr)")
+        }
+        let names = Set(try FileManager.default.contentsOfDirectory(atPath: w.appendingPathComponent("sharded").path))
+        #expect(names.isSuperset(of: ["model.safetensors.index.json", "model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"])
+                && !names.contains("model.safetensors"), "\(names)")
+        let a = try CLI.run(["predict", "--model", "sharded", "--data", "test.jsonl", "--json"], in: w)
+        let b = try CLI.run(["predict", "--model", "whole", "--data", "test.jsonl", "--json"], in: w)
+        #expect(a.status == 0 && !a.stdout.isEmpty && a.stdout == b.stdout, "\(a.stderr)")
+    }
+
     struct Case: CustomTestStringConvertible, Sendable {
         let name: String
         /// Damages the copied directory.
