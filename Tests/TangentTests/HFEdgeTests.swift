@@ -167,3 +167,37 @@ struct RealXLMRTokenizerTests {
         #expect(mismatches.isEmpty, "\(mismatches.count) of \(lines.count) differ, e.g. \(mismatches.prefix(3))")
     }
 }
+
+/// GPT-2 / RoBERTa byte-level BPE (vocab.json + merges.txt trained with `tokenizers` on the
+/// shipped texts, scripts/make_bpe_fixture.py): the same ids as transformers'
+/// RobertaTokenizer on 1,231 texts, special tokens written in them included.
+@Suite struct ByteLevelBPETests {
+    @Test func idsEqualTransformers() throws {
+        let bpe = try ByteLevelBPE.load(vocabulary: fixture("bpe/vocab.json"), merges: fixture("bpe/merges.txt"), addPrefixSpace: false)
+        let specials = AddedTokens(["<s>", "<pad>", "</s>", "<unk>", "<mask>"].map { ($0, bpe.vocabulary[$0]!) })
+        let lines = try String(contentsOf: fixture("bpe/ids.jsonl"), encoding: .utf8).split(separator: "\n")
+        #expect(lines.count >= 1000)
+        var mismatches: [String] = []
+        for line in lines {
+            let c = try JSONSerialization.jsonObject(with: Data(line.utf8)) as! [String: Any]
+            let text = c["text"] as! String
+            var ids: [Int32] = [bpe.vocabulary["<s>"]!]
+            for piece in specials.split(text) {
+                switch piece {
+                case .token(let id): ids.append(id)
+                case .text(let t): ids += try bpe.ids(t)
+                }
+            }
+            ids.append(bpe.vocabulary["</s>"]!)
+            if ids != (c["ids"] as! [Int]).map(Int32.init) { mismatches.append(text) }
+        }
+        #expect(mismatches.isEmpty, "\(mismatches.count) of \(lines.count) differ, e.g. \(mismatches.prefix(5))")
+    }
+
+    /// A token with lstrip takes the whitespace before it; with rstrip, the whitespace after.
+    @Test func strippingTokens() {
+        let added = AddedTokens(stripping: [("<mask>", 4, true, false), ("<x>", 5, false, true)])
+        #expect(added.split("hello  <mask> world") == [.text("hello"), .token(4), .text(" world")])
+        #expect(added.split("a<x>   b") == [.text("a"), .token(5), .text("b")])
+    }
+}
