@@ -12,6 +12,8 @@ public struct ByteLevelBPE: Sendable {
     public let vocabulary: [String: Int32]
     /// Merge rank of each pair, keyed by the two pieces joined with a space.
     let ranks: [String: Int]
+    /// The merges in rank order (the tokenizer's identity).
+    public let mergeList: [(String, String)]
     /// Whether a space is put before a text that does not start with one (`add_prefix_space`).
     public let addPrefixSpace: Bool
     /// Where it was read from (errors name it).
@@ -38,6 +40,7 @@ public struct ByteLevelBPE: Sendable {
         var ranks: [String: Int] = [:]
         for (r, m) in merges.enumerated() where ranks[m.0 + " " + m.1] == nil { ranks[m.0 + " " + m.1] = r }
         self.ranks = ranks
+        self.mergeList = merges
         self.addPrefixSpace = addPrefixSpace
         self.source = source
     }

@@ -187,6 +187,26 @@ import Testing
         #expect(a.status == 0 && !a.stdout.isEmpty && a.stdout == b.stdout, "\(a.stderr)")
     }
 
+    /// A RoBERTa directory with its byte-level BPE files (vocab.json, merges.txt): the ids
+    /// transformers gives (scripts/make_bpe_fixture.py), and a prediction.
+    @Test func robertaWithByteLevelBPE() throws {
+        let w = try Self.work()
+        defer { try? FileManager.default.removeItem(at: w) }
+        let dir = w.appendingPathComponent("roberta")
+        try FileManager.default.copyItem(at: Self.fixtures.appendingPathComponent("hf-xlmr"), to: dir)
+        for f in ["vocab.json", "merges.txt"] {
+            try FileManager.default.copyItem(at: Self.fixtures.appendingPathComponent("bpe/\(f)"), to: dir.appendingPathComponent(f))
+        }
+        try Self.editConfig(dir) { $0["model_type"] = "roberta"; $0["architectures"] = ["RobertaForSequenceClassification"] }
+        let line = try String(contentsOf: Self.fixtures.appendingPathComponent("bpe/ids.jsonl"), encoding: .utf8).split(separator: "\n")[12]
+        let c = try JSONSerialization.jsonObject(with: Data(line.utf8)) as! [String: Any]
+        let ids = try CLI.run(["tokenizer", "encode", "--tokenizer", dir.path, "--text", c["text"] as! String], in: w)
+        #expect(ids.status == 0 && ids.stdout.split(separator: "\n").first.map(String.init) == (c["ids"] as! [Int]).map(String.init).joined(separator: " "),
+                "\(ids.stdout)\(ids.stderr)")
+        let r = try CLI.run(["predict", "--model", dir.path, "--text", "don't stop the music!"], in: w)
+        #expect(r.status == 0, "\(r.stderr)")
+    }
+
     struct Case: CustomTestStringConvertible, Sendable {
         let name: String
         /// Damages the copied directory.

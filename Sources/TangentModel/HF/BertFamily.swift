@@ -64,7 +64,7 @@ public struct HFTextEncoder: TextEncoder {
     /// The directory the tokenizer's files were read from.
     public let directory: URL
     /// The tokenizer files a directory may hold, copied as they are when saving.
-    static let files = ["vocab.txt", "sentencepiece.bpe.model", "tokenizer.json", "special_tokens_map.json"]
+    static let files = ["vocab.txt", "vocab.json", "merges.txt", "sentencepiece.bpe.model", "tokenizer.json", "special_tokens_map.json"]
 
     /// The tokenizer of `directory`, truncating to `maxLength` when given, else to
     /// `tokenizer_config.json`'s `model_max_length`; at most what the positions allow.

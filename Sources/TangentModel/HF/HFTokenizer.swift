@@ -14,6 +14,8 @@ public struct HFTokenizer {
     public enum Base {
         case wordPiece(WordPieceTokenizer)
         case sentencePiece(FairseqSentencePiece)
+        /// RoBERTa's byte-level BPE, with its `<s>` and `</s>` ids.
+        case byteLevel(ByteLevelBPE, begin: Int32, end: Int32, padding: Int32)
     }
 
     public let base: Base
@@ -47,6 +49,16 @@ public struct HFTokenizer {
             let sp = try TokenizerJSON.fairseqSentencePiece(json)
             let added = try TokenizerJSON.addedTokens(TokenizerJSON.read(json), size: sp.vocabSize, source: json.path)
             tokenizer = HFTokenizer(base: .sentencePiece(sp), added: AddedTokens(added), source: json.path)
+        } else if let vocab = file("vocab.json"), let merges = file("merges.txt") {
+            // RoBERTa's tokenizer files (RobertaTokenizer: no prefix space, its five specials).
+            let bpe = try ByteLevelBPE.load(vocabulary: vocab, merges: merges, addPrefixSpace: false)
+            func id(_ piece: String) throws -> Int32 {
+                guard let i = bpe.vocabulary[piece] else { throw TokenizerError("\(vocab.path): the special token \(piece) is not in the vocabulary") }
+                return i
+            }
+            let added = try namedTokens(tokenizerConfig, defaults: ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]) { bpe.vocabulary[$0] }
+            tokenizer = HFTokenizer(base: .byteLevel(bpe, begin: try id("<s>"), end: try id("</s>"), padding: try id("<pad>")),
+                                    added: AddedTokens(added), source: vocab.path)
         } else if let model = file("sentencepiece.bpe.model") {
             let sp = try FairseqSentencePiece(model: Tokenizer(contentsOf: model))
             // transformers' XLMRobertaTokenizer: fairseq's four, then <mask> last.
@@ -55,9 +67,9 @@ public struct HFTokenizer {
             let added = try namedTokens(tokenizerConfig, defaults: ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]) { fairseq[$0] }
             tokenizer = HFTokenizer(base: .sentencePiece(sp), added: AddedTokens(added), source: model.path)
         } else if file("vocab.json") != nil || file("merges.txt") != nil {
-            throw TokenizerError("\(directory.path): a byte-level BPE tokenizer (vocab.json, merges.txt) is not supported; SentencePiece (sentencepiece.bpe.model or a Unigram tokenizer.json) is")
+            throw TokenizerError("\(directory.path): a byte-level BPE tokenizer needs both vocab.json and merges.txt; one is missing")
         } else {
-            throw TokenizerError("\(directory.path): no tokenizer (sentencepiece.bpe.model or tokenizer.json) for model type \(config.modelType)")
+            throw TokenizerError("\(directory.path): no tokenizer (tokenizer.json, vocab.json + merges.txt, or sentencepiece.bpe.model) for model type \(config.modelType)")
         }
         // RoBERTa-family positions count from the model's padding id, and transformers
         // gives a padding token in the text the padding position: with two different ids
@@ -108,6 +120,7 @@ public struct HFTokenizer {
         switch base {
         case .wordPiece(let t): return [t.classifier] + body + [t.separator]
         case .sentencePiece: return [FairseqSentencePiece.begin] + body + [FairseqSentencePiece.end]
+        case .byteLevel(_, let begin, let end, _): return [begin] + body + [end]
         }
     }
 
@@ -115,6 +128,7 @@ public struct HFTokenizer {
         switch base {
         case .wordPiece(let t): return t.ids(text)
         case .sentencePiece(let t): return try t.ids(text)
+        case .byteLevel(let t, _, _, _): return try t.ids(text)
         }
     }
 
@@ -123,6 +137,7 @@ public struct HFTokenizer {
         switch base {
         case .wordPiece(let t): return t.padding
         case .sentencePiece: return FairseqSentencePiece.padding
+        case .byteLevel(_, _, _, let padding): return padding
         }
     }
 
@@ -134,6 +149,7 @@ public struct HFTokenizer {
             let fairseq: [Int32: String] = [FairseqSentencePiece.begin: "<s>", FairseqSentencePiece.padding: "<pad>",
                                             FairseqSentencePiece.end: "</s>", FairseqSentencePiece.unknown: "<unk>", t.mask: "<mask>"]
             return fairseq[id] ?? t.model.piece(id - 1)
+        case .byteLevel(let t, _, _, _): return t.vocabulary.first { $0.value == id }?.key
         }
     }
 
@@ -142,6 +158,7 @@ public struct HFTokenizer {
         switch base {
         case .wordPiece(let t): return t.pieces.count
         case .sentencePiece(let t): return t.vocabSize
+        case .byteLevel(let t, _, _, _): return t.vocabulary.count
         }
     }
 
@@ -153,6 +170,9 @@ public struct HFTokenizer {
         case .wordPiece(let t):
             d = Data((["wordpiece", "lower \(t.lowercase)", "accents \(t.stripAccents)", "cjk \(t.splitChinese)"] + t.pieces).joined(separator: "\n").utf8)
         case .sentencePiece(let t): d = t.model.serializedModel
+        case .byteLevel(let t, _, _, _):
+            d = Data((["byte-level-bpe", "prefix \(t.addPrefixSpace)"] + t.vocabulary.sorted { $0.value < $1.value }.map(\.key)
+                      + t.mergeList.map { $0.0 + " " + $0.1 }).joined(separator: "\n").utf8)
         }
         if !added.tokens.isEmpty { d += Data("\nadded\n".utf8) + added.identity }
         return d
