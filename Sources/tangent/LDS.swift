@@ -78,6 +78,9 @@ struct LDS: ParsableCommand {
         try Check.positive(resamples, "--resamples")
     }
 
+    // Over 80 lines: the run's steps (outputs and bounds before any work, recipe, training
+    // of every model, evaluation, reports) share the run key, directory and progress; subset
+    // training and evaluation already live in their own functions and types.
     func run() throws {
         try reportingErrors {
             try refuseOverlaps([("--out", out)], inputs: [("--data", data), ("--test", test), ("--tokenizer", tokenizer),

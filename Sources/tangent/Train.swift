@@ -89,6 +89,9 @@ struct Train: ParsableCommand {
     }
 
 
+    // Over 80 lines: the command's sequence (claim and stage the output, load or start the
+    // model, resume, train epoch by epoch, swap in the staged directory) shares the lock,
+    // the staging and the epoch closure's state; the checks and records are already apart.
     func run() throws {
         try reportingErrors {
             let outURL = fileURL(out)

@@ -91,6 +91,25 @@ public struct HFEncoderConfig: Sendable, Equatable {
         return 16 * parameterCount(classes: classes) + Double(batch) * perText
     }
 
+    /// Class names by index from `id2label` (none when it is absent): every index from 0,
+    /// each a string, no name twice.
+    static func labels(_ raw: Any?, fail: (String, String) -> ModelError) throws -> [String] {
+        guard let raw, !(raw is NSNull) else { return [] }
+        guard let id2label = raw as? [String: Any] else { throw fail("id2label", "is \(JSONField.typeName(raw)), not an object of index to label") }
+        let n = id2label.count
+        let labels = try (0..<n).map { i in
+            guard let value = id2label[String(i)] else { throw fail("id2label", "lacks index \(i) of \(n)") }
+            guard let name = value as? String else { throw fail("id2label", "gives index \(i) \(JSONField.typeName(value)) (\(value)), not a label name") }
+            return name
+        }
+        var seen: [String: Int] = [:]
+        for (i, name) in labels.enumerated() {
+            if let j = seen[name] { throw fail("id2label", "names '\(name)' twice (indices \(j) and \(i)); each class needs its own label") }
+            seen[name] = i
+        }
+        return labels
+    }
+
     public init(json: [String: Any], source: String) throws {
         func fail(_ field: String, _ why: String) -> ModelError { ModelError("\(source): '\(field)' \(why)") }
         func int(_ key: String, _ range: ClosedRange<Int>) throws -> Int {
@@ -161,22 +180,7 @@ public struct HFEncoderConfig: Sendable, Equatable {
         let range = JSONField.number(json["initializer_range"]) ?? 0.02
         guard range > 0, range < 1 else { throw fail("initializer_range", "is \(range), not in (0, 1)") }
         initializerRange = range
-        if let raw = json["id2label"], !(raw is NSNull) {
-            guard let id2label = raw as? [String: Any] else { throw fail("id2label", "is \(JSONField.typeName(raw)), not an object of index to label") }
-            let n = id2label.count
-            labels = try (0..<n).map { i in
-                guard let value = id2label[String(i)] else { throw fail("id2label", "lacks index \(i) of \(n)") }
-                guard let name = value as? String else { throw fail("id2label", "gives index \(i) \(JSONField.typeName(value)) (\(value)), not a label name") }
-                return name
-            }
-            var seen: [String: Int] = [:]
-            for (i, name) in labels.enumerated() {
-                if let j = seen[name] { throw fail("id2label", "names '\(name)' twice (indices \(j) and \(i)); each class needs its own label") }
-                seen[name] = i
-            }
-        } else {
-            labels = []
-        }
+        labels = try HFEncoderConfig.labels(json["id2label"], fail: fail)
     }
 }
 

@@ -156,6 +156,9 @@ extension BertClassifier where T == Float {
     /// head and labels (`id2label`); a bare encoder (`BertModel`, names with or without
     /// the `bert.` prefix) needs `newHead`, whose weights are drawn N(0,
     /// `initializer_range`) from the seed (biases 0), and keeps its pooler if it has one.
+    // One function over 80 lines on purpose: config, checkpoint names, head choice, the
+    // missing/unexpected checks and the copy share the name mapping `fileName` and run once
+    // in this order; split apart, each piece would need all of them passed in.
     public static func load(directory: URL, threads: Int = Threads.cores,
                             newHead: (labels: [String], seed: UInt64)? = nil) throws -> BertClassifier<Float> {
         let configURL = directory.appendingPathComponent("config.json")
