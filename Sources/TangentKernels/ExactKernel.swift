@@ -56,7 +56,7 @@ public enum ExactKernel {
         // eighth of the machine's memory: a 22M-parameter encoder would otherwise hold
         // 11 GiB at the default 64 rows, a base-sized one 43 GiB.
         let perText = Double(kind.output.count(classes: computer.model.shape.classes))
-            * Double(computer.dense.count + computer.model.shape.maxTokens * computer.model.shape.width) * Double(MemoryLayout<T>.size)
+            * Double(computer.dense.count + computer.model.shape.maxTokens * computer.model.shape.tokenWidth) * Double(MemoryLayout<T>.size)
         let affordable = Int(max(1, Double(ProcessInfo.processInfo.physicalMemory) / 8 / (2 * perText)))
         let blockSize = max(1, min(blockSize, max(nA, nB), affordable))
         let groups = computer.groups
@@ -81,7 +81,7 @@ public enum ExactKernel {
                 for (g, group) in groups.enumerated() {
                     tileProduct(ga, gb, columns: group.columns, stride: computer.dense.count, into: &tile)
                     if group.name == computer.tokenTableGroup && computer.includesTokenTable {
-                        addTokenPart(ga, gb, d: computer.model.shape.width, into: &tile, ldc: rb.count)
+                        addTokenPart(ga, gb, d: computer.model.shape.tokenWidth, into: &tile, ldc: rb.count)
                     }
                     for x in 0..<ra.count {
                         for y in 0..<rb.count {
@@ -151,7 +151,7 @@ public enum ExactKernel {
 
     /// K(x, x) of every text of a block over the whole subset.
     public static func selfKernels<T: BLASScalar>(_ g: GradientBlock<T>, computer: GradientComputer<T>) -> [T] {
-        let B = g.batch.count, P = computer.dense.count, D = computer.model.shape.width, N = g.batch.tokenCount
+        let B = g.batch.count, P = computer.dense.count, D = computer.model.shape.tokenWidth, N = g.batch.tokenCount
         var out = [T](repeating: 0, count: B)
         g.dense.withUnsafeBufferPointer { p in
             for o in 0..<g.outputs {

@@ -96,7 +96,7 @@ public final class Featurizer {
     }
 
     static func memoryEstimate(options: FeaturizeOptions, computer: GradientComputer<Float>) -> UInt64 {
-        let C = computer.model.shape.classes, D = computer.model.shape.width
+        let C = computer.model.shape.classes, D = computer.model.shape.tokenWidth
         let O = options.kind == .trntk ? C : 1
         let B = UInt64(options.batchSize), K = UInt64(options.projDim)
         if options.projector.distribution == .sketch {

@@ -105,7 +105,7 @@ public final class GradientComputer<T: BLASScalar> {
     @_specialize(exported: true, where T == Float)
     @_specialize(exported: true, where T == Double)
     public func forEachOutput(_ batch: TokenBatch, output: GradientOutput, _ body: (Int, GradientBlock<T>) throws -> Void) throws {
-        let C = model.shape.classes, B = batch.count, D = model.shape.width, N = batch.tokenCount
+        let C = model.shape.classes, B = batch.count, D = model.shape.tokenWidth, N = batch.tokenCount
         let logits = try model.forward(batch, rowInvariant: true)
         let embeddings = model.lastEmbeddings()
         let O = output.count(classes: C)
@@ -157,7 +157,7 @@ public final class GradientComputer<T: BLASScalar> {
     public func streamOutputs(_ batch: TokenBatch, output: GradientOutput,
                               sink: (_ output: Int, _ tensor: Int, _ text: Int, _ gradient: UnsafePointer<T>) -> Void,
                               rows: (_ output: Int, _ rows: UnsafePointer<T>) -> Void) throws -> (logits: [T], embeddings: [T]) {
-        let B = batch.count, D = model.shape.width, N = batch.tokenCount
+        let B = batch.count, D = model.shape.tokenWidth, N = batch.tokenCount
         let logits = try model.forward(batch, rowInvariant: true)
         let embeddings = model.lastEmbeddings()
         // Reused across calls: a fresh array per block would be paged in anew each time.
@@ -176,7 +176,7 @@ public final class GradientComputer<T: BLASScalar> {
     /// The full compact per-example gradient over `subset` (token table densified):
     /// [O, B, subset.count]. For tests and small models only: it is as large as the subset.
     public func materialize(_ block: GradientBlock<T>) -> [T] {
-        let B = block.batch.count, D = model.shape.width, P = subset.count, N = block.batch.tokenCount
+        let B = block.batch.count, D = model.shape.tokenWidth, P = subset.count, N = block.batch.tokenCount
         var out = [T](repeating: 0, count: block.outputs * B * P)
         for o in 0..<block.outputs {
             for ti in dense.tensorIndices {

@@ -180,7 +180,7 @@ public struct Projector: Sendable, Equatable {
     /// whatever else is in the batch.
     private func addTokenTable(_ block: GradientBlock<Float>, rows: [Float], computer: GradientComputer<Float>,
                                into out: inout [Float], offset: Int) {
-        let K = dimension, D = computer.model.shape.width, B = block.batch.count, N = block.batch.tokenCount
+        let K = dimension, D = computer.model.shape.tokenWidth, B = block.batch.count, N = block.batch.tokenCount
         let rng = generator(for: computer.model.layout.tensors[computer.model.tokenTableIndex].name)
         var byID: [Int32: [Int]] = [:]
         for t in 0..<N { byID[block.batch.ids[t], default: []].append(t) }

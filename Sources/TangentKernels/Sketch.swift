@@ -62,7 +62,7 @@ extension Projector {
             }
         }
         if let rows = block.tokenRows {
-            let N = block.batch.tokenCount, D = computer.model.shape.width
+            let N = block.batch.tokenCount, D = computer.model.shape.tokenWidth
             rows.withUnsafeBufferPointer { r in
                 for o in 0..<block.outputs { acc.addTokenRows(output: o, rows: r.baseAddress! + o * N * D, batch: block.batch) }
             }
@@ -174,7 +174,7 @@ public final class SketchAccumulator {
     /// fly (only the rows present in the text are touched).
     public func addTokenRows(output o: Int, rows: UnsafePointer<Float>, batch: TokenBatch) {
         guard let group = codes.tokenGroup else { return }
-        let p = codes.projector, s = p.nonzeros, D = codes.computer.model.shape.width
+        let p = codes.projector, s = p.nonzeros, D = codes.computer.model.shape.tokenWidth
         let rng = p.generator(for: codes.computer.model.layout.tensors[codes.computer.model.tokenTableIndex].name)
         let scale = 1 / Float(s).squareRoot()
         let textSplit = splitRange(batch.count, parts: p.threads).filter { !$0.isEmpty }

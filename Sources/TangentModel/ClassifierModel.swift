@@ -5,16 +5,20 @@ import TangentTensor
 public struct ModelShape: Sendable, Equatable {
     /// Classes (logits per text).
     public let classes: Int
-    /// Width of the pooled embedding e(x) and of a token row at the embedding output.
+    /// Width of the pooled embedding e(x).
     public let width: Int
+    /// Width of a token row at the embedding output (the token table's rows): `width`,
+    /// except in factorized embeddings (ELECTRA, ALBERT), narrower than the layers.
+    public let tokenWidth: Int
     /// The longest text the model takes, in tokens (framing included).
     public let maxTokens: Int
     /// The id that `TokenBatch` drops as padding.
     public let padID: Int32
 
-    public init(classes: Int, width: Int, maxTokens: Int, padID: Int32) {
+    public init(classes: Int, width: Int, maxTokens: Int, padID: Int32, tokenWidth: Int? = nil) {
         self.classes = classes
         self.width = width
+        self.tokenWidth = tokenWidth ?? width
         self.maxTokens = maxTokens
         self.padID = padID
     }

@@ -35,8 +35,9 @@ final class ShardedPasses<T: BLASScalar> {
     let parameters: UnsafeMutableBufferPointer<T>
     /// Number of shards (threads) a batch is split into.
     let threads: Int
-    /// Logits per text and the width of the pooled embedding (and of token rows).
-    let classes: Int, width: Int
+    /// Logits per text, the width of the pooled embedding and of token rows at the
+    /// embedding output.
+    let classes: Int, width: Int, tokenWidth: Int
     /// The tensor whose per-text gradients are returned as token rows.
     let tokenIndex: Int
     /// Whether the last forward pass ran row-invariant products; its backward calls
@@ -49,10 +50,11 @@ final class ShardedPasses<T: BLASScalar> {
     private var current: TokenBatch?
 
     /// Every parameter zero.
-    init(layout: ParameterLayout, classes: Int, width: Int, tokenIndex: Int, layers: Int, threads: Int) {
+    init(layout: ParameterLayout, classes: Int, width: Int, tokenWidth: Int? = nil, tokenIndex: Int, layers: Int, threads: Int) {
         self.layout = layout
         self.classes = classes
         self.width = width
+        self.tokenWidth = tokenWidth ?? width
         self.tokenIndex = tokenIndex
         self.threads = max(1, threads)
         parameters = .allocate(capacity: layout.count)
@@ -154,7 +156,7 @@ final class ShardedPasses<T: BLASScalar> {
                                    needEmbeddingRows: embeddingRows != nil, sink: nil)
                 if let rows = embeddingRows {
                     let ws = self.workspaces[s]
-                    let D = self.width
+                    let D = self.tokenWidth
                     let first = batch.offsets[sh[s].lowerBound]
                     (rows.baseAddress! + first * D).update(from: ws.dres.p, count: ws.batch.tokenCount * D)
                 }
@@ -185,7 +187,7 @@ final class ShardedPasses<T: BLASScalar> {
                                        perExampleStride: nil, needEmbeddingRows: embeddingRows != nil,
                                        sink: { tensor, text, g in sink(tensor, first + text, g) })
                     if let rows = embeddingRows {
-                        let D = self.width
+                        let D = self.tokenWidth
                         (rows.baseAddress! + batch.offsets[first] * D).update(from: ws.dres.p, count: ws.batch.tokenCount * D)
                     }
                 }

@@ -34,6 +34,8 @@ final class Workspace<T: BLASScalar> {
     // Used by encoders that pool one token through a dense layer (the BERT family).
     var poolIn = Buffer<T>(), dpoolIn = Buffer<T>()   // [B, D] first-token states and their gradient
     var headIn = Buffer<T>(), headMask = Buffer<T>()  // [B, D] classifier input after dropout, and its mask
+    var headDerivative = Buffer<T>()  // [B, D] the head activation's derivative (ELECTRA's GELU)
+    var embOut = Buffer<T>()          // [N, E] embedding output before its projection to the layers (ELECTRA)
     var tokenPositions: [Int32] = []  // [N] position ids after the architecture's offset
     var tokenTypes: [Int32] = []      // [N] token-type ids (all 0: one segment per text)
 

@@ -149,10 +149,11 @@ import Testing
         #expect(r.status == 0 && r.stdout.hasPrefix(best + "\t"), "\(r.stdout)\(r.stderr)")
     }
 
-    /// DistilBERT and the checkpoints as pretrained models ship (masked-LM heads, shards):
-    /// fine-tuned with `train --init` (the dropped heads named), then predicted and
-    /// attributed, per-layer shares named as the checkpoint names its layers.
-    @Test(arguments: ["hf-distilbert", "hf-shipped/bert-mlm", "hf-shipped/bert-sharded"])
+    /// DistilBERT, ELECTRA and the checkpoints as pretrained models ship (masked-LM and
+    /// discriminator heads, shards): fine-tuned with `train --init` (the dropped heads
+    /// named), then predicted and attributed, per-layer shares named as the checkpoint
+    /// names its layers.
+    @Test(arguments: ["hf-distilbert", "hf-electra", "hf-shipped/bert-mlm", "hf-shipped/bert-sharded", "hf-shipped/electra-discriminator"])
     func otherCheckpointsFineTuneAndAttribute(name: String) throws {
         let w = try Self.work()
         defer { try? FileManager.default.removeItem(at: w) }
@@ -160,6 +161,9 @@ import Testing
                                 "--out", "m"], in: w)
         #expect(tune.status == 0, "\(tune.stderr)")
         if name.hasSuffix("mlm") { #expect(tune.stderr.contains("dropped") && tune.stderr.contains("cls.predictions.*"), "\(tune.stderr)") }
+        if name.hasSuffix("discriminator") {
+            #expect(tune.stderr.contains("dropped") && tune.stderr.contains("discriminator_predictions.dense.*"), "\(tune.stderr)")
+        }
         let r = try CLI.run(["attribute", "--model", "m", "--train", "train.jsonl", "--text", "a fine film", "--kernel", "proj-trntk",
                              "--proj-dim", "32", "--top", "2", "--cache", "cache"], in: w)
         #expect(r.status == 0, "\(r.stderr)")
@@ -167,6 +171,10 @@ import Testing
         if name == "hf-distilbert" {
             // DistilBERT's groups: transformer.layer.i and pre_classifier, no pooler.
             #expect(!r.stdout.contains("pooler") && !r.stdout.contains("encoder.layer"), "\(r.stdout)")
+        }
+        if name.contains("electra") {
+            // ELECTRA's head: classifier.dense + GELU, no pooler.
+            #expect(r.stdout.contains("classifier") && !r.stdout.contains("pooler"), "\(r.stdout)")
         }
     }
 

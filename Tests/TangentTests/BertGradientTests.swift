@@ -13,6 +13,14 @@ import TangentTensor
                 "activation": act, "pad_token_id": 0,
             ], source: "test")
         }
+        if type == "electra" || type == "electra-narrow" {
+            // ELECTRA with embeddings as wide as the layers, and narrower ones projected to them.
+            return try HFEncoderConfig(json: [
+                "model_type": "electra", "hidden_size": 8, "embedding_size": type == "electra" ? 8 : 6, "num_hidden_layers": 2,
+                "num_attention_heads": 2, "intermediate_size": 12, "vocab_size": 23, "max_position_embeddings": 12, "type_vocab_size": 2,
+                "layer_norm_eps": 1e-5, "hidden_act": act, "pad_token_id": 0,
+            ], source: "test")
+        }
         return try HFEncoderConfig(json: [
             "model_type": type, "hidden_size": 8, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 12,
             "vocab_size": 23, "max_position_embeddings": 12, "type_vocab_size": 2, "layer_norm_eps": 1e-5, "hidden_act": act,
@@ -39,7 +47,8 @@ import TangentTensor
     }
 
     @Test(arguments: [("bert", "gelu", false), ("bert", "gelu", true), ("xlm-roberta", "gelu_new", false), ("roberta", "gelu_new", true),
-                      ("distilbert", "gelu", false), ("distilbert", "gelu", true)])
+                      ("distilbert", "gelu", false), ("distilbert", "gelu", true), ("electra", "gelu", false),
+                      ("electra-narrow", "gelu", false), ("electra-narrow", "gelu", true)])
     func wholeModelMatchesFiniteDifferences(type: String, act: String, dropout: Bool) throws {
         let config = try Self.config(type, act: act)
         let model = try Self.model(config)
@@ -69,16 +78,18 @@ import TangentTensor
         }
         // The position table's gradient sits after the offset (RoBERTa: pad_token_id + 1).
         let posTensor = model.layout.tensors[model.pos]
-        let firstRows = (0..<config.firstPosition * 8).map { grad[posTensor.offset + $0] }
+        let E = config.embeddingSize
+        let firstRows = (0..<config.firstPosition * E).map { grad[posTensor.offset + $0] }
         #expect(firstRows.allSatisfy { $0 == 0 })
-        #expect(grad[posTensor.offset + config.firstPosition * 8] != 0)
+        #expect(grad[posTensor.offset + config.firstPosition * E] != 0)
     }
 
     /// Per-example gradients sum to the batch gradient; with the token table as rows, the
     /// streamed form gives the materialized numbers, and subsets are exact slices.
-    @Test(arguments: ["bert", "camembert", "distilbert"])
+    @Test(arguments: ["bert", "camembert", "distilbert", "electra-narrow"])
     func perExampleStreamedAndSubsetForms(type: String) throws {
         let model = try Self.model(try Self.config(type))
+        let E = model.config.embeddingSize
         var rng = TestRNG(22)
         let batch = Self.batch(&rng, lengths: [5, 2, 9, 3, 1])
         let seed = rng.vector(batch.count * 3)
@@ -94,13 +105,13 @@ import TangentTensor
         // Dense part plus token rows, materialized and streamed.
         let dense = ParameterSubset(layout: model.layout, tensorIndices: model.layout.tensors.indices.filter { $0 != model.tokenTableIndex })
         var d = [Double](repeating: 0, count: batch.count * dense.count)
-        var rows = [Double](repeating: 0, count: batch.tokenCount * 8)
+        var rows = [Double](repeating: 0, count: batch.tokenCount * E)
         d.withUnsafeMutableBufferPointer { dp in rows.withUnsafeMutableBufferPointer { rp in
             model.perExampleGradients(seed: seed, subset: dense, into: dp, embeddingRows: rp)
         } }
         var streamed = [Double](repeating: .nan, count: batch.count * dense.count)
         var order: [Int] = []
-        var rows2 = [Double](repeating: 0, count: batch.tokenCount * 8)
+        var rows2 = [Double](repeating: 0, count: batch.tokenCount * E)
         rows2.withUnsafeMutableBufferPointer { rp in
             model.perExampleGradients(seed: seed, subset: dense, embeddingRows: rp) { tensor, text, g in
                 if text == 0 { order.append(tensor) }
@@ -115,7 +126,7 @@ import TangentTensor
         for b in 0..<batch.count {
             var table = [Double](repeating: 0, count: word.count)
             for t in batch.offsets[b]..<batch.offsets[b + 1] {
-                for j in 0..<8 { table[Int(batch.ids[t]) * 8 + j] += rows[t * 8 + j] }
+                for j in 0..<E { table[Int(batch.ids[t]) * E + j] += rows[t * E + j] }
             }
             let expected = Array(per[(b * all.count + word.offset)..<(b * all.count + word.offset + word.count)])
             #expect(zip(table, expected).map { abs($0 - $1) }.max()! < 1e-12)
@@ -125,6 +136,10 @@ import TangentTensor
             }
         }
         // Groups select by the user's names, and the pass stops early for the top layers.
+        if type == "electra-narrow" {
+            // The projection of narrow embeddings is a group of its own, named as the checkpoint names it.
+            #expect(Set(model.layout.tensors.map(\.group)).contains("embeddings_project"))
+        }
         let layer1 = type == "distilbert" ? "transformer.layer.1" : "encoder.layer.1"
         let top = try ParameterSubset(layout: model.layout, prefixes: ["classifier", layer1])
         #expect(top.tensorIndices.allSatisfy { ["classifier", layer1].contains(model.layout.tensors[$0].group) })

@@ -12,7 +12,7 @@ import TangentTokenizer
 
     /// BERT (WordPiece) and XLM-R (SentencePiece, RoBERTa layout, gelu_new): the same ids
     /// and logits as transformers, whatever the batch.
-    @Test(arguments: ["hf-bert", "hf-xlmr", "hf-distilbert"])
+    @Test(arguments: ["hf-bert", "hf-xlmr", "hf-distilbert", "hf-electra"])
     func idsAndLogitsEqualTransformers(name: String) throws {
         let dir = fixture(name)
         let model = try BertClassifier<Float>.load(directory: dir)
@@ -20,7 +20,9 @@ import TangentTokenizer
         let tokenizerDirectory = name == "hf-xlmr" ? fixture("xlmr/saved") : dir
         let tok = try HFTokenizer.load(directory: tokenizerDirectory, config: model.config)
         let encode: (String) throws -> [Int32] = { try tok.encode($0, maxLength: 128) }
-        if name == "hf-distilbert" {
+        if name == "hf-electra" {
+            #expect(model.config.labels == ["negative", "positive"] && model.config.family == .electra && model.config.projectsEmbeddings)
+        } else if name == "hf-distilbert" {
             #expect(model.config.labels == ["negative", "positive"] && model.config.family == .distilbert && !model.config.hasTokenTypes)
         } else if name == "hf-bert" {
             #expect(model.config.labels == ["negative", "positive"] && !model.config.isRoberta)
@@ -53,7 +55,7 @@ import TangentTokenizer
     /// Per-example gradients of sum_c seed[c] logits[c] for 8 texts, tensor by tensor,
     /// against torch.func's (scripts/make_hf_gradient_fixtures.py): the word table
     /// through its token rows, everything else directly.
-    @Test(arguments: ["hf-bert", "hf-xlmr", "hf-distilbert"])
+    @Test(arguments: ["hf-bert", "hf-xlmr", "hf-distilbert", "hf-electra"])
     func gradientsEqualTorchFunc(name: String) throws {
         let dir = fixture(name)
         let model = try BertClassifier<Float>.load(directory: dir, threads: 2)
@@ -65,7 +67,7 @@ import TangentTokenizer
         #expect(ids.count == 8 && present.count == 8)
         let batch = TokenBatch(sequences: Array(ids), padID: model.shape.padID)
         try model.forward(batch, rowInvariant: true)
-        let C = model.shape.classes, h = model.config.hiddenSize
+        let C = model.shape.classes, h = model.config.embeddingSize
         let seeds = (0..<batch.count).flatMap { _ in seed.map(Float.init) }
         #expect(seed.count == C)
         let dense = ParameterSubset(layout: model.layout, tensorIndices: model.layout.tensors.indices.filter { $0 != model.tokenTableIndex })

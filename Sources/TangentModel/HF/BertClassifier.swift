@@ -2,12 +2,14 @@ import Foundation
 import TangentIO
 import TangentTensor
 
-/// A BERT-family sequence classifier (`bert`, `roberta`, `xlm-roberta`, `camembert`) with
-/// a hand-written backward pass: the post-LayerNorm encoder of `transformers`
+/// A BERT-family sequence classifier (`bert`, `roberta`, `xlm-roberta`, `camembert`,
+/// `distilbert`, `electra`) with a hand-written backward pass: the post-LayerNorm encoder of `transformers`
 /// (word + learned absolute position + token-type embeddings, LayerNorm; per layer
 /// self-attention, residual, LayerNorm, GELU feed-forward, residual, LayerNorm), then the
-/// head: BERT's pooler (dense + tanh on `[CLS]`) and `classifier`, or the RoBERTa
-/// family's `classifier.dense` + tanh on `<s>` and `classifier.out_proj`.
+/// head: BERT's pooler (dense + tanh on `[CLS]`) and `classifier`, the RoBERTa family's
+/// `classifier.dense` + tanh on `<s>` and `classifier.out_proj`, DistilBERT's
+/// `pre_classifier` + ReLU, or ELECTRA's `classifier.dense` + GELU. ELECTRA's embeddings
+/// may be narrower than the layers and projected to them (`embeddings_project`).
 ///
 /// Parameters carry the checkpoint's own names, in its order, so weights save as a
 /// `state_dict` that `transformers` loads. Texts are packed (each attends to its own
@@ -35,11 +37,14 @@ public final class BertClassifier<T: BLASScalar>: ClassifierModel, ShardKernel {
     let word, pos, embLNw, embLNb, poolw, poolb, headw, headb: Int
     /// The token-type table (none in DistilBERT).
     let type: Int?
+    /// The projection of narrow embeddings to the layers' width (ELECTRA's `embeddings_project`).
+    let projection: (w: Int, b: Int)?
 
     public var architecture: String { "hf-" + config.modelType }
     public var tokenTableIndex: Int { word }
     public var shape: ModelShape {
-        ModelShape(classes: labels.count, width: config.hiddenSize, maxTokens: config.maxTokens, padID: config.packedPadID)
+        ModelShape(classes: labels.count, width: config.hiddenSize, maxTokens: config.maxTokens, padID: config.packedPadID,
+                   tokenWidth: config.embeddingSize)
     }
     public var configurationData: Data { config.identity + Data(labels.joined(separator: "\u{1F}").utf8) }
 
@@ -47,15 +52,18 @@ public final class BertClassifier<T: BLASScalar>: ClassifierModel, ShardKernel {
     /// `pooler`, `classifier`) and weight-decay flags (not biases or LayerNorm weights,
     /// as transformers' Trainer).
     public static func layout(config c: HFEncoderConfig, classes: Int) -> ParameterLayout {
-        let h = c.hiddenSize, f = c.intermediateSize, e = c.prefix
+        let h = c.hiddenSize, f = c.intermediateSize, e = c.prefix, E = c.embeddingSize
         var list: [(name: String, shape: [Int], group: String, decays: Bool)] = []
         func add(_ group: String, _ name: String, _ shape: [Int]) {
             list.append((name, shape, group, !name.hasSuffix(".bias") && !isLayerNorm(name)))
         }
-        add("embeddings", e + "embeddings.word_embeddings.weight", [c.vocabSize, h])
-        add("embeddings", e + "embeddings.position_embeddings.weight", [c.maxPositions, h])
-        if c.hasTokenTypes { add("embeddings", e + "embeddings.token_type_embeddings.weight", [c.typeVocabSize, h]) }
-        add("embeddings", e + "embeddings.LayerNorm.weight", [h]); add("embeddings", e + "embeddings.LayerNorm.bias", [h])
+        add("embeddings", e + "embeddings.word_embeddings.weight", [c.vocabSize, E])
+        add("embeddings", e + "embeddings.position_embeddings.weight", [c.maxPositions, E])
+        if c.hasTokenTypes { add("embeddings", e + "embeddings.token_type_embeddings.weight", [c.typeVocabSize, E]) }
+        add("embeddings", e + "embeddings.LayerNorm.weight", [E]); add("embeddings", e + "embeddings.LayerNorm.bias", [E])
+        if c.projectsEmbeddings {
+            add("embeddings_project", e + "embeddings_project.weight", [h, E]); add("embeddings_project", e + "embeddings_project.bias", [h])
+        }
         for l in 0..<c.layers {
             let names = layerNames(config: c, layer: l)
             let g = names.group
@@ -92,7 +100,7 @@ public final class BertClassifier<T: BLASScalar>: ClassifierModel, ShardKernel {
     public static func headNames(config c: HFEncoderConfig) -> (dense: String, output: String) {
         switch c.family {
         case .bert: return (c.prefix + "pooler.dense", "classifier")
-        case .roberta: return ("classifier.dense", "classifier.out_proj")
+        case .roberta, .electra: return ("classifier.dense", "classifier.out_proj")
         case .distilbert: return ("pre_classifier", "classifier")
         }
     }
@@ -121,10 +129,12 @@ public final class BertClassifier<T: BLASScalar>: ClassifierModel, ShardKernel {
         word = i(e + "embeddings.word_embeddings.weight"); pos = i(e + "embeddings.position_embeddings.weight")
         type = config.hasTokenTypes ? i(e + "embeddings.token_type_embeddings.weight") : nil
         embLNw = i(e + "embeddings.LayerNorm.weight"); embLNb = i(e + "embeddings.LayerNorm.bias")
+        projection = config.projectsEmbeddings ? (i(e + "embeddings_project.weight"), i(e + "embeddings_project.bias")) : nil
         let head = BertClassifier.headNames(config: config)
         poolw = i(head.dense + ".weight"); poolb = i(head.dense + ".bias")
         headw = i(head.output + ".weight"); headb = i(head.output + ".bias")
-        passes = ShardedPasses(layout: L, classes: labels.count, width: config.hiddenSize, tokenIndex: word, layers: config.layers, threads: threads)
+        passes = ShardedPasses(layout: L, classes: labels.count, width: config.hiddenSize, tokenWidth: config.embeddingSize, tokenIndex: word,
+                               layers: config.layers, threads: threads)
     }
 
     public func emptyCopy(threads: Int) throws -> BertClassifier {
@@ -140,6 +150,7 @@ public final class BertClassifier<T: BLASScalar>: ClassifierModel, ShardKernel {
         case "xlm-roberta": return "XLMRobertaForSequenceClassification"
         case "camembert": return "CamembertForSequenceClassification"
         case "distilbert": return "DistilBertForSequenceClassification"
+        case "electra": return "ElectraForSequenceClassification"
         default: return "BertForSequenceClassification"
         }
     }
@@ -173,7 +184,7 @@ public final class BertClassifier<T: BLASScalar>: ClassifierModel, ShardKernel {
         for b in layerIndices.reversed() {
             out += [b.ln2w, b.ln2b, b.fo, b.fob, b.fi, b.fib, b.ln1w, b.ln1b, b.ao, b.aob, b.q, b.qb, b.k, b.kb, b.v, b.vb]
         }
-        return out + [embLNw, embLNb, pos] + (type.map { [$0] } ?? [])
+        return out + (projection.map { [$0.w, $0.b] } ?? []) + [embLNw, embLNb, pos] + (type.map { [$0] } ?? [])
     }
 
     // The shared passes (`ShardedPasses`), with this architecture's shard passes. The
@@ -252,10 +263,15 @@ public final class BertClassifier<T: BLASScalar>: ClassifierModel, ShardKernel {
     @_specialize(where T == Double)
     func forwardShard(_ ws: Workspace<T>, batch: TokenBatch, firstText: Int, dropout: DropoutConfig?) {
         let c = config
-        let N = batch.tokenCount, B = batch.count, h = c.hiddenSize, C = labels.count
+        let N = batch.tokenCount, B = batch.count, h = c.hiddenSize, C = labels.count, E = c.embeddingSize
         let eps = T(c.layerNormEps)
         ws.prepare(batch, heads: c.heads, width: h, ffWidth: c.intermediateSize, classes: C, dropout: dropout != nil)
         ws.poolIn.ensure(B * h); ws.dpoolIn.ensure(B * h); ws.headIn.ensure(B * h); ws.headMask.ensure(B * h)
+        ws.headDerivative.ensure(B * h)
+        // Embedding-width buffers (forward and backward), when the tables are not as wide as the layers.
+        for b in [ws.lnf, ws.dres, ws.dln, ws.dmid] { b.ensure(N * max(E, h)) }
+        if dropout != nil { ws.embMask.ensure(N * E) }
+        if c.projectsEmbeddings { ws.embOut.ensure(N * E) }
         ws.tokenPositions = positionIDs(batch)
         ws.tokenTypes = [Int32](repeating: 0, count: N)
         let tokRows: [Range<Int>]? = rowInvariant ? ws.texts : nil
@@ -264,32 +280,37 @@ public final class BertClassifier<T: BLASScalar>: ClassifierModel, ShardKernel {
         batch.ids.withUnsafeBufferPointer { ids in
             ws.tokenPositions.withUnsafeBufferPointer { positions in
                 Embedding.forward(out: ws.lnf.p, ids: ids.baseAddress!, positions: positions.baseAddress!,
-                                  tokenTable: p(word), positionTable: p(pos), n: N, d: h)
+                                  tokenTable: p(word), positionTable: p(pos), n: N, d: E)
             }
         }
         if let type {
             let type0 = p(type)
-            for r in 0..<N { for j in 0..<h { ws.lnf.p[r * h + j] += type0[j] } }
+            for r in 0..<N { for j in 0..<E { ws.lnf.p[r * E + j] += type0[j] } }
         }
-        LayerNorm.forward(out: ws.res[0].p, mean: ws.lnfMean.p, rstd: ws.lnfRstd.p, inp: ws.lnf.p,
-                          weight: p(embLNw), bias: p(embLNb), n: N, d: h, eps: eps)
+        // The embedding output: the layers' input, or the projection's (ELECTRA).
+        let embOut = projection == nil ? ws.res[0].p : ws.embOut.p
+        LayerNorm.forward(out: embOut, mean: ws.lnfMean.p, rstd: ws.lnfRstd.p, inp: ws.lnf.p,
+                          weight: p(embLNw), bias: p(embLNb), n: N, d: E, eps: eps)
         batch.positions.withUnsafeBufferPointer { positions in
             if let dropout {
-                mask(ws.embMask.p, dropout, site: 0, layer: 0, positions: positions.baseAddress!, ws.texts, firstText)
-                for k in 0..<(N * h) { ws.res[0].p[k] *= ws.embMask.p[k] }
+                mask(ws.embMask.p, dropout, site: 0, layer: 0, positions: positions.baseAddress!, ws.texts, firstText, width: E)
+                for k in 0..<(N * E) { embOut[k] *= ws.embMask.p[k] }
+            }
+            if let projection {
+                Linear.forward(out: ws.res[0].p, inp: ws.embOut.p, weight: p(projection.w), bias: p(projection.b), n: N, i: E, o: h, rows: tokRows)
             }
             for l in 0..<c.layers {
                 forwardLayer(l, ws, dropout: dropout, positions: positions.baseAddress!, firstText: firstText, rows: tokRows)
             }
         }
-        // Head: first token, dense + tanh (ReLU in DistilBERT: the pooled embedding e(x)),
-        // dropout, output layer.
+        // Head: first token, dense + tanh (ReLU in DistilBERT, GELU in ELECTRA: the pooled
+        // embedding e(x)), dropout, output layer.
         Pooling.forward(out: ws.poolIn.p, inp: ws.res[c.layers].p, texts: ws.texts, d: h, mode: .cls)
         Linear.forward(out: ws.pooled.p, inp: ws.poolIn.p, weight: p(poolw), bias: p(poolb), n: B, i: h, o: h, rows: rowInvariant ? perText : nil)
-        if c.family == .distilbert {
-            for k in 0..<(B * h) { ws.pooled.p[k] = max(0, ws.pooled.p[k]) }
-        } else {
-            for k in 0..<(B * h) { ws.pooled.p[k] = T.tanh(ws.pooled.p[k]) }
+        switch c.family {
+        case .distilbert: for k in 0..<(B * h) { ws.pooled.p[k] = max(0, ws.pooled.p[k]) }
+        case .electra: GELU.forward(out: ws.pooled.p, derivative: ws.headDerivative.p, inp: ws.pooled.p, count: B * h)
+        case .bert, .roberta: for k in 0..<(B * h) { ws.pooled.p[k] = T.tanh(ws.pooled.p[k]) }
         }
         var headInput = UnsafePointer(ws.pooled.p)
         if let dropout {
@@ -303,9 +324,9 @@ public final class BertClassifier<T: BLASScalar>: ClassifierModel, ShardKernel {
 
     /// Dropout mask for one site (0 embeddings, 1 attention output, 2 feed-forward output, 3 classifier input).
     private func mask(_ m: UnsafeMutablePointer<T>, _ dropout: DropoutConfig, site: UInt64, layer: Int,
-                      positions: UnsafePointer<Int32>, _ texts: [Range<Int>], _ firstText: Int) {
+                      positions: UnsafePointer<Int32>, _ texts: [Range<Int>], _ firstText: Int, width: Int? = nil) {
         dropout.fill(m, site: site, layer: layer, positions: positions, texts: texts, firstText: firstText,
-                     maxTokens: config.maxTokens, width: config.hiddenSize)
+                     maxTokens: config.maxTokens, width: width ?? config.hiddenSize)
     }
 
     /// One layer: mid = x + drop(attention_output(attention(x))), y = LN1(mid),
@@ -375,10 +396,10 @@ public final class BertClassifier<T: BLASScalar>: ClassifierModel, ShardKernel {
                     segments: dest.texts, rows: textRows, streamRows: perText)
         if lowest > L + 1 { return }
         if ws.dropoutUsed { for k in 0..<(B * h) { ws.dpooled.p[k] *= ws.headMask.p[k] } }
-        if c.family == .distilbert {
-            for k in 0..<(B * h) where ws.pooled.p[k] <= 0 { ws.dpooled.p[k] = 0 }
-        } else {
-            for k in 0..<(B * h) { let t = ws.pooled.p[k]; ws.dpooled.p[k] *= 1 - t * t }
+        switch c.family {
+        case .distilbert: for k in 0..<(B * h) where ws.pooled.p[k] <= 0 { ws.dpooled.p[k] = 0 }
+        case .electra: for k in 0..<(B * h) { ws.dpooled.p[k] *= ws.headDerivative.p[k] }
+        case .bert, .roberta: for k in 0..<(B * h) { let t = ws.pooled.p[k]; ws.dpooled.p[k] *= 1 - t * t }
         }
         dest.linear(dinp: ws.dpoolIn.p, w: poolw, b: poolb, weight: p(poolw), dout: ws.dpooled.p, inp: ws.poolIn.p, n: B, i: h, o: h,
                     segments: dest.texts, rows: textRows, streamRows: perText)
@@ -389,29 +410,36 @@ public final class BertClassifier<T: BLASScalar>: ClassifierModel, ShardKernel {
             backwardLayer(l, ws, dest)
         }
         if lowest > 0 { return }
-        if ws.dropoutUsed { for k in 0..<(N * h) { ws.dres.p[k] *= ws.embMask.p[k] } }
+        let E = c.embeddingSize
+        if let projection {
+            // Back through the projection to the embedding output (E wide).
+            dest.linear(dinp: ws.dmid.p, w: projection.w, b: projection.b, weight: p(projection.w), dout: ws.dres.p, inp: ws.embOut.p,
+                        n: N, i: E, o: h, segments: dest.tokens, rows: rowInvariant ? ws.texts : nil, streamRows: ws.texts)
+            ws.dres.p.update(from: ws.dmid.p, count: N * E)
+        }
+        if ws.dropoutUsed { for k in 0..<(N * E) { ws.dres.p[k] *= ws.embMask.p[k] } }
         // Through the embedding LayerNorm to the sum: that gradient, per token, is what the
         // token, position and token-type tables' rows receive; it ends in dres (token rows).
-        ws.dln.zero(N * h)
+        ws.dln.zero(N * E)
         dest.layerNorm(dinp: ws.dln.p, w: embLNw, b: embLNb, weight: p(embLNw), dout: ws.dres.p, inp: ws.lnf.p,
-                       mean: ws.lnfMean.p, rstd: ws.lnfRstd.p, n: N, d: h)
-        ws.dres.p.update(from: ws.dln.p, count: N * h)
+                       mean: ws.lnfMean.p, rstd: ws.lnfRstd.p, n: N, d: E)
+        ws.dres.p.update(from: ws.dln.p, count: N * E)
         ws.batch.ids.withUnsafeBufferPointer { ids in
             ws.tokenPositions.withUnsafeBufferPointer { positions in
                 ws.tokenTypes.withUnsafeBufferPointer { types in
                     let idp = ids.baseAddress!, pp = positions.baseAddress!, tp = types.baseAddress!
                     Embedding.backward(dtokenTable: dest.slot(word), dpositionTable: dest.slot(pos), dout: ws.dres.p,
-                                       ids: idp, positions: pp, d: h, segments: dest.tokens)
+                                       ids: idp, positions: pp, d: E, segments: dest.tokens)
                     if let type {
                         Embedding.backward(dtokenTable: nil, dpositionTable: dest.slot(type), dout: ws.dres.p,
-                                           ids: idp, positions: tp, d: h, segments: dest.tokens)
+                                           ids: idp, positions: tp, d: E, segments: dest.tokens)
                     }
-                    dest.small([pos], width: c.maxPositions * h) { dp, _, seg in
-                        Embedding.backward(dtokenTable: nil, dpositionTable: dp, dout: ws.dres.p, ids: idp, positions: pp, d: h, segments: seg)
+                    dest.small([pos], width: c.maxPositions * E) { dp, _, seg in
+                        Embedding.backward(dtokenTable: nil, dpositionTable: dp, dout: ws.dres.p, ids: idp, positions: pp, d: E, segments: seg)
                     }
                     if let type {
-                        dest.small([type], width: c.typeVocabSize * h) { dt, _, seg in
-                            Embedding.backward(dtokenTable: nil, dpositionTable: dt, dout: ws.dres.p, ids: idp, positions: tp, d: h, segments: seg)
+                        dest.small([type], width: c.typeVocabSize * E) { dt, _, seg in
+                            Embedding.backward(dtokenTable: nil, dpositionTable: dt, dout: ws.dres.p, ids: idp, positions: tp, d: E, segments: seg)
                         }
                     }
                 }

@@ -8,6 +8,9 @@ import TangentTensor
 public struct HFEncoderConfig: Sendable, Equatable {
     public let modelType: String
     public let hiddenSize: Int, layers: Int, heads: Int, intermediateSize: Int
+    /// Width of the embedding tables (`embedding_size`): `hiddenSize`, except in ELECTRA,
+    /// whose embeddings may be narrower and are then projected (`embeddings_project`).
+    public let embeddingSize: Int
     public let vocabSize: Int, maxPositions: Int, typeVocabSize: Int
     public let layerNormEps: Double
     public let hiddenAct: String
@@ -19,7 +22,7 @@ public struct HFEncoderConfig: Sendable, Equatable {
     public let padTokenIDGiven: Bool
 
     /// The model types whose encoder and heads are implemented.
-    public static let supportedTypes = ["bert", "roberta", "xlm-roberta", "camembert", "distilbert"]
+    public static let supportedTypes = ["bert", "roberta", "xlm-roberta", "camembert", "distilbert", "electra"]
     /// `gelu` is x Phi(x) (erf); `gelu_new` its tanh approximation.
     public static let supportedActivations = ["gelu", "gelu_new"]
 
@@ -33,23 +36,33 @@ public struct HFEncoderConfig: Sendable, Equatable {
         /// DistilBERT: no token types, `transformer.layer.i` names, `pre_classifier` +
         /// ReLU on `[CLS]`, then `classifier`.
         case distilbert
-    }
-    public var family: Family {
-        switch modelType {
-        case "bert": return .bert
-        case "distilbert": return .distilbert
-        default: return .roberta
+        /// ELECTRA: BERT's encoder under `electra.` names, embeddings of `embedding_size`
+        /// projected to the layers' width when it differs, no pooler: `classifier.dense` +
+        /// GELU on `[CLS]`, then `classifier.out_proj`.
+        case electra
+
+        init(modelType: String) {
+            switch modelType {
+            case "bert": self = .bert
+            case "distilbert": self = .distilbert
+            case "electra": self = .electra
+            default: self = .roberta
+            }
         }
     }
+    public var family: Family { Family(modelType: modelType) }
     public var isRoberta: Bool { family == .roberta }
     /// Whether the embeddings add a token-type table.
     public var hasTokenTypes: Bool { family != .distilbert }
+    /// Whether the embeddings are projected to the layers' width (`embeddings_project`).
+    public var projectsEmbeddings: Bool { embeddingSize != hiddenSize }
     /// The tensor-name prefix of the encoder.
     public var prefix: String {
         switch family {
         case .bert: return "bert."
         case .roberta: return "roberta."
         case .distilbert: return "distilbert."
+        case .electra: return "electra."
         }
     }
     /// The first position id of a text.
@@ -68,19 +81,21 @@ public struct HFEncoderConfig: Sendable, Equatable {
 
     /// The fields that define what the model computes, as sorted JSON (for fingerprints).
     public var identity: Data {
-        let fields: [String: Any] = [
+        var fields: [String: Any] = [
             "model_type": modelType, "hidden_size": hiddenSize, "num_hidden_layers": layers, "num_attention_heads": heads,
             "intermediate_size": intermediateSize, "vocab_size": vocabSize, "max_position_embeddings": maxPositions,
             "type_vocab_size": typeVocabSize, "layer_norm_eps": layerNormEps, "hidden_act": hiddenAct, "pad_token_id": padTokenID,
         ]
+        // Only where the field exists, so that the other types' fingerprints stay as they were.
+        if family == .electra { fields["embedding_size"] = embeddingSize }
         return (try? JSONSerialization.data(withJSONObject: fields, options: [.sortedKeys])) ?? Data()
     }
 
     /// Parameters of the encoder and a head of `classes` outputs.
     public func parameterCount(classes: Int) -> Double {
-        let h = Double(hiddenSize), f = Double(intermediateSize), L = Double(layers)
-        return (Double(vocabSize + maxPositions + typeVocabSize) + 2) * h + L * (4 * h * h + 2 * h * f + 9 * h + f)
-            + h * h + h + Double(classes) * (h + 1)
+        let h = Double(hiddenSize), f = Double(intermediateSize), L = Double(layers), e = Double(embeddingSize)
+        return (Double(vocabSize + maxPositions + typeVocabSize) + 2) * e + (projectsEmbeddings ? e * h + h : 0)
+            + L * (4 * h * h + 2 * h * f + 9 * h + f) + h * h + h + Double(classes) * (h + 1)
     }
 
     /// Bytes fine-tuning needs: parameters, gradients and AdamW's two moments, plus one
@@ -124,6 +139,7 @@ public struct HFEncoderConfig: Sendable, Equatable {
             throw fail("model_type", "is '\(type)'; supported: \(HFEncoderConfig.supportedTypes.joined(separator: ", "))")
         }
         modelType = type
+        let family = Family(modelType: type)
         // DistilBERT names its sizes otherwise and fixes its LayerNorm epsilon at 1e-12.
         let distil = type == "distilbert"
         let (hiddenKey, layersKey, headsKey, ffKey, actKey) = distil ? ("dim", "n_layers", "n_heads", "hidden_dim", "activation")
@@ -134,6 +150,8 @@ public struct HFEncoderConfig: Sendable, Equatable {
         heads = try int(headsKey, 1...limit)
         guard hiddenSize % heads == 0 else { throw fail(hiddenKey, "(\(hiddenSize)) is not a multiple of \(headsKey) (\(heads))") }
         intermediateSize = try int(ffKey, 1...limit)
+        // ELECTRA's own default when the field is absent, as transformers' ElectraConfig.
+        embeddingSize = family == .electra ? (json["embedding_size"] == nil ? 128 : try int("embedding_size", 1...limit)) : hiddenSize
         vocabSize = try int("vocab_size", 1...limit)
         maxPositions = try int("max_position_embeddings", 1...limit)
         if distil {
@@ -167,14 +185,14 @@ public struct HFEncoderConfig: Sendable, Equatable {
         }
         let pad = json["pad_token_id"].flatMap { $0 is NSNull ? nil : $0 }
         if let pad, JSONField.integer(pad) == nil { throw fail("pad_token_id", "is \(JSONField.typeName(pad)) (\(pad)), not a token id") }
-        padTokenID = pad.flatMap(JSONField.integer) ?? (type == "bert" ? 0 : 1)
+        padTokenID = pad.flatMap(JSONField.integer) ?? (family == .roberta ? 1 : 0)
         padTokenIDGiven = pad != nil
         guard (0..<vocabSize).contains(padTokenID) else { throw fail("pad_token_id", "is \(padTokenID), outside the vocabulary of \(vocabSize)") }
         // RoBERTa-family positions start after the padding id: the table must hold it and
         // a text of at least two tokens beyond it.
-        let first = type == "bert" ? 0 : padTokenID + 1
+        let first = family == .roberta ? padTokenID + 1 : 0
         guard maxPositions >= first + 2 else {
-            throw fail("max_position_embeddings", "is \(maxPositions), which leaves no room for a text: positions start at \(first)\(type == "bert" ? "" : " (pad_token_id \(padTokenID) + 1)") and a text takes at least 2")
+            throw fail("max_position_embeddings", "is \(maxPositions), which leaves no room for a text: positions start at \(first)\(family == .roberta ? " (pad_token_id \(padTokenID) + 1)" : "") and a text takes at least 2")
         }
         if let r = json["initializer_range"], JSONField.number(r) == nil { throw fail("initializer_range", "is \(JSONField.typeName(r)), not a number") }
         let range = JSONField.number(json["initializer_range"]) ?? 0.02

@@ -6,7 +6,7 @@ import TangentTensor
 import TangentTokenizer
 
 /// Hugging Face BERT-family directories (`model_type` `bert`, `roberta`, `xlm-roberta`,
-/// `camembert`): `config.json`, `model.safetensors` and the tokenizer files.
+/// `camembert`, `distilbert`, `electra`): `config.json`, `model.safetensors` and the tokenizer files.
 public enum BertFamilyArchitecture: ModelArchitecture {
     public static let displayName = "Hugging Face BERT family"
     public static var configValues: [String] { HFEncoderConfig.supportedTypes.map { "model_type: \($0)" } }
@@ -142,7 +142,7 @@ extension BertClassifier where T == Float {
         if tensors[prefix + word] == nil, let other = families.keys.sorted().first(where: { tensors[$0 + word] != nil }) {
             throw ModelError("\(source): the tensors are named for model type \(families[other]!) ('\(other)…'), but config.json's 'model_type' is '\(config.modelType)' (tensors '\(config.prefix)…'); the config is not this checkpoint's")
         }
-        let encoderParts = ["embeddings.", "encoder.", "pooler.", "transformer."]
+        let encoderParts = ["embeddings.", "encoder.", "pooler.", "transformer.", "embeddings_project."]
         let bare = names.filter { n in encoderParts.contains { n.hasPrefix($0) } }
         let prefixed = names.filter { n in encoderParts.contains { n.hasPrefix(config.prefix + $0) } }
         if let a = bare.sorted().first, let b = prefixed.sorted().first {
@@ -210,10 +210,11 @@ extension BertClassifier where T == Float {
         // Buffers transformers saves beside the weights are ignored. Fine-tuning (a new head)
         // drops another task's head and the pretraining heads a checkpoint ships with
         // (BertForPreTraining's `cls.predictions` and `cls.seq_relationship`, a masked-LM's
-        // `lm_head`), as transformers does, and lists them; anything else is refused.
+        // `lm_head`, ELECTRA's discriminator and generator heads), as transformers does, and
+        // lists them; anything else is refused.
         let known = Set(model.layout.tensors.map { fileName($0.name) })
         let extra = file.tensors.keys.sorted().filter { !known.contains($0) && !$0.hasSuffix("position_ids") && !$0.hasSuffix("token_type_ids") }
-        let droppable = ["classifier.", "cls.", "lm_head."]
+        let droppable = ["classifier.", "cls.", "lm_head.", "discriminator_predictions.", "generator_predictions.", "generator_lm_head."]
         let dropped = newHead == nil ? [] : extra.filter { name in droppable.contains { name.hasPrefix($0) } }
         let unexpected = extra.filter { !dropped.contains($0) }
         guard unexpected.isEmpty else {
