@@ -69,6 +69,50 @@ public enum TokenizerJSON {
         return json
     }
 
+    /// The byte-level BPE of a RoBERTa `tokenizer.json` (parsed, read from `path`) (a `BPE` model behind a `ByteLevel`
+    /// pre-tokenizer, as transformers 5 saves RoBERTa tokenizers and the hub serves them):
+    /// its vocabulary and merges (`"a b"` strings or `[a, b]` pairs). The rest of the
+    /// pipeline is not read: transformers' RobertaTokenizer rebuilds it (ByteLevel with
+    /// `add_prefix_space` from `tokenizer_config.json`, whatever the file says), and so
+    /// does the caller.
+    public static func byteLevelBPE(_ json: [String: Any], source path: String, addPrefixSpace: Bool) throws -> ByteLevelBPE {
+        func fail(_ field: String, _ why: String) -> TokenizerError { TokenizerError("\(path): \(field) \(why)") }
+        guard let model = json["model"] as? [String: Any] else { throw fail("'model'", "is missing") }
+        guard model["type"] as? String == "BPE" else { throw fail("'model.type'", "is \(model["type"] ?? "missing"), not BPE") }
+        // Byte-level BPE pieces spell bytes with GPT-2's table; another BPE (with a
+        // Metaspace or Whitespace pre-tokenizer) would not find its pieces.
+        func byteLevel(_ p: Any?) -> Bool {
+            guard let p = p as? [String: Any] else { return false }
+            if p["type"] as? String == "ByteLevel" { return true }
+            return p["type"] as? String == "Sequence" && ((p["pretokenizers"] as? [Any]) ?? []).contains(where: byteLevel)
+        }
+        guard byteLevel(json["pre_tokenizer"]) else {
+            throw fail("'pre_tokenizer'", "is not ByteLevel; only byte-level BPE (RoBERTa, GPT-2) tokenizers are supported")
+        }
+        guard let vocab = model["vocab"] as? [String: Any], !vocab.isEmpty, vocab.count <= 1 << 24 else {
+            throw fail("'model.vocab'", "is not an object of 1 to 2^24 pieces and their ids")
+        }
+        var vocabulary: [String: Int32] = [:]
+        for (piece, value) in vocab {
+            guard let id = JSONField.integer(value), (0..<vocab.count).contains(id) else {
+                throw fail("'model.vocab'['\(piece)']", "is \(value), not an id from 0 to \(vocab.count - 1)")
+            }
+            vocabulary[piece] = Int32(id)
+        }
+        guard let list = model["merges"] as? [Any], list.count <= 1 << 24 else { throw fail("'model.merges'", "is not a list") }
+        let merges: [(String, String)] = try list.enumerated().map { i, m in
+            if let pair = m as? [Any], pair.count == 2, let a = pair[0] as? String, let b = pair[1] as? String, !a.isEmpty, !b.isEmpty {
+                return (a, b)
+            }
+            if let line = m as? String {
+                let parts = line.split(separator: " ", omittingEmptySubsequences: false)
+                if parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty { return (String(parts[0]), String(parts[1])) }
+            }
+            throw fail("'model.merges'[\(i)]", "is not a pair of pieces (\"a b\" or [\"a\", \"b\"])")
+        }
+        return ByteLevelBPE(vocabulary: vocabulary, merges: merges, addPrefixSpace: addPrefixSpace, source: path)
+    }
+
     /// The pieces, in id order, of the `WordPiece` model of a BERT `tokenizer.json` (what
     /// transformers 5 reads in place of `vocab.txt`, and the only file it saves). Its
     /// normalizer's settings are not read: transformers' BertTokenizer rebuilds the
@@ -101,11 +145,13 @@ public enum TokenizerJSON {
         return pieces.map { $0! }
     }
 
-    /// The `added_tokens` of a `tokenizer.json` (content and id), which the text is split
-    /// at before tokenization (see `AddedTokens`). Ids must fit `size`; tokens matched
-    /// only within words (`single_word`) or after normalization (`normalized`) are refused,
-    /// since they are matched differently.
-    public static func addedTokens(_ json: [String: Any], size: Int, source: String) throws -> [(content: String, id: Int32)] {
+    /// The `added_tokens` of a `tokenizer.json` (content, id, and whether it takes the
+    /// whitespace before or after it: `lstrip`, `rstrip`, as RoBERTa's and XLM-R's `<mask>`),
+    /// which the text is split at before tokenization (see `AddedTokens`). Ids must fit
+    /// `size`; tokens matched only within words (`single_word`) or after normalization
+    /// (`normalized`) are refused, since they are matched differently.
+    public static func addedTokens(_ json: [String: Any], size: Int, source: String) throws
+        -> [(content: String, id: Int32, lstrip: Bool, rstrip: Bool)] {
         guard let list = json["added_tokens"] else { return [] }
         guard let entries = list as? [[String: Any]] else { throw TokenizerError("\(source): 'added_tokens' is not a list of objects") }
         return try entries.enumerated().map { i, e in
@@ -118,7 +164,12 @@ public enum TokenizerJSON {
             if JSONField.boolean(e["normalized"]) == true {
                 throw fail("('\(content)') is matched after normalization (normalized: true), which tangent does not do")
             }
-            return (content, Int32(id))
+            func flag(_ key: String) throws -> Bool {
+                guard let v = e[key], !(v is NSNull) else { return false }
+                guard let b = JSONField.boolean(v) else { throw fail("('\(content)') '\(key)' is \(JSONField.typeName(v)), not true or false") }
+                return b
+            }
+            return (content, Int32(id), try flag("lstrip"), try flag("rstrip"))
         }
     }
 

@@ -195,15 +195,19 @@ import Testing
         #expect(a.status == 0 && !a.stdout.isEmpty && a.stdout == b.stdout, "\(a.stderr)")
     }
 
-    /// A RoBERTa directory with its byte-level BPE files (vocab.json, merges.txt): the ids
-    /// transformers gives (scripts/make_bpe_fixture.py), and a prediction.
-    @Test func robertaWithByteLevelBPE() throws {
+    /// A RoBERTa directory with its byte-level BPE files (vocab.json + merges.txt, or the
+    /// tokenizer.json transformers 5 saves): the ids transformers gives
+    /// (scripts/make_bpe_fixture.py), and a prediction.
+    @Test(arguments: [["vocab.json", "merges.txt"], ["saved/tokenizer.json", "saved/tokenizer_config.json"]])
+    func robertaWithByteLevelBPE(files: [String]) throws {
         let w = try Self.work()
         defer { try? FileManager.default.removeItem(at: w) }
         let dir = w.appendingPathComponent("roberta")
         try FileManager.default.copyItem(at: Self.fixtures.appendingPathComponent("hf-xlmr"), to: dir)
-        for f in ["vocab.json", "merges.txt"] {
-            try FileManager.default.copyItem(at: Self.fixtures.appendingPathComponent("bpe/\(f)"), to: dir.appendingPathComponent(f))
+        for f in files {
+            let target = dir.appendingPathComponent((f as NSString).lastPathComponent)
+            try? FileManager.default.removeItem(at: target)
+            try FileManager.default.copyItem(at: Self.fixtures.appendingPathComponent("bpe/\(f)"), to: target)
         }
         try Self.editConfig(dir) { $0["model_type"] = "roberta"; $0["architectures"] = ["RobertaForSequenceClassification"] }
         let line = try String(contentsOf: Self.fixtures.appendingPathComponent("bpe/ids.jsonl"), encoding: .utf8).split(separator: "\n")[12]

@@ -194,6 +194,42 @@ struct RealXLMRTokenizerTests {
         #expect(mismatches.isEmpty, "\(mismatches.count) of \(lines.count) differ, e.g. \(mismatches.prefix(5))")
     }
 
+    /// The same tokenizer as transformers 5 saves it (a BPE tokenizer.json) gives the same
+    /// ids; with add_prefix_space in tokenizer_config.json and `<mask>` taking the space
+    /// before it (lstrip, as the hub's RoBERTa files have it), the ids transformers gives then.
+    @Test(arguments: [("bpe/saved", "bpe/ids.jsonl"), ("bpe/saved-prefix", "bpe/ids-prefix.jsonl")])
+    func tokenizerJSONGivesTransformersIDs(directory: String, ids: String) throws {
+        let config = try HFEncoderConfig(json: [
+            "model_type": "roberta", "hidden_size": 8, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 8,
+            "vocab_size": 1000, "max_position_embeddings": 514, "type_vocab_size": 1, "layer_norm_eps": 1e-5, "pad_token_id": 1,
+        ], source: "test")
+        let tok = try HFTokenizer.load(directory: fixture(directory), config: config)
+        guard case .byteLevel(let bpe, _, _, _) = tok.base else { Issue.record("not byte-level: \(tok.base)"); return }
+        #expect(bpe.addPrefixSpace == directory.hasSuffix("prefix") && tok.source.hasSuffix("tokenizer.json"))
+        let lines = try String(contentsOf: fixture(ids), encoding: .utf8).split(separator: "\n")
+        #expect(lines.count >= 1000)
+        var mismatches: [String] = []
+        for line in lines {
+            let c = try JSONSerialization.jsonObject(with: Data(line.utf8)) as! [String: Any]
+            if try tok.encode(c["text"] as! String, maxLength: 100_000) != (c["ids"] as! [Int]).map(Int32.init) { mismatches.append(c["text"] as! String) }
+        }
+        #expect(mismatches.isEmpty, "\(mismatches.count) of \(lines.count) differ, e.g. \(mismatches.prefix(5))")
+    }
+
+    /// A BPE tokenizer.json that is not byte-level, or with damaged merges, is refused by field.
+    @Test func badBPETokenizerJSONIsRefused() throws {
+        var json = try TokenizerJSON.read(fixture("bpe/saved/tokenizer.json"))
+        json["pre_tokenizer"] = ["type": "Whitespace"]
+        let e1 = #expect(throws: TokenizerError.self) { try TokenizerJSON.byteLevelBPE(json, source: "t.json", addPrefixSpace: false) }
+        #expect(e1?.description.contains("'pre_tokenizer'") == true)
+        json = try TokenizerJSON.read(fixture("bpe/saved/tokenizer.json"))
+        var model = json["model"] as! [String: Any]
+        model["merges"] = [["a", "b"], "c d", ["e"]]
+        json["model"] = model
+        let e2 = #expect(throws: TokenizerError.self) { try TokenizerJSON.byteLevelBPE(json, source: "t.json", addPrefixSpace: false) }
+        #expect(e2?.description.contains("'model.merges'[2]") == true)
+    }
+
     /// A token with lstrip takes the whitespace before it; with rstrip, the whitespace after.
     @Test func strippingTokens() {
         let added = AddedTokens(stripping: [("<mask>", 4, true, false), ("<x>", 5, false, true)])

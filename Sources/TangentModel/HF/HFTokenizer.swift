@@ -6,7 +6,8 @@ import TangentTokenizer
 /// for the model type: for BERT, WordPiece with the pieces of `tokenizer.json` when there
 /// is one (else `vocab.txt`) and the normalization settings of `tokenizer_config.json`;
 /// for XLM-R and CamemBERT, SentencePiece in fairseq's layout from a Unigram
-/// `tokenizer.json` when there is one (else `sentencepiece.bpe.model`). Special and added
+/// `tokenizer.json` when there is one (else `sentencepiece.bpe.model`); for RoBERTa,
+/// byte-level BPE from a BPE `tokenizer.json` (else `vocab.json` + `merges.txt`). Special and added
 /// tokens written literally in a text are matched first, as transformers does. Its ids
 /// must fit the model's embedding table.
 public struct HFTokenizer {
@@ -43,22 +44,23 @@ public struct HFTokenizer {
                 throw TokenizerError("\(directory.path): no tokenizer.json or vocab.txt; a BERT model's WordPiece tokenizer is read from one of them (and tokenizer_config.json)")
             }
             let added = try json.map { try TokenizerJSON.addedTokens(TokenizerJSON.read($0), size: wordPiece.pieces.count, source: $0.path) }
-                ?? namedTokens(tokenizerConfig, defaults: ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]) { wordPiece.vocabulary[$0] }
-            tokenizer = HFTokenizer(base: .wordPiece(wordPiece), added: AddedTokens(added), source: wordPiece.source)
+                ?? plain(namedTokens(tokenizerConfig, defaults: ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]) { wordPiece.vocabulary[$0] })
+            tokenizer = HFTokenizer(base: .wordPiece(wordPiece), added: AddedTokens(stripping: added), source: wordPiece.source)
+        } else if let json, let parsed = try Optional(TokenizerJSON.read(json)), (parsed["model"] as? [String: Any])?["type"] as? String == "BPE" {
+            // RoBERTa's tokenizer.json: its vocabulary, merges and added tokens; the prefix
+            // space as tokenizer_config.json says (RobertaTokenizer's rule).
+            let bpe = try TokenizerJSON.byteLevelBPE(parsed, source: json.path, addPrefixSpace: try addPrefixSpace(tokenizerConfig))
+            let added = try TokenizerJSON.addedTokens(parsed, size: bpe.vocabulary.count, source: json.path)
+            tokenizer = try byteLevel(bpe, added: added, source: json)
         } else if let json {
             let sp = try TokenizerJSON.fairseqSentencePiece(json)
             let added = try TokenizerJSON.addedTokens(TokenizerJSON.read(json), size: sp.vocabSize, source: json.path)
-            tokenizer = HFTokenizer(base: .sentencePiece(sp), added: AddedTokens(added), source: json.path)
+            tokenizer = HFTokenizer(base: .sentencePiece(sp), added: AddedTokens(stripping: added), source: json.path)
         } else if let vocab = file("vocab.json"), let merges = file("merges.txt") {
-            // RoBERTa's tokenizer files (RobertaTokenizer: no prefix space, its five specials).
-            let bpe = try ByteLevelBPE.load(vocabulary: vocab, merges: merges, addPrefixSpace: false)
-            func id(_ piece: String) throws -> Int32 {
-                guard let i = bpe.vocabulary[piece] else { throw TokenizerError("\(vocab.path): the special token \(piece) is not in the vocabulary") }
-                return i
-            }
+            // RoBERTa's tokenizer files (RobertaTokenizer: its five specials).
+            let bpe = try ByteLevelBPE.load(vocabulary: vocab, merges: merges, addPrefixSpace: try addPrefixSpace(tokenizerConfig))
             let added = try namedTokens(tokenizerConfig, defaults: ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]) { bpe.vocabulary[$0] }
-            tokenizer = HFTokenizer(base: .byteLevel(bpe, begin: try id("<s>"), end: try id("</s>"), padding: try id("<pad>")),
-                                    added: AddedTokens(added), source: vocab.path)
+            tokenizer = try byteLevel(bpe, added: plain(added), source: vocab)
         } else if let model = file("sentencepiece.bpe.model") {
             let sp = try FairseqSentencePiece(model: Tokenizer(contentsOf: model))
             // transformers' XLMRobertaTokenizer: fairseq's four, then <mask> last.
@@ -81,6 +83,31 @@ public struct HFTokenizer {
             throw TokenizerError("\(tokenizer.source): \(tokenizer.size) token ids do not fit the model's 'vocab_size' \(config.vocabSize) (config.json): the tokenizer is not this model's")
         }
         return tokenizer
+    }
+
+    /// A byte-level BPE framed by its `<s>` and `</s>`, padded with `<pad>`.
+    static func byteLevel(_ bpe: ByteLevelBPE, added: [(content: String, id: Int32, lstrip: Bool, rstrip: Bool)], source: URL) throws -> HFTokenizer {
+        func id(_ piece: String) throws -> Int32 {
+            guard let i = bpe.vocabulary[piece] else { throw TokenizerError("\(source.path): the special token \(piece) is not in the vocabulary") }
+            return i
+        }
+        return HFTokenizer(base: .byteLevel(bpe, begin: try id("<s>"), end: try id("</s>"), padding: try id("<pad>")),
+                           added: AddedTokens(stripping: added), source: source.path)
+    }
+
+    /// Tokens matched as written, without taking the whitespace beside them.
+    static func plain(_ tokens: [(content: String, id: Int32)]) -> [(content: String, id: Int32, lstrip: Bool, rstrip: Bool)] {
+        tokens.map { ($0.content, $0.id, false, false) }
+    }
+
+    /// `add_prefix_space` of `tokenizer_config.json` (false when absent, as RobertaTokenizer).
+    static func addPrefixSpace(_ url: URL?) throws -> Bool {
+        guard let url, let data = try? WholeFile.read(url), let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+              let v = json["add_prefix_space"], !(v is NSNull) else { return false }
+        guard let b = JSONField.boolean(v) else {
+            throw TokenizerError("\(url.path): 'add_prefix_space' is \(JSONField.typeName(v)) (\(v)), not true or false")
+        }
+        return b
     }
 
     /// The special tokens a tokenizer without `tokenizer.json` matches in text: the
