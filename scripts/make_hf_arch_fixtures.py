@@ -9,6 +9,9 @@ hf-bert fixture. Then run scripts/make_hf_gradient_fixtures.py for per-example g
 - distilbert: dim 32, 2 layers, 4 heads, hidden_dim 64, gelu.
 - electra: hidden 32, embedding_size 24 (projected by embeddings_project), 2 layers,
   4 heads, intermediate 64, gelu; ElectraClassificationHead (dense + GELU).
+- albert: hidden 32, embedding_size 24, 3 layers over 2 groups of 2 shared inner layers,
+  4 heads, intermediate 64, gelu_new; with the ALBERT tokenizer of
+  scripts/make_albert_tokenizer_fixture.py (run it first) instead of the WordPiece one.
 
 Run from the repository root after make_hf_fixtures.py (installs what it needs):
     python3 scripts/make_hf_arch_fixtures.py [distilbert] [electra]
@@ -21,8 +24,8 @@ import sys
 subprocess.run([sys.executable, "-m", "pip", "install", "-q", "transformers", "tokenizers", "safetensors", "torch"], check=True)
 import torch  # noqa: E402
 import transformers  # noqa: E402
-from transformers import (AutoTokenizer, DistilBertConfig, DistilBertForSequenceClassification, ElectraConfig,  # noqa: E402
-                          ElectraForSequenceClassification)
+from transformers import (AlbertConfig, AlbertForSequenceClassification, AutoTokenizer, DistilBertConfig,  # noqa: E402
+                          DistilBertForSequenceClassification, ElectraConfig, ElectraForSequenceClassification)
 
 FIX = "Tests/TangentTests/Fixtures"
 LABELS = dict(num_labels=2, id2label={0: "negative", 1: "positive"}, label2id={"negative": 0, "positive": 1})
@@ -40,13 +43,21 @@ def electra(vocab):
         max_position_embeddings=128, hidden_act="gelu", pad_token_id=0, **LABELS))
 
 
-BUILDERS = {"distilbert": distilbert, "electra": electra}
-tok = AutoTokenizer.from_pretrained(f"{FIX}/hf-bert")
+def albert(vocab):
+    return AlbertForSequenceClassification(AlbertConfig(
+        vocab_size=vocab, embedding_size=24, hidden_size=32, num_hidden_layers=3, num_hidden_groups=2, inner_group_num=2,
+        num_attention_heads=4, intermediate_size=64, max_position_embeddings=128, hidden_act="gelu_new", pad_token_id=0,
+        **LABELS))
+
+
+BUILDERS = {"distilbert": distilbert, "electra": electra, "albert": albert}
+TOKENIZERS = {"albert": f"{FIX}/albert-tokenizer/saved"}
 with open(f"{FIX}/hf-bert/reference.json", encoding="utf-8") as f:
     texts = [c["text"] for c in json.load(f)["cases"]]
 for arch in sys.argv[1:] or list(BUILDERS):
     out = f"{FIX}/hf-{arch}"
     os.makedirs(out, exist_ok=True)
+    tok = AutoTokenizer.from_pretrained(TOKENIZERS.get(arch, f"{FIX}/hf-bert"))
     torch.manual_seed(2)
     model = BUILDERS[arch](len(tok))
     with torch.no_grad():

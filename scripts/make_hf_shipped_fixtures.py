@@ -8,6 +8,8 @@ pretrained ones ship, made with `transformers` from the tiny fixtures' configs:
 - xlmr-mlm/: an XLMRobertaForMaskedLM (lm_head.*), with the XLM-R tokenizer;
 - electra-discriminator/: an ElectraForPreTraining (discriminator_predictions.*), as
   google/electra-*-discriminator ship, from the hf-electra config;
+- albert-pretraining/: an AlbertForPreTraining (predictions.*, sop_classifier.*), as
+  albert-base-v2 ships, from the hf-albert config;
 - bert-sharded/: the hf-bert classifier saved in shards of 100 KB
   (model.safetensors.index.json + model-0000i-of-0000n.safetensors), and
   reference.json: the logits transformers gives for a few texts.
@@ -26,7 +28,7 @@ subprocess.run([sys.executable, "-m", "pip", "install", "-q", "transformers", "t
 import torch  # noqa: E402
 import transformers  # noqa: E402
 from transformers import (AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, BertForMaskedLM,  # noqa: E402
-                          BertForPreTraining, ElectraForPreTraining, XLMRobertaForMaskedLM)
+                          AlbertForPreTraining, BertForPreTraining, ElectraForPreTraining, XLMRobertaForMaskedLM)
 
 FIX = "Tests/TangentTests/Fixtures"
 OUT = f"{FIX}/hf-shipped"
@@ -48,7 +50,8 @@ torch.manual_seed(3)
 for name, cls, config_dir, tokenizer_dir in [("bert-pretraining", BertForPreTraining, f"{FIX}/hf-bert", f"{FIX}/hf-bert"),
                                               ("bert-mlm", BertForMaskedLM, f"{FIX}/hf-bert", f"{FIX}/hf-bert"),
                                               ("xlmr-mlm", XLMRobertaForMaskedLM, f"{FIX}/hf-xlmr", f"{FIX}/xlmr/saved"),
-                                              ("electra-discriminator", ElectraForPreTraining, f"{FIX}/hf-electra", f"{FIX}/hf-electra")]:
+                                              ("electra-discriminator", ElectraForPreTraining, f"{FIX}/hf-electra", f"{FIX}/hf-electra"),
+                                              ("albert-pretraining", AlbertForPreTraining, f"{FIX}/hf-albert", f"{FIX}/hf-albert")]:
     model = cls(fresh(config_dir))
     model.save_pretrained(f"{OUT}/{name}")
     AutoTokenizer.from_pretrained(tokenizer_dir).save_pretrained(f"{OUT}/{name}")

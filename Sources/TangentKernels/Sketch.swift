@@ -49,7 +49,10 @@ extension Projector {
         let codes = codes ?? SketchCodes(projector: self, computer: computer)
         let acc = SketchAccumulator(codes: codes, outputs: block.outputs, texts: block.batch.count, perLayer: perLayer)
         let B = block.batch.count, Pd = computer.dense.count
-        let order = computer.model.streamingOrder.filter { computer.dense.compactOffsets[$0] != nil }
+        // Each tensor once: a materialized block holds a shared tensor's summed gradient
+        // (streamed, ALBERT's come once per layer, equal up to rounding).
+        var seen = Set<Int>()
+        let order = computer.model.streamingOrder.filter { computer.dense.compactOffsets[$0] != nil && seen.insert($0).inserted }
         let textSplit = splitRange(B, parts: threads).filter { !$0.isEmpty }
         block.dense.withUnsafeBufferPointer { dp in
             let d = dp.baseAddress!

@@ -113,6 +113,48 @@ public enum TokenizerJSON {
         return ByteLevelBPE(vocabulary: vocabulary, merges: merges, addPrefixSpace: addPrefixSpace, source: path)
     }
 
+    /// ALBERT's tokenizer from its `tokenizer.json` (a `Unigram` model: `[piece, score]`
+    /// pairs and `unk_id`; the `Precompiled` table of its normalizer when it has one), with
+    /// the pipeline transformers' AlbertTokenizer rebuilds around it from the settings of
+    /// `tokenizer_config.json` (see `MetaspaceUnigram`).
+    public static func albert(_ json: [String: Any], source path: String, lowercase: Bool, keepAccents: Bool,
+                              addPrefixSpace: Bool) throws -> MetaspaceUnigram {
+        func fail(_ field: String, _ why: String) -> TokenizerError { TokenizerError("\(path): \(field) \(why)") }
+        guard let model = json["model"] as? [String: Any] else { throw fail("'model'", "is missing") }
+        guard model["type"] as? String == "Unigram" else { throw fail("'model.type'", "is \(model["type"] ?? "missing"), not Unigram") }
+        guard let vocab = model["vocab"] as? [[Any]], !vocab.isEmpty, vocab.count <= 1 << 24 else {
+            throw fail("'model.vocab'", "is not a list of 1 to 2^24 [piece, score] pairs")
+        }
+        let pieces: [(String, Double)] = try vocab.enumerated().map { i, e in
+            guard e.count == 2, let p = e[0] as? String, let s = JSONField.number(e[1]), s.isFinite else {
+                throw fail("'model.vocab'[\(i)]", "is not a [piece, score] pair")
+            }
+            return (p, s)
+        }
+        guard let unk = JSONField.integer(model["unk_id"]) else { throw fail("'model.unk_id'", "is missing or not a whole number") }
+        if JSONField.boolean(model["byte_fallback"]) == true { throw fail("'model.byte_fallback'", "is true, which ALBERT's tokenizer never uses") }
+        return try MetaspaceUnigram(model: UnigramModel(pieces: pieces, unknownID: unk, source: path),
+                                    replacements: [("``", "\""), ("''", "\"")], stripAccents: !keepAccents, lowercase: lowercase,
+                                    charsmap: precompiledCharsmap(json["normalizer"]), prependSpace: addPrefixSpace, source: path)
+    }
+
+    /// ALBERT's tokenizer from its `spiece.model`, as transformers converts it: the pieces,
+    /// scores, unknown id and normalization table of the SentencePiece model.
+    public static func albert(model url: URL, lowercase: Bool, keepAccents: Bool, addPrefixSpace: Bool) throws -> MetaspaceUnigram {
+        let sp = try Tokenizer(contentsOf: url)
+        let pieces = (0..<sp.vocabSize).map { (sp.piece(Int32($0)) ?? "", Double(sp.score(Int32($0)))) }
+        var charsmap: Data?
+        let bytes = [UInt8](sp.serializedModel)
+        // ModelProto field 3 is the normalizer spec; its field 2 the table.
+        if let top = ProtoFields(bytes), let spec = top.lengthDelimited.first(where: { $0.0 == 3 })?.1 {
+            let specBytes = Array(bytes[spec])
+            if let map = ProtoFields(specBytes)?.lengthDelimited.first(where: { $0.0 == 2 })?.1, !map.isEmpty { charsmap = Data(specBytes[map]) }
+        }
+        return try MetaspaceUnigram(model: UnigramModel(pieces: pieces, unknownID: Int(sp.unkID), source: url.path),
+                                    replacements: [("``", "\""), ("''", "\"")], stripAccents: !keepAccents, lowercase: lowercase,
+                                    charsmap: charsmap, prependSpace: addPrefixSpace, source: url.path)
+    }
+
     /// The pieces, in id order, of the `WordPiece` model of a BERT `tokenizer.json` (what
     /// transformers 5 reads in place of `vocab.txt`, and the only file it saves). Its
     /// normalizer's settings are not read: transformers' BertTokenizer rebuilds the
@@ -177,7 +219,16 @@ public enum TokenizerJSON {
     /// 3 control), a unigram trainer spec in XLM-R's layout (no pad), and a normalizer of
     /// the precompiled table that adds the dummy prefix, removes extra whitespace and
     /// escapes whitespace (the Metaspace and WhitespaceSplit steps of tokenizer.json).
-    static func modelProto(pieces: [(String, Float, Int)], charsmap: Data) -> Data {
+    /// What a rebuilt SentencePiece model is for.
+    enum ProtoLayout {
+        /// XLM-R's tokenizer: unknown 0, `<s>` 1, `</s>` 2, no padding; the table, a dummy
+        /// prefix, runs of spaces removed, spaces escaped.
+        case xlmr
+        /// The table alone (`normalized` only): no prefix, spaces kept as they are.
+        case normalizerOnly
+    }
+
+    static func modelProto(pieces: [(String, Float, Int)], charsmap: Data, layout: ProtoLayout = .xlmr) -> Data {
         var model = ProtoWriter()
         for (piece, score, type) in pieces {
             var p = ProtoWriter()
@@ -189,17 +240,18 @@ public enum TokenizerJSON {
         var trainer = ProtoWriter()
         trainer.varint(3, 1)  // UNIGRAM
         trainer.varint(4, UInt64(pieces.count))
+        let xlmr = layout == .xlmr
         trainer.varint(40, 0)
-        trainer.varint(41, 1)
-        trainer.varint(42, 2)
+        trainer.varint(41, xlmr ? 1 : UInt64(bitPattern: -1))
+        trainer.varint(42, xlmr ? 2 : UInt64(bitPattern: -1))
         trainer.varint(43, UInt64(bitPattern: -1))
         model.bytes(2, trainer.data)
         var normalizer = ProtoWriter()
         normalizer.bytes(1, Data("nmt_nfkc".utf8))
         normalizer.bytes(2, charsmap)
-        normalizer.varint(3, 1)
-        normalizer.varint(4, 1)
-        normalizer.varint(5, 1)
+        normalizer.varint(3, xlmr ? 1 : 0)
+        normalizer.varint(4, xlmr ? 1 : 0)
+        normalizer.varint(5, xlmr ? 1 : 0)
         model.bytes(3, normalizer.data)
         return model.data
     }

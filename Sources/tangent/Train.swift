@@ -29,7 +29,7 @@ struct Train: ParsableCommand {
     var test: String?
     @Option(help: "SentencePiece .model file (see `tangent tokenizer train`), for a model trained from scratch.")
     var tokenizer: String?
-    @Option(name: .customLong("init"), help: "A Hugging Face encoder directory (bert, roberta, xlm-roberta, camembert, distilbert, electra) to fine-tune instead.")
+    @Option(name: .customLong("init"), help: "A Hugging Face encoder directory (bert, roberta, xlm-roberta, camembert, distilbert, electra, albert) to fine-tune instead.")
     var initDirectory: String?
     @Option(help: "Output model directory.")
     var out: String

@@ -149,11 +149,12 @@ import Testing
         #expect(r.status == 0 && r.stdout.hasPrefix(best + "\t"), "\(r.stdout)\(r.stderr)")
     }
 
-    /// DistilBERT, ELECTRA and the checkpoints as pretrained models ship (masked-LM and
-    /// discriminator heads, shards): fine-tuned with `train --init` (the dropped heads
+    /// DistilBERT, ELECTRA, ALBERT and the checkpoints as pretrained models ship (masked-LM,
+    /// discriminator and sentence-order heads, shards): fine-tuned with `train --init` (the dropped heads
     /// named), then predicted and attributed, per-layer shares named as the checkpoint
     /// names its layers.
-    @Test(arguments: ["hf-distilbert", "hf-electra", "hf-shipped/bert-mlm", "hf-shipped/bert-sharded", "hf-shipped/electra-discriminator"])
+    @Test(arguments: ["hf-distilbert", "hf-electra", "hf-albert", "hf-shipped/bert-mlm", "hf-shipped/bert-sharded",
+                      "hf-shipped/electra-discriminator", "hf-shipped/albert-pretraining"])
     func otherCheckpointsFineTuneAndAttribute(name: String) throws {
         let w = try Self.work()
         defer { try? FileManager.default.removeItem(at: w) }
@@ -161,6 +162,9 @@ import Testing
                                 "--out", "m"], in: w)
         #expect(tune.status == 0, "\(tune.stderr)")
         if name.hasSuffix("mlm") { #expect(tune.stderr.contains("dropped") && tune.stderr.contains("cls.predictions.*"), "\(tune.stderr)") }
+        if name.hasSuffix("albert-pretraining") {
+            #expect(tune.stderr.contains("predictions.") && tune.stderr.contains("sop_classifier."), "\(tune.stderr)")
+        }
         if name.hasSuffix("discriminator") {
             #expect(tune.stderr.contains("dropped") && tune.stderr.contains("discriminator_predictions.dense.*"), "\(tune.stderr)")
         }

@@ -237,3 +237,45 @@ struct RealXLMRTokenizerTests {
         #expect(added.split("a<x>   b") == [.text("a"), .token(5), .text("b")])
     }
 }
+
+/// ALBERT's tokenizer (scripts/make_albert_tokenizer_fixture.py): the Unigram model and
+/// the normalizers transformers' AlbertTokenizer assembles, from spiece.model and from the
+/// tokenizer.json transformers 5 saves, lowercased and cased: the ids transformers gives.
+@Suite struct AlbertTokenizerTests {
+    static let config: HFEncoderConfig = try! HFEncoderConfig(json: [
+        "model_type": "albert", "hidden_size": 8, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 8,
+        "vocab_size": 1000, "max_position_embeddings": 512, "type_vocab_size": 2, "layer_norm_eps": 1e-12, "pad_token_id": 0,
+    ], source: "test")
+
+    @Test(arguments: [(["spiece.model"], "ids.jsonl"), (["saved/tokenizer.json", "saved/tokenizer_config.json"], "ids.jsonl"),
+                      (["saved/tokenizer.json", "saved-cased/tokenizer_config.json"], "ids-cased.jsonl")])
+    func idsEqualTransformers(files: [String], ids: String) throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("tangent-albert-\(UUID())")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        for f in files {
+            try FileManager.default.copyItem(at: fixture("albert-tokenizer/\(f)"), to: dir.appendingPathComponent((f as NSString).lastPathComponent))
+        }
+        let tok = try HFTokenizer.load(directory: dir, config: Self.config)
+        let lines = try String(contentsOf: fixture("albert-tokenizer/\(ids)"), encoding: .utf8).split(separator: "\n")
+        #expect(lines.count >= 1000)
+        var mismatches: [String] = []
+        for line in lines {
+            let c = try JSONSerialization.jsonObject(with: Data(line.utf8)) as! [String: Any]
+            let got = try tok.encode(c["text"] as! String, maxLength: 100_000)
+            if got != (c["ids"] as! [Int]).map(Int32.init) { mismatches.append("\(c["text"] as! String) \(got)") }
+        }
+        #expect(mismatches.isEmpty, "\(mismatches.count) of \(lines.count) differ, e.g. \(mismatches.prefix(4))")
+    }
+
+    /// The Viterbi segmentation: best total score, an unknown character scored min - 10,
+    /// consecutive unknowns fused into one id.
+    @Test func unigramSegmentation() throws {
+        let m = try UnigramModel(pieces: [("<unk>", 0), ("▁", -1), ("a", -2), ("b", -2), ("ab", -3), ("▁ab", -3.5), ("c", -9)],
+                                 unknownID: 0, source: "test")
+        #expect(m.ids("▁ab") == [5])
+        #expect(m.ids("abab") == [4, 4])
+        #expect(m.ids("▁xyza") == [1, 0, 2])
+        #expect(m.ids("") == [])
+    }
+}

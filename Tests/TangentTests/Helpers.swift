@@ -22,7 +22,7 @@ struct TestRNG {
 /// floor is 1e-4 of the largest analytic entry checked: entries that are exactly zero
 /// in theory (e.g. the key bias under softmax) are then judged against the tensor's scale
 /// instead of against rounding noise.
-func maxFiniteDifferenceError(_ x: [Double], analytic: [Double], indices: [Int], h: Double = 1e-5,
+func maxFiniteDifferenceError(_ x: [Double], analytic: [Double], indices: [Int], h: Double = 1e-5, fivePoint: Bool = false,
                               _ f: ([Double]) -> Double) -> (error: Double, index: Int) {
     var worst = 0.0, at = -1
     var xp = x
@@ -31,8 +31,15 @@ func maxFiniteDifferenceError(_ x: [Double], analytic: [Double], indices: [Int],
         let x0 = xp[i]
         xp[i] = x0 + h; let fp = f(xp)
         xp[i] = x0 - h; let fm = f(xp)
+        var numeric = (fp - fm) / (2 * h)
+        if fivePoint {
+            // O(h^4) truncation: a larger step keeps rounding small in deep networks, whose
+            // outputs are large beside a small gradient entry.
+            xp[i] = x0 + 2 * h; let fpp = f(xp)
+            xp[i] = x0 - 2 * h; let fmm = f(xp)
+            numeric = (8 * (fp - fm) - (fpp - fmm)) / (12 * h)
+        }
         xp[i] = x0
-        let numeric = (fp - fm) / (2 * h)
         let err = abs(analytic[i] - numeric) / max(floor, abs(analytic[i]) + abs(numeric))
         if err > worst { worst = err; at = i }
     }

@@ -3,13 +3,15 @@ import TangentIO
 import TangentTensor
 
 /// A BERT-family sequence classifier (`bert`, `roberta`, `xlm-roberta`, `camembert`,
-/// `distilbert`, `electra`) with a hand-written backward pass: the post-LayerNorm encoder of `transformers`
+/// `distilbert`, `electra`, `albert`) with a hand-written backward pass: the post-LayerNorm encoder of `transformers`
 /// (word + learned absolute position + token-type embeddings, LayerNorm; per layer
 /// self-attention, residual, LayerNorm, GELU feed-forward, residual, LayerNorm), then the
 /// head: BERT's pooler (dense + tanh on `[CLS]`) and `classifier`, the RoBERTa family's
 /// `classifier.dense` + tanh on `<s>` and `classifier.out_proj`, DistilBERT's
-/// `pre_classifier` + ReLU, or ELECTRA's `classifier.dense` + GELU. ELECTRA's embeddings
-/// may be narrower than the layers and projected to them (`embeddings_project`).
+/// `pre_classifier` + ReLU, or ELECTRA's `classifier.dense` + GELU. ELECTRA's and ALBERT's
+/// embeddings may be narrower than the layers and are projected to them; ALBERT's layers
+/// share their weights (`HFEncoderConfig.parameterSet`): a shared tensor's gradient is the
+/// sum over the layers that use it.
 ///
 /// Parameters carry the checkpoint's own names, in its order, so weights save as a
 /// `state_dict` that `transformers` loads. Texts are packed (each attends to its own
@@ -62,10 +64,11 @@ public final class BertClassifier<T: BLASScalar>: ClassifierModel, ShardKernel {
         if c.hasTokenTypes { add("embeddings", e + "embeddings.token_type_embeddings.weight", [c.typeVocabSize, E]) }
         add("embeddings", e + "embeddings.LayerNorm.weight", [E]); add("embeddings", e + "embeddings.LayerNorm.bias", [E])
         if c.projectsEmbeddings {
-            add("embeddings_project", e + "embeddings_project.weight", [h, E]); add("embeddings_project", e + "embeddings_project.bias", [h])
+            let (group, name) = projectionName(config: c)
+            add(group, name + ".weight", [h, E]); add(group, name + ".bias", [h])
         }
-        for l in 0..<c.layers {
-            let names = layerNames(config: c, layer: l)
+        for l in 0..<c.parameterSets {
+            let names = layerNames(config: c, set: l)
             let g = names.group
             for (name, shape) in [(names.q, [h, h]), (names.k, [h, h]), (names.v, [h, h]), (names.ao, [h, h]), (names.ln1, [h]),
                                   (names.fi, [f, h]), (names.fo, [h, f]), (names.ln2, [h])] {
@@ -74,7 +77,7 @@ public final class BertClassifier<T: BLASScalar>: ClassifierModel, ShardKernel {
             }
         }
         let head = headNames(config: c)
-        let denseGroup = c.family == .bert ? "pooler" : c.family == .distilbert ? "pre_classifier" : "classifier"
+        let denseGroup = c.family == .bert || c.family == .albert ? "pooler" : c.family == .distilbert ? "pre_classifier" : "classifier"
         add(denseGroup, head.dense + ".weight", [h, h]); add(denseGroup, head.dense + ".bias", [h])
         add("classifier", head.output + ".weight", [classes, h]); add("classifier", head.output + ".bias", [classes])
         return ParameterLayout(list)
@@ -83,9 +86,22 @@ public final class BertClassifier<T: BLASScalar>: ClassifierModel, ShardKernel {
     /// Whether a tensor is a LayerNorm's (BERT's `LayerNorm`, DistilBERT's `*_layer_norm`).
     static func isLayerNorm(_ name: String) -> Bool { name.contains("LayerNorm") || name.contains("layer_norm") }
 
-    /// The names (without `.weight` / `.bias`) of layer `l`'s modules, and its group.
-    static func layerNames(config c: HFEncoderConfig, layer l: Int)
+    /// The projection of the embeddings to the layers' width, and its group.
+    static func projectionName(config c: HFEncoderConfig) -> (group: String, name: String) {
+        let g = c.family == .albert ? "encoder.embedding_hidden_mapping_in" : "embeddings_project"
+        return (g, c.prefix + g)
+    }
+
+    /// The names (without `.weight` / `.bias`) of the modules of the layer with weights
+    /// `l` (a layer, or in ALBERT a group's inner layer: group l / inner_group_num), and
+    /// its group.
+    static func layerNames(config c: HFEncoderConfig, set l: Int)
         -> (group: String, q: String, k: String, v: String, ao: String, ln1: String, fi: String, fo: String, ln2: String) {
+        if c.family == .albert {
+            let g = "encoder.albert_layer_groups.\(l / c.innerLayers)", p = c.prefix + g + ".albert_layers.\(l % c.innerLayers)."
+            return (g, p + "attention.query", p + "attention.key", p + "attention.value", p + "attention.dense", p + "attention.LayerNorm",
+                    p + "ffn", p + "ffn_output", p + "full_layer_layer_norm")
+        }
         if c.family == .distilbert {
             let g = "transformer.layer.\(l)", p = c.prefix + g + "."
             return (g, p + "attention.q_lin", p + "attention.k_lin", p + "attention.v_lin", p + "attention.out_lin", p + "sa_layer_norm",
@@ -101,6 +117,7 @@ public final class BertClassifier<T: BLASScalar>: ClassifierModel, ShardKernel {
         switch c.family {
         case .bert: return (c.prefix + "pooler.dense", "classifier")
         case .roberta, .electra: return ("classifier.dense", "classifier.out_proj")
+        case .albert: return (c.prefix + "pooler", "classifier")
         case .distilbert: return ("pre_classifier", "classifier")
         }
     }
@@ -119,8 +136,10 @@ public final class BertClassifier<T: BLASScalar>: ClassifierModel, ShardKernel {
         let L = BertClassifier.layout(config: config, classes: labels.count)
         func i(_ n: String) -> Int { L.index(of: n)! }
         let e = config.prefix
-        layerIndices = (0..<config.layers).map { l in
-            let n = BertClassifier.layerNames(config: config, layer: l)
+        // One entry per layer a text passes through; ALBERT's point at shared weights.
+        layerIndices = (0..<config.appliedLayers).map { l in
+            let set = config.parameterSet(applied: l)
+            let n = BertClassifier.layerNames(config: config, set: set.group * config.innerLayers + set.inner)
             return LayerIndices(q: i(n.q + ".weight"), qb: i(n.q + ".bias"), k: i(n.k + ".weight"), kb: i(n.k + ".bias"),
                                 v: i(n.v + ".weight"), vb: i(n.v + ".bias"), ao: i(n.ao + ".weight"), aob: i(n.ao + ".bias"),
                                 ln1w: i(n.ln1 + ".weight"), ln1b: i(n.ln1 + ".bias"), fi: i(n.fi + ".weight"), fib: i(n.fi + ".bias"),
@@ -129,12 +148,13 @@ public final class BertClassifier<T: BLASScalar>: ClassifierModel, ShardKernel {
         word = i(e + "embeddings.word_embeddings.weight"); pos = i(e + "embeddings.position_embeddings.weight")
         type = config.hasTokenTypes ? i(e + "embeddings.token_type_embeddings.weight") : nil
         embLNw = i(e + "embeddings.LayerNorm.weight"); embLNb = i(e + "embeddings.LayerNorm.bias")
-        projection = config.projectsEmbeddings ? (i(e + "embeddings_project.weight"), i(e + "embeddings_project.bias")) : nil
+        let projectionName = BertClassifier.projectionName(config: config).name
+        projection = config.projectsEmbeddings ? (i(projectionName + ".weight"), i(projectionName + ".bias")) : nil
         let head = BertClassifier.headNames(config: config)
         poolw = i(head.dense + ".weight"); poolb = i(head.dense + ".bias")
         headw = i(head.output + ".weight"); headb = i(head.output + ".bias")
         passes = ShardedPasses(layout: L, classes: labels.count, width: config.hiddenSize, tokenWidth: config.embeddingSize, tokenIndex: word,
-                               layers: config.layers, threads: threads)
+                               layers: config.appliedLayers, threads: threads)
     }
 
     public func emptyCopy(threads: Int) throws -> BertClassifier {
@@ -151,6 +171,7 @@ public final class BertClassifier<T: BLASScalar>: ClassifierModel, ShardKernel {
         case "camembert": return "CamembertForSequenceClassification"
         case "distilbert": return "DistilBertForSequenceClassification"
         case "electra": return "ElectraForSequenceClassification"
+        case "albert": return "AlbertForSequenceClassification"
         default: return "BertForSequenceClassification"
         }
     }
@@ -178,7 +199,9 @@ public final class BertClassifier<T: BLASScalar>: ClassifierModel, ShardKernel {
         }
     }
 
-    /// The backward order of the tensors, the token table excluded (see `ClassifierModel`).
+    /// The backward order of the tensors, the token table excluded (see `ClassifierModel`);
+    /// a tensor shared by several layers (ALBERT) comes once per layer, its parts summing
+    /// to its gradient.
     public var streamingOrder: [Int] {
         var out = [headw, headb, poolw, poolb]
         for b in layerIndices.reversed() {
@@ -299,18 +322,18 @@ public final class BertClassifier<T: BLASScalar>: ClassifierModel, ShardKernel {
             if let projection {
                 Linear.forward(out: ws.res[0].p, inp: ws.embOut.p, weight: p(projection.w), bias: p(projection.b), n: N, i: E, o: h, rows: tokRows)
             }
-            for l in 0..<c.layers {
+            for l in 0..<layerIndices.count {
                 forwardLayer(l, ws, dropout: dropout, positions: positions.baseAddress!, firstText: firstText, rows: tokRows)
             }
         }
         // Head: first token, dense + tanh (ReLU in DistilBERT, GELU in ELECTRA: the pooled
         // embedding e(x)), dropout, output layer.
-        Pooling.forward(out: ws.poolIn.p, inp: ws.res[c.layers].p, texts: ws.texts, d: h, mode: .cls)
+        Pooling.forward(out: ws.poolIn.p, inp: ws.res[layerIndices.count].p, texts: ws.texts, d: h, mode: .cls)
         Linear.forward(out: ws.pooled.p, inp: ws.poolIn.p, weight: p(poolw), bias: p(poolb), n: B, i: h, o: h, rows: rowInvariant ? perText : nil)
         switch c.family {
         case .distilbert: for k in 0..<(B * h) { ws.pooled.p[k] = max(0, ws.pooled.p[k]) }
         case .electra: GELU.forward(out: ws.pooled.p, derivative: ws.headDerivative.p, inp: ws.pooled.p, count: B * h)
-        case .bert, .roberta: for k in 0..<(B * h) { ws.pooled.p[k] = T.tanh(ws.pooled.p[k]) }
+        case .bert, .roberta, .albert: for k in 0..<(B * h) { ws.pooled.p[k] = T.tanh(ws.pooled.p[k]) }
         }
         var headInput = UnsafePointer(ws.pooled.p)
         if let dropout {
@@ -360,7 +383,7 @@ public final class BertClassifier<T: BLASScalar>: ClassifierModel, ShardKernel {
         case .tanh: GELU.forwardTanh(out: ws.gelu[l].p, derivative: ws.fc1[l].p, inp: ws.fc1[l].p, count: N * f)
         }
         Linear.forward(out: ws.tmpD.p, inp: ws.gelu[l].p, weight: p(li.fo), bias: p(li.fob), n: N, i: f, o: h, rows: rows)
-        if let dropout {
+        if let dropout, c.feedForwardDropout {
             mask(ws.mlpMask[l].p, dropout, site: 2, layer: l, positions: positions, ws.texts, firstText)
             for k in 0..<(N * h) { ws.tmpD.p[k] *= ws.mlpMask[l].p[k] }
         }
@@ -374,8 +397,8 @@ public final class BertClassifier<T: BLASScalar>: ClassifierModel, ShardKernel {
     /// The layer group of tensor i: 0 embeddings, l+1 layer l, n+1 pooler (or
     /// `classifier.dense`), n+2 the output layer.
     private func groupOrdinal(_ i: Int) -> Int {
-        if i == headw || i == headb { return config.layers + 2 }
-        if i == poolw || i == poolb { return config.layers + 1 }
+        if i == headw || i == headb { return layerIndices.count + 2 }
+        if i == poolw || i == poolb { return layerIndices.count + 1 }
         if let l = layerIndices.firstIndex(where: { ($0.q...$0.ln2b).contains(i) }) { return l + 1 }
         return 0
     }
@@ -384,7 +407,7 @@ public final class BertClassifier<T: BLASScalar>: ClassifierModel, ShardKernel {
     @_specialize(where T == Double)
     func backwardShard(_ ws: Workspace<T>, seed: UnsafePointer<T>, base: UnsafeMutablePointer<T>?, offsets: [Int?],
                                 perExampleStride: Int?, needEmbeddingRows: Bool, sink: ((Int, Int, UnsafePointer<T>) -> Void)?) {
-        let c = config, L = c.layers
+        let c = config, L = layerIndices.count
         let N = ws.batch.tokenCount, B = ws.batch.count, h = c.hiddenSize, C = labels.count
         let perText = (0..<B).map { $0..<($0 + 1) }
         let dest = GradientDestination(ws: ws, base: base, offsets: offsets, sink: sink, perExampleStride: perExampleStride)
@@ -399,7 +422,7 @@ public final class BertClassifier<T: BLASScalar>: ClassifierModel, ShardKernel {
         switch c.family {
         case .distilbert: for k in 0..<(B * h) where ws.pooled.p[k] <= 0 { ws.dpooled.p[k] = 0 }
         case .electra: for k in 0..<(B * h) { ws.dpooled.p[k] *= ws.headDerivative.p[k] }
-        case .bert, .roberta: for k in 0..<(B * h) { let t = ws.pooled.p[k]; ws.dpooled.p[k] *= 1 - t * t }
+        case .bert, .roberta, .albert: for k in 0..<(B * h) { let t = ws.pooled.p[k]; ws.dpooled.p[k] *= 1 - t * t }
         }
         dest.linear(dinp: ws.dpoolIn.p, w: poolw, b: poolb, weight: p(poolw), dout: ws.dpooled.p, inp: ws.poolIn.p, n: B, i: h, o: h,
                     segments: dest.texts, rows: textRows, streamRows: perText)
@@ -457,7 +480,7 @@ public final class BertClassifier<T: BLASScalar>: ClassifierModel, ShardKernel {
                        mean: ws.ln2Mean[l].p, rstd: ws.ln2Rstd[l].p, n: N, d: h)
         // z = y + drop(output(gelu(intermediate(y)))).
         var dbranch = UnsafePointer(ws.dmid.p)
-        if ws.dropoutUsed {
+        if ws.dropoutUsed, config.feedForwardDropout {
             for k in 0..<(N * h) { ws.tmpD.p[k] = ws.dmid.p[k] * ws.mlpMask[l].p[k] }
             dbranch = UnsafePointer(ws.tmpD.p)
         }

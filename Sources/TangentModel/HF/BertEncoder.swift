@@ -8,9 +8,14 @@ import TangentTensor
 public struct HFEncoderConfig: Sendable, Equatable {
     public let modelType: String
     public let hiddenSize: Int, layers: Int, heads: Int, intermediateSize: Int
-    /// Width of the embedding tables (`embedding_size`): `hiddenSize`, except in ELECTRA,
-    /// whose embeddings may be narrower and are then projected (`embeddings_project`).
+    /// Width of the embedding tables (`embedding_size`): `hiddenSize`, except in ELECTRA
+    /// and ALBERT, whose embeddings may be narrower and are projected to the layers
+    /// (`embeddings_project`, `encoder.embedding_hidden_mapping_in`).
     public let embeddingSize: Int
+    /// ALBERT's layer sharing: `num_hidden_groups` groups of `inner_group_num` layers
+    /// each, whose weights every pass through the stack reuses (1 and 1 elsewhere, where
+    /// each layer has its own weights).
+    public let layerGroups: Int, innerLayers: Int
     public let vocabSize: Int, maxPositions: Int, typeVocabSize: Int
     public let layerNormEps: Double
     public let hiddenAct: String
@@ -22,7 +27,7 @@ public struct HFEncoderConfig: Sendable, Equatable {
     public let padTokenIDGiven: Bool
 
     /// The model types whose encoder and heads are implemented.
-    public static let supportedTypes = ["bert", "roberta", "xlm-roberta", "camembert", "distilbert", "electra"]
+    public static let supportedTypes = ["bert", "roberta", "xlm-roberta", "camembert", "distilbert", "electra", "albert"]
     /// `gelu` is x Phi(x) (erf); `gelu_new` its tanh approximation.
     public static let supportedActivations = ["gelu", "gelu_new"]
 
@@ -40,12 +45,18 @@ public struct HFEncoderConfig: Sendable, Equatable {
         /// projected to the layers' width when it differs, no pooler: `classifier.dense` +
         /// GELU on `[CLS]`, then `classifier.out_proj`.
         case electra
+        /// ALBERT: BERT's layer under `albert.encoder.albert_layer_groups.g.albert_layers.j`
+        /// names, shared by the layers of a group; embeddings of `embedding_size` mapped
+        /// to the layers (`encoder.embedding_hidden_mapping_in`); BERT's pooler and head;
+        /// no dropout on the feed-forward branch.
+        case albert
 
         init(modelType: String) {
             switch modelType {
             case "bert": self = .bert
             case "distilbert": self = .distilbert
             case "electra": self = .electra
+            case "albert": self = .albert
             default: self = .roberta
             }
         }
@@ -55,7 +66,21 @@ public struct HFEncoderConfig: Sendable, Equatable {
     /// Whether the embeddings add a token-type table.
     public var hasTokenTypes: Bool { family != .distilbert }
     /// Whether the embeddings are projected to the layers' width (`embeddings_project`).
-    public var projectsEmbeddings: Bool { embeddingSize != hiddenSize }
+    public var projectsEmbeddings: Bool { family == .albert || embeddingSize != hiddenSize }
+    /// Whether training dropout acts on the feed-forward branch (not in ALBERT's layer).
+    public var feedForwardDropout: Bool { family != .albert }
+    /// Layers with weights of their own (ALBERT: `num_hidden_groups` x `inner_group_num`).
+    public var parameterSets: Int { family == .albert ? layerGroups * innerLayers : layers }
+    /// Layers a text passes through (ALBERT: `num_hidden_layers` x `inner_group_num`).
+    public var appliedLayers: Int { layers * innerLayers }
+    /// The weights (group, layer within the group) that applied layer `l` uses, as
+    /// transformers' AlbertTransformer picks them: group int(i / (layers / groups)); in
+    /// the other types, layer l's own (group l).
+    public func parameterSet(applied l: Int) -> (group: Int, inner: Int) {
+        guard family == .albert else { return (l, 0) }
+        let i = l / innerLayers
+        return (Int((Double(i) / (Double(layers) / Double(layerGroups))).rounded(.towardZero)), l % innerLayers)
+    }
     /// The tensor-name prefix of the encoder.
     public var prefix: String {
         switch family {
@@ -63,6 +88,7 @@ public struct HFEncoderConfig: Sendable, Equatable {
         case .roberta: return "roberta."
         case .distilbert: return "distilbert."
         case .electra: return "electra."
+        case .albert: return "albert."
         }
     }
     /// The first position id of a text.
@@ -87,13 +113,14 @@ public struct HFEncoderConfig: Sendable, Equatable {
             "type_vocab_size": typeVocabSize, "layer_norm_eps": layerNormEps, "hidden_act": hiddenAct, "pad_token_id": padTokenID,
         ]
         // Only where the field exists, so that the other types' fingerprints stay as they were.
-        if family == .electra { fields["embedding_size"] = embeddingSize }
+        if family == .electra || family == .albert { fields["embedding_size"] = embeddingSize }
+        if family == .albert { fields["num_hidden_groups"] = layerGroups; fields["inner_group_num"] = innerLayers }
         return (try? JSONSerialization.data(withJSONObject: fields, options: [.sortedKeys])) ?? Data()
     }
 
     /// Parameters of the encoder and a head of `classes` outputs.
     public func parameterCount(classes: Int) -> Double {
-        let h = Double(hiddenSize), f = Double(intermediateSize), L = Double(layers), e = Double(embeddingSize)
+        let h = Double(hiddenSize), f = Double(intermediateSize), L = Double(parameterSets), e = Double(embeddingSize)
         return (Double(vocabSize + maxPositions + typeVocabSize) + 2) * e + (projectsEmbeddings ? e * h + h : 0)
             + L * (4 * h * h + 2 * h * f + 9 * h + f) + h * h + h + Double(classes) * (h + 1)
     }
@@ -101,7 +128,7 @@ public struct HFEncoderConfig: Sendable, Equatable {
     /// Bytes fine-tuning needs: parameters, gradients and AdamW's two moments, plus one
     /// batch's saved activations at `maxTokens` tokens per text.
     public func trainingBytes(batch: Int, classes: Int) -> Double {
-        let T = Double(maxTokens), h = Double(hiddenSize), f = Double(intermediateSize), L = Double(layers), H = Double(heads)
+        let T = Double(maxTokens), h = Double(hiddenSize), f = Double(intermediateSize), L = Double(appliedLayers), H = Double(heads)
         let perText = 4 * T * (L * (12 * h + 2 * f + H * T) + 4 * h)
         return 16 * parameterCount(classes: classes) + Double(batch) * perText
     }
@@ -150,8 +177,16 @@ public struct HFEncoderConfig: Sendable, Equatable {
         heads = try int(headsKey, 1...limit)
         guard hiddenSize % heads == 0 else { throw fail(hiddenKey, "(\(hiddenSize)) is not a multiple of \(headsKey) (\(heads))") }
         intermediateSize = try int(ffKey, 1...limit)
-        // ELECTRA's own default when the field is absent, as transformers' ElectraConfig.
-        embeddingSize = family == .electra ? (json["embedding_size"] == nil ? 128 : try int("embedding_size", 1...limit)) : hiddenSize
+        // ELECTRA's and ALBERT's own defaults when a field is absent, as their configs in transformers.
+        let factorized = family == .electra || family == .albert
+        embeddingSize = factorized ? (json["embedding_size"] == nil ? 128 : try int("embedding_size", 1...limit)) : hiddenSize
+        if family == .albert {
+            layerGroups = json["num_hidden_groups"] == nil ? 1 : try int("num_hidden_groups", 1...max(1, layers))
+            innerLayers = json["inner_group_num"] == nil ? 1 : try int("inner_group_num", 1...64)
+        } else {
+            layerGroups = 1
+            innerLayers = 1
+        }
         vocabSize = try int("vocab_size", 1...limit)
         maxPositions = try int("max_position_embeddings", 1...limit)
         if distil {
@@ -170,7 +205,7 @@ public struct HFEncoderConfig: Sendable, Equatable {
             layerNormEps = eps
         }
         if let a = json[actKey], !(a is String) { throw fail(actKey, "is \(JSONField.typeName(a)) (\(a)), not an activation's name") }
-        let act = json[actKey] as? String ?? "gelu"
+        let act = json[actKey] as? String ?? (family == .albert ? "gelu_new" : "gelu")
         guard HFEncoderConfig.supportedActivations.contains(act) else {
             throw fail(actKey, "is '\(act)'; supported: \(HFEncoderConfig.supportedActivations.joined(separator: ", "))")
         }

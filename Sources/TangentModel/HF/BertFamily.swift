@@ -6,7 +6,7 @@ import TangentTensor
 import TangentTokenizer
 
 /// Hugging Face BERT-family directories (`model_type` `bert`, `roberta`, `xlm-roberta`,
-/// `camembert`, `distilbert`, `electra`): `config.json`, `model.safetensors` and the tokenizer files.
+/// `camembert`, `distilbert`, `electra`, `albert`): `config.json`, `model.safetensors` and the tokenizer files.
 public enum BertFamilyArchitecture: ModelArchitecture {
     public static let displayName = "Hugging Face BERT family"
     public static var configValues: [String] { HFEncoderConfig.supportedTypes.map { "model_type: \($0)" } }
@@ -64,7 +64,7 @@ public struct HFTextEncoder: TextEncoder {
     /// The directory the tokenizer's files were read from.
     public let directory: URL
     /// The tokenizer files a directory may hold, copied as they are when saving.
-    static let files = ["vocab.txt", "vocab.json", "merges.txt", "sentencepiece.bpe.model", "tokenizer.json", "special_tokens_map.json"]
+    static let files = ["vocab.txt", "vocab.json", "merges.txt", "sentencepiece.bpe.model", "spiece.model", "tokenizer.json", "special_tokens_map.json"]
 
     /// The tokenizer of `directory`, truncating to `maxLength` when given, else to
     /// `tokenizer_config.json`'s `model_max_length`; at most what the positions allow.
@@ -210,11 +210,13 @@ extension BertClassifier where T == Float {
         // Buffers transformers saves beside the weights are ignored. Fine-tuning (a new head)
         // drops another task's head and the pretraining heads a checkpoint ships with
         // (BertForPreTraining's `cls.predictions` and `cls.seq_relationship`, a masked-LM's
-        // `lm_head`, ELECTRA's discriminator and generator heads), as transformers does, and
+        // `lm_head`, ELECTRA's discriminator and generator heads, ALBERT's `predictions` and
+        // `sop_classifier`), as transformers does, and
         // lists them; anything else is refused.
         let known = Set(model.layout.tensors.map { fileName($0.name) })
         let extra = file.tensors.keys.sorted().filter { !known.contains($0) && !$0.hasSuffix("position_ids") && !$0.hasSuffix("token_type_ids") }
-        let droppable = ["classifier.", "cls.", "lm_head.", "discriminator_predictions.", "generator_predictions.", "generator_lm_head."]
+        let droppable = ["classifier.", "cls.", "lm_head.", "discriminator_predictions.", "generator_predictions.", "generator_lm_head.",
+                         "predictions.", "sop_classifier."]
         let dropped = newHead == nil ? [] : extra.filter { name in droppable.contains { name.hasPrefix($0) } }
         let unexpected = extra.filter { !dropped.contains($0) }
         guard unexpected.isEmpty else {

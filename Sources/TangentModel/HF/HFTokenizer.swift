@@ -17,6 +17,8 @@ public struct HFTokenizer {
         case sentencePiece(FairseqSentencePiece)
         /// RoBERTa's byte-level BPE, with its `<s>` and `</s>` ids.
         case byteLevel(ByteLevelBPE, begin: Int32, end: Int32, padding: Int32)
+        /// ALBERT's Unigram (`tokenizers`' pipeline), with its `[CLS]`, `[SEP]` and `<pad>` ids.
+        case unigram(MetaspaceUnigram, begin: Int32, end: Int32, padding: Int32)
     }
 
     public let base: Base
@@ -34,7 +36,9 @@ public struct HFTokenizer {
         let json = file("tokenizer.json")
         let tokenizerConfig = file("tokenizer_config.json")
         let tokenizer: HFTokenizer
-        if !config.isRoberta {
+        if config.family == .albert {
+            tokenizer = try albert(json: json, model: file("spiece.model"), config: tokenizerConfig, directory: directory)
+        } else if !config.isRoberta {
             let wordPiece: WordPieceTokenizer
             if let json {
                 wordPiece = try WordPieceTokenizer(pieces: TokenizerJSON.wordPieces(json), config: tokenizerConfig, source: json.path)
@@ -85,6 +89,49 @@ public struct HFTokenizer {
         return tokenizer
     }
 
+    /// ALBERT's tokenizer: `tokenizer.json` when there is one, else `spiece.model`, with
+    /// `do_lower_case` (default true), `keep_accents` (false) and `add_prefix_space` (true)
+    /// from `tokenizer_config.json`, as AlbertTokenizer; framed `[CLS] … [SEP]`.
+    static func albert(json: URL?, model: URL?, config: URL?, directory: URL) throws -> HFTokenizer {
+        let settings = try flags(config, ["do_lower_case": true, "keep_accents": false, "add_prefix_space": true])
+        let pipeline: MetaspaceUnigram, added: [(content: String, id: Int32, lstrip: Bool, rstrip: Bool)], source: URL
+        if let json {
+            let parsed = try TokenizerJSON.read(json)
+            pipeline = try TokenizerJSON.albert(parsed, source: json.path, lowercase: settings["do_lower_case"]!,
+                                                keepAccents: settings["keep_accents"]!, addPrefixSpace: settings["add_prefix_space"]!)
+            added = try TokenizerJSON.addedTokens(parsed, size: pipeline.model.pieces.count, source: json.path)
+            source = json
+        } else if let model {
+            pipeline = try TokenizerJSON.albert(model: model, lowercase: settings["do_lower_case"]!, keepAccents: settings["keep_accents"]!,
+                                                addPrefixSpace: settings["add_prefix_space"]!)
+            added = plain(try namedTokens(config, defaults: ["<pad>", "<unk>", "[CLS]", "[SEP]", "[MASK]"]) { pipeline.model.index[$0] })
+            source = model
+        } else {
+            throw TokenizerError("\(directory.path): no tokenizer.json or spiece.model; an ALBERT model's tokenizer is read from one of them")
+        }
+        func id(_ piece: String) throws -> Int32 {
+            guard let i = pipeline.model.index[piece] else { throw TokenizerError("\(source.path): the special token \(piece) is not in the vocabulary") }
+            return i
+        }
+        return HFTokenizer(base: .unigram(pipeline, begin: try id("[CLS]"), end: try id("[SEP]"), padding: try id("<pad>")),
+                           added: AddedTokens(stripping: added), source: source.path)
+    }
+
+    /// Boolean settings of `tokenizer_config.json`, each its default when absent; a value
+    /// that is not true or false is an error naming the field.
+    static func flags(_ url: URL?, _ defaults: [String: Bool]) throws -> [String: Bool] {
+        guard let url, let data = try? WholeFile.read(url), let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+            return defaults
+        }
+        var out = defaults
+        for key in defaults.keys {
+            guard let v = json[key], !(v is NSNull) else { continue }
+            guard let b = JSONField.boolean(v) else { throw TokenizerError("\(url.path): '\(key)' is \(JSONField.typeName(v)) (\(v)), not true or false") }
+            out[key] = b
+        }
+        return out
+    }
+
     /// A byte-level BPE framed by its `<s>` and `</s>`, padded with `<pad>`.
     static func byteLevel(_ bpe: ByteLevelBPE, added: [(content: String, id: Int32, lstrip: Bool, rstrip: Bool)], source: URL) throws -> HFTokenizer {
         func id(_ piece: String) throws -> Int32 {
@@ -101,14 +148,7 @@ public struct HFTokenizer {
     }
 
     /// `add_prefix_space` of `tokenizer_config.json` (false when absent, as RobertaTokenizer).
-    static func addPrefixSpace(_ url: URL?) throws -> Bool {
-        guard let url, let data = try? WholeFile.read(url), let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
-              let v = json["add_prefix_space"], !(v is NSNull) else { return false }
-        guard let b = JSONField.boolean(v) else {
-            throw TokenizerError("\(url.path): 'add_prefix_space' is \(JSONField.typeName(v)) (\(v)), not true or false")
-        }
-        return b
-    }
+    static func addPrefixSpace(_ url: URL?) throws -> Bool { try flags(url, ["add_prefix_space": false])["add_prefix_space"]! }
 
     /// The special tokens a tokenizer without `tokenizer.json` matches in text: the
     /// `defaults` of its class, the ones `tokenizer_config.json` names (`cls_token`, ...,
@@ -147,7 +187,7 @@ public struct HFTokenizer {
         switch base {
         case .wordPiece(let t): return [t.classifier] + body + [t.separator]
         case .sentencePiece: return [FairseqSentencePiece.begin] + body + [FairseqSentencePiece.end]
-        case .byteLevel(_, let begin, let end, _): return [begin] + body + [end]
+        case .byteLevel(_, let begin, let end, _), .unigram(_, let begin, let end, _): return [begin] + body + [end]
         }
     }
 
@@ -156,6 +196,7 @@ public struct HFTokenizer {
         case .wordPiece(let t): return t.ids(text)
         case .sentencePiece(let t): return try t.ids(text)
         case .byteLevel(let t, _, _, _): return try t.ids(text)
+        case .unigram(let t, _, _, _): return try t.ids(text)
         }
     }
 
@@ -164,7 +205,7 @@ public struct HFTokenizer {
         switch base {
         case .wordPiece(let t): return t.padding
         case .sentencePiece: return FairseqSentencePiece.padding
-        case .byteLevel(_, _, _, let padding): return padding
+        case .byteLevel(_, _, _, let padding), .unigram(_, _, _, let padding): return padding
         }
     }
 
@@ -177,6 +218,7 @@ public struct HFTokenizer {
                                             FairseqSentencePiece.end: "</s>", FairseqSentencePiece.unknown: "<unk>", t.mask: "<mask>"]
             return fairseq[id] ?? t.model.piece(id - 1)
         case .byteLevel(let t, _, _, _): return t.vocabulary.first { $0.value == id }?.key
+        case .unigram(let t, _, _, _): return t.model.pieces.indices.contains(Int(id)) ? t.model.pieces[Int(id)] : nil
         }
     }
 
@@ -186,6 +228,7 @@ public struct HFTokenizer {
         case .wordPiece(let t): return t.pieces.count
         case .sentencePiece(let t): return t.vocabSize
         case .byteLevel(let t, _, _, _): return t.vocabulary.count
+        case .unigram(let t, _, _, _): return t.model.pieces.count
         }
     }
 
@@ -200,6 +243,7 @@ public struct HFTokenizer {
         case .byteLevel(let t, _, _, _):
             d = Data((["byte-level-bpe", "prefix \(t.addPrefixSpace)"] + t.vocabulary.sorted { $0.value < $1.value }.map(\.key)
                       + t.mergeList.map { $0.0 + " " + $0.1 }).joined(separator: "\n").utf8)
+        case .unigram(let t, _, _, _): d = t.identity
         }
         if !added.tokens.isEmpty { d += Data("\nadded\n".utf8) + added.identity }
         return d
