@@ -86,13 +86,13 @@ struct FuzzTarget: Sendable {
             for text in HFFixtures.texts { _ = try fairseq.encode(text, maxLength: 64) }
         },
         FuzzTarget(name: "tokenizer-json", fileExtension: "bin") { url in
-            // The first byte picks the template: BERT's WordPiece or XLM-R's Unigram.
+            // The first byte picks the template: BERT's WordPiece, XLM-R's Unigram, RoBERTa's
+            // byte-level BPE, ALBERT's Unigram, or that file read as DeBERTa's.
             let edits = try WholeFile.read(url)
-            let unigram = (edits.first ?? 0) & 1 == 1
-            let dir = try HFFixtures.directory(url, files: unigram ? [] : ["tokenizer_config.json"])
-            try JSONEdits(edits.dropFirst()).apply(to: unigram ? HFFixtures.unigramJSON : HFFixtures.wordPieceJSON,
-                                                   writing: dir.appendingPathComponent("tokenizer.json"))
-            try HFFixtures.encode(dir, roberta: unigram)
+            let kind = HFFixtures.Kind.allCases[Int(edits.first ?? 0) % HFFixtures.Kind.allCases.count]
+            let dir = try HFFixtures.directory(url, files: kind == .wordPiece ? ["tokenizer_config.json"] : [])
+            try JSONEdits(edits.dropFirst()).apply(to: kind.template, writing: dir.appendingPathComponent("tokenizer.json"))
+            try HFFixtures.encode(dir, kind: kind)
         },
         FuzzTarget(name: "hf-config", fileExtension: "bin") { url in
             let dir = try HFFixtures.directory(url, files: [])
@@ -106,7 +106,7 @@ struct FuzzTarget: Sendable {
             let dir = try HFFixtures.directory(url, files: ["vocab.txt"])
             try JSONEdits(WholeFile.read(url)).apply(to: HFFixtures.bert.appendingPathComponent("tokenizer_config.json"),
                                                      writing: dir.appendingPathComponent("tokenizer_config.json"))
-            try HFFixtures.encode(dir, roberta: false)
+            try HFFixtures.encode(dir)
         },
         FuzzTarget(name: "safetensors-index", fileExtension: "bin") { url in
             let dir = try HFFixtures.directory(url, files: [])
@@ -271,14 +271,40 @@ enum HFFixtures {
         return dir
     }
 
-    /// Loads the tokenizer in `dir` as a BERT (or XLM-R) directory's loader does, with the
+    /// The tokenizer.json templates of the fuzz targets, and the model type that reads each.
+    enum Kind: CaseIterable {
+        case wordPiece, unigram, byteLevel, albert, deberta
+        var template: URL {
+            switch self {
+            case .wordPiece: return wordPieceJSON
+            case .unigram: return unigramJSON
+            case .byteLevel: return URL(fileURLWithPath: "Tests/TangentTests/Fixtures/bpe/saved/tokenizer.json")
+            case .albert, .deberta: return URL(fileURLWithPath: "Tests/TangentTests/Fixtures/albert-tokenizer/saved/tokenizer.json")
+            }
+        }
+        var modelType: String {
+            switch self {
+            case .wordPiece: return "bert"
+            case .unigram: return "xlm-roberta"
+            case .byteLevel: return "roberta"
+            case .albert, .deberta: return "albert"
+            }
+        }
+    }
+
+    /// Loads the tokenizer in `dir` as the loader of `kind`'s model type does, with the
     /// fixture's config, and encodes the texts.
-    static func encode(_ dir: URL, roberta: Bool) throws {
+    static func encode(_ dir: URL, kind: Kind = .wordPiece) throws {
+        if kind == .deberta {
+            let tok = try HFTokenizer.debertaV2(directory: dir)
+            for text in texts { _ = try tok.encode(text, maxLength: 512) }
+            return
+        }
         guard var json = try JSONSerialization.jsonObject(with: WholeFile.read(bert.appendingPathComponent("config.json"))) as? [String: Any] else { return }
-        if roberta {
-            json["model_type"] = "xlm-roberta"
+        if kind != .wordPiece {
+            json["model_type"] = kind.modelType
             json["vocab_size"] = 1 << 20
-            json["pad_token_id"] = 1
+            json["pad_token_id"] = kind == .albert ? 0 : 1
         }
         let config = try HFEncoderConfig(json: json, source: "config.json")
         let tok = try HFTokenizer.load(directory: dir, config: config)
