@@ -19,15 +19,21 @@ import Testing
         return w
     }
 
-    /// predict gives transformers' probabilities; featurize (one run, and sharded then
-    /// merged, byte for byte), attribute (in memory and streamed from the merged file)
-    /// and compare run as on tangent's own models.
-    @Test func commandsRunOnABertDirectoryAndShardsMergeBitIdentical() throws {
+    /// On each architecture, with no flags of its own: predict gives transformers'
+    /// probabilities; featurize (one run, and sharded then merged, byte for byte, per-layer
+    /// groups as the checkpoint names them), attribute (in memory and streamed from the
+    /// merged file), compare and poison --init run as on tangent's own models.
+    @Test(arguments: [("hf-bert", ["encoder.layer.1", "pooler", "classifier"]),
+                      ("hf-distilbert", ["transformer.layer.1", "pre_classifier", "classifier"]),
+                      ("hf-electra", ["encoder.layer.1", "embeddings_project", "classifier"]),
+                      ("hf-albert", ["encoder.albert_layer_groups.1", "encoder.embedding_hidden_mapping_in", "pooler"])])
+    func commandsRunOnEachArchitectureAndShardsMergeBitIdentical(name: String, groups: [String]) throws {
+        let model = Self.fixtures.appendingPathComponent(name)
         let w = try Self.work()
         defer { try? FileManager.default.removeItem(at: w) }
-        let reference = try JSONSerialization.jsonObject(with: Data(contentsOf: Self.bert.appendingPathComponent("reference.json"))) as! [String: Any]
+        let reference = try JSONSerialization.jsonObject(with: Data(contentsOf: model.appendingPathComponent("reference.json"))) as! [String: Any]
         let cases = Array((reference["cases"] as! [[String: Any]]).dropFirst(4).prefix(5))
-        let predict = try CLI.run(["predict", "--model", Self.bert.path, "--json"] + cases.flatMap { ["--text", $0["text"] as! String] }, in: w)
+        let predict = try CLI.run(["predict", "--model", model.path, "--json"] + cases.flatMap { ["--text", $0["text"] as! String] }, in: w)
         #expect(predict.status == 0, "\(predict.stderr)")
         let lines = predict.stdout.split(separator: "\n")
         #expect(lines.count == cases.count)
@@ -38,7 +44,7 @@ import Testing
             let probabilities = got["probabilities"] as! [String: Double]
             #expect(abs(probabilities["positive"]! - p1) < 1e-5, "\(line)")
         }
-        let featurize = ["featurize", "--model", Self.bert.path, "--data", "train.jsonl", "--kernel", "trntk", "--proj-dim", "32", "--per-layer"]
+        let featurize = ["featurize", "--model", model.path, "--data", "train.jsonl", "--kernel", "trntk", "--proj-dim", "32", "--per-layer"]
         let one = try CLI.run(featurize + ["--out", "one.safetensors"], in: w)
         #expect(one.status == 0, "\(one.stderr)")
         for i in 0..<2 {
@@ -50,21 +56,21 @@ import Testing
         #expect(try Data(contentsOf: w.appendingPathComponent("merged.safetensors")) == Data(contentsOf: w.appendingPathComponent("one.safetensors")))
         // The per-layer groups are the checkpoint's own.
         let header = String(decoding: try Data(contentsOf: w.appendingPathComponent("one.safetensors")).prefix(4096), as: UTF8.self)
-        #expect(header.contains("encoder.layer.1") && header.contains("pooler") && header.contains("classifier"))
-        let attribute = try CLI.run(["attribute", "--model", Self.bert.path, "--train", "train.jsonl", "--text", "a fine film",
+        #expect(groups.allSatisfy(header.contains), "\(header)")
+        let attribute = try CLI.run(["attribute", "--model", model.path, "--train", "train.jsonl", "--text", "a fine film",
                                      "--kernel", "proj-trntk", "--proj-dim", "32", "--top", "3"], in: w)
-        #expect(attribute.status == 0 && attribute.stdout.contains("encoder.layer."), "\(attribute.stdout)\(attribute.stderr)")
-        let streamed = try CLI.run(["attribute", "--model", Self.bert.path, "--train", "train.jsonl", "--train-features", "merged.safetensors",
+        #expect(attribute.status == 0 && attribute.stdout.contains(groups[0].dropLast()), "\(attribute.stdout)\(attribute.stderr)")
+        let streamed = try CLI.run(["attribute", "--model", model.path, "--train", "train.jsonl", "--train-features", "merged.safetensors",
                                     "--text", "a fine film", "--kernel", "proj-trntk", "--lambda", "0.01", "--top", "3"], in: w)
         #expect(streamed.status == 0 && streamed.stdout.contains(" 3. "), "\(streamed.stdout)\(streamed.stderr)")
-        let compare = try CLI.run(["compare", "--model", Self.bert.path, "--train", "train.jsonl", "--test", "test.jsonl",
+        let compare = try CLI.run(["compare", "--model", model.path, "--train", "train.jsonl", "--test", "test.jsonl",
                                    "--kernels", "trntk,proj-pntk,embedding,grad-cos,if-head", "--proj-dim", "64", "--error-dims", "",
                                    "--out", "report"], in: w)
         #expect(compare.status == 0, "\(compare.stderr)")
         let md = (try? String(contentsOf: w.appendingPathComponent("report/report.md"), encoding: .utf8)) ?? ""
         for k in ["| trntk |", "| proj-pntk |", "| embedding |", "| grad-cos |", "| if-head |"] { #expect(md.contains(k), "\(k)") }
         // poison --init fine-tunes the encoder on the poisoned texts.
-        let poison = try CLI.run(["poison", "--init", Self.bert.path, "--data", "train.jsonl", "--test", "test.jsonl", "--source", "positive",
+        let poison = try CLI.run(["poison", "--init", model.path, "--data", "train.jsonl", "--test", "test.jsonl", "--source", "positive",
                                   "--target", "negative", "--k", "2", "--epochs", "1", "--lr", "1e-3", "--kernels", "proj-pntk,tracin",
                                   "--proj-dim", "32", "--out", "poison"], in: w)
         #expect(poison.status == 0 && poison.stdout.contains("| tracin |") && poison.stderr.contains("fine-tuning"), "\(poison.stdout)\(poison.stderr)")
@@ -180,6 +186,26 @@ import Testing
             // ELECTRA's head: classifier.dense + GELU, no pooler.
             #expect(r.stdout.contains("classifier") && !r.stdout.contains("pooler"), "\(r.stdout)")
         }
+    }
+
+    /// The commands that retrain or evaluate a fine-tune, on the other architectures:
+    /// evaluate, lds --recipe (subset fine-tunes from the same pretrained weights) and the
+    /// label audit.
+    @Test(arguments: ["hf-distilbert", "hf-electra", "hf-albert"])
+    func recipeCommandsRunOnEachArchitecture(name: String) throws {
+        let w = try Self.work()
+        defer { try? FileManager.default.removeItem(at: w) }
+        let pretrained = Self.fixtures.appendingPathComponent(name)
+        let tune = try CLI.run(["train", "--init", pretrained.path, "--data", "train.jsonl", "--epochs", "1", "--out", "m"], in: w)
+        #expect(tune.status == 0, "\(tune.stderr)")
+        let evaluate = try CLI.run(["evaluate", "--model", "m", "--data", "test.jsonl"], in: w)
+        #expect(evaluate.status == 0 && evaluate.stdout.contains("accuracy"), "\(evaluate.stdout)\(evaluate.stderr)")
+        let lds = try CLI.run(["lds", "--recipe", "m", "--data", "train.jsonl", "--test", "test.jsonl", "--subsets", "3", "--ensemble", "1",
+                               "--kernels", "proj-pntk,tracin", "--proj-dim", "64", "--out", "lds"], in: w)
+        #expect(lds.status == 0 && lds.stdout.contains("fine-tuned from \(pretrained.standardizedFileURL.path)"), "\(lds.stdout)\(lds.stderr)")
+        let audit = try CLI.run(["audit", "--model", "m", "--train", "train.jsonl", "--flip", "0.1", "--epochs", "1", "--proj-dim", "64",
+                                 "--top", "3", "--json", "a.json"], in: w)
+        #expect(audit.status == 0 && FileManager.default.fileExists(atPath: w.appendingPathComponent("a.json").path), "\(audit.stderr)")
     }
 
     /// `train --init --max-shard-size` saves shards and an index as save_pretrained does,
