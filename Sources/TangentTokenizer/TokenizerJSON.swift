@@ -196,6 +196,69 @@ public enum TokenizerJSON {
             + (charsmap ? [.precompiled] : [])
     }
 
+    /// A byte-level BPE `tokenizer.json` run as written, as transformers 5 runs the files of
+    /// models without a tokenizer class of their own (TokenizersBackend: ModernBERT's): no
+    /// normalizer, a `ByteLevel` pre-tokenizer (GPT-2's pattern) with the file's
+    /// `add_prefix_space`, the BPE model's vocabulary and merges, and the framing of the
+    /// post-processor (`TemplateProcessing` `[X] $A [Y]`, or `RobertaProcessing` /
+    /// `BertProcessing`). Anything the reader would run differently is refused by field.
+    public static func byteLevelAsWritten(_ json: [String: Any], source path: String) throws -> (bpe: ByteLevelBPE, begin: Int32, end: Int32) {
+        func fail(_ field: String, _ why: String) -> TokenizerError { TokenizerError("\(path): \(field) \(why)") }
+        if let n = json["normalizer"], !(n is NSNull) { throw fail("'normalizer'", "is set; only byte-level files without one are read as written") }
+        var byteLevel = json["pre_tokenizer"] as? [String: Any]
+        if byteLevel?["type"] as? String == "Sequence", let list = byteLevel?["pretokenizers"] as? [[String: Any]], list.count == 1 { byteLevel = list[0] }
+        guard let pre = byteLevel, pre["type"] as? String == "ByteLevel" else {
+            throw fail("'pre_tokenizer'", "is not a ByteLevel pre-tokenizer")
+        }
+        if let r = pre["use_regex"], JSONField.boolean(r) != true { throw fail("'pre_tokenizer.use_regex'", "is \(r); only GPT-2's pattern (true) is supported") }
+        guard let prefix = pre["add_prefix_space"].map(JSONField.boolean) ?? false else {
+            throw fail("'pre_tokenizer.add_prefix_space'", "is not true or false")
+        }
+        guard let model = json["model"] as? [String: Any] else { throw fail("'model'", "is missing") }
+        for key in ["dropout", "continuing_subword_prefix", "end_of_word_suffix"] {
+            if let v = model[key], !(v is NSNull), (v as? String) != "" { throw fail("'model.\(key)'", "is \(v); only BPE without it is supported") }
+        }
+        for key in ["byte_fallback", "ignore_merges"] where JSONField.boolean(model[key]) == true {
+            throw fail("'model.\(key)'", "is true; only BPE without it is supported")
+        }
+        let bpe = try byteLevelBPE(json, source: path, addPrefixSpace: prefix)
+        let added = try addedTokenEntries(json, size: 1 << 24, source: path)
+        func id(_ token: String, _ field: String) throws -> Int32 {
+            if let a = added.first(where: { $0.content == token }) { return a.id }
+            guard let i = bpe.vocabulary[token] else { throw fail(field, "names '\(token)', which is neither an added token nor a piece") }
+            return i
+        }
+        guard let post = json["post_processor"] as? [String: Any] else {
+            throw fail("'post_processor'", "is missing; the framing of a text ([CLS] ... [SEP]) is read from it")
+        }
+        switch post["type"] as? String {
+        case "TemplateProcessing":
+            // [SpecialToken X, Sequence A, SpecialToken Y], each special one id.
+            guard let single = post["single"] as? [[String: Any]], single.count == 3,
+                  let x = (single[0]["SpecialToken"] as? [String: Any])?["id"] as? String, single[1]["Sequence"] != nil,
+                  let y = (single[2]["SpecialToken"] as? [String: Any])?["id"] as? String else {
+                throw fail("'post_processor.single'", "is not [special token, $A, special token]; only that framing is supported")
+            }
+            let specials = post["special_tokens"] as? [String: Any] ?? [:]
+            func special(_ name: String) throws -> Int32 {
+                guard let ids = (specials[name] as? [String: Any])?["ids"] as? [Any], ids.count == 1, let i = JSONField.integer(ids[0]) else {
+                    throw fail("'post_processor.special_tokens'['\(name)']", "is not one token id")
+                }
+                return Int32(i)
+            }
+            return (bpe, try special(x), try special(y))
+        case "RobertaProcessing", "BertProcessing":
+            guard let cls = post["cls"] as? [Any], cls.count == 2, let c = JSONField.integer(cls[1]),
+                  let sep = post["sep"] as? [Any], sep.count == 2, let e = JSONField.integer(sep[1]) else {
+                throw fail("'post_processor'", "lacks its [token, id] 'cls' and 'sep'")
+            }
+            _ = try id(cls[0] as? String ?? "", "'post_processor.cls'")
+            return (bpe, Int32(c), Int32(e))
+        default:
+            throw fail("'post_processor.type'", "is \(post["type"] ?? "missing"); TemplateProcessing, RobertaProcessing and BertProcessing are supported")
+        }
+    }
+
     /// The pieces, in id order, of the `WordPiece` model of a BERT `tokenizer.json` (what
     /// transformers 5 reads in place of `vocab.txt`, and the only file it saves). Its
     /// normalizer's settings are not read: transformers' BertTokenizer rebuilds the

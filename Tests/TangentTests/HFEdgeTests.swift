@@ -248,6 +248,29 @@ struct RealDebertaTokenizerTests {
         #expect(mismatches.isEmpty, "\(mismatches.count) of \(lines.count) differ, e.g. \(mismatches.prefix(5))")
     }
 
+    /// A byte-level BPE tokenizer.json run as written, as transformers 5 runs ModernBERT's
+    /// (TokenizersBackend: the file's add_prefix_space, its TemplateProcessing framing,
+    /// `[MASK]` with lstrip): the ids transformers gives (scripts/make_bpe_as_written_fixture.py).
+    @Test(arguments: ["plain", "prefix"])
+    func asWrittenGivesTransformersIDs(name: String) throws {
+        let tok = try HFTokenizer.asWritten(directory: fixture("bpe-as-written/\(name)"))
+        guard case .byteLevel(let bpe, let begin, let end, let padding) = tok.base else { Issue.record("not byte-level"); return }
+        #expect(bpe.addPrefixSpace == (name == "prefix") && begin == 1001 && end == 1002 && padding == 1003)
+        let lines = try String(contentsOf: fixture("bpe-as-written/ids-\(name).jsonl"), encoding: .utf8).split(separator: "\n")
+        #expect(lines.count >= 1000)
+        var mismatches: [String] = []
+        for line in lines {
+            let c = try JSONSerialization.jsonObject(with: Data(line.utf8)) as! [String: Any]
+            if try tok.encode(c["text"] as! String, maxLength: 100_000) != (c["ids"] as! [Int]).map(Int32.init) { mismatches.append(c["text"] as! String) }
+        }
+        #expect(mismatches.isEmpty, "\(mismatches.count) of \(lines.count) differ, e.g. \(mismatches.prefix(5))")
+        // What would run differently is refused, naming the field.
+        var json = try TokenizerJSON.read(fixture("bpe-as-written/\(name)/tokenizer.json"))
+        json["normalizer"] = ["type": "NFC"]
+        let e = #expect(throws: TokenizerError.self) { try TokenizerJSON.byteLevelAsWritten(json, source: "t.json") }
+        #expect(e?.description.contains("'normalizer'") == true)
+    }
+
     /// A BPE tokenizer.json that is not byte-level, or with damaged merges, is refused by field.
     @Test func badBPETokenizerJSONIsRefused() throws {
         var json = try TokenizerJSON.read(fixture("bpe/saved/tokenizer.json"))

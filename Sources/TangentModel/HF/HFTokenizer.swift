@@ -167,6 +167,26 @@ public struct HFTokenizer {
                            added: AddedTokens(stripping: added), source: source.path)
     }
 
+    /// A byte-level BPE `tokenizer.json` run as written (see
+    /// `TokenizerJSON.byteLevelAsWritten`), as transformers 5 runs ModernBERT's; the padding
+    /// token is `tokenizer_config.json`'s `pad_token` (default `[PAD]`).
+    public static func asWritten(directory: URL) throws -> HFTokenizer {
+        let json = directory.appendingPathComponent("tokenizer.json")
+        guard FileManager.default.fileExists(atPath: json.path) else {
+            throw TokenizerError("\(directory.path): no tokenizer.json; this model's tokenizer is read from it as written")
+        }
+        let parsed = try TokenizerJSON.read(json)
+        let (bpe, begin, end) = try TokenizerJSON.byteLevelAsWritten(parsed, source: json.path)
+        let added = try TokenizerJSON.addedTokens(parsed, size: 1 << 24, source: json.path)
+        let configURL = directory.appendingPathComponent("tokenizer_config.json")
+        let config = (try? WholeFile.read(configURL)).flatMap { try? JSONSerialization.jsonObject(with: $0) as? [String: Any] } ?? [:]
+        let padName = (config["pad_token"] as? String) ?? ((config["pad_token"] as? [String: Any])?["content"] as? String) ?? "[PAD]"
+        guard let padding = added.first(where: { $0.content == padName })?.id ?? bpe.vocabulary[padName] else {
+            throw TokenizerError("\(json.path): the padding token \(padName) is neither an added token nor a piece")
+        }
+        return HFTokenizer(base: .byteLevel(bpe, begin: begin, end: end, padding: padding), added: AddedTokens(stripping: added), source: json.path)
+    }
+
     /// `added_tokens_decoder` of `tokenizer_config.json`: id to token, with its flags.
     static func addedTokensDecoder(_ json: [String: Any], source: String) throws
         -> [(content: String, id: Int32, lstrip: Bool, rstrip: Bool, normalized: Bool)] {
