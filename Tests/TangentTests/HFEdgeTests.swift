@@ -156,15 +156,7 @@ struct RealXLMRTokenizerTests {
                                                 "type_vocab_size": 1, "layer_norm_eps": 1e-5, "pad_token_id": 1], source: "config.json")
         let tok = try HFTokenizer.load(directory: dir, config: config)
         #expect(tok.size == 250_002)
-        let lines = try String(contentsOf: fixture("real-xlmr/ids.jsonl"), encoding: .utf8).split(separator: "\n")
-        #expect(lines.count >= 1000)
-        var mismatches: [String] = []
-        for line in lines {
-            let c = try JSONSerialization.jsonObject(with: Data(line.utf8)) as! [String: Any]
-            let text = c["text"] as! String
-            if try tok.encode(text, maxLength: 512) != (c["ids"] as! [Int]).map(Int32.init) { mismatches.append(text) }
-        }
-        #expect(mismatches.isEmpty, "\(mismatches.count) of \(lines.count) differ, e.g. \(mismatches.prefix(3))")
+        try expectReferenceIDs(fixture("real-xlmr/ids.jsonl")) { try tok.encode($0, maxLength: 512) }
     }
 }
 
@@ -187,16 +179,7 @@ struct RealDebertaTokenizerTests {
         }
         let tok = try HFTokenizer.debertaV2(directory: dir)
         #expect(tok.size == 128_001 && tok.padID == 0)
-        let lines = try String(contentsOf: fixture("real-deberta/ids.jsonl"), encoding: .utf8).split(separator: "\n")
-        #expect(lines.count >= 1000)
-        var mismatches: [String] = []
-        for line in lines {
-            let c = try JSONSerialization.jsonObject(with: Data(line.utf8)) as! [String: Any]
-            let text = c["text"] as! String
-            let got = try tok.encode(text, maxLength: 100_000)
-            if got != (c["ids"] as! [Int]).map(Int32.init) { mismatches.append("\(text) \(got) \(c["ids"]!)") }
-        }
-        #expect(mismatches.isEmpty, "\(mismatches.count) of \(lines.count) differ, e.g. \(mismatches.prefix(3))")
+        try expectReferenceIDs(fixture("real-deberta/ids.jsonl")) { try tok.encode($0, maxLength: 100_000) }
     }
 }
 
@@ -238,14 +221,7 @@ struct RealDebertaTokenizerTests {
         let tok = try HFTokenizer.load(directory: fixture(directory), config: config)
         guard case .byteLevel(let bpe, _, _, _) = tok.base else { Issue.record("not byte-level: \(tok.base)"); return }
         #expect(bpe.addPrefixSpace == directory.hasSuffix("prefix") && tok.source.hasSuffix("tokenizer.json"))
-        let lines = try String(contentsOf: fixture(ids), encoding: .utf8).split(separator: "\n")
-        #expect(lines.count >= 1000)
-        var mismatches: [String] = []
-        for line in lines {
-            let c = try JSONSerialization.jsonObject(with: Data(line.utf8)) as! [String: Any]
-            if try tok.encode(c["text"] as! String, maxLength: 100_000) != (c["ids"] as! [Int]).map(Int32.init) { mismatches.append(c["text"] as! String) }
-        }
-        #expect(mismatches.isEmpty, "\(mismatches.count) of \(lines.count) differ, e.g. \(mismatches.prefix(5))")
+        try expectReferenceIDs(fixture(ids)) { try tok.encode($0, maxLength: 100_000) }
     }
 
     /// A byte-level BPE tokenizer.json run as written, as transformers 5 runs ModernBERT's
@@ -256,14 +232,7 @@ struct RealDebertaTokenizerTests {
         let tok = try HFTokenizer.asWritten(directory: fixture("bpe-as-written/\(name)"))
         guard case .byteLevel(let bpe, let begin, let end, let padding) = tok.base else { Issue.record("not byte-level"); return }
         #expect(bpe.addPrefixSpace == (name == "prefix") && begin == 1001 && end == 1002 && padding == 1003)
-        let lines = try String(contentsOf: fixture("bpe-as-written/ids-\(name).jsonl"), encoding: .utf8).split(separator: "\n")
-        #expect(lines.count >= 1000)
-        var mismatches: [String] = []
-        for line in lines {
-            let c = try JSONSerialization.jsonObject(with: Data(line.utf8)) as! [String: Any]
-            if try tok.encode(c["text"] as! String, maxLength: 100_000) != (c["ids"] as! [Int]).map(Int32.init) { mismatches.append(c["text"] as! String) }
-        }
-        #expect(mismatches.isEmpty, "\(mismatches.count) of \(lines.count) differ, e.g. \(mismatches.prefix(5))")
+        try expectReferenceIDs(fixture("bpe-as-written/ids-\(name).jsonl")) { try tok.encode($0, maxLength: 100_000) }
         // What would run differently is refused, naming the field.
         var json = try TokenizerJSON.read(fixture("bpe-as-written/\(name)/tokenizer.json"))
         json["normalizer"] = ["type": "NFC"]
@@ -312,15 +281,7 @@ struct RealDebertaTokenizerTests {
             try FileManager.default.copyItem(at: fixture("albert-tokenizer/\(f)"), to: dir.appendingPathComponent((f as NSString).lastPathComponent))
         }
         let tok = try HFTokenizer.load(directory: dir, config: Self.config)
-        let lines = try String(contentsOf: fixture("albert-tokenizer/\(ids)"), encoding: .utf8).split(separator: "\n")
-        #expect(lines.count >= 1000)
-        var mismatches: [String] = []
-        for line in lines {
-            let c = try JSONSerialization.jsonObject(with: Data(line.utf8)) as! [String: Any]
-            let got = try tok.encode(c["text"] as! String, maxLength: 100_000)
-            if got != (c["ids"] as! [Int]).map(Int32.init) { mismatches.append("\(c["text"] as! String) \(got)") }
-        }
-        #expect(mismatches.isEmpty, "\(mismatches.count) of \(lines.count) differ, e.g. \(mismatches.prefix(4))")
+        try expectReferenceIDs(fixture("albert-tokenizer/\(ids)")) { try tok.encode($0, maxLength: 100_000) }
     }
 
     /// The Viterbi segmentation: best total score, an unknown character scored min - 10,

@@ -109,10 +109,7 @@ public struct HFTokenizer {
         } else {
             throw TokenizerError("\(directory.path): no tokenizer.json or spiece.model; an ALBERT model's tokenizer is read from one of them")
         }
-        func id(_ piece: String) throws -> Int32 {
-            guard let i = pipeline.model.index[piece] else { throw TokenizerError("\(source.path): the special token \(piece) is not in the vocabulary") }
-            return i
-        }
+        func id(_ piece: String) throws -> Int32 { try special(piece, in: pipeline.model.index, source: source) }
         return HFTokenizer(base: .unigram(pipeline, begin: try id("[CLS]"), end: try id("[SEP]"), padding: try id("<pad>")),
                            added: AddedTokens(stripping: added), source: source.path)
     }
@@ -159,10 +156,7 @@ public struct HFTokenizer {
         } else {
             throw TokenizerError("\(directory.path): no tokenizer.json or spm.model; a DeBERTa model's tokenizer is read from one of them")
         }
-        func id(_ piece: String) throws -> Int32 {
-            guard let i = pipeline.model.index[piece] else { throw TokenizerError("\(source.path): the special token \(piece) is not in the vocabulary") }
-            return i
-        }
+        func id(_ piece: String) throws -> Int32 { try special(piece, in: pipeline.model.index, source: source) }
         return HFTokenizer(base: .unigram(pipeline, begin: try id("[CLS]"), end: try id("[SEP]"), padding: try id("[PAD]")),
                            added: AddedTokens(stripping: added), source: source.path)
     }
@@ -223,12 +217,15 @@ public struct HFTokenizer {
 
     /// A byte-level BPE framed by its `<s>` and `</s>`, padded with `<pad>`.
     static func byteLevel(_ bpe: ByteLevelBPE, added: [(content: String, id: Int32, lstrip: Bool, rstrip: Bool)], source: URL) throws -> HFTokenizer {
-        func id(_ piece: String) throws -> Int32 {
-            guard let i = bpe.vocabulary[piece] else { throw TokenizerError("\(source.path): the special token \(piece) is not in the vocabulary") }
-            return i
-        }
+        func id(_ piece: String) throws -> Int32 { try special(piece, in: bpe.vocabulary, source: source) }
         return HFTokenizer(base: .byteLevel(bpe, begin: try id("<s>"), end: try id("</s>"), padding: try id("<pad>")),
                            added: AddedTokens(stripping: added), source: source.path)
+    }
+
+    /// The id of a framing or padding token, which the vocabulary must hold.
+    static func special(_ piece: String, in vocabulary: [String: Int32], source: URL) throws -> Int32 {
+        guard let i = vocabulary[piece] else { throw TokenizerError("\(source.path): the special token \(piece) is not in the vocabulary") }
+        return i
     }
 
     /// Tokens matched as written, without taking the whitespace beside them.

@@ -22,20 +22,35 @@ enum Attention {
                 let p = att + attOffsets[b] + h * L * L
                 T.gemm(transA: false, transB: true, m: L, n: L, k: dh, alpha: scale, a: q, lda: ld,
                        b: k, ldb: ld, beta: 0, c: p, ldc: L)
-                for i in 0..<L {
-                    let row = p + i * L
-                    var mx = row[0]
-                    for j in 1..<L where row[j] > mx { mx = row[j] }
-                    // Exponentials in a loop of their own (it vectorizes), then the sum in order.
-                    for j in 0..<L { row[j] = T.vexp(row[j] - mx) }
-                    var sum: T = 0
-                    for j in 0..<L { sum += row[j] }
-                    let inv = 1 / sum
-                    for j in 0..<L { row[j] *= inv }
-                }
+                softmaxRows(p, L)
                 T.gemm(transA: false, transB: false, m: L, n: dh, k: L, alpha: 1, a: p, lda: L,
                        b: v, ldb: ld, beta: 0, c: out + r.lowerBound * d + h * dh, ldc: d)
             }
+        }
+    }
+
+    /// Each row of the L x L scores `p` made its softmax, in place.
+    static func softmaxRows<T: BLASScalar>(_ p: UnsafeMutablePointer<T>, _ L: Int) {
+        for i in 0..<L {
+            let row = p + i * L
+            var mx = row[0]
+            for j in 1..<L where row[j] > mx { mx = row[j] }
+            // Exponentials in a loop of their own (it vectorizes), then the sum in order.
+            for j in 0..<L { row[j] = T.vexp(row[j] - mx) }
+            var sum: T = 0
+            for j in 0..<L { sum += row[j] }
+            let inv = 1 / sum
+            for j in 0..<L { row[j] *= inv }
+        }
+    }
+
+    /// dS = P * (dP - rowsum(dP * P)) in place of dP (L x L), times `scale` (the scores').
+    static func softmaxBackwardRows<T: BLASScalar>(_ p: UnsafePointer<T>, _ dp: UnsafeMutablePointer<T>, _ L: Int, scale: T) {
+        for i in 0..<L {
+            let pr = p + i * L, dr = dp + i * L
+            var s: T = 0
+            for j in 0..<L { s += pr[j] * dr[j] }
+            for j in 0..<L { dr[j] = pr[j] * (dr[j] - s) * scale }
         }
     }
 
@@ -63,13 +78,7 @@ enum Attention {
                        b: v, ldb: ld, beta: 0, c: dp, ldc: L)
                 T.gemm(transA: true, transB: false, m: L, n: dh, k: L, alpha: 1, a: p, lda: L,
                        b: dO, ldb: d, beta: 0, c: dv, ldc: ld)
-                // dS = P * (dP - rowsum(dP * P)), scaled for the 1/sqrt(dh) of the scores.
-                for i in 0..<L {
-                    let pr = p + i * L, dr = dp + i * L
-                    var s: T = 0
-                    for j in 0..<L { s += pr[j] * dr[j] }
-                    for j in 0..<L { dr[j] = pr[j] * (dr[j] - s) * scale }
-                }
+                softmaxBackwardRows(p, dp, L, scale: scale)
                 // dQ = dS K ; dK = dS^T Q
                 T.gemm(transA: false, transB: false, m: L, n: dh, k: L, alpha: 1, a: dp, lda: L,
                        b: k, ldb: ld, beta: 0, c: dq, ldc: ld)

@@ -74,16 +74,7 @@ enum DisentangledAttention {
                            beta: 0, c: scratch, ldc: R)
                     for i in 0..<L { for j in 0..<L { p[i * L + j] += scratch[j * R + Int(rows[i * L + j])] } }
                 }
-                for i in 0..<L {
-                    let row = p + i * L
-                    var mx = row[0]
-                    for j in 1..<L where row[j] > mx { mx = row[j] }
-                    for j in 0..<L { row[j] = T.vexp(row[j] - mx) }
-                    var sum: T = 0
-                    for j in 0..<L { sum += row[j] }
-                    let inv = 1 / sum
-                    for j in 0..<L { row[j] *= inv }
-                }
+                Attention.softmaxRows(p, L)
                 T.gemm(transA: false, transB: false, m: L, n: dh, k: L, alpha: 1, a: p, lda: L, b: v, ldb: ld, beta: 0,
                        c: out + r.lowerBound * d + h * dh, ldc: d)
             }
@@ -112,13 +103,7 @@ enum DisentangledAttention {
                 let dp = scratch, dRel = scratch + L * L
                 T.gemm(transA: false, transB: true, m: L, n: L, k: dh, alpha: 1, a: dO, lda: d, b: v, ldb: ld, beta: 0, c: dp, ldc: L)
                 T.gemm(transA: true, transB: false, m: L, n: dh, k: L, alpha: 1, a: p, lda: L, b: dO, ldb: d, beta: 0, c: dv, ldc: ld)
-                // dS = P * (dP - rowsum(dP * P)), times the score scale.
-                for i in 0..<L {
-                    let pr = p + i * L, dr = dp + i * L
-                    var s: T = 0
-                    for j in 0..<L { s += pr[j] * dr[j] }
-                    for j in 0..<L { dr[j] = pr[j] * (dr[j] - s) * scale }
-                }
+                Attention.softmaxBackwardRows(p, dp, L, scale: scale)
                 T.gemm(transA: false, transB: false, m: L, n: dh, k: L, alpha: 1, a: dp, lda: L, b: k, ldb: ld, beta: 0, c: dq, ldc: ld)
                 T.gemm(transA: true, transB: false, m: L, n: dh, k: L, alpha: 1, a: dp, lda: L, b: q, ldb: ld, beta: 0, c: dk, ldc: ld)
                 if terms.c2p {
