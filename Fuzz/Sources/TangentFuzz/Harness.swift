@@ -95,12 +95,20 @@ struct FuzzTarget: Sendable {
             try HFFixtures.encode(dir, kind: kind)
         },
         FuzzTarget(name: "hf-config", fileExtension: "bin") { url in
+            // The first byte picks the template: the BERT, DistilBERT, ELECTRA or ALBERT fixture's config.json.
+            let input = try WholeFile.read(url)
+            let templates = ["hf-bert", "hf-distilbert", "hf-electra", "hf-albert"]
+            let template = URL(fileURLWithPath: "Tests/TangentTests/Fixtures").appendingPathComponent(templates[Int(input.first ?? 0) % templates.count])
             let dir = try HFFixtures.directory(url, files: [])
-            try JSONEdits(WholeFile.read(url)).apply(to: HFFixtures.bert.appendingPathComponent("config.json"),
-                                                     writing: dir.appendingPathComponent("config.json"))
+            try JSONEdits(input.dropFirst()).apply(to: template.appendingPathComponent("config.json"), writing: dir.appendingPathComponent("config.json"))
             guard let json = try JSONSerialization.jsonObject(with: WholeFile.read(dir.appendingPathComponent("config.json"))) as? [String: Any] else { return }
             let config = try HFEncoderConfig(json: json, source: "config.json")
             _ = (config.maxTokens, config.parameterCount(classes: 2), config.trainingBytes(batch: 8, classes: 2), config.identity)
+            // Every applied layer's weights exist (ALBERT's groups).
+            for l in 0..<min(config.appliedLayers, 1 << 16) {
+                let set = config.parameterSet(applied: l)
+                guard set.group * config.innerLayers + set.inner < config.parameterSets else { fatalError("layer \(l) uses weights \(set) beyond \(config.parameterSets)") }
+            }
         },
         FuzzTarget(name: "tokenizer-config", fileExtension: "bin") { url in
             let dir = try HFFixtures.directory(url, files: ["vocab.txt"])
