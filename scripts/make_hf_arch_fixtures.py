@@ -12,19 +12,32 @@ hf-bert fixture. Then run scripts/make_hf_gradient_fixtures.py for per-example g
 - albert: hidden 32, embedding_size 24, 3 layers over 2 groups of 2 shared inner layers,
   4 heads, intermediate 64, gelu_new; with the ALBERT tokenizer of
   scripts/make_albert_tokenizer_fixture.py (run it first) instead of the WordPiece one.
+- deberta: DeBERTa-v3's settings (relative attention, pos_att_type p2c|c2p, shared key,
+  position_buckets 16 over max_relative_positions 64 so that texts past 8 tokens reach
+  the log buckets, layer-normed relative table, no absolute positions or token types),
+  hidden 32, 2 layers, 4 heads, intermediate 64; with a DeBERTa tokenizer as the hub ships
+  them: spm.model (a SentencePiece Unigram model of 1,000 pieces trained on the shipped
+  texts, with DeBERTa's [PAD] 0, [CLS] 1, [SEP] 2, [UNK] 3, then [MASK] after the pieces)
+  and what transformers 5 saves beside it.
+- deberta-own: DeBERTa-v2's other settings (own pos_key_proj / pos_query_proj, relative
+  positions clamped at 24, raw table, absolute positions, 2 token types), same tokenizer.
 
 Run from the repository root after make_hf_fixtures.py (installs what it needs):
     python3 scripts/make_hf_arch_fixtures.py [distilbert] [electra]
 """
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 
-subprocess.run([sys.executable, "-m", "pip", "install", "-q", "transformers", "tokenizers", "safetensors", "torch"], check=True)
+subprocess.run([sys.executable, "-m", "pip", "install", "-q", "transformers", "tokenizers", "safetensors", "torch", "sentencepiece",
+                "protobuf"], check=True)
 import torch  # noqa: E402
 import transformers  # noqa: E402
-from transformers import (AlbertConfig, AlbertForSequenceClassification, AutoTokenizer, DistilBertConfig,  # noqa: E402
+from transformers import (AlbertConfig, AlbertForSequenceClassification, AutoTokenizer, DebertaV2Config,  # noqa: E402
+                          DebertaV2ForSequenceClassification, DebertaV2Tokenizer, DistilBertConfig,
                           DistilBertForSequenceClassification, ElectraConfig, ElectraForSequenceClassification)
 
 FIX = "Tests/TangentTests/Fixtures"
@@ -50,14 +63,56 @@ def albert(vocab):
         **LABELS))
 
 
-BUILDERS = {"distilbert": distilbert, "electra": electra, "albert": albert}
+def deberta(vocab, own=False):
+    settings = dict(position_buckets=-1, max_relative_positions=24, share_att_key=False, norm_rel_ebd="none",
+                    position_biased_input=True, type_vocab_size=2) if own else \
+        dict(position_buckets=16, max_relative_positions=64, share_att_key=True, norm_rel_ebd="layer_norm",
+             position_biased_input=False, type_vocab_size=0)
+    return DebertaV2ForSequenceClassification(DebertaV2Config(
+        vocab_size=vocab, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+        max_position_embeddings=128, hidden_act="gelu", relative_attention=True, pos_att_type=["p2c", "c2p"],
+        layer_norm_eps=1e-7, pad_token_id=0, **settings, **LABELS))
+
+
+def deberta_tokenizer():
+    """DeBERTa's spm.model trained on the shipped texts (kept in hf-deberta/ once made), read
+    as transformers reads a hub directory holding it and its tokenizer_config.json."""
+    import sentencepiece as spm
+    kept = f"{FIX}/hf-deberta/spm.model"
+    hub = tempfile.mkdtemp()
+    if os.path.exists(kept):
+        shutil.copy(kept, hub)
+    else:
+        with open(f"{hub}/corpus.txt", "w", encoding="utf-8") as f:
+            for name in ["movie-snippets", "sms-spam", "trec6"]:
+                with open(f"data/{name}/train.jsonl", encoding="utf-8") as d:
+                    f.writelines(json.loads(line)["text"].replace("\n", " ") + "\n" for line in d)
+        spm.SentencePieceTrainer.train(input=f"{hub}/corpus.txt", model_prefix=f"{hub}/spm", vocab_size=1000, model_type="unigram",
+                                       pad_id=0, bos_id=1, eos_id=2, unk_id=3, pad_piece="[PAD]", bos_piece="[CLS]", eos_piece="[SEP]",
+                                       unk_piece="[UNK]", character_coverage=0.9995, num_threads=1, minloglevel=2)
+        for f in ["corpus.txt", "spm.vocab"]:
+            os.remove(f"{hub}/{f}")
+    with open(f"{hub}/tokenizer_config.json", "w") as f:
+        json.dump({"tokenizer_class": "DebertaV2Tokenizer", "do_lower_case": False, "split_by_punct": False, "bos_token": "[CLS]",
+                   "eos_token": "[SEP]", "unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PAD]", "cls_token": "[CLS]",
+                   "mask_token": "[MASK]"}, f)
+    with open(f"{hub}/config.json", "w") as f:
+        json.dump({"model_type": "deberta-v2"}, f)
+    return AutoTokenizer.from_pretrained(hub), f"{hub}/spm.model"
+
+
+BUILDERS = {"distilbert": distilbert, "electra": electra, "albert": albert, "deberta": deberta,
+            "deberta-own": lambda v: deberta(v, own=True)}
 TOKENIZERS = {"albert": f"{FIX}/albert-tokenizer/saved"}
 with open(f"{FIX}/hf-bert/reference.json", encoding="utf-8") as f:
     texts = [c["text"] for c in json.load(f)["cases"]]
 for arch in sys.argv[1:] or list(BUILDERS):
     out = f"{FIX}/hf-{arch}"
     os.makedirs(out, exist_ok=True)
-    tok = AutoTokenizer.from_pretrained(TOKENIZERS.get(arch, f"{FIX}/hf-bert"))
+    if arch.startswith("deberta"):
+        tok, spm_model = deberta_tokenizer()
+    else:
+        tok = AutoTokenizer.from_pretrained(TOKENIZERS.get(arch, f"{FIX}/hf-bert"))
     torch.manual_seed(2)
     model = BUILDERS[arch](len(tok))
     with torch.no_grad():
@@ -69,6 +124,9 @@ for arch in sys.argv[1:] or list(BUILDERS):
     model.eval()
     model.save_pretrained(out)
     tok.save_pretrained(out)
+    if arch == "deberta":
+        # As the hub ships DeBERTa tokenizers: spm.model beside what transformers 5 writes.
+        shutil.copy(spm_model, out)
     cases = []
     with torch.no_grad():
         for t in texts:

@@ -13,12 +13,15 @@ struct GradientDestination<T: BLASScalar> {
     let sink: ((Int, Int, UnsafePointer<T>) -> Void)?
     /// Token rows and text rows, summed or per text.
     let tokens: Segments, texts: Segments
+    /// Whether gradients are per text (written at a stride, or streamed), not summed.
+    let perText: Bool
 
     /// The destination of one shard's backward: per text at `perExampleStride` (token and
     /// text rows segmented by text), or summed over the shard.
     init(ws: Workspace<T>, base: UnsafeMutablePointer<T>?, offsets: [Int?], sink: ((Int, Int, UnsafePointer<T>) -> Void)?, perExampleStride: Int?) {
         let perText = (0..<ws.texts.count).map { $0..<($0 + 1) }
         self.ws = ws; self.base = base; self.offsets = offsets; self.sink = sink
+        self.perText = perExampleStride != nil || sink != nil
         if let stride = perExampleStride {
             tokens = Segments(ranges: ws.texts, stride: stride); texts = Segments(ranges: perText, stride: stride)
         } else {
@@ -30,26 +33,48 @@ struct GradientDestination<T: BLASScalar> {
     func slot(_ i: Int) -> UnsafeMutablePointer<T>? { sink == nil ? offsets[i].map { base! + $0 } : nil }
     func wanted(_ i: Int) -> Bool { offsets[i] != nil }
 
-    /// A linear layer's backward: dinp (written, or added to), then its weight and bias gradients (per text of
-    /// `streamRows` when streaming). `segments` picks token or text rows.
-    func linear(dinp: UnsafeMutablePointer<T>, accumulateInput: Bool = false, w: Int, b: Int, weight: UnsafePointer<T>,
+    /// More rows through the same linear layer, outside the token rows: DeBERTa's relative
+    /// embeddings, which each layer's key and query projections also project. Their input
+    /// gradient goes to `dinp` (added to; nil: not wanted); `segments` and `streamRows`
+    /// hold one range per text as the layer's own rows do (one range when summed).
+    struct ExtraRows {
+        let dinp: UnsafeMutablePointer<T>?
+        let dout: UnsafePointer<T>, inp: UnsafePointer<T>
+        let segments: Segments, streamRows: [Range<Int>]
+    }
+
+    /// A linear layer's backward: dinp (written, or added to; nil: not wanted), then its weight and bias gradients
+    /// (per text of `streamRows` when streaming), over its rows and any `extra` rows. `segments` picks token or text rows.
+    func linear(dinp: UnsafeMutablePointer<T>?, accumulateInput: Bool = false, w: Int, b: Int, weight: UnsafePointer<T>,
                 dout: UnsafePointer<T>, inp: UnsafePointer<T>,
-                n: Int, i: Int, o: Int, segments: Segments, rows: [Range<Int>]?, streamRows: [Range<Int>]) {
+                n: Int, i: Int, o: Int, segments: Segments, rows: [Range<Int>]?, streamRows: [Range<Int>], extra: ExtraRows? = nil) {
         Linear.backward(dinp: dinp, accumulateInput: accumulateInput, dweight: slot(w), dbias: slot(b), dout: dout, inp: inp, weight: weight,
                         n: n, i: i, o: o, segments: segments, rows: rows)
+        if let e = extra {
+            let extraRows = e.segments.ranges
+            Linear.backward(dinp: e.dinp, accumulateInput: true, dweight: slot(w), dbias: slot(b), dout: e.dout, inp: e.inp, weight: weight,
+                            n: extraRows.map(\.upperBound).max() ?? 0, i: i, o: o, segments: e.segments, rows: extraRows)
+        }
         guard let sink, wanted(w) || wanted(b) else { return }
-        // A product with beta 0 into the scratch, so nothing is zeroed.
+        // A product with beta 0 into the scratch, so nothing is zeroed; extra rows add to it,
+        // so each text's gradient is handed over once.
         ws.gradScratch.ensure(o * i)
         let sp = ws.gradScratch.p
         for (k, r) in streamRows.enumerated() where !r.isEmpty {
+            let x = extra.map { $0.streamRows[k] } ?? 0..<0
             if wanted(w) {
                 T.gemm(transA: true, transB: false, m: o, n: i, k: r.count, alpha: 1, a: dout + r.lowerBound * o, lda: o,
                        b: inp + r.lowerBound * i, ldb: i, beta: 0, c: sp, ldc: i)
+                if let e = extra, !x.isEmpty {
+                    T.gemm(transA: true, transB: false, m: o, n: i, k: x.count, alpha: 1, a: e.dout + x.lowerBound * o, lda: o,
+                           b: e.inp + x.lowerBound * i, ldb: i, beta: 1, c: sp, ldc: i)
+                }
                 sink(w, k, sp)
             }
             if wanted(b) {
                 sp.update(repeating: 0, count: o)
                 for row in r { for j in 0..<o { sp[j] += dout[row * o + j] } }
+                if let e = extra { for row in x { for j in 0..<o { sp[j] += e.dout[row * o + j] } } }
                 sink(b, k, sp)
             }
         }
@@ -57,25 +82,30 @@ struct GradientDestination<T: BLASScalar> {
 
     /// A LayerNorm's backward over the token rows: dinp accumulated, then its weight and
     /// bias gradients.
+    /// Other rows than the tokens (DeBERTa's relative table) come as `segments` and, when
+    /// streaming, one range per text (`streamRanges`).
     func layerNorm(dinp: UnsafeMutablePointer<T>, w: Int, b: Int, weight: UnsafePointer<T>, dout: UnsafePointer<T>, inp: UnsafePointer<T>,
-                   mean: UnsafePointer<T>, rstd: UnsafePointer<T>, n: Int, d: Int) {
+                   mean: UnsafePointer<T>, rstd: UnsafePointer<T>, n: Int, d: Int, segments: Segments? = nil, streamRanges: [Range<Int>]? = nil) {
         LayerNorm.backward(dinp: dinp, dweight: slot(w), dbias: slot(b), dout: dout, inp: inp, weight: weight, mean: mean, rstd: rstd,
-                           n: n, d: d, segments: tokens)
-        small([w, b], width: d) { dw, db, seg in
+                           n: n, d: d, segments: segments ?? tokens)
+        small([w, b], width: d, ranges: streamRanges) { dw, db, seg in
             LayerNorm.weightGradients(dweight: dw!, dbias: db!, dout: dout, inp: inp, mean: mean, rstd: rstd, d: d, segments: seg)
         }
     }
 
     /// Streaming: per-text gradients of small per-row tensors (norms, position table),
     /// accumulated for all texts of the shard in the scratch by `body`, then handed over.
-    func small(_ tensors: [Int], width: Int, _ body: (UnsafeMutablePointer<T>?, UnsafeMutablePointer<T>?, Segments) -> Void) {
+    /// `ranges` (default: the texts' token rows) holds each text's rows.
+    func small(_ tensors: [Int], width: Int, ranges: [Range<Int>]? = nil,
+               _ body: (UnsafeMutablePointer<T>?, UnsafeMutablePointer<T>?, Segments) -> Void) {
         guard let sink, tensors.contains(where: wanted) else { return }
-        let B = ws.texts.count, stride = width * tensors.count
+        let rows = ranges ?? ws.texts
+        let B = rows.count, stride = width * tensors.count
         ws.gradScratch.ensure(B * stride)
         ws.gradScratch.zero(B * stride)
         let sp = ws.gradScratch.p
-        body(sp, tensors.count > 1 ? sp + width : nil, Segments(ranges: ws.texts, stride: stride))
-        for k in 0..<B where !ws.texts[k].isEmpty {
+        body(sp, tensors.count > 1 ? sp + width : nil, Segments(ranges: rows, stride: stride))
+        for k in 0..<B where !rows[k].isEmpty {
             for (j, t) in tensors.enumerated() where wanted(t) { sink(t, k, sp + k * stride + j * width) }
         }
     }

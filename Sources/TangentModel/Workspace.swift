@@ -38,6 +38,9 @@ final class Workspace<T: BLASScalar> {
     var embOut = Buffer<T>()          // [N, E] embedding output before its projection to the layers (ELECTRA)
     var tokenPositions: [Int32] = []  // [N] position ids after the architecture's offset
     var tokenTypes: [Int32] = []      // [N] token-type ids (all 0: one segment per text)
+    /// Buffers an architecture keeps beyond these (DeBERTa's relative tables), created and
+    /// typed by the architecture that uses them, so that a new one does not edit this class.
+    var architectureBuffers: AnyObject?
 
     // Shape of the batch currently held.
     var batch = TokenBatch(sequences: [])

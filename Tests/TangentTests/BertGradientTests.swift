@@ -24,6 +24,20 @@ import TangentTensor
                 "vocab_size": 23, "max_position_embeddings": 12, "type_vocab_size": 2, "layer_norm_eps": 1e-5, "hidden_act": act, "pad_token_id": 0,
             ], source: "test")
         }
+        if type == "deberta" || type == "deberta-own" {
+            // DeBERTa-v3's layout (shared key, both terms, log buckets from |i - j| > 2, a
+            // normalized table, no position table or token types), and the other settings:
+            // own c2p projection, clamped relative positions, raw table, absolute positions,
+            // token types, tanh GELU in the pooler.
+            let v3 = type == "deberta"
+            return try HFEncoderConfig(json: [
+                "model_type": "deberta-v2", "hidden_size": 8, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 12,
+                "vocab_size": 23, "max_position_embeddings": 12, "type_vocab_size": v3 ? 0 : 2, "layer_norm_eps": 1e-5, "hidden_act": act,
+                "pad_token_id": 0, "relative_attention": true, "pos_att_type": v3 ? "p2c|c2p" : ["c2p"], "position_buckets": v3 ? 4 : -1,
+                "max_relative_positions": v3 ? 6 : 3, "share_att_key": v3, "norm_rel_ebd": v3 ? "layer_norm" : "none",
+                "position_biased_input": !v3, "pooler_hidden_act": v3 ? "gelu" : "gelu_new",
+            ], source: "test")
+        }
         if type == "electra" || type == "electra-narrow" {
             // ELECTRA with embeddings as wide as the layers, and narrower ones projected to them.
             return try HFEncoderConfig(json: [
@@ -60,7 +74,8 @@ import TangentTensor
     @Test(arguments: [("bert", "gelu", false), ("bert", "gelu", true), ("xlm-roberta", "gelu_new", false), ("roberta", "gelu_new", true),
                       ("distilbert", "gelu", false), ("distilbert", "gelu", true), ("electra", "gelu", false),
                       ("electra-narrow", "gelu", false), ("electra-narrow", "gelu", true), ("albert", "gelu_new", false),
-                      ("albert-grouped", "gelu_new", true)])
+                      ("albert-grouped", "gelu_new", true), ("deberta", "gelu", false), ("deberta", "gelu", true),
+                      ("deberta-own", "gelu", false)])
     func wholeModelMatchesFiniteDifferences(type: String, act: String, dropout: Bool) throws {
         let config = try Self.config(type, act: act)
         let model = try Self.model(config)
@@ -73,11 +88,18 @@ import TangentTensor
         var grad = [Double](repeating: 0, count: model.layout.count)
         grad.withUnsafeMutableBufferPointer { model.backward(seed: seed, into: $0) }
         for t in model.layout.tensors {
-            if ["attention.self.key.bias", "attention.k_lin.bias", "attention.key.bias"].contains(where: t.name.hasSuffix) {
+            // DeBERTa with c2p alone: q_i . (k_j + Kr[r_ij]) gains nothing from the key biases either.
+            let constantOverKeys = ["attention.self.key.bias", "attention.k_lin.bias", "attention.key.bias"]
+                + (type == "deberta-own" ? ["key_proj.bias", "pos_key_proj.bias"] : [])
+            if constantOverKeys.contains(where: t.name.hasSuffix) {
                 // Softmax ignores a constant added to every key score, so this gradient is
                 // zero by identity (finite differences would only compare rounding noise).
                 #expect(t.range.allSatisfy { abs(grad[$0]) < 1e-10 }, "\(t.name) must have zero gradient")
                 continue
+            }
+            if t.name.contains("rel_embeddings") || t.name.contains("pos_key_proj") {
+                // DeBERTa's relative path is in use: its table and projections have gradients.
+                #expect(t.range.contains { grad[$0] != 0 }, "\(t.name) has no gradient")
             }
             var idx = Array(t.range)
             if idx.count > 100 { idx = stride(from: 0, to: idx.count, by: idx.count / 100).map { idx[$0] } }
@@ -89,7 +111,8 @@ import TangentTensor
             #expect(err < 1e-5, "\(t.name): relative error \(err) at \(at - t.offset)")
         }
         // The position table's gradient sits after the offset (RoBERTa: pad_token_id + 1).
-        let posTensor = model.layout.tensors[model.pos]
+        guard let posIndex = model.pos else { return }
+        let posTensor = model.layout.tensors[posIndex]
         let E = config.embeddingSize
         let firstRows = (0..<config.firstPosition * E).map { grad[posTensor.offset + $0] }
         #expect(firstRows.allSatisfy { $0 == 0 })
@@ -98,7 +121,7 @@ import TangentTensor
 
     /// Per-example gradients sum to the batch gradient; with the token table as rows, the
     /// streamed form gives the materialized numbers, and subsets are exact slices.
-    @Test(arguments: ["bert", "camembert", "distilbert", "electra-narrow", "albert-grouped"])
+    @Test(arguments: ["bert", "camembert", "distilbert", "electra-narrow", "albert-grouped", "deberta", "deberta-own"])
     func perExampleStreamedAndSubsetForms(type: String) throws {
         let model = try Self.model(try Self.config(type))
         let E = model.config.embeddingSize

@@ -12,7 +12,7 @@ import TangentTokenizer
 
     /// BERT (WordPiece) and XLM-R (SentencePiece, RoBERTa layout, gelu_new): the same ids
     /// and logits as transformers, whatever the batch.
-    @Test(arguments: ["hf-bert", "hf-xlmr", "hf-distilbert", "hf-electra", "hf-albert"])
+    @Test(arguments: ["hf-bert", "hf-xlmr", "hf-distilbert", "hf-electra", "hf-albert", "hf-deberta", "hf-deberta-own"])
     func idsAndLogitsEqualTransformers(name: String) throws {
         let dir = fixture(name)
         let model = try BertClassifier<Float>.load(directory: dir)
@@ -20,7 +20,11 @@ import TangentTokenizer
         let tokenizerDirectory = name == "hf-xlmr" ? fixture("xlmr/saved") : dir
         let tok = try HFTokenizer.load(directory: tokenizerDirectory, config: model.config)
         let encode: (String) throws -> [Int32] = { try tok.encode($0, maxLength: 128) }
-        if name == "hf-albert" {
+        if name.hasPrefix("hf-deberta") {
+            let r = try #require(model.config.relative)
+            #expect(model.config.family == .deberta && r.enabled && r.c2p && r.p2c && r.shareKey == (name == "hf-deberta"))
+            #expect(model.config.hasPositionTable == (name != "hf-deberta") && model.config.hasTokenTypes == (name != "hf-deberta"))
+        } else if name == "hf-albert" {
             #expect(model.config.family == .albert && model.config.appliedLayers == 6 && model.config.parameterSets == 4)
         } else if name == "hf-electra" {
             #expect(model.config.labels == ["negative", "positive"] && model.config.family == .electra && model.config.projectsEmbeddings)
@@ -57,7 +61,7 @@ import TangentTokenizer
     /// Per-example gradients of sum_c seed[c] logits[c] for 8 texts, tensor by tensor,
     /// against torch.func's (scripts/make_hf_gradient_fixtures.py): the word table
     /// through its token rows, everything else directly.
-    @Test(arguments: ["hf-bert", "hf-xlmr", "hf-distilbert", "hf-electra", "hf-albert"])
+    @Test(arguments: ["hf-bert", "hf-xlmr", "hf-distilbert", "hf-electra", "hf-albert", "hf-deberta", "hf-deberta-own"])
     func gradientsEqualTorchFunc(name: String) throws {
         let dir = fixture(name)
         let model = try BertClassifier<Float>.load(directory: dir, threads: 2)
@@ -88,8 +92,9 @@ import TangentTokenizer
                 let t = model.layout.tensors[ti]
                 let ours = Array(g[(b * dense.count + dense.compactOffsets[ti]!)..<(b * dense.count + dense.compactOffsets[ti]! + t.count)])
                 let theirs = try reference.floatsWidened("\(b)/\(t.name)", shape: t.shape)
-                if ["attention.self.key.bias", "attention.k_lin.bias", "attention.key.bias"].contains(where: t.name.hasSuffix) {
-                    // Zero by identity (softmax ignores a shift of all scores): both sides are rounding noise.
+                if ["attention.self.key.bias", "attention.k_lin.bias", "attention.key.bias", "attention.self.pos_key_proj.bias"].contains(where: t.name.hasSuffix) {
+                    // Zero by identity (softmax ignores a shift of all scores, as q_i . b is for
+                    // DeBERTa's c2p term): both sides are rounding noise.
                     #expect(ours.map(abs).max()! < 1e-4 && theirs.map(abs).max()! < 1e-4, "\(t.name)")
                     continue
                 }

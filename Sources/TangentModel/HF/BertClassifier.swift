@@ -3,7 +3,7 @@ import TangentIO
 import TangentTensor
 
 /// A BERT-family sequence classifier (`bert`, `roberta`, `xlm-roberta`, `camembert`,
-/// `distilbert`, `electra`, `albert`) with a hand-written backward pass: the post-LayerNorm encoder of `transformers`
+/// `distilbert`, `electra`, `albert`, `deberta-v2`) with a hand-written backward pass: the post-LayerNorm encoder of `transformers`
 /// (word + learned absolute position + token-type embeddings, LayerNorm; per layer
 /// self-attention, residual, LayerNorm, GELU feed-forward, residual, LayerNorm), then the
 /// head: BERT's pooler (dense + tanh on `[CLS]`) and `classifier`, the RoBERTa family's
@@ -11,7 +11,8 @@ import TangentTensor
 /// `pre_classifier` + ReLU, or ELECTRA's `classifier.dense` + GELU. ELECTRA's and ALBERT's
 /// embeddings may be narrower than the layers and are projected to them; ALBERT's layers
 /// share their weights (`HFEncoderConfig.parameterSet`): a shared tensor's gradient is the
-/// sum over the layers that use it.
+/// sum over the layers that use it. DeBERTa-v2/v3 attends with relative terms
+/// (`DisentangledAttention`; see `DebertaRelative.swift`) and pools with `ContextPooler`.
 ///
 /// Parameters carry the checkpoint's own names, in its order, so weights save as a
 /// `state_dict` that `transformers` loads. Texts are packed (each attends to its own
@@ -34,9 +35,17 @@ public final class BertClassifier<T: BLASScalar>: ClassifierModel, ShardKernel {
 
     struct LayerIndices {
         let q, qb, k, kb, v, vb, ao, aob, ln1w, ln1b, fi, fib, fo, fob, ln2w, ln2b: Int
+        /// DeBERTa: the projections of the relative table for the c2p (keys) and p2c
+        /// (queries) terms: the layer's own key and query, or `pos_key_proj` /
+        /// `pos_query_proj` (nil: the term is off).
+        var relativeKey: (w: Int, b: Int)?, relativeQuery: (w: Int, b: Int)?
     }
     let layerIndices: [LayerIndices]
-    let word, pos, embLNw, embLNb, poolw, poolb, headw, headb: Int
+    let word, embLNw, embLNb, poolw, poolb, headw, headb: Int
+    /// The position table (none in DeBERTa without `position_biased_input`).
+    let pos: Int?
+    /// DeBERTa's relative-position table and its LayerNorm (when `norm_rel_ebd` asks).
+    let relativeTable: (table: Int, norm: (w: Int, b: Int)?)?
     /// The token-type table (none in DistilBERT).
     let type: Int?
     /// The projection of narrow embeddings to the layers' width (ELECTRA's `embeddings_project`).
@@ -60,7 +69,7 @@ public final class BertClassifier<T: BLASScalar>: ClassifierModel, ShardKernel {
             list.append((name, shape, group, !name.hasSuffix(".bias") && !isLayerNorm(name)))
         }
         add("embeddings", e + "embeddings.word_embeddings.weight", [c.vocabSize, E])
-        add("embeddings", e + "embeddings.position_embeddings.weight", [c.maxPositions, E])
+        if c.hasPositionTable { add("embeddings", e + "embeddings.position_embeddings.weight", [c.maxPositions, E]) }
         if c.hasTokenTypes { add("embeddings", e + "embeddings.token_type_embeddings.weight", [c.typeVocabSize, E]) }
         add("embeddings", e + "embeddings.LayerNorm.weight", [E]); add("embeddings", e + "embeddings.LayerNorm.bias", [E])
         if c.projectsEmbeddings {
@@ -70,14 +79,24 @@ public final class BertClassifier<T: BLASScalar>: ClassifierModel, ShardKernel {
         for l in 0..<c.parameterSets {
             let names = layerNames(config: c, set: l)
             let g = names.group
-            for (name, shape) in [(names.q, [h, h]), (names.k, [h, h]), (names.v, [h, h]), (names.ao, [h, h]), (names.ln1, [h]),
-                                  (names.fi, [f, h]), (names.fo, [h, f]), (names.ln2, [h])] {
+            // DeBERTa's own projections of the relative table (when `share_att_key` is off)
+            // follow the value projection, as DisentangledSelfAttention registers them.
+            let relative = relativeProjectionNames(config: c, set: l)
+            let tensors = [(names.q, [h, h]), (names.k, [h, h]), (names.v, [h, h])] + relative.map { ($0, [h, h]) }
+                + [(names.ao, [h, h]), (names.ln1, [h]), (names.fi, [f, h]), (names.fo, [h, f]), (names.ln2, [h])]
+            for (name, shape) in tensors {
                 add(g, name + ".weight", shape)
                 add(g, name + ".bias", [shape[0]])
             }
         }
+        if let r = c.relative, r.enabled {
+            add("encoder.rel_embeddings", e + "encoder.rel_embeddings.weight", [2 * r.span, h])
+            if r.normalized {
+                add("encoder.rel_embeddings", e + "encoder.LayerNorm.weight", [h]); add("encoder.rel_embeddings", e + "encoder.LayerNorm.bias", [h])
+            }
+        }
         let head = headNames(config: c)
-        let denseGroup = c.family == .bert || c.family == .albert ? "pooler" : c.family == .distilbert ? "pre_classifier" : "classifier"
+        let denseGroup = [.bert, .albert, .deberta].contains(c.family) ? "pooler" : c.family == .distilbert ? "pre_classifier" : "classifier"
         add(denseGroup, head.dense + ".weight", [h, h]); add(denseGroup, head.dense + ".bias", [h])
         add("classifier", head.output + ".weight", [classes, h]); add("classifier", head.output + ".bias", [classes])
         return ParameterLayout(list)
@@ -108,8 +127,17 @@ public final class BertClassifier<T: BLASScalar>: ClassifierModel, ShardKernel {
                     p + "ffn.lin1", p + "ffn.lin2", p + "output_layer_norm")
         }
         let g = "encoder.layer.\(l)", p = c.prefix + g + "."
-        return (g, p + "attention.self.query", p + "attention.self.key", p + "attention.self.value", p + "attention.output.dense",
+        let s = c.family == .deberta ? "_proj" : ""
+        return (g, p + "attention.self.query" + s, p + "attention.self.key" + s, p + "attention.self.value" + s, p + "attention.output.dense",
                 p + "attention.output.LayerNorm", p + "intermediate.dense", p + "output.dense", p + "output.LayerNorm")
+    }
+
+    /// DeBERTa's `pos_key_proj` and `pos_query_proj` of layer `l`, for the terms that are
+    /// on, when the relative table is not projected by the layer's own key and query.
+    static func relativeProjectionNames(config c: HFEncoderConfig, set l: Int) -> [String] {
+        guard let r = c.relative, r.enabled, !r.shareKey else { return [] }
+        let p = c.prefix + "encoder.layer.\(l).attention.self."
+        return (r.c2p ? [p + "pos_key_proj"] : []) + (r.p2c ? [p + "pos_query_proj"] : [])
     }
 
     /// The names of the head's tensors (the pooler's or `classifier.dense`, then the output layer).
@@ -118,6 +146,7 @@ public final class BertClassifier<T: BLASScalar>: ClassifierModel, ShardKernel {
         case .bert: return (c.prefix + "pooler.dense", "classifier")
         case .roberta, .electra: return ("classifier.dense", "classifier.out_proj")
         case .albert: return (c.prefix + "pooler", "classifier")
+        case .deberta: return ("pooler.dense", "classifier")
         case .distilbert: return ("pre_classifier", "classifier")
         }
     }
@@ -140,12 +169,26 @@ public final class BertClassifier<T: BLASScalar>: ClassifierModel, ShardKernel {
         layerIndices = (0..<config.appliedLayers).map { l in
             let set = config.parameterSet(applied: l)
             let n = BertClassifier.layerNames(config: config, set: set.group * config.innerLayers + set.inner)
-            return LayerIndices(q: i(n.q + ".weight"), qb: i(n.q + ".bias"), k: i(n.k + ".weight"), kb: i(n.k + ".bias"),
-                                v: i(n.v + ".weight"), vb: i(n.v + ".bias"), ao: i(n.ao + ".weight"), aob: i(n.ao + ".bias"),
-                                ln1w: i(n.ln1 + ".weight"), ln1b: i(n.ln1 + ".bias"), fi: i(n.fi + ".weight"), fib: i(n.fi + ".bias"),
-                                fo: i(n.fo + ".weight"), fob: i(n.fo + ".bias"), ln2w: i(n.ln2 + ".weight"), ln2b: i(n.ln2 + ".bias"))
+            var li = LayerIndices(q: i(n.q + ".weight"), qb: i(n.q + ".bias"), k: i(n.k + ".weight"), kb: i(n.k + ".bias"),
+                                  v: i(n.v + ".weight"), vb: i(n.v + ".bias"), ao: i(n.ao + ".weight"), aob: i(n.ao + ".bias"),
+                                  ln1w: i(n.ln1 + ".weight"), ln1b: i(n.ln1 + ".bias"), fi: i(n.fi + ".weight"), fib: i(n.fi + ".bias"),
+                                  fo: i(n.fo + ".weight"), fob: i(n.fo + ".bias"), ln2w: i(n.ln2 + ".weight"), ln2b: i(n.ln2 + ".bias"))
+            if let r = config.relative, r.enabled {
+                let own = BertClassifier.relativeProjectionNames(config: config, set: l)
+                let key = r.shareKey ? n.k : own.first ?? "", query = r.shareKey ? n.q : own.last ?? ""
+                if r.c2p { li.relativeKey = (i(key + ".weight"), i(key + ".bias")) }
+                if r.p2c { li.relativeQuery = (i(query + ".weight"), i(query + ".bias")) }
+            }
+            return li
         }
-        word = i(e + "embeddings.word_embeddings.weight"); pos = i(e + "embeddings.position_embeddings.weight")
+        word = i(e + "embeddings.word_embeddings.weight")
+        pos = config.hasPositionTable ? i(e + "embeddings.position_embeddings.weight") : nil
+        if let r = config.relative, r.enabled {
+            relativeTable = (i(e + "encoder.rel_embeddings.weight"),
+                             r.normalized ? (i(e + "encoder.LayerNorm.weight"), i(e + "encoder.LayerNorm.bias")) : nil)
+        } else {
+            relativeTable = nil
+        }
         type = config.hasTokenTypes ? i(e + "embeddings.token_type_embeddings.weight") : nil
         embLNw = i(e + "embeddings.LayerNorm.weight"); embLNb = i(e + "embeddings.LayerNorm.bias")
         let projectionName = BertClassifier.projectionName(config: config).name
@@ -172,6 +215,7 @@ public final class BertClassifier<T: BLASScalar>: ClassifierModel, ShardKernel {
         case "distilbert": return "DistilBertForSequenceClassification"
         case "electra": return "ElectraForSequenceClassification"
         case "albert": return "AlbertForSequenceClassification"
+        case "deberta-v2": return "DebertaV2ForSequenceClassification"
         default: return "BertForSequenceClassification"
         }
     }
@@ -206,8 +250,11 @@ public final class BertClassifier<T: BLASScalar>: ClassifierModel, ShardKernel {
         var out = [headw, headb, poolw, poolb]
         for b in layerIndices.reversed() {
             out += [b.ln2w, b.ln2b, b.fo, b.fob, b.fi, b.fib, b.ln1w, b.ln1b, b.ao, b.aob, b.q, b.qb, b.k, b.kb, b.v, b.vb]
+            // DeBERTa's own projections of the relative table, after the layer's.
+            for r in [b.relativeKey, b.relativeQuery].compactMap({ $0 }) where r.w != b.k && r.w != b.q { out += [r.w, r.b] }
         }
-        return out + (projection.map { [$0.w, $0.b] } ?? []) + [embLNw, embLNb, pos] + (type.map { [$0] } ?? [])
+        if let t = relativeTable { out += (t.norm.map { [$0.w, $0.b] } ?? []) + [t.table] }
+        return out + (projection.map { [$0.w, $0.b] } ?? []) + [embLNw, embLNb] + (pos.map { [$0] } ?? []) + (type.map { [$0] } ?? [])
     }
 
     // The shared passes (`ShardedPasses`), with this architecture's shard passes. The
@@ -303,7 +350,7 @@ public final class BertClassifier<T: BLASScalar>: ClassifierModel, ShardKernel {
         batch.ids.withUnsafeBufferPointer { ids in
             ws.tokenPositions.withUnsafeBufferPointer { positions in
                 Embedding.forward(out: ws.lnf.p, ids: ids.baseAddress!, positions: positions.baseAddress!,
-                                  tokenTable: p(word), positionTable: p(pos), n: N, d: E)
+                                  tokenTable: p(word), positionTable: pos.map { UnsafePointer(p($0)) }, n: N, d: E)
             }
         }
         if let type {
@@ -322,17 +369,23 @@ public final class BertClassifier<T: BLASScalar>: ClassifierModel, ShardKernel {
             if let projection {
                 Linear.forward(out: ws.res[0].p, inp: ws.embOut.p, weight: p(projection.w), bias: p(projection.b), n: N, i: E, o: h, rows: tokRows)
             }
+            if config.relative != nil { relativeTableForward(ws) }
             for l in 0..<layerIndices.count {
                 forwardLayer(l, ws, dropout: dropout, positions: positions.baseAddress!, firstText: firstText, rows: tokRows)
             }
         }
-        // Head: first token, dense + tanh (ReLU in DistilBERT, GELU in ELECTRA: the pooled
+        // Head: first token, dense + tanh (ReLU in DistilBERT, GELU in ELECTRA and DeBERTa: the pooled
         // embedding e(x)), dropout, output layer.
         Pooling.forward(out: ws.poolIn.p, inp: ws.res[layerIndices.count].p, texts: ws.texts, d: h, mode: .cls)
         Linear.forward(out: ws.pooled.p, inp: ws.poolIn.p, weight: p(poolw), bias: p(poolb), n: B, i: h, o: h, rows: rowInvariant ? perText : nil)
         switch c.family {
         case .distilbert: for k in 0..<(B * h) { ws.pooled.p[k] = max(0, ws.pooled.p[k]) }
         case .electra: GELU.forward(out: ws.pooled.p, derivative: ws.headDerivative.p, inp: ws.pooled.p, count: B * h)
+        case .deberta:
+            switch c.poolerActivation {
+            case .erf: GELU.forward(out: ws.pooled.p, derivative: ws.headDerivative.p, inp: ws.pooled.p, count: B * h)
+            case .tanh: GELU.forwardTanh(out: ws.pooled.p, derivative: ws.headDerivative.p, inp: ws.pooled.p, count: B * h)
+            }
         case .bert, .roberta, .albert: for k in 0..<(B * h) { ws.pooled.p[k] = T.tanh(ws.pooled.p[k]) }
         }
         var headInput = UnsafePointer(ws.pooled.p)
@@ -367,8 +420,12 @@ public final class BertClassifier<T: BLASScalar>: ClassifierModel, ShardKernel {
             Linear.forward(out: ws.tmpD.p, inp: x, weight: p(w), bias: p(b), n: N, i: h, o: h, rows: rows)
             for r in 0..<N { (ws.qkv[l].p + r * 3 * h + m * h).update(from: ws.tmpD.p + r * h, count: h) }
         }
-        Attention.forward(out: ws.atty[l].p, att: ws.att[l].p, qkv: ws.qkv[l].p, texts: ws.texts,
-                          attOffsets: ws.attOffsets, d: h, heads: c.heads)
+        if c.relative != nil {
+            relativeAttentionForward(l, ws)
+        } else {
+            Attention.forward(out: ws.atty[l].p, att: ws.att[l].p, qkv: ws.qkv[l].p, texts: ws.texts,
+                              attOffsets: ws.attOffsets, d: h, heads: c.heads)
+        }
         Linear.forward(out: ws.tmpD.p, inp: ws.atty[l].p, weight: p(li.ao), bias: p(li.aob), n: N, i: h, o: h, rows: rows)
         if let dropout {
             mask(ws.attnMask[l].p, dropout, site: 1, layer: l, positions: positions, ws.texts, firstText)
@@ -421,18 +478,20 @@ public final class BertClassifier<T: BLASScalar>: ClassifierModel, ShardKernel {
         if ws.dropoutUsed { for k in 0..<(B * h) { ws.dpooled.p[k] *= ws.headMask.p[k] } }
         switch c.family {
         case .distilbert: for k in 0..<(B * h) where ws.pooled.p[k] <= 0 { ws.dpooled.p[k] = 0 }
-        case .electra: for k in 0..<(B * h) { ws.dpooled.p[k] *= ws.headDerivative.p[k] }
+        case .electra, .deberta: for k in 0..<(B * h) { ws.dpooled.p[k] *= ws.headDerivative.p[k] }
         case .bert, .roberta, .albert: for k in 0..<(B * h) { let t = ws.pooled.p[k]; ws.dpooled.p[k] *= 1 - t * t }
         }
         dest.linear(dinp: ws.dpoolIn.p, w: poolw, b: poolb, weight: p(poolw), dout: ws.dpooled.p, inp: ws.poolIn.p, n: B, i: h, o: h,
                     segments: dest.texts, rows: textRows, streamRows: perText)
         if lowest > L { return }
         Pooling.backward(dinp: ws.dres.p, dout: ws.dpoolIn.p, texts: ws.texts, d: h, mode: .cls)
+        if config.relative != nil { relativeBackwardStart(ws, dest) }
         for l in stride(from: L - 1, through: 0, by: -1) {
             if lowest > l + 1 { return }
             backwardLayer(l, ws, dest)
         }
         if lowest > 0 { return }
+        relativeTableBackward(ws, dest)
         let E = c.embeddingSize
         if let projection {
             // Back through the projection to the embedding output (E wide).
@@ -451,14 +510,16 @@ public final class BertClassifier<T: BLASScalar>: ClassifierModel, ShardKernel {
             ws.tokenPositions.withUnsafeBufferPointer { positions in
                 ws.tokenTypes.withUnsafeBufferPointer { types in
                     let idp = ids.baseAddress!, pp = positions.baseAddress!, tp = types.baseAddress!
-                    Embedding.backward(dtokenTable: dest.slot(word), dpositionTable: dest.slot(pos), dout: ws.dres.p,
+                    Embedding.backward(dtokenTable: dest.slot(word), dpositionTable: pos.flatMap(dest.slot), dout: ws.dres.p,
                                        ids: idp, positions: pp, d: E, segments: dest.tokens)
                     if let type {
                         Embedding.backward(dtokenTable: nil, dpositionTable: dest.slot(type), dout: ws.dres.p,
                                            ids: idp, positions: tp, d: E, segments: dest.tokens)
                     }
-                    dest.small([pos], width: c.maxPositions * E) { dp, _, seg in
-                        Embedding.backward(dtokenTable: nil, dpositionTable: dp, dout: ws.dres.p, ids: idp, positions: pp, d: E, segments: seg)
+                    if let pos {
+                        dest.small([pos], width: c.maxPositions * E) { dp, _, seg in
+                            Embedding.backward(dtokenTable: nil, dpositionTable: dp, dout: ws.dres.p, ids: idp, positions: pp, d: E, segments: seg)
+                        }
                     }
                     if let type {
                         dest.small([type], width: c.typeVocabSize * E) { dt, _, seg in
@@ -502,12 +563,19 @@ public final class BertClassifier<T: BLASScalar>: ClassifierModel, ShardKernel {
         }
         dest.linear(dinp: ws.datty.p, w: li.ao, b: li.aob, weight: p(li.ao), dout: dbranch, inp: ws.atty[l].p, n: N, i: h, o: h,
                     segments: dest.tokens, rows: rows, streamRows: ws.texts)
-        Attention.backward(dqkv: ws.dqkv.p, scratch: ws.dattScratch.p, dout: ws.datty.p, qkv: ws.qkv[l].p,
-                           att: ws.att[l].p, texts: ws.texts, attOffsets: ws.attOffsets, d: h, heads: config.heads)
+        if config.relative != nil {
+            relativeAttentionBackward(l, ws, dest)
+        } else {
+            Attention.backward(dqkv: ws.dqkv.p, scratch: ws.dattScratch.p, dout: ws.datty.p, qkv: ws.qkv[l].p,
+                               att: ws.att[l].p, texts: ws.texts, attOffsets: ws.attOffsets, d: h, heads: config.heads)
+        }
         for (m, (w, b)) in [(li.q, li.qb), (li.k, li.kb), (li.v, li.vb)].enumerated() {
             for r in 0..<N { (ws.tmpD.p + r * h).update(from: ws.dqkv.p + r * 3 * h + m * h, count: h) }
+            // DeBERTa: the relative table's rows that this projection also projected.
+            let extra = m == 2 ? nil : relativeRows(l, ws, dest, weight: w)
             dest.linear(dinp: ws.dres.p, accumulateInput: true, w: w, b: b, weight: p(w), dout: ws.tmpD.p, inp: ws.res[l].p,
-                        n: N, i: h, o: h, segments: dest.tokens, rows: rows, streamRows: ws.texts)
+                        n: N, i: h, o: h, segments: dest.tokens, rows: rows, streamRows: ws.texts, extra: extra)
         }
+        relativeProjectionsBackward(l, ws, dest)
     }
 }

@@ -25,9 +25,36 @@ public struct HFEncoderConfig: Sendable, Equatable {
     public let padTokenID: Int
     /// Whether config.json gives `pad_token_id` (else the model type's default).
     public let padTokenIDGiven: Bool
+    /// DeBERTa-v2/v3's disentangled attention (nil in the other types).
+    public let relative: RelativeAttention?
+    /// Whether the embeddings add a learned absolute position table (all types but
+    /// DeBERTa with `position_biased_input` false, as DeBERTa-v3).
+    public let hasPositionTable: Bool
+    /// The pooler's activation (`pooler_hidden_act`, DeBERTa's `ContextPooler`).
+    public let poolerActivation: Activation
+
+    /// DeBERTa-v2/v3's relative attention settings, as `DisentangledSelfAttention` reads them.
+    public struct RelativeAttention: Sendable, Equatable {
+        /// `relative_attention`: whether the scores have relative terms and the encoder a
+        /// relative-position table.
+        public let enabled: Bool
+        /// The terms `pos_att_type` names (content to position, position to content). The
+        /// score scale counts them even when `enabled` is false, as transformers does.
+        public let c2p: Bool, p2c: Bool
+        /// `position_buckets` (log buckets when positive) and `max_relative_positions`
+        /// (`max_position_embeddings` when below 1).
+        public let buckets: Int, maxRelative: Int
+        /// Rows of the relative table per side (`pos_ebd_size`): the table has 2 span rows.
+        public var span: Int { buckets > 0 ? buckets : maxRelative }
+        /// `share_att_key`: relative embeddings projected by the layer's own key and query
+        /// projections (else by `pos_key_proj` / `pos_query_proj`).
+        public let shareKey: Bool
+        /// `norm_rel_ebd` has `layer_norm`: the table passes through `encoder.LayerNorm`.
+        public let normalized: Bool
+    }
 
     /// The model types whose encoder and heads are implemented.
-    public static let supportedTypes = ["bert", "roberta", "xlm-roberta", "camembert", "distilbert", "electra", "albert"]
+    public static let supportedTypes = ["bert", "roberta", "xlm-roberta", "camembert", "distilbert", "electra", "albert", "deberta-v2"]
     /// `gelu` is x Phi(x) (erf); `gelu_new` its tanh approximation.
     public static let supportedActivations = ["gelu", "gelu_new"]
 
@@ -50,6 +77,11 @@ public struct HFEncoderConfig: Sendable, Equatable {
         /// to the layers (`encoder.embedding_hidden_mapping_in`); BERT's pooler and head;
         /// no dropout on the feed-forward branch.
         case albert
+        /// DeBERTa-v2/v3: disentangled attention over relative positions (`HFEncoderConfig.RelativeAttention`),
+        /// `deberta.` names with `query_proj` / `key_proj` / `value_proj`, no position table
+        /// when `position_biased_input` is false, `ContextPooler` (`pooler.dense` + GELU
+        /// on `[CLS]`), then `classifier`.
+        case deberta
 
         init(modelType: String) {
             switch modelType {
@@ -57,6 +89,7 @@ public struct HFEncoderConfig: Sendable, Equatable {
             case "distilbert": self = .distilbert
             case "electra": self = .electra
             case "albert": self = .albert
+            case "deberta-v2": self = .deberta
             default: self = .roberta
             }
         }
@@ -64,7 +97,7 @@ public struct HFEncoderConfig: Sendable, Equatable {
     public var family: Family { Family(modelType: modelType) }
     public var isRoberta: Bool { family == .roberta }
     /// Whether the embeddings add a token-type table.
-    public var hasTokenTypes: Bool { family != .distilbert }
+    public var hasTokenTypes: Bool { family != .distilbert && typeVocabSize > 0 }
     /// Whether the embeddings are projected to the layers' width (`embeddings_project`).
     public var projectsEmbeddings: Bool { family == .albert || embeddingSize != hiddenSize }
     /// Whether training dropout acts on the feed-forward branch (not in ALBERT's layer).
@@ -89,6 +122,7 @@ public struct HFEncoderConfig: Sendable, Equatable {
         case .distilbert: return "distilbert."
         case .electra: return "electra."
         case .albert: return "albert."
+        case .deberta: return "deberta."
         }
     }
     /// The first position id of a text.
@@ -115,14 +149,25 @@ public struct HFEncoderConfig: Sendable, Equatable {
         // Only where the field exists, so that the other types' fingerprints stay as they were.
         if family == .electra || family == .albert { fields["embedding_size"] = embeddingSize }
         if family == .albert { fields["num_hidden_groups"] = layerGroups; fields["inner_group_num"] = innerLayers }
+        if let r = relative {
+            fields["relative_attention"] = r.enabled; fields["pos_att_type"] = (r.c2p ? ["c2p"] : []) + (r.p2c ? ["p2c"] : [])
+            fields["position_buckets"] = r.buckets; fields["max_relative_positions"] = r.maxRelative
+            fields["share_att_key"] = r.shareKey; fields["norm_rel_ebd"] = r.normalized ? "layer_norm" : "none"
+            fields["position_biased_input"] = hasPositionTable; fields["pooler_hidden_act"] = poolerActivation == .tanh ? "gelu_new" : "gelu"
+        }
         return (try? JSONSerialization.data(withJSONObject: fields, options: [.sortedKeys])) ?? Data()
     }
 
     /// Parameters of the encoder and a head of `classes` outputs.
     public func parameterCount(classes: Int) -> Double {
         let h = Double(hiddenSize), f = Double(intermediateSize), L = Double(parameterSets), e = Double(embeddingSize)
-        return (Double(vocabSize + maxPositions + typeVocabSize) + 2) * e + (projectsEmbeddings ? e * h + h : 0)
-            + L * (4 * h * h + 2 * h * f + 9 * h + f) + h * h + h + Double(classes) * (h + 1)
+        var relativeTable = 0.0, relativeProjections = 0.0
+        if let r = relative, r.enabled {
+            relativeTable = Double(2 * r.span) * h + 2 * h
+            if !r.shareKey { relativeProjections = L * Double((r.c2p ? 1 : 0) + (r.p2c ? 1 : 0)) * (h * h + h) }
+        }
+        return (Double(vocabSize + (hasPositionTable ? maxPositions : 0) + typeVocabSize) + 2) * e + (projectsEmbeddings ? e * h + h : 0)
+            + L * (4 * h * h + 2 * h * f + 9 * h + f) + h * h + h + Double(classes) * (h + 1) + relativeTable + relativeProjections
     }
 
     /// Bytes fine-tuning needs: parameters, gradients and AdamW's two moments, plus one
@@ -130,7 +175,9 @@ public struct HFEncoderConfig: Sendable, Equatable {
     public func trainingBytes(batch: Int, classes: Int) -> Double {
         let T = Double(maxTokens), h = Double(hiddenSize), f = Double(intermediateSize), L = Double(appliedLayers), H = Double(heads)
         let perText = 4 * T * (L * (12 * h + 2 * f + H * T) + 4 * h)
-        return 16 * parameterCount(classes: classes) + Double(batch) * perText
+        // DeBERTa keeps each layer's projected relative table (2 span rows, keys and queries).
+        let relative = relative.map { $0.enabled ? 4 * L * 4 * Double($0.span) * h : 0 } ?? 0
+        return 16 * parameterCount(classes: classes) + Double(batch) * perText + relative
     }
 
     /// Class names by index from `id2label` (none when it is absent): every index from 0,
@@ -189,7 +236,20 @@ public struct HFEncoderConfig: Sendable, Equatable {
         }
         vocabSize = try int("vocab_size", 1...limit)
         maxPositions = try int("max_position_embeddings", 1...limit)
-        if distil {
+        if family == .deberta {
+            (relative, hasPositionTable) = try HFEncoderConfig.debertaFields(json, maxPositions: maxPositions, hidden: hiddenSize, heads: heads, fail: fail)
+        } else {
+            relative = nil
+            hasPositionTable = true
+        }
+        if family == .deberta {
+            // DebertaV2Config's defaults: no token types, epsilon 1e-7.
+            typeVocabSize = json["type_vocab_size"] == nil ? 0 : try int("type_vocab_size", 0...limit)
+            if let e = json["layer_norm_eps"], JSONField.number(e) == nil { throw fail("layer_norm_eps", "is \(JSONField.typeName(e)), not a number") }
+            let eps = JSONField.number(json["layer_norm_eps"]) ?? 1e-7
+            guard eps > 0, eps < 1 else { throw fail("layer_norm_eps", "is \(eps), not in (0, 1)") }
+            layerNormEps = eps
+        } else if distil {
             typeVocabSize = 0
             layerNormEps = 1e-12
             // Fixed sinusoidal positions are not trained in transformers; fine-tuning and
@@ -210,6 +270,16 @@ public struct HFEncoderConfig: Sendable, Equatable {
             throw fail(actKey, "is '\(act)'; supported: \(HFEncoderConfig.supportedActivations.joined(separator: ", "))")
         }
         hiddenAct = act
+        if family == .deberta {
+            if let a = json["pooler_hidden_act"], !(a is String) { throw fail("pooler_hidden_act", "is \(JSONField.typeName(a)) (\(a)), not an activation's name") }
+            let pooler = json["pooler_hidden_act"] as? String ?? "gelu"
+            guard HFEncoderConfig.supportedActivations.contains(pooler) else {
+                throw fail("pooler_hidden_act", "is '\(pooler)'; supported: \(HFEncoderConfig.supportedActivations.joined(separator: ", "))")
+            }
+            poolerActivation = pooler == "gelu_new" ? .tanh : .erf
+        } else {
+            poolerActivation = .erf
+        }
         if let kind = json["position_embedding_type"], !(kind is NSNull), kind as? String != "absolute" {
             throw fail("position_embedding_type", "is \(kind); only learned absolute positions ('absolute') are supported")
         }
@@ -234,6 +304,64 @@ public struct HFEncoderConfig: Sendable, Equatable {
         guard range > 0, range < 1 else { throw fail("initializer_range", "is \(range), not in (0, 1)") }
         initializerRange = range
         labels = try HFEncoderConfig.labels(json["id2label"], fail: fail)
+    }
+
+    /// DeBERTa-v2/v3's relative attention and `position_biased_input`, bounded; what
+    /// transformers would compute differently (a convolution after the first layer,
+    /// factorized embeddings, other head or pooler widths) is refused by field.
+    static func debertaFields(_ json: [String: Any], maxPositions: Int, hidden: Int, heads: Int,
+                              fail: (String, String) -> ModelError) throws -> (RelativeAttention, positions: Bool) {
+        func flag(_ key: String, _ fallback: Bool) throws -> Bool {
+            guard let v = json[key], !(v is NSNull) else { return fallback }
+            guard let b = JSONField.boolean(v) else { throw fail(key, "is \(JSONField.typeName(v)) (\(v)), not true or false") }
+            return b
+        }
+        func whole(_ key: String, _ fallback: Int) throws -> Int {
+            guard let v = json[key], !(v is NSNull) else { return fallback }
+            guard let n = JSONField.integer(v) else { throw fail(key, "is \(JSONField.typeName(v)) (\(v)), not a whole number") }
+            return n
+        }
+        if let conv = JSONField.integer(json["conv_kernel_size"]), conv > 0 {
+            throw fail("conv_kernel_size", "is \(conv); DeBERTa-v2's convolution after the first layer is not supported (DeBERTa-v3 has none)")
+        }
+        for (key, want) in [("embedding_size", hidden), ("pooler_hidden_size", hidden), ("attention_head_size", hidden / heads)] {
+            if let v = json[key], !(v is NSNull), JSONField.integer(v) != want {
+                throw fail(key, "is \(JSONField.text(v)); only \(want) (\(key == "attention_head_size" ? "hidden_size / num_attention_heads" : "hidden_size")) is supported")
+            }
+        }
+        // pos_att_type: "p2c|c2p" or a list, as DebertaV2Config splits it; other entries
+        // are ignored, as transformers ignores them.
+        var types: [String] = []
+        if let raw = json["pos_att_type"], !(raw is NSNull) {
+            if let text = raw as? String {
+                types = text.lowercased().split(separator: "|").map { $0.trimmingCharacters(in: .whitespaces) }
+            } else if let list = raw as? [Any], list.allSatisfy({ $0 is String }) {
+                types = list.map { ($0 as! String) }
+            } else {
+                throw fail("pos_att_type", "is \(JSONField.typeName(raw)), not a list of 'c2p' / 'p2c' or a string joining them with '|'")
+            }
+        }
+        guard let norm = (json["norm_rel_ebd"] ?? "none") as? String else {
+            throw fail("norm_rel_ebd", "is \(JSONField.typeName(json["norm_rel_ebd"])), not a string such as 'layer_norm'")
+        }
+        let buckets = try whole("position_buckets", -1)
+        var maxRelative = try whole("max_relative_positions", -1)
+        if maxRelative < 1 { maxRelative = maxPositions }
+        let limit = ModelConfig.maximumDimension
+        guard buckets <= limit / 2 else { throw fail("position_buckets", "is \(buckets), above \(limit / 2)") }
+        guard maxRelative <= limit / 2 else { throw fail("max_relative_positions", "is \(maxRelative), above \(limit / 2)") }
+        if buckets > 0, buckets < 2 || maxRelative < 2 {
+            throw fail("position_buckets", "is \(buckets) with max_relative_positions \(maxRelative); log buckets need at least 2 of each")
+        }
+        // The log buckets divide by log((max_relative_positions - 1) / (position_buckets / 2)).
+        if buckets > 0, maxRelative - 1 <= buckets / 2 {
+            throw fail("max_relative_positions", "is \(maxRelative), at most position_buckets / 2 + 1 (\(buckets / 2 + 1)): log buckets need it larger")
+        }
+        let relative = RelativeAttention(
+            enabled: try flag("relative_attention", false), c2p: types.contains("c2p"), p2c: types.contains("p2c"),
+            buckets: buckets, maxRelative: maxRelative, shareKey: try flag("share_att_key", false),
+            normalized: norm.lowercased().split(separator: "|").contains { $0.trimmingCharacters(in: .whitespaces) == "layer_norm" })
+        return (relative, try flag("position_biased_input", true))
     }
 }
 

@@ -64,7 +64,7 @@ public struct HFTextEncoder: TextEncoder {
     /// The directory the tokenizer's files were read from.
     public let directory: URL
     /// The tokenizer files a directory may hold, copied as they are when saving.
-    static let files = ["vocab.txt", "vocab.json", "merges.txt", "sentencepiece.bpe.model", "spiece.model", "tokenizer.json", "special_tokens_map.json"]
+    static let files = ["vocab.txt", "vocab.json", "merges.txt", "sentencepiece.bpe.model", "spiece.model", "spm.model", "tokenizer.json", "special_tokens_map.json"]
 
     /// The tokenizer of `directory`, truncating to `maxLength` when given, else to
     /// `tokenizer_config.json`'s `model_max_length`; at most what the positions allow.
@@ -143,7 +143,9 @@ extension BertClassifier where T == Float {
             throw ModelError("\(source): the tensors are named for model type \(families[other]!) ('\(other)…'), but config.json's 'model_type' is '\(config.modelType)' (tensors '\(config.prefix)…'); the config is not this checkpoint's")
         }
         let encoderParts = ["embeddings.", "encoder.", "pooler.", "transformer.", "embeddings_project."]
-        let bare = names.filter { n in encoderParts.contains { n.hasPrefix($0) } }
+        // DeBERTa's head pools with a bare `pooler.dense`, beside its prefixed encoder.
+        let head = headNames(config: config).dense + "."
+        let bare = names.filter { n in !n.hasPrefix(head) && encoderParts.contains { n.hasPrefix($0) } }
         let prefixed = names.filter { n in encoderParts.contains { n.hasPrefix(config.prefix + $0) } }
         if let a = bare.sorted().first, let b = prefixed.sorted().first {
             throw ModelError("\(source): encoder tensors are named both with and without the '\(config.prefix)' prefix (e.g. '\(a)' and '\(b)'); a checkpoint names them one way")
@@ -211,12 +213,12 @@ extension BertClassifier where T == Float {
         // drops another task's head and the pretraining heads a checkpoint ships with
         // (BertForPreTraining's `cls.predictions` and `cls.seq_relationship`, a masked-LM's
         // `lm_head`, ELECTRA's discriminator and generator heads, ALBERT's `predictions` and
-        // `sop_classifier`), as transformers does, and
+        // `sop_classifier`, DeBERTa's `lm_predictions` and `mask_predictions`), as transformers does, and
         // lists them; anything else is refused.
         let known = Set(model.layout.tensors.map { fileName($0.name) })
         let extra = file.tensors.keys.sorted().filter { !known.contains($0) && !$0.hasSuffix("position_ids") && !$0.hasSuffix("token_type_ids") }
         let droppable = ["classifier.", "cls.", "lm_head.", "discriminator_predictions.", "generator_predictions.", "generator_lm_head.",
-                         "predictions.", "sop_classifier."]
+                         "predictions.", "sop_classifier.", "lm_predictions.", "mask_predictions."]
         let dropped = newHead == nil ? [] : extra.filter { name in droppable.contains { name.hasPrefix($0) } }
         let unexpected = extra.filter { !dropped.contains($0) }
         guard unexpected.isEmpty else {

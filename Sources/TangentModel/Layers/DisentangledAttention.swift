@@ -39,10 +39,25 @@ enum DisentangledAttention {
         }
     }
 
-    /// Which relative terms the scores have (`pos_att_type`).
+    /// Which relative terms the scores have, and the scale's factor: 1 + the terms
+    /// `pos_att_type` names, which transformers counts even when `relative_attention` is
+    /// off and the scores have none.
     struct Terms {
         let c2p: Bool, p2c: Bool
-        var factor: Int { 1 + (c2p ? 1 : 0) + (p2c ? 1 : 0) }
+        let factor: Int
+        init(c2p: Bool, p2c: Bool, factor: Int? = nil) {
+            self.c2p = c2p; self.p2c = p2c
+            self.factor = factor ?? 1 + (c2p ? 1 : 0) + (p2c ? 1 : 0)
+        }
+    }
+
+    /// The relative rows a text of `length` tokens reads (r_ij for i, j < length): a
+    /// contiguous range, since the buckets do not decrease with i - j.
+    static func usedRows(_ positions: Positions, length L: Int) -> ClosedRange<Int> {
+        let last = 2 * positions.span - 1
+        let lo = min(max(positions.span + positions.bucket(-(L - 1)), 0), last)
+        let hi = min(max(positions.span + positions.bucket(L - 1), 0), last)
+        return lo...hi
     }
 
     /// out [N, D]; att saves the probabilities (per text, per head, L x L). qkv [N, 3D];

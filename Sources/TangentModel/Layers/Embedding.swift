@@ -2,13 +2,16 @@ import TangentTensor
 
 /// Token plus position embeddings for packed texts.
 enum Embedding {
-    /// out [N, D] = tokenTable[ids[n]] + positionTable[positions[n]].
+    /// out [N, D] = tokenTable[ids[n]] + positionTable[positions[n]] (the token rows
+    /// alone without a position table).
     static func forward<T: BLASScalar>(
         out: UnsafeMutablePointer<T>, ids: UnsafePointer<Int32>, positions: UnsafePointer<Int32>,
-        tokenTable: UnsafePointer<T>, positionTable: UnsafePointer<T>, n: Int, d: Int
+        tokenTable: UnsafePointer<T>, positionTable: UnsafePointer<T>?, n: Int, d: Int
     ) {
         for r in 0..<n {
-            let y = out + r * d, t = tokenTable + Int(ids[r]) * d, p = positionTable + Int(positions[r]) * d
+            let y = out + r * d, t = tokenTable + Int(ids[r]) * d
+            guard let positionTable else { y.update(from: t, count: d); continue }
+            let p = positionTable + Int(positions[r]) * d
             for j in 0..<d { y[j] = t[j] + p[j] }
         }
     }
