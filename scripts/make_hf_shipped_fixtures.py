@@ -10,6 +10,8 @@ pretrained ones ship, made with `transformers` from the tiny fixtures' configs:
   google/electra-*-discriminator ship, from the hf-electra config;
 - albert-pretraining/: an AlbertForPreTraining (predictions.*, sop_classifier.*), as
   albert-base-v2 ships, from the hf-albert config;
+- deberta-mlm/: a DebertaV2ForMaskedLM (lm_predictions.lm_head.*), as
+  microsoft/deberta-v3-* ship, from the hf-deberta config;
 - bert-sharded/: the hf-bert classifier saved in shards of 100 KB
   (model.safetensors.index.json + model-0000i-of-0000n.safetensors), and
   reference.json: the logits transformers gives for a few texts.
@@ -28,7 +30,8 @@ subprocess.run([sys.executable, "-m", "pip", "install", "-q", "transformers", "t
 import torch  # noqa: E402
 import transformers  # noqa: E402
 from transformers import (AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, BertForMaskedLM,  # noqa: E402
-                          AlbertForPreTraining, BertForPreTraining, ElectraForPreTraining, XLMRobertaForMaskedLM)
+                          AlbertForPreTraining, BertForPreTraining, DebertaV2ForMaskedLM, ElectraForPreTraining,
+                          XLMRobertaForMaskedLM)
 
 FIX = "Tests/TangentTests/Fixtures"
 OUT = f"{FIX}/hf-shipped"
@@ -51,7 +54,8 @@ for name, cls, config_dir, tokenizer_dir in [("bert-pretraining", BertForPreTrai
                                               ("bert-mlm", BertForMaskedLM, f"{FIX}/hf-bert", f"{FIX}/hf-bert"),
                                               ("xlmr-mlm", XLMRobertaForMaskedLM, f"{FIX}/hf-xlmr", f"{FIX}/xlmr/saved"),
                                               ("electra-discriminator", ElectraForPreTraining, f"{FIX}/hf-electra", f"{FIX}/hf-electra"),
-                                              ("albert-pretraining", AlbertForPreTraining, f"{FIX}/hf-albert", f"{FIX}/hf-albert")]:
+                                              ("albert-pretraining", AlbertForPreTraining, f"{FIX}/hf-albert", f"{FIX}/hf-albert"),
+                                              ("deberta-mlm", DebertaV2ForMaskedLM, f"{FIX}/hf-deberta", f"{FIX}/hf-deberta")]:
     model = cls(fresh(config_dir))
     model.save_pretrained(f"{OUT}/{name}")
     AutoTokenizer.from_pretrained(tokenizer_dir).save_pretrained(f"{OUT}/{name}")

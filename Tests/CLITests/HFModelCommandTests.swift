@@ -26,7 +26,8 @@ import Testing
     @Test(arguments: [("hf-bert", ["encoder.layer.1", "pooler", "classifier"]),
                       ("hf-distilbert", ["transformer.layer.1", "pre_classifier", "classifier"]),
                       ("hf-electra", ["encoder.layer.1", "embeddings_project", "classifier"]),
-                      ("hf-albert", ["encoder.albert_layer_groups.1", "encoder.embedding_hidden_mapping_in", "pooler"])])
+                      ("hf-albert", ["encoder.albert_layer_groups.1", "encoder.embedding_hidden_mapping_in", "pooler"]),
+                      ("hf-deberta", ["encoder.layer.1", "encoder.rel_embeddings", "pooler"])])
     func commandsRunOnEachArchitectureAndShardsMergeBitIdentical(name: String, groups: [String]) throws {
         let model = Self.fixtures.appendingPathComponent(name)
         let w = try Self.work()
@@ -155,12 +156,12 @@ import Testing
         #expect(r.status == 0 && r.stdout.hasPrefix(best + "\t"), "\(r.stdout)\(r.stderr)")
     }
 
-    /// DistilBERT, ELECTRA, ALBERT and the checkpoints as pretrained models ship (masked-LM,
+    /// DistilBERT, ELECTRA, ALBERT, DeBERTa and the checkpoints as pretrained models ship (masked-LM,
     /// discriminator and sentence-order heads, shards): fine-tuned with `train --init` (the dropped heads
     /// named), then predicted and attributed, per-layer shares named as the checkpoint
     /// names its layers.
-    @Test(arguments: ["hf-distilbert", "hf-electra", "hf-albert", "hf-shipped/bert-mlm", "hf-shipped/bert-sharded",
-                      "hf-shipped/electra-discriminator", "hf-shipped/albert-pretraining"])
+    @Test(arguments: ["hf-distilbert", "hf-electra", "hf-albert", "hf-deberta-own", "hf-shipped/bert-mlm", "hf-shipped/bert-sharded",
+                      "hf-shipped/electra-discriminator", "hf-shipped/albert-pretraining", "hf-shipped/deberta-mlm"])
     func otherCheckpointsFineTuneAndAttribute(name: String) throws {
         let w = try Self.work()
         defer { try? FileManager.default.removeItem(at: w) }
@@ -186,12 +187,17 @@ import Testing
             // ELECTRA's head: classifier.dense + GELU, no pooler.
             #expect(r.stdout.contains("classifier") && !r.stdout.contains("pooler"), "\(r.stdout)")
         }
+        if name == "hf-deberta-own" {
+            // DeBERTa's layers by the checkpoint's names (the freshly initialized MLM's
+            // shares are its new head's).
+            #expect(r.stdout.contains("encoder.layer.1"), "\(r.stdout)")
+        }
     }
 
     /// The commands that retrain or evaluate a fine-tune, on the other architectures:
     /// evaluate, lds --recipe (subset fine-tunes from the same pretrained weights) and the
     /// label audit.
-    @Test(arguments: ["hf-distilbert", "hf-electra", "hf-albert"])
+    @Test(arguments: ["hf-distilbert", "hf-electra", "hf-albert", "hf-deberta"])
     func recipeCommandsRunOnEachArchitecture(name: String) throws {
         let w = try Self.work()
         defer { try? FileManager.default.removeItem(at: w) }

@@ -114,6 +114,27 @@ import TangentTokenizer
         #expect(worst.0 < 1e-3, "largest relative difference \(worst.0) at \(worst.1)")
     }
 
+    /// The DeBERTa fixture's tokenizer as the hub ships it (spm.model with
+    /// tokenizer_config.json, no tokenizer.json) gives transformers' ids too.
+    @Test func debertaTokenizerFromSentencePieceModelAlone() throws {
+        let source = fixture("hf-deberta")
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("tangent-deberta-spm-\(UUID())")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        for f in ["spm.model", "tokenizer_config.json"] {
+            try FileManager.default.copyItem(at: source.appendingPathComponent(f), to: dir.appendingPathComponent(f))
+        }
+        let tok = try HFTokenizer.debertaV2(directory: dir)
+        #expect(tok.size == 1001 && tok.padID == 0)
+        let reference = try JSONSerialization.jsonObject(with: Data(contentsOf: source.appendingPathComponent("reference.json"))) as! [String: Any]
+        let cases = reference["cases"] as! [[String: Any]]
+        let differ = try cases.filter { try tok.encode($0["text"] as! String, maxLength: 128) != ($0["ids"] as! [Int]).map(Int32.init) }
+        #expect(cases.count >= 500 && differ.isEmpty, "\(differ.count) differ, e.g. \(differ.prefix(3).map { $0["text"]! })")
+        // [MASK], named in tokenizer_config.json only, sits after the pieces as transformers puts it.
+        let masked = try tok.encode("x [MASK] y [UNK] [PAD] z", maxLength: 128)
+        #expect(masked == [1, 6, 129, 1000, 6, 11, 3, 0, 6, 104, 2], "\(masked)")
+    }
+
     /// Bad directories are refused by file and field, before anything is computed.
     @Test func badDirectoriesAreRefused() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("tangent-hf-\(UUID())")

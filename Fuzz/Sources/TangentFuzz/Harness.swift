@@ -87,7 +87,7 @@ struct FuzzTarget: Sendable {
         },
         FuzzTarget(name: "tokenizer-json", fileExtension: "bin") { url in
             // The first byte picks the template: BERT's WordPiece, XLM-R's Unigram, RoBERTa's
-            // byte-level BPE, ALBERT's Unigram, or that file read as DeBERTa's.
+            // byte-level BPE, ALBERT's Unigram, or DeBERTa's.
             let edits = try WholeFile.read(url)
             let kind = HFFixtures.Kind.allCases[Int(edits.first ?? 0) % HFFixtures.Kind.allCases.count]
             let dir = try HFFixtures.directory(url, files: kind == .wordPiece ? ["tokenizer_config.json"] : [])
@@ -95,15 +95,22 @@ struct FuzzTarget: Sendable {
             try HFFixtures.encode(dir, kind: kind)
         },
         FuzzTarget(name: "hf-config", fileExtension: "bin") { url in
-            // The first byte picks the template: the BERT, DistilBERT, ELECTRA or ALBERT fixture's config.json.
+            // The first byte picks the template: the BERT, DistilBERT, ELECTRA, ALBERT or DeBERTa (both settings) fixture's config.json.
             let input = try WholeFile.read(url)
-            let templates = ["hf-bert", "hf-distilbert", "hf-electra", "hf-albert"]
+            let templates = ["hf-bert", "hf-distilbert", "hf-electra", "hf-albert", "hf-deberta", "hf-deberta-own"]
             let template = URL(fileURLWithPath: "Tests/TangentTests/Fixtures").appendingPathComponent(templates[Int(input.first ?? 0) % templates.count])
             let dir = try HFFixtures.directory(url, files: [])
             try JSONEdits(input.dropFirst()).apply(to: template.appendingPathComponent("config.json"), writing: dir.appendingPathComponent("config.json"))
             guard let json = try JSONSerialization.jsonObject(with: WholeFile.read(dir.appendingPathComponent("config.json"))) as? [String: Any] else { return }
             let config = try HFEncoderConfig(json: json, source: "config.json")
             _ = (config.maxTokens, config.parameterCount(classes: 2), config.trainingBytes(batch: 8, classes: 2), config.identity)
+            // DeBERTa's relative rows stay inside the table for every length.
+            if let r = config.relative, r.enabled {
+                for length in [1, 2, 3, 17, config.maxTokens] where length <= config.maxTokens {
+                    let rows = r.usedRows(length: length)
+                    guard rows.lowerBound >= 0, rows.upperBound < 2 * r.span else { fatalError("rows \(rows) outside \(2 * r.span)") }
+                }
+            }
             // Every applied layer's weights exist (ALBERT's groups).
             for l in 0..<min(config.appliedLayers, 1 << 16) {
                 let set = config.parameterSet(applied: l)
@@ -287,7 +294,8 @@ enum HFFixtures {
             case .wordPiece: return wordPieceJSON
             case .unigram: return unigramJSON
             case .byteLevel: return URL(fileURLWithPath: "Tests/TangentTests/Fixtures/bpe/saved/tokenizer.json")
-            case .albert, .deberta: return URL(fileURLWithPath: "Tests/TangentTests/Fixtures/albert-tokenizer/saved/tokenizer.json")
+            case .albert: return URL(fileURLWithPath: "Tests/TangentTests/Fixtures/albert-tokenizer/saved/tokenizer.json")
+            case .deberta: return URL(fileURLWithPath: "Tests/TangentTests/Fixtures/hf-deberta/tokenizer.json")
             }
         }
         var modelType: String {

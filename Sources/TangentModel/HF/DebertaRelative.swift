@@ -37,6 +37,8 @@ final class RelativeBuffers<T: BLASScalar> {
 
 extension HFEncoderConfig.RelativeAttention {
     var positions: DisentangledAttention.Positions { .init(span: span, buckets: buckets, maxPosition: maxRelative) }
+    /// The rows of the relative table a text of `length` tokens reads.
+    public func usedRows(length: Int) -> ClosedRange<Int> { DisentangledAttention.usedRows(positions, length: length) }
     var terms: DisentangledAttention.Terms {
         .init(c2p: enabled && c2p, p2c: enabled && p2c, factor: 1 + (c2p ? 1 : 0) + (p2c ? 1 : 0))
     }
@@ -88,7 +90,7 @@ extension BertClassifier {
     func relativeBackwardStart(_ ws: Workspace<T>, _ dest: GradientDestination<T>) {
         guard let r = config.relative, r.enabled else { return }
         let rb = relativeBuffers(ws), R = 2 * r.span, h = config.hiddenSize
-        let used = ws.texts.map { DisentangledAttention.usedRows(r.positions, length: $0.count) }
+        let used = ws.texts.map { r.usedRows(length: $0.count) }
         if dest.perText {
             let B = ws.texts.count
             rb.ranges = used.enumerated().map { b, u in (b * R + u.lowerBound)..<(b * R + u.upperBound + 1) }

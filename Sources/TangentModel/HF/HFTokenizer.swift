@@ -154,6 +154,7 @@ public struct HFTokenizer {
                                             normalizedTokens: AddedTokens(stripping: decoder.filter(\.normalized).map { ($0.content, $0.id, $0.lstrip, $0.rstrip) }),
                                             source: model.path)
             added = decoder.filter { !$0.normalized }.map { ($0.content, $0.id, $0.lstrip, $0.rstrip) }
+                + namedSpecials(configJSON, pieces: base.pieces.map(\.0), decoded: Set(decoder.map(\.content)))
             source = model
         } else {
             throw TokenizerError("\(directory.path): no tokenizer.json or spm.model; a DeBERTa model's tokenizer is read from one of them")
@@ -161,6 +162,29 @@ public struct HFTokenizer {
         func id(_ piece: String) throws -> Int32 { try special(piece, in: pipeline.model.index, source: source) }
         return HFTokenizer(base: .unigram(pipeline, begin: try id("[CLS]"), end: try id("[SEP]"), padding: try id("[PAD]")),
                            added: AddedTokens(stripping: added), source: source.path)
+    }
+
+    /// The special tokens `tokenizer_config.json` names (`bos_token` … `mask_token`, then
+    /// `extra_special_tokens`) that `added_tokens_decoder` does not list, matched in the raw
+    /// text as transformers registers them: with their piece's id, or appended after the
+    /// pieces in that order when no piece has them (a DeBERTa-v3 `spm.model` has no
+    /// `[MASK]`; a tokenizer_config.json transformers 5 wrote has no `added_tokens_decoder`).
+    static func namedSpecials(_ config: [String: Any], pieces: [String], decoded: Set<String>)
+        -> [(content: String, id: Int32, lstrip: Bool, rstrip: Bool)] {
+        func content(_ v: Any?) -> String? { (v as? String) ?? ((v as? [String: Any])?["content"] as? String) }
+        var names = ["bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token"].compactMap { content(config[$0]) }
+        names += (config["extra_special_tokens"] as? [Any] ?? []).compactMap(content)
+        var seen = decoded, out: [(content: String, id: Int32, lstrip: Bool, rstrip: Bool)] = []
+        var next = Int32(pieces.count)
+        for name in names where !name.isEmpty && seen.insert(name).inserted {
+            if let i = pieces.firstIndex(of: name) {
+                out.append((name, Int32(i), false, false))
+            } else {
+                out.append((name, next, false, false))
+                next += 1
+            }
+        }
+        return out
     }
 
     /// A byte-level BPE `tokenizer.json` run as written (see
