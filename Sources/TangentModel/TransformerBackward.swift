@@ -45,17 +45,17 @@ struct GradientDestination<T: BLASScalar> {
 
     /// A linear layer's backward: dinp (written, or added to; nil: not wanted), then its weight and bias gradients
     /// (per text of `streamRows` when streaming), over its rows and any `extra` rows. `segments` picks token or text rows.
-    func linear(dinp: UnsafeMutablePointer<T>?, accumulateInput: Bool = false, w: Int, b: Int, weight: UnsafePointer<T>,
+    func linear(dinp: UnsafeMutablePointer<T>?, accumulateInput: Bool = false, w: Int, b: Int?, weight: UnsafePointer<T>,
                 dout: UnsafePointer<T>, inp: UnsafePointer<T>,
                 n: Int, i: Int, o: Int, segments: Segments, rows: [Range<Int>]?, streamRows: [Range<Int>], extra: ExtraRows? = nil) {
-        Linear.backward(dinp: dinp, accumulateInput: accumulateInput, dweight: slot(w), dbias: slot(b), dout: dout, inp: inp, weight: weight,
+        Linear.backward(dinp: dinp, accumulateInput: accumulateInput, dweight: slot(w), dbias: b.flatMap(slot), dout: dout, inp: inp, weight: weight,
                         n: n, i: i, o: o, segments: segments, rows: rows)
         if let e = extra {
             let extraRows = e.segments.ranges
-            Linear.backward(dinp: e.dinp, accumulateInput: true, dweight: slot(w), dbias: slot(b), dout: e.dout, inp: e.inp, weight: weight,
+            Linear.backward(dinp: e.dinp, accumulateInput: true, dweight: slot(w), dbias: b.flatMap(slot), dout: e.dout, inp: e.inp, weight: weight,
                             n: extraRows.map(\.upperBound).max() ?? 0, i: i, o: o, segments: e.segments, rows: extraRows)
         }
-        guard let sink, wanted(w) || wanted(b) else { return }
+        guard let sink, wanted(w) || b.map(wanted) == true else { return }
         // A product with beta 0 into the scratch, so nothing is zeroed; extra rows add to it,
         // so each text's gradient is handed over once.
         ws.gradScratch.ensure(o * i)
@@ -71,7 +71,7 @@ struct GradientDestination<T: BLASScalar> {
                 }
                 sink(w, k, sp)
             }
-            if wanted(b) {
+            if let b, wanted(b) {
                 sp.update(repeating: 0, count: o)
                 for row in r { for j in 0..<o { sp[j] += dout[row * o + j] } }
                 if let e = extra { for row in x { for j in 0..<o { sp[j] += e.dout[row * o + j] } } }
@@ -84,12 +84,12 @@ struct GradientDestination<T: BLASScalar> {
     /// bias gradients.
     /// Other rows than the tokens (DeBERTa's relative table) come as `segments` and, when
     /// streaming, one range per text (`streamRanges`).
-    func layerNorm(dinp: UnsafeMutablePointer<T>, w: Int, b: Int, weight: UnsafePointer<T>, dout: UnsafePointer<T>, inp: UnsafePointer<T>,
+    func layerNorm(dinp: UnsafeMutablePointer<T>, w: Int, b: Int?, weight: UnsafePointer<T>, dout: UnsafePointer<T>, inp: UnsafePointer<T>,
                    mean: UnsafePointer<T>, rstd: UnsafePointer<T>, n: Int, d: Int, segments: Segments? = nil, streamRanges: [Range<Int>]? = nil) {
-        LayerNorm.backward(dinp: dinp, dweight: slot(w), dbias: slot(b), dout: dout, inp: inp, weight: weight, mean: mean, rstd: rstd,
+        LayerNorm.backward(dinp: dinp, dweight: slot(w), dbias: b.flatMap(slot), dout: dout, inp: inp, weight: weight, mean: mean, rstd: rstd,
                            n: n, d: d, segments: segments ?? tokens)
-        small([w, b], width: d, ranges: streamRanges) { dw, db, seg in
-            LayerNorm.weightGradients(dweight: dw!, dbias: db!, dout: dout, inp: inp, mean: mean, rstd: rstd, d: d, segments: seg)
+        small([w] + (b.map { [$0] } ?? []), width: d, ranges: streamRanges) { dw, db, seg in
+            LayerNorm.weightGradients(dweight: dw!, dbias: db, dout: dout, inp: inp, mean: mean, rstd: rstd, d: d, segments: seg)
         }
     }
 

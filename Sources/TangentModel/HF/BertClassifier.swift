@@ -147,6 +147,7 @@ public final class BertClassifier<T: BLASScalar>: ClassifierModel, ShardKernel {
         case .roberta, .electra: return ("classifier.dense", "classifier.out_proj")
         case .albert: return (c.prefix + "pooler", "classifier")
         case .deberta: return ("pooler.dense", "classifier")
+        case .modernbert: return ModernBertClassifier<T>.headNames(config: c)
         case .distilbert: return ("pre_classifier", "classifier")
         }
     }
@@ -381,7 +382,8 @@ public final class BertClassifier<T: BLASScalar>: ClassifierModel, ShardKernel {
         switch c.family {
         case .distilbert: for k in 0..<(B * h) { ws.pooled.p[k] = max(0, ws.pooled.p[k]) }
         case .electra: GELU.forward(out: ws.pooled.p, derivative: ws.headDerivative.p, inp: ws.pooled.p, count: B * h)
-        case .deberta:
+        // ModernBERT is `ModernBertClassifier`'s; its head never runs here.
+        case .deberta, .modernbert:
             switch c.poolerActivation {
             case .erf: GELU.forward(out: ws.pooled.p, derivative: ws.headDerivative.p, inp: ws.pooled.p, count: B * h)
             case .tanh: GELU.forwardTanh(out: ws.pooled.p, derivative: ws.headDerivative.p, inp: ws.pooled.p, count: B * h)
@@ -478,7 +480,7 @@ public final class BertClassifier<T: BLASScalar>: ClassifierModel, ShardKernel {
         if ws.dropoutUsed { for k in 0..<(B * h) { ws.dpooled.p[k] *= ws.headMask.p[k] } }
         switch c.family {
         case .distilbert: for k in 0..<(B * h) where ws.pooled.p[k] <= 0 { ws.dpooled.p[k] = 0 }
-        case .electra, .deberta: for k in 0..<(B * h) { ws.dpooled.p[k] *= ws.headDerivative.p[k] }
+        case .electra, .deberta, .modernbert: for k in 0..<(B * h) { ws.dpooled.p[k] *= ws.headDerivative.p[k] }
         case .bert, .roberta, .albert: for k in 0..<(B * h) { let t = ws.pooled.p[k]; ws.dpooled.p[k] *= 1 - t * t }
         }
         dest.linear(dinp: ws.dpoolIn.p, w: poolw, b: poolb, weight: p(poolw), dout: ws.dpooled.p, inp: ws.poolIn.p, n: B, i: h, o: h,

@@ -32,6 +32,27 @@ public struct HFEncoderConfig: Sendable, Equatable {
     public let hasPositionTable: Bool
     /// The pooler's activation (`pooler_hidden_act`, DeBERTa's `ContextPooler`).
     public let poolerActivation: Activation
+    /// ModernBERT's settings (nil in the other types).
+    public let modern: ModernSettings?
+
+    /// ModernBERT's settings, as `ModernBertConfig` reads them.
+    public struct ModernSettings: Sendable, Equatable {
+        /// Whether the LayerNorms, attention projections, feed-forward projections and the
+        /// head's dense layer have biases (`norm_bias`, `attention_bias`, `mlp_bias`, `classifier_bias`).
+        public let normBias: Bool, attentionBias: Bool, mlpBias: Bool, classifierBias: Bool
+        /// `classifier_pooling`: the first token's state, or the mean over the text's.
+        public let meanPooling: Bool
+        /// The head's activation (`classifier_activation`).
+        public let headActivation: Activation
+        /// Rotary bases of the global and the sliding-window layers (`rope_parameters`, or
+        /// `global_rope_theta` / `local_rope_theta`).
+        public let globalTheta: Double, localTheta: Double
+        /// A sliding-window layer's tokens attend within this distance (`local_attention` / 2).
+        public let window: Int
+        /// Per layer, whether it attends globally (`layer_types`, or every
+        /// `global_attn_every_n_layers`-th layer from the first).
+        public let global: [Bool]
+    }
 
     /// DeBERTa-v2/v3's relative attention settings, as `DisentangledSelfAttention` reads them.
     public struct RelativeAttention: Sendable, Equatable {
@@ -54,7 +75,7 @@ public struct HFEncoderConfig: Sendable, Equatable {
     }
 
     /// The model types whose encoder and heads are implemented.
-    public static let supportedTypes = ["bert", "roberta", "xlm-roberta", "camembert", "distilbert", "electra", "albert", "deberta-v2"]
+    public static let supportedTypes = ["bert", "roberta", "xlm-roberta", "camembert", "distilbert", "electra", "albert", "deberta-v2", "modernbert"]
     /// `gelu` is x Phi(x) (erf); `gelu_new` its tanh approximation.
     public static let supportedActivations = ["gelu", "gelu_new"]
 
@@ -77,6 +98,12 @@ public struct HFEncoderConfig: Sendable, Equatable {
         /// to the layers (`encoder.embedding_hidden_mapping_in`); BERT's pooler and head;
         /// no dropout on the feed-forward branch.
         case albert
+        /// ModernBERT: pre-norm layers (`attn_norm`, none in the first; `mlp_norm`), a
+        /// fused `Wqkv`, rotary positions, sliding-window attention in all but every few
+        /// layers, a GeGLU feed-forward (`Wi`, `Wo`), `final_norm`, and `head` (dense,
+        /// activation, LayerNorm) on the first token or the mean, then `classifier`;
+        /// biases as its flags say. `model.` names.
+        case modernbert
         /// DeBERTa-v2/v3: disentangled attention over relative positions (`HFEncoderConfig.RelativeAttention`),
         /// `deberta.` names with `query_proj` / `key_proj` / `value_proj`, no position table
         /// when `position_biased_input` is false, `ContextPooler` (`pooler.dense` + GELU
@@ -90,6 +117,7 @@ public struct HFEncoderConfig: Sendable, Equatable {
             case "electra": self = .electra
             case "albert": self = .albert
             case "deberta-v2": self = .deberta
+            case "modernbert": self = .modernbert
             default: self = .roberta
             }
         }
@@ -123,6 +151,7 @@ public struct HFEncoderConfig: Sendable, Equatable {
         case .electra: return "electra."
         case .albert: return "albert."
         case .deberta: return "deberta."
+        case .modernbert: return "model."
         }
     }
     /// The first position id of a text.
@@ -155,6 +184,13 @@ public struct HFEncoderConfig: Sendable, Equatable {
             fields["share_att_key"] = r.shareKey; fields["norm_rel_ebd"] = r.normalized ? "layer_norm" : "none"
             fields["position_biased_input"] = hasPositionTable; fields["pooler_hidden_act"] = poolerActivation == .tanh ? "gelu_new" : "gelu"
         }
+        if let m = modern {
+            fields["norm_bias"] = m.normBias; fields["attention_bias"] = m.attentionBias; fields["mlp_bias"] = m.mlpBias
+            fields["classifier_bias"] = m.classifierBias; fields["classifier_pooling"] = m.meanPooling ? "mean" : "cls"
+            fields["classifier_activation"] = m.headActivation == .tanh ? "gelu_new" : "gelu"
+            fields["global_rope_theta"] = m.globalTheta; fields["local_rope_theta"] = m.localTheta
+            fields["local_attention"] = 2 * m.window; fields["layer_types"] = m.global.map { $0 ? "full_attention" : "sliding_attention" }
+        }
         return (try? JSONSerialization.data(withJSONObject: fields, options: [.sortedKeys])) ?? Data()
     }
 
@@ -165,6 +201,12 @@ public struct HFEncoderConfig: Sendable, Equatable {
         if let r = relative, r.enabled {
             relativeTable = Double(2 * r.span) * h + 2 * h
             if !r.shareKey { relativeProjections = L * Double((r.c2p ? 1 : 0) + (r.p2c ? 1 : 0)) * (h * h + h) }
+        }
+        if let m = modern {
+            let nb = m.normBias ? 1.0 : 0, ab = m.attentionBias ? 1.0 : 0, mb = m.mlpBias ? 1.0 : 0
+            let layer = (4 * h * h + 3 * h * f) + ab * 4 * h + mb * (2 * f + h) + 2 * h * (1 + nb)
+            return Double(vocabSize) * h + 2 * h * (1 + nb) + L * layer - h * (1 + nb) + h * h + (m.classifierBias ? h : 0)
+                + h * (1 + nb) + Double(classes) * (h + 1)
         }
         return (Double(vocabSize + (hasPositionTable ? maxPositions : 0) + typeVocabSize) + 2) * e + (projectsEmbeddings ? e * h + h : 0)
             + L * (4 * h * h + 2 * h * f + 9 * h + f) + h * h + h + Double(classes) * (h + 1) + relativeTable + relativeProjections
@@ -217,7 +259,7 @@ public struct HFEncoderConfig: Sendable, Equatable {
         // DistilBERT names its sizes otherwise and fixes its LayerNorm epsilon at 1e-12.
         let distil = type == "distilbert"
         let (hiddenKey, layersKey, headsKey, ffKey, actKey) = distil ? ("dim", "n_layers", "n_heads", "hidden_dim", "activation")
-            : ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "hidden_act")
+            : ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", family == .modernbert ? "hidden_activation" : "hidden_act")
         let limit = ModelConfig.maximumDimension
         hiddenSize = try int(hiddenKey, 1...limit)
         layers = try int(layersKey, 0...1024)
@@ -240,9 +282,17 @@ public struct HFEncoderConfig: Sendable, Equatable {
             (relative, hasPositionTable) = try HFEncoderConfig.debertaFields(json, maxPositions: maxPositions, hidden: hiddenSize, heads: heads, fail: fail)
         } else {
             relative = nil
-            hasPositionTable = true
+            hasPositionTable = family != .modernbert
         }
-        if family == .deberta {
+        modern = family == .modernbert ? try HFEncoderConfig.modernFields(json, layers: layers, hidden: hiddenSize, heads: heads, fail: fail) : nil
+        if family == .modernbert {
+            // ModernBertConfig's names and defaults: no token types, norm_eps 1e-5.
+            typeVocabSize = 0
+            if let e = json["norm_eps"], JSONField.number(e) == nil { throw fail("norm_eps", "is \(JSONField.typeName(e)), not a number") }
+            let eps = JSONField.number(json["norm_eps"]) ?? 1e-5
+            guard eps > 0, eps < 1 else { throw fail("norm_eps", "is \(eps), not in (0, 1)") }
+            layerNormEps = eps
+        } else if family == .deberta {
             // DebertaV2Config's defaults: no token types, epsilon 1e-7.
             typeVocabSize = json["type_vocab_size"] == nil ? 0 : try int("type_vocab_size", 0...limit)
             if let e = json["layer_norm_eps"], JSONField.number(e) == nil { throw fail("layer_norm_eps", "is \(JSONField.typeName(e)), not a number") }
@@ -290,7 +340,7 @@ public struct HFEncoderConfig: Sendable, Equatable {
         }
         let pad = json["pad_token_id"].flatMap { $0 is NSNull ? nil : $0 }
         if let pad, JSONField.integer(pad) == nil { throw fail("pad_token_id", "is \(JSONField.typeName(pad)) (\(pad)), not a token id") }
-        padTokenID = pad.flatMap(JSONField.integer) ?? (family == .roberta ? 1 : 0)
+        padTokenID = pad.flatMap(JSONField.integer) ?? (family == .roberta ? 1 : family == .modernbert ? min(50283, vocabSize - 1) : 0)
         padTokenIDGiven = pad != nil
         guard (0..<vocabSize).contains(padTokenID) else { throw fail("pad_token_id", "is \(padTokenID), outside the vocabulary of \(vocabSize)") }
         // RoBERTa-family positions start after the padding id: the table must hold it and
@@ -304,6 +354,74 @@ public struct HFEncoderConfig: Sendable, Equatable {
         guard range > 0, range < 1 else { throw fail("initializer_range", "is \(range), not in (0, 1)") }
         initializerRange = range
         labels = try HFEncoderConfig.labels(json["id2label"], fail: fail)
+    }
+
+    /// ModernBERT's flags, head, rotary bases and layer types, bounded; rotary scalings other
+    /// than the default and sizes transformers would compute otherwise are refused by field.
+    static func modernFields(_ json: [String: Any], layers: Int, hidden: Int, heads: Int,
+                             fail: (String, String) -> ModelError) throws -> ModernSettings {
+        func flag(_ key: String, _ fallback: Bool) throws -> Bool {
+            guard let v = json[key], !(v is NSNull) else { return fallback }
+            guard let b = JSONField.boolean(v) else { throw fail(key, "is \(JSONField.typeName(v)) (\(v)), not true or false") }
+            return b
+        }
+        func number(_ v: Any?, _ key: String, _ fallback: Double) throws -> Double {
+            guard let v, !(v is NSNull) else { return fallback }
+            guard let x = JSONField.number(v), x > 1, x < 1e12 else { throw fail(key, "is \(JSONField.text(v)), not a rotary base above 1") }
+            return x
+        }
+        func activation(_ key: String) throws -> Activation {
+            if let a = json[key], !(a is String) { throw fail(key, "is \(JSONField.typeName(a)) (\(a)), not an activation's name") }
+            let name = json[key] as? String ?? "gelu"
+            guard HFEncoderConfig.supportedActivations.contains(name) else {
+                throw fail(key, "is '\(name)'; supported: \(HFEncoderConfig.supportedActivations.joined(separator: ", "))")
+            }
+            return name == "gelu_new" ? .tanh : .erf
+        }
+        if let v = json["head_dim"], !(v is NSNull), JSONField.integer(v) != hidden / heads {
+            throw fail("head_dim", "is \(JSONField.text(v)); only hidden_size / num_attention_heads (\(hidden / heads)) is supported")
+        }
+        guard (hidden / heads) % 2 == 0 else { throw fail("num_attention_heads", "gives heads of \(hidden / heads) dimensions; rotary positions need an even number") }
+        guard let pooling = (json["classifier_pooling"] ?? "cls") as? String, ["cls", "mean"].contains(pooling) else {
+            throw fail("classifier_pooling", "is \(JSONField.text(json["classifier_pooling"])); supported: cls, mean")
+        }
+        let types: [Bool]
+        if let raw = json["layer_types"], !(raw is NSNull) {
+            guard let list = raw as? [Any], list.count == layers,
+                  list.allSatisfy({ ($0 as? String).map(["full_attention", "sliding_attention"].contains) == true }) else {
+                throw fail("layer_types", "is not a list of \(layers) entries 'full_attention' or 'sliding_attention'")
+            }
+            types = list.map { ($0 as! String) == "full_attention" }
+        } else {
+            var every = 3
+            if let v = json["global_attn_every_n_layers"], !(v is NSNull) {
+                guard let n = JSONField.integer(v), n >= 1 else { throw fail("global_attn_every_n_layers", "is \(JSONField.text(v)), not a whole number of at least 1") }
+                every = n
+            }
+            types = (0..<layers).map { $0 % every == 0 }
+        }
+        let rope = json["rope_parameters"] as? [String: Any]
+        func theta(_ type: String, legacy: String, _ fallback: Double) throws -> Double {
+            if let p = rope?[type] as? [String: Any] {
+                if let kind = p["rope_type"], !(kind is NSNull), kind as? String != "default" {
+                    throw fail("rope_parameters", "gives \(type) rope_type \(JSONField.text(kind)); only 'default' rotary positions are supported")
+                }
+                return try number(p["rope_theta"], "rope_parameters.\(type).rope_theta", fallback)
+            }
+            return try number(json[legacy], legacy, fallback)
+        }
+        if let scaling = json["rope_scaling"], !(scaling is NSNull) {
+            throw fail("rope_scaling", "is set; only default rotary positions are supported")
+        }
+        let local = json["local_attention"] == nil ? 128 : JSONField.integer(json["local_attention"]) ?? -1
+        guard local >= 0, local <= ModelConfig.maximumDimension else {
+            throw fail("local_attention", "is \(JSONField.text(json["local_attention"])), not a window of 0 to \(ModelConfig.maximumDimension) tokens")
+        }
+        return ModernSettings(
+            normBias: try flag("norm_bias", false), attentionBias: try flag("attention_bias", false), mlpBias: try flag("mlp_bias", false),
+            classifierBias: try flag("classifier_bias", false), meanPooling: pooling == "mean", headActivation: try activation("classifier_activation"),
+            globalTheta: try theta("full_attention", legacy: "global_rope_theta", 160_000), localTheta: try theta("sliding_attention", legacy: "local_rope_theta", 10_000),
+            window: local / 2, global: types)
     }
 
     /// DeBERTa-v2/v3's relative attention and `position_biased_input`, bounded; what

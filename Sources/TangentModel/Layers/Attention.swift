@@ -6,9 +6,12 @@ import TangentTensor
 enum Attention {
     /// out [N, D] = concat_h softmax(q_h k_h^T / sqrt(dh)) v_h per text.
     /// qkv [N, 3D] (q, k, v column blocks); saves att (per text, per head, L x L probabilities).
+    /// With `window`, token i attends only to tokens j with |i - j| <= window (ModernBERT's
+    /// sliding-window layers): the other probabilities are 0, so the backward pass needs
+    /// nothing more.
     static func forward<T: BLASScalar>(
         out: UnsafeMutablePointer<T>, att: UnsafeMutablePointer<T>,
-        qkv: UnsafePointer<T>, texts: [Range<Int>], attOffsets: [Int], d: Int, heads: Int
+        qkv: UnsafePointer<T>, texts: [Range<Int>], attOffsets: [Int], d: Int, heads: Int, window: Int? = nil
     ) {
         let dh = d / heads
         let scale = 1 / T(dh).squareRoot()
@@ -22,7 +25,16 @@ enum Attention {
                 let p = att + attOffsets[b] + h * L * L
                 T.gemm(transA: false, transB: true, m: L, n: L, k: dh, alpha: scale, a: q, lda: ld,
                        b: k, ldb: ld, beta: 0, c: p, ldc: L)
-                softmaxRows(p, L)
+                if let window, window < L - 1 {
+                    for i in 0..<L {
+                        let row = p + i * L, lo = max(0, i - window), hi = min(L, i + window + 1)
+                        row.update(repeating: 0, count: lo)
+                        (row + hi).update(repeating: 0, count: L - hi)
+                        softmax(row + lo, hi - lo)
+                    }
+                } else {
+                    softmaxRows(p, L)
+                }
                 T.gemm(transA: false, transB: false, m: L, n: dh, k: L, alpha: 1, a: p, lda: L,
                        b: v, ldb: ld, beta: 0, c: out + r.lowerBound * d + h * dh, ldc: d)
             }
@@ -31,17 +43,20 @@ enum Attention {
 
     /// Each row of the L x L scores `p` made its softmax, in place.
     static func softmaxRows<T: BLASScalar>(_ p: UnsafeMutablePointer<T>, _ L: Int) {
-        for i in 0..<L {
-            let row = p + i * L
-            var mx = row[0]
-            for j in 1..<L where row[j] > mx { mx = row[j] }
-            // Exponentials in a loop of their own (it vectorizes), then the sum in order.
-            for j in 0..<L { row[j] = T.vexp(row[j] - mx) }
-            var sum: T = 0
-            for j in 0..<L { sum += row[j] }
-            let inv = 1 / sum
-            for j in 0..<L { row[j] *= inv }
-        }
+        for i in 0..<L { softmax(p + i * L, L) }
+    }
+
+    /// The softmax of `count` scores, in place.
+    @inline(__always)
+    static func softmax<T: BLASScalar>(_ row: UnsafeMutablePointer<T>, _ count: Int) {
+        var mx = row[0]
+        for j in 1..<count where row[j] > mx { mx = row[j] }
+        // Exponentials in a loop of their own (it vectorizes), then the sum in order.
+        for j in 0..<count { row[j] = T.vexp(row[j] - mx) }
+        var sum: T = 0
+        for j in 0..<count { sum += row[j] }
+        let inv = 1 / sum
+        for j in 0..<count { row[j] *= inv }
     }
 
     /// dS = P * (dP - rowsum(dP * P)) in place of dP (L x L), times `scale` (the scores').

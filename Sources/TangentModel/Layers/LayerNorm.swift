@@ -30,16 +30,16 @@ enum LayerNorm {
     /// dweight and dbias alone, accumulated per segment (the streaming backward computes
     /// dinp with `backward` and these separately, into its own scratch).
     static func weightGradients<T: BLASScalar>(
-        dweight: UnsafeMutablePointer<T>, dbias: UnsafeMutablePointer<T>, dout: UnsafePointer<T>, inp: UnsafePointer<T>,
+        dweight: UnsafeMutablePointer<T>, dbias: UnsafeMutablePointer<T>?, dout: UnsafePointer<T>, inp: UnsafePointer<T>,
         mean: UnsafePointer<T>, rstd: UnsafePointer<T>, d: Int, segments: Segments
     ) {
         for (k, range) in segments.ranges.enumerated() {
-            let dw = dweight + k * segments.stride, db = dbias + k * segments.stride
+            let dw = dweight + k * segments.stride, db = dbias.map { $0 + k * segments.stride }
             for r in range {
                 let x = inp + r * d, dy = dout + r * d
                 let m = mean[r], s = rstd[r]
                 for j in 0..<d { dw[j] += dy[j] * (x[j] - m) * s }
-                for j in 0..<d { db[j] += dy[j] }
+                if let db { for j in 0..<d { db[j] += dy[j] } }
             }
         }
     }
