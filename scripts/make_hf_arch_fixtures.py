@@ -19,6 +19,13 @@ hf-bert fixture. Then run scripts/make_hf_gradient_fixtures.py for per-example g
   them: spm.model (a SentencePiece Unigram model of 1,000 pieces trained on the shipped
   texts, with DeBERTa's [PAD] 0, [CLS] 1, [SEP] 2, [UNK] 3, then [MASK] after the pieces)
   and what transformers 5 saves beside it.
+- modernbert: ModernBERT's defaults (no biases, first-token pooling) in small: hidden 32,
+  3 layers (global, sliding, global: global_attn_every_n_layers 2), 4 heads, intermediate
+  48, local_attention 16 so that texts past 9 tokens meet the window, rotary bases 160000
+  and 10000; with the ModernBERT-style byte-level tokenizer.json of
+  scripts/make_bpe_as_written_fixture.py (run it first).
+- modernbert-biased: every bias flag on, mean pooling, gelu_new in the head, layer_types
+  given (sliding, global, sliding), rope_parameters as transformers 5 writes them.
 - deberta-own: DeBERTa-v2's other settings (own pos_key_proj / pos_query_proj, relative
   positions clamped at 24, raw table, absolute positions, 2 token types), same tokenizer.
 
@@ -38,7 +45,8 @@ import torch  # noqa: E402
 import transformers  # noqa: E402
 from transformers import (AlbertConfig, AlbertForSequenceClassification, AutoTokenizer, DebertaV2Config,  # noqa: E402
                           DebertaV2ForSequenceClassification, DebertaV2Tokenizer, DistilBertConfig,
-                          DistilBertForSequenceClassification, ElectraConfig, ElectraForSequenceClassification)
+                          DistilBertForSequenceClassification, ElectraConfig, ElectraForSequenceClassification,
+                          ModernBertConfig, ModernBertForSequenceClassification)
 
 FIX = "Tests/TangentTests/Fixtures"
 LABELS = dict(num_labels=2, id2label={0: "negative", 1: "positive"}, label2id={"negative": 0, "positive": 1})
@@ -101,9 +109,25 @@ def deberta_tokenizer():
     return AutoTokenizer.from_pretrained(hub), f"{hub}/spm.model"
 
 
+def modernbert(vocab, biased=False):
+    tok = AutoTokenizer.from_pretrained(TOKENIZERS["modernbert"])
+    ids = dict(pad_token_id=tok.pad_token_id, bos_token_id=tok.cls_token_id, eos_token_id=tok.sep_token_id,
+               cls_token_id=tok.cls_token_id, sep_token_id=tok.sep_token_id)
+    settings = dict(norm_bias=True, attention_bias=True, mlp_bias=True, classifier_bias=True, classifier_pooling="mean",
+                    classifier_activation="gelu_new", layer_types=["sliding_attention", "full_attention", "sliding_attention"],
+                    rope_parameters={"full_attention": {"rope_type": "default", "rope_theta": 160000.0},
+                                     "sliding_attention": {"rope_type": "default", "rope_theta": 10000.0}}) if biased else \
+        dict(global_attn_every_n_layers=2, global_rope_theta=160000.0, local_rope_theta=10000.0)
+    return ModernBertForSequenceClassification(ModernBertConfig(
+        vocab_size=vocab, hidden_size=32, num_hidden_layers=3, num_attention_heads=4, intermediate_size=48,
+        max_position_embeddings=128, local_attention=16, hidden_activation="gelu", **ids, **settings, **LABELS))
+
+
 BUILDERS = {"distilbert": distilbert, "electra": electra, "albert": albert, "deberta": deberta,
-            "deberta-own": lambda v: deberta(v, own=True)}
-TOKENIZERS = {"albert": f"{FIX}/albert-tokenizer/saved"}
+            "deberta-own": lambda v: deberta(v, own=True), "modernbert": modernbert,
+            "modernbert-biased": lambda v: modernbert(v, biased=True)}
+TOKENIZERS = {"albert": f"{FIX}/albert-tokenizer/saved", "modernbert": f"{FIX}/bpe-as-written/plain",
+              "modernbert-biased": f"{FIX}/bpe-as-written/plain"}
 with open(f"{FIX}/hf-bert/reference.json", encoding="utf-8") as f:
     texts = [c["text"] for c in json.load(f)["cases"]]
 for arch in sys.argv[1:] or list(BUILDERS):

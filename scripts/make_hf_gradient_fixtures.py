@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Writes gradients.safetensors into Tests/TangentTests/Fixtures/hf-bert, hf-xlmr, hf-distilbert, hf-electra, hf-albert,
-hf-deberta and hf-deberta-own: the
+hf-deberta, hf-deberta-own,
+hf-modernbert and hf-modernbert-biased: the
 per-example gradients `torch.func.grad` gives (one unpadded text at a time) for the first
 8 texts of more than 2 tokens of each fixture's reference.json, of
 sum_c seed[c] * logits[c] with a fixed seed. The Swift tests check the toolkit's backward
@@ -24,7 +25,8 @@ from torch.func import functional_call, grad  # noqa: E402
 from transformers import AutoModelForSequenceClassification  # noqa: E402
 
 for name, seed in [("hf-bert", [1.0, -2.0]), ("hf-xlmr", [1.0, -2.0, 0.5]), ("hf-distilbert", [1.0, -2.0]), ("hf-electra", [1.0, -2.0]), ("hf-albert", [1.0, -2.0]),
-                   ("hf-deberta", [1.0, -2.0]), ("hf-deberta-own", [1.0, -2.0])]:
+                   ("hf-deberta", [1.0, -2.0]), ("hf-deberta-own", [1.0, -2.0]),
+                   ("hf-modernbert", [1.0, -2.0]), ("hf-modernbert-biased", [1.0, -2.0])]:
     directory = f"Tests/TangentTests/Fixtures/{name}"
     model = AutoModelForSequenceClassification.from_pretrained(directory, dtype=torch.float32, attn_implementation="eager").eval()
     with open(f"{directory}/reference.json", encoding="utf-8") as f:
@@ -41,7 +43,7 @@ for name, seed in [("hf-bert", [1.0, -2.0]), ("hf-xlmr", [1.0, -2.0, 0.5]), ("hf
     # values, which vmap cannot trace, and without padding no mask is needed.
     grads = [grad(output)(params, torch.tensor(s)) for s in ids]
     per_example = {k: torch.stack([g[k] for g in grads]) for k in params}
-    word = next(k for k in params if k.endswith("word_embeddings.weight"))
+    word = next(k for k in params if k.endswith(("word_embeddings.weight", "tok_embeddings.weight")))
     tensors, present = {}, []
     for b, s in enumerate(ids):
         rows = sorted(set(s))

@@ -125,7 +125,9 @@ struct BenchFeaturize: ParsableCommand {
                 }
                 let config = try HFEncoderConfig(json: json, source: url.path)
                 guard tokens <= config.maxTokens else { throw ValidationError("--tokens \(tokens) exceeds the \(config.maxTokens) positions of \(url.path)") }
-                model = try BertClassifier<Float>.initialized(config: config, labels: ["a", "b"], seed: 1, threads: nThreads)
+                model = config.family == .modernbert
+                    ? try ModernBertClassifier<Float>.initialized(config: config, labels: ["a", "b"], seed: 1, threads: nThreads)
+                    : try BertClassifier<Float>.initialized(config: config, labels: ["a", "b"], seed: 1, threads: nThreads)
                 sizes = (config.hiddenSize, config.intermediateSize, config.layers)
                 // Ids past the special ones (and the pad id), from the model's own vocabulary.
                 seqs = RandomTokenOptions(vocab: config.vocabSize, tokens: tokens).sequences(texts, seed: 3).map { s in s.map { max($0, 5) } }

@@ -7,20 +7,32 @@ import TangentTokenizer
 /// A tiny random BertForSequenceClassification made with `transformers`
 /// (scripts/make_hf_fixtures.py): the toolkit's WordPiece ids and BERT logits against the
 /// ids and logits `transformers` gave for 502 texts.
+/// A Hugging Face classifier directory, loaded as the commands load it (its model type's class).
+func loadHF(_ directory: URL, threads: Int = 2) throws -> any HFClassifier {
+    let json = try JSONSerialization.jsonObject(with: Data(contentsOf: directory.appendingPathComponent("config.json"))) as! [String: Any]
+    let config = try HFEncoderConfig(json: json, source: "config.json")
+    return try BertFamilyArchitecture.classifierType(config).load(directory: directory, threads: threads, newHead: nil)
+}
+
 @Suite struct HFBertTests {
     static let directory = fixture("hf-bert")
 
     /// BERT (WordPiece) and XLM-R (SentencePiece, RoBERTa layout, gelu_new): the same ids
     /// and logits as transformers, whatever the batch.
-    @Test(arguments: ["hf-bert", "hf-xlmr", "hf-distilbert", "hf-electra", "hf-albert", "hf-deberta", "hf-deberta-own"])
+    @Test(arguments: ["hf-bert", "hf-xlmr", "hf-distilbert", "hf-electra", "hf-albert", "hf-deberta", "hf-deberta-own", "hf-modernbert",
+                      "hf-modernbert-biased"])
     func idsAndLogitsEqualTransformers(name: String) throws {
         let dir = fixture(name)
-        let model = try BertClassifier<Float>.load(directory: dir)
+        let model = try loadHF(dir)
         // The XLM-R fixture keeps its tokenizer beside it (as transformers 5 saves it: tokenizer.json only).
         let tokenizerDirectory = name == "hf-xlmr" ? fixture("xlmr/saved") : dir
         let tok = try HFTokenizer.load(directory: tokenizerDirectory, config: model.config)
         let encode: (String) throws -> [Int32] = { try tok.encode($0, maxLength: 128) }
-        if name.hasPrefix("hf-deberta") {
+        if name.hasPrefix("hf-modernbert") {
+            let m = try #require(model.config.modern)
+            #expect(model is ModernBertClassifier<Float> && m.window == 8 && m.meanPooling == (name != "hf-modernbert"))
+            #expect(m.global == (name == "hf-modernbert" ? [true, false, true] : [false, true, false]))
+        } else if name.hasPrefix("hf-deberta") {
             let r = try #require(model.config.relative)
             #expect(model.config.family == .deberta && r.enabled && r.c2p && r.p2c && r.shareKey == (name == "hf-deberta"))
             #expect(model.config.hasPositionTable == (name != "hf-deberta") && model.config.hasTokenTypes == (name != "hf-deberta"))
@@ -61,10 +73,11 @@ import TangentTokenizer
     /// Per-example gradients of sum_c seed[c] logits[c] for 8 texts, tensor by tensor,
     /// against torch.func's (scripts/make_hf_gradient_fixtures.py): the word table
     /// through its token rows, everything else directly.
-    @Test(arguments: ["hf-bert", "hf-xlmr", "hf-distilbert", "hf-electra", "hf-albert", "hf-deberta", "hf-deberta-own"])
+    @Test(arguments: ["hf-bert", "hf-xlmr", "hf-distilbert", "hf-electra", "hf-albert", "hf-deberta", "hf-deberta-own", "hf-modernbert",
+                      "hf-modernbert-biased"])
     func gradientsEqualTorchFunc(name: String) throws {
         let dir = fixture(name)
-        let model = try BertClassifier<Float>.load(directory: dir, threads: 2)
+        let model = try loadHF(dir, threads: 2)
         let reference = try SafetensorsFile(url: dir.appendingPathComponent("gradients.safetensors"))
         let seed = try JSONSerialization.jsonObject(with: Data(reference.metadata["seed"]!.utf8)) as! [Double]
         let present = try JSONSerialization.jsonObject(with: Data(reference.metadata["ids"]!.utf8)) as! [[Int]]

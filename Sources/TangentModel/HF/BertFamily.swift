@@ -15,8 +15,14 @@ public enum BertFamilyArchitecture: ModelArchitecture {
         return HFEncoderConfig.supportedTypes.contains(type)
     }
 
+    /// The classifier type of a config's model type (ModernBERT's layers are its own).
+    static func classifierType(_ config: HFEncoderConfig) -> any HFClassifier.Type {
+        config.family == .modernbert ? ModernBertClassifier<Float>.self : BertClassifier<Float>.self
+    }
+
     public static func load(directory: URL, configJSON: [String: Any], threads: Int) throws -> LoadedModel {
-        let model = try BertClassifier<Float>.load(directory: directory, threads: threads)
+        let config = try HFEncoderConfig(json: configJSON, source: directory.appendingPathComponent("config.json").path)
+        let model = try classifierType(config).load(directory: directory, threads: threads, newHead: nil)
         let tokenizer = try HFTokenizer.load(directory: directory, config: model.config)
         let encoder = try HFTextEncoder(tokenizer: tokenizer, directory: directory, config: model.config)
         // tangent's record of the run that trained the model (if it did) lives under one key,
@@ -25,7 +31,7 @@ public enum BertFamilyArchitecture: ModelArchitecture {
         if let recorded = record[Classifier.tokenizerFingerprintKey] as? String, recorded != fingerprint(encoder.identity) {
             throw ModelError("\(encoder.source): not the tokenizer this model was trained with (its fingerprint differs from the one config.json's 'tangent' record holds)")
         }
-        return LoadedModel(model: model, encoder: encoder, labels: try LabelSet(names: model.labels), configJSON: record)
+        return LoadedModel(model: model.asClassifier, encoder: encoder, labels: try LabelSet(names: model.labels), configJSON: record)
     }
 
     public static func loadForFineTuning(directory: URL, configJSON: [String: Any], labels: [String], maxLength: Int, seed: UInt64,
@@ -33,16 +39,17 @@ public enum BertFamilyArchitecture: ModelArchitecture {
         let config = try HFEncoderConfig(json: configJSON, source: directory.appendingPathComponent("config.json").path)
         // The checkpoint's head when it classifies into exactly these labels; otherwise
         // (a bare encoder, or another task's head) a new one.
-        var model: BertClassifier<Float>
+        let type = classifierType(config)
+        var model: any HFClassifier
         var head = "its own classification head"
         // Whether the checkpoint has a head (with or without the encoder's prefix); errors
         // loading a head that is there are reported, not replaced by a new head.
-        let output = BertClassifier<Float>.headNames(config: config).output + ".weight"
+        let output = type.headNames(config: config).output + ".weight"
         let hasHead = try SafetensorsCheckpoint(directory: directory).tensors[output] != nil
         if config.labels == labels, hasHead {
-            model = try BertClassifier<Float>.load(directory: directory, threads: threads)
+            model = try type.load(directory: directory, threads: threads, newHead: nil)
         } else {
-            model = try BertClassifier<Float>.load(directory: directory, threads: threads, newHead: (labels, seed))
+            model = try type.load(directory: directory, threads: threads, newHead: (labels, seed))
             head = config.labels.isEmpty ? "a new classification head" : "a new classification head (its own classifies into \(config.labels.joined(separator: ", ")))"
             if !model.droppedTensors.isEmpty {
                 let groups = Set(model.droppedTensors.map { $0.split(separator: ".").prefix(2).joined(separator: ".") }).sorted()
@@ -51,7 +58,7 @@ public enum BertFamilyArchitecture: ModelArchitecture {
         }
         let tokenizer = try HFTokenizer.load(directory: directory, config: model.config)
         let encoder = try HFTextEncoder(tokenizer: tokenizer, directory: directory, config: model.config, maxLength: maxLength)
-        return (LoadedModel(model: model, encoder: encoder, labels: try LabelSet(names: labels), configJSON: [:]), head)
+        return (LoadedModel(model: model.asClassifier, encoder: encoder, labels: try LabelSet(names: labels), configJSON: [:]), head)
     }
 }
 
@@ -115,36 +122,87 @@ public struct HFTextEncoder: TextEncoder {
     }
 }
 
+extension ClassifierModel {
+    /// Weights as transformers initializes them (N(0, `range`) for matrices and tables,
+    /// norm weights 1, biases 0): a pure function of `seed`, for benchmarks and tests.
+    func drawInitialWeights(range: Double, seed: UInt64) {
+        for (ti, t) in layout.tensors.enumerated() where !t.name.hasSuffix(".bias") {
+            if t.shape.count == 1 { for k in t.range { parameters[k] = 1 }; continue }
+            let rng = CounterRNG.derive(seed, 0xbe28, UInt64(ti))
+            for k in 0..<t.count { parameters[t.offset + k] = Scalar(range * rng.normal(UInt64(k))) }
+        }
+    }
+}
+
 extension BertClassifier {
-    /// A model with random weights as transformers initializes them (N(0,
-    /// `initializer_range`) for matrices and tables, LayerNorm weights 1, biases 0): a
-    /// pure function of `seed`, for benchmarks and tests.
+    /// A model with random weights as transformers initializes them (`drawInitialWeights`).
     public static func initialized(config: HFEncoderConfig, labels: [String], seed: UInt64, threads: Int = Threads.cores) throws -> BertClassifier {
         let m = try BertClassifier(config: config, labels: labels, threads: threads)
-        for (ti, t) in m.layout.tensors.enumerated() where !t.name.hasSuffix(".bias") {
-            if isLayerNorm(t.name) { for k in t.range { m.parameters[k] = 1 }; continue }
-            let rng = CounterRNG.derive(seed, 0xbe28, UInt64(ti))
-            for k in 0..<t.count { m.parameters[t.offset + k] = T(config.initializerRange * rng.normal(UInt64(k))) }
-        }
+        m.drawInitialWeights(range: config.initializerRange, seed: seed)
         return m
     }
 }
 
+extension ModernBertClassifier {
+    /// A model with random weights as transformers initializes them (`drawInitialWeights`).
+    public static func initialized(config: HFEncoderConfig, labels: [String], seed: UInt64, threads: Int = Threads.cores) throws -> ModernBertClassifier {
+        let m = try ModernBertClassifier(config: config, labels: labels, threads: threads)
+        m.drawInitialWeights(range: config.initializerRange, seed: seed)
+        return m
+    }
+}
+
+/// A Hugging Face sequence classifier tangent computes (the BERT family's
+/// `BertClassifier`, `ModernBertClassifier`): what the directory loader needs to know of it.
+public protocol HFClassifier: ClassifierModel where Scalar == Float {
+    /// The checkpoint's tensors, names and shapes, for `config` and `classes` outputs.
+    static func layout(config: HFEncoderConfig, classes: Int) -> ParameterLayout
+    /// The head's dense layer and output layer (names without `.weight`).
+    static func headNames(config: HFEncoderConfig) -> (dense: String, output: String)
+    /// The head's modules below the output layer, made new with it when the checkpoint lacks any.
+    static func headModules(config: HFEncoderConfig) -> [String]
+    /// The token table's name.
+    static func tokenTableName(config: HFEncoderConfig) -> String
+    init(config: HFEncoderConfig, labels: [String], threads: Int) throws
+    var config: HFEncoderConfig { get }
+    /// Class names, `id2label` order.
+    var labels: [String] { get }
+    var sourceJSON: [String: Any] { get set }
+    var droppedTensors: [String] { get set }
+}
+
+extension BertClassifier: HFClassifier where T == Float {
+    public static func headModules(config: HFEncoderConfig) -> [String] { [headNames(config: config).dense] }
+    public static func tokenTableName(config: HFEncoderConfig) -> String { config.prefix + "embeddings.word_embeddings.weight" }
+}
+
+extension ModernBertClassifier: HFClassifier where T == Float {
+    public static func headModules(config: HFEncoderConfig) -> [String] { ["head.dense", "head.norm"] }
+    public static func tokenTableName(config: HFEncoderConfig) -> String { "model.embeddings.tok_embeddings.weight" }
+}
+
 extension BertClassifier where T == Float {
+    /// Loads a Hugging Face directory of this classifier's model types (see `HFClassifier.load`).
+    public static func load(directory: URL, threads: Int = Threads.cores,
+                            newHead: (labels: [String], seed: UInt64)? = nil) throws -> BertClassifier<Float> {
+        try loadDirectory(directory: directory, threads: threads, newHead: newHead)
+    }
+
     /// Refuses, with what the names say, a checkpoint whose encoder tensors are not named
     /// as `config.json`'s model type names them: another family's prefix (`roberta.` for
     /// `bert`), or names with and without the prefix mixed.
     static func checkEncoderNames(_ tensors: [String: SafetensorsTensorInfo], config: HFEncoderConfig, prefix: String, source: String) throws {
         let names = Array(tensors.keys)
         let families = ["bert.": "bert", "roberta.": "roberta (or xlm-roberta, camembert)", "distilbert.": "distilbert", "electra.": "electra",
-                        "deberta.": "deberta-v2", "albert.": "albert"]
-        let word = "embeddings.word_embeddings.weight"
-        if tensors[prefix + word] == nil, let other = families.keys.sorted().first(where: { tensors[$0 + word] != nil }) {
+                        "deberta.": "deberta-v2", "albert.": "albert", "model.": "modernbert"]
+        func word(_ prefix: String) -> String { prefix + (prefix == "model." ? "embeddings.tok_embeddings.weight" : "embeddings.word_embeddings.weight") }
+        let own = config.family == .modernbert ? "embeddings.tok_embeddings.weight" : "embeddings.word_embeddings.weight"
+        if tensors[prefix + own] == nil, let other = families.keys.sorted().first(where: { tensors[word($0)] != nil }) {
             throw ModelError("\(source): the tensors are named for model type \(families[other]!) ('\(other)…'), but config.json's 'model_type' is '\(config.modelType)' (tensors '\(config.prefix)…'); the config is not this checkpoint's")
         }
-        let encoderParts = ["embeddings.", "encoder.", "pooler.", "transformer.", "embeddings_project."]
+        let encoderParts = ["embeddings.", "encoder.", "pooler.", "transformer.", "embeddings_project.", "layers.", "final_norm."]
         // DeBERTa's head pools with a bare `pooler.dense`, beside its prefixed encoder.
-        let head = headNames(config: config).dense + "."
+        let head = (config.family == .modernbert ? "head" : headNames(config: config).dense) + "."
         let bare = names.filter { n in !n.hasPrefix(head) && encoderParts.contains { n.hasPrefix($0) } }
         let prefixed = names.filter { n in encoderParts.contains { n.hasPrefix(config.prefix + $0) } }
         if let a = bare.sorted().first, let b = prefixed.sorted().first {
@@ -161,8 +219,19 @@ extension BertClassifier where T == Float {
     // One function over 80 lines on purpose: config, checkpoint names, head choice, the
     // missing/unexpected checks and the copy share the name mapping `fileName` and run once
     // in this order; split apart, each piece would need all of them passed in.
-    public static func load(directory: URL, threads: Int = Threads.cores,
-                            newHead: (labels: [String], seed: UInt64)? = nil) throws -> BertClassifier<Float> {
+}
+
+extension HFClassifier {
+    /// The model as the commands take it.
+    public var asClassifier: any ClassifierModel<Float> { self }
+
+    /// Loads a Hugging Face directory (see `loadDirectory`).
+    public static func load(directory: URL, threads: Int, newHead: (labels: [String], seed: UInt64)?) throws -> any HFClassifier {
+        try loadDirectory(directory: directory, threads: threads, newHead: newHead)
+    }
+
+    static func loadDirectory(directory: URL, threads: Int = Threads.cores,
+                              newHead: (labels: [String], seed: UInt64)? = nil) throws -> Self {
         let configURL = directory.appendingPathComponent("config.json")
         guard let data = try? WholeFile.read(configURL), let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
             throw ModelError("\(configURL.path): missing or not a JSON object")
@@ -179,13 +248,15 @@ extension BertClassifier where T == Float {
         let file = try SafetensorsCheckpoint(directory: directory)
         let weightsSource = file.source
         // A bare encoder saved on its own has no `bert.` / `roberta.` prefix.
-        let e = config.prefix
-        let filePrefix = file.tensors[e + "embeddings.word_embeddings.weight"] == nil && file.tensors["embeddings.word_embeddings.weight"] != nil ? "" : e
+        let e = config.prefix, word = tokenTableName(config: config).dropFirst(e.count)
+        let filePrefix = file.tensors[e + word] == nil && file.tensors[String(word)] != nil ? "" : e
         func fileName(_ name: String) -> String { name.hasPrefix(e) ? filePrefix + name.dropFirst(e.count) : name }
-        try checkEncoderNames(file.tensors, config: config, prefix: filePrefix, source: weightsSource)
+        try BertClassifier<Float>.checkEncoderNames(file.tensors, config: config, prefix: filePrefix, source: weightsSource)
         let head = headNames(config: config)
         let outputNames = [head.output + ".weight", head.output + ".bias"]
-        let denseNames = [head.dense + ".weight", head.dense + ".bias"]
+        let layout = Self.layout(config: config, classes: max(2, newHead?.labels.count ?? config.labels.count))
+        let headModules = Self.headModules(config: config)
+        let headTensors = layout.tensors.map(\.name).filter { n in headModules.contains { n.hasPrefix($0 + ".") } }
         let labels: [String]
         if let newHead {
             labels = newHead.labels
@@ -202,8 +273,9 @@ extension BertClassifier where T == Float {
                 throw ModelError("\(configURL.path): 'id2label' names \(labels.count) classes; a classifier has at least 2")
             }
         }
-        let model = try BertClassifier(config: config, labels: labels, threads: threads)
-        let fresh = Set(newHead == nil ? [] : outputNames + (denseNames.allSatisfy { file.tensors[fileName($0)] != nil } ? [] : denseNames))
+        var model = try Self(config: config, labels: labels, threads: threads)
+        // A new head: the output layer, and the modules below it when the checkpoint lacks any.
+        let fresh = Set(newHead == nil ? [] : outputNames + (headTensors.allSatisfy { file.tensors[fileName($0)] != nil } ? [] : headTensors))
         let wanted = model.layout.tensors.filter { !fresh.contains($0.name) }
         let missing = wanted.map { fileName($0.name) }.filter { file.tensors[$0] == nil }
         guard missing.isEmpty else {
@@ -213,12 +285,14 @@ extension BertClassifier where T == Float {
         // drops another task's head and the pretraining heads a checkpoint ships with
         // (BertForPreTraining's `cls.predictions` and `cls.seq_relationship`, a masked-LM's
         // `lm_head`, ELECTRA's discriminator and generator heads, ALBERT's `predictions` and
-        // `sop_classifier`, DeBERTa's `lm_predictions` and `mask_predictions`), as transformers does, and
+        // `sop_classifier`, DeBERTa's `lm_predictions` and `mask_predictions`, ModernBERT's
+        // `decoder`), as transformers does, and
         // lists them; anything else is refused.
         let known = Set(model.layout.tensors.map { fileName($0.name) })
         let extra = file.tensors.keys.sorted().filter { !known.contains($0) && !$0.hasSuffix("position_ids") && !$0.hasSuffix("token_type_ids") }
         let droppable = ["classifier.", "cls.", "lm_head.", "discriminator_predictions.", "generator_predictions.", "generator_lm_head.",
                          "predictions.", "sop_classifier.", "lm_predictions.", "mask_predictions."]
+            + (config.family == .modernbert ? ["decoder."] : [])
         let dropped = newHead == nil ? [] : extra.filter { name in droppable.contains { name.hasPrefix($0) } }
         let unexpected = extra.filter { !dropped.contains($0) }
         guard unexpected.isEmpty else {
@@ -237,6 +311,8 @@ extension BertClassifier where T == Float {
         }
         if let newHead {
             for (ti, t) in model.layout.tensors.enumerated() where fresh.contains(t.name) && t.name.hasSuffix(".weight") {
+                // A new LayerNorm (ModernBERT's head norm) starts at 1, as torch's does.
+                if t.shape.count == 1 { for k in t.range { model.parameters[k] = 1 }; continue }
                 let rng = CounterRNG.derive(newHead.seed, 0xbe27, UInt64(ti))
                 for k in 0..<t.count { model.parameters[t.offset + k] = Float(config.initializerRange * rng.normal(UInt64(k))) }
             }

@@ -36,7 +36,9 @@ public struct HFTokenizer {
         let json = file("tokenizer.json")
         let tokenizerConfig = file("tokenizer_config.json")
         let tokenizer: HFTokenizer
-        if config.family == .deberta {
+        if config.family == .modernbert {
+            tokenizer = try asWritten(directory: directory)
+        } else if config.family == .deberta {
             tokenizer = try debertaV2(directory: directory)
         } else if config.family == .albert {
             tokenizer = try albert(json: json, model: file("spiece.model"), config: tokenizerConfig, directory: directory)
