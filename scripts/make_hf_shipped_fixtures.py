@@ -12,6 +12,8 @@ pretrained ones ship, made with `transformers` from the tiny fixtures' configs:
   albert-base-v2 ships, from the hf-albert config;
 - deberta-mlm/: a DebertaV2ForMaskedLM (lm_predictions.lm_head.*), as
   microsoft/deberta-v3-* ship, from the hf-deberta config;
+- modernbert-mlm/: a ModernBertForMaskedLM (head.*, decoder.bias), as
+  answerdotai/ModernBERT-* ship, from the hf-modernbert config;
 - bert-sharded/: the hf-bert classifier saved in shards of 100 KB
   (model.safetensors.index.json + model-0000i-of-0000n.safetensors), and
   reference.json: the logits transformers gives for a few texts.
@@ -31,7 +33,7 @@ import torch  # noqa: E402
 import transformers  # noqa: E402
 from transformers import (AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, BertForMaskedLM,  # noqa: E402
                           AlbertForPreTraining, BertForPreTraining, DebertaV2ForMaskedLM, ElectraForPreTraining,
-                          XLMRobertaForMaskedLM)
+                          ModernBertForMaskedLM, XLMRobertaForMaskedLM)
 
 FIX = "Tests/TangentTests/Fixtures"
 OUT = f"{FIX}/hf-shipped"
@@ -55,7 +57,8 @@ for name, cls, config_dir, tokenizer_dir in [("bert-pretraining", BertForPreTrai
                                               ("xlmr-mlm", XLMRobertaForMaskedLM, f"{FIX}/hf-xlmr", f"{FIX}/xlmr/saved"),
                                               ("electra-discriminator", ElectraForPreTraining, f"{FIX}/hf-electra", f"{FIX}/hf-electra"),
                                               ("albert-pretraining", AlbertForPreTraining, f"{FIX}/hf-albert", f"{FIX}/hf-albert"),
-                                              ("deberta-mlm", DebertaV2ForMaskedLM, f"{FIX}/hf-deberta", f"{FIX}/hf-deberta")]:
+                                              ("deberta-mlm", DebertaV2ForMaskedLM, f"{FIX}/hf-deberta", f"{FIX}/hf-deberta"),
+                                              ("modernbert-mlm", ModernBertForMaskedLM, f"{FIX}/hf-modernbert", f"{FIX}/hf-modernbert")]:
     model = cls(fresh(config_dir))
     model.save_pretrained(f"{OUT}/{name}")
     AutoTokenizer.from_pretrained(tokenizer_dir).save_pretrained(f"{OUT}/{name}")

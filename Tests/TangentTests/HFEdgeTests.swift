@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TangentIO
 @testable import TangentModel
 @testable import TangentTokenizer
 
@@ -293,5 +294,24 @@ struct RealDebertaTokenizerTests {
         #expect(m.ids("abab") == [4, 4])
         #expect(m.ids("▁xyza") == [1, 0, 2])
         #expect(m.ids("") == [])
+    }
+}
+
+/// config.json as tangent writes it: floats stay floats (transformers 5 refuses
+/// `initializer_cutoff_factor: 2`), and the rest reads back as written.
+@Suite struct JSONTextTests {
+    @Test func floatsStayFloatsAndValuesRoundTrip() throws {
+        let source = #"{"f": 2.0, "i": 2, "b": true, "s": "a\"b\\c\n\u0001é", "small": 1e-05, "big": 160000.0, "n": null, "l": [1, 0.5, false], "o": {}}"#
+        let parsed = try JSONSerialization.jsonObject(with: Data(source.utf8)) as! [String: Any]
+        let optional: String? = "x", missing: String? = nil
+        var value = parsed
+        value["opt"] = optional as Any
+        value["none"] = missing as Any
+        let text = String(decoding: try JSONText.data(value), as: UTF8.self)
+        #expect(text.contains(#""f": 2.0"#) && text.contains(#""i": 2,"#) && text.contains(#""big": 160000.0"#) && text.contains(#""b": true"#))
+        let back = try JSONSerialization.jsonObject(with: Data(text.utf8)) as! [String: Any]
+        #expect(back["s"] as? String == "a\"b\\c\n\u{1}é" && back["opt"] as? String == "x" && back["none"] is NSNull)
+        #expect(JSONField.number(back["small"]) == 1e-5 && (back["l"] as? [Any])?.count == 3 && (back["o"] as? [String: Any])?.isEmpty == true)
+        #expect(String(cString: (back["f"] as! NSNumber).objCType) == "d")
     }
 }

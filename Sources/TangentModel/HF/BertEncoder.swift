@@ -194,6 +194,21 @@ public struct HFEncoderConfig: Sendable, Equatable {
         return (try? JSONSerialization.data(withJSONObject: fields, options: [.sortedKeys])) ?? Data()
     }
 
+    /// Writes `config.json` as transformers reads it: the source's fields (or, for a model
+    /// made from scratch, `config`'s), `architectures`, `id2label`, `label2id`, and
+    /// tangent's run record under the `tangent` key; floats stay floats (`JSONText`).
+    static func save(source: [String: Any], config: HFEncoderConfig, classificationClass: String, labels: [String],
+                     extra: [String: Any], into directory: URL) throws {
+        var json = source
+        if json.isEmpty { json = try JSONSerialization.jsonObject(with: config.identity) as? [String: Any] ?? [:] }
+        json["architectures"] = [classificationClass]
+        json["id2label"] = Dictionary(uniqueKeysWithValues: labels.enumerated().map { (String($0.offset), $0.element) })
+        json["label2id"] = Dictionary(uniqueKeysWithValues: labels.enumerated().map { ($0.element, $0.offset) })
+        json["num_labels"] = nil
+        json["tangent"] = extra
+        try AtomicFile.write(try JSONText.data(json), to: directory.appendingPathComponent("config.json"))
+    }
+
     /// Parameters of the encoder and a head of `classes` outputs.
     public func parameterCount(classes: Int) -> Double {
         let h = Double(hiddenSize), f = Double(intermediateSize), L = Double(parameterSets), e = Double(embeddingSize)

@@ -117,7 +117,7 @@ public struct HFTextEncoder: TextEncoder {
             json["tokenizer_class"] = "BertTokenizer"
             json["do_lower_case"] = t.lowercase
         }
-        try AtomicFile.write(try JSONSerialization.data(withJSONObject: json, options: [.prettyPrinted, .sortedKeys]),
+        try AtomicFile.write(try JSONText.data(json),
                              to: out.appendingPathComponent("tokenizer_config.json"))
     }
 }

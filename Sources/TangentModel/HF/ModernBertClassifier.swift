@@ -117,15 +117,8 @@ public final class ModernBertClassifier<T: BLASScalar>: ClassifierModel, ShardKe
 
     /// `config.json` as transformers reads it, with tangent's run record under `tangent`.
     public func saveConfiguration(labels: [String], extra: [String: Any], into directory: URL) throws {
-        var json = sourceJSON
-        if json.isEmpty { json = try JSONSerialization.jsonObject(with: config.identity) as? [String: Any] ?? [:] }
-        json["architectures"] = ["ModernBertForSequenceClassification"]
-        json["id2label"] = Dictionary(uniqueKeysWithValues: labels.enumerated().map { (String($0.offset), $0.element) })
-        json["label2id"] = Dictionary(uniqueKeysWithValues: labels.enumerated().map { ($0.element, $0.offset) })
-        json["num_labels"] = nil
-        json["tangent"] = extra
-        let data = try JSONSerialization.data(withJSONObject: json, options: [.prettyPrinted, .sortedKeys])
-        try AtomicFile.write(data, to: directory.appendingPathComponent("config.json"))
+        try HFEncoderConfig.save(source: sourceJSON, config: config, classificationClass: "ModernBertForSequenceClassification", labels: labels,
+                                 extra: extra, into: directory)
     }
 
     public func checkTraining(batch: Int) throws {
