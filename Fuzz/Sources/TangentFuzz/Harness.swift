@@ -87,7 +87,7 @@ struct FuzzTarget: Sendable {
         },
         FuzzTarget(name: "tokenizer-json", fileExtension: "bin") { url in
             // The first byte picks the template: BERT's WordPiece, XLM-R's Unigram, RoBERTa's
-            // byte-level BPE, ALBERT's Unigram, or DeBERTa's.
+            // byte-level BPE, ALBERT's Unigram, DeBERTa's, or ModernBERT's byte-level file run as written.
             let edits = try WholeFile.read(url)
             let kind = HFFixtures.Kind.allCases[Int(edits.first ?? 0) % HFFixtures.Kind.allCases.count]
             let dir = try HFFixtures.directory(url, files: kind == .wordPiece ? ["tokenizer_config.json"] : [])
@@ -95,9 +95,10 @@ struct FuzzTarget: Sendable {
             try HFFixtures.encode(dir, kind: kind)
         },
         FuzzTarget(name: "hf-config", fileExtension: "bin") { url in
-            // The first byte picks the template: the BERT, DistilBERT, ELECTRA, ALBERT or DeBERTa (both settings) fixture's config.json.
+            // The first byte picks the template: the BERT, DistilBERT, ELECTRA, ALBERT, DeBERTa or ModernBERT (both settings each) fixture's config.json.
             let input = try WholeFile.read(url)
-            let templates = ["hf-bert", "hf-distilbert", "hf-electra", "hf-albert", "hf-deberta", "hf-deberta-own"]
+            let templates = ["hf-bert", "hf-distilbert", "hf-electra", "hf-albert", "hf-deberta", "hf-deberta-own", "hf-modernbert",
+                             "hf-modernbert-biased"]
             let template = URL(fileURLWithPath: "Tests/TangentTests/Fixtures").appendingPathComponent(templates[Int(input.first ?? 0) % templates.count])
             let dir = try HFFixtures.directory(url, files: [])
             try JSONEdits(input.dropFirst()).apply(to: template.appendingPathComponent("config.json"), writing: dir.appendingPathComponent("config.json"))
@@ -110,6 +111,11 @@ struct FuzzTarget: Sendable {
                     let rows = r.usedRows(length: length)
                     guard rows.lowerBound >= 0, rows.upperBound < 2 * r.span else { fatalError("rows \(rows) outside \(2 * r.span)") }
                 }
+            }
+            // ModernBERT: a layer type per layer, and rotary tables for every position.
+            if let m = config.modern {
+                guard m.global.count == config.layers else { fatalError("\(m.global.count) layer types for \(config.layers) layers") }
+                if config.maxTokens <= 1 << 16 { _ = try ModernBertClassifier<Float>.layout(config: config, classes: 2) }
             }
             // Every applied layer's weights exist (ALBERT's groups).
             for l in 0..<min(config.appliedLayers, 1 << 16) {
@@ -288,7 +294,7 @@ enum HFFixtures {
 
     /// The tokenizer.json templates of the fuzz targets, and the model type that reads each.
     enum Kind: CaseIterable {
-        case wordPiece, unigram, byteLevel, albert, deberta
+        case wordPiece, unigram, byteLevel, albert, deberta, modernbert
         var template: URL {
             switch self {
             case .wordPiece: return wordPieceJSON
@@ -296,6 +302,7 @@ enum HFFixtures {
             case .byteLevel: return URL(fileURLWithPath: "Tests/TangentTests/Fixtures/bpe/saved/tokenizer.json")
             case .albert: return URL(fileURLWithPath: "Tests/TangentTests/Fixtures/albert-tokenizer/saved/tokenizer.json")
             case .deberta: return URL(fileURLWithPath: "Tests/TangentTests/Fixtures/hf-deberta/tokenizer.json")
+            case .modernbert: return URL(fileURLWithPath: "Tests/TangentTests/Fixtures/hf-modernbert/tokenizer.json")
             }
         }
         var modelType: String {
@@ -304,6 +311,7 @@ enum HFFixtures {
             case .unigram: return "xlm-roberta"
             case .byteLevel: return "roberta"
             case .albert, .deberta: return "albert"
+            case .modernbert: return "modernbert"
             }
         }
     }
@@ -320,7 +328,8 @@ enum HFFixtures {
         if kind != .wordPiece {
             json["model_type"] = kind.modelType
             json["vocab_size"] = 1 << 20
-            json["pad_token_id"] = kind == .albert ? 0 : 1
+            // ModernBERT's padding token comes from its own files (no pad_token_id to check against).
+            json["pad_token_id"] = kind == .albert ? 0 : kind == .modernbert ? nil : 1
         }
         let config = try HFEncoderConfig(json: json, source: "config.json")
         let tok = try HFTokenizer.load(directory: dir, config: config)

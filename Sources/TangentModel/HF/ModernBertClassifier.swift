@@ -102,8 +102,8 @@ public final class ModernBertClassifier<T: BLASScalar>: ClassifierModel, ShardKe
         embNorm = norm("model.embeddings.norm"); finalNorm = norm("model.final_norm"); headNorm = norm("head.norm")
         headDense = dense("head.dense", modern.classifierBias); classifier = dense("classifier", true)
         let dh = config.hiddenSize / config.heads
-        globalRotary = Rotary(theta: modern.globalTheta, headDim: dh, maxLength: config.maxTokens)
-        localRotary = Rotary(theta: modern.localTheta, headDim: dh, maxLength: config.maxTokens)
+        globalRotary = Rotary(theta: modern.globalTheta, headDim: dh)
+        localRotary = Rotary(theta: modern.localTheta, headDim: dh)
         zeros = Buffer<T>(max(3 * config.hiddenSize, 2 * config.intermediateSize))
         passes = ShardedPasses(layout: L, classes: labels.count, width: config.hiddenSize, tokenIndex: word,
                                layers: config.layers, threads: threads)
