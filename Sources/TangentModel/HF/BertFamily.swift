@@ -273,7 +273,7 @@ extension HFClassifier {
                 throw ModelError("\(configURL.path): 'id2label' names \(labels.count) classes; a classifier has at least 2")
             }
         }
-        var model = try Self(config: config, labels: labels, threads: threads)
+        let model = try Self(config: config, labels: labels, threads: threads)
         // A new head: the output layer, and the modules below it when the checkpoint lacks any.
         let fresh = Set(newHead == nil ? [] : outputNames + (headTensors.allSatisfy { file.tensors[fileName($0)] != nil } ? [] : headTensors))
         let wanted = model.layout.tensors.filter { !fresh.contains($0.name) }
