@@ -7,6 +7,8 @@ reference.json: the token ids and logits transformers gives for the same 502 tex
 hf-bert fixture. Then run scripts/make_hf_gradient_fixtures.py for per-example gradients.
 
 - distilbert: dim 32, 2 layers, 4 heads, hidden_dim 64, gelu.
+- distilbert-sinusoidal: the same with sinusoidal_pos_embds, its position table left as
+  transformers fills it (sines and cosines), every other weight drawn as above.
 - electra: hidden 32, embedding_size 24 (projected by embeddings_project), 2 layers,
   4 heads, intermediate 64, gelu; ElectraClassificationHead (dense + GELU).
 - albert: hidden 32, embedding_size 24, 3 layers over 2 groups of 2 shared inner layers,
@@ -52,10 +54,10 @@ FIX = "Tests/TangentTests/Fixtures"
 LABELS = dict(num_labels=2, id2label={0: "negative", 1: "positive"}, label2id={"negative": 0, "positive": 1})
 
 
-def distilbert(vocab):
+def distilbert(vocab, sinusoidal=False):
     return DistilBertForSequenceClassification(DistilBertConfig(
         vocab_size=vocab, dim=32, n_layers=2, n_heads=4, hidden_dim=64, max_position_embeddings=128, activation="gelu",
-        pad_token_id=0, **LABELS))
+        pad_token_id=0, sinusoidal_pos_embds=sinusoidal, **LABELS))
 
 
 def electra(vocab):
@@ -123,7 +125,7 @@ def modernbert(vocab, biased=False):
         max_position_embeddings=128, local_attention=16, hidden_activation="gelu", **ids, **settings, **LABELS))
 
 
-BUILDERS = {"distilbert": distilbert, "electra": electra, "albert": albert, "deberta": deberta,
+BUILDERS = {"distilbert": distilbert, "distilbert-sinusoidal": lambda v: distilbert(v, sinusoidal=True), "electra": electra, "albert": albert, "deberta": deberta,
             "deberta-own": lambda v: deberta(v, own=True), "modernbert": modernbert,
             "modernbert-biased": lambda v: modernbert(v, biased=True)}
 TOKENIZERS = {"albert": f"{FIX}/albert-tokenizer/saved", "modernbert": f"{FIX}/bpe-as-written/plain",
@@ -141,6 +143,8 @@ for arch in sys.argv[1:] or list(BUILDERS):
     model = BUILDERS[arch](len(tok))
     with torch.no_grad():
         for name, p in model.named_parameters():
+            if arch == "distilbert-sinusoidal" and "position_embeddings" in name:
+                continue
             if "layer_norm" in name or "LayerNorm" in name:
                 p.copy_(1 + 0.2 * torch.randn_like(p) if name.endswith("weight") else 0.2 * torch.randn_like(p))
             else:

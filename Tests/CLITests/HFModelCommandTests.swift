@@ -161,7 +161,7 @@ import Testing
     /// discriminator and sentence-order heads, shards): fine-tuned with `train --init` (the dropped heads
     /// named), then predicted and attributed, per-layer shares named as the checkpoint
     /// names its layers.
-    @Test(arguments: ["hf-distilbert", "hf-electra", "hf-albert", "hf-deberta-own", "hf-shipped/bert-mlm", "hf-shipped/bert-sharded",
+    @Test(arguments: ["hf-distilbert", "hf-distilbert-sinusoidal", "hf-electra", "hf-albert", "hf-deberta-own", "hf-shipped/bert-mlm", "hf-shipped/bert-sharded",
                       "hf-shipped/electra-discriminator", "hf-shipped/albert-pretraining", "hf-shipped/deberta-mlm",
                       "hf-modernbert-biased", "hf-shipped/modernbert-mlm"])
     func otherCheckpointsFineTuneAndAttribute(name: String) throws {
@@ -180,11 +180,16 @@ import Testing
         if name.hasSuffix("discriminator") {
             #expect(tune.stderr.contains("dropped") && tune.stderr.contains("discriminator_predictions.dense.*"), "\(tune.stderr)")
         }
+        if name == "hf-distilbert-sinusoidal" {
+            // The flag stays in the fine-tune's config.json, so transformers reads the same model.
+            let json = try JSONSerialization.jsonObject(with: Data(contentsOf: w.appendingPathComponent("m/config.json"))) as? [String: Any]
+            #expect(json?["sinusoidal_pos_embds"] as? Bool == true)
+        }
         let r = try CLI.run(["attribute", "--model", "m", "--train", "train.jsonl", "--text", "a fine film", "--kernel", "proj-trntk",
                              "--proj-dim", "32", "--top", "2", "--cache", "cache"], in: w)
         #expect(r.status == 0, "\(r.stderr)")
         #expect(r.stdout.contains("proponents") && r.stdout.contains("%]"), "\(r.stdout)")
-        if name == "hf-distilbert" {
+        if name.hasPrefix("hf-distilbert") {
             // DistilBERT's groups: transformer.layer.i and pre_classifier, no pooler.
             #expect(!r.stdout.contains("pooler") && !r.stdout.contains("encoder.layer"), "\(r.stdout)")
         }

@@ -19,8 +19,8 @@ func loadHF(_ directory: URL, threads: Int = 2) throws -> any HFClassifier {
 
     /// BERT (WordPiece) and XLM-R (SentencePiece, RoBERTa layout, gelu_new): the same ids
     /// and logits as transformers, whatever the batch.
-    @Test(arguments: ["hf-bert", "hf-xlmr", "hf-distilbert", "hf-electra", "hf-albert", "hf-deberta", "hf-deberta-own", "hf-modernbert",
-                      "hf-modernbert-biased"])
+    @Test(arguments: ["hf-bert", "hf-xlmr", "hf-distilbert", "hf-distilbert-sinusoidal", "hf-electra", "hf-albert", "hf-deberta", "hf-deberta-own",
+                      "hf-modernbert", "hf-modernbert-biased"])
     func idsAndLogitsEqualTransformers(name: String) throws {
         let dir = fixture(name)
         let model = try loadHF(dir)
@@ -40,8 +40,9 @@ func loadHF(_ directory: URL, threads: Int = 2) throws -> any HFClassifier {
             #expect(model.config.family == .albert && model.config.appliedLayers == 6 && model.config.parameterSets == 4)
         } else if name == "hf-electra" {
             #expect(model.config.labels == ["negative", "positive"] && model.config.family == .electra && model.config.projectsEmbeddings)
-        } else if name == "hf-distilbert" {
+        } else if name.hasPrefix("hf-distilbert") {
             #expect(model.config.labels == ["negative", "positive"] && model.config.family == .distilbert && !model.config.hasTokenTypes)
+            #expect(model.config.sinusoidalPositions == (name == "hf-distilbert-sinusoidal"))
         } else if name == "hf-bert" {
             #expect(model.config.labels == ["negative", "positive"] && !model.config.isRoberta)
         } else {
@@ -146,6 +147,26 @@ func loadHF(_ directory: URL, threads: Int = 2) throws -> any HFClassifier {
         // [MASK], named in tokenizer_config.json only, sits after the pieces as transformers puts it.
         let masked = try tok.encode("x [MASK] y [UNK] [PAD] z", maxLength: 128)
         #expect(masked == [1, 6, 129, 1000, 6, 11, 3, 0, 6, 104, 2], "\(masked)")
+    }
+
+    /// DistilBERT's `sinusoidal_pos_embds`: the table transformers wrote into the checkpoint
+    /// is the one tangent draws for a fresh model of that config, and a flag that is not a
+    /// boolean is refused by name.
+    @Test func sinusoidalPositionsEqualTransformers() throws {
+        let dir = fixture("hf-distilbert-sinusoidal")
+        let stored = try SafetensorsFile(url: dir.appendingPathComponent("model.safetensors"))
+            .floatsWidened("distilbert.embeddings.position_embeddings.weight", shape: [128, 32])
+        var json = try JSONSerialization.jsonObject(with: Data(contentsOf: dir.appendingPathComponent("config.json"))) as! [String: Any]
+        let config = try HFEncoderConfig(json: json, source: "config.json")
+        let fresh = try BertClassifier<Float>.initialized(config: config, labels: ["a", "b"], seed: 3, threads: 1)
+        let t = fresh.layout.tensors[try #require(fresh.pos)]
+        let drawn = Array(fresh.parameters[t.range])
+        #expect(drawn.count == stored.count)
+        let worst = zip(drawn, stored).map { abs($0 - $1) }.max() ?? .infinity
+        #expect(worst <= 1e-6, "largest difference \(worst)")
+        json["sinusoidal_pos_embds"] = "yes"
+        let error = #expect(throws: ModelError.self) { try HFEncoderConfig(json: json, source: "config.json") }
+        #expect(error?.description.contains("'sinusoidal_pos_embds' is") == true)
     }
 
     /// Bad directories are refused by file and field, before anything is computed.

@@ -34,6 +34,10 @@ public struct HFEncoderConfig: Sendable, Equatable {
     public let poolerActivation: Activation
     /// ModernBERT's settings (nil in the other types).
     public let modern: ModernSettings?
+    /// DistilBERT's `sinusoidal_pos_embds`: the position table starts as fixed sines and
+    /// cosines (`Embedding.sinusoidalTable`) instead of random draws. transformers 5 loads
+    /// the stored table and trains it like any weight (4.x froze it), and so does tangent.
+    public let sinusoidalPositions: Bool
 
     /// ModernBERT's settings, as `ModernBertConfig` reads them.
     public struct ModernSettings: Sendable, Equatable {
@@ -178,6 +182,7 @@ public struct HFEncoderConfig: Sendable, Equatable {
         // Only where the field exists, so that the other types' fingerprints stay as they were.
         if family == .electra || family == .albert { fields["embedding_size"] = embeddingSize }
         if family == .albert { fields["num_hidden_groups"] = layerGroups; fields["inner_group_num"] = innerLayers }
+        if sinusoidalPositions { fields["sinusoidal_pos_embds"] = true }
         if let r = relative {
             fields["relative_attention"] = r.enabled; fields["pos_att_type"] = (r.c2p ? ["c2p"] : []) + (r.p2c ? ["p2c"] : [])
             fields["position_buckets"] = r.buckets; fields["max_relative_positions"] = r.maxRelative
@@ -299,6 +304,7 @@ public struct HFEncoderConfig: Sendable, Equatable {
             relative = nil
             hasPositionTable = family != .modernbert
         }
+        sinusoidalPositions = distil && JSONField.boolean(json["sinusoidal_pos_embds"]) == true
         modern = family == .modernbert ? try HFEncoderConfig.modernFields(json, layers: layers, hidden: hiddenSize, heads: heads, fail: fail) : nil
         if family == .modernbert {
             // ModernBertConfig's names and defaults: no token types, norm_eps 1e-5.
@@ -317,10 +323,8 @@ public struct HFEncoderConfig: Sendable, Equatable {
         } else if distil {
             typeVocabSize = 0
             layerNormEps = 1e-12
-            // Fixed sinusoidal positions are not trained in transformers; fine-tuning and
-            // gradients here would treat them as weights.
-            if JSONField.boolean(json["sinusoidal_pos_embds"]) == true {
-                throw fail("sinusoidal_pos_embds", "is true; only learned position embeddings are supported")
+            if let v = json["sinusoidal_pos_embds"], !(v is NSNull), JSONField.boolean(v) == nil {
+                throw fail("sinusoidal_pos_embds", "is \(JSONField.typeName(v)) (\(JSONField.text(v))), not true or false")
             }
         } else {
             typeVocabSize = try int("type_vocab_size", 1...limit)

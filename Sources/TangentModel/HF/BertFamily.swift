@@ -139,6 +139,10 @@ extension BertClassifier {
     public static func initialized(config: HFEncoderConfig, labels: [String], seed: UInt64, threads: Int = Threads.cores) throws -> BertClassifier {
         let m = try BertClassifier(config: config, labels: labels, threads: threads)
         m.drawInitialWeights(range: config.initializerRange, seed: seed)
+        if config.sinusoidalPositions, let pos = m.pos {
+            let t = m.layout.tensors[pos]
+            Embedding.sinusoidalTable(into: m.parameters.baseAddress! + t.offset, positions: t.shape[0], d: t.shape[1])
+        }
         return m
     }
 }

@@ -1,3 +1,4 @@
+import Foundation
 import TangentTensor
 
 /// Token plus position embeddings for packed texts.
@@ -33,6 +34,18 @@ enum Embedding {
                     let row = dp + k * segments.stride + Int(positions[r]) * d
                     for j in 0..<d { row[j] += g[j] }
                 }
+            }
+        }
+    }
+
+    /// DistilBERT's fixed positions (`sinusoidal_pos_embds`): row p, column j holds
+    /// sin(p / 10000^(2 floor(j/2) / d)) for even j and the cosine for odd j, computed in
+    /// Float64 and rounded once, as transformers fills the table with numpy.
+    static func sinusoidalTable<T: BLASScalar>(into table: UnsafeMutablePointer<T>, positions: Int, d: Int) {
+        for p in 0..<positions {
+            for j in 0..<d {
+                let angle = Double(p) / pow(10000, Double(2 * (j / 2)) / Double(d))
+                table[p * d + j] = T(j % 2 == 0 ? sin(angle) : cos(angle))
             }
         }
     }
