@@ -95,9 +95,9 @@ struct FuzzTarget: Sendable {
             try HFFixtures.encode(dir, kind: kind)
         },
         FuzzTarget(name: "hf-config", fileExtension: "bin") { url in
-            // The first byte picks the template: the BERT, DistilBERT, ELECTRA, ALBERT, DeBERTa or ModernBERT (both settings each) fixture's config.json.
+            // The first byte picks the template: the BERT, DistilBERT (learned and sinusoidal positions), ELECTRA, ALBERT, DeBERTa or ModernBERT (both settings each) fixture's config.json.
             let input = try WholeFile.read(url)
-            let templates = ["hf-bert", "hf-distilbert", "hf-electra", "hf-albert", "hf-deberta", "hf-deberta-own", "hf-modernbert",
+            let templates = ["hf-bert", "hf-distilbert", "hf-distilbert-sinusoidal", "hf-electra", "hf-albert", "hf-deberta", "hf-deberta-own", "hf-modernbert",
                              "hf-modernbert-biased"]
             let template = URL(fileURLWithPath: "Tests/TangentTests/Fixtures").appendingPathComponent(templates[Int(input.first ?? 0) % templates.count])
             let dir = try HFFixtures.directory(url, files: [])
