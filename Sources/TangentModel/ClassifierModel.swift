@@ -72,6 +72,12 @@ public protocol ClassifierModel<Scalar>: AnyObject {
     /// text (valid during the call) in `streamingOrder`; texts may run concurrently.
     func perExampleGradients(seed: [Scalar], subset: ParameterSubset, embeddingRows: UnsafeMutableBufferPointer<Scalar>?,
                              sink: (_ tensor: Int, _ text: Int, _ gradient: UnsafePointer<Scalar>) -> Void)
+    /// One backward pass of sum_b,c seed[b,c] logits[b,c] that hands each linear layer
+    /// whose weight is in `subset` to `visit` (`LinearRows`: the layer's inputs and output
+    /// gradients per text, `firstText` the index of the rows' first text in the batch)
+    /// instead of forming parameter gradients; calls from different shards may run
+    /// concurrently. What EK-FAC's factors are computed from.
+    func linearRows(seed: [Scalar], subset: ParameterSubset, visit: (_ rows: LinearRows<Scalar>, _ firstText: Int) -> Void)
     /// Throws, saying the size, when training on batches of `batch` texts would not fit
     /// in this machine's memory (checked before anything is allocated).
     func checkTraining(batch: Int) throws

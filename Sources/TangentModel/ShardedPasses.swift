@@ -13,12 +13,13 @@ protocol ShardKernel<Scalar>: AnyObject {
     /// Backward of one shard. `offsets[i]` places tensor i's gradient at `base + offsets[i]`
     /// (nil: not wanted). With `perExampleStride`, text b's gradients go to
     /// `base + b * stride + offsets[i]`; otherwise all texts sum into one vector. With
-    /// `sink`, parameter gradients are handed over per text and tensor instead (see the
-    /// streaming `perExampleGradients`). With `needEmbeddingRows`, `ws.dres` ends holding
+    /// `stream`, parameter gradients are handed over per text and tensor instead (see the
+    /// streaming `perExampleGradients`), or the linear layers' rows (`linearRows`); `shard`
+    /// is the shard's index. With `needEmbeddingRows`, `ws.dres` ends holding
     /// the gradient at each token's row of the token table.
     func backwardShard(_ ws: Workspace<Scalar>, seed: UnsafePointer<Scalar>, base: UnsafeMutablePointer<Scalar>?,
                        offsets: [Int?], perExampleStride: Int?, needEmbeddingRows: Bool,
-                       sink: ((Int, Int, UnsafePointer<Scalar>) -> Void)?)
+                       stream: GradientStream<Scalar>?, shard: Int)
 }
 
 /// The batch machinery every architecture shares, with the parameters: a batch is split
@@ -121,7 +122,7 @@ final class ShardedPasses<T: BLASScalar> {
             let seedBase = sp.baseAddress!
             parallelFor(sh.count) { s in
                 kernel.backwardShard(self.workspaces[s], seed: seedBase + sh[s].lowerBound * self.classes,
-                                   base: self.shardGrads[s].p, offsets: offsets, perExampleStride: nil, needEmbeddingRows: false, sink: nil)
+                                   base: self.shardGrads[s].p, offsets: offsets, perExampleStride: nil, needEmbeddingRows: false, stream: nil, shard: s)
             }
         }
         // Fixed reduction order keeps results independent of scheduling.
@@ -153,7 +154,7 @@ final class ShardedPasses<T: BLASScalar> {
                 kernel.backwardShard(self.workspaces[s], seed: seedBase + sh[s].lowerBound * self.classes,
                                    base: out + sh[s].lowerBound * subset.count,
                                    offsets: subset.compactOffsets, perExampleStride: subset.count,
-                                   needEmbeddingRows: embeddingRows != nil, sink: nil)
+                                   needEmbeddingRows: embeddingRows != nil, stream: nil, shard: s)
                 if let rows = embeddingRows {
                     let ws = self.workspaces[s]
                     let D = self.tokenWidth
@@ -185,11 +186,32 @@ final class ShardedPasses<T: BLASScalar> {
                     let first = sh[s].lowerBound
                     kernel.backwardShard(ws, seed: seedBase + first * self.classes, base: nil, offsets: subset.compactOffsets,
                                        perExampleStride: nil, needEmbeddingRows: embeddingRows != nil,
-                                       sink: { tensor, text, g in sink(tensor, first + text, g) })
+                                       stream: .tensors { tensor, text, g in sink(tensor, first + text, g) }, shard: s)
                     if let rows = embeddingRows {
                         let D = self.tokenWidth
                         (rows.baseAddress! + batch.offsets[first] * D).update(from: ws.dres.p, count: ws.batch.tokenCount * D)
                     }
+                }
+            }
+        }
+    }
+
+    /// One backward pass of `seed` over the last forward pass's texts that hands every
+    /// linear layer of `subset` (its weight tensors) to `visit` as `LinearRows` (inputs and
+    /// output gradients per text, text indices local to the shard, whose first text is
+    /// `firstText`), instead of forming any parameter gradient. Shards run concurrently.
+    func linearRows<K: ShardKernel>(seed: [T], subset: ParameterSubset, kernel: K,
+                                    visit: (_ rows: LinearRows<T>, _ firstText: Int) -> Void) where K.Scalar == T {
+        guard let batch = current else { preconditionFailure("linearRows called before forward") }
+        precondition(seed.count == batch.count * classes, "seed must be [B, C]")
+        let sh = shards
+        withoutActuallyEscaping(visit) { visit in
+            seed.withUnsafeBufferPointer { sp in
+                let seedBase = sp.baseAddress!
+                parallelFor(sh.count) { s in
+                    let first = sh[s].lowerBound
+                    kernel.backwardShard(self.workspaces[s], seed: seedBase + first * self.classes, base: nil, offsets: subset.compactOffsets,
+                                         perExampleStride: nil, needEmbeddingRows: false, stream: .linearRows { visit($0, first) }, shard: s)
                 }
             }
         }

@@ -1,16 +1,45 @@
 import Foundation
 import TangentTensor
 
+/// One linear layer's rows in a backward pass, handed over instead of its parameter
+/// gradients (`ClassifierModel.linearRows`): the inputs the forward pass gave it and the
+/// gradients at its outputs, per text. What Kronecker-factored curvature (EK-FAC) is made of.
+public struct LinearRows<T: BLASScalar> {
+    /// The weight tensor [outWidth, inWidth] and its bias, by layout index.
+    public let weight: Int, bias: Int?
+    /// The shard (thread) that computed the rows: calls from different shards may run concurrently.
+    public let shard: Int
+    public let inWidth: Int, outWidth: Int
+    /// Inputs [*, inWidth] and output gradients [*, outWidth], row-major.
+    public let inputs: UnsafePointer<T>, outputGradients: UnsafePointer<T>
+    /// Each text's rows of `inputs` and `outputGradients` (the shard's texts in order);
+    /// a text's weight gradient is the sum over its rows of outputGradient^T input.
+    public let texts: [Range<Int>]
+    /// More rows through the same layer for the same texts (DeBERTa's relative table
+    /// through the key and query projections), as `inputs`, `outputGradients`, `texts`.
+    public let extra: (inputs: UnsafePointer<T>, outputGradients: UnsafePointer<T>, texts: [Range<Int>])?
+}
+
+/// What a streamed backward hands over: each text's gradient per tensor, or each
+/// linear layer's rows (`LinearRows`, with no parameter gradient formed).
+enum GradientStream<T: BLASScalar> {
+    case tensors((_ tensor: Int, _ text: Int, _ gradient: UnsafePointer<T>) -> Void)
+    case linearRows((LinearRows<T>) -> Void)
+}
+
 /// Where one backward shard's parameter gradients go: summed over the shard's texts or
 /// one vector per text (`Segments`) at `base + offsets[i]` for tensor i, or (streaming)
-/// handed per text and tensor from a small scratch to `sink`. Each layer's backward goes
+/// handed per text and tensor from a small scratch to `sink`, or (`rowsSink`) each linear
+/// layer's rows instead of any gradient. Each layer's backward goes
 /// through `linear` / `layerNorm`, which write the input gradient and deliver the
-/// parameter gradients to whichever destination is in use, so the two cannot diverge.
+/// parameter gradients to whichever destination is in use, so they cannot diverge.
 struct GradientDestination<T: BLASScalar> {
     let ws: Workspace<T>
     let base: UnsafeMutablePointer<T>?
     let offsets: [Int?]
     let sink: ((Int, Int, UnsafePointer<T>) -> Void)?
+    let rowsSink: ((LinearRows<T>) -> Void)?
+    let shard: Int
     /// Token rows and text rows, summed or per text.
     let tokens: Segments, texts: Segments
     /// Whether gradients are per text (written at a stride, or streamed), not summed.
@@ -18,10 +47,15 @@ struct GradientDestination<T: BLASScalar> {
 
     /// The destination of one shard's backward: per text at `perExampleStride` (token and
     /// text rows segmented by text), or summed over the shard.
-    init(ws: Workspace<T>, base: UnsafeMutablePointer<T>?, offsets: [Int?], sink: ((Int, Int, UnsafePointer<T>) -> Void)?, perExampleStride: Int?) {
+    init(ws: Workspace<T>, base: UnsafeMutablePointer<T>?, offsets: [Int?], stream: GradientStream<T>?, perExampleStride: Int?, shard: Int = 0) {
         let perText = (0..<ws.texts.count).map { $0..<($0 + 1) }
-        self.ws = ws; self.base = base; self.offsets = offsets; self.sink = sink
-        self.perText = perExampleStride != nil || sink != nil
+        self.ws = ws; self.base = base; self.offsets = offsets; self.shard = shard
+        switch stream {
+        case .tensors(let f): sink = f; rowsSink = nil
+        case .linearRows(let f): sink = nil; rowsSink = f
+        case nil: sink = nil; rowsSink = nil
+        }
+        self.perText = perExampleStride != nil || stream != nil
         if let stride = perExampleStride {
             tokens = Segments(ranges: ws.texts, stride: stride); texts = Segments(ranges: perText, stride: stride)
         } else {
@@ -30,7 +64,7 @@ struct GradientDestination<T: BLASScalar> {
     }
 
     /// Tensor i's gradient in `base` (nil when not wanted or when streaming).
-    func slot(_ i: Int) -> UnsafeMutablePointer<T>? { sink == nil ? offsets[i].map { base! + $0 } : nil }
+    func slot(_ i: Int) -> UnsafeMutablePointer<T>? { sink == nil && rowsSink == nil ? offsets[i].map { base! + $0 } : nil }
     func wanted(_ i: Int) -> Bool { offsets[i] != nil }
 
     /// More rows through the same linear layer, outside the token rows: DeBERTa's relative
@@ -54,6 +88,10 @@ struct GradientDestination<T: BLASScalar> {
             let extraRows = e.segments.ranges
             Linear.backward(dinp: e.dinp, accumulateInput: true, dweight: slot(w), dbias: b.flatMap(slot), dout: e.dout, inp: e.inp, weight: weight,
                             n: extraRows.map(\.upperBound).max() ?? 0, i: i, o: o, segments: e.segments, rows: extraRows)
+        }
+        if let rowsSink, wanted(w) {
+            rowsSink(LinearRows(weight: w, bias: b, shard: shard, inWidth: i, outWidth: o, inputs: inp, outputGradients: dout,
+                                texts: streamRows, extra: extra.map { ($0.inp, $0.dout, $0.streamRows) }))
         }
         guard let sink, wanted(w) || b.map(wanted) == true else { return }
         // A product with beta 0 into the scratch, so nothing is zeroed; extra rows add to it,
@@ -121,11 +159,11 @@ extension TransformerClassifier {
     /// The pass stops below the lowest layer group whose gradients are wanted.
     func backwardTexts(_ ws: Workspace<T>, seed: UnsafePointer<T>, base: UnsafeMutablePointer<T>?,
                        offsets: [Int?], perExampleStride: Int?, needEmbeddingRows: Bool = false,
-                       sink: ((Int, Int, UnsafePointer<T>) -> Void)? = nil) {
+                       stream: GradientStream<T>? = nil, shard: Int = 0) {
         let c = config
         let N = ws.batch.tokenCount, B = ws.batch.count, D = c.dModel, C = c.nClasses
         let perText = (0..<B).map { $0..<($0 + 1) }
-        let dest = GradientDestination(ws: ws, base: base, offsets: offsets, sink: sink, perExampleStride: perExampleStride)
+        let dest = GradientDestination(ws: ws, base: base, offsets: offsets, stream: stream, perExampleStride: perExampleStride, shard: shard)
         let lowest = needEmbeddingRows ? 0 : (offsets.indices.filter { offsets[$0] != nil }.map(layerGroup).min() ?? c.nLayers + 3)
         if lowest > c.nLayers + 2 { return }
         dest.linear(dinp: ws.dpooled.p, w: headw, b: headb, weight: p(headw), dout: seed, inp: ws.pooled.p, n: B, i: D, o: C,

@@ -104,6 +104,10 @@ public final class TransformerClassifier<T: BLASScalar>: ClassifierModel, ShardK
                                     sink: (_ tensor: Int, _ text: Int, _ gradient: UnsafePointer<T>) -> Void) {
         passes.perExampleGradients(seed: seed, subset: subset, embeddingRows: embeddingRows, kernel: self, sink: sink)
     }
+
+    public func linearRows(seed: [T], subset: ParameterSubset, visit: (_ rows: LinearRows<T>, _ firstText: Int) -> Void) {
+        passes.linearRows(seed: seed, subset: subset, kernel: self, visit: visit)
+    }
     public var layout: ParameterLayout { passes.layout }
     public var parameters: UnsafeMutableBufferPointer<T> { passes.parameters }
     public var threads: Int { passes.threads }
@@ -121,9 +125,9 @@ public final class TransformerClassifier<T: BLASScalar>: ClassifierModel, ShardK
     @_specialize(where T == Float)
     @_specialize(where T == Double)
     func backwardShard(_ ws: Workspace<T>, seed: UnsafePointer<T>, base: UnsafeMutablePointer<T>?, offsets: [Int?],
-                                perExampleStride: Int?, needEmbeddingRows: Bool, sink: ((Int, Int, UnsafePointer<T>) -> Void)?) {
+                                perExampleStride: Int?, needEmbeddingRows: Bool, stream: GradientStream<T>?, shard: Int) {
         backwardTexts(ws, seed: seed, base: base, offsets: offsets, perExampleStride: perExampleStride,
-                      needEmbeddingRows: needEmbeddingRows, sink: sink)
+                      needEmbeddingRows: needEmbeddingRows, stream: stream, shard: shard)
     }
 
     /// The order in which the streaming `perExampleGradients` hands a text's tensors to its

@@ -278,6 +278,10 @@ public final class BertClassifier<T: BLASScalar>: ClassifierModel, ShardKernel {
                                     sink: (_ tensor: Int, _ text: Int, _ gradient: UnsafePointer<T>) -> Void) {
         passes.perExampleGradients(seed: seed, subset: subset, embeddingRows: embeddingRows, kernel: self, sink: sink)
     }
+
+    public func linearRows(seed: [T], subset: ParameterSubset, visit: (_ rows: LinearRows<T>, _ firstText: Int) -> Void) {
+        passes.linearRows(seed: seed, subset: subset, kernel: self, visit: visit)
+    }
     public var layout: ParameterLayout { passes.layout }
     public var parameters: UnsafeMutableBufferPointer<T> { passes.parameters }
     public var threads: Int { passes.threads }
@@ -458,11 +462,11 @@ public final class BertClassifier<T: BLASScalar>: ClassifierModel, ShardKernel {
     @_specialize(where T == Float)
     @_specialize(where T == Double)
     func backwardShard(_ ws: Workspace<T>, seed: UnsafePointer<T>, base: UnsafeMutablePointer<T>?, offsets: [Int?],
-                                perExampleStride: Int?, needEmbeddingRows: Bool, sink: ((Int, Int, UnsafePointer<T>) -> Void)?) {
+                                perExampleStride: Int?, needEmbeddingRows: Bool, stream: GradientStream<T>?, shard: Int) {
         let c = config, L = layerIndices.count
         let N = ws.batch.tokenCount, B = ws.batch.count, h = c.hiddenSize, C = labels.count
         let perText = (0..<B).map { $0..<($0 + 1) }
-        let dest = GradientDestination(ws: ws, base: base, offsets: offsets, sink: sink, perExampleStride: perExampleStride)
+        let dest = GradientDestination(ws: ws, base: base, offsets: offsets, stream: stream, perExampleStride: perExampleStride, shard: shard)
         let lowest = needEmbeddingRows ? 0 : (offsets.indices.filter { offsets[$0] != nil }.map(groupOrdinal).min() ?? L + 3)
         if lowest > L + 2 { return }
         let textRows: [Range<Int>]? = rowInvariant ? perText : nil

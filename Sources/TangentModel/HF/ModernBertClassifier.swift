@@ -165,6 +165,10 @@ public final class ModernBertClassifier<T: BLASScalar>: ClassifierModel, ShardKe
                                     sink: (_ tensor: Int, _ text: Int, _ gradient: UnsafePointer<T>) -> Void) {
         passes.perExampleGradients(seed: seed, subset: subset, embeddingRows: embeddingRows, kernel: self, sink: sink)
     }
+
+    public func linearRows(seed: [T], subset: ParameterSubset, visit: (_ rows: LinearRows<T>, _ firstText: Int) -> Void) {
+        passes.linearRows(seed: seed, subset: subset, kernel: self, visit: visit)
+    }
     public var layout: ParameterLayout { passes.layout }
     public var parameters: UnsafeMutableBufferPointer<T> { passes.parameters }
     public var threads: Int { passes.threads }

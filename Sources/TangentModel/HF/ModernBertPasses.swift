@@ -145,10 +145,10 @@ extension ModernBertClassifier {
     @_specialize(where T == Float)
     @_specialize(where T == Double)
     func backwardShard(_ ws: Workspace<T>, seed: UnsafePointer<T>, base: UnsafeMutablePointer<T>?, offsets: [Int?],
-                       perExampleStride: Int?, needEmbeddingRows: Bool, sink: ((Int, Int, UnsafePointer<T>) -> Void)?) {
+                       perExampleStride: Int?, needEmbeddingRows: Bool, stream: GradientStream<T>?, shard: Int) {
         let c = config, L = layerIndices.count, N = ws.batch.tokenCount, B = ws.batch.count, h = c.hiddenSize, C = labels.count
         let perText = (0..<B).map { $0..<($0 + 1) }
-        let dest = GradientDestination(ws: ws, base: base, offsets: offsets, sink: sink, perExampleStride: perExampleStride)
+        let dest = GradientDestination(ws: ws, base: base, offsets: offsets, stream: stream, perExampleStride: perExampleStride, shard: shard)
         let lowest = needEmbeddingRows ? 0 : (offsets.indices.filter { offsets[$0] != nil }.map(groupOrdinal).min() ?? L + 4)
         if lowest > L + 3 { return }
         let mb = buffers(ws)

@@ -1,0 +1,286 @@
+import Foundation
+import TangentModel
+import TangentTensor
+
+/// EK-FAC influence (George et al. 2018; Grosse et al. 2023), as kronfluence 1.0.1 computes
+/// it, over every linear layer of the model (weight [out, in] with its bias as an extra input
+/// column of ones; embeddings and norms are not linear layers and take no part):
+///
+///   A = mean over input rows of a a^T (a = [input; 1]),  S = mean over rows of g g^T
+///   (g the gradient of the text's loss at the layer's output), both over every row a layer
+///   sees (tokens, or one pooled row per text);
+///   A = Q_A diag(.) Q_A^T, S = Q_S diag(.) Q_S^T (eigendecompositions);
+///   Lambda = mean over training texts of (Q_S^T G_i Q_A)^2 elementwise (the eigenvalue
+///   correction, G_i = text i's loss gradient of the layer, [out, in + 1]);
+///   influence(q, i) = sum over layers of < Q_S ((Q_S^T G_q Q_A) / (Lambda + lambda)) Q_A^T, G_i >,
+///
+/// G_q the gradient of the query's measurement (its loss or its margin). The loss is the
+/// cross-entropy of the text's label (`Fisher.empirical`) or of a label drawn from the
+/// model's own prediction (`Fisher.sampled`, the true Fisher: kronfluence's default).
+/// Memory: in^2 + out^2 per layer and shard for the factors, the corrected eigenvalues (one
+/// value per linear parameter), and two blocks of per-text gradients when scoring.
+public struct EKFAC: Sendable {
+    /// One linear layer's factors.
+    public struct Layer: Sendable {
+        /// The weight tensor [outWidth, inWidth] and its bias, by layout index.
+        public let weight: Int, bias: Int?
+        public let inWidth: Int, outWidth: Int
+        /// Width of the augmented input (`inWidth`, plus 1 with a bias).
+        public var augmented: Int { inWidth + (bias == nil ? 0 : 1) }
+        /// Eigenvectors of A [augmented, augmented] and S [out, out] as columns, row-major.
+        let activationBasis: [Float], gradientBasis: [Float]
+        /// The corrected eigenvalues Lambda [out, augmented].
+        public let eigenvalues: [Float]
+    }
+
+    /// Whose loss the curvature is of.
+    public enum Fisher: Sendable, Equatable {
+        /// The training texts' own labels (the empirical Fisher).
+        case empirical
+        /// A label per text drawn from the model's softmax, by `seed` and the text's index.
+        case sampled(seed: UInt64)
+    }
+
+    /// The damping lambda added to the corrected eigenvalues.
+    public enum Damping: Sendable, Equatable {
+        /// The same value for every layer.
+        case absolute(Double)
+        /// kronfluence's heuristic (`damping_factor=None`): 0.1 times the mean of each layer's Lambda.
+        case heuristic
+    }
+
+    /// What a query's gradient is of.
+    public enum Measurement: Sendable, Equatable {
+        /// Cross-entropy of the query's label.
+        case loss
+        /// log p_y - log(1 - p_y) of the query's label y (what LDS measures).
+        case margin
+    }
+
+    public let layers: [Layer]
+    /// The linear tensors (weights and biases) in layout order, as per-text gradients hold them.
+    public let subset: ParameterSubset
+    /// Training texts the factors were fitted on.
+    public let texts: Int
+
+    /// Fits the factors on `texts` (token sequences as the model sees them) with `labels`
+    /// (class indices): one backward pass for the covariances, one for the eigenvalue
+    /// correction, in batches of `batchSize`. `progress(done, total)` counts texts over both passes.
+    public init(model: any ClassifierModel<Float>, texts: [[Int32]], labels: [Int], fisher: Fisher = .sampled(seed: 0),
+                batchSize: Int = 16, progress: (Int, Int) -> Void = { _, _ in }) throws {
+        precondition(texts.count == labels.count && !texts.isEmpty, "one label per text, at least one text")
+        let layout = model.layout, C = model.shape.classes
+        let batches = stride(from: 0, to: texts.count, by: batchSize).map { $0..<min(texts.count, $0 + batchSize) }
+        func lossSeeds(_ logits: [Float], _ range: Range<Int>) -> [Float] {
+            var s = [Float](repeating: 0, count: range.count * C)
+            for (b, t) in range.enumerated() {
+                let p = Softmax.probabilities((0..<C).map { Double(logits[b * C + $0]) })
+                let y: Int
+                switch fisher {
+                case .empirical: y = labels[t]
+                case .sampled(let seed): y = EKFAC.draw(p, CounterRNG.derive(seed, 0xecfac, UInt64(t)).uniform(0))
+                }
+                for c in 0..<C { s[b * C + c] = Float(p[c] - (c == y ? 1 : 0)) }
+            }
+            return s
+        }
+        // Pass 1: A and S per layer, summed per shard (shards run concurrently), then over shards.
+        let everything = ParameterSubset(layout: layout, tensorIndices: layout.tensors.indices.filter { $0 != model.tokenTableIndex })
+        let shards = (0..<max(1, model.threads)).map { _ in CovarianceSums() }
+        for range in batches {
+            let logits = try model.forward(TokenBatch(sequences: Array(texts[range]), padID: model.shape.padID), rowInvariant: true)
+            model.linearRows(seed: lossSeeds(logits, range), subset: everything) { rows, _ in shards[rows.shard].add(rows) }
+            progress(range.upperBound, 2 * texts.count)
+        }
+        var found: [Int: (bias: Int?, i: Int, o: Int)] = [:]
+        for s in shards { for (w, l) in s.layers { found[w] = (l.bias, l.i, l.o) } }
+        guard !found.isEmpty else { throw AttributionError("EK-FAC: the model has no linear layers") }
+        var layers: [Layer] = []
+        for w in found.keys.sorted() {
+            let (bias, i, o) = found[w]!
+            let a = i + (bias == nil ? 0 : 1)
+            var A = [Double](repeating: 0, count: a * a), S = [Double](repeating: 0, count: o * o)
+            var rowsA = 0, rowsS = 0
+            for s in shards {
+                guard let l = s.layers[w] else { continue }
+                for k in A.indices { A[k] += Double(l.A[k]) }
+                for k in S.indices { S[k] += Double(l.S[k]) }
+                rowsA += l.rows; rowsS += l.rows
+            }
+            guard let qa = EKFAC.basis(A, n: a, rows: rowsA), let qs = EKFAC.basis(S, n: o, rows: rowsS) else {
+                throw AttributionError("EK-FAC: the eigendecomposition of \(layout.tensors[w].name)'s factors did not converge")
+            }
+            layers.append(Layer(weight: w, bias: bias, inWidth: i, outWidth: o, activationBasis: qa, gradientBasis: qs, eigenvalues: []))
+        }
+        let subset = ParameterSubset(layout: layout, tensorIndices: layers.flatMap { [$0.weight] + ($0.bias.map { [$0] } ?? []) }.sorted())
+        // Pass 2: Lambda, the mean squared rotated per-text gradient.
+        var lambda = layers.map { [Double](repeating: 0, count: $0.outWidth * $0.augmented) }
+        var gradients = [Float](repeating: 0, count: batchSize * subset.count)
+        for range in batches {
+            let logits = try model.forward(TokenBatch(sequences: Array(texts[range]), padID: model.shape.padID), rowInvariant: true)
+            gradients.withUnsafeMutableBufferPointer { model.perExampleGradients(seed: lossSeeds(logits, range), subset: subset, into: $0) }
+            let ls = layers
+            lambda.withUnsafeMutableBufferPointer { lp in
+                gradients.withUnsafeBufferPointer { gp in
+                    parallelFor(ls.count) { l in
+                        var rotated = [Float](repeating: 0, count: ls[l].outWidth * ls[l].augmented)
+                        for b in 0..<range.count {
+                            ls[l].rotate(gp.baseAddress! + b * subset.count, subset: subset, into: &rotated)
+                            for k in rotated.indices { lp[l][k] += Double(rotated[k]) * Double(rotated[k]) }
+                        }
+                    }
+                }
+            }
+            progress(texts.count + range.upperBound, 2 * texts.count)
+        }
+        self.layers = zip(layers, lambda).map { l, values in
+            Layer(weight: l.weight, bias: l.bias, inWidth: l.inWidth, outWidth: l.outWidth, activationBasis: l.activationBasis,
+                  gradientBasis: l.gradientBasis, eigenvalues: values.map { Float($0 / Double(texts.count)) })
+        }
+        self.subset = subset
+        self.texts = texts.count
+    }
+
+    /// influence(q, i) for every query (rows) and training text (columns), [queries, train]
+    /// row-major: the queries' measurement gradients (their `queryLabels`; nil: the
+    /// predicted class) preconditioned once, then against the training texts' loss
+    /// gradients (their labels), `blockSize` texts at a time.
+    public func influence(model: any ClassifierModel<Float>, queries: [[Int32]], queryLabels: [Int?], measurement: Measurement,
+                          train: [[Int32]], trainLabels: [Int], damping: Damping, blockSize: Int = 16,
+                          progress: (Int, Int) -> Void = { _, _ in }) throws -> [Float] {
+        precondition(queries.count == queryLabels.count && train.count == trainLabels.count, "one label per text")
+        let P = subset.count, C = model.shape.classes, nq = queries.count, nt = train.count
+        let dampings = layers.map { l -> Float in
+            switch damping {
+            case .absolute(let v): return Float(v)
+            case .heuristic: return Float(0.1 * l.eigenvalues.reduce(0.0) { $0 + Double($1) } / Double(max(1, l.eigenvalues.count)))
+            }
+        }
+        var out = [Float](repeating: 0, count: nq * nt)
+        let queryBlocks = stride(from: 0, to: nq, by: blockSize).map { $0..<min(nq, $0 + blockSize) }
+        let trainBlocks = stride(from: 0, to: nt, by: blockSize).map { $0..<min(nt, $0 + blockSize) }
+        var preconditioned = [Float](repeating: 0, count: blockSize * P), trainGradients = [Float](repeating: 0, count: blockSize * P)
+        var tile = [Float](repeating: 0, count: blockSize * blockSize)
+        var done = 0
+        for qb in queryBlocks {
+            let logits = try model.forward(TokenBatch(sequences: Array(queries[qb]), padID: model.shape.padID), rowInvariant: true)
+            var seeds = [Float](repeating: 0, count: qb.count * C)
+            for b in 0..<qb.count {
+                let z = (0..<C).map { Double(logits[b * C + $0]) }
+                let p = Softmax.probabilities(z), y = queryLabels[qb.lowerBound + b] ?? Softmax.argmax(z)
+                for c in 0..<C {
+                    switch measurement {
+                    case .loss: seeds[b * C + c] = Float(p[c] - (c == y ? 1 : 0))
+                    case .margin: seeds[b * C + c] = c == y ? 1 : Float(-p[c] / max(1 - p[y], 1e-30))
+                    }
+                }
+            }
+            preconditioned.withUnsafeMutableBufferPointer { model.perExampleGradients(seed: seeds, subset: subset, into: $0) }
+            let ls = layers
+            preconditioned.withUnsafeMutableBufferPointer { gp in
+                parallelFor(ls.count) { l in
+                    for b in 0..<qb.count { ls[l].precondition(gp.baseAddress! + b * P, subset: subset, damping: dampings[l]) }
+                }
+            }
+            for tb in trainBlocks {
+                let tl = try model.forward(TokenBatch(sequences: Array(train[tb]), padID: model.shape.padID), rowInvariant: true)
+                var s = [Float](repeating: 0, count: tb.count * C)
+                for b in 0..<tb.count {
+                    let p = Softmax.probabilities((0..<C).map { Double(tl[b * C + $0]) }), y = trainLabels[tb.lowerBound + b]
+                    for c in 0..<C { s[b * C + c] = Float(p[c] - (c == y ? 1 : 0)) }
+                }
+                trainGradients.withUnsafeMutableBufferPointer { model.perExampleGradients(seed: s, subset: subset, into: $0) }
+                Float.gemm(transA: false, transB: true, m: qb.count, n: tb.count, k: P, alpha: 1, a: preconditioned, lda: P,
+                           b: trainGradients, ldb: P, beta: 0, c: &tile, ldc: tb.count)
+                for x in 0..<qb.count { for y in 0..<tb.count { out[(qb.lowerBound + x) * nt + tb.lowerBound + y] = tile[x * tb.count + y] } }
+                done += qb.count * tb.count
+                progress(done, nq * nt)
+            }
+        }
+        return out
+    }
+
+    /// A label drawn from probabilities `p` by a uniform `u` in [0, 1).
+    static func draw(_ p: [Double], _ u: Double) -> Int {
+        var cumulative = 0.0
+        for (c, pc) in p.enumerated() { cumulative += pc; if u < cumulative { return c } }
+        return p.count - 1
+    }
+
+    /// Eigenvectors (as Float columns) of a summed covariance over `rows` rows, symmetrized first.
+    static func basis(_ sum: [Double], n: Int, rows: Int) -> [Float]? {
+        var m = sum
+        for i in 0..<n { for j in 0..<n { m[i * n + j] = 0.5 * (sum[i * n + j] + sum[j * n + i]) / Double(max(rows, 1)) } }
+        return SymmetricEigen.decompose(m, n: n).map { $0.vectors.map(Float.init) }
+    }
+
+    /// Per shard, per linear layer (by weight index): the sums of a a^T and g g^T over the rows it saw.
+    final class CovarianceSums: @unchecked Sendable {
+        struct Sums { var bias: Int?; var i: Int; var o: Int; var A: [Float]; var S: [Float]; var rows: Int }
+        var layers: [Int: Sums] = [:]
+
+        func add(_ r: LinearRows<Float>) {
+            let i = r.inWidth, o = r.outWidth, a = i + (r.bias == nil ? 0 : 1)
+            var sums = layers[r.weight] ?? Sums(bias: r.bias, i: i, o: o, A: [Float](repeating: 0, count: a * a),
+                                                  S: [Float](repeating: 0, count: o * o), rows: 0)
+            for (inp, dout, texts) in [(r.inputs, r.outputGradients, r.texts)] + (r.extra.map { [$0] } ?? []) {
+                for range in EKFAC.merged(texts) where !range.isEmpty {
+                    let x = inp + range.lowerBound * i, g = dout + range.lowerBound * o
+                    Float.gemm(transA: true, transB: false, m: i, n: i, k: range.count, alpha: 1, a: x, lda: i, b: x, ldb: i,
+                               beta: 1, c: &sums.A, ldc: a)
+                    Float.gemm(transA: true, transB: false, m: o, n: o, k: range.count, alpha: 1, a: g, lda: o, b: g, ldb: o,
+                               beta: 1, c: &sums.S, ldc: o)
+                    if a > i {
+                        // The bias column: the inputs' sums, and the row count in the corner.
+                        for row in 0..<range.count {
+                            for j in 0..<i { sums.A[j * a + i] += x[row * i + j]; sums.A[i * a + j] += x[row * i + j] }
+                        }
+                        sums.A[i * a + i] += Float(range.count)
+                    }
+                    sums.rows += range.count
+                }
+            }
+            layers[r.weight] = sums
+        }
+    }
+
+    /// Consecutive ranges joined, so that each product runs over as many rows as it can.
+    static func merged(_ ranges: [Range<Int>]) -> [Range<Int>] {
+        var out: [Range<Int>] = []
+        for r in ranges where !r.isEmpty {
+            if let last = out.last, last.upperBound == r.lowerBound { out[out.count - 1] = last.lowerBound..<r.upperBound } else { out.append(r) }
+        }
+        return out
+    }
+}
+
+extension EKFAC.Layer {
+    /// Q_S^T G Q_A of the text's gradient (compact `subset` layout at `g`) into `out` [out, augmented].
+    func rotate(_ g: UnsafePointer<Float>, subset: ParameterSubset, into out: inout [Float]) {
+        let i = inWidth, o = outWidth, a = augmented
+        var G = [Float](repeating: 0, count: o * a), T = [Float](repeating: 0, count: o * a)
+        let w = g + subset.compactOffsets[weight]!
+        for r in 0..<o {
+            for c in 0..<i { G[r * a + c] = w[r * i + c] }
+            if let b = bias { G[r * a + i] = g[subset.compactOffsets[b]! + r] }
+        }
+        Float.gemm(transA: false, transB: false, m: o, n: a, k: a, alpha: 1, a: G, lda: a, b: activationBasis, ldb: a, beta: 0, c: &T, ldc: a)
+        Float.gemm(transA: true, transB: false, m: o, n: a, k: o, alpha: 1, a: gradientBasis, lda: o, b: T, ldb: a, beta: 0, c: &out, ldc: a)
+    }
+
+    /// The text's gradient (compact `subset` layout at `g`) replaced, for this layer, by
+    /// Q_S ((Q_S^T G Q_A) / (Lambda + damping)) Q_A^T.
+    func precondition(_ g: UnsafeMutablePointer<Float>, subset: ParameterSubset, damping: Float) {
+        let i = inWidth, o = outWidth, a = augmented
+        var R = [Float](repeating: 0, count: o * a), T = [Float](repeating: 0, count: o * a), G = [Float](repeating: 0, count: o * a)
+        rotate(g, subset: subset, into: &R)
+        for k in R.indices { R[k] /= eigenvalues[k] + damping }
+        Float.gemm(transA: false, transB: false, m: o, n: a, k: o, alpha: 1, a: gradientBasis, lda: o, b: R, ldb: a, beta: 0, c: &T, ldc: a)
+        Float.gemm(transA: false, transB: true, m: o, n: a, k: a, alpha: 1, a: T, lda: a, b: activationBasis, ldb: a, beta: 0, c: &G, ldc: a)
+        let w = g + subset.compactOffsets[weight]!
+        for r in 0..<o {
+            for c in 0..<i { w[r * i + c] = G[r * a + c] }
+            if let b = bias { g[subset.compactOffsets[b]! + r] = G[r * a + i] }
+        }
+    }
+}

@@ -1,0 +1,82 @@
+import Foundation
+import Testing
+import TangentAttribution
+@testable import TangentModel
+import TangentTensor
+
+/// EK-FAC influence against kronfluence 1.0.1 on the same tiny BERT, texts and labels
+/// (scripts/make_ekfac_reference.py), and its limit: with a damping far above the
+/// curvature, lambda x influence is the plain gradient product.
+@Suite(.singleThreadedBLAS) struct EKFACTests {
+    struct Reference {
+        let train: [[Int32]], trainLabels: [Int], queries: [[Int32]], queryLabels: [Int]
+        let settings: [String: (measurement: String, damping: Double?, scores: [Double])]
+    }
+
+    static func reference() throws -> Reference {
+        let json = try JSONSerialization.jsonObject(with: Data(contentsOf: fixture("ekfac/reference.json"))) as! [String: Any]
+        func texts(_ key: String) -> [[Int32]] { (json[key] as! [[Int]]).map { $0.map(Int32.init) } }
+        var settings: [String: (String, Double?, [Double])] = [:]
+        for (name, raw) in json["settings"] as! [String: [String: Any]] {
+            settings[name] = (raw["measurement"] as! String, raw["damping"] as? Double, (raw["scores"] as! [[Double]]).flatMap { $0 })
+        }
+        return Reference(train: texts("train"), trainLabels: json["trainLabels"] as! [Int], queries: texts("queries"),
+                         queryLabels: json["queryLabels"] as! [Int], settings: settings)
+    }
+
+    static func correlation(_ a: [Double], _ b: [Double]) -> Double {
+        let ma = a.reduce(0, +) / Double(a.count), mb = b.reduce(0, +) / Double(b.count)
+        var ab = 0.0, aa = 0.0, bb = 0.0
+        for (x, y) in zip(a, b) { ab += (x - ma) * (y - mb); aa += (x - ma) * (x - ma); bb += (y - mb) * (y - mb) }
+        return ab / (aa * bb).squareRoot()
+    }
+
+    @Test(arguments: ["margin-heuristic", "loss-1e-3"])
+    func scoresMatchKronfluence(setting: String) throws {
+        let ref = try Self.reference()
+        let model = try BertClassifier<Float>.load(directory: fixture("hf-bert"), threads: 2)
+        let ekfac = try EKFAC(model: model, texts: ref.train, labels: ref.trainLabels, fisher: .empirical, batchSize: 16)
+        // Every linear layer: 2 x (query, key, value, attention output, intermediate, output), pooler, classifier.
+        #expect(ekfac.layers.count == 14 && ekfac.layers.allSatisfy { $0.bias != nil })
+        let s = try #require(ref.settings[setting])
+        let ours = try ekfac.influence(model: model, queries: ref.queries, queryLabels: ref.queryLabels,
+                                       measurement: s.measurement == "loss" ? .loss : .margin, train: ref.train,
+                                       trainLabels: ref.trainLabels, damping: s.damping.map { .absolute($0) } ?? .heuristic).map(Double.init)
+        #expect(ours.count == s.scores.count)
+        let r = Self.correlation(ours, s.scores)
+        let scale = s.scores.map(abs).max()!
+        let worst = zip(ours, s.scores).map { abs($0 - $1) }.max()! / scale
+        print("EK-FAC \(setting): correlation with kronfluence \(r), largest difference \(worst) of the largest score")
+        #expect(r >= 0.99 && worst < 1e-4)
+    }
+
+    @Test func hugeDampingGivesTheGradientProduct() throws {
+        let ref = try Self.reference()
+        let model = try BertClassifier<Float>.load(directory: fixture("hf-bert"), threads: 2)
+        let train = Array(ref.train.prefix(16)), labels = Array(ref.trainLabels.prefix(16))
+        let ekfac = try EKFAC(model: model, texts: train, labels: labels, fisher: .sampled(seed: 3), batchSize: 7)
+        let queries = Array(ref.queries.prefix(3)), queryLabels: [Int?] = [0, 1, nil]
+        let lambda = 1e7
+        let scaled = try ekfac.influence(model: model, queries: queries, queryLabels: queryLabels, measurement: .loss, train: train,
+                                         trainLabels: labels, damping: .absolute(lambda), blockSize: 5).map { Double($0) * lambda }
+        // The plain product of the same per-text gradients over the linear tensors.
+        func gradients(_ texts: [[Int32]], _ labels: [Int?]) throws -> [[Double]] {
+            let logits = try model.forward(TokenBatch(sequences: texts, padID: model.shape.padID), rowInvariant: true)
+            let C = model.shape.classes
+            var seed = [Float](repeating: 0, count: texts.count * C)
+            for b in texts.indices {
+                let z = (0..<C).map { Double(logits[b * C + $0]) }
+                let p = Softmax.probabilities(z), y = labels[b] ?? Softmax.argmax(z)
+                for c in 0..<C { seed[b * C + c] = Float(p[c] - (c == y ? 1 : 0)) }
+            }
+            var g = [Float](repeating: 0, count: texts.count * ekfac.subset.count)
+            g.withUnsafeMutableBufferPointer { model.perExampleGradients(seed: seed, subset: ekfac.subset, into: $0) }
+            return texts.indices.map { b in g[(b * ekfac.subset.count)..<((b + 1) * ekfac.subset.count)].map(Double.init) }
+        }
+        let gq = try gradients(queries, queryLabels), gt = try gradients(train, labels)
+        let plain = gq.flatMap { q in gt.map { t in zip(q, t).map(*).reduce(0, +) } }
+        let scale = plain.map(abs).max()!
+        let worst = zip(scaled, plain).map { abs($0 - $1) }.max()! / scale
+        #expect(worst < 1e-3, "largest difference \(worst) of the largest product")
+    }
+}
