@@ -103,6 +103,11 @@ public final class FeatureKernelSource: KernelSource {
         options.seed = setup.seed
         options.projector = setup.projector
         options.threads = setup.threads
+        if kernel.features == .ekfac {
+            let c = try curvature(setup: setup, textsKey: textsKey)
+            log("ekfac: \(c.tensorNames.count) linear tensors; Kronecker factors and corrected eigenvalues fitted on the training texts when features are computed (true Fisher, labels drawn with seed \(setup.seed); kronfluence's heuristic damping)")
+            options.curvature = c
+        }
         var files: [FeatureFile] = []
         var sources: [(featurizer: Featurizer, stem: String, scale: Float)] = []
         for (model, scale) in models {
@@ -121,6 +126,26 @@ public final class FeatureKernelSource: KernelSource {
             sources.append((featurizer, stem, scale))
         }
         return (files, sources)
+    }
+
+    /// EK-FAC's curvature of the model under study, fitted (when first needed) on the
+    /// training texts with their labels and labels drawn from the model (the true Fisher,
+    /// kronfluence's default; drawn by `setup.seed`), damped by kronfluence's heuristic.
+    static func curvature(setup: AttributionSetup, textsKey: String) throws -> Curvature {
+        let classifier = setup.classifier, model = classifier.model, train = setup.train
+        guard let first = train.first else { throw AttributionError("ekfac needs training texts") }
+        let names = try EKFAC.linearTensors(model: model, probe: try classifier.encode(first.text)).map { model.layout.tensors[$0].name }
+        let labels = try train.map { t -> Int in
+            guard let y = t.label.flatMap(classifier.labels.index(of:)) else {
+                throw AttributionError("line \(t.line): ekfac fits its curvature on labelled training texts; this one has no known label")
+            }
+            return y
+        }
+        let identity = "ekfac-v1 fisher=sampled:\(setup.seed) damping=heuristic texts=\(textsKey)"
+        return Curvature(identity: identity, damping: .heuristic, tensorNames: names) {
+            let texts = try train.map { try classifier.encode($0.text) }
+            return try EKFAC(model: model, texts: texts, labels: labels, fisher: .sampled(seed: setup.seed))
+        }
     }
 
     /// Each source's features through its influence transform (fitted on them), and TRAK's

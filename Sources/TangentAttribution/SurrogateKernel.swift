@@ -20,6 +20,10 @@ public enum SurrogateKernel: String, Sendable, Hashable, CaseIterable {
     /// Stored features mapped through an influence transform, or TRAK's averaged over an
     /// ensemble of models.
     case ifHead = "if-head", ifProj = "if-proj", trak
+    /// EK-FAC influence (kronfluence's curvature): projected loss gradients of the linear
+    /// layers whitened by the Kronecker-factored eigenbasis (`EKFAC`), so that kernel
+    /// products are g(x)^T (G + lambda)^-1 g(x').
+    case ekfac
     case trntkLayers = "trntk-layers"
 
     /// Every kernel, in the order reports list them.
@@ -59,6 +63,7 @@ public enum SurrogateKernel: String, Sendable, Hashable, CaseIterable {
         case .pntkNorm, .projPntk: return .pntk
         case .embedding, .ck, .ifHead: return .embedding
         case .gradCos, .tracin: return .grad
+        case .ekfac: return .ekfac
         }
     }
 
@@ -68,7 +73,7 @@ public enum SurrogateKernel: String, Sendable, Hashable, CaseIterable {
         case .trntk, .trntkLayers: return NTKKind.trntk.normalized
         case .pntkNorm: return NTKKind.pntkNorm.normalized
         case .projTrntk, .projPntk, .embedding, .gradCos: return true
-        case .ck, .tracin, .ifHead, .ifProj, .trak: return false
+        case .ck, .tracin, .ifHead, .ifProj, .trak, .ekfac: return false
         }
     }
 
@@ -84,7 +89,7 @@ public enum SurrogateKernel: String, Sendable, Hashable, CaseIterable {
     /// influence functions, TRAK) rather than the surrogate's W[c, i] K(x, x_i).
     public var attributesByKernelValue: Bool {
         switch self {
-        case .gradCos, .tracin, .ifHead, .ifProj, .trak: return true
+        case .gradCos, .tracin, .ifHead, .ifProj, .trak, .ekfac: return true
         default: return false
         }
     }

@@ -31,6 +31,9 @@ public struct FeatureMetadata: Sendable, Equatable, Codable {
     /// Layer groups with their own projected features (`layer_features`), comma-separated;
     /// empty when the file holds only the whole-model features.
     public var layerGroups: String = ""
+    /// `ekfac` features: what their EK-FAC curvature was fitted on and its damping
+    /// (`Curvature.identity`); nil for the other kernels.
+    public var curvature: String?
     /// Shard files only (`Featurizer.run(shard:)`): "I/N", the index of the shard's first
     /// text in the whole set, and the whole set's size and texts fingerprint. `texts` and
     /// `textsFingerprint` then describe the shard's own texts.
@@ -45,7 +48,7 @@ public struct FeatureMetadata: Sendable, Equatable, Codable {
     enum CodingKeys: String, CodingKey {
         case kernel, modelFingerprint = "model_fingerprint", modelPath = "model", params, projDim = "proj_dim", seed
         case projector, outputs, width, texts, classes, source, textsFingerprint = "texts_fingerprint", blockSize = "block_size"
-        case layerGroups = "layer_groups"
+        case layerGroups = "layer_groups", curvature
         case shard, shardFirst = "shard_first", setTexts = "set_texts", setFingerprint = "set_fingerprint"
     }
 
@@ -92,6 +95,7 @@ public struct FeatureMetadata: Sendable, Equatable, Codable {
             "outputs": String(outputs), "width": String(width), "texts": String(texts), "classes": String(classes),
             "source": source, "texts_fingerprint": textsFingerprint, "block_size": String(blockSize), "layer_groups": layerGroups,
         ]
+        if let curvature { out["curvature"] = curvature }
         if let shard { out["shard"] = shard }
         if let shardFirst { out["shard_first"] = String(shardFirst) }
         if let setTexts { out["set_texts"] = String(setTexts) }
@@ -117,6 +121,7 @@ public struct FeatureMetadata: Sendable, Equatable, Codable {
                   outputs: try i("outputs"), width: try i("width"), texts: try i("texts"), classes: try i("classes"),
                   source: try s("source"), textsFingerprint: try s("texts_fingerprint"), blockSize: try i("block_size"))
         layerGroups = m["layer_groups"] ?? ""
+        curvature = m["curvature"]
         if let sh = m["shard"] {
             guard (try? ShardSpec(parsing: sh)) != nil, let first = m["shard_first"].flatMap(Int.init),
                   let total = m["set_texts"].flatMap(Int.init), let fp = m["set_fingerprint"] else {
@@ -188,7 +193,8 @@ public struct FeatureMetadata: Sendable, Equatable, Codable {
         return settings.compactMap { setting -> String? in
             switch setting {
             case .model: a.modelFingerprint == b.modelFingerprint ? nil : "model (\(a.modelPath) vs \(b.modelPath)\(now))"
-            case .kernel: a.kernel == b.kernel ? nil : "kernel (\(a.kernel) vs \(b.kernel)\(now))"
+            case .kernel: a.kernel == b.kernel && a.curvature == b.curvature ? nil
+                : a.kernel == b.kernel ? "EK-FAC curvature (\(a.curvature ?? "none") vs \(b.curvature ?? "none")\(now))" : "kernel (\(a.kernel) vs \(b.kernel)\(now))"
             case .params: a.params == b.params ? nil : "parameters (\(a.params) vs \(b.params)\(now))"
             case .projDim: a.projDim == b.projDim ? nil : "K (\(a.projDim) vs \(b.projDim)\(now))"
             case .seed: a.seed == b.seed ? nil : "seed (\(a.seed) vs \(b.seed)\(now))"

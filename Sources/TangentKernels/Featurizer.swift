@@ -13,6 +13,9 @@ public enum FeatureKind: String, Sendable, CaseIterable {
     case embedding
     /// R grad L(x) with the text's label (the predicted one when it has none): grad-cos, TracIn.
     case grad
+    /// R f(x), f = grad L(x) over the linear layers whitened by EK-FAC curvature
+    /// (`EKFAC.whiten`, the factors of `FeaturizeOptions.curvature`): products are EK-FAC influence.
+    case ekfac
 
     /// Parses a kernel name, accepting the projected kernels' names too.
     public init?(kernelName: String) {
@@ -52,8 +55,38 @@ public struct FeaturizeOptions: Sendable {
     /// text has a label (test texts: their true label would leak into the surrogate).
     public var predictedLossLabels = false
     public var threads: Int = Threads.cores
+    /// For `ekfac`: the curvature the gradients are whitened by.
+    public var curvature: Curvature?
 
     public init(kind: FeatureKind) { self.kind = kind }
+}
+
+/// EK-FAC curvature for `ekfac` features: the model's linear tensors (known at once) and
+/// the factors, fitted on first use by `fit` (featurizing training texts needs them; a
+/// run whose features are all cached never fits them), with the damping.
+public final class Curvature: @unchecked Sendable {
+    /// Names what the factors are fitted on and the damping (stored in the features' metadata).
+    public let identity: String
+    public let damping: EKFAC.Damping
+    /// The linear layers' tensor names, the parameters `ekfac` features cover.
+    public let tensorNames: [String]
+    private let fit: () throws -> EKFAC
+    private let lock = NSLock()
+    private var fitted: EKFAC?
+
+    public init(identity: String, damping: EKFAC.Damping, tensorNames: [String], fit: @escaping () throws -> EKFAC) {
+        self.identity = identity; self.damping = damping; self.tensorNames = tensorNames; self.fit = fit
+    }
+
+    /// The factors, fitted once.
+    public func factors() throws -> EKFAC {
+        lock.lock()
+        defer { lock.unlock() }
+        if let fitted { return fitted }
+        let f = try fit()
+        fitted = f
+        return f
+    }
 }
 
 /// Streams features of many texts into a feature file, block by block, resuming an
@@ -76,11 +109,14 @@ public final class Featurizer {
             guard options.projDim > 0 else { throw FeatureStoreError("--proj-dim must be positive, got \(options.projDim)") }
             // Whether `memoryEstimate` is too much for the machine is the caller's decision
             // (the CLI refuses before any work), not this type's.
-            let c = try GradientComputer(model: classifier.model, prefixes: options.params)
+            if options.kind == .ekfac && options.curvature == nil { throw FeatureStoreError("ekfac features need the curvature they are whitened by") }
+            // EK-FAC whitens each text's whole gradient of a layer: the linear layers'
+            // tensors only, in dense blocks (not streamed).
+            let c = try GradientComputer(model: classifier.model, prefixes: options.kind == .ekfac ? options.curvature!.tensorNames : options.params)
             computer = c
             let p = Projector(dimension: options.projDim, seed: options.seed, choice: options.projector, threads: options.threads)
             projector = p
-            sketchCodes = p.distribution == .sketch ? SketchCodes(projector: p, computer: c) : nil
+            sketchCodes = p.distribution == .sketch && options.kind != .ekfac ? SketchCodes(projector: p, computer: c) : nil
         } else {
             computer = nil
             projector = nil
@@ -118,7 +154,7 @@ public final class Featurizer {
         switch options.kind {
         case .embedding: return (1, classifier.model.shape.width)
         case .trntk: return (classifier.model.shape.classes, options.projDim)
-        case .pntk, .grad: return (1, options.projDim)
+        case .pntk, .grad, .ekfac: return (1, options.projDim)
         }
     }
 
@@ -177,7 +213,7 @@ public final class Featurizer {
         case .embedding:
             let logits = try model.forward(batch, rowInvariant: true)
             return (model.lastEmbeddings(), logits, nil, Date().timeIntervalSince(t0), 0)
-        case .pntk, .trntk, .grad:
+        case .pntk, .trntk, .grad, .ekfac:
             let output: GradientOutput
             switch options.kind {
             case .pntk: output = .pseudoNTK
@@ -215,8 +251,14 @@ public final class Featurizer {
             var logits: [Float] = []
             var gradSeconds = 0.0, projSeconds = 0.0
             var mark = Date()
-            try computer!.forEachOutput(batch, output: output) { o, g in
+            let whitening = try options.curvature.map { c in try c.factors() }
+            try computer!.forEachOutput(batch, output: output) { o, block in
+                var g = block
                 logits = g.logits
+                if let w = whitening {
+                    let dense = computer!.dense
+                    g.dense.withUnsafeMutableBufferPointer { w.whiten($0.baseAddress!, texts: B, subset: dense, dampings: w.dampings(options.curvature!.damping)) }
+                }
                 let t1 = Date()
                 gradSeconds += t1.timeIntervalSince(mark)
                 place(projector!.project(g, computer: computer!, perLayer: options.perLayer), outputs: o, count: 1)
@@ -240,6 +282,7 @@ public final class Featurizer {
             texts: texts.count, classes: classifier.model.shape.classes, source: source,
             textsFingerprint: FeatureMetadata.fingerprint(texts: texts), blockSize: options.blockSize)
         if options.perLayer && options.kind.projected { m.layerGroups = computer!.groups.map(\.name).joined(separator: ",") }
+        m.curvature = options.kind == .ekfac ? options.curvature?.identity : nil
         return m
     }
 

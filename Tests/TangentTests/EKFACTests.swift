@@ -1,6 +1,8 @@
 import Foundation
 import Testing
+import TangentData
 import TangentAttribution
+import TangentKernels
 @testable import TangentModel
 import TangentTensor
 
@@ -78,5 +80,39 @@ import TangentTensor
         let scale = plain.map(abs).max()!
         let worst = zip(scaled, plain).map { abs($0 - $1) }.max()! / scale
         #expect(worst < 1e-3, "largest difference \(worst) of the largest product")
+    }
+
+    /// `ekfac` features (whitened loss gradients, projected) give, as products, the exact
+    /// influence with the loss measured at the query's predicted label: close at large K.
+    @Test func projectedFeaturesApproachTheExactInfluence() throws {
+        let clf = try Classifier(directory: fixture("hf-bert"), threads: 2)
+        let json = try JSONSerialization.jsonObject(with: Data(contentsOf: fixture("hf-bert/reference.json"))) as! [String: Any]
+        let all = (json["cases"] as! [[String: Any]]).map { $0["text"] as! String }.filter { $0.count > 12 }
+        let train = all.prefix(40).enumerated().map { LabeledText(text: $1, label: clf.labels.names[$0 % 2], line: $0 + 1) }
+        let queries = all.dropFirst(40).prefix(6).enumerated().map { LabeledText(text: $1, label: nil, line: $0 + 1) }
+        let labels = train.indices.map { $0 % 2 }
+        let trainIDs = try train.map { try clf.encode($0.text) }, queryIDs = try queries.map { try clf.encode($0.text) }
+        let names = try EKFAC.linearTensors(model: clf.model, probe: trainIDs[0]).map { clf.model.layout.tensors[$0].name }
+        let curvature = Curvature(identity: "test", damping: .heuristic, tensorNames: names) {
+            try EKFAC(model: clf.model, texts: trainIDs, labels: labels, fisher: .sampled(seed: 5))
+        }
+        var options = FeaturizeOptions(kind: .ekfac)
+        options.projDim = 1 << 16
+        options.curvature = curvature
+        options.predictedLossLabels = false
+        let featurizer = try Featurizer(classifier: clf, options: options)
+        let ft = try featurizer.block(train).features
+        options.predictedLossLabels = true
+        let fq = try Featurizer(classifier: clf, options: options).block(queries).features
+        let K = options.projDim
+        var projected = [Double](repeating: 0, count: queries.count * train.count)
+        for q in queries.indices { for t in train.indices {
+            projected[q * train.count + t] = (0..<K).reduce(0.0) { $0 + Double(fq[q * K + $1]) * Double(ft[t * K + $1]) }
+        } }
+        let exact = try curvature.factors().influence(model: clf.model, queries: queryIDs, queryLabels: [Int?](repeating: nil, count: queries.count),
+                                                      measurement: .loss, train: trainIDs, trainLabels: labels, damping: .heuristic).map(Double.init)
+        let r = Self.correlation(projected, exact)
+        print("ekfac features at K = \(K): correlation with the exact influence \(r)")
+        #expect(r > 0.99)
     }
 }

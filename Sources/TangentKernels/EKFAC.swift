@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import TangentModel
 import TangentTensor
 
@@ -94,7 +95,7 @@ public struct EKFAC: Sendable {
         }
         var found: [Int: (bias: Int?, i: Int, o: Int)] = [:]
         for s in shards { for (w, l) in s.layers { found[w] = (l.bias, l.i, l.o) } }
-        guard !found.isEmpty else { throw AttributionError("EK-FAC: the model has no linear layers") }
+        guard !found.isEmpty else { throw FeatureStoreError("EK-FAC: the model has no linear layers") }
         var layers: [Layer] = []
         for w in found.keys.sorted() {
             let (bias, i, o) = found[w]!
@@ -108,7 +109,7 @@ public struct EKFAC: Sendable {
                 rowsA += l.rows; rowsS += l.rows
             }
             guard let qa = EKFAC.basis(A, n: a, rows: rowsA), let qs = EKFAC.basis(S, n: o, rows: rowsS) else {
-                throw AttributionError("EK-FAC: the eigendecomposition of \(layout.tensors[w].name)'s factors did not converge")
+                throw FeatureStoreError("EK-FAC: the eigendecomposition of \(layout.tensors[w].name)'s factors did not converge")
             }
             layers.append(Layer(weight: w, bias: bias, inWidth: i, outWidth: o, activationBasis: qa, gradientBasis: qs, eigenvalues: []))
         }
@@ -150,12 +151,7 @@ public struct EKFAC: Sendable {
                           progress: (Int, Int) -> Void = { _, _ in }) throws -> [Float] {
         precondition(queries.count == queryLabels.count && train.count == trainLabels.count, "one label per text")
         let P = subset.count, C = model.shape.classes, nq = queries.count, nt = train.count
-        let dampings = layers.map { l -> Float in
-            switch damping {
-            case .absolute(let v): return Float(v)
-            case .heuristic: return Float(0.1 * l.eigenvalues.reduce(0.0) { $0 + Double($1) } / Double(max(1, l.eigenvalues.count)))
-            }
-        }
+        let dampings = dampings(damping)
         var out = [Float](repeating: 0, count: nq * nt)
         let queryBlocks = stride(from: 0, to: nq, by: blockSize).map { $0..<min(nq, $0 + blockSize) }
         let trainBlocks = stride(from: 0, to: nt, by: blockSize).map { $0..<min(nt, $0 + blockSize) }
@@ -198,6 +194,53 @@ public struct EKFAC: Sendable {
             }
         }
         return out
+    }
+
+    /// Each layer's damping value.
+    public func dampings(_ damping: Damping) -> [Float] {
+        layers.map { l in
+            switch damping {
+            case .absolute(let v): return Float(v)
+            case .heuristic: return Float(0.1 * l.eigenvalues.reduce(0.0) { $0 + Double($1) } / Double(max(1, l.eigenvalues.count)))
+            }
+        }
+    }
+
+    /// Replaces each text's gradient (rows of `subset.count` at `g`, `texts` of them, in the
+    /// compact layout of `subset`, which holds this model's linear tensors) by its whitened
+    /// form (Q_S^T G Q_A) / sqrt(Lambda + damping), layer by layer: products of whitened
+    /// gradients are the EK-FAC influence g^T (G + damping)^-1 g'. The rotated [out, in + 1]
+    /// matrix goes back into the weight's and bias's places (a fixed order of its entries).
+    public func whiten(_ g: UnsafeMutablePointer<Float>, texts: Int, subset: ParameterSubset, dampings: [Float]) {
+        let ls = layers, P = subset.count
+        parallelFor(ls.count) { l in
+            let L = ls[l], i = L.inWidth, o = L.outWidth, a = L.augmented
+            var R = [Float](repeating: 0, count: o * a)
+            for b in 0..<texts {
+                let text = g + b * P
+                L.rotate(text, subset: subset, into: &R)
+                let w = text + subset.compactOffsets[L.weight]!
+                for r in 0..<o {
+                    for c in 0..<a {
+                        let v = R[r * a + c] / (L.eigenvalues[r * a + c] + dampings[l]).squareRoot()
+                        if c < i { w[r * i + c] = v } else { text[subset.compactOffsets[L.bias!]! + r] = v }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The linear layers' tensors (weights and biases, layout indices in order), found by
+    /// one backward pass over `probe` (any text the model takes).
+    public static func linearTensors(model: any ClassifierModel<Float>, probe: [Int32]) throws -> [Int] {
+        let layout = model.layout
+        _ = try model.forward(TokenBatch(sequences: [probe], padID: model.shape.padID), rowInvariant: true)
+        let everything = ParameterSubset(layout: layout, tensorIndices: layout.tensors.indices.filter { $0 != model.tokenTableIndex })
+        let found = Mutex<Set<Int>>([])
+        model.linearRows(seed: [Float](repeating: 1, count: model.shape.classes), subset: everything) { rows, _ in
+            found.withLock { $0.insert(rows.weight); if let b = rows.bias { $0.insert(b) } }
+        }
+        return found.withLock { $0.sorted() }
     }
 
     /// A label drawn from probabilities `p` by a uniform `u` in [0, 1).
