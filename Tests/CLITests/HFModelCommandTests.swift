@@ -135,7 +135,7 @@ import Testing
         #expect(compare.stderr.contains("tracin: 2 checkpoints"), "\(compare.stderr)")
         // lds --recipe retrains subset models from the same pretrained weights.
         let lds = try CLI.run(["lds", "--recipe", "a", "--data", "train.jsonl", "--test", "test.jsonl", "--subsets", "3", "--ensemble", "1",
-                               "--kernels", "proj-pntk,tracin", "--proj-dim", "64", "--out", "lds"], in: w)
+                               "--kernels", "proj-pntk,tracin,ekfac", "--proj-dim", "64", "--out", "lds"], in: w)
         #expect(lds.status == 0 && lds.stdout.contains("fine-tuned from \(Self.bert.standardizedFileURL.path)"), "\(lds.stdout)\(lds.stderr)")
         let flags = try CLI.run(["lds", "--recipe", "a", "--data", "train.jsonl", "--test", "test.jsonl", "--d-model", "32", "--out", "lds2"], in: w)
         #expect(flags.status != 0 && flags.stderr.contains("--d-model") && flags.stderr.contains("pretrained"), "\(flags.stderr)")
@@ -217,8 +217,10 @@ import Testing
         let evaluate = try CLI.run(["evaluate", "--model", "m", "--data", "test.jsonl"], in: w)
         #expect(evaluate.status == 0 && evaluate.stdout.contains("accuracy"), "\(evaluate.stdout)\(evaluate.stderr)")
         let lds = try CLI.run(["lds", "--recipe", "m", "--data", "train.jsonl", "--test", "test.jsonl", "--subsets", "3", "--ensemble", "1",
-                               "--kernels", "proj-pntk,tracin", "--proj-dim", "64", "--out", "lds"], in: w)
+                               "--kernels", "proj-pntk,tracin,ekfac", "--proj-dim", "64", "--out", "lds"], in: w)
         #expect(lds.status == 0 && lds.stdout.contains("fine-tuned from \(pretrained.standardizedFileURL.path)"), "\(lds.stdout)\(lds.stderr)")
+        // EK-FAC's factors come from every linear layer of the architecture (shared, fused, relative rows).
+        #expect(lds.stdout.contains("ekfac") && lds.stderr.contains("linear tensors"), "\(lds.stdout)\(lds.stderr)")
         let audit = try CLI.run(["audit", "--model", "m", "--train", "train.jsonl", "--flip", "0.1", "--epochs", "1", "--proj-dim", "64",
                                  "--top", "3", "--json", "a.json"], in: w)
         #expect(audit.status == 0 && FileManager.default.fileExists(atPath: w.appendingPathComponent("a.json").path), "\(audit.stderr)")
