@@ -56,13 +56,17 @@ public enum ReportHTML {
         h += projectionSection(r.projectionError ?? [])
         if let poisoning { h += poisonSection(poisoning) }
         h += "<h2>tau over the regularization grid</h2>\n" + gridLines(r.kernels)
-        h += "<table><tr><th>kernel</th>" + (r.kernels.first?.grid.map { "<th>\(String(format: "%g", $0.lambda))</th>" } ?? []).joined() + "</tr>\n"
+        let columns = gridColumns(r.kernels.map { $0.grid.map(\.lambda) })
+        h += "<table><tr><th>kernel</th>" + columns.map { "<th>\(String(format: "%g", $0))</th>" }.joined() + "</tr>\n"
         for k in r.kernels {
-            h += "<tr><td>\(esc(k.kernel)) tau</td>" + k.grid.map { "<td>\(fixed($0.tau))</td>" }.joined() + "</tr>\n"
+            func row(_ name: String, _ cell: (GridPoint) -> String) {
+                h += "<tr><td>\(esc(k.kernel)) \(name)</td>" + gridCells(k.grid, lambda: \.lambda, columns: columns, cell).map { "<td>\($0)</td>" }.joined() + "</tr>\n"
+            }
+            row("tau") { fixed($0.tau) }
             if k.grid.contains(where: { $0.heldOutLoss != nil }) {
-                h += "<tr><td>\(esc(k.kernel)) held-out loss</td>" + k.grid.map { "<td>\(fixed($0.heldOutLoss ?? .nan, 4))</td>" }.joined() + "</tr>\n"
+                row("held-out loss") { fixed($0.heldOutLoss ?? .nan, 4) }
             } else {
-                h += "<tr><td>\(esc(k.kernel)) out-of-fold tau</td>" + k.grid.map { "<td>\(fixed($0.networkTau))</td>" }.joined() + "</tr>\n"
+                row("out-of-fold tau") { fixed($0.networkTau) }
             }
         }
         h += "</table>\n<p class=\"small\">tau: on the test texts, of the surrogate fitted on all training texts at each lambda. Out-of-fold tau: the selector's figure, on the training texts (network-tau picks its largest); the report.md grid also lists the out-of-fold cross-entropies against the network's probabilities and against the labels.</p>\n</body></html>\n"

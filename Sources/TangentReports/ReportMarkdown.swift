@@ -48,17 +48,21 @@ public enum ReportMarkdown {
             } }
         }
         if let lds = r.lds { s += "\n## Linear datamodeling score (LDS)\n\n" + ldsBody(lds) }
-        s += "\n## tau over the regularization grid\n\n| kernel | " + (r.kernels.first?.grid.map { String(format: "%g", $0.lambda) } ?? []).joined(separator: " | ") + " |\n"
-        s += "|---|" + String(repeating: "---|", count: r.kernels.first?.grid.count ?? 0) + "\n"
+        let columns = gridColumns(r.kernels.map { $0.grid.map(\.lambda) })
+        s += "\n## tau over the regularization grid\n\n| kernel | " + columns.map { String(format: "%g", $0) }.joined(separator: " | ") + " |\n"
+        s += "|---|" + String(repeating: "---|", count: columns.count) + "\n"
         for k in r.kernels {
-            s += "| \(k.kernel) (tau) | " + k.grid.map { fixed($0.tau) }.joined(separator: " | ") + " |\n"
+            func row(_ name: String, _ cell: (GridPoint) -> String) {
+                s += "| \(k.kernel) (\(name)) | " + gridCells(k.grid, lambda: \.lambda, columns: columns, cell).joined(separator: " | ") + " |\n"
+            }
+            row("tau") { fixed($0.tau) }
             if k.grid.contains(where: { $0.heldOutLoss != nil }) {
-                s += "| \(k.kernel) (held-out loss) | " + k.grid.map { fixed($0.heldOutLoss ?? .nan, 4) }.joined(separator: " | ") + " |\n"
+                row("held-out loss") { fixed($0.heldOutLoss ?? .nan, 4) }
                 continue
             }
-            s += "| \(k.kernel) (out-of-fold tau) | " + k.grid.map { fixed($0.networkTau) }.joined(separator: " | ") + " |\n"
-            s += "| \(k.kernel) (out-of-fold network CE) | " + k.grid.map { fixed($0.networkCrossEntropy, 4) }.joined(separator: " | ") + " |\n"
-            s += "| \(k.kernel) (out-of-fold label CE) | " + k.grid.map { fixed($0.labelCrossEntropy, 4) }.joined(separator: " | ") + " |\n"
+            row("out-of-fold tau") { fixed($0.networkTau) }
+            row("out-of-fold network CE") { fixed($0.networkCrossEntropy, 4) }
+            row("out-of-fold label CE") { fixed($0.labelCrossEntropy, 4) }
         }
         return s
     }
@@ -157,14 +161,17 @@ public enum ReportMarkdown {
             }
         }
         let gridded = r.kernels.filter { ($0.grid ?? []).count > 1 }
-        if let lambdas = gridded.first?.grid?.map(\.lambda) {
-            s += "\n### LDS over the surrogate's lambda\n\nThe model under study alone, each surrogate refitted at every lambda of the grid; * marks the lambda used.\n\n"
+        if !gridded.isEmpty {
+            let lambdas = gridColumns(gridded.map { ($0.grid ?? []).map(\.lambda) })
+            s += "\n### LDS over the surrogate's lambda\n\nThe model under study alone, each surrogate refitted at every lambda of its grid (empty: not on that method's grid); * marks the lambda used.\n\n"
             s += "| method | " + lambdas.map { String(format: "%g", $0) }.joined(separator: " | ") + " |\n|---|" + lambdas.map { _ in "---|" }.joined() + "\n"
             for k in gridded {
-                s += "| \(k.kernel) | " + (k.grid ?? []).map { String(format: "%.3f", $0.lds) + ($0.lambda == k.lambda ? "*" : "") }.joined(separator: " | ") + " |\n"
+                s += "| \(k.kernel) | " + gridCells(k.grid ?? [], lambda: \.lambda, columns: lambdas) { String(format: "%.3f", $0.lds) + ($0.lambda == k.lambda ? "*" : "") }
+                    .joined(separator: " | ") + " |\n"
             }
             for k in gridded where (k.grid ?? []).contains(where: { $0.selectionLDS != nil }) {
-                s += "| \(k.kernel) (selection subsets) | " + (k.grid ?? []).map { String(format: "%.3f", $0.selectionLDS ?? .nan) }.joined(separator: " | ") + " |\n"
+                s += "| \(k.kernel) (selection subsets) | " + gridCells(k.grid ?? [], lambda: \.lambda, columns: lambdas) { String(format: "%.3f", $0.selectionLDS ?? .nan) }
+                    .joined(separator: " | ") + " |\n"
             }
         }
         return s
