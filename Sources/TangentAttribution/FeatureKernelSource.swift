@@ -47,12 +47,15 @@ public final class FeatureKernelSource: KernelSource {
         let primary = kernel.ensembled ? 0 : sources.count - 1
         featurizer = sources[primary].featurizer
         features = files[primary]
+        // Another damping is another kernel: its surrogate must not be served for this one.
         stem = SurrogateCache.combinedStem(sources.map(\.stem), ensemble: kernel.ensembled)
+            + (kernel.influence != nil ? setup.damping.map { String(format: "-damping%g", $0) } ?? "" : "")
         var blocks = try files.map { try $0.features(0..<n) }
         var weights: [[Double]] = []
         if let kind = kernel.influence {
             (blocks, transforms, weights) = try FeatureKernelSource.transformed(blocks, files: files, kind: kind, labels: labels,
-                                                                                classes: classifier.labels.count, log: log)
+                                                                                classes: classifier.labels.count,
+                                                                                damping: setup.damping ?? InfluenceTransform.defaultDamping, log: log)
         }
         if !weights.isEmpty {
             weightedTrainFeatures = FeatureKernelSource.concatenate(blocks, scales: sources.map(\.scale), rows: n, rowScales: weights)
@@ -151,12 +154,13 @@ public final class FeatureKernelSource: KernelSource {
     /// Each source's features through its influence transform (fitted on them), and TRAK's
     /// per-text training weights 1 - p_{y_i}(x_i).
     static func transformed(_ blocks: [[Float]], files: [FeatureFile], kind: InfluenceTransform.Kind, labels: [Int], classes: Int,
-                            log: (String) -> Void) throws -> (blocks: [[Float]], transforms: [InfluenceTransform], weights: [[Double]]) {
+                            damping: Double, log: (String) -> Void) throws -> (blocks: [[Float]], transforms: [InfluenceTransform], weights: [[Double]]) {
         var out = blocks, transforms: [InfluenceTransform] = [], weights: [[Double]] = []
         for (s, file) in files.enumerated() {
             let logits = try file.logits()
-            let t = try InfluenceTransform(kind: kind, base: blocks[s], logits: logits, classes: classes, lambda: nil, labels: labels)
-            log("\(kind.rawValue): \(t.dimension) x \(t.dimension) curvature matrix factored (damping \(String(format: "%.3g", t.lambda)))")
+            let t = try InfluenceTransform(kind: kind, base: blocks[s], logits: logits, classes: classes, lambda: nil, relativeDamping: damping,
+                                           labels: labels)
+            log("\(kind.rawValue): \(t.dimension) x \(t.dimension) curvature matrix factored (damping \(String(format: "%.3g", t.lambda)), \(String(format: "%g", damping)) of its mean diagonal)")
             out[s] = t.features(base: blocks[s], logits: logits, labels: labels)
             transforms.append(t)
             if kind == .trak { weights.append(InfluenceTransform.trainingWeights(logits: logits, labels: labels, classes: classes)) }

@@ -28,12 +28,15 @@ public struct InfluenceTransform: Sendable {
     public let dimension: Int
     public let lambda: Double
     let lower: [Double]
+    /// The damping relative to the curvature's mean diagonal when none is given.
+    public static let defaultDamping = 1e-3
 
     /// Builds and factors H + lambda I from the training texts: base features [n, W]
     /// (embeddings e(x) for head; trNTK features R g_c(x) as [n, C, K] for projected and
     /// TRAK), logits [n, C], and (TRAK) the labels, whose margins it differentiates.
-    /// `lambda` nil: 1e-3 of the mean diagonal of H.
-    public init(kind: Kind, base: [Float], logits: [Float], classes C: Int, lambda: Double?, labels: [Int]? = nil) throws {
+    /// `lambda` nil: `relativeDamping` (default 1e-3) times the mean diagonal of H.
+    public init(kind: Kind, base: [Float], logits: [Float], classes C: Int, lambda: Double?, relativeDamping: Double = InfluenceTransform.defaultDamping,
+                labels: [Int]? = nil) throws {
         let n = logits.count / C
         precondition(kind != .trak || labels?.count == n, "TRAK's curvature needs the training labels")
         let W = kind == .head ? base.count / n : base.count / (n * C)
@@ -90,7 +93,7 @@ public struct InfluenceTransform: Sendable {
                         beta: 0, c: &h, ldc: W)
         }
         let meanDiagonal = (0..<P).map { h[$0 * P + $0] }.reduce(0, +) / Double(P)
-        let damping = lambda ?? 1e-3 * meanDiagonal
+        let damping = lambda ?? relativeDamping * meanDiagonal
         for k in 0..<P { h[k * P + k] += damping }
         if let minor = Cholesky.factor(&h, n: P) {
             throw AttributionError(damping == 0

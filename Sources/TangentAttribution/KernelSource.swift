@@ -71,6 +71,9 @@ public struct AttributionSetup {
     /// chosen one (a comparison report's per-lambda figures); by default, when the cache
     /// is bypassed.
     public var fitGrid: Bool
+    /// The influence baselines' damping relative to their curvature's mean diagonal
+    /// (if-head, if-proj, TRAK); nil: `InfluenceTransform.defaultDamping`.
+    public var damping: Double?
 
     public init(classifier: Classifier, train: [LabeledText], projDim: Int, seed: UInt64, projector: ProjectorChoice = .default,
                 cache: URL, selector: LambdaSelector = LambdaSelector(), threads: Int = Threads.cores, checkpoints: URL? = nil,

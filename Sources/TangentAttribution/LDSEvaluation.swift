@@ -61,13 +61,61 @@ struct LDSEvaluation {
     /// TRAK, whose estimator averages over its ensemble itself: one run per size.
     func trak(_ k: SurrogateKernel, sizes: [Int]) throws -> [LDSKernelReport] {
         let stage = KernelRun(kernel: k, report: progress)
-        return try sizes.map { size in
+        var forms = [Form(name: k.name, attribution: "trak", influence: false, byLDS: false, sum: [])]
+        if lambdaSelection != nil { forms.append(Form(name: k.name + " (damping by LDS)", attribution: "trak", influence: false, byLDS: true, sum: [])) }
+        try chooseDampings(&forms, kernel: k)
+        return try sizes.flatMap { size in
             log("== \(k.name), \(size) model\(size == 1 ? "" : "s")")
             let started = Date()
             let engine = try AttributionEngine(setup: setup(k, model: 0, trakModels: size), kernel: k, log: log, progress: stage.progress("train"))
             let q = try engine.query(test, source: "test texts", cached: true, lossLabels: compared, log: log, progress: stage.progress("test"))
-            return scored(k.name, "trak", engine.methodScores(q, classes: compared), size: size, seconds: Date().timeIntervalSince(started))
+            var row = scored(k.name, "trak", engine.methodScores(q, classes: compared), size: size, seconds: Date().timeIntervalSince(started))
+            row.grid = forms[0].grid; row.lambda = forms[0].lambda; row.lambdaRule = "damping: the default, of the curvature's mean diagonal"
+            guard forms.count > 1, let d = forms[1].lambda else { return [row] }
+            let t0 = Date()
+            var byLDS = scored(forms[1].name, "trak", try dampedScores(k, model: 0, damping: d, trakModels: size), size: size,
+                               seconds: Date().timeIntervalSince(t0))
+            byLDS.grid = forms[1].grid; byLDS.lambda = d
+            byLDS.lambdaRule = lambdaSelection.map { "damping by lds on \($0.subsets.count) selection subsets" }
+            return [row, byLDS]
         }
+    }
+
+    /// The dampings an influence baseline's LDS is measured at (relative to its curvature's
+    /// mean diagonal): the surrogates' lambda grid, with the default.
+    var dampingGrid: [Double] { Array(Set(ldsSelector.grid + [InfluenceTransform.defaultDamping])).sorted() }
+
+    /// An influence baseline's scores [tests, n] on model j with another damping (TRAK: over
+    /// its first `trakModels` models); features come from the cache.
+    func dampedScores(_ k: SurrogateKernel, model j: Int, damping: Double, trakModels: Int = 1) throws -> [Double] {
+        var s = setup(k, model: j, trakModels: trakModels)
+        s.damping = damping
+        let labels = try models[j].labels.indices(of: train, source: "training data")
+        let source = try s.source(for: k, labels: labels, log: { _ in }, progress: { _, _ in })
+        let q = try source.query(test, source: "test texts", cached: true, lossLabels: compared, log: { _ in }, progress: { _, _ in })
+        return (q.scores ?? q.rows).map(Double.init)
+    }
+
+    /// The model under study's LDS at every damping of the grid, and each form's damping:
+    /// the default, or the grid's best on the selection subsets (ties to the stronger damping).
+    func chooseDampings(_ forms: inout [Form], kernel k: SurrogateKernel) throws {
+        let grid = try dampingGrid.map { d -> LDSGridPoint in
+            let scores = try dampedScores(k, model: 0, damping: d)
+            var p = LDSGridPoint(lambda: d, networkTau: .nan,
+                                 lds: Datamodeling.score(scores, n: n, subsets: subsets, margins: margins, resamples: 0, seed: seed).mean,
+                                 ldsMean: meanMargins.map { Datamodeling.score(scores, n: n, subsets: subsets, margins: $0, resamples: 0, seed: seed).mean })
+            p.selectionLDS = lambdaSelection.map { Datamodeling.score(scores, n: n, subsets: $0.subsets, margins: $0.margins, resamples: 0, seed: seed).mean }
+            return p
+        }
+        let best = grid.filter { $0.selectionLDS?.isFinite == true }.max { a, b in
+            a.selectionLDS! < b.selectionLDS! || (a.selectionLDS! == b.selectionLDS! && a.lambda < b.lambda)
+        }?.lambda
+        for f in forms.indices {
+            forms[f].grid = grid
+            forms[f].lambda = forms[f].byLDS ? best : InfluenceTransform.defaultDamping
+        }
+        log("\(k.name): LDS over the damping (of the curvature's mean diagonal) " + grid.map { String(format: "%g: %.3f", $0.lambda, $0.lds) }.joined(separator: ", ")
+            + (lambdaSelection != nil ? String(format: "; chosen on the selection subsets: %g", best ?? .nan) : ""))
     }
 
     /// An attribution form scored: the method's own score, or for a surrogate its
@@ -93,6 +141,10 @@ struct LDSEvaluation {
             ? [Form(name: k.name, attribution: "surrogate", influence: false, byLDS: false, sum: zero),
                Form(name: k.name + "-infl", attribution: "surrogate influence", influence: true, byLDS: false, sum: zero)]
             : [Form(name: k.name, attribution: "kernel", influence: false, byLDS: false, sum: zero)]
+        let damped = k.influence != nil
+        if damped && lambdaSelection != nil {
+            forms.append(Form(name: k.name + " (damping by LDS)", attribution: "kernel", influence: false, byLDS: true, sum: zero))
+        }
         if surrogate && lambdaSelection != nil {
             forms += [Form(name: k.name + " (lambda by LDS)", attribution: "surrogate", influence: false, byLDS: true, sum: zero),
                       Form(name: k.name + "-infl (lambda by LDS)", attribution: "surrogate influence", influence: true, byLDS: true, sum: zero)]
@@ -107,9 +159,11 @@ struct LDSEvaluation {
                                      progress: stage.progress("test"))
             let shared = Date().timeIntervalSince(started)
             if surrogate && j == 0 { try chooseLambdas(&forms, engine: engine, query: q, kernel: k) }
+            if damped && j == 0 { try chooseDampings(&forms, kernel: k) }
             for f in forms.indices {
                 let t0 = Date()
-                let scores = try formScores(forms[f], engine: engine, query: q, model: j)
+                let scores = damped && forms[f].byLDS ? try dampedScores(k, model: j, damping: forms[f].lambda ?? InfluenceTransform.defaultDamping)
+                    : try formScores(forms[f], engine: engine, query: q, model: j)
                 for a in scores.indices { forms[f].sum[a] += scores[a] }
                 forms[f].alone.append(Datamodeling.score(scores, n: n, subsets: subsets, margins: margins, resamples: 0, seed: seed).mean)
                 forms[f].seconds += shared + Date().timeIntervalSince(t0)
@@ -122,6 +176,11 @@ struct LDSEvaluation {
                     row.grid = f.grid
                     row.lambda = f.lambda
                     row.lambdaRule = f.byLDS ? lambdaSelection.map { "lds on \($0.subsets.count) selection subsets" } : selector.criterion.rawValue
+                } else if damped {
+                    row.grid = f.grid
+                    row.lambda = f.lambda
+                    row.lambdaRule = f.byLDS ? lambdaSelection.map { "damping by lds on \($0.subsets.count) selection subsets" }
+                        : "damping: the default, of the curvature's mean diagonal"
                 }
                 rows.append(row)
             }

@@ -28,6 +28,8 @@ import Testing
         let curve = report?["curve"] as? [[String: Any]] ?? []
         #expect(curve.count == 8 && curve.filter { $0["ensemble"] as? Int == 1 }.count == 4)
         #expect(((kernels[0]["grid"] as? [[String: Any]]) ?? []).count >= 2 && kernels[0]["lambda"] is Double)
+        // TRAK over its damping grid (multiples of its curvature's mean diagonal), at the default.
+        #expect(((kernels[3]["grid"] as? [[String: Any]]) ?? []).count >= 10 && kernels[3]["lambda"] as? Double == 1e-3)
         for k in kernels {
             let s = k["lds"] as? [String: Any]
             let mean = s?["mean"] as? Double ?? .nan, low = s?["low"] as? Double ?? .nan, high = s?["high"] as? Double ?? .nan
@@ -51,10 +53,14 @@ import Testing
         #expect((c?["mean"] as? Double).map { $0 > -1 && $0 <= 1 } == true)
         let rows = (withCeiling?["kernels"] as? [[String: Any]]) ?? []
         // grad-cos is outside --ensemble-kernels: the model under study alone.
-        #expect(rows.map { $0["ensemble"] as? Int } == [2, 2, 2, 2, 1, 2])
+        #expect(rows.map { $0["ensemble"] as? Int } == [2, 2, 2, 2, 1, 2, 2])
         #expect(rows.allSatisfy { $0["ldsMean"] is [String: Any] })
         #expect(rows.filter { ($0["lambdaRule"] as? String)?.contains("2 selection subsets") == true }.map { $0["kernel"] as? String }
-                == ["ck (lambda by LDS)", "ck-infl (lambda by LDS)"])
+                == ["ck (lambda by LDS)", "ck-infl (lambda by LDS)", "trak (damping by LDS)"])
+        // The damping chosen by LDS is one of the grid's.
+        let trakByLDS = rows.last ?? [:]
+        let dampings = ((trakByLDS["grid"] as? [[String: Any]]) ?? []).compactMap { $0["lambda"] as? Double }
+        #expect(trakByLDS["lambda"] as? Double != nil && dampings.contains(trakByLDS["lambda"] as? Double ?? .nan))
         #expect(third.stdout.contains("Noise ceiling") && third.stdout.contains("share of ceiling"))
         // Another recipe in the same directory is refused, naming what to do.
         let other = try CLI.run(["lds", "--data", "d", "--recipe", CLI.model.path, "--subsets", "4", "--epochs", "2", "--out", "l"], in: w)
