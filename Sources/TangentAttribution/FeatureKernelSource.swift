@@ -16,6 +16,8 @@ public final class FeatureKernelSource: KernelSource {
     public var storedFeatures: (file: FeatureFile, featurizer: Featurizer)? { (features, featurizer) }
     public var layerWeighting: (weights: [Double], fit: LayerWeighting.Result?)? { nil }
     public var trainCount: Int { trainNorms.count }
+    /// EK-FAC: which of the features' vectors per text (one per damping) make the kernel.
+    let dampingOutput: (index: Int, count: Int)?
     /// The model under study's training features and featurizer.
     public let features: FeatureFile
     public let featurizer: Featurizer
@@ -49,8 +51,10 @@ public final class FeatureKernelSource: KernelSource {
         features = files[primary]
         // Another damping is another kernel: its surrogate must not be served for this one.
         stem = SurrogateCache.combinedStem(sources.map(\.stem), ensemble: kernel.ensembled)
-            + (kernel.influence != nil ? setup.damping.map { String(format: "-damping%g", $0) } ?? "" : "")
+            + (kernel.defaultDamping != nil ? setup.damping.map { String(format: "-damping%g", $0) } ?? "" : "")
         var blocks = try files.map { try $0.features(0..<n) }
+        dampingOutput = try FeatureKernelSource.dampingOutput(kernel: kernel, setup: setup)
+        if let d = dampingOutput { blocks = blocks.map { FeatureKernelSource.output(d.index, of: d.count, $0, rows: n) } }
         var weights: [[Double]] = []
         if let kind = kernel.influence {
             (blocks, transforms, weights) = try FeatureKernelSource.transformed(blocks, files: files, kind: kind, labels: labels,
@@ -108,15 +112,17 @@ public final class FeatureKernelSource: KernelSource {
         options.threads = setup.threads
         if kernel.features == .ekfac {
             let c = try curvature(setup: setup, textsKey: textsKey)
-            log("ekfac: \(c.tensorNames.count) linear tensors; Kronecker factors and corrected eigenvalues fitted on the training texts when features are computed (true Fisher, labels drawn with seed \(setup.seed); kronfluence's heuristic damping)")
+            log("ekfac: \(c.tensorNames.count) linear tensors; Kronecker factors and corrected eigenvalues fitted on the training texts when features are computed (true Fisher, labels drawn with seed \(setup.seed)); damping \(String(format: "%g", setup.damping ?? kernel.defaultDamping!)) of each layer's mean corrected eigenvalue")
             options.curvature = c
         }
         var files: [FeatureFile] = []
         var sources: [(featurizer: Featurizer, stem: String, scale: Float)] = []
         for (model, scale) in models {
             let featurizer = try Featurizer(classifier: model, options: options)
+            // EK-FAC's features also depend on the curvature's settings (its dampings).
             let stem = SurrogateCache.featureStem(kernel.features, projDim: setup.projDim, seed: setup.seed, projector: setup.projector,
                                                   model: model, texts: textsKey)
+                + (options.curvature.map { "-" + fingerprint(Data($0.identity.utf8)).prefix(12) } ?? "")
             let url = setup.cache.url(stem)
             if let f = FeatureFile.cached(url, expected: featurizer.metadata(texts: train, source: "training data"), log: log) {
                 files.append(f)
@@ -131,9 +137,32 @@ public final class FeatureKernelSource: KernelSource {
         return (files, sources)
     }
 
+    /// EK-FAC: the index of `setup.damping` (default: the method's) among the dampings
+    /// the features are computed for; nil for the other kernels.
+    static func dampingOutput(kernel: SurrogateKernel, setup: AttributionSetup) throws -> (index: Int, count: Int)? {
+        guard kernel.features == .ekfac else { return nil }
+        let d = setup.damping ?? kernel.defaultDamping!
+        guard let i = setup.ekfacDampings.firstIndex(of: d) else {
+            throw AttributionError("ekfac: damping \(d) is not among the dampings its features are computed for (\(setup.ekfacDampings.map { String(format: "%g", $0) }.joined(separator: ", ")))")
+        }
+        return (i, setup.ekfacDampings.count)
+    }
+
+    /// Vector `index` of `count` per row of features [rows, count, W].
+    static func output(_ index: Int, of count: Int, _ f: [Float], rows: Int) -> [Float] {
+        if count == 1 { return f }
+        let W = f.count / (rows * count)
+        var out = [Float](repeating: 0, count: rows * W)
+        for r in 0..<rows {
+            let from = (r * count + index) * W
+            for k in 0..<W { out[r * W + k] = f[from + k] }
+        }
+        return out
+    }
+
     /// EK-FAC's curvature of the model under study, fitted (when first needed) on the
     /// training texts with their labels and labels drawn from the model (the true Fisher,
-    /// kronfluence's default; drawn by `setup.seed`), damped by kronfluence's heuristic.
+    /// kronfluence's default; drawn by `setup.seed`), with features for each of `setup.ekfacDampings`.
     static func curvature(setup: AttributionSetup, textsKey: String) throws -> Curvature {
         let classifier = setup.classifier, model = classifier.model, train = setup.train
         guard let first = train.first else { throw AttributionError("ekfac needs training texts") }
@@ -144,8 +173,9 @@ public final class FeatureKernelSource: KernelSource {
             }
             return y
         }
-        let identity = "ekfac-v1 fisher=sampled:\(setup.seed) damping=heuristic texts=\(textsKey)"
-        return Curvature(identity: identity, damping: .heuristic, tensorNames: names) {
+        let identity = "ekfac-v1 fisher=sampled:\(setup.seed) dampings=" + setup.ekfacDampings.map { String(format: "%g", $0) }.joined(separator: ",")
+            + " texts=\(textsKey)"
+        return Curvature(identity: identity, dampings: setup.ekfacDampings.map { .relative($0) }, tensorNames: names) {
             let texts = try train.map { try classifier.encode($0.text) }
             return try EKFAC(model: model, texts: texts, labels: labels, fisher: .sampled(seed: setup.seed))
         }
@@ -227,7 +257,8 @@ public final class FeatureKernelSource: KernelSource {
                 base = block.features
                 sourceLogits = block.logits
             }
-            parts.append(queryFeatures(base, logits: sourceLogits, labels: labels, source: s))
+            let vectors = dampingOutput.map { FeatureKernelSource.output($0.index, of: $0.count, base, rows: m) } ?? base
+            parts.append(queryFeatures(vectors, logits: sourceLogits, labels: labels, source: s))
             logits = sourceLogits
         }
         if let primaryLogits { logits = primaryLogits }

@@ -72,8 +72,12 @@ public struct AttributionSetup {
     /// is bypassed.
     public var fitGrid: Bool
     /// The influence baselines' damping relative to their curvature's mean diagonal
-    /// (if-head, if-proj, TRAK); nil: `InfluenceTransform.defaultDamping`.
+    /// (if-head, if-proj, TRAK; EK-FAC: to each layer's mean corrected eigenvalue); nil:
+    /// the method's default (`SurrogateKernel.defaultDamping`).
     public var damping: Double?
+    /// EK-FAC's features are computed for each of these relative dampings in one pass (the
+    /// rotation is shared); `damping` must be one of them.
+    public var ekfacDampings: [Double] = [SurrogateKernel.ekfac.defaultDamping!]
 
     public init(classifier: Classifier, train: [LabeledText], projDim: Int, seed: UInt64, projector: ProjectorChoice = .default,
                 cache: URL, selector: LambdaSelector = LambdaSelector(), threads: Int = Threads.cores, checkpoints: URL? = nil,

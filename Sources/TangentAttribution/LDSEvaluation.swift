@@ -55,6 +55,8 @@ struct LDSEvaluation {
         // The model under study's surrogate at every lambda (the grid's LDS), and every
         // model's when lambda is chosen by LDS.
         s.fitGrid = (j == 0 || byLDS) && !k.attributesByKernelValue
+        // EK-FAC's features for every damping of the grid at once (its rotation is shared).
+        if k == .ekfac { s.ekfacDampings = dampingGrid(k) }
         return s
     }
 
@@ -83,7 +85,7 @@ struct LDSEvaluation {
 
     /// The dampings an influence baseline's LDS is measured at (relative to its curvature's
     /// mean diagonal): the surrogates' lambda grid, with the default.
-    var dampingGrid: [Double] { Array(Set(ldsSelector.grid + [InfluenceTransform.defaultDamping])).sorted() }
+    func dampingGrid(_ k: SurrogateKernel) -> [Double] { Array(Set(ldsSelector.grid + [k.defaultDamping!])).sorted() }
 
     /// An influence baseline's scores [tests, n] on model j with another damping (TRAK: over
     /// its first `trakModels` models); features come from the cache.
@@ -99,7 +101,7 @@ struct LDSEvaluation {
     /// The model under study's LDS at every damping of the grid, and each form's damping:
     /// the default, or the grid's best on the selection subsets (ties to the stronger damping).
     func chooseDampings(_ forms: inout [Form], kernel k: SurrogateKernel) throws {
-        let grid = try dampingGrid.map { d -> LDSGridPoint in
+        let grid = try dampingGrid(k).map { d -> LDSGridPoint in
             let scores = try dampedScores(k, model: 0, damping: d)
             var p = LDSGridPoint(lambda: d, networkTau: .nan,
                                  lds: Datamodeling.score(scores, n: n, subsets: subsets, margins: margins, resamples: 0, seed: seed).mean,
@@ -112,9 +114,9 @@ struct LDSEvaluation {
         }?.lambda
         for f in forms.indices {
             forms[f].grid = grid
-            forms[f].lambda = forms[f].byLDS ? best : InfluenceTransform.defaultDamping
+            forms[f].lambda = forms[f].byLDS ? best : k.defaultDamping
         }
-        log("\(k.name): LDS over the damping (of the curvature's mean diagonal) " + grid.map { String(format: "%g: %.3f", $0.lambda, $0.lds) }.joined(separator: ", ")
+        log("\(k.name): LDS over the damping (relative to the curvature's scale) " + grid.map { String(format: "%g: %.3f", $0.lambda, $0.lds) }.joined(separator: ", ")
             + (lambdaSelection != nil ? String(format: "; chosen on the selection subsets: %g", best ?? .nan) : ""))
     }
 
@@ -141,7 +143,7 @@ struct LDSEvaluation {
             ? [Form(name: k.name, attribution: "surrogate", influence: false, byLDS: false, sum: zero),
                Form(name: k.name + "-infl", attribution: "surrogate influence", influence: true, byLDS: false, sum: zero)]
             : [Form(name: k.name, attribution: "kernel", influence: false, byLDS: false, sum: zero)]
-        let damped = k.influence != nil
+        let damped = k.defaultDamping != nil
         if damped && lambdaSelection != nil {
             forms.append(Form(name: k.name + " (damping by LDS)", attribution: "kernel", influence: false, byLDS: true, sum: zero))
         }
@@ -162,7 +164,7 @@ struct LDSEvaluation {
             if damped && j == 0 { try chooseDampings(&forms, kernel: k) }
             for f in forms.indices {
                 let t0 = Date()
-                let scores = damped && forms[f].byLDS ? try dampedScores(k, model: j, damping: forms[f].lambda ?? InfluenceTransform.defaultDamping)
+                let scores = damped && forms[f].byLDS ? try dampedScores(k, model: j, damping: forms[f].lambda ?? k.defaultDamping!)
                     : try formScores(forms[f], engine: engine, query: q, model: j)
                 for a in scores.indices { forms[f].sum[a] += scores[a] }
                 forms[f].alone.append(Datamodeling.score(scores, n: n, subsets: subsets, margins: margins, resamples: 0, seed: seed).mean)

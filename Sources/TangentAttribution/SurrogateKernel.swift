@@ -103,4 +103,12 @@ public enum SurrogateKernel: String, Sendable, Hashable, CaseIterable {
         default: return nil
         }
     }
+
+    /// The damping an influence method uses unless told, relative to its curvature's scale:
+    /// 1e-3 of the mean diagonal (if-head, if-proj, TRAK), kronfluence's 0.1 of each layer's
+    /// mean corrected eigenvalue (EK-FAC); nil for methods without curvature.
+    public var defaultDamping: Double? {
+        if self == .ekfac { return 0.1 }
+        return influence == nil ? nil : InfluenceTransform.defaultDamping
+    }
 }

@@ -46,8 +46,10 @@ public struct EKFAC: Sendable {
     public enum Damping: Sendable, Equatable {
         /// The same value for every layer.
         case absolute(Double)
+        /// This multiple of the mean of each layer's Lambda.
+        case relative(Double)
         /// kronfluence's heuristic (`damping_factor=None`): 0.1 times the mean of each layer's Lambda.
-        case heuristic
+        public static let heuristic = Damping.relative(0.1)
     }
 
     /// What a query's gradient is of.
@@ -201,17 +203,16 @@ public struct EKFAC: Sendable {
         layers.map { l in
             switch damping {
             case .absolute(let v): return Float(v)
-            case .heuristic: return Float(0.1 * l.eigenvalues.reduce(0.0) { $0 + Double($1) } / Double(max(1, l.eigenvalues.count)))
+            case .relative(let f): return Float(f * l.eigenvalues.reduce(0.0) { $0 + Double($1) } / Double(max(1, l.eigenvalues.count)))
             }
         }
     }
 
     /// Replaces each text's gradient (rows of `subset.count` at `g`, `texts` of them, in the
-    /// compact layout of `subset`, which holds this model's linear tensors) by its whitened
-    /// form (Q_S^T G Q_A) / sqrt(Lambda + damping), layer by layer: products of whitened
-    /// gradients are the EK-FAC influence g^T (G + damping)^-1 g'. The rotated [out, in + 1]
-    /// matrix goes back into the weight's and bias's places (a fixed order of its entries).
-    public func whiten(_ g: UnsafeMutablePointer<Float>, texts: Int, subset: ParameterSubset, dampings: [Float]) {
+    /// compact layout of `subset`, which holds this model's linear tensors) by its rotation
+    /// Q_S^T G Q_A, layer by layer; the [out, in + 1] matrix goes back into the weight's and
+    /// bias's places (a fixed order of its entries). `scale` then whitens it.
+    public func rotate(_ g: UnsafeMutablePointer<Float>, texts: Int, subset: ParameterSubset) {
         let ls = layers, P = subset.count
         parallelFor(ls.count) { l in
             let L = ls[l], i = L.inWidth, o = L.outWidth, a = L.augmented
@@ -221,10 +222,26 @@ public struct EKFAC: Sendable {
                 L.rotate(text, subset: subset, into: &R)
                 let w = text + subset.compactOffsets[L.weight]!
                 for r in 0..<o {
-                    for c in 0..<a {
-                        let v = R[r * a + c] / (L.eigenvalues[r * a + c] + dampings[l]).squareRoot()
-                        if c < i { w[r * i + c] = v } else { text[subset.compactOffsets[L.bias!]! + r] = v }
-                    }
+                    for c in 0..<i { w[r * i + c] = R[r * a + c] }
+                    if let bias = L.bias { text[subset.compactOffsets[bias]! + r] = R[r * a + i] }
+                }
+            }
+        }
+    }
+
+    /// Rotated gradients (`rotate`) divided by sqrt(Lambda + damping), entry by entry:
+    /// products of these whitened gradients are the EK-FAC influence g^T (G + damping)^-1 g'.
+    public func scale(_ g: UnsafeMutablePointer<Float>, texts: Int, subset: ParameterSubset, dampings: [Float]) {
+        let ls = layers, P = subset.count
+        parallelFor(ls.count) { l in
+            let L = ls[l], i = L.inWidth, o = L.outWidth, a = L.augmented
+            let inverse = L.eigenvalues.map { 1 / ($0 + dampings[l]).squareRoot() }
+            for b in 0..<texts {
+                let text = g + b * P
+                let w = text + subset.compactOffsets[L.weight]!
+                for r in 0..<o {
+                    for c in 0..<i { w[r * i + c] *= inverse[r * a + c] }
+                    if let bias = L.bias { text[subset.compactOffsets[bias]! + r] *= inverse[r * a + i] }
                 }
             }
         }

@@ -161,8 +161,12 @@ public struct FeatureMetadata: Sendable, Equatable, Codable {
         } else if projDim != 0 {
             throw fail("proj_dim", "is \(projDim) but \(kernel) features are not projected")
         }
-        let expectedOutputs = kind == .trntk ? classes : 1
-        guard outputs == expectedOutputs else {
+        if kind == .ekfac {
+            // One vector per damping of the curvature the file names.
+            guard curvature != nil else { throw fail("curvature", "is missing; ekfac features name the curvature they are whitened by") }
+            guard (1...256).contains(outputs) else { throw fail("outputs", "is \(outputs); ekfac features have 1 to 256 dampings") }
+        } else if outputs != (kind == .trntk ? classes : 1) {
+            let expectedOutputs = kind == .trntk ? classes : 1
             throw fail("outputs", "is \(outputs) but \(kernel) features of \(classes) classes have \(expectedOutputs) vector\(expectedOutputs == 1 ? "" : "s") per text")
         }
         if let first = shardFirst, let total = setTexts {

@@ -14,7 +14,8 @@ public enum FeatureKind: String, Sendable, CaseIterable {
     /// R grad L(x) with the text's label (the predicted one when it has none): grad-cos, TracIn.
     case grad
     /// R f(x), f = grad L(x) over the linear layers whitened by EK-FAC curvature
-    /// (`EKFAC.whiten`, the factors of `FeaturizeOptions.curvature`): products are EK-FAC influence.
+    /// (`EKFAC.rotate` and `scale`, the factors of `FeaturizeOptions.curvature`), one vector
+    /// per damping of the curvature: products are EK-FAC influence.
     case ekfac
 
     /// Parses a kernel name, accepting the projected kernels' names too.
@@ -65,17 +66,19 @@ public struct FeaturizeOptions: Sendable {
 /// the factors, fitted on first use by `fit` (featurizing training texts needs them; a
 /// run whose features are all cached never fits them), with the damping.
 public final class Curvature: @unchecked Sendable {
-    /// Names what the factors are fitted on and the damping (stored in the features' metadata).
+    /// Names what the factors are fitted on and the dampings (stored in the features' metadata).
     public let identity: String
-    public let damping: EKFAC.Damping
+    /// One feature vector per text for each damping, in this order.
+    public let dampings: [EKFAC.Damping]
     /// The linear layers' tensor names, the parameters `ekfac` features cover.
     public let tensorNames: [String]
     private let fit: () throws -> EKFAC
     private let lock = NSLock()
     private var fitted: EKFAC?
 
-    public init(identity: String, damping: EKFAC.Damping, tensorNames: [String], fit: @escaping () throws -> EKFAC) {
-        self.identity = identity; self.damping = damping; self.tensorNames = tensorNames; self.fit = fit
+    public init(identity: String, dampings: [EKFAC.Damping], tensorNames: [String], fit: @escaping () throws -> EKFAC) {
+        precondition(!dampings.isEmpty, "at least one damping")
+        self.identity = identity; self.dampings = dampings; self.tensorNames = tensorNames; self.fit = fit
     }
 
     /// The factors, fitted once.
@@ -154,7 +157,8 @@ public final class Featurizer {
         switch options.kind {
         case .embedding: return (1, classifier.model.shape.width)
         case .trntk: return (classifier.model.shape.classes, options.projDim)
-        case .pntk, .grad, .ekfac: return (1, options.projDim)
+        case .pntk, .grad: return (1, options.projDim)
+        case .ekfac: return (options.curvature!.dampings.count, options.projDim)
         }
     }
 
@@ -223,7 +227,7 @@ public final class Featurizer {
                                                                    : texts.map { $0.label.flatMap(classifier.labels.index(of:)) })
             }
             let B = batch.count, K = options.projDim
-            let O = output.count(classes: model.shape.classes)
+            let O = options.kind == .ekfac ? options.curvature!.dampings.count : output.count(classes: model.shape.classes)
             let L = options.perLayer ? computer!.groups.count : 1
             var out = [Float](repeating: 0, count: B * O * K)
             var layers: [Float]? = options.perLayer ? [Float](repeating: 0, count: B * L * O * K) : nil
@@ -251,17 +255,26 @@ public final class Featurizer {
             var logits: [Float] = []
             var gradSeconds = 0.0, projSeconds = 0.0
             var mark = Date()
-            let whitening = try options.curvature.map { c in try c.factors() }
+            let curvature = try options.curvature.map { c in (c, try c.factors()) }
             try computer!.forEachOutput(batch, output: output) { o, block in
                 var g = block
                 logits = g.logits
-                if let w = whitening {
-                    let dense = computer!.dense
-                    g.dense.withUnsafeMutableBufferPointer { w.whiten($0.baseAddress!, texts: B, subset: dense, dampings: w.dampings(options.curvature!.damping)) }
-                }
                 let t1 = Date()
                 gradSeconds += t1.timeIntervalSince(mark)
-                place(projector!.project(g, computer: computer!, perLayer: options.perLayer), outputs: o, count: 1)
+                guard let (c, factors) = curvature else {
+                    place(projector!.project(g, computer: computer!, perLayer: options.perLayer), outputs: o, count: 1)
+                    mark = Date()
+                    projSeconds += mark.timeIntervalSince(t1)
+                    return
+                }
+                // EK-FAC: rotated once, then whitened and projected for each damping.
+                let dense = computer!.dense
+                g.dense.withUnsafeMutableBufferPointer { factors.rotate($0.baseAddress!, texts: B, subset: dense) }
+                for (d, damping) in c.dampings.enumerated() {
+                    var h = g
+                    h.dense.withUnsafeMutableBufferPointer { factors.scale($0.baseAddress!, texts: B, subset: dense, dampings: factors.dampings(damping)) }
+                    place(projector!.project(h, computer: computer!, perLayer: options.perLayer), outputs: d, count: 1)
+                }
                 mark = Date()
                 projSeconds += mark.timeIntervalSince(t1)
             }

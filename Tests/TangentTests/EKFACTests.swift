@@ -93,7 +93,7 @@ import TangentTensor
         let labels = train.indices.map { $0 % 2 }
         let trainIDs = try train.map { try clf.encode($0.text) }, queryIDs = try queries.map { try clf.encode($0.text) }
         let names = try EKFAC.linearTensors(model: clf.model, probe: trainIDs[0]).map { clf.model.layout.tensors[$0].name }
-        let curvature = Curvature(identity: "test", damping: .heuristic, tensorNames: names) {
+        let curvature = Curvature(identity: "test", dampings: [.heuristic], tensorNames: names) {
             try EKFAC(model: clf.model, texts: trainIDs, labels: labels, fisher: .sampled(seed: 5))
         }
         var options = FeaturizeOptions(kind: .ekfac)
