@@ -183,6 +183,7 @@ extension Datamodeling {
             let kernelSizes = (ensembleKernels.map { $0.contains(k) } ?? true) ? sizes : [1]
             curve += k.ensembled ? try evaluation.trak(k, sizes: kernelSizes) : try evaluation.acrossModels(k, sizes: kernelSizes)
         }
+        curve.append(try evaluation.classPrior())
         let ceiling = ceilingMargins.map { Datamodeling.ceiling(margins, $0, resamples: resamples, seed: seed) }
         if let ceiling { log(String(format: "noise ceiling: %.3f [%.3f, %.3f]", ceiling.mean, ceiling.low, ceiling.high)) }
         // Each method at the largest ensemble it was scored with.

@@ -2,6 +2,7 @@ import Foundation
 import TangentData
 import TangentKernels
 import TangentModel
+import TangentTensor
 
 /// One LDS evaluation's shared setting (`Datamodeling.evaluate`): the models, texts,
 /// subsets and margins, and how each method's attributions are scored against them.
@@ -43,6 +44,19 @@ struct LDSEvaluation {
                    row.ldsMean.map { String(format: ", against the mean of two trainings %.3f", $0.mean) } ?? "",
                    row.lds.undefined > 0 ? " (\(row.lds.undefined) test texts undefined)" : ""))
         return row
+    }
+
+    /// The class prior: each training text's label residual for the compared class,
+    /// [y_i = c] - p_c(x_i) on the model under study, the same for every test text of that
+    /// class. What LDS gives for class balance alone, with no similarity between texts.
+    func classPrior() throws -> LDSKernelReport {
+        let started = Date(), model = models[0], C = model.labels.count
+        let logits = try model.logits(train.map(\.text))
+        let labels = try model.labels.indices(of: train, source: "training data")
+        let p = (0..<n).map { i in Softmax.probabilities((0..<C).map { Double(logits[i * C + $0]) }) }
+        var scores = [Double](repeating: 0, count: test.count * n)
+        for t in test.indices { for i in 0..<n { scores[t * n + i] = (labels[i] == compared[t] ? 1 : 0) - p[i][compared[t]] } }
+        return scored("class-prior", "label residual", scores, size: 1, seconds: Date().timeIntervalSince(started))
     }
 
     /// The attribution setting of kernel k on model j (TRAK: with the first `trakModels`).

@@ -21,12 +21,13 @@ import Testing
         let report = try JSONSerialization.jsonObject(with: Data(contentsOf: w.appendingPathComponent("l/lds.json"))) as? [String: Any]
         let kernels = report?["kernels"] as? [[String: Any]] ?? []
         // Every method at the ensemble size, the surrogate also by its own influence.
-        #expect(kernels.map { $0["kernel"] as? String } == ["ck", "ck-infl", "grad-cos", "trak"])
-        #expect(kernels.map { $0["attribution"] as? String } == ["surrogate", "surrogate influence", "kernel", "trak"])
-        #expect(kernels.allSatisfy { $0["ensemble"] as? Int == 2 })
+        // And the class prior: each training text's label residual alone, no similarity.
+        #expect(kernels.map { $0["kernel"] as? String } == ["ck", "ck-infl", "grad-cos", "trak", "class-prior"])
+        #expect(kernels.map { $0["attribution"] as? String } == ["surrogate", "surrogate influence", "kernel", "trak", "label residual"])
+        #expect(kernels.map { $0["ensemble"] as? Int } == [2, 2, 2, 2, 1])
         // And at one model, for the curve; the surrogate over its lambda grid.
         let curve = report?["curve"] as? [[String: Any]] ?? []
-        #expect(curve.count == 8 && curve.filter { $0["ensemble"] as? Int == 1 }.count == 4)
+        #expect(curve.count == 9 && curve.filter { $0["ensemble"] as? Int == 1 }.count == 5)
         #expect(((kernels[0]["grid"] as? [[String: Any]]) ?? []).count >= 2 && kernels[0]["lambda"] is Double)
         // TRAK over its damping grid (multiples of its curvature's mean diagonal), at the default.
         #expect(((kernels[3]["grid"] as? [[String: Any]]) ?? []).count >= 10 && kernels[3]["lambda"] as? Double == 1e-3)
@@ -53,12 +54,12 @@ import Testing
         #expect((c?["mean"] as? Double).map { $0 > -1 && $0 <= 1 } == true)
         let rows = (withCeiling?["kernels"] as? [[String: Any]]) ?? []
         // grad-cos is outside --ensemble-kernels: the model under study alone.
-        #expect(rows.map { $0["ensemble"] as? Int } == [2, 2, 2, 2, 1, 2, 2])
+        #expect(rows.map { $0["ensemble"] as? Int } == [2, 2, 2, 2, 1, 2, 2, 1])
         #expect(rows.allSatisfy { $0["ldsMean"] is [String: Any] })
         #expect(rows.filter { ($0["lambdaRule"] as? String)?.contains("2 selection subsets") == true }.map { $0["kernel"] as? String }
                 == ["ck (lambda by LDS)", "ck-infl (lambda by LDS)", "trak (damping by LDS)"])
         // The damping chosen by LDS is one of the grid's.
-        let trakByLDS = rows.last ?? [:]
+        let trakByLDS = rows[rows.count - 2]
         let dampings = ((trakByLDS["grid"] as? [[String: Any]]) ?? []).compactMap { $0["lambda"] as? Double }
         #expect(trakByLDS["lambda"] as? Double != nil && dampings.contains(trakByLDS["lambda"] as? Double ?? .nan))
         #expect(third.stdout.contains("Noise ceiling") && third.stdout.contains("share of ceiling"))

@@ -393,6 +393,8 @@ import TangentTraining
         }
         // The ensemble changes the attributions: N = 2 differs from the first model alone.
         #expect(lds(rep) != lds([rep[0]]))
-        #expect(report.kernels.map(\.kernel) == ["ck", "ck-infl", "grad-cos"] && report.kernels.allSatisfy { $0.ensemble == 2 })
+        // The class prior (the model under study's label residuals alone) closes the list.
+        #expect(report.kernels.map(\.kernel) == ["ck", "ck-infl", "grad-cos", "class-prior"]
+                && report.kernels.map(\.ensemble) == [2, 2, 2, 1])
     }
 }
