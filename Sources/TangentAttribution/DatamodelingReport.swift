@@ -144,7 +144,7 @@ extension Datamodeling {
     ///
     /// With `lambdaSelection` (other subsets and their models' margins), each surrogate is
     /// also scored, as "KERNEL (lambda by LDS)" and "KERNEL-infl (lambda by LDS)", at the
-    /// lambda of the grid 1e-6 ... 1e4 whose model-under-study attributions (in that form)
+    /// lambda of the grid 1e-6 ... 1e6 whose model-under-study attributions (in that form)
     /// have the highest LDS on those subsets; every model of the ensemble then uses it. The
     /// evaluation subsets are not looked at.
     public static func evaluate(models: [Classifier], sizes requested: [Int], train: [LabeledText], test: [LabeledText],

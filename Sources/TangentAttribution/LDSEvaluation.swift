@@ -25,10 +25,11 @@ struct LDSEvaluation {
 
     var n: Int { train.count }
 
-    /// Choosing lambda by LDS needs every model's fit at every lambda of one fixed grid.
+    /// Choosing lambda by LDS needs every model's fit at every lambda of one fixed grid; it
+    /// reaches 1e6, where strong regularization (or damping) has long stopped helping.
     var ldsSelector: LambdaSelector {
         var s = selector.exhaustive
-        s.grid = Array(Set(LambdaSelector.defaultGrid + [100, 1000, 10_000])).sorted()
+        s.grid = Array(Set(LambdaSelector.defaultGrid + [100, 1000, 10_000, 1e5, 1e6])).sorted()
         s.extendTo = nil
         return s
     }
