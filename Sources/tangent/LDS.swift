@@ -139,6 +139,7 @@ struct LDS: ParsableCommand {
             let t = try trainSubsetModels(run, n: trainTexts.count, progress: progress)
             let (plan, subsetMargins, accuracies, trainSeconds, second) = (t.plan, t.first.margins, t.first.accuracies, t.first.seconds, t.second)
             let (selectionPlan, selection) = (t.selectionPlan, t.selection)
+            try writeSample(outURL, train: trainTexts, test: testTexts, labels: labels, plan: plan, margins: subsetMargins)
 
             let stages = StageProgress()
             let report = try Datamodeling.evaluate(
@@ -168,6 +169,17 @@ struct LDS: ParsableCommand {
             print(ReportMarkdown.lds(result))
             print("wrote \(out)/lds.json and lds.md")
         }
+    }
+
+    /// OUT/sample.json: the sampled texts (line, text, label), each test text's compared
+    /// class, the subsets (training indices) and their models' test margins: what a peer
+    /// library needs to score the same texts and be judged on the same retrainings.
+    func writeSample(_ out: URL, train: [LabeledText], test: [LabeledText], labels: LabelSet, plan: [[Int]], margins: [[Double]]) throws {
+        func rows(_ texts: [LabeledText]) -> [[String: Any]] { texts.map { ["line": $0.line, "text": $0.text, "label": $0.label ?? NSNull()] } }
+        let compared = try labels.indices(of: test, source: "test texts").map { Faithfulness.comparedClass(classes: labels.count, label: $0) }
+        let json: [String: Any] = ["format": "tangent-lds-sample-1", "labels": labels.names, "train": rows(train), "test": rows(test),
+                                   "compared": compared, "subsets": plan, "margins": margins]
+        try AtomicFile.write(try JSONSerialization.data(withJSONObject: json, options: [.sortedKeys]), to: out.appendingPathComponent("sample.json"))
     }
 
     /// The subset models: the evaluation subsets', with --ceiling their second training,

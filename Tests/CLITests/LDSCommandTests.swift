@@ -37,6 +37,12 @@ import Testing
             #expect(mean >= -1 && mean <= 1 && low <= mean && mean <= high, "\(k)")
         }
         #expect((try FileManager.default.contentsOfDirectory(atPath: w.appendingPathComponent("l/subsets").path)).count == 3)
+        // The sample a peer library scores: texts, compared classes, subsets and their margins.
+        let sample = try JSONSerialization.jsonObject(with: Data(contentsOf: w.appendingPathComponent("l/sample.json"))) as? [String: Any]
+        let sampleTrain = sample?["train"] as? [[String: Any]] ?? [], sampleSubsets = sample?["subsets"] as? [[Int]] ?? []
+        #expect(sampleSubsets.count == 3 && (sample?["margins"] as? [[Double]])?.count == 3)
+        #expect(sampleSubsets.allSatisfy { $0.allSatisfy { (0..<sampleTrain.count).contains($0) } } && !sampleTrain.isEmpty)
+        #expect((sample?["compared"] as? [Int])?.count == (sample?["test"] as? [[String: Any]])?.count)
         #expect(first.stderr.contains("subset model 3/3") && first.stderr.contains("ensemble model 2/2"))
         // More subsets: only the new one is trained; the earlier models are reused.
         let second = try lds(4)
