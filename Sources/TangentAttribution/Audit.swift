@@ -20,6 +20,9 @@ public enum AuditMethod: String, CaseIterable, Sendable, Codable {
     case tracinSelf = "tracin-self"
     /// TRAK's score of the text on itself.
     case trakSelf = "trak-self"
+    /// EK-FAC self-influence: grad L(x_i)^T (G + lambda)^-1 grad L(x_i) at its label, the
+    /// diagonal of the `ekfac` kernel (projected whitened gradients).
+    case ekfacSelf = "ekfac-self"
 
     /// Whether the method uses the audit's kernel (the others have their own).
     public var usesKernel: Bool { self == .surrogateOutOfFold || self == .surrogateSelfInfluence }
@@ -214,6 +217,10 @@ final class AuditRun {
                                      progress: { self.progress("trak self", $0, $1) })
             let k = q.scores ?? q.rows
             return ((0..<n).map { Double(k[$0 * n + $0]) }, SurrogateKernel.trak.name)
+        case .ekfacSelf:
+            // The training features are whitened gradients at the training labels.
+            let source = try setup.source(for: .ekfac, labels: labels, log: log, progress: { self.progress("ekfac train", $0, $1) })
+            return (try source.gram().diagonal, SurrogateKernel.ekfac.name)
         }
     }
 

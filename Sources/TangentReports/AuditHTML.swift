@@ -29,7 +29,7 @@ public enum AuditHTML {
         <p class="small">surrogate-oof: minus the out-of-fold log-odds of the text's label under the surrogate fitted without its fold.
         surrogate-self: how much the text's own term in the surrogate's fit raises its margin of its label (first-order influence).
         network-loss: the network's cross-entropy on the label. tracin-self: TracIn self-influence (sum over checkpoints of &#951;&#183;|gradient|&#178;).
-        trak-self: TRAK's score of the text on itself.</p>
+        trak-self: TRAK's score of the text on itself. ekfac-self: EK-FAC self-influence (the loss gradient's norm under the inverse Kronecker-factored curvature).</p>
 
         """
         h += "<h2>Methods</h2>\n<table><tr><th>method</th><th>kernel</th>"

@@ -17,7 +17,7 @@ struct AuditCommand: ParsableCommand {
         Scores every training text by each --methods (higher: more suspect): surrogate-oof (minus the \
         out-of-fold log-odds of its label under the kGLM surrogate fitted without its fold), surrogate-self \
         (the surrogate's self-influence: how much the text's own term raises its margin), network-loss, \
-        tracin-self (over MODEL/checkpoints or --checkpoints) and trak-self. Prints the methods and the --top \
+        tracin-self (over MODEL/checkpoints or --checkpoints), trak-self and ekfac-self (EK-FAC self-influence). Prints the methods and the --top \
         suspects under the first method, each with the surrogate's label and the training texts that \
         support it; --json and --html write them.
 

@@ -23,7 +23,7 @@ import Testing
         // round(0.1 x 146) texts, distinct, in range.
         #expect(flipped.count == 15 && Set(flipped).count == 15 && flipped.allSatisfy { (0..<146).contains($0) })
         let methods = report?["methods"] as? [[String: Any]] ?? []
-        #expect(methods.map { $0["method"] as? String } == ["surrogate-oof", "surrogate-self", "network-loss", "tracin-self", "trak-self"])
+        #expect(methods.map { $0["method"] as? String } == ["surrogate-oof", "surrogate-self", "network-loss", "tracin-self", "trak-self", "ekfac-self"])
         for m in methods {
             let auc = m["auc"] as? Double ?? .nan, precision = m["precisionAtFlipRate"] as? Double ?? .nan
             #expect(auc >= 0 && auc <= 1 && precision >= 0 && precision <= 1, "\(m)")
