@@ -138,6 +138,13 @@ public final class Featurizer {
         let C = computer.model.shape.classes, D = computer.model.shape.tokenWidth
         let O = options.kind == .trntk ? C : 1
         let B = UInt64(options.batchSize), K = UInt64(options.projDim)
+        if options.kind == .ekfac {
+            // Dense blocks (the gradients, their rotation and one whitened copy), the factors
+            // (eigenvectors about 2 P, corrected eigenvalues P) and one vector per damping.
+            let P = UInt64(computer.dense.count) * 4, dampings = UInt64(options.curvature?.dampings.count ?? 1)
+            let grads = 3 * min(B * P, max(P, UInt64(options.gradientBudget)))
+            return grads + 3 * P + dampings * B * K * 4 + 300 * 1_048_576
+        }
         if options.projector.distribution == .sketch {
             // Streamed gradients: hashed buckets, one tensor's gradient per thread, the
             // block's token rows and features (per layer too), never B x P_dense.
