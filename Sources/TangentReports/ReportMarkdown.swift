@@ -163,7 +163,7 @@ public enum ReportMarkdown {
         let gridded = r.kernels.filter { ($0.grid ?? []).count > 1 }
         if !gridded.isEmpty {
             let lambdas = gridColumns(gridded.map { ($0.grid ?? []).map(\.lambda) })
-            s += "\n### LDS over the surrogate's lambda and the influence baselines' damping\n\nThe model under study alone: each surrogate refitted at every lambda of its grid, and each influence baseline (if-head, if-proj, TRAK with one model) with its curvature damped by each multiple of the curvature's mean diagonal (empty: not on that method's grid); * marks the value used.\n\n"
+            s += "\n### LDS over the surrogate's lambda and the influence baselines' damping\n\nThe model under study alone: each surrogate refitted at every lambda of its grid, and each influence baseline (if-head, if-proj, TRAK with one model, ekfac) with its curvature damped by each multiple of the curvature's scale (its mean diagonal; for ekfac each layer's mean corrected eigenvalue; empty: not on that method's grid); * marks the value used.\n\n"
             s += "| method | " + lambdas.map { String(format: "%g", $0) }.joined(separator: " | ") + " |\n|---|" + lambdas.map { _ in "---|" }.joined() + "\n"
             for k in gridded {
                 s += "| \(k.kernel) | " + gridCells(k.grid ?? [], lambda: \.lambda, columns: lambdas) { String(format: "%.3f", $0.lds) + ($0.lambda == k.lambda ? "*" : "") }
