@@ -160,6 +160,14 @@ public enum ReportMarkdown {
                 }
             }
         }
+        s += ldsGridTable(r)
+        return s
+    }
+
+    /// LDS over each surrogate's lambda and each influence baseline's damping (the model
+    /// under study alone), one column per value any method has.
+    static func ldsGridTable(_ r: LDSReport) -> String {
+        var s = ""
         let gridded = r.kernels.filter { ($0.grid ?? []).count > 1 }
         if !gridded.isEmpty {
             let lambdas = gridColumns(gridded.map { ($0.grid ?? []).map(\.lambda) })
