@@ -84,7 +84,7 @@ public struct InfluenceTransform: Sendable {
             // G = Phi^T Phi, phi_i = sum_c (dm_i / dz_c) R g_c(x_i).
             var phi = [Double](repeating: 0, count: n * W)
             for i in 0..<n {
-                let s = InfluenceTransform.marginCoefficients((0..<C).map { Double(logits[i * C + $0]) }, label: labels![i])
+                let s = Softmax.marginCoefficients((0..<C).map { Double(logits[i * C + $0]) }, label: labels![i])
                 for c in 0..<C where s[c] != 0 {
                     for k in 0..<W { phi[i * W + k] += s[c] * Double(base[(i * C + c) * W + k]) }
                 }
@@ -108,27 +108,11 @@ public struct InfluenceTransform: Sendable {
         lower = h
     }
 
-    /// d m / d z of the margin m = log p_y - log(1 - p_y) = z_y - logsumexp(z_{-y}):
-    /// 1 for y, minus the softmax over the other classes for the rest.
-    static func marginCoefficients(_ z: [Double], label y: Int) -> [Double] {
-        var others = z
-        others[y] = -.infinity
-        var s = Softmax.probabilities(others).map { -$0 }
-        s[y] = 1
-        return s
-    }
-
     /// grad L (TRAK: grad m) of one text in the transform's space from its base vector
     /// (e, or J as [C, K]), logits and label (nil: predicted).
     public func lossGradient(base: ArraySlice<Float>, logits z: [Double], label: Int?) -> [Double] {
         let y = label ?? Softmax.argmax(z)
-        let r: [Double]
-        if kind == .trak {
-            r = InfluenceTransform.marginCoefficients(z, label: y)
-        } else {
-            let p = Softmax.probabilities(z)
-            r = (0..<classes).map { p[$0] - ($0 == y ? 1 : 0) }
-        }
+        let r = kind == .trak ? Softmax.marginCoefficients(z, label: y) : Softmax.lossResidual(z, label: y)
         let b = Array(base)
         var g = [Double](repeating: 0, count: dimension)
         for c in 0..<classes {

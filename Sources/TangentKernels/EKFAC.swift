@@ -77,13 +77,14 @@ public struct EKFAC: Sendable {
         func lossSeeds(_ logits: [Float], _ range: Range<Int>) -> [Float] {
             var s = [Float](repeating: 0, count: range.count * C)
             for (b, t) in range.enumerated() {
-                let p = Softmax.probabilities((0..<C).map { Double(logits[b * C + $0]) })
+                let z = (0..<C).map { Double(logits[b * C + $0]) }
                 let y: Int
                 switch fisher {
                 case .empirical: y = labels[t]
-                case .sampled(let seed): y = EKFAC.draw(p, CounterRNG.derive(seed, 0xecfac, UInt64(t)).uniform(0))
+                case .sampled(let seed): y = EKFAC.draw(Softmax.probabilities(z), CounterRNG.derive(seed, 0xecfac, UInt64(t)).uniform(0))
                 }
-                for c in 0..<C { s[b * C + c] = Float(p[c] - (c == y ? 1 : 0)) }
+                let r = Softmax.lossResidual(z, label: y)
+                for c in 0..<C { s[b * C + c] = Float(r[c]) }
             }
             return s
         }
@@ -165,13 +166,9 @@ public struct EKFAC: Sendable {
             var seeds = [Float](repeating: 0, count: qb.count * C)
             for b in 0..<qb.count {
                 let z = (0..<C).map { Double(logits[b * C + $0]) }
-                let p = Softmax.probabilities(z), y = queryLabels[qb.lowerBound + b] ?? Softmax.argmax(z)
-                for c in 0..<C {
-                    switch measurement {
-                    case .loss: seeds[b * C + c] = Float(p[c] - (c == y ? 1 : 0))
-                    case .margin: seeds[b * C + c] = c == y ? 1 : Float(-p[c] / max(1 - p[y], 1e-30))
-                    }
-                }
+                let y = queryLabels[qb.lowerBound + b] ?? Softmax.argmax(z)
+                let r = measurement == .loss ? Softmax.lossResidual(z, label: y) : Softmax.marginCoefficients(z, label: y)
+                for c in 0..<C { seeds[b * C + c] = Float(r[c]) }
             }
             preconditioned.withUnsafeMutableBufferPointer { model.perExampleGradients(seed: seeds, subset: subset, into: $0) }
             let ls = layers
@@ -184,8 +181,8 @@ public struct EKFAC: Sendable {
                 let tl = try model.forward(TokenBatch(sequences: Array(train[tb]), padID: model.shape.padID), rowInvariant: true)
                 var s = [Float](repeating: 0, count: tb.count * C)
                 for b in 0..<tb.count {
-                    let p = Softmax.probabilities((0..<C).map { Double(tl[b * C + $0]) }), y = trainLabels[tb.lowerBound + b]
-                    for c in 0..<C { s[b * C + c] = Float(p[c] - (c == y ? 1 : 0)) }
+                    let r = Softmax.lossResidual((0..<C).map { Double(tl[b * C + $0]) }, label: trainLabels[tb.lowerBound + b])
+                    for c in 0..<C { s[b * C + c] = Float(r[c]) }
                 }
                 trainGradients.withUnsafeMutableBufferPointer { model.perExampleGradients(seed: s, subset: subset, into: $0) }
                 Float.gemm(transA: false, transB: true, m: qb.count, n: tb.count, k: P, alpha: 1, a: preconditioned, lda: P,

@@ -139,9 +139,8 @@ public final class GradientComputer<T: BLASScalar> {
             var s = [T](repeating: 0, count: B * C)
             for b in 0..<B {
                 let row = Array(logits[(b * C)..<((b + 1) * C)])
-                let p = Softmax.probabilities(row)
-                let y = labels[b] ?? Softmax.argmax(row)
-                for c in 0..<C { s[b * C + c] = p[c] - (c == y ? 1 : 0) }
+                let r = Softmax.lossResidual(row, label: labels[b] ?? Softmax.argmax(row))
+                for c in 0..<C { s[b * C + c] = r[c] }
             }
             return [s]
         }

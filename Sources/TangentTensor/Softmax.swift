@@ -43,6 +43,24 @@ public enum Softmax {
         return z[c] - (m + Foundation.log(s))
     }
 
+    /// d L / d z of the cross-entropy L = -log p_y: p - onehot(y), the seed of a loss
+    /// gradient's backward pass (the one definition every loss gradient uses).
+    public static func lossResidual<T: Real & BinaryFloatingPoint>(_ z: [T], label y: Int) -> [T] {
+        var r = probabilities(z)
+        r[y] -= 1
+        return r
+    }
+
+    /// d m / d z of the margin m = log p_y - log(1 - p_y) = z_y - logsumexp(z_{-y}): 1 at
+    /// y, minus the softmax over the other classes elsewhere (TRAK's and EK-FAC's queries).
+    public static func marginCoefficients(_ z: [Double], label y: Int) -> [Double] {
+        var others = z
+        others[y] = -.infinity
+        var s = probabilities(others).map { -$0 }
+        s[y] = 1
+        return s
+    }
+
     /// The index of the largest entry; the first one on ties.
     public static func argmax<C: Collection>(_ v: C) -> Int where C.Element: Comparable, C.Index == Int {
         var best = v.startIndex
