@@ -33,6 +33,9 @@ parser.add_argument("run")
 parser.add_argument("--cache", required=True)
 parser.add_argument("--models", type=int, default=1, help="average over the first N models of the run (model-0 ... model-N-1)")
 parser.add_argument("--surrogate", action="store_true", help="also fit the kGLM surrogate on the centered trNTK")
+parser.add_argument("--layers", nargs=2, metavar=("TRAIN", "TEST"),
+                    help="proj-trntk feature files made with `tangent featurize --per-layer` on the run's sampled texts "
+                         "(model-0): layer-group selection and weights, fitted on half the subsets and scored on the other")
 args = parser.parse_args()
 
 sample = json.load(open(f"{args.run}/sample.json"))
@@ -156,7 +159,6 @@ for j in range(args.models):
         pi = softmax(tr[0]["logits"].astype(np.float64))
         u = np.einsum("tk,tkd->td", margin_coefficients(pt, compared), ft)  # test: margin gradient
         lossgrad = np.einsum("ik,ikd->id", pi - np.eye(C)[y], fi)
-        own = np.einsum("ik,ikd->id", margin_coefficients(pi, y), fi)
         v["margin grad (test) . -loss grad (train), cos"] = -normalize(u) @ normalize(lossgrad).T
         v["margin grad (test) . -loss grad (train), dot"] = -u @ lossgrad.T
         # Centered trNTK: every class's gradient minus their mean.
@@ -169,7 +171,35 @@ for j in range(args.models):
         v["centered trNTK cos x label residual"] = kc * resid_c[0][:, compared].T
         k_tr = normalize(ft.reshape(T, -1)) @ normalize(fi.reshape(n, -1)).T
         v["trNTK cos x label sign"] = k_tr * sign
-        v["own-label margin grad cos x label sign"] = (normalize(u) @ normalize(own).T) * sign
+        # Nonlinear maps of the cosine: retraining may be driven by the nearest texts.
+        for power in [2, 3, 5]:
+            v[f"centered trNTK cos^{power} (signed) x label sign"] = np.sign(kc) * np.abs(kc) ** power * sign
+        for tau in [0.05, 0.1, 0.2, 0.5]:
+            v[f"centered trNTK exp(cos / {tau}) x label sign"] = np.exp((kc - 1) / tau) * sign
+        v["centered trNTK max(cos, 0) x label sign"] = np.maximum(kc, 0) * sign
+        # A constant added to the kernel adds a class-count term (each text votes for its label).
+        for gamma in [-0.1, 0.1, 0.2, 0.5, 1]:
+            v[f"(centered trNTK cos + {gamma:g}) x label sign"] = (kc + gamma) * sign
+        v["class prior (label residual)"] = np.broadcast_to(resid_c[0][:, compared].T, kc.shape)
+        kt = kc - kc.mean(1, keepdims=True)
+        v["centered trNTK cos, centered per test text, x label sign"] = kt * sign
+        kcc = normalize(ci2) @ normalize(ci2).T  # train x train
+        v["centered trNTK squared (K K) x label sign"] = (kc @ kcc) * sign
+        v["centered trNTK cos of kernel rows x label sign"] = (normalize(kc) @ normalize(kcc).T) * sign
+        # Kernel ridge regression of the labels on the normalized kernel: its prediction
+        # k_t^T (K + lambda I)^-1 y is linear in the labels; a training text's share is its
+        # dual weight times its label. Redundant texts share one vote.
+        evals, evecs = np.linalg.eigh(kcc)
+        for lam in [0.1, 1, 10, 100]:
+            dual = (kc @ evecs) / (evals + lam) @ evecs.T  # [T, n] = k_t^T (K + lam I)^-1
+            v[f"centered trNTK kernel ridge, lambda {lam:g}, x label sign"] = dual * sign
+        # Residual of the kernel vote's own leave-one-in fit: a training text whose
+        # neighbours already vote for its label matters less.
+        vote = (kcc * np.where(y[None, :] == y[:, None], 1.0, -1.0))
+        np.fill_diagonal(vote, 0)
+        support = vote.mean(1)
+        for a in [1, 3, 10]:
+            v[f"centered trNTK cos x label sign x sigmoid(-{a} support)"] = kc * sign / (1 + np.exp(a * support[None, :]))
         if args.surrogate:
             Kcc = normalize(ci2) @ normalize(ci2).T
             for lam in [1e-3, 1e-1, 10, 1000]:
@@ -183,3 +213,55 @@ for name, ss in rows.items():
     mean = sum(ss) / len(ss)
     per = [lds(s) for s in ss] if len(ss) > 1 else []
     print(f"{lds(mean):.3f}  {name}" + (f"   (per model {', '.join(f'{x:.3f}' for x in per)})" if per else ""))
+
+
+def lds_on(scores, which):
+    """LDS over the subsets `which` only."""
+    sums = member[which] @ scores.T
+    values = []
+    for t in range(T):
+        a, b = sums[:, t], margins[which, t]
+        if np.ptp(a) == 0 or np.ptp(b) == 0:
+            continue
+        values.append(np.corrcoef(rankdata(a), rankdata(b))[0, 1])
+    return float(np.mean(values))
+
+
+if args.layers:
+    a, b = read(args.layers[0]), read(args.layers[1])
+    groups = a["meta"]["layer_groups"].split(",")
+    la, lb = a["layer_features"].astype(np.float64), b["layer_features"].astype(np.float64)  # [., G, C, K]
+    la -= la.mean(2, keepdims=True)
+    lb -= lb.mean(2, keepdims=True)
+    # Per group: the test x train products and each text's squared norm.
+    dots = np.stack([lb[:, g].reshape(T, -1) @ la[:, g].reshape(n, -1).T for g in range(len(groups))])  # [G, T, n]
+    sa = np.stack([np.sum(la[:, g] ** 2, axis=(1, 2)) for g in range(len(groups))])  # [G, n]
+    sb = np.stack([np.sum(lb[:, g] ** 2, axis=(1, 2)) for g in range(len(groups))])
+    pi = softmax(a["logits"].astype(np.float64))
+    sign = np.where(y[None, :] == compared[:, None], 1.0, -1.0)
+
+    def vote(w):
+        k = np.tensordot(w, dots, 1) / np.sqrt(np.outer(sb.T @ w, sa.T @ w))
+        return k * sign
+
+    M = len(subsets)
+    first, second = np.arange(M) < M // 2, np.arange(M) >= M // 2
+    print("layer groups:", ", ".join(groups))
+    print(f"{lds(vote(np.ones(len(groups)))):.3f}  centered trNTK vote, every group (as the whole-model features)")
+    for g, name in enumerate(groups):
+        w = np.zeros(len(groups)); w[g] = 1
+        print(f"{lds(vote(w)):.3f}  group {name} alone   (share of the mean squared norm {sa[g].mean() / sa.sum(0).mean():.3f})")
+    for start in range(1, len(groups)):
+        w = np.zeros(len(groups)); w[start:] = 1
+        print(f"{lds(vote(w)):.3f}  groups from {groups[start]} on")
+    # Every group normalized on its own, then summed (each layer one vote).
+    per = sum(dots[g] / np.sqrt(np.outer(sb[g], sa[g])) for g in range(len(groups))) * sign
+    print(f"{lds(per):.3f}  sum over groups of each group's cosine")
+    # Weights fitted on one half of the subsets, scored on the other (both ways).
+    from scipy.optimize import minimize as _min
+    for fit, score in [(first, second), (second, first)]:
+        f = lambda lw: -lds_on(vote(np.exp(lw)), np.where(fit)[0])
+        r = _min(f, np.zeros(len(groups)), method="Nelder-Mead", options={"maxiter": 300, "xatol": 1e-2, "fatol": 1e-4})
+        w = np.exp(r.x) / np.exp(r.x).sum()
+        print(f"{lds_on(vote(w), np.where(score)[0]):.3f} (held-out half; every group: {lds_on(vote(np.ones(len(groups))), np.where(score)[0]):.3f}, "
+              f"fitted half {-r.fun:.3f})  weights " + ", ".join(f"{g} {x:.2f}" for g, x in zip(groups, w)))
