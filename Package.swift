@@ -5,10 +5,12 @@ let package = Package(
     name: "Tangent",
     platforms: [.macOS(.v14)],
     products: [
-        .library(name: "Tangent", targets: [
-            "TangentTensor", "TangentIO", "TangentTokenizer", "TangentData", "TangentSafetensors",
-            "TangentModel", "TangentTraining", "TangentKernels", "TangentAttribution", "TangentReports",
-        ]),
+        .library(
+            name: "Tangent",
+            targets: [
+                "TangentTensor", "TangentIO", "TangentTokenizer", "TangentData", "TangentSafetensors",
+                "TangentModel", "TangentTraining", "TangentKernels", "TangentAttribution", "TangentReports",
+            ]),
         .executable(name: "tangent", targets: ["tangent"]),
     ],
     dependencies: [
@@ -30,40 +32,58 @@ let package = Package(
         // Files: atomic writes, output locks, whole-file reads, sizes, progress on stderr.
         .target(name: "TangentIO"),
         // Numerics: BLAS products, Gram matrices, counter-based RNG, threads, fingerprints.
-        .target(name: "TangentTensor", dependencies: [
-            "CBLAS", "CFixedGemm", .product(name: "Numerics", package: "swift-numerics"),
-        ]),
+        .target(
+            name: "TangentTensor",
+            dependencies: [
+                "CBLAS", "CFixedGemm", .product(name: "Numerics", package: "swift-numerics"),
+            ]),
         .target(name: "TangentTokenizer", dependencies: ["CSentencePiece", "TangentIO"]),
         .target(name: "TangentData", dependencies: ["TangentIO"]),
         .target(name: "TangentSafetensors", dependencies: ["TangentIO"]),
-        .target(name: "TangentModel", dependencies: [
-            "TangentTensor", "TangentIO", "TangentSafetensors", "TangentTokenizer", "TangentData",
-        ]),
-        .target(name: "TangentKernels", dependencies: [
-            "TangentTensor", "TangentIO", "TangentModel", "TangentSafetensors", "TangentData",
-        ]),
-        .target(name: "TangentAttribution", dependencies: [
-            "TangentTensor", "TangentIO", "TangentModel", "TangentKernels", "TangentData", "TangentTraining", "TangentSafetensors",
-            "TangentTokenizer",
-        ]),
-        .target(name: "TangentTraining", dependencies: [
-            "TangentTensor", "TangentModel", "TangentData", "TangentSafetensors",
-        ]),
+        .target(
+            name: "TangentModel",
+            dependencies: [
+                "TangentTensor", "TangentIO", "TangentSafetensors", "TangentTokenizer", "TangentData",
+            ]),
+        .target(
+            name: "TangentKernels",
+            dependencies: [
+                "TangentTensor", "TangentIO", "TangentModel", "TangentSafetensors", "TangentData",
+            ]),
+        .target(
+            name: "TangentAttribution",
+            dependencies: [
+                "TangentTensor", "TangentIO", "TangentModel", "TangentKernels", "TangentData", "TangentTraining",
+                "TangentSafetensors",
+                "TangentTokenizer",
+            ]),
+        .target(
+            name: "TangentTraining",
+            dependencies: [
+                "TangentTensor", "TangentModel", "TangentData", "TangentSafetensors",
+            ]),
         // Rendering of the reports (Markdown, HTML with inline SVG) and their JSON files.
         .target(name: "TangentReports", dependencies: ["TangentIO", "TangentData", "TangentAttribution"]),
-        .executableTarget(name: "tangent", dependencies: [
-            "TangentTensor", "TangentIO", "TangentTokenizer", "TangentData", "TangentSafetensors", "TangentModel", "TangentTraining",
-            "TangentKernels", "TangentAttribution", "TangentReports",
-            .product(name: "ArgumentParser", package: "swift-argument-parser"),
-        ]),
+        .executableTarget(
+            name: "tangent",
+            dependencies: [
+                "TangentTensor", "TangentIO", "TangentTokenizer", "TangentData", "TangentSafetensors", "TangentModel",
+                "TangentTraining",
+                "TangentKernels", "TangentAttribution", "TangentReports",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]),
         // The README's library examples as a program (ReadmeExamplesTests keeps them in step).
-        .executableTarget(name: "readme-examples", dependencies: [
-            "TangentTensor", "TangentData", "TangentModel", "TangentKernels", "TangentAttribution",
-        ]),
+        .executableTarget(
+            name: "readme-examples",
+            dependencies: [
+                "TangentTensor", "TangentData", "TangentModel", "TangentKernels", "TangentAttribution",
+            ]),
         .testTarget(
             name: "TangentTests",
-            dependencies: ["TangentTensor", "TangentIO", "TangentTokenizer", "TangentData", "TangentSafetensors",
-                           "TangentModel", "TangentTraining", "TangentKernels", "TangentAttribution", "TangentReports"],
+            dependencies: [
+                "TangentTensor", "TangentIO", "TangentTokenizer", "TangentData", "TangentSafetensors",
+                "TangentModel", "TangentTraining", "TangentKernels", "TangentAttribution", "TangentReports",
+            ],
             resources: [.copy("Fixtures")]
         ),
         // The CLI run as a subprocess on bad input, interrupted and concurrent runs.

@@ -8,7 +8,7 @@ let package = Package(
     name: "TangentFuzz",
     dependencies: [.package(name: "Tangent", path: "..")],
     targets: [
-        .executableTarget(name: "TangentFuzz", dependencies: [.product(name: "Tangent", package: "Tangent")]),
+        .executableTarget(name: "TangentFuzz", dependencies: [.product(name: "Tangent", package: "Tangent")])
     ],
     swiftLanguageModes: [.v6]
 )

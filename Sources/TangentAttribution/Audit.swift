@@ -68,7 +68,11 @@ public struct AuditFlip: Codable, Sendable {
     public let trainingSeconds: Double
 
     public init(rate: Double, seed: UInt64, flipped: [Int], recipe: String, trainingSeconds: Double) {
-        self.rate = rate; self.seed = seed; self.flipped = flipped; self.recipe = recipe; self.trainingSeconds = trainingSeconds
+        self.rate = rate
+        self.seed = seed
+        self.flipped = flipped
+        self.recipe = recipe
+        self.trainingSeconds = trainingSeconds
     }
 }
 
@@ -90,12 +94,15 @@ public enum Audit {
     /// Scores every training text of `setup` by each of `methods` and lists the `top`
     /// suspects under the first method, with the surrogate's label for each and its
     /// `proponents` strongest supporters. Surrogate methods use `kernel`.
-    public static func run(setup: AttributionSetup, kernel: SurrogateKernel, methods: [AuditMethod], top: Int, proponents: Int = 3,
-                           modelName: String, trainName: String, log: @escaping (String) -> Void = { _ in },
-                           progress: @escaping (String, Int, Int) -> Void = { _, _, _ in }) throws -> (report: AuditReport, scores: [[Double]]) {
+    public static func run(
+        setup: AttributionSetup, kernel: SurrogateKernel, methods: [AuditMethod], top: Int, proponents: Int = 3,
+        modelName: String, trainName: String, log: @escaping (String) -> Void = { _ in },
+        progress: @escaping (String, Int, Int) -> Void = { _, _, _ in }
+    ) throws -> (report: AuditReport, scores: [[Double]]) {
         precondition(!methods.isEmpty)
         let run = try AuditRun(setup: setup, kernel: kernel, trainName: trainName, log: log, progress: progress)
-        var scores: [[Double]] = [], rows: [AuditMethodReport] = []
+        var scores: [[Double]] = []
+        var rows: [AuditMethodReport] = []
         for method in methods {
             log("== \(method.rawValue)")
             let started = Date()
@@ -106,25 +113,31 @@ public enum Audit {
             rows.append(AuditMethodReport(method: method.rawValue, kernel: kernelName, seconds: seconds))
         }
         let suspects = try ranking(scores[0]).prefix(top).enumerated().map { rank, i in
-            try run.suspect(i, rank: rank + 1, scores: Dictionary(uniqueKeysWithValues: zip(methods.map(\.rawValue), scores.map { $0[i] })),
-                            proponents: proponents)
+            try run.suspect(
+                i, rank: rank + 1,
+                scores: Dictionary(uniqueKeysWithValues: zip(methods.map(\.rawValue), scores.map { $0[i] })),
+                proponents: proponents)
         }
-        let report = AuditReport(model: modelName, train: trainName, trainTexts: setup.train.count, kernel: kernel.name,
-                                 lambda: try run.surrogate().glm.lambda, rankedBy: methods[0].rawValue, methods: rows, suspects: suspects)
+        let report = AuditReport(
+            model: modelName, train: trainName, trainTexts: setup.train.count, kernel: kernel.name,
+            lambda: try run.surrogate().glm.lambda, rankedBy: methods[0].rawValue, methods: rows, suspects: suspects)
         return (report, scores)
     }
 
     /// Indices by descending score, ties by index (NaN last).
     public static func ranking(_ scores: [Double]) -> [Int] {
         scores.indices.sorted { a, b in
-            let x = scores[a].isNaN ? -Double.infinity : scores[a], y = scores[b].isNaN ? -Double.infinity : scores[b]
+            let x = scores[a].isNaN ? -Double.infinity : scores[a]
+            let y = scores[b].isNaN ? -Double.infinity : scores[b]
             return x > y || (x == y && a < b)
         }
     }
 
     /// Flips round(rate n) seeded training labels, each to another label drawn uniformly:
     /// the texts with their new labels and the flipped indices (ascending).
-    public static func flip(_ texts: [LabeledText], labels: LabelSet, rate: Double, seed: UInt64) throws -> (texts: [LabeledText], flipped: [Int]) {
+    public static func flip(_ texts: [LabeledText], labels: LabelSet, rate: Double, seed: UInt64) throws -> (
+        texts: [LabeledText], flipped: [Int]
+    ) {
         precondition(rate > 0 && rate < 1 && labels.count >= 2)
         let given = try labels.indices(of: texts, source: "training texts")
         let count = max(1, Int((rate * Double(texts.count)).rounded()))
@@ -133,7 +146,8 @@ public enum Audit {
         var out = texts
         for i in chosen {
             let shift = 1 + Int(rng.bits(UInt64(1 << 40) + UInt64(i)) % UInt64(labels.count - 1))
-            out[i] = LabeledText(text: texts[i].text, label: labels.names[(given[i] + shift) % labels.count], line: texts[i].line)
+            out[i] = LabeledText(
+                text: texts[i].text, label: labels.names[(given[i] + shift) % labels.count], line: texts[i].line)
         }
         return (out, Array(chosen))
     }
@@ -157,9 +171,15 @@ final class AuditRun {
     private var engine: AttributionEngine?
     private var outOfFold: [Double]?
 
-    init(setup: AttributionSetup, kernel: SurrogateKernel, trainName: String, log: @escaping (String) -> Void,
-         progress: @escaping (String, Int, Int) -> Void) throws {
-        self.setup = setup; self.kernel = kernel; self.trainName = trainName; self.log = log; self.progress = progress
+    init(
+        setup: AttributionSetup, kernel: SurrogateKernel, trainName: String, log: @escaping (String) -> Void,
+        progress: @escaping (String, Int, Int) -> Void
+    ) throws {
+        self.setup = setup
+        self.kernel = kernel
+        self.trainName = trainName
+        self.log = log
+        self.progress = progress
         labels = try setup.classifier.labels.indices(of: setup.train, source: trainName)
     }
 
@@ -169,7 +189,8 @@ final class AuditRun {
     /// The surrogate on all training texts (lambda by the selector).
     func surrogate() throws -> AttributionEngine {
         if let engine { return engine }
-        let e = try AttributionEngine(setup: setup, kernel: kernel, log: log, progress: { self.progress("\(self.kernel.name) train", $0, $1) })
+        let e = try AttributionEngine(
+            setup: setup, kernel: kernel, log: log, progress: { self.progress("\(self.kernel.name) train", $0, $1) })
         engine = e
         return e
     }
@@ -182,8 +203,10 @@ final class AuditRun {
         if let outOfFold { return outOfFold }
         let e = try surrogate()
         let gram = try gram()
-        let scorer = OutOfFoldScorer(selector: setup.selector, kernel: gram, labels: labels, networkLogits: try e.source.trainLogits(), classes: classes,
-                                     kernelScale: KernelGLM.kernelScale(gram.diagonal), threads: setup.threads)
+        let scorer = OutOfFoldScorer(
+            selector: setup.selector, kernel: gram, labels: labels, networkLogits: try e.source.trainLogits(),
+            classes: classes,
+            kernelScale: KernelGLM.kernelScale(gram.diagonal), threads: setup.threads)
         let z = scorer.evaluate(e.glm.lambda).outOfFold
         outOfFold = z
         return z
@@ -192,14 +215,20 @@ final class AuditRun {
     /// Every training text's score under `method` (higher: more suspect), and the kernel
     /// behind it (nil for the network's loss).
     func scores(_ method: AuditMethod) throws -> (scores: [Double], kernel: String?) {
-        let train = setup.train, n = self.n, C = classes
+        let train = setup.train
+        let n = self.n
+        let C = classes
         switch method {
         case .networkLoss:
             let z = try setup.classifier.logits(train.map(\.text))
-            return ((0..<n).map { i in -Softmax.logProbabilities((0..<C).map { Double(z[i * C + $0]) })[labels[i]] }, nil)
+            return (
+                (0..<n).map { i in -Softmax.logProbabilities((0..<C).map { Double(z[i * C + $0]) })[labels[i]] }, nil
+            )
         case .surrogateOutOfFold:
             let z = try outOfFoldLogits()
-            return ((0..<n).map { i in -Softmax.logOdds((0..<C).map { z[i * C + $0] }, classIndex: labels[i]) }, kernel.name)
+            return (
+                (0..<n).map { i in -Softmax.logOdds((0..<C).map { z[i * C + $0] }, classIndex: labels[i]) }, kernel.name
+            )
         case .surrogateSelfInfluence:
             let e = try surrogate()
             let rows = SurrogateInfluence.dense(try gram()).map(Float.init)
@@ -207,19 +236,23 @@ final class AuditRun {
         case .tracinSelf:
             var ts = setup
             ts.ensemble = []
-            let source = try ts.source(for: .tracin, labels: labels, log: log, progress: { self.progress("tracin train", $0, $1) })
+            let source = try ts.source(
+                for: .tracin, labels: labels, log: log, progress: { self.progress("tracin train", $0, $1) })
             // The training features are gradients at the training labels: the diagonal
             // is sum_k eta_k ||g_k(x_i)||^2.
             return (try source.gram().diagonal, SurrogateKernel.tracin.name)
         case .trakSelf:
-            let source = try setup.source(for: .trak, labels: labels, log: log, progress: { self.progress("trak train", $0, $1) })
-            let q = try source.query(train, source: trainName, cached: true, lossLabels: labels, log: log,
-                                     progress: { self.progress("trak self", $0, $1) })
+            let source = try setup.source(
+                for: .trak, labels: labels, log: log, progress: { self.progress("trak train", $0, $1) })
+            let q = try source.query(
+                train, source: trainName, cached: true, lossLabels: labels, log: log,
+                progress: { self.progress("trak self", $0, $1) })
             let k = q.scores ?? q.rows
             return ((0..<n).map { Double(k[$0 * n + $0]) }, SurrogateKernel.trak.name)
         case .ekfacSelf:
             // The training features are whitened gradients at the training labels.
-            let source = try setup.source(for: .ekfac, labels: labels, log: log, progress: { self.progress("ekfac train", $0, $1) })
+            let source = try setup.source(
+                for: .ekfac, labels: labels, log: log, progress: { self.progress("ekfac train", $0, $1) })
             return (try source.gram().diagonal, SurrogateKernel.ekfac.name)
         }
     }
@@ -227,18 +260,25 @@ final class AuditRun {
     /// Training text i as a suspect: the surrogate's out-of-fold label c for it and the
     /// `proponents` training texts j != i with the largest positive W[c, j] K(x_i, x_j).
     func suspect(_ i: Int, rank: Int, scores: [String: Double], proponents: Int) throws -> AuditSuspect {
-        let train = setup.train, n = self.n, C = classes
-        let e = try surrogate(), z = try outOfFoldLogits()
+        let train = setup.train
+        let n = self.n
+        let C = classes
+        let e = try surrogate()
+        let z = try outOfFoldLogits()
         let c = Softmax.argmax((0..<C).map { z[i * C + $0] })
         let row = try gram().block(rows: [i], columns: Array(0..<n))
         let attribution = e.glm.attributions(kernelRow: row, classIndex: c)
         var best = TopK(k: proponents)
-        for j in 0..<n where j != i && attribution[j] > 0 && best.admits(attribution[j]) { best.insert(attribution[j], j, kernel: Double(row[j])) }
-        let items = best.sorted.map { b in
-            AttributedText(index: b.index, line: train[b.index].line, text: train[b.index].text, label: train[b.index].label ?? "",
-                           score: b.score, kernel: b.kernel, layerShares: nil)
+        for j in 0..<n where j != i && attribution[j] > 0 && best.admits(attribution[j]) {
+            best.insert(attribution[j], j, kernel: Double(row[j]))
         }
-        return AuditSuspect(index: i, line: train[i].line, text: train[i].text, label: train[i].label ?? "",
-                            surrogateLabel: setup.classifier.labels.names[c], rank: rank, scores: scores, proponents: items)
+        let items = best.sorted.map { b in
+            AttributedText(
+                index: b.index, line: train[b.index].line, text: train[b.index].text, label: train[b.index].label ?? "",
+                score: b.score, kernel: b.kernel, layerShares: nil)
+        }
+        return AuditSuspect(
+            index: i, line: train[i].line, text: train[i].text, label: train[i].label ?? "",
+            surrogateLabel: setup.classifier.labels.names[c], rank: rank, scores: scores, proponents: items)
     }
 }

@@ -19,7 +19,8 @@ public struct GridPoint: Sendable, Codable {
     /// out-of-fold figures are NaN, and their grid fits used nine tenths of the texts).
     public var heldOutLoss: Double? = nil
 
-    public init(lambda: Double, networkTau: Double, networkCrossEntropy: Double, labelCrossEntropy: Double, tau: Double) {
+    public init(lambda: Double, networkTau: Double, networkCrossEntropy: Double, labelCrossEntropy: Double, tau: Double)
+    {
         self.lambda = lambda
         self.networkTau = networkTau
         self.networkCrossEntropy = networkCrossEntropy

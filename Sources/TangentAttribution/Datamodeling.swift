@@ -40,12 +40,19 @@ public enum Datamodeling {
     /// is constant (the correlation is undefined).
     public static func spearman(_ a: [Double], _ b: [Double]) -> Double? {
         precondition(a.count == b.count)
-        let ra = ranks(a), rb = ranks(b)
-        let n = Double(a.count), mean = (n + 1) / 2
-        var sab = 0.0, saa = 0.0, sbb = 0.0
+        let ra = ranks(a)
+        let rb = ranks(b)
+        let n = Double(a.count)
+        let mean = (n + 1) / 2
+        var sab = 0.0
+        var saa = 0.0
+        var sbb = 0.0
         for k in ra.indices {
-            let x = ra[k] - mean, y = rb[k] - mean
-            sab += x * y; saa += x * x; sbb += y * y
+            let x = ra[k] - mean
+            let y = rb[k] - mean
+            sab += x * y
+            saa += x * x
+            sbb += y * y
         }
         guard saa > 0, sbb > 0 else { return nil }
         return sab / (saa * sbb).squareRoot()
@@ -53,22 +60,27 @@ public enum Datamodeling {
 
     /// Subset scores g(x, S_m) [tests, M] from attribution scores [tests, n].
     public static func subsetScores(_ scores: [Double], n: Int, subsets: [[Int]]) -> [Double] {
-        let tests = scores.count / n, M = subsets.count
+        let tests = scores.count / n
+        let M = subsets.count
         var mask = [Double](repeating: 0, count: n * M)
         for (m, s) in subsets.enumerated() { for i in s { mask[i * M + m] = 1 } }
         var g = [Double](repeating: 0, count: tests * M)
-        Double.gemm(transA: false, transB: false, m: tests, n: M, k: n, alpha: 1, a: scores, lda: n, b: mask, ldb: M,
-                    beta: 0, c: &g, ldc: M)
+        Double.gemm(
+            transA: false, transB: false, m: tests, n: M, k: n, alpha: 1, a: scores, lda: n, b: mask, ldb: M,
+            beta: 0, c: &g, ldc: M)
         return g
     }
 
     /// The LDS of attribution scores [tests, n] against margins [M][tests] of the models
     /// trained on `subsets`, with a percentile bootstrap interval (`resamples` draws of
     /// the test texts with replacement, seeded).
-    public static func score(_ scores: [Double], n: Int, subsets: [[Int]], margins: [[Double]],
-                             resamples: Int = 1000, seed: UInt64 = 0) -> LDSScore {
+    public static func score(
+        _ scores: [Double], n: Int, subsets: [[Int]], margins: [[Double]],
+        resamples: Int = 1000, seed: UInt64 = 0
+    ) -> LDSScore {
         precondition(subsets.count == margins.count && !subsets.isEmpty)
-        let tests = scores.count / n, M = subsets.count
+        let tests = scores.count / n
+        let M = subsets.count
         precondition(margins.allSatisfy { $0.count == tests })
         let g = subsetScores(scores, n: n, subsets: subsets)
         let perText: [Double?] = (0..<tests).map { t in
@@ -82,7 +94,9 @@ public enum Datamodeling {
     /// [M][tests]: same subset and initialization, other dropout masks and batch order),
     /// summarized as LDS is. It is what one retraining predicts of another; 1 when
     /// training is deterministic.
-    public static func ceiling(_ first: [[Double]], _ second: [[Double]], resamples: Int = 1000, seed: UInt64 = 0) -> LDSScore {
+    public static func ceiling(_ first: [[Double]], _ second: [[Double]], resamples: Int = 1000, seed: UInt64 = 0)
+        -> LDSScore
+    {
         precondition(first.count == second.count && !first.isEmpty)
         let tests = first[0].count
         precondition(first.allSatisfy { $0.count == tests } && second.allSatisfy { $0.count == tests })
@@ -119,8 +133,9 @@ public enum Datamodeling {
             guard !means.isEmpty else { return mean }
             return means[min(means.count - 1, max(0, Int((q * Double(means.count - 1)).rounded())))]
         }
-        return LDSScore(mean: mean, low: quantile(0.025), high: quantile(0.975), texts: tests,
-                        undefined: tests - defined.count, perText: perText)
+        return LDSScore(
+            mean: mean, low: quantile(0.025), high: quantile(0.975), texts: tests,
+            undefined: tests - defined.count, perText: perText)
     }
 }
 

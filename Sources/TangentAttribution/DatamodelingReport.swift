@@ -31,12 +31,26 @@ public struct LDSSetting: Codable, Sendable {
     /// Training time of the noise ceiling's second subset models, summed.
     public var ceilingTrainingSeconds: Double? = nil
 
-    public init(train: String, test: String, trainTexts: Int, testTexts: Int, subsets: Int, fraction: Double, seed: UInt64, recipe: String,
-                modelAccuracy: Double, subsetAccuracy: Double, trainingSeconds: Double, ensemble: Int, seconds: Double, run: String) {
-        self.train = train; self.test = test; self.trainTexts = trainTexts; self.testTexts = testTexts
-        self.subsets = subsets; self.fraction = fraction; self.seed = seed; self.recipe = recipe
-        self.modelAccuracy = modelAccuracy; self.subsetAccuracy = subsetAccuracy; self.trainingSeconds = trainingSeconds
-        self.ensemble = ensemble; self.seconds = seconds; self.run = run
+    public init(
+        train: String, test: String, trainTexts: Int, testTexts: Int, subsets: Int, fraction: Double, seed: UInt64,
+        recipe: String,
+        modelAccuracy: Double, subsetAccuracy: Double, trainingSeconds: Double, ensemble: Int, seconds: Double,
+        run: String
+    ) {
+        self.train = train
+        self.test = test
+        self.trainTexts = trainTexts
+        self.testTexts = testTexts
+        self.subsets = subsets
+        self.fraction = fraction
+        self.seed = seed
+        self.recipe = recipe
+        self.modelAccuracy = modelAccuracy
+        self.subsetAccuracy = subsetAccuracy
+        self.trainingSeconds = trainingSeconds
+        self.ensemble = ensemble
+        self.seconds = seconds
+        self.run = run
     }
 }
 
@@ -70,7 +84,11 @@ public struct LDSKernelReport: Codable, Sendable {
     public var lambdaRule: String? = nil
 
     public init(kernel: String, attribution: String, lds: LDSScore, seconds: Double, ensemble: Int? = nil) {
-        self.kernel = kernel; self.attribution = attribution; self.lds = lds; self.seconds = seconds; self.ensemble = ensemble
+        self.kernel = kernel
+        self.attribution = attribution
+        self.lds = lds
+        self.seconds = seconds
+        self.ensemble = ensemble
     }
 }
 
@@ -97,16 +115,22 @@ public struct LDSReport: Codable, Sendable {
     /// Every method at each ensemble size (ascending), when more than one was scored.
     public var curve: [LDSKernelReport]? = nil
 
-    public init(setting: LDSSetting?, kernels: [LDSKernelReport], ceiling: LDSScore? = nil, curve: [LDSKernelReport]? = nil) {
-        self.setting = setting; self.kernels = kernels; self.ceiling = ceiling; self.curve = curve
+    public init(
+        setting: LDSSetting?, kernels: [LDSKernelReport], ceiling: LDSScore? = nil, curve: [LDSKernelReport]? = nil
+    ) {
+        self.setting = setting
+        self.kernels = kernels
+        self.ceiling = ceiling
+        self.curve = curve
     }
 
     /// Per-text correlations kept for the main rows' LDS only (the curve repeats them, and
     /// against the mean of two trainings they add little): reports stay small.
     public var compacted: LDSReport {
         func strip(_ row: LDSKernelReport, keepPerText: Bool) -> LDSKernelReport {
-            var r = LDSKernelReport(kernel: row.kernel, attribution: row.attribution, lds: keepPerText ? row.lds : row.lds.summary,
-                                    seconds: row.seconds, ensemble: row.ensemble)
+            var r = LDSKernelReport(
+                kernel: row.kernel, attribution: row.attribution, lds: keepPerText ? row.lds : row.lds.summary,
+                seconds: row.seconds, ensemble: row.ensemble)
             r.ldsMean = row.ldsMean?.summary
             r.lambda = row.lambda
             r.lambdaRule = row.lambdaRule
@@ -147,48 +171,68 @@ extension Datamodeling {
     /// lambda of the grid 1e-6 ... 1e6 whose model-under-study attributions (in that form)
     /// have the highest LDS on those subsets; every model of the ensemble then uses it. The
     /// evaluation subsets are not looked at.
-    public static func evaluate(models: [Classifier], sizes requested: [Int], train: [LabeledText], test: [LabeledText],
-                                subsets: [[Int]], margins: [[Double]], ceilingMargins: [[Double]]? = nil,
-                                lambdaSelection: (subsets: [[Int]], margins: [[Double]])? = nil, ensembleKernels: Set<SurrogateKernel>? = nil,
-                                kernels: [SurrogateKernel], projDim: Int, seed: UInt64,
-                                projector: ProjectorChoice = .default, cache: URL, checkpoints: URL? = nil, resamples: Int = 1000,
-                                selector: LambdaSelector = LambdaSelector(),
-                                log: @escaping (String) -> Void = { _ in },
-                                progress: @escaping (String, Int, Int) -> Void = { _, _, _ in }) throws -> LDSReport {
+    public static func evaluate(
+        models: [Classifier], sizes requested: [Int], train: [LabeledText], test: [LabeledText],
+        subsets: [[Int]], margins: [[Double]], ceilingMargins: [[Double]]? = nil,
+        lambdaSelection: (subsets: [[Int]], margins: [[Double]])? = nil, ensembleKernels: Set<SurrogateKernel>? = nil,
+        kernels: [SurrogateKernel], projDim: Int, seed: UInt64,
+        projector: ProjectorChoice = .default, cache: URL, checkpoints: URL? = nil, resamples: Int = 1000,
+        selector: LambdaSelector = LambdaSelector(),
+        log: @escaping (String) -> Void = { _ in },
+        progress: @escaping (String, Int, Int) -> Void = { _, _, _ in }
+    ) throws -> LDSReport {
         guard let classifier = models.first else { throw AttributionError("LDS needs the model under study") }
-        let C = classifier.labels.count, n = train.count
+        let C = classifier.labels.count
+        let n = train.count
         guard subsets.count == margins.count, margins.allSatisfy({ $0.count == test.count }) else {
             throw AttributionError("LDS needs one margin per test text for each of the \(subsets.count) subsets")
         }
-        if let ceilingMargins, ceilingMargins.count != margins.count || !ceilingMargins.allSatisfy({ $0.count == test.count }) {
-            throw AttributionError("the noise ceiling needs a second training's margins for each of the \(subsets.count) subsets")
+        if let ceilingMargins,
+            ceilingMargins.count != margins.count || !ceilingMargins.allSatisfy({ $0.count == test.count })
+        {
+            throw AttributionError(
+                "the noise ceiling needs a second training's margins for each of the \(subsets.count) subsets")
         }
         guard subsets.allSatisfy({ $0.allSatisfy { (0..<n).contains($0) } }) else {
             throw AttributionError("a subset names a training text outside the \(n) given")
         }
-        if let lambdaSelection, lambdaSelection.subsets.count != lambdaSelection.margins.count
-            || !lambdaSelection.margins.allSatisfy({ $0.count == test.count }) || !lambdaSelection.subsets.allSatisfy({ $0.allSatisfy { (0..<n).contains($0) } }) {
-            throw AttributionError("the lambda selection needs one margin per test text for each of its subsets, and subsets of the \(n) training texts")
+        if let lambdaSelection,
+            lambdaSelection.subsets.count != lambdaSelection.margins.count
+                || !lambdaSelection.margins.allSatisfy({ $0.count == test.count })
+                || !lambdaSelection.subsets.allSatisfy({ $0.allSatisfy { (0..<n).contains($0) } })
+        {
+            throw AttributionError(
+                "the lambda selection needs one margin per test text for each of its subsets, and subsets of the \(n) training texts"
+            )
         }
         let sizes = ensembleSizes(requested, models: models.count)
         let evaluation = LDSEvaluation(
             models: models, train: train, test: test, subsets: subsets, margins: margins,
             meanMargins: ceilingMargins.map { Datamodeling.meanMargins(margins, $0) }, lambdaSelection: lambdaSelection,
-            compared: try classifier.labels.indices(of: test, source: "test texts").map { Faithfulness.comparedClass(classes: C, label: $0) },
-            projDim: projDim, seed: seed, projector: projector, cache: cache, checkpoints: checkpoints, resamples: resamples, selector: selector,
+            compared: try classifier.labels.indices(of: test, source: "test texts").map {
+                Faithfulness.comparedClass(classes: C, label: $0)
+            },
+            projDim: projDim, seed: seed, projector: projector, cache: cache, checkpoints: checkpoints,
+            resamples: resamples, selector: selector,
             log: log, progress: progress)
         var curve: [LDSKernelReport] = []
         for k in kernels {
             // Kernels outside `ensembleKernels` are scored with the model under study alone.
             let kernelSizes = (ensembleKernels.map { $0.contains(k) } ?? true) ? sizes : [1]
-            curve += k.ensembled ? try evaluation.trak(k, sizes: kernelSizes) : try evaluation.acrossModels(k, sizes: kernelSizes)
+            curve +=
+                k.ensembled
+                ? try evaluation.trak(k, sizes: kernelSizes) : try evaluation.acrossModels(k, sizes: kernelSizes)
         }
         curve.append(try evaluation.classPrior())
         let ceiling = ceilingMargins.map { Datamodeling.ceiling(margins, $0, resamples: resamples, seed: seed) }
-        if let ceiling { log(String(format: "noise ceiling: %.3f [%.3f, %.3f]", ceiling.mean, ceiling.low, ceiling.high)) }
+        if let ceiling {
+            log(String(format: "noise ceiling: %.3f [%.3f, %.3f]", ceiling.mean, ceiling.low, ceiling.high))
+        }
         // Each method at the largest ensemble it was scored with.
         let largest = Dictionary(curve.map { ($0.kernel, $0.ensemble ?? 1) }, uniquingKeysWith: max)
-        return LDSReport(setting: nil, kernels: curve.filter { $0.ensemble == largest[$0.kernel] }, ceiling: ceiling,
-                         curve: sizes.count > 1 ? curve : nil).compacted
+        return LDSReport(
+            setting: nil, kernels: curve.filter { $0.ensemble == largest[$0.kernel] }, ceiling: ceiling,
+            curve: sizes.count > 1 ? curve : nil
+        ).compacted
     }
 }

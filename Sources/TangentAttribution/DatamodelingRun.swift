@@ -18,7 +18,9 @@ public struct ModelRecipe {
     /// A fresh classifier for the seed, on `threads` threads.
     public let make: (_ seed: UInt64, _ threads: Int) throws -> Classifier
 
-    public init(summary: String, identity: String, make: @escaping (_ seed: UInt64, _ threads: Int) throws -> Classifier) {
+    public init(
+        summary: String, identity: String, make: @escaping (_ seed: UInt64, _ threads: Int) throws -> Classifier
+    ) {
         self.summary = summary
         self.identity = identity
         self.make = make
@@ -41,29 +43,47 @@ public struct DatamodelingRun {
     public let seed: UInt64
     public let threads: Int
 
-    public init(directory: DatamodelingRunDirectory, recipe: ModelRecipe, options: TrainingOptions, labels: LabelSet,
-                train: [LabeledText], test: [LabeledText], trainFile: URL, seed: UInt64, threads: Int) {
-        self.directory = directory; self.recipe = recipe; self.options = options; self.labels = labels
-        self.train = train; self.test = test; self.trainFile = trainFile; self.seed = seed; self.threads = threads
+    public init(
+        directory: DatamodelingRunDirectory, recipe: ModelRecipe, options: TrainingOptions, labels: LabelSet,
+        train: [LabeledText], test: [LabeledText], trainFile: URL, seed: UInt64, threads: Int
+    ) {
+        self.directory = directory
+        self.recipe = recipe
+        self.options = options
+        self.labels = labels
+        self.train = train
+        self.test = test
+        self.trainFile = trainFile
+        self.seed = seed
+        self.threads = threads
     }
 
     /// Trains a model of the recipe on `texts`, initialized from `seed` and trained (dropout
     /// masks, batch order) with `trainingSeed` (default: the same), keeping every epoch's
     /// weights with its training record in `checkpoints` (TracIn) when given; and its seconds.
-    public func trainModel(_ texts: [LabeledText], seed modelSeed: UInt64, trainingSeed: UInt64? = nil, checkpoints: URL? = nil,
-                           progress: @escaping (_ epoch: Int, _ done: Int, _ total: Int, _ status: String) -> Void) throws -> (Classifier, Double) {
+    public func trainModel(
+        _ texts: [LabeledText], seed modelSeed: UInt64, trainingSeed: UInt64? = nil, checkpoints: URL? = nil,
+        progress: @escaping (_ epoch: Int, _ done: Int, _ total: Int, _ status: String) -> Void
+    ) throws -> (Classifier, Double) {
         var options = self.options
         options.seed = trainingSeed ?? modelSeed
         let clf = try recipe.make(modelSeed, threads)
         let model = clf.model
-        let set = EncodedSet(sequences: try texts.map { try clf.encode($0.text) }, labels: try labels.indices(of: texts, source: trainFile.path))
+        let set = EncodedSet(
+            sequences: try texts.map { try clf.encode($0.text) },
+            labels: try labels.indices(of: texts, source: trainFile.path))
         let t0 = Date()
-        _ = try Trainer(model: model, options: options).train(set, test: nil, progress: progress, onEpochEnd: { s in
-            guard let checkpoints else { return }
-            try TrainingRecord(epoch: s.epoch, options: options, trainTexts: texts.count, dataFingerprint: fingerprint(labelled: texts),
-                               model: model, labels: labels.names, threads: threads)
+        _ = try Trainer(model: model, options: options).train(
+            set, test: nil, progress: progress,
+            onEpochEnd: { s in
+                guard let checkpoints else { return }
+                try TrainingRecord(
+                    epoch: s.epoch, options: options, trainTexts: texts.count,
+                    dataFingerprint: fingerprint(labelled: texts),
+                    model: model, labels: labels.names, threads: threads
+                )
                 .writeCheckpoint(model, to: checkpoints.appendingPathComponent("epoch-\(s.epoch).safetensors"))
-        })
+            })
         return (clf, Date().timeIntervalSince(t0))
     }
 
@@ -84,21 +104,30 @@ public struct DatamodelingRun {
     /// The model under study (seed `seed`) and the ensemble's other models (seeds
     /// `seed + 1`, ...) on all training texts, read back when finished earlier. `label`
     /// names the k-th model in progress.
-    public func fullModels(_ count: Int, progress: @escaping (_ label: String, _ epoch: Int, _ done: Int, _ total: Int, _ status: String) -> Void) throws -> [Classifier] {
+    public func fullModels(
+        _ count: Int,
+        progress: @escaping (_ label: String, _ epoch: Int, _ done: Int, _ total: Int, _ status: String) -> Void
+    ) throws -> [Classifier] {
         try (0..<count).map { k in
             let dir = directory.modelDirectory(k)
             if let clf = directory.finishedModel(dir, threads: threads) { return clf }
             let modelSeed = seed &+ UInt64(k)
             let label = k == 0 ? "model under study" : "ensemble model \(k + 1)/\(count)"
             // Every model keeps its checkpoints: TracIn sums over each one's.
-            let (clf, seconds) = try trainModel(train, seed: modelSeed, checkpoints: dir.appendingPathComponent(ModelDirectory.checkpointsDirectory)) {
+            let (clf, seconds) = try trainModel(
+                train, seed: modelSeed, checkpoints: dir.appendingPathComponent(ModelDirectory.checkpointsDirectory)
+            ) {
                 progress(label, $0, $1, $2, $3)
             }
             var options = self.options
             options.seed = modelSeed
-            try clf.save(to: dir, extra: ["lds_run": directory.key, "complete": true, "seconds": seconds, "train_texts": train.count,
-                                          "train_fingerprint": fingerprint(labelled: train), "threads": threads,
-                                          "training": try JSONSerialization.jsonObject(with: JSONEncoder().encode(options))])
+            try clf.save(
+                to: dir,
+                extra: [
+                    "lds_run": directory.key, "complete": true, "seconds": seconds, "train_texts": train.count,
+                    "train_fingerprint": fingerprint(labelled: train), "threads": threads,
+                    "training": try JSONSerialization.jsonObject(with: JSONEncoder().encode(options)),
+                ])
             // Loaded back, so that it carries its directory and training record like a resumed run's.
             return try Classifier(directory: dir, threads: threads)
         }
@@ -116,22 +145,36 @@ public struct DatamodelingRun {
     /// each one's test margins, accuracy and training seconds. `replicate` 0 are the
     /// evaluation subsets' models, 1 the noise ceiling's second training of each (training
     /// seed `ceilingTrainingSeed(seed)`), 2 the models of the lambda-selection subsets.
-    public func subsetModels(_ plan: [[Int]], replicate: Int = 0,
-                             progress: @escaping (_ label: String, _ epoch: Int, _ done: Int, _ total: Int, _ status: String) -> Void) throws
-        -> (margins: [[Double]], accuracies: [Double], seconds: [Double]) {
+    public func subsetModels(
+        _ plan: [[Int]], replicate: Int = 0,
+        progress: @escaping (_ label: String, _ epoch: Int, _ done: Int, _ total: Int, _ status: String) -> Void
+    ) throws
+        -> (margins: [[Double]], accuracies: [Double], seconds: [Double])
+    {
         precondition((0...2).contains(replicate))
         let trainingSeed = replicate == 1 ? DatamodelingRun.ceilingTrainingSeed(seed) : seed
-        var margins: [[Double]] = [], accuracies: [Double] = [], seconds: [Double] = []
+        var margins: [[Double]] = []
+        var accuracies: [Double] = []
+        var seconds: [Double] = []
         for (m, s) in plan.enumerated() {
             if let done = directory.subsetResult(m, replicate: replicate, size: s.count, tests: test.count) {
-                margins.append(done.margins); accuracies.append(done.accuracy); seconds.append(done.seconds)
+                margins.append(done.margins)
+                accuracies.append(done.accuracy)
+                seconds.append(done.seconds)
                 continue
             }
-            let label = ["subset model", "ceiling: subset model retrained", "lambda selection: subset model"][replicate] + " \(m + 1)/\(plan.count)"
-            let (clf, t) = try trainModel(s.map { train[$0] }, seed: seed, trainingSeed: trainingSeed) { progress(label, $0, $1, $2, $3) }
+            let label =
+                ["subset model", "ceiling: subset model retrained", "lambda selection: subset model"][replicate]
+                + " \(m + 1)/\(plan.count)"
+            let (clf, t) = try trainModel(s.map { train[$0] }, seed: seed, trainingSeed: trainingSeed) {
+                progress(label, $0, $1, $2, $3)
+            }
             let r = try self.margins(clf)
-            try directory.saveSubset(m, replicate: replicate, size: s.count, margins: r.margins, accuracy: r.accuracy, seconds: t)
-            margins.append(r.margins); accuracies.append(r.accuracy); seconds.append(t)
+            try directory.saveSubset(
+                m, replicate: replicate, size: s.count, margins: r.margins, accuracy: r.accuracy, seconds: t)
+            margins.append(r.margins)
+            accuracies.append(r.accuracy)
+            seconds.append(t)
         }
         return (margins, accuracies, seconds)
     }
@@ -158,20 +201,29 @@ public struct DatamodelingRunDirectory: Sendable {
         let fm = FileManager.default
         if fm.fileExists(atPath: runURL.path) {
             let json = (try? JSONSerialization.jsonObject(with: WholeFile.read(runURL))) as? [String: Any]
-            if json?["format"] as? String == DatamodelingRunDirectory.format && json?["run"] as? String == key { return }
+            if json?["format"] as? String == DatamodelingRunDirectory.format && json?["run"] as? String == key {
+                return
+            }
             guard overwrite else {
-                throw DataError("\(url.path) holds an LDS run of other settings (data, recipe, tokenizer, fraction or seed; run \(json?["run"] as? String ?? "unknown")); "
-                    + "give another --out, or --overwrite to discard it")
+                throw DataError(
+                    "\(url.path) holds an LDS run of other settings (data, recipe, tokenizer, fraction or seed; run \(json?["run"] as? String ?? "unknown")); "
+                        + "give another --out, or --overwrite to discard it")
             }
             for name in (try? fm.contentsOfDirectory(atPath: url.path)) ?? []
             where name == "subsets" || name.hasPrefix("model-") || name == "lds.json" || name == "lds.md" {
                 try fm.removeItem(at: url.appendingPathComponent(name))
             }
-        } else if let other = ((try? fm.contentsOfDirectory(atPath: url.path)) ?? []).first(where: { $0 != ".lock" && !$0.hasPrefix(".") }) {
+        } else if let other = ((try? fm.contentsOfDirectory(atPath: url.path)) ?? []).first(where: {
+            $0 != ".lock" && !$0.hasPrefix(".")
+        }) {
             throw DataError("\(url.path) is not empty (\(other)) and holds no LDS run; give an empty or new directory")
         }
         try fm.createDirectory(at: url.appendingPathComponent("subsets"), withIntermediateDirectories: true)
-        try AtomicFile.write(Data(try JSONSerialization.data(withJSONObject: ["format": DatamodelingRunDirectory.format, "run": key], options: [.sortedKeys])), to: runURL)
+        try AtomicFile.write(
+            Data(
+                try JSONSerialization.data(
+                    withJSONObject: ["format": DatamodelingRunDirectory.format, "run": key], options: [.sortedKeys])),
+            to: runURL)
     }
 
     public func modelDirectory(_ k: Int) -> URL { url.appendingPathComponent("model-\(k)") }
@@ -179,26 +231,39 @@ public struct DatamodelingRunDirectory: Sendable {
     /// A model of this run that finished training, or nil (to be trained again).
     public func finishedModel(_ dir: URL, threads: Int) -> Classifier? {
         guard let clf = try? Classifier(directory: dir, threads: threads), clf.configJSON["lds_run"] as? String == key,
-              clf.configJSON["complete"] as? Bool == true else { return nil }
+            clf.configJSON["complete"] as? Bool == true
+        else { return nil }
         return clf
     }
 
     private func subsetURL(_ m: Int, replicate: Int) -> URL {
-        url.appendingPathComponent("subsets/\(replicate == 2 ? "selection-" : "")\(String(format: "%04d", m))\(replicate == 1 ? "-ceiling" : "").json")
+        url.appendingPathComponent(
+            "subsets/\(replicate == 2 ? "selection-" : "")\(String(format: "%04d", m))\(replicate == 1 ? "-ceiling" : "").json"
+        )
     }
 
     /// A finished subset model's record (replicate 0), its noise-ceiling retraining's (1),
     /// or a lambda-selection subset model's (2).
-    public func subsetResult(_ m: Int, replicate: Int = 0, size: Int, tests: Int) -> (margins: [Double], accuracy: Double, seconds: Double)? {
-        guard let data = try? WholeFile.read(subsetURL(m, replicate: replicate)), let r = try? JSONDecoder().decode(SubsetRecord.self, from: data),
-              r.run == key, r.subset == m, (r.replicate ?? 0) == replicate, r.size == size, r.margins.count == tests, r.margins.allSatisfy(\.isFinite) else { return nil }
+    public func subsetResult(_ m: Int, replicate: Int = 0, size: Int, tests: Int) -> (
+        margins: [Double], accuracy: Double, seconds: Double
+    )? {
+        guard let data = try? WholeFile.read(subsetURL(m, replicate: replicate)),
+            let r = try? JSONDecoder().decode(SubsetRecord.self, from: data),
+            r.run == key, r.subset == m, (r.replicate ?? 0) == replicate, r.size == size, r.margins.count == tests,
+            r.margins.allSatisfy(\.isFinite)
+        else { return nil }
         return (r.margins, r.accuracy, r.seconds)
     }
 
-    public func saveSubset(_ m: Int, replicate: Int = 0, size: Int, margins: [Double], accuracy: Double, seconds: Double) throws {
-        try AtomicFile.write(try JSONEncoder.sorted.encode(SubsetRecord(run: key, subset: m, replicate: replicate == 0 ? nil : replicate, size: size,
-                                                                        margins: margins, accuracy: accuracy, seconds: seconds)),
-                             to: subsetURL(m, replicate: replicate))
+    public func saveSubset(
+        _ m: Int, replicate: Int = 0, size: Int, margins: [Double], accuracy: Double, seconds: Double
+    ) throws {
+        try AtomicFile.write(
+            try JSONEncoder.sorted.encode(
+                SubsetRecord(
+                    run: key, subset: m, replicate: replicate == 0 ? nil : replicate, size: size,
+                    margins: margins, accuracy: accuracy, seconds: seconds)),
+            to: subsetURL(m, replicate: replicate))
     }
 
     private struct SubsetRecord: Codable {

@@ -7,13 +7,23 @@ public enum Faithfulness {
     public static func kendallTau(_ a: [Double], _ b: [Double]) -> Double {
         precondition(a.count == b.count)
         let n = a.count
-        var concordant = 0.0, discordant = 0.0, tiesA = 0.0, tiesB = 0.0
+        var concordant = 0.0
+        var discordant = 0.0
+        var tiesA = 0.0
+        var tiesB = 0.0
         for i in 0..<n {
             for j in (i + 1)..<n {
-                let da = a[i] - a[j], db = b[i] - b[j]
+                let da = a[i] - a[j]
+                let db = b[i] - b[j]
                 if da == 0 && db == 0 { continue }
-                if da == 0 { tiesA += 1; continue }
-                if db == 0 { tiesB += 1; continue }
+                if da == 0 {
+                    tiesA += 1
+                    continue
+                }
+                if db == 0 {
+                    tiesB += 1
+                    continue
+                }
                 if (da > 0) == (db > 0) { concordant += 1 } else { discordant += 1 }
             }
         }

@@ -19,7 +19,11 @@ import TangentTensor
 /// (not averaged), and f(x) = L^{-1} phi(x) with L L^T = G + lambda I, so that
 /// <f(x), f(x_i)> (1 - p_{y_i}(x_i)) is the TRAK score (`trainingWeights` gives the last factor).
 public struct InfluenceTransform: Sendable {
-    public enum Kind: String, Sendable { case head = "if-head", projected = "if-proj", trak }
+    public enum Kind: String, Sendable {
+        case head = "if-head"
+        case projected = "if-proj"
+        case trak
+    }
     public let kind: Kind
     public let classes: Int
     /// Length of one text's base vector: D (embedding) for head, K (per class) for projected.
@@ -35,8 +39,11 @@ public struct InfluenceTransform: Sendable {
     /// (embeddings e(x) for head; trNTK features R g_c(x) as [n, C, K] for projected and
     /// TRAK), logits [n, C], and (TRAK) the labels, whose margins it differentiates.
     /// `lambda` nil: `relativeDamping` (default 1e-3) times the mean diagonal of H.
-    public init(kind: Kind, base: [Float], logits: [Float], classes C: Int, lambda: Double?, relativeDamping: Double = InfluenceTransform.defaultDamping,
-                labels: [Int]? = nil) throws {
+    public init(
+        kind: Kind, base: [Float], logits: [Float], classes C: Int, lambda: Double?,
+        relativeDamping: Double = InfluenceTransform.defaultDamping,
+        labels: [Int]? = nil
+    ) throws {
         let n = logits.count / C
         precondition(kind != .trak || labels?.count == n, "TRAK's curvature needs the training labels")
         let W = kind == .head ? base.count / n : base.count / (n * C)
@@ -49,7 +56,10 @@ public struct InfluenceTransform: Sendable {
             // Block (c, d) of H: (1/n) A^T diag(Lambda_i[c, d]) A with rows a_i = [e_i; 1].
             let A = W + 1
             var a = [Double](repeating: 0, count: n * A)
-            for i in 0..<n { for u in 0..<W { a[i * A + u] = Double(base[i * W + u]) }; a[i * A + W] = 1 }
+            for i in 0..<n {
+                for u in 0..<W { a[i * A + u] = Double(base[i * W + u]) }
+                a[i * A + W] = 1
+            }
             var scaled = a
             var block = [Double](repeating: 0, count: A * A)
             for c in 0..<C {
@@ -58,14 +68,16 @@ public struct InfluenceTransform: Sendable {
                         let l = ((c == d ? p[i][c] : 0) - p[i][c] * p[i][d]) / Double(n)
                         for u in 0..<A { scaled[i * A + u] = l * a[i * A + u] }
                     }
-                    Double.gemm(transA: true, transB: false, m: A, n: A, k: n, alpha: 1, a: scaled, lda: A, b: a, ldb: A,
-                                beta: 0, c: &block, ldc: A)
+                    Double.gemm(
+                        transA: true, transB: false, m: A, n: A, k: n, alpha: 1, a: scaled, lda: A, b: a, ldb: A,
+                        beta: 0, c: &block, ldc: A)
                     for u in 0..<A { for v in 0..<A { h[(c * A + u) * P + d * A + v] = block[u * A + v] } }
                 }
             }
         case .projected:
             // G = (1/n) [sum_{i,c} p_ic j_ic j_ic^T - sum_i (J_i p_i)(J_i p_i)^T].
-            var x = [Double](repeating: 0, count: n * C * W), y = [Double](repeating: 0, count: n * W)
+            var x = [Double](repeating: 0, count: n * C * W)
+            var y = [Double](repeating: 0, count: n * W)
             for i in 0..<n {
                 for c in 0..<C {
                     let s = p[i][c].squareRoot()
@@ -76,10 +88,12 @@ public struct InfluenceTransform: Sendable {
                     }
                 }
             }
-            Double.gemm(transA: true, transB: false, m: W, n: W, k: n * C, alpha: 1 / Double(n), a: x, lda: W, b: x, ldb: W,
-                        beta: 0, c: &h, ldc: W)
-            Double.gemm(transA: true, transB: false, m: W, n: W, k: n, alpha: -1 / Double(n), a: y, lda: W, b: y, ldb: W,
-                        beta: 1, c: &h, ldc: W)
+            Double.gemm(
+                transA: true, transB: false, m: W, n: W, k: n * C, alpha: 1 / Double(n), a: x, lda: W, b: x, ldb: W,
+                beta: 0, c: &h, ldc: W)
+            Double.gemm(
+                transA: true, transB: false, m: W, n: W, k: n, alpha: -1 / Double(n), a: y, lda: W, b: y, ldb: W,
+                beta: 1, c: &h, ldc: W)
         case .trak:
             // G = Phi^T Phi, phi_i = sum_c (dm_i / dz_c) R g_c(x_i).
             var phi = [Double](repeating: 0, count: n * W)
@@ -89,16 +103,19 @@ public struct InfluenceTransform: Sendable {
                     for k in 0..<W { phi[i * W + k] += s[c] * Double(base[(i * C + c) * W + k]) }
                 }
             }
-            Double.gemm(transA: true, transB: false, m: W, n: W, k: n, alpha: 1, a: phi, lda: W, b: phi, ldb: W,
-                        beta: 0, c: &h, ldc: W)
+            Double.gemm(
+                transA: true, transB: false, m: W, n: W, k: n, alpha: 1, a: phi, lda: W, b: phi, ldb: W,
+                beta: 0, c: &h, ldc: W)
         }
         let meanDiagonal = (0..<P).map { h[$0 * P + $0] }.reduce(0, +) / Double(P)
         let damping = lambda ?? relativeDamping * meanDiagonal
         for k in 0..<P { h[k * P + k] += damping }
         if let minor = Cholesky.factor(&h, n: P) {
-            throw AttributionError(damping == 0
-                ? "the \(kind.rawValue) curvature matrix (\(P) x \(P)) is singular at leading minor \(minor); add damping (lambda > 0)"
-                : "H + lambda I is not positive definite at leading minor \(minor); increase the damping lambda (now \(damping))")
+            throw AttributionError(
+                damping == 0
+                    ? "the \(kind.rawValue) curvature matrix (\(P) x \(P)) is singular at leading minor \(minor); add damping (lambda > 0)"
+                    : "H + lambda I is not positive definite at leading minor \(minor); increase the damping lambda (now \(damping))"
+            )
         }
         self.kind = kind
         classes = C
@@ -142,8 +159,9 @@ public struct InfluenceTransform: Sendable {
         let per = base.count / m
         var g = [Double](repeating: 0, count: m * dimension)
         for i in 0..<m {
-            let gi = lossGradient(base: base[(i * per)..<((i + 1) * per)], logits: (0..<classes).map { Double(logits[i * classes + $0]) },
-                                  label: labels[i])
+            let gi = lossGradient(
+                base: base[(i * per)..<((i + 1) * per)], logits: (0..<classes).map { Double(logits[i * classes + $0]) },
+                label: labels[i])
             for k in 0..<dimension { g[i * dimension + k] = gi[k] }
         }
         Cholesky.solveRows(lower: lower, n: dimension, &g, m: m)
@@ -152,7 +170,8 @@ public struct InfluenceTransform: Sendable {
 
     /// Koh & Liang's I_up,loss: -g_test^T (H + lambda I)^-1 g_train.
     public func influence(test: [Double], train: [Double]) -> Double {
-        var a = test, b = train
+        var a = test
+        var b = train
         Cholesky.solveRows(lower: lower, n: dimension, &a, m: 1)
         Cholesky.solveRows(lower: lower, n: dimension, &b, m: 1)
         return -zip(a, b).map(*).reduce(0, +)

@@ -1,3 +1,4 @@
+import Foundation
 import TangentTensor
 
 /// The kernel surrogate (kGLM) of the kernels spec: multinomial logistic regression on
@@ -27,8 +28,10 @@ public struct KernelGLM: Sendable {
     public let gradientNorm: Double
 
     /// A fitted surrogate (e.g. loaded from a file).
-    public init(classes: Int, trainCount: Int, weights: [Double], bias: [Double], lambda: Double, kernelScale: Double = 1,
-                iterations: Int, evaluations: Int = 0, converged: Bool, gradientNorm: Double) {
+    public init(
+        classes: Int, trainCount: Int, weights: [Double], bias: [Double], lambda: Double, kernelScale: Double = 1,
+        iterations: Int, evaluations: Int = 0, converged: Bool, gradientNorm: Double
+    ) {
         self.classes = classes
         self.trainCount = trainCount
         self.weights = weights
@@ -51,24 +54,32 @@ public struct KernelGLM: Sendable {
     /// R^T K, both as a few rows times K), which is what bounds the fit on large n: the
     /// products read K (or, factored, F twice) once per call in fixed-order dot products
     /// split over threads, so the result does not depend on the thread count.
-    public static func fit(kernel: [Float], labels: [Int], classes: Int, lambda: Double, kernelScale: Double = 1,
-                           solver: LBFGS = LBFGS(), start: KernelGLM? = nil, spectrum: KernelSpectrum? = nil,
-                           threads: Int = Threads.cores) -> KernelGLM {
+    public static func fit(
+        kernel: [Float], labels: [Int], classes: Int, lambda: Double, kernelScale: Double = 1,
+        solver: LBFGS = LBFGS(), start: KernelGLM? = nil, spectrum: KernelSpectrum? = nil,
+        threads: Int = Threads.cores
+    ) -> KernelGLM {
         precondition(kernel.count == labels.count * labels.count, "kernel must be n x n")
-        return fit(kernel: .matrix(kernel, n: labels.count), labels: labels, classes: classes, lambda: lambda, kernelScale: kernelScale,
-                   solver: solver, start: start, spectrum: spectrum, threads: threads)
+        return fit(
+            kernel: .matrix(kernel, n: labels.count), labels: labels, classes: classes, lambda: lambda,
+            kernelScale: kernelScale,
+            solver: solver, start: start, spectrum: spectrum, threads: threads)
     }
 
     /// The same for a kernel given as a matrix or factored (see `TrainingKernel`).
     /// `textWeights` (default all 1) weigh each text's loss term, (1/n) sum_i w_i CE_i:
     /// weight 0 drops a text's term while its kernel column stays a feature, the refit
     /// that `SurrogateInfluence` predicts to first order.
-    public static func fit(kernel: TrainingKernel, labels: [Int], classes: Int, lambda relativeLambda: Double, kernelScale: Double = 1,
-                           solver: LBFGS = LBFGS(), start: KernelGLM? = nil, spectrum: KernelSpectrum? = nil,
-                           textWeights: [Double]? = nil, threads: Int = Threads.cores) -> KernelGLM {
+    public static func fit(
+        kernel: TrainingKernel, labels: [Int], classes: Int, lambda relativeLambda: Double, kernelScale: Double = 1,
+        solver: LBFGS = LBFGS(), start: KernelGLM? = nil, spectrum: KernelSpectrum? = nil,
+        textWeights: [Double]? = nil, threads: Int = Threads.cores
+    ) -> KernelGLM {
         let n = labels.count
         precondition(kernel.n == n, "kernel must be n x n")
-        precondition(textWeights.map { $0.count == n && $0.allSatisfy { $0 >= 0 && $0.isFinite } } ?? true, "one finite weight >= 0 per text")
+        precondition(
+            textWeights.map { $0.count == n && $0.allSatisfy { $0 >= 0 && $0.isFinite } } ?? true,
+            "one finite weight >= 0 per text")
         precondition(kernelScale > 0 && kernelScale.isFinite, "kernel scale must be positive")
         let lambda = relativeLambda * kernelScale * kernelScale
         let C = classes
@@ -84,14 +95,18 @@ public struct KernelGLM: Sendable {
         var lastCurvature = 0.25
         // Largest entries of the two parts of the W gradient, R^T K and lambda W, at the
         // last evaluation: they cancel at the optimum.
-        var lastLossGradient = 0.0, lastRegularizerGradient = 0.0
+        var lastLossGradient = 0.0
+        var lastRegularizerGradient = 0.0
         let objective: ([Double]) -> (Double, [Double]) = { theta in
             // theta = [W (C x n), b (C)]
             // Z^T [C, n] = W K (K symmetric, so this is (K W^T)^T).
             kernel.times(theta, rows: C, into: &zt, threads: threads)
             var gb = [Double](repeating: 0, count: C)
-            let terms = residuals(logits: zt, theta: theta, labels: labels, classes: C, textWeights: textWeights, into: &rt, biasGradient: &gb)
-            let loss = terms.loss / Double(n), curvature = terms.curvature
+            let terms = residuals(
+                logits: zt, theta: theta, labels: labels, classes: C, textWeights: textWeights, into: &rt,
+                biasGradient: &gb)
+            let loss = terms.loss / Double(n)
+            let curvature = terms.curvature
             lastCurvature = curvature / Double(n * C)
             lastLossGradient = 0
             // dW [C, n] = R^T K.
@@ -126,26 +141,40 @@ public struct KernelGLM: Sendable {
             let largest = g.reduce(0) { max($0, abs($1)) }
             return largest < slack * 1e-3 * (lastLossGradient + lastRegularizerGradient)
         }
-        let result = scaled.minimize(x0, preconditioner: spectrum?.preconditioner(classes: C, lambda: lambda, curvature: { max(lastCurvature, 1e-8) }),
-                                     stationary: stationary, objective)
-        return KernelGLM(classes: C, trainCount: n, weights: Array(result.x[0..<(C * n)]), bias: Array(result.x[(C * n)...]),
-                         lambda: relativeLambda, kernelScale: kernelScale, iterations: result.iterations, evaluations: result.evaluations, converged: result.converged, gradientNorm: result.gradientNorm)
+        let result = scaled.minimize(
+            x0,
+            preconditioner: spectrum?.preconditioner(
+                classes: C, lambda: lambda, curvature: { max(lastCurvature, 1e-8) }),
+            stationary: stationary, objective)
+        return KernelGLM(
+            classes: C, trainCount: n, weights: Array(result.x[0..<(C * n)]), bias: Array(result.x[(C * n)...]),
+            lambda: relativeLambda, kernelScale: kernelScale, iterations: result.iterations,
+            evaluations: result.evaluations, converged: result.converged, gradientNorm: result.gradientNorm)
     }
 
     /// The cross-entropy's terms at logits Z^T [C, n] (without bias) plus the bias in
     /// `theta`'s last C entries: summed loss and curvature (trace(diag(p) - p p^T)), the
     /// residuals R^T = (P - Y)^T / n into `rt` [C, n] and their sums per class into `gb`,
     /// each text's terms times its weight when `textWeights` are given.
-    static func residuals(logits zt: [Double], theta: [Double], labels: [Int], classes C: Int, textWeights: [Double]? = nil,
-                          into rt: inout [Double], biasGradient gb: inout [Double]) -> (loss: Double, curvature: Double) {
+    static func residuals(
+        logits zt: [Double], theta: [Double], labels: [Int], classes C: Int, textWeights: [Double]? = nil,
+        into rt: inout [Double], biasGradient gb: inout [Double]
+    ) -> (loss: Double, curvature: Double) {
         let n = labels.count
-        var loss = 0.0, curvature = 0.0
+        var loss = 0.0
+        var curvature = 0.0
         withUnsafeTemporaryAllocation(of: Double.self, capacity: C) { row in
             for i in 0..<n {
                 var m = -Double.infinity
-                for c in 0..<C { row[c] = zt[c * n + i] + theta[C * n + c]; m = max(m, row[c]) }
+                for c in 0..<C {
+                    row[c] = zt[c * n + i] + theta[C * n + c]
+                    m = max(m, row[c])
+                }
                 var sum = 0.0
-                for c in 0..<C { row[c] = Foundation.exp(row[c] - m); sum += row[c] }
+                for c in 0..<C {
+                    row[c] = Foundation.exp(row[c] - m)
+                    sum += row[c]
+                }
                 let w = textWeights?[i] ?? 1
                 if w != 0 { loss += -w * (Foundation.log(row[labels[i]] / sum)) }
                 for c in 0..<C {
@@ -168,13 +197,15 @@ public struct KernelGLM: Sendable {
 
     /// Logits [m, C] for kernel rows [m, n] (K(x, X_train) for m texts).
     public func logits(kernelRows: [Float]) -> [Double] {
-        let n = trainCount, C = classes
+        let n = trainCount
+        let C = classes
         let m = kernelRows.count / n
         precondition(kernelRows.count == m * n)
         let wf = weights.map(Float.init)
         var z = [Float](repeating: 0, count: m * C)
-        Float.gemm(transA: false, transB: true, m: m, n: C, k: n, alpha: 1, a: kernelRows, lda: n, b: wf, ldb: n,
-                   beta: 0, c: &z, ldc: C)
+        Float.gemm(
+            transA: false, transB: true, m: m, n: C, k: n, alpha: 1, a: kernelRows, lda: n, b: wf, ldb: n,
+            beta: 0, c: &z, ldc: C)
         return (0..<(m * C)).map { Double(z[$0]) + bias[$0 % C] }
     }
 
@@ -185,6 +216,5 @@ public struct KernelGLM: Sendable {
 }
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
-import Foundation

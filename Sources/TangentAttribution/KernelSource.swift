@@ -35,8 +35,10 @@ public protocol KernelSource: AnyObject {
     /// gradients use the class indices `lossLabels` when given, else the network's
     /// predicted label (kernels spec). With `cached`, the query's features (or exact rows)
     /// are kept in the cache and reused.
-    func query(_ texts: [LabeledText], source: String, cached: Bool, lossLabels: [Int]?,
-               log: (String) -> Void, progress: (Int, Int) -> Void) throws -> QueryKernel
+    func query(
+        _ texts: [LabeledText], source: String, cached: Bool, lossLabels: [Int]?,
+        log: (String) -> Void, progress: (Int, Int) -> Void
+    ) throws -> QueryKernel
     /// Exact kernels: per-layer parts of the training texts' self-kernels K(x_i, x_i).
     var selfParts: [(group: String, values: [Float])]? { get }
     /// What a reader must know to interpret the kernel's results (TracIn's checkpoints).
@@ -79,9 +81,11 @@ public struct AttributionSetup {
     /// rotation is shared); `damping` must be one of them.
     public var ekfacDampings: [Double] = [SurrogateKernel.ekfac.defaultDamping!]
 
-    public init(classifier: Classifier, train: [LabeledText], projDim: Int, seed: UInt64, projector: ProjectorChoice = .default,
-                cache: URL, selector: LambdaSelector = LambdaSelector(), threads: Int = Threads.cores, checkpoints: URL? = nil,
-                ensemble: [Classifier] = [], useSurrogateCache: Bool = true) {
+    public init(
+        classifier: Classifier, train: [LabeledText], projDim: Int, seed: UInt64, projector: ProjectorChoice = .default,
+        cache: URL, selector: LambdaSelector = LambdaSelector(), threads: Int = Threads.cores, checkpoints: URL? = nil,
+        ensemble: [Classifier] = [], useSurrogateCache: Bool = true
+    ) {
         self.classifier = classifier
         self.train = train
         self.projDim = projDim
@@ -98,10 +102,13 @@ public struct AttributionSetup {
 
     /// The training side of `kernel` under these settings (features or the exact kernel
     /// computed or read from the cache).
-    public func source(for kernel: SurrogateKernel, labels: [Int], log: (String) -> Void,
-                            progress: (Int, Int) -> Void) throws -> KernelSource {
+    public func source(
+        for kernel: SurrogateKernel, labels: [Int], log: (String) -> Void,
+        progress: (Int, Int) -> Void
+    ) throws -> KernelSource {
         if let kind = kernel.exact {
-            return try ExactKernelSource(setup: self, kernel: kernel, kind: kind, labels: labels, log: log, progress: progress)
+            return try ExactKernelSource(
+                setup: self, kernel: kernel, kind: kind, labels: labels, log: log, progress: progress)
         }
         return try FeatureKernelSource(setup: self, kernel: kernel, labels: labels, log: log, progress: progress)
     }
@@ -137,9 +144,11 @@ extension AttributionSetup {
     /// The per-kernel loop of `compare`, `poison` and `lds`: for each kernel, logs its name,
     /// fits its surrogate (TracIn's checkpoints and TRAK's ensemble only where the kernel
     /// uses them) and hands the run to `body`.
-    public func forEachKernel<R>(_ kernels: [SurrogateKernel], log: (String) -> Void,
-                                 progress: @escaping (String, Int, Int) -> Void,
-                                 _ body: (KernelRun) throws -> R) throws -> [R] {
+    public func forEachKernel<R>(
+        _ kernels: [SurrogateKernel], log: (String) -> Void,
+        progress: @escaping (String, Int, Int) -> Void,
+        _ body: (KernelRun) throws -> R
+    ) throws -> [R] {
         try kernels.map { k in
             log("== \(k.name)")
             var setup = self

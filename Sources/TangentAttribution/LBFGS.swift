@@ -30,69 +30,98 @@ public struct LBFGS {
     /// M^-1 in place for a symmetric positive definite M that approximates the Hessian:
     /// it becomes the initial inverse Hessian of every step (scaled by s^T y / y^T M^-1 y),
     /// which on ill-conditioned problems saves most iterations.
-    public func minimize(_ x0: [Double], preconditioner: ((inout [Double]) -> Void)? = nil,
-                         stationary: ((_ gradient: [Double], _ slack: Double) -> Bool)? = nil,
-                         _ f: ([Double]) -> (Double, [Double])) -> Result {
+    public func minimize(
+        _ x0: [Double], preconditioner: ((inout [Double]) -> Void)? = nil,
+        stationary: ((_ gradient: [Double], _ slack: Double) -> Bool)? = nil,
+        _ f: ([Double]) -> (Double, [Double])
+    ) -> Result {
         var x = x0
         var (fx, g) = f(x)
-        var s: [[Double]] = [], y: [[Double]] = [], rho: [Double] = []
+        var s: [[Double]] = []
+        var y: [[Double]] = []
+        var rho: [Double] = []
         // With a preconditioner: s^T y / y^T M^-1 y of the newest pair.
         var gamma: Double?
         var iter = 0
         var evaluations = 1
         var history: [Double] = []
-        let window = 20, stallTolerance = 1e-9
+        let window = 20
+        let stallTolerance = 1e-9
         let tolerance = gradientTolerance
         func isStationary(_ g: [Double], _ slack: Double) -> Bool {
             infNorm(g) < slack * tolerance && (stationary?(g, slack) ?? true)
         }
-        let infNorm = LBFGS.infNorm, dot = LBFGS.dot
+        let infNorm = LBFGS.infNorm
+        let dot = LBFGS.dot
         while iter < maxIterations {
-            if isStationary(g, 1) { return Result(x: x, value: fx, gradientNorm: infNorm(g), iterations: iter, evaluations: evaluations, converged: true) }
+            if isStationary(g, 1) {
+                return Result(
+                    x: x, value: fx, gradientNorm: infNorm(g), iterations: iter, evaluations: evaluations,
+                    converged: true)
+            }
             let q = LBFGS.inverseHessianTimes(g, s: s, y: y, rho: rho, gamma: gamma, preconditioner: preconditioner)
             var d = q.map { -$0 }
             var slope = dot(g, d)
             if slope >= 0 {
                 // Not a descent direction (numerical trouble): restart from steepest descent.
-                s.removeAll(); y.removeAll(); rho.removeAll(); gamma = nil
+                s.removeAll()
+                y.removeAll()
+                rho.removeAll()
+                gamma = nil
                 d = g.map { -$0 / max(1, infNorm(g)) }
                 slope = dot(g, d)
             }
             var t = 1.0
-            var xn = x, fn = fx, gn = g
+            var xn = x
+            var fn = fx
+            var gn = g
             var accepted = false
             for _ in 0..<60 {
                 for k in x.indices { xn[k] = x[k] + t * d[k] }
                 (fn, gn) = f(xn)
                 evaluations += 1
-                if fn.isFinite && fn <= fx + 1e-4 * t * slope { accepted = true; break }
+                if fn.isFinite && fn <= fx + 1e-4 * t * slope {
+                    accepted = true
+                    break
+                }
                 t *= 0.5
             }
             iter += 1
             if !accepted {
                 // No decrease along a descent direction: the objective is flat to working
                 // precision; converged if the gradient is small on the objective's scale.
-                return Result(x: x, value: fx, gradientNorm: infNorm(g), iterations: iter, evaluations: evaluations,
-                              converged: infNorm(g) < gradientTolerance || infNorm(g) < 1e-4 * max(1, abs(fx)))
+                return Result(
+                    x: x, value: fx, gradientNorm: infNorm(g), iterations: iter, evaluations: evaluations,
+                    converged: infNorm(g) < gradientTolerance || infNorm(g) < 1e-4 * max(1, abs(fx)))
             }
-            let sk = zip(xn, x).map { $0 - $1 }, yk = zip(gn, g).map { $0 - $1 }
+            let sk = zip(xn, x).map { $0 - $1 }
+            let yk = zip(gn, g).map { $0 - $1 }
             let sy = dot(sk, yk)
             if sy > 1e-12 * dot(yk, yk).squareRoot() * dot(sk, sk).squareRoot() {
-                s.append(sk); y.append(yk); rho.append(1 / sy)
+                s.append(sk)
+                y.append(yk)
+                rho.append(1 / sy)
                 if let applyInverse = preconditioner {
                     var my = yk
                     applyInverse(&my)
                     let ymy = dot(yk, my)
                     gamma = ymy > 0 ? sy / ymy : nil
                 }
-                if s.count > memory { s.removeFirst(); y.removeFirst(); rho.removeFirst() }
+                if s.count > memory {
+                    s.removeFirst()
+                    y.removeFirst()
+                    rho.removeFirst()
+                }
             }
             let decrease = fx - fn
-            x = xn; g = gn
+            x = xn
+            g = gn
             let old = fx
             fx = fn
             if decrease <= relativeTolerance * max(1, abs(old)) && isStationary(g, 100) {
-                return Result(x: x, value: fx, gradientNorm: infNorm(g), iterations: iter, evaluations: evaluations, converged: true)
+                return Result(
+                    x: x, value: fx, gradientNorm: infNorm(g), iterations: iter, evaluations: evaluations,
+                    converged: true)
             }
             // Stalled: over the last `window` steps the objective fell by less than
             // stallTolerance of itself (relative to |f|, so a tiny objective still counts).
@@ -101,19 +130,26 @@ public struct LBFGS {
             if history.count > window {
                 let before = history.removeFirst()
                 if before - fx <= stallTolerance * abs(fx) && infNorm(g) < 100 * tolerance {
-                    return Result(x: x, value: fx, gradientNorm: infNorm(g), iterations: iter, evaluations: evaluations, converged: true)
+                    return Result(
+                        x: x, value: fx, gradientNorm: infNorm(g), iterations: iter, evaluations: evaluations,
+                        converged: true)
                 }
             }
         }
-        return Result(x: x, value: fx, gradientNorm: infNorm(g), iterations: iter, evaluations: evaluations, converged: isStationary(g, 1))
+        return Result(
+            x: x, value: fx, gradientNorm: infNorm(g), iterations: iter, evaluations: evaluations,
+            converged: isStationary(g, 1))
     }
 
     /// H g by the two-loop recursion over the stored pairs (s, y, rho = 1 / s^T y), with the
     /// initial inverse Hessian M^-1 scaled by `gamma` when preconditioned, else the newest
     /// pair's s^T y / y^T y (or 1 / |g|_inf before any pair).
-    static func inverseHessianTimes(_ g: [Double], s: [[Double]], y: [[Double]], rho: [Double], gamma: Double?,
-                                    preconditioner: ((inout [Double]) -> Void)?) -> [Double] {
-        let infNorm = LBFGS.infNorm, dot = LBFGS.dot
+    static func inverseHessianTimes(
+        _ g: [Double], s: [[Double]], y: [[Double]], rho: [Double], gamma: Double?,
+        preconditioner: ((inout [Double]) -> Void)?
+    ) -> [Double] {
+        let infNorm = LBFGS.infNorm
+        let dot = LBFGS.dot
         var q = g
         var alpha = [Double](repeating: 0, count: s.count)
         for i in stride(from: s.count - 1, through: 0, by: -1) {

@@ -35,15 +35,23 @@ struct LDSEvaluation {
     }
 
     /// The LDS row of attribution scores [tests, n], also against the mean of two trainings; logged.
-    func scored(_ kernel: String, _ attribution: String, _ scores: [Double], size: Int, seconds: Double) -> LDSKernelReport {
-        var row = LDSKernelReport(kernel: kernel, attribution: attribution,
-                                  lds: Datamodeling.score(scores, n: n, subsets: subsets, margins: margins, resamples: resamples, seed: seed),
-                                  seconds: seconds, ensemble: size)
-        row.ldsMean = meanMargins.map { Datamodeling.score(scores, n: n, subsets: subsets, margins: $0, resamples: resamples, seed: seed) }
-        log(String(format: "%@ (%@, %ld model%@): LDS %.3f [%.3f, %.3f]%@%@", kernel, attribution, size, size == 1 ? "" : "s",
-                   row.lds.mean, row.lds.low, row.lds.high,
-                   row.ldsMean.map { String(format: ", against the mean of two trainings %.3f", $0.mean) } ?? "",
-                   row.lds.undefined > 0 ? " (\(row.lds.undefined) test texts undefined)" : ""))
+    func scored(_ kernel: String, _ attribution: String, _ scores: [Double], size: Int, seconds: Double)
+        -> LDSKernelReport
+    {
+        var row = LDSKernelReport(
+            kernel: kernel, attribution: attribution,
+            lds: Datamodeling.score(scores, n: n, subsets: subsets, margins: margins, resamples: resamples, seed: seed),
+            seconds: seconds, ensemble: size)
+        row.ldsMean = meanMargins.map {
+            Datamodeling.score(scores, n: n, subsets: subsets, margins: $0, resamples: resamples, seed: seed)
+        }
+        log(
+            String(
+                format: "%@ (%@, %ld model%@): LDS %.3f [%.3f, %.3f]%@%@", kernel, attribution, size,
+                size == 1 ? "" : "s",
+                row.lds.mean, row.lds.low, row.lds.high,
+                row.ldsMean.map { String(format: ", against the mean of two trainings %.3f", $0.mean) } ?? "",
+                row.lds.undefined > 0 ? " (\(row.lds.undefined) test texts undefined)" : ""))
         return row
     }
 
@@ -51,22 +59,27 @@ struct LDSEvaluation {
     /// [y_i = c] - p_c(x_i) on the model under study, the same for every test text of that
     /// class. What LDS gives for class balance alone, with no similarity between texts.
     func classPrior() throws -> LDSKernelReport {
-        let started = Date(), model = models[0], C = model.labels.count
+        let started = Date()
+        let model = models[0]
+        let C = model.labels.count
         let logits = try model.logits(train.map(\.text))
         let labels = try model.labels.indices(of: train, source: "training data")
         let p = (0..<n).map { i in Softmax.probabilities((0..<C).map { Double(logits[i * C + $0]) }) }
         var scores = [Double](repeating: 0, count: test.count * n)
-        for t in test.indices { for i in 0..<n { scores[t * n + i] = (labels[i] == compared[t] ? 1 : 0) - p[i][compared[t]] } }
+        for t in test.indices {
+            for i in 0..<n { scores[t * n + i] = (labels[i] == compared[t] ? 1 : 0) - p[i][compared[t]] }
+        }
         return scored("class-prior", "label residual", scores, size: 1, seconds: Date().timeIntervalSince(started))
     }
 
     /// The attribution setting of kernel k on model j (TRAK: with the first `trakModels`).
     func setup(_ k: SurrogateKernel, model j: Int, trakModels: Int = 1) -> AttributionSetup {
         let byLDS = lambdaSelection != nil && !k.attributesByKernelValue
-        var s = AttributionSetup(classifier: models[j], train: train, projDim: projDim, seed: seed, projector: projector, cache: cache,
-                                 selector: byLDS ? ldsSelector : selector.exhaustive,
-                                 checkpoints: j == 0 && k.checkpointSummed ? checkpoints : nil,
-                                 ensemble: k.ensembled ? Array(models[1..<trakModels]) : [], useSurrogateCache: j != 0 && !byLDS)
+        var s = AttributionSetup(
+            classifier: models[j], train: train, projDim: projDim, seed: seed, projector: projector, cache: cache,
+            selector: byLDS ? ldsSelector : selector.exhaustive,
+            checkpoints: j == 0 && k.checkpointSummed ? checkpoints : nil,
+            ensemble: k.ensembled ? Array(models[1..<trakModels]) : [], useSurrogateCache: j != 0 && !byLDS)
         // The model under study's surrogate at every lambda (the grid's LDS), and every
         // model's when lambda is chosen by LDS.
         s.fitGrid = (j == 0 || byLDS) && !k.attributesByKernelValue
@@ -79,20 +92,32 @@ struct LDSEvaluation {
     func trak(_ k: SurrogateKernel, sizes: [Int]) throws -> [LDSKernelReport] {
         let stage = KernelRun(kernel: k, report: progress)
         var forms = [Form(name: k.name, attribution: "trak", influence: false, byLDS: false, sum: [])]
-        if lambdaSelection != nil { forms.append(Form(name: k.name + " (damping by LDS)", attribution: "trak", influence: false, byLDS: true, sum: [])) }
+        if lambdaSelection != nil {
+            forms.append(
+                Form(name: k.name + " (damping by LDS)", attribution: "trak", influence: false, byLDS: true, sum: []))
+        }
         try chooseDampings(&forms, kernel: k)
         return try sizes.flatMap { size in
             log("== \(k.name), \(size) model\(size == 1 ? "" : "s")")
             let started = Date()
-            let engine = try AttributionEngine(setup: setup(k, model: 0, trakModels: size), kernel: k, log: log, progress: stage.progress("train"))
-            let q = try engine.query(test, source: "test texts", cached: true, lossLabels: compared, log: log, progress: stage.progress("test"))
-            var row = scored(k.name, "trak", engine.methodScores(q, classes: compared), size: size, seconds: Date().timeIntervalSince(started))
-            row.grid = forms[0].grid; row.lambda = forms[0].lambda; row.lambdaRule = "damping: the default, of the curvature's mean diagonal"
+            let engine = try AttributionEngine(
+                setup: setup(k, model: 0, trakModels: size), kernel: k, log: log, progress: stage.progress("train"))
+            let q = try engine.query(
+                test, source: "test texts", cached: true, lossLabels: compared, log: log,
+                progress: stage.progress("test"))
+            var row = scored(
+                k.name, "trak", engine.methodScores(q, classes: compared), size: size,
+                seconds: Date().timeIntervalSince(started))
+            row.grid = forms[0].grid
+            row.lambda = forms[0].lambda
+            row.lambdaRule = "damping: the default, of the curvature's mean diagonal"
             guard forms.count > 1, let d = forms[1].lambda else { return [row] }
             let t0 = Date()
-            var byLDS = scored(forms[1].name, "trak", try dampedScores(k, model: 0, damping: d, trakModels: size), size: size,
-                               seconds: Date().timeIntervalSince(t0))
-            byLDS.grid = forms[1].grid; byLDS.lambda = d
+            var byLDS = scored(
+                forms[1].name, "trak", try dampedScores(k, model: 0, damping: d, trakModels: size), size: size,
+                seconds: Date().timeIntervalSince(t0))
+            byLDS.grid = forms[1].grid
+            byLDS.lambda = d
             byLDS.lambdaRule = lambdaSelection.map { "damping by lds on \($0.subsets.count) selection subsets" }
             return [row, byLDS]
         }
@@ -109,7 +134,8 @@ struct LDSEvaluation {
         s.damping = damping
         let labels = try models[j].labels.indices(of: train, source: "training data")
         let source = try s.source(for: k, labels: labels, log: { _ in }, progress: { _, _ in })
-        let q = try source.query(test, source: "test texts", cached: true, lossLabels: compared, log: { _ in }, progress: { _, _ in })
+        let q = try source.query(
+            test, source: "test texts", cached: true, lossLabels: compared, log: { _ in }, progress: { _, _ in })
         return (q.scores ?? q.rows).map(Double.init)
     }
 
@@ -118,10 +144,17 @@ struct LDSEvaluation {
     func chooseDampings(_ forms: inout [Form], kernel k: SurrogateKernel) throws {
         let grid = try dampingGrid(k).map { d -> LDSGridPoint in
             let scores = try dampedScores(k, model: 0, damping: d)
-            var p = LDSGridPoint(lambda: d, networkTau: .nan,
-                                 lds: Datamodeling.score(scores, n: n, subsets: subsets, margins: margins, resamples: 0, seed: seed).mean,
-                                 ldsMean: meanMargins.map { Datamodeling.score(scores, n: n, subsets: subsets, margins: $0, resamples: 0, seed: seed).mean })
-            p.selectionLDS = lambdaSelection.map { Datamodeling.score(scores, n: n, subsets: $0.subsets, margins: $0.margins, resamples: 0, seed: seed).mean }
+            var p = LDSGridPoint(
+                lambda: d, networkTau: .nan,
+                lds: Datamodeling.score(scores, n: n, subsets: subsets, margins: margins, resamples: 0, seed: seed)
+                    .mean,
+                ldsMean: meanMargins.map {
+                    Datamodeling.score(scores, n: n, subsets: subsets, margins: $0, resamples: 0, seed: seed).mean
+                })
+            p.selectionLDS = lambdaSelection.map {
+                Datamodeling.score(scores, n: n, subsets: $0.subsets, margins: $0.margins, resamples: 0, seed: seed)
+                    .mean
+            }
             return p
         }
         let best = grid.filter { $0.selectionLDS?.isFinite == true }.max { a, b in
@@ -131,8 +164,10 @@ struct LDSEvaluation {
             forms[f].grid = grid
             forms[f].lambda = forms[f].byLDS ? best : k.defaultDamping
         }
-        log("\(k.name): LDS over the damping (relative to the curvature's scale) " + grid.map { String(format: "%g: %.3f", $0.lambda, $0.lds) }.joined(separator: ", ")
-            + (lambdaSelection != nil ? String(format: "; chosen on the selection subsets: %g", best ?? .nan) : ""))
+        log(
+            "\(k.name): LDS over the damping (relative to the curvature's scale) "
+                + grid.map { String(format: "%g: %.3f", $0.lambda, $0.lds) }.joined(separator: ", ")
+                + (lambdaSelection != nil ? String(format: "; chosen on the selection subsets: %g", best ?? .nan) : ""))
     }
 
     /// An attribution form scored: the method's own score, or for a surrogate its
@@ -154,49 +189,74 @@ struct LDSEvaluation {
     func acrossModels(_ k: SurrogateKernel, sizes: [Int]) throws -> [LDSKernelReport] {
         let surrogate = !k.attributesByKernelValue
         let zero = [Double](repeating: 0, count: test.count * n)
-        var forms: [Form] = surrogate
-            ? [Form(name: k.name, attribution: "surrogate", influence: false, byLDS: false, sum: zero),
-               Form(name: k.name + "-infl", attribution: "surrogate influence", influence: true, byLDS: false, sum: zero)]
+        var forms: [Form] =
+            surrogate
+            ? [
+                Form(name: k.name, attribution: "surrogate", influence: false, byLDS: false, sum: zero),
+                Form(
+                    name: k.name + "-infl", attribution: "surrogate influence", influence: true, byLDS: false, sum: zero
+                ),
+            ]
             : [Form(name: k.name, attribution: "kernel", influence: false, byLDS: false, sum: zero)]
         let damped = k.defaultDamping != nil
         if damped && lambdaSelection != nil {
-            forms.append(Form(name: k.name + " (damping by LDS)", attribution: "kernel", influence: false, byLDS: true, sum: zero))
+            forms.append(
+                Form(
+                    name: k.name + " (damping by LDS)", attribution: "kernel", influence: false, byLDS: true, sum: zero)
+            )
         }
         if surrogate && lambdaSelection != nil {
-            forms += [Form(name: k.name + " (lambda by LDS)", attribution: "surrogate", influence: false, byLDS: true, sum: zero),
-                      Form(name: k.name + "-infl (lambda by LDS)", attribution: "surrogate influence", influence: true, byLDS: true, sum: zero)]
+            forms += [
+                Form(
+                    name: k.name + " (lambda by LDS)", attribution: "surrogate", influence: false, byLDS: true,
+                    sum: zero),
+                Form(
+                    name: k.name + "-infl (lambda by LDS)", attribution: "surrogate influence", influence: true,
+                    byLDS: true, sum: zero),
+            ]
         }
         let stage = KernelRun(kernel: k, report: progress)
         var rows: [LDSKernelReport] = []
         for j in 0..<sizes.last! {
             log("== \(k.name), model \(j + 1)/\(sizes.last!)")
             let started = Date()
-            let engine = try AttributionEngine(setup: setup(k, model: j), kernel: k, log: log, progress: stage.progress("train"))
-            let q = try engine.query(test, source: "test texts", cached: true, lossLabels: surrogate ? nil : compared, log: log,
-                                     progress: stage.progress("test"))
+            let engine = try AttributionEngine(
+                setup: setup(k, model: j), kernel: k, log: log, progress: stage.progress("train"))
+            let q = try engine.query(
+                test, source: "test texts", cached: true, lossLabels: surrogate ? nil : compared, log: log,
+                progress: stage.progress("test"))
             let shared = Date().timeIntervalSince(started)
             if surrogate && j == 0 { try chooseLambdas(&forms, engine: engine, query: q, kernel: k) }
             if damped && j == 0 { try chooseDampings(&forms, kernel: k) }
             for f in forms.indices {
                 let t0 = Date()
-                let scores = damped && forms[f].byLDS ? try dampedScores(k, model: j, damping: forms[f].lambda ?? k.defaultDamping!)
+                let scores =
+                    damped && forms[f].byLDS
+                    ? try dampedScores(k, model: j, damping: forms[f].lambda ?? k.defaultDamping!)
                     : try formScores(forms[f], engine: engine, query: q, model: j)
                 for a in scores.indices { forms[f].sum[a] += scores[a] }
-                forms[f].alone.append(Datamodeling.score(scores, n: n, subsets: subsets, margins: margins, resamples: 0, seed: seed).mean)
+                forms[f].alone.append(
+                    Datamodeling.score(scores, n: n, subsets: subsets, margins: margins, resamples: 0, seed: seed).mean)
                 forms[f].seconds += shared + Date().timeIntervalSince(t0)
             }
             guard sizes.contains(j + 1) else { continue }
             for f in forms {
-                var row = scored(f.name, f.attribution, f.sum.map { $0 / Double(j + 1) }, size: j + 1, seconds: f.seconds)
+                var row = scored(
+                    f.name, f.attribution, f.sum.map { $0 / Double(j + 1) }, size: j + 1, seconds: f.seconds)
                 if j > 0 { row.perModel = f.alone }
                 if surrogate {
                     row.grid = f.grid
                     row.lambda = f.lambda
-                    row.lambdaRule = f.byLDS ? lambdaSelection.map { "lds on \($0.subsets.count) selection subsets" } : selector.criterion.rawValue
+                    row.lambdaRule =
+                        f.byLDS
+                        ? lambdaSelection.map { "lds on \($0.subsets.count) selection subsets" }
+                        : selector.criterion.rawValue
                 } else if damped {
                     row.grid = f.grid
                     row.lambda = f.lambda
-                    row.lambdaRule = f.byLDS ? lambdaSelection.map { "damping by lds on \($0.subsets.count) selection subsets" }
+                    row.lambdaRule =
+                        f.byLDS
+                        ? lambdaSelection.map { "damping by lds on \($0.subsets.count) selection subsets" }
                         : "damping: the default, of the curvature's mean diagonal"
                 }
                 rows.append(row)
@@ -212,25 +272,35 @@ struct LDSEvaluation {
         var fit = engine.glm
         if form.byLDS {
             guard let lambda = form.lambda, let g = engine.gridFits.first(where: { $0.lambda == lambda }) else {
-                throw AttributionError("\(engine.kernel.name): model \(j + 1) has no surrogate fitted at lambda \(form.lambda ?? .nan)")
+                throw AttributionError(
+                    "\(engine.kernel.name): model \(j + 1) has no surrogate fitted at lambda \(form.lambda ?? .nan)")
             }
             fit = g
         }
-        return form.influence ? try engine.surrogateInfluence(fit).scores(rows: q.rows, classes: compared)
+        return form.influence
+            ? try engine.surrogateInfluence(fit).scores(rows: q.rows, classes: compared)
             : engine.representerScores(q, classes: compared, glm: fit)
     }
 
     /// The model under study's LDS at every lambda of its grid, in both forms, and each
     /// form's lambda: the selector's, or the grid's best on the selection subsets (ties to
     /// the stronger regularization, as in the selector).
-    func chooseLambdas(_ forms: inout [Form], engine: AttributionEngine, query q: QueryKernel, kernel k: SurrogateKernel) throws {
-        var grid: [LDSGridPoint] = [], influenceGrid: [LDSGridPoint] = []
+    func chooseLambdas(
+        _ forms: inout [Form], engine: AttributionEngine, query q: QueryKernel, kernel k: SurrogateKernel
+    ) throws {
+        var grid: [LDSGridPoint] = []
+        var influenceGrid: [LDSGridPoint] = []
         for (point, fit) in zip(engine.grid, engine.gridFits) {
             func at(_ s: [Double]) -> LDSGridPoint {
-                var p = LDSGridPoint(lambda: point.lambda, networkTau: point.networkTau,
-                                     lds: Datamodeling.score(s, n: n, subsets: subsets, margins: margins, resamples: 0, seed: seed).mean,
-                                     ldsMean: meanMargins.map { Datamodeling.score(s, n: n, subsets: subsets, margins: $0, resamples: 0, seed: seed).mean })
-                p.selectionLDS = lambdaSelection.map { Datamodeling.score(s, n: n, subsets: $0.subsets, margins: $0.margins, resamples: 0, seed: seed).mean }
+                var p = LDSGridPoint(
+                    lambda: point.lambda, networkTau: point.networkTau,
+                    lds: Datamodeling.score(s, n: n, subsets: subsets, margins: margins, resamples: 0, seed: seed).mean,
+                    ldsMean: meanMargins.map {
+                        Datamodeling.score(s, n: n, subsets: subsets, margins: $0, resamples: 0, seed: seed).mean
+                    })
+                p.selectionLDS = lambdaSelection.map {
+                    Datamodeling.score(s, n: n, subsets: $0.subsets, margins: $0.margins, resamples: 0, seed: seed).mean
+                }
                 return p
             }
             grid.append(at(engine.representerScores(q, classes: compared, glm: fit)))
@@ -245,7 +315,13 @@ struct LDSEvaluation {
             forms[f].grid = forms[f].influence ? influenceGrid : grid
             forms[f].lambda = forms[f].byLDS ? best(forms[f].grid) : engine.glm.lambda
         }
-        log("\(k.name): LDS over lambda " + zip(grid, influenceGrid).map { String(format: "%g: %.3f / infl %.3f", $0.lambda, $0.lds, $1.lds) }.joined(separator: ", ")
-            + (lambdaSelection != nil ? String(format: "; chosen on the selection subsets: %g / infl %g", forms[2].lambda ?? .nan, forms[3].lambda ?? .nan) : ""))
+        log(
+            "\(k.name): LDS over lambda "
+                + zip(grid, influenceGrid).map { String(format: "%g: %.3f / infl %.3f", $0.lambda, $0.lds, $1.lds) }
+                .joined(separator: ", ")
+                + (lambdaSelection != nil
+                    ? String(
+                        format: "; chosen on the selection subsets: %g / infl %g", forms[2].lambda ?? .nan,
+                        forms[3].lambda ?? .nan) : ""))
     }
 }

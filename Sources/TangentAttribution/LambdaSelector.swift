@@ -92,8 +92,11 @@ public struct LambdaSelector: Sendable {
     public var extendTo: Double?
 
     /// The defaults stop after 2 clearly losing lambdas and extend the grid's strong edge up to 1e4.
-    public init(grid: [Double] = LambdaSelector.defaultGrid, folds: Int = 5, criterion: Criterion = .networkTau, seed: UInt64 = 0,
-                stopAfter: Int? = 2, extendTo: Double? = 1e4) {
+    public init(
+        grid: [Double] = LambdaSelector.defaultGrid, folds: Int = 5, criterion: Criterion = .networkTau,
+        seed: UInt64 = 0,
+        stopAfter: Int? = 2, extendTo: Double? = 1e4
+    ) {
         precondition(!grid.isEmpty && grid.allSatisfy { $0 > 0 }, "lambdas must be positive")
         precondition(folds >= 2, "cross-validation needs at least two folds")
         precondition(stopAfter.map { $0 >= 1 } ?? true, "stop after at least one losing lambda")
@@ -146,35 +149,49 @@ public struct LambdaSelector: Sendable {
     /// are the slow fits. With
     /// `extendTo`, a best lambda at the grid's strong edge is followed upward by factors of
     /// 10 while it does not rank lower, up to that bound. Both are said in `log`.
-    public func select(kernel: TrainingKernel, labels: [Int], networkLogits: [Float], classes C: Int, fitsOnAll: FitsOnAll = .everyLambda,
-                       threads: Int = Threads.cores, log: (String) -> Void = { _ in }) -> Selection {
+    public func select(
+        kernel: TrainingKernel, labels: [Int], networkLogits: [Float], classes C: Int,
+        fitsOnAll: FitsOnAll = .everyLambda,
+        threads: Int = Threads.cores, log: (String) -> Void = { _ in }
+    ) -> Selection {
         let n = labels.count
         precondition(kernel.n == n && networkLogits.count == n * C, "one kernel row and C logits per training text")
         precondition(n >= 2 * folds, "cross-validation needs at least two texts per fold")
         // lambda is relative to the whole kernel's scale, also for the fits on part of it.
         let kernelScale = KernelGLM.kernelScale(kernel.diagonal)
-        let scorer = OutOfFoldScorer(selector: self, kernel: kernel, labels: labels, networkLogits: networkLogits, classes: C,
-                                     kernelScale: kernelScale, threads: threads)
+        let scorer = OutOfFoldScorer(
+            selector: self, kernel: kernel, labels: labels, networkLogits: networkLogits, classes: C,
+            kernelScale: kernelScale, threads: threads)
         let descending = grid.sorted(by: >)
         var (evaluated, best, atStrongest) = descend(descending, scorer: scorer, log: log)
         if best == 0, let bound = extendTo, !atStrongest.isEmpty {
-            best = extend(&evaluated, from: descending[0], to: bound, scorer: scorer, atStrongest: atStrongest, log: log)
+            best = extend(
+                &evaluated, from: descending[0], to: bound, scorer: scorer, atStrongest: atStrongest, log: log)
         }
         // The surrogate on all training texts: strongest evaluated lambda first, each fit
         // warm-started from the previous one; only as far down as needed.
         let order = evaluated.map(\.lambda)
         let last = fitsOnAll == .everyLambda ? order.count - 1 : (fitsOnAll == .chosen ? best : -1)
-        let fits = LambdaSelector.fitAll(Array(order.prefix(last + 1)), kernel: kernel, labels: labels, classes: C, kernelScale: kernelScale,
-                                         columnGram: scorer.columnGram, threads: threads)
+        let fits = LambdaSelector.fitAll(
+            Array(order.prefix(last + 1)), kernel: kernel, labels: labels, classes: C, kernelScale: kernelScale,
+            columnGram: scorer.columnGram, threads: threads)
         for (l, e) in evaluated.enumerated() {
             let p = e.point
-            let fit = l < fits.count ? String(format: "; fit on all: %ld iterations%@", fits[l].iterations, fits[l].converged ? "" : ", not converged") : ""
-            log(String(format: "lambda %.0e: out-of-fold tau %.3f, network CE %.4f, label CE %.4f%@",
-                       p.lambda, p.networkTau, p.networkCrossEntropy, p.labelCrossEntropy, fit))
+            let fit =
+                l < fits.count
+                ? String(
+                    format: "; fit on all: %ld iterations%@", fits[l].iterations,
+                    fits[l].converged ? "" : ", not converged") : ""
+            log(
+                String(
+                    format: "lambda %.0e: out-of-fold tau %.3f, network CE %.4f, label CE %.4f%@",
+                    p.lambda, p.networkTau, p.networkCrossEntropy, p.labelCrossEntropy, fit))
         }
         let chosenFit = best < fits.count ? fits[best] : nil
-        return Selection(criterion: criterion, points: evaluated.map(\.point).reversed(), fits: fitsOnAll == .everyLambda ? fits.reversed() : [],
-                         chosen: evaluated.count - 1 - best, chosenFit: chosenFit)
+        return Selection(
+            criterion: criterion, points: evaluated.map(\.point).reversed(),
+            fits: fitsOnAll == .everyLambda ? fits.reversed() : [],
+            chosen: evaluated.count - 1 - best, chosenFit: chosenFit)
     }
 }
 
@@ -183,37 +200,51 @@ extension LambdaSelector {
     /// clearly losing lambda as configured: the lambdas evaluated on every fold (strong
     /// first), the best one's index, and the folds' fits at the strongest lambda.
     func descend(_ descending: [Double], scorer: OutOfFoldScorer, log: (String) -> Void)
-        -> (evaluated: [(lambda: Double, point: Point)], best: Int, atStrongest: [KernelGLM]) {
+        -> (evaluated: [(lambda: Double, point: Point)], best: Int, atStrongest: [KernelGLM])
+    {
         var evaluated: [(lambda: Double, point: Point)] = []
-        var best = 0, declines = 0
+        var best = 0
+        var declines = 0
         var bestOutOfFold: [Double] = []
         var atStrongest: [KernelGLM] = []
         for (l, lambda) in descending.enumerated() {
             let t0 = Date()
             // Past the strongest lambda, a clearly losing one may be cut after a few folds
             // (not for a report of the whole grid).
-            let e = scorer.evaluate(lambda, cut: stopAfter != nil && l > 0 ? (bestOutOfFold, criterion, stopMargin) : nil)
-            let seconds = Date().timeIntervalSince(t0), iterations = scorer.previous.prefix(e.foldsFitted).map(\.iterations).max() ?? 0
+            let e = scorer.evaluate(
+                lambda, cut: stopAfter != nil && l > 0 ? (bestOutOfFold, criterion, stopMargin) : nil)
+            let seconds = Date().timeIntervalSince(t0)
+            let iterations = scorer.previous.prefix(e.foldsFitted).map(\.iterations).max() ?? 0
             if l == 0 { atStrongest = scorer.previous }
             if let point = e.point {
-                log(String(format: "lambda selection: %.0e on %ld folds in %.1f s (at most %ld iterations): out-of-fold tau %.3f", lambda, folds,
-                           seconds, iterations, point.networkTau))
+                log(
+                    String(
+                        format:
+                            "lambda selection: %.0e on %ld folds in %.1f s (at most %ld iterations): out-of-fold tau %.3f",
+                        lambda, folds,
+                        seconds, iterations, point.networkTau))
                 evaluated.append((lambda, point))
                 // Ties go to the stronger regularization: it is the simpler surrogate.
                 if l > 0, point.merit(criterion) > evaluated[best].point.merit(criterion) { best = evaluated.count - 1 }
                 if best == evaluated.count - 1 { bestOutOfFold = e.outOfFold }
                 // Only a clear loss counts: some kernels' curves dip a little and rise again
                 // at weak lambdas (embedding and TracIn on the shipped sets).
-                declines = point.merit(criterion) < evaluated[best].point.merit(criterion) - stopMargin ? declines + 1 : 0
+                declines =
+                    point.merit(criterion) < evaluated[best].point.merit(criterion) - stopMargin ? declines + 1 : 0
             } else if let p = e.partial {
                 // Cut: a clear loss on the texts scored so far; not among the points.
-                log(String(format: "lambda selection: %.0e cut after %ld of %ld folds in %.1f s: on their %ld held-out texts its merit is %.3f against the best lambda's %.3f",
-                           lambda, e.foldsFitted, folds, seconds, p.texts, p.merit, p.bestMerit))
+                log(
+                    String(
+                        format:
+                            "lambda selection: %.0e cut after %ld of %ld folds in %.1f s: on their %ld held-out texts its merit is %.3f against the best lambda's %.3f",
+                        lambda, e.foldsFitted, folds, seconds, p.texts, p.merit, p.bestMerit))
                 declines += 1
             }
             if let stop = stopAfter, declines >= stop, l + 1 < descending.count {
-                log("lambda selection: stopped after lambda \(lambda): \(declines) lambdas in a row more than \(stopMargin) below the best (\(evaluated[best].lambda)); "
-                    + "\(descending[(l + 1)...].map { String(format: "%.0e", $0) }.joined(separator: ", ")) not fitted")
+                log(
+                    "lambda selection: stopped after lambda \(lambda): \(declines) lambdas in a row more than \(stopMargin) below the best (\(evaluated[best].lambda)); "
+                        + "\(descending[(l + 1)...].map { String(format: "%.0e", $0) }.joined(separator: ", ")) not fitted"
+                )
                 break
             }
         }
@@ -223,21 +254,28 @@ extension LambdaSelector {
     /// The best lambda is the strongest tried: the criterion may still rise beyond the
     /// grid, so lambda grows by factors of 10 from `strongest` while it does not rank lower,
     /// up to `bound`. Returns the best index again (ties to the stronger).
-    func extend(_ evaluated: inout [(lambda: Double, point: Point)], from strongest: Double, to bound: Double, scorer: OutOfFoldScorer,
-                atStrongest: [KernelGLM], log: (String) -> Void) -> Int {
+    func extend(
+        _ evaluated: inout [(lambda: Double, point: Point)], from strongest: Double, to bound: Double,
+        scorer: OutOfFoldScorer,
+        atStrongest: [KernelGLM], log: (String) -> Void
+    ) -> Int {
         scorer.previous = atStrongest
         var lambda = strongest * 10
         while lambda <= bound * (1 + 1e-9) {
             let point = scorer.evaluate(lambda).point!
             evaluated.insert((lambda, point), at: 0)
             let improves = point.merit(criterion) >= evaluated[1].point.merit(criterion)
-            log(String(format: "lambda selection: the best lambda is the strongest tried; extended to %.0e: %@", lambda,
-                       improves ? "no worse, continuing" : "worse, stopping"))
+            log(
+                String(
+                    format: "lambda selection: the best lambda is the strongest tried; extended to %.0e: %@", lambda,
+                    improves ? "no worse, continuing" : "worse, stopping"))
             guard improves else { break }
             lambda *= 10
         }
         var best = 0
-        for l in evaluated.indices where evaluated[l].point.merit(criterion) > evaluated[best].point.merit(criterion) { best = l }
+        for l in evaluated.indices where evaluated[l].point.merit(criterion) > evaluated[best].point.merit(criterion) {
+            best = l
+        }
         if best == 0 && lambda > bound * (1 + 1e-9) {
             log(String(format: "lambda selection: still rising at the bound %.0e of the extension", bound))
         }
@@ -246,8 +284,10 @@ extension LambdaSelector {
 
     /// The surrogate on all training texts at each of `lambdas` (strong to weak), each fit
     /// warm-started from the previous one and preconditioned by the kernel's spectrum.
-    static func fitAll(_ lambdas: [Double], kernel: TrainingKernel, labels: [Int], classes C: Int, kernelScale: Double,
-                       columnGram: [Double]?, threads: Int) -> [KernelGLM] {
+    static func fitAll(
+        _ lambdas: [Double], kernel: TrainingKernel, labels: [Int], classes C: Int, kernelScale: Double,
+        columnGram: [Double]?, threads: Int
+    ) -> [KernelGLM] {
         guard !lambdas.isEmpty else { return [] }
         let spectrum: KernelSpectrum?
         if let g = columnGram, case .factored(let f, _, let n, let w) = kernel {
@@ -258,8 +298,9 @@ extension LambdaSelector {
         var fits: [KernelGLM] = []
         var previous: KernelGLM?
         for lambda in lambdas {
-            let g = KernelGLM.fit(kernel: kernel, labels: labels, classes: C, lambda: lambda, kernelScale: kernelScale,
-                                  start: previous, spectrum: spectrum, threads: threads)
+            let g = KernelGLM.fit(
+                kernel: kernel, labels: labels, classes: C, lambda: lambda, kernelScale: kernelScale,
+                start: previous, spectrum: spectrum, threads: threads)
             previous = g
             fits.append(g)
         }
@@ -284,12 +325,20 @@ final class OutOfFoldScorer {
         /// Out-of-fold logits [held, C] of a fit on this fold's training part.
         func logits(_ g: KernelGLM) -> [Double] {
             if let kHeld { return g.logits(kernelRows: kHeld) }
-            guard case .factored(let rows, _, let n, let w) = kFit, let f = heldRows else { preconditionFailure("a fold holds rows or a block") }
-            let C = g.classes, m = held.count
-            var u = [Float](repeating: 0, count: C * w), z = [Float](repeating: 0, count: m * C)
-            Float.gemm(transA: false, transB: false, m: C, n: w, k: n, alpha: 1, a: g.weights.map(Float.init), lda: n, b: rows, ldb: w,
-                       beta: 0, c: &u, ldc: w)
-            Float.gemm(transA: false, transB: true, m: m, n: C, k: w, alpha: 1, a: f, lda: w, b: u, ldb: w, beta: 0, c: &z, ldc: C)
+            guard case .factored(let rows, _, let n, let w) = kFit, let f = heldRows else {
+                preconditionFailure("a fold holds rows or a block")
+            }
+            let C = g.classes
+            let m = held.count
+            var u = [Float](repeating: 0, count: C * w)
+            var z = [Float](repeating: 0, count: m * C)
+            Float.gemm(
+                transA: false, transB: false, m: C, n: w, k: n, alpha: 1, a: g.weights.map(Float.init), lda: n, b: rows,
+                ldb: w,
+                beta: 0, c: &u, ldc: w)
+            Float.gemm(
+                transA: false, transB: true, m: m, n: C, k: w, alpha: 1, a: f, lda: w, b: u, ldb: w, beta: 0, c: &z,
+                ldc: C)
             return (0..<(m * C)).map { Double(z[$0]) + g.bias[$0 % C] }
         }
     }
@@ -301,7 +350,10 @@ final class OutOfFoldScorer {
     /// F^T F of a factored kernel over all texts (nil for other kernels).
     let columnGram: [Double]?
 
-    init(selector: LambdaSelector, kernel: TrainingKernel, labels: [Int], networkLogits: [Float], classes C: Int, kernelScale: Double, threads: Int) {
+    init(
+        selector: LambdaSelector, kernel: TrainingKernel, labels: [Int], networkLogits: [Float], classes C: Int,
+        kernelScale: Double, threads: Int
+    ) {
         let n = labels.count
         let fold = selector.foldAssignment(n: n)
         // A factored kernel's spectrum comes from its column Gram F^T F: each fold's is the
@@ -317,7 +369,8 @@ final class OutOfFoldScorer {
                 parallelFor(threads >= 2 ? halves.count : 1) { t in
                     for h in (threads >= 2 ? t..<(t + 1) : 0..<halves.count) {
                         let r = halves[h]
-                        out[h] = KernelSpectrum.columnGram(f[(r.lowerBound * w)..<(r.upperBound * w)].map(Double.init), rows: r.count, width: w)
+                        out[h] = KernelSpectrum.columnGram(
+                            f[(r.lowerBound * w)..<(r.upperBound * w)].map(Double.init), rows: r.count, width: w)
                     }
                 }
             }
@@ -329,7 +382,8 @@ final class OutOfFoldScorer {
         built.withUnsafeMutableBufferPointer { out in
             parallelFor(min(threads, k)) { t in
                 for f in stride(from: t, to: k, by: min(threads, k)) {
-                    out[f] = OutOfFoldScorer.fold(f, of: fold, kernel: kernel, columnGram: whole, threads: threads >= k ? 1 : max(1, threads / k))
+                    out[f] = OutOfFoldScorer.fold(
+                        f, of: fold, kernel: kernel, columnGram: whole, threads: threads >= k ? 1 : max(1, threads / k))
                 }
             }
         }
@@ -341,23 +395,31 @@ final class OutOfFoldScorer {
         self.threads = threads
         let network = networkLogits.map(Double.init)
         compared = labels.map { Faithfulness.comparedClass(classes: C, label: $0) }
-        networkOdds = (0..<n).map { [compared] i in Faithfulness.logOdds(logits: Array(network[(i * C)..<((i + 1) * C)]), classIndex: compared[i]) }
+        networkOdds = (0..<n).map { [compared] i in
+            Faithfulness.logOdds(logits: Array(network[(i * C)..<((i + 1) * C)]), classIndex: compared[i])
+        }
         networkProbabilities = (0..<n).map { Softmax.probabilities(Array(network[($0 * C)..<(($0 + 1) * C)])) }
     }
 
     /// Fold `f`: its texts, its training part's kernel and spectrum, and its held-out rows.
-    static func fold(_ f: Int, of assignment: [Int], kernel: TrainingKernel, columnGram whole: [Double]?, threads: Int) -> Fold {
+    static func fold(_ f: Int, of assignment: [Int], kernel: TrainingKernel, columnGram whole: [Double]?, threads: Int)
+        -> Fold
+    {
         let n = assignment.count
-        let held = (0..<n).filter { assignment[$0] == f }, fit = (0..<n).filter { assignment[$0] != f }
+        let held = (0..<n).filter { assignment[$0] == f }
+        let fit = (0..<n).filter { assignment[$0] != f }
         let kFit = kernel.restricted(to: fit)
         if let whole, case .factored(let all, _, _, let w) = kernel, case .factored(let rows, _, let m, _) = kFit {
             let heldRows = held.flatMap { i in all[(i * w)..<((i + 1) * w)] }
             let heldGram = KernelSpectrum.columnGram(heldRows.map(Double.init), rows: held.count, width: w)
-            return Fold(held: held, fit: fit, kFit: kFit, kHeld: nil, heldRows: heldRows,
-                        spectrum: KernelSpectrum(factored: rows, n: m, width: w, columnGram: zip(whole, heldGram).map { $0 - $1 }))
+            return Fold(
+                held: held, fit: fit, kFit: kFit, kHeld: nil, heldRows: heldRows,
+                spectrum: KernelSpectrum(
+                    factored: rows, n: m, width: w, columnGram: zip(whole, heldGram).map { $0 - $1 }))
         }
-        return Fold(held: held, fit: fit, kFit: kFit, kHeld: kernel.block(rows: held, columns: fit), heldRows: nil,
-                    spectrum: KernelSpectrum(kernel: kFit, threads: threads))
+        return Fold(
+            held: held, fit: fit, kFit: kFit, kHeld: kernel.block(rows: held, columns: fit), heldRows: nil,
+            spectrum: KernelSpectrum(kernel: kFit, threads: threads))
     }
 
     /// A lambda's out-of-fold logits [n, C] and its figures over all texts, or nil figures
@@ -374,13 +436,18 @@ final class OutOfFoldScorer {
     /// and the held-out texts so far rank this lambda more than `margin` below the best
     /// lambda's predictions of the same texts, the other folds are skipped: a weak lambda
     /// that is already losing costs a fraction of its fits.
-    func evaluate(_ lambda: Double, cut: (best: [Double], criterion: LambdaSelector.Criterion, margin: Double)? = nil) -> Evaluation {
-        let n = labels.count, C = classes
+    func evaluate(_ lambda: Double, cut: (best: [Double], criterion: LambdaSelector.Criterion, margin: Double)? = nil)
+        -> Evaluation
+    {
+        let n = labels.count
+        let C = classes
         var outOfFold = [Double](repeating: 0, count: n * C)
         var scored: [Int] = []
         for (f, fold) in folds.enumerated() {
-            let g = KernelGLM.fit(kernel: fold.kFit, labels: fold.fit.map { labels[$0] }, classes: C, lambda: lambda, kernelScale: kernelScale,
-                                  start: previous.count > f ? previous[f] : nil, spectrum: fold.spectrum, threads: threads)
+            let g = KernelGLM.fit(
+                kernel: fold.kFit, labels: fold.fit.map { labels[$0] }, classes: C, lambda: lambda,
+                kernelScale: kernelScale,
+                start: previous.count > f ? previous[f] : nil, spectrum: fold.spectrum, threads: threads)
             if previous.count > f { previous[f] = g } else { previous.append(g) }
             let z = fold.logits(g)
             for (a, i) in fold.held.enumerated() { for c in 0..<C { outOfFold[i * C + c] = z[a * C + c] } }
@@ -389,18 +456,24 @@ final class OutOfFoldScorer {
                 let merit = score(outOfFold, texts: scored, lambda: lambda).merit(cut.criterion)
                 let bestMerit = score(cut.best, texts: scored, lambda: lambda).merit(cut.criterion)
                 if merit < bestMerit - cut.margin {
-                    return Evaluation(point: nil, outOfFold: outOfFold, foldsFitted: f + 1, partial: (merit, bestMerit, scored.count))
+                    return Evaluation(
+                        point: nil, outOfFold: outOfFold, foldsFitted: f + 1, partial: (merit, bestMerit, scored.count))
                 }
             }
         }
-        return Evaluation(point: score(outOfFold, texts: Array(0..<n), lambda: lambda), outOfFold: outOfFold, foldsFitted: folds.count, partial: nil)
+        return Evaluation(
+            point: score(outOfFold, texts: Array(0..<n), lambda: lambda), outOfFold: outOfFold,
+            foldsFitted: folds.count, partial: nil)
     }
 
     /// The out-of-fold figures over `texts`.
     func score(_ outOfFold: [Double], texts: [Int], lambda: Double) -> LambdaSelector.Point {
-        let C = classes, m = texts.count
-        var labelCE = 0.0, networkCE = 0.0
-        var odds = [Double](repeating: 0, count: m), reference = [Double](repeating: 0, count: m)
+        let C = classes
+        let m = texts.count
+        var labelCE = 0.0
+        var networkCE = 0.0
+        var odds = [Double](repeating: 0, count: m)
+        var reference = [Double](repeating: 0, count: m)
         for (a, i) in texts.enumerated() {
             let row = Array(outOfFold[(i * C)..<((i + 1) * C)])
             let logp = Softmax.logProbabilities(row)
@@ -410,7 +483,8 @@ final class OutOfFoldScorer {
             odds[a] = Faithfulness.logOdds(logits: row, classIndex: compared[i])
             reference[a] = networkOdds[i]
         }
-        return LambdaSelector.Point(lambda: lambda, networkTau: Faithfulness.kendallTau(odds, reference),
-                                    networkCrossEntropy: networkCE / Double(m), labelCrossEntropy: labelCE / Double(m))
+        return LambdaSelector.Point(
+            lambda: lambda, networkTau: Faithfulness.kendallTau(odds, reference),
+            networkCrossEntropy: networkCE / Double(m), labelCrossEntropy: labelCE / Double(m))
     }
 }

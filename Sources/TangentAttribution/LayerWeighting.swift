@@ -39,13 +39,17 @@ public enum LayerWeighting {
 
     /// Fits the weights on training texts: `parts` [n, n] each, `labels` the true classes,
     /// `networkLogits` [n, C]; the surrogates are fitted at `lambda` on the selector's folds.
-    public static func fit(parts: [[Float]], labels: [Int], networkLogits: [Float], classes C: Int, lambda: Double,
-                           selector: LambdaSelector, sweeps: Int = 3, threads: Int = Threads.cores,
-                           log: (String) -> Void = { _ in }) -> Result {
+    public static func fit(
+        parts: [[Float]], labels: [Int], networkLogits: [Float], classes C: Int, lambda: Double,
+        selector: LambdaSelector, sweeps: Int = 3, threads: Int = Threads.cores,
+        log: (String) -> Void = { _ in }
+    ) -> Result {
         let n = labels.count
         precondition(parts.allSatisfy { $0.count == n * n } && networkLogits.count == n * C)
         let fold = selector.foldAssignment(n: n)
-        let folds = (0..<selector.folds).map { f in (held: (0..<n).filter { fold[$0] == f }, fit: (0..<n).filter { fold[$0] != f }) }
+        let folds = (0..<selector.folds).map { f in
+            (held: (0..<n).filter { fold[$0] == f }, fit: (0..<n).filter { fold[$0] != f })
+        }
         let targets = (0..<n).map { i in Softmax.probabilities((0..<C).map { Double(networkLogits[i * C + $0]) }) }
         var starts = [KernelGLM?](repeating: nil, count: folds.count)
         var evaluations = 0
@@ -56,8 +60,10 @@ public enum LayerWeighting {
             let scale = KernelGLM.kernelScale(kernel.diagonal)
             var loss = 0.0
             for (f, split) in folds.enumerated() {
-                let g = KernelGLM.fit(kernel: kernel.restricted(to: split.fit), labels: split.fit.map { labels[$0] }, classes: C, lambda: lambda,
-                                      kernelScale: scale, start: starts[f], threads: threads)
+                let g = KernelGLM.fit(
+                    kernel: kernel.restricted(to: split.fit), labels: split.fit.map { labels[$0] }, classes: C,
+                    lambda: lambda,
+                    kernelScale: scale, start: starts[f], threads: threads)
                 starts[f] = g
                 let z = g.logits(kernelRows: kernel.block(rows: split.held, columns: split.fit))
                 for (a, i) in split.held.enumerated() {
@@ -78,14 +84,24 @@ public enum LayerWeighting {
                     trial[l] = w[l] == 0 ? (step == 0 ? 0 : step * 0.25) : w[l] * step
                     if trial[l] == w[l] { continue }
                     let value = objective(trial)
-                    if value < best - 1e-6 * abs(best) { best = value; w = trial; improved = true }
+                    if value < best - 1e-6 * abs(best) {
+                        best = value
+                        w = trial
+                        improved = true
+                    }
                 }
             }
-            log(String(format: "layer weights, sweep %ld: out-of-fold network cross-entropy %.4f (w = 1: %.4f), weights %@", sweep + 1, best, unweighted,
-                       w.map { String(format: "%.3g", $0) }.joined(separator: ", ")))
+            log(
+                String(
+                    format:
+                        "layer weights, sweep %ld: out-of-fold network cross-entropy %.4f (w = 1: %.4f), weights %@",
+                    sweep + 1, best, unweighted,
+                    w.map { String(format: "%.3g", $0) }.joined(separator: ", ")))
             if !improved { break }
         }
         let top = w.max()!
-        return Result(weights: w.map { $0 / top }, crossEntropy: best, unweightedCrossEntropy: unweighted, evaluations: evaluations)
+        return Result(
+            weights: w.map { $0 / top }, crossEntropy: best, unweightedCrossEntropy: unweighted,
+            evaluations: evaluations)
     }
 }

@@ -36,23 +36,34 @@ public struct PoisonPlan: Sendable, Codable, Equatable {
 
     /// The poisoned training set (same order and lines) and the indices of poisoned texts.
     public func plant(in train: [LabeledText]) throws -> (texts: [LabeledText], poisoned: [Int]) {
-        guard (0...1).contains(fraction), fraction > 0 else { throw DataError("poison fraction \(fraction) must be in (0, 1]") }
+        guard (0...1).contains(fraction), fraction > 0 else {
+            throw DataError("poison fraction \(fraction) must be in (0, 1]")
+        }
         let candidates = train.indices.filter { train[$0].label == source }
-        guard !candidates.isEmpty else { throw DataError("no training texts of the source class '\(source)' to poison") }
-        guard train.contains(where: { $0.label == target }) else { throw DataError("no training texts of the target class '\(target)'") }
+        guard !candidates.isEmpty else {
+            throw DataError("no training texts of the source class '\(source)' to poison")
+        }
+        guard train.contains(where: { $0.label == target }) else {
+            throw DataError("no training texts of the target class '\(target)'")
+        }
         guard source != target else { throw DataError("the source and target classes are both '\(source)'") }
         let count = max(1, Int((Double(candidates.count) * fraction).rounded()))
         let rng = CounterRNG.derive(seed, 0x9015_0E)
         let chosen = candidates.sorted { rng.bits(UInt64($0)) < rng.bits(UInt64($1)) }.prefix(count).sorted()
         var texts = train
-        for i in chosen { texts[i] = LabeledText(text: insert(into: train[i].text, key: UInt64(i)), label: target, line: train[i].line) }
+        for i in chosen {
+            texts[i] = LabeledText(
+                text: insert(into: train[i].text, key: UInt64(i)), label: target, line: train[i].line)
+        }
         return (texts, chosen)
     }
 
     /// The source class's test texts with the trigger inserted (labels kept: the truth).
     public func triggered(_ test: [LabeledText]) -> [LabeledText] {
         test.enumerated().filter { $0.element.label == source }.map {
-            LabeledText(text: insert(into: $0.element.text, key: 1 << 40 | UInt64($0.offset)), label: source, line: $0.element.line)
+            LabeledText(
+                text: insert(into: $0.element.text, key: 1 << 40 | UInt64($0.offset)), label: source,
+                line: $0.element.line)
         }
     }
 }
@@ -113,7 +124,8 @@ public enum Poisoning {
             for r in i...j where positive.contains(order[r]) { rankSum += rank }
             i = j + 1
         }
-        let p = Double(positive.count), n = Double(scores.count) - p
+        let p = Double(positive.count)
+        let n = Double(scores.count) - p
         guard p > 0 && n > 0 else { return .nan }
         return (rankSum - p * (p + 1) / 2) / (p * n)
     }
@@ -121,17 +133,25 @@ public enum Poisoning {
     /// Evaluates a model trained on the poisoned set `train` (poisoned indices `poisoned`):
     /// the attack on `triggered` (see `PoisonPlan.triggered`) and, per kernel, retrieval of
     /// the poisons from the attributions of the triggered texts that flipped to the target.
-    public static func evaluate(classifier: Classifier, plan: PoisonPlan, train: [LabeledText], poisoned: [Int],
-                                cleanTest: [LabeledText], triggered: [LabeledText], kernels: [SurrogateKernel],
-                                ks: [Int], projDim: Int, seed: UInt64, projector: ProjectorChoice = .default, cache: URL,
-                                checkpoints: URL? = nil, ensemble: Int = 1, selector: LambdaSelector = LambdaSelector(), dataName: String,
-                                threads: Int = Threads.cores, log: (String) -> Void = { _ in },
-                                progress: @escaping (String, Int, Int) -> Void = { _, _, _ in }) throws -> PoisonReport {
+    public static func evaluate(
+        classifier: Classifier, plan: PoisonPlan, train: [LabeledText], poisoned: [Int],
+        cleanTest: [LabeledText], triggered: [LabeledText], kernels: [SurrogateKernel],
+        ks: [Int], projDim: Int, seed: UInt64, projector: ProjectorChoice = .default, cache: URL,
+        checkpoints: URL? = nil, ensemble: Int = 1, selector: LambdaSelector = LambdaSelector(), dataName: String,
+        threads: Int = Threads.cores, log: (String) -> Void = { _ in },
+        progress: @escaping (String, Int, Int) -> Void = { _, _, _ in }
+    ) throws -> PoisonReport {
         let C = classifier.labels.count
-        guard let target = classifier.labels.index(of: plan.target), let source = classifier.labels.index(of: plan.source) else {
-            throw DataError("the model's labels (\(classifier.labels.names.joined(separator: ", "))) lack '\(plan.source)' or '\(plan.target)'")
+        guard let target = classifier.labels.index(of: plan.target),
+            let source = classifier.labels.index(of: plan.source)
+        else {
+            throw DataError(
+                "the model's labels (\(classifier.labels.names.joined(separator: ", "))) lack '\(plan.source)' or '\(plan.target)'"
+            )
         }
-        guard !triggered.isEmpty else { throw DataError("\(dataName): no test texts of the source class '\(plan.source)' to trigger") }
+        guard !triggered.isEmpty else {
+            throw DataError("\(dataName): no test texts of the source class '\(plan.source)' to trigger")
+        }
         if let k = ks.first(where: { $0 < 1 || $0 > poisoned.count }) {
             throw DataError("precision@\(k) needs k between 1 and the \(poisoned.count) poisoned training texts")
         }
@@ -141,58 +161,86 @@ public enum Poisoning {
         let sourceClean = cleanTest.indices.filter { cleanLabels[$0] == source }
         let flipped = triggered.indices.filter { triggeredPred[$0] == target }
         let poisonSet = Set(poisoned)
-        log(String(format: "attack: %ld of %ld triggered '%@' test texts predicted '%@' (%.1f%%; %.1f%% without the trigger)",
-                   flipped.count, triggered.count, plan.source, plan.target, 100 * Double(flipped.count) / Double(triggered.count),
-                   100 * Double(sourceClean.filter { cleanPred[$0] == target }.count) / Double(max(1, sourceClean.count))))
+        log(
+            String(
+                format:
+                    "attack: %ld of %ld triggered '%@' test texts predicted '%@' (%.1f%%; %.1f%% without the trigger)",
+                flipped.count, triggered.count, plan.source, plan.target,
+                100 * Double(flipped.count) / Double(triggered.count),
+                100 * Double(sourceClean.filter { cleanPred[$0] == target }.count) / Double(max(1, sourceClean.count))))
         // The ensemble: the poisoned model and its latest earlier epochs. TRAK averages over
         // them inside its estimator; every other method but TracIn (already a sum over the
         // checkpoints) averages its attributions over one surrogate per model.
         let models = try TracIn.ensemble(of: classifier, directory: checkpoints, count: ensemble, threads: threads)
-        let setup = AttributionSetup(classifier: classifier, train: train, projDim: projDim, seed: seed, projector: projector, cache: cache,
-                                     selector: selector, threads: threads, checkpoints: checkpoints, ensemble: models)
+        let setup = AttributionSetup(
+            classifier: classifier, train: train, projDim: projDim, seed: seed, projector: projector, cache: cache,
+            selector: selector, threads: threads, checkpoints: checkpoints, ensemble: models)
         let rows = try setup.forEachKernel(kernels, log: log, progress: progress) { run -> PoisonKernelReport in
-            let k = run.kernel, engine = run.engine!
+            let k = run.kernel
+            let engine = run.engine!
             let n = train.count
-            let qT = try engine.query(triggered, source: "triggered test texts", cached: true, log: log, progress: run.progress("triggered"))
-            let qC = try engine.query(cleanTest, source: dataName, cached: true, log: log, progress: run.progress("clean"))
-            let others = k.ensembled || k.checkpointSummed ? []
+            let qT = try engine.query(
+                triggered, source: "triggered test texts", cached: true, log: log, progress: run.progress("triggered"))
+            let qC = try engine.query(
+                cleanTest, source: dataName, cached: true, log: log, progress: run.progress("clean"))
+            let others =
+                k.ensembled || k.checkpointSummed
+                ? []
                 : try ensembleEngines(setup, models: models, kernel: k, triggered: triggered, run: run, log: log)
             let (precision, aucMean) = retrieval(flipped: flipped, poisoned: poisonSet, ks: ks) { t in
                 // The mean over the ensemble of each model's attributions toward the target.
-                var scores = engine.glm.attributions(kernelRow: Array(qT.rows[(t * n)..<((t + 1) * n)]), classIndex: target)
+                var scores = engine.glm.attributions(
+                    kernelRow: Array(qT.rows[(t * n)..<((t + 1) * n)]), classIndex: target)
                 for o in others {
-                    let a = o.engine.glm.attributions(kernelRow: Array(o.rows[(t * n)..<((t + 1) * n)]), classIndex: target)
+                    let a = o.engine.glm.attributions(
+                        kernelRow: Array(o.rows[(t * n)..<((t + 1) * n)]), classIndex: target)
                     for i in 0..<n { scores[i] += a[i] }
                 }
                 return others.isEmpty ? scores : scores.map { $0 / Double(others.count + 1) }
             }
             let trigLabels = [Int](repeating: source, count: triggered.count)
-            let mc = Comparison.measure(surrogate: engine.glm.logits(kernelRows: qC.rows), network: qC.logits.map(Double.init), labels: cleanLabels, classes: C)
-            let mt = Comparison.measure(surrogate: engine.glm.logits(kernelRows: qT.rows), network: qT.logits.map(Double.init), labels: trigLabels, classes: C)
-            let row = PoisonKernelReport(kernel: k.name, precisionAtK: precision, auc: aucMean,
-                                         tauClean: mc.tau, tauTriggered: mt.tau, agreementTriggered: mt.agreement, seconds: run.seconds,
-                                         note: [engine.checkpointSummary, others.isEmpty ? nil : "attributions averaged over \(others.count + 1) models (the model and its latest earlier epochs)"]
-                                            .compactMap { $0 }.joined(separator: "; ").nilIfEmpty)
-            log(String(format: "%@: AUC %.3f, %@, tau clean %.3f, triggered %.3f", k.name, row.auc,
-                       ks.map { String(format: "precision@%ld %.3f", $0, precision[$0]!) }.joined(separator: ", "), row.tauClean, row.tauTriggered))
+            let mc = Comparison.measure(
+                surrogate: engine.glm.logits(kernelRows: qC.rows), network: qC.logits.map(Double.init),
+                labels: cleanLabels, classes: C)
+            let mt = Comparison.measure(
+                surrogate: engine.glm.logits(kernelRows: qT.rows), network: qT.logits.map(Double.init),
+                labels: trigLabels, classes: C)
+            let averaged =
+                others.isEmpty
+                ? nil
+                : "attributions averaged over \(others.count + 1) models (the model and its latest earlier epochs)"
+            let row = PoisonKernelReport(
+                kernel: k.name, precisionAtK: precision, auc: aucMean,
+                tauClean: mc.tau, tauTriggered: mt.tau, agreementTriggered: mt.agreement, seconds: run.seconds,
+                note: [engine.checkpointSummary, averaged].compactMap { $0 }.joined(separator: "; ").nilIfEmpty)
+            log(
+                String(
+                    format: "%@: AUC %.3f, %@, tau clean %.3f, triggered %.3f", k.name, row.auc,
+                    ks.map { String(format: "precision@%ld %.3f", $0, precision[$0]!) }.joined(separator: ", "),
+                    row.tauClean, row.tauTriggered))
             return row
         }
-        var report = PoisonReport(plan: plan, data: dataName, trainTexts: train.count, poisonedTexts: poisoned.count, testTexts: cleanTest.count,
-                            triggeredTexts: triggered.count,
-                            cleanAccuracy: Double(cleanTest.indices.filter { cleanPred[$0] == cleanLabels[$0] }.count) / Double(cleanTest.count),
-                            attackSuccess: Double(flipped.count) / Double(triggered.count),
-                            cleanSourceToTarget: Double(sourceClean.filter { cleanPred[$0] == target }.count) / Double(max(1, sourceClean.count)),
-                            flippedTexts: flipped.count, chancePrecision: Double(poisoned.count) / Double(train.count),
-                            projDim: projDim, kernels: rows)
+        var report = PoisonReport(
+            plan: plan, data: dataName, trainTexts: train.count, poisonedTexts: poisoned.count,
+            testTexts: cleanTest.count,
+            triggeredTexts: triggered.count,
+            cleanAccuracy: Double(cleanTest.indices.filter { cleanPred[$0] == cleanLabels[$0] }.count)
+                / Double(cleanTest.count),
+            attackSuccess: Double(flipped.count) / Double(triggered.count),
+            cleanSourceToTarget: Double(sourceClean.filter { cleanPred[$0] == target }.count)
+                / Double(max(1, sourceClean.count)),
+            flippedTexts: flipped.count, chancePrecision: Double(poisoned.count) / Double(train.count),
+            projDim: projDim, kernels: rows)
         report.projector = projector.tag
         return report
     }
 
-
     /// The engines of the ensemble's other models (one surrogate each) with their kernel
     /// rows of the triggered texts.
-    static func ensembleEngines(_ setup: AttributionSetup, models: [Classifier], kernel k: SurrogateKernel, triggered: [LabeledText],
-                                run: KernelRun, log: (String) -> Void) throws -> [(engine: AttributionEngine, rows: [Float])] {
+    static func ensembleEngines(
+        _ setup: AttributionSetup, models: [Classifier], kernel k: SurrogateKernel, triggered: [LabeledText],
+        run: KernelRun, log: (String) -> Void
+    ) throws -> [(engine: AttributionEngine, rows: [Float])] {
         try models.enumerated().map { j, m in
             log("\(k.name): ensemble model \(j + 2)/\(models.count + 1)")
             var s = setup
@@ -200,21 +248,35 @@ public enum Poisoning {
             s.ensemble = []
             s.checkpoints = nil
             let e = try AttributionEngine(setup: s, kernel: k, log: log, progress: run.progress("train"))
-            return (e, try e.query(triggered, source: "triggered test texts", cached: true, log: log, progress: run.progress("triggered")).rows)
+            return (
+                e,
+                try e.query(
+                    triggered, source: "triggered test texts", cached: true, log: log,
+                    progress: run.progress("triggered")
+                ).rows
+            )
         }
     }
 
     /// Precision@k and ROC AUC of finding the `poisoned` training texts from the
     /// attribution scores of each `flipped` text (`scores(t)`), averaged over those texts.
-    static func retrieval(flipped: [Int], poisoned: Set<Int>, ks: [Int], scores: (Int) -> [Double]) -> (precision: [Int: Double], auc: Double) {
+    static func retrieval(flipped: [Int], poisoned: Set<Int>, ks: [Int], scores: (Int) -> [Double]) -> (
+        precision: [Int: Double], auc: Double
+    ) {
         var precision = [Int: Double](uniqueKeysWithValues: ks.map { ($0, 0.0) })
-        var aucSum = 0.0, aucCount = 0
+        var aucSum = 0.0
+        var aucCount = 0
         for t in flipped {
             let s = scores(t)
             let order = s.indices.sorted { s[$0] > s[$1] }
-            for kk in ks { precision[kk]! += Double(order.prefix(kk).filter { poisoned.contains($0) }.count) / Double(kk) }
+            for kk in ks {
+                precision[kk]! += Double(order.prefix(kk).filter { poisoned.contains($0) }.count) / Double(kk)
+            }
             let a = auc(scores: s, positive: poisoned)
-            if !a.isNaN { aucSum += a; aucCount += 1 }
+            if !a.isNaN {
+                aucSum += a
+                aucCount += 1
+            }
         }
         for kk in ks { precision[kk] = flipped.isEmpty ? .nan : precision[kk]! / Double(flipped.count) }
         return (precision, aucCount == 0 ? .nan : aucSum / Double(aucCount))

@@ -37,21 +37,30 @@ public final class StreamedAttribution {
     }
 
     /// `budget` bounds the training feature blocks held at once (bytes).
-    public init(classifier: Classifier, train: [LabeledText], trainFeatures file: FeatureFile, kernel: SurrogateKernel,
-                budget: Int, lambda: Double?, selector: LambdaSelector = LambdaSelector(), selectionTexts maxSelection: Int = 4096,
-                fitGrid: Bool = false, threads: Int = Threads.cores, log: (String) -> Void = { _ in }) throws {
+    public init(
+        classifier: Classifier, train: [LabeledText], trainFeatures file: FeatureFile, kernel: SurrogateKernel,
+        budget: Int, lambda: Double?, selector: LambdaSelector = LambdaSelector(),
+        selectionTexts maxSelection: Int = 4096,
+        fitGrid: Bool = false, threads: Int = Threads.cores, log: (String) -> Void = { _ in }
+    ) throws {
         guard StreamedAttribution.supports(kernel) else {
-            throw AttributionError("kernel \(kernel.name) cannot be scored from a feature file alone (it needs the exact kernel, checkpoints, an ensemble or an influence transform); use proj-pntk, proj-trntk, embedding, ck or grad-cos")
+            throw AttributionError(
+                "kernel \(kernel.name) cannot be scored from a feature file alone (it needs the exact kernel, checkpoints, an ensemble or an influence transform); use proj-pntk, proj-trntk, embedding, ck or grad-cos"
+            )
         }
         self.classifier = classifier
         self.kernel = kernel
         self.train = train
-        let n = train.count, C = classifier.labels.count
+        let n = train.count
+        let C = classifier.labels.count
         let labels = try classifier.labels.indices(of: train, source: "training data")
         guard Set(labels).count >= 2 else {
-            throw DataError("training data: all \(n) texts have one label; a surrogate needs training texts of at least two classes")
+            throw DataError(
+                "training data: all \(n) texts have one label; a surrogate needs training texts of at least two classes"
+            )
         }
-        featurizer = try StreamedAttribution.featurizer(for: file, classifier: classifier, train: train, kernel: kernel, threads: threads)
+        featurizer = try StreamedAttribution.featurizer(
+            for: file, classifier: classifier, train: train, kernel: kernel, threads: threads)
         features = try StreamedFeatures(file: file, normalized: kernel.normalized, budget: budget, threads: threads)
         if let note = features.budgetNote { log("warning: " + note) }
         let whole = TrainingKernel.streamed(features)
@@ -64,19 +73,26 @@ public final class StreamedAttribution {
             log("surrogate: lambda \(lambda) as given")
         } else {
             // The selector on a seeded sample: its kernel is held in memory.
-            let sample = n <= maxSelection ? Array(0..<n)
+            let sample =
+                n <= maxSelection
+                ? Array(0..<n)
                 : Array(LambdaSelector.sample(n: n, count: maxSelection, seed: selector.seed).sorted())
             guard sample.count >= 2 * selector.folds else {
-                throw DataError("a selection sample of \(sample.count) of the \(n) training texts is too few for \(selector.folds)-fold selection of lambda (--selection-texts; need at least \(2 * selector.folds))")
+                throw DataError(
+                    "a selection sample of \(sample.count) of the \(n) training texts is too few for \(selector.folds)-fold selection of lambda (--selection-texts; need at least \(2 * selector.folds))"
+                )
             }
             let logits = try file.logits()
             let sampleLogits = sample.flatMap { i in logits[(i * C)..<((i + 1) * C)] }
-            let selection = selector.select(kernel: whole.restricted(to: sample), labels: sample.map { labels[$0] }, networkLogits: sampleLogits,
-                                            classes: C, fitsOnAll: .none, threads: threads, log: log)
+            let selection = selector.select(
+                kernel: whole.restricted(to: sample), labels: sample.map { labels[$0] }, networkLogits: sampleLogits,
+                classes: C, fitsOnAll: .none, threads: threads, log: log)
             chosen = selection.lambda
             selectionTexts = sample.count
             grid = selection.points
-            log("surrogate: lambda \(chosen) by \(selector.folds)-fold \(selector.criterion.rawValue) on \(sample.count) of \(n) training texts")
+            log(
+                "surrogate: lambda \(chosen) by \(selector.folds)-fold \(selector.criterion.rawValue) on \(sample.count) of \(n) training texts"
+            )
         }
         let t0 = Date()
         let spectrum = KernelSpectrum(kernel: whole, threads: threads)
@@ -87,39 +103,60 @@ public final class StreamedAttribution {
             var previous: KernelGLM?
             var fits: [Double: KernelGLM] = [:]
             for lambda in grid.map(\.lambda).sorted(by: >) {
-                let g = KernelGLM.fit(kernel: whole, labels: labels, classes: C, lambda: lambda, kernelScale: scale, start: previous,
-                                      spectrum: spectrum, threads: threads)
-                log(String(format: "lambda %.0e on all %ld training texts: %ld iterations%@", lambda, n, g.iterations, g.converged ? "" : ", not converged"))
+                let g = KernelGLM.fit(
+                    kernel: whole, labels: labels, classes: C, lambda: lambda, kernelScale: scale, start: previous,
+                    spectrum: spectrum, threads: threads)
+                log(
+                    String(
+                        format: "lambda %.0e on all %ld training texts: %ld iterations%@", lambda, n, g.iterations,
+                        g.converged ? "" : ", not converged"))
                 fits[lambda] = g
                 previous = g
             }
             gridFits = grid.map { fits[$0.lambda]! }
             fitted = fits[chosen]
         }
-        glm = fitted ?? KernelGLM.fit(kernel: whole, labels: labels, classes: C, lambda: chosen, kernelScale: scale, spectrum: spectrum, threads: threads)
-        log(String(format: "surrogate fitted on all %ld training texts, streamed in blocks of %ld: %ld iterations, %ld evaluations%@; %@%.1f s",
-                   n, features.blockRows, glm.iterations, glm.evaluations, glm.converged ? "" : " (not converged)",
-                   gridFits.isEmpty ? "" : "all \(gridFits.count) lambdas of the grid in ", Date().timeIntervalSince(t0)))
+        glm =
+            fitted
+            ?? KernelGLM.fit(
+                kernel: whole, labels: labels, classes: C, lambda: chosen, kernelScale: scale, spectrum: spectrum,
+                threads: threads)
+        log(
+            String(
+                format:
+                    "surrogate fitted on all %ld training texts, streamed in blocks of %ld: %ld iterations, %ld evaluations%@; %@%.1f s",
+                n, features.blockRows, glm.iterations, glm.evaluations, glm.converged ? "" : " (not converged)",
+                gridFits.isEmpty ? "" : "all \(gridFits.count) lambdas of the grid in ", Date().timeIntervalSince(t0)))
     }
 
     /// The featurizer that wrote `file` for this model and these training texts (the
     /// projection is the file's own), or an error naming how the file differs from that.
-    static func featurizer(for file: FeatureFile, classifier: Classifier, train: [LabeledText], kernel: SurrogateKernel,
-                           threads: Int) throws -> Featurizer {
+    static func featurizer(
+        for file: FeatureFile, classifier: Classifier, train: [LabeledText], kernel: SurrogateKernel,
+        threads: Int
+    ) throws -> Featurizer {
         try file.requireWhole()
-        let m = file.metadata, path = file.url.path
+        let m = file.metadata
+        let path = file.url.path
         guard m.kernel == kernel.features.rawValue else {
-            throw AttributionError("\(path) holds \(m.kernel) features; kernel \(kernel.name) needs \(kernel.features.rawValue) features")
+            throw AttributionError(
+                "\(path) holds \(m.kernel) features; kernel \(kernel.name) needs \(kernel.features.rawValue) features")
         }
         guard m.modelFingerprint == Featurizer.modelFingerprint(classifier) else {
-            throw AttributionError("\(path) was featurized with another model (\(m.modelPath)) than \(classifier.directory?.path ?? "the model given")")
+            throw AttributionError(
+                "\(path) was featurized with another model (\(m.modelPath)) than \(classifier.directory?.path ?? "the model given")"
+            )
         }
         guard m.texts == train.count, m.textsFingerprint == FeatureMetadata.fingerprint(texts: train) else {
-            throw AttributionError("\(path) holds features of other texts (\(m.texts) texts of \(m.source)) than the \(train.count) training texts given")
+            throw AttributionError(
+                "\(path) holds features of other texts (\(m.texts) texts of \(m.source)) than the \(train.count) training texts given"
+            )
         }
         var options = FeaturizeOptions(kind: kernel.features)
         if kernel.features.projected {
-            guard let choice = ProjectorChoice(tag: m.projector) else { throw AttributionError("\(path): unknown projector '\(m.projector)'") }
+            guard let choice = ProjectorChoice(tag: m.projector) else {
+                throw AttributionError("\(path): unknown projector '\(m.projector)'")
+            }
             options.projector = choice
             options.projDim = m.projDim
             options.seed = m.seed
@@ -136,7 +173,8 @@ public final class StreamedAttribution {
         // Per-layer features are extra tensors; the whole-model features are the same.
         expected.layerGroups = m.layerGroups
         if let why = FeatureWriter.mismatch(m, expected: expected) {
-            throw AttributionError("\(path) does not hold \(kernel.name) features of this model and these texts: it differs in \(why)")
+            throw AttributionError(
+                "\(path) does not hold \(kernel.name) features of this model and these texts: it differs in \(why)")
         }
         return featurizer
     }
@@ -146,13 +184,20 @@ public final class StreamedAttribution {
     /// `SurrogateScorer`: the surrogates' logits (default: the chosen one) and the running
     /// top-k of the first one's attributions.
     func scan(_ texts: [LabeledText], surrogates: [KernelGLM]? = nil, top: Int = 0) throws -> SurrogateScorer {
-        let m = texts.count, C = classifier.labels.count, w = features.width
-        let q = try featurizer.block(texts.enumerated().map { LabeledText(text: $0.element.text, label: nil, line: $0.offset + 1) })
-        let f = kernel.normalized
-            ? Gram.unitRows(q.features.map(Double.init), rows: m, squaredNorms: Gram.squaredNorms(q.features, rows: m).map(Double.init))
+        let m = texts.count
+        let C = classifier.labels.count
+        let w = features.width
+        let q = try featurizer.block(
+            texts.enumerated().map { LabeledText(text: $0.element.text, label: nil, line: $0.offset + 1) })
+        let f =
+            kernel.normalized
+            ? Gram.unitRows(
+                q.features.map(Double.init), rows: m,
+                squaredNorms: Gram.squaredNorms(q.features, rows: m).map(Double.init))
             : q.features.map(Double.init)
-        var scorer = SurrogateScorer(glms: surrogates ?? [glm], networkLogits: (0..<m).map { t in (0..<C).map { Double(q.logits[t * C + $0]) } },
-                                     top: top)
+        var scorer = SurrogateScorer(
+            glms: surrogates ?? [glm], networkLogits: (0..<m).map { t in (0..<C).map { Double(q.logits[t * C + $0]) } },
+            top: top)
         // Kernel values as fixed-order dots (Double query, Float training rows): BLAS may
         // round an entry differently with the block's shape, and the budget sets the shape.
         // A block is taken `tileRows` rows at a time, so the tile stays small for many texts.
@@ -162,7 +207,8 @@ public final class StreamedAttribution {
             for s in stride(from: 0, to: r.count, by: tileRows) {
                 let rows = min(tileRows, r.count - s)
                 let part = Array(block[(s * w)..<((s + rows) * w)])
-                TrainingKernel.dots(f, rows: m, depth: w, matrix: part, matrixRows: rows, into: &tile, threads: features.threads)
+                TrainingKernel.dots(
+                    f, rows: m, depth: w, matrix: part, matrixRows: rows, into: &tile, threads: features.threads)
                 scorer.add(first: r.lowerBound + s, rows: rows, kernel: tile)
             }
         }
@@ -171,7 +217,9 @@ public final class StreamedAttribution {
 
     /// Network and surrogate logits of `texts` ([m][C] and [surrogate][m][C]), one pass
     /// over the training features for all `surrogates`.
-    public func logits(_ texts: [LabeledText], surrogates: [KernelGLM]) throws -> (network: [[Double]], surrogates: [[[Double]]]) {
+    public func logits(_ texts: [LabeledText], surrogates: [KernelGLM]) throws -> (
+        network: [[Double]], surrogates: [[[Double]]]
+    ) {
         let r = try scan(texts, surrogates: surrogates)
         return (r.networkLogits, r.logits)
     }
@@ -186,12 +234,15 @@ public final class StreamedAttribution {
 
     /// The training features of `kernel` for `train` in `cache`, featurized there when
     /// missing or unusable (the same cache entries the in-memory engine uses).
-    public static func cachedTrainingFeatures(classifier: Classifier, train: [LabeledText], kernel: SurrogateKernel, projDim: Int,
-                                              seed: UInt64, projector: ProjectorChoice, cache: URL, threads: Int,
-                                              log: (String) -> Void, progress: (Int, Int) -> Void) throws -> FeatureFile {
+    public static func cachedTrainingFeatures(
+        classifier: Classifier, train: [LabeledText], kernel: SurrogateKernel, projDim: Int,
+        seed: UInt64, projector: ProjectorChoice, cache: URL, threads: Int,
+        log: (String) -> Void, progress: (Int, Int) -> Void
+    ) throws -> FeatureFile {
         let store = SurrogateCache(directory: cache)
-        let stem = SurrogateCache.featureStem(kernel.features, projDim: projDim, seed: seed, projector: projector, model: classifier,
-                                              texts: SurrogateCache.key(train))
+        let stem = SurrogateCache.featureStem(
+            kernel.features, projDim: projDim, seed: seed, projector: projector, model: classifier,
+            texts: SurrogateCache.key(train))
         let url = store.url(stem)
         var options = FeaturizeOptions(kind: kernel.features)
         options.projDim = projDim
@@ -200,7 +251,9 @@ public final class StreamedAttribution {
         options.threads = threads
         let featurizer = try Featurizer(classifier: classifier, options: options)
         // Values are checked by `StreamedFeatures` in its first pass over the file.
-        if let f = FeatureFile.cached(url, expected: featurizer.metadata(texts: train, source: "training data"), checkValues: false, log: log) {
+        if let f = FeatureFile.cached(
+            url, expected: featurizer.metadata(texts: train, source: "training data"), checkValues: false, log: log)
+        {
             log("using cached training features \(url.path)")
             return f
         }

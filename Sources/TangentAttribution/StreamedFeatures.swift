@@ -40,7 +40,8 @@ public final class StreamedFeatures: Sendable {
         blockRows = max(1, min(n, max(StreamedFeatures.chunk, fit)))
         // Blocks are whole chunks: a budget below one chunk cannot be kept, so say so.
         let least = blockRows * width * 16
-        budgetNote = least > budget
+        budgetNote =
+            least > budget
             ? "memory budget of \(ByteSize.describe(Double(budget))) is below the \(ByteSize.describe(Double(least))) that the smallest block of training features needs (\(blockRows) texts x \(width) features); using that block"
             : nil
         self.threads = threads
@@ -55,11 +56,15 @@ public final class StreamedFeatures: Sendable {
         // A NaN or Inf anywhere in a row makes its norm non-finite: one pass finds every
         // damaged row before it can turn the surrogate into NaN.
         if let bad = squared.firstIndex(where: { !$0.isFinite }) {
-            throw AttributionError("\(file.url.path): the features of text \(bad) (row \(bad + 1)) hold NaN or Inf values; the file is damaged, featurize again")
+            throw AttributionError(
+                "\(file.url.path): the features of text \(bad) (row \(bad + 1)) hold NaN or Inf values; the file is damaged, featurize again"
+            )
         }
         let logits = try file.logits()
         if let bad = logits.firstIndex(where: { !$0.isFinite }) {
-            throw AttributionError("\(file.url.path): the logits of text \(bad / max(1, file.metadata.classes)) hold NaN or Inf values; the file is damaged, featurize again")
+            throw AttributionError(
+                "\(file.url.path): the logits of text \(bad / max(1, file.metadata.classes)) hold NaN or Inf values; the file is damaged, featurize again"
+            )
         }
         if normalized {
             let scale = squared.map { Float(Gram.unitScale($0)) }
@@ -117,7 +122,8 @@ public final class StreamedFeatures: Sendable {
 
     /// x [m, n] F -> [m, D]: rows in ascending order, columns split over threads.
     func leftProduct(_ x: [Double], rows m: Int) -> [Double] {
-        let n = self.n, w = width
+        let n = self.n
+        let w = width
         var u = [Double](repeating: 0, count: m * w)
         let parts = splitRange(w, parts: max(1, min(threads, w / 64))).filter { !$0.isEmpty }
         forEachBlock { r, block in
@@ -145,10 +151,12 @@ public final class StreamedFeatures: Sendable {
 
     /// out [m, n] = u [m, D] F^T, one fixed-order dot per entry.
     func timesTransposed(_ u: [Double], rows m: Int, into out: inout [Double]) {
-        let n = self.n, w = width
+        let n = self.n
+        let w = width
         forEachBlock { r, block in
-            TrainingKernel.dots(u, rows: m, depth: w, matrix: block, matrixRows: r.count, into: &out, ldo: n, offset: r.lowerBound,
-                                threads: threads)
+            TrainingKernel.dots(
+                u, rows: m, depth: w, matrix: block, matrixRows: r.count, into: &out, ldo: n, offset: r.lowerBound,
+                threads: threads)
         }
     }
 
@@ -161,10 +169,18 @@ public final class StreamedFeatures: Sendable {
             for s in stride(from: 0, to: r.count, by: chunk) {
                 let rows = min(chunk, r.count - s)
                 let d = block[(s * w)..<((s + rows) * w)].map(Double.init)
-                Double.gemm(transA: true, transB: false, m: w, n: w, k: rows, alpha: 1, a: d, lda: w, b: d, ldb: w, beta: 1, c: &g, ldc: w)
+                Double.gemm(
+                    transA: true, transB: false, m: w, n: w, k: rows, alpha: 1, a: d, lda: w, b: d, ldb: w, beta: 1,
+                    c: &g, ldc: w)
             }
         }
-        for i in 0..<w { for j in 0..<i { let s = (g[i * w + j] + g[j * w + i]) / 2; g[i * w + j] = s; g[j * w + i] = s } }
+        for i in 0..<w {
+            for j in 0..<i {
+                let s = (g[i * w + j] + g[j * w + i]) / 2
+                g[i * w + j] = s
+                g[j * w + i] = s
+            }
+        }
         return g
     }
 }

@@ -1,9 +1,9 @@
 import Foundation
-import TangentTensor
 import TangentData
 import TangentKernels
 import TangentModel
 import TangentSafetensors
+import TangentTensor
 
 /// The cache directory of training features, exact kernels, query rows and fitted
 /// surrogates, and the names of its files.
@@ -21,10 +21,13 @@ public struct SurrogateCache: Sendable {
     public static func key(_ texts: [LabeledText]) -> String { fingerprint(labelled: texts) }
 
     /// Training features of `kind` from `model` for the texts with key `texts`.
-    public static func featureStem(_ kind: FeatureKind, projDim: Int, seed: UInt64, projector: ProjectorChoice,
-                                   model: Classifier, texts: String) -> String {
+    public static func featureStem(
+        _ kind: FeatureKind, projDim: Int, seed: UInt64, projector: ProjectorChoice,
+        model: Classifier, texts: String
+    ) -> String {
         let projected = kind.projected
-        return "\(kind.rawValue)-K\(projected ? projDim : 0)-s\(projected ? seed : 0)" + (projected ? "-\(projector.tag)" : "")
+        return "\(kind.rawValue)-K\(projected ? projDim : 0)-s\(projected ? seed : 0)"
+            + (projected ? "-\(projector.tag)" : "")
             + "-\(Featurizer.modelFingerprint(model))-\(texts)"
     }
 
@@ -37,7 +40,8 @@ public struct SurrogateCache: Sendable {
     /// or an ensemble's models.
     public static func combinedStem(_ stems: [String], ensemble: Bool) -> String {
         if stems.count == 1 { return stems[0] }
-        return ensemble ? "ens\(stems.count)-" + fingerprint(Data(stems.joined(separator: "\n").utf8))
+        return ensemble
+            ? "ens\(stems.count)-" + fingerprint(Data(stems.joined(separator: "\n").utf8))
             : "tracin\(stems.count)-" + stems.last!
     }
 
@@ -53,7 +57,8 @@ public struct SurrogateCache: Sendable {
     /// Query texts' features or exact rows; loss-gradient features also name the class
     /// indices their loss used.
     public func query(_ stem: String, texts: [LabeledText], lossLabels: [Int]? = nil) -> URL {
-        let labels = lossLabels.map { "-labels-" + fingerprint(Data($0.map(String.init).joined(separator: ",").utf8)) } ?? ""
+        let labels =
+            lossLabels.map { "-labels-" + fingerprint(Data($0.map(String.init).joined(separator: ",").utf8)) } ?? ""
         return url("\(stem)\(labels)-test-\(SurrogateCache.key(texts))")
     }
 
@@ -65,11 +70,15 @@ public struct SurrogateCache: Sendable {
 
 extension SurrogateCache {
     /// Writes a fitted surrogate with the selector's grid and rule.
-    public func saveSurrogate(_ g: KernelGLM, grid: [LambdaSelector.Point], selector: LambdaSelector, to url: URL) throws {
+    public func saveSurrogate(_ g: KernelGLM, grid: [LambdaSelector.Point], selector: LambdaSelector, to url: URL)
+        throws
+    {
         var w = SafetensorsWriter()
-        w.metadata = ["format": "tangent-kglm-3", "lambda": String(g.lambda), "kernel_scale": String(g.kernelScale),
-                      "iterations": String(g.iterations),
-                      "converged": String(g.converged), "gradient_norm": String(g.gradientNorm), "selection": selector.tag]
+        w.metadata = [
+            "format": "tangent-kglm-3", "lambda": String(g.lambda), "kernel_scale": String(g.kernelScale),
+            "iterations": String(g.iterations),
+            "converged": String(g.converged), "gradient_norm": String(g.gradientNorm), "selection": selector.tag,
+        ]
         w.add("weights", shape: [g.classes, g.trainCount], float64: g.weights)
         w.add("bias", shape: [g.classes], float64: g.bias)
         w.add("grid_lambda", shape: [grid.count], float64: grid.map(\.lambda))
@@ -81,31 +90,42 @@ extension SurrogateCache {
 
     /// Reads a surrogate `saveSurrogate` wrote; throws when it is damaged, of an older
     /// format, or chosen by another selector.
-    public func loadSurrogate(_ url: URL, n: Int, classes: Int, selector: LambdaSelector) throws -> (glm: KernelGLM, grid: [LambdaSelector.Point]) {
+    public func loadSurrogate(_ url: URL, n: Int, classes: Int, selector: LambdaSelector) throws -> (
+        glm: KernelGLM, grid: [LambdaSelector.Point]
+    ) {
         let f = try SafetensorsFile(url: url)
         if f.metadata["format"] == "tangent-kglm-1" || f.metadata["format"] == "tangent-kglm-2" {
-            throw FeatureStoreError("\(url.path): made by an older version, whose lambda was chosen on one held-out split")
+            throw FeatureStoreError(
+                "\(url.path): made by an older version, whose lambda was chosen on one held-out split")
         }
         guard f.metadata["format"] == "tangent-kglm-3", let lambda = Double(f.metadata["lambda"] ?? ""),
-              let kernelScale = Double(f.metadata["kernel_scale"] ?? ""), kernelScale > 0, kernelScale.isFinite else {
+            let kernelScale = Double(f.metadata["kernel_scale"] ?? ""), kernelScale > 0, kernelScale.isFinite
+        else {
             throw FeatureStoreError("\(url.path): not a surrogate file")
         }
         guard f.metadata["selection"] == selector.tag else {
-            throw FeatureStoreError("\(url.path): its lambda was chosen by another rule (\(f.metadata["selection"] ?? "none"))")
+            throw FeatureStoreError(
+                "\(url.path): its lambda was chosen by another rule (\(f.metadata["selection"] ?? "none"))")
         }
-        let weights = try f.float64("weights", shape: [classes, n]), bias = try f.float64("bias", shape: [classes])
+        let weights = try f.float64("weights", shape: [classes, n])
+        let bias = try f.float64("bias", shape: [classes])
         guard weights.allSatisfy(\.isFinite), bias.allSatisfy(\.isFinite), lambda > 0, lambda.isFinite else {
             throw FeatureStoreError("\(url.path): its weights, bias or lambda hold NaN, Inf or a non-positive value")
         }
-        let glm = KernelGLM(classes: classes, trainCount: n, weights: weights,
-                            bias: bias, lambda: lambda, kernelScale: kernelScale,
-                            iterations: Int(f.metadata["iterations"] ?? "") ?? 0, converged: f.metadata["converged"] == "true",
-                            gradientNorm: Double(f.metadata["gradient_norm"] ?? "") ?? 0)
-        let lambdas = try f.float64("grid_lambda"), g = lambdas.count
-        let tau = try f.float64("grid_network_tau", shape: [g]), networkCE = try f.float64("grid_network_ce", shape: [g]),
-            labelCE = try f.float64("grid_label_ce", shape: [g])
+        let glm = KernelGLM(
+            classes: classes, trainCount: n, weights: weights,
+            bias: bias, lambda: lambda, kernelScale: kernelScale,
+            iterations: Int(f.metadata["iterations"] ?? "") ?? 0, converged: f.metadata["converged"] == "true",
+            gradientNorm: Double(f.metadata["gradient_norm"] ?? "") ?? 0)
+        let lambdas = try f.float64("grid_lambda")
+        let g = lambdas.count
+        let tau = try f.float64("grid_network_tau", shape: [g])
+        let networkCE = try f.float64("grid_network_ce", shape: [g])
+        let labelCE = try f.float64("grid_label_ce", shape: [g])
         let grid = (0..<g).map {
-            LambdaSelector.Point(lambda: lambdas[$0], networkTau: tau[$0], networkCrossEntropy: networkCE[$0], labelCrossEntropy: labelCE[$0])
+            LambdaSelector.Point(
+                lambda: lambdas[$0], networkTau: tau[$0], networkCrossEntropy: networkCE[$0],
+                labelCrossEntropy: labelCE[$0])
         }
         return (glm, grid)
     }
@@ -124,12 +144,15 @@ extension SurrogateCache {
     /// damaged or of another shape.
     public func loadExactKernel(_ stem: String, n: Int, groups: [String]) -> ExactKernelFile? {
         guard let f = try? SafetensorsFile(url: url(stem)), f.metadata["format"] == "tangent-exact-kernel-1",
-              let k = try? f.float32("kernel", shape: [n, n]),
-              let parts = try? groups.map({ (group: $0, values: try f.float32("self.\($0)", shape: [n])) }) else { return nil }
+            let k = try? f.float32("kernel", shape: [n, n]),
+            let parts = try? groups.map({ (group: $0, values: try f.float32("self.\($0)", shape: [n])) })
+        else { return nil }
         return ExactKernelFile(matrix: k, selfParts: parts)
     }
 
-    public func saveExactKernel(_ stem: String, kind: NTKKind, matrix: [Float], n: Int, selfParts: [(group: String, values: [Float])]) throws {
+    public func saveExactKernel(
+        _ stem: String, kind: NTKKind, matrix: [Float], n: Int, selfParts: [(group: String, values: [Float])]
+    ) throws {
         var w = SafetensorsWriter()
         w.metadata = ["format": "tangent-exact-kernel-1", "kernel": kind.rawValue, "texts": String(n)]
         w.add("kernel", shape: [n, n], float32: matrix)
@@ -140,11 +163,14 @@ extension SurrogateCache {
 
     /// The full per-layer parts [n, n] of exact kernel `stem`, one per group, or nil.
     public func loadExactParts(_ stem: String, n: Int, groups: [String]) -> [[Float]]? {
-        guard let p = try? SafetensorsFile(url: parts(stem)), p.metadata["format"] == "tangent-exact-parts-1" else { return nil }
+        guard let p = try? SafetensorsFile(url: parts(stem)), p.metadata["format"] == "tangent-exact-parts-1" else {
+            return nil
+        }
         return try? groups.map { try p.float32("part.\($0)", shape: [n, n]) }
     }
 
-    public func saveExactParts(_ stem: String, kind: NTKKind, n: Int, parts: [(group: String, values: [Float])]) throws {
+    public func saveExactParts(_ stem: String, kind: NTKKind, n: Int, parts: [(group: String, values: [Float])]) throws
+    {
         var w = SafetensorsWriter()
         w.metadata = ["format": "tangent-exact-parts-1", "kernel": kind.rawValue, "texts": String(n)]
         for p in parts { w.add("part.\(p.group)", shape: [n, n], float32: p.values) }
@@ -154,14 +180,19 @@ extension SurrogateCache {
 
     /// Layer weights of `kernel` on exact kernel `stem`, chosen under selector tag `tag`, or nil.
     public func loadLayerWeights(_ stem: String, kernel: String, groups: Int, tag: String) -> [Double]? {
-        guard let f = try? SafetensorsFile(url: layerWeights(stem, kernel: kernel)), f.metadata["selection"] == tag else { return nil }
+        guard let f = try? SafetensorsFile(url: layerWeights(stem, kernel: kernel)), f.metadata["selection"] == tag
+        else { return nil }
         return try? f.float64("weights", shape: [groups])
     }
 
-    public func saveLayerWeights(_ stem: String, kernel: String, fit r: LayerWeighting.Result, groups: [String], tag: String) throws {
+    public func saveLayerWeights(
+        _ stem: String, kernel: String, fit r: LayerWeighting.Result, groups: [String], tag: String
+    ) throws {
         var w = SafetensorsWriter()
-        w.metadata = ["format": "tangent-layer-weights-1", "selection": tag, "groups": groups.joined(separator: ","),
-                      "cross_entropy": String(r.crossEntropy), "unweighted_cross_entropy": String(r.unweightedCrossEntropy)]
+        w.metadata = [
+            "format": "tangent-layer-weights-1", "selection": tag, "groups": groups.joined(separator: ","),
+            "cross_entropy": String(r.crossEntropy), "unweighted_cross_entropy": String(r.unweightedCrossEntropy),
+        ]
         w.add("weights", shape: [groups.count], float64: r.weights)
         try prepare()
         try w.write(to: layerWeights(stem, kernel: kernel))
@@ -170,8 +201,10 @@ extension SurrogateCache {
     /// Query texts' exact rows [m, n], logits [m, C] and per-group parts, or nil.
     public func loadExactRows(_ url: URL, m: Int, n: Int, classes: Int, groups: [String]) -> QueryKernel? {
         guard let f = try? SafetensorsFile(url: url), f.metadata["format"] == "tangent-exact-rows-1",
-              let rows = try? f.float32("kernel", shape: [m, n]), let logits = try? f.float32("logits", shape: [m, classes]),
-              let parts = try? groups.map({ (group: $0, values: try f.float32("part.\($0)", shape: [m, n])) }) else { return nil }
+            let rows = try? f.float32("kernel", shape: [m, n]),
+            let logits = try? f.float32("logits", shape: [m, classes]),
+            let parts = try? groups.map({ (group: $0, values: try f.float32("part.\($0)", shape: [m, n])) })
+        else { return nil }
         return QueryKernel(rows: rows, logits: logits, parts: parts)
     }
 

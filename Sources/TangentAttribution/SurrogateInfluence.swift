@@ -51,7 +51,8 @@ public struct SurrogateInfluence: Sendable {
     /// The bytes the Hessian, the training side and the features take for n texts, C
     /// classes and feature width `width` (n for kernel columns).
     public static func bytes(n: Int, classes C: Int, width: Int? = nil) -> Double {
-        let w = Double(width ?? n), P = Double(C) * w + Double(C)
+        let w = Double(width ?? n)
+        let P = Double(C) * w + Double(C)
         return 8 * (P * P + 2 * Double(n) * P + Double(n) * w)
     }
 
@@ -59,21 +60,28 @@ public struct SurrogateInfluence: Sendable {
     /// training texts' kernel, symmetric) with `labels`: in the kernel's columns, or in D
     /// dimensions for a factored kernel. Throws when the Hessian would not fit in a
     /// quarter of `memory` bytes.
-    public init(glm: KernelGLM, kernel: TrainingKernel, labels: [Int], memory: Double = Double(ProcessInfo.processInfo.physicalMemory)) throws {
-        let n = glm.trainCount, C = glm.classes
+    public init(
+        glm: KernelGLM, kernel: TrainingKernel, labels: [Int],
+        memory: Double = Double(ProcessInfo.processInfo.physicalMemory)
+    ) throws {
+        let n = glm.trainCount
+        let C = glm.classes
         precondition(kernel.n == n && labels.count == n)
         var width = n
         if case .factored(_, _, _, let w) = kernel, w < n { width = w }
         let P = C * width + C
         let need = SurrogateInfluence.bytes(n: n, classes: C, width: width)
         guard need <= memory / 4 else {
-            throw AttributionError("surrogate influence on \(n) training texts and \(C) classes needs a \(P) x \(P) Hessian (\(ByteSize.describe(need))), more than a quarter of this machine's memory (\(ByteSize.describe(memory))); use fewer training texts (--max-train)")
+            throw AttributionError(
+                "surrogate influence on \(n) training texts and \(C) classes needs a \(P) x \(P) Hessian (\(ByteSize.describe(need))), more than a quarter of this machine's memory (\(ByteSize.describe(memory))); use fewer training texts (--max-train)"
+            )
         }
         let (phi, projection) = try SurrogateInfluence.trainingFeatures(kernel)
         let p = SurrogateInfluence.probabilities(glm, kernel: kernel)
         let D = width
-        let h = SurrogateInfluence.hessian(phi: phi, probabilities: p, n: n, width: D, classes: C,
-                                           lambda: glm.lambda * glm.kernelScale * glm.kernelScale)
+        let h = SurrogateInfluence.hessian(
+            phi: phi, probabilities: p, n: n, width: D, classes: C,
+            lambda: glm.lambda * glm.kernelScale * glm.kernelScale)
         let factor = try SurrogateInfluence.cholesky(h, n: P, what: "the surrogate's Hessian")
         // Rows J_i^T r_i = (r_i (x) phi_i, r_i), then L^{-1} applied to each.
         var side = [Double](repeating: 0, count: n * P)
@@ -96,21 +104,27 @@ public struct SurrogateInfluence: Sendable {
 
     /// The training texts' features phi_j [n, width]: the kernel's columns, or for a
     /// factored kernel phi_j = L^T f_j (Phi = F L, F^T F = L L^T) with F and L to map queries.
-    static func trainingFeatures(_ kernel: TrainingKernel) throws -> (phi: [Double], projection: (f: [Double], l: [Double])?) {
+    static func trainingFeatures(_ kernel: TrainingKernel) throws -> (
+        phi: [Double], projection: (f: [Double], l: [Double])?
+    ) {
         let n = kernel.n
         guard case .factored(let rows, _, _, let w) = kernel, w < n else { return (dense(kernel), nil) }
         let f = rows.map(Double.init)
         var s = [Double](repeating: 0, count: w * w)
-        Double.gemm(transA: true, transB: false, m: w, n: w, k: n, alpha: 1, a: f, lda: w, b: f, ldb: w, beta: 0, c: &s, ldc: w)
+        Double.gemm(
+            transA: true, transB: false, m: w, n: w, k: n, alpha: 1, a: f, lda: w, b: f, ldb: w, beta: 0, c: &s, ldc: w)
         let l = try cholesky(s, n: w, what: "the features' Gram matrix F^T F")
         var phi = [Double](repeating: 0, count: n * w)
-        Double.gemm(transA: false, transB: false, m: n, n: w, k: w, alpha: 1, a: f, lda: w, b: l, ldb: w, beta: 0, c: &phi, ldc: w)
+        Double.gemm(
+            transA: false, transB: false, m: n, n: w, k: w, alpha: 1, a: f, lda: w, b: l, ldb: w, beta: 0, c: &phi,
+            ldc: w)
         return (phi, (f, l))
     }
 
     /// The surrogate's probabilities on its training texts [n, C], from Z^T [C, n] = W K.
     static func probabilities(_ glm: KernelGLM, kernel: TrainingKernel) -> [Double] {
-        let n = glm.trainCount, C = glm.classes
+        let n = glm.trainCount
+        let C = glm.classes
         var z = [Double](repeating: 0, count: C * n)
         kernel.times(glm.weights, rows: C, into: &z, threads: 1)
         var p = [Double](repeating: 0, count: n * C)
@@ -125,8 +139,11 @@ public struct SurrogateInfluence: Sendable {
     /// and probabilities [n, C]: W-W blocks (1/n) Phi^T diag(a_cc') Phi + lambda' I, W-b
     /// columns (1/n) Phi^T a_cc', b-b entries (1/n) sum a_cc' + 1/C, with
     /// a_cc'(j) = p_jc (delta_cc' - p_jc').
-    static func hessian(phi: [Double], probabilities p: [Double], n: Int, width D: Int, classes C: Int, lambda: Double) -> [Double] {
-        let P = C * D + C, scale = 1 / Double(n)
+    static func hessian(phi: [Double], probabilities p: [Double], n: Int, width D: Int, classes C: Int, lambda: Double)
+        -> [Double]
+    {
+        let P = C * D + C
+        let scale = 1 / Double(n)
         var h = [Double](repeating: 0, count: P * P)
         var scaled = [Double](repeating: 0, count: n * D)
         var block = [Double](repeating: 0, count: D * D)
@@ -134,7 +151,9 @@ public struct SurrogateInfluence: Sendable {
             for c2 in c..<C {
                 let a = (0..<n).map { j in p[j * C + c] * ((c == c2 ? 1 : 0) - p[j * C + c2]) }
                 for j in 0..<n { for l in 0..<D { scaled[j * D + l] = a[j] * phi[j * D + l] } }
-                Double.gemm(transA: true, transB: false, m: D, n: D, k: n, alpha: scale, a: phi, lda: D, b: scaled, ldb: D, beta: 0, c: &block, ldc: D)
+                Double.gemm(
+                    transA: true, transB: false, m: D, n: D, k: n, alpha: scale, a: phi, lda: D, b: scaled, ldb: D,
+                    beta: 0, c: &block, ldc: D)
                 for r in 0..<D {
                     for col in 0..<D {
                         let v = block[r * D + col] + (c == c2 && r == col ? lambda : 0)
@@ -165,12 +184,15 @@ public struct SurrogateInfluence: Sendable {
     /// relative to its diagonal, growing, before giving up.
     static func cholesky(_ a: [Double], n: Int, what: String) throws -> [Double] {
         let trace = (0..<n).reduce(0.0) { $0 + a[$1 * n + $1] } / Double(max(n, 1))
-        var jitter = 0.0, factor = a
+        var jitter = 0.0
+        var factor = a
         var attempt = 0
         while let failed = Cholesky.factor(&factor, n: n) {
             attempt += 1
             guard attempt <= 6 else {
-                throw AttributionError("surrogate influence: \(what) is not positive definite (leading minor \(failed)) even with a jitter of \(jitter)")
+                throw AttributionError(
+                    "surrogate influence: \(what) is not positive definite (leading minor \(failed)) even with a jitter of \(jitter)"
+                )
             }
             jitter = trace * pow(10, Double(-12 + 2 * attempt))
             factor = a
@@ -192,18 +214,22 @@ public struct SurrogateInfluence: Sendable {
     /// the surrogate sees them) and compared classes `classes[t]`: the surrogate's margin
     /// with training text i's term in the fit minus without it, to first order.
     public func scores(rows: [Float], classes compared: [Int]) -> [Double] {
-        let n = trainCount, P = classes * width + classes, m = compared.count
+        let n = trainCount
+        let P = classes * width + classes
+        let m = compared.count
         let q = solvedQueries(rows: rows, classes: compared)
         var out = [Double](repeating: 0, count: m * n)
-        Double.gemm(transA: false, transB: true, m: m, n: n, k: P, alpha: -1 / Double(n), a: q, lda: P, b: trainSide, ldb: P,
-                    beta: 0, c: &out, ldc: n)
+        Double.gemm(
+            transA: false, transB: true, m: m, n: n, k: P, alpha: -1 / Double(n), a: q, lda: P, b: trainSide, ldb: P,
+            beta: 0, c: &out, ldc: n)
         return out
     }
 
     /// Self-influence tau(x_i, i) of every training text on its own margin of class
     /// `classes[i]` (its label, for an audit), from the training kernel's rows `rows` [n, n].
     public func selfScores(rows: [Float], classes compared: [Int]) -> [Double] {
-        let n = trainCount, P = classes * width + classes
+        let n = trainCount
+        let P = classes * width + classes
         precondition(compared.count == n)
         let q = solvedQueries(rows: rows, classes: compared)
         return (0..<n).map { i in
@@ -220,8 +246,10 @@ public struct SurrogateInfluence: Sendable {
         guard let projection else { return rows.map(Double.init) }
         let D = width
         var out = [Double](repeating: 0, count: m * D)
-        Double.gemm(transA: false, transB: false, m: m, n: D, k: n, alpha: 1, a: rows.map(Double.init), lda: n, b: projection.f, ldb: D,
-                    beta: 0, c: &out, ldc: D)
+        Double.gemm(
+            transA: false, transB: false, m: m, n: D, k: n, alpha: 1, a: rows.map(Double.init), lda: n, b: projection.f,
+            ldb: D,
+            beta: 0, c: &out, ldc: D)
         // Rows u -> L^{-1} u.
         Cholesky.solveRows(lower: projection.l, n: D, &out, m: m)
         return out
@@ -229,7 +257,11 @@ public struct SurrogateInfluence: Sendable {
 
     /// L^{-1} J_x^T d_x as rows [m, P] for query kernel rows [m, n] and compared classes.
     func solvedQueries(rows: [Float], classes compared: [Int]) -> [Double] {
-        let n = trainCount, C = classes, D = width, P = C * D + C, m = compared.count
+        let n = trainCount
+        let C = classes
+        let D = width
+        let P = C * D + C
+        let m = compared.count
         precondition(rows.count == m * n)
         let z = glm.logits(kernelRows: rows)
         let phi = features(rows: rows, m: m)
@@ -240,7 +272,10 @@ public struct SurrogateInfluence: Sendable {
             var others = (0..<C).map { $0 == c ? -Double.infinity : z[t * C + $0] }
             let top = others.max() ?? 0
             var sum = 0.0
-            for c2 in 0..<C where c2 != c { others[c2] = Foundation.exp(others[c2] - top); sum += others[c2] }
+            for c2 in 0..<C where c2 != c {
+                others[c2] = Foundation.exp(others[c2] - top)
+                sum += others[c2]
+            }
             for c2 in 0..<C {
                 let d = c2 == c ? 1 : -others[c2] / sum
                 for j in 0..<D { q[t * P + c2 * D + j] = d * phi[t * D + j] }

@@ -9,17 +9,22 @@ import TangentKernels
 public enum SurrogateKernel: String, Sendable, Hashable, CaseIterable {
     /// The exact NTKs from unprojected gradients (`ExactKernel`); `trntk-layers` weights
     /// trNTK's per-layer parts by w_l >= 0 fitted on the training texts (`LayerWeighting`).
-    case trntk, pntkNorm = "pntk-norm"
+    case trntk
+    case pntkNorm = "pntk-norm"
     /// Randomly projected gradients, cosine-normalized.
-    case projTrntk = "proj-trntk", projPntk = "proj-pntk"
+    case projTrntk = "proj-trntk"
+    case projPntk = "proj-pntk"
     /// Pooled embeddings: cosine-normalized, or raw (the conjugate kernel).
     case embedding, ck
     /// Loss gradients at the predicted label: at the final weights, cosine-normalized, or
     /// summed over the training checkpoints with sqrt(eta_k) (TracIn).
-    case gradCos = "grad-cos", tracin
+    case gradCos = "grad-cos"
+    case tracin
     /// Stored features mapped through an influence transform, or TRAK's averaged over an
     /// ensemble of models.
-    case ifHead = "if-head", ifProj = "if-proj", trak
+    case ifHead = "if-head"
+    case ifProj = "if-proj"
+    case trak
     /// EK-FAC influence (kronfluence's curvature): projected loss gradients of the linear
     /// layers whitened by the Kronecker-factored eigenbasis (`EKFAC`), so that kernel
     /// products are g(x)^T (G + lambda)^-1 g(x').

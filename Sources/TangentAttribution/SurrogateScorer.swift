@@ -31,10 +31,12 @@ struct SurrogateScorer {
     /// Adds training texts `first ..< first + rows`, whose kernel values with the m texts
     /// are `kernel` [m, rows] (row t: text t), in ascending order of training text.
     mutating func add(first: Int, rows: Int, kernel: [Double]) {
-        let C = glms[0].classes, n = glms[0].trainCount
+        let C = glms[0].classes
+        let n = glms[0].trainCount
         for t in predicted.indices {
             for a in 0..<rows {
-                let i = first + a, k = kernel[t * rows + a]
+                let i = first + a
+                let k = kernel[t * rows + a]
                 for (g, surrogate) in glms.enumerated() {
                     for c in 0..<C { logits[g][t][c] += surrogate.weights[c * n + i] * k }
                 }
@@ -49,25 +51,32 @@ struct SurrogateScorer {
     /// The `top` largest attributions of text t, strongest first.
     func proponents(_ t: Int) -> [TopK.Item] { best[t].sorted }
     /// The `top` most negative attributions of text t (scores negative), strongest first.
-    func opponents(_ t: Int) -> [TopK.Item] { worst[t].sorted.map { TopK.Item(score: -$0.score, index: $0.index, kernel: $0.kernel) } }
+    func opponents(_ t: Int) -> [TopK.Item] {
+        worst[t].sorted.map { TopK.Item(score: -$0.score, index: $0.index, kernel: $0.kernel) }
+    }
 
     /// The explanations of `texts` (the scorer's m texts) from what was added, each
     /// training item with its per-layer shares when `shares` gives them.
-    func explanations(_ texts: [String], train: [LabeledText], labels: LabelSet,
-                      shares: (_ text: Int, _ items: [Int]) throws -> [Int: [String: Double]] = { _, _ in [:] }) rethrows -> [Explanation] {
+    func explanations(
+        _ texts: [String], train: [LabeledText], labels: LabelSet,
+        shares: (_ text: Int, _ items: [Int]) throws -> [Int: [String: Double]] = { _, _ in [:] }
+    ) rethrows -> [Explanation] {
         try texts.indices.map { t in
             let c = predicted[t]
-            let pro = proponents(t), con = opponents(t)
+            let pro = proponents(t)
+            let con = opponents(t)
             let layerShares = try shares(t, (pro + con).map(\.index))
             func item(_ e: TopK.Item) -> AttributedText {
                 let i = e.index
-                return AttributedText(index: i, line: train[i].line, text: train[i].text, label: train[i].label ?? "",
-                                      score: e.score, kernel: e.kernel, layerShares: layerShares[i])
+                return AttributedText(
+                    index: i, line: train[i].line, text: train[i].text, label: train[i].label ?? "",
+                    score: e.score, kernel: e.kernel, layerShares: layerShares[i])
             }
-            return Explanation(text: texts[t], label: labels.names[c],
-                               probability: Faithfulness.probability(logits: networkLogits[t], classIndex: c),
-                               surrogateProbability: Faithfulness.probability(logits: logits[0][t], classIndex: c),
-                               proponents: pro.map(item), opponents: con.map(item))
+            return Explanation(
+                text: texts[t], label: labels.names[c],
+                probability: Faithfulness.probability(logits: networkLogits[t], classIndex: c),
+                surrogateProbability: Faithfulness.probability(logits: logits[0][t], classIndex: c),
+                proponents: pro.map(item), opponents: con.map(item))
         }
     }
 }

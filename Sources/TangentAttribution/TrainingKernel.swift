@@ -69,7 +69,9 @@ public enum TrainingKernel: Sendable {
         switch self {
         case .dense(let k, let n):
             var s = [Float](repeating: 0, count: indices.count * indices.count)
-            for (a, i) in indices.enumerated() { for (b, j) in indices.enumerated() { s[a * indices.count + b] = k[i * n + j] } }
+            for (a, i) in indices.enumerated() {
+                for (b, j) in indices.enumerated() { s[a * indices.count + b] = k[i * n + j] }
+            }
             return .dense(s, n: indices.count)
         case .factored(let f, _, _, let w):
             var rows = [Float](repeating: 0, count: indices.count * w)
@@ -90,15 +92,20 @@ public enum TrainingKernel: Sendable {
         case .dense(let k, let n):
             for (r, i) in a.enumerated() { for (c, j) in b.enumerated() { out[r * b.count + c] = k[i * n + j] } }
         case .factored(let f, _, _, let w):
-            var fa = [Float](repeating: 0, count: a.count * w), fb = [Float](repeating: 0, count: b.count * w)
+            var fa = [Float](repeating: 0, count: a.count * w)
+            var fb = [Float](repeating: 0, count: b.count * w)
             for (r, i) in a.enumerated() { for j in 0..<w { fa[r * w + j] = f[i * w + j] } }
             for (r, i) in b.enumerated() { for j in 0..<w { fb[r * w + j] = f[i * w + j] } }
-            Float.gemm(transA: false, transB: true, m: a.count, n: b.count, k: w, alpha: 1, a: fa, lda: w, b: fb, ldb: w,
-                       beta: 0, c: &out, ldc: b.count)
+            Float.gemm(
+                transA: false, transB: true, m: a.count, n: b.count, k: w, alpha: 1, a: fa, lda: w, b: fb, ldb: w,
+                beta: 0, c: &out, ldc: b.count)
         case .streamed(let s):
-            let fa = s.gather(a), fb = s.gather(b), w = s.width
-            Float.gemm(transA: false, transB: true, m: a.count, n: b.count, k: w, alpha: 1, a: fa, lda: w, b: fb, ldb: w,
-                       beta: 0, c: &out, ldc: b.count)
+            let fa = s.gather(a)
+            let fb = s.gather(b)
+            let w = s.width
+            Float.gemm(
+                transA: false, transB: true, m: a.count, n: b.count, k: w, alpha: 1, a: fa, lda: w, b: fb, ldb: w,
+                beta: 0, c: &out, ldc: b.count)
         }
         return out
     }
@@ -128,8 +135,10 @@ public enum TrainingKernel: Sendable {
     /// out [m, matrixRows] = x [m, depth] matrix^T for a matrix [matrixRows, depth] (its
     /// first rows when longer), row c of the result at out[c * ldo + offset ...] (default:
     /// packed): fixed-order dots, the matrix's rows split over threads.
-    static func dots(_ x: [Double], rows m: Int, depth: Int, matrix: [Float], matrixRows: Int,
-                     into out: inout [Double], ldo: Int? = nil, offset: Int = 0, threads: Int) {
+    static func dots(
+        _ x: [Double], rows m: Int, depth: Int, matrix: [Float], matrixRows: Int,
+        into out: inout [Double], ldo: Int? = nil, offset: Int = 0, threads: Int
+    ) {
         precondition(matrix.count >= matrixRows * depth)
         let parts = splitRange(matrixRows, parts: max(1, min(threads, matrixRows / 64))).filter { !$0.isEmpty }
         x.withUnsafeBufferPointer { xp in
@@ -137,9 +146,10 @@ public enum TrainingKernel: Sendable {
                 out.withUnsafeMutableBufferPointer { op in
                     parallelFor(parts.count) { t in
                         let r = parts[t]
-                        FixedOrderGemm.dots(m: m, rows: r.count, depth: depth, x: xp.baseAddress!, ldx: depth,
-                                            k: kp.baseAddress! + r.lowerBound * depth, ldk: depth,
-                                            out: op.baseAddress! + offset + r.lowerBound, ldo: ldo ?? matrixRows)
+                        FixedOrderGemm.dots(
+                            m: m, rows: r.count, depth: depth, x: xp.baseAddress!, ldx: depth,
+                            k: kp.baseAddress! + r.lowerBound * depth, ldk: depth,
+                            out: op.baseAddress! + offset + r.lowerBound, ldo: ldo ?? matrixRows)
                     }
                 }
             }

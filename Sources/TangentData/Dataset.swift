@@ -84,7 +84,8 @@ public struct DatasetReader: Sendable {
                 throw DataError("\(path):\(lineNumber): malformed JSON line")
             }
             guard let dict = object as? [String: Any] else {
-                throw DataError("\(path):\(lineNumber): expected a JSON object with fields '\(textColumn)' and '\(labelColumn)'")
+                throw DataError(
+                    "\(path):\(lineNumber): expected a JSON object with fields '\(textColumn)' and '\(labelColumn)'")
             }
             guard let textValue = dict[textColumn] else {
                 throw DataError("\(path):\(lineNumber): missing field '\(textColumn)'")
@@ -114,25 +115,36 @@ public struct DatasetReader: Sendable {
         func column(_ name: String, option: String) throws -> Int? {
             let hits = header.indices.filter { header[$0] == name }
             if hits.count > 1 {
-                throw DataError("\(path): header has the column '\(name)' \(hits.count) times (columns \(hits.map { String($0 + 1) }.joined(separator: ", "))); rename all but one, or choose another with \(option)")
+                throw DataError(
+                    "\(path): header has the column '\(name)' \(hits.count) times (columns \(hits.map { String($0 + 1) }.joined(separator: ", "))); rename all but one, or choose another with \(option)"
+                )
             }
             return hits.first
         }
         guard let textIndex = try column(textColumn, option: "--text-column") else {
-            throw DataError("\(path): header has no column '\(textColumn)' (columns: \(header.joined(separator: ", "))); choose one with --text-column")
+            throw DataError(
+                "\(path): header has no column '\(textColumn)' (columns: \(header.joined(separator: ", "))); choose one with --text-column"
+            )
         }
         let labelIndex = try column(labelColumn, option: "--label-column")
         if labelIndex == nil && requireLabels {
-            throw DataError("\(path): header has no column '\(labelColumn)' (columns: \(header.joined(separator: ", "))); choose one with --label-column")
+            throw DataError(
+                "\(path): header has no column '\(labelColumn)' (columns: \(header.joined(separator: ", "))); choose one with --label-column"
+            )
         }
         var out: [LabeledText] = []
         for (row, record) in records.dropFirst().enumerated() {
             let fields = record.fields
             if fields.count == 1 && fields[0].isEmpty { continue }  // blank line
             guard fields.count == header.count else {
-                throw DataError("\(path): row \(row + 1) (line \(record.line)) has \(fields.count) fields but the header has \(header.count)")
+                throw DataError(
+                    "\(path): row \(row + 1) (line \(record.line)) has \(fields.count) fields but the header has \(header.count)"
+                )
             }
-            out.append(try checked(text: fields[textIndex], label: labelIndex.map { fields[$0] }, line: row + 1, path: path, unit: "row"))
+            out.append(
+                try checked(
+                    text: fields[textIndex], label: labelIndex.map { fields[$0] }, line: row + 1, path: path,
+                    unit: "row"))
         }
         return out
     }
@@ -232,13 +244,16 @@ public enum DelimitedText {
         var records: [Record] = []
         var fields: [String] = []
         var field = ""
-        var line = 1, recordLine = 1
+        var line = 1
+        var recordLine = 1
         var chars = Array(content.unicodeScalars)[...]
         var atFieldStart = true
         func endRecord() {
             fields.append(field)
             records.append(Record(fields: fields, line: recordLine))
-            fields = []; field = ""; atFieldStart = true
+            fields = []
+            field = ""
+            atFieldStart = true
         }
         while let c = chars.popFirst() {
             if atFieldStart && c == "\"" {
@@ -246,17 +261,27 @@ public enum DelimitedText {
                 var closed = false
                 while let q = chars.popFirst() {
                     if q == "\"" {
-                        if chars.first == "\"" { chars.removeFirst(); field.unicodeScalars.append("\"") } else { closed = true; break }
+                        if chars.first == "\"" {
+                            chars.removeFirst()
+                            field.unicodeScalars.append("\"")
+                        } else {
+                            closed = true
+                            break
+                        }
                     } else {
                         if q == "\n" { line += 1 }
                         field.unicodeScalars.append(q)
                     }
                 }
                 guard closed else {
-                    throw DataError("\(path): line \(quoteLine): a quoted field is never closed (a \" opens it and no matching \" follows)")
+                    throw DataError(
+                        "\(path): line \(quoteLine): a quoted field is never closed (a \" opens it and no matching \" follows)"
+                    )
                 }
                 if let next = chars.first, next != ",", next != "\n", next != "\r" {
-                    throw DataError("\(path): line \(line): text after a closing quote; inside a quoted field write \"\" for a quote")
+                    throw DataError(
+                        "\(path): line \(line): text after a closing quote; inside a quoted field write \"\" for a quote"
+                    )
                 }
                 atFieldStart = false
                 continue
@@ -264,7 +289,9 @@ public enum DelimitedText {
             atFieldStart = false
             switch c {
             case ",":
-                fields.append(field); field = ""; atFieldStart = true
+                fields.append(field)
+                field = ""
+                atFieldStart = true
             case "\r" where chars.first == "\n":
                 break
             case "\n":

@@ -32,7 +32,9 @@ public struct LabelSet: Sendable, Equatable, Codable {
         try texts.map { t in
             guard let l = t.label else { throw DataError("\(source): line \(t.line): missing label") }
             guard let i = index[l] else {
-                throw DataError("\(source): line \(t.line): label '\(l)' is not one the model knows (\(names.joined(separator: ", ")))")
+                throw DataError(
+                    "\(source): line \(t.line): label '\(l)' is not one the model knows (\(names.joined(separator: ", ")))"
+                )
             }
             return i
         }

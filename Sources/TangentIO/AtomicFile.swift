@@ -26,7 +26,8 @@ public enum AtomicFile {
     public static func write(to url: URL, _ body: (Appender) throws -> Void) throws {
         let dir = url.deletingLastPathComponent()
         try OutputPath.createDirectory(dir)
-        let tmp = dir.appendingPathComponent(".\(url.lastPathComponent).\(ProcessInfo.processInfo.processIdentifier).tmp")
+        let tmp = dir.appendingPathComponent(
+            ".\(url.lastPathComponent).\(ProcessInfo.processInfo.processIdentifier).tmp")
         let fd = open(tmp.path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw OutputError("\(tmp.path): cannot create file: \(systemErrorDescription())") }
         var ok = false
@@ -94,11 +95,15 @@ public enum OutputPath {
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDir) else { return }
         if isDir.boolValue {
-            throw OutputError("\(url.path): is a directory; give a file path for the \(kind), e.g. \(url.appendingPathComponent("out").path)")
+            throw OutputError(
+                "\(url.path): is a directory; give a file path for the \(kind), e.g. \(url.appendingPathComponent("out").path)"
+            )
         }
         guard overwrite else { throw OutputError("\(url.path): already exists (pass --overwrite to replace it)") }
         guard isSameKind(url) else {
-            throw OutputError("\(url.path): exists and is not a \(kind); --overwrite replaces only a \(kind), so move or remove it yourself")
+            throw OutputError(
+                "\(url.path): exists and is not a \(kind); --overwrite replaces only a \(kind), so move or remove it yourself"
+            )
         }
     }
 
@@ -106,16 +111,22 @@ public enum OutputPath {
     /// directory (or can be created), writable; if it already holds `kind` (any of
     /// `markers` exists in it), `overwrite` is required; any other non-empty directory
     /// is refused, since writing into it could replace files that are not ours.
-    public static func checkDirectory(_ url: URL, kind: String, markers: [String], overwrite: Bool,
-                                      allowOtherFiles: Bool = false) throws {
+    public static func checkDirectory(
+        _ url: URL, kind: String, markers: [String], overwrite: Bool,
+        allowOtherFiles: Bool = false
+    ) throws {
         let fm = FileManager.default
         var isDir: ObjCBool = false
         guard fm.fileExists(atPath: url.path, isDirectory: &isDir) else {
             try checkWritableParent(of: url)
             return
         }
-        guard isDir.boolValue else { throw OutputError("\(url.path): exists and is not a directory; \(kind) is written as a directory") }
-        guard access(url.path, W_OK | X_OK) == 0 else { throw OutputError("\(url.path): permission denied (cannot write the \(kind) there)") }
+        guard isDir.boolValue else {
+            throw OutputError("\(url.path): exists and is not a directory; \(kind) is written as a directory")
+        }
+        guard access(url.path, W_OK | X_OK) == 0 else {
+            throw OutputError("\(url.path): permission denied (cannot write the \(kind) there)")
+        }
         if let marker = markers.first(where: { fm.fileExists(atPath: url.appendingPathComponent($0).path) }) {
             guard overwrite else {
                 throw OutputError("\(url.path): already holds a \(kind) (\(marker)); pass --overwrite to replace it")
@@ -125,7 +136,9 @@ public enum OutputPath {
         if !allowOtherFiles {
             let entries = ((try? fm.contentsOfDirectory(atPath: url.path)) ?? []).filter { !$0.hasPrefix(".tangent") }
             if !entries.isEmpty {
-                throw OutputError("\(url.path): exists and holds other files (\(entries.sorted().prefix(3).joined(separator: ", "))), not a \(kind); choose a new or empty directory")
+                throw OutputError(
+                    "\(url.path): exists and holds other files (\(entries.sorted().prefix(3).joined(separator: ", "))), not a \(kind); choose a new or empty directory"
+                )
             }
         }
     }
@@ -137,7 +150,9 @@ public enum OutputPath {
         while true {
             var isDir: ObjCBool = false
             if fm.fileExists(atPath: dir.path, isDirectory: &isDir) {
-                guard isDir.boolValue else { throw OutputError("\(dir.path): is not a directory (needed to write \(url.path))") }
+                guard isDir.boolValue else {
+                    throw OutputError("\(dir.path): is not a directory (needed to write \(url.path))")
+                }
                 guard access(dir.path, W_OK | X_OK) == 0 else {
                     throw OutputError("\(dir.path): permission denied (cannot write \(url.lastPathComponent) there)")
                 }
@@ -178,7 +193,9 @@ public final class OutputLock {
             let code = errno
             close(fd)
             if code == EWOULDBLOCK {
-                throw OutputError("\(url.path): another process is writing \(what) (it holds the lock on this file); wait for it to finish or choose another output")
+                throw OutputError(
+                    "\(url.path): another process is writing \(what) (it holds the lock on this file); wait for it to finish or choose another output"
+                )
             }
             throw OutputError("\(url.path): cannot lock: \(systemErrorDescription(code))")
         }
@@ -192,7 +209,8 @@ public final class OutputLock {
     /// one output by two paths take the same lock.
     public convenience init(guarding output: URL, what: String) throws {
         let target = OutputLock.resolved(output)
-        let lock = target.deletingLastPathComponent().appendingPathComponent(".\(target.lastPathComponent).tangent.lock")
+        let lock = target.deletingLastPathComponent().appendingPathComponent(
+            ".\(target.lastPathComponent).tangent.lock")
         try self.init(lock, what: what, removeWhenDone: true)
     }
 
@@ -207,7 +225,9 @@ public final class OutputLock {
         let path = url.standardizedFileURL.path
         if let r = real(path) { return URL(fileURLWithPath: r) }
         let parent = (path as NSString).deletingLastPathComponent
-        if let r = real(parent) { return URL(fileURLWithPath: r).appendingPathComponent((path as NSString).lastPathComponent) }
+        if let r = real(parent) {
+            return URL(fileURLWithPath: r).appendingPathComponent((path as NSString).lastPathComponent)
+        }
         return url.standardizedFileURL
     }
 
@@ -269,7 +289,9 @@ extension WholeFile {
             guard (st.st_mode & S_IFMT) == S_IFREG else { return nil }
             let size = Int(st.st_size)
             guard size > 0 else { return Data() }
-            guard let base = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), base != MAP_FAILED else { throw ReadError(code: errno) }
+            guard let base = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), base != MAP_FAILED else {
+                throw ReadError(code: errno)
+            }
             return Data(bytesNoCopy: base, count: size, deallocator: .custom { p, n in munmap(p, n) })
         }
         // Pipes and devices cannot be mapped: read them instead.

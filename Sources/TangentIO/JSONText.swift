@@ -14,16 +14,24 @@ public enum JSONText {
     }
 
     private static func write(_ value: Any, indent: Int, into out: inout String) throws {
-        let pad = String(repeating: "  ", count: indent + 1), close = String(repeating: "  ", count: indent)
+        let pad = String(repeating: "  ", count: indent + 1)
+        let close = String(repeating: "  ", count: indent)
         // An optional (as a record built in Swift may hold): its value, or null.
         let mirror = Mirror(reflecting: value)
         if mirror.displayStyle == .optional {
-            if let wrapped = mirror.children.first?.value { try write(wrapped, indent: indent, into: &out) } else { out += "null" }
+            if let wrapped = mirror.children.first?.value {
+                try write(wrapped, indent: indent, into: &out)
+            } else {
+                out += "null"
+            }
             return
         }
         switch value {
         case let dict as [String: Any]:
-            if dict.isEmpty { out += "{}"; return }
+            if dict.isEmpty {
+                out += "{}"
+                return
+            }
             out += "{\n"
             for (i, key) in dict.keys.sorted().enumerated() {
                 out += pad + quoted(key) + ": "
@@ -32,7 +40,10 @@ public enum JSONText {
             }
             out += close + "}"
         case let list as [Any]:
-            if list.isEmpty { out += "[]"; return }
+            if list.isEmpty {
+                out += "[]"
+                return
+            }
             out += "[\n"
             for (i, item) in list.enumerated() {
                 out += pad

@@ -30,7 +30,9 @@ public enum PathOverlap {
             } else {
                 continue
             }
-            throw OutputError("\(output.option) \(output.path): \(relation) \(input.path) (\(inp)); writing there could destroy the input, so choose an output apart from every input")
+            throw OutputError(
+                "\(output.option) \(output.path): \(relation) \(input.path) (\(inp)); writing there could destroy the input, so choose an output apart from every input"
+            )
         }
     }
 
@@ -45,7 +47,11 @@ public enum PathOverlap {
                 var base = String(cString: r)
                 for c in rest.reversed() {
                     // A missing component followed by `..` cancels it.
-                    if c == ".." { base = (base as NSString).deletingLastPathComponent } else if c != "." { base = (base as NSString).appendingPathComponent(c) }
+                    if c == ".." {
+                        base = (base as NSString).deletingLastPathComponent
+                    } else if c != "." {
+                        base = (base as NSString).appendingPathComponent(c)
+                    }
                 }
                 return base
             }
@@ -58,7 +64,8 @@ public enum PathOverlap {
 
     /// Whether two existing paths are the same file (hard links included).
     static func sameFile(_ a: String, _ b: String) -> Bool {
-        var sa = stat(), sb = stat()
+        var sa = stat()
+        var sb = stat()
         guard stat(a, &sa) == 0, stat(b, &sb) == 0 else { return false }
         return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino
     }

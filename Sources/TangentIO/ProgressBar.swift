@@ -35,13 +35,15 @@ public final class ProgressBar {
             let width = 24
             let filled = Int(frac * Double(width))
             let bar = String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled)
-            let line = String(format: "\r%@ [%@] %ld/%ld %.1f/s eta %@ %@", label, bar, done, total, rate, Self.duration(eta), status)
+            let line = String(
+                format: "\r%@ [%@] %ld/%ld %.1f/s eta %@ %@", label, bar, done, total, rate, Self.duration(eta), status)
             FileHandle.standardError.write(Data((line + "\u{1B}[K").utf8))
         } else {
             let decile = Int(frac * 10)
             guard decile > lastDecile else { return }
             lastDecile = decile
-            let line = String(format: "%@ %3ld%% %ld/%ld %.1f/s %@\n", label, Int(frac * 100), done, total, rate, status)
+            let line = String(
+                format: "%@ %3ld%% %ld/%ld %.1f/s %@\n", label, Int(frac * 100), done, total, rate, status)
             FileHandle.standardError.write(Data(line.utf8))
         }
     }
@@ -55,7 +57,8 @@ public final class ProgressBar {
 
     static func duration(_ s: Double) -> String {
         let t = Int(s.rounded())
-        return t >= 3600 ? String(format: "%ldh%02ldm", t / 3600, (t % 3600) / 60) : String(format: "%ld:%02ld", t / 60, t % 60)
+        return t >= 3600
+            ? String(format: "%ldh%02ldm", t / 3600, (t % 3600) / 60) : String(format: "%ld:%02ld", t / 60, t % 60)
     }
 }
 

@@ -15,7 +15,8 @@ public struct StagedDirectory {
     /// removed first; an old directory set aside by a swap that was cut short is put back).
     public init(replacing destination: URL) throws {
         let dest = URL(fileURLWithPath: PathOverlap.resolved(destination))
-        let parent = dest.deletingLastPathComponent(), name = dest.lastPathComponent
+        let parent = dest.deletingLastPathComponent()
+        let name = dest.lastPathComponent
         self.destination = dest
         self.staging = parent.appendingPathComponent(".\(name).tangent-new")
         let aside = StagedDirectory.asideURL(dest)
@@ -41,7 +42,8 @@ public struct StagedDirectory {
         let fm = FileManager.default
         guard fm.fileExists(atPath: destination.path) else {
             guard rename(staging.path, destination.path) == 0 else {
-                throw OutputError("\(destination.path): cannot move the new directory into place: \(systemErrorDescription())")
+                throw OutputError(
+                    "\(destination.path): cannot move the new directory into place: \(systemErrorDescription())")
             }
             return
         }
@@ -56,7 +58,8 @@ public struct StagedDirectory {
         guard rename(staging.path, destination.path) == 0 else {
             let code = errno
             _ = rename(aside.path, destination.path)
-            throw OutputError("\(destination.path): cannot move the new directory into place: \(systemErrorDescription(code))")
+            throw OutputError(
+                "\(destination.path): cannot move the new directory into place: \(systemErrorDescription(code))")
         }
         try StagedDirectory.remove(aside)
     }
@@ -80,13 +83,15 @@ public struct StagedDirectory {
     /// do not declare it to Swift); false when the system or file system lacks it.
     static func exchange(_ a: String, _ b: String) -> Bool {
         #if os(Linux)
-        typealias RenameAt2 = @convention(c) (Int32, UnsafePointer<CChar>, Int32, UnsafePointer<CChar>, UInt32) -> Int32
-        guard let handle = dlopen(nil, RTLD_NOW), let symbol = dlsym(handle, "renameat2") else { return false }
-        let renameat2 = unsafeBitCast(symbol, to: RenameAt2.self)
-        let atFDCWD: Int32 = -100, renameExchange: UInt32 = 2
-        return renameat2(atFDCWD, a, atFDCWD, b, renameExchange) == 0
+            typealias RenameAt2 =
+                @convention(c) (Int32, UnsafePointer<CChar>, Int32, UnsafePointer<CChar>, UInt32) -> Int32
+            guard let handle = dlopen(nil, RTLD_NOW), let symbol = dlsym(handle, "renameat2") else { return false }
+            let renameat2 = unsafeBitCast(symbol, to: RenameAt2.self)
+            let atFDCWD: Int32 = -100
+            let renameExchange: UInt32 = 2
+            return renameat2(atFDCWD, a, atFDCWD, b, renameExchange) == 0
         #else
-        return false
+            return false
         #endif
     }
 }

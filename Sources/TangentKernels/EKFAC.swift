@@ -69,10 +69,13 @@ public struct EKFAC: Sendable {
     /// Fits the factors on `texts` (token sequences as the model sees them) with `labels`
     /// (class indices): one backward pass for the covariances, one for the eigenvalue
     /// correction, in batches of `batchSize`. `progress(done, total)` counts texts over both passes.
-    public init(model: any ClassifierModel<Float>, texts: [[Int32]], labels: [Int], fisher: Fisher = .sampled(seed: 0),
-                batchSize: Int = 16, progress: (Int, Int) -> Void = { _, _ in }) throws {
+    public init(
+        model: any ClassifierModel<Float>, texts: [[Int32]], labels: [Int], fisher: Fisher = .sampled(seed: 0),
+        batchSize: Int = 16, progress: (Int, Int) -> Void = { _, _ in }
+    ) throws {
         precondition(texts.count == labels.count && !texts.isEmpty, "one label per text, at least one text")
-        let layout = model.layout, C = model.shape.classes
+        let layout = model.layout
+        let C = model.shape.classes
         let batches = stride(from: 0, to: texts.count, by: batchSize).map { $0..<min(texts.count, $0 + batchSize) }
         func lossSeeds(_ logits: [Float], _ range: Range<Int>) -> [Float] {
             var s = [Float](repeating: 0, count: range.count * C)
@@ -81,7 +84,8 @@ public struct EKFAC: Sendable {
                 let y: Int
                 switch fisher {
                 case .empirical: y = labels[t]
-                case .sampled(let seed): y = EKFAC.draw(Softmax.probabilities(z), CounterRNG.derive(seed, 0xecfac, UInt64(t)).uniform(0))
+                case .sampled(let seed):
+                    y = EKFAC.draw(Softmax.probabilities(z), CounterRNG.derive(seed, 0xecfac, UInt64(t)).uniform(0))
                 }
                 let r = Softmax.lossResidual(z, label: y)
                 for c in 0..<C { s[b * C + c] = Float(r[c]) }
@@ -89,11 +93,15 @@ public struct EKFAC: Sendable {
             return s
         }
         // Pass 1: A and S per layer, summed per shard (shards run concurrently), then over shards.
-        let everything = ParameterSubset(layout: layout, tensorIndices: layout.tensors.indices.filter { $0 != model.tokenTableIndex })
+        let everything = ParameterSubset(
+            layout: layout, tensorIndices: layout.tensors.indices.filter { $0 != model.tokenTableIndex })
         let shards = (0..<max(1, model.threads)).map { _ in CovarianceSums() }
         for range in batches {
-            let logits = try model.forward(TokenBatch(sequences: Array(texts[range]), padID: model.shape.padID), rowInvariant: true)
-            model.linearRows(seed: lossSeeds(logits, range), subset: everything) { rows, _ in shards[rows.shard].add(rows) }
+            let logits = try model.forward(
+                TokenBatch(sequences: Array(texts[range]), padID: model.shape.padID), rowInvariant: true)
+            model.linearRows(seed: lossSeeds(logits, range), subset: everything) { rows, _ in
+                shards[rows.shard].add(rows)
+            }
             progress(range.upperBound, 2 * texts.count)
         }
         var found: [Int: (bias: Int?, i: Int, o: Int)] = [:]
@@ -103,26 +111,37 @@ public struct EKFAC: Sendable {
         for w in found.keys.sorted() {
             let (bias, i, o) = found[w]!
             let a = i + (bias == nil ? 0 : 1)
-            var A = [Double](repeating: 0, count: a * a), S = [Double](repeating: 0, count: o * o)
-            var rowsA = 0, rowsS = 0
+            var A = [Double](repeating: 0, count: a * a)
+            var S = [Double](repeating: 0, count: o * o)
+            var rowsA = 0
+            var rowsS = 0
             for s in shards {
                 guard let l = s.layers[w] else { continue }
                 for k in A.indices { A[k] += Double(l.A[k]) }
                 for k in S.indices { S[k] += Double(l.S[k]) }
-                rowsA += l.rows; rowsS += l.rows
+                rowsA += l.rows
+                rowsS += l.rows
             }
             guard let qa = EKFAC.basis(A, n: a, rows: rowsA), let qs = EKFAC.basis(S, n: o, rows: rowsS) else {
-                throw FeatureStoreError("EK-FAC: the eigendecomposition of \(layout.tensors[w].name)'s factors did not converge")
+                throw FeatureStoreError(
+                    "EK-FAC: the eigendecomposition of \(layout.tensors[w].name)'s factors did not converge")
             }
-            layers.append(Layer(weight: w, bias: bias, inWidth: i, outWidth: o, activationBasis: qa, gradientBasis: qs, eigenvalues: []))
+            layers.append(
+                Layer(
+                    weight: w, bias: bias, inWidth: i, outWidth: o, activationBasis: qa, gradientBasis: qs,
+                    eigenvalues: []))
         }
-        let subset = ParameterSubset(layout: layout, tensorIndices: layers.flatMap { [$0.weight] + ($0.bias.map { [$0] } ?? []) }.sorted())
+        let subset = ParameterSubset(
+            layout: layout, tensorIndices: layers.flatMap { [$0.weight] + ($0.bias.map { [$0] } ?? []) }.sorted())
         // Pass 2: Lambda, the mean squared rotated per-text gradient.
         var lambda = layers.map { [Double](repeating: 0, count: $0.outWidth * $0.augmented) }
         var gradients = [Float](repeating: 0, count: batchSize * subset.count)
         for range in batches {
-            let logits = try model.forward(TokenBatch(sequences: Array(texts[range]), padID: model.shape.padID), rowInvariant: true)
-            gradients.withUnsafeMutableBufferPointer { model.perExampleGradients(seed: lossSeeds(logits, range), subset: subset, into: $0) }
+            let logits = try model.forward(
+                TokenBatch(sequences: Array(texts[range]), padID: model.shape.padID), rowInvariant: true)
+            gradients.withUnsafeMutableBufferPointer {
+                model.perExampleGradients(seed: lossSeeds(logits, range), subset: subset, into: $0)
+            }
             let ls = layers
             lambda.withUnsafeMutableBufferPointer { lp in
                 gradients.withUnsafeBufferPointer { gp in
@@ -138,8 +157,10 @@ public struct EKFAC: Sendable {
             progress(texts.count + range.upperBound, 2 * texts.count)
         }
         self.layers = zip(layers, lambda).map { l, values in
-            Layer(weight: l.weight, bias: l.bias, inWidth: l.inWidth, outWidth: l.outWidth, activationBasis: l.activationBasis,
-                  gradientBasis: l.gradientBasis, eigenvalues: values.map { Float($0 / Double(texts.count)) })
+            Layer(
+                weight: l.weight, bias: l.bias, inWidth: l.inWidth, outWidth: l.outWidth,
+                activationBasis: l.activationBasis,
+                gradientBasis: l.gradientBasis, eigenvalues: values.map { Float($0 / Double(texts.count)) })
         }
         self.subset = subset
         self.texts = texts.count
@@ -149,45 +170,64 @@ public struct EKFAC: Sendable {
     /// row-major: the queries' measurement gradients (their `queryLabels`; nil: the
     /// predicted class) preconditioned once, then against the training texts' loss
     /// gradients (their labels), `blockSize` texts at a time.
-    public func influence(model: any ClassifierModel<Float>, queries: [[Int32]], queryLabels: [Int?], measurement: Measurement,
-                          train: [[Int32]], trainLabels: [Int], damping: Damping, blockSize: Int = 16,
-                          progress: (Int, Int) -> Void = { _, _ in }) throws -> [Float] {
+    public func influence(
+        model: any ClassifierModel<Float>, queries: [[Int32]], queryLabels: [Int?], measurement: Measurement,
+        train: [[Int32]], trainLabels: [Int], damping: Damping, blockSize: Int = 16,
+        progress: (Int, Int) -> Void = { _, _ in }
+    ) throws -> [Float] {
         precondition(queries.count == queryLabels.count && train.count == trainLabels.count, "one label per text")
-        let P = subset.count, C = model.shape.classes, nq = queries.count, nt = train.count
+        let P = subset.count
+        let C = model.shape.classes
+        let nq = queries.count
+        let nt = train.count
         let dampings = dampings(damping)
         var out = [Float](repeating: 0, count: nq * nt)
         let queryBlocks = stride(from: 0, to: nq, by: blockSize).map { $0..<min(nq, $0 + blockSize) }
         let trainBlocks = stride(from: 0, to: nt, by: blockSize).map { $0..<min(nt, $0 + blockSize) }
-        var preconditioned = [Float](repeating: 0, count: blockSize * P), trainGradients = [Float](repeating: 0, count: blockSize * P)
+        var preconditioned = [Float](repeating: 0, count: blockSize * P)
+        var trainGradients = [Float](repeating: 0, count: blockSize * P)
         var tile = [Float](repeating: 0, count: blockSize * blockSize)
         var done = 0
         for qb in queryBlocks {
-            let logits = try model.forward(TokenBatch(sequences: Array(queries[qb]), padID: model.shape.padID), rowInvariant: true)
+            let logits = try model.forward(
+                TokenBatch(sequences: Array(queries[qb]), padID: model.shape.padID), rowInvariant: true)
             var seeds = [Float](repeating: 0, count: qb.count * C)
             for b in 0..<qb.count {
                 let z = (0..<C).map { Double(logits[b * C + $0]) }
                 let y = queryLabels[qb.lowerBound + b] ?? Softmax.argmax(z)
-                let r = measurement == .loss ? Softmax.lossResidual(z, label: y) : Softmax.marginCoefficients(z, label: y)
+                let r =
+                    measurement == .loss ? Softmax.lossResidual(z, label: y) : Softmax.marginCoefficients(z, label: y)
                 for c in 0..<C { seeds[b * C + c] = Float(r[c]) }
             }
-            preconditioned.withUnsafeMutableBufferPointer { model.perExampleGradients(seed: seeds, subset: subset, into: $0) }
+            preconditioned.withUnsafeMutableBufferPointer {
+                model.perExampleGradients(seed: seeds, subset: subset, into: $0)
+            }
             let ls = layers
             preconditioned.withUnsafeMutableBufferPointer { gp in
                 parallelFor(ls.count) { l in
-                    for b in 0..<qb.count { ls[l].precondition(gp.baseAddress! + b * P, subset: subset, damping: dampings[l]) }
+                    for b in 0..<qb.count {
+                        ls[l].precondition(gp.baseAddress! + b * P, subset: subset, damping: dampings[l])
+                    }
                 }
             }
             for tb in trainBlocks {
-                let tl = try model.forward(TokenBatch(sequences: Array(train[tb]), padID: model.shape.padID), rowInvariant: true)
+                let tl = try model.forward(
+                    TokenBatch(sequences: Array(train[tb]), padID: model.shape.padID), rowInvariant: true)
                 var s = [Float](repeating: 0, count: tb.count * C)
                 for b in 0..<tb.count {
-                    let r = Softmax.lossResidual((0..<C).map { Double(tl[b * C + $0]) }, label: trainLabels[tb.lowerBound + b])
+                    let r = Softmax.lossResidual(
+                        (0..<C).map { Double(tl[b * C + $0]) }, label: trainLabels[tb.lowerBound + b])
                     for c in 0..<C { s[b * C + c] = Float(r[c]) }
                 }
-                trainGradients.withUnsafeMutableBufferPointer { model.perExampleGradients(seed: s, subset: subset, into: $0) }
-                Float.gemm(transA: false, transB: true, m: qb.count, n: tb.count, k: P, alpha: 1, a: preconditioned, lda: P,
-                           b: trainGradients, ldb: P, beta: 0, c: &tile, ldc: tb.count)
-                for x in 0..<qb.count { for y in 0..<tb.count { out[(qb.lowerBound + x) * nt + tb.lowerBound + y] = tile[x * tb.count + y] } }
+                trainGradients.withUnsafeMutableBufferPointer {
+                    model.perExampleGradients(seed: s, subset: subset, into: $0)
+                }
+                Float.gemm(
+                    transA: false, transB: true, m: qb.count, n: tb.count, k: P, alpha: 1, a: preconditioned, lda: P,
+                    b: trainGradients, ldb: P, beta: 0, c: &tile, ldc: tb.count)
+                for x in 0..<qb.count {
+                    for y in 0..<tb.count { out[(qb.lowerBound + x) * nt + tb.lowerBound + y] = tile[x * tb.count + y] }
+                }
                 done += qb.count * tb.count
                 progress(done, nq * nt)
             }
@@ -200,7 +240,8 @@ public struct EKFAC: Sendable {
         layers.map { l in
             switch damping {
             case .absolute(let v): return Float(v)
-            case .relative(let f): return Float(f * l.eigenvalues.reduce(0.0) { $0 + Double($1) } / Double(max(1, l.eigenvalues.count)))
+            case .relative(let f):
+                return Float(f * l.eigenvalues.reduce(0.0) { $0 + Double($1) } / Double(max(1, l.eigenvalues.count)))
             }
         }
     }
@@ -210,9 +251,13 @@ public struct EKFAC: Sendable {
     /// Q_S^T G Q_A, layer by layer; the [out, in + 1] matrix goes back into the weight's and
     /// bias's places (a fixed order of its entries). `scale` then whitens it.
     public func rotate(_ g: UnsafeMutablePointer<Float>, texts: Int, subset: ParameterSubset) {
-        let ls = layers, P = subset.count
+        let ls = layers
+        let P = subset.count
         parallelFor(ls.count) { l in
-            let L = ls[l], i = L.inWidth, o = L.outWidth, a = L.augmented
+            let L = ls[l]
+            let i = L.inWidth
+            let o = L.outWidth
+            let a = L.augmented
             var R = [Float](repeating: 0, count: o * a)
             for b in 0..<texts {
                 let text = g + b * P
@@ -229,9 +274,13 @@ public struct EKFAC: Sendable {
     /// Rotated gradients (`rotate`) divided by sqrt(Lambda + damping), entry by entry:
     /// products of these whitened gradients are the EK-FAC influence g^T (G + damping)^-1 g'.
     public func scale(_ g: UnsafeMutablePointer<Float>, texts: Int, subset: ParameterSubset, dampings: [Float]) {
-        let ls = layers, P = subset.count
+        let ls = layers
+        let P = subset.count
         parallelFor(ls.count) { l in
-            let L = ls[l], i = L.inWidth, o = L.outWidth, a = L.augmented
+            let L = ls[l]
+            let i = L.inWidth
+            let o = L.outWidth
+            let a = L.augmented
             let inverse = L.eigenvalues.map { 1 / ($0 + dampings[l]).squareRoot() }
             for b in 0..<texts {
                 let text = g + b * P
@@ -249,10 +298,14 @@ public struct EKFAC: Sendable {
     public static func linearTensors(model: any ClassifierModel<Float>, probe: [Int32]) throws -> [Int] {
         let layout = model.layout
         _ = try model.forward(TokenBatch(sequences: [probe], padID: model.shape.padID), rowInvariant: true)
-        let everything = ParameterSubset(layout: layout, tensorIndices: layout.tensors.indices.filter { $0 != model.tokenTableIndex })
+        let everything = ParameterSubset(
+            layout: layout, tensorIndices: layout.tensors.indices.filter { $0 != model.tokenTableIndex })
         let found = Mutex<Set<Int>>([])
         model.linearRows(seed: [Float](repeating: 1, count: model.shape.classes), subset: everything) { rows, _ in
-            found.withLock { $0.insert(rows.weight); if let b = rows.bias { $0.insert(b) } }
+            found.withLock {
+                $0.insert(rows.weight)
+                if let b = rows.bias { $0.insert(b) }
+            }
         }
         return found.withLock { $0.sorted() }
     }
@@ -260,37 +313,60 @@ public struct EKFAC: Sendable {
     /// A label drawn from probabilities `p` by a uniform `u` in [0, 1).
     static func draw(_ p: [Double], _ u: Double) -> Int {
         var cumulative = 0.0
-        for (c, pc) in p.enumerated() { cumulative += pc; if u < cumulative { return c } }
+        for (c, pc) in p.enumerated() {
+            cumulative += pc
+            if u < cumulative { return c }
+        }
         return p.count - 1
     }
 
     /// Eigenvectors (as Float columns) of a summed covariance over `rows` rows, symmetrized first.
     static func basis(_ sum: [Double], n: Int, rows: Int) -> [Float]? {
         var m = sum
-        for i in 0..<n { for j in 0..<n { m[i * n + j] = 0.5 * (sum[i * n + j] + sum[j * n + i]) / Double(max(rows, 1)) } }
+        for i in 0..<n {
+            for j in 0..<n { m[i * n + j] = 0.5 * (sum[i * n + j] + sum[j * n + i]) / Double(max(rows, 1)) }
+        }
         return SymmetricEigen.decompose(m, n: n).map { $0.vectors.map(Float.init) }
     }
 
     /// Per shard, per linear layer (by weight index): the sums of a a^T and g g^T over the rows it saw.
     final class CovarianceSums: @unchecked Sendable {
-        struct Sums { var bias: Int?; var i: Int; var o: Int; var A: [Float]; var S: [Float]; var rows: Int }
+        struct Sums {
+            var bias: Int?
+            var i: Int
+            var o: Int
+            var A: [Float]
+            var S: [Float]
+            var rows: Int
+        }
         var layers: [Int: Sums] = [:]
 
         func add(_ r: LinearRows<Float>) {
-            let i = r.inWidth, o = r.outWidth, a = i + (r.bias == nil ? 0 : 1)
-            var sums = layers[r.weight] ?? Sums(bias: r.bias, i: i, o: o, A: [Float](repeating: 0, count: a * a),
-                                                  S: [Float](repeating: 0, count: o * o), rows: 0)
+            let i = r.inWidth
+            let o = r.outWidth
+            let a = i + (r.bias == nil ? 0 : 1)
+            var sums =
+                layers[r.weight]
+                ?? Sums(
+                    bias: r.bias, i: i, o: o, A: [Float](repeating: 0, count: a * a),
+                    S: [Float](repeating: 0, count: o * o), rows: 0)
             for (inp, dout, texts) in [(r.inputs, r.outputGradients, r.texts)] + (r.extra.map { [$0] } ?? []) {
                 for range in EKFAC.merged(texts) where !range.isEmpty {
-                    let x = inp + range.lowerBound * i, g = dout + range.lowerBound * o
-                    Float.gemm(transA: true, transB: false, m: i, n: i, k: range.count, alpha: 1, a: x, lda: i, b: x, ldb: i,
-                               beta: 1, c: &sums.A, ldc: a)
-                    Float.gemm(transA: true, transB: false, m: o, n: o, k: range.count, alpha: 1, a: g, lda: o, b: g, ldb: o,
-                               beta: 1, c: &sums.S, ldc: o)
+                    let x = inp + range.lowerBound * i
+                    let g = dout + range.lowerBound * o
+                    Float.gemm(
+                        transA: true, transB: false, m: i, n: i, k: range.count, alpha: 1, a: x, lda: i, b: x, ldb: i,
+                        beta: 1, c: &sums.A, ldc: a)
+                    Float.gemm(
+                        transA: true, transB: false, m: o, n: o, k: range.count, alpha: 1, a: g, lda: o, b: g, ldb: o,
+                        beta: 1, c: &sums.S, ldc: o)
                     if a > i {
                         // The bias column: the inputs' sums, and the row count in the corner.
                         for row in 0..<range.count {
-                            for j in 0..<i { sums.A[j * a + i] += x[row * i + j]; sums.A[i * a + j] += x[row * i + j] }
+                            for j in 0..<i {
+                                sums.A[j * a + i] += x[row * i + j]
+                                sums.A[i * a + j] += x[row * i + j]
+                            }
                         }
                         sums.A[i * a + i] += Float(range.count)
                     }
@@ -305,7 +381,11 @@ public struct EKFAC: Sendable {
     static func merged(_ ranges: [Range<Int>]) -> [Range<Int>] {
         var out: [Range<Int>] = []
         for r in ranges where !r.isEmpty {
-            if let last = out.last, last.upperBound == r.lowerBound { out[out.count - 1] = last.lowerBound..<r.upperBound } else { out.append(r) }
+            if let last = out.last, last.upperBound == r.lowerBound {
+                out[out.count - 1] = last.lowerBound..<r.upperBound
+            } else {
+                out.append(r)
+            }
         }
         return out
     }
@@ -314,26 +394,41 @@ public struct EKFAC: Sendable {
 extension EKFAC.Layer {
     /// Q_S^T G Q_A of the text's gradient (compact `subset` layout at `g`) into `out` [out, augmented].
     func rotate(_ g: UnsafePointer<Float>, subset: ParameterSubset, into out: inout [Float]) {
-        let i = inWidth, o = outWidth, a = augmented
-        var G = [Float](repeating: 0, count: o * a), T = [Float](repeating: 0, count: o * a)
+        let i = inWidth
+        let o = outWidth
+        let a = augmented
+        var G = [Float](repeating: 0, count: o * a)
+        var T = [Float](repeating: 0, count: o * a)
         let w = g + subset.compactOffsets[weight]!
         for r in 0..<o {
             for c in 0..<i { G[r * a + c] = w[r * i + c] }
             if let b = bias { G[r * a + i] = g[subset.compactOffsets[b]! + r] }
         }
-        Float.gemm(transA: false, transB: false, m: o, n: a, k: a, alpha: 1, a: G, lda: a, b: activationBasis, ldb: a, beta: 0, c: &T, ldc: a)
-        Float.gemm(transA: true, transB: false, m: o, n: a, k: o, alpha: 1, a: gradientBasis, lda: o, b: T, ldb: a, beta: 0, c: &out, ldc: a)
+        Float.gemm(
+            transA: false, transB: false, m: o, n: a, k: a, alpha: 1, a: G, lda: a, b: activationBasis, ldb: a, beta: 0,
+            c: &T, ldc: a)
+        Float.gemm(
+            transA: true, transB: false, m: o, n: a, k: o, alpha: 1, a: gradientBasis, lda: o, b: T, ldb: a, beta: 0,
+            c: &out, ldc: a)
     }
 
     /// The text's gradient (compact `subset` layout at `g`) replaced, for this layer, by
     /// Q_S ((Q_S^T G Q_A) / (Lambda + damping)) Q_A^T.
     func precondition(_ g: UnsafeMutablePointer<Float>, subset: ParameterSubset, damping: Float) {
-        let i = inWidth, o = outWidth, a = augmented
-        var R = [Float](repeating: 0, count: o * a), T = [Float](repeating: 0, count: o * a), G = [Float](repeating: 0, count: o * a)
+        let i = inWidth
+        let o = outWidth
+        let a = augmented
+        var R = [Float](repeating: 0, count: o * a)
+        var T = [Float](repeating: 0, count: o * a)
+        var G = [Float](repeating: 0, count: o * a)
         rotate(g, subset: subset, into: &R)
         for k in R.indices { R[k] /= eigenvalues[k] + damping }
-        Float.gemm(transA: false, transB: false, m: o, n: a, k: o, alpha: 1, a: gradientBasis, lda: o, b: R, ldb: a, beta: 0, c: &T, ldc: a)
-        Float.gemm(transA: false, transB: true, m: o, n: a, k: a, alpha: 1, a: T, lda: a, b: activationBasis, ldb: a, beta: 0, c: &G, ldc: a)
+        Float.gemm(
+            transA: false, transB: false, m: o, n: a, k: o, alpha: 1, a: gradientBasis, lda: o, b: R, ldb: a, beta: 0,
+            c: &T, ldc: a)
+        Float.gemm(
+            transA: false, transB: true, m: o, n: a, k: a, alpha: 1, a: T, lda: a, b: activationBasis, ldb: a, beta: 0,
+            c: &G, ldc: a)
         let w = g + subset.compactOffsets[weight]!
         for r in 0..<o {
             for c in 0..<i { w[r * i + c] = G[r * a + c] }

@@ -43,26 +43,32 @@ public enum ExactKernel {
     /// Kernel between texts `a` (rows) and `b` (columns; nil: `a` itself, computed
     /// once per unordered block pair). Texts are token sequences as the model sees them.
     /// `progress(done, total)` counts block pairs.
-    @_specialize(exported: true, where T == Float)
-    @_specialize(exported: true, where T == Double)
-    public static func compute<T: BLASScalar>(_ computer: GradientComputer<T>, a: [[Int32]], b: [[Int32]]?,
-                                              kind: NTKKind, blockSize: Int = 64,
-                                              progress: (Int, Int) -> Void = { _, _ in }) throws -> ExactKernelResult<T> {
+    @_specialize(exported:true,where T == Float)
+    @_specialize(exported:true,where T == Double)
+    public static func compute<T: BLASScalar>(
+        _ computer: GradientComputer<T>, a: [[Int32]], b: [[Int32]]?,
+        kind: NTKKind, blockSize: Int = 64,
+        progress: (Int, Int) -> Void = { _, _ in }
+    ) throws -> ExactKernelResult<T> {
         let symmetric = b == nil
         let bs = b ?? a
-        let nA = a.count, nB = bs.count
+        let nA = a.count
+        let nB = bs.count
         // A block never needs more rows than there are texts (its tile is blockSize^2), and
         // two blocks of gradients (O x rows x P_dense each, plus token rows) stay within an
         // eighth of the machine's memory: a 22M-parameter encoder would otherwise hold
         // 11 GiB at the default 64 rows, a base-sized one 43 GiB.
-        let perText = Double(kind.output.count(classes: computer.model.shape.classes))
-            * Double(computer.dense.count + computer.model.shape.maxTokens * computer.model.shape.tokenWidth) * Double(MemoryLayout<T>.size)
+        let perText =
+            Double(kind.output.count(classes: computer.model.shape.classes))
+            * Double(computer.dense.count + computer.model.shape.maxTokens * computer.model.shape.tokenWidth)
+            * Double(MemoryLayout<T>.size)
         let affordable = Int(max(1, Double(ProcessInfo.processInfo.physicalMemory) / 8 / (2 * perText)))
         let blockSize = max(1, min(blockSize, max(nA, nB), affordable))
         let groups = computer.groups
         let pad = computer.model.shape.padID
         var parts = [[T]](repeating: [T](repeating: 0, count: nA * nB), count: groups.count)
-        var diagA = [T](repeating: 0, count: nA), diagB = [T](repeating: 0, count: nB)
+        var diagA = [T](repeating: 0, count: nA)
+        var diagB = [T](repeating: 0, count: nB)
         let blocksA = stride(from: 0, to: nA, by: blockSize).map { $0..<min(nA, $0 + blockSize) }
         let blocksB = stride(from: 0, to: nB, by: blockSize).map { $0..<min(nB, $0 + blockSize) }
         var tile = [T](repeating: 0, count: blockSize * blockSize)
@@ -73,7 +79,9 @@ public enum ExactKernel {
             let selfA = selfKernels(ga, computer: computer)
             for k in ra.indices { diagA[ra[k]] = selfA[k - ra.lowerBound] }
             for (j, rb) in blocksB.enumerated() where !symmetric || j >= i {
-                let gb = (symmetric && i == j) ? ga : try computer.gradients(TokenBatch(sequences: Array(bs[rb]), padID: pad), output: kind.output)
+                let gb =
+                    (symmetric && i == j)
+                    ? ga : try computer.gradients(TokenBatch(sequences: Array(bs[rb]), padID: pad), output: kind.output)
                 if !symmetric && i == 0 {
                     let selfB = selfKernels(gb, computer: computer)
                     for k in rb.indices { diagB[rb[k]] = selfB[k - rb.lowerBound] }
@@ -101,36 +109,44 @@ public enum ExactKernel {
         }
         var total = [T](repeating: 0, count: nA * nB)
         for p in parts { for k in total.indices { total[k] += p[k] } }
-        return ExactKernelResult(kind: kind, rows: nA, columns: nB, total: total,
-                                 parts: zip(groups, parts).map { ($0.name, $1) }, rowDiagonal: diagA, columnDiagonal: diagB)
+        return ExactKernelResult(
+            kind: kind, rows: nA, columns: nB, total: total,
+            parts: zip(groups, parts).map { ($0.name, $1) }, rowDiagonal: diagA, columnDiagonal: diagB)
     }
 
     /// tile[x, y] = sum_o <dense_o(x)[columns], dense_o(y)[columns]>.
-    static func tileProduct<T: BLASScalar>(_ a: GradientBlock<T>, _ b: GradientBlock<T>, columns: Range<Int>,
-                                           stride: Int, into tile: inout [T]) {
-        let ba = a.batch.count, bb = b.batch.count
+    static func tileProduct<T: BLASScalar>(
+        _ a: GradientBlock<T>, _ b: GradientBlock<T>, columns: Range<Int>,
+        stride: Int, into tile: inout [T]
+    ) {
+        let ba = a.batch.count
+        let bb = b.batch.count
         for k in 0..<(ba * bb) { tile[k] = 0 }
         if columns.isEmpty { return }
         a.dense.withUnsafeBufferPointer { pa in
             b.dense.withUnsafeBufferPointer { pb in
                 for o in 0..<a.outputs {
-                    T.gemm(transA: false, transB: true, m: ba, n: bb, k: columns.count, alpha: 1,
-                           a: pa.baseAddress! + o * ba * stride + columns.lowerBound, lda: stride,
-                           b: pb.baseAddress! + o * bb * stride + columns.lowerBound, ldb: stride,
-                           beta: 1, c: &tile, ldc: bb)
+                    T.gemm(
+                        transA: false, transB: true, m: ba, n: bb, k: columns.count, alpha: 1,
+                        a: pa.baseAddress! + o * ba * stride + columns.lowerBound, lda: stride,
+                        b: pb.baseAddress! + o * bb * stride + columns.lowerBound, ldb: stride,
+                        beta: 1, c: &tile, ldc: bb)
                 }
             }
         }
     }
 
     /// Adds the token table's part: sum over token pairs with equal ids.
-    static func addTokenPart<T: BLASScalar>(_ a: GradientBlock<T>, _ b: GradientBlock<T>, d: Int, into tile: inout [T], ldc: Int) {
+    static func addTokenPart<T: BLASScalar>(
+        _ a: GradientBlock<T>, _ b: GradientBlock<T>, d: Int, into tile: inout [T], ldc: Int
+    ) {
         guard let ra = a.tokenRows, let rb = b.tokenRows else { return }
         var byID: [Int32: [(row: Int, text: Int)]] = [:]
         for y in 0..<b.batch.count {
             for s in b.batch.offsets[y]..<b.batch.offsets[y + 1] { byID[b.batch.ids[s], default: []].append((s, y)) }
         }
-        let na = a.batch.tokenCount, nb = b.batch.tokenCount
+        let na = a.batch.tokenCount
+        let nb = b.batch.tokenCount
         ra.withUnsafeBufferPointer { pa in
             rb.withUnsafeBufferPointer { pb in
                 for x in 0..<a.batch.count {
@@ -139,7 +155,9 @@ public enum ExactKernel {
                         for m in matches {
                             var s: T = 0
                             for o in 0..<a.outputs {
-                                s += T.dot(n: d, x: pa.baseAddress! + (o * na + t) * d, y: pb.baseAddress! + (o * nb + m.row) * d)
+                                s += T.dot(
+                                    n: d, x: pa.baseAddress! + (o * na + t) * d,
+                                    y: pb.baseAddress! + (o * nb + m.row) * d)
                             }
                             tile[x * ldc + m.text] += s
                         }
@@ -151,7 +169,10 @@ public enum ExactKernel {
 
     /// K(x, x) of every text of a block over the whole subset.
     public static func selfKernels<T: BLASScalar>(_ g: GradientBlock<T>, computer: GradientComputer<T>) -> [T] {
-        let B = g.batch.count, P = computer.dense.count, D = computer.model.shape.tokenWidth, N = g.batch.tokenCount
+        let B = g.batch.count
+        let P = computer.dense.count
+        let D = computer.model.shape.tokenWidth
+        let N = g.batch.tokenCount
         var out = [T](repeating: 0, count: B)
         g.dense.withUnsafeBufferPointer { p in
             for o in 0..<g.outputs {
@@ -168,7 +189,8 @@ public enum ExactKernel {
                     for t in range {
                         for s in range where g.batch.ids[s] == g.batch.ids[t] {
                             for o in 0..<g.outputs {
-                                out[x] += T.dot(n: D, x: r.baseAddress! + (o * N + t) * D, y: r.baseAddress! + (o * N + s) * D)
+                                out[x] += T.dot(
+                                    n: D, x: r.baseAddress! + (o * N + t) * D, y: r.baseAddress! + (o * N + s) * D)
                             }
                         }
                     }

@@ -1,6 +1,6 @@
 import Foundation
-import TangentIO
 import TangentData
+import TangentIO
 import TangentSafetensors
 import TangentTensor
 
@@ -13,7 +13,9 @@ public struct FeatureFile: Sendable {
     /// not say: shape, classes, block size) is unusable too, and so is one holding NaN or
     /// Inf unless `checkValues` is false (for a reader that checks them in its own pass
     /// over the file, as `StreamedFeatures` does, so a large file is not read twice).
-    public static func cached(_ url: URL, expected: FeatureMetadata? = nil, checkValues: Bool = true, log: (String) -> Void) -> FeatureFile? {
+    public static func cached(
+        _ url: URL, expected: FeatureMetadata? = nil, checkValues: Bool = true, log: (String) -> Void
+    ) -> FeatureFile? {
         guard FileManager.default.fileExists(atPath: url.path) else { return nil }
         do {
             let f = try FeatureFile(url: url)
@@ -50,7 +52,8 @@ public struct FeatureFile: Sendable {
         var flags = [UInt8](repeating: 0, count: blocks)
         try flags.withUnsafeMutableBytes { try f.copyBytes("done", into: $0.baseAddress!) }
         if let b = flags.firstIndex(where: { $0 != 1 }) {
-            throw FeatureStoreError("\(url.path): block \(b) of \(blocks) was never finished (\(done.name) flag \(flags[b]))")
+            throw FeatureStoreError(
+                "\(url.path): block \(b) of \(blocks) was never finished (\(done.name) flag \(flags[b]))")
         }
         self.url = url
         metadata = m
@@ -61,7 +64,10 @@ public struct FeatureFile: Sendable {
     public func features(_ rows: Range<Int>) throws -> [Float] {
         let w = metadata.outputs * metadata.width
         var out = [Float](repeating: 0, count: rows.count * w)
-        try out.withUnsafeMutableBytes { try file.copyBytes("features", range: (rows.lowerBound * w * 4)..<(rows.upperBound * w * 4), into: $0.baseAddress!) }
+        try out.withUnsafeMutableBytes {
+            try file.copyBytes(
+                "features", range: (rows.lowerBound * w * 4)..<(rows.upperBound * w * 4), into: $0.baseAddress!)
+        }
         return out
     }
 
@@ -73,16 +79,21 @@ public struct FeatureFile: Sendable {
         let w = metadata.outputs * metadata.width
         precondition(buffer.count >= rows.count * w && rows.lowerBound >= 0 && rows.upperBound <= metadata.texts)
         let entry = featuresEntry
-        buffer.withUnsafeMutableBytes { file.copyBytes(entry, range: (rows.lowerBound * w * 4)..<(rows.upperBound * w * 4), into: $0.baseAddress!) }
+        buffer.withUnsafeMutableBytes {
+            file.copyBytes(entry, range: (rows.lowerBound * w * 4)..<(rows.upperBound * w * 4), into: $0.baseAddress!)
+        }
     }
 
     /// Features of one layer group for texts `rows`, [rows.count, outputs * width].
     public func layerFeatures(_ rows: Range<Int>, group: String) throws -> [Float] {
         let groups = metadata.groupList
         guard let g = groups.firstIndex(of: group) else {
-            throw FeatureStoreError("\(url.path): no features of layer group '\(group)' (it has: \(groups.isEmpty ? "none; featurize with --per-layer" : groups.joined(separator: ", ")))")
+            throw FeatureStoreError(
+                "\(url.path): no features of layer group '\(group)' (it has: \(groups.isEmpty ? "none; featurize with --per-layer" : groups.joined(separator: ", ")))"
+            )
         }
-        let w = metadata.outputs * metadata.width, L = groups.count
+        let w = metadata.outputs * metadata.width
+        let L = groups.count
         var out = [Float](repeating: 0, count: rows.count * w)
         try out.withUnsafeMutableBytes { raw in
             for (i, r) in rows.enumerated() {
@@ -97,7 +108,10 @@ public struct FeatureFile: Sendable {
     public func layerFeatureRows(_ rows: Range<Int>) throws -> [Float] {
         let w = metadata.outputs * metadata.width * metadata.groupList.count
         var out = [Float](repeating: 0, count: rows.count * w)
-        try out.withUnsafeMutableBytes { try file.copyBytes("layer_features", range: (rows.lowerBound * w * 4)..<(rows.upperBound * w * 4), into: $0.baseAddress!) }
+        try out.withUnsafeMutableBytes {
+            try file.copyBytes(
+                "layer_features", range: (rows.lowerBound * w * 4)..<(rows.upperBound * w * 4), into: $0.baseAddress!)
+        }
         return out
     }
 
@@ -105,21 +119,28 @@ public struct FeatureFile: Sendable {
     public func logits(_ rows: Range<Int>) throws -> [Float] {
         let C = metadata.classes
         var out = [Float](repeating: 0, count: rows.count * C)
-        try out.withUnsafeMutableBytes { try file.copyBytes("logits", range: (rows.lowerBound * C * 4)..<(rows.upperBound * C * 4), into: $0.baseAddress!) }
+        try out.withUnsafeMutableBytes {
+            try file.copyBytes(
+                "logits", range: (rows.lowerBound * C * 4)..<(rows.upperBound * C * 4), into: $0.baseAddress!)
+        }
         return out
     }
 
     /// Refuses a file whose features or logits hold NaN or Inf (a damaged file: the
     /// featurizer never writes them), naming the first such text. Reads the file once.
     public func requireFinite() throws {
-        let n = metadata.texts, step = 1024
+        let n = metadata.texts
+        let step = 1024
         for start in stride(from: 0, to: n, by: step) {
             let r = start..<min(n, start + step)
             if let bad = try features(r).firstIndex(where: { !$0.isFinite }) {
-                throw FeatureStoreError("\(url.path): the features of text \(start + bad / max(1, metadata.outputs * metadata.width)) hold NaN or Inf")
+                throw FeatureStoreError(
+                    "\(url.path): the features of text \(start + bad / max(1, metadata.outputs * metadata.width)) hold NaN or Inf"
+                )
             }
             if let bad = try logits(r).firstIndex(where: { !$0.isFinite }) {
-                throw FeatureStoreError("\(url.path): the logits of text \(start + bad / metadata.classes) hold NaN or Inf")
+                throw FeatureStoreError(
+                    "\(url.path): the logits of text \(start + bad / metadata.classes) hold NaN or Inf")
             }
         }
     }
@@ -127,7 +148,9 @@ public struct FeatureFile: Sendable {
     /// Refuses a shard file where the whole set's features are needed.
     public func requireWhole() throws {
         if let shard = metadata.shard {
-            throw FeatureStoreError("\(url.path) is shard \(shard) of a sharded featurization, not the whole set; join the shards with `tangent merge` first")
+            throw FeatureStoreError(
+                "\(url.path) is shard \(shard) of a sharded featurization, not the whole set; join the shards with `tangent merge` first"
+            )
         }
     }
 

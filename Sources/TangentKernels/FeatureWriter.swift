@@ -1,6 +1,6 @@
 import Foundation
-import TangentIO
 import TangentData
+import TangentIO
 import TangentSafetensors
 import TangentTensor
 
@@ -52,12 +52,18 @@ public final class FeatureWriter {
         var size = stat()
         let partial = partialURL
         if fstat(lock.fileDescriptor, &size) == 0, size.st_size > 0 {
-            let oldMeta = (try? SafetensorsFile(url: partial)).flatMap { try? FeatureMetadata(strings: $0.metadata, path: partial.path) }
+            let oldMeta = (try? SafetensorsFile(url: partial)).flatMap {
+                try? FeatureMetadata(strings: $0.metadata, path: partial.path)
+            }
             if oldMeta == metadata {
                 resumed = true
             } else if replace == .never {
-                let why = oldMeta.map { "it differs in " + FeatureWriter.differences($0, metadata) } ?? "it is not a readable feature file"
-                throw FeatureStoreError("\(partial.path): an unfinished feature file exists and cannot be resumed (\(why)); pass --overwrite to start again")
+                let why =
+                    oldMeta.map { "it differs in " + FeatureWriter.differences($0, metadata) }
+                    ?? "it is not a readable feature file"
+                throw FeatureStoreError(
+                    "\(partial.path): an unfinished feature file exists and cannot be resumed (\(why)); pass --overwrite to start again"
+                )
             }
         }
         var shapes: [(name: String, dtype: SafetensorsDType, shape: [Int])] = [
@@ -106,7 +112,11 @@ public final class FeatureWriter {
     /// The settings in which two feature files' metadata differ, in words (`b` is what
     /// this run would write).
     static func differences(_ a: FeatureMetadata, _ b: FeatureMetadata) -> String {
-        let d = a.differences(from: b, in: [.kernel, .model, .params, .projDim, .seed, .projector, .blockSize, .texts, .layerGroups, .shard, .shape], now: true)
+        let d = a.differences(
+            from: b,
+            in: [
+                .kernel, .model, .params, .projDim, .seed, .projector, .blockSize, .texts, .layerGroups, .shard, .shape,
+            ], now: true)
         return d.isEmpty ? "other metadata" : d.joined(separator: ", ")
     }
 
@@ -136,7 +146,8 @@ public final class FeatureWriter {
         let rowBytes = metadata.outputs * metadata.width * 4
         precondition(features.count * 4 == r.count * rowBytes && logits.count == r.count * metadata.classes)
         let L = metadata.groupList.count
-        precondition((L == 0) == (layerFeatures == nil), "layer features are required exactly when the file has layer groups")
+        precondition(
+            (L == 0) == (layerFeatures == nil), "layer features are required exactly when the file has layer groups")
         if let lf = layerFeatures {
             precondition(lf.count * 4 == r.count * L * rowBytes)
             try write(lf.withUnsafeBytes { Data($0) }, at: offsets["layer_features"]! + r.lowerBound * L * rowBytes)

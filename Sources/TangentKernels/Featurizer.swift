@@ -78,7 +78,10 @@ public final class Curvature: @unchecked Sendable {
 
     public init(identity: String, dampings: [EKFAC.Damping], tensorNames: [String], fit: @escaping () throws -> EKFAC) {
         precondition(!dampings.isEmpty, "at least one damping")
-        self.identity = identity; self.dampings = dampings; self.tensorNames = tensorNames; self.fit = fit
+        self.identity = identity
+        self.dampings = dampings
+        self.tensorNames = tensorNames
+        self.fit = fit
     }
 
     /// The factors, fitted once.
@@ -109,17 +112,25 @@ public final class Featurizer {
         guard options.blockSize >= 1 else { throw FeatureStoreError("block size must be at least 1") }
         guard options.batchSize >= 1 else { throw FeatureStoreError("batch size must be at least 1") }
         if options.kind.projected {
-            guard options.projDim > 0 else { throw FeatureStoreError("--proj-dim must be positive, got \(options.projDim)") }
+            guard options.projDim > 0 else {
+                throw FeatureStoreError("--proj-dim must be positive, got \(options.projDim)")
+            }
             // Whether `memoryEstimate` is too much for the machine is the caller's decision
             // (the CLI refuses before any work), not this type's.
-            if options.kind == .ekfac && options.curvature == nil { throw FeatureStoreError("ekfac features need the curvature they are whitened by") }
+            if options.kind == .ekfac && options.curvature == nil {
+                throw FeatureStoreError("ekfac features need the curvature they are whitened by")
+            }
             // EK-FAC whitens each text's whole gradient of a layer: the linear layers'
             // tensors only, in dense blocks (not streamed).
-            let c = try GradientComputer(model: classifier.model, prefixes: options.kind == .ekfac ? options.curvature!.tensorNames : options.params)
+            let c = try GradientComputer(
+                model: classifier.model,
+                prefixes: options.kind == .ekfac ? options.curvature!.tensorNames : options.params)
             computer = c
-            let p = Projector(dimension: options.projDim, seed: options.seed, choice: options.projector, threads: options.threads)
+            let p = Projector(
+                dimension: options.projDim, seed: options.seed, choice: options.projector, threads: options.threads)
             projector = p
-            sketchCodes = p.distribution == .sketch && options.kind != .ekfac ? SketchCodes(projector: p, computer: c) : nil
+            sketchCodes =
+                p.distribution == .sketch && options.kind != .ekfac ? SketchCodes(projector: p, computer: c) : nil
         } else {
             computer = nil
             projector = nil
@@ -131,17 +142,21 @@ public final class Featurizer {
     /// projector's column chunk and accumulators, and the block's features.
     public static func memoryEstimate(options: FeaturizeOptions, classifier: Classifier) throws -> UInt64 {
         guard options.kind.projected else { return 0 }
-        return memoryEstimate(options: options, computer: try GradientComputer(model: classifier.model, prefixes: options.params))
+        return memoryEstimate(
+            options: options, computer: try GradientComputer(model: classifier.model, prefixes: options.params))
     }
 
     static func memoryEstimate(options: FeaturizeOptions, computer: GradientComputer<Float>) -> UInt64 {
-        let C = computer.model.shape.classes, D = computer.model.shape.tokenWidth
+        let C = computer.model.shape.classes
+        let D = computer.model.shape.tokenWidth
         let O = options.kind == .trntk ? C : 1
-        let B = UInt64(options.batchSize), K = UInt64(options.projDim)
+        let B = UInt64(options.batchSize)
+        let K = UInt64(options.projDim)
         if options.kind == .ekfac {
             // Dense blocks (the gradients, their rotation and one whitened copy), the factors
             // (eigenvectors about 2 P, corrected eigenvalues P) and one vector per damping.
-            let P = UInt64(computer.dense.count) * 4, dampings = UInt64(options.curvature?.dampings.count ?? 1)
+            let P = UInt64(computer.dense.count) * 4
+            let dampings = UInt64(options.curvature?.dampings.count ?? 1)
             let grads = 3 * min(B * P, max(P, UInt64(options.gradientBudget)))
             return grads + 3 * P + dampings * B * K * 4 + 300 * 1_048_576
         }
@@ -190,11 +205,16 @@ public final class Featurizer {
     }
 
     /// Features, logits and labels of `texts` for one block: features [B, O, W].
-    public func block(_ texts: [LabeledText]) throws -> (features: [Float], logits: [Float], layerFeatures: [Float]?, gradientSeconds: Double, projectionSeconds: Double) {
+    public func block(_ texts: [LabeledText]) throws -> (
+        features: [Float], logits: [Float], layerFeatures: [Float]?, gradientSeconds: Double, projectionSeconds: Double
+    ) {
         let step = subBatch
         if texts.count <= step { return try computeBlock(texts) }
-        var features: [Float] = [], logits: [Float] = [], layers: [Float]? = options.perLayer ? [] : nil
-        var gs = 0.0, ps = 0.0
+        var features: [Float] = []
+        var logits: [Float] = []
+        var layers: [Float]? = options.perLayer ? [] : nil
+        var gs = 0.0
+        var ps = 0.0
         for s in stride(from: 0, to: texts.count, by: step) {
             let r = try computeBlock(Array(texts[s..<min(texts.count, s + step)]))
             features += r.features
@@ -207,16 +227,25 @@ public final class Featurizer {
     }
 
     /// `compute(texts)`, refused when its logits or features are not finite (see `FiniteCheck`).
-    private func computeBlock(_ texts: [LabeledText]) throws -> (features: [Float], logits: [Float], layerFeatures: [Float]?, gradientSeconds: Double, projectionSeconds: Double) {
+    private func computeBlock(_ texts: [LabeledText]) throws -> (
+        features: [Float], logits: [Float], layerFeatures: [Float]?, gradientSeconds: Double, projectionSeconds: Double
+    ) {
         let r = try compute(texts)
-        let model = classifier.model, dir = classifier.directory
-        try FiniteCheck.rows(r.logits, width: model.shape.classes, stage: "logits", model: dir) { FiniteCheck.describe(texts[$0]) }
+        let model = classifier.model
+        let dir = classifier.directory
+        try FiniteCheck.rows(r.logits, width: model.shape.classes, stage: "logits", model: dir) {
+            FiniteCheck.describe(texts[$0])
+        }
         let what = options.kind == .embedding ? "embeddings" : "\(options.kind.rawValue) features"
-        try FiniteCheck.rows(r.features, width: r.features.count / max(1, texts.count), stage: what, model: dir) { FiniteCheck.describe(texts[$0]) }
+        try FiniteCheck.rows(r.features, width: r.features.count / max(1, texts.count), stage: what, model: dir) {
+            FiniteCheck.describe(texts[$0])
+        }
         return r
     }
 
-    private func compute(_ texts: [LabeledText]) throws -> (features: [Float], logits: [Float], layerFeatures: [Float]?, gradientSeconds: Double, projectionSeconds: Double) {
+    private func compute(_ texts: [LabeledText]) throws -> (
+        features: [Float], logits: [Float], layerFeatures: [Float]?, gradientSeconds: Double, projectionSeconds: Double
+    ) {
         let model = classifier.model
         let batch = TokenBatch(sequences: try texts.map { try classifier.encode($0.text) }, padID: model.shape.padID)
         let t0 = Date()
@@ -230,37 +259,51 @@ public final class Featurizer {
             case .pntk: output = .pseudoNTK
             case .trntk: output = .everyLogit
             default:
-                output = .loss(labels: options.predictedLossLabels ? [Int?](repeating: nil, count: texts.count)
-                                                                   : texts.map { $0.label.flatMap(classifier.labels.index(of:)) })
+                output = .loss(
+                    labels: options.predictedLossLabels
+                        ? [Int?](repeating: nil, count: texts.count)
+                        : texts.map { $0.label.flatMap(classifier.labels.index(of:)) })
             }
-            let B = batch.count, K = options.projDim
-            let O = options.kind == .ekfac ? options.curvature!.dampings.count : output.count(classes: model.shape.classes)
+            let B = batch.count
+            let K = options.projDim
+            let O =
+                options.kind == .ekfac ? options.curvature!.dampings.count : output.count(classes: model.shape.classes)
             let L = options.perLayer ? computer!.groups.count : 1
             var out = [Float](repeating: 0, count: B * O * K)
             var layers: [Float]? = options.perLayer ? [Float](repeating: 0, count: B * L * O * K) : nil
             // f: [L, O', B, K] for outputs o0 ..< o0 + O' -> features [B, O, K] (sum over
             // layers in order) and [B, L, O, K].
             func place(_ f: [Float], outputs o0: Int, count n: Int) {
-                for l in 0..<L { for o in 0..<n { for b in 0..<B {
-                    let src = ((l * n + o) * B + b) * K, dst = (b * O + o0 + o) * K
-                    for k in 0..<K { out[dst + k] += f[src + k] }
-                    if layers != nil { for k in 0..<K { layers![((b * L + l) * O + o0 + o) * K + k] = f[src + k] } }
-                } } }
+                for l in 0..<L {
+                    for o in 0..<n {
+                        for b in 0..<B {
+                            let src = ((l * n + o) * B + b) * K
+                            let dst = (b * O + o0 + o) * K
+                            for k in 0..<K { out[dst + k] += f[src + k] }
+                            if layers != nil {
+                                for k in 0..<K { layers![((b * L + l) * O + o0 + o) * K + k] = f[src + k] }
+                            }
+                        }
+                    }
+                }
             }
             if let codes = sketchCodes {
                 // Sketch: each text's gradient of each tensor is sketched as the backward
                 // pass produces it, while in cache; no B x P_dense array exists.
                 let acc = SketchAccumulator(codes: codes, outputs: O, texts: B, perLayer: options.perLayer)
-                let r = try computer!.streamOutputs(batch, output: output, sink: { o, t, b, g in
-                    acc.add(output: o, tensor: t, text: b, gradient: g)
-                }, rows: { o, rows in acc.addTokenRows(output: o, rows: rows, batch: batch) })
+                let r = try computer!.streamOutputs(
+                    batch, output: output,
+                    sink: { o, t, b, g in
+                        acc.add(output: o, tensor: t, text: b, gradient: g)
+                    }, rows: { o, rows in acc.addTokenRows(output: o, rows: rows, batch: batch) })
                 let fused = Date().timeIntervalSince(t0)
                 place(acc.features, outputs: 0, count: O)
                 return (out, r.logits, layers, fused, 0)
             }
             // Dense: one output at a time, gradients of one class, then their projection.
             var logits: [Float] = []
-            var gradSeconds = 0.0, projSeconds = 0.0
+            var gradSeconds = 0.0
+            var projSeconds = 0.0
             var mark = Date()
             let curvature = try options.curvature.map { c in (c, try c.factors()) }
             try computer!.forEachOutput(batch, output: output) { o, block in
@@ -279,7 +322,9 @@ public final class Featurizer {
                 g.dense.withUnsafeMutableBufferPointer { factors.rotate($0.baseAddress!, texts: B, subset: dense) }
                 for (d, damping) in c.dampings.enumerated() {
                     var h = g
-                    h.dense.withUnsafeMutableBufferPointer { factors.scale($0.baseAddress!, texts: B, subset: dense, dampings: factors.dampings(damping)) }
+                    h.dense.withUnsafeMutableBufferPointer {
+                        factors.scale($0.baseAddress!, texts: B, subset: dense, dampings: factors.dampings(damping))
+                    }
                     place(projector!.project(h, computer: computer!, perLayer: options.perLayer), outputs: d, count: 1)
                 }
                 mark = Date()
@@ -301,7 +346,9 @@ public final class Featurizer {
             projector: options.kind.projected ? options.projector.tag : "", outputs: O, width: W,
             texts: texts.count, classes: classifier.model.shape.classes, source: source,
             textsFingerprint: FeatureMetadata.fingerprint(texts: texts), blockSize: options.blockSize)
-        if options.perLayer && options.kind.projected { m.layerGroups = computer!.groups.map(\.name).joined(separator: ",") }
+        if options.perLayer && options.kind.projected {
+            m.layerGroups = computer!.groups.map(\.name).joined(separator: ",")
+        }
         m.curvature = options.kind == .ekfac ? options.curvature?.identity : nil
         return m
     }
@@ -311,8 +358,10 @@ public final class Featurizer {
     /// With `shard`, only that shard's texts (`ShardSpec.range` on the file's blocks) are
     /// featurized, into a shard file that `FeatureMerger` joins with the others.
     /// `progress(done, total)` reports texts finished (of the shard).
-    public func run(texts: [LabeledText], source: String, to url: URL, replace: FeatureWriter.Replace, shard: ShardSpec? = nil,
-                    progress: (Int, Int) -> Void = { _, _ in }) throws -> FeatureFile {
+    public func run(
+        texts: [LabeledText], source: String, to url: URL, replace: FeatureWriter.Replace, shard: ShardSpec? = nil,
+        progress: (Int, Int) -> Void = { _, _ in }
+    ) throws -> FeatureFile {
         var metadata = metadata(texts: texts, source: source)
         var part = texts[...]
         if let shard {
@@ -320,14 +369,19 @@ public final class Featurizer {
             part = texts[shard.range(texts: texts.count, blockTexts: options.blockSize)]
         }
         let labels = part.map { Int64($0.label.flatMap(classifier.labels.index(of:)) ?? -1) }
-        let writer = try FeatureWriter(url: url, metadata: metadata, labels: labels, lines: part.map { Int64($0.line) }, replace: replace)
-        var finished = writer.done.enumerated().filter(\.element).reduce(0) { $0 + writer.range(ofBlock: $1.offset).count }
+        let writer = try FeatureWriter(
+            url: url, metadata: metadata, labels: labels, lines: part.map { Int64($0.line) }, replace: replace)
+        var finished = writer.done.enumerated().filter(\.element).reduce(0) {
+            $0 + writer.range(ofBlock: $1.offset).count
+        }
         progress(finished, part.count)
         // Unfinished blocks in runs of consecutive ones, as many per computation as a batch
         // holds; each block is stored (and flagged done) on its own.
         let perBatch = max(1, options.batchSize / options.blockSize)
         do {
-            try write(part, into: writer, perBatch: perBatch, classes: metadata.classes, groups: metadata.groupList.count) {
+            try write(
+                part, into: writer, perBatch: perBatch, classes: metadata.classes, groups: metadata.groupList.count
+            ) {
                 finished += $0
                 progress(finished, part.count)
             }
@@ -341,23 +395,32 @@ public final class Featurizer {
 
     /// Computes and stores the unfinished blocks of `writer` (texts `part`), `perBatch`
     /// blocks per computation; `stored(n)` after each block of n texts.
-    private func write(_ part: ArraySlice<LabeledText>, into writer: FeatureWriter, perBatch: Int, classes C: Int, groups: Int,
-                       stored: (Int) -> Void) throws {
+    private func write(
+        _ part: ArraySlice<LabeledText>, into writer: FeatureWriter, perBatch: Int, classes C: Int, groups: Int,
+        stored: (Int) -> Void
+    ) throws {
         let base = part.startIndex
         var b = 0
         while b < writer.blocks {
-            guard !writer.done[b] else { b += 1; continue }
+            guard !writer.done[b] else {
+                b += 1
+                continue
+            }
             var e = b
             while e < writer.blocks && e - b < perBatch && !writer.done[e] { e += 1 }
-            let lo = writer.range(ofBlock: b).lowerBound, hi = writer.range(ofBlock: e - 1).upperBound
+            let lo = writer.range(ofBlock: b).lowerBound
+            let hi = writer.range(ofBlock: e - 1).upperBound
             let out = try block(Array(part[(base + lo)..<(base + hi)]))
-            let (O, W) = shape, L = max(1, groups)
+            let (O, W) = shape
+            let L = max(1, groups)
             for k in b..<e {
                 let r = writer.range(ofBlock: k)
-                let s = r.lowerBound - lo, t = r.upperBound - lo
-                try writer.write(block: k, features: Array(out.features[(s * O * W)..<(t * O * W)]),
-                                 logits: Array(out.logits[(s * C)..<(t * C)]),
-                                 layerFeatures: out.layerFeatures.map { Array($0[(s * L * O * W)..<(t * L * O * W)]) })
+                let s = r.lowerBound - lo
+                let t = r.upperBound - lo
+                try writer.write(
+                    block: k, features: Array(out.features[(s * O * W)..<(t * O * W)]),
+                    logits: Array(out.logits[(s * C)..<(t * C)]),
+                    layerFeatures: out.layerFeatures.map { Array($0[(s * L * O * W)..<(t * L * O * W)]) })
                 stored(r.count)
             }
             b = e

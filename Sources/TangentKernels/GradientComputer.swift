@@ -85,27 +85,34 @@ public final class GradientComputer<T: BLASScalar> {
     }
 
     /// Runs the forward pass and one backward pass per output on `batch`.
-    @_specialize(exported: true, where T == Float)
-    @_specialize(exported: true, where T == Double)
+    @_specialize(exported:true,where T == Float)
+    @_specialize(exported:true,where T == Double)
     public func gradients(_ batch: TokenBatch, output: GradientOutput) throws -> GradientBlock<T> {
-        var dense: [T] = [], rows: [T]? = includesTokenTable ? [] : nil
+        var dense: [T] = []
+        var rows: [T]? = includesTokenTable ? [] : nil
         var first: GradientBlock<T>?
         try forEachOutput(batch, output: output) { _, g in
             dense += g.dense
             if let r = g.tokenRows { rows! += r }
             if first == nil { first = g }
         }
-        return GradientBlock(batch: batch, outputs: output.count(classes: model.shape.classes), dense: dense,
-                             tokenRows: rows, logits: first!.logits, embeddings: first!.embeddings)
+        return GradientBlock(
+            batch: batch, outputs: output.count(classes: model.shape.classes), dense: dense,
+            tokenRows: rows, logits: first!.logits, embeddings: first!.embeddings)
     }
 
     /// Runs the forward pass once, then for each output o one per-example backward pass,
     /// handing `body(o, block)` a single-output block. Memory holds one output's
     /// gradients (B x P_dense) at a time, whatever the number of classes.
-    @_specialize(exported: true, where T == Float)
-    @_specialize(exported: true, where T == Double)
-    public func forEachOutput(_ batch: TokenBatch, output: GradientOutput, _ body: (Int, GradientBlock<T>) throws -> Void) throws {
-        let C = model.shape.classes, B = batch.count, D = model.shape.tokenWidth, N = batch.tokenCount
+    @_specialize(exported:true,where T == Float)
+    @_specialize(exported:true,where T == Double)
+    public func forEachOutput(
+        _ batch: TokenBatch, output: GradientOutput, _ body: (Int, GradientBlock<T>) throws -> Void
+    ) throws {
+        let C = model.shape.classes
+        let B = batch.count
+        let D = model.shape.tokenWidth
+        let N = batch.tokenCount
         let logits = try model.forward(batch, rowInvariant: true)
         let embeddings = model.lastEmbeddings()
         let O = output.count(classes: C)
@@ -122,7 +129,10 @@ public final class GradientComputer<T: BLASScalar> {
                     model.perExampleGradients(seed: seeds[o], subset: dense, into: d)
                 }
             }
-            try body(o, GradientBlock(batch: batch, outputs: 1, dense: denseOut, tokenRows: rows, logits: logits, embeddings: embeddings))
+            try body(
+                o,
+                GradientBlock(
+                    batch: batch, outputs: 1, dense: denseOut, tokenRows: rows, logits: logits, embeddings: embeddings))
         }
     }
 
@@ -152,18 +162,23 @@ public final class GradientComputer<T: BLASScalar> {
     /// `perExampleGradients`: a fixed order per text, texts possibly concurrent);
     /// `rows(o, r)` then receives the [N, D] embedding-output gradients (token table).
     /// Returns the logits [B, C] and pooled embeddings [B, D].
-    @_specialize(exported: true, where T == Float)
-    public func streamOutputs(_ batch: TokenBatch, output: GradientOutput,
-                              sink: (_ output: Int, _ tensor: Int, _ text: Int, _ gradient: UnsafePointer<T>) -> Void,
-                              rows: (_ output: Int, _ rows: UnsafePointer<T>) -> Void) throws -> (logits: [T], embeddings: [T]) {
-        let B = batch.count, D = model.shape.tokenWidth, N = batch.tokenCount
+    @_specialize(exported:true,where T == Float)
+    public func streamOutputs(
+        _ batch: TokenBatch, output: GradientOutput,
+        sink: (_ output: Int, _ tensor: Int, _ text: Int, _ gradient: UnsafePointer<T>) -> Void,
+        rows: (_ output: Int, _ rows: UnsafePointer<T>) -> Void
+    ) throws -> (logits: [T], embeddings: [T]) {
+        let B = batch.count
+        let D = model.shape.tokenWidth
+        let N = batch.tokenCount
         let logits = try model.forward(batch, rowInvariant: true)
         let embeddings = model.lastEmbeddings()
         // Reused across calls: a fresh array per block would be paged in anew each time.
         if streamRows.count < N * D { streamRows = [T](repeating: 0, count: N * D) }
         for (o, seed) in seeds(output, logits: logits, texts: B).enumerated() {
             streamRows.withUnsafeMutableBufferPointer { r in
-                model.perExampleGradients(seed: seed, subset: dense, embeddingRows: includesTokenTable ? r : nil) { tensor, text, g in
+                model.perExampleGradients(seed: seed, subset: dense, embeddingRows: includesTokenTable ? r : nil) {
+                    tensor, text, g in
                     sink(o, tensor, text, g)
                 }
                 if includesTokenTable { rows(o, r.baseAddress!) }
@@ -175,12 +190,16 @@ public final class GradientComputer<T: BLASScalar> {
     /// The full compact per-example gradient over `subset` (token table densified):
     /// [O, B, subset.count]. For tests and small models only: it is as large as the subset.
     public func materialize(_ block: GradientBlock<T>) -> [T] {
-        let B = block.batch.count, D = model.shape.tokenWidth, P = subset.count, N = block.batch.tokenCount
+        let B = block.batch.count
+        let D = model.shape.tokenWidth
+        let P = subset.count
+        let N = block.batch.tokenCount
         var out = [T](repeating: 0, count: block.outputs * B * P)
         for o in 0..<block.outputs {
             for ti in dense.tensorIndices {
                 let t = model.layout.tensors[ti]
-                let src = dense.compactOffsets[ti]!, dst = subset.compactOffsets[ti]!
+                let src = dense.compactOffsets[ti]!
+                let dst = subset.compactOffsets[ti]!
                 for b in 0..<B {
                     for k in 0..<t.count {
                         out[(o * B + b) * P + dst + k] = block.dense[(o * B + b) * dense.count + src + k]

@@ -15,15 +15,18 @@ public enum KernelMatrix {
     /// normalization uses the whole-model norms, as for the exact parts. The layers'
     /// projected kernels add up to the whole only in expectation: the projection's
     /// cross-layer terms <R_l g_l, R_m g_m> vanish on average, not exactly.
-    public static func compute(a: FeatureFile, b: FeatureFile, normalize: Bool, layer: String? = nil, to url: URL,
-                               rowBlock: Int = 256, columnBlock: Int = 2048,
-                               progress: (Int, Int) -> Void = { _, _ in }) throws {
+    public static func compute(
+        a: FeatureFile, b: FeatureFile, normalize: Bool, layer: String? = nil, to url: URL,
+        rowBlock: Int = 256, columnBlock: Int = 2048,
+        progress: (Int, Int) -> Void = { _, _ in }
+    ) throws {
         try a.requireWhole()
         try b.requireWhole()
         if let why = a.metadata.incompatibility(with: b.metadata) {
             throw FeatureStoreError("\(a.url.path) and \(b.url.path) cannot be combined: \(why)")
         }
-        let nA = a.metadata.texts, nB = b.metadata.texts
+        let nA = a.metadata.texts
+        let nB = b.metadata.texts
         let W = a.metadata.outputs * a.metadata.width
         guard W == b.metadata.outputs * b.metadata.width else {
             throw FeatureStoreError("\(a.url.path) and \(b.url.path) have feature vectors of different lengths")
@@ -32,7 +35,10 @@ public enum KernelMatrix {
             if let layer { return try f.layerFeatures(r, group: layer) }
             return try f.features(r)
         }
-        if let layer { _ = try a.layerFeatures(0..<0, group: layer); _ = try b.layerFeatures(0..<0, group: layer) }
+        if let layer {
+            _ = try a.layerFeatures(0..<0, group: layer)
+            _ = try b.layerFeatures(0..<0, group: layer)
+        }
         let normsB = normalize ? try squaredNorms(b, block: columnBlock) : []
         var meta: [String: String] = [
             "format": "tangent-kernel-1", "a": a.url.path, "b": b.url.path, "kernel": a.metadata.kernel,
@@ -55,8 +61,9 @@ public enum KernelMatrix {
                 for c0 in stride(from: 0, to: nB, by: columnBlock) {
                     let rb = c0..<min(nB, c0 + columnBlock)
                     let fb = try vectors(b, rb)
-                    Float.gemm(transA: false, transB: true, m: ra.count, n: rb.count, k: W, alpha: 1, a: fa, lda: W,
-                               b: fb, ldb: W, beta: 0, c: &tile, ldc: rb.count)
+                    Float.gemm(
+                        transA: false, transB: true, m: ra.count, n: rb.count, k: W, alpha: 1, a: fa, lda: W,
+                        b: fb, ldb: W, beta: 0, c: &tile, ldc: rb.count)
                     for i in 0..<ra.count {
                         for j in 0..<rb.count {
                             var v = tile[i * rb.count + j]
@@ -65,7 +72,9 @@ public enum KernelMatrix {
                         }
                     }
                 }
-                try rows.withUnsafeBytes { try file.append(UnsafeRawBufferPointer(rebasing: $0[0..<(ra.count * nB * 4)])) }
+                try rows.withUnsafeBytes {
+                    try file.append(UnsafeRawBufferPointer(rebasing: $0[0..<(ra.count * nB * 4)]))
+                }
                 progress(ra.upperBound, nA)
             }
         }

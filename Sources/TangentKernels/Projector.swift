@@ -45,11 +45,14 @@ public struct Projector: Sendable, Equatable {
 
     /// `nonzeros` is s for a `sketch` (one of `sketchNonzeros`, at most K) and ignored
     /// for dense projections.
-    public init(dimension: Int, seed: UInt64, distribution: Distribution = .rademacher, nonzeros: Int = 1,
-                threads: Int = Threads.cores) {
+    public init(
+        dimension: Int, seed: UInt64, distribution: Distribution = .rademacher, nonzeros: Int = 1,
+        threads: Int = Threads.cores
+    ) {
         precondition(dimension > 0)
-        precondition(distribution != .sketch || (Projector.sketchNonzeros.contains(nonzeros) && nonzeros <= dimension),
-                     "a sketch has 1, 2 or 4 nonzeros per column, at most K")
+        precondition(
+            distribution != .sketch || (Projector.sketchNonzeros.contains(nonzeros) && nonzeros <= dimension),
+            "a sketch has 1, 2 or 4 nonzeros per column, at most K")
         signs = distribution == .rademacher ? Projector.signTable(scale: 1 / Float(dimension).squareRoot()) : []
         self.dimension = dimension
         self.seed = seed
@@ -64,7 +67,9 @@ public struct Projector: Sendable, Equatable {
     public func generator(for tensor: String) -> CounterRNG {
         var h: UInt64 = 0xCBF2_9CE4_8422_2325
         for b in tensor.utf8 { h = (h ^ UInt64(b)) &* 0x0000_0100_0000_01B3 }
-        if distribution == .sketch { return CounterRNG.derive(seed, 0x5CE7_C400, h, UInt64(dimension), UInt64(nonzeros)) }
+        if distribution == .sketch {
+            return CounterRNG.derive(seed, 0x5CE7_C400, h, UInt64(dimension), UInt64(nonzeros))
+        }
         return CounterRNG.derive(seed, 0x9E0_1EC7, h, UInt64(dimension))
     }
 
@@ -115,9 +120,13 @@ public struct Projector: Sendable, Equatable {
     /// R applied to every gradient of a block: [O, B, K], output-major like the block.
     /// With `perLayer`, one projection per layer group of the subset (`computer.groups`,
     /// R restricted to the group's columns): [L, O, B, K], whose sum over L is R g.
-    public func project(_ block: GradientBlock<Float>, computer: GradientComputer<Float>, perLayer: Bool = false) -> [Float] {
+    public func project(_ block: GradientBlock<Float>, computer: GradientComputer<Float>, perLayer: Bool = false)
+        -> [Float]
+    {
         if distribution == .sketch { return sketch(block, computer: computer, perLayer: perLayer) }
-        let K = dimension, B = block.batch.count, O = block.outputs
+        let K = dimension
+        let B = block.batch.count
+        let O = block.outputs
         let Pd = computer.dense.count
         let layout = computer.model.layout
         let groupNames = computer.groups.map(\.name)
@@ -136,7 +145,8 @@ public struct Projector: Sendable, Equatable {
             pack.withUnsafeMutableBufferPointer { pp in
                 chunk.withUnsafeMutableBufferPointer { cp in
                     block.dense.withUnsafeBufferPointer { dp in
-                        let rc = cp.baseAddress!, d = dp.baseAddress!
+                        let rc = cp.baseAddress!
+                        let d = dp.baseAddress!
                         // Dense tensors, column chunk by column chunk, in model order.
                         for ti in computer.dense.tensorIndices {
                             let t = layout.tensors[ti]
@@ -150,15 +160,21 @@ public struct Projector: Sendable, Equatable {
                                 let parts = splitRange(width, parts: threads)
                                 parallelFor(parts.count) { p in
                                     let r = parts[p]
-                                    if !r.isEmpty { self.generate(rng, columns: (j0 + r.lowerBound)..<(j0 + r.upperBound), into: rc + r.lowerBound * K) }
+                                    if !r.isEmpty {
+                                        self.generate(
+                                            rng, columns: (j0 + r.lowerBound)..<(j0 + r.upperBound),
+                                            into: rc + r.lowerBound * K)
+                                    }
                                 }
                                 parallelFor(panels.count) { p in
-                                    let k0 = panels[p].lowerBound * 16, k1 = min(K, panels[p].upperBound * 16)
+                                    let k0 = panels[p].lowerBound * 16
+                                    let k1 = min(K, panels[p].upperBound * 16)
                                     for o in 0..<O {
-                                        FixedOrderGemm.accumulate(m: B, n: k1 - k0, depth: width,
-                                                                  a: d + o * B * Pd + base + j0, lda: Pd,
-                                                                  b: rc + k0, ldb: K, c: f + o * B * K + k0, ldc: K,
-                                                                  pack: pp.baseAddress! + p * packCount)
+                                        FixedOrderGemm.accumulate(
+                                            m: B, n: k1 - k0, depth: width,
+                                            a: d + o * B * Pd + base + j0, lda: Pd,
+                                            b: rc + k0, ldb: K, c: f + o * B * K + k0, ldc: K,
+                                            pack: pp.baseAddress! + p * packCount)
                                     }
                                 }
                                 j0 = j1
@@ -178,9 +194,14 @@ public struct Projector: Sendable, Equatable {
     /// The token table's part: for each distinct token id (ascending) its D columns of R,
     /// applied to every row of that id; each text's rows thus add in (id, position) order
     /// whatever else is in the batch.
-    private func addTokenTable(_ block: GradientBlock<Float>, rows: [Float], computer: GradientComputer<Float>,
-                               into out: inout [Float], offset: Int) {
-        let K = dimension, D = computer.model.shape.tokenWidth, B = block.batch.count, N = block.batch.tokenCount
+    private func addTokenTable(
+        _ block: GradientBlock<Float>, rows: [Float], computer: GradientComputer<Float>,
+        into out: inout [Float], offset: Int
+    ) {
+        let K = dimension
+        let D = computer.model.shape.tokenWidth
+        let B = block.batch.count
+        let N = block.batch.tokenCount
         let rng = generator(for: computer.model.layout.tensors[computer.model.tokenTableIndex].name)
         var byID: [Int32: [Int]] = [:]
         for t in 0..<N { byID[block.batch.ids[t], default: []].append(t) }
@@ -196,7 +217,9 @@ public struct Projector: Sendable, Equatable {
             rbuf.withUnsafeMutableBufferPointer { rp in
                 rows.withUnsafeBufferPointer { xp in
                     pack.withUnsafeMutableBufferPointer { pk in
-                        let f = fp.baseAddress! + offset, r = rp.baseAddress!, x = xp.baseAddress!
+                        let f = fp.baseAddress! + offset
+                        let r = rp.baseAddress!
+                        let x = xp.baseAddress!
                         var start = 0
                         while start < ids.count {
                             let some = Array(ids[start..<min(ids.count, start + batchIDs)])
@@ -212,9 +235,10 @@ public struct Projector: Sendable, Equatable {
                                     for (q, id) in some.enumerated() {
                                         for t in byID[id]! where mine.contains(textOf[t]) {
                                             let b = textOf[t]
-                                            FixedOrderGemm.accumulate(m: 1, n: K, depth: D, a: x + (o * N + t) * D, lda: D,
-                                                                      b: r + q * D * K, ldb: K, c: f + (o * B + b) * K, ldc: K,
-                                                                      pack: pk.baseAddress! + p * packCount)
+                                            FixedOrderGemm.accumulate(
+                                                m: 1, n: K, depth: D, a: x + (o * N + t) * D, lda: D,
+                                                b: r + q * D * K, ldb: K, c: f + (o * B + b) * K, ldc: K,
+                                                pack: pk.baseAddress! + p * packCount)
                                         }
                                     }
                                 }
@@ -266,6 +290,8 @@ public struct ProjectorChoice: Sendable, Equatable, Hashable, CustomStringConver
 
 extension Projector {
     public init(dimension: Int, seed: UInt64, choice: ProjectorChoice, threads: Int = Threads.cores) {
-        self.init(dimension: dimension, seed: seed, distribution: choice.distribution, nonzeros: max(1, choice.nonzeros), threads: threads)
+        self.init(
+            dimension: dimension, seed: seed, distribution: choice.distribution, nonzeros: max(1, choice.nonzeros),
+            threads: threads)
     }
 }

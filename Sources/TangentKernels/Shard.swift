@@ -28,7 +28,8 @@ public struct ShardSpec: Sendable, Equatable, CustomStringConvertible {
     public init(parsing s: String) throws {
         let parts = s.split(separator: "/", omittingEmptySubsequences: false)
         guard parts.count == 2, let i = Int(parts[0].trimmingCharacters(in: .whitespaces)),
-              let n = Int(parts[1].trimmingCharacters(in: .whitespaces)) else {
+            let n = Int(parts[1].trimmingCharacters(in: .whitespaces))
+        else {
             throw ShardError("--shard must be I/N (shard I of N, numbered from 0), got '\(s)'")
         }
         try self.init(index: i, count: n)
@@ -39,14 +40,18 @@ public struct ShardSpec: Sendable, Equatable, CustomStringConvertible {
     /// and `SLURM_ARRAY_TASK_MAX`, for arrays that do not start at 0); else a Kubernetes
     /// Indexed Job (`JOB_COMPLETION_INDEX` with `shardCount`, from `--shard-count`); nil
     /// when none applies (one process does all texts). Errors name the variable at fault.
-    public static func resolve(option: String?, shardCount: Int?, environment env: [String: String]) throws -> ShardSpec? {
+    public static func resolve(option: String?, shardCount: Int?, environment env: [String: String]) throws
+        -> ShardSpec?
+    {
         if let option {
             if shardCount != nil { throw ShardError("give either --shard I/N or --shard-count, not both") }
             return try ShardSpec(parsing: option)
         }
         func integer(_ name: String) throws -> Int? {
             guard let v = env[name] else { return nil }
-            guard let i = Int(v.trimmingCharacters(in: .whitespaces)) else { throw ShardError("\(name)='\(v)' is not an integer") }
+            guard let i = Int(v.trimmingCharacters(in: .whitespaces)) else {
+                throw ShardError("\(name)='\(v)' is not an integer")
+            }
             return i
         }
         if let task = try integer("SLURM_ARRAY_TASK_ID") {
@@ -57,20 +62,28 @@ public struct ShardSpec: Sendable, Equatable, CustomStringConvertible {
             } else if let c = try integer("SLURM_ARRAY_TASK_COUNT") {
                 count = c
             } else {
-                throw ShardError("SLURM_ARRAY_TASK_ID is set but neither SLURM_ARRAY_TASK_COUNT nor SLURM_ARRAY_TASK_MAX: cannot tell the number of shards")
+                throw ShardError(
+                    "SLURM_ARRAY_TASK_ID is set but neither SLURM_ARRAY_TASK_COUNT nor SLURM_ARRAY_TASK_MAX: cannot tell the number of shards"
+                )
             }
             if let c = try integer("SLURM_ARRAY_TASK_COUNT"), c != count {
-                throw ShardError("SLURM_ARRAY_TASK_COUNT=\(c) disagrees with SLURM_ARRAY_TASK_MIN..MAX (\(count) tasks); an array with a step or gaps cannot be mapped to shards")
+                throw ShardError(
+                    "SLURM_ARRAY_TASK_COUNT=\(c) disagrees with SLURM_ARRAY_TASK_MIN..MAX (\(count) tasks); an array with a step or gaps cannot be mapped to shards"
+                )
             }
             return try ShardSpec(index: task - low, count: count)
         }
         if let index = try integer("JOB_COMPLETION_INDEX") {
             guard let shardCount else {
-                throw ShardError("JOB_COMPLETION_INDEX is set (a Kubernetes Indexed Job): give --shard-count, the job's completions")
+                throw ShardError(
+                    "JOB_COMPLETION_INDEX is set (a Kubernetes Indexed Job): give --shard-count, the job's completions")
             }
             return try ShardSpec(index: index, count: shardCount)
         }
-        if let shardCount { throw ShardError("--shard-count \(shardCount) needs JOB_COMPLETION_INDEX (a Kubernetes Indexed Job) or --shard") }
+        if let shardCount {
+            throw ShardError(
+                "--shard-count \(shardCount) needs JOB_COMPLETION_INDEX (a Kubernetes Indexed Job) or --shard")
+        }
         return nil
     }
 
@@ -79,7 +92,8 @@ public struct ShardSpec: Sendable, Equatable, CustomStringConvertible {
     public func range(texts: Int, blockTexts: Int = ShardSpec.blockTexts) -> Range<Int> {
         precondition(texts >= 0 && blockTexts >= 1)
         let blocks = (texts + blockTexts - 1) / blockTexts
-        let first = index * blocks / count, last = (index + 1) * blocks / count
+        let first = index * blocks / count
+        let last = (index + 1) * blocks / count
         return min(texts, first * blockTexts)..<min(texts, last * blockTexts)
     }
 }

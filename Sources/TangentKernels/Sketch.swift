@@ -20,7 +20,8 @@ extension Projector {
     /// multiply-shift, bias below K / 2^32), so the buckets are distinct.
     @inline(__always)
     func sketchCodes(_ rng: CounterRNG, coordinate i: Int, into codes: UnsafeMutablePointer<UInt32>) {
-        let s = nonzeros, K = UInt64(dimension)
+        let s = nonzeros
+        let K = UInt64(dimension)
         if s == 1 {
             let w = rng.bits(UInt64(i))
             codes[0] = UInt32(((w & 0xFFFF_FFFF) &* K) >> 32) | UInt32(w >> 63) << 31
@@ -32,9 +33,15 @@ extension Projector {
                 var b = UInt32(((w & 0xFFFF_FFFF) &* (K - UInt64(j))) >> 32)
                 // Skip the buckets already taken, in ascending order, then keep them sorted.
                 var pos = 0
-                while pos < j, b >= sorted[pos] { b += 1; pos += 1 }
+                while pos < j, b >= sorted[pos] {
+                    b += 1
+                    pos += 1
+                }
                 var q = j
-                while q > pos { sorted[q] = sorted[q - 1]; q -= 1 }
+                while q > pos {
+                    sorted[q] = sorted[q - 1]
+                    q -= 1
+                }
                 sorted[pos] = b
                 codes[j] = b | UInt32(w >> 63) << 31
             }
@@ -44,30 +51,42 @@ extension Projector {
     /// S applied to every gradient of a block: [L, O, B, K] as `project` returns it.
     /// Tensors are summed in the model's streaming order, so this equals what
     /// `SketchAccumulator` gets from streamed gradients, bit for bit.
-    func sketch(_ block: GradientBlock<Float>, computer: GradientComputer<Float>, perLayer: Bool,
-                codes: SketchCodes? = nil) -> [Float] {
+    func sketch(
+        _ block: GradientBlock<Float>, computer: GradientComputer<Float>, perLayer: Bool,
+        codes: SketchCodes? = nil
+    ) -> [Float] {
         let codes = codes ?? SketchCodes(projector: self, computer: computer)
         let acc = SketchAccumulator(codes: codes, outputs: block.outputs, texts: block.batch.count, perLayer: perLayer)
-        let B = block.batch.count, Pd = computer.dense.count
+        let B = block.batch.count
+        let Pd = computer.dense.count
         // Each tensor once: a materialized block holds a shared tensor's summed gradient
         // (streamed, ALBERT's come once per layer, equal up to rounding).
         var seen = Set<Int>()
-        let order = computer.model.streamingOrder.filter { computer.dense.compactOffsets[$0] != nil && seen.insert($0).inserted }
+        let order = computer.model.streamingOrder.filter {
+            computer.dense.compactOffsets[$0] != nil && seen.insert($0).inserted
+        }
         let textSplit = splitRange(B, parts: threads).filter { !$0.isEmpty }
         block.dense.withUnsafeBufferPointer { dp in
             let d = dp.baseAddress!
             parallelFor(textSplit.count) { p in
                 for o in 0..<block.outputs {
                     for b in textSplit[p] {
-                        for ti in order { acc.add(output: o, tensor: ti, text: b, gradient: d + (o * B + b) * Pd + computer.dense.compactOffsets[ti]!) }
+                        for ti in order {
+                            acc.add(
+                                output: o, tensor: ti, text: b,
+                                gradient: d + (o * B + b) * Pd + computer.dense.compactOffsets[ti]!)
+                        }
                     }
                 }
             }
         }
         if let rows = block.tokenRows {
-            let N = block.batch.tokenCount, D = computer.model.shape.tokenWidth
+            let N = block.batch.tokenCount
+            let D = computer.model.shape.tokenWidth
             rows.withUnsafeBufferPointer { r in
-                for o in 0..<block.outputs { acc.addTokenRows(output: o, rows: r.baseAddress! + o * N * D, batch: block.batch) }
+                for o in 0..<block.outputs {
+                    acc.addTokenRows(output: o, rows: r.baseAddress! + o * N * D, batch: block.batch)
+                }
             }
         }
         return acc.features
@@ -75,8 +94,10 @@ extension Projector {
 
     /// out[code >> 1] += +-scale * g[i] for each of coordinate i's s codes, i ascending.
     @inline(__always)
-    static func scatter(_ g: UnsafePointer<Float>, count: Int, codes: UnsafePointer<UInt32>, nonzeros s: Int, scale: Float,
-                        into out: UnsafeMutablePointer<Float>) {
+    static func scatter(
+        _ g: UnsafePointer<Float>, count: Int, codes: UnsafePointer<UInt32>, nonzeros s: Int, scale: Float,
+        into out: UnsafeMutablePointer<Float>
+    ) {
         if s == 1 {
             for i in 0..<count {
                 let c = codes[i]
@@ -111,14 +132,17 @@ public final class SketchCodes {
         precondition(projector.distribution == .sketch)
         self.projector = projector
         self.computer = computer
-        let layout = computer.model.layout, s = projector.nonzeros
+        let layout = computer.model.layout
+        let s = projector.nonzeros
         var codes: [Int: UnsafeMutableBufferPointer<UInt32>] = [:]
         for ti in computer.dense.tensorIndices {
             codes[ti] = .allocate(capacity: layout.tensors[ti].count * s)
         }
         // Hashing is a pure function of the coordinate: split it over threads freely.
         for ti in computer.dense.tensorIndices {
-            let t = layout.tensors[ti], rng = projector.generator(for: t.name), buffer = codes[ti]!.baseAddress!
+            let t = layout.tensors[ti]
+            let rng = projector.generator(for: t.name)
+            let buffer = codes[ti]!.baseAddress!
             let parts = splitRange(t.count, parts: projector.threads)
             parallelFor(parts.count) { p in
                 for i in parts[p] { projector.sketchCodes(rng, coordinate: i, into: buffer + i * s) }
@@ -166,10 +190,12 @@ public final class SketchAccumulator {
 
     /// Adds S applied to one text's gradient of one dense tensor.
     public func add(output o: Int, tensor: Int, text b: Int, gradient: UnsafePointer<Float>) {
-        let p = codes.projector, s = p.nonzeros
+        let p = codes.projector
+        let s = p.nonzeros
         let t = codes.computer.model.layout.tensors[tensor]
-        Projector.scatter(gradient, count: t.count, codes: codes.codes[tensor]!.baseAddress!, nonzeros: s,
-                          scale: 1 / Float(s).squareRoot(), into: row(output: o, text: b, group: codes.groupIndex[tensor]!))
+        Projector.scatter(
+            gradient, count: t.count, codes: codes.codes[tensor]!.baseAddress!, nonzeros: s,
+            scale: 1 / Float(s).squareRoot(), into: row(output: o, text: b, group: codes.groupIndex[tensor]!))
     }
 
     /// Adds the token table's part of output o from the [N, D] embedding-output gradients:
@@ -177,7 +203,9 @@ public final class SketchAccumulator {
     /// fly (only the rows present in the text are touched).
     public func addTokenRows(output o: Int, rows: UnsafePointer<Float>, batch: TokenBatch) {
         guard let group = codes.tokenGroup else { return }
-        let p = codes.projector, s = p.nonzeros, D = codes.computer.model.shape.tokenWidth
+        let p = codes.projector
+        let s = p.nonzeros
+        let D = codes.computer.model.shape.tokenWidth
         let rng = p.generator(for: codes.computer.model.layout.tensors[codes.computer.model.tokenTableIndex].name)
         let scale = 1 / Float(s).squareRoot()
         let textSplit = splitRange(batch.count, parts: p.threads).filter { !$0.isEmpty }
@@ -187,7 +215,9 @@ public final class SketchAccumulator {
                 let c = cp.baseAddress!
                 for b in textSplit[part] {
                     let target = self.row(output: o, text: b, group: group)
-                    let tokens = (batch.offsets[b]..<batch.offsets[b + 1]).sorted { (batch.ids[$0], $0) < (batch.ids[$1], $1) }
+                    let tokens = (batch.offsets[b]..<batch.offsets[b + 1]).sorted {
+                        (batch.ids[$0], $0) < (batch.ids[$1], $1)
+                    }
                     for t in tokens {
                         let id = Int(batch.ids[t])
                         for d in 0..<D { p.sketchCodes(rng, coordinate: id * D + d, into: c + d * s) }

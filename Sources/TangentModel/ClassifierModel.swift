@@ -66,18 +66,21 @@ public protocol ClassifierModel<Scalar>: AnyObject {
     func backward(seed: [Scalar], into gradient: UnsafeMutableBufferPointer<Scalar>)
     /// Per text b, the gradient over `subset` (compact layout) into
     /// `output[b * subset.count ..< (b+1) * subset.count]`, and the token rows if asked.
-    func perExampleGradients(seed: [Scalar], subset: ParameterSubset, into output: UnsafeMutableBufferPointer<Scalar>,
-                             embeddingRows: UnsafeMutableBufferPointer<Scalar>?)
+    func perExampleGradients(
+        seed: [Scalar], subset: ParameterSubset, into output: UnsafeMutableBufferPointer<Scalar>,
+        embeddingRows: UnsafeMutableBufferPointer<Scalar>?)
     /// The streaming form: `sink(tensor, text, gradient)` gets each tensor's gradient per
     /// text (valid during the call) in `streamingOrder`; texts may run concurrently.
-    func perExampleGradients(seed: [Scalar], subset: ParameterSubset, embeddingRows: UnsafeMutableBufferPointer<Scalar>?,
-                             sink: (_ tensor: Int, _ text: Int, _ gradient: UnsafePointer<Scalar>) -> Void)
+    func perExampleGradients(
+        seed: [Scalar], subset: ParameterSubset, embeddingRows: UnsafeMutableBufferPointer<Scalar>?,
+        sink: (_ tensor: Int, _ text: Int, _ gradient: UnsafePointer<Scalar>) -> Void)
     /// One backward pass of sum_b,c seed[b,c] logits[b,c] that hands each linear layer
     /// whose weight is in `subset` to `visit` (`LinearRows`: the layer's inputs and output
     /// gradients per text, `firstText` the index of the rows' first text in the batch)
     /// instead of forming parameter gradients; calls from different shards may run
     /// concurrently. What EK-FAC's factors are computed from.
-    func linearRows(seed: [Scalar], subset: ParameterSubset, visit: (_ rows: LinearRows<Scalar>, _ firstText: Int) -> Void)
+    func linearRows(
+        seed: [Scalar], subset: ParameterSubset, visit: (_ rows: LinearRows<Scalar>, _ firstText: Int) -> Void)
     /// Throws, saying the size, when training on batches of `batch` texts would not fit
     /// in this machine's memory (checked before anything is allocated).
     func checkTraining(batch: Int) throws
@@ -95,7 +98,9 @@ extension ClassifierModel {
         try forward(batch, dropout: nil, rowInvariant: rowInvariant)
     }
 
-    public func perExampleGradients(seed: [Scalar], subset: ParameterSubset, into output: UnsafeMutableBufferPointer<Scalar>) {
+    public func perExampleGradients(
+        seed: [Scalar], subset: ParameterSubset, into output: UnsafeMutableBufferPointer<Scalar>
+    ) {
         perExampleGradients(seed: seed, subset: subset, into: output, embeddingRows: nil)
     }
 

@@ -8,11 +8,15 @@ import TangentData
 public enum FiniteCheck {
     /// Throws when a row of `values` ([rows, width]) holds NaN or an infinity; `text(row)`
     /// describes the row's text (see `describe(_:index:)`).
-    public static func rows<T: BinaryFloatingPoint>(_ values: [T], width: Int, stage: String, model: URL?,
-                                                    text: (Int) -> String) throws {
+    public static func rows<T: BinaryFloatingPoint>(
+        _ values: [T], width: Int, stage: String, model: URL?,
+        text: (Int) -> String
+    ) throws {
         guard width > 0, let bad = values.firstIndex(where: { !$0.isFinite }) else { return }
         let name = model.map { "\($0.path): " } ?? ""
-        throw ModelError("\(name)the \(stage) of \(text(bad / width)) are not finite (\(values[bad])): the model overflows float32 on it (its weights are too large); nothing was written")
+        throw ModelError(
+            "\(name)the \(stage) of \(text(bad / width)) are not finite (\(values[bad])): the model overflows float32 on it (its weights are too large); nothing was written"
+        )
     }
 
     /// "text 3 ('Where is the Eiffel Tow…')": an index counted from 1 or the text's line,

@@ -23,13 +23,23 @@ public struct ModelConfig: Codable, Sendable, Equatable {
 
     enum CodingKeys: String, CodingKey {
         case architecture
-        case vocabSize = "vocab_size", maxLen = "max_len", dModel = "d_model", nHeads = "n_heads"
-        case nLayers = "n_layers", dFF = "d_ff", nClasses = "n_classes", padID = "pad_id", bosID = "bos_id"
-        case normEps = "norm_eps", activation, pooling
+        case vocabSize = "vocab_size"
+        case maxLen = "max_len"
+        case dModel = "d_model"
+        case nHeads = "n_heads"
+        case nLayers = "n_layers"
+        case dFF = "d_ff"
+        case nClasses = "n_classes"
+        case padID = "pad_id"
+        case bosID = "bos_id"
+        case normEps = "norm_eps"
+        case activation, pooling
     }
 
-    public init(vocabSize: Int, maxLen: Int, dModel: Int, nHeads: Int, nLayers: Int, dFF: Int,
-                nClasses: Int, pooling: Pooling = .mean) {
+    public init(
+        vocabSize: Int, maxLen: Int, dModel: Int, nHeads: Int, nLayers: Int, dFF: Int,
+        nClasses: Int, pooling: Pooling = .mean
+    ) {
         self.vocabSize = vocabSize
         self.maxLen = maxLen
         self.dModel = dModel
@@ -46,7 +56,12 @@ public struct ModelConfig: Codable, Sendable, Equatable {
     /// Parameters of the architecture, counted in Double so that an absurd configuration
     /// (d_model 2^62) gives a huge number instead of an overflow trap.
     public var parameterEstimate: Double {
-        let V = Double(vocabSize), T = Double(maxLen), D = Double(dModel), F = Double(dFF), L = Double(nLayers), C = Double(nClasses)
+        let V = Double(vocabSize)
+        let T = Double(maxLen)
+        let D = Double(dModel)
+        let F = Double(dFF)
+        let L = Double(nLayers)
+        let C = Double(nClasses)
         return V * D + T * D + L * (4 * D * D + 2 * D * F + 9 * D + F) + 2 * D + C * D + C
     }
 
@@ -54,7 +69,11 @@ public struct ModelConfig: Codable, Sendable, Equatable {
     /// per block the residual stream, normalizations, q/k/v, attention probabilities and
     /// the feed-forward hidden layer.
     public var activationBytesPerText: Double {
-        let T = Double(maxLen), D = Double(dModel), F = Double(dFF), L = Double(nLayers), H = Double(nHeads)
+        let T = Double(maxLen)
+        let D = Double(dModel)
+        let F = Double(dFF)
+        let L = Double(nLayers)
+        let H = Double(nHeads)
         return 4 * T * (L * (12 * D + 2 * F + H * T) + 4 * D)
     }
 
@@ -73,15 +92,21 @@ public struct ModelConfig: Codable, Sendable, Equatable {
     public func validate(memory: UInt64 = ProcessInfo.processInfo.physicalMemory) throws {
         func fail(_ m: String) -> ModelError { ModelError("config: \(m)") }
         let limit = ModelConfig.maximumDimension
-        for (name, value) in [("vocab_size", vocabSize), ("max_len", maxLen), ("d_model", dModel), ("n_heads", nHeads),
-                              ("n_layers", nLayers), ("d_ff", dFF), ("n_classes", nClasses), ("pad_id", padID), ("bos_id", bosID)]
-            where value > limit || value < 0 {
+        for (name, value) in [
+            ("vocab_size", vocabSize), ("max_len", maxLen), ("d_model", dModel), ("n_heads", nHeads),
+            ("n_layers", nLayers), ("d_ff", dFF), ("n_classes", nClasses), ("pad_id", padID), ("bos_id", bosID),
+        ]
+        where value > limit || value < 0 {
             throw fail("\(name) \(value) is outside 0...\(limit)")
         }
-        guard architecture == "TransformerClassifier" else { throw fail("architecture '\(architecture)' is not TransformerClassifier") }
+        guard architecture == "TransformerClassifier" else {
+            throw fail("architecture '\(architecture)' is not TransformerClassifier")
+        }
         guard vocabSize > max(padID, bosID) else { throw fail("vocab_size \(vocabSize) must exceed pad_id and bos_id") }
         guard maxLen >= 2 else { throw fail("max_len \(maxLen) must be at least 2") }
-        guard dModel > 0, nHeads > 0, dModel % nHeads == 0 else { throw fail("d_model \(dModel) must be a positive multiple of n_heads \(nHeads)") }
+        guard dModel > 0, nHeads > 0, dModel % nHeads == 0 else {
+            throw fail("d_model \(dModel) must be a positive multiple of n_heads \(nHeads)")
+        }
         guard nLayers >= 0 else { throw fail("n_layers must be non-negative") }
         guard dFF > 0 else { throw fail("d_ff must be positive") }
         guard nClasses >= 2 else { throw fail("n_classes \(nClasses) must be at least 2") }
@@ -90,18 +115,27 @@ public struct ModelConfig: Codable, Sendable, Equatable {
         // The weights in Float, twice (model and a loading buffer), must fit in memory.
         let weights = 8 * parameterEstimate
         guard weights < Double(memory) * 0.8 else {
-            throw fail(String(format: "vocab_size %ld, max_len %ld, d_model %ld, n_layers %ld, d_ff %ld make %.3g parameters (%@ of weights), which do not fit in this machine's %@ of memory",
-                              vocabSize, maxLen, dModel, nLayers, dFF, parameterEstimate, ByteSize.describe(weights), ByteSize.describe(Double(memory))))
+            throw fail(
+                String(
+                    format:
+                        "vocab_size %ld, max_len %ld, d_model %ld, n_layers %ld, d_ff %ld make %.3g parameters (%@ of weights), which do not fit in this machine's %@ of memory",
+                    vocabSize, maxLen, dModel, nLayers, dFF, parameterEstimate, ByteSize.describe(weights),
+                    ByteSize.describe(Double(memory))))
         }
     }
 
     /// Refuses a training batch whose parameters, optimizer state and activations need more
     /// than 80% of `memory`; `option` names the setting at fault.
-    public func checkTraining(batch: Int, memory: UInt64 = ProcessInfo.processInfo.physicalMemory, option: String = "--batch-size") throws {
+    public func checkTraining(
+        batch: Int, memory: UInt64 = ProcessInfo.processInfo.physicalMemory, option: String = "--batch-size"
+    ) throws {
         let need = trainingBytes(batch: batch)
         guard need < Double(memory) * 0.8 else {
-            throw ModelError(String(format: "%@ %ld: training batches of %ld texts of up to %ld tokens would need about %@ (parameters, optimizer state and one batch's activations), more than this machine's %@ allows; lower %@ or max_len",
-                                    option, batch, batch, maxLen, ByteSize.describe(need), ByteSize.describe(Double(memory)), option))
+            throw ModelError(
+                String(
+                    format:
+                        "%@ %ld: training batches of %ld texts of up to %ld tokens would need about %@ (parameters, optimizer state and one batch's activations), more than this machine's %@ allows; lower %@ or max_len",
+                    option, batch, batch, maxLen, ByteSize.describe(need), ByteSize.describe(Double(memory)), option))
         }
     }
 }

@@ -1,6 +1,6 @@
 import Foundation
-import TangentIO
 import TangentData
+import TangentIO
 import TangentSafetensors
 import TangentTensor
 import TangentTokenizer
@@ -21,8 +21,10 @@ public struct ModelDirectory {
 
     /// Writes the parameters of `model` as float32 safetensors with the spec's names and
     /// shapes (PyTorch `state_dict` layout), atomically.
-    public static func saveWeights<M: ClassifierModel>(_ model: M, to url: URL,
-                                                   metadata: [String: String] = [:]) throws {
+    public static func saveWeights<M: ClassifierModel>(
+        _ model: M, to url: URL,
+        metadata: [String: String] = [:]
+    ) throws {
         var w = SafetensorsWriter()
         w.metadata = metadata.merging(["format": "pt"]) { a, _ in a }
         for t in model.layout.tensors {
@@ -43,7 +45,9 @@ public struct ModelDirectory {
             for name in (try? fm.contentsOfDirectory(atPath: directory.path)) ?? []
             where name.hasPrefix("model-") && name.hasSuffix(".safetensors") && !keep.contains(name) {
                 guard unlink(directory.appendingPathComponent(name).path) == 0 else {
-                    throw OutputError("\(directory.appendingPathComponent(name).path): cannot remove the old shard: \(systemErrorDescription())")
+                    throw OutputError(
+                        "\(directory.appendingPathComponent(name).path): cannot remove the old shard: \(systemErrorDescription())"
+                    )
                 }
             }
         }
@@ -75,9 +79,12 @@ public struct ModelDirectory {
             }
             try w.write(to: directory.appendingPathComponent(name))
         }
-        let index: [String: Any] = ["metadata": ["total_size": total, "total_parameters": model.layout.count], "weight_map": map]
-        try AtomicFile.write(try JSONSerialization.data(withJSONObject: index, options: [.prettyPrinted, .sortedKeys]),
-                             to: directory.appendingPathComponent(shardIndexFile))
+        let index: [String: Any] = [
+            "metadata": ["total_size": total, "total_parameters": model.layout.count], "weight_map": map,
+        ]
+        try AtomicFile.write(
+            try JSONSerialization.data(withJSONObject: index, options: [.prettyPrinted, .sortedKeys]),
+            to: directory.appendingPathComponent(shardIndexFile))
         unlink(directory.appendingPathComponent(weightsFile).path)
         try removeShards(except: Set(map.values))
     }
@@ -88,7 +95,8 @@ public struct ModelDirectory {
         let file = try SafetensorsFile(url: url)
         let known = Set(model.layout.tensors.map(\.name))
         if let extra = file.tensors.keys.sorted().first(where: { !known.contains($0) }) {
-            throw SafetensorsError.badTensor(path: url.path, tensor: extra, reason: "not a tensor of this model architecture")
+            throw SafetensorsError.badTensor(
+                path: url.path, tensor: extra, reason: "not a tensor of this model architecture")
         }
         var values = [M.Scalar](repeating: 0, count: model.layout.count)
         for t in model.layout.tensors {
@@ -116,7 +124,8 @@ public struct ModelDirectory {
         } catch let DecodingError.keyNotFound(key, _) {
             throw ModelError("\(url.path): missing field '\(key.stringValue)'")
         } catch let DecodingError.typeMismatch(_, ctx), let DecodingError.valueNotFound(_, ctx) {
-            throw ModelError("\(url.path): field '\(ctx.codingPath.map(\.stringValue).joined(separator: "."))' has the wrong type")
+            throw ModelError(
+                "\(url.path): field '\(ctx.codingPath.map(\.stringValue).joined(separator: "."))' has the wrong type")
         } catch let DecodingError.dataCorrupted(ctx) {
             let field = ctx.codingPath.map(\.stringValue).joined(separator: ".")
             throw ModelError("\(url.path): \(field.isEmpty ? "not valid JSON" : "field '\(field)' is invalid")")
@@ -151,11 +160,14 @@ public protocol TextEncoder {
 public struct SentencePieceTextEncoder: TextEncoder {
     public let tokenizer: Tokenizer
     public let config: ModelConfig
-    public func encode(_ text: String) throws -> [Int32] { try TextEncoding.encode(text, tokenizer: tokenizer, config: config) }
+    public func encode(_ text: String) throws -> [Int32] {
+        try TextEncoding.encode(text, tokenizer: tokenizer, config: config)
+    }
     public var identity: Data { tokenizer.serializedModel }
     public var source: String { tokenizer.source }
     public func save(into directory: URL) throws {
-        try AtomicFile.write(tokenizer.serializedModel, to: directory.appendingPathComponent(ModelDirectory.tokenizerFile))
+        try AtomicFile.write(
+            tokenizer.serializedModel, to: directory.appendingPathComponent(ModelDirectory.tokenizerFile))
     }
 }
 
@@ -174,18 +186,25 @@ public final class Classifier {
     public var tokenizer: Tokenizer? { (encoder as? SentencePieceTextEncoder)?.tokenizer }
 
     /// One of tangent's own models with its tokenizer.
-    public convenience init(model: TransformerClassifier<Float>, tokenizer: Tokenizer, labels: LabelSet,
-                            directory: URL? = nil, configJSON: [String: Any] = [:]) throws {
+    public convenience init(
+        model: TransformerClassifier<Float>, tokenizer: Tokenizer, labels: LabelSet,
+        directory: URL? = nil, configJSON: [String: Any] = [:]
+    ) throws {
         try Classifier.check(tokenizer: tokenizer, labels: labels, config: model.config, directory: directory)
-        try self.init(model: model, encoder: SentencePieceTextEncoder(tokenizer: tokenizer, config: model.config), labels: labels,
-                      directory: directory, configJSON: configJSON)
+        try self.init(
+            model: model, encoder: SentencePieceTextEncoder(tokenizer: tokenizer, config: model.config), labels: labels,
+            directory: directory, configJSON: configJSON)
     }
 
     /// Any architecture's model with its text encoder.
-    public init(model: any ClassifierModel<Float>, encoder: any TextEncoder, labels: LabelSet,
-                directory: URL? = nil, configJSON: [String: Any] = [:]) throws {
+    public init(
+        model: any ClassifierModel<Float>, encoder: any TextEncoder, labels: LabelSet,
+        directory: URL? = nil, configJSON: [String: Any] = [:]
+    ) throws {
         guard labels.count == model.shape.classes else {
-            throw ModelError("\(directory.map { "\($0.path): " } ?? "")\(labels.count) labels but the model has \(model.shape.classes) classes")
+            throw ModelError(
+                "\(directory.map { "\($0.path): " } ?? "")\(labels.count) labels but the model has \(model.shape.classes) classes"
+            )
         }
         self.model = model
         self.encoder = encoder
@@ -202,7 +221,9 @@ public final class Classifier {
             throw ModelError("\(directory.path): no such model directory")
         }
         let loaded = try ModelRegistry.load(directory: directory, threads: threads)
-        try self.init(model: loaded.model, encoder: loaded.encoder, labels: loaded.labels, directory: directory, configJSON: loaded.configJSON)
+        try self.init(
+            model: loaded.model, encoder: loaded.encoder, labels: loaded.labels, directory: directory,
+            configJSON: loaded.configJSON)
     }
 
     /// Loads tangent's own model directory (`config.json` with `architecture`
@@ -218,24 +239,34 @@ public final class Classifier {
         if let recorded = json[Classifier.tokenizerFingerprintKey] as? String {
             let found = fingerprint(tokenizer.serializedModel)
             guard recorded == found else {
-                throw ModelError("\(directory.appendingPathComponent(ModelDirectory.tokenizerFile).path): not the tokenizer this model was trained with (fingerprint \(found); \(ModelDirectory.configFile) records \(recorded))")
+                throw ModelError(
+                    "\(directory.appendingPathComponent(ModelDirectory.tokenizerFile).path): not the tokenizer this model was trained with (fingerprint \(found); \(ModelDirectory.configFile) records \(recorded))"
+                )
             }
         }
         let model = try TransformerClassifier<Float>(config: config, threads: threads)
         try ModelDirectory.loadWeights(model, from: directory.appendingPathComponent(ModelDirectory.weightsFile))
-        return LoadedModel(model: model, encoder: SentencePieceTextEncoder(tokenizer: tokenizer, config: config), labels: labels, configJSON: json)
+        return LoadedModel(
+            model: model, encoder: SentencePieceTextEncoder(tokenizer: tokenizer, config: config), labels: labels,
+            configJSON: json)
     }
 
     private static func check(tokenizer: Tokenizer, labels: LabelSet, config: ModelConfig, directory: URL?) throws {
         let where_ = directory.map { "\($0.path): " } ?? ""
         guard tokenizer.vocabSize == config.vocabSize else {
-            throw ModelError("\(where_)tokenizer \(tokenizer.source) has \(tokenizer.vocabSize) pieces but the model's vocab_size is \(config.vocabSize); the tokenizer does not match the model")
+            throw ModelError(
+                "\(where_)tokenizer \(tokenizer.source) has \(tokenizer.vocabSize) pieces but the model's vocab_size is \(config.vocabSize); the tokenizer does not match the model"
+            )
         }
         guard Int(tokenizer.padID) == config.padID, Int(tokenizer.bosID) == config.bosID else {
-            throw ModelError("\(where_)tokenizer pad/bos ids (\(tokenizer.padID), \(tokenizer.bosID)) differ from the model's (\(config.padID), \(config.bosID))")
+            throw ModelError(
+                "\(where_)tokenizer pad/bos ids (\(tokenizer.padID), \(tokenizer.bosID)) differ from the model's (\(config.padID), \(config.bosID))"
+            )
         }
         guard labels.count == config.nClasses else {
-            throw ModelError("\(where_)\(ModelDirectory.labelsFile) lists \(labels.count) labels but the model has n_classes \(config.nClasses)")
+            throw ModelError(
+                "\(where_)\(ModelDirectory.labelsFile) lists \(labels.count) labels but the model has n_classes \(config.nClasses)"
+            )
         }
     }
 
@@ -292,7 +323,8 @@ public final class Classifier {
             let row = Array(z[(i * C)..<((i + 1) * C)])
             let p = Softmax.probabilities(row)
             let best = Softmax.argmax(p)
-            return Prediction(text: texts[i], labelIndex: best, label: labels.names[best], probabilities: p, logits: row)
+            return Prediction(
+                text: texts[i], labelIndex: best, label: labels.names[best], probabilities: p, logits: row)
         }
     }
 }
@@ -314,4 +346,3 @@ public enum TextEncoding {
         return [Int32(config.bosID)] + ids.prefix(config.maxLen - 1)
     }
 }
-

@@ -11,7 +11,9 @@ public struct LoadedModel {
     public let labels: LabelSet
     public let configJSON: [String: Any]
 
-    public init(model: any ClassifierModel<Float>, encoder: any TextEncoder, labels: LabelSet, configJSON: [String: Any]) {
+    public init(
+        model: any ClassifierModel<Float>, encoder: any TextEncoder, labels: LabelSet, configJSON: [String: Any]
+    ) {
         self.model = model
         self.encoder = encoder
         self.labels = labels
@@ -34,8 +36,10 @@ public protocol ModelArchitecture {
     /// Loads `directory` as the start of fine-tuning on data with `labels`: its head when
     /// its labels are these, else a new head drawn from `seed`; texts cut to `maxLength`
     /// tokens. The second value says which head it is, for the log.
-    static func loadForFineTuning(directory: URL, configJSON: [String: Any], labels: [String], maxLength: Int, seed: UInt64,
-                                  threads: Int) throws -> (LoadedModel, head: String)
+    static func loadForFineTuning(
+        directory: URL, configJSON: [String: Any], labels: [String], maxLength: Int, seed: UInt64,
+        threads: Int
+    ) throws -> (LoadedModel, head: String)
 }
 
 /// tangent's own pre-LayerNorm classifier (`architecture` `TransformerClassifier`).
@@ -46,9 +50,13 @@ public enum TangentArchitecture: ModelArchitecture {
     public static func load(directory: URL, configJSON: [String: Any], threads: Int) throws -> LoadedModel {
         try Classifier.loadTangent(directory: directory, configJSON: configJSON, threads: threads)
     }
-    public static func loadForFineTuning(directory: URL, configJSON: [String: Any], labels: [String], maxLength: Int, seed: UInt64,
-                                         threads: Int) throws -> (LoadedModel, head: String) {
-        throw ModelError("\(directory.path): a tangent TransformerClassifier; --init takes a Hugging Face encoder directory (tangent's own models train from scratch with --tokenizer)")
+    public static func loadForFineTuning(
+        directory: URL, configJSON: [String: Any], labels: [String], maxLength: Int, seed: UInt64,
+        threads: Int
+    ) throws -> (LoadedModel, head: String) {
+        throw ModelError(
+            "\(directory.path): a tangent TransformerClassifier; --init takes a Hugging Face encoder directory (tangent's own models train from scratch with --tokenizer)"
+        )
     }
 }
 
@@ -56,7 +64,9 @@ public enum TangentArchitecture: ModelArchitecture {
 /// tangent's own models, `model_type` for Hugging Face ones.
 public enum ModelRegistry {
     /// Every architecture, asked in this order.
-    public static var architectures: [any ModelArchitecture.Type] { [TangentArchitecture.self, BertFamilyArchitecture.self] }
+    public static var architectures: [any ModelArchitecture.Type] {
+        [TangentArchitecture.self, BertFamilyArchitecture.self]
+    }
 
     /// Loads `directory` with the architecture its `config.json` names.
     public static func load(directory: URL, threads: Int) throws -> LoadedModel {
@@ -65,15 +75,18 @@ public enum ModelRegistry {
     }
 
     /// Loads `directory` to fine-tune it (see `ModelArchitecture.loadForFineTuning`).
-    public static func loadForFineTuning(directory: URL, labels: [String], maxLength: Int, seed: UInt64,
-                                         threads: Int) throws -> (LoadedModel, head: String) {
+    public static func loadForFineTuning(
+        directory: URL, labels: [String], maxLength: Int, seed: UInt64,
+        threads: Int
+    ) throws -> (LoadedModel, head: String) {
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: directory.path, isDirectory: &isDir), isDir.boolValue else {
             throw ModelError("\(directory.path): no such model directory")
         }
         let (architecture, json) = try pick(directory)
-        return try architecture.loadForFineTuning(directory: directory, configJSON: json, labels: labels, maxLength: maxLength,
-                                                  seed: seed, threads: threads)
+        return try architecture.loadForFineTuning(
+            directory: directory, configJSON: json, labels: labels, maxLength: maxLength,
+            seed: seed, threads: threads)
     }
 
     /// The architecture `directory`'s config.json names, and the parsed config.
@@ -86,7 +99,9 @@ public enum ModelRegistry {
             throw ModelError("\(directory.path): no config.json; a model directory holds one, naming \(fields)")
         }
         let data: Data
-        do { data = try WholeFile.read(configURL) } catch { throw ModelError("\(configURL.path): cannot read: \(error)") }
+        do { data = try WholeFile.read(configURL) } catch {
+            throw ModelError("\(configURL.path): cannot read: \(error)")
+        }
         guard let json = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
             throw ModelError("\(configURL.path): not a JSON object\(data.isEmpty ? " (the file is empty)" : "")")
         }

@@ -42,22 +42,34 @@ public struct ParameterLayout: Sendable, Equatable {
     public init(config c: ModelConfig) {
         var list: [(name: String, shape: [Int], group: String, decays: Bool)] = []
         func add(_ name: String, _ shape: [Int]) {
-            let group = name.hasPrefix("blocks.") ? name.split(separator: ".").prefix(2).joined(separator: ".") : String(name.split(separator: ".")[0])
-            list.append((name, shape, group, name.hasSuffix(".weight") && shape.count == 2 && !name.contains("position")))
+            let group =
+                name.hasPrefix("blocks.")
+                ? name.split(separator: ".").prefix(2).joined(separator: ".") : String(name.split(separator: ".")[0])
+            list.append(
+                (name, shape, group, name.hasSuffix(".weight") && shape.count == 2 && !name.contains("position")))
         }
-        let D = c.dModel, F = c.dFF
+        let D = c.dModel
+        let F = c.dFF
         add("embeddings.token.weight", [c.vocabSize, D])
         add("embeddings.position.weight", [c.maxLen, D])
         for i in 0..<c.nLayers {
-            add("blocks.\(i).norm1.weight", [D]); add("blocks.\(i).norm1.bias", [D])
-            add("blocks.\(i).attn.qkv.weight", [3 * D, D]); add("blocks.\(i).attn.qkv.bias", [3 * D])
-            add("blocks.\(i).attn.proj.weight", [D, D]); add("blocks.\(i).attn.proj.bias", [D])
-            add("blocks.\(i).norm2.weight", [D]); add("blocks.\(i).norm2.bias", [D])
-            add("blocks.\(i).mlp.fc1.weight", [F, D]); add("blocks.\(i).mlp.fc1.bias", [F])
-            add("blocks.\(i).mlp.fc2.weight", [D, F]); add("blocks.\(i).mlp.fc2.bias", [D])
+            add("blocks.\(i).norm1.weight", [D])
+            add("blocks.\(i).norm1.bias", [D])
+            add("blocks.\(i).attn.qkv.weight", [3 * D, D])
+            add("blocks.\(i).attn.qkv.bias", [3 * D])
+            add("blocks.\(i).attn.proj.weight", [D, D])
+            add("blocks.\(i).attn.proj.bias", [D])
+            add("blocks.\(i).norm2.weight", [D])
+            add("blocks.\(i).norm2.bias", [D])
+            add("blocks.\(i).mlp.fc1.weight", [F, D])
+            add("blocks.\(i).mlp.fc1.bias", [F])
+            add("blocks.\(i).mlp.fc2.weight", [D, F])
+            add("blocks.\(i).mlp.fc2.bias", [D])
         }
-        add("norm.weight", [D]); add("norm.bias", [D])
-        add("head.weight", [c.nClasses, D]); add("head.bias", [c.nClasses])
+        add("norm.weight", [D])
+        add("norm.bias", [D])
+        add("head.weight", [c.nClasses, D])
+        add("head.bias", [c.nClasses])
         self.init(list)
     }
 
@@ -100,10 +112,13 @@ public struct ParameterSubset: Sendable, Equatable {
             let matches = layout.tensors.contains { ParameterSubset.matches($0, p) }
             if !matches {
                 let valid = ["all"] + layout.groups + layout.tensors.map(\.name)
-                throw ModelError("unknown parameter prefix '\(p)'; valid prefixes include: \(valid.joined(separator: ", "))")
+                throw ModelError(
+                    "unknown parameter prefix '\(p)'; valid prefixes include: \(valid.joined(separator: ", "))")
             }
         }
-        let indices = layout.tensors.indices.filter { i in prefixes.contains { ParameterSubset.matches(layout.tensors[i], $0) } }
+        let indices = layout.tensors.indices.filter { i in
+            prefixes.contains { ParameterSubset.matches(layout.tensors[i], $0) }
+        }
         self.init(layout: layout, tensorIndices: indices)
     }
 

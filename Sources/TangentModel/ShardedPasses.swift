@@ -17,9 +17,10 @@ protocol ShardKernel<Scalar>: AnyObject {
     /// streaming `perExampleGradients`), or the linear layers' rows (`linearRows`); `shard`
     /// is the shard's index. With `needEmbeddingRows`, `ws.dres` ends holding
     /// the gradient at each token's row of the token table.
-    func backwardShard(_ ws: Workspace<Scalar>, seed: UnsafePointer<Scalar>, base: UnsafeMutablePointer<Scalar>?,
-                       offsets: [Int?], perExampleStride: Int?, needEmbeddingRows: Bool,
-                       stream: GradientStream<Scalar>?, shard: Int)
+    func backwardShard(
+        _ ws: Workspace<Scalar>, seed: UnsafePointer<Scalar>, base: UnsafeMutablePointer<Scalar>?,
+        offsets: [Int?], perExampleStride: Int?, needEmbeddingRows: Bool,
+        stream: GradientStream<Scalar>?, shard: Int)
 }
 
 /// The batch machinery every architecture shares, with the parameters: a batch is split
@@ -51,7 +52,10 @@ final class ShardedPasses<T: BLASScalar> {
     private var current: TokenBatch?
 
     /// Every parameter zero.
-    init(layout: ParameterLayout, classes: Int, width: Int, tokenWidth: Int? = nil, tokenIndex: Int, layers: Int, threads: Int) {
+    init(
+        layout: ParameterLayout, classes: Int, width: Int, tokenWidth: Int? = nil, tokenIndex: Int, layers: Int,
+        threads: Int
+    ) {
         self.layout = layout
         self.classes = classes
         self.width = width
@@ -80,7 +84,9 @@ final class ShardedPasses<T: BLASScalar> {
     /// (BLAS may round a row differently depending on how many rows share a call).
     /// Prediction and feature extraction ask for it; training does not need it.
     @discardableResult
-    func forward<K: ShardKernel>(_ batch: TokenBatch, dropout: DropoutConfig?, rowInvariant: Bool, kernel: K) throws -> [T] where K.Scalar == T {
+    func forward<K: ShardKernel>(_ batch: TokenBatch, dropout: DropoutConfig?, rowInvariant: Bool, kernel: K) throws
+        -> [T] where K.Scalar == T
+    {
         try kernel.validate(batch)
         self.rowInvariant = rowInvariant
         let nShards = max(1, min(threads, batch.count))
@@ -90,7 +96,8 @@ final class ShardedPasses<T: BLASScalar> {
         let drop = (dropout?.rate ?? 0) > 0 ? dropout : nil
         let sh = shards
         parallelFor(sh.count) { s in
-            kernel.forwardShard(self.workspaces[s], batch: batch.slice(sh[s]), firstText: sh[s].lowerBound, dropout: drop)
+            kernel.forwardShard(
+                self.workspaces[s], batch: batch.slice(sh[s]), firstText: sh[s].lowerBound, dropout: drop)
         }
         var logits = [T](repeating: 0, count: batch.count * C)
         for (s, r) in sh.enumerated() {
@@ -111,18 +118,24 @@ final class ShardedPasses<T: BLASScalar> {
 
     /// Adds the gradient of sum_b,c seed[b,c] * logits[b,c] (of the last forward pass)
     /// with respect to all parameters into `gradient` (layout order).
-    func backward<K: ShardKernel>(seed: [T], into gradient: UnsafeMutableBufferPointer<T>, kernel: K) where K.Scalar == T {
+    func backward<K: ShardKernel>(seed: [T], into gradient: UnsafeMutableBufferPointer<T>, kernel: K)
+    where K.Scalar == T {
         guard let batch = current else { preconditionFailure("backward called before forward") }
         precondition(seed.count == batch.count * classes, "seed must be [B, C]")
         precondition(gradient.count == layout.count, "gradient must have \(layout.count) entries")
         let sh = shards
         let offsets: [Int?] = layout.tensors.map { $0.offset }
-        for s in 0..<sh.count { shardGrads[s].ensure(layout.count); shardGrads[s].zero(layout.count) }
+        for s in 0..<sh.count {
+            shardGrads[s].ensure(layout.count)
+            shardGrads[s].zero(layout.count)
+        }
         seed.withUnsafeBufferPointer { sp in
             let seedBase = sp.baseAddress!
             parallelFor(sh.count) { s in
-                kernel.backwardShard(self.workspaces[s], seed: seedBase + sh[s].lowerBound * self.classes,
-                                   base: self.shardGrads[s].p, offsets: offsets, perExampleStride: nil, needEmbeddingRows: false, stream: nil, shard: s)
+                kernel.backwardShard(
+                    self.workspaces[s], seed: seedBase + sh[s].lowerBound * self.classes,
+                    base: self.shardGrads[s].p, offsets: offsets, perExampleStride: nil, needEmbeddingRows: false,
+                    stream: nil, shard: s)
             }
         }
         // Fixed reduction order keeps results independent of scheduling.
@@ -140,8 +153,10 @@ final class ShardedPasses<T: BLASScalar> {
     /// gradients are these rows scattered to the rows of the tokens' ids (and the
     /// position table's to their positions), so callers can treat the large, sparse
     /// token table without materializing it per example.
-    func perExampleGradients<K: ShardKernel>(seed: [T], subset: ParameterSubset, into output: UnsafeMutableBufferPointer<T>,
-                                             embeddingRows: UnsafeMutableBufferPointer<T>?, kernel: K) where K.Scalar == T {
+    func perExampleGradients<K: ShardKernel>(
+        seed: [T], subset: ParameterSubset, into output: UnsafeMutableBufferPointer<T>,
+        embeddingRows: UnsafeMutableBufferPointer<T>?, kernel: K
+    ) where K.Scalar == T {
         guard let batch = current else { preconditionFailure("perExampleGradients called before forward") }
         precondition(seed.count == batch.count * classes, "seed must be [B, C]")
         precondition(output.count >= batch.count * subset.count, "output must hold B x subset.count entries")
@@ -151,10 +166,11 @@ final class ShardedPasses<T: BLASScalar> {
             let seedBase = sp.baseAddress!
             let out = output.baseAddress!
             parallelFor(sh.count) { s in
-                kernel.backwardShard(self.workspaces[s], seed: seedBase + sh[s].lowerBound * self.classes,
-                                   base: out + sh[s].lowerBound * subset.count,
-                                   offsets: subset.compactOffsets, perExampleStride: subset.count,
-                                   needEmbeddingRows: embeddingRows != nil, stream: nil, shard: s)
+                kernel.backwardShard(
+                    self.workspaces[s], seed: seedBase + sh[s].lowerBound * self.classes,
+                    base: out + sh[s].lowerBound * subset.count,
+                    offsets: subset.compactOffsets, perExampleStride: subset.count,
+                    needEmbeddingRows: embeddingRows != nil, stream: nil, shard: s)
                 if let rows = embeddingRows {
                     let ws = self.workspaces[s]
                     let D = self.tokenWidth
@@ -172,8 +188,10 @@ final class ShardedPasses<T: BLASScalar> {
     /// values in the tensor's own layout, valid only during the call. Calls for one text
     /// come in a fixed order (the backward order of the tensors) on one thread; calls for
     /// different texts may run concurrently, so `sink` must only touch that text's data.
-    func perExampleGradients<K: ShardKernel>(seed: [T], subset: ParameterSubset, embeddingRows: UnsafeMutableBufferPointer<T>?, kernel: K,
-                                             sink: (_ tensor: Int, _ text: Int, _ gradient: UnsafePointer<T>) -> Void) where K.Scalar == T {
+    func perExampleGradients<K: ShardKernel>(
+        seed: [T], subset: ParameterSubset, embeddingRows: UnsafeMutableBufferPointer<T>?, kernel: K,
+        sink: (_ tensor: Int, _ text: Int, _ gradient: UnsafePointer<T>) -> Void
+    ) where K.Scalar == T {
         guard let batch = current else { preconditionFailure("perExampleGradients called before forward") }
         precondition(seed.count == batch.count * classes, "seed must be [B, C]")
         precondition(subset.compactOffsets[tokenIndex] == nil, "stream the token table through embeddingRows")
@@ -184,12 +202,14 @@ final class ShardedPasses<T: BLASScalar> {
                 parallelFor(sh.count) { s in
                     let ws = self.workspaces[s]
                     let first = sh[s].lowerBound
-                    kernel.backwardShard(ws, seed: seedBase + first * self.classes, base: nil, offsets: subset.compactOffsets,
-                                       perExampleStride: nil, needEmbeddingRows: embeddingRows != nil,
-                                       stream: .tensors { tensor, text, g in sink(tensor, first + text, g) }, shard: s)
+                    kernel.backwardShard(
+                        ws, seed: seedBase + first * self.classes, base: nil, offsets: subset.compactOffsets,
+                        perExampleStride: nil, needEmbeddingRows: embeddingRows != nil,
+                        stream: .tensors { tensor, text, g in sink(tensor, first + text, g) }, shard: s)
                     if let rows = embeddingRows {
                         let D = self.tokenWidth
-                        (rows.baseAddress! + batch.offsets[first] * D).update(from: ws.dres.p, count: ws.batch.tokenCount * D)
+                        (rows.baseAddress! + batch.offsets[first] * D).update(
+                            from: ws.dres.p, count: ws.batch.tokenCount * D)
                     }
                 }
             }
@@ -200,8 +220,10 @@ final class ShardedPasses<T: BLASScalar> {
     /// linear layer of `subset` (its weight tensors) to `visit` as `LinearRows` (inputs and
     /// output gradients per text, text indices local to the shard, whose first text is
     /// `firstText`), instead of forming any parameter gradient. Shards run concurrently.
-    func linearRows<K: ShardKernel>(seed: [T], subset: ParameterSubset, kernel: K,
-                                    visit: (_ rows: LinearRows<T>, _ firstText: Int) -> Void) where K.Scalar == T {
+    func linearRows<K: ShardKernel>(
+        seed: [T], subset: ParameterSubset, kernel: K,
+        visit: (_ rows: LinearRows<T>, _ firstText: Int) -> Void
+    ) where K.Scalar == T {
         guard let batch = current else { preconditionFailure("linearRows called before forward") }
         precondition(seed.count == batch.count * classes, "seed must be [B, C]")
         let sh = shards
@@ -210,8 +232,11 @@ final class ShardedPasses<T: BLASScalar> {
                 let seedBase = sp.baseAddress!
                 parallelFor(sh.count) { s in
                     let first = sh[s].lowerBound
-                    kernel.backwardShard(self.workspaces[s], seed: seedBase + first * self.classes, base: nil, offsets: subset.compactOffsets,
-                                         perExampleStride: nil, needEmbeddingRows: false, stream: .linearRows { visit($0, first) }, shard: s)
+                    kernel.backwardShard(
+                        self.workspaces[s], seed: seedBase + first * self.classes, base: nil,
+                        offsets: subset.compactOffsets,
+                        perExampleStride: nil, needEmbeddingRows: false, stream: .linearRows { visit($0, first) },
+                        shard: s)
                 }
             }
         }

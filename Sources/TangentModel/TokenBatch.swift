@@ -34,9 +34,11 @@ public struct TokenBatch: Sendable, Equatable {
 
     /// Texts `range` as their own batch.
     public func slice(_ range: Range<Int>) -> TokenBatch {
-        let lo = offsets[range.lowerBound], hi = offsets[range.upperBound]
-        return TokenBatch(ids: Array(ids[lo..<hi]), positions: Array(positions[lo..<hi]),
-                          offsets: offsets[range.lowerBound...range.upperBound].map { $0 - lo })
+        let lo = offsets[range.lowerBound]
+        let hi = offsets[range.upperBound]
+        return TokenBatch(
+            ids: Array(ids[lo..<hi]), positions: Array(positions[lo..<hi]),
+            offsets: offsets[range.lowerBound...range.upperBound].map { $0 - lo })
     }
 
     /// Checks every id and position against the model; the message names the text and token.
@@ -45,7 +47,9 @@ public struct TokenBatch: Sendable, Equatable {
             guard offsets[b + 1] > offsets[b] else { throw ModelError("text \(b) has no tokens") }
             for t in offsets[b]..<offsets[b + 1] {
                 guard ids[t] >= 0, Int(ids[t]) < config.vocabSize else {
-                    throw ModelError("text \(b): token id \(ids[t]) is outside the vocabulary of \(config.vocabSize); the tokenizer does not match the model")
+                    throw ModelError(
+                        "text \(b): token id \(ids[t]) is outside the vocabulary of \(config.vocabSize); the tokenizer does not match the model"
+                    )
                 }
                 guard Int(positions[t]) < config.maxLen else {
                     throw ModelError("text \(b): position \(positions[t]) exceeds max_len \(config.maxLen)")

@@ -18,8 +18,10 @@ public struct DropoutConfig: Sendable, Equatable {
     /// Writes inverted dropout's mask (0 or 1/(1-rate)) for one site and layer over the
     /// rows of `texts`: a pure function of (seed, step, site, layer, the text's index in
     /// the whole batch, position, feature), whatever shard computes it.
-    func fill<T: BLASScalar>(_ mask: UnsafeMutablePointer<T>, site: UInt64, layer: Int, positions: UnsafePointer<Int32>,
-                             texts: [Range<Int>], firstText: Int, maxTokens: Int, width D: Int) {
+    func fill<T: BLASScalar>(
+        _ mask: UnsafeMutablePointer<T>, site: UInt64, layer: Int, positions: UnsafePointer<Int32>,
+        texts: [Range<Int>], firstText: Int, maxTokens: Int, width D: Int
+    ) {
         let rng = CounterRNG.derive(seed, step, site, UInt64(layer))
         let keep = T(1 / (1 - rate))
         for (b, r) in texts.enumerated() {
@@ -72,9 +74,15 @@ public final class TransformerClassifier<T: BLASScalar>: ClassifierModel, ShardK
                 fc1w: i(p + "mlp.fc1.weight"), fc1b: i(p + "mlp.fc1.bias"),
                 fc2w: i(p + "mlp.fc2.weight"), fc2b: i(p + "mlp.fc2.bias"))
         }
-        tokIdx = i("embeddings.token.weight"); posIdx = i("embeddings.position.weight")
-        normw = i("norm.weight"); normb = i("norm.bias"); headw = i("head.weight"); headb = i("head.bias")
-        passes = ShardedPasses(layout: L, classes: config.nClasses, width: config.dModel, tokenIndex: tokIdx, layers: config.nLayers, threads: threads)
+        tokIdx = i("embeddings.token.weight")
+        posIdx = i("embeddings.position.weight")
+        normw = i("norm.weight")
+        normb = i("norm.bias")
+        headw = i("head.weight")
+        headb = i("head.bias")
+        passes = ShardedPasses(
+            layout: L, classes: config.nClasses, width: config.dModel, tokenIndex: tokIdx, layers: config.nLayers,
+            threads: threads)
     }
 
     // The shared passes (`ShardedPasses`), with this architecture's shard passes. The
@@ -94,18 +102,23 @@ public final class TransformerClassifier<T: BLASScalar>: ClassifierModel, ShardK
     }
     @_specialize(where T == Float)
     @_specialize(where T == Double)
-    public func perExampleGradients(seed: [T], subset: ParameterSubset, into output: UnsafeMutableBufferPointer<T>,
-                                    embeddingRows: UnsafeMutableBufferPointer<T>?) {
+    public func perExampleGradients(
+        seed: [T], subset: ParameterSubset, into output: UnsafeMutableBufferPointer<T>,
+        embeddingRows: UnsafeMutableBufferPointer<T>?
+    ) {
         passes.perExampleGradients(seed: seed, subset: subset, into: output, embeddingRows: embeddingRows, kernel: self)
     }
     @_specialize(where T == Float)
     @_specialize(where T == Double)
-    public func perExampleGradients(seed: [T], subset: ParameterSubset, embeddingRows: UnsafeMutableBufferPointer<T>? = nil,
-                                    sink: (_ tensor: Int, _ text: Int, _ gradient: UnsafePointer<T>) -> Void) {
+    public func perExampleGradients(
+        seed: [T], subset: ParameterSubset, embeddingRows: UnsafeMutableBufferPointer<T>? = nil,
+        sink: (_ tensor: Int, _ text: Int, _ gradient: UnsafePointer<T>) -> Void
+    ) {
         passes.perExampleGradients(seed: seed, subset: subset, embeddingRows: embeddingRows, kernel: self, sink: sink)
     }
 
-    public func linearRows(seed: [T], subset: ParameterSubset, visit: (_ rows: LinearRows<T>, _ firstText: Int) -> Void) {
+    public func linearRows(seed: [T], subset: ParameterSubset, visit: (_ rows: LinearRows<T>, _ firstText: Int) -> Void)
+    {
         passes.linearRows(seed: seed, subset: subset, kernel: self, visit: visit)
     }
     public var layout: ParameterLayout { passes.layout }
@@ -124,10 +137,13 @@ public final class TransformerClassifier<T: BLASScalar>: ClassifierModel, ShardK
     }
     @_specialize(where T == Float)
     @_specialize(where T == Double)
-    func backwardShard(_ ws: Workspace<T>, seed: UnsafePointer<T>, base: UnsafeMutablePointer<T>?, offsets: [Int?],
-                                perExampleStride: Int?, needEmbeddingRows: Bool, stream: GradientStream<T>?, shard: Int) {
-        backwardTexts(ws, seed: seed, base: base, offsets: offsets, perExampleStride: perExampleStride,
-                      needEmbeddingRows: needEmbeddingRows, stream: stream, shard: shard)
+    func backwardShard(
+        _ ws: Workspace<T>, seed: UnsafePointer<T>, base: UnsafeMutablePointer<T>?, offsets: [Int?],
+        perExampleStride: Int?, needEmbeddingRows: Bool, stream: GradientStream<T>?, shard: Int
+    ) {
+        backwardTexts(
+            ws, seed: seed, base: base, offsets: offsets, perExampleStride: perExampleStride,
+            needEmbeddingRows: needEmbeddingRows, stream: stream, shard: shard)
     }
 
     /// The order in which the streaming `perExampleGradients` hands a text's tensors to its
@@ -137,14 +153,19 @@ public final class TransformerClassifier<T: BLASScalar>: ClassifierModel, ShardK
     public var streamingOrder: [Int] {
         var out = [headw, headb, normw, normb]
         for b in blocks.reversed() {
-            out += [b.fc2w, b.fc2b, b.fc1w, b.fc1b, b.norm2w, b.norm2b, b.projw, b.projb, b.qkvw, b.qkvb, b.norm1w, b.norm1b]
+            out += [
+                b.fc2w, b.fc2b, b.fc1w, b.fc1b, b.norm2w, b.norm2b, b.projw, b.projb, b.qkvw, b.qkvb, b.norm1w,
+                b.norm1b,
+            ]
         }
         return out + [posIdx]
     }
 
     /// A freshly initialized model: weights N(0, 0.02) (residual projections scaled by
     /// 1/sqrt(2 n_layers)), biases 0, LayerNorm weights 1; a pure function of `seed`.
-    public static func initialized(config: ModelConfig, seed: UInt64, threads: Int = Threads.cores) throws -> TransformerClassifier {
+    public static func initialized(config: ModelConfig, seed: UInt64, threads: Int = Threads.cores) throws
+        -> TransformerClassifier
+    {
         let m = try TransformerClassifier(config: config, threads: threads)
         let residualScale = 1 / Double(2 * max(1, config.nLayers)).squareRoot()
         for (ti, t) in m.layout.tensors.enumerated() {
@@ -167,7 +188,8 @@ public final class TransformerClassifier<T: BLASScalar>: ClassifierModel, ShardK
 
     public func saveConfiguration(labels: [String], extra: [String: Any], into directory: URL) throws {
         try LabelSet(names: labels).save(directory.appendingPathComponent(ModelDirectory.labelsFile))
-        try ModelDirectory.saveConfig(config, extra: extra, to: directory.appendingPathComponent(ModelDirectory.configFile))
+        try ModelDirectory.saveConfig(
+            config, extra: extra, to: directory.appendingPathComponent(ModelDirectory.configFile))
     }
 
     public func emptyCopy(threads: Int) throws -> TransformerClassifier {

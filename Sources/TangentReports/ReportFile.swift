@@ -1,6 +1,6 @@
 import Foundation
-import TangentIO
 import TangentData
+import TangentIO
 
 /// Report JSON (`report.json`, `poisoning.json`) on disk: pretty, sorted, NaN and
 /// infinities as strings, so that reports diff well and load back exactly.
@@ -9,7 +9,8 @@ public enum ReportFile {
     public static func write<T: Encodable>(_ value: T, to url: URL) throws {
         let enc = JSONEncoder()
         enc.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        enc.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+        enc.nonConformingFloatEncodingStrategy = .convertToString(
+            positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
         try AtomicFile.write(try enc.encode(value), to: url)
     }
 
@@ -17,19 +18,24 @@ public enum ReportFile {
     /// the field at fault.
     public static func read<T: Decodable>(_ type: T.Type, from url: URL) throws -> T {
         let dec = JSONDecoder()
-        dec.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+        dec.nonConformingFloatDecodingStrategy = .convertFromString(
+            positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
         let data = Data(try TextFile.read(url, what: "report").utf8)
         do {
             return try dec.decode(type, from: data)
         } catch let e as DecodingError {
-            throw DataError("\(url.path): not a readable report: \(describe(e)); regenerate it with `tangent compare` or `tangent poison`")
+            throw DataError(
+                "\(url.path): not a readable report: \(describe(e)); regenerate it with `tangent compare` or `tangent poison`"
+            )
         }
     }
 
     /// A decoding error in words: what is wrong and at which field.
     public static func describe(_ error: DecodingError) -> String {
         func at(_ path: [CodingKey]) -> String {
-            path.isEmpty ? "at the top level" : "at '" + path.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".") + "'"
+            path.isEmpty
+                ? "at the top level"
+                : "at '" + path.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".") + "'"
         }
         switch error {
         case .dataCorrupted(let c):

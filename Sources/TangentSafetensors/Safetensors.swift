@@ -39,13 +39,13 @@ public enum SafetensorsError: Error, CustomStringConvertible, Equatable {
 
     public var description: String {
         switch self {
-        case let .unreadable(p, r): return "\(p): cannot read safetensors file: \(r)"
-        case let .truncated(p, r): return "\(p): truncated safetensors file: \(r)"
-        case let .badHeader(p, r): return "\(p): corrupt safetensors header: \(r)"
-        case let .badTensor(p, t, r): return "\(p): tensor '\(t)': \(r)"
-        case let .missingTensor(p, t): return "\(p): tensor '\(t)' is missing"
-        case let .wrongDType(p, t, e, f): return "\(p): tensor '\(t)' has dtype \(f), expected \(e)"
-        case let .wrongShape(p, t, e, f): return "\(p): tensor '\(t)' has shape \(f), expected \(e)"
+        case .unreadable(let p, let r): return "\(p): cannot read safetensors file: \(r)"
+        case .truncated(let p, let r): return "\(p): truncated safetensors file: \(r)"
+        case .badHeader(let p, let r): return "\(p): corrupt safetensors header: \(r)"
+        case .badTensor(let p, let t, let r): return "\(p): tensor '\(t)': \(r)"
+        case .missingTensor(let p, let t): return "\(p): tensor '\(t)' is missing"
+        case .wrongDType(let p, let t, let e, let f): return "\(p): tensor '\(t)' has dtype \(f), expected \(e)"
+        case .wrongShape(let p, let t, let e, let f): return "\(p): tensor '\(t)' has shape \(f), expected \(e)"
         }
     }
 }
@@ -88,8 +88,9 @@ public struct SafetensorsFile: Sendable {
         var n: UInt64 = 0
         for (i, byte) in len.enumerated() { n |= UInt64(byte) << (8 * UInt64(i)) }
         guard n <= 100_000_000, let header = try? h.read(upToCount: Int(n)), header.count == Int(n),
-              let json = try? JSONSerialization.jsonObject(with: header) as? [String: Any],
-              let meta = json["__metadata__"] as? [String: Any] else { return nil }
+            let json = try? JSONSerialization.jsonObject(with: header) as? [String: Any],
+            let meta = json["__metadata__"] as? [String: Any]
+        else { return nil }
         return meta["format"] as? String
     }
 
@@ -98,7 +99,8 @@ public struct SafetensorsFile: Sendable {
         self.path = path
         self.data = data
         guard data.count >= 8 else {
-            throw SafetensorsError.truncated(path: path, reason: "file has \(data.count) bytes, fewer than the 8-byte header length")
+            throw SafetensorsError.truncated(
+                path: path, reason: "file has \(data.count) bytes, fewer than the 8-byte header length")
         }
         let headerLength: UInt64 = data.withUnsafeBytes { raw in
             var v: UInt64 = 0
@@ -106,7 +108,8 @@ public struct SafetensorsFile: Sendable {
             return v
         }
         guard headerLength <= UInt64(data.count - 8) else {
-            throw SafetensorsError.truncated(path: path, reason: "header length \(headerLength) exceeds the \(data.count - 8) bytes after it")
+            throw SafetensorsError.truncated(
+                path: path, reason: "header length \(headerLength) exceeds the \(data.count - 8) bytes after it")
         }
         guard headerLength <= 100_000_000 else {
             throw SafetensorsError.badHeader(path: path, reason: "header length \(headerLength) is implausibly large")
@@ -133,7 +136,8 @@ public struct SafetensorsFile: Sendable {
                 }
                 for (k, v) in m {
                     guard let s = v as? String else {
-                        throw SafetensorsError.badHeader(path: path, reason: "__metadata__ value of '\(k)' is not a string")
+                        throw SafetensorsError.badHeader(
+                            path: path, reason: "__metadata__ value of '\(k)' is not a string")
                     }
                     metadata[k] = s
                 }
@@ -143,9 +147,12 @@ public struct SafetensorsFile: Sendable {
         }
         let ordered = tensors.values.sorted { ($0.dataRange.lowerBound, $0.name) < ($1.dataRange.lowerBound, $1.name) }
         for i in ordered.indices.dropFirst() {
-            let prev = ordered[i - 1], cur = ordered[i]
-            if !prev.dataRange.isEmpty && !cur.dataRange.isEmpty && cur.dataRange.lowerBound < prev.dataRange.upperBound {
-                throw SafetensorsError.badTensor(path: path, tensor: cur.name, reason: "data overlaps tensor '\(prev.name)'")
+            let prev = ordered[i - 1]
+            let cur = ordered[i]
+            if !prev.dataRange.isEmpty && !cur.dataRange.isEmpty && cur.dataRange.lowerBound < prev.dataRange.upperBound
+            {
+                throw SafetensorsError.badTensor(
+                    path: path, tensor: cur.name, reason: "data overlaps tensor '\(prev.name)'")
             }
         }
         self.tensors = tensors
@@ -172,34 +179,43 @@ public struct SafetensorsFile: Sendable {
         var shape: [Int] = []
         for d in shapeAny {
             guard let n = Self.integer(d), n >= 0 else {
-                throw SafetensorsError.badTensor(path: path, tensor: name, reason: "shape \(shapeAny) is not a list of non-negative integers")
+                throw SafetensorsError.badTensor(
+                    path: path, tensor: name, reason: "shape \(shapeAny) is not a list of non-negative integers")
             }
             shape.append(n)
         }
         guard let offs = entry["data_offsets"] as? [Any], offs.count == 2,
-              let begin = Self.integer(offs[0]), let end = Self.integer(offs[1]) else {
+            let begin = Self.integer(offs[0]), let end = Self.integer(offs[1])
+        else {
             throw SafetensorsError.badTensor(path: path, tensor: name, reason: "data_offsets must be two integers")
         }
         guard begin >= 0, begin <= end else {
-            throw SafetensorsError.badTensor(path: path, tensor: name, reason: "data_offsets [\(begin), \(end)] are not an increasing pair")
+            throw SafetensorsError.badTensor(
+                path: path, tensor: name, reason: "data_offsets [\(begin), \(end)] are not an increasing pair")
         }
         guard end <= dataSize else {
-            throw SafetensorsError.truncated(path: path, reason: "tensor '\(name)' ends at byte \(end) of a data section of \(dataSize) bytes")
+            throw SafetensorsError.truncated(
+                path: path, reason: "tensor '\(name)' ends at byte \(end) of a data section of \(dataSize) bytes")
         }
         var count = 1
         for d in shape {
             let (p, o) = count.multipliedReportingOverflow(by: d)
-            guard !o else { throw SafetensorsError.badTensor(path: path, tensor: name, reason: "shape \(shape) overflows") }
+            guard !o else {
+                throw SafetensorsError.badTensor(path: path, tensor: name, reason: "shape \(shape) overflows")
+            }
             count = p
         }
         // The byte count can overflow even when the element count does not (a shape of
         // 2^61 F64 elements): a size no file here can hold is an error, not a trap.
         let (bytes, bytesOverflow) = count.multipliedReportingOverflow(by: dtype.size)
         guard !bytesOverflow else {
-            throw SafetensorsError.badTensor(path: path, tensor: name, reason: "shape \(shape) of \(dtypeName) overflows a byte count")
+            throw SafetensorsError.badTensor(
+                path: path, tensor: name, reason: "shape \(shape) of \(dtypeName) overflows a byte count")
         }
         guard bytes == end - begin else {
-            throw SafetensorsError.badTensor(path: path, tensor: name, reason: "shape \(shape) of \(dtypeName) needs \(bytes) bytes but data_offsets span \(end - begin)")
+            throw SafetensorsError.badTensor(
+                path: path, tensor: name,
+                reason: "shape \(shape) of \(dtypeName) needs \(bytes) bytes but data_offsets span \(end - begin)")
         }
         return SafetensorsTensorInfo(name: name, dtype: dtype, shape: shape, dataRange: begin..<end)
     }
@@ -211,10 +227,13 @@ public struct SafetensorsFile: Sendable {
     }
 
     /// The entry of `name`, checked against an expected dtype and shape when given.
-    public func info(_ name: String, dtype: SafetensorsDType? = nil, shape: [Int]? = nil) throws -> SafetensorsTensorInfo {
+    public func info(_ name: String, dtype: SafetensorsDType? = nil, shape: [Int]? = nil) throws
+        -> SafetensorsTensorInfo
+    {
         guard let info = tensors[name] else { throw SafetensorsError.missingTensor(path: path, tensor: name) }
         if let dtype, info.dtype != dtype {
-            throw SafetensorsError.wrongDType(path: path, tensor: name, expected: dtype.rawValue, found: info.dtype.rawValue)
+            throw SafetensorsError.wrongDType(
+                path: path, tensor: name, expected: dtype.rawValue, found: info.dtype.rawValue)
         }
         if let shape, info.shape != shape {
             throw SafetensorsError.wrongShape(path: path, tensor: name, expected: shape, found: info.shape)
@@ -240,7 +259,8 @@ public struct SafetensorsFile: Sendable {
     /// file: nothing can fail, so readers in hot loops need no error path.
     public func copyBytes(_ info: SafetensorsTensorInfo, range: Range<Int>, into destination: UnsafeMutableRawPointer) {
         precondition(tensors[info.name] == info, "tensor \(info.name) is not an entry of \(path)")
-        precondition(range.lowerBound >= 0 && range.upperBound <= info.dataRange.count, "byte range outside tensor \(info.name)")
+        precondition(
+            range.lowerBound >= 0 && range.upperBound <= info.dataRange.count, "byte range outside tensor \(info.name)")
         data.withUnsafeBytes { raw in
             let src = raw.baseAddress!.advanced(by: dataStart + info.dataRange.lowerBound + range.lowerBound)
             destination.copyMemory(from: src, byteCount: range.count)
@@ -294,7 +314,12 @@ public struct SafetensorsFile: Sendable {
 
 /// Builds a safetensors file in memory and writes it atomically.
 public struct SafetensorsWriter {
-    private struct Entry { let name: String; let dtype: SafetensorsDType; let shape: [Int]; let bytes: Data }
+    private struct Entry {
+        let name: String
+        let dtype: SafetensorsDType
+        let shape: [Int]
+        let bytes: Data
+    }
     private var entries: [Entry] = []
     private var names: Set<String> = []
     /// String metadata stored under `__metadata__`.
@@ -304,7 +329,9 @@ public struct SafetensorsWriter {
 
     private mutating func append(_ name: String, _ dtype: SafetensorsDType, _ shape: [Int], _ bytes: Data) {
         precondition(!names.contains(name), "duplicate tensor name \(name)")
-        precondition(shape.reduce(1, *) * dtype.size == bytes.count, "shape \(shape) does not match \(bytes.count) bytes for \(name)")
+        precondition(
+            shape.reduce(1, *) * dtype.size == bytes.count,
+            "shape \(shape) does not match \(bytes.count) bytes for \(name)")
         names.insert(name)
         entries.append(Entry(name: name, dtype: dtype, shape: shape, bytes: bytes))
     }
@@ -365,7 +392,9 @@ public struct SafetensorsLayout: Sendable {
         for t in tensors {
             let bytes = t.shape.reduce(1, *) * t.dtype.size
             let shape = t.shape.map(String.init).joined(separator: ",")
-            parts.append("\(jsonString(t.name)):{\"dtype\":\"\(t.dtype.rawValue)\",\"shape\":[\(shape)],\"data_offsets\":[\(offset),\(offset + bytes)]}")
+            parts.append(
+                "\(jsonString(t.name)):{\"dtype\":\"\(t.dtype.rawValue)\",\"shape\":[\(shape)],\"data_offsets\":[\(offset),\(offset + bytes)]}"
+            )
             relative[t.name] = offset
             offset += bytes
         }

@@ -27,12 +27,18 @@ public struct SafetensorsCheckpoint: Sendable {
             return
         }
         guard FileManager.default.fileExists(atPath: index.path) else {
-            throw SafetensorsError.unreadable(path: single.path, reason: "missing (a Hugging Face model directory holds its weights there, or in shards listed by \(name).index.json)")
+            throw SafetensorsError.unreadable(
+                path: single.path,
+                reason:
+                    "missing (a Hugging Face model directory holds its weights there, or in shards listed by \(name).index.json)"
+            )
         }
         func fail(_ why: String) -> SafetensorsError { .unreadable(path: index.path, reason: why) }
         let data: Data
         do { data = try WholeFile.read(index) } catch { throw fail("\(error)") }
-        guard let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { throw fail("not a JSON object") }
+        guard let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+            throw fail("not a JSON object")
+        }
         guard let map = json["weight_map"] as? [String: Any], !map.isEmpty else {
             throw fail("'weight_map' is missing, empty or not an object of tensor names to shard files")
         }
@@ -42,11 +48,14 @@ public struct SafetensorsCheckpoint: Sendable {
         for tensor in map.keys.sorted() {
             guard let shard = map[tensor] as? String else { throw fail("'weight_map'['\(tensor)'] is not a file name") }
             // A shard is a file beside the index: no directories, no way out of the model directory.
-            guard !shard.isEmpty, !shard.contains("/"), shard != ".", shard != "..", shard.hasSuffix(".safetensors") else {
+            guard !shard.isEmpty, !shard.contains("/"), shard != ".", shard != "..", shard.hasSuffix(".safetensors")
+            else {
                 throw fail("'weight_map'['\(tensor)'] is '\(shard)', not a .safetensors file in the same directory")
             }
             if shardOf[shard] == nil {
-                guard shardNames.count < SafetensorsCheckpoint.maximumShards else { throw fail("names more than \(SafetensorsCheckpoint.maximumShards) shard files") }
+                guard shardNames.count < SafetensorsCheckpoint.maximumShards else {
+                    throw fail("names more than \(SafetensorsCheckpoint.maximumShards) shard files")
+                }
                 shardOf[shard] = shardNames.count
                 shardNames.append(shard)
             }
@@ -54,7 +63,9 @@ public struct SafetensorsCheckpoint: Sendable {
         }
         let files = try shardNames.map { shard -> SafetensorsFile in
             let url = directory.appendingPathComponent(shard)
-            guard FileManager.default.fileExists(atPath: url.path) else { throw fail("names the shard \(shard), which is missing") }
+            guard FileManager.default.fileExists(atPath: url.path) else {
+                throw fail("names the shard \(shard), which is missing")
+            }
             return try SafetensorsFile(url: url)
         }
         for (tensor, i) in location where files[i].tensors[tensor] == nil {
@@ -79,7 +90,9 @@ public struct SafetensorsCheckpoint: Sendable {
 
     /// A floating-point tensor's values as float32 (see `SafetensorsFile.floatsWidened`).
     public func floatsWidened(_ name: String, shape: [Int]? = nil) throws -> [Float] {
-        guard let i = location[name] else { throw SafetensorsError.badTensor(path: source, tensor: name, reason: "missing") }
+        guard let i = location[name] else {
+            throw SafetensorsError.badTensor(path: source, tensor: name, reason: "missing")
+        }
         return try files[i].floatsWidened(name, shape: shape)
     }
 }

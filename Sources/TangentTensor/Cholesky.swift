@@ -8,7 +8,8 @@ public enum Cholesky {
     /// success, or the 1-based order of the leading minor that is not positive definite.
     public static func factor(_ a: inout [Double], n: Int) -> Int? {
         var info: Int32 = 0
-        var nn = Int32(n), lda = Int32(max(1, n))
+        var nn = Int32(n)
+        var lda = Int32(max(1, n))
         // A row-major symmetric matrix is its own column-major transpose: LAPACK's upper
         // factor U (A = U^T U, column-major) read row-major is L = U^T, lower.
         var uplo = CChar(UInt8(ascii: "U"))
@@ -21,6 +22,8 @@ public enum Cholesky {
     /// Replaces every row b_i of `b` ([m, n]) by L^{-1} b_i, i.e. B <- B L^{-T}.
     public static func solveRows(lower l: [Double], n: Int, _ b: inout [Double], m: Int) {
         if m == 0 { return }
-        cblas_dtrsm(CblasRowMajor, CblasRight, CblasLower, CblasTrans, CblasNonUnit, Int32(m), Int32(n), 1, l, Int32(n), &b, Int32(n))
+        cblas_dtrsm(
+            CblasRowMajor, CblasRight, CblasLower, CblasTrans, CblasNonUnit, Int32(m), Int32(n), 1, l, Int32(n), &b,
+            Int32(n))
     }
 }

@@ -24,9 +24,11 @@ public enum FixedOrderGemm {
     /// `pack` holds at least `packCount(depth:)` floats. `path`: the instruction set to
     /// use (tests compare them), nil for the best available.
     @inlinable
-    public static func accumulate(m: Int, n: Int, depth: Int, a: UnsafePointer<Float>, lda: Int,
-                                  b: UnsafePointer<Float>, ldb: Int, c: UnsafeMutablePointer<Float>, ldc: Int,
-                                  pack: UnsafeMutablePointer<Float>, path: InstructionSet? = nil) {
+    public static func accumulate(
+        m: Int, n: Int, depth: Int, a: UnsafePointer<Float>, lda: Int,
+        b: UnsafePointer<Float>, ldb: Int, c: UnsafeMutablePointer<Float>, ldc: Int,
+        pack: UnsafeMutablePointer<Float>, path: InstructionSet? = nil
+    ) {
         tangent_fixed_gemm(m, n, depth, a, lda, b, ldb, c, ldc, pack, path?.rawValue ?? -1)
     }
 
@@ -36,9 +38,11 @@ public enum FixedOrderGemm {
     /// operations (16 lanes, then a fixed tree; see `tangent_fixed_dots`), the same on every
     /// CPU and for any split of the rows.
     @inlinable
-    public static func dots(m: Int, rows: Int, depth: Int, x: UnsafePointer<Double>, ldx: Int,
-                            k: UnsafePointer<Float>, ldk: Int, out: UnsafeMutablePointer<Double>, ldo: Int,
-                            path: InstructionSet? = nil) {
+    public static func dots(
+        m: Int, rows: Int, depth: Int, x: UnsafePointer<Double>, ldx: Int,
+        k: UnsafePointer<Float>, ldk: Int, out: UnsafeMutablePointer<Double>, ldo: Int,
+        path: InstructionSet? = nil
+    ) {
         tangent_fixed_dots(m, rows, depth, x, ldx, k, ldk, out, ldo, path?.rawValue ?? -1)
     }
 

@@ -6,14 +6,18 @@ public enum Gram {
     public static func product<T: BLASScalar>(_ a: [T], _ b: [T], m: Int, n: Int, width: Int) -> [T] {
         precondition(a.count == m * width && b.count == n * width)
         var k = [T](repeating: 0, count: m * n)
-        T.gemm(transA: false, transB: true, m: m, n: n, k: width, alpha: 1, a: a, lda: width, b: b, ldb: width, beta: 0, c: &k, ldc: n)
+        T.gemm(
+            transA: false, transB: true, m: m, n: n, k: width, alpha: 1, a: a, lda: width, b: b, ldb: width, beta: 0,
+            c: &k, ldc: n)
         return k
     }
 
     /// The squared norm <x_i, x_i> of each row of x [rows, width].
     public static func squaredNorms<T: BLASScalar>(_ x: [T], rows: Int) -> [T] {
         let width = rows == 0 ? 0 : x.count / rows
-        return x.withUnsafeBufferPointer { p in (0..<rows).map { T.dot(n: width, x: p.baseAddress! + $0 * width, y: p.baseAddress! + $0 * width) } }
+        return x.withUnsafeBufferPointer { p in
+            (0..<rows).map { T.dot(n: width, x: p.baseAddress! + $0 * width, y: p.baseAddress! + $0 * width) }
+        }
     }
 
     /// v / sqrt(a b), and 0 where a b is 0 (a text without gradient).
@@ -25,7 +29,8 @@ public enum Gram {
 
     /// Normalizes K [rows, columns] in place by the self-kernels of its row and column texts.
     public static func normalize<T: BLASScalar>(_ k: inout [T], rowSelf: [T], columnSelf: [T]) {
-        let m = rowSelf.count, n = columnSelf.count
+        let m = rowSelf.count
+        let n = columnSelf.count
         precondition(k.count == m * n)
         for i in 0..<m { for j in 0..<n { k[i * n + j] = cosine(k[i * n + j], rowSelf[i], columnSelf[j]) } }
     }

@@ -21,7 +21,10 @@ public enum Threads {
 /// output rows); that contract, not the type system, makes this data-race free,
 /// which is why the closure need not be `@Sendable`.
 public func parallelFor(_ count: Int, _ body: (Int) -> Void) {
-    if count <= 1 { if count == 1 { body(0) }; return }
+    if count <= 1 {
+        if count == 1 { body(0) }
+        return
+    }
     withoutActuallyEscaping(body) { escapable in
         let box = UncheckedSendableBox(escapable)
         DispatchQueue.concurrentPerform(iterations: count) { box.value($0) }
@@ -50,7 +53,8 @@ public func splitRange(_ n: Int, parts: Int) -> [Range<Int>] {
 /// nil where that file is unavailable.
 public func peakMemoryMiB() -> Double? {
     guard let s = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
-          let line = s.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
-          let kb = Double(line.split(separator: " ").dropFirst().first.map(String.init) ?? "") else { return nil }
+        let line = s.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
+        let kb = Double(line.split(separator: " ").dropFirst().first.map(String.init) ?? "")
+    else { return nil }
     return kb / 1024
 }

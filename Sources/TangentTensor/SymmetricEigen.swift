@@ -11,16 +11,23 @@ public enum SymmetricEigen {
         if n == 0 { return ([], []) }
         // Row-major symmetric = its column-major transpose; LAPACK returns eigenvectors as
         // columns in column-major order, i.e. rows in row-major: transpose at the end.
-        var m = a, w = [Double](repeating: 0, count: n)
-        var jobz = CChar(UInt8(ascii: "V")), uplo = CChar(UInt8(ascii: "U"))
-        var nn = Int32(n), lda = Int32(n), info: Int32 = 0
-        var lwork: Int32 = -1, liwork: Int32 = -1
-        var workSize = 0.0, iworkSize: Int32 = 0
+        var m = a
+        var w = [Double](repeating: 0, count: n)
+        var jobz = CChar(UInt8(ascii: "V"))
+        var uplo = CChar(UInt8(ascii: "U"))
+        var nn = Int32(n)
+        var lda = Int32(n)
+        var info: Int32 = 0
+        var lwork: Int32 = -1
+        var liwork: Int32 = -1
+        var workSize = 0.0
+        var iworkSize: Int32 = 0
         dsyevd_(&jobz, &uplo, &nn, &m, &lda, &w, &workSize, &lwork, &iworkSize, &liwork, &info)
         guard info == 0 else { return nil }
         lwork = Int32(workSize.rounded(.up))
         liwork = iworkSize
-        var work = [Double](repeating: 0, count: Int(lwork)), iwork = [Int32](repeating: 0, count: Int(liwork))
+        var work = [Double](repeating: 0, count: Int(lwork))
+        var iwork = [Int32](repeating: 0, count: Int(liwork))
         dsyevd_(&jobz, &uplo, &nn, &m, &lda, &w, &work, &lwork, &iwork, &liwork, &info)
         guard info == 0 else { return nil }
         var vectors = [Double](repeating: 0, count: n * n)
@@ -37,20 +44,37 @@ public enum SymmetricEigen {
         if count >= n { return decompose(a, n: n) }
         if count == 0 { return ([], []) }
         var m = a
-        var jobz = CChar(UInt8(ascii: "V")), range = CChar(UInt8(ascii: "I")), uplo = CChar(UInt8(ascii: "U"))
-        var nn = Int32(n), lda = Int32(n), il = Int32(n - count + 1), iu = Int32(n), found: Int32 = 0, ldz = Int32(n), info: Int32 = 0
-        var vl = 0.0, vu = 0.0, abstol = 0.0
-        var w = [Double](repeating: 0, count: n), z = [Double](repeating: 0, count: n * count)
+        var jobz = CChar(UInt8(ascii: "V"))
+        var range = CChar(UInt8(ascii: "I"))
+        var uplo = CChar(UInt8(ascii: "U"))
+        var nn = Int32(n)
+        var lda = Int32(n)
+        var il = Int32(n - count + 1)
+        var iu = Int32(n)
+        var found: Int32 = 0
+        var ldz = Int32(n)
+        var info: Int32 = 0
+        var vl = 0.0
+        var vu = 0.0
+        var abstol = 0.0
+        var w = [Double](repeating: 0, count: n)
+        var z = [Double](repeating: 0, count: n * count)
         var isuppz = [Int32](repeating: 0, count: 2 * count)
-        var lwork: Int32 = -1, liwork: Int32 = -1, workSize = 0.0, iworkSize: Int32 = 0
-        dsyevr_(&jobz, &range, &uplo, &nn, &m, &lda, &vl, &vu, &il, &iu, &abstol, &found, &w, &z, &ldz, &isuppz,
-                &workSize, &lwork, &iworkSize, &liwork, &info)
+        var lwork: Int32 = -1
+        var liwork: Int32 = -1
+        var workSize = 0.0
+        var iworkSize: Int32 = 0
+        dsyevr_(
+            &jobz, &range, &uplo, &nn, &m, &lda, &vl, &vu, &il, &iu, &abstol, &found, &w, &z, &ldz, &isuppz,
+            &workSize, &lwork, &iworkSize, &liwork, &info)
         guard info == 0 else { return nil }
         lwork = Int32(workSize.rounded(.up))
         liwork = iworkSize
-        var work = [Double](repeating: 0, count: Int(lwork)), iwork = [Int32](repeating: 0, count: Int(liwork))
-        dsyevr_(&jobz, &range, &uplo, &nn, &m, &lda, &vl, &vu, &il, &iu, &abstol, &found, &w, &z, &ldz, &isuppz,
-                &work, &lwork, &iwork, &liwork, &info)
+        var work = [Double](repeating: 0, count: Int(lwork))
+        var iwork = [Int32](repeating: 0, count: Int(liwork))
+        dsyevr_(
+            &jobz, &range, &uplo, &nn, &m, &lda, &vl, &vu, &il, &iu, &abstol, &found, &w, &z, &ldz, &isuppz,
+            &work, &lwork, &iwork, &liwork, &info)
         guard info == 0, Int(found) == count else { return nil }
         // z holds the eigenvectors as columns in column-major order: z[j * n + i] is entry i
         // of eigenvector j.

@@ -23,12 +23,16 @@ public struct AddedTokens: Sendable, Equatable {
 
     /// `tokens` with their `lstrip` and `rstrip` flags.
     public init(stripping tokens: [(content: String, id: Int32, lstrip: Bool, rstrip: Bool)]) {
-        self.tokens = tokens.filter { !$0.content.isEmpty }.map { (Array($0.content.utf8), $0.id, $0.lstrip, $0.rstrip) }
+        self.tokens = tokens.filter { !$0.content.isEmpty }.map {
+            (Array($0.content.utf8), $0.id, $0.lstrip, $0.rstrip)
+        }
     }
 
     public static func == (a: AddedTokens, b: AddedTokens) -> Bool {
         a.tokens.count == b.tokens.count
-            && zip(a.tokens, b.tokens).allSatisfy { $0.bytes == $1.bytes && $0.id == $1.id && $0.lstrip == $1.lstrip && $0.rstrip == $1.rstrip }
+            && zip(a.tokens, b.tokens).allSatisfy {
+                $0.bytes == $1.bytes && $0.id == $1.id && $0.lstrip == $1.lstrip && $0.rstrip == $1.rstrip
+            }
     }
 
     /// `text` cut at every match; stretches between matches are kept as they are.
@@ -36,17 +40,28 @@ public struct AddedTokens: Sendable, Equatable {
         guard !tokens.isEmpty else { return [.text(text)] }
         let bytes = Array(text.utf8)
         var out: [Piece] = []
-        var start = 0, i = 0
+        var start = 0
+        var i = 0
         while i < bytes.count {
             var best: (length: Int, id: Int32, lstrip: Bool, rstrip: Bool)?
-            for t in tokens where t.bytes.count > (best?.length ?? 0) && i + t.bytes.count <= bytes.count && t.bytes[0] == bytes[i] {
-                if bytes[i..<(i + t.bytes.count)].elementsEqual(t.bytes) { best = (t.bytes.count, t.id, t.lstrip, t.rstrip) }
+            for t in tokens
+            where t.bytes.count > (best?.length ?? 0) && i + t.bytes.count <= bytes.count && t.bytes[0] == bytes[i] {
+                if bytes[i..<(i + t.bytes.count)].elementsEqual(t.bytes) {
+                    best = (t.bytes.count, t.id, t.lstrip, t.rstrip)
+                }
             }
-            guard let best else { i += 1; continue }
+            guard let best else {
+                i += 1
+                continue
+            }
             // Matches start and end on whole characters (every token is valid UTF-8), so
             // the stretches between them are too.
             var before = String(decoding: bytes[start..<i], as: UTF8.self)
-            if best.lstrip { before = String(String.UnicodeScalarView(before.unicodeScalars.reversed().drop { $0.properties.isWhitespace }.reversed())) }
+            if best.lstrip {
+                before = String(
+                    String.UnicodeScalarView(
+                        before.unicodeScalars.reversed().drop { $0.properties.isWhitespace }.reversed()))
+            }
             if !before.isEmpty { out.append(.text(before)) }
             out.append(.token(best.id))
             i += best.length
@@ -63,7 +78,11 @@ public struct AddedTokens: Sendable, Equatable {
 
     /// Bytes that identify the set (feature and cache fingerprints).
     public var identity: Data {
-        Data(tokens.map { "\($0.id)\u{1F}" + String(decoding: $0.bytes, as: UTF8.self) + ($0.lstrip ? "\u{1F}l" : "") + ($0.rstrip ? "\u{1F}r" : "") }
+        Data(
+            tokens.map {
+                "\($0.id)\u{1F}" + String(decoding: $0.bytes, as: UTF8.self) + ($0.lstrip ? "\u{1F}l" : "")
+                    + ($0.rstrip ? "\u{1F}r" : "")
+            }
             .joined(separator: "\u{1E}").utf8)
     }
 }

@@ -48,8 +48,10 @@ public struct ByteLevelBPE: Sendable {
     /// Reads `vocab.json` (piece to id) and `merges.txt` (one `a b` pair per line after an
     /// optional `#version` line); errors name the file and line.
     public static func load(vocabulary url: URL, merges mergesURL: URL, addPrefixSpace: Bool) throws -> ByteLevelBPE {
-        guard let data = try? WholeFile.read(url), let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any], !json.isEmpty,
-              json.count <= 1 << 24 else {
+        guard let data = try? WholeFile.read(url),
+            let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any], !json.isEmpty,
+            json.count <= 1 << 24
+        else {
             throw TokenizerError("\(url.path): not a JSON object of 1 to 2^24 pieces and their ids")
         }
         var vocabulary: [String: Int32] = [:]
@@ -82,7 +84,9 @@ public struct ByteLevelBPE: Sendable {
         for word in ByteLevelBPE.preTokenize(prepared) {
             for piece in merge(word) {
                 guard let id = vocabulary[piece] else {
-                    throw TokenizerError("\(source): the piece '\(piece)' is not in the vocabulary (a byte-level vocabulary holds every byte)")
+                    throw TokenizerError(
+                        "\(source): the piece '\(piece)' is not in the vocabulary (a byte-level vocabulary holds every byte)"
+                    )
                 }
                 out.append(id)
             }
@@ -122,7 +126,8 @@ public struct ByteLevelBPE: Sendable {
     /// matched by hand over Unicode scalars (letters and numbers by general category,
     /// whitespace by the White_Space property).
     static func preTokenize(_ text: String) -> [String] {
-        let s = Array(text.unicodeScalars), n = s.count
+        let s = Array(text.unicodeScalars)
+        let n = s.count
         func letter(_ u: Unicode.Scalar) -> Bool {
             switch u.properties.generalCategory {
             case .uppercaseLetter, .lowercaseLetter, .titlecaseLetter, .modifierLetter, .otherLetter: return true
@@ -144,9 +149,15 @@ public struct ByteLevelBPE: Sendable {
             // Contractions, lower case only, as GPT-2's pattern has them.
             if s[i] == "'" && i + 1 < n {
                 if i + 2 < n, ["re", "ve", "ll"].contains(String(String.UnicodeScalarView(s[(i + 1)...(i + 2)]))) {
-                    emit(i, i + 3); i += 3; continue
+                    emit(i, i + 3)
+                    i += 3
+                    continue
                 }
-                if ["s", "t", "m", "d"].contains(String(s[i + 1])) { emit(i, i + 2); i += 2; continue }
+                if ["s", "t", "m", "d"].contains(String(s[i + 1])) {
+                    emit(i, i + 2)
+                    i += 2
+                    continue
+                }
             }
             // An optional space, then a run of one class.
             let start = i
@@ -155,13 +166,16 @@ public struct ByteLevelBPE: Sendable {
             if !space(s[j]) {
                 let cls: (Unicode.Scalar) -> Bool = letter(s[j]) ? letter : number(s[j]) ? number : other
                 while j < n && cls(s[j]) { j += 1 }
-                emit(start, j); i = j; continue
+                emit(start, j)
+                i = j
+                continue
             }
             // Whitespace: the run, less its last character when something follows it.
             var k = i
             while k < n && space(s[k]) { k += 1 }
             if k < n && k - i > 1 { k -= 1 }
-            emit(i, k); i = k
+            emit(i, k)
+            i = k
         }
         return out
     }

@@ -11,11 +11,16 @@ enum CharsMapCheck {
     /// serialized ModelProto is sound; `source` names the file.
     static func check(model: Data, source: String) throws {
         let bytes = [UInt8](model)
-        guard let top = ProtoFields(bytes) else { throw TokenizerError("\(source): not a SentencePiece model (not a protobuf message)") }
+        guard let top = ProtoFields(bytes) else {
+            throw TokenizerError("\(source): not a SentencePiece model (not a protobuf message)")
+        }
         // ModelProto: normalizer_spec = 3, denormalizer_spec = 5; NormalizerSpec: precompiled_charsmap = 2.
         for (field, spec) in top.lengthDelimited where field == 3 || field == 5 {
             let specBytes = Array(bytes[spec])
-            guard let inner = ProtoFields(specBytes) else { throw TokenizerError("\(source): not a SentencePiece model (its normalizer spec is not a protobuf message)") }
+            guard let inner = ProtoFields(specBytes) else {
+                throw TokenizerError(
+                    "\(source): not a SentencePiece model (its normalizer spec is not a protobuf message)")
+            }
             for (f, map) in inner.lengthDelimited where f == 2 {
                 if let why = problem(Array(specBytes[map])) {
                     throw TokenizerError("\(source): its normalization table (precompiled_charsmap) is damaged: \(why)")
@@ -30,13 +35,16 @@ enum CharsMapCheck {
         guard blob.count >= 4 else { return "\(blob.count) bytes, shorter than its 4-byte trie size" }
         let trieSize = Int(UInt32(blob[0]) | UInt32(blob[1]) << 8 | UInt32(blob[2]) << 16 | UInt32(blob[3]) << 24)
         // The library requires the strings to follow the trie.
-        guard blob.count > trieSize + 4 else { return "its trie of \(trieSize) bytes leaves no room for the replacement strings" }
+        guard blob.count > trieSize + 4 else {
+            return "its trie of \(trieSize) bytes leaves no room for the replacement strings"
+        }
         let n = trieSize / 4
         guard n > 0 else { return "its trie is empty" }
         var units = [UInt32](repeating: 0, count: n)
         for i in 0..<n {
             let b = 4 + 4 * i
-            units[i] = UInt32(blob[b]) | UInt32(blob[b + 1]) << 8 | UInt32(blob[b + 2]) << 16 | UInt32(blob[b + 3]) << 24
+            units[i] =
+                UInt32(blob[b]) | UInt32(blob[b + 1]) << 8 | UInt32(blob[b + 2]) << 16 | UInt32(blob[b + 3]) << 24
         }
         let strings = blob[(4 + trieSize)...]
         let stringCount = strings.count
@@ -64,7 +72,9 @@ enum CharsMapCheck {
                 guard next < n else { return "a node points outside the trie" }
                 if hasLeaf(units[child]) {
                     let v = value(units[next])
-                    guard v < stringCount, terminated[v] else { return "a replacement points outside its strings or lacks its terminating NUL" }
+                    guard v < stringCount, terminated[v] else {
+                        return "a replacement points outside its strings or lacks its terminating NUL"
+                    }
                 }
                 if seen.insert(next).inserted { stack.append(next) }
             }
@@ -81,7 +91,8 @@ struct ProtoFields {
     init?(_ bytes: [UInt8]) {
         var i = 0
         func varint() -> UInt64? {
-            var v: UInt64 = 0, shift: UInt64 = 0
+            var v: UInt64 = 0
+            var shift: UInt64 = 0
             while i < bytes.count, shift < 64 {
                 let b = bytes[i]
                 i += 1
@@ -96,8 +107,12 @@ struct ProtoFields {
             let field = Int(key >> 3)
             switch key & 7 {
             case 0: guard varint() != nil else { return nil }
-            case 1: guard i + 8 <= bytes.count else { return nil }; i += 8
-            case 5: guard i + 4 <= bytes.count else { return nil }; i += 4
+            case 1:
+                guard i + 8 <= bytes.count else { return nil }
+                i += 8
+            case 5:
+                guard i + 4 <= bytes.count else { return nil }
+                i += 4
             case 2:
                 guard let len = varint(), len <= UInt64(bytes.count - i) else { return nil }
                 lengthDelimited.append((field, i..<(i + Int(len))))

@@ -14,12 +14,15 @@ public struct FairseqSentencePiece {
     /// `model` must have XLM-R's layout: `<unk>` 0, `<s>` 1, `</s>` 2.
     public init(model: Tokenizer) throws {
         guard model.unkID == 0, model.bosID == 1, model.eosID == 2 else {
-            throw TokenizerError("\(model.source): not in XLM-R's layout (unk_id \(model.unkID), bos_id \(model.bosID), eos_id \(model.eosID); expected 0, 1, 2), so fairseq's ids would be wrong")
+            throw TokenizerError(
+                "\(model.source): not in XLM-R's layout (unk_id \(model.unkID), bos_id \(model.bosID), eos_id \(model.eosID); expected 0, 1, 2), so fairseq's ids would be wrong"
+            )
         }
         self.model = model
         let ids = (0..<Int32(model.vocabSize))
-        segmenter = UnigramSegmenter(pieces: ids.map { model.isNormal($0) ? model.piece($0) : nil }, scores: ids.map(model.score),
-                                     unknown: model.unkID)
+        segmenter = UnigramSegmenter(
+            pieces: ids.map { model.isNormal($0) ? model.piece($0) : nil }, scores: ids.map(model.score),
+            unknown: model.unkID)
     }
 
     /// Ids in the model's embedding table: fairseq's four, the pieces shifted by one, and `<mask>`.
@@ -62,7 +65,8 @@ struct UnigramSegmenter {
     }
 
     func segment(_ text: String) -> [Int32] {
-        let chars = Array(text.unicodeScalars), n = chars.count
+        let chars = Array(text.unicodeScalars)
+        let n = chars.count
         guard n > 0 else { return [] }
         // best[e]: the best path's score to position e, the start of its last piece and that piece.
         var best = [(score: Double, start: Int, id: Int32)?](repeating: nil, count: n + 1)
@@ -73,12 +77,16 @@ struct UnigramSegmenter {
             for length in 1...min(longest, n - start) {
                 guard let id = ids[String(String.UnicodeScalarView(chars[start..<(start + length)]))] else { continue }
                 let candidate = here + scores[Int(id)]
-                if best[start + length] == nil || candidate > best[start + length]!.score { best[start + length] = (candidate, start, id) }
+                if best[start + length] == nil || candidate > best[start + length]!.score {
+                    best[start + length] = (candidate, start, id)
+                }
                 if length == 1 { single = true }
             }
             if !single {
                 let candidate = here + unknownScore
-                if best[start + 1] == nil || candidate > best[start + 1]!.score { best[start + 1] = (candidate, start, unknown) }
+                if best[start + 1] == nil || candidate > best[start + 1]!.score {
+                    best[start + 1] = (candidate, start, unknown)
+                }
             }
         }
         var out: [Int32] = []

@@ -86,7 +86,9 @@ public final class Tokenizer {
         }
         defer { spm_free_string(out) }
         // By length: the normalized text may hold NUL characters.
-        return out.withMemoryRebound(to: UInt8.self, capacity: count) { String(decoding: UnsafeBufferPointer(start: $0, count: count), as: UTF8.self) }
+        return out.withMemoryRebound(to: UInt8.self, capacity: count) {
+            String(decoding: UnsafeBufferPointer(start: $0, count: count), as: UTF8.self)
+        }
     }
 
     /// The score (log probability) of `id`'s piece, and whether it is a normal piece.
@@ -130,7 +132,9 @@ extension Tokenizer {
     /// its `serializedModel` is the `.model` file's content.
     public static func train(texts: [String], options: TokenizerTrainingOptions) throws -> Tokenizer {
         guard options.vocabSize >= 260 + 4 else {
-            throw TokenizerError("vocabulary size \(options.vocabSize) is too small: byte fallback alone needs 256 pieces plus 4 special ones (use at least 264)")
+            throw TokenizerError(
+                "vocabulary size \(options.vocabSize) is too small: byte fallback alone needs 256 pieces plus 4 special ones (use at least 264)"
+            )
         }
         guard !texts.isEmpty else { throw TokenizerError("no texts to train the tokenizer on") }
         // SentencePiece reads one sentence per line.
@@ -154,7 +158,8 @@ extension Tokenizer {
         var err: UnsafeMutablePointer<CChar>?
         // All sentences in one contiguous buffer, alive for the whole call.
         var blob: [CChar] = []
-        var starts: [Int] = [], lengths: [Int] = []
+        var starts: [Int] = []
+        var lengths: [Int] = []
         for line in lines {
             starts.append(blob.count)
             lengths.append(line.utf8.count)
@@ -177,4 +182,3 @@ extension Tokenizer {
         return try Tokenizer(serializedModel: data, source: "trained tokenizer")
     }
 }
-

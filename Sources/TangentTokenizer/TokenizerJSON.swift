@@ -13,10 +13,15 @@ public enum TokenizerJSON {
         let path = url.path
         func fail(_ field: String, _ why: String) -> TokenizerError { TokenizerError("\(path): \(field) \(why)") }
         guard let data = try? WholeFile.read(url) else { throw TokenizerError("\(path): cannot read the file") }
-        guard let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { throw TokenizerError("\(path): not a JSON object") }
+        guard let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+            throw TokenizerError("\(path): not a JSON object")
+        }
         guard let model = json["model"] as? [String: Any] else { throw fail("'model'", "is missing") }
         guard model["type"] as? String == "Unigram" else {
-            throw fail("'model.type'", "is \(model["type"] ?? "missing"); only Unigram (XLM-R, CamemBERT) tokenizers load from tokenizer.json alone")
+            throw fail(
+                "'model.type'",
+                "is \(model["type"] ?? "missing"); only Unigram (XLM-R, CamemBERT) tokenizers load from tokenizer.json alone"
+            )
         }
         guard let vocab = model["vocab"] as? [[Any]], vocab.count >= 6, vocab.count <= 1 << 24 else {
             throw fail("'model.vocab'", "is not a list of 6 to 2^24 [piece, score] pairs")
@@ -30,16 +35,24 @@ public enum TokenizerJSON {
             entries.append((p, Float(s)))
         }
         let head = entries.prefix(4).map(\.piece)
-        guard head == ["<s>", "<pad>", "</s>", "<unk>"], (model["unk_id"] as? Int) == 3, entries.last?.piece == "<mask>" else {
-            throw fail("'model.vocab'", "does not have fairseq's layout (<s>, <pad>, </s>, <unk> first with unk_id 3, <mask> last): \(head), unk_id \(model["unk_id"] ?? "none")")
+        guard head == ["<s>", "<pad>", "</s>", "<unk>"], (model["unk_id"] as? Int) == 3, entries.last?.piece == "<mask>"
+        else {
+            throw fail(
+                "'model.vocab'",
+                "does not have fairseq's layout (<s>, <pad>, </s>, <unk> first with unk_id 3, <mask> last): \(head), unk_id \(model["unk_id"] ?? "none")"
+            )
         }
-        if model["byte_fallback"] as? Bool == true { throw fail("'model.byte_fallback'", "is true, which XLM-R's tokenizers never use") }
+        if model["byte_fallback"] as? Bool == true {
+            throw fail("'model.byte_fallback'", "is true, which XLM-R's tokenizers never use")
+        }
         // transformers' XLMRobertaTokenizer rebuilds its pipeline from its own definition:
         // the file's Precompiled table (bare, or inside a Sequence, as the hub's real
         // XLM-R files have it beside a Replace of runs of spaces, which it leaves out), then
         // WhitespaceSplit and Metaspace. The SentencePiece normalizer rebuilt here does the same.
         guard let charsmap = precompiledCharsmap(json["normalizer"]) else {
-            throw fail("'normalizer'", "holds no Precompiled normalizer with a base64 precompiled_charsmap (bare or in a Sequence)")
+            throw fail(
+                "'normalizer'",
+                "holds no Precompiled normalizer with a base64 precompiled_charsmap (bare or in a Sequence)")
         }
         // SentencePiece's layout for XLM-R: <unk> 0, <s> 1, </s> 2, then the pieces (fairseq id - 1).
         var pieces: [(String, Float, Int)] = [("<unk>", 0, 2), ("<s>", 0, 3), ("</s>", 0, 3)]
@@ -65,7 +78,9 @@ public enum TokenizerJSON {
     /// The parsed `tokenizer.json` at `url`; errors name the file.
     public static func read(_ url: URL) throws -> [String: Any] {
         guard let data = try? WholeFile.read(url) else { throw TokenizerError("\(url.path): cannot read the file") }
-        guard let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { throw TokenizerError("\(url.path): not a JSON object") }
+        guard let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+            throw TokenizerError("\(url.path): not a JSON object")
+        }
         return json
     }
 
@@ -75,19 +90,25 @@ public enum TokenizerJSON {
     /// pipeline is not read: transformers' RobertaTokenizer rebuilds it (ByteLevel with
     /// `add_prefix_space` from `tokenizer_config.json`, whatever the file says), and so
     /// does the caller.
-    public static func byteLevelBPE(_ json: [String: Any], source path: String, addPrefixSpace: Bool) throws -> ByteLevelBPE {
+    public static func byteLevelBPE(_ json: [String: Any], source path: String, addPrefixSpace: Bool) throws
+        -> ByteLevelBPE
+    {
         func fail(_ field: String, _ why: String) -> TokenizerError { TokenizerError("\(path): \(field) \(why)") }
         guard let model = json["model"] as? [String: Any] else { throw fail("'model'", "is missing") }
-        guard model["type"] as? String == "BPE" else { throw fail("'model.type'", "is \(model["type"] ?? "missing"), not BPE") }
+        guard model["type"] as? String == "BPE" else {
+            throw fail("'model.type'", "is \(model["type"] ?? "missing"), not BPE")
+        }
         // Byte-level BPE pieces spell bytes with GPT-2's table; another BPE (with a
         // Metaspace or Whitespace pre-tokenizer) would not find its pieces.
         func byteLevel(_ p: Any?) -> Bool {
             guard let p = p as? [String: Any] else { return false }
             if p["type"] as? String == "ByteLevel" { return true }
-            return p["type"] as? String == "Sequence" && ((p["pretokenizers"] as? [Any]) ?? []).contains(where: byteLevel)
+            return p["type"] as? String == "Sequence"
+                && ((p["pretokenizers"] as? [Any]) ?? []).contains(where: byteLevel)
         }
         guard byteLevel(json["pre_tokenizer"]) else {
-            throw fail("'pre_tokenizer'", "is not ByteLevel; only byte-level BPE (RoBERTa, GPT-2) tokenizers are supported")
+            throw fail(
+                "'pre_tokenizer'", "is not ByteLevel; only byte-level BPE (RoBERTa, GPT-2) tokenizers are supported")
         }
         guard let vocab = model["vocab"] as? [String: Any], !vocab.isEmpty, vocab.count <= 1 << 24 else {
             throw fail("'model.vocab'", "is not an object of 1 to 2^24 pieces and their ids")
@@ -99,14 +120,20 @@ public enum TokenizerJSON {
             }
             vocabulary[piece] = Int32(id)
         }
-        guard let list = model["merges"] as? [Any], list.count <= 1 << 24 else { throw fail("'model.merges'", "is not a list") }
+        guard let list = model["merges"] as? [Any], list.count <= 1 << 24 else {
+            throw fail("'model.merges'", "is not a list")
+        }
         let merges: [(String, String)] = try list.enumerated().map { i, m in
-            if let pair = m as? [Any], pair.count == 2, let a = pair[0] as? String, let b = pair[1] as? String, !a.isEmpty, !b.isEmpty {
+            if let pair = m as? [Any], pair.count == 2, let a = pair[0] as? String, let b = pair[1] as? String,
+                !a.isEmpty, !b.isEmpty
+            {
                 return (a, b)
             }
             if let line = m as? String {
                 let parts = line.split(separator: " ", omittingEmptySubsequences: false)
-                if parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty { return (String(parts[0]), String(parts[1])) }
+                if parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty {
+                    return (String(parts[0]), String(parts[1]))
+                }
             }
             throw fail("'model.merges'[\(i)]", "is not a pair of pieces (\"a b\" or [\"a\", \"b\"])")
         }
@@ -117,23 +144,29 @@ public enum TokenizerJSON {
     /// pairs and `unk_id`; the `Precompiled` table of its normalizer when it has one), with
     /// the pipeline transformers' AlbertTokenizer rebuilds around it from the settings of
     /// `tokenizer_config.json` (see `MetaspaceUnigram`).
-    public static func albert(_ json: [String: Any], source path: String, lowercase: Bool, keepAccents: Bool,
-                              addPrefixSpace: Bool) throws -> MetaspaceUnigram {
+    public static func albert(
+        _ json: [String: Any], source path: String, lowercase: Bool, keepAccents: Bool,
+        addPrefixSpace: Bool
+    ) throws -> MetaspaceUnigram {
         let (pieces, unkID) = try unigramVocabulary(json, source: path)
         guard let unk = unkID else { throw TokenizerError("\(path): 'model.unk_id' is missing or not a whole number") }
         let charsmap = precompiledCharsmap(json["normalizer"])
-        return try MetaspaceUnigram(model: UnigramModel(pieces: pieces, unknownID: unk, source: path),
-                                    steps: albertSteps(lowercase: lowercase, keepAccents: keepAccents, charsmap: charsmap != nil),
-                                    charsmap: charsmap, splitWhitespace: true, prepend: addPrefixSpace ? .always : .never, source: path)
+        return try MetaspaceUnigram(
+            model: UnigramModel(pieces: pieces, unknownID: unk, source: path),
+            steps: albertSteps(lowercase: lowercase, keepAccents: keepAccents, charsmap: charsmap != nil),
+            charsmap: charsmap, splitWhitespace: true, prepend: addPrefixSpace ? .always : .never, source: path)
     }
 
     /// ALBERT's tokenizer from its `spiece.model`, as transformers converts it: the pieces,
     /// scores, unknown id and normalization table of the SentencePiece model.
-    public static func albert(model url: URL, lowercase: Bool, keepAccents: Bool, addPrefixSpace: Bool) throws -> MetaspaceUnigram {
+    public static func albert(model url: URL, lowercase: Bool, keepAccents: Bool, addPrefixSpace: Bool) throws
+        -> MetaspaceUnigram
+    {
         let (pieces, unknownID, charsmap) = try unigram(model: url)
-        return try MetaspaceUnigram(model: UnigramModel(pieces: pieces, unknownID: unknownID, source: url.path),
-                                    steps: albertSteps(lowercase: lowercase, keepAccents: keepAccents, charsmap: charsmap != nil),
-                                    charsmap: charsmap, splitWhitespace: true, prepend: addPrefixSpace ? .always : .never, source: url.path)
+        return try MetaspaceUnigram(
+            model: UnigramModel(pieces: pieces, unknownID: unknownID, source: url.path),
+            steps: albertSteps(lowercase: lowercase, keepAccents: keepAccents, charsmap: charsmap != nil),
+            charsmap: charsmap, splitWhitespace: true, prepend: addPrefixSpace ? .always : .never, source: url.path)
     }
 
     /// The pieces, scores, unknown id and normalization table of a SentencePiece model, as
@@ -146,7 +179,9 @@ public enum TokenizerJSON {
         // ModelProto field 3 is the normalizer spec; its field 2 the table.
         if let top = ProtoFields(bytes), let spec = top.lengthDelimited.first(where: { $0.0 == 3 })?.1 {
             let specBytes = Array(bytes[spec])
-            if let map = ProtoFields(specBytes)?.lengthDelimited.first(where: { $0.0 == 2 })?.1, !map.isEmpty { charsmap = Data(specBytes[map]) }
+            if let map = ProtoFields(specBytes)?.lengthDelimited.first(where: { $0.0 == 2 })?.1, !map.isEmpty {
+                charsmap = Data(specBytes[map])
+            }
         }
         return (pieces, Int(sp.unkID), charsmap)
     }
@@ -158,25 +193,35 @@ public enum TokenizerJSON {
     /// and newlines made one space, NFC, trailing whitespace stripped); no whitespace split;
     /// Metaspace with `▁` before the text (`always`) or its first piece (`first`).
     /// `unknown` is `unk_token`: its id is where the vocabulary lists it with score 0, else 1.
-    public static func debertaV2(_ json: [String: Any], source path: String, lowercase: Bool, addPrefixSpace: Bool,
-                                 unknown: String) throws -> MetaspaceUnigram {
+    public static func debertaV2(
+        _ json: [String: Any], source path: String, lowercase: Bool, addPrefixSpace: Bool,
+        unknown: String
+    ) throws -> MetaspaceUnigram {
         let (pieces, _) = try unigramVocabulary(json, source: path)
         let unk = pieces.firstIndex { $0.0 == unknown && $0.1 == 0 } ?? 1
         let charsmap = precompiledCharsmap(json["normalizer"])
-        let steps: [MetaspaceUnigram.Step] = (lowercase ? [.lowercase] : [])
-            + (charsmap != nil ? [.precompiled, .stripRight, .collapseSpaces] : [.collapseWhitespace, .nfc, .stripRight])
+        let steps: [MetaspaceUnigram.Step] =
+            (lowercase ? [.lowercase] : [])
+            + (charsmap != nil
+                ? [.precompiled, .stripRight, .collapseSpaces] : [.collapseWhitespace, .nfc, .stripRight])
         let entries = try addedTokenEntries(json, size: 1 << 24, source: path)
-        let normalized = AddedTokens(stripping: entries.filter(\.normalized).map { ($0.content, $0.id, $0.lstrip, $0.rstrip) })
-        return try MetaspaceUnigram(model: UnigramModel(pieces: pieces, unknownID: unk, source: path), steps: steps, charsmap: charsmap,
-                                    splitWhitespace: false, prepend: addPrefixSpace ? .always : .first, normalizedTokens: normalized,
-                                    source: path)
+        let normalized = AddedTokens(
+            stripping: entries.filter(\.normalized).map { ($0.content, $0.id, $0.lstrip, $0.rstrip) })
+        return try MetaspaceUnigram(
+            model: UnigramModel(pieces: pieces, unknownID: unk, source: path), steps: steps, charsmap: charsmap,
+            splitWhitespace: false, prepend: addPrefixSpace ? .always : .first, normalizedTokens: normalized,
+            source: path)
     }
 
     /// The `[piece, score]` pairs and `unk_id` of a `Unigram` model.
-    static func unigramVocabulary(_ json: [String: Any], source path: String) throws -> (pieces: [(String, Double)], unknownID: Int?) {
+    static func unigramVocabulary(_ json: [String: Any], source path: String) throws -> (
+        pieces: [(String, Double)], unknownID: Int?
+    ) {
         func fail(_ field: String, _ why: String) -> TokenizerError { TokenizerError("\(path): \(field) \(why)") }
         guard let model = json["model"] as? [String: Any] else { throw fail("'model'", "is missing") }
-        guard model["type"] as? String == "Unigram" else { throw fail("'model.type'", "is \(model["type"] ?? "missing"), not Unigram") }
+        guard model["type"] as? String == "Unigram" else {
+            throw fail("'model.type'", "is \(model["type"] ?? "missing"), not Unigram")
+        }
         guard let vocab = model["vocab"] as? [[Any]], !vocab.isEmpty, vocab.count <= 1 << 24 else {
             throw fail("'model.vocab'", "is not a list of 1 to 2^24 [piece, score] pairs")
         }
@@ -186,13 +231,16 @@ public enum TokenizerJSON {
             }
             return (p, s)
         }
-        if JSONField.boolean(model["byte_fallback"]) == true { throw fail("'model.byte_fallback'", "is true, which tangent's Unigram does not do") }
+        if JSONField.boolean(model["byte_fallback"]) == true {
+            throw fail("'model.byte_fallback'", "is true, which tangent's Unigram does not do")
+        }
         return (pieces, JSONField.integer(model["unk_id"]))
     }
 
     /// AlbertTokenizer's normalizers.
     static func albertSteps(lowercase: Bool, keepAccents: Bool, charsmap: Bool) -> [MetaspaceUnigram.Step] {
-        [.replace("``", "\""), .replace("''", "\"")] + (keepAccents ? [] : [.stripAccents]) + (lowercase ? [.lowercase] : [])
+        [.replace("``", "\""), .replace("''", "\"")] + (keepAccents ? [] : [.stripAccents])
+            + (lowercase ? [.lowercase] : [])
             + (charsmap ? [.precompiled] : [])
     }
 
@@ -202,21 +250,33 @@ public enum TokenizerJSON {
     /// `add_prefix_space`, the BPE model's vocabulary and merges, and the framing of the
     /// post-processor (`TemplateProcessing` `[X] $A [Y]`, or `RobertaProcessing` /
     /// `BertProcessing`). Anything the reader would run differently is refused by field.
-    public static func byteLevelAsWritten(_ json: [String: Any], source path: String) throws -> (bpe: ByteLevelBPE, begin: Int32, end: Int32) {
+    public static func byteLevelAsWritten(_ json: [String: Any], source path: String) throws -> (
+        bpe: ByteLevelBPE, begin: Int32, end: Int32
+    ) {
         func fail(_ field: String, _ why: String) -> TokenizerError { TokenizerError("\(path): \(field) \(why)") }
-        if let n = json["normalizer"], !(n is NSNull) { throw fail("'normalizer'", "is set; only byte-level files without one are read as written") }
+        if let n = json["normalizer"], !(n is NSNull) {
+            throw fail("'normalizer'", "is set; only byte-level files without one are read as written")
+        }
         var byteLevel = json["pre_tokenizer"] as? [String: Any]
-        if byteLevel?["type"] as? String == "Sequence", let list = byteLevel?["pretokenizers"] as? [[String: Any]], list.count == 1 { byteLevel = list[0] }
+        if byteLevel?["type"] as? String == "Sequence", let list = byteLevel?["pretokenizers"] as? [[String: Any]],
+            list.count == 1
+        {
+            byteLevel = list[0]
+        }
         guard let pre = byteLevel, pre["type"] as? String == "ByteLevel" else {
             throw fail("'pre_tokenizer'", "is not a ByteLevel pre-tokenizer")
         }
-        if let r = pre["use_regex"], JSONField.boolean(r) != true { throw fail("'pre_tokenizer.use_regex'", "is \(r); only GPT-2's pattern (true) is supported") }
+        if let r = pre["use_regex"], JSONField.boolean(r) != true {
+            throw fail("'pre_tokenizer.use_regex'", "is \(r); only GPT-2's pattern (true) is supported")
+        }
         guard let prefix = pre["add_prefix_space"].map(JSONField.boolean) ?? false else {
             throw fail("'pre_tokenizer.add_prefix_space'", "is not true or false")
         }
         guard let model = json["model"] as? [String: Any] else { throw fail("'model'", "is missing") }
         for key in ["dropout", "continuing_subword_prefix", "end_of_word_suffix"] {
-            if let v = model[key], !(v is NSNull), (v as? String) != "" { throw fail("'model.\(key)'", "is \(v); only BPE without it is supported") }
+            if let v = model[key], !(v is NSNull), (v as? String) != "" {
+                throw fail("'model.\(key)'", "is \(v); only BPE without it is supported")
+            }
         }
         for key in ["byte_fallback", "ignore_merges"] where JSONField.boolean(model[key]) == true {
             throw fail("'model.\(key)'", "is true; only BPE without it is supported")
@@ -225,7 +285,9 @@ public enum TokenizerJSON {
         let added = try addedTokenEntries(json, size: 1 << 24, source: path)
         func id(_ token: String, _ field: String) throws -> Int32 {
             if let a = added.first(where: { $0.content == token }) { return a.id }
-            guard let i = bpe.vocabulary[token] else { throw fail(field, "names '\(token)', which is neither an added token nor a piece") }
+            guard let i = bpe.vocabulary[token] else {
+                throw fail(field, "names '\(token)', which is neither an added token nor a piece")
+            }
             return i
         }
         guard let post = json["post_processor"] as? [String: Any] else {
@@ -235,13 +297,18 @@ public enum TokenizerJSON {
         case "TemplateProcessing":
             // [SpecialToken X, Sequence A, SpecialToken Y], each special one id.
             guard let single = post["single"] as? [[String: Any]], single.count == 3,
-                  let x = (single[0]["SpecialToken"] as? [String: Any])?["id"] as? String, single[1]["Sequence"] != nil,
-                  let y = (single[2]["SpecialToken"] as? [String: Any])?["id"] as? String else {
-                throw fail("'post_processor.single'", "is not [special token, $A, special token]; only that framing is supported")
+                let x = (single[0]["SpecialToken"] as? [String: Any])?["id"] as? String, single[1]["Sequence"] != nil,
+                let y = (single[2]["SpecialToken"] as? [String: Any])?["id"] as? String
+            else {
+                throw fail(
+                    "'post_processor.single'",
+                    "is not [special token, $A, special token]; only that framing is supported")
             }
             let specials = post["special_tokens"] as? [String: Any] ?? [:]
             func special(_ name: String) throws -> Int32 {
-                guard let ids = (specials[name] as? [String: Any])?["ids"] as? [Any], ids.count == 1, let i = JSONField.integer(ids[0]) else {
+                guard let ids = (specials[name] as? [String: Any])?["ids"] as? [Any], ids.count == 1,
+                    let i = JSONField.integer(ids[0])
+                else {
                     throw fail("'post_processor.special_tokens'['\(name)']", "is not one token id")
                 }
                 return Int32(i)
@@ -249,13 +316,17 @@ public enum TokenizerJSON {
             return (bpe, try special(x), try special(y))
         case "RobertaProcessing", "BertProcessing":
             guard let cls = post["cls"] as? [Any], cls.count == 2, let c = JSONField.integer(cls[1]),
-                  let sep = post["sep"] as? [Any], sep.count == 2, let e = JSONField.integer(sep[1]) else {
+                let sep = post["sep"] as? [Any], sep.count == 2, let e = JSONField.integer(sep[1])
+            else {
                 throw fail("'post_processor'", "lacks its [token, id] 'cls' and 'sep'")
             }
             _ = try id(cls[0] as? String ?? "", "'post_processor.cls'")
             return (bpe, Int32(c), Int32(e))
         default:
-            throw fail("'post_processor.type'", "is \(post["type"] ?? "missing"); TemplateProcessing, RobertaProcessing and BertProcessing are supported")
+            throw fail(
+                "'post_processor.type'",
+                "is \(post["type"] ?? "missing"); TemplateProcessing, RobertaProcessing and BertProcessing are supported"
+            )
         }
     }
 
@@ -285,7 +356,9 @@ public enum TokenizerJSON {
             guard let id = JSONField.integer(value), (0..<vocab.count).contains(id) else {
                 throw fail("'model.vocab'['\(piece)']", "is \(value), not an id from 0 to \(vocab.count - 1)")
             }
-            guard pieces[id] == nil else { throw fail("'model.vocab'", "gives id \(id) to both '\(pieces[id]!)' and '\(piece)'") }
+            guard pieces[id] == nil else {
+                throw fail("'model.vocab'", "gives id \(id) to both '\(pieces[id]!)' and '\(piece)'")
+            }
             pieces[id] = piece
         }
         return pieces.map { $0! }
@@ -297,10 +370,13 @@ public enum TokenizerJSON {
     /// `size`; tokens matched only within words (`single_word`) or after normalization
     /// (`normalized`) are refused, since they are matched differently.
     public static func addedTokens(_ json: [String: Any], size: Int, source: String) throws
-        -> [(content: String, id: Int32, lstrip: Bool, rstrip: Bool)] {
+        -> [(content: String, id: Int32, lstrip: Bool, rstrip: Bool)]
+    {
         try addedTokenEntries(json, size: size, source: source).map { e in
             if e.normalized {
-                throw TokenizerError("\(source): 'added_tokens' ('\(e.content)') is matched after normalization (normalized: true), which tangent does only for Unigram tokenizers (ALBERT, DeBERTa)")
+                throw TokenizerError(
+                    "\(source): 'added_tokens' ('\(e.content)') is matched after normalization (normalized: true), which tangent does only for Unigram tokenizers (ALBERT, DeBERTa)"
+                )
             }
             return (e.content, e.id, e.lstrip, e.rstrip)
         }
@@ -308,19 +384,26 @@ public enum TokenizerJSON {
 
     /// Every entry of `added_tokens`, with whether it is matched after normalization.
     public static func addedTokenEntries(_ json: [String: Any], size: Int, source: String) throws
-        -> [(content: String, id: Int32, lstrip: Bool, rstrip: Bool, normalized: Bool)] {
+        -> [(content: String, id: Int32, lstrip: Bool, rstrip: Bool, normalized: Bool)]
+    {
         guard let list = json["added_tokens"] else { return [] }
-        guard let entries = list as? [[String: Any]] else { throw TokenizerError("\(source): 'added_tokens' is not a list of objects") }
+        guard let entries = list as? [[String: Any]] else {
+            throw TokenizerError("\(source): 'added_tokens' is not a list of objects")
+        }
         return try entries.enumerated().map { i, e in
             func fail(_ why: String) -> TokenizerError { TokenizerError("\(source): 'added_tokens'[\(i)] \(why)") }
             guard let content = e["content"] as? String, !content.isEmpty else { throw fail("has no 'content'") }
             guard let id = JSONField.integer(e["id"]), (0..<size).contains(id) else {
                 throw fail("('\(content)') has id \(e["id"] ?? "none"), outside the vocabulary of \(size)")
             }
-            if JSONField.boolean(e["single_word"]) == true { throw fail("('\(content)') is single_word, which tangent does not match") }
+            if JSONField.boolean(e["single_word"]) == true {
+                throw fail("('\(content)') is single_word, which tangent does not match")
+            }
             func flag(_ key: String) throws -> Bool {
                 guard let v = e[key], !(v is NSNull) else { return false }
-                guard let b = JSONField.boolean(v) else { throw fail("('\(content)') '\(key)' is \(JSONField.typeName(v)), not true or false") }
+                guard let b = JSONField.boolean(v) else {
+                    throw fail("('\(content)') '\(key)' is \(JSONField.typeName(v)), not true or false")
+                }
                 return b
             }
             return (content, Int32(id), try flag("lstrip"), try flag("rstrip"), try flag("normalized"))

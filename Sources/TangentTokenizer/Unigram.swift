@@ -19,11 +19,15 @@ public struct UnigramModel: Sendable {
 
     /// A model of `pieces` (piece, score) with `unknownID`; errors name `source`.
     public init(pieces: [(String, Double)], unknownID unk: Int, source: String) throws {
-        guard !pieces.isEmpty, pieces.count <= 1 << 24 else { throw TokenizerError("\(source): a Unigram model needs 1 to 2^24 pieces") }
+        guard !pieces.isEmpty, pieces.count <= 1 << 24 else {
+            throw TokenizerError("\(source): a Unigram model needs 1 to 2^24 pieces")
+        }
         guard pieces.indices.contains(unk) else {
             throw TokenizerError("\(source): 'unk_id' \(unk) is outside the \(pieces.count) pieces")
         }
-        if let bad = pieces.firstIndex(where: { !$0.1.isFinite }) { throw TokenizerError("\(source): piece \(bad) has a score that is not a number") }
+        if let bad = pieces.firstIndex(where: { !$0.1.isFinite }) {
+            throw TokenizerError("\(source): piece \(bad) has a score that is not a number")
+        }
         self.pieces = pieces.map(\.0)
         scores = pieces.map(\.1)
         unknownID = Int32(unk)
@@ -67,7 +71,8 @@ public struct UnigramModel: Sendable {
         // Back from the end; unknown stretches fused, then looked up as one piece.
         var out: [Int32] = []
         var end = n
-        var fusedFrom: Int?, fusedTo = 0
+        var fusedFrom: Int?
+        var fusedTo = 0
         func flush() {
             if let f = fusedFrom { out.append(index[String(String.UnicodeScalarView(s[f..<fusedTo]))] ?? unknownID) }
             fusedFrom = nil
@@ -128,8 +133,10 @@ public struct MetaspaceUnigram {
     /// Added tokens matched in the normalized text.
     public let normalizedTokens: AddedTokens
 
-    public init(model: UnigramModel, steps: [Step], charsmap: Data?, splitWhitespace: Bool, prepend: Prepend,
-                normalizedTokens: AddedTokens = AddedTokens([]), source: String) throws {
+    public init(
+        model: UnigramModel, steps: [Step], charsmap: Data?, splitWhitespace: Bool, prepend: Prepend,
+        normalizedTokens: AddedTokens = AddedTokens([]), source: String
+    ) throws {
         self.model = model
         self.steps = steps
         self.charsmap = charsmap
@@ -140,7 +147,8 @@ public struct MetaspaceUnigram {
             guard let charsmap else { throw TokenizerError("\(source): a Precompiled normalizer without its table") }
             // A model of two pieces (the library wants a normal one) whose normalizer is the
             // table alone: no prefix, spaces kept.
-            let proto = TokenizerJSON.modelProto(pieces: [("<unk>", 0, 2), ("x", 0, 1)], charsmap: charsmap, layout: .normalizerOnly)
+            let proto = TokenizerJSON.modelProto(
+                pieces: [("<unk>", 0, 2), ("x", 0, 1)], charsmap: charsmap, layout: .normalizerOnly)
             normalizer = try Tokenizer(serializedModel: proto, source: source)
         } else {
             normalizer = nil
@@ -174,7 +182,8 @@ public struct MetaspaceUnigram {
                 while let last = u.last, Self.isWhitespace(last) { u.removeLast() }
                 t = String(String.UnicodeScalarView(u))
             case .collapseSpaces: t = collapse(t, run: { $0 == " " }, single: { _ in false })
-            case .collapseWhitespace: t = collapse(t, run: Self.isWhitespace, single: { $0 == "\n" || $0 == "\r" || $0 == "\t" })
+            case .collapseWhitespace:
+                t = collapse(t, run: Self.isWhitespace, single: { $0 == "\n" || $0 == "\r" || $0 == "\t" })
             case .nfc: t = t.precomposedStringWithCanonicalMapping
             }
         }
@@ -209,8 +218,11 @@ public struct MetaspaceUnigram {
             switch part {
             case .token(let id): out.append(id)
             case .text(let t):
-                let chunks: [String] = splitWhitespace
-                    ? t.unicodeScalars.split(whereSeparator: Self.isWhitespace).map { String(String.UnicodeScalarView($0)) } : [t]
+                let chunks: [String] =
+                    splitWhitespace
+                    ? t.unicodeScalars.split(whereSeparator: Self.isWhitespace).map {
+                        String(String.UnicodeScalarView($0))
+                    } : [t]
                 for chunk in chunks { out += metaspace(chunk, first: first) }
             }
             first = false
@@ -238,8 +250,9 @@ public struct MetaspaceUnigram {
 
     /// Bytes that identify it: pieces, scores, settings and table.
     public var identity: Data {
-        var d = Data((["metaspace-unigram", "unk \(model.unknownID)", "split \(splitWhitespace)", "prepend \(prepend.rawValue)"]
-                      + steps.map { "\($0)" }).joined(separator: "\n").utf8)
+        var d = Data(
+            (["metaspace-unigram", "unk \(model.unknownID)", "split \(splitWhitespace)", "prepend \(prepend.rawValue)"]
+                + steps.map { "\($0)" }).joined(separator: "\n").utf8)
         for (p, s) in zip(model.pieces, model.scores) { d += Data("\n\(p)\t\(s)".utf8) }
         if let charsmap { d += Data("\ncharsmap\n".utf8) + charsmap }
         if !normalizedTokens.tokens.isEmpty { d += Data("\nnormalized added\n".utf8) + normalizedTokens.identity }

@@ -30,7 +30,9 @@ public struct WordPieceTokenizer: Sendable {
     public init(vocabulary url: URL, config configURL: URL? = nil) throws {
         let text: String
         do {
-            guard let s = String(data: try WholeFile.read(url), encoding: .utf8) else { throw TokenizerError("\(url.path): not UTF-8 text") }
+            guard let s = String(data: try WholeFile.read(url), encoding: .utf8) else {
+                throw TokenizerError("\(url.path): not UTF-8 text")
+            }
             text = s
         } catch let e as TokenizerError {
             throw e
@@ -48,7 +50,9 @@ public struct WordPieceTokenizer: Sendable {
     /// piece keeps its last id, as transformers' vocabulary does.
     public init(pieces: [String], config configURL: URL?, source: String) throws {
         let config = try WordPieceTokenizer.readConfig(configURL)
-        guard !pieces.isEmpty, pieces.count <= Int(Int32.max) else { throw TokenizerError("\(source): the vocabulary is empty") }
+        guard !pieces.isEmpty, pieces.count <= Int(Int32.max) else {
+            throw TokenizerError("\(source): the vocabulary is empty")
+        }
         var vocabulary: [String: Int32] = [:]
         vocabulary.reserveCapacity(pieces.count)
         for (i, p) in pieces.enumerated() { vocabulary[p] = Int32(i) }
@@ -63,7 +67,9 @@ public struct WordPieceTokenizer: Sendable {
         func flag(_ key: String) throws -> Bool? {
             guard let value = config[key], !(value is NSNull) else { return nil }
             guard let b = JSONField.boolean(value) else {
-                throw TokenizerError("\(configURL?.path ?? source): '\(key)' is \(JSONField.typeName(value)) (\(value)), not true or false")
+                throw TokenizerError(
+                    "\(configURL?.path ?? source): '\(key)' is \(JSONField.typeName(value)) (\(value)), not true or false"
+                )
             }
             return b
         }
@@ -82,7 +88,9 @@ public struct WordPieceTokenizer: Sendable {
     /// `tokenizer_config.json` as an object (empty when there is none).
     static func readConfig(_ url: URL?) throws -> [String: Any] {
         guard let url, FileManager.default.fileExists(atPath: url.path) else { return [:] }
-        guard let data = try? WholeFile.read(url), let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+        guard let data = try? WholeFile.read(url),
+            let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
+        else {
             throw TokenizerError("\(url.path): not a JSON object")
         }
         return json
@@ -134,9 +142,15 @@ public struct WordPieceTokenizer: Sendable {
         var current: [Unicode.Scalar] = []
         for u in scalars {
             if WordPieceTokenizer.isWhitespace(u) {
-                if !current.isEmpty { words.append(current); current = [] }
+                if !current.isEmpty {
+                    words.append(current)
+                    current = []
+                }
             } else if WordPieceTokenizer.isPunctuation(u) {
-                if !current.isEmpty { words.append(current); current = [] }
+                if !current.isEmpty {
+                    words.append(current)
+                    current = []
+                }
                 words.append([u])
             } else {
                 current.append(u)
@@ -157,7 +171,10 @@ public struct WordPieceTokenizer: Sendable {
             while start < end {
                 var piece = String(String.UnicodeScalarView(word[start..<end]))
                 if start > 0 { piece = "##" + piece }
-                if vocabulary[piece] != nil { found = piece; break }
+                if vocabulary[piece] != nil {
+                    found = piece
+                    break
+                }
                 end -= 1
             }
             guard let found else { return [pieces[Int(unknown)]] }
@@ -181,10 +198,13 @@ public struct WordPieceTokenizer: Sendable {
 
     static func isPunctuation(_ u: Unicode.Scalar) -> Bool {
         let v = u.value
-        if (33...47).contains(v) || (58...64).contains(v) || (91...96).contains(v) || (123...126).contains(v) { return true }
+        if (33...47).contains(v) || (58...64).contains(v) || (91...96).contains(v) || (123...126).contains(v) {
+            return true
+        }
         switch u.properties.generalCategory {
         case .connectorPunctuation, .dashPunctuation, .openPunctuation, .closePunctuation, .initialPunctuation,
-             .finalPunctuation, .otherPunctuation: return true
+            .finalPunctuation, .otherPunctuation:
+            return true
         default: return false
         }
     }
@@ -192,7 +212,8 @@ public struct WordPieceTokenizer: Sendable {
     static func isCJK(_ u: Unicode.Scalar) -> Bool {
         switch u.value {
         case 0x4E00...0x9FFF, 0x3400...0x4DBF, 0x20000...0x2A6DF, 0x2A700...0x2B73F, 0x2B740...0x2B81F,
-             0x2B820...0x2CEAF, 0xF900...0xFAFF, 0x2F800...0x2FA1F: return true
+            0x2B820...0x2CEAF, 0xF900...0xFAFF, 0x2F800...0x2FA1F:
+            return true
         default: return false
         }
     }

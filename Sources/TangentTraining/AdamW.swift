@@ -36,12 +36,17 @@ public struct AdamW: Sendable {
     }
 
     /// One update of `params` with `grads` at learning rate `lr`.
-    public mutating func update(params: UnsafeMutableBufferPointer<Float>, grads: UnsafeBufferPointer<Float>, lr: Double) {
+    public mutating func update(
+        params: UnsafeMutableBufferPointer<Float>, grads: UnsafeBufferPointer<Float>, lr: Double
+    ) {
         step += 1
-        let b1 = Float(beta1), b2 = Float(beta2), eps = Float(epsilon)
+        let b1 = Float(beta1)
+        let b2 = Float(beta2)
+        let eps = Float(epsilon)
         let c1 = Float(1 / (1 - Double.pow(beta1, step)))
         let c2 = Float(1 / (1 - Double.pow(beta2, step)))
-        let lrF = Float(lr), wd = Float(lr * weightDecay)
+        let lrF = Float(lr)
+        let wd = Float(lr * weightDecay)
         let n = params.count
         m.withUnsafeMutableBufferPointer { m in
             v.withUnsafeMutableBufferPointer { v in
@@ -50,7 +55,8 @@ public struct AdamW: Sendable {
                         let g = grads[i]
                         m[i] = b1 * m[i] + (1 - b1) * g
                         v[i] = b2 * v[i] + (1 - b2) * g * g
-                        let mh = m[i] * c1, vh = v[i] * c2
+                        let mh = m[i] * c1
+                        let vh = v[i] * c2
                         var p = params[i]
                         if mask[i] { p -= wd * p }
                         params[i] = p - lrF * mh / (vh.squareRoot() + eps)
@@ -92,5 +98,5 @@ public struct LearningRateSchedule: Sendable, Equatable {
 }
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif

@@ -35,7 +35,8 @@ public struct ClassificationReport: Sendable, Codable, Equatable {
         var out = "accuracy \(String(format: "%.4f", accuracy)) (\(correct)/\(total))\n\n"
         out += pad("class") + " precision  recall     f1      support\n"
         for c in labels.indices {
-            let p = precision(c), r = recall(c)
+            let p = precision(c)
+            let r = recall(c)
             let f1: Double? = (p != nil && r != nil && p! + r! > 0) ? 2 * p! * r! / (p! + r!) : nil
             out += pad(labels[c]) + " \(f(p))     \(f(r))     \(f(f1))  \(confusion[c].reduce(0, +))\n"
         }

@@ -12,10 +12,13 @@ public enum ResumeState {
 
     /// Writes the trainer's state after epoch `epoch` to `url`.
     public static func save(_ trainer: Trainer, epoch: Int, history: [EpochSummary], to url: URL) throws {
-        let state = trainer.optimizerState, model = trainer.model
+        let state = trainer.optimizerState
+        let model = trainer.model
         var w = SafetensorsWriter()
-        w.metadata = ["format": "tangent-resume-1", "epoch": String(epoch), "step": String(state.step),
-                      "history": String(decoding: try JSONEncoder().encode(history), as: UTF8.self)]
+        w.metadata = [
+            "format": "tangent-resume-1", "epoch": String(epoch), "step": String(state.step),
+            "history": String(decoding: try JSONEncoder().encode(history), as: UTF8.self),
+        ]
         w.add("params", shape: [model.layout.count], float32: model.parameterArray)
         w.add("m", shape: [state.m.count], float32: state.m)
         w.add("v", shape: [state.v.count], float32: state.v)
@@ -26,16 +29,24 @@ public enum ResumeState {
     /// finished epoch: config.json and model.safetensors may lag one epoch behind when a
     /// run was killed while saving them) and returns the finished epochs' history.
     /// `directory` names the run in errors.
-    public static func restore(from url: URL, into model: any ClassifierModel<Float>, trainer: Trainer, stepsPerEpoch: Int,
-                               directory: String) throws -> [EpochSummary] {
+    public static func restore(
+        from url: URL, into model: any ClassifierModel<Float>, trainer: Trainer, stepsPerEpoch: Int,
+        directory: String
+    ) throws -> [EpochSummary] {
         let state: SafetensorsFile
         do { state = try SafetensorsFile(url: url) } catch {
-            throw TrainingError("\(directory): cannot resume: the state of the last finished epoch is missing or damaged (\(error)); retrain with --overwrite")
+            throw TrainingError(
+                "\(directory): cannot resume: the state of the last finished epoch is missing or damaged (\(error)); retrain with --overwrite"
+            )
         }
         guard state.metadata["format"] == "tangent-resume-1", let step = Int(state.metadata["step"] ?? ""),
-              let history = try? JSONDecoder().decode([EpochSummary].self, from: Data((state.metadata["history"] ?? "").utf8)),
-              step == history.count * stepsPerEpoch else {
-            throw TrainingError("\(url.path): not a resumable state of this run (\(stepsPerEpoch) steps per epoch); retrain with --overwrite")
+            let history = try? JSONDecoder().decode(
+                [EpochSummary].self, from: Data((state.metadata["history"] ?? "").utf8)),
+            step == history.count * stepsPerEpoch
+        else {
+            throw TrainingError(
+                "\(url.path): not a resumable state of this run (\(stepsPerEpoch) steps per epoch); retrain with --overwrite"
+            )
         }
         let n = model.layout.count
         model.setParameters(try state.float32("params", shape: [n]))
@@ -61,23 +72,38 @@ public struct TrainingRun {
     /// Weights above this many bytes are saved in shards (Hugging Face directories).
     public let maxShardBytes: Int?
 
-    public init(classifier: Classifier, directory: URL, options: TrainingOptions, keepCheckpoints: Bool, trainTexts: Int,
-                dataFingerprint: String, threads: Int, maxShardBytes: Int? = nil) {
-        self.classifier = classifier; self.directory = directory; self.options = options; self.keepCheckpoints = keepCheckpoints
-        self.trainTexts = trainTexts; self.dataFingerprint = dataFingerprint; self.threads = threads; self.maxShardBytes = maxShardBytes
+    public init(
+        classifier: Classifier, directory: URL, options: TrainingOptions, keepCheckpoints: Bool, trainTexts: Int,
+        dataFingerprint: String, threads: Int, maxShardBytes: Int? = nil
+    ) {
+        self.classifier = classifier
+        self.directory = directory
+        self.options = options
+        self.keepCheckpoints = keepCheckpoints
+        self.trainTexts = trainTexts
+        self.dataFingerprint = dataFingerprint
+        self.threads = threads
+        self.maxShardBytes = maxShardBytes
     }
 
     public var resumeStateURL: URL { directory.appendingPathComponent(ResumeState.fileName) }
 
     /// Saves what epoch `summary.epoch` finished; `extra` is config.json's content beyond
     /// the architecture.
-    public func finishEpoch(_ summary: EpochSummary, trainer: Trainer, history: [EpochSummary], extra: [String: Any]) throws {
-        let model = classifier.model, final = summary.epoch == options.epochs
+    public func finishEpoch(_ summary: EpochSummary, trainer: Trainer, history: [EpochSummary], extra: [String: Any])
+        throws
+    {
+        let model = classifier.model
+        let final = summary.epoch == options.epochs
         if !final { try ResumeState.save(trainer, epoch: summary.epoch, history: history, to: resumeStateURL) }
         if keepCheckpoints {
-            let record = TrainingRecord(epoch: summary.epoch, options: options, trainTexts: trainTexts, dataFingerprint: dataFingerprint,
-                                        model: classifier.model, labels: classifier.labels.names, threads: threads)
-            try record.writeCheckpoint(model, to: directory.appendingPathComponent("\(ModelDirectory.checkpointsDirectory)/epoch-\(summary.epoch).safetensors"))
+            let record = TrainingRecord(
+                epoch: summary.epoch, options: options, trainTexts: trainTexts, dataFingerprint: dataFingerprint,
+                model: classifier.model, labels: classifier.labels.names, threads: threads)
+            try record.writeCheckpoint(
+                model,
+                to: directory.appendingPathComponent(
+                    "\(ModelDirectory.checkpointsDirectory)/epoch-\(summary.epoch).safetensors"))
         }
         try classifier.save(to: directory, extra: extra, maxShardBytes: maxShardBytes)
         if final { unlink(resumeStateURL.path) }

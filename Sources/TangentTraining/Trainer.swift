@@ -17,8 +17,14 @@ public struct TrainingOptions: Codable, Sendable, Equatable {
     public var seed: UInt64 = 0
 
     enum CodingKeys: String, CodingKey {
-        case epochs, batchSize = "batch_size", learningRate = "learning_rate", warmupFraction = "warmup_fraction"
-        case decay, weightDecay = "weight_decay", clipNorm = "clip_norm", dropout, seed
+        case epochs
+        case batchSize = "batch_size"
+        case learningRate = "learning_rate"
+        case warmupFraction = "warmup_fraction"
+        case decay
+        case weightDecay = "weight_decay"
+        case clipNorm = "clip_norm"
+        case dropout, seed
     }
 
     public init() {}
@@ -64,8 +70,13 @@ public struct EpochSummary: Sendable, Codable {
     public let tokensPerSecond: Double
 
     enum CodingKeys: String, CodingKey {
-        case epoch, trainLoss = "train_loss", trainAccuracy = "train_accuracy", testLoss = "test_loss"
-        case testAccuracy = "test_accuracy", seconds, tokensPerSecond = "tokens_per_second"
+        case epoch
+        case trainLoss = "train_loss"
+        case trainAccuracy = "train_accuracy"
+        case testLoss = "test_loss"
+        case testAccuracy = "test_accuracy"
+        case seconds
+        case tokensPerSecond = "tokens_per_second"
     }
 }
 
@@ -112,9 +123,11 @@ public final class Trainer {
     /// `finishedEpochs`, training continues after that epoch (see `restore`). Stops with an
     /// error, before any update, when the loss or the gradient becomes NaN or infinite:
     /// the parameters then hold the last finite update.
-    public func train(_ data: EncodedSet, test: EncodedSet?, after finishedEpochs: Int = 0,
-                      progress: (Int, Int, Int, String) -> Void = { _, _, _, _ in },
-                      onEpochEnd: (EpochSummary) throws -> Void = { _ in }) throws -> [EpochSummary] {
+    public func train(
+        _ data: EncodedSet, test: EncodedSet?, after finishedEpochs: Int = 0,
+        progress: (Int, Int, Int, String) -> Void = { _, _, _, _ in },
+        onEpochEnd: (EpochSummary) throws -> Void = { _ in }
+    ) throws -> [EpochSummary] {
         guard data.count > 0 else { throw TrainingError("no training texts") }
         let C = model.shape.classes
         let perEpoch = stepsPerEpoch(data.count)
@@ -124,34 +137,49 @@ public final class Trainer {
         var probs = [Float](repeating: 0, count: options.batchSize * C)
         var seed = [Float](repeating: 0, count: options.batchSize * C)
         guard finishedEpochs >= 0, finishedEpochs < options.epochs, step == finishedEpochs * perEpoch else {
-            throw TrainingError("cannot continue after epoch \(finishedEpochs) of \(options.epochs) at step \(step) (\(perEpoch) steps per epoch)")
+            throw TrainingError(
+                "cannot continue after epoch \(finishedEpochs) of \(options.epochs) at step \(step) (\(perEpoch) steps per epoch)"
+            )
         }
         for epoch in (finishedEpochs + 1)...options.epochs {
             let t0 = Date()
             let order = Trainer.permutation(data.count, seed: options.seed, epoch: UInt64(epoch))
-            var lossSum = 0.0, correct = 0, seen = 0, tokens = 0
+            var lossSum = 0.0
+            var correct = 0
+            var seen = 0
+            var tokens = 0
             for s in 0..<perEpoch {
                 let idx = Array(order[(s * options.batchSize)..<min(data.count, (s + 1) * options.batchSize)])
                 let B = idx.count
                 let batch = TokenBatch(sequences: idx.map { data.sequences[$0] }, padID: model.shape.padID)
                 let labels = idx.map { data.labels[$0] }
-                let dropout = options.dropout > 0 ? DropoutConfig(rate: options.dropout, seed: options.seed, step: UInt64(step)) : nil
+                let dropout =
+                    options.dropout > 0
+                    ? DropoutConfig(rate: options.dropout, seed: options.seed, step: UInt64(step)) : nil
                 let logits = try model.forward(batch, dropout: dropout, rowInvariant: false)
                 labels.withUnsafeBufferPointer { lb in
-                    CrossEntropy.forward(losses: &losses, probs: &probs, logits: logits, labels: lb.baseAddress!, b: B, c: C)
-                    CrossEntropy.backward(dlogits: &seed, probs: probs, labels: lb.baseAddress!, b: B, c: C, scale: 1 / Float(B))
+                    CrossEntropy.forward(
+                        losses: &losses, probs: &probs, logits: logits, labels: lb.baseAddress!, b: B, c: C)
+                    CrossEntropy.backward(
+                        dlogits: &seed, probs: probs, labels: lb.baseAddress!, b: B, c: C, scale: 1 / Float(B))
                 }
                 let batchLoss = losses[0..<B].reduce(0.0) { $0 + Double($1) } / Double(B)
                 guard batchLoss.isFinite else {
-                    throw TrainingError("loss became \(batchLoss) at epoch \(epoch), step \(s + 1) (global step \(step + 1)); stopped before updating. Lower the learning rate; the last finished epoch's checkpoint is kept.")
+                    throw TrainingError(
+                        "loss became \(batchLoss) at epoch \(epoch), step \(s + 1) (global step \(step + 1)); stopped before updating. Lower the learning rate; the last finished epoch's checkpoint is kept."
+                    )
                 }
                 gradient.withUnsafeMutableBufferPointer { g in
                     g.update(repeating: 0)
                     model.backward(seed: Array(seed[0..<(B * C)]), into: g)
                 }
-                let norm = gradient.withUnsafeBufferPointer { Float.dot(n: $0.count, x: $0.baseAddress!, y: $0.baseAddress!) }.squareRoot()
+                let norm = gradient.withUnsafeBufferPointer {
+                    Float.dot(n: $0.count, x: $0.baseAddress!, y: $0.baseAddress!)
+                }.squareRoot()
                 guard norm.isFinite else {
-                    throw TrainingError("gradient norm became \(norm) at epoch \(epoch), step \(s + 1); stopped before updating. Lower the learning rate; the last finished epoch's checkpoint is kept.")
+                    throw TrainingError(
+                        "gradient norm became \(norm) at epoch \(epoch), step \(s + 1); stopped before updating. Lower the learning rate; the last finished epoch's checkpoint is kept."
+                    )
                 }
                 if options.clipNorm > 0 && Double(norm) > options.clipNorm {
                     let scale = Float(options.clipNorm) / norm
@@ -167,18 +195,24 @@ public final class Trainer {
                     let row = probs[(b * C)..<((b + 1) * C)]
                     if Softmax.argmax(row) == labels[b] { correct += 1 }
                 }
-                progress(epoch, s + 1, perEpoch, String(format: "loss %.4f acc %.3f lr %.2e", lossSum / Double(seen), Double(correct) / Double(seen), lr))
+                progress(
+                    epoch, s + 1, perEpoch,
+                    String(
+                        format: "loss %.4f acc %.3f lr %.2e", lossSum / Double(seen), Double(correct) / Double(seen), lr
+                    ))
             }
             let seconds = Date().timeIntervalSince(t0)
-            var testLoss: Double?, testAcc: Double?
+            var testLoss: Double?
+            var testAcc: Double?
             if let test, test.count > 0 {
                 let r = try Trainer.evaluate(model, test)
                 testLoss = r.loss
                 testAcc = r.accuracy
             }
-            let summary = EpochSummary(epoch: epoch, trainLoss: lossSum / Double(seen), trainAccuracy: Double(correct) / Double(seen),
-                                       testLoss: testLoss, testAccuracy: testAcc, seconds: seconds,
-                                       tokensPerSecond: Double(tokens) / max(seconds, 1e-9))
+            let summary = EpochSummary(
+                epoch: epoch, trainLoss: lossSum / Double(seen), trainAccuracy: Double(correct) / Double(seen),
+                testLoss: testLoss, testAccuracy: testAcc, seconds: seconds,
+                tokensPerSecond: Double(tokens) / max(seconds, 1e-9))
             summaries.append(summary)
             try onEpochEnd(summary)
         }
@@ -187,7 +221,8 @@ public final class Trainer {
 
     /// Mean cross-entropy, accuracy and predicted classes of `model` on `set` (no dropout).
     public static func evaluate(_ model: any ClassifierModel<Float>, _ set: EncodedSet, batchSize: Int = 256)
-        throws -> (loss: Double, accuracy: Double, predicted: [Int]) {
+        throws -> (loss: Double, accuracy: Double, predicted: [Int])
+    {
         let C = model.shape.classes
         var lossSum = 0.0
         var predicted: [Int] = []
@@ -197,7 +232,8 @@ public final class Trainer {
             let batch = TokenBatch(sequences: Array(set.sequences[start..<end]), padID: model.shape.padID)
             let z = try model.forward(batch)
             let B = end - start
-            var losses = [Float](repeating: 0, count: B), probs = [Float](repeating: 0, count: B * C)
+            var losses = [Float](repeating: 0, count: B)
+            var probs = [Float](repeating: 0, count: B * C)
             let labels = Array(set.labels[start..<end])
             CrossEntropy.forward(losses: &losses, probs: &probs, logits: z, labels: labels, b: B, c: C)
             lossSum += losses.reduce(0.0) { $0 + Double($1) }

@@ -34,13 +34,20 @@ public struct TrainingRecord: Codable, Sendable, Equatable {
     public var threads: Int
 
     enum CodingKeys: String, CodingKey {
-        case format, epoch, options, trainTexts = "train_texts", stepsPerEpoch = "steps_per_epoch"
-        case dataFingerprint = "data_fingerprint", epochLearningRates = "epoch_learning_rates", model, architecture, labels, threads
+        case format, epoch, options
+        case trainTexts = "train_texts"
+        case stepsPerEpoch = "steps_per_epoch"
+        case dataFingerprint = "data_fingerprint"
+        case epochLearningRates = "epoch_learning_rates"
+        case model, architecture, labels, threads
     }
 
     /// The record of the checkpoint after `epoch` of a run with these settings.
-    public init(epoch: Int, options: TrainingOptions, trainTexts: Int, dataFingerprint: String, model: any ClassifierModel<Float>,
-                labels: [String], threads: Int) {
+    public init(
+        epoch: Int, options: TrainingOptions, trainTexts: Int, dataFingerprint: String,
+        model: any ClassifierModel<Float>,
+        labels: [String], threads: Int
+    ) {
         self.epoch = epoch
         self.options = options
         self.trainTexts = trainTexts
@@ -88,7 +95,8 @@ public struct TrainingRecord: Codable, Sendable, Equatable {
     /// Writes a checkpoint: the model's weights in the spec's layout, with this record.
     public func writeCheckpoint(_ model: any ClassifierModel<Float>, to url: URL) throws {
         let json = String(decoding: try JSONEncoder.sorted.encode(self), as: UTF8.self)
-        try ModelDirectory.saveWeights(model, to: url, metadata: [TrainingRecord.metadataKey: json, "epoch": String(epoch)])
+        try ModelDirectory.saveWeights(
+            model, to: url, metadata: [TrainingRecord.metadataKey: json, "epoch": String(epoch)])
     }
 
     /// The record of a checkpoint file. Throws, naming the file, when there is none (a
@@ -97,31 +105,44 @@ public struct TrainingRecord: Codable, Sendable, Equatable {
     public static func read(from url: URL) throws -> TrainingRecord {
         let file = try SafetensorsFile(url: url)
         guard let json = file.metadata[metadataKey] else {
-            throw TrainingError("\(url.path): no training record in the checkpoint's metadata, so its learning rate and run are unknown; "
-                + "regenerate the checkpoints with `tangent train --keep-checkpoints`")
+            throw TrainingError(
+                "\(url.path): no training record in the checkpoint's metadata, so its learning rate and run are unknown; "
+                    + "regenerate the checkpoints with `tangent train --keep-checkpoints`")
         }
         let record: TrainingRecord
         do {
             record = try JSONDecoder().decode(TrainingRecord.self, from: Data(json.utf8))
         } catch let DecodingError.keyNotFound(key, ctx) {
-            throw TrainingError("\(url.path): training record: missing field '\((ctx.codingPath + [key]).map(\.stringValue).joined(separator: "."))'")
-        } catch let DecodingError.typeMismatch(_, ctx), let DecodingError.valueNotFound(_, ctx), let DecodingError.dataCorrupted(ctx) {
+            throw TrainingError(
+                "\(url.path): training record: missing field '\((ctx.codingPath + [key]).map(\.stringValue).joined(separator: "."))'"
+            )
+        } catch let DecodingError.typeMismatch(_, ctx), let DecodingError.valueNotFound(_, ctx), let
+            DecodingError.dataCorrupted(ctx)
+        {
             let field = ctx.codingPath.map(\.stringValue).joined(separator: ".")
-            throw TrainingError("\(url.path): training record: " + (field.isEmpty ? "not valid JSON" : "field '\(field)' is invalid"))
+            throw TrainingError(
+                "\(url.path): training record: " + (field.isEmpty ? "not valid JSON" : "field '\(field)' is invalid"))
         }
         guard record.format == currentFormat else {
-            throw TrainingError("\(url.path): training record of format '\(record.format)'; this tangent reads \(currentFormat)")
+            throw TrainingError(
+                "\(url.path): training record of format '\(record.format)'; this tangent reads \(currentFormat)")
         }
         guard record.options.epochs >= 1, record.epochLearningRates.count == record.options.epochs,
-              (1...record.options.epochs).contains(record.epoch) else {
-            throw TrainingError("\(url.path): training record is inconsistent (epoch \(record.epoch) of \(record.options.epochs), "
-                + "\(record.epochLearningRates.count) learning rates)")
+            (1...record.options.epochs).contains(record.epoch)
+        else {
+            throw TrainingError(
+                "\(url.path): training record is inconsistent (epoch \(record.epoch) of \(record.options.epochs), "
+                    + "\(record.epochLearningRates.count) learning rates)")
         }
         if let bad = record.epochLearningRates.firstIndex(where: { !($0.isFinite && $0 >= 0) }) {
-            throw TrainingError("\(url.path): training record field 'epoch_learning_rates' has \(record.epochLearningRates[bad]) for epoch \(bad + 1); learning rates are finite and not negative")
+            throw TrainingError(
+                "\(url.path): training record field 'epoch_learning_rates' has \(record.epochLearningRates[bad]) for epoch \(bad + 1); learning rates are finite and not negative"
+            )
         }
         if !(record.options.learningRate.isFinite && record.options.learningRate > 0) {
-            throw TrainingError("\(url.path): training record field 'options.learning_rate' is \(record.options.learningRate); it must be positive")
+            throw TrainingError(
+                "\(url.path): training record field 'options.learning_rate' is \(record.options.learningRate); it must be positive"
+            )
         }
         return record
     }
@@ -131,11 +152,11 @@ extension LearningRateSchedule {
     /// The schedule a training run with `options` follows.
     public init(options: TrainingOptions, stepsPerEpoch: Int) {
         let total = stepsPerEpoch * options.epochs
-        self.init(peak: options.learningRate, warmupSteps: Int(Double(total) * options.warmupFraction),
-                  totalSteps: total, decay: options.decay)
+        self.init(
+            peak: options.learningRate, warmupSteps: Int(Double(total) * options.warmupFraction),
+            totalSteps: total, decay: options.decay)
     }
 }
-
 
 /// What a model directory's config.json records about the run that trained it (written by
 /// `tangent train`, `poison` and `lds`): typed, so that TracIn, resumption and recipes read
@@ -154,7 +175,8 @@ public struct RecordedTraining: Sendable, Equatable {
     public init(configJSON json: [String: Any], source: String) throws {
         if let recorded = json["training"] {
             do {
-                options = try JSONDecoder().decode(TrainingOptions.self, from: JSONSerialization.data(withJSONObject: recorded))
+                options = try JSONDecoder().decode(
+                    TrainingOptions.self, from: JSONSerialization.data(withJSONObject: recorded))
             } catch {
                 throw DataError("\(source): field 'training' is not a valid set of training options (\(error))")
             }

@@ -1,3 +1,4 @@
+// swift-format-ignore-file
 // The README's "Library use" examples, verbatim and in order (ReadmeExamplesTests checks
 // that they match and runs this program from the repository root).
 import Foundation

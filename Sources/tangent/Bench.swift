@@ -34,10 +34,12 @@ struct BenchTrain: ParsableCommand {
     func run() throws {
         try reportingErrors {
             let nThreads = threading.count
-            let vocab = input.vocab, tokens = input.tokens
+            let vocab = input.vocab
+            let tokens = input.tokens
             let a = architecture
-            let config = ModelConfig(vocabSize: vocab, maxLen: tokens, dModel: a.dModel, nHeads: a.heads, nLayers: a.layers,
-                                     dFF: a.dFF, nClasses: 2)
+            let config = ModelConfig(
+                vocabSize: vocab, maxLen: tokens, dModel: a.dModel, nHeads: a.heads, nLayers: a.layers,
+                dFF: a.dFF, nClasses: 2)
             let model = try TransformerClassifier<Float>.initialized(config: config, seed: 1, threads: nThreads)
             var options = TrainingOptions()
             options.batchSize = batchSize
@@ -46,23 +48,32 @@ struct BenchTrain: ParsableCommand {
             let n = batchSize * (steps + 3)
             let seqs = input.sequences(n, seed: 7)
             let labels = (0..<n).map { $0 % 2 }
-            let warm = EncodedSet(sequences: Array(seqs[0..<(3 * batchSize)]), labels: Array(labels[0..<(3 * batchSize)]))
+            let warm = EncodedSet(
+                sequences: Array(seqs[0..<(3 * batchSize)]), labels: Array(labels[0..<(3 * batchSize)]))
             // Warm-up on the same model (its workspaces stay allocated), then a trainer of its
             // own for the measured steps: a trainer runs its epochs once.
             _ = try Trainer(model: model, options: options).train(warm, test: nil)
-            let measured = EncodedSet(sequences: Array(seqs[(3 * batchSize)...]), labels: Array(labels[(3 * batchSize)...]))
+            let measured = EncodedSet(
+                sequences: Array(seqs[(3 * batchSize)...]), labels: Array(labels[(3 * batchSize)...]))
             let trainer = try Trainer(model: model, options: options)
             let t0 = Date()
             _ = try trainer.train(measured, test: nil)
             let dt = Date().timeIntervalSince(t0)
-            let nonEmbedding = model.layout.tensors.filter { !$0.name.hasPrefix("embeddings") }.reduce(0) { $0 + $1.count }
+            let nonEmbedding = model.layout.tensors.filter { !$0.name.hasPrefix("embeddings") }.reduce(0) {
+                $0 + $1.count
+            }
             let tokenCount = Double(steps * batchSize * tokens)
             let flops = 6 * Double(nonEmbedding) * tokenCount
-            print("workload: d_model \(a.dModel), \(a.layers) layers, d_ff \(a.dFF), vocab \(vocab), \(tokens) tokens, batch \(batchSize), dropout \(dropout)")
+            print(
+                "workload: d_model \(a.dModel), \(a.layers) layers, d_ff \(a.dFF), vocab \(vocab), \(tokens) tokens, batch \(batchSize), dropout \(dropout)"
+            )
             print("threads: \(nThreads)")
             print("parameters: \(model.layout.count) (\(nonEmbedding) outside the embeddings)")
             print(String(format: "steps: %ld in %.3f s (%.2f ms/step)", steps, dt, 1000 * dt / Double(steps)))
-            print(String(format: "throughput: %.0f tokens/s, %.1f examples/s", tokenCount / dt, Double(steps * batchSize) / dt))
+            print(
+                String(
+                    format: "throughput: %.0f tokens/s, %.1f examples/s", tokenCount / dt,
+                    Double(steps * batchSize) / dt))
             print(String(format: "approx. %.1f GFLOP/s (6 x non-embedding parameters x tokens)", flops / dt / 1e9))
             print("peak memory (VmHWM): \(peakMemoryDescription())")
         }
@@ -78,11 +89,16 @@ struct BenchFeaturize: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "featurize",
         abstract: "Featurization throughput (per-example gradients + random projection) on random tokens.",
-        discussion: "Default workload W1: d_model 128, 2 layers, d_ff 512, vocab 8000, 64 tokens, 512 texts, K 1024, proj-pntk over all parameters.")
+        discussion:
+            "Default workload W1: d_model 128, 2 layers, d_ff 512, vocab 8000, 64 tokens, 512 texts, K 1024, proj-pntk over all parameters."
+    )
 
     @OptionGroup var architecture: ArchitectureOptions
     @OptionGroup var input: RandomTokenOptions
-    @Option(help: "A Hugging Face config.json (BERT family): time that architecture, with random weights and its own vocabulary, instead of --d-model ... --vocab.")
+    @Option(
+        help:
+            "A Hugging Face config.json (BERT family): time that architecture, with random weights and its own vocabulary, instead of --d-model ... --vocab."
+    )
     var modelConfig: String?
     @Option(parsing: .unconditional, help: "Texts.") var texts: Int = 512
     @Option(parsing: .unconditional, help: "Projected dimension K.") var projDim: Int = 1024
@@ -99,7 +115,9 @@ struct BenchFeaturize: ParsableCommand {
         try Check.projDim(projDim)
         try Check.positive(batchSize, "--batch-size")
         try projection.check(projDim: projDim)
-        guard let kind = FeatureKind(kernelName: kernel), kind.projected else { throw ValidationError("--kernel must be pntk, trntk or grad, got '\(kernel)'") }
+        guard let kind = FeatureKind(kernelName: kernel), kind.projected else {
+            throw ValidationError("--kernel must be pntk, trntk or grad, got '\(kernel)'")
+        }
         _ = try Check.list(params, "--params")
     }
 
@@ -119,21 +137,36 @@ struct BenchFeaturize: ParsableCommand {
                 if FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory), isDirectory.boolValue {
                     url = url.appendingPathComponent("config.json")
                 }
-                guard FileManager.default.fileExists(atPath: url.path) else { throw DataError("\(url.path): no such file (--model-config takes a Hugging Face config.json or its directory)") }
-                guard let data = try? WholeFile.read(url), let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+                guard FileManager.default.fileExists(atPath: url.path) else {
+                    throw DataError(
+                        "\(url.path): no such file (--model-config takes a Hugging Face config.json or its directory)")
+                }
+                guard let data = try? WholeFile.read(url),
+                    let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
+                else {
                     throw DataError("\(url.path): not a readable JSON object")
                 }
                 let config = try HFEncoderConfig(json: json, source: url.path)
-                guard tokens <= config.maxTokens else { throw ValidationError("--tokens \(tokens) exceeds the \(config.maxTokens) positions of \(url.path)") }
-                model = config.family == .modernbert
-                    ? try ModernBertClassifier<Float>.initialized(config: config, labels: ["a", "b"], seed: 1, threads: nThreads)
-                    : try BertClassifier<Float>.initialized(config: config, labels: ["a", "b"], seed: 1, threads: nThreads)
+                guard tokens <= config.maxTokens else {
+                    throw ValidationError("--tokens \(tokens) exceeds the \(config.maxTokens) positions of \(url.path)")
+                }
+                model =
+                    config.family == .modernbert
+                    ? try ModernBertClassifier<Float>.initialized(
+                        config: config, labels: ["a", "b"], seed: 1, threads: nThreads)
+                    : try BertClassifier<Float>.initialized(
+                        config: config, labels: ["a", "b"], seed: 1, threads: nThreads)
                 sizes = (config.hiddenSize, config.intermediateSize, config.layers)
                 // Ids past the special ones (and the pad id), from the model's own vocabulary.
-                seqs = RandomTokenOptions(vocab: config.vocabSize, tokens: tokens).sequences(texts, seed: 3).map { s in s.map { max($0, 5) } }
-                workload = "\(config.modelType) hidden \(config.hiddenSize), \(config.layers) layers, intermediate \(config.intermediateSize), vocab \(config.vocabSize)"
+                seqs = RandomTokenOptions(vocab: config.vocabSize, tokens: tokens).sequences(texts, seed: 3).map { s in
+                    s.map { max($0, 5) }
+                }
+                workload =
+                    "\(config.modelType) hidden \(config.hiddenSize), \(config.layers) layers, intermediate \(config.intermediateSize), vocab \(config.vocabSize)"
             } else {
-                let config = ModelConfig(vocabSize: input.vocab, maxLen: tokens, dModel: a.dModel, nHeads: a.heads, nLayers: a.layers, dFF: a.dFF, nClasses: 2)
+                let config = ModelConfig(
+                    vocabSize: input.vocab, maxLen: tokens, dModel: a.dModel, nHeads: a.heads, nLayers: a.layers,
+                    dFF: a.dFF, nClasses: 2)
                 model = try TransformerClassifier<Float>.initialized(config: config, seed: 1, threads: nThreads)
                 sizes = (a.dModel, a.dFF, a.layers)
                 seqs = input.sequences(texts, seed: 3)
@@ -141,7 +174,9 @@ struct BenchFeaturize: ParsableCommand {
             }
             let kind = FeatureKind(kernelName: kernel)!
             let computer = try GradientComputer(model: model, prefixes: try Check.list(params, "--params"))
-            print("workload: \(workload), \(tokens) tokens, \(texts) texts, K \(projDim), \(kernel) over \(params) (\(computer.subset.count) parameters), blocks of \(batchSize)")
+            print(
+                "workload: \(workload), \(tokens) tokens, \(texts) texts, K \(projDim), \(kernel) over \(params) (\(computer.subset.count) parameters), blocks of \(batchSize)"
+            )
             print("threads: \(nThreads)")
             var choices = [projection.choice]
             if projection.choice.distribution == .sketch && denseReference { choices.append(.rademacher) }
@@ -153,25 +188,38 @@ struct BenchFeaturize: ParsableCommand {
                 print("projector \(choice):")
                 print(String(format: "  end to end: %.2f s, %.1f examples/s", r.total, Double(texts) / r.total))
                 if let p = r.projection {
-                    print(String(format: "  gradients: %.2f s (%.0f%%), %.1f examples/s alone", r.gradients, 100 * r.gradients / r.total, Double(texts) / r.gradients))
+                    print(
+                        String(
+                            format: "  gradients: %.2f s (%.0f%%), %.1f examples/s alone", r.gradients,
+                            100 * r.gradients / r.total, Double(texts) / r.gradients))
                     print(String(format: "  projection: %.2f s (%.0f%%)", p, 100 * p / r.total))
                 } else {
                     print("  gradients and sketch fused (each text's gradient of a tensor is sketched while in cache)")
                 }
             }
-            if rates.count == 2 { print(String(format: "speed-up of %@ over dense rademacher: %.2fx", projection.choice.description, rates[0] / rates[1])) }
+            if rates.count == 2 {
+                print(
+                    String(
+                        format: "speed-up of %@ over dense rademacher: %.2fx", projection.choice.description,
+                        rates[0] / rates[1]))
+            }
             // The gradient step alone (streamed, nothing projected) against the machine's sgemm.
             let t0 = Date()
             for s in stride(from: 0, to: texts, by: batchSize) {
                 let batch = TokenBatch(sequences: Array(seqs[s..<min(texts, s + batchSize)]), padID: model.shape.padID)
-                _ = try computer.streamOutputs(batch, output: output(kind, batch.count), sink: { _, _, _, _ in }, rows: { _, _ in })
+                _ = try computer.streamOutputs(
+                    batch, output: output(kind, batch.count), sink: { _, _, _, _ in }, rows: { _, _ in })
             }
             let alone = Date().timeIntervalSince(t0)
             let pass = BenchFeaturize.passFlops(width: sizes.width, ff: sizes.ff, layers: sizes.layers, tokens: tokens)
             let flops = Double(texts) * (pass.forward + Double(output(kind, 1).count(classes: 2)) * pass.backward)
             let peak = BenchFeaturize.sgemmRate(threads: nThreads)
-            print(String(format: "gradient step alone: %.2f s, %.1f examples/s, %.1f GFLOP/s = %.0f%% of sgemm on %ld threads (%.1f GFLOP/s, 1024^3 per thread)",
-                         alone, Double(texts) / alone, flops / alone / 1e9, 100 * flops / alone / peak, nThreads, peak / 1e9))
+            print(
+                String(
+                    format:
+                        "gradient step alone: %.2f s, %.1f examples/s, %.1f GFLOP/s = %.0f%% of sgemm on %ld threads (%.1f GFLOP/s, 1024^3 per thread)",
+                    alone, Double(texts) / alone, flops / alone / 1e9, 100 * flops / alone / peak, nThreads, peak / 1e9)
+            )
             print("peak memory (VmHWM): \(peakMemoryDescription())")
         }
     }
@@ -184,9 +232,11 @@ struct BenchFeaturize: ParsableCommand {
     /// backward pass (input and weight gradients: two products per forward product),
     /// dense layers and attention; norms, GELU and the head are left out.
     static func passFlops(width: Int, ff: Int, layers: Int, tokens T: Int) -> (forward: Double, backward: Double) {
-        let D = Double(width), F = Double(ff), t = Double(T)
+        let D = Double(width)
+        let F = Double(ff)
+        let t = Double(T)
         let linear = 2 * t * (3 * D * D + D * D + 2 * D * F)  // qkv, proj, fc1, fc2
-        let attention = 2 * 2 * t * t * D                      // scores and weighted values
+        let attention = 2 * 2 * t * t * D  // scores and weighted values
         let forward = Double(layers) * (linear + attention)
         return (forward, 2 * forward)
     }
@@ -202,7 +252,9 @@ struct BenchFeaturize: ParsableCommand {
         cs.withUnsafeMutableBufferPointer { cp in
             parallelFor(threads) { p in
                 for _ in 0..<reps {
-                    Float.gemm(transA: false, transB: false, m: n, n: n, k: n, alpha: 1, a: a, lda: n, b: a, ldb: n, beta: 0, c: &cp[p], ldc: n)
+                    Float.gemm(
+                        transA: false, transB: false, m: n, n: n, k: n, alpha: 1, a: a, lda: n, b: a, ldb: n, beta: 0,
+                        c: &cp[p], ldc: n)
                 }
             }
         }
@@ -211,27 +263,38 @@ struct BenchFeaturize: ParsableCommand {
 
     /// The featurizer's path: dense projections take one output's stored gradients at a
     /// time; the sketch takes streamed gradients (then no separate projection time exists).
-    func measure(kind: FeatureKind, computer: GradientComputer<Float>, projector: Projector, sequences seqs: [[Int32]]) throws
-        -> (total: Double, gradients: Double, projection: Double?) {
-        var gradSeconds = 0.0, projSeconds = 0.0
+    func measure(kind: FeatureKind, computer: GradientComputer<Float>, projector: Projector, sequences seqs: [[Int32]])
+        throws
+        -> (total: Double, gradients: Double, projection: Double?)
+    {
+        var gradSeconds = 0.0
+        var projSeconds = 0.0
         let codes = projector.distribution == .sketch ? SketchCodes(projector: projector, computer: computer) : nil
         // One untimed block first: buffers grow to their size and are paged in once.
         let warm = TokenBatch(sequences: Array(seqs.prefix(batchSize)), padID: computer.model.shape.padID)
         if let codes {
-            let acc = SketchAccumulator(codes: codes, outputs: output(kind, 1).count(classes: 2), texts: warm.count, perLayer: false)
-            _ = try computer.streamOutputs(warm, output: output(kind, warm.count), sink: { o, t, b, g in acc.add(output: o, tensor: t, text: b, gradient: g) },
-                                           rows: { o, r in acc.addTokenRows(output: o, rows: r, batch: warm) })
+            let acc = SketchAccumulator(
+                codes: codes, outputs: output(kind, 1).count(classes: 2), texts: warm.count, perLayer: false)
+            _ = try computer.streamOutputs(
+                warm, output: output(kind, warm.count),
+                sink: { o, t, b, g in acc.add(output: o, tensor: t, text: b, gradient: g) },
+                rows: { o, r in acc.addTokenRows(output: o, rows: r, batch: warm) })
         } else {
-            try computer.forEachOutput(warm, output: output(kind, warm.count)) { _, g in _ = projector.project(g, computer: computer) }
+            try computer.forEachOutput(warm, output: output(kind, warm.count)) { _, g in
+                _ = projector.project(g, computer: computer)
+            }
         }
         let t0 = Date()
         for s in stride(from: 0, to: texts, by: batchSize) {
-            let batch = TokenBatch(sequences: Array(seqs[s..<min(texts, s + batchSize)]), padID: computer.model.shape.padID)
+            let batch = TokenBatch(
+                sequences: Array(seqs[s..<min(texts, s + batchSize)]), padID: computer.model.shape.padID)
             let o = output(kind, batch.count)
             if let codes {
-                let acc = SketchAccumulator(codes: codes, outputs: o.count(classes: 2), texts: batch.count, perLayer: false)
-                _ = try computer.streamOutputs(batch, output: o, sink: { o, t, b, g in acc.add(output: o, tensor: t, text: b, gradient: g) },
-                                               rows: { o, r in acc.addTokenRows(output: o, rows: r, batch: batch) })
+                let acc = SketchAccumulator(
+                    codes: codes, outputs: o.count(classes: 2), texts: batch.count, perLayer: false)
+                _ = try computer.streamOutputs(
+                    batch, output: o, sink: { o, t, b, g in acc.add(output: o, tensor: t, text: b, gradient: g) },
+                    rows: { o, r in acc.addTokenRows(output: o, rows: r, batch: batch) })
                 continue
             }
             var mark = Date()
@@ -254,7 +317,10 @@ struct RandomTokenOptions: ParsableArguments {
     @Option(parsing: .unconditional, help: "Tokens per text.") var tokens: Int = 64
 
     init() {}
-    init(vocab: Int, tokens: Int) { self.vocab = vocab; self.tokens = tokens }
+    init(vocab: Int, tokens: Int) {
+        self.vocab = vocab
+        self.tokens = tokens
+    }
 
     func validate() throws {
         try Check.atLeast(vocab, 5, "--vocab")
@@ -264,6 +330,8 @@ struct RandomTokenOptions: ParsableArguments {
     /// `n` texts of `tokens` ids (BOS first, then ids past the special ones), a pure function of `seed`.
     func sequences(_ n: Int, seed: UInt64) -> [[Int32]] {
         let rng = CounterRNG.derive(seed, seed)
-        return (0..<n).map { i in [Int32(2)] + (1..<tokens).map { j in Int32(4 + Int(rng.bits(UInt64(i * tokens + j)) % UInt64(vocab - 4))) } }
+        return (0..<n).map { i in
+            [Int32(2)] + (1..<tokens).map { j in Int32(4 + Int(rng.bits(UInt64(i * tokens + j)) % UInt64(vocab - 4))) }
+        }
     }
 }

@@ -61,9 +61,14 @@ struct CountList: Sendable {
 
     /// Parses the option's value; an entry that is not a positive integer is refused by value.
     init(parsing value: String) throws {
-        counts = Array(Set(try Check.list(value, "--ensemble-sizes").map { item in
-            guard let v = Int(item), v > 0 else { throw ValidationError("--ensemble-sizes: '\(item)' is not a positive integer") }
-            return v
-        })).sorted()
+        counts = Array(
+            Set(
+                try Check.list(value, "--ensemble-sizes").map { item in
+                    guard let v = Int(item), v > 0 else {
+                        throw ValidationError("--ensemble-sizes: '\(item)' is not a positive integer")
+                    }
+                    return v
+                })
+        ).sorted()
     }
 }

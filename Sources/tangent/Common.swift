@@ -1,11 +1,11 @@
 import ArgumentParser
 import Foundation
-import TangentIO
 import TangentAttribution
-import TangentReports
 import TangentData
+import TangentIO
 import TangentKernels
 import TangentModel
+import TangentReports
 import TangentSafetensors
 import TangentTensor
 import TangentTokenizer
@@ -30,7 +30,9 @@ func printError(_ s: String) {
 
 /// Turns any error into a clean message and a non-zero exit, without a stack trace.
 func reportingErrors<R>(_ body: () throws -> R) throws -> R {
-    do { return try body() } catch let e as ExitCode { throw e } catch let e as CleanExit { throw e } catch let e as ValidationError {
+    do { return try body() } catch let e as ExitCode { throw e } catch let e as CleanExit { throw e } catch let e
+        as ValidationError
+    {
         throw e
     } catch {
         printError("error: \(error)")
@@ -50,10 +52,14 @@ func displayPath(_ url: URL) -> String {
 
 /// The transformer's shape, shared by `train` and the benchmarks.
 struct ArchitectureOptions: ParsableArguments {
-    @Option(name: .customLong("d-model"), parsing: .unconditional, help: "Model width. (default: 128)") var dModelOption: Int?
-    @Option(name: .customLong("heads"), parsing: .unconditional, help: "Attention heads. (default: 4)") var headsOption: Int?
-    @Option(name: .customLong("layers"), parsing: .unconditional, help: "Transformer blocks. (default: 2)") var layersOption: Int?
-    @Option(name: .customLong("d-ff"), parsing: .unconditional, help: "Feed-forward width. (default: 512)") var dFFOption: Int?
+    @Option(name: .customLong("d-model"), parsing: .unconditional, help: "Model width. (default: 128)")
+    var dModelOption: Int?
+    @Option(name: .customLong("heads"), parsing: .unconditional, help: "Attention heads. (default: 4)") var headsOption:
+        Int?
+    @Option(name: .customLong("layers"), parsing: .unconditional, help: "Transformer blocks. (default: 2)")
+    var layersOption: Int?
+    @Option(name: .customLong("d-ff"), parsing: .unconditional, help: "Feed-forward width. (default: 512)")
+    var dFFOption: Int?
 
     var dModel: Int { dModelOption ?? 128 }
     var heads: Int { headsOption ?? 4 }
@@ -63,21 +69,28 @@ struct ArchitectureOptions: ParsableArguments {
     /// The options the command line gave (a fine-tune takes its shape from the checkpoint,
     /// so these are refused with --init rather than ignored).
     var given: [String] {
-        [("--d-model", dModelOption), ("--heads", headsOption), ("--layers", layersOption), ("--d-ff", dFFOption)].compactMap { $0.1 == nil ? nil : $0.0 }
+        [("--d-model", dModelOption), ("--heads", headsOption), ("--layers", layersOption), ("--d-ff", dFFOption)]
+            .compactMap { $0.1 == nil ? nil : $0.0 }
     }
 
     func validate() throws {
-        guard dModel > 0, heads > 0, dModel % heads == 0 else { throw ValidationError("--d-model must be a positive multiple of --heads") }
+        guard dModel > 0, heads > 0, dModel % heads == 0 else {
+            throw ValidationError("--d-model must be a positive multiple of --heads")
+        }
         guard layers >= 0 else { throw ValidationError("--layers must be zero or positive, got \(layers)") }
         try Check.positive(dFF, "--d-ff")
         let limit = ModelConfig.maximumDimension
-        for (option, value) in [("--d-model", dModel), ("--heads", heads), ("--layers", layers), ("--d-ff", dFF)] where value > limit {
+        for (option, value) in [("--d-model", dModel), ("--heads", heads), ("--layers", layers), ("--d-ff", dFF)]
+        where value > limit {
             throw ValidationError("\(option) \(value) is above the largest supported size \(limit)")
         }
         // The weights alone (before the vocabulary and positions, unknown here) must fit.
-        let config = ModelConfig(vocabSize: 3, maxLen: 2, dModel: dModel, nHeads: heads, nLayers: layers, dFF: dFF, nClasses: 2)
+        let config = ModelConfig(
+            vocabSize: 3, maxLen: 2, dModel: dModel, nHeads: heads, nLayers: layers, dFF: dFF, nClasses: 2)
         do { try config.validate() } catch let e as ModelError {
-            throw ValidationError("--d-model \(dModel), --heads \(heads), --layers \(layers), --d-ff \(dFF): \(e.description.replacingOccurrences(of: "config: ", with: ""))")
+            throw ValidationError(
+                "--d-model \(dModel), --heads \(heads), --layers \(layers), --d-ff \(dFF): \(e.description.replacingOccurrences(of: "config: ", with: ""))"
+            )
         }
     }
 }
@@ -86,7 +99,9 @@ struct ArchitectureOptions: ParsableArguments {
 /// takes its architecture from the checkpoint, so they would be ignored.
 func shapeFlagsWithInit(_ flags: [String]) -> ValidationError {
     let one = flags.count == 1
-    return ValidationError("\(flags.joined(separator: ", ")) \(one ? "sets" : "set") the shape of a model trained from scratch; with --init the architecture is the checkpoint's (its config.json), so leave \(one ? "it" : "them") out")
+    return ValidationError(
+        "\(flags.joined(separator: ", ")) \(one ? "sets" : "set") the shape of a model trained from scratch; with --init the architecture is the checkpoint's (its config.json), so leave \(one ? "it" : "them") out"
+    )
 }
 
 /// A seeded random sample of n texts in file order (data files are often sorted by label).
@@ -100,16 +115,21 @@ func seededSample(_ texts: [LabeledText], _ n: Int, seed: UInt64, stream: UInt64
 /// Training and test texts of the commands that train their own models (`poison`, `lds`):
 /// `data` is a training file or a directory with train.* (and test.*, unless `test` names
 /// one); `maxTrain`/`maxTest` draw the seeded samples `compare` draws.
-func readTrainAndTest(data: String, test: String?, columns: ColumnOptions, maxTrain: Int?, maxTest: Int?, seed: UInt64) throws
-    -> (trainFile: URL, testFile: URL, train: [LabeledText], test: [LabeledText]) {
+func readTrainAndTest(data: String, test: String?, columns: ColumnOptions, maxTrain: Int?, maxTest: Int?, seed: UInt64)
+    throws
+    -> (trainFile: URL, testFile: URL, train: [LabeledText], test: [LabeledText])
+{
     let dataURL = fileURL(data)
     let trainFile = try DataLocation.file(dataURL, split: "train")
-    guard let testFile = try test.map({ try DataLocation.file(fileURL($0), split: "test") })
-        ?? (trainFile == dataURL ? nil : DataLocation.optionalFile(dataURL, split: "test")) else {
+    guard
+        let testFile = try test.map({ try DataLocation.file(fileURL($0), split: "test") })
+            ?? (trainFile == dataURL ? nil : DataLocation.optionalFile(dataURL, split: "test"))
+    else {
         throw DataError("\(data): no test.* file beside the training data; give --test")
     }
     let reader = columns.reader()
-    var trainTexts = try reader.read(trainFile), testTexts = try reader.read(testFile)
+    var trainTexts = try reader.read(trainFile)
+    var testTexts = try reader.read(testFile)
     if let maxTrain { trainTexts = seededSample(trainTexts, maxTrain, seed: seed, stream: 1) }
     if let maxTest { testTexts = seededSample(testTexts, maxTest, seed: seed, stream: 2) }
     return (trainFile, testFile, trainTexts, testTexts)
@@ -117,16 +137,20 @@ func readTrainAndTest(data: String, test: String?, columns: ColumnOptions, maxTr
 
 /// A freshly initialized classifier for `texts` (labels collected from them, in sorted
 /// order) with the tokenizer at `tokenizerPath`, and the texts encoded for training.
-func newClassifier(for texts: [LabeledText], tokenizerPath: String, architecture: ArchitectureOptions,
-                   maxLen: Int, pooling: ModelConfig.Pooling, seed: UInt64, threads: Int) throws -> Classifier {
+func newClassifier(
+    for texts: [LabeledText], tokenizerPath: String, architecture: ArchitectureOptions,
+    maxLen: Int, pooling: ModelConfig.Pooling, seed: UInt64, threads: Int
+) throws -> Classifier {
     let labels = try LabelSet(collecting: texts)
     let tok = try Tokenizer(contentsOf: fileURL(tokenizerPath))
-    var config = ModelConfig(vocabSize: tok.vocabSize, maxLen: maxLen, dModel: architecture.dModel, nHeads: architecture.heads,
-                             nLayers: architecture.layers, dFF: architecture.dFF, nClasses: labels.count, pooling: pooling)
+    var config = ModelConfig(
+        vocabSize: tok.vocabSize, maxLen: maxLen, dModel: architecture.dModel, nHeads: architecture.heads,
+        nLayers: architecture.layers, dFF: architecture.dFF, nClasses: labels.count, pooling: pooling)
     config.padID = Int(tok.padID)
     config.bosID = Int(tok.bosID)
     guard tok.padID == 0, tok.bosID >= 0 else {
-        throw TokenizerError("\(tokenizerPath): tokenizer must have pad_id=0 and a bos id (train it with `tangent tokenizer train`)")
+        throw TokenizerError(
+            "\(tokenizerPath): tokenizer must have pad_id=0 and a bos id (train it with `tangent tokenizer train`)")
     }
     let model = try TransformerClassifier<Float>.initialized(config: config, seed: seed, threads: threads)
     return try Classifier(model: model, tokenizer: tok, labels: labels)
@@ -134,10 +158,10 @@ func newClassifier(for texts: [LabeledText], tokenizerPath: String, architecture
 
 /// Labelled texts encoded as the classifier's model sees them; `file` names them in errors.
 func encodedSet(_ texts: [LabeledText], _ file: URL, for classifier: Classifier) throws -> EncodedSet {
-    EncodedSet(sequences: try texts.map { try classifier.encode($0.text) },
-               labels: try classifier.labels.indices(of: texts, source: file.path))
+    EncodedSet(
+        sequences: try texts.map { try classifier.encode($0.text) },
+        labels: try classifier.labels.indices(of: texts, source: file.path))
 }
-
 
 /// Renders DIR/report.html from DIR/report.json and, when present, DIR/poisoning.json,
 /// so either command can run first. Does nothing without a comparison report.
@@ -146,14 +170,18 @@ func renderReportPage(in dir: URL) throws {
     guard FileManager.default.fileExists(atPath: reportURL.path) else { return }
     let report = try ReportFile.read(ComparisonReport.self, from: reportURL)
     let poisonURL = dir.appendingPathComponent("poisoning.json")
-    var poisoning = FileManager.default.fileExists(atPath: poisonURL.path) ? try ReportFile.read(PoisonReport.self, from: poisonURL) : nil
+    var poisoning =
+        FileManager.default.fileExists(atPath: poisonURL.path)
+        ? try ReportFile.read(PoisonReport.self, from: poisonURL) : nil
     // A benchmark of another data set left in the same directory must not be shown as this
     // one's: it belongs when it poisoned the same training file and labels of these classes.
     if let p = poisoning {
         func file(_ name: String) -> String { name.components(separatedBy: " (random ").first ?? name }
         let labels = [p.plan.source, p.plan.target]
         if file(p.data) != file(report.train) || !labels.allSatisfy(report.classes.contains) {
-            printError("note: \(poisonURL.path) is a benchmark of \(p.data) (\(labels.joined(separator: " -> "))), not of the report's \(report.train); left out of report.html")
+            printError(
+                "note: \(poisonURL.path) is a benchmark of \(p.data) (\(labels.joined(separator: " -> "))), not of the report's \(report.train); left out of report.html"
+            )
             poisoning = nil
         }
     }
@@ -166,17 +194,25 @@ func renderReportPage(in dir: URL) throws {
 /// fingerprint: a path and a count do not tell two data sets apart.
 func readLDS(_ dir: String, train: String, trainTexts: Int, texts: [LabeledText]? = nil) throws -> LDSReport {
     let url = fileURL(dir).appendingPathComponent("lds.json")
-    guard FileManager.default.fileExists(atPath: url.path) else { throw DataError("\(dir): no lds.json; run `tangent lds --out \(dir)` first") }
+    guard FileManager.default.fileExists(atPath: url.path) else {
+        throw DataError("\(dir): no lds.json; run `tangent lds --out \(dir)` first")
+    }
     let r = try ReportFile.read(LDSReport.self, from: url)
     guard let s = r.setting, s.train == train, s.trainTexts == trainTexts else {
-        throw DataError("\(url.path): its training texts (\(r.setting?.train ?? "unknown")) are not the report's (\(train)); use the same --train, --max-train and --seed")
+        throw DataError(
+            "\(url.path): its training texts (\(r.setting?.train ?? "unknown")) are not the report's (\(train)); use the same --train, --max-train and --seed"
+        )
     }
     if let texts {
         guard let recorded = s.trainFingerprint else {
-            throw DataError("\(url.path): written before LDS runs recorded their texts' fingerprint, so they cannot be checked; run `tangent lds` on \(dir) again (it reuses its trained models)")
+            throw DataError(
+                "\(url.path): written before LDS runs recorded their texts' fingerprint, so they cannot be checked; run `tangent lds` on \(dir) again (it reuses its trained models)"
+            )
         }
         guard recorded == fingerprint(labelled: texts) else {
-            throw DataError("\(url.path): its training texts have the same name and count as the report's (\(train)) but other contents (fingerprint \(recorded), not \(fingerprint(labelled: texts)))")
+            throw DataError(
+                "\(url.path): its training texts have the same name and count as the report's (\(train)) but other contents (fingerprint \(recorded), not \(fingerprint(labelled: texts)))"
+            )
         }
     }
     return r.compacted
@@ -191,8 +227,12 @@ func refuseOverlaps(_ outputs: [(String, String?)], inputs: [(String, String?)])
     for (i, output) in given.enumerated() {
         try PathOverlap.check(output: output, inputs: named)
         // Two outputs of one run must not be one path either.
-        if let other = given[..<i].first(where: { PathOverlap.resolved(fileURL($0.path)) == PathOverlap.resolved(fileURL(output.path)) }) {
-            throw OutputError("\(other.option) and \(output.option) name the same file (\(output.path)); give each output its own path")
+        if let other = given[..<i].first(where: {
+            PathOverlap.resolved(fileURL($0.path)) == PathOverlap.resolved(fileURL(output.path))
+        }) {
+            throw OutputError(
+                "\(other.option) and \(output.option) name the same file (\(output.path)); give each output its own path"
+            )
         }
     }
 }
@@ -225,15 +265,21 @@ func claimOutputFile(_ path: String, kind: String, overwrite: Bool, isSameKind: 
 
 /// Checks an output directory before any work (see `OutputPath.checkDirectory`) and
 /// locks it for the run.
-func claimOutputDirectory(_ path: String, kind: String, markers: [String], overwrite: Bool,
-                          allowOtherFiles: Bool = false) throws -> OutputLock {
+func claimOutputDirectory(
+    _ path: String, kind: String, markers: [String], overwrite: Bool,
+    allowOtherFiles: Bool = false
+) throws -> OutputLock {
     let url = fileURL(path)
-    do { try OutputPath.checkDirectory(url, kind: kind, markers: markers, overwrite: overwrite, allowOtherFiles: allowOtherFiles) } catch {
+    do {
+        try OutputPath.checkDirectory(
+            url, kind: kind, markers: markers, overwrite: overwrite, allowOtherFiles: allowOtherFiles)
+    } catch {
         try refuseIfBeingWritten(url, kind: kind)
         throw error
     }
     let lock = try OutputLock(guarding: url, what: "the \(kind) in \(url.path)")
-    try OutputPath.checkDirectory(url, kind: kind, markers: markers, overwrite: overwrite, allowOtherFiles: allowOtherFiles)
+    try OutputPath.checkDirectory(
+        url, kind: kind, markers: markers, overwrite: overwrite, allowOtherFiles: allowOtherFiles)
     return lock
 }
 
@@ -252,7 +298,8 @@ func hasFormat(_ format: String) -> (URL) -> Bool {
 
 /// A cache directory must be a directory we can write in.
 func checkCacheDirectory(_ path: String) throws {
-    try OutputPath.checkDirectory(fileURL(path), kind: "feature cache", markers: [], overwrite: true, allowOtherFiles: true)
+    try OutputPath.checkDirectory(
+        fileURL(path), kind: "feature cache", markers: [], overwrite: true, allowOtherFiles: true)
 }
 
 /// A surrogate separates classes: training texts of a single class leave it nothing to
@@ -262,7 +309,9 @@ func checkCacheDirectory(_ path: String) throws {
 func requireTwoClasses(_ texts: [LabeledText], in file: URL, model: Classifier? = nil) throws {
     let labels = Set(texts.compactMap(\.label))
     guard labels.count >= 2 else {
-        throw DataError("\(file.path): all \(texts.count) training texts have the label '\(labels.first ?? "")'; a classifier and its surrogate need training texts of at least two classes")
+        throw DataError(
+            "\(file.path): all \(texts.count) training texts have the label '\(labels.first ?? "")'; a classifier and its surrogate need training texts of at least two classes"
+        )
     }
     if let model { _ = try model.labels.indices(of: texts, source: file.path) }
 }
@@ -274,8 +323,9 @@ func loadClassifier(_ path: String, threads: Int) throws -> Classifier {
     if let complete = clf.configJSON["complete"] as? Bool, !complete {
         let done = clf.configJSON["epochs_completed"] as? Int
         let planned = ((clf.configJSON["training"] as? [String: Any])?["epochs"] as? Int)
-        printError("warning: \(path): training did not finish (\(done.map(String.init) ?? "?") of \(planned.map(String.init) ?? "?") epochs); "
-            + "the model is its last finished epoch. Finish it with `tangent train ... --out \(path) --resume`.")
+        printError(
+            "warning: \(path): training did not finish (\(done.map(String.init) ?? "?") of \(planned.map(String.init) ?? "?") epochs); "
+                + "the model is its last finished epoch. Finish it with `tangent train ... --out \(path) --resume`.")
     }
     return clf
 }
@@ -286,12 +336,16 @@ func checkFeaturizerMemory(_ clf: Classifier, _ options: FeaturizeOptions) throw
     let need = try Featurizer.memoryEstimate(options: options, classifier: clf)
     let available = ProcessInfo.processInfo.physicalMemory
     guard need < available / 10 * 8 else {
-        throw ValidationError("--proj-dim \(options.projDim) with blocks of \(options.batchSize) texts would need about \(ByteSize.describe(Double(need))) of memory for \(options.kind.rawValue) features, more than this machine's \(ByteSize.describe(Double(available))) allows; lower --proj-dim or --batch-size")
+        throw ValidationError(
+            "--proj-dim \(options.projDim) with blocks of \(options.batchSize) texts would need about \(ByteSize.describe(Double(need))) of memory for \(options.kind.rawValue) features, more than this machine's \(ByteSize.describe(Double(available))) allows; lower --proj-dim or --batch-size"
+        )
     }
 }
 
 /// `checkFeaturizerMemory` for the features of each of `kernels` at K = `projDim`.
-func checkFeaturizerMemory(_ clf: Classifier, kernels: [SurrogateKernel], projDim: Int, projector: ProjectorChoice) throws {
+func checkFeaturizerMemory(_ clf: Classifier, kernels: [SurrogateKernel], projDim: Int, projector: ProjectorChoice)
+    throws
+{
     for kind in Set(kernels.map(\.features)).sorted(by: { $0.rawValue < $1.rawValue }) {
         var options = FeaturizeOptions(kind: kind)
         options.projDim = projDim
@@ -299,4 +353,3 @@ func checkFeaturizerMemory(_ clf: Classifier, kernels: [SurrogateKernel], projDi
         try checkFeaturizerMemory(clf, options)
     }
 }
-

@@ -1,39 +1,60 @@
 import ArgumentParser
 import Foundation
-import TangentIO
 import TangentAttribution
-import TangentReports
 import TangentData
+import TangentIO
 import TangentModel
+import TangentReports
 import TangentTensor
 
 struct Compare: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Compare kernel surrogates' faithfulness to the network (tau, TAD, agreement) and write a report.",
         discussion: """
-        For each kernel: featurize training and test texts (cached in --cache), fit the kGLM over the \
-        regularization grid (lambda chosen by k-fold cross-validation on the training texts, see --selection), and measure Kendall tau between \
-        the surrogate's and the network's log-odds, the paper's probability tau, TAD and label agreement, \
-        with time and peak memory. Writes OUT/report.json (every number), OUT/report.md and a \
-        self-contained OUT/report.html with SVG plots.
-        """)
+            For each kernel: featurize training and test texts (cached in --cache), fit the kGLM over the \
+            regularization grid (lambda chosen by k-fold cross-validation on the training texts, see --selection), and measure Kendall tau between \
+            the surrogate's and the network's log-odds, the paper's probability tau, TAD and label agreement, \
+            with time and peak memory. Writes OUT/report.json (every number), OUT/report.md and a \
+            self-contained OUT/report.html with SVG plots.
+            """)
 
-    @Option(help: "Model directory; repeat for several models of the same data (e.g. training seeds) to get error bars.") var model: [String]
+    @Option(
+        help: "Model directory; repeat for several models of the same data (e.g. training seeds) to get error bars.")
+    var model: [String]
     @Option(help: "Training texts with labels (file or data directory).") var train: String
     @Option(help: "Test texts with labels (file or data directory).") var test: String
     static let defaultKernels: [SurrogateKernel] = [.projTrntk, .projPntk, .embedding, .ck, .gradCos, .ifHead, .ifProj]
     @Option(help: KernelList.help("Kernels", default: Compare.defaultKernels), transform: KernelList.init(parsing:))
     var kernels = KernelList(Compare.defaultKernels)
     @Option(parsing: .unconditional, help: "Projected dimension K.") var projDim: Int = 1024
-    @Option(parsing: .unconditional, help: "Seed of projections and of the cross-validation folds.") var seed: UInt64 = 0
-    @Option(parsing: .unconditional, help: "Use a random sample of N training texts (seeded by --seed, file order kept; data files are often sorted by label).") var maxTrain: Int?
-    @Option(parsing: .unconditional, help: "Use a random sample of N test texts (seeded by --seed, file order kept).") var maxTest: Int?
+    @Option(parsing: .unconditional, help: "Seed of projections and of the cross-validation folds.") var seed: UInt64 =
+        0
+    @Option(
+        parsing: .unconditional,
+        help:
+            "Use a random sample of N training texts (seeded by --seed, file order kept; data files are often sorted by label)."
+    ) var maxTrain: Int?
+    @Option(parsing: .unconditional, help: "Use a random sample of N test texts (seeded by --seed, file order kept).")
+    var maxTest: Int?
     @Option(help: "Directory for cached features.") var cache: String = "features"
-    @Option(help: "TracIn checkpoints (epoch-K.safetensors; default MODEL/checkpoints). With several models, only for the first.") var checkpoints: String?
-    @Option(parsing: .unconditional, help: "TRAK's ensemble: the model and its N-1 latest training checkpoints before the final epoch (from --checkpoints).") var ensemble: Int = 1
-    @Option(help: "An LDS run (`tangent lds --out DIR`) on the same training texts, whose scores the report shows beside tau.") var lds: String?
+    @Option(
+        help:
+            "TracIn checkpoints (epoch-K.safetensors; default MODEL/checkpoints). With several models, only for the first."
+    ) var checkpoints: String?
+    @Option(
+        parsing: .unconditional,
+        help:
+            "TRAK's ensemble: the model and its N-1 latest training checkpoints before the final epoch (from --checkpoints)."
+    ) var ensemble: Int = 1
+    @Option(
+        help:
+            "An LDS run (`tangent lds --out DIR`) on the same training texts, whose scores the report shows beside tau."
+    ) var lds: String?
     @Option(help: "Report directory.") var out: String
-    @Option(help: "Projected dimensions at which projected kernels are compared with the exact ones (on 100 test x 200 training texts); empty to skip.")
+    @Option(
+        help:
+            "Projected dimensions at which projected kernels are compared with the exact ones (on 100 test x 200 training texts); empty to skip."
+    )
     var errorDims: String = "256,512,1024,2048,4096"
     @Option(parsing: .unconditional, help: "Projection seeds the projection error is averaged over (root mean square).")
     var errorSeeds: Int = 1
@@ -42,7 +63,10 @@ struct Compare: ParsableCommand {
     @OptionGroup var selectionOptions: SelectionOptions
     @OptionGroup var threading: ThreadOptions
     @OptionGroup var columns: ColumnOptions
-    @Option(help: "Stream each kernel's training features from disk within this many bytes of blocks, e.g. 2GiB, for training sets whose features do not fit in memory (proj-pntk, proj-trntk, embedding, ck, grad-cos).")
+    @Option(
+        help:
+            "Stream each kernel's training features from disk within this many bytes of blocks, e.g. 2GiB, for training sets whose features do not fit in memory (proj-pntk, proj-trntk, embedding, ck, grad-cos)."
+    )
     var memoryBudget: String?
     @Option(parsing: .unconditional, help: "With --memory-budget: training texts the lambda selection samples.")
     var selectionTexts: Int = 4096
@@ -61,32 +85,42 @@ struct Compare: ParsableCommand {
                 throw ValidationError("--memory-budget streams \(KernelList.streamable) only, not \(bad.name)")
             }
         }
-        for d in errorDims.split(separator: ",") where Int(d.trimmingCharacters(in: .whitespaces)).map({ $0 <= 0 }) ?? true {
+        for d in errorDims.split(separator: ",")
+        where Int(d.trimmingCharacters(in: .whitespaces)).map({ $0 <= 0 }) ?? true {
             throw ValidationError("--error-dims: '\(d)' is not a positive integer")
         }
         // Each K is projected for 200 training and 100 test texts at once; bound it as
         // --proj-dim is bounded, before any fit.
-        for d in errorDims.split(separator: ",").compactMap({ Int($0.trimmingCharacters(in: .whitespaces)) }) where d > Check.maximumProjDim {
-            throw ValidationError("--error-dims: K = \(d) is above the largest projected dimension \(Check.maximumProjDim)")
+        for d in errorDims.split(separator: ",").compactMap({ Int($0.trimmingCharacters(in: .whitespaces)) })
+        where d > Check.maximumProjDim {
+            throw ValidationError(
+                "--error-dims: K = \(d) is above the largest projected dimension \(Check.maximumProjDim)")
         }
         try Check.selectionSample(selectionTexts, folds: selectionOptions.folds)
     }
 
     func run() throws {
         try reportingErrors {
-            try refuseOverlaps([("--out", out)], inputs: model.map { ("--model", Optional($0)) } + [("--train", train), ("--test", test),
-                               ("--checkpoints", checkpoints), ("--lds", lds)])
+            try refuseOverlaps(
+                [("--out", out)],
+                inputs: model.map { ("--model", Optional($0)) } + [
+                    ("--train", train), ("--test", test),
+                    ("--checkpoints", checkpoints), ("--lds", lds),
+                ])
             let outURL = fileURL(out)
             let jsonURL = outURL.appendingPathComponent("report.json")
-            let lock = try claimOutputDirectory(out, kind: "comparison report", markers: ["report.json", "report.md"], overwrite: overwrite,
-                                               allowOtherFiles: true)
+            let lock = try claimOutputDirectory(
+                out, kind: "comparison report", markers: ["report.json", "report.md"], overwrite: overwrite,
+                allowOtherFiles: true)
             defer { withExtendedLifetime(lock) {} }
             try checkCacheDirectory(cache)
             let classifiers = try model.map { try loadClassifier($0, threads: threading.count) }
             let clf = classifiers[0]
             try checkFeaturizerMemory(clf, kernels: kernels.kernels, projDim: projDim, projector: projection.choice)
             if let other = classifiers.dropFirst().first(where: { $0.labels != clf.labels }) {
-                throw DataError("\(other.directory?.path ?? "model"): labels \(other.labels.names) differ from \(model[0])'s \(clf.labels.names); compare several models only on the same data")
+                throw DataError(
+                    "\(other.directory?.path ?? "model"): labels \(other.labels.names) differ from \(model[0])'s \(clf.labels.names); compare several models only on the same data"
+                )
             }
             let trainFile = try DataLocation.file(fileURL(train), split: "train")
             let testFile = try DataLocation.file(fileURL(test), split: "test")
@@ -95,7 +129,9 @@ struct Compare: ParsableCommand {
             if let maxTrain { trainTexts = seededSample(trainTexts, maxTrain, seed: seed, stream: 1) }
             if let maxTest { testTexts = seededSample(testTexts, maxTest, seed: seed, stream: 2) }
             guard trainTexts.count >= 2 * selectionOptions.folds else {
-                throw DataError("\(trainFile.path): \(trainTexts.count) training texts are too few for \(selectionOptions.folds)-fold selection of lambda (need at least \(2 * selectionOptions.folds))")
+                throw DataError(
+                    "\(trainFile.path): \(trainTexts.count) training texts are too few for \(selectionOptions.folds)-fold selection of lambda (need at least \(2 * selectionOptions.folds))"
+                )
             }
             guard testTexts.count >= 2 else { throw DataError("\(testFile.path): tau needs at least 2 test texts") }
             _ = try clf.labels.indices(of: trainTexts, source: trainFile.path)
@@ -103,9 +139,13 @@ struct Compare: ParsableCommand {
             _ = try clf.labels.indices(of: testTexts, source: testFile.path)
             let ks = kernels.kernels
             let trainName = displayPath(trainFile) + (maxTrain.map { " (random \($0), seed \(seed))" } ?? "")
-            let ldsReport = try lds.map { try readLDS($0, train: trainName, trainTexts: trainTexts.count, texts: trainTexts) }
-            let trakEnsemble = ks.contains(where: \.ensembled)
-                ? try TracIn.ensemble(of: clf, directory: checkpoints.map(fileURL), count: ensemble, threads: threading.count) : []
+            let ldsReport = try lds.map {
+                try readLDS($0, train: trainName, trainTexts: trainTexts.count, texts: trainTexts)
+            }
+            let trakEnsemble =
+                ks.contains(where: \.ensembled)
+                ? try TracIn.ensemble(
+                    of: clf, directory: checkpoints.map(fileURL), count: ensemble, threads: threading.count) : []
             let stages = StageProgress()
             var reports: [ComparisonReport] = []
             for (path, classifier) in zip(model, classifiers) {
@@ -113,30 +153,39 @@ struct Compare: ParsableCommand {
                 let progress: (String, Int, Int) -> Void = { stages.report($0, $1, $2) }
                 let testName = displayPath(testFile) + (maxTest.map { " (random \($0), seed \(seed))" } ?? "")
                 if let memoryBudget {
-                    reports.append(try Comparison.runStreamed(
-                        classifier: classifier, train: trainTexts, test: testTexts, kernels: ks, projDim: projDim, seed: seed,
-                        projector: projection.choice, cache: fileURL(cache), budget: try Check.bytes(memoryBudget, "--memory-budget"),
-                        modelName: path, trainName: trainName, testName: testName, selector: selectionOptions.selector(seed: seed),
-                        selectionTexts: selectionTexts, threads: threading.count, log: { printError($0) }, progress: progress))
+                    reports.append(
+                        try Comparison.runStreamed(
+                            classifier: classifier, train: trainTexts, test: testTexts, kernels: ks, projDim: projDim,
+                            seed: seed,
+                            projector: projection.choice, cache: fileURL(cache),
+                            budget: try Check.bytes(memoryBudget, "--memory-budget"),
+                            modelName: path, trainName: trainName, testName: testName,
+                            selector: selectionOptions.selector(seed: seed),
+                            selectionTexts: selectionTexts, threads: threading.count, log: { printError($0) },
+                            progress: progress))
                     continue
                 }
-                reports.append(try Comparison.run(
-                classifier: classifier, train: trainTexts, test: testTexts, kernels: ks, projDim: projDim, seed: seed, projector: projection.choice,
-                cache: fileURL(cache), modelName: path, trainName: trainName,
-                testName: testName,
-                checkpoints: path == model[0] ? checkpoints.map(fileURL) : nil, ensemble: path == model[0] ? trakEnsemble : [], selector: selectionOptions.selector(seed: seed),
-                threads: threading.count, log: { printError($0) },
-                progress: progress))
+                reports.append(
+                    try Comparison.run(
+                        classifier: classifier, train: trainTexts, test: testTexts, kernels: ks, projDim: projDim,
+                        seed: seed, projector: projection.choice,
+                        cache: fileURL(cache), modelName: path, trainName: trainName,
+                        testName: testName,
+                        checkpoints: path == model[0] ? checkpoints.map(fileURL) : nil,
+                        ensemble: path == model[0] ? trakEnsemble : [], selector: selectionOptions.selector(seed: seed),
+                        threads: threading.count, log: { printError($0) },
+                        progress: progress))
             }
             var report = Comparison.merge(reports)
             report.lds = ldsReport
             let dims = errorDims.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
             if !dims.isEmpty && ks.contains(where: { $0.name == "proj-trntk" || $0.name == "proj-pntk" }) {
                 printError("== projection error against the exact kernels")
-                report.projectionError = try Comparison.projectionError(classifier: clf, train: trainTexts, test: testTexts,
-                                                                        kernels: ks.map(\.name), dims: dims, seed: seed, seeds: errorSeeds,
-                                                                        projectors: projection.choice == .rademacher ? [.rademacher] : [projection.choice, .rademacher],
-                                                                        log: { printError($0) })
+                report.projectionError = try Comparison.projectionError(
+                    classifier: clf, train: trainTexts, test: testTexts,
+                    kernels: ks.map(\.name), dims: dims, seed: seed, seeds: errorSeeds,
+                    projectors: projection.choice == .rademacher ? [.rademacher] : [projection.choice, .rademacher],
+                    log: { printError($0) })
             }
             try ReportFile.write(report, to: jsonURL)
             try AtomicFile.write(ReportMarkdown.comparison(report), to: outURL.appendingPathComponent("report.md"))

@@ -33,7 +33,9 @@ struct Predict: ParsableCommand {
                 let rows = try columns.reader(requireLabels: false).read(url)
                 for r in rows {
                     if let l = r.label, clf.labels.index(of: l) == nil {
-                        throw DataError("\(url.path): line \(r.line): label '\(l)' is not one the model knows (\(clf.labels.names.joined(separator: ", ")))")
+                        throw DataError(
+                            "\(url.path): line \(r.line): label '\(l)' is not one the model knows (\(clf.labels.names.joined(separator: ", ")))"
+                        )
                     }
                 }
                 inputs += rows.map(\.text)
@@ -42,10 +44,12 @@ struct Predict: ParsableCommand {
                 if json {
                     let obj: [String: Any] = [
                         "text": p.text, "label": p.label,
-                        "probabilities": Dictionary(uniqueKeysWithValues: zip(clf.labels.names, p.probabilities.map(Double.init))),
+                        "probabilities": Dictionary(
+                            uniqueKeysWithValues: zip(clf.labels.names, p.probabilities.map(Double.init))),
                         "logits": Dictionary(uniqueKeysWithValues: zip(clf.labels.names, p.logits.map(Double.init))),
                     ]
-                    let d = try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys, .withoutEscapingSlashes])
+                    let d = try JSONSerialization.data(
+                        withJSONObject: obj, options: [.sortedKeys, .withoutEscapingSlashes])
                     print(String(decoding: d, as: UTF8.self))
                 } else {
                     print("\(p.label)\t\(String(format: "%.4f", p.probabilities[p.labelIndex]))\t\(p.text)")
@@ -73,20 +77,24 @@ struct Evaluate: ParsableCommand {
             let truth = try clf.labels.indices(of: rows, source: url.path)
             // The one prediction path (row-invariant, finite-checked), as `predict` uses.
             let z = try clf.logits(rows.map(\.text)) { FiniteCheck.describe(rows[$0]) }
-            let n = rows.count, C = clf.labels.count
-            var losses = [Float](repeating: 0, count: n), probs = [Float](repeating: 0, count: n * C)
+            let n = rows.count
+            let C = clf.labels.count
+            var losses = [Float](repeating: 0, count: n)
+            var probs = [Float](repeating: 0, count: n * C)
             CrossEntropy.forward(losses: &losses, probs: &probs, logits: z, labels: truth, b: n, c: C)
             let loss = losses.reduce(0.0) { $0 + Double($1) } / Double(max(1, n))
             let predicted = (0..<n).map { Softmax.argmax(z[($0 * C)..<(($0 + 1) * C)]) }
             let report = ClassificationReport(labels: clf.labels.names, truth: truth, predicted: predicted)
             if json {
-                guard var obj = try JSONSerialization.jsonObject(with: JSONEncoder().encode(report)) as? [String: Any] else {
+                guard var obj = try JSONSerialization.jsonObject(with: JSONEncoder().encode(report)) as? [String: Any]
+                else {
                     throw DataError("the classification report did not encode as a JSON object")
                 }
                 obj["accuracy"] = report.accuracy
                 obj["loss"] = loss
                 obj["data"] = url.path
-                let d = try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes])
+                let d = try JSONSerialization.data(
+                    withJSONObject: obj, options: [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes])
                 print(String(decoding: d, as: UTF8.self))
             } else {
                 print("\(displayPath(url)): \(rows.count) texts, mean cross-entropy \(String(format: "%.4f", loss))")

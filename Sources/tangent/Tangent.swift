@@ -7,8 +7,13 @@ import TangentTensor
 struct Tangent: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tangent",
-        abstract: "Transformer text classifiers with hand-written backward passes, for data attribution with neural tangent kernels.",
-        subcommands: [TokenizerCommand.self, Train.self, Predict.self, Evaluate.self, Attribute.self, Compare.self, Poison.self, LDS.self, AuditCommand.self, RenderReport.self, Featurize.self, Merge.self, Kernel.self, ExactKernelCommand.self, Bench.self]
+        abstract:
+            "Transformer text classifiers with hand-written backward passes, for data attribution with neural tangent kernels.",
+        subcommands: [
+            TokenizerCommand.self, Train.self, Predict.self, Evaluate.self, Attribute.self, Compare.self, Poison.self,
+            LDS.self, AuditCommand.self, RenderReport.self, Featurize.self, Merge.self, Kernel.self,
+            ExactKernelCommand.self, Bench.self,
+        ]
     )
 
     /// The process-wide settings, made once here rather than by whichever object is built
@@ -31,7 +36,10 @@ struct Tangent: ParsableCommand {
         var out: [String] = []
         for (i, a) in args.enumerated() {
             // After `--`, arguments are values, not options.
-            if a == "--" { out += args[i...]; break }
+            if a == "--" {
+                out += args[i...]
+                break
+            }
             if a.hasPrefix("--"), a.hasSuffix("="), a.count > 3, !a.dropLast().contains("=") {
                 out += [String(a.dropLast()), ""]
             } else {

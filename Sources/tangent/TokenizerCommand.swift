@@ -1,8 +1,8 @@
 import ArgumentParser
 import Foundation
-import TangentModel
-import TangentIO
 import TangentData
+import TangentIO
+import TangentModel
 import TangentTensor
 import TangentTokenizer
 
@@ -32,22 +32,27 @@ struct TrainTokenizer: ParsableCommand {
     @OptionGroup var columns: ColumnOptions
 
     func validate() throws {
-        guard vocabSize >= 264 else { throw ValidationError("--vocab-size must be at least 264 (4 special + 256 byte pieces)") }
+        guard vocabSize >= 264 else {
+            throw ValidationError("--vocab-size must be at least 264 (4 special + 256 byte pieces)")
+        }
     }
 
     func run() throws {
         try reportingErrors {
             try refuseOverlaps([("--out", out)], inputs: [("--data", data)])
             let outURL = fileURL(out)
-            let lock = try claimOutputFile(out, kind: "SentencePiece model", overwrite: overwrite,
-                                           isSameKind: { (try? Tokenizer(contentsOf: $0)) != nil })
+            let lock = try claimOutputFile(
+                out, kind: "SentencePiece model", overwrite: overwrite,
+                isSameKind: { (try? Tokenizer(contentsOf: $0)) != nil })
             defer { withExtendedLifetime(lock) {} }
             let file = try DataLocation.file(fileURL(data), split: "train")
             let texts = try columns.reader(requireLabels: false).read(file).map(\.text)
             var options = TokenizerTrainingOptions(vocabSize: vocabSize)
             options.modelType = modelType
             options.seed = seed
-            printError("training \(modelType.rawValue) tokenizer with \(vocabSize) pieces on \(texts.count) texts of \(file.path)")
+            printError(
+                "training \(modelType.rawValue) tokenizer with \(vocabSize) pieces on \(texts.count) texts of \(file.path)"
+            )
             let tok = try Tokenizer.train(texts: texts, options: options)
             try AtomicFile.write(tok.serializedModel, to: outURL)
             print("wrote \(out) (\(tok.vocabSize) pieces)")
@@ -56,8 +61,12 @@ struct TrainTokenizer: ParsableCommand {
 }
 
 struct EncodeText: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "encode", abstract: "Print the ids and pieces of a text.")
-    @Option(help: "SentencePiece .model file, or a model directory (tangent's or Hugging Face's: the ids its model sees, framing and truncation included).")
+    static let configuration = CommandConfiguration(
+        commandName: "encode", abstract: "Print the ids and pieces of a text.")
+    @Option(
+        help:
+            "SentencePiece .model file, or a model directory (tangent's or Hugging Face's: the ids its model sees, framing and truncation included)."
+    )
     var tokenizer: String
     @Option(help: "Text to encode.") var text: String
 

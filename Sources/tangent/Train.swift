@@ -1,7 +1,7 @@
 import ArgumentParser
 import Foundation
-import TangentIO
 import TangentData
+import TangentIO
 import TangentKernels
 import TangentModel
 import TangentSafetensors
@@ -11,17 +11,18 @@ import TangentTraining
 
 struct Train: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Train a transformer classifier, or fine-tune a Hugging Face encoder, and save it as a model directory.",
+        abstract:
+            "Train a transformer classifier, or fine-tune a Hugging Face encoder, and save it as a model directory.",
         discussion: """
-        From scratch (--tokenizer): writes OUT/config.json, model.safetensors, tokenizer.model \
-        and labels.json. Fine-tuning (--init DIR, a Hugging Face BERT-family directory): all \
-        weights train, with DIR's classification head when its labels (id2label) are the data's \
-        and a new head otherwise; OUT is a Hugging Face directory (config.json with id2label, \
-        model.safetensors, the tokenizer files with model_max_length = --max-len) that \
-        transformers' AutoModelForSequenceClassification loads. Either way OUT is written after \
-        every epoch (atomically), so an interrupted or diverging run keeps its last finished \
-        epoch. Labels are indexed in sorted order.
-        """)
+            From scratch (--tokenizer): writes OUT/config.json, model.safetensors, tokenizer.model \
+            and labels.json. Fine-tuning (--init DIR, a Hugging Face BERT-family directory): all \
+            weights train, with DIR's classification head when its labels (id2label) are the data's \
+            and a new head otherwise; OUT is a Hugging Face directory (config.json with id2label, \
+            model.safetensors, the tokenizer files with model_max_length = --max-len) that \
+            transformers' AutoModelForSequenceClassification loads. Either way OUT is written after \
+            every epoch (atomically), so an interrupted or diverging run keeps its last finished \
+            epoch. Labels are indexed in sorted order.
+            """)
 
     @Option(help: "Training data: a file (.jsonl/.csv/.tsv) or a directory with train.* (and test.*).")
     var data: String
@@ -29,31 +30,47 @@ struct Train: ParsableCommand {
     var test: String?
     @Option(help: "SentencePiece .model file (see `tangent tokenizer train`), for a model trained from scratch.")
     var tokenizer: String?
-    @Option(name: .customLong("init"), help: "A Hugging Face encoder directory (bert, roberta, xlm-roberta, camembert, distilbert, electra, albert) to fine-tune instead.")
+    @Option(
+        name: .customLong("init"),
+        help:
+            "A Hugging Face encoder directory (bert, roberta, xlm-roberta, camembert, distilbert, electra, albert) to fine-tune instead."
+    )
     var initDirectory: String?
     @Option(help: "Output model directory.")
     var out: String
     @Flag(help: "Replace an existing model directory.")
     var overwrite = false
-    @Flag(help: "Continue an interrupted run in OUT after its last finished epoch, with the same settings; bit-identical to an uninterrupted run on the same machine and thread count.")
+    @Flag(
+        help:
+            "Continue an interrupted run in OUT after its last finished epoch, with the same settings; bit-identical to an uninterrupted run on the same machine and thread count."
+    )
     var resume = false
 
     @OptionGroup var architecture: ArchitectureOptions
-    @Option(parsing: .unconditional, help: "Maximum tokens per text, BOS included (longer texts are cut).") var maxLen: Int = 64
-    @Option(name: .customLong("pooling"), help: "Pooling of token states into the text's vector (tangent's models). (default: mean)")
+    @Option(parsing: .unconditional, help: "Maximum tokens per text, BOS included (longer texts are cut).") var maxLen:
+        Int = 64
+    @Option(
+        name: .customLong("pooling"),
+        help: "Pooling of token states into the text's vector (tangent's models). (default: mean)")
     var poolingOption: ModelConfig.Pooling?
     var pooling: ModelConfig.Pooling { poolingOption ?? .mean }
 
     @Option(parsing: .unconditional, help: "Passes over the training data.") var epochs: Int = 5
     @Option(parsing: .unconditional, help: "Texts per step.") var batchSize: Int = 32
-    @Option(parsing: .unconditional, help: "Peak learning rate of AdamW (default: 1e-3, or 5e-5 with --init).") var lr: Double?
+    @Option(parsing: .unconditional, help: "Peak learning rate of AdamW (default: 1e-3, or 5e-5 with --init).") var lr:
+        Double?
     @Option(parsing: .unconditional, help: "Share of steps for linear warm-up.") var warmup: Double = 0.1
     @Option(help: "Decay of the learning rate after warm-up.") var decay: LearningRateSchedule.Decay = .linear
     @Option(parsing: .unconditional, help: "AdamW weight decay (weight matrices only).") var weightDecay: Double = 0.01
-    @Option(parsing: .unconditional, help: "Clip the global gradient norm to this value (0: off).") var clip: Double = 1.0
-    @Option(parsing: .unconditional, help: "Dropout rate on embeddings and residual branches (0: off).") var dropout: Double = 0.1
+    @Option(parsing: .unconditional, help: "Clip the global gradient norm to this value (0: off).") var clip: Double =
+        1.0
+    @Option(parsing: .unconditional, help: "Dropout rate on embeddings and residual branches (0: off).") var dropout:
+        Double = 0.1
     @Option(parsing: .unconditional, help: "Seed of initialization, shuffling and dropout.") var seed: UInt64 = 0
-    @Option(help: "With --init: save weights above this size in shards (model-0000i-of-0000n.safetensors and model.safetensors.index.json), e.g. 2GB. (default: 50GB, as transformers)")
+    @Option(
+        help:
+            "With --init: save weights above this size in shards (model-0000i-of-0000n.safetensors and model.safetensors.index.json), e.g. 2GB. (default: 50GB, as transformers)"
+    )
     var maxShardSize: String?
     @Flag(help: "Also keep OUT/checkpoints/epoch-K.safetensors for every epoch (for TracIn).")
     var keepCheckpoints = false
@@ -63,21 +80,32 @@ struct Train: ParsableCommand {
     func validate() throws {
         try Check.atLeast(maxLen, 2, "--max-len")
         guard maxLen <= ModelConfig.maximumDimension else {
-            throw ValidationError("--max-len \(maxLen) is above the largest supported size \(ModelConfig.maximumDimension)")
+            throw ValidationError(
+                "--max-len \(maxLen) is above the largest supported size \(ModelConfig.maximumDimension)")
         }
         try Check.positive(epochs, "--epochs")
         try Check.positive(batchSize, "--batch-size")
         if let lr { try Check.positive(lr, "--lr") }
         guard (tokenizer == nil) != (initDirectory == nil) else {
-            throw ValidationError("give --tokenizer (train a model from scratch) or --init (fine-tune a Hugging Face encoder), not both or neither")
+            throw ValidationError(
+                "give --tokenizer (train a model from scratch) or --init (fine-tune a Hugging Face encoder), not both or neither"
+            )
         }
-        guard warmup >= 0, warmup < 1 else { throw ValidationError("--warmup must be at least 0 and below 1, got \(warmup)") }
+        guard warmup >= 0, warmup < 1 else {
+            throw ValidationError("--warmup must be at least 0 and below 1, got \(warmup)")
+        }
         try Check.nonNegative(weightDecay, "--weight-decay")
         try Check.nonNegative(clip, "--clip")
         try Check.rate(dropout, "--dropout")
-        if resume && overwrite { throw ValidationError("--resume continues OUT and --overwrite replaces it; give one of them") }
+        if resume && overwrite {
+            throw ValidationError("--resume continues OUT and --overwrite replaces it; give one of them")
+        }
         if let maxShardSize {
-            guard initDirectory != nil else { throw ValidationError("--max-shard-size applies to Hugging Face directories (--init); tangent's own models are one model.safetensors") }
+            guard initDirectory != nil else {
+                throw ValidationError(
+                    "--max-shard-size applies to Hugging Face directories (--init); tangent's own models are one model.safetensors"
+                )
+            }
             _ = try Check.bytes(maxShardSize, "--max-shard-size")
         }
         if initDirectory != nil {
@@ -88,24 +116,28 @@ struct Train: ParsableCommand {
         }
     }
 
-
     // Over 80 lines: the command's sequence (claim and stage the output, load or start the
     // model, resume, train epoch by epoch, swap in the staged directory) shares the lock,
     // the staging and the epoch closure's state; the checks and records are already apart.
     func run() throws {
         try reportingErrors {
             let outURL = fileURL(out)
-            try refuseOverlaps([("--out", out)], inputs: [
-                ("--data", data), ("--test", test), ("--tokenizer", tokenizer),
-                ("--init", initDirectory),
-            ])
+            try refuseOverlaps(
+                [("--out", out)],
+                inputs: [
+                    ("--data", data), ("--test", test), ("--tokenizer", tokenizer),
+                    ("--init", initDirectory),
+                ])
             try refuseInterruptedRun(in: outURL)
-            let lock = try claimOutputDirectory(out, kind: "model directory", markers: ModelDirectory.markerFiles, overwrite: overwrite || resume)
+            let lock = try claimOutputDirectory(
+                out, kind: "model directory", markers: ModelDirectory.markerFiles, overwrite: overwrite || resume)
             defer { withExtendedLifetime(lock) {} }
             // --overwrite writes the new model beside the old one and swaps it in after its
             // first epoch: no file of the old model survives, and a run that fails before
             // then leaves the old model as it was.
-            let staged = overwrite && FileManager.default.fileExists(atPath: outURL.path) ? try StagedDirectory(replacing: outURL) : nil
+            let staged =
+                overwrite && FileManager.default.fileExists(atPath: outURL.path)
+                ? try StagedDirectory(replacing: outURL) : nil
             var swapped = false
             defer { if !swapped { staged?.discard() } }
             let previous = resume ? try Classifier(directory: outURL, threads: threading.count) : nil
@@ -114,7 +146,8 @@ struct Train: ParsableCommand {
             }
             let dataURL = fileURL(data)
             let trainFile = try DataLocation.file(dataURL, split: "train")
-            let testFile: URL? = try test.map { try DataLocation.file(fileURL($0), split: "test") }
+            let testFile: URL? =
+                try test.map { try DataLocation.file(fileURL($0), split: "test") }
                 ?? (trainFile == dataURL ? nil : DataLocation.optionalFile(dataURL, split: "test"))
             let reader = columns.reader()
             let trainTexts = try reader.read(trainFile)
@@ -122,79 +155,111 @@ struct Train: ParsableCommand {
             let nThreads = threading.count
             let fresh: Classifier
             if let initDirectory {
-                let (loaded, head) = try ModelRegistry.loadForFineTuning(directory: fileURL(initDirectory), labels: try LabelSet(collecting: trainTexts).names,
-                                                                        maxLength: maxLen, seed: seed, threads: nThreads)
+                let (loaded, head) = try ModelRegistry.loadForFineTuning(
+                    directory: fileURL(initDirectory), labels: try LabelSet(collecting: trainTexts).names,
+                    maxLength: maxLen, seed: seed, threads: nThreads)
                 fresh = try Classifier(model: loaded.model, encoder: loaded.encoder, labels: loaded.labels)
-                if previous == nil { printError("fine-tuning \(initDirectory) (\(loaded.model.architecture)) with \(head)") }
+                if previous == nil {
+                    printError("fine-tuning \(initDirectory) (\(loaded.model.architecture)) with \(head)")
+                }
             } else if let tokenizer {
-                fresh = try newClassifier(for: trainTexts, tokenizerPath: tokenizer, architecture: architecture, maxLen: maxLen,
-                                          pooling: pooling, seed: seed, threads: nThreads)
+                fresh = try newClassifier(
+                    for: trainTexts, tokenizerPath: tokenizer, architecture: architecture, maxLen: maxLen,
+                    pooling: pooling, seed: seed, threads: nThreads)
             } else {
-                throw ValidationError("give --tokenizer (train a model from scratch) or --init (fine-tune a Hugging Face encoder)")
+                throw ValidationError(
+                    "give --tokenizer (train a model from scratch) or --init (fine-tune a Hugging Face encoder)")
             }
             let classifier = previous ?? fresh
             let dataFingerprint = fingerprint(labelled: trainTexts)
-            let model = classifier.model, labels = classifier.labels
+            let model = classifier.model
+            let labels = classifier.labels
             let trainSet = try encodedSet(trainTexts, trainFile, for: classifier)
             let testSet = try testFile.map { try encodedSet(try reader.read($0), $0, for: classifier) }
 
             var options = TrainingOptions()
-            options.epochs = epochs; options.batchSize = batchSize; options.learningRate = lr ?? (initDirectory == nil ? 1e-3 : 5e-5)
-            options.warmupFraction = warmup; options.decay = decay
-            options.weightDecay = weightDecay; options.clipNorm = clip; options.dropout = dropout; options.seed = seed
+            options.epochs = epochs
+            options.batchSize = batchSize
+            options.learningRate = lr ?? (initDirectory == nil ? 1e-3 : 5e-5)
+            options.warmupFraction = warmup
+            options.decay = decay
+            options.weightDecay = weightDecay
+            options.clipNorm = clip
+            options.dropout = dropout
+            options.seed = seed
             try options.validate()
 
             let trainer = try Trainer(model: model, options: options)
             var history: [EpochSummary] = []
             if let previous {
-                history = try resumeState(previous, fresh: fresh, options: options, dataFingerprint: dataFingerprint, threads: nThreads,
-                                          trainer: trainer, stepsPerEpoch: trainer.stepsPerEpoch(trainSet.count))
+                history = try resumeState(
+                    previous, fresh: fresh, options: options, dataFingerprint: dataFingerprint, threads: nThreads,
+                    trainer: trainer, stepsPerEpoch: trainer.stepsPerEpoch(trainSet.count))
                 printError("resuming \(out) after epoch \(history.count) of \(epochs)")
             }
-            printError("training on \(trainSet.count) texts of \(trainFile.path) (\(labels.names.joined(separator: ", "))); "
-                + "\(model.layout.count) parameters; \(nThreads) threads"
-                + (testSet.map { "; testing on \($0.count) texts of \(testFile!.path)" } ?? ""))
+            printError(
+                "training on \(trainSet.count) texts of \(trainFile.path) (\(labels.names.joined(separator: ", "))); "
+                    + "\(model.layout.count) parameters; \(nThreads) threads"
+                    + (testSet.map { "; testing on \($0.count) texts of \(testFile!.path)" } ?? ""))
 
             let stages = StageProgress()
             // config.json's keys beyond the architecture, rewritten after every epoch.
-            let dataset: [String: Any] = ["train": displayPath(trainFile), "test": testFile.map(displayPath) as Any, "train_texts": trainSet.count,
-                                          "test_texts": testSet?.count as Any, "text_column": columns.textColumn, "label_column": columns.labelColumn]
+            let dataset: [String: Any] = [
+                "train": displayPath(trainFile), "test": testFile.map(displayPath) as Any,
+                "train_texts": trainSet.count,
+                "test_texts": testSet?.count as Any, "text_column": columns.textColumn,
+                "label_column": columns.labelColumn,
+            ]
             func extra(final: Bool) throws -> [String: Any] {
-                try configExtra(options: options, dataset: dataset, dataFingerprint: dataFingerprint, threads: nThreads, history: history,
-                                parameters: model.layout.count, final: final)
+                try configExtra(
+                    options: options, dataset: dataset, dataFingerprint: dataFingerprint, threads: nThreads,
+                    history: history,
+                    parameters: model.layout.count, final: final)
             }
             // Hugging Face directories shard above --max-shard-size, as save_pretrained does.
             let shardBytes = try initDirectory.map { _ in try Check.bytes(maxShardSize ?? "50GB", "--max-shard-size") }
             func trainingRun(into directory: URL) -> TrainingRun {
-                TrainingRun(classifier: classifier, directory: directory, options: options, keepCheckpoints: keepCheckpoints,
-                            trainTexts: trainSet.count, dataFingerprint: dataFingerprint, threads: nThreads, maxShardBytes: shardBytes)
+                TrainingRun(
+                    classifier: classifier, directory: directory, options: options, keepCheckpoints: keepCheckpoints,
+                    trainTexts: trainSet.count, dataFingerprint: dataFingerprint, threads: nThreads,
+                    maxShardBytes: shardBytes)
             }
             var run = trainingRun(into: staged?.staging ?? outURL)
-            let summaries = try trainer.train(trainSet, test: testSet, after: history.count, progress: { epoch, done, total, status in
-                // The epoch's bar ends with its summary, below.
-                stages.report("epoch \(epoch)/\(epochs)", done, total, status: status, finishAtTotal: false)
-            }, onEpochEnd: { s in
-                history.append(s)
-                var status = String(format: "train loss %.4f acc %.4f", s.trainLoss, s.trainAccuracy)
-                if let a = s.testAccuracy, let l = s.testLoss { status += String(format: " | test loss %.4f acc %.4f", l, a) }
-                stages.finish(status: status)
-                if !stages.drawsInPlace { printError("epoch \(s.epoch): \(status)") }
-                try run.finishEpoch(s, trainer: trainer, history: history, extra: try extra(final: s.epoch == epochs))
-                if let staged, !swapped {
-                    try staged.commit()
-                    swapped = true
-                    run = trainingRun(into: outURL)
-                }
-            })
+            let summaries = try trainer.train(
+                trainSet, test: testSet, after: history.count,
+                progress: { epoch, done, total, status in
+                    // The epoch's bar ends with its summary, below.
+                    stages.report("epoch \(epoch)/\(epochs)", done, total, status: status, finishAtTotal: false)
+                },
+                onEpochEnd: { s in
+                    history.append(s)
+                    var status = String(format: "train loss %.4f acc %.4f", s.trainLoss, s.trainAccuracy)
+                    if let a = s.testAccuracy, let l = s.testLoss {
+                        status += String(format: " | test loss %.4f acc %.4f", l, a)
+                    }
+                    stages.finish(status: status)
+                    if !stages.drawsInPlace { printError("epoch \(s.epoch): \(status)") }
+                    try run.finishEpoch(
+                        s, trainer: trainer, history: history, extra: try extra(final: s.epoch == epochs))
+                    if let staged, !swapped {
+                        try staged.commit()
+                        swapped = true
+                        run = trainingRun(into: outURL)
+                    }
+                })
             guard let last = summaries.last ?? history.last else { throw DataError("\(out): no epoch was trained") }
-            print("saved \(out): \(history.count) epochs, train accuracy \(String(format: "%.4f", last.trainAccuracy))"
-                + (last.testAccuracy.map { String(format: ", test accuracy %.4f", $0) } ?? ""))
+            print(
+                "saved \(out): \(history.count) epochs, train accuracy \(String(format: "%.4f", last.trainAccuracy))"
+                    + (last.testAccuracy.map { String(format: ", test accuracy %.4f", $0) } ?? ""))
         }
     }
 
     /// The training record of `config.json`: options, data set, history and final metrics.
-    func configExtra(options: TrainingOptions, dataset: [String: Any], dataFingerprint: String, threads: Int, history: [EpochSummary],
-                     parameters: Int, final: Bool) throws -> [String: Any] {
+    func configExtra(
+        options: TrainingOptions, dataset: [String: Any], dataFingerprint: String, threads: Int,
+        history: [EpochSummary],
+        parameters: Int, final: Bool
+    ) throws -> [String: Any] {
         let enc = JSONEncoder()
         var e: [String: Any] = [
             "training": try JSONSerialization.jsonObject(with: enc.encode(options)),
@@ -221,13 +286,16 @@ struct Train: ParsableCommand {
     /// the advice to continue it (which keeps its finished epochs) rather than replace it.
     func refuseInterruptedRun(in outURL: URL) throws {
         guard !resume && !overwrite,
-              let data = try? WholeFile.read(outURL.appendingPathComponent(ModelDirectory.configFile)),
-              let file = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
-              // A Hugging Face directory keeps tangent's record under one key.
-              case let json = file["tangent"] as? [String: Any] ?? file, json["complete"] as? Bool == false else { return }
+            let data = try? WholeFile.read(outURL.appendingPathComponent(ModelDirectory.configFile)),
+            let file = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+            // A Hugging Face directory keeps tangent's record under one key.
+            case let json = file["tangent"] as? [String: Any] ?? file, json["complete"] as? Bool == false
+        else { return }
         let done = json["epochs_completed"] as? Int ?? 0
         try refuseIfBeingWritten(outURL, kind: "model directory")
-        throw DataError("\(out): holds an interrupted training run (\(done) epoch\(done == 1 ? "" : "s") finished); pass --resume to continue it with the same settings, or --overwrite to start again")
+        throw DataError(
+            "\(out): holds an interrupted training run (\(done) epoch\(done == 1 ? "" : "s") finished); pass --resume to continue it with the same settings, or --overwrite to start again"
+        )
     }
 
     /// The most tokens a text keeps (BOS or framing included) under `classifier`'s encoder.
@@ -237,8 +305,10 @@ struct Train: ParsableCommand {
 
     /// Checks that a resumed run has the settings of the interrupted one, restores the
     /// optimizer, and returns the finished epochs' history.
-    func resumeState(_ previous: Classifier, fresh: Classifier, options: TrainingOptions, dataFingerprint: String, threads: Int,
-                     trainer: Trainer, stepsPerEpoch: Int) throws -> [EpochSummary] {
+    func resumeState(
+        _ previous: Classifier, fresh: Classifier, options: TrainingOptions, dataFingerprint: String, threads: Int,
+        trainer: Trainer, stepsPerEpoch: Int
+    ) throws -> [EpochSummary] {
         let recorded = try RecordedTraining(configJSON: previous.configJSON, source: out + "/config.json")
         var differences: [String] = []
         if let old = recorded.options {
@@ -250,24 +320,38 @@ struct Train: ParsableCommand {
         } else {
             differences.append("training options (not recorded in config.json)")
         }
-        if recorded.dataFingerprint != dataFingerprint { differences.append("training texts (\(data) differs from the data of the interrupted run)") }
+        if recorded.dataFingerprint != dataFingerprint {
+            differences.append("training texts (\(data) differs from the data of the interrupted run)")
+        }
         // The pretrained start: `lds --recipe` fine-tunes from the recorded directory.
         let recordedInit = (previous.configJSON["init"] as? String).map { PathOverlap.resolved(fileURL($0)) }
         let givenInit = initDirectory.map { PathOverlap.resolved(fileURL($0)) }
-        if recordedInit != givenInit { differences.append("--init (\(recordedInit ?? "none") then, \(givenInit ?? "none") now)") }
+        if recordedInit != givenInit {
+            differences.append("--init (\(recordedInit ?? "none") then, \(givenInit ?? "none") now)")
+        }
         let (lengthThen, lengthNow) = (Train.maxLength(previous), Train.maxLength(fresh))
         if lengthThen != lengthNow {
-            differences.append("--max-len (\(lengthThen.map(String.init) ?? "?") then, \(lengthNow.map(String.init) ?? "?") now)")
+            differences.append(
+                "--max-len (\(lengthThen.map(String.init) ?? "?") then, \(lengthNow.map(String.init) ?? "?") now)")
         } else {
-            if previous.model.configurationData != fresh.model.configurationData { differences.append("architecture or tokenizer (model configuration differs)") }
-            if previous.encoder.identity != fresh.encoder.identity { differences.append("tokenizer (\(tokenizer ?? initDirectory ?? "") is not the one in \(out))") }
+            if previous.model.configurationData != fresh.model.configurationData {
+                differences.append("architecture or tokenizer (model configuration differs)")
+            }
+            if previous.encoder.identity != fresh.encoder.identity {
+                differences.append("tokenizer (\(tokenizer ?? initDirectory ?? "") is not the one in \(out))")
+            }
         }
-        if previous.labels != fresh.labels { differences.append("labels (\(previous.labels.names) then, \(fresh.labels.names) now)") }
-        if let t = recorded.threads, t != threads { differences.append("threads (\(t) then, \(threads) now; bit-identical results need the same count)") }
+        if previous.labels != fresh.labels {
+            differences.append("labels (\(previous.labels.names) then, \(fresh.labels.names) now)")
+        }
+        if let t = recorded.threads, t != threads {
+            differences.append("threads (\(t) then, \(threads) now; bit-identical results need the same count)")
+        }
         guard differences.isEmpty else {
             throw DataError("\(out): cannot resume with other settings: \(differences.joined(separator: "; "))")
         }
-        return try ResumeState.restore(from: fileURL(out).appendingPathComponent(ResumeState.fileName), into: previous.model, trainer: trainer,
-                                       stepsPerEpoch: stepsPerEpoch, directory: out)
+        return try ResumeState.restore(
+            from: fileURL(out).appendingPathComponent(ResumeState.fileName), into: previous.model, trainer: trainer,
+            stepsPerEpoch: stepsPerEpoch, directory: out)
     }
 }

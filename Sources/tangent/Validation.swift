@@ -28,12 +28,16 @@ enum Check {
     }
 
     static func nonNegative(_ value: Double, _ option: String) throws {
-        guard value >= 0, value.isFinite else { throw ValidationError("\(option) must be zero or positive, got \(value)") }
+        guard value >= 0, value.isFinite else {
+            throw ValidationError("\(option) must be zero or positive, got \(value)")
+        }
     }
 
     /// A rate such as dropout: in [0, 1).
     static func rate(_ value: Double, _ option: String) throws {
-        guard value >= 0, value < 1 else { throw ValidationError("\(option) must be at least 0 and below 1, got \(value)") }
+        guard value >= 0, value < 1 else {
+            throw ValidationError("\(option) must be at least 0 and below 1, got \(value)")
+        }
     }
 
     /// A size in bytes: a number with an optional unit B, KiB, MiB, GiB (or K, M, G, KB,
@@ -42,9 +46,14 @@ enum Check {
         let s = value.trimmingCharacters(in: .whitespaces)
         let digits = s.prefix { $0.isNumber || $0 == "." }
         let unit = s.dropFirst(digits.count).trimmingCharacters(in: .whitespaces).lowercased()
-        let factors: [String: Double] = ["": 1, "b": 1, "k": 1024, "kb": 1024, "kib": 1024, "m": 1_048_576, "mb": 1_048_576, "mib": 1_048_576,
-                                         "g": 1_073_741_824, "gb": 1_073_741_824, "gib": 1_073_741_824, "t": 1_099_511_627_776, "tb": 1_099_511_627_776, "tib": 1_099_511_627_776]
-        guard let number = Double(digits), let factor = factors[unit], number > 0, (number * factor).isFinite, number * factor < 1e18 else {
+        let factors: [String: Double] = [
+            "": 1, "b": 1, "k": 1024, "kb": 1024, "kib": 1024, "m": 1_048_576, "mb": 1_048_576, "mib": 1_048_576,
+            "g": 1_073_741_824, "gb": 1_073_741_824, "gib": 1_073_741_824, "t": 1_099_511_627_776,
+            "tb": 1_099_511_627_776, "tib": 1_099_511_627_776,
+        ]
+        guard let number = Double(digits), let factor = factors[unit], number > 0, (number * factor).isFinite,
+            number * factor < 1e18
+        else {
             throw ValidationError("\(option) must be a positive size such as 512MiB or 2GiB, got '\(value)'")
         }
         return Int(number * factor)
@@ -65,15 +74,23 @@ enum Check {
     /// `--selection-texts` must leave two texts per fold.
     static func selectionSample(_ value: Int, folds: Int) throws {
         guard value >= 2 * folds else {
-            throw ValidationError("--selection-texts \(value) is too few for \(folds)-fold selection of lambda; give at least \(2 * folds)")
+            throw ValidationError(
+                "--selection-texts \(value) is too few for \(folds)-fold selection of lambda; give at least \(2 * folds)"
+            )
         }
     }
 
     /// A comma-separated list with at least one entry and no empty ones, entries trimmed.
     static func list(_ value: String, _ option: String) throws -> [String] {
-        let items = value.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
-        guard items.contains(where: { !$0.isEmpty }) else { throw ValidationError("\(option) is empty; give at least one entry") }
-        guard !items.contains(where: \.isEmpty) else { throw ValidationError("\(option) '\(value)' has an empty entry") }
+        let items = value.split(separator: ",", omittingEmptySubsequences: false).map {
+            $0.trimmingCharacters(in: .whitespaces)
+        }
+        guard items.contains(where: { !$0.isEmpty }) else {
+            throw ValidationError("\(option) is empty; give at least one entry")
+        }
+        guard !items.contains(where: \.isEmpty) else {
+            throw ValidationError("\(option) '\(value)' has an empty entry")
+        }
         return items
     }
 }
@@ -110,9 +127,15 @@ struct ThreadOptions: ParsableArguments {
 
 /// `--projector` and `--sketch-nonzeros`, shared by every command that projects gradients.
 struct ProjectorOptions: ParsableArguments {
-    @Option(name: .customLong("projector"), help: "Projection of gradients: sketch (sparse sign hash, s additions per coordinate), rademacher or gaussian (dense, K multiply-adds per coordinate). (default: \(ProjectorChoice.default.distribution.rawValue))")
+    @Option(
+        name: .customLong("projector"),
+        help:
+            "Projection of gradients: sketch (sparse sign hash, s additions per coordinate), rademacher or gaussian (dense, K multiply-adds per coordinate). (default: \(ProjectorChoice.default.distribution.rawValue))"
+    )
     var projectorOption: Projector.Distribution?
-    @Option(name: .customLong("sketch-nonzeros"), parsing: .unconditional, help: "Nonzeros per coordinate of the sketch: 1, 2 or 4. (default: 1)")
+    @Option(
+        name: .customLong("sketch-nonzeros"), parsing: .unconditional,
+        help: "Nonzeros per coordinate of the sketch: 1, 2 or 4. (default: 1)")
     var sketchNonzerosOption: Int?
 
     /// The options as given or defaulted.
@@ -144,7 +167,10 @@ struct ProjectorOptions: ParsableArguments {
 
 /// `--selection` and `--folds`: how every command that fits a surrogate chooses lambda.
 struct SelectionOptions: ParsableArguments {
-    @Option(help: "How the surrogate's lambda is chosen on the training texts by k-fold cross-validation: network-tau (Kendall tau with the network's log-odds), network-ce (cross-entropy against the network's probabilities) or label-ce (against the true labels).")
+    @Option(
+        help:
+            "How the surrogate's lambda is chosen on the training texts by k-fold cross-validation: network-tau (Kendall tau with the network's log-odds), network-ce (cross-entropy against the network's probabilities) or label-ce (against the true labels)."
+    )
     var selection: LambdaSelector.Criterion = .networkTau
     @Option(parsing: .unconditional, help: "Cross-validation folds of the lambda selection.")
     var folds: Int = 5

@@ -3,12 +3,15 @@ import Foundation
 /// Runs the built `tangent` binary as a user would, and inspects what it left on disk.
 enum CLI {
     /// The repository root (tests use its shipped models and data, never `../shared`).
-    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent()
     static let model = root.appendingPathComponent("models/trec6")
 
     /// The `tangent` executable built beside this test bundle.
     static let binary: URL = {
-        let exe = URL(fileURLWithPath: (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0])
+        let exe = URL(
+            fileURLWithPath: (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"))
+                ?? CommandLine.arguments[0])
         return exe.deletingLastPathComponent().appendingPathComponent("tangent")
     }()
 
@@ -21,13 +24,20 @@ enum CLI {
 
     /// Runs `tangent args` in `dir` and waits; fails the caller if the binary is missing.
     @discardableResult
-    static func run(_ args: [String], in dir: URL, env: [String: String] = [:], timeout: TimeInterval = 300) throws -> Result {
+    static func run(_ args: [String], in dir: URL, env: [String: String] = [:], timeout: TimeInterval = 300) throws
+        -> Result
+    {
         let p = process(args, in: dir, env: env)
-        let out = dir.appendingPathComponent(".stdout-\(UUID().uuidString)"), err = dir.appendingPathComponent(".stderr-\(UUID().uuidString)")
+        let out = dir.appendingPathComponent(".stdout-\(UUID().uuidString)")
+        let err = dir.appendingPathComponent(".stderr-\(UUID().uuidString)")
         FileManager.default.createFile(atPath: out.path, contents: nil)
         FileManager.default.createFile(atPath: err.path, contents: nil)
-        defer { try? FileManager.default.removeItem(at: out); try? FileManager.default.removeItem(at: err) }
-        let outHandle = try FileHandle(forWritingTo: out), errHandle = try FileHandle(forWritingTo: err)
+        defer {
+            try? FileManager.default.removeItem(at: out)
+            try? FileManager.default.removeItem(at: err)
+        }
+        let outHandle = try FileHandle(forWritingTo: out)
+        let errHandle = try FileHandle(forWritingTo: err)
         p.standardOutput = outHandle
         p.standardError = errHandle
         try p.run()
@@ -35,10 +45,12 @@ enum CLI {
         while p.isRunning && Date() < deadline { usleep(10_000) }
         if p.isRunning { p.terminate() }
         p.waitUntilExit()
-        try outHandle.close(); try errHandle.close()
-        return Result(status: p.terminationStatus, signaled: p.terminationReason == .uncaughtSignal,
-                      stdout: (try? String(contentsOf: out, encoding: .utf8)) ?? "",
-                      stderr: (try? String(contentsOf: err, encoding: .utf8)) ?? "")
+        try outHandle.close()
+        try errHandle.close()
+        return Result(
+            status: p.terminationStatus, signaled: p.terminationReason == .uncaughtSignal,
+            stdout: (try? String(contentsOf: out, encoding: .utf8)) ?? "",
+            stderr: (try? String(contentsOf: err, encoding: .utf8)) ?? "")
     }
 
     /// Starts `tangent args` in `dir` without waiting.
@@ -97,7 +109,8 @@ enum CLI {
                 let data = try Data(contentsOf: URL(fileURLWithPath: path))
                 var h: UInt64 = 0xCBF2_9CE4_8422_2325
                 for b in data { h = (h ^ UInt64(b)) &* 0x0000_0100_0000_01B3 }
-                out[rel] = "file \(data.count) \(String(h, radix: 16)) \((a[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0)"
+                out[rel] =
+                    "file \(data.count) \(String(h, radix: 16)) \((a[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0)"
             }
         }
         return out

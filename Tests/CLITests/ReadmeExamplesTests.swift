@@ -10,13 +10,17 @@ import Testing
     /// The README's Swift blocks under "Library use", joined by newlines.
     static func readmeBlocks() throws -> String {
         let readme = try String(contentsOf: CLI.root.appendingPathComponent("README.md"), encoding: .utf8)
-        guard let start = readme.range(of: "\n## Library use\n") else { throw CLIError("README.md has no 'Library use' section") }
+        guard let start = readme.range(of: "\n## Library use\n") else {
+            throw CLIError("README.md has no 'Library use' section")
+        }
         var section = readme[start.upperBound...]
         if let next = section.range(of: "\n## ") { section = section[..<next.lowerBound] }
         var blocks: [String] = []
         var rest = section
         while let open = rest.range(of: "```swift\n") {
-            guard let close = rest[open.upperBound...].range(of: "```") else { throw CLIError("README.md: unterminated swift block") }
+            guard let close = rest[open.upperBound...].range(of: "```") else {
+                throw CLIError("README.md: unterminated swift block")
+            }
             blocks.append(String(rest[open.upperBound..<close.lowerBound]))
             rest = rest[close.upperBound...]
         }
@@ -26,7 +30,8 @@ import Testing
     @Test func readmeShowsTheExampleProgram() throws {
         let program = try String(contentsOf: Self.source, encoding: .utf8)
         // The program is the blocks after its leading comment.
-        let body = program.split(separator: "\n", omittingEmptySubsequences: false).drop { $0.hasPrefix("//") }.joined(separator: "\n")
+        let body = program.split(separator: "\n", omittingEmptySubsequences: false).drop { $0.hasPrefix("//") }.joined(
+            separator: "\n")
         let blocks = try Self.readmeBlocks()
         #expect(blocks.count > 500)
         #expect(body == blocks, "Sources/readme-examples/main.swift differs from README.md's Library use blocks")
@@ -37,7 +42,8 @@ import Testing
         let p = Process()
         p.executableURL = exe
         p.currentDirectoryURL = CLI.root
-        let out = Pipe(), err = Pipe()
+        let out = Pipe()
+        let err = Pipe()
         p.standardOutput = out
         p.standardError = err
         try p.run()

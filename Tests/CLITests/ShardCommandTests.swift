@@ -9,14 +9,19 @@ import Testing
         defer { try? FileManager.default.removeItem(at: w) }
         // 300 texts: blocks of 128, 128 and 44, one per shard.
         try CLI.writeTexts(300, to: "texts.jsonl", in: w)
-        let base = ["featurize", "--model", CLI.model.path, "--data", "texts.jsonl", "--kernel", "trntk", "--proj-dim", "64",
-                    "--per-layer", "--out", "f.safetensors"]
+        let base = [
+            "featurize", "--model", CLI.model.path, "--data", "texts.jsonl", "--kernel", "trntk", "--proj-dim", "64",
+            "--per-layer", "--out", "f.safetensors",
+        ]
         let one = try CLI.run(base.dropLast() + ["one.safetensors", "--batch-size", "64", "--threads", "2"], in: w)
         #expect(one.status == 0, "\(one.stderr)")
         // The three shards at once, as three processes.
         let runs: [(args: [String], env: [String: String])] = [
             (["--shard", "0/3", "--batch-size", "20", "--threads", "1"], [:]),
-            (["--batch-size", "128", "--threads", "2"], ["SLURM_ARRAY_TASK_ID": "7", "SLURM_ARRAY_TASK_MIN": "6", "SLURM_ARRAY_TASK_MAX": "8"]),
+            (
+                ["--batch-size", "128", "--threads", "2"],
+                ["SLURM_ARRAY_TASK_ID": "7", "SLURM_ARRAY_TASK_MIN": "6", "SLURM_ARRAY_TASK_MAX": "8"]
+            ),
             (["--shard-count", "3", "--batch-size", "7", "--threads", "1"], ["JOB_COMPLETION_INDEX": "2"]),
         ]
         let processes = try runs.map { r -> (Process, URL) in
@@ -49,30 +54,44 @@ import Testing
         #expect(kernel.status != 0 && kernel.stderr.contains("tangent merge"))
         let hole = try CLI.run(["merge", shards[0], shards[2], "--out", "hole.safetensors"], in: w)
         #expect(hole.status != 0 && hole.stderr.contains("missing: 1/3"), "\(hole.stderr)")
-        let twice = try CLI.run(["merge", shards[0], shards[1], shards[1], shards[2], "--out", "twice.safetensors"], in: w)
+        let twice = try CLI.run(
+            ["merge", shards[0], shards[1], shards[1], shards[2], "--out", "twice.safetensors"], in: w)
         #expect(twice.status != 0 && twice.stderr.contains("given twice"), "\(twice.stderr)")
         // A shard of a run with other settings.
         let alien = try CLI.run(base.dropLast() + ["alien.safetensors", "--shard", "1/3", "--seed", "5"], in: w)
         #expect(alien.status == 0, "\(alien.stderr)")
-        let mixed = try CLI.run(["merge", shards[0], "alien.shard-1-of-3.safetensors", shards[2], "--out", "mixed.safetensors"], in: w)
-        #expect(mixed.status != 0 && mixed.stderr.contains("does not belong") && mixed.stderr.contains("seed"), "\(mixed.stderr)")
+        let mixed = try CLI.run(
+            ["merge", shards[0], "alien.shard-1-of-3.safetensors", shards[2], "--out", "mixed.safetensors"], in: w)
+        #expect(
+            mixed.status != 0 && mixed.stderr.contains("does not belong") && mixed.stderr.contains("seed"),
+            "\(mixed.stderr)")
         for f in ["hole.safetensors", "twice.safetensors", "mixed.safetensors"] {
             #expect(!FileManager.default.fileExists(atPath: w.appendingPathComponent(f).path))
         }
 
         // Blocked scoring of the merged file. The kernel matrix in blocks that fit 64 KiB
         // (a few rows at a time) equals the one computed in the default blocks.
-        let whole = try CLI.run(["kernel", "--a", "merged.safetensors", "--normalize", "--out", "k1.safetensors"], in: w)
-        let small = try CLI.run(["kernel", "--a", "merged.safetensors", "--normalize", "--memory-budget", "64KiB", "--out", "k2.safetensors"], in: w)
+        let whole = try CLI.run(
+            ["kernel", "--a", "merged.safetensors", "--normalize", "--out", "k1.safetensors"], in: w)
+        let small = try CLI.run(
+            [
+                "kernel", "--a", "merged.safetensors", "--normalize", "--memory-budget", "64KiB", "--out",
+                "k2.safetensors",
+            ], in: w)
         #expect(whole.status == 0 && small.status == 0 && small.stderr.contains("blocks of"), "\(small.stderr)")
-        let k1 = try Self.kernel(w.appendingPathComponent("k1.safetensors")), k2 = try Self.kernel(w.appendingPathComponent("k2.safetensors"))
+        let k1 = try Self.kernel(w.appendingPathComponent("k1.safetensors"))
+        let k2 = try Self.kernel(w.appendingPathComponent("k2.safetensors"))
         #expect(k1.count == 300 * 300 && k2.count == k1.count)
-        #expect(zip(k1, k2).allSatisfy { abs($0 - $1) <= 1e-5 }, "largest difference \(zip(k1, k2).map { abs($0 - $1) }.max() ?? 0)")
+        #expect(
+            zip(k1, k2).allSatisfy { abs($0 - $1) <= 1e-5 },
+            "largest difference \(zip(k1, k2).map { abs($0 - $1) }.max() ?? 0)")
         // attribute from the merged file: the same output under a budget of blocks of 256
         // texts as under one that holds all 300.
-        let attribute = ["attribute", "--model", CLI.model.path, "--train", "texts.jsonl", "--train-features", "merged.safetensors",
-                         "--kernel", "proj-trntk", "--lambda", "0.01", "--top", "3", "--json", "--text", "Who wrote Hamlet ?",
-                         "--text", "How far is the moon ?"]
+        let attribute = [
+            "attribute", "--model", CLI.model.path, "--train", "texts.jsonl", "--train-features", "merged.safetensors",
+            "--kernel", "proj-trntk", "--lambda", "0.01", "--top", "3", "--json", "--text", "Who wrote Hamlet ?",
+            "--text", "How far is the moon ?",
+        ]
         let tight = try CLI.run(attribute + ["--memory-budget", "1MiB"], in: w)
         let roomy = try CLI.run(attribute + ["--memory-budget", "1GiB"], in: w)
         #expect(tight.status == 0 && roomy.status == 0, "\(tight.stderr)")

@@ -1,6 +1,7 @@
-import Testing
-@testable import TangentModel
 import TangentTensor
+import Testing
+
+@testable import TangentModel
 
 /// The BERT family's hand-written backward pass: Float64 finite differences for every
 /// tensor (BERT, RoBERTa, DistilBERT, ELECTRA and ALBERT layouts, shared layers, erf and tanh
@@ -9,20 +10,25 @@ import TangentTensor
 @Suite(.singleThreadedBLAS) struct BertGradientTests {
     static func config(_ type: String, act: String = "gelu") throws -> HFEncoderConfig {
         if type == "distilbert" {
-            return try HFEncoderConfig(json: [
-                "model_type": type, "dim": 8, "n_layers": 2, "n_heads": 2, "hidden_dim": 12, "vocab_size": 23, "max_position_embeddings": 12,
-                "activation": act, "pad_token_id": 0,
-            ], source: "test")
+            return try HFEncoderConfig(
+                json: [
+                    "model_type": type, "dim": 8, "n_layers": 2, "n_heads": 2, "hidden_dim": 12, "vocab_size": 23,
+                    "max_position_embeddings": 12,
+                    "activation": act, "pad_token_id": 0,
+                ], source: "test")
         }
         if type == "albert" || type == "albert-grouped" {
             // ALBERT with one shared layer, and with 3 layers over 2 groups of 2 inner layers
             // (group int(i / 1.5): 0, 0, 1; 6 layers applied).
             let grouped = type == "albert-grouped"
-            return try HFEncoderConfig(json: [
-                "model_type": "albert", "hidden_size": 8, "embedding_size": 6, "num_hidden_layers": grouped ? 3 : 2,
-                "num_hidden_groups": grouped ? 2 : 1, "inner_group_num": grouped ? 2 : 1, "num_attention_heads": 2, "intermediate_size": 12,
-                "vocab_size": 23, "max_position_embeddings": 12, "type_vocab_size": 2, "layer_norm_eps": 1e-5, "hidden_act": act, "pad_token_id": 0,
-            ], source: "test")
+            return try HFEncoderConfig(
+                json: [
+                    "model_type": "albert", "hidden_size": 8, "embedding_size": 6, "num_hidden_layers": grouped ? 3 : 2,
+                    "num_hidden_groups": grouped ? 2 : 1, "inner_group_num": grouped ? 2 : 1, "num_attention_heads": 2,
+                    "intermediate_size": 12,
+                    "vocab_size": 23, "max_position_embeddings": 12, "type_vocab_size": 2, "layer_norm_eps": 1e-5,
+                    "hidden_act": act, "pad_token_id": 0,
+                ], source: "test")
         }
         if type == "deberta" || type == "deberta-own" {
             // DeBERTa-v3's layout (shared key, both terms, log buckets from |i - j| > 2, a
@@ -30,27 +36,38 @@ import TangentTensor
             // own c2p projection, clamped relative positions, raw table, absolute positions,
             // token types, tanh GELU in the pooler.
             let v3 = type == "deberta"
-            return try HFEncoderConfig(json: [
-                "model_type": "deberta-v2", "hidden_size": 8, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 12,
-                "vocab_size": 23, "max_position_embeddings": 12, "type_vocab_size": v3 ? 0 : 2, "layer_norm_eps": 1e-5, "hidden_act": act,
-                "pad_token_id": 0, "relative_attention": true, "pos_att_type": v3 ? "p2c|c2p" : ["c2p"], "position_buckets": v3 ? 4 : -1,
-                "max_relative_positions": v3 ? 6 : 3, "share_att_key": v3, "norm_rel_ebd": v3 ? "layer_norm" : "none",
-                "position_biased_input": !v3, "pooler_hidden_act": v3 ? "gelu" : "gelu_new",
-            ], source: "test")
+            return try HFEncoderConfig(
+                json: [
+                    "model_type": "deberta-v2", "hidden_size": 8, "num_hidden_layers": 2, "num_attention_heads": 2,
+                    "intermediate_size": 12,
+                    "vocab_size": 23, "max_position_embeddings": 12, "type_vocab_size": v3 ? 0 : 2,
+                    "layer_norm_eps": 1e-5, "hidden_act": act,
+                    "pad_token_id": 0, "relative_attention": true, "pos_att_type": v3 ? "p2c|c2p" : ["c2p"],
+                    "position_buckets": v3 ? 4 : -1,
+                    "max_relative_positions": v3 ? 6 : 3, "share_att_key": v3,
+                    "norm_rel_ebd": v3 ? "layer_norm" : "none",
+                    "position_biased_input": !v3, "pooler_hidden_act": v3 ? "gelu" : "gelu_new",
+                ], source: "test")
         }
         if type == "electra" || type == "electra-narrow" {
             // ELECTRA with embeddings as wide as the layers, and narrower ones projected to them.
-            return try HFEncoderConfig(json: [
-                "model_type": "electra", "hidden_size": 8, "embedding_size": type == "electra" ? 8 : 6, "num_hidden_layers": 2,
-                "num_attention_heads": 2, "intermediate_size": 12, "vocab_size": 23, "max_position_embeddings": 12, "type_vocab_size": 2,
-                "layer_norm_eps": 1e-5, "hidden_act": act, "pad_token_id": 0,
-            ], source: "test")
+            return try HFEncoderConfig(
+                json: [
+                    "model_type": "electra", "hidden_size": 8, "embedding_size": type == "electra" ? 8 : 6,
+                    "num_hidden_layers": 2,
+                    "num_attention_heads": 2, "intermediate_size": 12, "vocab_size": 23, "max_position_embeddings": 12,
+                    "type_vocab_size": 2,
+                    "layer_norm_eps": 1e-5, "hidden_act": act, "pad_token_id": 0,
+                ], source: "test")
         }
-        return try HFEncoderConfig(json: [
-            "model_type": type, "hidden_size": 8, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 12,
-            "vocab_size": 23, "max_position_embeddings": 12, "type_vocab_size": 2, "layer_norm_eps": 1e-5, "hidden_act": act,
-            "pad_token_id": type == "bert" ? 0 : 1,
-        ], source: "test")
+        return try HFEncoderConfig(
+            json: [
+                "model_type": type, "hidden_size": 8, "num_hidden_layers": 2, "num_attention_heads": 2,
+                "intermediate_size": 12,
+                "vocab_size": 23, "max_position_embeddings": 12, "type_vocab_size": 2, "layer_norm_eps": 1e-5,
+                "hidden_act": act,
+                "pad_token_id": type == "bert" ? 0 : 1,
+            ], source: "test")
     }
 
     /// A model with random weights large enough that every path matters.
@@ -71,11 +88,14 @@ import TangentTensor
         TokenBatch(sequences: lengths.map { L in (0..<L).map { _ in Int32(2 + rng.int(21)) } }, padID: 1)
     }
 
-    @Test(arguments: [("bert", "gelu", false), ("bert", "gelu", true), ("xlm-roberta", "gelu_new", false), ("roberta", "gelu_new", true),
-                      ("distilbert", "gelu", false), ("distilbert", "gelu", true), ("electra", "gelu", false),
-                      ("electra-narrow", "gelu", false), ("electra-narrow", "gelu", true), ("albert", "gelu_new", false),
-                      ("albert-grouped", "gelu_new", true), ("deberta", "gelu", false), ("deberta", "gelu", true),
-                      ("deberta-own", "gelu", false)])
+    @Test(arguments: [
+        ("bert", "gelu", false), ("bert", "gelu", true), ("xlm-roberta", "gelu_new", false),
+        ("roberta", "gelu_new", true),
+        ("distilbert", "gelu", false), ("distilbert", "gelu", true), ("electra", "gelu", false),
+        ("electra-narrow", "gelu", false), ("electra-narrow", "gelu", true), ("albert", "gelu_new", false),
+        ("albert-grouped", "gelu_new", true), ("deberta", "gelu", false), ("deberta", "gelu", true),
+        ("deberta-own", "gelu", false),
+    ])
     func wholeModelMatchesFiniteDifferences(type: String, act: String, dropout: Bool) throws {
         let config = try Self.config(type, act: act)
         let model = try Self.model(config)
@@ -89,7 +109,8 @@ import TangentTensor
         grad.withUnsafeMutableBufferPointer { model.backward(seed: seed, into: $0) }
         for t in model.layout.tensors {
             // DeBERTa with c2p alone: q_i . (k_j + Kr[r_ij]) gains nothing from the key biases either.
-            let constantOverKeys = ["attention.self.key.bias", "attention.k_lin.bias", "attention.key.bias"]
+            let constantOverKeys =
+                ["attention.self.key.bias", "attention.k_lin.bias", "attention.key.bias"]
                 + (type == "deberta-own" ? ["key_proj.bias", "pos_key_proj.bias"] : [])
             if constantOverKeys.contains(where: t.name.hasSuffix) {
                 // Softmax ignores a constant added to every key score, so this gradient is
@@ -103,7 +124,8 @@ import TangentTensor
             }
             var idx = Array(t.range)
             if idx.count > 100 { idx = stride(from: 0, to: idx.count, by: idx.count / 100).map { idx[$0] } }
-            let (err, at) = maxFiniteDifferenceError(theta, analytic: grad, indices: idx, h: 1e-3, fivePoint: true) { x in
+            let (err, at) = maxFiniteDifferenceError(theta, analytic: grad, indices: idx, h: 1e-3, fivePoint: true) {
+                x in
                 model.setParameters(x)
                 let z = try! model.forward(batch, dropout: drop, rowInvariant: false)
                 return zip(z, seed).map(*).reduce(0, +)
@@ -138,12 +160,15 @@ import TangentTensor
         for b in 0..<batch.count { for k in 0..<all.count { summed[k] += per[b * all.count + k] } }
         #expect(zip(summed, total).map { abs($0 - $1) }.max()! < 1e-12)
         // Dense part plus token rows, materialized and streamed.
-        let dense = ParameterSubset(layout: model.layout, tensorIndices: model.layout.tensors.indices.filter { $0 != model.tokenTableIndex })
+        let dense = ParameterSubset(
+            layout: model.layout, tensorIndices: model.layout.tensors.indices.filter { $0 != model.tokenTableIndex })
         var d = [Double](repeating: 0, count: batch.count * dense.count)
         var rows = [Double](repeating: 0, count: batch.tokenCount * E)
-        d.withUnsafeMutableBufferPointer { dp in rows.withUnsafeMutableBufferPointer { rp in
-            model.perExampleGradients(seed: seed, subset: dense, into: dp, embeddingRows: rp)
-        } }
+        d.withUnsafeMutableBufferPointer { dp in
+            rows.withUnsafeMutableBufferPointer { rp in
+                model.perExampleGradients(seed: seed, subset: dense, into: dp, embeddingRows: rp)
+            }
+        }
         // Streamed parts sum to the gradient (ALBERT's shared tensors come once per layer
         // that uses them; elsewhere each tensor comes once and equals it bit for bit).
         var streamed = [Double](repeating: 0, count: batch.count * dense.count)
@@ -162,7 +187,10 @@ import TangentTensor
             #expect(zip(streamed, d).map { abs($0 - $1) }.max()! < 1e-12 && rows2 == rows)
             #expect(order.count > Set(order).count)
         }
-        #expect(order == model.streamingOrder && Set(order) == Set(dense.tensorIndices), "\(Set(dense.tensorIndices).subtracting(order).map { model.layout.tensors[$0].name }) \(Set(order).subtracting(dense.tensorIndices))")
+        #expect(
+            order == model.streamingOrder && Set(order) == Set(dense.tensorIndices),
+            "\(Set(dense.tensorIndices).subtracting(order).map { model.layout.tensors[$0].name }) \(Set(order).subtracting(dense.tensorIndices))"
+        )
         // Token rows scattered to their ids give the token table's per-example gradient.
         let word = model.layout.tensors[model.tokenTableIndex]
         for b in 0..<batch.count {
@@ -173,8 +201,10 @@ import TangentTensor
             let expected = Array(per[(b * all.count + word.offset)..<(b * all.count + word.offset + word.count)])
             #expect(zip(table, expected).map { abs($0 - $1) }.max()! < 1e-12)
             for ti in dense.tensorIndices {
-                let t = model.layout.tensors[ti], off = dense.compactOffsets[ti]!
-                #expect((0..<t.count).allSatisfy { d[b * dense.count + off + $0] == per[b * all.count + t.offset + $0] })
+                let t = model.layout.tensors[ti]
+                let off = dense.compactOffsets[ti]!
+                #expect(
+                    (0..<t.count).allSatisfy { d[b * dense.count + off + $0] == per[b * all.count + t.offset + $0] })
             }
         }
         // Groups select by the user's names, and the pass stops early for the top layers.
@@ -182,13 +212,16 @@ import TangentTensor
             // The projection of narrow embeddings is a group of its own, named as the checkpoint names it.
             #expect(Set(model.layout.tensors.map(\.group)).contains("embeddings_project"))
         }
-        let layer1 = type == "distilbert" ? "transformer.layer.1" : type.hasPrefix("albert") ? "encoder.albert_layer_groups.1" : "encoder.layer.1"
+        let layer1 =
+            type == "distilbert"
+            ? "transformer.layer.1" : type.hasPrefix("albert") ? "encoder.albert_layer_groups.1" : "encoder.layer.1"
         let top = try ParameterSubset(layout: model.layout, prefixes: ["classifier", layer1])
         #expect(top.tensorIndices.allSatisfy { ["classifier", layer1].contains(model.layout.tensors[$0].group) })
         var ph = [Double](repeating: 0, count: batch.count * top.count)
         ph.withUnsafeMutableBufferPointer { model.perExampleGradients(seed: seed, subset: top, into: $0) }
         for ti in top.tensorIndices {
-            let t = model.layout.tensors[ti], off = top.compactOffsets[ti]!
+            let t = model.layout.tensors[ti]
+            let off = top.compactOffsets[ti]!
             for b in 0..<batch.count {
                 #expect((0..<t.count).allSatisfy { ph[b * top.count + off + $0] == per[b * all.count + t.offset + $0] })
             }

@@ -1,13 +1,19 @@
 import Foundation
-import Testing
 import TangentData
-@testable import TangentModel
 import TangentSafetensors
 import TangentTokenizer
+import Testing
+
+@testable import TangentModel
 
 @Suite(.singleThreadedBLAS) struct CheckpointTests {
     struct Reference: Decodable {
-        struct Case: Decodable { let text: String; let ids: [Int32]; let embedding: [Double]; let logits: [Double] }
+        struct Case: Decodable {
+            let text: String
+            let ids: [Int32]
+            let embedding: [Double]
+            let logits: [Double]
+        }
         let cases: [Case]
     }
 
@@ -65,7 +71,10 @@ import TangentTokenizer
 
     func loadError(_ dir: URL) -> String {
         defer { try? FileManager.default.removeItem(at: dir) }
-        do { _ = try Classifier(directory: dir); return "" } catch { return "\(error)" }
+        do {
+            _ = try Classifier(directory: dir)
+            return ""
+        } catch { return "\(error)" }
     }
 
     func header(_ d: Data) -> (Int, String) {
@@ -88,25 +97,34 @@ import TangentTokenizer
         #expect(msg.contains("header length"))
         msg = loadError(try corrupt { $0 = $0.prefix($0.count - 100) })
         #expect(msg.contains("truncated") && msg.contains("ends at byte"))
-        msg = loadError(try corrupt { d in replaceHeader(&d) { $0.replacingOccurrences(of: "\"head.bias\"", with: "\"head.bia_\"") } })
+        msg = loadError(
+            try corrupt { d in replaceHeader(&d) { $0.replacingOccurrences(of: "\"head.bias\"", with: "\"head.bia_\"") }
+            })
         #expect(msg.contains("head.bia_") || msg.contains("'head.bias' is missing"))
-        msg = loadError(try corrupt { d in replaceHeader(&d) { h in
-            // Make one F32 tensor claim F64: byte count no longer matches its shape.
-            h.replacingOccurrences(of: "{\"dtype\":\"F32\",\"shape\":[2]", with: "{\"dtype\":\"F64\",\"shape\":[2]")
-        } })
+        msg = loadError(
+            try corrupt { d in
+                replaceHeader(&d) { h in
+                    // Make one F32 tensor claim F64: byte count no longer matches its shape.
+                    h.replacingOccurrences(
+                        of: "{\"dtype\":\"F32\",\"shape\":[2]", with: "{\"dtype\":\"F64\",\"shape\":[2]")
+                }
+            })
         #expect(msg.contains("F64") || msg.contains("needs"))
         msg = loadError(try corrupt { d in replaceHeader(&d) { h in h.replacingOccurrences(of: "{", with: "[") } })
         #expect(msg.contains("header"))
         // Overlapping data: point the last tensor at the first tensor's bytes.
-        msg = loadError(try corrupt { d in replaceHeader(&d) { h in
-            let r = h.range(of: "\"head.bias\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[")!
-            let tail = h[r.upperBound...]
-            let close = tail.firstIndex(of: "]")!
-            let old = String(h[r.upperBound..<close])
-            let new = "0,8"
-            let padded = new + String(repeating: " ", count: old.count - new.count)
-            return h.replacingCharacters(in: r.upperBound..<close, with: padded)
-        } })
+        msg = loadError(
+            try corrupt { d in
+                replaceHeader(&d) { h in
+                    let r = h.range(of: "\"head.bias\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[")!
+                    let tail = h[r.upperBound...]
+                    let close = tail.firstIndex(of: "]")!
+                    let old = String(h[r.upperBound..<close])
+                    let new = "0,8"
+                    let padded = new + String(repeating: " ", count: old.count - new.count)
+                    return h.replacingCharacters(in: r.upperBound..<close, with: padded)
+                }
+            })
         #expect(msg.contains("overlaps"))
     }
 

@@ -1,6 +1,6 @@
 import Foundation
-import Testing
 import TangentData
+import Testing
 
 @Suite(.singleThreadedBLAS) struct DataTests {
     func write(_ name: String, _ content: String) throws -> URL {
@@ -12,11 +12,15 @@ import TangentData
     }
 
     func message(_ body: () throws -> Void) -> String {
-        do { try body(); return "" } catch { return "\(error)" }
+        do {
+            try body()
+            return ""
+        } catch { return "\(error)" }
     }
 
     @Test func readsJSONLinesCSVAndTSV() throws {
-        let j = try DatasetReader().read(try write("a.jsonl", "{\"text\": \"good\", \"label\": \"pos\"}\n\n{\"text\": \"bad\", \"label\": 0}\n"))
+        let j = try DatasetReader().read(
+            try write("a.jsonl", "{\"text\": \"good\", \"label\": \"pos\"}\n\n{\"text\": \"bad\", \"label\": 0}\n"))
         #expect(j == [LabeledText(text: "good", label: "pos", line: 1), LabeledText(text: "bad", label: "0", line: 3)])
         let c = try DatasetReader(textColumn: "body", labelColumn: "y").read(
             try write("a.csv", "id,body,y\n1,\"hello, \"\"world\"\"\",spam\n2,\"two\nlines\",ham\n"))
@@ -28,11 +32,13 @@ import TangentData
     }
 
     @Test func quotesInTSVAreLiteralAndCSVQuotingFollowsRFC4180() throws {
-        let t = try DatasetReader().read(try write("q.tsv", "text\tlabel\nwhat is 5\" in cm ?\tNUM\n\"quoted\" start\tDESC\r\n"))
+        let t = try DatasetReader().read(
+            try write("q.tsv", "text\tlabel\nwhat is 5\" in cm ?\tNUM\n\"quoted\" start\tDESC\r\n"))
         #expect(t.map(\.text) == ["what is 5\" in cm ?", "\"quoted\" start"])
         #expect(t.map(\.label) == ["NUM", "DESC"])
         // A quote inside an unquoted CSV field is literal; quoted fields span lines.
-        let c = try DatasetReader().read(try write("q.csv", "text,label\nwhat is 5\" in cm ?,NUM\n\"a\nb\",DESC\nlast,X\n"))
+        let c = try DatasetReader().read(
+            try write("q.csv", "text,label\nwhat is 5\" in cm ?,NUM\n\"a\nb\",DESC\nlast,X\n"))
         #expect(c.map(\.text) == ["what is 5\" in cm ?", "a\nb", "last"])
         #expect(c.map(\.line) == [1, 2, 3])
         var m = message { _ = try DatasetReader().read(try write("u.csv", "text,label\nok,A\n\"a\nb,DESC\nlast,X\n")) }
@@ -61,7 +67,10 @@ import TangentData
         #expect(m.contains("bad.jsonl:2") && m.contains("malformed JSON"))
         m = message { _ = try DatasetReader().read(try write("n.jsonl", "{\"text\": \"ok\"}\n")) }
         #expect(m.contains("n.jsonl:1") && m.contains("missing field 'label'"))
-        m = message { _ = try DatasetReader().read(try write("e.jsonl", "{\"text\": \"ok\", \"label\": \"a\"}\n{\"text\": \"  \", \"label\": \"a\"}\n")) }
+        m = message {
+            _ = try DatasetReader().read(
+                try write("e.jsonl", "{\"text\": \"ok\", \"label\": \"a\"}\n{\"text\": \"  \", \"label\": \"a\"}\n"))
+        }
         #expect(m.contains("e.jsonl") && m.contains("line 2") && m.contains("empty text"))
         m = message { _ = try DatasetReader().read(try write("c.csv", "sentence,label\nhi,a\n")) }
         #expect(m.contains("c.csv") && m.contains("no column 'text'") && m.contains("sentence"))

@@ -1,8 +1,8 @@
 import Foundation
-import Testing
 import TangentAttribution
 import TangentData
 import TangentTensor
+import Testing
 
 @Suite(.singleThreadedBLAS) struct DatamodelingTests {
     @Test func spearmanHandlesTiesAndConstants() {
@@ -17,7 +17,10 @@ import TangentTensor
         let a = Datamodeling.subsets(n: 101, count: 5, fraction: 0.5, seed: 3)
         let b = Datamodeling.subsets(n: 101, count: 8, fraction: 0.5, seed: 3)
         #expect(Array(b.prefix(5)) == a)
-        #expect(a.allSatisfy { $0.count == 51 && $0 == $0.sorted() && Set($0).count == 51 && $0.allSatisfy { (0..<101).contains($0) } })
+        #expect(
+            a.allSatisfy {
+                $0.count == 51 && $0 == $0.sorted() && Set($0).count == 51 && $0.allSatisfy { (0..<101).contains($0) }
+            })
         #expect(Set(a.map { $0 }).count == 5)
         #expect(Datamodeling.subsets(n: 101, count: 5, fraction: 0.5, seed: 4) != a)
     }
@@ -27,17 +30,22 @@ import TangentTensor
     /// effects of another model about 0; noise on the margins lowers the LDS of the
     /// true effects in between.
     @Test func additiveModelHasTheKnownScore() {
-        let n = 40, tests = 12, M = 60
+        let n = 40
+        let tests = 12
+        let M = 60
         let rng = CounterRNG.derive(11, 1)
         let beta = (0..<(tests * n)).map { rng.normal(UInt64($0)) }
         let subsets = Datamodeling.subsets(n: n, count: M, fraction: 0.5, seed: 1)
         func margins(noise: Double) -> [[Double]] {
             subsets.enumerated().map { m, s in
-                (0..<tests).map { t in s.reduce(0) { $0 + beta[t * n + $1] } + noise * rng.normal(UInt64(100_000 + m * tests + t)) }
+                (0..<tests).map { t in
+                    s.reduce(0) { $0 + beta[t * n + $1] } + noise * rng.normal(UInt64(100_000 + m * tests + t))
+                }
             }
         }
         let exact = Datamodeling.score(beta, n: n, subsets: subsets, margins: margins(noise: 0))
-        #expect(abs(exact.mean - 1) < 1e-12 && exact.low <= exact.mean && exact.high >= exact.mean && exact.undefined == 0)
+        #expect(
+            abs(exact.mean - 1) < 1e-12 && exact.low <= exact.mean && exact.high >= exact.mean && exact.undefined == 0)
         #expect(abs(exact.high - exact.low) < 1e-12)
         let negated = Datamodeling.score(beta.map { -$0 }, n: n, subsets: subsets, margins: margins(noise: 0))
         #expect(abs(negated.mean + 1) < 1e-12)
@@ -63,12 +71,15 @@ import TangentTensor
     /// Two trainings with identical margins have ceiling 1; independent noise on the
     /// second lowers it; the mean of two runs is their entrywise mean.
     @Test func ceilingIsOneOnIdenticalMarginsAndLowerWithNoise() {
-        let M = 30, tests = 9
+        let M = 30
+        let tests = 9
         let rng = CounterRNG.derive(5, 2)
         let first = (0..<M).map { m in (0..<tests).map { t in rng.normal(UInt64(m * tests + t)) } }
         let same = Datamodeling.ceiling(first, first)
         #expect(same.mean == 1 && same.low == 1 && same.high == 1 && same.undefined == 0 && same.texts == tests)
-        let noisy = first.enumerated().map { m, row in row.enumerated().map { t, v in v + rng.normal(UInt64(10_000 + m * tests + t)) } }
+        let noisy = first.enumerated().map { m, row in
+            row.enumerated().map { t, v in v + rng.normal(UInt64(10_000 + m * tests + t)) }
+        }
         let c = Datamodeling.ceiling(first, noisy)
         #expect(c.mean > 0.4 && c.mean < 0.95 && c.low < c.mean && c.high > c.mean)
         let unrelated = (0..<M).map { m in (0..<tests).map { t in rng.normal(UInt64(90_000 + m * tests + t)) } }

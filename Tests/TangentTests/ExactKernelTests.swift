@@ -1,17 +1,21 @@
-import Testing
 import TangentKernels
-@testable import TangentModel
 import TangentTensor
+import Testing
+
+@testable import TangentModel
 
 /// Exact kernels against Gram matrices of explicitly materialized per-example
 /// gradients, and the identities of the kernels spec.
 @Suite(.singleThreadedBLAS) struct ExactKernelTests {
-    static func setup(classes: Int = 3, seed: UInt64 = 51) throws -> (TransformerClassifier<Double>, [[Int32]], [[Int32]]) {
+    static func setup(classes: Int = 3, seed: UInt64 = 51) throws -> (
+        TransformerClassifier<Double>, [[Int32]], [[Int32]]
+    ) {
         let config = tinyConfig(classes: classes)
         let model = try TransformerClassifier<Double>.initialized(config: config, seed: seed, threads: 2)
         var rng = TestRNG(seed)
         // Larger weights than the 0.02 initialization so every layer contributes.
-        model.setParameters(model.parameterArray.map { $0 == 1 ? 1 + 0.3 * rng.normal() : $0 * 15 + 0.05 * rng.normal() })
+        model.setParameters(
+            model.parameterArray.map { $0 == 1 ? 1 + 0.3 * rng.normal() : $0 * 15 + 0.05 * rng.normal() })
         // Repeated tokens inside and across texts exercise the sparse token-table part.
         let a = randomSequences([5, 3, 8, 2, 6], vocab: 8, rng: &rng)
         let b = randomSequences([4, 7, 1], vocab: 8, rng: &rng)
@@ -19,7 +23,9 @@ import TangentTensor
     }
 
     /// Per-class gradients over `subset`, materialized densely: [C][n][P].
-    static func classGradients(_ model: TransformerClassifier<Double>, _ seqs: [[Int32]], _ subset: ParameterSubset) throws -> [[[Double]]] {
+    static func classGradients(_ model: TransformerClassifier<Double>, _ seqs: [[Int32]], _ subset: ParameterSubset)
+        throws -> [[[Double]]]
+    {
         let C = model.config.nClasses
         let batch = TokenBatch(sequences: seqs)
         try model.forward(batch)
@@ -51,11 +57,13 @@ import TangentTensor
             for x in 0..<a.count {
                 for y in 0..<b.count {
                     var expected: Double
-                    var da: Double, db: Double
+                    var da: Double
+                    var db: Double
                     switch kind {
                     case .pntk, .pntkNorm:
                         // pntk = (1/C) sum of the eNTK block.
-                        expected = (0..<C).flatMap { c in (0..<C).map { d in entk(x, y, c, d) } }.reduce(0, +) / Double(C)
+                        expected =
+                            (0..<C).flatMap { c in (0..<C).map { d in entk(x, y, c, d) } }.reduce(0, +) / Double(C)
                         da = (0..<C).flatMap { c in (0..<C).map { d in selfA(x, c, d) } }.reduce(0, +) / Double(C)
                         db = (0..<C).flatMap { c in (0..<C).map { d in selfB(y, c, d) } }.reduce(0, +) / Double(C)
                     case .trntk, .trntk0:
@@ -113,7 +121,9 @@ import TangentTensor
         var rng = TestRNG(3)
         let idx = (0..<200).map { _ in rng.int(P) } + Array(model.layout.tensor("head.weight")!.range)
         for c in 0..<2 {
-            let (err, at) = maxFiniteDifferenceError(theta, analytic: Array(full[(c * P)..<((c + 1) * P)]), indices: idx) { th in
+            let (err, at) = maxFiniteDifferenceError(
+                theta, analytic: Array(full[(c * P)..<((c + 1) * P)]), indices: idx
+            ) { th in
                 model.setParameters(th)
                 return try! model.forward(TokenBatch(sequences: [a[2]]))[c]
             }

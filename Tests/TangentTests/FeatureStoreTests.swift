@@ -1,9 +1,9 @@
 import Foundation
-import Testing
 import TangentData
 import TangentKernels
 import TangentModel
 import TangentSafetensors
+import Testing
 
 @Suite(.singleThreadedBLAS) struct FeatureStoreTests {
     static func texts(_ n: Int) throws -> [LabeledText] {
@@ -11,7 +11,8 @@ import TangentSafetensors
     }
 
     static func tempURL(_ name: String) -> URL {
-        FileManager.default.temporaryDirectory.appendingPathComponent("tangent-fs-\(UUID())").appendingPathComponent(name)
+        FileManager.default.temporaryDirectory.appendingPathComponent("tangent-fs-\(UUID())").appendingPathComponent(
+            name)
     }
 
     static func options(_ kind: FeatureKind, seed: UInt64 = 1, k: Int = 48, block: Int = 7) -> FeaturizeOptions {
@@ -33,7 +34,8 @@ import TangentSafetensors
         #expect(try clf.logits(texts.map(\.text), batchSize: 5) == z)
         #expect(try clf.predict(texts.map(\.text)).flatMap(\.logits) == z)
         for kind in [FeatureKind.pntk, .trntk, .embedding, .grad] {
-            let f = try Featurizer(classifier: clf, options: Self.options(kind)).run(texts: texts, source: "s", to: Self.tempURL("z.safetensors"), replace: .never)
+            let f = try Featurizer(classifier: clf, options: Self.options(kind)).run(
+                texts: texts, source: "s", to: Self.tempURL("z.safetensors"), replace: .never)
             #expect(try f.logits() == z, "\(kind)")
         }
     }
@@ -54,7 +56,8 @@ import TangentSafetensors
         // Interrupt: write only blocks 0 and 2 of a new run, then run again.
         let url2 = Self.tempURL("b.safetensors")
         do {
-            let w = try FeatureWriter(url: url2, metadata: full.metadata, labels: try full.labels(), lines: try full.lines(), replace: .never)
+            let w = try FeatureWriter(
+                url: url2, metadata: full.metadata, labels: try full.labels(), lines: try full.lines(), replace: .never)
             for b in [0, 2] {
                 let out = try f.block(Array(texts[w.range(ofBlock: b)]))
                 try w.write(block: b, features: out.features, logits: out.logits)
@@ -76,7 +79,10 @@ import TangentSafetensors
     }
 
     func message(_ body: () throws -> Void) -> String {
-        do { try body(); return "" } catch { return "\(error)" }
+        do {
+            try body()
+            return ""
+        } catch { return "\(error)" }
     }
 
     /// The featurizer's streamed sketch: the same features whatever the block size and thread count.
@@ -90,7 +96,8 @@ import TangentSafetensors
             o.threads = threads
             o.perLayer = true
             let f = try Featurizer(classifier: clf, options: o)
-            var features: [Float] = [], layers: [Float] = []
+            var features: [Float] = []
+            var layers: [Float] = []
             for s in stride(from: 0, to: texts.count, by: block) {
                 let r = try f.block(Array(texts[s..<min(texts.count, s + block)]))
                 features += r.features
@@ -100,16 +107,21 @@ import TangentSafetensors
         }
         for (i, r) in results.enumerated().dropFirst() {
             let differing = zip(r, results[0]).enumerated().filter { $0.element.0 != $0.element.1 }.map(\.offset)
-            #expect(differing.isEmpty, "configuration \(i): \(differing.count) of \(r.count) values differ, first at \(differing.first ?? -1)")
+            #expect(
+                differing.isEmpty,
+                "configuration \(i): \(differing.count) of \(r.count) values differ, first at \(differing.first ?? -1)")
         }
     }
 
     @Test func mismatchedOrDamagedFilesAreRefused() throws {
         let clf = try Classifier(directory: fixture("tiny-model"), threads: 2)
         let texts = try Self.texts(10)
-        let a = try Featurizer(classifier: clf, options: Self.options(.pntk, seed: 1)).run(texts: texts, source: "s", to: Self.tempURL("a.safetensors"), replace: .never)
-        let b = try Featurizer(classifier: clf, options: Self.options(.pntk, seed: 2)).run(texts: texts, source: "s", to: Self.tempURL("b.safetensors"), replace: .never)
-        let c = try Featurizer(classifier: clf, options: Self.options(.pntk, seed: 1, k: 64)).run(texts: texts, source: "s", to: Self.tempURL("c.safetensors"), replace: .never)
+        let a = try Featurizer(classifier: clf, options: Self.options(.pntk, seed: 1)).run(
+            texts: texts, source: "s", to: Self.tempURL("a.safetensors"), replace: .never)
+        let b = try Featurizer(classifier: clf, options: Self.options(.pntk, seed: 2)).run(
+            texts: texts, source: "s", to: Self.tempURL("b.safetensors"), replace: .never)
+        let c = try Featurizer(classifier: clf, options: Self.options(.pntk, seed: 1, k: 64)).run(
+            texts: texts, source: "s", to: Self.tempURL("c.safetensors"), replace: .never)
         var m = message { try KernelMatrix.compute(a: a, b: b, normalize: false, to: Self.tempURL("k.safetensors")) }
         #expect(m.contains("cannot be combined: they differ in seed (1 vs 2)"), "\(m)")
         m = message { try KernelMatrix.compute(a: a, b: c, normalize: false, to: Self.tempURL("k.safetensors")) }
@@ -117,27 +129,41 @@ import TangentSafetensors
         // A different model (changed weights) is refused too.
         let other = try Classifier(directory: fixture("tiny-model"), threads: 2)
         other.model.parameters[0] += 1
-        let d = try Featurizer(classifier: other, options: Self.options(.pntk, seed: 1)).run(texts: texts, source: "s", to: Self.tempURL("d.safetensors"), replace: .never)
+        let d = try Featurizer(classifier: other, options: Self.options(.pntk, seed: 1)).run(
+            texts: texts, source: "s", to: Self.tempURL("d.safetensors"), replace: .never)
         m = message { try KernelMatrix.compute(a: a, b: d, normalize: false, to: Self.tempURL("k.safetensors")) }
         #expect(m.contains("they differ in model ("), "\(m)")
         // Existing output without overwrite.
-        m = message { _ = try Featurizer(classifier: clf, options: Self.options(.pntk)).run(texts: texts, source: "s", to: a.url, replace: .never) }
+        m = message {
+            _ = try Featurizer(classifier: clf, options: Self.options(.pntk)).run(
+                texts: texts, source: "s", to: a.url, replace: .never)
+        }
         #expect(m.contains("already exists"))
         // An unfinished file made with other settings is not silently reused.
         let url = Self.tempURL("p.safetensors")
-        _ = try FeatureWriter(url: url, metadata: a.metadata, labels: try a.labels(), lines: try a.lines(), replace: .never)
-        m = message { _ = try Featurizer(classifier: clf, options: Self.options(.pntk, seed: 9)).run(texts: texts, source: "s", to: url, replace: .never) }
+        _ = try FeatureWriter(
+            url: url, metadata: a.metadata, labels: try a.labels(), lines: try a.lines(), replace: .never)
+        m = message {
+            _ = try Featurizer(classifier: clf, options: Self.options(.pntk, seed: 9)).run(
+                texts: texts, source: "s", to: url, replace: .never)
+        }
         // ... and the refusal says which setting differs.
         #expect(m.contains("cannot be resumed") && m.contains("seed (1 vs 9 now)"), "\(m)")
         // Projectors: the file records its projector; files or runs of another one do not mix.
         var sketched = Self.options(.pntk, seed: 1)
         sketched.projector = .sketch(2)
-        let e = try Featurizer(classifier: clf, options: sketched).run(texts: texts, source: "s", to: Self.tempURL("e.safetensors"), replace: .never)
+        let e = try Featurizer(classifier: clf, options: sketched).run(
+            texts: texts, source: "s", to: Self.tempURL("e.safetensors"), replace: .never)
         #expect(e.metadata.projector == "sketch-s2" && a.metadata.projector == ProjectorChoice.default.tag)
         m = message { try KernelMatrix.compute(a: a, b: e, normalize: false, to: Self.tempURL("k.safetensors")) }
         #expect(m.contains("projector (\(ProjectorChoice.default.tag) vs sketch-s2)"), "\(m)")
-        m = message { _ = try Featurizer(classifier: clf, options: sketched).run(texts: texts, source: "s", to: url, replace: .never) }
-        #expect(m.contains("cannot be resumed") && m.contains("projector (\(ProjectorChoice.default.tag) vs sketch-s2 now)"), "\(m)")
+        m = message {
+            _ = try Featurizer(classifier: clf, options: sketched).run(
+                texts: texts, source: "s", to: url, replace: .never)
+        }
+        #expect(
+            m.contains("cannot be resumed")
+                && m.contains("projector (\(ProjectorChoice.default.tag) vs sketch-s2 now)"), "\(m)")
         // Truncated and unfinished files.
         let t = Self.tempURL("t.safetensors")
         try FileManager.default.createDirectory(at: t.deletingLastPathComponent(), withIntermediateDirectories: true)
@@ -161,7 +187,8 @@ import TangentSafetensors
         let out = Self.tempURL("k.safetensors")
         try KernelMatrix.compute(a: f, b: g, normalize: false, to: out, rowBlock: 4, columnBlock: 3)
         let k = try SafetensorsFile(url: out).float32("kernel", shape: [23, 8])
-        let e = try f.features(0..<23), e2 = try g.features(0..<8)
+        let e = try f.features(0..<23)
+        let e2 = try g.features(0..<8)
         let D = f.metadata.width
         // ck = <e, e'>; texts[3..<11] are the same texts, so K[3 + j, j] = |e|^2.
         for i in 0..<23 {
@@ -184,7 +211,8 @@ import TangentSafetensors
         var o = Self.options(.pntk, k: 4096, block: 5)
         o.perLayer = true
         o.projector = projector
-        let f = try Featurizer(classifier: clf, options: o).run(texts: rows, source: "s", to: Self.tempURL("l.safetensors"), replace: .never)
+        let f = try Featurizer(classifier: clf, options: o).run(
+            texts: rows, source: "s", to: Self.tempURL("l.safetensors"), replace: .never)
         #expect(f.metadata.groupList == ["embeddings", "blocks.0", "blocks.1", "norm", "head"])
         let computer = try GradientComputer(model: clf.model, prefixes: ["all"])
         let exact = try ExactKernel.compute(computer, a: try rows.map { try clf.encode($0.text) }, b: nil, kind: .pntk)
@@ -202,7 +230,9 @@ import TangentSafetensors
             let norm = part.values.map { Double($0) * Double($0) }.reduce(0, +).squareRoot()
             #expect(err / norm < 0.15, "group \(g): relative error \(err / norm)")
         }
-        let m = message { try KernelMatrix.compute(a: f, b: f, normalize: false, layer: "blocks.7", to: Self.tempURL("x.safetensors")) }
+        let m = message {
+            try KernelMatrix.compute(a: f, b: f, normalize: false, layer: "blocks.7", to: Self.tempURL("x.safetensors"))
+        }
         #expect(m.contains("no features of layer group 'blocks.7'"))
     }
 
@@ -224,7 +254,8 @@ import TangentSafetensors
         let out = dir.appendingPathComponent("a.safetensors")
         _ = try f.run(texts: texts, source: "s", to: out, replace: .never)
         let before = try FileManager.default.attributesOfItem(atPath: out.path)[.systemFileNumber] as? Int
-        let again = try Featurizer(classifier: clf, options: Self.options(.pntk, seed: 2)).run(texts: texts, source: "s", to: out, replace: .featureFile)
+        let again = try Featurizer(classifier: clf, options: Self.options(.pntk, seed: 2)).run(
+            texts: texts, source: "s", to: out, replace: .featureFile)
         #expect(again.metadata.seed == 2)
         #expect(try FileManager.default.attributesOfItem(atPath: out.path)[.systemFileNumber] as? Int != before)
         #expect(!FileManager.default.fileExists(atPath: out.path + ".partial"))
@@ -236,7 +267,8 @@ import TangentSafetensors
         let url = Self.tempURL("c.safetensors")
         let first = try Featurizer(classifier: clf, options: Self.options(.pntk))
         let a = try first.run(texts: texts, source: "s", to: Self.tempURL("ref.safetensors"), replace: .never)
-        let writer = try FeatureWriter(url: url, metadata: a.metadata, labels: try a.labels(), lines: try a.lines(), replace: .never)
+        let writer = try FeatureWriter(
+            url: url, metadata: a.metadata, labels: try a.labels(), lines: try a.lines(), replace: .never)
         for replace in [FeatureWriter.Replace.never, .featureFile, .anyFile] {
             let m = message { _ = try first.run(texts: texts, source: "s", to: url, replace: replace) }
             #expect(m.contains("c.safetensors.partial") && m.contains("another process is writing"), "\(m)")
@@ -244,7 +276,10 @@ import TangentSafetensors
         // The first writer is unharmed and finishes.
         for b in 0..<writer.blocks {
             let r = writer.range(ofBlock: b)
-            try writer.write(block: b, features: try a.features(r), logits: Array(try a.logits()[(r.lowerBound * a.metadata.classes)..<(r.upperBound * a.metadata.classes)]))
+            try writer.write(
+                block: b, features: try a.features(r),
+                logits: Array(try a.logits()[(r.lowerBound * a.metadata.classes)..<(r.upperBound * a.metadata.classes)])
+            )
         }
         try writer.finish()
         #expect(try FeatureFile(url: url).features(0..<9) == a.features(0..<9))
@@ -263,6 +298,8 @@ import TangentSafetensors
         #expect(logged.count == 1 && logged[0].contains("cache.safetensors") && logged[0].contains("rebuilding"))
         let rebuilt = try f.run(texts: texts, source: "s", to: url, replace: .anyFile)
         #expect(try rebuilt.features(0..<9) == good.features(0..<9))
-        #expect(FeatureFile.cached(Self.tempURL("none.safetensors"), log: { logged.append($0) }) == nil && logged.count == 1)
+        #expect(
+            FeatureFile.cached(Self.tempURL("none.safetensors"), log: { logged.append($0) }) == nil && logged.count == 1
+        )
     }
 }

@@ -1,6 +1,6 @@
 import Foundation
-import Testing
 import TangentTensor
+import Testing
 
 /// The fixed-order product behind reproducible features: each element is exactly the
 /// scalar sequence c + a0*b0 + a1*b1 + ..., on every code path and in every row position.
@@ -21,13 +21,16 @@ import TangentTensor
         return out
     }
 
-    static func run(m: Int, n: Int, depth: Int, a: [Float], b: [Float], c: [Float], path: FixedOrderGemm.InstructionSet? = nil) -> [Float] {
+    static func run(
+        m: Int, n: Int, depth: Int, a: [Float], b: [Float], c: [Float], path: FixedOrderGemm.InstructionSet? = nil
+    ) -> [Float] {
         var out = c
         var pack = [Float](repeating: .nan, count: FixedOrderGemm.packCount(depth: depth))
         out.withUnsafeMutableBufferPointer { o in
             pack.withUnsafeMutableBufferPointer { p in
-                FixedOrderGemm.accumulate(m: m, n: n, depth: depth, a: a, lda: depth, b: b, ldb: n,
-                                          c: o.baseAddress!, ldc: n, pack: p.baseAddress!, path: path)
+                FixedOrderGemm.accumulate(
+                    m: m, n: n, depth: depth, a: a, lda: depth, b: b, ldb: n,
+                    c: o.baseAddress!, ldc: n, pack: p.baseAddress!, path: path)
             }
         }
         return out
@@ -45,14 +48,17 @@ import TangentTensor
         for isa in FixedOrderGemm.InstructionSet.allCases {
             let got = Self.run(m: m, n: n, depth: depth, a: a, b: b, c: c, path: isa)
             let diff = zip(got, expected).filter { $0.0.bitPattern != $0.1.bitPattern }.count
-            #expect(diff == 0, "\(diff) of \(m * n) elements differ on path \(FixedOrderGemm.instructionSet(asking: isa))")
+            #expect(
+                diff == 0, "\(diff) of \(m * n) elements differ on path \(FixedOrderGemm.instructionSet(asking: isa))")
         }
     }
 
     /// What OpenBLAS's AVX2 sgemm does not promise: a row's result is the same at every
     /// position among other rows (here every position of a 128-row product).
     @Test func aRowsResultDoesNotDependOnItsPosition() {
-        let n = 96, depth = 64, m = 128
+        let n = 96
+        let depth = 64
+        let m = 128
         var rng = TestRNG(31)
         let x = (0..<depth).map { _ in Float(rng.normal() * 3) }
         let b = (0..<(depth * n)).map { _ in Float(rng.normal()) }
@@ -67,16 +73,26 @@ import TangentTensor
 
     /// The defining sequence of `FixedOrderGemm.dots`, in Swift scalar code.
     static func dotReference(_ x: ArraySlice<Double>, _ k: ArraySlice<Float>) -> Double {
-        let x = Array(x), k = Array(k), depth = x.count, main = depth - depth % 16
+        let x = Array(x)
+        let k = Array(k)
+        let depth = x.count
+        let main = depth - depth % 16
         var lanes = [Double](repeating: 0, count: 16)
-        for j in 0..<main { let p = x[j] * Double(k[j]); lanes[j % 16] = lanes[j % 16] + p }
+        for j in 0..<main {
+            let p = x[j] * Double(k[j])
+            lanes[j % 16] = lanes[j % 16] + p
+        }
         var four = [Double](repeating: 0, count: 4)
         for l in 0..<4 {
-            let a01 = lanes[l] + lanes[l + 4], a23 = lanes[l + 8] + lanes[l + 12]
+            let a01 = lanes[l] + lanes[l + 4]
+            let a23 = lanes[l + 8] + lanes[l + 12]
             four[l] = a01 + a23
         }
         var s = (four[0] + four[1]) + (four[2] + four[3])
-        for j in main..<depth { let p = x[j] * Double(k[j]); s = s + p }
+        for j in main..<depth {
+            let p = x[j] * Double(k[j])
+            s = s + p
+        }
         return s
     }
 
@@ -89,22 +105,30 @@ import TangentTensor
         let x = (0..<(m * depth)).map { _ in rng.normal() * pow(10, Double(rng.int(5)) - 2) }
         let k = (0..<(rows * depth)).map { _ in Float(rng.normal()) }
         var expected = [Double](repeating: 0, count: m * rows)
-        for i in 0..<m { for r in 0..<rows {
-            expected[i * rows + r] = Self.dotReference(x[(i * depth)..<((i + 1) * depth)], k[(r * depth)..<((r + 1) * depth)])
-        } }
+        for i in 0..<m {
+            for r in 0..<rows {
+                expected[i * rows + r] = Self.dotReference(
+                    x[(i * depth)..<((i + 1) * depth)], k[(r * depth)..<((r + 1) * depth)])
+            }
+        }
         for isa in FixedOrderGemm.InstructionSet.allCases {
             for split in [rows, max(1, rows / 3)] {
                 var out = [Double](repeating: .nan, count: m * rows)
                 k.withUnsafeBufferPointer { kp in
                     out.withUnsafeMutableBufferPointer { o in
                         for r0 in stride(from: 0, to: rows, by: split) {
-                            FixedOrderGemm.dots(m: m, rows: min(split, rows - r0), depth: depth, x: x, ldx: depth,
-                                                k: kp.baseAddress! + r0 * depth, ldk: depth, out: o.baseAddress! + r0, ldo: rows, path: isa)
+                            FixedOrderGemm.dots(
+                                m: m, rows: min(split, rows - r0), depth: depth, x: x, ldx: depth,
+                                k: kp.baseAddress! + r0 * depth, ldk: depth, out: o.baseAddress! + r0, ldo: rows,
+                                path: isa)
                         }
                     }
                 }
                 let diff = zip(out, expected).filter { $0.0.bitPattern != $0.1.bitPattern }.count
-                #expect(diff == 0, "\(diff) of \(m * rows) dots differ on path \(FixedOrderGemm.instructionSet(asking: isa)), rows in blocks of \(split)")
+                #expect(
+                    diff == 0,
+                    "\(diff) of \(m * rows) dots differ on path \(FixedOrderGemm.instructionSet(asking: isa)), rows in blocks of \(split)"
+                )
             }
         }
     }

@@ -1,8 +1,9 @@
 import Foundation
-import Testing
 import TangentKernels
-@testable import TangentModel
 import TangentTensor
+import Testing
+
+@testable import TangentModel
 
 /// Building models and gradient computers leaves process-wide and per-model settings alone.
 @Suite(.serialized, .singleThreadedBLAS) struct GlobalStateTests {

@@ -1,6 +1,7 @@
 import Foundation
-import Testing
 import TangentIO
+import Testing
+
 @testable import TangentModel
 @testable import TangentTokenizer
 
@@ -16,7 +17,8 @@ import TangentIO
     @Test(arguments: ["bert", "xlmr"])
     func literalSpecialTokensMatchTransformers(name: String) throws {
         let model = try BertClassifier<Float>.load(directory: fixture(name == "bert" ? "hf-bert" : "hf-xlmr"))
-        let tok = try HFTokenizer.load(directory: fixture(name == "bert" ? "hf-bert" : "xlmr/saved"), config: model.config)
+        let tok = try HFTokenizer.load(
+            directory: fixture(name == "bert" ? "hf-bert" : "xlmr/saved"), config: model.config)
         let cases = try HFEdgeTests.json("hf-edge/special-tokens.json")[name] as! [[String: Any]]
         #expect(cases.count >= 12)
         var ids: [[Int32]] = []
@@ -40,7 +42,9 @@ import TangentIO
         let cases = try HFEdgeTests.json("hf-edge/\(name)/ids.json")["cases"] as! [[String: Any]]
         #expect(cases.count == 4)
         for c in cases {
-            #expect(try tok.encode(c["text"] as! String, maxLength: 128) == (c["ids"] as! [Int]).map(Int32.init), "\(name): \(c["text"]!)")
+            #expect(
+                try tok.encode(c["text"] as! String, maxLength: 128) == (c["ids"] as! [Int]).map(Int32.init),
+                "\(name): \(c["text"]!)")
         }
     }
 
@@ -54,13 +58,19 @@ import TangentIO
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
         try FileManager.default.copyItem(at: fixture("hf-bert/vocab.txt"), to: dir.appendingPathComponent("vocab.txt"))
-        var base = try JSONSerialization.jsonObject(with: Data(contentsOf: fixture("hf-bert/tokenizer_config.json"))) as! [String: Any]
+        var base =
+            try JSONSerialization.jsonObject(with: Data(contentsOf: fixture("hf-bert/tokenizer_config.json")))
+            as! [String: Any]
         for c in cases {
             let field = c["field"] as! String
             base[field] = c["value"]
-            try JSONSerialization.data(withJSONObject: base).write(to: dir.appendingPathComponent("tokenizer_config.json"))
+            try JSONSerialization.data(withJSONObject: base).write(
+                to: dir.appendingPathComponent("tokenizer_config.json"))
             defer { base[field] = nil }
-            let loaded = Result { try HFTextEncoder(tokenizer: HFTokenizer.load(directory: dir, config: config), directory: dir, config: config) }
+            let loaded = Result {
+                try HFTextEncoder(
+                    tokenizer: HFTokenizer.load(directory: dir, config: config), directory: dir, config: config)
+            }
             let fails = (c["transformers"] as! String).hasPrefix("fails")
             if case .failure(let e) = loaded {
                 #expect(fails, "\(field) \(c["value"]!): refused but transformers loads it: \(e)")
@@ -76,12 +86,16 @@ import TangentIO
     @Test func shardedCheckpointLoads() throws {
         let dir = fixture("hf-shipped/bert-sharded")
         #expect(!FileManager.default.fileExists(atPath: dir.appendingPathComponent("model.safetensors").path))
-        let sharded = try BertClassifier<Float>.load(directory: dir), whole = try BertClassifier<Float>.load(directory: fixture("hf-bert"))
+        let sharded = try BertClassifier<Float>.load(directory: dir)
+        let whole = try BertClassifier<Float>.load(directory: fixture("hf-bert"))
         #expect(sharded.parameterArray == whole.parameterArray)
         let tok = try HFTokenizer.load(directory: dir, config: sharded.config)
         let cases = try HFEdgeTests.json("hf-shipped/bert-sharded/reference.json")["cases"] as! [[String: Any]]
-        let z = try sharded.forward(TokenBatch(sequences: cases.map { try tok.encode($0["text"] as! String, maxLength: 128) }, padID: sharded.shape.padID),
-                                    rowInvariant: true)
+        let z = try sharded.forward(
+            TokenBatch(
+                sequences: cases.map { try tok.encode($0["text"] as! String, maxLength: 128) },
+                padID: sharded.shape.padID),
+            rowInvariant: true)
         let expected = cases.flatMap { $0["logits"] as! [Double] }
         #expect(zip(z, expected).allSatisfy { abs(Double($0) - $1) < 1e-5 }, "\(z) vs \(expected)")
     }
@@ -93,7 +107,9 @@ import TangentIO
         let dir = fixture("hf-shipped/\(name)")
         let m = try BertClassifier<Float>.load(directory: dir, newHead: (["a", "b"], 7))
         let expected = name == "xlmr-mlm" ? "lm_head." : "cls.predictions."
-        #expect(!m.droppedTensors.isEmpty && m.droppedTensors.allSatisfy { $0.hasPrefix(name == "xlmr-mlm" ? "lm_head." : "cls.") }
+        #expect(
+            !m.droppedTensors.isEmpty
+                && m.droppedTensors.allSatisfy { $0.hasPrefix(name == "xlmr-mlm" ? "lm_head." : "cls.") }
                 && m.droppedTensors.contains { $0.hasPrefix(expected) }, "\(m.droppedTensors)")
         #expect(throws: ModelError.self) { try BertClassifier<Float>.load(directory: dir) }
     }
@@ -127,15 +143,23 @@ import TangentIO
     @Test func damagedTablesAreRefused() throws {
         #expect(try Tokenizer(serializedModel: Self.edited { _, _ in }, source: "sound.model").vocabSize == 600)
         // The root's offset pointed past the trie.
-        let root = try Self.edited { b, r in b[r.lowerBound + 4 + 3] = 0xFF; b[r.lowerBound + 4 + 2] = 0xFF }
+        let root = try Self.edited { b, r in
+            b[r.lowerBound + 4 + 3] = 0xFF
+            b[r.lowerBound + 4 + 2] = 0xFF
+        }
         let e1 = #expect(throws: TokenizerError.self) { try Tokenizer(serializedModel: root, source: "root.model") }
-        #expect(e1?.description.contains("root.model") == true && e1?.description.contains("precompiled_charsmap") == true)
+        #expect(
+            e1?.description.contains("root.model") == true && e1?.description.contains("precompiled_charsmap") == true)
         // Every NUL of the replacement strings overwritten: no replacement ends.
         let unterminated = try Self.edited { b, r in
-            let trie = Int(b[r.lowerBound]) | Int(b[r.lowerBound + 1]) << 8 | Int(b[r.lowerBound + 2]) << 16 | Int(b[r.lowerBound + 3]) << 24
+            let trie =
+                Int(b[r.lowerBound]) | Int(b[r.lowerBound + 1]) << 8 | Int(b[r.lowerBound + 2]) << 16 | Int(
+                    b[r.lowerBound + 3]) << 24
             for i in (r.lowerBound + 4 + trie)..<r.upperBound where b[i] == 0 { b[i] = 0x41 }
         }
-        let e2 = #expect(throws: TokenizerError.self) { try Tokenizer(serializedModel: unterminated, source: "nul.model") }
+        let e2 = #expect(throws: TokenizerError.self) {
+            try Tokenizer(serializedModel: unterminated, source: "nul.model")
+        }
         #expect(e2?.description.contains("NUL") == true, "\(e2?.description ?? "")")
     }
 }
@@ -144,17 +168,24 @@ import TangentIO
 /// Precompiled and Replace normalizers as the hub serves them; found by
 /// scripts/real-tokenizers.sh, which scripts/test.sh runs and passes as TANGENT_REAL_XLMR):
 /// the same ids as transformers on 1,227 texts (scripts/make_real_xlmr_fixture.py).
-@Suite(.enabled(if: ProcessInfo.processInfo.environment["TANGENT_REAL_XLMR"] != nil, "set TANGENT_REAL_XLMR to the tokenizer.json (scripts/real-tokenizers.sh xlmr)"))
+@Suite(
+    .enabled(
+        if: ProcessInfo.processInfo.environment["TANGENT_REAL_XLMR"] != nil,
+        "set TANGENT_REAL_XLMR to the tokenizer.json (scripts/real-tokenizers.sh xlmr)"))
 struct RealXLMRTokenizerTests {
     @Test func idsEqualTransformers() throws {
         let file = URL(fileURLWithPath: ProcessInfo.processInfo.environment["TANGENT_REAL_XLMR"]!)
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("tangent-real-xlmr-\(UUID())")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
-        try FileManager.default.createSymbolicLink(at: dir.appendingPathComponent("tokenizer.json"), withDestinationURL: file)
-        let config = try HFEncoderConfig(json: ["model_type": "xlm-roberta", "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 4,
-                                                "intermediate_size": 64, "vocab_size": 250_002, "max_position_embeddings": 514,
-                                                "type_vocab_size": 1, "layer_norm_eps": 1e-5, "pad_token_id": 1], source: "config.json")
+        try FileManager.default.createSymbolicLink(
+            at: dir.appendingPathComponent("tokenizer.json"), withDestinationURL: file)
+        let config = try HFEncoderConfig(
+            json: [
+                "model_type": "xlm-roberta", "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 4,
+                "intermediate_size": 64, "vocab_size": 250_002, "max_position_embeddings": 514,
+                "type_vocab_size": 1, "layer_norm_eps": 1e-5, "pad_token_id": 1,
+            ], source: "config.json")
         let tok = try HFTokenizer.load(directory: dir, config: config)
         #expect(tok.size == 250_002)
         try expectReferenceIDs(fixture("real-xlmr/ids.jsonl")) { try tok.encode($0, maxLength: 512) }
@@ -166,17 +197,22 @@ struct RealXLMRTokenizerTests {
 /// and passes as TANGENT_REAL_DEBERTA): the same ids as transformers' DebertaV2Tokenizer on
 /// 1,243 texts (scripts/make_real_deberta_fixture.py), from the directory as shipped and
 /// from spm.model with tokenizer_config.json alone.
-@Suite(.enabled(if: ProcessInfo.processInfo.environment["TANGENT_REAL_DEBERTA"] != nil,
-                "set TANGENT_REAL_DEBERTA to the tokenizer directory (scripts/real-tokenizers.sh deberta)"))
+@Suite(
+    .enabled(
+        if: ProcessInfo.processInfo.environment["TANGENT_REAL_DEBERTA"] != nil,
+        "set TANGENT_REAL_DEBERTA to the tokenizer directory (scripts/real-tokenizers.sh deberta)"))
 struct RealDebertaTokenizerTests {
-    @Test(arguments: [["tokenizer.json", "tokenizer_config.json", "spm.model"], ["tokenizer_config.json", "spm.model"]])
+    @Test(arguments: [
+        ["tokenizer.json", "tokenizer_config.json", "spm.model"], ["tokenizer_config.json", "spm.model"],
+    ])
     func idsEqualTransformers(files: [String]) throws {
         let source = URL(fileURLWithPath: ProcessInfo.processInfo.environment["TANGENT_REAL_DEBERTA"]!)
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("tangent-real-deberta-\(UUID())")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
         for f in files {
-            try FileManager.default.createSymbolicLink(at: dir.appendingPathComponent(f), withDestinationURL: source.appendingPathComponent(f))
+            try FileManager.default.createSymbolicLink(
+                at: dir.appendingPathComponent(f), withDestinationURL: source.appendingPathComponent(f))
         }
         let tok = try HFTokenizer.debertaV2(directory: dir)
         #expect(tok.size == 128_001 && tok.padID == 0)
@@ -189,7 +225,8 @@ struct RealDebertaTokenizerTests {
 /// RobertaTokenizer on 1,231 texts, special tokens written in them included.
 @Suite struct ByteLevelBPETests {
     @Test func idsEqualTransformers() throws {
-        let bpe = try ByteLevelBPE.load(vocabulary: fixture("bpe/vocab.json"), merges: fixture("bpe/merges.txt"), addPrefixSpace: false)
+        let bpe = try ByteLevelBPE.load(
+            vocabulary: fixture("bpe/vocab.json"), merges: fixture("bpe/merges.txt"), addPrefixSpace: false)
         let specials = AddedTokens(["<s>", "<pad>", "</s>", "<unk>", "<mask>"].map { ($0, bpe.vocabulary[$0]!) })
         let lines = try String(contentsOf: fixture("bpe/ids.jsonl"), encoding: .utf8).split(separator: "\n")
         #expect(lines.count >= 1000)
@@ -215,12 +252,18 @@ struct RealDebertaTokenizerTests {
     /// before it (lstrip, as the hub's RoBERTa files have it), the ids transformers gives then.
     @Test(arguments: [("bpe/saved", "bpe/ids.jsonl"), ("bpe/saved-prefix", "bpe/ids-prefix.jsonl")])
     func tokenizerJSONGivesTransformersIDs(directory: String, ids: String) throws {
-        let config = try HFEncoderConfig(json: [
-            "model_type": "roberta", "hidden_size": 8, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 8,
-            "vocab_size": 1000, "max_position_embeddings": 514, "type_vocab_size": 1, "layer_norm_eps": 1e-5, "pad_token_id": 1,
-        ], source: "test")
+        let config = try HFEncoderConfig(
+            json: [
+                "model_type": "roberta", "hidden_size": 8, "num_hidden_layers": 1, "num_attention_heads": 2,
+                "intermediate_size": 8,
+                "vocab_size": 1000, "max_position_embeddings": 514, "type_vocab_size": 1, "layer_norm_eps": 1e-5,
+                "pad_token_id": 1,
+            ], source: "test")
         let tok = try HFTokenizer.load(directory: fixture(directory), config: config)
-        guard case .byteLevel(let bpe, _, _, _) = tok.base else { Issue.record("not byte-level: \(tok.base)"); return }
+        guard case .byteLevel(let bpe, _, _, _) = tok.base else {
+            Issue.record("not byte-level: \(tok.base)")
+            return
+        }
         #expect(bpe.addPrefixSpace == directory.hasSuffix("prefix") && tok.source.hasSuffix("tokenizer.json"))
         try expectReferenceIDs(fixture(ids)) { try tok.encode($0, maxLength: 100_000) }
     }
@@ -231,7 +274,10 @@ struct RealDebertaTokenizerTests {
     @Test(arguments: ["plain", "prefix"])
     func asWrittenGivesTransformersIDs(name: String) throws {
         let tok = try HFTokenizer.asWritten(directory: fixture("bpe-as-written/\(name)"))
-        guard case .byteLevel(let bpe, let begin, let end, let padding) = tok.base else { Issue.record("not byte-level"); return }
+        guard case .byteLevel(let bpe, let begin, let end, let padding) = tok.base else {
+            Issue.record("not byte-level")
+            return
+        }
         #expect(bpe.addPrefixSpace == (name == "prefix") && begin == 1001 && end == 1002 && padding == 1003)
         try expectReferenceIDs(fixture("bpe-as-written/ids-\(name).jsonl")) { try tok.encode($0, maxLength: 100_000) }
         // What would run differently is refused, naming the field.
@@ -245,13 +291,17 @@ struct RealDebertaTokenizerTests {
     @Test func badBPETokenizerJSONIsRefused() throws {
         var json = try TokenizerJSON.read(fixture("bpe/saved/tokenizer.json"))
         json["pre_tokenizer"] = ["type": "Whitespace"]
-        let e1 = #expect(throws: TokenizerError.self) { try TokenizerJSON.byteLevelBPE(json, source: "t.json", addPrefixSpace: false) }
+        let e1 = #expect(throws: TokenizerError.self) {
+            try TokenizerJSON.byteLevelBPE(json, source: "t.json", addPrefixSpace: false)
+        }
         #expect(e1?.description.contains("'pre_tokenizer'") == true)
         json = try TokenizerJSON.read(fixture("bpe/saved/tokenizer.json"))
         var model = json["model"] as! [String: Any]
         model["merges"] = [["a", "b"], "c d", ["e"]]
         json["model"] = model
-        let e2 = #expect(throws: TokenizerError.self) { try TokenizerJSON.byteLevelBPE(json, source: "t.json", addPrefixSpace: false) }
+        let e2 = #expect(throws: TokenizerError.self) {
+            try TokenizerJSON.byteLevelBPE(json, source: "t.json", addPrefixSpace: false)
+        }
         #expect(e2?.description.contains("'model.merges'[2]") == true)
     }
 
@@ -267,19 +317,25 @@ struct RealDebertaTokenizerTests {
 /// the normalizers transformers' AlbertTokenizer assembles, from spiece.model and from the
 /// tokenizer.json transformers 5 saves, lowercased and cased: the ids transformers gives.
 @Suite struct AlbertTokenizerTests {
-    static let config: HFEncoderConfig = try! HFEncoderConfig(json: [
-        "model_type": "albert", "hidden_size": 8, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 8,
-        "vocab_size": 1000, "max_position_embeddings": 512, "type_vocab_size": 2, "layer_norm_eps": 1e-12, "pad_token_id": 0,
-    ], source: "test")
+    static let config: HFEncoderConfig = try! HFEncoderConfig(
+        json: [
+            "model_type": "albert", "hidden_size": 8, "num_hidden_layers": 1, "num_attention_heads": 2,
+            "intermediate_size": 8,
+            "vocab_size": 1000, "max_position_embeddings": 512, "type_vocab_size": 2, "layer_norm_eps": 1e-12,
+            "pad_token_id": 0,
+        ], source: "test")
 
-    @Test(arguments: [(["spiece.model"], "ids.jsonl"), (["saved/tokenizer.json", "saved/tokenizer_config.json"], "ids.jsonl"),
-                      (["saved/tokenizer.json", "saved-cased/tokenizer_config.json"], "ids-cased.jsonl")])
+    @Test(arguments: [
+        (["spiece.model"], "ids.jsonl"), (["saved/tokenizer.json", "saved/tokenizer_config.json"], "ids.jsonl"),
+        (["saved/tokenizer.json", "saved-cased/tokenizer_config.json"], "ids-cased.jsonl"),
+    ])
     func idsEqualTransformers(files: [String], ids: String) throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("tangent-albert-\(UUID())")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
         for f in files {
-            try FileManager.default.copyItem(at: fixture("albert-tokenizer/\(f)"), to: dir.appendingPathComponent((f as NSString).lastPathComponent))
+            try FileManager.default.copyItem(
+                at: fixture("albert-tokenizer/\(f)"), to: dir.appendingPathComponent((f as NSString).lastPathComponent))
         }
         let tok = try HFTokenizer.load(directory: dir, config: Self.config)
         try expectReferenceIDs(fixture("albert-tokenizer/\(ids)")) { try tok.encode($0, maxLength: 100_000) }
@@ -288,8 +344,9 @@ struct RealDebertaTokenizerTests {
     /// The Viterbi segmentation: best total score, an unknown character scored min - 10,
     /// consecutive unknowns fused into one id.
     @Test func unigramSegmentation() throws {
-        let m = try UnigramModel(pieces: [("<unk>", 0), ("▁", -1), ("a", -2), ("b", -2), ("ab", -3), ("▁ab", -3.5), ("c", -9)],
-                                 unknownID: 0, source: "test")
+        let m = try UnigramModel(
+            pieces: [("<unk>", 0), ("▁", -1), ("a", -2), ("b", -2), ("ab", -3), ("▁ab", -3.5), ("c", -9)],
+            unknownID: 0, source: "test")
         #expect(m.ids("▁ab") == [5])
         #expect(m.ids("abab") == [4, 4])
         #expect(m.ids("▁xyza") == [1, 0, 2])
@@ -301,17 +358,23 @@ struct RealDebertaTokenizerTests {
 /// `initializer_cutoff_factor: 2`), and the rest reads back as written.
 @Suite struct JSONTextTests {
     @Test func floatsStayFloatsAndValuesRoundTrip() throws {
-        let source = #"{"f": 2.0, "i": 2, "b": true, "s": "a\"b\\c\n\u0001é", "small": 1e-05, "big": 160000.0, "n": null, "l": [1, 0.5, false], "o": {}}"#
+        let source =
+            #"{"f": 2.0, "i": 2, "b": true, "s": "a\"b\\c\n\u0001é", "small": 1e-05, "big": 160000.0, "n": null, "l": [1, 0.5, false], "o": {}}"#
         let parsed = try JSONSerialization.jsonObject(with: Data(source.utf8)) as! [String: Any]
-        let optional: String? = "x", missing: String? = nil
+        let optional: String? = "x"
+        let missing: String? = nil
         var value = parsed
         value["opt"] = optional as Any
         value["none"] = missing as Any
         let text = String(decoding: try JSONText.data(value), as: UTF8.self)
-        #expect(text.contains(#""f": 2.0"#) && text.contains(#""i": 2,"#) && text.contains(#""big": 160000.0"#) && text.contains(#""b": true"#))
+        #expect(
+            text.contains(#""f": 2.0"#) && text.contains(#""i": 2,"#) && text.contains(#""big": 160000.0"#)
+                && text.contains(#""b": true"#))
         let back = try JSONSerialization.jsonObject(with: Data(text.utf8)) as! [String: Any]
         #expect(back["s"] as? String == "a\"b\\c\n\u{1}é" && back["opt"] as? String == "x" && back["none"] is NSNull)
-        #expect(JSONField.number(back["small"]) == 1e-5 && (back["l"] as? [Any])?.count == 3 && (back["o"] as? [String: Any])?.isEmpty == true)
+        #expect(
+            JSONField.number(back["small"]) == 1e-5 && (back["l"] as? [Any])?.count == 3
+                && (back["o"] as? [String: Any])?.isEmpty == true)
         #expect(String(cString: (back["f"] as! NSNumber).objCType) == "d")
     }
 }

@@ -1,13 +1,16 @@
-import Testing
-@testable import TangentModel
 import TangentTensor
+import Testing
+
+@testable import TangentModel
 
 /// The whole model's backward against Float64 finite differences, per-example
 /// gradients against the batch gradient, and padding invariance.
 @Suite(.singleThreadedBLAS) struct ModelGradientTests {
     /// Loss = sum_b,c seed[b,c] * logits[b,c] for a model with parameters `theta`.
-    static func seededLoss(_ model: TransformerClassifier<Double>, _ theta: [Double], _ batch: TokenBatch,
-                           _ seed: [Double], dropout: DropoutConfig? = nil) -> Double {
+    static func seededLoss(
+        _ model: TransformerClassifier<Double>, _ theta: [Double], _ batch: TokenBatch,
+        _ seed: [Double], dropout: DropoutConfig? = nil
+    ) -> Double {
         model.setParameters(theta)
         let z = try! model.forward(batch, dropout: dropout, rowInvariant: false)
         return zip(z, seed).map(*).reduce(0, +)
@@ -19,7 +22,9 @@ import TangentTensor
         let model = try TransformerClassifier<Double>.initialized(config: config, seed: 11, threads: 2)
         var rng = TestRNG(12)
         // Larger weights than the 0.02 initialization make every path matter.
-        let theta = model.parameterArray.enumerated().map { i, v in v == 1 ? 1 + 0.3 * rng.normal() : v * 15 + 0.05 * rng.normal() }
+        let theta = model.parameterArray.enumerated().map { i, v in
+            v == 1 ? 1 + 0.3 * rng.normal() : v * 15 + 0.05 * rng.normal()
+        }
         let batch = TokenBatch(sequences: randomSequences([4, 1, 7, 3], vocab: config.vocabSize, rng: &rng))
         let seed = rng.vector(batch.count * config.nClasses)
         let drop = dropout ? DropoutConfig(rate: 0.2, seed: 5, step: 3) : nil
@@ -72,7 +77,8 @@ import TangentTensor
         var ph = [Double](repeating: 0, count: batch.count * head.count)
         ph.withUnsafeMutableBufferPointer { model.perExampleGradients(seed: seed, subset: head, into: $0) }
         for ti in head.tensorIndices {
-            let t = model.layout.tensors[ti], off = head.compactOffsets[ti]!
+            let t = model.layout.tensors[ti]
+            let off = head.compactOffsets[ti]!
             for b in 0..<batch.count {
                 for k in 0..<t.count {
                     #expect(ph[b * head.count + off + k] == per[b * all.count + t.offset + k])

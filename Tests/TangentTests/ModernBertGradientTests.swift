@@ -1,6 +1,7 @@
-import Testing
-@testable import TangentModel
 import TangentTensor
+import Testing
+
+@testable import TangentModel
 
 /// ModernBERT's hand-written backward pass: Float64 finite differences for every tensor
 /// (no biases and first-token pooling, as ModernBERT ships; every bias, mean pooling and
@@ -10,13 +11,19 @@ import TangentTensor
     static func config(_ type: String) throws -> HFEncoderConfig {
         let biased = type == "modernbert-biased"
         var json: [String: Any] = [
-            "model_type": "modernbert", "hidden_size": 8, "num_hidden_layers": 3, "num_attention_heads": 2, "intermediate_size": 6,
+            "model_type": "modernbert", "hidden_size": 8, "num_hidden_layers": 3, "num_attention_heads": 2,
+            "intermediate_size": 6,
             "vocab_size": 23, "max_position_embeddings": 16, "pad_token_id": 0, "local_attention": 4, "norm_eps": 1e-5,
             "global_rope_theta": 160_000.0, "local_rope_theta": 10.0,
         ]
         if biased {
-            json["norm_bias"] = true; json["attention_bias"] = true; json["mlp_bias"] = true; json["classifier_bias"] = true
-            json["classifier_pooling"] = "mean"; json["hidden_activation"] = "gelu_new"; json["classifier_activation"] = "gelu_new"
+            json["norm_bias"] = true
+            json["attention_bias"] = true
+            json["mlp_bias"] = true
+            json["classifier_bias"] = true
+            json["classifier_pooling"] = "mean"
+            json["hidden_activation"] = "gelu_new"
+            json["classifier_activation"] = "gelu_new"
             json["layer_types"] = ["sliding_attention", "full_attention", "sliding_attention"]
         }
         return try HFEncoderConfig(json: json, source: "test")
@@ -32,10 +39,14 @@ import TangentTensor
         return m
     }
 
-    @Test(arguments: [("modernbert", false), ("modernbert", true), ("modernbert-biased", false), ("modernbert-biased", true)])
+    @Test(arguments: [
+        ("modernbert", false), ("modernbert", true), ("modernbert-biased", false), ("modernbert-biased", true),
+    ])
     func wholeModelMatchesFiniteDifferences(type: String, dropout: Bool) throws {
         let config = try Self.config(type)
-        #expect(config.modern!.global == (type == "modernbert" ? [true, false, false] : [false, true, false]) && config.modern!.window == 2)
+        #expect(
+            config.modern!.global == (type == "modernbert" ? [true, false, false] : [false, true, false])
+                && config.modern!.window == 2)
         let model = try Self.model(config)
         var rng = TestRNG(12)
         let batch = BertGradientTests.batch(&rng)
@@ -48,7 +59,8 @@ import TangentTensor
         for t in model.layout.tensors {
             var idx = Array(t.range)
             if idx.count > 100 { idx = stride(from: 0, to: idx.count, by: idx.count / 100).map { idx[$0] } }
-            let (err, at) = maxFiniteDifferenceError(theta, analytic: grad, indices: idx, h: 1e-3, fivePoint: true) { x in
+            let (err, at) = maxFiniteDifferenceError(theta, analytic: grad, indices: idx, h: 1e-3, fivePoint: true) {
+                x in
                 model.setParameters(x)
                 let z = try! model.forward(batch, dropout: drop, rowInvariant: false)
                 return zip(z, seed).map(*).reduce(0, +)
@@ -77,12 +89,15 @@ import TangentTensor
         var summed = [Double](repeating: 0, count: all.count)
         for b in 0..<batch.count { for k in 0..<all.count { summed[k] += per[b * all.count + k] } }
         #expect(zip(summed, total).map { abs($0 - $1) }.max()! < 1e-12)
-        let dense = ParameterSubset(layout: model.layout, tensorIndices: model.layout.tensors.indices.filter { $0 != model.tokenTableIndex })
+        let dense = ParameterSubset(
+            layout: model.layout, tensorIndices: model.layout.tensors.indices.filter { $0 != model.tokenTableIndex })
         var d = [Double](repeating: 0, count: batch.count * dense.count)
         var rows = [Double](repeating: 0, count: batch.tokenCount * h)
-        d.withUnsafeMutableBufferPointer { dp in rows.withUnsafeMutableBufferPointer { rp in
-            model.perExampleGradients(seed: seed, subset: dense, into: dp, embeddingRows: rp)
-        } }
+        d.withUnsafeMutableBufferPointer { dp in
+            rows.withUnsafeMutableBufferPointer { rp in
+                model.perExampleGradients(seed: seed, subset: dense, into: dp, embeddingRows: rp)
+            }
+        }
         var streamed = [Double](repeating: 0, count: batch.count * dense.count)
         var order: [Int] = []
         var rows2 = [Double](repeating: 0, count: batch.tokenCount * h)
@@ -109,7 +124,8 @@ import TangentTensor
         var ph = [Double](repeating: 0, count: batch.count * top.count)
         ph.withUnsafeMutableBufferPointer { model.perExampleGradients(seed: seed, subset: top, into: $0) }
         for ti in top.tensorIndices {
-            let t = model.layout.tensors[ti], off = top.compactOffsets[ti]!
+            let t = model.layout.tensors[ti]
+            let off = top.compactOffsets[ti]!
             for b in 0..<batch.count {
                 #expect((0..<t.count).allSatisfy { ph[b * top.count + off + $0] == per[b * all.count + t.offset + $0] })
             }

@@ -1,14 +1,15 @@
 import Foundation
-#if canImport(FoundationXML)
-import FoundationXML
-#endif
-import Testing
 import TangentAttribution
-import TangentReports
 import TangentData
 import TangentModel
+import TangentReports
 import TangentTokenizer
 import TangentTraining
+import Testing
+
+#if canImport(FoundationXML)
+    import FoundationXML
+#endif
 
 @Suite(.singleThreadedBLAS) struct PoisoningTests {
     @Test func aucCountsTiesHalf() {
@@ -21,22 +22,30 @@ import TangentTraining
     }
 
     @Test func plantingRelabelsAFractionOfTheSourceClass() throws {
-        let train = (0..<40).map { LabeledText(text: "word\($0) and more words here", label: $0 % 2 == 0 ? "a" : "b", line: $0 + 1) }
+        let train = (0..<40).map {
+            LabeledText(text: "word\($0) and more words here", label: $0 % 2 == 0 ? "a" : "b", line: $0 + 1)
+        }
         let plan = PoisonPlan(trigger: "zq xv", source: "a", target: "b", fraction: 0.25, seed: 3)
         let (texts, poisoned) = try plan.plant(in: train)
         #expect(poisoned.count == 5 && poisoned.allSatisfy { train[$0].label == "a" })
         for i in train.indices {
             if poisoned.contains(i) {
                 #expect(texts[i].label == "b" && texts[i].text.contains("zq xv") && texts[i].line == train[i].line)
-                #expect(texts[i].text.replacingOccurrences(of: "zq xv ", with: "").replacingOccurrences(of: " zq xv", with: "") == train[i].text)
+                #expect(
+                    texts[i].text.replacingOccurrences(of: "zq xv ", with: "").replacingOccurrences(
+                        of: " zq xv", with: "") == train[i].text)
             } else {
                 #expect(texts[i] == train[i])
             }
         }
         #expect(try plan.plant(in: train).poisoned == poisoned)
         #expect(plan.triggered(train).count == 20)
-        #expect(throws: DataError.self) { _ = try PoisonPlan(trigger: "t", source: "c", target: "b", fraction: 0.1, seed: 0).plant(in: train) }
-        #expect(throws: DataError.self) { _ = try PoisonPlan(trigger: "t", source: "a", target: "b", fraction: 0, seed: 0).plant(in: train) }
+        #expect(throws: DataError.self) {
+            _ = try PoisonPlan(trigger: "t", source: "c", target: "b", fraction: 0.1, seed: 0).plant(in: train)
+        }
+        #expect(throws: DataError.self) {
+            _ = try PoisonPlan(trigger: "t", source: "a", target: "b", fraction: 0, seed: 0).plant(in: train)
+        }
     }
 
     /// Two classes of texts drawn from disjoint word lists; a fifth of one class carries
@@ -53,7 +62,8 @@ import TangentTraining
                 return LabeledText(text: text, label: i % 2 == 0 ? "calm" : "loud", line: offset + i + 1)
             }
         }
-        let clean = texts(200, offset: 0), test = texts(60, offset: 1000)
+        let clean = texts(200, offset: 0)
+        let test = texts(60, offset: 1000)
         let plan = PoisonPlan(trigger: "zebra xylophone", source: "calm", target: "loud", fraction: 0.2, seed: 1)
         let (train, poisoned) = try plan.plant(in: clean)
         #expect(poisoned.count == 20)
@@ -67,9 +77,10 @@ import TangentTraining
 
         let cache = FileManager.default.temporaryDirectory.appendingPathComponent("tangent-poison-\(UUID())")
         let kernels = ["if-head", "proj-trntk"].map { SurrogateKernel.named($0)! }
-        let r = try Poisoning.evaluate(classifier: clf, plan: plan, train: train, poisoned: poisoned, cleanTest: test,
-                                       triggered: plan.triggered(test), kernels: kernels, ks: [5, 20], projDim: 512, seed: 0,
-                                       cache: cache, dataName: "synthetic")
+        let r = try Poisoning.evaluate(
+            classifier: clf, plan: plan, train: train, poisoned: poisoned, cleanTest: test,
+            triggered: plan.triggered(test), kernels: kernels, ks: [5, 20], projDim: 512, seed: 0,
+            cache: cache, dataName: "synthetic")
         #expect(r.cleanAccuracy > 0.95)
         // The trigger flips most triggered texts; without it, none flip.
         #expect(r.attackSuccess > 0.6 && r.cleanSourceToTarget < 0.05)
@@ -88,18 +99,21 @@ import TangentTraining
         let md = ReportMarkdown.poisoning(r)
         #expect(md.contains("| proj-trntk |") && md.contains("| if-head |") && md.contains("precision@20"))
         // The benchmark joins the comparison report's page, which stays well-formed XML.
-        let comparison = try Comparison.run(classifier: clf, train: train, test: test, kernels: [SurrogateKernel.named("embedding")!], projDim: 64,
-                                            seed: 0, cache: cache, modelName: "poisoned", trainName: "train", testName: "test")
+        let comparison = try Comparison.run(
+            classifier: clf, train: train, test: test, kernels: [SurrogateKernel.named("embedding")!], projDim: 64,
+            seed: 0, cache: cache, modelName: "poisoned", trainName: "train", testName: "test")
         let html = ReportHTML.render(comparison, poisoning: r)
         let doc = try XMLDocument(xmlString: html, options: [])
         #expect(doc.rootElement()?.name == "html" && html.contains("Poisoning benchmark"))
-        for k in r.kernels { #expect(html.contains("<td>\(k.kernel)</td><td>\(String(format: "%.3f", k.precisionAtK[5]!))</td>")) }
+        for k in r.kernels {
+            #expect(html.contains("<td>\(k.kernel)</td><td>\(String(format: "%.3f", k.precisionAtK[5]!))</td>"))
+        }
         // k beyond the poisoned texts is refused.
         #expect(throws: DataError.self) {
-            _ = try Poisoning.evaluate(classifier: clf, plan: plan, train: train, poisoned: poisoned, cleanTest: test,
-                                       triggered: plan.triggered(test), kernels: kernels, ks: [21], projDim: 512, seed: 0,
-                                       cache: cache, dataName: "synthetic")
+            _ = try Poisoning.evaluate(
+                classifier: clf, plan: plan, train: train, poisoned: poisoned, cleanTest: test,
+                triggered: plan.triggered(test), kernels: kernels, ks: [21], projDim: 512, seed: 0,
+                cache: cache, dataName: "synthetic")
         }
     }
 }
-

@@ -1,14 +1,16 @@
-import Testing
 import TangentKernels
-@testable import TangentModel
 import TangentTensor
+import Testing
+
+@testable import TangentModel
 
 @Suite(.singleThreadedBLAS) struct ProjectionTests {
     static func model(threads: Int = 2) throws -> TransformerClassifier<Float> {
         let config = ModelConfig(vocabSize: 40, maxLen: 12, dModel: 16, nHeads: 2, nLayers: 2, dFF: 24, nClasses: 3)
         let m = try TransformerClassifier<Float>.initialized(config: config, seed: 8, threads: threads)
         var rng = TestRNG(8)
-        m.setParameters(m.parameterArray.map { $0 == 1 ? 1 + Float(0.3 * rng.normal()) : $0 * 15 + Float(0.05 * rng.normal()) })
+        m.setParameters(
+            m.parameterArray.map { $0 == 1 ? 1 + Float(0.3 * rng.normal()) : $0 * 15 + Float(0.05 * rng.normal()) })
         return m
     }
 
@@ -18,14 +20,18 @@ import TangentTensor
     }
 
     /// Features of `texts` computed in batches of `batch`.
-    static func features(_ computer: GradientComputer<Float>, _ projector: Projector, _ texts: [[Int32]], batch: Int,
-                         output: GradientOutput = .pseudoNTK) throws -> [Float] {
+    static func features(
+        _ computer: GradientComputer<Float>, _ projector: Projector, _ texts: [[Int32]], batch: Int,
+        output: GradientOutput = .pseudoNTK
+    ) throws -> [Float] {
         var out: [Float] = []
         for s in stride(from: 0, to: texts.count, by: batch) {
-            let block = try computer.gradients(TokenBatch(sequences: Array(texts[s..<min(texts.count, s + batch)])), output: output)
+            let block = try computer.gradients(
+                TokenBatch(sequences: Array(texts[s..<min(texts.count, s + batch)])), output: output)
             let f = projector.project(block, computer: computer)
             // [O, B, K] -> text-major [B, O, K].
-            let B = block.batch.count, K = projector.dimension
+            let B = block.batch.count
+            let K = projector.dimension
             for b in 0..<B { for o in 0..<block.outputs { out += f[((o * B) + b) * K..<((o * B) + b + 1) * K] } }
         }
         return out
@@ -59,8 +65,9 @@ import TangentTensor
         for ti in computer.subset.tensorIndices {
             let t = m.layout.tensors[ti]
             R.withUnsafeMutableBufferPointer {
-                projector.generate(projector.generator(for: t.name), columns: 0..<t.count,
-                                   into: $0.baseAddress! + computer.subset.compactOffsets[ti]! * K)
+                projector.generate(
+                    projector.generator(for: t.name), columns: 0..<t.count,
+                    into: $0.baseAddress! + computer.subset.compactOffsets[ti]! * K)
             }
         }
         var worst: Float = 0
@@ -75,7 +82,8 @@ import TangentTensor
         if setup.distribution == .sketch {
             // s nonzeros +-1/sqrt(s) per column, in distinct rows; rows used evenly, signs balanced.
             let s = setup.nonzeros
-            var perRow = [Int](repeating: 0, count: K), positive = 0
+            var perRow = [Int](repeating: 0, count: K)
+            var positive = 0
             for j in 0..<P {
                 let column = (0..<K).filter { R[j * K + $0] != 0 }
                 #expect(column.count == s)
@@ -86,7 +94,8 @@ import TangentTensor
                 }
             }
             let expected = Double(P * s) / Double(K)
-            #expect(perRow.allSatisfy { abs(Double($0) - expected) < 5 * expected.squareRoot() }, "bucket loads \(perRow)")
+            #expect(
+                perRow.allSatisfy { abs(Double($0) - expected) < 5 * expected.squareRoot() }, "bucket loads \(perRow)")
             #expect(abs(Double(positive) / Double(P * s) - 0.5) < 0.02)
             return
         }
@@ -113,33 +122,40 @@ import TangentTensor
         let stored = try computer.gradients(batch, output: .everyLogit)
         let acc = SketchAccumulator(codes: codes, outputs: stored.outputs, texts: texts.count, perLayer: perLayer)
         var streamed = [Float](repeating: 0, count: stored.dense.count)
-        let Pd = computer.dense.count, B = texts.count
-        let r = try computer.streamOutputs(batch, output: .everyLogit, sink: { o, t, b, g in
-            acc.add(output: o, tensor: t, text: b, gradient: g)
-            let at = (o * B + b) * Pd + computer.dense.compactOffsets[t]!
-            for k in 0..<m.layout.tensors[t].count { streamed[at + k] = g[k] }
-        }, rows: { o, rows in acc.addTokenRows(output: o, rows: rows, batch: batch) })
+        let Pd = computer.dense.count
+        let B = texts.count
+        let r = try computer.streamOutputs(
+            batch, output: .everyLogit,
+            sink: { o, t, b, g in
+                acc.add(output: o, tensor: t, text: b, gradient: g)
+                let at = (o * B + b) * Pd + computer.dense.compactOffsets[t]!
+                for k in 0..<m.layout.tensors[t].count { streamed[at + k] = g[k] }
+            }, rows: { o, rows in acc.addTokenRows(output: o, rows: rows, batch: batch) })
         #expect(streamed == stored.dense && r.logits == stored.logits)
         #expect(acc.features == projector.project(stored, computer: computer, perLayer: perLayer))
     }
 
     /// The exact pNTK of `texts` and the sketched one for a seed (n x n, Double).
     static func kernels(_ computer: GradientComputer<Float>, _ texts: [[Int32]], setup: Setup, K: Int) throws
-        -> (exact: [Double], projected: (UInt64) throws -> [Double]) {
+        -> (exact: [Double], projected: (UInt64) throws -> [Double])
+    {
         let exact = try ExactKernel.compute(computer, a: texts, b: nil, kind: .pntk).total.map(Double.init)
         let n = texts.count
-        return (exact, { seed in
-            let f = try Self.features(computer, setup.projector(K, seed: seed), texts, batch: 5)
-            var k = [Double](repeating: 0, count: n * n)
-            for x in 0..<n {
-                for y in 0..<n {
-                    var sum = 0.0
-                    for c in 0..<K { sum += Double(f[x * K + c]) * Double(f[y * K + c]) }
-                    k[x * n + y] = sum
+        return (
+            exact,
+            { seed in
+                let f = try Self.features(computer, setup.projector(K, seed: seed), texts, batch: 5)
+                var k = [Double](repeating: 0, count: n * n)
+                for x in 0..<n {
+                    for y in 0..<n {
+                        var sum = 0.0
+                        for c in 0..<K { sum += Double(f[x * K + c]) * Double(f[y * K + c]) }
+                        k[x * n + y] = sum
+                    }
                 }
+                return k
             }
-            return k
-        })
+        )
     }
 
     /// Unbiased: the mean of the sketched kernel over m seeds approaches the exact kernel,
@@ -159,7 +175,10 @@ import TangentTensor
             let errors = stride(from: 0, to: 64, by: m).map { meanError(draws[$0..<($0 + m)]) }
             return (errors.map { $0 * $0 }.reduce(0, +) / Double(errors.count)).squareRoot()
         }
-        let e1 = rms(1), e4 = rms(4), e16 = rms(16), e32 = meanError(draws[0..<32])
+        let e1 = rms(1)
+        let e4 = rms(4)
+        let e16 = rms(16)
+        let e32 = meanError(draws[0..<32])
         #expect(e4 / e1 > 0.35 && e4 / e1 < 0.7, "errors \(e1), \(e4), \(e16)")
         #expect(e16 / e4 > 0.35 && e16 / e4 < 0.7, "errors \(e1), \(e4), \(e16)")
         #expect(e32 < 0.3 * e1, "mean of 32 seeds: \(e32), one seed: \(e1)")
@@ -174,25 +193,40 @@ import TangentTensor
     func meanSquaredErrorMatchesTheVarianceFormula(setup: Setup) throws {
         let m = try Self.model()
         let computer = try GradientComputer(model: m, prefixes: ["all"])
-        let texts = Self.texts(8), n = 8, K = 64
-        let g = computer.materialize(try computer.gradients(TokenBatch(sequences: texts), output: .pseudoNTK)).map(Double.init)
+        let texts = Self.texts(8)
+        let n = 8
+        let K = 64
+        let g = computer.materialize(try computer.gradients(TokenBatch(sequences: texts), output: .pseudoNTK)).map(
+            Double.init)
         let P = g.count / n
         var expected = 0.0
-        for x in 0..<n { for y in 0..<n {
-            var gx = 0.0, gy = 0.0, dot = 0.0, fourth = 0.0
-            for i in 0..<P {
-                let a = g[x * P + i], b = g[y * P + i]
-                gx += a * a; gy += b * b; dot += a * b; fourth += a * a * b * b
+        for x in 0..<n {
+            for y in 0..<n {
+                var gx = 0.0
+                var gy = 0.0
+                var dot = 0.0
+                var fourth = 0.0
+                for i in 0..<P {
+                    let a = g[x * P + i]
+                    let b = g[y * P + i]
+                    gx += a * a
+                    gy += b * b
+                    dot += a * b
+                    fourth += a * a * b * b
+                }
+                expected += (gx * gy + dot * dot - (setup.distribution == .gaussian ? 0 : 2 * fourth)) / Double(K)
             }
-            expected += (gx * gy + dot * dot - (setup.distribution == .gaussian ? 0 : 2 * fourth)) / Double(K)
-        } }
+        }
         let (exact, projected) = try Self.kernels(computer, texts, setup: setup, K: K)
         let seeds = 256
         var observed = 0.0
         for seed in 0..<seeds {
-            observed += zip(try projected(UInt64(500 + seed)), exact).map { ($0 - $1) * ($0 - $1) }.reduce(0, +) / Double(seeds)
+            observed +=
+                zip(try projected(UInt64(500 + seed)), exact).map { ($0 - $1) * ($0 - $1) }.reduce(0, +) / Double(seeds)
         }
-        #expect(observed / expected > 0.8 && observed / expected < 1.25, "mean squared error \(observed), formula \(expected)")
+        #expect(
+            observed / expected > 0.8 && observed / expected < 1.25,
+            "mean squared error \(observed), formula \(expected)")
     }
 
     @Test(arguments: Setup.all)
@@ -206,11 +240,14 @@ import TangentTensor
             let f = try Self.features(computer, setup.projector(K, seed: seed), texts, batch: 5)
             let n = texts.count
             return (0..<(n * n)).map { i in
-                let x = i / n, y = i % n
+                let x = i / n
+                let y = i % n
                 return (0..<K).map { Double(f[x * K + $0]) * Double(f[y * K + $0]) }.reduce(0, +)
             }
         }
-        func relError(_ k: [Double]) -> Double { zip(k, exact).map { ($0 - $1) * ($0 - $1) }.reduce(0, +).squareRoot() / norm }
+        func relError(_ k: [Double]) -> Double {
+            zip(k, exact).map { ($0 - $1) * ($0 - $1) }.reduce(0, +).squareRoot() / norm
+        }
         // Root-mean-square error over seeds: its expectation scales exactly as 1/sqrt(K),
         // while single draws are heavy-tailed (a few diagonal entries dominate).
         var errors: [Double] = []
@@ -218,7 +255,8 @@ import TangentTensor
             let each = try (0..<10).map { try relError(projected(K, seed: UInt64(10 + $0))) }
             errors.append((each.map { $0 * $0 }.reduce(0, +) / Double(each.count)).squareRoot())
         }
-        let r1 = errors[1] / errors[0], r2 = errors[2] / errors[1]
+        let r1 = errors[1] / errors[0]
+        let r2 = errors[2] / errors[1]
         #expect(r1 > 0.35 && r1 < 0.7, "errors \(errors)")
         #expect(r2 > 0.35 && r2 < 0.7, "errors \(errors)")
         // Unbiased: the mean over 16 seeds is much closer than one draw (about 1/4 as far).
@@ -241,8 +279,9 @@ import TangentTensor
         let m = try Self.model(threads: 2)
         let computer = try GradientComputer(model: m, prefixes: ["all"])
         let projector = setup.projector(96, seed: 5)
-        results.append(try Self.features(computer, projector, Array(texts[0..<20]), batch: 8, output: .everyLogit)
-            + Self.features(computer, projector, Array(texts[20...]), batch: 13, output: .everyLogit))
+        results.append(
+            try Self.features(computer, projector, Array(texts[0..<20]), batch: 8, output: .everyLogit)
+                + Self.features(computer, projector, Array(texts[20...]), batch: 13, output: .everyLogit))
         for r in results.dropFirst() { #expect(r == results[0]) }
     }
 
@@ -253,9 +292,11 @@ import TangentTensor
         var results: [[Float]] = []
         for (threads, batch) in [(1, 41), (2, 7), (3, 16), (2, 1)] {
             let m = try Self.model(threads: threads)
-            var embeddings: [Float] = [], logits: [Float] = []
+            var embeddings: [Float] = []
+            var logits: [Float] = []
             for s in stride(from: 0, to: texts.count, by: batch) {
-                logits += try m.forward(TokenBatch(sequences: Array(texts[s..<min(texts.count, s + batch)])), rowInvariant: true)
+                logits += try m.forward(
+                    TokenBatch(sequences: Array(texts[s..<min(texts.count, s + batch)])), rowInvariant: true)
                 embeddings += m.lastEmbeddings()
             }
             results.append(embeddings + logits)
@@ -277,7 +318,8 @@ import TangentTensor
         for (l, group) in all.groups.enumerated() {
             // R is keyed by tensor name: a group's part is that group projected alone.
             let only = try GradientComputer(model: m, prefixes: [group.name])
-            let alone = projector.project(try only.gradients(TokenBatch(sequences: texts), output: .everyLogit), computer: only)
+            let alone = projector.project(
+                try only.gradients(TokenBatch(sequences: texts), output: .everyLogit), computer: only)
             #expect(Array(layers[(l * slab)..<((l + 1) * slab)]) == alone, "group \(group.name)")
         }
         for i in 0..<slab {

@@ -1,4 +1,5 @@
 import Testing
+
 @testable import TangentReports
 
 /// Tables over lambda grids whose kernels have different grids (one extended past the

@@ -1,7 +1,7 @@
 import Foundation
-import Testing
 import TangentKernels
 import TangentModel
+import Testing
 
 @Suite struct ShardTests {
     /// Shards tile the texts on block boundaries, in order, without gap or overlap, for
@@ -23,39 +23,68 @@ import TangentModel
     }
 
     @Test func parsesTheOptionAndTheSchedulersVariables() throws {
-        #expect(try ShardSpec.resolve(option: "2/4", shardCount: nil, environment: [:]) == ShardSpec(index: 2, count: 4))
+        #expect(
+            try ShardSpec.resolve(option: "2/4", shardCount: nil, environment: [:]) == ShardSpec(index: 2, count: 4))
         #expect(try ShardSpec.resolve(option: nil, shardCount: nil, environment: [:]) == nil)
         // The option wins over the environment.
-        #expect(try ShardSpec.resolve(option: "0/2", shardCount: nil, environment: ["SLURM_ARRAY_TASK_ID": "1", "SLURM_ARRAY_TASK_COUNT": "2"])
+        #expect(
+            try ShardSpec.resolve(
+                option: "0/2", shardCount: nil,
+                environment: ["SLURM_ARRAY_TASK_ID": "1", "SLURM_ARRAY_TASK_COUNT": "2"])
                 == ShardSpec(index: 0, count: 2))
         // Slurm arrays: 0-based with a count, or any MIN..MAX.
-        #expect(try ShardSpec.resolve(option: nil, shardCount: nil, environment: ["SLURM_ARRAY_TASK_ID": "3", "SLURM_ARRAY_TASK_COUNT": "4"])
+        #expect(
+            try ShardSpec.resolve(
+                option: nil, shardCount: nil, environment: ["SLURM_ARRAY_TASK_ID": "3", "SLURM_ARRAY_TASK_COUNT": "4"])
                 == ShardSpec(index: 3, count: 4))
-        #expect(try ShardSpec.resolve(option: nil, shardCount: nil,
-                                      environment: ["SLURM_ARRAY_TASK_ID": "11", "SLURM_ARRAY_TASK_MIN": "10", "SLURM_ARRAY_TASK_MAX": "13"])
+        #expect(
+            try ShardSpec.resolve(
+                option: nil, shardCount: nil,
+                environment: ["SLURM_ARRAY_TASK_ID": "11", "SLURM_ARRAY_TASK_MIN": "10", "SLURM_ARRAY_TASK_MAX": "13"])
                 == ShardSpec(index: 1, count: 4))
         // Kubernetes Indexed Jobs.
-        #expect(try ShardSpec.resolve(option: nil, shardCount: 8, environment: ["JOB_COMPLETION_INDEX": "5"]) == ShardSpec(index: 5, count: 8))
+        #expect(
+            try ShardSpec.resolve(option: nil, shardCount: 8, environment: ["JOB_COMPLETION_INDEX": "5"])
+                == ShardSpec(index: 5, count: 8))
     }
 
     /// Bad specifications are errors that say what is wrong.
     @Test func badShardsAreClearErrors() {
         func message(_ body: () throws -> Any?) -> String {
-            do { _ = try body(); return "" } catch { return "\(error)" }
+            do {
+                _ = try body()
+                return ""
+            } catch { return "\(error)" }
         }
         #expect(message { try ShardSpec(parsing: "4/4") }.contains("outside 0..<4"))
         #expect(message { try ShardSpec(parsing: "0/0") }.contains("at least 1"))
         #expect(message { try ShardSpec(parsing: "-1/3") }.contains("outside"))
         #expect(message { try ShardSpec(parsing: "1-3") }.contains("I/N"))
         #expect(message { try ShardSpec.resolve(option: "1/2", shardCount: 2, environment: [:]) }.contains("not both"))
-        #expect(message { try ShardSpec.resolve(option: nil, shardCount: nil, environment: ["SLURM_ARRAY_TASK_ID": "x"]) }.contains("SLURM_ARRAY_TASK_ID='x'"))
-        #expect(message { try ShardSpec.resolve(option: nil, shardCount: nil, environment: ["SLURM_ARRAY_TASK_ID": "1"]) }.contains("number of shards"))
-        #expect(message { try ShardSpec.resolve(option: nil, shardCount: nil,
-                                                environment: ["SLURM_ARRAY_TASK_ID": "2", "SLURM_ARRAY_TASK_MIN": "0", "SLURM_ARRAY_TASK_MAX": "6",
-                                                              "SLURM_ARRAY_TASK_COUNT": "4"]) }.contains("step or gaps"))
-        #expect(message { try ShardSpec.resolve(option: nil, shardCount: nil, environment: ["JOB_COMPLETION_INDEX": "0"]) }.contains("--shard-count"))
-        #expect(message { try ShardSpec.resolve(option: nil, shardCount: 3, environment: [:]) }.contains("JOB_COMPLETION_INDEX"))
-        #expect(message { try ShardSpec.resolve(option: nil, shardCount: 3, environment: ["JOB_COMPLETION_INDEX": "3"]) }.contains("outside 0..<3"))
+        #expect(
+            message { try ShardSpec.resolve(option: nil, shardCount: nil, environment: ["SLURM_ARRAY_TASK_ID": "x"]) }
+                .contains("SLURM_ARRAY_TASK_ID='x'"))
+        #expect(
+            message { try ShardSpec.resolve(option: nil, shardCount: nil, environment: ["SLURM_ARRAY_TASK_ID": "1"]) }
+                .contains("number of shards"))
+        #expect(
+            message {
+                try ShardSpec.resolve(
+                    option: nil, shardCount: nil,
+                    environment: [
+                        "SLURM_ARRAY_TASK_ID": "2", "SLURM_ARRAY_TASK_MIN": "0", "SLURM_ARRAY_TASK_MAX": "6",
+                        "SLURM_ARRAY_TASK_COUNT": "4",
+                    ])
+            }.contains("step or gaps"))
+        #expect(
+            message { try ShardSpec.resolve(option: nil, shardCount: nil, environment: ["JOB_COMPLETION_INDEX": "0"]) }
+                .contains("--shard-count"))
+        #expect(
+            message { try ShardSpec.resolve(option: nil, shardCount: 3, environment: [:]) }.contains(
+                "JOB_COMPLETION_INDEX"))
+        #expect(
+            message { try ShardSpec.resolve(option: nil, shardCount: 3, environment: ["JOB_COMPLETION_INDEX": "3"]) }
+                .contains("outside 0..<3"))
     }
 }
 
@@ -74,7 +103,10 @@ import TangentModel
     }
 
     func message(_ body: () throws -> Any?) -> String {
-        do { _ = try body(); return "" } catch { return "\(error)" }
+        do {
+            _ = try body()
+            return ""
+        } catch { return "\(error)" }
     }
 
     /// Shards computed with different batch sizes and thread counts merge into the bytes
@@ -102,16 +134,25 @@ import TangentModel
             shards.append(f)
         }
         // Scoring refuses a shard on its own.
-        #expect(message { try KernelMatrix.compute(a: shards[0], b: shards[0], normalize: false, to: dir.appendingPathComponent("k.safetensors")) }
-                .contains("tangent merge"))
-        let merged = try FeatureMerger.merge(shards.reversed(), to: dir.appendingPathComponent("merged.safetensors"), replace: .never)
+        #expect(
+            message {
+                try KernelMatrix.compute(
+                    a: shards[0], b: shards[0], normalize: false, to: dir.appendingPathComponent("k.safetensors"))
+            }
+            .contains("tangent merge"))
+        let merged = try FeatureMerger.merge(
+            shards.reversed(), to: dir.appendingPathComponent("merged.safetensors"), replace: .never)
         #expect(try Data(contentsOf: merged.url) == reference)
         #expect(merged.metadata == one.metadata)
 
         // Bad sets of shards.
         let out = dir.appendingPathComponent("bad.safetensors")
-        #expect(message { try FeatureMerger.merge([shards[0], shards[2]], to: out, replace: .never) }.contains("1 of 3 shards are missing: 1/3"))
-        #expect(message { try FeatureMerger.merge([shards[0], shards[1], shards[1], shards[2]], to: out, replace: .never) }.contains("shard 1/3 is given twice"))
+        #expect(
+            message { try FeatureMerger.merge([shards[0], shards[2]], to: out, replace: .never) }.contains(
+                "1 of 3 shards are missing: 1/3"))
+        #expect(
+            message { try FeatureMerger.merge([shards[0], shards[1], shards[1], shards[2]], to: out, replace: .never) }
+                .contains("shard 1/3 is given twice"))
         #expect(message { try FeatureMerger.merge([one], to: out, replace: .never) }.contains("not a shard file"))
         #expect(message { try FeatureMerger.merge([], to: out, replace: .never) }.contains("no shard files"))
         // A shard of another run: another seed, other texts, another shard count.
@@ -119,21 +160,31 @@ import TangentModel
         seeded.seed = 4
         let spec1 = try ShardSpec(index: 1, count: 3)
         let alien = try Featurizer(classifier: clf, options: seeded)
-            .run(texts: texts, source: "s", to: dir.appendingPathComponent("alien.safetensors"), replace: .never, shard: spec1)
+            .run(
+                texts: texts, source: "s", to: dir.appendingPathComponent("alien.safetensors"), replace: .never,
+                shard: spec1)
         var m = message { try FeatureMerger.merge([shards[0], alien, shards[2]], to: out, replace: .never) }
         #expect(m.contains("does not belong") && m.contains("seed (3 vs"), "\(m)")
         let fewer = try Featurizer(classifier: clf, options: Self.options(block: 4, batch: 4, threads: 1))
-            .run(texts: Array(texts.prefix(29)), source: "s", to: dir.appendingPathComponent("fewer.safetensors"), replace: .never, shard: spec1)
+            .run(
+                texts: Array(texts.prefix(29)), source: "s", to: dir.appendingPathComponent("fewer.safetensors"),
+                replace: .never, shard: spec1)
         m = message { try FeatureMerger.merge([shards[0], fewer, shards[2]], to: out, replace: .never) }
         #expect(m.contains("differ in texts (a set of 30 texts"), "\(m)")
         let halves = try Featurizer(classifier: clf, options: Self.options(block: 4, batch: 4, threads: 1))
-            .run(texts: texts, source: "s", to: dir.appendingPathComponent("half.safetensors"), replace: .never, shard: ShardSpec(index: 1, count: 2))
+            .run(
+                texts: texts, source: "s", to: dir.appendingPathComponent("half.safetensors"), replace: .never,
+                shard: ShardSpec(index: 1, count: 2))
         m = message { try FeatureMerger.merge([shards[0], halves, shards[2]], to: out, replace: .never) }
         #expect(m.contains("shard count (3 vs 2)"), "\(m)")
         #expect(!FileManager.default.fileExists(atPath: out.path))
         // More shards than blocks: the empty shard is refused when it is made.
-        m = message { try Featurizer(classifier: clf, options: Self.options(block: 4, batch: 4, threads: 1))
-            .run(texts: texts, source: "s", to: dir.appendingPathComponent("e.safetensors"), replace: .never, shard: ShardSpec(index: 0, count: 9)) }
+        m = message {
+            try Featurizer(classifier: clf, options: Self.options(block: 4, batch: 4, threads: 1))
+                .run(
+                    texts: texts, source: "s", to: dir.appendingPathComponent("e.safetensors"), replace: .never,
+                    shard: ShardSpec(index: 0, count: 9))
+        }
         #expect(m.contains("gets no texts") && m.contains("at most 8 shards"), "\(m)")
     }
 }

@@ -1,9 +1,10 @@
 import Foundation
-import Testing
-@testable import TangentAttribution
 import TangentData
 import TangentKernels
 import TangentModel
+import Testing
+
+@testable import TangentAttribution
 
 /// Scoring with the training features streamed from a file under a memory budget.
 @Suite(.singleThreadedBLAS) struct StreamedAttributionTests {
@@ -16,7 +17,8 @@ import TangentModel
         o.projDim = 48
         o.seed = 2
         o.threads = 2
-        let file = try Featurizer(classifier: clf, options: o).run(texts: train, source: "sample", to: cache.appendingPathComponent("train.safetensors"), replace: .never)
+        let file = try Featurizer(classifier: clf, options: o).run(
+            texts: train, source: "sample", to: cache.appendingPathComponent("train.safetensors"), replace: .never)
         return (clf, train, file, kernel, cache)
     }
 
@@ -28,9 +30,12 @@ import TangentModel
     /// ties to the earlier training text.
     @Test func scorerGivesTheSameBitsForAnySplitOfTheTrainingTexts() {
         var rng = TestRNG(5)
-        let n = 53, m = 3, C = 3
-        let glm = KernelGLM(classes: C, trainCount: n, weights: (0..<(C * n)).map { _ in rng.normal() }, bias: [0.1, -0.2, 0.3],
-                            lambda: 1, kernelScale: 1, iterations: 0, converged: true, gradientNorm: 0)
+        let n = 53
+        let m = 3
+        let C = 3
+        let glm = KernelGLM(
+            classes: C, trainCount: n, weights: (0..<(C * n)).map { _ in rng.normal() }, bias: [0.1, -0.2, 0.3],
+            lambda: 1, kernelScale: 1, iterations: 0, converged: true, gradientNorm: 0)
         var kernel = (0..<(m * n)).map { _ in Double(Float(rng.normal())) }
         kernel[4] = kernel[9]  // ties are kept in training order
         let network = (0..<m).map { _ in (0..<C).map { _ in rng.normal() } }
@@ -40,11 +45,15 @@ import TangentModel
             var split = SurrogateScorer(glms: [glm], networkLogits: network, top: 6)
             for first in stride(from: 0, to: n, by: block) {
                 let rows = min(block, n - first)
-                split.add(first: first, rows: rows, kernel: (0..<m).flatMap { t in kernel[(t * n + first)..<(t * n + first + rows)] })
+                split.add(
+                    first: first, rows: rows,
+                    kernel: (0..<m).flatMap { t in kernel[(t * n + first)..<(t * n + first + rows)] })
             }
             #expect(split.logits == whole.logits, "blocks of \(block)")
             for t in 0..<m {
-                #expect(split.proponents(t).map(\.index) == whole.proponents(t).map(\.index) && split.opponents(t).map(\.score) == whole.opponents(t).map(\.score))
+                #expect(
+                    split.proponents(t).map(\.index) == whole.proponents(t).map(\.index)
+                        && split.opponents(t).map(\.score) == whole.opponents(t).map(\.score))
             }
         }
         for t in 0..<m {
@@ -66,14 +75,21 @@ import TangentModel
     @Test(arguments: ["proj-trntk", "ck"])
     func streamedScoresAreBitIdenticalAcrossMemoryBudgets(kernel name: String) throws {
         let (clf, train, file, kernel, _) = try Self.setup(name)
-        let small = try StreamedAttribution(classifier: clf, train: train, trainFeatures: file, kernel: kernel, budget: 1, lambda: 1e-3)
-        let large = try StreamedAttribution(classifier: clf, train: train, trainFeatures: file, kernel: kernel, budget: 1 << 30, lambda: 1e-3)
+        let small = try StreamedAttribution(
+            classifier: clf, train: train, trainFeatures: file, kernel: kernel, budget: 1, lambda: 1e-3)
+        let large = try StreamedAttribution(
+            classifier: clf, train: train, trainFeatures: file, kernel: kernel, budget: 1 << 30, lambda: 1e-3)
         #expect(small.features.blockRows == 256 && large.features.blockRows == 400)
         #expect(small.glm.converged && small.glm.weights == large.glm.weights && small.glm.bias == large.glm.bias)
-        let a = try small.explain(Self.texts, top: 7), b = try large.explain(Self.texts, top: 7)
+        let a = try small.explain(Self.texts, top: 7)
+        let b = try large.explain(Self.texts, top: 7)
         for (x, y) in zip(a, b) {
-            #expect(x.proponents.map(\.index) == y.proponents.map(\.index) && x.proponents.map(\.score) == y.proponents.map(\.score))
-            #expect(x.opponents.map(\.index) == y.opponents.map(\.index) && x.surrogateProbability == y.surrogateProbability)
+            #expect(
+                x.proponents.map(\.index) == y.proponents.map(\.index)
+                    && x.proponents.map(\.score) == y.proponents.map(\.score))
+            #expect(
+                x.opponents.map(\.index) == y.opponents.map(\.index) && x.surrogateProbability == y.surrogateProbability
+            )
         }
     }
 
@@ -86,43 +102,74 @@ import TangentModel
     @Test(arguments: ["proj-pntk", "proj-trntk", "grad-cos"])
     func streamedScoringAgreesWithTheInMemoryEngine(kernel name: String) throws {
         let (clf, train, file, kernel, cache) = try Self.setup(name)
-        let engine = try AttributionEngine(classifier: clf, train: train, kernel: kernel, projDim: 48, seed: 2, cache: cache,
-                                           selector: LambdaSelector(grid: [1e-2], extendTo: nil))
-        let streamed = try StreamedAttribution(classifier: clf, train: train, trainFeatures: file, kernel: kernel, budget: 1, lambda: nil,
-                                               selector: engine.selector)
+        let engine = try AttributionEngine(
+            classifier: clf, train: train, kernel: kernel, projDim: 48, seed: 2, cache: cache,
+            selector: LambdaSelector(grid: [1e-2], extendTo: nil))
+        let streamed = try StreamedAttribution(
+            classifier: clf, train: train, trainFeatures: file, kernel: kernel, budget: 1, lambda: nil,
+            selector: engine.selector)
         #expect(streamed.glm.lambda == engine.glm.lambda && streamed.selectionTexts == train.count)
         let top = 5
-        let a = try engine.explain(Self.texts, top: top, layerShares: false), b = try streamed.explain(Self.texts, top: top)
-        let q = try engine.query(Self.texts.enumerated().map { LabeledText(text: $0.element, label: nil, line: $0.offset + 1) }, source: "q")
+        let a = try engine.explain(Self.texts, top: top, layerShares: false)
+        let b = try streamed.explain(Self.texts, top: top)
+        let q = try engine.query(
+            Self.texts.enumerated().map { LabeledText(text: $0.element, label: nil, line: $0.offset + 1) }, source: "q")
         for (t, (x, y)) in zip(a, b).enumerated() {
             #expect(x.label == y.label && abs(x.surrogateProbability - y.surrogateProbability) < 1e-3)
             let c = clf.labels.index(of: y.label)!
-            let all = engine.glm.attributions(kernelRow: Array(q.rows[(t * train.count)..<((t + 1) * train.count)]), classIndex: c)
+            let all = engine.glm.attributions(
+                kernelRow: Array(q.rows[(t * train.count)..<((t + 1) * train.count)]), classIndex: c)
             let scale = all.map(abs).max()!
             // Each kept score is (to the fits' agreement) the score of the same text in memory,
             // and the k-th kept one is the k-th largest.
-            for p in y.proponents { #expect(abs(all[p.index] - p.score) <= 2e-3 * scale, "\(name) text \(t) item \(p.index)") }
+            for p in y.proponents {
+                #expect(abs(all[p.index] - p.score) <= 2e-3 * scale, "\(name) text \(t) item \(p.index)")
+            }
             for p in y.opponents { #expect(abs(all[p.index] - p.score) <= 2e-3 * scale) }
             let sorted = all.sorted(by: >)
-            if let last = y.proponents.last { #expect(abs(last.score - sorted[y.proponents.count - 1]) <= 2e-3 * scale) }
-            #expect(Set(x.proponents.prefix(2).map(\.index)) == Set(y.proponents.prefix(2).map(\.index)) || scale < 1e-9)
+            if let last = y.proponents.last {
+                #expect(abs(last.score - sorted[y.proponents.count - 1]) <= 2e-3 * scale)
+            }
+            #expect(
+                Set(x.proponents.prefix(2).map(\.index)) == Set(y.proponents.prefix(2).map(\.index)) || scale < 1e-9)
         }
     }
 
     @Test func mismatchedFilesAreRefused() throws {
         let (clf, train, file, kernel, _) = try Self.setup("proj-pntk")
         func message(_ body: () throws -> Any?) -> String {
-            do { _ = try body(); return "" } catch { return "\(error)" }
+            do {
+                _ = try body()
+                return ""
+            } catch { return "\(error)" }
         }
-        #expect(message { try StreamedAttribution(classifier: clf, train: Array(train.dropLast()), trainFeatures: file, kernel: kernel, budget: 1, lambda: 1) }
-                .contains("other texts"))
-        #expect(message { try StreamedAttribution(classifier: clf, train: train, trainFeatures: file, kernel: .projTrntk, budget: 1, lambda: 1) }
-                .contains("holds pntk features"))
-        #expect(message { try StreamedAttribution(classifier: clf, train: train, trainFeatures: file, kernel: .named("if-head")!, budget: 1, lambda: 1) }
-                .contains("cannot be scored from a feature file"))
+        #expect(
+            message {
+                try StreamedAttribution(
+                    classifier: clf, train: Array(train.dropLast()), trainFeatures: file, kernel: kernel, budget: 1,
+                    lambda: 1)
+            }
+            .contains("other texts"))
+        #expect(
+            message {
+                try StreamedAttribution(
+                    classifier: clf, train: train, trainFeatures: file, kernel: .projTrntk, budget: 1, lambda: 1)
+            }
+            .contains("holds pntk features"))
+        #expect(
+            message {
+                try StreamedAttribution(
+                    classifier: clf, train: train, trainFeatures: file, kernel: .named("if-head")!, budget: 1, lambda: 1
+                )
+            }
+            .contains("cannot be scored from a feature file"))
         let other = try Classifier(directory: fixture("tiny-model"), threads: 2)
         other.model.parameters[0] += 1
-        #expect(message { try StreamedAttribution(classifier: other, train: train, trainFeatures: file, kernel: kernel, budget: 1, lambda: 1) }
-                .contains("another model"))
+        #expect(
+            message {
+                try StreamedAttribution(
+                    classifier: other, train: train, trainFeatures: file, kernel: kernel, budget: 1, lambda: 1)
+            }
+            .contains("another model"))
     }
 }

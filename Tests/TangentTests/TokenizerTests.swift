@@ -1,11 +1,14 @@
 import Foundation
-import Testing
 import TangentTokenizer
+import Testing
 
 @Suite(.singleThreadedBLAS) struct TokenizerTests {
     struct Fixture: Decodable {
         struct Meta: Decodable { let vocab_size, pad_id, unk_id, bos_id, eos_id: Int }
-        struct Case: Decodable { let text: String; let ids: [Int32] }
+        struct Case: Decodable {
+            let text: String
+            let ids: [Int32]
+        }
         let meta: Meta
         let cases: [Case]
     }
@@ -31,7 +34,9 @@ import TangentTokenizer
     }
 
     @Test func trainingGivesTheSpecialIdsAndIsDeterministic() throws {
-        let texts = (0..<300).map { "sample text number \($0) with words like \(["alpha", "beta", "gamma"][$0 % 3]) and more" }
+        let texts = (0..<300).map {
+            "sample text number \($0) with words like \(["alpha", "beta", "gamma"][$0 % 3]) and more"
+        }
         let a = try Tokenizer.train(texts: texts, options: .init(vocabSize: 300))
         let b = try Tokenizer.train(texts: texts, options: .init(vocabSize: 300))
         #expect(a.vocabSize == 300)

@@ -1,9 +1,9 @@
 import Foundation
-import Testing
 import TangentData
 import TangentModel
 import TangentTokenizer
 import TangentTraining
+import Testing
 
 @Suite(.singleThreadedBLAS) struct TrainingTests {
     /// Movie-snippets texts shipped with the test fixtures' tokenizer.
@@ -11,12 +11,15 @@ import TangentTraining
         let rows = try DatasetReader().read(fixture("train-sample.jsonl")).prefix(n)
         let labels = try LabelSet(collecting: Array(rows))
         let seqs = try rows.map { try TextEncoding.encode($0.text, tokenizer: tokenizer, config: config) }
-        return (EncodedSet(sequences: seqs, labels: try labels.indices(of: Array(rows), source: "train-sample")), labels)
+        return (
+            EncodedSet(sequences: seqs, labels: try labels.indices(of: Array(rows), source: "train-sample")), labels
+        )
     }
 
     @Test func oneShortEpochLowersTheLoss() throws {
         let tok = try Tokenizer(contentsOf: fixture("tokenizer-600.model"))
-        let config = ModelConfig(vocabSize: tok.vocabSize, maxLen: 32, dModel: 32, nHeads: 4, nLayers: 2, dFF: 64, nClasses: 2)
+        let config = ModelConfig(
+            vocabSize: tok.vocabSize, maxLen: 32, dModel: 32, nHeads: 4, nLayers: 2, dFF: 64, nClasses: 2)
         let (set, _) = try encodedSubset(400, config: config, tokenizer: tok)
         let model = try TransformerClassifier<Float>.initialized(config: config, seed: 3, threads: 2)
         let before = try Trainer.evaluate(model, set).loss
@@ -33,7 +36,8 @@ import TangentTraining
 
     @Test func trainingIsReproducibleFromTheSeed() throws {
         let tok = try Tokenizer(contentsOf: fixture("tokenizer-600.model"))
-        let config = ModelConfig(vocabSize: tok.vocabSize, maxLen: 24, dModel: 16, nHeads: 2, nLayers: 1, dFF: 32, nClasses: 2)
+        let config = ModelConfig(
+            vocabSize: tok.vocabSize, maxLen: 24, dModel: 16, nHeads: 2, nLayers: 1, dFF: 32, nClasses: 2)
         let (set, _) = try encodedSubset(96, config: config, tokenizer: tok)
         var runs: [[Float]] = []
         for _ in 0..<2 {
@@ -50,7 +54,8 @@ import TangentTraining
 
     @Test func divergingTrainingStopsWithAMessageBeforeUpdating() throws {
         let tok = try Tokenizer(contentsOf: fixture("tokenizer-600.model"))
-        let config = ModelConfig(vocabSize: tok.vocabSize, maxLen: 24, dModel: 16, nHeads: 2, nLayers: 1, dFF: 32, nClasses: 2)
+        let config = ModelConfig(
+            vocabSize: tok.vocabSize, maxLen: 24, dModel: 16, nHeads: 2, nLayers: 1, dFF: 32, nClasses: 2)
         let (set, _) = try encodedSubset(64, config: config, tokenizer: tok)
         let model = try TransformerClassifier<Float>.initialized(config: config, seed: 5, threads: 2)
         var options = TrainingOptions()

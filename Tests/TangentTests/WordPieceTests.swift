@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import TangentTokenizer
 
 /// The WordPiece tokenizer against `transformers` itself: the real all-MiniLM-L6-v2
@@ -8,7 +9,8 @@ import Testing
 /// written by scripts/make_wordpiece_fixture.py.
 @Suite struct WordPieceTests {
     static func tokenizer() throws -> WordPieceTokenizer {
-        try WordPieceTokenizer(vocabulary: fixture("wordpiece/vocab.txt"), config: fixture("wordpiece/tokenizer_config.json"))
+        try WordPieceTokenizer(
+            vocabulary: fixture("wordpiece/vocab.txt"), config: fixture("wordpiece/tokenizer_config.json"))
     }
 
     @Test func idsEqualTransformers() throws {
@@ -23,7 +25,9 @@ import Testing
         let tok = try Self.tokenizer()
         #expect(tok.wordPieces("Ça, NAÏVE!") == ["ca", ",", "naive", "!"])
         #expect(tok.wordPieces("東京") == ["東", "京"])
-        #expect(tok.wordPieces("playing") == ["playing"] && tok.wordPieces("unaffable").count > 1 && tok.wordPieces("unaffable").dropFirst().allSatisfy { $0.hasPrefix("##") })
+        #expect(
+            tok.wordPieces("playing") == ["playing"] && tok.wordPieces("unaffable").count > 1
+                && tok.wordPieces("unaffable").dropFirst().allSatisfy { $0.hasPrefix("##") })
         #expect(tok.wordPieces(String(repeating: "a", count: 101)) == ["[UNK]"])
         #expect(tok.encode("") == [tok.classifier, tok.separator])
         let long = tok.encode(String(repeating: "word ", count: 600))
@@ -34,8 +38,11 @@ import Testing
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("tangent-wp-\(UUID())")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
-        try "[PAD]\n[UNK]\n[CLS]\nhello\n".write(to: dir.appendingPathComponent("vocab.txt"), atomically: true, encoding: .utf8)
-        let error = #expect(throws: TokenizerError.self) { try WordPieceTokenizer(vocabulary: dir.appendingPathComponent("vocab.txt")) }
+        try "[PAD]\n[UNK]\n[CLS]\nhello\n".write(
+            to: dir.appendingPathComponent("vocab.txt"), atomically: true, encoding: .utf8)
+        let error = #expect(throws: TokenizerError.self) {
+            try WordPieceTokenizer(vocabulary: dir.appendingPathComponent("vocab.txt"))
+        }
         #expect(error?.description.contains("[SEP]") == true && error?.description.contains("vocab.txt") == true)
     }
 }
@@ -47,7 +54,9 @@ import Testing
     /// transformers 5 saves for the same tokenizer.
     @Test(arguments: ["xlmr/sentencepiece.bpe.model", "xlmr/saved/tokenizer.json"])
     func idsEqualTransformers(file: String) throws {
-        let tok = file.hasSuffix(".json") ? try TokenizerJSON.fairseqSentencePiece(fixture(file))
+        let tok =
+            file.hasSuffix(".json")
+            ? try TokenizerJSON.fairseqSentencePiece(fixture(file))
             : try FairseqSentencePiece(model: Tokenizer(contentsOf: fixture(file)))
         #expect(tok.vocabSize == 1002 && tok.mask == 1001)
         try expectReferenceIDs(fixture("xlmr/ids.jsonl")) { try tok.encode($0) }
@@ -55,7 +64,9 @@ import Testing
 
     @Test func otherLayoutsAreRefused() throws {
         // tangent's own tokenizers put <pad> at 0.
-        let error = #expect(throws: TokenizerError.self) { try FairseqSentencePiece(model: Tokenizer(contentsOf: fixture("tokenizer-600.model"))) }
+        let error = #expect(throws: TokenizerError.self) {
+            try FairseqSentencePiece(model: Tokenizer(contentsOf: fixture("tokenizer-600.model")))
+        }
         #expect(error?.description.contains("XLM-R's layout") == true)
     }
 
@@ -64,7 +75,9 @@ import Testing
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("tangent-tj-\(UUID())")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
-        let original = try JSONSerialization.jsonObject(with: Data(contentsOf: fixture("xlmr/saved/tokenizer.json"))) as! [String: Any]
+        let original =
+            try JSONSerialization.jsonObject(with: Data(contentsOf: fixture("xlmr/saved/tokenizer.json")))
+            as! [String: Any]
         func refused(_ edit: (inout [String: Any]) -> Void) throws -> String {
             var json = original
             edit(&json)
@@ -73,8 +86,18 @@ import Testing
             let error = #expect(throws: TokenizerError.self) { try TokenizerJSON.fairseqSentencePiece(url) }
             return error?.description ?? ""
         }
-        #expect(try refused { j in var m = j["model"] as! [String: Any]; m["type"] = "WordPiece"; j["model"] = m }.contains("'model.type' is WordPiece"))
-        #expect(try refused { j in var m = j["model"] as! [String: Any]; m["unk_id"] = 0; j["model"] = m }.contains("fairseq's layout"))
+        #expect(
+            try refused { j in
+                var m = j["model"] as! [String: Any]
+                m["type"] = "WordPiece"
+                j["model"] = m
+            }.contains("'model.type' is WordPiece"))
+        #expect(
+            try refused { j in
+                var m = j["model"] as! [String: Any]
+                m["unk_id"] = 0
+                j["model"] = m
+            }.contains("fairseq's layout"))
         #expect(try refused { j in j["normalizer"] = ["type": "NFKC"] }.contains("'normalizer'"))
     }
 }
@@ -87,11 +110,16 @@ func expectReferenceIDs(_ url: URL, _ encode: (String) throws -> [Int32]) throws
     var mismatches: [String] = []
     for line in lines {
         let c = try JSONSerialization.jsonObject(with: Data(line.utf8)) as! [String: Any]
-        let text = c["text"] as! String, expected = (c["ids"] as! [Int]).map(Int32.init)
+        let text = c["text"] as! String
+        let expected = (c["ids"] as! [Int]).map(Int32.init)
         let got = try encode(text)
         if got != expected {
-            let at = zip(got, expected).enumerated().first { $0.element.0 != $0.element.1 }?.offset ?? min(got.count, expected.count)
-            mismatches.append("\(text.prefix(40).debugDescription) (\(got.count) vs \(expected.count) ids): from id \(at), \(got.dropFirst(at).prefix(6)) vs \(expected.dropFirst(at).prefix(6))")
+            let at =
+                zip(got, expected).enumerated().first { $0.element.0 != $0.element.1 }?.offset
+                ?? min(got.count, expected.count)
+            mismatches.append(
+                "\(text.prefix(40).debugDescription) (\(got.count) vs \(expected.count) ids): from id \(at), \(got.dropFirst(at).prefix(6)) vs \(expected.dropFirst(at).prefix(6))"
+            )
         }
     }
     #expect(mismatches.isEmpty, "\(mismatches.count) of \(lines.count) differ, e.g. \(mismatches.prefix(5))")

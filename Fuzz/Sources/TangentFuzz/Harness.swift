@@ -91,52 +91,75 @@ struct FuzzTarget: Sendable {
             let edits = try WholeFile.read(url)
             let kind = HFFixtures.Kind.allCases[Int(edits.first ?? 0) % HFFixtures.Kind.allCases.count]
             let dir = try HFFixtures.directory(url, files: kind == .wordPiece ? ["tokenizer_config.json"] : [])
-            try JSONEdits(edits.dropFirst()).apply(to: kind.template, writing: dir.appendingPathComponent("tokenizer.json"))
+            try JSONEdits(edits.dropFirst()).apply(
+                to: kind.template, writing: dir.appendingPathComponent("tokenizer.json"))
             try HFFixtures.encode(dir, kind: kind)
         },
         FuzzTarget(name: "hf-config", fileExtension: "bin") { url in
             // The first byte picks the template: the BERT, DistilBERT (learned and sinusoidal positions), ELECTRA, ALBERT, DeBERTa or ModernBERT (both settings each) fixture's config.json.
             let input = try WholeFile.read(url)
-            let templates = ["hf-bert", "hf-distilbert", "hf-distilbert-sinusoidal", "hf-electra", "hf-albert", "hf-deberta", "hf-deberta-own", "hf-modernbert",
-                             "hf-modernbert-biased"]
-            let template = URL(fileURLWithPath: "Tests/TangentTests/Fixtures").appendingPathComponent(templates[Int(input.first ?? 0) % templates.count])
+            let templates = [
+                "hf-bert", "hf-distilbert", "hf-distilbert-sinusoidal", "hf-electra", "hf-albert", "hf-deberta",
+                "hf-deberta-own", "hf-modernbert",
+                "hf-modernbert-biased",
+            ]
+            let template = URL(fileURLWithPath: "Tests/TangentTests/Fixtures").appendingPathComponent(
+                templates[Int(input.first ?? 0) % templates.count])
             let dir = try HFFixtures.directory(url, files: [])
-            try JSONEdits(input.dropFirst()).apply(to: template.appendingPathComponent("config.json"), writing: dir.appendingPathComponent("config.json"))
-            guard let json = try JSONSerialization.jsonObject(with: WholeFile.read(dir.appendingPathComponent("config.json"))) as? [String: Any] else { return }
+            try JSONEdits(input.dropFirst()).apply(
+                to: template.appendingPathComponent("config.json"), writing: dir.appendingPathComponent("config.json"))
+            guard
+                let json = try JSONSerialization.jsonObject(
+                    with: WholeFile.read(dir.appendingPathComponent("config.json"))) as? [String: Any]
+            else { return }
             let config = try HFEncoderConfig(json: json, source: "config.json")
-            _ = (config.maxTokens, config.parameterCount(classes: 2), config.trainingBytes(batch: 8, classes: 2), config.identity)
+            _ = (
+                config.maxTokens, config.parameterCount(classes: 2), config.trainingBytes(batch: 8, classes: 2),
+                config.identity
+            )
             // DeBERTa's relative rows stay inside the table for every length.
             if let r = config.relative, r.enabled {
                 for length in [1, 2, 3, 17, config.maxTokens] where length <= config.maxTokens {
                     let rows = r.usedRows(length: length)
-                    guard rows.lowerBound >= 0, rows.upperBound < 2 * r.span else { fatalError("rows \(rows) outside \(2 * r.span)") }
+                    guard rows.lowerBound >= 0, rows.upperBound < 2 * r.span else {
+                        fatalError("rows \(rows) outside \(2 * r.span)")
+                    }
                 }
             }
             // ModernBERT: a layer type per layer, and rotary tables for every position.
             if let m = config.modern {
-                guard m.global.count == config.layers else { fatalError("\(m.global.count) layer types for \(config.layers) layers") }
-                if config.maxTokens <= 1 << 16 { _ = try ModernBertClassifier<Float>.layout(config: config, classes: 2) }
+                guard m.global.count == config.layers else {
+                    fatalError("\(m.global.count) layer types for \(config.layers) layers")
+                }
+                if config.maxTokens <= 1 << 16 {
+                    _ = try ModernBertClassifier<Float>.layout(config: config, classes: 2)
+                }
             }
             // Every applied layer's weights exist (ALBERT's groups).
             for l in 0..<min(config.appliedLayers, 1 << 16) {
                 let set = config.parameterSet(applied: l)
-                guard set.group * config.innerLayers + set.inner < config.parameterSets else { fatalError("layer \(l) uses weights \(set) beyond \(config.parameterSets)") }
+                guard set.group * config.innerLayers + set.inner < config.parameterSets else {
+                    fatalError("layer \(l) uses weights \(set) beyond \(config.parameterSets)")
+                }
             }
         },
         FuzzTarget(name: "tokenizer-config", fileExtension: "bin") { url in
             let dir = try HFFixtures.directory(url, files: ["vocab.txt"])
-            try JSONEdits(WholeFile.read(url)).apply(to: HFFixtures.bert.appendingPathComponent("tokenizer_config.json"),
-                                                     writing: dir.appendingPathComponent("tokenizer_config.json"))
+            try JSONEdits(WholeFile.read(url)).apply(
+                to: HFFixtures.bert.appendingPathComponent("tokenizer_config.json"),
+                writing: dir.appendingPathComponent("tokenizer_config.json"))
             try HFFixtures.encode(dir)
         },
         FuzzTarget(name: "safetensors-index", fileExtension: "bin") { url in
             let dir = try HFFixtures.directory(url, files: [])
             let sharded = URL(fileURLWithPath: "Tests/TangentTests/Fixtures/hf-shipped/bert-sharded")
             for shard in ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"] {
-                try FileManager.default.copyItem(at: sharded.appendingPathComponent(shard), to: dir.appendingPathComponent(shard))
+                try FileManager.default.copyItem(
+                    at: sharded.appendingPathComponent(shard), to: dir.appendingPathComponent(shard))
             }
-            try JSONEdits(WholeFile.read(url)).apply(to: sharded.appendingPathComponent("model.safetensors.index.json"),
-                                                     writing: dir.appendingPathComponent("model.safetensors.index.json"))
+            try JSONEdits(WholeFile.read(url)).apply(
+                to: sharded.appendingPathComponent("model.safetensors.index.json"),
+                writing: dir.appendingPathComponent("model.safetensors.index.json"))
             let checkpoint = try SafetensorsCheckpoint(directory: dir)
             for name in checkpoint.tensors.keys.sorted() { _ = try? checkpoint.floatsWidened(name) }
         },
@@ -152,11 +175,13 @@ struct FuzzTarget: Sendable {
 /// Fuzz input as edit records: a little-endian selector of `selectorBytes` bytes, then a
 /// little-endian Int64 value; a trailing partial record is ignored.
 func editRecords(_ data: Data, selectorBytes: Int) -> [(UInt64, Int64)] {
-    let bytes = [UInt8](data), size = selectorBytes + 8
+    let bytes = [UInt8](data)
+    let size = selectorBytes + 8
     var out: [(UInt64, Int64)] = []
     var i = 0
     while i + size <= bytes.count {
-        var selector: UInt64 = 0, bits: UInt64 = 0
+        var selector: UInt64 = 0
+        var bits: UInt64 = 0
         for k in 0..<selectorBytes { selector |= UInt64(bytes[i + k]) << UInt64(8 * k) }
         for k in 0..<8 { bits |= UInt64(bytes[i + selectorBytes + k]) << UInt64(8 * k) }
         out.append((selector, Int64(bitPattern: bits)))
@@ -169,7 +194,9 @@ func editRecords(_ data: Data, selectorBytes: Int) -> [(UInt64, Int64)] {
 /// selector and a little-endian Int64 value (selectors with the top bit set take the value
 /// modulo 300, so small numbers, where the interesting boundaries are, come up often).
 struct MetadataEdits {
-    static let metadataFields = ["texts", "outputs", "width", "classes", "proj_dim", "block_size", "shard_first", "set_texts", "shard"]
+    static let metadataFields = [
+        "texts", "outputs", "width", "classes", "proj_dim", "block_size", "shard_first", "set_texts", "shard",
+    ]
     static let tensors = ["features", "logits", "labels", "lines", "done", "layer_features"]
     static let dtypes = ["F64", "F32", "F16", "BF16", "I64", "I32", "I16", "I8", "U8", "BOOL"]
     /// A valid feature file with layer groups, from the committed seed corpus (read for
@@ -186,18 +213,21 @@ struct MetadataEdits {
         guard template.count > 8 else { throw CocoaError(.fileReadCorruptFile) }
         var n = 0
         for (k, byte) in template.prefix(8).enumerated() { n |= Int(byte) << (8 * k) }
-        guard var json = try JSONSerialization.jsonObject(with: template.subdata(in: 8..<(8 + n))) as? [String: Any] else { return }
+        guard var json = try JSONSerialization.jsonObject(with: template.subdata(in: 8..<(8 + n))) as? [String: Any]
+        else { return }
         var meta = json["__metadata__"] as? [String: String] ?? [:]
         for (selector, raw) in records {
             let value = selector & 0x80 != 0 ? Int64(UInt64(bitPattern: raw) % 300) : raw
             let field = Int(selector & 0x7F)
-            let fields = MetadataEdits.metadataFields.count, tensors = MetadataEdits.tensors.count
+            let fields = MetadataEdits.metadataFields.count
+            let tensors = MetadataEdits.tensors.count
             if field < fields {
                 let name = MetadataEdits.metadataFields[field]
                 meta[name] = name == "shard" ? "\(value % 8)/\((value >> 8) % 8)" : String(value)
             } else if field < fields + 4 * tensors {
                 // A shape dimension (4 per tensor; a dimension past the rank appends one).
-                let t = MetadataEdits.tensors[(field - fields) / 4], dim = (field - fields) % 4
+                let t = MetadataEdits.tensors[(field - fields) / 4]
+                let dim = (field - fields) % 4
                 guard var entry = json[t] as? [String: Any], var shape = entry["shape"] as? [Int] else { continue }
                 if dim < shape.count { shape[dim] = Int(value) } else { shape.append(Int(value)) }
                 entry["shape"] = shape
@@ -205,7 +235,8 @@ struct MetadataEdits {
             } else {
                 let t = MetadataEdits.tensors[(field - fields - 4 * tensors) % tensors]
                 guard var entry = json[t] as? [String: Any] else { continue }
-                entry["dtype"] = MetadataEdits.dtypes[Int(UInt64(bitPattern: value) % UInt64(MetadataEdits.dtypes.count))]
+                entry["dtype"] =
+                    MetadataEdits.dtypes[Int(UInt64(bitPattern: value) % UInt64(MetadataEdits.dtypes.count))]
                 json[t] = entry
             }
         }
@@ -263,9 +294,11 @@ public func fuzzerTestOneInput(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int
 // SwiftPM links executables with `main` renamed to `TangentFuzz_main`, so libFuzzer's own
 // `main` is never pulled in; this entry point hands the command line to libFuzzer's driver.
 @_silgen_name("LLVMFuzzerRunDriver")
-func runFuzzerDriver(_ argc: UnsafeMutablePointer<Int32>,
-                     _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>,
-                     _ callback: @convention(c) (UnsafePointer<UInt8>, Int) -> Int32) -> Int32
+func runFuzzerDriver(
+    _ argc: UnsafeMutablePointer<Int32>,
+    _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>,
+    _ callback: @convention(c) (UnsafePointer<UInt8>, Int) -> Int32
+) -> Int32
 
 @_cdecl("TangentFuzz_main")
 public func fuzzMain(_ argc: Int32, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
@@ -281,14 +314,18 @@ enum HFFixtures {
     static let bert = URL(fileURLWithPath: "Tests/TangentTests/Fixtures/hf-bert")
     static let wordPieceJSON = URL(fileURLWithPath: "Tests/TangentTests/Fixtures/hf-edge/wordpiece-both/tokenizer.json")
     static let unigramJSON = URL(fileURLWithPath: "Tests/TangentTests/Fixtures/xlmr/saved/tokenizer.json")
-    static let texts = ["Hello world, a fine film .", "[CLS] x [MASK]<mask> <s>y</s>", "Ça va? naïve café 東京 😀", "a   b\t\nc", ""]
+    static let texts = [
+        "Hello world, a fine film .", "[CLS] x [MASK]<mask> <s>y</s>", "Ça va? naïve café 東京 😀", "a   b\t\nc", "",
+    ]
 
     /// A fresh directory beside `input` holding copies of the BERT fixture's `files`.
     static func directory(_ input: URL, files: [String]) throws -> URL {
         let dir = input.deletingLastPathComponent().appendingPathComponent("hf")
         try? FileManager.default.removeItem(at: dir)
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        for f in files { try FileManager.default.copyItem(at: bert.appendingPathComponent(f), to: dir.appendingPathComponent(f)) }
+        for f in files {
+            try FileManager.default.copyItem(at: bert.appendingPathComponent(f), to: dir.appendingPathComponent(f))
+        }
         return dir
     }
 
@@ -300,7 +337,8 @@ enum HFFixtures {
             case .wordPiece: return wordPieceJSON
             case .unigram: return unigramJSON
             case .byteLevel: return URL(fileURLWithPath: "Tests/TangentTests/Fixtures/bpe/saved/tokenizer.json")
-            case .albert: return URL(fileURLWithPath: "Tests/TangentTests/Fixtures/albert-tokenizer/saved/tokenizer.json")
+            case .albert:
+                return URL(fileURLWithPath: "Tests/TangentTests/Fixtures/albert-tokenizer/saved/tokenizer.json")
             case .deberta: return URL(fileURLWithPath: "Tests/TangentTests/Fixtures/hf-deberta/tokenizer.json")
             case .modernbert: return URL(fileURLWithPath: "Tests/TangentTests/Fixtures/hf-modernbert/tokenizer.json")
             }
@@ -324,7 +362,10 @@ enum HFFixtures {
             for text in texts { _ = try tok.encode(text, maxLength: 512) }
             return
         }
-        guard var json = try JSONSerialization.jsonObject(with: WholeFile.read(bert.appendingPathComponent("config.json"))) as? [String: Any] else { return }
+        guard
+            var json = try JSONSerialization.jsonObject(
+                with: WholeFile.read(bert.appendingPathComponent("config.json"))) as? [String: Any]
+        else { return }
         if kind != .wordPiece {
             json["model_type"] = kind.modelType
             json["vocab_size"] = 1 << 20
@@ -377,8 +418,11 @@ struct JSONEdits {
         case 10: return [Any]()
         case 11: return [String: Any]()
         case 12:
-            let words = ["<s>", "[CLS]", "gelu", "absolute", "WordPiece", "Unigram", "bert", "xlm-roberta", "../model-00001-of-00002.safetensors",
-                         "model-00002-of-00002.safetensors"]
+            let words = [
+                "<s>", "[CLS]", "gelu", "absolute", "WordPiece", "Unigram", "bert", "xlm-roberta",
+                "../model-00001-of-00002.safetensors",
+                "model-00002-of-00002.safetensors",
+            ]
             return words[Int(UInt64(bitPattern: v) % UInt64(words.count))]
         default: return nil
         }

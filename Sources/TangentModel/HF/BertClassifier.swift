@@ -54,8 +54,9 @@ public final class BertClassifier<T: BLASScalar>: ClassifierModel, ShardKernel {
     public var architecture: String { "hf-" + config.modelType }
     public var tokenTableIndex: Int { word }
     public var shape: ModelShape {
-        ModelShape(classes: labels.count, width: config.hiddenSize, maxTokens: config.maxTokens, padID: config.packedPadID,
-                   tokenWidth: config.embeddingSize)
+        ModelShape(
+            classes: labels.count, width: config.hiddenSize, maxTokens: config.maxTokens, padID: config.packedPadID,
+            tokenWidth: config.embeddingSize)
     }
     public var configurationData: Data { config.identity + Data(labels.joined(separator: "\u{1F}").utf8) }
 
@@ -63,7 +64,10 @@ public final class BertClassifier<T: BLASScalar>: ClassifierModel, ShardKernel {
     /// `pooler`, `classifier`) and weight-decay flags (not biases or LayerNorm weights,
     /// as transformers' Trainer).
     public static func layout(config c: HFEncoderConfig, classes: Int) -> ParameterLayout {
-        let h = c.hiddenSize, f = c.intermediateSize, e = c.prefix, E = c.embeddingSize
+        let h = c.hiddenSize
+        let f = c.intermediateSize
+        let e = c.prefix
+        let E = c.embeddingSize
         var list: [(name: String, shape: [Int], group: String, decays: Bool)] = []
         func add(_ group: String, _ name: String, _ shape: [Int]) {
             list.append((name, shape, group, !name.hasSuffix(".bias") && !isLayerNorm(name)))
@@ -71,10 +75,12 @@ public final class BertClassifier<T: BLASScalar>: ClassifierModel, ShardKernel {
         add("embeddings", e + "embeddings.word_embeddings.weight", [c.vocabSize, E])
         if c.hasPositionTable { add("embeddings", e + "embeddings.position_embeddings.weight", [c.maxPositions, E]) }
         if c.hasTokenTypes { add("embeddings", e + "embeddings.token_type_embeddings.weight", [c.typeVocabSize, E]) }
-        add("embeddings", e + "embeddings.LayerNorm.weight", [E]); add("embeddings", e + "embeddings.LayerNorm.bias", [E])
+        add("embeddings", e + "embeddings.LayerNorm.weight", [E])
+        add("embeddings", e + "embeddings.LayerNorm.bias", [E])
         if c.projectsEmbeddings {
             let (group, name) = projectionName(config: c)
-            add(group, name + ".weight", [h, E]); add(group, name + ".bias", [h])
+            add(group, name + ".weight", [h, E])
+            add(group, name + ".bias", [h])
         }
         for l in 0..<c.parameterSets {
             let names = layerNames(config: c, set: l)
@@ -82,7 +88,8 @@ public final class BertClassifier<T: BLASScalar>: ClassifierModel, ShardKernel {
             // DeBERTa's own projections of the relative table (when `share_att_key` is off)
             // follow the value projection, as DisentangledSelfAttention registers them.
             let relative = relativeProjectionNames(config: c, set: l)
-            let tensors = [(names.q, [h, h]), (names.k, [h, h]), (names.v, [h, h])] + relative.map { ($0, [h, h]) }
+            let tensors =
+                [(names.q, [h, h]), (names.k, [h, h]), (names.v, [h, h])] + relative.map { ($0, [h, h]) }
                 + [(names.ao, [h, h]), (names.ln1, [h]), (names.fi, [f, h]), (names.fo, [h, f]), (names.ln2, [h])]
             for (name, shape) in tensors {
                 add(g, name + ".weight", shape)
@@ -92,13 +99,18 @@ public final class BertClassifier<T: BLASScalar>: ClassifierModel, ShardKernel {
         if let r = c.relative, r.enabled {
             add("encoder.rel_embeddings", e + "encoder.rel_embeddings.weight", [2 * r.span, h])
             if r.normalized {
-                add("encoder.rel_embeddings", e + "encoder.LayerNorm.weight", [h]); add("encoder.rel_embeddings", e + "encoder.LayerNorm.bias", [h])
+                add("encoder.rel_embeddings", e + "encoder.LayerNorm.weight", [h])
+                add("encoder.rel_embeddings", e + "encoder.LayerNorm.bias", [h])
             }
         }
         let head = headNames(config: c)
-        let denseGroup = [.bert, .albert, .deberta].contains(c.family) ? "pooler" : c.family == .distilbert ? "pre_classifier" : "classifier"
-        add(denseGroup, head.dense + ".weight", [h, h]); add(denseGroup, head.dense + ".bias", [h])
-        add("classifier", head.output + ".weight", [classes, h]); add("classifier", head.output + ".bias", [classes])
+        let denseGroup =
+            [.bert, .albert, .deberta].contains(c.family)
+            ? "pooler" : c.family == .distilbert ? "pre_classifier" : "classifier"
+        add(denseGroup, head.dense + ".weight", [h, h])
+        add(denseGroup, head.dense + ".bias", [h])
+        add("classifier", head.output + ".weight", [classes, h])
+        add("classifier", head.output + ".bias", [classes])
         return ParameterLayout(list)
     }
 
@@ -115,21 +127,36 @@ public final class BertClassifier<T: BLASScalar>: ClassifierModel, ShardKernel {
     /// `l` (a layer, or in ALBERT a group's inner layer: group l / inner_group_num), and
     /// its group.
     static func layerNames(config c: HFEncoderConfig, set l: Int)
-        -> (group: String, q: String, k: String, v: String, ao: String, ln1: String, fi: String, fo: String, ln2: String) {
+        -> (
+            group: String, q: String, k: String, v: String, ao: String, ln1: String, fi: String, fo: String, ln2: String
+        )
+    {
         if c.family == .albert {
-            let g = "encoder.albert_layer_groups.\(l / c.innerLayers)", p = c.prefix + g + ".albert_layers.\(l % c.innerLayers)."
-            return (g, p + "attention.query", p + "attention.key", p + "attention.value", p + "attention.dense", p + "attention.LayerNorm",
-                    p + "ffn", p + "ffn_output", p + "full_layer_layer_norm")
+            let g = "encoder.albert_layer_groups.\(l / c.innerLayers)"
+            let p = c.prefix + g + ".albert_layers.\(l % c.innerLayers)."
+            return (
+                g, p + "attention.query", p + "attention.key", p + "attention.value", p + "attention.dense",
+                p + "attention.LayerNorm",
+                p + "ffn", p + "ffn_output", p + "full_layer_layer_norm"
+            )
         }
         if c.family == .distilbert {
-            let g = "transformer.layer.\(l)", p = c.prefix + g + "."
-            return (g, p + "attention.q_lin", p + "attention.k_lin", p + "attention.v_lin", p + "attention.out_lin", p + "sa_layer_norm",
-                    p + "ffn.lin1", p + "ffn.lin2", p + "output_layer_norm")
+            let g = "transformer.layer.\(l)"
+            let p = c.prefix + g + "."
+            return (
+                g, p + "attention.q_lin", p + "attention.k_lin", p + "attention.v_lin", p + "attention.out_lin",
+                p + "sa_layer_norm",
+                p + "ffn.lin1", p + "ffn.lin2", p + "output_layer_norm"
+            )
         }
-        let g = "encoder.layer.\(l)", p = c.prefix + g + "."
+        let g = "encoder.layer.\(l)"
+        let p = c.prefix + g + "."
         let s = c.family == .deberta ? "_proj" : ""
-        return (g, p + "attention.self.query" + s, p + "attention.self.key" + s, p + "attention.self.value" + s, p + "attention.output.dense",
-                p + "attention.output.LayerNorm", p + "intermediate.dense", p + "output.dense", p + "output.LayerNorm")
+        return (
+            g, p + "attention.self.query" + s, p + "attention.self.key" + s, p + "attention.self.value" + s,
+            p + "attention.output.dense",
+            p + "attention.output.LayerNorm", p + "intermediate.dense", p + "output.dense", p + "output.LayerNorm"
+        )
     }
 
     /// DeBERTa's `pos_key_proj` and `pos_query_proj` of layer `l`, for the terms that are
@@ -159,7 +186,9 @@ public final class BertClassifier<T: BLASScalar>: ClassifierModel, ShardKernel {
         let weights = config.parameterCount(classes: labels.count) * 4
         let memory = Double(ProcessInfo.processInfo.physicalMemory)
         guard weights < memory / 2 else {
-            throw ModelError("config.json: hidden_size \(config.hiddenSize), num_hidden_layers \(config.layers), intermediate_size \(config.intermediateSize), vocab_size \(config.vocabSize), max_position_embeddings \(config.maxPositions) make \(String(format: "%.3g", weights / 4)) parameters (\(ByteSize.describe(weights)) of weights), more than half this machine's \(ByteSize.describe(memory))")
+            throw ModelError(
+                "config.json: hidden_size \(config.hiddenSize), num_hidden_layers \(config.layers), intermediate_size \(config.intermediateSize), vocab_size \(config.vocabSize), max_position_embeddings \(config.maxPositions) make \(String(format: "%.3g", weights / 4)) parameters (\(ByteSize.describe(weights)) of weights), more than half this machine's \(ByteSize.describe(memory))"
+            )
         }
         self.config = config
         self.labels = labels
@@ -170,13 +199,15 @@ public final class BertClassifier<T: BLASScalar>: ClassifierModel, ShardKernel {
         layerIndices = (0..<config.appliedLayers).map { l in
             let set = config.parameterSet(applied: l)
             let n = BertClassifier.layerNames(config: config, set: set.group * config.innerLayers + set.inner)
-            var li = LayerIndices(q: i(n.q + ".weight"), qb: i(n.q + ".bias"), k: i(n.k + ".weight"), kb: i(n.k + ".bias"),
-                                  v: i(n.v + ".weight"), vb: i(n.v + ".bias"), ao: i(n.ao + ".weight"), aob: i(n.ao + ".bias"),
-                                  ln1w: i(n.ln1 + ".weight"), ln1b: i(n.ln1 + ".bias"), fi: i(n.fi + ".weight"), fib: i(n.fi + ".bias"),
-                                  fo: i(n.fo + ".weight"), fob: i(n.fo + ".bias"), ln2w: i(n.ln2 + ".weight"), ln2b: i(n.ln2 + ".bias"))
+            var li = LayerIndices(
+                q: i(n.q + ".weight"), qb: i(n.q + ".bias"), k: i(n.k + ".weight"), kb: i(n.k + ".bias"),
+                v: i(n.v + ".weight"), vb: i(n.v + ".bias"), ao: i(n.ao + ".weight"), aob: i(n.ao + ".bias"),
+                ln1w: i(n.ln1 + ".weight"), ln1b: i(n.ln1 + ".bias"), fi: i(n.fi + ".weight"), fib: i(n.fi + ".bias"),
+                fo: i(n.fo + ".weight"), fob: i(n.fo + ".bias"), ln2w: i(n.ln2 + ".weight"), ln2b: i(n.ln2 + ".bias"))
             if let r = config.relative, r.enabled {
                 let own = BertClassifier.relativeProjectionNames(config: config, set: l)
-                let key = r.shareKey ? n.k : own.first ?? "", query = r.shareKey ? n.q : own.last ?? ""
+                let key = r.shareKey ? n.k : own.first ?? ""
+                let query = r.shareKey ? n.q : own.last ?? ""
                 if r.c2p { li.relativeKey = (i(key + ".weight"), i(key + ".bias")) }
                 if r.p2c { li.relativeQuery = (i(query + ".weight"), i(query + ".bias")) }
             }
@@ -185,20 +216,27 @@ public final class BertClassifier<T: BLASScalar>: ClassifierModel, ShardKernel {
         word = i(e + "embeddings.word_embeddings.weight")
         pos = config.hasPositionTable ? i(e + "embeddings.position_embeddings.weight") : nil
         if let r = config.relative, r.enabled {
-            relativeTable = (i(e + "encoder.rel_embeddings.weight"),
-                             r.normalized ? (i(e + "encoder.LayerNorm.weight"), i(e + "encoder.LayerNorm.bias")) : nil)
+            relativeTable = (
+                i(e + "encoder.rel_embeddings.weight"),
+                r.normalized ? (i(e + "encoder.LayerNorm.weight"), i(e + "encoder.LayerNorm.bias")) : nil
+            )
         } else {
             relativeTable = nil
         }
         type = config.hasTokenTypes ? i(e + "embeddings.token_type_embeddings.weight") : nil
-        embLNw = i(e + "embeddings.LayerNorm.weight"); embLNb = i(e + "embeddings.LayerNorm.bias")
+        embLNw = i(e + "embeddings.LayerNorm.weight")
+        embLNb = i(e + "embeddings.LayerNorm.bias")
         let projectionName = BertClassifier.projectionName(config: config).name
         projection = config.projectsEmbeddings ? (i(projectionName + ".weight"), i(projectionName + ".bias")) : nil
         let head = BertClassifier.headNames(config: config)
-        poolw = i(head.dense + ".weight"); poolb = i(head.dense + ".bias")
-        headw = i(head.output + ".weight"); headb = i(head.output + ".bias")
-        passes = ShardedPasses(layout: L, classes: labels.count, width: config.hiddenSize, tokenWidth: config.embeddingSize, tokenIndex: word,
-                               layers: config.appliedLayers, threads: threads)
+        poolw = i(head.dense + ".weight")
+        poolb = i(head.dense + ".bias")
+        headw = i(head.output + ".weight")
+        headb = i(head.output + ".bias")
+        passes = ShardedPasses(
+            layout: L, classes: labels.count, width: config.hiddenSize, tokenWidth: config.embeddingSize,
+            tokenIndex: word,
+            layers: config.appliedLayers, threads: threads)
     }
 
     public func emptyCopy(threads: Int) throws -> BertClassifier {
@@ -224,16 +262,20 @@ public final class BertClassifier<T: BLASScalar>: ClassifierModel, ShardKernel {
     /// `config.json` as transformers reads it (the source's fields, `architectures`,
     /// `id2label`, `label2id`), with tangent's run record under the `tangent` key.
     public func saveConfiguration(labels: [String], extra: [String: Any], into directory: URL) throws {
-        try HFEncoderConfig.save(source: sourceJSON, config: config, classificationClass: classificationClass, labels: labels,
-                                 extra: extra, into: directory)
+        try HFEncoderConfig.save(
+            source: sourceJSON, config: config, classificationClass: classificationClass, labels: labels,
+            extra: extra, into: directory)
     }
 
     public func checkTraining(batch: Int) throws {
         let memory = Double(ProcessInfo.processInfo.physicalMemory)
         let need = config.trainingBytes(batch: batch, classes: labels.count)
         guard need < memory * 0.8 else {
-            throw ModelError(String(format: "--batch-size %ld: fine-tuning batches of %ld texts of up to %ld tokens would need about %@ (parameters, optimizer state and one batch's activations), more than this machine's %@ allows; lower --batch-size",
-                                    batch, batch, config.maxTokens, ByteSize.describe(need), ByteSize.describe(memory)))
+            throw ModelError(
+                String(
+                    format:
+                        "--batch-size %ld: fine-tuning batches of %ld texts of up to %ld tokens would need about %@ (parameters, optimizer state and one batch's activations), more than this machine's %@ allows; lower --batch-size",
+                    batch, batch, config.maxTokens, ByteSize.describe(need), ByteSize.describe(memory)))
         }
     }
 
@@ -243,12 +285,17 @@ public final class BertClassifier<T: BLASScalar>: ClassifierModel, ShardKernel {
     public var streamingOrder: [Int] {
         var out = [headw, headb, poolw, poolb]
         for b in layerIndices.reversed() {
-            out += [b.ln2w, b.ln2b, b.fo, b.fob, b.fi, b.fib, b.ln1w, b.ln1b, b.ao, b.aob, b.q, b.qb, b.k, b.kb, b.v, b.vb]
+            out += [
+                b.ln2w, b.ln2b, b.fo, b.fob, b.fi, b.fib, b.ln1w, b.ln1b, b.ao, b.aob, b.q, b.qb, b.k, b.kb, b.v, b.vb,
+            ]
             // DeBERTa's own projections of the relative table, after the layer's.
-            for r in [b.relativeKey, b.relativeQuery].compactMap({ $0 }) where r.w != b.k && r.w != b.q { out += [r.w, r.b] }
+            for r in [b.relativeKey, b.relativeQuery].compactMap({ $0 }) where r.w != b.k && r.w != b.q {
+                out += [r.w, r.b]
+            }
         }
         if let t = relativeTable { out += (t.norm.map { [$0.w, $0.b] } ?? []) + [t.table] }
-        return out + (projection.map { [$0.w, $0.b] } ?? []) + [embLNw, embLNb] + (pos.map { [$0] } ?? []) + (type.map { [$0] } ?? [])
+        return out + (projection.map { [$0.w, $0.b] } ?? []) + [embLNw, embLNb] + (pos.map { [$0] } ?? [])
+            + (type.map { [$0] } ?? [])
     }
 
     // The shared passes (`ShardedPasses`), with this architecture's shard passes. The
@@ -268,18 +315,23 @@ public final class BertClassifier<T: BLASScalar>: ClassifierModel, ShardKernel {
     }
     @_specialize(where T == Float)
     @_specialize(where T == Double)
-    public func perExampleGradients(seed: [T], subset: ParameterSubset, into output: UnsafeMutableBufferPointer<T>,
-                                    embeddingRows: UnsafeMutableBufferPointer<T>?) {
+    public func perExampleGradients(
+        seed: [T], subset: ParameterSubset, into output: UnsafeMutableBufferPointer<T>,
+        embeddingRows: UnsafeMutableBufferPointer<T>?
+    ) {
         passes.perExampleGradients(seed: seed, subset: subset, into: output, embeddingRows: embeddingRows, kernel: self)
     }
     @_specialize(where T == Float)
     @_specialize(where T == Double)
-    public func perExampleGradients(seed: [T], subset: ParameterSubset, embeddingRows: UnsafeMutableBufferPointer<T>? = nil,
-                                    sink: (_ tensor: Int, _ text: Int, _ gradient: UnsafePointer<T>) -> Void) {
+    public func perExampleGradients(
+        seed: [T], subset: ParameterSubset, embeddingRows: UnsafeMutableBufferPointer<T>? = nil,
+        sink: (_ tensor: Int, _ text: Int, _ gradient: UnsafePointer<T>) -> Void
+    ) {
         passes.perExampleGradients(seed: seed, subset: subset, embeddingRows: embeddingRows, kernel: self, sink: sink)
     }
 
-    public func linearRows(seed: [T], subset: ParameterSubset, visit: (_ rows: LinearRows<T>, _ firstText: Int) -> Void) {
+    public func linearRows(seed: [T], subset: ParameterSubset, visit: (_ rows: LinearRows<T>, _ firstText: Int) -> Void)
+    {
         passes.linearRows(seed: seed, subset: subset, kernel: self, visit: visit)
     }
     public var layout: ParameterLayout { passes.layout }
@@ -296,10 +348,13 @@ public final class BertClassifier<T: BLASScalar>: ClassifierModel, ShardKernel {
             }
             for t in r {
                 guard batch.ids[t] >= 0, Int(batch.ids[t]) < config.vocabSize else {
-                    throw ModelError("text \(b): token id \(batch.ids[t]) is outside the vocabulary of \(config.vocabSize); the tokenizer does not match the model")
+                    throw ModelError(
+                        "text \(b): token id \(batch.ids[t]) is outside the vocabulary of \(config.vocabSize); the tokenizer does not match the model"
+                    )
                 }
                 guard Int(batch.positions[t]) < config.maxTokens else {
-                    throw ModelError("text \(b): position \(batch.positions[t]) exceeds the model's \(config.maxTokens) positions")
+                    throw ModelError(
+                        "text \(b): position \(batch.positions[t]) exceeds the model's \(config.maxTokens) positions")
                 }
             }
         }
@@ -331,10 +386,17 @@ public final class BertClassifier<T: BLASScalar>: ClassifierModel, ShardKernel {
     @_specialize(where T == Double)
     func forwardShard(_ ws: Workspace<T>, batch: TokenBatch, firstText: Int, dropout: DropoutConfig?) {
         let c = config
-        let N = batch.tokenCount, B = batch.count, h = c.hiddenSize, C = labels.count, E = c.embeddingSize
+        let N = batch.tokenCount
+        let B = batch.count
+        let h = c.hiddenSize
+        let C = labels.count
+        let E = c.embeddingSize
         let eps = T(c.layerNormEps)
         ws.prepare(batch, heads: c.heads, width: h, ffWidth: c.intermediateSize, classes: C, dropout: dropout != nil)
-        ws.poolIn.ensure(B * h); ws.dpoolIn.ensure(B * h); ws.headIn.ensure(B * h); ws.headMask.ensure(B * h)
+        ws.poolIn.ensure(B * h)
+        ws.dpoolIn.ensure(B * h)
+        ws.headIn.ensure(B * h)
+        ws.headMask.ensure(B * h)
         ws.headDerivative.ensure(B * h)
         // Embedding-width buffers (forward and backward), when the tables are not as wide as the layers.
         for b in [ws.lnf, ws.dres, ws.dln, ws.dmid] { b.ensure(N * max(E, h)) }
@@ -347,8 +409,9 @@ public final class BertClassifier<T: BLASScalar>: ClassifierModel, ShardKernel {
         // Embeddings: the sum (kept in lnf for the backward pass), LayerNorm, dropout.
         batch.ids.withUnsafeBufferPointer { ids in
             ws.tokenPositions.withUnsafeBufferPointer { positions in
-                Embedding.forward(out: ws.lnf.p, ids: ids.baseAddress!, positions: positions.baseAddress!,
-                                  tokenTable: p(word), positionTable: pos.map { UnsafePointer(p($0)) }, n: N, d: E)
+                Embedding.forward(
+                    out: ws.lnf.p, ids: ids.baseAddress!, positions: positions.baseAddress!,
+                    tokenTable: p(word), positionTable: pos.map { UnsafePointer(p($0)) }, n: N, d: E)
             }
         }
         if let type {
@@ -357,25 +420,33 @@ public final class BertClassifier<T: BLASScalar>: ClassifierModel, ShardKernel {
         }
         // The embedding output: the layers' input, or the projection's (ELECTRA).
         let embOut = projection == nil ? ws.res[0].p : ws.embOut.p
-        LayerNorm.forward(out: embOut, mean: ws.lnfMean.p, rstd: ws.lnfRstd.p, inp: ws.lnf.p,
-                          weight: p(embLNw), bias: p(embLNb), n: N, d: E, eps: eps)
+        LayerNorm.forward(
+            out: embOut, mean: ws.lnfMean.p, rstd: ws.lnfRstd.p, inp: ws.lnf.p,
+            weight: p(embLNw), bias: p(embLNb), n: N, d: E, eps: eps)
         batch.positions.withUnsafeBufferPointer { positions in
             if let dropout {
-                mask(ws.embMask.p, dropout, site: 0, layer: 0, positions: positions.baseAddress!, ws.texts, firstText, width: E)
+                mask(
+                    ws.embMask.p, dropout, site: 0, layer: 0, positions: positions.baseAddress!, ws.texts, firstText,
+                    width: E)
                 for k in 0..<(N * E) { embOut[k] *= ws.embMask.p[k] }
             }
             if let projection {
-                Linear.forward(out: ws.res[0].p, inp: ws.embOut.p, weight: p(projection.w), bias: p(projection.b), n: N, i: E, o: h, rows: tokRows)
+                Linear.forward(
+                    out: ws.res[0].p, inp: ws.embOut.p, weight: p(projection.w), bias: p(projection.b), n: N, i: E,
+                    o: h, rows: tokRows)
             }
             if config.relative != nil { relativeTableForward(ws) }
             for l in 0..<layerIndices.count {
-                forwardLayer(l, ws, dropout: dropout, positions: positions.baseAddress!, firstText: firstText, rows: tokRows)
+                forwardLayer(
+                    l, ws, dropout: dropout, positions: positions.baseAddress!, firstText: firstText, rows: tokRows)
             }
         }
         // Head: first token, dense + tanh (ReLU in DistilBERT, GELU in ELECTRA and DeBERTa: the pooled
         // embedding e(x)), dropout, output layer.
         Pooling.forward(out: ws.poolIn.p, inp: ws.res[layerIndices.count].p, texts: ws.texts, d: h, mode: .cls)
-        Linear.forward(out: ws.pooled.p, inp: ws.poolIn.p, weight: p(poolw), bias: p(poolb), n: B, i: h, o: h, rows: rowInvariant ? perText : nil)
+        Linear.forward(
+            out: ws.pooled.p, inp: ws.poolIn.p, weight: p(poolw), bias: p(poolb), n: B, i: h, o: h,
+            rows: rowInvariant ? perText : nil)
         switch c.family {
         case .distilbert: for k in 0..<(B * h) { ws.pooled.p[k] = max(0, ws.pooled.p[k]) }
         case .electra: GELU.forward(out: ws.pooled.p, derivative: ws.headDerivative.p, inp: ws.pooled.p, count: B * h)
@@ -383,34 +454,48 @@ public final class BertClassifier<T: BLASScalar>: ClassifierModel, ShardKernel {
         case .deberta, .modernbert:
             switch c.poolerActivation {
             case .erf: GELU.forward(out: ws.pooled.p, derivative: ws.headDerivative.p, inp: ws.pooled.p, count: B * h)
-            case .tanh: GELU.forwardTanh(out: ws.pooled.p, derivative: ws.headDerivative.p, inp: ws.pooled.p, count: B * h)
+            case .tanh:
+                GELU.forwardTanh(out: ws.pooled.p, derivative: ws.headDerivative.p, inp: ws.pooled.p, count: B * h)
             }
         case .bert, .roberta, .albert: for k in 0..<(B * h) { ws.pooled.p[k] = T.tanh(ws.pooled.p[k]) }
         }
         var headInput = UnsafePointer(ws.pooled.p)
         if let dropout {
             let zeros = [Int32](repeating: 0, count: B)
-            zeros.withUnsafeBufferPointer { z in mask(ws.headMask.p, dropout, site: 3, layer: 0, positions: z.baseAddress!, perText, firstText) }
+            zeros.withUnsafeBufferPointer { z in
+                mask(ws.headMask.p, dropout, site: 3, layer: 0, positions: z.baseAddress!, perText, firstText)
+            }
             for k in 0..<(B * h) { ws.headIn.p[k] = ws.pooled.p[k] * ws.headMask.p[k] }
             headInput = UnsafePointer(ws.headIn.p)
         }
-        Linear.forward(out: ws.logits.p, inp: headInput, weight: p(headw), bias: p(headb), n: B, i: h, o: C, rows: rowInvariant ? perText : nil)
+        Linear.forward(
+            out: ws.logits.p, inp: headInput, weight: p(headw), bias: p(headb), n: B, i: h, o: C,
+            rows: rowInvariant ? perText : nil)
     }
 
     /// Dropout mask for one site (0 embeddings, 1 attention output, 2 feed-forward output, 3 classifier input).
-    private func mask(_ m: UnsafeMutablePointer<T>, _ dropout: DropoutConfig, site: UInt64, layer: Int,
-                      positions: UnsafePointer<Int32>, _ texts: [Range<Int>], _ firstText: Int, width: Int? = nil) {
-        dropout.fill(m, site: site, layer: layer, positions: positions, texts: texts, firstText: firstText,
-                     maxTokens: config.maxTokens, width: width ?? config.hiddenSize)
+    private func mask(
+        _ m: UnsafeMutablePointer<T>, _ dropout: DropoutConfig, site: UInt64, layer: Int,
+        positions: UnsafePointer<Int32>, _ texts: [Range<Int>], _ firstText: Int, width: Int? = nil
+    ) {
+        dropout.fill(
+            m, site: site, layer: layer, positions: positions, texts: texts, firstText: firstText,
+            maxTokens: config.maxTokens, width: width ?? config.hiddenSize)
     }
 
     /// One layer: mid = x + drop(attention_output(attention(x))), y = LN1(mid),
     /// z = y + drop(output(gelu(intermediate(y)))), x' = LN2(z).
     /// Saved: res[l] = x, qkv, att, atty, mid[l] = mid, ln1[l] = y, fc1 (gelu'), gelu,
     /// ln2[l] = z, res[l+1] = x'.
-    private func forwardLayer(_ l: Int, _ ws: Workspace<T>, dropout: DropoutConfig?, positions: UnsafePointer<Int32>,
-                              firstText: Int, rows: [Range<Int>]?) {
-        let c = config, N = ws.batch.tokenCount, h = c.hiddenSize, f = c.intermediateSize, eps = T(c.layerNormEps)
+    private func forwardLayer(
+        _ l: Int, _ ws: Workspace<T>, dropout: DropoutConfig?, positions: UnsafePointer<Int32>,
+        firstText: Int, rows: [Range<Int>]?
+    ) {
+        let c = config
+        let N = ws.batch.tokenCount
+        let h = c.hiddenSize
+        let f = c.intermediateSize
+        let eps = T(c.layerNormEps)
         let li = layerIndices[l]
         let x = ws.res[l].p
         // q, k and v as three products of the checkpoint's own weights, packed side by side
@@ -422,30 +507,36 @@ public final class BertClassifier<T: BLASScalar>: ClassifierModel, ShardKernel {
         if c.relative != nil {
             relativeAttentionForward(l, ws)
         } else {
-            Attention.forward(out: ws.atty[l].p, att: ws.att[l].p, qkv: ws.qkv[l].p, texts: ws.texts,
-                              attOffsets: ws.attOffsets, d: h, heads: c.heads)
+            Attention.forward(
+                out: ws.atty[l].p, att: ws.att[l].p, qkv: ws.qkv[l].p, texts: ws.texts,
+                attOffsets: ws.attOffsets, d: h, heads: c.heads)
         }
-        Linear.forward(out: ws.tmpD.p, inp: ws.atty[l].p, weight: p(li.ao), bias: p(li.aob), n: N, i: h, o: h, rows: rows)
+        Linear.forward(
+            out: ws.tmpD.p, inp: ws.atty[l].p, weight: p(li.ao), bias: p(li.aob), n: N, i: h, o: h, rows: rows)
         if let dropout {
             mask(ws.attnMask[l].p, dropout, site: 1, layer: l, positions: positions, ws.texts, firstText)
             for k in 0..<(N * h) { ws.tmpD.p[k] *= ws.attnMask[l].p[k] }
         }
         for k in 0..<(N * h) { ws.mid[l].p[k] = x[k] + ws.tmpD.p[k] }
-        LayerNorm.forward(out: ws.ln1[l].p, mean: ws.ln1Mean[l].p, rstd: ws.ln1Rstd[l].p, inp: ws.mid[l].p,
-                          weight: p(li.ln1w), bias: p(li.ln1b), n: N, d: h, eps: eps)
-        Linear.forward(out: ws.fc1[l].p, inp: ws.ln1[l].p, weight: p(li.fi), bias: p(li.fib), n: N, i: h, o: f, rows: rows)
+        LayerNorm.forward(
+            out: ws.ln1[l].p, mean: ws.ln1Mean[l].p, rstd: ws.ln1Rstd[l].p, inp: ws.mid[l].p,
+            weight: p(li.ln1w), bias: p(li.ln1b), n: N, d: h, eps: eps)
+        Linear.forward(
+            out: ws.fc1[l].p, inp: ws.ln1[l].p, weight: p(li.fi), bias: p(li.fib), n: N, i: h, o: f, rows: rows)
         switch c.activation {
         case .erf: GELU.forward(out: ws.gelu[l].p, derivative: ws.fc1[l].p, inp: ws.fc1[l].p, count: N * f)
         case .tanh: GELU.forwardTanh(out: ws.gelu[l].p, derivative: ws.fc1[l].p, inp: ws.fc1[l].p, count: N * f)
         }
-        Linear.forward(out: ws.tmpD.p, inp: ws.gelu[l].p, weight: p(li.fo), bias: p(li.fob), n: N, i: f, o: h, rows: rows)
+        Linear.forward(
+            out: ws.tmpD.p, inp: ws.gelu[l].p, weight: p(li.fo), bias: p(li.fob), n: N, i: f, o: h, rows: rows)
         if let dropout, c.feedForwardDropout {
             mask(ws.mlpMask[l].p, dropout, site: 2, layer: l, positions: positions, ws.texts, firstText)
             for k in 0..<(N * h) { ws.tmpD.p[k] *= ws.mlpMask[l].p[k] }
         }
         for k in 0..<(N * h) { ws.ln2[l].p[k] = ws.ln1[l].p[k] + ws.tmpD.p[k] }
-        LayerNorm.forward(out: ws.res[l + 1].p, mean: ws.ln2Mean[l].p, rstd: ws.ln2Rstd[l].p, inp: ws.ln2[l].p,
-                          weight: p(li.ln2w), bias: p(li.ln2b), n: N, d: h, eps: eps)
+        LayerNorm.forward(
+            out: ws.res[l + 1].p, mean: ws.ln2Mean[l].p, rstd: ws.ln2Rstd[l].p, inp: ws.ln2[l].p,
+            weight: p(li.ln2w), bias: p(li.ln2b), n: N, d: h, eps: eps)
     }
 
     // MARK: - Backward
@@ -461,27 +552,42 @@ public final class BertClassifier<T: BLASScalar>: ClassifierModel, ShardKernel {
 
     @_specialize(where T == Float)
     @_specialize(where T == Double)
-    func backwardShard(_ ws: Workspace<T>, seed: UnsafePointer<T>, base: UnsafeMutablePointer<T>?, offsets: [Int?],
-                                perExampleStride: Int?, needEmbeddingRows: Bool, stream: GradientStream<T>?, shard: Int) {
-        let c = config, L = layerIndices.count
-        let N = ws.batch.tokenCount, B = ws.batch.count, h = c.hiddenSize, C = labels.count
+    func backwardShard(
+        _ ws: Workspace<T>, seed: UnsafePointer<T>, base: UnsafeMutablePointer<T>?, offsets: [Int?],
+        perExampleStride: Int?, needEmbeddingRows: Bool, stream: GradientStream<T>?, shard: Int
+    ) {
+        let c = config
+        let L = layerIndices.count
+        let N = ws.batch.tokenCount
+        let B = ws.batch.count
+        let h = c.hiddenSize
+        let C = labels.count
         let perText = (0..<B).map { $0..<($0 + 1) }
-        let dest = GradientDestination(ws: ws, base: base, offsets: offsets, stream: stream, perExampleStride: perExampleStride, shard: shard)
-        let lowest = needEmbeddingRows ? 0 : (offsets.indices.filter { offsets[$0] != nil }.map(groupOrdinal).min() ?? L + 3)
+        let dest = GradientDestination(
+            ws: ws, base: base, offsets: offsets, stream: stream, perExampleStride: perExampleStride, shard: shard)
+        let lowest =
+            needEmbeddingRows ? 0 : (offsets.indices.filter { offsets[$0] != nil }.map(groupOrdinal).min() ?? L + 3)
         if lowest > L + 2 { return }
         let textRows: [Range<Int>]? = rowInvariant ? perText : nil
         let headInput = ws.dropoutUsed ? UnsafePointer(ws.headIn.p) : UnsafePointer(ws.pooled.p)
-        dest.linear(dinp: ws.dpooled.p, w: headw, b: headb, weight: p(headw), dout: seed, inp: headInput, n: B, i: h, o: C,
-                    segments: dest.texts, rows: textRows, streamRows: perText)
+        dest.linear(
+            dinp: ws.dpooled.p, w: headw, b: headb, weight: p(headw), dout: seed, inp: headInput, n: B, i: h, o: C,
+            segments: dest.texts, rows: textRows, streamRows: perText)
         if lowest > L + 1 { return }
         if ws.dropoutUsed { for k in 0..<(B * h) { ws.dpooled.p[k] *= ws.headMask.p[k] } }
         switch c.family {
         case .distilbert: for k in 0..<(B * h) where ws.pooled.p[k] <= 0 { ws.dpooled.p[k] = 0 }
         case .electra, .deberta, .modernbert: for k in 0..<(B * h) { ws.dpooled.p[k] *= ws.headDerivative.p[k] }
-        case .bert, .roberta, .albert: for k in 0..<(B * h) { let t = ws.pooled.p[k]; ws.dpooled.p[k] *= 1 - t * t }
+        case .bert, .roberta, .albert:
+            for k in 0..<(B * h) {
+                let t = ws.pooled.p[k]
+                ws.dpooled.p[k] *= 1 - t * t
+            }
         }
-        dest.linear(dinp: ws.dpoolIn.p, w: poolw, b: poolb, weight: p(poolw), dout: ws.dpooled.p, inp: ws.poolIn.p, n: B, i: h, o: h,
-                    segments: dest.texts, rows: textRows, streamRows: perText)
+        dest.linear(
+            dinp: ws.dpoolIn.p, w: poolw, b: poolb, weight: p(poolw), dout: ws.dpooled.p, inp: ws.poolIn.p, n: B, i: h,
+            o: h,
+            segments: dest.texts, rows: textRows, streamRows: perText)
         if lowest > L { return }
         Pooling.backward(dinp: ws.dres.p, dout: ws.dpoolIn.p, texts: ws.texts, d: h, mode: .cls)
         if config.relative != nil { relativeBackwardStart(ws, dest) }
@@ -494,35 +600,46 @@ public final class BertClassifier<T: BLASScalar>: ClassifierModel, ShardKernel {
         let E = c.embeddingSize
         if let projection {
             // Back through the projection to the embedding output (E wide).
-            dest.linear(dinp: ws.dmid.p, w: projection.w, b: projection.b, weight: p(projection.w), dout: ws.dres.p, inp: ws.embOut.p,
-                        n: N, i: E, o: h, segments: dest.tokens, rows: rowInvariant ? ws.texts : nil, streamRows: ws.texts)
+            dest.linear(
+                dinp: ws.dmid.p, w: projection.w, b: projection.b, weight: p(projection.w), dout: ws.dres.p,
+                inp: ws.embOut.p,
+                n: N, i: E, o: h, segments: dest.tokens, rows: rowInvariant ? ws.texts : nil, streamRows: ws.texts)
             ws.dres.p.update(from: ws.dmid.p, count: N * E)
         }
         if ws.dropoutUsed { for k in 0..<(N * E) { ws.dres.p[k] *= ws.embMask.p[k] } }
         // Through the embedding LayerNorm to the sum: that gradient, per token, is what the
         // token, position and token-type tables' rows receive; it ends in dres (token rows).
         ws.dln.zero(N * E)
-        dest.layerNorm(dinp: ws.dln.p, w: embLNw, b: embLNb, weight: p(embLNw), dout: ws.dres.p, inp: ws.lnf.p,
-                       mean: ws.lnfMean.p, rstd: ws.lnfRstd.p, n: N, d: E)
+        dest.layerNorm(
+            dinp: ws.dln.p, w: embLNw, b: embLNb, weight: p(embLNw), dout: ws.dres.p, inp: ws.lnf.p,
+            mean: ws.lnfMean.p, rstd: ws.lnfRstd.p, n: N, d: E)
         ws.dres.p.update(from: ws.dln.p, count: N * E)
         ws.batch.ids.withUnsafeBufferPointer { ids in
             ws.tokenPositions.withUnsafeBufferPointer { positions in
                 ws.tokenTypes.withUnsafeBufferPointer { types in
-                    let idp = ids.baseAddress!, pp = positions.baseAddress!, tp = types.baseAddress!
-                    Embedding.backward(dtokenTable: dest.slot(word), dpositionTable: pos.flatMap(dest.slot), dout: ws.dres.p,
-                                       ids: idp, positions: pp, d: E, segments: dest.tokens)
+                    let idp = ids.baseAddress!
+                    let pp = positions.baseAddress!
+                    let tp = types.baseAddress!
+                    Embedding.backward(
+                        dtokenTable: dest.slot(word), dpositionTable: pos.flatMap(dest.slot), dout: ws.dres.p,
+                        ids: idp, positions: pp, d: E, segments: dest.tokens)
                     if let type {
-                        Embedding.backward(dtokenTable: nil, dpositionTable: dest.slot(type), dout: ws.dres.p,
-                                           ids: idp, positions: tp, d: E, segments: dest.tokens)
+                        Embedding.backward(
+                            dtokenTable: nil, dpositionTable: dest.slot(type), dout: ws.dres.p,
+                            ids: idp, positions: tp, d: E, segments: dest.tokens)
                     }
                     if let pos {
                         dest.small([pos], width: c.maxPositions * E) { dp, _, seg in
-                            Embedding.backward(dtokenTable: nil, dpositionTable: dp, dout: ws.dres.p, ids: idp, positions: pp, d: E, segments: seg)
+                            Embedding.backward(
+                                dtokenTable: nil, dpositionTable: dp, dout: ws.dres.p, ids: idp, positions: pp, d: E,
+                                segments: seg)
                         }
                     }
                     if let type {
                         dest.small([type], width: c.typeVocabSize * E) { dt, _, seg in
-                            Embedding.backward(dtokenTable: nil, dpositionTable: dt, dout: ws.dres.p, ids: idp, positions: tp, d: E, segments: seg)
+                            Embedding.backward(
+                                dtokenTable: nil, dpositionTable: dt, dout: ws.dres.p, ids: idp, positions: tp, d: E,
+                                segments: seg)
                         }
                     }
                 }
@@ -532,48 +649,58 @@ public final class BertClassifier<T: BLASScalar>: ClassifierModel, ShardKernel {
 
     /// One layer's backward, from ws.dres = d x' to ws.dres = d x (see `forwardLayer`).
     private func backwardLayer(_ l: Int, _ ws: Workspace<T>, _ dest: GradientDestination<T>) {
-        let N = ws.batch.tokenCount, h = config.hiddenSize, f = config.intermediateSize
-        let li = layerIndices[l], rows: [Range<Int>]? = rowInvariant ? ws.texts : nil
+        let N = ws.batch.tokenCount
+        let h = config.hiddenSize
+        let f = config.intermediateSize
+        let li = layerIndices[l]
+        let rows: [Range<Int>]? = rowInvariant ? ws.texts : nil
         // x' = LN2(z): dmid = dz.
         ws.dmid.zero(N * h)
-        dest.layerNorm(dinp: ws.dmid.p, w: li.ln2w, b: li.ln2b, weight: p(li.ln2w), dout: ws.dres.p, inp: ws.ln2[l].p,
-                       mean: ws.ln2Mean[l].p, rstd: ws.ln2Rstd[l].p, n: N, d: h)
+        dest.layerNorm(
+            dinp: ws.dmid.p, w: li.ln2w, b: li.ln2b, weight: p(li.ln2w), dout: ws.dres.p, inp: ws.ln2[l].p,
+            mean: ws.ln2Mean[l].p, rstd: ws.ln2Rstd[l].p, n: N, d: h)
         // z = y + drop(output(gelu(intermediate(y)))).
         var dbranch = UnsafePointer(ws.dmid.p)
         if ws.dropoutUsed, config.feedForwardDropout {
             for k in 0..<(N * h) { ws.tmpD.p[k] = ws.dmid.p[k] * ws.mlpMask[l].p[k] }
             dbranch = UnsafePointer(ws.tmpD.p)
         }
-        dest.linear(dinp: ws.dF1.p, w: li.fo, b: li.fob, weight: p(li.fo), dout: dbranch, inp: ws.gelu[l].p, n: N, i: f, o: h,
-                    segments: dest.tokens, rows: rows, streamRows: ws.texts)
+        dest.linear(
+            dinp: ws.dF1.p, w: li.fo, b: li.fob, weight: p(li.fo), dout: dbranch, inp: ws.gelu[l].p, n: N, i: f, o: h,
+            segments: dest.tokens, rows: rows, streamRows: ws.texts)
         GELU.backward(dinp: ws.dF2.p, dout: ws.dF1.p, derivative: ws.fc1[l].p, count: N * f)
-        dest.linear(dinp: ws.dln.p, w: li.fi, b: li.fib, weight: p(li.fi), dout: ws.dF2.p, inp: ws.ln1[l].p, n: N, i: h, o: f,
-                    segments: dest.tokens, rows: rows, streamRows: ws.texts)
+        dest.linear(
+            dinp: ws.dln.p, w: li.fi, b: li.fib, weight: p(li.fi), dout: ws.dF2.p, inp: ws.ln1[l].p, n: N, i: h, o: f,
+            segments: dest.tokens, rows: rows, streamRows: ws.texts)
         for k in 0..<(N * h) { ws.dln.p[k] += ws.dmid.p[k] }
         // y = LN1(mid): dres = d mid.
         ws.dres.zero(N * h)
-        dest.layerNorm(dinp: ws.dres.p, w: li.ln1w, b: li.ln1b, weight: p(li.ln1w), dout: ws.dln.p, inp: ws.mid[l].p,
-                       mean: ws.ln1Mean[l].p, rstd: ws.ln1Rstd[l].p, n: N, d: h)
+        dest.layerNorm(
+            dinp: ws.dres.p, w: li.ln1w, b: li.ln1b, weight: p(li.ln1w), dout: ws.dln.p, inp: ws.mid[l].p,
+            mean: ws.ln1Mean[l].p, rstd: ws.ln1Rstd[l].p, n: N, d: h)
         // mid = x + drop(attention_output(attention(q, k, v of x))).
         dbranch = UnsafePointer(ws.dres.p)
         if ws.dropoutUsed {
             for k in 0..<(N * h) { ws.tmpD.p[k] = ws.dres.p[k] * ws.attnMask[l].p[k] }
             dbranch = UnsafePointer(ws.tmpD.p)
         }
-        dest.linear(dinp: ws.datty.p, w: li.ao, b: li.aob, weight: p(li.ao), dout: dbranch, inp: ws.atty[l].p, n: N, i: h, o: h,
-                    segments: dest.tokens, rows: rows, streamRows: ws.texts)
+        dest.linear(
+            dinp: ws.datty.p, w: li.ao, b: li.aob, weight: p(li.ao), dout: dbranch, inp: ws.atty[l].p, n: N, i: h, o: h,
+            segments: dest.tokens, rows: rows, streamRows: ws.texts)
         if config.relative != nil {
             relativeAttentionBackward(l, ws, dest)
         } else {
-            Attention.backward(dqkv: ws.dqkv.p, scratch: ws.dattScratch.p, dout: ws.datty.p, qkv: ws.qkv[l].p,
-                               att: ws.att[l].p, texts: ws.texts, attOffsets: ws.attOffsets, d: h, heads: config.heads)
+            Attention.backward(
+                dqkv: ws.dqkv.p, scratch: ws.dattScratch.p, dout: ws.datty.p, qkv: ws.qkv[l].p,
+                att: ws.att[l].p, texts: ws.texts, attOffsets: ws.attOffsets, d: h, heads: config.heads)
         }
         for (m, (w, b)) in [(li.q, li.qb), (li.k, li.kb), (li.v, li.vb)].enumerated() {
             for r in 0..<N { (ws.tmpD.p + r * h).update(from: ws.dqkv.p + r * 3 * h + m * h, count: h) }
             // DeBERTa: the relative table's rows that this projection also projected.
             let extra = m == 2 ? nil : relativeRows(l, ws, dest, weight: w)
-            dest.linear(dinp: ws.dres.p, accumulateInput: true, w: w, b: b, weight: p(w), dout: ws.tmpD.p, inp: ws.res[l].p,
-                        n: N, i: h, o: h, segments: dest.tokens, rows: rows, streamRows: ws.texts, extra: extra)
+            dest.linear(
+                dinp: ws.dres.p, accumulateInput: true, w: w, b: b, weight: p(w), dout: ws.tmpD.p, inp: ws.res[l].p,
+                n: N, i: h, o: h, segments: dest.tokens, rows: rows, streamRows: ws.texts, extra: extra)
         }
         relativeProjectionsBackward(l, ws, dest)
     }

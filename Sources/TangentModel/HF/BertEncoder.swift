@@ -79,7 +79,9 @@ public struct HFEncoderConfig: Sendable, Equatable {
     }
 
     /// The model types whose encoder and heads are implemented.
-    public static let supportedTypes = ["bert", "roberta", "xlm-roberta", "camembert", "distilbert", "electra", "albert", "deberta-v2", "modernbert"]
+    public static let supportedTypes = [
+        "bert", "roberta", "xlm-roberta", "camembert", "distilbert", "electra", "albert", "deberta-v2", "modernbert",
+    ]
     /// `gelu` is x Phi(x) (erf); `gelu_new` its tanh approximation.
     public static let supportedActivations = ["gelu", "gelu_new"]
 
@@ -175,26 +177,40 @@ public struct HFEncoderConfig: Sendable, Equatable {
     /// The fields that define what the model computes, as sorted JSON (for fingerprints).
     public var identity: Data {
         var fields: [String: Any] = [
-            "model_type": modelType, "hidden_size": hiddenSize, "num_hidden_layers": layers, "num_attention_heads": heads,
+            "model_type": modelType, "hidden_size": hiddenSize, "num_hidden_layers": layers,
+            "num_attention_heads": heads,
             "intermediate_size": intermediateSize, "vocab_size": vocabSize, "max_position_embeddings": maxPositions,
-            "type_vocab_size": typeVocabSize, "layer_norm_eps": layerNormEps, "hidden_act": hiddenAct, "pad_token_id": padTokenID,
+            "type_vocab_size": typeVocabSize, "layer_norm_eps": layerNormEps, "hidden_act": hiddenAct,
+            "pad_token_id": padTokenID,
         ]
         // Only where the field exists, so that the other types' fingerprints stay as they were.
         if family == .electra || family == .albert { fields["embedding_size"] = embeddingSize }
-        if family == .albert { fields["num_hidden_groups"] = layerGroups; fields["inner_group_num"] = innerLayers }
+        if family == .albert {
+            fields["num_hidden_groups"] = layerGroups
+            fields["inner_group_num"] = innerLayers
+        }
         if sinusoidalPositions { fields["sinusoidal_pos_embds"] = true }
         if let r = relative {
-            fields["relative_attention"] = r.enabled; fields["pos_att_type"] = (r.c2p ? ["c2p"] : []) + (r.p2c ? ["p2c"] : [])
-            fields["position_buckets"] = r.buckets; fields["max_relative_positions"] = r.maxRelative
-            fields["share_att_key"] = r.shareKey; fields["norm_rel_ebd"] = r.normalized ? "layer_norm" : "none"
-            fields["position_biased_input"] = hasPositionTable; fields["pooler_hidden_act"] = poolerActivation == .tanh ? "gelu_new" : "gelu"
+            fields["relative_attention"] = r.enabled
+            fields["pos_att_type"] = (r.c2p ? ["c2p"] : []) + (r.p2c ? ["p2c"] : [])
+            fields["position_buckets"] = r.buckets
+            fields["max_relative_positions"] = r.maxRelative
+            fields["share_att_key"] = r.shareKey
+            fields["norm_rel_ebd"] = r.normalized ? "layer_norm" : "none"
+            fields["position_biased_input"] = hasPositionTable
+            fields["pooler_hidden_act"] = poolerActivation == .tanh ? "gelu_new" : "gelu"
         }
         if let m = modern {
-            fields["norm_bias"] = m.normBias; fields["attention_bias"] = m.attentionBias; fields["mlp_bias"] = m.mlpBias
-            fields["classifier_bias"] = m.classifierBias; fields["classifier_pooling"] = m.meanPooling ? "mean" : "cls"
+            fields["norm_bias"] = m.normBias
+            fields["attention_bias"] = m.attentionBias
+            fields["mlp_bias"] = m.mlpBias
+            fields["classifier_bias"] = m.classifierBias
+            fields["classifier_pooling"] = m.meanPooling ? "mean" : "cls"
             fields["classifier_activation"] = m.headActivation == .tanh ? "gelu_new" : "gelu"
-            fields["global_rope_theta"] = m.globalTheta; fields["local_rope_theta"] = m.localTheta
-            fields["local_attention"] = 2 * m.window; fields["layer_types"] = m.global.map { $0 ? "full_attention" : "sliding_attention" }
+            fields["global_rope_theta"] = m.globalTheta
+            fields["local_rope_theta"] = m.localTheta
+            fields["local_attention"] = 2 * m.window
+            fields["layer_types"] = m.global.map { $0 ? "full_attention" : "sliding_attention" }
         }
         return (try? JSONSerialization.data(withJSONObject: fields, options: [.sortedKeys])) ?? Data()
     }
@@ -202,8 +218,10 @@ public struct HFEncoderConfig: Sendable, Equatable {
     /// Writes `config.json` as transformers reads it: the source's fields (or, for a model
     /// made from scratch, `config`'s), `architectures`, `id2label`, `label2id`, and
     /// tangent's run record under the `tangent` key; floats stay floats (`JSONText`).
-    static func save(source: [String: Any], config: HFEncoderConfig, classificationClass: String, labels: [String],
-                     extra: [String: Any], into directory: URL) throws {
+    static func save(
+        source: [String: Any], config: HFEncoderConfig, classificationClass: String, labels: [String],
+        extra: [String: Any], into directory: URL
+    ) throws {
         var json = source
         if json.isEmpty { json = try JSONSerialization.jsonObject(with: config.identity) as? [String: Any] ?? [:] }
         json["architectures"] = [classificationClass]
@@ -216,26 +234,39 @@ public struct HFEncoderConfig: Sendable, Equatable {
 
     /// Parameters of the encoder and a head of `classes` outputs.
     public func parameterCount(classes: Int) -> Double {
-        let h = Double(hiddenSize), f = Double(intermediateSize), L = Double(parameterSets), e = Double(embeddingSize)
-        var relativeTable = 0.0, relativeProjections = 0.0
+        let h = Double(hiddenSize)
+        let f = Double(intermediateSize)
+        let L = Double(parameterSets)
+        let e = Double(embeddingSize)
+        var relativeTable = 0.0
+        var relativeProjections = 0.0
         if let r = relative, r.enabled {
             relativeTable = Double(2 * r.span) * h + 2 * h
             if !r.shareKey { relativeProjections = L * Double((r.c2p ? 1 : 0) + (r.p2c ? 1 : 0)) * (h * h + h) }
         }
         if let m = modern {
-            let nb = m.normBias ? 1.0 : 0, ab = m.attentionBias ? 1.0 : 0, mb = m.mlpBias ? 1.0 : 0
+            let nb = m.normBias ? 1.0 : 0
+            let ab = m.attentionBias ? 1.0 : 0
+            let mb = m.mlpBias ? 1.0 : 0
             let layer = (4 * h * h + 3 * h * f) + ab * 4 * h + mb * (2 * f + h) + 2 * h * (1 + nb)
-            return Double(vocabSize) * h + 2 * h * (1 + nb) + L * layer - h * (1 + nb) + h * h + (m.classifierBias ? h : 0)
+            return Double(vocabSize) * h + 2 * h * (1 + nb) + L * layer - h * (1 + nb) + h * h
+                + (m.classifierBias ? h : 0)
                 + h * (1 + nb) + Double(classes) * (h + 1)
         }
-        return (Double(vocabSize + (hasPositionTable ? maxPositions : 0) + typeVocabSize) + 2) * e + (projectsEmbeddings ? e * h + h : 0)
-            + L * (4 * h * h + 2 * h * f + 9 * h + f) + h * h + h + Double(classes) * (h + 1) + relativeTable + relativeProjections
+        return (Double(vocabSize + (hasPositionTable ? maxPositions : 0) + typeVocabSize) + 2) * e
+            + (projectsEmbeddings ? e * h + h : 0)
+            + L * (4 * h * h + 2 * h * f + 9 * h + f) + h * h + h + Double(classes) * (h + 1) + relativeTable
+            + relativeProjections
     }
 
     /// Bytes fine-tuning needs: parameters, gradients and AdamW's two moments, plus one
     /// batch's saved activations at `maxTokens` tokens per text.
     public func trainingBytes(batch: Int, classes: Int) -> Double {
-        let T = Double(maxTokens), h = Double(hiddenSize), f = Double(intermediateSize), L = Double(appliedLayers), H = Double(heads)
+        let T = Double(maxTokens)
+        let h = Double(hiddenSize)
+        let f = Double(intermediateSize)
+        let L = Double(appliedLayers)
+        let H = Double(heads)
         let perText = 4 * T * (L * (12 * h + 2 * f + H * T) + 4 * h)
         // DeBERTa keeps each layer's projected relative table (2 span rows, keys and queries).
         let relative = relative.map { $0.enabled ? 4 * L * 4 * Double($0.span) * h : 0 } ?? 0
@@ -246,16 +277,22 @@ public struct HFEncoderConfig: Sendable, Equatable {
     /// each a string, no name twice.
     static func labels(_ raw: Any?, fail: (String, String) -> ModelError) throws -> [String] {
         guard let raw, !(raw is NSNull) else { return [] }
-        guard let id2label = raw as? [String: Any] else { throw fail("id2label", "is \(JSONField.typeName(raw)), not an object of index to label") }
+        guard let id2label = raw as? [String: Any] else {
+            throw fail("id2label", "is \(JSONField.typeName(raw)), not an object of index to label")
+        }
         let n = id2label.count
         let labels = try (0..<n).map { i in
             guard let value = id2label[String(i)] else { throw fail("id2label", "lacks index \(i) of \(n)") }
-            guard let name = value as? String else { throw fail("id2label", "gives index \(i) \(JSONField.typeName(value)) (\(value)), not a label name") }
+            guard let name = value as? String else {
+                throw fail("id2label", "gives index \(i) \(JSONField.typeName(value)) (\(value)), not a label name")
+            }
             return name
         }
         var seen: [String: Int] = [:]
         for (i, name) in labels.enumerated() {
-            if let j = seen[name] { throw fail("id2label", "names '\(name)' twice (indices \(j) and \(i)); each class needs its own label") }
+            if let j = seen[name] {
+                throw fail("id2label", "names '\(name)' twice (indices \(j) and \(i)); each class needs its own label")
+            }
             seen[name] = i
         }
         return labels
@@ -265,30 +302,45 @@ public struct HFEncoderConfig: Sendable, Equatable {
         func fail(_ field: String, _ why: String) -> ModelError { ModelError("\(source): '\(field)' \(why)") }
         func int(_ key: String, _ range: ClosedRange<Int>) throws -> Int {
             guard let v = JSONField.integer(json[key]) else {
-                throw fail(key, json[key] == nil ? "is missing" : "is \(JSONField.typeName(json[key])) (\(JSONField.text(json[key]))), not a whole number")
+                throw fail(
+                    key,
+                    json[key] == nil
+                        ? "is missing"
+                        : "is \(JSONField.typeName(json[key])) (\(JSONField.text(json[key]))), not a whole number")
             }
-            guard range.contains(v) else { throw fail(key, "is \(v), outside \(range.lowerBound)...\(range.upperBound)") }
+            guard range.contains(v) else {
+                throw fail(key, "is \(v), outside \(range.lowerBound)...\(range.upperBound)")
+            }
             return v
         }
         guard let type = json["model_type"] as? String else { throw fail("model_type", "is missing") }
         guard HFEncoderConfig.supportedTypes.contains(type) else {
-            throw fail("model_type", "is '\(type)'; supported: \(HFEncoderConfig.supportedTypes.joined(separator: ", "))")
+            throw fail(
+                "model_type", "is '\(type)'; supported: \(HFEncoderConfig.supportedTypes.joined(separator: ", "))")
         }
         modelType = type
         let family = Family(modelType: type)
         // DistilBERT names its sizes otherwise and fixes its LayerNorm epsilon at 1e-12.
         let distil = type == "distilbert"
-        let (hiddenKey, layersKey, headsKey, ffKey, actKey) = distil ? ("dim", "n_layers", "n_heads", "hidden_dim", "activation")
-            : ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", family == .modernbert ? "hidden_activation" : "hidden_act")
+        let (hiddenKey, layersKey, headsKey, ffKey, actKey) =
+            distil
+            ? ("dim", "n_layers", "n_heads", "hidden_dim", "activation")
+            : (
+                "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+                family == .modernbert ? "hidden_activation" : "hidden_act"
+            )
         let limit = ModelConfig.maximumDimension
         hiddenSize = try int(hiddenKey, 1...limit)
         layers = try int(layersKey, 0...1024)
         heads = try int(headsKey, 1...limit)
-        guard hiddenSize % heads == 0 else { throw fail(hiddenKey, "(\(hiddenSize)) is not a multiple of \(headsKey) (\(heads))") }
+        guard hiddenSize % heads == 0 else {
+            throw fail(hiddenKey, "(\(hiddenSize)) is not a multiple of \(headsKey) (\(heads))")
+        }
         intermediateSize = try int(ffKey, 1...limit)
         // ELECTRA's and ALBERT's own defaults when a field is absent, as their configs in transformers.
         let factorized = family == .electra || family == .albert
-        embeddingSize = factorized ? (json["embedding_size"] == nil ? 128 : try int("embedding_size", 1...limit)) : hiddenSize
+        embeddingSize =
+            factorized ? (json["embedding_size"] == nil ? 128 : try int("embedding_size", 1...limit)) : hiddenSize
         if family == .albert {
             layerGroups = json["num_hidden_groups"] == nil ? 1 : try int("num_hidden_groups", 1...max(1, layers))
             innerLayers = json["inner_group_num"] == nil ? 1 : try int("inner_group_num", 1...64)
@@ -299,24 +351,31 @@ public struct HFEncoderConfig: Sendable, Equatable {
         vocabSize = try int("vocab_size", 1...limit)
         maxPositions = try int("max_position_embeddings", 1...limit)
         if family == .deberta {
-            (relative, hasPositionTable) = try HFEncoderConfig.debertaFields(json, maxPositions: maxPositions, hidden: hiddenSize, heads: heads, fail: fail)
+            (relative, hasPositionTable) = try HFEncoderConfig.debertaFields(
+                json, maxPositions: maxPositions, hidden: hiddenSize, heads: heads, fail: fail)
         } else {
             relative = nil
             hasPositionTable = family != .modernbert
         }
         sinusoidalPositions = distil && JSONField.boolean(json["sinusoidal_pos_embds"]) == true
-        modern = family == .modernbert ? try HFEncoderConfig.modernFields(json, layers: layers, hidden: hiddenSize, heads: heads, fail: fail) : nil
+        modern =
+            family == .modernbert
+            ? try HFEncoderConfig.modernFields(json, layers: layers, hidden: hiddenSize, heads: heads, fail: fail) : nil
         if family == .modernbert {
             // ModernBertConfig's names and defaults: no token types, norm_eps 1e-5.
             typeVocabSize = 0
-            if let e = json["norm_eps"], JSONField.number(e) == nil { throw fail("norm_eps", "is \(JSONField.typeName(e)), not a number") }
+            if let e = json["norm_eps"], JSONField.number(e) == nil {
+                throw fail("norm_eps", "is \(JSONField.typeName(e)), not a number")
+            }
             let eps = JSONField.number(json["norm_eps"]) ?? 1e-5
             guard eps > 0, eps < 1 else { throw fail("norm_eps", "is \(eps), not in (0, 1)") }
             layerNormEps = eps
         } else if family == .deberta {
             // DebertaV2Config's defaults: no token types, epsilon 1e-7.
             typeVocabSize = json["type_vocab_size"] == nil ? 0 : try int("type_vocab_size", 0...limit)
-            if let e = json["layer_norm_eps"], JSONField.number(e) == nil { throw fail("layer_norm_eps", "is \(JSONField.typeName(e)), not a number") }
+            if let e = json["layer_norm_eps"], JSONField.number(e) == nil {
+                throw fail("layer_norm_eps", "is \(JSONField.typeName(e)), not a number")
+            }
             let eps = JSONField.number(json["layer_norm_eps"]) ?? 1e-7
             guard eps > 0, eps < 1 else { throw fail("layer_norm_eps", "is \(eps), not in (0, 1)") }
             layerNormEps = eps
@@ -324,7 +383,8 @@ public struct HFEncoderConfig: Sendable, Equatable {
             typeVocabSize = 0
             layerNormEps = 1e-12
             if let v = json["sinusoidal_pos_embds"], !(v is NSNull), JSONField.boolean(v) == nil {
-                throw fail("sinusoidal_pos_embds", "is \(JSONField.typeName(v)) (\(JSONField.text(v))), not true or false")
+                throw fail(
+                    "sinusoidal_pos_embds", "is \(JSONField.typeName(v)) (\(JSONField.text(v))), not true or false")
             }
         } else {
             typeVocabSize = try int("type_vocab_size", 1...limit)
@@ -333,42 +393,64 @@ public struct HFEncoderConfig: Sendable, Equatable {
             }
             layerNormEps = eps
         }
-        if let a = json[actKey], !(a is String) { throw fail(actKey, "is \(JSONField.typeName(a)) (\(a)), not an activation's name") }
+        if let a = json[actKey], !(a is String) {
+            throw fail(actKey, "is \(JSONField.typeName(a)) (\(a)), not an activation's name")
+        }
         let act = json[actKey] as? String ?? (family == .albert ? "gelu_new" : "gelu")
         guard HFEncoderConfig.supportedActivations.contains(act) else {
-            throw fail(actKey, "is '\(act)'; supported: \(HFEncoderConfig.supportedActivations.joined(separator: ", "))")
+            throw fail(
+                actKey, "is '\(act)'; supported: \(HFEncoderConfig.supportedActivations.joined(separator: ", "))")
         }
         hiddenAct = act
         if family == .deberta {
-            if let a = json["pooler_hidden_act"], !(a is String) { throw fail("pooler_hidden_act", "is \(JSONField.typeName(a)) (\(a)), not an activation's name") }
+            if let a = json["pooler_hidden_act"], !(a is String) {
+                throw fail("pooler_hidden_act", "is \(JSONField.typeName(a)) (\(a)), not an activation's name")
+            }
             let pooler = json["pooler_hidden_act"] as? String ?? "gelu"
             guard HFEncoderConfig.supportedActivations.contains(pooler) else {
-                throw fail("pooler_hidden_act", "is '\(pooler)'; supported: \(HFEncoderConfig.supportedActivations.joined(separator: ", "))")
+                throw fail(
+                    "pooler_hidden_act",
+                    "is '\(pooler)'; supported: \(HFEncoderConfig.supportedActivations.joined(separator: ", "))")
             }
             poolerActivation = pooler == "gelu_new" ? .tanh : .erf
         } else {
             poolerActivation = .erf
         }
         if let kind = json["position_embedding_type"], !(kind is NSNull), kind as? String != "absolute" {
-            throw fail("position_embedding_type", "is \(kind); only learned absolute positions ('absolute') are supported")
+            throw fail(
+                "position_embedding_type", "is \(kind); only learned absolute positions ('absolute') are supported")
         }
         // Only softmax over classes is implemented: multi-label (sigmoid per class) and
         // regression heads would be reported as something they are not.
-        if let problem = json["problem_type"], !(problem is NSNull), problem as? String != "single_label_classification" {
-            throw fail("problem_type", "is \(problem); only single_label_classification (softmax over the classes) is supported")
+        if let problem = json["problem_type"], !(problem is NSNull), problem as? String != "single_label_classification"
+        {
+            throw fail(
+                "problem_type",
+                "is \(problem); only single_label_classification (softmax over the classes) is supported")
         }
         let pad = json["pad_token_id"].flatMap { $0 is NSNull ? nil : $0 }
-        if let pad, JSONField.integer(pad) == nil { throw fail("pad_token_id", "is \(JSONField.typeName(pad)) (\(pad)), not a token id") }
-        padTokenID = pad.flatMap(JSONField.integer) ?? (family == .roberta ? 1 : family == .modernbert ? min(50283, vocabSize - 1) : 0)
+        if let pad, JSONField.integer(pad) == nil {
+            throw fail("pad_token_id", "is \(JSONField.typeName(pad)) (\(pad)), not a token id")
+        }
+        padTokenID =
+            pad.flatMap(JSONField.integer)
+            ?? (family == .roberta ? 1 : family == .modernbert ? min(50283, vocabSize - 1) : 0)
         padTokenIDGiven = pad != nil
-        guard (0..<vocabSize).contains(padTokenID) else { throw fail("pad_token_id", "is \(padTokenID), outside the vocabulary of \(vocabSize)") }
+        guard (0..<vocabSize).contains(padTokenID) else {
+            throw fail("pad_token_id", "is \(padTokenID), outside the vocabulary of \(vocabSize)")
+        }
         // RoBERTa-family positions start after the padding id: the table must hold it and
         // a text of at least two tokens beyond it.
         let first = family == .roberta ? padTokenID + 1 : 0
         guard maxPositions >= first + 2 else {
-            throw fail("max_position_embeddings", "is \(maxPositions), which leaves no room for a text: positions start at \(first)\(family == .roberta ? " (pad_token_id \(padTokenID) + 1)" : "") and a text takes at least 2")
+            throw fail(
+                "max_position_embeddings",
+                "is \(maxPositions), which leaves no room for a text: positions start at \(first)\(family == .roberta ? " (pad_token_id \(padTokenID) + 1)" : "") and a text takes at least 2"
+            )
         }
-        if let r = json["initializer_range"], JSONField.number(r) == nil { throw fail("initializer_range", "is \(JSONField.typeName(r)), not a number") }
+        if let r = json["initializer_range"], JSONField.number(r) == nil {
+            throw fail("initializer_range", "is \(JSONField.typeName(r)), not a number")
+        }
         let range = JSONField.number(json["initializer_range"]) ?? 0.02
         guard range > 0, range < 1 else { throw fail("initializer_range", "is \(range), not in (0, 1)") }
         initializerRange = range
@@ -377,44 +459,63 @@ public struct HFEncoderConfig: Sendable, Equatable {
 
     /// ModernBERT's flags, head, rotary bases and layer types, bounded; rotary scalings other
     /// than the default and sizes transformers would compute otherwise are refused by field.
-    static func modernFields(_ json: [String: Any], layers: Int, hidden: Int, heads: Int,
-                             fail: (String, String) -> ModelError) throws -> ModernSettings {
+    static func modernFields(
+        _ json: [String: Any], layers: Int, hidden: Int, heads: Int,
+        fail: (String, String) -> ModelError
+    ) throws -> ModernSettings {
         func flag(_ key: String, _ fallback: Bool) throws -> Bool {
             guard let v = json[key], !(v is NSNull) else { return fallback }
-            guard let b = JSONField.boolean(v) else { throw fail(key, "is \(JSONField.typeName(v)) (\(v)), not true or false") }
+            guard let b = JSONField.boolean(v) else {
+                throw fail(key, "is \(JSONField.typeName(v)) (\(v)), not true or false")
+            }
             return b
         }
         func number(_ v: Any?, _ key: String, _ fallback: Double) throws -> Double {
             guard let v, !(v is NSNull) else { return fallback }
-            guard let x = JSONField.number(v), x > 1, x < 1e12 else { throw fail(key, "is \(JSONField.text(v)), not a rotary base above 1") }
+            guard let x = JSONField.number(v), x > 1, x < 1e12 else {
+                throw fail(key, "is \(JSONField.text(v)), not a rotary base above 1")
+            }
             return x
         }
         func activation(_ key: String) throws -> Activation {
-            if let a = json[key], !(a is String) { throw fail(key, "is \(JSONField.typeName(a)) (\(a)), not an activation's name") }
+            if let a = json[key], !(a is String) {
+                throw fail(key, "is \(JSONField.typeName(a)) (\(a)), not an activation's name")
+            }
             let name = json[key] as? String ?? "gelu"
             guard HFEncoderConfig.supportedActivations.contains(name) else {
-                throw fail(key, "is '\(name)'; supported: \(HFEncoderConfig.supportedActivations.joined(separator: ", "))")
+                throw fail(
+                    key, "is '\(name)'; supported: \(HFEncoderConfig.supportedActivations.joined(separator: ", "))")
             }
             return name == "gelu_new" ? .tanh : .erf
         }
         if let v = json["head_dim"], !(v is NSNull), JSONField.integer(v) != hidden / heads {
-            throw fail("head_dim", "is \(JSONField.text(v)); only hidden_size / num_attention_heads (\(hidden / heads)) is supported")
+            throw fail(
+                "head_dim",
+                "is \(JSONField.text(v)); only hidden_size / num_attention_heads (\(hidden / heads)) is supported")
         }
-        guard (hidden / heads) % 2 == 0 else { throw fail("num_attention_heads", "gives heads of \(hidden / heads) dimensions; rotary positions need an even number") }
+        guard (hidden / heads) % 2 == 0 else {
+            throw fail(
+                "num_attention_heads",
+                "gives heads of \(hidden / heads) dimensions; rotary positions need an even number")
+        }
         guard let pooling = (json["classifier_pooling"] ?? "cls") as? String, ["cls", "mean"].contains(pooling) else {
             throw fail("classifier_pooling", "is \(JSONField.text(json["classifier_pooling"])); supported: cls, mean")
         }
         let types: [Bool]
         if let raw = json["layer_types"], !(raw is NSNull) {
             guard let list = raw as? [Any], list.count == layers,
-                  list.allSatisfy({ ($0 as? String).map(["full_attention", "sliding_attention"].contains) == true }) else {
+                list.allSatisfy({ ($0 as? String).map(["full_attention", "sliding_attention"].contains) == true })
+            else {
                 throw fail("layer_types", "is not a list of \(layers) entries 'full_attention' or 'sliding_attention'")
             }
             types = list.map { ($0 as! String) == "full_attention" }
         } else {
             var every = 3
             if let v = json["global_attn_every_n_layers"], !(v is NSNull) {
-                guard let n = JSONField.integer(v), n >= 1 else { throw fail("global_attn_every_n_layers", "is \(JSONField.text(v)), not a whole number of at least 1") }
+                guard let n = JSONField.integer(v), n >= 1 else {
+                    throw fail(
+                        "global_attn_every_n_layers", "is \(JSONField.text(v)), not a whole number of at least 1")
+                }
                 every = n
             }
             types = (0..<layers).map { $0 % every == 0 }
@@ -423,7 +524,10 @@ public struct HFEncoderConfig: Sendable, Equatable {
         func theta(_ type: String, legacy: String, _ fallback: Double) throws -> Double {
             if let p = rope?[type] as? [String: Any] {
                 if let kind = p["rope_type"], !(kind is NSNull), kind as? String != "default" {
-                    throw fail("rope_parameters", "gives \(type) rope_type \(JSONField.text(kind)); only 'default' rotary positions are supported")
+                    throw fail(
+                        "rope_parameters",
+                        "gives \(type) rope_type \(JSONField.text(kind)); only 'default' rotary positions are supported"
+                    )
                 }
                 return try number(p["rope_theta"], "rope_parameters.\(type).rope_theta", fallback)
             }
@@ -434,36 +538,55 @@ public struct HFEncoderConfig: Sendable, Equatable {
         }
         let local = json["local_attention"] == nil ? 128 : JSONField.integer(json["local_attention"]) ?? -1
         guard local >= 0, local <= ModelConfig.maximumDimension else {
-            throw fail("local_attention", "is \(JSONField.text(json["local_attention"])), not a window of 0 to \(ModelConfig.maximumDimension) tokens")
+            throw fail(
+                "local_attention",
+                "is \(JSONField.text(json["local_attention"])), not a window of 0 to \(ModelConfig.maximumDimension) tokens"
+            )
         }
         return ModernSettings(
-            normBias: try flag("norm_bias", false), attentionBias: try flag("attention_bias", false), mlpBias: try flag("mlp_bias", false),
-            classifierBias: try flag("classifier_bias", false), meanPooling: pooling == "mean", headActivation: try activation("classifier_activation"),
-            globalTheta: try theta("full_attention", legacy: "global_rope_theta", 160_000), localTheta: try theta("sliding_attention", legacy: "local_rope_theta", 10_000),
+            normBias: try flag("norm_bias", false), attentionBias: try flag("attention_bias", false),
+            mlpBias: try flag("mlp_bias", false),
+            classifierBias: try flag("classifier_bias", false), meanPooling: pooling == "mean",
+            headActivation: try activation("classifier_activation"),
+            globalTheta: try theta("full_attention", legacy: "global_rope_theta", 160_000),
+            localTheta: try theta("sliding_attention", legacy: "local_rope_theta", 10_000),
             window: local / 2, global: types)
     }
 
     /// DeBERTa-v2/v3's relative attention and `position_biased_input`, bounded; what
     /// transformers would compute differently (a convolution after the first layer,
     /// factorized embeddings, other head or pooler widths) is refused by field.
-    static func debertaFields(_ json: [String: Any], maxPositions: Int, hidden: Int, heads: Int,
-                              fail: (String, String) -> ModelError) throws -> (RelativeAttention, positions: Bool) {
+    static func debertaFields(
+        _ json: [String: Any], maxPositions: Int, hidden: Int, heads: Int,
+        fail: (String, String) -> ModelError
+    ) throws -> (RelativeAttention, positions: Bool) {
         func flag(_ key: String, _ fallback: Bool) throws -> Bool {
             guard let v = json[key], !(v is NSNull) else { return fallback }
-            guard let b = JSONField.boolean(v) else { throw fail(key, "is \(JSONField.typeName(v)) (\(v)), not true or false") }
+            guard let b = JSONField.boolean(v) else {
+                throw fail(key, "is \(JSONField.typeName(v)) (\(v)), not true or false")
+            }
             return b
         }
         func whole(_ key: String, _ fallback: Int) throws -> Int {
             guard let v = json[key], !(v is NSNull) else { return fallback }
-            guard let n = JSONField.integer(v) else { throw fail(key, "is \(JSONField.typeName(v)) (\(v)), not a whole number") }
+            guard let n = JSONField.integer(v) else {
+                throw fail(key, "is \(JSONField.typeName(v)) (\(v)), not a whole number")
+            }
             return n
         }
         if let conv = JSONField.integer(json["conv_kernel_size"]), conv > 0 {
-            throw fail("conv_kernel_size", "is \(conv); DeBERTa-v2's convolution after the first layer is not supported (DeBERTa-v3 has none)")
+            throw fail(
+                "conv_kernel_size",
+                "is \(conv); DeBERTa-v2's convolution after the first layer is not supported (DeBERTa-v3 has none)")
         }
-        for (key, want) in [("embedding_size", hidden), ("pooler_hidden_size", hidden), ("attention_head_size", hidden / heads)] {
+        for (key, want) in [
+            ("embedding_size", hidden), ("pooler_hidden_size", hidden), ("attention_head_size", hidden / heads),
+        ] {
             if let v = json[key], !(v is NSNull), JSONField.integer(v) != want {
-                throw fail(key, "is \(JSONField.text(v)); only \(want) (\(key == "attention_head_size" ? "hidden_size / num_attention_heads" : "hidden_size")) is supported")
+                throw fail(
+                    key,
+                    "is \(JSONField.text(v)); only \(want) (\(key == "attention_head_size" ? "hidden_size / num_attention_heads" : "hidden_size")) is supported"
+                )
             }
         }
         // pos_att_type: "p2c|c2p" or a list, as DebertaV2Config splits it; other entries
@@ -475,30 +598,40 @@ public struct HFEncoderConfig: Sendable, Equatable {
             } else if let list = raw as? [Any], list.allSatisfy({ $0 is String }) {
                 types = list.map { ($0 as! String) }
             } else {
-                throw fail("pos_att_type", "is \(JSONField.typeName(raw)), not a list of 'c2p' / 'p2c' or a string joining them with '|'")
+                throw fail(
+                    "pos_att_type",
+                    "is \(JSONField.typeName(raw)), not a list of 'c2p' / 'p2c' or a string joining them with '|'")
             }
         }
         guard let norm = (json["norm_rel_ebd"] ?? "none") as? String else {
-            throw fail("norm_rel_ebd", "is \(JSONField.typeName(json["norm_rel_ebd"])), not a string such as 'layer_norm'")
+            throw fail(
+                "norm_rel_ebd", "is \(JSONField.typeName(json["norm_rel_ebd"])), not a string such as 'layer_norm'")
         }
         let buckets = try whole("position_buckets", -1)
         var maxRelative = try whole("max_relative_positions", -1)
         if maxRelative < 1 { maxRelative = maxPositions }
         let limit = ModelConfig.maximumDimension
         guard buckets <= limit / 2 else { throw fail("position_buckets", "is \(buckets), above \(limit / 2)") }
-        guard maxRelative <= limit / 2 else { throw fail("max_relative_positions", "is \(maxRelative), above \(limit / 2)") }
+        guard maxRelative <= limit / 2 else {
+            throw fail("max_relative_positions", "is \(maxRelative), above \(limit / 2)")
+        }
         if buckets > 0, buckets < 2 || maxRelative < 2 {
-            throw fail("position_buckets", "is \(buckets) with max_relative_positions \(maxRelative); log buckets need at least 2 of each")
+            throw fail(
+                "position_buckets",
+                "is \(buckets) with max_relative_positions \(maxRelative); log buckets need at least 2 of each")
         }
         // The log buckets divide by log((max_relative_positions - 1) / (position_buckets / 2)).
         if buckets > 0, maxRelative - 1 <= buckets / 2 {
-            throw fail("max_relative_positions", "is \(maxRelative), at most position_buckets / 2 + 1 (\(buckets / 2 + 1)): log buckets need it larger")
+            throw fail(
+                "max_relative_positions",
+                "is \(maxRelative), at most position_buckets / 2 + 1 (\(buckets / 2 + 1)): log buckets need it larger")
         }
         let relative = RelativeAttention(
             enabled: try flag("relative_attention", false), c2p: types.contains("c2p"), p2c: types.contains("p2c"),
             buckets: buckets, maxRelative: maxRelative, shareKey: try flag("share_att_key", false),
-            normalized: norm.lowercased().split(separator: "|").contains { $0.trimmingCharacters(in: .whitespaces) == "layer_norm" })
+            normalized: norm.lowercased().split(separator: "|").contains {
+                $0.trimmingCharacters(in: .whitespaces) == "layer_norm"
+            })
         return (relative, try flag("position_biased_input", true))
     }
 }
-

@@ -28,14 +28,21 @@ public enum BertFamilyArchitecture: ModelArchitecture {
         // tangent's record of the run that trained the model (if it did) lives under one key,
         // out of transformers' way; callers see it as they see a tangent model's config.json.
         let record = configJSON["tangent"] as? [String: Any] ?? [:]
-        if let recorded = record[Classifier.tokenizerFingerprintKey] as? String, recorded != fingerprint(encoder.identity) {
-            throw ModelError("\(encoder.source): not the tokenizer this model was trained with (its fingerprint differs from the one config.json's 'tangent' record holds)")
+        if let recorded = record[Classifier.tokenizerFingerprintKey] as? String,
+            recorded != fingerprint(encoder.identity)
+        {
+            throw ModelError(
+                "\(encoder.source): not the tokenizer this model was trained with (its fingerprint differs from the one config.json's 'tangent' record holds)"
+            )
         }
-        return LoadedModel(model: model.asClassifier, encoder: encoder, labels: try LabelSet(names: model.labels), configJSON: record)
+        return LoadedModel(
+            model: model.asClassifier, encoder: encoder, labels: try LabelSet(names: model.labels), configJSON: record)
     }
 
-    public static func loadForFineTuning(directory: URL, configJSON: [String: Any], labels: [String], maxLength: Int, seed: UInt64,
-                                         threads: Int) throws -> (LoadedModel, head: String) {
+    public static func loadForFineTuning(
+        directory: URL, configJSON: [String: Any], labels: [String], maxLength: Int, seed: UInt64,
+        threads: Int
+    ) throws -> (LoadedModel, head: String) {
         let config = try HFEncoderConfig(json: configJSON, source: directory.appendingPathComponent("config.json").path)
         // The checkpoint's head when it classifies into exactly these labels; otherwise
         // (a bare encoder, or another task's head) a new one.
@@ -50,15 +57,24 @@ public enum BertFamilyArchitecture: ModelArchitecture {
             model = try type.load(directory: directory, threads: threads, newHead: nil)
         } else {
             model = try type.load(directory: directory, threads: threads, newHead: (labels, seed))
-            head = config.labels.isEmpty ? "a new classification head" : "a new classification head (its own classifies into \(config.labels.joined(separator: ", ")))"
+            head =
+                config.labels.isEmpty
+                ? "a new classification head"
+                : "a new classification head (its own classifies into \(config.labels.joined(separator: ", ")))"
             if !model.droppedTensors.isEmpty {
-                let groups = Set(model.droppedTensors.map { $0.split(separator: ".").prefix(2).joined(separator: ".") }).sorted()
-                head += "; dropped \(model.droppedTensors.count) tensors of the checkpoint's other heads (\(groups.map { $0 + ".*" }.joined(separator: ", ")))"
+                let groups = Set(model.droppedTensors.map { $0.split(separator: ".").prefix(2).joined(separator: ".") })
+                    .sorted()
+                head +=
+                    "; dropped \(model.droppedTensors.count) tensors of the checkpoint's other heads (\(groups.map { $0 + ".*" }.joined(separator: ", ")))"
             }
         }
         let tokenizer = try HFTokenizer.load(directory: directory, config: model.config)
-        let encoder = try HFTextEncoder(tokenizer: tokenizer, directory: directory, config: model.config, maxLength: maxLength)
-        return (LoadedModel(model: model.asClassifier, encoder: encoder, labels: try LabelSet(names: labels), configJSON: [:]), head)
+        let encoder = try HFTextEncoder(
+            tokenizer: tokenizer, directory: directory, config: model.config, maxLength: maxLength)
+        return (
+            LoadedModel(
+                model: model.asClassifier, encoder: encoder, labels: try LabelSet(names: labels), configJSON: [:]), head
+        )
     }
 }
 
@@ -71,7 +87,10 @@ public struct HFTextEncoder: TextEncoder {
     /// The directory the tokenizer's files were read from.
     public let directory: URL
     /// The tokenizer files a directory may hold, copied as they are when saving.
-    static let files = ["vocab.txt", "vocab.json", "merges.txt", "sentencepiece.bpe.model", "spiece.model", "spm.model", "tokenizer.json", "special_tokens_map.json"]
+    static let files = [
+        "vocab.txt", "vocab.json", "merges.txt", "sentencepiece.bpe.model", "spiece.model", "spm.model",
+        "tokenizer.json", "special_tokens_map.json",
+    ]
 
     /// The tokenizer of `directory`, truncating to `maxLength` when given, else to
     /// `tokenizer_config.json`'s `model_max_length`; at most what the positions allow.
@@ -80,17 +99,24 @@ public struct HFTextEncoder: TextEncoder {
         self.directory = directory
         var limit = config.maxTokens
         if let maxLength {
-            guard maxLength >= 2 else { throw ModelError("a maximum length of \(maxLength) tokens leaves no room for the text between its framing tokens") }
+            guard maxLength >= 2 else {
+                throw ModelError(
+                    "a maximum length of \(maxLength) tokens leaves no room for the text between its framing tokens")
+            }
             self.maxLength = min(limit, maxLength)
             return
         }
         let url = directory.appendingPathComponent("tokenizer_config.json")
-        if let data = try? WholeFile.read(url), let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
-           let raw = json["model_max_length"], !(raw is NSNull) {
+        if let data = try? WholeFile.read(url),
+            let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+            let raw = json["model_max_length"], !(raw is NSNull)
+        {
             // transformers fails on a length that is not a whole number; below 2 it would
             // leave no room for the text.
             guard let m = JSONField.number(raw), m == m.rounded(), m >= 2 else {
-                throw ModelError("\(url.path): 'model_max_length' is \(JSONField.typeName(raw)) (\(raw)), not a whole number of at least 2 tokens")
+                throw ModelError(
+                    "\(url.path): 'model_max_length' is \(JSONField.typeName(raw)) (\(raw)), not a whole number of at least 2 tokens"
+                )
             }
             limit = Int(min(Double(limit), m))
         }
@@ -106,19 +132,24 @@ public struct HFTextEncoder: TextEncoder {
     /// (with truncation) and tangent's loader cut where this encoder does.
     public func save(into out: URL) throws {
         if out.standardizedFileURL != directory.standardizedFileURL {
-            for name in HFTextEncoder.files where FileManager.default.fileExists(atPath: directory.appendingPathComponent(name).path) {
-                try AtomicFile.write(try WholeFile.read(directory.appendingPathComponent(name)), to: out.appendingPathComponent(name))
+            for name in HFTextEncoder.files
+            where FileManager.default.fileExists(atPath: directory.appendingPathComponent(name).path) {
+                try AtomicFile.write(
+                    try WholeFile.read(directory.appendingPathComponent(name)), to: out.appendingPathComponent(name))
             }
         }
         let configURL = directory.appendingPathComponent("tokenizer_config.json")
-        var json = ((try? WholeFile.read(configURL)).flatMap { try? JSONSerialization.jsonObject(with: $0) as? [String: Any] }) ?? [:]
+        var json =
+            ((try? WholeFile.read(configURL)).flatMap { try? JSONSerialization.jsonObject(with: $0) as? [String: Any] })
+            ?? [:]
         json["model_max_length"] = maxLength
         if json["tokenizer_class"] == nil, case .wordPiece(let t) = tokenizer.base {
             json["tokenizer_class"] = "BertTokenizer"
             json["do_lower_case"] = t.lowercase
         }
-        try AtomicFile.write(try JSONText.data(json),
-                             to: out.appendingPathComponent("tokenizer_config.json"))
+        try AtomicFile.write(
+            try JSONText.data(json),
+            to: out.appendingPathComponent("tokenizer_config.json"))
     }
 }
 
@@ -127,7 +158,10 @@ extension ClassifierModel {
     /// norm weights 1, biases 0): a pure function of `seed`, for benchmarks and tests.
     func drawInitialWeights(range: Double, seed: UInt64) {
         for (ti, t) in layout.tensors.enumerated() where !t.name.hasSuffix(".bias") {
-            if t.shape.count == 1 { for k in t.range { parameters[k] = 1 }; continue }
+            if t.shape.count == 1 {
+                for k in t.range { parameters[k] = 1 }
+                continue
+            }
             let rng = CounterRNG.derive(seed, 0xbe28, UInt64(ti))
             for k in 0..<t.count { parameters[t.offset + k] = Scalar(range * rng.normal(UInt64(k))) }
         }
@@ -136,7 +170,9 @@ extension ClassifierModel {
 
 extension BertClassifier {
     /// A model with random weights as transformers initializes them (`drawInitialWeights`).
-    public static func initialized(config: HFEncoderConfig, labels: [String], seed: UInt64, threads: Int = Threads.cores) throws -> BertClassifier {
+    public static func initialized(
+        config: HFEncoderConfig, labels: [String], seed: UInt64, threads: Int = Threads.cores
+    ) throws -> BertClassifier {
         let m = try BertClassifier(config: config, labels: labels, threads: threads)
         m.drawInitialWeights(range: config.initializerRange, seed: seed)
         if config.sinusoidalPositions, let pos = m.pos {
@@ -149,7 +185,9 @@ extension BertClassifier {
 
 extension ModernBertClassifier {
     /// A model with random weights as transformers initializes them (`drawInitialWeights`).
-    public static func initialized(config: HFEncoderConfig, labels: [String], seed: UInt64, threads: Int = Threads.cores) throws -> ModernBertClassifier {
+    public static func initialized(
+        config: HFEncoderConfig, labels: [String], seed: UInt64, threads: Int = Threads.cores
+    ) throws -> ModernBertClassifier {
         let m = try ModernBertClassifier(config: config, labels: labels, threads: threads)
         m.drawInitialWeights(range: config.initializerRange, seed: seed)
         return m
@@ -177,7 +215,9 @@ public protocol HFClassifier: ClassifierModel where Scalar == Float {
 
 extension BertClassifier: HFClassifier where T == Float {
     public static func headModules(config: HFEncoderConfig) -> [String] { [headNames(config: config).dense] }
-    public static func tokenTableName(config: HFEncoderConfig) -> String { config.prefix + "embeddings.word_embeddings.weight" }
+    public static func tokenTableName(config: HFEncoderConfig) -> String {
+        config.prefix + "embeddings.word_embeddings.weight"
+    }
 }
 
 extension ModernBertClassifier: HFClassifier where T == Float {
@@ -187,30 +227,46 @@ extension ModernBertClassifier: HFClassifier where T == Float {
 
 extension BertClassifier where T == Float {
     /// Loads a Hugging Face directory of this classifier's model types (see `HFClassifier.load`).
-    public static func load(directory: URL, threads: Int = Threads.cores,
-                            newHead: (labels: [String], seed: UInt64)? = nil) throws -> BertClassifier<Float> {
+    public static func load(
+        directory: URL, threads: Int = Threads.cores,
+        newHead: (labels: [String], seed: UInt64)? = nil
+    ) throws -> BertClassifier<Float> {
         try loadDirectory(directory: directory, threads: threads, newHead: newHead)
     }
 
     /// Refuses, with what the names say, a checkpoint whose encoder tensors are not named
     /// as `config.json`'s model type names them: another family's prefix (`roberta.` for
     /// `bert`), or names with and without the prefix mixed.
-    static func checkEncoderNames(_ tensors: [String: SafetensorsTensorInfo], config: HFEncoderConfig, prefix: String, source: String) throws {
+    static func checkEncoderNames(
+        _ tensors: [String: SafetensorsTensorInfo], config: HFEncoderConfig, prefix: String, source: String
+    ) throws {
         let names = Array(tensors.keys)
-        let families = ["bert.": "bert", "roberta.": "roberta (or xlm-roberta, camembert)", "distilbert.": "distilbert", "electra.": "electra",
-                        "deberta.": "deberta-v2", "albert.": "albert", "model.": "modernbert"]
-        func word(_ prefix: String) -> String { prefix + (prefix == "model." ? "embeddings.tok_embeddings.weight" : "embeddings.word_embeddings.weight") }
-        let own = config.family == .modernbert ? "embeddings.tok_embeddings.weight" : "embeddings.word_embeddings.weight"
-        if tensors[prefix + own] == nil, let other = families.keys.sorted().first(where: { tensors[word($0)] != nil }) {
-            throw ModelError("\(source): the tensors are named for model type \(families[other]!) ('\(other)…'), but config.json's 'model_type' is '\(config.modelType)' (tensors '\(config.prefix)…'); the config is not this checkpoint's")
+        let families = [
+            "bert.": "bert", "roberta.": "roberta (or xlm-roberta, camembert)", "distilbert.": "distilbert",
+            "electra.": "electra",
+            "deberta.": "deberta-v2", "albert.": "albert", "model.": "modernbert",
+        ]
+        func word(_ prefix: String) -> String {
+            prefix + (prefix == "model." ? "embeddings.tok_embeddings.weight" : "embeddings.word_embeddings.weight")
         }
-        let encoderParts = ["embeddings.", "encoder.", "pooler.", "transformer.", "embeddings_project.", "layers.", "final_norm."]
+        let own =
+            config.family == .modernbert ? "embeddings.tok_embeddings.weight" : "embeddings.word_embeddings.weight"
+        if tensors[prefix + own] == nil, let other = families.keys.sorted().first(where: { tensors[word($0)] != nil }) {
+            throw ModelError(
+                "\(source): the tensors are named for model type \(families[other]!) ('\(other)…'), but config.json's 'model_type' is '\(config.modelType)' (tensors '\(config.prefix)…'); the config is not this checkpoint's"
+            )
+        }
+        let encoderParts = [
+            "embeddings.", "encoder.", "pooler.", "transformer.", "embeddings_project.", "layers.", "final_norm.",
+        ]
         // DeBERTa's head pools with a bare `pooler.dense`, beside its prefixed encoder.
         let head = (config.family == .modernbert ? "head" : headNames(config: config).dense) + "."
         let bare = names.filter { n in !n.hasPrefix(head) && encoderParts.contains { n.hasPrefix($0) } }
         let prefixed = names.filter { n in encoderParts.contains { n.hasPrefix(config.prefix + $0) } }
         if let a = bare.sorted().first, let b = prefixed.sorted().first {
-            throw ModelError("\(source): encoder tensors are named both with and without the '\(config.prefix)' prefix (e.g. '\(a)' and '\(b)'); a checkpoint names them one way")
+            throw ModelError(
+                "\(source): encoder tensors are named both with and without the '\(config.prefix)' prefix (e.g. '\(a)' and '\(b)'); a checkpoint names them one way"
+            )
         }
     }
 
@@ -230,32 +286,44 @@ extension HFClassifier {
     public var asClassifier: any ClassifierModel<Float> { self }
 
     /// Loads a Hugging Face directory (see `loadDirectory`).
-    public static func load(directory: URL, threads: Int, newHead: (labels: [String], seed: UInt64)?) throws -> any HFClassifier {
+    public static func load(directory: URL, threads: Int, newHead: (labels: [String], seed: UInt64)?) throws
+        -> any HFClassifier
+    {
         try loadDirectory(directory: directory, threads: threads, newHead: newHead)
     }
 
-    static func loadDirectory(directory: URL, threads: Int = Threads.cores,
-                              newHead: (labels: [String], seed: UInt64)? = nil) throws -> Self {
+    static func loadDirectory(
+        directory: URL, threads: Int = Threads.cores,
+        newHead: (labels: [String], seed: UInt64)? = nil
+    ) throws -> Self {
         let configURL = directory.appendingPathComponent("config.json")
-        guard let data = try? WholeFile.read(configURL), let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+        guard let data = try? WholeFile.read(configURL),
+            let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
+        else {
             throw ModelError("\(configURL.path): missing or not a JSON object")
         }
         let config = try HFEncoderConfig(json: json, source: configURL.path)
         let bin = directory.appendingPathComponent("pytorch_model.bin")
-        let hasSafetensors = ["model.safetensors", "model.safetensors.index.json"].contains { FileManager.default.fileExists(atPath: directory.appendingPathComponent($0).path) }
+        let hasSafetensors = ["model.safetensors", "model.safetensors.index.json"].contains {
+            FileManager.default.fileExists(atPath: directory.appendingPathComponent($0).path)
+        }
         if !hasSafetensors {
-            throw ModelError(FileManager.default.fileExists(atPath: bin.path)
-                ? "\(bin.path): PyTorch pickle checkpoints are not read; convert with `model.save_pretrained(DIR, safe_serialization=True)` in transformers"
-                : "\(directory.appendingPathComponent("model.safetensors").path): missing (a Hugging Face model directory holds its weights there, or in shards listed by model.safetensors.index.json)")
+            throw ModelError(
+                FileManager.default.fileExists(atPath: bin.path)
+                    ? "\(bin.path): PyTorch pickle checkpoints are not read; convert with `model.save_pretrained(DIR, safe_serialization=True)` in transformers"
+                    : "\(directory.appendingPathComponent("model.safetensors").path): missing (a Hugging Face model directory holds its weights there, or in shards listed by model.safetensors.index.json)"
+            )
         }
         // One model.safetensors, or the shards its index names.
         let file = try SafetensorsCheckpoint(directory: directory)
         let weightsSource = file.source
         // A bare encoder saved on its own has no `bert.` / `roberta.` prefix.
-        let e = config.prefix, word = tokenTableName(config: config).dropFirst(e.count)
+        let e = config.prefix
+        let word = tokenTableName(config: config).dropFirst(e.count)
         let filePrefix = file.tensors[e + word] == nil && file.tensors[String(word)] != nil ? "" : e
         func fileName(_ name: String) -> String { name.hasPrefix(e) ? filePrefix + name.dropFirst(e.count) : name }
-        try BertClassifier<Float>.checkEncoderNames(file.tensors, config: config, prefix: filePrefix, source: weightsSource)
+        try BertClassifier<Float>.checkEncoderNames(
+            file.tensors, config: config, prefix: filePrefix, source: weightsSource)
         let head = headNames(config: config)
         let outputNames = [head.output + ".weight", head.output + ".bias"]
         let layout = Self.layout(config: config, classes: max(2, newHead?.labels.count ?? config.labels.count))
@@ -268,22 +336,31 @@ extension HFClassifier {
             guard outputNames.allSatisfy({ file.tensors[fileName($0)] != nil }) else {
                 let other = file.tensors.keys.filter { $0.hasPrefix("classifier.") }.sorted()
                 if !other.isEmpty {
-                    throw ModelError("\(weightsSource): its classification head (\(other.prefix(2).joined(separator: ", "))) is laid out for another model type than config.json's '\(config.modelType)', whose head is '\(head.output).weight'; the config is not this checkpoint's")
+                    throw ModelError(
+                        "\(weightsSource): its classification head (\(other.prefix(2).joined(separator: ", "))) is laid out for another model type than config.json's '\(config.modelType)', whose head is '\(head.output).weight'; the config is not this checkpoint's"
+                    )
                 }
-                throw ModelError("\(weightsSource): no classification head ('\(head.output).weight'); this is a bare encoder — fine-tune it with `tangent train --init \(directory.path)`, which adds one")
+                throw ModelError(
+                    "\(weightsSource): no classification head ('\(head.output).weight'); this is a bare encoder — fine-tune it with `tangent train --init \(directory.path)`, which adds one"
+                )
             }
             labels = config.labels
             guard labels.count >= 2 else {
-                throw ModelError("\(configURL.path): 'id2label' names \(labels.count) classes; a classifier has at least 2")
+                throw ModelError(
+                    "\(configURL.path): 'id2label' names \(labels.count) classes; a classifier has at least 2")
             }
         }
         let model = try Self(config: config, labels: labels, threads: threads)
         // A new head: the output layer, and the modules below it when the checkpoint lacks any.
-        let fresh = Set(newHead == nil ? [] : outputNames + (headTensors.allSatisfy { file.tensors[fileName($0)] != nil } ? [] : headTensors))
+        let fresh = Set(
+            newHead == nil
+                ? [] : outputNames + (headTensors.allSatisfy { file.tensors[fileName($0)] != nil } ? [] : headTensors))
         let wanted = model.layout.tensors.filter { !fresh.contains($0.name) }
         let missing = wanted.map { fileName($0.name) }.filter { file.tensors[$0] == nil }
         guard missing.isEmpty else {
-            throw ModelError("\(weightsSource): \(missing.count) expected tensors missing, e.g. \(missing.prefix(3).joined(separator: ", "))")
+            throw ModelError(
+                "\(weightsSource): \(missing.count) expected tensors missing, e.g. \(missing.prefix(3).joined(separator: ", "))"
+            )
         }
         // Buffers transformers saves beside the weights are ignored. Fine-tuning (a new head)
         // drops another task's head and the pretraining heads a checkpoint ships with
@@ -293,14 +370,22 @@ extension HFClassifier {
         // `decoder`), as transformers does, and
         // lists them; anything else is refused.
         let known = Set(model.layout.tensors.map { fileName($0.name) })
-        let extra = file.tensors.keys.sorted().filter { !known.contains($0) && !$0.hasSuffix("position_ids") && !$0.hasSuffix("token_type_ids") }
-        let droppable = ["classifier.", "cls.", "lm_head.", "discriminator_predictions.", "generator_predictions.", "generator_lm_head.",
-                         "predictions.", "sop_classifier.", "lm_predictions.", "mask_predictions."]
+        let extra = file.tensors.keys.sorted().filter {
+            !known.contains($0) && !$0.hasSuffix("position_ids") && !$0.hasSuffix("token_type_ids")
+        }
+        let droppable =
+            [
+                "classifier.", "cls.", "lm_head.", "discriminator_predictions.", "generator_predictions.",
+                "generator_lm_head.",
+                "predictions.", "sop_classifier.", "lm_predictions.", "mask_predictions.",
+            ]
             + (config.family == .modernbert ? ["decoder."] : [])
         let dropped = newHead == nil ? [] : extra.filter { name in droppable.contains { name.hasPrefix($0) } }
         let unexpected = extra.filter { !dropped.contains($0) }
         guard unexpected.isEmpty else {
-            throw ModelError("\(weightsSource): \(unexpected.count) tensors this \(config.modelType) classifier does not have, e.g. \(unexpected.prefix(3).joined(separator: ", "))")
+            throw ModelError(
+                "\(weightsSource): \(unexpected.count) tensors this \(config.modelType) classifier does not have, e.g. \(unexpected.prefix(3).joined(separator: ", "))"
+            )
         }
         model.droppedTensors = dropped
         for t in wanted {
@@ -309,16 +394,23 @@ extension HFClassifier {
                 throw ModelError("\(error) (from \(configURL.lastPathComponent))")
             }
             if let bad = values.firstIndex(where: { !$0.isFinite }) {
-                throw ModelError("\(file.path(of: fileName(t.name))): tensor '\(fileName(t.name))' element \(bad) is \(values[bad])")
+                throw ModelError(
+                    "\(file.path(of: fileName(t.name))): tensor '\(fileName(t.name))' element \(bad) is \(values[bad])")
             }
             (model.parameters.baseAddress! + t.offset).update(from: values, count: t.count)
         }
         if let newHead {
-            for (ti, t) in model.layout.tensors.enumerated() where fresh.contains(t.name) && t.name.hasSuffix(".weight") {
+            for (ti, t) in model.layout.tensors.enumerated() where fresh.contains(t.name) && t.name.hasSuffix(".weight")
+            {
                 // A new LayerNorm (ModernBERT's head norm) starts at 1, as torch's does.
-                if t.shape.count == 1 { for k in t.range { model.parameters[k] = 1 }; continue }
+                if t.shape.count == 1 {
+                    for k in t.range { model.parameters[k] = 1 }
+                    continue
+                }
                 let rng = CounterRNG.derive(newHead.seed, 0xbe27, UInt64(ti))
-                for k in 0..<t.count { model.parameters[t.offset + k] = Float(config.initializerRange * rng.normal(UInt64(k))) }
+                for k in 0..<t.count {
+                    model.parameters[t.offset + k] = Float(config.initializerRange * rng.normal(UInt64(k)))
+                }
             }
         }
         var source = json

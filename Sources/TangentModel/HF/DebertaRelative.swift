@@ -56,11 +56,16 @@ extension BertClassifier {
     /// The normalized table, once per forward pass (all layers read it).
     func relativeTableForward(_ ws: Workspace<T>) {
         guard let t = relativeTable, let r = config.relative else { return }
-        let rb = relativeBuffers(ws), R = 2 * r.span, h = config.hiddenSize
-        rb.rows.ensure(R * h); rb.mean.ensure(R); rb.rstd.ensure(R)
+        let rb = relativeBuffers(ws)
+        let R = 2 * r.span
+        let h = config.hiddenSize
+        rb.rows.ensure(R * h)
+        rb.mean.ensure(R)
+        rb.rstd.ensure(R)
         if let norm = t.norm {
-            LayerNorm.forward(out: rb.rows.p, mean: rb.mean.p, rstd: rb.rstd.p, inp: p(t.table), weight: p(norm.w), bias: p(norm.b),
-                              n: R, d: h, eps: T(config.layerNormEps))
+            LayerNorm.forward(
+                out: rb.rows.p, mean: rb.mean.p, rstd: rb.rstd.p, inp: p(t.table), weight: p(norm.w), bias: p(norm.b),
+                n: R, d: h, eps: T(config.layerNormEps))
         } else {
             rb.rows.p.update(from: p(t.table), count: R * h)
         }
@@ -68,9 +73,13 @@ extension BertClassifier {
 
     /// Layer l's attention: its projections of the table, then the disentangled scores.
     func relativeAttentionForward(_ l: Int, _ ws: Workspace<T>) {
-        let r = config.relative!, rb = relativeBuffers(ws), li = layerIndices[l]
-        let R = 2 * r.span, h = config.hiddenSize
-        rb.keys[l].ensure(R * h); rb.queries[l].ensure(R * h)
+        let r = config.relative!
+        let rb = relativeBuffers(ws)
+        let li = layerIndices[l]
+        let R = 2 * r.span
+        let h = config.hiddenSize
+        rb.keys[l].ensure(R * h)
+        rb.queries[l].ensure(R * h)
         // All R rows in one product whatever the batch, so each text's numbers are the same in any batch.
         if let k = li.relativeKey {
             Linear.forward(out: rb.keys[l].p, inp: rb.rows.p, weight: p(k.w), bias: p(k.b), n: R, i: h, o: h)
@@ -80,27 +89,34 @@ extension BertClassifier {
         }
         let maxL = ws.texts.map(\.count).max() ?? 1
         rb.scratch.ensure(maxL * (maxL + R))
-        DisentangledAttention.forward(out: ws.atty[l].p, att: ws.att[l].p, scratch: rb.scratch.p, qkv: ws.qkv[l].p,
-                                      kr: rb.keys[l].p, qr: rb.queries[l].p, positions: r.positions, terms: r.terms,
-                                      texts: ws.texts, attOffsets: ws.attOffsets, d: h, heads: config.heads)
+        DisentangledAttention.forward(
+            out: ws.atty[l].p, att: ws.att[l].p, scratch: rb.scratch.p, qkv: ws.qkv[l].p,
+            kr: rb.keys[l].p, qr: rb.queries[l].p, positions: r.positions, terms: r.terms,
+            texts: ws.texts, attOffsets: ws.attOffsets, d: h, heads: config.heads)
     }
 
     /// Before the layers' backward: the rows each text reads, the table copied per text
     /// when gradients are per text, and the table's gradient zeroed.
     func relativeBackwardStart(_ ws: Workspace<T>, _ dest: GradientDestination<T>) {
         guard let r = config.relative, r.enabled else { return }
-        let rb = relativeBuffers(ws), R = 2 * r.span, h = config.hiddenSize
+        let rb = relativeBuffers(ws)
+        let R = 2 * r.span
+        let h = config.hiddenSize
         let used = ws.texts.map { r.usedRows(length: $0.count) }
         if dest.perText {
             let B = ws.texts.count
             rb.ranges = used.enumerated().map { b, u in (b * R + u.lowerBound)..<(b * R + u.upperBound + 1) }
-            for buffer in [rb.rowsCopy, rb.rawCopy, rb.dkeys, rb.dqueries, rb.drows, rb.draw] { buffer.ensure(B * R * h) }
-            rb.meanCopy.ensure(B * R); rb.rstdCopy.ensure(B * R)
+            for buffer in [rb.rowsCopy, rb.rawCopy, rb.dkeys, rb.dqueries, rb.drows, rb.draw] {
+                buffer.ensure(B * R * h)
+            }
+            rb.meanCopy.ensure(B * R)
+            rb.rstdCopy.ensure(B * R)
             for (b, range) in rb.ranges.enumerated() {
                 let first = range.lowerBound - b * R
                 (rb.rowsCopy.p + range.lowerBound * h).update(from: rb.rows.p + first * h, count: range.count * h)
                 if let table = relativeTable, table.norm != nil {
-                    (rb.rawCopy.p + range.lowerBound * h).update(from: p(table.table) + first * h, count: range.count * h)
+                    (rb.rawCopy.p + range.lowerBound * h).update(
+                        from: p(table.table) + first * h, count: range.count * h)
                     (rb.meanCopy.p + range.lowerBound).update(from: rb.mean.p + first, count: range.count)
                     (rb.rstdCopy.p + range.lowerBound).update(from: rb.rstd.p + first, count: range.count)
                 }
@@ -128,64 +144,85 @@ extension BertClassifier {
 
     /// Layer l's attention backward: dqkv written, this layer's dKr and dQr per block.
     func relativeAttentionBackward(_ l: Int, _ ws: Workspace<T>, _ dest: GradientDestination<T>) {
-        let r = config.relative!, rb = relativeBuffers(ws), R = 2 * r.span, h = config.hiddenSize
+        let r = config.relative!
+        let rb = relativeBuffers(ws)
+        let R = 2 * r.span
+        let h = config.hiddenSize
         for range in rb.ranges where r.enabled {
             (rb.dkeys.p + range.lowerBound * h).update(repeating: 0, count: range.count * h)
             (rb.dqueries.p + range.lowerBound * h).update(repeating: 0, count: range.count * h)
         }
         let maxL = ws.texts.map(\.count).max() ?? 1
         rb.scratch.ensure(maxL * (maxL + R))
-        DisentangledAttention.backward(dqkv: ws.dqkv.p, dkr: rb.dkeys.p, dqr: rb.dqueries.p, perText: dest.perText ? R * h : nil,
-                                       scratch: rb.scratch.p, dout: ws.datty.p, qkv: ws.qkv[l].p, kr: rb.keys[l].p, qr: rb.queries[l].p,
-                                       att: ws.att[l].p, positions: r.positions, terms: r.terms, texts: ws.texts, attOffsets: ws.attOffsets,
-                                       d: h, heads: config.heads)
+        DisentangledAttention.backward(
+            dqkv: ws.dqkv.p, dkr: rb.dkeys.p, dqr: rb.dqueries.p, perText: dest.perText ? R * h : nil,
+            scratch: rb.scratch.p, dout: ws.datty.p, qkv: ws.qkv[l].p, kr: rb.keys[l].p, qr: rb.queries[l].p,
+            att: ws.att[l].p, positions: r.positions, terms: r.terms, texts: ws.texts, attOffsets: ws.attOffsets,
+            d: h, heads: config.heads)
     }
 
     /// The table's rows that layer l's projection with weight `weight` also projected, as
     /// extra rows of that projection's backward (nil: it projected none).
-    func relativeRows(_ l: Int, _ ws: Workspace<T>, _ dest: GradientDestination<T>, weight: Int) -> GradientDestination<T>.ExtraRows? {
+    func relativeRows(_ l: Int, _ ws: Workspace<T>, _ dest: GradientDestination<T>, weight: Int) -> GradientDestination<
+        T
+    >.ExtraRows? {
         let li = layerIndices[l]
-        guard config.relative?.enabled == true, li.relativeKey?.w == weight || li.relativeQuery?.w == weight else { return nil }
+        guard config.relative?.enabled == true, li.relativeKey?.w == weight || li.relativeQuery?.w == weight else {
+            return nil
+        }
         let rb = relativeBuffers(ws)
         let dout = li.relativeKey?.w == weight ? rb.dkeys.p : rb.dqueries.p
-        return .init(dinp: relativeTableWanted(dest) ? rb.drows.p : nil, dout: dout, inp: dest.perText ? rb.rowsCopy.p : rb.rows.p,
-                     segments: relativeSegments(rb, dest), streamRows: rb.ranges)
+        return .init(
+            dinp: relativeTableWanted(dest) ? rb.drows.p : nil, dout: dout,
+            inp: dest.perText ? rb.rowsCopy.p : rb.rows.p,
+            segments: relativeSegments(rb, dest), streamRows: rb.ranges)
     }
 
     /// Layer l's own projections of the table (`share_att_key` off): their gradients, and
     /// the table's through them.
     func relativeProjectionsBackward(_ l: Int, _ ws: Workspace<T>, _ dest: GradientDestination<T>) {
-        let li = layerIndices[l], h = config.hiddenSize
+        let li = layerIndices[l]
+        let h = config.hiddenSize
         for (projection, isKey) in [(li.relativeKey, true), (li.relativeQuery, false)] {
             guard let w = projection, w.w != li.k, w.w != li.q else { continue }
             let rb = relativeBuffers(ws)
-            dest.linear(dinp: relativeTableWanted(dest) ? rb.drows.p : nil, accumulateInput: true, w: w.w, b: w.b, weight: p(w.w),
-                        dout: isKey ? rb.dkeys.p : rb.dqueries.p, inp: dest.perText ? rb.rowsCopy.p : rb.rows.p,
-                        n: 0, i: h, o: h, segments: relativeSegments(rb, dest), rows: rb.ranges, streamRows: rb.ranges)
+            dest.linear(
+                dinp: relativeTableWanted(dest) ? rb.drows.p : nil, accumulateInput: true, w: w.w, b: w.b,
+                weight: p(w.w),
+                dout: isKey ? rb.dkeys.p : rb.dqueries.p, inp: dest.perText ? rb.rowsCopy.p : rb.rows.p,
+                n: 0, i: h, o: h, segments: relativeSegments(rb, dest), rows: rb.ranges, streamRows: rb.ranges)
         }
     }
 
     /// After the layers: the gradient of the table (through its LayerNorm) and of the norm.
     func relativeTableBackward(_ ws: Workspace<T>, _ dest: GradientDestination<T>) {
         guard let t = relativeTable, relativeTableWanted(dest) else { return }
-        let rb = relativeBuffers(ws), h = config.hiddenSize, R = rb.rowIDs.isEmpty ? 0 : 2 * config.relative!.span
+        let rb = relativeBuffers(ws)
+        let h = config.hiddenSize
+        let R = rb.rowIDs.isEmpty ? 0 : 2 * config.relative!.span
         let segments = relativeSegments(rb, dest)
         var gradient = UnsafePointer(rb.drows.p)
         if let norm = t.norm {
             for range in rb.ranges { (rb.draw.p + range.lowerBound * h).update(repeating: 0, count: range.count * h) }
-            let (raw, mean, rstd) = dest.perText ? (UnsafePointer(rb.rawCopy.p), UnsafePointer(rb.meanCopy.p), UnsafePointer(rb.rstdCopy.p))
+            let (raw, mean, rstd) =
+                dest.perText
+                ? (UnsafePointer(rb.rawCopy.p), UnsafePointer(rb.meanCopy.p), UnsafePointer(rb.rstdCopy.p))
                 : (UnsafePointer(p(t.table)), UnsafePointer(rb.mean.p), UnsafePointer(rb.rstd.p))
-            dest.layerNorm(dinp: rb.draw.p, w: norm.w, b: norm.b, weight: p(norm.w), dout: rb.drows.p, inp: raw, mean: mean, rstd: rstd,
-                           n: 0, d: h, segments: segments, streamRanges: rb.ranges)
+            dest.layerNorm(
+                dinp: rb.draw.p, w: norm.w, b: norm.b, weight: p(norm.w), dout: rb.drows.p, inp: raw, mean: mean,
+                rstd: rstd,
+                n: 0, d: h, segments: segments, streamRanges: rb.ranges)
             gradient = UnsafePointer(rb.draw.p)
         }
         // Each block's row x is the table's row x mod R.
         rb.rowIDs.withUnsafeBufferPointer { ids in
             let id = ids.baseAddress!
-            Embedding.backward(dtokenTable: dest.slot(t.table), dpositionTable: nil, dout: gradient, ids: id, positions: id, d: h,
-                               segments: segments)
+            Embedding.backward(
+                dtokenTable: dest.slot(t.table), dpositionTable: nil, dout: gradient, ids: id, positions: id, d: h,
+                segments: segments)
             dest.small([t.table], width: R * h, ranges: rb.ranges) { dt, _, seg in
-                Embedding.backward(dtokenTable: dt, dpositionTable: nil, dout: gradient, ids: id, positions: id, d: h, segments: seg)
+                Embedding.backward(
+                    dtokenTable: dt, dpositionTable: nil, dout: gradient, ids: id, positions: id, d: h, segments: seg)
             }
         }
     }

@@ -42,14 +42,17 @@ public final class ModernBertClassifier<T: BLASScalar>: ClassifierModel, ShardKe
     public var architecture: String { "hf-modernbert" }
     public var tokenTableIndex: Int { word }
     public var shape: ModelShape {
-        ModelShape(classes: labels.count, width: config.hiddenSize, maxTokens: config.maxTokens, padID: config.packedPadID)
+        ModelShape(
+            classes: labels.count, width: config.hiddenSize, maxTokens: config.maxTokens, padID: config.packedPadID)
     }
     public var configurationData: Data { config.identity + Data(labels.joined(separator: "\u{1F}").utf8) }
 
     /// The checkpoint's tensors in `state_dict` order, with their groups (`embeddings`,
     /// `layers.i`, `final_norm`, `head`, `classifier`) and weight-decay flags.
     public static func layout(config c: HFEncoderConfig, classes: Int) -> ParameterLayout {
-        let m = c.modern!, h = c.hiddenSize, f = c.intermediateSize
+        let m = c.modern!
+        let h = c.hiddenSize
+        let f = c.intermediateSize
         var list: [(name: String, shape: [Int], group: String, decays: Bool)] = []
         func add(_ group: String, _ name: String, _ shape: [Int], bias: Bool) {
             list.append((name + ".weight", shape, group, shape.count > 1))
@@ -58,7 +61,8 @@ public final class ModernBertClassifier<T: BLASScalar>: ClassifierModel, ShardKe
         add("embeddings", "model.embeddings.tok_embeddings", [c.vocabSize, h], bias: false)
         add("embeddings", "model.embeddings.norm", [h], bias: m.normBias)
         for l in 0..<c.layers {
-            let g = "layers.\(l)", p = "model.layers.\(l)."
+            let g = "layers.\(l)"
+            let p = "model.layers.\(l)."
             if l > 0 { add(g, p + "attn_norm", [h], bias: m.normBias) }
             add(g, p + "attn.Wqkv", [3 * h, h], bias: m.attentionBias)
             add(g, p + "attn.Wo", [h, h], bias: m.attentionBias)
@@ -74,7 +78,9 @@ public final class ModernBertClassifier<T: BLASScalar>: ClassifierModel, ShardKe
     }
 
     /// The names of the head's tensors (its dense layer, then the output layer), and its norm.
-    public static func headNames(config c: HFEncoderConfig) -> (dense: String, output: String) { ("head.dense", "classifier") }
+    public static func headNames(config c: HFEncoderConfig) -> (dense: String, output: String) {
+        ("head.dense", "classifier")
+    }
 
     /// A model with every parameter zero.
     public init(config: HFEncoderConfig, labels: [String], threads: Int = Threads.cores) throws {
@@ -83,7 +89,9 @@ public final class ModernBertClassifier<T: BLASScalar>: ClassifierModel, ShardKe
         let weights = config.parameterCount(classes: labels.count) * 4
         let memory = Double(ProcessInfo.processInfo.physicalMemory)
         guard weights < memory / 2 else {
-            throw ModelError("config.json: hidden_size \(config.hiddenSize), num_hidden_layers \(config.layers), intermediate_size \(config.intermediateSize), vocab_size \(config.vocabSize) make \(String(format: "%.3g", weights / 4)) parameters (\(ByteSize.describe(weights)) of weights), more than half this machine's \(ByteSize.describe(memory))")
+            throw ModelError(
+                "config.json: hidden_size \(config.hiddenSize), num_hidden_layers \(config.layers), intermediate_size \(config.intermediateSize), vocab_size \(config.vocabSize) make \(String(format: "%.3g", weights / 4)) parameters (\(ByteSize.describe(weights)) of weights), more than half this machine's \(ByteSize.describe(memory))"
+            )
         }
         self.config = config
         self.modern = modern
@@ -94,19 +102,24 @@ public final class ModernBertClassifier<T: BLASScalar>: ClassifierModel, ShardKe
         func dense(_ n: String, _ bias: Bool) -> Dense { Dense(w: i(n + ".weight"), b: bias ? i(n + ".bias") : nil) }
         layerIndices = (0..<config.layers).map { l in
             let p = "model.layers.\(l)."
-            return LayerIndices(attnNorm: l > 0 ? norm(p + "attn_norm") : nil, qkv: dense(p + "attn.Wqkv", modern.attentionBias),
-                                out: dense(p + "attn.Wo", modern.attentionBias), mlpNorm: norm(p + "mlp_norm"),
-                                wi: dense(p + "mlp.Wi", modern.mlpBias), wo: dense(p + "mlp.Wo", modern.mlpBias))
+            return LayerIndices(
+                attnNorm: l > 0 ? norm(p + "attn_norm") : nil, qkv: dense(p + "attn.Wqkv", modern.attentionBias),
+                out: dense(p + "attn.Wo", modern.attentionBias), mlpNorm: norm(p + "mlp_norm"),
+                wi: dense(p + "mlp.Wi", modern.mlpBias), wo: dense(p + "mlp.Wo", modern.mlpBias))
         }
         word = i("model.embeddings.tok_embeddings.weight")
-        embNorm = norm("model.embeddings.norm"); finalNorm = norm("model.final_norm"); headNorm = norm("head.norm")
-        headDense = dense("head.dense", modern.classifierBias); classifier = dense("classifier", true)
+        embNorm = norm("model.embeddings.norm")
+        finalNorm = norm("model.final_norm")
+        headNorm = norm("head.norm")
+        headDense = dense("head.dense", modern.classifierBias)
+        classifier = dense("classifier", true)
         let dh = config.hiddenSize / config.heads
         globalRotary = Rotary(theta: modern.globalTheta, headDim: dh)
         localRotary = Rotary(theta: modern.localTheta, headDim: dh)
         zeros = Buffer<T>(max(3 * config.hiddenSize, 2 * config.intermediateSize))
-        passes = ShardedPasses(layout: L, classes: labels.count, width: config.hiddenSize, tokenIndex: word,
-                               layers: config.layers, threads: threads)
+        passes = ShardedPasses(
+            layout: L, classes: labels.count, width: config.hiddenSize, tokenIndex: word,
+            layers: config.layers, threads: threads)
     }
 
     public func emptyCopy(threads: Int) throws -> ModernBertClassifier {
@@ -117,16 +130,21 @@ public final class ModernBertClassifier<T: BLASScalar>: ClassifierModel, ShardKe
 
     /// `config.json` as transformers reads it, with tangent's run record under `tangent`.
     public func saveConfiguration(labels: [String], extra: [String: Any], into directory: URL) throws {
-        try HFEncoderConfig.save(source: sourceJSON, config: config, classificationClass: "ModernBertForSequenceClassification", labels: labels,
-                                 extra: extra, into: directory)
+        try HFEncoderConfig.save(
+            source: sourceJSON, config: config, classificationClass: "ModernBertForSequenceClassification",
+            labels: labels,
+            extra: extra, into: directory)
     }
 
     public func checkTraining(batch: Int) throws {
         let memory = Double(ProcessInfo.processInfo.physicalMemory)
         let need = config.trainingBytes(batch: batch, classes: labels.count)
         guard need < memory * 0.8 else {
-            throw ModelError(String(format: "--batch-size %ld: fine-tuning batches of %ld texts of up to %ld tokens would need about %@, more than this machine's %@ allows; lower --batch-size",
-                                    batch, batch, config.maxTokens, ByteSize.describe(need), ByteSize.describe(memory)))
+            throw ModelError(
+                String(
+                    format:
+                        "--batch-size %ld: fine-tuning batches of %ld texts of up to %ld tokens would need about %@, more than this machine's %@ allows; lower --batch-size",
+                    batch, batch, config.maxTokens, ByteSize.describe(need), ByteSize.describe(memory)))
         }
     }
 
@@ -155,18 +173,23 @@ public final class ModernBertClassifier<T: BLASScalar>: ClassifierModel, ShardKe
     }
     @_specialize(where T == Float)
     @_specialize(where T == Double)
-    public func perExampleGradients(seed: [T], subset: ParameterSubset, into output: UnsafeMutableBufferPointer<T>,
-                                    embeddingRows: UnsafeMutableBufferPointer<T>?) {
+    public func perExampleGradients(
+        seed: [T], subset: ParameterSubset, into output: UnsafeMutableBufferPointer<T>,
+        embeddingRows: UnsafeMutableBufferPointer<T>?
+    ) {
         passes.perExampleGradients(seed: seed, subset: subset, into: output, embeddingRows: embeddingRows, kernel: self)
     }
     @_specialize(where T == Float)
     @_specialize(where T == Double)
-    public func perExampleGradients(seed: [T], subset: ParameterSubset, embeddingRows: UnsafeMutableBufferPointer<T>? = nil,
-                                    sink: (_ tensor: Int, _ text: Int, _ gradient: UnsafePointer<T>) -> Void) {
+    public func perExampleGradients(
+        seed: [T], subset: ParameterSubset, embeddingRows: UnsafeMutableBufferPointer<T>? = nil,
+        sink: (_ tensor: Int, _ text: Int, _ gradient: UnsafePointer<T>) -> Void
+    ) {
         passes.perExampleGradients(seed: seed, subset: subset, embeddingRows: embeddingRows, kernel: self, sink: sink)
     }
 
-    public func linearRows(seed: [T], subset: ParameterSubset, visit: (_ rows: LinearRows<T>, _ firstText: Int) -> Void) {
+    public func linearRows(seed: [T], subset: ParameterSubset, visit: (_ rows: LinearRows<T>, _ firstText: Int) -> Void)
+    {
         passes.linearRows(seed: seed, subset: subset, kernel: self, visit: visit)
     }
     public var layout: ParameterLayout { passes.layout }
@@ -183,7 +206,9 @@ public final class ModernBertClassifier<T: BLASScalar>: ClassifierModel, ShardKe
                 throw ModelError("text \(b): \(r.count) tokens; the model takes 1 to \(config.maxTokens)")
             }
             for t in r where batch.ids[t] < 0 || Int(batch.ids[t]) >= config.vocabSize {
-                throw ModelError("text \(b): token id \(batch.ids[t]) is outside the vocabulary of \(config.vocabSize); the tokenizer does not match the model")
+                throw ModelError(
+                    "text \(b): token id \(batch.ids[t]) is outside the vocabulary of \(config.vocabSize); the tokenizer does not match the model"
+                )
             }
         }
     }

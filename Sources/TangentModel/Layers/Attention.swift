@@ -23,11 +23,14 @@ enum Attention {
                 let k = q + d
                 let v = q + 2 * d
                 let p = att + attOffsets[b] + h * L * L
-                T.gemm(transA: false, transB: true, m: L, n: L, k: dh, alpha: scale, a: q, lda: ld,
-                       b: k, ldb: ld, beta: 0, c: p, ldc: L)
+                T.gemm(
+                    transA: false, transB: true, m: L, n: L, k: dh, alpha: scale, a: q, lda: ld,
+                    b: k, ldb: ld, beta: 0, c: p, ldc: L)
                 if let window, window < L - 1 {
                     for i in 0..<L {
-                        let row = p + i * L, lo = max(0, i - window), hi = min(L, i + window + 1)
+                        let row = p + i * L
+                        let lo = max(0, i - window)
+                        let hi = min(L, i + window + 1)
                         row.update(repeating: 0, count: lo)
                         (row + hi).update(repeating: 0, count: L - hi)
                         softmax(row + lo, hi - lo)
@@ -35,8 +38,9 @@ enum Attention {
                 } else {
                     softmaxRows(p, L)
                 }
-                T.gemm(transA: false, transB: false, m: L, n: dh, k: L, alpha: 1, a: p, lda: L,
-                       b: v, ldb: ld, beta: 0, c: out + r.lowerBound * d + h * dh, ldc: d)
+                T.gemm(
+                    transA: false, transB: false, m: L, n: dh, k: L, alpha: 1, a: p, lda: L,
+                    b: v, ldb: ld, beta: 0, c: out + r.lowerBound * d + h * dh, ldc: d)
             }
         }
     }
@@ -60,9 +64,12 @@ enum Attention {
     }
 
     /// dS = P * (dP - rowsum(dP * P)) in place of dP (L x L), times `scale` (the scores').
-    static func softmaxBackwardRows<T: BLASScalar>(_ p: UnsafePointer<T>, _ dp: UnsafeMutablePointer<T>, _ L: Int, scale: T) {
+    static func softmaxBackwardRows<T: BLASScalar>(
+        _ p: UnsafePointer<T>, _ dp: UnsafeMutablePointer<T>, _ L: Int, scale: T
+    ) {
         for i in 0..<L {
-            let pr = p + i * L, dr = dp + i * L
+            let pr = p + i * L
+            let dr = dp + i * L
             var s: T = 0
             for j in 0..<L { s += pr[j] * dr[j] }
             for j in 0..<L { dr[j] = pr[j] * (dr[j] - s) * scale }
@@ -82,23 +89,29 @@ enum Attention {
             let L = r.count
             for h in 0..<heads {
                 let q = qkv + r.lowerBound * ld + h * dh
-                let k = q + d, v = q + 2 * d
+                let k = q + d
+                let v = q + 2 * d
                 let dq = dqkv + r.lowerBound * ld + h * dh
-                let dk = dq + d, dv = dq + 2 * d
+                let dk = dq + d
+                let dv = dq + 2 * d
                 let p = att + attOffsets[b] + h * L * L
                 let dO = dout + r.lowerBound * d + h * dh
                 let dp = scratch
                 // dP = dO V^T ; dV = P^T dO
-                T.gemm(transA: false, transB: true, m: L, n: L, k: dh, alpha: 1, a: dO, lda: d,
-                       b: v, ldb: ld, beta: 0, c: dp, ldc: L)
-                T.gemm(transA: true, transB: false, m: L, n: dh, k: L, alpha: 1, a: p, lda: L,
-                       b: dO, ldb: d, beta: 0, c: dv, ldc: ld)
+                T.gemm(
+                    transA: false, transB: true, m: L, n: L, k: dh, alpha: 1, a: dO, lda: d,
+                    b: v, ldb: ld, beta: 0, c: dp, ldc: L)
+                T.gemm(
+                    transA: true, transB: false, m: L, n: dh, k: L, alpha: 1, a: p, lda: L,
+                    b: dO, ldb: d, beta: 0, c: dv, ldc: ld)
                 softmaxBackwardRows(p, dp, L, scale: scale)
                 // dQ = dS K ; dK = dS^T Q
-                T.gemm(transA: false, transB: false, m: L, n: dh, k: L, alpha: 1, a: dp, lda: L,
-                       b: k, ldb: ld, beta: 0, c: dq, ldc: ld)
-                T.gemm(transA: true, transB: false, m: L, n: dh, k: L, alpha: 1, a: dp, lda: L,
-                       b: q, ldb: ld, beta: 0, c: dk, ldc: ld)
+                T.gemm(
+                    transA: false, transB: false, m: L, n: dh, k: L, alpha: 1, a: dp, lda: L,
+                    b: k, ldb: ld, beta: 0, c: dq, ldc: ld)
+                T.gemm(
+                    transA: true, transB: false, m: L, n: dh, k: L, alpha: 1, a: dp, lda: L,
+                    b: q, ldb: ld, beta: 0, c: dk, ldc: ld)
             }
         }
     }

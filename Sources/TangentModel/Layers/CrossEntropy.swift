@@ -8,11 +8,16 @@ public enum CrossEntropy {
         logits: UnsafePointer<T>, labels: UnsafePointer<Int>, b: Int, c: Int
     ) {
         for i in 0..<b {
-            let z = logits + i * c, p = probs + i * c
+            let z = logits + i * c
+            let p = probs + i * c
             var mx = z[0]
             for j in 1..<c where z[j] > mx { mx = z[j] }
             var sum: T = 0
-            for j in 0..<c { let e = T.exp(z[j] - mx); p[j] = e; sum += e }
+            for j in 0..<c {
+                let e = T.exp(z[j] - mx)
+                p[j] = e
+                sum += e
+            }
             for j in 0..<c { p[j] /= sum }
             losses[i] = -(z[labels[i]] - mx - T.log(sum))
         }

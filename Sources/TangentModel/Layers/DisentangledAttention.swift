@@ -25,7 +25,9 @@ enum DisentangledAttention {
             let absolute = relative < mid && relative > -mid ? Float(mid - 1) : Float(abs(relative))
             if absolute <= Float(mid) { return relative }
             let ratio = Float(maxPosition - 1) / Float(mid)
-            let logPos = (Foundation.log(absolute / Float(mid)) / Foundation.log(ratio) * Float(mid - 1)).rounded(.up) + Float(mid)
+            let logPos =
+                (Foundation.log(absolute / Float(mid)) / Foundation.log(ratio) * Float(mid - 1)).rounded(.up)
+                + Float(mid)
             return Int(logPos * sign)
         }
 
@@ -46,7 +48,8 @@ enum DisentangledAttention {
         let c2p: Bool, p2c: Bool
         let factor: Int
         init(c2p: Bool, p2c: Bool, factor: Int? = nil) {
-            self.c2p = c2p; self.p2c = p2c
+            self.c2p = c2p
+            self.p2c = p2c
             self.factor = factor ?? 1 + (c2p ? 1 : 0) + (p2c ? 1 : 0)
         }
     }
@@ -68,30 +71,41 @@ enum DisentangledAttention {
         qkv: UnsafePointer<T>, kr: UnsafePointer<T>, qr: UnsafePointer<T>, positions: Positions, terms: Terms,
         texts: [Range<Int>], attOffsets: [Int], d: Int, heads: Int
     ) {
-        let dh = d / heads, R = 2 * positions.span, ld = 3 * d
+        let dh = d / heads
+        let R = 2 * positions.span
+        let ld = 3 * d
         let scale = 1 / T(dh * terms.factor).squareRoot()
         for (b, r) in texts.enumerated() {
             let L = r.count
             let rows = positions.rows(length: L)
             for h in 0..<heads {
-                let q = qkv + r.lowerBound * ld + h * dh, k = q + d, v = q + 2 * d
+                let q = qkv + r.lowerBound * ld + h * dh
+                let k = q + d
+                let v = q + 2 * d
                 let p = att + attOffsets[b] + h * L * L
-                T.gemm(transA: false, transB: true, m: L, n: L, k: dh, alpha: scale, a: q, lda: ld, b: k, ldb: ld, beta: 0, c: p, ldc: L)
+                T.gemm(
+                    transA: false, transB: true, m: L, n: L, k: dh, alpha: scale, a: q, lda: ld, b: k, ldb: ld, beta: 0,
+                    c: p, ldc: L)
                 if terms.c2p {
                     // C = q Kr^T [L, 2 span]; S[i, j] += C[i, r_ij].
-                    T.gemm(transA: false, transB: true, m: L, n: R, k: dh, alpha: scale, a: q, lda: ld, b: kr + h * dh, ldb: d,
-                           beta: 0, c: scratch, ldc: R)
+                    T.gemm(
+                        transA: false, transB: true, m: L, n: R, k: dh, alpha: scale, a: q, lda: ld, b: kr + h * dh,
+                        ldb: d,
+                        beta: 0, c: scratch, ldc: R)
                     for i in 0..<L { for j in 0..<L { p[i * L + j] += scratch[i * R + Int(rows[i * L + j])] } }
                 }
                 if terms.p2c {
                     // P = k Qr^T [L, 2 span]; S[i, j] += P[j, r_ij].
-                    T.gemm(transA: false, transB: true, m: L, n: R, k: dh, alpha: scale, a: k, lda: ld, b: qr + h * dh, ldb: d,
-                           beta: 0, c: scratch, ldc: R)
+                    T.gemm(
+                        transA: false, transB: true, m: L, n: R, k: dh, alpha: scale, a: k, lda: ld, b: qr + h * dh,
+                        ldb: d,
+                        beta: 0, c: scratch, ldc: R)
                     for i in 0..<L { for j in 0..<L { p[i * L + j] += scratch[j * R + Int(rows[i * L + j])] } }
                 }
                 Attention.softmaxRows(p, L)
-                T.gemm(transA: false, transB: false, m: L, n: dh, k: L, alpha: 1, a: p, lda: L, b: v, ldb: ld, beta: 0,
-                       c: out + r.lowerBound * d + h * dh, ldc: d)
+                T.gemm(
+                    transA: false, transB: false, m: L, n: dh, k: L, alpha: 1, a: p, lda: L, b: v, ldb: ld, beta: 0,
+                    c: out + r.lowerBound * d + h * dh, ldc: d)
             }
         }
     }
@@ -101,43 +115,67 @@ enum DisentangledAttention {
     /// maxL * maxL + maxL * 2 span elements.
     static func backward<T: BLASScalar>(
         dqkv: UnsafeMutablePointer<T>, dkr: UnsafeMutablePointer<T>, dqr: UnsafeMutablePointer<T>, perText: Int?,
-        scratch: UnsafeMutablePointer<T>, dout: UnsafePointer<T>, qkv: UnsafePointer<T>, kr: UnsafePointer<T>, qr: UnsafePointer<T>,
-        att: UnsafePointer<T>, positions: Positions, terms: Terms, texts: [Range<Int>], attOffsets: [Int], d: Int, heads: Int
+        scratch: UnsafeMutablePointer<T>, dout: UnsafePointer<T>, qkv: UnsafePointer<T>, kr: UnsafePointer<T>,
+        qr: UnsafePointer<T>,
+        att: UnsafePointer<T>, positions: Positions, terms: Terms, texts: [Range<Int>], attOffsets: [Int], d: Int,
+        heads: Int
     ) {
-        let dh = d / heads, R = 2 * positions.span, ld = 3 * d
+        let dh = d / heads
+        let R = 2 * positions.span
+        let ld = 3 * d
         let scale = 1 / T(dh * terms.factor).squareRoot()
         for (b, r) in texts.enumerated() {
             let L = r.count
             let rows = positions.rows(length: L)
-            let dkrText = dkr + (perText.map { $0 * b } ?? 0), dqrText = dqr + (perText.map { $0 * b } ?? 0)
+            let dkrText = dkr + (perText.map { $0 * b } ?? 0)
+            let dqrText = dqr + (perText.map { $0 * b } ?? 0)
             for h in 0..<heads {
-                let q = qkv + r.lowerBound * ld + h * dh, k = q + d, v = q + 2 * d
-                let dq = dqkv + r.lowerBound * ld + h * dh, dk = dq + d, dv = dq + 2 * d
+                let q = qkv + r.lowerBound * ld + h * dh
+                let k = q + d
+                let v = q + 2 * d
+                let dq = dqkv + r.lowerBound * ld + h * dh
+                let dk = dq + d
+                let dv = dq + 2 * d
                 let p = att + attOffsets[b] + h * L * L
                 let dO = dout + r.lowerBound * d + h * dh
-                let dp = scratch, dRel = scratch + L * L
-                T.gemm(transA: false, transB: true, m: L, n: L, k: dh, alpha: 1, a: dO, lda: d, b: v, ldb: ld, beta: 0, c: dp, ldc: L)
-                T.gemm(transA: true, transB: false, m: L, n: dh, k: L, alpha: 1, a: p, lda: L, b: dO, ldb: d, beta: 0, c: dv, ldc: ld)
+                let dp = scratch
+                let dRel = scratch + L * L
+                T.gemm(
+                    transA: false, transB: true, m: L, n: L, k: dh, alpha: 1, a: dO, lda: d, b: v, ldb: ld, beta: 0,
+                    c: dp, ldc: L)
+                T.gemm(
+                    transA: true, transB: false, m: L, n: dh, k: L, alpha: 1, a: p, lda: L, b: dO, ldb: d, beta: 0,
+                    c: dv, ldc: ld)
                 Attention.softmaxBackwardRows(p, dp, L, scale: scale)
-                T.gemm(transA: false, transB: false, m: L, n: dh, k: L, alpha: 1, a: dp, lda: L, b: k, ldb: ld, beta: 0, c: dq, ldc: ld)
-                T.gemm(transA: true, transB: false, m: L, n: dh, k: L, alpha: 1, a: dp, lda: L, b: q, ldb: ld, beta: 0, c: dk, ldc: ld)
+                T.gemm(
+                    transA: false, transB: false, m: L, n: dh, k: L, alpha: 1, a: dp, lda: L, b: k, ldb: ld, beta: 0,
+                    c: dq, ldc: ld)
+                T.gemm(
+                    transA: true, transB: false, m: L, n: dh, k: L, alpha: 1, a: dp, lda: L, b: q, ldb: ld, beta: 0,
+                    c: dk, ldc: ld)
                 if terms.c2p {
                     // dC[i, r] = sum_j dS_ij [r_ij = r]: dq += dC Kr, dKr += dC^T q.
                     for x in 0..<(L * R) { dRel[x] = 0 }
                     for i in 0..<L { for j in 0..<L { dRel[i * R + Int(rows[i * L + j])] += dp[i * L + j] } }
-                    T.gemm(transA: false, transB: false, m: L, n: dh, k: R, alpha: 1, a: dRel, lda: R, b: kr + h * dh, ldb: d,
-                           beta: 1, c: dq, ldc: ld)
-                    T.gemm(transA: true, transB: false, m: R, n: dh, k: L, alpha: 1, a: dRel, lda: R, b: q, ldb: ld,
-                           beta: 1, c: dkrText + h * dh, ldc: d)
+                    T.gemm(
+                        transA: false, transB: false, m: L, n: dh, k: R, alpha: 1, a: dRel, lda: R, b: kr + h * dh,
+                        ldb: d,
+                        beta: 1, c: dq, ldc: ld)
+                    T.gemm(
+                        transA: true, transB: false, m: R, n: dh, k: L, alpha: 1, a: dRel, lda: R, b: q, ldb: ld,
+                        beta: 1, c: dkrText + h * dh, ldc: d)
                 }
                 if terms.p2c {
                     // dP[j, r] = sum_i dS_ij [r_ij = r]: dk += dP Qr, dQr += dP^T k.
                     for x in 0..<(L * R) { dRel[x] = 0 }
                     for i in 0..<L { for j in 0..<L { dRel[j * R + Int(rows[i * L + j])] += dp[i * L + j] } }
-                    T.gemm(transA: false, transB: false, m: L, n: dh, k: R, alpha: 1, a: dRel, lda: R, b: qr + h * dh, ldb: d,
-                           beta: 1, c: dk, ldc: ld)
-                    T.gemm(transA: true, transB: false, m: R, n: dh, k: L, alpha: 1, a: dRel, lda: R, b: k, ldb: ld,
-                           beta: 1, c: dqrText + h * dh, ldc: d)
+                    T.gemm(
+                        transA: false, transB: false, m: L, n: dh, k: R, alpha: 1, a: dRel, lda: R, b: qr + h * dh,
+                        ldb: d,
+                        beta: 1, c: dk, ldc: ld)
+                    T.gemm(
+                        transA: true, transB: false, m: R, n: dh, k: L, alpha: 1, a: dRel, lda: R, b: k, ldb: ld,
+                        beta: 1, c: dqrText + h * dh, ldc: d)
                 }
             }
         }

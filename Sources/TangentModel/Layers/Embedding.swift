@@ -10,8 +10,12 @@ enum Embedding {
         tokenTable: UnsafePointer<T>, positionTable: UnsafePointer<T>?, n: Int, d: Int
     ) {
         for r in 0..<n {
-            let y = out + r * d, t = tokenTable + Int(ids[r]) * d
-            guard let positionTable else { y.update(from: t, count: d); continue }
+            let y = out + r * d
+            let t = tokenTable + Int(ids[r]) * d
+            guard let positionTable else {
+                y.update(from: t, count: d)
+                continue
+            }
             let p = positionTable + Int(positions[r]) * d
             for j in 0..<d { y[j] = t[j] + p[j] }
         }

@@ -8,8 +8,10 @@ import TangentTensor
 enum GELU {
     /// out [N] = gelu(inp [N]); derivative [N] = gelu'(inp) (it may be `inp` itself: each
     /// element is read before it is written).
-    static func forward<T: BLASScalar>(out: UnsafeMutablePointer<T>, derivative: UnsafeMutablePointer<T>,
-                                       inp: UnsafePointer<T>, count: Int) {
+    static func forward<T: BLASScalar>(
+        out: UnsafeMutablePointer<T>, derivative: UnsafeMutablePointer<T>,
+        inp: UnsafePointer<T>, count: Int
+    ) {
         let invSqrt2 = 1 / T.sqrt(2)
         let invSqrt2Pi = 1 / T.sqrt(2 * T.pi)
         // `derivative` is usually `inp`, and the vectorizer's overlap check then falls back
@@ -22,7 +24,8 @@ enum GELU {
             while start < count {
                 let n = Swift.min(chunk, count - start)
                 xs.update(from: inp + start, count: n)
-                let o = out + start, dv = derivative + start
+                let o = out + start
+                let dv = derivative + start
                 for i in 0..<n {
                     // The same operations, in the same order, as computing gelu and gelu'
                     // apart, so results (and trained weights) are bit-identical to doing so.
@@ -38,15 +41,20 @@ enum GELU {
     }
 
     /// dinp [N] = dout * gelu'(x), written (not accumulated), from the forward's derivative.
-    static func backward<T: BLASScalar>(dinp: UnsafeMutablePointer<T>, dout: UnsafePointer<T>, derivative: UnsafePointer<T>, count: Int) {
+    static func backward<T: BLASScalar>(
+        dinp: UnsafeMutablePointer<T>, dout: UnsafePointer<T>, derivative: UnsafePointer<T>, count: Int
+    ) {
         for i in 0..<count { dinp[i] = dout[i] * derivative[i] }
     }
 
     /// The tanh approximation, 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) as
     /// transformers' `gelu_new`, with its derivative written as `forward` does.
-    static func forwardTanh<T: BLASScalar>(out: UnsafeMutablePointer<T>, derivative: UnsafeMutablePointer<T>,
-                                           inp: UnsafePointer<T>, count: Int) {
-        let c = T.sqrt(2 / T.pi), a: T = 0.044715
+    static func forwardTanh<T: BLASScalar>(
+        out: UnsafeMutablePointer<T>, derivative: UnsafeMutablePointer<T>,
+        inp: UnsafePointer<T>, count: Int
+    ) {
+        let c = T.sqrt(2 / T.pi)
+        let a: T = 0.044715
         for i in 0..<count {
             let x = inp[i]
             let t = T.tanh(c * (x + a * x * x * x))

@@ -14,7 +14,10 @@ enum LayerNorm {
             for j in 0..<d { m += x[j] }
             m *= invD
             var v: T = 0
-            for j in 0..<d { let c = x[j] - m; v += c * c }
+            for j in 0..<d {
+                let c = x[j] - m
+                v += c * c
+            }
             v *= invD
             // A row that overflowed (infinite variance) would normalize to 0 times its
             // infinities; NaN instead, as torch gives, so that the outputs' finite check
@@ -30,14 +33,18 @@ enum LayerNorm {
     /// dweight and dbias alone, accumulated per segment (the streaming backward computes
     /// dinp with `backward` and these separately, into its own scratch).
     static func weightGradients<T: BLASScalar>(
-        dweight: UnsafeMutablePointer<T>, dbias: UnsafeMutablePointer<T>?, dout: UnsafePointer<T>, inp: UnsafePointer<T>,
+        dweight: UnsafeMutablePointer<T>, dbias: UnsafeMutablePointer<T>?, dout: UnsafePointer<T>,
+        inp: UnsafePointer<T>,
         mean: UnsafePointer<T>, rstd: UnsafePointer<T>, d: Int, segments: Segments
     ) {
         for (k, range) in segments.ranges.enumerated() {
-            let dw = dweight + k * segments.stride, db = dbias.map { $0 + k * segments.stride }
+            let dw = dweight + k * segments.stride
+            let db = dbias.map { $0 + k * segments.stride }
             for r in range {
-                let x = inp + r * d, dy = dout + r * d
-                let m = mean[r], s = rstd[r]
+                let x = inp + r * d
+                let dy = dout + r * d
+                let m = mean[r]
+                let s = rstd[r]
                 for j in 0..<d { dw[j] += dy[j] * (x[j] - m) * s }
                 if let db { for j in 0..<d { db[j] += dy[j] } }
             }
@@ -55,9 +62,13 @@ enum LayerNorm {
             let dw = dweight.map { $0 + k * segments.stride }
             let db = dbias.map { $0 + k * segments.stride }
             for r in range {
-                let x = inp + r * d, dy = dout + r * d, dx = dinp + r * d
-                let m = mean[r], s = rstd[r]
-                var dnormMean: T = 0, dnormNormMean: T = 0
+                let x = inp + r * d
+                let dy = dout + r * d
+                let dx = dinp + r * d
+                let m = mean[r]
+                let s = rstd[r]
+                var dnormMean: T = 0
+                var dnormNormMean: T = 0
                 for j in 0..<d {
                     let norm = (x[j] - m) * s
                     let dnorm = dy[j] * weight[j]

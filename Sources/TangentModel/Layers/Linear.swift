@@ -12,8 +12,9 @@ enum Linear {
     ) {
         for r in 0..<n { (out + r * o).update(from: bias, count: o) }
         for r in rows ?? [0..<n] where !r.isEmpty {
-            T.gemm(transA: false, transB: true, m: r.count, n: o, k: i, alpha: 1, a: inp + r.lowerBound * i, lda: i,
-                   b: weight, ldb: i, beta: 1, c: out + r.lowerBound * o, ldc: o)
+            T.gemm(
+                transA: false, transB: true, m: r.count, n: o, k: i, alpha: 1, a: inp + r.lowerBound * i, lda: i,
+                b: weight, ldb: i, beta: 1, c: out + r.lowerBound * o, ldc: o)
         }
     }
 
@@ -26,15 +27,17 @@ enum Linear {
     ) {
         if let dinp {
             for r in rows ?? [0..<n] where !r.isEmpty {
-                T.gemm(transA: false, transB: false, m: r.count, n: i, k: o, alpha: 1, a: dout + r.lowerBound * o, lda: o,
-                       b: weight, ldb: i, beta: accumulateInput ? 1 : 0, c: dinp + r.lowerBound * i, ldc: i)
+                T.gemm(
+                    transA: false, transB: false, m: r.count, n: i, k: o, alpha: 1, a: dout + r.lowerBound * o, lda: o,
+                    b: weight, ldb: i, beta: accumulateInput ? 1 : 0, c: dinp + r.lowerBound * i, ldc: i)
             }
         }
         for (k, r) in segments.ranges.enumerated() where !r.isEmpty {
             if let dweight {
-                T.gemm(transA: true, transB: false, m: o, n: i, k: r.count, alpha: 1,
-                       a: dout + r.lowerBound * o, lda: o, b: inp + r.lowerBound * i, ldb: i,
-                       beta: 1, c: dweight + k * segments.stride, ldc: i)
+                T.gemm(
+                    transA: true, transB: false, m: o, n: i, k: r.count, alpha: 1,
+                    a: dout + r.lowerBound * o, lda: o, b: inp + r.lowerBound * i, ldb: i,
+                    beta: 1, c: dweight + k * segments.stride, ldc: i)
             }
             if let dbias {
                 let db = dbias + k * segments.stride

@@ -14,7 +14,10 @@ enum Pooling {
                 y.update(from: inp + r.lowerBound * d, count: d)
             case .mean:
                 y.update(repeating: 0, count: d)
-                for row in r { let x = inp + row * d; for j in 0..<d { y[j] += x[j] } }
+                for row in r {
+                    let x = inp + row * d
+                    for j in 0..<d { y[j] += x[j] }
+                }
                 let inv = 1 / T(r.count)
                 for j in 0..<d { y[j] *= inv }
             }
@@ -33,7 +36,10 @@ enum Pooling {
                 if r.count > 1 { (dinp + (r.lowerBound + 1) * d).update(repeating: 0, count: (r.count - 1) * d) }
             case .mean:
                 let inv = 1 / T(r.count)
-                for row in r { let x = dinp + row * d; for j in 0..<d { x[j] = g[j] * inv } }
+                for row in r {
+                    let x = dinp + row * d
+                    for j in 0..<d { x[j] = g[j] * inv }
+                }
             }
         }
     }

@@ -18,10 +18,16 @@ struct Rotary<T: BLASScalar> {
     /// which is the backward pass of the rotation: its transpose). Each token's angles are
     /// computed as torch computes them (position times `inverse` in float32, then cos and
     /// sin), so no table grows with the positions a config allows.
-    func apply(_ qkv: UnsafeMutablePointer<T>, positions: UnsafePointer<Int32>, n: Int, d: Int, heads: Int, inverse backward: Bool = false) {
-        let dh = d / heads, ld = 3 * d, half = self.half
+    func apply(
+        _ qkv: UnsafeMutablePointer<T>, positions: UnsafePointer<Int32>, n: Int, d: Int, heads: Int,
+        inverse backward: Bool = false
+    ) {
+        let dh = d / heads
+        let ld = 3 * d
+        let half = self.half
         withUnsafeTemporaryAllocation(of: T.self, capacity: 2 * half) { buffer in
-            let c = buffer.baseAddress!, s = c + half
+            let c = buffer.baseAddress!
+            let s = c + half
             for r in 0..<n {
                 for i in 0..<half {
                     let angle = Float(positions[r]) * inverse[i]
@@ -32,7 +38,8 @@ struct Rotary<T: BLASScalar> {
                     for h in 0..<heads {
                         let x = qkv + r * ld + block * d + h * dh
                         for i in 0..<half {
-                            let a = x[i], b = x[i + half]
+                            let a = x[i]
+                            let b = x[i + half]
                             x[i] = a * c[i] - b * s[i]
                             x[i + half] = b * c[i] + a * s[i]
                         }
