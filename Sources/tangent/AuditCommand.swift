@@ -98,6 +98,41 @@ struct AuditCommand: ParsableCommand {
         return (try? JSONDecoder().decode(AuditReport.self, from: data)) != nil
     }
 
+    /// The --flip benchmark's model: `texts` with a seeded share of their labels flipped,
+    /// and the model retrained on them with `model`'s recipe (kept under the cache, reused
+    /// when finished), its checkpoints and what the report says of the retraining.
+    func retrainFlipped(_ texts: inout [LabeledText], rate: Double, model clf: Classifier, trainFile: URL) throws
+        -> (classifier: Classifier, checkpoints: URL, setting: AuditFlip)
+    {
+        let labels = try LabelSet(collecting: texts)
+        let flipped = try Audit.flip(texts, labels: labels, rate: rate, seed: seed)
+        texts = flipped.texts
+        let resolved = try recipeOptions.resolve(recipe: clf, tokenizerPath: nil, labels: labels, recipePath: model)
+        let flipKey = FlipKey(
+            recipe: resolved.recipe.identity, options: resolved.options, train: fingerprint(labelled: texts), seed: seed
+        )
+        let key = fingerprint(Data(try JSONEncoder.sorted.encode(flipKey)))
+        let dir = DatamodelingRunDirectory(url: fileURL(cache).appendingPathComponent("audit/\(key)"), key: key)
+        try FileManager.default.createDirectory(at: dir.url, withIntermediateDirectories: true)
+        let lock = try OutputLock(guarding: dir.url, what: "the audit retraining in \(dir.url.path)")
+        defer { withExtendedLifetime(lock) {} }
+        try dir.claim(overwrite: false)
+        printError(
+            "audit benchmark: \(flipped.flipped.count) of \(texts.count) labels flipped (seed \(seed)); retraining with \(resolved.recipe.summary) in \(dir.url.path)"
+        )
+        let run = DatamodelingRun(
+            directory: dir, recipe: resolved.recipe, options: resolved.options, labels: labels, train: texts,
+            test: [], trainFile: trainFile, seed: seed, threads: threading.count)
+        let training = StageProgress()
+        let retrained = try run.fullModels(1) { label, epoch, done, total, status in
+            training.report("\(label), epoch \(epoch)/\(resolved.options.epochs)", done, total, status: status)
+        }[0]
+        let setting = AuditFlip(
+            rate: rate, seed: seed, flipped: flipped.flipped, recipe: resolved.recipe.summary,
+            trainingSeconds: retrained.configJSON["seconds"] as? Double ?? .nan)
+        return (retrained, dir.modelDirectory(0).appendingPathComponent(ModelDirectory.checkpointsDirectory), setting)
+    }
+
     func run() throws {
         try reportingErrors {
             try refuseOverlaps(
@@ -123,37 +158,8 @@ struct AuditCommand: ParsableCommand {
             var flipSetting: AuditFlip?
             var checkpointsURL = checkpoints.map(fileURL)
             if let flip {
-                let labels = try LabelSet(collecting: texts)
-                let flipped = try Audit.flip(texts, labels: labels, rate: flip, seed: seed)
-                texts = flipped.texts
-                let resolved = try recipeOptions.resolve(
-                    recipe: clf, tokenizerPath: nil, labels: labels, recipePath: model)
-                let key = fingerprint(
-                    Data(
-                        try JSONEncoder.sorted.encode(
-                            FlipKey(
-                                recipe: resolved.recipe.identity, options: resolved.options,
-                                train: fingerprint(labelled: texts), seed: seed))))
-                let dir = DatamodelingRunDirectory(url: fileURL(cache).appendingPathComponent("audit/\(key)"), key: key)
-                try FileManager.default.createDirectory(at: dir.url, withIntermediateDirectories: true)
-                let lock = try OutputLock(guarding: dir.url, what: "the audit retraining in \(dir.url.path)")
-                defer { withExtendedLifetime(lock) {} }
-                try dir.claim(overwrite: false)
-                printError(
-                    "audit benchmark: \(flipped.flipped.count) of \(texts.count) labels flipped (seed \(seed)); retraining with \(resolved.recipe.summary) in \(dir.url.path)"
-                )
-                let run = DatamodelingRun(
-                    directory: dir, recipe: resolved.recipe, options: resolved.options, labels: labels, train: texts,
-                    test: [],
-                    trainFile: trainFile, seed: seed, threads: nThreads)
-                let training = StageProgress()
-                clf = try run.fullModels(1) { label, epoch, done, total, status in
-                    training.report("\(label), epoch \(epoch)/\(resolved.options.epochs)", done, total, status: status)
-                }[0]
-                checkpointsURL = dir.modelDirectory(0).appendingPathComponent(ModelDirectory.checkpointsDirectory)
-                flipSetting = AuditFlip(
-                    rate: flip, seed: seed, flipped: flipped.flipped, recipe: resolved.recipe.summary,
-                    trainingSeconds: clf.configJSON["seconds"] as? Double ?? .nan)
+                let retrained = try retrainFlipped(&texts, rate: flip, model: clf, trainFile: trainFile)
+                (clf, checkpointsURL, flipSetting) = (retrained.classifier, retrained.checkpoints, retrained.setting)
             }
             let setup = AttributionSetup(
                 classifier: clf, train: texts, projDim: projDim, seed: seed, projector: projection.choice,

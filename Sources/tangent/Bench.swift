@@ -125,53 +125,7 @@ struct BenchFeaturize: ParsableCommand {
         try reportingErrors {
             let nThreads = threading.count
             let tokens = input.tokens
-            let a = architecture
-            let model: any ClassifierModel<Float>
-            let sizes: (width: Int, ff: Int, layers: Int)
-            let seqs: [[Int32]]
-            let workload: String
-            if let modelConfig {
-                var url = fileURL(modelConfig)
-                // A model directory stands for its config.json.
-                var isDirectory: ObjCBool = false
-                if FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory), isDirectory.boolValue {
-                    url = url.appendingPathComponent("config.json")
-                }
-                guard FileManager.default.fileExists(atPath: url.path) else {
-                    throw DataError(
-                        "\(url.path): no such file (--model-config takes a Hugging Face config.json or its directory)")
-                }
-                guard let data = try? WholeFile.read(url),
-                    let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
-                else {
-                    throw DataError("\(url.path): not a readable JSON object")
-                }
-                let config = try HFEncoderConfig(json: json, source: url.path)
-                guard tokens <= config.maxTokens else {
-                    throw ValidationError("--tokens \(tokens) exceeds the \(config.maxTokens) positions of \(url.path)")
-                }
-                model =
-                    config.family == .modernbert
-                    ? try ModernBertClassifier<Float>.initialized(
-                        config: config, labels: ["a", "b"], seed: 1, threads: nThreads)
-                    : try BertClassifier<Float>.initialized(
-                        config: config, labels: ["a", "b"], seed: 1, threads: nThreads)
-                sizes = (config.hiddenSize, config.intermediateSize, config.layers)
-                // Ids past the special ones (and the pad id), from the model's own vocabulary.
-                seqs = RandomTokenOptions(vocab: config.vocabSize, tokens: tokens).sequences(texts, seed: 3).map { s in
-                    s.map { max($0, 5) }
-                }
-                workload =
-                    "\(config.modelType) hidden \(config.hiddenSize), \(config.layers) layers, intermediate \(config.intermediateSize), vocab \(config.vocabSize)"
-            } else {
-                let config = ModelConfig(
-                    vocabSize: input.vocab, maxLen: tokens, dModel: a.dModel, nHeads: a.heads, nLayers: a.layers,
-                    dFF: a.dFF, nClasses: 2)
-                model = try TransformerClassifier<Float>.initialized(config: config, seed: 1, threads: nThreads)
-                sizes = (a.dModel, a.dFF, a.layers)
-                seqs = input.sequences(texts, seed: 3)
-                workload = "d_model \(a.dModel), \(a.layers) layers, d_ff \(a.dFF), vocab \(input.vocab)"
-            }
+            let (model, sizes, seqs, workload) = try workloadModel(threads: nThreads)
             let kind = FeatureKind(kernelName: kernel)!
             let computer = try GradientComputer(model: model, prefixes: try Check.list(params, "--params"))
             print(
@@ -203,25 +157,91 @@ struct BenchFeaturize: ParsableCommand {
                         format: "speed-up of %@ over dense rademacher: %.2fx", projection.choice.description,
                         rates[0] / rates[1]))
             }
-            // The gradient step alone (streamed, nothing projected) against the machine's sgemm.
-            let t0 = Date()
-            for s in stride(from: 0, to: texts, by: batchSize) {
-                let batch = TokenBatch(sequences: Array(seqs[s..<min(texts, s + batchSize)]), padID: model.shape.padID)
-                _ = try computer.streamOutputs(
-                    batch, output: output(kind, batch.count), sink: { _, _, _, _ in }, rows: { _, _ in })
-            }
-            let alone = Date().timeIntervalSince(t0)
-            let pass = BenchFeaturize.passFlops(width: sizes.width, ff: sizes.ff, layers: sizes.layers, tokens: tokens)
-            let flops = Double(texts) * (pass.forward + Double(output(kind, 1).count(classes: 2)) * pass.backward)
-            let peak = BenchFeaturize.sgemmRate(threads: nThreads)
-            print(
-                String(
-                    format:
-                        "gradient step alone: %.2f s, %.1f examples/s, %.1f GFLOP/s = %.0f%% of sgemm on %ld threads (%.1f GFLOP/s, 1024^3 per thread)",
-                    alone, Double(texts) / alone, flops / alone / 1e9, 100 * flops / alone / peak, nThreads, peak / 1e9)
-            )
+            try printGradientStepAlone(model, computer: computer, kind: kind, sizes: sizes, sequences: seqs)
             print("peak memory (VmHWM): \(peakMemoryDescription())")
         }
+    }
+
+    /// The benchmarked model (random weights): a Hugging Face config's, or tangent's own
+    /// architecture; its sizes for the FLOP count, the random texts, and the workload's line.
+    func workloadModel(threads nThreads: Int) throws -> (
+        model: any ClassifierModel<Float>, sizes: (width: Int, ff: Int, layers: Int), sequences: [[Int32]],
+        workload: String
+    ) {
+        let tokens = input.tokens
+        let a = architecture
+        let model: any ClassifierModel<Float>
+        let sizes: (width: Int, ff: Int, layers: Int)
+        let seqs: [[Int32]]
+        let workload: String
+        if let modelConfig {
+            var url = fileURL(modelConfig)
+            // A model directory stands for its config.json.
+            var isDirectory: ObjCBool = false
+            if FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory), isDirectory.boolValue {
+                url = url.appendingPathComponent("config.json")
+            }
+            guard FileManager.default.fileExists(atPath: url.path) else {
+                throw DataError(
+                    "\(url.path): no such file (--model-config takes a Hugging Face config.json or its directory)")
+            }
+            guard let data = try? WholeFile.read(url),
+                let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
+            else {
+                throw DataError("\(url.path): not a readable JSON object")
+            }
+            let config = try HFEncoderConfig(json: json, source: url.path)
+            guard tokens <= config.maxTokens else {
+                throw ValidationError("--tokens \(tokens) exceeds the \(config.maxTokens) positions of \(url.path)")
+            }
+            model =
+                config.family == .modernbert
+                ? try ModernBertClassifier<Float>.initialized(
+                    config: config, labels: ["a", "b"], seed: 1, threads: nThreads)
+                : try BertClassifier<Float>.initialized(
+                    config: config, labels: ["a", "b"], seed: 1, threads: nThreads)
+            sizes = (config.hiddenSize, config.intermediateSize, config.layers)
+            // Ids past the special ones (and the pad id), from the model's own vocabulary.
+            seqs = RandomTokenOptions(vocab: config.vocabSize, tokens: tokens).sequences(texts, seed: 3).map { s in
+                s.map { max($0, 5) }
+            }
+            workload =
+                "\(config.modelType) hidden \(config.hiddenSize), \(config.layers) layers, intermediate \(config.intermediateSize), vocab \(config.vocabSize)"
+        } else {
+            let config = ModelConfig(
+                vocabSize: input.vocab, maxLen: tokens, dModel: a.dModel, nHeads: a.heads, nLayers: a.layers,
+                dFF: a.dFF, nClasses: 2)
+            model = try TransformerClassifier<Float>.initialized(config: config, seed: 1, threads: nThreads)
+            sizes = (a.dModel, a.dFF, a.layers)
+            seqs = input.sequences(texts, seed: 3)
+            workload = "d_model \(a.dModel), \(a.layers) layers, d_ff \(a.dFF), vocab \(input.vocab)"
+        }
+        return (model, sizes, seqs, workload)
+    }
+
+    /// The gradient step alone (streamed, nothing projected) against the machine's sgemm.
+    func printGradientStepAlone(
+        _ model: any ClassifierModel<Float>, computer: GradientComputer<Float>, kind: FeatureKind,
+        sizes: (width: Int, ff: Int, layers: Int), sequences seqs: [[Int32]]
+    ) throws {
+        let nThreads = threading.count
+        let tokens = input.tokens
+        let t0 = Date()
+        for s in stride(from: 0, to: texts, by: batchSize) {
+            let batch = TokenBatch(sequences: Array(seqs[s..<min(texts, s + batchSize)]), padID: model.shape.padID)
+            _ = try computer.streamOutputs(
+                batch, output: output(kind, batch.count), sink: { _, _, _, _ in }, rows: { _, _ in })
+        }
+        let alone = Date().timeIntervalSince(t0)
+        let pass = BenchFeaturize.passFlops(width: sizes.width, ff: sizes.ff, layers: sizes.layers, tokens: tokens)
+        let flops = Double(texts) * (pass.forward + Double(output(kind, 1).count(classes: 2)) * pass.backward)
+        let peak = BenchFeaturize.sgemmRate(threads: nThreads)
+        print(
+            String(
+                format:
+                    "gradient step alone: %.2f s, %.1f examples/s, %.1f GFLOP/s = %.0f%% of sgemm on %ld threads (%.1f GFLOP/s, 1024^3 per thread)",
+                alone, Double(texts) / alone, flops / alone / 1e9, 100 * flops / alone / peak, nThreads, peak / 1e9)
+        )
     }
 
     func output(_ kind: FeatureKind, _ n: Int) -> GradientOutput {

@@ -156,6 +156,29 @@ func newClassifier(
     return try Classifier(model: model, tokenizer: tok, labels: labels)
 }
 
+/// The model a training command starts from: the encoder in `initDirectory` with a new head
+/// for the texts' labels (announced when `announce`), or a new model of tangent's
+/// architecture over the tokenizer at `tokenizerPath`.
+func startingClassifier(
+    for texts: [LabeledText], initDirectory: String?, tokenizerPath: String?, architecture: ArchitectureOptions,
+    maxLen: Int, pooling: ModelConfig.Pooling, seed: UInt64, threads: Int, announce: Bool
+) throws -> Classifier {
+    if let initDirectory {
+        let (loaded, head) = try ModelRegistry.loadForFineTuning(
+            directory: fileURL(initDirectory), labels: try LabelSet(collecting: texts).names, maxLength: maxLen,
+            seed: seed, threads: threads)
+        if announce { printError("fine-tuning \(initDirectory) (\(loaded.model.architecture)) with \(head)") }
+        return try Classifier(model: loaded.model, encoder: loaded.encoder, labels: loaded.labels)
+    }
+    guard let tokenizerPath else {
+        throw ValidationError(
+            "give --tokenizer (train a model from scratch) or --init (fine-tune a Hugging Face encoder)")
+    }
+    return try newClassifier(
+        for: texts, tokenizerPath: tokenizerPath, architecture: architecture, maxLen: maxLen, pooling: pooling,
+        seed: seed, threads: threads)
+}
+
 /// Labelled texts encoded as the classifier's model sees them; `file` names them in errors.
 func encodedSet(_ texts: [LabeledText], _ file: URL, for classifier: Classifier) throws -> EncodedSet {
     EncodedSet(

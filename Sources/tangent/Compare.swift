@@ -99,6 +99,51 @@ struct Compare: ParsableCommand {
         try Check.selectionSample(selectionTexts, folds: selectionOptions.folds)
     }
 
+    /// The training and test texts (sampled with --max-train, --max-test), checked against
+    /// the model's labels and the selection's folds.
+    func readTexts(labels: LabelSet) throws -> (URL, URL, [LabeledText], [LabeledText]) {
+        let trainFile = try DataLocation.file(fileURL(train), split: "train")
+        let testFile = try DataLocation.file(fileURL(test), split: "test")
+        var trainTexts = try columns.reader().read(trainFile)
+        var testTexts = try columns.reader().read(testFile)
+        if let maxTrain { trainTexts = seededSample(trainTexts, maxTrain, seed: seed, stream: 1) }
+        if let maxTest { testTexts = seededSample(testTexts, maxTest, seed: seed, stream: 2) }
+        guard trainTexts.count >= 2 * selectionOptions.folds else {
+            throw DataError(
+                "\(trainFile.path): \(trainTexts.count) training texts are too few for \(selectionOptions.folds)-fold selection of lambda (need at least \(2 * selectionOptions.folds))"
+            )
+        }
+        guard testTexts.count >= 2 else { throw DataError("\(testFile.path): tau needs at least 2 test texts") }
+        _ = try labels.indices(of: trainTexts, source: trainFile.path)
+        try requireTwoClasses(trainTexts, in: trainFile)
+        _ = try labels.indices(of: testTexts, source: testFile.path)
+        return (trainFile, testFile, trainTexts, testTexts)
+    }
+
+    /// One model's comparison: streamed within --memory-budget, else in memory (with TracIn's
+    /// checkpoints and TRAK's ensemble for the first model).
+    func compare(
+        _ classifier: Classifier, named path: String, train trainTexts: [LabeledText], test testTexts: [LabeledText],
+        names: (train: String, test: String), ensemble: [Classifier], progress: @escaping (String, Int, Int) -> Void
+    ) throws -> ComparisonReport {
+        if let memoryBudget {
+            return try Comparison.runStreamed(
+                classifier: classifier, train: trainTexts, test: testTexts, kernels: kernels.kernels, projDim: projDim,
+                seed: seed, projector: projection.choice, cache: fileURL(cache),
+                budget: try Check.bytes(memoryBudget, "--memory-budget"),
+                modelName: path, trainName: names.train, testName: names.test,
+                selector: selectionOptions.selector(seed: seed), selectionTexts: selectionTexts,
+                threads: threading.count, log: { printError($0) }, progress: progress)
+        }
+        return try Comparison.run(
+            classifier: classifier, train: trainTexts, test: testTexts, kernels: kernels.kernels, projDim: projDim,
+            seed: seed, projector: projection.choice, cache: fileURL(cache), modelName: path,
+            trainName: names.train, testName: names.test,
+            checkpoints: path == model[0] ? checkpoints.map(fileURL) : nil, ensemble: ensemble,
+            selector: selectionOptions.selector(seed: seed), threads: threading.count, log: { printError($0) },
+            progress: progress)
+    }
+
     func run() throws {
         try reportingErrors {
             try refuseOverlaps(
@@ -122,21 +167,7 @@ struct Compare: ParsableCommand {
                     "\(other.directory?.path ?? "model"): labels \(other.labels.names) differ from \(model[0])'s \(clf.labels.names); compare several models only on the same data"
                 )
             }
-            let trainFile = try DataLocation.file(fileURL(train), split: "train")
-            let testFile = try DataLocation.file(fileURL(test), split: "test")
-            var trainTexts = try columns.reader().read(trainFile)
-            var testTexts = try columns.reader().read(testFile)
-            if let maxTrain { trainTexts = seededSample(trainTexts, maxTrain, seed: seed, stream: 1) }
-            if let maxTest { testTexts = seededSample(testTexts, maxTest, seed: seed, stream: 2) }
-            guard trainTexts.count >= 2 * selectionOptions.folds else {
-                throw DataError(
-                    "\(trainFile.path): \(trainTexts.count) training texts are too few for \(selectionOptions.folds)-fold selection of lambda (need at least \(2 * selectionOptions.folds))"
-                )
-            }
-            guard testTexts.count >= 2 else { throw DataError("\(testFile.path): tau needs at least 2 test texts") }
-            _ = try clf.labels.indices(of: trainTexts, source: trainFile.path)
-            try requireTwoClasses(trainTexts, in: trainFile)
-            _ = try clf.labels.indices(of: testTexts, source: testFile.path)
+            let (trainFile, testFile, trainTexts, testTexts) = try readTexts(labels: clf.labels)
             let ks = kernels.kernels
             let trainName = displayPath(trainFile) + (maxTrain.map { " (random \($0), seed \(seed))" } ?? "")
             let ldsReport = try lds.map {
@@ -147,34 +178,12 @@ struct Compare: ParsableCommand {
                 ? try TracIn.ensemble(
                     of: clf, directory: checkpoints.map(fileURL), count: ensemble, threads: threading.count) : []
             let stages = StageProgress()
-            var reports: [ComparisonReport] = []
-            for (path, classifier) in zip(model, classifiers) {
+            let testName = displayPath(testFile) + (maxTest.map { " (random \($0), seed \(seed))" } ?? "")
+            let reports = try zip(model, classifiers).map { path, classifier in
                 if model.count > 1 { printError("=== model \(path)") }
-                let progress: (String, Int, Int) -> Void = { stages.report($0, $1, $2) }
-                let testName = displayPath(testFile) + (maxTest.map { " (random \($0), seed \(seed))" } ?? "")
-                if let memoryBudget {
-                    reports.append(
-                        try Comparison.runStreamed(
-                            classifier: classifier, train: trainTexts, test: testTexts, kernels: ks, projDim: projDim,
-                            seed: seed,
-                            projector: projection.choice, cache: fileURL(cache),
-                            budget: try Check.bytes(memoryBudget, "--memory-budget"),
-                            modelName: path, trainName: trainName, testName: testName,
-                            selector: selectionOptions.selector(seed: seed),
-                            selectionTexts: selectionTexts, threads: threading.count, log: { printError($0) },
-                            progress: progress))
-                    continue
-                }
-                reports.append(
-                    try Comparison.run(
-                        classifier: classifier, train: trainTexts, test: testTexts, kernels: ks, projDim: projDim,
-                        seed: seed, projector: projection.choice,
-                        cache: fileURL(cache), modelName: path, trainName: trainName,
-                        testName: testName,
-                        checkpoints: path == model[0] ? checkpoints.map(fileURL) : nil,
-                        ensemble: path == model[0] ? trakEnsemble : [], selector: selectionOptions.selector(seed: seed),
-                        threads: threading.count, log: { printError($0) },
-                        progress: progress))
+                return try compare(
+                    classifier, named: path, train: trainTexts, test: testTexts, names: (trainName, testName),
+                    ensemble: path == model[0] ? trakEnsemble : [], progress: { stages.report($0, $1, $2) })
             }
             var report = Comparison.merge(reports)
             report.lds = ldsReport

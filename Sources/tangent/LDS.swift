@@ -109,17 +109,12 @@ struct LDS: ParsableCommand {
         try Check.positive(resamples, "--resamples")
     }
 
-    // Over 80 lines: the run's steps (outputs and bounds before any work, recipe, training
-    // of every model, evaluation, reports) share the run key, directory and progress; subset
-    // training and evaluation already live in their own functions and types.
     func run() throws {
         try reportingErrors {
-            try refuseOverlaps(
-                [("--out", out)],
-                inputs: [
-                    ("--data", data), ("--test", test), ("--tokenizer", tokenizer),
-                    ("--recipe", recipe),
-                ])
+            let inputs: [(String, String?)] = [
+                ("--data", data), ("--test", test), ("--tokenizer", tokenizer), ("--recipe", recipe),
+            ]
+            try refuseOverlaps([("--out", out)], inputs: inputs)
             let started = Date()
             let outURL = fileURL(out)
             try checkCacheDirectory(cache)
@@ -138,46 +133,13 @@ struct LDS: ParsableCommand {
             let recipeModel = try recipe.map { try Classifier(directory: fileURL($0), threads: 1) }
             let resolved = try recipeOptions.resolve(
                 recipe: recipeModel, tokenizerPath: tokenizer, labels: labels, recipePath: recipe)
-            // The kernels' featurization must fit before any subset model is trained.
-            let probe = try resolved.recipe.make(seed, 1)
-            try checkFeaturizerMemory(probe, kernels: kernels.kernels, projDim: projDim, projector: projection.choice)
-            // The ensemble's models are held at once (weights and a training copy of each).
-            let memory = Double(ProcessInfo.processInfo.physicalMemory)
-            let ensembleBytes = Double(ensemble) * Double(probe.model.layout.count) * 4 * 2
-            guard ensembleBytes < memory / 4 else {
-                throw ValidationError(
-                    "--ensemble \(ensemble): its \(ensemble) models of \(probe.model.layout.count) parameters are held at once, about \(ByteSize.describe(ensembleBytes)), more than a quarter of this machine's \(ByteSize.describe(memory))"
-                )
-            }
-            let runKey = fingerprint(
-                Data(
-                    try JSONEncoder.sorted.encode(
-                        RunKey(
-                            model: resolved.config, start: resolved.config == nil ? resolved.recipe.identity : nil,
-                            options: resolved.options,
-                            train: fingerprint(labelled: trainTexts), test: fingerprint(labelled: testTexts),
-                            tokenizer: resolved.tokenizer.map { fingerprint($0.serializedModel) }, fraction: fraction,
-                            seed: seed))))
-            // The subsets' index lists and margins are held at once: bound them before
-            // anything is trained or written.
-            let planBytes =
-                Double(subsets * (ceiling ? 2 : 1) + selectionSubsets)
-                * (Double(trainTexts.count) * fraction * 8 + Double(testTexts.count) * 8 + 64)
-            guard planBytes < memory / 4 else {
-                let counts =
-                    ["--subsets \(subsets)\(ceiling ? " (twice, with --ceiling)" : "")"]
-                    + (selectionSubsets > 0 ? ["--selection-subsets \(selectionSubsets)"] : [])
-                throw ValidationError(
-                    "\(counts.joined(separator: " and ")): the subsets' index lists and margins would need \(ByteSize.describe(planBytes)), more than a quarter of this machine's \(ByteSize.describe(memory))"
-                )
-            }
+            try checkFits(resolved.recipe, trainTexts: trainTexts.count, testTexts: testTexts.count)
+            let runKey = try self.runKey(resolved, train: trainTexts, test: testTexts)
             let runDirectory = DatamodelingRunDirectory(url: outURL, key: runKey)
             try runDirectory.claim(overwrite: overwrite)
-            printError(
-                "LDS run \(runKey) in \(out): \(trainTexts.count) training and \(testTexts.count) test texts, \(subsets) subsets of \(fraction), "
-                    + "recipe \(resolved.recipe.summary), \(resolved.options.epochs) epochs, lr \(resolved.options.learningRate); "
-                    + "\(ensemble + subsets * (ceiling ? 2 : 1) + selectionSubsets) models to train (trained ones in the run directory are reused)"
-            )
+            announce(
+                runKey, trainTexts: trainTexts.count, testTexts: testTexts.count, recipe: resolved.recipe,
+                options: resolved.options)
             let run = DatamodelingRun(
                 directory: runDirectory, recipe: resolved.recipe, options: resolved.options, labels: labels,
                 train: trainTexts, test: testTexts, trainFile: trainFile, seed: seed, threads: nThreads)
@@ -191,44 +153,99 @@ struct LDS: ParsableCommand {
             printError(
                 String(format: "model under study: test accuracy %.4f on %ld texts", full.accuracy, testTexts.count))
             let t = try trainSubsetModels(run, n: trainTexts.count, progress: progress)
-            let (plan, subsetMargins, accuracies, trainSeconds, second) = (
-                t.plan, t.first.margins, t.first.accuracies, t.first.seconds, t.second
+            let (plan, subsetMargins, accuracies, trainSeconds) = (
+                t.plan, t.first.margins, t.first.accuracies, t.first.seconds
             )
-            let (selectionPlan, selection) = (t.selectionPlan, t.selection)
+            let (selectionPlan, selection, second) = (t.selectionPlan, t.selection, t.second)
             try writeSample(
                 outURL, train: trainTexts, test: testTexts, labels: labels, plan: plan, margins: subsetMargins)
 
             let stages = StageProgress()
-            let report = try Datamodeling.evaluate(
+            var result = try Datamodeling.evaluate(
                 models: models, sizes: ensembleSizes.counts, train: trainTexts, test: testTexts,
                 subsets: plan, margins: subsetMargins, ceilingMargins: second?.margins,
                 lambdaSelection: selection.map { (selectionPlan, $0.margins) },
-                ensembleKernels: ensembleKernels.map { Set($0.kernels) },
-                kernels: kernels.kernels,
+                ensembleKernels: ensembleKernels.map { Set($0.kernels) }, kernels: kernels.kernels,
                 projDim: projDim, seed: seed, projector: projection.choice, cache: fileURL(cache),
                 checkpoints: runDirectory.modelDirectory(0).appendingPathComponent(ModelDirectory.checkpointsDirectory),
-                resamples: resamples,
-                selector: selectionOptions.selector(seed: seed),
-                log: { printError($0) },
+                resamples: resamples, selector: selectionOptions.selector(seed: seed), log: { printError($0) },
                 progress: { stages.report($0, $1, $2) })
-            var result = report
-            result.setting = LDSSetting(
+            var setting = LDSSetting(
                 train: displayPath(trainFile) + (maxTrain.map { " (random \($0), seed \(seed))" } ?? ""),
                 test: displayPath(testFile) + (maxTest.map { " (random \($0), seed \(seed))" } ?? ""),
                 trainTexts: trainTexts.count, testTexts: testTexts.count, subsets: subsets, fraction: fraction,
-                seed: seed,
-                recipe: (recipe.map { "\($0), " } ?? "") + resolved.recipe.summary + "; "
-                    + String(decoding: try JSONEncoder.sorted.encode(resolved.options), as: UTF8.self),
+                seed: seed, recipe: try recipeSummary(resolved.recipe, resolved.options),
                 modelAccuracy: full.accuracy, subsetAccuracy: accuracies.reduce(0, +) / Double(subsets),
                 trainingSeconds: trainSeconds.reduce(0, +), ensemble: ensemble,
                 seconds: Date().timeIntervalSince(started), run: runKey)
-            result.setting?.trainFingerprint = fingerprint(labelled: trainTexts)
-            result.setting?.modelSeconds = models.map { $0.configJSON["seconds"] as? Double ?? .nan }
-            result.setting?.ceilingTrainingSeconds = second.map { $0.seconds.reduce(0, +) }
-            try ReportFile.write(result, to: outURL.appendingPathComponent("lds.json"))
-            try AtomicFile.write(ReportMarkdown.lds(result), to: outURL.appendingPathComponent("lds.md"))
-            print(ReportMarkdown.lds(result))
-            print("wrote \(out)/lds.json and lds.md")
+            setting.trainFingerprint = fingerprint(labelled: trainTexts)
+            setting.modelSeconds = models.map { $0.configJSON["seconds"] as? Double ?? .nan }
+            setting.ceilingTrainingSeconds = second.map { $0.seconds.reduce(0, +) }
+            result.setting = setting
+            try write(result, to: outURL)
+        }
+    }
+
+    /// The run's first line: what it is and how many models it trains.
+    func announce(_ runKey: String, trainTexts: Int, testTexts: Int, recipe: ModelRecipe, options: TrainingOptions) {
+        printError(
+            "LDS run \(runKey) in \(out): \(trainTexts) training and \(testTexts) test texts, \(subsets) subsets of \(fraction), "
+                + "recipe \(recipe.summary), \(options.epochs) epochs, lr \(options.learningRate); "
+                + "\(ensemble + subsets * (ceiling ? 2 : 1) + selectionSubsets) models to train (trained ones in the run directory are reused)"
+        )
+    }
+
+    /// What identifies the run (its directory refuses another): the starting model, training
+    /// options, sampled texts, tokenizer, subset fraction and seed.
+    func runKey(
+        _ resolved: (recipe: ModelRecipe, config: ModelConfig?, tokenizer: Tokenizer?, options: TrainingOptions),
+        train: [LabeledText], test: [LabeledText]
+    ) throws -> String {
+        let key = RunKey(
+            model: resolved.config, start: resolved.config == nil ? resolved.recipe.identity : nil,
+            options: resolved.options, train: fingerprint(labelled: train), test: fingerprint(labelled: test),
+            tokenizer: resolved.tokenizer.map { fingerprint($0.serializedModel) }, fraction: fraction, seed: seed)
+        return fingerprint(Data(try JSONEncoder.sorted.encode(key)))
+    }
+
+    /// The report's line on how every model was trained: the recipe and its options.
+    func recipeSummary(_ recipe: ModelRecipe, _ options: TrainingOptions) throws -> String {
+        (self.recipe.map { "\($0), " } ?? "") + recipe.summary + "; "
+            + String(decoding: try JSONEncoder.sorted.encode(options), as: UTF8.self)
+    }
+
+    /// OUT/lds.json and lds.md, and the report on standard output.
+    func write(_ result: LDSReport, to outURL: URL) throws {
+        try ReportFile.write(result, to: outURL.appendingPathComponent("lds.json"))
+        try AtomicFile.write(ReportMarkdown.lds(result), to: outURL.appendingPathComponent("lds.md"))
+        print(ReportMarkdown.lds(result))
+        print("wrote \(out)/lds.json and lds.md")
+    }
+
+    /// Refuses a run that would not fit, before any model is trained or anything written:
+    /// the kernels' featurization of a model of the recipe, the ensemble's models (weights
+    /// and a training copy of each), and the subsets' index lists and margins.
+    func checkFits(_ recipe: ModelRecipe, trainTexts: Int, testTexts: Int) throws {
+        let probe = try recipe.make(seed, 1)
+        try checkFeaturizerMemory(probe, kernels: kernels.kernels, projDim: projDim, projector: projection.choice)
+        let parameters = probe.model.layout.count
+        let memory = Double(ProcessInfo.processInfo.physicalMemory)
+        let ensembleBytes = Double(ensemble) * Double(parameters) * 4 * 2
+        guard ensembleBytes < memory / 4 else {
+            throw ValidationError(
+                "--ensemble \(ensemble): its \(ensemble) models of \(parameters) parameters are held at once, about \(ByteSize.describe(ensembleBytes)), more than a quarter of this machine's \(ByteSize.describe(memory))"
+            )
+        }
+        let planBytes =
+            Double(subsets * (ceiling ? 2 : 1) + selectionSubsets)
+            * (Double(trainTexts) * fraction * 8 + Double(testTexts) * 8 + 64)
+        guard planBytes < memory / 4 else {
+            let counts =
+                ["--subsets \(subsets)\(ceiling ? " (twice, with --ceiling)" : "")"]
+                + (selectionSubsets > 0 ? ["--selection-subsets \(selectionSubsets)"] : [])
+            throw ValidationError(
+                "\(counts.joined(separator: " and ")): the subsets' index lists and margins would need \(ByteSize.describe(planBytes)), more than a quarter of this machine's \(ByteSize.describe(memory))"
+            )
         }
     }
 

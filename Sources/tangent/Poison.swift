@@ -95,6 +95,53 @@ struct Poison: ParsableCommand {
         }
     }
 
+    /// The poisoning of --source texts into --target (default: the first label, and the
+    /// first other one), each checked against the training labels.
+    func poisonPlan(_ trainTexts: [LabeledText], _ trainFile: URL) throws -> PoisonPlan {
+        let names = try LabelSet(collecting: trainTexts).names
+        guard names.count >= 2 else { throw DataError("\(trainFile.path): poisoning needs at least two classes") }
+        for (option, label) in [("--source", source), ("--target", target)] {
+            if let label, !names.contains(label) {
+                throw DataError(
+                    "\(option) '\(label)' is not a label of \(trainFile.path) (labels: \(names.joined(separator: ", ")))"
+                )
+            }
+        }
+        return PoisonPlan(
+            trigger: trigger.trimmingCharacters(in: .whitespaces), source: source ?? names[0],
+            target: target ?? names.first { $0 != (source ?? names[0]) }!, fraction: fraction, seed: seed)
+    }
+
+    /// Trains `clf` on the poisoned texts; returns the directory of its per-epoch weights
+    /// for TracIn, written beside the cache once the final model is known.
+    func train(_ clf: Classifier, on poisonedTrain: [LabeledText], _ trainFile: URL) throws -> URL {
+        var options = TrainingOptions()
+        options.epochs = epochs
+        options.learningRate = lr ?? (initDirectory == nil ? 1e-3 : 5e-5)
+        options.dropout = dropout
+        options.seed = seed
+        let set = try encodedSet(poisonedTrain, trainFile, for: clf)
+        let stages = StageProgress()
+        var epochWeights: [[Float]] = []
+        _ = try Trainer(model: clf.model, options: options).train(
+            set, test: nil,
+            progress: { epoch, done, total, status in
+                stages.report("poisoned model, epoch \(epoch)/\(epochs)", done, total, status: status)
+            }, onEpochEnd: { _ in epochWeights.append(clf.model.parameterArray) })
+        let checkpoints = fileURL(cache).appendingPathComponent("checkpoints-\(Featurizer.modelFingerprint(clf))")
+        let snapshot = try clf.model.emptyCopy(threads: 1)
+        for (e, weights) in epochWeights.enumerated() {
+            snapshot.setParameters(weights)
+            try TrainingRecord(
+                epoch: e + 1, options: options, trainTexts: poisonedTrain.count,
+                dataFingerprint: fingerprint(labelled: poisonedTrain), model: clf.model, labels: clf.labels.names,
+                threads: threading.count
+            )
+            .writeCheckpoint(snapshot, to: checkpoints.appendingPathComponent("epoch-\(e + 1).safetensors"))
+        }
+        return checkpoints
+    }
+
     func run() throws {
         try reportingErrors {
             try refuseOverlaps(
@@ -117,18 +164,7 @@ struct Poison: ParsableCommand {
                 data: data, test: test, columns: columns,
                 maxTrain: maxTrain, maxTest: maxTest, seed: seed)
             try requireTwoClasses(trainTexts, in: trainFile)
-            let names = try LabelSet(collecting: trainTexts).names
-            guard names.count >= 2 else { throw DataError("\(trainFile.path): poisoning needs at least two classes") }
-            for (option, label) in [("--source", source), ("--target", target)] {
-                if let label, !names.contains(label) {
-                    throw DataError(
-                        "\(option) '\(label)' is not a label of \(trainFile.path) (labels: \(names.joined(separator: ", ")))"
-                    )
-                }
-            }
-            let plan = PoisonPlan(
-                trigger: trigger.trimmingCharacters(in: .whitespaces), source: source ?? names[0],
-                target: target ?? names.first { $0 != (source ?? names[0]) }!, fraction: fraction, seed: seed)
+            let plan = try poisonPlan(trainTexts, trainFile)
             let (poisonedTrain, poisoned) = try plan.plant(in: trainTexts)
             if let bad = ks.first(where: { $0 > poisoned.count }) {
                 throw DataError(
@@ -140,47 +176,12 @@ struct Poison: ParsableCommand {
             )
 
             // Train on the poisoned set.
-            let clf: Classifier
-            if let initDirectory {
-                let (loaded, head) = try ModelRegistry.loadForFineTuning(
-                    directory: fileURL(initDirectory), labels: names, maxLength: maxLen,
-                    seed: seed, threads: nThreads)
-                clf = try Classifier(model: loaded.model, encoder: loaded.encoder, labels: loaded.labels)
-                printError("fine-tuning \(initDirectory) (\(loaded.model.architecture)) with \(head)")
-            } else if let tokenizer {
-                clf = try newClassifier(
-                    for: poisonedTrain, tokenizerPath: tokenizer, architecture: architecture, maxLen: maxLen,
-                    pooling: .mean, seed: seed, threads: nThreads)
-            } else {
-                throw ValidationError(
-                    "give --tokenizer (train a model from scratch) or --init (fine-tune a Hugging Face encoder)")
-            }
+            let clf = try startingClassifier(
+                for: poisonedTrain, initDirectory: initDirectory, tokenizerPath: tokenizer, architecture: architecture,
+                maxLen: maxLen, pooling: .mean, seed: seed, threads: nThreads, announce: true)
             try checkFeaturizerMemory(clf, kernels: kernels.kernels, projDim: projDim, projector: projection.choice)
-            var options = TrainingOptions()
-            options.epochs = epochs
-            options.learningRate = lr ?? (initDirectory == nil ? 1e-3 : 5e-5)
-            options.dropout = dropout
-            options.seed = seed
-            let set = try encodedSet(poisonedTrain, trainFile, for: clf)
+            let checkpoints = try train(clf, on: poisonedTrain, trainFile)
             let stages = StageProgress()
-            // Per-epoch weights for TracIn, written beside the cache once the final model is known.
-            var epochWeights: [[Float]] = []
-            _ = try Trainer(model: clf.model, options: options).train(
-                set, test: nil,
-                progress: { epoch, done, total, status in
-                    stages.report("poisoned model, epoch \(epoch)/\(epochs)", done, total, status: status)
-                }, onEpochEnd: { _ in epochWeights.append(clf.model.parameterArray) })
-            let checkpoints = fileURL(cache).appendingPathComponent("checkpoints-\(Featurizer.modelFingerprint(clf))")
-            let snapshot = try clf.model.emptyCopy(threads: 1)
-            for (e, weights) in epochWeights.enumerated() {
-                snapshot.setParameters(weights)
-                try TrainingRecord(
-                    epoch: e + 1, options: options, trainTexts: poisonedTrain.count,
-                    dataFingerprint: fingerprint(labelled: poisonedTrain),
-                    model: clf.model, labels: clf.labels.names, threads: nThreads
-                )
-                .writeCheckpoint(snapshot, to: checkpoints.appendingPathComponent("epoch-\(e + 1).safetensors"))
-            }
             if let saveModel {
                 try saveModelDirectory(
                     clf, to: fileURL(saveModel),

@@ -116,18 +116,12 @@ struct Train: ParsableCommand {
         }
     }
 
-    // Over 80 lines: the command's sequence (claim and stage the output, load or start the
-    // model, resume, train epoch by epoch, swap in the staged directory) shares the lock,
-    // the staging and the epoch closure's state; the checks and records are already apart.
     func run() throws {
         try reportingErrors {
             let outURL = fileURL(out)
             try refuseOverlaps(
                 [("--out", out)],
-                inputs: [
-                    ("--data", data), ("--test", test), ("--tokenizer", tokenizer),
-                    ("--init", initDirectory),
-                ])
+                inputs: [("--data", data), ("--test", test), ("--tokenizer", tokenizer), ("--init", initDirectory)])
             try refuseInterruptedRun(in: outURL)
             let lock = try claimOutputDirectory(
                 out, kind: "model directory", markers: ModelDirectory.markerFiles, overwrite: overwrite || resume)
@@ -140,36 +134,15 @@ struct Train: ParsableCommand {
                 ? try StagedDirectory(replacing: outURL) : nil
             var swapped = false
             defer { if !swapped { staged?.discard() } }
-            let previous = resume ? try Classifier(directory: outURL, threads: threading.count) : nil
-            if let previous, previous.configJSON["complete"] as? Bool != false {
-                throw DataError("\(out): training already finished (config.json says complete); nothing to resume")
-            }
-            let dataURL = fileURL(data)
-            let trainFile = try DataLocation.file(dataURL, split: "train")
-            let testFile: URL? =
-                try test.map { try DataLocation.file(fileURL($0), split: "test") }
-                ?? (trainFile == dataURL ? nil : DataLocation.optionalFile(dataURL, split: "test"))
+            let previous = try unfinishedModel(outURL)
+            let (trainFile, testFile) = try dataFiles()
             let reader = columns.reader()
             let trainTexts = try reader.read(trainFile)
             try requireTwoClasses(trainTexts, in: trainFile)
             let nThreads = threading.count
-            let fresh: Classifier
-            if let initDirectory {
-                let (loaded, head) = try ModelRegistry.loadForFineTuning(
-                    directory: fileURL(initDirectory), labels: try LabelSet(collecting: trainTexts).names,
-                    maxLength: maxLen, seed: seed, threads: nThreads)
-                fresh = try Classifier(model: loaded.model, encoder: loaded.encoder, labels: loaded.labels)
-                if previous == nil {
-                    printError("fine-tuning \(initDirectory) (\(loaded.model.architecture)) with \(head)")
-                }
-            } else if let tokenizer {
-                fresh = try newClassifier(
-                    for: trainTexts, tokenizerPath: tokenizer, architecture: architecture, maxLen: maxLen,
-                    pooling: pooling, seed: seed, threads: nThreads)
-            } else {
-                throw ValidationError(
-                    "give --tokenizer (train a model from scratch) or --init (fine-tune a Hugging Face encoder)")
-            }
+            let fresh = try startingClassifier(
+                for: trainTexts, initDirectory: initDirectory, tokenizerPath: tokenizer, architecture: architecture,
+                maxLen: maxLen, pooling: pooling, seed: seed, threads: nThreads, announce: previous == nil)
             let classifier = previous ?? fresh
             let dataFingerprint = fingerprint(labelled: trainTexts)
             let model = classifier.model
@@ -177,18 +150,7 @@ struct Train: ParsableCommand {
             let trainSet = try encodedSet(trainTexts, trainFile, for: classifier)
             let testSet = try testFile.map { try encodedSet(try reader.read($0), $0, for: classifier) }
 
-            var options = TrainingOptions()
-            options.epochs = epochs
-            options.batchSize = batchSize
-            options.learningRate = lr ?? (initDirectory == nil ? 1e-3 : 5e-5)
-            options.warmupFraction = warmup
-            options.decay = decay
-            options.weightDecay = weightDecay
-            options.clipNorm = clip
-            options.dropout = dropout
-            options.seed = seed
-            try options.validate()
-
+            let options = try trainingOptions()
             let trainer = try Trainer(model: model, options: options)
             var history: [EpochSummary] = []
             if let previous {
@@ -200,16 +162,9 @@ struct Train: ParsableCommand {
             printError(
                 "training on \(trainSet.count) texts of \(trainFile.path) (\(labels.names.joined(separator: ", "))); "
                     + "\(model.layout.count) parameters; \(nThreads) threads"
-                    + (testSet.map { "; testing on \($0.count) texts of \(testFile!.path)" } ?? ""))
+                    + (testFile.map { "; testing on \(testSet?.count ?? 0) texts of \($0.path)" } ?? ""))
 
-            let stages = StageProgress()
-            // config.json's keys beyond the architecture, rewritten after every epoch.
-            let dataset: [String: Any] = [
-                "train": displayPath(trainFile), "test": testFile.map(displayPath) as Any,
-                "train_texts": trainSet.count,
-                "test_texts": testSet?.count as Any, "text_column": columns.textColumn,
-                "label_column": columns.labelColumn,
-            ]
+            let dataset = datasetRecord(trainFile, testFile, trainTexts: trainSet.count, testTexts: testSet?.count)
             func extra(final: Bool) throws -> [String: Any] {
                 try configExtra(
                     options: options, dataset: dataset, dataFingerprint: dataFingerprint, threads: nThreads,
@@ -225,33 +180,92 @@ struct Train: ParsableCommand {
                     maxShardBytes: shardBytes)
             }
             var run = trainingRun(into: staged?.staging ?? outURL)
-            let summaries = try trainer.train(
-                trainSet, test: testSet, after: history.count,
-                progress: { epoch, done, total, status in
-                    // The epoch's bar ends with its summary, below.
-                    stages.report("epoch \(epoch)/\(epochs)", done, total, status: status, finishAtTotal: false)
-                },
-                onEpochEnd: { s in
-                    history.append(s)
-                    var status = String(format: "train loss %.4f acc %.4f", s.trainLoss, s.trainAccuracy)
-                    if let a = s.testAccuracy, let l = s.testLoss {
-                        status += String(format: " | test loss %.4f acc %.4f", l, a)
-                    }
-                    stages.finish(status: status)
-                    if !stages.drawsInPlace { printError("epoch \(s.epoch): \(status)") }
-                    try run.finishEpoch(
-                        s, trainer: trainer, history: history, extra: try extra(final: s.epoch == epochs))
-                    if let staged, !swapped {
-                        try staged.commit()
-                        swapped = true
-                        run = trainingRun(into: outURL)
-                    }
-                })
+            let summaries = try trainEpochs(trainer, trainSet, testSet, after: history.count) { s in
+                history.append(s)
+                try run.finishEpoch(s, trainer: trainer, history: history, extra: try extra(final: s.epoch == epochs))
+                if let staged, !swapped {
+                    try staged.commit()
+                    swapped = true
+                    run = trainingRun(into: outURL)
+                }
+            }
             guard let last = summaries.last ?? history.last else { throw DataError("\(out): no epoch was trained") }
             print(
                 "saved \(out): \(history.count) epochs, train accuracy \(String(format: "%.4f", last.trainAccuracy))"
                     + (last.testAccuracy.map { String(format: ", test accuracy %.4f", $0) } ?? ""))
         }
+    }
+
+    /// Trains the epochs after the first `after`, with a progress bar per epoch that ends
+    /// with its summary; `finished` saves each epoch.
+    func trainEpochs(
+        _ trainer: Trainer, _ trainSet: EncodedSet, _ testSet: EncodedSet?, after: Int,
+        finished: (EpochSummary) throws -> Void
+    ) throws -> [EpochSummary] {
+        let stages = StageProgress()
+        return try trainer.train(
+            trainSet, test: testSet, after: after,
+            progress: { epoch, done, total, status in
+                // The epoch's bar ends with its summary, below.
+                stages.report("epoch \(epoch)/\(epochs)", done, total, status: status, finishAtTotal: false)
+            },
+            onEpochEnd: { s in
+                let status = Train.status(s)
+                stages.finish(status: status)
+                if !stages.drawsInPlace { printError("epoch \(s.epoch): \(status)") }
+                try finished(s)
+            })
+    }
+
+    /// config.json's record of the data set (beside the architecture, rewritten after every epoch).
+    func datasetRecord(_ trainFile: URL, _ testFile: URL?, trainTexts: Int, testTexts: Int?) -> [String: Any] {
+        [
+            "train": displayPath(trainFile), "test": testFile.map(displayPath) as Any, "train_texts": trainTexts,
+            "test_texts": testTexts as Any, "text_column": columns.textColumn, "label_column": columns.labelColumn,
+        ]
+    }
+
+    /// The model in OUT when resuming (refused when its training finished), else nil.
+    func unfinishedModel(_ outURL: URL) throws -> Classifier? {
+        guard resume else { return nil }
+        let previous = try Classifier(directory: outURL, threads: threading.count)
+        if previous.configJSON["complete"] as? Bool != false {
+            throw DataError("\(out): training already finished (config.json says complete); nothing to resume")
+        }
+        return previous
+    }
+
+    /// The training file, and the test file (--test, else a test.* beside a --data directory's train.*).
+    func dataFiles() throws -> (train: URL, test: URL?) {
+        let dataURL = fileURL(data)
+        let trainFile = try DataLocation.file(dataURL, split: "train")
+        let testFile: URL? =
+            try test.map { try DataLocation.file(fileURL($0), split: "test") }
+            ?? (trainFile == dataURL ? nil : DataLocation.optionalFile(dataURL, split: "test"))
+        return (trainFile, testFile)
+    }
+
+    /// An epoch's one-line summary: training loss and accuracy, and the test's when there is one.
+    static func status(_ s: EpochSummary) -> String {
+        var status = String(format: "train loss %.4f acc %.4f", s.trainLoss, s.trainAccuracy)
+        if let a = s.testAccuracy, let l = s.testLoss { status += String(format: " | test loss %.4f acc %.4f", l, a) }
+        return status
+    }
+
+    /// The options as given (lr: 1e-3 from scratch, 5e-5 for fine-tuning), validated.
+    func trainingOptions() throws -> TrainingOptions {
+        var options = TrainingOptions()
+        options.epochs = epochs
+        options.batchSize = batchSize
+        options.learningRate = lr ?? (initDirectory == nil ? 1e-3 : 5e-5)
+        options.warmupFraction = warmup
+        options.decay = decay
+        options.weightDecay = weightDecay
+        options.clipNorm = clip
+        options.dropout = dropout
+        options.seed = seed
+        try options.validate()
+        return options
     }
 
     /// The training record of `config.json`: options, data set, history and final metrics.

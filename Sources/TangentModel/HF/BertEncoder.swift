@@ -299,194 +299,148 @@ public struct HFEncoderConfig: Sendable, Equatable {
     }
 
     public init(json: [String: Any], source: String) throws {
-        func fail(_ field: String, _ why: String) -> ModelError { ModelError("\(source): '\(field)' \(why)") }
-        func int(_ key: String, _ range: ClosedRange<Int>) throws -> Int {
-            guard let v = JSONField.integer(json[key]) else {
-                throw fail(
-                    key,
-                    json[key] == nil
-                        ? "is missing"
-                        : "is \(JSONField.typeName(json[key])) (\(JSONField.text(json[key]))), not a whole number")
-            }
-            guard range.contains(v) else {
-                throw fail(key, "is \(v), outside \(range.lowerBound)...\(range.upperBound)")
-            }
-            return v
-        }
-        guard let type = json["model_type"] as? String else { throw fail("model_type", "is missing") }
+        let fields = ConfigFields(json: json, source: source)
+        guard let type = json["model_type"] as? String else { throw fields.fail("model_type", "is missing") }
         guard HFEncoderConfig.supportedTypes.contains(type) else {
-            throw fail(
+            throw fields.fail(
                 "model_type", "is '\(type)'; supported: \(HFEncoderConfig.supportedTypes.joined(separator: ", "))")
         }
         modelType = type
         let family = Family(modelType: type)
-        // DistilBERT names its sizes otherwise and fixes its LayerNorm epsilon at 1e-12.
-        let distil = type == "distilbert"
-        let (hiddenKey, layersKey, headsKey, ffKey, actKey) =
-            distil
-            ? ("dim", "n_layers", "n_heads", "hidden_dim", "activation")
-            : (
-                "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
-                family == .modernbert ? "hidden_activation" : "hidden_act"
-            )
+        let keys = SizeKeys(family: family, distil: type == "distilbert")
         let limit = ModelConfig.maximumDimension
-        hiddenSize = try int(hiddenKey, 1...limit)
-        layers = try int(layersKey, 0...1024)
-        heads = try int(headsKey, 1...limit)
+        hiddenSize = try fields.int(keys.hidden, 1...limit)
+        layers = try fields.int(keys.layers, 0...1024)
+        heads = try fields.int(keys.heads, 1...limit)
         guard hiddenSize % heads == 0 else {
-            throw fail(hiddenKey, "(\(hiddenSize)) is not a multiple of \(headsKey) (\(heads))")
+            throw fields.fail(keys.hidden, "(\(hiddenSize)) is not a multiple of \(keys.heads) (\(heads))")
         }
-        intermediateSize = try int(ffKey, 1...limit)
+        intermediateSize = try fields.int(keys.feedForward, 1...limit)
         // ELECTRA's and ALBERT's own defaults when a field is absent, as their configs in transformers.
         let factorized = family == .electra || family == .albert
-        embeddingSize =
-            factorized ? (json["embedding_size"] == nil ? 128 : try int("embedding_size", 1...limit)) : hiddenSize
-        if family == .albert {
-            layerGroups = json["num_hidden_groups"] == nil ? 1 : try int("num_hidden_groups", 1...max(1, layers))
-            innerLayers = json["inner_group_num"] == nil ? 1 : try int("inner_group_num", 1...64)
-        } else {
-            layerGroups = 1
-            innerLayers = 1
-        }
-        vocabSize = try int("vocab_size", 1...limit)
-        maxPositions = try int("max_position_embeddings", 1...limit)
+        embeddingSize = factorized ? try fields.int("embedding_size", 1...limit, default: 128) : hiddenSize
+        layerGroups = family == .albert ? try fields.int("num_hidden_groups", 1...max(1, layers), default: 1) : 1
+        innerLayers = family == .albert ? try fields.int("inner_group_num", 1...64, default: 1) : 1
+        vocabSize = try fields.int("vocab_size", 1...limit)
+        maxPositions = try fields.int("max_position_embeddings", 1...limit)
         if family == .deberta {
             (relative, hasPositionTable) = try HFEncoderConfig.debertaFields(
-                json, maxPositions: maxPositions, hidden: hiddenSize, heads: heads, fail: fail)
+                fields, maxPositions: maxPositions, hidden: hiddenSize, heads: heads)
         } else {
             relative = nil
             hasPositionTable = family != .modernbert
         }
-        sinusoidalPositions = distil && JSONField.boolean(json["sinusoidal_pos_embds"]) == true
+        sinusoidalPositions = keys.distil && JSONField.boolean(json["sinusoidal_pos_embds"]) == true
         modern =
             family == .modernbert
-            ? try HFEncoderConfig.modernFields(json, layers: layers, hidden: hiddenSize, heads: heads, fail: fail) : nil
-        if family == .modernbert {
-            // ModernBertConfig's names and defaults: no token types, norm_eps 1e-5.
-            typeVocabSize = 0
-            if let e = json["norm_eps"], JSONField.number(e) == nil {
-                throw fail("norm_eps", "is \(JSONField.typeName(e)), not a number")
-            }
-            let eps = JSONField.number(json["norm_eps"]) ?? 1e-5
-            guard eps > 0, eps < 1 else { throw fail("norm_eps", "is \(eps), not in (0, 1)") }
-            layerNormEps = eps
-        } else if family == .deberta {
-            // DebertaV2Config's defaults: no token types, epsilon 1e-7.
-            typeVocabSize = json["type_vocab_size"] == nil ? 0 : try int("type_vocab_size", 0...limit)
-            if let e = json["layer_norm_eps"], JSONField.number(e) == nil {
-                throw fail("layer_norm_eps", "is \(JSONField.typeName(e)), not a number")
-            }
-            let eps = JSONField.number(json["layer_norm_eps"]) ?? 1e-7
-            guard eps > 0, eps < 1 else { throw fail("layer_norm_eps", "is \(eps), not in (0, 1)") }
-            layerNormEps = eps
-        } else if distil {
-            typeVocabSize = 0
-            layerNormEps = 1e-12
-            if let v = json["sinusoidal_pos_embds"], !(v is NSNull), JSONField.boolean(v) == nil {
-                throw fail(
-                    "sinusoidal_pos_embds", "is \(JSONField.typeName(v)) (\(JSONField.text(v))), not true or false")
-            }
-        } else {
-            typeVocabSize = try int("type_vocab_size", 1...limit)
-            guard let eps = JSONField.number(json["layer_norm_eps"]), eps > 0, eps < 1 else {
-                throw fail("layer_norm_eps", "is missing or not in (0, 1)")
-            }
-            layerNormEps = eps
-        }
-        if let a = json[actKey], !(a is String) {
-            throw fail(actKey, "is \(JSONField.typeName(a)) (\(a)), not an activation's name")
-        }
-        let act = json[actKey] as? String ?? (family == .albert ? "gelu_new" : "gelu")
-        guard HFEncoderConfig.supportedActivations.contains(act) else {
-            throw fail(
-                actKey, "is '\(act)'; supported: \(HFEncoderConfig.supportedActivations.joined(separator: ", "))")
-        }
-        hiddenAct = act
-        if family == .deberta {
-            if let a = json["pooler_hidden_act"], !(a is String) {
-                throw fail("pooler_hidden_act", "is \(JSONField.typeName(a)) (\(a)), not an activation's name")
-            }
-            let pooler = json["pooler_hidden_act"] as? String ?? "gelu"
-            guard HFEncoderConfig.supportedActivations.contains(pooler) else {
-                throw fail(
-                    "pooler_hidden_act",
-                    "is '\(pooler)'; supported: \(HFEncoderConfig.supportedActivations.joined(separator: ", "))")
-            }
-            poolerActivation = pooler == "gelu_new" ? .tanh : .erf
-        } else {
-            poolerActivation = .erf
-        }
-        if let kind = json["position_embedding_type"], !(kind is NSNull), kind as? String != "absolute" {
-            throw fail(
-                "position_embedding_type", "is \(kind); only learned absolute positions ('absolute') are supported")
-        }
-        // Only softmax over classes is implemented: multi-label (sigmoid per class) and
-        // regression heads would be reported as something they are not.
-        if let problem = json["problem_type"], !(problem is NSNull), problem as? String != "single_label_classification"
-        {
-            throw fail(
-                "problem_type",
-                "is \(problem); only single_label_classification (softmax over the classes) is supported")
-        }
-        let pad = json["pad_token_id"].flatMap { $0 is NSNull ? nil : $0 }
-        if let pad, JSONField.integer(pad) == nil {
-            throw fail("pad_token_id", "is \(JSONField.typeName(pad)) (\(pad)), not a token id")
-        }
-        padTokenID =
-            pad.flatMap(JSONField.integer)
-            ?? (family == .roberta ? 1 : family == .modernbert ? min(50283, vocabSize - 1) : 0)
-        padTokenIDGiven = pad != nil
-        guard (0..<vocabSize).contains(padTokenID) else {
-            throw fail("pad_token_id", "is \(padTokenID), outside the vocabulary of \(vocabSize)")
-        }
+            ? try HFEncoderConfig.modernFields(fields, layers: layers, hidden: hiddenSize, heads: heads) : nil
+        (typeVocabSize, layerNormEps) = try HFEncoderConfig.normalization(fields, family: family, distil: keys.distil)
+        hiddenAct = try fields.activationName(keys.activation, default: family == .albert ? "gelu_new" : "gelu")
+        poolerActivation = family == .deberta ? try fields.activation("pooler_hidden_act") : .erf
+        try HFEncoderConfig.refuseUnsupported(fields)
+        (padTokenID, padTokenIDGiven) = try HFEncoderConfig.padding(fields, family: family, vocabSize: vocabSize)
         // RoBERTa-family positions start after the padding id: the table must hold it and
         // a text of at least two tokens beyond it.
         let first = family == .roberta ? padTokenID + 1 : 0
         guard maxPositions >= first + 2 else {
-            throw fail(
+            let start = "\(first)\(family == .roberta ? " (pad_token_id \(padTokenID) + 1)" : "")"
+            throw fields.fail(
                 "max_position_embeddings",
-                "is \(maxPositions), which leaves no room for a text: positions start at \(first)\(family == .roberta ? " (pad_token_id \(padTokenID) + 1)" : "") and a text takes at least 2"
+                "is \(maxPositions), which leaves no room for a text: positions start at \(start) and a text takes at least 2"
             )
         }
-        if let r = json["initializer_range"], JSONField.number(r) == nil {
-            throw fail("initializer_range", "is \(JSONField.typeName(r)), not a number")
+        initializerRange = try fields.fraction("initializer_range", default: 0.02)
+        labels = try HFEncoderConfig.labels(json["id2label"], fail: fields.fail)
+    }
+
+    /// The names a model type gives its sizes: DistilBERT's own, ModernBERT's activation key,
+    /// BERT's for the rest.
+    struct SizeKeys {
+        let distil: Bool
+        let hidden, layers, heads, feedForward, activation: String
+
+        init(family: Family, distil: Bool) {
+            self.distil = distil
+            (hidden, layers, heads, feedForward) =
+                distil
+                ? ("dim", "n_layers", "n_heads", "hidden_dim")
+                : ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size")
+            activation = distil ? "activation" : family == .modernbert ? "hidden_activation" : "hidden_act"
         }
-        let range = JSONField.number(json["initializer_range"]) ?? 0.02
-        guard range > 0, range < 1 else { throw fail("initializer_range", "is \(range), not in (0, 1)") }
-        initializerRange = range
-        labels = try HFEncoderConfig.labels(json["id2label"], fail: fail)
+    }
+
+    /// Token types and the LayerNorm epsilon, with each model type's names and defaults.
+    static func normalization(_ fields: ConfigFields, family: Family, distil: Bool) throws -> (
+        types: Int, epsilon: Double
+    ) {
+        let limit = ModelConfig.maximumDimension
+        switch family {
+        case .modernbert:
+            // ModernBertConfig's names and defaults: no token types, norm_eps 1e-5.
+            return (0, try fields.fraction("norm_eps", default: 1e-5))
+        case .deberta:
+            // DebertaV2Config's defaults: no token types, epsilon 1e-7.
+            return (
+                try fields.int("type_vocab_size", 0...limit, default: 0),
+                try fields.fraction("layer_norm_eps", default: 1e-7)
+            )
+        default:
+            guard distil else {
+                return (
+                    try fields.int("type_vocab_size", 1...limit), try fields.fraction("layer_norm_eps", default: nil)
+                )
+            }
+            // DistilBERT fixes its LayerNorm epsilon at 1e-12 and has no token types.
+            if let v = fields.value("sinusoidal_pos_embds"), JSONField.boolean(v) == nil {
+                throw fields.fail(
+                    "sinusoidal_pos_embds", "is \(JSONField.typeName(v)) (\(JSONField.text(v))), not true or false")
+            }
+            return (0, 1e-12)
+        }
+    }
+
+    /// Fields whose other values would make a model this one does not compute: relative
+    /// positions of the BERT kind, and heads other than softmax over the classes.
+    static func refuseUnsupported(_ fields: ConfigFields) throws {
+        if let kind = fields.value("position_embedding_type"), kind as? String != "absolute" {
+            throw fields.fail(
+                "position_embedding_type", "is \(kind); only learned absolute positions ('absolute') are supported")
+        }
+        // Only softmax over classes is implemented: multi-label (sigmoid per class) and
+        // regression heads would be reported as something they are not.
+        if let problem = fields.value("problem_type"), problem as? String != "single_label_classification" {
+            throw fields.fail(
+                "problem_type",
+                "is \(problem); only single_label_classification (softmax over the classes) is supported")
+        }
+    }
+
+    /// The padding token id (each family's default when absent) and whether it was given.
+    static func padding(_ fields: ConfigFields, family: Family, vocabSize: Int) throws -> (id: Int, given: Bool) {
+        let pad = fields.value("pad_token_id")
+        if let pad, JSONField.integer(pad) == nil {
+            throw fields.fail("pad_token_id", "is \(JSONField.typeName(pad)) (\(pad)), not a token id")
+        }
+        let id =
+            pad.flatMap(JSONField.integer)
+            ?? (family == .roberta ? 1 : family == .modernbert ? min(50283, vocabSize - 1) : 0)
+        guard (0..<vocabSize).contains(id) else {
+            throw fields.fail("pad_token_id", "is \(id), outside the vocabulary of \(vocabSize)")
+        }
+        return (id, pad != nil)
     }
 
     /// ModernBERT's flags, head, rotary bases and layer types, bounded; rotary scalings other
     /// than the default and sizes transformers would compute otherwise are refused by field.
-    static func modernFields(
-        _ json: [String: Any], layers: Int, hidden: Int, heads: Int,
-        fail: (String, String) -> ModelError
-    ) throws -> ModernSettings {
-        func flag(_ key: String, _ fallback: Bool) throws -> Bool {
-            guard let v = json[key], !(v is NSNull) else { return fallback }
-            guard let b = JSONField.boolean(v) else {
-                throw fail(key, "is \(JSONField.typeName(v)) (\(v)), not true or false")
-            }
-            return b
-        }
+    static func modernFields(_ fields: ConfigFields, layers: Int, hidden: Int, heads: Int) throws -> ModernSettings {
+        let json = fields.json
+        let fail = fields.fail
         func number(_ v: Any?, _ key: String, _ fallback: Double) throws -> Double {
             guard let v, !(v is NSNull) else { return fallback }
             guard let x = JSONField.number(v), x > 1, x < 1e12 else {
                 throw fail(key, "is \(JSONField.text(v)), not a rotary base above 1")
             }
             return x
-        }
-        func activation(_ key: String) throws -> Activation {
-            if let a = json[key], !(a is String) {
-                throw fail(key, "is \(JSONField.typeName(a)) (\(a)), not an activation's name")
-            }
-            let name = json[key] as? String ?? "gelu"
-            guard HFEncoderConfig.supportedActivations.contains(name) else {
-                throw fail(
-                    key, "is '\(name)'; supported: \(HFEncoderConfig.supportedActivations.joined(separator: ", "))")
-            }
-            return name == "gelu_new" ? .tanh : .erf
         }
         if let v = json["head_dim"], !(v is NSNull), JSONField.integer(v) != hidden / heads {
             throw fail(
@@ -544,10 +498,11 @@ public struct HFEncoderConfig: Sendable, Equatable {
             )
         }
         return ModernSettings(
-            normBias: try flag("norm_bias", false), attentionBias: try flag("attention_bias", false),
-            mlpBias: try flag("mlp_bias", false),
-            classifierBias: try flag("classifier_bias", false), meanPooling: pooling == "mean",
-            headActivation: try activation("classifier_activation"),
+            normBias: try fields.flag("norm_bias", default: false),
+            attentionBias: try fields.flag("attention_bias", default: false),
+            mlpBias: try fields.flag("mlp_bias", default: false),
+            classifierBias: try fields.flag("classifier_bias", default: false), meanPooling: pooling == "mean",
+            headActivation: try fields.activation("classifier_activation"),
             globalTheta: try theta("full_attention", legacy: "global_rope_theta", 160_000),
             localTheta: try theta("sliding_attention", legacy: "local_rope_theta", 10_000),
             window: local / 2, global: types)
@@ -557,23 +512,10 @@ public struct HFEncoderConfig: Sendable, Equatable {
     /// transformers would compute differently (a convolution after the first layer,
     /// factorized embeddings, other head or pooler widths) is refused by field.
     static func debertaFields(
-        _ json: [String: Any], maxPositions: Int, hidden: Int, heads: Int,
-        fail: (String, String) -> ModelError
+        _ fields: ConfigFields, maxPositions: Int, hidden: Int, heads: Int
     ) throws -> (RelativeAttention, positions: Bool) {
-        func flag(_ key: String, _ fallback: Bool) throws -> Bool {
-            guard let v = json[key], !(v is NSNull) else { return fallback }
-            guard let b = JSONField.boolean(v) else {
-                throw fail(key, "is \(JSONField.typeName(v)) (\(v)), not true or false")
-            }
-            return b
-        }
-        func whole(_ key: String, _ fallback: Int) throws -> Int {
-            guard let v = json[key], !(v is NSNull) else { return fallback }
-            guard let n = JSONField.integer(v) else {
-                throw fail(key, "is \(JSONField.typeName(v)) (\(v)), not a whole number")
-            }
-            return n
-        }
+        let json = fields.json
+        let fail = fields.fail
         if let conv = JSONField.integer(json["conv_kernel_size"]), conv > 0 {
             throw fail(
                 "conv_kernel_size",
@@ -607,8 +549,8 @@ public struct HFEncoderConfig: Sendable, Equatable {
             throw fail(
                 "norm_rel_ebd", "is \(JSONField.typeName(json["norm_rel_ebd"])), not a string such as 'layer_norm'")
         }
-        let buckets = try whole("position_buckets", -1)
-        var maxRelative = try whole("max_relative_positions", -1)
+        let buckets = try fields.whole("position_buckets", default: -1)
+        var maxRelative = try fields.whole("max_relative_positions", default: -1)
         if maxRelative < 1 { maxRelative = maxPositions }
         let limit = ModelConfig.maximumDimension
         guard buckets <= limit / 2 else { throw fail("position_buckets", "is \(buckets), above \(limit / 2)") }
@@ -627,11 +569,12 @@ public struct HFEncoderConfig: Sendable, Equatable {
                 "is \(maxRelative), at most position_buckets / 2 + 1 (\(buckets / 2 + 1)): log buckets need it larger")
         }
         let relative = RelativeAttention(
-            enabled: try flag("relative_attention", false), c2p: types.contains("c2p"), p2c: types.contains("p2c"),
-            buckets: buckets, maxRelative: maxRelative, shareKey: try flag("share_att_key", false),
+            enabled: try fields.flag("relative_attention", default: false), c2p: types.contains("c2p"),
+            p2c: types.contains("p2c"),
+            buckets: buckets, maxRelative: maxRelative, shareKey: try fields.flag("share_att_key", default: false),
             normalized: norm.lowercased().split(separator: "|").contains {
                 $0.trimmingCharacters(in: .whitespaces) == "layer_norm"
             })
-        return (relative, try flag("position_biased_input", true))
+        return (relative, try fields.flag("position_biased_input", default: true))
     }
 }

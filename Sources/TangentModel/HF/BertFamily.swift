@@ -303,27 +303,14 @@ extension HFClassifier {
             throw ModelError("\(configURL.path): missing or not a JSON object")
         }
         let config = try HFEncoderConfig(json: json, source: configURL.path)
-        let bin = directory.appendingPathComponent("pytorch_model.bin")
-        let hasSafetensors = ["model.safetensors", "model.safetensors.index.json"].contains {
-            FileManager.default.fileExists(atPath: directory.appendingPathComponent($0).path)
-        }
-        if !hasSafetensors {
-            throw ModelError(
-                FileManager.default.fileExists(atPath: bin.path)
-                    ? "\(bin.path): PyTorch pickle checkpoints are not read; convert with `model.save_pretrained(DIR, safe_serialization=True)` in transformers"
-                    : "\(directory.appendingPathComponent("model.safetensors").path): missing (a Hugging Face model directory holds its weights there, or in shards listed by model.safetensors.index.json)"
-            )
-        }
-        // One model.safetensors, or the shards its index names.
-        let file = try SafetensorsCheckpoint(directory: directory)
-        let weightsSource = file.source
+        let file = try checkpoint(in: directory)
         // A bare encoder saved on its own has no `bert.` / `roberta.` prefix.
         let e = config.prefix
         let word = tokenTableName(config: config).dropFirst(e.count)
         let filePrefix = file.tensors[e + word] == nil && file.tensors[String(word)] != nil ? "" : e
         func fileName(_ name: String) -> String { name.hasPrefix(e) ? filePrefix + name.dropFirst(e.count) : name }
         try BertClassifier<Float>.checkEncoderNames(
-            file.tensors, config: config, prefix: filePrefix, source: weightsSource)
+            file.tensors, config: config, prefix: filePrefix, source: file.source)
         let head = headNames(config: config)
         let outputNames = [head.output + ".weight", head.output + ".bias"]
         let layout = Self.layout(config: config, classes: max(2, newHead?.labels.count ?? config.labels.count))
@@ -333,17 +320,8 @@ extension HFClassifier {
         if let newHead {
             labels = newHead.labels
         } else {
-            guard outputNames.allSatisfy({ file.tensors[fileName($0)] != nil }) else {
-                let other = file.tensors.keys.filter { $0.hasPrefix("classifier.") }.sorted()
-                if !other.isEmpty {
-                    throw ModelError(
-                        "\(weightsSource): its classification head (\(other.prefix(2).joined(separator: ", "))) is laid out for another model type than config.json's '\(config.modelType)', whose head is '\(head.output).weight'; the config is not this checkpoint's"
-                    )
-                }
-                throw ModelError(
-                    "\(weightsSource): no classification head ('\(head.output).weight'); this is a bare encoder — fine-tune it with `tangent train --init \(directory.path)`, which adds one"
-                )
-            }
+            try requireHead(
+                file, config: config, output: head.output, names: outputNames.map(fileName), directory: directory)
             labels = config.labels
             guard labels.count >= 2 else {
                 throw ModelError(
@@ -359,35 +337,12 @@ extension HFClassifier {
         let missing = wanted.map { fileName($0.name) }.filter { file.tensors[$0] == nil }
         guard missing.isEmpty else {
             throw ModelError(
-                "\(weightsSource): \(missing.count) expected tensors missing, e.g. \(missing.prefix(3).joined(separator: ", "))"
+                "\(file.source): \(missing.count) expected tensors missing, e.g. \(missing.prefix(3).joined(separator: ", "))"
             )
         }
-        // Buffers transformers saves beside the weights are ignored. Fine-tuning (a new head)
-        // drops another task's head and the pretraining heads a checkpoint ships with
-        // (BertForPreTraining's `cls.predictions` and `cls.seq_relationship`, a masked-LM's
-        // `lm_head`, ELECTRA's discriminator and generator heads, ALBERT's `predictions` and
-        // `sop_classifier`, DeBERTa's `lm_predictions` and `mask_predictions`, ModernBERT's
-        // `decoder`), as transformers does, and
-        // lists them; anything else is refused.
-        let known = Set(model.layout.tensors.map { fileName($0.name) })
-        let extra = file.tensors.keys.sorted().filter {
-            !known.contains($0) && !$0.hasSuffix("position_ids") && !$0.hasSuffix("token_type_ids")
-        }
-        let droppable =
-            [
-                "classifier.", "cls.", "lm_head.", "discriminator_predictions.", "generator_predictions.",
-                "generator_lm_head.",
-                "predictions.", "sop_classifier.", "lm_predictions.", "mask_predictions.",
-            ]
-            + (config.family == .modernbert ? ["decoder."] : [])
-        let dropped = newHead == nil ? [] : extra.filter { name in droppable.contains { name.hasPrefix($0) } }
-        let unexpected = extra.filter { !dropped.contains($0) }
-        guard unexpected.isEmpty else {
-            throw ModelError(
-                "\(weightsSource): \(unexpected.count) tensors this \(config.modelType) classifier does not have, e.g. \(unexpected.prefix(3).joined(separator: ", "))"
-            )
-        }
-        model.droppedTensors = dropped
+        model.droppedTensors = try droppedTensors(
+            file, known: Set(model.layout.tensors.map { fileName($0.name) }), config: config, fineTuning: newHead != nil
+        )
         for t in wanted {
             let values: [Float]
             do { values = try file.floatsWidened(fileName(t.name), shape: t.shape) } catch {
@@ -399,23 +354,88 @@ extension HFClassifier {
             }
             (model.parameters.baseAddress! + t.offset).update(from: values, count: t.count)
         }
-        if let newHead {
-            for (ti, t) in model.layout.tensors.enumerated() where fresh.contains(t.name) && t.name.hasSuffix(".weight")
-            {
-                // A new LayerNorm (ModernBERT's head norm) starts at 1, as torch's does.
-                if t.shape.count == 1 {
-                    for k in t.range { model.parameters[k] = 1 }
-                    continue
-                }
-                let rng = CounterRNG.derive(newHead.seed, 0xbe27, UInt64(ti))
-                for k in 0..<t.count {
-                    model.parameters[t.offset + k] = Float(config.initializerRange * rng.normal(UInt64(k)))
-                }
-            }
-        }
+        if let newHead { model.initializeHead(fresh, seed: newHead.seed, range: config.initializerRange) }
         var source = json
         source["tangent"] = nil
         model.sourceJSON = source
         return model
+    }
+
+    /// The directory's safetensors weights (one file, or the shards its index names); a
+    /// PyTorch pickle is refused with how to convert it.
+    static func checkpoint(in directory: URL) throws -> SafetensorsCheckpoint {
+        let bin = directory.appendingPathComponent("pytorch_model.bin")
+        let hasSafetensors = ["model.safetensors", "model.safetensors.index.json"].contains {
+            FileManager.default.fileExists(atPath: directory.appendingPathComponent($0).path)
+        }
+        guard hasSafetensors else {
+            throw ModelError(
+                FileManager.default.fileExists(atPath: bin.path)
+                    ? "\(bin.path): PyTorch pickle checkpoints are not read; convert with `model.save_pretrained(DIR, safe_serialization=True)` in transformers"
+                    : "\(directory.appendingPathComponent("model.safetensors").path): missing (a Hugging Face model directory holds its weights there, or in shards listed by model.safetensors.index.json)"
+            )
+        }
+        return try SafetensorsCheckpoint(directory: directory)
+    }
+
+    /// Refuses a checkpoint without the classification head `names` (as stored): a bare
+    /// encoder (fine-tune it first), or one whose head belongs to another model type.
+    static func requireHead(
+        _ file: SafetensorsCheckpoint, config: HFEncoderConfig, output: String, names: [String], directory: URL
+    ) throws {
+        guard !names.allSatisfy({ file.tensors[$0] != nil }) else { return }
+        let other = file.tensors.keys.filter { $0.hasPrefix("classifier.") }.sorted()
+        if !other.isEmpty {
+            throw ModelError(
+                "\(file.source): its classification head (\(other.prefix(2).joined(separator: ", "))) is laid out for another model type than config.json's '\(config.modelType)', whose head is '\(output).weight'; the config is not this checkpoint's"
+            )
+        }
+        throw ModelError(
+            "\(file.source): no classification head ('\(output).weight'); this is a bare encoder — fine-tune it with `tangent train --init \(directory.path)`, which adds one"
+        )
+    }
+
+    /// The checkpoint's tensors beyond the model's (`known`, as stored) that fine-tuning
+    /// drops; any other is refused.
+    ///
+    /// Buffers transformers saves beside the weights are ignored. Fine-tuning (a new head)
+    /// drops another task's head and the pretraining heads a checkpoint ships with
+    /// (BertForPreTraining's `cls.predictions` and `cls.seq_relationship`, a masked-LM's
+    /// `lm_head`, ELECTRA's discriminator and generator heads, ALBERT's `predictions` and
+    /// `sop_classifier`, DeBERTa's `lm_predictions` and `mask_predictions`, ModernBERT's
+    /// `decoder`), as transformers does, and lists them.
+    static func droppedTensors(
+        _ file: SafetensorsCheckpoint, known: Set<String>, config: HFEncoderConfig, fineTuning: Bool
+    ) throws -> [String] {
+        let extra = file.tensors.keys.sorted().filter {
+            !known.contains($0) && !$0.hasSuffix("position_ids") && !$0.hasSuffix("token_type_ids")
+        }
+        let droppable =
+            [
+                "classifier.", "cls.", "lm_head.", "discriminator_predictions.", "generator_predictions.",
+                "generator_lm_head.", "predictions.", "sop_classifier.", "lm_predictions.", "mask_predictions.",
+            ]
+            + (config.family == .modernbert ? ["decoder."] : [])
+        let dropped = fineTuning ? extra.filter { name in droppable.contains { name.hasPrefix($0) } } : []
+        let unexpected = extra.filter { !dropped.contains($0) }
+        guard unexpected.isEmpty else {
+            throw ModelError(
+                "\(file.source): \(unexpected.count) tensors this \(config.modelType) classifier does not have, e.g. \(unexpected.prefix(3).joined(separator: ", "))"
+            )
+        }
+        return dropped
+    }
+
+    /// Draws the new head's weights (`fresh`) from the seed, N(0, range²) as transformers
+    /// initializes them; a new LayerNorm (ModernBERT's head norm) starts at 1, as torch's does.
+    func initializeHead(_ fresh: Set<String>, seed: UInt64, range: Double) {
+        for (ti, t) in layout.tensors.enumerated() where fresh.contains(t.name) && t.name.hasSuffix(".weight") {
+            if t.shape.count == 1 {
+                for k in t.range { parameters[k] = 1 }
+                continue
+            }
+            let rng = CounterRNG.derive(seed, 0xbe27, UInt64(ti))
+            for k in 0..<t.count { parameters[t.offset + k] = Float(range * rng.normal(UInt64(k))) }
+        }
     }
 }
