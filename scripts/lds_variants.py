@@ -33,6 +33,9 @@ parser.add_argument("run")
 parser.add_argument("--cache", required=True)
 parser.add_argument("--models", type=int, default=1, help="average over the first N models of the run (model-0 ... model-N-1)")
 parser.add_argument("--surrogate", action="store_true", help="also fit the kGLM surrogate on the centered trNTK")
+parser.add_argument("--checkpoints", action="store_true",
+                    help="also average grad-cos over every checkpoint's loss-gradient features in the cache (TracIn's, of "
+                         "every model of the run), each cosine-normalized")
 parser.add_argument("--layers", nargs=2, metavar=("TRAIN", "TEST"),
                     help="proj-trntk feature files made with `tangent featurize --per-layer` on the run's sampled texts "
                          "(model-0): layer-group selection and weights, fitted on half the subsets and scored on the other")
@@ -265,3 +268,27 @@ if args.layers:
         w = np.exp(r.x) / np.exp(r.x).sum()
         print(f"{lds_on(vote(w), np.where(score)[0]):.3f} (held-out half; every group: {lds_on(vote(np.ones(len(groups))), np.where(score)[0]):.3f}, "
               f"fitted half {-r.fun:.3f})  weights " + ", ".join(f"{g} {x:.2f}" for g, x in zip(groups, w)))
+
+
+if args.checkpoints:
+    # TracIn's features of earlier checkpoints are stored with model "(in memory)".
+    found = {}
+    for path in glob.glob(f"{args.cache}/*.safetensors"):
+        m = read_meta(path)
+        if m.get("format") == "tangent-features-1" and m.get("kernel") == "grad" and m.get("model") == "(in memory)":
+            texts = int(m["texts"])
+            part = "train" if m["source"] == "training data" and texts == n else "test" if texts == T else None
+            if part:
+                found.setdefault(m["model_fingerprint"], {})[part] = path
+    cosines = []
+    for fingerprint, parts in sorted(found.items()):
+        if len(parts) == 2:
+            a, b = read(parts["train"]), read(parts["test"])
+            c = normalize(b["features"][:, 0, :].astype(np.float64)) @ normalize(a["features"][:, 0, :].astype(np.float64)).T
+            accuracy = float((a["logits"].argmax(1) == y).mean())
+            print(f"{lds(c):.3f}  grad-cos at checkpoint {fingerprint} (training accuracy {accuracy:.3f})")
+            cosines.append(c)
+    if cosines:
+        final = sum(rows["loss grad, train norm^-1"])
+        print(f"{lds(sum(cosines)):.3f}  grad-cos summed over {len(cosines)} checkpoints")
+        print(f"{lds(sum(cosines) + final):.3f}  grad-cos summed over the checkpoints and the final weights of {args.models} model(s)")
