@@ -48,6 +48,32 @@ public struct InfluenceTransform: Sendable {
         precondition(kind != .trak || labels?.count == n, "TRAK's curvature needs the training labels")
         let W = kind == .head ? base.count / n : base.count / (n * C)
         let P = kind == .head ? C * (W + 1) : W
+        var h = InfluenceTransform.curvature(kind, base: base, logits: logits, classes: C, labels: labels)
+        let meanDiagonal = (0..<P).map { h[$0 * P + $0] }.reduce(0, +) / Double(P)
+        let damping = lambda ?? relativeDamping * meanDiagonal
+        for k in 0..<P { h[k * P + k] += damping }
+        if let minor = Cholesky.factor(&h, n: P) {
+            throw AttributionError(
+                damping == 0
+                    ? "the \(kind.rawValue) curvature matrix (\(P) x \(P)) is singular at leading minor \(minor); add damping (lambda > 0)"
+                    : "H + lambda I is not positive definite at leading minor \(minor); increase the damping lambda (now \(damping))"
+            )
+        }
+        self.kind = kind
+        classes = C
+        width = W
+        dimension = P
+        self.lambda = damping
+        lower = h
+    }
+
+    /// The curvature H [P, P] (before damping) of `kind` from the base features (see `init`):
+    /// the head's exact Hessian of the mean loss, the projected Gauss-Newton matrix, or TRAK's
+    /// Phi^T Phi.
+    static func curvature(_ kind: Kind, base: [Float], logits: [Float], classes C: Int, labels: [Int]?) -> [Double] {
+        let n = logits.count / C
+        let W = kind == .head ? base.count / n : base.count / (n * C)
+        let P = kind == .head ? C * (W + 1) : W
         var h = [Double](repeating: 0, count: P * P)
         var p = [[Double]](repeating: [], count: n)
         for i in 0..<n { p[i] = Softmax.probabilities((0..<C).map { Double(logits[i * C + $0]) }) }
@@ -107,22 +133,7 @@ public struct InfluenceTransform: Sendable {
                 transA: true, transB: false, m: W, n: W, k: n, alpha: 1, a: phi, lda: W, b: phi, ldb: W,
                 beta: 0, c: &h, ldc: W)
         }
-        let meanDiagonal = (0..<P).map { h[$0 * P + $0] }.reduce(0, +) / Double(P)
-        let damping = lambda ?? relativeDamping * meanDiagonal
-        for k in 0..<P { h[k * P + k] += damping }
-        if let minor = Cholesky.factor(&h, n: P) {
-            throw AttributionError(
-                damping == 0
-                    ? "the \(kind.rawValue) curvature matrix (\(P) x \(P)) is singular at leading minor \(minor); add damping (lambda > 0)"
-                    : "H + lambda I is not positive definite at leading minor \(minor); increase the damping lambda (now \(damping))"
-            )
-        }
-        self.kind = kind
-        classes = C
-        width = W
-        dimension = P
-        self.lambda = damping
-        lower = h
+        return h
     }
 
     /// grad L (TRAK: grad m) of one text in the transform's space from its base vector

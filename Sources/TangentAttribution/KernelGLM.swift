@@ -83,31 +83,86 @@ public struct KernelGLM: Sendable {
         precondition(kernelScale > 0 && kernelScale.isFinite, "kernel scale must be positive")
         let lambda = relativeLambda * kernelScale * kernelScale
         let C = classes
+        let objective = Objective(
+            kernel: kernel, labels: labels, classes: C, lambda: lambda, textWeights: textWeights, threads: threads)
+        let x0 = start.map { $0.weights + $0.bias } ?? [Double](repeating: 0, count: C * n + C)
+        // The gradient's entries (R^T K) scale with the kernel's, and so does the accuracy
+        // the Float kernel allows them: raw kernels such as ck are large.
+        var scaled = solver
+        // The largest entry of a positive semi-definite kernel is on its diagonal.
+        let scale = kernel.diagonal.reduce(0) { max($0, abs($1)) }
+        scaled.gradientTolerance = solver.gradientTolerance * max(1, scale)
+        // The preconditioner takes the curvature at the last evaluation: near-separable
+        // texts (p close to 0 or 1) weigh almost nothing, so at weak lambda it is far below 1/4.
+        // Converged only when the gradient is also small against the two parts that cancel
+        // in it: on near-separable data every gradient is below the absolute tolerance long
+        // before the optimum (and a warm start from another lambda is far from it while its
+        // gradient, (lambda - lambda') W, is small), so the absolute test alone stops at once.
+        let stationary: ([Double], Double) -> Bool = { g, slack in
+            let largest = g.reduce(0) { max($0, abs($1)) }
+            return largest < slack * 1e-3 * (objective.lastLossGradient + objective.lastRegularizerGradient)
+        }
+        let result = scaled.minimize(
+            x0,
+            preconditioner: spectrum?.preconditioner(
+                classes: C, lambda: lambda, curvature: { max(objective.lastCurvature, 1e-8) }),
+            stationary: stationary, objective.evaluate)
+        return KernelGLM(
+            classes: C, trainCount: n, weights: Array(result.x[0..<(C * n)]), bias: Array(result.x[(C * n)...]),
+            lambda: relativeLambda, kernelScale: kernelScale, iterations: result.iterations,
+            evaluations: result.evaluations, converged: result.converged, gradientNorm: result.gradientNorm)
+    }
+
+    /// The surrogate's objective, (1/n) sum_i w_i CE_i + (lambda / 2) |W|^2 over theta =
+    /// [W (C x n), b (C)], with what the solver's stopping rule and preconditioner read
+    /// from its last evaluation.
+    final class Objective {
+        let kernel: TrainingKernel
+        let labels: [Int]
+        let classes: Int
+        let lambda: Double
+        let textWeights: [Double]?
+        let threads: Int
         // The parameters, products and sums stay in Double; only K is Float. With W rounded
         // to Float, the objective would be noisy at 1e-7 of the logits' terms, which on a
         // weakly regularized fit (large W whose terms cancel) exceeds the decrease of a step:
         // the line search then halves the step until it does nothing.
-        var zt = [Double](repeating: 0, count: C * n)
-        var rt = [Double](repeating: 0, count: C * n)
-        var gw = [Double](repeating: 0, count: C * n)
-        // Mean of trace(diag(p) - p p^T) / C over the texts at the last evaluation: the
-        // cross-entropy's curvature, for the preconditioner.
+        var zt: [Double]
+        var rt: [Double]
+        var gw: [Double]
+        /// Mean of trace(diag(p) - p p^T) / C over the texts at the last evaluation: the
+        /// cross-entropy's curvature, for the preconditioner.
         var lastCurvature = 0.25
-        // Largest entries of the two parts of the W gradient, R^T K and lambda W, at the
-        // last evaluation: they cancel at the optimum.
+        /// Largest entries of the two parts of the W gradient, R^T K and lambda W, at the
+        /// last evaluation: they cancel at the optimum.
         var lastLossGradient = 0.0
         var lastRegularizerGradient = 0.0
-        let objective: ([Double]) -> (Double, [Double]) = { theta in
-            // theta = [W (C x n), b (C)]
+
+        init(kernel: TrainingKernel, labels: [Int], classes: Int, lambda: Double, textWeights: [Double]?, threads: Int)
+        {
+            self.kernel = kernel
+            self.labels = labels
+            self.classes = classes
+            self.lambda = lambda
+            self.textWeights = textWeights
+            self.threads = threads
+            zt = [Double](repeating: 0, count: classes * labels.count)
+            rt = zt
+            gw = zt
+        }
+
+        /// The objective's value and gradient at theta.
+        func evaluate(_ theta: [Double]) -> (Double, [Double]) {
+            let C = classes
+            let n = labels.count
             // Z^T [C, n] = W K (K symmetric, so this is (K W^T)^T).
             kernel.times(theta, rows: C, into: &zt, threads: threads)
             var gb = [Double](repeating: 0, count: C)
-            let terms = residuals(
+            let terms = KernelGLM.residuals(
                 logits: zt, theta: theta, labels: labels, classes: C, textWeights: textWeights, into: &rt,
                 biasGradient: &gb)
             let loss = terms.loss / Double(n)
-            let curvature = terms.curvature
-            lastCurvature = curvature / Double(n * C)
+            lastCurvature = terms.curvature / Double(n * C)
             lastLossGradient = 0
             // dW [C, n] = R^T K.
             kernel.times(rt, rows: C, into: &gw, threads: threads)
@@ -124,32 +179,6 @@ public struct KernelGLM: Sendable {
             for c in 0..<C { grad[C * n + c] = gb[c] }
             return (loss + 0.5 * lambda * reg, grad)
         }
-        let x0 = start.map { $0.weights + $0.bias } ?? [Double](repeating: 0, count: C * n + C)
-        // The gradient's entries (R^T K) scale with the kernel's, and so does the accuracy
-        // the Float kernel allows them: raw kernels such as ck are large.
-        var scaled = solver
-        // The largest entry of a positive semi-definite kernel is on its diagonal.
-        let scale = kernel.diagonal.reduce(0) { max($0, abs($1)) }
-        scaled.gradientTolerance = solver.gradientTolerance * max(1, scale)
-        // The preconditioner takes the curvature at the last evaluation: near-separable
-        // texts (p close to 0 or 1) weigh almost nothing, so at weak lambda it is far below 1/4.
-        // Converged only when the gradient is also small against the two parts that cancel
-        // in it: on near-separable data every gradient is below the absolute tolerance long
-        // before the optimum (and a warm start from another lambda is far from it while its
-        // gradient, (lambda - lambda') W, is small), so the absolute test alone stops at once.
-        let stationary: ([Double], Double) -> Bool = { g, slack in
-            let largest = g.reduce(0) { max($0, abs($1)) }
-            return largest < slack * 1e-3 * (lastLossGradient + lastRegularizerGradient)
-        }
-        let result = scaled.minimize(
-            x0,
-            preconditioner: spectrum?.preconditioner(
-                classes: C, lambda: lambda, curvature: { max(lastCurvature, 1e-8) }),
-            stationary: stationary, objective)
-        return KernelGLM(
-            classes: C, trainCount: n, weights: Array(result.x[0..<(C * n)]), bias: Array(result.x[(C * n)...]),
-            lambda: relativeLambda, kernelScale: kernelScale, iterations: result.iterations,
-            evaluations: result.evaluations, converged: result.converged, gradientNorm: result.gradientNorm)
     }
 
     /// The cross-entropy's terms at logits Z^T [C, n] (without bias) plus the bias in

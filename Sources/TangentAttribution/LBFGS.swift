@@ -37,11 +37,7 @@ public struct LBFGS {
     ) -> Result {
         var x = x0
         var (fx, g) = f(x)
-        var s: [[Double]] = []
-        var y: [[Double]] = []
-        var rho: [Double] = []
-        // With a preconditioner: s^T y / y^T M^-1 y of the newest pair.
-        var gamma: Double?
+        var pairs = Pairs(capacity: memory, preconditioner: preconditioner)
         var iter = 0
         var evaluations = 1
         var history: [Double] = []
@@ -59,33 +55,18 @@ public struct LBFGS {
                     x: x, value: fx, gradientNorm: infNorm(g), iterations: iter, evaluations: evaluations,
                     converged: true)
             }
-            let q = LBFGS.inverseHessianTimes(g, s: s, y: y, rho: rho, gamma: gamma, preconditioner: preconditioner)
+            let q = LBFGS.inverseHessianTimes(
+                g, s: pairs.s, y: pairs.y, rho: pairs.rho, gamma: pairs.gamma, preconditioner: preconditioner)
             var d = q.map { -$0 }
             var slope = dot(g, d)
             if slope >= 0 {
                 // Not a descent direction (numerical trouble): restart from steepest descent.
-                s.removeAll()
-                y.removeAll()
-                rho.removeAll()
-                gamma = nil
+                pairs.reset()
                 d = g.map { -$0 / max(1, infNorm(g)) }
                 slope = dot(g, d)
             }
-            var t = 1.0
-            var xn = x
-            var fn = fx
-            var gn = g
-            var accepted = false
-            for _ in 0..<60 {
-                for k in x.indices { xn[k] = x[k] + t * d[k] }
-                (fn, gn) = f(xn)
-                evaluations += 1
-                if fn.isFinite && fn <= fx + 1e-4 * t * slope {
-                    accepted = true
-                    break
-                }
-                t *= 0.5
-            }
+            let (accepted, xn, fn, gn, trials) = LBFGS.lineSearch(x, fx, direction: d, slope: slope, f)
+            evaluations += trials
             iter += 1
             if !accepted {
                 // No decrease along a descent direction: the objective is flat to working
@@ -94,25 +75,7 @@ public struct LBFGS {
                     x: x, value: fx, gradientNorm: infNorm(g), iterations: iter, evaluations: evaluations,
                     converged: infNorm(g) < gradientTolerance || infNorm(g) < 1e-4 * max(1, abs(fx)))
             }
-            let sk = zip(xn, x).map { $0 - $1 }
-            let yk = zip(gn, g).map { $0 - $1 }
-            let sy = dot(sk, yk)
-            if sy > 1e-12 * dot(yk, yk).squareRoot() * dot(sk, sk).squareRoot() {
-                s.append(sk)
-                y.append(yk)
-                rho.append(1 / sy)
-                if let applyInverse = preconditioner {
-                    var my = yk
-                    applyInverse(&my)
-                    let ymy = dot(yk, my)
-                    gamma = ymy > 0 ? sy / ymy : nil
-                }
-                if s.count > memory {
-                    s.removeFirst()
-                    y.removeFirst()
-                    rho.removeFirst()
-                }
-            }
+            pairs.add(step: zip(xn, x).map { $0 - $1 }, gradientChange: zip(gn, g).map { $0 - $1 })
             let decrease = fx - fn
             x = xn
             g = gn
@@ -139,6 +102,68 @@ public struct LBFGS {
         return Result(
             x: x, value: fx, gradientNorm: infNorm(g), iterations: iter, evaluations: evaluations,
             converged: isStationary(g, 1))
+    }
+
+    /// Backtracking from step 1 along `d` until the Armijo condition holds (at most 60
+    /// halvings): whether a step was accepted, the new point, its value and gradient, and
+    /// the evaluations made.
+    static func lineSearch(
+        _ x: [Double], _ fx: Double, direction d: [Double], slope: Double, _ f: ([Double]) -> (Double, [Double])
+    ) -> (accepted: Bool, x: [Double], value: Double, gradient: [Double], evaluations: Int) {
+        var t = 1.0
+        var xn = x
+        var fn = fx
+        var gn: [Double] = []
+        for trial in 0..<60 {
+            for k in x.indices { xn[k] = x[k] + t * d[k] }
+            (fn, gn) = f(xn)
+            if fn.isFinite && fn <= fx + 1e-4 * t * slope { return (true, xn, fn, gn, trial + 1) }
+            t *= 0.5
+        }
+        return (false, xn, fn, gn, 60)
+    }
+
+    /// The newest (step, gradient change) pairs with rho = 1 / s^T y, and with a
+    /// preconditioner the newest pair's s^T y / y^T M^-1 y.
+    struct Pairs {
+        let capacity: Int
+        let preconditioner: ((inout [Double]) -> Void)?
+        var s: [[Double]] = []
+        var y: [[Double]] = []
+        var rho: [Double] = []
+        var gamma: Double?
+
+        init(capacity: Int, preconditioner: ((inout [Double]) -> Void)?) {
+            self.capacity = capacity
+            self.preconditioner = preconditioner
+        }
+
+        mutating func reset() {
+            s.removeAll()
+            y.removeAll()
+            rho.removeAll()
+            gamma = nil
+        }
+
+        /// Keeps the pair when its curvature s^T y is positive on its scale.
+        mutating func add(step sk: [Double], gradientChange yk: [Double]) {
+            let sy = LBFGS.dot(sk, yk)
+            guard sy > 1e-12 * LBFGS.dot(yk, yk).squareRoot() * LBFGS.dot(sk, sk).squareRoot() else { return }
+            s.append(sk)
+            y.append(yk)
+            rho.append(1 / sy)
+            if let applyInverse = preconditioner {
+                var my = yk
+                applyInverse(&my)
+                let ymy = LBFGS.dot(yk, my)
+                gamma = ymy > 0 ? sy / ymy : nil
+            }
+            if s.count > capacity {
+                s.removeFirst()
+                y.removeFirst()
+                rho.removeFirst()
+            }
+        }
     }
 
     /// H g by the two-loop recursion over the stored pairs (s, y, rho = 1 / s^T y), with the

@@ -243,6 +243,41 @@ public final class Featurizer {
         return r
     }
 
+    /// What the backward passes differentiate: the pseudo-NTK's summed logits, every logit
+    /// (trNTK), or the loss at each text's label (or the predicted one).
+    private func gradientOutput(_ texts: [LabeledText]) -> GradientOutput {
+        switch options.kind {
+        case .pntk: return .pseudoNTK
+        case .trntk: return .everyLogit
+        default:
+            return .loss(
+                labels: options.predictedLossLabels
+                    ? [Int?](repeating: nil, count: texts.count)
+                    : texts.map { $0.label.flatMap(classifier.labels.index(of:)) })
+        }
+    }
+
+    /// Adds projected features f [L, n, B, K] of outputs o0 ..< o0 + n into `out` [B, O, K]
+    /// (summed over the layer groups in order) and, when kept, into `layers` [B, L, O, K].
+    static func place(
+        _ f: [Float], outputs o0: Int, count n: Int, shape: (L: Int, O: Int, B: Int, K: Int), into out: inout [Float],
+        layers: inout [Float]?
+    ) {
+        let (L, O, B, K) = shape
+        for l in 0..<L {
+            for o in 0..<n {
+                for b in 0..<B {
+                    let src = ((l * n + o) * B + b) * K
+                    let dst = (b * O + o0 + o) * K
+                    for k in 0..<K { out[dst + k] += f[src + k] }
+                    if layers != nil {
+                        for k in 0..<K { layers![((b * L + l) * O + o0 + o) * K + k] = f[src + k] }
+                    }
+                }
+            }
+        }
+    }
+
     private func compute(_ texts: [LabeledText]) throws -> (
         features: [Float], logits: [Float], layerFeatures: [Float]?, gradientSeconds: Double, projectionSeconds: Double
     ) {
@@ -254,16 +289,7 @@ public final class Featurizer {
             let logits = try model.forward(batch, rowInvariant: true)
             return (model.lastEmbeddings(), logits, nil, Date().timeIntervalSince(t0), 0)
         case .pntk, .trntk, .grad, .ekfac:
-            let output: GradientOutput
-            switch options.kind {
-            case .pntk: output = .pseudoNTK
-            case .trntk: output = .everyLogit
-            default:
-                output = .loss(
-                    labels: options.predictedLossLabels
-                        ? [Int?](repeating: nil, count: texts.count)
-                        : texts.map { $0.label.flatMap(classifier.labels.index(of:)) })
-            }
+            let output = gradientOutput(texts)
             let B = batch.count
             let K = options.projDim
             let O =
@@ -271,21 +297,8 @@ public final class Featurizer {
             let L = options.perLayer ? computer!.groups.count : 1
             var out = [Float](repeating: 0, count: B * O * K)
             var layers: [Float]? = options.perLayer ? [Float](repeating: 0, count: B * L * O * K) : nil
-            // f: [L, O', B, K] for outputs o0 ..< o0 + O' -> features [B, O, K] (sum over
-            // layers in order) and [B, L, O, K].
             func place(_ f: [Float], outputs o0: Int, count n: Int) {
-                for l in 0..<L {
-                    for o in 0..<n {
-                        for b in 0..<B {
-                            let src = ((l * n + o) * B + b) * K
-                            let dst = (b * O + o0 + o) * K
-                            for k in 0..<K { out[dst + k] += f[src + k] }
-                            if layers != nil {
-                                for k in 0..<K { layers![((b * L + l) * O + o0 + o) * K + k] = f[src + k] }
-                            }
-                        }
-                    }
-                }
+                Featurizer.place(f, outputs: o0, count: n, shape: (L, O, B, K), into: &out, layers: &layers)
             }
             if let codes = sketchCodes {
                 // Sketch: each text's gradient of each tensor is sketched as the backward

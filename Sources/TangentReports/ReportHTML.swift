@@ -25,6 +25,32 @@ public enum ReportHTML {
             <b>TAD</b> is the surrogate's test accuracy minus the network's.</p>
 
             """
+        h += faithfulnessBars(r)
+        if let lds = r.lds { h += ldsSection(lds) }
+        h += "<h2>Surrogate vs network log-odds</h2>\n<div class=\"grid\">\n"
+        for k in r.kernels { h += scatter(k) }
+        h +=
+            "</div>\n<h2>Numbers</h2>\n<table><tr><th>kernel</th><th>tau</th><th>tau (paper)</th><th>texts kept</th><th>TAD</th><th>agreement</th><th>best tau over grid</th><th>lambda</th><th>time (s)</th><th>peak memory (MiB)</th><th>features</th></tr>\n"
+        for k in r.kernels {
+            h +=
+                "<tr><td>\(esc(k.kernel))</td><td>\(fixed(k.tau))</td><td>\(fixed(k.tauProbability))</td><td>\(k.tauProbabilityTexts)</td><td>\(String(format: "%+.3f", k.tad))</td><td>\(fixed(k.agreement))</td><td>\(fixed(k.bestGridTau))</td><td>\(String(format: "%g", k.lambda))</td><td>\(fixed(k.seconds, 0))</td><td>\(fixed(k.peakMemoryMiB, 0))</td><td>\(k.featuresCached ? "cached" : "computed")</td></tr>\n"
+        }
+        h +=
+            "</table>\n<p class=\"small\">tau (paper): over probabilities, texts at exactly 0 or 1 dropped (texts kept). Time: this kernel's wall time (featurization unless cached, fits, measurement); peak memory: the process's peak so far.</p>\n"
+        for k in r.kernels {
+            if let note = k.note { h += "<p class=\"small\"><b>\(esc(k.kernel))</b>: \(esc(note)).</p>\n" }
+        }
+        h += layerSection(r.kernels)
+        h += projectionSection(r.projectionError ?? [])
+        if let poisoning { h += poisonSection(poisoning) }
+        h += gridSection(r) + "</body></html>\n"
+        return h
+    }
+
+    /// tau and TAD as bars per kernel: the first model's, or the mean and standard
+    /// deviation over several models.
+    static func faithfulnessBars(_ r: ComparisonReport) -> String {
+        var h = ""
         if let rep = r.kernels.first?.replicates {
             let models = rep.models.count
             h +=
@@ -60,23 +86,12 @@ public enum ReportHTML {
                     hi: max(0.1, (r.kernels.map(\.tad).max() ?? 0) + 0.02),
                     caption: "surrogate minus network test accuracy")
         }
-        if let lds = r.lds { h += ldsSection(lds) }
-        h += "<h2>Surrogate vs network log-odds</h2>\n<div class=\"grid\">\n"
-        for k in r.kernels { h += scatter(k) }
-        h +=
-            "</div>\n<h2>Numbers</h2>\n<table><tr><th>kernel</th><th>tau</th><th>tau (paper)</th><th>texts kept</th><th>TAD</th><th>agreement</th><th>best tau over grid</th><th>lambda</th><th>time (s)</th><th>peak memory (MiB)</th><th>features</th></tr>\n"
-        for k in r.kernels {
-            h +=
-                "<tr><td>\(esc(k.kernel))</td><td>\(fixed(k.tau))</td><td>\(fixed(k.tauProbability))</td><td>\(k.tauProbabilityTexts)</td><td>\(String(format: "%+.3f", k.tad))</td><td>\(fixed(k.agreement))</td><td>\(fixed(k.bestGridTau))</td><td>\(String(format: "%g", k.lambda))</td><td>\(fixed(k.seconds, 0))</td><td>\(fixed(k.peakMemoryMiB, 0))</td><td>\(k.featuresCached ? "cached" : "computed")</td></tr>\n"
-        }
-        h +=
-            "</table>\n<p class=\"small\">tau (paper): over probabilities, texts at exactly 0 or 1 dropped (texts kept). Time: this kernel's wall time (featurization unless cached, fits, measurement); peak memory: the process's peak so far.</p>\n"
-        for k in r.kernels {
-            if let note = k.note { h += "<p class=\"small\"><b>\(esc(k.kernel))</b>: \(esc(note)).</p>\n" }
-        }
-        h += layerSection(r.kernels)
-        h += projectionSection(r.projectionError ?? [])
-        if let poisoning { h += poisonSection(poisoning) }
+        return h
+    }
+
+    /// tau over every kernel's lambda grid: the lines and the table.
+    static func gridSection(_ r: ComparisonReport) -> String {
+        var h = ""
         h += "<h2>tau over the regularization grid</h2>\n" + gridLines(r.kernels)
         let columns = gridColumns(r.kernels.map { $0.grid.map(\.lambda) })
         h += "<table><tr><th>kernel</th>" + columns.map { "<th>\(String(format: "%g", $0))</th>" }.joined() + "</tr>\n"
@@ -95,7 +110,7 @@ public enum ReportHTML {
             }
         }
         h +=
-            "</table>\n<p class=\"small\">tau: on the test texts, of the surrogate fitted on all training texts at each lambda. Out-of-fold tau: the selector's figure, on the training texts (network-tau picks its largest); the report.md grid also lists the out-of-fold cross-entropies against the network's probabilities and against the labels.</p>\n</body></html>\n"
+            "</table>\n<p class=\"small\">tau: on the test texts, of the surrogate fitted on all training texts at each lambda. Out-of-fold tau: the selector's figure, on the training texts (network-tau picks its largest); the report.md grid also lists the out-of-fold cross-entropies against the network's probabilities and against the labels.</p>\n"
         return h
     }
 

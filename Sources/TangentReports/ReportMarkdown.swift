@@ -35,6 +35,15 @@ public enum ReportMarkdown {
                 "| \(k.kernel) | \(fixed(k.tau)) | \(fixed(k.tauProbability)) | \(k.tauProbabilityTexts) | \(String(format: "%+.3f", k.tad)) | \(fixed(k.agreement)) | \(fixed(k.bestGridTau)) | \(String(format: "%g", k.lambda)) | \(fixed(k.seconds, 0)) | \(fixed(k.peakMemoryMiB, 0)) | \(k.featuresCached ? "cached" : "computed") |\n"
         }
         for k in r.kernels { if let note = k.note { s += "\n\(k.kernel): \(note).\n" } }
+        s += layerShareTable(r) + projectionErrorTable(r) + replicateTable(r)
+        if let lds = r.lds { s += "\n## Linear datamodeling score (LDS)\n\n" + ldsBody(lds) }
+        s += tauGridTable(r)
+        return s
+    }
+
+    /// The exact kernels' per-layer shares (NFT-K), when any kernel is exact.
+    static func layerShareTable(_ r: ComparisonReport) -> String {
+        var s = ""
         let exact = r.kernels.filter { $0.layerShares != nil }
         if let groups = exact.first?.layerShares?.map(\.group) {
             s += "\n## Per-layer share of the exact NTK (NFT-K)\n\n"
@@ -55,6 +64,12 @@ public enum ReportMarkdown {
                 }
             }
         }
+        return s
+    }
+
+    /// The projected kernels' error against the exact ones over K, when measured.
+    static func projectionErrorTable(_ r: ComparisonReport) -> String {
+        var s = ""
         if let pe = r.projectionError, !pe.isEmpty {
             s += "\n## Projection error against the exact kernel\n\n"
             s +=
@@ -63,6 +78,12 @@ public enum ReportMarkdown {
                 + ".\n\n| kernel | K | relative error |\n|---|---|---|\n"
             for p in pe { s += "| \(p.label) | \(p.projDim) | \(fixed(p.relativeError, 4)) |\n" }
         }
+        return s
+    }
+
+    /// tau and TAD over several models, when the report merges them.
+    static func replicateTable(_ r: ComparisonReport) -> String {
+        var s = ""
         if let rep = r.kernels.first?.replicates {
             s +=
                 "\n## Over \(rep.models.count) models\n\nModels: \(rep.models.joined(separator: ", ")). Mean +- sample standard deviation.\n\n| kernel | tau | TAD | tau per model |\n|---|---|---|---|\n"
@@ -74,7 +95,12 @@ public enum ReportMarkdown {
                 }
             }
         }
-        if let lds = r.lds { s += "\n## Linear datamodeling score (LDS)\n\n" + ldsBody(lds) }
+        return s
+    }
+
+    /// tau and the selection's out-of-fold measures over every kernel's lambda grid.
+    static func tauGridTable(_ r: ComparisonReport) -> String {
+        var s = ""
         let columns = gridColumns(r.kernels.map { $0.grid.map(\.lambda) })
         s +=
             "\n## tau over the regularization grid\n\n| kernel | "
@@ -138,23 +164,7 @@ public enum ReportMarkdown {
     /// ensemble size, and LDS over the surrogates' lambda grid (also a section of report.md).
     public static func ldsBody(_ r: LDSReport) -> String {
         var s = ""
-        if let c = r.setting {
-            s += "Training texts: \(c.train), \(c.trainTexts) texts; test texts: \(c.test), \(c.testTexts) texts.\n\n"
-            s += String(
-                format:
-                    "%ld models trained on seeded random %.0f%% subsets (mean test accuracy %.3f) and the model under study on all training texts (test accuracy %.3f), ",
-                c.subsets, 100 * c.fraction, c.subsetAccuracy, c.modelAccuracy)
-            s +=
-                "all from the same initialization with the recipe: \(c.recipe). These are not the compared model: LDS asks how well each method, applied to the model under study, predicts what retraining on subsets does. "
-            s +=
-                "Attributions are averaged over \(c.ensemble) model\(c.ensemble == 1 ? "" : "s") trained on all training texts (seeds \(c.seed)...\(c.seed + UInt64(c.ensemble) - 1)): each kGLM surrogate is fitted once per model; TRAK averages inside its estimator.\n\n"
-            s += String(format: "Run %@: %.0f s (subset training %.0f s", c.run, c.seconds, c.trainingSeconds)
-            if let t = c.ceilingTrainingSeconds { s += String(format: ", their second training %.0f s", t) }
-            if let m = c.modelSeconds, !m.isEmpty {
-                s += String(format: ", %.1f s per model on all training texts", m.reduce(0, +) / Double(m.count))
-            }
-            s += ").\n\n"
-        }
+        if let c = r.setting { s += ldsSetting(c) }
         s += "LDS: mean over test texts of the Spearman correlation, over subsets, between a test text's margin "
         s +=
             "(log-odds of the compared class) under each subset's model and the sum of its attributions over the subset; "
@@ -162,6 +172,46 @@ public enum ReportMarkdown {
             "95% bootstrap interval over test texts. Attribution: surrogate = W[c,i] K(x,x_i) (representer); surrogate influence = the first-order change of the surrogate's margin when training text i's term is dropped from its fit (KERNEL-infl); "
         s += "kernel = the kernel value with the test text's loss of the compared class "
         s += "(loss-gradient kernels; for influence functions minus Koh & Liang's influence); trak = TRAK's score.\n\n"
+        s += ldsTable(r)
+        let rules = Array(Set(r.kernels.compactMap(\.lambdaRule))).sorted()
+        if !rules.isEmpty {
+            s += "\nThe surrogates' lambda (of the model under study; every model of an ensemble uses the same rule): "
+            s +=
+                rules.map { rule in
+                    rule.hasPrefix("lds on")
+                        ? "rows marked \"lambda by LDS\": the grid's best by \(rule) (models of other seeded subsets than the evaluation ones), for the representer and the influence form apart"
+                        : "chosen on the training texts by 5-fold out-of-fold \(rule)"
+                }.joined(separator: "; ") + ".\n"
+        }
+        if let curve = r.curve { s += ldsCurve(r, curve) }
+        s += ldsGridTable(r)
+        return s
+    }
+
+    /// The run's setting: texts, models, recipe, ensemble and times.
+    static func ldsSetting(_ c: LDSSetting) -> String {
+        var s = ""
+        s += "Training texts: \(c.train), \(c.trainTexts) texts; test texts: \(c.test), \(c.testTexts) texts.\n\n"
+        s += String(
+            format:
+                "%ld models trained on seeded random %.0f%% subsets (mean test accuracy %.3f) and the model under study on all training texts (test accuracy %.3f), ",
+            c.subsets, 100 * c.fraction, c.subsetAccuracy, c.modelAccuracy)
+        s +=
+            "all from the same initialization with the recipe: \(c.recipe). These are not the compared model: LDS asks how well each method, applied to the model under study, predicts what retraining on subsets does. "
+        s +=
+            "Attributions are averaged over \(c.ensemble) model\(c.ensemble == 1 ? "" : "s") trained on all training texts (seeds \(c.seed)...\(c.seed + UInt64(c.ensemble) - 1)): each kGLM surrogate is fitted once per model; TRAK averages inside its estimator.\n\n"
+        s += String(format: "Run %@: %.0f s (subset training %.0f s", c.run, c.seconds, c.trainingSeconds)
+        if let t = c.ceilingTrainingSeconds { s += String(format: ", their second training %.0f s", t) }
+        if let m = c.modelSeconds, !m.isEmpty {
+            s += String(format: ", %.1f s per model on all training texts", m.reduce(0, +) / Double(m.count))
+        }
+        s += ").\n\n"
+        return s
+    }
+
+    /// The methods' table, with the noise ceiling's columns when the run has one.
+    static func ldsTable(_ r: LDSReport) -> String {
+        var s = ""
         if let c = r.ceiling {
             s += String(
                 format:
@@ -192,45 +242,38 @@ public enum ReportMarkdown {
                     k.lds.mean, k.lds.low, k.lds.high, k.lds.undefined, k.seconds)
             }
         }
-        let rules = Array(Set(r.kernels.compactMap(\.lambdaRule))).sorted()
-        if !rules.isEmpty {
-            s += "\nThe surrogates' lambda (of the model under study; every model of an ensemble uses the same rule): "
+        return s
+    }
+
+    /// LDS against the number of models, and each model's LDS alone.
+    static func ldsCurve(_ r: LDSReport, _ curve: [LDSKernelReport]) -> String {
+        var s = ""
+        let sizes = Array(Set(curve.compactMap(\.ensemble))).sorted()
+        s +=
+            "\n### LDS against the number of models\n\nEach cell: LDS of the attributions averaged over the first N models (the model under study and N-1 retrainings), and in brackets the seconds of attribution they took (features, kernels, surrogates, scores; training the models not included).\n\n"
+        s +=
+            "| method | " + sizes.map { "N = \($0)" }.joined(separator: " | ") + " |\n|---|"
+            + sizes.map { _ in "---|" }.joined() + "\n"
+        for name in r.kernels.map(\.kernel) {
             s +=
-                rules.map { rule in
-                    rule.hasPrefix("lds on")
-                        ? "rows marked \"lambda by LDS\": the grid's best by \(rule) (models of other seeded subsets than the evaluation ones), for the representer and the influence form apart"
-                        : "chosen on the training texts by 5-fold out-of-fold \(rule)"
-                }.joined(separator: "; ") + ".\n"
+                "| \(name) | "
+                + sizes.map { n in
+                    curve.first { $0.kernel == name && $0.ensemble == n }.map {
+                        String(format: "%.3f (%.0f)", $0.lds.mean, $0.seconds)
+                    } ?? "-"
+                }.joined(separator: " | ") + " |\n"
         }
-        if let curve = r.curve {
-            let sizes = Array(Set(curve.compactMap(\.ensemble))).sorted()
+        let spread = r.kernels.filter { ($0.perModel?.count ?? 0) > 1 }
+        if !spread.isEmpty {
             s +=
-                "\n### LDS against the number of models\n\nEach cell: LDS of the attributions averaged over the first N models (the model under study and N-1 retrainings), and in brackets the seconds of attribution they took (features, kernels, surrogates, scores; training the models not included).\n\n"
-            s +=
-                "| method | " + sizes.map { "N = \($0)" }.joined(separator: " | ") + " |\n|---|"
-                + sizes.map { _ in "---|" }.joined() + "\n"
-            for name in r.kernels.map(\.kernel) {
-                s +=
-                    "| \(name) | "
-                    + sizes.map { n in
-                        curve.first { $0.kernel == name && $0.ensemble == n }.map {
-                            String(format: "%.3f (%.0f)", $0.lds.mean, $0.seconds)
-                        } ?? "-"
-                    }.joined(separator: " | ") + " |\n"
-            }
-            let spread = r.kernels.filter { ($0.perModel?.count ?? 0) > 1 }
-            if !spread.isEmpty {
-                s +=
-                    "\nEach model's attributions alone (the model under study, then its retrainings): mean [min, max] of their LDS.\n\n| method | model under study | mean | min | max |\n|---|---|---|---|---|\n"
-                for k in spread {
-                    let v = k.perModel ?? []
-                    s += String(
-                        format: "| %@ | %.3f | %.3f | %.3f | %.3f |\n", k.kernel, v[0],
-                        v.reduce(0, +) / Double(v.count), v.min() ?? .nan, v.max() ?? .nan)
-                }
+                "\nEach model's attributions alone (the model under study, then its retrainings): mean [min, max] of their LDS.\n\n| method | model under study | mean | min | max |\n|---|---|---|---|---|\n"
+            for k in spread {
+                let v = k.perModel ?? []
+                s += String(
+                    format: "| %@ | %.3f | %.3f | %.3f | %.3f |\n", k.kernel, v[0],
+                    v.reduce(0, +) / Double(v.count), v.min() ?? .nan, v.max() ?? .nan)
             }
         }
-        s += ldsGridTable(r)
         return s
     }
 

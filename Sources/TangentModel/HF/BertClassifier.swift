@@ -405,7 +405,6 @@ public final class BertClassifier<T: BLASScalar>: ClassifierModel, ShardKernel {
         ws.tokenPositions = positionIDs(batch)
         ws.tokenTypes = [Int32](repeating: 0, count: N)
         let tokRows: [Range<Int>]? = rowInvariant ? ws.texts : nil
-        let perText = (0..<B).map { $0..<($0 + 1) }
         // Embeddings: the sum (kept in lnf for the backward pass), LayerNorm, dropout.
         batch.ids.withUnsafeBufferPointer { ids in
             ws.tokenPositions.withUnsafeBufferPointer { positions in
@@ -441,8 +440,17 @@ public final class BertClassifier<T: BLASScalar>: ClassifierModel, ShardKernel {
                     l, ws, dropout: dropout, positions: positions.baseAddress!, firstText: firstText, rows: tokRows)
             }
         }
-        // Head: first token, dense + tanh (ReLU in DistilBERT, GELU in ELECTRA and DeBERTa: the pooled
-        // embedding e(x)), dropout, output layer.
+        headForward(ws, firstText: firstText, dropout: dropout)
+    }
+
+    /// The head: the first token's vector, dense + tanh (ReLU in DistilBERT, GELU in ELECTRA
+    /// and DeBERTa: the pooled embedding e(x)), dropout, output layer.
+    private func headForward(_ ws: Workspace<T>, firstText: Int, dropout: DropoutConfig?) {
+        let c = config
+        let B = ws.batch.count
+        let h = c.hiddenSize
+        let C = labels.count
+        let perText = (0..<B).map { $0..<($0 + 1) }
         Pooling.forward(out: ws.poolIn.p, inp: ws.res[layerIndices.count].p, texts: ws.texts, d: h, mode: .cls)
         Linear.forward(
             out: ws.pooled.p, inp: ws.poolIn.p, weight: p(poolw), bias: p(poolb), n: B, i: h, o: h,
@@ -614,6 +622,14 @@ public final class BertClassifier<T: BLASScalar>: ClassifierModel, ShardKernel {
             dinp: ws.dln.p, w: embLNw, b: embLNb, weight: p(embLNw), dout: ws.dres.p, inp: ws.lnf.p,
             mean: ws.lnfMean.p, rstd: ws.lnfRstd.p, n: N, d: E)
         ws.dres.p.update(from: ws.dln.p, count: N * E)
+        embeddingTablesBackward(ws, dest)
+    }
+
+    /// The token, position and token-type tables' gradients from ws.dres (the gradient at
+    /// the embeddings' sum, per token).
+    private func embeddingTablesBackward(_ ws: Workspace<T>, _ dest: GradientDestination<T>) {
+        let c = config
+        let E = c.embeddingSize
         ws.batch.ids.withUnsafeBufferPointer { ids in
             ws.tokenPositions.withUnsafeBufferPointer { positions in
                 ws.tokenTypes.withUnsafeBufferPointer { types in

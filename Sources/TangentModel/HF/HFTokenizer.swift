@@ -29,12 +29,8 @@ public struct HFTokenizer {
 
     /// Loads the tokenizer in `directory` for `config`; errors name the file and why.
     public static func load(directory: URL, config: HFEncoderConfig) throws -> HFTokenizer {
-        func file(_ name: String) -> URL? {
-            let u = directory.appendingPathComponent(name)
-            return FileManager.default.fileExists(atPath: u.path) ? u : nil
-        }
-        let json = file("tokenizer.json")
-        let tokenizerConfig = file("tokenizer_config.json")
+        let json = file("tokenizer.json", in: directory)
+        let tokenizerConfig = file("tokenizer_config.json", in: directory)
         let tokenizer: HFTokenizer
         if config.family == .modernbert {
             tokenizer = try asWritten(directory: directory)
@@ -42,30 +38,48 @@ public struct HFTokenizer {
             tokenizer = try debertaV2(directory: directory)
         } else if config.family == .albert {
             tokenizer = try albert(
-                json: json, model: file("spiece.model"), config: tokenizerConfig, directory: directory)
+                json: json, model: file("spiece.model", in: directory), config: tokenizerConfig, directory: directory)
         } else if !config.isRoberta {
-            let wordPiece: WordPieceTokenizer
-            if let json {
-                wordPiece = try WordPieceTokenizer(
-                    pieces: TokenizerJSON.wordPieces(json), config: tokenizerConfig, source: json.path)
-            } else if let vocab = file("vocab.txt") {
-                wordPiece = try WordPieceTokenizer(vocabulary: vocab, config: tokenizerConfig)
-            } else {
-                throw TokenizerError(
-                    "\(directory.path): no tokenizer.json or vocab.txt; a BERT model's WordPiece tokenizer is read from one of them (and tokenizer_config.json)"
-                )
+            tokenizer = try wordPiece(json: json, tokenizerConfig: tokenizerConfig, directory: directory)
+        } else {
+            tokenizer = try roberta(
+                json: json, tokenizerConfig: tokenizerConfig, directory: directory, modelType: config.modelType)
+        }
+        try check(tokenizer, fits: config, directory: directory)
+        return tokenizer
+    }
+
+    /// BERT's WordPiece tokenizer: `tokenizer.json`, else `vocab.txt` (with tokenizer_config.json).
+    static func wordPiece(json: URL?, tokenizerConfig: URL?, directory: URL) throws -> HFTokenizer {
+        func file(_ name: String) -> URL? { HFTokenizer.file(name, in: directory) }
+        let wordPiece: WordPieceTokenizer
+        if let json {
+            wordPiece = try WordPieceTokenizer(
+                pieces: TokenizerJSON.wordPieces(json), config: tokenizerConfig, source: json.path)
+        } else if let vocab = file("vocab.txt") {
+            wordPiece = try WordPieceTokenizer(vocabulary: vocab, config: tokenizerConfig)
+        } else {
+            throw TokenizerError(
+                "\(directory.path): no tokenizer.json or vocab.txt; a BERT model's WordPiece tokenizer is read from one of them (and tokenizer_config.json)"
+            )
+        }
+        let added =
+            try json.map {
+                try TokenizerJSON.addedTokens(TokenizerJSON.read($0), size: wordPiece.pieces.count, source: $0.path)
             }
-            let added =
-                try json.map {
-                    try TokenizerJSON.addedTokens(TokenizerJSON.read($0), size: wordPiece.pieces.count, source: $0.path)
-                }
-                ?? plain(
-                    namedTokens(tokenizerConfig, defaults: ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]) {
-                        wordPiece.vocabulary[$0]
-                    })
-            tokenizer = HFTokenizer(
-                base: .wordPiece(wordPiece), added: AddedTokens(stripping: added), source: wordPiece.source)
-        } else if let json, let parsed = try Optional(TokenizerJSON.read(json)),
+            ?? plain(
+                namedTokens(tokenizerConfig, defaults: ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]) {
+                    wordPiece.vocabulary[$0]
+                })
+        return HFTokenizer(
+            base: .wordPiece(wordPiece), added: AddedTokens(stripping: added), source: wordPiece.source)
+    }
+
+    /// The RoBERTa family's tokenizer (RoBERTa, XLM-R, CamemBERT): tokenizer.json (byte-level
+    /// BPE or fairseq's SentencePiece), vocab.json + merges.txt, or sentencepiece.bpe.model.
+    static func roberta(json: URL?, tokenizerConfig: URL?, directory: URL, modelType: String) throws -> HFTokenizer {
+        func file(_ name: String) -> URL? { HFTokenizer.file(name, in: directory) }
+        if let json, let parsed = try Optional(TokenizerJSON.read(json)),
             (parsed["model"] as? [String: Any])?["type"] as? String == "BPE"
         {
             // RoBERTa's tokenizer.json: its vocabulary, merges and added tokens; the prefix
@@ -73,11 +87,11 @@ public struct HFTokenizer {
             let bpe = try TokenizerJSON.byteLevelBPE(
                 parsed, source: json.path, addPrefixSpace: try addPrefixSpace(tokenizerConfig))
             let added = try TokenizerJSON.addedTokens(parsed, size: bpe.vocabulary.count, source: json.path)
-            tokenizer = try byteLevel(bpe, added: added, source: json)
+            return try byteLevel(bpe, added: added, source: json)
         } else if let json {
             let sp = try TokenizerJSON.fairseqSentencePiece(json)
             let added = try TokenizerJSON.addedTokens(TokenizerJSON.read(json), size: sp.vocabSize, source: json.path)
-            tokenizer = HFTokenizer(base: .sentencePiece(sp), added: AddedTokens(stripping: added), source: json.path)
+            return HFTokenizer(base: .sentencePiece(sp), added: AddedTokens(stripping: added), source: json.path)
         } else if let vocab = file("vocab.json"), let merges = file("merges.txt") {
             // RoBERTa's tokenizer files (RobertaTokenizer: its five specials).
             let bpe = try ByteLevelBPE.load(
@@ -85,7 +99,7 @@ public struct HFTokenizer {
             let added = try namedTokens(tokenizerConfig, defaults: ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]) {
                 bpe.vocabulary[$0]
             }
-            tokenizer = try byteLevel(bpe, added: plain(added), source: vocab)
+            return try byteLevel(bpe, added: plain(added), source: vocab)
         } else if let model = file("sentencepiece.bpe.model") {
             let sp = try FairseqSentencePiece(model: Tokenizer(contentsOf: model))
             // transformers' XLMRobertaTokenizer: fairseq's four, then <mask> last.
@@ -96,15 +110,20 @@ public struct HFTokenizer {
             let added = try namedTokens(tokenizerConfig, defaults: ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]) {
                 fairseq[$0]
             }
-            tokenizer = HFTokenizer(base: .sentencePiece(sp), added: AddedTokens(added), source: model.path)
+            return HFTokenizer(base: .sentencePiece(sp), added: AddedTokens(added), source: model.path)
         } else if file("vocab.json") != nil || file("merges.txt") != nil {
             throw TokenizerError(
                 "\(directory.path): a byte-level BPE tokenizer needs both vocab.json and merges.txt; one is missing")
         } else {
             throw TokenizerError(
-                "\(directory.path): no tokenizer (tokenizer.json, vocab.json + merges.txt, or sentencepiece.bpe.model) for model type \(config.modelType)"
+                "\(directory.path): no tokenizer (tokenizer.json, vocab.json + merges.txt, or sentencepiece.bpe.model) for model type \(modelType)"
             )
         }
+    }
+
+    /// Refuses a tokenizer that is not the model's: another padding id than config.json's,
+    /// or more ids than the embedding table has rows.
+    static func check(_ tokenizer: HFTokenizer, fits config: HFEncoderConfig, directory: URL) throws {
         // RoBERTa-family positions count from the model's padding id, and transformers
         // gives a padding token in the text the padding position: with two different ids
         // the positions would differ from transformers'.
@@ -118,7 +137,12 @@ public struct HFTokenizer {
                 "\(tokenizer.source): \(tokenizer.size) token ids do not fit the model's 'vocab_size' \(config.vocabSize) (config.json): the tokenizer is not this model's"
             )
         }
-        return tokenizer
+    }
+
+    /// `name` in `directory`, if it exists.
+    static func file(_ name: String, in directory: URL) -> URL? {
+        let u = directory.appendingPathComponent(name)
+        return FileManager.default.fileExists(atPath: u.path) ? u : nil
     }
 
     /// ALBERT's tokenizer: `tokenizer.json` when there is one, else `spiece.model`, with
