@@ -6,7 +6,7 @@
 # 90 MB, regenerated here), then writes reports/minilm-movie-snippets/: an LDS run of 20
 # subset fine-tunes from the same pretrained weights on the usual seeded sample (1000
 # training / 500 test texts; TRAK over 3 models), and the comparison report on that sample
-# (K = 4096, every kernel that applies; the exact kernels are left out: see the README;
+# (K = 4096, every kernel that applies; the exact kernels are left out: see docs/models.md;
 # the projection error against the exact kernels at K = 1024 only, where dense Rademacher,
 # shown beside the sketch, takes minutes per kernel at 22.7M parameters).
 # Every step resumes where it stopped.

@@ -117,7 +117,11 @@ public final class AttributionEngine {
             let selection = selector.select(
                 kernel: try source.gram(), labels: trainLabels, networkLogits: try source.trainLogits(),
                 classes: C, fitsOnAll: setup.fitGrid ? .everyLambda : .chosen, threads: setup.threads, log: log)
-            glm = selection.glm
+            // Fitted on all training texts at the chosen lambda (.chosen or .everyLambda).
+            guard let fit = selection.chosenFit else {
+                throw AttributionError("\(kernel.name): no surrogate was fitted")
+            }
+            glm = fit
             grid = selection.points
             gridFits = selection.fits
             try setup.cache.prepare()

@@ -26,7 +26,7 @@ public enum Comparison {
             selector: selector.exhaustive, threads: threads, checkpoints: checkpoints, ensemble: ensemble,
             useSurrogateCache: false)
         _ = try setup.forEachKernel(kernels, log: log, progress: progress) { run in
-            let engine = run.engine!
+            let engine = run.engine
             // Test kernel rows through the same cache (resumable).
             let q = try engine.query(test, source: testName, cached: true, log: log, progress: run.progress("test"))
             let netLogits = q.logits.map(Double.init)
@@ -208,7 +208,7 @@ public enum Comparison {
     /// and each projector: the root mean square over `seeds` projection seeds (seed,
     /// seed + 1, ...), since a single draw's error is heavy-tailed.
     public static func projectionError(
-        classifier: Classifier, train: [LabeledText], test: [LabeledText], kernels: [String],
+        classifier: Classifier, train: [LabeledText], test: [LabeledText], kernels: [SurrogateKernel],
         dims: [Int], seed: UInt64, seeds: Int = 1, projectors: [ProjectorChoice] = [.default],
         trainCount: Int = 200, testCount: Int = 100,
         log: (String) -> Void = { _ in }
@@ -219,13 +219,11 @@ public enum Comparison {
         let m = te.count
         let computer = try GradientComputer<Float>(model: classifier.model, prefixes: ["all"])
         var out: [ProjectionErrorPoint] = []
-        for name in kernels {
-            let (exactKind, featureKind): (NTKKind, FeatureKind)
-            switch name {
-            case "proj-trntk": (exactKind, featureKind) = (.trntk, .trntk)
-            case "proj-pntk": (exactKind, featureKind) = (.pntkNorm, .pntk)
-            default: continue
-            }
+        for kernel in kernels where kernel == .projTrntk || kernel == .projPntk {
+            let name = kernel.name
+            // The projected kernel's exact counterpart, and the features it projects.
+            guard let exactKind = kernel.layerKind else { continue }
+            let featureKind = kernel.features
             let exact = try ExactKernel.compute(
                 computer, a: try te.map { try classifier.encode($0.text) },
                 b: try tr.map { try classifier.encode($0.text) }, kind: exactKind

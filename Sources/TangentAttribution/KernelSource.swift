@@ -114,22 +114,21 @@ public struct AttributionSetup {
     }
 }
 
-/// One kernel's turn in `AttributionSetup.forEachKernel`: its engine, its wall time, and
-/// whether any of its features were computed rather than read from the cache.
-public final class KernelRun {
+/// One kernel's progress: stages labelled "KERNEL STAGE", its wall time, and whether any
+/// of its features were computed rather than read from the cache.
+public final class KernelProgress {
     public let kernel: SurrogateKernel
     public let started = Date()
-    public fileprivate(set) var engine: AttributionEngine!
     public private(set) var featurized = false
     private let report: (String, Int, Int) -> Void
 
-    init(kernel: SurrogateKernel, report: @escaping (String, Int, Int) -> Void) {
+    public init(kernel: SurrogateKernel, report: @escaping (String, Int, Int) -> Void) {
         self.kernel = kernel
         self.report = report
     }
 
-    /// A progress callback for one stage of the kernel ("train", "test", ...), labelled
-    /// "KERNEL STAGE"; any progress means features were computed.
+    /// A progress callback for one stage of the kernel ("train", "test", ...); any
+    /// progress means features were computed.
     public func progress(_ stage: String) -> (Int, Int) -> Void {
         { [self] done, total in
             featurized = true
@@ -138,6 +137,16 @@ public final class KernelRun {
     }
 
     public var seconds: Double { Date().timeIntervalSince(started) }
+}
+
+/// One kernel's turn in `AttributionSetup.forEachKernel`: its engine and its progress.
+public struct KernelRun {
+    public let engine: AttributionEngine
+    public let tracker: KernelProgress
+    public var kernel: SurrogateKernel { tracker.kernel }
+    public var featurized: Bool { tracker.featurized }
+    public var seconds: Double { tracker.seconds }
+    public func progress(_ stage: String) -> (Int, Int) -> Void { tracker.progress(stage) }
 }
 
 extension AttributionSetup {
@@ -154,9 +163,9 @@ extension AttributionSetup {
             var setup = self
             setup.checkpoints = k.checkpointSummed ? checkpoints : nil
             setup.ensemble = k.ensembled ? ensemble : []
-            let run = KernelRun(kernel: k, report: progress)
-            run.engine = try AttributionEngine(setup: setup, kernel: k, log: log, progress: run.progress("train"))
-            return try body(run)
+            let tracker = KernelProgress(kernel: k, report: progress)
+            let engine = try AttributionEngine(setup: setup, kernel: k, log: log, progress: tracker.progress("train"))
+            return try body(KernelRun(engine: engine, tracker: tracker))
         }
     }
 }

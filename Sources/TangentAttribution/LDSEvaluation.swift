@@ -4,6 +4,20 @@ import TangentKernels
 import TangentModel
 import TangentTensor
 
+/// How an LDS row's attributions are formed (the report's `attribution` column).
+enum LDSAttribution: String {
+    /// A kGLM surrogate's representer attribution W[c, i] K(x, x_i).
+    case surrogate
+    /// The surrogate's own first-order influence (`KERNEL-infl`).
+    case surrogateInfluence = "surrogate influence"
+    /// The method's kernel value with the test text's loss of the compared class.
+    case kernel
+    /// TRAK's score.
+    case trak
+    /// Each training text's label residual alone (the class prior).
+    case labelResidual = "label residual"
+}
+
 /// One LDS evaluation's shared setting (`Datamodeling.evaluate`): the models, texts,
 /// subsets and margins, and how each method's attributions are scored against them.
 struct LDSEvaluation {
@@ -35,11 +49,11 @@ struct LDSEvaluation {
     }
 
     /// The LDS row of attribution scores [tests, n], also against the mean of two trainings; logged.
-    func scored(_ kernel: String, _ attribution: String, _ scores: [Double], size: Int, seconds: Double)
+    func scored(_ kernel: String, _ attribution: LDSAttribution, _ scores: [Double], size: Int, seconds: Double)
         -> LDSKernelReport
     {
         var row = LDSKernelReport(
-            kernel: kernel, attribution: attribution,
+            kernel: kernel, attribution: attribution.rawValue,
             lds: Datamodeling.score(scores, n: n, subsets: subsets, margins: margins, resamples: resamples, seed: seed),
             seconds: seconds, ensemble: size)
         row.ldsMean = meanMargins.map {
@@ -47,7 +61,7 @@ struct LDSEvaluation {
         }
         log(
             String(
-                format: "%@ (%@, %ld model%@): LDS %.3f [%.3f, %.3f]%@%@", kernel, attribution, size,
+                format: "%@ (%@, %ld model%@): LDS %.3f [%.3f, %.3f]%@%@", kernel, attribution.rawValue, size,
                 size == 1 ? "" : "s",
                 row.lds.mean, row.lds.low, row.lds.high,
                 row.ldsMean.map { String(format: ", against the mean of two trainings %.3f", $0.mean) } ?? "",
@@ -69,7 +83,7 @@ struct LDSEvaluation {
         for t in test.indices {
             for i in 0..<n { scores[t * n + i] = (labels[i] == compared[t] ? 1 : 0) - p[i][compared[t]] }
         }
-        return scored("class-prior", "label residual", scores, size: 1, seconds: Date().timeIntervalSince(started))
+        return scored("class-prior", .labelResidual, scores, size: 1, seconds: Date().timeIntervalSince(started))
     }
 
     /// The attribution setting of kernel k on model j (TRAK: with the first `trakModels`).
@@ -90,11 +104,11 @@ struct LDSEvaluation {
 
     /// TRAK, whose estimator averages over its ensemble itself: one run per size.
     func trak(_ k: SurrogateKernel, sizes: [Int]) throws -> [LDSKernelReport] {
-        let stage = KernelRun(kernel: k, report: progress)
-        var forms = [Form(name: k.name, attribution: "trak", influence: false, byLDS: false, sum: [])]
+        let stage = KernelProgress(kernel: k, report: progress)
+        var forms = [Form(name: k.name, attribution: .trak, byLDS: false, sum: [])]
         if lambdaSelection != nil {
             forms.append(
-                Form(name: k.name + " (damping by LDS)", attribution: "trak", influence: false, byLDS: true, sum: []))
+                Form(name: k.name + " (damping by LDS)", attribution: .trak, byLDS: true, sum: []))
         }
         try chooseDampings(&forms, kernel: k)
         return try sizes.flatMap { size in
@@ -106,7 +120,7 @@ struct LDSEvaluation {
                 test, source: "test texts", cached: true, lossLabels: compared, log: log,
                 progress: stage.progress("test"))
             var row = scored(
-                k.name, "trak", engine.methodScores(q, classes: compared), size: size,
+                k.name, .trak, engine.methodScores(q, classes: compared), size: size,
                 seconds: Date().timeIntervalSince(started))
             row.grid = forms[0].grid
             row.lambda = forms[0].lambda
@@ -114,7 +128,7 @@ struct LDSEvaluation {
             guard forms.count > 1, let d = forms[1].lambda else { return [row] }
             let t0 = Date()
             var byLDS = scored(
-                forms[1].name, "trak", try dampedScores(k, model: 0, damping: d, trakModels: size), size: size,
+                forms[1].name, .trak, try dampedScores(k, model: 0, damping: d, trakModels: size), size: size,
                 seconds: Date().timeIntervalSince(t0))
             byLDS.grid = forms[1].grid
             byLDS.lambda = d
@@ -174,8 +188,10 @@ struct LDSEvaluation {
     /// representer or influence form at the selector's lambda or (`byLDS`) at the lambda
     /// chosen by LDS on the selection subsets; its running sum over models.
     struct Form {
-        let name: String, attribution: String
-        let influence: Bool
+        let name: String
+        let attribution: LDSAttribution
+        /// The surrogate's own influence rather than its representer attribution.
+        var influence: Bool { attribution == .surrogateInfluence }
         var lambda: Double?
         let byLDS: Bool
         var sum: [Double]
@@ -192,30 +208,30 @@ struct LDSEvaluation {
         var forms: [Form] =
             surrogate
             ? [
-                Form(name: k.name, attribution: "surrogate", influence: false, byLDS: false, sum: zero),
+                Form(name: k.name, attribution: .surrogate, byLDS: false, sum: zero),
                 Form(
-                    name: k.name + "-infl", attribution: "surrogate influence", influence: true, byLDS: false, sum: zero
+                    name: k.name + "-infl", attribution: .surrogateInfluence, byLDS: false, sum: zero
                 ),
             ]
-            : [Form(name: k.name, attribution: "kernel", influence: false, byLDS: false, sum: zero)]
+            : [Form(name: k.name, attribution: .kernel, byLDS: false, sum: zero)]
         let damped = k.defaultDamping != nil
         if damped && lambdaSelection != nil {
             forms.append(
                 Form(
-                    name: k.name + " (damping by LDS)", attribution: "kernel", influence: false, byLDS: true, sum: zero)
+                    name: k.name + " (damping by LDS)", attribution: .kernel, byLDS: true, sum: zero)
             )
         }
         if surrogate && lambdaSelection != nil {
             forms += [
                 Form(
-                    name: k.name + " (lambda by LDS)", attribution: "surrogate", influence: false, byLDS: true,
+                    name: k.name + " (lambda by LDS)", attribution: .surrogate, byLDS: true,
                     sum: zero),
                 Form(
-                    name: k.name + "-infl (lambda by LDS)", attribution: "surrogate influence", influence: true,
+                    name: k.name + "-infl (lambda by LDS)", attribution: .surrogateInfluence,
                     byLDS: true, sum: zero),
             ]
         }
-        let stage = KernelRun(kernel: k, report: progress)
+        let stage = KernelProgress(kernel: k, report: progress)
         var rows: [LDSKernelReport] = []
         for j in 0..<sizes.last! {
             log("== \(k.name), model \(j + 1)/\(sizes.last!)")

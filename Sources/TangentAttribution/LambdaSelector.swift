@@ -67,7 +67,6 @@ public struct LambdaSelector: Sendable {
         /// The surrogate at the chosen lambda on all training texts (nil with `.none`).
         public let chosenFit: KernelGLM?
         public var lambda: Double { points[chosen].lambda }
-        public var glm: KernelGLM { chosenFit! }
     }
 
     /// Relative lambdas (see `KernelGLM`): from almost none to strong enough that the

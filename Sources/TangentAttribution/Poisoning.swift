@@ -177,7 +177,7 @@ public enum Poisoning {
             selector: selector, threads: threads, checkpoints: checkpoints, ensemble: models)
         let rows = try setup.forEachKernel(kernels, log: log, progress: progress) { run -> PoisonKernelReport in
             let k = run.kernel
-            let engine = run.engine!
+            let engine = run.engine
             let n = train.count
             let qT = try engine.query(
                 triggered, source: "triggered test texts", cached: true, log: log, progress: run.progress("triggered"))

@@ -101,10 +101,26 @@ public final class Curvature: @unchecked Sendable {
 public final class Featurizer {
     public let classifier: Classifier
     public let options: FeaturizeOptions
-    let computer: GradientComputer<Float>?
-    let projector: Projector?
-    /// The sketch's hashed buckets, once per run (sketch projector only).
-    let sketchCodes: SketchCodes?
+    /// How the features are computed (chosen once per run).
+    let engine: Engine
+
+    /// Pooled embeddings need no gradients. Projected kinds run the gradient computer into
+    /// the projector: with the sketch, each text's gradient of a tensor is sketched as the
+    /// backward pass streams it (with the hashed buckets, once per run); other projectors
+    /// and EK-FAC's whitening take dense blocks of gradients.
+    enum Engine {
+        case embedding
+        case streamedSketch(GradientComputer<Float>, SketchCodes)
+        case dense(GradientComputer<Float>, Projector)
+
+        /// The gradient computer of a projected kind.
+        var computer: GradientComputer<Float>? {
+            switch self {
+            case .embedding: return nil
+            case .streamedSketch(let c, _), .dense(let c, _): return c
+            }
+        }
+    }
 
     public init(classifier: Classifier, options: FeaturizeOptions) throws {
         self.classifier = classifier
@@ -125,16 +141,13 @@ public final class Featurizer {
             let c = try GradientComputer(
                 model: classifier.model,
                 prefixes: options.kind == .ekfac ? options.curvature!.tensorNames : options.params)
-            computer = c
             let p = Projector(
                 dimension: options.projDim, seed: options.seed, choice: options.projector, threads: options.threads)
-            projector = p
-            sketchCodes =
-                p.distribution == .sketch && options.kind != .ekfac ? SketchCodes(projector: p, computer: c) : nil
+            engine =
+                p.distribution == .sketch && options.kind != .ekfac
+                ? .streamedSketch(c, SketchCodes(projector: p, computer: c)) : .dense(c, p)
         } else {
-            computer = nil
-            projector = nil
-            sketchCodes = nil
+            engine = .embedding
         }
     }
 
@@ -199,7 +212,7 @@ public final class Featurizer {
     /// Texts per computation: the batch size, lowered so that O x B x P_dense gradients
     /// stay within the budget.
     var subBatch: Int {
-        guard let c = computer, sketchCodes == nil else { return options.batchSize }
+        guard case .dense(let c, _) = engine else { return options.batchSize }
         // One output's gradients are held at a time.
         return max(1, min(options.batchSize, options.gradientBudget / max(1, c.dense.count * 4)))
     }
@@ -284,67 +297,93 @@ public final class Featurizer {
         let model = classifier.model
         let batch = TokenBatch(sequences: try texts.map { try classifier.encode($0.text) }, padID: model.shape.padID)
         let t0 = Date()
-        switch options.kind {
+        switch engine {
         case .embedding:
             let logits = try model.forward(batch, rowInvariant: true)
             return (model.lastEmbeddings(), logits, nil, Date().timeIntervalSince(t0), 0)
-        case .pntk, .trntk, .grad, .ekfac:
+        case .streamedSketch(let computer, let codes):
+            // Each text's gradient of each tensor is sketched as the backward pass produces
+            // it, while in cache; no B x P_dense array exists.
             let output = gradientOutput(texts)
-            let B = batch.count
-            let K = options.projDim
-            let O =
-                options.kind == .ekfac ? options.curvature!.dampings.count : output.count(classes: model.shape.classes)
-            let L = options.perLayer ? computer!.groups.count : 1
-            var out = [Float](repeating: 0, count: B * O * K)
-            var layers: [Float]? = options.perLayer ? [Float](repeating: 0, count: B * L * O * K) : nil
-            func place(_ f: [Float], outputs o0: Int, count n: Int) {
-                Featurizer.place(f, outputs: o0, count: n, shape: (L, O, B, K), into: &out, layers: &layers)
-            }
-            if let codes = sketchCodes {
-                // Sketch: each text's gradient of each tensor is sketched as the backward
-                // pass produces it, while in cache; no B x P_dense array exists.
-                let acc = SketchAccumulator(codes: codes, outputs: O, texts: B, perLayer: options.perLayer)
-                let r = try computer!.streamOutputs(
-                    batch, output: output,
-                    sink: { o, t, b, g in
-                        acc.add(output: o, tensor: t, text: b, gradient: g)
-                    }, rows: { o, rows in acc.addTokenRows(output: o, rows: rows, batch: batch) })
-                let fused = Date().timeIntervalSince(t0)
-                place(acc.features, outputs: 0, count: O)
-                return (out, r.logits, layers, fused, 0)
-            }
-            // Dense: one output at a time, gradients of one class, then their projection.
-            var logits: [Float] = []
-            var gradSeconds = 0.0
-            var projSeconds = 0.0
-            var mark = Date()
-            let curvature = try options.curvature.map { c in (c, try c.factors()) }
-            try computer!.forEachOutput(batch, output: output) { o, block in
-                var g = block
-                logits = g.logits
-                let t1 = Date()
-                gradSeconds += t1.timeIntervalSince(mark)
-                guard let (c, factors) = curvature else {
-                    place(projector!.project(g, computer: computer!, perLayer: options.perLayer), outputs: o, count: 1)
-                    mark = Date()
-                    projSeconds += mark.timeIntervalSince(t1)
-                    return
-                }
-                // EK-FAC: rotated once, then whitened and projected for each damping.
-                let dense = computer!.dense
-                g.dense.withUnsafeMutableBufferPointer { factors.rotate($0.baseAddress!, texts: B, subset: dense) }
-                for (d, damping) in c.dampings.enumerated() {
-                    var h = g
-                    h.dense.withUnsafeMutableBufferPointer {
-                        factors.scale($0.baseAddress!, texts: B, subset: dense, dampings: factors.dampings(damping))
-                    }
-                    place(projector!.project(h, computer: computer!, perLayer: options.perLayer), outputs: d, count: 1)
-                }
+            var placed = placement(computer, output: output, texts: batch.count)
+            let acc = SketchAccumulator(codes: codes, outputs: placed.O, texts: batch.count, perLayer: options.perLayer)
+            let r = try computer.streamOutputs(
+                batch, output: output,
+                sink: { o, t, b, g in
+                    acc.add(output: o, tensor: t, text: b, gradient: g)
+                }, rows: { o, rows in acc.addTokenRows(output: o, rows: rows, batch: batch) })
+            let fused = Date().timeIntervalSince(t0)
+            placed.place(acc.features, outputs: 0, count: placed.O)
+            return (placed.out, r.logits, placed.layers, fused, 0)
+        case .dense(let computer, let projector):
+            return try denseFeatures(batch, texts, computer: computer, projector: projector, started: t0)
+        }
+    }
+
+    /// Features [B, O, K] (and per layer [B, L, O, K]) filled from projected blocks.
+    struct Placement {
+        let L: Int, O: Int, B: Int, K: Int
+        var out: [Float]
+        var layers: [Float]?
+
+        mutating func place(_ f: [Float], outputs o0: Int, count n: Int) {
+            Featurizer.place(f, outputs: o0, count: n, shape: (L, O, B, K), into: &out, layers: &layers)
+        }
+    }
+
+    /// The empty features of `texts` texts for `output` (EK-FAC: one output per damping).
+    private func placement(_ computer: GradientComputer<Float>, output: GradientOutput, texts B: Int) -> Placement {
+        let K = options.projDim
+        let O =
+            options.kind == .ekfac
+            ? options.curvature?.dampings.count ?? 1 : output.count(classes: classifier.model.shape.classes)
+        let L = options.perLayer ? computer.groups.count : 1
+        return Placement(
+            L: L, O: O, B: B, K: K, out: [Float](repeating: 0, count: B * O * K),
+            layers: options.perLayer ? [Float](repeating: 0, count: B * L * O * K) : nil)
+    }
+
+    /// Dense blocks: one output at a time, gradients of one class, then their projection
+    /// (EK-FAC: rotated once, then whitened and projected for each damping).
+    private func denseFeatures(
+        _ batch: TokenBatch, _ texts: [LabeledText], computer: GradientComputer<Float>, projector: Projector,
+        started t0: Date
+    ) throws -> (
+        features: [Float], logits: [Float], layerFeatures: [Float]?, gradientSeconds: Double, projectionSeconds: Double
+    ) {
+        let output = gradientOutput(texts)
+        let B = batch.count
+        var placed = placement(computer, output: output, texts: B)
+        var logits: [Float] = []
+        var gradSeconds = 0.0
+        var projSeconds = 0.0
+        var mark = t0
+        let curvature = try options.curvature.map { c in (c, try c.factors()) }
+        let perLayer = options.perLayer
+        try computer.forEachOutput(batch, output: output) { o, block in
+            var g = block
+            logits = g.logits
+            let t1 = Date()
+            gradSeconds += t1.timeIntervalSince(mark)
+            guard let (c, factors) = curvature else {
+                placed.place(projector.project(g, computer: computer, perLayer: perLayer), outputs: o, count: 1)
                 mark = Date()
                 projSeconds += mark.timeIntervalSince(t1)
+                return
             }
-            return (out, logits, layers, gradSeconds, projSeconds)
+            let dense = computer.dense
+            g.dense.withUnsafeMutableBufferPointer { factors.rotate($0.baseAddress!, texts: B, subset: dense) }
+            for (d, damping) in c.dampings.enumerated() {
+                var h = g
+                h.dense.withUnsafeMutableBufferPointer {
+                    factors.scale($0.baseAddress!, texts: B, subset: dense, dampings: factors.dampings(damping))
+                }
+                placed.place(projector.project(h, computer: computer, perLayer: perLayer), outputs: d, count: 1)
+            }
+            mark = Date()
+            projSeconds += mark.timeIntervalSince(t1)
         }
+        return (placed.out, logits, placed.layers, gradSeconds, projSeconds)
     }
 
     /// The metadata of a file of `texts` under these settings (the whole set; see
@@ -360,7 +399,7 @@ public final class Featurizer {
             texts: texts.count, classes: classifier.model.shape.classes, source: source,
             textsFingerprint: FeatureMetadata.fingerprint(texts: texts), blockSize: options.blockSize)
         if options.perLayer && options.kind.projected {
-            m.layerGroups = computer!.groups.map(\.name).joined(separator: ",")
+            m.layerGroups = (engine.computer?.groups ?? []).map(\.name).joined(separator: ",")
         }
         m.curvature = options.kind == .ekfac ? options.curvature?.identity : nil
         return m

@@ -1,5 +1,5 @@
 // swift-format-ignore-file
-// The README's "Library use" examples, verbatim and in order (ReadmeExamplesTests checks
+// The examples of docs/library.md, verbatim and in order (ReadmeExamplesTests checks
 // that they match and runs this program from the repository root).
 import Foundation
 import TangentModel

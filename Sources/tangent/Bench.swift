@@ -102,7 +102,8 @@ struct BenchFeaturize: ParsableCommand {
     var modelConfig: String?
     @Option(parsing: .unconditional, help: "Texts.") var texts: Int = 512
     @Option(parsing: .unconditional, help: "Projected dimension K.") var projDim: Int = 1024
-    @Option(help: "pntk, trntk or grad.") var kernel: String = "pntk"
+    @Option(help: "pntk, trntk or grad (or a kernel's name for them: proj-pntk, proj-trntk, grad-cos).")
+    var kernel: FeatureKind = .pntk
     @Option(help: "Parameter prefixes.") var params: String = "all"
     @Option(parsing: .unconditional, help: "Texts per block.") var batchSize: Int = 128
     @OptionGroup var projection: ProjectorOptions
@@ -115,9 +116,7 @@ struct BenchFeaturize: ParsableCommand {
         try Check.projDim(projDim)
         try Check.positive(batchSize, "--batch-size")
         try projection.check(projDim: projDim)
-        guard let kind = FeatureKind(kernelName: kernel), kind.projected else {
-            throw ValidationError("--kernel must be pntk, trntk or grad, got '\(kernel)'")
-        }
+        guard kernel.projected else { throw ValidationError("--kernel must be pntk, trntk or grad, got '\(kernel)'") }
         _ = try Check.list(params, "--params")
     }
 
@@ -126,7 +125,7 @@ struct BenchFeaturize: ParsableCommand {
             let nThreads = threading.count
             let tokens = input.tokens
             let (model, sizes, seqs, workload) = try workloadModel(threads: nThreads)
-            let kind = FeatureKind(kernelName: kernel)!
+            let kind = kernel
             let computer = try GradientComputer(model: model, prefixes: try Check.list(params, "--params"))
             print(
                 "workload: \(workload), \(tokens) tokens, \(texts) texts, K \(projDim), \(kernel) over \(params) (\(computer.subset.count) parameters), blocks of \(batchSize)"

@@ -188,11 +188,11 @@ struct Compare: ParsableCommand {
             var report = Comparison.merge(reports)
             report.lds = ldsReport
             let dims = errorDims.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
-            if !dims.isEmpty && ks.contains(where: { $0.name == "proj-trntk" || $0.name == "proj-pntk" }) {
+            if !dims.isEmpty && ks.contains(where: { $0 == .projTrntk || $0 == .projPntk }) {
                 printError("== projection error against the exact kernels")
                 report.projectionError = try Comparison.projectionError(
                     classifier: clf, train: trainTexts, test: testTexts,
-                    kernels: ks.map(\.name), dims: dims, seed: seed, seeds: errorSeeds,
+                    kernels: ks, dims: dims, seed: seed, seeds: errorSeeds,
                     projectors: projection.choice == .rademacher ? [.rademacher] : [projection.choice, .rademacher],
                     log: { printError($0) })
             }

@@ -112,6 +112,30 @@ import Testing
             "\(poison.stdout)\(poison.stderr)")
     }
 
+    /// A fine-tune killed after an epoch resumes to the uninterrupted run's weights, bit for bit.
+    static func resumesAKilledFineTune(in w: URL) throws {
+        let weights = { (d: String) in try Data(contentsOf: w.appendingPathComponent("\(d)/model.safetensors")) }
+        let long = [
+            "train", "--init", Self.bert.path, "--data", "train.jsonl", "--epochs", "12", "--batch-size", "8",
+            "--threads", "2",
+        ]
+        #expect(try CLI.run(long + ["--out", "full"], in: w).status == 0)
+        let killed = try InterruptionTests.killWhen(long + ["--out", "cut"], in: w) { w in
+            guard let d = try? Data(contentsOf: w.appendingPathComponent("cut/config.json")),
+                let j = try? JSONSerialization.jsonObject(with: d) as? [String: Any]
+            else { return false }
+            return ((j["tangent"] as? [String: Any])?["epochs_completed"] as? Int ?? 0) >= 2
+        }
+        #expect(killed, "the run finished before it could be killed")
+        if killed {
+            let warned = try CLI.run(["predict", "--model", "cut", "--text", "a fine film"], in: w)
+            #expect(warned.status == 0 && warned.stderr.contains("--resume"), "\(warned.stderr)")
+            let resumed = try CLI.run(long + ["--out", "cut", "--resume"], in: w)
+            #expect(resumed.status == 0, "\(resumed.stderr)")
+            #expect(try weights("cut") == weights("full"))
+        }
+    }
+
     /// `train --init` fine-tunes the BERT fixture: the output is a Hugging Face directory
     /// with the tensors, dtypes and shapes transformers' own save_pretrained wrote, id2label
     /// and the truncation length; a second run is bit-identical; an interrupted run resumes;
@@ -154,26 +178,7 @@ import Testing
                 with: Data(contentsOf: w.appendingPathComponent("a/tokenizer_config.json"))) as! [String: Any]
         #expect(tokenizerConfig["model_max_length"] as? Int == 40)
         #expect(FileManager.default.fileExists(atPath: w.appendingPathComponent("a/vocab.txt").path))
-        // A run killed after an epoch resumes to the uninterrupted run's weights, bit for bit.
-        let long = [
-            "train", "--init", Self.bert.path, "--data", "train.jsonl", "--epochs", "12", "--batch-size", "8",
-            "--threads", "2",
-        ]
-        #expect(try CLI.run(long + ["--out", "full"], in: w).status == 0)
-        let killed = try InterruptionTests.killWhen(long + ["--out", "cut"], in: w) { w in
-            guard let d = try? Data(contentsOf: w.appendingPathComponent("cut/config.json")),
-                let j = try? JSONSerialization.jsonObject(with: d) as? [String: Any]
-            else { return false }
-            return ((j["tangent"] as? [String: Any])?["epochs_completed"] as? Int ?? 0) >= 2
-        }
-        #expect(killed, "the run finished before it could be killed")
-        if killed {
-            let warned = try CLI.run(["predict", "--model", "cut", "--text", "a fine film"], in: w)
-            #expect(warned.status == 0 && warned.stderr.contains("--resume"), "\(warned.stderr)")
-            let resumed = try CLI.run(long + ["--out", "cut", "--resume"], in: w)
-            #expect(resumed.status == 0, "\(resumed.stderr)")
-            #expect(try weights("cut") == weights("full"))
-        }
+        try Self.resumesAKilledFineTune(in: w)
         // TracIn reads the fine-tuned model's checkpoints.
         let compare = try CLI.run(
             [

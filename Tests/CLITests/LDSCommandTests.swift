@@ -53,16 +53,7 @@ import Testing
         #expect(
             (try FileManager.default.contentsOfDirectory(atPath: w.appendingPathComponent("l/subsets").path)).count == 3
         )
-        // The sample a peer library scores: texts, compared classes, subsets and their margins.
-        let sample =
-            try JSONSerialization.jsonObject(with: Data(contentsOf: w.appendingPathComponent("l/sample.json")))
-            as? [String: Any]
-        let sampleTrain = sample?["train"] as? [[String: Any]] ?? []
-        let sampleSubsets = sample?["subsets"] as? [[Int]] ?? []
-        #expect(sampleSubsets.count == 3 && (sample?["margins"] as? [[Double]])?.count == 3)
-        #expect(
-            sampleSubsets.allSatisfy { $0.allSatisfy { (0..<sampleTrain.count).contains($0) } } && !sampleTrain.isEmpty)
-        #expect((sample?["compared"] as? [Int])?.count == (sample?["test"] as? [[String: Any]])?.count)
+        try Self.checkSample(w.appendingPathComponent("l/sample.json"), subsets: 3)
         #expect(first.stderr.contains("subset model 3/3") && first.stderr.contains("ensemble model 2/2"))
         // More subsets: only the new one is trained; the earlier models are reused.
         let second = try lds(4)
@@ -81,8 +72,32 @@ import Testing
             (try FileManager.default.contentsOfDirectory(atPath: w.appendingPathComponent("l/subsets").path)).filter {
                 $0.hasSuffix("-ceiling.json")
             }.count == 4)
+        try Self.checkCeilingReport(w.appendingPathComponent("l/lds.json"))
+        #expect(third.stdout.contains("Noise ceiling") && third.stdout.contains("share of ceiling"))
+        // Another recipe in the same directory is refused, naming what to do.
+        let other = try CLI.run(
+            ["lds", "--data", "d", "--recipe", CLI.model.path, "--subsets", "4", "--epochs", "2", "--out", "l"], in: w)
+        #expect(other.status != 0 && other.stderr.contains("other settings"))
+    }
+
+    /// The sample a peer library scores: texts, compared classes, subsets and their margins.
+    static func checkSample(_ url: URL, subsets: Int) throws {
+        let sample =
+            try JSONSerialization.jsonObject(with: Data(contentsOf: url))
+            as? [String: Any]
+        let sampleTrain = sample?["train"] as? [[String: Any]] ?? []
+        let sampleSubsets = sample?["subsets"] as? [[Int]] ?? []
+        #expect(sampleSubsets.count == subsets && (sample?["margins"] as? [[Double]])?.count == subsets)
+        #expect(
+            sampleSubsets.allSatisfy { $0.allSatisfy { (0..<sampleTrain.count).contains($0) } } && !sampleTrain.isEmpty)
+        #expect((sample?["compared"] as? [Int])?.count == (sample?["test"] as? [[String: Any]])?.count)
+    }
+
+    /// lds.json with the noise ceiling and the selection subsets: every row also against
+    /// the mean of two trainings; the rows whose lambda or damping LDS chose.
+    static func checkCeilingReport(_ url: URL) throws {
         let withCeiling =
-            try JSONSerialization.jsonObject(with: Data(contentsOf: w.appendingPathComponent("l/lds.json")))
+            try JSONSerialization.jsonObject(with: Data(contentsOf: url))
             as? [String: Any]
         let c = withCeiling?["ceiling"] as? [String: Any]
         #expect((c?["mean"] as? Double).map { $0 > -1 && $0 <= 1 } == true)
@@ -99,10 +114,5 @@ import Testing
         let trakByLDS = rows[rows.count - 2]
         let dampings = ((trakByLDS["grid"] as? [[String: Any]]) ?? []).compactMap { $0["lambda"] as? Double }
         #expect(trakByLDS["lambda"] as? Double != nil && dampings.contains(trakByLDS["lambda"] as? Double ?? .nan))
-        #expect(third.stdout.contains("Noise ceiling") && third.stdout.contains("share of ceiling"))
-        // Another recipe in the same directory is refused, naming what to do.
-        let other = try CLI.run(
-            ["lds", "--data", "d", "--recipe", CLI.model.path, "--subsets", "4", "--epochs", "2", "--out", "l"], in: w)
-        #expect(other.status != 0 && other.stderr.contains("other settings"))
     }
 }

@@ -1,25 +1,20 @@
 import Foundation
 import Testing
 
-/// The README's "Library use" examples are the program `readme-examples`: the same code,
-/// compiled with the package and run here, so the README cannot show code that no longer
-/// builds or works.
+/// The library guide's examples (docs/library.md, linked from the README) are the program
+/// `readme-examples`: the same code, compiled with the package and run here, so the guide
+/// cannot show code that no longer builds or works.
 @Suite struct ReadmeExamplesTests {
     static let source = CLI.root.appendingPathComponent("Sources/readme-examples/main.swift")
 
-    /// The README's Swift blocks under "Library use", joined by newlines.
+    /// The Swift blocks of docs/library.md (the README's "Library use" guide), joined by newlines.
     static func readmeBlocks() throws -> String {
-        let readme = try String(contentsOf: CLI.root.appendingPathComponent("README.md"), encoding: .utf8)
-        guard let start = readme.range(of: "\n## Library use\n") else {
-            throw CLIError("README.md has no 'Library use' section")
-        }
-        var section = readme[start.upperBound...]
-        if let next = section.range(of: "\n## ") { section = section[..<next.lowerBound] }
+        let guide = try String(contentsOf: CLI.root.appendingPathComponent("docs/library.md"), encoding: .utf8)
         var blocks: [String] = []
-        var rest = section
+        var rest = guide[...]
         while let open = rest.range(of: "```swift\n") {
             guard let close = rest[open.upperBound...].range(of: "```") else {
-                throw CLIError("README.md: unterminated swift block")
+                throw CLIError("docs/library.md: unterminated swift block")
             }
             blocks.append(String(rest[open.upperBound..<close.lowerBound]))
             rest = rest[close.upperBound...]
@@ -34,7 +29,7 @@ import Testing
             separator: "\n")
         let blocks = try Self.readmeBlocks()
         #expect(blocks.count > 500)
-        #expect(body == blocks, "Sources/readme-examples/main.swift differs from README.md's Library use blocks")
+        #expect(body == blocks, "Sources/readme-examples/main.swift differs from docs/library.md's swift blocks")
     }
 
     @Test func examplesRunAndAttribute() throws {

@@ -49,6 +49,13 @@ import Testing
         let a = try Data(contentsOf: w.appendingPathComponent("one.safetensors"))
         let b = try Data(contentsOf: w.appendingPathComponent("merged.safetensors"))
         #expect(a.count > 300 * 6 * 64 * 4 && a == b, "merged \(b.count) bytes vs one run's \(a.count)")
+        try Self.mergeRefusesIncompleteSets(in: w, shards: shards, base: base)
+        try Self.scoresTheMergedFileInBlocks(in: w, shards: shards)
+    }
+
+    /// A shard is no feature file for scoring; merging a set with a hole, a shard given
+    /// twice, or a shard of another run is refused by name, and writes nothing.
+    static func mergeRefusesIncompleteSets(in w: URL, shards: [String], base: [String]) throws {
         // A shard is no feature file for scoring, and a set with a hole is refused by name.
         let kernel = try CLI.run(["kernel", "--a", shards[0], "--out", "k.safetensors"], in: w)
         #expect(kernel.status != 0 && kernel.stderr.contains("tangent merge"))
@@ -68,7 +75,11 @@ import Testing
         for f in ["hole.safetensors", "twice.safetensors", "mixed.safetensors"] {
             #expect(!FileManager.default.fileExists(atPath: w.appendingPathComponent(f).path))
         }
+    }
 
+    /// Blocked scoring of the merged file: kernel matrices and attributions under a small
+    /// memory budget equal those under a large one; bad training features are refused.
+    static func scoresTheMergedFileInBlocks(in w: URL, shards: [String]) throws {
         // Blocked scoring of the merged file. The kernel matrix in blocks that fit 64 KiB
         // (a few rows at a time) equals the one computed in the default blocks.
         let whole = try CLI.run(

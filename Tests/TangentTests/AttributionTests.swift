@@ -365,7 +365,7 @@ import Testing
             modelName: "tiny", trainName: "train", testName: "test")
         // Projected kernels approach the exact ones as K grows.
         r.projectionError = try Comparison.projectionError(
-            classifier: clf, train: train, test: test, kernels: ["proj-pntk", "embedding"],
+            classifier: clf, train: train, test: test, kernels: [.projPntk, .embedding],
             dims: [16, 1024], seed: 1, trainCount: 40, testCount: 10)
         let pe = try #require(r.projectionError)
         #expect(pe.map(\.kernel) == ["proj-pntk", "proj-pntk"] && pe.map(\.projDim) == [16, 1024])

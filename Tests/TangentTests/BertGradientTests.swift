@@ -207,7 +207,15 @@ import Testing
                     (0..<t.count).allSatisfy { d[b * dense.count + off + $0] == per[b * all.count + t.offset + $0] })
             }
         }
-        // Groups select by the user's names, and the pass stops early for the top layers.
+        try Self.checkTopLayerSubset(model, type: type, batch: batch, seed: seed, all: all, per: per)
+    }
+
+    /// Groups select by the user's names, and the pass stops early for the top layers: the
+    /// gradients of a subset of the top layers are slices of the whole one's.
+    static func checkTopLayerSubset(
+        _ model: BertClassifier<Double>, type: String, batch: TokenBatch, seed: [Double], all: ParameterSubset,
+        per: [Double]
+    ) throws {
         if type == "electra-narrow" {
             // The projection of narrow embeddings is a group of its own, named as the checkpoint names it.
             #expect(Set(model.layout.tensors.map(\.group)).contains("embeddings_project"))

@@ -74,7 +74,7 @@ import Testing
                 #expect(abs(point.networkCrossEntropy - networkCE) < 1e-9)
             }
             let best = s.points.map { $0.merit(criterion) }.max()!
-            #expect(s.points[s.chosen].merit(criterion) == best && s.glm.lambda == s.lambda)
+            #expect(s.points[s.chosen].merit(criterion) == best && s.chosenFit?.lambda == s.lambda)
             let direct = KernelGLM.fit(
                 kernel: kernel, labels: p.labels, classes: C, lambda: grid[2], kernelScale: scale, threads: 2)
             let worst = zip(direct.logits(kernelRows: p.k), s.fits[2].logits(kernelRows: p.k)).map { abs($0 - $1) }
@@ -152,7 +152,8 @@ import Testing
                         kernel: kernel, labels: p.labels, networkLogits: logits, classes: C, fitsOnAll: .everyLambda,
                         threads: 2)
                     #expect(
-                        every.chosen == s.chosen && every.fits[every.chosen].weights == s.glm.weights && s.fits.isEmpty)
+                        every.chosen == s.chosen && every.fits[every.chosen].weights == s.chosenFit?.weights
+                            && s.fits.isEmpty)
                 }
             }
         }
