@@ -107,17 +107,18 @@ public final class Featurizer {
     /// Pooled embeddings need no gradients. Projected kinds run the gradient computer into
     /// the projector: with the sketch, each text's gradient of a tensor is sketched as the
     /// backward pass streams it (with the hashed buckets, once per run); other projectors
-    /// and EK-FAC's whitening take dense blocks of gradients.
+    /// and EK-FAC's whitening take dense blocks of gradients (a sketch's buckets again
+    /// hashed once per run, not once per block and damping).
     enum Engine {
         case embedding
         case streamedSketch(GradientComputer<Float>, SketchCodes)
-        case dense(GradientComputer<Float>, Projector)
+        case dense(GradientComputer<Float>, Projector, SketchCodes?)
 
         /// The gradient computer of a projected kind.
         var computer: GradientComputer<Float>? {
             switch self {
             case .embedding: return nil
-            case .streamedSketch(let c, _), .dense(let c, _): return c
+            case .streamedSketch(let c, _), .dense(let c, _, _): return c
             }
         }
     }
@@ -143,9 +144,14 @@ public final class Featurizer {
                 prefixes: options.kind == .ekfac ? options.curvature!.tensorNames : options.params)
             let p = Projector(
                 dimension: options.projDim, seed: options.seed, choice: options.projector, threads: options.threads)
-            engine =
-                p.distribution == .sketch && options.kind != .ekfac
-                ? .streamedSketch(c, SketchCodes(projector: p, computer: c)) : .dense(c, p)
+            let codes = p.distribution == .sketch ? SketchCodes(projector: p, computer: c) : nil
+            if options.kind == .ekfac {
+                engine = .dense(c, p, codes)
+            } else if let codes {
+                engine = .streamedSketch(c, codes)
+            } else {
+                engine = .dense(c, p, nil)
+            }
         } else {
             engine = .embedding
         }
@@ -171,7 +177,8 @@ public final class Featurizer {
             let P = UInt64(computer.dense.count) * 4
             let dampings = UInt64(options.curvature?.dampings.count ?? 1)
             let grads = 3 * min(B * P, max(P, UInt64(options.gradientBudget)))
-            return grads + 3 * P + dampings * B * K * 4 + 300 * 1_048_576
+            let codes = options.projector.distribution == .sketch ? P * UInt64(options.projector.nonzeros) : 0
+            return grads + 3 * P + codes + dampings * B * K * 4 + 300 * 1_048_576
         }
         if options.projector.distribution == .sketch {
             // Streamed gradients: hashed buckets, one tensor's gradient per thread, the
@@ -212,7 +219,7 @@ public final class Featurizer {
     /// Texts per computation: the batch size, lowered so that O x B x P_dense gradients
     /// stay within the budget.
     var subBatch: Int {
-        guard case .dense(let c, _) = engine else { return options.batchSize }
+        guard case .dense(let c, _, _) = engine else { return options.batchSize }
         // One output's gradients are held at a time.
         return max(1, min(options.batchSize, options.gradientBudget / max(1, c.dense.count * 4)))
     }
@@ -315,8 +322,8 @@ public final class Featurizer {
             let fused = Date().timeIntervalSince(t0)
             placed.place(acc.features, outputs: 0, count: placed.O)
             return (placed.out, r.logits, placed.layers, fused, 0)
-        case .dense(let computer, let projector):
-            return try denseFeatures(batch, texts, computer: computer, projector: projector, started: t0)
+        case .dense(let computer, let projector, let codes):
+            return try denseFeatures(batch, texts, computer: computer, projector: projector, codes: codes, started: t0)
         }
     }
 
@@ -347,7 +354,7 @@ public final class Featurizer {
     /// (EK-FAC: rotated once, then whitened and projected for each damping).
     private func denseFeatures(
         _ batch: TokenBatch, _ texts: [LabeledText], computer: GradientComputer<Float>, projector: Projector,
-        started t0: Date
+        codes: SketchCodes?, started t0: Date
     ) throws -> (
         features: [Float], logits: [Float], layerFeatures: [Float]?, gradientSeconds: Double, projectionSeconds: Double
     ) {
@@ -360,13 +367,17 @@ public final class Featurizer {
         var mark = t0
         let curvature = try options.curvature.map { c in (c, try c.factors()) }
         let perLayer = options.perLayer
+        func project(_ g: GradientBlock<Float>) -> [Float] {
+            guard let codes else { return projector.project(g, computer: computer, perLayer: perLayer) }
+            return projector.sketch(g, computer: computer, perLayer: perLayer, codes: codes)
+        }
         try computer.forEachOutput(batch, output: output) { o, block in
             var g = block
             logits = g.logits
             let t1 = Date()
             gradSeconds += t1.timeIntervalSince(mark)
             guard let (c, factors) = curvature else {
-                placed.place(projector.project(g, computer: computer, perLayer: perLayer), outputs: o, count: 1)
+                placed.place(project(g), outputs: o, count: 1)
                 mark = Date()
                 projSeconds += mark.timeIntervalSince(t1)
                 return
@@ -378,7 +389,7 @@ public final class Featurizer {
                 h.dense.withUnsafeMutableBufferPointer {
                     factors.scale($0.baseAddress!, texts: B, subset: dense, dampings: factors.dampings(damping))
                 }
-                placed.place(projector.project(h, computer: computer, perLayer: perLayer), outputs: d, count: 1)
+                placed.place(project(h), outputs: d, count: 1)
             }
             mark = Date()
             projSeconds += mark.timeIntervalSince(t1)
