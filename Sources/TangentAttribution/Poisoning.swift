@@ -130,6 +130,9 @@ public enum Poisoning {
         return (rankSum - p * (p + 1) / 2) / (p * n)
     }
 
+    // Over 80 lines: the per-kernel closure reads the attack's flipped texts, the plan and
+    // the ensemble computed above it; splitting it waits for issue 32's split of the
+    // evaluation code into its own module.
     /// Evaluates a model trained on the poisoned set `train` (poisoned indices `poisoned`):
     /// the attack on `triggered` (see `PoisonPlan.triggered`) and, per kernel, retrieval of
     /// the poisons from the attributions of the triggered texts that flipped to the target.

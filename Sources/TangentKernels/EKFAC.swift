@@ -104,33 +104,7 @@ public struct EKFAC: Sendable {
             }
             progress(range.upperBound, 2 * texts.count)
         }
-        var found: [Int: (bias: Int?, i: Int, o: Int)] = [:]
-        for s in shards { for (w, l) in s.layers { found[w] = (l.bias, l.i, l.o) } }
-        guard !found.isEmpty else { throw FeatureStoreError("EK-FAC: the model has no linear layers") }
-        var layers: [Layer] = []
-        for w in found.keys.sorted() {
-            let (bias, i, o) = found[w]!
-            let a = i + (bias == nil ? 0 : 1)
-            var A = [Double](repeating: 0, count: a * a)
-            var S = [Double](repeating: 0, count: o * o)
-            var rowsA = 0
-            var rowsS = 0
-            for s in shards {
-                guard let l = s.layers[w] else { continue }
-                for k in A.indices { A[k] += Double(l.A[k]) }
-                for k in S.indices { S[k] += Double(l.S[k]) }
-                rowsA += l.rows
-                rowsS += l.rows
-            }
-            guard let qa = EKFAC.basis(A, n: a, rows: rowsA), let qs = EKFAC.basis(S, n: o, rows: rowsS) else {
-                throw FeatureStoreError(
-                    "EK-FAC: the eigendecomposition of \(layout.tensors[w].name)'s factors did not converge")
-            }
-            layers.append(
-                Layer(
-                    weight: w, bias: bias, inWidth: i, outWidth: o, activationBasis: qa, gradientBasis: qs,
-                    eigenvalues: []))
-        }
+        let layers = try EKFAC.bases(shards, layout: layout)
         let subset = ParameterSubset(
             layout: layout, tensorIndices: layers.flatMap { [$0.weight] + ($0.bias.map { [$0] } ?? []) }.sorted())
         // Pass 2: Lambda, the mean squared rotated per-text gradient.
@@ -164,6 +138,39 @@ public struct EKFAC: Sendable {
         }
         self.subset = subset
         self.texts = texts.count
+    }
+
+    /// Each linear layer's eigenbases Q_A and Q_S from its covariances summed over the
+    /// shards (eigenvalues not yet corrected), in tensor order.
+    static func bases(_ shards: [CovarianceSums], layout: ParameterLayout) throws -> [Layer] {
+        var found: [Int: (bias: Int?, i: Int, o: Int)] = [:]
+        for s in shards { for (w, l) in s.layers { found[w] = (l.bias, l.i, l.o) } }
+        guard !found.isEmpty else { throw FeatureStoreError("EK-FAC: the model has no linear layers") }
+        var layers: [Layer] = []
+        for w in found.keys.sorted() {
+            let (bias, i, o) = found[w]!
+            let a = i + (bias == nil ? 0 : 1)
+            var A = [Double](repeating: 0, count: a * a)
+            var S = [Double](repeating: 0, count: o * o)
+            var rowsA = 0
+            var rowsS = 0
+            for s in shards {
+                guard let l = s.layers[w] else { continue }
+                for k in A.indices { A[k] += Double(l.A[k]) }
+                for k in S.indices { S[k] += Double(l.S[k]) }
+                rowsA += l.rows
+                rowsS += l.rows
+            }
+            guard let qa = EKFAC.basis(A, n: a, rows: rowsA), let qs = EKFAC.basis(S, n: o, rows: rowsS) else {
+                throw FeatureStoreError(
+                    "EK-FAC: the eigendecomposition of \(layout.tensors[w].name)'s factors did not converge")
+            }
+            layers.append(
+                Layer(
+                    weight: w, bias: bias, inWidth: i, outWidth: o, activationBasis: qa, gradientBasis: qs,
+                    eigenvalues: []))
+        }
+        return layers
     }
 
     /// influence(q, i) for every query (rows) and training text (columns), [queries, train]

@@ -123,6 +123,9 @@ public final class Trainer {
     /// `finishedEpochs`, training continues after that epoch (see `restore`). Stops with an
     /// error, before any update, when the loss or the gradient becomes NaN or infinite:
     /// the parameters then hold the last finite update.
+    // Over 80 lines: the step loop reuses the loss, probability and seed buffers allocated
+    // once above it (no allocation per step) and checks every step for NaN before the
+    // update; split, they would travel as a state struct through the hot loop.
     public func train(
         _ data: EncodedSet, test: EncodedSet?, after finishedEpochs: Int = 0,
         progress: (Int, Int, Int, String) -> Void = { _, _, _, _ in },
