@@ -371,19 +371,27 @@ public final class Featurizer {
             guard let codes else { return projector.project(g, computer: computer, perLayer: perLayer) }
             return projector.sketch(g, computer: computer, perLayer: perLayer, codes: codes)
         }
-        try computer.forEachOutput(batch, output: output) { o, block in
-            var g = block
-            logits = g.logits
-            let t1 = Date()
-            gradSeconds += t1.timeIntervalSince(mark)
-            guard let (c, factors) = curvature else {
+        guard let (c, factors) = curvature else {
+            try computer.forEachOutput(batch, output: output) { o, g in
+                logits = g.logits
+                let t1 = Date()
+                gradSeconds += t1.timeIntervalSince(mark)
                 placed.place(project(g), outputs: o, count: 1)
                 mark = Date()
                 projSeconds += mark.timeIntervalSince(t1)
-                return
             }
-            let dense = computer.dense
-            g.dense.withUnsafeMutableBufferPointer { factors.rotate($0.baseAddress!, texts: B, subset: dense) }
+            return (placed.out, logits, placed.layers, gradSeconds, projSeconds)
+        }
+        // EK-FAC: the gradients arrive rotated into the factors' eigenbases.
+        let dense = computer.dense
+        let model = computer.model
+        try computer.forEachOutput(
+            batch, output: output,
+            backward: { seed, into in factors.rotatedGradients(model: model, seed: seed, subset: dense, into: into) }
+        ) { o, g in
+            logits = g.logits
+            let t1 = Date()
+            gradSeconds += t1.timeIntervalSince(mark)
             for (d, damping) in c.dampings.enumerated() {
                 var h = g
                 h.dense.withUnsafeMutableBufferPointer {

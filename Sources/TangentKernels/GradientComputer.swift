@@ -109,6 +109,40 @@ public final class GradientComputer<T: BLASScalar> {
     public func forEachOutput(
         _ batch: TokenBatch, output: GradientOutput, _ body: (Int, GradientBlock<T>) throws -> Void
     ) throws {
+        let model = model
+        let dense = dense
+        try forEachOutput(batch, output: output, tokenTable: includesTokenTable) { seed, d, rows in
+            if let rows {
+                model.perExampleGradients(seed: seed, subset: dense, into: d, embeddingRows: rows)
+            } else {
+                model.perExampleGradients(seed: seed, subset: dense, into: d)
+            }
+        } body: {
+            try body($0, $1)
+        }
+    }
+
+    /// `forEachOutput` with the block's dense rows written by `backward(seed, into)` from
+    /// each output's seed [B, C] after the forward pass, in place of the per-example
+    /// gradients of `dense` (EK-FAC writes its rotated gradients straight from the linear
+    /// layers' rows); `dense` must then not include the token table.
+    public func forEachOutput(
+        _ batch: TokenBatch, output: GradientOutput,
+        backward: (_ seed: [T], _ into: UnsafeMutableBufferPointer<T>) -> Void,
+        _ body: (Int, GradientBlock<T>) throws -> Void
+    ) throws {
+        precondition(!includesTokenTable, "a custom backward writes no token-table rows")
+        try forEachOutput(batch, output: output, tokenTable: false) { seed, d, _ in backward(seed, d) } body: {
+            try body($0, $1)
+        }
+    }
+
+    /// The forward pass, then per output `backward(seed, dense rows, token-table rows)` and `body`.
+    private func forEachOutput(
+        _ batch: TokenBatch, output: GradientOutput, tokenTable: Bool,
+        backward: (_ seed: [T], _ into: UnsafeMutableBufferPointer<T>, _ rows: UnsafeMutableBufferPointer<T>?) -> Void,
+        body: (Int, GradientBlock<T>) throws -> Void
+    ) throws {
         let C = model.shape.classes
         let B = batch.count
         let D = model.shape.tokenWidth
@@ -118,15 +152,13 @@ public final class GradientComputer<T: BLASScalar> {
         let O = output.count(classes: C)
         let seeds = self.seeds(output, logits: logits, texts: B)
         var denseOut = [T](repeating: 0, count: B * dense.count)
-        var rows: [T]? = includesTokenTable ? [T](repeating: 0, count: N * D) : nil
+        var rows: [T]? = tokenTable ? [T](repeating: 0, count: N * D) : nil
         for o in 0..<O {
             denseOut.withUnsafeMutableBufferPointer { d in
                 if rows != nil {
-                    rows!.withUnsafeMutableBufferPointer { r in
-                        model.perExampleGradients(seed: seeds[o], subset: dense, into: d, embeddingRows: r)
-                    }
+                    rows!.withUnsafeMutableBufferPointer { r in backward(seeds[o], d, r) }
                 } else {
-                    model.perExampleGradients(seed: seeds[o], subset: dense, into: d)
+                    backward(seeds[o], d, nil)
                 }
             }
             try body(

@@ -19,6 +19,10 @@ extension TokenizerTrainingOptions.ModelType: ExpressibleByArgument {}
 /// `featurize --kernel`: the stored feature kind, or a surrogate kernel's name for it.
 extension FeatureKind: ExpressibleByArgument {
     public init?(argument: String) { self.init(kernelName: argument) }
+    /// `ekfac` features need curvature fitted on training texts with labels: `attribute`,
+    /// `compare`, `lds` and `audit` compute them (`--kernel ekfac`), so options taking a
+    /// feature kind list the others.
+    public static var allValueStrings: [String] { ["pntk", "trntk", "embedding", "grad"] }
 }
 
 /// `--kernels`: a comma-separated list of surrogate kernels, each named once.

@@ -67,6 +67,42 @@ import Testing
         #expect(r >= 0.99 && worst < 1e-4)
     }
 
+    /// The rotation from the linear layers' rows (what `ekfac` features and the eigenvalue
+    /// correction use) equals the rotation of the formed per-text gradients, on every
+    /// architecture (DeBERTa's relative rows through the key and query projections included).
+    @Test(arguments: ["hf-bert", "hf-deberta", "hf-modernbert-biased", "tiny-model"])
+    func rotationFromRowsMatchesTheRotatedGradient(name: String) throws {
+        let clf = try Classifier(directory: fixture(name), threads: 2)
+        let model = clf.model
+        let texts = try [
+            "a tedious, overlong mess", "one of the best films of the year", "fine", "not bad at all, really",
+            "the plot goes nowhere and the jokes fall flat",
+        ].map { try clf.encode($0) }
+        let labels = texts.indices.map { $0 % model.shape.classes }
+        let ekfac = try EKFAC(model: model, texts: texts, labels: labels, fisher: .empirical, batchSize: 3)
+        let C = model.shape.classes
+        let logits = try model.forward(TokenBatch(sequences: texts, padID: model.shape.padID), rowInvariant: true)
+        var seed = [Float](repeating: 0, count: texts.count * C)
+        for b in texts.indices {
+            let r = Softmax.lossResidual((0..<C).map { Double(logits[b * C + $0]) }, label: labels[b])
+            for c in 0..<C { seed[b * C + c] = Float(r[c]) }
+        }
+        let P = ekfac.subset.count
+        var formed = [Float](repeating: 0, count: texts.count * P)
+        formed.withUnsafeMutableBufferPointer {
+            model.perExampleGradients(seed: seed, subset: ekfac.subset, into: $0)
+            ekfac.rotate($0.baseAddress!, texts: texts.count, subset: ekfac.subset)
+        }
+        var fromRows = [Float](repeating: .nan, count: texts.count * P)
+        fromRows.withUnsafeMutableBufferPointer {
+            ekfac.rotatedGradients(model: model, seed: seed, subset: ekfac.subset, into: $0)
+        }
+        let scale = formed.map(abs).max()!
+        let worst = zip(formed, fromRows).map { abs($0 - $1) }.max()!
+        #expect(scale > 0 && !fromRows.contains { $0.isNaN })
+        #expect(worst <= 1e-4 * scale, "\(name): largest difference \(worst) of \(scale)")
+    }
+
     @Test func hugeDampingGivesTheGradientProduct() throws {
         let ref = try Self.reference()
         let model = try BertClassifier<Float>.load(directory: fixture("hf-bert"), threads: 2)
