@@ -385,10 +385,10 @@ public final class Featurizer {
         // EK-FAC: the gradients arrive rotated into the factors' eigenbases.
         let dense = computer.dense
         let model = computer.model
-        try computer.forEachOutput(
-            batch, output: output,
-            backward: { seed, into in factors.rotatedGradients(model: model, seed: seed, subset: dense, into: into) }
-        ) { o, g in
+        func rotated(_ seed: [Float], _ into: UnsafeMutableBufferPointer<Float>) {
+            factors.rotatedGradients(model: model, seed: seed, subset: dense, into: into)
+        }
+        try computer.forEachOutput(batch, output: output, backward: rotated) { o, g in
             logits = g.logits
             let t1 = Date()
             gradSeconds += t1.timeIntervalSince(mark)

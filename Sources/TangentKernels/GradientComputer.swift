@@ -132,7 +132,9 @@ public final class GradientComputer<T: BLASScalar> {
         _ body: (Int, GradientBlock<T>) throws -> Void
     ) throws {
         precondition(!includesTokenTable, "a custom backward writes no token-table rows")
-        try forEachOutput(batch, output: output, tokenTable: false) { seed, d, _ in backward(seed, d) } body: {
+        try forEachOutput(batch, output: output, tokenTable: false) { seed, d, _ in
+            backward(seed, d)
+        } body: {
             try body($0, $1)
         }
     }
