@@ -2,7 +2,7 @@
 # The main job on the shipped default: explain two predictions of the shipped
 # movie-snippets model by its training texts (proj-trNTK surrogate, K = 1024).
 # The first run featurizes the 8,442 training texts and fits the surrogate (about
-# 30 seconds on 2 cores; cached in features/), later runs take about a second.
+# 40 seconds on 2 cores; cached in features/), later runs take about a second.
 # Installs missing system packages first.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -150,7 +150,7 @@ public final class FeatureKernelSource: KernelSource {
             let stem =
                 SurrogateCache.featureStem(
                     kernel.features, projDim: setup.projDim, seed: setup.seed, projector: setup.projector,
-                    model: model, texts: textsKey)
+                    model: featurizer.modelFingerprint, texts: textsKey)
                 + (options.curvature.map { "-" + fingerprint(Data($0.identity.utf8)).prefix(12) } ?? "")
             let url = setup.cache.url(stem)
             if let f = FeatureFile.cached(
@@ -311,7 +311,9 @@ public final class FeatureKernelSource: KernelSource {
                 // Only loss-gradient features depend on the label.
                 let url = cache.query(src.stem, texts: texts, lossLabels: kernel.features == .grad ? lossLabels : nil)
                 try cache.prepare()
-                let queryFeaturizer = try Featurizer(classifier: src.featurizer.classifier, options: options)
+                let queryFeaturizer = try Featurizer(
+                    classifier: src.featurizer.classifier, options: options,
+                    fingerprint: src.featurizer.modelFingerprint)
                 let file =
                     try FeatureFile.cached(
                         url, expected: queryFeaturizer.metadata(texts: queryTexts, source: source), log: log)

@@ -145,7 +145,8 @@ public final class StreamedAttribution {
             throw AttributionError(
                 "\(path) holds \(m.kernel) features; kernel \(kernel.name) needs \(kernel.features.rawValue) features")
         }
-        guard m.modelFingerprint == Featurizer.modelFingerprint(classifier) else {
+        let modelFingerprint = Featurizer.modelFingerprint(classifier)
+        guard m.modelFingerprint == modelFingerprint else {
             throw AttributionError(
                 "\(path) was featurized with another model (\(m.modelPath)) than \(classifier.directory?.path ?? "the model given")"
             )
@@ -167,7 +168,7 @@ public final class StreamedAttribution {
         }
         options.predictedLossLabels = true
         options.threads = threads
-        let featurizer = try Featurizer(classifier: classifier, options: options)
+        let featurizer = try Featurizer(classifier: classifier, options: options, fingerprint: modelFingerprint)
         // Everything else the file claims (classes, vector shape, block size) must be what
         // this model and these settings write: metadata is input, and a forged count
         // would index past the model's classes.
@@ -243,16 +244,16 @@ public final class StreamedAttribution {
         log: (String) -> Void, progress: (Int, Int) -> Void
     ) throws -> FeatureFile {
         let store = SurrogateCache(directory: cache)
-        let stem = SurrogateCache.featureStem(
-            kernel.features, projDim: projDim, seed: seed, projector: projector, model: classifier,
-            texts: SurrogateCache.key(train))
-        let url = store.url(stem)
         var options = FeaturizeOptions(kind: kernel.features)
         options.projDim = projDim
         options.seed = seed
         options.projector = projector
         options.threads = threads
         let featurizer = try Featurizer(classifier: classifier, options: options)
+        let stem = SurrogateCache.featureStem(
+            kernel.features, projDim: projDim, seed: seed, projector: projector, model: featurizer.modelFingerprint,
+            texts: SurrogateCache.key(train))
+        let url = store.url(stem)
         // Values are checked by `StreamedFeatures` in its first pass over the file.
         if let f = FeatureFile.cached(
             url, expected: featurizer.metadata(texts: train, source: "training data"), checkValues: false, log: log)

@@ -20,15 +20,15 @@ public struct SurrogateCache: Sendable {
     /// The fingerprint of a list of texts with their labels, in order.
     public static func key(_ texts: [LabeledText]) -> String { fingerprint(labelled: texts) }
 
-    /// Training features of `kind` from `model` for the texts with key `texts`.
+    /// Training features of `kind` from the model with fingerprint `model`
+    /// (`Featurizer.modelFingerprint`) for the texts with key `texts`.
     public static func featureStem(
         _ kind: FeatureKind, projDim: Int, seed: UInt64, projector: ProjectorChoice,
-        model: Classifier, texts: String
+        model: String, texts: String
     ) -> String {
         let projected = kind.projected
         return "\(kind.rawValue)-K\(projected ? projDim : 0)-s\(projected ? seed : 0)"
-            + (projected ? "-\(projector.tag)" : "")
-            + "-\(Featurizer.modelFingerprint(model))-\(texts)"
+            + (projected ? "-\(projector.tag)" : "") + "-\(model)-\(texts)"
     }
 
     /// The exact `kind` kernel of `model` on the texts with key `texts`.

@@ -101,6 +101,9 @@ public final class Curvature: @unchecked Sendable {
 public final class Featurizer {
     public let classifier: Classifier
     public let options: FeaturizeOptions
+    /// `Featurizer.modelFingerprint(classifier)`, hashed once (the weights of a large
+    /// model are hundreds of MB): the model must not change while this featurizer is used.
+    public let modelFingerprint: String
     /// How the features are computed (chosen once per run).
     let engine: Engine
 
@@ -123,9 +126,12 @@ public final class Featurizer {
         }
     }
 
-    public init(classifier: Classifier, options: FeaturizeOptions) throws {
+    /// `fingerprint`: the classifier's `modelFingerprint` when the caller has it already
+    /// (another featurizer of the same model), else computed here.
+    public init(classifier: Classifier, options: FeaturizeOptions, fingerprint known: String? = nil) throws {
         self.classifier = classifier
         self.options = options
+        modelFingerprint = known ?? Featurizer.modelFingerprint(classifier)
         guard options.blockSize >= 1 else { throw FeatureStoreError("block size must be at least 1") }
         guard options.batchSize >= 1 else { throw FeatureStoreError("batch size must be at least 1") }
         if options.kind.projected {
@@ -410,7 +416,7 @@ public final class Featurizer {
     public func metadata(texts: [LabeledText], source: String) -> FeatureMetadata {
         let (O, W) = shape
         var m = FeatureMetadata(
-            kernel: options.kind.rawValue, modelFingerprint: Featurizer.modelFingerprint(classifier),
+            kernel: options.kind.rawValue, modelFingerprint: modelFingerprint,
             modelPath: classifier.directory?.path ?? "(in memory)",
             params: options.kind.projected ? options.params.joined(separator: ",") : "",
             projDim: options.kind.projected ? options.projDim : 0, seed: options.kind.projected ? options.seed : 0,

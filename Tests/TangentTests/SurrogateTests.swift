@@ -259,6 +259,30 @@ import Testing
         #expect(abs(Faithfulness.kendallTau([1, 2, 2, 3], [1, 2, 3, 3]) - 0.8) < 1e-12)
     }
 
+    /// The O(n log n) route counts exactly what the pairwise definition counts: bit-equal
+    /// values on random lists with many ties (few distinct values), signed zeros, all-tied
+    /// lists and non-finite scores (which take the pairwise route).
+    @Test func kendallTauMatchesThePairwiseDefinitionToTheBit() {
+        var draws: UInt64 = 0
+        func next(_ levels: Int) -> Double {
+            draws += 1
+            return (CounterRNG.derive(7, draws).uniform(0) * Double(levels)).rounded(.down) - Double(levels / 2)
+        }
+        for (n, levels) in [(2, 2), (3, 1), (17, 3), (200, 5), (500, 1000), (1000, 40)] {
+            var a = (0..<n).map { _ in next(levels) }
+            let b = (0..<n).map { _ in next(levels) }
+            if n > 3 { a[1] = -0.0 }
+            #expect(
+                Faithfulness.kendallTau(a, b).bitPattern == Faithfulness.kendallTauPairwise(a, b).bitPattern,
+                "n \(n), \(levels) levels")
+        }
+        let withInfinity: [Double] = [1, .infinity, 3, -2]
+        #expect(
+            Faithfulness.kendallTau(withInfinity, [1, 2, 3, 4])
+                == Faithfulness.kendallTauPairwise(withInfinity, [1, 2, 3, 4]))
+        #expect(Faithfulness.kendallTau([1, 1, 1], [2, 2, 2]) == 0)
+    }
+
     @Test func logOddsAreStable() {
         #expect(abs(Faithfulness.logOdds(logits: [0, log(3)], classIndex: 1) - log(3)) < 1e-12)
         #expect(Faithfulness.logOdds(logits: [0, 800], classIndex: 1) == 800)
