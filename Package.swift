@@ -9,7 +9,7 @@ let package = Package(
             name: "Tangent",
             targets: [
                 "TangentTensor", "TangentIO", "TangentTokenizer", "TangentData", "TangentSafetensors",
-                "TangentModel", "TangentTraining", "TangentKernels", "TangentAttribution", "TangentReports",
+                "TangentModel", "TangentTraining", "TangentKernels", "TangentAttribution", "TangentReports", "Tangent",
             ]),
         .executable(name: "tangent", targets: ["tangent"]),
     ],
@@ -62,6 +62,12 @@ let package = Package(
             dependencies: [
                 "TangentTensor", "TangentModel", "TangentData", "TangentSafetensors",
             ]),
+        // The library's entry point (`Attributor`), re-exporting the modules a caller needs.
+        .target(
+            name: "Tangent",
+            dependencies: [
+                "TangentTensor", "TangentData", "TangentModel", "TangentKernels", "TangentAttribution",
+            ]),
         // Rendering of the reports (Markdown, HTML with inline SVG) and their JSON files.
         .target(name: "TangentReports", dependencies: ["TangentIO", "TangentData", "TangentAttribution"]),
         .executableTarget(
@@ -76,7 +82,7 @@ let package = Package(
         .executableTarget(
             name: "readme-examples",
             dependencies: [
-                "TangentTensor", "TangentData", "TangentModel", "TangentKernels", "TangentAttribution",
+                "Tangent", "TangentTensor", "TangentData", "TangentModel", "TangentKernels", "TangentAttribution",
             ]),
         .testTarget(
             name: "TangentTests",

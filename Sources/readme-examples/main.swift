@@ -1,6 +1,14 @@
 // swift-format-ignore-file
 // The examples of docs/library.md, verbatim and in order (ReadmeExamplesTests checks
 // that they match and runs this program from the repository root).
+import Tangent
+
+let model = try Classifier(directory: URL(fileURLWithPath: "models/movie-snippets"))
+let train = try DatasetReader().read(URL(fileURLWithPath: "data/movie-snippets/train.jsonl"))
+let attributor = try Attributor(model: model, training: train, kernel: .projTrntk, projDim: 1024)
+let explanation = try attributor.explain("a tedious, overlong mess", top: 5)
+print(explanation.label, explanation.proponents.map(\.text))
+
 import Foundation
 import TangentModel
 import TangentTensor
@@ -13,14 +21,14 @@ for p in try clf.predict(["A warm, funny film."]) {
     print(p.label, p.probabilities)
 }
 // Per-example gradients of the logits' sum over the head tensors:
-let model = clf.model
+let network = clf.model
 let batch = TokenBatch(sequences: try ["good", "bad"].map(clf.encode))
 // rowInvariant: a text's results do not depend on the batch (what feature extraction uses).
-let logits = try model.forward(batch, rowInvariant: true)
-let subset = try ParameterSubset(layout: model.layout, prefixes: ["head"])
+let logits = try network.forward(batch, rowInvariant: true)
+let subset = try ParameterSubset(layout: network.layout, prefixes: ["head"])
 var grads = [Float](repeating: 0, count: batch.count * subset.count)
 grads.withUnsafeMutableBufferPointer {
-    model.perExampleGradients(seed: [Float](repeating: 1, count: logits.count), subset: subset, into: $0)
+    network.perExampleGradients(seed: [Float](repeating: 1, count: logits.count), subset: subset, into: $0)
 }
 
 import TangentData
@@ -49,9 +57,8 @@ print(file.metadata.texts, "texts featurized")
 
 import TangentAttribution
 
-let all = try DatasetReader().read(URL(fileURLWithPath: "data/movie-snippets/train.jsonl"))
-let train = all.enumerated().filter { $0.offset % 40 == 0 }.map(\.element)
-let engine = try AttributionEngine(classifier: clf, train: train, kernel: .projTrntk, projDim: 256, seed: 0,
+let sample = train.enumerated().filter { $0.offset % 40 == 0 }.map(\.element)
+let engine = try AttributionEngine(classifier: clf, train: sample, kernel: .projTrntk, projDim: 256, seed: 0,
                                    cache: scratch)
 for e in try engine.explain(["A warm, funny film."], top: 3) {
     print(e.label, e.probability, "surrogate:", e.surrogateProbability)

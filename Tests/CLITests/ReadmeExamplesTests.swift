@@ -49,7 +49,9 @@ import Testing
         let lines = stdout.split(separator: "\n").map(String.init)
         // predict, the exact kernel with its five layer groups, the feature file, then one
         // explanation with proponents (positive scores) of the predicted label.
-        #expect(lines.first?.hasPrefix("positive [") == true)
+        // The five-line example: the predicted label, then its five proponents' texts.
+        #expect(lines.first?.hasPrefix("negative [\"") == true, "\(lines.first ?? "")")
+        #expect(lines.contains { $0.hasPrefix("positive [") })
         #expect(lines.contains { $0.contains("\"embeddings\", \"blocks.0\", \"blocks.1\", \"norm\", \"head\"") })
         #expect(lines.contains("64 texts featurized"))
         let explanation = try #require(lines.firstIndex { $0.contains("surrogate:") })

@@ -1,0 +1,74 @@
+@_exported import Foundation
+@_exported import TangentAttribution
+@_exported import TangentData
+@_exported import TangentKernels
+@_exported import TangentModel
+@_exported import TangentTensor
+
+/// Which training texts made the model say this? The library's entry point: a model, its
+/// training texts, a kernel, then `explain`.
+///
+/// ```swift
+/// import Tangent
+///
+/// let model = try Classifier(directory: URL(fileURLWithPath: "models/movie-snippets"))
+/// let train = try DatasetReader().read(URL(fileURLWithPath: "data/movie-snippets/train.jsonl"))
+/// let attributor = try Attributor(model: model, training: train, kernel: .projTrntk)
+/// let explanation = try attributor.explain("a tedious, overlong mess", top: 5)
+/// ```
+///
+/// Creating one featurizes the training texts and fits the kernel surrogate (the lambda
+/// chosen by 5-fold cross-validation on the training texts), as `tangent attribute` does,
+/// with both kept in `cache` so that the next `Attributor` of the same model, texts and
+/// settings starts at once. The threads are set up here: batches are split over `threads`
+/// cores by the toolkit and BLAS runs single-threaded inside each part (the process-wide
+/// BLAS setting the `tangent` CLI also makes).
+public final class Attributor {
+    /// The model whose predictions are explained.
+    public let model: Classifier
+    /// The fitted surrogate and its kernel (for what `explain` does not show: the chosen
+    /// lambda, the out-of-fold figures, per-class kernel rows).
+    public let engine: AttributionEngine
+
+    /// Where features and fitted surrogates are kept when no cache is given:
+    /// `$XDG_CACHE_HOME/tangent/features`, else `~/.cache/tangent/features`. Entries are
+    /// named by the model's weights, the texts and the settings, so sharing it is safe.
+    public static var defaultCache: URL {
+        let base =
+            ProcessInfo.processInfo.environment["XDG_CACHE_HOME"].flatMap {
+                $0.isEmpty ? nil : URL(fileURLWithPath: $0)
+            }
+            ?? FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".cache")
+        return base.appendingPathComponent("tangent/features")
+    }
+
+    /// Fits the surrogate of `kernel` on `training` (texts with labels of `model`).
+    /// - Parameters:
+    ///   - projDim: K, the dimension of projected kernels' features (4096 as the CLI).
+    ///   - seed: the projection's and the cross-validation's seed.
+    ///   - cache: see `defaultCache`.
+    ///   - threads: cores to use (default: all).
+    ///   - log: what the CLI prints on stderr (the lambda selection, cache use).
+    public init(
+        model: Classifier, training: [LabeledText], kernel: SurrogateKernel = .projTrntk, projDim: Int = 4096,
+        seed: UInt64 = 0, cache: URL? = nil, threads: Int = Threads.cores, log: (String) -> Void = { _ in }
+    ) throws {
+        BLASThreads.set(1)
+        self.model = model
+        engine = try AttributionEngine(
+            classifier: model, train: training, kernel: kernel, projDim: projDim, seed: seed,
+            cache: cache ?? Attributor.defaultCache, threads: threads, log: log)
+    }
+
+    /// Explains the model's prediction of `text`: its label and probability, the
+    /// surrogate's, and the `top` training texts on each side (proponents push toward the
+    /// predicted label, opponents away), each with its score.
+    public func explain(_ text: String, top: Int = 10) throws -> Explanation {
+        try explain([text], top: top)[0]
+    }
+
+    /// `explain` of several texts at once (one pass over the model).
+    public func explain(_ texts: [String], top: Int = 10) throws -> [Explanation] {
+        try engine.explain(texts, top: top)
+    }
+}
