@@ -2,13 +2,25 @@ import TangentData
 import TangentTensor
 
 /// The one scoring path from kernel values to explanations, shared by the in-memory
-/// engine (whole kernel rows) and the streamed scorer (blocks of training texts): each
-/// surrogate's logits bias_c + sum_i W[c, i] K(x, x_i), accumulated in Double in training
-/// order, and the running top-k of the first surrogate's attributions W[c, i] K(x, x_i)
-/// to the network's predicted class. Given the same kernel values, any split of the
-/// training texts into blocks gives the same bits.
+/// engine (whole kernel rows), the streamed scorer (blocks of training texts) and the
+/// ensemble explanation (one surrogate and kernel per model): each surrogate's logits
+/// bias_c + sum_i W[c, i] K(x, x_i), accumulated in Double in training order, and the
+/// running top-k of the attributions to the network's predicted class c: W[c, i] K(x, x_i)
+/// of the first surrogate, or for an ensemble the mean over its models of
+/// W_m[c, i] K_m(x, x_i) (with the mean kernel value). Given the same kernel values, any
+/// split of the training texts into blocks gives the same bits, and a one-model ensemble
+/// the plain path's.
 struct SurrogateScorer {
+    /// What the surrogates are.
+    enum Members {
+        /// Surrogates over one kernel (say, lambdas of a grid); the first is explained.
+        case sharedKernel
+        /// One surrogate per model of an ensemble, each over its own model's kernel.
+        case ensemble
+    }
+
     let glms: [KernelGLM]
+    let members: Members
     /// The network's logits [m][C] and predicted classes.
     let networkLogits: [[Double]]
     let predicted: [Int]
@@ -17,8 +29,9 @@ struct SurrogateScorer {
     private(set) var logits: [[[Double]]]
     private var best: [TopK], worst: [TopK]
 
-    init(glms: [KernelGLM], networkLogits: [[Double]], top: Int) {
+    init(glms: [KernelGLM], networkLogits: [[Double]], top: Int, members: Members = .sharedKernel) {
         self.glms = glms
+        self.members = members
         self.networkLogits = networkLogits
         predicted = networkLogits.map { Softmax.argmax($0) }
         self.top = top
@@ -31,19 +44,52 @@ struct SurrogateScorer {
     /// Adds training texts `first ..< first + rows`, whose kernel values with the m texts
     /// are `kernel` [m, rows] (row t: text t), in ascending order of training text.
     mutating func add(first: Int, rows: Int, kernel: [Double]) {
+        precondition(members == .sharedKernel, "an ensemble adds one kernel block per model")
+        add(first: first, rows: rows, kernels: [kernel])
+    }
+
+    /// Adds training texts `first ..< first + rows` with each model's kernel block
+    /// [m, rows] (`.ensemble`: one per surrogate, in the same order; else one).
+    mutating func add(first: Int, rows: Int, kernels: [[Double]]) {
+        precondition(kernels.count == (members == .ensemble ? glms.count : 1), "one kernel block per model")
         let C = glms[0].classes
         let n = glms[0].trainCount
+        let N = Double(glms.count)
         for t in predicted.indices {
+            let c = predicted[t]
             for a in 0..<rows {
                 let i = first + a
-                let k = kernel[t * rows + a]
+                var score = 0.0
+                var k = 0.0
                 for (g, surrogate) in glms.enumerated() {
-                    for c in 0..<C { logits[g][t][c] += surrogate.weights[c * n + i] * k }
+                    let kg = kernels[members == .ensemble ? g : 0][t * rows + a]
+                    for c in 0..<C { logits[g][t][c] += surrogate.weights[c * n + i] * kg }
+                    switch members {
+                    case .sharedKernel where g == 0:
+                        score = surrogate.weights[c * n + i] * kg
+                        k = kg
+                    case .sharedKernel:
+                        break
+                    case .ensemble:
+                        score += surrogate.weights[c * n + i] * kg / N
+                        k += kg / N
+                    }
                 }
                 guard top > 0 else { continue }
-                let score = glms[0].weights[predicted[t] * n + i] * k
                 if score > 0, best[t].admits(score) { best[t].insert(score, i, kernel: k) }
                 if score < 0, worst[t].admits(-score) { worst[t].insert(-score, i, kernel: k) }
+            }
+        }
+    }
+
+    /// The surrogate probability reported for text t's class c: the first surrogate's, or
+    /// the mean of an ensemble's.
+    func surrogateProbability(_ t: Int, classIndex c: Int) -> Double {
+        switch members {
+        case .sharedKernel: return Faithfulness.probability(logits: logits[0][t], classIndex: c)
+        case .ensemble:
+            return logits.reduce(0.0) {
+                $0 + Faithfulness.probability(logits: $1[t], classIndex: c) / Double(logits.count)
             }
         }
     }
@@ -75,7 +121,7 @@ struct SurrogateScorer {
             return Explanation(
                 text: texts[t], label: labels.names[c],
                 probability: Faithfulness.probability(logits: networkLogits[t], classIndex: c),
-                surrogateProbability: Faithfulness.probability(logits: logits[0][t], classIndex: c),
+                surrogateProbability: surrogateProbability(t, classIndex: c),
                 proponents: pro.map(item), opponents: con.map(item))
         }
     }

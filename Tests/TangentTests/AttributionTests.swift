@@ -57,6 +57,18 @@ import Testing
             log2.contains { $0.contains("using cached training features") }
                 && log2.contains { $0.contains("using cached surrogate") })
         #expect(again.glm.weights == engine.glm.weights)
+        // A one-model ensemble goes through the same scorer: the plain explanation, bit
+        // for bit, without per-layer shares; two models average their scores.
+        let plain = try engine.explain(texts, top: 5, layerShares: false)
+        let one = try AttributionEngine.explain(texts, engines: [engine], top: 5)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        let oneJSON = String(decoding: try encoder.encode(one), as: UTF8.self)
+        let plainJSON = String(decoding: try encoder.encode(plain), as: UTF8.self)
+        #expect(oneJSON == plainJSON, "\(oneJSON)\n\(plainJSON)")
+        let two = try AttributionEngine.explain(texts, engines: [engine, again], top: 5)
+        #expect(two.map(\.proponents.first?.score) == plain.map(\.proponents.first?.score))
+        #expect(two.map(\.surrogateProbability) == plain.map(\.surrogateProbability))
         // Training labels the model does not know are refused.
         var bad = train
         bad[3] = LabeledText(text: "x", label: "neutral", line: 4)
