@@ -98,6 +98,31 @@ extension ClassifierModel {
         try forward(batch, dropout: nil, rowInvariant: rowInvariant)
     }
 
+    /// Logits [count, C] of token sequences, in batches of `batchSize`: the network's one
+    /// prediction path (`Classifier.logits`, `predict`, `evaluate` and the trainer's test
+    /// pass). Row-invariant, so a text's logits are the same bits whichever texts share
+    /// its batch, and the same as the featurizer and gradient computer store.
+    /// `check(logits, first)` sees each batch's logits (its first text's index) before they
+    /// are kept.
+    public func logits(
+        sequences: [[Int32]], batchSize: Int = 256,
+        check: (_ logits: [Scalar], _ first: Int) throws -> Void = { _, _ in }
+    ) throws -> [Scalar] {
+        precondition(batchSize >= 1, "batch size must be positive")
+        var out: [Scalar] = []
+        out.reserveCapacity(sequences.count * shape.classes)
+        var start = 0
+        while start < sequences.count {
+            let end = min(sequences.count, start + batchSize)
+            let z = try forward(
+                TokenBatch(sequences: Array(sequences[start..<end]), padID: shape.padID), rowInvariant: true)
+            try check(z, start)
+            out += z
+            start = end
+        }
+        return out
+    }
+
     public func perExampleGradients(
         seed: [Scalar], subset: ParameterSubset, into output: UnsafeMutableBufferPointer<Scalar>
     ) {

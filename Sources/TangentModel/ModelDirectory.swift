@@ -294,25 +294,15 @@ public final class Classifier {
     /// Token ids of a text as the model sees it.
     public func encode(_ text: String) throws -> [Int32] { try encoder.encode(text) }
 
-    /// Logits [B, C] of `texts`, computed in batches of `batchSize`: the network's one
-    /// prediction path. Row-invariant, so a text's logits are the same bits whichever texts
-    /// share its batch, and the same as the featurizer and gradient computer store.
+    /// Logits [B, C] of `texts`, computed in batches of `batchSize` by the network's one
+    /// prediction path (`ClassifierModel.logits(sequences:)`, row-invariant).
     /// `describe(i)` names text i in the error on non-finite logits (default: its index).
     public func logits(_ texts: [String], batchSize: Int = 256, describe: ((Int) -> String)? = nil) throws -> [Float] {
-        var out: [Float] = []
-        out.reserveCapacity(texts.count * model.shape.classes)
-        var start = 0
-        while start < texts.count {
-            let end = min(texts.count, start + batchSize)
-            let batch = TokenBatch(sequences: try texts[start..<end].map(encode), padID: model.shape.padID)
-            let z = try model.forward(batch, rowInvariant: true)
+        try model.logits(sequences: texts.map(encode), batchSize: batchSize) { z, start in
             try FiniteCheck.rows(z, width: model.shape.classes, stage: "logits", model: directory) {
                 describe?(start + $0) ?? FiniteCheck.describe(texts[start + $0], index: start + $0 + 1)
             }
-            out += z
-            start = end
         }
-        return out
     }
 
     /// Predictions for `texts`: label, probabilities and logits.

@@ -229,22 +229,18 @@ public final class Trainer {
         let C = model.shape.classes
         var lossSum = 0.0
         var predicted: [Int] = []
-        var start = 0
-        while start < set.count {
-            let end = min(set.count, start + batchSize)
-            let batch = TokenBatch(sequences: Array(set.sequences[start..<end]), padID: model.shape.padID)
-            let z = try model.forward(batch)
-            let B = end - start
+        // The network's one prediction path, the logits `predict` and `evaluate` give.
+        _ = try model.logits(sequences: set.sequences, batchSize: batchSize) { z, start in
+            let B = z.count / C
             var losses = [Float](repeating: 0, count: B)
             var probs = [Float](repeating: 0, count: B * C)
-            let labels = Array(set.labels[start..<end])
+            let labels = Array(set.labels[start..<(start + B)])
             CrossEntropy.forward(losses: &losses, probs: &probs, logits: z, labels: labels, b: B, c: C)
             lossSum += losses.reduce(0.0) { $0 + Double($1) }
             for b in 0..<B {
                 let row = z[(b * C)..<((b + 1) * C)]
                 predicted.append(Softmax.argmax(row))
             }
-            start = end
         }
         let correct = zip(predicted, set.labels).filter { $0 == $1 }.count
         return (lossSum / Double(max(1, set.count)), Double(correct) / Double(max(1, set.count)), predicted)
