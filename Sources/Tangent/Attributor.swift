@@ -44,6 +44,9 @@ public final class Attributor {
 
     /// Fits the surrogate of `kernel` on `training` (texts with labels of `model`).
     /// - Parameters:
+    ///   - model: the classifier whose predictions are explained.
+    ///   - training: its training texts, each with one of the model's labels.
+    ///   - kernel: the kernel of the surrogate (default: the projected trace-NTK).
     ///   - projDim: K, the dimension of projected kernels' features (4096 as the CLI).
     ///   - seed: the projection's and the cross-validation's seed.
     ///   - cache: see `defaultCache`.
@@ -63,11 +66,17 @@ public final class Attributor {
     /// Explains the model's prediction of `text`: its label and probability, the
     /// surrogate's, and the `top` training texts on each side (proponents push toward the
     /// predicted label, opponents away), each with its score.
+    /// - Parameters:
+    ///   - text: the text whose prediction is explained.
+    ///   - top: training texts listed on each side.
     public func explain(_ text: String, top: Int = 10) throws -> Explanation {
         try explain([text], top: top)[0]
     }
 
     /// `explain` of several texts at once (one pass over the model).
+    /// - Parameters:
+    ///   - texts: the texts whose predictions are explained.
+    ///   - top: training texts listed on each side.
     public func explain(_ texts: [String], top: Int = 10) throws -> [Explanation] {
         try engine.explain(texts, top: top)
     }
