@@ -9,7 +9,7 @@ let package = Package(
             name: "Tangent",
             targets: [
                 "TangentTensor", "TangentIO", "TangentTokenizer", "TangentData", "TangentSafetensors",
-                "TangentModel", "TangentTraining", "TangentKernels", "TangentAttribution", "TangentReports", "Tangent",
+                "TangentModel", "TangentTraining", "TangentFeatures", "TangentAttribution", "TangentReports", "Tangent",
             ]),
         .executable(name: "tangent", targets: ["tangent"]),
     ],
@@ -48,14 +48,14 @@ let package = Package(
                 "TangentTensor", "TangentIO", "TangentSafetensors", "TangentTokenizer", "TangentData",
             ]),
         .target(
-            name: "TangentKernels",
+            name: "TangentFeatures",
             dependencies: [
                 "TangentTensor", "TangentIO", "TangentModel", "TangentSafetensors", "TangentData",
             ]),
         .target(
             name: "TangentAttribution",
             dependencies: [
-                "TangentTensor", "TangentIO", "TangentModel", "TangentKernels", "TangentData", "TangentTraining",
+                "TangentTensor", "TangentIO", "TangentModel", "TangentFeatures", "TangentData", "TangentTraining",
                 "TangentSafetensors",
                 "TangentTokenizer",
             ]),
@@ -68,7 +68,7 @@ let package = Package(
         .target(
             name: "Tangent",
             dependencies: [
-                "TangentTensor", "TangentData", "TangentModel", "TangentKernels", "TangentAttribution",
+                "TangentTensor", "TangentData", "TangentModel", "TangentFeatures", "TangentAttribution",
             ]),
         // Rendering of the reports (Markdown, HTML with inline SVG) and their JSON files.
         .target(name: "TangentReports", dependencies: ["TangentIO", "TangentData", "TangentAttribution"]),
@@ -77,20 +77,20 @@ let package = Package(
             dependencies: [
                 "TangentTensor", "TangentIO", "TangentTokenizer", "TangentData", "TangentSafetensors", "TangentModel",
                 "TangentTraining",
-                "TangentKernels", "TangentAttribution", "TangentReports",
+                "TangentFeatures", "TangentAttribution", "TangentReports",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         // The README's library examples as a program (ReadmeExamplesTests keeps them in step).
         .executableTarget(
             name: "readme-examples",
             dependencies: [
-                "Tangent", "TangentTensor", "TangentData", "TangentModel", "TangentKernels", "TangentAttribution",
+                "Tangent", "TangentTensor", "TangentData", "TangentModel", "TangentFeatures", "TangentAttribution",
             ]),
         .testTarget(
             name: "TangentTests",
             dependencies: [
                 "TangentTensor", "TangentIO", "TangentTokenizer", "TangentData", "TangentSafetensors",
-                "TangentModel", "TangentTraining", "TangentKernels", "TangentAttribution", "TangentReports",
+                "TangentModel", "TangentTraining", "TangentFeatures", "TangentAttribution", "TangentReports",
             ],
             resources: [.copy("Fixtures")]
         ),

@@ -1,7 +1,7 @@
 @_exported import Foundation
 @_exported import TangentAttribution
 @_exported import TangentData
-@_exported import TangentKernels
+@_exported import TangentFeatures
 @_exported import TangentModel
 @_exported import TangentTensor
 

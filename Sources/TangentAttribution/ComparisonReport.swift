@@ -1,5 +1,5 @@
 import Foundation
-import TangentKernels
+import TangentFeatures
 
 // The report schema of `tangent compare`: what report.json holds, read back by the
 // report renderers and by `compare --lds`.

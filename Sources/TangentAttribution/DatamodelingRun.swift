@@ -1,7 +1,7 @@
 import Foundation
 import TangentData
+import TangentFeatures
 import TangentIO
-import TangentKernels
 import TangentModel
 import TangentTensor
 import TangentTokenizer

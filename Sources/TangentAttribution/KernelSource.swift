@@ -1,6 +1,6 @@
 import Foundation
 import TangentData
-import TangentKernels
+import TangentFeatures
 import TangentModel
 import TangentSafetensors
 import TangentTensor

@@ -1,6 +1,6 @@
 import Foundation
+import TangentFeatures
 import TangentIO
-import TangentKernels
 import TangentTensor
 
 /// Training features read from a feature file in row blocks instead of held in memory:

@@ -1,4 +1,4 @@
-import TangentKernels
+import TangentFeatures
 
 /// A kernel the surrogate can be fitted on, as named in the kernels spec (the raw value).
 ///

@@ -3,7 +3,7 @@ import TangentTensor
 
 /// What an architecture supplies to `ShardedPasses`: its checks and its forward and
 /// backward pass over one shard of texts.
-protocol ShardKernel<Scalar>: AnyObject {
+protocol ShardPass<Scalar>: AnyObject {
     associatedtype Scalar: BLASScalar
     /// Checks every id and position of `batch` against the model.
     func validate(_ batch: TokenBatch) throws
@@ -27,7 +27,7 @@ protocol ShardKernel<Scalar>: AnyObject {
 /// into contiguous shards of texts, one per thread, each with its own saved activations
 /// (`Workspace`); shard gradients are summed in shard order, so results are
 /// bit-identical for a fixed thread count. A model owns one and passes itself (its
-/// `ShardKernel`) to each pass, which is the same for all architectures.
+/// `ShardPass`) to each pass, which is the same for all architectures.
 ///
 /// Use: `forward` then any number of `backward` / `perExampleGradients` calls with
 /// seeds on the logits of that forward pass. One call at a time per instance.
@@ -84,10 +84,10 @@ final class ShardedPasses<T: BLASScalar> {
     /// (BLAS may round a row differently depending on how many rows share a call).
     /// Prediction and feature extraction ask for it; training does not need it.
     @discardableResult
-    func forward<K: ShardKernel>(_ batch: TokenBatch, dropout: DropoutConfig?, rowInvariant: Bool, kernel: K) throws
-        -> [T] where K.Scalar == T
+    func forward<A: ShardPass>(_ batch: TokenBatch, dropout: DropoutConfig?, rowInvariant: Bool, architecture: A) throws
+        -> [T] where A.Scalar == T
     {
-        try kernel.validate(batch)
+        try architecture.validate(batch)
         self.rowInvariant = rowInvariant
         let nShards = max(1, min(threads, batch.count))
         shards = splitRange(batch.count, parts: nShards)
@@ -96,7 +96,7 @@ final class ShardedPasses<T: BLASScalar> {
         let drop = (dropout?.rate ?? 0) > 0 ? dropout : nil
         let sh = shards
         parallelFor(sh.count) { s in
-            kernel.forwardShard(
+            architecture.forwardShard(
                 self.workspaces[s], batch: batch.slice(sh[s]), firstText: sh[s].lowerBound, dropout: drop)
         }
         var logits = [T](repeating: 0, count: batch.count * C)
@@ -118,8 +118,8 @@ final class ShardedPasses<T: BLASScalar> {
 
     /// Adds the gradient of sum_b,c seed[b,c] * logits[b,c] (of the last forward pass)
     /// with respect to all parameters into `gradient` (layout order).
-    func backward<K: ShardKernel>(seed: [T], into gradient: UnsafeMutableBufferPointer<T>, kernel: K)
-    where K.Scalar == T {
+    func backward<A: ShardPass>(seed: [T], into gradient: UnsafeMutableBufferPointer<T>, architecture: A)
+    where A.Scalar == T {
         guard let batch = current else { preconditionFailure("backward called before forward") }
         precondition(seed.count == batch.count * classes, "seed must be [B, C]")
         precondition(gradient.count == layout.count, "gradient must have \(layout.count) entries")
@@ -132,7 +132,7 @@ final class ShardedPasses<T: BLASScalar> {
         seed.withUnsafeBufferPointer { sp in
             let seedBase = sp.baseAddress!
             parallelFor(sh.count) { s in
-                kernel.backwardShard(
+                architecture.backwardShard(
                     self.workspaces[s], seed: seedBase + sh[s].lowerBound * self.classes,
                     base: self.shardGrads[s].p, offsets: offsets, perExampleStride: nil, needEmbeddingRows: false,
                     stream: nil, shard: s)
@@ -153,10 +153,10 @@ final class ShardedPasses<T: BLASScalar> {
     /// gradients are these rows scattered to the rows of the tokens' ids (and the
     /// position table's to their positions), so callers can treat the large, sparse
     /// token table without materializing it per example.
-    func perExampleGradients<K: ShardKernel>(
+    func perExampleGradients<A: ShardPass>(
         seed: [T], subset: ParameterSubset, into output: UnsafeMutableBufferPointer<T>,
-        embeddingRows: UnsafeMutableBufferPointer<T>?, kernel: K
-    ) where K.Scalar == T {
+        embeddingRows: UnsafeMutableBufferPointer<T>?, architecture: A
+    ) where A.Scalar == T {
         guard let batch = current else { preconditionFailure("perExampleGradients called before forward") }
         precondition(seed.count == batch.count * classes, "seed must be [B, C]")
         precondition(output.count >= batch.count * subset.count, "output must hold B x subset.count entries")
@@ -166,7 +166,7 @@ final class ShardedPasses<T: BLASScalar> {
             let seedBase = sp.baseAddress!
             let out = output.baseAddress!
             parallelFor(sh.count) { s in
-                kernel.backwardShard(
+                architecture.backwardShard(
                     self.workspaces[s], seed: seedBase + sh[s].lowerBound * self.classes,
                     base: out + sh[s].lowerBound * subset.count,
                     offsets: subset.compactOffsets, perExampleStride: subset.count,
@@ -188,10 +188,10 @@ final class ShardedPasses<T: BLASScalar> {
     /// values in the tensor's own layout, valid only during the call. Calls for one text
     /// come in a fixed order (the backward order of the tensors) on one thread; calls for
     /// different texts may run concurrently, so `sink` must only touch that text's data.
-    func perExampleGradients<K: ShardKernel>(
-        seed: [T], subset: ParameterSubset, embeddingRows: UnsafeMutableBufferPointer<T>?, kernel: K,
+    func perExampleGradients<A: ShardPass>(
+        seed: [T], subset: ParameterSubset, embeddingRows: UnsafeMutableBufferPointer<T>?, architecture: A,
         sink: (_ tensor: Int, _ text: Int, _ gradient: UnsafePointer<T>) -> Void
-    ) where K.Scalar == T {
+    ) where A.Scalar == T {
         guard let batch = current else { preconditionFailure("perExampleGradients called before forward") }
         precondition(seed.count == batch.count * classes, "seed must be [B, C]")
         precondition(subset.compactOffsets[tokenIndex] == nil, "stream the token table through embeddingRows")
@@ -202,7 +202,7 @@ final class ShardedPasses<T: BLASScalar> {
                 parallelFor(sh.count) { s in
                     let ws = self.workspaces[s]
                     let first = sh[s].lowerBound
-                    kernel.backwardShard(
+                    architecture.backwardShard(
                         ws, seed: seedBase + first * self.classes, base: nil, offsets: subset.compactOffsets,
                         perExampleStride: nil, needEmbeddingRows: embeddingRows != nil,
                         stream: .tensors { tensor, text, g in sink(tensor, first + text, g) }, shard: s)
@@ -220,10 +220,10 @@ final class ShardedPasses<T: BLASScalar> {
     /// linear layer of `subset` (its weight tensors) to `visit` as `LinearRows` (inputs and
     /// output gradients per text, text indices local to the shard, whose first text is
     /// `firstText`), instead of forming any parameter gradient. Shards run concurrently.
-    func linearRows<K: ShardKernel>(
-        seed: [T], subset: ParameterSubset, kernel: K,
+    func linearRows<A: ShardPass>(
+        seed: [T], subset: ParameterSubset, architecture: A,
         visit: (_ rows: LinearRows<T>, _ firstText: Int) -> Void
-    ) where K.Scalar == T {
+    ) where A.Scalar == T {
         guard let batch = current else { preconditionFailure("linearRows called before forward") }
         precondition(seed.count == batch.count * classes, "seed must be [B, C]")
         let sh = shards
@@ -232,7 +232,7 @@ final class ShardedPasses<T: BLASScalar> {
                 let seedBase = sp.baseAddress!
                 parallelFor(sh.count) { s in
                     let first = sh[s].lowerBound
-                    kernel.backwardShard(
+                    architecture.backwardShard(
                         self.workspaces[s], seed: seedBase + first * self.classes, base: nil,
                         offsets: subset.compactOffsets,
                         perExampleStride: nil, needEmbeddingRows: false, stream: .linearRows { visit($0, first) },

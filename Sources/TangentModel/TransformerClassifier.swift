@@ -37,7 +37,7 @@ public struct DropoutConfig: Sendable, Equatable {
 
 /// The pre-LayerNorm transformer encoder classifier of the model-format spec, with a
 /// hand-written backward pass over BLAS (batching and threads: `ShardedPasses`).
-public final class TransformerClassifier<T: BLASScalar>: ClassifierModel, ShardKernel {
+public final class TransformerClassifier<T: BLASScalar>: ClassifierModel, ShardPass {
     let passes: ShardedPasses<T>
     public typealias Scalar = T
     public let config: ModelConfig
@@ -92,13 +92,13 @@ public final class TransformerClassifier<T: BLASScalar>: ClassifierModel, ShardK
     @_specialize(where T == Float)
     @_specialize(where T == Double)
     public func forward(_ batch: TokenBatch, dropout: DropoutConfig?, rowInvariant: Bool) throws -> [T] {
-        try passes.forward(batch, dropout: dropout, rowInvariant: rowInvariant, kernel: self)
+        try passes.forward(batch, dropout: dropout, rowInvariant: rowInvariant, architecture: self)
     }
     public func lastEmbeddings() -> [T] { passes.lastEmbeddings() }
     @_specialize(where T == Float)
     @_specialize(where T == Double)
     public func backward(seed: [T], into gradient: UnsafeMutableBufferPointer<T>) {
-        passes.backward(seed: seed, into: gradient, kernel: self)
+        passes.backward(seed: seed, into: gradient, architecture: self)
     }
     @_specialize(where T == Float)
     @_specialize(where T == Double)
@@ -106,7 +106,8 @@ public final class TransformerClassifier<T: BLASScalar>: ClassifierModel, ShardK
         seed: [T], subset: ParameterSubset, into output: UnsafeMutableBufferPointer<T>,
         embeddingRows: UnsafeMutableBufferPointer<T>?
     ) {
-        passes.perExampleGradients(seed: seed, subset: subset, into: output, embeddingRows: embeddingRows, kernel: self)
+        passes.perExampleGradients(
+            seed: seed, subset: subset, into: output, embeddingRows: embeddingRows, architecture: self)
     }
     @_specialize(where T == Float)
     @_specialize(where T == Double)
@@ -114,12 +115,13 @@ public final class TransformerClassifier<T: BLASScalar>: ClassifierModel, ShardK
         seed: [T], subset: ParameterSubset, embeddingRows: UnsafeMutableBufferPointer<T>? = nil,
         sink: (_ tensor: Int, _ text: Int, _ gradient: UnsafePointer<T>) -> Void
     ) {
-        passes.perExampleGradients(seed: seed, subset: subset, embeddingRows: embeddingRows, kernel: self, sink: sink)
+        passes.perExampleGradients(
+            seed: seed, subset: subset, embeddingRows: embeddingRows, architecture: self, sink: sink)
     }
 
     public func linearRows(seed: [T], subset: ParameterSubset, visit: (_ rows: LinearRows<T>, _ firstText: Int) -> Void)
     {
-        passes.linearRows(seed: seed, subset: subset, kernel: self, visit: visit)
+        passes.linearRows(seed: seed, subset: subset, architecture: self, visit: visit)
     }
     public var layout: ParameterLayout { passes.layout }
     public var parameters: UnsafeMutableBufferPointer<T> { passes.parameters }

@@ -32,7 +32,7 @@ grads.withUnsafeMutableBufferPointer {
 }
 
 import TangentData
-import TangentKernels
+import TangentFeatures
 
 // Exact trNTK between two small sets, with per-layer parts.
 let computer = try GradientComputer(model: clf.model, prefixes: ["all"])

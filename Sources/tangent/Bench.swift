@@ -1,8 +1,8 @@
 import ArgumentParser
 import Foundation
 import TangentData
+import TangentFeatures
 import TangentIO
-import TangentKernels
 import TangentModel
 import TangentTensor
 import TangentTraining

@@ -1,6 +1,6 @@
 import ArgumentParser
 import TangentAttribution
-import TangentKernels
+import TangentFeatures
 import TangentModel
 import TangentTokenizer
 import TangentTraining

@@ -2,8 +2,8 @@ import ArgumentParser
 import Foundation
 import TangentAttribution
 import TangentData
+import TangentFeatures
 import TangentIO
-import TangentKernels
 import TangentModel
 import TangentReports
 import TangentTensor

@@ -1,7 +1,7 @@
 import ArgumentParser
 import Foundation
+import TangentFeatures
 import TangentIO
-import TangentKernels
 import TangentTensor
 
 struct Merge: ParsableCommand {

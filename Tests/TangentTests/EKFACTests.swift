@@ -1,7 +1,7 @@
 import Foundation
 import TangentAttribution
 import TangentData
-import TangentKernels
+import TangentFeatures
 import TangentTensor
 import Testing
 

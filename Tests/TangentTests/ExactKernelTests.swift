@@ -1,4 +1,4 @@
-import TangentKernels
+import TangentFeatures
 import TangentTensor
 import Testing
 

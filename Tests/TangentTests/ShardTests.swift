@@ -1,5 +1,5 @@
 import Foundation
-import TangentKernels
+import TangentFeatures
 import TangentModel
 import Testing
 

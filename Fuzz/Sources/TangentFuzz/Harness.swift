@@ -1,8 +1,8 @@
 import Foundation
 import TangentAttribution
 import TangentData
+import TangentFeatures
 import TangentIO
-import TangentKernels
 import TangentModel
 import TangentReports
 import TangentSafetensors

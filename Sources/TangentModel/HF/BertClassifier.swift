@@ -20,7 +20,7 @@ import TangentTensor
 /// Training dropout (`DropoutConfig`) acts on the embeddings, both residual branches and
 /// the classifier input, as `hidden_dropout_prob` does; attention probabilities are not
 /// dropped.
-public final class BertClassifier<T: BLASScalar>: ClassifierModel, ShardKernel {
+public final class BertClassifier<T: BLASScalar>: ClassifierModel, ShardPass {
     let passes: ShardedPasses<T>
     public typealias Scalar = T
     public let config: HFEncoderConfig
@@ -305,13 +305,13 @@ public final class BertClassifier<T: BLASScalar>: ClassifierModel, ShardKernel {
     @_specialize(where T == Float)
     @_specialize(where T == Double)
     public func forward(_ batch: TokenBatch, dropout: DropoutConfig?, rowInvariant: Bool) throws -> [T] {
-        try passes.forward(batch, dropout: dropout, rowInvariant: rowInvariant, kernel: self)
+        try passes.forward(batch, dropout: dropout, rowInvariant: rowInvariant, architecture: self)
     }
     public func lastEmbeddings() -> [T] { passes.lastEmbeddings() }
     @_specialize(where T == Float)
     @_specialize(where T == Double)
     public func backward(seed: [T], into gradient: UnsafeMutableBufferPointer<T>) {
-        passes.backward(seed: seed, into: gradient, kernel: self)
+        passes.backward(seed: seed, into: gradient, architecture: self)
     }
     @_specialize(where T == Float)
     @_specialize(where T == Double)
@@ -319,7 +319,8 @@ public final class BertClassifier<T: BLASScalar>: ClassifierModel, ShardKernel {
         seed: [T], subset: ParameterSubset, into output: UnsafeMutableBufferPointer<T>,
         embeddingRows: UnsafeMutableBufferPointer<T>?
     ) {
-        passes.perExampleGradients(seed: seed, subset: subset, into: output, embeddingRows: embeddingRows, kernel: self)
+        passes.perExampleGradients(
+            seed: seed, subset: subset, into: output, embeddingRows: embeddingRows, architecture: self)
     }
     @_specialize(where T == Float)
     @_specialize(where T == Double)
@@ -327,12 +328,13 @@ public final class BertClassifier<T: BLASScalar>: ClassifierModel, ShardKernel {
         seed: [T], subset: ParameterSubset, embeddingRows: UnsafeMutableBufferPointer<T>? = nil,
         sink: (_ tensor: Int, _ text: Int, _ gradient: UnsafePointer<T>) -> Void
     ) {
-        passes.perExampleGradients(seed: seed, subset: subset, embeddingRows: embeddingRows, kernel: self, sink: sink)
+        passes.perExampleGradients(
+            seed: seed, subset: subset, embeddingRows: embeddingRows, architecture: self, sink: sink)
     }
 
     public func linearRows(seed: [T], subset: ParameterSubset, visit: (_ rows: LinearRows<T>, _ firstText: Int) -> Void)
     {
-        passes.linearRows(seed: seed, subset: subset, kernel: self, visit: visit)
+        passes.linearRows(seed: seed, subset: subset, architecture: self, visit: visit)
     }
     public var layout: ParameterLayout { passes.layout }
     public var parameters: UnsafeMutableBufferPointer<T> { passes.parameters }

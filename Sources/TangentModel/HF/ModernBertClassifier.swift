@@ -13,7 +13,7 @@ import TangentTensor
 /// Texts are packed (each attends to its own tokens); dropout (`DropoutConfig`) acts on
 /// the embeddings, both residual branches and the classifier input, tangent's places for
 /// every architecture (ModernBERT's own dropout rates are 0 by default).
-public final class ModernBertClassifier<T: BLASScalar>: ClassifierModel, ShardKernel {
+public final class ModernBertClassifier<T: BLASScalar>: ClassifierModel, ShardPass {
     let passes: ShardedPasses<T>
     public typealias Scalar = T
     public let config: HFEncoderConfig
@@ -163,13 +163,13 @@ public final class ModernBertClassifier<T: BLASScalar>: ClassifierModel, ShardKe
     @_specialize(where T == Float)
     @_specialize(where T == Double)
     public func forward(_ batch: TokenBatch, dropout: DropoutConfig?, rowInvariant: Bool) throws -> [T] {
-        try passes.forward(batch, dropout: dropout, rowInvariant: rowInvariant, kernel: self)
+        try passes.forward(batch, dropout: dropout, rowInvariant: rowInvariant, architecture: self)
     }
     public func lastEmbeddings() -> [T] { passes.lastEmbeddings() }
     @_specialize(where T == Float)
     @_specialize(where T == Double)
     public func backward(seed: [T], into gradient: UnsafeMutableBufferPointer<T>) {
-        passes.backward(seed: seed, into: gradient, kernel: self)
+        passes.backward(seed: seed, into: gradient, architecture: self)
     }
     @_specialize(where T == Float)
     @_specialize(where T == Double)
@@ -177,7 +177,8 @@ public final class ModernBertClassifier<T: BLASScalar>: ClassifierModel, ShardKe
         seed: [T], subset: ParameterSubset, into output: UnsafeMutableBufferPointer<T>,
         embeddingRows: UnsafeMutableBufferPointer<T>?
     ) {
-        passes.perExampleGradients(seed: seed, subset: subset, into: output, embeddingRows: embeddingRows, kernel: self)
+        passes.perExampleGradients(
+            seed: seed, subset: subset, into: output, embeddingRows: embeddingRows, architecture: self)
     }
     @_specialize(where T == Float)
     @_specialize(where T == Double)
@@ -185,12 +186,13 @@ public final class ModernBertClassifier<T: BLASScalar>: ClassifierModel, ShardKe
         seed: [T], subset: ParameterSubset, embeddingRows: UnsafeMutableBufferPointer<T>? = nil,
         sink: (_ tensor: Int, _ text: Int, _ gradient: UnsafePointer<T>) -> Void
     ) {
-        passes.perExampleGradients(seed: seed, subset: subset, embeddingRows: embeddingRows, kernel: self, sink: sink)
+        passes.perExampleGradients(
+            seed: seed, subset: subset, embeddingRows: embeddingRows, architecture: self, sink: sink)
     }
 
     public func linearRows(seed: [T], subset: ParameterSubset, visit: (_ rows: LinearRows<T>, _ firstText: Int) -> Void)
     {
-        passes.linearRows(seed: seed, subset: subset, kernel: self, visit: visit)
+        passes.linearRows(seed: seed, subset: subset, architecture: self, visit: visit)
     }
     public var layout: ParameterLayout { passes.layout }
     public var parameters: UnsafeMutableBufferPointer<T> { passes.parameters }
