@@ -130,9 +130,6 @@ public enum Poisoning {
         return (rankSum - p * (p + 1) / 2) / (p * n)
     }
 
-    // Over 80 lines: the per-kernel closure reads the attack's flipped texts, the plan and
-    // the ensemble computed above it; splitting it waits for issue 32's split of the
-    // evaluation code into its own module.
     /// Evaluates a model trained on the poisoned set `train` (poisoned indices `poisoned`):
     /// the attack on `triggered` (see `PoisonPlan.triggered`) and, per kernel, retrieval of
     /// the poisons from the attributions of the triggered texts that flipped to the target.
@@ -178,50 +175,12 @@ public enum Poisoning {
         let setup = AttributionSetup(
             classifier: classifier, train: train, projDim: projDim, seed: seed, projector: projector, cache: cache,
             selector: selector, threads: threads, checkpoints: checkpoints, ensemble: models)
-        let rows = try setup.forEachKernel(kernels, log: log, progress: progress) { run -> PoisonKernelReport in
-            let k = run.kernel
-            let engine = run.engine
-            let n = train.count
-            let qT = try engine.query(
-                triggered, source: "triggered test texts", cached: true, log: log, progress: run.progress("triggered"))
-            let qC = try engine.query(
-                cleanTest, source: dataName, cached: true, log: log, progress: run.progress("clean"))
-            let others =
-                k.ensembled || k.checkpointSummed
-                ? []
-                : try ensembleEngines(setup, models: models, kernel: k, triggered: triggered, run: run, log: log)
-            let (precision, aucMean) = retrieval(flipped: flipped, poisoned: poisonSet, ks: ks) { t in
-                // The mean over the ensemble of each model's attributions toward the target.
-                var scores = engine.glm.attributions(
-                    kernelRow: Array(qT.rows[(t * n)..<((t + 1) * n)]), classIndex: target)
-                for o in others {
-                    let a = o.engine.glm.attributions(
-                        kernelRow: Array(o.rows[(t * n)..<((t + 1) * n)]), classIndex: target)
-                    for i in 0..<n { scores[i] += a[i] }
-                }
-                return others.isEmpty ? scores : scores.map { $0 / Double(others.count + 1) }
-            }
-            let trigLabels = [Int](repeating: source, count: triggered.count)
-            let mc = Comparison.measure(
-                surrogate: engine.glm.logits(kernelRows: qC.rows), network: qC.logits.map(Double.init),
-                labels: cleanLabels, classes: C)
-            let mt = Comparison.measure(
-                surrogate: engine.glm.logits(kernelRows: qT.rows), network: qT.logits.map(Double.init),
-                labels: trigLabels, classes: C)
-            let averaged =
-                others.isEmpty
-                ? nil
-                : "attributions averaged over \(others.count + 1) models (the model and its latest earlier epochs)"
-            let row = PoisonKernelReport(
-                kernel: k.name, precisionAtK: precision, auc: aucMean,
-                tauClean: mc.tau, tauTriggered: mt.tau, agreementTriggered: mt.agreement, seconds: run.seconds,
-                note: [engine.checkpointSummary, averaged].compactMap { $0 }.joined(separator: "; ").nilIfEmpty)
-            log(
-                String(
-                    format: "%@: AUC %.3f, %@, tau clean %.3f, triggered %.3f", k.name, row.auc,
-                    ks.map { String(format: "precision@%ld %.3f", $0, precision[$0]!) }.joined(separator: ", "),
-                    row.tauClean, row.tauTriggered))
-            return row
+        let attack = Attack(
+            source: source, target: target, flipped: flipped, poisoned: poisonSet, cleanLabels: cleanLabels, ks: ks)
+        let rows = try setup.forEachKernel(kernels, log: log, progress: progress) { run in
+            try kernelRow(
+                run, attack: attack, setup: setup, models: models, triggered: triggered, cleanTest: cleanTest,
+                dataName: dataName, log: log)
         }
         var report = PoisonReport(
             plan: plan, data: dataName, trainTexts: train.count, poisonedTexts: poisoned.count,
@@ -236,6 +195,71 @@ public enum Poisoning {
             projDim: projDim, kernels: rows)
         report.projector = projector.tag
         return report
+    }
+
+    /// What every kernel's row needs of the attack: its classes, the triggered texts that
+    /// flipped to the target, the poisoned training texts, the clean texts' labels and the
+    /// k of precision@k.
+    struct Attack {
+        let source: Int, target: Int
+        let flipped: [Int]
+        let poisoned: Set<Int>
+        let cleanLabels: [Int]
+        let ks: [Int]
+    }
+
+    /// One kernel's row: retrieval of the poisons from the attributions of the flipped
+    /// triggered texts (averaged over the ensemble's models, one surrogate each, unless
+    /// the kernel already sums or averages them), and the surrogate's tau on the clean and
+    /// the triggered texts.
+    static func kernelRow(
+        _ run: KernelRun, attack: Attack, setup: AttributionSetup, models: [Classifier], triggered: [LabeledText],
+        cleanTest: [LabeledText], dataName: String, log: (String) -> Void
+    ) throws -> PoisonKernelReport {
+        let C = setup.classifier.labels.count
+        let k = run.kernel
+        let engine = run.engine
+        let n = setup.train.count
+        let qT = try engine.query(
+            triggered, source: "triggered test texts", cached: true, log: log, progress: run.progress("triggered"))
+        let qC = try engine.query(
+            cleanTest, source: dataName, cached: true, log: log, progress: run.progress("clean"))
+        let others =
+            k.ensembled || k.checkpointSummed
+            ? []
+            : try ensembleEngines(setup, models: models, kernel: k, triggered: triggered, run: run, log: log)
+        let (precision, aucMean) = retrieval(flipped: attack.flipped, poisoned: attack.poisoned, ks: attack.ks) { t in
+            // The mean over the ensemble of each model's attributions toward the target.
+            var scores = engine.glm.attributions(
+                kernelRow: Array(qT.rows[(t * n)..<((t + 1) * n)]), classIndex: attack.target)
+            for o in others {
+                let a = o.engine.glm.attributions(
+                    kernelRow: Array(o.rows[(t * n)..<((t + 1) * n)]), classIndex: attack.target)
+                for i in 0..<n { scores[i] += a[i] }
+            }
+            return others.isEmpty ? scores : scores.map { $0 / Double(others.count + 1) }
+        }
+        let trigLabels = [Int](repeating: attack.source, count: triggered.count)
+        let mc = Comparison.measure(
+            surrogate: engine.glm.logits(kernelRows: qC.rows), network: qC.logits.map(Double.init),
+            labels: attack.cleanLabels, classes: C)
+        let mt = Comparison.measure(
+            surrogate: engine.glm.logits(kernelRows: qT.rows), network: qT.logits.map(Double.init),
+            labels: trigLabels, classes: C)
+        let averaged =
+            others.isEmpty
+            ? nil
+            : "attributions averaged over \(others.count + 1) models (the model and its latest earlier epochs)"
+        let row = PoisonKernelReport(
+            kernel: k.name, precisionAtK: precision, auc: aucMean,
+            tauClean: mc.tau, tauTriggered: mt.tau, agreementTriggered: mt.agreement, seconds: run.seconds,
+            note: [engine.checkpointSummary, averaged].compactMap { $0 }.joined(separator: "; ").nilIfEmpty)
+        log(
+            String(
+                format: "%@: AUC %.3f, %@, tau clean %.3f, triggered %.3f", k.name, row.auc,
+                attack.ks.map { String(format: "precision@%ld %.3f", $0, precision[$0]!) }.joined(separator: ", "),
+                row.tauClean, row.tauTriggered))
+        return row
     }
 
     /// The engines of the ensemble's other models (one surrogate each) with their kernel

@@ -36,9 +36,6 @@ public final class StreamedAttribution {
         }
     }
 
-    // Over 80 lines: an initializer that must set every stored property from the selection
-    // and the warm-started fits; moving those into static steps belongs to issue 32's
-    // one-pass rework of this path, not done yet.
     /// `budget` bounds the training feature blocks held at once (bytes).
     public init(
         classifier: Classifier, train: [LabeledText], trainFeatures file: FeatureFile, kernel: SurrogateKernel,
@@ -69,53 +66,16 @@ public final class StreamedAttribution {
         let whole = TrainingKernel.streamed(features)
         let scale = KernelGLM.kernelScale(features.diagonal)
         let chosen: Double
-        if let lambda {
-            chosen = lambda
-            selectionTexts = 0
-            grid = []
-            log("surrogate: lambda \(lambda) as given")
-        } else {
-            // The selector on a seeded sample: its kernel is held in memory.
-            let sample =
-                n <= maxSelection
-                ? Array(0..<n)
-                : Array(LambdaSelector.sample(n: n, count: maxSelection, seed: selector.seed).sorted())
-            guard sample.count >= 2 * selector.folds else {
-                throw DataError(
-                    "a selection sample of \(sample.count) of the \(n) training texts is too few for \(selector.folds)-fold selection of lambda (--selection-texts; need at least \(2 * selector.folds))"
-                )
-            }
-            let logits = try file.logits()
-            let sampleLogits = sample.flatMap { i in logits[(i * C)..<((i + 1) * C)] }
-            let selection = selector.select(
-                kernel: whole.restricted(to: sample), labels: sample.map { labels[$0] }, networkLogits: sampleLogits,
-                classes: C, fitsOnAll: .none, threads: threads, log: log)
-            chosen = selection.lambda
-            selectionTexts = sample.count
-            grid = selection.points
-            log(
-                "surrogate: lambda \(chosen) by \(selector.folds)-fold \(selector.criterion.rawValue) on \(sample.count) of \(n) training texts"
-            )
-        }
+        (chosen, selectionTexts, grid) = try StreamedAttribution.chooseLambda(
+            lambda, kernel: whole, file: file, labels: labels, classes: C, selector: selector,
+            maxSelection: maxSelection, threads: threads, log: log)
         let t0 = Date()
         let spectrum = KernelSpectrum(kernel: whole, threads: threads)
         var fitted: KernelGLM?
         if fitGrid && !grid.isEmpty {
-            // Strongest lambda first, each fit warm-started from the previous one, as the
-            // in-memory selector fits its grid.
-            var previous: KernelGLM?
-            var fits: [Double: KernelGLM] = [:]
-            for lambda in grid.map(\.lambda).sorted(by: >) {
-                let g = KernelGLM.fit(
-                    kernel: whole, labels: labels, classes: C, lambda: lambda, kernelScale: scale, start: previous,
-                    spectrum: spectrum, threads: threads)
-                log(
-                    String(
-                        format: "lambda %.0e on all %ld training texts: %ld iterations%@", lambda, n, g.iterations,
-                        g.converged ? "" : ", not converged"))
-                fits[lambda] = g
-                previous = g
-            }
+            let fits = StreamedAttribution.fitGrid(
+                grid.map(\.lambda), kernel: whole, labels: labels, classes: C, kernelScale: scale, spectrum: spectrum,
+                threads: threads, log: log)
             gridFits = grid.map { fits[$0.lambda]! }
             fitted = fits[chosen]
         }
@@ -130,6 +90,62 @@ public final class StreamedAttribution {
                     "surrogate fitted on all %ld training texts, streamed in blocks of %ld: %ld iterations, %ld evaluations%@; %@%.1f s",
                 n, features.blockRows, glm.iterations, glm.evaluations, glm.converged ? "" : " (not converged)",
                 gridFits.isEmpty ? "" : "all \(gridFits.count) lambdas of the grid in ", Date().timeIntervalSince(t0)))
+    }
+
+    /// The lambda given, or else the one `selector` chooses on a seeded sample of at most
+    /// `maxSelection` training texts (whose kernel is held in memory), with the number of
+    /// texts it used and its out-of-fold figures per lambda.
+    static func chooseLambda(
+        _ lambda: Double?, kernel whole: TrainingKernel, file: FeatureFile, labels: [Int], classes C: Int,
+        selector: LambdaSelector, maxSelection: Int, threads: Int, log: (String) -> Void
+    ) throws -> (lambda: Double, selectionTexts: Int, grid: [LambdaSelector.Point]) {
+        let n = labels.count
+        if let lambda {
+            log("surrogate: lambda \(lambda) as given")
+            return (lambda, 0, [])
+        }
+        let sample =
+            n <= maxSelection
+            ? Array(0..<n)
+            : Array(LambdaSelector.sample(n: n, count: maxSelection, seed: selector.seed).sorted())
+        guard sample.count >= 2 * selector.folds else {
+            throw DataError(
+                "a selection sample of \(sample.count) of the \(n) training texts is too few for \(selector.folds)-fold selection of lambda (--selection-texts; need at least \(2 * selector.folds))"
+            )
+        }
+        let logits = try file.logits()
+        let sampleLogits = sample.flatMap { i in logits[(i * C)..<((i + 1) * C)] }
+        let selection = selector.select(
+            kernel: whole.restricted(to: sample), labels: sample.map { labels[$0] }, networkLogits: sampleLogits,
+            classes: C, fitsOnAll: .none, threads: threads, log: log)
+        log(
+            "surrogate: lambda \(selection.lambda) by \(selector.folds)-fold \(selector.criterion.rawValue) on \(sample.count) of \(n) training texts"
+        )
+        return (selection.lambda, sample.count, selection.points)
+    }
+
+    /// The surrogate at every lambda of `lambdas` on all training texts, strongest lambda
+    /// first, each fit warm-started from the previous one, as the in-memory selector fits
+    /// its grid.
+    static func fitGrid(
+        _ lambdas: [Double], kernel whole: TrainingKernel, labels: [Int], classes C: Int, kernelScale scale: Double,
+        spectrum: KernelSpectrum?, threads: Int, log: (String) -> Void
+    ) -> [Double: KernelGLM] {
+        var previous: KernelGLM?
+        var fits: [Double: KernelGLM] = [:]
+        for lambda in lambdas.sorted(by: >) {
+            let g = KernelGLM.fit(
+                kernel: whole, labels: labels, classes: C, lambda: lambda, kernelScale: scale, start: previous,
+                spectrum: spectrum, threads: threads)
+            log(
+                String(
+                    format: "lambda %.0e on all %ld training texts: %ld iterations%@", lambda, labels.count,
+                    g.iterations,
+                    g.converged ? "" : ", not converged"))
+            fits[lambda] = g
+            previous = g
+        }
+        return fits
     }
 
     /// The featurizer that wrote `file` for this model and these training texts (the

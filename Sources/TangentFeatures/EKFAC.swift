@@ -117,29 +117,7 @@ public struct EKFAC: Sendable {
                 EKFAC.rotatedGradients(
                     layers, model: model, seed: lossSeeds(logits, range), subset: subset, into: $0)
             }
-            let ls = layers
-            lambda.withUnsafeMutableBufferPointer { lp in
-                gradients.withUnsafeBufferPointer { gp in
-                    parallelFor(ls.count) { l in
-                        let L = ls[l]
-                        let i = L.inWidth
-                        let a = L.augmented
-                        lp[l].withUnsafeMutableBufferPointer { acc in
-                            for b in 0..<range.count {
-                                let text = gp.baseAddress! + b * subset.count
-                                let w = text + subset.compactOffsets[L.weight]!
-                                for r in 0..<L.outWidth {
-                                    for c in 0..<i { acc[r * a + c] += Double(w[r * i + c]) * Double(w[r * i + c]) }
-                                    if let bias = L.bias {
-                                        let v = Double(text[subset.compactOffsets[bias]! + r])
-                                        acc[r * a + i] += v * v
-                                    }
-                                }
-                            }
-                        }
-                    }
-                }
-            }
+            EKFAC.addSquares(of: gradients, texts: range.count, layers: layers, subset: subset, into: &lambda)
             progress(texts.count + range.upperBound, 2 * texts.count)
         }
         self.layers = zip(layers, lambda).map { l, values in
@@ -150,6 +128,36 @@ public struct EKFAC: Sendable {
         }
         self.subset = subset
         self.texts = texts.count
+    }
+
+    /// Adds the squares of `texts` rotated gradients (rows of `subset.count` in `gradients`,
+    /// laid out as `rotate` writes them) to each layer's sums [out, augmented], layers in
+    /// parallel.
+    static func addSquares(
+        of gradients: [Float], texts: Int, layers: [Layer], subset: ParameterSubset, into sums: inout [[Double]]
+    ) {
+        sums.withUnsafeMutableBufferPointer { lp in
+            gradients.withUnsafeBufferPointer { gp in
+                parallelFor(layers.count) { l in
+                    let L = layers[l]
+                    let i = L.inWidth
+                    let a = L.augmented
+                    lp[l].withUnsafeMutableBufferPointer { acc in
+                        for b in 0..<texts {
+                            let text = gp.baseAddress! + b * subset.count
+                            let w = text + subset.compactOffsets[L.weight]!
+                            for r in 0..<L.outWidth {
+                                for c in 0..<i { acc[r * a + c] += Double(w[r * i + c]) * Double(w[r * i + c]) }
+                                if let bias = L.bias {
+                                    let v = Double(text[subset.compactOffsets[bias]! + r])
+                                    acc[r * a + i] += v * v
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
     }
 
     /// Each linear layer's eigenbases Q_A and Q_S from its covariances summed over the

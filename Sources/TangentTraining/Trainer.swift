@@ -123,9 +123,6 @@ public final class Trainer {
     /// `finishedEpochs`, training continues after that epoch (see `restore`). Stops with an
     /// error, before any update, when the loss or the gradient becomes NaN or infinite:
     /// the parameters then hold the last finite update.
-    // Over 80 lines: the step loop reuses the loss, probability and seed buffers allocated
-    // once above it (no allocation per step) and checks every step for NaN before the
-    // update; split, they would travel as a state struct through the hot loop.
     public func train(
         _ data: EncodedSet, test: EncodedSet?, after finishedEpochs: Int = 0,
         progress: (Int, Int, Int, String) -> Void = { _, _, _, _ in },
@@ -172,24 +169,8 @@ public final class Trainer {
                         "loss became \(batchLoss) at epoch \(epoch), step \(s + 1) (global step \(step + 1)); stopped before updating. Lower the learning rate; the last finished epoch's checkpoint is kept."
                     )
                 }
-                gradient.withUnsafeMutableBufferPointer { g in
-                    g.update(repeating: 0)
-                    model.backward(seed: Array(seed[0..<(B * C)]), into: g)
-                }
-                let norm = gradient.withUnsafeBufferPointer {
-                    Float.dot(n: $0.count, x: $0.baseAddress!, y: $0.baseAddress!)
-                }.squareRoot()
-                guard norm.isFinite else {
-                    throw TrainingError(
-                        "gradient norm became \(norm) at epoch \(epoch), step \(s + 1); stopped before updating. Lower the learning rate; the last finished epoch's checkpoint is kept."
-                    )
-                }
-                if options.clipNorm > 0 && Double(norm) > options.clipNorm {
-                    let scale = Float(options.clipNorm) / norm
-                    for i in gradient.indices { gradient[i] *= scale }
-                }
-                let lr = schedule.rate(at: step)
-                gradient.withUnsafeBufferPointer { g in optimizer.update(params: model.parameters, grads: g, lr: lr) }
+                let lr = try update(
+                    seed: Array(seed[0..<(B * C)]), epoch: epoch, stepInEpoch: s + 1, schedule: schedule)
                 step += 1
                 lossSum += batchLoss * Double(B)
                 seen += B
@@ -220,6 +201,31 @@ public final class Trainer {
             try onEpochEnd(summary)
         }
         return summaries
+    }
+
+    /// One optimizer step from the loss seed [B, C] of the current batch (whose forward
+    /// pass was the last): the gradient, refused when its norm is not finite, clipped to
+    /// `clipNorm`, then AdamW at the schedule's rate, which is returned.
+    private func update(seed: [Float], epoch: Int, stepInEpoch: Int, schedule: LearningRateSchedule) throws -> Double {
+        gradient.withUnsafeMutableBufferPointer { g in
+            g.update(repeating: 0)
+            model.backward(seed: seed, into: g)
+        }
+        let norm = gradient.withUnsafeBufferPointer {
+            Float.dot(n: $0.count, x: $0.baseAddress!, y: $0.baseAddress!)
+        }.squareRoot()
+        guard norm.isFinite else {
+            throw TrainingError(
+                "gradient norm became \(norm) at epoch \(epoch), step \(stepInEpoch); stopped before updating. Lower the learning rate; the last finished epoch's checkpoint is kept."
+            )
+        }
+        if options.clipNorm > 0 && Double(norm) > options.clipNorm {
+            let scale = Float(options.clipNorm) / norm
+            for i in gradient.indices { gradient[i] *= scale }
+        }
+        let lr = schedule.rate(at: step)
+        gradient.withUnsafeBufferPointer { g in optimizer.update(params: model.parameters, grads: g, lr: lr) }
+        return lr
     }
 
     /// Mean cross-entropy, accuracy and predicted classes of `model` on `set` (no dropout).
