@@ -90,7 +90,7 @@ let package = Package(
             name: "TangentTests",
             dependencies: [
                 "TangentTensor", "TangentIO", "TangentTokenizer", "TangentData", "TangentSafetensors",
-                "TangentModel", "TangentTraining", "TangentFeatures", "TangentAttribution", "TangentReports",
+                "TangentModel", "TangentTraining", "TangentFeatures", "TangentAttribution", "TangentReports", "Tangent",
             ],
             resources: [.copy("Fixtures")]
         ),

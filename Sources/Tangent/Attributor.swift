@@ -29,6 +29,8 @@ public final class Attributor {
     /// The fitted surrogate and its kernel (for what `explain` does not show: the chosen
     /// lambda, the out-of-fold figures, per-class kernel rows).
     public let engine: AttributionEngine
+    /// The model, training texts and settings the surrogate was fitted with.
+    public let setup: AttributionSetup
 
     /// Where features and fitted surrogates are kept when no cache is given:
     /// `$XDG_CACHE_HOME/tangent/features`, else `~/.cache/tangent/features`. Entries are
@@ -58,9 +60,10 @@ public final class Attributor {
     ) throws {
         BLASThreads.set(1)
         self.model = model
-        engine = try AttributionEngine(
-            classifier: model, train: training, kernel: kernel, projDim: projDim, seed: seed,
-            cache: cache ?? Attributor.defaultCache, threads: threads, log: log)
+        setup = AttributionSetup(
+            classifier: model, train: training, projDim: projDim, seed: seed, cache: cache ?? Attributor.defaultCache,
+            threads: threads)
+        engine = try AttributionEngine(setup: setup, kernel: kernel, log: log)
     }
 
     /// Explains the model's prediction of `text`: its label and probability, the
@@ -71,6 +74,20 @@ public final class Attributor {
     ///   - top: training texts listed on each side.
     public func explain(_ text: String, top: Int = 10) throws -> Explanation {
         try explain([text], top: top)[0]
+    }
+
+    /// The `top` training texts whose labels are most likely wrong, as `tangent audit`
+    /// ranks them: by `method` (default: the surrogate's out-of-fold loss of the text's
+    /// label), each with the label the surrogate gives it and the training texts that
+    /// most support that label.
+    /// - Parameters:
+    ///   - top: suspects listed, most suspect first.
+    ///   - method: the score that ranks them.
+    public func audit(top: Int = 10, method: AuditMethod = .surrogateOutOfFold) throws -> [AuditSuspect] {
+        try Audit.run(
+            setup: setup, kernel: engine.kernel, methods: [method], top: top,
+            modelName: model.directory?.path ?? "(in memory)", trainName: "training texts"
+        ).report.suspects
     }
 
     /// `explain` of several texts at once (one pass over the model).

@@ -141,7 +141,6 @@ public enum Poisoning {
         threads: Int = Threads.cores, log: (String) -> Void = { _ in },
         progress: @escaping (String, Int, Int) -> Void = { _, _, _ in }
     ) throws -> PoisonReport {
-        let C = classifier.labels.count
         guard let target = classifier.labels.index(of: plan.target),
             let source = classifier.labels.index(of: plan.source)
         else {
