@@ -282,18 +282,13 @@ public struct EKFAC: Sendable {
         let P = subset.count
         parallelFor(ls.count) { l in
             let L = ls[l]
-            let i = L.inWidth
             let o = L.outWidth
             let a = L.augmented
             var R = [Float](repeating: 0, count: o * a)
             for b in 0..<texts {
                 let text = g + b * P
                 L.rotate(text, subset: subset, into: &R)
-                let w = text + subset.compactOffsets[L.weight]!
-                for r in 0..<o {
-                    for c in 0..<i { w[r * i + c] = R[r * a + c] }
-                    if let bias = L.bias { text[subset.compactOffsets[bias]! + r] = R[r * a + i] }
-                }
+                R.withUnsafeBufferPointer { L.store($0.baseAddress!, into: text, subset: subset) }
             }
         }
     }
@@ -525,21 +520,13 @@ extension EKFAC.Layer {
                     transA: true, transB: false, m: o, n: a, k: n, alpha: 1, a: scratch.u, lda: o, b: scratch.v, ldb: a,
                     beta: 1, c: &scratch.r, ldc: a)
             }
-            let text = g + (firstText + k) * P
-            let w = text + subset.compactOffsets[weight]!
-            scratch.r.withUnsafeBufferPointer { R in
-                for r in 0..<o {
-                    for c in 0..<i { w[r * i + c] = R[r * a + c] }
-                    if let b = bias { text[subset.compactOffsets[b]! + r] = R[r * a + i] }
-                }
-            }
+            scratch.r.withUnsafeBufferPointer { store($0.baseAddress!, into: g + (firstText + k) * P, subset: subset) }
         }
     }
 
     /// The text's gradient (compact `subset` layout at `g`) replaced, for this layer, by
     /// Q_S ((Q_S^T G Q_A) / (Lambda + damping)) Q_A^T.
     func precondition(_ g: UnsafeMutablePointer<Float>, subset: ParameterSubset, damping: Float) {
-        let i = inWidth
         let o = outWidth
         let a = augmented
         var R = [Float](repeating: 0, count: o * a)
@@ -553,10 +540,18 @@ extension EKFAC.Layer {
         Float.gemm(
             transA: false, transB: true, m: o, n: a, k: a, alpha: 1, a: T, lda: a, b: activationBasis, ldb: a, beta: 0,
             c: &G, ldc: a)
-        let w = g + subset.compactOffsets[weight]!
-        for r in 0..<o {
-            for c in 0..<i { w[r * i + c] = G[r * a + c] }
-            if let b = bias { g[subset.compactOffsets[b]! + r] = G[r * a + i] }
+        G.withUnsafeBufferPointer { store($0.baseAddress!, into: g, subset: subset) }
+    }
+
+    /// Writes a layer matrix [out, augmented] (weight columns, then the bias column) into
+    /// its weight's and bias's places in one text's row (compact `subset` layout at `text`).
+    func store(_ m: UnsafePointer<Float>, into text: UnsafeMutablePointer<Float>, subset: ParameterSubset) {
+        let i = inWidth
+        let a = augmented
+        let w = text + subset.compactOffsets[weight]!
+        for r in 0..<outWidth {
+            for c in 0..<i { w[r * i + c] = m[r * a + c] }
+            if let b = bias { text[subset.compactOffsets[b]! + r] = m[r * a + i] }
         }
     }
 }

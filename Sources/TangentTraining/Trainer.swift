@@ -116,7 +116,9 @@ public final class Trainer {
     }
 
     /// Steps per epoch for `n` texts.
-    public func stepsPerEpoch(_ n: Int) -> Int { (n + options.batchSize - 1) / options.batchSize }
+    public func stepsPerEpoch(_ n: Int) -> Int {
+        (n + options.batchSize - 1) / options.batchSize
+    }
 
     /// Trains for `options.epochs`. `progress(epoch, done, total, status)` reports steps;
     /// `onEpochEnd` runs after each epoch (e.g. to write a checkpoint). With
