@@ -9,7 +9,9 @@ let package = Package(
             name: "Tangent",
             targets: [
                 "TangentTensor", "TangentIO", "TangentTokenizer", "TangentData", "TangentSafetensors",
-                "TangentModel", "TangentTraining", "TangentFeatures", "TangentAttribution", "TangentReports", "Tangent",
+                "TangentModel", "TangentTraining", "TangentFeatures", "TangentSurrogate", "TangentAttribution",
+                "TangentEvaluation", "TangentReports",
+                "Tangent",
             ]),
         .executable(name: "tangent", targets: ["tangent"]),
     ],
@@ -52,12 +54,28 @@ let package = Package(
             dependencies: [
                 "TangentTensor", "TangentIO", "TangentModel", "TangentSafetensors", "TangentData",
             ]),
+        // The kernel surrogate (kGLM): its fit, lambda selection, influence, scoring and cache,
+        // tau, kernel spectra and the NFT-K layer weights.
+        .target(
+            name: "TangentSurrogate",
+            dependencies: [
+                "TangentTensor", "TangentIO", "TangentModel", "TangentFeatures", "TangentData", "TangentSafetensors",
+            ]),
+        // Attribution of test texts to training texts: the kernels' training sides (features
+        // or exact), the baselines' transforms (influence functions, TRAK, TracIn) and the engine.
         .target(
             name: "TangentAttribution",
             dependencies: [
-                "TangentTensor", "TangentIO", "TangentModel", "TangentFeatures", "TangentData", "TangentTraining",
+                "TangentTensor", "TangentIO", "TangentModel", "TangentFeatures", "TangentSurrogate", "TangentData",
                 "TangentSafetensors",
-                "TangentTokenizer",
+            ]),
+        // How far to trust an attribution: comparison of kernels (tau), LDS with its subset
+        // retraining, the label audit and poisoning.
+        .target(
+            name: "TangentEvaluation",
+            dependencies: [
+                "TangentTensor", "TangentIO", "TangentModel", "TangentFeatures", "TangentSurrogate",
+                "TangentAttribution", "TangentData", "TangentTraining", "TangentSafetensors", "TangentTokenizer",
             ]),
         .target(
             name: "TangentTraining",
@@ -68,29 +86,34 @@ let package = Package(
         .target(
             name: "Tangent",
             dependencies: [
-                "TangentTensor", "TangentData", "TangentModel", "TangentFeatures", "TangentAttribution",
+                "TangentTensor", "TangentData", "TangentModel", "TangentFeatures", "TangentSurrogate",
+                "TangentAttribution", "TangentEvaluation",
             ]),
         // Rendering of the reports (Markdown, HTML with inline SVG) and their JSON files.
-        .target(name: "TangentReports", dependencies: ["TangentIO", "TangentData", "TangentAttribution"]),
+        .target(
+            name: "TangentReports",
+            dependencies: ["TangentIO", "TangentData", "TangentSurrogate", "TangentAttribution", "TangentEvaluation"]),
         .executableTarget(
             name: "tangent",
             dependencies: [
                 "TangentTensor", "TangentIO", "TangentTokenizer", "TangentData", "TangentSafetensors", "TangentModel",
                 "TangentTraining",
-                "TangentFeatures", "TangentAttribution", "TangentReports",
+                "TangentFeatures", "TangentSurrogate", "TangentAttribution", "TangentEvaluation", "TangentReports",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         // The README's library examples as a program (ReadmeExamplesTests keeps them in step).
         .executableTarget(
             name: "readme-examples",
             dependencies: [
-                "Tangent", "TangentTensor", "TangentData", "TangentModel", "TangentFeatures", "TangentAttribution",
+                "Tangent", "TangentTensor", "TangentData", "TangentModel", "TangentFeatures", "TangentSurrogate",
+                "TangentAttribution", "TangentEvaluation",
             ]),
         .testTarget(
             name: "TangentTests",
             dependencies: [
                 "TangentTensor", "TangentIO", "TangentTokenizer", "TangentData", "TangentSafetensors",
-                "TangentModel", "TangentTraining", "TangentFeatures", "TangentAttribution", "TangentReports", "Tangent",
+                "TangentModel", "TangentTraining", "TangentFeatures", "TangentSurrogate", "TangentAttribution",
+                "TangentEvaluation", "TangentReports", "Tangent",
             ],
             resources: [.copy("Fixtures")]
         ),

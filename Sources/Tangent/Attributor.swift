@@ -1,8 +1,10 @@
 @_exported import Foundation
 @_exported import TangentAttribution
 @_exported import TangentData
+@_exported import TangentEvaluation
 @_exported import TangentFeatures
 @_exported import TangentModel
+@_exported import TangentSurrogate
 @_exported import TangentTensor
 
 /// Which training texts made the model say this? The library's entry point: a model, its

@@ -1,5 +1,6 @@
 import Foundation
 import TangentData
+import TangentSurrogate
 import TangentTensor
 
 extension AttributionEngine {

@@ -3,6 +3,7 @@ import TangentData
 import TangentFeatures
 import TangentModel
 import TangentSafetensors
+import TangentSurrogate
 import TangentTensor
 
 /// The exact NTK of the training texts (cached), and exact rows for query texts.

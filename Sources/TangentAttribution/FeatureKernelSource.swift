@@ -3,6 +3,7 @@ import TangentData
 import TangentFeatures
 import TangentModel
 import TangentSafetensors
+import TangentSurrogate
 import TangentTensor
 
 /// A kernel of stored feature vectors: one source (the model), TracIn's checkpoints

@@ -1,4 +1,5 @@
 import Foundation
+import TangentSurrogate
 import TangentTensor
 
 /// Influence-function baselines of the kernels spec, as a feature map:
@@ -190,10 +191,4 @@ public struct InfluenceTransform: Sendable {
 
     /// The toolkit's sign: positive when the training text pushes toward the prediction.
     public func attribution(test: [Double], train: [Double]) -> Double { -influence(test: test, train: train) }
-}
-
-/// An attribution computation that cannot proceed; the message says what to change.
-public struct AttributionError: Error, CustomStringConvertible {
-    public let description: String
-    public init(_ description: String) { self.description = description }
 }

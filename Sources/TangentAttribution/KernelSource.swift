@@ -3,19 +3,8 @@ import TangentData
 import TangentFeatures
 import TangentModel
 import TangentSafetensors
+import TangentSurrogate
 import TangentTensor
-
-/// Kernel rows of query texts against the training texts, with the network's logits.
-public struct QueryKernel: Sendable {
-    /// K(x, X_train) [m, n], as the surrogate uses it (normalized when the kernel is).
-    public let rows: [Float]
-    /// The network's logits [m, C].
-    public let logits: [Float]
-    /// Exact kernels: the per-layer parts of `rows` (they add up to it).
-    public let parts: [(group: String, values: [Float])]?
-    /// TRAK: the scores [m, n], the rows with each model's 1 - p_{y_i}(x_i) applied.
-    public var scores: [Float]? = nil
-}
 
 /// The training side of a kernel: what the surrogate is fitted on and queried with.
 ///

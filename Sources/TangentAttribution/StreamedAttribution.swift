@@ -2,6 +2,7 @@ import Foundation
 import TangentData
 import TangentFeatures
 import TangentModel
+import TangentSurrogate
 import TangentTensor
 
 /// Attribution against a training set given as a finished feature file (for example the

@@ -1,5 +1,5 @@
 import Foundation
-import TangentAttribution
+import TangentSurrogate
 
 /// The page `tangent attribute --html` writes: every explained text with its prediction
 /// and its proponents and opponents (score, kernel value, training label, per-layer

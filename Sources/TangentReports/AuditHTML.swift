@@ -1,5 +1,6 @@
 import Foundation
 import TangentAttribution
+import TangentEvaluation
 
 /// The page and the Markdown of `tangent audit`: the methods (with the benchmark's AUC and
 /// precision when labels were flipped) and the suspects, each with its label, the

@@ -1,5 +1,6 @@
 import Foundation
-import TangentAttribution
+import TangentEvaluation
+import TangentSurrogate
 
 /// Renders a comparison report as one self-contained HTML page (inline CSS and SVG, no
 /// scripts or external files), readable without the terminal: faithfulness bars, TAD,

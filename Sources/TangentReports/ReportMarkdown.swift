@@ -1,5 +1,5 @@
 import Foundation
-import TangentAttribution
+import TangentEvaluation
 
 /// The reports as Markdown (report.md, poisoning.md, lds.md).
 public enum ReportMarkdown {

@@ -6,6 +6,7 @@ import TangentFeatures
 import TangentIO
 import TangentModel
 import TangentReports
+import TangentSurrogate
 import TangentTensor
 
 struct Attribute: ParsableCommand {

@@ -2,6 +2,7 @@ import ArgumentParser
 import TangentAttribution
 import TangentFeatures
 import TangentModel
+import TangentSurrogate
 import TangentTokenizer
 import TangentTraining
 

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import TangentAttribution
 import TangentData
+import TangentEvaluation
 import TangentFeatures
 import TangentIO
 import TangentModel

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import TangentAttribution
 import TangentData
+import TangentEvaluation
 import TangentIO
 import TangentModel
 import TangentReports

@@ -2,10 +2,12 @@ import ArgumentParser
 import Foundation
 import TangentAttribution
 import TangentData
+import TangentEvaluation
 import TangentFeatures
 import TangentIO
 import TangentModel
 import TangentReports
+import TangentSurrogate
 import TangentTensor
 import TangentTokenizer
 import TangentTraining

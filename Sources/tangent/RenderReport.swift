@@ -1,7 +1,7 @@
 import ArgumentParser
 import Foundation
-import TangentAttribution
 import TangentData
+import TangentEvaluation
 import TangentIO
 import TangentReports
 import TangentTensor

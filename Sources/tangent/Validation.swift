@@ -1,7 +1,7 @@
 import ArgumentParser
 import Foundation
-import TangentAttribution
 import TangentFeatures
+import TangentSurrogate
 import TangentTensor
 
 // Every numeric option is checked here at parse time (`validate()`), so a bad value is a

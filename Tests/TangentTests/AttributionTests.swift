@@ -1,10 +1,12 @@
 import Foundation
 import TangentAttribution
 import TangentData
+import TangentEvaluation
 import TangentFeatures
 import TangentModel
 import TangentReports
 import TangentSafetensors
+import TangentSurrogate
 import TangentTensor
 import TangentTokenizer
 import TangentTraining

@@ -1,5 +1,6 @@
 import Foundation
 import Tangent
+import TangentEvaluation
 import Testing
 
 /// The library's entry point does what the CLI does: `explain` is the engine's

@@ -1,6 +1,6 @@
 import Foundation
-import TangentAttribution
 import TangentData
+import TangentEvaluation
 import TangentTensor
 import Testing
 

@@ -1,5 +1,4 @@
 import Foundation
-import TangentAttribution
 import TangentData
 import TangentFeatures
 import TangentTensor

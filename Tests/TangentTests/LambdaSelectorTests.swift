@@ -1,7 +1,9 @@
 import Foundation
 import TangentAttribution
 import TangentData
+import TangentEvaluation
 import TangentModel
+import TangentSurrogate
 import TangentTensor
 import Testing
 

@@ -1,6 +1,7 @@
 import Foundation
 import TangentAttribution
 import TangentData
+import TangentEvaluation
 import TangentModel
 import TangentReports
 import TangentTokenizer

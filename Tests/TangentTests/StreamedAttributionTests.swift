@@ -5,6 +5,7 @@ import TangentModel
 import Testing
 
 @testable import TangentAttribution
+@testable import TangentSurrogate
 
 /// Scoring with the training features streamed from a file under a memory budget.
 @Suite(.singleThreadedBLAS) struct StreamedAttributionTests {

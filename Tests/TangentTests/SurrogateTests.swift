@@ -1,5 +1,6 @@
 import Foundation
 import TangentAttribution
+import TangentSurrogate
 import TangentTensor
 import Testing
 

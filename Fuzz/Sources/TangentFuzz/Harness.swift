@@ -1,11 +1,13 @@
 import Foundation
 import TangentAttribution
 import TangentData
+import TangentEvaluation
 import TangentFeatures
 import TangentIO
 import TangentModel
 import TangentReports
 import TangentSafetensors
+import TangentSurrogate
 import TangentTensor
 import TangentTokenizer
 import TangentTraining

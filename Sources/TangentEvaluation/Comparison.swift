@@ -1,7 +1,9 @@
 import Foundation
+import TangentAttribution
 import TangentData
 import TangentFeatures
 import TangentModel
+import TangentSurrogate
 import TangentTensor
 
 /// Fits each kernel's surrogate on the training texts and measures its faithfulness on

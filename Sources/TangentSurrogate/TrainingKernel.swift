@@ -135,7 +135,7 @@ public enum TrainingKernel: Sendable {
     /// out [m, matrixRows] = x [m, depth] matrix^T for a matrix [matrixRows, depth] (its
     /// first rows when longer), row c of the result at out[c * ldo + offset ...] (default:
     /// packed): fixed-order dots, the matrix's rows split over threads.
-    static func dots(
+    package static func dots(
         _ x: [Double], rows m: Int, depth: Int, matrix: [Float], matrixRows: Int,
         into out: inout [Double], ldo: Int? = nil, offset: Int = 0, threads: Int
     ) {

@@ -1,7 +1,9 @@
 import Foundation
+import TangentAttribution
 import TangentData
 import TangentFeatures
 import TangentModel
+import TangentSurrogate
 import TangentTensor
 
 /// How an audit scores a training text's chance of being mislabelled (higher: more suspect).

@@ -202,7 +202,7 @@ public struct SurrogateInfluence: Sendable {
     }
 
     /// The kernel as a dense Double matrix [n, n].
-    static func dense(_ kernel: TrainingKernel) -> [Double] {
+    package static func dense(_ kernel: TrainingKernel) -> [Double] {
         let n = kernel.n
         switch kernel {
         case .dense(let k, _): return k.map(Double.init)

@@ -311,8 +311,8 @@ extension LambdaSelector {
 /// and its last fit, and the scoring of out-of-fold predictions against the network.
 /// Holding every fold at once (rather than one at a time) lets the selector go lambda by
 /// lambda and stop early; it costs k restricted kernels of memory.
-final class OutOfFoldScorer {
-    struct Fold {
+package final class OutOfFoldScorer {
+    package struct Fold {
         let held: [Int], fit: [Int]
         let kFit: TrainingKernel
         /// The held-out texts' kernel rows against the fit texts [held, fit], or for a
@@ -341,15 +341,15 @@ final class OutOfFoldScorer {
             return (0..<(m * C)).map { Double(z[$0]) + g.bias[$0 % C] }
         }
     }
-    let folds: [Fold]
-    let labels: [Int], classes: Int, kernelScale: Double, threads: Int
-    let networkOdds: [Double], networkProbabilities: [[Double]], compared: [Int]
+    package let folds: [Fold]
+    package let labels: [Int], classes: Int, kernelScale: Double, threads: Int
+    package let networkOdds: [Double], networkProbabilities: [[Double]], compared: [Int]
     /// Each fold's fit at the last lambda evaluated (the next one's warm start).
-    var previous: [KernelGLM] = []
+    package var previous: [KernelGLM] = []
     /// F^T F of a factored kernel over all texts (nil for other kernels).
-    let columnGram: [Double]?
+    package let columnGram: [Double]?
 
-    init(
+    package init(
         selector: LambdaSelector, kernel: TrainingKernel, labels: [Int], networkLogits: [Float], classes C: Int,
         kernelScale: Double, threads: Int
     ) {
@@ -401,7 +401,9 @@ final class OutOfFoldScorer {
     }
 
     /// Fold `f`: its texts, its training part's kernel and spectrum, and its held-out rows.
-    static func fold(_ f: Int, of assignment: [Int], kernel: TrainingKernel, columnGram whole: [Double]?, threads: Int)
+    package static func fold(
+        _ f: Int, of assignment: [Int], kernel: TrainingKernel, columnGram whole: [Double]?, threads: Int
+    )
         -> Fold
     {
         let n = assignment.count
@@ -423,11 +425,11 @@ final class OutOfFoldScorer {
 
     /// A lambda's out-of-fold logits [n, C] and its figures over all texts, or nil figures
     /// when it was cut after `foldsFitted` folds (see `evaluate`).
-    struct Evaluation {
-        let point: LambdaSelector.Point?
-        let outOfFold: [Double]
-        let foldsFitted: Int
-        let partial: (merit: Double, bestMerit: Double, texts: Int)?
+    package struct Evaluation {
+        package let point: LambdaSelector.Point?
+        package let outOfFold: [Double]
+        package let foldsFitted: Int
+        package let partial: (merit: Double, bestMerit: Double, texts: Int)?
     }
 
     /// Fits the folds at `lambda` (each warm-started from its fit at the last lambda) and
@@ -435,7 +437,9 @@ final class OutOfFoldScorer {
     /// and the held-out texts so far rank this lambda more than `margin` below the best
     /// lambda's predictions of the same texts, the other folds are skipped: a weak lambda
     /// that is already losing costs a fraction of its fits.
-    func evaluate(_ lambda: Double, cut: (best: [Double], criterion: LambdaSelector.Criterion, margin: Double)? = nil)
+    package func evaluate(
+        _ lambda: Double, cut: (best: [Double], criterion: LambdaSelector.Criterion, margin: Double)? = nil
+    )
         -> Evaluation
     {
         let n = labels.count
@@ -466,7 +470,7 @@ final class OutOfFoldScorer {
     }
 
     /// The out-of-fold figures over `texts`.
-    func score(_ outOfFold: [Double], texts: [Int], lambda: Double) -> LambdaSelector.Point {
+    package func score(_ outOfFold: [Double], texts: [Int], lambda: Double) -> LambdaSelector.Point {
         let C = classes
         let m = texts.count
         var labelCE = 0.0

@@ -1,7 +1,9 @@
 import Foundation
+import TangentAttribution
 import TangentData
 import TangentFeatures
 import TangentModel
+import TangentSurrogate
 import TangentTensor
 
 /// How an LDS row's attributions are formed (the report's `attribution` column).

@@ -10,26 +10,26 @@ import TangentTensor
 /// W_m[c, i] K_m(x, x_i) (with the mean kernel value). Given the same kernel values, any
 /// split of the training texts into blocks gives the same bits, and a one-model ensemble
 /// the plain path's.
-struct SurrogateScorer {
+package struct SurrogateScorer {
     /// What the surrogates are.
-    enum Members {
+    package enum Members {
         /// Surrogates over one kernel (say, lambdas of a grid); the first is explained.
         case sharedKernel
         /// One surrogate per model of an ensemble, each over its own model's kernel.
         case ensemble
     }
 
-    let glms: [KernelGLM]
-    let members: Members
+    package let glms: [KernelGLM]
+    package let members: Members
     /// The network's logits [m][C] and predicted classes.
-    let networkLogits: [[Double]]
-    let predicted: [Int]
-    let top: Int
+    package let networkLogits: [[Double]]
+    package let predicted: [Int]
+    package let top: Int
     /// Each surrogate's logits [surrogate][m][C].
-    private(set) var logits: [[[Double]]]
+    package private(set) var logits: [[[Double]]]
     private var best: [TopK], worst: [TopK]
 
-    init(glms: [KernelGLM], networkLogits: [[Double]], top: Int, members: Members = .sharedKernel) {
+    package init(glms: [KernelGLM], networkLogits: [[Double]], top: Int, members: Members = .sharedKernel) {
         self.glms = glms
         self.members = members
         self.networkLogits = networkLogits
@@ -43,14 +43,14 @@ struct SurrogateScorer {
 
     /// Adds training texts `first ..< first + rows`, whose kernel values with the m texts
     /// are `kernel` [m, rows] (row t: text t), in ascending order of training text.
-    mutating func add(first: Int, rows: Int, kernel: [Double]) {
+    package mutating func add(first: Int, rows: Int, kernel: [Double]) {
         precondition(members == .sharedKernel, "an ensemble adds one kernel block per model")
         add(first: first, rows: rows, kernels: [kernel])
     }
 
     /// Adds training texts `first ..< first + rows` with each model's kernel block
     /// [m, rows] (`.ensemble`: one per surrogate, in the same order; else one).
-    mutating func add(first: Int, rows: Int, kernels: [[Double]]) {
+    package mutating func add(first: Int, rows: Int, kernels: [[Double]]) {
         precondition(kernels.count == (members == .ensemble ? glms.count : 1), "one kernel block per model")
         let C = glms[0].classes
         let n = glms[0].trainCount
@@ -84,7 +84,7 @@ struct SurrogateScorer {
 
     /// The surrogate probability reported for text t's class c: the first surrogate's, or
     /// the mean of an ensemble's.
-    func surrogateProbability(_ t: Int, classIndex c: Int) -> Double {
+    package func surrogateProbability(_ t: Int, classIndex c: Int) -> Double {
         switch members {
         case .sharedKernel: return Faithfulness.probability(logits: logits[0][t], classIndex: c)
         case .ensemble:
@@ -95,15 +95,15 @@ struct SurrogateScorer {
     }
 
     /// The `top` largest attributions of text t, strongest first.
-    func proponents(_ t: Int) -> [TopK.Item] { best[t].sorted }
+    package func proponents(_ t: Int) -> [TopK.Item] { best[t].sorted }
     /// The `top` most negative attributions of text t (scores negative), strongest first.
-    func opponents(_ t: Int) -> [TopK.Item] {
+    package func opponents(_ t: Int) -> [TopK.Item] {
         worst[t].sorted.map { TopK.Item(score: -$0.score, index: $0.index, kernel: $0.kernel) }
     }
 
     /// The explanations of `texts` (the scorer's m texts) from what was added, each
     /// training item with its per-layer shares when `shares` gives them.
-    func explanations(
+    package func explanations(
         _ texts: [String], train: [LabeledText], labels: LabelSet,
         shares: (_ text: Int, _ items: [Int]) throws -> [Int: [String: Double]] = { _, _ in [:] }
     ) rethrows -> [Explanation] {
@@ -129,27 +129,27 @@ struct SurrogateScorer {
 
 /// The k largest scores seen so far with their indices and kernel values; of equal
 /// scores the earlier index ranks first, as a stable sort of all scores would have it.
-struct TopK {
-    struct Item {
-        let score: Double
-        let index: Int
-        let kernel: Double
+package struct TopK {
+    package struct Item {
+        package let score: Double
+        package let index: Int
+        package let kernel: Double
     }
 
-    let k: Int
+    package let k: Int
     /// Weakest first: ascending by score, then descending by index.
-    private(set) var items: [Item] = []
+    package private(set) var items: [Item] = []
 
-    init(k: Int) { self.k = k }
+    package init(k: Int) { self.k = k }
 
-    func admits(_ s: Double) -> Bool { items.count < k || s > items[0].score }
+    package func admits(_ s: Double) -> Bool { items.count < k || s > items[0].score }
 
-    mutating func insert(_ s: Double, _ i: Int, kernel: Double) {
+    package mutating func insert(_ s: Double, _ i: Int, kernel: Double) {
         if items.count == k { items.removeFirst() }
         let at = items.firstIndex { $0.score > s || ($0.score == s && $0.index < i) } ?? items.count
         items.insert(Item(score: s, index: i, kernel: kernel), at: at)
     }
 
     /// Strongest first.
-    var sorted: [Item] { items.reversed() }
+    package var sorted: [Item] { items.reversed() }
 }

@@ -24,7 +24,7 @@ public final class StreamedFeatures: Sendable {
     let rowScale: [Float]?
     /// K's diagonal.
     public let diagonal: [Double]
-    let threads: Int
+    package let threads: Int
     /// Set when the budget is smaller than the smallest block, which is used instead.
     public let budgetNote: String?
 
@@ -91,7 +91,7 @@ public final class StreamedFeatures: Sendable {
     }
 
     /// Calls `body` with each block of rows of F, in order.
-    func forEachBlock(_ body: (Range<Int>, [Float]) throws -> Void) rethrows {
+    package func forEachBlock(_ body: (Range<Int>, [Float]) throws -> Void) rethrows {
         var buffer = [Float](repeating: 0, count: blockRows * width)
         for start in stride(from: 0, to: n, by: blockRows) {
             let r = start..<min(n, start + blockRows)

@@ -1,7 +1,9 @@
 import Foundation
+import TangentAttribution
 import TangentData
 import TangentFeatures
 import TangentModel
+import TangentSurrogate
 
 /// How an LDS run was set up (`tangent lds`).
 public struct LDSSetting: Codable, Sendable {

@@ -1,7 +1,9 @@
 import Foundation
+import TangentAttribution
 import TangentData
 import TangentFeatures
 import TangentModel
+import TangentSurrogate
 import TangentTensor
 
 /// A backdoor planted in a training set: `trigger` inserted into a seeded `fraction` of

@@ -3,6 +3,7 @@ import TangentData
 import TangentFeatures
 import TangentIO
 import TangentModel
+import TangentSurrogate
 import TangentTensor
 import TangentTokenizer
 import TangentTraining

@@ -138,6 +138,11 @@ extension SurrogateCache {
     public struct ExactKernelFile {
         public let matrix: [Float]
         public let selfParts: [(group: String, values: [Float])]
+
+        public init(matrix: [Float], selfParts: [(group: String, values: [Float])]) {
+            self.matrix = matrix
+            self.selfParts = selfParts
+        }
     }
 
     /// The exact kernel `stem` of `n` texts with layer `groups`, or nil when it is missing,
