@@ -9,14 +9,37 @@ import TangentTensor
 /// Fits each kernel's surrogate on the training texts and measures its faithfulness on
 /// the test texts (kernels spec: tau over log-odds, the paper's tau, TAD, agreement).
 public enum Comparison {
+    /// Where each kernel's training side lives while its surrogate is fitted and scored.
+    public enum TrainingStorage: Sendable, Equatable {
+        /// The train x train kernel in memory: every kernel, with TracIn's checkpoints and
+        /// TRAK's ensemble.
+        case memory
+        /// Training features that do not fit in memory, streamed from disk (cached in the
+        /// run's cache) within `budget` bytes of blocks (`StreamedAttribution`). lambda's
+        /// out-of-fold figures come from a seeded sample of at most `selectionTexts`
+        /// training texts; every lambda of the grid is then fitted on all of them, and the
+        /// test texts are scored in chunks of `chunk`, one pass over the training features
+        /// each. Kernels: proj-pntk, proj-trntk, embedding, ck, grad-cos.
+        case streamed(budget: Int, selectionTexts: Int = 4096, chunk: Int = 512)
+    }
+
+    /// One comparison loop for both storages: each kernel's surrogate (chosen lambda and
+    /// every lambda of the grid, fitted on all training texts) against the network on the
+    /// test texts. `checkpoints` and `ensemble` reach only the kernels that use them
+    /// (TracIn, TRAK), which streamed storage refuses.
     public static func run(
         classifier: Classifier, train: [LabeledText], test: [LabeledText], kernels: [SurrogateKernel],
         projDim: Int, seed: UInt64, projector: ProjectorChoice = .default, cache: URL, modelName: String,
-        trainName: String, testName: String,
+        trainName: String, testName: String, storage: TrainingStorage = .memory,
         checkpoints: URL? = nil, ensemble: [Classifier] = [], selector: LambdaSelector = LambdaSelector(),
         threads: Int = Threads.cores,
         log: (String) -> Void = { _ in }, progress: @escaping (String, Int, Int) -> Void = { _, _, _ in }
     ) throws -> ComparisonReport {
+        if storage != .memory, let k = kernels.first(where: { !StreamedAttribution.supports($0) }) {
+            throw AttributionError(
+                "kernel \(k.name) cannot be compared with streamed training features; streamed comparisons support proj-pntk, proj-trntk, embedding, ck and grad-cos"
+            )
+        }
         var builder = try ReportBuilder(
             classifier: classifier, trainCount: train.count, test: test, projDim: projDim, seed: seed,
             projector: projector,
@@ -27,90 +50,105 @@ public enum Comparison {
             classifier: classifier, train: train, projDim: projDim, seed: seed, projector: projector, cache: cache,
             selector: selector.exhaustive, threads: threads, checkpoints: checkpoints, ensemble: ensemble,
             useSurrogateCache: false)
-        _ = try setup.forEachKernel(kernels, log: log, progress: progress) { run in
-            let engine = run.engine
-            // Test kernel rows through the same cache (resumable).
-            let q = try engine.query(test, source: testName, cached: true, log: log, progress: run.progress("test"))
-            let netLogits = q.logits.map(Double.init)
-            // Every lambda of the grid was fitted on all training texts.
-            var row = builder.add(
-                kernel: run.kernel.name, glm: engine.glm, surrogateLogits: engine.glm.logits(kernelRows: q.rows),
-                grid: engine.grid, gridLogits: engine.gridFits.map { $0.logits(kernelRows: q.rows) },
-                networkLogits: netLogits,
-                seconds: run.seconds, featuresCached: !run.featurized, log: log)
-            row.layerShares = q.parts.map {
-                layerShares(
-                    parts: $0, rows: q.rows, selfParts: engine.trainSelfParts, glm: engine.glm, logits: netLogits,
-                    classes: builder.classes)
+        for k in kernels {
+            let o: KernelOutcome
+            switch storage {
+            case .memory:
+                o = try inMemory(k, setup: setup, test: test, testName: testName, log: log, progress: progress)
+            case .streamed(let budget, let selectionTexts, let chunk):
+                o = try streamed(
+                    k, setup: setup, test: test, budget: budget, selectionTexts: selectionTexts, chunk: chunk,
+                    log: log, progress: progress)
             }
-            row.note = engine.checkpointSummary
-            row.selection = "\(selector.criterion.rawValue), \(selector.folds) folds"
+            var row = builder.add(
+                kernel: k.name, glm: o.glm, surrogateLogits: o.surrogateLogits, grid: o.grid,
+                gridLogits: o.gridLogits, networkLogits: o.networkLogits, seconds: o.seconds,
+                featuresCached: !o.featurized, log: log)
+            row.layerShares = o.layerShares
+            row.note = o.note
+            row.selection =
+                "\(selector.criterion.rawValue), \(selector.folds) folds"
+                + (o.selectionTexts < train.count ? " on \(o.selectionTexts) of \(train.count) training texts" : "")
             builder.rows.append(row)
         }
         return try builder.report()
     }
 
-    /// `run` for training sets whose features do not fit in memory: each kernel's training
-    /// features (cached in `cache`) are streamed from disk within `budget` bytes of blocks
-    /// (`StreamedAttribution`). lambda's out-of-fold figures come from a seeded sample of
-    /// at most `selectionTexts` training texts; every lambda of the grid is then fitted on
-    /// all of them, and the test texts are scored in chunks of `chunk`, one pass over the
-    /// training features each. Kernels: proj-pntk, proj-trntk, embedding, ck, grad-cos.
-    public static func runStreamed(
-        classifier: Classifier, train: [LabeledText], test: [LabeledText], kernels: [SurrogateKernel],
-        projDim: Int, seed: UInt64, projector: ProjectorChoice = .default, cache: URL, budget: Int,
-        modelName: String, trainName: String, testName: String, selector: LambdaSelector = LambdaSelector(),
-        selectionTexts: Int = 4096, chunk: Int = 512, threads: Int = Threads.cores,
-        log: (String) -> Void = { _ in }, progress: @escaping (String, Int, Int) -> Void = { _, _, _ in }
-    ) throws -> ComparisonReport {
-        if let k = kernels.first(where: { !StreamedAttribution.supports($0) }) {
-            throw AttributionError(
-                "kernel \(k.name) cannot be compared with streamed training features; streamed comparisons support proj-pntk, proj-trntk, embedding, ck and grad-cos"
-            )
+    /// One kernel's surrogate on the test texts, from either storage.
+    struct KernelOutcome {
+        let glm: KernelGLM
+        /// Logits row-major [texts, classes]: the chosen fit's, each grid fit's, the network's.
+        let surrogateLogits: [Double]
+        let grid: [LambdaSelector.Point]
+        let gridLogits: [[Double]]
+        let networkLogits: [Double]
+        let seconds: Double
+        let featurized: Bool
+        let selectionTexts: Int
+        var layerShares: [LayerShare]? = nil
+        var note: String? = nil
+    }
+
+    /// The kernel's training side in memory (its exact per-layer shares included).
+    static func inMemory(
+        _ k: SurrogateKernel, setup: AttributionSetup, test: [LabeledText], testName: String,
+        log: (String) -> Void, progress: @escaping (String, Int, Int) -> Void
+    ) throws -> KernelOutcome {
+        try setup.forEachKernel([k], log: log, progress: progress) { run in
+            let engine = run.engine
+            // Test kernel rows through the same cache (resumable).
+            let q = try engine.query(test, source: testName, cached: true, log: log, progress: run.progress("test"))
+            let netLogits = q.logits.map(Double.init)
+            var o = KernelOutcome(
+                glm: engine.glm, surrogateLogits: engine.glm.logits(kernelRows: q.rows), grid: engine.grid,
+                gridLogits: engine.gridFits.map { $0.logits(kernelRows: q.rows) }, networkLogits: netLogits,
+                seconds: run.seconds, featurized: run.featurized, selectionTexts: setup.train.count)
+            o.layerShares = q.parts.map {
+                layerShares(
+                    parts: $0, rows: q.rows, selfParts: engine.trainSelfParts, glm: engine.glm, logits: netLogits,
+                    classes: setup.classifier.labels.count)
+            }
+            o.note = engine.checkpointSummary
+            return o
+        }[0]
+    }
+
+    /// The kernel's training features streamed from disk: the chosen fit and every lambda
+    /// of the grid scored in one pass per chunk of test texts.
+    static func streamed(
+        _ k: SurrogateKernel, setup: AttributionSetup, test: [LabeledText], budget: Int, selectionTexts: Int,
+        chunk: Int, log: (String) -> Void, progress: @escaping (String, Int, Int) -> Void
+    ) throws -> KernelOutcome {
+        log("== \(k.name) (streamed)")
+        let started = Date()
+        var featurized = false
+        let file = try StreamedAttribution.cachedTrainingFeatures(
+            classifier: setup.classifier, train: setup.train, kernel: k, projDim: setup.projDim, seed: setup.seed,
+            projector: setup.projector, cache: setup.cache.directory, threads: setup.threads, log: log
+        ) { done, total in
+            featurized = true
+            progress("\(k.name) train", done, total)
         }
-        var builder = try ReportBuilder(
-            classifier: classifier, trainCount: train.count, test: test, projDim: projDim, seed: seed,
-            projector: projector,
-            modelName: modelName, trainName: trainName, testName: testName)
+        let s = try StreamedAttribution(
+            classifier: setup.classifier, train: setup.train, trainFeatures: file, kernel: k, budget: budget,
+            lambda: nil, selector: setup.selector, selectionTexts: selectionTexts, fitGrid: true,
+            threads: setup.threads, log: log)
+        let fits = [s.glm] + s.gridFits
         let m = test.count
-        let n = train.count
-        for k in kernels {
-            log("== \(k.name) (streamed)")
-            let started = Date()
-            var featurized = false
-            let file = try StreamedAttribution.cachedTrainingFeatures(
-                classifier: classifier, train: train, kernel: k, projDim: projDim, seed: seed, projector: projector,
-                cache: cache,
-                threads: threads, log: log
-            ) { done, total in
-                featurized = true
-                progress("\(k.name) train", done, total)
-            }
-            let s = try StreamedAttribution(
-                classifier: classifier, train: train, trainFeatures: file, kernel: k, budget: budget, lambda: nil,
-                selector: selector.exhaustive, selectionTexts: selectionTexts, fitGrid: true, threads: threads, log: log
-            )
-            // The chosen fit and every lambda of the grid, scored in one pass per chunk.
-            let fits = [s.glm] + s.gridFits
-            var z = [[Double]](repeating: [], count: fits.count)
-            var netLogits: [Double] = []
-            for start in stride(from: 0, to: m, by: chunk) {
-                let r = try s.logits(Array(test[start..<min(m, start + chunk)]), surrogates: fits)
-                netLogits += r.network.flatMap { $0 }
-                for g in fits.indices { z[g] += r.surrogates[g].flatMap { $0 } }
-                progress("\(k.name) test", min(m, start + chunk), m)
-            }
-            var row = builder.add(
-                kernel: k.name, glm: s.glm, surrogateLogits: z[0], grid: s.grid, gridLogits: Array(z.dropFirst()),
-                networkLogits: netLogits, seconds: Date().timeIntervalSince(started), featuresCached: !featurized,
-                log: log)
-            row.selection =
-                "\(selector.criterion.rawValue), \(selector.folds) folds"
-                + (s.selectionTexts < n ? " on \(s.selectionTexts) of \(n) training texts" : "")
-            row.note = "training features streamed from disk in blocks of \(s.features.blockRows) texts"
-            builder.rows.append(row)
+        var z = [[Double]](repeating: [], count: fits.count)
+        var netLogits: [Double] = []
+        for start in stride(from: 0, to: m, by: chunk) {
+            let r = try s.logits(Array(test[start..<min(m, start + chunk)]), surrogates: fits)
+            netLogits += r.network.flatMap { $0 }
+            for g in fits.indices { z[g] += r.surrogates[g].flatMap { $0 } }
+            progress("\(k.name) test", min(m, start + chunk), m)
         }
-        return try builder.report()
+        var o = KernelOutcome(
+            glm: s.glm, surrogateLogits: z[0], grid: s.grid, gridLogits: Array(z.dropFirst()),
+            networkLogits: netLogits, seconds: Date().timeIntervalSince(started), featurized: featurized,
+            selectionTexts: s.selectionTexts)
+        o.note = "training features streamed from disk in blocks of \(s.features.blockRows) texts"
+        return o
     }
 
     /// Builds a report's rows, in memory or streamed alike: each kernel's surrogate logits

@@ -127,20 +127,16 @@ struct Compare: ParsableCommand {
         _ classifier: Classifier, named path: String, train trainTexts: [LabeledText], test testTexts: [LabeledText],
         names: (train: String, test: String), ensemble: [Classifier], progress: @escaping (String, Int, Int) -> Void
     ) throws -> ComparisonReport {
-        if let memoryBudget {
-            return try Comparison.runStreamed(
-                classifier: classifier, train: trainTexts, test: testTexts, kernels: kernels.kernels, projDim: projDim,
-                seed: seed, projector: projection.choice, cache: fileURL(cache),
-                budget: try Check.bytes(memoryBudget, "--memory-budget"),
-                modelName: path, trainName: names.train, testName: names.test,
-                selector: selectionOptions.selector(seed: seed), selectionTexts: selectionTexts,
-                threads: threading.count, log: { printError($0) }, progress: progress)
-        }
+        let storage: Comparison.TrainingStorage =
+            try memoryBudget.map {
+                .streamed(budget: try Check.bytes($0, "--memory-budget"), selectionTexts: selectionTexts)
+            } ?? .memory
         return try Comparison.run(
             classifier: classifier, train: trainTexts, test: testTexts, kernels: kernels.kernels, projDim: projDim,
             seed: seed, projector: projection.choice, cache: fileURL(cache), modelName: path,
-            trainName: names.train, testName: names.test,
-            checkpoints: path == model[0] ? checkpoints.map(fileURL) : nil, ensemble: ensemble,
+            trainName: names.train, testName: names.test, storage: storage,
+            checkpoints: path == model[0] && storage == .memory ? checkpoints.map(fileURL) : nil,
+            ensemble: storage == .memory ? ensemble : [],
             selector: selectionOptions.selector(seed: seed), threads: threading.count, log: { printError($0) },
             progress: progress)
     }
