@@ -9,6 +9,18 @@ let attributor = try Attributor(model: model, training: train, kernel: .projTrnt
 let explanation = try attributor.explain("a tedious, overlong mess", top: 5)
 print(explanation.label, explanation.proponents.map(\.text))
 
+// How far to trust the attributions: an LDS study. The model's recipe (its config.json's
+// training record) retrained on 8 random halves of 200 training texts; each kernel's
+// attributions summed over a half should predict that retraining's margins on the test texts.
+let test = try DatasetReader().read(URL(fileURLWithPath: "data/movie-snippets/test.jsonl"))
+let sampled = Array(train.prefix(200))
+let recipe = try LDSRecipe(of: URL(fileURLWithPath: "models/movie-snippets"), labels: LabelSet(collecting: sampled))
+let runs = FileManager.default.temporaryDirectory.appendingPathComponent("tangent-lds-\(UUID().uuidString)")
+var study = LDSStudy(recipe: recipe, train: sampled, test: Array(test.prefix(100)), directory: runs)
+(study.kernels, study.subsets, study.projDim) = ([.gradCos, .projTrntk], 8, 256)
+for k in try study.run().kernels { print(k.kernel, k.lds.mean) }
+try FileManager.default.removeItem(at: runs)
+
 import Foundation
 import TangentModel
 import TangentTensor

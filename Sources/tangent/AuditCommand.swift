@@ -110,7 +110,7 @@ struct AuditCommand: ParsableCommand {
         texts = flipped.texts
         let resolved = try recipeOptions.resolve(recipe: clf, tokenizerPath: nil, labels: labels, recipePath: model)
         let flipKey = FlipKey(
-            recipe: resolved.recipe.identity, options: resolved.options, train: fingerprint(labelled: texts), seed: seed
+            recipe: resolved.model.identity, options: resolved.options, train: fingerprint(labelled: texts), seed: seed
         )
         let key = fingerprint(Data(try JSONEncoder.sorted.encode(flipKey)))
         let dir = DatamodelingRunDirectory(url: fileURL(cache).appendingPathComponent("audit/\(key)"), key: key)
@@ -119,17 +119,17 @@ struct AuditCommand: ParsableCommand {
         defer { withExtendedLifetime(lock) {} }
         try dir.claim(overwrite: false)
         printError(
-            "audit benchmark: \(flipped.flipped.count) of \(texts.count) labels flipped (seed \(seed)); retraining with \(resolved.recipe.summary) in \(dir.url.path)"
+            "audit benchmark: \(flipped.flipped.count) of \(texts.count) labels flipped (seed \(seed)); retraining with \(resolved.model.summary) in \(dir.url.path)"
         )
         let run = DatamodelingRun(
-            directory: dir, recipe: resolved.recipe, options: resolved.options, labels: labels, train: texts,
+            directory: dir, recipe: resolved.model, options: resolved.options, labels: labels, train: texts,
             test: [], trainFile: trainFile, seed: seed, threads: threading.count)
         let training = StageProgress()
         let retrained = try run.fullModels(1) { label, epoch, done, total, status in
             training.report("\(label), epoch \(epoch)/\(resolved.options.epochs)", done, total, status: status)
         }[0]
         let setting = AuditFlip(
-            rate: rate, seed: seed, flipped: flipped.flipped, recipe: resolved.recipe.summary,
+            rate: rate, seed: seed, flipped: flipped.flipped, recipe: resolved.model.summary,
             trainingSeconds: retrained.configJSON["seconds"] as? Double ?? .nan)
         return (retrained, dir.modelDirectory(0).appendingPathComponent(ModelDirectory.checkpointsDirectory), setting)
     }

@@ -135,85 +135,34 @@ struct LDS: ParsableCommand {
             let recipeModel = try recipe.map { try Classifier(directory: fileURL($0), threads: 1) }
             let resolved = try recipeOptions.resolve(
                 recipe: recipeModel, tokenizerPath: tokenizer, labels: labels, recipePath: recipe)
-            try checkFits(resolved.recipe, trainTexts: trainTexts.count, testTexts: testTexts.count)
-            let runKey = try self.runKey(resolved, train: trainTexts, test: testTexts)
-            let runDirectory = DatamodelingRunDirectory(url: outURL, key: runKey)
-            try runDirectory.claim(overwrite: overwrite)
-            announce(
-                runKey, trainTexts: trainTexts.count, testTexts: testTexts.count, recipe: resolved.recipe,
-                options: resolved.options)
-            let run = DatamodelingRun(
-                directory: runDirectory, recipe: resolved.recipe, options: resolved.options, labels: labels,
-                train: trainTexts, test: testTexts, trainFile: trainFile, seed: seed, threads: nThreads)
-            let training = StageProgress()
-            let progress = { (label: String, epoch: Int, done: Int, total: Int, status: String) in
-                training.report("\(label), epoch \(epoch)/\(resolved.options.epochs)", done, total, status: status)
-            }
-            // The model under study and TRAK's ensemble: the whole training set, seeds SEED, SEED+1, ...
-            let models = try run.fullModels(ensemble, progress: progress)
-            let full = try run.margins(models[0])
+            try checkFits(resolved.model, trainTexts: trainTexts.count, testTexts: testTexts.count)
+            var study = LDSStudy(
+                recipe: resolved, train: trainTexts, test: testTexts, directory: outURL, cache: fileURL(cache))
+            study.kernels = kernels.kernels
+            (study.subsets, study.fraction, study.seed) = (subsets, fraction, seed)
+            (study.projDim, study.projector) = (projDim, projection.choice)
+            (study.ensemble, study.ensembleSizes) = (ensemble, ensembleSizes.counts)
+            study.ensembleKernels = ensembleKernels.map { Set($0.kernels) }
+            (study.ceiling, study.selectionSubsets, study.resamples) = (ceiling, selectionSubsets, resamples)
+            (study.selector, study.threads) = (selectionOptions.selector(seed: seed), threading.count)
+            study.trainSource = displayPath(trainFile) + (maxTrain.map { " (random \($0), seed \(seed))" } ?? "")
+            study.testSource = displayPath(testFile) + (maxTest.map { " (random \($0), seed \(seed))" } ?? "")
+            study.trainFile = trainFile
+            study.recipeName = recipe
             printError(
-                String(format: "model under study: test accuracy %.4f on %ld texts", full.accuracy, testTexts.count))
-            let t = try trainSubsetModels(run, n: trainTexts.count, progress: progress)
-            let (plan, subsetMargins, accuracies, trainSeconds) = (
-                t.plan, t.first.margins, t.first.accuracies, t.first.seconds
-            )
-            let (selectionPlan, selection, second) = (t.selectionPlan, t.selection, t.second)
-            try writeSample(
-                outURL, train: trainTexts, test: testTexts, labels: labels, plan: plan, margins: subsetMargins)
-
+                "LDS run \(try study.runKey()) in \(out): \(trainTexts.count) training and \(testTexts.count) test texts, \(subsets) subsets of \(fraction), "
+                    + "recipe \(resolved.model.summary), \(resolved.options.epochs) epochs, lr \(resolved.options.learningRate); "
+                    + "\(study.modelsToTrain) models to train (trained ones in the run directory are reused)")
+            let training = StageProgress()
             let stages = StageProgress()
-            var result = try Datamodeling.evaluate(
-                models: models, sizes: ensembleSizes.counts, train: trainTexts, test: testTexts,
-                subsets: plan, margins: subsetMargins, ceilingMargins: second?.margins,
-                lambdaSelection: selection.map { (selectionPlan, $0.margins) },
-                ensembleKernels: ensembleKernels.map { Set($0.kernels) }, kernels: kernels.kernels,
-                projDim: projDim, seed: seed, projector: projection.choice, cache: fileURL(cache),
-                checkpoints: runDirectory.modelDirectory(0).appendingPathComponent(ModelDirectory.checkpointsDirectory),
-                resamples: resamples, selector: selectionOptions.selector(seed: seed), log: { printError($0) },
-                progress: { stages.report($0, $1, $2) })
-            var setting = LDSSetting(
-                train: displayPath(trainFile) + (maxTrain.map { " (random \($0), seed \(seed))" } ?? ""),
-                test: displayPath(testFile) + (maxTest.map { " (random \($0), seed \(seed))" } ?? ""),
-                trainTexts: trainTexts.count, testTexts: testTexts.count, subsets: subsets, fraction: fraction,
-                seed: seed, recipe: try recipeSummary(resolved.recipe, resolved.options),
-                modelAccuracy: full.accuracy, subsetAccuracy: accuracies.reduce(0, +) / Double(subsets),
-                trainingSeconds: trainSeconds.reduce(0, +), ensemble: ensemble,
-                seconds: Date().timeIntervalSince(started), run: runKey)
-            setting.trainFingerprint = fingerprint(labelled: trainTexts)
-            setting.modelSeconds = models.map { $0.configJSON["seconds"] as? Double ?? .nan }
-            setting.ceilingTrainingSeconds = second.map { $0.seconds.reduce(0, +) }
-            result.setting = setting
+            var result = try study.run(
+                overwrite: overwrite, log: { printError($0) },
+                training: { label, epoch, done, total, status in
+                    training.report("\(label), epoch \(epoch)/\(resolved.options.epochs)", done, total, status: status)
+                }, progress: { stages.report($0, $1, $2) })
+            result.setting?.seconds = Date().timeIntervalSince(started)
             try write(result, to: outURL)
         }
-    }
-
-    /// The run's first line: what it is and how many models it trains.
-    func announce(_ runKey: String, trainTexts: Int, testTexts: Int, recipe: ModelRecipe, options: TrainingOptions) {
-        printError(
-            "LDS run \(runKey) in \(out): \(trainTexts) training and \(testTexts) test texts, \(subsets) subsets of \(fraction), "
-                + "recipe \(recipe.summary), \(options.epochs) epochs, lr \(options.learningRate); "
-                + "\(ensemble + subsets * (ceiling ? 2 : 1) + selectionSubsets) models to train (trained ones in the run directory are reused)"
-        )
-    }
-
-    /// What identifies the run (its directory refuses another): the starting model, training
-    /// options, sampled texts, tokenizer, subset fraction and seed.
-    func runKey(
-        _ resolved: (recipe: ModelRecipe, config: ModelConfig?, tokenizer: Tokenizer?, options: TrainingOptions),
-        train: [LabeledText], test: [LabeledText]
-    ) throws -> String {
-        let key = RunKey(
-            model: resolved.config, start: resolved.config == nil ? resolved.recipe.identity : nil,
-            options: resolved.options, train: fingerprint(labelled: train), test: fingerprint(labelled: test),
-            tokenizer: resolved.tokenizer.map { fingerprint($0.serializedModel) }, fraction: fraction, seed: seed)
-        return fingerprint(Data(try JSONEncoder.sorted.encode(key)))
-    }
-
-    /// The report's line on how every model was trained: the recipe and its options.
-    func recipeSummary(_ recipe: ModelRecipe, _ options: TrainingOptions) throws -> String {
-        (self.recipe.map { "\($0), " } ?? "") + recipe.summary + "; "
-            + String(decoding: try JSONEncoder.sorted.encode(options), as: UTF8.self)
     }
 
     /// OUT/lds.json and lds.md, and the report on standard output.
@@ -251,71 +200,6 @@ struct LDS: ParsableCommand {
         }
     }
 
-    /// OUT/sample.json: the sampled texts (line, text, label), each test text's compared
-    /// class, the subsets (training indices) and their models' test margins: what a peer
-    /// library needs to score the same texts and be judged on the same retrainings.
-    func writeSample(
-        _ out: URL, train: [LabeledText], test: [LabeledText], labels: LabelSet, plan: [[Int]], margins: [[Double]]
-    ) throws {
-        func rows(_ texts: [LabeledText]) -> [[String: Any]] {
-            texts.map { ["line": $0.line, "text": $0.text, "label": $0.label ?? NSNull()] }
-        }
-        let compared = try labels.indices(of: test, source: "test texts").map {
-            Faithfulness.comparedClass(classes: labels.count, label: $0)
-        }
-        let json: [String: Any] = [
-            "format": "tangent-lds-sample-1", "labels": labels.names, "train": rows(train), "test": rows(test),
-            "compared": compared, "subsets": plan, "margins": margins,
-        ]
-        try AtomicFile.write(
-            try JSONSerialization.data(withJSONObject: json, options: [.sortedKeys]),
-            to: out.appendingPathComponent("sample.json"))
-    }
-
-    /// The subset models: the evaluation subsets', with --ceiling their second training,
-    /// and with --selection-subsets those of the lambda-selection subsets; trained or read
-    /// back, each with its test margins, accuracies and seconds.
-    func trainSubsetModels(
-        _ run: DatamodelingRun, n: Int,
-        progress: @escaping (_ label: String, _ epoch: Int, _ done: Int, _ total: Int, _ status: String) -> Void
-    ) throws
-        -> (
-            plan: [[Int]], first: (margins: [[Double]], accuracies: [Double], seconds: [Double]),
-            second: (margins: [[Double]], accuracies: [Double], seconds: [Double])?,
-            selectionPlan: [[Int]], selection: (margins: [[Double]], accuracies: [Double], seconds: [Double])?
-        )
-    {
-        let plan = Datamodeling.subsets(n: n, count: subsets, fraction: fraction, seed: seed)
-        let first = try run.subsetModels(plan, progress: progress)
-        printError(
-            String(
-                format: "%ld subset models: mean test accuracy %.4f, %.1f s of training each", subsets,
-                first.accuracies.reduce(0, +) / Double(subsets), first.seconds.reduce(0, +) / Double(subsets)))
-        let second = ceiling ? try run.subsetModels(plan, replicate: 1, progress: progress) : nil
-        if let second {
-            printError(
-                String(
-                    format: "%ld subset models trained again (noise ceiling): mean test accuracy %.4f", subsets,
-                    second.accuracies.reduce(0, +) / Double(subsets)))
-        }
-        let selectionPlan = Datamodeling.subsets(
-            n: n, count: selectionSubsets, fraction: fraction, seed: DatamodelingRun.selectionSubsetSeed(seed))
-        let selection =
-            selectionSubsets > 0 ? try run.subsetModels(selectionPlan, replicate: 2, progress: progress) : nil
-        return (plan, first, second, selectionPlan, selection)
-    }
-}
-
-/// What identifies an LDS run: a different value means other models and margins.
-private struct RunKey: Encodable {
-    /// tangent's own architecture, or (for a pretrained start) what identifies the start.
-    let model: ModelConfig?
-    let start: String?
-    let options: TrainingOptions
-    let train: String, test: String
-    let tokenizer: String?
-    let fraction: Double
-    let seed: UInt64
 }
 
 /// The recipe of the models an LDS run trains: a model's (`--recipe`), with any flag given
@@ -352,100 +236,19 @@ struct RecipeOptions: ParsableArguments {
     /// The recipe: the fresh model each run starts from (tangent's own architecture, or the
     /// pretrained encoder a `train --init` model was fine-tuned from) and the training options.
     func resolve(recipe: Classifier?, tokenizerPath: String?, labels: LabelSet, recipePath: String?) throws
-        -> (recipe: ModelRecipe, config: ModelConfig?, tokenizer: Tokenizer?, options: TrainingOptions)
+        -> LDSRecipe
     {
-        var options = TrainingOptions()
-        if let recipe {
-            guard
-                let o = try RecordedTraining(
-                    configJSON: recipe.configJSON, source: (recipePath ?? "recipe") + "/config.json"
-                ).options
-            else {
-                throw DataError(
-                    "\(recipePath ?? "recipe"): config.json records no training options ('training'); give the recipe as flags instead"
-                )
-            }
-            options = o
-        }
-        if let epochs { options.epochs = epochs }
-        if let batchSize { options.batchSize = batchSize }
-        if let lr { options.learningRate = lr }
-        if let dropout { options.dropout = dropout }
-        try options.validate()
-        if let recipe, recipe.tangentModel == nil {
-            return (
-                try pretrainedRecipe(
-                    recipe, labels: labels, recipePath: recipePath ?? "--recipe", tokenizerPath: tokenizerPath), nil,
-                nil, options
-            )
-        }
-        guard let tok = try tokenizerPath.map({ try Tokenizer(contentsOf: fileURL($0)) }) ?? recipe?.tokenizer else {
-            throw ValidationError("give --tokenizer, or --recipe with a model that has one")
-        }
-        let base = recipe?.tangentModel?.config
-        var config = ModelConfig(
-            vocabSize: tok.vocabSize, maxLen: maxLen ?? base?.maxLen ?? 64, dModel: dModel ?? base?.dModel ?? 128,
-            nHeads: heads ?? base?.nHeads ?? 4, nLayers: layers ?? base?.nLayers ?? 2, dFF: dFF ?? base?.dFF ?? 512,
-            nClasses: labels.count, pooling: base?.pooling ?? .mean)
-        config.padID = Int(tok.padID)
-        config.bosID = Int(tok.bosID)
-        if let base { config.normEps = base.normEps }
-        guard tok.padID == 0, tok.bosID >= 0 else {
-            throw TokenizerError(
-                "\(tok.source): tokenizer must have pad_id=0 and a bos id (train it with `tangent tokenizer train`)")
-        }
-        guard config.dModel % config.nHeads == 0 else {
-            throw ValidationError("--d-model must be a multiple of --heads")
-        }
-        try config.validate()
-        let fixed = config
-        let summary =
-            "d_model \(config.dModel), \(config.nHeads) heads, \(config.nLayers) layers, d_ff \(config.dFF), "
-            + "max_len \(config.maxLen), \(config.pooling.rawValue) pooling"
-        let recipeModel = ModelRecipe(summary: summary, identity: summary) { seed, threads in
-            try Classifier(
-                model: TransformerClassifier<Float>.initialized(config: fixed, seed: seed, threads: threads),
-                tokenizer: tok, labels: labels)
-        }
-        return (recipeModel, config, tok, options)
-    }
-
-    /// A fine-tuned Hugging Face model's recipe: every model starts from the pretrained
-    /// directory it was fine-tuned from (config.json's `tangent.init`), with the same
-    /// truncation length; architecture flags do not apply.
-    func pretrainedRecipe(_ recipe: Classifier, labels: LabelSet, recipePath: String, tokenizerPath: String?) throws
-        -> ModelRecipe
-    {
-        let given =
-            [("--d-model", dModel), ("--heads", heads), ("--layers", layers), ("--d-ff", dFF)].filter { $0.1 != nil }
-            .map(\.0)
-            + (tokenizerPath == nil ? [] : ["--tokenizer"])
-        guard given.isEmpty else {
-            throw ValidationError(
-                "\(given.joined(separator: ", ")): \(recipePath) is a fine-tuned \(recipe.model.architecture) model; its models start from its pretrained weights, so architecture and tokenizer options do not apply"
-            )
-        }
-        guard let start = recipe.configJSON["init"] as? String else {
-            throw DataError(
-                "\(recipePath)/config.json: no 'tangent.init' (the pretrained directory it was fine-tuned from); fine-tune it with `tangent train --init` to use it as a recipe"
-            )
-        }
-        let startURL = URL(fileURLWithPath: start)
-        let length = maxLen ?? (recipe.encoder as? HFTextEncoder)?.maxLength ?? 64
-        // What the runs start from: its architecture, its weights' bytes and its tokenizer.
-        let probe = try ModelRegistry.loadForFineTuning(
-            directory: startURL, labels: labels.names, maxLength: length, seed: 0, threads: 1
-        ).0
-        var identity = probe.model.configurationData
-        identity.append(try WholeFile.read(startURL.appendingPathComponent(ModelDirectory.weightsFile)))
-        identity.append(probe.encoder.identity)
-        return ModelRecipe(
-            summary: "fine-tuned from \(start) (\(probe.model.architecture)), max length \(length)",
-            identity: fingerprint(identity)
-        ) { seed, threads in
-            let (loaded, _) = try ModelRegistry.loadForFineTuning(
-                directory: startURL, labels: labels.names, maxLength: length, seed: seed, threads: threads)
-            return try Classifier(model: loaded.model, encoder: loaded.encoder, labels: loaded.labels)
+        var o = LDSRecipe.Overrides()
+        (o.dModel, o.heads, o.layers, o.dFF, o.maxLen) = (dModel, heads, layers, dFF, maxLen)
+        (o.epochs, o.batchSize, o.learningRate, o.dropout) = (epochs, batchSize, lr, dropout)
+        do {
+            return try LDSRecipe.resolve(
+                recipe: recipe, recipePath: recipePath,
+                tokenizer: try tokenizerPath.map { (try Tokenizer(contentsOf: fileURL($0)), option: "--tokenizer") },
+                labels: labels, overrides: o)
+        } catch let e as RecipeError {
+            // Options that do not fit together: a usage error, as in `validate`.
+            throw ValidationError(e.description)
         }
     }
 }

@@ -52,6 +52,12 @@ import Testing
         // The five-line example: the predicted label, then its five proponents' texts.
         #expect(lines.first?.hasPrefix("negative [\"") == true, "\(lines.first ?? "")")
         #expect(lines.contains { $0.hasPrefix("positive [") })
+        // The LDS study: each kernel's mean LDS, a correlation.
+        for kernel in ["grad-cos", "proj-trntk"] {
+            let lds = try #require(lines.first { $0.hasPrefix(kernel + " ") }, "no LDS line for \(kernel)")
+            let value = try #require(Double(lds.dropFirst(kernel.count + 1)), "\(lds)")
+            #expect(value > -1 && value < 1, "\(lds)")
+        }
         #expect(lines.contains { $0.contains("\"embeddings\", \"blocks.0\", \"blocks.1\", \"norm\", \"head\"") })
         #expect(lines.contains("64 texts featurized"))
         let explanation = try #require(lines.firstIndex { $0.contains("surrogate:") })
