@@ -10,7 +10,8 @@
 # (the surrogates with their influence forms, grad-cos, TracIn, if-head, if-proj, TRAK,
 # EK-FAC on the model under study alone, and the class prior), each with its run time; then the comparison report on that
 # sample with the LDS beside tau (K = 4096). Every step resumes where it stopped; run times
-# and peak memory of each step go to reports/minilm-NAME/times.txt.
+# and peak memory of each step go to reports/minilm-NAME/times.txt; the LDS run's lds.md,
+# lds.json and sample.json are copied there.
 # movie-snippets keeps the directories of scripts/make-minilm-report.sh (features/minilm).
 #   scripts/make-minilm-reports.sh [NAME ...]
 set -euo pipefail
@@ -47,6 +48,8 @@ for set in "${sets[@]}"; do
       --cache "$work/cache" --out "$work/lds"
     TANGENT_THREADS=2 timed $bin compare --model "$model" --train "data/$set" --test "data/$set" --kernels "$kernels" --ensemble 3 \
       --proj-dim 4096 --seed 0 "${sample[@]}" --lds "$work/lds" --cache "$work/cache" --out "$out" --overwrite
-    cp "$work/lds/lds.md" "$out/lds.md"
+    # The run's results beside the report (the models and features stay in $work): lds.json
+    # for `compare --lds` and other readers, sample.json for scripts/peers_lds.py.
+    cp "$work/lds/lds.md" "$work/lds/lds.json" "$work/lds/sample.json" "$out/"
   )
 done
