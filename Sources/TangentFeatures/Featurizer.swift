@@ -439,6 +439,9 @@ public final class Featurizer {
         texts: [LabeledText], source: String, to url: URL, replace: FeatureWriter.Replace, shard: ShardSpec? = nil,
         progress: (Int, Int) -> Void = { _, _ in }
     ) throws -> FeatureFile {
+        // The model may be kept long after (an ensemble member, a checkpoint): its passes'
+        // activations are freed once the file is written.
+        defer { classifier.model.releaseScratch() }
         var metadata = metadata(texts: texts, source: source)
         var part = texts[...]
         if let shard {

@@ -81,6 +81,12 @@ public protocol ClassifierModel<Scalar>: AnyObject {
     /// concurrently. What EK-FAC's factors are computed from.
     func linearRows(
         seed: [Scalar], subset: ParameterSubset, visit: (_ rows: LinearRows<Scalar>, _ firstText: Int) -> Void)
+    /// Bytes of activations one text of the longest length holds in a pass (an upper bound:
+    /// what training keeps for the backward pass).
+    var activationBytesPerText: Double { get }
+    /// Frees the activations and scratch of past passes (see `ShardedPasses.releaseScratch`);
+    /// a backward call needs a forward pass after it.
+    func releaseScratch()
     /// Throws, saying the size, when training on batches of `batch` texts would not fit
     /// in this machine's memory (checked before anything is allocated).
     func checkTraining(batch: Int) throws
@@ -93,27 +99,35 @@ public protocol ClassifierModel<Scalar>: AnyObject {
 }
 
 extension ClassifierModel {
+    /// Bytes of activations a prediction batch may hold: `logits(sequences:)` takes fewer
+    /// texts per batch than asked when they would need more.
+    public static var predictionBudget: Double { 512 * 1_048_576 }
+
     @discardableResult
     public func forward(_ batch: TokenBatch, rowInvariant: Bool = false) throws -> [Scalar] {
         try forward(batch, dropout: nil, rowInvariant: rowInvariant)
     }
 
-    /// Logits [count, C] of token sequences, in batches of `batchSize`: the network's one
-    /// prediction path (`Classifier.logits`, `predict`, `evaluate` and the trainer's test
-    /// pass). Row-invariant, so a text's logits are the same bits whichever texts share
-    /// its batch, and the same as the featurizer and gradient computer store.
-    /// `check(logits, first)` sees each batch's logits (its first text's index) before they
-    /// are kept.
+    /// Logits [count, C] of token sequences, in batches of at most `batchSize` (fewer when a
+    /// batch's activations would exceed `predictionBudget`): the network's one prediction
+    /// path (`Classifier.logits`, `predict`, `evaluate` and the trainer's test pass).
+    /// Row-invariant, so a text's logits are the same bits whichever texts share its batch,
+    /// and the same as the featurizer and gradient computer store. `check(logits, first)`
+    /// sees each batch's logits (its first text's index) before they are kept. The
+    /// activations are freed at the end (`releaseScratch`): `lastEmbeddings` and `backward`
+    /// need a `forward` after it.
     public func logits(
         sequences: [[Int32]], batchSize: Int = 256,
         check: (_ logits: [Scalar], _ first: Int) throws -> Void = { _, _ in }
     ) throws -> [Scalar] {
         precondition(batchSize >= 1, "batch size must be positive")
+        defer { releaseScratch() }
+        let step = min(batchSize, max(1, Int(Self.predictionBudget / max(1, activationBytesPerText))))
         var out: [Scalar] = []
         out.reserveCapacity(sequences.count * shape.classes)
         var start = 0
         while start < sequences.count {
-            let end = min(sequences.count, start + batchSize)
+            let end = min(sequences.count, start + step)
             let z = try forward(
                 TokenBatch(sequences: Array(sequences[start..<end]), padID: shape.padID), rowInvariant: true)
             try check(z, start)

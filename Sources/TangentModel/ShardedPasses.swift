@@ -48,6 +48,8 @@ final class ShardedPasses<T: BLASScalar> {
 
     private var workspaces: [Workspace<T>]
     private var shardGrads: [Buffer<T>]
+    /// Blocks a workspace holds activations for.
+    private let layers: Int
     private var shards: [Range<Int>] = []
     private var current: TokenBatch?
 
@@ -64,8 +66,20 @@ final class ShardedPasses<T: BLASScalar> {
         self.threads = max(1, threads)
         parameters = .allocate(capacity: layout.count)
         parameters.initialize(repeating: 0)
+        self.layers = layers
         workspaces = (0..<self.threads).map { _ in Workspace<T>(nLayers: layers) }
         shardGrads = (0..<self.threads).map { _ in Buffer<T>() }
+    }
+
+    /// Frees the activations and gradient sums of past passes; the next pass allocates
+    /// them again. The workspaces grow to the largest batch seen (a prediction batch of a
+    /// base-size model holds gigabytes), so a model kept for later (an ensemble member, a
+    /// checkpoint) would otherwise hold that memory beside its weights.
+    func releaseScratch() {
+        workspaces = (0..<threads).map { _ in Workspace<T>(nLayers: layers) }
+        shardGrads = (0..<threads).map { _ in Buffer<T>() }
+        shards = []
+        current = nil
     }
 
     deinit { parameters.deallocate() }

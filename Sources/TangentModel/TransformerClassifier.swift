@@ -188,6 +188,10 @@ public final class TransformerClassifier<T: BLASScalar>: ClassifierModel, ShardP
 
     public func checkTraining(batch: Int) throws { try config.checkTraining(batch: batch) }
 
+    public var activationBytesPerText: Double { config.activationBytesPerText }
+
+    public func releaseScratch() { passes.releaseScratch() }
+
     public func saveConfiguration(labels: [String], extra: [String: Any], into directory: URL) throws {
         try LabelSet(names: labels).save(directory.appendingPathComponent(ModelDirectory.labelsFile))
         try ModelDirectory.saveConfig(

@@ -136,6 +136,12 @@ public final class ModernBertClassifier<T: BLASScalar>: ClassifierModel, ShardPa
             extra: extra, into: directory)
     }
 
+    public var activationBytesPerText: Double {
+        config.trainingBytes(batch: 1, classes: labels.count) - config.trainingBytes(batch: 0, classes: labels.count)
+    }
+
+    public func releaseScratch() { passes.releaseScratch() }
+
     public func checkTraining(batch: Int) throws {
         let memory = Double(ProcessInfo.processInfo.physicalMemory)
         let need = config.trainingBytes(batch: batch, classes: labels.count)
