@@ -153,7 +153,8 @@ struct Compare: ParsableCommand {
             printError(
                 String(
                     format:
-                        "note: the projection error of dense Rademacher is skipped: its %.3g x %ld entries per block of texts would take hours; give --projector rademacher to compute it",
+                        "note: the projection error of dense Rademacher is skipped: its %.3g x %ld entries per block of texts "
+                        + "would take hours; give --projector rademacher to compute it",
                     Double(parameters), dims.reduce(0, +)))
             return [projection.choice]
         }

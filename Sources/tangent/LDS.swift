@@ -150,8 +150,10 @@ struct LDS: ParsableCommand {
             study.trainFile = trainFile
             study.recipeName = recipe
             printError(
-                "LDS run \(try study.runKey()) in \(out): \(trainTexts.count) training and \(testTexts.count) test texts, \(subsets) subsets of \(fraction), "
-                    + "recipe \(resolved.model.summary), \(resolved.options.epochs) epochs, lr \(resolved.options.learningRate); "
+                "LDS run \(try study.runKey()) in \(out): \(trainTexts.count) training and \(testTexts.count) test texts, "
+                    + "\(subsets) subsets of \(fraction), "
+                    + "recipe \(resolved.model.summary), \(resolved.options.epochs) epochs, "
+                    + "lr \(resolved.options.learningRate); "
                     + "\(study.modelsToTrain) models to train (trained ones in the run directory are reused)")
             let training = StageProgress()
             let stages = StageProgress()
